@@ -1,0 +1,45 @@
+"""What `list` shows: every dataset, encoder and method, and whether the files each needs are present."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _status(base: Path, files: list[str], builtin: bool) -> tuple[str, str]:
+    """(present?, where) for a registry entry's expected files (any one of them suffices)."""
+    if builtin:
+        return "builtin", "installed with the package"
+    if not files:
+        return "-", ""
+    found = [f for f in files if (base / f).exists()]
+    return ("yes" if found else "no"), ", ".join(str(base / f) for f in (found or files))
+
+
+def _section(title: str, registry, base: Path) -> str:
+    from tabulate import tabulate
+
+    rows = []
+    for name in registry.names():
+        meta = registry.meta(name)
+        present, where = _status(base, meta.get("files", []), meta.get("builtin", False))
+        aliases = meta.get("aliases", [])
+        rows.append([name + (f" ({', '.join(aliases)})" if aliases else ""), present, meta.get("help", ""), where])
+    return f"## {title}\n\n" + tabulate(rows, ["name", "present", "what", "files expected"], tablefmt="github")
+
+
+def catalog(opts) -> str:
+    """Markdown listing of datasets (with user folders found under the data root), encoders and methods."""
+    from cca_bench.datasets import load_all as load_datasets
+    from cca_bench.datasets import user_folders
+    from cca_bench.features import load_all as load_features
+    from cca_bench.methods import load_all as load_methods
+    from cca_bench.registry import DATASETS, IMAGE_ENCODERS, METHODS, TEXT_ENCODERS
+
+    load_datasets(), load_features(), load_methods()
+    root = Path(opts.data_root)
+    parts = [f"data root: {root.resolve()}\n", _section("Datasets", DATASETS, root)]
+    folders = user_folders(root)
+    if folders:
+        parts.append("Dataset folders found under the data root (usable by name): " + ", ".join(folders))
+    parts += [_section("Text encoders (FEATURES = TEXT_IMAGE)", TEXT_ENCODERS, root),
+              _section("Image encoders", IMAGE_ENCODERS, root), _section("Methods", METHODS, root)]
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,133 @@
+"""CaptionDataset and Split: image ids, captions, tokens and which image each caption describes."""
+from __future__ import annotations
+
+import hashlib
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cca_bench.errors import UserError
+
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def tokenize(text: str) -> list[str]:
+    """Karpathy-style tokens: lower case, punctuation deleted (``t-shirt`` -> ``tshirt``), split on space."""
+    return text.lower().translate(_PUNCT).split()
+
+
+@dataclass
+class Split:
+    """One split of a dataset.
+
+    Attributes:
+        dataset, name: e.g. ``flickr8k``, ``test``.
+        image_ids: (n_img,) stable string ids (file names for file-based datasets).
+        captions: (n_txt,) raw caption strings.
+        tokens: (n_txt,) token lists (Karpathy tokens when the source has them, else :func:`tokenize`).
+        image_index: (n_txt,) int64; caption j describes image ``image_index[j]`` of this split.
+        image_rows: (n_img,) int64 row of each image in the dataset's global image order (the column of
+            Karpathy's ``vgg_feats.mat``, the row of a precomputed ``.npy``).
+        loader: ``loader(i) -> PIL.Image`` for image i of this split, or None when only precomputed
+            features exist.
+        image_paths: (n_img,) paths of the image files when they are files, else None.
+    """
+
+    dataset: str
+    name: str
+    image_ids: list[str]
+    captions: list[str]
+    tokens: list[list[str]]
+    image_index: np.ndarray
+    image_rows: np.ndarray
+    loader: Callable[[int], "object"] | None = None
+    image_paths: list[Path] | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.image_index = np.asarray(self.image_index, dtype=np.int64)
+        self.image_rows = np.asarray(self.image_rows, dtype=np.int64)
+        n_img, n_txt = len(self.image_ids), len(self.captions)
+        if len(self.tokens) != n_txt or len(self.image_index) != n_txt:
+            raise UserError(
+                f"{self.dataset}/{self.name}: {n_txt} captions but {len(self.tokens)} token lists and "
+                f"{len(self.image_index)} image indices"
+            )
+        if n_txt and (self.image_index.min() < 0 or self.image_index.max() >= n_img):
+            raise UserError(f"{self.dataset}/{self.name}: a caption points to an image outside 0..{n_img - 1}")
+
+    @property
+    def n_images(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def n_captions(self) -> int:
+        return len(self.captions)
+
+    def load_image(self, i: int):
+        """Image i as an RGB ``PIL.Image``."""
+        if self.loader is None:
+            raise UserError(
+                f"{self.dataset}/{self.name} has no image files, only precomputed features: "
+                "use the image encoder made for it (vgg_karpathy or precomp)"
+            )
+        return self.loader(i)
+
+    def fingerprint(self) -> str:
+        """A short hash of ids, captions and pairing: any change to the split changes it (cache keys)."""
+        h = hashlib.sha1()
+        h.update(f"{self.dataset}/{self.name}".encode())
+        for s in self.image_ids:
+            h.update(s.encode() + b"\0")
+        for s in self.captions:
+            h.update(s.encode() + b"\0")
+        h.update(self.image_index.tobytes())
+        h.update(self.image_rows.tobytes())
+        return h.hexdigest()[:16]
+
+    def subset(self, images: np.ndarray) -> "Split":
+        """The split restricted to the given image positions (captions follow their images)."""
+        images = np.asarray(images, dtype=np.int64)
+        remap = np.full(self.n_images, -1, dtype=np.int64)
+        remap[images] = np.arange(len(images))
+        keep = np.flatnonzero(remap[self.image_index] >= 0)
+        loader = None if self.loader is None else (lambda i, _l=self.loader, _im=images: _l(int(_im[i])))
+        return Split(
+            dataset=self.dataset,
+            name=self.name,
+            image_ids=[self.image_ids[i] for i in images],
+            captions=[self.captions[j] for j in keep],
+            tokens=[self.tokens[j] for j in keep],
+            image_index=remap[self.image_index[keep]],
+            image_rows=self.image_rows[images],
+            loader=loader,
+            image_paths=None if self.image_paths is None else [self.image_paths[i] for i in images],
+            extra=dict(self.extra),
+        )
+
+
+@dataclass
+class CaptionDataset:
+    """A named dataset: its folder (if any) and its splits.
+
+    ``splits`` maps split names (``train``, ``val``, ``test``, and others such as ``testall``) to Split.
+    ``train`` already includes Karpathy's ``restval``. ``image_encoders`` lists precomputed-feature encoders
+    the dataset offers (``vgg_karpathy``, ``precomp``).
+    """
+
+    name: str
+    root: Path | None
+    splits: dict[str, Split]
+    description: str = ""
+    image_encoders: tuple[str, ...] = ()
+
+    def split(self, name: str) -> Split:
+        try:
+            return self.splits[name]
+        except KeyError:
+            raise UserError(
+                f"dataset {self.name!r} has no split {name!r} (it has: {', '.join(self.splits)})"
+            ) from None

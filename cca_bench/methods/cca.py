@@ -1,0 +1,158 @@
+"""Regularized CCA: streaming covariances, scaled ridge, Cholesky whitening, SVD (Klein et al. 2015).
+
+With covariances Cxx, Cyy (ridged as ``C + reg * lambda_max(C) * I``) and Cxy, let Lx, Ly be their Cholesky
+factors. The SVD ``Lx^-1 Cxy Ly^-T = U S V^T`` gives the canonical correlations S and the weights
+``Wx = Lx^-T U``, ``Wy = Ly^-T V``. Projections are ``(X - mean_x) Wx * S**eig_power`` (Gong et al. 2014
+weight each dimension by a power of its correlation; Klein et al. use power 1). The solve runs in float64
+in torch, on CUDA when ``device`` says so.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from cca_bench import linalg
+from cca_bench.config import torch_device
+from cca_bench.errors import UserError
+from cca_bench.methods.base import Params, load_arrays, save_arrays
+from cca_bench.registry import METHODS
+
+
+@METHODS.register("cca", help="regularized CCA (Klein et al. 2015): covariances, ridge, Cholesky whitening, SVD")
+class RegularizedCCA(Params):
+    """Regularized canonical correlation analysis, scikit-learn style.
+
+    Args:
+        n_components: number of canonical pairs kept; None = min(dx, dy).
+        reg: ridge, as a fraction of each covariance's largest eigenvalue (Klein et al.: 1e-3 .. 5e-5).
+        eig_power: projected dimension i is scaled by ``canonical_correlations_[i] ** eig_power``.
+        center: subtract the means (True for CCA proper).
+        device: "auto" (CUDA when present), "cpu" or "cuda" for the solve.
+        chunk_rows: rows per chunk when accumulating covariances.
+        random_state: seed of the power iteration that finds the largest eigenvalues.
+    Fitted: ``canonical_correlations_`` (k,), ``x_weights_`` (dx, k), ``y_weights_`` (dy, k),
+        ``mean_x_`` (dx,), ``mean_y_`` (dy,), ``n_components_``, ``n_samples_``.
+    """
+
+    CLI_PARAMS = {
+        "n_components": (int, "number of canonical dimensions kept (default: min of the two feature widths)"),
+        "reg": (float, "ridge as a fraction of the largest covariance eigenvalue (default 1e-3)"),
+        "eig_power": (float, "scale each dimension by its canonical correlation to this power (default 1)"),
+    }
+
+    def __init__(self, n_components=None, reg=1e-3, eig_power=1.0, center=True, device="auto",
+                 chunk_rows=linalg.CHUNK_ROWS, random_state=0):
+        self.n_components = n_components
+        self.reg = reg
+        self.eig_power = eig_power
+        self.center = center
+        self.device = device
+        self.chunk_rows = chunk_rows
+        self.random_state = random_state
+
+    def fit(self, X, Y, x_index=None):
+        """Fit on images X (n_x, dx) and texts Y (n, dy); ``x_index`` (n,) pairs Y's rows with X's rows."""
+        if X.ndim != 2 or Y.ndim != 2:
+            raise UserError(f"CCA needs 2-d arrays, got shapes {X.shape} and {Y.shape}")
+        if self.reg < 0:
+            raise UserError(f"reg must be >= 0, got {self.reg}")
+        m = linalg.paired_moments(X, Y, x_index, self.chunk_rows)
+        if not self.center:
+            m.cxx += np.outer(m.mean_x, m.mean_x) * m.n / (m.n - 1)
+            m.cyy += np.outer(m.mean_y, m.mean_y) * m.n / (m.n - 1)
+            m.cxy += np.outer(m.mean_x, m.mean_y) * m.n / (m.n - 1)
+            m.mean_x, m.mean_y = np.zeros_like(m.mean_x), np.zeros_like(m.mean_y)
+        return self._solve(m)
+
+    def _n_components(self, dx: int, dy: int) -> int:
+        k_max = min(dx, dy)
+        k = k_max if self.n_components is None else int(self.n_components)
+        if k < 1:
+            raise UserError(f"n_components must be >= 1, got {k}")
+        if k > k_max:
+            warnings.warn(f"n_components={k} exceeds min(dx, dy) = {k_max}; using {k_max}")
+            k = k_max
+        return k
+
+    def _solve(self, m: linalg.Moments):
+        import torch
+
+        dev = torch_device(self.device)
+        t = lambda a: torch.as_tensor(a, dtype=torch.float64, device=dev)  # noqa: E731
+        lx = linalg.cholesky_factor(linalg.ridge(t(m.cxx), self.reg), "image", self.reg)
+        ly = linalg.cholesky_factor(linalg.ridge(t(m.cyy), self.reg), "text", self.reg)
+        cxy = t(m.cxy)
+        whitened = torch.linalg.solve_triangular(lx, cxy, upper=False)
+        whitened = torch.linalg.solve_triangular(ly, whitened.T, upper=False).T
+        u, s, vh = torch.linalg.svd(whitened, full_matrices=False)
+        k = self._n_components(*cxy.shape)
+        u, v = linalg.flip_signs(u[:, :k], vh[:k].T)
+        self.x_weights_ = torch.linalg.solve_triangular(lx.T, u, upper=True).cpu().numpy()
+        self.y_weights_ = torch.linalg.solve_triangular(ly.T, v, upper=True).cpu().numpy()
+        self.canonical_correlations_ = s[:k].cpu().numpy()
+        self.mean_x_, self.mean_y_ = m.mean_x, m.mean_y
+        self.n_components_, self.n_samples_ = k, m.n
+        return self
+
+    def params_label(self) -> str:
+        """Short label for tables: ``k=50 reg=0.001 p=1``."""
+        k = getattr(self, "n_components_", self.n_components)
+        return f"k={k} reg={self.reg:g} p={self.eig_power:g}"
+
+    def _check_fitted(self):
+        if not hasattr(self, "x_weights_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("this RegularizedCCA is not fitted yet: call fit first")
+
+    def _project(self, a, mean, weights, name):
+        self._check_fitted()
+        a = np.asarray(a)
+        if a.ndim != 2 or a.shape[1] != len(mean):
+            raise UserError(f"{name} must have shape (n, {len(mean)}), got {a.shape}")
+        out = (a.astype(np.float64) - mean) @ weights
+        return (out * self.canonical_correlations_ ** self.eig_power).astype(np.float32)
+
+    def transform_x(self, X):
+        """(n, dx) -> (n, k) projected, correlation-weighted image embeddings."""
+        return self._project(X, self.mean_x_, self.x_weights_, "X")
+
+    def transform_y(self, Y):
+        """(n, dy) -> (n, k) projected, correlation-weighted text embeddings."""
+        return self._project(Y, self.mean_y_, self.y_weights_, "Y")
+
+    def transform(self, X, Y=None):
+        """Like scikit-learn's CCA: X's projection, or (X's, Y's) when Y is given."""
+        return self.transform_x(X) if Y is None else (self.transform_x(X), self.transform_y(Y))
+
+    # --- CrossModalModel protocol -------------------------------------------------------------
+    def fit_features(self, train, val=None):
+        """Fit on a FeatureSet: every caption paired with its image's features."""
+        return self.fit(train.images, train.texts, x_index=train.image_index)
+
+    def embed_images(self, features):
+        return self.transform_x(features.images)
+
+    def embed_texts(self, features):
+        return self.transform_y(features.texts)
+
+    _ARRAYS = ("x_weights_", "y_weights_", "canonical_correlations_", "mean_x_", "mean_y_")
+
+    def save(self, path, extra: dict | None = None):
+        self._check_fitted()
+        params = {k: v for k, v in self.get_params().items()}
+        config = {"method": "cca", "params": params, "n_components_": self.n_components_,
+                  "n_samples_": self.n_samples_, **(extra or {})}
+        save_arrays(path, {k: getattr(self, k) for k in self._ARRAYS}, config)
+
+    @classmethod
+    def load(cls, path):
+        arrays, config = load_arrays(path)
+        if config.get("method") != "cca":
+            raise UserError(f"{path}.json holds a {config.get('method')!r} model, not cca")
+        model = cls(**config["params"])
+        for k in cls._ARRAYS:
+            setattr(model, k, arrays[k])
+        model.n_components_, model.n_samples_ = config["n_components_"], config["n_samples_"]
+        model.config_ = config
+        return model

@@ -1,0 +1,170 @@
+"""Retrieval metrics for image annotation (i2t) and image search (t2i), after Kiros et al. 2014 / VSE++.
+
+Conventions (see PROTOCOLS.md):
+- ranks are 1-based; an annotation query (an image) takes the rank of its BEST-ranked caption;
+- R@K is the percentage of queries with rank <= K; median rank = floor(median(r0)) + 1 and
+  mean rank = mean(r0) + 1, with r0 the 0-based ranks;
+- ties: ``ties="optimistic"`` (default, the protocol's rule) counts only items with a STRICTLY higher
+  score than the ground truth against it; ``ties="pessimistic"`` also counts every other item whose score
+  equals it. Images without captions are not annotation queries.
+- ``folds=5`` splits the images into 5 consecutive folds (COCO 1k protocol) and averages every metric.
+The similarity matrix is never held whole: queries go in blocks, and only the counts above the ground truth
+are kept, so memory is O(block x gallery).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cca_bench.errors import UserError
+
+DISTANCES = ("cosine", "dot", "euclidean")
+KS = (1, 5, 10)
+
+
+def prepare(emb: np.ndarray, distance: str) -> np.ndarray:
+    """(n, k) embeddings -> float32 rows ready for a dot product under ``distance``.
+
+    cosine: L2-normalised rows (a zero row stays zero). euclidean: rows augmented so that
+    ``a' . b'`` ranks like ``-||a - b||^2`` within a query (see :func:`similarity`).
+    """
+    if distance not in DISTANCES:
+        raise UserError(f"unknown distance {distance!r} (choose from {', '.join(DISTANCES)})")
+    emb = np.asarray(emb, dtype=np.float32)
+    if distance == "cosine":
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)
+        return emb / np.maximum(norms, 1e-12)
+    return emb
+
+
+def similarity(a: np.ndarray, b: np.ndarray, distance: str = "cosine") -> np.ndarray:
+    """(n_a, k), (n_b, k) -> (n_a, n_b) scores, higher is closer.
+
+    euclidean gives ``-||a_i - b_j||^2``.
+    """
+    pa, pb = prepare(a, distance), prepare(b, distance)
+    s = pa @ pb.T
+    if distance == "euclidean":
+        s = 2 * s - (pa * pa).sum(1)[:, None] - (pb * pb).sum(1)[None, :]
+    return s
+
+
+def _block_scores(q: np.ndarray, g: np.ndarray, g_sq: np.ndarray | None) -> np.ndarray:
+    s = q @ g.T
+    if g_sq is not None:  # euclidean: the query's own norm is constant along its row
+        s = 2 * s - g_sq[None, :]
+    return s
+
+
+def _count_above(s: np.ndarray, gt: np.ndarray, n_pos_tied: np.ndarray, ties: str) -> np.ndarray:
+    """0-based ranks from a (b, n) score block, the ground-truth score per row and, for pessimistic
+    ties, the number of positives whose score is >= gt (they do not count against the query)."""
+    if ties == "optimistic":
+        return (s > gt[:, None]).sum(1)
+    return (s >= gt[:, None]).sum(1) - n_pos_tied
+
+
+def ranks(
+    image_emb: np.ndarray,
+    text_emb: np.ndarray,
+    image_index: np.ndarray,
+    distance: str = "cosine",
+    ties: str = "optimistic",
+    block: int = 2048,
+) -> tuple[np.ndarray, np.ndarray]:
+    """0-based ranks for both directions.
+
+    Args:
+        image_emb: (n_img, k); text_emb: (n_txt, k); image_index: (n_txt,) caption j describes image
+            ``image_index[j]``.
+    Returns:
+        (r_i2t, r_t2i): (n_img_with_captions,) and (n_txt,) int64 0-based ranks.
+    """
+    if ties not in ("optimistic", "pessimistic"):
+        raise UserError(f"unknown tie rule {ties!r} (optimistic or pessimistic)")
+    image_index = np.asarray(image_index, dtype=np.int64)
+    n_img, n_txt = len(image_emb), len(text_emb)
+    if len(image_index) != n_txt:
+        raise UserError(f"{n_txt} caption embeddings but {len(image_index)} entries in image_index")
+    if image_emb.shape[1] != text_emb.shape[1]:
+        raise UserError(f"image and text embeddings differ in width: {image_emb.shape[1]} vs {text_emb.shape[1]}")
+    if n_txt and (image_index.min() < 0 or image_index.max() >= n_img):
+        raise UserError(f"image_index points outside 0..{n_img - 1}")
+    ims, txt = prepare(image_emb, distance), prepare(text_emb, distance)
+    euclid = distance == "euclidean"
+    return (
+        _ranks_i2t(ims, txt, image_index, (txt * txt).sum(1) if euclid else None, ties, block),
+        _ranks_t2i(ims, txt, image_index, (ims * ims).sum(1) if euclid else None, ties, block),
+    )
+
+
+def _ranks_t2i(ims, txt, image_index, ims_sq, ties, block):
+    out = np.empty(len(txt), dtype=np.int64)
+    for s0 in range(0, len(txt), block):
+        sl = slice(s0, s0 + block)
+        s = _block_scores(txt[sl], ims, ims_sq)
+        gt = s[np.arange(len(s)), image_index[sl]]
+        out[sl] = _count_above(s, gt, 1, ties)
+    return out
+
+
+def _ranks_i2t(ims, txt, image_index, txt_sq, ties, block):
+    has_caption = np.bincount(image_index, minlength=len(ims)) > 0
+    out = np.full(len(ims), -1, dtype=np.int64)
+    for s0 in range(0, len(ims), block):
+        s = _block_scores(ims[s0 : s0 + block], txt, txt_sq)
+        cols = np.flatnonzero((image_index >= s0) & (image_index < s0 + len(s)))
+        rows = image_index[cols] - s0
+        gt = np.full(len(s), -np.inf, dtype=s.dtype)
+        np.maximum.at(gt, rows, s[rows, cols])
+        n_pos_tied = np.bincount(rows[s[rows, cols] >= gt[rows]], minlength=len(s))
+        out[s0 : s0 + len(s)] = _count_above(s, gt, n_pos_tied, ties)
+    return out[has_caption]
+
+
+def summarize(r0: np.ndarray) -> dict:
+    """0-based ranks -> {"R@1","R@5","R@10" (percent), "median_rank", "mean_rank"} (1-based ranks)."""
+    r0 = np.asarray(r0)
+    if r0.size == 0:
+        raise UserError("no queries to evaluate")
+    out = {f"R@{k}": float(100.0 * np.mean(r0 < k)) for k in KS}
+    out["median_rank"] = float(np.floor(np.median(r0)) + 1)
+    out["mean_rank"] = float(np.mean(r0) + 1)
+    return out
+
+
+def fold_slices(n_img: int, folds: int) -> list[np.ndarray]:
+    """Image positions of each of ``folds`` consecutive, equal folds (COCO 1k: 5 folds of 1,000)."""
+    if folds < 1 or n_img % folds:
+        raise UserError(f"cannot split {n_img} images into {folds} equal folds")
+    size = n_img // folds
+    return [np.arange(f * size, (f + 1) * size) for f in range(folds)]
+
+
+def evaluate_retrieval(
+    image_emb: np.ndarray,
+    text_emb: np.ndarray,
+    image_index: np.ndarray,
+    distance: str = "cosine",
+    folds: int = 1,
+    ties: str = "optimistic",
+) -> dict:
+    """Image annotation (i2t) and image search (t2i) metrics, averaged over ``folds`` image folds.
+
+    Args:
+        image_emb: (n_img, k); text_emb: (n_txt, k); image_index: (n_txt,) image of each caption.
+    Returns:
+        ``{"image_annotation": {...}, "image_search": {...}}``, each as :func:`summarize` returns.
+    """
+    image_emb, text_emb = np.asarray(image_emb), np.asarray(text_emb)
+    image_index = np.asarray(image_index, dtype=np.int64)
+    if len(image_index) != len(text_emb) or (len(image_index) and (image_index.min() < 0 or image_index.max() >= len(image_emb))):
+        raise UserError(f"image_index must give an image in 0..{len(image_emb) - 1} for each of the {len(text_emb)} captions")
+    per_fold = []
+    for images in fold_slices(len(image_emb), folds):
+        caps = np.flatnonzero((image_index >= images[0]) & (image_index <= images[-1]))
+        r_i2t, r_t2i = ranks(image_emb[images], text_emb[caps], image_index[caps] - images[0], distance, ties)
+        per_fold.append({"image_annotation": summarize(r_i2t), "image_search": summarize(r_t2i)})
+    return {
+        task: {m: float(np.mean([f[task][m] for f in per_fold])) for m in per_fold[0][task]}
+        for task in ("image_annotation", "image_search")
+    }

@@ -1,0 +1,117 @@
+"""RegularizedCCA against known canonical correlations and a plain scipy generalized eigen-solve."""
+import numpy as np
+import pytest
+import scipy.linalg
+from sklearn.base import clone
+
+from cca_bench.errors import UserError
+from cca_bench.methods.cca import RegularizedCCA
+
+NOISE = np.array([0.1, 0.5, 1.0])
+
+
+def paired(n=20000, seed=0):
+    """Views sharing 3 latent signals with noise NOISE on the text side: rho_i = 1 / sqrt(1 + noise_i^2)."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, 3))
+    x = np.hstack([z, rng.standard_normal((n, 17))]) @ rng.standard_normal((20, 20))
+    y = np.hstack([z + rng.standard_normal((n, 3)) * NOISE, rng.standard_normal((n, 7))]) @ rng.standard_normal((10, 10))
+    return x.astype(np.float32), y.astype(np.float32)
+
+
+def test_recovers_known_canonical_correlations():
+    x, y = paired()
+    m = RegularizedCCA(reg=0).fit(x, y)
+    assert m.canonical_correlations_[:3] == pytest.approx(1 / np.sqrt(1 + NOISE**2), abs=0.01)
+    assert m.canonical_correlations_[3] < 0.1
+    a, b = m.transform(x, y)
+    for i in range(3):  # projections are canonical variates: their correlation is rho_i
+        assert np.corrcoef(a[:, i], b[:, i])[0, 1] == pytest.approx(m.canonical_correlations_[i], abs=1e-4)
+
+
+def test_agrees_with_scipy_generalized_eigenproblem():
+    x, y = paired(n=3000, seed=1)
+    reg = 1e-2
+    m = RegularizedCCA(reg=reg).fit(x, y)
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    cxx, cyy, cxy = (a.T.astype(np.float64) @ b / (len(x) - 1) for a, b in ((xc, xc), (yc, yc), (xc, yc)))
+    cxx += reg * np.linalg.eigvalsh(cxx)[-1] * np.eye(20)
+    cyy += reg * np.linalg.eigvalsh(cyy)[-1] * np.eye(10)
+    lhs = np.block([[np.zeros((20, 20)), cxy], [cxy.T, np.zeros((10, 10))]])
+    rhs = scipy.linalg.block_diag(cxx, cyy)
+    rho = scipy.linalg.eigh(lhs, rhs, eigvals_only=True)[::-1][:10]
+    assert m.canonical_correlations_ == pytest.approx(rho, abs=1e-5)
+
+
+def test_paired_rows_by_index_equal_repeated_rows():
+    rng = np.random.default_rng(2)
+    images = rng.standard_normal((200, 12)).astype(np.float32)
+    index = np.repeat(np.arange(200), 5)
+    texts = (images[index] @ rng.standard_normal((12, 6)) + rng.standard_normal((1000, 6))).astype(np.float32)
+    a = RegularizedCCA(reg=1e-3).fit(images, texts, x_index=index)
+    b = RegularizedCCA(reg=1e-3).fit(images[index], texts)
+    assert a.canonical_correlations_ == pytest.approx(b.canonical_correlations_, abs=1e-6)
+    np.testing.assert_allclose(a.transform_x(images), b.transform_x(images), atol=1e-4)
+
+
+def test_chunking_and_memmap_give_the_same_fit(tmp_path):
+    x, y = paired(n=5000, seed=3)
+    np.save(tmp_path / "x.npy", x)
+    xm = np.load(tmp_path / "x.npy", mmap_mode="r", allow_pickle=False)
+    a = RegularizedCCA(reg=1e-4).fit(x, y)
+    b = RegularizedCCA(reg=1e-4, chunk_rows=777).fit(xm, y)
+    # float32 chunk products summed in float64: agreement to float32 precision
+    assert a.canonical_correlations_ == pytest.approx(b.canonical_correlations_, abs=2e-5)
+    # the 3 strong, well-separated pairs are determined; the noise pairs (rho ~ 0.02..0.07) are not
+    np.testing.assert_allclose(a.x_weights_[:, :3], b.x_weights_[:, :3], rtol=1e-3, atol=1e-5)
+
+
+def test_signs_are_deterministic_and_eig_power_scales():
+    x, y = paired(n=4000, seed=4)
+    a = RegularizedCCA(n_components=3, eig_power=0).fit(x, y)
+    b = RegularizedCCA(n_components=3, eig_power=2).fit(x[::-1].copy(), y[::-1].copy())
+    np.testing.assert_allclose(a.x_weights_, b.x_weights_, rtol=1e-4, atol=1e-6)
+    pa, pb = a.transform_x(x), b.transform_x(x)
+    np.testing.assert_allclose(pb, pa * a.canonical_correlations_**2, rtol=1e-4, atol=1e-5)
+    assert pa.shape == (4000, 3)
+
+
+def test_sklearn_clone_and_params():
+    m = RegularizedCCA(n_components=5, reg=0.1)
+    c = clone(m)
+    assert c.get_params() == m.get_params() and c is not m
+    assert "reg=0.1" in repr(m)
+
+
+def test_rank_deficient_without_ridge_is_a_clear_error():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((500, 4)) @ rng.standard_normal((4, 8))  # rank 4 in 8 dims
+    y = rng.standard_normal((500, 3))
+    with pytest.raises(UserError, match="--reg"):
+        RegularizedCCA(reg=0).fit(x, y)
+    m = RegularizedCCA(reg=1e-3).fit(x, y)
+    assert np.isfinite(m.x_weights_).all()
+
+
+def test_nan_input_and_bad_shapes_are_errors():
+    x, y = paired(n=100)
+    x[3, 2] = np.nan
+    with pytest.raises(UserError, match="NaN"):
+        RegularizedCCA().fit(x, y)
+    with pytest.raises(UserError, match="paired"):
+        RegularizedCCA().fit(x[:50], y)
+    m = RegularizedCCA().fit(*paired(n=100))
+    with pytest.raises(UserError, match="shape"):
+        m.transform_x(np.zeros((2, 3)))
+
+
+def test_save_load_round_trip(tmp_path):
+    x, y = paired(n=2000)
+    m = RegularizedCCA(n_components=4, reg=1e-3).fit(x, y)
+    m.save(tmp_path / "model")
+    assert not list(tmp_path.glob("*.tmp"))
+    loaded = RegularizedCCA.load(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.transform_x(x), m.transform_x(x))
+    np.testing.assert_array_equal(loaded.transform_y(y), m.transform_y(y))
+    with pytest.raises(UserError, match="generate"):
+        RegularizedCCA.load(tmp_path / "missing")
