@@ -114,7 +114,9 @@ def build_features(dataset, split_name: str, spec: FeatureSpec, opts: Options, t
     meta = {"dataset": dataset.name, "split": split_name, "features": spec.name,
             "fingerprint": split.fingerprint(), "text_options": opts.text_options(),
             "data_root": str(opts.data_root)}
-    return FeatureSet(images=images, texts=texts, image_index=split.image_index, tokens=split.tokens, meta=meta)
+    vectors = lambda: TEXT_ENCODERS.get(spec.text)(opts.data_root, path=opts.text_path)  # noqa: E731
+    return FeatureSet(images=images, texts=texts, image_index=split.image_index, tokens=split.tokens, meta=meta,
+                      word_vectors=vectors)
 
 
 def model_path(method: str, dataset: str, spec: FeatureSpec, opts: Options) -> Path:

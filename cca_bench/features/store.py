@@ -20,7 +20,9 @@ class FeatureSet:
 
     images: (n_img, d_i) float32; texts: (n_txt, d_t) float32; image_index: (n_txt,) image of each caption;
     tokens: (n_txt,) token lists (for methods that read words, such as the VSE ranker);
-    meta: dataset, split, encoders, cache keys and counts (e.g. ``n_empty_captions``).
+    meta: dataset, split, encoders, cache keys and counts (e.g. ``n_empty_captions``);
+    word_vectors: ``word_vectors()`` loads the text encoder's :class:`~cca_bench.features.text.WordVectors`
+    (for methods that embed words themselves; loaded only when called).
     """
 
     images: np.ndarray
@@ -28,6 +30,7 @@ class FeatureSet:
     image_index: np.ndarray
     tokens: list[list[str]] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    word_vectors: Callable[[], object] | None = None
 
     def __post_init__(self):
         if len(self.texts) != len(self.image_index):
