@@ -131,3 +131,37 @@ class CaptionDataset:
             raise UserError(
                 f"dataset {self.name!r} has no split {name!r} (it has: {', '.join(self.splits)})"
             ) from None
+
+
+def parse_options(dataset: str, options: dict, defaults: dict, minimum: dict | None = None) -> dict:
+    """Builder options merged over ``defaults``, CLI strings converted to the default's type.
+
+    ``-D n_train=200`` arrives as the string "200"; bools accept 1/0, true/false, yes/no. Unknown options,
+    unconvertible values and values below ``minimum[key]`` raise a UserError naming the option.
+    """
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise UserError(f"{dataset}: unknown option {unknown[0]!r} (valid: {', '.join(defaults)})")
+    out = dict(defaults)
+    for key, value in options.items():
+        out[key] = _convert(dataset, key, value, type(defaults[key]))
+        low = (minimum or {}).get(key)
+        if low is not None and out[key] < low:
+            raise UserError(f"{dataset}: option {key}={out[key]} must be at least {low}")
+    return out
+
+
+def _convert(dataset: str, key: str, value, kind: type):
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if kind is bool and text in ("1", "true", "yes", "0", "false", "no"):
+            return text in ("1", "true", "yes")
+        if kind is int and text.lstrip("-").isdigit():
+            return int(text)
+    elif kind is bool and isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    elif kind is int and isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    elif kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise UserError(f"{dataset}: option {key}={value!r} is not a valid {'integer' if kind is int else kind.__name__}")
