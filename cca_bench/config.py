@@ -37,7 +37,7 @@ class FeatureSpec:
     @classmethod
     def parse(cls, spec: str) -> "FeatureSpec":
         from cca_bench.features import load_all
-        from cca_bench.registry import IMAGE_ENCODERS, TEXT_ENCODERS
+        from cca_bench.registry import TEXT_ENCODERS
 
         load_all()
         parts = spec.split("_")

@@ -20,7 +20,7 @@ def folder_kind(folder: Path) -> str | None:
     """``karpathy`` for a folder with a dataset.json, ``precomp`` for the Kiros layout, else None."""
     if (folder / "dataset.json").is_file():
         return "karpathy"
-    if (folder / "test_caps.txt").is_file() or (folder / "train_caps.txt").is_file():
+    if any((folder / f"{s}_caps.txt").is_file() for s in ("train", "dev", "val", "test", "testall")):
         return "precomp"
     return None
 

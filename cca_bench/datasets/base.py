@@ -19,6 +19,25 @@ def tokenize(text: str) -> list[str]:
     return text.lower().translate(_PUNCT).split()
 
 
+def open_rgb(path: Path, draft: tuple[int, int] | None = None):
+    """Open an image file as an RGB ``PIL.Image`` (grey, palette, CMYK, alpha are converted).
+
+    ``draft=(w, h)`` lets the JPEG decoder shrink by 1/2, 1/4 or 1/8 while keeping at least w x h pixels
+    (much faster decoding when the consumer resizes anyway). Missing or unreadable files raise UserError.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if draft is not None:
+                im.draft("RGB", draft)
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise UserError(f"image file not found: {path}") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise UserError(f"cannot read image {path}: {e}") from None
+
+
 @dataclass
 class Split:
     """One split of a dataset.
