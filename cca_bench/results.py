@@ -46,9 +46,8 @@ def now() -> str:
 
 
 def run_path(results_root: Path, record: dict) -> Path:
-    """``runs/<dataset>__<split>__<protocol>__<method>__<model tag>__<distance>.json``."""
-    parts = [record["dataset"], record["split"], record["protocol"], record["method"], record["model"],
-             record["distance"]]
+    """``runs/<model>__<split>__<protocol>__<distance>.json``; the model name holds method, dataset, features."""
+    parts = [record["model"], record["split"], record["protocol"], record["distance"]]
     return Path(results_root) / "runs" / ("__".join(parts) + ".json")
 
 

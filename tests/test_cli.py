@@ -1,0 +1,80 @@
+"""The command line end to end on a small shapes set: generate, run_benchmark, compare, list, errors."""
+import json
+
+import pytest
+
+from cca_bench.__main__ import main
+
+SMALL = ["-D", "n_train=300", "-D", "n_val=40", "-D", "n_test=60", "-q"]
+
+
+@pytest.fixture
+def roots(tmp_path):
+    return ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "results")]
+
+
+def test_generate_run_compare(roots, tmp_path, capsys):
+    assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--reg", "1e-2", *SMALL, *roots]) == 0
+    models = list((tmp_path / "results" / "models").glob("*.safetensors"))
+    assert len(models) == 1 and models[0].with_suffix(".json").is_file()
+    assert main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", *SMALL, *roots]) == 0
+    out = capsys.readouterr().out
+    assert "### Image Annotation" in out and "### Image Search" in out and "Median Rank" in out
+    runs = list((tmp_path / "results" / "runs").glob("*.json"))
+    assert len(runs) == 1
+    record = json.loads(runs[0].read_text())
+    for key in ("method", "dataset", "split", "features", "distance", "protocol", "params", "metrics",
+                "n_images", "n_captions", "timings", "versions", "created"):
+        assert key in record
+    assert record["n_images"] == 60 and record["n_captions"] == 300
+    ann = record["metrics"]["image_annotation"]
+    assert set(ann) == {"R@1", "R@5", "R@10", "median_rank", "mean_rank"}
+    # the shapes captions name colours and shapes that tiny images see: far better than chance (R@10 = 16.7)
+    assert record["metrics"]["image_search"]["R@10"] > 30
+    # features are cached: a second run reads them and gives identical numbers
+    assert list((tmp_path / "data" / "cache").glob("*.npy"))
+    assert main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", *SMALL, *roots]) == 0
+    assert json.loads(runs[0].read_text())["metrics"] == record["metrics"]
+    capsys.readouterr()
+    assert main(["compare", *roots]) == 0
+    table = capsys.readouterr().out
+    assert "shapes" in table and "cca" in table and "i2t R@1" in table
+    assert (tmp_path / "results" / "RESULTS.md").read_text() + "\n" == table
+
+
+def test_list_shows_datasets_and_encoders(roots, capsys):
+    assert main(["list", *roots]) == 0
+    out = capsys.readouterr().out
+    for name in ("openmoji", "shapes", "flickr8k", "coco", "glove50", "word2vec", "efficientnet_lite0",
+                 "vgg_karpathy", "cca"):
+        assert name in out
+    assert "dataset_flickr8k.json" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "cca", "shapez", "glove50_tinyimage"], "did you mean 'shapes'"),
+    (["generate", "cca", "shapes", "glove5_tinyimage"], "did you mean 'glove50'"),
+    (["generate", "cca", "shapes", "glove50_tinyimag"], "did you mean 'tinyimage'"),
+    (["generate", "ccca", "shapes", "glove50_tinyimage"], "did you mean 'cca'"),
+    (["generate", "cca", "flickr8k", "glove50_vgg_karpathy"], "dataset_flickr8k.json"),
+    (["generate", "cca", "shapes", "word2vec_tinyimage", "-D", "n_train=20"], "GoogleNews-vectors-negative300.bin"),
+    (["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "-D", "n_train=20"], "run `generate` first"),
+    (["run_benchmark", "cca", "shapes", "tset", "glove50_tinyimage"], "no split 'tset'"),
+    (["generate", "cca", "shapes", "glove50_tinyimage", "-D", "n_trian=3"], "unknown option 'n_trian'"),
+])
+def test_user_mistakes_are_one_line_errors(argv, message, roots, capsys):
+    assert main([*argv, "-q", *roots]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_rank_deficient_fit_suggests_a_ridge(roots, capsys):
+    # 300 train images of 768-d tiny-image features: the image covariance is singular without a ridge
+    assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--reg", "0", *SMALL, *roots]) == 2
+    assert "--reg" in capsys.readouterr().err
+
+
+def test_protocol_needs_matching_image_count(roots, capsys):
+    assert main(["generate", "cca", "shapes", "glove50_tinyimage", *SMALL, *roots]) == 0
+    assert main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "--protocol", "1k", *SMALL, *roots]) == 2
+    assert "multiple of 1000" in capsys.readouterr().err
