@@ -205,13 +205,14 @@ def cmd_compare(args) -> None:
 
 def cmd_search(args) -> None:
     from cca_bench.results import write_text
-    from cca_bench.search import markdown_table, open_gallery, render_html, search
+    from cca_bench.search import MODES, check_query, markdown_table, open_gallery, render_html, search
 
-    mode, query = next((m, v) for m in ("text", "image", "similar") if (v := getattr(args, m)) is not None)
+    mode, query = next((m, v) for m in MODES if (v := getattr(args, m)) is not None)
+    check_query(mode, query)
     gallery = open_gallery(args.method, args.dataset, args.split, args.features, _options(args))
     result = search(gallery, mode, query, args.k, args.distance, args.index)
     split = result.split
-    print(f"## {split.dataset}/{split.name}: top {len(result.rows)} for {mode} {query!r} "
+    print(f"## {split.dataset}/{split.name}: top {len(result.rows)} {MODES[mode].label} {query!r} "
           f"({args.method}, {args.features}, {args.distance})\n")
     print(markdown_table(result))
     if args.html:

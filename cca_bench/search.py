@@ -16,6 +16,7 @@ import html
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -164,7 +165,6 @@ def image_query(g: Gallery, path: str | Path) -> FeatureSet:
         raise UserError(f"{g.spec.image} features are read from the dataset's files and cannot encode {path}; "
                         "use features with an image encoder that reads pixels (e.g. efficientnet, tinyimage)")
     path = Path(path)
-    open_rgb(path)  # a missing or unreadable file fails here, naming it
     split = Split(dataset="query", name="query", image_ids=[path.name], captions=[], tokens=[],
                   image_index=np.zeros(0), image_rows=np.zeros(1), loader=lambda i: open_rgb(path),
                   image_paths=[path])
@@ -188,12 +188,37 @@ def _caption_rows(split: Split, ids: np.ndarray, scores: np.ndarray) -> list[dic
             for r, (j, s) in enumerate(zip(ids, scores))]
 
 
-# mode -> (query encoder, model method for the query, model method for the gallery, row builder)
+def _check_text(text: str) -> None:
+    if not tokenize(text):
+        raise UserError(f"the text query {text!r} holds no word")
+
+
+def _check_photo(path: str) -> None:
+    open_rgb(Path(path))  # a missing or unreadable file is a UserError naming it
+
+
+class Mode(NamedTuple):
+    """A kind of query: what it finds, how to check and encode it, which model method embeds each side, how
+    rows look."""
+
+    label: str
+    check: Callable[[str], None]
+    encode: Callable[[Gallery, str], FeatureSet]
+    embed_query: str
+    embed_gallery: str
+    rows: Callable[[Split, np.ndarray, np.ndarray], list[dict]]
+
+
 MODES = {
-    "text": (text_query, "embed_texts", "embed_images", _image_rows),
-    "image": (image_query, "embed_images", "embed_texts", _caption_rows),
-    "similar": (image_query, "embed_images", "embed_images", _image_rows),
+    "text": Mode("images matching the text", _check_text, text_query, "embed_texts", "embed_images", _image_rows),
+    "image": Mode("captions describing the photo", _check_photo, image_query, "embed_images", "embed_texts", _caption_rows),
+    "similar": Mode("images similar to the photo", _check_photo, image_query, "embed_images", "embed_images", _image_rows),
 }
+
+
+def check_query(mode: str, query: str) -> None:
+    """Fail early (before the gallery is encoded) on an empty text or a missing / unreadable photo."""
+    MODES[mode].check(query)
 
 
 @dataclass
@@ -213,12 +238,13 @@ def search(g: Gallery, mode: str, query: str, k: int = 10, distance: str = "cosi
 
     Rows: images ``{rank, image, image_id, path, score}``; captions ``{rank, caption, image, image_id, score}``.
     """
-    encode, embed_query, embed_gallery, make_rows = MODES[mode]
-    q = getattr(g.model, embed_query)(encode(g, query))
-    gallery = getattr(g.model, embed_gallery)(g.features)
+    m = MODES[mode]
+    m.check(query)
+    q = getattr(g.model, m.embed_query)(m.encode(g, query))
+    gallery = getattr(g.model, m.embed_gallery)(g.features)
     scores, ids = INDEXES.get(index)(gallery, distance).search(q, k)
     found = ids[0] >= 0
-    return SearchResult(mode, query, g.split, make_rows(g.split, ids[0][found], scores[0][found]), distance)
+    return SearchResult(mode, query, g.split, m.rows(g.split, ids[0][found], scores[0][found]), distance)
 
 
 # ------------------------------------------------------------------------------------------------ rendering
@@ -257,21 +283,28 @@ def _img(uri: str | None) -> str:
     return f'<img src="{uri}" alt="">' if uri else "-"
 
 
+def _query_html(result: SearchResult) -> str:
+    text = html.escape(str(result.query))
+    return text if result.mode == "text" else f"{text}<br>{_img(thumbnail_uri(open_rgb(Path(result.query))))}"
+
+
+def _rows_html(result: SearchResult) -> str:
+    """One table row per hit: the hit's image as a thumbnail (when the split has pixels), then the columns."""
+    split, cols = result.split, _columns(result)
+    images = {r["image"] for r in result.rows} if split.loader is not None else set()
+    thumbs = {i: thumbnail_uri(split.load_image(i)) for i in images}
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ("image", *cols))
+    return f"<tr>{head}</tr>\n" + "".join(
+        f"<tr><td>{_img(thumbs.get(r['image']))}</td>"
+        + "".join(f"<td>{html.escape(_cell(r, c))}</td>" for c in cols) + "</tr>\n" for r in result.rows)
+
+
 def render_html(result: SearchResult) -> str:
     """A self-contained HTML page: the query, then each hit with its thumbnail; all text escaped."""
     split = result.split
-    thumbs = {i: thumbnail_uri(split.load_image(i)) for i in {r["image"] for r in result.rows}} \
-        if split.loader is not None else {}
-    query = html.escape(result.query) if result.mode == "text" else \
-        f"{html.escape(str(result.query))}<br>{_img(thumbnail_uri(open_rgb(Path(result.query))))}"
-    cols = _columns(result)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in ("image", *cols))
-    body = "".join(
-        "<tr><td>" + _img(thumbs.get(r["image"])) + "</td>"
-        + "".join(f"<td>{html.escape(_cell(r, c))}</td>" for c in cols)
-        + "</tr>\n" for r in result.rows)
-    title = html.escape(f"{split.dataset}/{split.name}: {result.mode} search ({result.distance})")
+    title = html.escape(f"{split.dataset}/{split.name}: {MODES[result.mode].label} ({result.distance})")
     return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>\n'
             "<style>body{font-family:sans-serif}td,th{padding:4px 8px;border-bottom:1px solid #ddd;"
             "text-align:left}</style></head>\n"
-            f"<body><h1>{title}</h1>\n<p>query: {query}</p>\n<table><tr>{head}</tr>\n{body}</table></body></html>\n")
+            f"<body><h1>{title}</h1>\n<p>query: {_query_html(result)}</p>\n"
+            f"<table>\n{_rows_html(result)}</table></body></html>\n")

@@ -150,3 +150,19 @@ def test_hnsw_recall_at_10():
     _, approx = INDEXES.get("hnsw")(gallery, "cosine").search(queries, 10)
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
     assert recall >= 0.95
+
+
+def test_query_photo_is_checked_before_the_gallery(tmp_path, capsys):
+    # no model was generated under these roots: the missing photo is still the error reported
+    roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "results")]
+    assert main([*SEARCH, "--similar", str(tmp_path / "gone.png"), *SMALL, *roots]) == 2
+    assert "gone.png" in capsys.readouterr().err
+
+
+def test_precomputed_features_cannot_encode_a_photo(tmp_path):
+    from cca_bench.config import FeatureSpec
+    from cca_bench.search import Gallery, image_query
+
+    gallery = Gallery(None, None, None, None, FeatureSpec.parse("glove50_precomp"), None)
+    with pytest.raises(UserError, match="cannot encode"):
+        image_query(gallery, tmp_path / "photo.jpg")
