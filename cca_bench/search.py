@@ -65,10 +65,12 @@ class ExactIndex:
     """Brute force over the gallery (n, d); ``search(queries, k)`` -> (scores, ids) as :func:`top_k`."""
 
     def __init__(self, gallery: np.ndarray, distance: str = "cosine"):
-        self.gallery, self.distance = np.asarray(gallery, dtype=np.float32), distance
+        # cosine: normalise the gallery once; every search is then a dot product with normalised queries
+        self.gallery, self.distance = prepare(gallery, distance), distance
+        self.metric = "dot" if distance == "cosine" else distance
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return top_k(queries, self.gallery, k, self.distance)
+        return top_k(prepare(queries, self.distance), self.gallery, k, self.metric)
 
 
 def _faiss():
