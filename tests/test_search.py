@@ -166,3 +166,21 @@ def test_precomputed_features_cannot_encode_a_photo(tmp_path):
     gallery = Gallery(None, None, None, None, FeatureSpec.parse("glove50_precomp"), None)
     with pytest.raises(UserError, match="cannot encode"):
         image_query(gallery, tmp_path / "photo.jpg")
+
+
+def test_captions_are_escaped_in_html_and_markdown(tmp_path):
+    from PIL import Image
+
+    from cca_bench.datasets.base import Split
+    from cca_bench.search import SearchResult, markdown_table, render_html
+
+    photo = tmp_path / "q.png"
+    Image.new("RGB", (20, 10), (200, 0, 0)).save(photo)
+    split = Split("toy", "test", ["a&b"], ['<img src=x onerror="alert(1)"> | pipe'], [["x"]], [0], [0],
+                  loader=lambda i: Image.new("RGB", (8, 8)))
+    rows = [{"rank": 1, "caption": split.captions[0], "image": 0, "image_id": "a&b", "score": 0.5}]
+    result = SearchResult("image", str(photo), split, rows, "cosine")
+    page = render_html(result)
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page and "onerror=\"" not in page
+    assert "a&amp;b" in page and page.count('<img src="data:image/jpeg;base64,') == 2  # the query and the hit
+    assert "\\| pipe" in markdown_table(result)
