@@ -46,7 +46,8 @@ def _keep_top(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, 
 def top_k(queries: np.ndarray, gallery: np.ndarray, k: int, distance: str = "cosine",
           chunk: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k: queries (q, d), gallery (n, d) -> scores (q, k') float32 and ids (q, k') int64, best
-    first, k' = min(k, n). Equal scores are ordered by gallery id."""
+    first, k' = min(k, n). Hits with equal scores are listed by gallery id (which of several items tied at the
+    k-th score is kept is not specified)."""
     if k < 1:
         raise UserError(f"k must be at least 1, got {k}")
     q = len(queries)

@@ -120,9 +120,9 @@ def test_exact_top_k_matches_a_full_argsort(distance, k):
 
 
 def test_equal_scores_are_ordered_by_id():
-    gallery = np.ones((6, 3))
-    scores, ids = top_k(np.ones((1, 3)), gallery, 4, chunk=4)
-    assert ids.tolist() == [[0, 1, 2, 3]]
+    gallery = np.array([[1.0, 0], [0, 1], [1, 0], [0, 1], [1, 0], [0.5, 0.5]])
+    scores, ids = top_k(np.array([[1.0, 0]]), gallery, 4, chunk=4)
+    assert ids.tolist() == [[0, 2, 4, 5]]  # three ties at 1.0 in two chunks, listed by id
 
 
 def test_missing_faiss_names_the_extra(monkeypatch):
