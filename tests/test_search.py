@@ -184,3 +184,19 @@ def test_captions_are_escaped_in_html_and_markdown(tmp_path):
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page and "onerror=\"" not in page
     assert "a&amp;b" in page and page.count('<img src="data:image/jpeg;base64,') == 2  # the query and the hit
     assert "\\| pipe" in markdown_table(result)
+
+
+def test_unreadable_query_image_is_a_one_line_error(roots, tmp_path, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not a JPEG")
+    assert main([*SEARCH, "--image", str(broken), *SMALL, *roots]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "broken.jpg" in err[0]
+
+
+@pytest.mark.parametrize("queries", [[], ["--text", "a dog", "--similar", "x.png"]])
+def test_exactly_one_query_kind(queries, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*SEARCH, *queries])
+    assert e.value.code == 2
+    assert "--text" in capsys.readouterr().err
