@@ -1,4 +1,4 @@
-"""Command line: generate, run_benchmark, compare, list. The only module that prints for the user."""
+"""Command line: generate, run_benchmark, search, compare, list. The only module that prints for the user."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,7 @@ EXAMPLES = """examples:
   python -m cca_bench run_benchmark cca openmoji test glove50_efficientnet --distance cosine
   python -m cca_bench generate cca flickr8k word2vec_vgg_karpathy --reg 1e-4
   python -m cca_bench compare --dataset flickr8k
+  python -m cca_bench search cca openmoji glove50_efficientnet --text "a smiling cat" --html cats.html
 """
 
 
@@ -99,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_features(p)
     _add_common(p)
 
+    _add_search(sub)
+
     p = sub.add_parser("compare", help="one table over all stored runs (also written to RESULTS/RESULTS.md)")
     p.add_argument("--dataset", help="only runs on this dataset")
     p.add_argument("--split", help="only runs on this split")
@@ -108,6 +111,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="datasets (and whether their files are present), encoders and methods")
     _add_common(p)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _add_search(sub) -> None:
+    from cca_bench.search import INDEXES
+
+    p = sub.add_parser("search", help="top-k images or captions of a split for a text or a photo",
+                       description="Load the model `generate` saved and search SPLIT: --text gives images, "
+                       "--image gives captions, --similar gives images like the photo. Prints a markdown table.")
+    p.add_argument("method")
+    p.add_argument("dataset")
+    p.add_argument("features")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--text", help="a caption: find the images it describes")
+    q.add_argument("--image", metavar="PHOTO", help="an image file: find captions that describe it")
+    q.add_argument("--similar", metavar="PHOTO", help="an image file: find images like it")
+    p.add_argument("-k", type=_positive_int, default=10, help="number of hits (default 10)")
+    p.add_argument("--split", default="test", help="the split searched (default test)")
+    p.add_argument("--distance", default="cosine", choices=["cosine", "dot", "euclidean"],
+                   help="similarity used for ranking (default cosine)")
+    p.add_argument("--index", default="exact", choices=INDEXES.names(),
+                   help="exact (default); faiss: exact FAISS flat index; hnsw: approximate FAISS HNSW graph "
+                   "for million-item galleries (pip install cca_bench[faiss])")
+    p.add_argument("--html", metavar="OUT.html", help="also write a self-contained page with thumbnails")
+    _add_features(p)
+    _add_common(p)
 
 
 def _options(args):
@@ -169,13 +203,32 @@ def cmd_compare(args) -> None:
     _log(f"written to {path}")
 
 
+def cmd_search(args) -> None:
+    from cca_bench.results import write_text
+    from cca_bench.search import MODES, check_query, markdown_table, open_gallery, render_html, search
+
+    mode, query = next((m, v) for m in MODES if (v := getattr(args, m)) is not None)
+    check_query(mode, query)
+    gallery = open_gallery(args.method, args.dataset, args.split, args.features, _options(args))
+    result = search(gallery, mode, query, args.k, args.distance, args.index)
+    split = result.split
+    print(f"## {split.dataset}/{split.name}: top {len(result.rows)} {MODES[mode].label} {query!r} "
+          f"({args.method}, {args.features}, {args.distance})\n")
+    print(markdown_table(result))
+    if args.html:
+        from pathlib import Path
+
+        _log(f"written to {write_text(Path(args.html), render_html(result))}")
+
+
 def cmd_list(args) -> None:
     from cca_bench.catalog import catalog
 
     print(catalog(_options(args)))
 
 
-COMMANDS = {"generate": cmd_generate, "run_benchmark": cmd_run_benchmark, "compare": cmd_compare, "list": cmd_list}
+COMMANDS = {"generate": cmd_generate, "run_benchmark": cmd_run_benchmark, "compare": cmd_compare, "list": cmd_list,
+            "search": cmd_search}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,6 +124,14 @@ def model_path(method: str, dataset: str, spec: FeatureSpec, opts: Options) -> P
     return opts.results_root / "models" / name
 
 
+def load_model(method: str, dataset_name: str, spec: FeatureSpec, opts: Options):
+    """The model ``generate`` saved for (method, dataset with its options, features), via its class's ``load``."""
+    from cca_bench.methods import load_all
+
+    load_all()
+    return METHODS.get(method).load(model_path(method, dataset_name, spec, opts))
+
+
 def generate(method: str, dataset_name: str, features: str, params: dict, opts: Options) -> dict:
     """Encode the train split (restval included), fit ``method`` with ``params``, save it; returns a summary."""
     cls = METHODS.get(method)
@@ -163,13 +171,12 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
     from cca_bench.metrics import evaluate_retrieval
     from cca_bench.results import now, versions
 
-    cls = METHODS.get(method)
     spec = FeatureSpec.parse(features)
     dataset = load_dataset(dataset_name, opts)
     split = dataset.split(split_name)
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
+    model = load_model(method, dataset_name, spec, opts)
     path = model_path(method, dataset_name, spec, opts)
-    model = cls.load(path)
     timings: dict = {}
     fs = build_features(dataset, split_name, spec, opts, timings)
     emb_i = _timed(timings, "embed_images", lambda: model.embed_images(fs))

@@ -123,6 +123,6 @@ def write_text(path: Path, text: str) -> Path:
     """Write a text file through a temporary name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path

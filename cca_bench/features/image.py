@@ -2,7 +2,8 @@
 
 Every encoder is ``encode(split, dataset, *, batch_size=64, device="auto", progress=True)`` and returns
 ``(split.n_images, d)`` float32, row i = image i of the split, registered in ``IMAGE_ENCODERS`` with
-metadata ``help``, ``dim`` (None when the file decides), ``builtin`` and ``aliases``.
+metadata ``help``, ``dim`` (None when the file decides), ``builtin``, ``aliases`` and ``precomputed`` (True when
+the encoder reads a dataset's feature file by image row, so it cannot encode a new photo).
 
 EfficientNet-Lite0 (Tan & Le 2019) runs on CPU through onnxruntime by default: the torch model is exported
 once to ``CACHE_DIR/efficientnet_lite0-<weights sha1>.onnx`` (atomically). On this project's 2-core
@@ -338,7 +339,7 @@ def _check_finite(x: np.ndarray, where: str, rows: np.ndarray) -> np.ndarray:
 
 
 @IMAGE_ENCODERS.register(
-    "vgg_karpathy", aliases=[], dim=4096, builtin=False,
+    "vgg_karpathy", aliases=[], dim=4096, builtin=False, precomputed=True,
     help="Karpathy's precomputed VGG fc7 features (vgg_feats.mat beside dataset_*.json, 4096-d)",
 )
 def encode_vgg_karpathy(split: Split, dataset: CaptionDataset, *, batch_size: int = 64,
@@ -362,7 +363,7 @@ def encode_vgg_karpathy(split: Split, dataset: CaptionDataset, *, batch_size: in
 
 
 @IMAGE_ENCODERS.register(
-    "precomp", aliases=[], dim=None, builtin=False,
+    "precomp", aliases=[], dim=None, builtin=False, precomputed=True,
     help="precomputed image features of a Kiros / VSE++ folder ({split}_ims.npy)",
 )
 def encode_precomp(split: Split, dataset: CaptionDataset, *, batch_size: int = 64,

@@ -1,0 +1,313 @@
+"""Search a split through a fitted model: text -> images, image -> captions, image -> similar images.
+
+The gallery (one split) is encoded by the cached feature pipeline and embedded by the method's
+``embed_images`` / ``embed_texts``; the user's query goes through the same text or image encoder as a
+one-item :class:`~cca_bench.features.store.FeatureSet`, so any method of the protocol works.
+
+Top-k is exact by default: one similarity product per gallery chunk and ``argpartition`` (no full sort),
+memory O(queries x chunk). For large galleries FAISS (``pip install cca_bench[faiss]``) offers an exact
+``IndexFlatIP`` / ``IndexFlatL2`` (``faiss``) and an approximate HNSW graph (``hnsw``, Malkov & Yashunin 2018).
+Scores are those of :func:`cca_bench.metrics.similarity`: cosine, dot, or minus the squared euclidean distance.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from cca_bench.datasets.base import CaptionDataset, Split, open_rgb, tokenize
+from cca_bench.errors import UserError
+from cca_bench.features.store import FeatureSet
+from cca_bench.metrics import prepare, similarity
+from cca_bench.registry import IMAGE_ENCODERS, Registry
+
+CHUNK_ROWS = 65536  # gallery rows per similarity block
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 40, 256  # recall@10 0.999 on 20k x 64 gaussian rows
+THUMB_SIDE = 128
+INDEXES = Registry("search index")
+
+
+# ------------------------------------------------------------------------------------------------ top-k
+
+
+def _keep_top(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best columns of each row of (q, n) scores and their ids, unordered (argpartition)."""
+    if scores.shape[1] <= k:
+        return scores, ids
+    cols = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(scores, cols, 1), np.take_along_axis(ids, cols, 1)
+
+
+def top_k(queries: np.ndarray, gallery: np.ndarray, k: int, distance: str = "cosine",
+          chunk: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k: queries (q, d), gallery (n, d) -> scores (q, k') float32 and ids (q, k') int64, best
+    first, k' = min(k, n). Hits with equal scores are listed by gallery id (which of several items tied at the
+    k-th score is kept is not specified)."""
+    if k < 1:
+        raise UserError(f"k must be at least 1, got {k}")
+    q = len(queries)
+    best_s, best_i = np.empty((q, 0), np.float32), np.empty((q, 0), np.int64)
+    for start in range(0, len(gallery), chunk):
+        s = similarity(queries, gallery[start:start + chunk], distance)
+        ids = np.broadcast_to(np.arange(start, start + s.shape[1], dtype=np.int64), s.shape)
+        s, ids = _keep_top(s, ids, k)
+        best_s, best_i = _keep_top(np.concatenate([best_s, s], 1), np.concatenate([best_i, ids], 1), k)
+    order = np.lexsort((best_i, -best_s), axis=-1)
+    return np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
+
+
+@INDEXES.register("exact", help="exact chunked similarity + argpartition (default)")
+class ExactIndex:
+    """Brute force over the gallery (n, d); ``search(queries, k)`` -> (scores, ids) as :func:`top_k`."""
+
+    def __init__(self, gallery: np.ndarray, distance: str = "cosine"):
+        # cosine: normalise the gallery once; every search is then a dot product with normalised queries
+        self.gallery, self.distance = prepare(gallery, distance), distance
+        self.metric = "dot" if distance == "cosine" else distance
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return top_k(prepare(queries, self.distance), self.gallery, k, self.metric)
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise UserError("FAISS indexes need the faiss-cpu package: pip install cca_bench[faiss]") from None
+    return faiss
+
+
+@INDEXES.register("faiss", help="FAISS IndexFlatIP (cosine, dot) / IndexFlatL2 (euclidean): exact")
+class FaissIndex:
+    """A FAISS index over the prepared gallery rows (L2-normalised for cosine); same scores as ExactIndex."""
+
+    def __init__(self, gallery: np.ndarray, distance: str = "cosine"):
+        faiss = _faiss()
+        x = np.ascontiguousarray(prepare(gallery, distance))
+        self.distance = distance
+        self.index = self._make(faiss, x.shape[1], faiss.METRIC_L2 if distance == "euclidean"
+                                else faiss.METRIC_INNER_PRODUCT)
+        self.index.add(x)
+
+    def _make(self, faiss, d: int, metric: int):
+        return faiss.IndexFlat(d, metric)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if k < 1:
+            raise UserError(f"k must be at least 1, got {k}")
+        q = np.ascontiguousarray(prepare(queries, self.distance))
+        scores, ids = self.index.search(q, min(k, self.index.ntotal))  # id -1: HNSW found fewer than k
+        return (-scores if self.distance == "euclidean" else scores), ids.astype(np.int64)
+
+
+@INDEXES.register("hnsw", help="FAISS IndexHNSWFlat: approximate, for million-item galleries")
+class HNSWIndex(FaissIndex):
+    """HNSW graph (M = 32 links, efConstruction 40, efSearch 256): sub-linear search, recall just below 1."""
+
+    def _make(self, faiss, d: int, metric: int):
+        index = faiss.IndexHNSWFlat(d, HNSW_M, metric)
+        index.hnsw.efConstruction, index.hnsw.efSearch = HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH
+        return index
+
+
+# ------------------------------------------------------------------------------------------------ gallery
+
+
+@dataclass
+class Gallery:
+    """A split ready to search: its features (cached pipeline), the fitted model, and how to encode queries."""
+
+    dataset: CaptionDataset
+    split: Split
+    features: FeatureSet
+    model: object
+    spec: object  # config.FeatureSpec
+    opts: object  # benchmark.Options
+
+
+def open_gallery(method: str, dataset_name: str, split_name: str, features: str, opts) -> Gallery:
+    """Load the model ``generate`` saved and encode ``split_name`` with the same features (cached)."""
+    from cca_bench.benchmark import build_features, load_dataset, load_model
+    from cca_bench.config import FeatureSpec
+
+    spec = FeatureSpec.parse(features)
+    dataset = load_dataset(dataset_name, opts)
+    model = load_model(method, dataset_name, spec, opts)
+    fs = build_features(dataset, split_name, spec, opts, {})
+    return Gallery(dataset, dataset.split(split_name), fs, model, spec, opts)
+
+
+def _one_pair(g: Gallery, images: np.ndarray, texts: np.ndarray, tokens: list[list[str]]) -> FeatureSet:
+    """A FeatureSet of one image and one caption (the query side real, the other zeros)."""
+    return FeatureSet(images=np.asarray(images, np.float32), texts=np.asarray(texts, np.float32),
+                      image_index=np.zeros(1, np.int64), tokens=tokens,
+                      meta={**g.features.meta, "split": "query"}, word_vectors=g.features.word_vectors)
+
+
+def text_query(g: Gallery, text: str) -> FeatureSet:
+    """The caption ``text`` through the gallery's text encoder (IDF and stop words included)."""
+    from cca_bench.benchmark import text_encoder
+
+    tokens = tokenize(text)
+    encoder = text_encoder(g.dataset, g.spec, g.opts)
+    texts = encoder.transform([tokens])
+    if encoder.n_empty_:
+        dropped = " once stop words are dropped" if g.opts.stopwords else ""
+        raise UserError(f"the query {text!r} has no word with a {g.spec.text} vector{dropped}")
+    return _one_pair(g, np.zeros((1, g.features.images.shape[1])), texts, [tokens])
+
+
+def image_query(g: Gallery, path: str | Path) -> FeatureSet:
+    """The photo at ``path`` through the gallery's image encoder, as a one-image Split."""
+    if IMAGE_ENCODERS.meta(g.spec.image).get("precomputed"):
+        raise UserError(f"{g.spec.image} features are read from the dataset's files and cannot encode {path}; "
+                        "use features with an image encoder that reads pixels (e.g. efficientnet, tinyimage)")
+    path = Path(path)
+    split = Split(dataset="query", name="query", image_ids=[path.name], captions=[], tokens=[],
+                  image_index=np.zeros(0), image_rows=np.zeros(1), loader=lambda i: open_rgb(path),
+                  image_paths=[path])
+    images = IMAGE_ENCODERS.get(g.spec.image)(split, g.dataset, batch_size=1, device=g.opts.device, progress=False)
+    return _one_pair(g, images, np.zeros((1, g.features.texts.shape[1])), [[]])
+
+
+# ------------------------------------------------------------------------------------------------ search
+
+
+def _image_rows(split: Split, ids: np.ndarray, scores: np.ndarray) -> list[dict]:
+    paths = split.image_paths
+    return [{"rank": r + 1, "image": int(i), "image_id": split.image_ids[i],
+             "path": str(paths[i]) if paths is not None else "-", "score": float(s)}
+            for r, (i, s) in enumerate(zip(ids, scores))]
+
+
+def _caption_rows(split: Split, ids: np.ndarray, scores: np.ndarray) -> list[dict]:
+    return [{"rank": r + 1, "caption": split.captions[j], "image": int(split.image_index[j]),
+             "image_id": split.image_ids[split.image_index[j]], "score": float(s)}
+            for r, (j, s) in enumerate(zip(ids, scores))]
+
+
+def _check_text(text: str) -> None:
+    if not tokenize(text):
+        raise UserError(f"the text query {text!r} holds no word")
+
+
+def _check_photo(path: str) -> None:
+    open_rgb(Path(path))  # a missing or unreadable file is a UserError naming it
+
+
+class Mode(NamedTuple):
+    """A kind of query: what it finds, how to check and encode it, which model method embeds each side, how
+    rows look."""
+
+    label: str
+    check: Callable[[str], None]
+    encode: Callable[[Gallery, str], FeatureSet]
+    embed_query: str
+    embed_gallery: str
+    rows: Callable[[Split, np.ndarray, np.ndarray], list[dict]]
+
+
+MODES = {
+    "text": Mode("images matching the text", _check_text, text_query, "embed_texts", "embed_images", _image_rows),
+    "image": Mode("captions describing the photo", _check_photo, image_query, "embed_images", "embed_texts", _caption_rows),
+    "similar": Mode("images similar to the photo", _check_photo, image_query, "embed_images", "embed_images", _image_rows),
+}
+
+
+def check_query(mode: str, query: str) -> None:
+    """Fail early (before the gallery is encoded) on an empty text or a missing / unreadable photo."""
+    MODES[mode].check(query)
+
+
+@dataclass
+class SearchResult:
+    """What a search returns: the query, its kind, the gallery split and one dict per hit, best first."""
+
+    mode: str
+    query: str
+    split: Split
+    rows: list[dict]
+    distance: str
+
+
+def search(g: Gallery, mode: str, query: str, k: int = 10, distance: str = "cosine",
+           index: str = "exact") -> SearchResult:
+    """Top-k of the gallery for a query: ``text`` -> images, ``image`` -> captions, ``similar`` -> images.
+
+    Rows: images ``{rank, image, image_id, path, score}``; captions ``{rank, caption, image, image_id, score}``.
+    """
+    m = MODES[mode]
+    m.check(query)
+    q = getattr(g.model, m.embed_query)(m.encode(g, query))
+    gallery = getattr(g.model, m.embed_gallery)(g.features)
+    scores, ids = INDEXES.get(index)(gallery, distance).search(q, k)
+    found = ids[0] >= 0
+    return SearchResult(mode, query, g.split, m.rows(g.split, ids[0][found], scores[0][found]), distance)
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+
+COLUMNS = {"caption": ("rank", "caption", "image id", "score"), "path": ("rank", "image id", "path", "score")}
+
+
+def _columns(result: SearchResult) -> tuple[str, ...]:
+    return COLUMNS["caption" if result.mode == "image" else "path"]
+
+
+def _cell(row: dict, column: str) -> str:
+    value = row[column.replace(" ", "_")]
+    return f"{value:.4f}" if column == "score" else str(value)
+
+
+def markdown_table(result: SearchResult) -> str:
+    """The hits as a GitHub markdown table (``|`` inside captions escaped)."""
+    from tabulate import tabulate
+
+    cols = _columns(result)
+    body = [[_cell(r, c).replace("|", "\\|") for c in cols] for r in result.rows]
+    return tabulate(body, list(cols), tablefmt="github", disable_numparse=True)
+
+
+def thumbnail_uri(image, side: int = THUMB_SIDE) -> str:
+    """A PIL image as a ``data:image/jpeg;base64,...`` URI of at most side x side pixels."""
+    im = image.convert("RGB")
+    im.thumbnail((side, side))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img(uri: str | None) -> str:
+    return f'<img src="{uri}" alt="">' if uri else "-"
+
+
+def _query_html(result: SearchResult) -> str:
+    text = html.escape(str(result.query))
+    return text if result.mode == "text" else f"{text}<br>{_img(thumbnail_uri(open_rgb(Path(result.query))))}"
+
+
+def _rows_html(result: SearchResult) -> str:
+    """One table row per hit: the hit's image as a thumbnail (when the split has pixels), then the columns."""
+    split, cols = result.split, _columns(result)
+    images = {r["image"] for r in result.rows} if split.loader is not None else set()
+    thumbs = {i: thumbnail_uri(split.load_image(i)) for i in images}
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ("image", *cols))
+    return f"<tr>{head}</tr>\n" + "".join(
+        f"<tr><td>{_img(thumbs.get(r['image']))}</td>"
+        + "".join(f"<td>{html.escape(_cell(r, c))}</td>" for c in cols) + "</tr>\n" for r in result.rows)
+
+
+def render_html(result: SearchResult) -> str:
+    """A self-contained HTML page: the query, then each hit with its thumbnail; all text escaped."""
+    split = result.split
+    title = html.escape(f"{split.dataset}/{split.name}: {MODES[result.mode].label} ({result.distance})")
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>\n'
+            "<style>body{font-family:sans-serif}td,th{padding:4px 8px;border-bottom:1px solid #ddd;"
+            "text-align:left}</style></head>\n"
+            f"<body><h1>{title}</h1>\n<p>query: {_query_html(result)}</p>\n"
+            f"<table>\n{_rows_html(result)}</table></body></html>\n")
