@@ -59,10 +59,22 @@ def _timed(timings: dict, key: str, fn):
     return out
 
 
+def image_key(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
+    """Everything that decides a split's image features: the feature cache key."""
+    return {"kind": "image", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
+            "encoder": spec.image, "dataset_options": opts.dataset_options}
+
+
+def text_key(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
+    """Everything that decides a split's caption features (IDF is fitted on train): the feature cache key."""
+    return {"kind": "text", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
+            "encoder": spec.text, "dataset_options": opts.dataset_options, **opts.text_options(),
+            "idf_fitted_on": dataset.split("train").fingerprint() if opts.idf else None}
+
+
 def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dict) -> np.ndarray:
     encoder = IMAGE_ENCODERS.get(spec.image)
-    key = {"kind": "image", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
-           "encoder": spec.image, "dataset_options": opts.dataset_options}
+    key = image_key(dataset, split, spec, opts)
     cache = opts.data_root / "cache" if opts.cache else None
     compute = lambda: encoder(split, dataset, batch_size=opts.batch_size, device=opts.device,  # noqa: E731
                               progress=opts.progress)
@@ -85,9 +97,7 @@ def text_encoder(dataset, spec: FeatureSpec, opts: Options):
 
 
 def encode_texts(dataset, split, spec: FeatureSpec, opts: Options, timings: dict, encoder=None):
-    key = {"kind": "text", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
-           "encoder": spec.text, "dataset_options": opts.dataset_options, **opts.text_options(),
-           "idf_fitted_on": dataset.split("train").fingerprint() if opts.idf else None}
+    key = text_key(dataset, split, spec, opts)
     cache = opts.data_root / "cache" if opts.cache else None
     state = {}
 
@@ -104,6 +114,14 @@ def encode_texts(dataset, split, spec: FeatureSpec, opts: Options, timings: dict
     return texts, hit
 
 
+def cache_files(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
+    """The feature cache file names (under DATA/cache) of a split's image and text features."""
+    from cca_bench.features.store import cache_key
+
+    return {"image": cache_key(image_key(dataset, split, spec, opts)) + ".npy",
+            "text": cache_key(text_key(dataset, split, spec, opts)) + ".npy"}
+
+
 def build_features(dataset, split_name: str, spec: FeatureSpec, opts: Options, timings: dict) -> FeatureSet:
     """Encode one split with the text and image encoders of ``spec`` (cached)."""
     split = dataset.split(split_name)
@@ -113,7 +131,7 @@ def build_features(dataset, split_name: str, spec: FeatureSpec, opts: Options, t
     texts, _ = encode_texts(dataset, split, spec, opts, timings)
     meta = {"dataset": dataset.name, "split": split_name, "features": spec.name,
             "fingerprint": split.fingerprint(), "text_options": opts.text_options(),
-            "data_root": str(opts.data_root)}
+            "data_root": str(opts.data_root), "cache_keys": cache_files(dataset, split, spec, opts)}
     vectors = lambda: TEXT_ENCODERS.get(spec.text)(opts.data_root, path=opts.text_path)  # noqa: E731
     return FeatureSet(images=images, texts=texts, image_index=split.image_index, tokens=split.tokens, meta=meta,
                       word_vectors=vectors)
@@ -139,7 +157,8 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     _timed(timings, "fit", lambda: model.fit_features(train, val))
     path = model_path(method, dataset_name, spec, opts)
     extra = {"dataset": dataset_name, "dataset_options": opts.dataset_options, "features": spec.name,
-             "feature_options": opts.text_options(), "timings": timings, "train_fingerprint": train.meta["fingerprint"]}
+             "feature_options": opts.text_options(), "timings": timings, "train_fingerprint": train.meta["fingerprint"],
+             "feature_cache": train.meta["cache_keys"]}
     model.save(path, extra=extra)
     return {"model": model, "path": path, "timings": timings, "n_images": len(train.images),
             "n_captions": len(train.texts)}
@@ -160,7 +179,7 @@ def protocol_folds(protocol: str, n_images: int, where: str) -> int:
 def run_benchmark(method: str, dataset_name: str, split_name: str, features: str, opts: Options,
                   distance: str = "cosine", protocol: str = "full") -> dict:
     """Load the model ``generate`` saved, encode the split, evaluate; returns the run record (not yet saved)."""
-    from cca_bench.metrics import evaluate_retrieval
+    from cca_bench.metrics import evaluate_with_curves
     from cca_bench.results import now, versions
 
     cls = METHODS.get(method)
@@ -174,16 +193,32 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
     fs = build_features(dataset, split_name, spec, opts, timings)
     emb_i = _timed(timings, "embed_images", lambda: model.embed_images(fs))
     emb_t = _timed(timings, "embed_texts", lambda: model.embed_texts(fs))
-    metrics = _timed(timings, "evaluate", lambda: evaluate_retrieval(emb_i, emb_t, fs.image_index, distance, folds))
+    metrics, curves = _timed(timings, "evaluate",
+                             lambda: evaluate_with_curves(emb_i, emb_t, fs.image_index, distance, folds))
     params = model.get_params() if hasattr(model, "get_params") else getattr(model, "config_", {}).get("params", {})
     return {
         "method": method, "dataset": dataset_tag(dataset_name, opts.dataset_options), "split": split_name,
         "features": features_tag(spec, opts), "distance": distance, "protocol": protocol,
         "params": params, "params_label": params_label(method, model), "metrics": metrics,
-        "n_images": split.n_images, "n_captions": split.n_captions, "folds": folds, "timings": timings,
-        "model": path.name, "model_config": getattr(model, "config_", {}), "split_fingerprint": fs.meta["fingerprint"],
+        "recall_curve": curves, "n_images": split.n_images, "n_captions": split.n_captions, "folds": folds,
+        "timings": timings, "model": path.name, "model_config": getattr(model, "config_", {}),
+        "split_fingerprint": fs.meta["fingerprint"], "feature_cache": fs.meta["cache_keys"],
+        "config": run_config(opts, distance, protocol), "seeds": seeds(model, opts),
         "versions": versions(), "created": now(),
     }
+
+
+def run_config(opts: Options, distance: str, protocol: str) -> dict:
+    """The options of a run that are not in its name (with the model's params and seed, its full config)."""
+    return {"dataset_options": opts.dataset_options, **opts.text_options(), "batch_size": opts.batch_size,
+            "device": opts.device, "feature_cache": opts.cache, "data_root": str(opts.data_root),
+            "distance": distance, "protocol": protocol, "ties": "optimistic"}
+
+
+def seeds(model, opts: Options) -> dict:
+    """The seeds behind a run: the model's ``random_state`` and a dataset builder's ``seed`` option."""
+    params = model.get_params() if hasattr(model, "get_params") else {}
+    return {"model": params.get("random_state"), "dataset": opts.dataset_options.get("seed")}
 
 
 def params_label(method: str, model) -> str:

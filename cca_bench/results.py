@@ -29,16 +29,23 @@ def versions() -> dict:
     except ImportError:
         pass
     out["git_revision"] = git_revision()
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    out["git_dirty"] = None if dirty is None else bool(dirty)
     return out
 
 
-def git_revision() -> str | None:
+def _git(*args: str) -> str | None:
+    """Output of a git command run in this package's checkout, or None outside one."""
     try:
         here = Path(__file__).resolve().parent
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        return rev.stdout.strip() or None
+        out = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def git_revision() -> str | None:
+    return _git("rev-parse", "HEAD") or None
 
 
 def now() -> str:

@@ -78,3 +78,22 @@ def test_protocol_needs_matching_image_count(roots, capsys):
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", *SMALL, *roots]) == 0
     assert main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "--protocol", "1k", *SMALL, *roots]) == 2
     assert "multiple of 1000" in capsys.readouterr().err
+
+
+def test_same_command_twice_gives_the_same_numbers(roots, tmp_path):
+    run = ["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "--no-cache", *SMALL, *roots]
+    assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--no-cache", *SMALL, *roots]) == 0
+    records = []
+    for _ in range(2):
+        assert main(run) == 0
+        records.append(json.loads(next((tmp_path / "results" / "runs").glob("*.json")).read_text()))
+    assert not (tmp_path / "data" / "cache").exists()
+    a, b = records
+    assert a["metrics"] == b["metrics"] and a["recall_curve"] == b["recall_curve"]
+    # what the run records to be repeated: configuration, seeds, versions, feature cache keys
+    assert a["config"]["protocol"] == "full" and a["config"]["dataset_options"] == {"n_train": "300", "n_val": "40",
+                                                                                     "n_test": "60"}
+    assert a["seeds"]["model"] == 0 and a["params"]["random_state"] == 0
+    assert {"numpy", "torch", "git_revision"} <= set(a["versions"])
+    assert a["feature_cache"]["image"].startswith("shapes_test_tinyimage-") and a["feature_cache"]["text"].endswith(".npy")
+    assert len(a["recall_curve"]["image_annotation"]) == 50
