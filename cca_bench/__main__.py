@@ -11,7 +11,9 @@ EXAMPLES = """examples:
   python -m cca_bench generate cca openmoji glove50_efficientnet
   python -m cca_bench run_benchmark cca openmoji test glove50_efficientnet --distance cosine
   python -m cca_bench generate cca flickr8k word2vec_vgg_karpathy --reg 1e-4
-  python -m cca_bench compare --dataset flickr8k
+  python -m cca_bench generate cca flickr8k word2vec_vgg_karpathy --cv --cv-select medr
+  python -m cca_bench run_benchmark cca coco test word2vec_vgg_karpathy --protocol 1k
+  python -m cca_bench compare --dataset flickr8k --csv flickr8k.csv --plot
 """
 
 
@@ -43,6 +45,33 @@ def _add_features(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     g.add_argument("--no-cache", action="store_true", help="recompute features instead of using data/cache")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
+
+
+def _number_list(typ):
+    def parse(text: str) -> list:
+        try:
+            return [typ(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+    return parse
+
+
+def _add_cv(p: argparse.ArgumentParser) -> None:
+    from cca_bench.cv import DEFAULT_GRID
+
+    g = p.add_argument_group("cca cross-validation", "--cv fits every n_components x reg x eig_power of the grid "
+                             "from one covariance pass (one solve per reg), scores each on the val split and saves "
+                             "the best as the model; the grid goes to RESULTS/cv/<model>.json and .md")
+    g.add_argument("--cv", action="store_true", help="choose n_components, reg and eig_power on the val split")
+    fmt = lambda name: ",".join(f"{v:g}" for v in DEFAULT_GRID[name])  # noqa: E731
+    g.add_argument("--cv-components", type=_number_list(int), metavar="K,K,...",
+                   help=f"n_components values (default {fmt('n_components')}; values above min(dx, dy) are clipped)")
+    g.add_argument("--cv-reg", type=_number_list(float), metavar="R,R,...", help=f"reg values (default {fmt('reg')})")
+    g.add_argument("--cv-eig-power", type=_number_list(float), metavar="P,P,...",
+                   help=f"eig_power values (default {fmt('eig_power')})")
+    g.add_argument("--cv-select", choices=["rsum", "medr"], default="rsum",
+                   help="rsum: highest R@1+R@5+R@10 of both directions (default); medr: lowest sum of median ranks")
 
 
 def _add_method_params(p: argparse.ArgumentParser) -> None:
@@ -81,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="openmoji, shapes, flickr8k, flickr30k, coco, or a folder name under DATA")
     p.add_argument("features", help="TEXT_IMAGE, e.g. glove50_efficientnet or word2vec_vgg_karpathy")
     _add_method_params(p)
+    _add_cv(p)
     _add_features(p)
     _add_common(p)
 
@@ -131,13 +161,31 @@ def cmd_generate(args) -> None:
     params = {k: getattr(args, k) for k in getattr(cls, "CLI_PARAMS", {}) if getattr(args, k, None) is not None}
     if "random_state" in cls._param_names():
         params["random_state"] = args.seed
-    out = generate(args.method, args.dataset, args.features, params, _options(args))
+    out = generate(args.method, args.dataset, args.features, params, _options(args), cv=_cv_request(args))
     model = out["model"]
     print(f"fitted {args.method} on {out['n_captions']} captions / {out['n_images']} images "
           f"in {out['timings'].get('fit', 0):.1f} s; saved {out['path']}.safetensors")
+    if out["cv"] is not None:
+        from cca_bench.cv import best_params
+
+        best = out["cv"]["best"]
+        print(f"CV ({len(out['cv']['rows'])} grid points, by {out['cv']['select']}): chose {best_params(out['cv'])}, "
+              f"val R-sum {best['rsum']:.1f}, median ranks {best['medr_sum']:g}")
+    for figure in out["figures"]:
+        print(f"figure: {figure}")
     summary = getattr(model, "summary", None)
     if callable(summary):
         print(summary())
+
+
+def _cv_request(args) -> dict | None:
+    """generate's ``cv`` argument from the --cv flags (None without --cv)."""
+    if not args.cv:
+        if any(getattr(args, f) is not None for f in ("cv_components", "cv_reg", "cv_eig_power")):
+            raise UserError("--cv-components, --cv-reg and --cv-eig-power need --cv")
+        return None
+    grid = {"n_components": args.cv_components, "reg": args.cv_reg, "eig_power": args.cv_eig_power}
+    return {"grid": {k: v for k, v in grid.items() if v}, "select": args.cv_select}
 
 
 def cmd_run_benchmark(args) -> None:

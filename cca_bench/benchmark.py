@@ -142,26 +142,68 @@ def model_path(method: str, dataset: str, spec: FeatureSpec, opts: Options) -> P
     return opts.results_root / "models" / name
 
 
-def generate(method: str, dataset_name: str, features: str, params: dict, opts: Options) -> dict:
-    """Encode the train split (restval included), fit ``method`` with ``params``, save it; returns a summary."""
+def generate(method: str, dataset_name: str, features: str, params: dict, opts: Options,
+             cv: dict | None = None) -> dict:
+    """Encode the train split (restval included), fit ``method`` with ``params``, save it; returns a summary.
+
+    ``cv`` = {"grid": {...}, "select": "rsum"|"medr"} asks the method's ``cross_validate`` to choose its
+    hyper-parameters on the val split instead; the best model is saved as the normal model, and the grid
+    goes to RESULTS/cv/<model name>.json/.md. A model's ``figures()`` are saved as <model name>.<key>.png.
+    """
+    from cca_bench.results import write_cv
+
     cls = METHODS.get(method)
     spec = FeatureSpec.parse(features)
     dataset = load_dataset(dataset_name, opts)
     timings: dict = {}
     train = build_features(dataset, "train", spec, opts, timings)
     val = None
-    if getattr(cls, "uses_val", False) and "val" in dataset.splits:
+    if (cv is not None or getattr(cls, "uses_val", False)) and "val" in dataset.splits:
         val = build_features(dataset, "val", spec, opts, timings)
-    model = cls(**params)
-    opts.log(f"fitting {method} on {len(train.texts)} captions of {train.images.shape[0]} images")
-    _timed(timings, "fit", lambda: model.fit_features(train, val))
+    model, report = _timed(timings, "fit", lambda: fit_model(cls, method, train, val, params, cv, opts))
     path = model_path(method, dataset_name, spec, opts)
     extra = {"dataset": dataset_name, "dataset_options": opts.dataset_options, "features": spec.name,
              "feature_options": opts.text_options(), "timings": timings, "train_fingerprint": train.meta["fingerprint"],
              "feature_cache": train.meta["cache_keys"]}
+    if report is not None:
+        extra["cv"] = cv_summary(report, path.name)
+        write_cv(opts.results_root, path.name, report)
     model.save(path, extra=extra)
+    figures = save_figures(model, path)
     return {"model": model, "path": path, "timings": timings, "n_images": len(train.images),
-            "n_captions": len(train.texts)}
+            "n_captions": len(train.texts), "cv": report, "figures": figures}
+
+
+def fit_model(cls, method: str, train, val, params: dict, cv: dict | None, opts: Options):
+    """Fit with ``params``, or cross-validate on ``val`` when ``cv`` is given; returns (model, CV report or None)."""
+    if cv is None:
+        opts.log(f"fitting {method} on {len(train.texts)} captions of {train.images.shape[0]} images")
+        return cls(**params).fit_features(train, val), None
+    if not hasattr(cls, "cross_validate"):
+        raise UserError(f"{method} has no --cv grid search")
+    if val is None:
+        raise UserError(f"--cv scores the grid on the val split, and {train.meta['dataset']} has none")
+    opts.log(f"cross-validating {method} on {len(train.texts)} train / {len(val.texts)} val captions")
+    return cls.cross_validate(train, val, params=params, progress=opts.progress, log=opts.log, **cv)
+
+
+def cv_summary(report: dict, name: str) -> dict:
+    """What the saved model records of its CV: the rule, the chosen params, their val scores, the grid file."""
+    from cca_bench.cv import best_params
+
+    best = report["best"]
+    return {"select": report["select"], "chosen": best_params(report), "val_rsum": best["rsum"],
+            "val_medr_sum": best["medr_sum"], "grid": report["grid"], "report": f"cv/{name}.json"}
+
+
+def save_figures(model, path: Path) -> list[Path]:
+    """Write each of ``model.figures()`` (when the method has any) as ``<model path>.<key>.png``."""
+    from cca_bench.results import write_figure
+
+    figures = getattr(model, "figures", None)
+    if not callable(figures):
+        return []
+    return [write_figure(path.with_name(f"{path.name}.{key}.png"), fig) for key, fig in figures().items()]
 
 
 def protocol_folds(protocol: str, n_images: int, where: str) -> int:

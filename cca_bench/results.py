@@ -92,6 +92,15 @@ def run_tables(record: dict) -> str:
     return "\n".join(out)
 
 
+def metric_columns(metrics: dict) -> dict:
+    """Flat columns ``i2t R@1`` .. ``t2i MeanR`` of a metrics record (a missing metric is None)."""
+    out = {}
+    for task, short in (("image_annotation", "i2t"), ("image_search", "t2i")):
+        for k, name in METRIC_COLUMNS:
+            out[f"{short} {name.replace('Median Rank', 'MedR').replace('Mean Rank', 'MeanR')}"] = metrics[task].get(k)
+    return out
+
+
 def compare_frame(runs: list[dict]):
     """A pandas frame with one row per run: identity columns, then both tasks' metrics."""
     import pandas as pd
@@ -100,11 +109,7 @@ def compare_frame(runs: list[dict]):
     for r in runs:
         row = {"Dataset": r["dataset"], "Split": r["split"], "Protocol": r["protocol"], "Method": r["method"],
                "Features": r["features"], "Params": r.get("params_label", ""), "Distance": r["distance"]}
-        for task, title in TASKS:
-            short = "i2t" if task == "image_annotation" else "t2i"
-            for k, name in METRIC_COLUMNS:
-                row[f"{short} {name.replace('Median Rank', 'MedR').replace('Mean Rank', 'MeanR')}"] = r["metrics"][task][k]
-        rows.append(row)
+        rows.append(row | metric_columns(r["metrics"]))
     frame = pd.DataFrame(rows)
     if len(frame):
         frame = frame.sort_values(["Dataset", "Split", "Protocol", "Method", "Features", "Distance"], kind="stable")
@@ -133,3 +138,35 @@ def write_text(path: Path, text: str) -> Path:
     tmp.write_text(text)
     os.replace(tmp, path)
     return path
+
+
+def write_figure(path: Path, fig) -> Path:
+    """Save a matplotlib figure as PNG through a temporary name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+    return path
+
+
+def cv_markdown(report: dict, name: str) -> str:
+    """The CV grid as a markdown table, best first, with the selection rule and notes."""
+    from tabulate import tabulate
+
+    from cca_bench.cv import best_params, ranked_rows
+
+    rule = "highest R-sum" if report["select"] == "rsum" else "lowest sum of median ranks"
+    head = [f"# CV grid: {name}\n", f"Selected by {rule} on val ({report['n_val_images']} images, "
+            f"{report['n_val_captions']} captions): {best_params(report)}.\n"]
+    head += [f"- note: {n}" for n in report["notes"]]
+    body = [{"n_components": r["n_components"], "reg": r["reg"], "eig_power": r["eig_power"], "R-sum": r["rsum"],
+             "MedR sum": r["medr_sum"]} | metric_columns(r["metrics"]) for r in ranked_rows(report)]
+    fmt = ["g"] * 3 + [".1f"] * (len(body[0]) - 3)  # the grid values as given, metrics to 0.1
+    return "\n".join(head) + "\n\n" + tabulate(body, "keys", tablefmt="github", floatfmt=fmt) + "\n"
+
+
+def write_cv(results_root: Path, name: str, report: dict) -> tuple[Path, Path]:
+    """``cv/<model name>.json`` (the whole report) and ``cv/<model name>.md`` (the table), atomically."""
+    folder = Path(results_root) / "cv"
+    return write_json(folder / f"{name}.json", report), write_text(folder / f"{name}.md", cv_markdown(report, name))

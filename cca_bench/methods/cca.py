@@ -87,6 +87,17 @@ class RegularizedCCA(Params):
         self.n_components_, self.n_samples_ = k, m.n
         return self
 
+    @classmethod
+    def cross_validate(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
+                       log=lambda msg: None):
+        """Grid search on the val FeatureSet, one covariance pass (see :func:`cca_bench.cv.grid_search`).
+
+        Returns (best fitted model, report).
+        """
+        from cca_bench.cv import grid_search
+
+        return grid_search(cls, train, val, grid, params, select, progress, log)
+
     def _n_components(self, dx: int, dy: int) -> int:
         k_max = min(dx, dy)
         k = k_max if self.n_components is None else int(self.n_components)
@@ -101,6 +112,13 @@ class RegularizedCCA(Params):
         """Short label for tables: ``k=50 reg=0.001 p=1``."""
         k = getattr(self, "n_components_", self.n_components)
         return f"k={k} reg={self.reg:g} p={self.eig_power:g}"
+
+    def figures(self) -> dict:
+        """{"spectrum": the canonical correlations plotted by component}, saved next to the model."""
+        from cca_bench.plots import spectrum_figure
+
+        self._check_fitted()
+        return {"spectrum": spectrum_figure(self.canonical_correlations_, f"RegularizedCCA {self.params_label()}")}
 
     def _check_fitted(self):
         if not hasattr(self, "x_weights_"):
