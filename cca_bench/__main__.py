@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from cca_bench.errors import UserError
 
@@ -129,10 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_features(p)
     _add_common(p)
 
-    p = sub.add_parser("compare", help="one table over all stored runs (also written to RESULTS/RESULTS.md)")
-    p.add_argument("--dataset", help="only runs on this dataset")
-    p.add_argument("--split", help="only runs on this split")
-    p.add_argument("--method", help="only runs of this method")
+    p = sub.add_parser("compare", help="tables over all stored runs beside published numbers (RESULTS/RESULTS.md, .csv)",
+                       description="One table per dataset / split / protocol: this suite's runs (Source \"this "
+                       "suite\") and the published reference rows of that group (Source = the paper or README, "
+                       "cited under the tables; '-' = not published). Written to RESULTS/RESULTS.md and "
+                       "RESULTS/RESULTS.csv.")
+    p.add_argument("--dataset", help="only this dataset (its name without builder options)")
+    p.add_argument("--split", help="only this split")
+    p.add_argument("--method", help="only this method (own runs) or method family (published rows): cca, vse")
+    p.add_argument("--published", action="store_true",
+                   help="show every published row, also for datasets/protocols without own runs "
+                   "(default: only beside own runs)")
+    p.add_argument("--csv", metavar="PATH", help="also write the table as CSV to PATH")
+    p.add_argument("--plot", action="store_true",
+                   help="write R@K curves (K = 1..50) of each shown run as PNG under RESULTS/plots/")
     _add_common(p)
 
     p = sub.add_parser("list", help="datasets (and whether their files are present), encoders and methods")
@@ -203,18 +214,39 @@ def cmd_run_benchmark(args) -> None:
 
 def cmd_compare(args) -> None:
     from cca_bench.config import results_root
-    from cca_bench.results import compare_frame, compare_markdown, load_runs, write_text
+    from cca_bench.results import (compare_csv, compare_frame, compare_markdown, load_runs, published_frame,
+                                   select_rows, write_text)
 
     root = results_root(args.results_root)
     runs, bad = load_runs(root)
     for b in bad:
         _log(f"warning: skipped unreadable run file {b}")
-    runs = [r for r in runs if (not args.dataset or r["dataset"].split("[")[0] == args.dataset)
-            and (not args.split or r["split"] == args.split) and (not args.method or r["method"] == args.method)]
-    text = compare_markdown(compare_frame(runs))
+    frame = select_rows(compare_frame(runs, published_frame()), args.dataset, args.split, args.method, args.published)
+    text = compare_markdown(frame)
     print(text)
-    path = write_text(root / "RESULTS.md", text)
-    _log(f"written to {path}")
+    written = [write_text(root / "RESULTS.md", text), write_text(root / "RESULTS.csv", compare_csv(frame))]
+    if args.csv:
+        written.append(write_text(Path(args.csv), compare_csv(frame)))
+    if args.plot:
+        written += _plot_runs(runs, frame, root)
+    _log("written: " + ", ".join(map(str, written)))
+
+
+def _plot_runs(runs: list[dict], frame, root) -> list:
+    """R@K curve PNGs (RESULTS/plots/<run file>.png) for the runs that the compare table shows."""
+    from cca_bench.results import plot_run
+
+    shown = set(frame.loc[frame["Source"] == "this suite", "_file"]) if len(frame) else set()
+    paths = []
+    for run in runs:
+        if run["_file"] not in shown:
+            continue
+        if "recall_curve" not in run:
+            _log(f"warning: {Path(run['_file']).name} has no recall_curve (run before curves were stored): "
+                 "run run_benchmark again to plot it")
+            continue
+        paths.append(plot_run(root, run))
+    return paths
 
 
 def cmd_list(args) -> None:

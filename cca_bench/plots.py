@@ -31,7 +31,7 @@ def recall_figure(series: list[tuple[str, dict]], title: str):
         for k in (1, 5, 10):
             ax.axvline(k, color="0.85", linewidth=0.8, zorder=0)
         ax.set(title=task_title, xlabel="K (rank cut-off)", xlim=(1, max(len(c[task]) for _, c in series)),
-               ylim=(0, 100))
+               ylim=(0, 101))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("R@K (% of queries with rank <= K)")
     axes[1].legend(loc="lower right", fontsize="small")
