@@ -125,8 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distance", default="cosine", choices=["cosine", "dot", "euclidean"],
                    help="similarity used for ranking (default cosine)")
     p.add_argument("--protocol", default="full", choices=["full", "1k", "5k"],
-                   help="full: all images of the split at once; 1k: folds of 1,000 images averaged (COCO 1k); "
-                   "5k: all 5,000 COCO test images (default full)")
+                   help="full: all images of the split at once (Flickr8k/30k test: 1,000 images, the usual 1k test); "
+                   "1k: consecutive folds of 1,000 images, metrics averaged (COCO 1k: 5 folds of the 5k test); "
+                   "5k: all 5,000 COCO test images at once. Part of the run's file name, JSON and compare "
+                   "table (default full)")
     _add_features(p)
     _add_common(p)
 

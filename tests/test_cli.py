@@ -17,6 +17,7 @@ def test_generate_run_compare(roots, tmp_path, capsys):
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--reg", "1e-2", *SMALL, *roots]) == 0
     models = list((tmp_path / "results" / "models").glob("*.safetensors"))
     assert len(models) == 1 and models[0].with_suffix(".json").is_file()
+    assert models[0].with_name(models[0].stem + ".spectrum.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", *SMALL, *roots]) == 0
     out = capsys.readouterr().out
     assert "### Image Annotation" in out and "### Image Search" in out and "Median Rank" in out

@@ -167,6 +167,7 @@ def test_coco_1k_averages_five_folds_and_5k_uses_all_images():
     image_index = np.repeat(np.arange(5000), 5)
     texts = ims[image_index] + 2.0 * rng.standard_normal((25000, 16)).astype(np.float32)
     assert protocol_folds("1k", 5000, "test") == 5 and protocol_folds("5k", 5000, "test") == 1
+    assert protocol_folds("1k", 1000, "flickr8k/test") == 1 == protocol_folds("full", 5000, "test")
     one_k = evaluate_retrieval(ims, texts, image_index, folds=protocol_folds("1k", 5000, "test"))
     per_fold = [evaluate_retrieval(ims[f * 1000:(f + 1) * 1000], texts[f * 5000:(f + 1) * 5000],
                                    image_index[:5000]) for f in range(5)]
