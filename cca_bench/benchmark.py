@@ -150,7 +150,7 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     hyper-parameters on the val split instead; the best model is saved as the normal model, and the grid
     goes to RESULTS/cv/<model name>.json/.md. A model's ``figures()`` are saved as <model name>.<key>.png.
     """
-    from cca_bench.results import write_cv
+    from cca_bench.results import versions, write_cv
 
     cls = METHODS.get(method)
     spec = FeatureSpec.parse(features)
@@ -164,7 +164,7 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     path = model_path(method, dataset_name, spec, opts)
     extra = {"dataset": dataset_name, "dataset_options": opts.dataset_options, "features": spec.name,
              "feature_options": opts.text_options(), "timings": timings, "train_fingerprint": train.meta["fingerprint"],
-             "feature_cache": train.meta["cache_keys"]}
+             "feature_cache": train.meta["cache_keys"], "versions": versions()}
     if report is not None:
         extra["cv"] = cv_summary(report, path.name)
         write_cv(opts.results_root, path.name, report)

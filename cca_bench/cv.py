@@ -8,6 +8,7 @@ the R-sum used by the VSE line of work (R@1 + R@5 + R@10 of both directions, ``s
 """
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 from cca_bench.errors import UserError
@@ -62,7 +63,9 @@ def grid_search(cls, train, val, grid: dict, params: dict, select: str = "rsum",
     """
     if select not in SELECT:
         raise UserError(f"unknown --cv-select {select!r} (choose from {', '.join(SELECT)})")
+    start = time.perf_counter()
     moments = cls(**params).moments(train.images, train.texts, train.image_index)
+    seconds = {"moments": round(time.perf_counter() - start, 3)}
     grid, notes = grid_points(grid, min(len(moments.mean_x), len(moments.mean_y)))
     rows, best, best_model = [], None, None
     for row, model in _fits(cls, moments, grid, params, val, notes, progress):
@@ -73,7 +76,8 @@ def grid_search(cls, train, val, grid: dict, params: dict, select: str = "rsum",
         log(f"note: {note}")
     if best is None:
         raise UserError("every CV grid point failed: " + "; ".join(notes))
-    report = {"select": select, "grid": grid, "notes": notes, "rows": rows, "best": best,
+    seconds["total"] = round(time.perf_counter() - start, 3)  # moments + one solve per reg + val evaluations
+    report = {"select": select, "grid": grid, "notes": notes, "rows": rows, "best": best, "seconds": seconds,
               "n_train_captions": len(train.texts), "n_val_images": len(val.images), "n_val_captions": len(val.texts)}
     return best_model, report
 

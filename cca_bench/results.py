@@ -209,21 +209,22 @@ def compare_csv(frame) -> str:
 
 def write_text(path: Path, text: str) -> Path:
     """Write a text file through a temporary name."""
+    return _atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def _atomic_write(path: Path, write) -> Path:
+    """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it over ``path``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(text)
+    write(tmp)
     os.replace(tmp, path)
     return path
 
 
 def write_figure(path: Path, fig) -> Path:
     """Save a matplotlib figure as PNG through a temporary name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
-    return path
+    return _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def cv_markdown(report: dict, name: str) -> str:
