@@ -235,20 +235,18 @@ def cmd_compare(args) -> None:
 
 
 def _plot_runs(runs: list[dict], frame, root) -> list:
-    """R@K curve PNGs (RESULTS/plots/<run file>.png) for the runs that the compare table shows."""
-    from cca_bench.results import plot_run
+    """R@K curve PNGs under RESULTS/plots/ for the runs that the compare table shows."""
+    from cca_bench.results import plot_runs
 
     shown = set(frame.loc[frame["Source"] == "this suite", "_file"]) if len(frame) else set()
-    paths = []
+    plotted = []
     for run in runs:
-        if run["_file"] not in shown:
-            continue
-        if "recall_curve" not in run:
+        if run["_file"] in shown and "recall_curve" not in run:
             _log(f"warning: {Path(run['_file']).name} has no recall_curve (run before curves were stored): "
                  "run run_benchmark again to plot it")
-            continue
-        paths.append(plot_run(root, run))
-    return paths
+        elif run["_file"] in shown:
+            plotted.append(run)
+    return plot_runs(root, plotted)
 
 
 def cmd_list(args) -> None:

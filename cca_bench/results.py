@@ -249,12 +249,26 @@ def write_cv(results_root: Path, name: str, report: dict) -> tuple[Path, Path]:
     return write_json(folder / f"{name}.json", report), write_text(folder / f"{name}.md", cv_markdown(report, name))
 
 
-def plot_run(results_root: Path, run: dict) -> Path:
-    """``plots/<run file stem>.png``: the run's R@K curves, both tasks."""
+def plot_runs(results_root: Path, runs: list[dict]) -> list[Path]:
+    """R@K curve PNGs under ``plots/``: one per run (``<run file stem>.png``) and, where a dataset / split /
+    protocol group holds several runs, one with all of them (``<dataset>__<split>__<protocol>.png``)."""
     from cca_bench.plots import recall_figure
 
-    label = f"{run['method']} {run.get('params_label', '')}".strip()
-    title = (f"{run['dataset']} / {run['split']} / protocol {run['protocol']}: {run['features']}, "
-             f"{run['distance']}")
-    fig = recall_figure([(label, run["recall_curve"])], title)
-    return write_figure(Path(results_root) / "plots" / (Path(run["_file"]).stem + ".png"), fig)
+    folder, groups = Path(results_root) / "plots", {}
+    paths = []
+    for run in runs:
+        groups.setdefault((run["dataset"], run["split"], run["protocol"]), []).append(run)
+        title = f"{_group_title(run)}: {run['features']}, {run['distance']}"
+        fig = recall_figure([(f"{run['method']} {run.get('params_label', '')}".strip(), run["recall_curve"])], title)
+        paths.append(write_figure(folder / (Path(run["_file"]).stem + ".png"), fig))
+    for (ds, split, proto), group in groups.items():
+        if len(group) > 1:
+            series = [(" ".join(filter(None, [r["method"], r["features"], r.get("params_label"), r["distance"]])),
+                       r["recall_curve"]) for r in group]
+            fig = recall_figure(series, _group_title(group[0]))
+            paths.append(write_figure(folder / f"{ds}__{split}__{proto}.png", fig))
+    return paths
+
+
+def _group_title(run: dict) -> str:
+    return f"{run['dataset']} / {run['split']} / protocol {run['protocol']}"

@@ -65,3 +65,18 @@ def test_clip_components_dedupes():
     assert clip_components([75, 100, 300, 10], 50) == ([10, 50], "n_components 75, 100, 300 exceed min(dx, dy) = 50: "
                                                                  "clipped to 50")
     assert clip_components([5, 10], 50) == ([5, 10], None)
+
+
+def test_generate_refuses_cv_for_a_method_without_a_grid_and_without_val():
+    from cca_bench.benchmark import Options, fit_model
+
+    class NoGrid:
+        def __init__(self, **params):
+            pass
+
+    train = feature_set(20, 4)
+    train.meta["dataset"] = "toy"
+    with pytest.raises(UserError, match="no --cv grid search"):
+        fit_model(NoGrid, "nogrid", train, train, {}, {"grid": {}}, Options())
+    with pytest.raises(UserError, match="toy has none"):
+        fit_model(RegularizedCCA, "cca", train, None, {}, {"grid": {}}, Options())

@@ -20,7 +20,8 @@ def fake_run(dataset="flickr8k", protocol="full", method="cca", split="test", r1
 @pytest.fixture
 def results(tmp_path):
     root = tmp_path / "results"
-    for run in (fake_run(), fake_run("coco", "1k"), fake_run("coco", "5k", r1=20.0), fake_run("shapes")):
+    for run in (fake_run(), fake_run("coco", "1k"), fake_run("coco", "5k", r1=20.0), fake_run("shapes"),
+                fake_run(method="vse", r1=10.0)):
         write_json(root / "runs" / f"{run['model']}__{run['split']}__{run['protocol']}.json", run)
     return root
 
@@ -48,14 +49,15 @@ def test_compare_groups_by_protocol_and_shows_published_beside_own_runs(results,
     assert "Faghri" not in text
     csv = pd.read_csv(tmp_path / "out.csv")
     assert csv.equals(pd.read_csv(results / "RESULTS.csv"))
-    assert (csv["Source"] == "this suite").sum() == 4 and len(csv) == 4 + 4 + 2  # flickr8k: 4 published, coco 1k: 2
+    assert (csv["Source"] == "this suite").sum() == 5 and len(csv) == 5 + 4 + 2  # flickr8k: 4 published, coco 1k: 2
     assert csv.loc[csv["Source"] == "this suite", "Citation"].isna().all()
 
 
 def test_compare_published_flag_and_filters(results, capsys):
     assert main(["compare", "--results-root", str(results), "--published", "--method", "vse"]) == 0
     text = capsys.readouterr().out
-    assert "Faghri et al. BMVC 2018" in text and "| this suite" not in text and "CCA mean vec" not in text
+    assert "Faghri et al. BMVC 2018" in text and "CCA mean vec" not in text
+    assert text.count("| this suite") == 1  # the vse run
     assert main(["compare", "--results-root", str(results), "--dataset", "coco"]) == 0
     text = capsys.readouterr().out
     assert "flickr8k" not in text and "protocol 5k" in text
@@ -68,6 +70,7 @@ def test_compare_plot_writes_one_png_per_shown_run(results, capsys):
     assert main(["compare", "--results-root", str(results), "--plot"]) == 0
     pngs = sorted(p.name for p in (results / "plots").glob("*.png"))
     assert pngs == ["cca__coco__glove50_tinyimage__test__1k.png", "cca__coco__glove50_tinyimage__test__5k.png",
-                    "cca__flickr8k__glove50_tinyimage__test__full.png"]
+                    "cca__flickr8k__glove50_tinyimage__test__full.png", "flickr8k__test__full.png",
+                    "vse__flickr8k__glove50_tinyimage__test__full.png"]
     assert (results / "plots" / pngs[0]).read_bytes()[:4] == b"\x89PNG"
     assert "no recall_curve" in capsys.readouterr().err
