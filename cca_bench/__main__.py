@@ -98,6 +98,25 @@ def _add_method_params(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
+def _add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="tables over all stored runs beside published numbers (RESULTS/RESULTS.md, .csv)",
+                       description="One table per dataset / split / protocol: this suite's runs (Source \"this "
+                       "suite\") and the published reference rows of that group (Source = the paper or README, "
+                       "cited under the tables; '-' = not published). Written to RESULTS/RESULTS.md and "
+                       "RESULTS/RESULTS.csv.")
+    p.add_argument("--dataset", help="only this dataset (its name without builder options)")
+    p.add_argument("--split", help="only this split")
+    p.add_argument("--method", help="only this method (own runs) or method family (published rows): cca, vse")
+    p.add_argument("--published", action="store_true",
+                   help="show every published row, also for datasets/protocols without own runs "
+                   "(default: only beside own runs)")
+    p.add_argument("--csv", metavar="PATH", help="also write the table as CSV to PATH")
+    p.add_argument("--plot", action="store_true",
+                   help="write R@K curves (K = 1..50) of each shown run as PNG under RESULTS/plots/, and one "
+                   "overlay per dataset/split/protocol group with several runs")
+    _add_common(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cca_bench", description="Classical (regularized CCA) and neural baselines for image-text "
@@ -132,21 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_features(p)
     _add_common(p)
 
-    p = sub.add_parser("compare", help="tables over all stored runs beside published numbers (RESULTS/RESULTS.md, .csv)",
-                       description="One table per dataset / split / protocol: this suite's runs (Source \"this "
-                       "suite\") and the published reference rows of that group (Source = the paper or README, "
-                       "cited under the tables; '-' = not published). Written to RESULTS/RESULTS.md and "
-                       "RESULTS/RESULTS.csv.")
-    p.add_argument("--dataset", help="only this dataset (its name without builder options)")
-    p.add_argument("--split", help="only this split")
-    p.add_argument("--method", help="only this method (own runs) or method family (published rows): cca, vse")
-    p.add_argument("--published", action="store_true",
-                   help="show every published row, also for datasets/protocols without own runs "
-                   "(default: only beside own runs)")
-    p.add_argument("--csv", metavar="PATH", help="also write the table as CSV to PATH")
-    p.add_argument("--plot", action="store_true",
-                   help="write R@K curves (K = 1..50) of each shown run as PNG under RESULTS/plots/")
-    _add_common(p)
+    _add_compare(sub)
 
     p = sub.add_parser("list", help="datasets (and whether their files are present), encoders and methods")
     _add_common(p)

@@ -10,7 +10,7 @@ import numpy as np
 
 from cca_bench.config import FeatureSpec
 from cca_bench.errors import UserError
-from cca_bench.features.store import FeatureSet, load_or_compute
+from cca_bench.features.store import FeatureSet, cache_key, load_or_compute
 from cca_bench.registry import IMAGE_ENCODERS, METHODS, TEXT_ENCODERS
 
 PROTOCOLS = {"full": None, "1k": 1000, "5k": 5000}
@@ -72,9 +72,10 @@ def text_key(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
             "idf_fitted_on": dataset.split("train").fingerprint() if opts.idf else None}
 
 
-def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dict) -> np.ndarray:
+def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dict,
+                  key: dict | None = None) -> np.ndarray:
     encoder = IMAGE_ENCODERS.get(spec.image)
-    key = image_key(dataset, split, spec, opts)
+    key = key or image_key(dataset, split, spec, opts)
     cache = opts.data_root / "cache" if opts.cache else None
     compute = lambda: encoder(split, dataset, batch_size=opts.batch_size, device=opts.device,  # noqa: E731
                               progress=opts.progress)
@@ -96,8 +97,9 @@ def text_encoder(dataset, spec: FeatureSpec, opts: Options):
     return encoder.fit(dataset.split("train").tokens if opts.idf else [])
 
 
-def encode_texts(dataset, split, spec: FeatureSpec, opts: Options, timings: dict, encoder=None):
-    key = text_key(dataset, split, spec, opts)
+def encode_texts(dataset, split, spec: FeatureSpec, opts: Options, timings: dict, encoder=None,
+                 key: dict | None = None):
+    key = key or text_key(dataset, split, spec, opts)
     cache = opts.data_root / "cache" if opts.cache else None
     state = {}
 
@@ -114,24 +116,18 @@ def encode_texts(dataset, split, spec: FeatureSpec, opts: Options, timings: dict
     return texts, hit
 
 
-def cache_files(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
-    """The feature cache file names (under DATA/cache) of a split's image and text features."""
-    from cca_bench.features.store import cache_key
-
-    return {"image": cache_key(image_key(dataset, split, spec, opts)) + ".npy",
-            "text": cache_key(text_key(dataset, split, spec, opts)) + ".npy"}
-
-
 def build_features(dataset, split_name: str, spec: FeatureSpec, opts: Options, timings: dict) -> FeatureSet:
     """Encode one split with the text and image encoders of ``spec`` (cached)."""
     split = dataset.split(split_name)
     if split.n_captions == 0:
         raise UserError(f"{dataset.name}/{split_name} has no captions")
-    images = encode_images(dataset, split, spec, opts, timings)
-    texts, _ = encode_texts(dataset, split, spec, opts, timings)
+    keys = {"image": image_key(dataset, split, spec, opts), "text": text_key(dataset, split, spec, opts)}
+    images = encode_images(dataset, split, spec, opts, timings, key=keys["image"])
+    texts, _ = encode_texts(dataset, split, spec, opts, timings, key=keys["text"])
     meta = {"dataset": dataset.name, "split": split_name, "features": spec.name,
-            "fingerprint": split.fingerprint(), "text_options": opts.text_options(),
-            "data_root": str(opts.data_root), "cache_keys": cache_files(dataset, split, spec, opts)}
+            "fingerprint": keys["image"]["fingerprint"], "text_options": opts.text_options(),
+            "data_root": str(opts.data_root),  # the cache file names (under DATA/cache) of both feature arrays
+            "cache_keys": {kind: cache_key(key) + ".npy" for kind, key in keys.items()}}
     vectors = lambda: TEXT_ENCODERS.get(spec.text)(opts.data_root, path=opts.text_path)  # noqa: E731
     return FeatureSet(images=images, texts=texts, image_index=split.image_index, tokens=split.tokens, meta=meta,
                       word_vectors=vectors)
@@ -178,7 +174,9 @@ def fit_model(cls, method: str, train, val, params: dict, cv: dict | None, opts:
     """Fit with ``params``, or cross-validate on ``val`` when ``cv`` is given; returns (model, CV report or None)."""
     if cv is None:
         opts.log(f"fitting {method} on {len(train.texts)} captions of {train.images.shape[0]} images")
-        return cls(**params).fit_features(train, val), None
+        model = cls(**params)
+        model.fit_features(train, val)
+        return model, None
     if not hasattr(cls, "cross_validate"):
         raise UserError(f"{method} has no --cv grid search")
     if val is None:
