@@ -12,15 +12,15 @@ import time
 from typing import Callable
 
 from cca_bench.errors import UserError
+from cca_bench.metrics import TASK_NAMES
 
 DEFAULT_GRID = {"n_components": (75, 100, 130, 200, 300), "reg": (10.0, 1.0, 0.1, 0.01, 0.001),
                 "eig_power": (0.0, 1.0, 2.0, 4.0)}
-# best first under each rule; the other score breaks ties, then the grid order (min is stable)
+# sort keys, best first under each rule; the other score breaks ties, then the earlier grid point wins
 SELECT: dict[str, Callable[[dict], tuple]] = {
     "rsum": lambda row: (-row["rsum"], row["medr_sum"]),
     "medr": lambda row: (row["medr_sum"], -row["rsum"]),
 }
-TASKS = ("image_annotation", "image_search")
 
 
 def clip_components(values, k_max: int) -> tuple[list[int], str | None]:
@@ -37,7 +37,7 @@ def clip_components(values, k_max: int) -> tuple[list[int], str | None]:
 
 def score(metrics: dict) -> dict:
     """R-sum (R@1 + R@5 + R@10 of both tasks) and the sum of both median ranks of one evaluation."""
-    return {"rsum": sum(metrics[t][f"R@{k}"] for t in TASKS for k in (1, 5, 10)),
+    return {"rsum": sum(metrics[t][f"R@{k}"] for t in TASK_NAMES for k in (1, 5, 10)),
             "medr_sum": sum(metrics[t]["median_rank"] for t in TASKS)}
 
 
