@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from cca_bench.errors import UserError
 
@@ -11,7 +12,9 @@ EXAMPLES = """examples:
   python -m cca_bench generate cca openmoji glove50_efficientnet
   python -m cca_bench run_benchmark cca openmoji test glove50_efficientnet --distance cosine
   python -m cca_bench generate cca flickr8k word2vec_vgg_karpathy --reg 1e-4
-  python -m cca_bench compare --dataset flickr8k
+  python -m cca_bench generate cca flickr8k word2vec_vgg_karpathy --cv --cv-select medr
+  python -m cca_bench run_benchmark cca coco test word2vec_vgg_karpathy --protocol 1k
+  python -m cca_bench compare --dataset flickr8k --csv flickr8k.csv --plot
   python -m cca_bench search cca openmoji glove50_efficientnet --text "a smiling cat" --html cats.html
 """
 
@@ -46,6 +49,33 @@ def _add_features(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
 
 
+def _number_list(typ):
+    def parse(text: str) -> list:
+        try:
+            return [typ(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+    return parse
+
+
+def _add_cv(p: argparse.ArgumentParser) -> None:
+    from cca_bench.cv import DEFAULT_GRID
+
+    g = p.add_argument_group("cca cross-validation", "--cv fits every n_components x reg x eig_power of the grid "
+                             "from one covariance pass (one solve per reg), scores each on the val split and saves "
+                             "the best as the model; the grid goes to RESULTS/cv/<model>.json and .md")
+    g.add_argument("--cv", action="store_true", help="choose n_components, reg and eig_power on the val split")
+    fmt = lambda name: ",".join(f"{v:g}" for v in DEFAULT_GRID[name])  # noqa: E731
+    g.add_argument("--cv-components", type=_number_list(int), metavar="K,K,...",
+                   help=f"n_components values (default {fmt('n_components')}; values above min(dx, dy) are clipped)")
+    g.add_argument("--cv-reg", type=_number_list(float), metavar="R,R,...", help=f"reg values (default {fmt('reg')})")
+    g.add_argument("--cv-eig-power", type=_number_list(float), metavar="P,P,...",
+                   help=f"eig_power values (default {fmt('eig_power')})")
+    g.add_argument("--cv-select", choices=["rsum", "medr"], default="rsum",
+                   help="rsum: highest R@1+R@5+R@10 of both directions (default); medr: lowest sum of median ranks")
+
+
 def _add_method_params(p: argparse.ArgumentParser) -> None:
     from cca_bench.methods import load_all
     from cca_bench.registry import METHODS
@@ -69,6 +99,25 @@ def _add_method_params(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
+def _add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="tables over all stored runs beside published numbers (RESULTS/RESULTS.md, .csv)",
+                       description="One table per dataset / split / protocol: this suite's runs (Source \"this "
+                       "suite\") and the published reference rows of that group (Source = the paper or README, "
+                       "cited under the tables; '-' = not published). Written to RESULTS/RESULTS.md and "
+                       "RESULTS/RESULTS.csv.")
+    p.add_argument("--dataset", help="only this dataset (its name without builder options)")
+    p.add_argument("--split", help="only this split")
+    p.add_argument("--method", help="only this method (own runs) or method family (published rows): cca, vse")
+    p.add_argument("--published", action="store_true",
+                   help="show every published row, also for datasets/protocols without own runs "
+                   "(default: only beside own runs)")
+    p.add_argument("--csv", metavar="PATH", help="also write the table as CSV to PATH")
+    p.add_argument("--plot", action="store_true",
+                   help="write R@K curves (K = 1..50) of each shown run as PNG under RESULTS/plots/, and one "
+                   "overlay per dataset/split/protocol group with several runs")
+    _add_common(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cca_bench", description="Classical (regularized CCA) and neural baselines for image-text "
@@ -82,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="openmoji, shapes, flickr8k, flickr30k, coco, or a folder name under DATA")
     p.add_argument("features", help="TEXT_IMAGE, e.g. glove50_efficientnet or word2vec_vgg_karpathy")
     _add_method_params(p)
+    _add_cv(p)
     _add_features(p)
     _add_common(p)
 
@@ -95,18 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distance", default="cosine", choices=["cosine", "dot", "euclidean"],
                    help="similarity used for ranking (default cosine)")
     p.add_argument("--protocol", default="full", choices=["full", "1k", "5k"],
-                   help="full: all images of the split at once; 1k: folds of 1,000 images averaged (COCO 1k); "
-                   "5k: all 5,000 COCO test images (default full)")
+                   help="full: all images of the split at once (Flickr8k/30k test: 1,000 images, the usual 1k test); "
+                   "1k: consecutive folds of 1,000 images, metrics averaged (COCO 1k: 5 folds of the 5k test); "
+                   "5k: all 5,000 COCO test images at once. Part of the run's file name, JSON and compare "
+                   "table (default full)")
     _add_features(p)
     _add_common(p)
 
     _add_search(sub)
-
-    p = sub.add_parser("compare", help="one table over all stored runs (also written to RESULTS/RESULTS.md)")
-    p.add_argument("--dataset", help="only runs on this dataset")
-    p.add_argument("--split", help="only runs on this split")
-    p.add_argument("--method", help="only runs of this method")
-    _add_common(p)
+    _add_compare(sub)
 
     p = sub.add_parser("list", help="datasets (and whether their files are present), encoders and methods")
     _add_common(p)
@@ -165,13 +212,31 @@ def cmd_generate(args) -> None:
     params = {k: getattr(args, k) for k in getattr(cls, "CLI_PARAMS", {}) if getattr(args, k, None) is not None}
     if "random_state" in cls._param_names():
         params["random_state"] = args.seed
-    out = generate(args.method, args.dataset, args.features, params, _options(args))
+    out = generate(args.method, args.dataset, args.features, params, _options(args), cv=_cv_request(args))
     model = out["model"]
     print(f"fitted {args.method} on {out['n_captions']} captions / {out['n_images']} images "
           f"in {out['timings'].get('fit', 0):.1f} s; saved {out['path']}.safetensors")
+    if out["cv"] is not None:
+        from cca_bench.cv import best_params
+
+        best = out["cv"]["best"]
+        print(f"CV ({len(out['cv']['rows'])} grid points, by {out['cv']['select']}): chose {best_params(out['cv'])}, "
+              f"val R-sum {best['rsum']:.1f}, median ranks {best['medr_sum']:g}")
+    for figure in out["figures"]:
+        print(f"figure: {figure}")
     summary = getattr(model, "summary", None)
     if callable(summary):
         print(summary())
+
+
+def _cv_request(args) -> dict | None:
+    """generate's ``cv`` argument from the --cv flags (None without --cv)."""
+    if not args.cv:
+        if any(getattr(args, f) is not None for f in ("cv_components", "cv_reg", "cv_eig_power")):
+            raise UserError("--cv-components, --cv-reg and --cv-eig-power need --cv")
+        return None
+    grid = {"n_components": args.cv_components, "reg": args.cv_reg, "eig_power": args.cv_eig_power}
+    return {"grid": {k: v for k, v in grid.items() if v}, "select": args.cv_select}
 
 
 def cmd_run_benchmark(args) -> None:
@@ -189,18 +254,37 @@ def cmd_run_benchmark(args) -> None:
 
 def cmd_compare(args) -> None:
     from cca_bench.config import results_root
-    from cca_bench.results import compare_frame, compare_markdown, load_runs, write_text
+    from cca_bench.results import (compare_csv, compare_frame, compare_markdown, load_runs, published_frame,
+                                   select_rows, write_text)
 
     root = results_root(args.results_root)
     runs, bad = load_runs(root)
     for b in bad:
         _log(f"warning: skipped unreadable run file {b}")
-    runs = [r for r in runs if (not args.dataset or r["dataset"].split("[")[0] == args.dataset)
-            and (not args.split or r["split"] == args.split) and (not args.method or r["method"] == args.method)]
-    text = compare_markdown(compare_frame(runs))
+    frame = select_rows(compare_frame(runs, published_frame()), args.dataset, args.split, args.method, args.published)
+    text = compare_markdown(frame)
     print(text)
-    path = write_text(root / "RESULTS.md", text)
-    _log(f"written to {path}")
+    written = [write_text(root / "RESULTS.md", text), write_text(root / "RESULTS.csv", compare_csv(frame))]
+    if args.csv:
+        written.append(write_text(Path(args.csv), compare_csv(frame)))
+    if args.plot:
+        written += _plot_runs(runs, frame, root)
+    _log("written: " + ", ".join(map(str, written)))
+
+
+def _plot_runs(runs: list[dict], frame, root) -> list:
+    """R@K curve PNGs under RESULTS/plots/ for the runs that the compare table shows."""
+    from cca_bench.results import plot_runs
+
+    shown = set(frame.loc[frame["Source"] == "this suite", "_file"]) if len(frame) else set()
+    plotted = []
+    for run in runs:
+        if run["_file"] in shown and "recall_curve" not in run:
+            _log(f"warning: {Path(run['_file']).name} has no recall_curve (run before curves were stored): "
+                 "run run_benchmark again to plot it")
+        elif run["_file"] in shown:
+            plotted.append(run)
+    return plot_runs(root, plotted)
 
 
 def cmd_search(args) -> None:

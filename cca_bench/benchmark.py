@@ -10,7 +10,7 @@ import numpy as np
 
 from cca_bench.config import FeatureSpec
 from cca_bench.errors import UserError
-from cca_bench.features.store import FeatureSet, load_or_compute
+from cca_bench.features.store import FeatureSet, cache_key, load_or_compute
 from cca_bench.registry import IMAGE_ENCODERS, METHODS, TEXT_ENCODERS
 
 PROTOCOLS = {"full": None, "1k": 1000, "5k": 5000}
@@ -59,10 +59,23 @@ def _timed(timings: dict, key: str, fn):
     return out
 
 
-def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dict) -> np.ndarray:
+def image_key(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
+    """Everything that decides a split's image features: the feature cache key."""
+    return {"kind": "image", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
+            "encoder": spec.image, "dataset_options": opts.dataset_options}
+
+
+def text_key(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
+    """Everything that decides a split's caption features (IDF is fitted on train): the feature cache key."""
+    return {"kind": "text", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
+            "encoder": spec.text, "dataset_options": opts.dataset_options, **opts.text_options(),
+            "idf_fitted_on": dataset.split("train").fingerprint() if opts.idf else None}
+
+
+def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dict,
+                  key: dict | None = None) -> np.ndarray:
     encoder = IMAGE_ENCODERS.get(spec.image)
-    key = {"kind": "image", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
-           "encoder": spec.image, "dataset_options": opts.dataset_options}
+    key = key or image_key(dataset, split, spec, opts)
     cache = opts.data_root / "cache" if opts.cache else None
     compute = lambda: encoder(split, dataset, batch_size=opts.batch_size, device=opts.device,  # noqa: E731
                               progress=opts.progress)
@@ -84,10 +97,9 @@ def text_encoder(dataset, spec: FeatureSpec, opts: Options):
     return encoder.fit(dataset.split("train").tokens if opts.idf else [])
 
 
-def encode_texts(dataset, split, spec: FeatureSpec, opts: Options, timings: dict, encoder=None):
-    key = {"kind": "text", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
-           "encoder": spec.text, "dataset_options": opts.dataset_options, **opts.text_options(),
-           "idf_fitted_on": dataset.split("train").fingerprint() if opts.idf else None}
+def encode_texts(dataset, split, spec: FeatureSpec, opts: Options, timings: dict, encoder=None,
+                 key: dict | None = None):
+    key = key or text_key(dataset, split, spec, opts)
     cache = opts.data_root / "cache" if opts.cache else None
     state = {}
 
@@ -109,11 +121,13 @@ def build_features(dataset, split_name: str, spec: FeatureSpec, opts: Options, t
     split = dataset.split(split_name)
     if split.n_captions == 0:
         raise UserError(f"{dataset.name}/{split_name} has no captions")
-    images = encode_images(dataset, split, spec, opts, timings)
-    texts, _ = encode_texts(dataset, split, spec, opts, timings)
+    keys = {"image": image_key(dataset, split, spec, opts), "text": text_key(dataset, split, spec, opts)}
+    images = encode_images(dataset, split, spec, opts, timings, key=keys["image"])
+    texts, _ = encode_texts(dataset, split, spec, opts, timings, key=keys["text"])
     meta = {"dataset": dataset.name, "split": split_name, "features": spec.name,
-            "fingerprint": split.fingerprint(), "text_options": opts.text_options(),
-            "data_root": str(opts.data_root)}
+            "fingerprint": keys["image"]["fingerprint"], "text_options": opts.text_options(),
+            "data_root": str(opts.data_root),  # the cache file names (under DATA/cache) of both feature arrays
+            "cache_keys": {kind: cache_key(key) + ".npy" for kind, key in keys.items()}}
     vectors = lambda: TEXT_ENCODERS.get(spec.text)(opts.data_root, path=opts.text_path)  # noqa: E731
     return FeatureSet(images=images, texts=texts, image_index=split.image_index, tokens=split.tokens, meta=meta,
                       word_vectors=vectors)
@@ -132,25 +146,70 @@ def load_model(method: str, dataset_name: str, spec: FeatureSpec, opts: Options)
     return METHODS.get(method).load(model_path(method, dataset_name, spec, opts))
 
 
-def generate(method: str, dataset_name: str, features: str, params: dict, opts: Options) -> dict:
-    """Encode the train split (restval included), fit ``method`` with ``params``, save it; returns a summary."""
+def generate(method: str, dataset_name: str, features: str, params: dict, opts: Options,
+             cv: dict | None = None) -> dict:
+    """Encode the train split (restval included), fit ``method`` with ``params``, save it; returns a summary.
+
+    ``cv`` = {"grid": {...}, "select": "rsum"|"medr"} asks the method's ``cross_validate`` to choose its
+    hyper-parameters on the val split instead; the best model is saved as the normal model, and the grid
+    goes to RESULTS/cv/<model name>.json/.md. A model's ``figures()`` are saved as <model name>.<key>.png.
+    """
+    from cca_bench.results import versions, write_cv
+
     cls = METHODS.get(method)
     spec = FeatureSpec.parse(features)
     dataset = load_dataset(dataset_name, opts)
     timings: dict = {}
     train = build_features(dataset, "train", spec, opts, timings)
     val = None
-    if getattr(cls, "uses_val", False) and "val" in dataset.splits:
+    if (cv is not None or getattr(cls, "uses_val", False)) and "val" in dataset.splits:
         val = build_features(dataset, "val", spec, opts, timings)
-    model = cls(**params)
-    opts.log(f"fitting {method} on {len(train.texts)} captions of {train.images.shape[0]} images")
-    _timed(timings, "fit", lambda: model.fit_features(train, val))
+    model, report = _timed(timings, "fit", lambda: fit_model(cls, method, train, val, params, cv, opts))
     path = model_path(method, dataset_name, spec, opts)
     extra = {"dataset": dataset_name, "dataset_options": opts.dataset_options, "features": spec.name,
-             "feature_options": opts.text_options(), "timings": timings, "train_fingerprint": train.meta["fingerprint"]}
+             "feature_options": opts.text_options(), "timings": timings, "train_fingerprint": train.meta["fingerprint"],
+             "feature_cache": train.meta["cache_keys"], "versions": versions()}
+    if report is not None:
+        extra["cv"] = cv_summary(report, path.name)
+        write_cv(opts.results_root, path.name, report)
     model.save(path, extra=extra)
+    figures = save_figures(model, path)
     return {"model": model, "path": path, "timings": timings, "n_images": len(train.images),
-            "n_captions": len(train.texts)}
+            "n_captions": len(train.texts), "cv": report, "figures": figures}
+
+
+def fit_model(cls, method: str, train, val, params: dict, cv: dict | None, opts: Options):
+    """Fit with ``params``, or cross-validate on ``val`` when ``cv`` is given; returns (model, CV report or None)."""
+    if cv is None:
+        opts.log(f"fitting {method} on {len(train.texts)} captions of {train.images.shape[0]} images")
+        model = cls(**params)
+        model.fit_features(train, val)
+        return model, None
+    if not hasattr(cls, "cross_validate"):
+        raise UserError(f"{method} has no --cv grid search")
+    if val is None:
+        raise UserError(f"--cv scores the grid on the val split, and {train.meta['dataset']} has none")
+    opts.log(f"cross-validating {method} on {len(train.texts)} train / {len(val.texts)} val captions")
+    return cls.cross_validate(train, val, params=params, progress=opts.progress, log=opts.log, **cv)
+
+
+def cv_summary(report: dict, name: str) -> dict:
+    """What the saved model records of its CV: the rule, the chosen params, their val scores, the grid file."""
+    from cca_bench.cv import best_params
+
+    best = report["best"]
+    return {"select": report["select"], "chosen": best_params(report), "val_rsum": best["rsum"],
+            "val_medr_sum": best["medr_sum"], "grid": report["grid"], "report": f"cv/{name}.json"}
+
+
+def save_figures(model, path: Path) -> list[Path]:
+    """Write each of ``model.figures()`` (when the method has any) as ``<model path>.<key>.png``."""
+    from cca_bench.results import write_figure
+
+    figures = getattr(model, "figures", None)
+    if not callable(figures):
+        return []
+    return [write_figure(path.with_name(f"{path.name}.{key}.png"), fig) for key, fig in figures().items()]
 
 
 def protocol_folds(protocol: str, n_images: int, where: str) -> int:
@@ -168,7 +227,7 @@ def protocol_folds(protocol: str, n_images: int, where: str) -> int:
 def run_benchmark(method: str, dataset_name: str, split_name: str, features: str, opts: Options,
                   distance: str = "cosine", protocol: str = "full") -> dict:
     """Load the model ``generate`` saved, encode the split, evaluate; returns the run record (not yet saved)."""
-    from cca_bench.metrics import evaluate_retrieval
+    from cca_bench.metrics import evaluate_with_curves
     from cca_bench.results import now, versions
 
     spec = FeatureSpec.parse(features)
@@ -181,16 +240,32 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
     fs = build_features(dataset, split_name, spec, opts, timings)
     emb_i = _timed(timings, "embed_images", lambda: model.embed_images(fs))
     emb_t = _timed(timings, "embed_texts", lambda: model.embed_texts(fs))
-    metrics = _timed(timings, "evaluate", lambda: evaluate_retrieval(emb_i, emb_t, fs.image_index, distance, folds))
+    metrics, curves = _timed(timings, "evaluate",
+                             lambda: evaluate_with_curves(emb_i, emb_t, fs.image_index, distance, folds))
     params = model.get_params() if hasattr(model, "get_params") else getattr(model, "config_", {}).get("params", {})
     return {
         "method": method, "dataset": dataset_tag(dataset_name, opts.dataset_options), "split": split_name,
         "features": features_tag(spec, opts), "distance": distance, "protocol": protocol,
         "params": params, "params_label": params_label(method, model), "metrics": metrics,
-        "n_images": split.n_images, "n_captions": split.n_captions, "folds": folds, "timings": timings,
-        "model": path.name, "model_config": getattr(model, "config_", {}), "split_fingerprint": fs.meta["fingerprint"],
+        "recall_curve": curves, "n_images": split.n_images, "n_captions": split.n_captions, "folds": folds,
+        "timings": timings, "model": path.name, "model_config": getattr(model, "config_", {}),
+        "split_fingerprint": fs.meta["fingerprint"], "feature_cache": fs.meta["cache_keys"],
+        "config": run_config(opts, distance, protocol), "seeds": seeds(model, opts),
         "versions": versions(), "created": now(),
     }
+
+
+def run_config(opts: Options, distance: str, protocol: str) -> dict:
+    """The options of a run that are not in its name (with the model's params and seed, its full config)."""
+    return {"dataset_options": opts.dataset_options, **opts.text_options(), "batch_size": opts.batch_size,
+            "device": opts.device, "feature_cache": opts.cache, "data_root": str(opts.data_root),
+            "distance": distance, "protocol": protocol, "ties": "optimistic"}
+
+
+def seeds(model, opts: Options) -> dict:
+    """The seeds behind a run: the model's ``random_state`` and a dataset builder's ``seed`` option."""
+    params = model.get_params() if hasattr(model, "get_params") else {}
+    return {"model": params.get("random_state"), "dataset": opts.dataset_options.get("seed")}
 
 
 def params_label(method: str, model) -> str:

@@ -154,6 +154,39 @@ def cholesky_factor(c, name: str, reg: float):
     return lower
 
 
+@dataclass
+class CCASolution:
+    """Every canonical pair of one ridge, strongest first: the first k columns are the k-component fit.
+
+    x_weights (dx, K), y_weights (dy, K), correlations (K,) float64 numpy, K = min(dx, dy).
+    """
+
+    x_weights: np.ndarray
+    y_weights: np.ndarray
+    correlations: np.ndarray
+
+
+def solve_cca(m: Moments, reg: float, device: str = "cpu") -> CCASolution:
+    """All canonical pairs of ridged moments (Klein et al. 2015), on a torch device, in float64.
+
+    With Lx, Ly the Cholesky factors of the ridged Cxx, Cyy, the SVD ``Lx^-1 Cxy Ly^-T = U S V^T`` gives the
+    correlations S and ``Wx = Lx^-T U``, ``Wy = Ly^-T V``; signs are fixed column by column, so slicing the
+    first k columns is the k-component solution (one solve serves every n_components).
+    """
+    import torch
+
+    t = lambda a: torch.as_tensor(a, dtype=torch.float64, device=device)  # noqa: E731
+    lx = cholesky_factor(ridge(t(m.cxx), reg), "image", reg)
+    ly = cholesky_factor(ridge(t(m.cyy), reg), "text", reg)
+    whitened = torch.linalg.solve_triangular(lx, t(m.cxy), upper=False)
+    whitened = torch.linalg.solve_triangular(ly, whitened.T, upper=False).T
+    u, s, vh = torch.linalg.svd(whitened, full_matrices=False)
+    u, v = flip_signs(u, vh.T)
+    wx = torch.linalg.solve_triangular(lx.T, u, upper=True)
+    wy = torch.linalg.solve_triangular(ly.T, v, upper=True)
+    return CCASolution(wx.cpu().numpy(), wy.cpu().numpy(), s.cpu().numpy())
+
+
 def flip_signs(u, v):
     """Deterministic signs: the largest-magnitude entry of each column of u is positive; v follows u."""
     import torch

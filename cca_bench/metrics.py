@@ -19,6 +19,7 @@ from cca_bench.errors import UserError
 
 DISTANCES = ("cosine", "dot", "euclidean")
 KS = (1, 5, 10)
+TASK_NAMES = ("image_annotation", "image_search")  # i2t, t2i: the order ranks() returns
 
 
 def prepare(emb: np.ndarray, distance: str) -> np.ndarray:
@@ -140,6 +141,38 @@ def fold_slices(n_img: int, folds: int) -> list[np.ndarray]:
     return [np.arange(f * size, (f + 1) * size) for f in range(folds)]
 
 
+def recall_curve(r0: np.ndarray, k_max: int = 50) -> list[float]:
+    """0-based ranks -> [R@1, ..., R@k_max] in percent (R@K = share of queries with rank <= K)."""
+    r0 = np.asarray(r0)
+    if r0.size == 0:
+        raise UserError("no queries to evaluate")
+    hits = np.bincount(np.minimum(r0, k_max), minlength=k_max + 1)[:k_max]
+    return (100.0 * np.cumsum(hits) / r0.size).tolist()
+
+
+def fold_ranks(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
+               ties: str = "optimistic") -> list[tuple[np.ndarray, np.ndarray]]:
+    """(r_i2t, r_t2i) 0-based ranks of each of ``folds`` consecutive image folds (see :func:`ranks`).
+
+    Args:
+        image_emb: (n_img, k); text_emb: (n_txt, k); image_index: (n_txt,) image of each caption.
+    """
+    image_emb, text_emb = np.asarray(image_emb), np.asarray(text_emb)
+    image_index = np.asarray(image_index, dtype=np.int64)
+    if len(image_index) != len(text_emb) or (len(image_index) and (image_index.min() < 0 or image_index.max() >= len(image_emb))):
+        raise UserError(f"image_index must give an image in 0..{len(image_emb) - 1} for each of the {len(text_emb)} captions")
+    out = []
+    for images in fold_slices(len(image_emb), folds):
+        caps = np.flatnonzero((image_index >= images[0]) & (image_index <= images[-1]))
+        out.append(ranks(image_emb[images], text_emb[caps], image_index[caps] - images[0], distance, ties))
+    return out
+
+
+def _fold_mean(per_fold: list[dict]) -> dict:
+    """Average ``{task: {metric: value}}`` records over folds."""
+    return {task: {m: float(np.mean([f[task][m] for f in per_fold])) for m in per_fold[0][task]} for task in TASK_NAMES}
+
+
 def evaluate_retrieval(
     image_emb: np.ndarray,
     text_emb: np.ndarray,
@@ -155,16 +188,20 @@ def evaluate_retrieval(
     Returns:
         ``{"image_annotation": {...}, "image_search": {...}}``, each as :func:`summarize` returns.
     """
-    image_emb, text_emb = np.asarray(image_emb), np.asarray(text_emb)
-    image_index = np.asarray(image_index, dtype=np.int64)
-    if len(image_index) != len(text_emb) or (len(image_index) and (image_index.min() < 0 or image_index.max() >= len(image_emb))):
-        raise UserError(f"image_index must give an image in 0..{len(image_emb) - 1} for each of the {len(text_emb)} captions")
-    per_fold = []
-    for images in fold_slices(len(image_emb), folds):
-        caps = np.flatnonzero((image_index >= images[0]) & (image_index <= images[-1]))
-        r_i2t, r_t2i = ranks(image_emb[images], text_emb[caps], image_index[caps] - images[0], distance, ties)
-        per_fold.append({"image_annotation": summarize(r_i2t), "image_search": summarize(r_t2i)})
-    return {
-        task: {m: float(np.mean([f[task][m] for f in per_fold])) for m in per_fold[0][task]}
-        for task in ("image_annotation", "image_search")
-    }
+    return evaluate_with_curves(image_emb, text_emb, image_index, distance, folds, ties, k_max=0)[0]
+
+
+def evaluate_with_curves(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
+                         ties: str = "optimistic", k_max: int = 50) -> tuple[dict, dict]:
+    """:func:`evaluate_retrieval`'s metrics and, from the same ranks, the R@1..R@k_max curves.
+
+    Returns:
+        (metrics, curves): curves is ``{"image_annotation": [R@1..R@k_max], "image_search": [...]}``
+        averaged over folds (empty lists when ``k_max`` is 0).
+    """
+    per_fold = fold_ranks(image_emb, text_emb, image_index, distance, folds, ties)
+    metrics = _fold_mean([dict(zip(TASK_NAMES, map(summarize, r))) for r in per_fold])
+    if not k_max:
+        return metrics, {task: [] for task in TASK_NAMES}
+    curves = [[recall_curve(r0, k_max) for r0 in r] for r in per_fold]  # fold x task x K
+    return metrics, dict(zip(TASK_NAMES, np.mean(curves, axis=0).tolist()))

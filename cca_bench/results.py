@@ -29,16 +29,23 @@ def versions() -> dict:
     except ImportError:
         pass
     out["git_revision"] = git_revision()
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    out["git_dirty"] = None if dirty is None else bool(dirty)
     return out
 
 
-def git_revision() -> str | None:
+def _git(*args: str) -> str | None:
+    """Output of a git command run in this package's checkout, or None outside one."""
     try:
         here = Path(__file__).resolve().parent
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        return rev.stdout.strip() or None
+        out = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def git_revision() -> str | None:
+    return _git("rev-parse", "HEAD") or None
 
 
 def now() -> str:
@@ -85,44 +92,183 @@ def run_tables(record: dict) -> str:
     return "\n".join(out)
 
 
-def compare_frame(runs: list[dict]):
-    """A pandas frame with one row per run: identity columns, then both tasks' metrics."""
+def metric_columns(metrics: dict) -> dict:
+    """Flat columns ``i2t R@1`` .. ``t2i MeanR`` of a metrics record (a missing metric is None)."""
+    out = {}
+    for task, short in (("image_annotation", "i2t"), ("image_search", "t2i")):
+        for k, name in METRIC_COLUMNS:
+            out[f"{short} {name.replace('Median Rank', 'MedR').replace('Mean Rank', 'MeanR')}"] = metrics[task].get(k)
+    return out
+
+
+OWN_SOURCE = "this suite"
+PUBLISHED_CSV = "published.csv"  # in cca_bench/data/: the reference rows of PROTOCOLS.md, with citations
+IDENTITY = ["Source", "Dataset", "Split", "Protocol", "Method", "Features", "Params", "Distance"]
+GROUP = ["Dataset", "Split", "Protocol"]
+
+
+def compare_frame(runs: list[dict], published=None):
+    """A pandas frame: one row per run (Source "this suite"), then the given published rows
+    (:func:`published_frame`), sorted by dataset, split, protocol, own runs first within each group.
+
+    Columns: IDENTITY, both tasks' metrics (``i2t R@1`` ..), and HIDDEN (family, citation, run file).
+    """
     import pandas as pd
 
-    rows = []
-    for r in runs:
-        row = {"Dataset": r["dataset"], "Split": r["split"], "Protocol": r["protocol"], "Method": r["method"],
-               "Features": r["features"], "Params": r.get("params_label", ""), "Distance": r["distance"]}
-        for task, title in TASKS:
-            short = "i2t" if task == "image_annotation" else "t2i"
-            for k, name in METRIC_COLUMNS:
-                row[f"{short} {name.replace('Median Rank', 'MedR').replace('Mean Rank', 'MeanR')}"] = r["metrics"][task][k]
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    if len(frame):
-        frame = frame.sort_values(["Dataset", "Split", "Protocol", "Method", "Features", "Distance"], kind="stable")
+    own = pd.DataFrame([{"Source": OWN_SOURCE, "Dataset": r["dataset"], "Split": r["split"], "Protocol": r["protocol"],
+                         "Method": r["method"], "Features": r["features"], "Params": r.get("params_label") or None,
+                         "Distance": r["distance"], **metric_columns(r["metrics"]), "Family": r["method"],
+                         "Citation": None, "_file": r.get("_file")} for r in runs], columns=_columns())
+    parts = [own] + ([published] if published is not None and len(published) else [])
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else own
+    if not len(frame):
+        return frame
+    metrics = list(metric_columns({"image_annotation": {}, "image_search": {}}))
+    frame[metrics] = frame[metrics].astype(float)  # None (not published) -> NaN
+    frame["_published"] = frame["Source"] != OWN_SOURCE
+    frame = frame.sort_values([*GROUP, "_published", "Method", "Features", "Distance"], kind="stable")
+    return frame.drop(columns="_published").reset_index(drop=True)
+
+
+def _columns() -> list[str]:
+    return IDENTITY + list(metric_columns({"image_annotation": {}, "image_search": {}})) + HIDDEN
+
+
+HIDDEN = ["Family", "Citation", "_file"]  # frame columns that tables do not show
+
+
+def published_frame():
+    """The published reference rows (``cca_bench/data/published.csv``, PROTOCOLS.md) in compare_frame's columns."""
+    from importlib.resources import files
+
+    import pandas as pd
+
+    with (files("cca_bench") / "data" / PUBLISHED_CSV).open() as f:
+        table = pd.read_csv(f, dtype={"protocol": str})
+    tasks = {"image_annotation": "i2t", "image_search": "t2i"}
+    keys = {"R@1": "r1", "R@5": "r5", "R@10": "r10", "median_rank": "medr", "mean_rank": "meanr"}
+    rows = [{"Source": t.source, "Dataset": t.dataset, "Split": t.split, "Protocol": t.protocol, "Method": t.method,
+             "Features": t.features if isinstance(t.features, str) else None, "Params": None, "Distance": None,
+             **metric_columns({task: {k: _number(getattr(t, f"{short}_{v}")) for k, v in keys.items()}
+                               for task, short in tasks.items()}),
+             "Family": t.family, "Citation": t.citation} for t in table.itertuples()]
+    return pd.DataFrame(rows, columns=_columns())
+
+
+def _number(value):
+    """A CSV cell as a float, or None where the paper published nothing."""
+    import math
+
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def select_rows(frame, dataset: str | None = None, split: str | None = None, method: str | None = None,
+                all_published: bool = False):
+    """Filter a compare frame; published rows stay only in groups that hold own runs unless ``all_published``.
+
+    ``dataset`` matches the dataset name without builder options; ``method`` matches a run's method or a
+    published row's family (``cca``, ``vse``).
+    """
+    if not len(frame):
+        return frame
+    keep = frame["Dataset"].str.split("[").str[0].eq(dataset) if dataset else frame["Dataset"].notna()
+    keep &= frame["Split"].eq(split) if split else True
+    keep &= frame["Family"].eq(method) if method else True
+    frame = frame[keep]
+    own = frame["Source"].eq(OWN_SOURCE)
+    if not all_published:
+        groups = set(map(tuple, frame.loc[own, GROUP].values.tolist()))
+        frame = frame[own | frame[GROUP].apply(tuple, axis=1).isin(groups)]
     return frame
 
 
 def compare_markdown(frame) -> str:
-    """One markdown table per (dataset, split, protocol) group, i2t = annotation, t2i = search."""
+    """One markdown table per (dataset, split, protocol) group, i2t = annotation, t2i = search; missing = '-'."""
     from tabulate import tabulate
 
     if not len(frame):
         return "No runs stored yet: run `run_benchmark` first.\n"
     parts = ["# Results\n\ni2t = image annotation, t2i = image search; R@K in percent; MedR / MeanR = median /"
-             " mean rank (1-based). Rendered from the run JSON files by `cca_bench compare`.\n"]
-    for (ds, split, proto), group in frame.groupby(["Dataset", "Split", "Protocol"], sort=False):
-        body = group.drop(columns=["Dataset", "Split", "Protocol"])
-        parts.append(f"## {ds} / {split} / protocol {proto}\n\n"
-                     + tabulate(body.values.tolist(), list(body.columns), tablefmt="github", floatfmt=".1f") + "\n")
+             " mean rank (1-based); '-' = not published. Source \"this suite\" rows are rendered from the run JSON"
+             " files by `cca_bench compare`; the other rows are published numbers (cca_bench/data/published.csv).\n"]
+    for (ds, split, proto), group in frame.groupby(GROUP, sort=False):
+        body = group.drop(columns=[*GROUP, *HIDDEN]).astype(object)
+        body = body.where(body.notna(), None)
+        parts.append(f"## {ds} / {split} / protocol {proto}\n\n" + tabulate(
+            body.values.tolist(), list(body.columns), tablefmt="github", floatfmt=".1f", missingval="-") + "\n")
+    cited = frame.loc[frame["Source"].ne(OWN_SOURCE), ["Source", "Citation"]].drop_duplicates()
+    if len(cited):
+        parts.append("## Sources\n\n" + "\n".join(f"- {s}: {c}" for s, c in cited.itertuples(index=False)) + "\n")
     return "\n".join(parts)
+
+
+def compare_csv(frame) -> str:
+    """The compare frame as CSV (every group in one file, a Source column; missing values are empty cells)."""
+    return frame.drop(columns=["Family", "_file"]).to_csv(index=False, float_format="%.6g")
 
 
 def write_text(path: Path, text: str) -> Path:
     """Write a text file through a temporary name."""
+    return _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _atomic_write(path: Path, write) -> Path:
+    """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it over ``path``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    write(tmp)
     os.replace(tmp, path)
     return path
+
+
+def write_figure(path: Path, fig) -> Path:
+    """Save a matplotlib figure as PNG through a temporary name."""
+    return _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+
+
+def cv_markdown(report: dict, name: str) -> str:
+    """The CV grid as a markdown table, best first, with the selection rule and notes."""
+    from tabulate import tabulate
+
+    from cca_bench.cv import best_params, ranked_rows
+
+    rule = "highest R-sum" if report["select"] == "rsum" else "lowest sum of median ranks"
+    head = [f"# CV grid: {name}\n", f"Selected by {rule} on val ({report['n_val_images']} images, "
+            f"{report['n_val_captions']} captions): {best_params(report)}.\n"]
+    head += [f"- note: {n}" for n in report["notes"]]
+    body = [{"n_components": r["n_components"], "reg": r["reg"], "eig_power": r["eig_power"], "R-sum": r["rsum"],
+             "MedR sum": r["medr_sum"]} | metric_columns(r["metrics"]) for r in ranked_rows(report)]
+    fmt = ["g"] * 3 + [".1f"] * (len(body[0]) - 3)  # the grid values as given, metrics to 0.1
+    return "\n".join(head) + "\n\n" + tabulate(body, "keys", tablefmt="github", floatfmt=fmt) + "\n"
+
+
+def write_cv(results_root: Path, name: str, report: dict) -> tuple[Path, Path]:
+    """``cv/<model name>.json`` (the whole report) and ``cv/<model name>.md`` (the table), atomically."""
+    folder = Path(results_root) / "cv"
+    return write_json(folder / f"{name}.json", report), write_text(folder / f"{name}.md", cv_markdown(report, name))
+
+
+def plot_runs(results_root: Path, runs: list[dict]) -> list[Path]:
+    """R@K curve PNGs under ``plots/``: one per run (``<run file stem>.png``) and, where a dataset / split /
+    protocol group holds several runs, one with all of them (``<dataset>__<split>__<protocol>.png``)."""
+    from cca_bench.plots import recall_figure
+
+    folder, groups = Path(results_root) / "plots", {}
+    paths = []
+    for run in runs:
+        groups.setdefault((run["dataset"], run["split"], run["protocol"]), []).append(run)
+        title = f"{_group_title(run)}: {run['features']}, {run['distance']}"
+        fig = recall_figure([(f"{run['method']} {run.get('params_label', '')}".strip(), run["recall_curve"])], title)
+        paths.append(write_figure(folder / (Path(run["_file"]).stem + ".png"), fig))
+    for (ds, split, proto), group in groups.items():
+        if len(group) > 1:
+            series = [(" ".join(filter(None, [r["method"], r["features"], r.get("params_label"), r["distance"]])),
+                       r["recall_curve"]) for r in group]
+            fig = recall_figure(series, _group_title(group[0]))
+            paths.append(write_figure(folder / f"{ds}__{split}__{proto}.png", fig))
+    return paths
+
+
+def _group_title(run: dict) -> str:
+    return f"{run['dataset']} / {run['split']} / protocol {run['protocol']}"

@@ -17,6 +17,7 @@ def test_generate_run_compare(roots, tmp_path, capsys):
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--reg", "1e-2", *SMALL, *roots]) == 0
     models = list((tmp_path / "results" / "models").glob("*.safetensors"))
     assert len(models) == 1 and models[0].with_suffix(".json").is_file()
+    assert models[0].with_name(models[0].stem + ".spectrum.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", *SMALL, *roots]) == 0
     out = capsys.readouterr().out
     assert "### Image Annotation" in out and "### Image Search" in out and "Median Rank" in out
@@ -78,3 +79,49 @@ def test_protocol_needs_matching_image_count(roots, capsys):
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", *SMALL, *roots]) == 0
     assert main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "--protocol", "1k", *SMALL, *roots]) == 2
     assert "multiple of 1000" in capsys.readouterr().err
+
+
+def test_same_command_twice_gives_the_same_numbers(roots, tmp_path):
+    run = ["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "--no-cache", *SMALL, *roots]
+    assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--no-cache", *SMALL, *roots]) == 0
+    records = []
+    for _ in range(2):
+        assert main(run) == 0
+        records.append(json.loads(next((tmp_path / "results" / "runs").glob("*.json")).read_text()))
+    assert not (tmp_path / "data" / "cache").exists()
+    a, b = records
+    assert a["metrics"] == b["metrics"] and a["recall_curve"] == b["recall_curve"]
+    # what the run records to be repeated: configuration, seeds, versions, feature cache keys
+    assert a["config"]["protocol"] == "full" and a["config"]["dataset_options"] == {"n_train": "300", "n_val": "40",
+                                                                                     "n_test": "60"}
+    assert a["seeds"]["model"] == 0 and a["params"]["random_state"] == 0
+    assert {"numpy", "torch", "git_revision"} <= set(a["versions"])
+    assert a["feature_cache"]["image"].startswith("shapes_test_tinyimage-") and a["feature_cache"]["text"].endswith(".npy")
+    assert len(a["recall_curve"]["image_annotation"]) == 50
+
+
+def test_generate_with_cv_saves_grid_best_model_and_spectrum(roots, tmp_path, capsys):
+    cv = ["--cv", "--cv-components", "10,100", "--cv-reg", "0,0.01", "--cv-eig-power", "0,1", "--cv-select", "medr"]
+    assert main(["generate", "cca", "shapes", "glove50_tinyimage", *cv, *SMALL, *roots]) == 0
+    assert "CV (4 grid points, by medr): chose" in capsys.readouterr().out
+    results = tmp_path / "results"
+    name = "cca__shapes[n_test=60,n_train=300,n_val=40]__glove50_tinyimage"
+    report = json.loads((results / "cv" / f"{name}.json").read_text())
+    # 100 > min(768, 50) is clipped to 50; reg=0 is singular on 300 tiny images and skipped, not fatal
+    assert report["grid"]["n_components"] == [10, 50] and len(report["rows"]) == 4
+    assert any("clipped to 50" in n for n in report["notes"]) and any("reg=0 skipped" in n for n in report["notes"])
+    assert "n_components |" in (results / "cv" / f"{name}.md").read_text()
+    config = json.loads((results / "models" / f"{name}.json").read_text())
+    chosen = config["cv"]["chosen"]
+    assert chosen["reg"] == 0.01 and {k: config["params"][k] for k in chosen} == chosen
+    assert (results / "models" / f"{name}.spectrum.png").stat().st_size > 1000
+    # the saved best model is an ordinary model: run_benchmark needs nothing new
+    assert main(["run_benchmark", "cca", "shapes", "val", "glove50_tinyimage", *SMALL, *roots]) == 0
+    run = json.loads(next((results / "runs").glob("*.json")).read_text())
+    best = next(r for r in report["rows"] if {k: r[k] for k in chosen} == chosen)
+    assert run["metrics"] == best["metrics"] and run["model_config"]["cv"]["select"] == "medr"
+
+
+def test_cv_flags_without_cv_are_an_error(roots, capsys):
+    assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--cv-reg", "1", *SMALL, *roots]) == 2
+    assert "need --cv" in capsys.readouterr().err

@@ -133,3 +133,49 @@ def test_bad_inputs_are_user_errors():
         evaluate_retrieval(np.eye(2), np.eye(3), [0, 1, 1])
     with pytest.raises(UserError, match="image_index"):
         evaluate_retrieval(np.eye(2), np.eye(2), [0, 5])
+
+
+def test_recall_curve_counts_ranks_up_to_k():
+    from cca_bench.metrics import recall_curve
+
+    curve = recall_curve(np.array([0, 0, 1, 4, 60]), k_max=5)
+    assert curve == pytest.approx([40.0, 60.0, 60.0, 60.0, 80.0])
+    m = summarize(np.array([0, 0, 1, 4, 60]))
+    assert (curve[0], curve[4]) == (m["R@1"], m["R@5"])
+
+
+def test_curves_come_from_the_same_ranks_as_the_metrics():
+    from cca_bench.metrics import evaluate_with_curves
+
+    rng = np.random.default_rng(3)
+    ims = rng.standard_normal((40, 8))
+    image_index = np.repeat(np.arange(40), 5)
+    texts = ims[image_index] + rng.standard_normal((200, 8))
+    metrics, curves = evaluate_with_curves(ims, texts, image_index, folds=2)
+    assert metrics == evaluate_retrieval(ims, texts, image_index, folds=2)
+    for task in ("image_annotation", "image_search"):
+        assert len(curves[task]) == 50 and curves[task][-1] == 100.0
+        for k in (1, 5, 10):
+            assert curves[task][k - 1] == pytest.approx(metrics[task][f"R@{k}"])
+
+
+def test_coco_1k_averages_five_folds_and_5k_uses_all_images():
+    from cca_bench.benchmark import protocol_folds
+
+    rng = np.random.default_rng(4)
+    ims = rng.standard_normal((5000, 16)).astype(np.float32)
+    image_index = np.repeat(np.arange(5000), 5)
+    texts = ims[image_index] + 2.0 * rng.standard_normal((25000, 16)).astype(np.float32)
+    assert protocol_folds("1k", 5000, "test") == 5 and protocol_folds("5k", 5000, "test") == 1
+    assert protocol_folds("1k", 1000, "flickr8k/test") == 1 == protocol_folds("full", 5000, "test")
+    one_k = evaluate_retrieval(ims, texts, image_index, folds=protocol_folds("1k", 5000, "test"))
+    per_fold = [evaluate_retrieval(ims[f * 1000:(f + 1) * 1000], texts[f * 5000:(f + 1) * 5000],
+                                   image_index[:5000]) for f in range(5)]
+    for task in ("image_annotation", "image_search"):
+        for metric in one_k[task]:
+            assert one_k[task][metric] == pytest.approx(np.mean([f[task][metric] for f in per_fold]))
+    five_k = evaluate_retrieval(ims, texts, image_index, folds=protocol_folds("5k", 5000, "test"))
+    r_i2t, r_t2i = ranks(ims, texts, image_index)
+    assert five_k == {"image_annotation": summarize(r_i2t), "image_search": summarize(r_t2i)}
+    # a 5x larger gallery is harder: the 1k protocol scores higher on the same embeddings
+    assert one_k["image_search"]["R@1"] > five_k["image_search"]["R@1"]

@@ -52,17 +52,51 @@ class RegularizedCCA(Params):
 
     def fit(self, X, Y, x_index=None):
         """Fit on images X (n_x, dx) and texts Y (n, dy); ``x_index`` (n,) pairs Y's rows with X's rows."""
+        return self.fit_moments(self.moments(X, Y, x_index))
+
+    def moments(self, X, Y, x_index=None) -> linalg.Moments:
+        """The (co)variances a fit needs, as :meth:`fit` computes them (centred or not, per ``center``).
+
+        Computing them once and calling :meth:`fit_moments` per setting is how a grid search stays cheap.
+        """
         if X.ndim != 2 or Y.ndim != 2:
             raise UserError(f"CCA needs 2-d arrays, got shapes {X.shape} and {Y.shape}")
-        if self.reg < 0:
-            raise UserError(f"reg must be >= 0, got {self.reg}")
         m = linalg.paired_moments(X, Y, x_index, self.chunk_rows)
         if not self.center:
             m.cxx += np.outer(m.mean_x, m.mean_x) * m.n / (m.n - 1)
             m.cyy += np.outer(m.mean_y, m.mean_y) * m.n / (m.n - 1)
             m.cxy += np.outer(m.mean_x, m.mean_y) * m.n / (m.n - 1)
             m.mean_x, m.mean_y = np.zeros_like(m.mean_x), np.zeros_like(m.mean_y)
-        return self._solve(m)
+        return m
+
+    def fit_moments(self, m: linalg.Moments, solution: linalg.CCASolution | None = None):
+        """Fit from :meth:`moments`; ``solution`` (``linalg.solve_cca(m, self.reg)``) skips the solve.
+
+        The fit keeps the first ``n_components`` columns of the solution, so every n_components (and every
+        eig_power, applied at projection) of one reg shares one solve.
+        """
+        if self.reg < 0:
+            raise UserError(f"reg must be >= 0, got {self.reg}")
+        if solution is None:
+            solution = linalg.solve_cca(m, self.reg, torch_device(self.device))
+        k = self._n_components(len(m.mean_x), len(m.mean_y))
+        self.x_weights_ = solution.x_weights[:, :k].copy()
+        self.y_weights_ = solution.y_weights[:, :k].copy()
+        self.canonical_correlations_ = solution.correlations[:k].copy()
+        self.mean_x_, self.mean_y_ = m.mean_x, m.mean_y
+        self.n_components_, self.n_samples_ = k, m.n
+        return self
+
+    @classmethod
+    def cross_validate(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
+                       log=lambda msg: None):
+        """Grid search on the val FeatureSet, one covariance pass (see :func:`cca_bench.cv.grid_search`).
+
+        Returns (best fitted model, report).
+        """
+        from cca_bench.cv import grid_search
+
+        return grid_search(cls, train, val, grid, params, select, progress, log)
 
     def _n_components(self, dx: int, dy: int) -> int:
         k_max = min(dx, dy)
@@ -74,30 +108,17 @@ class RegularizedCCA(Params):
             k = k_max
         return k
 
-    def _solve(self, m: linalg.Moments):
-        import torch
-
-        dev = torch_device(self.device)
-        t = lambda a: torch.as_tensor(a, dtype=torch.float64, device=dev)  # noqa: E731
-        lx = linalg.cholesky_factor(linalg.ridge(t(m.cxx), self.reg), "image", self.reg)
-        ly = linalg.cholesky_factor(linalg.ridge(t(m.cyy), self.reg), "text", self.reg)
-        cxy = t(m.cxy)
-        whitened = torch.linalg.solve_triangular(lx, cxy, upper=False)
-        whitened = torch.linalg.solve_triangular(ly, whitened.T, upper=False).T
-        u, s, vh = torch.linalg.svd(whitened, full_matrices=False)
-        k = self._n_components(*cxy.shape)
-        u, v = linalg.flip_signs(u[:, :k], vh[:k].T)
-        self.x_weights_ = torch.linalg.solve_triangular(lx.T, u, upper=True).cpu().numpy()
-        self.y_weights_ = torch.linalg.solve_triangular(ly.T, v, upper=True).cpu().numpy()
-        self.canonical_correlations_ = s[:k].cpu().numpy()
-        self.mean_x_, self.mean_y_ = m.mean_x, m.mean_y
-        self.n_components_, self.n_samples_ = k, m.n
-        return self
-
     def params_label(self) -> str:
         """Short label for tables: ``k=50 reg=0.001 p=1``."""
         k = getattr(self, "n_components_", self.n_components)
         return f"k={k} reg={self.reg:g} p={self.eig_power:g}"
+
+    def figures(self) -> dict:
+        """{"spectrum": the canonical correlations plotted by component}, saved next to the model."""
+        from cca_bench.plots import spectrum_figure
+
+        self._check_fitted()
+        return {"spectrum": spectrum_figure(self.canonical_correlations_, f"RegularizedCCA {self.params_label()}")}
 
     def _check_fitted(self):
         if not hasattr(self, "x_weights_"):

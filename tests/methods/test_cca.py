@@ -115,3 +115,17 @@ def test_save_load_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.transform_y(y), m.transform_y(y))
     with pytest.raises(UserError, match="generate"):
         RegularizedCCA.load(tmp_path / "missing")
+
+
+def test_one_solve_serves_every_n_components():
+    from cca_bench import linalg
+
+    x, y = paired(n=3000, seed=6)
+    proto = RegularizedCCA(reg=1e-2)
+    m = proto.moments(x, y)
+    solution = linalg.solve_cca(m, 1e-2)
+    for k in (2, 5, 10):
+        shared = RegularizedCCA(n_components=k, reg=1e-2, eig_power=2).fit_moments(m, solution)
+        direct = RegularizedCCA(n_components=k, reg=1e-2, eig_power=2).fit(x, y)
+        np.testing.assert_array_equal(shared.transform_x(x), direct.transform_x(x))
+        np.testing.assert_array_equal(shared.transform_y(y), direct.transform_y(y))
