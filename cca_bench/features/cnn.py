@@ -28,7 +28,8 @@ VGG_CFGS = {  # conv widths, "M" = 2x2 max pool (torchvision's configurations D 
 
 
 def _w(c: int, width: float) -> int:
-    return max(1, int(round(c * width)))
+    """Channels at ``width``; at least 4 so that very thin test networks still pass a signal through ReLUs."""
+    return c if width == 1 else max(4, int(round(c * width)))
 
 
 # ------------------------------------------------------------------------------------------------------ VGG

@@ -228,18 +228,24 @@ def network_runner(name: str, path: Path, device: str) -> Callable[[np.ndarray],
     import torch
 
     spec, model = CNNS[name], load_network(name, path).to(device)
-    mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1) * 255
 
     def run(x: np.ndarray) -> np.ndarray:
         b, n_crops = x.shape[:2]
         flat = torch.from_numpy(np.ascontiguousarray(x.reshape(b * n_crops, *x.shape[2:])))
         with torch.inference_mode():
-            outs = [model.extract((chunk.to(device).permute(0, 3, 1, 2).float() - mean) / std)
-                    for chunk in flat.split(max(1, b))]
+            outs = [model.extract(normalise(chunk.to(device), spec)) for chunk in flat.split(max(1, b))]
         return torch.cat(outs).view(b, n_crops, -1).mean(dim=1).float().cpu().numpy()
 
     return run
+
+
+def normalise(pixels, spec: CNNSpec):
+    """uint8 (n, S, S, 3) tensor -> float32 (n, 3, S, S) ``(pixel / 255 - mean) / std`` of the network."""
+    import torch
+
+    mean = torch.tensor(spec.mean, device=pixels.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, device=pixels.device).view(1, 3, 1, 1)
+    return (pixels.permute(0, 3, 1, 2).float() / 255 - mean) / std
 
 
 def _rows(split: Split, name: str, run: Callable[[], Callable], n_crops: int, batch_size: int, bar,

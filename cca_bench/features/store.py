@@ -99,7 +99,7 @@ def compute_sharded(shard_dir: Path | None, n: int, compute: Callable[[int, int]
     Each finished shard is saved in ``shard_dir`` as ``rows_<lo>_<hi>.npy`` with its skipped-image records
     (dicts with ``index``, ``id``, ``reason``) in a ``.json`` written first, so an interrupted extraction
     (Ctrl-C) resumes at the first missing shard. Returns ((n, d) float32, all skipped records), and writes the
-    whole list to ``shard_dir/skipped.json``. ``shard_dir=None``: no files, the same chunks in memory.
+    whole list (when not empty) to ``shard_dir/skipped.json``. ``shard_dir=None``: no files, the same chunks in memory.
     """
     parts, skipped = [], []
     for lo in range(0, n, max(1, int(shard_size))):
@@ -107,7 +107,7 @@ def compute_sharded(shard_dir: Path | None, n: int, compute: Callable[[int, int]
         rows, skips = _shard(shard_dir, lo, hi, compute)
         parts.append(rows)
         skipped += skips
-    if shard_dir is not None:
+    if shard_dir is not None and skipped:
         write_json(Path(shard_dir) / "skipped.json", skipped)
     arr = np.concatenate(parts) if parts else compute(0, 0)[0]
     return np.ascontiguousarray(arr, dtype=np.float32), skipped
