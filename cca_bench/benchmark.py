@@ -1,7 +1,6 @@
 """Glue from names to results: encode splits (cached), fit and save a model, evaluate it into a run record."""
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,9 +76,7 @@ def image_encoder_kwargs(name: str, opts: Options, shard_dir: Path | None) -> di
 
 def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dict) -> np.ndarray:
     """The split's image features from the cache, else computed (in resumable shards when the encoder can)."""
-    import shutil
-
-    from cca_bench.features.store import cache_key
+    from cca_bench.features.store import finish_shards, shard_dir
 
     encoder = IMAGE_ENCODERS.get(spec.image)
     key = {"kind": "image", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
@@ -87,32 +84,19 @@ def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dic
     if opts.crops != 1:
         key["crops"] = opts.crops  # only then: the keys of 1-crop features stay as they were
     cache = opts.data_root / "cache" if opts.cache else None
-    stem = None if cache is None else cache / cache_key(key)
-    shards = None if stem is None else stem.with_name(stem.name + ".shards")
-    kwargs = image_encoder_kwargs(spec.image, opts, shards)
+    kwargs = image_encoder_kwargs(spec.image, opts, shard_dir(cache, key))
     compute = lambda: encoder(split, dataset, **kwargs)  # noqa: E731
     images, hit = _timed(timings, f"image_features_{split.name}", lambda: load_or_compute(cache, key, compute))
     opts.log(f"{'loaded cached' if hit else 'computed'} {spec.image} features for {dataset.name}/{split.name}: "
              f"{images.shape[0]} x {images.shape[1]}")
-    if shards is not None and shards.is_dir():  # the assembled array is cached: keep the skip list, drop shards
-        if (shards / "skipped.json").is_file():
-            os.replace(shards / "skipped.json", stem.with_name(stem.name + ".skipped.json"))
-        shutil.rmtree(shards, ignore_errors=True)
-    _log_skipped(stem, split, opts)
+    skipped, listing = finish_shards(cache, key)
+    if skipped:
+        opts.log(f"warning: {len(skipped)} of {split.n_images} images were unreadable and have zero features "
+                 f"(listed with reasons in {listing})")
     if len(images) != split.n_images:
         raise UserError(f"{spec.image} gave {len(images)} feature rows for {split.n_images} images of "
                         f"{dataset.name}/{split.name}")
     return images
-
-
-def _log_skipped(stem: Path | None, split, opts: Options) -> None:
-    import json
-
-    path = None if stem is None else stem.with_name(stem.name + ".skipped.json")
-    skipped = json.loads(path.read_text()) if path is not None and path.is_file() else []
-    if skipped:
-        opts.log(f"warning: {len(skipped)} of {split.n_images} images were unreadable and have zero features "
-                 f"(listed with reasons in {path})")
 
 
 def text_encoder(dataset, spec: FeatureSpec, opts: Options):

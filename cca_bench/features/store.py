@@ -113,6 +113,28 @@ def compute_sharded(shard_dir: Path | None, n: int, compute: Callable[[int, int]
     return np.ascontiguousarray(arr, dtype=np.float32), skipped
 
 
+def shard_dir(cache_dir: Path | None, key: dict) -> Path | None:
+    """Where the shards of the array cached under ``key`` are written (None without a cache)."""
+    return None if cache_dir is None else Path(cache_dir) / f"{cache_key(key)}.shards"
+
+
+def finish_shards(cache_dir: Path | None, key: dict) -> tuple[list[dict], Path | None]:
+    """Once the assembled array is cached: keep the skip list as ``<stem>.skipped.json``, drop the shards.
+
+    Returns (skipped records, the file listing them) -- also on later cache hits; ([], None) when none.
+    """
+    import shutil
+
+    shards = shard_dir(cache_dir, key)
+    if shards is None:
+        return [], None
+    listing = shards.with_name(f"{cache_key(key)}.skipped.json")
+    if (shards / "skipped.json").is_file():
+        os.replace(shards / "skipped.json", listing)
+    shutil.rmtree(shards, ignore_errors=True)
+    return (json.loads(listing.read_text()), listing) if listing.is_file() else ([], None)
+
+
 def _shard(shard_dir: Path | None, lo: int, hi: int, compute) -> tuple[np.ndarray, list[dict]]:
     """One shard: read back when both its files are complete, else computed and saved (json, then npy)."""
     if shard_dir is None:

@@ -284,3 +284,25 @@ def test_vgg16_pool5_matches_onnxruntime_on_real_weights():
         got = model.pool5(x).numpy()
     assert got.shape == want.shape == (1, 512, 7, 7) and want.max() > 1
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+def test_cli_lists_unreadable_images_and_keeps_the_list(tiny_weights, photos, tmp_path, capsys):
+    """A Karpathy-format folder with a truncated JPEG: the run goes on, says so, and keeps the list."""
+    folder = tiny_weights / "mine"
+    (folder / "images").mkdir(parents=True)
+    words = ["red dog", "blue cat", "green tree", "small house", "big car", "old boat"]
+    for k in range(6):
+        Image.open(photos[k % 4]).convert("RGB").save(folder / "images" / f"{k}.jpg")
+    data = (folder / "images" / "2.jpg").read_bytes()
+    (folder / "images" / "2.jpg").write_bytes(data[: len(data) // 2])
+    images = [{"filename": f"{k}.jpg", "imgid": k, "split": "train", "sentences": [{"raw": f"a {w}"}]}
+              for k, w in enumerate(words)]
+    (folder / "dataset.json").write_text(json.dumps({"dataset": "mine", "images": images}))
+    roots = ["--data-root", str(tiny_weights), "--results-root", str(tmp_path / "results")]
+    argv = ["generate", "cca", "mine", "glove50_vgg16", "--reg", "1e-1", "--n-components", "2", *roots]
+    assert main(argv) == 0
+    assert "1 of 6 images were unreadable" in capsys.readouterr().err
+    listing = list((tiny_weights / "cache").glob("*.skipped.json"))
+    assert len(listing) == 1 and [s["id"] for s in json.loads(listing[0].read_text())] == ["2.jpg"]
+    assert main(argv) == 0  # features now come from the cache: the skipped images are still reported
+    assert "1 of 6 images were unreadable" in capsys.readouterr().err
