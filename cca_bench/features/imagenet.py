@@ -190,13 +190,8 @@ def resize_short(im, side: int):
 def crops_of(im, size: int, resize: int, n_crops: int = 1) -> np.ndarray:
     """(n_crops, size, size, 3) uint8: the centre crop of the resized image, or 10 crops in torchvision's
     TenCrop order (top-left, top-right, bottom-left, bottom-right, centre, then the same of the mirror)."""
-    from PIL import Image
-
-    im = resize_short(im, resize)
+    im = resize_short(im, resize)  # resize >= size, so every crop lies inside
     w, h = im.size
-    if w < size or h < size:  # a thin strip: stretch it so the crop exists
-        im = im.resize((max(w, size), max(h, size)), Image.BILINEAR)
-        w, h = im.size
     top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
     boxes = [(left, top)] if n_crops == 1 else [(0, 0), (w - size, 0), (0, h - size), (w - size, h - size), (left, top)]
     out = [np.asarray(im.crop((x, y, x + size, y + size)), dtype=np.uint8) for x, y in boxes]

@@ -300,7 +300,8 @@ def test_cli_lists_unreadable_images_and_keeps_the_list(tiny_weights, photos, tm
     (folder / "dataset.json").write_text(json.dumps({"dataset": "mine", "images": images}))
     roots = ["--data-root", str(tiny_weights), "--results-root", str(tmp_path / "results")]
     argv = ["generate", "cca", "mine", "glove50_vgg16", "--reg", "1e-1", "--n-components", "2", *roots]
-    assert main(argv) == 0
+    with pytest.warns(UserWarning, match=r"skipped 1 of 6 images of mine/train .*2\.jpg: .*truncated"):
+        assert main(argv) == 0
     assert "1 of 6 images were unreadable" in capsys.readouterr().err
     listing = list((tiny_weights / "cache").glob("*.skipped.json"))
     assert len(listing) == 1 and [s["id"] for s in json.loads(listing[0].read_text())] == ["2.jpg"]
