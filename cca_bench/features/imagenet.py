@@ -14,8 +14,10 @@ state dicts, so the standard files load with strict key checks and no unpickling
 fc7 is taken after its ReLU (``classifier[4]`` in torchvision's numbering), the classic "fc7 features" of
 Karpathy's ``vgg_feats.mat`` and the CCA papers. Preprocessing follows the torchvision evaluation transform:
 resize the short side (bilinear, antialiased) to 256 and centre-crop 224 with ImageNet mean/std, or, for the
-two Google-trained Inception nets, resize to 342 and crop 299 scaled to ``pixel / 127.5 - 1`` (what
-torchvision's ``transform_input=True`` computes from an ImageNet-normalised tensor, so the same numbers).
+two Google-trained Inception nets, crop 299 scaled to ``pixel / 127.5 - 1`` (what torchvision's
+``transform_input=True`` computes from an ImageNet-normalised tensor, so the same numbers) after resizing to
+342 (torchvision's Inception v3 transform) or 333 (InceptionResNetV2: timm's crop fraction 0.8975; timm
+resizes bicubic, this suite bilinear).
 ``crops=10`` averages the features of the four corner and centre crops and their mirror images (the 10-crop
 evaluation of Krizhevsky et al. 2012). JPEGs at least twice the resize size are first decoded at 1/2 - 1/8
 scale (DCT scaling), which keeps huge photos cheap.
@@ -87,7 +89,7 @@ CNNS: dict[str, CNNSpec] = {
         "inception_resnet_v2", ("inception_resnet_v2-940b1cd6.pth", "inception_resnet_v2.tf_in1k.safetensors",
                                 "inceptionresnetv2-520b38e4.pth"),
         "timm's (or Cadene's pretrainedmodels) ImageNet InceptionResNetV2 state dict", 1536,
-        "global average pool", 299, 342, GOOGLE_MEAN, GOOGLE_STD, head="classif",
+        "global average pool", 299, 333, GOOGLE_MEAN, GOOGLE_STD, head="classif",
         rename={"last_linear.": "classif."}, aliases=("inception_resnet_v2",)),
 }
 
