@@ -44,6 +44,8 @@ def _add_features(p: argparse.ArgumentParser) -> None:
     g.add_argument("--idf", action="store_true", help="weight words by IDF fitted on the train captions")
     g.add_argument("--stopwords", action="store_true", help="drop English stop words before averaging")
     g.add_argument("--batch-size", type=int, default=64, help="images per CNN batch (default 64)")
+    g.add_argument("--crops", type=int, default=1, choices=[1, 10],
+                   help="CNN views per image: 1 centre crop, or 10 (corners + centre and their mirrors, averaged)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     g.add_argument("--no-cache", action="store_true", help="recompute features instead of using data/cache")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
@@ -199,7 +201,7 @@ def _options(args):
         data_root=data_root(args.data_root), results_root=results_root(args.results_root),
         dataset_options=dict(getattr(args, "dataset_opt", [])), text_path=getattr(args, "text_path", None),
         idf=getattr(args, "idf", False), stopwords=getattr(args, "stopwords", False),
-        batch_size=getattr(args, "batch_size", 64), device=getattr(args, "device", "auto"),
+        batch_size=getattr(args, "batch_size", 64), crops=getattr(args, "crops", 1), device=getattr(args, "device", "auto"),
         cache=not getattr(args, "no_cache", False), progress=not getattr(args, "quiet", False),
         log=(lambda m: None) if getattr(args, "quiet", False) else _log)
 

@@ -27,6 +27,7 @@ class Options:
     idf: bool = False
     stopwords: bool = False
     batch_size: int = 64
+    crops: int = 1
     device: str = "auto"
     cache: bool = True
     progress: bool = True
@@ -42,8 +43,9 @@ def dataset_tag(name: str, options: dict) -> str:
 
 
 def features_tag(spec: FeatureSpec, opts: Options) -> str:
-    """``glove50_efficientnet_lite0`` plus ``+idf`` / ``+stop`` when those text options are on."""
-    return spec.name + ("+idf" if opts.idf else "") + ("+stop" if opts.stopwords else "")
+    """``glove50_efficientnet_lite0`` plus ``+idf`` / ``+stop`` / ``+10crops`` when those options are on."""
+    return (spec.name + ("+idf" if opts.idf else "") + ("+stop" if opts.stopwords else "")
+            + (f"+{opts.crops}crops" if opts.crops != 1 else ""))
 
 
 def load_dataset(name: str, opts: Options):
@@ -61,8 +63,11 @@ def _timed(timings: dict, key: str, fn):
 
 def image_key(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
     """Everything that decides a split's image features: the feature cache key."""
-    return {"kind": "image", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
-            "encoder": spec.image, "dataset_options": opts.dataset_options}
+    key = {"kind": "image", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
+           "encoder": spec.image, "dataset_options": opts.dataset_options}
+    if opts.crops != 1:
+        key["crops"] = opts.crops  # only then: the keys of 1-crop features stay as they were
+    return key
 
 
 def text_key(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
@@ -72,16 +77,36 @@ def text_key(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
             "idf_fitted_on": dataset.split("train").fingerprint() if opts.idf else None}
 
 
+def image_encoder_kwargs(name: str, opts: Options, shard_dir: Path | None) -> dict:
+    """Keyword arguments for image encoder ``name``: the common ones, plus ``crops``, ``data_root`` and
+    ``shard_dir`` for encoders whose signature takes them; ``--crops 10`` elsewhere is a UserError."""
+    import inspect
+
+    accepted = inspect.signature(IMAGE_ENCODERS.get(name)).parameters
+    if opts.crops != 1 and "crops" not in accepted:
+        raise UserError(f"image encoder {name!r} has no --crops option (it works on one view of each image)")
+    extra = {"crops": opts.crops, "data_root": opts.data_root, "shard_dir": shard_dir}
+    return {"batch_size": opts.batch_size, "device": opts.device, "progress": opts.progress,
+            **{k: v for k, v in extra.items() if k in accepted}}
+
+
 def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dict,
                   key: dict | None = None) -> np.ndarray:
+    """The split's image features from the cache, else computed (in resumable shards when the encoder can)."""
+    from cca_bench.features.store import finish_shards, shard_dir
+
     encoder = IMAGE_ENCODERS.get(spec.image)
     key = key or image_key(dataset, split, spec, opts)
     cache = opts.data_root / "cache" if opts.cache else None
-    compute = lambda: encoder(split, dataset, batch_size=opts.batch_size, device=opts.device,  # noqa: E731
-                              progress=opts.progress)
+    kwargs = image_encoder_kwargs(spec.image, opts, shard_dir(cache, key))
+    compute = lambda: encoder(split, dataset, **kwargs)  # noqa: E731
     images, hit = _timed(timings, f"image_features_{split.name}", lambda: load_or_compute(cache, key, compute))
     opts.log(f"{'loaded cached' if hit else 'computed'} {spec.image} features for {dataset.name}/{split.name}: "
              f"{images.shape[0]} x {images.shape[1]}")
+    skipped, listing = finish_shards(cache, key)
+    if skipped:
+        opts.log(f"warning: {len(skipped)} of {split.n_images} images were unreadable and have zero features "
+                 f"(listed with reasons in {listing})")
     if len(images) != split.n_images:
         raise UserError(f"{spec.image} gave {len(images)} feature rows for {split.n_images} images of "
                         f"{dataset.name}/{split.name}")

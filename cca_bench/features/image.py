@@ -48,7 +48,7 @@ def cache_dir() -> Path:
 # --------------------------------------------------------------------------------------------------- pixels
 
 
-def _read(split: Split, i: int, draft: tuple[int, int]):
+def read_rgb(split: Split, i: int, draft: tuple[int, int]):
     """Image i of the split as RGB PIL; files are opened directly so JPEGs can be decoded at reduced size."""
     if split.image_paths is not None:
         from cca_bench.datasets.base import open_rgb
@@ -65,7 +65,7 @@ def lite0_pixels(split: Split, i: int) -> np.ndarray:
     """
     from PIL import Image
 
-    im = _read(split, i, (LITE0_RESIZE, LITE0_RESIZE))
+    im = read_rgb(split, i, (LITE0_RESIZE, LITE0_RESIZE))
     w, h = im.size
     side = min(w, h) * LITE0_SIZE / LITE0_RESIZE
     box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
@@ -80,33 +80,40 @@ def tiny_pixels(split: Split, i: int) -> np.ndarray:
     """
     from PIL import Image
 
-    im = _read(split, i, (TINY_SIDE, TINY_SIDE))
+    im = read_rgb(split, i, (TINY_SIDE, TINY_SIDE))
     return np.asarray(im.resize((TINY_SIDE, TINY_SIDE), Image.BOX), dtype=np.uint8)
 
 
 def pixel_batches(split: Split, pixels: Callable[[Split, int], np.ndarray], batch_size: int,
                   desc: str, progress: bool) -> Iterator[np.ndarray]:
-    """Yield (b, ...) uint8 batches of ``pixels(split, i)`` in image order.
+    """Yield (b, ...) uint8 batches of ``pixels(split, i)`` in image order, with a tqdm bar (stderr, ``img``)."""
+    from tqdm import tqdm
+
+    with tqdm(total=split.n_images, unit="img", desc=desc, disable=not progress, file=sys.stderr) as bar:
+        yield from batches(split, pixels, range(split.n_images), batch_size, bar)
+
+
+def batches(split: Split, pixels: Callable[[Split, int], np.ndarray], indices: range, batch_size: int,
+            bar=None) -> Iterator[np.ndarray]:
+    """Yield (b, ...) batches of ``pixels(split, i)`` for i in ``indices``, in order; ``bar.update(b)`` after each.
 
     Decoding runs in a thread pool (Pillow releases the GIL), one batch ahead of the consumer, so reading
-    images overlaps with the network. A tqdm bar (stderr, unit ``img``) counts the images.
+    images overlaps with the network.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from tqdm import tqdm
-
-    n, batch_size = split.n_images, max(1, int(batch_size))
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool, \
-            tqdm(total=n, unit="img", desc=desc, disable=not progress, file=sys.stderr) as bar:
+    batch_size = max(1, int(batch_size))
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         def submit(start):
-            return [pool.submit(pixels, split, i) for i in range(start, min(start + batch_size, n))]
+            return [pool.submit(pixels, split, i) for i in indices[start:start + batch_size]]
 
         pending = submit(0)
-        for start in range(0, n, batch_size):
+        for start in range(0, len(indices), batch_size):
             current, pending = pending, submit(start + batch_size)
             batch = np.stack([f.result() for f in current])
             yield batch
-            bar.update(len(batch))
+            if bar is not None:
+                bar.update(len(batch))
 
 
 # --------------------------------------------------------------------------------------------- EfficientNet

@@ -67,10 +67,87 @@ def load_or_compute(cache_dir: Path | None, key: dict, compute: Callable[[], np.
     arr = np.ascontiguousarray(compute(), dtype=np.float32)
     if not np.isfinite(arr).all():
         raise UserError(f"{key.get('encoder')} produced NaN or infinite features for {key.get('dataset')}/{key.get('split')}")
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    for final, write in ((npy, lambda f: np.save(f, arr)), (meta, lambda f: f.write(json.dumps(key, indent=2, default=str).encode()))):
-        tmp = final.with_name(final.name + f".{os.getpid()}.tmp")
+    write_atomic(npy, lambda f: np.save(f, arr))
+    write_atomic(meta, lambda f: f.write(json.dumps(key, indent=2, default=str).encode()))
+    return arr, False
+
+
+def write_atomic(path: Path, write: Callable) -> None:
+    """``write(file)`` into a temporary file beside ``path``, then rename it over ``path`` (all or nothing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    try:
         with open(tmp, "wb") as f:
             write(f)
-        os.replace(tmp, final)
-    return arr, False
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: Path, obj) -> None:
+    write_atomic(path, lambda f: f.write(json.dumps(obj, indent=2, default=str).encode()))
+
+
+SHARD_SIZE = 1024  # images per shard of a resumable extraction
+
+
+def compute_sharded(shard_dir: Path | None, n: int, compute: Callable[[int, int], tuple[np.ndarray, list[dict]]],
+                    shard_size: int = SHARD_SIZE) -> tuple[np.ndarray, list[dict]]:
+    """Rows 0..n of ``compute(lo, hi) -> ((hi - lo, d) float32, skipped)``, one shard at a time.
+
+    Each finished shard is saved in ``shard_dir`` as ``rows_<lo>_<hi>.npy`` with its skipped-image records
+    (dicts with ``index``, ``id``, ``reason``) in a ``.json`` written first, so an interrupted extraction
+    (Ctrl-C) resumes at the first missing shard. Returns ((n, d) float32, all skipped records), and writes the
+    whole list (when not empty) to ``shard_dir/skipped.json``. ``shard_dir=None``: no files, the same chunks in memory.
+    """
+    parts, skipped = [], []
+    for lo in range(0, n, max(1, int(shard_size))):
+        hi = min(n, lo + shard_size)
+        rows, skips = _shard(shard_dir, lo, hi, compute)
+        parts.append(rows)
+        skipped += skips
+    if shard_dir is not None and skipped:
+        write_json(Path(shard_dir) / "skipped.json", skipped)
+    arr = np.concatenate(parts) if parts else compute(0, 0)[0]
+    return np.ascontiguousarray(arr, dtype=np.float32), skipped
+
+
+def shard_dir(cache_dir: Path | None, key: dict) -> Path | None:
+    """Where the shards of the array cached under ``key`` are written (None without a cache)."""
+    return None if cache_dir is None else Path(cache_dir) / f"{cache_key(key)}.shards"
+
+
+def finish_shards(cache_dir: Path | None, key: dict) -> tuple[list[dict], Path | None]:
+    """Once the assembled array is cached: keep the skip list as ``<stem>.skipped.json``, drop the shards.
+
+    Returns (skipped records, the file listing them) -- also on later cache hits; ([], None) when none.
+    """
+    import shutil
+
+    shards = shard_dir(cache_dir, key)
+    if shards is None:
+        return [], None
+    listing = shards.with_name(f"{cache_key(key)}.skipped.json")
+    if (shards / "skipped.json").is_file():
+        os.replace(shards / "skipped.json", listing)
+    shutil.rmtree(shards, ignore_errors=True)
+    return (json.loads(listing.read_text()), listing) if listing.is_file() else ([], None)
+
+
+def _shard(shard_dir: Path | None, lo: int, hi: int, compute) -> tuple[np.ndarray, list[dict]]:
+    """One shard: read back when both its files are complete, else computed and saved (json, then npy)."""
+    if shard_dir is None:
+        return compute(lo, hi)
+    npy = Path(shard_dir) / f"rows_{lo:09d}_{hi:09d}.npy"
+    meta = npy.with_suffix(".json")
+    if npy.is_file() and meta.is_file():
+        try:
+            return np.load(npy, allow_pickle=False), json.loads(meta.read_text())
+        except (ValueError, OSError):
+            pass  # a damaged shard is computed again
+    rows, skipped = compute(lo, hi)
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    write_json(meta, skipped)
+    write_atomic(npy, lambda f: np.save(f, rows))
+    return rows, skipped
