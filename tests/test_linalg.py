@@ -88,3 +88,12 @@ def test_dask_backend_matches_in_memory_fit():
                 np.testing.assert_allclose(b.canonical_correlations_, a.canonical_correlations_, atol=1e-6)
                 np.testing.assert_allclose(b.x_weights_[:, :4], a.x_weights_[:, :4], rtol=1e-4, atol=1e-5)
                 np.testing.assert_allclose(b.mean_x_, a.mean_x_, atol=1e-5)
+
+
+@pytest.mark.parametrize("d", [3, 700])
+def test_top_eigenvalue_is_the_largest_eigenvalue(d):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(d)
+    a = rng.standard_normal((d + 40, d))
+    c = a.T @ a / len(a)
+    assert linalg.top_eigenvalue(torch.as_tensor(c)) == pytest.approx(np.linalg.eigvalsh(c)[-1], rel=1e-12)
