@@ -96,4 +96,4 @@ def test_top_eigenvalue_is_the_largest_eigenvalue(d):
     rng = np.random.default_rng(d)
     a = rng.standard_normal((d + 40, d))
     c = a.T @ a / len(a)
-    assert linalg.top_eigenvalue(torch.as_tensor(c)) == pytest.approx(np.linalg.eigvalsh(c)[-1], rel=1e-12)
+    assert linalg.top_eigenvalue(torch.as_tensor(c)) == pytest.approx(np.linalg.eigvalsh(c)[-1], rel=1e-9)
