@@ -150,7 +150,7 @@ def fit_sklearn(x, y):
 
 FITS = {"ours": fit_ours, "numpy": fit_numpy, "cca_zoo": fit_cca_zoo, "pyrcca": fit_pyrcca, "sklearn": fit_sklearn}
 # imported before the clock starts: a fit's time should not include a library's first import
-IMPORTS = {"ours": ("torch", "cca_bench.methods.cca"), "numpy": ("scipy.linalg",), "cca_zoo": ("cca_zoo.linear",),
+IMPORTS = {"ours": ("torch", "scipy.sparse.linalg", "cca_bench.methods.cca"), "numpy": ("scipy.linalg",), "cca_zoo": ("cca_zoo.linear",),
            "pyrcca": ("rcca",), "sklearn": ("sklearn.cross_decomposition",)}
 
 
@@ -331,7 +331,8 @@ def report(rows: list[dict], ev: dict, ev_before: dict | None, quick: bool) -> s
         "Data: float32, a shared 128-d latent plus unit noise (see `make_data`). Each method ran in its own "
         "subprocess; fit time excludes loading; peak RSS is the subprocess's VmHWM (inputs are memory-mapped "
         "`.npy` files: the pages read count as resident).", "",
-        f"Machine rates measured in the `ours` worker just before each fit: float32 GEMM "
+        f"Machine rates measured in the first `ours` worker just before its fit (each size's bound uses the rate "
+        f"measured in its own `ours` worker): float32 GEMM "
         f"{o.get('gemm_gflops', float('nan')):.0f} GFLOP/s, SYRK on a 16,384 x 4,096 block "
         f"{o.get('syrk_gflops', float('nan')):.0f} GFLOP/s (useful flops). The covariance-GEMM bound is "
         "n (dx + dy)^2 flops at the GEMM rate. The memory target is the process before the fit + the float32 "
