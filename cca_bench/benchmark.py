@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from cca_bench.config import FeatureSpec
+from cca_bench.config import FeatureSpec, torch_device
 from cca_bench.errors import UserError
 from cca_bench.features.store import FeatureSet, cache_key, load_or_compute
 from cca_bench.registry import IMAGE_ENCODERS, METHODS, TEXT_ENCODERS
@@ -265,8 +265,9 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
     fs = build_features(dataset, split_name, spec, opts, timings)
     emb_i = _timed(timings, "embed_images", lambda: model.embed_images(fs))
     emb_t = _timed(timings, "embed_texts", lambda: model.embed_texts(fs))
-    metrics, curves = _timed(timings, "evaluate",
-                             lambda: evaluate_with_curves(emb_i, emb_t, fs.image_index, distance, folds))
+    gemm_device = None if torch_device(opts.device) == "cpu" else torch_device(opts.device)
+    metrics, curves = _timed(timings, "evaluate", lambda: evaluate_with_curves(
+        emb_i, emb_t, fs.image_index, distance, folds, device=gemm_device))
     params = model.get_params() if hasattr(model, "get_params") else getattr(model, "config_", {}).get("params", {})
     return {
         "method": method, "dataset": dataset_tag(dataset_name, opts.dataset_options), "split": split_name,

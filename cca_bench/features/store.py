@@ -53,7 +53,8 @@ def load_or_compute(cache_dir: Path | None, key: dict, compute: Callable[[], np.
 
     The array goes to ``<stem>.npy`` with its key in ``<stem>.json``; both are written under a temporary
     name and renamed, so an interrupted run leaves no half-written cache entry. ``cache_dir=None`` disables
-    caching.
+    caching. A cached array comes back memory-mapped read-only, so features larger than RAM stream from disk
+    (the covariance pass reads them chunk by chunk) instead of being read whole.
     """
     if cache_dir is None:
         return compute(), False
@@ -61,7 +62,7 @@ def load_or_compute(cache_dir: Path | None, key: dict, compute: Callable[[], np.
     npy, meta = stem.with_suffix(".npy"), stem.with_suffix(".json")
     if npy.is_file() and meta.is_file():
         try:
-            return np.load(npy, allow_pickle=False), True
+            return np.load(npy, mmap_mode="r", allow_pickle=False), True
         except (ValueError, OSError):
             pass  # a damaged entry is recomputed below
     arr = np.ascontiguousarray(compute(), dtype=np.float32)

@@ -30,6 +30,9 @@ class RegularizedCCA(Params):
         device: "auto" (CUDA when present), "cpu" or "cuda" for the solve.
         chunk_rows: rows per chunk when accumulating covariances.
         random_state: seed of the power iteration that finds the largest eigenvalues.
+        backend: "numpy" (chunked SYRK on the CPU; torch products on the device when it is a GPU) or "dask"
+            (:func:`cca_bench.linalg.dask_moments`: X, Y may be dask arrays).
+        dask_scheduler: Dask scheduler address for backend="dask"; None = the current client or a LocalCluster.
     Fitted: ``canonical_correlations_`` (k,), ``x_weights_`` (dx, k), ``y_weights_`` (dy, k),
         ``mean_x_`` (dx,), ``mean_y_`` (dy,), ``n_components_``, ``n_samples_``.
     """
@@ -38,10 +41,13 @@ class RegularizedCCA(Params):
         "n_components": (int, "number of canonical dimensions kept (default: min of the two feature widths)"),
         "reg": (float, "ridge as a fraction of the largest covariance eigenvalue (default 1e-3)"),
         "eig_power": (float, "scale each dimension by its canonical correlation to this power (default 1)"),
+        "backend": (str, "where the covariances are accumulated: numpy (default; torch on a GPU device) or dask "
+                    "(chunks as tasks on a Dask cluster)", ["numpy", "dask"]),
+        "dask_scheduler": (str, "with --backend dask: scheduler address (default: a LocalCluster)"),
     }
 
     def __init__(self, n_components=None, reg=1e-3, eig_power=1.0, center=True, device="auto",
-                 chunk_rows=linalg.CHUNK_ROWS, random_state=0):
+                 chunk_rows=linalg.CHUNK_ROWS, random_state=0, backend="numpy", dask_scheduler=None):
         self.n_components = n_components
         self.reg = reg
         self.eig_power = eig_power
@@ -49,6 +55,8 @@ class RegularizedCCA(Params):
         self.device = device
         self.chunk_rows = chunk_rows
         self.random_state = random_state
+        self.backend = backend
+        self.dask_scheduler = dask_scheduler
 
     def fit(self, X, Y, x_index=None):
         """Fit on images X (n_x, dx) and texts Y (n, dy); ``x_index`` (n,) pairs Y's rows with X's rows."""
@@ -61,7 +69,7 @@ class RegularizedCCA(Params):
         """
         if X.ndim != 2 or Y.ndim != 2:
             raise UserError(f"CCA needs 2-d arrays, got shapes {X.shape} and {Y.shape}")
-        m = linalg.paired_moments(X, Y, x_index, self.chunk_rows)
+        m = self._moments(X, Y, x_index)
         if not self.center:
             m.cxx += np.outer(m.mean_x, m.mean_x) * m.n / (m.n - 1)
             m.cyy += np.outer(m.mean_y, m.mean_y) * m.n / (m.n - 1)
@@ -97,6 +105,13 @@ class RegularizedCCA(Params):
         from cca_bench.cv import grid_search
 
         return grid_search(cls, train, val, grid, params, select, progress, log)
+
+    def _moments(self, X, Y, x_index) -> linalg.Moments:
+        if self.backend == "dask":
+            return linalg.dask_moments(X, Y, x_index, self.chunk_rows, self.dask_scheduler)
+        if self.backend != "numpy":
+            raise UserError(f"unknown backend {self.backend!r} (numpy or dask)")
+        return linalg.paired_moments(X, Y, x_index, self.chunk_rows, device=torch_device(self.device))
 
     def _n_components(self, dx: int, dy: int) -> int:
         k_max = min(dx, dy)

@@ -1,0 +1,44 @@
+"""The one-GEMM ranking (each image block's scores serve both directions) against direct per-query counts,
+with many exact ties, and its torch GEMM path run on the CPU."""
+import numpy as np
+import pytest
+
+from cca_bench.metrics import ranks, similarity
+
+
+def direct_ranks(ims, texts, image_index, distance, ties):
+    """Per query, over the whole similarity matrix: items other than the positives above (or tied with) it."""
+    s = similarity(ims, texts, distance)
+    worse = (lambda a, g: a > g) if ties == "optimistic" else (lambda a, g: a >= g)
+    t2i = [int(worse(np.delete(s[:, j], image_index[j]), s[image_index[j], j]).sum()) for j in range(len(texts))]
+    i2t = []
+    for i in np.unique(image_index):
+        pos = image_index == i
+        i2t.append(int(worse(s[i, ~pos], s[i, pos].max()).sum()))
+    return i2t, t2i
+
+
+@pytest.mark.parametrize("ties", ["optimistic", "pessimistic"])
+@pytest.mark.parametrize("distance", ["dot", "euclidean"])
+def test_one_gemm_ranks_match_direct_counts_with_ties(ties, distance):
+    rng = np.random.default_rng(0)
+    ims = rng.integers(-1, 2, size=(23, 4)).astype(np.float32)  # small integers: exact, often tied scores
+    image_index = rng.integers(0, 23, size=70)
+    texts = rng.integers(-1, 2, size=(70, 4)).astype(np.float32)
+    want_i2t, want_t2i = direct_ranks(ims, texts, image_index, distance, ties)
+    for block in (5, 4096):
+        r_i2t, r_t2i = ranks(ims, texts, image_index, distance, ties, block=block)
+        assert r_i2t.tolist() == want_i2t and r_t2i.tolist() == want_t2i
+
+
+@pytest.mark.parametrize("distance", ["cosine", "dot", "euclidean"])
+def test_torch_gemm_path_gives_the_numpy_ranks(distance):
+    """The device path (the similarity GEMM in torch; CUDA on a GPU) forced onto the CPU."""
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    ims = rng.standard_normal((40, 8)).astype(np.float32)
+    image_index = np.repeat(np.arange(40), 3)
+    texts = ims[image_index] + rng.standard_normal((120, 8)).astype(np.float32)
+    a = ranks(ims, texts, image_index, distance, block=16)
+    b = ranks(ims, texts, image_index, distance, block=16, device="cpu")
+    assert all((x == y).all() for x, y in zip(a, b))
