@@ -40,6 +40,8 @@ def _add_features(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features")
     g.add_argument("-D", "--dataset-opt", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="dataset builder option, e.g. -D n_train=500 for shapes (repeatable)")
+    g.add_argument("--tag", default="", help="name a model variant (e.g. --tag maxviol): generate, run_benchmark and "
+                   "search with the same tag use the same model, so variants of one method do not overwrite each other")
     g.add_argument("--text-path", help="word-vector file to use instead of the encoder's default file")
     g.add_argument("--idf", action="store_true", help="weight words by IDF fitted on the train captions")
     g.add_argument("--stopwords", action="store_true", help="drop English stop words before averaging")
@@ -201,7 +203,7 @@ def _options(args):
         data_root=data_root(args.data_root), results_root=results_root(args.results_root),
         dataset_options=dict(getattr(args, "dataset_opt", [])), text_path=getattr(args, "text_path", None),
         idf=getattr(args, "idf", False), stopwords=getattr(args, "stopwords", False),
-        batch_size=getattr(args, "batch_size", 64), crops=getattr(args, "crops", 1), device=getattr(args, "device", "auto"),
+        batch_size=getattr(args, "batch_size", 64), crops=getattr(args, "crops", 1), tag=getattr(args, "tag", ""), device=getattr(args, "device", "auto"),
         cache=not getattr(args, "no_cache", False), progress=not getattr(args, "quiet", False),
         log=(lambda m: None) if getattr(args, "quiet", False) else _log)
 

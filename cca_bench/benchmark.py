@@ -1,6 +1,7 @@
 """Glue from names to results: encode splits (cached), fit and save a model, evaluate it into a run record."""
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ class Options:
     device: str = "auto"
     cache: bool = True
     progress: bool = True
+    tag: str = ""
     log: Callable[[str], None] = lambda msg: None
 
     def text_options(self) -> dict:
@@ -159,7 +161,12 @@ def build_features(dataset, split_name: str, spec: FeatureSpec, opts: Options, t
 
 
 def model_path(method: str, dataset: str, spec: FeatureSpec, opts: Options) -> Path:
+    """``RESULTS/models/METHOD__DATASET__FEATURES[@TAG]``: a ``--tag`` keeps variants of one method apart."""
     name = "__".join([method, dataset_tag(dataset, opts.dataset_options), features_tag(spec, opts)])
+    if opts.tag:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", opts.tag):
+            raise UserError(f"--tag {opts.tag!r} may hold only letters, digits, '_', '.' and '-'")
+        name += f"@{opts.tag}"
     return opts.results_root / "models" / name
 
 

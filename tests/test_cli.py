@@ -125,3 +125,16 @@ def test_generate_with_cv_saves_grid_best_model_and_spectrum(roots, tmp_path, ca
 def test_cv_flags_without_cv_are_an_error(roots, capsys):
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--cv-reg", "1", *SMALL, *roots]) == 2
     assert "need --cv" in capsys.readouterr().err
+
+
+def test_tagged_variants_do_not_overwrite_each_other(roots, tmp_path, capsys):
+    for tag, reg in (("", "1e-2"), ("strong", "10")):
+        argv_tag = ["--tag", tag] if tag else []
+        assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--reg", reg, *argv_tag, *SMALL, *roots]) == 0
+        assert main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", *argv_tag, *SMALL, *roots]) == 0
+    models = sorted(p.name for p in (tmp_path / "results" / "models").glob("*.safetensors"))
+    assert len(models) == 2 and any("@strong" in m for m in models)
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")]
+    assert sorted(r["params"]["reg"] for r in runs) == [1e-2, 10.0]
+    assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--tag", "a/b", *SMALL, *roots]) == 2
+    assert "--tag" in capsys.readouterr().err
