@@ -214,6 +214,8 @@ def fit_model(cls, method: str, train, val, params: dict, cv: dict | None, opts:
     """Fit with ``params``, or cross-validate on ``val`` when ``cv`` is given; returns (model, CV report or None)."""
     if cv is None:
         opts.log(f"fitting {method} on {len(train.texts)} captions of {train.images.shape[0]} images")
+        if "progress" in getattr(cls, "_param_names", lambda: [])():
+            params = {"progress": opts.progress, **params}  # -q silences a method's own progress bar too
         model = cls(**params)
         model.fit_features(train, val)
         return model, None

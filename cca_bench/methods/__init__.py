@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES = ("cca",)
+_MODULES = ("cca", "vse")
 
 
 def load_all() -> None:
