@@ -90,3 +90,11 @@ class Params:
         defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
         changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults.get(k) != v]
         return f"{type(self).__name__}({', '.join(changed)})"
+
+
+def load_saved(cls, path: Path, method: str):
+    """(unfitted model built from the saved params, arrays, config) of a model saved by ``method``."""
+    arrays, config = load_arrays(path)
+    if config.get("method") != method:
+        raise UserError(f"{path}.json holds a {config.get('method')!r} model, not {method}")
+    return cls(**config["params"]), arrays, config

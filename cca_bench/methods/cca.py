@@ -14,7 +14,7 @@ import numpy as np
 from cca_bench import linalg
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
-from cca_bench.methods.base import Params, load_arrays, save_arrays
+from cca_bench.methods.base import Params, load_saved, save_arrays
 from cca_bench.registry import METHODS
 
 
@@ -183,10 +183,7 @@ class RegularizedCCA(Params):
 
     @classmethod
     def load(cls, path):
-        arrays, config = load_arrays(path)
-        if config.get("method") != "cca":
-            raise UserError(f"{path}.json holds a {config.get('method')!r} model, not cca")
-        model = cls(**config["params"])
+        model, arrays, config = load_saved(cls, path, "cca")
         for k in cls._ARRAYS:
             setattr(model, k, arrays[k])
         model.n_components_, model.n_samples_ = config["n_components_"], config["n_samples_"]

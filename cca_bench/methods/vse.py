@@ -36,7 +36,7 @@ import numpy as np
 
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
-from cca_bench.methods.base import Params, load_arrays, save_arrays
+from cca_bench.methods.base import Params, load_saved, save_arrays
 from cca_bench.registry import METHODS
 
 PAD, UNK = "<pad>", "<unk>"
@@ -462,10 +462,7 @@ class VSE(Params):
     def load(cls, path):
         import torch
 
-        arrays, config = load_arrays(path)
-        if config.get("method") != "vse":
-            raise UserError(f"{path}.json holds a {config.get('method')!r} model, not vse")
-        model = cls(**config["params"])
+        model, arrays, config = load_saved(cls, path, "vse")
         model.vocab_ = list(config["vocab"])
         for k in ("image_dim_", "word_dim_", "n_samples_", "best_epoch_", "history_"):
             setattr(model, k, config[k])
