@@ -178,10 +178,17 @@ def image_query(g: Gallery, path: str | Path) -> FeatureSet:
 # ------------------------------------------------------------------------------------------------ search
 
 
+def _first_captions(split: Split) -> dict[int, str]:
+    """Image position -> its first caption in the split (so a hit can be judged without opening it)."""
+    images, first = np.unique(split.image_index, return_index=True)
+    return {int(i): split.captions[j] for i, j in zip(images, first)}
+
+
 def _image_rows(split: Split, ids: np.ndarray, scores: np.ndarray) -> list[dict]:
-    paths = split.image_paths
+    paths, captions = split.image_paths, _first_captions(split)
     return [{"rank": r + 1, "image": int(i), "image_id": split.image_ids[i],
-             "path": str(paths[i]) if paths is not None else "-", "score": float(s)}
+             "path": str(paths[i]) if paths is not None else "-", "caption": captions.get(int(i), "-"),
+             "score": float(s)}
             for r, (i, s) in enumerate(zip(ids, scores))]
 
 
@@ -252,7 +259,8 @@ def search(g: Gallery, mode: str, query: str, k: int = 10, distance: str = "cosi
 
 # ------------------------------------------------------------------------------------------------ rendering
 
-COLUMNS = {"caption": ("rank", "caption", "image id", "score"), "path": ("rank", "image id", "path", "score")}
+COLUMNS = {"caption": ("rank", "caption", "image id", "score"),
+           "path": ("rank", "image id", "path", "caption", "score")}
 
 
 def _columns(result: SearchResult) -> tuple[str, ...]:
