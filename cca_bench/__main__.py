@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="encode the train split, fit a method, save the model",
                        description="Encode the train split (restval joins train), fit METHOD and save it under "
                        "RESULTS/models/ as safetensors + JSON.")
-    p.add_argument("method", help="cca (see `list`)")
+    p.add_argument("method", help="cca (regularized CCA) or vse (neural ranker); see `list`")
     p.add_argument("dataset", help="openmoji, shapes, flickr8k, flickr30k, coco, or a folder name under DATA")
     p.add_argument("features", help="TEXT_IMAGE, e.g. glove50_efficientnet or word2vec_vgg_karpathy")
     _add_method_params(p)
