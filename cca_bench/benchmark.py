@@ -1,6 +1,7 @@
 """Glue from names to results: encode splits (cached), fit and save a model, evaluate it into a run record."""
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass, field
@@ -92,13 +93,11 @@ def image_encoder_kwargs(name: str, opts: Options, shard_dir: Path | None) -> di
             **{k: v for k, v in extra.items() if k in accepted}}
 
 
-def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dict,
-                  key: dict | None = None) -> np.ndarray:
+def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dict, key: dict) -> np.ndarray:
     """The split's image features from the cache, else computed (in resumable shards when the encoder can)."""
     from cca_bench.features.store import finish_shards, shard_dir
 
     encoder = IMAGE_ENCODERS.get(spec.image)
-    key = key or image_key(dataset, split, spec, opts)
     cache = opts.data_root / "cache" if opts.cache else None
     kwargs = image_encoder_kwargs(spec.image, opts, shard_dir(cache, key))
     compute = lambda: encoder(split, dataset, **kwargs)  # noqa: E731
@@ -115,23 +114,29 @@ def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dic
     return images
 
 
+@functools.lru_cache(maxsize=2)
+def word_vectors(text_encoder_name: str, data_root: Path, path: str | None):
+    """The word vectors of a text encoder, loaded once per process (user files can be gigabytes, and one
+    ``generate`` encodes train and val and may hand the same table to the method)."""
+    return TEXT_ENCODERS.get(text_encoder_name)(data_root, path=path)
+
+
 def text_encoder(dataset, spec: FeatureSpec, opts: Options):
     """The mean-word-vector encoder for ``spec.text``, with IDF fitted on the train split when asked."""
     from cca_bench.features.text import MeanVectorEncoder
 
-    vectors = TEXT_ENCODERS.get(spec.text)(opts.data_root, path=opts.text_path)
+    vectors = word_vectors(spec.text, opts.data_root, opts.text_path)
     encoder = MeanVectorEncoder(vectors, idf=opts.idf, stopwords=opts.stopwords)
     return encoder.fit(dataset.split("train").tokens if opts.idf else [])
 
 
-def encode_texts(dataset, split, spec: FeatureSpec, opts: Options, timings: dict, encoder=None,
-                 key: dict | None = None):
-    key = key or text_key(dataset, split, spec, opts)
+def encode_texts(dataset, split, spec: FeatureSpec, opts: Options, timings: dict, key: dict) -> np.ndarray:
+    """The split's mean-word-vector caption features from the cache, else computed (empty captions counted)."""
     cache = opts.data_root / "cache" if opts.cache else None
     state = {}
 
     def compute():
-        enc = encoder or text_encoder(dataset, spec, opts)
+        enc = text_encoder(dataset, spec, opts)
         out = enc.transform(split.tokens)
         state["n_empty"] = int(enc.n_empty_)
         return out
@@ -140,7 +145,7 @@ def encode_texts(dataset, split, spec: FeatureSpec, opts: Options, timings: dict
     if state.get("n_empty"):
         opts.log(f"warning: {state['n_empty']} of {split.n_captions} captions of {dataset.name}/{split.name} had "
                  f"no known {spec.text} word and were encoded as zero vectors")
-    return texts, hit
+    return texts
 
 
 def build_features(dataset, split_name: str, spec: FeatureSpec, opts: Options, timings: dict) -> FeatureSet:
@@ -150,12 +155,12 @@ def build_features(dataset, split_name: str, spec: FeatureSpec, opts: Options, t
         raise UserError(f"{dataset.name}/{split_name} has no captions")
     keys = {"image": image_key(dataset, split, spec, opts), "text": text_key(dataset, split, spec, opts)}
     images = encode_images(dataset, split, spec, opts, timings, key=keys["image"])
-    texts, _ = encode_texts(dataset, split, spec, opts, timings, key=keys["text"])
+    texts = encode_texts(dataset, split, spec, opts, timings, key=keys["text"])
     meta = {"dataset": dataset.name, "split": split_name, "features": spec.name,
             "fingerprint": keys["image"]["fingerprint"], "text_options": opts.text_options(),
             "data_root": str(opts.data_root),  # the cache file names (under DATA/cache) of both feature arrays
             "cache_keys": {kind: cache_key(key) + ".npy" for kind, key in keys.items()}}
-    vectors = lambda: TEXT_ENCODERS.get(spec.text)(opts.data_root, path=opts.text_path)  # noqa: E731
+    vectors = functools.partial(word_vectors, spec.text, opts.data_root, opts.text_path)
     return FeatureSet(images=images, texts=texts, image_index=split.image_index, tokens=split.tokens, meta=meta,
                       word_vectors=vectors)
 

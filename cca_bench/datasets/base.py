@@ -65,6 +65,7 @@ class Split:
     loader: Callable[[int], "object"] | None = None
     image_paths: list[Path] | None = None
     extra: dict = field(default_factory=dict)
+    _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         self.image_index = np.asarray(self.image_index, dtype=np.int64)
@@ -96,7 +97,11 @@ class Split:
         return self.loader(i)
 
     def fingerprint(self) -> str:
-        """A short hash of ids, captions and pairing: any change to the split changes it (cache keys)."""
+        """A short hash of ids, captions and pairing: any change to the split changes it (cache keys).
+
+        Computed once per Split (it reads every caption; the cache keys of both encoders need it)."""
+        if self._fingerprint is not None:
+            return self._fingerprint
         h = hashlib.sha1()
         h.update(f"{self.dataset}/{self.name}".encode())
         for s in self.image_ids:
@@ -105,7 +110,8 @@ class Split:
             h.update(s.encode() + b"\0")
         h.update(self.image_index.tobytes())
         h.update(self.image_rows.tobytes())
-        return h.hexdigest()[:16]
+        self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
 
     def subset(self, images: np.ndarray) -> "Split":
         """The split restricted to the given image positions (captions follow their images)."""
