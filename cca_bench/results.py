@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
 from datetime import datetime, timezone
@@ -208,23 +207,19 @@ def compare_csv(frame) -> str:
 
 
 def write_text(path: Path, text: str) -> Path:
-    """Write a text file through a temporary name."""
-    return _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    """Write a UTF-8 text file through a temporary name."""
+    from cca_bench.features.store import write_atomic
 
-
-def _atomic_write(path: Path, write) -> Path:
-    """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-    return path
+    write_atomic(Path(path), lambda f: f.write(text.encode("utf-8")))
+    return Path(path)
 
 
 def write_figure(path: Path, fig) -> Path:
     """Save a matplotlib figure as PNG through a temporary name."""
-    return _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    from cca_bench.features.store import write_atomic
+
+    write_atomic(Path(path), lambda f: fig.savefig(f, format="png"))
+    return Path(path)
 
 
 def cv_markdown(report: dict, name: str) -> str:

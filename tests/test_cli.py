@@ -128,12 +128,12 @@ def test_cv_flags_without_cv_are_an_error(roots, capsys):
 
 
 def test_tagged_variants_do_not_overwrite_each_other(roots, tmp_path, capsys):
-    for tag, reg in (("", "1e-2"), ("strong", "10")):
+    for tag, reg in (("r.1", "1e-2"), ("r.2", "10")):  # dotted names must not collide on a suffix
         argv_tag = ["--tag", tag] if tag else []
         assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--reg", reg, *argv_tag, *SMALL, *roots]) == 0
         assert main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", *argv_tag, *SMALL, *roots]) == 0
     models = sorted(p.name for p in (tmp_path / "results" / "models").glob("*.safetensors"))
-    assert len(models) == 2 and any("@strong" in m for m in models)
+    assert len(models) == 2 and any("@r.2" in m for m in models)
     runs = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")]
     assert sorted(r["params"]["reg"] for r in runs) == [1e-2, 10.0]
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--tag", "a/b", *SMALL, *roots]) == 2

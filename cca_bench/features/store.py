@@ -59,7 +59,7 @@ def load_or_compute(cache_dir: Path | None, key: dict, compute: Callable[[], np.
     if cache_dir is None:
         return compute(), False
     stem = Path(cache_dir) / cache_key(key)
-    npy, meta = stem.with_suffix(".npy"), stem.with_suffix(".json")
+    npy, meta = stem.with_name(stem.name + ".npy"), stem.with_name(stem.name + ".json")  # stems may hold dots
     if npy.is_file() and meta.is_file():
         try:
             return np.load(npy, mmap_mode="r", allow_pickle=False), True
@@ -69,7 +69,7 @@ def load_or_compute(cache_dir: Path | None, key: dict, compute: Callable[[], np.
     if not np.isfinite(arr).all():
         raise UserError(f"{key.get('encoder')} produced NaN or infinite features for {key.get('dataset')}/{key.get('split')}")
     write_atomic(npy, lambda f: np.save(f, arr))
-    write_atomic(meta, lambda f: f.write(json.dumps(key, indent=2, default=str).encode()))
+    write_json(meta, key)
     return arr, False
 
 

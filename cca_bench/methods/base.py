@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Protocol
 
@@ -28,31 +27,29 @@ class CrossModalModel(Protocol):
     def save(self, path: Path) -> None: ...
 
 
-def atomic_replace(tmp: Path, final: Path) -> None:
-    """Move a fully written temporary file over its final name (atomic on one file system)."""
-    os.replace(tmp, final)
+def model_files(path: Path) -> tuple[Path, Path]:
+    """``path.safetensors`` and ``path.json``, appended to the name (a model name may hold dots)."""
+    path = Path(path)
+    return path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".json")
 
 
 def save_arrays(path: Path, tensors: dict[str, np.ndarray], config: dict) -> None:
     """Write ``path.safetensors`` (arrays) and ``path.json`` (config), each via a temporary name."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    st, js = path.with_suffix(".safetensors"), path.with_suffix(".json")
-    tmp_st, tmp_js = st.with_name(st.name + ".tmp"), js.with_name(js.name + ".tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp_st))
-    tmp_js.write_text(json.dumps(config, indent=2, sort_keys=True))
-    atomic_replace(tmp_st, st)
-    atomic_replace(tmp_js, js)
+    from cca_bench.features.store import write_atomic
+
+    st, js = model_files(path)
+    blob = save({k: np.ascontiguousarray(v) for k, v in tensors.items()})
+    write_atomic(st, lambda f: f.write(blob))
+    write_atomic(js, lambda f: f.write(json.dumps(config, indent=2, sort_keys=True).encode()))
 
 
 def load_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     """Read what :func:`save_arrays` wrote; a missing or damaged file is a UserError naming it."""
     from safetensors.numpy import load_file
 
-    path = Path(path)
-    st, js = path.with_suffix(".safetensors"), path.with_suffix(".json")
+    st, js = model_files(path)
     for f in (st, js):
         if not f.is_file():
             raise UserError(f"no fitted model at {f}: run `generate` first")
