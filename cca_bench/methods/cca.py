@@ -60,7 +60,12 @@ class RegularizedCCA(Params):
 
     def fit(self, X, Y, x_index=None):
         """Fit on images X (n_x, dx) and texts Y (n, dy); ``x_index`` (n,) pairs Y's rows with X's rows."""
+        self._check_reg()  # before the covariance pass, which can take minutes
         return self.fit_moments(self.moments(X, Y, x_index))
+
+    def _check_reg(self) -> None:
+        if self.reg < 0:
+            raise UserError(f"reg must be >= 0, got {self.reg}")
 
     def moments(self, X, Y, x_index=None) -> linalg.Moments:
         """The (co)variances a fit needs, as :meth:`fit` computes them (centred or not, per ``center``).
@@ -83,8 +88,7 @@ class RegularizedCCA(Params):
         The fit keeps the first ``n_components`` columns of the solution, so every n_components (and every
         eig_power, applied at projection) of one reg shares one solve.
         """
-        if self.reg < 0:
-            raise UserError(f"reg must be >= 0, got {self.reg}")
+        self._check_reg()
         if solution is None:
             solution = linalg.solve_cca(m, self.reg, torch_device(self.device))
         k = self._n_components(len(m.mean_x), len(m.mean_y))
