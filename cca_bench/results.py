@@ -208,7 +208,7 @@ def compare_csv(frame) -> str:
 
 def write_text(path: Path, text: str) -> Path:
     """Write a UTF-8 text file through a temporary name."""
-    from cca_bench.features.store import write_atomic
+    from cca_bench.fsio import write_atomic
 
     write_atomic(Path(path), lambda f: f.write(text.encode("utf-8")))
     return Path(path)
@@ -216,7 +216,7 @@ def write_text(path: Path, text: str) -> Path:
 
 def write_figure(path: Path, fig) -> Path:
     """Save a matplotlib figure as PNG through a temporary name."""
-    from cca_bench.features.store import write_atomic
+    from cca_bench.fsio import write_atomic
 
     write_atomic(Path(path), lambda f: fig.savefig(f, format="png"))
     return Path(path)

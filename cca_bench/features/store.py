@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from cca_bench.errors import UserError
+from cca_bench.fsio import write_atomic, write_json  # noqa: F401  (re-exported for old imports)
 
 
 @dataclass
@@ -71,23 +72,6 @@ def load_or_compute(cache_dir: Path | None, key: dict, compute: Callable[[], np.
     write_atomic(npy, lambda f: np.save(f, arr))
     write_json(meta, key)
     return arr, False
-
-
-def write_atomic(path: Path, write: Callable) -> None:
-    """``write(file)`` into a temporary file beside ``path``, then rename it over ``path`` (all or nothing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_json(path: Path, obj) -> None:
-    write_atomic(path, lambda f: f.write(json.dumps(obj, indent=2, default=str).encode()))
 
 
 SHARD_SIZE = 1024  # images per shard of a resumable extraction

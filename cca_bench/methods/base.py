@@ -37,7 +37,7 @@ def save_arrays(path: Path, tensors: dict[str, np.ndarray], config: dict) -> Non
     """Write ``path.safetensors`` (arrays) and ``path.json`` (config), each via a temporary name."""
     from safetensors.numpy import save
 
-    from cca_bench.features.store import write_atomic
+    from cca_bench.fsio import write_atomic
 
     st, js = model_files(path)
     blob = save({k: np.ascontiguousarray(v) for k, v in tensors.items()})
