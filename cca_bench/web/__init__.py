@@ -1,0 +1,50 @@
+"""Local web app: leaderboard, run pages, qualitative examples and search over the data and results roots.
+
+``python -m cca_bench serve`` starts it on 127.0.0.1:8000. It is a thin layer: tables come from
+:mod:`cca_bench.results` (the frame ``compare`` renders), figures from :mod:`cca_bench.plots`, retrieval from
+:mod:`cca_bench.search` and :mod:`cca_bench.metrics`; :mod:`cca_bench.web.library` is its read-only view of
+the roots, :mod:`cca_bench.web.app` its routes, ``templates/`` (Jinja2, autoescaped) and ``static/`` its pages.
+
+Why Flask: every request is synchronous CPU work (numpy, torch, PIL) for one local user, so an async
+framework buys nothing here; Flask 3 is small and well kept, escapes templates by default, limits uploads
+with one setting (``MAX_CONTENT_LENGTH``), parses multipart uploads without an extra package, ships the test
+client the route tests use, and Werkzeug's threaded server needs no separate ASGI server. It is the ``web``
+extra (``pip install -e ".[web]"``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from cca_bench.errors import UserError
+
+
+def create_app(data_root: Path, results_root: Path, device: str = "auto"):
+    """The Flask application over the two roots (nothing is written under them)."""
+    try:
+        import flask  # noqa: F401
+    except ImportError:
+        raise UserError('the web app needs Flask: pip install -e ".[web]" (or pip install "flask>=3")') from None
+    from cca_bench.web.app import build_app
+
+    return build_app(Path(data_root), Path(results_root), device)
+
+
+def serve(app, host: str = "127.0.0.1", port: int = 8000, log=lambda msg: None, quiet: bool = False) -> None:
+    """Serve ``app`` with Werkzeug's threaded server until Ctrl-C (KeyboardInterrupt reaches the caller)."""
+    import logging
+
+    from werkzeug.serving import make_server
+
+    if quiet:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e} (choose another --port)") from None
+    except SystemExit:  # werkzeug exits when the port is taken
+        raise UserError(f"cannot listen on {host}:{port}: the port is in use (choose another --port)") from None
+    log(f"serving http://{host}:{server.port}/ (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
