@@ -28,6 +28,17 @@ class Missing(UserError):
     """A run, model, split, image or file that the roots do not hold (the app answers 404)."""
 
 
+RUN_KEYS = ("method", "dataset", "split", "features", "distance", "protocol", "metrics")
+
+
+def _is_run(record: dict) -> bool:
+    """Whether a JSON file under runs/ holds what the leaderboard needs of a run record."""
+    from cca_bench.metrics import TASK_NAMES
+
+    return (all(k in record for k in RUN_KEYS) and isinstance(record["metrics"], dict)
+            and all(isinstance(record["metrics"].get(t), dict) for t in TASK_NAMES))
+
+
 class Library:
     """Runs, models and galleries under ``results_root`` and ``data_root``, for the web app (read-only)."""
 
@@ -43,8 +54,20 @@ class Library:
         """Run file stem -> run record (``_file`` = its path), and the names of unreadable run files."""
         from cca_bench.results import load_runs
 
-        runs, bad = load_runs(self.results_root)
-        return {Path(r["_file"]).stem: r for r in runs if isinstance(r, dict)}, bad
+        records, bad = load_runs(self.results_root)
+        runs = {}
+        for r in records:
+            name = Path(r["_file"]).name
+            try:
+                self.file("runs", name)
+            except Missing:
+                bad.append(f"{name} (it points outside {self.results_root})")
+                continue
+            if not _is_run(r):
+                bad.append(f"{name} (not a run record)")
+                continue
+            runs[Path(name).stem] = r
+        return runs, bad
 
     def run(self, stem: str) -> dict:
         runs, _ = self.runs()
