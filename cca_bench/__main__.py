@@ -213,10 +213,7 @@ def cmd_serve(args) -> None:
     from cca_bench.web import create_app, serve
 
     app = create_app(data_root(args.data_root), results_root(args.results_root), args.device)
-    try:
-        serve(app, args.host, args.port, log=_log, quiet=args.quiet)
-    except KeyboardInterrupt:
-        _log("stopped")
+    serve(app, args.host, args.port, log=_log, quiet=args.quiet)
 
 
 def _options(args):

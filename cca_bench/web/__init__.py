@@ -30,21 +30,32 @@ def create_app(data_root: Path, results_root: Path, device: str = "auto"):
 
 
 def serve(app, host: str = "127.0.0.1", port: int = 8000, log=lambda msg: None, quiet: bool = False) -> None:
-    """Serve ``app`` with Werkzeug's threaded server until Ctrl-C (KeyboardInterrupt reaches the caller)."""
+    """Serve ``app`` with Werkzeug's threaded server until Ctrl-C, then log one line and return.
+
+    The socket is bound here, so a taken port or an unknown host is one UserError (Werkzeug would print its
+    own lines and exit)."""
     import logging
+    import socket
 
     from werkzeug.serving import make_server
 
     if quiet:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
     try:
-        server = make_server(host, port, app, threaded=True)
-    except OSError as e:
-        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e} (choose another --port)") from None
-    except SystemExit:  # werkzeug exits when the port is taken
-        raise UserError(f"cannot listen on {host}:{port}: the port is in use (choose another --port)") from None
-    log(f"serving http://{host}:{server.port}/ (Ctrl-C stops)")
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
+        sock = socket.create_server((host, port))
+    except (OSError, OverflowError) as e:
+        raise UserError(f"cannot listen on {host}:{port}: {_reason(e)} "
+                        "(choose another --host or --port)") from None
+    with sock:
+        server = make_server(host, sock.getsockname()[1], app, threaded=True, fd=sock.fileno())
+        log(f"serving http://{host}:{server.port}/ (Ctrl-C stops)")
+        try:
+            server.serve_forever()  # Werkzeug's returns on Ctrl-C
+        finally:
+            server.server_close()
+    log("stopped")
+
+
+def _reason(e: Exception) -> str:
+    """The OS's words for a failed bind, without the "(while attempting to bind ...)" that Python appends."""
+    return str(getattr(e, "strerror", None) or e).split(" (while attempting")[0]

@@ -1,4 +1,5 @@
 """A small fitted model and two runs on `shapes` (glove50 + tiny images), shared by the web app's tests."""
+
 import pytest
 
 from cca_bench.__main__ import main
@@ -18,3 +19,4 @@ def web_roots(tmp_path_factory):
                      *SMALL, *roots]) == 0
     (tmp / "secret.json").write_text('{"secret": "TOPSECRET"}')
     return tmp / "data", tmp / "results"
+
