@@ -46,6 +46,7 @@ def serve(app, host: str = "127.0.0.1", port: int = 8000, log=lambda msg: None, 
     except (OSError, OverflowError) as e:
         raise UserError(f"cannot listen on {host}:{port}: {_reason(e)} "
                         "(choose another --host or --port)") from None
+    _stop_on_signals()
     with sock:
         server = make_server(host, sock.getsockname()[1], app, threaded=True, fd=sock.fileno())
         log(f"serving http://{host}:{server.port}/ (Ctrl-C stops)")
@@ -59,3 +60,16 @@ def serve(app, host: str = "127.0.0.1", port: int = 8000, log=lambda msg: None, 
 def _reason(e: Exception) -> str:
     """The OS's words for a failed bind, without the "(while attempting to bind ...)" that Python appends."""
     return str(getattr(e, "strerror", None) or e).split(" (while attempting")[0]
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM stop the server, also where a shell started it with SIGINT ignored."""
+    import signal
+    import threading
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, stop)

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -62,7 +61,8 @@ def _wait(driver, css: str, timeout: float = 60):
 def _column(table, index: int) -> list[str]:
     from selenium.webdriver.common.by import By
 
-    return [row.find_elements(By.TAG_NAME, "td")[index].text for row in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
+    return [row.find_elements(By.TAG_NAME, "td")[index].text for row in rows]
 
 
 def _sort_by(driver, table, header: str) -> list[str]:

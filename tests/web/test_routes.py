@@ -2,7 +2,6 @@
 import html
 import io
 import json
-import os
 import shutil
 from html.parser import HTMLParser
 
@@ -93,7 +92,7 @@ def test_run_page(client):
     page = text(r)
     assert r.status_code == 200
     for needle in ("glove50_tinyimage", "Image Annotation", "Image Search", "Parameters", "Timings", "Versions",
-                   "numpy", "reg", "recall.png", ".spectrum.png", f"/files/runs/", "/examples", ".safetensors"):
+                   "numpy", "reg", "recall.png", ".spectrum.png", "/files/runs/", "/examples", ".safetensors"):
         assert needle in page, needle
     png = client.get(f"/run/{RUN}/recall.png")
     assert png.status_code == 200 and png.data[:4] == b"\x89PNG"

@@ -18,8 +18,7 @@ def running_server(data_root, results_root, timeout: float = 60):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen([sys.executable, "-m", "cca_bench", "serve", "--host", "127.0.0.1", "--port", "0", "-q",
                              "--data-root", str(data_root), "--results-root", str(results_root)],
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
     try:
