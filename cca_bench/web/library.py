@@ -58,9 +58,7 @@ class Library:
         runs = {}
         for r in records:
             name = Path(r["_file"]).name
-            try:
-                self.file("runs", name)
-            except Missing:
+            if not self._inside("runs", name):
                 bad.append(f"{name} (it points outside {self.results_root})")
                 continue
             if not _is_run(r):
@@ -107,20 +105,26 @@ class Library:
 
     def file(self, kind: str, name: str) -> Path:
         """A file of ``RESULTS/<kind>/`` by name, if it is listed there and stays inside the root."""
-        from cca_bench.fsio import resolve_inside
-
         folder = self.results_root / kind
         if kind not in FILE_KINDS or not name.endswith(FILE_KINDS[kind]) or not folder.is_dir():
             raise Missing(f"no file {name!r} in {kind}")
         if name not in {f.name for f in folder.iterdir()}:
             raise Missing(f"no file {name!r} in {folder}")
-        try:
-            path = resolve_inside(self.results_root, os.path.join(kind, name), f"{kind}/{name}")
-        except UserError:
-            raise Missing(f"{kind}/{name} points outside {self.results_root}") from None
+        path = self._inside(kind, name)
+        if path is None:
+            raise Missing(f"{kind}/{name} points outside {self.results_root}")
         if not path.is_file():
             raise Missing(f"no file {name!r} in {folder}")
         return path
+
+    def _inside(self, kind: str, name: str) -> Path | None:
+        """``RESULTS/<kind>/<name>`` resolved (symlinks followed) if it stays inside the results root."""
+        from cca_bench.fsio import resolve_inside
+
+        try:
+            return resolve_inside(self.results_root, os.path.join(kind, name), f"{kind}/{name}")
+        except UserError:
+            return None
 
     # ------------------------------------------------------------------------------------------ galleries
 

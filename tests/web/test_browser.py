@@ -74,6 +74,14 @@ def _sort_by(driver, table, header: str) -> list[str]:
     return _column(table, heads.index(header))
 
 
+def _filter(driver, name: str, value: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    Select(driver.find_element(By.NAME, name)).select_by_value(value)
+    WebDriverWait(driver, 60).until(lambda d: f"{name}={value}" in d.current_url)
+
+
 def _images_loaded(driver, css: str) -> list[int]:
     """naturalWidth of each image matched by ``css`` once it has loaded (0 = broken)."""
     from selenium.webdriver.support.ui import WebDriverWait
@@ -107,6 +115,9 @@ def test_leaderboard_sorts_and_text_search_renders(browser, web_roots, tmp_path)
         assert down == sorted(up, reverse=True)
         assert _sort_by(browser, table, "Distance") == ["cosine", "dot"]
         browser.save_screenshot(str(tmp_path / "leaderboard.png"))
+
+        _filter(browser, "features", "glove50_tinyimage")  # a filter reloads the page with it
+        assert len(_column(_wait(browser, "table.sortable"), 0)) == 2
 
         browser.find_element(By.LINK_TEXT, "Search").click()
         hits = _text_search(browser, "a red circle")
