@@ -212,7 +212,7 @@ def cmd_serve(args) -> None:
     from cca_bench.config import data_root, results_root
     from cca_bench.web import create_app, serve
 
-    app = create_app(data_root(args.data_root), results_root(args.results_root), args.device)
+    app = create_app(data_root(args.data_root), results_root(args.results_root), args.device, args.host)
     serve(app, args.host, args.port, log=_log, quiet=args.quiet)
 
 

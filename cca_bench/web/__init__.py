@@ -18,15 +18,16 @@ from pathlib import Path
 from cca_bench.errors import UserError
 
 
-def create_app(data_root: Path, results_root: Path, device: str = "auto"):
-    """The Flask application over the two roots (nothing is written under them)."""
+def create_app(data_root: Path, results_root: Path, device: str = "auto", host: str = "127.0.0.1"):
+    """The Flask application over the two roots (nothing is written under them). Served on a loopback
+    ``host``, it answers only requests addressed to 127.0.0.1 or localhost."""
     try:
         import flask  # noqa: F401
     except ImportError:
         raise UserError('the web app needs Flask: pip install -e ".[web]" (or pip install "flask>=3")') from None
     from cca_bench.web.app import build_app
 
-    return build_app(Path(data_root), Path(results_root), device)
+    return build_app(Path(data_root), Path(results_root), device, host)
 
 
 def serve(app, host: str = "127.0.0.1", port: int = 8000, log=lambda msg: None, quiet: bool = False) -> None:
@@ -50,6 +51,8 @@ def serve(app, host: str = "127.0.0.1", port: int = 8000, log=lambda msg: None, 
     with sock:
         server = make_server(host, sock.getsockname()[1], app, threaded=True, fd=sock.fileno())
         log(f"serving http://{host}:{server.port}/ (Ctrl-C stops)")
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            log(f"warning: listening on {host}: whoever reaches this machine can read the results and datasets")
         try:
             server.serve_forever()  # Werkzeug's returns on Ctrl-C
         finally:

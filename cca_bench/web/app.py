@@ -18,11 +18,20 @@ TOP_K = 10  # hits on the search page
 EXAMPLE_K = 5  # hits per query on the qualitative page
 
 
-def build_app(data_root: Path, results_root: Path, device: str = "auto"):
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+# pages load scripts, styles and images from this server only (uploaded photos come back as data: URIs)
+CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+
+
+def build_app(data_root: Path, results_root: Path, device: str = "auto", host: str = "127.0.0.1"):
     from flask import Flask
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_MB * 1024 * 1024
+    if host in LOOPBACK_NAMES:  # a page elsewhere cannot reach it by rebinding a domain name to 127.0.0.1
+        app.config["TRUSTED_HOSTS"] = list(LOOPBACK_NAMES)
+    app.after_request(_headers)
     app.config["LIBRARY"] = Library(data_root, results_root, device)
     app.add_url_rule("/", view_func=leaderboard_page)
     app.add_url_rule("/run/<stem>", view_func=run_page)
@@ -38,6 +47,13 @@ def build_app(data_root: Path, results_root: Path, device: str = "auto"):
         413, "Upload too large", f"Photos may be at most {MAX_UPLOAD_MB} MB."))
     app.jinja_env.filters["cell"] = cell
     return app
+
+
+def _headers(response):
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
 
 
 def _lib() -> Library:

@@ -274,6 +274,16 @@ def test_the_app_never_writes_under_the_roots(web_roots):
     assert _snapshot(*web_roots) == before  # the uncached val split was encoded in memory only
 
 
+def test_pages_are_locked_to_this_server(client, web_roots):
+    r = client.get("/")
+    assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert client.get("/", headers={"Host": "127.0.0.1:8000"}).status_code == 200
+    assert client.get("/", headers={"Host": "attacker.example:8000"}).status_code == 400  # DNS rebinding
+    anywhere = create_app(*web_roots, host="0.0.0.0").test_client()
+    assert anywhere.get("/", headers={"Host": "myhost.lan:8000"}).status_code == 200
+
+
 def test_missing_flask_is_a_one_line_hint(monkeypatch, tmp_path):
     import sys
 
