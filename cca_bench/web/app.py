@@ -16,8 +16,6 @@ from cca_bench.web.library import Library, Missing
 MAX_UPLOAD_MB = 10
 TOP_K = 10  # hits on the search page
 EXAMPLE_K = 5  # hits per query on the qualitative page
-
-
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 # pages load scripts, styles and images from this server only (uploaded photos come back as data: URIs)
 CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; form-action 'self'; "
@@ -215,10 +213,6 @@ def _search_form(lib: Library, values) -> dict:
             "q": values.get("q", "")}
 
 
-def _hits(result) -> list[dict]:
-    return [dict(r) for r in result.rows]
-
-
 def search_page():
     from flask import render_template, request
 
@@ -232,7 +226,7 @@ def search_page():
         results = _photo_search(lib, form, request.files.get("photo"))
     elif form["model"] and form["q"].strip():
         g = lib.gallery(form["model"], form["split"])
-        results["text"] = _hits(search(g, "text", form["q"], TOP_K, form["distance"]))
+        results["text"] = search(g, "text", form["q"], TOP_K, form["distance"]).rows
     images = bool(form["model"]) and lib.has_images(form["model"], form["split"])
     return render_template("search.html", form=form, results=results, images=images, distances=DISTANCES,
                            max_mb=MAX_UPLOAD_MB)
@@ -240,9 +234,9 @@ def search_page():
 
 def _photo_search(lib: Library, form: dict, upload) -> dict:
     """Top captions and similar images for an uploaded photo, read from a temporary directory."""
+    from cca_bench.datasets.base import open_rgb
     from cca_bench.fsio import write_atomic
     from cca_bench.search import search, thumbnail_uri
-    from cca_bench.datasets.base import open_rgb
 
     if upload is None or not upload.filename:
         raise UserError("choose a photo to upload")
@@ -256,7 +250,7 @@ def _photo_search(lib: Library, form: dict, upload) -> dict:
         photo = thumbnail_uri(open_rgb(path), 192)
         captions = search(g, "image", str(path), TOP_K, form["distance"])
         similar = search(g, "similar", str(path), TOP_K, form["distance"])
-    return {"photo": photo, "photo_name": upload.filename, "captions": _hits(captions), "similar": _hits(similar)}
+    return {"photo": photo, "photo_name": upload.filename, "captions": captions.rows, "similar": similar.rows}
 
 
 # ------------------------------------------------------------------------------------------------ files

@@ -46,6 +46,7 @@ class Library:
         self.data_root, self.results_root, self.device = Path(data_root), Path(results_root), device
         self._lock = threading.Lock()
         self._galleries: OrderedDict = OrderedDict()
+        self._datasets: dict = {}
         self._examples: dict = {}
 
     # ------------------------------------------------------------------------------------------ runs
@@ -133,28 +134,42 @@ class Library:
         if not self.has_model(model):
             raise Missing(f"no saved model named {model!r} under {self.results_root / 'models'}: "
                           "run `generate` first")
+        key = (model, split, self._stamp(model))  # a model fitted again under the same name is reopened
         with self._lock:
-            if (model, split) in self._galleries:
-                self._galleries.move_to_end((model, split))
-                return self._galleries[(model, split)]
+            if key in self._galleries:
+                self._galleries.move_to_end(key)
+                return self._galleries[key]
             gallery = self._open(model, split)
-            self._galleries[(model, split)] = gallery
+            self._galleries[key] = gallery
             while len(self._galleries) > GALLERIES_KEPT:
                 self._galleries.popitem(last=False)
             return gallery
 
     def _open(self, model: str, split: str):
-        from cca_bench.benchmark import Options, load_dataset, saved_model_options
         from cca_bench.search import open_gallery
 
-        base = Options(data_root=self.data_root, results_root=self.results_root, device=self.device,
-                       progress=False)
-        method, dataset, features, opts = saved_model_options(model, self.model_config(model), base)
-        ds = load_dataset(dataset, opts)
+        method, dataset, features, opts, ds = self._saved(model)
         if split not in ds.splits:
             raise Missing(f"{dataset} has no split {split!r} (it has {', '.join(ds.splits)})")
         opts = replace(opts, cache=self._cached(ds, split, features, opts))
         return open_gallery(method, dataset, split, features, opts)
+
+    def _saved(self, model: str) -> tuple:
+        """(method, dataset name, features, Options, CaptionDataset) of a saved model; the dataset is loaded once
+        (a Karpathy JSON can take seconds to parse)."""
+        from cca_bench.benchmark import Options, load_dataset, saved_model_options
+
+        key = (model, self._stamp(model))
+        if key not in self._datasets:
+            base = Options(data_root=self.data_root, results_root=self.results_root, device=self.device,
+                           progress=False)
+            method, dataset, features, opts = saved_model_options(model, self.model_config(model), base)
+            self._datasets[key] = (method, dataset, features, opts, load_dataset(dataset, opts))
+        return self._datasets[key]
+
+    def _stamp(self, model: str) -> tuple:
+        """When the model's files last changed."""
+        return tuple(self.file("models", f"{model}{ext}").stat().st_mtime_ns for ext in (".json", ".safetensors"))
 
     def _cached(self, dataset, split: str, features: str, opts) -> bool:
         """Whether both feature arrays of the split are in the cache (then read them; else compute in memory,
@@ -169,17 +184,14 @@ class Library:
 
     def splits(self, model: str) -> list[str]:
         """The split names of the dataset ``model`` was fitted on."""
-        from cca_bench.benchmark import Options, load_dataset, saved_model_options
-
-        base = Options(data_root=self.data_root, results_root=self.results_root, progress=False)
-        _, dataset, _, opts = saved_model_options(model, self.model_config(model), base)
-        return list(load_dataset(dataset, opts).splits)
+        with self._lock:
+            return list(self._saved(model)[4].splits)
 
     def examples(self, model: str, split: str, distance: str) -> dict:
         """:func:`cca_bench.search.retrieval_examples` of the model on the split (kept in memory)."""
         from cca_bench.search import retrieval_examples
 
-        key = (model, split, distance)
+        key = (model, split, distance, self._stamp(model))
         if key not in self._examples:
             g = self.gallery(model, split)
             emb_i, emb_t = g.model.embed_images(g.features), g.model.embed_texts(g.features)

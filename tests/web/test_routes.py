@@ -292,3 +292,17 @@ def test_missing_flask_is_a_one_line_hint(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "flask", None)
     with pytest.raises(UserError, match=r"pip install"):
         create_app(tmp_path, tmp_path)
+
+
+def test_a_model_fitted_again_is_reopened(web_roots, tmp_path):
+    import os
+
+    results = tmp_path / "results"
+    shutil.copytree(web_roots[1], results)
+    lib = create_app(web_roots[0], results).config["LIBRARY"]
+    first = lib.gallery(MODEL, "test")
+    assert lib.gallery(MODEL, "test") is first  # kept in memory
+    weights = results / "models" / f"{MODEL}.safetensors"
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # as `generate` rewriting it
+    assert lib.gallery(MODEL, "test") is not first
