@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   python -m cca_bench run_benchmark cca coco test word2vec_vgg_karpathy --protocol 1k
   python -m cca_bench compare --dataset flickr8k --csv flickr8k.csv --plot
   python -m cca_bench search cca openmoji glove50_efficientnet --text "a smiling cat" --html cats.html
+  python -m cca_bench serve            # web app on http://127.0.0.1:8000/
 """
 
 
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_search(sub)
     _add_compare(sub)
+    _add_serve(sub)
 
     p = sub.add_parser("list", help="datasets (and whether their files are present), encoders and methods")
     _add_common(p)
@@ -193,6 +195,25 @@ def _add_search(sub) -> None:
     p.add_argument("--html", metavar="OUT.html", help="also write a self-contained page with thumbnails")
     _add_features(p)
     _add_common(p)
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="local web app: leaderboard, run pages, qualitative examples, search",
+                       description="Serve the leaderboard, run pages, qualitative examples and search over "
+                       "DATA and RESULTS (read-only) until Ctrl-C. Needs the web extra: pip install -e \".[web]\"")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("-q", "--quiet", action="store_true", help="no request log")
+    _add_common(p)
+
+
+def cmd_serve(args) -> None:
+    from cca_bench.config import data_root, results_root
+    from cca_bench.web import create_app, serve
+
+    app = create_app(data_root(args.data_root), results_root(args.results_root), args.device, args.host)
+    serve(app, args.host, args.port, log=_log, quiet=args.quiet)
 
 
 def _options(args):
@@ -316,7 +337,7 @@ def cmd_list(args) -> None:
 
 
 COMMANDS = {"generate": cmd_generate, "run_benchmark": cmd_run_benchmark, "compare": cmd_compare, "list": cmd_list,
-            "search": cmd_search}
+            "search": cmd_search, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -183,6 +183,31 @@ def load_model(method: str, dataset_name: str, spec: FeatureSpec, opts: Options)
     return METHODS.get(method).load(model_path(method, dataset_name, spec, opts))
 
 
+def saved_model_options(name: str, config: dict, opts: Options) -> tuple[str, str, str, Options]:
+    """The inverse of :func:`model_path`: ``(method, dataset, features, options)`` that reopen the model saved
+    as ``RESULTS/models/<name>`` (``config`` = its JSON), keeping ``opts``'s roots and run-time settings.
+
+    The dataset options, text options and ``--tag`` come from the saved JSON and the name; ``--crops`` only from
+    the name (``+10crops``). A name that these do not rebuild exactly is a UserError.
+    """
+    import dataclasses
+
+    try:
+        method, dataset, features = config["method"], config["dataset"], config["features"]
+        text = config.get("feature_options", {})
+        crops = re.search(r"\+(\d+)crops(@|$)", name)
+        out = dataclasses.replace(opts, dataset_options=dict(config.get("dataset_options", {})),
+                                  text_path=text.get("text_path"), idf=bool(text.get("idf")),
+                                  stopwords=bool(text.get("stopwords")), crops=int(crops[1]) if crops else 1,
+                                  tag=name.partition("@")[2])
+        rebuilt = model_path(method, dataset, FeatureSpec.parse(features), out).name
+    except (KeyError, TypeError, AttributeError):
+        raise UserError(f"the saved model {name} lacks method, dataset or features in its JSON") from None
+    if rebuilt != name:
+        raise UserError(f"the saved model {name} does not match its own JSON (that describes {rebuilt})")
+    return method, dataset, features, out
+
+
 def generate(method: str, dataset_name: str, features: str, params: dict, opts: Options,
              cv: dict | None = None) -> dict:
     """Encode the train split (restval included), fit ``method`` with ``params``, save it; returns a summary.

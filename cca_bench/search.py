@@ -257,6 +257,48 @@ def search(g: Gallery, mode: str, query: str, k: int = 10, distance: str = "cosi
     return SearchResult(mode, query, g.split, m.rows(g.split, ids[0][found], scores[0][found]), distance)
 
 
+# ------------------------------------------------------------------------------------------------ examples
+
+
+def _examples(queries: np.ndarray, ranks1: np.ndarray, q_emb: np.ndarray, g_emb: np.ndarray, k: int,
+              distance: str) -> list[dict]:
+    """``{query, rank, hits, scores}`` per query: its 1-based rank and its top-k gallery ids, best first."""
+    scores, ids = top_k(q_emb[queries], g_emb, k, distance)
+    return [{"query": int(q), "rank": int(r), "hits": i.tolist(), "scores": s.tolist()}
+            for q, r, i, s in zip(queries, ranks1, ids, scores)]
+
+
+def retrieval_examples(image_emb: np.ndarray, text_emb: np.ndarray, image_index: np.ndarray,
+                       distance: str = "cosine", k: int = 5, n_sample: int = 8, n_worst: int = 5,
+                       seed: int = 0) -> dict:
+    """Qualitative examples of one evaluated split, for both directions.
+
+    Args:
+        image_emb: (n_img, d); text_emb: (n_txt, d); image_index: (n_txt,) image of each caption.
+    Returns:
+        ``{"image_annotation": {"sample": [...], "worst": [...]}, "image_search": {...}}``; each entry is
+        ``{"query", "rank", "hits", "scores"}``: the query's position (an image for annotation, a caption for
+        search), its rank as :func:`cca_bench.metrics.ranks` gives it (1-based, the protocol's tie rule; an
+        image takes its best caption's rank), and its top-k gallery ids (captions / images) with their scores.
+        ``sample``: ``n_sample`` queries drawn with ``seed`` (in query order); ``worst``: the ``n_worst``
+        queries with the largest rank, worst first (ties by query order).
+    """
+    from cca_bench.metrics import ranks
+
+    image_index = np.asarray(image_index, dtype=np.int64)
+    r_i2t, r_t2i = ranks(image_emb, text_emb, image_index, distance)
+    with_captions = np.flatnonzero(np.bincount(image_index, minlength=len(image_emb)) > 0)
+    sides = {"image_annotation": (with_captions, r_i2t + 1, image_emb, text_emb),
+             "image_search": (np.arange(len(text_emb)), r_t2i + 1, text_emb, image_emb)}
+    rng, out = np.random.default_rng(seed), {}
+    for task, (queries, r1, q_emb, g_emb) in sides.items():
+        sample = np.sort(rng.choice(len(queries), min(n_sample, len(queries)), replace=False))
+        worst = np.argsort(-r1, kind="stable")[:n_worst]
+        out[task] = {name: _examples(queries[pos], r1[pos], q_emb, g_emb, k, distance)
+                     for name, pos in (("sample", sample), ("worst", worst))}
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ rendering
 
 COLUMNS = {"caption": ("rank", "caption", "image id", "score"),

@@ -1,0 +1,271 @@
+"""The web app's routes: leaderboard, run, qualitative examples, search, images and the stored files.
+
+Each route turns a :class:`~cca_bench.web.library.Library` lookup into template values; a UserError becomes a
+page with its message (404 for what the roots do not hold, 400 for a bad query).
+"""
+from __future__ import annotations
+
+import io
+import math
+import tempfile
+from pathlib import Path
+
+from cca_bench.errors import UserError
+from cca_bench.web.library import Library, Missing
+
+MAX_UPLOAD_MB = 10
+TOP_K = 10  # hits on the search page
+EXAMPLE_K = 5  # hits per query on the qualitative page
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+# pages load scripts, styles and images from this server only (uploaded photos come back as data: URIs)
+CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+
+
+def build_app(data_root: Path, results_root: Path, device: str = "auto", host: str = "127.0.0.1"):
+    from flask import Flask
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_MB * 1024 * 1024
+    if host in LOOPBACK_NAMES:  # a page elsewhere cannot reach it by rebinding a domain name to 127.0.0.1
+        app.config["TRUSTED_HOSTS"] = list(LOOPBACK_NAMES)
+    app.after_request(_headers)
+    app.config["LIBRARY"] = Library(data_root, results_root, device)
+    app.add_url_rule("/", view_func=leaderboard_page)
+    app.add_url_rule("/run/<stem>", view_func=run_page)
+    app.add_url_rule("/run/<stem>/recall.png", view_func=recall_png)
+    app.add_url_rule("/run/<stem>/examples", view_func=examples_page)
+    app.add_url_rule("/model/<name>", view_func=model_page)
+    app.add_url_rule("/search", view_func=search_page, methods=["GET", "POST"])
+    app.add_url_rule("/image/<model>/<split>/<int:i>.png", view_func=image_png)
+    app.add_url_rule("/files/<kind>/<name>", view_func=stored_file)
+    app.register_error_handler(UserError, _user_error)
+    app.register_error_handler(404, lambda e: _error_page(404, "Not found", "No page at this address."))
+    app.register_error_handler(413, lambda e: _error_page(
+        413, "Upload too large", f"Photos may be at most {MAX_UPLOAD_MB} MB."))
+    app.jinja_env.filters["cell"] = cell
+    return app
+
+
+def _headers(response):
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+def _lib() -> Library:
+    from flask import current_app
+
+    return current_app.config["LIBRARY"]
+
+
+def _user_error(e: UserError):
+    if isinstance(e, Missing):
+        return _error_page(404, "Not found", str(e))
+    return _error_page(400, "Cannot do that", str(e))
+
+
+def _error_page(status: int, title: str, message: str):
+    from flask import render_template
+
+    return render_template("error.html", title=title, message=message), status
+
+
+def cell(value) -> str:
+    """A table cell as ``compare`` prints it: numbers to 0.1, missing values as '-'."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+# ------------------------------------------------------------------------------------------------ leaderboard
+
+
+def leaderboard_groups(frame) -> list[dict]:
+    """The compare frame as page groups: ``{title, columns, rows}``; a row is ``{cells, run, published}``
+    (``run`` = the run file stem of an own run, else None)."""
+    from cca_bench.results import GROUP, HIDDEN, OWN_SOURCE
+
+    groups = []
+    for (ds, split, proto), group in frame.groupby(GROUP, sort=False):
+        body = group.drop(columns=[*GROUP, *HIDDEN])
+        rows = [{"cells": list(values), "published": source != OWN_SOURCE,
+                 "run": Path(f).stem if isinstance(f, str) else None}
+                for values, source, f in zip(body.values.tolist(), group["Source"], group["_file"])]
+        groups.append({"title": f"{ds} / {split} / protocol {proto}", "columns": list(body.columns), "rows": rows,
+                       "link": list(body.columns).index("Method")})
+    return groups
+
+
+def leaderboard_page():
+    from flask import render_template, request
+
+    from cca_bench.results import compare_frame, published_frame, select_rows
+
+    lib = _lib()
+    runs, bad = lib.runs()
+    method, features = request.args.get("method") or None, request.args.get("features") or None
+    show_all = request.args.get("published") == "1"
+    frame = select_rows(compare_frame(list(runs.values()), published_frame()), method=method, all_published=show_all)
+    choices = {"method": sorted(set(frame["Family"].dropna())) if len(frame) else [],
+               "features": sorted(set(frame["Features"].dropna())) if len(frame) else []}
+    if features and len(frame):
+        frame = frame[frame["Features"].eq(features)]
+    return render_template("leaderboard.html", groups=leaderboard_groups(frame) if len(frame) else [],
+                           n_runs=len(runs), bad=bad, runs_dir=lib.results_root / "runs", choices=choices,
+                           method=method, features=features, show_all=show_all)
+
+
+# ------------------------------------------------------------------------------------------------ run pages
+
+
+def run_page(stem: str):
+    from flask import render_template
+
+    from cca_bench.results import METRIC_COLUMNS, TASKS
+
+    lib = _lib()
+    run = lib.run(stem)
+    model = run.get("model")
+    has_model = lib.has_model(model)
+    return render_template("run.html", run=run, stem=stem, model=model, has_model=has_model,
+                           spectrum=has_model and lib.figure(model, "spectrum") is not None,
+                           tasks=TASKS, metric_columns=METRIC_COLUMNS, run_file=Path(run["_file"]).name)
+
+
+def recall_png(stem: str):
+    """The run's R@K curves (K = 1..50) drawn by :func:`cca_bench.plots.recall_figure`."""
+    from flask import Response
+
+    from cca_bench.plots import recall_figure
+
+    run = _lib().run(stem)
+    if not run.get("recall_curve"):
+        raise Missing(f"run {stem} stored no R@K curve (run run_benchmark again to store one)")
+    label = f"{run['method']} {run.get('params_label') or ''}".strip()
+    fig = recall_figure([(label, run["recall_curve"])], f"{run['dataset']} / {run['split']}: {run['features']}")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return Response(buf.getvalue(), mimetype="image/png")
+
+
+def _example_rows(split, entries: list[dict], task: str) -> list[dict]:
+    """Template values of qualitative examples: the query and each hit, the ground truth marked."""
+    out = []
+    for e in entries:
+        if task == "image_annotation":
+            truth = [j for j, i in enumerate(split.image_index) if i == e["query"]]
+            hits = [{"caption": split.captions[j], "image": int(split.image_index[j]), "score": s,
+                     "correct": int(split.image_index[j]) == e["query"]} for j, s in zip(e["hits"], e["scores"])]
+            query = {"image": e["query"], "image_id": split.image_ids[e["query"]],
+                     "truth": [split.captions[j] for j in truth]}
+        else:
+            gt = int(split.image_index[e["query"]])
+            hits = [{"image": i, "image_id": split.image_ids[i], "score": s, "correct": i == gt}
+                    for i, s in zip(e["hits"], e["scores"])]
+            query = {"caption": split.captions[e["query"]], "image": gt, "image_id": split.image_ids[gt]}
+        out.append({"query": query, "rank": e["rank"], "hits": hits})
+    return out
+
+
+def examples_page(stem: str):
+    from flask import render_template
+
+    lib = _lib()
+    run = lib.run(stem)
+    model, split_name = run.get("model"), run["split"]
+    if not lib.has_model(model):
+        raise Missing(f"run {stem} has no saved model ({model or 'none recorded'}): the qualitative page "
+                      "needs the model that `generate` saved (runs of `evaluate` have none)")
+    ex = lib.examples(model, split_name, run["distance"])
+    split = lib.gallery(model, split_name).split
+    sections = {task: {kind: _example_rows(split, ex[task][kind], task) for kind in ("sample", "worst")}
+                for task in ex}
+    return render_template("examples.html", run=run, stem=stem, model=model, split=split_name,
+                           images=split.loader is not None, sections=sections, k=EXAMPLE_K)
+
+
+def model_page(name: str):
+    from flask import render_template
+
+    lib = _lib()
+    if not lib.has_model(name):
+        raise Missing(f"no saved model named {name!r} under {lib.results_root / 'models'}: run `generate` first")
+    config = lib.model_config(name)
+    runs = sorted(stem for stem, r in lib.runs()[0].items() if r.get("model") == name)
+    return render_template("model.html", name=name, config=config, runs=runs,
+                           spectrum=lib.figure(name, "spectrum") is not None, splits=lib.splits(name))
+
+
+# ------------------------------------------------------------------------------------------------ search
+
+
+def _search_form(lib: Library, values) -> dict:
+    models = lib.models()
+    model = values.get("model") or (models[0] if models else None)
+    if model and model not in models:
+        raise Missing(f"no saved model named {model!r} under {lib.results_root / 'models'}: run `generate` first")
+    splits = lib.splits(model) if model else []
+    split = values.get("split") or ("test" if "test" in splits else (splits[0] if splits else None))
+    distance = values.get("distance") or "cosine"
+    return {"models": models, "model": model, "splits": splits, "split": split, "distance": distance,
+            "q": values.get("q", "")}
+
+
+def search_page():
+    from flask import render_template, request
+
+    from cca_bench.metrics import DISTANCES
+    from cca_bench.search import search
+
+    lib = _lib()
+    form = _search_form(lib, request.values)
+    results = {}
+    if form["model"] and request.method == "POST":
+        results = _photo_search(lib, form, request.files.get("photo"))
+    elif form["model"] and form["q"].strip():
+        g = lib.gallery(form["model"], form["split"])
+        results["text"] = search(g, "text", form["q"], TOP_K, form["distance"]).rows
+    images = bool(form["model"]) and lib.has_images(form["model"], form["split"])
+    return render_template("search.html", form=form, results=results, images=images, distances=DISTANCES,
+                           max_mb=MAX_UPLOAD_MB)
+
+
+def _photo_search(lib: Library, form: dict, upload) -> dict:
+    """Top captions and similar images for an uploaded photo, read from a temporary directory."""
+    from cca_bench.datasets.base import open_rgb
+    from cca_bench.fsio import write_atomic
+    from cca_bench.search import search, thumbnail_uri
+
+    if upload is None or not upload.filename:
+        raise UserError("choose a photo to upload")
+    data = upload.read()
+    if not data:
+        raise UserError("the uploaded photo is empty")
+    g = lib.gallery(form["model"], form["split"])
+    with tempfile.TemporaryDirectory(prefix="cca_bench_upload_") as tmp:
+        path = Path(tmp) / "upload"  # never the client's file name
+        write_atomic(path, lambda f: f.write(data))
+        photo = thumbnail_uri(open_rgb(path), 192)
+        captions = search(g, "image", str(path), TOP_K, form["distance"])
+        similar = search(g, "similar", str(path), TOP_K, form["distance"])
+    return {"photo": photo, "photo_name": upload.filename, "captions": captions.rows, "similar": similar.rows}
+
+
+# ------------------------------------------------------------------------------------------------ files
+
+
+def image_png(model: str, split: str, i: int):
+    from flask import Response
+
+    return Response(_lib().image_png(model, split, i), mimetype="image/png",
+                    headers={"Cache-Control": "max-age=3600"})
+
+
+def stored_file(kind: str, name: str):
+    """A run JSON, or a saved model's JSON, safetensors or figure, from the results root."""
+    from flask import send_file
+
+    path = _lib().file(kind, name)
+    return send_file(path, as_attachment=name.endswith(".safetensors"))

@@ -1,0 +1,30 @@
+"""benchmark.saved_model_options: a saved model's name and JSON give back the options that open it."""
+from pathlib import Path
+
+import pytest
+
+from cca_bench.benchmark import Options, model_path, saved_model_options
+from cca_bench.config import FeatureSpec
+from cca_bench.errors import UserError
+
+CONFIG = {"method": "cca", "dataset": "shapes", "features": "glove50_tinyimage",
+          "dataset_options": {"n_train": "300"}, "feature_options": {"idf": True, "stopwords": False, "text_path": None}}
+
+
+@pytest.mark.parametrize("crops, tag", [(1, ""), (10, ""), (1, "maxviol"), (10, "v2.1")])
+def test_options_rebuild_the_model_name(crops, tag):
+    opts = Options(dataset_options={"n_train": "300"}, idf=True, crops=crops, tag=tag)
+    name = model_path("cca", "shapes", FeatureSpec.parse("glove50_tinyimage"), opts).name
+    base = Options(data_root=Path("/d"), results_root=Path("/r"), device="cpu")
+    method, dataset, features, out = saved_model_options(name, CONFIG, base)
+    assert (method, dataset, features) == ("cca", "shapes", "glove50_tinyimage")
+    assert (out.crops, out.tag, out.idf, out.stopwords, out.dataset_options) == (crops, tag, True, False, {"n_train": "300"})
+    assert (out.data_root, out.results_root, out.device) == (Path("/d"), Path("/r"), "cpu")
+    assert model_path(method, dataset, FeatureSpec.parse(features), out).name == name
+
+
+def test_a_name_that_does_not_match_its_json_is_refused():
+    with pytest.raises(UserError, match="does not match its own JSON"):
+        saved_model_options("cca__openmoji__glove50_tinyimage", CONFIG, Options())
+    with pytest.raises(UserError, match="lacks method, dataset or features"):
+        saved_model_options("x", {"method": "cca"}, Options())
