@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable
 
@@ -110,23 +111,41 @@ def pack(dataset: CaptionDataset) -> dict | None:
     return arrays
 
 
-def read(path: Path, loader: Callable[[list[Path]], Callable]) -> CaptionDataset:
-    """The CaptionDataset :func:`pack` stored in ``path``."""
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(z["meta"].tobytes())
-        splits = {}
-        for m in meta["splits"]:
-            s, n_img, n_txt = m["name"], m["n_images"], m["n_captions"]
-            paths = [Path(p) for p in _strings(z[f"{s}.paths"], n_img)] if m["paths"] else None
-            split = Split(
-                dataset=meta["name"], name=s, image_ids=_strings(z[f"{s}.ids"], n_img),
-                captions=_strings(z[f"{s}.captions"], n_txt),
-                tokens=[t.split(US) if t else [] for t in _strings(z[f"{s}.tokens"], n_txt)],
-                image_index=z[f"{s}.image_index"], image_rows=z[f"{s}.image_rows"],
-                loader=None if paths is None else loader(paths), image_paths=paths, extra=m["extra"])
-            split._fingerprint = m["fingerprint"]
-            splits[s] = split
-    return CaptionDataset(name=meta["name"], root=None if meta["root"] is None else Path(meta["root"]),
-                          splits=splits, description=meta["description"],
-                          image_encoders=tuple(meta["image_encoders"]))
+class LazySplits(Mapping):
+    """The splits of a cached dataset, each turned into Python objects (ids, captions, token lists, paths)
+    only when first asked for: ``run_benchmark ... test`` on COCO never builds the 566k-caption train split."""
 
+    def __init__(self, meta: dict, arrays: dict, loader: Callable[[list[Path]], Callable]):
+        self._meta = {m["name"]: m for m in meta["splits"]}
+        self._dataset, self._arrays, self._loader, self._built = meta["name"], arrays, loader, {}
+
+    def __getitem__(self, name: str) -> Split:
+        if name not in self._built:
+            m, z = self._meta[name], self._arrays
+            n_img, n_txt = m["n_images"], m["n_captions"]
+            paths = [Path(p) for p in _strings(z[f"{name}.paths"], n_img)] if m["paths"] else None
+            split = Split(
+                dataset=self._dataset, name=name, image_ids=_strings(z[f"{name}.ids"], n_img),
+                captions=_strings(z[f"{name}.captions"], n_txt),
+                tokens=[t.split(US) if t else [] for t in _strings(z[f"{name}.tokens"], n_txt)],
+                image_index=z[f"{name}.image_index"], image_rows=z[f"{name}.image_rows"],
+                loader=None if paths is None else self._loader(paths), image_paths=paths, extra=m["extra"])
+            split._fingerprint = m["fingerprint"]
+            self._built[name] = split
+        return self._built[name]
+
+    def __iter__(self):
+        return iter(self._meta)
+
+    def __len__(self) -> int:
+        return len(self._meta)
+
+
+def read(path: Path, loader: Callable[[list[Path]], Callable]) -> CaptionDataset:
+    """The CaptionDataset :func:`pack` stored in ``path`` (arrays read now, splits built on first use)."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays.pop("meta").tobytes())
+    return CaptionDataset(name=meta["name"], root=None if meta["root"] is None else Path(meta["root"]),
+                          splits=LazySplits(meta, arrays, loader), description=meta["description"],
+                          image_encoders=tuple(meta["image_encoders"]))

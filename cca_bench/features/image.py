@@ -303,9 +303,15 @@ def _image_axis(shape: tuple, n_total: int, default: int, where: str) -> int:
 
 
 def _rows_mat5(path: Path, rows: np.ndarray, n_total: int) -> np.ndarray:
-    """MATLAB v4/v5/v7 file via scipy: ``feats`` is (d, n_images), MATLAB's own orientation."""
+    """MATLAB v4/v5/v7 file: ``feats`` is (d, n_images), MATLAB's own orientation. An uncompressed one is
+    memory-mapped and only the split's columns are read (:mod:`~cca_bench.features.matfile`); else scipy."""
     import scipy.io
 
+    from cca_bench.features.matfile import mat5_matrix
+
+    mapped = mat5_matrix(path, VGG_KEY)
+    if mapped is not None and mapped.shape[0] == n_total:
+        return np.asarray(mapped[rows])
     try:
         mat = scipy.io.loadmat(path, variable_names=[VGG_KEY])
     except (ValueError, OSError, TypeError, NotImplementedError) as e:

@@ -234,3 +234,22 @@ def test_vgg_v73_reads_only_the_rows_it_needs(tmp_path, monkeypatch):
     np.testing.assert_array_equal(image._rows_hdf5(path, rows, n), feats[:, rows].T)
     covered = sum(k.stop - k.start for k in read)
     assert covered == 8 and len(read) == 4  # [0, 4), [120, 122), [350, 351), [399, 400)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_mat5_columns_are_memory_mapped_when_uncompressed(tmp_path, compress):
+    import scipy.io
+
+    from cca_bench.features.matfile import mat5_matrix
+
+    feats = np.random.default_rng(0).normal(size=(6, 9)).astype(np.float32)
+    path = tmp_path / "v.mat"
+    scipy.io.savemat(path, {"other": np.arange(3.0), "feats": feats, "zz": "text"}, do_compression=compress)
+    mapped = mat5_matrix(path, "feats")
+    if compress:
+        assert mapped is None  # scipy reads it instead
+    else:
+        assert isinstance(mapped, np.memmap) and mapped.shape == (9, 6)
+        np.testing.assert_array_equal(mapped[[7, 2]], feats[:, [7, 2]].T)
+    np.testing.assert_array_equal(image._rows_mat5(path, np.array([7, 2]), 9), feats[:, [7, 2]].T)
+    assert mat5_matrix(path, "missing") is None
