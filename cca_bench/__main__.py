@@ -209,16 +209,10 @@ def _add_bring_your_own(sub) -> None:
 
 def cmd_evaluate(args) -> None:
     from cca_bench.external import evaluate_embeddings
-    from cca_bench.results import run_path, run_tables, write_json
 
     opts = _options(args)
-    record = evaluate_embeddings(args.dataset, args.split, args.images, args.texts, args.name, opts,
-                                 args.distance, args.protocol, args.image_index)
-    path = write_json(run_path(opts.results_root, record), record)
-    print(f"## {record['dataset']} / {record['split']} ({record['n_images']} images, {record['n_captions']} "
-          f"captions, protocol {record['protocol']})\n")
-    print(run_tables(record))
-    print(f"run stored in {path}")
+    _store_run(opts, evaluate_embeddings(args.dataset, args.split, args.images, args.texts, args.name, opts,
+                                         args.distance, args.protocol, args.image_index))
 
 
 def cmd_export_split(args) -> None:
@@ -304,10 +298,16 @@ def _cv_request(args) -> dict | None:
 
 def cmd_run_benchmark(args) -> None:
     from cca_bench.benchmark import run_benchmark
-    from cca_bench.results import run_path, run_tables, write_json
 
     opts = _options(args)
-    record = run_benchmark(args.method, args.dataset, args.split, args.features, opts, args.distance, args.protocol)
+    _store_run(opts, run_benchmark(args.method, args.dataset, args.split, args.features, opts, args.distance,
+                                   args.protocol))
+
+
+def _store_run(opts, record: dict) -> None:
+    """Write a run record under RESULTS/runs/ and print its two tables."""
+    from cca_bench.results import run_path, run_tables, write_json
+
     path = write_json(run_path(opts.results_root, record), record)
     print(f"## {record['dataset']} / {record['split']} ({record['n_images']} images, {record['n_captions']} "
           f"captions, protocol {record['protocol']})\n")

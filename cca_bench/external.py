@@ -14,7 +14,6 @@ the file, raised before anything is written.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -105,11 +104,9 @@ def load_image_index(path: Path, n_rows: int, n_images: int) -> np.ndarray:
 
 def fingerprint_file(path: Path) -> str:
     """sha1 of a file's bytes (first 16 hex digits): which embeddings a run scored."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+    from cca_bench.fsio import sha1_file
+
+    return sha1_file(path)[:16]
 
 
 def check_embeddings(split, images: np.ndarray, image_file: Path, texts: np.ndarray, text_file: Path,

@@ -1,4 +1,4 @@
-"""Flickr8k as distributed: ``Flickr8k.token.txt`` (``name.jpg#k<TAB>caption``) + ``Flickr_8k.{train,dev,test}Images.txt``.
+"""Flickr8k as distributed: ``Flickr8k.token.txt`` (``name.jpg#k<TAB>caption``) + split lists of image names.
 
 Hodosh, Young and Hockenmaier (JAIR 2013). Images come in the order of their first line in the token file,
 each image's captions in the order of ``k``; an image in none of the three lists belongs to no split. The

@@ -14,7 +14,6 @@ torch 10-25 img/s for the network; decoding + cropping 500-px JPEGs adds ~10%). 
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import sys
 import tempfile
@@ -156,11 +155,9 @@ def lite0_features_model():
 
 
 def _sha1(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:10]
+    from cca_bench.fsio import sha1_file
+
+    return sha1_file(path)[:10]
 
 
 def lite0_onnx_path() -> Path:
