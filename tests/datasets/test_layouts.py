@@ -202,3 +202,13 @@ def test_paths_from_files_stay_inside_the_folder(tmp_path):
     (folder / "Flickr_8k.testImages.txt").write_text("../../etc/passwd\n")
     with pytest.raises(Exception, match="leaves the dataset folder"):
         get_dataset("f8k", tmp_path)
+
+
+def test_registered_names_read_their_folder_in_any_layout(data_root, tmp_path):
+    """data/flickr30k/ holding the Hugging Face parquet files (no Karpathy JSON) is dataset flickr30k."""
+    import shutil
+
+    shutil.copytree(data_root / "pq", tmp_path / "flickr30k")
+    ds = get_dataset("flickr30k", tmp_path)
+    assert ds.name == "flickr30k" and ds.split("test").n_images == 20
+    assert get_dataset("flickr30k", tmp_path, layout="parquet").split("val").n_images == 8
