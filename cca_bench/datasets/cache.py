@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable
@@ -60,7 +61,7 @@ def cached_dataset(cache_dir: Path | None, key: dict, sources: list[Path], build
     if path.is_file():
         try:
             return read(path, loader)
-        except (OSError, ValueError, KeyError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, ValueError, KeyError, UnicodeDecodeError, json.JSONDecodeError, zipfile.BadZipFile):
             pass  # a damaged entry is rebuilt below
     dataset = build()
     arrays = pack(dataset)
@@ -142,10 +143,13 @@ class LazySplits(Mapping):
 
 
 def read(path: Path, loader: Callable[[list[Path]], Callable]) -> CaptionDataset:
-    """The CaptionDataset :func:`pack` stored in ``path`` (arrays read now, splits built on first use)."""
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads(arrays.pop("meta").tobytes())
+    """The CaptionDataset :func:`pack` stored in ``path`` (each split read and built on first use)."""
+    arrays = np.load(path, allow_pickle=False)  # an NpzFile: each array is read when its split is built
+    meta = json.loads(arrays["meta"].tobytes())
+    missing = {f"{m['name']}.{k}" for m in meta["splits"] for k in ("ids", "captions", "tokens", "image_index",
+                                                                   "image_rows")} - set(arrays.files)
+    if missing:
+        raise KeyError(f"{path} lacks {sorted(missing)[0]}")
     return CaptionDataset(name=meta["name"], root=None if meta["root"] is None else Path(meta["root"]),
                           splits=LazySplits(meta, arrays, loader), description=meta["description"],
                           image_encoders=tuple(meta["image_encoders"]))
