@@ -148,10 +148,21 @@ NAME/
   images/                           only when rows name files (filepath/filename) instead of holding bytes
 """)
 def load_parquet(folder: Path, name: str, cache_dir: Path | None = None):
-    entries, where, has_image = read_entries(folder)
-    files, locs = shards(folder), np.asarray(where, dtype=np.int64).reshape(-1, 3)
-    if has_image:
-        media = lambda rows: (ParquetImages(folder, files, locs[rows]), None)  # noqa: E731
-    else:
-        media = file_media(folder, entries, IMAGE_DIRS, f"{folder} (parquet)")
-    return assemble(name, folder, entries, media, f"parquet dump {folder} ({len(files)} files)")
+    from cca_bench.datasets.cache import cached_dataset
+    from cca_bench.datasets.karpathy import _FileLoader
+
+    files = shards(folder)
+
+    def build():
+        entries, where, has_image = read_entries(folder)
+        locs = np.asarray(where, dtype=np.int64).reshape(-1, 3)
+        if has_image:
+            media = lambda rows: (ParquetImages(folder, files, locs[rows]), None)  # noqa: E731
+        else:
+            media = file_media(folder, entries, IMAGE_DIRS, f"{folder} (parquet)")
+        return assemble(name, folder, entries, media, f"parquet dump {folder} ({len(files)} files)")
+
+    # rows that name image files (COCO-style) are cached like a Karpathy JSON; embedded bytes are not (their
+    # loader reads the parquet files themselves, and the metadata columns read fast)
+    sources = [*files, *(folder / d for d in IMAGE_DIRS)]
+    return cached_dataset(cache_dir, {"name": name, "layout": "parquet"}, sources, build, _FileLoader)
