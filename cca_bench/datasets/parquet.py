@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -101,11 +102,14 @@ def read_entries(folder: Path) -> tuple[list[Entry], list[tuple[int, int, int]],
 
 class ParquetImages:
     """``loader(i)``: the ``image`` cell {bytes, path} of row ``locs[i] = (shard, row group, row)``, decoded
-    as RGB; one row group is read at a time and the last one kept (encoders ask for images in order)."""
+    as RGB. Row groups are read whole, one at a time, and the last ``KEEP`` kept: encoders ask for images in
+    order from a few threads, so a batch that straddles two row groups reads each once."""
+
+    KEEP = 3
 
     def __init__(self, folder: Path, files: list[Path], locs: np.ndarray):
         self.folder, self.files, self.locs = folder, files, locs
-        self._lock, self._group, self._cells = threading.Lock(), None, None
+        self._lock, self._groups = threading.Lock(), OrderedDict()
 
     def __getstate__(self):
         return {"folder": self.folder, "files": self.files, "locs": self.locs}
@@ -116,10 +120,12 @@ class ParquetImages:
     def _cell(self, i: int) -> dict:
         f, g, r = (int(v) for v in self.locs[i])
         with self._lock:
-            if self._group != (f, g):
-                self._cells = _open(self.files[f]).read_row_group(g, columns=["image"]).column("image")
-                self._group = (f, g)
-            return self._cells[r].as_py() or {}
+            if (f, g) not in self._groups:
+                self._groups[(f, g)] = _open(self.files[f]).read_row_group(g, columns=["image"]).column("image")
+                while len(self._groups) > self.KEEP:
+                    self._groups.popitem(last=False)
+            self._groups.move_to_end((f, g))
+            return self._groups[(f, g)][r].as_py() or {}
 
     def __call__(self, i: int):
         from cca_bench.datasets.base import open_rgb

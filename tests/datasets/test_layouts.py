@@ -212,3 +212,18 @@ def test_registered_names_read_their_folder_in_any_layout(data_root, tmp_path):
     ds = get_dataset("flickr30k", tmp_path)
     assert ds.name == "flickr30k" and ds.split("test").n_images == 20
     assert get_dataset("flickr30k", tmp_path, layout="parquet").split("val").n_images == 8
+
+
+def test_parquet_reads_each_row_group_once_in_order(data_root, monkeypatch):
+    import pyarrow.parquet as pqm
+
+    calls = []
+    real = pqm.ParquetFile.read_row_group
+    monkeypatch.setattr(pqm.ParquetFile, "read_row_group", lambda self, g, **kw: calls.append(g) or real(self, g, **kw))
+    split = get_dataset("pq", data_root).split("train")
+    groups = {tuple(loc[:2]) for loc in split.loader.locs}
+    for i in range(split.n_images):
+        split.load_image(i)
+    assert len(calls) == len(groups) == 7  # 42 train rows over row groups of 7, in two shards
+    split.load_image(split.n_images - 1)  # the last groups stay in memory
+    assert len(calls) == 7
