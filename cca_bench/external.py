@@ -57,6 +57,8 @@ def _load_safetensors(path: Path, key: str | None) -> np.ndarray:
             if key is not None and key not in keys:
                 raise UserError(f"{path} has no tensor {key!r} (it has: {', '.join(keys[:8]) or 'none'})")
             return f.get_tensor(key or keys[0])
+    except UserError:
+        raise
     except (SafetensorError, OSError, TypeError, ValueError) as e:
         raise UserError(f"{path}: cannot read as safetensors ({e})") from None
 

@@ -1,4 +1,4 @@
-"""Datasets: builtin (openmoji, shapes), Karpathy-format (flickr8k, flickr30k, coco, any folder), Kiros precomp."""
+"""Datasets: builtin (openmoji, shapes), registered Karpathy ones (flickr8k, flickr30k, coco), and folders in any layout."""
 from __future__ import annotations
 
 import importlib
