@@ -1,4 +1,4 @@
-"""Datasets: builtin (openmoji, shapes), registered Karpathy ones (flickr8k, flickr30k, coco), and folders in any layout."""
+"""Datasets: builtin (openmoji, shapes), registered Karpathy ones (flickr8k, flickr30k, coco), layout folders."""
 from __future__ import annotations
 
 import importlib
