@@ -26,12 +26,18 @@ def folder_kind(folder: Path) -> str | None:
 
 def user_folders(data_root: Path) -> list[str]:
     """Names of folders under data_root that are datasets with no code (not registered names)."""
+    return list(folder_layouts(data_root))
+
+
+def folder_layouts(data_root: Path) -> dict[str, list[str]]:
+    """{folder name: the layouts it matches} for the unregistered dataset folders under data_root."""
     from cca_bench.datasets.layouts import matching_layouts
 
-    if not data_root.is_dir():
-        return []
-    return sorted(p.name for p in data_root.iterdir()
-                  if p.is_dir() and p.name not in DATASETS and p.name != "cache" and matching_layouts(p))
+    if not Path(data_root).is_dir():
+        return {}
+    found = {p.name: list(matching_layouts(p)) for p in sorted(Path(data_root).iterdir())
+             if p.is_dir() and p.name not in DATASETS and p.name != "cache"}
+    return {name: layouts for name, layouts in found.items() if layouts}
 
 
 def dataset_cache_dir(data_root: Path) -> Path:

@@ -169,7 +169,8 @@ def test_cli_reads_a_layout_folder(data_root, tmp_path, capsys):
     pngs = (tmp_path / "out" / "images.txt").read_text().splitlines()
     assert len(pngs) == 20 and Image.open(pngs[0]).size == (24, 24)
     assert main(["list", "--data-root", str(data_root)]) == 0
-    assert "cococap, f8k, kp, pq, pqc, wds" in capsys.readouterr().out
+    assert ("cococap (coco_captions), f8k (flickr8k_tokens), kp (karpathy), pq (parquet), pqc (parquet), "
+            "wds (webdataset)") in capsys.readouterr().out
 
 
 def test_parquet_without_caption_column_is_one_line(tmp_path, capsys):
