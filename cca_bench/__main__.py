@@ -17,6 +17,8 @@ EXAMPLES = """examples:
   python -m cca_bench compare --dataset flickr8k --csv flickr8k.csv --plot
   python -m cca_bench search cca openmoji glove50_efficientnet --text "a smiling cat" --html cats.html
   python -m cca_bench serve            # web app on http://127.0.0.1:8000/
+  python -m cca_bench export-split coco test exported/ && python -m cca_bench evaluate coco test \\
+      --images img.npy --texts txt.npy --name my_clip --protocol 5k
 """
 
 
@@ -160,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _add_compare(sub)
     _add_serve(sub)
+    _add_bring_your_own(sub)
 
     p = sub.add_parser("list", help="datasets (and whether their files are present), encoders and methods")
     _add_common(p)
@@ -170,6 +173,56 @@ def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return int(text)
+
+
+def _add_bring_your_own(sub) -> None:
+    p = sub.add_parser("evaluate", help="score another model's image and caption embeddings on a split",
+                       description="Read IMG (n_images x d) and TXT (n_captions x d) embeddings (.npy, never "
+                       "unpickled, or .safetensors[:KEY]) whose rows follow the order `export-split` writes, "
+                       "print the Image Annotation and Image Search tables and store the run (method = --name) "
+                       "for `compare`. See docs/bring_your_own.md.")
+    p.add_argument("dataset")
+    p.add_argument("split", help="test, val or train")
+    p.add_argument("--images", required=True, metavar="IMG", help="image embeddings, one row per image of the split")
+    p.add_argument("--texts", required=True, metavar="TXT", help="caption embeddings, one row per caption")
+    p.add_argument("--name", required=True, metavar="LABEL", help="the method name runs and tables show")
+    p.add_argument("--image-index", metavar="FILE", help="image of each TXT row (.npy or one integer a line), "
+                   "for captions in another order than export-split's")
+    p.add_argument("--distance", default="cosine", choices=["cosine", "dot", "euclidean"],
+                   help="similarity used for ranking (default cosine)")
+    p.add_argument("--protocol", default="full", choices=["full", "1k", "5k"], help="as for run_benchmark")
+    p.add_argument("-D", "--dataset-opt", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="dataset builder option (repeatable)")
+    p.add_argument("--device", default="auto", help="where the similarity GEMM runs: auto, cpu or cuda")
+    p.add_argument("-q", "--quiet", action="store_true", help="no status lines")
+    _add_common(p)
+
+    p = sub.add_parser("export-split", help="write a split's images, captions and image index in evaluation order",
+                       description="Write DIR/images.txt (image paths; rendered or embedded images are written "
+                       "as PNG files), captions.txt, image_index.txt/.npy and split.json: embed them with any "
+                       "model, then run `evaluate`.")
+    p.add_argument("dataset")
+    p.add_argument("split")
+    p.add_argument("dir", help="output folder")
+    p.add_argument("-D", "--dataset-opt", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="dataset builder option (repeatable)")
+    _add_common(p)
+
+
+def cmd_evaluate(args) -> None:
+    from cca_bench.external import evaluate_embeddings
+
+    opts = _options(args)
+    _store_run(opts, evaluate_embeddings(args.dataset, args.split, args.images, args.texts, args.name, opts,
+                                         args.distance, args.protocol, args.image_index))
+
+
+def cmd_export_split(args) -> None:
+    from cca_bench.external import export_split
+
+    out = export_split(args.dataset, args.split, Path(args.dir), _options(args))
+    print(f"wrote {out['n_images']} images ({out['images']}) and {out['n_captions']} captions of "
+          f"{out['dataset']}/{out['split']} to {args.dir}: {', '.join(out['files'])}, split.json")
 
 
 def _add_search(sub) -> None:
@@ -266,10 +319,16 @@ def _cv_request(args) -> dict | None:
 
 def cmd_run_benchmark(args) -> None:
     from cca_bench.benchmark import run_benchmark
-    from cca_bench.results import run_path, run_tables, write_json
 
     opts = _options(args)
-    record = run_benchmark(args.method, args.dataset, args.split, args.features, opts, args.distance, args.protocol)
+    _store_run(opts, run_benchmark(args.method, args.dataset, args.split, args.features, opts, args.distance,
+                                   args.protocol))
+
+
+def _store_run(opts, record: dict) -> None:
+    """Write a run record under RESULTS/runs/ and print its two tables."""
+    from cca_bench.results import run_path, run_tables, write_json
+
     path = write_json(run_path(opts.results_root, record), record)
     print(f"## {record['dataset']} / {record['split']} ({record['n_images']} images, {record['n_captions']} "
           f"captions, protocol {record['protocol']})\n")
@@ -337,7 +396,7 @@ def cmd_list(args) -> None:
 
 
 COMMANDS = {"generate": cmd_generate, "run_benchmark": cmd_run_benchmark, "compare": cmd_compare, "list": cmd_list,
-            "search": cmd_search, "serve": cmd_serve}
+            "search": cmd_search, "serve": cmd_serve, "evaluate": cmd_evaluate, "export-split": cmd_export_split}
 
 
 def main(argv: list[str] | None = None) -> int:

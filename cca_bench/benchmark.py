@@ -291,9 +291,6 @@ def protocol_folds(protocol: str, n_images: int, where: str) -> int:
 def run_benchmark(method: str, dataset_name: str, split_name: str, features: str, opts: Options,
                   distance: str = "cosine", protocol: str = "full") -> dict:
     """Load the model ``generate`` saved, encode the split, evaluate; returns the run record (not yet saved)."""
-    from cca_bench.metrics import evaluate_with_curves
-    from cca_bench.results import now, versions
-
     spec = FeatureSpec.parse(features)
     dataset = load_dataset(dataset_name, opts)
     split = dataset.split(split_name)
@@ -304,19 +301,39 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
     fs = build_features(dataset, split_name, spec, opts, timings)
     emb_i = _timed(timings, "embed_images", lambda: model.embed_images(fs))
     emb_t = _timed(timings, "embed_texts", lambda: model.embed_texts(fs))
-    gemm_device = None if torch_device(opts.device) == "cpu" else torch_device(opts.device)
-    metrics, curves = _timed(timings, "evaluate", lambda: evaluate_with_curves(
-        emb_i, emb_t, fs.image_index, distance, folds, device=gemm_device))
+    metrics, curves = score(emb_i, emb_t, fs.image_index, distance, folds, opts, timings)
     params = model.get_params() if hasattr(model, "get_params") else getattr(model, "config_", {}).get("params", {})
+    return run_record(
+        method=method, dataset_name=dataset_name, split=split, features=features_tag(spec, opts), distance=distance,
+        protocol=protocol, folds=folds, metrics=metrics, curves=curves, timings=timings, opts=opts,
+        model=path.name, params=params, params_label=params_label(method, model),
+        model_config=getattr(model, "config_", {}), split_fingerprint=fs.meta["fingerprint"],
+        feature_cache=fs.meta["cache_keys"], seeds=seeds(model, opts))
+
+
+def score(emb_i: np.ndarray, emb_t: np.ndarray, image_index: np.ndarray, distance: str, folds: int,
+          opts: Options, timings: dict) -> tuple[dict, dict]:
+    """(metrics, R@K curves) of (n_img, k) image and (n_txt, k) caption embeddings; the similarity GEMM runs
+    on ``opts.device`` when that is a GPU (timed as ``evaluate``)."""
+    from cca_bench.metrics import evaluate_with_curves
+
+    gemm_device = None if torch_device(opts.device) == "cpu" else torch_device(opts.device)
+    return _timed(timings, "evaluate", lambda: evaluate_with_curves(
+        emb_i, emb_t, image_index, distance, folds, device=gemm_device))
+
+
+def run_record(*, method: str, dataset_name: str, split, features: str, distance: str, protocol: str, folds: int,
+               metrics: dict, curves: dict, timings: dict, opts: Options, model: str, **fields) -> dict:
+    """The run record ``results.write_json`` stores: the fields every run has, plus ``fields``
+    (params, model config, fingerprints, ...). ``model`` names the run file (``run_path``)."""
+    from cca_bench.results import now, versions
+
     return {
-        "method": method, "dataset": dataset_tag(dataset_name, opts.dataset_options), "split": split_name,
-        "features": features_tag(spec, opts), "distance": distance, "protocol": protocol,
-        "params": params, "params_label": params_label(method, model), "metrics": metrics,
-        "recall_curve": curves, "n_images": split.n_images, "n_captions": split.n_captions, "folds": folds,
-        "timings": timings, "model": path.name, "model_config": getattr(model, "config_", {}),
-        "split_fingerprint": fs.meta["fingerprint"], "feature_cache": fs.meta["cache_keys"],
-        "config": run_config(opts, distance, protocol), "seeds": seeds(model, opts),
-        "versions": versions(), "created": now(),
+        "method": method, "dataset": dataset_tag(dataset_name, opts.dataset_options), "split": split.name,
+        "features": features, "distance": distance, "protocol": protocol, "params": {}, "params_label": "",
+        "metrics": metrics, "recall_curve": curves, "n_images": split.n_images, "n_captions": split.n_captions,
+        "folds": folds, "timings": timings, "model": model, "config": run_config(opts, distance, protocol),
+        "seeds": {}, **fields, "versions": versions(), "created": now(),
     }
 
 

@@ -29,7 +29,7 @@ def _section(title: str, registry, base: Path) -> str:
 def catalog(opts) -> str:
     """Markdown listing of datasets (with user folders found under the data root), encoders and methods."""
     from cca_bench.datasets import load_all as load_datasets
-    from cca_bench.datasets import user_folders
+    from cca_bench.datasets import folder_layouts
     from cca_bench.features import load_all as load_features
     from cca_bench.methods import load_all as load_methods
     from cca_bench.registry import DATASETS, IMAGE_ENCODERS, METHODS, TEXT_ENCODERS
@@ -37,9 +37,10 @@ def catalog(opts) -> str:
     load_datasets(), load_features(), load_methods()
     root = Path(opts.data_root)
     parts = [f"data root: {root.resolve()}\n", _section("Datasets", DATASETS, root)]
-    folders = user_folders(root)
+    folders = folder_layouts(root)
     if folders:
-        parts.append("Dataset folders found under the data root (usable by name): " + ", ".join(folders))
+        parts.append("Dataset folders found under the data root (usable by name, layout in brackets): "
+                     + ", ".join(f"{name} ({' or '.join(layouts)})" for name, layouts in folders.items()))
     parts += [_section("Text encoders (FEATURES = TEXT_IMAGE)", TEXT_ENCODERS, root),
               _section("Image encoders", IMAGE_ENCODERS, root), _section("Methods", METHODS, root)]
     return "\n\n".join(parts) + "\n"

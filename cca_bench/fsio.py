@@ -1,6 +1,7 @@
 """File primitives every layer uses: the one atomic writer, and the one check on paths read from data files."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -41,3 +42,12 @@ def resolve_inside(root: Path, entry: str | os.PathLike, what: str) -> Path:
     if target != root and root not in target.parents:
         raise UserError(f"{what}: path {str(entry)!r} leaves the dataset folder {root}")
     return target
+
+
+def sha1_file(path: Path) -> str:
+    """Hex sha1 of a file's bytes, read in 16 MiB blocks (model files and embeddings can be gigabytes)."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,4 +1,4 @@
-"""Datasets: builtin (openmoji, shapes), Karpathy-format (flickr8k, flickr30k, coco, any folder), Kiros precomp."""
+"""Datasets: builtin (openmoji, shapes), registered Karpathy ones (flickr8k, flickr30k, coco), layout folders."""
 from __future__ import annotations
 
 import importlib
@@ -17,41 +17,51 @@ def load_all() -> None:
 
 
 def folder_kind(folder: Path) -> str | None:
-    """``karpathy`` for a folder with a dataset.json, ``precomp`` for the Kiros layout, else None."""
-    if (folder / "dataset.json").is_file():
-        return "karpathy"
-    if any((folder / f"{s}_caps.txt").is_file() for s in ("train", "dev", "val", "test", "testall")):
-        return "precomp"
-    return None
+    """The layout of a dataset folder (``karpathy``, ``precomp``, ``parquet``, ...; see ``layouts.py``), None
+    when it has none; a UserError when several layouts match."""
+    from cca_bench.datasets.layouts import choose_layout
+
+    return choose_layout(folder)
 
 
 def user_folders(data_root: Path) -> list[str]:
     """Names of folders under data_root that are datasets with no code (not registered names)."""
-    if not data_root.is_dir():
-        return []
-    return sorted(p.name for p in data_root.iterdir() if p.is_dir() and p.name not in DATASETS and folder_kind(p))
+    return list(folder_layouts(data_root))
+
+
+def folder_layouts(data_root: Path) -> dict[str, list[str]]:
+    """{folder name: the layouts it matches} for the unregistered dataset folders under data_root."""
+    from cca_bench.datasets.layouts import matching_layouts
+
+    if not Path(data_root).is_dir():
+        return {}
+    found = {p.name: list(matching_layouts(p)) for p in sorted(Path(data_root).iterdir())
+             if p.is_dir() and p.name not in DATASETS and p.name != "cache"}
+    return {name: layouts for name, layouts in found.items() if layouts}
+
+
+def dataset_cache_dir(data_root: Path) -> Path:
+    """Where parsed datasets are cached: ``DATA/cache/datasets``."""
+    return Path(data_root) / "cache" / "datasets"
 
 
 def get_dataset(name: str, data_root: Path, **options):
     """Build dataset ``name``: a registered one, or a folder ``data_root/name`` in a known layout.
 
-    Registered builders are called as ``builder(data_root, **options)`` and return a CaptionDataset.
+    Registered builders are called as ``builder(data_root, **options)`` and return a CaptionDataset; a folder
+    is read by the layout that recognises it (option ``layout`` picks one when several do).
     """
+    from cca_bench.datasets.layouts import load_folder
+
     load_all()
     if name in DATASETS:
         return DATASETS.get(name)(Path(data_root), **options)
     folder = Path(data_root) / name
-    kind = folder_kind(folder) if folder.is_dir() else None
-    if kind == "karpathy":
-        from cca_bench.datasets.karpathy import load_karpathy_folder
-
-        return load_karpathy_folder(folder, name=name)
-    if kind == "precomp":
-        from cca_bench.datasets.precomp import load_precomp_folder
-
-        return load_precomp_folder(folder, name=name)
+    if folder.is_dir() and name != "cache":
+        return load_folder(folder, name, dataset_cache_dir(data_root), **options)
     raise UserError(
         DATASETS.suggest(name, extra=user_folders(Path(data_root)))
-        + f"; a folder {folder} with a dataset.json (Karpathy format) or {{split}}_caps.txt + {{split}}_ims.npy "
-        "(Kiros layout) is also a dataset"
+        + f"; a folder {folder} in a known layout is also a dataset (Karpathy dataset.json, Kiros "
+        "{split}_caps.txt + {split}_ims.npy, parquet, webdataset tars, COCO captions JSON, Flickr8k token "
+        "file: see data/README.md)"
     )

@@ -161,10 +161,19 @@ def load_karpathy_json(json_path: Path, name: str, image_dirs: list[Path]) -> Ca
     )
 
 
-def load_karpathy_folder(folder: Path, name: str) -> CaptionDataset:
+def load_karpathy_cached(json_path: Path, name: str, image_dirs: list[Path], cache_dir: Path | None) -> CaptionDataset:
+    """:func:`load_karpathy_json` through the parsed-dataset cache (``datasets/cache.py``) in ``cache_dir``."""
+    from cca_bench.datasets.cache import cached_dataset
+
+    key = {"name": name, "layout": "karpathy", "image_dirs": [str(d) for d in image_dirs]}
+    sources = [json_path, json_path.parent / VGG_FILE, *image_dirs]
+    return cached_dataset(cache_dir, key, sources, lambda: load_karpathy_json(json_path, name, image_dirs), _FileLoader)
+
+
+def load_karpathy_folder(folder: Path, name: str, cache_dir: Path | None = None) -> CaptionDataset:
     """A folder holding ``dataset.json`` (Karpathy format), images in ``folder/images`` or ``folder``."""
     folder = Path(folder)
-    return load_karpathy_json(folder / "dataset.json", name, [folder / "images", folder])
+    return load_karpathy_cached(folder / "dataset.json", name, [folder / "images", folder], cache_dir)
 
 
 def _json_for(root: Path, name: str) -> Path:
@@ -179,12 +188,19 @@ def _json_for(root: Path, name: str) -> Path:
 
 
 def build_karpathy(data_root: Path, name: str, **options) -> CaptionDataset:
-    """Registered builder of ``flickr8k`` / ``flickr30k`` / ``coco`` under ``data_root/<name>/``."""
-    if options:
-        raise UserError(f"{name}: unknown option {min(options)!r} (this dataset takes none)")
+    """Registered builder of ``flickr8k`` / ``flickr30k`` / ``coco`` under ``data_root/<name>/``; without
+    a Karpathy JSON (or with ``-D layout=...``) the folder is read in whichever other layout it has."""
+    from cca_bench.datasets import dataset_cache_dir
+    from cca_bench.datasets.layouts import load_folder, matching_layouts
+
     root = Path(data_root) / name
+    has_json = any((root / f).is_file() for f in (f"dataset_{name}.json", "dataset.json"))
+    if "layout" in options or (not has_json and matching_layouts(root)):
+        return load_folder(root, name, dataset_cache_dir(data_root), **options)
+    if options:
+        raise UserError(f"{name}: unknown option {min(options)!r} (this dataset takes none but layout)")
     dirs = [root / d if d != "." else root for d in KARPATHY_DATASETS[name]["image_dirs"]]
-    return load_karpathy_json(_json_for(root, name), name, dirs)
+    return load_karpathy_cached(_json_for(root, name), name, dirs, dataset_cache_dir(data_root))
 
 
 def _files(name: str) -> list[str]:

@@ -203,3 +203,53 @@ def test_vgg_karpathy_file_problems(tmp_path):
     (root / "vgg_feats.mat").write_bytes(b"garbage" * 20)
     with pytest.raises(UserError, match="vgg_feats.mat"):
         image.encode_vgg_karpathy(ds.split("test"), ds)
+
+
+def test_row_runs_merge_near_rows_and_cap_the_length():
+    rows = np.array([0, 1, 3, 10, 11, 11, 40, 41, 42, 43, 44])
+    assert image.row_runs(rows, max_gap=3, max_len=100) == [(0, 4), (10, 12), (40, 45)]
+    assert image.row_runs(rows, max_gap=2, max_len=2) == [(0, 2), (3, 4), (10, 12), (40, 42), (42, 44), (44, 45)]
+    assert image.row_runs(np.array([], dtype=np.int64), 3, 10) == []
+
+
+def test_vgg_v73_reads_only_the_rows_it_needs(tmp_path, monkeypatch):
+    """Scattered, unsorted and repeated rows come back in the order asked, and no row far from them is read."""
+    import h5py
+
+    n, d = 400, 8
+    feats = np.random.default_rng(0).normal(size=(d, n)).astype(np.float32)
+    path = tmp_path / "vgg_feats.mat"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("feats", data=feats.T, chunks=(4, d))
+    rows = np.array([350, 3, 120, 121, 3, 399, 0])
+    read = []
+    real = h5py.Dataset.__getitem__
+
+    def spy(self, key):
+        read.append(key)
+        return real(self, key)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
+    monkeypatch.setattr(image, "VGG_GAP_BYTES", 4 * d * 4)
+    np.testing.assert_array_equal(image._rows_hdf5(path, rows, n), feats[:, rows].T)
+    covered = sum(k.stop - k.start for k in read)
+    assert covered == 8 and len(read) == 4  # [0, 4), [120, 122), [350, 351), [399, 400)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_mat5_columns_are_memory_mapped_when_uncompressed(tmp_path, compress):
+    import scipy.io
+
+    from cca_bench.features.matfile import mat5_matrix
+
+    feats = np.random.default_rng(0).normal(size=(6, 9)).astype(np.float32)
+    path = tmp_path / "v.mat"
+    scipy.io.savemat(path, {"other": np.arange(3.0), "feats": feats, "zz": "text"}, do_compression=compress)
+    mapped = mat5_matrix(path, "feats")
+    if compress:
+        assert mapped is None  # scipy reads it instead
+    else:
+        assert isinstance(mapped, np.memmap) and mapped.shape == (9, 6)
+        np.testing.assert_array_equal(mapped[[7, 2]], feats[:, [7, 2]].T)
+    np.testing.assert_array_equal(image._rows_mat5(path, np.array([7, 2]), 9), feats[:, [7, 2]].T)
+    assert mat5_matrix(path, "missing") is None

@@ -1,0 +1,61 @@
+"""Parsed-dataset cache: a second load reads DATA/cache/datasets and gives the same dataset; edits rebuild it."""
+import json
+import os
+
+import numpy as np
+
+from cca_bench.datasets import get_dataset
+from tests.datasets.test_karpathy import IMAGES, karpathy_json, write_images
+
+
+def _same(a, b):
+    assert (a.name, a.root, a.description, a.image_encoders) == (b.name, b.root, b.description, b.image_encoders)
+    assert list(a.splits) == list(b.splits)
+    for s in a.splits:
+        x, y = a.splits[s], b.splits[s]
+        assert (x.image_ids, x.captions, x.tokens, x.image_paths, x.extra) == (y.image_ids, y.captions, y.tokens,
+                                                                              y.image_paths, y.extra)
+        assert np.array_equal(x.image_index, y.image_index) and np.array_equal(x.image_rows, y.image_rows)
+        assert x.fingerprint() == y.fingerprint()
+        assert np.array_equal(np.asarray(x.load_image(0)), np.asarray(y.load_image(0)))
+
+
+def _folder(tmp_path, images=IMAGES):
+    folder = tmp_path / "data" / "tiny"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dataset.json").write_text(json.dumps(karpathy_json(images)))
+    write_images(folder / "images", [fn for fn, _, _ in IMAGES])
+    return tmp_path / "data"
+
+
+def test_second_load_comes_from_the_cache(tmp_path):
+    root = _folder(tmp_path)
+    first = get_dataset("tiny", root)
+    cached = list((root / "cache" / "datasets").glob("tiny-karpathy-*.npz"))
+    assert len(cached) == 1
+    mtime = cached[0].stat().st_mtime_ns
+    second = get_dataset("tiny", root)
+    _same(first, second)
+    assert cached[0].stat().st_mtime_ns == mtime  # read, not rewritten
+    assert second.split("train").tokens[2] == ["two", "cats", "sleep"]
+
+
+def test_an_edited_source_or_a_damaged_entry_is_rebuilt(tmp_path):
+    root = _folder(tmp_path)
+    get_dataset("tiny", root)
+    changed = [(fn, s, [c + " Again." for c in caps]) for fn, s, caps in IMAGES]
+    path = root / "tiny" / "dataset.json"
+    path.write_text(json.dumps(karpathy_json(changed)))
+    os.utime(path, ns=(1, 1))  # size and mtime both change in real edits; either is enough
+    assert get_dataset("tiny", root).split("test").captions == ["A man surfing. Again."]
+    for f in (root / "cache" / "datasets").glob("*.npz"):
+        f.write_bytes(b"not a zip")
+    assert get_dataset("tiny", root).split("test").captions == ["A man surfing. Again."]
+
+
+def test_strings_with_separator_characters_are_not_cached(tmp_path):
+    odd = [(fn, s, [c.replace(" ", "\x1e", 1) for c in caps]) for fn, s, caps in IMAGES]
+    root = _folder(tmp_path, odd)
+    assert get_dataset("tiny", root).split("test").captions == ["A\x1eman surfing."]
+    assert not list((root / "cache" / "datasets").glob("*.npz"))
+    assert get_dataset("tiny", root).split("test").captions == ["A\x1eman surfing."]
