@@ -14,7 +14,7 @@ import numpy as np
 from cca_bench import linalg
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
-from cca_bench.methods.base import Params, load_saved, save_arrays
+from cca_bench.methods.base import Params, check_arrays, load_saved, save_arrays
 from cca_bench.registry import METHODS
 
 
@@ -187,7 +187,9 @@ class RegularizedCCA(Params):
 
     @classmethod
     def load(cls, path):
-        model, arrays, config = load_saved(cls, path, "cca")
+        model, arrays, config = load_saved(cls, path, "cca", required=("n_components_", "n_samples_"))
+        check_arrays(path, arrays, {"x_weights_": ("dx", "k"), "y_weights_": ("dy", "k"), "mean_x_": ("dx",),
+                                    "mean_y_": ("dy",), "canonical_correlations_": (config["n_components_"],)})
         for k in cls._ARRAYS:
             setattr(model, k, arrays[k])
         model.n_components_, model.n_samples_ = config["n_components_"], config["n_samples_"]
