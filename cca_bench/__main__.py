@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("locations")
     g.add_argument("--data-root", help="datasets, word vectors and the feature cache (env CCA_BENCH_DATA; default ./data)")
     g.add_argument("--results-root", help="models, run JSON files and tables (env CCA_BENCH_RESULTS; default ./results)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines (warnings and "
+                   "errors still show)")
 
 
 def _add_features(p: argparse.ArgumentParser) -> None:
@@ -50,7 +53,6 @@ def _add_features(p: argparse.ArgumentParser) -> None:
                    help="CNN views per image: 1 centre crop, or 10 (corners + centre and their mirrors, averaged)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     g.add_argument("--no-cache", action="store_true", help="recompute features instead of using data/cache")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
 
 
 def _number_list(typ):
@@ -197,8 +199,9 @@ def _add_search(sub) -> None:
 
 def _options(args):
     from cca_bench.benchmark import Options
-    from cca_bench.config import data_root, results_root
+    from cca_bench.config import data_root, results_root, torch_device
 
+    torch_device(getattr(args, "device", "auto"))  # a missing GPU fails now, not after the features are loaded
     return Options(
         data_root=data_root(args.data_root), results_root=results_root(args.results_root),
         dataset_options=dict(getattr(args, "dataset_opt", [])), text_path=getattr(args, "text_path", None),
@@ -220,6 +223,7 @@ def cmd_generate(args) -> None:
     model = out["model"]
     print(f"fitted {args.method} on {out['n_captions']} captions / {out['n_images']} images "
           f"in {out['timings'].get('fit', 0):.1f} s; saved {out['path']}.safetensors")
+    print(_oov_line(out.get("oov_rate"), "train"))
     if out["cv"] is not None:
         from cca_bench.cv import best_params
 
@@ -253,7 +257,15 @@ def cmd_run_benchmark(args) -> None:
     print(f"## {record['dataset']} / {record['split']} ({record['n_images']} images, {record['n_captions']} "
           f"captions, protocol {record['protocol']})\n")
     print(run_tables(record))
+    print(_oov_line(record.get("oov_rate"), record["split"]))
     print(f"run stored in {path}")
+
+
+def _oov_line(rate: float | None, split: str) -> str:
+    """``OOV rate (test): 3.2% of caption tokens have no word vector``."""
+    if rate is None:
+        return f"OOV rate ({split}): unknown (features cached by an older version; --no-cache recomputes them)"
+    return f"OOV rate ({split}): {100 * rate:.1f}% of caption tokens have no word vector"
 
 
 def cmd_compare(args) -> None:
@@ -264,16 +276,17 @@ def cmd_compare(args) -> None:
     root = results_root(args.results_root)
     runs, bad = load_runs(root)
     for b in bad:
-        _log(f"warning: skipped unreadable run file {b}")
+        _log(f"warning: skipped run file {b}")
     frame = select_rows(compare_frame(runs, published_frame()), args.dataset, args.split, args.method, args.published)
     text = compare_markdown(frame)
     print(text)
+    log = (lambda m: None) if args.quiet else _log
     written = [write_text(root / "RESULTS.md", text), write_text(root / "RESULTS.csv", compare_csv(frame))]
     if args.csv:
         written.append(write_text(Path(args.csv), compare_csv(frame)))
     if args.plot:
         written += _plot_runs(runs, frame, root)
-    _log("written: " + ", ".join(map(str, written)))
+    log("written: " + ", ".join(map(str, written)))
 
 
 def _plot_runs(runs: list[dict], frame, root) -> list:
@@ -306,7 +319,9 @@ def cmd_search(args) -> None:
     if args.html:
         from pathlib import Path
 
-        _log(f"written to {write_text(Path(args.html), render_html(result))}")
+        written = write_text(Path(args.html), render_html(result))
+        if not args.quiet:
+            _log(f"written to {written}")
 
 
 def cmd_list(args) -> None:
@@ -319,16 +334,41 @@ COMMANDS = {"generate": cmd_generate, "run_benchmark": cmd_run_benchmark, "compa
             "search": cmd_search}
 
 
+# what the machine or the file system refused: one line, exit 1 (other OSErrors are bugs: traceback)
+OS_FAILURES = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+               errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+               errno.EROFS: "read-only file system", errno.EFBIG: "file too large", errno.EIO: "input/output error",
+               errno.ENAMETOOLONG: "file name too long", errno.ENOTDIR: "not a directory",
+               errno.EISDIR: "is a directory"}
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings (ours and the libraries') as ``warning: <message>``: one line, no source excerpt."""
+    return "warning: " + " ".join(str(message).split()) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import warnings
+
+    formatted = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
     try:
         COMMANDS[args.command](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.errno not in OS_FAILURES:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{OS_FAILURES[e.errno]} (nothing half-written was left)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished work is kept (cached features, saved models and runs)", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatted
     return 0
 
 

@@ -18,6 +18,14 @@ from cca_bench.methods.base import Params, check_arrays, load_saved, save_arrays
 from cca_bench.registry import METHODS
 
 
+def _check_variance(m: linalg.Moments) -> None:
+    """A view whose features never vary (one training image, constant features) has nothing to correlate."""
+    for view, c in (("image", m.cxx), ("text", m.cyy)):
+        if not np.any(np.asarray(c)):
+            raise UserError(f"the {view} features of the {m.n} training pairs do not vary (all equal): CCA needs "
+                            "at least two different images and captions to train on")
+
+
 @METHODS.register("cca", help="regularized CCA (Klein et al. 2015): covariances, ridge, Cholesky whitening, SVD")
 class RegularizedCCA(Params):
     """Regularized canonical correlation analysis, scikit-learn style.
@@ -89,6 +97,7 @@ class RegularizedCCA(Params):
         eig_power, applied at projection) of one reg shares one solve.
         """
         self._check_reg()
+        _check_variance(m)
         if solution is None:
             solution = linalg.solve_cca(m, self.reg, torch_device(self.device))
         k = self._n_components(len(m.mean_x), len(m.mean_y))
