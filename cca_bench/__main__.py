@@ -124,8 +124,15 @@ def _add_compare(sub) -> None:
     _add_common(p)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``error: <command>: <what>``, exit 2), like every other user mistake."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cca_bench", description="Classical (regularized CCA) and neural baselines for image-text "
         "retrieval, with the field's metrics.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -51,10 +51,10 @@ class FeatureSpec:
         parts = spec.split("_")
         for i in range(1, len(parts)):
             text, image = "_".join(parts[:i]), "_".join(parts[i:])
-            if text in TEXT_ENCODERS:
+            if text in TEXT_ENCODERS and image:
                 return cls(text, resolve_image_encoder(image))
-        text = parts[0]
-        if spec in TEXT_ENCODERS or (text in TEXT_ENCODERS and len(parts) > 1 and not parts[1]):
+        text = spec.rstrip("_")
+        if text in TEXT_ENCODERS:  # "glove50" or "glove50_": not a typo of itself
             from cca_bench.registry import IMAGE_ENCODERS
 
             raise UserError(f"FEATURES {spec!r} names no image encoder: write TEXT_IMAGE, e.g. {text}_efficientnet "

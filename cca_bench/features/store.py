@@ -85,12 +85,14 @@ def _read_entry(npy: Path, meta: Path, key: dict, n_rows: int | None) -> tuple[n
     """(array, stored .json) of a sound cache entry for ``key``, else None (missing or damaged)."""
     if not (npy.is_file() and meta.is_file()):
         return None
+    import zipfile
+
     try:
         stored = json.loads(meta.read_text(encoding="utf-8"))
         arr = np.load(npy, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError):  # zero bytes, truncated, not .npy, not JSON
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):  # zero bytes, truncated, not .npy, not JSON
         return None
-    same_key = isinstance(stored, dict) and {k: v for k, v in stored.items() if k != "info"} == json.loads(
+    same_key = isinstance(stored, dict) and isinstance(arr, np.ndarray) and {k: v for k, v in stored.items() if k != "info"} == json.loads(
         json.dumps(key, default=str))
     if not same_key or arr.ndim != 2 or arr.dtype != np.float32 or (n_rows is not None and len(arr) != n_rows):
         return None
