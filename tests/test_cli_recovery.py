@@ -100,14 +100,14 @@ def karpathy_folder(w, n=6, missing=(), huge=None):
 
 
 def test_decompression_bomb_warning_is_one_line_naming_the_file(work):
-    """In a real process (pytest records warnings itself): the CLI prints each warning as one line."""
+    """In a real process (pytest records warnings itself): the CLI prints the warning once, as one line."""
     import os
     import subprocess
     import sys
 
     w, roots = work
-    karpathy_folder(w, huge=2)
-    argv = ["generate", "cca", "mine", FEAT, "--reg", "1e-1", "--n-components", "2", "-q", *roots]
+    Image.new("RGB", (100, 100), "red").save(w / "huge.png")
+    argv = ["search", "cca", "shapes", FEAT, "--image", str(w / "huge.png"), *SMALL, *roots]
     code = ("import sys; from PIL import Image; from cca_bench.__main__ import main\n"
             "Image.MAX_IMAGE_PIXELS = 6000  # 100 x 100 = 10,000 pixels: above the limit, not twice above\n"
             f"sys.exit(main({argv!r}))")
@@ -115,7 +115,7 @@ def test_decompression_bomb_warning_is_one_line_naming_the_file(work):
                           env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert done.returncode == 0, done.stderr
     err = done.stderr.splitlines()
-    assert len(err) == 1 and err[0].startswith("warning: image ") and "2.png has 100 x 100 = 10,000 pixels" in err[0]
+    assert len(err) == 1 and err[0].startswith("warning: image ") and "huge.png has 100 x 100 = 10,000 pixels" in err[0]
 
 
 def test_oov_rate_is_printed_and_stored(work, capsys):

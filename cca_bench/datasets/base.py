@@ -49,14 +49,18 @@ def _name_bomb_warnings(Image) -> None:
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
+_HUGE_WARNED: set[str] = set()  # files already warned about: one warning per file however often it is opened
+
+
 def _warn_if_huge(Image, im, path) -> None:
     """One warning naming ``path`` when the image is above Pillow's decompression-bomb limit (up to twice
     it; beyond, Pillow refuses with DecompressionBombError)."""
     limit, n = Image.MAX_IMAGE_PIXELS, im.width * im.height
-    if limit and n > limit:
+    if limit and n > limit and str(path) not in _HUGE_WARNED:
+        _HUGE_WARNED.add(str(path))
         warnings.warn(f"image {path} has {im.width} x {im.height} = {n:,} pixels, above Pillow's "
                       f"decompression-bomb limit of {limit:,}: read anyway (it may take much memory and time)",
-                      stacklevel=3)
+                      stacklevel=2)
 
 
 @dataclass
