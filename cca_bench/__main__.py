@@ -346,7 +346,7 @@ OS_FAILURES = {errno.EACCES: "permission denied", errno.EPERM: "operation not pe
                errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
                errno.EROFS: "read-only file system", errno.EFBIG: "file too large", errno.EIO: "input/output error",
                errno.ENAMETOOLONG: "file name too long", errno.ENOTDIR: "not a directory",
-               errno.EISDIR: "is a directory"}
+               errno.EISDIR: "is a directory", errno.ELOOP: "too many levels of symbolic links"}
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         if e.errno not in OS_FAILURES:
             raise
         where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{OS_FAILURES[e.errno]} (nothing half-written was left)", file=sys.stderr)
+        print(f"error: {where}{OS_FAILURES[e.errno]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: finished work is kept (cached features, saved models and runs)", file=sys.stderr)

@@ -202,6 +202,7 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
 
     cls = METHODS.get(method)
     spec = FeatureSpec.parse(features)
+    torch_device(opts.device)  # a missing GPU fails before any work
     dataset = load_dataset(dataset_name, opts)
     timings: dict = {}
     train = build_features(dataset, "train", spec, opts, timings)
@@ -278,6 +279,7 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
     from cca_bench.results import now, versions
 
     spec = FeatureSpec.parse(features)
+    torch_device(opts.device)  # a missing GPU fails before any work, also when every feature is cached
     dataset = load_dataset(dataset_name, opts)
     split = dataset.split(split_name)
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
