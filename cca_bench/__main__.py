@@ -271,7 +271,7 @@ def cmd_run_benchmark(args) -> None:
 def _oov_line(rate: float | None, split: str) -> str:
     """``OOV rate (test): 3.2% of caption tokens have no word vector``."""
     if rate is None:
-        return f"OOV rate ({split}): unknown (features cached by an older version; --no-cache recomputes them)"
+        return f"OOV rate ({split}): not known (these features come without a text encoder's count)"
     return f"OOV rate ({split}): {100 * rate:.1f}% of caption tokens have no word vector"
 
 

@@ -61,13 +61,15 @@ def load_or_compute(cache_dir: Path | None, key: dict, compute: Callable[[], np.
     A damaged entry (zero bytes, truncated, not a 2-D float32 ``.npy``, ``n_rows`` rows expected but others
     found, a ``.json`` that is not its key) is recomputed and replaced. ``info``: a dict that ``compute``
     fills with facts about the array (e.g. an OOV rate); they are stored in the ``.json`` and, on a cache hit,
-    copied back into ``info`` (when the entry has them).
+    copied back into ``info`` (an entry cached without them is computed once more).
     """
     if cache_dir is None:
         return compute(), False
     stem = Path(cache_dir) / cache_key(key)
     npy, meta = stem.with_name(stem.name + ".npy"), stem.with_name(stem.name + ".json")  # stems may hold dots
     cached = _read_entry(npy, meta, key, n_rows)
+    if cached is not None and info is not None and "info" not in cached[1]:
+        cached = None  # cached before these facts were recorded: computed once more, now with them
     if cached is not None:
         arr, stored = cached
         if info is not None:
@@ -77,7 +79,7 @@ def load_or_compute(cache_dir: Path | None, key: dict, compute: Callable[[], np.
     if not np.isfinite(arr).all():
         raise UserError(f"{key.get('encoder')} produced NaN or infinite features for {key.get('dataset')}/{key.get('split')}")
     write_atomic(npy, lambda f: np.save(f, arr))
-    write_json(meta, {**key, "info": info} if info else key)
+    write_json(meta, {**key, "info": info} if info is not None else key)
     return arr, False
 
 
