@@ -94,6 +94,10 @@ def no_config_key(w):
     resave_model(w, lambda a, c: c.pop("n_components_"))
 
 
+def string_components(w):
+    resave_model(w, lambda a, c: c.__setitem__("n_components_", "5"))
+
+
 def alien_param(w):
     resave_model(w, lambda a, c: c["params"].__setitem__("colour", "red"))
 
@@ -219,6 +223,8 @@ CASES = [
     ("model with integer weights", int_weights, RUN, 2, "expected floating point"),
     ("model config without a key", no_config_key, RUN, 2, "has no 'n_components_'"),
     ("model with an unknown param", alien_param, RUN, 2, "does not take"),
+    ("model config of the wrong type", string_components, RUN, 2, "config 'n_components_' is '5', not of the"),
+    ("batch size 0", None, [*GEN, "--batch-size", "0"], 2, "expected a whole number >= 1"),
     ("model bytes altered", flip_a_weight_byte, RUN, 2, "damaged or was altered"),
     ("cca model under the vse name", model_as_vse, ["run_benchmark", "vse", "shapes", "test", FEAT, *SMALL], 2,
      "holds a 'cca' model, not vse"),

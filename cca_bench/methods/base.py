@@ -190,19 +190,24 @@ class Params:
         return f"{type(self).__name__}({', '.join(changed)})"
 
 
-def load_saved(cls, path: Path, method: str, required: tuple[str, ...] = ()):
+def load_saved(cls, path: Path, method: str, required: dict[str, type | tuple] | tuple[str, ...] = ()):
     """(unfitted model built from the saved params, arrays, config) of a model saved by ``method``.
 
-    ``required``: config keys the method's ``load`` reads; a missing one is a UserError, as are params the
-    class does not take."""
+    ``required``: config keys the method's ``load`` reads, with their types (``{"n_components_": int}``) or
+    without (a tuple of keys); a missing or mistyped one is a UserError, as are params the class does not
+    take."""
     arrays, config = load_arrays(path)
     where = f"{Path(path).name}.safetensors"
     if config.get("method") != method:
         raise UserError(f"{where} holds a {config.get('method')!r} model, not {method}")
-    missing = [k for k in ("params", *required) if k not in config]
-    if missing or not isinstance(config["params"], dict):
-        raise UserError(f"the fitted model {where} has no {(missing or ['params'])[0]!r} in its config: "
-                        "run `generate` again")
+    types = {"params": dict, **(required if isinstance(required, dict) else dict.fromkeys(required, object))}
+    missing = [k for k in types if k not in config]
+    if missing:
+        raise UserError(f"the fitted model {where} has no {missing[0]!r} in its config: run `generate` again")
+    wrong = [k for k, t in types.items() if not isinstance(config[k], t) or isinstance(config[k], bool) and t is int]
+    if wrong:
+        raise UserError(f"the fitted model {where}: config {wrong[0]!r} is {config[wrong[0]]!r}, not of the "
+                        "expected type: run `generate` again")
     try:
         return cls(**config["params"]), arrays, config
     except TypeError as e:

@@ -196,7 +196,7 @@ class RegularizedCCA(Params):
 
     @classmethod
     def load(cls, path):
-        model, arrays, config = load_saved(cls, path, "cca", required=("n_components_", "n_samples_"))
+        model, arrays, config = load_saved(cls, path, "cca", required={"n_components_": int, "n_samples_": int})
         check_arrays(path, arrays, {"x_weights_": ("dx", "k"), "y_weights_": ("dy", "k"), "mean_x_": ("dx",),
                                     "mean_y_": ("dy",), "canonical_correlations_": (config["n_components_"],)})
         for k in cls._ARRAYS:

@@ -463,7 +463,8 @@ class VSE(Params):
     def load(cls, path):
         import torch
 
-        required = ("vocab", "image_dim_", "word_dim_", "n_samples_", "best_epoch_", "history_")
+        required = {"vocab": list, "image_dim_": int, "word_dim_": int, "n_samples_": int, "best_epoch_": int,
+                    "history_": list}
         model, arrays, config = load_saved(cls, path, "vse", required=required)
         model.vocab_ = list(config["vocab"])
         for k in ("image_dim_", "word_dim_", "n_samples_", "best_epoch_", "history_"):
