@@ -183,3 +183,30 @@ def test_resolve_inside(tmp_path):
     linked = tmp_path / "linked"  # an image folder that is itself a link (kept on another disk) is fine
     os.symlink(images, linked)
     assert resolve_inside(linked, "a.jpg", "w") == (images / "a.jpg").resolve()
+
+
+def test_a_real_kill_leaves_a_temporary_file_that_the_next_process_sweeps(tmp_path):
+    """SIGKILL while a file is being written: the target is untouched, the temporary file stays; the next
+    process that writes into the folder removes it."""
+    import signal
+    import time
+
+    target = tmp_path / "RESULTS.md"
+    target.write_text("before")
+    code = ("import sys, time; from pathlib import Path; from cca_bench.fsio import write_atomic\n"
+            "def slow(f):\n    f.write(b'half'); f.flush(); print('writing', flush=True); time.sleep(60)\n"
+            f"write_atomic(Path({str(target)!r}), slow)")
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
+    assert proc.stdout.readline() == b"writing\n"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    leftover = tmp_path / f"RESULTS.md.{proc.pid}.tmp"
+    assert target.read_text() == "before" and leftover.read_bytes() == b"half"
+    for _ in range(100):  # the pid is gone once the kernel has reaped it
+        if not fsio.pid_alive(proc.pid):
+            break
+        time.sleep(0.01)
+    subprocess.run([sys.executable, "-c", "from pathlib import Path; from cca_bench.fsio import write_atomic\n"
+                    f"write_atomic(Path({str(target)!r}), lambda f: f.write(b'after'))"], check=True, env=env)
+    assert sorted(os.listdir(tmp_path)) == ["RESULTS.md"] and target.read_text() == "after"
