@@ -179,6 +179,8 @@ def resolve_inside(root: Path, entry: str | os.PathLike, what: str) -> Path:
     Folders are resolved once per process (cached), so a file costs one ``lstat``: checking the 123,287
     COCO entries takes well under a second.
     """
+    if "\0" in os.fspath(entry):
+        raise UserError(f"{what}: path {os.fspath(entry)!r} holds a NUL byte")
     if os.path.isabs(entry):
         raise UserError(f"{what}: absolute path {str(entry)!r} is not allowed (paths must stay inside "
                         f"{_realpath(str(root))})")

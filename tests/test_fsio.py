@@ -177,7 +177,8 @@ def test_resolve_inside(tmp_path):
     assert resolve_inside(images, "sub/../a.jpg", "w") == (images / "a.jpg").resolve()
     assert resolve_inside(images, "missing/b.jpg", "w") == images.resolve() / "missing" / "b.jpg"
     for entry, why in (("/etc/hostname", "absolute path"), ("../x.jpg", "leaves"), ("out.jpg", "leaves"),
-                       ("escape/secret.jpg", "leaves"), ("sub/../../../secret.jpg", "leaves"), ("..", "leaves")):
+                       ("escape/secret.jpg", "leaves"), ("sub/../../../secret.jpg", "leaves"), ("..", "leaves"),
+                       ("sub\0/a.jpg", "NUL byte")):
         with pytest.raises(UserError, match=f"^data.json: images\\[1\\]: .*{why}"):
             resolve_inside(images, entry, "data.json: images[1]")
     linked = tmp_path / "linked"  # an image folder that is itself a link (kept on another disk) is fine
