@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("locations")
     g.add_argument("--data-root", help="datasets, word vectors and the feature cache (env CCA_BENCH_DATA; default ./data)")
     g.add_argument("--results-root", help="models, run JSON files and tables (env CCA_BENCH_RESULTS; default ./results)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines (warnings and "
+                   "errors still show)")
 
 
 def _add_features(p: argparse.ArgumentParser) -> None:
@@ -48,12 +51,11 @@ def _add_features(p: argparse.ArgumentParser) -> None:
     g.add_argument("--text-path", help="word-vector file to use instead of the encoder's default file")
     g.add_argument("--idf", action="store_true", help="weight words by IDF fitted on the train captions")
     g.add_argument("--stopwords", action="store_true", help="drop English stop words before averaging")
-    g.add_argument("--batch-size", type=int, default=64, help="images per CNN batch (default 64)")
+    g.add_argument("--batch-size", type=_positive_int, default=64, help="images per CNN batch (default 64)")
     g.add_argument("--crops", type=int, default=1, choices=[1, 10],
                    help="CNN views per image: 1 centre crop, or 10 (corners + centre and their mirrors, averaged)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     g.add_argument("--no-cache", action="store_true", help="recompute features instead of using data/cache")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
 
 
 def _number_list(typ):
@@ -125,8 +127,15 @@ def _add_compare(sub) -> None:
     _add_common(p)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``error: <command>: <what>``, exit 2), like every other user mistake."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cca_bench", description="Classical (regularized CCA) and neural baselines for image-text "
         "retrieval, with the field's metrics.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -271,8 +280,9 @@ def cmd_serve(args) -> None:
 
 def _options(args):
     from cca_bench.benchmark import Options
-    from cca_bench.config import data_root, results_root
+    from cca_bench.config import data_root, results_root, torch_device
 
+    torch_device(getattr(args, "device", "auto"))  # a missing GPU fails now, not after the features are loaded
     return Options(
         data_root=data_root(args.data_root), results_root=results_root(args.results_root),
         dataset_options=dict(getattr(args, "dataset_opt", [])), text_path=getattr(args, "text_path", None),
@@ -294,6 +304,7 @@ def cmd_generate(args) -> None:
     model = out["model"]
     print(f"fitted {args.method} on {out['n_captions']} captions / {out['n_images']} images "
           f"in {out['timings'].get('fit', 0):.1f} s; saved {out['path']}.safetensors")
+    print(_oov_line(out.get("oov_rate"), "train"))
     if out["cv"] is not None:
         from cca_bench.cv import best_params
 
@@ -333,7 +344,15 @@ def _store_run(opts, record: dict) -> None:
     print(f"## {record['dataset']} / {record['split']} ({record['n_images']} images, {record['n_captions']} "
           f"captions, protocol {record['protocol']})\n")
     print(run_tables(record))
+    print(_oov_line(record.get("oov_rate"), record["split"]))
     print(f"run stored in {path}")
+
+
+def _oov_line(rate: float | None, split: str) -> str:
+    """``OOV rate (test): 3.2% of caption tokens have no word vector``."""
+    if rate is None:
+        return f"OOV rate ({split}): not known (these features come without a text encoder's count)"
+    return f"OOV rate ({split}): {100 * rate:.1f}% of caption tokens have no word vector"
 
 
 def cmd_compare(args) -> None:
@@ -344,16 +363,17 @@ def cmd_compare(args) -> None:
     root = results_root(args.results_root)
     runs, bad = load_runs(root)
     for b in bad:
-        _log(f"warning: skipped unreadable run file {b}")
+        _log(f"warning: skipped run file {b}")
     frame = select_rows(compare_frame(runs, published_frame()), args.dataset, args.split, args.method, args.published)
     text = compare_markdown(frame)
     print(text)
+    log = (lambda m: None) if args.quiet else _log
     written = [write_text(root / "RESULTS.md", text), write_text(root / "RESULTS.csv", compare_csv(frame))]
     if args.csv:
         written.append(write_text(Path(args.csv), compare_csv(frame)))
     if args.plot:
         written += _plot_runs(runs, frame, root)
-    _log("written: " + ", ".join(map(str, written)))
+    log("written: " + ", ".join(map(str, written)))
 
 
 def _plot_runs(runs: list[dict], frame, root) -> list:
@@ -386,7 +406,9 @@ def cmd_search(args) -> None:
     if args.html:
         from pathlib import Path
 
-        _log(f"written to {write_text(Path(args.html), render_html(result))}")
+        written = write_text(Path(args.html), render_html(result))
+        if not args.quiet:
+            _log(f"written to {written}")
 
 
 def cmd_list(args) -> None:
@@ -399,16 +421,41 @@ COMMANDS = {"generate": cmd_generate, "run_benchmark": cmd_run_benchmark, "compa
             "search": cmd_search, "serve": cmd_serve, "evaluate": cmd_evaluate, "export-split": cmd_export_split}
 
 
+# what the machine or the file system refused: one line, exit 1 (other OSErrors are bugs: traceback)
+OS_FAILURES = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+               errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+               errno.EROFS: "read-only file system", errno.EFBIG: "file too large", errno.EIO: "input/output error",
+               errno.ENAMETOOLONG: "file name too long", errno.ENOTDIR: "not a directory",
+               errno.EISDIR: "is a directory", errno.ELOOP: "too many levels of symbolic links"}
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings (ours and the libraries') as ``warning: <message>``: one line, no source excerpt."""
+    return "warning: " + " ".join(str(message).split()) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import warnings
+
+    formatted = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
     try:
         COMMANDS[args.command](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.errno not in OS_FAILURES:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{OS_FAILURES[e.errno]}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished work is kept (cached features, saved models and runs)", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatted
     return 0
 
 

@@ -101,7 +101,8 @@ def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dic
     cache = opts.data_root / "cache" if opts.cache else None
     kwargs = image_encoder_kwargs(spec.image, opts, shard_dir(cache, key))
     compute = lambda: encoder(split, dataset, **kwargs)  # noqa: E731
-    images, hit = _timed(timings, f"image_features_{split.name}", lambda: load_or_compute(cache, key, compute))
+    images, hit = _timed(timings, f"image_features_{split.name}",
+                         lambda: load_or_compute(cache, key, compute, n_rows=split.n_images))
     opts.log(f"{'loaded cached' if hit else 'computed'} {spec.image} features for {dataset.name}/{split.name}: "
              f"{images.shape[0]} x {images.shape[1]}")
     skipped, listing = finish_shards(cache, key)
@@ -130,19 +131,24 @@ def text_encoder(dataset, spec: FeatureSpec, opts: Options):
     return encoder.fit(dataset.split("train").tokens if opts.idf else [])
 
 
-def encode_texts(dataset, split, spec: FeatureSpec, opts: Options, timings: dict, key: dict) -> np.ndarray:
-    """The split's mean-word-vector caption features from the cache, else computed (empty captions counted)."""
+def encode_texts(dataset, split, spec: FeatureSpec, opts: Options, timings: dict, key: dict,
+                 info: dict | None = None) -> np.ndarray:
+    """The split's mean-word-vector caption features from the cache, else computed (empty captions counted).
+
+    ``info`` (optional) receives ``oov_rate``: the share of caption tokens without a word vector (stored
+    with the cached features; absent for entries cached before it was recorded)."""
     cache = opts.data_root / "cache" if opts.cache else None
-    state = {}
+    state = {} if info is None else info
 
     def compute():
         enc = text_encoder(dataset, spec, opts)
         out = enc.transform(split.tokens)
-        state["n_empty"] = int(enc.n_empty_)
+        state.update(n_empty=int(enc.n_empty_), oov_rate=float(enc.oov_rate_))
         return out
 
-    texts, hit = _timed(timings, f"text_features_{split.name}", lambda: load_or_compute(cache, key, compute))
-    if state.get("n_empty"):
+    texts, hit = _timed(timings, f"text_features_{split.name}",
+                        lambda: load_or_compute(cache, key, compute, info=state, n_rows=split.n_captions))
+    if state.get("n_empty") and not hit:
         opts.log(f"warning: {state['n_empty']} of {split.n_captions} captions of {dataset.name}/{split.name} had "
                  f"no known {spec.text} word and were encoded as zero vectors")
     return texts
@@ -155,8 +161,9 @@ def build_features(dataset, split_name: str, spec: FeatureSpec, opts: Options, t
         raise UserError(f"{dataset.name}/{split_name} has no captions")
     keys = {"image": image_key(dataset, split, spec, opts), "text": text_key(dataset, split, spec, opts)}
     images = encode_images(dataset, split, spec, opts, timings, key=keys["image"])
-    texts = encode_texts(dataset, split, spec, opts, timings, key=keys["text"])
-    meta = {"dataset": dataset.name, "split": split_name, "features": spec.name,
+    info: dict = {}
+    texts = encode_texts(dataset, split, spec, opts, timings, key=keys["text"], info=info)
+    meta = {"dataset": dataset.name, "split": split_name, "features": spec.name, "oov_rate": info.get("oov_rate"),
             "fingerprint": keys["image"]["fingerprint"], "text_options": opts.text_options(),
             "data_root": str(opts.data_root),  # the cache file names (under DATA/cache) of both feature arrays
             "cache_keys": {kind: cache_key(key) + ".npy" for kind, key in keys.items()}}
@@ -220,6 +227,7 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
 
     cls = METHODS.get(method)
     spec = FeatureSpec.parse(features)
+    torch_device(opts.device)  # a missing GPU fails before any work
     dataset = load_dataset(dataset_name, opts)
     timings: dict = {}
     train = build_features(dataset, "train", spec, opts, timings)
@@ -230,14 +238,15 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     path = model_path(method, dataset_name, spec, opts)
     extra = {"dataset": dataset_name, "dataset_options": opts.dataset_options, "features": spec.name,
              "feature_options": opts.text_options(), "timings": timings, "train_fingerprint": train.meta["fingerprint"],
-             "feature_cache": train.meta["cache_keys"], "versions": versions()}
+             "feature_cache": train.meta["cache_keys"], "versions": versions(), "oov_rate": train.meta["oov_rate"],
+             "feature_dims": {"image": int(train.images.shape[1]), "text": int(train.texts.shape[1])}}
     if report is not None:
         extra["cv"] = cv_summary(report, path.name)
         write_cv(opts.results_root, path.name, report)
     model.save(path, extra=extra)
     figures = save_figures(model, path)
     return {"model": model, "path": path, "timings": timings, "n_images": len(train.images),
-            "n_captions": len(train.texts), "cv": report, "figures": figures}
+            "n_captions": len(train.texts), "cv": report, "figures": figures, "oov_rate": train.meta["oov_rate"]}
 
 
 def fit_model(cls, method: str, train, val, params: dict, cv: dict | None, opts: Options):
@@ -292,6 +301,7 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
                   distance: str = "cosine", protocol: str = "full") -> dict:
     """Load the model ``generate`` saved, encode the split, evaluate; returns the run record (not yet saved)."""
     spec = FeatureSpec.parse(features)
+    torch_device(opts.device)  # a missing GPU fails before any work, also when every feature is cached
     dataset = load_dataset(dataset_name, opts)
     split = dataset.split(split_name)
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
@@ -299,6 +309,7 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
     path = model_path(method, dataset_name, spec, opts)
     timings: dict = {}
     fs = build_features(dataset, split_name, spec, opts, timings)
+    check_widths(getattr(model, "config_", {}), fs, path)
     emb_i = _timed(timings, "embed_images", lambda: model.embed_images(fs))
     emb_t = _timed(timings, "embed_texts", lambda: model.embed_texts(fs))
     metrics, curves = score(emb_i, emb_t, fs.image_index, distance, folds, opts, timings)
@@ -308,7 +319,7 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
         protocol=protocol, folds=folds, metrics=metrics, curves=curves, timings=timings, opts=opts,
         model=path.name, params=params, params_label=params_label(method, model),
         model_config=getattr(model, "config_", {}), split_fingerprint=fs.meta["fingerprint"],
-        feature_cache=fs.meta["cache_keys"], seeds=seeds(model, opts))
+        feature_cache=fs.meta["cache_keys"], oov_rate=fs.meta["oov_rate"], seeds=seeds(model, opts))
 
 
 def score(emb_i: np.ndarray, emb_t: np.ndarray, image_index: np.ndarray, distance: str, folds: int,
@@ -335,6 +346,18 @@ def run_record(*, method: str, dataset_name: str, split, features: str, distance
         "folds": folds, "timings": timings, "model": model, "config": run_config(opts, distance, protocol),
         "seeds": {}, **fields, "versions": versions(), "created": now(),
     }
+
+
+def check_widths(config: dict, fs: FeatureSet, model: Path) -> None:
+    """The split's features must be as wide as those the model was fitted on (``feature_dims`` of its config):
+    else a UserError naming the feature file and both widths."""
+    fitted = config.get("feature_dims") or {}
+    for kind, arr in (("image", fs.images), ("text", fs.texts)):
+        if kind in fitted and arr.shape[1] != fitted[kind]:
+            source = Path(fs.meta["data_root"]) / "cache" / fs.meta["cache_keys"][kind]
+            raise UserError(f"{fs.meta['dataset']}/{fs.meta['split']} {kind} features ({source}) are "
+                            f"{arr.shape[1]} wide, but the model {model.name} was fitted on {fitted[kind]}-wide "
+                            f"{kind} features")
 
 
 def run_config(opts: Options, distance: str, protocol: str) -> dict:

@@ -9,13 +9,21 @@ from cca_bench.errors import UserError
 
 
 def data_root(flag: str | os.PathLike | None = None) -> Path:
-    """The data folder: the flag, else ``$CCA_BENCH_DATA``, else ``./data``."""
-    return Path(flag or os.environ.get("CCA_BENCH_DATA") or "data")
+    """The data folder: the flag, else ``$CCA_BENCH_DATA``, else ``./data`` (a file there is a UserError)."""
+    return _folder(flag, "CCA_BENCH_DATA", "data", "--data-root")
 
 
 def results_root(flag: str | os.PathLike | None = None) -> Path:
-    """The results folder: the flag, else ``$CCA_BENCH_RESULTS``, else ``./results``."""
-    return Path(flag or os.environ.get("CCA_BENCH_RESULTS") or "results")
+    """The results folder: the flag, else ``$CCA_BENCH_RESULTS``, else ``./results`` (a file: UserError)."""
+    return _folder(flag, "CCA_BENCH_RESULTS", "results", "--results-root")
+
+
+def _folder(flag, env: str, default: str, option: str) -> Path:
+    path = Path(flag or os.environ.get(env) or default)
+    if path.exists() and not path.is_dir():
+        source = option if flag else (f"${env}" if os.environ.get(env) else "the default")
+        raise UserError(f"{source} {str(path)!r} is a file, not a folder")
+    return path
 
 
 @dataclass(frozen=True)
@@ -43,9 +51,14 @@ class FeatureSpec:
         parts = spec.split("_")
         for i in range(1, len(parts)):
             text, image = "_".join(parts[:i]), "_".join(parts[i:])
-            if text in TEXT_ENCODERS:
+            if text in TEXT_ENCODERS and image:
                 return cls(text, resolve_image_encoder(image))
-        text = parts[0]
+        text = spec.rstrip("_")
+        if text in TEXT_ENCODERS:  # "glove50" or "glove50_": not a typo of itself
+            from cca_bench.registry import IMAGE_ENCODERS
+
+            raise UserError(f"FEATURES {spec!r} names no image encoder: write TEXT_IMAGE, e.g. {text}_efficientnet "
+                            f"(image encoders: {', '.join(IMAGE_ENCODERS.names())})")
         raise UserError(
             f"cannot read FEATURES {spec!r}: expected TEXT_IMAGE such as glove50_efficientnet; "
             + TEXT_ENCODERS.suggest(text)
@@ -65,9 +78,27 @@ def resolve_image_encoder(name: str) -> str:
 
 
 def torch_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; anything else is passed through."""
-    if device != "auto":
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` are
+    checked against what this machine has, so a missing GPU is a UserError before any work starts (also
+    when every feature is cached); any other name is a UserError."""
+    import re
+
+    if device == "cpu":
         return device
+    if device != "auto" and not re.fullmatch(r"cuda(:\d+)?|mps", device):
+        raise UserError(f"--device {device!r} is not a device this suite can use (choose auto, cpu, cuda, cuda:N "
+                        "or mps)")
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UserError("--device mps: this machine's torch has no MPS (Apple GPU) device; use --device cpu")
+        return device
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= n:
+        have = f"{n} CUDA device{'s' if n != 1 else ''}" if n else "no CUDA GPU (or a torch built without CUDA)"
+        raise UserError(f"--device {device}: this machine has {have}; use --device cpu or auto")
+    return device

@@ -7,6 +7,8 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cca_bench.errors import UserError
+
 METRIC_COLUMNS = (("R@1", "R@1"), ("R@5", "R@5"), ("R@10", "R@10"), ("median_rank", "Median Rank"),
                   ("mean_rank", "Mean Rank"))
 TASKS = (("image_annotation", "Image Annotation"), ("image_search", "Image Search"))
@@ -62,15 +64,45 @@ def write_json(path: Path, data: dict) -> Path:
     return write_text(path, json.dumps(data, indent=2, sort_keys=True))
 
 
-def load_runs(results_root: Path) -> list[dict]:
-    """Every run JSON under ``results_root/runs`` (unreadable files are skipped with their names listed)."""
+RUN_KEYS = ("method", "dataset", "split", "features", "distance", "protocol", "metrics")
+
+
+def load_runs(results_root: Path) -> tuple[list[dict], list[str]]:
+    """(every readable run record under ``results_root/runs``, "name: why" of each file skipped).
+
+    A file is skipped when it is not UTF-8 JSON, not an object, or lacks a key or metric the tables need."""
     runs, bad = [], []
     for f in sorted((Path(results_root) / "runs").glob("*.json")):
         try:
-            runs.append(json.loads(f.read_text()) | {"_file": str(f)})
-        except (json.JSONDecodeError, OSError):
-            bad.append(f.name)
+            record = json.loads(f.read_text(encoding="utf-8"))
+            why = _run_problem(record)
+        except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            why = f"not a JSON run record ({type(e).__name__})"
+        if why:
+            bad.append(f"{f.name}: {why}")
+        else:
+            runs.append(record | {"_file": str(f)})
     return runs, bad
+
+
+def _run_problem(record) -> str | None:
+    """Why a parsed run file cannot be tabled, or None."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    missing = [k for k in RUN_KEYS if k not in record]
+    if missing:
+        return f"no {missing[0]!r}"
+    for k in RUN_KEYS[:-1]:
+        if not isinstance(record[k], str):
+            return f"{k!r} is not a string"
+    for task, _ in TASKS:
+        if not isinstance(record["metrics"], dict) or not isinstance(record["metrics"].get(task), dict):
+            return f"no metrics for {task}"
+        for k, _ in METRIC_COLUMNS:
+            v = record["metrics"][task].get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                return f"{task} {k} is not a number"
+    return None
 
 
 def metric_table(rows: list[tuple[str, dict]], task: str, label: str = "Method") -> str:
@@ -170,7 +202,11 @@ def select_rows(frame, dataset: str | None = None, split: str | None = None, met
     """
     if not len(frame):
         return frame
-    keep = frame["Dataset"].str.split("[").str[0].eq(dataset) if dataset else frame["Dataset"].notna()
+    base = frame["Dataset"].str.split("[").str[0]
+    for value, column, what in ((dataset, base, "dataset"), (split, frame["Split"], "split"),
+                                (method, frame["Family"], "method")):
+        _check_known(value, column, what)
+    keep = base.eq(dataset) if dataset else frame["Dataset"].notna()
     keep &= frame["Split"].eq(split) if split else True
     keep &= frame["Family"].eq(method) if method else True
     frame = frame[keep]
@@ -179,6 +215,19 @@ def select_rows(frame, dataset: str | None = None, split: str | None = None, met
         groups = set(map(tuple, frame.loc[own, GROUP].values.tolist()))
         frame = frame[own | frame[GROUP].apply(tuple, axis=1).isin(groups)]
     return frame
+
+
+def _check_known(value: str | None, column, what: str) -> None:
+    """A filter value that no run or published row has is a typo: UserError with the closest name."""
+    import difflib
+
+    if value is None:
+        return
+    known = sorted(set(column.dropna().astype(str)))
+    if value not in known:
+        close = difflib.get_close_matches(value, known, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UserError(f"no stored run or published row has {what} {value!r}{hint} (known: {', '.join(known)})")
 
 
 def compare_markdown(frame) -> str:

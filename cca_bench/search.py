@@ -187,7 +187,8 @@ def _first_captions(split: Split) -> dict[int, str]:
 def _image_rows(split: Split, ids: np.ndarray, scores: np.ndarray) -> list[dict]:
     paths, captions = split.image_paths, _first_captions(split)
     return [{"rank": r + 1, "image": int(i), "image_id": split.image_ids[i],
-             "path": str(paths[i]) if paths is not None else "-", "caption": captions.get(int(i), "-"),
+             "path": str(paths[i]) if paths is not None and Path(paths[i]).is_file() else "-",
+             "caption": captions.get(int(i), "-"),
              "score": float(s)}
             for r, (i, s) in enumerate(zip(ids, scores))]
 
@@ -345,6 +346,8 @@ def _rows_html(result: SearchResult) -> str:
     """One table row per hit: the hit's image as a thumbnail (when the split has pixels), then the columns."""
     split, cols = result.split, _columns(result)
     images = {r["image"] for r in result.rows} if split.loader is not None else set()
+    if split.image_paths is not None:  # an image missing on disk gets "-", not a failed page
+        images = {i for i in images if Path(split.image_paths[i]).is_file()}
     thumbs = {i: thumbnail_uri(split.load_image(i)) for i in images}
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ("image", *cols))
     return f"<tr>{head}</tr>\n" + "".join(

@@ -1,8 +1,10 @@
 """CaptionDataset and Split: image ids, captions, tokens and which image each caption describes."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import string
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,8 +29,10 @@ def open_rgb(path: Path, draft: tuple[int, int] | None = None):
     """
     from PIL import Image
 
+    _name_bomb_warnings(Image)
     try:
         with Image.open(path) as im:
+            _warn_if_huge(Image, im, path)
             if draft is not None:
                 im.draft("RGB", draft)
             return im.convert("RGB")
@@ -36,6 +40,27 @@ def open_rgb(path: Path, draft: tuple[int, int] | None = None):
         raise UserError(f"image file not found: {path}") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise UserError(f"cannot read image {path}: {e}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _name_bomb_warnings(Image) -> None:
+    """Pillow's decompression-bomb warning does not name the file: silence it once, :func:`_warn_if_huge`
+    says the same with the file's name."""
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+_HUGE_WARNED: set[str] = set()  # files already warned about: one warning per file however often it is opened
+
+
+def _warn_if_huge(Image, im, path) -> None:
+    """One warning naming ``path`` when the image is above Pillow's decompression-bomb limit (up to twice
+    it; beyond, Pillow refuses with DecompressionBombError)."""
+    limit, n = Image.MAX_IMAGE_PIXELS, im.width * im.height
+    if limit and n > limit and str(path) not in _HUGE_WARNED:
+        _HUGE_WARNED.add(str(path))
+        warnings.warn(f"image {path} has {im.width} x {im.height} = {n:,} pixels, above Pillow's "
+                      f"decompression-bomb limit of {limit:,}: read anyway (it may take much memory and time)",
+                      stacklevel=2)
 
 
 @dataclass

@@ -30,6 +30,7 @@ import numpy as np
 
 from cca_bench.datasets.base import CaptionDataset, Split, open_rgb, tokenize
 from cca_bench.errors import UserError
+from cca_bench.fsio import resolve_inside
 from cca_bench.registry import DATASETS
 
 SPLIT_OF = {"train": "train", "restval": "train", "val": "val", "test": "test"}
@@ -88,13 +89,25 @@ def _caption(json_path: Path, image_id: str, sentence) -> tuple[str, list[str]]:
     return raw, tokens if tokens is not None else tokenize(raw)
 
 
-def _resolve(image_id: str, image_dirs: list[Path]) -> Path:
-    """The first ``dir / image_id`` that exists; the first directory's when none does."""
+def _resolve(image_id: str, image_dirs: list[Path], what: str) -> Path:
+    """The first ``dir / image_id`` that exists; the first directory's when none does.
+
+    Each candidate must resolve inside its image folder (:func:`cca_bench.fsio.resolve_inside`): an absolute
+    ``filename``/``filepath``, ``..`` or a symlink out of the folder is a UserError naming the entry."""
+    first = None
     for d in image_dirs:
-        p = d / image_id
+        p = resolve_inside(d, image_id, what)
         if os.path.exists(p):
             return p
-    return image_dirs[0] / image_id
+        first = first or p
+    return first
+
+
+def _lexical(folder: Path, image_id: str, what: str) -> Path:
+    """``folder / image_id`` for a folder that does not exist (nothing to resolve): no absolute path, no ``..``."""
+    if Path(image_id).is_absolute() or ".." in Path(image_id).parts:
+        resolve_inside(folder, image_id, what)  # raises, with the same message as for an existing folder
+    return folder / image_id
 
 
 class _FileLoader:
@@ -108,12 +121,14 @@ class _FileLoader:
 
 
 def _build_split(name: str, split: str, rows: list[int], entries: list[tuple], image_dirs: list[Path],
-                 extra: dict) -> Split:
+                 extra: dict, json_path: Path) -> Split:
     """One Split from its JSON rows; ``entries[row] = (image_id, [(raw, tokens), ...])``."""
     ids = [entries[r][0] for r in rows]
     pairs = [(i, cap) for i, r in enumerate(rows) for cap in entries[r][1]]
-    look = any(d.is_dir() for d in image_dirs)  # no image folder at all: skip one stat per image
-    paths = [_resolve(i, image_dirs) if look else image_dirs[0] / i for i in ids]
+    look = any(d.is_dir() for d in image_dirs)  # no image folder at all: only the entries' text is checked
+    what = lambda r: f"{json_path}: images[{r}] ({entries[r][0]!r})"  # noqa: E731
+    paths = [_resolve(entries[r][0], image_dirs, what(r)) if look else _lexical(image_dirs[0], entries[r][0], what(r))
+             for r in rows]
     return Split(
         dataset=name, name=split, image_ids=ids,
         captions=[c[0] for _, c in pairs], tokens=[c[1] for _, c in pairs],
@@ -148,7 +163,7 @@ def load_karpathy_json(json_path: Path, name: str, image_dirs: list[Path]) -> Ca
         raise UserError(f"{json_path}: no image with a sentence")
     splits = {
         s: _build_split(name, s, rows[s], entries, image_dirs,
-                        {"n_images_total": len(images), "n_skipped_no_captions": skipped[s]})
+                        {"n_images_total": len(images), "n_skipped_no_captions": skipped[s]}, json_path)
         for s in SPLIT_ORDER if rows[s]
     }
     sizes = ", ".join(f"{s} {sp.n_images} images / {sp.n_captions} captions" for s, sp in splits.items())

@@ -20,16 +20,28 @@ from cca_bench.errors import UserError
 
 # file split -> our split; the first file split found for a target wins (dev before val)
 FILE_SPLITS = (("train", "train"), ("dev", "val"), ("val", "val"), ("test", "test"), ("testall", "testall"))
+_BOMS = ((b"\xff\xfe\0\0", "UTF-32"), (b"\0\0\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+         (b"\xfe\xff", "UTF-16"))
 PREFIX_ROWS = 1000  # rows read to find the run length
 N_CHECKED_RUNS = 256  # runs compared when confirming repeated rows (evenly spaced, first and last included)
 
 
 def read_captions(path: Path) -> list[str]:
-    """Lines of a ``*_caps.txt`` (UTF-8, trailing blank lines dropped), stripped."""
+    """Lines of a ``*_caps.txt`` (UTF-8, a BOM allowed; trailing blank lines dropped), stripped.
+
+    UTF-16/32 files (a BOM, or NUL bytes between ASCII letters) are a UserError saying how to convert them;
+    a few invalid UTF-8 bytes are replaced (old caption files hold some Latin-1)."""
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        raw = path.read_bytes()
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
+    encoding = next((name for bom, name in _BOMS if raw.startswith(bom)), None)
+    if encoding is None and b"\0" in raw[:4096]:
+        encoding = "UTF-16 or UTF-32 (NUL bytes)"
+    if encoding:
+        raise UserError(f"{path} is {encoding} text; captions must be UTF-8 (convert it, e.g. "
+                        f"iconv -f UTF-16 -t UTF-8 {path.name} > {path.stem}.utf8.txt)")
+    lines = raw.decode("utf-8-sig", errors="replace").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     return [line.strip() for line in lines]
@@ -39,10 +51,14 @@ def open_ims(path: Path) -> np.ndarray:
     """``{split}_ims.npy`` memory-mapped (never unpickled), checked to be a 2-D numeric array."""
     if not path.is_file():
         raise UserError(f"{path} not found: each {{split}}_caps.txt needs its {{split}}_ims.npy beside it")
+    import zipfile
+
     try:
         ims = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise UserError(f"cannot read {path} as a numeric .npy array: {e}") from None
+    if not isinstance(ims, np.ndarray):
+        raise UserError(f"cannot read {path} as a numeric .npy array: it is a .npz archive")
     if ims.ndim != 2 or not np.issubdtype(ims.dtype, np.number):
         raise UserError(f"{path}: expected a 2-D numeric array (images x features), got {ims.dtype} {ims.shape}")
     return ims
@@ -101,6 +117,12 @@ def load_precomp_folder(folder: Path, name: str) -> CaptionDataset:
     for file_split, split in FILE_SPLITS:
         if split not in splits and (folder / f"{file_split}_caps.txt").is_file():
             splits[split] = precomp_split(folder, name, file_split, split)
+    dims = {sp.extra["file_split"]: sp.extra["dim"] for sp in splits.values()}
+    if len(set(dims.values())) > 1:
+        b, db = next(iter(dims.items()))
+        a, da = next((f, d) for f, d in dims.items() if d != db)
+        raise UserError(f"{folder / f'{a}_ims.npy'} has {da} feature columns but {b}_ims.npy has {db}: every "
+                        "split of a dataset needs features of one width (from one image encoder)")
     if not splits:
         raise UserError(
             f"{folder}: no {{split}}_caps.txt found (expected some of "

@@ -49,29 +49,56 @@ def cache_key(key: dict) -> str:
     return f"{readable}-{digest}"
 
 
-def load_or_compute(cache_dir: Path | None, key: dict, compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
+def load_or_compute(cache_dir: Path | None, key: dict, compute: Callable[[], np.ndarray],
+                    info: dict | None = None, n_rows: int | None = None) -> tuple[np.ndarray, bool]:
     """Load the array cached under ``key`` or compute and cache it; returns (array, was_cached).
 
     The array goes to ``<stem>.npy`` with its key in ``<stem>.json``; both are written under a temporary
     name and renamed, so an interrupted run leaves no half-written cache entry. ``cache_dir=None`` disables
     caching. A cached array comes back memory-mapped read-only, so features larger than RAM stream from disk
     (the covariance pass reads them chunk by chunk) instead of being read whole.
+
+    A damaged entry (zero bytes, truncated, not a 2-D float32 ``.npy``, ``n_rows`` rows expected but others
+    found, a ``.json`` that is not its key) is recomputed and replaced. ``info``: a dict that ``compute``
+    fills with facts about the array (e.g. an OOV rate); they are stored in the ``.json`` and, on a cache hit,
+    copied back into ``info`` (an entry cached without them is computed once more).
     """
     if cache_dir is None:
         return compute(), False
     stem = Path(cache_dir) / cache_key(key)
     npy, meta = stem.with_name(stem.name + ".npy"), stem.with_name(stem.name + ".json")  # stems may hold dots
-    if npy.is_file() and meta.is_file():
-        try:
-            return np.load(npy, mmap_mode="r", allow_pickle=False), True
-        except (ValueError, OSError):
-            pass  # a damaged entry is recomputed below
+    cached = _read_entry(npy, meta, key, n_rows)
+    if cached is not None and info is not None and "info" not in cached[1]:
+        cached = None  # cached before these facts were recorded: computed once more, now with them
+    if cached is not None:
+        arr, stored = cached
+        if info is not None:
+            info.update(stored.get("info") or {})
+        return arr, True
     arr = np.ascontiguousarray(compute(), dtype=np.float32)
     if not np.isfinite(arr).all():
         raise UserError(f"{key.get('encoder')} produced NaN or infinite features for {key.get('dataset')}/{key.get('split')}")
     write_atomic(npy, lambda f: np.save(f, arr))
-    write_json(meta, key)
+    write_json(meta, {**key, "info": info} if info is not None else key)
     return arr, False
+
+
+def _read_entry(npy: Path, meta: Path, key: dict, n_rows: int | None) -> tuple[np.ndarray, dict] | None:
+    """(array, stored .json) of a sound cache entry for ``key``, else None (missing or damaged)."""
+    if not (npy.is_file() and meta.is_file()):
+        return None
+    import zipfile
+
+    try:
+        stored = json.loads(meta.read_text(encoding="utf-8"))
+        arr = np.load(npy, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):  # zero bytes, truncated, not .npy, not JSON
+        return None
+    same_key = isinstance(stored, dict) and isinstance(arr, np.ndarray) and {k: v for k, v in stored.items() if k != "info"} == json.loads(
+        json.dumps(key, default=str))
+    if not same_key or arr.ndim != 2 or arr.dtype != np.float32 or (n_rows is not None and len(arr) != n_rows):
+        return None
+    return arr, stored
 
 
 SHARD_SIZE = 1024  # images per shard of a resumable extraction

@@ -14,8 +14,16 @@ import numpy as np
 from cca_bench import linalg
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
-from cca_bench.methods.base import Params, load_saved, save_arrays
+from cca_bench.methods.base import Params, check_arrays, load_saved, save_arrays
 from cca_bench.registry import METHODS
+
+
+def _check_variance(m: linalg.Moments) -> None:
+    """A view whose features never vary (one training image, constant features) has nothing to correlate."""
+    for view, c in (("image", m.cxx), ("text", m.cyy)):
+        if not np.any(np.asarray(c)):
+            raise UserError(f"the {view} features of the {m.n} training pairs do not vary (all equal): CCA needs "
+                            "at least two different images and captions to train on")
 
 
 @METHODS.register("cca", help="regularized CCA (Klein et al. 2015): covariances, ridge, Cholesky whitening, SVD")
@@ -89,6 +97,7 @@ class RegularizedCCA(Params):
         eig_power, applied at projection) of one reg shares one solve.
         """
         self._check_reg()
+        _check_variance(m)
         if solution is None:
             solution = linalg.solve_cca(m, self.reg, torch_device(self.device))
         k = self._n_components(len(m.mean_x), len(m.mean_y))
@@ -187,7 +196,9 @@ class RegularizedCCA(Params):
 
     @classmethod
     def load(cls, path):
-        model, arrays, config = load_saved(cls, path, "cca")
+        model, arrays, config = load_saved(cls, path, "cca", required={"n_components_": int, "n_samples_": int})
+        check_arrays(path, arrays, {"x_weights_": ("dx", "k"), "y_weights_": ("dy", "k"), "mean_x_": ("dx",),
+                                    "mean_y_": ("dy",), "canonical_correlations_": (config["n_components_"],)})
         for k in cls._ARRAYS:
             setattr(model, k, arrays[k])
         model.n_components_, model.n_samples_ = config["n_components_"], config["n_samples_"]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -462,13 +463,24 @@ class VSE(Params):
     def load(cls, path):
         import torch
 
-        model, arrays, config = load_saved(cls, path, "vse")
+        required = {"vocab": list, "image_dim_": int, "word_dim_": int, "n_samples_": int, "best_epoch_": int,
+                    "history_": list}
+        model, arrays, config = load_saved(cls, path, "vse", required=required)
         model.vocab_ = list(config["vocab"])
         for k in ("image_dim_", "word_dim_", "n_samples_", "best_epoch_", "history_"):
             setattr(model, k, config[k])
         emb = np.zeros((len(model.vocab_), model.word_dim_), dtype=np.float32)
         model.net_ = build_net(model.image_dim_, emb, model.dim, model.encoder)
-        model.net_.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
+        ints = [k for k, v in arrays.items() if not np.issubdtype(v.dtype, np.floating)]
+        if ints:
+            raise UserError(f"the fitted model {Path(path).name}.safetensors: array {ints[0]!r} is "
+                            f"{arrays[ints[0]].dtype}, expected floating point")
+        try:
+            model.net_.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
+        except RuntimeError as e:  # missing / unexpected keys, other shapes
+            detail = " ".join(str(e).split())[:300]
+            raise UserError(f"the fitted model {Path(path).name}.safetensors does not fit a vse network of its "
+                            f"own config: {detail}") from None
         model.net_.to(torch_device(model.device)).eval()
         model.config_ = config
         return model
