@@ -203,7 +203,6 @@ def _add_bring_your_own(sub) -> None:
     p.add_argument("-D", "--dataset-opt", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="dataset builder option (repeatable)")
     p.add_argument("--device", default="auto", help="where the similarity GEMM runs: auto, cpu or cuda")
-    p.add_argument("-q", "--quiet", action="store_true", help="no status lines")
     _add_common(p)
 
     p = sub.add_parser("export-split", help="write a split's images, captions and image index in evaluation order",
@@ -266,8 +265,7 @@ def _add_serve(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("-q", "--quiet", action="store_true", help="no request log")
-    _add_common(p)
+    _add_common(p)  # its -q also silences the request log
 
 
 def cmd_serve(args) -> None:
