@@ -311,7 +311,7 @@ def encode_onnx(split: Split, dataset: CaptionDataset, *, batch_size: int = 64, 
 
 # -------------------------------------------------------------------------------------------------- text
 
-TEXT_KEYS = ("tokenizer", "pooling", "max_length", "inputs", "output", "normalize")
+TEXT_KEYS = ("tokenizer", "pooling", "max_length", "padding", "inputs", "output", "normalize")
 
 
 @dataclass(frozen=True)
@@ -324,6 +324,7 @@ class TextPrep:
     inputs: tuple[tuple[str, str], ...] = ()  # (role, input name): input_ids, attention_mask, token_type_ids
     output: str | None = None
     normalize: bool = False
+    padding: str = "longest"  # or "max_length": every batch padded to max_length (fixed-length models, CLIP)
 
     @classmethod
     def read(cls, model: Path) -> TextPrep:
@@ -343,7 +344,7 @@ class TextPrep:
         if not isinstance(max_length, int) or max_length < 2:
             raise UserError(f"{where}: max_length must be a whole number >= 2, got {max_length!r}")
         return cls(tokenizer, pooling, max_length, tuple(sorted(inputs.items())), cfg.get("output"),
-                   bool(cfg.get("normalize", False)))
+                   bool(cfg.get("normalize", False)), _choice(cfg, "padding", ("longest", "max_length"), "longest", where))
 
 
 def text_feeds(sess, prep: TextPrep, model: Path) -> tuple[dict[str, tuple[str, type]], str]:
@@ -380,7 +381,9 @@ def text_forward(model: Path, prep: TextPrep, device: str) -> tuple[Callable[[np
                             f"needs {'(batch, d)' if prep.pooling == 'none' else '(batch, tokens, d)'}")
         return y
 
-    return forward, int(forward(np.zeros((1, 2), np.int64), np.ones((1, 2), np.int64)).shape[-1])
+    width = prep.max_length if prep.padding == "max_length" else 2
+    probe = np.zeros((1, width), np.int64), (np.arange(width) < 2).astype(np.int64)[None]
+    return forward, int(forward(*probe).shape[-1])
 
 
 def onnx_text_identity(data_root: Path, path: str | None = None, *, onnx_text_model: str | None = None) -> dict:
@@ -408,4 +411,4 @@ def make_onnx_text(data_root: Path, path: str | None = None, *, device: str = "a
     tokenizer, pad_id = load_tokenizer(prep.tokenizer, prep.max_length)
     forward, dim = text_forward(model, prep, device)
     return SentenceEncoder(tokenizer, forward, prep.pooling, prep.normalize, dim, batch_size, progress, pad_id,
-                           label=f"onnx:{model.name}")
+                           label=f"onnx:{model.name}", pad_to=prep.max_length if prep.padding == "max_length" else 0)

@@ -70,14 +70,16 @@ def token_ids(tokenizer, captions: list[str]) -> list[np.ndarray]:
     return out
 
 
-def length_batches(ids: list[np.ndarray], batch_size: int, pad_id: int) -> Iterator[tuple[np.ndarray, ...]]:
+def length_batches(ids: list[np.ndarray], batch_size: int, pad_id: int,
+                   pad_to: int = 0) -> Iterator[tuple[np.ndarray, ...]]:
     """Yield (rows (b,), ids (b, L) int64, mask (b, L) int64) over the captions sorted longest first, each batch
-    right-padded with ``pad_id`` to its longest caption; ``mask`` is 1 on real tokens."""
+    right-padded with ``pad_id`` to its longest caption (at least ``pad_to`` tokens, for models of a fixed
+    length); ``mask`` is 1 on real tokens."""
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     order = np.argsort(-lengths, kind="stable")
     for lo in range(0, len(order), max(1, int(batch_size))):
         rows = order[lo:lo + batch_size]
-        width = int(lengths[rows].max()) if len(rows) else 0
+        width = max(int(lengths[rows].max()) if len(rows) else 0, pad_to)
         batch = np.full((len(rows), width), pad_id, dtype=np.int64)
         mask = (np.arange(width) < lengths[rows, None]).astype(np.int64)
         for r, i in enumerate(rows):
@@ -124,7 +126,7 @@ class SentenceEncoder:
 
     forward: ``(ids (b, L) int64, mask (b, L) int64) -> (b, L, d)`` token states (``(b, d)`` for pooling
     ``none``); pooling: a key of :data:`POOLINGS`; lowercase: lower-case captions first (a folder's
-    ``do_lower_case``); label: the bar's name.
+    ``do_lower_case``); label: the bar's name; pad_to: pad every batch to this many tokens (fixed-length models).
     """
 
     tokenizer: object
@@ -137,6 +139,7 @@ class SentenceEncoder:
     pad_id: int = 0
     lowercase: bool = False
     label: str = "sentence"
+    pad_to: int = 0
 
     def encode(self, captions: list[str]) -> np.ndarray:
         """(len(captions), dim) float32 embeddings, row i = caption i."""
@@ -146,7 +149,7 @@ class SentenceEncoder:
         out = np.zeros((len(captions), self.dim), dtype=np.float32)
         ids = token_ids(self.tokenizer, captions)
         with tqdm(total=len(captions), unit="cap", desc=self.label, disable=not self.progress, file=sys.stderr) as bar:
-            for rows, batch, mask in length_batches(ids, self.batch_size, self.pad_id):
+            for rows, batch, mask in length_batches(ids, self.batch_size, self.pad_id, self.pad_to):
                 pooled = POOLINGS[self.pooling](np.asarray(self.forward(batch, mask), dtype=np.float64), mask)
                 out[rows] = l2_normalise(pooled) if self.normalize else pooled
                 bar.update(len(rows))

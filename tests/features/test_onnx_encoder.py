@@ -272,3 +272,23 @@ def test_bad_text_json_is_one_line(cfg, message, tmp_path, roots, capsys):
 def test_text_flag_is_needed(tmp_path):
     with pytest.raises(UserError, match="needs --onnx-text-model"):
         onnx_encoder.make_onnx_text(tmp_path, progress=False)
+
+
+def test_fixed_length_model_pooling_none(tmp_path):
+    """A model of fixed length 6 that pools itself (ReduceMean over every position, pads included), fed only
+    input_ids: ``padding: max_length`` pads each batch to 6 with the tokenizer's pad id ([PAD] = 0)."""
+    from onnx import TensorProto, helper
+
+    table = np.random.default_rng(4).standard_normal((len(WORDS), 3)).astype(np.float32)
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["emb"], axis=0),
+             helper.make_node("ReduceMean", ["emb"], ["vec"], axes=[1], keepdims=0)]  # opset 17: axes attribute
+    model = save_model(tmp_path / "f.onnx", nodes, [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", 6])],
+                       [helper.make_tensor_value_info("vec", TensorProto.FLOAT, ["b", 3])],
+                       {"table": table})
+    tokenizer_file(tmp_path / "tok.json")
+    write_json(model, {"tokenizer": "tok.json", "pooling": "none", "max_length": 6, "padding": "max_length",
+                       "inputs": {"input_ids": "ids"}})
+    enc = onnx_encoder.make_onnx_text(tmp_path, device="cpu", batch_size=2, progress=False, onnx_text_model=str(model))
+    got = enc.encode(["a red circle", "blue", "a small green star in the top left corner"])
+    ids = [[2, 3, 4, 7, 0, 0], [2, 5, 0, 0, 0, 0], [2, 3, 10, 6, 9, 12]]
+    np.testing.assert_allclose(got, np.stack([table[i].mean(0) for i in ids]), atol=1e-6)
