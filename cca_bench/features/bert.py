@@ -49,7 +49,7 @@ class BertConfig:
         model_type = cfg.get("model_type", "bert")
         if model_type != "bert":
             raise UserError(f"{where}: model_type {model_type!r} is not supported (BERT-architecture models only, "
-                            "model_type 'bert', e.g. all-MiniLM-L6-v2, BGE-small, e5-small)")
+                            "model_type 'bert'; export others to ONNX and use the onnx text encoder, docs/onnx.md)")
         if cfg.get("position_embedding_type", "absolute") != "absolute":
             raise UserError(f"{where}: position_embedding_type {cfg['position_embedding_type']!r} is not supported "
                             "(absolute only)")
