@@ -374,8 +374,9 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
 
 def run_config(opts: Options, distance: str, protocol: str) -> dict:
     """The options of a run that are not in its name (with the model's params and seed, its full config)."""
+    model_files = {k: getattr(opts, k) for k in (*IMAGE_MODEL_FLAGS, *TEXT_MODEL_FLAGS) if getattr(opts, k)}
     return {"dataset_options": opts.dataset_options, **opts.text_options(), "batch_size": opts.batch_size,
-            "device": opts.device, "feature_cache": opts.cache, "data_root": str(opts.data_root),
+            "device": opts.device, "feature_cache": opts.cache, "data_root": str(opts.data_root), **model_files,
             "distance": distance, "protocol": protocol, "ties": "optimistic"}
 
 

@@ -218,7 +218,8 @@ def check_image_input(sess, prep: ImagePrep, model: Path) -> tuple[str, str, int
     if len(shape) == 4:
         chw = (shape[1], shape[2], shape[3]) if prep.layout == "nchw" else (shape[3], shape[1], shape[2])
         bad = [f"{label} {got} != {want}" for label, got, want in zip(("channels", "height", "width"), chw,
-                                                                      (3, *prep.size)) if isinstance(got, int) and got != want]
+                                                                      (3, *prep.size))
+               if isinstance(got, int) and got != want]
     if bad:
         raise UserError(f"{model.name}: input {name!r} has shape {shape} but {sidecar(model).name} says "
                         f"{prep.layout} with size {prep.size[0]} x {prep.size[1]} ({'; '.join(bad)})")
@@ -344,7 +345,8 @@ class TextPrep:
         if not isinstance(max_length, int) or max_length < 2:
             raise UserError(f"{where}: max_length must be a whole number >= 2, got {max_length!r}")
         return cls(tokenizer, pooling, max_length, tuple(sorted(inputs.items())), cfg.get("output"),
-                   bool(cfg.get("normalize", False)), _choice(cfg, "padding", ("longest", "max_length"), "longest", where))
+                   bool(cfg.get("normalize", False)),
+                   _choice(cfg, "padding", ("longest", "max_length"), "longest", where))
 
 
 def text_feeds(sess, prep: TextPrep, model: Path) -> tuple[dict[str, tuple[str, type]], str]:
@@ -354,7 +356,8 @@ def text_feeds(sess, prep: TextPrep, model: Path) -> tuple[dict[str, tuple[str, 
     named = dict(prep.inputs) or {r: r for r in TEXT_ROLES if r in inputs}
     for role, name in named.items():
         if name not in inputs:
-            raise UserError(f"{sidecar(model)}: {role} input {name!r} is not in {model.name} (it has {', '.join(inputs)})")
+            raise UserError(f"{sidecar(model)}: {role} input {name!r} is not in {model.name} "
+                            f"(it has {', '.join(inputs)})")
     unfed = [n for n in inputs if n not in named.values()]
     if unfed or "input_ids" not in named:
         raise UserError(f"{model.name}: cannot feed input {(unfed or ['input_ids'])[0]!r}; map the model's inputs to "
@@ -366,7 +369,8 @@ def text_feeds(sess, prep: TextPrep, model: Path) -> tuple[dict[str, tuple[str, 
     return {r: (n, INT_TYPES[inputs[n].type]) for r, n in named.items()}, out
 
 
-def text_forward(model: Path, prep: TextPrep, device: str) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], int]:
+def text_forward(model: Path, prep: TextPrep,
+                 device: str) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], int]:
     """(``forward(ids, mask) -> token states or vectors``, output width), the model checked against its JSON
     (inputs, output, the output's rank for the pooling) on a two-token caption."""
     sess = session(model, device)

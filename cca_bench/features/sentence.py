@@ -223,9 +223,9 @@ def _pooling_mode(path: Path) -> str:
 
 def read_folder(root: Path) -> SentenceFolder:
     """Check a sentence-transformers folder and say what it holds; a missing file is a one-line UserError."""
-    root = Path(root)
-    if not root.is_dir():
+    if not Path(root).is_dir():
         raise UserError(f"sentence model folder not found: {root}")
+    root = Path(root).resolve()  # module folders are resolved inside it (symlinks followed, as in a hub cache)
     if not (root / "modules.json").is_file():
         raise UserError(f"{root} is not a complete sentence-transformers folder: missing modules.json")
     modules = _modules(root)
@@ -238,14 +238,16 @@ def read_folder(root: Path) -> SentenceFolder:
     if missing:
         raise UserError(f"sentence model folder {root} is incomplete: missing {', '.join(missing)}")
     config = _read_json(body / "config.json", "model config")
-    st = _read_json(body / "sentence_bert_config.json", "config") if (body / "sentence_bert_config.json").is_file() else {}
+    st_config = body / "sentence_bert_config.json"
+    st = _read_json(st_config, "config") if st_config.is_file() else {}
     max_length = min(int(st.get("max_seq_length") or 512), int(config.get("max_position_embeddings", 512)))
     pooling = _pooling_mode(modules["Pooling"] / "config.json") if "Pooling" in modules else "mean"
     return SentenceFolder(root, body / "config.json", weights, body / "tokenizer.json", pooling,
                           "Normalize" in modules, max_length, bool(st.get("do_lower_case", False)))
 
 
-def bert_encoder(folder: SentenceFolder, label: str, *, device: str, batch_size: int, progress: bool) -> SentenceEncoder:
+def bert_encoder(folder: SentenceFolder, label: str, *, device: str, batch_size: int,
+                 progress: bool) -> SentenceEncoder:
     """The :class:`SentenceEncoder` of a BERT sentence-transformers folder, its network on ``device``."""
     import torch
 

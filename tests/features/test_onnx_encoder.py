@@ -37,8 +37,8 @@ def image_model(path: Path, side: int = SIDE, layout: str = "nchw", batch="N", s
 
     shape = [batch, 3, side, side] if layout == "nchw" else [batch, side, side, 3]
     w = np.random.default_rng(seed).standard_normal((3 * side * side, DIM)).astype(np.float32) / side
-    nodes = [helper.make_node("Flatten", ["pixels"], ["flat"], axis=1), helper.make_node("MatMul", ["flat", "W"], ["z"]),
-             helper.make_node("Tanh", ["z"], ["features"])]
+    nodes = [helper.make_node("Flatten", ["pixels"], ["flat"], axis=1),
+             helper.make_node("MatMul", ["flat", "W"], ["z"]), helper.make_node("Tanh", ["z"], ["features"])]
     return save_model(path, nodes, [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, shape)],
                       [helper.make_tensor_value_info("features", TensorProto.FLOAT, [batch, DIM])], {"W": w})
 
@@ -169,7 +169,8 @@ def test_flag_mistakes(tmp_path, roots, capsys):
     assert "needs --onnx-model" in capsys.readouterr().err
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--onnx-model", str(model), *SMALL, *roots]) == 2
     assert "--onnx-model is not read by the encoder 'tinyimage'" in capsys.readouterr().err
-    assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--onnx-text-model", str(model), *SMALL, *roots]) == 2
+    assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--onnx-text-model", str(model),
+                 *SMALL, *roots]) == 2
     assert "--onnx-text-model is not read by the encoder 'glove50'" in capsys.readouterr().err
 
 
@@ -213,7 +214,8 @@ def text_model(path: Path, dim: int = 5) -> tuple[Path, np.ndarray]:
              helper.make_node("Unsqueeze", ["maskf", "axis"], ["mask3"]),
              helper.make_node("Mul", ["emb", "mask3"], ["tokens"])]
     io = lambda n, t, s: helper.make_tensor_value_info(n, t, s)  # noqa: E731
-    save_model(path, nodes, [io("input_ids", TensorProto.INT64, ["b", "L"]), io("attention_mask", TensorProto.INT64, ["b", "L"])],
+    save_model(path, nodes,
+               [io("input_ids", TensorProto.INT64, ["b", "L"]), io("attention_mask", TensorProto.INT64, ["b", "L"])],
                [io("tokens", TensorProto.FLOAT, ["b", "L", dim])], {"table": table, "axis": np.array([2], np.int64)})
     return path, table
 

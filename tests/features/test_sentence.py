@@ -144,6 +144,17 @@ def test_incomplete_folder_is_one_line_naming_the_file(missing, tiny_folder, tmp
     assert not (tmp_path / "data" / "cache").exists() and not (tmp_path / "results").exists()
 
 
+def test_relative_folder_through_a_symlink(tiny_folder, tmp_path, monkeypatch):
+    (tmp_path / "real").mkdir()
+    shutil.copytree(tiny_folder, tmp_path / "real" / "model")
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "model")
+    monkeypatch.chdir(tmp_path)
+    assert sentence.read_folder(Path("link")).identity() == sentence.read_folder(tiny_folder).identity()
+    (tmp_path / "real" / "model" / "tokenizer.json").unlink()
+    with pytest.raises(UserError, match="incomplete: missing tokenizer.json"):
+        sentence.sentence_identity(tmp_path / "elsewhere", "link")
+
+
 def test_folder_problems(tiny_folder, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(tiny_folder, folder)
