@@ -80,6 +80,9 @@ def test_image_model_through_the_cli_matches_onnxruntime(tmp_path, roots, capsys
     assert main(["generate", "cca", "shapes", *args, "--reg", "0.1"]) == 0
     assert main(["run_benchmark", "cca", "shapes", "test", *args]) == 0
     assert "### Image Search" in capsys.readouterr().out
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "photo.png")  # a photo through the same model
+    assert main(["search", "cca", "shapes", *args, "--similar", str(tmp_path / "photo.png"), "-k", "2"]) == 0
+    assert "test-000" in capsys.readouterr().out
     split = get_dataset("shapes", tmp_path / "data", n_train=120, n_val=20, n_test=30).split("test")
     x = np.stack([reference_pixels(split.load_image(i).convert("RGB"), IMAGE_CFG) for i in range(split.n_images)])
     want = direct(model, np.ascontiguousarray(x.transpose(0, 3, 1, 2)))

@@ -118,6 +118,17 @@ def test_batching_and_order_do_not_change_embeddings(tiny_folder):
     np.testing.assert_allclose(b[:5], b[5:10], atol=1e-6)
 
 
+def test_cpu_and_cuda_agree(tiny_folder):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    captions = ["a red circle", "a small green star in the top left corner", ""]
+    cpu = sentence.make_sentence(Path("."), str(tiny_folder), device="cpu", progress=False).encode(captions)
+    gpu = sentence.make_sentence(Path("."), str(tiny_folder), device="cuda", progress=False).encode(captions)
+    np.testing.assert_allclose(gpu, cpu, atol=1e-4)
+
+
 def test_tiny_folder_through_the_cli_and_search(tiny_folder, tmp_path, roots, capsys):
     args = ["sentence_tinyimage", "--text-path", str(tiny_folder), *SMALL, *roots]
     assert main(["generate", "cca", "shapes", *args, "--reg", "0.1"]) == 0
