@@ -165,6 +165,7 @@ class SentenceFolder:
 
     root: Path
     config: Path
+    bert: object  # features.bert.BertConfig
     weights: Path
     tokenizer: Path
     pooling: str
@@ -237,12 +238,16 @@ def read_folder(root: Path) -> SentenceFolder:
     missing = [str(p.relative_to(root)) for p in needed if not p.is_file()]
     if missing:
         raise UserError(f"sentence model folder {root} is incomplete: missing {', '.join(missing)}")
+    from cca_bench.features.bert import BertConfig
+
+    need_tokenizers()  # checked here, before any feature of the run is computed
     config = _read_json(body / "config.json", "model config")
+    bert = BertConfig.from_dict(config, str(body / "config.json"))
     st_config = body / "sentence_bert_config.json"
     st = _read_json(st_config, "config") if st_config.is_file() else {}
     max_length = min(int(st.get("max_seq_length") or 512), int(config.get("max_position_embeddings", 512)))
     pooling = _pooling_mode(modules["Pooling"] / "config.json") if "Pooling" in modules else "mean"
-    return SentenceFolder(root, body / "config.json", weights, body / "tokenizer.json", pooling,
+    return SentenceFolder(root, body / "config.json", bert, weights, body / "tokenizer.json", pooling,
                           "Normalize" in modules, max_length, bool(st.get("do_lower_case", False)))
 
 
@@ -252,10 +257,10 @@ def bert_encoder(folder: SentenceFolder, label: str, *, device: str, batch_size:
     import torch
 
     from cca_bench.config import torch_device
-    from cca_bench.features.bert import BertConfig, load_bert
+    from cca_bench.features.bert import load_bert
     from cca_bench.features.imagenet import read_state_dict
 
-    config = BertConfig.from_dict(_read_json(folder.config, "model config"), str(folder.config))
+    config = folder.bert
     tokenizer, _ = load_tokenizer(folder.tokenizer, folder.max_length)
     device = torch_device(device)
     model = load_bert(config, read_state_dict(folder.weights), folder.weights).to(device)

@@ -174,7 +174,7 @@ def test_folder_problems(tiny_folder, tmp_path):
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "mpnet"}))
     with pytest.raises(UserError, match="model_type 'mpnet' is not supported"):
-        sentence.make_sentence(tmp_path, str(folder), device="cpu", progress=False)
+        sentence.sentence_identity(tmp_path, str(folder))  # the cache key's step: before anything is written
     (folder / "config.json").write_text(json.dumps({**config, "hidden_size": 32}))
     with pytest.raises(UserError, match="does not match the Bert architecture"):
         sentence.make_sentence(tmp_path, str(folder), device="cpu", progress=False)
