@@ -101,6 +101,11 @@ def model_file_options(encoder: Callable, name: str, opts: Options, flags: dict)
     return {k: getattr(opts, k) for k in flags if k in accepted}
 
 
+def model_files(opts: Options) -> dict:
+    """The user's model files given (``--onnx-model``, ``--onnx-text-model``), for run and model records."""
+    return {k: getattr(opts, k) for k in (*IMAGE_MODEL_FLAGS, *TEXT_MODEL_FLAGS) if getattr(opts, k) is not None}
+
+
 def text_model_key(spec: FeatureSpec, opts: Options) -> dict:
     """``{"model": identity}`` for a text encoder whose metadata has an ``identity`` of its model files, else {}."""
     extra = model_file_options(TEXT_ENCODERS.get(spec.text), spec.text, opts, TEXT_MODEL_FLAGS)
@@ -282,7 +287,7 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     path = model_path(method, dataset_name, spec, opts)
     extra = {"dataset": dataset_name, "dataset_options": opts.dataset_options, "features": spec.name,
              "feature_options": opts.text_options(), "timings": timings, "train_fingerprint": train.meta["fingerprint"],
-             "feature_cache": train.meta["cache_keys"], "versions": versions()}
+             "feature_cache": train.meta["cache_keys"], "versions": versions(), "model_files": model_files(opts)}
     if report is not None:
         extra["cv"] = cv_summary(report, path.name)
         write_cv(opts.results_root, path.name, report)
@@ -374,9 +379,8 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
 
 def run_config(opts: Options, distance: str, protocol: str) -> dict:
     """The options of a run that are not in its name (with the model's params and seed, its full config)."""
-    model_files = {k: getattr(opts, k) for k in (*IMAGE_MODEL_FLAGS, *TEXT_MODEL_FLAGS) if getattr(opts, k)}
     return {"dataset_options": opts.dataset_options, **opts.text_options(), "batch_size": opts.batch_size,
-            "device": opts.device, "feature_cache": opts.cache, "data_root": str(opts.data_root), **model_files,
+            "device": opts.device, "feature_cache": opts.cache, "data_root": str(opts.data_root), **model_files(opts),
             "distance": distance, "protocol": protocol, "ties": "optimistic"}
 
 

@@ -91,6 +91,9 @@ def test_image_model_through_the_cli_matches_onnxruntime(tmp_path, roots, capsys
     np.testing.assert_allclose(np.load(cached[0]), want, atol=1e-5)
     key = json.loads(cached[0].with_suffix(".json").read_text())
     assert key["model"]["onnx_sha1"] == onnx_encoder.sha1(model)
+    saved = json.loads(next((tmp_path / "results" / "models").glob("*.json")).read_text())
+    run = json.loads(next((tmp_path / "results" / "runs").glob("*.json")).read_text())
+    assert saved["model_files"] == {"onnx_model": str(model)} and run["config"]["onnx_model"] == str(model)
 
 
 def photo_split(tmp_path: Path, sizes) -> tuple[Split, CaptionDataset]:
