@@ -94,28 +94,31 @@ def _choice(cfg: dict, key: str, choices: tuple[str, ...], default: str, where: 
 
 
 def session(model: Path, device: str):
-    """An onnxruntime session on CUDA when asked for or (``auto``) available, else the CPU; one per process
-    for an unchanged file."""
+    """An onnxruntime session on CUDA (``cuda`` or ``cuda:N``, or ``auto`` when onnxruntime has the CUDA
+    provider), else the CPU; one per process for an unchanged file."""
     import onnxruntime as ort
 
     cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    if device not in ("auto", "cpu") and not device.startswith("cuda"):
-        raise UserError(f"--device {device!r}: the onnx encoders run on cpu or cuda")
-    if device.startswith("cuda") and not cuda:
+    kind, _, index = device.partition(":")
+    if kind not in ("auto", "cpu", "cuda") or not (index.isdigit() or index == "") or (index and kind != "cuda"):
+        raise UserError(f"--device {device!r}: the onnx encoders run on auto, cpu, cuda or cuda:N")
+    if kind == "cuda" and not cuda:
         raise UserError(f"--device {device}: this onnxruntime has no CUDAExecutionProvider "
                         "(install onnxruntime-gpu, or use --device cpu)")
-    providers = (("CUDAExecutionProvider",) if cuda and device != "cpu" else ()) + ("CPUExecutionProvider",)
-    return _session(str(model), sha1(model), providers)
+    gpu = (("CUDAExecutionProvider", int(index or 0)),) if cuda and kind != "cpu" else ()
+    return _session(str(model), sha1(model), gpu + (("CPUExecutionProvider", None),))
 
 
 @functools.lru_cache(maxsize=4)
-def _session(model: str, sha: str, providers: tuple[str, ...]):
+def _session(model: str, sha: str, providers: tuple[tuple[str, int | None], ...]):
+    """providers: (name, device id or None) in order of preference."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    chosen = [name if index is None else (name, {"device_id": index}) for name, index in providers]
     try:
-        return ort.InferenceSession(model, opts, providers=list(providers))
+        return ort.InferenceSession(model, opts, providers=chosen)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for a bad file
         raise UserError(f"onnxruntime cannot load {model}: {' '.join(str(e).split())[:300]}") from None
 

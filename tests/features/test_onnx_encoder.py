@@ -180,6 +180,17 @@ def test_flag_mistakes(tmp_path, roots, capsys):
     assert "--onnx-text-model is not read by the encoder 'glove50'" in capsys.readouterr().err
 
 
+def test_device_names(tmp_path):
+    model = write_json(image_model(tmp_path / "m.onnx"), IMAGE_CFG)
+    assert "CPUExecutionProvider" in onnx_encoder.session(model, "cpu").get_providers()
+    for bad in ("tpu", "cpu:1", "cuda:x"):
+        with pytest.raises(UserError, match="run on auto, cpu, cuda or cuda:N"):
+            onnx_encoder.session(model, bad)
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(UserError, match="no CUDAExecutionProvider"):
+            onnx_encoder.session(model, "cuda:0")
+
+
 def test_cache_key_follows_the_model_file(tmp_path):
     model = write_json(image_model(tmp_path / "m.onnx"), IMAGE_CFG)
     a = onnx_encoder.onnx_image_identity(onnx_model=str(model))
