@@ -50,8 +50,7 @@ def _add_features(p: argparse.ArgumentParser) -> None:
                    "its tokenizer and pooling in FILE.onnx.json (docs/onnx.md)")
     g.add_argument("--idf", action="store_true", help="weight words by IDF fitted on the train captions")
     g.add_argument("--stopwords", action="store_true", help="drop English stop words before averaging")
-    g.add_argument("--batch-size", type=int, default=64, help="images per CNN batch, captions per sentence-encoder "
-                   "batch (default 64)")
+    g.add_argument("--batch-size", type=int, default=64, help="images per CNN batch (default 64)")
     g.add_argument("--crops", type=int, default=1, choices=[1, 10],
                    help="CNN views per image: 1 centre crop, or 10 (corners + centre and their mirrors, averaged)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")

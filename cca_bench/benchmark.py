@@ -287,10 +287,11 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     path = model_path(method, dataset_name, spec, opts)
     extra = {"dataset": dataset_name, "dataset_options": opts.dataset_options, "features": spec.name,
              "feature_options": opts.text_options(), "timings": timings, "train_fingerprint": train.meta["fingerprint"],
-             "feature_cache": train.meta["cache_keys"], "versions": versions(), "model_files": model_files(opts)}
+             "feature_cache": train.meta["cache_keys"], "versions": versions()}
     if report is not None:
         extra["cv"] = cv_summary(report, path.name)
         write_cv(opts.results_root, path.name, report)
+    extra["model_files"] = model_files(opts)  # the ONNX files a reopened model needs again
     model.save(path, extra=extra)
     figures = save_figures(model, path)
     return {"model": model, "path": path, "timings": timings, "n_images": len(train.images),
