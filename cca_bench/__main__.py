@@ -48,7 +48,12 @@ def _add_features(p: argparse.ArgumentParser) -> None:
                    help="dataset builder option, e.g. -D n_train=500 for shapes (repeatable)")
     g.add_argument("--tag", default="", help="name a model variant (e.g. --tag maxviol): generate, run_benchmark and "
                    "search with the same tag use the same model, so variants of one method do not overwrite each other")
-    g.add_argument("--text-path", help="word-vector file to use instead of the encoder's default file")
+    g.add_argument("--text-path", help="word-vector file to use instead of the encoder's default file (for the "
+                   "'sentence' encoder: a sentence-transformers model folder)")
+    g.add_argument("--onnx-model", metavar="FILE.onnx", help="ONNX image model of the 'onnx' image encoder, with its "
+                   "preprocessing in FILE.onnx.json (docs/onnx.md)")
+    g.add_argument("--onnx-text-model", metavar="FILE.onnx", help="ONNX text model of the 'onnx' text encoder, with "
+                   "its tokenizer and pooling in FILE.onnx.json (docs/onnx.md)")
     g.add_argument("--idf", action="store_true", help="weight words by IDF fitted on the train captions")
     g.add_argument("--stopwords", action="store_true", help="drop English stop words before averaging")
     g.add_argument("--batch-size", type=_positive_int, default=64, help="images per CNN batch (default 64)")
@@ -286,6 +291,7 @@ def _options(args):
         dataset_options=dict(getattr(args, "dataset_opt", [])), text_path=getattr(args, "text_path", None),
         idf=getattr(args, "idf", False), stopwords=getattr(args, "stopwords", False),
         batch_size=getattr(args, "batch_size", 64), crops=getattr(args, "crops", 1), tag=getattr(args, "tag", ""), device=getattr(args, "device", "auto"),
+        onnx_model=getattr(args, "onnx_model", None), onnx_text_model=getattr(args, "onnx_text_model", None),
         cache=not getattr(args, "no_cache", False), progress=not getattr(args, "quiet", False),
         log=(lambda m: None) if getattr(args, "quiet", False) else _log)
 

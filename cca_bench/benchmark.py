@@ -34,6 +34,8 @@ class Options:
     cache: bool = True
     progress: bool = True
     tag: str = ""
+    onnx_model: str | None = None
+    onnx_text_model: str | None = None
     log: Callable[[str], None] = lambda msg: None
 
     def text_options(self) -> dict:
@@ -70,6 +72,9 @@ def image_key(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
            "encoder": spec.image, "dataset_options": opts.dataset_options}
     if opts.crops != 1:
         key["crops"] = opts.crops  # only then: the keys of 1-crop features stay as they were
+    identity = IMAGE_ENCODERS.meta(spec.image).get("identity")
+    if identity is not None:  # an encoder reading a user's model file: its hash (only then, as for crops)
+        key["model"] = identity(**image_encoder_kwargs(spec.image, opts, None))
     return key
 
 
@@ -77,12 +82,41 @@ def text_key(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
     """Everything that decides a split's caption features (IDF is fitted on train): the feature cache key."""
     return {"kind": "text", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
             "encoder": spec.text, "dataset_options": opts.dataset_options, **opts.text_options(),
-            "idf_fitted_on": dataset.split("train").fingerprint() if opts.idf else None}
+            "idf_fitted_on": dataset.split("train").fingerprint() if opts.idf else None, **text_model_key(spec, opts)}
+
+
+IMAGE_MODEL_FLAGS = {"onnx_model": "--onnx-model"}  # Options field -> flag of a user's model file
+TEXT_MODEL_FLAGS = {"onnx_text_model": "--onnx-text-model"}
+
+
+def model_file_options(encoder: Callable, name: str, opts: Options, flags: dict) -> dict:
+    """The model-file options of ``flags`` that encoder ``name`` reads (by its signature); one given to an
+    encoder that does not read it is a UserError (it would be silently ignored)."""
+    import inspect
+
+    accepted = inspect.signature(encoder).parameters
+    stray = [k for k in flags if getattr(opts, k) is not None and k not in accepted]
+    if stray:
+        raise UserError(f"{flags[stray[0]]} is not read by the encoder {name!r} (only by the onnx encoder)")
+    return {k: getattr(opts, k) for k in flags if k in accepted}
+
+
+def model_files(opts: Options) -> dict:
+    """The user's model files given (``--onnx-model``, ``--onnx-text-model``), for run and model records."""
+    return {k: getattr(opts, k) for k in (*IMAGE_MODEL_FLAGS, *TEXT_MODEL_FLAGS) if getattr(opts, k) is not None}
+
+
+def text_model_key(spec: FeatureSpec, opts: Options) -> dict:
+    """``{"model": identity}`` for a text encoder whose metadata has an ``identity`` of its model files, else {}."""
+    extra = model_file_options(TEXT_ENCODERS.get(spec.text), spec.text, opts, TEXT_MODEL_FLAGS)
+    identity = TEXT_ENCODERS.meta(spec.text).get("identity")
+    return {} if identity is None else {"model": identity(opts.data_root, opts.text_path, **extra)}
 
 
 def image_encoder_kwargs(name: str, opts: Options, shard_dir: Path | None) -> dict:
-    """Keyword arguments for image encoder ``name``: the common ones, plus ``crops``, ``data_root`` and
-    ``shard_dir`` for encoders whose signature takes them; ``--crops 10`` elsewhere is a UserError."""
+    """Keyword arguments for image encoder ``name``: the common ones, plus ``crops``, ``data_root``,
+    ``shard_dir`` and ``onnx_model`` for encoders whose signature takes them; ``--crops 10`` or ``--onnx-model``
+    elsewhere is a UserError."""
     import inspect
 
     accepted = inspect.signature(IMAGE_ENCODERS.get(name)).parameters
@@ -90,7 +124,8 @@ def image_encoder_kwargs(name: str, opts: Options, shard_dir: Path | None) -> di
         raise UserError(f"image encoder {name!r} has no --crops option (it works on one view of each image)")
     extra = {"crops": opts.crops, "data_root": opts.data_root, "shard_dir": shard_dir}
     return {"batch_size": opts.batch_size, "device": opts.device, "progress": opts.progress,
-            **{k: v for k, v in extra.items() if k in accepted}}
+            **{k: v for k, v in extra.items() if k in accepted},
+            **model_file_options(IMAGE_ENCODERS.get(name), name, opts, IMAGE_MODEL_FLAGS)}
 
 
 def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dict, key: dict) -> np.ndarray:
@@ -119,7 +154,51 @@ def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dic
 def word_vectors(text_encoder_name: str, data_root: Path, path: str | None):
     """The word vectors of a text encoder, loaded once per process (user files can be gigabytes, and one
     ``generate`` encodes train and val and may hand the same table to the method)."""
+    if text_kind(text_encoder_name) != "word_vectors":
+        raise UserError(f"{text_encoder_name} is a sentence encoder: it has no word vectors for a method that "
+                        "embeds words itself (such as vse); use a word-vector text encoder (glove50, word2vec, ...)")
     return TEXT_ENCODERS.get(text_encoder_name)(data_root, path=path)
+
+
+def text_kind(name: str) -> str:
+    """``word_vectors`` (a table the mean-vector encoder pools) or ``sentence`` (captions in, vectors out)."""
+    return TEXT_ENCODERS.meta(name).get("kind", "word_vectors")
+
+
+def sentence_encoder(spec: FeatureSpec, opts: Options):
+    """The sentence encoder of ``spec.text`` (``encode(captions) -> (n, d)``), built once per process."""
+    extra = _sentence_options(spec, opts)
+    return _sentence_encoder(spec.text, opts.data_root, opts.text_path, opts.device, opts.batch_size,
+                             opts.progress, tuple(sorted(extra.items())))
+
+
+def _sentence_options(spec: FeatureSpec, opts: Options) -> dict:
+    """The model-file options a sentence encoder reads; word-vector options given to one are a UserError."""
+    if opts.idf or opts.stopwords:
+        raise UserError(f"--idf and --stopwords weight word vectors; {spec.text} is a sentence encoder that reads "
+                        "whole captions")
+    return model_file_options(TEXT_ENCODERS.get(spec.text), spec.text, opts, TEXT_MODEL_FLAGS)
+
+
+@functools.lru_cache(maxsize=2)
+def _sentence_encoder(name: str, data_root: Path, path: str | None, device: str, batch_size: int, progress: bool,
+                      extra: tuple):
+    return TEXT_ENCODERS.get(name)(data_root, path, device=device, batch_size=batch_size, progress=progress,
+                                   **dict(extra))
+
+
+def encode_sentences(dataset, split, spec: FeatureSpec, opts: Options, timings: dict, key: dict) -> np.ndarray:
+    """The split's caption features from a sentence encoder (raw caption strings), cached like every feature."""
+    _sentence_options(spec, opts)  # also on a cache hit
+    cache = opts.data_root / "cache" if opts.cache else None
+    compute = lambda: sentence_encoder(spec, opts).encode(split.captions)  # noqa: E731
+    texts, hit = _timed(timings, f"text_features_{split.name}", lambda: load_or_compute(cache, key, compute))
+    opts.log(f"{'loaded cached' if hit else 'computed'} {spec.text} caption features for {dataset.name}/"
+             f"{split.name}: {texts.shape[0]} x {texts.shape[1]}")
+    return texts
+
+
+CAPTION_ENCODERS = {"sentence": encode_sentences}  # text encoder kind -> how a split's captions are encoded
 
 
 def text_encoder(dataset, spec: FeatureSpec, opts: Options):
@@ -137,6 +216,9 @@ def encode_texts(dataset, split, spec: FeatureSpec, opts: Options, timings: dict
 
     ``info`` (optional) receives ``oov_rate``: the share of caption tokens without a word vector (stored
     with the cached features; absent for entries cached before it was recorded)."""
+    by_kind = CAPTION_ENCODERS.get(text_kind(spec.text))
+    if by_kind is not None:  # sentence encoders read the raw captions, not word vectors
+        return by_kind(dataset, split, spec, opts, timings, key)
     cache = opts.data_root / "cache" if opts.cache else None
     state = {} if info is None else info
 
@@ -194,8 +276,8 @@ def saved_model_options(name: str, config: dict, opts: Options) -> tuple[str, st
     """The inverse of :func:`model_path`: ``(method, dataset, features, options)`` that reopen the model saved
     as ``RESULTS/models/<name>`` (``config`` = its JSON), keeping ``opts``'s roots and run-time settings.
 
-    The dataset options, text options and ``--tag`` come from the saved JSON and the name; ``--crops`` only from
-    the name (``+10crops``). A name that these do not rebuild exactly is a UserError.
+    The dataset options, text options, ONNX model files and ``--tag`` come from the saved JSON and the name;
+    ``--crops`` only from the name (``+10crops``). A name that these do not rebuild exactly is a UserError.
     """
     import dataclasses
 
@@ -206,7 +288,7 @@ def saved_model_options(name: str, config: dict, opts: Options) -> tuple[str, st
         out = dataclasses.replace(opts, dataset_options=dict(config.get("dataset_options", {})),
                                   text_path=text.get("text_path"), idf=bool(text.get("idf")),
                                   stopwords=bool(text.get("stopwords")), crops=int(crops[1]) if crops else 1,
-                                  tag=name.partition("@")[2])
+                                  tag=name.partition("@")[2], **dict(config.get("model_files", {})))
         rebuilt = model_path(method, dataset, FeatureSpec.parse(features), out).name
     except (KeyError, TypeError, AttributeError):
         raise UserError(f"the saved model {name} lacks method, dataset or features in its JSON") from None
@@ -243,6 +325,7 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     if report is not None:
         extra["cv"] = cv_summary(report, path.name)
         write_cv(opts.results_root, path.name, report)
+    extra["model_files"] = model_files(opts)  # the ONNX files a reopened model needs again
     model.save(path, extra=extra)
     figures = save_figures(model, path)
     return {"model": model, "path": path, "timings": timings, "n_images": len(train.images),
@@ -363,7 +446,7 @@ def check_widths(config: dict, fs: FeatureSet, model: Path) -> None:
 def run_config(opts: Options, distance: str, protocol: str) -> dict:
     """The options of a run that are not in its name (with the model's params and seed, its full config)."""
     return {"dataset_options": opts.dataset_options, **opts.text_options(), "batch_size": opts.batch_size,
-            "device": opts.device, "feature_cache": opts.cache, "data_root": str(opts.data_root),
+            "device": opts.device, "feature_cache": opts.cache, "data_root": str(opts.data_root), **model_files(opts),
             "distance": distance, "protocol": protocol, "ties": "optimistic"}
 
 

@@ -151,9 +151,12 @@ def _one_pair(g: Gallery, images: np.ndarray, texts: np.ndarray, tokens: list[li
 
 def text_query(g: Gallery, text: str) -> FeatureSet:
     """The caption ``text`` through the gallery's text encoder (IDF and stop words included)."""
-    from cca_bench.benchmark import text_encoder
+    from cca_bench.benchmark import sentence_encoder, text_encoder, text_kind
 
     tokens = tokenize(text)
+    if text_kind(g.spec.text) == "sentence":  # reads the raw caption
+        texts = sentence_encoder(g.spec, g.opts).encode([text])
+        return _one_pair(g, np.zeros((1, g.features.images.shape[1])), texts, [tokens])
     encoder = text_encoder(g.dataset, g.spec, g.opts)
     texts = encoder.transform([tokens])
     if encoder.n_empty_:
@@ -164,6 +167,8 @@ def text_query(g: Gallery, text: str) -> FeatureSet:
 
 def image_query(g: Gallery, path: str | Path) -> FeatureSet:
     """The photo at ``path`` through the gallery's image encoder, as a one-image Split."""
+    from cca_bench.benchmark import image_encoder_kwargs
+
     if IMAGE_ENCODERS.meta(g.spec.image).get("precomputed"):
         raise UserError(f"{g.spec.image} features are read from the dataset's files and cannot encode {path}; "
                         "use features with an image encoder that reads pixels (e.g. efficientnet, tinyimage)")
@@ -171,7 +176,8 @@ def image_query(g: Gallery, path: str | Path) -> FeatureSet:
     split = Split(dataset="query", name="query", image_ids=[path.name], captions=[], tokens=[],
                   image_index=np.zeros(0), image_rows=np.zeros(1), loader=lambda i: open_rgb(path),
                   image_paths=[path])
-    images = IMAGE_ENCODERS.get(g.spec.image)(split, g.dataset, batch_size=1, device=g.opts.device, progress=False)
+    kwargs = {**image_encoder_kwargs(g.spec.image, g.opts, None), "batch_size": 1, "progress": False}
+    images = IMAGE_ENCODERS.get(g.spec.image)(split, g.dataset, **kwargs)
     return _one_pair(g, images, np.zeros((1, g.features.texts.shape[1])), [[]])
 
 

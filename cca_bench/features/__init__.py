@@ -1,9 +1,10 @@
-"""Feature pipelines: text encoders (mean word vectors) and image encoders (CNN features, precomputed files)."""
+"""Feature pipelines: text encoders (mean word vectors, sentence encoders) and image encoders (CNN features,
+precomputed files, ONNX models)."""
 from __future__ import annotations
 
 import importlib
 
-_MODULES = ("text", "image", "imagenet")
+_MODULES = ("text", "image", "imagenet", "sentence", "onnx_encoder")
 
 
 def load_all() -> None:
