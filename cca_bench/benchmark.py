@@ -28,9 +28,12 @@ class Options:
     text_path: str | None = None
     idf: bool = False
     stopwords: bool = False
-    batch_size: int = 64
+    batch_size: int | None = None  # None: each image encoder's own choice (from free memory on a GPU)
     crops: int = 1
     device: str = "auto"
+    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (cca_bench.features.accel)
+    backend: str = "numpy"  # "dask": image shards are extracted as tasks on a Dask cluster
+    dask_scheduler: str | None = None
     cache: bool = True
     progress: bool = True
     tag: str = ""
@@ -70,7 +73,23 @@ def image_key(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
            "encoder": spec.image, "dataset_options": opts.dataset_options}
     if opts.crops != 1:
         key["crops"] = opts.crops  # only then: the keys of 1-crop features stay as they were
+    precision = image_precision(spec.image, opts)
+    if precision not in (None, "fp32"):
+        key["precision"] = precision  # likewise: fp32 keys stay as they were
     return key
+
+
+def image_precision(name: str, opts: Options) -> str | None:
+    """The precision image encoder ``name`` runs at under ``opts`` (its registered ``precision`` rule decides
+    ``auto``); None for encoders without one, which refuse an explicit bf16 / fp16."""
+    from cca_bench.features.accel import resolve_precision
+
+    auto = IMAGE_ENCODERS.meta(name).get("precision")
+    if auto is None:
+        if opts.precision not in ("auto", "fp32"):
+            raise UserError(f"image encoder {name!r} has no --precision option (it runs no network)")
+        return None
+    return resolve_precision(opts.precision, torch_device(opts.device), auto)
 
 
 def text_key(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
@@ -88,9 +107,11 @@ def image_encoder_kwargs(name: str, opts: Options, shard_dir: Path | None) -> di
     accepted = inspect.signature(IMAGE_ENCODERS.get(name)).parameters
     if opts.crops != 1 and "crops" not in accepted:
         raise UserError(f"image encoder {name!r} has no --crops option (it works on one view of each image)")
-    extra = {"crops": opts.crops, "data_root": opts.data_root, "shard_dir": shard_dir}
-    return {"batch_size": opts.batch_size, "device": opts.device, "progress": opts.progress,
-            **{k: v for k, v in extra.items() if k in accepted}}
+    extra = {"crops": opts.crops, "data_root": opts.data_root, "shard_dir": shard_dir,
+             "precision": image_precision(name, opts)}
+    own_batch = "batch_size" in accepted and accepted["batch_size"].default is None  # it picks its own size
+    return {"batch_size": opts.batch_size if own_batch else opts.batch_size or 64, "device": opts.device,
+            "progress": opts.progress, **{k: v for k, v in extra.items() if k in accepted}}
 
 
 def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dict, key: dict) -> np.ndarray:
@@ -101,6 +122,8 @@ def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dic
     cache = opts.data_root / "cache" if opts.cache else None
     kwargs = image_encoder_kwargs(spec.image, opts, shard_dir(cache, key))
     compute = lambda: encoder(split, dataset, **kwargs)  # noqa: E731
+    if opts.backend == "dask":
+        compute = _dask_compute(dataset, split, spec.image, opts, key, kwargs, compute)
     images, hit = _timed(timings, f"image_features_{split.name}", lambda: load_or_compute(cache, key, compute))
     opts.log(f"{'loaded cached' if hit else 'computed'} {spec.image} features for {dataset.name}/{split.name}: "
              f"{images.shape[0]} x {images.shape[1]}")
@@ -112,6 +135,25 @@ def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dic
         raise UserError(f"{spec.image} gave {len(images)} feature rows for {split.n_images} images of "
                         f"{dataset.name}/{split.name}")
     return images
+
+
+def _dask_compute(dataset, split, encoder: str, opts: Options, key: dict, kwargs: dict, local: Callable):
+    """``local`` preceded by the extraction of the missing shards as tasks on a Dask cluster (workers write
+    them into the cache's shard folder; ``local`` then only assembles them). Encoders without shards, or no
+    cache to hold shards, extract locally."""
+    from cca_bench.features.distributed import ExtractJob, extract_shards
+
+    if kwargs.get("shard_dir") is None or "shard_rows" not in IMAGE_ENCODERS.meta(encoder):
+        opts.log(f"{encoder}: extracting {dataset.name}/{split.name} locally (Dask extraction needs an image "
+                 "encoder with shards and the feature cache)")
+        return local
+    job = ExtractJob.make(dataset.name, opts.data_root, opts.dataset_options, split, encoder, kwargs)
+
+    def compute():
+        extract_shards(job, split.n_images, opts.dask_scheduler)
+        return local()
+
+    return compute
 
 
 @functools.lru_cache(maxsize=2)
@@ -290,7 +332,8 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
         "recall_curve": curves, "n_images": split.n_images, "n_captions": split.n_captions, "folds": folds,
         "timings": timings, "model": path.name, "model_config": getattr(model, "config_", {}),
         "split_fingerprint": fs.meta["fingerprint"], "feature_cache": fs.meta["cache_keys"],
-        "config": run_config(opts, distance, protocol), "seeds": seeds(model, opts),
+        "config": {**run_config(opts, distance, protocol), "image_precision": image_precision(spec.image, opts)},
+        "seeds": seeds(model, opts),
         "versions": versions(), "created": now(),
     }
 
@@ -298,7 +341,7 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
 def run_config(opts: Options, distance: str, protocol: str) -> dict:
     """The options of a run that are not in its name (with the model's params and seed, its full config)."""
     return {"dataset_options": opts.dataset_options, **opts.text_options(), "batch_size": opts.batch_size,
-            "device": opts.device, "feature_cache": opts.cache, "data_root": str(opts.data_root),
+            "device": opts.device, "precision": opts.precision, "feature_cache": opts.cache, "data_root": str(opts.data_root),
             "distance": distance, "protocol": protocol, "ties": "optimistic"}
 
 
