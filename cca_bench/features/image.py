@@ -211,6 +211,8 @@ def _torch_runner(device: str, precision: str = "fp32") -> Callable[[np.ndarray]
     from cca_bench.features import accel
 
     model = accel.prepare(lite0_features_model(), device)
+    if precision != "fp32":
+        accel.keep_fp32(model, accel.is_depthwise)
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode(), accel.autocast(device, precision):
@@ -231,13 +233,10 @@ def lite0_precision(device: str) -> str:
     return "fp32" if device == "cpu" else native_precision(device)
 
 
-def lite0_runner(device: str = "auto", precision: str = "fp32") -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
-    """(backend, ``run``): ``run(uint8 (b, 224, 224, 3)) -> (b, 1280) float32`` on ``device``.
-
-    CUDA (any non-CPU device) and bf16 use torch; fp32 on the CPU uses ``$CCA_BENCH_IMAGE_BACKEND`` (``onnx``
-    by default, falling back to torch with a warning when the ONNX export or runtime fails and the variable
-    is unset). ``precision``: fp32, bf16, fp16 (CUDA) or auto (:func:`lite0_precision`).
-    """
+def lite0_backend(device: str = "auto", precision: str = "auto") -> tuple[str, str, str]:
+    """(backend, resolved device, resolved precision): CUDA (any non-CPU device) and bf16 use torch; fp32 on
+    the CPU uses ``$CCA_BENCH_IMAGE_BACKEND`` (``onnx`` by default). ``precision``: fp32, bf16, fp16 (CUDA)
+    or auto (:func:`lite0_precision`)."""
     from cca_bench.config import torch_device
     from cca_bench.features.accel import resolve_precision
 
@@ -247,6 +246,15 @@ def lite0_runner(device: str = "auto", precision: str = "fp32") -> tuple[str, Ca
     backend = os.environ.get(BACKEND_ENV) or DEFAULT_CPU_BACKEND if cpu_fp32 else "torch"
     if backend not in LITE0_BACKENDS:
         raise UserError(f"{BACKEND_ENV}={backend!r}: expected one of {', '.join(LITE0_BACKENDS)}")
+    return backend, device, precision
+
+
+def lite0_runner(device: str = "auto", precision: str = "fp32") -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
+    """(backend, ``run``): ``run(uint8 (b, 224, 224, 3)) -> (b, 1280) float32`` on ``device``
+    (:func:`lite0_backend` picks the backend). An ONNX export or runtime that fails falls back to torch with
+    a warning, unless ``$CCA_BENCH_IMAGE_BACKEND`` asked for onnx.
+    """
+    backend, device, precision = lite0_backend(device, precision)
     if backend != DEFAULT_CPU_BACKEND or os.environ.get(BACKEND_ENV):
         return backend, LITE0_BACKENDS[backend](device, precision)
     try:
@@ -272,10 +280,14 @@ def sharded(split: Split, rows: Callable, desc: str, progress: bool, shard_dir: 
 
 def lite0_rows(split: Split, dataset: CaptionDataset, lo: int, hi: int, *, batch_size: int | None = None,
                device: str = "auto", precision: str = "auto", bar=None, runner=None, **_) -> tuple[np.ndarray, list]:
-    """Rows lo..hi of :func:`encode_efficientnet_lite0` (no skipped images: an unreadable one is an error);
-    ``runner``: a ``lite0_runner`` result to reuse, else one is made (a shard task on a Dask worker)."""
-    _, run = runner or lite0_runner(device, precision)
-    parts = [run(np.ascontiguousarray(b)) for b in batches(split, lite0_pixels, range(lo, hi), batch_size or 64, bar)]
+    """Rows lo..hi of :func:`encode_efficientnet_lite0` (no skipped images: an unreadable one is an error).
+
+    ``runner``: a function returning a ``lite0_runner`` result to reuse (called only when there are images),
+    else one is made (a shard task on a Dask worker).
+    """
+    runner = runner or (lambda: lite0_runner(device, precision))
+    parts = [runner()[1](np.ascontiguousarray(b))
+             for b in batches(split, lite0_pixels, range(lo, hi), batch_size or 64, bar)]
     return (np.concatenate(parts) if parts else np.zeros((0, LITE0_DIM), np.float32)), []
 
 
@@ -289,10 +301,12 @@ def encode_efficientnet_lite0(split: Split, dataset: CaptionDataset, *, batch_si
                               shard_dir: Path | None = None) -> np.ndarray:
     """(n_img, 1280) float32 pooled EfficientNet-Lite0 features of the split's images (no normalisation).
 
-    ``shard_dir``: resumable extraction (finished shards are kept and not recomputed after a kill).
+    ``shard_dir``: resumable extraction (finished shards are kept and not recomputed after a kill); the
+    network is loaded only when a shard has to be computed.
     """
-    runner = lite0_runner(device, precision)
-    desc = f"efficientnet_lite0[{runner[0]}] {split.dataset}/{split.name}"
+    backend, device, precision = lite0_backend(device, precision)
+    runner = functools.lru_cache(maxsize=1)(lambda: lite0_runner(device, precision))
+    desc = f"efficientnet_lite0[{backend} {precision}] {split.dataset}/{split.name}"
     rows = lambda lo, hi, bar: lite0_rows(split, dataset, lo, hi, batch_size=batch_size, bar=bar, runner=runner)  # noqa: E731
     return sharded(split, rows, desc, progress, shard_dir)
 
