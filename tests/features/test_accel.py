@@ -10,14 +10,7 @@ from cca_bench.errors import UserError
 from cca_bench.features import accel
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Batches of a few images spend their time in thread hand-offs: one thread is far faster on busy cores."""
-    torch = pytest.importorskip("torch")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 AMD_FLAGS = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n\nprocessor\t: 1\nflags\t\t: fpu avx512f\n"
 

@@ -7,26 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cca_bench.datasets.base import CaptionDataset, Split, open_rgb
 from cca_bench.features import image, store
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Batches of a few images spend their time in thread hand-offs: one thread is far faster on busy cores."""
-    torch = pytest.importorskip("torch")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def file_split(paths) -> tuple[Split, CaptionDataset]:
-    n = len(paths)
-    sp = Split(dataset="t", name="test", image_ids=[Path(p).name for p in paths], captions=["x"] * n,
-               tokens=[["x"]] * n, image_index=np.arange(n), image_rows=np.arange(n),
-               loader=lambda i: open_rgb(paths[i]), image_paths=list(paths))
-    return sp, CaptionDataset(name="t", root=None, splits={"test": sp})
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
@@ -40,7 +24,7 @@ def five_images(tmp_path):
 
 
 @pytest.mark.parametrize("encoder", ["efficientnet_lite0", "tinyimage"])
-def test_builtin_encoders_resume_from_finished_shards(encoder, five_images, tmp_path, monkeypatch):
+def test_builtin_encoders_resume_from_finished_shards(encoder, five_images, tmp_path, monkeypatch, make_file_split):
     monkeypatch.setattr(store, "SHARD_SIZE", 2)  # 5 images: shards [0, 2), [2, 4), [4, 5)
     monkeypatch.setenv(image.BACKEND_ENV, "torch")  # no ONNX export in a unit test
     monkeypatch.setattr(image, "lite0_runner", functools.lru_cache()(image.lite0_runner))  # built once here
@@ -54,7 +38,7 @@ def test_builtin_encoders_resume_from_finished_shards(encoder, five_images, tmp_
 
     monkeypatch.setattr(image, "batches", batches)
     encode = getattr(image, f"encode_{encoder}")
-    sp, ds = file_split(five_images)
+    sp, ds = make_file_split(five_images)
     shards = tmp_path / "shards"
     with pytest.raises(KeyboardInterrupt):
         encode(sp, ds, batch_size=1, progress=False, shard_dir=shards)
