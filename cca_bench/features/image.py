@@ -227,7 +227,9 @@ LITE0_BACKENDS = {"onnx": _onnx_runner, "torch": _torch_runner}
 def lite0_precision(device: str) -> str:
     """What ``--precision auto`` means for EfficientNet-Lite0: fp32 through onnxruntime on a CPU (measured
     2026-11-30 on 2 AVX-512-BF16 cores, batch 64: onnxruntime fp32 39 img/s, torch bf16 autocast +
-    channels_last 17, torch fp32 12), the GPU's native precision on CUDA."""
+    channels_last 17, torch fp32 12; with the depthwise convolutions kept in fp32, as bf16 needs for
+    accuracy, torch bf16 fell to a fifth of onnxruntime in benchmarks/REPORT_extract.md), the GPU's native
+    precision on CUDA."""
     from cca_bench.features.accel import native_precision
 
     return "fp32" if device == "cpu" else native_precision(device)
