@@ -9,7 +9,8 @@ EfficientNet-Lite0 (Tan & Le 2019) runs on CPU through onnxruntime by default: t
 once to ``CACHE_DIR/efficientnet_lite0-<weights sha1>.onnx`` (atomically). On this project's 2-core
 machines that is 5-6x faster than eager torch (2026-11, shared 2-core box, batch 64: onnxruntime 70-140 img/s,
 torch 10-25 img/s for the network; decoding + cropping 500-px JPEGs adds ~10%). ``CCA_BENCH_IMAGE_BACKEND``
-= ``torch`` | ``onnx`` picks the CPU backend; a CUDA device always uses torch.
+= ``torch`` | ``onnx`` picks the CPU backend at fp32; a CUDA device and bf16 always use torch. Every
+encoder here extracts in resumable shards (``shard_dir``) and registers ``shard_rows`` for Dask workers.
 """
 from __future__ import annotations
 
