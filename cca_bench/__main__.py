@@ -47,11 +47,11 @@ def _add_features(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stopwords", action="store_true", help="drop English stop words before averaging")
     g.add_argument("--batch-size", type=int, default=None,
                    help="images per CNN batch (default: 32 for CNNs and 64 for EfficientNet on a CPU; from free memory on a GPU)")
+    g.add_argument("--crops", type=int, default=1, choices=[1, 10],
+                   help="CNN views per image: 1 centre crop, or 10 (corners + centre and their mirrors, averaged)")
     g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="image network arithmetic: auto (bf16 where the CPU has native bf16, fp16 on CUDA, else "
                    "fp32; EfficientNet: fp32 onnxruntime on a CPU), fp32, bf16, fp16 (CUDA); part of the feature cache key")
-    g.add_argument("--crops", type=int, default=1, choices=[1, 10],
-                   help="CNN views per image: 1 centre crop, or 10 (corners + centre and their mirrors, averaged)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     g.add_argument("--no-cache", action="store_true", help="recompute features instead of using data/cache")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
@@ -216,9 +216,9 @@ def _options(args):
         data_root=data_root(args.data_root), results_root=results_root(args.results_root),
         dataset_options=dict(getattr(args, "dataset_opt", [])), text_path=getattr(args, "text_path", None),
         idf=getattr(args, "idf", False), stopwords=getattr(args, "stopwords", False),
-        batch_size=getattr(args, "batch_size", None), precision=getattr(args, "precision", "auto"),
-        backend=getattr(args, "backend", None) or "numpy", dask_scheduler=getattr(args, "dask_scheduler", None),
-        crops=getattr(args, "crops", 1), tag=getattr(args, "tag", ""), device=getattr(args, "device", "auto"),
+        precision=getattr(args, "precision", "auto"), backend=getattr(args, "backend", None) or "numpy",
+        dask_scheduler=getattr(args, "dask_scheduler", None),
+        batch_size=getattr(args, "batch_size", 64), crops=getattr(args, "crops", 1), tag=getattr(args, "tag", ""), device=getattr(args, "device", "auto"),
         cache=not getattr(args, "no_cache", False), progress=not getattr(args, "quiet", False),
         log=(lambda m: None) if getattr(args, "quiet", False) else _log)
 

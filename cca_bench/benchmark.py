@@ -71,11 +71,11 @@ def image_key(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
     """Everything that decides a split's image features: the feature cache key."""
     key = {"kind": "image", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
            "encoder": spec.image, "dataset_options": opts.dataset_options}
-    if opts.crops != 1:
-        key["crops"] = opts.crops  # only then: the keys of 1-crop features stay as they were
     precision = image_precision(spec.image, opts)
     if precision not in (None, "fp32"):
-        key["precision"] = precision  # likewise: fp32 keys stay as they were
+        key["precision"] = precision  # only then: fp32 keys stay as they were
+    if opts.crops != 1:
+        key["crops"] = opts.crops  # only then: the keys of 1-crop features stay as they were
     return key
 
 
@@ -121,9 +121,9 @@ def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dic
     encoder = IMAGE_ENCODERS.get(spec.image)
     cache = opts.data_root / "cache" if opts.cache else None
     kwargs = image_encoder_kwargs(spec.image, opts, shard_dir(cache, key))
-    compute = lambda: encoder(split, dataset, **kwargs)  # noqa: E731
     if opts.backend == "dask":
-        compute = _dask_compute(dataset, split, spec.image, opts, key, kwargs, compute)
+        encoder = _on_dask(encoder, dataset, split, spec.image, opts, kwargs)
+    compute = lambda: encoder(split, dataset, **kwargs)  # noqa: E731
     images, hit = _timed(timings, f"image_features_{split.name}", lambda: load_or_compute(cache, key, compute))
     opts.log(f"{'loaded cached' if hit else 'computed'} {spec.image} features for {dataset.name}/{split.name}: "
              f"{images.shape[0]} x {images.shape[1]}")
@@ -137,23 +137,23 @@ def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dic
     return images
 
 
-def _dask_compute(dataset, split, encoder: str, opts: Options, key: dict, kwargs: dict, local: Callable):
-    """``local`` preceded by the extraction of the missing shards as tasks on a Dask cluster (workers write
-    them into the cache's shard folder; ``local`` then only assembles them). Encoders without shards, or no
-    cache to hold shards, extract locally."""
+def _on_dask(encoder: Callable, dataset, split, name: str, opts: Options, kwargs: dict) -> Callable:
+    """``encoder`` preceded by the extraction of the split's missing shards as tasks on a Dask cluster
+    (workers write them into the cache's shard folder; ``encoder`` then only assembles them). Encoders
+    without shards, or no cache to hold shards, extract locally."""
     from cca_bench.features.distributed import ExtractJob, extract_shards
 
-    if kwargs.get("shard_dir") is None or "shard_rows" not in IMAGE_ENCODERS.meta(encoder):
-        opts.log(f"{encoder}: extracting {dataset.name}/{split.name} locally (Dask extraction needs an image "
+    if kwargs.get("shard_dir") is None or "shard_rows" not in IMAGE_ENCODERS.meta(name):
+        opts.log(f"{name}: extracting {dataset.name}/{split.name} locally (Dask extraction needs an image "
                  "encoder with shards and the feature cache)")
-        return local
-    job = ExtractJob.make(dataset.name, opts.data_root, opts.dataset_options, split, encoder, kwargs)
+        return encoder
+    job = ExtractJob.make(dataset.name, opts.data_root, opts.dataset_options, split, name, kwargs)
 
-    def compute():
+    def on_dask(*args, **kw):
         extract_shards(job, split.n_images, opts.dask_scheduler)
-        return local()
+        return encoder(*args, **kw)
 
-    return compute
+    return on_dask
 
 
 @functools.lru_cache(maxsize=2)
@@ -332,8 +332,7 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
         "recall_curve": curves, "n_images": split.n_images, "n_captions": split.n_captions, "folds": folds,
         "timings": timings, "model": path.name, "model_config": getattr(model, "config_", {}),
         "split_fingerprint": fs.meta["fingerprint"], "feature_cache": fs.meta["cache_keys"],
-        "config": {**run_config(opts, distance, protocol), "image_precision": image_precision(spec.image, opts)},
-        "seeds": seeds(model, opts),
+        "config": run_config(opts, distance, protocol), "seeds": seeds(model, opts),
         "versions": versions(), "created": now(),
     }
 
@@ -341,7 +340,7 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
 def run_config(opts: Options, distance: str, protocol: str) -> dict:
     """The options of a run that are not in its name (with the model's params and seed, its full config)."""
     return {"dataset_options": opts.dataset_options, **opts.text_options(), "batch_size": opts.batch_size,
-            "device": opts.device, "precision": opts.precision, "feature_cache": opts.cache, "data_root": str(opts.data_root),
+            "device": opts.device, "feature_cache": opts.cache, "data_root": str(opts.data_root),
             "distance": distance, "protocol": protocol, "ties": "optimistic"}
 
 

@@ -171,13 +171,7 @@ def image_query(g: Gallery, path: str | Path) -> FeatureSet:
     split = Split(dataset="query", name="query", image_ids=[path.name], captions=[], tokens=[],
                   image_index=np.zeros(0), image_rows=np.zeros(1), loader=lambda i: open_rgb(path),
                   image_paths=[path])
-    from dataclasses import replace
-
-    from cca_bench.benchmark import image_encoder_kwargs
-
-    # the gallery's options (weights folder, crops, precision), one image, no shards
-    kwargs = image_encoder_kwargs(g.spec.image, replace(g.opts, batch_size=1, progress=False), None)
-    images = IMAGE_ENCODERS.get(g.spec.image)(split, g.dataset, **kwargs)
+    images = IMAGE_ENCODERS.get(g.spec.image)(split, g.dataset, batch_size=1, device=g.opts.device, progress=False)
     return _one_pair(g, images, np.zeros((1, g.features.texts.shape[1])), [[]])
 
 
