@@ -95,9 +95,9 @@ def report(rows: list[tuple], args, n_pairs: int) -> str:
         "Target: one epoch over the 30,000 shapes train pairs in under a minute on 2 CPU cores (the column",
         "scales the measured time to 30,000 pairs). The load average is the machine's 1-minute load before and",
         "after the epoch: above the core count, other processes shared the cores and the time is an upper bound.",
-        "`VSE(num_threads=1)` (`--num-threads 1`) is the default: a second thread can help on an idle machine,",
-        "but OpenMP threads that spin-wait lose most of their time whenever another process holds a core, while",
-        "one thread slows down only in proportion to the load.",
+        "Every core is the default (`num_threads=0`); `--num-threads 1` is the better choice on a busy machine: a",
+        "second thread can help on an idle one, but OpenMP threads that spin-wait lose most of their time whenever",
+        "another process holds a core, while one thread slows down only in proportion to the load.",
         "",
     ]
     return "\n".join(lines)

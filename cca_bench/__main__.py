@@ -56,9 +56,13 @@ def _add_features(p: argparse.ArgumentParser) -> None:
                    "its tokenizer and pooling in FILE.onnx.json (docs/onnx.md)")
     g.add_argument("--idf", action="store_true", help="weight words by IDF fitted on the train captions")
     g.add_argument("--stopwords", action="store_true", help="drop English stop words before averaging")
-    g.add_argument("--batch-size", type=_positive_int, default=64, help="images per CNN batch (default 64)")
+    g.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="images per CNN batch (default: 32 for CNNs and 64 for EfficientNet on a CPU; from free memory on a GPU)")
     g.add_argument("--crops", type=int, default=1, choices=[1, 10],
                    help="CNN views per image: 1 centre crop, or 10 (corners + centre and their mirrors, averaged)")
+    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="image network arithmetic: auto (bf16 where the CPU has native bf16, fp16 on CUDA, else "
+                   "fp32; EfficientNet: fp32 onnxruntime on a CPU), fp32, bf16, fp16 (CUDA); part of the feature cache key")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     g.add_argument("--no-cache", action="store_true", help="recompute features instead of using data/cache")
 
@@ -171,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "5k: all 5,000 COCO test images at once. Part of the run's file name, JSON and compare "
                    "table (default full)")
     _add_features(p)
+    _add_extract_backend(p)
     _add_common(p)
 
     _add_search(sub)
@@ -181,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="datasets (and whether their files are present), encoders and methods")
     _add_common(p)
     return parser
+
+
+def _add_extract_backend(p: argparse.ArgumentParser) -> None:
+    """--backend / --dask-scheduler for commands without a method fit (generate has them as cca options)."""
+    g = p.add_argument_group("extraction backend")
+    g.add_argument("--backend", default="numpy", choices=["numpy", "dask"],
+                   help="dask: extract missing image feature shards as tasks on a Dask cluster (default numpy: here)")
+    g.add_argument("--dask-scheduler", help="with --backend dask: scheduler address (default: a local cluster)")
 
 
 def _positive_int(text: str) -> int:
@@ -290,6 +303,8 @@ def _options(args):
         data_root=data_root(args.data_root), results_root=results_root(args.results_root),
         dataset_options=dict(getattr(args, "dataset_opt", [])), text_path=getattr(args, "text_path", None),
         idf=getattr(args, "idf", False), stopwords=getattr(args, "stopwords", False),
+        precision=getattr(args, "precision", "auto"), backend=getattr(args, "backend", None) or "numpy",
+        dask_scheduler=getattr(args, "dask_scheduler", None),
         batch_size=getattr(args, "batch_size", 64), crops=getattr(args, "crops", 1), tag=getattr(args, "tag", ""), device=getattr(args, "device", "auto"),
         onnx_model=getattr(args, "onnx_model", None), onnx_text_model=getattr(args, "onnx_text_model", None),
         cache=not getattr(args, "no_cache", False), progress=not getattr(args, "quiet", False),

@@ -28,9 +28,12 @@ class Options:
     text_path: str | None = None
     idf: bool = False
     stopwords: bool = False
-    batch_size: int = 64
+    batch_size: int | None = None  # None: each image encoder's own choice (from free memory on a GPU)
     crops: int = 1
     device: str = "auto"
+    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (cca_bench.features.accel)
+    backend: str = "numpy"  # "dask": image shards are extracted as tasks on a Dask cluster
+    dask_scheduler: str | None = None
     cache: bool = True
     progress: bool = True
     tag: str = ""
@@ -70,12 +73,28 @@ def image_key(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
     """Everything that decides a split's image features: the feature cache key."""
     key = {"kind": "image", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
            "encoder": spec.image, "dataset_options": opts.dataset_options}
+    precision = image_precision(spec.image, opts)
+    if precision not in (None, "fp32"):
+        key["precision"] = precision  # only then: fp32 keys stay as they were
     if opts.crops != 1:
         key["crops"] = opts.crops  # only then: the keys of 1-crop features stay as they were
     identity = IMAGE_ENCODERS.meta(spec.image).get("identity")
     if identity is not None:  # an encoder reading a user's model file: its hash (only then, as for crops)
         key["model"] = identity(**image_encoder_kwargs(spec.image, opts, None))
     return key
+
+
+def image_precision(name: str, opts: Options) -> str | None:
+    """The precision image encoder ``name`` runs at under ``opts`` (its registered ``precision`` rule decides
+    ``auto``); None for encoders without one, which refuse an explicit bf16 / fp16."""
+    from cca_bench.features.accel import resolve_precision
+
+    auto = IMAGE_ENCODERS.meta(name).get("precision")
+    if auto is None:
+        if opts.precision not in ("auto", "fp32"):
+            raise UserError(f"image encoder {name!r} has no --precision option (it runs no network)")
+        return None
+    return resolve_precision(opts.precision, torch_device(opts.device), auto)
 
 
 def text_key(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
@@ -122,9 +141,11 @@ def image_encoder_kwargs(name: str, opts: Options, shard_dir: Path | None) -> di
     accepted = inspect.signature(IMAGE_ENCODERS.get(name)).parameters
     if opts.crops != 1 and "crops" not in accepted:
         raise UserError(f"image encoder {name!r} has no --crops option (it works on one view of each image)")
-    extra = {"crops": opts.crops, "data_root": opts.data_root, "shard_dir": shard_dir}
-    return {"batch_size": opts.batch_size, "device": opts.device, "progress": opts.progress,
-            **{k: v for k, v in extra.items() if k in accepted},
+    extra = {"crops": opts.crops, "data_root": opts.data_root, "shard_dir": shard_dir,
+             "precision": image_precision(name, opts)}
+    own_batch = "batch_size" in accepted and accepted["batch_size"].default is None  # it picks its own size
+    return {"batch_size": opts.batch_size if own_batch else opts.batch_size or 64, "device": opts.device,
+            "progress": opts.progress, **{k: v for k, v in extra.items() if k in accepted},
             **model_file_options(IMAGE_ENCODERS.get(name), name, opts, IMAGE_MODEL_FLAGS)}
 
 
@@ -135,6 +156,8 @@ def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dic
     encoder = IMAGE_ENCODERS.get(spec.image)
     cache = opts.data_root / "cache" if opts.cache else None
     kwargs = image_encoder_kwargs(spec.image, opts, shard_dir(cache, key))
+    if opts.backend == "dask":
+        encoder = _on_dask(encoder, dataset, split, spec.image, opts, kwargs)
     compute = lambda: encoder(split, dataset, **kwargs)  # noqa: E731
     images, hit = _timed(timings, f"image_features_{split.name}",
                          lambda: load_or_compute(cache, key, compute, n_rows=split.n_images))
@@ -148,6 +171,25 @@ def encode_images(dataset, split, spec: FeatureSpec, opts: Options, timings: dic
         raise UserError(f"{spec.image} gave {len(images)} feature rows for {split.n_images} images of "
                         f"{dataset.name}/{split.name}")
     return images
+
+
+def _on_dask(encoder: Callable, dataset, split, name: str, opts: Options, kwargs: dict) -> Callable:
+    """``encoder`` preceded by the extraction of the split's missing shards as tasks on a Dask cluster
+    (workers write them into the cache's shard folder; ``encoder`` then only assembles them). Encoders
+    without shards, or no cache to hold shards, extract locally."""
+    from cca_bench.features.distributed import ExtractJob, extract_shards
+
+    if kwargs.get("shard_dir") is None or "shard_rows" not in IMAGE_ENCODERS.meta(name):
+        opts.log(f"{name}: extracting {dataset.name}/{split.name} locally (Dask extraction needs an image "
+                 "encoder with shards and the feature cache)")
+        return encoder
+    job = ExtractJob.make(dataset.name, opts.data_root, opts.dataset_options, split, name, kwargs)
+
+    def on_dask(*args, **kw):
+        extract_shards(job, split.n_images, opts.dask_scheduler)
+        return encoder(*args, **kw)
+
+    return on_dask
 
 
 @functools.lru_cache(maxsize=2)
@@ -446,8 +488,8 @@ def check_widths(config: dict, fs: FeatureSet, model: Path) -> None:
 def run_config(opts: Options, distance: str, protocol: str) -> dict:
     """The options of a run that are not in its name (with the model's params and seed, its full config)."""
     return {"dataset_options": opts.dataset_options, **opts.text_options(), "batch_size": opts.batch_size,
-            "device": opts.device, "feature_cache": opts.cache, "data_root": str(opts.data_root), **model_files(opts),
-            "distance": distance, "protocol": protocol, "ties": "optimistic"}
+            "device": opts.device, "precision": opts.precision, "feature_cache": opts.cache,
+            "data_root": str(opts.data_root), **model_files(opts), "distance": distance, "protocol": protocol, "ties": "optimistic"}
 
 
 def seeds(model, opts: Options) -> dict:

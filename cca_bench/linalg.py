@@ -234,25 +234,59 @@ def dask_client(scheduler: str | None = None):
         return stack
 
 
+def _indexed_block_products(xb, yb, local_index, shift_x, shift_y):
+    """One Dask task of an indexed pairing: a row chunk of x and the captions of its images (``local_index``
+    into the chunk). The numpy path on one chunk: captions summed per image, then one SYRK of
+    ``[sqrt(c) x, y_by_x / sqrt(c)]`` whose text block is replaced by the captions' own sums and scatter."""
+    xb, yb = np.asarray(xb, dtype=np.float32), np.asarray(yb, dtype=np.float32)
+    dx, dy = xb.shape[1], yb.shape[1]
+    counts = np.bincount(local_index, minlength=len(xb)).astype(np.float64)
+    y_by_x = np.zeros((len(xb), dy))
+    sum_y, syy = _products_numpy(_text_blocks(yb, shift_y, local_index, y_by_x, max(1, len(yb))), dy)
+    sums, scatter = _products_numpy(_indexed_blocks(xb, shift_x, counts, y_by_x, max(1, len(xb))), dx + dy)
+    sums[dx:], scatter[dx:, dx:] = sum_y, syy
+    return sums, scatter
+
+
+def _indexed_tasks(xd, yd, x_index: np.ndarray, shift_x, shift_y) -> list:
+    """One delayed :func:`_indexed_block_products` per row chunk of x, with the captions of its images
+    gathered from y (each caption once: together the tasks read y once, and x once, not once per caption)."""
+    import dask
+
+    order = np.argsort(x_index, kind="stable")
+    sorted_index = x_index[order]
+    bounds = np.cumsum((0,) + xd.chunks[0])
+    tasks = []
+    for xb, lo, hi in zip(xd.to_delayed().ravel(), bounds[:-1], bounds[1:]):
+        a, b = np.searchsorted(sorted_index, [lo, hi])
+        rows = np.sort(order[a:b])
+        yb = yd[rows] if len(rows) else yd[:0]
+        local = x_index[rows] - lo
+        tasks.append(dask.delayed(_indexed_block_products)(xb, yb, local, shift_x, shift_y))
+    return tasks
+
+
 def dask_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_ROWS,
                  scheduler: str | None = None) -> Moments:
     """:func:`paired_moments` over the row chunks of dask arrays, for features larger than one machine.
 
     Each chunk's ``[x, y]`` SYRK (float32, accumulated in float64) is one task on the workers; the partial
     (sums, scatter) are added in a tree and everything is computed once. ``x_index`` pairs rows as in
-    :func:`paired_moments` (here by gathering ``x[x_index]``, a row per caption). ``scheduler``: a Dask
+    :func:`paired_moments`, and as there each image enters once, weighted by its number of captions: a task
+    takes a chunk of x and the captions of its images (no row of x per caption). ``scheduler``: a Dask
     scheduler address; default the current client or a LocalCluster.
     """
     import dask
 
     x_index, _ = _check_pairing(x, y, x_index)
     xd, yd = _dask_rows(x, chunk), _dask_rows(y, chunk)
-    if x_index is not None:
-        xd = _dask_rows(xd[x_index], chunk)
     with dask_client(scheduler):
         shift_x, shift_y = (a.astype(np.float32) for a in dask.compute(xd[:chunk].mean(0), yd[:chunk].mean(0)))
-        blocks = zip(xd.to_delayed().ravel(), yd.to_delayed().ravel())
-        parts = [dask.delayed(_block_products)(xb, yb, shift_x, shift_y) for xb, yb in blocks]
+        if x_index is None:
+            blocks = zip(xd.to_delayed().ravel(), yd.to_delayed().ravel())
+            parts = [dask.delayed(_block_products)(xb, yb, shift_x, shift_y) for xb, yb in blocks]
+        else:
+            parts = _indexed_tasks(xd, yd, x_index, shift_x, shift_y)
         sums, scatter = dask.compute(_tree_sum(parts))[0]
     return moments_from_scatter(len(y), shift_x, shift_y, sums, scatter)
 

@@ -9,7 +9,8 @@ EfficientNet-Lite0 (Tan & Le 2019) runs on CPU through onnxruntime by default: t
 once to ``CACHE_DIR/efficientnet_lite0-<weights sha1>.onnx`` (atomically). On this project's 2-core
 machines that is 5-6x faster than eager torch (2026-11, shared 2-core box, batch 64: onnxruntime 70-140 img/s,
 torch 10-25 img/s for the network; decoding + cropping 500-px JPEGs adds ~10%). ``CCA_BENCH_IMAGE_BACKEND``
-= ``torch`` | ``onnx`` picks the CPU backend; a CUDA device always uses torch.
+= ``torch`` | ``onnx`` picks the CPU backend at fp32; a CUDA device and bf16 always use torch. Every
+encoder here extracts in resumable shards (``shard_dir``) and registers ``shard_rows`` for Dask workers.
 """
 from __future__ import annotations
 
@@ -198,19 +199,23 @@ def _onnx_session(path: str):
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
-def _onnx_runner(device: str) -> Callable[[np.ndarray], np.ndarray]:
+def _onnx_runner(device: str, precision: str = "fp32") -> Callable[[np.ndarray], np.ndarray]:
     session = _onnx_session(str(lite0_onnx_path()))
     return lambda x: session.run(None, {"pixels": x})[0]
 
 
-def _torch_runner(device: str) -> Callable[[np.ndarray], np.ndarray]:
+def _torch_runner(device: str, precision: str = "fp32") -> Callable[[np.ndarray], np.ndarray]:
     import torch
 
-    model = lite0_features_model().to(device)
+    from cca_bench.features import accel
+
+    model = accel.prepare(lite0_features_model(), device)
+    if precision != "fp32":
+        accel.keep_fp32(model, accel.is_depthwise)
 
     def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(x).to(device)).float().cpu().numpy()
+        with torch.inference_mode(), accel.autocast(device, precision):
+            return model(accel.to_device(x, device)).float().cpu().numpy()
 
     return run
 
@@ -218,62 +223,119 @@ def _torch_runner(device: str) -> Callable[[np.ndarray], np.ndarray]:
 LITE0_BACKENDS = {"onnx": _onnx_runner, "torch": _torch_runner}
 
 
-def lite0_runner(device: str = "auto") -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
-    """(backend, ``run``): ``run(uint8 (b, 224, 224, 3)) -> (b, 1280) float32`` on ``device``.
+def lite0_precision(device: str) -> str:
+    """What ``--precision auto`` means for EfficientNet-Lite0: fp32 through onnxruntime on a CPU (measured
+    2026-11-30 on 2 AVX-512-BF16 cores, batch 64: onnxruntime fp32 39 img/s, torch bf16 autocast +
+    channels_last 17, torch fp32 12; with the depthwise convolutions kept in fp32, as bf16 needs for
+    accuracy, torch bf16 fell to a fifth of onnxruntime in benchmarks/REPORT_extract.md), the GPU's native
+    precision on CUDA."""
+    from cca_bench.features.accel import native_precision
 
-    CUDA (any non-CPU device) uses torch; the CPU uses ``$CCA_BENCH_IMAGE_BACKEND`` (``onnx`` by default,
-    falling back to torch with a warning when the ONNX export or runtime fails and the variable is unset).
-    """
+    return "fp32" if device == "cpu" else native_precision(device)
+
+
+def lite0_backend(device: str = "auto", precision: str = "auto") -> tuple[str, str, str]:
+    """(backend, resolved device, resolved precision): CUDA (any non-CPU device) and bf16 use torch; fp32 on
+    the CPU uses ``$CCA_BENCH_IMAGE_BACKEND`` (``onnx`` by default). ``precision``: fp32, bf16, fp16 (CUDA)
+    or auto (:func:`lite0_precision`)."""
     from cca_bench.config import torch_device
+    from cca_bench.features.accel import resolve_precision
 
     device = torch_device(device)
-    backend = "torch" if device != "cpu" else os.environ.get(BACKEND_ENV) or DEFAULT_CPU_BACKEND
+    precision = resolve_precision(precision, device, lite0_precision)
+    cpu_fp32 = device == "cpu" and precision == "fp32"
+    backend = os.environ.get(BACKEND_ENV) or DEFAULT_CPU_BACKEND if cpu_fp32 else "torch"
     if backend not in LITE0_BACKENDS:
         raise UserError(f"{BACKEND_ENV}={backend!r}: expected one of {', '.join(LITE0_BACKENDS)}")
+    return backend, device, precision
+
+
+def lite0_runner(device: str = "auto", precision: str = "fp32") -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
+    """(backend, ``run``): ``run(uint8 (b, 224, 224, 3)) -> (b, 1280) float32`` on ``device``
+    (:func:`lite0_backend` picks the backend). An ONNX export or runtime that fails falls back to torch with
+    a warning, unless ``$CCA_BENCH_IMAGE_BACKEND`` asked for onnx.
+    """
+    backend, device, precision = lite0_backend(device, precision)
     if backend != DEFAULT_CPU_BACKEND or os.environ.get(BACKEND_ENV):
-        return backend, LITE0_BACKENDS[backend](device)
+        return backend, LITE0_BACKENDS[backend](device, precision)
     try:
-        return backend, LITE0_BACKENDS[backend](device)
+        return backend, LITE0_BACKENDS[backend](device, precision)
     except (ImportError, RuntimeError, OSError, TypeError, ValueError) as e:
         # an exporter (another torch version) or a runtime that fails: torch gives the same features, slower
         warnings.warn(f"efficientnet_lite0: ONNX backend unavailable ({type(e).__name__}: {e}); using torch")
-        return "torch", LITE0_BACKENDS["torch"](device)
+        return "torch", LITE0_BACKENDS["torch"](device, precision)
+
+
+def sharded(split: Split, rows: Callable, desc: str, progress: bool, shard_dir: Path | None) -> np.ndarray:
+    """(n_img, d) float32 ``rows(lo, hi, bar) -> ((hi - lo, d), skipped)`` over the split's shards; with
+    ``shard_dir`` each finished shard is kept, so an interrupted extraction resumes at the first missing one
+    (:func:`cca_bench.features.store.compute_sharded`)."""
+    from tqdm import tqdm
+
+    from cca_bench.features import store
+
+    with tqdm(total=split.n_images, unit="img", desc=desc, disable=not progress, file=sys.stderr) as bar:
+        feats, _ = store.compute_sharded(shard_dir, split.n_images, lambda lo, hi: rows(lo, hi, bar), store.SHARD_SIZE)
+    return feats
+
+
+def lite0_rows(split: Split, dataset: CaptionDataset, lo: int, hi: int, *, batch_size: int | None = None,
+               device: str = "auto", precision: str = "auto", bar=None, runner=None, **_) -> tuple[np.ndarray, list]:
+    """Rows lo..hi of :func:`encode_efficientnet_lite0` (no skipped images: an unreadable one is an error).
+
+    ``runner``: a function returning a ``lite0_runner`` result to reuse (called only when there are images),
+    else one is made (a shard task on a Dask worker).
+    """
+    runner = runner or (lambda: lite0_runner(device, precision))
+    parts = [runner()[1](np.ascontiguousarray(b))
+             for b in batches(split, lite0_pixels, range(lo, hi), batch_size or 64, bar)]
+    return (np.concatenate(parts) if parts else np.zeros((0, LITE0_DIM), np.float32)), []
 
 
 @IMAGE_ENCODERS.register(
-    "efficientnet_lite0", aliases=["efficientnet"], dim=LITE0_DIM, builtin=True,
+    "efficientnet_lite0", aliases=["efficientnet"], dim=LITE0_DIM, builtin=True, precision=lite0_precision,
+    shard_rows=lite0_rows,
     help="EfficientNet-Lite0 ImageNet features (1280-d global average pool, one 224 centre crop; builtin weights)",
 )
-def encode_efficientnet_lite0(split: Split, dataset: CaptionDataset, *, batch_size: int = 64,
-                              device: str = "auto", progress: bool = True) -> np.ndarray:
-    """(n_img, 1280) float32 pooled EfficientNet-Lite0 features of the split's images (no normalisation)."""
-    backend, run = lite0_runner(device)
-    out = np.empty((split.n_images, LITE0_DIM), dtype=np.float32)
-    desc, pos = f"efficientnet_lite0[{backend}] {split.dataset}/{split.name}", 0
-    for batch in pixel_batches(split, lite0_pixels, batch_size, desc, progress):
-        out[pos:pos + len(batch)] = run(np.ascontiguousarray(batch))
-        pos += len(batch)
-    return out
+def encode_efficientnet_lite0(split: Split, dataset: CaptionDataset, *, batch_size: int | None = None,
+                              device: str = "auto", progress: bool = True, precision: str = "auto",
+                              shard_dir: Path | None = None) -> np.ndarray:
+    """(n_img, 1280) float32 pooled EfficientNet-Lite0 features of the split's images (no normalisation).
+
+    ``shard_dir``: resumable extraction (finished shards are kept and not recomputed after a kill); the
+    network is loaded only when a shard has to be computed.
+    """
+    backend, device, precision = lite0_backend(device, precision)
+    runner = functools.lru_cache(maxsize=1)(lambda: lite0_runner(device, precision))
+    desc = f"efficientnet_lite0[{backend} {precision}] {split.dataset}/{split.name}"
+    rows = lambda lo, hi, bar: lite0_rows(split, dataset, lo, hi, batch_size=batch_size, bar=bar, runner=runner)  # noqa: E731
+    return sharded(split, rows, desc, progress, shard_dir)
 
 
 # ------------------------------------------------------------------------------------------------- tiny images
 
 
-@IMAGE_ENCODERS.register(
-    "tinyimage", aliases=["tiny"], dim=3 * TINY_SIDE**2, builtin=True,
-    help="tiny images (Torralba et al. 2008): 16x16 RGB thumbnail, 768-d, zero-mean unit-norm per image",
-)
-def encode_tinyimage(split: Split, dataset: CaptionDataset, *, batch_size: int = 64,
-                     device: str = "auto", progress: bool = True) -> np.ndarray:
-    """(n_img, 768) float32: each whole image box-filtered to 16 x 16 RGB, flattened (row, column, channel),
-    its mean subtracted and scaled to unit L2 norm (a constant image gives zeros), as Torralba et al. 2008
-    normalise tiny images before comparing them."""
-    parts = [b.reshape(len(b), -1) for b in
-             pixel_batches(split, tiny_pixels, max(batch_size, 256), f"tinyimage {split.dataset}/{split.name}", progress)]
+def tiny_rows(split: Split, dataset: CaptionDataset, lo: int, hi: int, *, batch_size: int | None = None,
+              bar=None, **_) -> tuple[np.ndarray, list]:
+    """Rows lo..hi of :func:`encode_tinyimage` (normalised per image, so shards are independent)."""
+    parts = [b.reshape(len(b), -1) for b in batches(split, tiny_pixels, range(lo, hi), max(batch_size or 0, 256), bar)]
     x = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 3 * TINY_SIDE**2), np.float32)
     x -= x.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-6)
+    return x / np.maximum(norms, 1e-6), []
+
+
+@IMAGE_ENCODERS.register(
+    "tinyimage", aliases=["tiny"], dim=3 * TINY_SIDE**2, builtin=True, shard_rows=tiny_rows,
+    help="tiny images (Torralba et al. 2008): 16x16 RGB thumbnail, 768-d, zero-mean unit-norm per image",
+)
+def encode_tinyimage(split: Split, dataset: CaptionDataset, *, batch_size: int | None = None,
+                     device: str = "auto", progress: bool = True, shard_dir: Path | None = None) -> np.ndarray:
+    """(n_img, 768) float32: each whole image box-filtered to 16 x 16 RGB, flattened (row, column, channel),
+    its mean subtracted and scaled to unit L2 norm (a constant image gives zeros), as Torralba et al. 2008
+    normalise tiny images before comparing them. ``shard_dir``: resumable, as the CNN encoders."""
+    rows = lambda lo, hi, bar: tiny_rows(split, dataset, lo, hi, batch_size=batch_size, bar=bar)  # noqa: E731
+    return sharded(split, rows, f"tinyimage {split.dataset}/{split.name}", progress, shard_dir)
 
 
 # -------------------------------------------------------------------------------------- precomputed features

@@ -41,12 +41,14 @@ import numpy as np
 
 from cca_bench.datasets.base import CaptionDataset, Split
 from cca_bench.errors import UserError
+from cca_bench.features.accel import native_precision
 from cca_bench.registry import IMAGE_ENCODERS
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 GOOGLE_MEAN, GOOGLE_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # pixel / 127.5 - 1
 CROPS = (1, 10)
 SHOW_SKIPPED = 10  # skipped images named in the warning (all of them are in skipped.json)
+CPU_BATCH = 32  # images per batch on a CPU (larger batches gain nothing there and cost memory)
 
 
 @dataclass(frozen=True)
@@ -219,21 +221,52 @@ def _pixels_or_skip(split: Split, i: int, spec: CNNSpec, n_crops: int, reasons: 
 # ------------------------------------------------------------------------------------------------ running
 
 
-def network_runner(name: str, path: Path, device: str) -> Callable[[np.ndarray], np.ndarray]:
+def network_runner(name: str, path: Path, device: str, precision: str = "fp32") -> Callable[[np.ndarray], np.ndarray]:
     """``run(uint8 (b, crops, S, S, 3)) -> (b, d) float32``: crop features averaged, at most ``b`` crops per
-    forward pass (10 crops of a whole batch at once would need 10x the activation memory)."""
+    forward pass (10 crops of a whole batch at once would need 10x the activation memory).
+
+    The network runs in channels_last memory under ``torch.inference_mode`` and, for bf16 / fp16, autocast
+    (:mod:`cca_bench.features.accel`); on CUDA the pixels go through pinned memory. ``run.forward`` maps a
+    normalised float (n, 3, S, S) batch on ``device`` to (n, d) float32 (the GPU batch-size probe uses it).
+    """
     import torch
 
-    spec, model = CNNS[name], load_network(name, path).to(device)
+    from cca_bench.features import accel
+
+    spec, model = CNNS[name], accel.prepare(load_network(name, path), device)
+
+    def forward(x):
+        with torch.inference_mode(), accel.autocast(device, precision):
+            return model.extract(x.contiguous(memory_format=torch.channels_last)).float()
 
     def run(x: np.ndarray) -> np.ndarray:
         b, n_crops = x.shape[:2]
-        flat = torch.from_numpy(np.ascontiguousarray(x.reshape(b * n_crops, *x.shape[2:])))
+        flat = accel.to_device(x.reshape(b * n_crops, *x.shape[2:]), device)
         with torch.inference_mode():
-            outs = [model.extract(normalise(chunk.to(device), spec)) for chunk in flat.split(max(1, b))]
-        return torch.cat(outs).view(b, n_crops, -1).mean(dim=1).float().cpu().numpy()
+            outs = [forward(normalise(chunk, spec)) for chunk in flat.split(max(1, b))]
+            return torch.cat(outs).view(b, n_crops, -1).mean(dim=1).cpu().numpy()
 
+    run.forward = forward
     return run
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_runner(name: str, path: str, device: str, precision: str):
+    """One network per process for shard tasks (a Dask worker computes many shards of one split)."""
+    return network_runner(name, Path(path), device, precision)
+
+
+def batch_size_for(name: str, run: Callable[[], Callable], device: str, requested: int | None) -> int:
+    """``requested``, else :data:`CPU_BATCH` on the CPU, else what fits the GPU's free memory."""
+    if requested or not device.startswith("cuda"):
+        return int(requested or CPU_BATCH)
+    import torch
+
+    from cca_bench.features import accel
+
+    size = CNNS[name].size
+    example = torch.zeros(1, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    return accel.gpu_batch_size(run().forward, example, device, None)
 
 
 def normalise(pixels, spec: CNNSpec):
@@ -270,24 +303,24 @@ def _warn_skipped(name: str, split: Split, skipped: list[dict]) -> None:
                   f"(zero feature rows): {shown}{more}", stacklevel=3)
 
 
-def encode_cnn(name: str, split: Split, dataset: CaptionDataset, *, batch_size: int = 64, device: str = "auto",
-               progress: bool = True, crops: int = 1, data_root: Path | None = None,
-               shard_dir: Path | None = None) -> np.ndarray:
+def encode_cnn(name: str, split: Split, dataset: CaptionDataset, *, batch_size: int | None = None,
+               device: str = "auto", progress: bool = True, crops: int = 1, data_root: Path | None = None,
+               shard_dir: Path | None = None, precision: str = "auto") -> np.ndarray:
     """(n_img, d) float32 features of network ``name`` (see the module table), ``crops`` = 1 or 10.
 
     The weights are found before anything else (a missing file fails at once) and loaded only when a shard
     has to be computed. ``shard_dir``: resumable extraction with skipped images in ``skipped.json``.
+    ``precision``: fp32, bf16, fp16 (CUDA) or auto (:func:`cca_bench.features.accel.native_precision`).
+    ``batch_size`` None: :data:`CPU_BATCH` on a CPU, chosen from free memory on a GPU.
     """
     from tqdm import tqdm
 
-    from cca_bench.config import torch_device
     from cca_bench.features.store import SHARD_SIZE, compute_sharded
 
-    if crops not in CROPS:
-        raise UserError(f"--crops {crops}: expected 1 (centre crop) or 10 (corners, centre and their mirrors)")
-    path, device = find_weights(name, data_root), torch_device(device)
-    run = functools.lru_cache(maxsize=1)(lambda: network_runner(name, path, device))
-    desc = f"{name}[{device}{', 10 crops' if crops == 10 else ''}] {split.dataset}/{split.name}"
+    path, device, precision = _setup(name, device, precision, crops, data_root)
+    run = functools.lru_cache(maxsize=1)(lambda: network_runner(name, path, device, precision))
+    batch_size = batch_size_for(name, run, device, batch_size)
+    desc = f"{name}[{device} {precision}{', 10 crops' if crops == 10 else ''}] {split.dataset}/{split.name}"
     with tqdm(total=split.n_images, unit="img", desc=desc, disable=not progress, file=sys.stderr) as bar:
         rows = functools.partial(_rows, split, name, run, crops, batch_size, bar)
         feats, skipped = compute_sharded(shard_dir, split.n_images, rows, SHARD_SIZE)
@@ -296,9 +329,31 @@ def encode_cnn(name: str, split: Split, dataset: CaptionDataset, *, batch_size: 
     return feats
 
 
+def _setup(name: str, device: str, precision: str, crops: int, data_root: Path | None) -> tuple[Path, str, str]:
+    """(weights file, resolved device, resolved precision), or a UserError for bad crops / missing weights."""
+    from cca_bench.config import torch_device
+    from cca_bench.features.accel import resolve_precision
+
+    if crops not in CROPS:
+        raise UserError(f"--crops {crops}: expected 1 (centre crop) or 10 (corners, centre and their mirrors)")
+    device = torch_device(device)
+    return find_weights(name, data_root), device, resolve_precision(precision, device)
+
+
+def shard_rows(name: str, split: Split, dataset: CaptionDataset, lo: int, hi: int, *, batch_size: int | None = None,
+               device: str = "auto", precision: str = "auto", crops: int = 1, data_root: Path | None = None,
+               **_) -> tuple[np.ndarray, list[dict]]:
+    """Rows lo..hi of :func:`encode_cnn` and their skipped records, for a shard task on another process
+    (a Dask worker): the same batches as the local extraction, so the same numbers."""
+    path, device, precision = _setup(name, device, precision, crops, data_root)
+    run = functools.partial(_worker_runner, name, str(path), device, precision)
+    return _rows(split, name, run, crops, batch_size_for(name, run, device, batch_size), None, lo, hi)
+
+
 for _name, _spec in CNNS.items():
     IMAGE_ENCODERS.register(
         _name, aliases=list(_spec.aliases), dim=_spec.dim, builtin=False, crops=True, files=[f"weights/{f}" for f in _spec.files],
+        precision=native_precision, shard_rows=functools.partial(shard_rows, _name),
         help=f"{_name} ImageNet features ({_spec.dim}-d {_spec.features}, {_spec.size} crop; "
              f"weights file {_spec.files[0]})",
     )(functools.partial(encode_cnn, _name))

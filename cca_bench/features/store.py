@@ -114,15 +114,26 @@ def compute_sharded(shard_dir: Path | None, n: int, compute: Callable[[int, int]
     whole list (when not empty) to ``shard_dir/skipped.json``. ``shard_dir=None``: no files, the same chunks in memory.
     """
     parts, skipped = [], []
-    for lo in range(0, n, max(1, int(shard_size))):
-        hi = min(n, lo + shard_size)
-        rows, skips = _shard(shard_dir, lo, hi, compute)
+    for lo, hi in shard_ranges(n, shard_size):
+        rows, skips = shard(shard_dir, lo, hi, compute)
         parts.append(rows)
         skipped += skips
     if shard_dir is not None and skipped:
         write_json(Path(shard_dir) / "skipped.json", skipped)
     arr = np.concatenate(parts) if parts else compute(0, 0)[0]
     return np.ascontiguousarray(arr, dtype=np.float32), skipped
+
+
+def shard_ranges(n: int, shard_size: int = SHARD_SIZE) -> list[tuple[int, int]]:
+    """The (lo, hi) row ranges of the shards of n rows."""
+    size = max(1, int(shard_size))
+    return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
+
+
+def shard_files(shard_dir: Path, lo: int, hi: int) -> tuple[Path, Path]:
+    """(rows .npy, skipped .json) of one shard."""
+    npy = Path(shard_dir) / f"rows_{lo:09d}_{hi:09d}.npy"
+    return npy, npy.with_suffix(".json")
 
 
 def shard_dir(cache_dir: Path | None, key: dict) -> Path | None:
@@ -147,12 +158,15 @@ def finish_shards(cache_dir: Path | None, key: dict) -> tuple[list[dict], Path |
     return (json.loads(listing.read_text()), listing) if listing.is_file() else ([], None)
 
 
-def _shard(shard_dir: Path | None, lo: int, hi: int, compute) -> tuple[np.ndarray, list[dict]]:
-    """One shard: read back when both its files are complete, else computed and saved (json, then npy)."""
+def shard(shard_dir: Path | None, lo: int, hi: int, compute) -> tuple[np.ndarray, list[dict]]:
+    """One shard: read back when both its files are complete, else computed and saved (json, then npy).
+
+    Any process may compute a shard (a Dask worker writes into the same ``shard_dir``): the files are
+    written atomically, so a reader sees a whole shard or none.
+    """
     if shard_dir is None:
         return compute(lo, hi)
-    npy = Path(shard_dir) / f"rows_{lo:09d}_{hi:09d}.npy"
-    meta = npy.with_suffix(".json")
+    npy, meta = shard_files(shard_dir, lo, hi)
     if npy.is_file() and meta.is_file():
         try:
             return np.load(npy, allow_pickle=False), json.loads(meta.read_text())

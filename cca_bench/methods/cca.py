@@ -50,7 +50,7 @@ class RegularizedCCA(Params):
         "reg": (float, "ridge as a fraction of the largest covariance eigenvalue (default 1e-3)"),
         "eig_power": (float, "scale each dimension by its canonical correlation to this power (default 1)"),
         "backend": (str, "where the covariances are accumulated: numpy (default; torch on a GPU device) or dask "
-                    "(chunks as tasks on a Dask cluster)", ["numpy", "dask"]),
+                    "(chunks as tasks on a Dask cluster; image feature shards are then extracted there too)", ["numpy", "dask"]),
         "dask_scheduler": (str, "with --backend dask: scheduler address (default: a LocalCluster)"),
     }
 

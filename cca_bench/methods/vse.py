@@ -131,6 +131,13 @@ def build_net(image_dim: int, embeddings: np.ndarray, dim: int, encoder: str):
     return net
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @contextmanager
 def torch_threads(n: int | None):
     """Run the block with ``n`` torch intra-op threads (None: unchanged), then restore the previous count."""
@@ -223,11 +230,10 @@ class VSE(Params):
             from the FeatureSet's ``word_vectors()`` (the frozen table is the word-vector table) instead of
             ``<unk>``; matters when test captions use new words (OpenMoji: 39% of test tokens).
         grad_clip: gradient norm clip (VSE++: 2.0). device: "auto" (CUDA when present), "cpu", "cuda".
-        num_threads: torch intra-op threads while training on the CPU (restored afterwards; None or 0 =
-            leave torch's setting). 1 by default: a GRU step multiplies (128 x 256) matrices, so a second
-            thread gains little even on an idle machine, and OpenMP threads that spin-wait lose most of their
-            time whenever another process holds a core (2 cores, shapes epoch: 31-64 s with 1 thread,
-            23-285 s with 2, depending on the load; benchmarks/VSE_REPORT.md).
+        num_threads: torch intra-op threads while training on the CPU (restored afterwards). 0 (default):
+            every core this process may use (``os.sched_getaffinity``); n: n threads (1 is the better choice
+            on a machine whose cores other processes keep busy: OpenMP threads that spin-wait lose most of
+            their time whenever another process holds a core; benchmarks/VSE_REPORT.md).
         random_state: seeds the initial weights and the batch order. progress: tqdm bar on stderr.
     Fitted: ``net_`` (torch ModuleDict), ``vocab_`` (V,) words, ``image_dim_``, ``word_dim_``,
         ``n_samples_``, ``best_epoch_``, ``history_`` (per epoch: loss per pair, validation R-sum).
@@ -245,12 +251,12 @@ class VSE(Params):
         "loss": (str, "vse: contrastive (cosine) or order (order embeddings, Vendrov et al. 2016)", LOSSES),
         "encoder": (str, "vse: caption encoder, gru (word order matters) or bow (mean of embeddings)", ENCODERS),
         "trainable_embeddings": (bool, "vse: fine-tune the word embeddings (default: frozen word vectors)"),
-        "num_threads": (int, "vse: torch threads while training on the CPU (default 1; 0 = torch's default)"),
+        "num_threads": (int, "vse: torch threads while training on the CPU (default 0: every core this process may use)"),
     }
 
     def __init__(self, dim=256, margin=0.2, lr=2e-3, train_batch_size=128, epochs=15, patience=3,
                  max_violation=False, loss="contrastive", encoder="gru", trainable_embeddings=False,
-                 open_vocabulary=True, grad_clip=2.0, device="auto", num_threads=1, random_state=0,
+                 open_vocabulary=True, grad_clip=2.0, device="auto", num_threads=0, random_state=0,
                  progress=True):
         self.dim = dim
         self.margin = margin
@@ -304,7 +310,7 @@ class VSE(Params):
             self.net_ = build_net(images.shape[1], embeddings, self.dim, self.encoder).to(dev)
         self.net_["emb"].weight.requires_grad_(bool(self.trainable_embeddings))
         data = [torch.from_numpy(a).to(dev) for a in (images, ids, lengths, index)]
-        with torch_threads((self.num_threads or None) if dev == "cpu" else None):
+        with torch_threads((self.num_threads or available_cores()) if dev == "cpu" else None):
             self._train(data, val)
         return self
 

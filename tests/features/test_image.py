@@ -68,11 +68,11 @@ def test_efficientnet_small_images_onnx_and_torch_agree(small_images, monkeypatc
 
 
 def test_onnx_failure_falls_back_to_torch_unless_asked_for(monkeypatch):
-    def broken(device):
+    def broken(device, precision):
         raise RuntimeError("no exporter")
 
     monkeypatch.setitem(image.LITE0_BACKENDS, "onnx", broken)
-    monkeypatch.setitem(image.LITE0_BACKENDS, "torch", lambda device: "torch runner")
+    monkeypatch.setitem(image.LITE0_BACKENDS, "torch", lambda device, precision: "torch runner")
     with pytest.warns(UserWarning, match="no exporter"):
         assert image.lite0_runner("cpu") == ("torch", "torch runner")
     monkeypatch.setenv(image.BACKEND_ENV, "onnx")

@@ -239,6 +239,24 @@ def test_cli_crops_reach_the_encoder_and_the_cache_key(tiny_weights, tmp_path, c
     assert "no --crops option" in capsys.readouterr().err
 
 
+def test_cli_precision_reaches_the_encoder_and_the_cache_key(tiny_weights, tmp_path, capsys):
+    """bf16 features get their own cache entry; fp32 keys are the keys of before (no precision field)."""
+    roots = ["--data-root", str(tiny_weights), "--results-root", str(tmp_path / "results")]
+    small = ["-D", "n_train=24", "-D", "n_val=8", "-D", "n_test=8", "-q", "--reg", "1e-1", "--n-components", "4"]
+    for precision in ("bf16", "fp32"):
+        assert main(["generate", "cca", "shapes", "glove50_vgg16", "--precision", precision, *small, *roots]) == 0
+    keys = [json.loads(p.read_text()) for p in (tiny_weights / "cache").glob("*.json")]
+    image_keys = [k for k in keys if k.get("kind") == "image"]
+    assert sorted(str(k.get("precision")) for k in image_keys) == ["None", "bf16"]
+    arrays = {str(k.get("precision")): np.load(tiny_weights / "cache" / (store.cache_key(k) + ".npy")) for k in image_keys}
+    cos = (arrays["bf16"] * arrays["None"]).sum(1) / (np.linalg.norm(arrays["bf16"], axis=1) * np.linalg.norm(arrays["None"], axis=1))
+    assert cos.min() > 0.99  # the same features, rounded differently (random tiny weights)
+    assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--precision", "bf16", *small, *roots]) == 2
+    assert "no --precision option" in capsys.readouterr().err
+    assert main(["generate", "cca", "shapes", "glove50_vgg16", "--precision", "fp16", "--device", "cpu", *small, *roots]) == 2
+    assert "fp16 needs a CUDA" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------- real weights: VGG16 in an ONNX model
 
 
@@ -251,13 +269,10 @@ def vgg16_onnx():
     return path
 
 
-def test_vgg16_pool5_matches_onnxruntime_on_real_weights():
-    """Conv weights read from the ONNX initializers into our ``features.0, .2, .5 ...`` give the pool5 that
-    onnxruntime computes at the ONNX graph's last MaxPool, on our preprocessing of a real photo."""
+def vgg16_real_convs():
+    """(our VGG16 with the ONNX file's 13 real conv layers, the ONNX graph with pool5 as an extra output, pool5 name)."""
     import onnx
-    import onnxruntime as ort
     from onnx import numpy_helper
-    from sklearn.datasets import load_sample_image
 
     graph = onnx.load(vgg16_onnx())
     weights = {t.name: t for t in graph.graph.initializer}
@@ -271,19 +286,52 @@ def test_vgg16_pool5_matches_onnxruntime_on_real_weights():
                                               for k in node.input[1:3])
     model.features.load_state_dict(sd, strict=True)
     pool5 = [n for n in graph.graph.node if n.op_type == "MaxPool"][-1].output[0]
+    return model, graph, pool5
+
+
+def real_pixels(spec) -> torch.Tensor:
+    """scikit-learn's two photos as the encoder feeds them: (2, 3, S, S) normalised float32."""
+    from sklearn.datasets import load_sample_image
+
+    pixels = np.concatenate([imagenet.crops_of(Image.fromarray(load_sample_image(f)), spec.size, spec.resize)
+                             for f in ("china.jpg", "flower.jpg")])
+    return imagenet.normalise(torch.from_numpy(pixels), spec)
+
+
+def test_vgg16_pool5_matches_onnxruntime_on_real_weights():
+    """Conv weights read from the ONNX initializers into our ``features.0, .2, .5 ...`` give the pool5 that
+    onnxruntime computes at the ONNX graph's last MaxPool, on our preprocessing of a real photo."""
+    import onnx
+    import onnxruntime as ort
+
+    model, graph, pool5 = vgg16_real_convs()
     graph.graph.output.append(onnx.helper.make_tensor_value_info(pool5, onnx.TensorProto.FLOAT, None))
     for d in graph.graph.input[0].type.tensor_type.shape.dim[1:3]:
         d.dim_value = 224  # 240 in the file; any multiple-of-32-ish side gives a 7x7 pool5 here
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-
-    spec = imagenet.CNNS["vgg16"]
-    pixels = imagenet.crops_of(Image.fromarray(load_sample_image("china.jpg")), spec.size, spec.resize)
-    x = imagenet.normalise(torch.from_numpy(pixels), spec)  # what the encoder feeds the network
+    x = real_pixels(imagenet.CNNS["vgg16"])[:1]  # what the encoder feeds the network
     want = session.run([pool5], {graph.graph.input[0].name: x.permute(0, 2, 3, 1).numpy()})[0]
     with torch.inference_mode():
         got = model.pool5(x).numpy()
     assert got.shape == want.shape == (1, 512, 7, 7) and want.max() > 1
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+def test_vgg16_bf16_pool5_matches_fp32_on_real_weights():
+    """The encoder's fast path (channels_last, bf16 autocast) on the real ImageNet convolutions: pool5 of two
+    real photos at cosine >= 0.999 of fp32 per image."""
+    from cca_bench.features import accel
+
+    model, _, _ = vgg16_real_convs()
+    x = real_pixels(imagenet.CNNS["vgg16"])
+    with torch.inference_mode():
+        fp32 = model.pool5(x).flatten(1)
+        fast = accel.prepare(model, "cpu")
+        with accel.autocast("cpu", "bf16"):
+            bf16 = fast.pool5(x.contiguous(memory_format=torch.channels_last))
+        assert bf16.dtype == torch.bfloat16
+    cos = torch.nn.functional.cosine_similarity(fp32, bf16.float().flatten(1)).numpy()
+    assert len(cos) == 2 and cos.min() >= 0.999, cos
 
 
 def test_cli_lists_unreadable_images_and_keeps_the_list(tiny_weights, photos, tmp_path, capsys):

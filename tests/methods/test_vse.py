@@ -70,8 +70,23 @@ def order_task(n_copies=4, n_extra=0):
 
 
 def fit(fs, **kw):
-    params = dict(dim=32, lr=1e-2, train_batch_size=16, epochs=8, trainable_embeddings=True, progress=False)
+    params = dict(dim=32, lr=1e-2, train_batch_size=16, epochs=8, trainable_embeddings=True, progress=False,
+                  num_threads=1)  # toy sizes: thread hand-offs would cost more than they give
     return VSE(**(params | kw)).fit_features(fs)
+
+
+def test_training_uses_every_core_unless_told(monkeypatch):
+    import torch
+
+    from cca_bench.methods import vse
+
+    seen = []
+    monkeypatch.setattr(VSE, "_train", lambda self, data, val: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    fs = order_task(n_copies=1)
+    VSE(dim=8, progress=False, device="cpu").fit_features(fs)
+    VSE(dim=8, progress=False, device="cpu", num_threads=1).fit_features(fs)
+    assert seen == [vse.available_cores(), 1] and torch.get_num_threads() == before
 
 
 def r1(model, fs):

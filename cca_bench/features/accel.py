@@ -1,0 +1,167 @@
+"""How image networks run near the hardware limit: precision (fp32 / bf16 / fp16), autocast, channels_last,
+pinned host-to-GPU copies, and the GPU batch size chosen from free memory.
+
+Precision ``auto`` means bf16 on a CPU with native bf16 arithmetic (``avx512_bf16`` or ``amx_bf16`` in
+``/proc/cpuinfo``), fp32 on other CPUs, fp16 on CUDA. bf16 is applied with ``torch.autocast``: convolutions
+and matrix products take bf16 inputs and accumulate in fp32 (oneDNN), everything else stays fp32. Measured
+on a 2-core AMD EPYC with ``avx512_bf16`` (no AMX), VGG19, batch 16, under load: eager fp32 NCHW 1.4 img/s,
+fp32 channels_last 3.8, bf16 autocast + channels_last 6.6, fc7 at cosine 0.999997 of fp32
+(``benchmarks/REPORT_extract.md`` has the full run). Precision other than fp32 is part of the feature cache
+key (:func:`cca_bench.benchmark.image_key`).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from cca_bench.errors import UserError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+GPU_MEMORY_FRACTION = 0.6  # of the free memory, for activations; the rest stays for the allocator and others
+GPU_MAX_BATCH = 512
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset:
+    """The CPU feature flags the kernel reports (empty where there is no ``/proc/cpuinfo``)."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return frozenset()
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return frozenset(flags)
+
+
+def cpu_has_native_bf16(flags: frozenset | None = None) -> bool:
+    """True when the CPU computes bf16 dot products natively (AVX-512 BF16 or AMX), so bf16 pays off."""
+    flags = cpu_flags() if flags is None else flags
+    return any(f in flags for f in BF16_FLAGS)
+
+
+def native_precision(device: str, flags: frozenset | None = None) -> str:
+    """What ``auto`` means on ``device`` (a resolved torch device): fp16 on CUDA, bf16 on a CPU with native
+    bf16, else fp32."""
+    if device.startswith("cuda"):
+        return "fp16"
+    return "bf16" if cpu_has_native_bf16(flags) else "fp32"
+
+
+def resolve_precision(requested: str, device: str, auto=native_precision) -> str:
+    """``requested`` (one of :data:`PRECISIONS`) as run on ``device``; ``auto(device)`` decides ``auto``.
+
+    fp16 on a CPU is refused (CPU kernels for it are slow and less accurate than bf16).
+    """
+    if requested not in PRECISIONS:
+        raise UserError(f"--precision {requested!r}: expected one of {', '.join(PRECISIONS)}")
+    precision = auto(device) if requested == "auto" else requested
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise UserError("--precision fp16 needs a CUDA device; on a CPU use bf16 (or auto)")
+    return precision
+
+
+def autocast(device: str, precision: str):
+    """A context running convolutions / matrix products in ``precision`` (nothing for fp32)."""
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+
+
+def prepare(model, device: str):
+    """The eval-mode model on ``device`` in channels_last memory (oneDNN / cuDNN's fast layout for convs)."""
+    import torch
+
+    return model.to(device).to(memory_format=torch.channels_last).eval()
+
+
+def keep_fp32(model, predicate) -> int:
+    """Run every submodule for which ``predicate(module)`` holds in fp32 even under autocast (its input is
+    cast up, autocast is off inside it); returns how many. For layers whose low-precision outputs cost more
+    accuracy than their flops are worth (EfficientNet's depthwise convolutions: with them in bf16 the pooled
+    features of real photos fell to cosine 0.9978 of fp32; in fp32, >= 0.9996)."""
+    import torch
+
+    def wrap(forward):
+        def fp32_forward(x, *args, **kwargs):
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                return forward(x.float(), *args, **kwargs)
+
+        return fp32_forward
+
+    count = 0
+    for module in model.modules():
+        if predicate(module):
+            module.forward = wrap(module.forward)
+            count += 1
+    return count
+
+
+def is_depthwise(module) -> bool:
+    """A grouped convolution (depthwise separable networks): few flops per byte, little to gain from bf16."""
+    import torch
+
+    return isinstance(module, torch.nn.Conv2d) and module.groups > 1
+
+
+def to_device(x: np.ndarray, device: str):
+    """A uint8 numpy batch as a torch tensor on ``device``: on CUDA through pinned memory with a non-blocking
+    copy (the copy overlaps the previous batch's kernels); on the CPU without a copy."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    if not device.startswith("cuda"):
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def choose_batch_size(free_bytes: int, per_image_bytes: int, fixed_bytes: int = 0,
+                      fraction: float = GPU_MEMORY_FRACTION, cap: int = GPU_MAX_BATCH) -> int:
+    """Images per GPU batch that fit ``fraction`` of the free memory: ``(fraction * free - fixed) / per_image``,
+    rounded down to a multiple of 8 (tensor-core friendly) when at least 8, clipped to 1..cap.
+
+    free_bytes: ``torch.cuda.mem_get_info()[0]``; per_image_bytes: peak activation memory of one image
+    (:func:`probe_bytes_per_image`); fixed_bytes: what a batch needs regardless of its size.
+    """
+    if per_image_bytes <= 0:
+        return cap
+    n = int((fraction * free_bytes - fixed_bytes) // per_image_bytes)
+    if n >= 8:
+        n -= n % 8
+    return max(1, min(cap, n))
+
+
+def probe_bytes_per_image(forward, example, device: str) -> tuple[int, int]:
+    """(per-image, fixed) peak CUDA memory of ``forward`` from runs on 1 and 2 copies of ``example``
+    ((1, ...) tensor on ``device``): the difference of the two peaks is one image's activations."""
+    import torch
+
+    peaks = []
+    for b in (1, 2):
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        forward(example.expand(b, *example.shape[1:]).contiguous())
+        torch.cuda.synchronize(device)
+        peaks.append(torch.cuda.max_memory_allocated(device) - base)
+    per_image = max(1, peaks[1] - peaks[0])
+    return per_image, max(0, peaks[0] - per_image)
+
+
+def gpu_batch_size(forward, example, device: str, requested: int | None) -> int:
+    """``requested`` when given, else the batch size :func:`choose_batch_size` gives for ``forward`` on the
+    free memory of ``device``."""
+    import torch
+
+    if requested:
+        return int(requested)
+    per_image, fixed = probe_bytes_per_image(forward, example, device)
+    return choose_batch_size(torch.cuda.mem_get_info(device)[0], per_image, fixed)

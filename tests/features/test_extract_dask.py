@@ -1,0 +1,96 @@
+"""`--backend dask` extracts a split's missing image shards as tasks on a cluster of worker processes:
+the same features as a local extraction, and finished shards are not recomputed."""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cca_bench.__main__ import main
+from cca_bench.benchmark import Options, image_encoder_kwargs, image_key, load_dataset
+from cca_bench.config import FeatureSpec
+from cca_bench.features import distributed, store
+from cca_bench.features.image import encode_tinyimage
+
+pytest.importorskip("dask.distributed")
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["-D", "n_train=150", "-D", "n_val=10", "-D", "n_test=30", "-q", "--reg", "1e-2"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two worker processes that import this checkout (PYTHONPATH), as a real cluster's workers would."""
+    from dask.distributed import LocalCluster
+
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([old] if old else []))
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+            yield c.scheduler_address
+    finally:
+        os.environ.pop("PYTHONPATH") if old is None else os.environ.update(PYTHONPATH=old)
+
+
+def image_cache(root: Path) -> dict:
+    """{split: features} of the image arrays in a data root's cache."""
+    out = {}
+    for meta in (root / "cache").glob("*.json"):
+        key = json.loads(meta.read_text())
+        if key.get("kind") == "image":
+            out[key["split"]] = np.load(meta.with_suffix(".npy"))
+    return out
+
+
+def test_dask_extraction_equals_local_extraction(cluster, tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "SHARD_SIZE", 64)  # the client cuts the shards: 150 train images -> 3 tasks
+    real, written = distributed.extract_shards, []
+    monkeypatch.setattr(distributed, "extract_shards", lambda *a, **k: written.extend(real(*a, **k)) or written)
+    for backend in ("numpy", "dask"):
+        roots = ["--data-root", str(tmp_path / backend / "data"), "--results-root", str(tmp_path / backend / "res")]
+        extra = ["--dask-scheduler", cluster] if backend == "dask" else []
+        assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--backend", backend, *extra, *SMALL, *roots]) == 0
+    assert len(written) == 3  # the workers wrote every train shard
+    assert main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "--backend", "dask", "--dask-scheduler",
+                 cluster, *SMALL[:-2], "--data-root", str(tmp_path / "dask" / "data"),
+                 "--results-root", str(tmp_path / "dask" / "res")]) == 0
+    assert len(written) == 4  # run_benchmark's test split: one more shard, on the workers too
+    local, dask = image_cache(tmp_path / "numpy" / "data"), image_cache(tmp_path / "dask" / "data")
+    ds = load_dataset("shapes", Options(dataset_options={"n_train": "150", "n_val": "10", "n_test": "30"}))
+    local["test"] = encode_tinyimage(ds.split("test"), ds, progress=False)  # a local extraction of the same split
+    assert sorted(dask) == ["test", "train"] and local["train"].shape == (150, 768)
+    for split in local:
+        np.testing.assert_array_equal(dask[split], local[split])
+    assert not list((tmp_path / "dask" / "data" / "cache").glob("*.shards"))  # assembled and cleaned up
+
+
+def test_dask_extraction_resumes_from_finished_shards(cluster, tmp_path):
+    opts = Options(data_root=tmp_path / "data", dataset_options={"n_train": "150", "n_val": "10", "n_test": "30"},
+                   progress=False)
+    dataset, spec = load_dataset("shapes", opts), FeatureSpec("glove50", "tinyimage")
+    split = dataset.split("train")
+    key = image_key(dataset, split, spec, opts)
+    shards = store.shard_dir(opts.data_root / "cache", key)
+    kwargs = image_encoder_kwargs("tinyimage", opts, shards)
+    job = distributed.ExtractJob.make("shapes", opts.data_root, opts.dataset_options, split, "tinyimage", kwargs)
+    first = store.shard_files(shards, 0, 64)[0]
+    distributed.run_shard(job, 0, 64)  # a run killed after its first shard
+    before = first.stat().st_mtime_ns
+    written = distributed.extract_shards(job, split.n_images, cluster, shard_size=64)
+    assert sorted(written) == ["rows_000000064_000000128.npy", "rows_000000128_000000150.npy"]
+    assert first.stat().st_mtime_ns == before
+    assert distributed.extract_shards(job, split.n_images, cluster, shard_size=64) == []  # nothing left
+    assembled = store.compute_sharded(shards, split.n_images, lambda lo, hi: pytest.fail("recomputed"), 64)[0]
+    np.testing.assert_array_equal(assembled, encode_tinyimage(split, dataset, progress=False))
+
+
+def test_a_worker_that_sees_other_data_is_refused(cluster, tmp_path):
+    opts = Options(data_root=tmp_path, dataset_options={"n_train": "20", "n_val": "5", "n_test": "5"})
+    dataset = load_dataset("shapes", opts)
+    split = dataset.split("train")
+    job = distributed.ExtractJob.make("shapes", tmp_path, {"n_train": "21", "n_val": "5", "n_test": "5"}, split,
+                                      "tinyimage", {"shard_dir": tmp_path / "s", "batch_size": 64})
+    from cca_bench.errors import UserError
+
+    with pytest.raises(UserError, match="differs on the Dask worker"):
+        distributed.extract_shards(job, split.n_images, cluster)
