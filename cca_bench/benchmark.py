@@ -210,7 +210,7 @@ def text_kind(name: str) -> str:
 def sentence_encoder(spec: FeatureSpec, opts: Options):
     """The sentence encoder of ``spec.text`` (``encode(captions) -> (n, d)``), built once per process."""
     extra = _sentence_options(spec, opts)
-    return _sentence_encoder(spec.text, opts.data_root, opts.text_path, opts.device, opts.batch_size,
+    return _sentence_encoder(spec.text, opts.data_root, opts.text_path, opts.device, opts.batch_size or 64,
                              opts.progress, tuple(sorted(extra.items())))
 
 
