@@ -60,7 +60,12 @@ def _add_features(p: argparse.ArgumentParser) -> None:
     g.add_argument("--crops", type=int, default=1, choices=[1, 10],
                    help="CNN views per image: 1 centre crop, or 10 (corners + centre and their mirrors, averaged)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    g.add_argument("--no-cache", action="store_true", help="recompute features instead of using data/cache")
+    _add_no_cache(g)
+
+
+def _add_no_cache(g) -> None:
+    g.add_argument("--no-cache", action="store_true", help="recompute features and parse datasets again: nothing is "
+                   "read from or written to DATA/cache")
 
 
 def _number_list(typ):
@@ -208,6 +213,7 @@ def _add_bring_your_own(sub) -> None:
     p.add_argument("-D", "--dataset-opt", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="dataset builder option (repeatable)")
     p.add_argument("--device", default="auto", help="where the similarity GEMM runs: auto, cpu or cuda")
+    _add_no_cache(p)
     _add_common(p)
 
     p = sub.add_parser("export-split", help="write a split's images, captions and image index in evaluation order",
@@ -219,6 +225,7 @@ def _add_bring_your_own(sub) -> None:
     p.add_argument("dir", help="output folder")
     p.add_argument("-D", "--dataset-opt", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="dataset builder option (repeatable)")
+    _add_no_cache(p)
     _add_common(p)
 
 

@@ -56,7 +56,7 @@ def features_tag(spec: FeatureSpec, opts: Options) -> str:
 def load_dataset(name: str, opts: Options):
     from cca_bench.datasets import get_dataset
 
-    return get_dataset(name, opts.data_root, **opts.dataset_options)
+    return get_dataset(name, opts.data_root, parsed_cache=opts.cache, **opts.dataset_options)
 
 
 def _timed(timings: dict, key: str, fn):

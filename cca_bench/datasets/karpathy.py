@@ -202,20 +202,20 @@ def _json_for(root: Path, name: str) -> Path:
     )
 
 
-def build_karpathy(data_root: Path, name: str, **options) -> CaptionDataset:
+def build_karpathy(data_root: Path, name: str, cache_dir: Path | None = None, **options) -> CaptionDataset:
     """Registered builder of ``flickr8k`` / ``flickr30k`` / ``coco`` under ``data_root/<name>/``; without
-    a Karpathy JSON (or with ``-D layout=...``) the folder is read in whichever other layout it has."""
-    from cca_bench.datasets import dataset_cache_dir
+    a Karpathy JSON (or with ``-D layout=...``) the folder is read in whichever other layout it has.
+    ``cache_dir``: the parsed-dataset cache (None: not used)."""
     from cca_bench.datasets.layouts import load_folder, matching_layouts
 
     root = Path(data_root) / name
     has_json = any((root / f).is_file() for f in (f"dataset_{name}.json", "dataset.json"))
     if "layout" in options or (not has_json and matching_layouts(root)):
-        return load_folder(root, name, dataset_cache_dir(data_root), **options)
+        return load_folder(root, name, cache_dir, **options)
     if options:
         raise UserError(f"{name}: unknown option {min(options)!r} (this dataset takes none but layout)")
     dirs = [root / d if d != "." else root for d in KARPATHY_DATASETS[name]["image_dirs"]]
-    return load_karpathy_cached(_json_for(root, name), name, dirs, dataset_cache_dir(data_root))
+    return load_karpathy_cached(_json_for(root, name), name, dirs, cache_dir)
 
 
 def _files(name: str) -> list[str]:
@@ -229,5 +229,6 @@ for _name, _spec in KARPATHY_DATASETS.items():
         _name,
         help=_spec["help"] + f"; the JSON is required, {VGG_FILE} and the images are optional",
         builtin=False,
+        parsed_cache=True,
         files=_files(_name),
     )(functools.partial(build_karpathy, name=_name))
