@@ -4,8 +4,9 @@ Nothing here writes under the data or results root. URLs name runs, models and f
 and every name is looked up in a listing of its folder (never joined into a path as given); files are then
 checked once more with :func:`cca_bench.fsio.resolve_inside`, so ``..``, absolute paths and symlinks that
 leave the root are refused. Galleries (a split encoded and embedded through a saved model) are built by
-:func:`cca_bench.search.open_gallery` and kept in memory; features already in the cache are read from it,
-missing ones are computed in memory and not written.
+:func:`cca_bench.search.open_gallery`; the few most recently used galleries, datasets and qualitative
+examples are kept in memory. Features and parsed datasets already in the cache are read from it, missing ones
+are computed in memory and not written.
 """
 from __future__ import annotations
 
@@ -151,13 +152,15 @@ class Library:
         return self._kept(self._galleries, key, lambda: self._open(model, split), GALLERIES_KEPT)
 
     def _open(self, model: str, split: str):
+        from cca_bench.datasets.cache import read_only
         from cca_bench.search import open_gallery
 
         method, dataset, features, opts, ds = self._saved(model)
         if split not in ds.splits:
             raise Missing(f"{dataset} has no split {split!r} (it has {', '.join(ds.splits)})")
         opts = replace(opts, cache=self._cached(ds, split, features, opts))
-        return open_gallery(method, dataset, split, features, opts)
+        with read_only():
+            return open_gallery(method, dataset, split, features, opts)
 
     def _saved(self, model: str) -> tuple:
         """(method, dataset name, features, Options, CaptionDataset) of a saved model; the dataset is loaded once
@@ -165,10 +168,13 @@ class Library:
         from cca_bench.benchmark import Options, load_dataset, saved_model_options
 
         def load():
+            from cca_bench.datasets.cache import read_only
+
             base = Options(data_root=self.data_root, results_root=self.results_root, device=self.device,
                            progress=False)
             method, dataset, features, opts = saved_model_options(model, self.model_config(model), base)
-            return method, dataset, features, opts, load_dataset(dataset, opts)
+            with read_only():  # a parsed dataset a command cached is read; none is written
+                return method, dataset, features, opts, load_dataset(dataset, opts)
 
         return self._kept(self._datasets, (model, self._stamp(model)), load, DATASETS_KEPT)
 

@@ -103,3 +103,17 @@ def test_cli_no_cache_bypasses_the_parsed_cache(tmp_path):
     assert main(["export-split", "tiny", "test", str(out), "--data-root", str(root), "-q"]) == 0
     assert (out / "captions.txt").read_text().splitlines() == ["PLANTED"]
     assert entry.exists()
+
+
+def test_read_only_reads_entries_and_writes_none(tmp_path):
+    """The web app's mode: an entry a command wrote is read; a missing one is not written."""
+    from cca_bench.datasets.cache import read_only
+
+    root = _folder(tmp_path)
+    with read_only():
+        assert get_dataset("tiny", root).split("test").captions == ["A man surfing."]
+    assert not list((root / "cache").rglob("*.npz"))
+    get_dataset("tiny", root)
+    _planted(root, "tiny", "karpathy")
+    with read_only():
+        assert get_dataset("tiny", root).split("test").captions == ["PLANTED"]

@@ -352,3 +352,22 @@ def test_examples_page_ranks_within_the_runs_folds(client, web_roots, tmp_path):
     assert shown == [e["rank"] for task, kind in (("image_annotation", "sample"), ("image_search", "sample"),
                                                    ("image_annotation", "worst"), ("image_search", "worst"))
                      for e in ex[task][kind]]
+
+
+def test_the_app_never_writes_a_parsed_dataset(tmp_path):
+    """A model fitted on a Karpathy-JSON folder: the app reads that dataset, cached features or not, and writes
+    no parsed-dataset cache entry (nor anything else) under the roots."""
+    from tests.datasets.test_layouts import synthetic, write_karpathy
+
+    data, results = tmp_path / "data", tmp_path / "results"
+    (data / "kp").mkdir(parents=True)
+    write_karpathy(data / "kp", synthetic())
+    roots = ["--data-root", str(data), "--results-root", str(results)]
+    assert main(["generate", "cca", "kp", "glove50_tinyimage", "--reg", "1e-2", "-q", *roots]) == 0
+    shutil.rmtree(data / "cache" / "datasets")
+    before = _snapshot(data, results)
+    c = create_app(data, results).test_client()
+    for split in ("train", "test"):  # train's features are cached, test's are not
+        r = c.get(f"/search?model=cca__kp__glove50_tinyimage&split={split}&q=a+red+square")
+        assert r.status_code == 200 and 'class="hit"' in text(r), split
+    assert _snapshot(data, results) == before
