@@ -64,7 +64,12 @@ def _add_features(p: argparse.ArgumentParser) -> None:
                    help="image network arithmetic: auto (bf16 where the CPU has native bf16, fp16 on CUDA, else "
                    "fp32; EfficientNet: fp32 onnxruntime on a CPU), fp32, bf16, fp16 (CUDA); part of the feature cache key")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    g.add_argument("--no-cache", action="store_true", help="recompute features instead of using data/cache")
+    _add_no_cache(g)
+
+
+def _add_no_cache(g) -> None:
+    g.add_argument("--no-cache", action="store_true", help="recompute features and parse datasets again: nothing is "
+                   "read from or written to DATA/cache")
 
 
 def _number_list(typ):
@@ -221,6 +226,7 @@ def _add_bring_your_own(sub) -> None:
     p.add_argument("-D", "--dataset-opt", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="dataset builder option (repeatable)")
     p.add_argument("--device", default="auto", help="where the similarity GEMM runs: auto, cpu or cuda")
+    _add_no_cache(p)
     _add_common(p)
 
     p = sub.add_parser("export-split", help="write a split's images, captions and image index in evaluation order",
@@ -232,6 +238,7 @@ def _add_bring_your_own(sub) -> None:
     p.add_argument("dir", help="output folder")
     p.add_argument("-D", "--dataset-opt", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="dataset builder option (repeatable)")
+    _add_no_cache(p)
     _add_common(p)
 
 

@@ -59,7 +59,22 @@ def features_tag(spec: FeatureSpec, opts: Options) -> str:
 def load_dataset(name: str, opts: Options):
     from cca_bench.datasets import get_dataset
 
-    return get_dataset(name, opts.data_root, **opts.dataset_options)
+    return get_dataset(name, opts.data_root, parsed_cache=opts.cache, **opts.dataset_options)
+
+
+def sweep_outputs(opts: Options) -> None:
+    """Remove the temporary files a killed run left (``fsio.sweep_stale_tmp``) from every folder a run writes
+    into: RESULTS/models, runs, cv and, unless ``--no-cache``, DATA/cache and DATA/cache/datasets. Called once
+    at the start of ``generate``, ``run_benchmark`` and ``evaluate`` (one listing per folder), so a folder this
+    run does not write into is cleaned too."""
+    from cca_bench.datasets import dataset_cache_dir
+    from cca_bench.fsio import sweep_stale_tmp
+
+    folders = [opts.results_root / kind for kind in ("models", "runs", "cv")]
+    if opts.cache:
+        folders += [opts.data_root / "cache", dataset_cache_dir(opts.data_root)]
+    for folder in folders:
+        sweep_stale_tmp(folder)
 
 
 def _timed(timings: dict, key: str, fn):
@@ -352,6 +367,7 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     cls = METHODS.get(method)
     spec = FeatureSpec.parse(features)
     torch_device(opts.device)  # a missing GPU fails before any work
+    sweep_outputs(opts)
     dataset = load_dataset(dataset_name, opts)
     timings: dict = {}
     train = build_features(dataset, "train", spec, opts, timings)
@@ -427,6 +443,7 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
     """Load the model ``generate`` saved, encode the split, evaluate; returns the run record (not yet saved)."""
     spec = FeatureSpec.parse(features)
     torch_device(opts.device)  # a missing GPU fails before any work, also when every feature is cached
+    sweep_outputs(opts)
     dataset = load_dataset(dataset_name, opts)
     split = dataset.split(split_name)
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")

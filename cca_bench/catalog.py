@@ -4,10 +4,20 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def _status(base: Path, files: list[str], builtin: bool) -> tuple[str, str]:
-    """(present?, where) for a registry entry's expected files (any one of them suffices)."""
-    if builtin:
+def _status(base: Path, name: str, meta: dict) -> tuple[str, str]:
+    """(present?, where) for a registry entry: for one that reads its folder in any dataset layout, the
+    layouts loading would use (``meta["layouts"](data_root)``); else its expected files (any one suffices)."""
+    files, layouts = meta.get("files", []), meta.get("layouts")
+    if meta.get("builtin", False):
         return "builtin", "installed with the package"
+    if layouts is not None:
+        found = layouts(base)
+        if not found:
+            return "no", f"{base / files[0]} or another dataset layout in {base / name} (data/README.md)"
+        several = " (several: choose one with -D layout=NAME)" if len(found) > 1 else ""
+        return "yes", f"{base / name}: " + "; ".join(
+            f"{layout} layout ({', '.join(f[:3])}{', ...' if len(f) > 3 else ''})" for layout, f in found.items()
+        ) + several
     if not files:
         return "-", ""
     found = [f for f in files if (base / f).exists()]
@@ -20,7 +30,7 @@ def _section(title: str, registry, base: Path) -> str:
     rows = []
     for name in registry.names():
         meta = registry.meta(name)
-        present, where = _status(base, meta.get("files", []), meta.get("builtin", False))
+        present, where = _status(base, name, meta)
         aliases = meta.get("aliases", [])
         rows.append([name + (f" ({', '.join(aliases)})" if aliases else ""), present, meta.get("help", ""), where])
     return f"## {title}\n\n" + tabulate(rows, ["name", "present", "what", "files expected"], tablefmt="github")

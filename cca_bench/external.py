@@ -130,10 +130,11 @@ def check_embeddings(split, images: np.ndarray, image_file: Path, texts: np.ndar
 def evaluate_embeddings(dataset_name: str, split_name: str, image_spec: str, text_spec: str, label: str, opts,
                         distance: str = "cosine", protocol: str = "full", image_index_file: str | None = None) -> dict:
     """Score another model's embeddings on a split; returns the run record (``method`` = label, not yet saved)."""
-    from cca_bench.benchmark import _timed, dataset_tag, load_dataset, protocol_folds, run_record, score
+    from cca_bench.benchmark import _timed, dataset_tag, load_dataset, protocol_folds, run_record, score, sweep_outputs
 
     if not re.fullmatch(LABEL_RE, label):
         raise UserError(f"--name {label!r} may hold only letters, digits, '_', '.', '+' and '-'")
+    sweep_outputs(opts)
     split = load_dataset(dataset_name, opts).split(split_name)
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
     timings: dict = {}

@@ -268,40 +268,56 @@ def search(g: Gallery, mode: str, query: str, k: int = 10, distance: str = "cosi
 
 
 def _examples(queries: np.ndarray, ranks1: np.ndarray, q_emb: np.ndarray, g_emb: np.ndarray, k: int,
-              distance: str) -> list[dict]:
-    """``{query, rank, hits, scores}`` per query: its 1-based rank and its top-k gallery ids, best first."""
-    scores, ids = top_k(q_emb[queries], g_emb, k, distance)
-    return [{"query": int(q), "rank": int(r), "hits": i.tolist(), "scores": s.tolist()}
-            for q, r, i, s in zip(queries, ranks1, ids, scores)]
+              distance: str, q_fold: np.ndarray, g_fold: np.ndarray) -> list[dict]:
+    """``{query, rank, hits, scores}`` per query (in the order given): its 1-based rank and its top-k gallery
+    ids, best first, searched among the gallery items of its own fold (``q_fold`` / ``g_fold``: fold of each
+    query / gallery item)."""
+    found = {}
+    for f in np.unique(q_fold[queries]):
+        sel, gallery = queries[q_fold[queries] == f], np.flatnonzero(g_fold == f)
+        scores, ids = top_k(q_emb[sel], g_emb[gallery], k, distance)
+        found.update({int(q): (gallery[i], s) for q, i, s in zip(sel, ids, scores)})
+    return [{"query": int(q), "rank": int(r), "hits": found[int(q)][0].tolist(), "scores": found[int(q)][1].tolist()}
+            for q, r in zip(queries, ranks1)]
 
 
 def retrieval_examples(image_emb: np.ndarray, text_emb: np.ndarray, image_index: np.ndarray,
                        distance: str = "cosine", k: int = 5, n_sample: int = 8, n_worst: int = 5,
-                       seed: int = 0) -> dict:
+                       seed: int = 0, folds: int = 1) -> dict:
     """Qualitative examples of one evaluated split, for both directions.
 
     Args:
         image_emb: (n_img, d); text_emb: (n_txt, d); image_index: (n_txt,) image of each caption.
+        folds: the run's image folds (COCO 1k protocol: 5 consecutive folds of 1,000): each query is ranked
+            and searched within its own fold, as the metrics were; 1 = the whole split.
     Returns:
         ``{"image_annotation": {"sample": [...], "worst": [...]}, "image_search": {...}}``; each entry is
         ``{"query", "rank", "hits", "scores"}``: the query's position (an image for annotation, a caption for
-        search), its rank as :func:`cca_bench.metrics.ranks` gives it (1-based, the protocol's tie rule; an
-        image takes its best caption's rank), and its top-k gallery ids (captions / images) with their scores.
-        ``sample``: ``n_sample`` queries drawn with ``seed`` (in query order); ``worst``: the ``n_worst``
-        queries with the largest rank, worst first (ties by query order).
+        search), its rank as :func:`cca_bench.metrics.fold_ranks` gives it (1-based, the protocol's tie rule; an
+        image takes its best caption's rank), and its top-k gallery ids (captions / images, positions in the
+        whole split) with their scores. ``sample``: ``n_sample`` queries drawn with ``seed`` (in query order);
+        ``worst``: the ``n_worst`` queries with the largest rank, worst first (ties by query order).
     """
-    from cca_bench.metrics import ranks
+    from cca_bench.metrics import fold_ranks, fold_slices
 
     image_index = np.asarray(image_index, dtype=np.int64)
-    r_i2t, r_t2i = ranks(image_emb, text_emb, image_index, distance)
-    with_captions = np.flatnonzero(np.bincount(image_index, minlength=len(image_emb)) > 0)
-    sides = {"image_annotation": (with_captions, r_i2t + 1, image_emb, text_emb),
-             "image_search": (np.arange(len(text_emb)), r_t2i + 1, text_emb, image_emb)}
+    captioned = np.bincount(image_index, minlength=len(image_emb)) > 0
+    r_i2t, r_t2i = np.zeros(len(image_emb), dtype=np.int64), np.zeros(len(text_emb), dtype=np.int64)
+    image_fold = np.zeros(len(image_emb), dtype=np.int64)
+    for f, (images, (ri, rt)) in enumerate(zip(fold_slices(len(image_emb), folds),
+                                               fold_ranks(image_emb, text_emb, image_index, distance, folds))):
+        image_fold[images] = f
+        r_i2t[images[captioned[images]]] = ri  # ranks of the fold's images that have captions
+        r_t2i[np.isin(image_index, images)] = rt  # of the fold's captions, in caption order
+    text_fold = image_fold[image_index]
+    with_captions = np.flatnonzero(captioned)
+    sides = {"image_annotation": (with_captions, r_i2t + 1, image_emb, text_emb, image_fold, text_fold),
+             "image_search": (np.arange(len(text_emb)), r_t2i + 1, text_emb, image_emb, text_fold, image_fold)}
     rng, out = np.random.default_rng(seed), {}
-    for task, (queries, r1, q_emb, g_emb) in sides.items():
+    for task, (queries, r1, q_emb, g_emb, q_fold, g_fold) in sides.items():
         sample = np.sort(rng.choice(len(queries), min(n_sample, len(queries)), replace=False))
-        worst = np.argsort(-r1, kind="stable")[:n_worst]
-        out[task] = {name: _examples(queries[pos], r1[pos], q_emb, g_emb, k, distance)
+        worst = np.argsort(-r1[queries], kind="stable")[:n_worst]
+        out[task] = {name: _examples(queries[pos], r1[queries[pos]], q_emb, g_emb, k, distance, q_fold, g_fold)
                      for name, pos in (("sample", sample), ("worst", worst))}
     return out
 

@@ -149,3 +149,26 @@ def test_search_shows_a_dash_for_an_image_not_on_disk(work, capsys):
     by_id = {r.split("|")[2].strip(): r.split("|")[3].strip() for r in rows}  # test split: 4.png and 5.png
     assert by_id["5.png"] == "-" and by_id["4.png"].endswith("4.png")
     assert page.read_text().count("<img") == 1  # a thumbnail for 4.png only
+
+
+@pytest.mark.parametrize("command", ["generate", "run_benchmark", "run_benchmark --no-cache"])
+def test_stale_temporaries_are_swept_from_every_output_folder_at_start(command, work):
+    """A killed run's ``*.<pid>.tmp`` files go at the start of the next generate / run_benchmark from models/, runs/,
+    cv/, cache/ and cache/datasets/, also from folders this command does not write into; a live process's stay;
+    with --no-cache the data cache is not touched at all."""
+    import os
+
+    w, roots = work
+    folders = {"models": w / "results" / "models", "runs": w / "results" / "runs", "cv": w / "results" / "cv",
+               "cache": w / "data" / "cache", "datasets": w / "data" / "cache" / "datasets"}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "x.json.999999999.tmp").write_text("left by a killed run")  # no such process
+    live = folders["runs"] / f"y.json.{os.getpid()}.tmp"
+    live.write_text("being written now")
+    argv = (["generate", "cca", "shapes", FEAT, "--reg", "1e-2", *SMALL] if command == "generate" else
+            [*RUN, *command.split()[1:]])
+    assert main([*argv, *roots]) == 0
+    no_cache = "--no-cache" in command
+    left = sorted(k for k, f in folders.items() if (f / "x.json.999999999.tmp").exists())
+    assert left == (["cache", "datasets"] if no_cache else []) and live.exists()

@@ -50,3 +50,26 @@ def test_sample_is_seeded():
     b = retrieval_examples(images, texts, np.arange(50), n_sample=5, seed=1)
     c = retrieval_examples(images, texts, np.arange(50), n_sample=5, seed=2)
     assert a == b and a["image_search"]["sample"] != c["image_search"]["sample"]
+
+
+def test_folds_rank_and_search_within_each_fold_as_the_metrics_do():
+    """COCO 1k style: 4 consecutive folds of 10 images; every hit lies in its query's fold and every rank is
+    the one fold_ranks gives (the run's metrics), not the whole split's."""
+    from cca_bench.metrics import fold_ranks
+
+    rng = np.random.default_rng(0)
+    image_index = np.repeat(np.arange(40), 2)
+    images = rng.normal(size=(40, 6))
+    texts = images[image_index] + 1.5 * rng.normal(size=(80, 6))
+    ex = retrieval_examples(images, texts, image_index, k=5, n_sample=80, n_worst=40, folds=4)
+    whole = retrieval_examples(images, texts, image_index, k=5, n_sample=80, n_worst=40)
+    per_fold = fold_ranks(images, texts, image_index, "cosine", 4)
+    r_i2t = np.concatenate([r[0] for r in per_fold]) + 1
+    r_t2i = np.concatenate([r[1] for r in per_fold]) + 1
+    ann, srch = ex["image_annotation"]["sample"], ex["image_search"]["sample"]
+    assert [e["rank"] for e in ann] == r_i2t.tolist() and [e["rank"] for e in srch] == r_t2i.tolist()
+    assert all(image_index[h] // 10 == e["query"] // 10 for e in ann for h in e["hits"])
+    assert all(h // 10 == image_index[e["query"]] // 10 for e in srch for h in e["hits"])
+    assert ex["image_annotation"]["worst"][0]["rank"] == r_i2t.max()
+    # the whole split ranks differently here (so ranking in folds is not a no-op on this data)
+    assert [e["rank"] for e in whole["image_search"]["sample"]] != r_t2i.tolist()

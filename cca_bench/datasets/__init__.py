@@ -45,20 +45,27 @@ def dataset_cache_dir(data_root: Path) -> Path:
     return Path(data_root) / "cache" / "datasets"
 
 
-def get_dataset(name: str, data_root: Path, **options):
+def get_dataset(name: str, data_root: Path, *, parsed_cache: bool = True, **options):
     """Build dataset ``name``: a registered one, or a folder ``data_root/name`` in a known layout.
 
-    Registered builders are called as ``builder(data_root, **options)`` and return a CaptionDataset; a folder
+    Registered builders are called as ``builder(data_root, **options)`` and return a CaptionDataset; those
+    registered with ``parsed_cache=True`` also get ``cache_dir=`` (:func:`dataset_cache_dir`, or None). A folder
     is read by the layout that recognises it (option ``layout`` picks one when several do).
+    ``parsed_cache=False`` (``--no-cache``) neither reads nor writes the parsed-dataset cache.
     """
     from cca_bench.datasets.layouts import load_folder
 
     load_all()
+    cache_dir = dataset_cache_dir(data_root) if parsed_cache else None
     if name in DATASETS:
-        return DATASETS.get(name)(Path(data_root), **options)
+        uses_cache = DATASETS.meta(name).get("parsed_cache", False)
+        if uses_cache and "cache_dir" in options:
+            raise UserError(f"{name}: unknown option 'cache_dir' (the parsed-dataset cache is DATA/cache/datasets; "
+                            "--no-cache bypasses it)")
+        return DATASETS.get(name)(Path(data_root), **({"cache_dir": cache_dir} if uses_cache else {}), **options)
     folder = Path(data_root) / name
     if folder.is_dir() and name != "cache":
-        return load_folder(folder, name, dataset_cache_dir(data_root), **options)
+        return load_folder(folder, name, cache_dir, **options)
     raise UserError(
         DATASETS.suggest(name, extra=user_folders(Path(data_root)))
         + f"; a folder {folder} in a known layout is also a dataset (Karpathy dataset.json, Kiros "

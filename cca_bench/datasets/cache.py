@@ -14,6 +14,8 @@ members, rendered builtins), is not cached (its reader is fast or its loader is 
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import os
@@ -28,6 +30,18 @@ from cca_bench.datasets.base import CaptionDataset, Split
 
 FORMAT = 1
 RS, US = "\x1e", "\x1f"
+_READ_ONLY = contextvars.ContextVar("parsed_dataset_cache_read_only", default=False)
+
+
+@contextlib.contextmanager
+def read_only():
+    """Within this block (this thread), :func:`cached_dataset` reads the entries it finds and writes none: the
+    web app is read-only over the data root, yet loads COCO from the cache when a command has filled it."""
+    token = _READ_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READ_ONLY.reset(token)
 
 
 def source_fingerprint(paths: list[Path]) -> list:
@@ -64,7 +78,7 @@ def cached_dataset(cache_dir: Path | None, key: dict, sources: list[Path], build
         except (OSError, ValueError, KeyError, UnicodeDecodeError, json.JSONDecodeError, zipfile.BadZipFile):
             pass  # a damaged entry is rebuilt below
     dataset = build()
-    arrays = pack(dataset)
+    arrays = None if _READ_ONLY.get() else pack(dataset)
     if arrays is not None:
         from cca_bench.fsio import write_atomic
 

@@ -202,20 +202,30 @@ def _json_for(root: Path, name: str) -> Path:
     )
 
 
-def build_karpathy(data_root: Path, name: str, **options) -> CaptionDataset:
+def build_karpathy(data_root: Path, name: str, cache_dir: Path | None = None, **options) -> CaptionDataset:
     """Registered builder of ``flickr8k`` / ``flickr30k`` / ``coco`` under ``data_root/<name>/``; without
-    a Karpathy JSON (or with ``-D layout=...``) the folder is read in whichever other layout it has."""
-    from cca_bench.datasets import dataset_cache_dir
-    from cca_bench.datasets.layouts import load_folder, matching_layouts
+    a Karpathy JSON (or with ``-D layout=...``) the folder is read in whichever other layout it has.
+    ``cache_dir``: the parsed-dataset cache (None: not used)."""
+    from cca_bench.datasets.layouts import load_folder
 
     root = Path(data_root) / name
-    has_json = any((root / f).is_file() for f in (f"dataset_{name}.json", "dataset.json"))
-    if "layout" in options or (not has_json and matching_layouts(root)):
-        return load_folder(root, name, dataset_cache_dir(data_root), **options)
+    found = folder_layouts(data_root, name)
+    if "layout" in options or (found and "karpathy" not in found):
+        return load_folder(root, name, cache_dir, **options)
     if options:
         raise UserError(f"{name}: unknown option {min(options)!r} (this dataset takes none but layout)")
     dirs = [root / d if d != "." else root for d in KARPATHY_DATASETS[name]["image_dirs"]]
-    return load_karpathy_cached(_json_for(root, name), name, dirs, dataset_cache_dir(data_root))
+    return load_karpathy_cached(_json_for(root, name), name, dirs, cache_dir)
+
+
+def folder_layouts(data_root: Path, name: str) -> dict[str, list[str]]:
+    """{layout: its files} that :func:`build_karpathy` would read ``data_root/name`` in (without ``-D layout``):
+    ``karpathy`` when the Karpathy JSON is there, else every layout the folder matches (``list`` shows this)."""
+    from cca_bench.datasets.layouts import matching_layouts
+
+    root = Path(data_root) / name
+    json_file = next((f for f in (f"dataset_{name}.json", "dataset.json") if (root / f).is_file()), None)
+    return {"karpathy": [json_file]} if json_file else matching_layouts(root)
 
 
 def _files(name: str) -> list[str]:
@@ -227,7 +237,9 @@ def _files(name: str) -> list[str]:
 for _name, _spec in KARPATHY_DATASETS.items():
     DATASETS.register(
         _name,
-        help=_spec["help"] + f"; the JSON is required, {VGG_FILE} and the images are optional",
+        help=_spec["help"] + f"; Karpathy's JSON ({VGG_FILE} and the images optional) or any dataset layout",
         builtin=False,
+        parsed_cache=True,
         files=_files(_name),
+        layouts=functools.partial(folder_layouts, name=_name),
     )(functools.partial(build_karpathy, name=_name))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -165,26 +164,20 @@ def lite0_onnx_path() -> Path:
     """The cached ONNX export, named by the weights' hash; exported (atomically) on first use."""
     path = cache_dir() / f"efficientnet_lite0-{_sha1(_lite0_weights())}.onnx"
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-        os.close(fd)
-        try:
-            _export_lite0(Path(tmp))
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        from cca_bench.fsio import write_atomic
+
+        write_atomic(path, _export_lite0)
     return path
 
 
-def _export_lite0(path: Path) -> None:
-    """TorchScript-based ONNX export (opset 17) with a dynamic batch axis."""
+def _export_lite0(f) -> None:
+    """TorchScript-based ONNX export (opset 17) with a dynamic batch axis, into the open binary file ``f``."""
     import torch
 
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            lite0_features_model(), torch.zeros(1, LITE0_SIZE, LITE0_SIZE, 3, dtype=torch.uint8), str(path),
+            lite0_features_model(), torch.zeros(1, LITE0_SIZE, LITE0_SIZE, 3, dtype=torch.uint8), f,
             input_names=["pixels"], output_names=["features"], opset_version=17, dynamo=False,
             dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}},
         )

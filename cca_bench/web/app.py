@@ -178,12 +178,14 @@ def examples_page(stem: str):
     if not lib.has_model(model):
         raise Missing(f"run {stem} has no saved model ({model or 'none recorded'}): the qualitative page "
                       "needs the model that `generate` saved (runs of `evaluate` have none)")
-    ex = lib.examples(model, split_name, run["distance"])
+    folds = int(run.get("folds") or 1)  # the run's protocol: COCO 1k ranks within 5 folds of 1,000 images
+    ex = lib.examples(model, split_name, run["distance"], folds)
     split = lib.gallery(model, split_name).split
     sections = {task: {kind: _example_rows(split, ex[task][kind], task) for kind in ("sample", "worst")}
                 for task in ex}
     return render_template("examples.html", run=run, stem=stem, model=model, split=split_name,
-                           images=split.loader is not None, sections=sections, k=EXAMPLE_K)
+                           images=split.loader is not None, sections=sections, k=EXAMPLE_K, folds=folds,
+                           fold_size=split.n_images // folds, n_images=split.n_images)
 
 
 def model_page(name: str):

@@ -4,8 +4,9 @@ Nothing here writes under the data or results root. URLs name runs, models and f
 and every name is looked up in a listing of its folder (never joined into a path as given); files are then
 checked once more with :func:`cca_bench.fsio.resolve_inside`, so ``..``, absolute paths and symlinks that
 leave the root are refused. Galleries (a split encoded and embedded through a saved model) are built by
-:func:`cca_bench.search.open_gallery` and kept in memory; features already in the cache are read from it,
-missing ones are computed in memory and not written.
+:func:`cca_bench.search.open_gallery`; the few most recently used galleries, datasets and qualitative
+examples are kept in memory. Features and parsed datasets already in the cache are read from it, missing ones
+are computed in memory and not written.
 """
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from cca_bench.errors import UserError
 
 FILE_KINDS = {"runs": (".json",), "models": (".json", ".safetensors", ".png")}  # what /files/ may serve
 IMAGE_SIDE = 256  # longest side of the PNGs the app serves
-GALLERIES_KEPT = 4
+GALLERIES_KEPT = 4  # in memory at once, least recently used dropped first (each holds a split's embeddings)
+DATASETS_KEPT = 2  # parsed datasets (COCO's is about a gigabyte in Python objects)
+EXAMPLES_KEPT = 16  # qualitative-page results (small)
 
 
 class Missing(UserError):
@@ -44,10 +47,21 @@ class Library:
 
     def __init__(self, data_root: Path, results_root: Path, device: str = "auto"):
         self.data_root, self.results_root, self.device = Path(data_root), Path(results_root), device
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered: a gallery needs its dataset, examples need their gallery
         self._galleries: OrderedDict = OrderedDict()
-        self._datasets: dict = {}
-        self._examples: dict = {}
+        self._datasets: OrderedDict = OrderedDict()
+        self._examples: OrderedDict = OrderedDict()
+
+    def _kept(self, store: OrderedDict, key, make, limit: int):
+        """``store[key]``, made by ``make()`` when absent; ``store`` keeps the ``limit`` most recently used."""
+        with self._lock:
+            if key in store:
+                store.move_to_end(key)
+                return store[key]
+            store[key] = value = make()
+            while len(store) > limit:
+                store.popitem(last=False)
+            return value
 
     # ------------------------------------------------------------------------------------------ runs
 
@@ -135,37 +149,34 @@ class Library:
             raise Missing(f"no saved model named {model!r} under {self.results_root / 'models'}: "
                           "run `generate` first")
         key = (model, split, self._stamp(model))  # a model fitted again under the same name is reopened
-        with self._lock:
-            if key in self._galleries:
-                self._galleries.move_to_end(key)
-                return self._galleries[key]
-            gallery = self._open(model, split)
-            self._galleries[key] = gallery
-            while len(self._galleries) > GALLERIES_KEPT:
-                self._galleries.popitem(last=False)
-            return gallery
+        return self._kept(self._galleries, key, lambda: self._open(model, split), GALLERIES_KEPT)
 
     def _open(self, model: str, split: str):
+        from cca_bench.datasets.cache import read_only
         from cca_bench.search import open_gallery
 
         method, dataset, features, opts, ds = self._saved(model)
         if split not in ds.splits:
             raise Missing(f"{dataset} has no split {split!r} (it has {', '.join(ds.splits)})")
         opts = replace(opts, cache=self._cached(ds, split, features, opts))
-        return open_gallery(method, dataset, split, features, opts)
+        with read_only():
+            return open_gallery(method, dataset, split, features, opts)
 
     def _saved(self, model: str) -> tuple:
         """(method, dataset name, features, Options, CaptionDataset) of a saved model; the dataset is loaded once
-        (a Karpathy JSON can take seconds to parse)."""
+        (a Karpathy JSON can take seconds to parse; the DATASETS_KEPT most recently used are kept)."""
         from cca_bench.benchmark import Options, load_dataset, saved_model_options
 
-        key = (model, self._stamp(model))
-        if key not in self._datasets:
+        def load():
+            from cca_bench.datasets.cache import read_only
+
             base = Options(data_root=self.data_root, results_root=self.results_root, device=self.device,
                            progress=False)
             method, dataset, features, opts = saved_model_options(model, self.model_config(model), base)
-            self._datasets[key] = (method, dataset, features, opts, load_dataset(dataset, opts))
-        return self._datasets[key]
+            with read_only():  # a parsed dataset a command cached is read; none is written
+                return method, dataset, features, opts, load_dataset(dataset, opts)
+
+        return self._kept(self._datasets, (model, self._stamp(model)), load, DATASETS_KEPT)
 
     def _stamp(self, model: str) -> tuple:
         """When the model's files last changed."""
@@ -184,19 +195,19 @@ class Library:
 
     def splits(self, model: str) -> list[str]:
         """The split names of the dataset ``model`` was fitted on."""
-        with self._lock:
-            return list(self._saved(model)[4].splits)
+        return list(self._saved(model)[4].splits)
 
-    def examples(self, model: str, split: str, distance: str) -> dict:
-        """:func:`cca_bench.search.retrieval_examples` of the model on the split (kept in memory)."""
+    def examples(self, model: str, split: str, distance: str, folds: int = 1) -> dict:
+        """:func:`cca_bench.search.retrieval_examples` of the model on the split, ranked within ``folds``
+        image folds as the run was (COCO 1k: 5); the EXAMPLES_KEPT most recently used are kept."""
         from cca_bench.search import retrieval_examples
 
-        key = (model, split, distance, self._stamp(model))
-        if key not in self._examples:
+        def make():
             g = self.gallery(model, split)
             emb_i, emb_t = g.model.embed_images(g.features), g.model.embed_texts(g.features)
-            self._examples[key] = retrieval_examples(emb_i, emb_t, g.features.image_index, distance)
-        return self._examples[key]
+            return retrieval_examples(emb_i, emb_t, g.features.image_index, distance, folds=folds)
+
+        return self._kept(self._examples, (model, split, distance, folds, self._stamp(model)), make, EXAMPLES_KEPT)
 
     # ------------------------------------------------------------------------------------------ images
 

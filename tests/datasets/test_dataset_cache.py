@@ -59,3 +59,61 @@ def test_strings_with_separator_characters_are_not_cached(tmp_path):
     assert get_dataset("tiny", root).split("test").captions == ["A\x1eman surfing."]
     assert not list((root / "cache" / "datasets").glob("*.npz"))
     assert get_dataset("tiny", root).split("test").captions == ["A\x1eman surfing."]
+
+
+def _planted(root, name, layout):
+    """Replace the one cache entry of ``name`` by a different dataset under the same key (a marker caption)."""
+    from cca_bench.datasets.cache import pack
+    from cca_bench.fsio import write_atomic
+
+    (entry,) = (root / "cache" / "datasets").glob(f"{name}-{layout}-*.npz")
+    ds = get_dataset(name, root)
+    ds.split("test").captions[0] = "PLANTED"
+    write_atomic(entry, lambda f: np.savez(f, **pack(ds)))
+    assert get_dataset(name, root).split("test").captions == ["PLANTED"]  # the entry is what a cached load reads
+    return entry
+
+
+def test_no_cache_neither_reads_nor_writes_the_parsed_cache(tmp_path):
+    """--no-cache (``parsed_cache=False``) parses the source again, for a folder and a registered name alike."""
+    import shutil
+
+    root = _folder(tmp_path)
+    shutil.copytree(root / "tiny", root / "flickr8k")
+    for name in ("tiny", "flickr8k"):
+        assert get_dataset(name, root, parsed_cache=False).split("test").captions == ["A man surfing."]
+    assert not (root / "cache").exists()  # nothing written
+    for name in ("tiny", "flickr8k"):
+        get_dataset(name, root)
+        entry = _planted(root, name, "karpathy")
+        mtime = entry.stat().st_mtime_ns
+        assert get_dataset(name, root, parsed_cache=False).split("test").captions == ["A man surfing."]
+        assert entry.stat().st_mtime_ns == mtime  # nor rewritten
+
+
+def test_cli_no_cache_bypasses_the_parsed_cache(tmp_path):
+    from cca_bench.__main__ import main
+
+    root = _folder(tmp_path)
+    get_dataset("tiny", root)
+    entry = _planted(root, "tiny", "karpathy")
+    out = tmp_path / "out"
+    assert main(["export-split", "tiny", "test", str(out), "--no-cache", "--data-root", str(root), "-q"]) == 0
+    assert (out / "captions.txt").read_text().splitlines() == ["A man surfing."]
+    assert main(["export-split", "tiny", "test", str(out), "--data-root", str(root), "-q"]) == 0
+    assert (out / "captions.txt").read_text().splitlines() == ["PLANTED"]
+    assert entry.exists()
+
+
+def test_read_only_reads_entries_and_writes_none(tmp_path):
+    """The web app's mode: an entry a command wrote is read; a missing one is not written."""
+    from cca_bench.datasets.cache import read_only
+
+    root = _folder(tmp_path)
+    with read_only():
+        assert get_dataset("tiny", root).split("test").captions == ["A man surfing."]
+    assert not list((root / "cache").rglob("*.npz"))
+    get_dataset("tiny", root)
+    _planted(root, "tiny", "karpathy")
+    with read_only():
+        assert get_dataset("tiny", root).split("test").captions == ["PLANTED"]

@@ -228,3 +228,23 @@ def test_parquet_reads_each_row_group_once_in_order(data_root, monkeypatch):
     assert len(calls) == len(groups) == 7  # 42 train rows over row groups of 7, in two shards
     split.load_image(split.n_images - 1)  # the last groups stay in memory
     assert len(calls) == 7
+
+
+def test_list_sees_registered_folders_in_every_layout(data_root, tmp_path, capsys):
+    """`list` says present for flickr8k / flickr30k / coco folders in any layout that loading reads, with the
+    layout it detected; an empty folder is not present."""
+    import shutil
+
+    for name, layout in (("flickr8k", "f8k"), ("flickr30k", "pq"), ("coco", "wds")):
+        shutil.copytree(data_root / layout, tmp_path / name)
+    assert main(["list", "--data-root", str(tmp_path)]) == 0
+    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines() if line.startswith("|")}
+    for name, layout in (("flickr8k", "flickr8k_tokens"), ("flickr30k", "parquet"), ("coco", "webdataset")):
+        cells = [c.strip() for c in rows[name].split("|")]
+        assert cells[2] == "yes" and f"{layout} layout (" in cells[4], rows[name]
+        assert get_dataset(name, tmp_path).split("test").n_images == 20  # what list says present does load
+    shutil.rmtree(tmp_path / "coco")
+    (tmp_path / "coco").mkdir()
+    assert main(["list", "--data-root", str(tmp_path)]) == 0
+    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines() if line.startswith("|")}
+    assert [c.strip() for c in rows["coco"].split("|")][2] == "no"

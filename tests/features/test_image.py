@@ -30,6 +30,7 @@ def onnx_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(image, "CACHE_DIR", tmp_path_factory.mktemp("onnx_cache"))
         mp.delenv(image.BACKEND_ENV, raising=False)
+        (image.CACHE_DIR / "efficientnet_lite0-0.onnx.999999999.tmp").write_bytes(b"half an export")  # killed
         yield image.CACHE_DIR
 
 
@@ -59,7 +60,7 @@ def test_efficientnet_small_images_onnx_and_torch_agree(small_images, monkeypatc
     assert (a >= 0).all() and a.std(axis=0).max() > 0  # ReLU6 activations, pooled; images differ
     np.testing.assert_array_equal(a, image.encode_efficientnet_lite0(sp, ds, batch_size=2, progress=False))
     np.testing.assert_allclose(a, image.encode_efficientnet_lite0(sp, ds, batch_size=3, progress=False), atol=1e-4)
-    assert [p.suffix for p in onnx_cache.iterdir()] == [".onnx"]  # atomic write: no temporary left
+    assert [p.suffix for p in onnx_cache.iterdir()] == [".onnx"]  # fsio.write_atomic: the stale temporary swept
     monkeypatch.setenv(image.BACKEND_ENV, "torch")
     np.testing.assert_allclose(image.encode_efficientnet_lite0(sp, ds, progress=False), a, atol=1e-4)
     monkeypatch.setenv(image.BACKEND_ENV, "tensorflow")

@@ -2,6 +2,7 @@
 import html
 import io
 import json
+import re
 import shutil
 from html.parser import HTMLParser
 
@@ -306,3 +307,67 @@ def test_a_model_fitted_again_is_reopened(web_roots, tmp_path):
     stat = weights.stat()
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # as `generate` rewriting it
     assert lib.gallery(MODEL, "test") is not first
+
+
+def test_memory_held_by_the_library_is_bounded(web_roots, tmp_path, monkeypatch):
+    """Datasets, galleries and qualitative examples are kept for the few most recently used keys only: a model
+    fitted again and again (a new key each time) does not grow the app's memory."""
+    import os
+
+    from cca_bench.web import library
+
+    monkeypatch.setattr(library, "EXAMPLES_KEPT", 3)
+    results = tmp_path / "results"
+    shutil.copytree(web_roots[1], results)
+    lib = create_app(web_roots[0], results).config["LIBRARY"]
+    weights = results / "models" / f"{MODEL}.safetensors"
+    for n in range(6):
+        stat = weights.stat()
+        os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # as `generate` rewriting it
+        first = lib.examples(MODEL, "test", "cosine")
+        assert lib.examples(MODEL, "test", "cosine") is first  # reused while it is recent
+        assert (len(lib._datasets), len(lib._galleries), len(lib._examples)) == (
+            min(n + 1, library.DATASETS_KEPT), min(n + 1, library.GALLERIES_KEPT), min(n + 1, 3))
+
+
+def test_examples_page_ranks_within_the_runs_folds(client, web_roots, tmp_path):
+    """A run scored in folds (COCO 1k protocol) gets its qualitative examples ranked within each fold, and the page
+    says which gallery was used; a full-split run says it ranked over the whole split."""
+    from cca_bench.web.app import _example_rows
+
+    results = tmp_path / "results"
+    shutil.copytree(web_roots[1], results)
+    record = json.loads((results / "runs" / f"{RUN}.json").read_text())
+    folded = RUN.replace("__full__", "__1k__")
+    (results / "runs" / f"{folded}.json").write_text(json.dumps({**record, "protocol": "1k", "folds": 2}))
+    app = create_app(web_roots[0], results)
+    page = text(app.test_client().get(f"/run/{folded}/examples"))
+    assert "within the query's fold: protocol 1k splits the 60 images into 2 consecutive folds of 30" in page
+    assert "over the whole split (60 images)" in text(client.get(f"/run/{RUN}/examples"))
+    lib = app.config["LIBRARY"]
+    split, ex = lib.gallery(MODEL, "test").split, lib.examples(MODEL, "test", "cosine", 2)
+    for e in _example_rows(split, ex["image_search"]["sample"], "search"):
+        assert {h["image"] // 30 for h in e["hits"]} == {e["query"]["image"] // 30}  # hits from the caption's fold
+    shown = [int(r) for r in re.findall(r"rank (\d+)", page)]  # the page shows the in-fold ranks, in its order
+    assert shown == [e["rank"] for task, kind in (("image_annotation", "sample"), ("image_search", "sample"),
+                                                   ("image_annotation", "worst"), ("image_search", "worst"))
+                     for e in ex[task][kind]]
+
+
+def test_the_app_never_writes_a_parsed_dataset(tmp_path):
+    """A model fitted on a Karpathy-JSON folder: the app reads that dataset, cached features or not, and writes
+    no parsed-dataset cache entry (nor anything else) under the roots."""
+    from tests.datasets.test_layouts import synthetic, write_karpathy
+
+    data, results = tmp_path / "data", tmp_path / "results"
+    (data / "kp").mkdir(parents=True)
+    write_karpathy(data / "kp", synthetic())
+    roots = ["--data-root", str(data), "--results-root", str(results)]
+    assert main(["generate", "cca", "kp", "glove50_tinyimage", "--reg", "1e-2", "-q", *roots]) == 0
+    shutil.rmtree(data / "cache" / "datasets")
+    before = _snapshot(data, results)
+    c = create_app(data, results).test_client()
+    for split in ("train", "test"):  # train's features are cached, test's are not
+        r = c.get(f"/search?model=cca__kp__glove50_tinyimage&split={split}&q=a+red+square")
+        assert r.status_code == 200 and 'class="hit"' in text(r), split
+    assert _snapshot(data, results) == before
