@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES = ("text", "image", "imagenet")
+_MODULES = ("text", "fisher", "image", "imagenet")
 
 
 def load_all() -> None:

@@ -97,6 +97,14 @@ class FisherVectorEncoder(FittedTextEncoder):
         self.max_fit_words = max_fit_words
         self.random_state = random_state
 
+    @classmethod
+    def from_options(cls, vectors, opts) -> FisherVectorEncoder:
+        """The encoder a command's options (``benchmark.Options``) ask for."""
+        if opts.idf:
+            raise UserError(f"--idf weights mean word vectors only; it does not combine with --pooling {opts.pooling}")
+        return cls(vectors, pooling=opts.pooling, n_components=opts.fv_components, pca=opts.fv_pca,
+                   stopwords=opts.stopwords)
+
     def config(self) -> dict:
         return {"encoder": "fisher_vectors", "pooling": self.pooling, **vectors_config(self.vectors),
                 "n_components": int(self.n_components), "pca": None if self.pca is None else int(self.pca),
@@ -147,8 +155,8 @@ class FisherVectorEncoder(FittedTextEncoder):
         d = self.vectors.dim if self.pca_components_ is None else len(self.pca_components_)
         self.n_features_ = 2 * self.n_components * d * len(self.mixtures_)
 
-    def transform_into(self, token_lists: Sequence[Sequence[str]], out: np.ndarray) -> None:
-        """Write the (n, n_features_) float32 Fisher vectors into ``out`` (a memmap works), caption block by block.
+    def transform_blocks(self, token_lists: Sequence[Sequence[str]]):
+        """The (n, n_features_) float32 Fisher vectors, yielded as consecutive blocks of captions.
 
         The posteriors are computed once per distinct word; each block of captions is one sparse
         (captions x distinct words) product with the block's per-word gradient terms.
@@ -165,15 +173,15 @@ class FisherVectorEncoder(FittedTextEncoder):
         counts = sp.csr_matrix((np.ones(used.sum(), np.float32), (caption[used], tok_col[used])),
                                shape=(len(token_lists), len(table)))
         step = max(1, BLOCK_VALUES // max(1, self.n_features_ * 4))
+        self.n_empty_ = int(len(token_lists) - np.count_nonzero(np.asarray(counts.sum(1)).ravel()))
+        self.oov_rate_ = oov_rate(tok_col)
         parts = len(self.mixtures_)
         for s in range(0, len(token_lists), step):
             block = counts[s:s + step]
             words = np.unique(block.indices)
             block = block[:, words]
             fvs = [fisher_vectors(block, table[words], m) for m in self.mixtures_.values()]
-            out[s:s + len(fvs[0])] = fvs[0] if parts == 1 else np.concatenate(fvs, 1) / np.float32(np.sqrt(parts))
-        self.n_empty_ = int(len(token_lists) - np.count_nonzero(np.asarray(counts.sum(1)).ravel()))
-        self.oov_rate_ = oov_rate(tok_col)
+            yield fvs[0] if parts == 1 else np.concatenate(fvs, 1) / np.float32(np.sqrt(parts))
 
     def state(self) -> tuple[dict, dict]:
         """(arrays, config): PCA mean/components and each mixture's weights, means, scales, gaussian mask."""

@@ -3,8 +3,9 @@
 One protocol for all of them (registered by name in :data:`POOLINGS`):
 
 - ``cls(vectors, **options).fit(train_token_lists)`` learns from train only, returns self;
-- ``transform(token_lists) -> (n, n_features_) float32``; ``transform_into(token_lists, out)`` writes the same
-  rows into ``out`` block by block (a memory-mapped cache file, so wide features never sit in memory);
+- ``transform(token_lists) -> (n, n_features_) float32``; ``transform_blocks(token_lists)`` yields the same
+  rows as consecutive float32 blocks (the feature cache streams them into its file, so 18,000-d caption
+  features never sit in memory whole);
 - ``state() -> (arrays, config)``: numpy arrays and a JSON-able dict (``config["pooling"]`` names the class);
   ``cls.from_state(vectors, arrays, config)`` rebuilds the fitted encoder bit for bit;
 - ``fingerprint()``: a hash of that state, part of every feature cache key.
@@ -30,13 +31,16 @@ PREFIX = "text_encoder."
 
 class FittedTextEncoder:
     """Shared behaviour of the poolings; subclasses set ``n_features_`` in ``fit``/``from_state`` and implement
-    ``fit``, ``transform_into``, ``state`` and ``from_state``."""
+    ``fit``, ``transform_blocks``, ``state`` and ``from_state``."""
 
     def transform(self, token_lists) -> np.ndarray:
         """(n, n_features_) float32 caption features."""
         self._check_fitted()
         out = np.empty((len(token_lists), self.n_features_), np.float32)
-        self.transform_into(token_lists, out)
+        start = 0
+        for block in self.transform_blocks(token_lists):
+            out[start:start + len(block)] = block
+            start += len(block)
         return out
 
     def fingerprint(self) -> str:

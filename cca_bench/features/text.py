@@ -389,6 +389,11 @@ class MeanVectorEncoder(FittedTextEncoder):
         self.stopwords = stopwords
         self.normalize_words = normalize_words
 
+    @classmethod
+    def from_options(cls, vectors: WordVectors, opts) -> MeanVectorEncoder:
+        """The encoder a command's options (``benchmark.Options``) ask for."""
+        return cls(vectors, idf=opts.idf, stopwords=opts.stopwords)
+
     def get_params(self, deep: bool = True) -> dict:
         return {k: getattr(self, k) for k in ("vectors", "idf", "stopwords", "normalize_words")}
 
@@ -437,11 +442,12 @@ class MeanVectorEncoder(FittedTextEncoder):
             enc.idf_ = dict(zip(array_to_words(arrays["idf_words"]), np.asarray(arrays["idf_values"]).tolist()))
         return enc
 
-    def transform_into(self, token_lists: Sequence[Sequence[str]], out: np.ndarray) -> None:
-        """Write the (n, d) caption vectors into ``out``; rows of captions without a usable word are zero."""
-        out[:] = self._transform(token_lists)
+    def transform_blocks(self, token_lists: Sequence[Sequence[str]]):
+        """The (n, d) float32 caption vectors as one block (d is small)."""
+        yield self.transform(token_lists)
 
-    def _transform(self, token_lists: Sequence[Sequence[str]]) -> np.ndarray:
+    def transform(self, token_lists: Sequence[Sequence[str]]) -> np.ndarray:
+        """(n, d) float32 caption vectors; rows of captions without a usable word are zero."""
         import scipy.sparse as sp
 
         self._check_fitted()
