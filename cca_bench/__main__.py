@@ -56,6 +56,13 @@ def _add_features(p: argparse.ArgumentParser) -> None:
                    "its tokenizer and pooling in FILE.onnx.json (docs/onnx.md)")
     g.add_argument("--idf", action="store_true", help="weight words by IDF fitted on the train captions")
     g.add_argument("--stopwords", action="store_true", help="drop English stop words before averaging")
+    g.add_argument("--pooling", default="mean", choices=["mean", "gmm", "hglmm", "gmm+hglmm"],
+                   help="caption pooling of the word vectors: mean (default), or the Fisher vector under a mixture "
+                   "fitted on the train words (Klein et al. 2015): gmm, hglmm (hybrid Gaussian-Laplacian), gmm+hglmm")
+    g.add_argument("--fv-components", type=_positive_int, default=None, metavar="K",
+                   help="mixture components of the Fisher vector (default 32): 2*K*D values per caption")
+    g.add_argument("--fv-pca", type=_positive_int, default=None, metavar="D",
+                   help="PCA of the word vectors to D dimensions (fitted on the train words) before the mixture")
     g.add_argument("--batch-size", type=_positive_int, default=None,
                    help="images per CNN batch (default: 32 for CNNs and 64 for EfficientNet on a CPU; from free memory on a GPU)")
     g.add_argument("--crops", type=int, default=1, choices=[1, 10],
@@ -95,6 +102,9 @@ def _add_cv(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cv-reg", type=_number_list(float), metavar="R,R,...", help=f"reg values (default {fmt('reg')})")
     g.add_argument("--cv-eig-power", type=_number_list(float), metavar="P,P,...",
                    help=f"eig_power values (default {fmt('eig_power')})")
+    g.add_argument("--cv-fv-components", type=_number_list(int), metavar="K,K,...",
+                   help="also search the Fisher-vector size (with --pooling gmm|hglmm|gmm+hglmm): one re-encoding "
+                   "and one covariance pass per K; the chosen K names the saved model")
     g.add_argument("--cv-select", choices=["rsum", "medr"], default="rsum",
                    help="rsum: highest R@1+R@5+R@10 of both directions (default); medr: lowest sum of median ranks")
 
@@ -309,13 +319,22 @@ def _options(args):
     return Options(
         data_root=data_root(args.data_root), results_root=results_root(args.results_root),
         dataset_options=dict(getattr(args, "dataset_opt", [])), text_path=getattr(args, "text_path", None),
-        idf=getattr(args, "idf", False), stopwords=getattr(args, "stopwords", False),
+        idf=getattr(args, "idf", False), stopwords=getattr(args, "stopwords", False), **_fv_options(args),
         precision=getattr(args, "precision", "auto"), backend=getattr(args, "backend", None) or "numpy",
         dask_scheduler=getattr(args, "dask_scheduler", None),
         batch_size=getattr(args, "batch_size", 64), crops=getattr(args, "crops", 1), tag=getattr(args, "tag", ""), device=getattr(args, "device", "auto"),
         onnx_model=getattr(args, "onnx_model", None), onnx_text_model=getattr(args, "onnx_text_model", None),
         cache=not getattr(args, "no_cache", False), progress=not getattr(args, "quiet", False),
         log=(lambda m: None) if getattr(args, "quiet", False) else _log)
+
+
+def _fv_options(args) -> dict:
+    """Options' pooling fields; --fv-components / --fv-pca without a Fisher-vector pooling are a UserError."""
+    pooling = getattr(args, "pooling", "mean")
+    k, pca = getattr(args, "fv_components", None), getattr(args, "fv_pca", None)
+    if pooling == "mean" and (k is not None or pca is not None):
+        raise UserError("--fv-components and --fv-pca need --pooling gmm, hglmm or gmm+hglmm")
+    return {"pooling": pooling, "fv_pca": pca, **({"fv_components": k} if k is not None else {})}
 
 
 def cmd_generate(args) -> None:
@@ -347,11 +366,14 @@ def cmd_generate(args) -> None:
 def _cv_request(args) -> dict | None:
     """generate's ``cv`` argument from the --cv flags (None without --cv)."""
     if not args.cv:
-        if any(getattr(args, f) is not None for f in ("cv_components", "cv_reg", "cv_eig_power")):
-            raise UserError("--cv-components, --cv-reg and --cv-eig-power need --cv")
+        if any(getattr(args, f) is not None for f in ("cv_components", "cv_reg", "cv_eig_power", "cv_fv_components")):
+            raise UserError("--cv-components, --cv-reg, --cv-eig-power and --cv-fv-components need --cv")
         return None
     grid = {"n_components": args.cv_components, "reg": args.cv_reg, "eig_power": args.cv_eig_power}
-    return {"grid": {k: v for k, v in grid.items() if v}, "select": args.cv_select}
+    request = {"grid": {k: v for k, v in grid.items() if v}, "select": args.cv_select}
+    if args.cv_fv_components:
+        request["fv_components"] = args.cv_fv_components
+    return request
 
 
 def cmd_run_benchmark(args) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -12,6 +12,7 @@ import numpy as np
 
 from cca_bench.config import FeatureSpec, torch_device
 from cca_bench.errors import UserError
+from cca_bench.features.fitted import attach_to_model
 from cca_bench.features.store import FeatureSet, cache_key, load_or_compute
 from cca_bench.registry import IMAGE_ENCODERS, METHODS, TEXT_ENCODERS
 
@@ -28,6 +29,9 @@ class Options:
     text_path: str | None = None
     idf: bool = False
     stopwords: bool = False
+    pooling: str = "mean"
+    fv_components: int = 32
+    fv_pca: int | None = None
     batch_size: int | None = None  # None: each image encoder's own choice (from free memory on a GPU)
     crops: int = 1
     device: str = "auto"
@@ -42,7 +46,14 @@ class Options:
     log: Callable[[str], None] = lambda msg: None
 
     def text_options(self) -> dict:
-        return {"idf": self.idf, "stopwords": self.stopwords, "text_path": self.text_path}
+        fv = {"pooling": self.pooling, "fv_components": self.fv_components, "fv_pca": self.fv_pca}
+        # mean pooling adds nothing: the cache keys of mean-vector features stay as they were
+        return {"idf": self.idf, "stopwords": self.stopwords, "text_path": self.text_path,
+                **(fv if self.pooling != "mean" else {})}
+
+    def fitted_text(self) -> bool:
+        """Whether the caption encoder learns from train (IDF, Fisher-vector mixtures)."""
+        return self.idf or self.pooling != "mean"
 
 
 def dataset_tag(name: str, options: dict) -> str:
@@ -51,8 +62,11 @@ def dataset_tag(name: str, options: dict) -> str:
 
 
 def features_tag(spec: FeatureSpec, opts: Options) -> str:
-    """``glove50_efficientnet_lite0`` plus ``+idf`` / ``+stop`` / ``+10crops`` when those options are on."""
-    return (spec.name + ("+idf" if opts.idf else "") + ("+stop" if opts.stopwords else "")
+    """``glove50_efficientnet_lite0`` plus ``+idf`` / ``+stop`` / ``+gmm32`` / ``+pca100`` / ``+10crops`` when
+    those options are on."""
+    fv = f"+{opts.pooling}{opts.fv_components}" if opts.pooling != "mean" else ""
+    pca = f"+pca{opts.fv_pca}" if opts.pooling != "mean" and opts.fv_pca is not None else ""
+    return (spec.name + ("+idf" if opts.idf else "") + ("+stop" if opts.stopwords else "") + fv + pca
             + (f"+{opts.crops}crops" if opts.crops != 1 else ""))
 
 
@@ -112,13 +126,6 @@ def image_precision(name: str, opts: Options) -> str | None:
     return resolve_precision(opts.precision, torch_device(opts.device), auto)
 
 
-def text_key(dataset, split, spec: FeatureSpec, opts: Options) -> dict:
-    """Everything that decides a split's caption features (IDF is fitted on train): the feature cache key."""
-    return {"kind": "text", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
-            "encoder": spec.text, "dataset_options": opts.dataset_options, **opts.text_options(),
-            "idf_fitted_on": dataset.split("train").fingerprint() if opts.idf else None, **text_model_key(spec, opts)}
-
-
 IMAGE_MODEL_FLAGS = {"onnx_model": "--onnx-model"}  # Options field -> flag of a user's model file
 TEXT_MODEL_FLAGS = {"onnx_text_model": "--onnx-text-model"}
 
@@ -145,6 +152,18 @@ def text_model_key(spec: FeatureSpec, opts: Options) -> dict:
     extra = model_file_options(TEXT_ENCODERS.get(spec.text), spec.text, opts, TEXT_MODEL_FLAGS)
     identity = TEXT_ENCODERS.meta(spec.text).get("identity")
     return {} if identity is None else {"model": identity(opts.data_root, opts.text_path, **extra)}
+
+
+def text_key(dataset, split, spec: FeatureSpec, opts: Options, encoder=None) -> dict:
+    """Everything that decides a split's caption features: the feature cache key. Encoders fitted on train
+    (IDF, Fisher-vector mixtures) add the train fingerprint and their fitted state's fingerprint."""
+    train = dataset.split("train").fingerprint() if opts.fitted_text() else None
+    key = {"kind": "text", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
+           "encoder": spec.text, "dataset_options": opts.dataset_options, **opts.text_options(),
+           "idf_fitted_on": train if opts.idf else None}
+    if opts.fitted_text() and encoder is not None:
+        key.update(fitted_on=train, text_encoder=encoder.fingerprint())
+    return {**key, **text_model_key(spec, opts)}
 
 
 def image_encoder_kwargs(name: str, opts: Options, shard_dir: Path | None) -> dict:
@@ -258,50 +277,64 @@ def encode_sentences(dataset, split, spec: FeatureSpec, opts: Options, timings: 
 CAPTION_ENCODERS = {"sentence": encode_sentences}  # text encoder kind -> how a split's captions are encoded
 
 
-def text_encoder(dataset, spec: FeatureSpec, opts: Options):
-    """The mean-word-vector encoder for ``spec.text``, with IDF fitted on the train split when asked."""
-    from cca_bench.features.text import MeanVectorEncoder
+def new_text_encoder(spec: FeatureSpec, opts: Options):
+    """The unfitted caption encoder of ``opts.pooling`` over the word vectors of ``spec.text``.
 
+    Sentence encoders (text encoders registered with ``kind="sentence"``) embed whole captions and take no
+    pooling: any pooling but mean (or --idf) is a UserError for them.
+    """
+    from cca_bench.features.fitted import POOLINGS
+
+    if TEXT_ENCODERS.meta(spec.text).get("kind") == "sentence" and opts.fitted_text():
+        raise UserError(f"{spec.text} embeds whole captions: --pooling {opts.pooling} and --idf apply to "
+                        "word-vector text encoders only")
     vectors = word_vectors(spec.text, opts.data_root, opts.text_path)
-    encoder = MeanVectorEncoder(vectors, idf=opts.idf, stopwords=opts.stopwords)
-    return encoder.fit(dataset.split("train").tokens if opts.idf else [])
+    return POOLINGS.get(opts.pooling).from_options(vectors, opts)
 
 
-def encode_texts(dataset, split, spec: FeatureSpec, opts: Options, timings: dict, key: dict,
+def encode_texts(dataset, split, spec: FeatureSpec, opts: Options, timings: dict, key: dict, encoder,
                  info: dict | None = None) -> np.ndarray:
-    """The split's mean-word-vector caption features from the cache, else computed (empty captions counted).
+    """The split's caption features from the cache, else encoded block by block into it (empty captions counted).
 
-    ``info`` (optional) receives ``oov_rate``: the share of caption tokens without a word vector (stored
-    with the cached features; absent for entries cached before it was recorded)."""
+    Sentence encoders (``kind="sentence"``) read the raw captions and take no ``encoder``. ``info`` (optional)
+    receives ``oov_rate``: the share of caption tokens without a word vector (stored with the cached features)."""
+    from cca_bench.features.store import load_or_stream
+
     by_kind = CAPTION_ENCODERS.get(text_kind(spec.text))
     if by_kind is not None:  # sentence encoders read the raw captions, not word vectors
         return by_kind(dataset, split, spec, opts, timings, key)
     cache = opts.data_root / "cache" if opts.cache else None
     state = {} if info is None else info
+    shape = (split.n_captions, encoder.n_features_)
 
-    def compute():
-        enc = text_encoder(dataset, spec, opts)
-        out = enc.transform(split.tokens)
-        state.update(n_empty=int(enc.n_empty_), oov_rate=float(enc.oov_rate_))
-        return out
+    def blocks():
+        for block in encoder.transform_blocks(split.tokens):
+            state.update(n_empty=int(encoder.n_empty_), oov_rate=float(encoder.oov_rate_))
+            yield block
 
     texts, hit = _timed(timings, f"text_features_{split.name}",
-                        lambda: load_or_compute(cache, key, compute, info=state, n_rows=split.n_captions))
-    if state.get("n_empty") and not hit:
+                        lambda: load_or_stream(cache, key, shape, blocks, info=state))
+    if not hit and state.get("n_empty"):
         opts.log(f"warning: {state['n_empty']} of {split.n_captions} captions of {dataset.name}/{split.name} had "
                  f"no known {spec.text} word and were encoded as zero vectors")
     return texts
 
 
-def build_features(dataset, split_name: str, spec: FeatureSpec, opts: Options, timings: dict) -> FeatureSet:
-    """Encode one split with the text and image encoders of ``spec`` (cached)."""
+def build_features(dataset, split_name: str, spec: FeatureSpec, opts: Options, timings: dict,
+                   text_encoder=None) -> FeatureSet:
+    """Encode one split with the image encoder of ``spec`` and ``text_encoder`` (fitted; default: the
+    stateless encoder of ``opts``, which must then need no fit), cached."""
     split = dataset.split(split_name)
     if split.n_captions == 0:
         raise UserError(f"{dataset.name}/{split_name} has no captions")
-    keys = {"image": image_key(dataset, split, spec, opts), "text": text_key(dataset, split, spec, opts)}
+    if text_encoder is None and text_kind(spec.text) != "sentence":
+        if opts.fitted_text():
+            raise ValueError("build_features needs the fitted text encoder for --idf / --pooling")
+        text_encoder = fit_text_encoder(dataset, spec, opts)
+    keys = {"image": image_key(dataset, split, spec, opts), "text": text_key(dataset, split, spec, opts, text_encoder)}
     images = encode_images(dataset, split, spec, opts, timings, key=keys["image"])
     info: dict = {}
-    texts = encode_texts(dataset, split, spec, opts, timings, key=keys["text"], info=info)
+    texts = encode_texts(dataset, split, spec, opts, timings, key=keys["text"], encoder=text_encoder, info=info)
     meta = {"dataset": dataset.name, "split": split_name, "features": spec.name, "oov_rate": info.get("oov_rate"),
             "fingerprint": keys["image"]["fingerprint"], "text_options": opts.text_options(),
             "data_root": str(opts.data_root),  # the cache file names (under DATA/cache) of both feature arrays
@@ -370,11 +403,18 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     sweep_outputs(opts)
     dataset = load_dataset(dataset_name, opts)
     timings: dict = {}
-    train = build_features(dataset, "train", spec, opts, timings)
-    val = None
-    if (cv is not None or getattr(cls, "uses_val", False)) and "val" in dataset.splits:
-        val = build_features(dataset, "val", spec, opts, timings)
-    model, report = _timed(timings, "fit", lambda: fit_model(cls, method, train, val, params, cv, opts))
+    cv, fv_grid = split_features_grid(cv, opts)
+    if fv_grid is None:
+        (encoder, train, model), report = _encode_and_fit(cls, method, dataset, spec, opts, params, cv, timings)
+    else:
+        from cca_bench.cv import search_features
+
+        fit_point = lambda point: _encode_and_fit(  # noqa: E731
+            cls, method, dataset, spec, replace(opts, **point), params, cv, timings)
+        point, (encoder, train, model), report = search_features(
+            [{"fv_components": k} for k in fv_grid], fit_point, cv["select"])
+        opts = replace(opts, **point)
+        opts.log(f"chose --fv-components {opts.fv_components}: pass it to run_benchmark and search")
     path = model_path(method, dataset_name, spec, opts)
     extra = {"dataset": dataset_name, "dataset_options": opts.dataset_options, "features": spec.name,
              "feature_options": opts.text_options(), "timings": timings, "train_fingerprint": train.meta["fingerprint"],
@@ -385,9 +425,35 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
         write_cv(opts.results_root, path.name, report)
     extra["model_files"] = model_files(opts)  # the ONNX files a reopened model needs again
     model.save(path, extra=extra)
+    attach_to_model(path, encoder)
     figures = save_figures(model, path)
     return {"model": model, "path": path, "timings": timings, "n_images": len(train.images),
-            "n_captions": len(train.texts), "cv": report, "figures": figures, "oov_rate": train.meta["oov_rate"]}
+            "n_captions": len(train.texts), "cv": report, "figures": figures, "text_options": opts.text_options(),
+            "oov_rate": train.meta["oov_rate"]}
+
+
+def split_features_grid(cv: dict | None, opts: Options) -> tuple[dict | None, list[int] | None]:
+    """(the CV request without its features grid, the ``fv_components`` values to search or None)."""
+    if cv is None or not cv.get("fv_components"):
+        return cv, None
+    if opts.pooling == "mean":
+        raise UserError("--cv-fv-components searches Fisher-vector sizes: it needs --pooling gmm, hglmm or gmm+hglmm")
+    return {k: v for k, v in cv.items() if k != "fv_components"}, [int(k) for k in cv["fv_components"]]
+
+
+def _encode_and_fit(cls, method: str, dataset, spec: FeatureSpec, opts: Options, params: dict, cv: dict | None,
+                    timings: dict):
+    """Fit the text encoder on train, encode train (and val when needed), fit or cross-validate the method.
+
+    Returns ((text encoder, train FeatureSet, model), CV report or None).
+    """
+    encoder = fit_text_encoder(dataset, spec, opts)
+    train = build_features(dataset, "train", spec, opts, timings, encoder)
+    val = None
+    if (cv is not None or getattr(cls, "uses_val", False)) and "val" in dataset.splits:
+        val = build_features(dataset, "val", spec, opts, timings, encoder)
+    model, report = _timed(timings, "fit", lambda: fit_model(cls, method, train, val, params, cv, opts))
+    return (encoder, train, model), report
 
 
 def fit_model(cls, method: str, train, val, params: dict, cv: dict | None, opts: Options):
@@ -450,7 +516,7 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
     model = load_model(method, dataset_name, spec, opts)
     path = model_path(method, dataset_name, spec, opts)
     timings: dict = {}
-    fs = build_features(dataset, split_name, spec, opts, timings)
+    fs = build_features(dataset, split_name, spec, opts, timings, saved_text_encoder(path, spec, opts))
     check_widths(getattr(model, "config_", {}), fs, path)
     emb_i = _timed(timings, "embed_images", lambda: model.embed_images(fs))
     emb_t = _timed(timings, "embed_texts", lambda: model.embed_texts(fs))

@@ -118,5 +118,23 @@ def ranked_rows(report: dict) -> list[dict]:
 
 
 def best_params(report: dict) -> dict:
-    """The chosen n_components, reg and eig_power."""
-    return {k: report["best"][k] for k in DEFAULT_GRID}
+    """The chosen n_components, reg and eig_power (and feature options such as fv_components, when searched)."""
+    return {k: report["best"][k] for k in [*DEFAULT_GRID, *report.get("features_grid", {})]}
+
+
+def search_features(points: list[dict], fit_point: Callable[[dict], tuple], select: str = "rsum"):
+    """The features-level loop around :func:`grid_search`, for options that change the features
+    (``{"fv_components": 16}``): ``fit_point(point) -> (result, report)`` re-encodes once for the point and
+    grid-searches on one covariance pass; the point whose best row wins under ``select`` is kept (only it stays
+    in memory). Returns (best point, its result, one report: every row tagged with its point, ``features_grid``)."""
+    best, rows = None, []
+    for point in points:
+        result, report = fit_point(point)
+        for row in report["rows"]:
+            row.update(point)
+        rows += report["rows"]
+        if best is None or SELECT[select](report["best"]) < SELECT[select](best[2]["best"]):
+            best = (point, result, report)
+    point, result, report = best
+    grid = {k: [p[k] for p in points] for k in point}
+    return point, result, {**report, "rows": rows, "best": {**report["best"], **point}, "features_grid": grid}

@@ -152,7 +152,9 @@ def moments_from_scatter(n: int, shift_x, shift_y, sums, scatter) -> Moments:
     _check_finite("input features", sums, np.diagonal(scatter))
     dx = len(shift_x)
     d = sums / n
-    cov = scatter - n * np.outer(d, d)
+    cov = scatter  # corrected in place, in row blocks: no d x d temporaries (18,000-d Fisher-vector captions)
+    for s in range(0, len(d), 2048):
+        cov[s:s + 2048] -= n * np.outer(d[s:s + 2048], d)
     cov /= n - 1
     return Moments(n=n, mean_x=shift_x + d[:dx], mean_y=shift_y + d[dx:],
                    cxx=cov[:dx, :dx], cyy=cov[dx:, dx:], cxy=cov[:dx, dx:])
@@ -182,6 +184,7 @@ def paired_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_R
     sum_y, syy = products(_text_blocks(y, shift_y, x_index, y_by_x, chunk), dy)
     sums, scatter = products(_indexed_blocks(x, shift_x, counts, y_by_x, chunk), dx + dy)
     sums[dx:], scatter[dx:, dx:] = sum_y, syy
+    del syy, y_by_x  # wide captions: GBs that the correction below need not share memory with
     return moments_from_scatter(n, shift_x, shift_y, sums, scatter)
 
 
@@ -323,7 +326,9 @@ def ridge(c, reg: float):
     if reg == 0:
         return c
     lam = top_eigenvalue(c)
-    return c + reg * lam * torch.eye(c.shape[0], dtype=c.dtype, device=c.device)
+    out = c.clone()  # c may share memory with the moments (reused across regs): never add in place to it
+    out.diagonal().add_(reg * lam)  # no d x d identity
+    return out
 
 
 def cholesky_factor(c, name: str, reg: float):

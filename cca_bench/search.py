@@ -128,18 +128,20 @@ class Gallery:
     model: object
     spec: object  # config.FeatureSpec
     opts: object  # benchmark.Options
+    text_encoder: object = None  # the fitted caption encoder saved with the model
 
 
 def open_gallery(method: str, dataset_name: str, split_name: str, features: str, opts) -> Gallery:
     """Load the model ``generate`` saved and encode ``split_name`` with the same features (cached)."""
-    from cca_bench.benchmark import build_features, load_dataset, load_model
+    from cca_bench.benchmark import build_features, load_dataset, load_model, model_path, saved_text_encoder
     from cca_bench.config import FeatureSpec
 
     spec = FeatureSpec.parse(features)
     dataset = load_dataset(dataset_name, opts)
     model = load_model(method, dataset_name, spec, opts)
-    fs = build_features(dataset, split_name, spec, opts, {})
-    return Gallery(dataset, dataset.split(split_name), fs, model, spec, opts)
+    encoder = saved_text_encoder(model_path(method, dataset_name, spec, opts), spec, opts)
+    fs = build_features(dataset, split_name, spec, opts, {}, encoder)
+    return Gallery(dataset, dataset.split(split_name), fs, model, spec, opts, encoder)
 
 
 def _one_pair(g: Gallery, images: np.ndarray, texts: np.ndarray, tokens: list[list[str]]) -> FeatureSet:
@@ -150,14 +152,15 @@ def _one_pair(g: Gallery, images: np.ndarray, texts: np.ndarray, tokens: list[li
 
 
 def text_query(g: Gallery, text: str) -> FeatureSet:
-    """The caption ``text`` through the gallery's text encoder (IDF and stop words included)."""
-    from cca_bench.benchmark import sentence_encoder, text_encoder, text_kind
+    """The caption ``text`` through the gallery's text encoder (the fitted IDF / Fisher-vector encoder saved with
+    the model, or a sentence encoder reading the raw caption)."""
+    from cca_bench.benchmark import sentence_encoder, text_kind
 
     tokens = tokenize(text)
     if text_kind(g.spec.text) == "sentence":  # reads the raw caption
         texts = sentence_encoder(g.spec, g.opts).encode([text])
         return _one_pair(g, np.zeros((1, g.features.images.shape[1])), texts, [tokens])
-    encoder = text_encoder(g.dataset, g.spec, g.opts)
+    encoder = g.text_encoder
     texts = encoder.transform([tokens])
     if encoder.n_empty_:
         dropped = " once stop words are dropped" if g.opts.stopwords else ""

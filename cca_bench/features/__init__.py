@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES = ("text", "image", "imagenet", "sentence", "onnx_encoder")
+_MODULES = ("text", "fisher", "image", "imagenet", "sentence", "onnx_encoder")
 
 
 def load_all() -> None:

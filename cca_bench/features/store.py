@@ -7,7 +7,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -99,6 +99,50 @@ def _read_entry(npy: Path, meta: Path, key: dict, n_rows: int | None) -> tuple[n
     if not same_key or arr.ndim != 2 or arr.dtype != np.float32 or (n_rows is not None and len(arr) != n_rows):
         return None
     return arr, stored
+def load_or_stream(cache_dir: Path | None, key: dict, shape: tuple[int, int],
+                   blocks: Callable[[], Iterable[np.ndarray]], info: dict | None = None) -> tuple[np.ndarray, bool]:
+    """:func:`load_or_compute` for wide arrays computed in row blocks: ``blocks()`` yields consecutive float32
+    row blocks of a ``shape`` array, each written to the cache file as it comes (through the atomic writer),
+    so the whole array is never in memory; it comes back memory-mapped. Without a cache the blocks fill an
+    in-memory array. Returns (array, was_cached). Damaged entries and ``info`` are handled as in
+    :func:`load_or_compute` (``blocks`` fills ``info`` while it runs)."""
+    if cache_dir is None:
+        out = np.empty(shape, np.float32)
+        _fill_rows(blocks(), shape, key, lambda start, b: out.__setitem__(slice(start, start + len(b)), b))
+        return out, False
+    stem = Path(cache_dir) / cache_key(key)
+    npy, meta = stem.with_name(stem.name + ".npy"), stem.with_name(stem.name + ".json")
+    cached = _read_entry(npy, meta, key, shape[0])
+    if cached is not None and info is not None and "info" not in cached[1]:
+        cached = None  # cached before these facts were recorded: computed once more, now with them
+    if cached is not None:
+        if info is not None:
+            info.update(cached[1].get("info") or {})
+        return cached[0], True
+
+    def write(f):
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                  "shape": tuple(int(v) for v in shape)}
+        np.lib.format.write_array_header_2_0(f, header)
+        _fill_rows(blocks(), shape, key, lambda start, b: f.write(np.ascontiguousarray(b, np.float32).tobytes()))
+
+    write_atomic(npy, write)
+    write_json(meta, {**key, "info": info} if info is not None else key)
+    return np.load(npy, mmap_mode="r", allow_pickle=False), False
+
+
+def _fill_rows(blocks: Iterable[np.ndarray], shape: tuple[int, int], key: dict, put) -> None:
+    """Check each block (width, finiteness) and hand it to ``put(start_row, block)``; check the row count."""
+    start = 0
+    for b in blocks:
+        if b.ndim != 2 or b.shape[1] != shape[1] or start + len(b) > shape[0]:
+            raise ValueError(f"block of shape {b.shape} at row {start} does not fit an array of shape {shape}")
+        if not np.isfinite(b).all():
+            raise UserError(f"{key.get('encoder')} produced NaN or infinite features for {key.get('dataset')}/{key.get('split')}")
+        put(start, b)
+        start += len(b)
+    if start != shape[0]:
+        raise ValueError(f"the blocks held {start} rows, expected {shape[0]}")
 
 
 SHARD_SIZE = 1024  # images per shard of a resumable extraction

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from cca_bench.errors import UserError
+from cca_bench.features.fitted import (POOLINGS, FittedTextEncoder, array_to_words, check_vectors,
+                                         vectors_config, words_to_array)
 from cca_bench.registry import TEXT_ENCODERS
 
 _BLOCK_LINES = 100_000
@@ -361,7 +363,8 @@ def _parse_numbers(rests: list[str], dim: int, lineno: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- encoder
 
 
-class MeanVectorEncoder:
+@POOLINGS.register("mean", help="mean of the caption's word vectors (optionally IDF-weighted)")
+class MeanVectorEncoder(FittedTextEncoder):
     """Caption -> (weighted) mean of its words' vectors, the "CCA Mean Vec" text feature (Klein et al. 2015).
 
     Options:
@@ -375,7 +378,8 @@ class MeanVectorEncoder:
     A repeated token counts once per occurrence. A caption with no usable word gets a zero vector.
     Learned state: ``idf_`` (word -> idf, or None), ``max_idf_``, ``n_fit_captions_``; after each
     ``transform``: ``n_empty_`` (captions encoded as zeros) and ``oov_rate_`` (share of non-stop-word
-    tokens with no vector).
+    tokens with no vector). A fitted text encoder (:mod:`cca_bench.features.fitted`): the IDF table is saved
+    with the model.
     """
 
     def __init__(self, vectors: WordVectors, idf: bool = False, stopwords: bool = False,
@@ -384,6 +388,11 @@ class MeanVectorEncoder:
         self.idf = idf
         self.stopwords = stopwords
         self.normalize_words = normalize_words
+
+    @classmethod
+    def from_options(cls, vectors: WordVectors, opts) -> MeanVectorEncoder:
+        """The encoder a command's options (``benchmark.Options``) ask for."""
+        return cls(vectors, idf=opts.idf, stopwords=opts.stopwords)
 
     def get_params(self, deep: bool = True) -> dict:
         return {k: getattr(self, k) for k in ("vectors", "idf", "stopwords", "normalize_words")}
@@ -397,9 +406,9 @@ class MeanVectorEncoder:
 
     def config(self) -> dict:
         """JSON-able description of the encoder (part of feature cache keys)."""
-        return {"encoder": "mean_word_vectors", "vectors": self.vectors.name,
-                "source": Path(self.vectors.source).name, "dim": self.vectors.dim, "idf": bool(self.idf),
-                "stopwords": bool(self.stopwords), "normalize_words": bool(self.normalize_words)}
+        return {"encoder": "mean_word_vectors", "pooling": "mean", **vectors_config(self.vectors),
+                "idf": bool(self.idf), "stopwords": bool(self.stopwords),
+                "normalize_words": bool(self.normalize_words)}
 
     def fit(self, token_lists: Sequence[Sequence[str]]) -> MeanVectorEncoder:
         """Learn IDF from the training captions (when ``idf``); returns self."""
@@ -409,21 +418,46 @@ class MeanVectorEncoder:
         self.max_idf_ = math.log(1 + n) + 1
         self.idf_ = None
         if self.idf:
-            caption, codes, vocab = _flatten(token_lists)
+            caption, codes, vocab = flatten(token_lists)
             df = _document_frequency(caption, codes, len(vocab))
             self.idf_ = dict(zip(vocab, (np.log((1 + n) / (1 + df)) + 1).tolist()))
+        self.n_features_ = self.vectors.dim
         return self
+
+    def state(self) -> tuple[dict, dict]:
+        """(arrays, config): the IDF table as ``idf_words`` (UTF-8 bytes) and ``idf_values`` (float64)."""
+        self._check_fitted()
+        arrays = {}
+        if self.idf_ is not None:
+            arrays = {"idf_words": words_to_array(list(self.idf_)), "idf_values": np.array(list(self.idf_.values()))}
+        return arrays, {**self.config(), "n_fit_captions_": self.n_fit_captions_, "max_idf_": self.max_idf_}
+
+    @classmethod
+    def from_state(cls, vectors: WordVectors, arrays: dict, config: dict) -> MeanVectorEncoder:
+        check_vectors(vectors, config)
+        enc = cls(vectors, idf=config["idf"], stopwords=config["stopwords"], normalize_words=config["normalize_words"])
+        enc.n_fit_captions_, enc.max_idf_, enc.n_features_ = config["n_fit_captions_"], config["max_idf_"], vectors.dim
+        enc.idf_ = None
+        if config["idf"]:
+            enc.idf_ = dict(zip(array_to_words(arrays["idf_words"]), np.asarray(arrays["idf_values"]).tolist()))
+        return enc
+
+    def transform_blocks(self, token_lists: Sequence[Sequence[str]]):
+        """The (n, d) float32 caption vectors as one block (d is small)."""
+        yield self.transform(token_lists)
 
     def transform(self, token_lists: Sequence[Sequence[str]]) -> np.ndarray:
         """(n, d) float32 caption vectors; rows of captions without a usable word are zero."""
         import scipy.sparse as sp
 
-        if not hasattr(self, "n_fit_captions_"):
-            raise RuntimeError("MeanVectorEncoder is not fitted: call fit(train_tokens) first")
+        self._check_fitted()
         token_lists = list(token_lists)
         n = len(token_lists)
-        caption, codes, vocab = _flatten(token_lists)
-        table, col, weight = self._vocab_columns(vocab)
+        caption, codes, vocab = flatten(token_lists)
+        table, col = vocab_table(self.vectors, vocab, self.stopwords, self.normalize_words)
+        weight = np.ones(len(vocab))
+        if self.idf_ is not None:
+            weight = np.array([self.idf_.get(t, self.max_idf_) for t in vocab])
         tok_col, tok_w = col[codes], weight[codes]
         used = tok_col >= 0
         mix = sp.csr_matrix((tok_w[used], (caption[used], tok_col[used])), shape=(n, len(table)))
@@ -431,36 +465,40 @@ class MeanVectorEncoder:
         out = mix @ table
         nonempty = total > 0
         out[nonempty] /= total[nonempty, None]
-        counted = tok_col != -2
         self.n_empty_ = int(n - nonempty.sum())
-        self.oov_rate_ = float((tok_col == -1).sum() / counted.sum()) if counted.any() else 0.0
+        self.oov_rate_ = oov_rate(tok_col)
         return np.ascontiguousarray(out, dtype=np.float32)
 
-    def _vocab_columns(self, vocab: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For the distinct tokens: table (u, d) float64 of their vectors, col (len(vocab),) row in table
-        (-1 no vector, -2 stop word), weight (len(vocab),) idf or 1."""
-        stop = _stop_words() if self.stopwords else frozenset()
-        rows = np.array([-2 if t in stop else self.vectors.find(t) for t in vocab], dtype=np.int64)
-        col = np.full(len(vocab), -1, dtype=np.int64)
-        known = np.flatnonzero(rows >= 0)
-        col[rows == -2] = -2
-        col[known] = np.arange(len(known))
-        parts = [self.vectors.vectors[rows[known]].astype(np.float64)]
-        if self.vectors.oov is not None:  # fastText .bin: subword vectors for the rest
-            extra = [(k, v) for k in np.flatnonzero(rows == -1) if (v := self.vectors.oov(vocab[k])) is not None]
-            col[[k for k, _ in extra]] = len(known) + np.arange(len(extra))
-            parts += [np.asarray([v for _, v in extra], dtype=np.float64).reshape(-1, self.vectors.dim)]
-        table = np.concatenate(parts)
-        if self.normalize_words:
-            norms = np.linalg.norm(table, axis=1, keepdims=True)
-            table = np.divide(table, norms, out=np.zeros_like(table), where=norms > 0)
-        weight = np.ones(len(vocab))
-        if self.idf_ is not None:
-            weight = np.array([self.idf_.get(t, self.max_idf_) for t in vocab])
-        return table, col, weight
+
+def oov_rate(tok_col: np.ndarray) -> float:
+    """Share of the non-stop-word tokens (col -1: no vector, -2: stop word) that have no vector."""
+    counted = tok_col != -2
+    return float((tok_col == -1).sum() / counted.sum()) if counted.any() else 0.0
 
 
-def _flatten(token_lists: list[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def vocab_table(vectors: WordVectors, vocab: list[str], stopwords: bool = False,
+                normalize_words: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """For distinct tokens: table (u, d) float64 of the vectors they have, and col (len(vocab),) int64 row of
+    each token in table (-1 no vector, -2 stop word). fastText ``.bin`` tables give subword vectors for the rest."""
+    stop = _stop_words() if stopwords else frozenset()
+    rows = np.array([-2 if t in stop else vectors.find(t) for t in vocab], dtype=np.int64)
+    col = np.full(len(vocab), -1, dtype=np.int64)
+    known = np.flatnonzero(rows >= 0)
+    col[rows == -2] = -2
+    col[known] = np.arange(len(known))
+    parts = [vectors.vectors[rows[known]].astype(np.float64)]
+    if vectors.oov is not None:  # fastText .bin: subword vectors for the rest
+        extra = [(k, v) for k in np.flatnonzero(rows == -1) if (v := vectors.oov(vocab[k])) is not None]
+        col[[k for k, _ in extra]] = len(known) + np.arange(len(extra))
+        parts += [np.asarray([v for _, v in extra], dtype=np.float64).reshape(-1, vectors.dim)]
+    table = np.concatenate(parts)
+    if normalize_words:
+        norms = np.linalg.norm(table, axis=1, keepdims=True)
+        table = np.divide(table, norms, out=np.zeros_like(table), where=norms > 0)
+    return table, col
+
+
+def flatten(token_lists: list[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """caption (n_tok,) int64 caption of each token, codes (n_tok,) int64 into vocab, vocab (distinct tokens)."""
     flat = list(itertools.chain.from_iterable(token_lists))
     vocab = list(dict.fromkeys(flat))  # C-speed distinct tokens in first-seen order
@@ -471,7 +509,7 @@ def _flatten(token_lists: list[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _document_frequency(caption: np.ndarray, codes: np.ndarray, n_words: int) -> np.ndarray:
-    """(n_words,) number of captions holding each word; caption/codes (n_tok,) as from :func:`_flatten`."""
+    """(n_words,) number of captions holding each word; caption/codes (n_tok,) as from :func:`flatten`."""
     pairs = np.sort(caption * n_words + codes)  # sorting beats np.unique's hashing here
     first = np.ones(len(pairs), dtype=bool)
     first[1:] = pairs[1:] != pairs[:-1]
