@@ -285,11 +285,56 @@ def new_text_encoder(spec: FeatureSpec, opts: Options):
     """
     from cca_bench.features.fitted import POOLINGS
 
-    if TEXT_ENCODERS.meta(spec.text).get("kind") == "sentence" and opts.fitted_text():
-        raise UserError(f"{spec.text} embeds whole captions: --pooling {opts.pooling} and --idf apply to "
-                        "word-vector text encoders only")
+    _sentence_kind(spec, opts)
     vectors = word_vectors(spec.text, opts.data_root, opts.text_path)
     return POOLINGS.get(opts.pooling).from_options(vectors, opts)
+
+
+def _sentence_kind(spec: FeatureSpec, opts: Options) -> bool:
+    """True for a sentence encoder, which has no word-vector encoder to fit (pooling options refused)."""
+    if text_kind(spec.text) != "sentence":
+        return False
+    given = [f for f, on in (("--idf", opts.idf), ("--stopwords", opts.stopwords),
+                             (f"--pooling {opts.pooling}", opts.pooling != "mean")) if on]
+    if given:
+        raise UserError(f"{', '.join(given)}: --idf and --stopwords weight word vectors, --pooling pools them; "
+                        f"{spec.text} is a sentence encoder that reads whole captions")
+    return True
+
+
+def fit_text_encoder(dataset, spec: FeatureSpec, opts: Options):
+    """The caption encoder fitted on the train split (generate; stateless encoders fit on nothing; None for a
+    sentence encoder, which reads whole captions)."""
+    if _sentence_kind(spec, opts):
+        return None
+    encoder = new_text_encoder(spec, opts)
+    return encoder.fit(dataset.split("train").tokens if opts.fitted_text() else [])
+
+
+def saved_text_encoder(path: Path, spec: FeatureSpec, opts: Options):
+    """The caption encoder fitted with the model saved at ``path`` (never refitted: run_benchmark, search).
+
+    Models saved before encoders were stored hold none: fine for plain mean vectors, a UserError otherwise.
+    The saved encoder must have the options the command asks for.
+    """
+    from cca_bench.features.fitted import load_from_model
+
+    if _sentence_kind(spec, opts):
+        return None
+    wanted = new_text_encoder(spec, opts)
+    encoder = load_from_model(path, wanted.vectors)
+    if encoder is None:
+        if opts.fitted_text():
+            raise UserError(f"the model {path.name} holds no fitted text encoder (saved by an older version): "
+                            "run generate again")
+        return wanted.fit([])
+    saved, asked = encoder.config(), wanted.config()
+    differ = sorted(k for k in asked if saved.get(k) != asked[k] and k != "source")
+    if differ:
+        raise UserError(f"the model {path.name} was fitted with text encoder "
+                        f"{', '.join(f'{k}={saved.get(k)}' for k in differ)}, not "
+                        f"{', '.join(f'{k}={asked[k]}' for k in differ)}")
+    return encoder
 
 
 def encode_texts(dataset, split, spec: FeatureSpec, opts: Options, timings: dict, key: dict, encoder,
@@ -327,7 +372,7 @@ def build_features(dataset, split_name: str, spec: FeatureSpec, opts: Options, t
     split = dataset.split(split_name)
     if split.n_captions == 0:
         raise UserError(f"{dataset.name}/{split_name} has no captions")
-    if text_encoder is None and text_kind(spec.text) != "sentence":
+    if text_encoder is None and not _sentence_kind(spec, opts):
         if opts.fitted_text():
             raise ValueError("build_features needs the fitted text encoder for --idf / --pooling")
         text_encoder = fit_text_encoder(dataset, spec, opts)
@@ -425,7 +470,8 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
         write_cv(opts.results_root, path.name, report)
     extra["model_files"] = model_files(opts)  # the ONNX files a reopened model needs again
     model.save(path, extra=extra)
-    attach_to_model(path, encoder)
+    if encoder is not None:  # sentence encoders have no fitted state
+        attach_to_model(path, encoder)
     figures = save_figures(model, path)
     return {"model": model, "path": path, "timings": timings, "n_images": len(train.images),
             "n_captions": len(train.texts), "cv": report, "figures": figures, "text_options": opts.text_options(),

@@ -66,8 +66,9 @@ def vectors_config(vectors) -> dict:
 def check_vectors(vectors, config: dict) -> None:
     """UserError when ``vectors`` is not the table the saved encoder was fitted with."""
     if config.get("vectors") != vectors.name or config.get("dim") != vectors.dim:
-        raise UserError(f"the saved text encoder was fitted on {config.get('vectors')} vectors ({config.get('dim')}-d), "
-                        f"not {vectors.name} ({vectors.dim}-d): run generate again with these features")
+        raise UserError(f"the model's text features were fitted on {config.get('vectors')} vectors "
+                        f"({config.get('source')}, {config.get('dim')}-d), not {vectors.name} ({vectors.source}, "
+                        f"{vectors.dim}-d): run generate again with these features")
 
 
 def encoder_state(encoder) -> tuple[dict, dict]:
