@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from cca_bench.checks import NON_NEGATIVE
 from cca_bench.errors import UserError
 from cca_bench.metrics import TASK_NAMES
 
@@ -44,8 +45,10 @@ def score(metrics: dict) -> dict:
 def grid_points(grid: dict, k_max: int) -> tuple[dict, list[str]]:
     """The grid with defaults filled in and n_components clipped; returns (grid, notes)."""
     grid = {name: list(grid.get(name) or default) for name, default in DEFAULT_GRID.items()}
-    if any(r < 0 for r in grid["reg"]):
-        raise UserError(f"--cv-reg values must be >= 0, got {grid['reg']}")
+    for name in ("reg", "eig_power"):
+        bad = [v for v in grid[name] if not NON_NEGATIVE.ok(v)]
+        if bad:
+            raise UserError(f"--cv-{name.replace('_', '-')} values must be finite and >= 0, got {bad[0]!r}")
     grid["n_components"], note = clip_components(grid["n_components"], k_max)
     return grid, [note] if note else []
 
@@ -101,8 +104,13 @@ def _fits(cls, moments, grid: dict, params: dict, val, notes: list, progress: bo
                 for power in grid["eig_power"]:
                     point = {"n_components": k, "reg": reg, "eig_power": power}
                     model = cls(**{**params, **point}).fit_moments(moments, solution)
-                    metrics = evaluate_retrieval(model.embed_images(val), model.embed_texts(val), val.image_index)
                     bar.update(1)
+                    try:
+                        metrics = evaluate_retrieval(model.embed_images(val), model.embed_texts(val),
+                                                     val.image_index)
+                    except UserError as e:  # e.g. embeddings that score every item alike: no fake score
+                        notes.append(f"{point} skipped: {e}")
+                        continue
                     yield {**point, **score(metrics), "metrics": metrics}, model
 
 

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 from cca_bench import linalg
+from cca_bench.checks import COUNT, NON_NEGATIVE
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
 from cca_bench.methods.base import Params, load_saved, save_arrays
@@ -37,10 +38,12 @@ class RegularizedCCA(Params):
         ``mean_x_`` (dx,), ``mean_y_`` (dy,), ``n_components_``, ``n_samples_``.
     """
 
+    BOUNDS = {"n_components": COUNT, "reg": NON_NEGATIVE, "eig_power": NON_NEGATIVE, "chunk_rows": COUNT}
     CLI_PARAMS = {
-        "n_components": (int, "number of canonical dimensions kept (default: min of the two feature widths)"),
-        "reg": (float, "ridge as a fraction of the largest covariance eigenvalue (default 1e-3)"),
-        "eig_power": (float, "scale each dimension by its canonical correlation to this power (default 1)"),
+        "n_components": (COUNT.cli(), "number of canonical dimensions kept (default: min of the two feature widths)"),
+        "reg": (NON_NEGATIVE.cli(), "ridge as a fraction of the largest covariance eigenvalue (default 1e-3)"),
+        "eig_power": (NON_NEGATIVE.cli(), "scale each dimension by its canonical correlation to this power "
+                      "(default 1)"),
         "backend": (str, "where the covariances are accumulated: numpy (default; torch on a GPU device) or dask "
                     "(chunks as tasks on a Dask cluster)", ["numpy", "dask"]),
         "dask_scheduler": (str, "with --backend dask: scheduler address (default: a LocalCluster)"),
@@ -60,12 +63,15 @@ class RegularizedCCA(Params):
 
     def fit(self, X, Y, x_index=None):
         """Fit on images X (n_x, dx) and texts Y (n, dy); ``x_index`` (n,) pairs Y's rows with X's rows."""
-        self._check_reg()  # before the covariance pass, which can take minutes
+        self._check_params()  # before the covariance pass, which can take minutes
         return self.fit_moments(self.moments(X, Y, x_index))
 
-    def _check_reg(self) -> None:
-        if self.reg < 0:
-            raise UserError(f"reg must be >= 0, got {self.reg}")
+    def _check_params(self) -> None:
+        """Every numeric parameter finite and in range (``BOUNDS``), or a UserError naming it."""
+        for name, bound in self.BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None or name != "n_components":
+                bound.check(name, value)
 
     def moments(self, X, Y, x_index=None) -> linalg.Moments:
         """The (co)variances a fit needs, as :meth:`fit` computes them (centred or not, per ``center``).
@@ -88,7 +94,7 @@ class RegularizedCCA(Params):
         The fit keeps the first ``n_components`` columns of the solution, so every n_components (and every
         eig_power, applied at projection) of one reg shares one solve.
         """
-        self._check_reg()
+        self._check_params()
         if solution is None:
             solution = linalg.solve_cca(m, self.reg, torch_device(self.device))
         k = self._n_components(len(m.mean_x), len(m.mean_y))
