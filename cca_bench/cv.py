@@ -42,13 +42,18 @@ def score(metrics: dict) -> dict:
             "medr_sum": sum(metrics[t]["median_rank"] for t in TASK_NAMES)}
 
 
+def check_grid(grid: dict) -> None:
+    """UserError for a reg or eig_power value of the grid that is not finite and >= 0."""
+    for name in ("reg", "eig_power"):
+        bad = [v for v in grid.get(name) or () if not NON_NEGATIVE.ok(v)]
+        if bad:
+            raise UserError(f"--cv-{name.replace('_', '-')} values must be finite and >= 0, got {bad[0]!r}")
+
+
 def grid_points(grid: dict, k_max: int) -> tuple[dict, list[str]]:
     """The grid with defaults filled in and n_components clipped; returns (grid, notes)."""
     grid = {name: list(grid.get(name) or default) for name, default in DEFAULT_GRID.items()}
-    for name in ("reg", "eig_power"):
-        bad = [v for v in grid[name] if not NON_NEGATIVE.ok(v)]
-        if bad:
-            raise UserError(f"--cv-{name.replace('_', '-')} values must be finite and >= 0, got {bad[0]!r}")
+    check_grid(grid)
     grid["n_components"], note = clip_components(grid["n_components"], k_max)
     return grid, [note] if note else []
 
@@ -67,7 +72,9 @@ def grid_search(cls, train, val, grid: dict, params: dict, select: str = "rsum",
     if select not in SELECT:
         raise UserError(f"unknown --cv-select {select!r} (choose from {', '.join(SELECT)})")
     start = time.perf_counter()
-    moments = cls(**params).moments(train.images, train.texts, train.image_index)
+    check_grid(grid)
+    lowest_reg = min(grid.get("reg") or DEFAULT_GRID["reg"])  # its precision serves every reg of the grid
+    moments = cls(**{**params, "reg": lowest_reg}).moments(train.images, train.texts, train.image_index)
     seconds = {"moments": round(time.perf_counter() - start, 3)}
     grid, notes = grid_points(grid, min(len(moments.mean_x), len(moments.mean_y)))
     rows, best, best_model = [], None, None

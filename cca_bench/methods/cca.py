@@ -4,7 +4,9 @@ With covariances Cxx, Cyy (ridged as ``C + reg * lambda_max(C) * I``) and Cxy, l
 factors. The SVD ``Lx^-1 Cxy Ly^-T = U S V^T`` gives the canonical correlations S and the weights
 ``Wx = Lx^-T U``, ``Wy = Ly^-T V``. Projections are ``(X - mean_x) Wx * S**eig_power`` (Gong et al. 2014
 weight each dimension by a power of its correlation; Klein et al. use power 1). The solve runs in float64
-in torch, on CUDA when ``device`` says so.
+in torch, on CUDA when ``device`` says so. The covariance chunk products are float32 when the ridge makes
+that safe (reg >= 1e-3) and float64 below it, reg = 0 included (``precision``, see
+:func:`cca_bench.linalg.precision_for`).
 """
 from __future__ import annotations
 
@@ -34,8 +36,15 @@ class RegularizedCCA(Params):
         backend: "numpy" (chunked SYRK on the CPU; torch products on the device when it is a GPU) or "dask"
             (:func:`cca_bench.linalg.dask_moments`: X, Y may be dask arrays).
         dask_scheduler: Dask scheduler address for backend="dask"; None = the current client or a LocalCluster.
-    Fitted: ``canonical_correlations_`` (k,), ``x_weights_`` (dx, k), ``y_weights_`` (dy, k),
-        ``mean_x_`` (dx,), ``mean_y_`` (dy,), ``n_components_``, ``n_samples_``.
+        precision: "auto" (float32 covariance products when reg >= 1e-3, float64 below, exact to ~1e-9 at
+            cond(Cxx) = 1e8 with reg = 0), "float32" or "float64".
+    Fitted: ``x_weights_`` (dx, k), ``y_weights_`` (dy, k), ``mean_x_`` (dx,), ``mean_y_`` (dy,),
+        ``n_components_``, ``n_samples_``, ``precision_`` (the dtype the products used), and two (k,) spectra
+        that agree when reg = 0:
+        ``canonical_correlations_``: the ridge-shrunk canonical correlations (singular values of the ridged,
+        whitened cross-covariance; Klein et al.), which ``eig_power`` weights the projections by;
+        ``projection_correlations_``: the correlation of each pair of projections on the training pairs,
+        what cca-zoo and pyrcca report as canonical correlations.
     """
 
     BOUNDS = {"n_components": COUNT, "reg": NON_NEGATIVE, "eig_power": NON_NEGATIVE, "chunk_rows": COUNT}
@@ -47,10 +56,13 @@ class RegularizedCCA(Params):
         "backend": (str, "where the covariances are accumulated: numpy (default; torch on a GPU device) or dask "
                     "(chunks as tasks on a Dask cluster)", ["numpy", "dask"]),
         "dask_scheduler": (str, "with --backend dask: scheduler address (default: a LocalCluster)"),
+        "precision": (str, "covariance products: auto (float32 when --reg >= 1e-3, else float64: exact CCA on "
+                      "ill-conditioned features), float32 or float64", list(linalg.PRECISIONS)),
     }
 
     def __init__(self, n_components=None, reg=1e-3, eig_power=1.0, center=True, device="auto",
-                 chunk_rows=linalg.CHUNK_ROWS, random_state=0, backend="numpy", dask_scheduler=None):
+                 chunk_rows=linalg.CHUNK_ROWS, random_state=0, backend="numpy", dask_scheduler=None,
+                 precision="auto"):
         self.n_components = n_components
         self.reg = reg
         self.eig_power = eig_power
@@ -60,6 +72,7 @@ class RegularizedCCA(Params):
         self.random_state = random_state
         self.backend = backend
         self.dask_scheduler = dask_scheduler
+        self.precision = precision
 
     def fit(self, X, Y, x_index=None):
         """Fit on images X (n_x, dx) and texts Y (n, dy); ``x_index`` (n,) pairs Y's rows with X's rows."""
@@ -101,6 +114,9 @@ class RegularizedCCA(Params):
         self.x_weights_ = solution.x_weights[:, :k].copy()
         self.y_weights_ = solution.y_weights[:, :k].copy()
         self.canonical_correlations_ = solution.correlations[:k].copy()
+        if solution.projection_correlations is not None:
+            self.projection_correlations_ = solution.projection_correlations[:k].copy()
+        self.precision_ = m.dtype
         self.mean_x_, self.mean_y_ = m.mean_x, m.mean_y
         self.n_components_, self.n_samples_ = k, m.n
         return self
@@ -117,11 +133,16 @@ class RegularizedCCA(Params):
         return grid_search(cls, train, val, grid, params, select, progress, log)
 
     def _moments(self, X, Y, x_index) -> linalg.Moments:
+        dtype = linalg.precision_for(self.reg, self.precision)
+        chunk = self.chunk_rows if dtype == np.float32 else max(1, self.chunk_rows // 2)  # same buffer bytes
         if self.backend == "dask":
-            return linalg.dask_moments(X, Y, x_index, self.chunk_rows, self.dask_scheduler)
-        if self.backend != "numpy":
+            m = linalg.dask_moments(X, Y, x_index, chunk, self.dask_scheduler, dtype=dtype)
+        elif self.backend == "numpy":
+            m = linalg.paired_moments(X, Y, x_index, chunk, device=torch_device(self.device), dtype=dtype)
+        else:
             raise UserError(f"unknown backend {self.backend!r} (numpy or dask)")
-        return linalg.paired_moments(X, Y, x_index, self.chunk_rows, device=torch_device(self.device))
+        m.dtype = dtype.name
+        return m
 
     def _n_components(self, dx: int, dy: int) -> int:
         k_max = min(dx, dy)
@@ -139,11 +160,18 @@ class RegularizedCCA(Params):
         return f"k={k} reg={self.reg:g} p={self.eig_power:g}"
 
     def figures(self) -> dict:
-        """{"spectrum": the canonical correlations plotted by component}, saved next to the model."""
+        """{"spectrum": both correlation spectra by component}, saved next to the model."""
         from cca_bench.plots import spectrum_figure
 
         self._check_fitted()
-        return {"spectrum": spectrum_figure(self.canonical_correlations_, f"RegularizedCCA {self.params_label()}")}
+        series = {"canonical correlation (reg=0: also the projections' correlation)": self.canonical_correlations_}
+        if self.reg > 0:
+            series = {f"canonical correlation, ridge-shrunk (reg={self.reg:g}): weights the projections":
+                      self.canonical_correlations_}
+            if hasattr(self, "projection_correlations_"):
+                series["correlation of the projections on the train pairs (as cca-zoo, pyrcca report)"] = \
+                    self.projection_correlations_
+        return {"spectrum": spectrum_figure(series, f"RegularizedCCA {self.params_label()}")}
 
     def _check_fitted(self):
         if not hasattr(self, "x_weights_"):
@@ -183,19 +211,23 @@ class RegularizedCCA(Params):
         return self.transform_y(features.texts)
 
     _ARRAYS = ("x_weights_", "y_weights_", "canonical_correlations_", "mean_x_", "mean_y_")
+    _OPTIONAL_ARRAYS = ("projection_correlations_",)  # absent from models saved before it existed
 
     def save(self, path, extra: dict | None = None):
         self._check_fitted()
         params = {k: v for k, v in self.get_params().items()}
         config = {"method": "cca", "params": params, "n_components_": self.n_components_,
-                  "n_samples_": self.n_samples_, **(extra or {})}
-        save_arrays(path, {k: getattr(self, k) for k in self._ARRAYS}, config)
+                  "n_samples_": self.n_samples_, "precision_": getattr(self, "precision_", None), **(extra or {})}
+        names = self._ARRAYS + tuple(k for k in self._OPTIONAL_ARRAYS if hasattr(self, k))
+        save_arrays(path, {k: getattr(self, k) for k in names}, config)
 
     @classmethod
     def load(cls, path):
         model, arrays, config = load_saved(cls, path, "cca")
-        for k in cls._ARRAYS:
+        for k in cls._ARRAYS + tuple(k for k in cls._OPTIONAL_ARRAYS if k in arrays):
             setattr(model, k, arrays[k])
         model.n_components_, model.n_samples_ = config["n_components_"], config["n_samples_"]
+        if config.get("precision_"):
+            model.precision_ = config["precision_"]
         model.config_ = config
         return model
