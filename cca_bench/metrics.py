@@ -124,6 +124,18 @@ def first_equal(a: np.ndarray) -> np.ndarray:
     return first[inverse.ravel()]
 
 
+def refuse_flat_queries(queries: np.ndarray, gallery: np.ndarray, distance: str, what: str = "query") -> None:
+    """UserError when a query (rows of (q, k)) scores every item of a gallery (n >= 2, k) alike: a ranking of
+    it would be the tie-break's, not the model's. One similarity pass (q x n), for a few queries (search)."""
+    if len(gallery) < 2 or not len(queries):
+        return
+    s = similarity(queries, gallery, distance)
+    flat = np.flatnonzero(s.min(1) == s.max(1))
+    if flat.size:
+        raise UserError(f"the {what} scores all {len(gallery)} gallery items equally (e.g. an all-zero "
+                        "embedding): there is no ranking to show")
+
+
 def _scorer(txt: np.ndarray, device: str | None):
     """``(q, out) -> q @ txt.T`` (float32): numpy into the reused ``out``, or torch on ``device`` with ``txt``
     moved there once."""

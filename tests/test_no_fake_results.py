@@ -75,3 +75,18 @@ def test_all_zero_embeddings_are_not_a_perfect_score():
 
     with pytest.raises(UserError, match="score every item of the gallery equally"):
         evaluate_retrieval(np.zeros((20, 8)), np.zeros((40, 8)), np.repeat(np.arange(20), 2))
+
+
+def test_search_refuses_a_query_that_scores_every_item_alike():
+    from cca_bench.metrics import refuse_flat_queries
+
+    rng = np.random.default_rng(1)
+    gallery = rng.standard_normal((30, 5))
+    refuse_flat_queries(rng.standard_normal((1, 5)), gallery, "cosine")
+    for distance in ("cosine", "dot"):
+        with pytest.raises(UserError, match="scores all 30 gallery items equally"):
+            refuse_flat_queries(np.zeros((1, 5)), gallery, distance)
+    with pytest.raises(UserError, match="equally"):  # a gallery of copies: nothing to rank either
+        refuse_flat_queries(rng.standard_normal((1, 5)), np.tile(gallery[:1], (30, 1)), "euclidean")
+    with pytest.raises(UserError, match="NaN"):
+        refuse_flat_queries(np.full((1, 5), np.nan), gallery, "cosine")
