@@ -151,3 +151,26 @@ def test_models_saved_before_the_second_spectrum_still_load(tmp_path):
     assert not hasattr(back, "projection_correlations_")
     assert np.array_equal(back.transform_x(np.ones((1, 4))), model.transform_x(np.ones((1, 4))))
     assert len(back.figures()["spectrum"].axes[0].get_legend_handles_labels()[1]) == 1
+
+
+def test_dask_backend_takes_the_float64_path_too():
+    distributed = pytest.importorskip("dask.distributed")
+    x, y = ill_conditioned(n=3000)
+    want = textbook(x, y, 0.0)[0][:10]
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as c:
+        with distributed.Client(c):
+            model = RegularizedCCA(n_components=10, reg=0.0, backend="dask", chunk_rows=2000).fit(x, y)
+    assert model.precision_ == "float64" and np.abs(model.canonical_correlations_ - want).max() < 1e-6
+
+
+def test_cv_moments_take_the_precision_of_the_smallest_reg():
+    from types import SimpleNamespace
+
+    from cca_bench.cv import grid_search
+
+    x, y = ill_conditioned(n=3000)
+    train = SimpleNamespace(images=x[:2000], texts=y[:2000], image_index=np.arange(2000))
+    val = SimpleNamespace(images=x[2000:], texts=y[2000:], image_index=np.arange(1000))
+    grid = {"n_components": [5], "reg": [0.0, 0.1], "eig_power": [1.0]}
+    model, report = grid_search(RegularizedCCA, train, val, grid, {"device": "cpu"})
+    assert model.precision_ == "float64" and len(report["rows"]) == 2
