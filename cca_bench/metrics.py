@@ -304,16 +304,20 @@ def _i2t_block(s, image_index, s0, ties, mask):
         n_pos_tied = np.bincount(rows[s[rows, cols] >= gt[rows]], minlength=len(s))
         r = _count(np.greater_equal(s, gt[:, None], out=mask), 1) - n_pos_tied
         flat = r == s.shape[1] - n_pos  # every other caption ties or beats it: degenerate if none beats it
-    return np.where(gt > -np.inf, r, -1), _n_flat(s, np.flatnonzero(flat & (gt > -np.inf)))
+    return np.where(gt > -np.inf, r, -1), _n_flat(s, gt, np.flatnonzero(flat & (gt > -np.inf)), ties)
 
 
-def _n_flat(s: np.ndarray, cand: np.ndarray) -> int:
-    """How many of the rows ``cand`` of s hold a single value (from the rows alone when they are few)."""
+def _n_flat(s: np.ndarray, gt: np.ndarray, cand: np.ndarray, ties: str) -> int:
+    """How many of the rows ``cand`` of s hold the single value ``gt`` (from the rows alone when they are
+    few). Optimistic candidates have nothing above gt, so their minimum decides; pessimistic ones need both."""
     if not cand.size or s.shape[1] < 2:
         return 0
     if cand.size < len(s) // 4:
-        s, cand = s[cand], slice(None)
-    return int(np.count_nonzero((s.min(1) == s.max(1))[cand]))
+        s, gt, cand = s[cand], gt[cand], slice(None)
+    flat = s.min(1) == gt
+    if ties != "optimistic":
+        flat &= s.max(1) == gt
+    return int(np.count_nonzero(flat[cand]))
 
 
 def summarize(r0: np.ndarray) -> dict:
