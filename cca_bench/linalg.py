@@ -33,8 +33,8 @@ def precision_for(reg: float, precision: str = "auto") -> np.dtype:
     is at most 1 + 1/reg whatever the data, and float32 products perturb it by ~1e-7 of its scale, so with
     reg >= 1e-3 the canonical correlations stay within ~1e-6 of a float64 solve (measured at
     cond(Cxx) = 1e8: 3e-8 .. 1.6e-6; 1e-2 gives <= 3e-7). Below it float32 products are off by 1e-6 .. 0.2
-    at cond 1e6 .. 1e8 (reg = 0), so float64 products run (about twice the time of the float32 SYRK),
-    exact to ~1e-9 there. "float32" / "float64" force a path (float64 for exactness at any ridge).
+    at cond 1e6 .. 1e8 (reg = 0), so float64 products run (1.5-2.1x the time of the float32 SYRK),
+    exact to ~1e-11 there (benchmarks/REPORT_precision.md). "float32" / "float64" force a path (float64 for exactness at any ridge).
     """
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
