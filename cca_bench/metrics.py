@@ -39,7 +39,8 @@ def prepare(emb: np.ndarray, distance: str, name: str = "embeddings") -> np.ndar
         emb = np.asarray(emb, dtype=np.float32)
     if not np.isfinite(emb).all():
         bad = int(np.count_nonzero(~np.isfinite(emb).all(axis=-1))) if emb.ndim == 2 else "some"
-        raise UserError(f"{name} contain NaN or infinite values ({bad} rows): refusing to score them")
+        raise UserError(f"{name} contain NaN or infinite values ({bad} rows; a damaged model file or a parameter "
+                        "out of range?): refusing to score them")
     if distance == "cosine":  # norms in float64: a float32 square of a large entry would overflow
         norms = np.linalg.norm(emb.astype(np.float64), axis=1, keepdims=True)
         return (emb / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -65,7 +65,7 @@ def test_run_benchmark_refuses_a_model_with_nan_weights(tmp_path, capsys):
     capsys.readouterr()
     assert main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", *SMALL, *roots]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "NaN" in err and path.name in err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "image embeddings contain NaN" in err
     assert not (tmp_path / "results" / "runs").exists() or not any((tmp_path / "results" / "runs").iterdir())
 
 

@@ -76,11 +76,11 @@ class RegularizedCCA(Params):
 
     def fit(self, X, Y, x_index=None):
         """Fit on images X (n_x, dx) and texts Y (n, dy); ``x_index`` (n,) pairs Y's rows with X's rows."""
-        self._check_params()  # before the covariance pass, which can take minutes
+        self._check_reg()  # before the covariance pass, which can take minutes
         return self.fit_moments(self.moments(X, Y, x_index))
 
-    def _check_params(self) -> None:
-        """Every numeric parameter finite and in range (``BOUNDS``), or a UserError naming it."""
+    def _check_reg(self) -> None:
+        """reg and every other numeric parameter finite and in range (``BOUNDS``), or a UserError naming it."""
         for name, bound in self.BOUNDS.items():
             value = getattr(self, name)
             if value is not None or name != "n_components":
@@ -107,7 +107,7 @@ class RegularizedCCA(Params):
         The fit keeps the first ``n_components`` columns of the solution, so every n_components (and every
         eig_power, applied at projection) of one reg shares one solve.
         """
-        self._check_params()
+        self._check_reg()
         if solution is None:
             solution = linalg.solve_cca(m, self.reg, torch_device(self.device))
         k = self._n_components(len(m.mean_x), len(m.mean_y))
@@ -224,9 +224,12 @@ class RegularizedCCA(Params):
     @classmethod
     def load(cls, path):
         model, arrays, config = load_saved(cls, path, "cca")
-        for k in cls._ARRAYS + tuple(k for k in cls._OPTIONAL_ARRAYS if k in arrays):
+        for k in cls._ARRAYS:
             setattr(model, k, arrays[k])
         model.n_components_, model.n_samples_ = config["n_components_"], config["n_samples_"]
+        for k in cls._OPTIONAL_ARRAYS:
+            if k in arrays:
+                setattr(model, k, arrays[k])
         if config.get("precision_"):
             model.precision_ = config["precision_"]
         model.config_ = config
