@@ -106,7 +106,8 @@ def main(argv=None) -> int:
     before = load_metrics(args.before) if args.before else None
     if before is not None:
         fns["before"] = lambda: before.ranks(ims, txt, image_index)
-        same = all((a == b).all() for a, b in zip(metrics.ranks(ims, txt, image_index), before.ranks(ims, txt, image_index)))
+        pairs = zip(metrics.ranks(ims, txt, image_index), before.ranks(ims, txt, image_index))
+        same = all((a == b).all() for a, b in pairs)
         print(f"identical ranks to --before on untied data: {same}", file=sys.stderr)
     times = interleaved(fns, args.repeats)
     text = report(times, tie_check(metrics), tie_check(before) if before else None, args.repeats, (len(ims), len(txt)))

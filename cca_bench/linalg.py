@@ -6,7 +6,7 @@ inputs stream from disk (each chunk is read straight into one reused buffer). Th
 (fast) or float64 (exact) as :func:`precision_for` decides from the ridge: float32 rounding perturbs the
 covariances by about 1e-7 of their scale, which a ridge of at least ``FLOAT32_MIN_REG`` times the top
 eigenvalue keeps ~1e3 times below the smallest eigenvalue of the ridged covariance whatever the data
-(canonical correlations within ~1e-6); a smaller ridge (reg = 0 above all) on ill-conditioned features needs
+(canonical correlations within a few 1e-6); a smaller ridge (reg = 0 above all) on ill-conditioned features needs
 float64 products. Each chunk
 is centred on a provisional mean (the first chunk's) before its product, which keeps float32 cancellation
 small; the exact means are corrected for at the end. Row-aligned views take one SYRK of ``[x, y]`` per chunk,
@@ -31,10 +31,12 @@ def precision_for(reg: float, precision: str = "auto") -> np.dtype:
 
     "auto": float32 when ``reg >= FLOAT32_MIN_REG``, else float64. The ridged covariance's condition number
     is at most 1 + 1/reg whatever the data, and float32 products perturb it by ~1e-7 of its scale, so with
-    reg >= 1e-3 the canonical correlations stay within ~1e-6 of a float64 solve (measured at
-    cond(Cxx) = 1e8: 3e-8 .. 1.6e-6; 1e-2 gives <= 3e-7). Below it float32 products are off by 1e-6 .. 0.2
-    at cond 1e6 .. 1e8 (reg = 0), so float64 products run (1.5-2.1x the time of the float32 SYRK),
-    exact to ~1e-11 there (benchmarks/REPORT_precision.md). "float32" / "float64" force a path (float64 for exactness at any ridge).
+    reg >= 1e-3 the canonical correlations stay within a few 1e-6 of a float64 solve (measured 3e-8 ..
+    2.7e-6 at cond(Cxx) = 1e4 .. 1e8, the weakest components worst; reg 1e-2: <= 3e-7). The threshold keeps
+    the default reg (1e-3) on the fast path; raise it for exactness at every ridge. Below it, float32
+    products are off by 1e-6 .. 0.3 at cond 1e6 .. 1e8 (reg = 0), so float64 products run (1.5-2.1x the
+    time of the float32 SYRK), exact to ~1e-11 there (benchmarks/REPORT_precision.md). "float32" /
+    "float64" force a path (float64 for exactness at any ridge).
     """
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")

@@ -40,6 +40,8 @@ from cca_bench.errors import UserError
 from cca_bench.methods.base import Params, load_saved, save_arrays
 from cca_bench.registry import METHODS
 
+BATCH, THREADS = Bound(integer=True, low=2), Bound(integer=True, low=0)  # a batch needs a negative; 0 = torch's
+
 PAD, UNK = "<pad>", "<unk>"
 LOSSES = ("contrastive", "order")
 ENCODERS = ("gru", "bow")
@@ -238,14 +240,15 @@ class VSE(Params):
         "dim": (COUNT.cli(), "vse: joint embedding width, also the GRU width (default 256)"),
         "margin": (NON_NEGATIVE.cli(), "vse: ranking hinge margin (default 0.2)"),
         "lr": (POSITIVE.cli(), "vse: Adam learning rate (default 2e-3)"),
-        "train_batch_size": (Bound(integer=True, low=2).cli(), "vse: image-caption pairs per training batch (default 128)"),
+        "train_batch_size": (BATCH.cli(), "vse: image-caption pairs per training batch (default 128)"),
         "epochs": (COUNT.cli(), "vse: most training epochs (default 15)"),
         "patience": (COUNT.cli(), "vse: stop after this many epochs without a better validation R-sum (default 3)"),
         "max_violation": (bool, "vse: hardest in-batch negative only (VSE++) instead of the sum over negatives"),
         "loss": (str, "vse: contrastive (cosine) or order (order embeddings, Vendrov et al. 2016)", LOSSES),
         "encoder": (str, "vse: caption encoder, gru (word order matters) or bow (mean of embeddings)", ENCODERS),
         "trainable_embeddings": (bool, "vse: fine-tune the word embeddings (default: frozen word vectors)"),
-        "num_threads": (Bound(integer=True, low=0).cli(), "vse: torch threads while training on the CPU (default 1; 0 = torch's default)"),
+        "num_threads": (THREADS.cli(), "vse: torch threads while training on the CPU (default 1; 0 = torch's "
+                        "default)"),
     }
 
     def __init__(self, dim=256, margin=0.2, lr=2e-3, train_batch_size=128, epochs=15, patience=3,
@@ -274,9 +277,8 @@ class VSE(Params):
             raise UserError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.encoder not in ENCODERS:
             raise UserError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
-        checks = {"dim": COUNT, "train_batch_size": Bound(integer=True, low=2), "epochs": COUNT,
-                  "patience": COUNT, "lr": POSITIVE, "margin": NON_NEGATIVE, "grad_clip": POSITIVE,
-                  "num_threads": Bound(integer=True, low=0)}
+        checks = {"dim": COUNT, "train_batch_size": BATCH, "epochs": COUNT, "patience": COUNT, "lr": POSITIVE,
+                  "margin": NON_NEGATIVE, "grad_clip": POSITIVE, "num_threads": THREADS}
         bad = [k for k, b in checks.items() if not b.ok(getattr(self, k) or (0 if k == "num_threads" else None))]
         if bad:
             raise UserError(f"invalid vse parameter {bad[0]}={getattr(self, bad[0])!r} "

@@ -2,38 +2,19 @@
 two correlation spectra: ridge-shrunk canonical correlations and the correlations of the projections."""
 import numpy as np
 import pytest
-import scipy.linalg
 
+from benchmarks import bench_precision
 from cca_bench.methods.cca import RegularizedCCA
 
 
 def ill_conditioned(n=6000, dx=40, dy=15, cond=1e8, shift=3.0, seed=0):
-    """Views sharing 5 latent signals, whose covariances have condition number ~``cond`` (singular values
-    of the data spread over sqrt(cond)), off-centre by ``shift``, as float32."""
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n, 5))
-
-    def view(d):
-        q, _ = np.linalg.qr(rng.standard_normal((d, d)))
-        a = rng.standard_normal((n, d))
-        a[:, :5] = 0.7 * a[:, :5] + 0.7 * z
-        return ((a * np.logspace(0, -np.log10(cond) / 2, d)) @ q.T + shift).astype(np.float32)
-
-    return view(dx), view(dy)
+    """Views sharing 5 latent signals whose covariances have condition number ~``cond``, off-centre, float32."""
+    return bench_precision.ill_conditioned(n, dx, dy, cond, seed, shift, signals=5)
 
 
 def textbook(x, y, reg):
-    """Ridge CCA in float64 from scratch: centre, covariances, ridge scaled by the top eigenvalue, Cholesky
-    whitening, SVD. Returns (singular values, x weights, y weights), all components."""
-    x, y = x.astype(np.float64), y.astype(np.float64)
-    x, y = x - x.mean(0), y - y.mean(0)
-    cxx, cyy, cxy = (a.T @ b / (len(x) - 1) for a, b in ((x, x), (y, y), (x, y)))
-    cxx = cxx + reg * np.linalg.eigvalsh(cxx)[-1] * np.eye(len(cxx))
-    cyy = cyy + reg * np.linalg.eigvalsh(cyy)[-1] * np.eye(len(cyy))
-    lx, ly = np.linalg.cholesky(cxx), np.linalg.cholesky(cyy)
-    w = scipy.linalg.solve_triangular(ly, scipy.linalg.solve_triangular(lx, cxy, lower=True).T, lower=True).T
-    u, s, vt = np.linalg.svd(w, full_matrices=False)
-    return s, scipy.linalg.solve_triangular(lx.T, u, lower=False), scipy.linalg.solve_triangular(ly.T, vt.T, lower=False)
+    """Ridge CCA from scratch in float64 (numpy/scipy): (all canonical correlations,)."""
+    return (bench_precision.textbook(x, y, reg),)
 
 
 def test_the_data_is_as_ill_conditioned_as_claimed():
@@ -59,8 +40,8 @@ def test_float32_products_are_not_enough_without_a_ridge():
 
 
 def test_a_ridge_of_1e_3_keeps_the_fast_path_near_1e_6():
-    """The ridge caps the condition number at ~1e3 whatever the data: float32 products stay within ~1e-6
-    (measured 2e-7 .. 1.6e-6 at cond 1e8 over shifts and seeds); --precision float64 is exact."""
+    """The ridge caps the condition number at ~1e3 whatever the data: float32 products stay within a few
+    1e-6 (measured 3e-8 .. 2.7e-6 over sizes, shifts and seeds); --precision float64 is exact."""
     x, y = ill_conditioned()
     want = textbook(x, y, 1e-3)[0][:10]
     model = RegularizedCCA(n_components=10, reg=1e-3, device="cpu").fit(x, y)
