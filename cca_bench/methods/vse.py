@@ -247,8 +247,7 @@ class VSE(Params):
         "loss": (str, "vse: contrastive (cosine) or order (order embeddings, Vendrov et al. 2016)", LOSSES),
         "encoder": (str, "vse: caption encoder, gru (word order matters) or bow (mean of embeddings)", ENCODERS),
         "trainable_embeddings": (bool, "vse: fine-tune the word embeddings (default: frozen word vectors)"),
-        "num_threads": (THREADS.cli(), "vse: torch threads while training on the CPU (default 1; 0 = torch's "
-                        "default)"),
+        "num_threads": (int, "vse: torch threads while training on the CPU (default 1; 0 = torch's default)"),
     }
 
     def __init__(self, dim=256, margin=0.2, lr=2e-3, train_batch_size=128, epochs=15, patience=3,
