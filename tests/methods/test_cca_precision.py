@@ -138,10 +138,15 @@ def test_dask_backend_takes_the_float64_path_too():
     distributed = pytest.importorskip("dask.distributed")
     x, y = ill_conditioned(n=3000)
     want = textbook(x, y, 0.0)[0][:10]
+    index = np.repeat(np.arange(1000), 3)
+    want_indexed = textbook(x[:1000][index], y, 0.0)[0][:10]
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as c:
         with distributed.Client(c):
             model = RegularizedCCA(n_components=10, reg=0.0, backend="dask", chunk_rows=2000).fit(x, y)
+            indexed = RegularizedCCA(n_components=10, reg=0.0, backend="dask", chunk_rows=800).fit(x[:1000], y,
+                                                                                                  x_index=index)
     assert model.precision_ == "float64" and np.abs(model.canonical_correlations_ - want).max() < 1e-6
+    assert np.abs(indexed.canonical_correlations_ - want_indexed).max() < 1e-6
 
 
 def test_cv_moments_take_the_precision_of_the_smallest_reg():
