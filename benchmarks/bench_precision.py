@@ -2,7 +2,7 @@
 
 Writes benchmarks/REPORT_precision.md: the largest error of the first 20 canonical correlations against a
 float64 textbook solve (centre, covariances, scaled ridge, Cholesky whitening, SVD, all in numpy float64)
-on features with cond(Cxx) = 1e4 .. 1e8, for the precision ``precision="auto"`` picks and for each one forced;
+on features with cond(Cxx) = 1e4 .. 1e8, for the precision ``cov_precision="auto"`` picks and for each one forced;
 and the time of the covariance products in float64 over float32 (interleaved medians: the machine is shared).
 
     python benchmarks/bench_precision.py            # a few minutes on 2 cores
@@ -65,9 +65,9 @@ def accuracy_rows(n: int, dx: int, dy: int) -> list[str]:
             cells = []
             for precision in ("auto", "float32", "float64"):
                 try:
-                    m = RegularizedCCA(n_components=20, reg=reg, precision=precision, device="cpu").fit(x, y)
+                    m = RegularizedCCA(n_components=20, reg=reg, cov_precision=precision, device="cpu").fit(x, y)
                     err = f"{np.abs(m.canonical_correlations_ - want).max():.1e}"
-                    cells.append(f"{err} ({m.precision_})" if precision == "auto" else err)
+                    cells.append(f"{err} ({m.cov_precision_})" if precision == "auto" else err)
                 except UserError as e:
                     cells.append(f"refused: {str(e)[:40]}")
             rows.append(f"| {cond:.0e} | {reg:g} | " + " | ".join(cells) + " |")

@@ -39,7 +39,7 @@ def precision_for(reg: float, precision: str = "auto") -> np.dtype:
     "float64" force a path (float64 for exactness at any ridge).
     """
     if precision not in PRECISIONS:
-        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise UserError(f"cov_precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":
         return np.dtype(np.float32 if reg >= FLOAT32_MIN_REG else np.float64)
     return np.dtype(precision)

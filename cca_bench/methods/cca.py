@@ -5,7 +5,7 @@ factors. The SVD ``Lx^-1 Cxy Ly^-T = U S V^T`` gives the canonical correlations 
 ``Wx = Lx^-T U``, ``Wy = Ly^-T V``. Projections are ``(X - mean_x) Wx * S**eig_power`` (Gong et al. 2014
 weight each dimension by a power of its correlation; Klein et al. use power 1). The solve runs in float64
 in torch, on CUDA when ``device`` says so. The covariance chunk products are float32 when the ridge makes
-that safe (reg >= 1e-3) and float64 below it, reg = 0 included (``precision``, see
+that safe (reg >= 1e-3) and float64 below it, reg = 0 included (``cov_precision``, see
 :func:`cca_bench.linalg.precision_for`).
 """
 from __future__ import annotations
@@ -36,10 +36,10 @@ class RegularizedCCA(Params):
         backend: "numpy" (chunked SYRK on the CPU; torch products on the device when it is a GPU) or "dask"
             (:func:`cca_bench.linalg.dask_moments`: X, Y may be dask arrays).
         dask_scheduler: Dask scheduler address for backend="dask"; None = the current client or a LocalCluster.
-        precision: "auto" (float32 covariance products when reg >= 1e-3, float64 below, exact to ~1e-9 at
+        cov_precision: "auto" (float32 covariance products when reg >= 1e-3, float64 below, exact to ~1e-9 at
             cond(Cxx) = 1e8 with reg = 0), "float32" or "float64".
     Fitted: ``x_weights_`` (dx, k), ``y_weights_`` (dy, k), ``mean_x_`` (dx,), ``mean_y_`` (dy,),
-        ``n_components_``, ``n_samples_``, ``precision_`` (the dtype the products used), and two (k,) spectra
+        ``n_components_``, ``n_samples_``, ``cov_precision_`` (the dtype the products used), and two (k,) spectra
         that agree when reg = 0:
         ``canonical_correlations_``: the ridge-shrunk canonical correlations (singular values of the ridged,
         whitened cross-covariance; Klein et al.), which ``eig_power`` weights the projections by;
@@ -56,13 +56,13 @@ class RegularizedCCA(Params):
         "backend": (str, "where the covariances are accumulated: numpy (default; torch on a GPU device) or dask "
                     "(chunks as tasks on a Dask cluster)", ["numpy", "dask"]),
         "dask_scheduler": (str, "with --backend dask: scheduler address (default: a LocalCluster)"),
-        "precision": (str, "covariance products: auto (float32 when --reg >= 1e-3, else float64: exact CCA on "
-                      "ill-conditioned features), float32 or float64", list(linalg.PRECISIONS)),
+        "cov_precision": (str, "covariance products: auto (float32 when --reg >= 1e-3, else float64: exact CCA on "
+                          "ill-conditioned features), float32 or float64", list(linalg.PRECISIONS)),
     }
 
     def __init__(self, n_components=None, reg=1e-3, eig_power=1.0, center=True, device="auto",
                  chunk_rows=linalg.CHUNK_ROWS, random_state=0, backend="numpy", dask_scheduler=None,
-                 precision="auto"):
+                 cov_precision="auto"):
         self.n_components = n_components
         self.reg = reg
         self.eig_power = eig_power
@@ -72,7 +72,7 @@ class RegularizedCCA(Params):
         self.random_state = random_state
         self.backend = backend
         self.dask_scheduler = dask_scheduler
-        self.precision = precision
+        self.cov_precision = cov_precision
 
     def fit(self, X, Y, x_index=None):
         """Fit on images X (n_x, dx) and texts Y (n, dy); ``x_index`` (n,) pairs Y's rows with X's rows."""
@@ -116,7 +116,7 @@ class RegularizedCCA(Params):
         self.canonical_correlations_ = solution.correlations[:k].copy()
         if solution.projection_correlations is not None:
             self.projection_correlations_ = solution.projection_correlations[:k].copy()
-        self.precision_ = m.dtype
+        self.cov_precision_ = m.dtype
         self.mean_x_, self.mean_y_ = m.mean_x, m.mean_y
         self.n_components_, self.n_samples_ = k, m.n
         return self
@@ -133,7 +133,7 @@ class RegularizedCCA(Params):
         return grid_search(cls, train, val, grid, params, select, progress, log)
 
     def _moments(self, X, Y, x_index) -> linalg.Moments:
-        dtype = linalg.precision_for(self.reg, self.precision)
+        dtype = linalg.precision_for(self.reg, self.cov_precision)
         chunk = self.chunk_rows if dtype == np.float32 else max(1, self.chunk_rows // 2)  # same buffer bytes
         if self.backend == "dask":
             m = linalg.dask_moments(X, Y, x_index, chunk, self.dask_scheduler, dtype=dtype)
@@ -217,7 +217,8 @@ class RegularizedCCA(Params):
         self._check_fitted()
         params = {k: v for k, v in self.get_params().items()}
         config = {"method": "cca", "params": params, "n_components_": self.n_components_,
-                  "n_samples_": self.n_samples_, "precision_": getattr(self, "precision_", None), **(extra or {})}
+                  "n_samples_": self.n_samples_, "cov_precision_": getattr(self, "cov_precision_", None),
+                  **(extra or {})}
         names = self._ARRAYS + tuple(k for k in self._OPTIONAL_ARRAYS if hasattr(self, k))
         save_arrays(path, {k: getattr(self, k) for k in names}, config)
 
@@ -230,7 +231,7 @@ class RegularizedCCA(Params):
         for k in cls._OPTIONAL_ARRAYS:
             if k in arrays:
                 setattr(model, k, arrays[k])
-        if config.get("precision_"):
-            model.precision_ = config["precision_"]
+        if config.get("cov_precision_"):
+            model.cov_precision_ = config["cov_precision_"]
         model.config_ = config
         return model

@@ -27,7 +27,7 @@ def test_small_ridges_are_exact_at_cond_1e8(reg):
     x, y = ill_conditioned()
     want = textbook(x, y, reg)[0][:10]
     model = RegularizedCCA(n_components=10, reg=reg, device="cpu").fit(x, y)
-    assert model.precision_ == "float64"
+    assert model.cov_precision_ == "float64"
     assert np.abs(model.canonical_correlations_ - want).max() < 1e-6
 
 
@@ -35,20 +35,20 @@ def test_float32_products_are_not_enough_without_a_ridge():
     """Why the float64 path exists: forced float32 products miss reg = 0 by far more than 1e-6."""
     x, y = ill_conditioned()
     want = textbook(x, y, 0.0)[0][:10]
-    model = RegularizedCCA(n_components=10, reg=0.0, device="cpu", precision="float32").fit(x, y)
+    model = RegularizedCCA(n_components=10, reg=0.0, device="cpu", cov_precision="float32").fit(x, y)
     assert np.abs(model.canonical_correlations_ - want).max() > 1e-5
 
 
 def test_a_ridge_of_1e_3_keeps_the_fast_path_near_1e_6():
     """The ridge caps the condition number at ~1e3 whatever the data: float32 products stay within a few
-    1e-6 (measured 3e-8 .. 2.7e-6 over sizes, shifts and seeds); --precision float64 is exact."""
+    1e-6 (measured 3e-8 .. 2.7e-6 over sizes, shifts and seeds); --cov-precision float64 is exact."""
     x, y = ill_conditioned()
     want = textbook(x, y, 1e-3)[0][:10]
     model = RegularizedCCA(n_components=10, reg=1e-3, device="cpu").fit(x, y)
-    assert model.precision_ == "float32"
+    assert model.cov_precision_ == "float32"
     assert np.abs(model.canonical_correlations_ - want).max() < 2e-6
-    exact = RegularizedCCA(n_components=10, reg=1e-3, device="cpu", precision="float64").fit(x, y)
-    assert exact.precision_ == "float64" and np.abs(exact.canonical_correlations_ - want).max() < 1e-8
+    exact = RegularizedCCA(n_components=10, reg=1e-3, device="cpu", cov_precision="float64").fit(x, y)
+    assert exact.cov_precision_ == "float64" and np.abs(exact.canonical_correlations_ - want).max() < 1e-8
 
 
 def test_indexed_pairs_take_the_float64_path_too():
@@ -73,7 +73,7 @@ def test_two_spectra_ridge_shrunk_and_of_the_projections(reg):
     z = rng.standard_normal((3000, 4))
     x = np.hstack([z, rng.standard_normal((3000, 8))]) @ rng.standard_normal((12, 12))
     y = np.hstack([z + rng.standard_normal((3000, 4)), rng.standard_normal((3000, 3))]) @ rng.standard_normal((7, 7))
-    model = RegularizedCCA(n_components=6, reg=reg, device="cpu", precision="float64").fit(x, y)
+    model = RegularizedCCA(n_components=6, reg=reg, device="cpu", cov_precision="float64").fit(x, y)
     assert np.allclose(model.projection_correlations_, projected_correlations(model, x, y), atol=1e-9)
     assert np.allclose(model.canonical_correlations_, textbook(x, y, reg)[0][:6], atol=1e-9)
     if reg == 0:
@@ -112,7 +112,7 @@ def test_both_spectra_are_saved_and_plotted(tmp_path):
     back = RegularizedCCA.load(tmp_path / "m")
     assert np.array_equal(back.projection_correlations_, model.projection_correlations_)
     assert np.array_equal(back.canonical_correlations_, model.canonical_correlations_)
-    assert back.precision_ == "float32"
+    assert back.cov_precision_ == "float32"
     labels = back.figures()["spectrum"].axes[0].get_legend_handles_labels()[1]
     assert len(labels) == 2 and "ridge-shrunk" in labels[0] and "projections" in labels[1]
     one = RegularizedCCA(n_components=3, reg=0.0).fit(x, y).figures()["spectrum"].axes[0]
@@ -145,7 +145,7 @@ def test_dask_backend_takes_the_float64_path_too():
             model = RegularizedCCA(n_components=10, reg=0.0, backend="dask", chunk_rows=2000).fit(x, y)
             indexed = RegularizedCCA(n_components=10, reg=0.0, backend="dask", chunk_rows=800).fit(x[:1000], y,
                                                                                                   x_index=index)
-    assert model.precision_ == "float64" and np.abs(model.canonical_correlations_ - want).max() < 1e-6
+    assert model.cov_precision_ == "float64" and np.abs(model.canonical_correlations_ - want).max() < 1e-6
     assert np.abs(indexed.canonical_correlations_ - want_indexed).max() < 1e-6
 
 
@@ -159,4 +159,4 @@ def test_cv_moments_take_the_precision_of_the_smallest_reg():
     val = SimpleNamespace(images=x[2000:], texts=y[2000:], image_index=np.arange(1000))
     grid = {"n_components": [5], "reg": [0.0, 0.1], "eig_power": [1.0]}
     model, report = grid_search(RegularizedCCA, train, val, grid, {"device": "cpu"})
-    assert model.precision_ == "float64" and len(report["rows"]) == 2
+    assert model.cov_precision_ == "float64" and len(report["rows"]) == 2
