@@ -81,10 +81,15 @@ def _add_no_cache(g) -> None:
 
 def _number_list(typ):
     def parse(text: str) -> list:
+        import math
+
         try:
-            return [typ(v) for v in text.split(",") if v.strip()]
+            values = [typ(v) for v in text.split(",") if v.strip()]
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        if not all(math.isfinite(v) for v in values):
+            raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+        return values
 
     return parse
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from cca_bench.checks import NON_NEGATIVE
 from cca_bench.errors import UserError
 from cca_bench.metrics import TASK_NAMES
 
@@ -41,11 +42,18 @@ def score(metrics: dict) -> dict:
             "medr_sum": sum(metrics[t]["median_rank"] for t in TASK_NAMES)}
 
 
+def check_grid(grid: dict) -> None:
+    """UserError for a reg or eig_power value of the grid that is not finite and >= 0."""
+    for name in ("reg", "eig_power"):
+        bad = [v for v in grid.get(name) or () if not NON_NEGATIVE.ok(v)]
+        if bad:
+            raise UserError(f"--cv-{name.replace('_', '-')} values must be finite and >= 0, got {bad[0]!r}")
+
+
 def grid_points(grid: dict, k_max: int) -> tuple[dict, list[str]]:
     """The grid with defaults filled in and n_components clipped; returns (grid, notes)."""
     grid = {name: list(grid.get(name) or default) for name, default in DEFAULT_GRID.items()}
-    if any(r < 0 for r in grid["reg"]):
-        raise UserError(f"--cv-reg values must be >= 0, got {grid['reg']}")
+    check_grid(grid)
     grid["n_components"], note = clip_components(grid["n_components"], k_max)
     return grid, [note] if note else []
 
@@ -64,7 +72,9 @@ def grid_search(cls, train, val, grid: dict, params: dict, select: str = "rsum",
     if select not in SELECT:
         raise UserError(f"unknown --cv-select {select!r} (choose from {', '.join(SELECT)})")
     start = time.perf_counter()
-    moments = cls(**params).moments(train.images, train.texts, train.image_index)
+    check_grid(grid)
+    lowest_reg = min(grid.get("reg") or DEFAULT_GRID["reg"])  # its precision serves every reg of the grid
+    moments = cls(**{**params, "reg": lowest_reg}).moments(train.images, train.texts, train.image_index)
     seconds = {"moments": round(time.perf_counter() - start, 3)}
     grid, notes = grid_points(grid, min(len(moments.mean_x), len(moments.mean_y)))
     rows, best, best_model = [], None, None
@@ -101,8 +111,13 @@ def _fits(cls, moments, grid: dict, params: dict, val, notes: list, progress: bo
                 for power in grid["eig_power"]:
                     point = {"n_components": k, "reg": reg, "eig_power": power}
                     model = cls(**{**params, **point}).fit_moments(moments, solution)
-                    metrics = evaluate_retrieval(model.embed_images(val), model.embed_texts(val), val.image_index)
                     bar.update(1)
+                    try:
+                        metrics = evaluate_retrieval(model.embed_images(val), model.embed_texts(val),
+                                                     val.image_index)
+                    except UserError as e:  # e.g. embeddings that score every item alike: no fake score
+                        notes.append(f"{point} skipped: {e}")
+                        continue
                     yield {**point, **score(metrics), "metrics": metrics}, model
 
 

@@ -1,8 +1,13 @@
 """The numerics CCA rests on: streaming (co)variances, scaled ridge, Cholesky whitening, sign fixing.
 
-Covariances accumulate over row chunks in float64 from float32 chunk products (numpy's ``A.T @ A`` on a
-contiguous block runs SYRK, half a GEMM's flops), so memory beyond the input is O(d^2) plus one chunk, and
-memory-mapped inputs stream from disk (each chunk is read straight into one reused float32 buffer). Each chunk
+Covariances accumulate over row chunks in float64 from chunk products (numpy's ``A.T @ A`` on a contiguous
+block runs SYRK, half a GEMM's flops), so memory beyond the input is O(d^2) plus one chunk, and memory-mapped
+inputs stream from disk (each chunk is read straight into one reused buffer). The chunk products are float32
+(fast) or float64 (exact) as :func:`precision_for` decides from the ridge: float32 rounding perturbs the
+covariances by about 1e-7 of their scale, which a ridge of at least ``FLOAT32_MIN_REG`` times the top
+eigenvalue keeps ~1e3 times below the smallest eigenvalue of the ridged covariance whatever the data
+(canonical correlations within a few 1e-6); a smaller ridge (reg = 0 above all) on ill-conditioned features needs
+float64 products. Each chunk
 is centred on a provisional mean (the first chunk's) before its product, which keeps float32 cancellation
 small; the exact means are corrected for at the end. Row-aligned views take one SYRK of ``[x, y]`` per chunk,
 whose blocks are Cxx, Cxy and Cyy. The same block products run in torch on a GPU (:func:`products_for`) or
@@ -17,6 +22,27 @@ import numpy as np
 from cca_bench.errors import UserError
 
 CHUNK_ROWS = 16384
+FLOAT32_MIN_REG = 1e-3
+PRECISIONS = ("auto", "float32", "float64")
+
+
+def precision_for(reg: float, precision: str = "auto") -> np.dtype:
+    """The dtype of the covariance chunk products for a ridge ``reg`` (fraction of the top eigenvalue).
+
+    "auto": float32 when ``reg >= FLOAT32_MIN_REG``, else float64. The ridged covariance's condition number
+    is at most 1 + 1/reg whatever the data, and float32 products perturb it by ~1e-7 of its scale, so with
+    reg >= 1e-3 the canonical correlations stay within a few 1e-6 of a float64 solve (measured 3e-8 ..
+    2.7e-6 at cond(Cxx) = 1e4 .. 1e8, the weakest components worst; reg 1e-2: <= 3e-7). The threshold keeps
+    the default reg (1e-3) on the fast path; raise it for exactness at every ridge. Below it, float32
+    products are off by 1e-6 .. 0.3 at cond 1e6 .. 1e8 (reg = 0), so float64 products run (1.5-2.1x the
+    time of the float32 SYRK), exact to ~1e-11 there (benchmarks/REPORT_precision.md). "float32" /
+    "float64" force a path (float64 for exactness at any ridge).
+    """
+    if precision not in PRECISIONS:
+        raise UserError(f"cov_precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return np.dtype(np.float32 if reg >= FLOAT32_MIN_REG else np.float64)
+    return np.dtype(precision)
 
 
 @dataclass
@@ -24,7 +50,7 @@ class Moments:
     """Centred second moments of paired views, all float64.
 
     n: number of pairs; mean_x (dx,), mean_y (dy,); cxx (dx, dx), cyy (dy, dy), cxy (dx, dy) are
-    covariances (scatter / (n - 1)).
+    covariances (scatter / (n - 1)); dtype: that of the chunk products they came from.
     """
 
     n: int
@@ -33,6 +59,7 @@ class Moments:
     cxx: np.ndarray
     cyy: np.ndarray
     cxy: np.ndarray
+    dtype: str = "float32"
 
 
 def _check_finite(name: str, *arrays: np.ndarray) -> None:
@@ -41,9 +68,9 @@ def _check_finite(name: str, *arrays: np.ndarray) -> None:
 
 
 def _products_numpy(blocks, d: int):
-    """Row sums and scatter ``B.T @ B`` of float32 blocks, accumulated in float64 on the CPU.
+    """Row sums and scatter ``B.T @ B`` of float32 or float64 blocks, accumulated in float64 on the CPU.
 
-    blocks: iterable of (B (m, d) float32, row_weights (m,) or None); the row sums are ``row_weights @ B``.
+    blocks: iterable of (B (m, d), row_weights (m,) or None); the row sums are ``row_weights @ B``.
     ``B.T @ B`` on a C-contiguous block is SYRK in numpy's BLAS (half a GEMM's flops).
     Returns (sum (d,), scatter (d, d)), float64.
     """
@@ -55,7 +82,8 @@ def _products_numpy(blocks, d: int):
 
 
 def _products_torch(blocks, d: int, device: str):
-    """:func:`_products_numpy` in torch on ``device`` (CUDA): float32 products, float64 accumulators there.
+    """:func:`_products_numpy` in torch on ``device`` (CUDA): products in the blocks' dtype, float64
+    accumulators there.
 
     torch has no SYRK on the CPU (a full GEMM), so the CPU path keeps numpy; ``device="cpu"`` runs this
     same code for testing.
@@ -79,14 +107,16 @@ def products_for(device: str | None):
 
 
 def _centred(a, start: int, stop: int, shift: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Rows ``a[start:stop] - shift`` written into ``out`` as float32 (no other copy, memmaps stream)."""
-    return np.subtract(a[start:stop], shift, out=out[: stop - start], casting="same_kind")
+    """Rows ``a[start:stop] - shift`` written into ``out`` in its dtype (no other copy, memmaps stream)."""
+    rows = a[start:stop]  # the subtraction runs in the widest of the three dtypes, then rounds into out
+    return np.subtract(rows, shift, out=out[: stop - start], casting="same_kind",
+                       dtype=np.result_type(rows.dtype, shift.dtype, out.dtype))
 
 
-def _joint_blocks(x, y, shift_x, shift_y, chunk: int):
-    """(m, dx + dy) float32 blocks ``[x - shift_x, y - shift_y]`` of row-aligned views, in one buffer."""
+def _joint_blocks(x, y, shift_x, shift_y, chunk: int, dtype=np.float32):
+    """(m, dx + dy) blocks ``[x - shift_x, y - shift_y]`` of row-aligned views, in one ``dtype`` buffer."""
     dx = x.shape[1]
-    buf = np.empty((min(chunk, len(x)), dx + y.shape[1]), dtype=np.float32)
+    buf = np.empty((min(chunk, len(x)), dx + y.shape[1]), dtype=dtype)
     for s in range(0, len(x), chunk):
         e = min(s + chunk, len(x))
         _centred(x, s, e, shift_x, buf[:, :dx])
@@ -101,9 +131,9 @@ def _aggregate_chunk(out: np.ndarray, index: np.ndarray, yc: np.ndarray) -> None
     out[keys] += np.add.reduceat(yc[order].astype(np.float64), starts, axis=0)
 
 
-def _text_blocks(y, shift_y, x_index, y_by_x, chunk: int):
+def _text_blocks(y, shift_y, x_index, y_by_x, chunk: int, dtype=np.float32):
     """Centred text blocks; as a side effect sums each caption (centred) into its image's row of ``y_by_x``."""
-    buf = np.empty((min(chunk, len(y)), y.shape[1]), dtype=np.float32)
+    buf = np.empty((min(chunk, len(y)), y.shape[1]), dtype=dtype)
     for s in range(0, len(y), chunk):
         e = min(s + chunk, len(y))
         yc = _centred(y, s, e, shift_y, buf)
@@ -111,19 +141,19 @@ def _text_blocks(y, shift_y, x_index, y_by_x, chunk: int):
         yield yc, None
 
 
-def _indexed_blocks(x, shift_x, counts, y_by_x, chunk: int):
+def _indexed_blocks(x, shift_x, counts, y_by_x, chunk: int, dtype=np.float32):
     """Blocks ``[sqrt(c) * (x - shift_x), y_by_x / sqrt(c)]`` (c = captions per image): their scatter's
     off-diagonal part is ``sum_j (x[index[j]] - shift_x) (y[j] - shift_y)^T`` and the image part weights each
     image by its count; rows with c = 0 are zero. Row weights sqrt(c) turn the row sums into ``sum c x``."""
     dx = x.shape[1]
-    buf = np.empty((min(chunk, len(x)), dx + y_by_x.shape[1]), dtype=np.float32)
+    buf = np.empty((min(chunk, len(x)), dx + y_by_x.shape[1]), dtype=dtype)
     for s in range(0, len(x), chunk):
         e = min(s + chunk, len(x))
         root = np.sqrt(counts[s:e])
         xc = _centred(x, s, e, shift_x, buf[:, :dx])
-        xc *= root[:, None].astype(np.float32)
+        xc *= root[:, None].astype(dtype)
         np.divide(y_by_x[s:e], np.where(root > 0, root, 1)[:, None], out=buf[: e - s, dx:], casting="same_kind")
-        yield buf[: e - s], root.astype(np.float32)
+        yield buf[: e - s], root.astype(dtype)
 
 
 def _check_pairing(x, y, x_index):
@@ -161,7 +191,7 @@ def moments_from_scatter(n: int, shift_x, shift_y, sums, scatter) -> Moments:
 
 
 def paired_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_ROWS,
-                   device: str | None = None) -> Moments:
+                   device: str | None = None, dtype=np.float32) -> Moments:
     """Means and covariances of the pairs (x[x_index[j]], y[j]), streamed over row chunks.
 
     Args:
@@ -170,6 +200,8 @@ def paired_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_R
             With an index, x's covariance uses each row once, weighted by how often it is paired, so an
             image with 5 captions costs one row, not five.
         device: None or "cpu": numpy products (SYRK); a torch device such as "cuda": torch products there.
+        dtype: of the chunk products, float32 (fast) or float64 (exact on ill-conditioned features); see
+            :func:`precision_for`. Accumulation is float64 either way.
     Row-aligned views cost one pass and one SYRK per chunk of ``[x, y]`` (its blocks are Cxx, Cxy, Cyy);
     an index costs one pass over y (Cyy, captions summed per image) and one over x.
     """
@@ -178,20 +210,20 @@ def paired_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_R
     shift_x, shift_y = shifts(x, y, chunk)
     products = products_for(device)
     if x_index is None:
-        sums, scatter = products(_joint_blocks(x, y, shift_x, shift_y, chunk), dx + dy)
+        sums, scatter = products(_joint_blocks(x, y, shift_x, shift_y, chunk, dtype), dx + dy)
         return moments_from_scatter(n, shift_x, shift_y, sums, scatter)
     y_by_x = np.zeros((len(x), dy))
-    sum_y, syy = products(_text_blocks(y, shift_y, x_index, y_by_x, chunk), dy)
-    sums, scatter = products(_indexed_blocks(x, shift_x, counts, y_by_x, chunk), dx + dy)
+    sum_y, syy = products(_text_blocks(y, shift_y, x_index, y_by_x, chunk, dtype), dy)
+    sums, scatter = products(_indexed_blocks(x, shift_x, counts, y_by_x, chunk, dtype), dx + dy)
     sums[dx:], scatter[dx:, dx:] = sum_y, syy
     del syy, y_by_x  # wide captions: GBs that the correction below need not share memory with
     return moments_from_scatter(n, shift_x, shift_y, sums, scatter)
 
 
-def _block_products(xb, yb, shift_x, shift_y):
+def _block_products(xb, yb, shift_x, shift_y, dtype=np.float32):
     """Row sums and scatter of one row-aligned pair of blocks (one Dask task): the numpy path on one chunk."""
     xb, yb = np.asarray(xb), np.asarray(yb)
-    return _products_numpy(_joint_blocks(xb, yb, shift_x, shift_y, len(xb)), xb.shape[1] + yb.shape[1])
+    return _products_numpy(_joint_blocks(xb, yb, shift_x, shift_y, len(xb), dtype), xb.shape[1] + yb.shape[1])
 
 
 def _add_products(a, b):
@@ -237,21 +269,22 @@ def dask_client(scheduler: str | None = None):
         return stack
 
 
-def _indexed_block_products(xb, yb, local_index, shift_x, shift_y):
+def _indexed_block_products(xb, yb, local_index, shift_x, shift_y, dtype=np.float32):
     """One Dask task of an indexed pairing: a row chunk of x and the captions of its images (``local_index``
     into the chunk). The numpy path on one chunk: captions summed per image, then one SYRK of
-    ``[sqrt(c) x, y_by_x / sqrt(c)]`` whose text block is replaced by the captions' own sums and scatter."""
-    xb, yb = np.asarray(xb, dtype=np.float32), np.asarray(yb, dtype=np.float32)
+    ``[sqrt(c) x, y_by_x / sqrt(c)]`` whose text block is replaced by the captions' own sums and scatter
+    (products in ``dtype``, as :func:`paired_moments`)."""
+    xb, yb = np.asarray(xb), np.asarray(yb)
     dx, dy = xb.shape[1], yb.shape[1]
     counts = np.bincount(local_index, minlength=len(xb)).astype(np.float64)
     y_by_x = np.zeros((len(xb), dy))
-    sum_y, syy = _products_numpy(_text_blocks(yb, shift_y, local_index, y_by_x, max(1, len(yb))), dy)
-    sums, scatter = _products_numpy(_indexed_blocks(xb, shift_x, counts, y_by_x, max(1, len(xb))), dx + dy)
+    sum_y, syy = _products_numpy(_text_blocks(yb, shift_y, local_index, y_by_x, max(1, len(yb)), dtype), dy)
+    sums, scatter = _products_numpy(_indexed_blocks(xb, shift_x, counts, y_by_x, max(1, len(xb)), dtype), dx + dy)
     sums[dx:], scatter[dx:, dx:] = sum_y, syy
     return sums, scatter
 
 
-def _indexed_tasks(xd, yd, x_index: np.ndarray, shift_x, shift_y) -> list:
+def _indexed_tasks(xd, yd, x_index: np.ndarray, shift_x, shift_y, dtype=np.float32) -> list:
     """One delayed :func:`_indexed_block_products` per row chunk of x, with the captions of its images
     gathered from y (each caption once: together the tasks read y once, and x once, not once per caption)."""
     import dask
@@ -265,15 +298,15 @@ def _indexed_tasks(xd, yd, x_index: np.ndarray, shift_x, shift_y) -> list:
         rows = np.sort(order[a:b])
         yb = yd[rows] if len(rows) else yd[:0]
         local = x_index[rows] - lo
-        tasks.append(dask.delayed(_indexed_block_products)(xb, yb, local, shift_x, shift_y))
+        tasks.append(dask.delayed(_indexed_block_products)(xb, yb, local, shift_x, shift_y, dtype))
     return tasks
 
 
 def dask_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_ROWS,
-                 scheduler: str | None = None) -> Moments:
+                 scheduler: str | None = None, dtype=np.float32) -> Moments:
     """:func:`paired_moments` over the row chunks of dask arrays, for features larger than one machine.
 
-    Each chunk's ``[x, y]`` SYRK (float32, accumulated in float64) is one task on the workers; the partial
+    Each chunk's ``[x, y]`` SYRK (in ``dtype``, accumulated in float64) is one task on the workers; the partial
     (sums, scatter) are added in a tree and everything is computed once. ``x_index`` pairs rows as in
     :func:`paired_moments`, and as there each image enters once, weighted by its number of captions: a task
     takes a chunk of x and the captions of its images (no row of x per caption). ``scheduler``: a Dask
@@ -287,9 +320,9 @@ def dask_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_ROW
         shift_x, shift_y = (a.astype(np.float32) for a in dask.compute(xd[:chunk].mean(0), yd[:chunk].mean(0)))
         if x_index is None:
             blocks = zip(xd.to_delayed().ravel(), yd.to_delayed().ravel())
-            parts = [dask.delayed(_block_products)(xb, yb, shift_x, shift_y) for xb, yb in blocks]
+            parts = [dask.delayed(_block_products)(xb, yb, shift_x, shift_y, dtype) for xb, yb in blocks]
         else:
-            parts = _indexed_tasks(xd, yd, x_index, shift_x, shift_y)
+            parts = _indexed_tasks(xd, yd, x_index, shift_x, shift_y, dtype)
         sums, scatter = dask.compute(_tree_sum(parts))[0]
     return moments_from_scatter(len(y), shift_x, shift_y, sums, scatter)
 
@@ -349,12 +382,28 @@ def cholesky_factor(c, name: str, reg: float):
 class CCASolution:
     """Every canonical pair of one ridge, strongest first: the first k columns are the k-component fit.
 
-    x_weights (dx, K), y_weights (dy, K), correlations (K,) float64 numpy, K = min(dx, dy).
+    x_weights (dx, K), y_weights (dy, K), float64 numpy, K = min(dx, dy).
+    correlations (K,): the singular values of the ridged, whitened cross-covariance. With reg = 0 they are
+        the canonical correlations; with reg > 0 they are shrunk by the ridge (``w' Cxy v`` over the RIDGED
+        variances) and are what Klein et al. weight the projections by.
+    projection_correlations (K,): the correlation of each pair of projections ``x Wx[:, i]``, ``y Wy[:, i]``
+        under the (unridged) moments, i.e. on the training pairs: what cca-zoo and pyrcca report.
     """
 
     x_weights: np.ndarray
     y_weights: np.ndarray
     correlations: np.ndarray
+    projection_correlations: np.ndarray | None = None
+
+
+def projection_correlations(cxx, cyy, cxy, wx, wy):
+    """(K,) correlations of the projections ``x Wx``, ``y Wy`` in the covariance metric (torch, float64):
+    ``diag(Wx' Cxy Wy) / sqrt(diag(Wx' Cxx Wx) diag(Wy' Cyy Wy))``; no second pass over the data."""
+    import torch
+
+    num = (wx * (cxy @ wy)).sum(0)
+    den = torch.sqrt((wx * (cxx @ wx)).sum(0) * (wy * (cyy @ wy)).sum(0))
+    return num / torch.clamp(den, min=torch.finfo(den.dtype).tiny)
 
 
 def solve_cca(m: Moments, reg: float, device: str = "cpu") -> CCASolution:
@@ -362,20 +411,23 @@ def solve_cca(m: Moments, reg: float, device: str = "cpu") -> CCASolution:
 
     With Lx, Ly the Cholesky factors of the ridged Cxx, Cyy, the SVD ``Lx^-1 Cxy Ly^-T = U S V^T`` gives the
     correlations S and ``Wx = Lx^-T U``, ``Wy = Ly^-T V``; signs are fixed column by column, so slicing the
-    first k columns is the k-component solution (one solve serves every n_components).
+    first k columns is the k-component solution (one solve serves every n_components). With reg > 0, S is
+    ridge-shrunk; the projections' own correlations come with it (:func:`projection_correlations`).
     """
     import torch
 
     t = lambda a: torch.as_tensor(a, dtype=torch.float64, device=device)  # noqa: E731
-    lx = cholesky_factor(ridge(t(m.cxx), reg), "image", reg)
-    ly = cholesky_factor(ridge(t(m.cyy), reg), "text", reg)
-    whitened = torch.linalg.solve_triangular(lx, t(m.cxy), upper=False)
+    cxx, cyy, cxy = t(m.cxx), t(m.cyy), t(m.cxy)
+    lx = cholesky_factor(ridge(cxx, reg), "image", reg)
+    ly = cholesky_factor(ridge(cyy, reg), "text", reg)
+    whitened = torch.linalg.solve_triangular(lx, cxy, upper=False)
     whitened = torch.linalg.solve_triangular(ly, whitened.T, upper=False).T
     u, s, vh = torch.linalg.svd(whitened, full_matrices=False)
     u, v = flip_signs(u, vh.T)
     wx = torch.linalg.solve_triangular(lx.T, u, upper=True)
     wy = torch.linalg.solve_triangular(ly.T, v, upper=True)
-    return CCASolution(wx.cpu().numpy(), wy.cpu().numpy(), s.cpu().numpy())
+    rho = projection_correlations(cxx, cyy, cxy, wx, wy)
+    return CCASolution(wx.cpu().numpy(), wy.cpu().numpy(), s.cpu().numpy(), rho.cpu().numpy())
 
 
 def flip_signs(u, v):

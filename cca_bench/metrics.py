@@ -10,7 +10,9 @@ Conventions (see PROTOCOLS.md):
 - ``folds=5`` splits the images into 5 consecutive folds (COCO 1k protocol) and averages every metric.
 The similarity matrix is never held whole: images go in blocks, each block's scores (one GEMM, on a torch
 device when asked) serve both directions, and only the counts above the ground truth are kept, so memory is
-O(block x gallery) and the cost is one similarity GEMM plus two comparisons per score.
+O(block x gallery) and the cost is one similarity GEMM plus three comparisons per score. Every ground-truth
+score is read from the GEMM entry it is compared with (never recomputed), so ties follow the rule bit for bit.
+Nothing is scored from NaN/inf embeddings, and queries whose scores are all equal are refused (UserError).
 """
 from __future__ import annotations
 
@@ -23,19 +25,35 @@ KS = (1, 5, 10)
 TASK_NAMES = ("image_annotation", "image_search")  # i2t, t2i: the order ranks() returns
 
 
-def prepare(emb: np.ndarray, distance: str) -> np.ndarray:
+def prepare(emb: np.ndarray, distance: str, name: str = "embeddings") -> np.ndarray:
     """(n, k) embeddings -> float32 rows ready for a dot product under ``distance``.
 
     cosine: L2-normalised rows (a zero row stays zero). euclidean: rows augmented so that
     ``a' . b'`` ranks like ``-||a - b||^2`` within a query (see :func:`similarity`).
+    NaN or infinite values (also after the cast to float32) are a UserError naming ``name``: no score
+    computed from them means anything.
     """
     if distance not in DISTANCES:
         raise UserError(f"unknown distance {distance!r} (choose from {', '.join(DISTANCES)})")
-    emb = np.asarray(emb, dtype=np.float32)
-    if distance == "cosine":
-        norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        return emb / np.maximum(norms, 1e-12)
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, refused just below
+        emb = np.asarray(emb, dtype=np.float32)
+    if not np.isfinite(emb).all():
+        bad = int(np.count_nonzero(~np.isfinite(emb).all(axis=-1))) if emb.ndim == 2 else "some"
+        raise UserError(f"{name} contain NaN or infinite values ({bad} rows; a damaged model file or a parameter "
+                        "out of range?): refusing to score them")
+    if distance == "cosine":  # norms in float64: a float32 square of a large entry would overflow
+        norms = np.linalg.norm(emb.astype(np.float64), axis=1, keepdims=True)
+        return (emb / np.maximum(norms, 1e-12)).astype(np.float32)
     return emb
+
+
+def check_score_range(a: np.ndarray, b: np.ndarray, distance: str) -> None:
+    """UserError when prepared rows (n_a, k), (n_b, k) could give scores beyond float32 (|a.b| <= |a||b|)."""
+    na = float(np.linalg.norm(a.astype(np.float64), axis=1).max(initial=0))
+    nb = float(np.linalg.norm(b.astype(np.float64), axis=1).max(initial=0))
+    bound = (na + nb) ** 2 if distance == "euclidean" else na * nb
+    if bound > 1e37:
+        raise UserError(f"embedding norms up to {max(na, nb):.3g}: {distance} scores could overflow float32")
 
 
 def similarity(a: np.ndarray, b: np.ndarray, distance: str = "cosine") -> np.ndarray:
@@ -48,14 +66,6 @@ def similarity(a: np.ndarray, b: np.ndarray, distance: str = "cosine") -> np.nda
     if distance == "euclidean":
         s = 2 * s - (pa * pa).sum(1)[:, None] - (pb * pb).sum(1)[None, :]
     return s
-
-
-def _count_above(s: np.ndarray, gt: np.ndarray, n_pos_tied: np.ndarray, ties: str) -> np.ndarray:
-    """0-based ranks from a (b, n) score block, the ground-truth score per row and, for pessimistic
-    ties, the number of positives whose score is >= gt (they do not count against the query)."""
-    if ties == "optimistic":
-        return (s > gt[:, None]).sum(1)
-    return (s >= gt[:, None]).sum(1) - n_pos_tied
 
 
 def ranks(
@@ -76,9 +86,11 @@ def ranks(
     Returns:
         (r_i2t, r_t2i): (n_img_with_captions,) and (n_txt,) int64 0-based ranks.
     Each (block, n_txt) score block serves both directions: its rows rank captions for the block's images,
-    and its columns add, for every caption, the block's images scoring above the caption's own image (whose
-    score is a row-wise dot product; its own entry is excluded, so rounding cannot count it). Memory is
-    O(block x n_txt).
+    and its columns add, for every caption, the block's images scoring above the caption's own image. Every
+    comparison is with the ground truth's score as the same GEMM gives it (see :class:`_SearchCounts`), so
+    the tie rule holds exactly. Memory is O(block x n_txt).
+    Raises UserError for NaN/inf embeddings, scores that could overflow, and degenerate queries (all of a
+    query's scores equal, e.g. an all-zero embedding, in a gallery of 2 or more).
     """
     if ties not in ("optimistic", "pessimistic"):
         raise UserError(f"unknown tie rule {ties!r} (optimistic or pessimistic)")
@@ -90,34 +102,111 @@ def ranks(
         raise UserError(f"image and text embeddings differ in width: {image_emb.shape[1]} vs {text_emb.shape[1]}")
     if n_txt and (image_index.min() < 0 or image_index.max() >= n_img):
         raise UserError(f"image_index points outside 0..{n_img - 1}")
-    ims, txt = prepare(image_emb, distance), prepare(text_emb, distance)
-    return _ranks_both(ims, txt, image_index, distance == "euclidean", ties, block, _scorer(txt, device))
+    ims, txt = prepare(image_emb, distance, "image embeddings"), prepare(text_emb, distance, "caption embeddings")
+    check_score_range(ims, txt, distance)
+    order = np.argsort(first_equal(ims), kind="stable")  # copies of an image side by side, in one block
+    where = np.empty_like(order)
+    where[order] = np.arange(len(order))
+    r_i2t, r_t2i = _ranks_both(ims[order], txt, where[image_index], distance == "euclidean", ties, block,
+                               _scorer(txt, device))
+    r_i2t = r_i2t[where]
+    return r_i2t[r_i2t >= 0], r_t2i
+
+
+def first_equal(a: np.ndarray) -> np.ndarray:
+    """(n,) for the rows of ``a`` (n, k): the index of the first row equal to it bit for bit (itself if unique).
+
+    -0.0 and 0.0 count as equal.
+    """
+    if len(a) == 0:
+        return np.zeros(0, dtype=np.int64)
+    rows = np.ascontiguousarray(a + a.dtype.type(0)).view(np.dtype((np.void, a.dtype.itemsize * a.shape[1])))
+    _, first, inverse = np.unique(rows.ravel(), return_index=True, return_inverse=True)
+    return first[inverse.ravel()]
+
+
+def refuse_flat_queries(queries: np.ndarray, gallery: np.ndarray, distance: str, what: str = "query") -> None:
+    """UserError when a query (rows of (q, k)) scores every item of a gallery (n >= 2, k) alike: a ranking of
+    it would be the tie-break's, not the model's. One similarity pass (q x n), for a few queries (search)."""
+    if len(gallery) < 2 or not len(queries):
+        return
+    s = similarity(queries, gallery, distance)
+    flat = np.flatnonzero(s.min(1) == s.max(1))
+    if flat.size:
+        raise UserError(f"the {what} scores all {len(gallery)} gallery items equally (e.g. an all-zero "
+                        "embedding): there is no ranking to show")
 
 
 def _scorer(txt: np.ndarray, device: str | None):
-    """``q -> q @ txt.T`` (float32): numpy, or torch on ``device`` with ``txt`` moved there once."""
+    """``(q, out) -> q @ txt.T`` (float32): numpy into the reused ``out``, or torch on ``device`` with ``txt``
+    moved there once."""
     if device is None:
-        return lambda q: q @ txt.T
+        return lambda q, out: np.matmul(q, txt.T, out=out)
     import torch
 
     g = torch.from_numpy(txt).to(device)
-    return lambda q: (torch.from_numpy(q).to(device) @ g.T).cpu().numpy()
+    return lambda q, out: (torch.from_numpy(q).to(device) @ g.T).cpu().numpy()
 
 
 def _ranks_both(ims, txt, image_index, euclid, ties, block, score):
-    ims_sq = (ims * ims).sum(1) if euclid else None
-    txt_sq = (txt * txt).sum(1) if euclid else None
-    gt_t2i = np.einsum("ij,ij->i", txt, ims[image_index])
-    if euclid:  # -||t - i||^2 up to the caption's own norm, constant along its ranking
-        gt_t2i = 2 * gt_t2i - ims_sq[image_index]
-    r_i2t = np.full(len(ims), -1, dtype=np.int64)
-    r_t2i = np.zeros(len(txt), dtype=np.int64)
-    for s0 in range(0, len(ims), block):
-        p = score(ims[s0 : s0 + block])
-        r_i2t[s0 : s0 + len(p)] = _i2t_block(p if txt_sq is None else 2 * p - txt_sq, image_index, s0, ties)
-        s = p if ims_sq is None else 2 * p - ims_sq[s0 : s0 + len(p), None]
-        r_t2i += _t2i_block(s, gt_t2i, image_index, s0, ties)
-    return r_i2t[np.bincount(image_index, minlength=len(ims)) > 0], r_t2i
+    """Both directions' 0-based ranks over the image blocks; see :func:`ranks` and :class:`_SearchCounts`.
+
+    Returns (r_i2t (n_img,), -1 for images without captions; r_t2i (n_txt,)). Copies of an image must be
+    adjacent (``ranks`` sorts them so). BLAS kernels round one dot product differently at different places
+    of the output (OpenBLAS on AVX-512: rows 0-5 and 6-15 of a tile differ in the last bit), so every copy
+    of an image or caption gets its first copy's scores: identical items tie exactly, as the rule says.
+    The score block and one boolean mask are allocated once and reused (fresh 200 MB arrays per block cost
+    page faults), and masks are counted in 16/32-bit integers (twice the SIMD width of int64).
+    """
+    img_src, txt_src = first_equal(ims), first_equal(txt)
+    dup_cols = np.flatnonzero(txt_src != np.arange(len(txt)))
+    ims_sq = (ims * ims).sum(1)[img_src] if euclid else None
+    txt_sq = (txt * txt).sum(1)[txt_src] if euclid else None
+    bounds = _block_bounds(img_src, block)
+    rows = max((e - s for s, e in bounds), default=0)
+    scores, mask = np.empty((rows, len(txt)), dtype=np.float32), np.empty((rows, len(txt)), dtype=bool)
+    widen = 2.0
+    while True:
+        t2i = _SearchCounts(ims, txt, image_index, ims_sq, ties, widen)
+        r_i2t = np.full(len(ims), -1, dtype=np.int64)
+        degenerate_i2t = 0
+        for s0, e in bounds:
+            p = score(ims[s0:e], scores[: e - s0])
+            src = img_src[s0:e] - s0
+            copies = np.flatnonzero(src != np.arange(e - s0))
+            p[copies] = p[src[copies]]
+            p[:, dup_cols] = p[:, txt_src[dup_cols]]
+            s = p if txt_sq is None else 2 * p - txt_sq
+            r_i2t[s0:e], n_flat = _i2t_block(s, image_index, s0, ties, mask[: e - s0])
+            degenerate_i2t += n_flat
+            t2i.add(p if ims_sq is None else 2 * p - ims_sq[s0:e, None], s0, mask[: e - s0])
+        r_t2i, needed = t2i.ranks()
+        if r_t2i is not None:
+            break
+        widen *= 4 * needed  # the GEMM rounded beyond the float32 bound (e.g. TF32 on a GPU): widen, redo
+    _refuse_degenerate(degenerate_i2t, t2i.n_degenerate)
+    return r_i2t, r_t2i
+
+
+def _block_bounds(first: np.ndarray, block: int) -> list[tuple[int, int]]:
+    """[(start, end)] image blocks of about ``block`` rows that never split a run of copies (``first``:
+    :func:`first_equal` of images whose copies are adjacent)."""
+    starts = np.flatnonzero(first == np.arange(len(first)))  # where each run of copies begins
+    bounds, s0 = [], 0
+    while s0 < len(first):
+        i = np.searchsorted(starts, s0 + block)  # the first run starting at or after s0 + block
+        e = int(starts[i]) if i < len(starts) else len(first)
+        bounds.append((s0, e))
+        s0 = e
+    return bounds
+
+
+def _refuse_degenerate(n_i2t: int, n_t2i: int) -> None:
+    """A query whose scores are all equal has no ranking: its rank would be the tie rule's, not the model's."""
+    if n_i2t or n_t2i:
+        raise UserError(
+            f"{n_i2t} image queries and {n_t2i} caption queries score every item of the gallery equally "
+            "(e.g. all-zero or identical embeddings): their ranks would be the tie rule's, not the model's")
 
 
 def _block_positives(n_rows: int, image_index: np.ndarray, s0: int):
@@ -126,23 +215,110 @@ def _block_positives(n_rows: int, image_index: np.ndarray, s0: int):
     return image_index[cols] - s0, cols
 
 
-def _t2i_block(s, gt, image_index, s0, ties):
-    """Per caption (column of s), how many of the block's images other than its own score above ``gt``
-    (or tie it, for pessimistic ties)."""
-    above = s > gt if ties == "optimistic" else s >= gt
-    counts = above.view(np.uint8).sum(0, dtype=np.int64)
-    rows, cols = _block_positives(len(s), image_index, s0)
-    counts[cols] -= above[rows, cols]
-    return counts
+def _count(mask: np.ndarray, axis: int) -> np.ndarray:
+    """True entries of a boolean mask along ``axis``, summed in the narrowest safe integer type."""
+    dtype = np.int16 if mask.shape[axis] < 2**15 else np.int32 if mask.shape[axis] < 2**31 else np.int64
+    return mask.view(np.uint8).sum(axis, dtype=dtype)
 
 
-def _i2t_block(s, image_index, s0, ties):
-    """0-based annotation ranks of the block's images (rows of s); -1 for images without captions."""
+class _SearchCounts:
+    """Image-search (t2i) ranks, counted block by block against each caption's own score AS THE GEMM GIVES IT.
+
+    A caption's own score lives in its image's block, which may come after other blocks. So every block is
+    compared with a bracket [lo, hi] around a provisional own score (a row-wise dot product) that holds any
+    float32 rounding of it: a dot product of k terms is within ``gamma_k sum |t_i x_i|``, gamma_k =
+    k u / (1 - k u), u = 2^-24, of the exact value in any summation order (Higham, *Accuracy and Stability of
+    Numerical Algorithms*, 2nd ed. 2002, eq. 3.5), so the einsum and the GEMM are within twice that (widened
+    2x). Scores above hi count against the caption, scores below lo do not; the few inside (near-ties and
+    exact duplicates) are kept as (caption, score) and compared with the exact own score, read from the GEMM
+    entry itself, at the end. So the tie rule holds bit for bit: an exact duplicate of the right image counts
+    only under pessimistic ties. Memory: the near-ties, O(n_txt) on real data. An own score outside its
+    bracket (a GEMM less precise than float32, e.g. TF32) makes :meth:`ranks` ask for a wider one.
+    """
+
+    def __init__(self, ims, txt, image_index, ims_sq, ties: str, widen: float):
+        own = ims[image_index]
+        mid = np.einsum("ij,ij->i", txt, own).astype(np.float64)
+        k = txt.shape[1]
+        gamma = k * 2.0**-24 / (1 - k * 2.0**-24)
+        err = widen * 2 * gamma * np.einsum("ij,ij->i", np.abs(txt), np.abs(own), dtype=np.float64)
+        shift = 0.0 if ims_sq is None else ims_sq[image_index].astype(np.float64)
+        scale = 1.0 if ims_sq is None else 2.0  # euclidean: 2 t.x - |x|^2, rounded once more
+        self.mid = scale * mid - shift
+        self.err = scale * err + widen * 2.0**-23 * (np.abs(scale * mid) + np.abs(shift))
+        self.lo = np.nextafter((self.mid - self.err).astype(np.float32), np.float32(-np.inf))
+        self.hi = np.nextafter((self.mid + self.err).astype(np.float32), np.float32(np.inf))
+        self.image_index, self.ties, self.n_img = image_index, ties, len(ims)
+        self.own = np.zeros(len(txt), dtype=np.float32)
+        self.count = np.zeros(len(txt), dtype=np.int64)
+        self.near_cols, self.near_vals = [], []
+        self.n_degenerate = 0
+
+    def add(self, s: np.ndarray, s0: int, mask: np.ndarray) -> None:
+        """Count one (b, n_txt) score block of the images s0 .. s0 + b (``mask``: a (b, n_txt) bool buffer)."""
+        rows, cols = _block_positives(len(s), self.image_index, s0)
+        own = s[rows, cols]
+        self.own[cols] = own
+        above = _count(np.greater(s, self.hi, out=mask), 0)
+        near = _count(np.greater_equal(s, self.lo, out=mask), 0) - above
+        self.count += above
+        near[cols] -= (own >= self.lo[cols]) & (own <= self.hi[cols])
+        near_cols = np.flatnonzero(near > 0)
+        if near_cols.size:
+            sub = s[:, near_cols]
+            inside = (sub >= self.lo[near_cols]) & (sub <= self.hi[near_cols])
+            own_row = self.image_index[near_cols] - s0
+            mine = (own_row >= 0) & (own_row < len(s))
+            inside[own_row[mine], np.flatnonzero(mine)] = False
+            r, c = np.nonzero(inside)
+            self.near_cols.append(near_cols[c])
+            self.near_vals.append(sub[r, c])
+
+    def ranks(self) -> tuple[np.ndarray | None, float]:
+        """(0-based ranks, 1.0), or (None, how much wider the bracket must be) when an own score fell outside."""
+        outside = (self.own < self.lo) | (self.own > self.hi)
+        if outside.any():
+            off = np.abs(self.own[outside] - self.mid[outside]) / np.maximum(self.err[outside], 1e-300)
+            return None, float(max(off.max(), 2.0))
+        cols = np.concatenate([np.zeros(0, dtype=np.int64), *self.near_cols])
+        vals = np.concatenate([np.zeros(0, dtype=np.float32), *self.near_vals])
+        own = self.own[cols]
+        counted = vals > own if self.ties == "optimistic" else vals >= own
+        if self.n_img > 1:  # degenerate: every other image scores exactly the own score
+            n_equal = np.bincount(cols[vals == own], minlength=len(self.own))
+            self.n_degenerate = int(np.count_nonzero(n_equal == self.n_img - 1))
+        return self.count + np.bincount(cols[counted], minlength=len(self.own)), 1.0
+
+
+def _i2t_block(s, image_index, s0, ties, mask):
+    """0-based annotation ranks of the block's images (rows of s; -1 for images without captions) and how
+    many of them score every caption equally (degenerate queries). Only items with a strictly higher score
+    than the best positive count (optimistic), or also the other items tied with it (pessimistic)."""
     rows, cols = _block_positives(len(s), image_index, s0)
     gt = np.full(len(s), -np.inf, dtype=s.dtype)
     np.maximum.at(gt, rows, s[rows, cols])
-    n_pos_tied = np.bincount(rows[s[rows, cols] >= gt[rows]], minlength=len(s))
-    return _count_above(s, gt, n_pos_tied, ties)
+    if ties == "optimistic":
+        r = _count(np.greater(s, gt[:, None], out=mask), 1).astype(np.int64)
+        flat = r == 0  # nothing above the best positive: degenerate if nothing below either
+    else:
+        n_pos = np.bincount(rows, minlength=len(s))
+        n_pos_tied = np.bincount(rows[s[rows, cols] >= gt[rows]], minlength=len(s))
+        r = _count(np.greater_equal(s, gt[:, None], out=mask), 1) - n_pos_tied
+        flat = r == s.shape[1] - n_pos  # every other caption ties or beats it: degenerate if none beats it
+    return np.where(gt > -np.inf, r, -1), _n_flat(s, gt, np.flatnonzero(flat & (gt > -np.inf)), ties)
+
+
+def _n_flat(s: np.ndarray, gt: np.ndarray, cand: np.ndarray, ties: str) -> int:
+    """How many of the rows ``cand`` of s hold the single value ``gt`` (from the rows alone when they are
+    few). Optimistic candidates have nothing above gt, so their minimum decides; pessimistic ones need both."""
+    if not cand.size or s.shape[1] < 2:
+        return 0
+    if cand.size < len(s) // 4:
+        s, gt, cand = s[cand], gt[cand], slice(None)
+    flat = s.min(1) == gt
+    if ties != "optimistic":
+        flat &= s.max(1) == gt
+    return int(np.count_nonzero(flat[cand]))
 
 
 def summarize(r0: np.ndarray) -> dict:

@@ -39,15 +39,22 @@ def recall_figure(series: list[tuple[str, dict]], title: str):
     return fig
 
 
-def spectrum_figure(correlations, title: str):
-    """Canonical correlation (y) of each component (x), strongest first."""
+def spectrum_figure(series, title: str):
+    """Correlation (y) of each component (x), strongest first, one line per ``{label: (k,) values}``.
+
+    A bare (k,) array is drawn as "canonical correlation". RegularizedCCA passes its ridge-shrunk canonical
+    correlations and the correlations of its projections, which differ when reg > 0.
+    """
+    if not isinstance(series, dict):
+        series = {"canonical correlation": series}
     fig = _figure()
     ax = fig.subplots()
-    x = range(1, len(correlations) + 1)
-    ax.plot(x, correlations, marker="o" if len(correlations) <= 60 else None, markersize=3, linewidth=1.4,
-            label="canonical correlation")
-    ax.set(title=title, xlabel="component (strongest first)", ylabel="canonical correlation", ylim=(0, 1.02),
-           xlim=(0.5, len(correlations) + 0.5))
+    k = max(len(v) for v in series.values())
+    for label, values in series.items():
+        ax.plot(range(1, len(values) + 1), values, marker="o" if k <= 60 else None, markersize=3, linewidth=1.4,
+                label=label)
+    ax.set(title=title, xlabel="component (strongest first)", ylabel="correlation", ylim=(0, 1.02),
+           xlim=(0.5, k + 0.5))
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right")
+    ax.legend(loc="upper right", fontsize="small")
     return fig

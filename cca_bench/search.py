@@ -23,7 +23,7 @@ import numpy as np
 from cca_bench.datasets.base import CaptionDataset, Split, open_rgb, tokenize
 from cca_bench.errors import UserError
 from cca_bench.features.store import FeatureSet
-from cca_bench.metrics import prepare, similarity
+from cca_bench.metrics import prepare, refuse_flat_queries, similarity
 from cca_bench.registry import IMAGE_ENCODERS, Registry
 
 CHUNK_ROWS = 65536  # gallery rows per similarity block
@@ -262,6 +262,7 @@ def search(g: Gallery, mode: str, query: str, k: int = 10, distance: str = "cosi
     m.check(query)
     q = getattr(g.model, m.embed_query)(m.encode(g, query))
     gallery = getattr(g.model, m.embed_gallery)(g.features)
+    refuse_flat_queries(q, gallery, distance, f"query {query!r}")
     scores, ids = INDEXES.get(index)(gallery, distance).search(q, k)
     found = ids[0] >= 0
     return SearchResult(mode, query, g.split, m.rows(g.split, ids[0][found], scores[0][found]), distance)

@@ -86,7 +86,7 @@ def karpathy_folder(w, n=6, missing=(), huge=None):
     caption ('zzqx') has no GloVe vector."""
     folder = w / "data" / "mine"
     (folder / "images").mkdir(parents=True)
-    colours = ["red", "blue", "green", "yellow", "black", "white"]
+    colours = ["red", "blue", "black", "white", "green", "yellow"]  # black and white apart: their test captions would tie
     images = []
     for k in range(n):
         c = colours[k % len(colours)]

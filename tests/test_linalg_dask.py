@@ -28,10 +28,10 @@ def test_indexed_dask_moments_match_the_numpy_path(client, monkeypatch, tmp_path
     x, y, x_index = indexed_data()
     real, log = linalg._indexed_block_products, tmp_path / "tasks.txt"
 
-    def spy(xb, yb, local, sx, sy):  # tasks are serialised even in-process: record them in a file
+    def spy(xb, yb, local, sx, sy, *dtype):  # tasks are serialised even in-process: record them in a file
         with open(log, "a") as f:
             f.write(f"{len(xb)} {len(yb)}\n")
-        return real(xb, yb, local, sx, sy)
+        return real(xb, yb, local, sx, sy, *dtype)
 
     monkeypatch.setattr(linalg, "_indexed_block_products", spy)
     got = linalg.dask_moments(x, y, x_index, chunk=16)

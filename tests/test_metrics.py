@@ -55,16 +55,16 @@ def test_median_rank_uses_floor_of_median_of_zero_based_ranks():
 
 
 def test_ties_count_for_the_ground_truth_unless_pessimistic():
-    ims = np.eye(2, dtype=np.float32)
-    texts = np.array([[0.5, 0.5]], dtype=np.float32)  # caption 0 -> image 0, tied with image 1
+    ims = np.eye(3, dtype=np.float32)
+    texts = np.array([[0.5, 0.5, 0]], dtype=np.float32)  # caption 0 -> image 0, tied with image 1
     _, opt = ranks(ims, texts, np.array([0]), distance="dot")
     _, pes = ranks(ims, texts, np.array([0]), distance="dot", ties="pessimistic")
     assert opt.tolist() == [0] and pes.tolist() == [1]
     # annotation with two tied positives and one tied negative: positives never count against
-    texts = np.array([[0.5, 0], [0.5, 0], [0.5, 1]], dtype=np.float32)
-    r_opt, _ = ranks(ims, texts, np.array([0, 0, 1]), distance="dot")
-    r_pes, _ = ranks(ims, texts, np.array([0, 0, 1]), distance="dot", ties="pessimistic")
-    assert r_opt.tolist() == [0, 0] and r_pes.tolist() == [1, 0]
+    texts = np.array([[0.5, 0, 0], [0.5, 0, 0], [0.5, 1, 0], [0, 0, 1]], dtype=np.float32)
+    r_opt, _ = ranks(ims, texts, np.array([0, 0, 1, 2]), distance="dot")
+    r_pes, _ = ranks(ims, texts, np.array([0, 0, 1, 2]), distance="dot", ties="pessimistic")
+    assert r_opt.tolist() == [0, 0, 0] and r_pes.tolist() == [1, 0, 0]
 
 
 def test_images_without_captions_are_not_annotation_queries():

@@ -4,7 +4,9 @@ With covariances Cxx, Cyy (ridged as ``C + reg * lambda_max(C) * I``) and Cxy, l
 factors. The SVD ``Lx^-1 Cxy Ly^-T = U S V^T`` gives the canonical correlations S and the weights
 ``Wx = Lx^-T U``, ``Wy = Ly^-T V``. Projections are ``(X - mean_x) Wx * S**eig_power`` (Gong et al. 2014
 weight each dimension by a power of its correlation; Klein et al. use power 1). The solve runs in float64
-in torch, on CUDA when ``device`` says so.
+in torch, on CUDA when ``device`` says so. The covariance chunk products are float32 when the ridge makes
+that safe (reg >= 1e-3) and float64 below it, reg = 0 included (``cov_precision``, see
+:func:`cca_bench.linalg.precision_for`).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import warnings
 
 import numpy as np
 from cca_bench import linalg
+from cca_bench.checks import COUNT, NON_NEGATIVE
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
 from cca_bench.methods.base import Params, check_arrays, load_saved, save_arrays
@@ -41,21 +44,33 @@ class RegularizedCCA(Params):
         backend: "numpy" (chunked SYRK on the CPU; torch products on the device when it is a GPU) or "dask"
             (:func:`cca_bench.linalg.dask_moments`: X, Y may be dask arrays).
         dask_scheduler: Dask scheduler address for backend="dask"; None = the current client or a LocalCluster.
-    Fitted: ``canonical_correlations_`` (k,), ``x_weights_`` (dx, k), ``y_weights_`` (dy, k),
-        ``mean_x_`` (dx,), ``mean_y_`` (dy,), ``n_components_``, ``n_samples_``.
+        cov_precision: "auto" (float32 covariance products when reg >= 1e-3, float64 below, exact to ~1e-9 at
+            cond(Cxx) = 1e8 with reg = 0), "float32" or "float64".
+    Fitted: ``x_weights_`` (dx, k), ``y_weights_`` (dy, k), ``mean_x_`` (dx,), ``mean_y_`` (dy,),
+        ``n_components_``, ``n_samples_``, ``cov_precision_`` (the dtype the products used), and two (k,) spectra
+        that agree when reg = 0:
+        ``canonical_correlations_``: the ridge-shrunk canonical correlations (singular values of the ridged,
+        whitened cross-covariance; Klein et al.), which ``eig_power`` weights the projections by;
+        ``projection_correlations_``: the correlation of each pair of projections on the training pairs,
+        what cca-zoo and pyrcca report as canonical correlations.
     """
 
+    BOUNDS = {"n_components": COUNT, "reg": NON_NEGATIVE, "eig_power": NON_NEGATIVE, "chunk_rows": COUNT}
     CLI_PARAMS = {
-        "n_components": (int, "number of canonical dimensions kept (default: min of the two feature widths)"),
-        "reg": (float, "ridge as a fraction of the largest covariance eigenvalue (default 1e-3)"),
-        "eig_power": (float, "scale each dimension by its canonical correlation to this power (default 1)"),
+        "n_components": (COUNT.cli(), "number of canonical dimensions kept (default: min of the two feature widths)"),
+        "reg": (NON_NEGATIVE.cli(), "ridge as a fraction of the largest covariance eigenvalue (default 1e-3)"),
+        "eig_power": (NON_NEGATIVE.cli(), "scale each dimension by its canonical correlation to this power "
+                      "(default 1)"),
         "backend": (str, "where the covariances are accumulated: numpy (default; torch on a GPU device) or dask "
                     "(chunks as tasks on a Dask cluster; image feature shards are then extracted there too)", ["numpy", "dask"]),
         "dask_scheduler": (str, "with --backend dask: scheduler address (default: a LocalCluster)"),
+        "cov_precision": (str, "covariance products: auto (float32 when --reg >= 1e-3, else float64: exact CCA on "
+                          "ill-conditioned features), float32 or float64", list(linalg.PRECISIONS)),
     }
 
     def __init__(self, n_components=None, reg=1e-3, eig_power=1.0, center=True, device="auto",
-                 chunk_rows=linalg.CHUNK_ROWS, random_state=0, backend="numpy", dask_scheduler=None):
+                 chunk_rows=linalg.CHUNK_ROWS, random_state=0, backend="numpy", dask_scheduler=None,
+                 cov_precision="auto"):
         self.n_components = n_components
         self.reg = reg
         self.eig_power = eig_power
@@ -65,6 +80,7 @@ class RegularizedCCA(Params):
         self.random_state = random_state
         self.backend = backend
         self.dask_scheduler = dask_scheduler
+        self.cov_precision = cov_precision
 
     def fit(self, X, Y, x_index=None):
         """Fit on images X (n_x, dx) and texts Y (n, dy); ``x_index`` (n,) pairs Y's rows with X's rows."""
@@ -72,8 +88,11 @@ class RegularizedCCA(Params):
         return self.fit_moments(self.moments(X, Y, x_index))
 
     def _check_reg(self) -> None:
-        if self.reg < 0:
-            raise UserError(f"reg must be >= 0, got {self.reg}")
+        """reg and every other numeric parameter finite and in range (``BOUNDS``), or a UserError naming it."""
+        for name, bound in self.BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None or name != "n_components":
+                bound.check(name, value)
 
     def moments(self, X, Y, x_index=None) -> linalg.Moments:
         """The (co)variances a fit needs, as :meth:`fit` computes them (centred or not, per ``center``).
@@ -104,6 +123,9 @@ class RegularizedCCA(Params):
         self.x_weights_ = solution.x_weights[:, :k].copy()
         self.y_weights_ = solution.y_weights[:, :k].copy()
         self.canonical_correlations_ = solution.correlations[:k].copy()
+        if solution.projection_correlations is not None:
+            self.projection_correlations_ = solution.projection_correlations[:k].copy()
+        self.cov_precision_ = m.dtype
         self.mean_x_, self.mean_y_ = m.mean_x, m.mean_y
         self.n_components_, self.n_samples_ = k, m.n
         return self
@@ -120,11 +142,16 @@ class RegularizedCCA(Params):
         return grid_search(cls, train, val, grid, params, select, progress, log)
 
     def _moments(self, X, Y, x_index) -> linalg.Moments:
+        dtype = linalg.precision_for(self.reg, self.cov_precision)
+        chunk = self.chunk_rows if dtype == np.float32 else max(1, self.chunk_rows // 2)  # same buffer bytes
         if self.backend == "dask":
-            return linalg.dask_moments(X, Y, x_index, self.chunk_rows, self.dask_scheduler)
-        if self.backend != "numpy":
+            m = linalg.dask_moments(X, Y, x_index, chunk, self.dask_scheduler, dtype=dtype)
+        elif self.backend == "numpy":
+            m = linalg.paired_moments(X, Y, x_index, chunk, device=torch_device(self.device), dtype=dtype)
+        else:
             raise UserError(f"unknown backend {self.backend!r} (numpy or dask)")
-        return linalg.paired_moments(X, Y, x_index, self.chunk_rows, device=torch_device(self.device))
+        m.dtype = dtype.name
+        return m
 
     def _n_components(self, dx: int, dy: int) -> int:
         k_max = min(dx, dy)
@@ -142,11 +169,18 @@ class RegularizedCCA(Params):
         return f"k={k} reg={self.reg:g} p={self.eig_power:g}"
 
     def figures(self) -> dict:
-        """{"spectrum": the canonical correlations plotted by component}, saved next to the model."""
+        """{"spectrum": both correlation spectra by component}, saved next to the model."""
         from cca_bench.plots import spectrum_figure
 
         self._check_fitted()
-        return {"spectrum": spectrum_figure(self.canonical_correlations_, f"RegularizedCCA {self.params_label()}")}
+        series = {"canonical correlation (reg=0: also the projections' correlation)": self.canonical_correlations_}
+        if self.reg > 0:
+            series = {f"canonical correlation, ridge-shrunk (reg={self.reg:g}): weights the projections":
+                      self.canonical_correlations_}
+            if hasattr(self, "projection_correlations_"):
+                series["correlation of the projections on the train pairs (as cca-zoo, pyrcca report)"] = \
+                    self.projection_correlations_
+        return {"spectrum": spectrum_figure(series, f"RegularizedCCA {self.params_label()}")}
 
     def _check_fitted(self):
         if not hasattr(self, "x_weights_"):
@@ -186,13 +220,16 @@ class RegularizedCCA(Params):
         return self.transform_y(features.texts)
 
     _ARRAYS = ("x_weights_", "y_weights_", "canonical_correlations_", "mean_x_", "mean_y_")
+    _OPTIONAL_ARRAYS = ("projection_correlations_",)  # absent from models saved before it existed
 
     def save(self, path, extra: dict | None = None):
         self._check_fitted()
         params = {k: v for k, v in self.get_params().items()}
         config = {"method": "cca", "params": params, "n_components_": self.n_components_,
-                  "n_samples_": self.n_samples_, **(extra or {})}
-        save_arrays(path, {k: getattr(self, k) for k in self._ARRAYS}, config)
+                  "n_samples_": self.n_samples_, "cov_precision_": getattr(self, "cov_precision_", None),
+                  **(extra or {})}
+        names = self._ARRAYS + tuple(k for k in self._OPTIONAL_ARRAYS if hasattr(self, k))
+        save_arrays(path, {k: getattr(self, k) for k in names}, config)
 
     @classmethod
     def load(cls, path):
@@ -202,5 +239,10 @@ class RegularizedCCA(Params):
         for k in cls._ARRAYS:
             setattr(model, k, arrays[k])
         model.n_components_, model.n_samples_ = config["n_components_"], config["n_samples_"]
+        for k in cls._OPTIONAL_ARRAYS:
+            if k in arrays:
+                setattr(model, k, arrays[k])
+        if config.get("cov_precision_"):
+            model.cov_precision_ = config["cov_precision_"]
         model.config_ = config
         return model

@@ -35,10 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cca_bench.checks import COUNT, NON_NEGATIVE, POSITIVE, Bound
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
 from cca_bench.methods.base import Params, load_saved, save_arrays
 from cca_bench.registry import METHODS
+
+BATCH, THREADS = Bound(integer=True, low=2), Bound(integer=True, low=0)  # a batch needs a negative; 0 = torch's
 
 PAD, UNK = "<pad>", "<unk>"
 LOSSES = ("contrastive", "order")
@@ -241,12 +244,12 @@ class VSE(Params):
 
     uses_val = True
     CLI_PARAMS = {
-        "dim": (int, "vse: joint embedding width, also the GRU width (default 256)"),
-        "margin": (float, "vse: ranking hinge margin (default 0.2)"),
-        "lr": (float, "vse: Adam learning rate (default 2e-3)"),
-        "train_batch_size": (int, "vse: image-caption pairs per training batch (default 128)"),
-        "epochs": (int, "vse: most training epochs (default 15)"),
-        "patience": (int, "vse: stop after this many epochs without a better validation R-sum (default 3)"),
+        "dim": (COUNT.cli(), "vse: joint embedding width, also the GRU width (default 256)"),
+        "margin": (NON_NEGATIVE.cli(), "vse: ranking hinge margin (default 0.2)"),
+        "lr": (POSITIVE.cli(), "vse: Adam learning rate (default 2e-3)"),
+        "train_batch_size": (BATCH.cli(), "vse: image-caption pairs per training batch (default 128)"),
+        "epochs": (COUNT.cli(), "vse: most training epochs (default 15)"),
+        "patience": (COUNT.cli(), "vse: stop after this many epochs without a better validation R-sum (default 3)"),
         "max_violation": (bool, "vse: hardest in-batch negative only (VSE++) instead of the sum over negatives"),
         "loss": (str, "vse: contrastive (cosine) or order (order embeddings, Vendrov et al. 2016)", LOSSES),
         "encoder": (str, "vse: caption encoder, gru (word order matters) or bow (mean of embeddings)", ENCODERS),
@@ -280,13 +283,13 @@ class VSE(Params):
             raise UserError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.encoder not in ENCODERS:
             raise UserError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
-        checks = {"dim": self.dim >= 1, "train_batch_size": self.train_batch_size >= 2, "epochs": self.epochs >= 1,
-                  "patience": self.patience >= 1, "lr": self.lr > 0, "margin": self.margin >= 0,
-                  "num_threads": (self.num_threads or 0) >= 0}
-        bad = [k for k, ok in checks.items() if not ok]
+        checks = {"dim": COUNT, "train_batch_size": BATCH, "epochs": COUNT, "patience": COUNT, "lr": POSITIVE,
+                  "margin": NON_NEGATIVE, "grad_clip": POSITIVE, "num_threads": THREADS}
+        bad = [k for k, b in checks.items() if not b.ok(getattr(self, k) or (0 if k == "num_threads" else None))]
         if bad:
             raise UserError(f"invalid vse parameter {bad[0]}={getattr(self, bad[0])!r} "
-                            "(dim, epochs, patience >= 1; train_batch_size >= 2; lr > 0; margin, num_threads >= 0)")
+                            "(finite; dim, epochs, patience >= 1; train_batch_size >= 2; lr, grad_clip > 0; "
+                            "margin, num_threads >= 0)")
 
     def params_label(self) -> str:
         """Short label for tables: ``gru d=256 sum m=0.2 frozen ep=7``."""
