@@ -13,6 +13,7 @@ EXAMPLES = """examples:
   python -m cca_bench run_benchmark cca openmoji test glove50_efficientnet --distance cosine
   python -m cca_bench generate cca flickr8k word2vec_vgg_karpathy --reg 1e-4
   python -m cca_bench generate cca flickr8k word2vec_vgg_karpathy --cv --cv-select medr
+  python -m cca_bench generate kcca openmoji glove50_efficientnet --cv --cv-gamma 1,2,4,8,16
   python -m cca_bench run_benchmark cca coco test word2vec_vgg_karpathy --protocol 1k
   python -m cca_bench compare --dataset flickr8k --csv flickr8k.csv --plot
   python -m cca_bench search cca openmoji glove50_efficientnet --text "a smiling cat" --html cats.html
@@ -76,6 +77,11 @@ def _add_cv(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cv-reg", type=_number_list(float), metavar="R,R,...", help=f"reg values (default {fmt('reg')})")
     g.add_argument("--cv-eig-power", type=_number_list(float), metavar="P,P,...",
                    help=f"eig_power values (default {fmt('eig_power')})")
+    g.add_argument("--cv-gamma", type=_number_list(float), metavar="S,S,...",
+                   help="kcca: gamma multipliers of --gamma or its median-heuristic default (default 1,2,4,8,16); "
+                   "one covariance pass per (gamma, landmarks)")
+    g.add_argument("--cv-landmarks", type=_number_list(int), metavar="M,M,...",
+                   help="kcca: landmark counts (default: --landmarks)")
     g.add_argument("--cv-select", choices=["rsum", "medr"], default="rsum",
                    help="rsum: highest R@1+R@5+R@10 of both directions (default); medr: lowest sum of median ranks")
 
@@ -226,6 +232,8 @@ def cmd_generate(args) -> None:
         best = out["cv"]["best"]
         print(f"CV ({len(out['cv']['rows'])} grid points, by {out['cv']['select']}): chose {best_params(out['cv'])}, "
               f"val R-sum {best['rsum']:.1f}, median ranks {best['medr_sum']:g}")
+        for note in out["cv"].get("edges", []):
+            print(f"CV edge of the grid: {note}")
     for figure in out["figures"]:
         print(f"figure: {figure}")
     summary = getattr(model, "summary", None)
@@ -233,13 +241,17 @@ def cmd_generate(args) -> None:
         print(summary())
 
 
+CV_GRID_FLAGS = {"cv_components": "n_components", "cv_reg": "reg", "cv_eig_power": "eig_power",
+                 "cv_gamma": "gamma_scale", "cv_landmarks": "landmarks"}  # argparse dest -> grid knob
+
+
 def _cv_request(args) -> dict | None:
     """generate's ``cv`` argument from the --cv flags (None without --cv)."""
     if not args.cv:
-        if any(getattr(args, f) is not None for f in ("cv_components", "cv_reg", "cv_eig_power")):
-            raise UserError("--cv-components, --cv-reg and --cv-eig-power need --cv")
+        if any(getattr(args, f) is not None for f in CV_GRID_FLAGS):
+            raise UserError("--cv-components, --cv-reg, --cv-eig-power, --cv-gamma and --cv-landmarks need --cv")
         return None
-    grid = {"n_components": args.cv_components, "reg": args.cv_reg, "eig_power": args.cv_eig_power}
+    grid = {knob: getattr(args, flag) for flag, knob in CV_GRID_FLAGS.items()}
     return {"grid": {k: v for k, v in grid.items() if v}, "select": args.cv_select}
 
 

@@ -37,6 +37,7 @@ class RegularizedCCA(Params):
         ``mean_x_`` (dx,), ``mean_y_`` (dy,), ``n_components_``, ``n_samples_``.
     """
 
+    METHOD = "cca"  # the name it is saved under (subclasses such as kcca save their own)
     CLI_PARAMS = {
         "n_components": (int, "number of canonical dimensions kept (default: min of the two feature widths)"),
         "reg": (float, "ridge as a fraction of the largest covariance eigenvalue (default 1e-3)"),
@@ -62,6 +63,10 @@ class RegularizedCCA(Params):
         """Fit on images X (n_x, dx) and texts Y (n, dy); ``x_index`` (n,) pairs Y's rows with X's rows."""
         self._check_reg()  # before the covariance pass, which can take minutes
         return self.fit_moments(self.moments(X, Y, x_index))
+
+    def check_params(self, n_images: int | None = None, n_captions: int | None = None) -> None:
+        """Raise a UserError for bad parameters before any features are encoded (train split sizes if known)."""
+        self._check_reg()
 
     def _check_reg(self) -> None:
         if self.reg < 0:
@@ -181,15 +186,26 @@ class RegularizedCCA(Params):
     def save(self, path, extra: dict | None = None):
         self._check_fitted()
         params = {k: v for k, v in self.get_params().items()}
-        config = {"method": "cca", "params": params, "n_components_": self.n_components_,
-                  "n_samples_": self.n_samples_, **(extra or {})}
-        save_arrays(path, {k: getattr(self, k) for k in self._ARRAYS}, config)
+        config = {"method": self.METHOD, "params": params, "n_components_": self.n_components_,
+                  "n_samples_": self.n_samples_, **self._extra_config(), **(extra or {})}
+        save_arrays(path, {**{k: getattr(self, k) for k in self._ARRAYS}, **self._extra_arrays()}, config)
 
     @classmethod
     def load(cls, path):
-        model, arrays, config = load_saved(cls, path, "cca")
+        model, arrays, config = load_saved(cls, path, cls.METHOD)
         for k in cls._ARRAYS:
             setattr(model, k, arrays[k])
         model.n_components_, model.n_samples_ = config["n_components_"], config["n_samples_"]
         model.config_ = config
+        model._restore_extra(arrays, config)
         return model
+
+    # hooks for subclasses that save more state (kcca: its kernel maps)
+    def _extra_arrays(self) -> dict:
+        return {}
+
+    def _extra_config(self) -> dict:
+        return {}
+
+    def _restore_extra(self, arrays: dict, config: dict) -> None:
+        pass
