@@ -173,6 +173,6 @@ def test_bad_options_are_user_errors_before_any_pass():
 
 def test_chi2_checks_every_mapped_chunk():
     x, y, index = tiny()
-    model = KernelCCA(kernel="chi2", landmarks=10).fit(np.abs(x), y, x_index=index)
+    model = KernelCCA(kernel="chi2", kernel_views="image", landmarks=10).fit(np.abs(x), y, x_index=index)
     with pytest.raises(UserError, match="non-negative"):
         model.transform_x(x)  # new rows with negative values
