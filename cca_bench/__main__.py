@@ -70,7 +70,8 @@ def _add_cv(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("cca cross-validation", "--cv fits every n_components x reg x eig_power of the grid "
                              "from one covariance pass (one solve per reg), scores each on the val split and saves "
                              "the best as the model; the grid goes to RESULTS/cv/<model>.json and .md")
-    g.add_argument("--cv", action="store_true", help="choose n_components, reg and eig_power on the val split")
+    g.add_argument("--cv", action="store_true", help="choose n_components, reg and eig_power (kcca: also gamma and "
+                   "landmarks) on the val split")
     fmt = lambda name: ",".join(f"{v:g}" for v in DEFAULT_GRID[name])  # noqa: E731
     g.add_argument("--cv-components", type=_number_list(int), metavar="K,K,...",
                    help=f"n_components values (default {fmt('n_components')}; values above min(dx, dy) are clipped)")
@@ -137,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="encode the train split, fit a method, save the model",
                        description="Encode the train split (restval joins train), fit METHOD and save it under "
                        "RESULTS/models/ as safetensors + JSON.")
-    p.add_argument("method", help="cca (regularized CCA) or vse (neural ranker); see `list`")
+    p.add_argument("method", help="cca (regularized CCA), kcca (kernel CCA) or vse (neural ranker); see `list`")
     p.add_argument("dataset", help="openmoji, shapes, flickr8k, flickr30k, coco, or a folder name under DATA")
     p.add_argument("features", help="TEXT_IMAGE, e.g. glove50_efficientnet or word2vec_vgg_karpathy")
     _add_method_params(p)
