@@ -19,8 +19,8 @@ from cca_bench.metrics import TASK_NAMES
 
 DEFAULT_GRID = {"n_components": (75, 100, 130, 200, 300), "reg": (10.0, 1.0, 0.1, 0.01, 0.001),
                 "eig_power": (0.0, 1.0, 2.0, 4.0)}
-# sort keys, best first under each rule; the other score breaks ties, then the earlier grid point wins
 CV_FLAGS = {"n_components": "--cv-components", "reg": "--cv-reg", "eig_power": "--cv-eig-power"}
+# sort keys, best first under each rule; the other score breaks ties, then the earlier grid point wins
 SELECT: dict[str, Callable[[dict], tuple]] = {
     "rsum": lambda row: (-row["rsum"], row["medr_sum"]),
     "medr": lambda row: (row["medr_sum"], -row["rsum"]),
@@ -136,9 +136,7 @@ def grid_search(cls, train, val, grid: dict, params: dict, select: str = "rsum",
     seconds["total"] = round(time.perf_counter() - start, 3)  # moments + one solve per reg + val evaluations
     grid = {**outer, **inner}
     flags = {**CV_FLAGS, **{k: flag for k, (_, flag) in getattr(cls, "CV_OUTER", {}).items()}}
-    edges = edge_notes(grid, best, flags, k_max)
-    for note in edges:
-        log(f"note: {note}")
+    edges = edge_notes(grid, best, flags, k_max)  # `generate` prints them with the chosen values
     report = {"select": select, "grid": grid, "notes": notes, "edges": edges, "rows": rows, "best": best,
               "seconds": seconds, "n_train_captions": len(train.texts), "n_val_images": len(val.images),
               "n_val_captions": len(val.texts)}
