@@ -148,7 +148,12 @@ def _fits(cls, moments, grid: dict, params: dict, val, notes: list, progress: bo
     from cca_bench import linalg
     from cca_bench.config import torch_device
     from cca_bench.metrics import evaluate_retrieval
+    from cca_bench.methods.cca import RegularizedCCA
 
+    # moments of mapped features (kcca) carry their maps: val goes through them once here, not once per point,
+    # and each point projects the mapped rows with RegularizedCCA's linear projection
+    maps = getattr(moments, "maps", (None, None))
+    vx, vy = (a if f is None else f(a) for a, f in zip((val.images, val.texts), maps))
     per_reg = len(grid["n_components"]) * len(grid["eig_power"])
     with _bar(len(grid["reg"]) * per_reg, progress) as bar:
         for reg in grid["reg"]:
@@ -162,7 +167,8 @@ def _fits(cls, moments, grid: dict, params: dict, val, notes: list, progress: bo
                 for power in grid["eig_power"]:
                     point = {"n_components": k, "reg": reg, "eig_power": power}
                     model = cls(**{**params, **point}).fit_moments(moments, solution)
-                    metrics = evaluate_retrieval(model.embed_images(val), model.embed_texts(val), val.image_index)
+                    emb_x, emb_y = RegularizedCCA.transform_x(model, vx), RegularizedCCA.transform_y(model, vy)
+                    metrics = evaluate_retrieval(emb_x, emb_y, val.image_index)
                     bar.update(1)
                     yield {**point, **score(metrics), "metrics": metrics}, model
 
