@@ -186,7 +186,8 @@ def check_options(kind: str, kernel_name: str, n_features: int | None, gamma: fl
     if kernel_name not in KERNELS:
         raise UserError(f"unknown kernel {kernel_name!r} (choose from {', '.join(KERNELS)})")
     if kind == "rff" and kernel_name != "rbf":
-        raise UserError(f"--kernel-map rff approximates the rbf kernel only, not {kernel_name}: use --kernel-map nystroem")
+        raise UserError(f"--kernel-map rff approximates the rbf kernel only, not {kernel_name}: "
+                        "use --kernel-map nystroem")
     if gamma is not None and not gamma > 0:
         raise UserError(f"--gamma must be positive, got {gamma:g}")
     if not gamma_scale > 0:

@@ -17,8 +17,8 @@ def roots(tmp_path):
 
 
 def test_generate_cv_run_benchmark_and_search(roots, tmp_path, capsys):
-    cv = ["--kernel-views", "image", "--cv", "--cv-gamma", "1,4", "--cv-landmarks", "50,120", "--cv-reg", "0.01,0.1", "--cv-components", "10",
-          "--cv-eig-power", "1"]
+    cv = ["--kernel-views", "image", "--cv", "--cv-gamma", "1,4", "--cv-landmarks", "50,120", "--cv-reg", "0.01,0.1",
+          "--cv-components", "10", "--cv-eig-power", "1"]
     with mock.patch.object(linalg, "paired_moments", wraps=linalg.paired_moments) as moments:
         assert main([*GEN, *cv, *SMALL, *roots]) == 0
     assert moments.call_count == 4  # one covariance pass per (gamma, landmarks), reused across reg

@@ -97,7 +97,8 @@ class KernelCCA(RegularizedCCA):
             raise UserError(f"unknown --kernel-views {self.kernel_views!r} (choose from {', '.join(VIEWS)})")
         check_options(self.kernel_map, self.kernel, self.landmarks, self.gamma, self.gamma_scale)
         if self.backend != "numpy":
-            raise UserError("kcca maps its features chunk by chunk in the numpy backend: --backend dask is not supported")
+            raise UserError("kcca maps its features chunk by chunk in the numpy backend: "
+                            "--backend dask is not supported")
 
     def moments(self, X, Y, x_index=None) -> MappedMoments:
         self.check_params(len(X), len(Y))
@@ -173,5 +174,6 @@ class KernelCCA(RegularizedCCA):
             if kmap is not None:
                 base = "--gamma" if self.gamma is not None else "median heuristic"
                 lines.append(f"{view} kernel map: {kmap.kernel} {kmap.kind}, {kmap.n_features_in} -> "
-                             f"{kmap.n_features_out} features, gamma = {kmap.gamma:.6g} ({base} x {self.gamma_scale:g})")
+                             f"{kmap.n_features_out} features, "
+                             f"gamma = {kmap.gamma:.6g} ({base} x {self.gamma_scale:g})")
         return "\n".join(lines)

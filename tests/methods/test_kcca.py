@@ -118,7 +118,8 @@ def test_median_heuristic_is_one_over_the_median_squared_distance():
     rows = np.array([[1.0, 0], [3, 4], [0, 1]])  # squared distances 20, 2, 18
     assert median_gamma(rows, "rbf") == pytest.approx(1 / 18)
     assert median_gamma(rows, "poly") == pytest.approx(1 / 3)  # |<x, y>|: 3, 0, 4
-    assert median_gamma(rows + 1, "chi2") == pytest.approx(1 / np.median([4 / 6 + 16 / 6, 1 / 3 + 1 / 3, 9 / 5 + 9 / 7]))
+    chi2 = [4 / 6 + 16 / 6, 1 / 3 + 1 / 3, 9 / 5 + 9 / 7]  # sum (x - y)^2 / (x + y) of rows + 1
+    assert median_gamma(rows + 1, "chi2") == pytest.approx(1 / np.median(chi2))
     with pytest.raises(UserError, match="set --gamma"):
         median_gamma(np.ones((5, 2)), "rbf")
 
