@@ -14,6 +14,7 @@ EXAMPLES = """examples:
   python -m cca_bench run_benchmark cca openmoji test glove50_efficientnet --distance cosine
   python -m cca_bench generate cca flickr8k word2vec_vgg_karpathy --reg 1e-4
   python -m cca_bench generate cca flickr8k word2vec_vgg_karpathy --cv --cv-select medr
+  python -m cca_bench generate kcca openmoji glove50_efficientnet --cv --cv-gamma 1,2,4,8,16
   python -m cca_bench run_benchmark cca coco test word2vec_vgg_karpathy --protocol 1k
   python -m cca_bench compare --dataset flickr8k --csv flickr8k.csv --plot
   python -m cca_bench search cca openmoji glove50_efficientnet --text "a smiling cat" --html cats.html
@@ -100,7 +101,8 @@ def _add_cv(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("cca cross-validation", "--cv fits every n_components x reg x eig_power of the grid "
                              "from one covariance pass (one solve per reg), scores each on the val split and saves "
                              "the best as the model; the grid goes to RESULTS/cv/<model>.json and .md")
-    g.add_argument("--cv", action="store_true", help="choose n_components, reg and eig_power on the val split")
+    g.add_argument("--cv", action="store_true", help="choose n_components, reg and eig_power (kcca: also gamma and "
+                   "landmarks) on the val split")
     fmt = lambda name: ",".join(f"{v:g}" for v in DEFAULT_GRID[name])  # noqa: E731
     g.add_argument("--cv-components", type=_number_list(int), metavar="K,K,...",
                    help=f"n_components values (default {fmt('n_components')}; values above min(dx, dy) are clipped)")
@@ -110,6 +112,11 @@ def _add_cv(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cv-fv-components", type=_number_list(int), metavar="K,K,...",
                    help="also search the Fisher-vector size (with --pooling gmm|hglmm|gmm+hglmm): one re-encoding "
                    "and one covariance pass per K; the chosen K names the saved model")
+    g.add_argument("--cv-gamma", type=_number_list(float), metavar="S,S,...",
+                   help="kcca: gamma multipliers of --gamma or its median-heuristic default (default 1,2,4,8,16); "
+                   "one covariance pass per (gamma, landmarks)")
+    g.add_argument("--cv-landmarks", type=_number_list(int), metavar="M,M,...",
+                   help="kcca: landmark counts (default: --landmarks)")
     g.add_argument("--cv-select", choices=["rsum", "medr"], default="rsum",
                    help="rsum: highest R@1+R@5+R@10 of both directions (default); medr: lowest sum of median ranks")
 
@@ -172,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="encode the train split, fit a method, save the model",
                        description="Encode the train split (restval joins train), fit METHOD and save it under "
                        "RESULTS/models/ as safetensors + JSON.")
-    p.add_argument("method", help="cca (regularized CCA) or vse (neural ranker); see `list`")
+    p.add_argument("method", help="cca (regularized CCA), kcca (kernel CCA) or vse (neural ranker); see `list`")
     p.add_argument("dataset", help="openmoji, shapes, flickr8k, flickr30k, coco, or a folder name under DATA")
     p.add_argument("features", help="TEXT_IMAGE, e.g. glove50_efficientnet or word2vec_vgg_karpathy")
     _add_method_params(p)
@@ -361,6 +368,8 @@ def cmd_generate(args) -> None:
         best = out["cv"]["best"]
         print(f"CV ({len(out['cv']['rows'])} grid points, by {out['cv']['select']}): chose {best_params(out['cv'])}, "
               f"val R-sum {best['rsum']:.1f}, median ranks {best['medr_sum']:g}")
+        for note in out["cv"].get("edges", []):
+            print(f"CV edge of the grid: {note}")
     for figure in out["figures"]:
         print(f"figure: {figure}")
     summary = getattr(model, "summary", None)
@@ -368,13 +377,18 @@ def cmd_generate(args) -> None:
         print(summary())
 
 
+CV_GRID_FLAGS = {"cv_components": "n_components", "cv_reg": "reg", "cv_eig_power": "eig_power",
+                 "cv_gamma": "gamma_scale", "cv_landmarks": "landmarks"}  # argparse dest -> grid knob
+
+
 def _cv_request(args) -> dict | None:
     """generate's ``cv`` argument from the --cv flags (None without --cv)."""
     if not args.cv:
-        if any(getattr(args, f) is not None for f in ("cv_components", "cv_reg", "cv_eig_power", "cv_fv_components")):
-            raise UserError("--cv-components, --cv-reg, --cv-eig-power and --cv-fv-components need --cv")
+        if any(getattr(args, f) is not None for f in (*CV_GRID_FLAGS, "cv_fv_components")):
+            raise UserError("--cv-components, --cv-reg, --cv-eig-power, --cv-gamma, --cv-landmarks and "
+                            "--cv-fv-components need --cv")
         return None
-    grid = {"n_components": args.cv_components, "reg": args.cv_reg, "eig_power": args.cv_eig_power}
+    grid = {knob: getattr(args, flag) for flag, knob in CV_GRID_FLAGS.items()}
     request = {"grid": {k: v for k, v in grid.items() if v}, "select": args.cv_select}
     if args.cv_fv_components:
         request["fv_components"] = args.cv_fv_components

@@ -440,6 +440,7 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     hyper-parameters on the val split instead; the best model is saved as the normal model, and the grid
     goes to RESULTS/cv/<model name>.json/.md. A model's ``figures()`` are saved as <model name>.<key>.png.
     """
+    from cca_bench.cv import check_params
     from cca_bench.results import versions, write_cv
 
     cls = METHODS.get(method)
@@ -447,6 +448,8 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     torch_device(opts.device)  # a missing GPU fails before any work
     sweep_outputs(opts)
     dataset = load_dataset(dataset_name, opts)
+    split = dataset.split("train")  # bad parameters fail before minutes of encoding, and write nothing
+    check_params(cls, params, None if cv is None else cv.get("grid", {}), split.n_images, split.n_captions)
     timings: dict = {}
     cv, fv_grid = split_features_grid(cv, opts)
     if fv_grid is None:

@@ -3,6 +3,9 @@
 The covariances are computed once (``RegularizedCCA.moments``) and solved once per reg
 (``linalg.solve_cca``); every n_components is the first k columns of that solve and every eig_power a
 rescaling at projection, so the grid costs one fit plus one SVD per reg plus the val evaluations.
+Knobs that change the features a method fits (kcca's gamma and landmarks: a class's ``CV_OUTER``) form an
+outer grid around that inner one: one covariance pass per outer point, the inner grid reused inside it.
+The report says when a chosen value sits on the edge of its grid (:func:`edge_notes`).
 Selection follows the 'text-image-embeddings' project (lowest sum of median ranks, ``select="medr"``) or
 the R-sum used by the VSE line of work (R@1 + R@5 + R@10 of both directions, ``select="rsum"``, default).
 """
@@ -17,6 +20,7 @@ from cca_bench.metrics import TASK_NAMES
 
 DEFAULT_GRID = {"n_components": (75, 100, 130, 200, 300), "reg": (10.0, 1.0, 0.1, 0.01, 0.001),
                 "eig_power": (0.0, 1.0, 2.0, 4.0)}
+CV_FLAGS = {"n_components": "--cv-components", "reg": "--cv-reg", "eig_power": "--cv-eig-power"}
 # sort keys, best first under each rule; the other score breaks ties, then the earlier grid point wins
 SELECT: dict[str, Callable[[dict], tuple]] = {
     "rsum": lambda row: (-row["rsum"], row["medr_sum"]),
@@ -51,44 +55,101 @@ def check_grid(grid: dict) -> None:
 
 
 def grid_points(grid: dict, k_max: int) -> tuple[dict, list[str]]:
-    """The grid with defaults filled in and n_components clipped; returns (grid, notes)."""
+    """The inner grid with defaults filled in and n_components clipped; returns (grid, notes)."""
     grid = {name: list(grid.get(name) or default) for name, default in DEFAULT_GRID.items()}
     check_grid(grid)
     grid["n_components"], note = clip_components(grid["n_components"], k_max)
     return grid, [note] if note else []
 
 
+def outer_grid(cls, grid: dict, params: dict) -> dict:
+    """The outer knobs of ``cls.CV_OUTER`` -> values (given, else the class's default values, else the one
+    value of ``params`` or the constructor); a knob the class does not have is a UserError."""
+    outer = getattr(cls, "CV_OUTER", {})
+    unknown = [k for k in grid if k not in DEFAULT_GRID and k not in outer]
+    if unknown:
+        raise UserError(f"{getattr(cls, 'METHOD', cls.__name__)} has no CV knob {', '.join(unknown)} (its knobs: "
+                        f"{', '.join([*DEFAULT_GRID, *outer])})")
+    current = cls(**params).get_params() if outer else {}
+    return {k: list(grid.get(k) or default or [current[k]]) for k, (default, _flag) in outer.items()}
+
+
+def outer_points(outer: dict) -> list[dict]:
+    """Every combination of the outer knobs' values ([{}] when there are none)."""
+    import itertools
+
+    return [dict(zip(outer, values)) for values in itertools.product(*outer.values())]
+
+
+def check_params(cls, params: dict, grid: dict | None, n_images: int, n_captions: int) -> None:
+    """``cls.check_params`` (when it has one) of ``params`` and, with a ``grid`` (None: no CV), of every outer
+    grid point, for train splits of ``n_images`` / ``n_captions``: bad input fails before any encoding or pass."""
+    if not hasattr(cls, "check_params"):
+        return
+    for point in outer_points(outer_grid(cls, grid, params)) if grid is not None else [{}]:
+        cls(**{**params, **point}).check_params(n_images=n_images, n_captions=n_captions)
+
+
+def edge_notes(grid: dict, best: dict, flags: dict, k_max: int | None = None) -> list[str]:
+    """Plain warnings for every searched knob (two or more numeric values) whose chosen value is the grid's
+    smallest or largest: the best may lie beyond it. n_components at min(dx, dy) has nothing beyond it."""
+    notes = []
+    for name, values in grid.items():
+        numeric = [v for v in values if isinstance(v, (int, float))]
+        if len(set(numeric)) < 2 or best.get(name) not in numeric:
+            continue
+        flag = flags.get(name, "--cv-" + name.replace("_", "-"))
+        if best[name] == min(numeric):
+            notes.append(f"{name} = {best[name]:g} is the smallest value of the grid: extend {flag} below it")
+        elif best[name] == max(numeric) and not (name == "n_components" and best[name] == k_max):
+            notes.append(f"{name} = {best[name]:g} is the largest value of the grid: extend {flag} above it")
+    return notes
+
+
 def grid_search(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
                 log: Callable[[str], None] = lambda msg: None):
-    """Fit ``cls`` (RegularizedCCA) on ``train`` for every grid point, score on ``val``, keep the best.
+    """Fit ``cls`` (RegularizedCCA or a subclass) on ``train`` for every grid point, score on ``val``, keep the best.
 
     Args:
-        train, val: FeatureSets; grid: {"n_components", "reg", "eig_power"} -> values (missing = defaults);
-        params: the other constructor arguments; select: "rsum" (highest) or "medr" (lowest median ranks).
+        train, val: FeatureSets; grid: {"n_components", "reg", "eig_power", and the class's ``CV_OUTER`` knobs}
+            -> values (missing = defaults); params: the other constructor arguments; select: "rsum" (highest)
+            or "medr" (lowest median ranks).
     Returns:
         (best fitted model, report): report has the grid, every row (params, metrics, scores), the best row,
-        notes and the selection rule.
+        notes, edge notes (chosen values on the edge of their grid) and the selection rule.
     """
     if select not in SELECT:
         raise UserError(f"unknown --cv-select {select!r} (choose from {', '.join(SELECT)})")
     start = time.perf_counter()
     check_grid(grid)
+    outer = outer_grid(cls, grid, params)
+    points = outer_points(outer)
+    check_params(cls, params, grid, len(train.images), len(train.texts))  # all of them before the first pass
     lowest_reg = min(grid.get("reg") or DEFAULT_GRID["reg"])  # its precision serves every reg of the grid
-    moments = cls(**{**params, "reg": lowest_reg}).moments(train.images, train.texts, train.image_index)
-    seconds = {"moments": round(time.perf_counter() - start, 3)}
-    grid, notes = grid_points(grid, min(len(moments.mean_x), len(moments.mean_y)))
-    rows, best, best_model = [], None, None
-    for row, model in _fits(cls, moments, grid, params, val, notes, progress):
-        rows.append(row)
-        if best is None or SELECT[select](row) < SELECT[select](best):
-            best, best_model = row, model
+    rows, best, best_model, notes, seconds = [], None, None, [], {"moments": 0.0}
+    for point in points:
+        p = {**params, **point}
+        t0 = time.perf_counter()
+        moments = cls(**{**p, "reg": lowest_reg}).moments(train.images, train.texts, train.image_index)
+        seconds["moments"] = round(seconds["moments"] + time.perf_counter() - t0, 3)
+        k_max = min(len(moments.mean_x), len(moments.mean_y))
+        inner, inner_notes = grid_points(grid, k_max)
+        notes += [n for n in inner_notes if n not in notes]
+        for row, model in _fits(cls, moments, inner, p, val, notes, progress):
+            rows.append(row := {**point, **row})
+            if best is None or SELECT[select](row) < SELECT[select](best):
+                best, best_model = row, model
     for note in notes:
         log(f"note: {note}")
     if best is None:
         raise UserError("every CV grid point failed: " + "; ".join(notes))
     seconds["total"] = round(time.perf_counter() - start, 3)  # moments + one solve per reg + val evaluations
-    report = {"select": select, "grid": grid, "notes": notes, "rows": rows, "best": best, "seconds": seconds,
-              "n_train_captions": len(train.texts), "n_val_images": len(val.images), "n_val_captions": len(val.texts)}
+    grid = {**outer, **inner}
+    flags = {**CV_FLAGS, **{k: flag for k, (_, flag) in getattr(cls, "CV_OUTER", {}).items()}}
+    edges = edge_notes(grid, best, flags, k_max)  # `generate` prints them with the chosen values
+    report = {"select": select, "grid": grid, "notes": notes, "edges": edges, "rows": rows, "best": best,
+              "seconds": seconds, "n_train_captions": len(train.texts), "n_val_images": len(val.images),
+              "n_val_captions": len(val.texts)}
     return best_model, report
 
 
@@ -97,7 +158,12 @@ def _fits(cls, moments, grid: dict, params: dict, val, notes: list, progress: bo
     from cca_bench import linalg
     from cca_bench.config import torch_device
     from cca_bench.metrics import evaluate_retrieval
+    from cca_bench.methods.cca import RegularizedCCA
 
+    # moments of mapped features (kcca) carry their maps: val goes through them once here, not once per point,
+    # and each point projects the mapped rows with RegularizedCCA's linear projection
+    maps = getattr(moments, "maps", (None, None))
+    vx, vy = (a if f is None else f(a) for a, f in zip((val.images, val.texts), maps))
     per_reg = len(grid["n_components"]) * len(grid["eig_power"])
     with _bar(len(grid["reg"]) * per_reg, progress) as bar:
         for reg in grid["reg"]:
@@ -112,9 +178,9 @@ def _fits(cls, moments, grid: dict, params: dict, val, notes: list, progress: bo
                     point = {"n_components": k, "reg": reg, "eig_power": power}
                     model = cls(**{**params, **point}).fit_moments(moments, solution)
                     bar.update(1)
-                    try:
-                        metrics = evaluate_retrieval(model.embed_images(val), model.embed_texts(val),
-                                                     val.image_index)
+                    try:  # val rows are mapped already (kcca): RegularizedCCA's linear projection of them
+                        emb_x, emb_y = RegularizedCCA.transform_x(model, vx), RegularizedCCA.transform_y(model, vy)
+                        metrics = evaluate_retrieval(emb_x, emb_y, val.image_index)
                     except UserError as e:  # e.g. embeddings that score every item alike: no fake score
                         notes.append(f"{point} skipped: {e}")
                         continue
@@ -133,8 +199,9 @@ def ranked_rows(report: dict) -> list[dict]:
 
 
 def best_params(report: dict) -> dict:
-    """The chosen n_components, reg and eig_power (and feature options such as fv_components, when searched)."""
-    return {k: report["best"][k] for k in [*DEFAULT_GRID, *report.get("features_grid", {})]}
+    """The chosen value of every knob of the grid (n_components, reg, eig_power, any outer knob, and feature
+    options such as fv_components when searched)."""
+    return {k: report["best"][k] for k in [*report["grid"], *report.get("features_grid", {})]}
 
 
 def search_features(points: list[dict], fit_point: Callable[[dict], tuple], select: str = "rsum"):

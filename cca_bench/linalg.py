@@ -190,8 +190,31 @@ def moments_from_scatter(n: int, shift_x, shift_y, sums, scatter) -> Moments:
                    cxx=cov[:dx, :dx], cyy=cov[dx:, dx:], cxy=cov[:dx, dx:])
 
 
+class MappedRows:
+    """The rows of ``a`` (n, d) seen through ``fn``: ``self[s:e]`` is ``fn(a[s:e])`` (m, d'), computed on demand.
+
+    What the covariance pass reads chunk by chunk, so a feature map costs one mapped chunk of memory.
+    """
+
+    def __init__(self, a, fn):
+        self.a, self.fn = a, fn
+        self.shape = (len(a), fn(np.asarray(a[:1])).shape[1])
+        self.ndim = 2
+
+    @classmethod
+    def of(cls, a, fn):
+        """``a`` itself when ``fn`` is None."""
+        return a if fn is None else cls(a, fn)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows):
+        return self.fn(np.asarray(self.a[rows]))
+
+
 def paired_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_ROWS,
-                   device: str | None = None, dtype=np.float32) -> Moments:
+                   device: str | None = None, dtype=np.float32, map_x=None, map_y=None) -> Moments:
     """Means and covariances of the pairs (x[x_index[j]], y[j]), streamed over row chunks.
 
     Args:
@@ -202,9 +225,13 @@ def paired_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_R
         device: None or "cpu": numpy products (SYRK); a torch device such as "cuda": torch products there.
         dtype: of the chunk products, float32 (fast) or float64 (exact on ill-conditioned features); see
             :func:`precision_for`. Accumulation is float64 either way.
+        map_x, map_y: optional feature maps ((m, d) rows -> (m, d') float32, e.g. a kernel map), applied to
+            each chunk before its products (:class:`MappedRows`): the moments are those of the mapped views,
+            and no mapped copy of a whole view is ever made.
     Row-aligned views cost one pass and one SYRK per chunk of ``[x, y]`` (its blocks are Cxx, Cxy, Cyy);
     an index costs one pass over y (Cyy, captions summed per image) and one over x.
     """
+    x, y = MappedRows.of(x, map_x), MappedRows.of(y, map_y)
     x_index, counts = _check_pairing(x, y, x_index)
     n, dx, dy = len(y), x.shape[1], y.shape[1]
     shift_x, shift_y = shifts(x, y, chunk)

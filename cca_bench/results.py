@@ -280,13 +280,12 @@ def cv_markdown(report: dict, name: str) -> str:
     rule = "highest R-sum" if report["select"] == "rsum" else "lowest sum of median ranks"
     head = [f"# CV grid: {name}\n", f"Selected by {rule} on val ({report['n_val_images']} images, "
             f"{report['n_val_captions']} captions): {best_params(report)}.\n"]
+    head += [f"- **edge of the grid**: {n}" for n in report.get("edges", [])]
     head += [f"- note: {n}" for n in report["notes"]]
-    features = list(report.get("features_grid", {}))  # feature options searched too (e.g. fv_components)
-    body = [{k: r[k] for k in features} | {"n_components": r["n_components"], "reg": r["reg"],
-             "eig_power": r["eig_power"], "R-sum": r["rsum"], "MedR sum": r["medr_sum"]} | metric_columns(r["metrics"])
+    knobs = [*report.get("features_grid", {}), *report["grid"]]  # feature options searched too (fv_components)
+    body = [{k: r[k] for k in knobs} | {"R-sum": r["rsum"], "MedR sum": r["medr_sum"]} | metric_columns(r["metrics"])
             for r in ranked_rows(report)]
-    grid_cols = 3 + len(features)
-    fmt = ["g"] * grid_cols + [".1f"] * (len(body[0]) - grid_cols)  # the grid values as given, metrics to 0.1
+    fmt = ["g"] * len(knobs) + [".1f"] * (len(body[0]) - len(knobs))  # the grid values as given, metrics to 0.1
     return "\n".join(head) + "\n\n" + tabulate(body, "keys", tablefmt="github", floatfmt=fmt) + "\n"
 
 

@@ -80,3 +80,48 @@ def test_generate_refuses_cv_for_a_method_without_a_grid_and_without_val():
         fit_model(NoGrid, "nogrid", train, train, {}, {"grid": {}}, Options())
     with pytest.raises(UserError, match="toy has none"):
         fit_model(RegularizedCCA, "cca", train, None, {}, {"grid": {}}, Options())
+
+
+def test_edge_notes_name_every_searched_knob_on_the_edge_of_its_grid():
+    from cca_bench.cv import CV_FLAGS, edge_notes
+
+    grid = {"gamma_scale": [1.0, 4.0], "landmarks": [100], "n_components": [2, 6, 20], "reg": [1.0, 0.01],
+            "eig_power": [0, 1, 4]}
+    best = {"gamma_scale": 4.0, "landmarks": 100, "n_components": 20, "reg": 0.01, "eig_power": 1}
+    flags = {**CV_FLAGS, "gamma_scale": "--cv-gamma"}
+    # n_components = 20 = min(dx, dy) has nothing above it; eig_power 1 is inside; one landmark value is no search
+    assert edge_notes(grid, best, flags, k_max=20) == [
+        "gamma_scale = 4 is the largest value of the grid: extend --cv-gamma above it",
+        "reg = 0.01 is the smallest value of the grid: extend --cv-reg below it"]
+    assert edge_notes(grid, {**best, "eig_power": 0}, flags, k_max=50)[1:] == [
+        "n_components = 20 is the largest value of the grid: extend --cv-components above it",
+        "reg = 0.01 is the smallest value of the grid: extend --cv-reg below it",
+        "eig_power = 0 is the smallest value of the grid: extend --cv-eig-power below it"]
+
+
+def test_edges_are_in_the_report_and_its_markdown():
+    from cca_bench.results import cv_markdown
+
+    train, val = feature_set(300, 5), feature_set(40, 6)
+    _, report = grid_search(RegularizedCCA, train, val, {"n_components": [3, 6], "reg": [10.0, 1.0], "eig_power": [1]},
+                            {})
+    assert report["best"]["reg"] == 1.0 and "reg = 1 is the smallest value of the grid" in report["edges"][-1]
+    assert "**edge of the grid**: reg = 1 is the smallest" in cv_markdown(report, "toy")
+
+
+def test_kernel_cca_outer_grid_one_pass_per_gamma_and_a_best_model_equal_to_a_direct_fit():
+    from cca_bench.methods.kcca import KernelCCA
+
+    train, val = feature_set(200, 7), feature_set(40, 8)
+    grid = {"gamma_scale": [0.5, 2.0], "landmarks": [40, 80], "n_components": [3, 6], "reg": [0.1, 0.01],
+            "eig_power": [1]}
+    with mock.patch.object(linalg, "paired_moments", wraps=linalg.paired_moments) as moments, \
+         mock.patch.object(linalg, "solve_cca", wraps=linalg.solve_cca) as solve:
+        best, report = grid_search(KernelCCA, train, val, grid, {})
+    assert moments.call_count == 4 and solve.call_count == 8 and len(report["rows"]) == 16
+    chosen = {k: report["best"][k] for k in grid}
+    direct = KernelCCA(**chosen).fit(train.images, train.texts, x_index=train.image_index)
+    np.testing.assert_array_equal(best.embed_images(val), direct.embed_images(val))
+    np.testing.assert_array_equal(best.embed_texts(val), direct.embed_texts(val))
+    with pytest.raises(UserError, match="above the 200 train images"):
+        grid_search(KernelCCA, train, val, {"landmarks": [40, 201]}, {})

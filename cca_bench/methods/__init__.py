@@ -1,9 +1,9 @@
-"""Cross-modal methods: regularized CCA and the neural VSE ranker."""
+"""Cross-modal methods: regularized CCA, kernel CCA and the neural VSE ranker."""
 from __future__ import annotations
 
 import importlib
 
-_MODULES = ("cca", "vse")
+_MODULES = ("cca", "kcca", "vse")
 
 
 def load_all() -> None:

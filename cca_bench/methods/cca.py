@@ -55,6 +55,7 @@ class RegularizedCCA(Params):
         what cca-zoo and pyrcca report as canonical correlations.
     """
 
+    METHOD = "cca"  # the name it is saved under (subclasses such as kcca save their own)
     BOUNDS = {"n_components": COUNT, "reg": NON_NEGATIVE, "eig_power": NON_NEGATIVE, "chunk_rows": COUNT}
     CLI_PARAMS = {
         "n_components": (COUNT.cli(), "number of canonical dimensions kept (default: min of the two feature widths)"),
@@ -86,6 +87,10 @@ class RegularizedCCA(Params):
         """Fit on images X (n_x, dx) and texts Y (n, dy); ``x_index`` (n,) pairs Y's rows with X's rows."""
         self._check_reg()  # before the covariance pass, which can take minutes
         return self.fit_moments(self.moments(X, Y, x_index))
+
+    def check_params(self, n_images: int | None = None, n_captions: int | None = None) -> None:
+        """Raise a UserError for bad parameters before any features are encoded (train split sizes if known)."""
+        self._check_reg()
 
     def _check_reg(self) -> None:
         """reg and every other numeric parameter finite and in range (``BOUNDS``), or a UserError naming it."""
@@ -225,15 +230,15 @@ class RegularizedCCA(Params):
     def save(self, path, extra: dict | None = None):
         self._check_fitted()
         params = {k: v for k, v in self.get_params().items()}
-        config = {"method": "cca", "params": params, "n_components_": self.n_components_,
+        config = {"method": self.METHOD, "params": params, "n_components_": self.n_components_,
                   "n_samples_": self.n_samples_, "cov_precision_": getattr(self, "cov_precision_", None),
-                  **(extra or {})}
+                  **self._extra_config(), **(extra or {})}
         names = self._ARRAYS + tuple(k for k in self._OPTIONAL_ARRAYS if hasattr(self, k))
-        save_arrays(path, {k: getattr(self, k) for k in names}, config)
+        save_arrays(path, {**{k: getattr(self, k) for k in names}, **self._extra_arrays()}, config)
 
     @classmethod
     def load(cls, path):
-        model, arrays, config = load_saved(cls, path, "cca", required={"n_components_": int, "n_samples_": int})
+        model, arrays, config = load_saved(cls, path, cls.METHOD, required={"n_components_": int, "n_samples_": int})
         check_arrays(path, arrays, {"x_weights_": ("dx", "k"), "y_weights_": ("dy", "k"), "mean_x_": ("dx",),
                                     "mean_y_": ("dy",), "canonical_correlations_": (config["n_components_"],)})
         for k in cls._ARRAYS:
@@ -245,4 +250,15 @@ class RegularizedCCA(Params):
         if config.get("cov_precision_"):
             model.cov_precision_ = config["cov_precision_"]
         model.config_ = config
+        model._restore_extra(arrays, config)
         return model
+
+    # hooks for subclasses that save more state (kcca: its kernel maps)
+    def _extra_arrays(self) -> dict:
+        return {}
+
+    def _extra_config(self) -> dict:
+        return {}
+
+    def _restore_extra(self, arrays: dict, config: dict) -> None:
+        pass

@@ -1,0 +1,182 @@
+"""Kernel CCA (Hodosh, Young, Hockenmaier, JAIR 2013) as regularized CCA on approximate kernel feature maps.
+
+Exact KCCA solves an n x n problem (O(n^3)); here each chosen view goes through a kernel map fitted on its
+train rows (:mod:`cca_bench.kernel_maps`: Nystroem landmarks or random Fourier features), applied chunk by
+chunk inside the streaming covariance pass (``linalg.paired_moments(map_x=, map_y=)``), and the mapped views
+are fitted by :class:`~cca_bench.methods.cca.RegularizedCCA` unchanged. With every train point as a Nystroem
+landmark this is exactly the regularized KCCA of Hardoon, Szedmak and Shawe-Taylor (2004) with centred
+kernels and ridge ``kappa = reg * lambda_max(centred Gram)`` (``tests/methods/test_kcca.py`` checks it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cca_bench import linalg
+from cca_bench.config import torch_device
+from cca_bench.errors import UserError
+from cca_bench.kernel_maps import KERNELS, KernelMap, check_options, fit_map
+from cca_bench.methods.cca import RegularizedCCA
+from cca_bench.registry import METHODS
+
+VIEWS = {"image": (True, False), "text": (False, True), "both": (True, True)}  # (map x, map y)
+DEFAULT_LANDMARKS = 2000
+
+
+@dataclass
+class MappedMoments(linalg.Moments):
+    """Moments of mapped views, with the maps (x's, y's; None = unmapped) they belong to."""
+
+    maps: tuple = (None, None)
+
+
+@METHODS.register("kcca", help="kernel CCA (Hodosh et al. 2013): regularized CCA on Nystroem / random Fourier "
+                  "kernel maps of the image and/or text features")
+class KernelCCA(RegularizedCCA):
+    """Regularized CCA on kernel feature maps, scikit-learn style.
+
+    Args (besides RegularizedCCA's):
+        kernel: rbf, chi2 (non-negative features, e.g. CNN activations) or poly.
+        landmarks: Nystroem landmarks (train rows, at most their number) or random Fourier features;
+            None = 2,000, or every train row when there are fewer.
+        gamma: the kernel's gamma; None = the median heuristic of :func:`cca_bench.kernel_maps.median_gamma`
+            (1 / median pairwise distance over 1,000 random train rows).
+        gamma_scale: the map's gamma is gamma (or the heuristic) times this; ``--cv-gamma`` searches it.
+        kernel_views: which views are mapped: image, text or both (default: both measured best on openmoji).
+        kernel_map: nystroem or rff (random Fourier features, rbf only).
+        degree, coef0: of the poly kernel ``(gamma <x, y> + coef0)^degree``.
+    Fitted (besides RegularizedCCA's, which live in the mapped spaces): ``map_x_``, ``map_y_``
+    (:class:`~cca_bench.kernel_maps.KernelMap` or None).
+    """
+
+    METHOD = "kcca"
+    CLI_PARAMS = {
+        **RegularizedCCA.CLI_PARAMS,
+        "kernel": (str, "kcca: rbf (default), chi2 (non-negative features such as CNN activations) or poly", KERNELS),
+        "landmarks": (int, f"kcca: Nystroem landmarks (train rows) or random features (default {DEFAULT_LANDMARKS:,}, "
+                      "at most the train rows)"),
+        "gamma": (float, "kcca: kernel gamma (default: 1 / median pairwise distance of 1,000 train rows)"),
+        "gamma_scale": (float, "kcca: multiply gamma (or its median-heuristic default) by this (default 1; "
+                        "--cv-gamma searches it)"),
+        "kernel_views": (str, "kcca: the views that get the kernel map (default both; openmoji test R-sum: both 139, "
+                         "text 140, image 123, linear cca 99)", list(VIEWS)),
+        "kernel_map": (str, "kcca: nystroem (landmarks, default) or rff (random Fourier features, rbf only)",
+                       ["nystroem", "rff"]),
+        "degree": (int, "kcca: degree of the poly kernel (default 3)"),
+        "coef0": (float, "kcca: constant of the poly kernel (default 1)"),
+    }
+    CV_OUTER = {"gamma_scale": ((1.0, 2.0, 4.0, 8.0, 16.0), "--cv-gamma"), "landmarks": ((), "--cv-landmarks")}
+
+    def __init__(self, kernel="rbf", landmarks=None, gamma=None, gamma_scale=1.0, kernel_views="both",
+                 kernel_map="nystroem", degree=3, coef0=1.0, n_components=None, reg=1e-3, eig_power=1.0,
+                 center=True, device="auto", chunk_rows=linalg.CHUNK_ROWS, random_state=0, backend="numpy",
+                 dask_scheduler=None):
+        super().__init__(n_components=n_components, reg=reg, eig_power=eig_power, center=center, device=device,
+                         chunk_rows=chunk_rows, random_state=random_state, backend=backend,
+                         dask_scheduler=dask_scheduler)
+        self.kernel = kernel
+        self.landmarks = landmarks
+        self.gamma = gamma
+        self.gamma_scale = gamma_scale
+        self.kernel_views = kernel_views
+        self.kernel_map = kernel_map
+        self.degree = degree
+        self.coef0 = coef0
+
+    def check_params(self, n_images: int | None = None, n_captions: int | None = None) -> None:
+        """Every option checked before any encoding or covariance pass; ``n_*``: train rows, when known."""
+        self._check_reg()
+        for on, n, view in zip(VIEWS[self.kernel_views], (n_images, n_captions), ("train images", "train captions")):
+            if on:
+                check_options(self.kernel_map, self.kernel, self.landmarks, self.gamma, self.gamma_scale, n, view)
+
+    def _check_reg(self) -> None:
+        super()._check_reg()  # runs before the covariance pass: so do the cheap checks of the kernel options
+        if self.kernel_views not in VIEWS:
+            raise UserError(f"unknown --kernel-views {self.kernel_views!r} (choose from {', '.join(VIEWS)})")
+        check_options(self.kernel_map, self.kernel, self.landmarks, self.gamma, self.gamma_scale)
+        if self.backend != "numpy":
+            raise UserError("kcca maps its features chunk by chunk in the numpy backend: "
+                            "--backend dask is not supported")
+
+    def moments(self, X, Y, x_index=None) -> MappedMoments:
+        self.check_params(len(X), len(Y))
+        return super().moments(X, Y, x_index)
+
+    def _moments(self, X, Y, x_index) -> MappedMoments:
+        """Fit the maps on the train rows, then one covariance pass over the mapped chunks."""
+        maps = tuple(self._fit_map(a, view, i) if on else None
+                     for i, (a, on, view) in enumerate(zip((X, Y), VIEWS[self.kernel_views], ("images", "captions"))))
+        dtype = linalg.precision_for(self.reg, self.cov_precision)  # float64 products where the ridge is small
+        chunk = self.chunk_rows if dtype == np.float32 else max(1, self.chunk_rows // 2)
+        m = linalg.paired_moments(X, Y, x_index, chunk, device=torch_device(self.device), dtype=dtype,
+                                  map_x=maps[0], map_y=maps[1])
+        m.dtype = dtype.name
+        return MappedMoments(**vars(m), maps=maps)
+
+    def _fit_map(self, a, view: str, i: int) -> KernelMap:
+        n = self.landmarks if self.landmarks is not None else min(DEFAULT_LANDMARKS, len(a))
+        return fit_map(a, self.kernel_map, self.kernel, int(n), self.gamma, self.gamma_scale, self.degree,
+                       self.coef0, seed=[int(self.random_state), i], view=f"train {view}")
+
+    def fit_moments(self, m: MappedMoments, solution: linalg.CCASolution | None = None):
+        """RegularizedCCA's fit from the moments of :meth:`moments`; the model keeps their maps."""
+        if not isinstance(m, MappedMoments):
+            raise TypeError("KernelCCA.fit_moments needs the MappedMoments of KernelCCA.moments")
+        super().fit_moments(m, solution)
+        self.map_x_, self.map_y_ = m.maps
+        return self
+
+    def _mapped_projection(self, a, kmap, mean, weights, name):
+        """Map and project ``a`` chunk by chunk (no mapped copy of the whole input)."""
+        self._check_fitted()
+        if kmap is None:
+            return self._project(a, mean, weights, name)
+        a = np.asarray(a)
+        if a.ndim != 2 or a.shape[1] != kmap.n_features_in:
+            raise UserError(f"{name} must have shape (n, {kmap.n_features_in}), got {a.shape}")
+        step = self.chunk_rows
+        parts = [self._project(kmap(a[s : s + step]), mean, weights, name) for s in range(0, len(a), step)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.canonical_correlations_)), np.float32)
+
+    def transform_x(self, X):
+        """(n, dx) -> (n, k): the image rows mapped (when mapped), projected and correlation-weighted."""
+        return self._mapped_projection(X, self.map_x_, self.mean_x_, self.x_weights_, "X")
+
+    def transform_y(self, Y):
+        """(n, dy) -> (n, k): the text rows mapped (when mapped), projected and correlation-weighted."""
+        return self._mapped_projection(Y, self.map_y_, self.mean_y_, self.y_weights_, "Y")
+
+    def _maps(self) -> dict:
+        return {prefix: kmap for prefix, kmap in (("kernel_x", self.map_x_), ("kernel_y", self.map_y_)) if kmap}
+
+    def _extra_arrays(self) -> dict:
+        return {k: v for prefix, kmap in self._maps().items() for k, v in kmap.to_arrays(prefix).items()}
+
+    def _extra_config(self) -> dict:
+        return {prefix: kmap.config() for prefix, kmap in self._maps().items()}
+
+    def _restore_extra(self, arrays: dict, config: dict) -> None:
+        self.map_x_, self.map_y_ = (KernelMap.from_arrays(arrays, p, config[p]) if p in config else None
+                                    for p in ("kernel_x", "kernel_y"))
+
+    def params_label(self) -> str:
+        """``rbf nystroem(image) M=614 g=0.0123 k=50 reg=0.01 p=1``."""
+        kmap = getattr(self, "map_x_", None) or getattr(self, "map_y_", None)
+        m = kmap.n_features_out if kmap else self.landmarks
+        g = kmap.gamma if kmap else self.gamma
+        gamma = f"{g:.3g}" if g is not None else f"{self.gamma_scale:g}xheuristic"
+        return f"{self.kernel} {self.kernel_map}({self.kernel_views}) M={m} g={gamma} " + super().params_label()
+
+    def summary(self) -> str:
+        """One line per kernel map, for ``generate`` to print."""
+        self._check_fitted()
+        lines = []
+        for view, kmap in (("image", self.map_x_), ("text", self.map_y_)):
+            if kmap is not None:
+                base = "--gamma" if self.gamma is not None else "median heuristic"
+                lines.append(f"{view} kernel map: {kmap.kernel} {kmap.kind}, {kmap.n_features_in} -> "
+                             f"{kmap.n_features_out} features, "
+                             f"gamma = {kmap.gamma:.6g} ({base} x {self.gamma_scale:g})")
+        return "\n".join(lines)
