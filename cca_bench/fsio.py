@@ -203,6 +203,19 @@ def _realpath(folder: str) -> str:
     return os.path.realpath(folder)
 
 
+def read_json_object(path: Path, what: str = "") -> dict:
+    """The JSON object in the UTF-8 file ``path``; unreadable, malformed or not an object: a one-line UserError
+    naming the file (and ``what`` it should be, e.g. "a fitted model's config")."""
+    what = f" ({what})" if what else ""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path}{what}: {e}") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected a JSON object{what}")
+    return obj
+
+
 def sha1_file(path: Path) -> str:
     """Hex sha1 of a file's bytes, read in 16 MiB blocks (model files and embeddings can be gigabytes)."""
     h = hashlib.sha1()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,13 +69,10 @@ def sha1(path: Path) -> str:
 
 def read_settings(model: Path, required: tuple[str, ...], known: tuple[str, ...]) -> dict:
     """``FILE.onnx.json`` as a dict; missing required keys or unknown keys are a UserError naming the file."""
+    from cca_bench.fsio import read_json_object
+
     path = sidecar(model)
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {path}: {e}") from None
-    if not isinstance(cfg, dict):
-        raise UserError(f"{path}: expected a JSON object")
+    cfg = read_json_object(path)
     missing = [k for k in required if k not in cfg]
     if missing:
         raise UserError(f"{path}: missing {', '.join(missing)} (required: {', '.join(required)}; see docs/onnx.md)")

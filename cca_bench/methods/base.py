@@ -8,6 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from cca_bench.errors import UserError
+from cca_bench.fsio import read_json_object
 
 
 class CrossModalModel(Protocol):
@@ -116,13 +117,7 @@ def _read_safetensors(st: Path) -> tuple[dict[str, np.ndarray], dict]:
 def _read_json(js: Path) -> dict:
     if not js.is_file():
         raise UserError(f"no fitted model at {js}: run `generate` first")
-    try:
-        config = json.loads(js.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as e:
-        raise UserError(f"cannot read the fitted model's config {js}: {e}") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{js}: expected a JSON object (a fitted model's config)")
-    return config
+    return read_json_object(js, "a fitted model's config")
 
 
 def _json_copy(js: Path) -> dict:
