@@ -381,8 +381,6 @@ def top_eigenvalue(c, tol: float = 1e-6, seed: int = 0) -> float:
 
 def ridge(c, reg: float):
     """``C + reg * lambda_max(C) * I`` (Klein et al. 2015 scale the ridge by the top eigenvalue)."""
-    import torch
-
     if reg == 0:
         return c
     lam = top_eigenvalue(c)
