@@ -92,14 +92,15 @@ def check_params(cls, params: dict, grid: dict | None, n_images: int, n_captions
 
 def edge_notes(grid: dict, best: dict, flags: dict, k_max: int | None = None) -> list[str]:
     """Plain warnings for every searched knob (two or more numeric values) whose chosen value is the grid's
-    smallest or largest: the best may lie beyond it. n_components at min(dx, dy) has nothing beyond it."""
+    smallest or largest: the best may lie beyond it. n_components at min(dx, dy) has nothing beyond it, and
+    nothing lies below 0 (every knob is non-negative: reg = 0 is plain CCA, eig_power = 0 unweighted)."""
     notes = []
     for name, values in grid.items():
         numeric = [v for v in values if isinstance(v, (int, float))]
         if len(set(numeric)) < 2 or best.get(name) not in numeric:
             continue
         flag = flags.get(name, "--cv-" + name.replace("_", "-"))
-        if best[name] == min(numeric):
+        if best[name] == min(numeric) and best[name] > 0:
             notes.append(f"{name} = {best[name]:g} is the smallest value of the grid: extend {flag} below it")
         elif best[name] == max(numeric) and not (name == "n_components" and best[name] == k_max):
             notes.append(f"{name} = {best[name]:g} is the largest value of the grid: extend {flag} above it")

@@ -93,10 +93,13 @@ def test_edge_notes_name_every_searched_knob_on_the_edge_of_its_grid():
     assert edge_notes(grid, best, flags, k_max=20) == [
         "gamma_scale = 4 is the largest value of the grid: extend --cv-gamma above it",
         "reg = 0.01 is the smallest value of the grid: extend --cv-reg below it"]
-    assert edge_notes(grid, {**best, "eig_power": 0}, flags, k_max=50)[1:] == [
+    assert edge_notes(grid, {**best, "eig_power": 4}, flags, k_max=50)[1:] == [
         "n_components = 20 is the largest value of the grid: extend --cv-components above it",
         "reg = 0.01 is the smallest value of the grid: extend --cv-reg below it",
-        "eig_power = 0 is the smallest value of the grid: extend --cv-eig-power below it"]
+        "eig_power = 4 is the largest value of the grid: extend --cv-eig-power above it"]
+    # nothing lies below 0: eig_power = 0 (unweighted) and reg = 0 (plain CCA) are no edge to extend
+    assert not [n for n in edge_notes({**grid, "reg": [0, 1.0]}, {**best, "eig_power": 0, "reg": 0}, flags, 20)
+                if "eig_power" in n or "reg" in n]
 
 
 def test_edges_are_in_the_report_and_its_markdown():
