@@ -12,7 +12,7 @@ import numpy as np
 
 from cca_bench.config import FeatureSpec, torch_device
 from cca_bench.errors import UserError
-from cca_bench.features.fitted import attach_to_model
+from cca_bench.features.fitted import model_extra
 from cca_bench.features.store import FeatureSet, cache_key, load_or_compute
 from cca_bench.registry import IMAGE_ENCODERS, METHODS, TEXT_ENCODERS
 
@@ -472,9 +472,7 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
         extra["cv"] = cv_summary(report, path.name)
         write_cv(opts.results_root, path.name, report)
     extra["model_files"] = model_files(opts)  # the ONNX files a reopened model needs again
-    model.save(path, extra=extra)
-    if encoder is not None:  # sentence encoders have no fitted state
-        attach_to_model(path, encoder)
+    model.save(path, extra={**extra, **model_extra(encoder)})  # the fitted text encoder in the same file
     figures = save_figures(model, path)
     return {"model": model, "path": path, "timings": timings, "n_images": len(train.images),
             "n_captions": len(train.texts), "cv": report, "figures": figures, "text_options": opts.text_options(),

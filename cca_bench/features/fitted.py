@@ -11,7 +11,7 @@ One protocol for all of them (registered by name in :data:`POOLINGS`):
 - ``fingerprint()``: a hash of that state, part of every feature cache key.
 
 The fitted state is saved inside the model it was fitted with: arrays under ``text_encoder.<name>`` in the
-model's safetensors, the config under ``config["text_encoder"]`` (:func:`attach_to_model`,
+model's safetensors, the config under ``config["text_encoder"]`` (:func:`model_extra` at save time, :func:`attach_to_model`,
 :func:`load_from_model`), so val, test and search reuse the train fit and never refit on test.
 """
 from __future__ import annotations
@@ -75,6 +75,17 @@ def encoder_state(encoder) -> tuple[dict, dict]:
     """(arrays with the model-file prefix, config) of a fitted encoder."""
     arrays, config = encoder.state()
     return {PREFIX + k: v for k, v in arrays.items()}, config
+
+
+def model_extra(encoder) -> dict:
+    """What ``model.save(path, extra=...)`` needs to store the fitted encoder in the model's own file (one
+    atomic write): its prefixed arrays and its config under ``text_encoder``; {} for no encoder."""
+    from cca_bench.methods.base import EXTRA_ARRAYS
+
+    if encoder is None:
+        return {}
+    arrays, enc_config = encoder_state(encoder)
+    return {EXTRA_ARRAYS: arrays, "text_encoder": enc_config}
 
 
 def attach_to_model(path: Path, encoder) -> None:

@@ -50,8 +50,14 @@ def model_id(tensors: dict[str, np.ndarray], config_json: str) -> str:
     return h.hexdigest()[:16]
 
 
+EXTRA_ARRAYS = "_extra_arrays"  # key of a save ``extra`` dict whose arrays join the model's own (same file)
+
+
 def save_arrays(path: Path, tensors: dict[str, np.ndarray], config: dict) -> None:
     """Write the fitted model as ``path.safetensors``, self-describing, and ``path.json``, a readable copy.
+
+    ``config[EXTRA_ARRAYS]`` (optional, from a method's ``save(path, extra)``) holds more arrays (with their own
+    key prefix) that are saved in the same file, so a model and what was fitted with it land in one rename.
 
     The safetensors file holds the arrays, the config (JSON in its metadata) and their :func:`model_id`, so
     one rename makes a model whole: a kill before the ``.json`` rename leaves new weights beside an old
@@ -62,7 +68,9 @@ def save_arrays(path: Path, tensors: dict[str, np.ndarray], config: dict) -> Non
     from cca_bench.fsio import write_atomic
 
     st, js = model_files(path)
-    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    config = dict(config)
+    more = config.pop(EXTRA_ARRAYS, None) or {}  # arrays a caller adds through ``extra`` (a fitted text encoder)
+    tensors = {k: np.ascontiguousarray(v) for k, v in {**tensors, **more}.items()}
     text = json.dumps(config, indent=2, sort_keys=True)
     mid = model_id(tensors, text)
     blob = save(tensors, metadata={CONFIG_KEY: text, ID_KEY: mid})

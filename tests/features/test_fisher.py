@@ -165,9 +165,15 @@ def test_cli_bad_fisher_options_one_line_exit_2_nothing_written(flags, message, 
     assert not (tmp_path / "data" / "cache").exists() and not (tmp_path / "results").exists()
 
 
-def test_cli_fisher_vectors_end_to_end(roots, tmp_path, capsys):
+def test_cli_fisher_vectors_end_to_end(roots, tmp_path, capsys, monkeypatch):
+    from cca_bench.methods import base, cca
+
+    writes, save = [], base.save_arrays
+    for module in (base, cca):  # cca.py holds its own reference; the old attach step imported base's
+        monkeypatch.setattr(module, "save_arrays", lambda path, *a: writes.append(path) or save(path, *a))
     fv = ["--pooling", "gmm+hglmm", "--fv-components", "3", "--fv-pca", "8"]
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--reg", "1e-2", *fv, *SMALL, *roots]) == 0
+    assert len(writes) == 1  # the model and its fitted text encoder land in one write (one artefact)
     model = tmp_path / "results" / "models" / "cca__shapes[n_test=40,n_train=200,n_val=40]__glove50_tinyimage+gmm+hglmm3+pca8"
     config = json.loads(model.with_name(model.name + ".json").read_text())
     assert config["text_encoder"]["pooling"] == "gmm+hglmm" and config["text_encoder"]["pca"] == 8
