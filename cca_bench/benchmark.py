@@ -411,7 +411,8 @@ def saved_model_options(name: str, config: dict, opts: Options) -> tuple[str, st
     """The inverse of :func:`model_path`: ``(method, dataset, features, options)`` that reopen the model saved
     as ``RESULTS/models/<name>`` (``config`` = its JSON), keeping ``opts``'s roots and run-time settings.
 
-    The dataset options, text options, ONNX model files and ``--tag`` come from the saved JSON and the name;
+    The dataset options, text options (pooling and Fisher-vector size included), ONNX model files and ``--tag``
+    come from the saved JSON and the name;
     ``--crops`` only from the name (``+10crops``). A name that these do not rebuild exactly is a UserError.
     """
     import dataclasses
@@ -423,6 +424,7 @@ def saved_model_options(name: str, config: dict, opts: Options) -> tuple[str, st
         out = dataclasses.replace(opts, dataset_options=dict(config.get("dataset_options", {})),
                                   text_path=text.get("text_path"), idf=bool(text.get("idf")),
                                   stopwords=bool(text.get("stopwords")), crops=int(crops[1]) if crops else 1,
+                                  **{k: text[k] for k in ("pooling", "fv_components", "fv_pca") if k in text},
                                   tag=name.partition("@")[2], **dict(config.get("model_files", {})))
         rebuilt = model_path(method, dataset, FeatureSpec.parse(features), out).name
     except (KeyError, TypeError, AttributeError):

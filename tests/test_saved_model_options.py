@@ -28,3 +28,16 @@ def test_a_name_that_does_not_match_its_json_is_refused():
         saved_model_options("cca__openmoji__glove50_tinyimage", CONFIG, Options())
     with pytest.raises(UserError, match="lacks method, dataset or features"):
         saved_model_options("x", {"method": "cca"}, Options())
+
+
+@pytest.mark.parametrize("fv", [{"pooling": "gmm", "fv_components": 16, "fv_pca": None},
+                                {"pooling": "gmm+hglmm", "fv_components": 30, "fv_pca": 8}])
+def test_fisher_vector_models_reopen_with_their_pooling(fv):
+    """The web app reopens a model by its name and JSON: the Fisher-vector pooling and size name the model."""
+    opts = Options(**fv)
+    name = model_path("cca", "shapes", FeatureSpec.parse("glove50_tinyimage"), opts).name
+    config = {"method": "cca", "dataset": "shapes", "features": "glove50_tinyimage", "dataset_options": {},
+              "feature_options": opts.text_options()}
+    method, dataset, features, out = saved_model_options(name, config, Options())
+    assert (out.pooling, out.fv_components, out.fv_pca) == (fv["pooling"], fv["fv_components"], fv["fv_pca"])
+    assert model_path(method, dataset, FeatureSpec.parse(features), out).name == name
