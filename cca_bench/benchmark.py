@@ -250,9 +250,7 @@ def sentence_encoder(spec: FeatureSpec, opts: Options):
 
 def _sentence_options(spec: FeatureSpec, opts: Options) -> dict:
     """The model-file options a sentence encoder reads; word-vector options given to one are a UserError."""
-    if opts.idf or opts.stopwords:
-        raise UserError(f"--idf and --stopwords weight word vectors; {spec.text} is a sentence encoder that reads "
-                        "whole captions")
+    _sentence_kind(spec, opts)
     return model_file_options(TEXT_ENCODERS.get(spec.text), spec.text, opts, TEXT_MODEL_FLAGS)
 
 
@@ -278,14 +276,10 @@ CAPTION_ENCODERS = {"sentence": encode_sentences}  # text encoder kind -> how a 
 
 
 def new_text_encoder(spec: FeatureSpec, opts: Options):
-    """The unfitted caption encoder of ``opts.pooling`` over the word vectors of ``spec.text``.
-
-    Sentence encoders (text encoders registered with ``kind="sentence"``) embed whole captions and take no
-    pooling: any pooling but mean (or --idf) is a UserError for them.
-    """
+    """The unfitted caption encoder of ``opts.pooling`` over the word vectors of ``spec.text`` (a word-vector
+    text encoder: callers set sentence encoders apart with :func:`_sentence_kind` first)."""
     from cca_bench.features.fitted import POOLINGS
 
-    _sentence_kind(spec, opts)
     vectors = word_vectors(spec.text, opts.data_root, opts.text_path)
     return POOLINGS.get(opts.pooling).from_options(vectors, opts)
 
