@@ -65,22 +65,42 @@ def load_or_compute(cache_dir: Path | None, key: dict, compute: Callable[[], np.
     """
     if cache_dir is None:
         return compute(), False
-    stem = Path(cache_dir) / cache_key(key)
-    npy, meta = stem.with_name(stem.name + ".npy"), stem.with_name(stem.name + ".json")  # stems may hold dots
-    cached = _read_entry(npy, meta, key, n_rows)
-    if cached is not None and info is not None and "info" not in cached[1]:
-        cached = None  # cached before these facts were recorded: computed once more, now with them
+    npy, meta = _entry_files(cache_dir, key)
+    cached = _cached(npy, meta, key, n_rows, info)
     if cached is not None:
-        arr, stored = cached
-        if info is not None:
-            info.update(stored.get("info") or {})
-        return arr, True
+        return cached, True
     arr = np.ascontiguousarray(compute(), dtype=np.float32)
+    _check_finite(arr, key)
+    write_atomic(npy, lambda f: np.save(f, arr))
+    write_json(meta, _stored_key(key, info))
+    return arr, False
+
+
+def _entry_files(cache_dir: Path, key: dict) -> tuple[Path, Path]:
+    """``<stem>.npy`` and ``<stem>.json`` of the entry cached under ``key`` (appended: stems may hold dots)."""
+    stem = Path(cache_dir) / cache_key(key)
+    return stem.with_name(stem.name + ".npy"), stem.with_name(stem.name + ".json")
+
+
+def _cached(npy: Path, meta: Path, key: dict, n_rows: int | None, info: dict | None) -> np.ndarray | None:
+    """The sound cached array for ``key``, its stored ``info`` copied into ``info``; None to (re)compute:
+    missing, damaged, or cached before the facts ``info`` asks for were recorded."""
+    cached = _read_entry(npy, meta, key, n_rows)
+    if cached is None or (info is not None and "info" not in cached[1]):
+        return None
+    if info is not None:
+        info.update(cached[1].get("info") or {})
+    return cached[0]
+
+
+def _stored_key(key: dict, info: dict | None) -> dict:
+    """What an entry's ``.json`` holds: its key, and the facts ``info`` collected while computing it."""
+    return {**key, "info": info} if info is not None else key
+
+
+def _check_finite(arr: np.ndarray, key: dict) -> None:
     if not np.isfinite(arr).all():
         raise UserError(f"{key.get('encoder')} produced NaN or infinite features for {key.get('dataset')}/{key.get('split')}")
-    write_atomic(npy, lambda f: np.save(f, arr))
-    write_json(meta, {**key, "info": info} if info is not None else key)
-    return arr, False
 
 
 def _read_entry(npy: Path, meta: Path, key: dict, n_rows: int | None) -> tuple[np.ndarray, dict] | None:
@@ -99,6 +119,8 @@ def _read_entry(npy: Path, meta: Path, key: dict, n_rows: int | None) -> tuple[n
     if not same_key or arr.ndim != 2 or arr.dtype != np.float32 or (n_rows is not None and len(arr) != n_rows):
         return None
     return arr, stored
+
+
 def load_or_stream(cache_dir: Path | None, key: dict, shape: tuple[int, int],
                    blocks: Callable[[], Iterable[np.ndarray]], info: dict | None = None) -> tuple[np.ndarray, bool]:
     """:func:`load_or_compute` for wide arrays computed in row blocks: ``blocks()`` yields consecutive float32
@@ -110,15 +132,10 @@ def load_or_stream(cache_dir: Path | None, key: dict, shape: tuple[int, int],
         out = np.empty(shape, np.float32)
         _fill_rows(blocks(), shape, key, lambda start, b: out.__setitem__(slice(start, start + len(b)), b))
         return out, False
-    stem = Path(cache_dir) / cache_key(key)
-    npy, meta = stem.with_name(stem.name + ".npy"), stem.with_name(stem.name + ".json")
-    cached = _read_entry(npy, meta, key, shape[0])
-    if cached is not None and info is not None and "info" not in cached[1]:
-        cached = None  # cached before these facts were recorded: computed once more, now with them
+    npy, meta = _entry_files(cache_dir, key)
+    cached = _cached(npy, meta, key, shape[0], info)
     if cached is not None:
-        if info is not None:
-            info.update(cached[1].get("info") or {})
-        return cached[0], True
+        return cached, True
 
     def write(f):
         header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
@@ -127,7 +144,7 @@ def load_or_stream(cache_dir: Path | None, key: dict, shape: tuple[int, int],
         _fill_rows(blocks(), shape, key, lambda start, b: f.write(np.ascontiguousarray(b, np.float32).tobytes()))
 
     write_atomic(npy, write)
-    write_json(meta, {**key, "info": info} if info is not None else key)
+    write_json(meta, _stored_key(key, info))
     return np.load(npy, mmap_mode="r", allow_pickle=False), False
 
 
@@ -137,8 +154,7 @@ def _fill_rows(blocks: Iterable[np.ndarray], shape: tuple[int, int], key: dict, 
     for b in blocks:
         if b.ndim != 2 or b.shape[1] != shape[1] or start + len(b) > shape[0]:
             raise ValueError(f"block of shape {b.shape} at row {start} does not fit an array of shape {shape}")
-        if not np.isfinite(b).all():
-            raise UserError(f"{key.get('encoder')} produced NaN or infinite features for {key.get('dataset')}/{key.get('split')}")
+        _check_finite(b, key)
         put(start, b)
         start += len(b)
     if start != shape[0]:
