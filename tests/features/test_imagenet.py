@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from cca_bench.__main__ import main
-from cca_bench.datasets.base import CaptionDataset, Split, open_rgb
+from cca_bench.datasets.base import open_rgb
 from cca_bench.errors import UserError
 from cca_bench.features import cnn, imagenet, store
 from cca_bench.registry import IMAGE_ENCODERS
@@ -50,14 +50,6 @@ def random_network(name: str, width: float):
         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
             torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
     return model
-
-
-def file_split(paths) -> tuple[Split, CaptionDataset]:
-    n = len(paths)
-    sp = Split(dataset="t", name="test", image_ids=[Path(p).name for p in paths], captions=["x"] * n,
-               tokens=[["x"]] * n, image_index=np.arange(n), image_rows=np.arange(n),
-               loader=lambda i: open_rgb(paths[i]), image_paths=list(paths))
-    return sp, CaptionDataset(name="t", root=None, splits={"test": sp})
 
 
 def sample_photos() -> list[Path]:
@@ -121,8 +113,8 @@ def test_full_size_architectures_match_the_published_ones(name):
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
-def test_encoders_load_weight_files_and_average_crops(name, tiny_weights):
-    sp, ds = file_split(sample_photos()[:1])  # a real photo: its corners differ, unlike noise
+def test_encoders_load_weight_files_and_average_crops(name, tiny_weights, make_file_split):
+    sp, ds = make_file_split(sample_photos()[:1])  # a real photo: its corners differ, unlike noise
     kw = dict(data_root=tiny_weights, batch_size=3, progress=False, device="cpu")
     one = imagenet.encode_cnn(name, sp, ds, **kw)
     ten = imagenet.encode_cnn(name, sp, ds, crops=10, **kw)
@@ -143,8 +135,8 @@ def test_ten_crops_are_corners_centre_and_mirrors():
     np.testing.assert_array_equal(ten[5:], ten[:5, :, ::-1])
 
 
-def test_missing_and_mismatched_weights_name_the_file(tiny_weights, photos, tmp_path):
-    sp, ds = file_split(photos[:1])
+def test_missing_and_mismatched_weights_name_the_file(tiny_weights, photos, tmp_path, make_file_split):
+    sp, ds = make_file_split(photos[:1])
     with pytest.raises(UserError, match=r"vgg19 weights not found: put vgg19-dcbb9e9d\.pth in .*weights.*"
                                          r"torchvision's ImageNet VGG19 state dict"):
         imagenet.encode_cnn("vgg19", sp, ds, data_root=tmp_path / "elsewhere", progress=False)
@@ -160,12 +152,12 @@ def test_missing_and_mismatched_weights_name_the_file(tiny_weights, photos, tmp_
         imagenet.encode_cnn("resnet152", sp, ds, data_root=tiny_weights, progress=False)
 
 
-def test_other_layouts_and_the_hub_cache(tiny_weights, photos, tmp_path):
+def test_other_layouts_and_the_hub_cache(tiny_weights, photos, tmp_path, make_file_split):
     """Cadene's InceptionResNetV2 file (last_linear, 1001 classes) and timm's safetensors load; files in
     $TORCH_HOME/hub/checkpoints are found; old files without num_batches_tracked load."""
     from safetensors.torch import save_file
 
-    sp, ds = file_split(photos[:2])
+    sp, ds = make_file_split(photos[:2])
     kw = dict(data_root=tmp_path / "empty", progress=False)
     want = imagenet.encode_cnn("inceptionresnetv2", sp, ds, data_root=tiny_weights, progress=False)
     sd = torch.load(tiny_weights / "weights" / "inception_resnet_v2-940b1cd6.pth", weights_only=True)
@@ -181,7 +173,7 @@ def test_other_layouts_and_the_hub_cache(tiny_weights, photos, tmp_path):
     np.testing.assert_allclose(imagenet.encode_cnn("inceptionresnetv2", sp, ds, **kw), want, atol=1e-5)
 
 
-def test_bad_images_are_skipped_and_listed(tiny_weights, photos, tmp_path, monkeypatch):
+def test_bad_images_are_skipped_and_listed(tiny_weights, photos, tmp_path, monkeypatch, make_file_split):
     good = photos[0].read_bytes()
     (tmp_path / "truncated.jpg").write_bytes(good[: len(good) // 2])
     (tmp_path / "garbage.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
@@ -189,7 +181,7 @@ def test_bad_images_are_skipped_and_listed(tiny_weights, photos, tmp_path, monke
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64_000)  # bomb.png is over twice that: Pillow refuses it
     paths = [photos[0], tmp_path / "truncated.jpg", photos[1], tmp_path / "garbage.jpg", tmp_path / "bomb.png",
              photos[2], photos[3]]  # grey, palette and CMYK are converted, not skipped
-    sp, ds = file_split(paths)
+    sp, ds = make_file_split(paths)
     with pytest.warns(UserWarning, match=r"skipped 3 of 7 images .*truncated\.jpg: .*garbage\.jpg: .*bomb\.png"):
         x = imagenet.encode_cnn("vgg16", sp, ds, data_root=tiny_weights, progress=False,
                                 shard_dir=tmp_path / "shards")
@@ -199,7 +191,8 @@ def test_bad_images_are_skipped_and_listed(tiny_weights, photos, tmp_path, monke
     assert "truncated" in skipped[0]["reason"] and "decompression bomb" in skipped[2]["reason"]
 
 
-def test_interrupted_extraction_resumes_at_the_first_missing_shard(tiny_weights, photos, tmp_path, monkeypatch):
+def test_interrupted_extraction_resumes_at_the_first_missing_shard(tiny_weights, photos, tmp_path, monkeypatch,
+                                                                    make_file_split):
     monkeypatch.setattr(store, "SHARD_SIZE", 2)
     paths = photos + photos[:1]  # 5 images: shards [0, 2), [2, 4), [4, 5)
     calls, fail_at = [], {3}
@@ -210,7 +203,7 @@ def test_interrupted_extraction_resumes_at_the_first_missing_shard(tiny_weights,
             raise KeyboardInterrupt  # Ctrl-C while the second shard is decoded
         return open_rgb(paths[i])
 
-    sp, ds = file_split(paths)
+    sp, ds = make_file_split(paths)
     sp.loader, sp.image_paths = loader, None
     kw = dict(data_root=tiny_weights, batch_size=1, progress=False, shard_dir=tmp_path / "shards")
     with pytest.raises(KeyboardInterrupt):
@@ -220,7 +213,7 @@ def test_interrupted_extraction_resumes_at_the_first_missing_shard(tiny_weights,
     calls.clear(), fail_at.clear()
     resumed = imagenet.encode_cnn("vgg16", sp, ds, **kw)
     assert sorted(calls) == [2, 3, 4]  # only the images of the unfinished shards
-    fresh = imagenet.encode_cnn("vgg16", *file_split(paths), data_root=tiny_weights, progress=False)
+    fresh = imagenet.encode_cnn("vgg16", *make_file_split(paths), data_root=tiny_weights, progress=False)
     np.testing.assert_allclose(resumed, fresh, rtol=1e-4, atol=1e-5)  # batch sizes differ
 
 
