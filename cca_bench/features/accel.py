@@ -1,13 +1,15 @@
 """How image networks run near the hardware limit: precision (fp32 / bf16 / fp16), autocast, channels_last,
-pinned host-to-GPU copies, and the GPU batch size chosen from free memory.
+oneDNN-prepacked bf16 weights, pinned host-to-GPU copies, and the GPU batch size chosen from free memory.
 
 Precision ``auto`` means bf16 on a CPU with native bf16 arithmetic (``avx512_bf16`` or ``amx_bf16`` in
-``/proc/cpuinfo``), fp32 on other CPUs, fp16 on CUDA. bf16 is applied with ``torch.autocast``: convolutions
-and matrix products take bf16 inputs and accumulate in fp32 (oneDNN), everything else stays fp32. Measured
-on a 2-core AMD EPYC with ``avx512_bf16`` (no AMX), VGG19, batch 16, under load: eager fp32 NCHW 1.4 img/s,
-fp32 channels_last 3.8, bf16 autocast + channels_last 6.6, fc7 at cosine 0.999997 of fp32
-(``benchmarks/REPORT_extract.md`` has the full run). Precision other than fp32 is part of the feature cache
-key (:func:`cca_bench.benchmark.image_key`).
+``/proc/cpuinfo``), fp32 on other CPUs, fp16 on CUDA. bf16 is applied with ``torch.autocast`` (convolutions
+and matrix products take bf16 inputs and accumulate in fp32, everything else stays fp32), or, for networks
+whose spec names plain conv stacks (VGG), by :func:`prepack_bf16`: weights converted and reordered for oneDNN
+once instead of on every call. Measured on the idle 2-core AMD EPYC with ``avx512_bf16`` (no AMX), VGG19 fc7,
+batch 32, network alone: eager fp32 NCHW 6.7 img/s, fp32 channels_last 9.7, bf16 autocast + channels_last 18.2,
+bf16 prepacked 20.8 (its big convolutions at about 1 TFLOP/s, above the 0.9 TFLOP/s of a 2048-square bf16
+GEMM in torch here), fc7 at cosine 0.99999 of fp32 (``benchmarks/REPORT_extract.md`` has the pipeline runs).
+Precision other than fp32 is part of the feature cache key (:func:`cca_bench.benchmark.image_key`).
 """
 from __future__ import annotations
 
@@ -81,6 +83,66 @@ def prepare(model, device: str):
     import torch
 
     return model.to(device).to(memory_format=torch.channels_last).eval()
+
+
+def onednn_bf16_available() -> bool:
+    """True when this torch build runs oneDNN (mkldnn) bf16 kernels on this CPU."""
+    import torch
+
+    try:
+        _onednn_modules()
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (ImportError, AttributeError, RuntimeError):  # a torch without these utilities: autocast instead
+        return False
+
+
+def _onednn_modules():
+    """``torch.utils.mkldnn`` (its modules are TorchScript classes: importing it warns that TorchScript is
+    deprecated, which says nothing to our users)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torch.utils import mkldnn
+    return mkldnn
+
+
+def prepack_bf16(model, stages: tuple[str, ...]):
+    """``model`` with its convolutions, linear layers and batch norms replaced by oneDNN modules whose bf16
+    weights are reordered once, here, instead of cast and reordered on every call as autocast does; the
+    children named in ``stages`` (pure conv / ReLU / pool / batch-norm stacks such as VGG's ``features``) run
+    on oneDNN tensors end to end (one layout conversion in, one out). Linear layers outside the stages take
+    and return plain bf16 tensors. Run the result without autocast; its outputs are bf16.
+
+    Measured 2026-11-30 on the 2-core AVX-512-BF16 EPYC, VGG19 fc7, batch 32, network alone: 20.8 img/s
+    against 18.2 for bf16 autocast + channels_last (fp32 weights prepacked the same way gain nothing: 9.9
+    against 9.7 img/s, so only bf16 uses this).
+    """
+    import torch
+
+    mkldnn = _onednn_modules()
+
+    class OneDNNStage(torch.nn.Module):
+        def __init__(self, body):
+            super().__init__()
+            self.body = body
+
+        def forward(self, x):
+            return self.body(x.to_mkldnn(torch.bfloat16)).to_dense()
+
+    for name in stages:
+        setattr(model, name, OneDNNStage(mkldnn.to_mkldnn(getattr(model, name), torch.bfloat16)))
+    return mkldnn.to_mkldnn(model, torch.bfloat16)
+
+
+def fast_model(model, device: str, precision: str, onednn_stages: tuple[str, ...] = ()):
+    """``(model, context)``: the model prepared for ``device`` and ``precision`` and a factory of the context
+    to call it in. bf16 on a CPU with oneDNN bf16 and declared ``onednn_stages``: prepacked weights
+    (:func:`prepack_bf16`), no autocast; otherwise channels_last under :func:`autocast`."""
+    model = prepare(model, device)
+    if precision == "bf16" and not device.startswith("cuda") and onednn_stages and onednn_bf16_available():
+        return prepack_bf16(model, onednn_stages), contextlib.nullcontext
+    return model, functools.partial(autocast, device, precision)
 
 
 def keep_fp32(model, predicate) -> int:

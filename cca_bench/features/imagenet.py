@@ -58,7 +58,8 @@ class CNNSpec:
     arch/arch_args: builder in :mod:`cca_bench.features.cnn`; files: accepted weight file names (the first
     is suggested); source: what the file is, for error messages; size/resize: crop side and short-side resize;
     head: the classifier's key prefix (its row count gives ``num_classes``); rename: key prefixes of other
-    layouts mapped to ours; width: channel multiplier (1.0; tests use less).
+    layouts mapped to ours; width: channel multiplier (1.0; tests use less); onednn_stages: children that
+    run on oneDNN tensors with prepacked weights under bf16 on a CPU (:func:`cca_bench.features.accel.fast_model`).
     """
 
     arch: str
@@ -75,13 +76,14 @@ class CNNSpec:
     rename: dict = field(default_factory=dict)
     width: float = 1.0
     aliases: tuple[str, ...] = ()
+    onednn_stages: tuple[str, ...] = ()
 
 
 CNNS: dict[str, CNNSpec] = {
     "vgg16": CNNSpec("vgg", ("vgg16-397923af.pth",), "torchvision's ImageNet VGG16 state dict", 4096,
-                     "fc7 after ReLU", head="classifier.6", arch_args=("vgg16",)),
+                     "fc7 after ReLU", head="classifier.6", arch_args=("vgg16",), onednn_stages=("features",)),
     "vgg19": CNNSpec("vgg", ("vgg19-dcbb9e9d.pth",), "torchvision's ImageNet VGG19 state dict", 4096,
-                     "fc7 after ReLU", head="classifier.6", arch_args=("vgg19",)),
+                     "fc7 after ReLU", head="classifier.6", arch_args=("vgg19",), onednn_stages=("features",)),
     "resnet152": CNNSpec("resnet152", ("resnet152-394f9c45.pth", "resnet152-b121ed2d.pth"),
                          "torchvision's ImageNet ResNet-152 state dict", 2048, "global average pool"),
     "inception_v3": CNNSpec("inception_v3", ("inception_v3_google-0cc3c7bd.pth",),
@@ -167,15 +169,22 @@ def check_keys(model, sd: dict, path: Path) -> None:
 
 def load_network(name: str, path: Path):
     """The eval-mode network of encoder ``name`` with the weights of ``path`` (strict key check)."""
+    import torch
+
     from cca_bench.features import cnn
 
     spec = CNNS[name]
     sd = _renamed(read_state_dict(path), spec.rename)
     head = sd.get(f"{spec.head}.weight")
     num_classes = int(head.shape[0]) if head is not None and head.ndim == 2 else 1000
-    model = getattr(cnn, spec.arch)(*spec.arch_args, width=spec.width, num_classes=num_classes)
+    with torch.device("meta"):  # no random initialisation of weights about to be overwritten (0.5 s for VGG19)
+        model = getattr(cnn, spec.arch)(*spec.arch_args, width=spec.width, num_classes=num_classes)
     check_keys(model, sd, path)
-    model.load_state_dict(sd, strict=False)  # keys checked above; old files lack num_batches_tracked
+    model = model.to_empty(device="cpu")
+    for key, buffer in model.named_buffers():
+        if key not in sd:  # num_batches_tracked of old files (check_keys allows no other gap)
+            buffer.zero_()
+    model.load_state_dict(sd, strict=False)  # keys checked above
     return model.eval()
 
 
@@ -225,18 +234,20 @@ def network_runner(name: str, path: Path, device: str, precision: str = "fp32") 
     """``run(uint8 (b, crops, S, S, 3)) -> (b, d) float32``: crop features averaged, at most ``b`` crops per
     forward pass (10 crops of a whole batch at once would need 10x the activation memory).
 
-    The network runs in channels_last memory under ``torch.inference_mode`` and, for bf16 / fp16, autocast
-    (:mod:`cca_bench.features.accel`); on CUDA the pixels go through pinned memory. ``run.forward`` maps a
+    The network runs in channels_last memory under ``torch.inference_mode`` and, for bf16 / fp16, autocast,
+    or with bf16 weights prepacked for oneDNN where the spec names ``onednn_stages`` and the CPU runs bf16
+    (:func:`cca_bench.features.accel.fast_model`); on CUDA the pixels go through pinned memory. ``run.forward`` maps a
     normalised float (n, 3, S, S) batch on ``device`` to (n, d) float32 (the GPU batch-size probe uses it).
     """
     import torch
 
     from cca_bench.features import accel
 
-    spec, model = CNNS[name], accel.prepare(load_network(name, path), device)
+    spec = CNNS[name]
+    model, precision_context = accel.fast_model(load_network(name, path), device, precision, spec.onednn_stages)
 
     def forward(x):
-        with torch.inference_mode(), accel.autocast(device, precision):
+        with torch.inference_mode(), precision_context():
             return model.extract(x.contiguous(memory_format=torch.channels_last)).float()
 
     def run(x: np.ndarray) -> np.ndarray:

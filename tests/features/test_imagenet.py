@@ -1,6 +1,7 @@
 """ImageNet CNN encoders: architectures as published (sizes, key names), weight loading with strict keys,
 crops, bad images skipped, resumable shards, CLI wiring, and real VGG16 conv weights (from an ONNX model)
 giving onnxruntime's pool5 on a real photo."""
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -310,21 +311,54 @@ def test_vgg16_pool5_matches_onnxruntime_on_real_weights():
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
 
 
-def test_vgg16_bf16_pool5_matches_fp32_on_real_weights():
-    """The encoder's fast path (channels_last, bf16 autocast) on the real ImageNet convolutions: pool5 of two
-    real photos at cosine >= 0.999 of fp32 per image."""
+@pytest.mark.parametrize("path", ["autocast", "prepacked"])
+def test_vgg16_bf16_pool5_matches_fp32_on_real_weights(path):
+    """The encoder's fast paths on the real ImageNet convolutions: pool5 of two real photos at cosine >= 0.999
+    of fp32 per image, under bf16 autocast + channels_last and with oneDNN-prepacked bf16 weights (what
+    ``fast_model`` picks for VGG on a CPU with bf16 kernels)."""
     from cca_bench.features import accel
 
+    if path == "prepacked" and not accel.onednn_bf16_available():
+        pytest.skip("this CPU / torch build has no oneDNN bf16 kernels")
     model, _, _ = vgg16_real_convs()
     x = real_pixels(imagenet.CNNS["vgg16"])
     with torch.inference_mode():
         fp32 = model.pool5(x).flatten(1)
-        fast = accel.prepare(model, "cpu")
-        with accel.autocast("cpu", "bf16"):
+        if path == "autocast":
+            fast, context = accel.prepare(model, "cpu"), lambda: accel.autocast("cpu", "bf16")
+        else:
+            fast, context = accel.prepack_bf16(model, ("features",)), contextlib.nullcontext
+            assert type(fast.features).__name__ == "OneDNNStage"
+        with context():
             bf16 = fast.pool5(x.contiguous(memory_format=torch.channels_last))
         assert bf16.dtype == torch.bfloat16
     cos = torch.nn.functional.cosine_similarity(fp32, bf16.float().flatten(1)).numpy()
     assert len(cos) == 2 and cos.min() >= 0.999, cos
+
+
+def test_vgg_runner_prepacks_bf16_on_cpu_and_matches_autocast(tiny_weights):
+    """``network_runner`` takes the prepacked path for VGG in bf16 (its spec names ``onednn_stages``) and its
+    features equal the autocast path's up to bf16 rounding; fp32 keeps plain torch modules."""
+    from cca_bench.features import accel
+
+    if not accel.onednn_bf16_available():
+        pytest.skip("this CPU / torch build has no oneDNN bf16 kernels")
+    spec = imagenet.CNNS["vgg16"]
+    model = imagenet.load_network("vgg16", tiny_weights / "weights" / spec.files[0])
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, spec.size, spec.size, 3), dtype=np.uint8))
+    pixels = imagenet.normalise(x, spec)
+    with torch.inference_mode():
+        fp32 = model.extract(pixels)
+        with accel.autocast("cpu", "bf16"):
+            autocast = accel.prepare(model, "cpu").extract(pixels).float()
+        fast, context = accel.fast_model(model, "cpu", "bf16", spec.onednn_stages)
+        with context():
+            prepacked = fast.extract(pixels).float()
+    assert type(fast.features).__name__ == "OneDNNStage"
+    assert type(accel.fast_model(imagenet.load_network("vgg16", tiny_weights / "weights" / spec.files[0]),
+                                 "cpu", "fp32", spec.onednn_stages)[0].features) is torch.nn.Sequential
+    for got in (autocast, prepacked):
+        assert torch.nn.functional.cosine_similarity(fp32, got).min() >= 0.999
 
 
 def test_cli_lists_unreadable_images_and_keeps_the_list(tiny_weights, photos, tmp_path, capsys):
