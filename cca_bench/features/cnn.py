@@ -114,11 +114,14 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(c, num_classes)
         self.out_dim = c
 
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, 3, H, W) -> (b, 2048, H/32, W/32): the stem and the four bottleneck stages."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
     def extract(self, x: torch.Tensor) -> torch.Tensor:
         """(b, 3, H, W) -> (b, 2048) global average pool of the last stage."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return x.mean(dim=(2, 3))
+        return self.trunk(x).mean(dim=(2, 3))
 
     def forward(self, x):
         return self.fc(self.extract(x))

@@ -58,8 +58,9 @@ class CNNSpec:
     arch/arch_args: builder in :mod:`cca_bench.features.cnn`; files: accepted weight file names (the first
     is suggested); source: what the file is, for error messages; size/resize: crop side and short-side resize;
     head: the classifier's key prefix (its row count gives ``num_classes``); rename: key prefixes of other
-    layouts mapped to ours; width: channel multiplier (1.0; tests use less); onednn_stages: children that
-    run on oneDNN tensors with prepacked weights under bf16 on a CPU (:func:`cca_bench.features.accel.fast_model`).
+    layouts mapped to ours; width: channel multiplier (1.0; tests use less); onednn_stages: the methods holding
+    every conv / batch norm, run on oneDNN tensors with prepacked weights under bf16 on a CPU
+    (:func:`cca_bench.features.accel.fast_model`).
     """
 
     arch: str
@@ -81,11 +82,12 @@ class CNNSpec:
 
 CNNS: dict[str, CNNSpec] = {
     "vgg16": CNNSpec("vgg", ("vgg16-397923af.pth",), "torchvision's ImageNet VGG16 state dict", 4096,
-                     "fc7 after ReLU", head="classifier.6", arch_args=("vgg16",), onednn_stages=("features",)),
+                     "fc7 after ReLU", head="classifier.6", arch_args=("vgg16",), onednn_stages=("pool5",)),
     "vgg19": CNNSpec("vgg", ("vgg19-dcbb9e9d.pth",), "torchvision's ImageNet VGG19 state dict", 4096,
-                     "fc7 after ReLU", head="classifier.6", arch_args=("vgg19",), onednn_stages=("features",)),
+                     "fc7 after ReLU", head="classifier.6", arch_args=("vgg19",), onednn_stages=("pool5",)),
     "resnet152": CNNSpec("resnet152", ("resnet152-394f9c45.pth", "resnet152-b121ed2d.pth"),
-                         "torchvision's ImageNet ResNet-152 state dict", 2048, "global average pool"),
+                         "torchvision's ImageNet ResNet-152 state dict", 2048, "global average pool",
+                         onednn_stages=("trunk",)),
     "inception_v3": CNNSpec("inception_v3", ("inception_v3_google-0cc3c7bd.pth",),
                             "torchvision's ImageNet Inception v3 state dict (Google's weights)", 2048,
                             "global average pool", 299, 342, GOOGLE_MEAN, GOOGLE_STD, aliases=("inception",)),

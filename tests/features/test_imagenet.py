@@ -327,8 +327,8 @@ def test_vgg16_bf16_pool5_matches_fp32_on_real_weights(path):
         if path == "autocast":
             fast, context = accel.prepare(model, "cpu"), lambda: accel.autocast("cpu", "bf16")
         else:
-            fast, context = accel.prepack_bf16(model, ("features",)), contextlib.nullcontext
-            assert type(fast.features).__name__ == "OneDNNStage"
+            fast, context = accel.prepack_bf16(model, ("pool5",)), contextlib.nullcontext
+            assert type(fast.features[0]).__name__ == "MkldnnConv2d"
         with context():
             bf16 = fast.pool5(x.contiguous(memory_format=torch.channels_last))
         assert bf16.dtype == torch.bfloat16
@@ -336,27 +336,31 @@ def test_vgg16_bf16_pool5_matches_fp32_on_real_weights(path):
     assert len(cos) == 2 and cos.min() >= 0.999, cos
 
 
-def test_vgg_runner_prepacks_bf16_on_cpu_and_matches_autocast(tiny_weights):
-    """``network_runner`` takes the prepacked path for VGG in bf16 (its spec names ``onednn_stages``) and its
-    features equal the autocast path's up to bf16 rounding; fp32 keeps plain torch modules."""
+@pytest.mark.parametrize("name", ["vgg16", "resnet152"])
+def test_runner_prepacks_bf16_on_cpu_and_matches_autocast(tiny_weights, name):
+    """For the networks whose spec names ``onednn_stages``, bf16 on a CPU takes the prepacked path (every conv a
+    oneDNN module) and its features equal fp32's and the autocast path's up to bf16 rounding; fp32 keeps plain
+    torch modules."""
     from cca_bench.features import accel
 
     if not accel.onednn_bf16_available():
         pytest.skip("this CPU / torch build has no oneDNN bf16 kernels")
-    spec = imagenet.CNNS["vgg16"]
-    model = imagenet.load_network("vgg16", tiny_weights / "weights" / spec.files[0])
+    spec = imagenet.CNNS[name]
+    assert spec.onednn_stages
+    load = lambda: imagenet.load_network(name, tiny_weights / "weights" / spec.files[0])  # noqa: E731
     x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, spec.size, spec.size, 3), dtype=np.uint8))
     pixels = imagenet.normalise(x, spec)
+    model = load()
     with torch.inference_mode():
         fp32 = model.extract(pixels)
         with accel.autocast("cpu", "bf16"):
-            autocast = accel.prepare(model, "cpu").extract(pixels).float()
-        fast, context = accel.fast_model(model, "cpu", "bf16", spec.onednn_stages)
+            autocast = accel.prepare(load(), "cpu").extract(pixels).float()
+        fast, context = accel.fast_model(load(), "cpu", "bf16", spec.onednn_stages)
         with context():
             prepacked = fast.extract(pixels).float()
-    assert type(fast.features).__name__ == "OneDNNStage"
-    assert type(accel.fast_model(imagenet.load_network("vgg16", tiny_weights / "weights" / spec.files[0]),
-                                 "cpu", "fp32", spec.onednn_stages)[0].features) is torch.nn.Sequential
+    convs = lambda m: {type(c).__name__ for c in m.modules() if "Conv" in type(c).__name__}  # noqa: E731
+    assert convs(fast) == {"MkldnnConv2d"}
+    assert convs(accel.fast_model(load(), "cpu", "fp32", spec.onednn_stages)[0]) == {"Conv2d"}
     for got in (autocast, prepacked):
         assert torch.nn.functional.cosine_similarity(fp32, got).min() >= 0.999
 
