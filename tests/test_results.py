@@ -28,7 +28,7 @@ def results(tmp_path):
 
 def test_published_rows_are_data_with_citations():
     frame = published_frame()
-    assert len(frame) == 11 and frame["Citation"].str.len().min() > 10
+    assert len(frame) == 20 and frame["Citation"].str.len().min() > 10
     klein = frame[(frame["Method"] == "CCA mean vec (Klein 2015)") & (frame["Dataset"] == "flickr8k")].iloc[0]
     assert (klein["i2t R@1"], klein["t2i MedR"], klein["Source"]) == (22.6, 7.0, "Klein et al. CVPR 2015")
     assert pd.isna(klein["i2t MeanR"])  # mean rank was not published
@@ -49,7 +49,7 @@ def test_compare_groups_by_protocol_and_shows_published_beside_own_runs(results,
     assert "Faghri" not in text
     csv = pd.read_csv(tmp_path / "out.csv")
     assert csv.equals(pd.read_csv(results / "RESULTS.csv"))
-    assert (csv["Source"] == "this suite").sum() == 5 and len(csv) == 5 + 4 + 2  # flickr8k: 4 published, coco 1k: 2
+    assert (csv["Source"] == "this suite").sum() == 5 and len(csv) == 5 + 8 + 2  # flickr8k: 8 published, coco 1k: 2
     assert csv.loc[csv["Source"] == "this suite", "Citation"].isna().all()
 
 
