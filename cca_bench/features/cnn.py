@@ -132,6 +132,13 @@ def resnet152(width: float = 1.0, num_classes: int = 1000) -> ResNet:
 
 
 # ------------------------------------------------------------------------------------- shared Inception parts
+def cat_channels(xs: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat(xs, 1)``; oneDNN tensors (the prepacked bf16 path of
+    :func:`cca_bench.features.accel.prepack_bf16`) are joined as plain tensors, torch has no oneDNN cat."""
+    if xs[0].is_mkldnn:
+        return torch.cat([x.to_dense() for x in xs], 1).to_mkldnn()
+    return torch.cat(xs, 1)
+
 
 
 class BasicConv2d(nn.Module):
@@ -169,10 +176,10 @@ class InceptionA(nn.Module):
         self.out_channels = 2 * c64 + c96 + _w(pool_features, w)
 
     def forward(self, x):
-        return torch.cat([
+        return cat_channels([
             self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)),
             self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            self.branch_pool(F.avg_pool2d(x, 3, stride=1, padding=1))], 1)
+            self.branch_pool(F.avg_pool2d(x, 3, stride=1, padding=1))])
 
 
 class InceptionB(nn.Module):
@@ -189,7 +196,7 @@ class InceptionB(nn.Module):
 
     def forward(self, x):
         dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        return torch.cat([self.branch3x3(x), dbl, F.max_pool2d(x, 3, stride=2)], 1)
+        return cat_channels([self.branch3x3(x), dbl, F.max_pool2d(x, 3, stride=2)])
 
 
 class InceptionC(nn.Module):
@@ -213,7 +220,7 @@ class InceptionC(nn.Module):
         d = x
         for k in range(1, 6):
             d = getattr(self, f"branch7x7dbl_{k}")(d)
-        return torch.cat([self.branch1x1(x), b7, d, self.branch_pool(F.avg_pool2d(x, 3, stride=1, padding=1))], 1)
+        return cat_channels([self.branch1x1(x), b7, d, self.branch_pool(F.avg_pool2d(x, 3, stride=1, padding=1))])
 
 
 class InceptionD(nn.Module):
@@ -232,7 +239,7 @@ class InceptionD(nn.Module):
     def forward(self, x):
         b3 = self.branch3x3_2(self.branch3x3_1(x))
         b7 = self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x))))
-        return torch.cat([b3, b7, F.max_pool2d(x, 3, stride=2)], 1)
+        return cat_channels([b3, b7, F.max_pool2d(x, 3, stride=2)])
 
 
 class InceptionE(nn.Module):
@@ -254,9 +261,9 @@ class InceptionE(nn.Module):
     def forward(self, x):
         a = self.branch3x3_1(x)
         d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        return torch.cat([self.branch1x1(x), self.branch3x3_2a(a), self.branch3x3_2b(a),
+        return cat_channels([self.branch1x1(x), self.branch3x3_2a(a), self.branch3x3_2b(a),
                           self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d),
-                          self.branch_pool(F.avg_pool2d(x, 3, stride=1, padding=1))], 1)
+                          self.branch_pool(F.avg_pool2d(x, 3, stride=1, padding=1))])
 
 
 class InceptionAux(nn.Module):
@@ -301,15 +308,19 @@ class InceptionV3(nn.Module):
               "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
               "Mixed_7a", "Mixed_7b", "Mixed_7c")
 
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, 3, 299, 299) -> (b, 2048, 8, 8): Mixed_7c."""
+        for name in self.STAGES:
+            x = F.max_pool2d(x, 3, stride=2) if name == "max" else getattr(self, name)(x)
+        return x
+
     def extract(self, x: torch.Tensor) -> torch.Tensor:
         """(b, 3, 299, 299) in [-1, 1] -> (b, 2048) global average pool of Mixed_7c.
 
         torchvision's ``transform_input=True`` turns an ImageNet-normalised input into exactly this
         ``(pixel / 255 - 0.5) / 0.5`` scaling; this model takes the scaled input directly.
         """
-        for name in self.STAGES:
-            x = F.max_pool2d(x, 3, stride=2) if name == "max" else getattr(self, name)(x)
-        return x.mean(dim=(2, 3))
+        return self.trunk(x).mean(dim=(2, 3))
 
     def forward(self, x):
         return self.fc(self.extract(x))
@@ -336,7 +347,7 @@ class Mixed5b(nn.Module):
         self.out_channels = 2 * c96 + 2 * c64
 
     def forward(self, x):
-        return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)], 1)
+        return cat_channels([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)])
 
 
 class Residual(nn.Module):
@@ -351,7 +362,7 @@ class Residual(nn.Module):
         self.conv2d = nn.Conv2d(c_cat, c, 1)
 
     def forward(self, x):
-        y = torch.cat([getattr(self, f"branch{k}")(x) for k in range(self.n)], 1)
+        y = cat_channels([getattr(self, f"branch{k}")(x) for k in range(self.n)])
         y = x + self.scale * self.conv2d(y)
         return F.relu(y) if self.relu else y
 
@@ -387,7 +398,7 @@ class Reduction(nn.Module):
 
     def forward(self, x):
         outs = [getattr(self, f"branch{k}")(x) for k in range(self.n)]
-        return torch.cat(outs + [F.max_pool2d(x, 3, stride=2)], 1)
+        return cat_channels(outs + [F.max_pool2d(x, 3, stride=2)])
 
 
 def mixed_6a(c: int, w: float) -> Reduction:
@@ -425,14 +436,17 @@ class InceptionResNetV2(nn.Module):
         self.conv2d_7b = BasicConv2d(c, self.out_dim, 1)
         self.classif = nn.Linear(self.out_dim, num_classes)
 
-    def extract(self, x: torch.Tensor) -> torch.Tensor:
-        """(b, 3, 299, 299) in [-1, 1] -> (b, 1536) global average pool of conv2d_7b."""
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, 3, 299, 299) -> (b, 1536, 8, 8): conv2d_7b."""
         x = self.conv2d_2b(self.conv2d_2a(self.conv2d_1a(x)))
         x = self.conv2d_4a(self.conv2d_3b(F.max_pool2d(x, 3, stride=2)))
         x = self.repeat(self.mixed_5b(F.max_pool2d(x, 3, stride=2)))
         x = self.repeat_1(self.mixed_6a(x))
-        x = self.block8(self.repeat_2(self.mixed_7a(x)))
-        return self.conv2d_7b(x).mean(dim=(2, 3))
+        return self.conv2d_7b(self.block8(self.repeat_2(self.mixed_7a(x))))
+
+    def extract(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, 3, 299, 299) in [-1, 1] -> (b, 1536) global average pool of conv2d_7b."""
+        return self.trunk(x).mean(dim=(2, 3))
 
     def forward(self, x):
         return self.classif(self.extract(x))

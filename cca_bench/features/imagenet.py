@@ -90,7 +90,8 @@ CNNS: dict[str, CNNSpec] = {
                          onednn_stages=("trunk",)),
     "inception_v3": CNNSpec("inception_v3", ("inception_v3_google-0cc3c7bd.pth",),
                             "torchvision's ImageNet Inception v3 state dict (Google's weights)", 2048,
-                            "global average pool", 299, 342, GOOGLE_MEAN, GOOGLE_STD, aliases=("inception",)),
+                            "global average pool", 299, 342, GOOGLE_MEAN, GOOGLE_STD, aliases=("inception",),
+                            onednn_stages=("trunk",)),
     "inceptionresnetv2": CNNSpec(
         "inception_resnet_v2", ("inception_resnet_v2-940b1cd6.pth", "inception_resnet_v2.tf_in1k.safetensors",
                                 "inceptionresnetv2-520b38e4.pth"),

@@ -336,7 +336,7 @@ def test_vgg16_bf16_pool5_matches_fp32_on_real_weights(path):
     assert len(cos) == 2 and cos.min() >= 0.999, cos
 
 
-@pytest.mark.parametrize("name", ["vgg16", "resnet152"])
+@pytest.mark.parametrize("name", ["vgg16", "resnet152", "inception_v3"])
 def test_runner_prepacks_bf16_on_cpu_and_matches_autocast(tiny_weights, name):
     """For the networks whose spec names ``onednn_stages``, bf16 on a CPU takes the prepacked path (every conv a
     oneDNN module) and its features equal fp32's and the autocast path's up to bf16 rounding; fp32 keeps plain
@@ -358,7 +358,8 @@ def test_runner_prepacks_bf16_on_cpu_and_matches_autocast(tiny_weights, name):
         fast, context = accel.fast_model(load(), "cpu", "bf16", spec.onednn_stages)
         with context():
             prepacked = fast.extract(pixels).float()
-    convs = lambda m: {type(c).__name__ for c in m.modules() if "Conv" in type(c).__name__}  # noqa: E731
+    convs = lambda m: {type(c).__name__ for c in m.modules()  # noqa: E731
+                       if isinstance(c, torch.nn.Conv2d) or type(c).__name__ == "MkldnnConv2d"}
     assert convs(fast) == {"MkldnnConv2d"}
     assert convs(accel.fast_model(load(), "cpu", "fp32", spec.onednn_stages)[0]) == {"Conv2d"}
     for got in (autocast, prepacked):
