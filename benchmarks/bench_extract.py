@@ -3,11 +3,13 @@ precision, beside the flop bound at the machine's measured GEMM rates. Writes be
 
     python benchmarks/bench_extract.py                 # 64 synthetic 500 x 375 JPEGs, 2 interleaved rounds
     python benchmarks/bench_extract.py --images 128 --rounds 3
+    python benchmarks/bench_extract.py --images 384 --rounds 3 --encoders vgg19
 
 "Before" is what most reference scripts do: PIL decode, resize the short side to 256, centre-crop 224,
-normalise, batches of 32 through the eager fp32 NCHW network under ``torch.no_grad``. "After" is the suite's
-image encoder with the options the CLI gives it (``--precision auto`` and the named precisions), on the same
-files, in the same process, rounds interleaved (before, after, before, after, ...) so that the load of this
+normalise, batches of 32 through the eager fp32 NCHW network under ``torch.no_grad``, timed from building
+the network and loading its weight file, as every suite row is (a second "before" row times the loop alone).
+"After" is the suite's image encoder with the options the CLI gives it (``--precision auto`` and the named
+precisions), on the same files, in the same process, rounds interleaved (before, after, before, after, ...) so that the load of this
 shared machine hits both alike; the 1-minute load average is reported with each row. VGG19 runs with random
 weights (the same flops as ImageNet's); EfficientNet-Lite0 with its shipped weights.
 """
