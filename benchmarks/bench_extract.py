@@ -211,7 +211,7 @@ def run(args) -> str:
     }
     plans = {enc: plan for enc, plan in plans.items() if enc in args.encoders}
     split = dataset.split("test")
-    decode = lambda: np.stack(list(image.batches(split, lambda s, i: image.lite0_pixels(s, i), range(len(paths)), 64)))  # noqa: E731
+    decode = lambda: np.concatenate(list(image.batches(split, lambda s, i: image.lite0_pixels(s, i), range(len(paths)), 64)))  # noqa: E731
     rows, results, precisions = {}, {}, {}
     for r in range(args.rounds):
         for name, rate in gemm_rates().items():  # each round: the load moves
