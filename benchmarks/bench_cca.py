@@ -95,11 +95,24 @@ def gemm_rates(reps: int = 3) -> dict:
     return {"gemm_gflops": 2 * 4096**3 / best["gemm"] / 1e9, "syrk_gflops": CHUNK * 4096**2 / best["syrk"] / 1e9}
 
 
-def fit_ours(x, y):
+def fit_ours(x, y, device: str = "cpu"):
     from cca_bench.methods.cca import RegularizedCCA
 
-    m = RegularizedCCA(n_components=K, reg=REG, device="cpu").fit(x, y)
+    m = RegularizedCCA(n_components=K, reg=REG, device=device).fit(x, y)
     return lambda: list(map(float, m.canonical_correlations_[:10]))
+
+
+def fit_ours_cuda(x, y):
+    """The same fit with the covariance products and the solve in torch on the GPU (chunks copied there)."""
+    return fit_ours(x, y, device="cuda")
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 def fit_numpy(x, y):
@@ -148,9 +161,11 @@ def fit_sklearn(x, y):
     return lambda: canon_corrs(*m.transform(x, y))
 
 
-FITS = {"ours": fit_ours, "numpy": fit_numpy, "cca_zoo": fit_cca_zoo, "pyrcca": fit_pyrcca, "sklearn": fit_sklearn}
+FITS = {"ours": fit_ours, "ours_cuda": fit_ours_cuda, "numpy": fit_numpy, "cca_zoo": fit_cca_zoo, "pyrcca": fit_pyrcca,
+        "sklearn": fit_sklearn}
 # imported before the clock starts: a fit's time should not include a library's first import
-IMPORTS = {"ours": ("torch", "scipy.sparse.linalg", "cca_bench.methods.cca"), "numpy": ("scipy.linalg",), "cca_zoo": ("cca_zoo.linear",),
+IMPORTS = {"ours": ("torch", "scipy.sparse.linalg", "cca_bench.methods.cca"),
+           "ours_cuda": ("torch", "scipy.sparse.linalg", "cca_bench.methods.cca"), "numpy": ("scipy.linalg",), "cca_zoo": ("cca_zoo.linear",),
            "pyrcca": ("rcca",), "sklearn": ("sklearn.cross_decomposition",)}
 
 
@@ -162,6 +177,11 @@ def worker_fit(method: str, data: Path) -> dict:
     for module in IMPORTS[method]:
         importlib.import_module(module)
     rates = gemm_rates() if method == "ours" else {}
+    if method == "ours_cuda":  # the CUDA context is created before the clock starts, like an import
+        import torch
+
+        torch.zeros(1, device="cuda")
+        torch.cuda.synchronize()
     base = vm_hwm()
     t0 = time.perf_counter()
     corrs = FITS[method](x, y)
@@ -206,8 +226,26 @@ def _traced_peak(fn) -> int:
     return peak
 
 
-def worker_eval(n_img: int, per_image: int, reference: bool) -> dict:
-    """COCO-5k-shaped evaluation: one similarity GEMM vs our ranks vs the per-query argsort loop."""
+def _gemm(pi: np.ndarray, pt: np.ndarray, device: str | None):
+    """One similarity GEMM ``pi @ pt.T``: numpy, or torch on ``device`` (inputs already there, synchronised)."""
+    if not device:
+        return lambda: pi @ pt.T
+    import torch
+
+    a, b = torch.from_numpy(pi).to(device), torch.from_numpy(pt).to(device)
+
+    def run():
+        out = a @ b.T
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+        return out
+
+    return run
+
+
+def worker_eval(n_img: int, per_image: int, reference: bool, device: str | None = None) -> dict:
+    """COCO-5k-shaped evaluation: one similarity GEMM vs our ranks vs the per-query argsort loop; with
+    ``device`` (e.g. "cuda") the GEMM and ``metrics.ranks`` run in torch there."""
     from cca_bench.metrics import prepare, ranks, summarize
 
     rng = np.random.default_rng(0)
@@ -215,9 +253,17 @@ def worker_eval(n_img: int, per_image: int, reference: bool) -> dict:
     image_index = np.repeat(np.arange(n_img), per_image)
     txt = ims[image_index] + 2.0 * rng.standard_normal((len(image_index), K), dtype=np.float32)
     pi, pt = prepare(ims, "cosine"), prepare(txt, "cosine")
-    _, gemm = _seconds(lambda: pi @ pt.T, 3)
-    ours, ours_s = _seconds(lambda: ranks(ims, txt, image_index), 3)
-    out = {"gemm_s": gemm, "ours_s": ours_s, "ours_peak": _traced_peak(lambda: ranks(ims, txt, image_index)),
+    gemm_fn = _gemm(pi, pt, device)
+    gemm_fn()  # warm-up (CUDA context, kernels)
+    _, gemm = _seconds(gemm_fn, 3)
+    rank = lambda: ranks(ims, txt, image_index, device=device)  # noqa: E731
+    ours, ours_s = _seconds(rank, 3)
+    name = None
+    if device and device.startswith("cuda"):
+        import torch
+
+        name = f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
+    out = {"gemm_s": gemm, "ours_s": ours_s, "ours_peak": _traced_peak(rank), "device": device or "cpu", "device_name": name,
            "n_img": n_img, "n_txt": len(txt), "ours_metrics": [summarize(r) for r in ours]}
     if reference:
         ref, ref_s = _seconds(lambda: reference_ranks(pi, pt, image_index))
@@ -254,10 +300,17 @@ def memory_budget(size: Size, base_rss: int) -> int:
     return base_rss + 4 * size.n * d + 4 * d * d * 8 + 4 * CHUNK * d
 
 
-def fit_rows(key: str, size: Size, data: Path, timeout: float, before: Path | None) -> list[dict]:
+def plan(key: str, methods: set[str] | None, gpu: bool) -> tuple[str, ...]:
+    """The methods run at size ``key``: PLAN's, plus ``ours_cuda`` beside ``ours`` when a GPU is present,
+    kept to ``methods`` when given."""
+    names = PLAN[key] + (("ours_cuda",) if gpu and key != "sklearn" else ())
+    return tuple(m for m in names if methods is None or m in methods)
+
+
+def fit_rows(key: str, size: Size, data: Path, timeout: float, before: Path | None, methods: tuple[str, ...]) -> list[dict]:
     rows = []
-    for method in PLAN[key]:
-        res = run_worker(["fit", method, str(data)], timeout if method != "ours" else 3600)
+    for method in methods:
+        res = run_worker(["fit", method, str(data)], timeout if not method.startswith("ours") else 3600)
         rows.append({"size": size, "method": method, **res})
         print(f"  {size.name} {method}: {res.get('seconds', res.get('error'))}", file=sys.stderr, flush=True)
     if before is not None and key == "flickr30k":
@@ -322,7 +375,35 @@ def targets(rows: list[dict], ev: dict) -> str:
     return "\n".join(out)
 
 
-def report(rows: list[dict], ev: dict, ev_before: dict | None, quick: bool) -> str:
+def gpu_section(rows: list[dict], ev_gpu: dict | None) -> str:
+    """Fit and evaluation on the GPU beside the CPU rows, or a sentence saying no GPU was present."""
+    cuda = [r for r in rows if r["method"] == "ours_cuda"]
+    if not cuda and not ev_gpu:
+        return ("No GPU was available for this run: the torch CUDA paths (covariance products in "
+                "`linalg._products_torch`, the similarity GEMM in `metrics.ranks(device=...)`) are tested on the "
+                "CPU through the same code, but their GPU speed-up is not measured here.")
+    lines = [f"GPU: {(ev_gpu or {}).get('device_name') or 'a CUDA device'}. The `ours_cuda` rows of the fit "
+             "table run the same fit with `device=\"cuda\"` (chunks of the memory-mapped inputs copied to the GPU); "
+             "their 'x ours' column is GPU time / CPU time.", ""]
+    ours = {r["size"].name: r for r in rows if r["method"] == "ours" and "seconds" in r}
+    for r in cuda:
+        o = ours.get(r["size"].name)
+        if "seconds" in r and o:
+            lines.append(f"- {r['size'].name}: fit {r['seconds']:.1f} s on the GPU against {o['seconds']:.1f} s on "
+                         f"the CPU ({o['seconds'] / r['seconds']:.1f}x faster); canonical correlations within "
+                         f"{max(abs(a - b) for a, b in zip(r['corrs'], o['corrs'])):.1e}.")
+        else:
+            lines.append(f"- {r['size'].name}: {r.get('error', 'no CPU row to compare with')}")
+    if ev_gpu and "ours_s" in ev_gpu:
+        lines.append(f"- evaluation ({ev_gpu['n_img']:,} x {ev_gpu['n_txt']:,}): one similarity GEMM "
+                     f"{ev_gpu['gemm_s'] * 1e3:.1f} ms, `metrics.ranks(device=\"cuda\")` {ev_gpu['ours_s'] * 1e3:.1f} ms "
+                     f"({ev_gpu['ours_s'] / ev_gpu['gemm_s']:.2f}x one GEMM).")
+    elif ev_gpu:
+        lines.append(f"- evaluation: {ev_gpu.get('error')}")
+    return "\n".join(lines)
+
+
+def report(rows: list[dict], ev: dict, ev_before: dict | None, quick: bool, ev_gpu: dict | None = None) -> str:
     o = next((r for r in rows if r["method"] == "ours" and "gemm_gflops" in r), {})
     return "\n".join([
         "# cca_bench performance report", "",
@@ -340,9 +421,7 @@ def report(rows: list[dict], ev: dict, ev_before: dict | None, quick: bool) -> s
         "## Fit", "", fit_table(rows), "",
         "## Evaluation (COCO 5k shape)", "", eval_section(ev, ev_before), "",
         "## Targets", "", targets(rows, ev), "",
-        "## GPU", "", "No GPU was available for this task: the torch CUDA paths (covariance products in "
-        "`linalg._products_torch`, the similarity GEMM in `metrics.ranks(device=...)`) are tested on the CPU "
-        "through the same code, but their GPU speed-up is not measured here.", ""])
+        "## GPU", "", gpu_section(rows, ev_gpu), ""])
 
 
 def main(argv=None) -> int:
@@ -352,6 +431,9 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/cca_bench_data"), help="generated .npy data")
     p.add_argument("--timeout", type=float, default=None, help="seconds per competitor fit (default 600; quick 60)")
     p.add_argument("--before", type=Path, help="a checkout whose cca_bench is timed too (before/after)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated subset of: " + ", ".join(FITS) + " (default: all that PLAN runs at each "
+                   "size; ours_cuda joins ours when a GPU is present)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "REPORT.md")
     p.add_argument("--package-root", type=Path, default=ROOT, help=argparse.SUPPRESS)
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -359,19 +441,29 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(args.package_root))
     if args.worker:
         kind, *rest = args.worker
-        res = worker_fit(rest[0], Path(rest[1])) if kind == "fit" else worker_eval(*map(int, rest[:2]), rest[2] == "1")
+        res = (worker_fit(rest[0], Path(rest[1])) if kind == "fit"
+               else worker_eval(*map(int, rest[:2]), rest[2] == "1", rest[3] if len(rest) > 3 else None))
         print(json.dumps(res))
         return 0
     sizes = QUICK if args.quick else FULL
     timeout = args.timeout or (60 if args.quick else 600)
+    methods = set(args.methods.split(",")) if args.methods else None
+    unknown = sorted((methods or set()) - set(FITS))
+    if unknown:
+        p.error(f"--methods: unknown {', '.join(unknown)} (known: {', '.join(FITS)})")
+    gpu = cuda_available()
     rows = []
     for key in args.sizes.split(","):
+        todo = plan(key, methods, gpu)
+        if not todo:
+            continue
         data = make_data(sizes[key], args.workdir)
-        rows += fit_rows(key, sizes[key], data, timeout if key != "sklearn" else min(timeout, 120), args.before)
+        rows += fit_rows(key, sizes[key], data, timeout if key != "sklearn" else min(timeout, 120), args.before, todo)
     shape = ["1000", "5"] if args.quick else ["5000", "5"]
     ev = run_worker(["eval", *shape, "1"], 1800)
     ev_before = run_worker(["eval", *shape, "0"], 600, args.before) if args.before else None
-    args.out.write_text(report(rows, ev, ev_before, args.quick))
+    ev_gpu = run_worker(["eval", *shape, "0", "cuda"], 600) if gpu else None
+    args.out.write_text(report(rows, ev, ev_before, args.quick, ev_gpu))
     if args.out.name == "REPORT.md":  # the other benchmarks' reports follow it (benchmarks/report_index.py)
         from report_index import fold
 

@@ -126,16 +126,18 @@ def plain_vgg19(path: Path):
     return model.eval()
 
 
-def vgg19_eager(model):
-    """uint8 NHWC -> fc7 in eager fp32 NCHW (contiguous), as the plain loop feeds it."""
+def vgg19_eager(model, device: str = "cpu"):
+    """uint8 NHWC -> fc7 in eager fp32 NCHW (contiguous), as the plain loop feeds it (on ``device``)."""
     import torch
 
     from cca_bench.features.imagenet import CNNS, normalise
 
+    model = model.to(device)
+
     def forward(x):
         with torch.no_grad():
-            t = normalise(torch.from_numpy(x), CNNS["vgg19"]).contiguous()  # NCHW memory
-            return model.extract(t).numpy()
+            t = normalise(torch.from_numpy(x).to(device), CNNS["vgg19"]).contiguous()  # NCHW memory
+            return model.extract(t).cpu().numpy()
 
     return forward
 
@@ -151,12 +153,12 @@ def lite0_eager(model):
     return forward
 
 
-def suite(encoder: str, dataset, data_root: Path, precision: str):
-    """The suite's encoder as the CLI calls it (``--no-cache``, ``-q``)."""
+def suite(encoder: str, dataset, data_root: Path, precision: str, device: str = "cpu"):
+    """The suite's encoder as the CLI calls it (``--no-cache``, ``-q``, ``--device``)."""
     from cca_bench.benchmark import Options, image_encoder_kwargs
     from cca_bench.registry import IMAGE_ENCODERS
 
-    opts = Options(data_root=data_root, precision=precision, cache=False, progress=False)
+    opts = Options(data_root=data_root, precision=precision, cache=False, progress=False, device=device)
     kwargs = image_encoder_kwargs(encoder, opts, None)
     split = dataset.split("test")
     return lambda: IMAGE_ENCODERS.get(encoder)(split, dataset, **kwargs), kwargs.get("precision")
@@ -209,6 +211,10 @@ def run(args) -> str:
                                (PRELOADED, lambda: plain_loop(paths, lite_eager))]
         + [(f"suite --precision {p}", suite("efficientnet_lite0", dataset, data_root, p)) for p in ("auto", "bf16")],
     }
+    if torch.cuda.is_available():  # the same comparison on the GPU: eager fp32 there against the suite's paths
+        plans["vgg19"] += [(f"{BEFORE} (cuda)", lambda: plain_loop(paths, vgg19_eager(plain_vgg19(vgg_file), "cuda")))]
+        plans["vgg19"] += [(f"suite --device cuda --precision {p}", suite("vgg19", dataset, data_root, p, "cuda"))
+                           for p in ("auto", "fp32")]
     plans = {enc: plan for enc, plan in plans.items() if enc in args.encoders}
     split = dataset.split("test")
     decode = lambda: np.concatenate(list(image.batches(split, lambda s, i: image.lite0_pixels(s, i), range(len(paths)), 64)))  # noqa: E731
@@ -234,7 +240,9 @@ def report(args, rows, results, rates, flops, precisions, flags, n) -> str:
         "# Image feature extraction: before / after (bench_extract.py)",
         "",
         f"{n} synthetic 500 x 375 JPEGs, {args.rounds} interleaved rounds, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} torch threads, CPU flags: {', '.join(native) or 'no AVX-512 / bf16'}; no GPU.",
+        f"{torch.get_num_threads()} torch threads, CPU flags: {', '.join(native) or 'no AVX-512 / bf16'}; "
+        + (f"GPU: {torch.cuda.get_device_name(0)} (its rows: 'x before' divides by the eager fp32 loop on the GPU; "
+           "no flop bound is given for them)." if torch.cuda.is_available() else "no GPU."),
         f"Measured GEMM rates (2048 square, torch, median of one measurement per round, under the same load): "
         f"fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s.",
         "The machine is shared with other jobs: the load column is the 1-minute load average before each run "
@@ -248,9 +256,10 @@ def report(args, rows, results, rates, flops, precisions, flags, n) -> str:
             continue
         enc, path = label.split(" | ")
         speeds = sorted(v[0] for v in vals)
-        before = np.median([v[0] for v in rows[f"{enc} | {BEFORE}"]])
+        on_gpu = "cuda" in path
+        before = np.median([v[0] for v in rows[f"{enc} | {BEFORE}" + (" (cuda)" if on_gpu else "")]])
         prec = precisions.get((enc, path)) or "fp32"
-        bound = rates["bf16" if prec == "bf16" else "fp32"] * 1e9 / flops[enc]
+        bound = float("nan") if on_gpu else rates["bf16" if prec == "bf16" else "fp32"] * 1e9 / flops[enc]
         fp32_paths = [p for (e, p), v in precisions.items() if e == enc and v == "fp32" and p.startswith("suite")]
         ref = results.get(f"{enc} | {fp32_paths[0]}" if fp32_paths else f"{enc} | {BEFORE}")
         cos = cosine(results[label], ref) if ref is not None else float("nan")
