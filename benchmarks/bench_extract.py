@@ -196,21 +196,24 @@ def run(args) -> str:
             torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
     (data_root / "weights").mkdir(exist_ok=True)
     torch.save(vgg.state_dict(), data_root / "weights" / "vgg19-dcbb9e9d.pth")
-    lite0 = lite0_features_model()
-    image.lite0_onnx_path()  # the one-time ONNX export is not part of any timing
     rates = {}
-    vgg_eager, lite_eager = vgg19_eager(vgg), lite0_eager(lite0)
-    flops = {"vgg19": flops_per_image(vgg, lambda x: vgg_eager(x.numpy()), 224),
-             "efficientnet_lite0": flops_per_image(lite0, lambda x: lite_eager(x.numpy()), 224)}
+    vgg_eager = vgg19_eager(vgg)
+    flops = {"vgg19": flops_per_image(vgg, lambda x: vgg_eager(x.numpy()), 224)}
     vgg_file = data_root / "weights" / "vgg19-dcbb9e9d.pth"
     plans = {
         "vgg19": [(BEFORE, lambda: plain_loop(paths, vgg19_eager(plain_vgg19(vgg_file)))),
                   (PRELOADED, lambda: plain_loop(paths, vgg_eager))]
         + [(f"suite --precision {p}", suite("vgg19", dataset, data_root, p)) for p in ("auto", "fp32", "bf16")],
-        "efficientnet_lite0": [(BEFORE, lambda: plain_loop(paths, lite0_eager(lite0_features_model()))),
-                               (PRELOADED, lambda: plain_loop(paths, lite_eager))]
-        + [(f"suite --precision {p}", suite("efficientnet_lite0", dataset, data_root, p)) for p in ("auto", "bf16")],
     }
+    if "efficientnet_lite0" in args.encoders:  # its packages are not needed for a VGG19-only run
+        lite0 = lite0_features_model()
+        image.lite0_onnx_path()  # the one-time ONNX export is not part of any timing
+        lite_eager = lite0_eager(lite0)
+        flops["efficientnet_lite0"] = flops_per_image(lite0, lambda x: lite_eager(x.numpy()), 224)
+        plans["efficientnet_lite0"] = (
+            [(BEFORE, lambda: plain_loop(paths, lite0_eager(lite0_features_model()))),
+             (PRELOADED, lambda: plain_loop(paths, lite_eager))]
+            + [(f"suite --precision {p}", suite("efficientnet_lite0", dataset, data_root, p)) for p in ("auto", "bf16")])
     if torch.cuda.is_available():  # the same comparison on the GPU: eager fp32 there against the suite's paths
         plans["vgg19"] += [(f"{BEFORE} (cuda)", lambda: plain_loop(paths, vgg19_eager(plain_vgg19(vgg_file), "cuda")))]
         plans["vgg19"] += [(f"suite --device cuda --precision {p}", suite("vgg19", dataset, data_root, p, "cuda"))
@@ -271,8 +274,9 @@ def report(args, rows, results, rates, flops, precisions, flags, n) -> str:
     lines += [
         "",
         f"Flops per image (conv + linear multiply-adds x 2; VGG19's often quoted 19.6 G are multiply-adds): "
-        f"VGG19 {flops['vgg19'] / 1e9:.1f} GFLOP, "
-        f"EfficientNet-Lite0 {flops['efficientnet_lite0'] / 1e9:.2f} GFLOP. The bound is the GEMM rate of the "
+        f"VGG19 {flops['vgg19'] / 1e9:.1f} GFLOP"
+        + (f", EfficientNet-Lite0 {flops['efficientnet_lite0'] / 1e9:.2f} GFLOP" if "efficientnet_lite0" in flops else "")
+        + ". The bound is the GEMM rate of the "
         "row's precision divided by that (depthwise convolutions of EfficientNet never reach GEMM rates).",
         f"Decoding + cropping alone (the suite's reader with JPEG draft decoding, in its thread pool): "
         f"median {np.median(dec):.1f} img/s; the pool overlaps it with the network.",

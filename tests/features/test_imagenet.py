@@ -366,6 +366,24 @@ def test_runner_prepacks_bf16_on_cpu_and_matches_autocast(tiny_weights, name):
         assert torch.nn.functional.cosine_similarity(fp32, got).min() >= 0.999
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/gpu_check.sh runs it)")
+@pytest.mark.parametrize("name", ["vgg16", "resnet152"])
+def test_runner_on_cuda_in_fp16_matches_the_cpu_in_fp32(tiny_weights, name):
+    """The GPU path (pinned non-blocking copies, fp16 autocast, channels_last) gives the CPU's fp32 features
+    at cosine >= 0.999, and the batch size chosen from free GPU memory is a usable one."""
+    from cca_bench.features import accel
+
+    spec = imagenet.CNNS[name]
+    path = tiny_weights / "weights" / spec.files[0]
+    x = np.random.default_rng(0).integers(0, 256, (6, 1, spec.size, spec.size, 3), dtype=np.uint8)
+    cpu = imagenet.network_runner(name, path, "cpu", "fp32")(x)
+    gpu = imagenet.network_runner(name, path, "cuda", "fp16")(x)
+    cos = (cpu * gpu).sum(1) / (np.linalg.norm(cpu, axis=1) * np.linalg.norm(gpu, axis=1))
+    assert gpu.dtype == np.float32 and cos.min() >= 0.999, cos
+    size = imagenet.batch_size_for(name, lambda: imagenet.network_runner(name, path, "cuda", "fp16"), "cuda", None)
+    assert 1 <= size <= accel.GPU_MAX_BATCH
+
+
 def test_cli_lists_unreadable_images_and_keeps_the_list(tiny_weights, photos, tmp_path, capsys):
     """A Karpathy-format folder with a truncated JPEG: the run goes on, says so, and keeps the list."""
     folder = tiny_weights / "mine"
