@@ -2,14 +2,14 @@
 oneDNN-prepacked bf16 weights, pinned host-to-GPU copies, and the GPU batch size chosen from free memory.
 
 Precision ``auto`` means bf16 on a CPU with native bf16 arithmetic (``avx512_bf16`` or ``amx_bf16`` in
-``/proc/cpuinfo``), fp32 on other CPUs, fp16 on CUDA. bf16 is applied with ``torch.autocast`` (convolutions
-and matrix products take bf16 inputs and accumulate in fp32, everything else stays fp32), or, for networks
-whose spec names their conv trunk (VGG, ResNet, Inception v3), by :func:`prepack_bf16`: weights converted and reordered for oneDNN
-once instead of on every call. Measured on the idle 2-core AMD EPYC with ``avx512_bf16`` (no AMX), VGG19 fc7,
-batch 32, network alone: eager fp32 NCHW 6.7 img/s, fp32 channels_last 9.7, bf16 autocast + channels_last 18.2,
-bf16 prepacked 20.8 (its big convolutions at about 1 TFLOP/s, above the 0.9 TFLOP/s of a 2048-square bf16
-GEMM in torch here), fc7 at cosine 0.99999 of fp32 (``benchmarks/REPORT_extract.md`` has the pipeline runs).
-Precision other than fp32 is part of the feature cache key (:func:`cca_bench.benchmark.image_key`).
+``/proc/cpuinfo``), fp32 on other CPUs, fp16 on CUDA. bf16 is applied with ``torch.autocast`` (convolutions and
+matrix products take bf16 inputs and accumulate in fp32, everything else stays fp32), or, for networks whose spec
+names their conv trunk (VGG, ResNet, Inception v3), by :func:`prepack_bf16`: weights converted and reordered for
+oneDNN once instead of on every call. Measured on the idle 2-core AMD EPYC with ``avx512_bf16`` (no AMX), VGG19 fc7,
+batch 32, network alone: eager fp32 NCHW 6.7 img/s, fp32 channels_last 9.7, bf16 autocast + channels_last 18.2, bf16
+prepacked 20.8 (its big convolutions at about 1 TFLOP/s, above the 0.9 TFLOP/s of a 2048-square bf16 GEMM in torch
+here), fc7 at cosine 0.99999 of fp32 (``benchmarks/REPORT_extract.md`` has the pipeline runs). Precision other than
+fp32 is part of the feature cache key (:func:`cca_bench.benchmark.image_key`).
 """
 from __future__ import annotations
 
@@ -110,8 +110,8 @@ def _onednn_modules():
 def prepack_bf16(model, stages: tuple[str, ...]):
     """``model`` with its convolutions, linear layers and batch norms replaced by oneDNN modules whose bf16
     weights are converted and reordered once, here, instead of on every call as autocast does. The methods
-    named in ``stages`` (the conv trunk: VGG's ``pool5``, the others' ``trunk``) run on oneDNN tensors end to end,
-    one layout conversion in and one out; they must hold every convolution and batch norm of the network
+    named in ``stages`` (the conv trunk: VGG's ``pool5``, the others' ``trunk``) run on oneDNN tensors end to
+    end, one layout conversion in and one out; they must hold every convolution and batch norm of the network
     (those modules take oneDNN tensors only). Linear layers outside take and return plain bf16 tensors. Run the
     result without autocast; its outputs are bf16.
 

@@ -132,13 +132,14 @@ def resnet152(width: float = 1.0, num_classes: int = 1000) -> ResNet:
 
 
 # ------------------------------------------------------------------------------------- shared Inception parts
+
+
 def cat_channels(xs: list[torch.Tensor]) -> torch.Tensor:
     """``torch.cat(xs, 1)``; oneDNN tensors (the prepacked bf16 path of
     :func:`cca_bench.features.accel.prepack_bf16`) are joined as plain tensors, torch has no oneDNN cat."""
     if xs[0].is_mkldnn:
         return torch.cat([x.to_dense() for x in xs], 1).to_mkldnn()
     return torch.cat(xs, 1)
-
 
 
 class BasicConv2d(nn.Module):
@@ -262,8 +263,8 @@ class InceptionE(nn.Module):
         a = self.branch3x3_1(x)
         d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         return cat_channels([self.branch1x1(x), self.branch3x3_2a(a), self.branch3x3_2b(a),
-                          self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d),
-                          self.branch_pool(F.avg_pool2d(x, 3, stride=1, padding=1))])
+                             self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d),
+                             self.branch_pool(F.avg_pool2d(x, 3, stride=1, padding=1))])
 
 
 class InceptionAux(nn.Module):
