@@ -332,20 +332,30 @@ def _indexed_tasks(xd, yd, x_index: np.ndarray, shift_x, shift_y, dtype=np.float
     return tasks
 
 
+def _mapped_chunks(a, fn):
+    """The dask array ``a`` with ``fn`` ((m, d) rows -> (m, d') float32, e.g. a kernel map) applied to each row
+    chunk where the chunk is computed (on the workers); ``a`` itself when ``fn`` is None."""
+    if fn is None:
+        return a
+    width = fn(np.asarray(a[:1].compute(scheduler="sync"))).shape[1]
+    return a.map_blocks(lambda block: np.asarray(fn(block), dtype=np.float32), dtype=np.float32,
+                        chunks=(a.chunks[0], (width,)))
+
+
 def dask_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_ROWS,
-                 scheduler: str | None = None, dtype=np.float32) -> Moments:
+                 scheduler: str | None = None, dtype=np.float32, map_x=None, map_y=None) -> Moments:
     """:func:`paired_moments` over the row chunks of dask arrays, for features larger than one machine.
 
     Each chunk's ``[x, y]`` SYRK (in ``dtype``, accumulated in float64) is one task on the workers; the partial
     (sums, scatter) are added in a tree and everything is computed once. ``x_index`` pairs rows as in
     :func:`paired_moments`, and as there each image enters once, weighted by its number of captions: a task
     takes a chunk of x and the captions of its images (no row of x per caption). ``scheduler``: a Dask
-    scheduler address; default the current client or a LocalCluster.
-    """
+    scheduler address; default the current client or a LocalCluster. ``map_x``, ``map_y``: feature maps as in
+    :func:`paired_moments`, applied to each chunk inside its task (the moments are the mapped views')."""
     import dask
 
     x_index, _ = _check_pairing(x, y, x_index)
-    xd, yd = _dask_rows(x, chunk), _dask_rows(y, chunk)
+    xd, yd = _mapped_chunks(_dask_rows(x, chunk), map_x), _mapped_chunks(_dask_rows(y, chunk), map_y)
     with dask_client(scheduler):
         shift_x, shift_y = (a.astype(np.float32) for a in dask.compute(xd[:chunk].mean(0), yd[:chunk].mean(0)))
         if x_index is None:

@@ -19,3 +19,21 @@ def test_generate_with_dask_backend_matches_numpy(tmp_path):
     a, b = models["numpy"], models["dask"]
     assert b.backend == "dask"
     np.testing.assert_allclose(b.canonical_correlations_, a.canonical_correlations_, atol=1e-6)
+
+
+def test_generate_kcca_with_dask_backend_matches_numpy(tmp_path):
+    """kcca through --backend dask (its kernel maps applied inside the tasks) saves the numpy backend's model."""
+    pytest.importorskip("dask.distributed")
+    from cca_bench.methods.kcca import KernelCCA
+
+    models = {}
+    for backend in ("numpy", "dask"):
+        roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / backend)]
+        argv = ["generate", "kcca", "shapes", "glove50_tinyimage", "--backend", backend, "--landmarks", "50",
+                "--kernel-views", "both", *SMALL, *roots]
+        assert main(argv) == 0
+        (path,) = (tmp_path / backend / "models").glob("*.safetensors")
+        models[backend] = KernelCCA.load(path.with_suffix(""))
+    a, b = models["numpy"], models["dask"]
+    assert b.backend == "dask" and b.map_x_.n_features_out == a.map_x_.n_features_out == 50
+    np.testing.assert_allclose(b.canonical_correlations_, a.canonical_correlations_, atol=1e-5)

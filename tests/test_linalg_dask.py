@@ -53,3 +53,20 @@ def test_row_aligned_dask_moments_still_match(client):
     got, want = linalg.dask_moments(x[x_index], y, chunk=32), linalg.paired_moments(x[x_index], y, chunk=32)
     np.testing.assert_allclose(got.cxy, want.cxy, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(got.cxx, want.cxx, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+def test_mapped_dask_moments_match_the_numpy_path(client, indexed):
+    """Feature maps (kcca's kernel maps) run inside the tasks: the moments are those of the mapped views,
+    as paired_moments gives them."""
+    x, y, x_index = indexed_data(2)
+    w = np.random.default_rng(3).standard_normal((7, 11)).astype(np.float32)
+    map_x = lambda a: np.tanh(a @ w)  # noqa: E731  (7 -> 11 columns)
+    map_y = lambda a: np.exp(-np.square(a))[:, ::-1].copy()  # noqa: E731
+    if not indexed:
+        x, x_index = x[x_index], None
+    got = linalg.dask_moments(x, y, x_index, chunk=16, map_x=map_x, map_y=map_y)
+    want = linalg.paired_moments(x, y, x_index, chunk=16, map_x=map_x, map_y=map_y)
+    assert got.cxx.shape == (11, 11) and got.cyy.shape == (4, 4)
+    for name in ("mean_x", "mean_y", "cxx", "cyy", "cxy"):
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-5, atol=1e-6, err_msg=name)

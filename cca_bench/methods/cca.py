@@ -146,13 +146,16 @@ class RegularizedCCA(Params):
 
         return grid_search(cls, train, val, grid, params, select, progress, log)
 
-    def _moments(self, X, Y, x_index) -> linalg.Moments:
+    def _moments(self, X, Y, x_index, map_x=None, map_y=None) -> linalg.Moments:
+        """The covariance pass in the chosen backend; ``map_x`` / ``map_y`` (feature maps, e.g. kcca's kernel
+        maps) are applied chunk by chunk, inside each task with dask."""
         dtype = linalg.precision_for(self.reg, self.cov_precision)
         chunk = self.chunk_rows if dtype == np.float32 else max(1, self.chunk_rows // 2)  # same buffer bytes
         if self.backend == "dask":
-            m = linalg.dask_moments(X, Y, x_index, chunk, self.dask_scheduler, dtype=dtype)
+            m = linalg.dask_moments(X, Y, x_index, chunk, self.dask_scheduler, dtype=dtype, map_x=map_x, map_y=map_y)
         elif self.backend == "numpy":
-            m = linalg.paired_moments(X, Y, x_index, chunk, device=torch_device(self.device), dtype=dtype)
+            m = linalg.paired_moments(X, Y, x_index, chunk, device=torch_device(self.device), dtype=dtype,
+                                      map_x=map_x, map_y=map_y)
         else:
             raise UserError(f"unknown backend {self.backend!r} (numpy or dask)")
         m.dtype = dtype.name

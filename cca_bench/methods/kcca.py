@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from cca_bench import linalg
-from cca_bench.config import torch_device
 from cca_bench.errors import UserError
 from cca_bench.kernel_maps import KERNELS, KernelMap, check_options, fit_map
 from cca_bench.methods.cca import RegularizedCCA
@@ -96,9 +95,6 @@ class KernelCCA(RegularizedCCA):
         if self.kernel_views not in VIEWS:
             raise UserError(f"unknown --kernel-views {self.kernel_views!r} (choose from {', '.join(VIEWS)})")
         check_options(self.kernel_map, self.kernel, self.landmarks, self.gamma, self.gamma_scale)
-        if self.backend != "numpy":
-            raise UserError("kcca maps its features chunk by chunk in the numpy backend: "
-                            "--backend dask is not supported")
 
     def moments(self, X, Y, x_index=None) -> MappedMoments:
         self.check_params(len(X), len(Y))
@@ -108,11 +104,7 @@ class KernelCCA(RegularizedCCA):
         """Fit the maps on the train rows, then one covariance pass over the mapped chunks."""
         maps = tuple(self._fit_map(a, view, i) if on else None
                      for i, (a, on, view) in enumerate(zip((X, Y), VIEWS[self.kernel_views], ("images", "captions"))))
-        dtype = linalg.precision_for(self.reg, self.cov_precision)  # float64 products where the ridge is small
-        chunk = self.chunk_rows if dtype == np.float32 else max(1, self.chunk_rows // 2)
-        m = linalg.paired_moments(X, Y, x_index, chunk, device=torch_device(self.device), dtype=dtype,
-                                  map_x=maps[0], map_y=maps[1])
-        m.dtype = dtype.name
+        m = super()._moments(X, Y, x_index, *maps)  # numpy or dask: the maps run chunk by chunk
         return MappedMoments(**vars(m), maps=maps)
 
     def _fit_map(self, a, view: str, i: int) -> KernelMap:
