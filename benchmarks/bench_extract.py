@@ -112,6 +112,7 @@ def plain_loop(paths: list[Path], forward, batch: int = 32) -> np.ndarray:
 
 BEFORE = "before: eager fp32 NCHW loop"
 PRELOADED = "before, weights loaded outside the timing"
+NAMES = {"vgg19": "VGG19", "efficientnet_lite0": "EfficientNet-Lite0"}
 
 
 def plain_vgg19(path: Path):
@@ -189,22 +190,27 @@ def run(args) -> str:
     data_root = work / "data"
     paths = make_jpegs(data_root / "synthjpeg", args.images)
     dataset = get_dataset("synthjpeg", data_root)
-    torch.manual_seed(0)
-    vgg = cnn.vgg("vgg19").eval()
-    for m in vgg.modules():
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-    (data_root / "weights").mkdir(exist_ok=True)
-    torch.save(vgg.state_dict(), data_root / "weights" / "vgg19-dcbb9e9d.pth")
-    rates = {}
-    vgg_eager = vgg19_eager(vgg)
-    flops = {"vgg19": flops_per_image(vgg, lambda x: vgg_eager(x.numpy()), 224)}
-    vgg_file = data_root / "weights" / "vgg19-dcbb9e9d.pth"
-    plans = {
-        "vgg19": [(BEFORE, lambda: plain_loop(paths, vgg19_eager(plain_vgg19(vgg_file)))),
-                  (PRELOADED, lambda: plain_loop(paths, vgg_eager))]
-        + [(f"suite --precision {p}", suite("vgg19", dataset, data_root, p)) for p in ("auto", "fp32", "bf16")],
-    }
+    rates, flops, plans = {}, {}, {}
+    if "vgg19" in args.encoders:
+        torch.manual_seed(0)
+        vgg = cnn.vgg("vgg19").eval()
+        for m in vgg.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        vgg_file = data_root / "weights" / "vgg19-dcbb9e9d.pth"
+        vgg_file.parent.mkdir(exist_ok=True)
+        torch.save(vgg.state_dict(), vgg_file)
+        vgg_eager = vgg19_eager(vgg)
+        flops["vgg19"] = flops_per_image(vgg, lambda x: vgg_eager(x.numpy()), 224)
+        plans["vgg19"] = (
+            [(BEFORE, lambda: plain_loop(paths, vgg19_eager(plain_vgg19(vgg_file)))),
+             (PRELOADED, lambda: plain_loop(paths, vgg_eager))]
+            + [(f"suite --precision {p}", suite("vgg19", dataset, data_root, p)) for p in ("auto", "fp32", "bf16")])
+        if torch.cuda.is_available():  # the same comparison on the GPU: eager fp32 there against the suite's paths
+            plans["vgg19"] += [(f"{BEFORE} (cuda)",
+                                lambda: plain_loop(paths, vgg19_eager(plain_vgg19(vgg_file), "cuda")))]
+            plans["vgg19"] += [(f"suite --device cuda --precision {p}", suite("vgg19", dataset, data_root, p, "cuda"))
+                               for p in ("auto", "fp32")]
     if "efficientnet_lite0" in args.encoders:  # its packages are not needed for a VGG19-only run
         lite0 = lite0_features_model()
         image.lite0_onnx_path()  # the one-time ONNX export is not part of any timing
@@ -214,11 +220,6 @@ def run(args) -> str:
             [(BEFORE, lambda: plain_loop(paths, lite0_eager(lite0_features_model()))),
              (PRELOADED, lambda: plain_loop(paths, lite_eager))]
             + [(f"suite --precision {p}", suite("efficientnet_lite0", dataset, data_root, p)) for p in ("auto", "bf16")])
-    if torch.cuda.is_available():  # the same comparison on the GPU: eager fp32 there against the suite's paths
-        plans["vgg19"] += [(f"{BEFORE} (cuda)", lambda: plain_loop(paths, vgg19_eager(plain_vgg19(vgg_file), "cuda")))]
-        plans["vgg19"] += [(f"suite --device cuda --precision {p}", suite("vgg19", dataset, data_root, p, "cuda"))
-                           for p in ("auto", "fp32")]
-    plans = {enc: plan for enc, plan in plans.items() if enc in args.encoders}
     split = dataset.split("test")
     decode = lambda: np.concatenate(list(image.batches(split, lambda s, i: image.lite0_pixels(s, i), range(len(paths)), 64)))  # noqa: E731
     rows, results, precisions = {}, {}, {}
@@ -274,8 +275,7 @@ def report(args, rows, results, rates, flops, precisions, flags, n) -> str:
     lines += [
         "",
         f"Flops per image (conv + linear multiply-adds x 2; VGG19's often quoted 19.6 G are multiply-adds): "
-        f"VGG19 {flops['vgg19'] / 1e9:.1f} GFLOP"
-        + (f", EfficientNet-Lite0 {flops['efficientnet_lite0'] / 1e9:.2f} GFLOP" if "efficientnet_lite0" in flops else "")
+        + ", ".join(f"{NAMES[enc]} {f / 1e9:.3g} GFLOP" for enc, f in flops.items())
         + ". The bound is the GEMM rate of the "
         "row's precision divided by that (depthwise convolutions of EfficientNet never reach GEMM rates).",
         f"Decoding + cropping alone (the suite's reader with JPEG draft decoding, in its thread pool): "
@@ -296,8 +296,8 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--workdir", default=None, help="where the JPEGs and random VGG19 weights go (default: a temp dir)")
     p.add_argument("--threads", type=int, default=0, help="torch threads for both paths (default: torch's own)")
-    p.add_argument("--encoders", nargs="+", default=["vgg19", "efficientnet_lite0"],
-                   choices=["vgg19", "efficientnet_lite0"], help="which networks to time (default: both)")
+    p.add_argument("--encoders", nargs="+", default=list(NAMES), choices=list(NAMES),
+                   help="which networks to time (default: both)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "REPORT_extract.md")
     args = p.parse_args(argv)
     from cca_bench.fsio import write_atomic

@@ -239,8 +239,9 @@ def network_runner(name: str, path: Path, device: str, precision: str = "fp32") 
 
     The network runs in channels_last memory under ``torch.inference_mode`` and, for bf16 / fp16, autocast,
     or with bf16 weights prepacked for oneDNN where the spec names ``onednn_stages`` and the CPU runs bf16
-    (:func:`cca_bench.features.accel.fast_model`); on CUDA the pixels go through pinned memory. ``run.forward`` maps a
-    normalised float (n, 3, S, S) batch on ``device`` to (n, d) float32 (the GPU batch-size probe uses it).
+    (:func:`cca_bench.features.accel.fast_model`); on CUDA the pixels go through pinned memory.
+    ``run.forward`` maps a normalised float (n, 3, S, S) batch on ``device`` to (n, d) float32 (the GPU
+    batch-size probe uses it).
     """
     import torch
 
