@@ -307,6 +307,56 @@ def test_features_without_image_encoder_do_not_suggest_themselves(case, capsys):
     assert "did you mean 'glove50'" not in capsys.readouterr().err
 
 
+# ------------------------------------------------------------------------------------------ names are not paths
+# A dataset name names models, runs and parsed-dataset cache files: one with '/', '..' or an absolute path wrote
+# them outside both roots. Each name below points at a real, readable precomp folder (or the data root itself),
+# so only the name check stands between the command and a successful run.
+
+NAME_COMMANDS = {
+    "generate": ["generate", "cca", "{name}", "glove50_precomp", "--reg", "1e-2"],
+    "run_benchmark": ["run_benchmark", "cca", "{name}", "test", "glove50_precomp"],
+    "evaluate": ["evaluate", "{name}", "test", "--images", f"{W}/img.npy", "--texts", f"{W}/txt.npy", "--name", "m"],
+    "export-split": ["export-split", "{name}", "test", f"{W}/export"],
+    "search": ["search", "cca", "{name}", "glove50_precomp", "--text", "a red circle"],
+}
+NAMES = {"parent": "../../outside", "absolute": "{tmp}/outside", "nested": "sub/pre", "dotdot": "..", "dot": ".",
+         "empty": ""}
+
+
+def precomp_at(folder):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        np.save(folder / f"{split}_ims.npy", rng.standard_normal((4, 6)).astype(np.float32))
+        (folder / f"{split}_caps.txt").write_text("\n".join(f"a red circle {k}" for k in range(20)) + "\n")
+
+
+@pytest.mark.parametrize("command", NAME_COMMANDS)
+@pytest.mark.parametrize("kind", NAMES)
+def test_dataset_names_are_not_paths(command, kind, case, capsys):
+    w, roots = case
+    tmp = w.parent
+    precomp_at(tmp / "outside")
+    precomp_at(w / "data" / "sub" / "pre")
+    np.save(w / "img.npy", np.ones((4, 3), np.float32))
+    np.save(w / "txt.npy", np.ones((20, 3), np.float32))
+    name = NAMES[kind].format(tmp=tmp)
+    argv = [a.replace("{name}", name).replace(W, str(w)) for a in NAME_COMMANDS[command]]
+    before = snapshot(tmp)
+    capsys.readouterr()
+    rc = main([*argv, *roots])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and f"dataset {name!r} is not a name" in lines[0], lines
+    assert snapshot(tmp) == before  # nothing written anywhere: not in the roots, not beside them
+
+
+def test_a_dataset_folder_with_dots_in_its_name_still_works(case):
+    w, roots = case
+    precomp_at(w / "data" / "my..data")
+    assert main(["generate", "cca", "my..data", "glove50_precomp", "--reg", "1e-2", "-q", *roots]) == 0
+    assert list((w / "results" / "models").glob("cca__my..data__glove50_precomp.safetensors"))
+
+
 # ------------------------------------------------------------------------------------ full or read-only roots
 
 
