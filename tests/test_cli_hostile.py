@@ -177,6 +177,94 @@ def glove_files(w):
     assert main(argv) == 0
 
 
+def png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def parquet(w, captions, image=None):
+    """A Flickr30k-style parquet dump data/pq: three train rows whose caption column holds ``captions``."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    (w / "data" / "pq").mkdir(parents=True)
+    images = image or [{"bytes": png(), "path": f"{k}.png"} for k in range(3)]
+    rows = [{"image": images[k], "caption": captions[k], "split": "train"} for k in range(3)]
+    pq.write_table(pa.Table.from_pylist(rows), w / "data" / "pq" / "train.parquet")
+
+
+def coco(w, image_id=1, cocoid=1, text="a red circle"):
+    """A COCO captions folder data/coco2: one annotation of image ``image_id``, the split file's ``cocoid``."""
+    folder = w / "data" / "coco2"
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / "a.png").write_bytes(png())
+    ann = {"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"image_id": image_id, "id": 9,
+                                                                          "caption": text}]}
+    (folder / "captions_train2014.json").write_text(json.dumps(ann))
+    split = {"images": [{"filename": "a.png", "split": "train", "cocoid": cocoid, "sentences": []}]}
+    (folder / "dataset_coco.json").write_text(json.dumps(split))
+
+
+def flickr8k(w, token_bytes):
+    folder = w / "data" / "f8k"
+    folder.mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(png())
+    (folder / "Flickr8k.token.txt").write_bytes(token_bytes)
+    (folder / "Flickr_8k.trainImages.txt").write_text("a.jpg\n")
+
+
+def shard(w, members, cut=None):
+    """data/wds/train/000000.tar of (name, bytes) members; ``cut``: keep only that many bytes of the file."""
+    import io
+    import tarfile
+
+    (w / "data" / "wds" / "train").mkdir(parents=True)
+    path = w / "data" / "wds" / "train" / "000000.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, payload in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    if cut is not None:
+        path.write_bytes(path.read_bytes()[:cut])
+
+
+WDS = [(f"{k:06d}.{ext}", png() if ext == "png" else f"a red circle {k}".encode()) for k in range(3)
+       for ext in ("png", "txt")]
+
+
+def karpathy_caption(w, raw):
+    folder = w / "data" / "kp"
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / "a.png").write_bytes(png())
+    image = {"filename": "a.png", "split": "train", "sentences": [{"raw": "a red circle"}, {"raw": raw}]}
+    (folder / "dataset.json").write_text(json.dumps({"images": [image]}))
+
+
+def planted_link(w):
+    """A Karpathy folder whose parsed form is cached; then an image below a subfolder becomes a symlink to a
+    photo outside the dataset (the fingerprinted images/ folder does not change)."""
+    from cca_bench.datasets import get_dataset
+
+    folder = w / "data" / "kp"
+    (folder / "images" / "sub").mkdir(parents=True)
+    (folder / "images" / "sub" / "a.png").write_bytes(png())
+    image = {"filename": "a.png", "filepath": "sub", "split": "train", "sentences": [{"raw": "a red circle"}]}
+    (folder / "dataset.json").write_text(json.dumps({"images": [image]}))
+    get_dataset("kp", w / "data")  # writes the parsed-dataset cache entry
+    (w / "outside.png").write_bytes(png())
+    os.remove(folder / "images" / "sub" / "a.png")
+    os.symlink(w / "outside.png", folder / "images" / "sub" / "a.png")
+
+
+def layout_gen(name):
+    return ["generate", "cca", name, FEAT]
+
+
 GEN = ["generate", "cca", "shapes", FEAT, *SMALL]
 RUN = ["run_benchmark", "cca", "shapes", "test", FEAT, *SMALL]
 SEARCH = ["search", "cca", "shapes", FEAT, "--text", "a red circle", *SMALL]
@@ -255,6 +343,40 @@ CASES = [
      "as a numeric .npy array"),
     ("train/test widths differ in a precomp folder", lambda w: precomp(w, test_dim=8),
      ["generate", "cca", "pre", "glove50_precomp"], 2, "test_ims.npy has 8 feature columns but train_ims.npy has 6"),
+    # dataset layouts: what they cannot read faithfully is refused, naming the file and row (issue 18 item 5)
+    ("parquet null caption cell", lambda w: parquet(w, ["a red circle", None, "a blue square"]), layout_gen("pq"),
+     2, "train.parquet row 1 (caption cell): a caption must be text, got null"),
+    ("parquet bare struct caption cell", lambda w: parquet(w, [{"raw": f"a red circle {k}", "tokens": ["a"]}
+                                                               for k in range(3)]), layout_gen("pq"), 2,
+     "train.parquet row 0 (caption cell): a caption must be text, got dict"),
+    ("parquet binary caption cell", lambda w: parquet(w, [b"caf\xe9"] * 3), layout_gen("pq"), 2,
+     "row 0 (caption cell): a caption must be text, got bytes"),
+    ("parquet integer caption cell", lambda w: parquet(w, [1, 2, 3]), layout_gen("pq"), 2,
+     "row 0 (caption cell): a caption must be text, got int"),
+    ("parquet null inside a caption list", lambda w: parquet(w, [["a red circle"], ["a red circle", None], []]),
+     layout_gen("pq"), 2, "train.parquet row 1 caption 1: a caption must be text, got null"),
+    ("parquet plain-binary image column", lambda w: parquet(w, [["a red circle"]] * 3, image=[png()] * 3),
+     layout_gen("pq"), 2, "column 'image' is binary; only a struct {bytes, path}"),
+    ("COCO annotation image_id a string", lambda w: coco(w, image_id="1"), layout_gen("coco2"), 2,
+     "captions_train2014.json: annotations[0] 'image_id': COCO image id '1' is not an integer"),
+    ("COCO split file cocoid a float", lambda w: coco(w, cocoid=1.0), layout_gen("coco2"), 2,
+     "dataset_coco.json: images[0] 'cocoid': COCO image id 1.0 is not an integer"),
+    ("COCO caption with a lone surrogate", lambda w: coco(w, text="caf\ud800"), layout_gen("coco2"), 2,
+     "annotations[0]: caption holds a lone surrogate"),
+    ("Karpathy caption with a lone surrogate", lambda w: karpathy_caption(w, "caf\udce9"), layout_gen("kp"), 2,
+     "dataset.json: images[0] sentences[1]: caption holds a lone surrogate"),
+    ("Karpathy caption null", lambda w: karpathy_caption(w, None), layout_gen("kp"), 2,
+     "images[0] sentences[1]: a caption must be text, got null"),
+    ("Flickr8k token file in Latin-1", lambda w: flickr8k(w, b"a.jpg#0\ta red circle\na.jpg#1\tcaf\xe9\n"),
+     layout_gen("f8k"), 2, "Flickr8k.token.txt line 2: not UTF-8 text (byte 0xe9"),
+    ("webdataset caption in Latin-1", lambda w: shard(w, [*WDS[:3], ("000001.txt", b"caf\xe9")]),
+     layout_gen("wds"), 2, "000000.tar: member '000001.txt' line 1: not UTF-8 text"),
+    ("webdataset shard cut inside a member", lambda w: shard(w, WDS, cut=512 * 9 + 20), layout_gen("wds"), 2,
+     "000000.tar: truncated: member"),
+    ("webdataset shard cut between members", lambda w: shard(w, WDS, cut=512 * 6), layout_gen("wds"), 2,
+     "truncated or damaged at byte 3072 (after sample '000001')"),
+    ("cached image path now a symlink out", planted_link, layout_gen("kp"), 2,
+     "cached image: path 'sub/a.png' leaves the dataset folder"),
     ("test features of another width than the model's", glove_files,
      ["run_benchmark", "cca", "shapes", "test", "glove_tinyimage", "--text-path", f"{W}/v4.txt", *SMALL], 2,
      "text features"),
