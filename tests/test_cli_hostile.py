@@ -261,6 +261,29 @@ def planted_link(w):
     os.symlink(w / "outside.png", folder / "images" / "sub" / "a.png")
 
 
+def huge_npy(path, shape=(100_000, 250_000)):
+    """A 4 KB .npy whose header claims ``shape`` float32 (93 GiB): only the header is true."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    path.write_bytes(buf.getvalue() + bytes(4096 - len(buf.getvalue())))
+
+
+def embeddings(w, images=(20, 3), texts=(100, 3), huge=None, safetensors=False):
+    """img.npy / txt.npy (or img.safetensors) of the given shapes for `evaluate` on shapes/test; ``huge`` names
+    the one that is a header claiming 93 GiB instead."""
+    if safetensors:
+        from safetensors.numpy import save_file
+
+        save_file({"x": np.ones(images, np.float32)}, str(w / "img.safetensors"))
+    else:
+        np.save(w / "img.npy", np.ones(images, np.float32))
+    np.save(w / "txt.npy", np.ones(texts, np.float32))
+    if huge:
+        huge_npy(w / huge)
+
+
 def layout_gen(name):
     return ["generate", "cca", name, FEAT]
 
@@ -269,6 +292,7 @@ GEN = ["generate", "cca", "shapes", FEAT, *SMALL]
 RUN = ["run_benchmark", "cca", "shapes", "test", FEAT, *SMALL]
 SEARCH = ["search", "cca", "shapes", FEAT, "--text", "a red circle", *SMALL]
 W = "{w}"  # replaced by the case folder in argv
+EVAL = ["evaluate", "shapes", "test", "--images", f"{W}/img.npy", "--texts", f"{W}/txt.npy", "--name", "m", *SMALL]
 
 CASES = [
     # names: datasets, encoders, methods, splits
@@ -377,6 +401,20 @@ CASES = [
      "truncated or damaged at byte 3072 (after sample '000001')"),
     ("cached image path now a symlink out", planted_link, layout_gen("kp"), 2,
      "cached image: path 'sub/a.png' leaves the dataset folder"),
+    # bring your own: .npy headers checked before any data is read, zero-width embeddings (issue 18 item 6)
+    ("evaluate: a 4 KB .npy claiming 93 GiB", lambda w: embeddings(w, huge="img.npy"), EVAL, 2,
+     "img.npy: its header claims a 100000 x 250000 float32 array (93.1 GiB) but the file holds"),
+    ("evaluate: --image-index .npy claiming 93 GiB", lambda w: embeddings(w, huge="index.npy"),
+     [*EVAL, "--image-index", f"{W}/index.npy"], 2, "index.npy: its header claims"),
+    ("evaluate: zero-width embeddings", lambda w: embeddings(w, (20, 0), (100, 0)), EVAL, 2,
+     "img.npy: zero-width embeddings (20 x 0)"),
+    ("evaluate: zero-width safetensors", lambda w: embeddings(w, (20, 0), (100, 0), safetensors=True),
+     [*EVAL[:4], f"{W}/img.safetensors", *EVAL[5:]], 2, "img.safetensors: zero-width embeddings (20 x 0)"),
+    ("precomp _ims.npy claiming 93 GiB", lambda w: (precomp(w), huge_npy(w / "data" / "pre" / "train_ims.npy")),
+     ["generate", "cca", "pre", "glove50_precomp"], 2, "train_ims.npy: its header claims a 100000 x 250000"),
+    ("precomp _ims.npy of zero width", lambda w: (precomp(w), np.save(w / "data" / "pre" / "train_ims.npy",
+                                                                       np.ones((4, 0), np.float32))),
+     ["generate", "cca", "pre", "glove50_precomp"], 2, "at least one feature), got float32 (4, 0)"),
     ("test features of another width than the model's", glove_files,
      ["run_benchmark", "cca", "shapes", "test", "glove_tinyimage", "--text-path", f"{W}/v4.txt", *SMALL], 2,
      "text features"),
