@@ -34,15 +34,9 @@ def split_path_key(spec: str) -> tuple[Path, str | None]:
 
 
 def _load_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as e:
-        if "pickle" in str(e).lower() or "python objects" in str(e).lower():
-            raise UserError(f"{path}: a pickled (object) .npy; save a plain numeric array "
-                            "(np.save(path, np.asarray(x, dtype=np.float32)))") from None
-        raise UserError(f"{path}: not a readable .npy array ({e})") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e})") from None
+    from cca_bench.fsio import open_npy
+
+    return open_npy(path)
 
 
 def _load_safetensors(path: Path, key: str | None) -> np.ndarray:
@@ -74,6 +68,8 @@ def load_embeddings(spec: str) -> tuple[np.ndarray, Path]:
     arr = _load_npy(path) if suffix == ".npy" else _load_safetensors(path, key)
     if arr.ndim != 2 or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise UserError(f"{path}: expected a 2-D numeric array (rows x dimensions), got {arr.dtype} {arr.shape}")
+    if arr.shape[1] == 0:
+        raise UserError(f"{path}: zero-width embeddings ({arr.shape[0]} x 0): each row needs at least one dimension")
     arr = np.asarray(arr, dtype=np.float32)
     bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
     if len(bad):
