@@ -69,3 +69,35 @@ def test_generate_reproduces_golden_record(data_root, tmp_path):
     assert main(["generate", "cca", "openmoji", "glove50_tinyimage", "--n-components", "16", *VARIANTS[model], "-q",
                  "--data-root", str(data_root), "--results-root", str(results)]) == 0
     check_same_run(run_test_split(model, data_root, results), golden_run(model), data_root)
+
+
+def run_lines(model: str, data_root: Path, results_root: Path, capsys) -> list[str]:
+    """run_benchmark of ``model``'s variant must fail (exit 2); its stderr lines."""
+    capsys.readouterr()
+    assert main(["run_benchmark", "cca", "openmoji", "test", "glove50_tinyimage", *VARIANTS[model], "-q",
+                 "--data-root", str(data_root), "--results-root", str(results_root)]) == 2
+    return capsys.readouterr().err.strip().splitlines()
+
+
+def test_a_model_without_its_fitted_text_encoder_is_refused_in_one_line(data_root, tmp_path, capsys):
+    """A model saved before fitted encoders went into the model file (here: the golden IDF model saved again
+    without its IDF table) cannot be scored with --idf: one line saying to run generate again."""
+    from cca_bench.methods.cca import RegularizedCCA
+
+    model = "cca__openmoji__glove50_tinyimage+idf+stop"
+    results = tmp_path / "results"
+    RegularizedCCA.load(GOLDEN / "models" / model).save(results / "models" / model)
+    (err,) = run_lines(model, data_root, results, capsys)
+    assert "holds no fitted text encoder" in err and "run generate again" in err
+
+
+def test_a_model_fitted_with_other_text_options_is_refused_in_one_line(data_root, tmp_path, capsys):
+    """The plain model's files under the +idf+stop name: its saved encoder says idf=False, the command asks for
+    idf=True; one line names both."""
+    model = "cca__openmoji__glove50_tinyimage+idf+stop"
+    results = tmp_path / "results"
+    (results / "models").mkdir(parents=True)
+    for ext in (".json", ".safetensors"):
+        shutil.copy(GOLDEN / "models" / f"cca__openmoji__glove50_tinyimage{ext}", results / "models" / f"{model}{ext}")
+    (err,) = run_lines(model, data_root, results, capsys)
+    assert "was fitted with text encoder idf=False" in err and "not idf=True" in err
