@@ -10,7 +10,8 @@ import numpy as np
 
 from cca_bench.config import FeatureSpec, timed as _timed, torch_device
 from cca_bench.errors import UserError
-from cca_bench.features.pipelines import Pipelines, features_tag, model_files  # noqa: F401  (run records)
+from cca_bench.features.pipelines import (Pipelines, features_tag, model_files,  # noqa: F401  (run records)
+                                          option_flags, split_feature_grid)
 from cca_bench.features.store import FeatureSet
 from cca_bench.features.text_pipeline import text_options
 from cca_bench.registry import METHODS
@@ -115,20 +116,18 @@ def saved_model_options(name: str, config: dict, opts: Options) -> tuple[str, st
     """The inverse of :func:`model_path`: ``(method, dataset, features, options)`` that reopen the model saved
     as ``RESULTS/models/<name>`` (``config`` = its JSON), keeping ``opts``'s roots and run-time settings.
 
-    The dataset options, text options (pooling and Fisher-vector size included), ONNX model files and ``--tag``
-    come from the saved JSON and the name;
-    ``--crops`` only from the name (``+10crops``). A name that these do not rebuild exactly is a UserError.
+    The dataset options, feature options (:func:`cca_bench.features.pipelines.saved_feature_options`), ONNX
+    model files and ``--tag`` come from the saved JSON and the name. A name that these do not rebuild exactly is
+    a UserError.
     """
     import dataclasses
 
+    from cca_bench.features.pipelines import saved_feature_options
+
     try:
         method, dataset, features = config["method"], config["dataset"], config["features"]
-        text = config.get("feature_options", {})
-        crops = re.search(r"\+(\d+)crops(@|$)", name)
         out = dataclasses.replace(opts, dataset_options=dict(config.get("dataset_options", {})),
-                                  text_path=text.get("text_path"), idf=bool(text.get("idf")),
-                                  stopwords=bool(text.get("stopwords")), crops=int(crops[1]) if crops else 1,
-                                  **{k: text[k] for k in ("pooling", "fv_components", "fv_pca") if k in text},
+                                  **saved_feature_options(config.get("feature_options", {}), name),
                                   tag=name.partition("@")[2], **dict(config.get("model_files", {})))
         rebuilt = model_path(method, dataset, FeatureSpec.parse(features), out).name
     except (KeyError, TypeError, AttributeError):
@@ -157,8 +156,8 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     split = dataset.split("train")  # bad parameters fail before minutes of encoding, and write nothing
     check_params(cls, params, None if cv is None else cv.get("grid", {}), split.n_images, split.n_captions)
     timings: dict = {}
-    cv, fv_grid = split_features_grid(cv, opts)
-    if fv_grid is None:
+    cv, feature_grid = split_feature_grid(cv, opts)
+    if feature_grid is None:
         (pipes, train, model), report = _encode_and_fit(cls, method, dataset, spec, opts, params, cv, timings)
     else:
         from cca_bench.cv import search_features
@@ -166,9 +165,9 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
         fit_point = lambda point: _encode_and_fit(  # noqa: E731
             cls, method, dataset, spec, replace(opts, **point), params, cv, timings)
         point, (pipes, train, model), report = search_features(
-            [{"fv_components": k} for k in fv_grid], fit_point, cv["select"])
+            feature_grid, fit_point, cv["select"])
         opts = replace(opts, **point)
-        opts.log(f"chose --fv-components {opts.fv_components}: pass it to run_benchmark and search")
+        opts.log(f"chose {option_flags(point)}: pass it to run_benchmark and search")
     path = model_path(method, dataset_name, spec, opts)
     extra = {"dataset": dataset_name, "dataset_options": opts.dataset_options, "features": spec.name,
              "feature_options": opts.text_options(), "timings": timings, "train_fingerprint": train.meta["fingerprint"],
@@ -178,20 +177,11 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
         extra["cv"] = cv_summary(report, path.name)
         write_cv(opts.results_root, path.name, report)
     extra["model_files"] = model_files(opts)  # the ONNX files a reopened model needs again
-    save_model(model, path, extra, pipes)  # the fitted text encoder in the same file
+    save_model(model, path, extra, pipes)  # the pipelines' fitted state in the same file
     figures = save_figures(model, path)
     return {"model": model, "path": path, "timings": timings, "n_images": len(train.images),
             "n_captions": len(train.texts), "cv": report, "figures": figures, "text_options": opts.text_options(),
             "oov_rate": train.meta["oov_rate"]}
-
-
-def split_features_grid(cv: dict | None, opts: Options) -> tuple[dict | None, list[int] | None]:
-    """(the CV request without its features grid, the ``fv_components`` values to search or None)."""
-    if cv is None or not cv.get("fv_components"):
-        return cv, None
-    if opts.pooling == "mean":
-        raise UserError("--cv-fv-components searches Fisher-vector sizes: it needs --pooling gmm, hglmm or gmm+hglmm")
-    return {k: v for k, v in cv.items() if k != "fv_components"}, [int(k) for k in cv["fv_components"]]
 
 
 def _encode_and_fit(cls, method: str, dataset, spec: FeatureSpec, opts: Options, params: dict, cv: dict | None,

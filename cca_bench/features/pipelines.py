@@ -6,6 +6,7 @@ the web app restore it from the model file, so every command computes the same c
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,31 @@ def features_tag(spec: FeatureSpec, opts) -> str:
 def model_files(opts) -> dict:
     """The user's model files given (``--onnx-model``, ``--onnx-text-model``), for run and model records."""
     return {k: getattr(opts, k) for k in (*IMAGE_MODEL_FLAGS, *TEXT_MODEL_FLAGS) if getattr(opts, k) is not None}
+
+
+def saved_feature_options(feature_options: dict, name: str) -> dict:
+    """The Options fields a saved model's ``feature_options`` (its JSON) and name give back: text options from
+    the JSON, ``crops`` from the name (``+10crops``)."""
+    crops = re.search(r"\+(\d+)crops(@|$)", name)
+    text = feature_options
+    return {"text_path": text.get("text_path"), "idf": bool(text.get("idf")), "stopwords": bool(text.get("stopwords")),
+            "crops": int(crops[1]) if crops else 1,
+            **{k: text[k] for k in ("pooling", "fv_components", "fv_pca") if k in text}}
+
+
+def split_feature_grid(cv: dict | None, opts) -> tuple[dict | None, list[dict] | None]:
+    """(the CV request without its feature grid, the feature option points to search or None): today the
+    Fisher-vector sizes of ``--cv-fv-components``."""
+    if cv is None or not cv.get("fv_components"):
+        return cv, None
+    if opts.pooling == "mean":
+        raise UserError("--cv-fv-components searches Fisher-vector sizes: it needs --pooling gmm, hglmm or gmm+hglmm")
+    return {k: v for k, v in cv.items() if k != "fv_components"}, [{"fv_components": int(k)} for k in cv["fv_components"]]
+
+
+def option_flags(point: dict) -> str:
+    """``--fv-components 16`` for ``{"fv_components": 16}``: a chosen feature grid point as command-line flags."""
+    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in point.items())
 
 
 @dataclass
