@@ -18,6 +18,7 @@ import numpy as np
 
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
+from cca_bench.features.protocol import Stateless
 from cca_bench.registry import IMAGE_ENCODERS
 
 IMAGE_MODEL_FLAGS = {"onnx_model": "--onnx-model"}  # Options field -> flag of a user's model file
@@ -28,7 +29,7 @@ def image_tag(opts) -> str:
     return f"+{opts.crops}crops" if opts.crops != 1 else ""
 
 
-class ImagePipeline:
+class ImagePipeline(Stateless):
     """Image encoder ``name`` under ``opts`` (any object with the fields of ``benchmark.Options`` read here)."""
 
     def __init__(self, name: str, opts):
@@ -36,15 +37,6 @@ class ImagePipeline:
         self.encoder, self.meta = IMAGE_ENCODERS.get(name), IMAGE_ENCODERS.meta(name)
         self.precision = self._precision()
         self.kwargs(None)  # --crops / --onnx-model given to an encoder without them fail now
-
-    def fit(self, dataset) -> ImagePipeline:
-        return self
-
-    def state(self) -> tuple[dict, dict]:
-        return {}, {}
-
-    def restore(self, arrays: dict, config: dict, model: str = "the model") -> ImagePipeline:
-        return self
 
     def _precision(self) -> str | None:
         """The precision the encoder runs at (its registered ``precision`` rule decides ``auto``); None for

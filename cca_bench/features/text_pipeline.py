@@ -28,6 +28,7 @@ import numpy as np
 
 from cca_bench.datasets.base import tokenize
 from cca_bench.errors import UserError
+from cca_bench.features.protocol import Stateless
 from cca_bench.registry import TEXT_ENCODERS, Registry
 
 TEXT_PIPELINES = Registry("text pipeline")
@@ -65,7 +66,7 @@ def text_tag(opts) -> str:
     return ("+idf" if opts.idf else "") + ("+stop" if opts.stopwords else "") + fv + pca
 
 
-class TextPipeline:
+class TextPipeline(Stateless):
     """What every text pipeline shares: the encoder's name and options, its model-file options and the
     cache key's common part. Subclasses implement ``encode``, ``encode_query`` and, when they learn, ``fit``."""
 
@@ -76,15 +77,6 @@ class TextPipeline:
     def fits(self) -> bool:
         """Whether the pipeline learns from the train split."""
         return False
-
-    def fit(self, dataset) -> TextPipeline:
-        return self
-
-    def state(self) -> tuple[dict, dict]:
-        return {}, {}
-
-    def restore(self, arrays: dict, config: dict, model: str = "the model") -> TextPipeline:
-        return self
 
     def options(self) -> dict:
         return text_options(self.opts)
