@@ -107,6 +107,24 @@ def edge_notes(grid: dict, best: dict, flags: dict, k_max: int | None = None) ->
     return notes
 
 
+def searchable(cls) -> bool:
+    """Whether ``cls`` has a CV grid search: RegularizedCCA and its subclasses (kcca), or a method with its own
+    ``cross_validate`` classmethod. CV sits above the methods: it imports estimators, never the reverse."""
+    from cca_bench.methods.cca import RegularizedCCA
+
+    return callable(getattr(cls, "cross_validate", None)) or (isinstance(cls, type) and issubclass(cls, RegularizedCCA))
+
+
+def cross_validate(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
+                   log: Callable[[str], None] = lambda msg: None):
+    """Choose ``cls``'s hyper-parameters on the val FeatureSet (``searchable(cls)`` must hold): the method's own
+    ``cross_validate`` when it has one, else :func:`grid_search`. Returns (best fitted model, report)."""
+    own = getattr(cls, "cross_validate", None)
+    if callable(own):
+        return own(train, val, grid=grid, params=params, select=select, progress=progress, log=log)
+    return grid_search(cls, train, val, grid, params, select, progress, log)
+
+
 def grid_search(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
                 log: Callable[[str], None] = lambda msg: None):
     """Fit ``cls`` (RegularizedCCA or a subclass) on ``train`` for every grid point, score on ``val``, keep the best.

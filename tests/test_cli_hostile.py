@@ -570,23 +570,23 @@ def test_os_failures_while_writing_are_one_line(code, words, case, capsys, monke
 
 
 def test_interrupt_is_one_line(case, capsys, monkeypatch):
-    import cca_bench.benchmark as benchmark
+    from cca_bench.features.pipelines import Pipelines
 
     w, roots = case
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(benchmark, "build_features", interrupted)
+    monkeypatch.setattr(Pipelines, "encode", interrupted)
     assert main([*RUN, *roots]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("interrupted")
 
 
 def test_a_bug_still_shows_its_traceback(case, monkeypatch):
-    import cca_bench.benchmark as benchmark
+    from cca_bench.features.pipelines import Pipelines
 
     w, roots = case
-    monkeypatch.setattr(benchmark, "build_features", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(Pipelines, "encode", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         main([*RUN, *roots])

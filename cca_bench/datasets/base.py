@@ -59,6 +59,17 @@ def open_rgb(path: Path, draft: tuple[int, int] | None = None):
         raise UserError(f"cannot read image {path}: {e}") from None
 
 
+class FileLoader:
+    """``loader(i)`` of a split: opens ``paths[i]`` as RGB (a class, not a closure, so it pickles; shared by the
+    readers of every layout whose images are files)."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+
+    def __call__(self, i: int):
+        return open_rgb(self.paths[i])
+
+
 @functools.lru_cache(maxsize=1)
 def _name_bomb_warnings(Image) -> None:
     """Pillow's decompression-bomb warning does not name the file: silence it once, :func:`_warn_if_huge`

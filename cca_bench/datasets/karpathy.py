@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cca_bench.datasets.base import CaptionDataset, Split, caption_text, open_rgb, tokenize
+from cca_bench.datasets.base import CaptionDataset, FileLoader, Split, caption_text, tokenize
 from cca_bench.errors import UserError
 from cca_bench.fsio import resolve_inside
 from cca_bench.registry import DATASETS
@@ -111,14 +111,7 @@ def _lexical(folder: Path, image_id: str, what: str) -> Path:
     return folder / image_id
 
 
-class _FileLoader:
-    """``loader(i)`` of a split: opens ``paths[i]`` as RGB (a class, not a closure, so it pickles)."""
-
-    def __init__(self, paths: list[Path]):
-        self.paths = paths
-
-    def __call__(self, i: int):
-        return open_rgb(self.paths[i])
+_FileLoader = FileLoader  # its old name, still imported by other readers
 
 
 def _build_split(name: str, split: str, rows: list[int], entries: list[tuple], image_dirs: list[Path],

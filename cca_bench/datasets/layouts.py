@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from cca_bench.datasets.base import CaptionDataset, Split, caption_text, tokenize
+from cca_bench.datasets.base import CaptionDataset, FileLoader, Split, caption_text, tokenize
 from cca_bench.errors import UserError
 from cca_bench.fsio import resolve_inside
 from cca_bench.registry import Registry
@@ -172,11 +172,9 @@ def image_files(root: Path, ids: list[str], dirs: tuple[str, ...], where: str) -
 
 def file_media(root: Path, entries: list[Entry], dirs: tuple[str, ...], where: str) -> Callable:
     """``media`` for layouts whose images are files named by their ids under one of ``dirs``."""
-    from cca_bench.datasets.karpathy import _FileLoader
-
     def media(rows: np.ndarray):
         paths = image_files(root, [entries[r].image_id for r in rows], dirs, where)
-        return _FileLoader(paths), paths
+        return FileLoader(paths), paths
 
     return media
 
