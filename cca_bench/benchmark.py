@@ -6,8 +6,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from cca_bench.config import FeatureSpec, timed as _timed, torch_device
 from cca_bench.errors import UserError
 from cca_bench.features.pipelines import (Pipelines, features_tag, model_files,  # noqa: F401  (run records)
@@ -44,6 +42,8 @@ class Options:
     onnx_model: str | None = None
     onnx_text_model: str | None = None
     log: Callable[[str], None] = lambda msg: None
+    bootstrap: int | None = 1000  # resamples of the runs' intervals; None: no intervals (--ci none)
+    ci_seed: int = 0
 
     def text_options(self) -> dict:
         """The text options of run and model records (:func:`cca_bench.features.text_pipeline.text_options`)."""
@@ -208,14 +208,15 @@ def fit_model(cls, method: str, train, val, params: dict, cv: dict | None, opts:
         model = cls(**params)
         model.fit_features(train, val)
         return model, None
-    from cca_bench.cv import cross_validate, searchable
+    from cca_bench.cv import cross_validate, searchable, val_interval
 
     if not searchable(cls):
         raise UserError(f"{method} has no --cv grid search")
     if val is None:
         raise UserError(f"--cv scores the grid on the val split, and {train.meta['dataset']} has none")
     opts.log(f"cross-validating {method} on {len(train.texts)} train / {len(val.texts)} val captions")
-    return cross_validate(cls, train, val, params=params, progress=opts.progress, log=opts.log, **cv)
+    model, report = cross_validate(cls, train, val, params=params, progress=opts.progress, log=opts.log, **cv)
+    return model, report | {"val_interval": val_interval(report, model, val)}
 
 
 def cv_summary(report: dict, name: str) -> dict:
@@ -224,6 +225,7 @@ def cv_summary(report: dict, name: str) -> dict:
 
     best = report["best"]
     return {"select": report["select"], "chosen": best_params(report), "val_rsum": best["rsum"],
+            "val_interval": report.get("val_interval"),
             "val_medr_sum": best["medr_sum"], "grid": report["grid"], "report": f"cv/{name}.json"}
 
 
@@ -250,52 +252,65 @@ def protocol_folds(protocol: str, n_images: int, where: str) -> int:
 
 
 def run_benchmark(method: str, dataset_name: str, split_name: str, features: str, opts: Options,
-                  distance: str = "cosine", protocol: str = "full") -> dict:
-    """Load the model ``generate`` saved, encode the split, evaluate; returns the run record (not yet saved)."""
+                  distance: str = "cosine", protocol: str = "full", seeds: list[int] | None = None) -> dict:
+    """Load the model ``generate`` saved (one per seed of ``seeds``: ``generate --seeds``), encode the split,
+    evaluate; returns the run record (not yet saved; its per-query ranks under ``_ranks``)."""
     spec = FeatureSpec.parse(features)
     torch_device(opts.device)  # a missing GPU fails before any work, also when every feature is cached
     sweep_outputs(opts)
     dataset = load_dataset(dataset_name, opts)
     split = dataset.split(split_name)
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
+    timings: dict = {}
+    embedded = [_embed_split(method, dataset, dataset_name, split_name, spec, seed_options(opts, s), timings)
+                for s in (seeds or [None])]
+    model, path, fs = embedded[0][2:]
+    from cca_bench.evaluation import score
+
+    evaluation = score([e[:2] for e in embedded], fs.image_index, distance, folds, opts, timings)
+    params = model.get_params() if hasattr(model, "get_params") else getattr(model, "config_", {}).get("params", {})
+    name = path.name if not seeds else model_path(method, dataset_name, spec, seed_options(opts, seeds)).name
+    return run_record(
+        method=method, dataset_name=dataset_name, split=split, features=features_tag(spec, opts), distance=distance,
+        protocol=protocol, folds=folds, timings=timings, opts=opts, model=name, **evaluation, params=params,
+        params_label=params_label(method, model), model_config=getattr(model, "config_", {}),
+        split_fingerprint=fs.meta["fingerprint"], feature_cache=fs.meta["cache_keys"], oov_rate=fs.meta["oov_rate"],
+        seeds=seeds_of(model, opts) | ({"list": list(seeds)} if seeds else {}))
+
+
+def seed_options(opts: Options, seed: int | list[int] | None) -> Options:
+    """The options naming the model ``generate --seeds`` fitted with ``seed`` (tag ``seed<N>``, or
+    ``<tag>.seed<N>`` beside a ``--tag``), or for a list of seeds the run over all of them (``seeds0-1-2``);
+    ``opts`` itself for None."""
+    if seed is None:
+        return opts
+    name = "seeds" + "-".join(map(str, seed)) if isinstance(seed, list) else f"seed{seed}"
+    return replace(opts, tag=f"{opts.tag}.{name}" if opts.tag else name)
+
+
+def _embed_split(method: str, dataset, dataset_name: str, split_name: str, spec: FeatureSpec, opts: Options,
+                 timings: dict):
+    """(image embeddings (n_img, k), caption embeddings (n_txt, k), model, model path, FeatureSet) of a split
+    under the saved model that ``opts`` names."""
     model = load_model(method, dataset_name, spec, opts)
     path = model_path(method, dataset_name, spec, opts)
-    timings: dict = {}
     fs = saved_pipelines(path, spec, opts).encode(dataset, split_name, timings)
     check_widths(getattr(model, "config_", {}), fs, path)
     emb_i = _timed(timings, "embed_images", lambda: model.embed_images(fs))
     emb_t = _timed(timings, "embed_texts", lambda: model.embed_texts(fs))
-    metrics, curves = score(emb_i, emb_t, fs.image_index, distance, folds, opts, timings)
-    params = model.get_params() if hasattr(model, "get_params") else getattr(model, "config_", {}).get("params", {})
-    return run_record(
-        method=method, dataset_name=dataset_name, split=split, features=features_tag(spec, opts), distance=distance,
-        protocol=protocol, folds=folds, metrics=metrics, curves=curves, timings=timings, opts=opts,
-        model=path.name, params=params, params_label=params_label(method, model),
-        model_config=getattr(model, "config_", {}), split_fingerprint=fs.meta["fingerprint"],
-        feature_cache=fs.meta["cache_keys"], oov_rate=fs.meta["oov_rate"], seeds=seeds(model, opts))
-
-
-def score(emb_i: np.ndarray, emb_t: np.ndarray, image_index: np.ndarray, distance: str, folds: int,
-          opts: Options, timings: dict) -> tuple[dict, dict]:
-    """(metrics, R@K curves) of (n_img, k) image and (n_txt, k) caption embeddings; the similarity GEMM runs
-    on ``opts.device`` when that is a GPU (timed as ``evaluate``)."""
-    from cca_bench.metrics import evaluate_with_curves
-
-    gemm_device = None if torch_device(opts.device) == "cpu" else torch_device(opts.device)
-    return _timed(timings, "evaluate", lambda: evaluate_with_curves(
-        emb_i, emb_t, image_index, distance, folds, device=gemm_device))
+    return emb_i, emb_t, model, path, fs
 
 
 def run_record(*, method: str, dataset_name: str, split, features: str, distance: str, protocol: str, folds: int,
-               metrics: dict, curves: dict, timings: dict, opts: Options, model: str, **fields) -> dict:
-    """The run record ``results.write_json`` stores: the fields every run has, plus ``fields``
-    (params, model config, fingerprints, ...). ``model`` names the run file (``run_path``)."""
+               metrics: dict, recall_curve: dict, timings: dict, opts: Options, model: str, **fields) -> dict:
+    """The run record ``results.write_run`` stores: the fields every run has, plus ``fields``
+    (params, model config, fingerprints, intervals, ...). ``model`` names the run file (``run_path``)."""
     from cca_bench.results import now, versions
 
     return {
         "method": method, "dataset": dataset_tag(dataset_name, opts.dataset_options), "split": split.name,
         "features": features, "distance": distance, "protocol": protocol, "params": {}, "params_label": "",
-        "metrics": metrics, "recall_curve": curves, "n_images": split.n_images, "n_captions": split.n_captions,
+        "metrics": metrics, "recall_curve": recall_curve, "n_images": split.n_images, "n_captions": split.n_captions,
         "folds": folds, "timings": timings, "model": model, "config": run_config(opts, distance, protocol),
         "seeds": {}, **fields, "versions": versions(), "created": now(),
     }
@@ -320,7 +335,7 @@ def run_config(opts: Options, distance: str, protocol: str) -> dict:
             "data_root": str(opts.data_root), **model_files(opts), "distance": distance, "protocol": protocol, "ties": "optimistic"}
 
 
-def seeds(model, opts: Options) -> dict:
+def seeds_of(model, opts: Options) -> dict:
     """The seeds behind a run: the model's ``random_state`` and a dataset builder's ``seed`` option."""
     params = model.get_params() if hasattr(model, "get_params") else {}
     return {"model": params.get("random_state"), "dataset": opts.dataset_options.get("seed")}

@@ -126,7 +126,8 @@ def check_embeddings(split, images: np.ndarray, image_file: Path, texts: np.ndar
 def evaluate_embeddings(dataset_name: str, split_name: str, image_spec: str, text_spec: str, label: str, opts,
                         distance: str = "cosine", protocol: str = "full", image_index_file: str | None = None) -> dict:
     """Score another model's embeddings on a split; returns the run record (``method`` = label, not yet saved)."""
-    from cca_bench.benchmark import _timed, dataset_tag, load_dataset, protocol_folds, run_record, score, sweep_outputs
+    from cca_bench.benchmark import _timed, dataset_tag, load_dataset, protocol_folds, run_record, sweep_outputs
+    from cca_bench.evaluation import score
 
     if not re.fullmatch(LABEL_RE, label):
         raise UserError(f"--name {label!r} may hold only letters, digits, '_', '.', '+' and '-'")
@@ -138,14 +139,14 @@ def evaluate_embeddings(dataset_name: str, split_name: str, image_spec: str, tex
         timings, "load_embeddings", lambda: (load_embeddings(image_spec), load_embeddings(text_spec)))
     given = None if image_index_file is None else load_image_index(Path(image_index_file), len(texts), split.n_images)
     image_index = check_embeddings(split, images, image_file, texts, text_file, given)
-    metrics, curves = score(images, texts, image_index, distance, folds, opts, timings)
+    evaluation = score([(images, texts)], image_index, distance, folds, opts, timings)
     embeddings = {"images": {"file": str(image_file), "sha1": fingerprint_file(image_file), "dim": images.shape[1]},
                   "texts": {"file": str(text_file), "sha1": fingerprint_file(text_file), "rows": len(texts)}}
     if image_index_file is not None:
         embeddings["image_index"] = {"file": str(image_index_file), "sha1": fingerprint_file(Path(image_index_file))}
     return run_record(
         method=label, dataset_name=dataset_name, split=split, features=EXTERNAL_FEATURES, distance=distance,
-        protocol=protocol, folds=folds, metrics=metrics, curves=curves, timings=timings, opts=opts,
+        protocol=protocol, folds=folds, **evaluation, timings=timings, opts=opts,
         model="__".join([label, dataset_tag(dataset_name, opts.dataset_options), EXTERNAL_FEATURES]),
         n_captions=len(texts), split_fingerprint=split.fingerprint(), embeddings=embeddings)
 

@@ -17,7 +17,7 @@ LAYERS = [
     ("methods", ["cca_bench.methods"]),
     ("cv", ["cca_bench.cv"]),
     ("results", ["cca_bench.results"]),
-    ("glue", ["cca_bench.benchmark", "cca_bench.external", "cca_bench.catalog"]),
+    ("glue", ["cca_bench.evaluation", "cca_bench.benchmark", "cca_bench.external", "cca_bench.catalog"]),
     ("search", ["cca_bench.search"]),
     ("web", ["cca_bench.web"]),
     ("cli", ["cca_bench.__main__"]),
