@@ -210,3 +210,17 @@ def test_seeds_of_a_method_without_randomness_are_said_once(tmp_path, capsys):
     record = json.loads(next((tmp_path / "results" / "runs").glob("*seeds0-1*.json")).read_text())
     assert record["seed_sd"]["rsum"] == 0.0
     assert (captured.out + captured.err).count("identical") == 1
+
+
+def test_cv_reports_how_many_grid_points_lie_within_the_val_interval(tmp_path, capsys):
+    roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "results")]
+    assert main(["generate", "cca", "shapes", FEAT, "--cv", "--cv-components", "2,8", "--cv-reg", "0.1,0.01",
+                 "--cv-eig-power", "1", *SMALL, *roots]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(next((tmp_path / "results" / "cv").glob("*.json")).read_text())
+    summary = report["val_interval"]
+    lo, hi = summary["ci"]
+    assert summary["of"] == 4 and lo <= report["best"]["rsum"] <= hi
+    assert summary["within"] == sum(row["rsum"] >= lo for row in report["rows"]) >= 1
+    assert f"CV uncertainty: {summary['within']} of 4 grid points" in out
+    assert "uncertainty:" in next((tmp_path / "results" / "cv").glob("*.md")).read_text()
