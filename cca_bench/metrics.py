@@ -7,13 +7,19 @@ Conventions (see PROTOCOLS.md):
 - ties: ``ties="optimistic"`` (default, the protocol's rule) counts only items with a STRICTLY higher
   score than the ground truth against it; ``ties="pessimistic"`` also counts every other item whose score
   equals it. Images without captions are not annotation queries.
+- degenerate queries: a query that scores every item of its gallery (2 or more items) equally, e.g. an
+  all-zero embedding (an all-OOV caption, a sparse method's empty row), has no ranking, and the optimistic
+  tie rule would hand it a free hit. It is scored as a miss with the WORST possible rank instead: 0-based
+  n_images - 1 for image search; for image annotation n_captions - n_positives of that image (every other
+  caption ahead of its best positive). ``ranks(..., return_flat=True)`` says which queries they were. One
+  such query never voids an evaluation; a direction whose EVERY query is degenerate is refused (UserError).
 - ``folds=5`` splits the images into 5 consecutive folds (COCO 1k protocol) and averages every metric.
 The similarity matrix is never held whole: images go in blocks, each block's scores (one GEMM, on a torch
 device when asked) serve both directions, and only the counts above the ground truth are kept, so memory is
 O(block x gallery). The cost is one similarity GEMM plus ONE read of its scores: each block is compared in
 cache-sized tiles, shared by all cores, for both directions at once (:class:`_OnePass`). Every ground-truth
 score is read from the GEMM entry it is compared with (never recomputed), so ties follow the rule bit for bit.
-Nothing is scored from NaN/inf embeddings, and queries whose scores are all equal are refused (UserError).
+Nothing is scored from NaN/inf embeddings.
 """
 from __future__ import annotations
 
@@ -88,22 +94,47 @@ def ranks(
     ties: str = "optimistic",
     block: int = 2048,
     device: str | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    *,
+    return_flat: bool = False,
+) -> tuple[np.ndarray, ...]:
     """0-based ranks for both directions, from ONE similarity GEMM taken in blocks of ``block`` images.
 
     Args:
         image_emb: (n_img, k); text_emb: (n_txt, k); image_index: (n_txt,) caption j describes image
             ``image_index[j]``.
         device: None for numpy; a torch device (e.g. "cuda") runs each block's GEMM there.
+        return_flat: also return which queries were degenerate.
     Returns:
-        (r_i2t, r_t2i): (n_img_with_captions,) and (n_txt,) int64 0-based ranks.
+        (r_i2t, r_t2i): (n_img_with_captions,) and (n_txt,) int64 0-based ranks; with ``return_flat``,
+        (r_i2t, r_t2i, flat_i2t, flat_t2i), the last two boolean masks aligned with the first two that mark
+        the degenerate queries (scored as misses: see the module docstring).
     Each (block, n_txt) score block serves both directions: its rows rank captions for the block's images,
     and its columns add, for every caption, the block's images scoring above the caption's own image. Every
     comparison is with the ground truth's score as the same GEMM gives it (see :class:`_SearchCounts`), so
     the tie rule holds exactly. Memory is O(block x n_txt).
-    Raises UserError for NaN/inf embeddings, scores that could overflow, and degenerate queries (all of a
-    query's scores equal, e.g. an all-zero embedding, in a gallery of 2 or more).
+    Raises UserError for NaN/inf embeddings, scores that could overflow, and a direction whose every query
+    is degenerate.
     """
+    image_index = _checked_index(image_emb, text_emb, image_index, ties)
+    ims, txt = prepare(image_emb, distance, "image embeddings"), prepare(text_emb, distance, "caption embeddings")
+    if distance != "cosine":  # L2-normalised rows score within [-1, 1]
+        check_score_range(ims, txt, distance)
+    first = first_equal(ims)
+    order = np.argsort(first, kind="stable")  # copies of an image side by side, in one block
+    where = np.empty_like(order)
+    where[order] = np.arange(len(order))
+    r_i2t, r_t2i, flat_i2t, flat_t2i = _ranks_both(ims[order], txt, where[image_index], where[first[order]],
+                                                   distance, ties, block, _scorer(txt, device))
+    r_i2t, flat_i2t = r_i2t[where], flat_i2t[where]  # back to image order
+    queries = np.flatnonzero(r_i2t >= 0)  # the images with captions
+    r_i2t, flat_i2t = r_i2t[queries], flat_i2t[queries]
+    n_pos = np.bincount(image_index, minlength=len(ims))[queries]
+    _as_misses(r_i2t, r_t2i, flat_i2t, flat_t2i, len(txt) - n_pos, len(ims) - 1)
+    return (r_i2t, r_t2i, flat_i2t, flat_t2i) if return_flat else (r_i2t, r_t2i)
+
+
+def _checked_index(image_emb, text_emb, image_index, ties: str) -> np.ndarray:
+    """``image_index`` as int64 after checking it, the embeddings' widths and the tie rule (UserError)."""
     if ties not in ("optimistic", "pessimistic"):
         raise UserError(f"unknown tie rule {ties!r} (optimistic or pessimistic)")
     image_index = np.asarray(image_index, dtype=np.int64)
@@ -114,17 +145,19 @@ def ranks(
         raise UserError(f"image and text embeddings differ in width: {image_emb.shape[1]} vs {text_emb.shape[1]}")
     if n_txt and (image_index.min() < 0 or image_index.max() >= n_img):
         raise UserError(f"image_index points outside 0..{n_img - 1}")
-    ims, txt = prepare(image_emb, distance, "image embeddings"), prepare(text_emb, distance, "caption embeddings")
-    if distance != "cosine":  # L2-normalised rows score within [-1, 1]
-        check_score_range(ims, txt, distance)
-    first = first_equal(ims)
-    order = np.argsort(first, kind="stable")  # copies of an image side by side, in one block
-    where = np.empty_like(order)
-    where[order] = np.arange(len(order))
-    r_i2t, r_t2i = _ranks_both(ims[order], txt, where[image_index], where[first[order]], distance, ties, block,
-                               _scorer(txt, device))
-    r_i2t = r_i2t[where]
-    return r_i2t[r_i2t >= 0], r_t2i
+    return image_index
+
+
+def _as_misses(r_i2t, r_t2i, flat_i2t, flat_t2i, worst_i2t, worst_t2i: int) -> None:
+    """Give the degenerate queries (masks ``flat_*``) the worst rank, in place: ``worst_i2t`` (per image query)
+    and ``worst_t2i``; UserError when every query of a direction is degenerate (nothing would be measured)."""
+    every = [f"all {flat.size} {what} queries" for what, flat in (("image", flat_i2t), ("caption", flat_t2i))
+             if flat.size and flat.all()]
+    if every:
+        raise UserError(f"{' and '.join(every)} score every item of the gallery equally (e.g. all-zero or "
+                        "identical embeddings): there is no ranking to evaluate")
+    r_i2t[flat_i2t] = worst_i2t[flat_i2t]
+    r_t2i[flat_t2i] = worst_t2i
 
 
 def first_equal(a: np.ndarray) -> np.ndarray:
@@ -185,7 +218,8 @@ def _ranks_both(ims, txt, image_index, img_src, distance, ties, block, score):
     """Both directions' 0-based ranks over the image blocks; see :func:`ranks` and :class:`_SearchCounts`.
 
     ``img_src``: :func:`first_equal` of ``ims``, whose copies must be adjacent (``ranks`` sorts them so).
-    Returns (r_i2t (n_img,), -1 for images without captions; r_t2i (n_txt,)). Each block's scores are read
+    Returns (r_i2t (n_img,), -1 for images without captions; r_t2i (n_txt,); flat_i2t (n_img,), flat_t2i
+    (n_txt,): the degenerate queries, whose ranks are still the tie rule's). Each block's scores are read
     once, by :class:`_OnePass`, for both directions. The score block is allocated once and reused (fresh
     200 MB arrays per block cost page faults).
     """
@@ -213,8 +247,7 @@ def _ranks_both(ims, txt, image_index, img_src, distance, ties, block, score):
             if r_t2i is not None:
                 break
             widen *= 4 * t2i.needed  # the GEMM rounded beyond the float32 bound (e.g. TF32 on a GPU): redo
-    _refuse_degenerate(int(np.count_nonzero(flat_i2t)), int(np.count_nonzero(t2i.flat())))
-    return r_i2t, r_t2i
+    return r_i2t, r_t2i, flat_i2t, t2i.flat()
 
 
 def _copies_alike(p: np.ndarray, src: np.ndarray, txt_src: np.ndarray) -> np.ndarray:
@@ -240,14 +273,6 @@ def _block_bounds(first: np.ndarray, block: int) -> list[tuple[int, int]]:
         bounds.append((s0, e))
         s0 = e
     return bounds
-
-
-def _refuse_degenerate(n_i2t: int, n_t2i: int) -> None:
-    """A query whose scores are all equal has no ranking: its rank would be the tie rule's, not the model's."""
-    if n_i2t or n_t2i:
-        raise UserError(
-            f"{n_i2t} image queries and {n_t2i} caption queries score every item of the gallery equally "
-            "(e.g. all-zero or identical embeddings): their ranks would be the tie rule's, not the model's")
 
 
 def _block_positives(n_rows: int, image_index: np.ndarray, s0: int):
@@ -486,21 +511,24 @@ def recall_curve(r0: np.ndarray, k_max: int = 50) -> list[float]:
 
 
 def fold_ranks(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
-               ties: str = "optimistic", device: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(r_i2t, r_t2i) 0-based ranks of each of ``folds`` consecutive image folds (see :func:`ranks`).
+               ties: str = "optimistic", device: str | None = None, *,
+               return_flat: bool = False) -> list[tuple[np.ndarray, ...]]:
+    """(r_i2t, r_t2i) 0-based ranks of each of ``folds`` consecutive image folds (see :func:`ranks`); with
+    ``return_flat``, (r_i2t, r_t2i, flat_i2t, flat_t2i) per fold (the degenerate queries' masks).
 
     Args:
         image_emb: (n_img, k); text_emb: (n_txt, k); image_index: (n_txt,) image of each caption.
     """
     image_emb, text_emb = np.asarray(image_emb), np.asarray(text_emb)
     image_index = np.asarray(image_index, dtype=np.int64)
-    if len(image_index) != len(text_emb) or (len(image_index) and (image_index.min() < 0 or image_index.max() >= len(image_emb))):
-        raise UserError(f"image_index must give an image in 0..{len(image_emb) - 1} for each of the {len(text_emb)} captions")
+    n_img, n_txt = len(image_emb), len(text_emb)
+    if len(image_index) != n_txt or (n_txt and (image_index.min() < 0 or image_index.max() >= n_img)):
+        raise UserError(f"image_index must give an image in 0..{n_img - 1} for each of the {n_txt} captions")
     out = []
-    for images in fold_slices(len(image_emb), folds):
+    for images in fold_slices(n_img, folds):
         caps = np.flatnonzero((image_index >= images[0]) & (image_index <= images[-1]))
         out.append(ranks(image_emb[images], text_emb[caps], image_index[caps] - images[0], distance, ties,
-                         device=device))
+                         device=device, return_flat=return_flat))
     return out
 
 
