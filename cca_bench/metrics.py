@@ -336,9 +336,7 @@ class _OnePass:
     def __enter__(self):
         from concurrent.futures import ThreadPoolExecutor
 
-        from cca_bench.methods.vse import available_cores
-
-        self.workers = min(available_cores(), 8)
+        self.workers = min(_cores(), 8)
         if self.workers > 1:
             self.pool = ThreadPoolExecutor(self.workers)
         return self
@@ -375,6 +373,13 @@ class _OnePass:
             above[c:] += np.add.reduce(np.greater(s[:, c:], hi, out=m[:, c:]).view(u8), axis=0, dtype=u8)
             reach += np.add.reduce(np.greater_equal(s[:, c:], lo, out=m[:, c:]).view(u8), axis=0, dtype=u8)
         return above, reach
+
+
+def _cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _column_scores(q: np.ndarray, ims_sq) -> np.ndarray:
