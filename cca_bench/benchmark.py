@@ -508,12 +508,17 @@ def fit_model(cls, method: str, train, val, params: dict, cv: dict | None, opts:
         model = cls(**params)
         model.fit_features(train, val)
         return model, None
-    if not hasattr(cls, "cross_validate"):
+    search = getattr(cls, "cross_validate", None)
+    if search is None and hasattr(cls, "CV_GRID"):  # methods that only declare their knobs
+        from cca_bench.cv import search_grid
+
+        search = functools.partial(search_grid, cls)
+    if search is None:
         raise UserError(f"{method} has no --cv grid search")
     if val is None:
         raise UserError(f"--cv scores the grid on the val split, and {train.meta['dataset']} has none")
     opts.log(f"cross-validating {method} on {len(train.texts)} train / {len(val.texts)} val captions")
-    return cls.cross_validate(train, val, params=params, progress=opts.progress, log=opts.log, **cv)
+    return search(train, val, params=params, progress=opts.progress, log=opts.log, **cv)
 
 
 def cv_summary(report: dict, name: str) -> dict:

@@ -107,12 +107,7 @@ class RegularizedCCA(Params):
         if X.ndim != 2 or Y.ndim != 2:
             raise UserError(f"CCA needs 2-d arrays, got shapes {X.shape} and {Y.shape}")
         m = self._moments(X, Y, x_index)
-        if not self.center:
-            m.cxx += np.outer(m.mean_x, m.mean_x) * m.n / (m.n - 1)
-            m.cyy += np.outer(m.mean_y, m.mean_y) * m.n / (m.n - 1)
-            m.cxy += np.outer(m.mean_x, m.mean_y) * m.n / (m.n - 1)
-            m.mean_x, m.mean_y = np.zeros_like(m.mean_x), np.zeros_like(m.mean_y)
-        return m
+        return m if self.center else linalg.uncentred(m)
 
     def fit_moments(self, m: linalg.Moments, solution: linalg.CCASolution | None = None):
         """Fit from :meth:`moments`; ``solution`` (``linalg.solve_cca(m, self.reg)``) skips the solve.
