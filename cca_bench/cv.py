@@ -88,7 +88,7 @@ def check_params(cls, params: dict, grid: dict | None, n_images: int, n_captions
     if not hasattr(cls, "check_params"):
         return
     if grid is not None and hasattr(cls, "CV_GRID"):
-        points = outer_points(method_grid(cls, grid))
+        points = outer_points(method_grid(cls, grid, params, n_images, n_captions))
     else:
         points = outer_points(outer_grid(cls, grid, params)) if grid is not None else [{}]
     for point in points:
@@ -159,14 +159,17 @@ def grid_search(cls, train, val, grid: dict, params: dict, select: str = "rsum",
     return best_model, report
 
 
-def method_grid(cls, grid: dict) -> dict:
+def method_grid(cls, grid: dict, params: dict, n_images: int, n_captions: int) -> dict:
     """The grid of a method that declares ``CV_GRID`` ({knob: (default values, flag)}): the given values, else
-    the defaults; a knob the method does not have is a UserError naming its knobs."""
+    the defaults, adapted to the train split by the class's ``cv_grid(values, params, n_images, n_captions)``
+    when it has one (asif clips top_k to its anchors); a knob the method does not have is a UserError."""
     knobs = cls.CV_GRID
     unknown = [k for k in grid if k not in knobs]
     if unknown:
         raise UserError(f"{cls.METHOD} has no CV knob {', '.join(unknown)} (its knobs: {', '.join(knobs) or 'none'})")
-    return {k: list(grid.get(k) or default) for k, (default, _flag) in knobs.items()}
+    values = {k: list(grid.get(k) or default) for k, (default, _flag) in knobs.items()}
+    adapt = getattr(cls, "cv_grid", None)
+    return adapt(values, params, n_images, n_captions) if adapt else values
 
 
 def search_grid(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
@@ -182,7 +185,7 @@ def search_grid(cls, train, val, grid: dict, params: dict, select: str = "rsum",
     if select not in SELECT:
         raise UserError(f"unknown --cv-select {select!r} (choose from {', '.join(SELECT)})")
     start = time.perf_counter()
-    values = method_grid(cls, grid)
+    values = method_grid(cls, grid, params, len(train.images), len(train.texts))
     points = outer_points(values)
     check_params(cls, params, grid, len(train.images), len(train.texts))
     rows, best, best_model, notes = [], None, None, []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES = ("cca", "kcca", "vse", "ridge", "procrustes", "pls")
+_MODULES = ("cca", "kcca", "vse", "ridge", "procrustes", "pls", "asif", "dcca")
 
 
 def load_all() -> None:
