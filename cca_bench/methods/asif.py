@@ -34,14 +34,21 @@ QUERY_BLOCK = 4096  # queries per block: a block's scores are QUERY_BLOCK x BLOC
 MAX_DENSE_BYTES = 4 * 1024**3
 
 
-def _merge_topk(run_v, run_i, v, i, k: int):
-    """Running top-k: the k largest of (run_v, v) with their indices, largest first (torch)."""
+def _select(values, indices, k: int):
+    """The k largest of each row of ``values`` (rows, c), ties going to the earlier column, returned in column
+    order with their ``indices`` (rows, c) (torch). Deterministic, unlike ``torch.topk`` on ties: the k-th value
+    t is found by ``topk``, then every value above t and the first columns equal to t are kept."""
     import torch
 
-    if run_v is not None:
-        v, i = torch.cat([run_v, v], 1), torch.cat([run_i, i], 1)
-    top = torch.topk(v, min(k, v.shape[1]), dim=1)
-    return top.values, torch.gather(i, 1, top.indices)
+    if values.shape[1] <= k:
+        return values, indices
+    t = torch.topk(values, k, dim=1).values[:, -1:]
+    above = values > t
+    tied = values == t
+    need = k - above.sum(1, keepdim=True)
+    keep = above | (tied & (torch.cumsum(tied, 1) <= need))
+    cols = keep.nonzero()[:, 1].reshape(len(values), k)  # row-major: each row's columns in order
+    return torch.gather(values, 1, cols), torch.gather(indices, 1, cols)
 
 
 def relative_topk(queries: np.ndarray, anchors: np.ndarray, k: int, device: str = "cpu",
@@ -49,7 +56,8 @@ def relative_topk(queries: np.ndarray, anchors: np.ndarray, k: int, device: str 
     """The k largest dot products of each query with the anchors, streamed over anchor blocks.
 
     queries (n, d), anchors (m, d), float32 (unit rows for cosines). Returns (values (n, k') float32, largest
-    first, indices (n, k') int64 into anchors), k' = min(k, m). Memory: O(n k + query_block * block).
+    first, indices (n, k') int64 into anchors), k' = min(k, m); equal values go to the lower anchor index, so
+    the first j columns of a top-k are the top-j. Memory: O(n k + query_block * block).
     """
     import torch
 
@@ -57,13 +65,16 @@ def relative_topk(queries: np.ndarray, anchors: np.ndarray, k: int, device: str 
     values, indices = [], []
     for q0 in range(0, len(queries), query_block):
         q = torch.from_numpy(np.ascontiguousarray(queries[q0:q0 + query_block], dtype=np.float32)).to(device)
-        run_v = run_i = None
+        run_v = torch.zeros((len(q), 0), device=device)
+        run_i = torch.zeros((len(q), 0), dtype=torch.int64, device=device)
         for s in range(0, len(a), block):
             scores = q @ a[s:s + block].T
-            top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-            run_v, run_i = _merge_topk(run_v, run_i, top.values, top.indices + s, k)
-        values.append(run_v.cpu().numpy())
-        indices.append(run_i.cpu().numpy())
+            cols = torch.arange(s, s + scores.shape[1], device=device).expand(len(q), -1)
+            v, i = _select(scores, cols, k)  # the running set holds earlier anchors: ties keep them
+            run_v, run_i = _select(torch.cat([run_v, v], 1), torch.cat([run_i, i], 1), k)
+        order = torch.sort(run_v, dim=1, descending=True, stable=True).indices  # ties: lower anchor first
+        values.append(torch.gather(run_v, 1, order).cpu().numpy())
+        indices.append(torch.gather(run_i, 1, order).cpu().numpy())
     k_out = min(k, len(anchors))
     if not values:
         return np.zeros((0, k_out), np.float32), np.zeros((0, k_out), np.int64)

@@ -91,6 +91,8 @@ class DeepCCA(Params):
         "epochs": (COUNT.cli(), "vse, dcca: most training epochs (default 15 vse, 50 dcca)"),
         "patience": (COUNT.cli(), "vse, dcca: stop after this many epochs without a better validation R-sum "
                      "(default 3 vse, 5 dcca)"),
+        "num_threads": (int, "vse, dcca: torch threads while training on the CPU (default 0: every core this "
+                        "process may use)"),
     }
 
     def __init__(self, dim=64, hidden=512, layers=1, lr=1e-3, train_batch_size=512, epochs=50, patience=5, eps=1e-3,

@@ -32,13 +32,16 @@ def polar(g):
     return u @ vh
 
 
-def top_components(c, k: int):
-    """(d, k) eigenvectors of the k largest eigenvalues of a symmetric torch matrix, strongest first,
-    each column's largest-magnitude entry positive."""
+def top_components(m: linalg.Moments, view: str, c, k: int):
+    """(d, k) eigenvectors of the k largest eigenvalues of the symmetric torch matrix ``c`` (the ``view``
+    covariance of ``m``), strongest first, each column's largest-magnitude entry positive. The eigenvectors
+    are kept on ``m``, so a CV grid over n_components decomposes each covariance once."""
     import torch
 
-    _, vecs = torch.linalg.eigh(c)
-    top = torch.flip(vecs[:, -k:], dims=[1])
+    cache = m.__dict__.setdefault("_procrustes_eigh", {})
+    if view not in cache:
+        cache[view] = torch.flip(torch.linalg.eigh(c)[1], dims=[1])
+    top = cache[view][:, :k]
     return linalg.flip_signs(top, top)[0]
 
 
@@ -98,8 +101,8 @@ class Procrustes(LinearAligner):
                             f"(image {len(cxx)}, text {len(cyy)})")
         eye = lambda c: torch.eye(len(c), dtype=c.dtype, device=c.device)  # noqa: E731
         if self.equalize == "pca":
-            px = top_components(cxx, k) if len(cxx) > k else eye(cxx)
-            py = top_components(cyy, k) if len(cyy) > k else eye(cyy)
+            px = top_components(m, "x", cxx, k) if len(cxx) > k else eye(cxx)
+            py = top_components(m, "y", cyy, k) if len(cyy) > k else eye(cyy)
             wx, wy = px @ polar(px.T @ cxy @ py), py
         elif len(cxx) >= len(cyy):  # pad the text view: the first dy columns of the rotation
             wx, wy = polar(cxy), eye(cyy)
