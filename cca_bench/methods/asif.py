@@ -120,11 +120,16 @@ class ASIF(Params):
         top_k: non-zero entries kept per relative representation (Norelli et al.: 800).
         exponent: power the kept similarities are raised to (Norelli et al.: 8).
         anchors: number of train pairs sampled as anchors (None: every pair).
+        center: subtract the anchor pairs' mean image and mean caption from every feature before the cosines
+            (not in the reference code; it keeps an all-zero caption, e.g. one whose words all lack vectors,
+            from becoming an all-zero relative representation, and spreads the cosines of non-negative CNN
+            features).
         device: "auto" (CUDA when present), "cpu" or "cuda" for the similarity blocks.
         random_state: seed of the anchor sample.
     Fitted: ``anchor_images_`` (n_u, dx) unit rows of the distinct anchor images, ``anchor_texts_`` (m, dy) unit
         rows, ``image_starts_`` (n_u + 1,): anchor pairs of image u are ``image_starts_[u]:image_starts_[u + 1]``
-        (pairs are ordered by image), ``n_anchors_`` = m.
+        (pairs are ordered by image), ``shift_x_`` (dx,), ``shift_y_`` (dy,) (the means subtracted; zeros
+        without ``center``), ``n_anchors_`` = m.
     """
 
     METHOD = "asif"
@@ -132,13 +137,15 @@ class ASIF(Params):
         "top_k": (COUNT.cli(), "asif: similarities kept per image or caption (default 800, at most the anchors)"),
         "exponent": (POSITIVE.cli(), "asif: power the kept similarities are raised to (default 8)"),
         "anchors": (COUNT.cli(), "asif: train pairs sampled as anchors (default: every train caption with its image)"),
+        "center": (bool, "asif: subtract the anchors' mean image and mean caption before the cosines"),
     }
     CV_GRID = {"top_k": ((50, 100, 200, 400, 800), "--cv-top-k"), "exponent": ((1.0, 2.0, 4.0, 8.0), "--cv-exponent")}
 
-    def __init__(self, top_k=800, exponent=8.0, anchors=None, device="auto", random_state=0):
+    def __init__(self, top_k=800, exponent=8.0, anchors=None, center=False, device="auto", random_state=0):
         self.top_k = top_k
         self.exponent = exponent
         self.anchors = anchors
+        self.center = center
         self.device = device
         self.random_state = random_state
 
@@ -165,8 +172,12 @@ class ASIF(Params):
             pick = np.sort(np.random.default_rng(self.random_state).choice(len(Y), self.anchors, replace=False))
         pick = pick[np.argsort(x_index[pick], kind="stable")]  # pairs ordered by image
         images, local = np.unique(x_index[pick], return_inverse=True)
-        self.anchor_images_ = l2_rows(np.asarray(X)[images])
-        self.anchor_texts_ = l2_rows(np.asarray(Y)[pick])
+        counts = np.bincount(local).astype(np.float64)
+        X, Y = np.asarray(X)[images], np.asarray(Y)[pick]
+        self.shift_x_ = (counts @ X / counts.sum() if self.center else np.zeros(X.shape[1])).astype(np.float32)
+        self.shift_y_ = (Y.mean(0, dtype=np.float64) if self.center else np.zeros(Y.shape[1])).astype(np.float32)
+        self.anchor_images_ = l2_rows(X - self.shift_x_)
+        self.anchor_texts_ = l2_rows(Y - self.shift_y_)
         self.image_starts_ = np.concatenate([[0], np.cumsum(np.bincount(local))]).astype(np.int64)
         self.n_anchors_ = len(pick)
         return self
@@ -185,14 +196,14 @@ class ASIF(Params):
         """(values (n, k), anchor pair indices (n, k)) of images X (n, dx), largest first."""
         self._check_fitted()
         X = self._rows(X, self.anchor_images_, "image")
-        v, u = relative_topk(l2_rows(X), self.anchor_images_, k, torch_device(self.device))
+        v, u = relative_topk(l2_rows(X - self.shift_x_), self.anchor_images_, k, torch_device(self.device))
         return expand_pairs(v, u, self.image_starts_, min(k, self.n_anchors_))
 
     def topk_texts(self, Y, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(values (n, k), anchor pair indices (n, k)) of captions Y (n, dy), largest first."""
         self._check_fitted()
         Y = self._rows(Y, self.anchor_texts_, "caption")
-        return relative_topk(l2_rows(Y), self.anchor_texts_, k, torch_device(self.device))
+        return relative_topk(l2_rows(Y - self.shift_y_), self.anchor_texts_, k, torch_device(self.device))
 
     def _rows(self, a, anchors, what: str) -> np.ndarray:
         a = np.asarray(a)
@@ -247,14 +258,15 @@ class ASIF(Params):
     def save(self, path, extra: dict | None = None):
         self._check_fitted()
         arrays = {"anchor_images_": self.anchor_images_, "anchor_texts_": self.anchor_texts_,
-                  "image_starts_": self.image_starts_}
+                  "image_starts_": self.image_starts_, "shift_x_": self.shift_x_, "shift_y_": self.shift_y_}
         save_arrays(path, arrays, {"method": self.METHOD, "params": self.get_params(), "n_anchors_": self.n_anchors_,
                                    **(extra or {})})
 
     @classmethod
     def load(cls, path):
         model, arrays, config = load_saved(cls, path, cls.METHOD, required={"n_anchors_": int})
-        check_arrays(path, arrays, {"anchor_images_": ("n_u", "dx"), "anchor_texts_": (config["n_anchors_"], "dy")})
+        check_arrays(path, arrays, {"anchor_images_": ("n_u", "dx"), "anchor_texts_": (config["n_anchors_"], "dy"),
+                                    "shift_x_": ("dx",), "shift_y_": ("dy",)})
         starts = arrays.get("image_starts_")
         n_u = len(arrays["anchor_images_"])
         if (starts is None or starts.dtype != np.int64 or starts.shape != (n_u + 1,) or starts[0] != 0
@@ -263,5 +275,6 @@ class ASIF(Params):
                             "anchors: run `generate` again")
         model.anchor_images_, model.anchor_texts_ = arrays["anchor_images_"], arrays["anchor_texts_"]
         model.image_starts_, model.n_anchors_ = starts, config["n_anchors_"]
+        model.shift_x_, model.shift_y_ = arrays["shift_x_"], arrays["shift_y_"]
         model.config_ = config
         return model

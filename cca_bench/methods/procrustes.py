@@ -112,6 +112,11 @@ class Procrustes(LinearAligner):
         return (wx / scales[0]).cpu().numpy(), (wy / scales[1]).cpu().numpy()
 
     @classmethod
+    def cv_grid(cls, values: dict, params: dict, n_images: int, n_captions: int) -> dict:
+        """With ``equalize="pad"`` every dimension is kept: nothing to search (n_components stays None)."""
+        return {"n_components": [None]} if params.get("equalize") == "pad" else values
+
+    @classmethod
     def cv_models(cls, train, val, points, params):
         """As the base, with n_components clipped to the narrower width (repeats dropped)."""
         return super().cv_models(train, val, clipped_points(points, train), params)
