@@ -122,6 +122,8 @@ def _add_cv(p: argparse.ArgumentParser) -> None:
                    help="asif: top-k values (default 50,100,200,400,800; values above the anchors are clipped)")
     g.add_argument("--cv-exponent", type=_number_list(float), metavar="P,P,...",
                    help="asif: exponent values (default 1,2,4,8)")
+    g.add_argument("--cv-dim", type=_number_list(int), metavar="D,D,...",
+                   help="dcca: output widths (default 16,32,64,128; one training run each)")
     g.add_argument("--cv-select", choices=["rsum", "medr"], default="rsum",
                    help="rsum: highest R@1+R@5+R@10 of both directions (default); medr: lowest sum of median ranks")
 
@@ -384,7 +386,7 @@ def cmd_generate(args) -> None:
 
 CV_GRID_FLAGS = {"cv_components": "n_components", "cv_reg": "reg", "cv_eig_power": "eig_power",
                  "cv_gamma": "gamma_scale", "cv_landmarks": "landmarks",
-                 "cv_top_k": "top_k", "cv_exponent": "exponent"}  # argparse dest -> grid knob
+                 "cv_top_k": "top_k", "cv_exponent": "exponent", "cv_dim": "dim"}  # argparse dest -> grid knob
 
 
 def _cv_request(args) -> dict | None:
@@ -392,7 +394,7 @@ def _cv_request(args) -> dict | None:
     if not args.cv:
         if any(getattr(args, f) is not None for f in (*CV_GRID_FLAGS, "cv_fv_components")):
             raise UserError("--cv-components, --cv-reg, --cv-eig-power, --cv-gamma, --cv-landmarks, --cv-top-k, "
-                            "--cv-exponent and --cv-fv-components need --cv")
+                            "--cv-exponent, --cv-dim and --cv-fv-components need --cv")
         return None
     grid = {knob: getattr(args, flag) for flag, knob in CV_GRID_FLAGS.items()}
     request = {"grid": {k: v for k, v in grid.items() if v}, "select": args.cv_select}

@@ -203,7 +203,7 @@ def search_grid(cls, train, val, grid: dict, params: dict, select: str = "rsum",
     for note in notes:
         log(f"note: {note}")
     if best is None:
-        raise UserError("every CV grid point failed: " + "; ".join(notes))
+        raise UserError(f"every CV grid point failed ({len(notes)}), the first: {notes[0] if notes else 'none'}")
     flags = {k: flag for k, (_, flag) in cls.CV_GRID.items()}
     report = {"select": select, "grid": values, "notes": notes, "edges": edge_notes(values, best, flags),
               "rows": rows, "best": best, "seconds": {"total": round(time.perf_counter() - start, 3)},

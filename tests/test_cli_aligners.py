@@ -44,14 +44,18 @@ def test_asif_top_k_grid_is_clipped_to_the_anchors(roots, tmp_path):
     assert report["grid"]["top_k"] == [20, 1500]  # 300 train images x 5 captions = 1500 anchor pairs
 
 
-def test_dcca_generate_and_run_benchmark(roots, tmp_path, capsys):
-    argv = ["--dim", "8", "--hidden", "32", "--train-batch-size", "500", "--epochs", "2", "--num-threads", "1"]
+def test_dcca_generate_cv_and_run_benchmark(roots, tmp_path, capsys):
+    argv = ["--cv", "--cv-dim", "4,8", "--hidden", "32", "--train-batch-size", "500", "--epochs", "2",
+            "--num-threads", "1"]
     assert main(["generate", "dcca", "shapes", FEATURES, *argv, *SMALL, *roots]) == 0
+    report = json.loads((tmp_path / "results" / "cv" / f"dcca__{NAME}.json").read_text())
+    assert [r["dim"] for r in report["rows"]] == [4, 8]
     config = json.loads((tmp_path / "results" / "models" / f"dcca__{NAME}.json").read_text())
-    assert config["params"]["dim"] == 8 and 1 <= config["best_epoch_"] <= 2 and len(config["history_"]) <= 2
-    assert main(["run_benchmark", "dcca", "shapes", "test", FEATURES, *SMALL, *roots]) == 0
+    assert config["params"]["dim"] == report["best"]["dim"] and 1 <= config["best_epoch_"] <= 2
+    assert main(["run_benchmark", "dcca", "shapes", "val", FEATURES, *SMALL, *roots]) == 0
     run = json.loads(next((tmp_path / "results" / "runs").glob("*.json")).read_text())
-    assert run["params_label"].startswith("d=8 h=32x1")
+    assert run["params_label"].startswith(f"d={report['best']['dim']} h=32x1")
+    assert run["metrics"] == report["best"]["metrics"]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -62,6 +66,7 @@ def test_dcca_generate_and_run_benchmark(roots, tmp_path, capsys):
     (["asif", "--exponent", "-2"], "argument --exponent: must be a finite number > 0"),
     (["asif", "--cv", "--cv-exponent", "0,1"], "--exponent must be a finite number > 0"),
     (["dcca", "--dim", "64", "--train-batch-size", "64"], "--train-batch-size 64 must exceed --dim 64"),
+    (["dcca", "--cv", "--cv-dim", "8,600"], "--train-batch-size 512 must exceed --dim 600"),
     (["ridge", "--cv", "--cv-top-k", "5"], "ridge has no CV knob top_k (its knobs: reg)"),
     (["procrustes", "--equalize", "pad", "--n-components", "4"], "--n-components needs --equalize pca"),
 ])

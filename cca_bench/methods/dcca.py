@@ -95,6 +95,8 @@ class DeepCCA(Params):
                         "process may use)"),
     }
 
+    CV_GRID = {"dim": ((16, 32, 64, 128), "--cv-dim")}
+
     def __init__(self, dim=64, hidden=512, layers=1, lr=1e-3, train_batch_size=512, epochs=50, patience=5, eps=1e-3,
                  cca_reg=1e-3, device="auto", num_threads=0, random_state=0, progress=True):
         self.dim = dim
@@ -145,6 +147,13 @@ class DeepCCA(Params):
 
     def fit_features(self, train, val=None):
         return self.fit(train.images, train.texts, train.image_index, val)
+
+    @classmethod
+    def cv_models(cls, train, val, points: list[dict], params: dict):
+        """Yield (point, model, val embeddings) per grid point: one training run each (early-stopped on val)."""
+        for point in points:
+            model = cls(**{**params, **point}).fit_features(train, val)
+            yield point, model, model.embed_images(val), model.embed_texts(val)
 
     def _new_net(self, dx: int, dy: int):
         from torch import nn

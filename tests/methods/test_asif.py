@@ -8,10 +8,13 @@ from cca_bench.methods import asif
 from cca_bench.methods.asif import ASIF, relative_topk
 
 
-def brute_force(queries, anchors, k, p):
-    """Every cosine to every anchor pair, the k largest kept (ties: lower anchor first), max(v, 0)^p, L2."""
-    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-    a = anchors / np.linalg.norm(anchors, axis=1, keepdims=True)
+def brute_force(queries, anchors, k, p, center):
+    """Every cosine to every anchor pair (features centred on the anchor pairs' mean when ``center``), the k
+    largest kept (ties: lower anchor first), max(v, 0)^p, L2."""
+    shift = anchors.astype(np.float64).mean(0) if center else 0.0
+    q, a = queries - shift, anchors - shift
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
     sims = q.astype(np.float64) @ a.T.astype(np.float64)
     out = np.zeros_like(sims)
     for row, s in enumerate(sims):
@@ -20,14 +23,15 @@ def brute_force(queries, anchors, k, p):
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("k, p", [(5, 8.0), (12, 1.0), (90, 2.5)])
-def test_asif_equals_dense_brute_force(k, p, monkeypatch):
+@pytest.mark.parametrize("k, p, center", [(5, 8.0, False), (12, 1.0, False), (90, 2.5, False), (5, 8.0, True),
+                                          (30, 3.0, True)])
+def test_asif_equals_dense_brute_force(k, p, center, monkeypatch):
     monkeypatch.setattr(asif, "BLOCK", 7)  # several anchor blocks, so the running top-k merge is exercised
     x, y, index = paired(n_img=30, per=3, dx=6, dy=4, seed=5)
-    model = ASIF(top_k=k, exponent=p, device="cpu").fit(x, y, index)
+    model = ASIF(top_k=k, exponent=p, center=center, device="cpu").fit(x, y, index)
     qx, qy, _ = paired(n_img=11, per=2, dx=6, dy=4, seed=6)
     # an anchor image with 3 captions is 3 anchor pairs with one similarity: the brute force sees all 90 pairs
-    want_i, want_t = brute_force(qx, x[index], k, p), brute_force(qy, y, k, p)
+    want_i, want_t = brute_force(qx, x[index], k, p, center), brute_force(qy, y, k, p, center)
     np.testing.assert_allclose(model.embed_images(qx), want_i, atol=2e-6)
     np.testing.assert_allclose(model.embed_texts(qy), want_t, atol=2e-6)
     scores = model.embed_images(qx) @ model.embed_texts(qy).T
@@ -79,3 +83,11 @@ def test_cv_one_topk_pass_matches_separate_fits():
     alone = ASIF(top_k=best["top_k"], exponent=best["exponent"]).fit(train.images, train.texts, train.image_index)
     np.testing.assert_array_equal(model.embed_images(val), alone.embed_images(val))
     np.testing.assert_array_equal(model.embed_texts(val), alone.embed_texts(val))
+
+
+def test_centring_keeps_an_all_zero_caption_informative():
+    x, y, index = paired(n_img=20, per=2, dx=6, dy=4)
+    zero = np.zeros((1, 4), np.float32)  # a caption whose words all lack vectors
+    assert not ASIF(top_k=5, center=False).fit(x, y, index).embed_texts(zero).any()
+    emb = ASIF(top_k=5).fit(x, y, index).embed_texts(zero)
+    assert np.count_nonzero(emb) == 5 and np.linalg.norm(emb) == pytest.approx(1, abs=1e-6)
