@@ -47,7 +47,10 @@ def _select(values, indices, k: int):
     above = values > t
     tied = values == t
     need = k - above.sum(1, keepdim=True)
-    keep = above | (tied & (torch.cumsum(tied, 1) <= need))
+    if bool((tied.sum(1, keepdim=True) <= need).all()):  # the usual case: no tie straddles the k-th place
+        keep = above | tied
+    else:
+        keep = above | (tied & (torch.cumsum(tied, 1) <= need))
     cols = keep.nonzero()[:, 1].reshape(len(values), k)  # row-major: each row's columns in order
     return torch.gather(values, 1, cols), torch.gather(indices, 1, cols)
 
