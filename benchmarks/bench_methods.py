@@ -78,7 +78,6 @@ def run_one(method: str, args) -> dict:
 def run_coco(args) -> dict:
     """asif with COCO-size anchors: anchor storage, streamed top-k of a 5k-image / 25k-caption split, sparse scores."""
     from cca_bench.methods.asif import ASIF, finish, sparse_rows
-    from cca_bench.metrics import evaluate_retrieval  # noqa: F401  (imported for parity of start-up cost)
 
     train, test = data(args.coco_images, 5, args.dx, args.dy, 0), data(5000, 5, args.dx, args.dy, 1)
     model = ASIF(top_k=800, exponent=8.0, device="cpu")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from cca_bench import linalg
+from cca_bench.checks import COUNT
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
 from cca_bench.methods.base import Params, check_arrays, load_saved, save_arrays
@@ -98,11 +99,26 @@ class LinearAligner(Params):
         dev = torch_device(self.device)
         return tuple(torch.as_tensor(c, dtype=torch.float64, device=dev) for c in (m.cxx, m.cyy, m.cxy))
 
+    def _common(self, normalize, center, device, chunk_rows, cov_precision) -> None:
+        """Store the constructor arguments every aligner takes (scikit-learn style: stored as given)."""
+        self.normalize = normalize
+        self.center = center
+        self.device = device
+        self.chunk_rows = chunk_rows
+        self.cov_precision = cov_precision
+
+    def _check_components(self) -> None:
+        if getattr(self, "n_components", None) is not None:
+            COUNT.check("n_components", self.n_components)
+
     @classmethod
     def cv_models(cls, train, val, points: list[dict], params: dict):
         """Yield (point, fitted model, val image embeddings, val caption embeddings) for every grid point;
-        one moment pass per distinct (normalize, center) of the points, the solves per point."""
+        one moment pass per distinct (normalize, center) of the points, the solves per point. An
+        ``n_components`` knob is clipped to the narrower feature width first (repeats dropped)."""
         passes = {}
+        if "n_components" in cls.CV_GRID:
+            points = clipped_points(points, train)
         for point in points:
             model = cls(**{**params, **point})
             key = (model.normalize, model.center)

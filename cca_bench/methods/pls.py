@@ -14,7 +14,7 @@ from __future__ import annotations
 from cca_bench import linalg
 from cca_bench.checks import COUNT
 from cca_bench.errors import UserError
-from cca_bench.methods.aligner import NORMALIZE_CLI, LinearAligner, clipped_points
+from cca_bench.methods.aligner import NORMALIZE_CLI, LinearAligner
 from cca_bench.registry import METHODS
 
 
@@ -43,15 +43,10 @@ class PLSSVD(LinearAligner):
                  chunk_rows=linalg.CHUNK_ROWS, cov_precision="auto"):
         self.n_components = n_components
         self.scale = scale
-        self.normalize = normalize
-        self.center = center
-        self.device = device
-        self.chunk_rows = chunk_rows
-        self.cov_precision = cov_precision
+        self._common(normalize, center, device, chunk_rows, cov_precision)
 
     def check_params(self, n_images=None, n_captions=None) -> None:
-        if self.n_components is not None:
-            COUNT.check("n_components", self.n_components)
+        self._check_components()
 
     def solve(self, m: linalg.Moments):
         """SVD of the (scaled) cross-covariance, signs fixed: (Wx (dx, k), Wy (dy, k)) in float64."""
@@ -68,11 +63,6 @@ class PLSSVD(LinearAligner):
         u, v = linalg.flip_signs(u[:, :k], vh[:k].T)
         self.singular_values_ = s[:k].cpu().numpy()
         return (u / sx[:, None]).cpu().numpy(), (v / sy[:, None]).cpu().numpy()
-
-    @classmethod
-    def cv_models(cls, train, val, points, params):
-        """As the base, with n_components clipped to the narrower width (repeats dropped)."""
-        return super().cv_models(train, val, clipped_points(points, train), params)
 
     def params_label(self) -> str:
         """``k=128``."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 from cca_bench import linalg
 from cca_bench.checks import COUNT
 from cca_bench.errors import UserError
-from cca_bench.methods.aligner import NORMALIZE_CLI, LinearAligner, clipped_points
+from cca_bench.methods.aligner import NORMALIZE_CLI, LinearAligner
 from cca_bench.registry import METHODS
 
 EQUALIZE = ("pca", "pad")
@@ -73,19 +73,14 @@ class Procrustes(LinearAligner):
                  chunk_rows=linalg.CHUNK_ROWS, cov_precision="auto"):
         self.n_components = n_components
         self.equalize = equalize
-        self.normalize = normalize
-        self.center = center
-        self.device = device
-        self.chunk_rows = chunk_rows
-        self.cov_precision = cov_precision
+        self._common(normalize, center, device, chunk_rows, cov_precision)
 
     def check_params(self, n_images=None, n_captions=None) -> None:
         if self.equalize not in EQUALIZE:
             raise UserError(f"--equalize must be one of {', '.join(EQUALIZE)}, got {self.equalize!r}")
-        if self.n_components is not None:
-            COUNT.check("n_components", self.n_components)
-            if self.equalize == "pad":
-                raise UserError("procrustes --equalize pad keeps every dimension: --n-components needs --equalize pca")
+        self._check_components()
+        if self.n_components is not None and self.equalize == "pad":
+            raise UserError("procrustes --equalize pad keeps every dimension: --n-components needs --equalize pca")
 
     def solve(self, m: linalg.Moments):
         """Scale, equalise the widths, rotate: (Wx (dx, k), Wy (dy, k)) in float64."""
@@ -115,11 +110,6 @@ class Procrustes(LinearAligner):
     def cv_grid(cls, values: dict, params: dict, n_images: int, n_captions: int) -> dict:
         """With ``equalize="pad"`` every dimension is kept: nothing to search (n_components stays None)."""
         return {"n_components": [None]} if params.get("equalize") == "pad" else values
-
-    @classmethod
-    def cv_models(cls, train, val, points, params):
-        """As the base, with n_components clipped to the narrower width (repeats dropped)."""
-        return super().cv_models(train, val, clipped_points(points, train), params)
 
     def params_label(self) -> str:
         """``pca k=128``."""

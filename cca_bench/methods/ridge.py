@@ -50,11 +50,7 @@ class RidgeMap(LinearAligner):
                  chunk_rows=linalg.CHUNK_ROWS, cov_precision="auto"):
         self.reg = reg
         self.direction = direction
-        self.normalize = normalize
-        self.center = center
-        self.device = device
-        self.chunk_rows = chunk_rows
-        self.cov_precision = cov_precision
+        self._common(normalize, center, device, chunk_rows, cov_precision)
 
     @property
     def PRECISION_REG(self) -> float:  # float64 products below FLOAT32_MIN_REG, as for CCA
