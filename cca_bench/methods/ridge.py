@@ -2,9 +2,9 @@
 
 ``direction="image2text"``: ``W = (Cxx + reg * lambda_max(Cxx) * I)^-1 Cxy`` (dx, dy) maps a centred image
 into the caption space, where it is compared with the centred caption; ``text2image`` maps captions into the
-image space the same way. This is the least-squares / ridge-regression baseline of the frozen-encoder
-alignment literature (e.g. Maniparambil et al., CVPR 2024, "Do Vision and Language Encoders Represent the World
-Similarly?"; the ``latentis`` library's linear translators). It uses the CCA fit's streamed moments
+image space the same way. This is the least-squares baseline for aligning frozen unimodal encoders (the
+question Maniparambil et al., CVPR 2024, "Do Vision and Language Encoders Represent the World Similarly?",
+study; the ``latentis`` library offers such linear translators). It uses the CCA fit's streamed moments
 (:func:`cca_bench.linalg.paired_moments`), so it costs one covariance pass and one Cholesky solve. With the
 moments scaled as covariances (scatter / (n - 1)) this is scikit-learn's ``Ridge(alpha=reg * lambda_max *
 (n - 1), fit_intercept=center)`` on the n caption pairs (``tests/methods/test_ridge.py`` checks it).
