@@ -10,7 +10,7 @@ is the reference (``tests/methods/test_procrustes.py``). With padding only the f
 of R touch the padded view's non-zero coordinates, and those are the polar factor of the unpadded
 cross-covariance, so the model stores just them. Scored in the narrower view's space.
 
-With padding and the narrower view complete, Procrustes ranks exactly as PLS at full rank: with the SVD
+With padding and the narrower view complete, Procrustes ranks as PLS at full rank (cosine, dot): with the SVD
 ``Cxy = U S V'``, images embed as ``x U V'`` and captions as ``y``, PLS embeds ``x U`` and ``y V``, and V is
 square and orthogonal, so dot products and norms agree (measured: identical openmoji tables, docs/aligners.md).
 """
