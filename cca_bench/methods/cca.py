@@ -84,7 +84,8 @@ class RegularizedCCA(Params):
     BOUNDS = {"n_components": COUNT, "reg": NON_NEGATIVE, "eig_power": NON_NEGATIVE, "chunk_rows": COUNT}
     CLI_PARAMS = {
         "n_components": (COUNT.cli(), "number of canonical dimensions kept (default: min of the two feature widths)"),
-        "reg": (NON_NEGATIVE.cli(), "ridge as a fraction of the largest covariance eigenvalue (default 1e-3)"),
+        "reg": (NON_NEGATIVE.cli(), "ridge as a fraction of the largest covariance eigenvalue (default 1e-3; ridge: "
+                "1e-2)"),
         "eig_power": (NON_NEGATIVE.cli(), "scale each dimension by its canonical correlation to this power "
                       "(default 1)"),
         "backend": (str, "where the covariances are accumulated: numpy (default; torch on a GPU device) or dask "
