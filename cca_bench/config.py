@@ -110,3 +110,10 @@ def timed(timings: dict, key: str, fn):
     out = fn()
     timings[key] = round(time.perf_counter() - t0, 3)
     return out
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cca_bench.config import available_cores
 from cca_bench.errors import UserError
 
 DISTANCES = ("cosine", "dot", "euclidean")
@@ -336,7 +337,7 @@ class _OnePass:
     def __enter__(self):
         from concurrent.futures import ThreadPoolExecutor
 
-        self.workers = min(_cores(), 8)
+        self.workers = min(available_cores(), 8)
         if self.workers > 1:
             self.pool = ThreadPoolExecutor(self.workers)
         return self
@@ -373,13 +374,6 @@ class _OnePass:
             above[c:] += np.add.reduce(np.greater(s[:, c:], hi, out=m[:, c:]).view(u8), axis=0, dtype=u8)
             reach += np.add.reduce(np.greater_equal(s[:, c:], lo, out=m[:, c:]).view(u8), axis=0, dtype=u8)
         return above, reach
-
-
-def _cores() -> int:
-    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _column_scores(q: np.ndarray, ims_sq) -> np.ndarray:

@@ -28,7 +28,7 @@ def test_tiles_threads_and_known_own_scores_give_direct_counts(order, ties, dist
     ims[~ims.any(1), 1] = 1  # no all-zero query: those are degenerate
     want = direct_ranks(ims, texts, image_index, distance, ties)
     for cores in (1, 3):
-        monkeypatch.setattr(metrics, "_cores", lambda: cores)
+        monkeypatch.setattr(metrics, "available_cores", lambda: cores)
         got = ranks(ims, texts, image_index, distance, ties, block=170)
         assert got[0].tolist() == want[0] and got[1].tolist() == want[1]
 
@@ -44,7 +44,7 @@ def test_one_pass_shares_tiles_between_workers(monkeypatch):
     monkeypatch.setattr(metrics._OnePass, "__init__", _small_tiles(metrics._OnePass.__init__))
     want = direct_ranks(ims, texts, image_index, "dot", "optimistic")
     for cores in (1, 4):
-        monkeypatch.setattr(metrics, "_cores", lambda: cores)
+        monkeypatch.setattr(metrics, "available_cores", lambda: cores)
         got = ranks(ims, texts, image_index, "dot", block=64)
         assert got[0].tolist() == want[0] and got[1].tolist() == want[1]
 

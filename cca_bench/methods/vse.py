@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from cca_bench.checks import COUNT, NON_NEGATIVE, POSITIVE, Bound
-from cca_bench.config import torch_device
+from cca_bench.config import available_cores, torch_device
 from cca_bench.errors import UserError
 from cca_bench.methods.base import Params, load_saved, save_arrays
 from cca_bench.registry import METHODS
@@ -132,13 +132,6 @@ def build_net(image_dim: int, embeddings: np.ndarray, dim: int, encoder: str):
                 nn.init.xavier_uniform_(layer.weight)
                 layer.bias.zero_()
     return net
-
-
-def available_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @contextmanager
