@@ -6,17 +6,20 @@ page with its message (404 for what the roots do not hold, 400 for a bad query).
 from __future__ import annotations
 
 import io
+import ipaddress
 import math
 import tempfile
 from pathlib import Path
 
 from cca_bench.errors import UserError
+from cca_bench.web.kept import Loading
 from cca_bench.web.library import Library, Missing
 
 MAX_UPLOAD_MB = 10
+MAX_UPLOAD_PIXELS = 40_000_000  # an uploaded photo's width x height, read from its header before decoding
+LOADING_WAIT_S = 2.0  # a page waits this long for a model being loaded, then shows a page that refreshes
 TOP_K = 10  # hits on the search page
 EXAMPLE_K = 5  # hits per query on the qualitative page
-LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 # pages load scripts, styles and images from this server only (uploaded photos come back as data: URIs)
 CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
@@ -27,8 +30,9 @@ def build_app(data_root: Path, results_root: Path, device: str = "auto", host: s
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_MB * 1024 * 1024
-    if host in LOOPBACK_NAMES:  # a page elsewhere cannot reach it by rebinding a domain name to 127.0.0.1
-        app.config["TRUSTED_HOSTS"] = list(LOOPBACK_NAMES)
+    app.config["LOADING_WAIT_S"] = LOADING_WAIT_S
+    app.config["LOOPBACK_ONLY"] = is_loopback(host)  # then only requests addressed to a loopback name pass
+    app.before_request(_refuse_foreign_requests)
     app.after_request(_headers)
     app.config["LIBRARY"] = Library(data_root, results_root, device)
     app.add_url_rule("/", view_func=leaderboard_page)
@@ -40,6 +44,7 @@ def build_app(data_root: Path, results_root: Path, device: str = "auto", host: s
     app.add_url_rule("/image/<model>/<split>/<int:i>.png", view_func=image_png)
     app.add_url_rule("/files/<kind>/<name>", view_func=stored_file)
     app.register_error_handler(UserError, _user_error)
+    app.register_error_handler(Loading, _loading_page)
     app.register_error_handler(404, lambda e: _error_page(404, "Not found", "No page at this address."))
     app.register_error_handler(413, lambda e: _error_page(
         413, "Upload too large", f"Photos may be at most {MAX_UPLOAD_MB} MB."))
@@ -47,11 +52,52 @@ def build_app(data_root: Path, results_root: Path, device: str = "auto", host: s
     return app
 
 
+def is_loopback(host: str) -> bool:
+    """``localhost``, any address of 127.0.0.0/8, or ``::1`` (with or without brackets)."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def host_name(host_header: str) -> str:
+    """The name of a Host header without its port: ``127.0.0.2:8000`` -> ``127.0.0.2``, ``[::1]:80`` -> ``::1``."""
+    if host_header.startswith("["):
+        return host_header[1:host_header.find("]")] if "]" in host_header else host_header
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+def _refuse_foreign_requests():
+    """400 for a request addressed to a name that is not loopback while the app listens on loopback (a page
+    elsewhere cannot reach it by rebinding a domain name to 127.0.0.1); 403 for a POST that another site's page
+    sends (its Origin or Sec-Fetch-Site header says so; clients that send neither, like curl, are no page)."""
+    from flask import current_app, request
+
+    if current_app.config["LOOPBACK_ONLY"] and not is_loopback(host_name(request.host)):
+        return _error_page(400, "Wrong address", f"This server answers only at a loopback address, not at "
+                           f"{request.host!r}.")
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        origin, site = request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
+        same = origin is None or origin == request.host_url.rstrip("/")
+        if not same or site not in (None, "same-origin", "none"):
+            return _error_page(403, "Refused", "A form of another site may not post to this server.")
+    return None
+
+
 def _headers(response):
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     return response
+
+
+def _wait() -> float:
+    from flask import current_app
+
+    return current_app.config["LOADING_WAIT_S"]
 
 
 def _lib() -> Library:
@@ -64,6 +110,13 @@ def _user_error(e: UserError):
     if isinstance(e, Missing):
         return _error_page(404, "Not found", str(e))
     return _error_page(400, "Cannot do that", str(e))
+
+
+def _loading_page(e: Loading):
+    """What a page shows while the model it needs is loaded in the background: it reloads itself."""
+    from flask import render_template, request
+
+    return render_template("loading.html", what=e.what, url=request.full_path.rstrip("?")), 202
 
 
 def _error_page(status: int, title: str, message: str):
@@ -179,7 +232,7 @@ def examples_page(stem: str):
         raise Missing(f"run {stem} has no saved model ({model or 'none recorded'}): the qualitative page "
                       "needs the model that `generate` saved (runs of `evaluate` have none)")
     folds = int(run.get("folds") or 1)  # the run's protocol: COCO 1k ranks within 5 folds of 1,000 images
-    ex = lib.examples(model, split_name, run["distance"], folds)
+    ex = lib.examples(model, split_name, run["distance"], folds, wait=_wait())
     split = lib.gallery(model, split_name).split
     sections = {task: {kind: _example_rows(split, ex[task][kind], task) for kind in ("sample", "worst")}
                 for task in ex}
@@ -227,9 +280,9 @@ def search_page():
     if form["model"] and request.method == "POST":
         results = _photo_search(lib, form, request.files.get("photo"))
     elif form["model"] and form["q"].strip():
-        g = lib.gallery(form["model"], form["split"])
+        g = lib.gallery(form["model"], form["split"], wait=_wait())
         results["text"] = search(g, "text", form["q"], TOP_K, form["distance"]).rows
-    images = bool(form["model"]) and lib.has_images(form["model"], form["split"])
+    images = bool(results) and lib.has_images(form["model"], form["split"])
     return render_template("search.html", form=form, results=results, images=images, distances=DISTANCES,
                            max_mb=MAX_UPLOAD_MB)
 
@@ -237,7 +290,6 @@ def search_page():
 def _photo_search(lib: Library, form: dict, upload) -> dict:
     """Top captions and similar images for an uploaded photo, read from a temporary directory."""
     from cca_bench.datasets.base import open_rgb
-    from cca_bench.fsio import write_atomic
     from cca_bench.search import search, thumbnail_uri
 
     if upload is None or not upload.filename:
@@ -245,14 +297,39 @@ def _photo_search(lib: Library, form: dict, upload) -> dict:
     data = upload.read()
     if not data:
         raise UserError("the uploaded photo is empty")
+    check_pixels(data)
     g = lib.gallery(form["model"], form["split"])
-    with tempfile.TemporaryDirectory(prefix="cca_bench_upload_") as tmp:
-        path = Path(tmp) / "upload"  # never the client's file name
-        write_atomic(path, lambda f: f.write(data))
+    # a file without a name (O_TMPFILE, or unlinked at once): nothing is left on disk, even after a kill -9
+    with tempfile.TemporaryFile(prefix="cca_bench_upload_") as f:
+        f.write(data)
+        f.flush()
+        path = Path(f"/dev/fd/{f.fileno()}")
         photo = thumbnail_uri(open_rgb(path), 192)
         captions = search(g, "image", str(path), TOP_K, form["distance"])
         similar = search(g, "similar", str(path), TOP_K, form["distance"])
     return {"photo": photo, "photo_name": upload.filename, "captions": captions.rows, "similar": similar.rows}
+
+
+def check_pixels(data: bytes, limit: int = MAX_UPLOAD_PIXELS) -> None:
+    """Refuse an image whose header declares more than ``limit`` pixels, before any pixel is decoded (a small
+    PNG can declare 30,000 x 30,000 pixels: gigabytes once decoded)."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:  # reads the header only
+                width, height = im.size
+    except Image.DecompressionBombError:  # Pillow's own refusal, from the header too (above twice its limit)
+        raise UserError(f"the uploaded photo declares more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; at most "
+                        f"{limit:,} are decoded") from None
+    except (OSError, ValueError, SyntaxError):
+        raise UserError("cannot read image: the upload is not an image file Pillow can read (PNG, JPEG, ...)") from None
+    if width * height > limit:
+        raise UserError(f"the uploaded photo is {width} x {height} = {width * height:,} pixels; at most "
+                        f"{limit:,} are decoded")
 
 
 # ------------------------------------------------------------------------------------------------ files
