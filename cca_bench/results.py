@@ -114,9 +114,16 @@ def metric_table(rows: list[tuple[str, dict]], task: str, label: str = "Method")
     return tabulate(body, header, tablefmt="github", floatfmt=".1f")
 
 
+def method_label(record: dict) -> str:
+    """The run's method with its model's ``--tag`` (``cca@ridge``): variants of one method stay apart in tables."""
+    model = record.get("model")
+    tag = model.partition("@")[2] if isinstance(model, str) else ""
+    return f"{record['method']}@{tag}" if tag else record["method"]
+
+
 def run_tables(record: dict) -> str:
     """The two titled tables a run prints: Image Annotation and Image Search."""
-    name = f"{record['method']} ({record['features']}, {record['distance']})"
+    name = f"{method_label(record)} ({record['features']}, {record['distance']})"
     out = []
     for task, title in TASKS:
         out.append(f"### {title}\n\n{metric_table([(name, record['metrics'])], task)}\n")
@@ -136,18 +143,20 @@ OWN_SOURCE = "this suite"
 PUBLISHED_CSV = "published.csv"  # in cca_bench/data/: the reference rows of PROTOCOLS.md, with citations
 IDENTITY = ["Source", "Dataset", "Split", "Protocol", "Method", "Features", "Params", "Distance"]
 GROUP = ["Dataset", "Split", "Protocol"]
+RSUM = "R-sum"  # R@1 + R@5 + R@10 of both directions: the column tables sort by
 
 
 def compare_frame(runs: list[dict], published=None):
-    """A pandas frame: one row per run (Source "this suite"), then the given published rows
-    (:func:`published_frame`), sorted by dataset, split, protocol, own runs first within each group.
+    """A pandas frame: one row per run (Source "this suite") and the given published rows
+    (:func:`published_frame`), sorted by dataset, split, protocol, then R-sum, best first (rows without one
+    last). A run's method shows its ``--tag`` (``cca@ridge``).
 
-    Columns: IDENTITY, both tasks' metrics (``i2t R@1`` ..), and HIDDEN (family, citation, run file).
+    Columns: IDENTITY, R-sum, both tasks' metrics (``i2t R@1`` ..), and HIDDEN (family, citation, run file).
     """
     import pandas as pd
 
     own = pd.DataFrame([{"Source": OWN_SOURCE, "Dataset": r["dataset"], "Split": r["split"], "Protocol": r["protocol"],
-                         "Method": r["method"], "Features": r["features"], "Params": r.get("params_label") or None,
+                         "Method": method_label(r), "Features": r["features"], "Params": r.get("params_label") or None,
                          "Distance": r["distance"], **metric_columns(r["metrics"]), "Family": r["method"],
                          "Citation": None, "_file": r.get("_file")} for r in runs], columns=_columns())
     parts = [own] + ([published] if published is not None and len(published) else [])
@@ -156,13 +165,30 @@ def compare_frame(runs: list[dict], published=None):
         return frame
     metrics = list(metric_columns({"image_annotation": {}, "image_search": {}}))
     frame[metrics] = frame[metrics].astype(float)  # None (not published) -> NaN
+    frame[RSUM] = frame[[m for m in metrics if "R@" in m]].sum(axis=1, skipna=False)
     frame["_published"] = frame["Source"] != OWN_SOURCE
     frame = frame.sort_values([*GROUP, "_published", "Method", "Features", "Distance"], kind="stable")
+    frame = frame.sort_values([*GROUP, RSUM], ascending=[True] * len(GROUP) + [False], na_position="last",
+                              kind="stable")
     return frame.drop(columns="_published").reset_index(drop=True)
 
 
 def _columns() -> list[str]:
-    return IDENTITY + list(metric_columns({"image_annotation": {}, "image_search": {}})) + HIDDEN
+    return IDENTITY + [RSUM] + list(metric_columns({"image_annotation": {}, "image_search": {}})) + HIDDEN
+
+
+def format_cell(column: str, value) -> str:
+    """A table cell as every table shows it: '-' for a missing value, median ranks as integers where they are
+    whole (one fold: always), other numbers to 0.1."""
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if "MedR" in column and float(value).is_integer():
+        return str(int(value))
+    return f"{value:.1f}"
 
 
 HIDDEN = ["Family", "Citation", "_file"]  # frame columns that tables do not show
@@ -236,14 +262,16 @@ def compare_markdown(frame) -> str:
 
     if not len(frame):
         return "No runs stored yet: run `run_benchmark` first.\n"
-    parts = ["# Results\n\ni2t = image annotation, t2i = image search; R@K in percent; MedR / MeanR = median /"
+    parts = ["# Results\n\ni2t = image annotation, t2i = image search; R@K in percent; R-sum = the six R@K summed"
+             " (rows best first); MedR / MeanR = median /"
              " mean rank (1-based); '-' = not published. Source \"this suite\" rows are rendered from the run JSON"
              " files by `cca_bench compare`; the other rows are published numbers (cca_bench/data/published.csv).\n"]
     for (ds, split, proto), group in frame.groupby(GROUP, sort=False):
         body = group.drop(columns=[*GROUP, *HIDDEN]).astype(object)
-        body = body.where(body.notna(), None)
+        cells = [[format_cell(c, v) for c, v in zip(body.columns, row)] for row in body.values.tolist()]
+        numeric = ["right" if c == RSUM or " R" in c or "Med" in c or "Mean" in c else "left" for c in body.columns]
         parts.append(f"## {ds} / {split} / protocol {proto}\n\n" + tabulate(
-            body.values.tolist(), list(body.columns), tablefmt="github", floatfmt=".1f", missingval="-") + "\n")
+            cells, list(body.columns), tablefmt="github", disable_numparse=True, colalign=numeric) + "\n")
     cited = frame.loc[frame["Source"].ne(OWN_SOURCE), ["Source", "Citation"]].drop_duplicates()
     if len(cited):
         parts.append("## Sources\n\n" + "\n".join(f"- {s}: {c}" for s, c in cited.itertuples(index=False)) + "\n")

@@ -28,6 +28,8 @@ CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src '
 def build_app(data_root: Path, results_root: Path, device: str = "auto", host: str = "127.0.0.1"):
     from flask import Flask
 
+    from cca_bench.web import compare, figures
+
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_MB * 1024 * 1024
     app.config["LOADING_WAIT_S"] = LOADING_WAIT_S
@@ -36,8 +38,13 @@ def build_app(data_root: Path, results_root: Path, device: str = "auto", host: s
     app.after_request(_headers)
     app.config["LIBRARY"] = Library(data_root, results_root, device)
     app.add_url_rule("/", view_func=leaderboard_page)
+    app.add_url_rule("/leaderboard.csv", view_func=leaderboard_csv)
+    app.add_url_rule("/compare", view_func=compare.compare_page)
+    app.add_url_rule("/compare.png", view_func=compare.compare_png)
     app.add_url_rule("/run/<stem>", view_func=run_page)
-    app.add_url_rule("/run/<stem>/recall.png", view_func=recall_png)
+    app.add_url_rule("/run/<stem>/recall.png", view_func=figures.recall_png)
+    app.add_url_rule("/model/<name>/training.png", view_func=figures.training_png)
+    app.add_url_rule("/model/<name>/cv.png", view_func=figures.cv_png)
     app.add_url_rule("/run/<stem>/examples", view_func=examples_page)
     app.add_url_rule("/model/<name>", view_func=model_page)
     app.add_url_rule("/search", view_func=search_page, methods=["GET", "POST"])
@@ -125,49 +132,75 @@ def _error_page(status: int, title: str, message: str):
     return render_template("error.html", title=title, message=message), status
 
 
-def cell(value) -> str:
-    """A table cell as ``compare`` prints it: numbers to 0.1, missing values as '-'."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.1f}" if isinstance(value, float) else str(value)
+def cell(value, column: str = "") -> str:
+    """A table cell as ``compare`` prints it (:func:`cca_bench.results.format_cell`): numbers to 0.1, median
+    ranks (``column`` holding "MedR") as integers where whole, missing values as '-'."""
+    from cca_bench.results import format_cell
+
+    return format_cell(column, value)
 
 
 # ------------------------------------------------------------------------------------------------ leaderboard
 
 
-def leaderboard_groups(frame) -> list[dict]:
-    """The compare frame as page groups: ``{title, columns, rows}``; a row is ``{cells, run, published}``
-    (``run`` = the run file stem of an own run, else None)."""
-    from cca_bench.results import GROUP, HIDDEN, OWN_SOURCE
+def _leaderboard_frame(lib: Library, args) -> tuple:
+    """(compare frame filtered and sorted as the URL asks, runs, unreadable run files, filter choices, state)."""
+    from cca_bench.results import RSUM, compare_frame, published_frame, select_rows
+    from cca_bench.web.tables import sort_frame
 
-    groups = []
-    for (ds, split, proto), group in frame.groupby(GROUP, sort=False):
-        body = group.drop(columns=[*GROUP, *HIDDEN])
-        rows = [{"cells": list(values), "published": source != OWN_SOURCE,
-                 "run": Path(f).stem if isinstance(f, str) else None}
-                for values, source, f in zip(body.values.tolist(), group["Source"], group["_file"])]
-        groups.append({"title": f"{ds} / {split} / protocol {proto}", "columns": list(body.columns), "rows": rows,
-                       "link": list(body.columns).index("Method")})
-    return groups
+    runs, bad = lib.runs()
+    state = {"method": args.get("method") or None, "features": args.get("features") or None,
+             "published": args.get("published") == "1", "sort": args.get("sort") or RSUM,
+             "order": "asc" if args.get("order") == "asc" else "desc", "view": args.get("view") or "runs"}
+    frame = select_rows(compare_frame(list(runs.values()), published_frame()), method=state["method"],
+                        all_published=state["published"])
+    choices = {"method": sorted(set(frame["Family"].dropna())) if len(frame) else [],
+               "features": sorted(set(frame["Features"].dropna())) if len(frame) else []}
+    if state["features"] and len(frame):
+        frame = frame[frame["Features"].eq(state["features"])]
+    if len(frame):
+        frame = sort_frame(frame, state["sort"], state["order"] == "desc")
+    return frame, runs, bad, choices, state
 
 
 def leaderboard_page():
     from flask import render_template, request
 
-    from cca_bench.results import compare_frame, published_frame, select_rows
+    from cca_bench.web.tables import leaderboard_groups, model_matrix
 
     lib = _lib()
-    runs, bad = lib.runs()
-    method, features = request.args.get("method") or None, request.args.get("features") or None
-    show_all = request.args.get("published") == "1"
-    frame = select_rows(compare_frame(list(runs.values()), published_frame()), method=method, all_published=show_all)
-    choices = {"method": sorted(set(frame["Family"].dropna())) if len(frame) else [],
-               "features": sorted(set(frame["Features"].dropna())) if len(frame) else []}
-    if features and len(frame):
-        frame = frame[frame["Features"].eq(features)]
-    return render_template("leaderboard.html", groups=leaderboard_groups(frame) if len(frame) else [],
-                           n_runs=len(runs), bad=bad, runs_dir=lib.results_root / "runs", choices=choices,
-                           method=method, features=features, show_all=show_all)
+    frame, runs, bad, choices, state = _leaderboard_frame(lib, request.args)
+    records = {r["_file"]: r for r in runs.values()}
+    groups = leaderboard_groups(frame, records, _marks(list(runs.values()))) if len(frame) else []
+    matrix = model_matrix(frame) if len(frame) and state["view"] == "models" else None
+    return render_template("leaderboard.html", groups=groups, matrix=matrix, n_runs=len(runs), bad=bad,
+                           runs_dir=lib.results_root / "runs", choices=choices, state=state,
+                           query=request.query_string.decode("ascii", "replace"))
+
+
+def _marks(records: list[dict]) -> dict | None:
+    """Significance marks of the statistics (best row, rows not significantly worse) where runs store their
+    per-query ranks, else None."""
+    from cca_bench import results
+
+    marks = getattr(results, "significance_marks", None)
+    if marks is None or not records:
+        return None
+    try:
+        return marks(records)
+    except UserError:
+        return None
+
+
+def leaderboard_csv():
+    """The leaderboard as shown (filters and sort of the URL) as a CSV download."""
+    from flask import Response, request
+
+    from cca_bench.results import compare_csv
+
+    frame = _leaderboard_frame(_lib(), request.args)[0]
+    return Response(compare_csv(frame) if len(frame) else "", mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="leaderboard.csv"'})
 
 
 # ------------------------------------------------------------------------------------------------ run pages
@@ -178,29 +211,20 @@ def run_page(stem: str):
 
     from cca_bench.results import METRIC_COLUMNS, TASKS
 
+    from cca_bench.web.figures import training_history
+
     lib = _lib()
     run = lib.run(stem)
     model = run.get("model")
     has_model = lib.has_model(model)
+    config = lib.model_config(model) if has_model else {}
+    fit = (config.get("timings") or {}).get("fit") if isinstance(config.get("timings"), dict) else None
+    cv = lib.cv_report(model) if has_model else None
     return render_template("run.html", run=run, stem=stem, model=model, has_model=has_model,
                            spectrum=has_model and lib.figure(model, "spectrum") is not None,
-                           tasks=TASKS, metric_columns=METRIC_COLUMNS, run_file=Path(run["_file"]).name)
-
-
-def recall_png(stem: str):
-    """The run's R@K curves (K = 1..50) drawn by :func:`cca_bench.plots.recall_figure`."""
-    from flask import Response
-
-    from cca_bench.plots import recall_figure
-
-    run = _lib().run(stem)
-    if not run.get("recall_curve"):
-        raise Missing(f"run {stem} stored no R@K curve (run run_benchmark again to store one)")
-    label = f"{run['method']} {run.get('params_label') or ''}".strip()
-    fig = recall_figure([(label, run["recall_curve"])], f"{run['dataset']} / {run['split']}: {run['features']}")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return Response(buf.getvalue(), mimetype="image/png")
+                           tasks=TASKS, metric_columns=METRIC_COLUMNS, run_file=Path(run["_file"]).name,
+                           fit_s=fit if isinstance(fit, (int, float)) else None, train_oov=config.get("oov_rate"),
+                           training=training_history(config) is not None, cv=cv)
 
 
 def _example_rows(split, entries: list[dict], task: str) -> list[dict]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from cca_bench.errors import UserError
 from cca_bench.web.kept import Kept
 
-FILE_KINDS = {"runs": (".json",), "models": (".json", ".safetensors", ".png")}  # what /files/ may serve
+FILE_KINDS = {"runs": (".json",), "models": (".json", ".safetensors", ".png"), "cv": (".json", ".md")}  # /files/
 IMAGE_SIDE = 256  # longest side of the PNGs the app serves
 GALLERIES_KEPT = 4  # in memory at once, least recently used dropped first (each holds a split's embeddings)
 DATASETS_KEPT = 2  # parsed datasets (COCO's is about a gigabyte in Python objects)
@@ -127,6 +127,15 @@ class Library:
             return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise UserError(f"cannot read the saved model {path.name}: {e}") from None
+
+    def cv_report(self, name: str) -> dict | None:
+        """The CV report ``generate --cv`` wrote for the model (``cv/<name>.json``), or None."""
+        try:
+            report = json.loads(self.file("cv", f"{name}.json").read_text())
+        except (Missing, OSError, ValueError):
+            return None
+        needed = isinstance(report, dict) and all(k in report for k in ("grid", "best", "rows", "select"))
+        return report if needed and isinstance(report["grid"], dict) and isinstance(report["rows"], list) else None
 
     def figure(self, name: str, key: str) -> Path | None:
         """``models/<name>.<key>.png`` (``generate`` writes ``spectrum`` for CCA), or None."""

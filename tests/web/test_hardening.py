@@ -151,3 +151,43 @@ def test_images_in_a_symlinked_image_folder_are_served(tmp_path):
     split = synthetic()[0][1]  # im000's split, where it is image 0
     r = create_app(data, results).test_client().get(f"/image/cca__kp__glove50_tinyimage/{split}/0.png")
     assert r.status_code in (400, 404) and r.data[:4] != b"\x89PNG"
+
+
+def test_a_model_being_loaded_does_not_delay_another_model(web_roots, monkeypatch):
+    """Issue 21.3: while one model's gallery is being built (held here until released), a search on another,
+    already loaded model answers in well under a second; the page of the loading one says so and refreshes."""
+    import threading
+    import time
+
+    from cca_bench.web.library import Library
+
+    other = f"{MODEL}@ridge"  # conftest's second model
+    release, started = threading.Event(), threading.Event()
+    real_open = Library._open
+
+    def slow_open(self, model, split):
+        if model == other:
+            started.set()
+            release.wait(60)
+        return real_open(self, model, split)
+
+    monkeypatch.setattr(Library, "_open", slow_open)
+    app = create_app(*web_roots)
+    app.config["LOADING_WAIT_S"] = 0.2
+    c = app.test_client()
+    app.config["LIBRARY"].gallery(MODEL, "test")  # the first model is loaded
+    try:
+        page = c.get(f"/search?model={other}&split=test&q=red+circle")
+        assert page.status_code == 202 and 'http-equiv="refresh"' in page.get_data(as_text=True)
+        assert started.wait(10)
+        blocked = threading.Thread(target=lambda: app.config["LIBRARY"].gallery(other, "test"))
+        blocked.start()  # a request that waits for the loading model as long as it takes
+        t0 = time.perf_counter()
+        r = c.get(f"/search?model={MODEL}&split=test&q=red+circle")
+        elapsed = time.perf_counter() - t0
+        assert r.status_code == 200 and r.get_data(as_text=True).count('class="hit"') == 10
+        assert elapsed < 1.0, elapsed
+    finally:
+        release.set()
+    blocked.join(60)
+    assert c.get(f"/search?model={other}&split=test&q=red+circle").status_code == 200

@@ -66,9 +66,13 @@ def test_leaderboard_shows_the_numbers_compare_prints(client, web_roots, tmp_pat
           if line.startswith("|") and not line.startswith("|--")]
     r = client.get("/")
     assert r.status_code == 200 and "shapes" in text(r)
-    html_rows = [row for table in Tables(text(r)).tables for row in table]
-    assert html_rows == md  # header and both runs, cell for cell
-    assert len(md) == 3 and {row[4] for row in md[1:]} == {"cosine", "dot"}
+    html_rows = [row[1:] for table in Tables(text(r)).tables for row in table]  # without the compare ticks
+    assert html_rows == md  # header and the three runs, cell for cell, in R-sum order
+    assert len(md) == 4 and [row[4] for row in md[1:]] == ["cosine", "cosine", "dot"]
+    assert [row[1] for row in md[1:]] == ["cca", "cca@ridge", "cca"]  # the tag names the variant
+    rsum = [float(row[5]) for row in md[1:]]
+    assert rsum == sorted(rsum, reverse=True) and md[0][5] == "R-sum"
+    assert all(row[9].isdigit() and row[14].isdigit() for row in md[1:])  # median ranks as integers
     assert f'href="/run/{RUN.replace("[", "%5B").replace("]", "%5D")}"' in text(r)
 
 
