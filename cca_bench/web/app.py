@@ -5,10 +5,7 @@ page with its message (404 for what the roots do not hold, 400 for a bad query).
 """
 from __future__ import annotations
 
-import io
 import ipaddress
-import math
-import tempfile
 from pathlib import Path
 
 from cca_bench.errors import UserError
@@ -16,9 +13,7 @@ from cca_bench.web.kept import Loading
 from cca_bench.web.library import Library, Missing
 
 MAX_UPLOAD_MB = 10
-MAX_UPLOAD_PIXELS = 40_000_000  # an uploaded photo's width x height, read from its header before decoding
 LOADING_WAIT_S = 2.0  # a page waits this long for a model being loaded, then shows a page that refreshes
-TOP_K = 10  # hits on the search page
 EXAMPLE_K = 5  # hits per query on the qualitative page
 # pages load scripts, styles and images from this server only (uploaded photos come back as data: URIs)
 CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; form-action 'self'; "
@@ -28,7 +23,7 @@ CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src '
 def build_app(data_root: Path, results_root: Path, device: str = "auto", host: str = "127.0.0.1"):
     from flask import Flask
 
-    from cca_bench.web import compare, figures
+    from cca_bench.web import compare, figures, searching
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_MB * 1024 * 1024
@@ -47,7 +42,7 @@ def build_app(data_root: Path, results_root: Path, device: str = "auto", host: s
     app.add_url_rule("/model/<name>/cv.png", view_func=figures.cv_png)
     app.add_url_rule("/run/<stem>/examples", view_func=examples_page)
     app.add_url_rule("/model/<name>", view_func=model_page)
-    app.add_url_rule("/search", view_func=search_page, methods=["GET", "POST"])
+    app.add_url_rule("/search", view_func=searching.search_page, methods=["GET", "POST"])
     app.add_url_rule("/image/<model>/<split>/<int:i>.png", view_func=image_png)
     app.add_url_rule("/files/<kind>/<name>", view_func=stored_file)
     app.register_error_handler(UserError, _user_error)
@@ -275,85 +270,6 @@ def model_page(name: str):
     runs = sorted(stem for stem, r in lib.runs()[0].items() if r.get("model") == name)
     return render_template("model.html", name=name, config=config, runs=runs,
                            spectrum=lib.figure(name, "spectrum") is not None, splits=lib.splits(name))
-
-
-# ------------------------------------------------------------------------------------------------ search
-
-
-def _search_form(lib: Library, values) -> dict:
-    models = lib.models()
-    model = values.get("model") or (models[0] if models else None)
-    if model and model not in models:
-        raise Missing(f"no saved model named {model!r} under {lib.results_root / 'models'}: run `generate` first")
-    splits = lib.splits(model) if model else []
-    split = values.get("split") or ("test" if "test" in splits else (splits[0] if splits else None))
-    distance = values.get("distance") or "cosine"
-    return {"models": models, "model": model, "splits": splits, "split": split, "distance": distance,
-            "q": values.get("q", "")}
-
-
-def search_page():
-    from flask import render_template, request
-
-    from cca_bench.metrics import DISTANCES
-    from cca_bench.search import search
-
-    lib = _lib()
-    form = _search_form(lib, request.values)
-    results = {}
-    if form["model"] and request.method == "POST":
-        results = _photo_search(lib, form, request.files.get("photo"))
-    elif form["model"] and form["q"].strip():
-        g = lib.gallery(form["model"], form["split"], wait=_wait())
-        results["text"] = search(g, "text", form["q"], TOP_K, form["distance"]).rows
-    images = bool(results) and lib.has_images(form["model"], form["split"])
-    return render_template("search.html", form=form, results=results, images=images, distances=DISTANCES,
-                           max_mb=MAX_UPLOAD_MB)
-
-
-def _photo_search(lib: Library, form: dict, upload) -> dict:
-    """Top captions and similar images for an uploaded photo, read from a temporary directory."""
-    from cca_bench.datasets.base import open_rgb
-    from cca_bench.search import search, thumbnail_uri
-
-    if upload is None or not upload.filename:
-        raise UserError("choose a photo to upload")
-    data = upload.read()
-    if not data:
-        raise UserError("the uploaded photo is empty")
-    check_pixels(data)
-    g = lib.gallery(form["model"], form["split"])
-    # a file without a name (O_TMPFILE, or unlinked at once): nothing is left on disk, even after a kill -9
-    with tempfile.TemporaryFile(prefix="cca_bench_upload_") as f:
-        f.write(data)
-        f.flush()
-        path = Path(f"/dev/fd/{f.fileno()}")
-        photo = thumbnail_uri(open_rgb(path), 192)
-        captions = search(g, "image", str(path), TOP_K, form["distance"])
-        similar = search(g, "similar", str(path), TOP_K, form["distance"])
-    return {"photo": photo, "photo_name": upload.filename, "captions": captions.rows, "similar": similar.rows}
-
-
-def check_pixels(data: bytes, limit: int = MAX_UPLOAD_PIXELS) -> None:
-    """Refuse an image whose header declares more than ``limit`` pixels, before any pixel is decoded (a small
-    PNG can declare 30,000 x 30,000 pixels: gigabytes once decoded)."""
-    import warnings
-
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:  # reads the header only
-                width, height = im.size
-    except Image.DecompressionBombError:  # Pillow's own refusal, from the header too (above twice its limit)
-        raise UserError(f"the uploaded photo declares more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; at most "
-                        f"{limit:,} are decoded") from None
-    except (OSError, ValueError, SyntaxError):
-        raise UserError("cannot read image: the upload is not an image file Pillow can read (PNG, JPEG, ...)") from None
-    if width * height > limit:
-        raise UserError(f"the uploaded photo is {width} x {height} = {width * height:,} pixels; at most "
-                        f"{limit:,} are decoded")
 
 
 # ------------------------------------------------------------------------------------------------ files

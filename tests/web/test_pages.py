@@ -193,3 +193,38 @@ def test_run_page_shows_what_is_saved(web_roots, tmp_path):
         assert png.status_code == 200 and png.data[:4] == b"\x89PNG", url
     assert c.get(f"/model/{MODEL}@ridge/training.png").status_code == 404  # CCA stores no training curves
     assert c.get(f"/model/{MODEL}@ridge/cv.png").status_code == 404
+
+
+def test_a_query_with_no_known_word_keeps_the_form(client):
+    r = client.get(f"/search?model={MODEL}&split=test&q=qwzx+vbnm")
+    page = r.get_data(as_text=True)
+    assert r.status_code == 400 and 'id="text-search"' in page and 'id="search-message"' in page
+    assert "has no word with a glove50 vector" in page and 'value="qwzx vbnm"' in page
+
+
+def test_search_results_lead_on(client, web_roots):
+    """Images link to their captions and look-alikes, captions to the images they find; names are shown."""
+    from cca_bench.datasets import get_dataset
+
+    split = get_dataset("shapes", web_roots[0], n_train=300, n_val=40, n_test=60).split("test")
+    page = client.get(f"/search?model={MODEL}&split=test&q=a+red+circle").get_data(as_text=True)
+    linked = [int(i) for i in re.findall(r'href="/search\?[^"]*image=(\d+)"', page)]
+    names = re.findall(r'<span class="name">([^<]+)</span>', page)
+    assert len(linked) == 10 and names == [split.image_ids[i] for i in linked]
+    r = client.get(f"/search?model={MODEL}&split=test&image={linked[0]}")
+    image_page = r.get_data(as_text=True)
+    assert r.status_code == 200 and f"Image {split.image_ids[linked[0]]}" in image_page
+    similar = image_page[image_page.index('id="similar-results"'):]
+    assert re.findall(r"image=(\d+)", similar)[0] == str(linked[0])  # the image itself is most like it
+    own = [c for c, i in zip(split.captions, split.image_index) if i == linked[0]]
+    assert all(html_escape(c) in image_page for c in own)
+    found = image_page[image_page.index('id="caption-results"'):]
+    assert len(re.findall(r'<li><a href="/search\?[^"]*q=', found)) == 10  # each caption finds its images
+    assert client.get(f"/search?model={MODEL}&split=test&image=60").status_code == 404
+    assert client.get(f"/search?model={MODEL}&split=test&image=-1").status_code == 404
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
