@@ -21,7 +21,7 @@ CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src '
 
 
 def build_app(data_root: Path, results_root: Path, device: str = "auto", host: str = "127.0.0.1"):
-    from flask import Flask
+    from flask import Flask, redirect, url_for
 
     from cca_bench.web import compare, figures, searching
 
@@ -45,9 +45,13 @@ def build_app(data_root: Path, results_root: Path, device: str = "auto", host: s
     app.add_url_rule("/search", view_func=searching.search_page, methods=["GET", "POST"])
     app.add_url_rule("/image/<model>/<split>/<int:i>.png", view_func=image_png)
     app.add_url_rule("/files/<kind>/<name>", view_func=stored_file)
+    app.add_url_rule("/favicon.ico", view_func=lambda: redirect(url_for("static", filename="favicon.svg")))
     app.register_error_handler(UserError, _user_error)
     app.register_error_handler(Loading, _loading_page)
     app.register_error_handler(404, lambda e: _error_page(404, "Not found", "No page at this address."))
+    app.register_error_handler(500, lambda e: _error_page(
+        500, "Something went wrong", "The server failed on this page; the other pages still work. Please report "
+        "the page's address and what the server printed."))
     app.register_error_handler(413, lambda e: _error_page(
         413, "Upload too large", f"Photos may be at most {MAX_UPLOAD_MB} MB."))
     app.jinja_env.filters["cell"] = cell
@@ -223,7 +227,11 @@ def run_page(stem: str):
 
 
 def _example_rows(split, entries: list[dict], task: str) -> list[dict]:
-    """Template values of qualitative examples: the query and each hit, the ground truth marked."""
+    """Template values of qualitative examples: the query and each hit, the ground truth marked; every image
+    carries its first caption as ``alt`` text (its name when it has none)."""
+    captions: dict[int, str] = {}
+    for j, i in enumerate(split.image_index):
+        captions.setdefault(int(i), split.captions[j])
     out = []
     for e in entries:
         if task == "image_annotation":
@@ -234,9 +242,10 @@ def _example_rows(split, entries: list[dict], task: str) -> list[dict]:
                      "truth": [split.captions[j] for j in truth]}
         else:
             gt = int(split.image_index[e["query"]])
-            hits = [{"image": i, "image_id": split.image_ids[i], "score": s, "correct": i == gt}
-                    for i, s in zip(e["hits"], e["scores"])]
+            hits = [{"image": i, "image_id": split.image_ids[i], "score": s, "correct": i == gt,
+                     "alt": captions.get(int(i), split.image_ids[i])} for i, s in zip(e["hits"], e["scores"])]
             query = {"caption": split.captions[e["query"]], "image": gt, "image_id": split.image_ids[gt]}
+        query["alt"] = captions.get(int(query["image"]), query["image_id"])
         out.append({"query": query, "rank": e["rank"], "hits": hits})
     return out
 

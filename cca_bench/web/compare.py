@@ -49,16 +49,18 @@ def _rsum(metrics: dict) -> float | None:
 
 
 def paired_tests(runs: list[dict]) -> list[dict]:
-    """Each later run against the first by the statistics' paired test on R-sum: ``{run, result}`` or
-    ``{run, why}`` (no ranks files, another split, or no statistics in this version)."""
+    """Each later run against the first by the statistics' paired test on R-sum (later minus first, on the
+    per-query ranks both runs stored): ``{run, result}``, or ``{run, why}`` where there is none (a run without
+    its ranks file, runs on other images, or no statistics in this version)."""
     try:
+        from cca_bench.results import load_ranks
         from cca_bench.stats import paired_test
-    except ImportError:  # statistics arrive with issue 17
+    except ImportError:  # the statistics arrive with issue 17
         return [{"run": r["_stem"], "why": "this version of cca_bench has no paired test"} for r in runs[1:]]
     out = []
     for r in runs[1:]:
         try:
-            out.append({"run": r["_stem"], "result": paired_test(runs[0], r, "rsum")})
+            out.append({"run": r["_stem"], "result": paired_test(load_ranks(r), load_ranks(runs[0]), "rsum")})
         except UserError as e:
             out.append({"run": r["_stem"], "why": str(e)})
     return out

@@ -48,7 +48,7 @@ def _rsum(record: dict) -> float:
 
 
 def _method_cells(page: str) -> list[str]:
-    return re.findall(r'<a href="/run/[^"]+">([^<]+)</a>', page)
+    return re.findall(r'<a href="/run/[^"]+" title="run page of [^"]+">([^<]+)</a>', page)
 
 
 def test_leaderboard_sorts_by_rsum_and_marks_the_best(client, web_roots):
@@ -152,21 +152,27 @@ def test_compare_shows_the_paired_test(client, monkeypatch):
     resamples, metric) and, where it raises, says why there is none."""
     from cca_bench.errors import UserError
 
+    from cca_bench import results
+
     calls = []
 
-    def paired_test(a, b, metric="rsum", resamples=10000, seed=0):
-        calls.append((a["_file"], b["_file"], metric))
-        if "dot" in b["_file"]:
+    def load_ranks(record):
+        if "dot" in record["_file"]:
             raise UserError("run X stored no ranks file")
+        return record["_file"]
+
+    def paired_test(a, b, metric="rsum", resamples=10000, seed=0):
+        calls.append((a, b, metric))
         return {"delta": -5.04, "ci": [-9.5, -0.25], "p_value": 0.0123, "test": "paired sign-flip permutation test",
                 "n_images": 60, "resamples": 10000, "metric": "rsum"}
 
     monkeypatch.setitem(sys.modules, "cca_bench.stats", types.SimpleNamespace(paired_test=paired_test))
+    monkeypatch.setattr(results, "load_ranks", load_ranks, raising=False)
     page = client.get(f"/compare?run={RUN}&run={RIDGE}&run={DOT}").get_data(as_text=True)
     assert "-5.0" in page and "-9.5 to -0.2" in page and "p = 0.0123" in page and "60 test images" in page
     assert "significant at the 5% level" in page
     assert "No paired test of run 3 against run 1: run X stored no ranks file" in page
-    assert [c[2] for c in calls] == ["rsum", "rsum"] and calls[0][0].endswith(f"{RUN}.json")
+    assert len(calls) == 1 and calls[0][0].endswith(f"{RIDGE}.json") and calls[0][1].endswith(f"{RUN}.json")
 
 
 def test_run_page_shows_what_is_saved(web_roots, tmp_path):
