@@ -132,11 +132,11 @@ def _error_page(status: int, title: str, message: str):
 
 
 def cell(value, column: str = "") -> str:
-    """A table cell as ``compare`` prints it (:func:`cca_bench.results.format_cell`): numbers to 0.1, median
-    ranks (``column`` holding "MedR") as integers where whole, missing values as '-'."""
-    from cca_bench.results import format_cell
+    """A table cell as ``compare`` prints it: numbers to 0.1, median ranks (``column`` ending in "MedR") as
+    integers, missing values as '-'."""
+    from cca_bench.web.tables import cell_text
 
-    return format_cell(column, value)
+    return cell_text(column or "value", value)
 
 
 # ------------------------------------------------------------------------------------------------ leaderboard
@@ -144,8 +144,8 @@ def cell(value, column: str = "") -> str:
 
 def _leaderboard_frame(lib: Library, args) -> tuple:
     """(compare frame filtered and sorted as the URL asks, runs, unreadable run files, filter choices, state)."""
-    from cca_bench.results import RSUM, compare_frame, published_frame, select_rows
-    from cca_bench.web.tables import sort_frame
+    from cca_bench.results import compare_frame, published_frame, select_rows
+    from cca_bench.web.tables import RSUM, sort_frame
 
     runs, bad = lib.runs()
     state = {"method": args.get("method") or None, "features": args.get("features") or None,
@@ -169,26 +169,21 @@ def leaderboard_page():
 
     lib = _lib()
     frame, runs, bad, choices, state = _leaderboard_frame(lib, request.args)
-    records = {r["_file"]: r for r in runs.values()}
-    groups = leaderboard_groups(frame, records, _marks(list(runs.values()))) if len(frame) else []
+    groups = leaderboard_groups(frame, _marks(lib, frame, list(runs.values()))) if len(frame) else []
     matrix = model_matrix(frame) if len(frame) and state["view"] == "models" else None
     return render_template("leaderboard.html", groups=groups, matrix=matrix, n_runs=len(runs), bad=bad,
                            runs_dir=lib.results_root / "runs", choices=choices, state=state,
                            query=request.query_string.decode("ascii", "replace"))
 
 
-def _marks(records: list[dict]) -> dict | None:
-    """Significance marks of the statistics (best row, rows not significantly worse) where runs store their
-    per-query ranks, else None."""
-    from cca_bench import results
+def _marks(lib: Library, frame, runs: list[dict]) -> dict:
+    """:func:`cca_bench.results.significance_marks` of the shown runs (paired tests on their stored ranks),
+    computed once per set of run files and kept."""
+    from cca_bench.results import significance_marks
 
-    marks = getattr(results, "significance_marks", None)
-    if marks is None or not records:
-        return None
-    try:
-        return marks(records)
-    except UserError:
-        return None
+    shown = sorted(f for f in frame["_file"].dropna() if isinstance(f, str))
+    key = ("marks", tuple((f, lib.stamp(f)) for f in shown))
+    return lib.computed(key, lambda: significance_marks(frame, [r for r in runs if r["_file"] in set(shown)]))
 
 
 def leaderboard_csv():

@@ -27,10 +27,10 @@ def _runs(lib, stems: list[str]) -> list[dict]:
 def metric_rows(runs: list[dict]) -> list[dict]:
     """One row per metric (R-sum, then each direction's R@K and ranks): the runs' values, the best marked, and
     each run's difference to the first run (``gain``: whether it is better)."""
-    from cca_bench.results import RSUM, metric_columns
-    from cca_bench.web.tables import better
+    from cca_bench.results import metric_columns, rsum
+    from cca_bench.web.tables import RSUM, better
 
-    flat = [{RSUM: _rsum(r["metrics"]), **metric_columns(r["metrics"])} for r in runs]
+    flat = [{RSUM: rsum(r["metrics"]), **metric_columns(r["metrics"])} for r in runs]
     rows = []
     for name in flat[0]:
         values = [f.get(name) for f in flat]
@@ -42,21 +42,13 @@ def metric_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
-def _rsum(metrics: dict) -> float | None:
-    """R@1 + R@5 + R@10 of both directions (None when one is missing)."""
-    values = [metrics[t].get(k) for t in ("image_annotation", "image_search") for k in ("R@1", "R@5", "R@10")]
-    return None if any(v is None for v in values) else float(sum(values))
-
-
 def paired_tests(runs: list[dict]) -> list[dict]:
     """Each later run against the first by the statistics' paired test on R-sum (later minus first, on the
     per-query ranks both runs stored): ``{run, result}``, or ``{run, why}`` where there is none (a run without
-    its ranks file, runs on other images, or no statistics in this version)."""
-    try:
-        from cca_bench.results import load_ranks
-        from cca_bench.stats import paired_test
-    except ImportError:  # the statistics arrive with issue 17
-        return [{"run": r["_stem"], "why": "this version of cca_bench has no paired test"} for r in runs[1:]]
+    its ranks file, runs on other images)."""
+    from cca_bench.results import load_ranks
+    from cca_bench.stats import paired_test
+
     out = []
     for r in runs[1:]:
         try:

@@ -7,10 +7,10 @@ from cca_bench.web.library import Missing
 
 
 def curve_label(run: dict) -> str:
-    """A run's name in figure legends and on the compare page: method with tag, params, features, distance."""
-    from cca_bench.results import method_label
+    """A run's name in figure legends and on the compare page: method, params with the tag, features, distance."""
+    from cca_bench.results import _params_cell
 
-    return " ".join(filter(None, [method_label(run), run.get("params_label"), run["features"], run["distance"]]))
+    return " ".join(filter(None, [run["method"], _params_cell(run), run["features"], run["distance"]]))
 
 
 def _png(png: bytes):

@@ -5,15 +5,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from cca_bench.results import GROUP, HIDDEN, OWN_SOURCE, RSUM, format_cell
+from cca_bench.results import GROUP, HIDDEN, OWN_SOURCE, VALUE_COLUMNS, fmt_value
 
+RSUM = "R-sum"  # the leaderboard's first value column and default sort
 LOWER_IS_BETTER = ("MedR", "MeanR")
-TASK_SHORT = {"i2t": "image_annotation", "t2i": "image_search"}
-METRIC_KEYS = {"R@1": "R@1", "R@5": "R@5", "R@10": "R@10", "MedR": "median_rank", "MeanR": "mean_rank"}
 
 
 def is_metric(column: str) -> bool:
-    return column == RSUM or column.split(" ")[0] in TASK_SHORT
+    return column in VALUE_COLUMNS or column == "Seed sd"
 
 
 def better(column: str) -> int:
@@ -21,13 +20,18 @@ def better(column: str) -> int:
     return -1 if column.endswith(LOWER_IS_BETTER) else 1
 
 
-def interval(record: dict | None, column: str):
-    """The run's stored 95% interval of a column (``ci`` of the statistics), or None (older runs have none)."""
-    ci = (record or {}).get("ci") or {}
-    if column == RSUM:
-        return ci.get("rsum")
-    short, _, name = column.partition(" ")
-    return ((ci.get(TASK_SHORT.get(short, "")) or {}).get(METRIC_KEYS.get(name, "")))
+def cell_text(column: str, value) -> str:
+    """A cell as ``compare`` prints it: medians as integers, other numbers to 0.1, '-' when missing."""
+    if is_metric(column):
+        return fmt_value(None if value is None or value != value else value, "MedR" if column.endswith("MedR") else "")
+    return "-" if value is None or value != value else str(value)
+
+
+def interval(row: dict, column: str):
+    """The run's stored 95% interval of a column (the frame's ``<column> lo/hi``), or None (older runs, published
+    rows)."""
+    lo, hi = row.get(f"{column} lo"), row.get(f"{column} hi")
+    return None if lo is None or hi is None or lo != lo or hi != hi else (lo, hi)
 
 
 def sort_frame(frame, column: str | None, descending: bool):
@@ -39,24 +43,29 @@ def sort_frame(frame, column: str | None, descending: bool):
                              na_position="last", kind="stable")
 
 
-def leaderboard_groups(frame, records: dict[str, dict], marks: dict | None = None) -> list[dict]:
-    """Page groups ``{title, columns, rows, metric}``; a row is ``{cells, run, published, mark}``, a cell
-    ``{text, value, best, ci}``. ``records``: run file path -> record (for intervals); ``marks``: run file ->
-    ``{"best", "not_worse"}`` (significance marks of the statistics), or None."""
+def leaderboard_groups(frame, marks: dict | None = None) -> list[dict]:
+    """Page groups ``{title, columns, rows}``; a row is ``{cells, run, published}``, a cell ``{text, value,
+    best, tied, ci}``: ``best`` = the best value of its column, ``tied`` = not significantly worse than it
+    (``marks`` of :func:`cca_bench.results.significance_marks`, when the runs kept their ranks). R-sum comes
+    first of the values; a Seed sd column only where a run has one."""
     groups = []
     for (ds, split, proto), group in frame.groupby(GROUP, sort=False):
         body = group.drop(columns=[*GROUP, *HIDDEN])
-        columns = list(body.columns)
-        best = {c: _best(body[c], c) for c in columns if is_metric(c)}
+        columns = [c for c in body.columns if c != RSUM]
+        columns.insert(columns.index("Distance") + 1, RSUM)
+        if body["Seed sd"].isna().all():
+            columns.remove("Seed sd")
+        best = {c: _best(body[c], c) for c in columns if is_metric(c) and c != "Seed sd"}
         rows = []
-        for values, source, f in zip(body.values.tolist(), group["Source"], group["_file"]):
-            record = records.get(f) if isinstance(f, str) else None
-            cells = [{"text": format_cell(c, v), "value": v if isinstance(v, (int, float)) and v == v else None,
-                      "best": c in best and v == best[c], "ci": interval(record, c)} for c, v in zip(columns, values)]
-            rows.append({"cells": cells, "published": source != OWN_SOURCE, "file": f if record else None,
-                         "run": Path(f).stem if record else None, "mark": (marks or {}).get(f)})
+        for row in group.to_dict("records"):
+            own = row["Source"] == OWN_SOURCE and isinstance(row["_file"], str)
+            mark = (lambda c: (marks or {}).get((row["_file"], c)))
+            cells = [{"text": cell_text(c, row[c]), "value": row[c] if is_metric(c) and row[c] == row[c] else None,
+                      "best": c in best and row[c] == best[c], "tied": mark(c) == "tied", "ci": interval(row, c)}
+                     for c in columns]
+            rows.append({"cells": cells, "published": not own, "run": Path(row["_file"]).stem if own else None})
         groups.append({"title": f"{ds} / {split} / protocol {proto}", "columns": columns, "rows": rows,
-                       "link": columns.index("Method"), "metric": [is_metric(c) for c in columns]})
+                       "link": columns.index("Method")})
     return groups
 
 
@@ -72,7 +81,7 @@ def model_matrix(frame) -> dict:
     R-sum column per dataset / split / protocol, and their average (over the columns the row has; ``n`` says
     how many)."""
     own = frame[frame["Source"].eq(OWN_SOURCE)]
-    keys = ["Method", "Features", "Params", "Distance"]
+    keys = ["Method", "Features", "Params", "Distance"]  # Params holds the --tag
     columns = list(dict.fromkeys(f"{d} / {s} / {p}" for d, s, p in own[GROUP].values.tolist()))
     rows: dict = {}
     for record in own.to_dict("records"):
