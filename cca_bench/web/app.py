@@ -134,9 +134,11 @@ def _error_page(status: int, title: str, message: str):
 def cell(value, column: str = "") -> str:
     """A table cell as ``compare`` prints it: numbers to 0.1, median ranks (``column`` ending in "MedR") as
     integers, missing values as '-'."""
-    from cca_bench.web.tables import cell_text
+    from cca_bench.results import fmt_value
 
-    return cell_text(column or "value", value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return fmt_value(value, "MedR" if column.endswith("MedR") else "")
+    return "-" if value is None else str(value)
 
 
 # ------------------------------------------------------------------------------------------------ leaderboard

@@ -31,7 +31,7 @@ def interval(row: dict, column: str):
     """The run's stored 95% interval of a column (the frame's ``<column> lo/hi``), or None (older runs, published
     rows)."""
     lo, hi = row.get(f"{column} lo"), row.get(f"{column} hi")
-    return None if lo is None or hi is None or lo != lo or hi != hi else (lo, hi)
+    return None if lo is None or hi is None or lo != lo or hi != hi else (cell_text(column, lo), cell_text(column, hi))
 
 
 def sort_frame(frame, column: str | None, descending: bool):

@@ -25,20 +25,6 @@ def client(web_roots):
     return app.test_client()
 
 
-@pytest.fixture(autouse=True)
-def no_stats_module(monkeypatch):
-    """Until the statistics land on this branch, no other checkout's ``cca_bench.stats`` may be imported."""
-    monkeypatch.setitem(sys.modules, "cca_bench.stats", sys.modules.get("cca_bench.stats") if _own_stats() else None)
-
-
-def _own_stats() -> bool:
-    from pathlib import Path
-
-    import cca_bench
-
-    return (Path(cca_bench.__file__).parent / "stats.py").is_file()
-
-
 def _record(web_roots, stem: str) -> dict:
     return json.loads((web_roots[1] / "runs" / f"{stem}.json").read_text())
 
@@ -56,7 +42,7 @@ def test_leaderboard_sorts_by_rsum_and_marks_the_best(client, web_roots):
     stems = re.findall(r'name="run" value="([^"]+)"', page)
     sums = [_rsum(_record(web_roots, s)) for s in stems]
     assert len(stems) == 3 and sums == sorted(sums, reverse=True)  # best R-sum first
-    assert "cca@ridge" in _method_cells(page)
+    assert _method_cells(page) == ["cca"] * 3 and page.count("tag=ridge") == 1  # the tag names the variant
     assert f">{max(sums):.1f}</strong>" in page  # the best R-sum in bold
     assert 'data-col="R-sum" aria-sort="descending"' in page
     up = client.get("/?sort=t2i+R%401&order=asc").get_data(as_text=True)
@@ -69,7 +55,7 @@ def test_csv_download_is_the_table_shown(client, web_roots):
     r = client.get("/leaderboard.csv?sort=t2i+R%401&order=asc&features=glove50_tinyimage")
     assert r.status_code == 200 and "attachment" in r.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
-    assert [row["Method"] for row in rows] == ["cca@ridge", "cca", "cca"]  # t2i R@1 ascending
+    assert [row["Params"].endswith("tag=ridge") for row in rows] == [True, False, False]  # t2i R@1 ascending
     assert [float(row["t2i R@1"]) for row in rows] == sorted(float(row["t2i R@1"]) for row in rows)
     assert float(rows[0]["R-sum"]) == pytest.approx(_rsum(_record(web_roots, RIDGE)), abs=1e-3)
     page = client.get("/?features=glove50_tinyimage").get_data(as_text=True)
@@ -83,24 +69,23 @@ def test_models_by_datasets_view_has_an_average(client, web_roots):
     assert f"{_rsum(_record(web_roots, RIDGE)):.1f}" in page
 
 
-def test_intervals_are_shown_where_a_run_has_them(web_roots, tmp_path):
+def test_intervals_and_marks_are_shown_where_runs_have_them(web_roots, tmp_path):
+    """Runs store 95% intervals and their per-query ranks; the leaderboard shows the intervals and marks the runs
+    not significantly worse than the best; a run stored before intervals shows none."""
     results = tmp_path / "results"
     shutil.copytree(web_roots[1], results)
-    record = _record(web_roots, RUN)
-    ci = {"image_annotation": {"R@1": [40.1, 50.2], "R@5": [60, 70], "R@10": [70, 80], "median_rank": [1, 3],
-                               "mean_rank": [4, 8]},
-          "image_search": {"R@1": [33.3, 44.4], "R@5": [70, 80], "R@10": [80, 90], "median_rank": [1, 3],
-                           "mean_rank": [3, 6]}, "rsum": [371.5, 431.25]}
-    record.update(ci=ci, ci_method={"resamples": 1000, "level": 0.95, "seed": 0, "unit": "image",
-                                    "method": "percentile"})
-    (results / "runs" / f"{RUN}.json").write_text(json.dumps(record))
+    record = _record(web_roots, DOT)
+    old = {k: v for k, v in record.items() if k not in ("ci", "ci_method", "ranks_file", "ranks_sha256")}
+    (results / "runs" / f"{DOT}.json").write_text(json.dumps(old))
     c = create_app(web_roots[0], results).test_client()
     page = c.get("/").get_data(as_text=True)
-    assert "371.5&ndash;431.2" in page or "371.5–431.2" in page
-    assert "33.3&ndash;44.4" in page or "33.3–44.4" in page
-    assert page.count('class="ci"') == 11  # one run's 10 metrics and its R-sum; the others have none
+    rsum_ci = _record(web_roots, RUN)["ci"]["rsum"]
+    assert f"{rsum_ci[0]:.1f}&ndash;{rsum_ci[1]:.1f}" in page
+    assert page.count('class="ci"') == 2 * 11  # two runs' 10 metrics and R-sum; the old run has none
+    assert page.count("&dagger;</span>") >= 1  # on 60 test images most differences are not significant
     run_page = c.get(f"/run/{RUN}").get_data(as_text=True)
-    assert "40.1" in run_page and "50.2" in run_page and "1,000 resamples" in run_page
+    ci = _record(web_roots, RUN)["ci"]["image_annotation"]["R@1"]
+    assert f"{ci[0]:.1f}&ndash;{ci[1]:.1f}" in run_page and "1,000 resamples" in run_page
 
 
 def test_compare_two_runs_side_by_side(client, web_roots):
@@ -110,7 +95,10 @@ def test_compare_two_runs_side_by_side(client, web_roots):
     a, b = _record(web_roots, RUN), _record(web_roots, RIDGE)
     delta = _rsum(b) - _rsum(a)
     assert f"{delta:+.1f}" in page and f"{_rsum(a):.1f}" in page and f"{_rsum(b):.1f}" in page
-    assert "No paired test of run 2 against run 1" in page  # no statistics (or no ranks files) here
+    test = re.search(r"Run 2 &minus; run 1, R-sum: ([-+]\d+\.\d)\s+\(95% interval ([-+]\d+\.\d) to ([-+]\d+\.\d)\), "
+                     r"p = ([\d.e-]+)", page)
+    assert test and float(test[1]) == pytest.approx(delta, abs=0.051)  # the paired test on the stored ranks
+    assert float(test[2]) <= float(test[1]) <= float(test[3]) and 0 < float(test[4]) <= 1
     png = client.get(f"/compare.png?run={RUN}&run={RIDGE}")
     assert png.status_code == 200 and png.data[:4] == b"\x89PNG"
     assert client.get(f"/compare.png?run={RUN}&run={RIDGE}").data == png.data  # drawn once, then kept
@@ -121,7 +109,7 @@ def test_compare_shows_the_same_queries_for_both_models(client):
     blocks = page.split('class="example search"')[1:]
     assert len(blocks) == 8
     for block in blocks:  # each sampled caption, answered by both models
-        assert block.count('class="who"') == 2 and "cca@ridge" in block
+        assert block.count('class="who"') == 2 and "tag=ridge" in block
     captions = re.findall(r"&ldquo;(.+?)&rdquo;", page)
     other = re.findall(r"&ldquo;(.+?)&rdquo;", client.get(f"/compare?run={RUN}&run={RIDGE}&sample=1").get_data(as_text=True))
     assert captions != other and len(other) == 8
@@ -169,7 +157,7 @@ def test_compare_shows_the_paired_test(client, monkeypatch):
     monkeypatch.setitem(sys.modules, "cca_bench.stats", types.SimpleNamespace(paired_test=paired_test))
     monkeypatch.setattr(results, "load_ranks", load_ranks, raising=False)
     page = client.get(f"/compare?run={RUN}&run={RIDGE}&run={DOT}").get_data(as_text=True)
-    assert "-5.0" in page and "-9.5 to -0.2" in page and "p = 0.0123" in page and "60 test images" in page
+    assert "-5.0" in page and "-9.5 to -0.2" in page and "p = 0.0123" in page and "; 60 test images" in page
     assert "significant at the 5% level" in page
     assert "No paired test of run 3 against run 1: run X stored no ranks file" in page
     assert len(calls) == 1 and calls[0][0].endswith(f"{RIDGE}.json") and calls[0][1].endswith(f"{RUN}.json")
