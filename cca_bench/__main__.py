@@ -122,9 +122,10 @@ def _number_list(typ):
 def _add_cv(p: argparse.ArgumentParser) -> None:
     from cca_bench.cv import DEFAULT_GRID
 
-    g = p.add_argument_group("cca cross-validation", "--cv fits every n_components x reg x eig_power of the grid "
+    g = p.add_argument_group("cross-validation", "--cv fits every n_components x reg x eig_power of the grid "
                              "from one covariance pass (one solve per reg), scores each on the val split and saves "
-                             "the best as the model; the grid goes to RESULTS/cv/<model>.json and .md")
+                             "the best as the model (ridge, procrustes, pls, asif: their own knobs, see "
+                             "docs/aligners.md); the grid goes to RESULTS/cv/<model>.json and .md")
     g.add_argument("--cv", action="store_true", help="choose n_components, reg and eig_power (kcca: also gamma and "
                    "landmarks) on the val split")
     fmt = lambda name: ",".join(f"{v:g}" for v in DEFAULT_GRID[name])  # noqa: E731
@@ -141,6 +142,12 @@ def _add_cv(p: argparse.ArgumentParser) -> None:
                    "one covariance pass per (gamma, landmarks)")
     g.add_argument("--cv-landmarks", type=_number_list(int), metavar="M,M,...",
                    help="kcca: landmark counts (default: --landmarks)")
+    g.add_argument("--cv-top-k", type=_number_list(int), metavar="K,K,...",
+                   help="asif: top-k values (default 50,100,200,400,800; values above the anchors are clipped)")
+    g.add_argument("--cv-exponent", type=_number_list(float), metavar="P,P,...",
+                   help="asif: exponent values (default 1,2,4,8)")
+    g.add_argument("--cv-dim", type=_number_list(int), metavar="D,D,...",
+                   help="dcca: output widths (default 16,32,64,128; one training run each)")
     g.add_argument("--cv-select", choices=["rsum", "medr"], default="rsum",
                    help="rsum: highest R@1+R@5+R@10 of both directions (default); medr: lowest sum of median ranks")
 
@@ -491,15 +498,16 @@ def _report_fit(args, out: dict) -> None:
 
 
 CV_GRID_FLAGS = {"cv_components": "n_components", "cv_reg": "reg", "cv_eig_power": "eig_power",
-                 "cv_gamma": "gamma_scale", "cv_landmarks": "landmarks"}  # argparse dest -> grid knob
+                 "cv_gamma": "gamma_scale", "cv_landmarks": "landmarks",
+                 "cv_top_k": "top_k", "cv_exponent": "exponent", "cv_dim": "dim"}  # argparse dest -> grid knob
 
 
 def _cv_request(args) -> dict | None:
     """generate's ``cv`` argument from the --cv flags (None without --cv)."""
     if not args.cv:
         if any(getattr(args, f) is not None for f in (*CV_GRID_FLAGS, "cv_fv_components")):
-            raise UserError("--cv-components, --cv-reg, --cv-eig-power, --cv-gamma, --cv-landmarks and "
-                            "--cv-fv-components need --cv")
+            raise UserError("--cv-components, --cv-reg, --cv-eig-power, --cv-gamma, --cv-landmarks, --cv-top-k, "
+                            "--cv-exponent, --cv-dim and --cv-fv-components need --cv")
         return None
     grid = {knob: getattr(args, flag) for flag, knob in CV_GRID_FLAGS.items()}
     request = {"grid": {k: v for k, v in grid.items() if v}, "select": args.cv_select}

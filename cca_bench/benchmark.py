@@ -170,7 +170,7 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
         opts.log(f"chose {option_flags(point)}: pass it to run_benchmark and search")
     path = model_path(method, dataset_name, spec, opts)
     extra = {"dataset": dataset_name, "dataset_options": opts.dataset_options, "features": spec.name,
-             "feature_options": opts.text_options(), "timings": timings, "train_fingerprint": train.meta["fingerprint"],
+             "feature_options": pipes.options(), "timings": timings, "train_fingerprint": train.meta["fingerprint"],
              "feature_cache": train.meta["cache_keys"], "versions": versions(), "oov_rate": train.meta["oov_rate"],
              "feature_dims": {"image": int(train.images.shape[1]), "text": int(train.texts.shape[1])}}
     if report is not None:
@@ -180,7 +180,7 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     save_model(model, path, extra, pipes)  # the pipelines' fitted state in the same file
     figures = save_figures(model, path)
     return {"model": model, "path": path, "timings": timings, "n_images": len(train.images),
-            "n_captions": len(train.texts), "cv": report, "figures": figures, "text_options": opts.text_options(),
+            "n_captions": len(train.texts), "cv": report, "figures": figures, "text_options": pipes.options(),
             "oov_rate": train.meta["oov_rate"]}
 
 

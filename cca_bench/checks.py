@@ -14,23 +14,24 @@ from cca_bench.errors import UserError
 
 @dataclass(frozen=True)
 class Bound:
-    """A finite number, optionally a whole one, at least ``low`` (or above it when ``strict``)."""
+    """A finite number, optionally a whole one, at least ``low`` (or above it when ``strict``), at most ``high``."""
 
     integer: bool = False
     low: float | None = None
     strict: bool = False
+    high: float | None = None
 
     def describe(self) -> str:
         kind = "a whole number" if self.integer else "a finite number"
-        if self.low is None:
-            return kind
-        return f"{kind} {'>' if self.strict else '>='} {self.low:g}"
+        low = "" if self.low is None else f" {'>' if self.strict else '>='} {self.low:g}"
+        high = "" if self.high is None else f"{' and' if low else ''} <= {self.high:g}"
+        return kind + low + high
 
     def ok(self, value) -> bool:
         if isinstance(value, bool) or not hasattr(value, "__float__"):
             return False
         v = float(value)
-        if not math.isfinite(v) or (self.integer and v != int(v)):
+        if not math.isfinite(v) or (self.integer and v != int(v)) or (self.high is not None and v > self.high):
             return False
         return self.low is None or (v > self.low if self.strict else v >= self.low)
 

@@ -83,10 +83,15 @@ def outer_points(outer: dict) -> list[dict]:
 
 def check_params(cls, params: dict, grid: dict | None, n_images: int, n_captions: int) -> None:
     """``cls.check_params`` (when it has one) of ``params`` and, with a ``grid`` (None: no CV), of every outer
-    grid point, for train splits of ``n_images`` / ``n_captions``: bad input fails before any encoding or pass."""
+    grid point (every point of a ``CV_GRID`` method's grid), for train splits of ``n_images`` / ``n_captions``:
+    bad input fails before any encoding or pass."""
     if not hasattr(cls, "check_params"):
         return
-    for point in outer_points(outer_grid(cls, grid, params)) if grid is not None else [{}]:
+    if grid is not None and hasattr(cls, "CV_GRID"):
+        points = outer_points(method_grid(cls, grid, params, n_images, n_captions))
+    else:
+        points = outer_points(outer_grid(cls, grid, params)) if grid is not None else [{}]
+    for point in points:
         cls(**{**params, **point}).check_params(n_images=n_images, n_captions=n_captions)
 
 
@@ -108,21 +113,21 @@ def edge_notes(grid: dict, best: dict, flags: dict, k_max: int | None = None) ->
 
 
 def searchable(cls) -> bool:
-    """Whether ``cls`` has a CV grid search: RegularizedCCA and its subclasses (kcca), or a method with its own
-    ``cross_validate`` classmethod. CV sits above the methods: it imports estimators, never the reverse."""
+    """Whether ``cls`` has a CV grid search: RegularizedCCA and its subclasses (kcca), or a method that declares
+    its knobs in ``CV_GRID`` (:func:`search_grid`). CV sits above the methods: it imports estimators, never the
+    reverse."""
     from cca_bench.methods.cca import RegularizedCCA
 
-    return callable(getattr(cls, "cross_validate", None)) or (isinstance(cls, type) and issubclass(cls, RegularizedCCA))
+    return hasattr(cls, "CV_GRID") or (isinstance(cls, type) and issubclass(cls, RegularizedCCA))
 
 
 def cross_validate(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
                    log: Callable[[str], None] = lambda msg: None):
-    """Choose ``cls``'s hyper-parameters on the val FeatureSet (``searchable(cls)`` must hold): the method's own
-    ``cross_validate`` when it has one, else :func:`grid_search`. Returns (best fitted model, report)."""
-    own = getattr(cls, "cross_validate", None)
-    if callable(own):
-        return own(train, val, grid=grid, params=params, select=select, progress=progress, log=log)
-    return grid_search(cls, train, val, grid, params, select, progress, log)
+    """Choose ``cls``'s hyper-parameters on the val FeatureSet (``searchable(cls)`` must hold): :func:`search_grid`
+    over a method's ``CV_GRID``, else :func:`grid_search` (CCA's one-pass grid). Returns (best fitted model,
+    report)."""
+    search = search_grid if hasattr(cls, "CV_GRID") else grid_search
+    return search(cls, train, val, grid, params, select, progress, log)
 
 
 def grid_search(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
@@ -169,6 +174,58 @@ def grid_search(cls, train, val, grid: dict, params: dict, select: str = "rsum",
     report = {"select": select, "grid": grid, "notes": notes, "edges": edges, "rows": rows, "best": best,
               "seconds": seconds, "n_train_captions": len(train.texts), "n_val_images": len(val.images),
               "n_val_captions": len(val.texts)}
+    return best_model, report
+
+
+def method_grid(cls, grid: dict, params: dict, n_images: int, n_captions: int) -> dict:
+    """The grid of a method that declares ``CV_GRID`` ({knob: (default values, flag)}): the given values, else
+    the defaults, adapted to the train split by the class's ``cv_grid(values, params, n_images, n_captions)``
+    when it has one (asif clips top_k to its anchors); a knob the method does not have is a UserError."""
+    knobs = cls.CV_GRID
+    unknown = [k for k in grid if k not in knobs]
+    if unknown:
+        raise UserError(f"{cls.METHOD} has no CV knob {', '.join(unknown)} (its knobs: {', '.join(knobs) or 'none'})")
+    values = {k: list(grid.get(k) or default) for k, (default, _flag) in knobs.items()}
+    adapt = getattr(cls, "cv_grid", None)
+    return adapt(values, params, n_images, n_captions) if adapt else values
+
+
+def search_grid(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
+                log: Callable[[str], None] = lambda msg: None):
+    """Grid search of a method that declares ``CV_GRID`` (ridge, procrustes, pls, asif, dcca): every point of
+    :func:`method_grid` is fitted on ``train`` by the class's ``cv_models(train, val, points, params)`` (which
+    shares work between points: one moment pass, one top-k pass) and scored on ``val``; the best is kept.
+
+    Returns (best fitted model, report) with the keys :func:`grid_search` reports.
+    """
+    from cca_bench.metrics import evaluate_retrieval
+
+    if select not in SELECT:
+        raise UserError(f"unknown --cv-select {select!r} (choose from {', '.join(SELECT)})")
+    start = time.perf_counter()
+    values = method_grid(cls, grid, params, len(train.images), len(train.texts))
+    points = outer_points(values)
+    check_params(cls, params, grid, len(train.images), len(train.texts))
+    rows, best, best_model, notes = [], None, None, []
+    with _bar(len(points), progress) as bar:
+        for point, model, emb_x, emb_y in cls.cv_models(train, val, points, params):
+            bar.update(1)
+            try:
+                metrics = evaluate_retrieval(emb_x, emb_y, val.image_index)
+            except UserError as e:  # embeddings that score every item alike: no fake score
+                notes.append(f"{point} skipped: {e}")
+                continue
+            rows.append(row := {**point, **score(metrics), "metrics": metrics})
+            if best is None or SELECT[select](row) < SELECT[select](best):
+                best, best_model = row, model
+    for note in notes:
+        log(f"note: {note}")
+    if best is None:
+        raise UserError(f"every CV grid point failed ({len(notes)}), the first: {notes[0] if notes else 'none'}")
+    flags = {k: flag for k, (_, flag) in cls.CV_GRID.items()}
+    report = {"select": select, "grid": values, "notes": notes, "edges": edge_notes(values, best, flags),
+              "rows": rows, "best": best, "seconds": {"total": round(time.perf_counter() - start, 3)},
+              "n_train_captions": len(train.texts), "n_val_images": len(val.images), "n_val_captions": len(val.texts)}
     return best_model, report
 
 

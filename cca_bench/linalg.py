@@ -190,6 +190,17 @@ def moments_from_scatter(n: int, shift_x, shift_y, sums, scatter) -> Moments:
                    cxx=cov[:dx, :dx], cyy=cov[dx:, dx:], cxy=cov[:dx, dx:])
 
 
+def uncentred(m: Moments) -> Moments:
+    """The raw second moments ``sum(x x') / (n - 1)`` etc. of centred moments ``m`` (in place), means set to 0:
+    what a fit without centring (``center=False``, scikit-learn's ``fit_intercept=False``) starts from."""
+    scale = m.n / (m.n - 1)
+    m.cxx += np.outer(m.mean_x, m.mean_x) * scale
+    m.cyy += np.outer(m.mean_y, m.mean_y) * scale
+    m.cxy += np.outer(m.mean_x, m.mean_y) * scale
+    m.mean_x, m.mean_y = np.zeros_like(m.mean_x), np.zeros_like(m.mean_y)
+    return m
+
+
 class MappedRows:
     """The rows of ``a`` (n, d) seen through ``fn``: ``self[s:e]`` is ``fn(a[s:e])`` (m, d'), computed on demand.
 

@@ -133,16 +133,18 @@ class Gallery:
 
 
 def open_gallery(method: str, dataset_name: str, split_name: str, features: str, opts,
-                 cache_dir: Path | None | str = "opts", read_only_cache: bool = False) -> Gallery:
+                 cache_dir: Path | None | str = "opts", read_only_cache: bool = False,
+                 dataset: CaptionDataset | None = None) -> Gallery:
     """Load the model ``generate`` saved and encode ``split_name`` with the same pipelines (cached).
 
     ``read_only_cache``: read the split's features from the cache when both arrays are there, else compute them
-    in memory (the web app never writes into the data root)."""
+    in memory (the web app never writes into the data root). ``dataset``: the dataset already loaded (by its
+    name and ``opts``), so it is not built twice."""
     from cca_bench.benchmark import load_dataset, load_model, model_path, saved_pipelines
     from cca_bench.config import FeatureSpec
 
     spec = FeatureSpec.parse(features)
-    dataset = load_dataset(dataset_name, opts)
+    dataset = dataset or load_dataset(dataset_name, opts)
     model = load_model(method, dataset_name, spec, opts)
     pipes = saved_pipelines(model_path(method, dataset_name, spec, opts), spec, opts)
     if read_only_cache and not (opts.cache and pipes.cached(dataset, split_name, opts.data_root / "cache")):

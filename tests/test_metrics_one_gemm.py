@@ -25,7 +25,7 @@ def test_one_gemm_ranks_match_direct_counts_with_ties(ties, distance):
     ims = rng.integers(-1, 2, size=(23, 4)).astype(np.float32)  # small integers: exact, often tied scores
     image_index = rng.integers(0, 23, size=70)
     texts = rng.integers(-1, 2, size=(70, 4)).astype(np.float32)
-    texts[~texts.any(1), 0] = 1  # an all-zero caption scores every image equally: a degenerate query, refused
+    texts[~texts.any(1), 0] = 1  # an all-zero caption scores every image equally: degenerate (test_metrics_ties)
     want_i2t, want_t2i = direct_ranks(ims, texts, image_index, distance, ties)
     for block in (5, 4096):
         r_i2t, r_t2i = ranks(ims, texts, image_index, distance, ties, block=block)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cca_bench.checks import Bound
 from cca_bench.errors import UserError
 
 ACTIVATIONS = {
@@ -26,6 +27,20 @@ ACTIVATIONS = {
     "relu": F.relu,
 }
 IGNORED_KEYS = ("pooler.", "embeddings.position_ids")  # unused head; a buffer older exports save
+# config.json values, checked before anything is built: generous bounds (BERT-large: 1024 wide, 24 layers,
+# 16 heads, 4096 inner, 512 positions; multilingual vocabularies ~250k) that keep a hostile file from asking
+# for millions of layers; the weights file then decides every size (the network is built on the meta device)
+LIMITS = {
+    "vocab_size": Bound(integer=True, low=1, high=2 ** 24),
+    "hidden_size": Bound(integer=True, low=1, high=2 ** 16),
+    "num_hidden_layers": Bound(integer=True, low=1, high=1024),
+    "num_attention_heads": Bound(integer=True, low=1, high=1024),
+    "intermediate_size": Bound(integer=True, low=1, high=2 ** 20),
+    "max_position_embeddings": Bound(integer=True, low=1, high=2 ** 20),
+    "type_vocab_size": Bound(integer=True, low=1, high=2 ** 16),
+    "layer_norm_eps": Bound(low=0, strict=True, high=1),
+    "pad_token_id": Bound(integer=True, low=0),
+}
 
 
 @dataclass(frozen=True)
@@ -53,14 +68,24 @@ class BertConfig:
         if cfg.get("position_embedding_type", "absolute") != "absolute":
             raise UserError(f"{where}: position_embedding_type {cfg['position_embedding_type']!r} is not supported "
                             "(absolute only)")
-        if cfg.get("hidden_act", "gelu") not in ACTIVATIONS:
-            raise UserError(f"{where}: hidden_act {cfg['hidden_act']!r} is not supported ({', '.join(ACTIVATIONS)})")
+        act = cfg.get("hidden_act", "gelu")
+        if not isinstance(act, str) or act not in ACTIVATIONS:
+            raise UserError(f"{where}: hidden_act {act!r} is not supported ({', '.join(ACTIVATIONS)})")
         names = {f.name for f in fields(cls)}
         required = [f.name for f in fields(cls) if f.default is MISSING]
         missing = [n for n in required if n not in cfg]
         if missing:
             raise UserError(f"{where}: missing {', '.join(missing)}")
-        config = cls(**{k: v for k, v in cfg.items() if k in names})
+        values = {k: v for k, v in cfg.items() if k in names}
+        if values.get("pad_token_id", 0) is None:  # some exports write null: BERT pads with id 0
+            values["pad_token_id"] = 0
+        for key, bound in LIMITS.items():
+            if key in values:
+                values[key] = bound.check(f"{where}: {key}", values[key])
+                values[key] = int(values[key]) if bound.integer else float(values[key])
+        config = cls(**values)
+        if config.pad_token_id >= config.vocab_size:
+            raise UserError(f"{where}: pad_token_id {config.pad_token_id} is not below vocab_size {config.vocab_size}")
         if config.hidden_size % config.num_attention_heads:
             raise UserError(f"{where}: hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
                             f"{config.num_attention_heads}")
@@ -166,12 +191,17 @@ class Bert(nn.Module):
 
 def load_bert(config: BertConfig, state: dict, path: Path) -> Bert:
     """An eval-mode :class:`Bert` holding ``state`` (read from ``path``; a ``bert.`` prefix is stripped, the
-    pooler ignored). Missing, unexpected or misshapen tensors are a UserError naming ``path``."""
+    pooler ignored). Missing, unexpected or misshapen tensors are a UserError naming ``path``.
+
+    The network is built on the meta device (no memory) and checked against the weights first; the weights'
+    own tensors then become its parameters (``assign=True``), so a config.json claiming a huge vocabulary or
+    width allocates nothing: it fails the check."""
     from cca_bench.features.imagenet import check_keys
 
     state = {k.removeprefix("bert."): v for k, v in state.items()}
     state = {k: v.float() for k, v in state.items() if not k.startswith(IGNORED_KEYS)}
-    model = Bert(config)
+    with torch.device("meta"):
+        model = Bert(config)
     check_keys(model, state, path)
-    model.load_state_dict(state)
+    model.load_state_dict(state, assign=True)
     return model.eval()

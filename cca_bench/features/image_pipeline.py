@@ -18,7 +18,7 @@ import numpy as np
 
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
-from cca_bench.features.protocol import Stateless
+from cca_bench.features.protocol import Stateless, model_file_options
 from cca_bench.registry import IMAGE_ENCODERS
 
 IMAGE_MODEL_FLAGS = {"onnx_model": "--onnx-model"}  # Options field -> flag of a user's model file
@@ -38,6 +38,11 @@ class ImagePipeline(Stateless):
         self.precision = self._precision()
         self.kwargs(None)  # --crops / --onnx-model given to an encoder without them fail now
 
+    def config(self) -> dict:
+        """What decides the image features besides the split: encoder, precision, crops, model files."""
+        return {"encoder": self.name, "precision": self.precision, "crops": self.opts.crops,
+                **model_file_options(self.encoder, self.name, self.opts, IMAGE_MODEL_FLAGS)}
+
     def _precision(self) -> str | None:
         """The precision the encoder runs at (its registered ``precision`` rule decides ``auto``); None for
         encoders without one, which refuse an explicit bf16 / fp16."""
@@ -54,8 +59,6 @@ class ImagePipeline(Stateless):
         """Keyword arguments for the encoder: the common ones, plus ``crops``, ``data_root``, ``shard_dir``,
         ``precision`` and ``onnx_model`` where its signature takes them; ``--crops 10`` or ``--onnx-model``
         elsewhere is a UserError."""
-        from cca_bench.features.text_pipeline import model_file_options
-
         opts, accepted = self.opts, inspect.signature(self.encoder).parameters
         if opts.crops != 1 and "crops" not in accepted:
             raise UserError(f"image encoder {self.name!r} has no --crops option (it works on one view of each image)")

@@ -8,7 +8,8 @@ CUDAExecutionProvider when onnxruntime has it (else the CPU), and writes resumab
 encoders; unreadable images become zero rows listed in ``skipped.json``. The text encoder tokenises with the
 JSON's Hugging Face ``tokenizer.json`` and pools the model's token states (mean / cls / max / none), optionally
 L2-normalised (:class:`~cca_bench.features.sentence.SentenceEncoder`). The feature cache key holds the SHA-1 of
-the model, of its JSON and (text) of the tokenizer file, so a changed file recomputes.
+the model, of its JSON, of each external-data file it names and (text) of the tokenizer file, so a changed file
+recomputes.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from cca_bench.checks import FINITE, POSITIVE, Bound
 from cca_bench.datasets.base import CaptionDataset, Split
 from cca_bench.errors import UserError
 from cca_bench.registry import IMAGE_ENCODERS, TEXT_ENCODERS
@@ -29,6 +31,8 @@ INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
 FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 TEXT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
+PIXELS = Bound(integer=True, low=1, high=8192)  # size and resize: checked before any image is allocated
+TOKENS = Bound(integer=True, low=2, high=65536)  # max_length: a padded batch is (batch, max_length)
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -67,6 +71,59 @@ def sha1(path: Path) -> str:
     return _sha1(str(path), st.st_size, st.st_mtime_ns)
 
 
+def model_identity(model: Path) -> dict:
+    """The cache-key part every ONNX encoder shares: SHA-1 of the model, of its JSON and of each external-data
+    file its tensors name (a model exported with ``save_as_external_data`` keeps its weights there)."""
+    out = {"onnx_sha1": sha1(model), "json_sha1": sha1(sidecar(model))}
+    files = external_files(model)
+    if files:
+        out["external_sha1"] = {name: sha1(path) for name, path in files.items()}
+    return out
+
+
+def external_files(model: Path) -> dict[str, Path]:
+    """{location: file} of the external-data files the model's tensors name, each inside the model's folder."""
+    from cca_bench.fsio import resolve_inside
+
+    st = model.stat()
+    out = {}
+    for location, tensor in _external_locations(str(model), st.st_size, st.st_mtime_ns):
+        path = resolve_inside(model.parent, location, f"{model}: external data of tensor {tensor!r}")
+        if not path.is_file():
+            raise UserError(f"{model}: external data file {location!r} of tensor {tensor!r} not found")
+        out[location] = path
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _external_locations(model: str, size: int, mtime_ns: int) -> tuple[tuple[str, str], ...]:
+    """((location, first tensor naming it), ...) over every tensor of the graph, its subgraphs and functions."""
+    import onnx
+
+    try:
+        proto = onnx.load(model, load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - protobuf raises its own types for a bad file
+        raise UserError(f"cannot read {model} as an ONNX model: {' '.join(str(e).split())[:200]}") from None
+    found: dict[str, str] = {}
+    for t in _tensors(proto.graph.node, proto.graph.initializer, proto.graph.sparse_initializer, proto.functions):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in t.external_data if e.key == "location"), "")
+            found.setdefault(location, t.name)
+    return tuple(found.items())
+
+
+def _tensors(nodes, initializers=(), sparse=(), functions=()):
+    """Every TensorProto of a graph: initializers, sparse ones, node attributes, subgraphs, local functions."""
+    yield from initializers
+    for sp in sparse:
+        yield from (sp.values, sp.indices)
+    for node in [*nodes, *(n for f in functions for n in f.node)]:
+        for a in node.attribute:
+            yield from ([a.t] if a.HasField("t") else []) + list(a.tensors)
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _tensors(g.node, g.initializer, g.sparse_initializer)
+
+
 def read_settings(model: Path, required: tuple[str, ...], known: tuple[str, ...]) -> dict:
     """``FILE.onnx.json`` as a dict; missing required keys or unknown keys are a UserError naming the file."""
     from cca_bench.fsio import read_json_object
@@ -80,6 +137,13 @@ def read_settings(model: Path, required: tuple[str, ...], known: tuple[str, ...]
     if unknown:
         raise UserError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
     return cfg
+
+
+def _names(cfg: dict, keys: tuple[str, ...], where: Path) -> None:
+    """Input/output names, when given, are strings."""
+    bad = next((k for k in keys if cfg.get(k) is not None and not isinstance(cfg[k], str)), None)
+    if bad:
+        raise UserError(f"{where}: {bad} must be the name of one of the model's {bad}s, got {cfg[bad]!r}")
 
 
 def _choice(cfg: dict, key: str, choices: tuple[str, ...], default: str, where: Path) -> str:
@@ -161,16 +225,17 @@ class ImagePrep:
     def read(cls, model: Path) -> ImagePrep:
         """Read and check ``FILE.onnx.json`` (size, mean and std required)."""
         cfg, where = read_settings(model, ("size", "mean", "std"), cls.KEYS), sidecar(model)
-        try:
-            size = tuple(int(v) for v in (cfg["size"] if isinstance(cfg["size"], list) else [cfg["size"]] * 2))
-            mean, std = (tuple(float(v) for v in cfg[k]) for k in ("mean", "std"))
-            scale = float(cfg.get("scale", 1 / 255))
-            resize = None if cfg.get("resize") is None else int(cfg["resize"])
-        except (TypeError, ValueError) as e:
-            raise UserError(f"{where}: size, resize, mean, std and scale must be numbers ({e})") from None
+        size = cfg["size"] if isinstance(cfg["size"], list) else [cfg["size"]] * 2
+        mean, std = cfg["mean"], cfg["std"]
+        if len(size) != 2 or not (isinstance(mean, list) and len(mean) == 3 and isinstance(std, list) and len(std) == 3):
+            raise UserError(f"{where}: expected size H or [H, W], and 3 values each for mean and std")
+        size = tuple(int(PIXELS.check(f"{where}: size", v)) for v in size)
+        mean = tuple(float(FINITE.check(f"{where}: mean", v)) for v in mean)
+        std = tuple(float(POSITIVE.check(f"{where}: std", v)) for v in std)
+        scale = float(POSITIVE.check(f"{where}: scale", cfg.get("scale", 1 / 255)))
+        resize = None if cfg.get("resize") is None else int(PIXELS.check(f"{where}: resize", cfg["resize"]))
+        _names(cfg, ("input", "output"), where)
         crop = _choice(cfg, "crop", ("center", "none"), "center", where)
-        if len(size) != 2 or min(size) < 1 or len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise UserError(f"{where}: expected size H or [H, W] >= 1, and 3 values each for mean and std (std > 0)")
         resize = None if crop == "none" else (resize or max(size))
         if resize is not None and resize < max(size):
             raise UserError(f"{where}: resize {resize} is smaller than the {size[0]} x {size[1]} crop")
@@ -263,10 +328,10 @@ def _pixels_or_skip(split: Split, i: int, prep: ImagePrep, reasons: dict) -> np.
 
 
 def onnx_image_identity(*, onnx_model: str | None = None, **_) -> dict:
-    """The cache key part of the onnx image encoder: the SHA-1 of the model and of its JSON."""
+    """The cache key part of the onnx image encoder: the SHA-1 of the model, its JSON and external data."""
     model = model_file(onnx_model, "--onnx-model", "image")
     ImagePrep.read(model)
-    return {"onnx_sha1": sha1(model), "json_sha1": sha1(sidecar(model))}
+    return model_identity(model)
 
 
 @IMAGE_ENCODERS.register(
@@ -333,19 +398,22 @@ class TextPrep:
         from cca_bench.fsio import resolve_inside
 
         cfg, where = read_settings(model, ("tokenizer", "pooling"), TEXT_KEYS), sidecar(model)
-        tokenizer = resolve_inside(model.parent, str(cfg["tokenizer"]), f"{where}: tokenizer")
+        if not isinstance(cfg["tokenizer"], str):
+            raise UserError(f"{where}: tokenizer must be a file name, got {cfg['tokenizer']!r}")
+        tokenizer = resolve_inside(model.parent, cfg["tokenizer"], f"{where}: tokenizer")
         if not tokenizer.is_file():
             raise UserError(f"{where}: tokenizer file {tokenizer} not found")
         pooling = _choice(cfg, "pooling", tuple(POOLINGS), "mean", where)
         inputs = cfg.get("inputs", {})
-        if not isinstance(inputs, dict) or set(inputs) - set(TEXT_ROLES):
+        if (not isinstance(inputs, dict) or set(inputs) - set(TEXT_ROLES)
+                or not all(isinstance(v, str) for v in inputs.values())):
             raise UserError(f"{where}: inputs must map some of {', '.join(TEXT_ROLES)} to the model's input names")
-        max_length = cfg.get("max_length", 128)
-        if not isinstance(max_length, int) or max_length < 2:
-            raise UserError(f"{where}: max_length must be a whole number >= 2, got {max_length!r}")
+        max_length = int(TOKENS.check(f"{where}: max_length", cfg.get("max_length", 128)))
+        if not isinstance(cfg.get("normalize", False), bool):
+            raise UserError(f"{where}: normalize must be true or false, got {cfg['normalize']!r}")
+        _names(cfg, ("output",), where)
         return cls(tokenizer, pooling, max_length, tuple(sorted(inputs.items())), cfg.get("output"),
-                   bool(cfg.get("normalize", False)),
-                   _choice(cfg, "padding", ("longest", "max_length"), "longest", where))
+                   cfg.get("normalize", False), _choice(cfg, "padding", ("longest", "max_length"), "longest", where))
 
 
 def text_feeds(sess, prep: TextPrep, model: Path) -> tuple[dict[str, tuple[str, type]], str]:
@@ -390,12 +458,13 @@ def text_forward(model: Path, prep: TextPrep,
 
 
 def onnx_text_identity(data_root: Path, path: str | None = None, *, onnx_text_model: str | None = None) -> dict:
-    """The cache key part of the onnx text encoder: SHA-1 of the model, its JSON and its tokenizer file. The
-    model is checked here (on the CPU), before any feature of the run is computed or written."""
+    """The cache key part of the onnx text encoder: SHA-1 of the model, its JSON, its external data and its
+    tokenizer file. The model is checked here (on the CPU), before any feature of the run is computed or written."""
     model = model_file(onnx_text_model, "--onnx-text-model", "text")
     prep = TextPrep.read(model)
+    identity = model_identity(model)  # before the session: an external file outside the folder is never read
     text_forward(model, prep, "cpu")
-    return {"onnx_sha1": sha1(model), "json_sha1": sha1(sidecar(model)), "tokenizer_sha1": sha1(prep.tokenizer)}
+    return {**identity, "tokenizer_sha1": sha1(prep.tokenizer)}
 
 
 @TEXT_ENCODERS.register(

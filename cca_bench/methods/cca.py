@@ -29,6 +29,29 @@ def _check_variance(m: linalg.Moments) -> None:
                             "at least two different images and captions to train on")
 
 
+SIMILARITIES = ("cosine", "csa")
+
+
+def csa_embedding(proj: np.ndarray, rho: np.ndarray, power: float, first: bool) -> np.ndarray:
+    """(n, k) projections -> (n, k + 2) float32 rows whose dot products are CSA's similarity.
+
+    Li et al., ICLR 2025 (CSA, reference ``weighted_corr_sim``) score an image-caption pair by
+    ``sum_j rho_j x_j y_j`` over L2-normalised projections x, y (normalised BEFORE the weighting; ``power``
+    generalises rho_j to rho_j ** power). The rows here are ``rho^(power/2) * x / ||x||`` plus two padding
+    columns, one per view (column k for images, ``first``; k + 1 for captions), holding
+    ``sqrt(c - ||row||^2)`` with ``c = max(rho) ** power``: an image's and a caption's padding never meet, so
+    dot products are exactly CSA's scores, and every row has norm sqrt(c), so cosine and euclidean rank the
+    same way. This is not an eig_power setting of the cosine: that normalises AFTER the weighting.
+    """
+    w = np.maximum(rho, 0.0) ** (power / 2)
+    unit = proj / np.maximum(np.linalg.norm(proj, axis=1, keepdims=True), 1e-300)
+    out = np.zeros((len(proj), proj.shape[1] + 2))
+    out[:, :-2] = unit * w
+    c = float(np.max(w) ** 2) if len(w) else 0.0
+    out[:, -2 if first else -1] = np.sqrt(np.maximum(c - (out[:, :-2] ** 2).sum(1), 0.0))
+    return out.astype(np.float32)
+
+
 @METHODS.register("cca", help="regularized CCA (Klein et al. 2015): covariances, ridge, Cholesky whitening, SVD")
 class RegularizedCCA(Params):
     """Regularized canonical correlation analysis, scikit-learn style.
@@ -46,6 +69,8 @@ class RegularizedCCA(Params):
         dask_scheduler: Dask scheduler address for backend="dask"; None = the current client or a LocalCluster.
         cov_precision: "auto" (float32 covariance products when reg >= 1e-3, float64 below, exact to ~1e-9 at
             cond(Cxx) = 1e8 with reg = 0), "float32" or "float64".
+        similarity: "cosine" (projections scaled by rho ** eig_power, then the run's distance) or "csa"
+            (:func:`csa_embedding`: CSA's correlation-weighted similarity of unit projections, Li et al. 2025).
     Fitted: ``x_weights_`` (dx, k), ``y_weights_`` (dy, k), ``mean_x_`` (dx,), ``mean_y_`` (dy,),
         ``n_components_``, ``n_samples_``, ``cov_precision_`` (the dtype the products used), and two (k,) spectra
         that agree when reg = 0:
@@ -59,19 +84,23 @@ class RegularizedCCA(Params):
     BOUNDS = {"n_components": COUNT, "reg": NON_NEGATIVE, "eig_power": NON_NEGATIVE, "chunk_rows": COUNT}
     CLI_PARAMS = {
         "n_components": (COUNT.cli(), "number of canonical dimensions kept (default: min of the two feature widths)"),
-        "reg": (NON_NEGATIVE.cli(), "ridge as a fraction of the largest covariance eigenvalue (default 1e-3)"),
+        "reg": (NON_NEGATIVE.cli(), "ridge as a fraction of the largest covariance eigenvalue (default 1e-3; ridge: "
+                "1e-2)"),
         "eig_power": (NON_NEGATIVE.cli(), "scale each dimension by its canonical correlation to this power "
                       "(default 1)"),
         "backend": (str, "where the covariances are accumulated: numpy (default; torch on a GPU device) or dask "
                     "(chunks as tasks on a Dask cluster; image feature shards are then extracted there too)", ["numpy", "dask"]),
         "dask_scheduler": (str, "with --backend dask: scheduler address (default: a LocalCluster)"),
+        "similarity": (str, "cca, kcca: cosine (default: projections weighted by rho^eig_power, then the run's "
+                       "distance) or csa (Li et al. 2025: unit projections, score sum_j rho_j^eig_power x_j y_j, "
+                       "the same ranking under every --distance)", list(SIMILARITIES)),
         "cov_precision": (str, "covariance products: auto (float32 when --reg >= 1e-3, else float64: exact CCA on "
                           "ill-conditioned features), float32 or float64", list(linalg.PRECISIONS)),
     }
 
     def __init__(self, n_components=None, reg=1e-3, eig_power=1.0, center=True, device="auto",
                  chunk_rows=linalg.CHUNK_ROWS, random_state=0, backend="numpy", dask_scheduler=None,
-                 cov_precision="auto"):
+                 cov_precision="auto", similarity="cosine"):
         self.n_components = n_components
         self.reg = reg
         self.eig_power = eig_power
@@ -82,6 +111,7 @@ class RegularizedCCA(Params):
         self.backend = backend
         self.dask_scheduler = dask_scheduler
         self.cov_precision = cov_precision
+        self.similarity = similarity
 
     def fit(self, X, Y, x_index=None):
         """Fit on images X (n_x, dx) and texts Y (n, dy); ``x_index`` (n,) pairs Y's rows with X's rows."""
@@ -98,6 +128,8 @@ class RegularizedCCA(Params):
             value = getattr(self, name)
             if value is not None or name != "n_components":
                 bound.check(name, value)
+        if getattr(self, "similarity", "cosine") not in SIMILARITIES:
+            raise UserError(f"--similarity must be one of {', '.join(SIMILARITIES)}, got {self.similarity!r}")
 
     def moments(self, X, Y, x_index=None) -> linalg.Moments:
         """The (co)variances a fit needs, as :meth:`fit` computes them (centred or not, per ``center``).
@@ -107,12 +139,7 @@ class RegularizedCCA(Params):
         if X.ndim != 2 or Y.ndim != 2:
             raise UserError(f"CCA needs 2-d arrays, got shapes {X.shape} and {Y.shape}")
         m = self._moments(X, Y, x_index)
-        if not self.center:
-            m.cxx += np.outer(m.mean_x, m.mean_x) * m.n / (m.n - 1)
-            m.cyy += np.outer(m.mean_y, m.mean_y) * m.n / (m.n - 1)
-            m.cxy += np.outer(m.mean_x, m.mean_y) * m.n / (m.n - 1)
-            m.mean_x, m.mean_y = np.zeros_like(m.mean_x), np.zeros_like(m.mean_y)
-        return m
+        return m if self.center else linalg.uncentred(m)
 
     def fit_moments(self, m: linalg.Moments, solution: linalg.CCASolution | None = None):
         """Fit from :meth:`moments`; ``solution`` (``linalg.solve_cca(m, self.reg)``) skips the solve.
@@ -191,6 +218,8 @@ class RegularizedCCA(Params):
         if a.ndim != 2 or a.shape[1] != len(mean):
             raise UserError(f"{name} must have shape (n, {len(mean)}), got {a.shape}")
         out = (a.astype(np.float64) - mean) @ weights
+        if getattr(self, "similarity", "cosine") == "csa":
+            return csa_embedding(out, self.canonical_correlations_, self.eig_power, name == "X")
         return (out * self.canonical_correlations_ ** self.eig_power).astype(np.float32)
 
     def transform_x(self, X):

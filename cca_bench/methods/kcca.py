@@ -70,10 +70,10 @@ class KernelCCA(RegularizedCCA):
     def __init__(self, kernel="rbf", landmarks=None, gamma=None, gamma_scale=1.0, kernel_views="both",
                  kernel_map="nystroem", degree=3, coef0=1.0, n_components=None, reg=1e-3, eig_power=1.0,
                  center=True, device="auto", chunk_rows=linalg.CHUNK_ROWS, random_state=0, backend="numpy",
-                 dask_scheduler=None):
+                 dask_scheduler=None, similarity="cosine"):
         super().__init__(n_components=n_components, reg=reg, eig_power=eig_power, center=center, device=device,
                          chunk_rows=chunk_rows, random_state=random_state, backend=backend,
-                         dask_scheduler=dask_scheduler)
+                         dask_scheduler=dask_scheduler, similarity=similarity)
         self.kernel = kernel
         self.landmarks = landmarks
         self.gamma = gamma

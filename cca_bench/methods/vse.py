@@ -210,6 +210,35 @@ def r_sum(metrics: dict) -> float:
     return float(sum(metrics[t][f"R@{k}"] for t in ("image_annotation", "image_search") for k in (1, 5, 10)))
 
 
+def early_stopping(net, epoch, val_score, epochs: int, patience: int, n_batches: int, name: str, progress: bool):
+    """Train ``net`` epoch by epoch, keep the weights of the best validation score (VSE++'s model selection).
+
+    ``epoch(bar) -> mean loss`` runs one epoch (updating the tqdm ``bar`` per batch); ``val_score() -> R-sum``
+    or None (no validation split: every epoch runs and the last weights are kept). Stops after ``patience``
+    epochs without a better score. Leaves the best weights in ``net`` (in eval mode); returns
+    (history: per epoch {"epoch", "loss", "val_rsum"}, best epoch)."""
+    from tqdm.auto import tqdm
+
+    history, best, best_state, best_epoch, waited = [], -np.inf, None, 0, 0
+    with tqdm(total=epochs * n_batches, desc=name, unit="batch", file=sys.stderr, disable=not progress,
+              dynamic_ncols=True) as bar:
+        for i in range(1, epochs + 1):
+            loss = epoch(bar)
+            rsum = val_score()
+            history.append({"epoch": i, "loss": loss, "val_rsum": rsum})
+            bar.set_postfix(loss=f"{loss:.4f}", val_rsum="-" if rsum is None else f"{rsum:.1f}")
+            if rsum is None or rsum > best:
+                best, waited, best_epoch = rsum, 0, i
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= patience:
+                    break
+    net.load_state_dict(best_state)
+    net.eval()
+    return history, best_epoch
+
+
 # ----------------------------------------------------------------------------------------------- estimator
 
 
@@ -340,30 +369,14 @@ class VSE(Params):
     def _train(self, data, val):
         """Epochs of Adam with early stopping on validation R-sum; leaves the best weights in ``net_``."""
         import torch
-        from tqdm.auto import tqdm
 
         params = [p for p in self.net_.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=self.lr)
         gen = torch.Generator().manual_seed(self.random_state)
         n_batches = -(-len(data[1]) // self.train_batch_size)
-        bar = tqdm(total=self.epochs * n_batches, desc="vse", unit="batch", file=sys.stderr,
-                   disable=not self.progress, dynamic_ncols=True)
-        self.history_, best, best_state, waited = [], -np.inf, None, 0
-        with bar:
-            for epoch in range(1, self.epochs + 1):
-                loss = self._epoch(data, opt, params, gen, bar)
-                rsum = self._val_rsum(val)
-                self.history_.append({"epoch": epoch, "loss": loss, "val_rsum": rsum})
-                bar.set_postfix(loss=f"{loss:.4f}", val_rsum="-" if rsum is None else f"{rsum:.1f}")
-                if val is None or rsum > best:
-                    best, waited, self.best_epoch_ = rsum, 0, epoch
-                    best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
-                else:
-                    waited += 1
-                    if waited >= self.patience:
-                        break
-        self.net_.load_state_dict(best_state)
-        self.net_.eval()
+        self.history_, self.best_epoch_ = early_stopping(
+            self.net_, lambda bar: self._epoch(data, opt, params, gen, bar), lambda: self._val_rsum(val),
+            self.epochs, self.patience, n_batches, "vse", self.progress)
 
     def _epoch(self, data, opt, params, gen, bar) -> float:
         """One pass over all pairs in a random order; returns the mean loss per pair."""

@@ -189,7 +189,7 @@ class Library:
         if split not in ds.splits:
             raise Missing(f"{dataset} has no split {split!r} (it has {', '.join(ds.splits)})")
         with read_only():  # the split's features are read from the cache when there, else computed in memory
-            return open_gallery(method, dataset, split, features, opts, read_only_cache=True)
+            return open_gallery(method, dataset, split, features, opts, read_only_cache=True, dataset=ds)
 
     def _saved(self, model: str) -> tuple:
         """(method, dataset name, features, Options, CaptionDataset) of a saved model; the dataset is loaded once

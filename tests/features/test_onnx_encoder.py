@@ -159,6 +159,20 @@ def test_unreadable_image_is_a_zero_row(tmp_path):
     (lambda m: write_json(m, {**IMAGE_CFG, "sise": 3}), "unknown key 'sise'"),
     (lambda m: write_json(m, {**IMAGE_CFG, "output": "logits"}), "output 'logits' is not in"),
     (lambda m: write_json(m, {**IMAGE_CFG, "resize": 8}), "resize 8 is smaller"),
+    # values type- and range-checked before any image is allocated (issue 18 item 7)
+    (lambda m: write_json(m, {**IMAGE_CFG, "resize": "16"}), "resize must be a whole number >= 1 and <= 8192, got '16'"),
+    (lambda m: write_json(m, {**IMAGE_CFG, "resize": 10 ** 6}), "resize must be a whole number >= 1 and <= 8192"),
+    (lambda m: write_json(m, {**IMAGE_CFG, "resize": 16.5}), "resize must be a whole number"),
+    (lambda m: write_json(m, {**IMAGE_CFG, "size": True}), "size must be a whole number"),
+    (lambda m: write_json(m, {**IMAGE_CFG, "size": [12, 10 ** 9]}), "size must be a whole number >= 1 and <= 8192"),
+    (lambda m: write_json(m, {**IMAGE_CFG, "mean": [0.5, "x", 0.3]}), "mean must be a finite number, got 'x'"),
+    (lambda m: write_json(m, {**IMAGE_CFG, "mean": {"r": 1}}), "3 values each for mean and std"),
+    (lambda m: write_json(m, {**IMAGE_CFG, "std": [0.2, 0, 0.3]}), "std must be a finite number > 0, got 0"),
+    (lambda m: write_json(m, {**IMAGE_CFG, "scale": None}), "scale must be a finite number > 0, got None"),
+    (lambda m: write_json(m, {**IMAGE_CFG, "input": 5}), "input must be the name of one of the model's inputs"),
+    # external data: the files a model names stay in its folder and exist
+    (lambda m: external(m, "../outside.data"), "external data of tensor 'W': path '../outside.data' leaves"),
+    (lambda m: external(m, "gone.data", keep=False), "external data file 'gone.data' of tensor 'W' not found"),
 ])
 def test_bad_model_or_json_is_one_line_and_writes_nothing(setup, message, tmp_path, roots, capsys):
     model = image_model(tmp_path / "m.onnx")
@@ -178,6 +192,39 @@ def test_flag_mistakes(tmp_path, roots, capsys):
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--onnx-text-model", str(model),
                  *SMALL, *roots]) == 2
     assert "--onnx-text-model is not read by the encoder 'glove50'" in capsys.readouterr().err
+
+
+def external(model: Path, location: str = "m.onnx.data", keep: bool = True, seed: int = 0) -> Path:
+    """Rewrite ``model`` with its weight W in the external-data file ``location`` (relative to the model)."""
+    from onnx.external_data_helper import set_external_data
+
+    proto = onnx.load(str(image_model(model, seed=seed)))
+    w = proto.graph.initializer[0]
+    data = w.raw_data
+    set_external_data(w, location=location, offset=0, length=len(data))
+    w.ClearField("raw_data")
+    w.data_location = onnx.TensorProto.EXTERNAL
+    onnx.save(proto, str(model))
+    if keep:
+        (model.parent / location).write_bytes(data)
+    return write_json(model, IMAGE_CFG)
+
+
+def test_cache_key_covers_external_data(tmp_path):
+    """Weights kept beside the model (``save_as_external_data``): new weights, same .onnx bytes, new key."""
+    model = external(tmp_path / "m.onnx")
+    a = onnx_encoder.onnx_image_identity(onnx_model=str(model))
+    onnx_bytes = model.read_bytes()
+    external(model, seed=1)
+    b = onnx_encoder.onnx_image_identity(onnx_model=str(model))
+    assert model.read_bytes() == onnx_bytes and a["onnx_sha1"] == b["onnx_sha1"]
+    assert set(a["external_sha1"]) == {"m.onnx.data"} and a["external_sha1"] != b["external_sha1"]
+    assert cache_key({"model": a}) != cache_key({"model": b})
+    x = np.random.default_rng(0).standard_normal((2, 3, SIDE, SIDE)).astype(np.float32)
+    run = onnx_encoder.image_runner(model, onnx_encoder.ImagePrep.read(model), "cpu")  # onnxruntime reads it
+    assert run(np.zeros((2, SIDE, SIDE, 3), np.uint8)).shape == (2, DIM) and direct(model, x).shape == (2, DIM)
+    plain = onnx_encoder.onnx_image_identity(onnx_model=str(write_json(image_model(tmp_path / "p.onnx"), IMAGE_CFG)))
+    assert set(plain) == {"onnx_sha1", "json_sha1"}  # keys of self-contained models are as before
 
 
 def test_device_names(tmp_path):
@@ -275,6 +322,14 @@ def test_text_model_through_the_cli_and_search(tmp_path, roots, capsys):
     ({"tokenizer": "tok.json", "pooling": "avg"}, "pooling 'avg' is not one of"),
     ({"tokenizer": "tok.json", "pooling": "none"}, "needs (batch, d)"),
     ({"tokenizer": "tok.json", "pooling": "mean", "inputs": {"input_ids": "ids"}}, "input_ids input 'ids' is not in"),
+    # values type- and range-checked before anything is allocated (issue 18 item 7)
+    ({"tokenizer": "tok.json", "pooling": "mean", "normalize": "false"}, "normalize must be true or false"),
+    ({"tokenizer": "tok.json", "pooling": "mean", "max_length": 10 ** 9}, "max_length must be a whole number >= 2"),
+    ({"tokenizer": "tok.json", "pooling": "mean", "max_length": True}, "max_length must be a whole number"),
+    ({"tokenizer": "tok.json", "pooling": "mean", "max_length": "16"}, "max_length must be a whole number"),
+    ({"tokenizer": 5, "pooling": "mean"}, "tokenizer must be a file name, got 5"),
+    ({"tokenizer": "tok.json", "pooling": "mean", "inputs": {"input_ids": 0}}, "inputs must map some of"),
+    ({"tokenizer": "tok.json", "pooling": "mean", "output": ["tokens"]}, "output must be the name of one"),
 ])
 def test_bad_text_json_is_one_line(cfg, message, tmp_path, roots, capsys):
     (tmp_path / "m").mkdir()

@@ -155,6 +155,54 @@ def test_incomplete_folder_is_one_line_naming_the_file(missing, tiny_folder, tmp
     assert not (tmp_path / "data" / "cache").exists() and not (tmp_path / "results").exists()
 
 
+def _edit(file: str, change):
+    """A setup that rewrites the JSON ``file`` of a folder copy with ``change(data)`` (its return value, if any)."""
+    def setup(folder):
+        data = json.loads((folder / file).read_text())
+        out = change(data)
+        (folder / file).write_text(json.dumps(data if out is None else out))
+    return setup
+
+
+HOSTILE_FOLDERS = [  # (what, setup, message): values checked for type and range before anything is allocated
+    ("modules.json an object", _edit("modules.json", lambda d: {"a": 1}), "modules.json: expected a JSON list"),
+    ("modules.json of strings", _edit("modules.json", lambda d: ["Transformer"]), "entry 0 must be an object"),
+    ("module path a number", _edit("modules.json", lambda d: d[1].update(path=5)), "entry 1 must be an object with"),
+    ("config.json a list", _edit("config.json", lambda d: []), "config.json: expected a JSON object (model config)"),
+    ("hidden_size a string", _edit("config.json", lambda d: d.update(hidden_size="16")),
+     "hidden_size must be a whole number >= 1 and <= 65536, got '16'"),
+    ("a billion layers", _edit("config.json", lambda d: d.update(num_hidden_layers=10 ** 9)),
+     "num_hidden_layers must be a whole number >= 1 and <= 1024"),
+    ("zero heads", _edit("config.json", lambda d: d.update(num_attention_heads=0)),
+     "num_attention_heads must be a whole number >= 1"),
+    ("layer_norm_eps a string", _edit("config.json", lambda d: d.update(layer_norm_eps="tiny")), "layer_norm_eps must"),
+    ("hidden_act a list", _edit("config.json", lambda d: d.update(hidden_act=["gelu"])), "hidden_act ['gelu'] is not"),
+    ("pad id outside the vocabulary", _edit("config.json", lambda d: d.update(pad_token_id=999)),
+     "pad_token_id 999 is not below vocab_size 26"),
+    # 2^24 x 2^16 float32 embeddings are 4 PiB: built on the meta device, refused by the weights' shapes
+    ("a config far larger than its weights", _edit("config.json", lambda d: d.update(vocab_size=2 ** 24,
+                                                                                      hidden_size=2 ** 16)),
+     "model.safetensors does not match the Bert architecture"),
+    ("max_seq_length a string", _edit("sentence_bert_config.json", lambda d: d.update(max_seq_length="8")),
+     "max_seq_length must be a whole number"),
+    ("do_lower_case a string", _edit("sentence_bert_config.json", lambda d: d.update(do_lower_case="no")),
+     "do_lower_case must be true or false, got 'no'"),
+    ("pooling flag a string", _edit("1_Pooling/config.json", lambda d: d.update(pooling_mode_mean_tokens="false")),
+     "pooling_mode_mean_tokens must be true or false"),
+]
+
+
+@pytest.mark.parametrize("what, setup, message", HOSTILE_FOLDERS, ids=[h[0] for h in HOSTILE_FOLDERS])
+def test_hostile_folder_values_are_one_line(what, setup, message, tiny_folder, tmp_path, roots, capsys):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_folder, folder)
+    setup(folder)
+    assert main(["generate", "cca", "shapes", "sentence_tinyimage", "--text-path", str(folder), *SMALL, *roots]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not list((tmp_path / "data" / "cache").glob("*sentence*")) and not (tmp_path / "results").exists()
+
+
 def test_relative_folder_through_a_symlink(tiny_folder, tmp_path, monkeypatch):
     (tmp_path / "real").mkdir()
     shutil.copytree(tiny_folder, tmp_path / "real" / "model")

@@ -135,3 +135,31 @@ def test_one_solve_serves_every_n_components():
         direct = RegularizedCCA(n_components=k, reg=1e-2, eig_power=2).fit(x, y)
         np.testing.assert_array_equal(shared.transform_x(x), direct.transform_x(x))
         np.testing.assert_array_equal(shared.transform_y(y), direct.transform_y(y))
+
+
+def test_csa_similarity_is_the_correlation_weighted_score_of_unit_projections():
+    """Li et al. 2025: score = sum_j rho_j x_j y_j over L2-normalised projections; every distance ranks by it."""
+    from cca_bench.metrics import ranks
+
+    x, y = paired(n=2000, seed=3)
+    plain = RegularizedCCA(reg=1e-2, n_components=5, eig_power=0).fit(x, y)
+    csa = RegularizedCCA(reg=1e-2, n_components=5, similarity="csa").fit(x, y)
+    px, py = plain.transform(x[:50], y[:60])
+    rho = plain.canonical_correlations_
+    ux = px.astype(np.float64) / np.linalg.norm(px, axis=1, keepdims=True)
+    uy = py.astype(np.float64) / np.linalg.norm(py, axis=1, keepdims=True)
+    want = (ux * rho) @ uy.T
+    ex, ey = csa.transform(x[:50], y[:60])
+    np.testing.assert_allclose(ex.astype(np.float64) @ ey.T, want, atol=1e-5)
+    norms = np.linalg.norm(np.vstack([ex, ey]), axis=1)
+    np.testing.assert_allclose(norms, np.sqrt(rho.max()), rtol=1e-5)  # so cosine / euclidean rank alike
+    index = np.minimum(np.arange(60), 49)  # captions 49..59 all describe image 49
+    by = {d: ranks(ex, ey, index, distance=d) for d in ("dot", "cosine", "euclidean")}
+    for d in ("cosine", "euclidean"):
+        for a, b in zip(by["dot"], by[d]):
+            np.testing.assert_array_equal(a, b)
+    # not an eig_power of the cosine: normalising after the weighting ranks differently
+    half = RegularizedCCA(reg=1e-2, n_components=5, eig_power=0.5).fit(x, y)
+    hx, hy = half.transform(x[:50], y[:60])
+    hx, hy = hx / np.linalg.norm(hx, axis=1, keepdims=True), hy / np.linalg.norm(hy, axis=1, keepdims=True)
+    assert not np.array_equal((hx @ hy.T).argmax(1), want.argmax(1))
