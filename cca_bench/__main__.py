@@ -178,11 +178,13 @@ def _add_method_params(p: argparse.ArgumentParser) -> None:
 
 
 def _add_compare(sub) -> None:
-    p = sub.add_parser("compare", help="tables over all stored runs beside published numbers (RESULTS/RESULTS.md, .csv)",
+    p = sub.add_parser("compare", help="tables over all stored runs beside published numbers; writes RESULTS.md "
+                       "and RESULTS.csv in the results root",
                        description="One table per dataset / split / protocol: this suite's runs (Source \"this "
                        "suite\") and the published reference rows of that group (Source = the paper or README, "
-                       "cited under the tables; '-' = not published). Written to RESULTS/RESULTS.md and "
-                       "RESULTS/RESULTS.csv.")
+                       "cited under the tables; '-' = not published), best R-sum first. Printed, and written to "
+                       "RESULTS.md and RESULTS.csv in the results root (--results-root, else $CCA_BENCH_RESULTS, "
+                       "else ./results: ./results/RESULTS.md), replacing the previous ones.")
     p.add_argument("--dataset", help="only this dataset (its name without builder options)")
     p.add_argument("--split", help="only this split")
     p.add_argument("--method", help="only this method (own runs) or method family (published rows): cca, vse")
@@ -194,7 +196,7 @@ def _add_compare(sub) -> None:
                    help="mark in every column the best run and the runs not significantly worse than it (paired "
                    "sign-flip permutation tests on the same test images, Holm-corrected, alpha 0.05)")
     p.add_argument("--plot", action="store_true",
-                   help="write R@K curves (K = 1..50) of each shown run as PNG under RESULTS/plots/, and one "
+                   help="write R@K curves (K = 1..50) of each shown run as PNG under plots/ in the results root, and one "
                    "overlay per dataset/split/protocol group with several runs")
     _add_common(p)
 
@@ -227,6 +229,35 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown option is one line naming the closest option of the subcommand and
+        pointing at that subcommand's help (``--n-componets``: did you mean --n-components?)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            sub = self._subcommand(getattr(parsed, "command", None))
+            hints = [f"did you mean {close}?" for close in (_closest_option(sub, e) for e in extras) if close]
+            where = sub.prog if sub is not None else self.prog
+            self.exit(2, f"error: {where}: unrecognized arguments: {' '.join(extras)}"
+                      f"{'; ' + ' '.join(hints) if hints else ''} (see {where} --help)\n")
+        return parsed
+
+    def _subcommand(self, name: str | None):
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+                return action.choices[name]
+        return None
+
+
+def _closest_option(parser, given: str) -> str | None:
+    """The option of ``parser`` closest to a misspelled ``--option`` (its ``=value`` ignored), or None."""
+    import difflib
+
+    if parser is None or not given.startswith("--"):
+        return None
+    options = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    close = difflib.get_close_matches(given.split("=", 1)[0], options, n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -625,8 +656,9 @@ def cmd_search(args) -> None:
 
 def cmd_list(args) -> None:
     from cca_bench.catalog import catalog
+    from cca_bench.config import data_root
 
-    print(catalog(_options(args)))
+    print(catalog(data_root(args.data_root)))  # no Options: they would import torch to check the device
 
 
 COMMANDS = {"generate": cmd_generate, "run_benchmark": cmd_run_benchmark, "compare": cmd_compare, "list": cmd_list,

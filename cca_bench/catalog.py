@@ -24,19 +24,30 @@ def _status(base: Path, name: str, meta: dict) -> tuple[str, str]:
     return ("yes" if found else "no"), ", ".join(str(base / f) for f in (found or files))
 
 
+WIDTH = 120  # columns of the listing: a table of what each entry is, then where its files go, wrapped
+
+
 def _section(title: str, registry, base: Path) -> str:
+    import textwrap
+
     from tabulate import tabulate
 
-    rows = []
+    rows, files = [], []
     for name in registry.names():
         meta = registry.meta(name)
         present, where = _status(base, name, meta)
         aliases = meta.get("aliases", [])
-        rows.append([name + (f" ({', '.join(aliases)})" if aliases else ""), present, meta.get("help", ""), where])
-    return f"## {title}\n\n" + tabulate(rows, ["name", "present", "what", "files expected"], tablefmt="github")
+        rows.append([name + (f" ({', '.join(aliases)})" if aliases else ""), present, meta.get("help", "")])
+        if where and present != "builtin":
+            files.append(textwrap.fill(f"- {name}: {where}", WIDTH, subsequent_indent="  ", break_long_words=False,
+                                       break_on_hyphens=False))
+    widest = max(len(r[0]) for r in rows)
+    table = tabulate(rows, ["name", "present", "what"], tablefmt="github",
+                     maxcolwidths=[None, None, WIDTH - widest - 24])
+    return f"## {title}\n\n{table}" + ("\n\nFiles expected:\n" + "\n".join(files) if files else "")
 
 
-def catalog(opts) -> str:
+def catalog(data_root: Path) -> str:
     """Markdown listing of datasets (with user folders found under the data root), encoders and methods."""
     from cca_bench.datasets import load_all as load_datasets
     from cca_bench.datasets import folder_layouts
@@ -45,7 +56,7 @@ def catalog(opts) -> str:
     from cca_bench.registry import DATASETS, IMAGE_ENCODERS, METHODS, TEXT_ENCODERS
 
     load_datasets(), load_features(), load_methods()
-    root = Path(opts.data_root)
+    root = Path(data_root)
     parts = [f"data root: {root.resolve()}\n", _section("Datasets", DATASETS, root)]
     folders = folder_layouts(root)
     if folders:

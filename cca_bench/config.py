@@ -57,10 +57,23 @@ class FeatureSpec:
 
             raise UserError(f"FEATURES {spec!r} names no image encoder: write TEXT_IMAGE, e.g. {text}_efficientnet "
                             f"(image encoders: {', '.join(IMAGE_ENCODERS.names())})")
+        close = closest_spec(spec)
         raise UserError(
-            f"cannot read FEATURES {spec!r}: expected TEXT_IMAGE such as glove50_efficientnet; "
-            + TEXT_ENCODERS.suggest(text)
+            f"cannot read FEATURES {spec!r}: " + (f"did you mean {close!r}? " if close else "")
+            + "expected TEXT_IMAGE such as glove50_efficientnet; " + TEXT_ENCODERS.suggest(text)
         )
+
+
+def closest_spec(spec: str) -> str | None:
+    """The TEXT_IMAGE name (image aliases included) closest to a misspelled FEATURES, or None."""
+    import difflib
+
+    from cca_bench.registry import IMAGE_ENCODERS, TEXT_ENCODERS
+
+    images = [a for name in IMAGE_ENCODERS.names() for a in (name, *IMAGE_ENCODERS.meta(name).get("aliases", ()))]
+    names = [f"{text}_{image}" for text in TEXT_ENCODERS.names() for image in images]
+    close = difflib.get_close_matches(spec, names, n=1, cutoff=0.8)
+    return close[0] if close else None
 
 
 def resolve_image_encoder(name: str) -> str:

@@ -56,5 +56,61 @@ def spectrum_figure(series, title: str):
     ax.set(title=title, xlabel="component (strongest first)", ylabel="correlation", ylim=(0, 1.02),
            xlim=(0.5, k + 0.5))
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="upper right")
+    return fig
+
+
+def training_figure(history: list[dict], title: str):
+    """A trained ranker's curves (VSE): mean loss per pair (left axis) and validation R-sum (right axis) against
+    the epoch, from ``history_`` = ``[{"epoch", "loss", "val_rsum"}]``; the kept (best) epoch marked."""
+    fig = _figure(7.5, 4.2)
+    ax = fig.subplots()
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["loss"] for h in history], color="tab:blue", marker="o", label="training loss per pair")
+    ax.set(xlabel="epoch", ylabel="training loss per pair", title=title)
+    ax.grid(alpha=0.3)
+    handles = ax.get_legend_handles_labels()[0]
+    val = [(h["epoch"], h["val_rsum"]) for h in history if h.get("val_rsum") is not None]
+    if val:
+        right = ax.twinx()
+        right.plot(*zip(*val), color="tab:orange", marker="s", label="validation R-sum")
+        best = max(val, key=lambda p: p[1])
+        right.plot(*best, marker="*", markersize=16, color="tab:red", linestyle="none", label=f"kept: epoch {best[0]}")
+        right.set_ylabel("validation R-sum")
+        handles += right.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="best")
+    return fig
+
+
+def cv_figure(report: dict, title: str):
+    """The CV grid as a heat map of the selection score (R-sum, or the sum of median ranks) over the two knobs
+    with the most values, the other knobs at their chosen values; the chosen point is circled."""
+    import numpy as np
+
+    grid, best = report["grid"], report["best"]
+    knobs = sorted(grid, key=lambda k: -len(grid[k]))[:2]
+    if len(knobs) < 2:
+        knobs = knobs + ["_"]
+    xs, ys = list(grid[knobs[0]]), list(grid.get(knobs[1], [None]))
+    score = "rsum" if report["select"] == "rsum" else "medr_sum"
+    fixed = {k: best[k] for k in grid if k not in knobs}
+    values = np.full((len(ys), len(xs)), np.nan)
+    for row in report["rows"]:
+        if all(row.get(k) == v for k, v in fixed.items()) and row[knobs[0]] in xs:
+            values[ys.index(row.get(knobs[1])) if knobs[1] in grid else 0, xs.index(row[knobs[0]])] = row[score]
+    fig = _figure(6.4, 4.6)
+    ax = fig.subplots()
+    image = ax.imshow(values, cmap="viridis" if score == "rsum" else "viridis_r", aspect="auto", origin="lower")
+    light = image.norm(values) > 0.5 if score == "rsum" else image.norm(values) < 0.5  # viridis is light at the top
+    for (i, j), v in np.ndenumerate(values):
+        if not np.isnan(v):  # dark text on the light cells, white on the dark ones
+            ax.text(j, i, f"{v:.1f}" if score == "rsum" else f"{v:g}", ha="center", va="center",
+                    color="black" if light[i, j] else "white", fontweight="bold")
+    bx, by = xs.index(best[knobs[0]]), ys.index(best[knobs[1]]) if knobs[1] in grid else 0
+    ax.plot(bx, by, marker="o", markersize=30, markerfacecolor="none", markeredgecolor="red", markeredgewidth=2.5)
+    ax.set(xticks=range(len(xs)), xticklabels=[f"{x:g}" for x in xs], xlabel=knobs[0],
+           yticks=range(len(ys)), yticklabels=["" if y is None else f"{y:g}" for y in ys],
+           ylabel="" if knobs[1] == "_" else knobs[1],
+           title=title + "".join(f"\n{k} = {v:g} (chosen)" for k, v in fixed.items()))
+    fig.colorbar(image, ax=ax, label="validation R-sum" if score == "rsum" else "sum of median ranks (lower is better)")
     return fig

@@ -318,11 +318,16 @@ def retrieval_examples(image_emb: np.ndarray, text_emb: np.ndarray, image_index:
 # ------------------------------------------------------------------------------------------------ rendering
 
 COLUMNS = {"caption": ("rank", "caption", "image id", "score"),
-           "path": ("rank", "image id", "path", "caption", "score")}
+           "path": ("rank", "image id", "path", "caption", "score"),
+           "image": ("rank", "image id", "caption", "score")}
 
 
 def _columns(result: SearchResult) -> tuple[str, ...]:
-    return COLUMNS["caption" if result.mode == "image" else "path"]
+    """Caption hits, or image hits with their file paths; no path column where no hit has a file (rendered or
+    embedded images, precomputed features)."""
+    if result.mode == "image":
+        return COLUMNS["caption"]
+    return COLUMNS["path"] if any(r.get("path", "-") != "-" for r in result.rows) else COLUMNS["image"]
 
 
 def _cell(row: dict, column: str) -> str:

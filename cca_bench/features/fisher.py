@@ -82,14 +82,17 @@ class FisherVectorEncoder(FittedTextEncoder):
         stopwords: drop scikit-learn's English stop words.
         max_fit_words: the mixtures and PCA are fitted on at most this many train word occurrences (a seeded
             random sample; every one when there are fewer).
+        progress: show progress bars (stderr) for the mixture fit and the encoding; not part of the config.
         random_state: seed of the sample and of the GMM's k-means initialisation.
     Fitted: ``mixtures_`` {kind: Mixture}, ``pca_mean_`` (D,), ``pca_components_`` (D', D) or None,
         ``n_fit_words_``, ``n_features_`` = 2 K D' per mixture; after ``transform``: ``n_empty_``, ``oov_rate_``.
     """
 
     def __init__(self, vectors, pooling: str = "gmm", n_components: int = 32, pca: int | None = None,
-                 stopwords: bool = False, max_fit_words: int = 100_000, random_state: int = 0):
+                 stopwords: bool = False, max_fit_words: int = 100_000, random_state: int = 0,
+                 progress: bool = False):
         self.vectors = vectors
+        self.progress = progress
         self.pooling = pooling
         self.n_components = n_components
         self.pca = pca
@@ -103,7 +106,7 @@ class FisherVectorEncoder(FittedTextEncoder):
         if opts.idf:
             raise UserError(f"--idf weights mean word vectors only; it does not combine with --pooling {opts.pooling}")
         return cls(vectors, pooling=opts.pooling, n_components=opts.fv_components, pca=opts.fv_pca,
-                   stopwords=opts.stopwords)
+                   stopwords=opts.stopwords, progress=opts.progress)
 
     def config(self) -> dict:
         return {"encoder": "fisher_vectors", "pooling": self.pooling, **vectors_config(self.vectors),
@@ -123,11 +126,14 @@ class FisherVectorEncoder(FittedTextEncoder):
         if self.pca is not None:
             self.pca_components_ = principal_axes(words - self.pca_mean_, self.pca)
         x = self._project(words)
-        gmm = fit_gmm(x, self.n_components, self.random_state)
-        self.mixtures_ = {"gmm": gmm}
-        if "hglmm" in KINDS[self.pooling]:
-            hglmm = HybridGaussianLaplacianMixture(self.n_components, random_state=self.random_state)
-            self.mixtures_["hglmm"] = hglmm.fit(x, init=gmm).mixture_
+        hglmm = HybridGaussianLaplacianMixture(self.n_components, random_state=self.random_state)
+        steps = 1 + (hglmm.max_iter if "hglmm" in KINDS[self.pooling] else 0)  # the GMM, then each HGLMM EM step
+        with self._bar(steps, f"FV mixture fit (K={self.n_components}, {len(words):,} words)", "step") as bar:
+            gmm = fit_gmm(x, self.n_components, self.random_state)
+            bar.update(1)
+            self.mixtures_ = {"gmm": gmm}
+            if "hglmm" in KINDS[self.pooling]:
+                self.mixtures_["hglmm"] = hglmm.fit(x, init=gmm, on_iteration=lambda: bar.update(1)).mixture_
         self.mixtures_ = {kind: self.mixtures_[kind] for kind in KINDS[self.pooling]}
         self.n_fit_words_ = len(words)
         self._set_width()
@@ -176,12 +182,23 @@ class FisherVectorEncoder(FittedTextEncoder):
         self.n_empty_ = int(len(token_lists) - np.count_nonzero(np.asarray(counts.sum(1)).ravel()))
         self.oov_rate_ = oov_rate(tok_col)
         parts = len(self.mixtures_)
-        for s in range(0, len(token_lists), step):
-            block = counts[s:s + step]
-            words = np.unique(block.indices)
-            block = block[:, words]
-            fvs = [fisher_vectors(block, table[words], m) for m in self.mixtures_.values()]
-            yield fvs[0] if parts == 1 else np.concatenate(fvs, 1) / np.float32(np.sqrt(parts))
+        with self._bar(len(token_lists), "FV encoding", "caption") as bar:
+            for s in range(0, len(token_lists), step):
+                block = counts[s:s + step]
+                words = np.unique(block.indices)
+                block = block[:, words]
+                fvs = [fisher_vectors(block, table[words], m) for m in self.mixtures_.values()]
+                bar.update(block.shape[0])
+                yield fvs[0] if parts == 1 else np.concatenate(fvs, 1) / np.float32(np.sqrt(parts))
+
+    def _bar(self, total: int, desc: str, unit: str):
+        """A tqdm bar on stderr (hidden unless ``progress``), cleared when done."""
+        import sys
+
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit, disable=not getattr(self, "progress", False),
+                    file=sys.stderr, leave=False, dynamic_ncols=True)
 
     def state(self) -> tuple[dict, dict]:
         """(arrays, config): PCA mean/components and each mixture's weights, means, scales, gaussian mask."""

@@ -13,6 +13,7 @@ M-step is exact, so EM never lowers the likelihood (tested); once beta is binary
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,8 +113,10 @@ class HybridGaussianLaplacianMixture:
         self.reg = reg
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, init: Mixture | None = None) -> HybridGaussianLaplacianMixture:
-        """EM from ``init`` (default: a diagonal GMM of X), on rows X (n, D)."""
+    def fit(self, X: np.ndarray, init: Mixture | None = None,
+            on_iteration: Callable[[], None] | None = None) -> HybridGaussianLaplacianMixture:
+        """EM from ``init`` (default: a diagonal GMM of X), on rows X (n, D); ``on_iteration()`` is called after
+        each EM step (a progress bar)."""
         X = np.asarray(X, np.float64)
         if len(X) < self.n_components:
             raise UserError(f"HGLMM with {self.n_components} components needs at least as many rows, got {len(X)}")
@@ -126,6 +129,8 @@ class HybridGaussianLaplacianMixture:
             m = hglmm_m_step(X, resp, order, self.reg)
             resp, ll = posteriors(X, m)
             history.append(float(ll.mean()))
+            if on_iteration is not None:
+                on_iteration()
             if history[-1] - history[-2] < self.tol:
                 self.converged_ = True
                 break

@@ -20,7 +20,7 @@ from cca_bench.errors import UserError
 
 def create_app(data_root: Path, results_root: Path, device: str = "auto", host: str = "127.0.0.1"):
     """The Flask application over the two roots (nothing is written under them). Served on a loopback
-    ``host``, it answers only requests addressed to 127.0.0.1 or localhost."""
+    ``host``, it answers only requests addressed to a loopback name (localhost, 127.0.0.0/8, ::1)."""
     try:
         import flask  # noqa: F401
     except ImportError:
@@ -40,18 +40,22 @@ def serve(app, host: str = "127.0.0.1", port: int = 8000, log=lambda msg: None, 
 
     from werkzeug.serving import make_server
 
+    from cca_bench.web.app import is_loopback
+
     if quiet:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # --host ::1 binds an IPv6 socket
     try:
-        sock = socket.create_server((host, port))
+        sock = socket.create_server((host.strip("[]"), port), family=family)
     except (OSError, OverflowError) as e:
         raise UserError(f"cannot listen on {host}:{port}: {_reason(e)} "
                         "(choose another --host or --port)") from None
     _stop_on_signals()
     with sock:
-        server = make_server(host, sock.getsockname()[1], app, threaded=True, fd=sock.fileno())
-        log(f"serving http://{host}:{server.port}/ (Ctrl-C stops)")
-        if host not in ("127.0.0.1", "localhost", "::1"):
+        server = make_server(host.strip("[]"), sock.getsockname()[1], app, threaded=True, fd=sock.fileno())
+        shown = f"[{host.strip('[]')}]" if family == socket.AF_INET6 else host
+        log(f"serving http://{shown}:{server.port}/ (Ctrl-C stops)")
+        if not is_loopback(host):
             log(f"warning: listening on {host}: whoever reaches this machine can read the results and datasets")
         try:
             server.serve_forever()  # Werkzeug's returns on Ctrl-C

@@ -5,46 +5,92 @@ page with its message (404 for what the roots do not hold, 400 for a bad query).
 """
 from __future__ import annotations
 
-import io
-import math
-import tempfile
+import ipaddress
 from pathlib import Path
 
 from cca_bench.errors import UserError
+from cca_bench.web.kept import Loading
 from cca_bench.web.library import Library, Missing
 
 MAX_UPLOAD_MB = 10
-TOP_K = 10  # hits on the search page
+LOADING_WAIT_S = 2.0  # a page waits this long for a model being loaded, then shows a page that refreshes
 EXAMPLE_K = 5  # hits per query on the qualitative page
-LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 # pages load scripts, styles and images from this server only (uploaded photos come back as data: URIs)
 CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 
 
 def build_app(data_root: Path, results_root: Path, device: str = "auto", host: str = "127.0.0.1"):
-    from flask import Flask
+    from flask import Flask, redirect, url_for
+
+    from cca_bench.web import compare, figures, searching
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_MB * 1024 * 1024
-    if host in LOOPBACK_NAMES:  # a page elsewhere cannot reach it by rebinding a domain name to 127.0.0.1
-        app.config["TRUSTED_HOSTS"] = list(LOOPBACK_NAMES)
+    app.config["LOADING_WAIT_S"] = LOADING_WAIT_S
+    app.config["LOOPBACK_ONLY"] = is_loopback(host)  # then only requests addressed to a loopback name pass
+    app.before_request(_refuse_foreign_requests)
     app.after_request(_headers)
     app.config["LIBRARY"] = Library(data_root, results_root, device)
     app.add_url_rule("/", view_func=leaderboard_page)
+    app.add_url_rule("/leaderboard.csv", view_func=leaderboard_csv)
+    app.add_url_rule("/compare", view_func=compare.compare_page)
+    app.add_url_rule("/compare.png", view_func=compare.compare_png)
     app.add_url_rule("/run/<stem>", view_func=run_page)
-    app.add_url_rule("/run/<stem>/recall.png", view_func=recall_png)
+    app.add_url_rule("/run/<stem>/recall.png", view_func=figures.recall_png)
+    app.add_url_rule("/model/<name>/training.png", view_func=figures.training_png)
+    app.add_url_rule("/model/<name>/cv.png", view_func=figures.cv_png)
     app.add_url_rule("/run/<stem>/examples", view_func=examples_page)
     app.add_url_rule("/model/<name>", view_func=model_page)
-    app.add_url_rule("/search", view_func=search_page, methods=["GET", "POST"])
+    app.add_url_rule("/search", view_func=searching.search_page, methods=["GET", "POST"])
     app.add_url_rule("/image/<model>/<split>/<int:i>.png", view_func=image_png)
     app.add_url_rule("/files/<kind>/<name>", view_func=stored_file)
+    app.add_url_rule("/favicon.ico", view_func=lambda: redirect(url_for("static", filename="favicon.svg")))
     app.register_error_handler(UserError, _user_error)
+    app.register_error_handler(Loading, _loading_page)
     app.register_error_handler(404, lambda e: _error_page(404, "Not found", "No page at this address."))
+    app.register_error_handler(500, lambda e: _error_page(
+        500, "Something went wrong", "The server failed on this page; the other pages still work. Please report "
+        "the page's address and what the server printed."))
     app.register_error_handler(413, lambda e: _error_page(
         413, "Upload too large", f"Photos may be at most {MAX_UPLOAD_MB} MB."))
     app.jinja_env.filters["cell"] = cell
     return app
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, any address of 127.0.0.0/8, or ``::1`` (with or without brackets)."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def host_name(host_header: str) -> str:
+    """The name of a Host header without its port: ``127.0.0.2:8000`` -> ``127.0.0.2``, ``[::1]:80`` -> ``::1``."""
+    if host_header.startswith("["):
+        return host_header[1:host_header.find("]")] if "]" in host_header else host_header
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+def _refuse_foreign_requests():
+    """400 for a request addressed to a name that is not loopback while the app listens on loopback (a page
+    elsewhere cannot reach it by rebinding a domain name to 127.0.0.1); 403 for a POST that another site's page
+    sends (its Origin or Sec-Fetch-Site header says so; clients that send neither, like curl, are no page)."""
+    from flask import current_app, request
+
+    if current_app.config["LOOPBACK_ONLY"] and not is_loopback(host_name(request.host)):
+        return _error_page(400, "Wrong address", f"This server answers only at a loopback address, not at "
+                           f"{request.host!r}.")
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        origin, site = request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
+        same = origin is None or origin == request.host_url.rstrip("/")
+        if not same or site not in (None, "same-origin", "none"):
+            return _error_page(403, "Refused", "A form of another site may not post to this server.")
+    return None
 
 
 def _headers(response):
@@ -52,6 +98,12 @@ def _headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     return response
+
+
+def _wait() -> float:
+    from flask import current_app
+
+    return current_app.config["LOADING_WAIT_S"]
 
 
 def _lib() -> Library:
@@ -66,55 +118,85 @@ def _user_error(e: UserError):
     return _error_page(400, "Cannot do that", str(e))
 
 
+def _loading_page(e: Loading):
+    """What a page shows while the model it needs is loaded in the background: it reloads itself."""
+    from flask import render_template, request
+
+    return render_template("loading.html", what=e.what, url=request.full_path.rstrip("?")), 202
+
+
 def _error_page(status: int, title: str, message: str):
     from flask import render_template
 
     return render_template("error.html", title=title, message=message), status
 
 
-def cell(value) -> str:
-    """A table cell as ``compare`` prints it: numbers to 0.1, missing values as '-'."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.1f}" if isinstance(value, float) else str(value)
+def cell(value, column: str = "") -> str:
+    """A table cell as ``compare`` prints it: numbers to 0.1, median ranks (``column`` ending in "MedR") as
+    integers, missing values as '-'."""
+    from cca_bench.results import fmt_value
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return fmt_value(value, "MedR" if column.endswith("MedR") else "")
+    return "-" if value is None else str(value)
 
 
 # ------------------------------------------------------------------------------------------------ leaderboard
 
 
-def leaderboard_groups(frame) -> list[dict]:
-    """The compare frame as page groups: ``{title, columns, rows}``; a row is ``{cells, run, published}``
-    (``run`` = the run file stem of an own run, else None)."""
-    from cca_bench.results import GROUP, HIDDEN, OWN_SOURCE
+def _leaderboard_frame(lib: Library, args) -> tuple:
+    """(compare frame filtered and sorted as the URL asks, runs, unreadable run files, filter choices, state)."""
+    from cca_bench.results import compare_frame, published_frame, select_rows
+    from cca_bench.web.tables import RSUM, sort_frame
 
-    groups = []
-    for (ds, split, proto), group in frame.groupby(GROUP, sort=False):
-        body = group.drop(columns=[*GROUP, *HIDDEN])
-        rows = [{"cells": list(values), "published": source != OWN_SOURCE,
-                 "run": Path(f).stem if isinstance(f, str) else None}
-                for values, source, f in zip(body.values.tolist(), group["Source"], group["_file"])]
-        groups.append({"title": f"{ds} / {split} / protocol {proto}", "columns": list(body.columns), "rows": rows,
-                       "link": list(body.columns).index("Method")})
-    return groups
+    runs, bad = lib.runs()
+    state = {"method": args.get("method") or None, "features": args.get("features") or None,
+             "published": args.get("published") == "1", "sort": args.get("sort") or RSUM,
+             "order": "asc" if args.get("order") == "asc" else "desc", "view": args.get("view") or "runs"}
+    frame = select_rows(compare_frame(list(runs.values()), published_frame()), method=state["method"],
+                        all_published=state["published"])
+    choices = {"method": sorted(set(frame["Family"].dropna())) if len(frame) else [],
+               "features": sorted(set(frame["Features"].dropna())) if len(frame) else []}
+    if state["features"] and len(frame):
+        frame = frame[frame["Features"].eq(state["features"])]
+    if len(frame):
+        frame = sort_frame(frame, state["sort"], state["order"] == "desc")
+    return frame, runs, bad, choices, state
 
 
 def leaderboard_page():
     from flask import render_template, request
 
-    from cca_bench.results import compare_frame, published_frame, select_rows
+    from cca_bench.web.tables import leaderboard_groups, model_matrix
 
     lib = _lib()
-    runs, bad = lib.runs()
-    method, features = request.args.get("method") or None, request.args.get("features") or None
-    show_all = request.args.get("published") == "1"
-    frame = select_rows(compare_frame(list(runs.values()), published_frame()), method=method, all_published=show_all)
-    choices = {"method": sorted(set(frame["Family"].dropna())) if len(frame) else [],
-               "features": sorted(set(frame["Features"].dropna())) if len(frame) else []}
-    if features and len(frame):
-        frame = frame[frame["Features"].eq(features)]
-    return render_template("leaderboard.html", groups=leaderboard_groups(frame) if len(frame) else [],
-                           n_runs=len(runs), bad=bad, runs_dir=lib.results_root / "runs", choices=choices,
-                           method=method, features=features, show_all=show_all)
+    frame, runs, bad, choices, state = _leaderboard_frame(lib, request.args)
+    groups = leaderboard_groups(frame, _marks(lib, frame, list(runs.values()))) if len(frame) else []
+    matrix = model_matrix(frame) if len(frame) and state["view"] == "models" else None
+    return render_template("leaderboard.html", groups=groups, matrix=matrix, n_runs=len(runs), bad=bad,
+                           runs_dir=lib.results_root / "runs", choices=choices, state=state,
+                           query=request.query_string.decode("ascii", "replace"))
+
+
+def _marks(lib: Library, frame, runs: list[dict]) -> dict:
+    """:func:`cca_bench.results.significance_marks` of the shown runs (paired tests on their stored ranks),
+    computed once per set of run files and kept."""
+    from cca_bench.results import significance_marks
+
+    shown = sorted(f for f in frame["_file"].dropna() if isinstance(f, str))
+    key = ("marks", tuple((f, lib.stamp(f)) for f in shown))
+    return lib.computed(key, lambda: significance_marks(frame, [r for r in runs if r["_file"] in set(shown)]))
+
+
+def leaderboard_csv():
+    """The leaderboard as shown (filters and sort of the URL) as a CSV download."""
+    from flask import Response, request
+
+    from cca_bench.results import compare_csv
+
+    frame = _leaderboard_frame(_lib(), request.args)[0]
+    return Response(compare_csv(frame) if len(frame) else "", mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="leaderboard.csv"'})
 
 
 # ------------------------------------------------------------------------------------------------ run pages
@@ -125,33 +207,28 @@ def run_page(stem: str):
 
     from cca_bench.results import METRIC_COLUMNS, TASKS
 
+    from cca_bench.web.figures import training_history
+
     lib = _lib()
     run = lib.run(stem)
     model = run.get("model")
     has_model = lib.has_model(model)
+    config = lib.model_config(model) if has_model else {}
+    fit = (config.get("timings") or {}).get("fit") if isinstance(config.get("timings"), dict) else None
+    cv = lib.cv_report(model) if has_model else None
     return render_template("run.html", run=run, stem=stem, model=model, has_model=has_model,
                            spectrum=has_model and lib.figure(model, "spectrum") is not None,
-                           tasks=TASKS, metric_columns=METRIC_COLUMNS, run_file=Path(run["_file"]).name)
-
-
-def recall_png(stem: str):
-    """The run's R@K curves (K = 1..50) drawn by :func:`cca_bench.plots.recall_figure`."""
-    from flask import Response
-
-    from cca_bench.plots import recall_figure
-
-    run = _lib().run(stem)
-    if not run.get("recall_curve"):
-        raise Missing(f"run {stem} stored no R@K curve (run run_benchmark again to store one)")
-    label = f"{run['method']} {run.get('params_label') or ''}".strip()
-    fig = recall_figure([(label, run["recall_curve"])], f"{run['dataset']} / {run['split']}: {run['features']}")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return Response(buf.getvalue(), mimetype="image/png")
+                           tasks=TASKS, metric_columns=METRIC_COLUMNS, run_file=Path(run["_file"]).name,
+                           fit_s=fit if isinstance(fit, (int, float)) else None, train_oov=config.get("oov_rate"),
+                           training=training_history(config) is not None, cv=cv)
 
 
 def _example_rows(split, entries: list[dict], task: str) -> list[dict]:
-    """Template values of qualitative examples: the query and each hit, the ground truth marked."""
+    """Template values of qualitative examples: the query and each hit, the ground truth marked; every image
+    carries its first caption as ``alt`` text (its name when it has none)."""
+    captions: dict[int, str] = {}
+    for j, i in enumerate(split.image_index):
+        captions.setdefault(int(i), split.captions[j])
     out = []
     for e in entries:
         if task == "image_annotation":
@@ -162,9 +239,10 @@ def _example_rows(split, entries: list[dict], task: str) -> list[dict]:
                      "truth": [split.captions[j] for j in truth]}
         else:
             gt = int(split.image_index[e["query"]])
-            hits = [{"image": i, "image_id": split.image_ids[i], "score": s, "correct": i == gt}
-                    for i, s in zip(e["hits"], e["scores"])]
+            hits = [{"image": i, "image_id": split.image_ids[i], "score": s, "correct": i == gt,
+                     "alt": captions.get(int(i), split.image_ids[i])} for i, s in zip(e["hits"], e["scores"])]
             query = {"caption": split.captions[e["query"]], "image": gt, "image_id": split.image_ids[gt]}
+        query["alt"] = captions.get(int(query["image"]), query["image_id"])
         out.append({"query": query, "rank": e["rank"], "hits": hits})
     return out
 
@@ -179,7 +257,7 @@ def examples_page(stem: str):
         raise Missing(f"run {stem} has no saved model ({model or 'none recorded'}): the qualitative page "
                       "needs the model that `generate` saved (runs of `evaluate` have none)")
     folds = int(run.get("folds") or 1)  # the run's protocol: COCO 1k ranks within 5 folds of 1,000 images
-    ex = lib.examples(model, split_name, run["distance"], folds)
+    ex = lib.examples(model, split_name, run["distance"], folds, wait=_wait())
     split = lib.gallery(model, split_name).split
     sections = {task: {kind: _example_rows(split, ex[task][kind], task) for kind in ("sample", "worst")}
                 for task in ex}
@@ -198,61 +276,6 @@ def model_page(name: str):
     runs = sorted(stem for stem, r in lib.runs()[0].items() if r.get("model") == name)
     return render_template("model.html", name=name, config=config, runs=runs,
                            spectrum=lib.figure(name, "spectrum") is not None, splits=lib.splits(name))
-
-
-# ------------------------------------------------------------------------------------------------ search
-
-
-def _search_form(lib: Library, values) -> dict:
-    models = lib.models()
-    model = values.get("model") or (models[0] if models else None)
-    if model and model not in models:
-        raise Missing(f"no saved model named {model!r} under {lib.results_root / 'models'}: run `generate` first")
-    splits = lib.splits(model) if model else []
-    split = values.get("split") or ("test" if "test" in splits else (splits[0] if splits else None))
-    distance = values.get("distance") or "cosine"
-    return {"models": models, "model": model, "splits": splits, "split": split, "distance": distance,
-            "q": values.get("q", "")}
-
-
-def search_page():
-    from flask import render_template, request
-
-    from cca_bench.metrics import DISTANCES
-    from cca_bench.search import search
-
-    lib = _lib()
-    form = _search_form(lib, request.values)
-    results = {}
-    if form["model"] and request.method == "POST":
-        results = _photo_search(lib, form, request.files.get("photo"))
-    elif form["model"] and form["q"].strip():
-        g = lib.gallery(form["model"], form["split"])
-        results["text"] = search(g, "text", form["q"], TOP_K, form["distance"]).rows
-    images = bool(form["model"]) and lib.has_images(form["model"], form["split"])
-    return render_template("search.html", form=form, results=results, images=images, distances=DISTANCES,
-                           max_mb=MAX_UPLOAD_MB)
-
-
-def _photo_search(lib: Library, form: dict, upload) -> dict:
-    """Top captions and similar images for an uploaded photo, read from a temporary directory."""
-    from cca_bench.datasets.base import open_rgb
-    from cca_bench.fsio import write_atomic
-    from cca_bench.search import search, thumbnail_uri
-
-    if upload is None or not upload.filename:
-        raise UserError("choose a photo to upload")
-    data = upload.read()
-    if not data:
-        raise UserError("the uploaded photo is empty")
-    g = lib.gallery(form["model"], form["split"])
-    with tempfile.TemporaryDirectory(prefix="cca_bench_upload_") as tmp:
-        path = Path(tmp) / "upload"  # never the client's file name
-        write_atomic(path, lambda f: f.write(data))
-        photo = thumbnail_uri(open_rgb(path), 192)
-        captions = search(g, "image", str(path), TOP_K, form["distance"])
-        similar = search(g, "similar", str(path), TOP_K, form["distance"])
-    return {"photo": photo, "photo_name": upload.filename, "captions": captions.rows, "similar": similar.rows}
 
 
 # ------------------------------------------------------------------------------------------------ files

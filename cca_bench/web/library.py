@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 from cca_bench.errors import UserError
+from cca_bench.web.kept import Kept
 
-FILE_KINDS = {"runs": (".json",), "models": (".json", ".safetensors", ".png")}  # what /files/ may serve
+FILE_KINDS = {"runs": (".json",), "models": (".json", ".safetensors", ".png"), "cv": (".json", ".md")}  # /files/
 IMAGE_SIDE = 256  # longest side of the PNGs the app serves
 GALLERIES_KEPT = 4  # in memory at once, least recently used dropped first (each holds a split's embeddings)
 DATASETS_KEPT = 2  # parsed datasets (COCO's is about a gigabyte in Python objects)
 EXAMPLES_KEPT = 16  # qualitative-page results (small)
+FIGURES_KEPT = 64  # PNG bytes of drawn figures (R@K curves, comparisons, CV grids)
 
 
 class Missing(UserError):
@@ -33,12 +34,40 @@ class Missing(UserError):
 RUN_KEYS = ("method", "dataset", "split", "features", "distance", "protocol", "metrics")
 
 
-def _is_run(record: dict) -> bool:
-    """Whether a JSON file under runs/ holds what the leaderboard needs of a run record."""
+# optional fields of a run record that pages show, and the type each must have (else the run is listed as bad)
+OPTIONAL_TYPES = {"params": dict, "timings": dict, "config": dict, "seeds": dict, "versions": dict,
+                  "model_config": dict, "recall_curve": dict, "ci": dict, "ci_method": dict, "seed_sd": dict,
+                  "seed_metrics": list, "params_label": str, "model": str, "created": str, "folds": int,
+                  "n_images": int, "n_captions": int, "oov_rate": (int, float)}
+
+
+def run_problem(record: dict) -> str | None:
+    """Why a run record that :func:`cca_bench.results.load_runs` accepted cannot be shown, or None: an optional
+    field of another type than runs store, an R@K curve that is not two lists of numbers, a malformed interval."""
     from cca_bench.metrics import TASK_NAMES
 
-    return (all(k in record for k in RUN_KEYS) and isinstance(record["metrics"], dict)
-            and all(isinstance(record["metrics"].get(t), dict) for t in TASK_NAMES))
+    if not all(k in record for k in RUN_KEYS) or not isinstance(record["metrics"], dict) or not all(
+            isinstance(record["metrics"].get(t), dict) for t in TASK_NAMES):
+        return "not a run record"
+    for key, kind in OPTIONAL_TYPES.items():
+        value = record.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"{key!r} is not a {getattr(kind, '__name__', 'number')}"
+    if record.get("folds") is not None and record["folds"] < 1:
+        return "'folds' is below 1"
+    curve = record.get("recall_curve")
+    if curve and not all(_numbers(curve.get(t)) for t in TASK_NAMES):
+        return "'recall_curve' is not two lists of numbers"
+    ci = record.get("ci") or {}
+    bounds = [ci.get("rsum")] + [v for t in TASK_NAMES for v in (ci.get(t) or {}).values()]
+    if ci and not all(v is None or (isinstance(v, list) and len(v) == 2 and _numbers(v)) for v in bounds):
+        return "'ci' holds an interval that is not two numbers"
+    return None
+
+
+def _numbers(values) -> bool:
+    return (isinstance(values, list) and len(values) > 0 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values))
 
 
 class Library:
@@ -46,21 +75,11 @@ class Library:
 
     def __init__(self, data_root: Path, results_root: Path, device: str = "auto"):
         self.data_root, self.results_root, self.device = Path(data_root), Path(results_root), device
-        self._lock = threading.RLock()  # re-entered: a gallery needs its dataset, examples need their gallery
-        self._galleries: OrderedDict = OrderedDict()
-        self._datasets: OrderedDict = OrderedDict()
-        self._examples: OrderedDict = OrderedDict()
-
-    def _kept(self, store: OrderedDict, key, make, limit: int):
-        """``store[key]``, made by ``make()`` when absent; ``store`` keeps the ``limit`` most recently used."""
-        with self._lock:
-            if key in store:
-                store.move_to_end(key)
-                return store[key]
-            store[key] = value = make()
-            while len(store) > limit:
-                store.popitem(last=False)
-            return value
+        # each key is made in its own thread: a model being loaded never holds up requests for another one
+        self._galleries, self._datasets = Kept(GALLERIES_KEPT), Kept(DATASETS_KEPT)
+        self._examples, self._figures = Kept(EXAMPLES_KEPT), Kept(FIGURES_KEPT)
+        self._computed = Kept(FIGURES_KEPT)  # significance marks and other results of many files
+        self._image_roots: list[str] | None = None
 
     # ------------------------------------------------------------------------------------------ runs
 
@@ -75,8 +94,9 @@ class Library:
             if not self._inside("runs", name):
                 bad.append(f"{name} (it points outside {self.results_root})")
                 continue
-            if not _is_run(r):
-                bad.append(f"{name} (not a run record)")
+            why = run_problem(r)
+            if why:
+                bad.append(f"{name}: {why}")
                 continue
             runs[Path(name).stem] = r
         return runs, bad
@@ -107,6 +127,15 @@ class Library:
             return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise UserError(f"cannot read the saved model {path.name}: {e}") from None
+
+    def cv_report(self, name: str) -> dict | None:
+        """The CV report ``generate --cv`` wrote for the model (``cv/<name>.json``), or None."""
+        try:
+            report = json.loads(self.file("cv", f"{name}.json").read_text())
+        except (Missing, OSError, ValueError):
+            return None
+        needed = isinstance(report, dict) and all(k in report for k in ("grid", "best", "rows", "select"))
+        return report if needed and isinstance(report["grid"], dict) and isinstance(report["rows"], list) else None
 
     def figure(self, name: str, key: str) -> Path | None:
         """``models/<name>.<key>.png`` (``generate`` writes ``spectrum`` for CCA), or None."""
@@ -142,13 +171,15 @@ class Library:
 
     # ------------------------------------------------------------------------------------------ galleries
 
-    def gallery(self, model: str, split: str):
-        """The ``split`` of the dataset ``model`` was fitted on, encoded and ready to search (kept in memory)."""
+    def gallery(self, model: str, split: str, wait: float | None = None):
+        """The ``split`` of the dataset ``model`` was fitted on, encoded and ready to search (kept in memory).
+        ``wait``: seconds to wait for a gallery being built before raising :class:`~cca_bench.web.kept.Loading`
+        (None: as long as it takes)."""
         if not self.has_model(model):
             raise Missing(f"no saved model named {model!r} under {self.results_root / 'models'}: "
                           "run `generate` first")
         key = (model, split, self._stamp(model))  # a model fitted again under the same name is reopened
-        return self._kept(self._galleries, key, lambda: self._open(model, split), GALLERIES_KEPT)
+        return self._galleries.get(key, lambda: self._open(model, split), wait, f"model {model} on {split}")
 
     def _open(self, model: str, split: str):
         from cca_bench.datasets.cache import read_only
@@ -174,7 +205,7 @@ class Library:
             with read_only():  # a parsed dataset a command cached is read; none is written
                 return method, dataset, features, opts, load_dataset(dataset, opts)
 
-        return self._kept(self._datasets, (model, self._stamp(model)), load, DATASETS_KEPT)
+        return self._datasets.get((model, self._stamp(model)), load, what=f"the dataset of {model}")
 
     def _stamp(self, model: str) -> tuple:
         """When the model's files last changed."""
@@ -184,17 +215,39 @@ class Library:
         """The split names of the dataset ``model`` was fitted on."""
         return list(self._saved(model)[4].splits)
 
-    def examples(self, model: str, split: str, distance: str, folds: int = 1) -> dict:
+    def examples(self, model: str, split: str, distance: str, folds: int = 1, seed: int = 0,
+                 wait: float | None = None) -> dict:
         """:func:`cca_bench.search.retrieval_examples` of the model on the split, ranked within ``folds``
-        image folds as the run was (COCO 1k: 5); the EXAMPLES_KEPT most recently used are kept."""
+        image folds as the run was (COCO 1k: 5), the sample drawn with ``seed`` (the same seed draws the same
+        queries for every model of a split); the EXAMPLES_KEPT most recently used are kept."""
         from cca_bench.search import retrieval_examples
 
         def make():
             g = self.gallery(model, split)
             emb_i, emb_t = g.model.embed_images(g.features), g.model.embed_texts(g.features)
-            return retrieval_examples(emb_i, emb_t, g.features.image_index, distance, folds=folds)
+            return retrieval_examples(emb_i, emb_t, g.features.image_index, distance, folds=folds, seed=seed)
 
-        return self._kept(self._examples, (model, split, distance, folds, self._stamp(model)), make, EXAMPLES_KEPT)
+        key = (model, split, distance, folds, seed, self._stamp(model))
+        return self._examples.get(key, make, wait, f"examples of {model} on {split}")
+
+    def figure_png(self, key, draw) -> bytes:
+        """PNG bytes of the matplotlib figure ``draw()`` returns, drawn once per ``key`` (include the files'
+        stamps in it) and kept."""
+        def make():
+            buf = io.BytesIO()
+            draw().savefig(buf, format="png")
+            return buf.getvalue()
+
+        return self._figures.get(key, make, what="a figure")
+
+    def computed(self, key, make):
+        """``make()`` once per ``key`` (include the files' stamps in it), then kept."""
+        return self._computed.get(key, make, what="a computation")
+
+    @staticmethod
+    def stamp(path) -> int:
+        """When a file last changed (part of the keys of what is drawn from it)."""
+        return Path(path).stat().st_mtime_ns
 
     # ------------------------------------------------------------------------------------------ images
 
@@ -208,20 +261,28 @@ class Library:
         if s.loader is None:
             raise Missing(f"{s.dataset}/{s.name} has only precomputed features, no images")
         if s.image_paths is not None:
-            self._inside_data(s.image_paths[i])
+            self._check_image_path(s.image_paths[i])
         image = s.load_image(i)
         image.thumbnail((IMAGE_SIDE, IMAGE_SIDE))
         buf = io.BytesIO()
         image.save(buf, format="PNG")
         return buf.getvalue()
 
-    def _inside_data(self, path) -> None:
-        from cca_bench.fsio import resolve_inside
+    def _check_image_path(self, path) -> None:
+        """An image file must lie inside the data root, or inside a folder that a symlink in a dataset folder
+        points at (``DATA/flickr8k/images -> /disk/Flicker8k_Dataset``, as the README allows; the dataset
+        readers already refused entries that leave their image folder)."""
+        real = os.path.realpath(path)
+        if not any(real.startswith(root.rstrip(os.sep) + os.sep) for root in self._allowed_image_roots()):
+            raise Missing(f"image {Path(path).name} lies outside the data root")
 
-        try:
-            resolve_inside(self.data_root, os.path.relpath(Path(path).absolute(), self.data_root.absolute()), "image")
-        except UserError:
-            raise Missing(f"image {Path(path).name} lies outside the data root") from None
+    def _allowed_image_roots(self) -> list[str]:
+        """The data root and the targets of folder symlinks up to two levels below it (found once)."""
+        if self._image_roots is None:
+            links = [p for pattern in ("*", "*/*", "*/*/*") for p in self.data_root.glob(pattern)
+                     if p.is_symlink() and p.is_dir() and "cache" not in p.relative_to(self.data_root).parts[:1]]
+            self._image_roots = [os.path.realpath(self.data_root)] + [os.path.realpath(p) for p in links]
+        return self._image_roots
 
     def has_images(self, model: str, split: str) -> bool:
         try:

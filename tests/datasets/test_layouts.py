@@ -240,10 +240,12 @@ def test_list_sees_registered_folders_in_every_layout(data_root, tmp_path, capsy
     for name, layout in (("flickr8k", "f8k"), ("flickr30k", "pq"), ("coco", "wds")):
         shutil.copytree(data_root / layout, tmp_path / name)
     assert main(["list", "--data-root", str(tmp_path)]) == 0
-    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines() if line.startswith("|")}
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("|")}
+    files = out.replace("\n  ", " ")  # list wraps the "Files expected" lines at 120 columns
     for name, layout in (("flickr8k", "flickr8k_tokens"), ("flickr30k", "parquet"), ("coco", "webdataset")):
         cells = [c.strip() for c in rows[name].split("|")]
-        assert cells[2] == "yes" and f"{layout} layout (" in cells[4], rows[name]
+        assert cells[2] == "yes" and f"- {name}: {tmp_path / name}: {layout} layout (" in files, rows[name]
         assert get_dataset(name, tmp_path).split("test").n_images == 20  # what list says present does load
     shutil.rmtree(tmp_path / "coco")
     (tmp_path / "coco").mkdir()

@@ -209,3 +209,15 @@ def test_cli_cv_searches_fisher_vector_sizes(roots, tmp_path, capsys):
     assert (tmp_path / "results" / "models" /
             f"cca__shapes[n_test=40,n_train=200,n_val=40]__glove50_tinyimage+gmm{k}.safetensors").is_file()
     assert f"'fv_components': {k}" in capsys.readouterr().out
+
+
+def test_mixture_fit_and_encoding_show_progress_bars(words, capsys):
+    """Issue 21.7: with progress on, the mixture fit (the GMM, then each HGLMM EM step) and the encoding (per
+    caption) draw bars on stderr; the numbers are those of a run without bars."""
+    wv, captions = words
+    quiet = FisherVectorEncoder(wv, "gmm+hglmm", 2).fit(captions[:200]).transform(captions[200:])
+    capsys.readouterr()
+    loud = FisherVectorEncoder(wv, "gmm+hglmm", 2, progress=True).fit(captions[:200]).transform(captions[200:])
+    err = capsys.readouterr().err
+    assert "FV mixture fit (K=2" in err and "FV encoding" in err and "100/100" in err
+    assert loud.tobytes() == quiet.tobytes()
