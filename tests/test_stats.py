@@ -23,7 +23,7 @@ def _brute_force(ranks: stats.QueryRanks, resamples: int, seed: int) -> dict:
     over folds: the same rng draws (fold by fold, (B, n_f) positions) that stats documents."""
     rng = np.random.default_rng(seed)
     folds = ranks.folds()
-    draws = [rng.integers(0, len(images), size=(resamples, len(images))) for images, _ in folds]
+    draws = [rng.integers(0, len(images), size=(resamples, len(images)), dtype=np.uint16) for images, _ in folds]
     out = {t: {m: [] for m in stats.METRICS} for t in stats.TASKS}
     for b in range(resamples):
         per_fold = []
