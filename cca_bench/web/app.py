@@ -9,10 +9,12 @@ import ipaddress
 from pathlib import Path
 
 from cca_bench.errors import UserError
+from cca_bench.web.common import MAX_UPLOAD_MB, example_rows
+from cca_bench.web.common import lib as _lib
+from cca_bench.web.common import wait as _wait
 from cca_bench.web.kept import Loading
 from cca_bench.web.library import Library, Missing
 
-MAX_UPLOAD_MB = 10
 LOADING_WAIT_S = 2.0  # a page waits this long for a model being loaded, then shows a page that refreshes
 EXAMPLE_K = 5  # hits per query on the qualitative page
 # pages load scripts, styles and images from this server only (uploaded photos come back as data: URIs)
@@ -98,18 +100,6 @@ def _headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     return response
-
-
-def _wait() -> float:
-    from flask import current_app
-
-    return current_app.config["LOADING_WAIT_S"]
-
-
-def _lib() -> Library:
-    from flask import current_app
-
-    return current_app.config["LIBRARY"]
 
 
 def _user_error(e: UserError):
@@ -223,30 +213,6 @@ def run_page(stem: str):
                            training=training_history(config) is not None, cv=cv)
 
 
-def _example_rows(split, entries: list[dict], task: str) -> list[dict]:
-    """Template values of qualitative examples: the query and each hit, the ground truth marked; every image
-    carries its first caption as ``alt`` text (its name when it has none)."""
-    captions: dict[int, str] = {}
-    for j, i in enumerate(split.image_index):
-        captions.setdefault(int(i), split.captions[j])
-    out = []
-    for e in entries:
-        if task == "image_annotation":
-            truth = [j for j, i in enumerate(split.image_index) if i == e["query"]]
-            hits = [{"caption": split.captions[j], "image": int(split.image_index[j]), "score": s,
-                     "correct": int(split.image_index[j]) == e["query"]} for j, s in zip(e["hits"], e["scores"])]
-            query = {"image": e["query"], "image_id": split.image_ids[e["query"]],
-                     "truth": [split.captions[j] for j in truth]}
-        else:
-            gt = int(split.image_index[e["query"]])
-            hits = [{"image": i, "image_id": split.image_ids[i], "score": s, "correct": i == gt,
-                     "alt": captions.get(int(i), split.image_ids[i])} for i, s in zip(e["hits"], e["scores"])]
-            query = {"caption": split.captions[e["query"]], "image": gt, "image_id": split.image_ids[gt]}
-        query["alt"] = captions.get(int(query["image"]), query["image_id"])
-        out.append({"query": query, "rank": e["rank"], "hits": hits})
-    return out
-
-
 def examples_page(stem: str):
     from flask import render_template
 
@@ -259,7 +225,7 @@ def examples_page(stem: str):
     folds = int(run.get("folds") or 1)  # the run's protocol: COCO 1k ranks within 5 folds of 1,000 images
     ex = lib.examples(model, split_name, run["distance"], folds, wait=_wait())
     split = lib.gallery(model, split_name).split
-    sections = {task: {kind: _example_rows(split, ex[task][kind], task) for kind in ("sample", "worst")}
+    sections = {task: {kind: example_rows(split, ex[task][kind], task) for kind in ("sample", "worst")}
                 for task in ex}
     return render_template("examples.html", run=run, stem=stem, model=model, split=split_name,
                            images=split.loader is not None, sections=sections, k=EXAMPLE_K, folds=folds,

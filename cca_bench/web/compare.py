@@ -61,7 +61,7 @@ def paired_tests(runs: list[dict]) -> list[dict]:
 def shared_examples(lib, runs: list[dict], seed: int, wait: float) -> dict | None:
     """The same sampled queries for every run that has a saved model: ``{models, split, annotation, search}``,
     where each query lists every model's rank and top hits. None when no run has a saved model."""
-    from cca_bench.web.app import _example_rows
+    from cca_bench.web.common import example_rows
 
     with_model = [r for r in runs if lib.has_model(r.get("model"))]
     if not with_model:
@@ -72,7 +72,7 @@ def shared_examples(lib, runs: list[dict], seed: int, wait: float) -> dict | Non
     out = {"runs": [r["_stem"] for r in with_model], "images": split.loader is not None,
            "model": with_model[0]["model"], "split": split.name}
     for task in ("image_annotation", "image_search"):
-        per_model = [{e["query"]: row for e, row in zip(ex[task]["sample"], _example_rows(split, ex[task]["sample"], task))}
+        per_model = [{e["query"]: row for e, row in zip(ex[task]["sample"], example_rows(split, ex[task]["sample"], task))}
                      for ex in found]  # query position -> its row, for each model
         out[task] = [{"query": row["query"], "answers": [{"run": stem, **answers.get(q, {})}
                                                          for stem, answers in zip(out["runs"], per_model)]}
@@ -83,7 +83,8 @@ def shared_examples(lib, runs: list[dict], seed: int, wait: float) -> dict | Non
 def compare_page():
     from flask import render_template, request
 
-    from cca_bench.web.app import _lib, _wait
+    from cca_bench.web.common import lib as _lib
+    from cca_bench.web.common import wait as _wait
     from cca_bench.web.figures import curve_label
 
     lib = _lib()
@@ -109,7 +110,7 @@ def compare_png():
     from flask import Response, request
 
     from cca_bench.plots import recall_figure
-    from cca_bench.web.app import _lib
+    from cca_bench.web.common import lib as _lib
     from cca_bench.web.figures import curve_label
     from cca_bench.web.library import Missing
 

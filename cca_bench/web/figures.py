@@ -22,7 +22,7 @@ def _png(png: bytes):
 def recall_png(stem: str):
     """The run's R@K curves (K = 1..50) drawn by :func:`cca_bench.plots.recall_figure`."""
     from cca_bench.plots import recall_figure
-    from cca_bench.web.app import _lib
+    from cca_bench.web.common import lib as _lib
 
     lib = _lib()
     run = lib.run(stem)
@@ -44,7 +44,7 @@ def training_history(config: dict) -> list[dict] | None:
 
 def training_png(name: str):
     from cca_bench.plots import training_figure
-    from cca_bench.web.app import _lib
+    from cca_bench.web.common import lib as _lib
 
     lib = _lib()
     if not lib.has_model(name):
@@ -58,7 +58,7 @@ def training_png(name: str):
 
 def cv_png(name: str):
     from cca_bench.plots import cv_figure
-    from cca_bench.web.app import _lib
+    from cca_bench.web.common import lib as _lib
 
     lib = _lib()
     report = lib.cv_report(name)

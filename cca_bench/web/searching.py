@@ -31,7 +31,9 @@ def search_page():
     from flask import render_template, request
 
     from cca_bench.metrics import DISTANCES
-    from cca_bench.web.app import MAX_UPLOAD_MB, _lib, _wait
+    from cca_bench.web.common import MAX_UPLOAD_MB
+    from cca_bench.web.common import lib as _lib
+    from cca_bench.web.common import wait as _wait
 
     lib = _lib()
     form = _form(lib, request.values)

@@ -6,8 +6,9 @@ and measures that none is wider than the screen, that every text element has a c
 every image has a descriptive alt text and every link says where it goes; a query with no known word keeps
 the search form.
 With ``CI`` set, a missing browser or driver fails instead of skipping. In CI, with ``CCA_BENCH_QUICKSTART=1`` or
-``CCA_BENCH_SCREENSHOTS=DIR`` it also runs the README quickstart (openmoji, 1-3 minutes), checks that the run is on the leaderboard and that
-searching an emoji's name finds it, and saves the README's screenshots to DIR (``docs``).
+``CCA_BENCH_SCREENSHOTS=DIR`` it also runs the README quickstart (openmoji, 1-3 minutes), checks that the run is
+on the leaderboard and that searching an emoji's name finds it, and saves the README's screenshots to DIR
+(``docs``).
 """
 import os
 import shutil
@@ -221,13 +222,15 @@ PAGES = [("/", "table.leaderboard"), ("/?view=models", "#matrix"), ("/run/{run}"
 CONTRAST_JS = """
 function parse(s) { const m = s.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
   const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; }
-function lum(c) { const [r, g, b] = c.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+function lum(c) {
+  const [r, g, b] = c.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
   return 0.2126 * r + 0.7152 * g + 0.0722 * b; }
 function background(el) { const layers = [];
   for (let e = el; e; e = e.parentElement) { const c = parse(getComputedStyle(e).backgroundColor);
     if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; } }
   let base = [255, 255, 255];
-  for (let i = layers.length - 1; i >= 0; i--) { const c = layers[i]; base = [0, 1, 2].map(k => c[k] * c[3] + base[k] * (1 - c[3])); }
+  for (let i = layers.length - 1; i >= 0; i--) {
+    const c = layers[i]; base = [0, 1, 2].map(k => c[k] * c[3] + base[k] * (1 - c[3])); }
   return base; }
 const low = []; let checked = 0;
 for (const el of document.body.querySelectorAll("*")) {
@@ -237,7 +240,8 @@ for (const el of document.body.querySelectorAll("*")) {
   const fg = parse(st.color), bg = background(el), text = [0, 1, 2].map(k => fg[k] * fg[3] + bg[k] * (1 - fg[3]));
   const a = lum(text), b = lum(bg), ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
   checked++;
-  if (ratio < 4.5) low.push(el.tagName + "." + el.className + " '" + el.textContent.trim().slice(0, 30) + "' " + ratio.toFixed(2));
+  if (ratio < 4.5)
+    low.push(el.tagName + "." + el.className + " '" + el.textContent.trim().slice(0, 30) + "' " + ratio.toFixed(2));
 }
 return [checked, low];
 """
@@ -274,7 +278,8 @@ def test_every_page_fits_a_phone_and_is_readable(browser, served):
                 "return Array.from(document.links).map(a => (a.getAttribute('aria-label') || a.textContent.trim()"
                 " || Array.from(a.querySelectorAll('img')).map(i => i.alt).join(' ')).trim())")
             assert all(len(t) >= 3 and t.lower() not in ("json", "here", "link", "more") for t in links), (page, links)
-            assert browser.execute_script("return document.querySelector('link[rel=icon]').href").endswith("favicon.svg")
+            icon = browser.execute_script("return document.querySelector('link[rel=icon]').href")
+            assert icon.endswith("favicon.svg")
         browser.execute_script("const p = document.createElement('p'); p.textContent = 'grey on white';"
                                "p.style.color = '#999'; p.style.background = '#fff'; document.body.append(p)")
         assert browser.execute_script(CONTRAST_JS)[1] == ["P. 'grey on white' 2.85"]  # the measure does catch it

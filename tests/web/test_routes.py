@@ -346,7 +346,7 @@ def test_memory_held_by_the_library_is_bounded(web_roots, tmp_path, monkeypatch)
 def test_examples_page_ranks_within_the_runs_folds(client, web_roots, tmp_path):
     """A run scored in folds (COCO 1k protocol) gets its qualitative examples ranked within each fold, and the page
     says which gallery was used; a full-split run says it ranked over the whole split."""
-    from cca_bench.web.app import _example_rows
+    from cca_bench.web.common import example_rows
 
     results = tmp_path / "results"
     shutil.copytree(web_roots[1], results)
@@ -359,7 +359,7 @@ def test_examples_page_ranks_within_the_runs_folds(client, web_roots, tmp_path):
     assert "over the whole split (60 images)" in text(client.get(f"/run/{RUN}/examples"))
     lib = app.config["LIBRARY"]
     split, ex = lib.gallery(MODEL, "test").split, lib.examples(MODEL, "test", "cosine", 2)
-    for e in _example_rows(split, ex["image_search"]["sample"], "search"):
+    for e in example_rows(split, ex["image_search"]["sample"], "search"):
         assert {h["image"] // 30 for h in e["hits"]} == {e["query"]["image"] // 30}  # hits from the caption's fold
     shown = [int(r) for r in re.findall(r"rank (\d+)", page)]  # the page shows the in-fold ranks, in its order
     assert shown == [e["rank"] for task, kind in (("image_annotation", "sample"), ("image_search", "sample"),
