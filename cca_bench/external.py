@@ -132,11 +132,11 @@ def evaluate_embeddings(dataset_name: str, split_name: str, image_spec: str, tex
     if not re.fullmatch(LABEL_RE, label):
         raise UserError(f"--name {label!r} may hold only letters, digits, '_', '.', '+' and '-'")
     sweep_outputs(opts)
+    timings: dict = {}
+    (images, image_file), (texts, text_file) = _timed(  # first: a bad file is refused before the dataset loads
+        timings, "load_embeddings", lambda: (load_embeddings(image_spec), load_embeddings(text_spec)))
     split = load_dataset(dataset_name, opts).split(split_name)
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
-    timings: dict = {}
-    (images, image_file), (texts, text_file) = _timed(
-        timings, "load_embeddings", lambda: (load_embeddings(image_spec), load_embeddings(text_spec)))
     given = None if image_index_file is None else load_image_index(Path(image_index_file), len(texts), split.n_images)
     image_index = check_embeddings(split, images, image_file, texts, text_file, given)
     evaluation = score([(images, texts)], image_index, distance, folds, opts, timings)

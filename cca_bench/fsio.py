@@ -228,36 +228,66 @@ def sha1_file(path: Path) -> str:
 def open_npy(path: Path):
     """A user's ``.npy`` file memory-mapped read-only, after its header is checked against the file.
 
-    The header (magic, dtype, shape) is read and checked first: an object dtype (a pickle) is never loaded, and
-    a header that claims more data than the file holds (a 4 KB file claiming 93 GiB) is refused before any
-    mapping. Anything unreadable is a one-line UserError naming the file; a .npz archive is not a .npy.
+    The header (magic, dtype, shape) is read and checked first (:func:`check_npy_header`): an object dtype (a
+    pickle) is never loaded, and a header that claims more data than the file holds (a 4 KB file claiming
+    93 GiB) is refused before any mapping. Anything unreadable is a one-line UserError naming the file; a .npz
+    archive is not a .npy.
     """
+    import numpy as np
+
+    try:
+        with open(path, "rb") as f:
+            check_npy_header(f, os.fstat(f.fileno()).st_size, str(path))
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise UserError(f"cannot read {path} as a numeric .npy array: {e}") from None
+
+
+def read_npz(data: bytes, where: str) -> dict:
+    """{name: array} of a ``.npz`` archive held in ``data``, each member's header checked first
+    (:func:`check_npy_header` against the member's size): numpy allocates what a header claims before it reads,
+    so a member claiming 149 GiB was a MemoryError. Never unpickled; a bad archive is a one-line UserError."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for info in zf.infolist():
+                with zf.open(info) as f:
+                    check_npy_header(f, info.file_size, f"{where}: member {info.filename}")
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(f"{where}: not a readable .npz archive ({e})") from None
+
+
+def check_npy_header(f, size: int, where: str) -> None:
+    """Read a ``.npy`` header from the start of the open binary file ``f`` of ``size`` bytes: a UserError naming
+    ``where`` unless it is a plain (not object) dtype whose claimed data fits in the bytes after the header."""
     import math
 
     import numpy as np
 
     fmt = np.lib.format
     try:
-        with open(path, "rb") as f:
-            version = fmt.read_magic(f)
-            read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
-            if read_header is None:
-                raise ValueError(f".npy format version {version[0]}.{version[1]} is not read here")
-            shape, _, dtype = read_header(f)
-            offset, size = f.tell(), os.fstat(f.fileno()).st_size
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+        version = fmt.read_magic(f)
+        read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f".npy format version {version[0]}.{version[1]} is not read here")
+        shape, _, dtype = read_header(f)
+        offset = f.tell()
     except (ValueError, EOFError) as e:
-        raise UserError(f"cannot read {path} as a numeric .npy array: {e}") from None
+        raise UserError(f"cannot read {where} as a numeric .npy array: {e}") from None
     if dtype.hasobject:
-        raise UserError(f"{path}: a pickled (object) .npy, never loaded as a numeric .npy array; save a plain "
+        raise UserError(f"{where}: a pickled (object) .npy, never loaded as a numeric .npy array; save a plain "
                         "numeric array (np.save(path, np.asarray(x, dtype=np.float32)))")
     need = math.prod(shape) * dtype.itemsize
     if need > size - offset:
-        raise UserError(f"{path}: its header claims a {' x '.join(map(str, shape)) or 'scalar'} {dtype} array "
+        raise UserError(f"{where}: its header claims a {' x '.join(map(str, shape)) or 'scalar'} {dtype} array "
                         f"({need / 2**30:.1f} GiB) but the file holds {size - offset} bytes of data "
                         "(truncated, or a damaged header)")
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise UserError(f"cannot read {path} as a numeric .npy array: {e}") from None

@@ -19,10 +19,12 @@ mapped rows come back as float32, block by block.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from cca_bench.checks import FINITE, Bound
 from cca_bench.errors import UserError
 from cca_bench.registry import Registry
 
@@ -31,6 +33,10 @@ KERNELS = ("rbf", "chi2", "poly")
 HEURISTIC_SAMPLE = 1000  # train rows whose pairwise distances set the default gamma
 BLOCK_ROWS = 4096  # rows mapped at once (float64 kernel block: BLOCK_ROWS x M)
 EIG_CUTOFF = 1e-12  # Nystroem: landmark-Gram eigenvalues below this fraction of the largest get zero weight
+# the poly kernel's degree: a whole power keeps (gamma <x, y> + coef0)^degree a positive semi-definite kernel
+# (0 makes it constant, a negative or fractional one makes it no kernel); beyond 10 its values overflow float64
+# for ordinary features and a Nystroem map of it is numerically meaningless
+DEGREE = Bound(integer=True, low=1, high=10)
 
 
 def kernel(name: str, a: np.ndarray, b: np.ndarray, gamma: float, degree: float, coef0: float) -> np.ndarray:
@@ -126,6 +132,20 @@ class KernelMap:
         return cls(config["kind"], config["kernel"], arrays=mine, **params)
 
 
+def landmark_eigh(gram: np.ndarray, kmap: KernelMap) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and vectors of the symmetrised landmark Gram (M, M); values that are not finite, or a
+    LAPACK solve that does not converge, are one UserError naming the kernel and its parameters."""
+    params = f"{kmap.kernel} kernel, gamma={kmap.gamma:g}" + (
+        f", degree={kmap.degree:g}, coef0={kmap.coef0:g}" if kmap.kernel == "poly" else "")
+    if not np.isfinite(gram).all():
+        raise UserError(f"the {params} overflows on the train rows (its values are not finite): lower --gamma or "
+                        "--gamma-scale" + (" or --degree" if kmap.kernel == "poly" else ""))
+    from cca_bench.linalg import converging
+
+    with converging(f"the eigen-solve of the {len(gram)} x {len(gram)} landmark kernel matrix ({params})"):
+        return np.linalg.eigh((gram + gram.T) / 2)
+
+
 @KERNEL_MAPS.register("nystroem", help="Nystroem landmarks (Williams and Seeger 2001)")
 class Nystroem:
     """M random train rows as landmarks; see the module docstring."""
@@ -136,7 +156,7 @@ class Nystroem:
     def fit(rows: np.ndarray, kmap: KernelMap) -> dict:
         """rows (M, d): the landmarks, already drawn. Returns the arrays of the map."""
         gram = kernel(kmap.kernel, rows, rows, kmap.gamma, kmap.degree, kmap.coef0)
-        vals, vecs = np.linalg.eigh((gram + gram.T) / 2)
+        vals, vecs = landmark_eigh(gram, kmap)
         keep = vals > EIG_CUTOFF * max(vals[-1], 0)
         scale = np.zeros_like(vals)
         scale[keep] = 1 / np.sqrt(vals[keep])
@@ -180,7 +200,7 @@ def _rows(a, index: np.ndarray) -> np.ndarray:
 
 
 def check_options(kind: str, kernel_name: str, n_features: int | None, gamma: float | None, gamma_scale: float,
-                  n_rows: int | None = None, view: str = "train") -> None:
+                  n_rows: int | None = None, view: str = "train", degree: float = 3, coef0: float = 1.0) -> None:
     """A UserError for options no map can be fitted with (n_rows: the train rows of the view, when known)."""
     spec = KERNEL_MAPS.get(kind)
     if kernel_name not in KERNELS:
@@ -188,10 +208,12 @@ def check_options(kind: str, kernel_name: str, n_features: int | None, gamma: fl
     if kind == "rff" and kernel_name != "rbf":
         raise UserError(f"--kernel-map rff approximates the rbf kernel only, not {kernel_name}: "
                         "use --kernel-map nystroem")
-    if gamma is not None and not gamma > 0:
-        raise UserError(f"--gamma must be positive, got {gamma:g}")
-    if not gamma_scale > 0:
-        raise UserError(f"--gamma-scale must be positive, got {gamma_scale:g}")
+    if gamma is not None and not (gamma > 0 and math.isfinite(gamma)):
+        raise UserError(f"--gamma must be positive and finite, got {gamma:g}")
+    if not (gamma_scale > 0 and math.isfinite(gamma_scale)):
+        raise UserError(f"--gamma-scale must be positive and finite, got {gamma_scale:g}")
+    DEGREE.check("--degree (of the poly kernel)", degree)  # (gamma <x, y> + coef0)^degree: a PSD kernel
+    FINITE.check("--coef0 (of the poly kernel)", coef0)
     if n_features is not None and n_features < 1:
         raise UserError(f"--landmarks must be >= 1, got {n_features}")
     if n_features is not None and n_rows is not None and spec.landmarks_are_rows and n_features > n_rows:
@@ -209,7 +231,7 @@ def fit_map(a, kind: str, kernel_name: str, n_features: int, gamma: float | None
     differ only in gamma_scale or n_features share their gamma.
     """
     spec = KERNEL_MAPS.get(kind)
-    check_options(kind, kernel_name, n_features, gamma, gamma_scale, len(a), view)
+    check_options(kind, kernel_name, n_features, gamma, gamma_scale, len(a), view, degree, coef0)
     n = len(a)
     rng = np.random.default_rng(seed)
     sample = _rows(a, rng.choice(n, min(n, HEURISTIC_SAMPLE), replace=False))

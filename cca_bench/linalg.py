@@ -15,6 +15,7 @@ as Dask tasks over the chunks of dask arrays (:func:`dask_moments`).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -455,6 +456,21 @@ def projection_correlations(cxx, cyy, cxy, wx, wy):
     return num / torch.clamp(den, min=torch.finfo(den.dtype).tiny)
 
 
+@contextlib.contextmanager
+def converging(what: str):
+    """Inside this block a solver that does not converge (LAPACK through numpy or torch, ARPACK) is one
+    UserError naming ``what``: finite but extreme or degenerate inputs can make it fail."""
+    import torch
+    from scipy.sparse.linalg import ArpackNoConvergence
+
+    try:
+        yield
+    except (np.linalg.LinAlgError, torch.linalg.LinAlgError, ArpackNoConvergence) as e:
+        reason = " ".join(str(e).split())[:160]
+        raise UserError(f"{what} did not converge ({reason}): the features hold extreme or degenerate values; "
+                        "check them, or try a larger --reg") from None
+
+
 def solve_cca(m: Moments, reg: float, device: str = "cpu") -> CCASolution:
     """All canonical pairs of ridged moments (Klein et al. 2015), on a torch device, in float64.
 
@@ -467,11 +483,12 @@ def solve_cca(m: Moments, reg: float, device: str = "cpu") -> CCASolution:
 
     t = lambda a: torch.as_tensor(a, dtype=torch.float64, device=device)  # noqa: E731
     cxx, cyy, cxy = t(m.cxx), t(m.cyy), t(m.cxy)
-    lx = cholesky_factor(ridge(cxx, reg), "image", reg)
-    ly = cholesky_factor(ridge(cyy, reg), "text", reg)
-    whitened = torch.linalg.solve_triangular(lx, cxy, upper=False)
-    whitened = torch.linalg.solve_triangular(ly, whitened.T, upper=False).T
-    u, s, vh = torch.linalg.svd(whitened, full_matrices=False)
+    with converging("the CCA solve (ridge eigenvalue, Cholesky whitening, SVD)"):
+        lx = cholesky_factor(ridge(cxx, reg), "image", reg)
+        ly = cholesky_factor(ridge(cyy, reg), "text", reg)
+        whitened = torch.linalg.solve_triangular(lx, cxy, upper=False)
+        whitened = torch.linalg.solve_triangular(ly, whitened.T, upper=False).T
+        u, s, vh = torch.linalg.svd(whitened, full_matrices=False)
     u, v = flip_signs(u, vh.T)
     wx = torch.linalg.solve_triangular(lx.T, u, upper=True)
     wy = torch.linalg.solve_triangular(ly.T, v, upper=True)

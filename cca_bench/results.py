@@ -105,11 +105,8 @@ def load_ranks(record: dict):
     with ``allow_pickle=False`` after checking the sha256 the JSON recorded and that the ranks reproduce the
     JSON's metrics. UserError (one line) when the file is missing, altered or inconsistent."""
     import hashlib
-    import io
-    import zipfile
 
-    import numpy as np
-
+    from cca_bench.fsio import read_npz
     from cca_bench.stats import point_metrics, query_ranks
 
     run = Path(record["_file"])
@@ -124,10 +121,10 @@ def load_ranks(record: dict):
         raise UserError(f"{path}: the ranks file of {run.name} is missing") from None
     if hashlib.sha256(data).hexdigest() != record.get("ranks_sha256"):
         raise UserError(f"{path}: sha256 differs from the one {run.name} recorded (altered or replaced)")
+    z = read_npz(data, str(path))  # headers checked before numpy allocates what they claim
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            ranks = query_ranks(z["image_annotation"], z["image_search"], z["image_index"], z["fold"])
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as e:
+        ranks = query_ranks(z["image_annotation"], z["image_search"], z["image_index"], z["fold"])
+    except (KeyError, ValueError) as e:
         raise UserError(f"{path}: not a ranks file ({e})") from None
     except UserError as e:
         raise UserError(f"{path}: {e}") from None

@@ -284,6 +284,30 @@ def embeddings(w, images=(20, 3), texts=(100, 3), huge=None, safetensors=False):
         huge_npy(w / huge)
 
 
+def fifo_photo(w):
+    """photo.jpg as a FIFO. A writer thread unblocks a reader that opens it anyway (a regression then fails on
+    the message instead of hanging the suite); with no reader it gives up after 10 s."""
+    import threading
+    import time
+
+    path = w / "photo.jpg"
+    os.mkfifo(path)
+
+    def write_if_read():
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: nobody has it open for reading
+                time.sleep(0.05)
+                continue
+            os.write(fd, b"not an image")
+            os.close(fd)
+            return
+
+    threading.Thread(target=write_if_read, daemon=True).start()
+
+
 def layout_gen(name):
     return ["generate", "cca", name, FEAT]
 
@@ -352,6 +376,10 @@ CASES = [
      "image file not found"),
     ("search photo not an image", not_an_image, ["search", "cca", "shapes", FEAT, "--image", f"{W}/photo.jpg",
                                                  *SMALL], 2, "cannot read image"),
+    ("search photo is a FIFO", fifo_photo, ["search", "cca", "shapes", FEAT, "--image", f"{W}/photo.jpg", *SMALL], 2,
+     "photo.jpg is not a regular file (a FIFO, device or folder)"),
+    ("search photo is a folder", lambda w: (w / "photo.jpg").mkdir(),
+     ["search", "cca", "shapes", FEAT, "--similar", f"{W}/photo.jpg", *SMALL], 2, "is not a regular file"),
     # inputs read from data files
     ("image entry absolute", lambda w: karpathy(w, "/etc/hostname"), ["generate", "cca", "mine", FEAT], 2,
      "images[1] ('/etc/hostname'): absolute path"),
@@ -455,6 +483,21 @@ def test_hostile_case(name, setup, argv, code, message, case, capsys):
     assert unchanged(before, snapshot(w))  # nothing written, changed or left behind (RESULTS.md included)
     if name == "html to a full device":
         assert stat.S_ISCHR(os.lstat(w / "full").st_mode)  # the device node is still a device node
+
+
+def test_quiet_keeps_warnings(case):
+    """-q drops progress bars and status lines, not warnings (its help says so): captions without a known word
+    are warned about in a real process, whose stderr holds that line and nothing else."""
+    import sys
+
+    w, roots = case
+    precomp(w, caps_bytes="\n".join(["qxzvbnq zzqqxxvw"] * 3 + [f"a red circle {k}" for k in range(17)]).encode())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-m", "cca_bench", "generate", "cca", "pre", "glove50_precomp", "--reg",
+                          "1e-2", "-q", *roots], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines() == ["warning: 3 of 20 captions of pre/train had no known glove50 word and were "
+                                       "encoded as zero vectors"], out.stderr
 
 
 def test_matrix_has_at_least_30_cases():

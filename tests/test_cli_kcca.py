@@ -54,6 +54,14 @@ def test_generate_cv_run_benchmark_and_search(roots, tmp_path, capsys):
     (["--gamma-scale", "0"], "--gamma-scale must be positive"),
     (["--kernel", "poly", "--kernel-map", "rff"], "rbf kernel only"),
     (["--cv", "--cv-landmarks", "100,400"], "--landmarks 400 is above the 300 train images"),
+    # the poly kernel's parameters (issue 18 item 8): --degree -1 used to fit and save a model of a non-kernel
+    (["--kernel", "poly", "--degree", "0"], "--degree (of the poly kernel) must be a whole number >= 1 and <= 10"),
+    (["--kernel", "poly", "--degree", "-1"], "--degree (of the poly kernel) must be a whole number >= 1"),
+    (["--kernel", "poly", "--degree", "1000"], "got 1000"),
+    (["--kernel", "poly", "--coef0", "nan"], "--coef0 (of the poly kernel) must be a finite number, got nan"),
+    (["--kernel", "poly", "--coef0=-inf"], "--coef0 (of the poly kernel) must be a finite number, got -inf"),
+    (["--gamma", "inf"], "--gamma must be positive and finite"),
+    (["--gamma-scale", "nan"], "--gamma-scale must be positive and finite"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(argv, message, roots, tmp_path, capsys):
     assert main([*GEN, *argv, *SMALL, *roots]) == 2
@@ -72,3 +80,40 @@ def test_chi2_on_signed_word_vectors_is_a_one_line_error(roots, tmp_path, capsys
 def test_kernel_grids_do_not_apply_to_linear_cca(roots, capsys):
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--cv", "--cv-gamma", "1,2", *SMALL, *roots]) == 2
     assert "cca has no CV knob gamma_scale (its knobs: n_components, reg, eig_power)" in capsys.readouterr().err
+
+
+def _one_line_nothing_stored(rc, tmp_path, capsys, message):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not (tmp_path / "results").exists()
+
+
+def test_poly_kernel_overflow_is_one_line(roots, tmp_path, capsys):
+    """In range but absurd: (1e40 <x, y> + 1)^10 is not finite in float64 (it used to reach the covariance pass
+    as 'input features contains NaN or infinite values')."""
+    rc = main([*GEN, "--kernel", "poly", "--degree", "10", "--gamma", "1e40", *SMALL, *roots])
+    _one_line_nothing_stored(rc, tmp_path, capsys, "poly kernel, gamma=1e+40, degree=10, coef0=1 overflows")
+
+
+def test_eigen_solves_that_do_not_converge_are_one_line(roots, tmp_path, capsys, monkeypatch):
+    """LAPACK's failure to converge (numpy's eigh of the landmark kernel, torch's SVD of the CCA solve) is
+    simulated: finite inputs that make it fail are machine-specific."""
+    import numpy as np
+    import torch
+
+    def no_eigh(*a, **k):
+        raise np.linalg.LinAlgError("Eigenvalues did not converge")
+
+    with monkeypatch.context() as m:
+        m.setattr(np.linalg, "eigh", no_eigh)
+        rc = main([*GEN, "--kernel-views", "text", *SMALL, *roots])
+    _one_line_nothing_stored(rc, tmp_path, capsys, "the eigen-solve of the 1500 x 1500 landmark kernel matrix (rbf "
+                             "kernel, gamma=")
+
+    def no_svd(*a, **k):
+        raise torch.linalg.LinAlgError("linalg.svd: The algorithm failed to converge")
+
+    monkeypatch.setattr(torch.linalg, "svd", no_svd)
+    rc = main(["generate", "cca", "shapes", "glove50_tinyimage", *SMALL, *roots])
+    _one_line_nothing_stored(rc, tmp_path, capsys, "the CCA solve (ridge eigenvalue, Cholesky whitening, SVD) did "
+                             "not converge (linalg.svd: The algorithm failed to converge)")

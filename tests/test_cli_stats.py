@@ -224,3 +224,34 @@ def test_cv_reports_how_many_grid_points_lie_within_the_val_interval(tmp_path, c
     assert summary["within"] == sum(row["rsum"] >= lo for row in report["rows"]) >= 1
     assert f"CV uncertainty: {summary['within']} of 4 grid points" in out
     assert "uncertainty:" in next((tmp_path / "results" / "cv").glob("*.md")).read_text()
+
+
+def test_a_ranks_file_whose_header_claims_149_gib_is_one_line(stored, tmp_path, capsys):
+    """A ranks file rewritten together with its run's sha256 (a user's run JSON is read from any path): numpy
+    allocates what a member's .npy header claims before reading, so the headers are checked first (issue 18,
+    item 6: it was a MemoryError traceback)."""
+    import hashlib
+    import io
+    import shutil
+    import zipfile
+
+    base, roots = stored
+    shutil.copytree(base / "results", tmp_path / "results")
+    ranks = tmp_path / "results" / "runs" / f"{RUN_B}.ranks.npz"
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<i8", "fortran_order": False,
+                                                  "shape": (20_000_000_000,)})
+    with zipfile.ZipFile(ranks, "w") as zf:
+        for name in ("image_annotation", "image_search", "image_index", "fold"):
+            zf.writestr(f"{name}.npy", header.getvalue() + bytes(64))
+    run = tmp_path / "results" / "runs" / f"{RUN_B}.json"
+    record = json.loads(run.read_text())
+    record["ranks_sha256"] = hashlib.sha256(ranks.read_bytes()).hexdigest()
+    run.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["significance", RUN_A, RUN_B, "--json", str(tmp_path / "o.json"),
+                 "--results-root", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "member image_annotation.npy: its header claims a 20000000000 int64 array (149.0 GiB)" \
+        in err[0], err
+    assert not (tmp_path / "o.json").exists()

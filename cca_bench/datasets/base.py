@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
+import stat
 import string
 import warnings
 from dataclasses import dataclass, field
@@ -47,6 +49,8 @@ def open_rgb(path: Path, draft: tuple[int, int] | None = None):
     from PIL import Image
 
     _name_bomb_warnings(Image)
+    if isinstance(path, (str, os.PathLike)):
+        _regular_file(path)
     try:
         with Image.open(path) as im:
             _warn_if_huge(Image, im, path)
@@ -68,6 +72,19 @@ class FileLoader:
 
     def __call__(self, i: int):
         return open_rgb(self.paths[i])
+
+
+def _regular_file(path) -> None:
+    """A UserError unless ``path`` is a regular file (after symlinks): opening a FIFO for reading blocks until
+    someone writes to it, and a device can be endless, so neither is opened as an image."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UserError(f"image file not found: {path}") from None
+    except OSError as e:
+        raise UserError(f"cannot read image {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path} is not a regular file (a FIFO, device or folder): not read as an image")
 
 
 @functools.lru_cache(maxsize=1)

@@ -12,6 +12,7 @@ photo for ``search``. What an encoder can do comes from its registered metadata 
 from __future__ import annotations
 
 import inspect
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +95,8 @@ class ImagePipeline(Stateless):
             f"{images.shape[0]} x {images.shape[1]}")
         skipped, listing = finish_shards(cache_dir, key)
         if skipped:
-            log(f"warning: {len(skipped)} of {split.n_images} images were unreadable and have zero features "
-                f"(listed with reasons in {listing})")
+            warnings.warn(f"{len(skipped)} of {split.n_images} images were unreadable and have zero features "
+                          f"(listed with reasons in {listing})", stacklevel=2)  # shown under -q too, as its help says
         if len(images) != split.n_images:
             raise UserError(f"{self.name} gave {len(images)} feature rows for {split.n_images} images of "
                             f"{dataset.name}/{split.name}")

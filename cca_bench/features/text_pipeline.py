@@ -21,6 +21,7 @@ sentence-transformers module, has one contract whatever it holds:
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -177,8 +178,8 @@ class WordVectorPipeline(TextPipeline):
         key = key or self.key(dataset, split)
         texts, hit = load_or_stream(cache_dir, key, (split.n_captions, encoder.n_features_), blocks, info=info)
         if not hit and info.get("n_empty"):
-            log(f"warning: {info['n_empty']} of {split.n_captions} captions of {dataset.name}/{split.name} had "
-                f"no known {self.name} word and were encoded as zero vectors")
+            warnings.warn(f"{info['n_empty']} of {split.n_captions} captions of {dataset.name}/{split.name} had "
+                          f"no known {self.name} word and were encoded as zero vectors", stacklevel=2)  # kept by -q
         return texts, info
 
     def encode_query(self, text: str) -> np.ndarray:

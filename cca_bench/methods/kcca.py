@@ -88,13 +88,15 @@ class KernelCCA(RegularizedCCA):
         self._check_reg()
         for on, n, view in zip(VIEWS[self.kernel_views], (n_images, n_captions), ("train images", "train captions")):
             if on:
-                check_options(self.kernel_map, self.kernel, self.landmarks, self.gamma, self.gamma_scale, n, view)
+                check_options(self.kernel_map, self.kernel, self.landmarks, self.gamma, self.gamma_scale, n, view,
+                              self.degree, self.coef0)
 
     def _check_reg(self) -> None:
         super()._check_reg()  # runs before the covariance pass: so do the cheap checks of the kernel options
         if self.kernel_views not in VIEWS:
             raise UserError(f"unknown --kernel-views {self.kernel_views!r} (choose from {', '.join(VIEWS)})")
-        check_options(self.kernel_map, self.kernel, self.landmarks, self.gamma, self.gamma_scale)
+        check_options(self.kernel_map, self.kernel, self.landmarks, self.gamma, self.gamma_scale,
+                      degree=self.degree, coef0=self.coef0)
 
     def moments(self, X, Y, x_index=None) -> MappedMoments:
         self.check_params(len(X), len(Y))

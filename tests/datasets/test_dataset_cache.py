@@ -117,3 +117,30 @@ def test_read_only_reads_entries_and_writes_none(tmp_path):
     _planted(root, "tiny", "karpathy")
     with read_only():
         assert get_dataset("tiny", root).split("test").captions == ["PLANTED"]
+
+
+def test_an_edited_entry_cannot_point_outside_the_dataset(tmp_path):
+    """The paths in an entry are checked again when a split is read: an entry rewritten to name a file
+    elsewhere is refused (naming the entry), and a data root whose image folder is absent still caches."""
+    import pytest
+
+    from cca_bench.datasets import cache
+    from cca_bench.errors import UserError
+
+    root = _folder(tmp_path)
+    get_dataset("tiny", root)
+    entry = next((root / "cache" / "datasets").glob("tiny-karpathy-*.npz"))
+    arrays = dict(np.load(entry, allow_pickle=False))
+    n = len(bytes(arrays["test.paths"]).decode().split(cache.RS))
+    arrays["test.paths"] = np.frombuffer(cache.RS.join(["/etc/hostname"] * n).encode(), np.uint8)
+    np.savez(entry, **arrays)
+    ds = get_dataset("tiny", root)
+    with pytest.raises(UserError, match="cached image path '/etc/hostname' is not inside the dataset's folders"):
+        ds.split("test")
+    assert ds.split("train").n_images == 3  # the other splits' paths are sound
+
+    import shutil
+
+    shutil.rmtree(root / "tiny" / "images")  # no image folder: paths were never resolved, and still load
+    first = get_dataset("tiny", root).split("test").image_paths
+    assert get_dataset("tiny", root).split("test").image_paths == first
