@@ -156,13 +156,14 @@ def lite0_eager(model):
 
 def suite(encoder: str, dataset, data_root: Path, precision: str, device: str = "cpu"):
     """The suite's encoder as the CLI calls it (``--no-cache``, ``-q``, ``--device``)."""
-    from cca_bench.benchmark import Options, image_encoder_kwargs
-    from cca_bench.registry import IMAGE_ENCODERS
+    from cca_bench.benchmark import Options
+    from cca_bench.features.image_pipeline import ImagePipeline
 
     opts = Options(data_root=data_root, precision=precision, cache=False, progress=False, device=device)
-    kwargs = image_encoder_kwargs(encoder, opts, None)
+    pipe = ImagePipeline(encoder, opts)
+    kwargs = pipe.kwargs(None)
     split = dataset.split("test")
-    return lambda: IMAGE_ENCODERS.get(encoder)(split, dataset, **kwargs), kwargs.get("precision")
+    return lambda: pipe.encoder(split, dataset, **kwargs), kwargs.get("precision")
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

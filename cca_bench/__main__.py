@@ -75,6 +75,30 @@ def _add_features(p: argparse.ArgumentParser) -> None:
     _add_no_cache(g)
 
 
+def _add_intervals(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("uncertainty", "every run gets 95% percentile bootstrap intervals over the test images "
+                             "(an image is resampled with all its captions) and keeps its per-query ranks "
+                             "(RESULTS/runs/<run>.ranks.npz) for `significance` and `compare --significance`")
+    g.add_argument("--ci", default="bootstrap", choices=["bootstrap", "none"],
+                   help="bootstrap (default): intervals for every metric and R-sum; none: no intervals")
+    g.add_argument("--bootstrap", type=_positive_int, default=None, metavar="N",
+                   help="bootstrap resamples (default 1000; the seed 0 is recorded in the run)")
+
+
+def _seed_list(text: str) -> list[int]:
+    parts = [t.strip() for t in text.split(",")]
+    if not parts or not all(t.lstrip("-").isdigit() for t in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, e.g. 0,1,2, got {text!r}")
+    seeds = [int(t) for t in parts]
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds repeat in {text!r}")
+    return seeds
+
+
+def _add_seeds(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--seeds", type=_seed_list, metavar="S,S,...", help=what)
+
+
 def _add_no_cache(g) -> None:
     g.add_argument("--no-cache", action="store_true", help="recompute features and parse datasets again: nothing is "
                    "read from or written to DATA/cache")
@@ -149,6 +173,8 @@ def _add_method_params(p: argparse.ArgumentParser) -> None:
                 choices = spec[2] if len(spec) > 2 else None
                 g.add_argument(flag, dest=param, type=typ, choices=choices, default=None, help=help_text)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_seeds(p, "fit one model per seed (tag seed<N>): VSE, kernel CCA landmarks and random features depend on "
+               "it; then `run_benchmark --seeds` with the same list scores them into one run")
 
 
 def _add_compare(sub) -> None:
@@ -164,9 +190,35 @@ def _add_compare(sub) -> None:
                    help="show every published row, also for datasets/protocols without own runs "
                    "(default: only beside own runs)")
     p.add_argument("--csv", metavar="PATH", help="also write the table as CSV to PATH")
+    p.add_argument("--significance", action="store_true",
+                   help="mark in every column the best run and the runs not significantly worse than it (paired "
+                   "sign-flip permutation tests on the same test images, Holm-corrected, alpha 0.05)")
     p.add_argument("--plot", action="store_true",
                    help="write R@K curves (K = 1..50) of each shown run as PNG under RESULTS/plots/, and one "
                    "overlay per dataset/split/protocol group with several runs")
+    _add_common(p)
+
+
+def _add_significance(sub) -> None:
+    from cca_bench.stats import METRICS
+
+    p = sub.add_parser("significance", help="is run A better than run B? a paired test on the same test images",
+                       description="Test the difference A - B of one metric on the SAME test images (both runs on "
+                       "one split and protocol, each with its per-query ranks file): the delta, its 95%% paired "
+                       "bootstrap interval and a two-sided p-value from a paired sign-flip permutation test over "
+                       "images (an image's captions stay together; the median rank uses the paired bootstrap).",
+                       epilog="example: python -m cca_bench significance "
+                       "cca__openmoji__glove50_efficientnet__test__full__cosine "
+                       "kcca__openmoji__glove50_efficientnet__test__full__cosine --metric t2i:R@1")
+    p.add_argument("run_a", help="a run JSON file, or a run name under RESULTS/runs (as `compare` lists them)")
+    p.add_argument("run_b", help="the run to compare against, on the same split")
+    p.add_argument("--metric", default="rsum", metavar="METRIC",
+                   help=f"rsum (default), {', '.join(METRICS)} (both directions summed), or one direction: "
+                   "i2t:R@1, t2i:median_rank, ...")
+    p.add_argument("--resamples", type=_positive_int, default=10000, metavar="N",
+                   help="permutations and bootstrap resamples (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the permutations and resamples (default 0)")
+    p.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
     _add_common(p)
 
 
@@ -208,12 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "1k: consecutive folds of 1,000 images, metrics averaged (COCO 1k: 5 folds of the 5k test); "
                    "5k: all 5,000 COCO test images at once. Part of the run's file name, JSON and compare "
                    "table (default full)")
+    _add_seeds(p, "score the models `generate --seeds` fitted, one per seed, into one run: metrics are the mean "
+               "over seeds, with each seed's metrics and their standard deviation beside the bootstrap interval")
+    _add_intervals(p)
     _add_features(p)
     _add_extract_backend(p)
     _add_common(p)
 
     _add_search(sub)
     _add_compare(sub)
+    _add_significance(sub)
     _add_serve(sub)
     _add_bring_your_own(sub)
 
@@ -255,6 +311,7 @@ def _add_bring_your_own(sub) -> None:
     p.add_argument("-D", "--dataset-opt", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="dataset builder option (repeatable)")
     p.add_argument("--device", default="auto", help="where the similarity GEMM runs: auto, cpu or cuda")
+    _add_intervals(p)
     _add_no_cache(p)
     _add_common(p)
 
@@ -330,6 +387,15 @@ def cmd_serve(args) -> None:
     serve(app, args.host, args.port, log=_log, quiet=args.quiet)
 
 
+def _interval_options(args) -> dict:
+    """Options' bootstrap field from --ci / --bootstrap (--bootstrap with --ci none is a UserError)."""
+    if getattr(args, "ci", "bootstrap") == "none":
+        if getattr(args, "bootstrap", None) is not None:
+            raise UserError("--bootstrap sets the resamples of the intervals that --ci none turns off")
+        return {"bootstrap": None}
+    return {"bootstrap": getattr(args, "bootstrap", None) or 1000}
+
+
 def _options(args):
     from cca_bench.benchmark import Options
     from cca_bench.config import data_root, results_root, torch_device
@@ -344,7 +410,7 @@ def _options(args):
         batch_size=getattr(args, "batch_size", 64), crops=getattr(args, "crops", 1), tag=getattr(args, "tag", ""), device=getattr(args, "device", "auto"),
         onnx_model=getattr(args, "onnx_model", None), onnx_text_model=getattr(args, "onnx_text_model", None),
         cache=not getattr(args, "no_cache", False), progress=not getattr(args, "quiet", False),
-        log=(lambda m: None) if getattr(args, "quiet", False) else _log)
+        log=(lambda m: None) if getattr(args, "quiet", False) else _log, **_interval_options(args))
 
 
 def _fv_options(args) -> dict:
@@ -360,11 +426,23 @@ def cmd_generate(args) -> None:
     from cca_bench.benchmark import generate
     from cca_bench.registry import METHODS
 
+    from cca_bench.benchmark import seed_options
+
     cls = METHODS.get(args.method)
     params = {k: getattr(args, k) for k in getattr(cls, "CLI_PARAMS", {}) if getattr(args, k, None) is not None}
-    if "random_state" in cls._param_names():
-        params["random_state"] = args.seed
-    out = generate(args.method, args.dataset, args.features, params, _options(args), cv=_cv_request(args))
+    opts, cv = _options(args), _cv_request(args)
+    seeded = "random_state" in cls._param_names()
+    if args.seeds and not seeded:
+        _log(f"note: {args.method} takes no random seed: the {len(args.seeds)} seeds would give identical models, "
+             "so one is fitted (run_benchmark without --seeds scores it)")
+    for seed in (args.seeds if args.seeds and seeded else [None]):
+        if seeded:
+            params["random_state"] = args.seed if seed is None else seed
+        _report_fit(args, generate(args.method, args.dataset, args.features, params, seed_options(opts, seed), cv=cv))
+
+
+def _report_fit(args, out: dict) -> None:
+    """What generate prints of one fitted model."""
     model = out["model"]
     print(f"fitted {args.method} on {out['n_captions']} captions / {out['n_images']} images "
           f"in {out['timings'].get('fit', 0):.1f} s; saved {out['path']}.safetensors")
@@ -377,6 +455,10 @@ def cmd_generate(args) -> None:
               f"val R-sum {best['rsum']:.1f}, median ranks {best['medr_sum']:g}")
         for note in out["cv"].get("edges", []):
             print(f"CV edge of the grid: {note}")
+        if out["cv"].get("val_interval"):
+            from cca_bench.cv import interval_note
+
+            print(f"CV uncertainty: {interval_note(out['cv']['val_interval'])}")
     for figure in out["figures"]:
         print(f"figure: {figure}")
     summary = getattr(model, "summary", None)
@@ -408,17 +490,35 @@ def cmd_run_benchmark(args) -> None:
 
     opts = _options(args)
     _store_run(opts, run_benchmark(args.method, args.dataset, args.split, args.features, opts, args.distance,
-                                   args.protocol))
+                                   args.protocol, seeds=_benchmark_seeds(args)))
+
+
+def _benchmark_seeds(args) -> list[int] | None:
+    """The seeds of run_benchmark's models; None for one model (no --seeds, or a method without a seed)."""
+    from cca_bench.methods import load_all
+    from cca_bench.registry import METHODS
+
+    load_all()
+    if args.seeds and "random_state" not in METHODS.get(args.method)._param_names():
+        _log(f"note: {args.method} takes no random seed: its one model is scored (the seeds would be identical)")
+        return None
+    return args.seeds
 
 
 def _store_run(opts, record: dict) -> None:
     """Write a run record under RESULTS/runs/ and print its two tables."""
-    from cca_bench.results import run_path, run_tables, write_json
+    from cca_bench.results import run_tables, write_run
 
-    path = write_json(run_path(opts.results_root, record), record)
+    path = write_run(opts.results_root, record)
     print(f"## {record['dataset']} / {record['split']} ({record['n_images']} images, {record['n_captions']} "
           f"captions, protocol {record['protocol']})\n")
     print(run_tables(record))
+    for task, n in (record.get("degenerate_queries") or {}).items():
+        if n:
+            print(f"note: {n} {task.replace('_', ' ')} queries scored every item alike (e.g. an all-zero embedding) "
+                  "and were counted as misses (worst rank)")
+    if record.get("seed_note"):
+        print(f"note: {record['seed_note']}")
     print(_oov_line(record.get("oov_rate"), record["split"]))
     print(f"run stored in {path}")
 
@@ -433,14 +533,15 @@ def _oov_line(rate: float | None, split: str) -> str:
 def cmd_compare(args) -> None:
     from cca_bench.config import results_root
     from cca_bench.results import (compare_csv, compare_frame, compare_markdown, load_runs, published_frame,
-                                   select_rows, write_text)
+                                   select_rows, significance_marks, write_text)
 
     root = results_root(args.results_root)
     runs, bad = load_runs(root)
     for b in bad:
         _log(f"warning: skipped run file {b}")
     frame = select_rows(compare_frame(runs, published_frame()), args.dataset, args.split, args.method, args.published)
-    text = compare_markdown(frame)
+    marks = significance_marks(frame, runs) if args.significance and len(frame) else None
+    text = compare_markdown(frame, marks)
     print(text)
     log = (lambda m: None) if args.quiet else _log
     written = [write_text(root / "RESULTS.md", text), write_text(root / "RESULTS.csv", compare_csv(frame))]
@@ -464,6 +565,42 @@ def _plot_runs(runs: list[dict], frame, root) -> list:
         elif run["_file"] in shown:
             plotted.append(run)
     return plot_runs(root, plotted)
+
+
+def cmd_significance(args) -> None:
+    import json
+
+    from cca_bench.config import results_root
+    from cca_bench.results import load_ranks, resolve_run, write_text
+    from cca_bench.stats import paired_test, parse_metric
+
+    parse_metric(args.metric)  # a bad metric name fails before any file is read
+    root = results_root(args.results_root)
+    runs = [resolve_run(root, spec) for spec in (args.run_a, args.run_b)]
+    a, b = runs
+    for key in ("dataset", "split", "protocol"):
+        if a[key] != b[key]:
+            raise UserError(f"the runs are on different {key}s ({a[key]} vs {b[key]}): a paired test needs the "
+                            "same test images")
+    if a.get("split_fingerprint") != b.get("split_fingerprint"):
+        raise UserError(f"the runs' split fingerprints differ ({a.get('split_fingerprint')} vs "
+                        f"{b.get('split_fingerprint')}): the split's images or captions changed between them")
+    result = paired_test(load_ranks(a), load_ranks(b), args.metric, args.resamples, args.seed)
+    result |= {"run_a": Path(a["_file"]).name, "run_b": Path(b["_file"]).name}
+    print(_significance_text(result))
+    if args.json:
+        write_text(Path(args.json), json.dumps(result, indent=2))
+
+
+def _significance_text(r: dict) -> str:
+    """The lines `significance` prints."""
+    better = "lower" if r["lower_is_better"] else "higher"
+    verdict = ("A is better" if (r["delta"] < 0) == r["lower_is_better"] else "B is better") \
+        if r["p_value"] < 0.05 and r["delta"] else "no significant difference at alpha 0.05"
+    return (f"A = {r['run_a']}\nB = {r['run_b']}\n"
+            f"{r['metric']} (a {better} value is better): A - B = {r['delta']:+.2f}, "
+            f"{100 * r['level']:g}% interval [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}], p = {r['p_value']:.4g} "
+            f"({r['test']}, {r['resamples']} resamples, {r['n_images']} images): {verdict}")
 
 
 def cmd_search(args) -> None:
@@ -493,7 +630,7 @@ def cmd_list(args) -> None:
 
 
 COMMANDS = {"generate": cmd_generate, "run_benchmark": cmd_run_benchmark, "compare": cmd_compare, "list": cmd_list,
-            "search": cmd_search, "serve": cmd_serve, "evaluate": cmd_evaluate, "export-split": cmd_export_split}
+            "search": cmd_search, "serve": cmd_serve, "significance": cmd_significance, "evaluate": cmd_evaluate, "export-split": cmd_export_split}
 
 
 # what the machine or the file system refused: one line, exit 1 (other OSErrors are bugs: traceback)

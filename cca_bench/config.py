@@ -44,10 +44,8 @@ class FeatureSpec:
 
     @classmethod
     def parse(cls, spec: str) -> "FeatureSpec":
-        from cca_bench.features import load_all
-        from cca_bench.registry import TEXT_ENCODERS
+        from cca_bench.registry import TEXT_ENCODERS  # fills itself from cca_bench.features
 
-        load_all()
         parts = spec.split("_")
         for i in range(1, len(parts)):
             text, image = "_".join(parts[:i]), "_".join(parts[i:])
@@ -102,3 +100,13 @@ def torch_device(device: str = "auto") -> str:
         have = f"{n} CUDA device{'s' if n != 1 else ''}" if n else "no CUDA GPU (or a torch built without CUDA)"
         raise UserError(f"--device {device}: this machine has {have}; use --device cpu or auto")
     return device
+
+
+def timed(timings: dict, key: str, fn):
+    """``fn()``, its wall time in seconds (3 decimals) stored as ``timings[key]``."""
+    import time
+
+    t0 = time.perf_counter()
+    out = fn()
+    timings[key] = round(time.perf_counter() - t0, 3)
+    return out

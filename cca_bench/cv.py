@@ -112,6 +112,28 @@ def edge_notes(grid: dict, best: dict, flags: dict, k_max: int | None = None) ->
     return notes
 
 
+def searchable(cls) -> bool:
+    """Whether ``cls`` has a CV grid search: RegularizedCCA and its subclasses (kcca), a method that declares its
+    knobs (``CV_GRID``: ridge, procrustes, pls, asif, dcca; :func:`search_grid`), or one with its own
+    ``cross_validate`` classmethod. CV sits above the methods: it imports estimators, never the reverse."""
+    from cca_bench.methods.cca import RegularizedCCA
+
+    return (callable(getattr(cls, "cross_validate", None)) or hasattr(cls, "CV_GRID")
+            or (isinstance(cls, type) and issubclass(cls, RegularizedCCA)))
+
+
+def cross_validate(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
+                   log: Callable[[str], None] = lambda msg: None):
+    """Choose ``cls``'s hyper-parameters on the val FeatureSet (``searchable(cls)`` must hold): the method's own
+    ``cross_validate`` when it has one, else :func:`grid_search`. Returns (best fitted model, report)."""
+    own = getattr(cls, "cross_validate", None)
+    if callable(own):
+        return own(train, val, grid=grid, params=params, select=select, progress=progress, log=log)
+    if hasattr(cls, "CV_GRID"):
+        return search_grid(cls, train, val, grid, params, select, progress, log)
+    return grid_search(cls, train, val, grid, params, select, progress, log)
+
+
 def grid_search(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
                 log: Callable[[str], None] = lambda msg: None):
     """Fit ``cls`` (RegularizedCCA or a subclass) on ``train`` for every grid point, score on ``val``, keep the best.
@@ -243,6 +265,37 @@ def _fits(cls, moments, grid: dict, params: dict, val, notes: list, progress: bo
                         notes.append(f"{point} skipped: {e}")
                         continue
                     yield {**point, **score(metrics), "metrics": metrics}, model
+
+
+def val_interval(report: dict, model, val, resamples: int = 1000, seed: int = 0) -> dict:
+    """How flat the grid is: the 95% bootstrap interval (over val images) of the chosen model's selection score,
+    and how many grid points score inside it (their difference from the best is within the val noise).
+
+    Returns ``{"score": "rsum"|"medr_sum", "ci": [lo, hi], "within": n, "of": n_rows}``; ``report`` is
+    :func:`grid_search`'s (or any report with ``rows`` carrying ``rsum`` / ``medr_sum``), ``model`` the chosen
+    fitted model and ``val`` the val FeatureSet it was scored on."""
+    import numpy as np
+
+    from cca_bench import stats
+    from cca_bench.metrics import fold_ranks
+
+    per_fold = fold_ranks(model.embed_images(val), model.embed_texts(val), val.image_index, return_flat=True)
+    reps = stats.bootstrap_replicates(stats.from_fold_ranks(per_fold, val.image_index, len(val.images)),
+                                      resamples, seed)
+    key = "rsum" if report["select"] == "rsum" else "medr_sum"
+    values = reps["rsum"] if key == "rsum" else sum(reps[t]["median_rank"] for t in TASK_NAMES)
+    lo, hi = (float(v) for v in np.percentile(values, [2.5, 97.5]))
+    inside = [r for r in report["rows"] if (r[key] >= lo if key == "rsum" else r[key] <= hi)]
+    return {"score": key, "ci": [lo, hi], "within": len(inside), "of": len(report["rows"])}
+
+
+def interval_note(summary: dict) -> str:
+    """One line on :func:`val_interval`'s result, for the CLI and the CV table."""
+    name = "R-sum" if summary["score"] == "rsum" else "sum of median ranks"
+    lo, hi = summary["ci"]
+    flat = " (a flat grid: these points are not told apart on val)" if summary["within"] > 1 else ""
+    return (f"{summary['within']} of {summary['of']} grid points score within the chosen point's val 95% interval "
+            f"of the {name} [{lo:.1f}, {hi:.1f}]{flat}")
 
 
 def _bar(total: int, progress: bool):

@@ -34,15 +34,9 @@ def split_path_key(spec: str) -> tuple[Path, str | None]:
 
 
 def _load_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as e:
-        if "pickle" in str(e).lower() or "python objects" in str(e).lower():
-            raise UserError(f"{path}: a pickled (object) .npy; save a plain numeric array "
-                            "(np.save(path, np.asarray(x, dtype=np.float32)))") from None
-        raise UserError(f"{path}: not a readable .npy array ({e})") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e})") from None
+    from cca_bench.fsio import open_npy
+
+    return open_npy(path)
 
 
 def _load_safetensors(path: Path, key: str | None) -> np.ndarray:
@@ -74,6 +68,8 @@ def load_embeddings(spec: str) -> tuple[np.ndarray, Path]:
     arr = _load_npy(path) if suffix == ".npy" else _load_safetensors(path, key)
     if arr.ndim != 2 or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise UserError(f"{path}: expected a 2-D numeric array (rows x dimensions), got {arr.dtype} {arr.shape}")
+    if arr.shape[1] == 0:
+        raise UserError(f"{path}: zero-width embeddings ({arr.shape[0]} x 0): each row needs at least one dimension")
     arr = np.asarray(arr, dtype=np.float32)
     bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
     if len(bad):
@@ -130,7 +126,8 @@ def check_embeddings(split, images: np.ndarray, image_file: Path, texts: np.ndar
 def evaluate_embeddings(dataset_name: str, split_name: str, image_spec: str, text_spec: str, label: str, opts,
                         distance: str = "cosine", protocol: str = "full", image_index_file: str | None = None) -> dict:
     """Score another model's embeddings on a split; returns the run record (``method`` = label, not yet saved)."""
-    from cca_bench.benchmark import _timed, dataset_tag, load_dataset, protocol_folds, run_record, score, sweep_outputs
+    from cca_bench.benchmark import _timed, dataset_tag, load_dataset, protocol_folds, run_record, sweep_outputs
+    from cca_bench.evaluation import score
 
     if not re.fullmatch(LABEL_RE, label):
         raise UserError(f"--name {label!r} may hold only letters, digits, '_', '.', '+' and '-'")
@@ -142,14 +139,14 @@ def evaluate_embeddings(dataset_name: str, split_name: str, image_spec: str, tex
         timings, "load_embeddings", lambda: (load_embeddings(image_spec), load_embeddings(text_spec)))
     given = None if image_index_file is None else load_image_index(Path(image_index_file), len(texts), split.n_images)
     image_index = check_embeddings(split, images, image_file, texts, text_file, given)
-    metrics, curves = score(images, texts, image_index, distance, folds, opts, timings)
+    evaluation = score([(images, texts)], image_index, distance, folds, opts, timings)
     embeddings = {"images": {"file": str(image_file), "sha1": fingerprint_file(image_file), "dim": images.shape[1]},
                   "texts": {"file": str(text_file), "sha1": fingerprint_file(text_file), "rows": len(texts)}}
     if image_index_file is not None:
         embeddings["image_index"] = {"file": str(image_index_file), "sha1": fingerprint_file(Path(image_index_file))}
     return run_record(
         method=label, dataset_name=dataset_name, split=split, features=EXTERNAL_FEATURES, distance=distance,
-        protocol=protocol, folds=folds, metrics=metrics, curves=curves, timings=timings, opts=opts,
+        protocol=protocol, folds=folds, **evaluation, timings=timings, opts=opts,
         model="__".join([label, dataset_tag(dataset_name, opts.dataset_options), EXTERNAL_FEATURES]),
         n_captions=len(texts), split_fingerprint=split.fingerprint(), embeddings=embeddings)
 

@@ -223,3 +223,41 @@ def sha1_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 24), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def open_npy(path: Path):
+    """A user's ``.npy`` file memory-mapped read-only, after its header is checked against the file.
+
+    The header (magic, dtype, shape) is read and checked first: an object dtype (a pickle) is never loaded, and
+    a header that claims more data than the file holds (a 4 KB file claiming 93 GiB) is refused before any
+    mapping. Anything unreadable is a one-line UserError naming the file; a .npz archive is not a .npy.
+    """
+    import math
+
+    import numpy as np
+
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as f:
+            version = fmt.read_magic(f)
+            read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f".npy format version {version[0]}.{version[1]} is not read here")
+            shape, _, dtype = read_header(f)
+            offset, size = f.tell(), os.fstat(f.fileno()).st_size
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    except (ValueError, EOFError) as e:
+        raise UserError(f"cannot read {path} as a numeric .npy array: {e}") from None
+    if dtype.hasobject:
+        raise UserError(f"{path}: a pickled (object) .npy, never loaded as a numeric .npy array; save a plain "
+                        "numeric array (np.save(path, np.asarray(x, dtype=np.float32)))")
+    need = math.prod(shape) * dtype.itemsize
+    if need > size - offset:
+        raise UserError(f"{path}: its header claims a {' x '.join(map(str, shape)) or 'scalar'} {dtype} array "
+                        f"({need / 2**30:.1f} GiB) but the file holds {size - offset} bytes of data "
+                        "(truncated, or a damaged header)")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise UserError(f"cannot read {path} as a numeric .npy array: {e}") from None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from typing import Any, Callable
 
 from cca_bench.errors import UserError
@@ -17,10 +18,18 @@ class Registry:
     True
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, filled_by: str | None = None):
         self.kind = kind
         self._items: dict[str, Any] = {}
         self._meta: dict[str, dict] = {}
+        self._filled_by = filled_by  # the package whose load_all() registers the entries (on first lookup)
+
+    def _fill(self) -> None:
+        """Import the package that fills this registry, once, on the first lookup: the registry names the
+        package (as plugins name an entry-point group), so no low module imports the encoders to find a name."""
+        if self._filled_by is not None:
+            package, self._filled_by = self._filled_by, None
+            importlib.import_module(package).load_all()
 
     def register(self, name: str, **meta) -> Callable[[Any], Any]:
         def decorator(obj):
@@ -33,9 +42,11 @@ class Registry:
         return decorator
 
     def __contains__(self, name: str) -> bool:
+        self._fill()
         return name in self._items
 
     def names(self) -> list[str]:
+        self._fill()
         return sorted(self._items)
 
     def meta(self, name: str) -> dict:
@@ -49,6 +60,7 @@ class Registry:
         return f"unknown {self.kind} {name!r}{hint} (known: {', '.join(choices) or 'none'})"
 
     def get(self, name: str) -> Any:
+        self._fill()
         try:
             return self._items[name]
         except KeyError:
@@ -56,6 +68,6 @@ class Registry:
 
 
 DATASETS = Registry("dataset")
-TEXT_ENCODERS = Registry("text encoder")
-IMAGE_ENCODERS = Registry("image encoder")
+TEXT_ENCODERS = Registry("text encoder", filled_by="cca_bench.features")
+IMAGE_ENCODERS = Registry("image encoder", filled_by="cca_bench.features")
 METHODS = Registry("method")

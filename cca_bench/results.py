@@ -64,6 +64,96 @@ def write_json(path: Path, data: dict) -> Path:
     return write_text(path, json.dumps(data, indent=2, sort_keys=True))
 
 
+RANKS_SUFFIX = ".ranks.npz"
+
+
+def write_run(results_root: Path, record: dict) -> Path:
+    """Store a run: its per-query ranks (``record["_ranks"]``, a :class:`cca_bench.stats.QueryRanks`) as
+    ``runs/<run name>.ranks.npz``, then the JSON that names that file and its sha256 (each written atomically;
+    the JSON last, so a crash between them leaves no record pointing at a missing file). Returns the JSON path."""
+    import hashlib
+
+    from cca_bench.fsio import write_atomic
+
+    path = run_path(results_root, record)
+    ranks = record.pop("_ranks", None)
+    if ranks is not None:
+        data = ranks_bytes(ranks)
+        target = path.with_name(path.name[: -len(".json")] + RANKS_SUFFIX)
+        write_atomic(target, lambda f: f.write(data))
+        record["ranks_file"], record["ranks_sha256"] = target.name, hashlib.sha256(data).hexdigest()
+    return write_json(path, record)
+
+
+def ranks_bytes(ranks) -> bytes:
+    """The ``.ranks.npz`` bytes of a :class:`cca_bench.stats.QueryRanks`: integer arrays ``image_annotation``
+    (n_images,) (-1: an image without captions is no query), ``image_search`` (n_captions,), ``image_index``
+    (n_captions,) and ``fold`` (n_images,); with several seeds the two rank arrays have a seed axis first."""
+    import io
+
+    import numpy as np
+
+    one = len(ranks.i2t) == 1
+    buf = io.BytesIO()
+    np.savez(buf, image_annotation=ranks.i2t[0] if one else ranks.i2t,
+             image_search=ranks.t2i[0] if one else ranks.t2i, image_index=ranks.image_index, fold=ranks.fold)
+    return buf.getvalue()
+
+
+def load_ranks(record: dict):
+    """The :class:`cca_bench.stats.QueryRanks` of a stored run (a record as :func:`load_runs` returns it), read
+    with ``allow_pickle=False`` after checking the sha256 the JSON recorded and that the ranks reproduce the
+    JSON's metrics. UserError (one line) when the file is missing, altered or inconsistent."""
+    import hashlib
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from cca_bench.stats import point_metrics, query_ranks
+
+    run = Path(record["_file"])
+    name = record.get("ranks_file")
+    if not isinstance(name, str) or not name.endswith(RANKS_SUFFIX) or Path(name).name != name:
+        raise UserError(f"{run.name} has no per-query ranks file (stored before they were kept): run "
+                        "run_benchmark / evaluate again to test it")
+    path = run.with_name(name)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: the ranks file of {run.name} is missing") from None
+    if hashlib.sha256(data).hexdigest() != record.get("ranks_sha256"):
+        raise UserError(f"{path}: sha256 differs from the one {run.name} recorded (altered or replaced)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            ranks = query_ranks(z["image_annotation"], z["image_search"], z["image_index"], z["fold"])
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path}: not a ranks file ({e})") from None
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    if point_metrics(ranks) != {t: {k: record["metrics"][t].get(k) for k, _ in METRIC_COLUMNS} for t, _ in TASKS}:
+        raise UserError(f"{path}: these ranks do not give the metrics of {run.name}")
+    return ranks
+
+
+def resolve_run(results_root: Path, spec: str) -> dict:
+    """A run record from a JSON path or a run name under ``RESULTS/runs`` (with or without ``.json``)."""
+    candidates = [Path(spec)] if spec.endswith(".json") and Path(spec).is_file() else []
+    name = spec if spec.endswith(".json") else spec + ".json"
+    candidates.append(Path(results_root) / "runs" / Path(name).name)
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        raise UserError(f"no run {spec!r}: give a run JSON file or a name listed under {Path(results_root) / 'runs'}")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        why = _run_problem(record)
+    except (ValueError, OSError) as e:
+        why = f"not a JSON run record ({type(e).__name__})"
+    if why:
+        raise UserError(f"{path}: {why}")
+    return record | {"_file": str(path)}
+
+
 RUN_KEYS = ("method", "dataset", "split", "features", "distance", "protocol", "metrics")
 
 
@@ -105,21 +195,59 @@ def _run_problem(record) -> str | None:
     return None
 
 
-def metric_table(rows: list[tuple[str, dict]], task: str, label: str = "Method") -> str:
-    """Markdown table of one task (``image_annotation``/``image_search``) for (row name, metrics) pairs."""
+def metric_table(rows: list[tuple[str, dict]], task: str, label: str = "Method",
+                 cis: list[dict | None] | None = None) -> str:
+    """Markdown table of one task (``image_annotation``/``image_search``) for (row name, metrics) pairs; with
+    ``cis`` (a run's ``ci`` record per row, or None) each value is followed by its interval ``[lo, hi]``."""
     from tabulate import tabulate
 
+    cis = cis or [None] * len(rows)
     header = [label] + [name for _, name in METRIC_COLUMNS]
-    body = [[name] + [m[task][k] for k, _ in METRIC_COLUMNS] for name, m in rows]
-    return tabulate(body, header, tablefmt="github", floatfmt=".1f")
+    body = [[name] + [with_ci(m[task].get(k), (ci or {}).get(task, {}).get(k), k) for k, _ in METRIC_COLUMNS]
+            for (name, m), ci in zip(rows, cis)]
+    return tabulate(body, header, tablefmt="github", disable_numparse=True)
+
+
+def fmt_value(value, metric: str = "") -> str:
+    """One number as tables print it: medians as integers, the rest to 0.1; '-' when missing."""
+    if value is None or value != value:
+        return "-"
+    return f"{value:.0f}" if metric in ("median_rank", "MedR") else f"{value:.1f}"
+
+
+def with_ci(value, interval, metric: str = "") -> str:
+    """``7.7 [6.1, 9.4]``: a value and its interval (just the value when there is none)."""
+    text = fmt_value(value, metric)
+    if interval is None or value is None or value != value:
+        return text
+    return f"{text} [{fmt_value(interval[0], metric)}, {fmt_value(interval[1], metric)}]"
+
+
+def rsum(metrics: dict) -> float | None:
+    """R-sum: R@1 + R@5 + R@10 of both directions (None when one of them is missing, as in some papers)."""
+    values = [metrics.get(task, {}).get(f"R@{k}") for task, _ in TASKS for k in (1, 5, 10)]
+    return None if any(v is None or v != v for v in values) else float(sum(values))
 
 
 def run_tables(record: dict) -> str:
-    """The two titled tables a run prints: Image Annotation and Image Search."""
+    """The two titled tables a run prints (Image Annotation, Image Search, intervals where the run has them),
+    then its R-sum line, the seed spread and the interval method."""
     name = f"{record['method']} ({record['features']}, {record['distance']})"
+    ci = record.get("ci")
     out = []
     for task, title in TASKS:
-        out.append(f"### {title}\n\n{metric_table([(name, record['metrics'])], task)}\n")
+        out.append(f"### {title}\n\n{metric_table([(name, record['metrics'])], task, cis=[ci])}\n")
+    total = rsum(record["metrics"])
+    line = f"R-sum: {with_ci(total, (ci or {}).get('rsum'))}"
+    if record.get("seed_sd"):
+        line += (f"; over {len(record['seed_metrics'])} seeds {record['seeds']['list']}: R-sum sd "
+                 f"{record['seed_sd']['rsum']:.1f} (per-seed R-sum {', '.join(f'{rsum(m):.1f}' for m in record['seed_metrics'])})")
+    out.append(line)
+    if ci:
+        how = record.get("ci_method", {})
+        out.append(f"[lo, hi] = {100 * how.get('level', 0.95):g}% percentile bootstrap interval over the "
+                   f"{record['n_images']} test images ({how.get('resamples')} resamples, seed {how.get('seed')}): "
+                   "each image is resampled with all its captions")
     return "\n".join(out)
 
 
@@ -147,25 +275,44 @@ def compare_frame(runs: list[dict], published=None):
     import pandas as pd
 
     own = pd.DataFrame([{"Source": OWN_SOURCE, "Dataset": r["dataset"], "Split": r["split"], "Protocol": r["protocol"],
-                         "Method": r["method"], "Features": r["features"], "Params": r.get("params_label") or None,
-                         "Distance": r["distance"], **metric_columns(r["metrics"]), "Family": r["method"],
-                         "Citation": None, "_file": r.get("_file")} for r in runs], columns=_columns())
+                         "Method": r["method"], "Features": r["features"], "Params": _params_cell(r),
+                         "Distance": r["distance"], **metric_columns(r["metrics"]), "R-sum": rsum(r["metrics"]),
+                         **ci_columns(r.get("ci")), "Seed sd": (r.get("seed_sd") or {}).get("rsum"),
+                         "Family": r["method"], "Citation": None, "_file": r.get("_file")} for r in runs],
+                       columns=_columns())
     parts = [own] + ([published] if published is not None and len(published) else [])
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else own
     if not len(frame):
         return frame
-    metrics = list(metric_columns({"image_annotation": {}, "image_search": {}}))
+    metrics = [*VALUE_COLUMNS, *CI_COLUMNS, "Seed sd"]
     frame[metrics] = frame[metrics].astype(float)  # None (not published) -> NaN
     frame["_published"] = frame["Source"] != OWN_SOURCE
     frame = frame.sort_values([*GROUP, "_published", "Method", "Features", "Distance"], kind="stable")
     return frame.drop(columns="_published").reset_index(drop=True)
 
 
+def _params_cell(run: dict) -> str | None:
+    """A run's Params cell: its hyper-parameter label, and the ``--tag`` that names a variant."""
+    tag = run.get("model", "").partition("@")[2]
+    return " ".join(filter(None, [run.get("params_label"), f"tag={tag}" if tag else ""])) or None
+
+
+VALUE_COLUMNS = [*metric_columns({"image_annotation": {}, "image_search": {}}), "R-sum"]
+CI_COLUMNS = [f"{c} {end}" for c in VALUE_COLUMNS for end in ("lo", "hi")]
+
+
+def ci_columns(ci: dict | None) -> dict:
+    """``{"i2t R@1 lo": .., "i2t R@1 hi": .., ..., "R-sum hi": ..}`` of a run's ``ci`` record (None when absent)."""
+    flat = metric_columns({t: {k: tuple(v) for k, v in ci[t].items()} for t, _ in TASKS}) | {"R-sum": tuple(ci["rsum"])} \
+        if ci else {}
+    return {f"{c} {end}": (flat[c][i] if flat.get(c) else None) for c in VALUE_COLUMNS for i, end in enumerate(("lo", "hi"))}
+
+
 def _columns() -> list[str]:
-    return IDENTITY + list(metric_columns({"image_annotation": {}, "image_search": {}})) + HIDDEN
+    return IDENTITY + VALUE_COLUMNS + ["Seed sd"] + HIDDEN
 
 
-HIDDEN = ["Family", "Citation", "_file"]  # frame columns that tables do not show
+HIDDEN = ["Family", "Citation", "_file", *CI_COLUMNS]  # frame columns that tables do not show as columns
 
 
 def published_frame():
@@ -180,8 +327,8 @@ def published_frame():
     keys = {"R@1": "r1", "R@5": "r5", "R@10": "r10", "median_rank": "medr", "mean_rank": "meanr"}
     rows = [{"Source": t.source, "Dataset": t.dataset, "Split": t.split, "Protocol": t.protocol, "Method": t.method,
              "Features": t.features if isinstance(t.features, str) else None, "Params": None, "Distance": None,
-             **metric_columns({task: {k: _number(getattr(t, f"{short}_{v}")) for k, v in keys.items()}
-                               for task, short in tasks.items()}),
+             **metric_columns(m := {task: {k: _number(getattr(t, f"{short}_{v}")) for k, v in keys.items()}
+                                    for task, short in tasks.items()}), "R-sum": rsum(m),
              "Family": t.family, "Citation": t.citation} for t in table.itertuples()]
     return pd.DataFrame(rows, columns=_columns())
 
@@ -230,24 +377,96 @@ def _check_known(value: str | None, column, what: str) -> None:
         raise UserError(f"no stored run or published row has {what} {value!r}{hint} (known: {', '.join(known)})")
 
 
-def compare_markdown(frame) -> str:
-    """One markdown table per (dataset, split, protocol) group, i2t = annotation, t2i = search; missing = '-'."""
+def compare_markdown(frame, marks: dict | None = None) -> str:
+    """One markdown table per (dataset, split, protocol) group, i2t = annotation, t2i = search; missing = '-'.
+
+    Own runs with intervals show ``value [lo, hi]``; ``marks`` (:func:`significance_marks`) bolds the best
+    value of each column and puts a dagger on the values not significantly worse than it."""
     from tabulate import tabulate
 
     if not len(frame):
         return "No runs stored yet: run `run_benchmark` first.\n"
     parts = ["# Results\n\ni2t = image annotation, t2i = image search; R@K in percent; MedR / MeanR = median /"
-             " mean rank (1-based); '-' = not published. Source \"this suite\" rows are rendered from the run JSON"
-             " files by `cca_bench compare`; the other rows are published numbers (cca_bench/data/published.csv).\n"]
+             " mean rank (1-based); R-sum = R@1 + R@5 + R@10 of both directions; '-' = not published. Source \"this"
+             " suite\" rows are rendered from the run JSON files by `cca_bench compare`, with 95% bootstrap intervals"
+             " over test images in brackets (Seed sd: the R-sum's standard deviation over `--seeds`); the other rows"
+             " are published numbers (cca_bench/data/published.csv).\n"]
+    if marks is not None:
+        parts.append(MARKS_LEGEND)
     for (ds, split, proto), group in frame.groupby(GROUP, sort=False):
-        body = group.drop(columns=[*GROUP, *HIDDEN]).astype(object)
-        body = body.where(body.notna(), None)
+        shown = [c for c in group.columns if c not in (*GROUP, *HIDDEN)]
+        if group["Seed sd"].isna().all():
+            shown.remove("Seed sd")
+        body = [[_cell(row, c, (marks or {}).get((row["_file"], c))) for c in shown]
+                for _, row in group.iterrows()]
         parts.append(f"## {ds} / {split} / protocol {proto}\n\n" + tabulate(
-            body.values.tolist(), list(body.columns), tablefmt="github", floatfmt=".1f", missingval="-") + "\n")
+            body, shown, tablefmt="github", disable_numparse=True) + "\n")
     cited = frame.loc[frame["Source"].ne(OWN_SOURCE), ["Source", "Citation"]].drop_duplicates()
     if len(cited):
         parts.append("## Sources\n\n" + "\n".join(f"- {s}: {c}" for s, c in cited.itertuples(index=False)) + "\n")
     return "\n".join(parts)
+
+
+MARKS_LEGEND = ("Marks (per column, within each table, among this suite's runs that kept their per-query ranks): "
+                "**bold** = the best value; † = not significantly worse than the best (paired sign-flip permutation "
+                "test over the same test images, Holm-corrected across the rows compared, alpha 0.05). Unmarked "
+                "runs are significantly worse than the best.\n")
+
+
+def _cell(row, column: str, mark: str | None) -> str:
+    """One markdown cell: identity text, or a value with its interval and significance mark."""
+    value = row[column]
+    if column not in VALUE_COLUMNS and column != "Seed sd":
+        return "-" if value is None or value != value else str(value)
+    interval = None if column == "Seed sd" or row.get(f"{column} lo") != row.get(f"{column} lo") else \
+        (row[f"{column} lo"], row[f"{column} hi"])
+    text = with_ci(None if value != value else value, interval, "MedR" if column.endswith("MedR") else column)
+    return f"**{text}**" if mark == "best" else f"{text} †" if mark == "tied" else text
+
+
+def significance_marks(frame, runs: list[dict], alpha: float = 0.05, resamples: int = 2000, seed: int = 0) -> dict:
+    """``{(run file, column): "best" | "tied"}`` for every value column of every group of the compare frame:
+    the best own run that kept its ranks, and those not significantly worse than it (paired tests on the same
+    images, :func:`cca_bench.stats.paired_test`, Holm-corrected over the rows compared). Runs whose ranks are
+    missing, or whose split fingerprint differs from the best's, take no part."""
+    from cca_bench.stats import holm, paired_p_value
+
+    by_file = {r["_file"]: r for r in runs}
+    marks = {}
+    for _, group in frame[frame["Source"].eq(OWN_SOURCE)].groupby(GROUP, sort=False):
+        ranks = {}
+        for f in group["_file"]:
+            try:
+                ranks[f] = load_ranks(by_file[f])
+            except UserError:
+                continue
+        for column in VALUE_COLUMNS:
+            marks |= _column_marks(group[group["_file"].isin(ranks)], column, ranks, by_file, alpha,
+                                   lambda a, b, m: paired_p_value(a, b, m, resamples, seed)[0], holm)
+    return marks
+
+
+COLUMN_METRIC = {"R-sum": "rsum", **{f"{s} {n}": f"{s}:{k}" for s in ("i2t", "t2i") for k, n in
+                                     (("R@1", "R@1"), ("R@5", "R@5"), ("R@10", "R@10"), ("median_rank", "MedR"),
+                                      ("mean_rank", "MeanR"))}}
+
+
+def _column_marks(group, column: str, ranks: dict, by_file: dict, alpha: float, p_value, holm) -> dict:
+    """The marks of one column of one group (see :func:`significance_marks`)."""
+    values = group[column].dropna()
+    if values.empty:
+        return {}
+    lower = column.endswith(("MedR", "MeanR"))
+    best = group.loc[values.idxmin() if lower else values.idxmax(), "_file"]
+    fingerprint = by_file[best].get("split_fingerprint")
+    others = [f for f in group.loc[values.index, "_file"] if f != best
+              and by_file[f].get("split_fingerprint") == fingerprint]
+    p = holm([p_value(ranks[best], ranks[f], COLUMN_METRIC[column]) for f in others]) if others else []
+    out = {(best, column): "best"}
+    for f, adjusted in zip(others, p):
+        if adjusted > alpha:
+            out[(f, column)] = "tied"
+    return out
 
 
 def compare_csv(frame) -> str:
@@ -282,6 +501,10 @@ def cv_markdown(report: dict, name: str) -> str:
             f"{report['n_val_captions']} captions): {best_params(report)}.\n"]
     head += [f"- **edge of the grid**: {n}" for n in report.get("edges", [])]
     head += [f"- note: {n}" for n in report["notes"]]
+    if report.get("val_interval"):
+        from cca_bench.cv import interval_note
+
+        head.append(f"- uncertainty: {interval_note(report['val_interval'])}")
     knobs = [*report.get("features_grid", {}), *report["grid"]]  # feature options searched too (fv_components)
     body = [{k: r[k] for k in knobs} | {"R-sum": r["rsum"], "MedR sum": r["medr_sum"]} | metric_columns(r["metrics"])
             for r in ranked_rows(report)]

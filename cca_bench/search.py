@@ -24,7 +24,7 @@ from cca_bench.datasets.base import CaptionDataset, Split, open_rgb, tokenize
 from cca_bench.errors import UserError
 from cca_bench.features.store import FeatureSet
 from cca_bench.metrics import prepare, refuse_flat_queries, similarity
-from cca_bench.registry import IMAGE_ENCODERS, Registry
+from cca_bench.registry import Registry
 
 CHUNK_ROWS = 65536  # gallery rows per similarity block
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 40, 256  # recall@10 0.999 on 20k x 64 gaussian rows
@@ -120,7 +120,8 @@ class HNSWIndex(FaissIndex):
 
 @dataclass
 class Gallery:
-    """A split ready to search: its features (cached pipeline), the fitted model, and how to encode queries."""
+    """A split ready to search: its features (cached pipeline), the fitted model, and the feature pipelines that
+    encode queries (restored from the model file, as for ``run_benchmark``)."""
 
     dataset: CaptionDataset
     split: Split
@@ -128,20 +129,26 @@ class Gallery:
     model: object
     spec: object  # config.FeatureSpec
     opts: object  # benchmark.Options
-    text_encoder: object = None  # the fitted caption encoder saved with the model
+    pipelines: object = None  # features.pipelines.Pipelines fitted with the model
 
 
-def open_gallery(method: str, dataset_name: str, split_name: str, features: str, opts) -> Gallery:
-    """Load the model ``generate`` saved and encode ``split_name`` with the same features (cached)."""
-    from cca_bench.benchmark import build_features, load_dataset, load_model, model_path, saved_text_encoder
+def open_gallery(method: str, dataset_name: str, split_name: str, features: str, opts,
+                 cache_dir: Path | None | str = "opts", read_only_cache: bool = False) -> Gallery:
+    """Load the model ``generate`` saved and encode ``split_name`` with the same pipelines (cached).
+
+    ``read_only_cache``: read the split's features from the cache when both arrays are there, else compute them
+    in memory (the web app never writes into the data root)."""
+    from cca_bench.benchmark import load_dataset, load_model, model_path, saved_pipelines
     from cca_bench.config import FeatureSpec
 
     spec = FeatureSpec.parse(features)
     dataset = load_dataset(dataset_name, opts)
     model = load_model(method, dataset_name, spec, opts)
-    encoder = saved_text_encoder(model_path(method, dataset_name, spec, opts), spec, opts)
-    fs = build_features(dataset, split_name, spec, opts, {}, encoder)
-    return Gallery(dataset, dataset.split(split_name), fs, model, spec, opts, encoder)
+    pipes = saved_pipelines(model_path(method, dataset_name, spec, opts), spec, opts)
+    if read_only_cache and not (opts.cache and pipes.cached(dataset, split_name, opts.data_root / "cache")):
+        cache_dir = None
+    fs = pipes.encode(dataset, split_name, {}, cache_dir)
+    return Gallery(dataset, dataset.split(split_name), fs, model, spec, opts, pipes)
 
 
 def _one_pair(g: Gallery, images: np.ndarray, texts: np.ndarray, tokens: list[list[str]]) -> FeatureSet:
@@ -152,35 +159,15 @@ def _one_pair(g: Gallery, images: np.ndarray, texts: np.ndarray, tokens: list[li
 
 
 def text_query(g: Gallery, text: str) -> FeatureSet:
-    """The caption ``text`` through the gallery's text encoder (the fitted IDF / Fisher-vector encoder saved with
-    the model, or a sentence encoder reading the raw caption)."""
-    from cca_bench.benchmark import sentence_encoder, text_kind
-
-    tokens = tokenize(text)
-    if text_kind(g.spec.text) == "sentence":  # reads the raw caption
-        texts = sentence_encoder(g.spec, g.opts).encode([text])
-        return _one_pair(g, np.zeros((1, g.features.images.shape[1])), texts, [tokens])
-    encoder = g.text_encoder
-    texts = encoder.transform([tokens])
-    if encoder.n_empty_:
-        dropped = " once stop words are dropped" if g.opts.stopwords else ""
-        raise UserError(f"the query {text!r} has no word with a {g.spec.text} vector{dropped}")
-    return _one_pair(g, np.zeros((1, g.features.images.shape[1])), texts, [tokens])
+    """The caption ``text`` through the gallery's text pipeline (the fitted IDF / Fisher-vector encoder saved
+    with the model, or a sentence model reading the raw caption)."""
+    texts = g.pipelines.text.encode_query(text)
+    return _one_pair(g, np.zeros((1, g.features.images.shape[1])), texts, [tokenize(text)])
 
 
 def image_query(g: Gallery, path: str | Path) -> FeatureSet:
-    """The photo at ``path`` through the gallery's image encoder, as a one-image Split."""
-    from cca_bench.benchmark import image_encoder_kwargs
-
-    if IMAGE_ENCODERS.meta(g.spec.image).get("precomputed"):
-        raise UserError(f"{g.spec.image} features are read from the dataset's files and cannot encode {path}; "
-                        "use features with an image encoder that reads pixels (e.g. efficientnet, tinyimage)")
-    path = Path(path)
-    split = Split(dataset="query", name="query", image_ids=[path.name], captions=[], tokens=[],
-                  image_index=np.zeros(0), image_rows=np.zeros(1), loader=lambda i: open_rgb(path),
-                  image_paths=[path])
-    kwargs = {**image_encoder_kwargs(g.spec.image, g.opts, None), "batch_size": 1, "progress": False}
-    images = IMAGE_ENCODERS.get(g.spec.image)(split, g.dataset, **kwargs)
+    """The photo at ``path`` through the gallery's image pipeline, as a one-image FeatureSet."""
+    images = g.pipelines.image.encode_query(path, g.dataset)
     return _one_pair(g, images, np.zeros((1, g.features.texts.shape[1])), [[]])
 
 

@@ -177,10 +177,122 @@ def glove_files(w):
     assert main(argv) == 0
 
 
+def png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def parquet(w, captions, image=None):
+    """A Flickr30k-style parquet dump data/pq: three train rows whose caption column holds ``captions``."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    (w / "data" / "pq").mkdir(parents=True)
+    images = image or [{"bytes": png(), "path": f"{k}.png"} for k in range(3)]
+    rows = [{"image": images[k], "caption": captions[k], "split": "train"} for k in range(3)]
+    pq.write_table(pa.Table.from_pylist(rows), w / "data" / "pq" / "train.parquet")
+
+
+def coco(w, image_id=1, cocoid=1, text="a red circle"):
+    """A COCO captions folder data/coco2: one annotation of image ``image_id``, the split file's ``cocoid``."""
+    folder = w / "data" / "coco2"
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / "a.png").write_bytes(png())
+    ann = {"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"image_id": image_id, "id": 9,
+                                                                          "caption": text}]}
+    (folder / "captions_train2014.json").write_text(json.dumps(ann))
+    split = {"images": [{"filename": "a.png", "split": "train", "cocoid": cocoid, "sentences": []}]}
+    (folder / "dataset_coco.json").write_text(json.dumps(split))
+
+
+def flickr8k(w, token_bytes):
+    folder = w / "data" / "f8k"
+    folder.mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(png())
+    (folder / "Flickr8k.token.txt").write_bytes(token_bytes)
+    (folder / "Flickr_8k.trainImages.txt").write_text("a.jpg\n")
+
+
+def shard(w, members, cut=None):
+    """data/wds/train/000000.tar of (name, bytes) members; ``cut``: keep only that many bytes of the file."""
+    import io
+    import tarfile
+
+    (w / "data" / "wds" / "train").mkdir(parents=True)
+    path = w / "data" / "wds" / "train" / "000000.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, payload in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    if cut is not None:
+        path.write_bytes(path.read_bytes()[:cut])
+
+
+WDS = [(f"{k:06d}.{ext}", png() if ext == "png" else f"a red circle {k}".encode()) for k in range(3)
+       for ext in ("png", "txt")]
+
+
+def karpathy_caption(w, raw):
+    folder = w / "data" / "kp"
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / "a.png").write_bytes(png())
+    image = {"filename": "a.png", "split": "train", "sentences": [{"raw": "a red circle"}, {"raw": raw}]}
+    (folder / "dataset.json").write_text(json.dumps({"images": [image]}))
+
+
+def planted_link(w):
+    """A Karpathy folder whose parsed form is cached; then an image below a subfolder becomes a symlink to a
+    photo outside the dataset (the fingerprinted images/ folder does not change)."""
+    from cca_bench.datasets import get_dataset
+
+    folder = w / "data" / "kp"
+    (folder / "images" / "sub").mkdir(parents=True)
+    (folder / "images" / "sub" / "a.png").write_bytes(png())
+    image = {"filename": "a.png", "filepath": "sub", "split": "train", "sentences": [{"raw": "a red circle"}]}
+    (folder / "dataset.json").write_text(json.dumps({"images": [image]}))
+    get_dataset("kp", w / "data")  # writes the parsed-dataset cache entry
+    (w / "outside.png").write_bytes(png())
+    os.remove(folder / "images" / "sub" / "a.png")
+    os.symlink(w / "outside.png", folder / "images" / "sub" / "a.png")
+
+
+def huge_npy(path, shape=(100_000, 250_000)):
+    """A 4 KB .npy whose header claims ``shape`` float32 (93 GiB): only the header is true."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    path.write_bytes(buf.getvalue() + bytes(4096 - len(buf.getvalue())))
+
+
+def embeddings(w, images=(20, 3), texts=(100, 3), huge=None, safetensors=False):
+    """img.npy / txt.npy (or img.safetensors) of the given shapes for `evaluate` on shapes/test; ``huge`` names
+    the one that is a header claiming 93 GiB instead."""
+    if safetensors:
+        from safetensors.numpy import save_file
+
+        save_file({"x": np.ones(images, np.float32)}, str(w / "img.safetensors"))
+    else:
+        np.save(w / "img.npy", np.ones(images, np.float32))
+    np.save(w / "txt.npy", np.ones(texts, np.float32))
+    if huge:
+        huge_npy(w / huge)
+
+
+def layout_gen(name):
+    return ["generate", "cca", name, FEAT]
+
+
 GEN = ["generate", "cca", "shapes", FEAT, *SMALL]
 RUN = ["run_benchmark", "cca", "shapes", "test", FEAT, *SMALL]
 SEARCH = ["search", "cca", "shapes", FEAT, "--text", "a red circle", *SMALL]
 W = "{w}"  # replaced by the case folder in argv
+EVAL = ["evaluate", "shapes", "test", "--images", f"{W}/img.npy", "--texts", f"{W}/txt.npy", "--name", "m", *SMALL]
 
 CASES = [
     # names: datasets, encoders, methods, splits
@@ -255,6 +367,54 @@ CASES = [
      "as a numeric .npy array"),
     ("train/test widths differ in a precomp folder", lambda w: precomp(w, test_dim=8),
      ["generate", "cca", "pre", "glove50_precomp"], 2, "test_ims.npy has 8 feature columns but train_ims.npy has 6"),
+    # dataset layouts: what they cannot read faithfully is refused, naming the file and row (issue 18 item 5)
+    ("parquet null caption cell", lambda w: parquet(w, ["a red circle", None, "a blue square"]), layout_gen("pq"),
+     2, "train.parquet row 1 (caption cell): a caption must be text, got null"),
+    ("parquet bare struct caption cell", lambda w: parquet(w, [{"raw": f"a red circle {k}", "tokens": ["a"]}
+                                                               for k in range(3)]), layout_gen("pq"), 2,
+     "train.parquet row 0 (caption cell): a caption must be text, got dict"),
+    ("parquet binary caption cell", lambda w: parquet(w, [b"caf\xe9"] * 3), layout_gen("pq"), 2,
+     "row 0 (caption cell): a caption must be text, got bytes"),
+    ("parquet integer caption cell", lambda w: parquet(w, [1, 2, 3]), layout_gen("pq"), 2,
+     "row 0 (caption cell): a caption must be text, got int"),
+    ("parquet null inside a caption list", lambda w: parquet(w, [["a red circle"], ["a red circle", None], []]),
+     layout_gen("pq"), 2, "train.parquet row 1 caption 1: a caption must be text, got null"),
+    ("parquet plain-binary image column", lambda w: parquet(w, [["a red circle"]] * 3, image=[png()] * 3),
+     layout_gen("pq"), 2, "column 'image' is binary; only a struct {bytes, path}"),
+    ("COCO annotation image_id a string", lambda w: coco(w, image_id="1"), layout_gen("coco2"), 2,
+     "captions_train2014.json: annotations[0] 'image_id': COCO image id '1' is not an integer"),
+    ("COCO split file cocoid a float", lambda w: coco(w, cocoid=1.0), layout_gen("coco2"), 2,
+     "dataset_coco.json: images[0] 'cocoid': COCO image id 1.0 is not an integer"),
+    ("COCO caption with a lone surrogate", lambda w: coco(w, text="caf\ud800"), layout_gen("coco2"), 2,
+     "annotations[0]: caption holds a lone surrogate"),
+    ("Karpathy caption with a lone surrogate", lambda w: karpathy_caption(w, "caf\udce9"), layout_gen("kp"), 2,
+     "dataset.json: images[0] sentences[1]: caption holds a lone surrogate"),
+    ("Karpathy caption null", lambda w: karpathy_caption(w, None), layout_gen("kp"), 2,
+     "images[0] sentences[1]: a caption must be text, got null"),
+    ("Flickr8k token file in Latin-1", lambda w: flickr8k(w, b"a.jpg#0\ta red circle\na.jpg#1\tcaf\xe9\n"),
+     layout_gen("f8k"), 2, "Flickr8k.token.txt line 2: not UTF-8 text (byte 0xe9"),
+    ("webdataset caption in Latin-1", lambda w: shard(w, [*WDS[:3], ("000001.txt", b"caf\xe9")]),
+     layout_gen("wds"), 2, "000000.tar: member '000001.txt' line 1: not UTF-8 text"),
+    ("webdataset shard cut inside a member", lambda w: shard(w, WDS, cut=512 * 9 + 20), layout_gen("wds"), 2,
+     "000000.tar: truncated: member"),
+    ("webdataset shard cut between members", lambda w: shard(w, WDS, cut=512 * 6), layout_gen("wds"), 2,
+     "truncated or damaged at byte 3072 (after sample '000001')"),
+    ("cached image path now a symlink out", planted_link, layout_gen("kp"), 2,
+     "cached image: path 'sub/a.png' leaves the dataset folder"),
+    # bring your own: .npy headers checked before any data is read, zero-width embeddings (issue 18 item 6)
+    ("evaluate: a 4 KB .npy claiming 93 GiB", lambda w: embeddings(w, huge="img.npy"), EVAL, 2,
+     "img.npy: its header claims a 100000 x 250000 float32 array (93.1 GiB) but the file holds"),
+    ("evaluate: --image-index .npy claiming 93 GiB", lambda w: embeddings(w, huge="index.npy"),
+     [*EVAL, "--image-index", f"{W}/index.npy"], 2, "index.npy: its header claims"),
+    ("evaluate: zero-width embeddings", lambda w: embeddings(w, (20, 0), (100, 0)), EVAL, 2,
+     "img.npy: zero-width embeddings (20 x 0)"),
+    ("evaluate: zero-width safetensors", lambda w: embeddings(w, (20, 0), (100, 0), safetensors=True),
+     [*EVAL[:4], f"{W}/img.safetensors", *EVAL[5:]], 2, "img.safetensors: zero-width embeddings (20 x 0)"),
+    ("precomp _ims.npy claiming 93 GiB", lambda w: (precomp(w), huge_npy(w / "data" / "pre" / "train_ims.npy")),
+     ["generate", "cca", "pre", "glove50_precomp"], 2, "train_ims.npy: its header claims a 100000 x 250000"),
+    ("precomp _ims.npy of zero width", lambda w: (precomp(w), np.save(w / "data" / "pre" / "train_ims.npy",
+                                                                       np.ones((4, 0), np.float32))),
+     ["generate", "cca", "pre", "glove50_precomp"], 2, "at least one feature), got float32 (4, 0)"),
     ("test features of another width than the model's", glove_files,
      ["run_benchmark", "cca", "shapes", "test", "glove_tinyimage", "--text-path", f"{W}/v4.txt", *SMALL], 2,
      "text features"),
@@ -305,6 +465,56 @@ def test_features_without_image_encoder_do_not_suggest_themselves(case, capsys):
     w, roots = case
     assert main(["generate", "cca", "shapes", "glove50", *roots]) == 2
     assert "did you mean 'glove50'" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ names are not paths
+# A dataset name names models, runs and parsed-dataset cache files: one with '/', '..' or an absolute path wrote
+# them outside both roots. Each name below points at a real, readable precomp folder (or the data root itself),
+# so only the name check stands between the command and a successful run.
+
+NAME_COMMANDS = {
+    "generate": ["generate", "cca", "{name}", "glove50_precomp", "--reg", "1e-2"],
+    "run_benchmark": ["run_benchmark", "cca", "{name}", "test", "glove50_precomp"],
+    "evaluate": ["evaluate", "{name}", "test", "--images", f"{W}/img.npy", "--texts", f"{W}/txt.npy", "--name", "m"],
+    "export-split": ["export-split", "{name}", "test", f"{W}/export"],
+    "search": ["search", "cca", "{name}", "glove50_precomp", "--text", "a red circle"],
+}
+NAMES = {"parent": "../../outside", "absolute": "{tmp}/outside", "nested": "sub/pre", "dotdot": "..", "dot": ".",
+         "empty": ""}
+
+
+def precomp_at(folder):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        np.save(folder / f"{split}_ims.npy", rng.standard_normal((4, 6)).astype(np.float32))
+        (folder / f"{split}_caps.txt").write_text("\n".join(f"a red circle {k}" for k in range(20)) + "\n")
+
+
+@pytest.mark.parametrize("command", NAME_COMMANDS)
+@pytest.mark.parametrize("kind", NAMES)
+def test_dataset_names_are_not_paths(command, kind, case, capsys):
+    w, roots = case
+    tmp = w.parent
+    precomp_at(tmp / "outside")
+    precomp_at(w / "data" / "sub" / "pre")
+    np.save(w / "img.npy", np.ones((4, 3), np.float32))
+    np.save(w / "txt.npy", np.ones((20, 3), np.float32))
+    name = NAMES[kind].format(tmp=tmp)
+    argv = [a.replace("{name}", name).replace(W, str(w)) for a in NAME_COMMANDS[command]]
+    before = snapshot(tmp)
+    capsys.readouterr()
+    rc = main([*argv, *roots])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and f"dataset {name!r} is not a name" in lines[0], lines
+    assert snapshot(tmp) == before  # nothing written anywhere: not in the roots, not beside them
+
+
+def test_a_dataset_folder_with_dots_in_its_name_still_works(case):
+    w, roots = case
+    precomp_at(w / "data" / "my..data")
+    assert main(["generate", "cca", "my..data", "glove50_precomp", "--reg", "1e-2", "-q", *roots]) == 0
+    assert list((w / "results" / "models").glob("cca__my..data__glove50_precomp.safetensors"))
 
 
 # ------------------------------------------------------------------------------------ full or read-only roots
@@ -360,23 +570,23 @@ def test_os_failures_while_writing_are_one_line(code, words, case, capsys, monke
 
 
 def test_interrupt_is_one_line(case, capsys, monkeypatch):
-    import cca_bench.benchmark as benchmark
+    from cca_bench.features.pipelines import Pipelines
 
     w, roots = case
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(benchmark, "build_features", interrupted)
+    monkeypatch.setattr(Pipelines, "encode", interrupted)
     assert main([*RUN, *roots]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("interrupted")
 
 
 def test_a_bug_still_shows_its_traceback(case, monkeypatch):
-    import cca_bench.benchmark as benchmark
+    from cca_bench.features.pipelines import Pipelines
 
     w, roots = case
-    monkeypatch.setattr(benchmark, "build_features", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(Pipelines, "encode", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         main([*RUN, *roots])

@@ -40,6 +40,19 @@ def folder_layouts(data_root: Path) -> dict[str, list[str]]:
     return {name: layouts for name, layouts in found.items() if layouts}
 
 
+def check_name(name: str) -> str:
+    """``name`` if it can name a dataset, else a UserError: a registered name or ONE folder directly under DATA.
+
+    Names are not paths. Models, runs and parsed-dataset cache files are named after the dataset, so a name
+    holding ``/`` (or ``\\``), NUL, ``..``, ``.`` or nothing would write them outside the data and results roots.
+    """
+    if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+        raise UserError(f"dataset {name!r} is not a name: a dataset is a registered name or one folder directly "
+                        "under DATA (no '/', '..' or absolute path); for a folder elsewhere, point --data-root at "
+                        "the folder that holds it")
+    return name
+
+
 def dataset_cache_dir(data_root: Path) -> Path:
     """Where parsed datasets are cached: ``DATA/cache/datasets``."""
     return Path(data_root) / "cache" / "datasets"
@@ -55,6 +68,7 @@ def get_dataset(name: str, data_root: Path, *, parsed_cache: bool = True, **opti
     """
     from cca_bench.datasets.layouts import load_folder
 
+    check_name(name)
     load_all()
     cache_dir = dataset_cache_dir(data_root) if parsed_cache else None
     if name in DATASETS:

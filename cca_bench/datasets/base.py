@@ -21,6 +21,23 @@ def tokenize(text: str) -> list[str]:
     return text.lower().translate(_PUNCT).split()
 
 
+def caption_text(value, where: str) -> str:
+    """``value`` if it is Unicode text a caption can be, else a UserError naming ``where`` (file and row).
+
+    A null, number, byte string or record is not silently turned into the caption "None", "5", "b'..'" or
+    "raw"; a lone surrogate (a JSON ``\\ud800`` escape) is refused here, not when the caption is written out.
+    """
+    if not isinstance(value, str):
+        kind = "null" if value is None else f"{type(value).__name__} {str(value)[:40]!r}"
+        raise UserError(f"{where}: a caption must be text, got {kind}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise UserError(f"{where}: caption holds a lone surrogate {value[e.start]!r} at character {e.start} "
+                        "(an unpaired \\u escape): not Unicode text") from None
+    return value
+
+
 def open_rgb(path: Path, draft: tuple[int, int] | None = None):
     """Open an image file as an RGB ``PIL.Image`` (grey, palette, CMYK, alpha are converted).
 
@@ -40,6 +57,17 @@ def open_rgb(path: Path, draft: tuple[int, int] | None = None):
         raise UserError(f"image file not found: {path}") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise UserError(f"cannot read image {path}: {e}") from None
+
+
+class FileLoader:
+    """``loader(i)`` of a split: opens ``paths[i]`` as RGB (a class, not a closure, so it pickles; shared by the
+    readers of every layout whose images are files)."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+
+    def __call__(self, i: int):
+        return open_rgb(self.paths[i])
 
 
 @functools.lru_cache(maxsize=1)

@@ -74,7 +74,7 @@ def cached_dataset(cache_dir: Path | None, key: dict, sources: list[Path], build
     path = cache_path(cache_dir, key)
     if path.is_file():
         try:
-            return read(path, loader)
+            return read(path, loader, image_roots(key["sources"]))
         except (OSError, ValueError, KeyError, UnicodeDecodeError, json.JSONDecodeError, zipfile.BadZipFile):
             pass  # a damaged entry is rebuilt below
     dataset = build()
@@ -87,6 +87,40 @@ def cached_dataset(cache_dir: Path | None, key: dict, sources: list[Path], build
         except OSError:
             pass  # a read-only data root still works, uncached
     return dataset
+
+
+def image_roots(fingerprint: list) -> tuple[list[str], list[str]]:
+    """(folders, absent paths) among a dataset's fingerprinted sources (resolved when fingerprinted): where its
+    cached image paths may point. Paths under an absent image folder were never resolved; the folder appearing
+    changes the fingerprint, so such an entry is not read again once it could lead anywhere."""
+    folders = [p for p, size, _ in fingerprint if size is not None and os.path.isdir(p)]
+    return folders, [p for p, size, _ in fingerprint if size is None]
+
+
+def checked_paths(paths: list[str], roots: tuple[list[str], list[str]], where: str) -> list[Path]:
+    """Cached image paths re-checked inside the dataset's folders (:func:`cca_bench.fsio.resolve_inside`) when
+    the entry is read: a symlink planted below an image folder since the entry was written (which need not
+    change the fingerprinted folder) or an edited entry does not lead out of the dataset."""
+    from cca_bench.errors import UserError
+    from cca_bench.fsio import resolve_inside
+
+    folders, absent = roots
+    out = []
+    for p in paths:
+        root = _deepest_root(p, folders)
+        if root is not None:
+            out.append(resolve_inside(root, os.path.relpath(p, root), f"{where}: cached image"))
+        elif _deepest_root(os.path.abspath(p), absent) and ".." not in Path(p).parts and not os.path.lexists(p):
+            out.append(Path(p))
+        else:
+            raise UserError(f"{where}: cached image path {p!r} is not inside the dataset's folders; delete the entry "
+                            "or run with --no-cache")
+    return out
+
+
+def _deepest_root(path: str, roots: list[str]) -> str | None:
+    """The longest of ``roots`` that ``path`` lies below, or None."""
+    return max((r for r in roots if path.startswith(r.rstrip(os.sep) + os.sep)), key=len, default=None)
 
 
 def _blob(strings, what: str) -> np.ndarray | None:
@@ -130,15 +164,17 @@ class LazySplits(Mapping):
     """The splits of a cached dataset, each turned into Python objects (ids, captions, token lists, paths)
     only when first asked for: ``run_benchmark ... test`` on COCO never builds the 566k-caption train split."""
 
-    def __init__(self, meta: dict, arrays: dict, loader: Callable[[list[Path]], Callable]):
+    def __init__(self, meta: dict, arrays: dict, loader: Callable[[list[Path]], Callable], roots: tuple,
+                 where: str):
         self._meta = {m["name"]: m for m in meta["splits"]}
         self._dataset, self._arrays, self._loader, self._built = meta["name"], arrays, loader, {}
+        self._roots, self._where = roots, where
 
     def __getitem__(self, name: str) -> Split:
         if name not in self._built:
             m, z = self._meta[name], self._arrays
             n_img, n_txt = m["n_images"], m["n_captions"]
-            paths = [Path(p) for p in _strings(z[f"{name}.paths"], n_img)] if m["paths"] else None
+            paths = checked_paths(_strings(z[f"{name}.paths"], n_img), self._roots, self._where) if m["paths"] else None
             split = Split(
                 dataset=self._dataset, name=name, image_ids=_strings(z[f"{name}.ids"], n_img),
                 captions=_strings(z[f"{name}.captions"], n_txt),
@@ -156,8 +192,9 @@ class LazySplits(Mapping):
         return len(self._meta)
 
 
-def read(path: Path, loader: Callable[[list[Path]], Callable]) -> CaptionDataset:
-    """The CaptionDataset :func:`pack` stored in ``path`` (each split read and built on first use)."""
+def read(path: Path, loader: Callable[[list[Path]], Callable], roots: tuple) -> CaptionDataset:
+    """The CaptionDataset :func:`pack` stored in ``path`` (each split read and built on first use, its image
+    paths checked to lie inside ``roots``, see :func:`image_roots`)."""
     arrays = np.load(path, allow_pickle=False)  # an NpzFile: each array is read when its split is built
     meta = json.loads(arrays["meta"].tobytes())
     missing = {f"{m['name']}.{k}" for m in meta["splits"] for k in ("ids", "captions", "tokens", "image_index",
@@ -165,5 +202,5 @@ def read(path: Path, loader: Callable[[list[Path]], Callable]) -> CaptionDataset
     if missing:
         raise KeyError(f"{path} lacks {sorted(missing)[0]}")
     return CaptionDataset(name=meta["name"], root=None if meta["root"] is None else Path(meta["root"]),
-                          splits=LazySplits(meta, arrays, loader), description=meta["description"],
+                          splits=LazySplits(meta, arrays, loader, roots, str(path)), description=meta["description"],
                           image_encoders=tuple(meta["image_encoders"]))

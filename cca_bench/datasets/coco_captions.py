@@ -42,18 +42,26 @@ def _read(path: Path) -> dict:
     return data
 
 
+def coco_id(value, where: str) -> int:
+    """A COCO image id: an integer (a string "123" or 123.0 would silently match no image and drop its captions)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{where}: COCO image id {value!r} is not an integer")
+    return value
+
+
 def read_captions(files: list[Path]) -> tuple[dict, dict]:
     """({coco image id: [caption, ...] in file order}, {file name: coco image id}) over all caption files."""
     by_id, by_name = {}, {}
     for path in files:
         data = _read(path)
-        for im in data.get("images") or []:
+        for k, im in enumerate(data.get("images") or []):
             if isinstance(im, dict) and "id" in im and "file_name" in im:
-                by_name[str(im["file_name"])] = im["id"]
+                by_name[str(im["file_name"])] = coco_id(im["id"], f"{path}: images[{k}] 'id'")
         for k, a in enumerate(data["annotations"]):
             if not isinstance(a, dict) or "image_id" not in a or "caption" not in a:
                 raise UserError(f"{path}: annotations[{k}] lacks 'image_id' or 'caption'")
-            by_id.setdefault(a["image_id"], []).append(caption(a["caption"]))
+            where = f"{path}: annotations[{k}]"
+            by_id.setdefault(coco_id(a["image_id"], f"{where} 'image_id'"), []).append(caption(a["caption"], where))
     return by_id, by_name
 
 
@@ -66,9 +74,12 @@ def read_entries(folder: Path) -> list[Entry]:
     for pos, im in enumerate(_read_json(split_path)):
         if not isinstance(im, dict) or "filename" not in im or "split" not in im:
             raise UserError(f"{split_path}: images[{pos}] lacks 'filename' or 'split'")
-        coco_id = im.get("cocoid", by_name.get(str(im["filename"])))
+        if "cocoid" in im:
+            coco = coco_id(im["cocoid"], f"{split_path}: images[{pos}] 'cocoid'")
+        else:
+            coco = by_name.get(str(im["filename"]))
         image_id = f"{im['filepath']}/{im['filename']}" if im.get("filepath") else str(im["filename"])
-        entries.append(Entry(image_id, split_of(im["split"], f"{split_path}: images[{pos}]"), by_id.get(coco_id, [])))
+        entries.append(Entry(image_id, split_of(im["split"], f"{split_path}: images[{pos}]"), by_id.get(coco, [])))
     return entries
 
 

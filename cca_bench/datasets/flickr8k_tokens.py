@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cca_bench.datasets.layouts import LAYOUTS, Entry, assemble, caption, file_media
+from cca_bench.datasets.layouts import LAYOUTS, Entry, assemble, caption, file_media, utf8_text
 from cca_bench.errors import UserError
 
 TOKEN_FILE = "Flickr8k.token.txt"
@@ -31,8 +31,9 @@ def _detect(folder: Path) -> list[str]:
 
 
 def _lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file; bytes that are not UTF-8 are refused with their line, never replaced."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return utf8_text(path.read_bytes(), str(path)).splitlines()
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
 
@@ -67,7 +68,9 @@ def load_flickr8k_tokens(folder: Path, name: str, cache_dir: Path | None = None)
         if (d / f).is_file():
             split_of.update({line.strip(): split for line in _lines(d / f) if line.strip()})
     tokens = read_tokens(d / TOKEN_FILE)
-    entries = [Entry(image, split_of.get(image), [caption(c) for _, c in sorted(caps, key=lambda kc: kc[0])])
+    where = f"{d / TOKEN_FILE}: image {{!r}}"
+    entries = [Entry(image, split_of.get(image), [caption(c, where.format(image))
+                                                  for _, c in sorted(caps, key=lambda kc: kc[0])])
                for image, caps in tokens.items()]
     return assemble(name, folder, entries, file_media(folder, entries, IMAGE_DIRS, str(d / TOKEN_FILE)),
                     f"Flickr8k token file {d / TOKEN_FILE}")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cca_bench.datasets.base import CaptionDataset, Split, open_rgb, tokenize
+from cca_bench.datasets.base import CaptionDataset, FileLoader, Split, caption_text, tokenize
 from cca_bench.errors import UserError
 from cca_bench.fsio import resolve_inside
 from cca_bench.registry import DATASETS
@@ -79,13 +79,14 @@ def _image_id(json_path: Path, pos: int, entry) -> str:
     return f"{entry['filepath']}/{entry['filename']}" if entry.get("filepath") else str(entry["filename"])
 
 
-def _caption(json_path: Path, image_id: str, sentence) -> tuple[str, list[str]]:
-    """(raw caption, tokens) of one sentence entry; tokens from the JSON, else :func:`tokenize`."""
+def _caption(json_path: Path, image_id: str, sentence, where: str) -> tuple[str, list[str]]:
+    """(raw caption, tokens) of one sentence entry; tokens from the JSON, else :func:`tokenize`. Raw text and
+    tokens must be text (``where`` names the image and sentence for the error)."""
     if not isinstance(sentence, dict) or ("raw" not in sentence and "tokens" not in sentence):
         raise UserError(f"{json_path}: a sentence of image {image_id} has neither 'raw' nor 'tokens'")
     tokens = sentence.get("tokens")
-    tokens = [str(t) for t in tokens] if isinstance(tokens, list) else None
-    raw = str(sentence["raw"]).strip() if "raw" in sentence else " ".join(tokens or [])
+    tokens = [caption_text(t, f"{where} (tokens)") for t in tokens] if isinstance(tokens, list) else None
+    raw = caption_text(sentence["raw"], where).strip() if "raw" in sentence else " ".join(tokens or [])
     return raw, tokens if tokens is not None else tokenize(raw)
 
 
@@ -110,14 +111,7 @@ def _lexical(folder: Path, image_id: str, what: str) -> Path:
     return folder / image_id
 
 
-class _FileLoader:
-    """``loader(i)`` of a split: opens ``paths[i]`` as RGB (a class, not a closure, so it pickles)."""
-
-    def __init__(self, paths: list[Path]):
-        self.paths = paths
-
-    def __call__(self, i: int):
-        return open_rgb(self.paths[i])
+_FileLoader = FileLoader  # its old name, still imported by other readers
 
 
 def _build_split(name: str, split: str, rows: list[int], entries: list[tuple], image_dirs: list[Path],
@@ -152,7 +146,8 @@ def load_karpathy_json(json_path: Path, name: str, image_dirs: list[Path]) -> Ca
     skipped = dict.fromkeys(SPLIT_ORDER, 0)
     for pos, entry in enumerate(images):
         image_id = _image_id(json_path, pos, entry)
-        caps = [_caption(json_path, image_id, s) for s in (entry["sentences"] or [])]
+        caps = [_caption(json_path, image_id, s, f"{json_path}: images[{pos}] sentences[{k}]")
+                for k, s in enumerate(entry["sentences"] or [])]
         entries.append((image_id, caps))
         split = SPLIT_OF[entry["split"]]
         if caps:

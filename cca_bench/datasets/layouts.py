@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from cca_bench.datasets.base import CaptionDataset, Split, tokenize
+from cca_bench.datasets.base import CaptionDataset, FileLoader, Split, caption_text, tokenize
 from cca_bench.errors import UserError
 from cca_bench.fsio import resolve_inside
 from cca_bench.registry import Registry
@@ -93,10 +93,26 @@ class Entry:
     captions: list[tuple[str, list[str]]]
 
 
-def caption(raw, tokens=None) -> tuple[str, list[str]]:
-    """(stripped raw caption, tokens): the given tokens, else :func:`~cca_bench.datasets.base.tokenize`."""
-    raw = str(raw).strip()
-    return raw, [str(t) for t in tokens] if isinstance(tokens, (list, tuple)) else tokenize(raw)
+def caption(raw, where: str, tokens=None) -> tuple[str, list[str]]:
+    """(stripped raw caption, tokens): the given tokens, else :func:`~cca_bench.datasets.base.tokenize`.
+
+    ``raw`` and every token must be text (:func:`~cca_bench.datasets.base.caption_text`); ``where`` names the
+    file and row for the error."""
+    raw = caption_text(raw, where).strip()
+    if isinstance(tokens, (list, tuple)):
+        return raw, [caption_text(t, f"{where} (tokens)") for t in tokens]
+    return raw, tokenize(raw)
+
+
+def utf8_text(data: bytes, where: str) -> str:
+    """``data`` decoded as UTF-8, or a UserError naming ``where``, the line and the byte:
+    a caption file in Latin-1 or with a damaged byte is not read with replacement characters in it."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UserError(f"{where} line {line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                        "convert it, e.g. iconv -f latin1 -t utf-8") from None
 
 
 def split_of(value, where: str) -> str:
@@ -156,11 +172,9 @@ def image_files(root: Path, ids: list[str], dirs: tuple[str, ...], where: str) -
 
 def file_media(root: Path, entries: list[Entry], dirs: tuple[str, ...], where: str) -> Callable:
     """``media`` for layouts whose images are files named by their ids under one of ``dirs``."""
-    from cca_bench.datasets.karpathy import _FileLoader
-
     def media(rows: np.ndarray):
         paths = image_files(root, [entries[r].image_id for r in rows], dirs, where)
-        return _FileLoader(paths), paths
+        return FileLoader(paths), paths
 
     return media
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cca_bench.datasets.base import caption_text
 from cca_bench.datasets.layouts import LAYOUTS, Entry, assemble, caption, file_media, split_of
 from cca_bench.errors import UserError
 
@@ -48,19 +49,25 @@ def _open(path: Path):
 
 
 def _captions(value, where: str) -> list[tuple[str, list[str]]]:
-    """A row's caption cell: a string, a list of strings, or a list of {raw, tokens} dicts."""
-    if value is None:
-        return []
+    """A row's caption cell: a string, a list of strings, or a list of {raw, tokens} dicts (an empty list: an
+    image without captions). A null cell, a bare record, bytes or a number is refused, never stringified."""
     if isinstance(value, str):
         value = [value]
+    if not isinstance(value, list):
+        caption_text(value, f"{where} (caption cell)")  # raises: null, bytes, number or record
     out = []
-    for v in value:
+    for k, v in enumerate(value):
+        at = f"{where} caption {k}"
         if isinstance(v, dict):
             if v.get("raw") is None and v.get("tokens") is None:
-                raise UserError(f"{where}: a sentence has neither 'raw' nor 'tokens'")
-            out.append(caption(v.get("raw") if v.get("raw") is not None else " ".join(v["tokens"]), v.get("tokens")))
+                raise UserError(f"{at}: a sentence has neither 'raw' nor 'tokens'")
+            tokens = v.get("tokens")
+            if tokens is not None and not isinstance(tokens, list):
+                raise UserError(f"{at}: 'tokens' must be a list of strings, got {type(tokens).__name__}")
+            raw = v.get("raw") if v.get("raw") is not None else " ".join(caption_text(t, at) for t in tokens)
+            out.append(caption(raw, at, tokens))
         else:
-            out.append(caption(v))
+            out.append(caption(v, at))
     return out
 
 
@@ -76,6 +83,17 @@ def _image_id(row: dict, file: Path, k: int) -> str:
     return f"{row['filepath']}/{name}" if row.get("filepath") else name
 
 
+def _check_image_column(kind, path: Path) -> None:
+    """The ``image`` column must be the Hugging Face Image feature, a struct {bytes, path}: a plain binary or
+    string column is not read (what its cells mean is a guess)."""
+    import pyarrow as pa
+
+    fields = {kind.field(i).name for i in range(kind.num_fields)} if pa.types.is_struct(kind) else set()
+    if not fields & {"bytes", "path"}:
+        raise UserError(f"{path}: column 'image' is {kind}; only a struct {{bytes, path}} (the Hugging Face Image "
+                        "feature) is read: convert the column, or drop it and put the files under images/")
+
+
 def read_entries(folder: Path) -> tuple[list[Entry], list[tuple[int, int, int]], bool]:
     """(entries in file order, (shard, row group, row in group) of each, whether an ``image`` column exists)."""
     files = shards(folder)
@@ -88,6 +106,8 @@ def read_entries(folder: Path) -> tuple[list[Entry], list[tuple[int, int, int]],
             raise UserError(f"{path}: no caption column (expected one of {', '.join(CAPTION_COLUMNS)}; "
                             f"it has {', '.join(names)})")
         has_image = has_image and "image" in names
+        if "image" in names:
+            _check_image_column(pf.schema_arrow.field("image").type, path)
         cols = [c for c in (cap, "split", "filepath", *ID_COLUMNS) if c in names]
         rows = pf.read(columns=cols).to_pylist()
         split = None if "split" in names else _split_from_name(path)

@@ -51,16 +51,12 @@ def open_ims(path: Path) -> np.ndarray:
     """``{split}_ims.npy`` memory-mapped (never unpickled), checked to be a 2-D numeric array."""
     if not path.is_file():
         raise UserError(f"{path} not found: each {{split}}_caps.txt needs its {{split}}_ims.npy beside it")
-    import zipfile
+    from cca_bench.fsio import open_npy
 
-    try:
-        ims = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise UserError(f"cannot read {path} as a numeric .npy array: {e}") from None
-    if not isinstance(ims, np.ndarray):
-        raise UserError(f"cannot read {path} as a numeric .npy array: it is a .npz archive")
-    if ims.ndim != 2 or not np.issubdtype(ims.dtype, np.number):
-        raise UserError(f"{path}: expected a 2-D numeric array (images x features), got {ims.dtype} {ims.shape}")
+    ims = open_npy(path)
+    if ims.ndim != 2 or not np.issubdtype(ims.dtype, np.number) or ims.shape[1] == 0:
+        raise UserError(f"{path}: expected a 2-D numeric array (images x features, at least one feature), got "
+                        f"{ims.dtype} {ims.shape}")
     return ims
 
 

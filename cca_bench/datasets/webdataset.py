@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cca_bench.datasets.layouts import LAYOUTS, Entry, assemble, caption
+from cca_bench.datasets.layouts import LAYOUTS, Entry, assemble, caption, utf8_text
 from cca_bench.errors import UserError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
@@ -37,11 +37,19 @@ def _split_key(member: str) -> tuple[str, str]:
 
 
 def index_tar(path: Path) -> list[tuple[str, tuple[int, int] | None, list[str]]]:
-    """(key, (image offset, size) or None, caption lines) of each sample of one tar, in order."""
+    """(key, (image offset, size) or None, caption lines) of each sample of one tar, in order.
+
+    A shard cut short is refused, not read up to the cut: :mod:`tarfile` ends its listing quietly at a missing
+    or damaged header, so every member's data must lie inside the file and the listing must end at an
+    end-of-archive (zero) block."""
     samples: dict[str, dict] = {}
     try:
+        size = path.stat().st_size
         with tarfile.open(path, "r:") as tar:
             for m in tar:
+                if m.offset_data + m.size > size:
+                    raise UserError(f"{path}: truncated: member {m.name!r} needs bytes up to {m.offset_data + m.size} "
+                                    f"but the file ends at byte {size}")
                 if not m.isfile():
                     continue
                 key, ext = _split_key(m.name)
@@ -49,7 +57,8 @@ def index_tar(path: Path) -> list[tuple[str, tuple[int, int] | None, list[str]]]
                 if ext in IMAGE_EXTS:
                     s["image"] = (m.offset_data, m.size)
                 elif ext == ".txt":
-                    s["text"] = tar.extractfile(m).read().decode("utf-8", errors="replace")
+                    s["text"] = utf8_text(tar.extractfile(m).read(), f"{path}: member {m.name!r}")
+            _check_end(path, tar.offset, next(reversed(samples), None))
     except (tarfile.TarError, OSError) as e:
         raise UserError(f"{path}: not a readable uncompressed tar ({e})") from None
     out = []
@@ -59,6 +68,17 @@ def index_tar(path: Path) -> list[tuple[str, tuple[int, int] | None, list[str]]]
         lines = [line for line in (s["text"] or "").splitlines() if line.strip()]
         out.append((key, s["image"], lines))
     return out
+
+
+def _check_end(path: Path, offset: int, last: str | None) -> None:
+    """The 512-byte block where the listing stopped must be an end-of-archive block (all zeros)."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        block = f.read(512)
+    if len(block) < 512 or block.count(0) != 512:
+        after = f"after sample {last!r}" if last is not None else "before the first sample"
+        raise UserError(f"{path}: truncated or damaged at byte {offset} ({after}): no end-of-archive block there, "
+                        "so the samples after it cannot be read; copy the shard again")
 
 
 class TarImages:
@@ -95,7 +115,8 @@ def load_webdataset(folder: Path, name: str, cache_dir: Path | None = None):
             for key, image, lines in index_tar(tar):
                 if image is None:
                     continue
-                entries.append(Entry(f"{split_dir}/{tar.name}/{key}", split, [caption(c) for c in lines]))
+                entries.append(Entry(f"{split_dir}/{tar.name}/{key}", split,
+                                     [caption(c, f"{tar}: sample {key!r}") for c in lines]))
                 where.append((len(tars), *image))
             tars.append(tar)
     where = np.asarray(where, dtype=np.int64).reshape(-1, 3)

@@ -9,7 +9,7 @@ oneDNN once instead of on every call. Measured on the idle 2-core AMD EPYC with 
 batch 32, network alone: eager fp32 NCHW 6.7 img/s, fp32 channels_last 9.7, bf16 autocast + channels_last 18.2, bf16
 prepacked 20.8 (its big convolutions at about 1 TFLOP/s, above the 0.9 TFLOP/s of a 2048-square bf16 GEMM in torch
 here), fc7 at cosine 0.99999 of fp32 (``benchmarks/REPORT_extract.md`` has the pipeline runs). Precision other than
-fp32 is part of the feature cache key (:func:`cca_bench.benchmark.image_key`).
+fp32 is part of the feature cache key (:meth:`cca_bench.features.image_pipeline.ImagePipeline.key`).
 """
 from __future__ import annotations
 

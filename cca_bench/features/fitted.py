@@ -11,15 +11,17 @@ One protocol for all of them (registered by name in :data:`POOLINGS`):
 - ``fingerprint()``: a hash of that state, part of every feature cache key.
 
 The fitted state is saved inside the model it was fitted with: arrays under ``text_encoder.<name>`` in the
-model's safetensors, the config under ``config["text_encoder"]`` (:func:`model_extra` at save time, :func:`attach_to_model`,
-:func:`load_from_model`), so val, test and search reuse the train fit and never refit on test.
+model's safetensors, the config under ``config["text_encoder"]`` (:func:`encoder_state` at save time,
+:func:`from_saved` when the model is reopened, both through
+:class:`cca_bench.features.text_pipeline.WordVectorPipeline`), so val, test and search reuse the train fit and
+never refit on test. Reading and writing the model file is the caller's business (this module sits below the
+methods).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
-
 import numpy as np
 
 from cca_bench.errors import UserError
@@ -77,37 +79,14 @@ def encoder_state(encoder) -> tuple[dict, dict]:
     return {PREFIX + k: v for k, v in arrays.items()}, config
 
 
-def model_extra(encoder) -> dict:
-    """What ``model.save(path, extra=...)`` needs to store the fitted encoder in the model's own file (one
-    atomic write): its prefixed arrays and its config under ``text_encoder``; {} for no encoder."""
-    from cca_bench.methods.base import EXTRA_ARRAYS
-
-    if encoder is None:
-        return {}
-    arrays, enc_config = encoder_state(encoder)
-    return {EXTRA_ARRAYS: arrays, "text_encoder": enc_config}
-
-
-def attach_to_model(path: Path, encoder) -> None:
-    """Add the fitted encoder's state to the model saved at ``path`` (any method; replaces an older state)."""
-    from cca_bench.methods.base import load_arrays, save_arrays
-
-    tensors, config = load_arrays(path)
-    tensors = {k: v for k, v in tensors.items() if not k.startswith(PREFIX)}
-    arrays, enc_config = encoder_state(encoder)
-    save_arrays(path, {**tensors, **arrays}, {**config, "text_encoder": enc_config})
-
-
-def load_from_model(path: Path, vectors):
-    """The fitted encoder saved with the model at ``path``, or None when the model holds none."""
-    from cca_bench.methods.base import load_arrays
-
-    tensors, config = load_arrays(path)
-    enc_config = config.get("text_encoder")
-    if enc_config is None:
+def from_saved(arrays: dict, config: dict | None, vectors):
+    """The fitted encoder a model file holds: ``arrays`` = the model's arrays (those under :data:`PREFIX` are
+    the encoder's), ``config`` = its ``text_encoder`` config; None when the model holds none (saved before
+    encoders were stored)."""
+    if config is None:
         return None
-    arrays = {k[len(PREFIX):]: v for k, v in tensors.items() if k.startswith(PREFIX)}
-    return POOLINGS.get(enc_config["pooling"]).from_state(vectors, arrays, enc_config)
+    own = {k[len(PREFIX):]: v for k, v in arrays.items() if k.startswith(PREFIX)}
+    return POOLINGS.get(config["pooling"]).from_state(vectors, own, config)
 
 
 def words_to_array(words: list[str]) -> np.ndarray:

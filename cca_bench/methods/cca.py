@@ -162,17 +162,6 @@ class RegularizedCCA(Params):
         self.n_components_, self.n_samples_ = k, m.n
         return self
 
-    @classmethod
-    def cross_validate(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
-                       log=lambda msg: None):
-        """Grid search on the val FeatureSet, one covariance pass (see :func:`cca_bench.cv.grid_search`).
-
-        Returns (best fitted model, report).
-        """
-        from cca_bench.cv import grid_search
-
-        return grid_search(cls, train, val, grid, params, select, progress, log)
-
     def _moments(self, X, Y, x_index, map_x=None, map_y=None) -> linalg.Moments:
         """The covariance pass in the chosen backend; ``map_x`` / ``map_y`` (feature maps, e.g. kcca's kernel
         maps) are applied chunk by chunk, inside each task with dask."""

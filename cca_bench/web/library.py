@@ -15,7 +15,6 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import replace
 from pathlib import Path
 
 from cca_bench.errors import UserError
@@ -158,9 +157,8 @@ class Library:
         method, dataset, features, opts, ds = self._saved(model)
         if split not in ds.splits:
             raise Missing(f"{dataset} has no split {split!r} (it has {', '.join(ds.splits)})")
-        opts = replace(opts, cache=self._cached(ds, split, features, opts))
-        with read_only():
-            return open_gallery(method, dataset, split, features, opts)
+        with read_only():  # the split's features are read from the cache when there, else computed in memory
+            return open_gallery(method, dataset, split, features, opts, read_only_cache=True)
 
     def _saved(self, model: str) -> tuple:
         """(method, dataset name, features, Options, CaptionDataset) of a saved model; the dataset is loaded once
@@ -181,17 +179,6 @@ class Library:
     def _stamp(self, model: str) -> tuple:
         """When the model's files last changed."""
         return tuple(self.file("models", f"{model}{ext}").stat().st_mtime_ns for ext in (".json", ".safetensors"))
-
-    def _cached(self, dataset, split: str, features: str, opts) -> bool:
-        """Whether both feature arrays of the split are in the cache (then read them; else compute in memory,
-        so the app never writes into the data root)."""
-        from cca_bench.benchmark import image_key, text_key
-        from cca_bench.config import FeatureSpec
-        from cca_bench.features.store import cache_key
-
-        spec, s = FeatureSpec.parse(features), dataset.split(split)
-        stems = [cache_key(key(dataset, s, spec, opts)) for key in (image_key, text_key)]
-        return all((self.data_root / "cache" / f"{stem}{ext}").is_file() for stem in stems for ext in (".npy", ".json"))
 
     def splits(self, model: str) -> list[str]:
         """The split names of the dataset ``model`` was fitted on."""

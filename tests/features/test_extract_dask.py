@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cca_bench.__main__ import main
-from cca_bench.benchmark import Options, image_encoder_kwargs, image_key, load_dataset
-from cca_bench.config import FeatureSpec
+from cca_bench.benchmark import Options, load_dataset
+from cca_bench.features.image_pipeline import ImagePipeline
 from cca_bench.features import distributed, store
 from cca_bench.features.image import encode_tinyimage
 
@@ -67,11 +67,11 @@ def test_dask_extraction_equals_local_extraction(cluster, tmp_path, monkeypatch)
 def test_dask_extraction_resumes_from_finished_shards(cluster, tmp_path):
     opts = Options(data_root=tmp_path / "data", dataset_options={"n_train": "150", "n_val": "10", "n_test": "30"},
                    progress=False)
-    dataset, spec = load_dataset("shapes", opts), FeatureSpec("glove50", "tinyimage")
+    dataset, pipe = load_dataset("shapes", opts), ImagePipeline("tinyimage", opts)
     split = dataset.split("train")
-    key = image_key(dataset, split, spec, opts)
+    key = pipe.key(dataset, split)
     shards = store.shard_dir(opts.data_root / "cache", key)
-    kwargs = image_encoder_kwargs("tinyimage", opts, shards)
+    kwargs = pipe.kwargs(shards)
     job = distributed.ExtractJob.make("shapes", opts.data_root, opts.dataset_options, split, "tinyimage", kwargs)
     first = store.shard_files(shards, 0, 64)[0]
     distributed.run_shard(job, 0, 64)  # a run killed after its first shard

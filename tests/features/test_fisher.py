@@ -8,7 +8,7 @@ from scipy import stats
 from cca_bench.__main__ import main
 from cca_bench.errors import UserError
 from cca_bench.features.fisher import FisherVectorEncoder
-from cca_bench.features.fitted import attach_to_model, load_from_model
+from cca_bench.features.fitted import encoder_state, from_saved
 from cca_bench.features.mixtures import HybridGaussianLaplacianMixture, Mixture, posteriors, weighted_medians
 from cca_bench.features.store import load_or_stream
 from cca_bench.features.text import MeanVectorEncoder, WordVectors
@@ -108,15 +108,17 @@ def words():
     lambda wv: FisherVectorEncoder(wv, "gmm+hglmm", 2, pca=4),
 ], ids=["idf", "gmm", "gmm+hglmm+pca"])
 def test_fitted_encoders_survive_save_and_load_bit_for_bit(make, words, tmp_path):
+    from cca_bench.methods.base import EXTRA_ARRAYS, load_arrays
     from cca_bench.methods.cca import RegularizedCCA
 
     wv, captions = words
     enc = make(wv).fit(captions[:200])
     rng = np.random.default_rng(3)
     model = RegularizedCCA(n_components=2).fit(rng.standard_normal((50, 3)), rng.standard_normal((50, 3)))
-    model.save(tmp_path / "m")
-    attach_to_model(tmp_path / "m", enc)
-    back = load_from_model(tmp_path / "m", wv)
+    arrays, config = encoder_state(enc)
+    model.save(tmp_path / "m", extra={EXTRA_ARRAYS: arrays, "text_encoder": config})  # as generate saves it
+    tensors, saved = load_arrays(tmp_path / "m")
+    back = from_saved(tensors, saved["text_encoder"], wv)
     assert type(back) is type(enc) and back.fingerprint() == enc.fingerprint()
     for (k, a), (k2, b) in zip(sorted(enc.state()[0].items()), sorted(back.state()[0].items())):
         assert k == k2 and a.dtype == b.dtype and a.tobytes() == b.tobytes()

@@ -67,12 +67,18 @@ def test_chunking_and_memmap_give_the_same_fit(tmp_path):
 
 
 def test_signs_are_deterministic_and_eig_power_scales():
+    """Reversed rows sum the float32 products in another order: the weights move by rounding (how far depends on
+    the BLAS kernels) but never flip sign, which would move a column by twice its size. eig_power is compared on
+    the very same fit, so only the scaling is under test."""
     x, y = paired(n=4000, seed=4)
     a = RegularizedCCA(n_components=3, eig_power=0).fit(x, y)
-    b = RegularizedCCA(n_components=3, eig_power=2).fit(x[::-1].copy(), y[::-1].copy())
-    np.testing.assert_allclose(a.x_weights_, b.x_weights_, rtol=1e-4, atol=1e-6)
-    pa, pb = a.transform_x(x), b.transform_x(x)
-    np.testing.assert_allclose(pb, pa * a.canonical_correlations_**2, rtol=1e-4, atol=1e-5)
+    b = RegularizedCCA(n_components=3, eig_power=0).fit(x[::-1].copy(), y[::-1].copy())
+    cos = (a.x_weights_ * b.x_weights_).sum(0) / np.linalg.norm(a.x_weights_, axis=0) / np.linalg.norm(b.x_weights_,
+                                                                                                         axis=0)
+    assert (cos > 0.999).all()
+    c = RegularizedCCA(n_components=3, eig_power=2).fit(x, y)
+    pa, pc = a.transform_x(x), c.transform_x(x)
+    np.testing.assert_allclose(pc, pa * a.canonical_correlations_**2, rtol=1e-5, atol=1e-6 * np.abs(pa).max())
     assert pa.shape == (4000, 3)
 
 

@@ -1,0 +1,57 @@
+"""A run's evaluation: embeddings of one or more seeds -> per-query ranks, metrics, R@K curves, intervals.
+
+Glue between the pure maths (:mod:`cca_bench.metrics` ranks queries, :mod:`cca_bench.stats` turns ranks into
+metrics, intervals and seed spreads) and the run record that :mod:`cca_bench.benchmark` and
+:mod:`cca_bench.external` build.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cca_bench.config import timed, torch_device
+
+
+def score(embeddings: list[tuple[np.ndarray, np.ndarray]], image_index: np.ndarray, distance: str, folds: int,
+          opts, timings: dict) -> dict:
+    """The run-record fields of one or more (one per seed) pairs of (n_img, k) image and (n_txt, k) caption
+    embeddings: ``metrics`` (mean over seeds), ``recall_curve``, ``degenerate_queries``, per-query ranks
+    (``_ranks``, stored by ``results.write_run``), bootstrap ``ci`` / ``ci_method`` unless ``opts.bootstrap``
+    is None, and with several seeds ``seed_metrics`` / ``seed_sd``. The similarity GEMM runs on
+    ``opts.device`` when that is a GPU (timed as ``evaluate``; the intervals as ``intervals``)."""
+    from cca_bench import stats
+    from cca_bench.metrics import fold_ranks
+
+    gemm_device = None if torch_device(opts.device) == "cpu" else torch_device(opts.device)
+    per_seed = timed(timings, "evaluate", lambda: [fold_ranks(
+        ei, et, image_index, distance, folds, device=gemm_device, return_flat=True) for ei, et in embeddings])
+    n_img = len(embeddings[0][0])
+    ranks = stats.stack_seeds([stats.from_fold_ranks(p, image_index, n_img) for p in per_seed])
+    out = {"metrics": stats.point_metrics(ranks), "recall_curve": recall_curves(per_seed), "_ranks": ranks,
+           "degenerate_queries": {task: int(sum(int(np.count_nonzero(f[2 + d])) for p in per_seed for f in p))
+                                  for d, task in enumerate(stats.TASKS)}}
+    if opts.bootstrap is not None:
+        out["ci"] = timed(timings, "intervals", lambda: stats.bootstrap_ci(ranks, opts.bootstrap, 0.95, opts.ci_seed))
+        out["ci_method"] = stats.ci_method(opts.bootstrap, 0.95, opts.ci_seed)
+    if len(embeddings) > 1:
+        out |= seed_spread(stats.per_seed_metrics(ranks))
+    return out
+
+
+def recall_curves(per_seed: list, k_max: int = 50) -> dict:
+    """R@1..R@k_max of both directions, averaged over folds, then over seeds (``fold_ranks`` output per seed)."""
+    from cca_bench.metrics import TASK_NAMES, recall_curve
+
+    curves = [np.mean([[recall_curve(r0, k_max) for r0 in fold[:2]] for fold in p], axis=0) for p in per_seed]
+    return dict(zip(TASK_NAMES, np.mean(curves, axis=0).tolist()))
+
+
+def seed_spread(per_seed: list[dict]) -> dict:
+    """``seed_metrics`` (one metrics record per seed) and ``seed_sd`` (their standard deviation, ddof 1, per
+    metric and for ``rsum``), and a note when every seed gave the same numbers."""
+    from cca_bench.stats import rsum_of
+
+    sd = {t: {m: float(np.std([p[t][m] for p in per_seed], ddof=1)) for m in per_seed[0][t]} for t in per_seed[0]}
+    out = {"seed_metrics": per_seed, "seed_sd": sd | {"rsum": float(np.std([rsum_of(p) for p in per_seed], ddof=1))}}
+    if all(p == per_seed[0] for p in per_seed):
+        out["seed_note"] = f"the {len(per_seed)} seeds gave identical results: this method is deterministic here"
+    return out

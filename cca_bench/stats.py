@@ -1,0 +1,331 @@
+"""Uncertainty of retrieval metrics: image-level (cluster) bootstrap intervals and paired tests between runs.
+
+Everything here is a pure function of per-query 0-based ranks (:mod:`cca_bench.metrics`) and the image of each
+caption. The unit of sampling is the test IMAGE: an image and all its captions are resampled together, since
+the captions of one image share it and their outcomes correlate (a caption-level bootstrap gives intervals that
+are too narrow; PROTOCOLS.md, "Uncertainty and significance").
+
+A resample is a vector of counts c_i (how often image i was drawn), so every metric of every resample is a
+weighted sum over images: R@K(i2t) = 100 sum_i c_i h_i / sum_i c_i q_i and R@K(t2i) = 100 sum_i c_i H_i /
+sum_i c_i n_i, with h_i the image's annotation hit, q_i whether it is a query (has captions), H_i its captions'
+search hits and n_i its caption count. All B resamples are one (B, n_images) count matrix times a few per-image
+columns, not B evaluations; medians are weighted medians over the ranks' distinct values.
+
+Draw order (what an independent re-implementation must repeat to get the same numbers): ``rng =
+numpy.random.default_rng(seed)``; for each fold in order, ``rng.integers(0, n_f, size=(B, n_f))`` are the drawn
+image positions of the fold's B resamples. COCO 1k resamples images within each fold and averages the fold
+metrics as the point estimate does; with several seeds (one ranking per seed) every seed's ranking is
+scored on the same resample and the seed metrics are averaged, as the run's point estimate is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cca_bench.errors import UserError
+
+KS = (1, 5, 10)
+METRICS = ("R@1", "R@5", "R@10", "median_rank", "mean_rank")
+TASKS = ("image_annotation", "image_search")
+SHORT = {"i2t": "image_annotation", "t2i": "image_search"}
+LOWER_IS_BETTER = ("median_rank", "mean_rank")
+
+
+@dataclass(frozen=True)
+class QueryRanks:
+    """Per-query 0-based ranks of one evaluation (or of several seeds of it), and how queries map to images.
+
+    i2t: (S, n_images) rank of each image query, -1 for an image without captions (not a query);
+    t2i: (S, n_captions) rank of each caption query; image_index: (n_captions,) image of each caption;
+    fold: (n_images,) fold of each image (all 0 without folds). Ranks of fold f are within fold f.
+    S = number of seeds (1 for a single model).
+    """
+
+    i2t: np.ndarray
+    t2i: np.ndarray
+    image_index: np.ndarray
+    fold: np.ndarray
+
+    @property
+    def n_images(self) -> int:
+        return len(self.fold)
+
+    def folds(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """[(image positions, caption positions)] of each fold, in fold order."""
+        out = []
+        for f in range(int(self.fold.max(initial=-1)) + 1):
+            images = np.flatnonzero(self.fold == f)
+            out.append((images, np.flatnonzero(self.fold[self.image_index] == f)))
+        return out
+
+
+def query_ranks(i2t, t2i, image_index, fold=None) -> QueryRanks:
+    """A checked :class:`QueryRanks` from arrays shaped (n_images,) / (n_captions,) or with a seed axis first."""
+    i2t, t2i = np.atleast_2d(np.asarray(i2t, dtype=np.int64)), np.atleast_2d(np.asarray(t2i, dtype=np.int64))
+    image_index = np.asarray(image_index, dtype=np.int64)
+    n_img = i2t.shape[1]
+    fold = np.zeros(n_img, dtype=np.int64) if fold is None else np.asarray(fold, dtype=np.int64)
+    if i2t.ndim != 2 or t2i.ndim != 2 or len(i2t) != len(t2i) or t2i.shape[1] != len(image_index) \
+            or len(fold) != n_img or image_index.ndim != 1:
+        raise UserError(f"inconsistent rank arrays: image_annotation {i2t.shape}, image_search {t2i.shape}, "
+                        f"image_index {image_index.shape}, fold {fold.shape}")
+    if len(image_index) and (image_index.min() < 0 or image_index.max() >= n_img):
+        raise UserError("image_index points outside the images")
+    if (t2i < 0).any() or (i2t < -1).any():
+        raise UserError("ranks must be >= 0 (image_annotation: -1 marks an image without captions)")
+    if len(fold) and (fold.min() < 0 or (np.diff(fold) < 0).any()):
+        raise UserError("fold must number consecutive image folds 0, 1, ...")
+    has_caption = np.bincount(image_index, minlength=n_img) > 0
+    if ((i2t >= 0) != has_caption).any():
+        raise UserError("image_annotation must rank exactly the images that have captions")
+    return QueryRanks(i2t, t2i, image_index, fold)
+
+
+def from_fold_ranks(per_fold: list[tuple], image_index: np.ndarray, n_images: int) -> QueryRanks:
+    """One seed's :class:`QueryRanks` from :func:`cca_bench.metrics.fold_ranks` output: per consecutive equal
+    fold, (r_i2t of the fold's images that have captions, r_t2i of its captions in caption order, ...)."""
+    image_index = np.asarray(image_index, dtype=np.int64)
+    size = n_images // max(len(per_fold), 1)
+    fold = np.repeat(np.arange(len(per_fold)), size)
+    i2t, t2i = np.full(n_images, -1, dtype=np.int64), np.zeros(len(image_index), dtype=np.int64)
+    has_caption = np.bincount(image_index, minlength=n_images) > 0
+    for f, (r_i2t, r_t2i, *_) in enumerate(per_fold):
+        images = np.arange(f * size, (f + 1) * size)
+        i2t[images[has_caption[images]]] = r_i2t
+        t2i[fold[image_index] == f] = r_t2i
+    return query_ranks(i2t, t2i, image_index, fold)
+
+
+def stack_seeds(rankings: list[QueryRanks]) -> QueryRanks:
+    """The rankings of several seeds of one model on one split as one :class:`QueryRanks` (seed axis first)."""
+    for other in rankings[1:]:
+        check_same_images(rankings[0], other)
+    first = rankings[0]
+    return QueryRanks(np.concatenate([r.i2t for r in rankings]), np.concatenate([r.t2i for r in rankings]),
+                      first.image_index, first.fold)
+
+
+def resample_counts(rng: np.random.Generator, n: int, resamples: int) -> np.ndarray:
+    """(B, n) float64 counts of each of n images in B resamples drawn with replacement (see the draw order)."""
+    drawn = rng.integers(0, n, size=(resamples, n))
+    flat = (drawn + n * np.arange(resamples)[:, None]).ravel()
+    return np.bincount(flat, minlength=resamples * n).reshape(resamples, n).astype(np.float64)
+
+
+def _weighted_median_rank(values: np.ndarray, owner: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(B,) Kiros/VSE++ median rank floor(median(r0)) + 1 of ``values`` (m,) 0-based ranks, where query j
+    counts ``counts[:, owner[j]]`` times in each of the B resamples (``counts`` (B, n))."""
+    from scipy import sparse
+
+    vals, code = np.unique(values, return_inverse=True)
+    m = sparse.csr_matrix((np.ones(len(values)), (owner, code)), shape=(counts.shape[1], len(vals)))
+    cum = np.cumsum(np.asarray((m.T @ counts.T).T), axis=1)  # (B, distinct values)
+    total = cum[:, -1]
+    lo = (cum > ((total - 1) // 2)[:, None]).argmax(1)
+    hi = (cum > (total // 2)[:, None]).argmax(1)
+    return np.floor((vals[lo] + vals[hi]) / 2.0) + 1
+
+
+def _fold_metrics(r_i2t: np.ndarray, r_t2i: np.ndarray, owner: np.ndarray, counts: np.ndarray) -> dict:
+    """{task: {metric: (B,)}} of one fold's ranks (images 0..n-1, ``owner`` = image of each caption) under
+    the (B, n) resample counts (a row of ones gives the plain metrics)."""
+    n = counts.shape[1]
+    query = r_i2t >= 0
+    caps = np.bincount(owner, minlength=n).astype(np.float64)
+    cols = {"den_i2t": query.astype(np.float64), "sum_i2t": np.where(query, r_i2t, 0).astype(np.float64),
+            "den_t2i": caps, "sum_t2i": np.bincount(owner, weights=r_t2i, minlength=n)}
+    for k in KS:
+        cols[f"R@{k}_i2t"] = (query & (r_i2t < k)).astype(np.float64)
+        cols[f"R@{k}_t2i"] = np.bincount(owner, weights=(r_t2i < k).astype(np.float64), minlength=n)
+    names = list(cols)
+    sums = dict(zip(names, (counts @ np.stack([cols[c] for c in names], axis=1)).T))
+    out = {}
+    for short, task, ranks, who in (("i2t", "image_annotation", r_i2t[query], np.flatnonzero(query)),
+                                    ("t2i", "image_search", r_t2i, owner)):
+        den = sums[f"den_{short}"]
+        task_metrics = {f"R@{k}": 100.0 * (sums[f"R@{k}_{short}"] / den) for k in KS}
+        task_metrics["median_rank"] = _weighted_median_rank(ranks, who, counts)
+        task_metrics["mean_rank"] = sums[f"sum_{short}"] / den + 1
+        out[task] = task_metrics
+    return out
+
+
+def replicate_metrics(ranks: QueryRanks, counts: list[np.ndarray]) -> dict:
+    """{task: {metric: (B,)}} averaged over folds and seeds, for per-fold resample counts [(B, n_f)]."""
+    per_fold = []
+    for (images, caps), c in zip(ranks.folds(), counts):
+        owner = np.searchsorted(images, ranks.image_index[caps])
+        seeds = [_fold_metrics(ranks.i2t[s, images], ranks.t2i[s, caps], owner, c) for s in range(len(ranks.i2t))]
+        per_fold.append(seeds)
+    # fold mean first (as metrics.evaluate does), then the mean over seeds (as a run with --seeds does)
+    return {t: {m: np.mean([np.mean([f[s][t][m] for f in per_fold], axis=0) for s in range(len(ranks.i2t))],
+                           axis=0) for m in METRICS} for t in TASKS}
+
+
+def point_metrics(ranks: QueryRanks) -> dict:
+    """The run's metrics ({task: {metric: float}}) from its ranks; equal to the evaluation's own numbers."""
+    reps = replicate_metrics(ranks, [np.ones((1, len(images))) for images, _ in ranks.folds()])
+    return {t: {m: float(v[0]) for m, v in reps[t].items()} for t in TASKS}
+
+
+def per_seed_metrics(ranks: QueryRanks) -> list[dict]:
+    """One :func:`point_metrics` record per seed of ``ranks``."""
+    return [point_metrics(QueryRanks(ranks.i2t[s:s + 1], ranks.t2i[s:s + 1], ranks.image_index, ranks.fold))
+            for s in range(len(ranks.i2t))]
+
+
+def rsum_of(metrics: dict):
+    """R@1 + R@5 + R@10 of both directions (floats or (B,) arrays alike)."""
+    return sum(metrics[t][f"R@{k}"] for t in TASKS for k in KS)
+
+
+def bootstrap_replicates(ranks: QueryRanks, resamples: int = 1000, seed: int = 0) -> dict:
+    """{task: {metric: (B,)}, "rsum": (B,)} over B image-level resamples (the documented draw order)."""
+    if resamples < 1:
+        raise UserError(f"--bootstrap must be at least 1 (got {resamples})")
+    rng = np.random.default_rng(seed)
+    counts = [resample_counts(rng, len(images), resamples) for images, _ in ranks.folds()]
+    reps = replicate_metrics(ranks, counts)
+    return reps | {"rsum": rsum_of(reps)}
+
+
+def bootstrap_ci(ranks: QueryRanks, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+    """Percentile intervals ``{"image_annotation": {"R@1": [lo, hi], ...}, "image_search": {...},
+    "rsum": [lo, hi]}`` of every metric, from :func:`bootstrap_replicates`."""
+    if not 0 < level < 1:
+        raise UserError(f"the interval level must lie between 0 and 1 (got {level})")
+    reps = bootstrap_replicates(ranks, resamples, seed)
+    q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+    ci = lambda v: [float(x) for x in np.percentile(v, q)]  # noqa: E731
+    return {t: {m: ci(reps[t][m]) for m in METRICS} for t in TASKS} | {"rsum": ci(reps["rsum"])}
+
+
+def ci_method(resamples: int, level: float, seed: int) -> dict:
+    """What a run records of how its intervals were made."""
+    return {"resamples": int(resamples), "level": float(level), "seed": int(seed), "unit": "image",
+            "method": "percentile bootstrap over test images (each image with all its captions)"}
+
+
+# ---------------------------------------------------------------- paired comparison of two runs on one split
+
+def parse_metric(name: str) -> tuple[tuple[str, ...], str]:
+    """``rsum`` | ``R@1`` .. ``mean_rank`` (both directions summed) | ``i2t:R@1`` / ``t2i:median_rank`` (one
+    direction) -> (tasks, metric); a bad name is a UserError listing the choices."""
+    direction, _, metric = name.rpartition(":")
+    if name == "rsum":
+        return TASKS, "rsum"
+    if metric in METRICS and (not direction or direction in SHORT):
+        return ((SHORT[direction],) if direction else TASKS), metric
+    raise UserError(f"unknown metric {name!r}: choose rsum, one of {', '.join(METRICS)} (both directions summed) "
+                    "or i2t:/t2i: before one of them (e.g. t2i:R@1)")
+
+
+def metric_value(reps: dict, tasks: tuple[str, ...], metric: str):
+    """The value (float or (B,)) of a parsed metric in a {task: {metric: ...}} record."""
+    if metric == "rsum":
+        return rsum_of(reps)
+    return sum(reps[t][metric] for t in tasks)
+
+
+def _contributions(ranks: QueryRanks, tasks: tuple[str, ...], metric: str) -> np.ndarray:
+    """(n_images,) each image's additive share of a linear metric (R@K, mean rank, R-sum) of the run:
+    the metric equals their sum up to rounding (fold and seed means included; mean ranks up to their +1)."""
+    out = np.zeros(ranks.n_images)
+    ks = KS if metric == "rsum" else (int(metric[2:]),) if metric.startswith("R@") else ()
+    n_folds, n_seeds = len(ranks.folds()), len(ranks.i2t)
+    for images, caps in ranks.folds():
+        owner = ranks.image_index[caps]
+        for s in range(n_seeds):
+            r_i2t, r_t2i = ranks.i2t[s, images], ranks.t2i[s, caps]
+            query = r_i2t >= 0
+            for task in tasks:
+                if task == "image_annotation":
+                    per = sum((query & (r_i2t < k)) * 100.0 for k in ks) if ks else np.where(query, r_i2t, 0) * 1.0
+                    out[images] += per / query.sum() / n_folds / n_seeds
+                else:
+                    per = sum((r_t2i < k) * 100.0 for k in ks) if ks else r_t2i * 1.0
+                    out += np.bincount(owner, weights=per, minlength=ranks.n_images) / len(caps) / n_folds / n_seeds
+    return out
+
+
+def sign_flip_p(diff: np.ndarray, trials: int, rng: np.random.Generator, block: int = 1000) -> float:
+    """Two-sided p-value of sum(diff) under random sign flips of the per-image differences (a paired
+    permutation test: under H0 the two runs' labels of each image are exchangeable). p = (1 + #{|sum s d| >=
+    |sum d|}) / (1 + trials), the add-one estimate that is never 0."""
+    observed = abs(diff.sum()) * (1 - 1e-12)  # equal sums up to rounding count as extreme
+    extreme, done = 0, 0
+    while done < trials:
+        b = min(block, trials - done)
+        signs = rng.integers(0, 2, size=(b, len(diff)), dtype=np.int8) * 2.0 - 1.0
+        extreme += int(np.count_nonzero(np.abs(signs @ diff) >= observed))
+        done += b
+    return (1 + extreme) / (1 + trials)
+
+
+def check_same_images(a: QueryRanks, b: QueryRanks, where: str = "") -> None:
+    """UserError unless the two rankings score the same queries of the same images in the same folds."""
+    if a.n_images != b.n_images or not np.array_equal(a.image_index, b.image_index) or \
+            not np.array_equal(a.fold, b.fold):
+        raise UserError(f"the two runs did not rank the same test images and captions{where}: a paired test needs "
+                        "runs on one split, in one protocol")
+
+
+def paired_test(a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: int = 10000, seed: int = 0,
+                level: float = 0.95) -> dict:
+    """Difference A - B of ``metric`` on the same test images: its paired-bootstrap percentile interval (both
+    runs scored on the same image resamples) and a two-sided p-value (:func:`paired_p_value`).
+
+    Returns {metric, delta, ci, p_value, test, n_images, resamples, level, lower_is_better}.
+    """
+    tasks, m = _check_pair(a, b, metric, resamples)
+    delta = float(metric_value(point_metrics(a), tasks, m) - metric_value(point_metrics(b), tasks, m))
+    deltas = _bootstrap_deltas(a, b, tasks, m, resamples, np.random.default_rng(seed))
+    ci = [float(x) for x in np.percentile(deltas, [100 * (1 - level) / 2, 100 * (1 + level) / 2])]
+    p, test = paired_p_value(a, b, metric, resamples, seed + 1)
+    return {"metric": metric, "delta": delta, "ci": ci, "p_value": p, "test": test, "n_images": int(a.n_images),
+            "resamples": int(resamples), "level": float(level), "lower_is_better": m in LOWER_IS_BETTER}
+
+
+def paired_p_value(a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: int = 10000,
+                   seed: int = 0) -> tuple[float, str]:
+    """(two-sided p-value of A = B on ``metric``, the test's name).
+
+    A linear metric (R@K, R-sum, mean rank) gets a paired sign-flip permutation test over per-image
+    contributions: under H0 the two runs are exchangeable on every image, so each image's difference is
+    equally likely to have either sign (exact, no normality assumed, an image's captions stay together). The
+    median rank is no sum over images, so it gets the paired bootstrap (twice the share of resampled deltas
+    on the far side of 0, add-one)."""
+    tasks, m = _check_pair(a, b, metric, resamples)
+    rng = np.random.default_rng(seed)
+    if m == "median_rank":
+        deltas = _bootstrap_deltas(a, b, tasks, m, resamples, rng)
+        beyond = min(np.count_nonzero(deltas <= 0), np.count_nonzero(deltas >= 0))
+        return min(1.0, 2 * (1 + beyond) / (1 + resamples)), \
+            "paired bootstrap over test images (two-sided, share of resampled deltas beyond 0)"
+    diff = _contributions(a, tasks, m) - _contributions(b, tasks, m)
+    return sign_flip_p(diff, resamples, rng), "paired sign-flip permutation test over test images (two-sided)"
+
+
+def _check_pair(a: QueryRanks, b: QueryRanks, metric: str, resamples: int) -> tuple[tuple[str, ...], str]:
+    if resamples < 1:
+        raise UserError(f"resamples must be at least 1 (got {resamples})")
+    check_same_images(a, b)
+    return parse_metric(metric)
+
+
+def _bootstrap_deltas(a: QueryRanks, b: QueryRanks, tasks, metric: str, resamples: int, rng) -> np.ndarray:
+    """(B,) metric(A) - metric(B) over B image resamples shared by both runs."""
+    counts = [resample_counts(rng, len(images), resamples) for images, _ in a.folds()]
+    return metric_value(replicate_metrics(a, counts), tasks, metric) - \
+        metric_value(replicate_metrics(b, counts), tasks, metric)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (Holm 1979), in the input order."""
+    p = np.asarray(p_values, dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order])
+    out = np.empty_like(p)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out.tolist()

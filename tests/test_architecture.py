@@ -1,0 +1,123 @@
+"""The shape of the house (docs: /ARCHITECTURE picture): the package's import graph, lazy imports inside functions
+included, has no circle, and no module imports one from a layer above its own."""
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cca_bench"
+
+# Lowest layer first. A module belongs to the layer of the longest name below that matches it (a package name
+# covers its submodules; "cca_bench" itself only the package's __init__). A module may import its own layer
+# and any layer below, never one above. Place every new module here.
+LAYERS = [
+    ("base", ["cca_bench.errors", "cca_bench.registry", "cca_bench.config", "cca_bench.fsio", "cca_bench.checks",
+              "cca_bench.plots"]),
+    ("numerics", ["cca_bench", "cca_bench.linalg", "cca_bench.metrics", "cca_bench.stats", "cca_bench.kernel_maps"]),
+    ("datasets", ["cca_bench.datasets"]),
+    ("features", ["cca_bench.features"]),
+    ("methods", ["cca_bench.methods"]),
+    ("cv", ["cca_bench.cv"]),
+    ("results", ["cca_bench.results"]),
+    ("glue", ["cca_bench.evaluation", "cca_bench.benchmark", "cca_bench.external", "cca_bench.catalog"]),
+    ("search", ["cca_bench.search"]),
+    ("web", ["cca_bench.web"]),
+    ("cli", ["cca_bench.__main__"]),
+]
+
+
+def modules() -> dict[str, Path]:
+    """Dotted module name -> file, for every .py file of the package."""
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def imported(module: str, path: Path, known: dict) -> set[str]:
+    """The package's modules that ``module`` imports anywhere in its file (top level or inside functions)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(up + ([base] if base else []))
+            # `from pkg import submodule` imports the submodule; `from mod import name` the module
+            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                out.add(name)
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {m: imported(m, p, known) for m, p in known.items()}
+
+
+def circles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def layer(module: str) -> int:
+    matches = [(len(prefix), i) for i, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
+               if module == prefix or (prefix != "cca_bench" and module.startswith(prefix + "."))]
+    assert matches, f"{module} has no layer in tests/test_architecture.py LAYERS: place it there"
+    return max(matches)[1]
+
+
+def test_the_graph_sees_lazy_imports():
+    """The graph reads imports inside functions too (the circles of the last release were lazy ones)."""
+    edges = graph()
+    assert "cca_bench.benchmark" in edges["cca_bench.__main__"]  # imported inside the command functions only
+    assert "cca_bench.features.distributed" in edges["cca_bench.features.image_pipeline"]
+
+
+def test_circles_are_found():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circles():
+    assert circles(graph()) == []
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    upward = [f"{m} ({LAYERS[layer(m)][0]}) imports {t} ({LAYERS[layer(t)][0]})"
+              for m, targets in sorted(graph().items()) for t in sorted(targets) if layer(t) > layer(m)]
+    assert upward == []
