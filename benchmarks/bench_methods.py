@@ -126,7 +126,8 @@ def report(rows: list[dict], coco: dict | None, args) -> str:
         head.append(f"| {r['method']} | {r['label']} | {r['fit']:.1f} | {r['embed']:.2f} | {r['evaluate']:.2f} | "
                     f"{r['width']} | {r['peak_rss_gb']} | {r['rsum']:.1f} |")
     if coco:
-        head += ["", f"asif with {coco.get('anchors', '?'):,} anchor pairs (COCO train size), a 5,000-image / "
+        anchors = f"{coco['anchors']:,}" if "anchors" in coco else f"{args.coco_images * 5:,}"
+        head += ["", f"asif with {anchors} anchor pairs (COCO train size), a 5,000-image / "
                  "25,000-caption test split, k = 800, p = 8:", "",
                  "| step | seconds |", "|---|---|"]
         if "error" in coco:
