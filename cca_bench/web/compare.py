@@ -24,35 +24,61 @@ def _runs(lib, stems: list[str]) -> list[dict]:
     return runs
 
 
-def metric_rows(runs: list[dict]) -> list[dict]:
+def metric_rows(runs: list[dict], ranks: list | None = None, resamples: int = 2000) -> list[dict]:
     """One row per metric (R-sum, then each direction's R@K and ranks): the runs' values, the best marked, and
-    each run's difference to the first run (``gain``: whether it is better)."""
-    from cca_bench.results import metric_columns, rsum
+    each run's difference to the first run (``gain``: whether it is better), with its 95% paired interval and
+    p-value (``stats.paired_test`` on that metric, ``resamples`` draws) where both runs kept their ranks
+    (``ranks``: one :class:`~cca_bench.stats.QueryRanks` or None per run)."""
+    from cca_bench.results import COLUMN_METRIC, metric_columns, rsum
+    from cca_bench.stats import paired_test
     from cca_bench.web.tables import RSUM, better
 
+    ranks = ranks or [None] * len(runs)
     flat = [{RSUM: rsum(r["metrics"]), **metric_columns(r["metrics"])} for r in runs]
     rows = []
     for name in flat[0]:
         values = [f.get(name) for f in flat]
         known = [v for v in values if v is not None]
         best = (max if better(name) > 0 else min)(known) if known else None
-        deltas = [None if v is None or values[0] is None else v - values[0] for v in values[1:]]
-        rows.append({"name": name, "cells": values, "best": best,
-                     "deltas": [{"value": d, "gain": d is not None and better(name) * d > 0} for d in deltas]})
+        deltas = []
+        for v, rk in zip(values[1:], ranks[1:]):
+            d = {"value": None if v is None or values[0] is None else v - values[0]}
+            d["gain"] = d["value"] is not None and better(name) * d["value"] > 0
+            if rk is not None and ranks[0] is not None:
+                t = paired_test(rk, ranks[0], COLUMN_METRIC[name], resamples)
+                d |= {"ci": t["ci"], "p": t["p_value"]}
+            deltas.append(d)
+        rows.append({"name": name, "cells": values, "best": best, "deltas": deltas})
     return rows
 
 
-def paired_tests(runs: list[dict]) -> list[dict]:
+def run_ranks(runs: list[dict]) -> tuple[list, list[str | None]]:
+    """Each run's stored per-query ranks (None where it has none) and why not (None where it has them)."""
+    from cca_bench.results import load_ranks
+
+    ranks, why = [], []
+    for r in runs:
+        try:
+            ranks.append(load_ranks(r))
+            why.append(None)
+        except UserError as e:
+            ranks.append(None)
+            why.append(str(e))
+    return ranks, why
+
+
+def paired_tests(runs: list[dict], ranks: list, why: list) -> list[dict]:
     """Each later run against the first by the statistics' paired test on R-sum (later minus first, on the
     per-query ranks both runs stored): ``{run, result}``, or ``{run, why}`` where there is none (a run without
     its ranks file, runs on other images)."""
-    from cca_bench.results import load_ranks
     from cca_bench.stats import paired_test
 
     out = []
-    for r in runs[1:]:
+    for r, rk, w in zip(runs[1:], ranks[1:], why[1:]):
         try:
-            out.append({"run": r["_stem"], "result": paired_test(load_ranks(r), load_ranks(runs[0]), "rsum")})
+            if ranks[0] is None or rk is None:
+                raise UserError(why[0] or w)
+            out.append({"run": r["_stem"], "result": paired_test(rk, ranks[0], "rsum")})
         except UserError as e:
             out.append({"run": r["_stem"], "why": str(e)})
     return out
@@ -91,8 +117,10 @@ def compare_page():
     runs = _runs(lib, request.args.getlist("run"))
     seed = _seed(request.args.get("sample"))
     examples = shared_examples(lib, runs, seed, _wait())
+    ranks, why = run_ranks(runs)
     return render_template("compare.html", runs=runs, labels=[curve_label(r) for r in runs],
-                           rows=metric_rows(runs), tests=paired_tests(runs), examples=examples, seed=seed,
+                           rows=metric_rows(runs, ranks), tests=paired_tests(runs, ranks, why), examples=examples,
+                           seed=seed,
                            k=COMPARE_K, curves=all(r.get("recall_curve") for r in runs),
                            more=seed + 1, random_seed=random.randrange(1, 10**6))
 

@@ -160,7 +160,11 @@ def test_compare_shows_the_paired_test(client, monkeypatch):
     assert "-5.0" in page and "-9.5 to -0.2" in page and "p = 0.0123" in page and "; 60 test images" in page
     assert "significant at the 5% level" in page
     assert "No paired test of run 3 against run 1: run X stored no ranks file" in page
-    assert len(calls) == 1 and calls[0][0].endswith(f"{RIDGE}.json") and calls[0][1].endswith(f"{RUN}.json")
+    # run 2 against run 1: one test per metric row (under its delta) and the R-sum summary; run 3 has no ranks
+    assert all(a.endswith(f"{RIDGE}.json") and b.endswith(f"{RUN}.json") for a, b, _ in calls)
+    assert sorted(m for _, _, m in calls) == sorted(["rsum", "rsum", *(f"{d}:{k}" for d in ("i2t", "t2i") for k in
+                                                     ("R@1", "R@5", "R@10", "median_rank", "mean_rank"))])
+    assert page.count("[-9.5, -0.2] p&nbsp;=&nbsp;0.012&nbsp;*") == 11
 
 
 def test_run_page_shows_what_is_saved(web_roots, tmp_path):
