@@ -205,8 +205,10 @@ def test_compare_two_selected_runs(browser, served):
     assert heads == ["Metric", "run 1", "run 2", "run 2 \u2212 run 1"]
     rows = {r.find_element(By.TAG_NAME, "th").text: [td.text for td in r.find_elements(By.TAG_NAME, "td")]
             for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")}
-    a, b, delta = (float(v) for v in rows["R-sum"])
-    assert a >= b and delta == pytest.approx(b - a, abs=0.11)  # run 1 is the better (the table's order)
+    a, b, (delta, paired) = float(rows["R-sum"][0]), float(rows["R-sum"][1]), rows["R-sum"][2].split("\n")
+    assert a >= b and float(delta) == pytest.approx(b - a, abs=0.11)  # run 1 is the better (the table's order)
+    lo, hi = (float(v) for v in paired.split("]")[0].strip("[").split(","))  # the paired 95% interval, then p
+    assert lo <= hi and " p = " in paired
     assert all(w > 0 for w in _images_loaded(browser, "img.figure"))  # the overlaid R@K curves
     assert len(browser.find_elements(By.CSS_SELECTOR, ".example.search")) == 8
 
