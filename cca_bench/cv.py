@@ -42,7 +42,9 @@ def clip_components(values, k_max: int) -> tuple[list[int], str | None]:
 
 def score(metrics: dict) -> dict:
     """R-sum (R@1 + R@5 + R@10 of both tasks) and the sum of both median ranks of one evaluation."""
-    return {"rsum": sum(metrics[t][f"R@{k}"] for t in TASK_NAMES for k in (1, 5, 10)),
+    from cca_bench.stats import rsum_of
+
+    return {"rsum": rsum_of(metrics),
             "medr_sum": sum(metrics[t]["median_rank"] for t in TASK_NAMES)}
 
 

@@ -39,10 +39,9 @@ def score(embeddings: list[tuple[np.ndarray, np.ndarray]], image_index: np.ndarr
 
 def recall_curves(per_seed: list, k_max: int = 50) -> dict:
     """R@1..R@k_max of both directions, averaged over folds, then over seeds (``fold_ranks`` output per seed)."""
-    from cca_bench.metrics import TASK_NAMES, recall_curve
+    from cca_bench.metrics import TASK_NAMES, fold_curves
 
-    curves = [np.mean([[recall_curve(r0, k_max) for r0 in fold[:2]] for fold in p], axis=0) for p in per_seed]
-    return dict(zip(TASK_NAMES, np.mean(curves, axis=0).tolist()))
+    return dict(zip(TASK_NAMES, np.mean([fold_curves(p, k_max) for p in per_seed], axis=0).tolist()))
 
 
 def seed_spread(per_seed: list[dict]) -> dict:

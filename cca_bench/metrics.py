@@ -569,5 +569,10 @@ def evaluate_with_curves(image_emb, text_emb, image_index, distance: str = "cosi
     metrics = _fold_mean([dict(zip(TASK_NAMES, map(summarize, r))) for r in per_fold])
     if not k_max:
         return metrics, {task: [] for task in TASK_NAMES}
-    curves = [[recall_curve(r0, k_max) for r0 in r] for r in per_fold]  # fold x task x K
-    return metrics, dict(zip(TASK_NAMES, np.mean(curves, axis=0).tolist()))
+    return metrics, dict(zip(TASK_NAMES, fold_curves(per_fold, k_max).tolist()))
+
+
+def fold_curves(per_fold: list[tuple], k_max: int = 50) -> np.ndarray:
+    """(2, k_max) R@1..R@k_max of both directions averaged over folds (:func:`fold_ranks` output; entries past
+    the two rank arrays, such as the degenerate masks, are ignored)."""
+    return np.mean([[recall_curve(r0, k_max) for r0 in fold[:2]] for fold in per_fold], axis=0)

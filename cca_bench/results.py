@@ -141,14 +141,10 @@ def resolve_run(results_root: Path, spec: str) -> dict:
     path = next((c for c in candidates if c.is_file()), None)
     if path is None:
         raise UserError(f"no run {spec!r}: give a run JSON file or a name listed under {Path(results_root) / 'runs'}")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        why = _run_problem(record)
-    except (ValueError, OSError) as e:
-        why = f"not a JSON run record ({type(e).__name__})"
+    record, why = read_run(path)
     if why:
         raise UserError(f"{path}: {why}")
-    return record | {"_file": str(path)}
+    return record
 
 
 RUN_KEYS = ("method", "dataset", "split", "features", "distance", "protocol", "metrics")
@@ -160,16 +156,23 @@ def load_runs(results_root: Path) -> tuple[list[dict], list[str]]:
     A file is skipped when it is not UTF-8 JSON, not an object, or lacks a key or metric the tables need."""
     runs, bad = [], []
     for f in sorted((Path(results_root) / "runs").glob("*.json")):
-        try:
-            record = json.loads(f.read_text(encoding="utf-8"))
-            why = _run_problem(record)
-        except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            why = f"not a JSON run record ({type(e).__name__})"
+        record, why = read_run(f)
         if why:
             bad.append(f"{f.name}: {why}")
         else:
-            runs.append(record | {"_file": str(f)})
+            runs.append(record)
     return runs, bad
+
+
+def read_run(path: Path) -> tuple[dict | None, str | None]:
+    """(the run record in ``path`` with its ``_file``, None), or (None, why it cannot be tabled): not UTF-8
+    JSON, not an object, or a key or metric the tables need is missing."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        why = _run_problem(record)
+    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        why = f"not a JSON run record ({type(e).__name__})"
+    return (None, why) if why else (record | {"_file": str(path)}, None)
 
 
 def _run_problem(record) -> str | None:
@@ -222,8 +225,10 @@ def with_ci(value, interval, metric: str = "") -> str:
 
 def rsum(metrics: dict) -> float | None:
     """R-sum: R@1 + R@5 + R@10 of both directions (None when one of them is missing, as in some papers)."""
+    from cca_bench.stats import rsum_of
+
     values = [metrics.get(task, {}).get(f"R@{k}") for task, _ in TASKS for k in (1, 5, 10)]
-    return None if any(v is None or v != v for v in values) else float(sum(values))
+    return None if any(v is None or v != v for v in values) else float(rsum_of(metrics))
 
 
 def run_tables(record: dict) -> str:

@@ -200,7 +200,9 @@ def ranking_loss(scores, same, margin: float, max_violation: bool = False):
 
 def r_sum(metrics: dict) -> float:
     """R@1 + R@5 + R@10 of image annotation and image search (VSE++ model selection), at most 600."""
-    return float(sum(metrics[t][f"R@{k}"] for t in ("image_annotation", "image_search") for k in (1, 5, 10)))
+    from cca_bench.stats import rsum_of
+
+    return float(rsum_of(metrics))
 
 
 def early_stopping(net, epoch, val_score, epochs: int, patience: int, n_batches: int, name: str, progress: bool):

@@ -154,7 +154,9 @@ def test_compare_shows_the_paired_test(client, monkeypatch):
         return {"delta": -5.04, "ci": [-9.5, -0.25], "p_value": 0.0123, "test": "paired sign-flip permutation test",
                 "n_images": 60, "resamples": 10000, "metric": "rsum"}
 
-    monkeypatch.setitem(sys.modules, "cca_bench.stats", types.SimpleNamespace(paired_test=paired_test))
+    from cca_bench.stats import rsum_of  # the real one: R-sum cells are computed through it
+
+    monkeypatch.setitem(sys.modules, "cca_bench.stats", types.SimpleNamespace(paired_test=paired_test, rsum_of=rsum_of))
     monkeypatch.setattr(results, "load_ranks", load_ranks, raising=False)
     page = client.get(f"/compare?run={RUN}&run={RIDGE}&run={DOT}").get_data(as_text=True)
     assert "-5.0" in page and "-9.5 to -0.2" in page and "p = 0.0123" in page and "; 60 test images" in page
