@@ -31,6 +31,25 @@ TASKS = ("image_annotation", "image_search")
 SHORT = {"i2t": "image_annotation", "t2i": "image_search"}
 LOWER_IS_BETTER = ("median_rank", "mean_rank")
 
+# One default for every paired test on every surface (CLI `significance`, `compare --baseline`, marks, the web
+# compare page): the same two runs then print the same delta, interval and p-value everywhere.
+PAIRED_RESAMPLES = 10000
+PAIRED_SEED = 0
+
+
+def format_p(p: float, resamples: int) -> str:
+    """The one printed form of a resampling p-value. At the floor of B resamples (p = 1/(B+1), nothing as
+    extreme was drawn) the value is a bound, printed ``p < 1/(B+1)`` in decimals; below 0.001 ``p < 0.001``;
+    else three decimals. Never scientific notation."""
+    floor = 1.0 / (resamples + 1)
+    if p <= floor * (1 + 1e-9):
+        bound = float(f"{floor:.1g}")
+        bound = bound if bound >= floor else float(f"{floor * 1.5:.1g}")
+        return f"p < {bound:.10f}".rstrip("0")
+    if p < 0.001:
+        return "p < 0.001"
+    return f"p = {p:.3f}"
+
 
 @dataclass(frozen=True)
 class QueryRanks:
