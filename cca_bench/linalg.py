@@ -379,6 +379,32 @@ def dask_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_ROW
     return moments_from_scatter(len(y), shift_x, shift_y, sums, scatter)
 
 
+BACKENDS = ("numpy", "dask")  # where a moments pass runs: --backend
+
+
+def streamed_moments(x, y, x_index: np.ndarray | None = None, *, reg: float, precision: str = "auto",
+                     backend: str = "numpy", scheduler: str | None = None, chunk: int = CHUNK_ROWS,
+                     device: str | None = None, map_x=None, map_y=None) -> Moments:
+    """THE moments pass of every method fitted from sums over pairs (cca, kcca, ridge, procrustes, pls).
+
+    x (n_x, dx), y (n, dy), ``x_index``, ``map_x``, ``map_y`` as :func:`paired_moments`. The chunk products take
+    :func:`precision_for` ``(reg, precision)``; float64 chunks hold half the rows (the same buffer bytes).
+    ``backend``: "numpy" (:func:`paired_moments`, torch products on ``device`` when it is a GPU) or "dask"
+    (:func:`dask_moments` on the cluster at ``scheduler``: each worker returns O(d^2) partial sums, never rows).
+    Returns the Moments with ``dtype`` set to the products' dtype name.
+    """
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    dtype = precision_for(reg, precision)
+    chunk = chunk if dtype == np.float32 else max(1, chunk // 2)
+    if backend == "dask":
+        m = dask_moments(x, y, x_index, chunk, scheduler, dtype=dtype, map_x=map_x, map_y=map_y)
+    else:
+        m = paired_moments(x, y, x_index, chunk, device=device, dtype=dtype, map_x=map_x, map_y=map_y)
+    m.dtype = dtype.name
+    return m
+
+
 DENSE_EIGEN_MAX = 512
 
 
