@@ -282,10 +282,36 @@ def _tree_sum(parts):
     return parts[0]
 
 
+def _file_rows(path: str, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of the .npy file at ``path``, read where the task runs (a worker that sees the file)."""
+    return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
+
+
+def npy_file_of(a) -> str | None:
+    """The path of the .npy file that ``a`` maps whole (a memmap as ``np.load(path, mmap_mode="r")`` gives it, e.g.
+    a cached feature array), else None (in-memory arrays, slices, views)."""
+    name = getattr(a, "filename", None) if isinstance(a, np.memmap) else None
+    if not name or not str(name).endswith(".npy"):
+        return None
+    whole = np.load(name, mmap_mode="r", allow_pickle=False)
+    same = (whole.shape, whole.dtype, whole.strides) == (a.shape, a.dtype, a.strides)
+    return str(name) if same and a.flags.c_contiguous else None
+
+
 def _dask_rows(a, chunk: int):
-    """A dask array of ``a`` (array, memmap or dask array) in row chunks of ``chunk`` and one column chunk."""
+    """A dask array of ``a`` in row chunks of ``chunk`` and one column chunk. A whole-file memmap becomes tasks
+    that read their rows from the file on the workers (its path must be theirs too: a shared file system), so
+    the rows never travel from this process; other arrays are shipped in chunks; dask arrays are rechunked."""
+    import dask
     import dask.array as da
 
+    path = None if isinstance(a, da.Array) else npy_file_of(a)
+    if path is not None and len(a):
+        n = len(a)
+        parts = [da.from_delayed(dask.delayed(_file_rows, pure=True)(path, s, min(s + chunk, n)),
+                                 shape=(min(s + chunk, n) - s,) + a.shape[1:], dtype=a.dtype)
+                 for s in range(0, n, chunk)]
+        return da.concatenate(parts)
     a = a if isinstance(a, da.Array) else da.from_array(a, chunks=(chunk, -1))
     return a.rechunk((chunk, -1))
 
