@@ -282,9 +282,44 @@ def _tree_sum(parts):
     return parts[0]
 
 
-def _file_rows(path: str, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` of the .npy file at ``path``, read where the task runs (a worker that sees the file)."""
-    return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
+def _npy_layout(url: str) -> tuple[tuple, np.dtype, int]:
+    """(shape, dtype, byte offset of the data) of a C-ordered .npy file at a local path or fsspec URL."""
+    import fsspec
+
+    with fsspec.open(url, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(f)
+        offset = f.tell()
+    if fortran or dtype.hasobject or len(shape) != 2:
+        raise UserError(f"{url}: expected a 2-d C-ordered numeric .npy array, got shape {shape} of {dtype}")
+    return shape, dtype, offset
+
+
+def _file_rows(url: str, start: int, stop: int, width: int, dtype: str, offset: int) -> np.ndarray:
+    """Rows ``start:stop`` of the .npy array at ``url`` (local path or fsspec URL: s3://, gs://, ...), read where
+    the task runs, as one ranged read of their bytes."""
+    import fsspec
+
+    row = width * np.dtype(dtype).itemsize
+    with fsspec.open(url, "rb") as f:
+        f.seek(offset + start * row)
+        buf = f.read((stop - start) * row)
+    return np.frombuffer(buf, dtype=dtype).reshape(stop - start, width).copy()
+
+
+def npy_rows(url: str, chunk: int = CHUNK_ROWS):
+    """A dask array of the 2-d .npy file at ``url`` (a path every worker sees, or an fsspec URL such as
+    ``s3://bucket/features/images.npy`` with the filesystem's package installed on the workers), one task per
+    ``chunk`` rows: the rows are read on the workers, never sent from the client (docs/cluster.md)."""
+    import dask
+    import dask.array as da
+
+    shape, dtype, offset = _npy_layout(url)
+    n, width = shape
+    bounds = [(s, min(s + chunk, n)) for s in range(0, n, chunk)] or [(0, 0)]
+    return da.concatenate([da.from_delayed(dask.delayed(_file_rows, pure=True)(url, s, e, width, dtype.str, offset),
+                                           shape=(e - s, width), dtype=dtype) for s, e in bounds])
 
 
 def npy_file_of(a) -> str | None:
@@ -301,17 +336,13 @@ def npy_file_of(a) -> str | None:
 def _dask_rows(a, chunk: int):
     """A dask array of ``a`` in row chunks of ``chunk`` and one column chunk. A whole-file memmap becomes tasks
     that read their rows from the file on the workers (its path must be theirs too: a shared file system), so
-    the rows never travel from this process; other arrays are shipped in chunks; dask arrays are rechunked."""
-    import dask
+    the rows never travel from this process (:func:`npy_rows`); other arrays are shipped in chunks; dask arrays
+    are rechunked."""
     import dask.array as da
 
     path = None if isinstance(a, da.Array) else npy_file_of(a)
-    if path is not None and len(a):
-        n = len(a)
-        parts = [da.from_delayed(dask.delayed(_file_rows, pure=True)(path, s, min(s + chunk, n)),
-                                 shape=(min(s + chunk, n) - s,) + a.shape[1:], dtype=a.dtype)
-                 for s in range(0, n, chunk)]
-        return da.concatenate(parts)
+    if path is not None:
+        return npy_rows(path, chunk)
     a = a if isinstance(a, da.Array) else da.from_array(a, chunks=(chunk, -1))
     return a.rechunk((chunk, -1))
 

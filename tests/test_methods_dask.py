@@ -100,3 +100,20 @@ def test_dask_top_k_function_equals_the_streamed_one(client):
     want = relative_topk(q, a, 15, block=9, query_block=10)
     np.testing.assert_array_equal(got[1], want[1])
     np.testing.assert_allclose(got[0], want[0], rtol=1e-6)  # BLAS rounding differs with the thread count
+
+
+def test_fit_from_files_read_on_the_workers_through_fsspec(client, tmp_path):
+    """linalg.npy_rows: each worker reads its rows of a .npy file by an fsspec URL (file:// here; s3:// etc. on a
+    cluster) and the fit equals the local one on the same arrays. Planted bug caught: a ranged read that starts
+    one row late (rows shifted)."""
+    from cca_bench.linalg import npy_rows
+
+    x, y, index = indexed(5)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    xd, yd = (npy_rows((tmp_path / f"{v}.npy").as_uri(), chunk=50) for v in "xy")
+    assert xd.shape == x.shape and yd.dtype == np.float32
+    got, tasks, _ = on_cluster(client, lambda: RidgeMap(backend="dask", chunk_rows=50).fit(xd, yd, index))
+    assert "_file_rows" in tasks, tasks
+    want = RidgeMap(chunk_rows=50).fit(x, y, index)
+    np.testing.assert_allclose(got.x_weights_, want.x_weights_, rtol=1e-5, atol=1e-6)
