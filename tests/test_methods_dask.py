@@ -114,6 +114,6 @@ def test_fit_from_files_read_on_the_workers_through_fsspec(client, tmp_path):
     xd, yd = (npy_rows((tmp_path / f"{v}.npy").as_uri(), chunk=50) for v in "xy")
     assert xd.shape == x.shape and yd.dtype == np.float32
     got, tasks, _ = on_cluster(client, lambda: RidgeMap(backend="dask", chunk_rows=50).fit(xd, yd, index))
-    assert "_file_rows" in tasks, tasks
+    assert "file_rows" in tasks, tasks
     want = RidgeMap(chunk_rows=50).fit(x, y, index)
     np.testing.assert_allclose(got.x_weights_, want.x_weights_, rtol=1e-5, atol=1e-6)
