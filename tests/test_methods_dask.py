@@ -76,8 +76,8 @@ def test_kcca_maps_travel_to_worker_processes(client):
 
 def test_asif_top_k_on_two_worker_processes_has_the_local_neighbours(client, monkeypatch):
     """Each query block's top-k is a task; the neighbours are exactly the local ones, in order, and the
-    relative representations agree. Planted bugs caught: tasks whose query blocks overlap by one row (rows
-    shifted), and a task merging anchor blocks without keeping the running top-k (neighbours lost)."""
+    relative representations agree. Planted bugs caught: tasks whose query blocks start one row early (rows
+    shifted), and ASIF ignoring backend="dask" (no relative_topk task on the workers)."""
     monkeypatch.setattr(asif, "BLOCK", 17)  # several anchor blocks per task: the running merge is exercised
     monkeypatch.setattr(asif, "QUERY_BLOCK", 25)  # several tasks per view
     x, y, index = indexed(2, n_img=60)
