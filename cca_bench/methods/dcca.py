@@ -64,7 +64,8 @@ def build_mlp(d_in: int, hidden: int, layers: int, d_out: int):
 
 
 @METHODS.register("dcca", help="deep CCA (Andrew et al. 2013; Yan & Mikolajczyk 2015): two MLPs on the frozen "
-                  "features trained with the sum of canonical correlations, early stopping on val R-sum; trains on one machine (no --backend dask)")
+                  "features trained with the sum of canonical correlations, early stopping on val R-sum; trains on one "
+                  "machine (no --backend dask)")
 class DeepCCA(Params):
     """Deep CCA on frozen features, scikit-learn style.
 
