@@ -109,7 +109,7 @@ def products_for(device: str | None):
 
 def _centred(a, start: int, stop: int, shift: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Rows ``a[start:stop] - shift`` written into ``out`` in its dtype (no other copy, memmaps stream)."""
-    rows = a[start:stop]  # the subtraction runs in the widest of the three dtypes, then rounds into out
+    rows = np.asarray(a[start:stop])  # a dask array's chunk is computed; the subtraction runs in the widest dtype
     return np.subtract(rows, shift, out=out[: stop - start], casting="same_kind",
                        dtype=np.result_type(rows.dtype, shift.dtype, out.dtype))
 
