@@ -14,8 +14,7 @@ from cca_bench.errors import UserError
 HELP = "encode the train split, fit a method, save the model"
 DESCRIPTION = ("Encode the train split (restval joins train), fit METHOD and save it under RESULTS/models/ as "
                "safetensors + JSON. `generate METHOD --help` lists METHOD's own options.")
-EPILOG = ("example: python -m cca_bench generate kcca openmoji glove50_efficientnet --cv --cv-gamma 1,2,4 "
-          "--cv-select medr")
+EPILOG = "example: python -m cca_bench generate cca openmoji glove50_efficientnet --cv --cv-select medr"
 
 # grid knob -> (value type, metavar, help with {default}); the flag is the one the method (or cv.CV_FLAGS) declares
 CV_KNOBS = {
