@@ -99,6 +99,7 @@ def test_both_spellings_of_every_command(name):
 
 
 def test_both_spellings_parse_to_the_canonical_command():
+    """The parsed command is the COMMANDS key whatever the spelling. Planted bug caught: names matched as typed."""
     assert parse(["run-benchmark", "cca", "shapes", "test", "glove50_tinyimage"]).command == "run_benchmark"
     assert parse(["export_split", "shapes", "test", "out"]).command == "export-split"
 
@@ -116,6 +117,7 @@ def test_metric_names_have_one_vocabulary(given, canonical):
 
 @pytest.mark.parametrize("bad", ["R@2", "i2t:rsum", "x2y:R@1", "median"])
 def test_an_unknown_metric_is_refused(bad):
+    """Planted bugs caught: any R@K accepted (R@2, no such column), a direction before rsum accepted."""
     with pytest.raises(UserError, match="unknown metric"):
         metric_name(bad)
 
