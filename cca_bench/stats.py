@@ -348,7 +348,8 @@ def paired_test(a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: i
     ci = [float(x) for x in np.percentile(deltas, [100 * (1 - level) / 2, 100 * (1 + level) / 2])]
     p, test = paired_p_value(a, b, metric, resamples, seed + 1)
     return {"metric": metric_name(metric), "delta": delta, "ci": ci, "p_value": p, "test": test,
-            "n_images": int(a.n_images), "resamples": int(resamples), "level": float(level), "lower_is_better": m in LOWER_IS_BETTER}
+            "n_images": int(a.n_images), "resamples": int(resamples), "level": float(level),
+            "lower_is_better": m in LOWER_IS_BETTER}
 
 
 def paired_p_value(a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: int = 10000,

@@ -5,8 +5,8 @@ runs), and so does every example of the ``--help`` texts (the top-level examples
 Commands are read from code blocks (with ``\\`` line continuations, several per line joined by ``&&`` or ``;``)
 and from inline code spans in the prose (which may wrap across lines). Placeholders are made concrete before
 parsing: optional parts in ``[...]`` are dropped, ``a|b|c`` choices give their first choice, ``...`` is
-dropped, METHOD becomes ``cca`` (generate reads it to build its options), and an UPPERCASE placeholder (``K``, ``K,K,...``) given to an option with a typed value becomes ``1`` (or
-``1,2`` for a list).
+dropped, METHOD becomes ``cca`` (generate reads it to build its options), and an UPPERCASE placeholder (``K``,
+``K,K,...``) given to an option with a typed value becomes ``1`` (or ``1,2`` for a list).
 """
 import re
 import shlex
@@ -107,7 +107,8 @@ def test_placeholders_are_made_concrete():
         "generate", "cca", "DATASET", "FEATURES"]
     assert concrete("run_benchmark M D S F --distance cosine|dot|euclidean")[-1] == "cosine"
     assert concrete("generate cca flickr8k word2vec_vgg19 --fv-components K")[-1] == "1"
-    assert concrete("generate kcca openmoji glove50_efficientnet --cv --cv-gamma S,S,...")[-1] == "1"  # kcca's own grid flag
+    # kcca's own grid flag, offered by kcca's parser only
+    assert concrete("generate kcca openmoji glove50_efficientnet --cv --cv-gamma S,S,...")[-1] == "1"
 
 
 def parses(argv: list[str]) -> bool:
