@@ -54,7 +54,7 @@ def method_flags(cls) -> set[str]:
 
 
 def add_arguments(p: CliParser, argv: list[str]) -> None:
-    from cca_bench.registry import METHODS
+    from cca_bench.registry import DATASETS, METHODS
 
     name = _method_of(p.prog, argv)
     cls = METHODS.get(name) if name is not None else None  # an unknown method: a UserError with a did-you-mean
@@ -64,7 +64,7 @@ def add_arguments(p: CliParser, argv: list[str]) -> None:
     else:
         p.add_argument("method", metavar="METHOD", help=f"{name}: {METHODS.meta(name).get('help', '')}")
         p.help_hint, p.refuse = f"{p.prog} {name}", _refuser(name, p)
-    p.add_argument("dataset", help="openmoji, shapes, flickr8k, flickr30k, coco, or a folder name under DATA")
+    p.add_argument("dataset", help=f"{', '.join(DATASETS.names())}, or a folder name under DATA (see `list`)")
     p.add_argument("features", help="TEXT_IMAGE, e.g. glove50_efficientnet or word2vec_vgg_karpathy")
     if cls is not None:
         _add_method_options(p, name, cls)
