@@ -16,7 +16,8 @@ DESCRIPTION = ("Encode the train split (restval joins train), fit METHOD and sav
                "safetensors + JSON. `generate METHOD --help` lists METHOD's own options.")
 EPILOG = "example: python -m cca_bench generate cca openmoji glove50_efficientnet --cv --cv-select medr"
 
-# grid knob -> (value type, metavar, help with {default}); the flag is the one the method (or cv.CV_FLAGS) declares
+# grid knob -> (value type, metavar, help with {default}); the flag is the one the method (or cv.CV_FLAGS) declares.
+# A knob missing here still gets its flag (float values, a plain help line).
 CV_KNOBS = {
     "n_components": (int, "K,K,...", "n_components values (default {default}; values above min(dx, dy) are clipped)"),
     "reg": (float, "R,R,...", "reg values (default {default})"),
@@ -112,7 +113,7 @@ def _add_cv(p: CliParser, cls) -> None:
     g.add_argument("--cv", action="store_true", help="choose the method's knobs (cca: n_components, reg and "
                    "eig_power; kcca: also gamma and landmarks) on the val split")
     for knob, (flag, default) in (cv_flags(cls) if cls is not None else {}).items():
-        typ, metavar, text = CV_KNOBS[knob]
+        typ, metavar, text = CV_KNOBS.get(knob, (float, "V,V,...", f"{knob} values (default {{default}})"))
         g.add_argument(flag, dest=_dest(flag), type=number_list(typ), metavar=metavar,
                        help=text.format(default=",".join(f"{v:g}" for v in default)))
     g.add_argument("--cv-fv-components", type=number_list(int), metavar="K,K,...",
