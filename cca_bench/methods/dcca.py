@@ -63,6 +63,10 @@ def build_mlp(d_in: int, hidden: int, layers: int, d_out: int):
     return nn.Sequential(*mods, nn.Linear(width, d_out))
 
 
+ONE_MACHINE = ("dcca trains on one machine (torch, on a GPU when --device has one): its loss is not a sum over "
+               "pairs, so it takes no --backend / --dask-scheduler (docs/cluster.md)")
+
+
 @METHODS.register("dcca", help="deep CCA (Andrew et al. 2013; Yan & Mikolajczyk 2015): two MLPs on the frozen "
                   "features trained with the sum of canonical correlations, early stopping on val R-sum; trains on one "
                   "machine (no --backend dask)")
@@ -84,6 +88,7 @@ class DeepCCA(Params):
     """
 
     METHOD = "dcca"
+    REFUSED_OPTIONS = {"--backend": ONE_MACHINE, "--dask-scheduler": ONE_MACHINE}
     uses_val = True
     CLI_PARAMS = {  # dcca's own texts: `generate dcca --help` shows these only
         "dim": (COUNT.cli(), "dcca: output width of each network (default 64, below --train-batch-size)"),
