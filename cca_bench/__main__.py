@@ -83,6 +83,16 @@ def _add_intervals(p: argparse.ArgumentParser) -> None:
                    help="bootstrap (default): intervals for every metric and R-sum; none: no intervals")
     g.add_argument("--bootstrap", type=_positive_int, default=None, metavar="N",
                    help="bootstrap resamples (default 1000; the seed 0 is recorded in the run)")
+    _add_ties(g)
+
+
+def _add_ties(g) -> None:
+    from cca_bench.ties import RULES
+
+    g.add_argument("--ties", default=None, choices=RULES,
+                   help="how a ground truth scoring exactly as much as other items is ranked: expected (default: "
+                   "the exact expectation over a random order of the tied items, so ties never help), optimistic "
+                   "(every tie for it), pessimistic (every tie against it); named in the run and its tables")
 
 
 def _seed_list(text: str) -> list[int]:
@@ -128,6 +138,7 @@ def _add_cv(p: argparse.ArgumentParser) -> None:
                              "docs/aligners.md); the grid goes to RESULTS/cv/<model>.json and .md")
     g.add_argument("--cv", action="store_true", help="choose n_components, reg and eig_power (kcca: also gamma and "
                    "landmarks) on the val split")
+    _add_ties(g)
     fmt = lambda name: ",".join(f"{v:g}" for v in DEFAULT_GRID[name])  # noqa: E731
     g.add_argument("--cv-components", type=_number_list(int), metavar="K,K,...",
                    help=f"n_components values (default {fmt('n_components')}; values above min(dx, dy) are clipped)")
@@ -441,7 +452,8 @@ def _options(args):
         batch_size=getattr(args, "batch_size", 64), crops=getattr(args, "crops", 1), tag=getattr(args, "tag", ""), device=getattr(args, "device", "auto"),
         onnx_model=getattr(args, "onnx_model", None), onnx_text_model=getattr(args, "onnx_text_model", None),
         cache=not getattr(args, "no_cache", False), progress=not getattr(args, "quiet", False),
-        log=(lambda m: None) if getattr(args, "quiet", False) else _log, **_interval_options(args))
+        log=(lambda m: None) if getattr(args, "quiet", False) else _log, **_interval_options(args),
+        ties=getattr(args, "ties", None) or "expected")
 
 
 def _fv_options(args) -> dict:
@@ -482,7 +494,8 @@ def _report_fit(args, out: dict) -> None:
         from cca_bench.cv import best_params
 
         best = out["cv"]["best"]
-        print(f"CV ({len(out['cv']['rows'])} grid points, by {out['cv']['select']}): chose {best_params(out['cv'])}, "
+        print(f"CV ({len(out['cv']['rows'])} grid points, by {out['cv']['select']}, ties {out['cv'].get('ties')}): "
+              f"chose {best_params(out['cv'])}, "
               f"val R-sum {best['rsum']:.1f}, median ranks {best['medr_sum']:g}")
         for note in out["cv"].get("edges", []):
             print(f"CV edge of the grid: {note}")
@@ -505,9 +518,9 @@ CV_GRID_FLAGS = {"cv_components": "n_components", "cv_reg": "reg", "cv_eig_power
 def _cv_request(args) -> dict | None:
     """generate's ``cv`` argument from the --cv flags (None without --cv)."""
     if not args.cv:
-        if any(getattr(args, f) is not None for f in (*CV_GRID_FLAGS, "cv_fv_components")):
+        if any(getattr(args, f) is not None for f in (*CV_GRID_FLAGS, "cv_fv_components", "ties")):
             raise UserError("--cv-components, --cv-reg, --cv-eig-power, --cv-gamma, --cv-landmarks, --cv-top-k, "
-                            "--cv-exponent, --cv-dim and --cv-fv-components need --cv")
+                            "--cv-exponent, --cv-dim, --cv-fv-components and --ties need --cv")
         return None
     grid = {knob: getattr(args, flag) for flag, knob in CV_GRID_FLAGS.items()}
     request = {"grid": {k: v for k, v in grid.items() if v}, "select": args.cv_select}

@@ -14,7 +14,7 @@ def _evaluated(n_img=60, caps=5, k=8, noise=1.5, folds=1, seed=0):
     ims = latent + rng.normal(size=(n_img, k))
     idx = np.repeat(np.arange(n_img), caps)
     txt = latent[idx] + noise * rng.normal(size=(len(idx), k))
-    per_fold = metrics.fold_ranks(ims, txt, idx, folds=folds)
+    per_fold = metrics.fold_counts(ims, txt, idx, folds=folds)
     return stats.from_fold_ranks(per_fold, idx, n_img), metrics.evaluate_retrieval(ims, txt, idx, folds=folds)
 
 
@@ -30,9 +30,9 @@ def _brute_force(ranks: stats.QueryRanks, resamples: int, seed: int) -> dict:
         for (images, caps), drawn in zip(folds, draws):
             chosen = images[drawn[b]]
             i2t = ranks.i2t[0, chosen]
-            t2i = np.concatenate([ranks.t2i[0, caps][ranks.image_index[caps] == i] for i in chosen])
-            per_fold.append({"image_annotation": metrics.summarize(i2t[i2t >= 0]),
-                             "image_search": metrics.summarize(t2i)})
+            t2i = ranks.t2i[0, np.concatenate([caps[ranks.image_index[caps] == i] for i in chosen])]
+            per_fold.append({"image_annotation": metrics.summarize(i2t[i2t.queries()], ranks.ties),
+                             "image_search": metrics.summarize(t2i, ranks.ties)})
         for t in stats.TASKS:
             for m in stats.METRICS:
                 out[t][m].append(np.mean([f[t][m] for f in per_fold]))
@@ -49,8 +49,8 @@ def test_uneven_caption_counts_and_images_without_captions():
     rng = np.random.default_rng(3)
     ims, idx = rng.normal(size=(30, 6)), np.array([0, 0, 1, 3, 3, 3, 4, 7, 7, 9] * 2 + [12, 20, 29])
     txt = ims[idx] + rng.normal(size=(len(idx), 6))
-    ranks = stats.from_fold_ranks(metrics.fold_ranks(ims, txt, idx), idx, 30)
-    assert (ranks.i2t[0] == -1).sum() == 30 - len(set(idx.tolist()))
+    ranks = stats.from_fold_ranks(metrics.fold_counts(ims, txt, idx), idx, 30)
+    assert (ranks.i2t.above[0] == -1).sum() == 30 - len(set(idx.tolist()))
     assert stats.point_metrics(ranks) == metrics.evaluate_retrieval(ims, txt, idx)
     reps = stats.bootstrap_replicates(ranks, 25, seed=4)
     brute = _brute_force(ranks, 25, seed=4)
@@ -108,7 +108,7 @@ def test_image_bootstrap_covers_and_caption_bootstrap_does_not():
         lo, hi = stats.bootstrap_ci(ranks, 250, level, seed=int(rng.integers(1 << 30)))["image_search"]["R@1"]
         image_cover += lo <= 50 <= hi
         # the naive alternative: resample captions as if they were independent queries
-        hits = (ranks.t2i[0] == 0).astype(float)
+        hits = (ranks.t2i.above[0] == 0).astype(float)
         draws = rng.integers(0, len(hits), size=(250, len(hits)))
         clo, chi = np.percentile(100 * hits[draws].mean(1), [2.5, 97.5])
         caption_cover += clo <= 50 <= chi
