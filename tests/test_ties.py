@@ -160,3 +160,36 @@ def test_sums_are_correctly_rounded_in_any_order():
     assert len({exact_mean(values[o]) for o in orders}) == 1
     assert exact_sum(values[:3]) == math.fsum(values[:3].tolist())
     assert len({float(np.cumsum(values[o])[-1]) for o in orders}) > 1  # what exact_sum is for
+
+
+@pytest.fixture(scope="module")
+def openmoji_roots(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ties_cv")
+    return ["--data-root", str(base / "data"), "--results-root", str(base / "results")], base / "results"
+
+
+def _cv_choice(method: str, roots, results, *ties) -> dict:
+    """Chosen params and the CV report's rule of ``generate <method> openmoji glove50_tinyimage --cv
+    --cv-components 1,8,32`` (cca: reg 1e-3 and eig_power 0, so one grid axis is searched)."""
+    from cca_bench.__main__ import main
+
+    extra = ["--cv-reg", "0.001", "--cv-eig-power", "0"] if method == "cca" else []
+    assert main(["generate", method, "openmoji", "glove50_tinyimage", "--cv", "--cv-components", "1,8,32", *extra,
+                 *ties, "-q", *roots]) == 0
+    report = __import__("json").loads((results / "cv" / f"{method}__openmoji__glove50_tinyimage.json").read_text())
+    return {"k": report["best"]["n_components"], "ties": report["ties"],
+            "k1_rsum": next(r["rsum"] for r in report["rows"] if r["n_components"] == 1)}
+
+
+@pytest.mark.parametrize("method", ["pls", "cca"])
+def test_cv_on_openmoji_never_chooses_the_collapsed_one_component_model(method, openmoji_roots):
+    """The issue's case on the real builtin data: one component under cosine scores every caption +-1, and the
+    old (optimistic) rule gave it val R-sum ~440 against 60-100 for 8 or 32 components, so --cv chose it. By
+    default it scores near chance (R-sum of chance on 300 val images: ~11) and is not chosen; with --ties
+    optimistic (kept as an option) it still is, which shows the option reaches the CV scoring. Planted bug it
+    caught: the CV's evaluate_retrieval scoring every grid point optimistic (both methods chose 1)."""
+    roots, results = openmoji_roots
+    default = _cv_choice(method, roots, results)
+    assert default["k"] != 1 and default["ties"] == "expected" and default["k1_rsum"] < 40
+    optimistic = _cv_choice(method, roots, results, "--ties", "optimistic")
+    assert optimistic["k"] == 1 and optimistic["ties"] == "optimistic" and optimistic["k1_rsum"] > 300
