@@ -494,9 +494,8 @@ def _report_fit(args, out: dict) -> None:
         from cca_bench.cv import best_params
 
         best = out["cv"]["best"]
-        print(f"CV ({len(out['cv']['rows'])} grid points, by {out['cv']['select']}, ties {out['cv'].get('ties')}): "
-              f"chose {best_params(out['cv'])}, "
-              f"val R-sum {best['rsum']:.1f}, median ranks {best['medr_sum']:g}")
+        print(f"CV ({len(out['cv']['rows'])} grid points, by {out['cv']['select']}): chose {best_params(out['cv'])}, "
+              f"val R-sum {best['rsum']:.1f}, median ranks {best['medr_sum']:g} (ties {out['cv'].get('ties')})")
         for note in out["cv"].get("edges", []):
             print(f"CV edge of the grid: {note}")
         if out["cv"].get("val_interval"):
