@@ -110,7 +110,10 @@ def load_model(method: str, dataset_name: str, spec: FeatureSpec, opts: Options)
     from cca_bench.methods import load_all
 
     load_all()
-    return METHODS.get(method).load(model_path(method, dataset_name, spec, opts))
+    model = METHODS.get(method).load(model_path(method, dataset_name, spec, opts))
+    if "backend" in model.get_params():  # scoring work (asif's top-k) runs where THIS command's --backend says,
+        model.set_params(backend=opts.backend, dask_scheduler=opts.dask_scheduler)  # not at the fit's scheduler
+    return model
 
 
 def saved_model_options(name: str, config: dict, opts: Options) -> tuple[str, str, str, Options]:

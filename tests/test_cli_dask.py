@@ -75,3 +75,21 @@ def test_dcca_says_it_trains_on_one_machine(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1 and "trains on one machine" in err, err
     assert not (tmp_path / "models").exists()
+
+
+def test_a_model_fitted_on_dask_scores_where_run_benchmark_says(tmp_path, monkeypatch):
+    """An asif model fitted with --backend dask is scored by run_benchmark on this machine unless run_benchmark
+    itself says --backend dask (the fit's scheduler may be gone). Planted bug caught: the loaded model keeping
+    the fit's backend (its top-k then asks for a Dask cluster)."""
+    from cca_bench import linalg
+
+    roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "results")]
+    assert main(["generate", "asif", "shapes", "glove50_tinyimage", "--backend", "dask", "--top-k", "20",
+                 *SMALL[:-2], *roots]) == 0
+
+    def no_cluster(*a, **k):
+        raise AssertionError("a Dask cluster was asked for")
+
+    monkeypatch.setattr(linalg, "dask_client", no_cluster)
+    assert main(["run_benchmark", "asif", "shapes", "test", "glove50_tinyimage", "--ci", "none", "-q",
+                 "-D", "n_train=200", "-D", "n_val=20", "-D", "n_test=40", *roots]) == 0
