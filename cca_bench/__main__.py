@@ -198,28 +198,55 @@ def _add_compare(sub) -> None:
     p.add_argument("--plot", action="store_true",
                    help="write R@K curves (K = 1..50) of each shown run as PNG under plots/ in the results root, and one "
                    "overlay per dataset/split/protocol group with several runs")
+    p.add_argument("--all-runs", action="store_true",
+                   help="every stored run (default: the newest run of each configuration)")
+    p.add_argument("--baseline", metavar="RUN",
+                   help="add to every row its paired difference from RUN (a run id, short id, unique prefix, "
+                   "configuration name or run JSON path): delta [95%% interval], p-value, and Holm-corrected p across "
+                   "the rows (CSV columns run, delta, delta_lo, delta_hi, p_value, p_holm)")
+    p.add_argument("--metric", default="rsum", metavar="METRIC",
+                   help="the metric of --baseline's differences (default rsum; e.g. t2i:R@1, R@1, i2t:median_rank)")
+    p.add_argument("--columns", metavar="C,C,...", type=lambda t: [c.strip() for c in t.split(",") if c.strip()],
+                   help="the table's columns, named as in RESULTS.csv (e.g. run,Method,R-sum,delta,p_value), or 'all' "
+                   "(default: run, method, features, R-sum, R@1 of both directions; with --baseline run, method, "
+                   "R-sum, delta, p_value, p_holm; fewer where a table would pass 120 characters)")
+    _add_common(p)
+
+
+def _add_runs(sub) -> None:
+    p = sub.add_parser("runs", help="the stored runs, newest first: run id, dataset, split, method, features, tag, "
+                       "R-sum, date", description="List the runs under RESULTS/runs, newest first. The 'run' "
+                       "column is the run's short id (its time stamp and random suffix), which `significance` and "
+                       "`compare --baseline` take as well as the full run id (`--long`), a unique prefix of it, "
+                       "or a configuration name (its newest run).",
+                       epilog="example: python -m cca_bench runs --dataset openmoji --split test")
+    p.add_argument("--dataset", help="only this dataset (its name without builder options)")
+    p.add_argument("--split", help="only this split")
+    p.add_argument("--long", action="store_true", help="full run ids, one per line before the table")
     _add_common(p)
 
 
 def _add_significance(sub) -> None:
-    from cca_bench.stats import METRICS
+    from cca_bench.stats import METRICS, PAIRED_RESAMPLES, PAIRED_SEED
 
     p = sub.add_parser("significance", help="is run A better than run B? a paired test on the same test images",
                        description="Test the difference A - B of one metric on the SAME test images (both runs on "
                        "one split and protocol, each with its per-query ranks file): the delta, its 95%% paired "
                        "bootstrap interval and a two-sided p-value from a paired sign-flip permutation test over "
                        "images (an image's captions stay together; the median rank uses the paired bootstrap).",
-                       epilog="example: python -m cca_bench significance "
+                       epilog="example (the newest run of each configuration): python -m cca_bench significance "
                        "cca__openmoji__glove50_efficientnet__test__full__cosine "
                        "kcca__openmoji__glove50_efficientnet__test__full__cosine --metric t2i:R@1")
-    p.add_argument("run_a", help="a run JSON file, or a run name under RESULTS/runs (as `compare` lists them)")
+    p.add_argument("run_a", help="a run id, its short id or a unique prefix (as `runs` and `compare` list them), a "
+                   "configuration name (its newest run), or a path to a run JSON file (used as given)")
     p.add_argument("run_b", help="the run to compare against, on the same split")
     p.add_argument("--metric", default="rsum", metavar="METRIC",
                    help=f"rsum (default), {', '.join(METRICS)} (both directions summed), or one direction: "
                    "i2t:R@1, t2i:median_rank, ...")
-    p.add_argument("--resamples", type=_positive_int, default=10000, metavar="N",
-                   help="permutations and bootstrap resamples (default 10000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the permutations and resamples (default 0)")
+    p.add_argument("--resamples", type=_positive_int, default=PAIRED_RESAMPLES, metavar="N",
+                   help=f"permutations and bootstrap resamples (default {PAIRED_RESAMPLES})")
+    p.add_argument("--seed", type=int, default=PAIRED_SEED,
+                   help=f"seed of the permutations and resamples (default {PAIRED_SEED})")
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
     _add_common(p)
 
@@ -273,17 +300,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="openmoji, shapes, flickr8k, flickr30k, coco, or a folder name under DATA")
     p.add_argument("features", help="TEXT_IMAGE, e.g. glove50_efficientnet or word2vec_vgg_karpathy")
     _add_method_params(p)
+    p.add_argument("--overwrite", action="store_true", help="replace a saved model of the same name that was fitted "
+                   "with other hyper-parameters (without it generate refuses; --tag keeps both)")
     _add_cv(p)
     _add_features(p)
     _add_common(p)
 
     p = sub.add_parser("run_benchmark", help="evaluate a saved model on a split and store the run",
-                       description="Load the model `generate` saved, encode SPLIT, print the Image Annotation "
-                       "and Image Search tables and write one JSON file under RESULTS/runs/.")
-    p.add_argument("method")
-    p.add_argument("dataset")
-    p.add_argument("split", help="test, val or train (testall for Kiros-layout COCO)")
-    p.add_argument("features")
+                       usage="%(prog)s METHOD DATASET SPLIT FEATURES [options]\n       %(prog)s --model NAME SPLIT "
+                       "[options]", description="Load the model `generate` saved, encode SPLIT, print the Image "
+                       "Annotation and Image Search tables and store the run as a new JSON file under RESULTS/runs/ "
+                       "(a new run id each time: earlier runs are kept).")
+    p.add_argument("names", nargs="+", metavar="METHOD DATASET SPLIT FEATURES",
+                   help="the model's method, dataset and features and the split (test, val or train; testall for "
+                   "Kiros-layout COCO); with --model only SPLIT")
+    p.add_argument("--model", metavar="NAME", help="a saved model by its name under RESULTS/models (as generate "
+                   "printed it): its method, dataset, features, feature options and tag come from its own file")
     p.add_argument("--distance", default="cosine", choices=["cosine", "dot", "euclidean"],
                    help="similarity used for ranking (default cosine)")
     p.add_argument("--protocol", default="full", choices=["full", "1k", "5k"],
@@ -301,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _add_compare(sub)
     _add_significance(sub)
+    _add_runs(sub)
     _add_serve(sub)
     _add_bring_your_own(sub)
 
@@ -469,7 +502,8 @@ def cmd_generate(args) -> None:
     for seed in (args.seeds if args.seeds and seeded else [None]):
         if seeded:
             params["random_state"] = args.seed if seed is None else seed
-        _report_fit(args, generate(args.method, args.dataset, args.features, params, seed_options(opts, seed), cv=cv))
+        _report_fit(args, generate(args.method, args.dataset, args.features, params, seed_options(opts, seed), cv=cv,
+                                     overwrite=args.overwrite))
 
 
 def _report_fit(args, out: dict) -> None:
@@ -517,8 +551,18 @@ def _cv_request(args) -> dict | None:
 
 
 def cmd_run_benchmark(args) -> None:
-    from cca_bench.benchmark import run_benchmark
+    from cca_bench.benchmark import run_benchmark, run_saved
 
+    if args.model is not None:
+        if len(args.names) != 1 or args.seeds:
+            raise UserError("run_benchmark --model NAME takes one more argument, SPLIT (and no --seeds)")
+        opts = _options(args)
+        _store_run(opts, run_saved(args.model, args.names[0], opts, args.distance, args.protocol))
+        return
+    if len(args.names) != 4:
+        raise UserError(f"run_benchmark takes METHOD DATASET SPLIT FEATURES (got {len(args.names)} of them), or "
+                        "--model NAME SPLIT")
+    args.method, args.dataset, args.split, args.features = args.names
     opts = _options(args)
     _store_run(opts, run_benchmark(args.method, args.dataset, args.split, args.features, opts, args.distance,
                                    args.protocol, seeds=_benchmark_seeds(args)))
@@ -551,7 +595,7 @@ def _store_run(opts, record: dict) -> None:
     if record.get("seed_note"):
         print(f"note: {record['seed_note']}")
     print(_oov_line(record.get("oov_rate"), record["split"]))
-    print(f"run stored in {path}")
+    print(f"run stored in {path} (run id {path.name[:-len('.json')]})")
 
 
 def _oov_line(rate: float | None, split: str) -> str:
@@ -563,16 +607,24 @@ def _oov_line(rate: float | None, split: str) -> str:
 
 def cmd_compare(args) -> None:
     from cca_bench.config import results_root
-    from cca_bench.results import (compare_csv, compare_frame, compare_markdown, load_runs, published_frame,
-                                   select_rows, significance_marks, write_text)
+    from cca_bench.results import (add_baseline, compare_csv, compare_frame, compare_markdown, latest_runs,
+                                   load_runs, published_frame, run_id, select_rows, short_id, significance_marks,
+                                   table_columns, write_text)
 
     root = results_root(args.results_root)
     runs, bad = load_runs(root)
     for b in bad:
         _log(f"warning: skipped run file {b}")
-    frame = select_rows(compare_frame(runs, published_frame()), args.dataset, args.split, args.method, args.published)
-    marks = significance_marks(frame, runs) if args.significance and len(frame) else None
-    text = compare_markdown(frame, marks)
+    baseline = None if args.baseline is None else _baseline(root, runs, bad, args.baseline, args.metric)
+    shown = runs if args.all_runs else latest_runs(runs)
+    if baseline is not None and baseline["_file"] not in {r["_file"] for r in shown}:
+        shown.append(baseline)
+    frame = select_rows(compare_frame(shown, published_frame()), args.dataset, args.split, args.method, args.published)
+    table_columns(frame, args.columns)  # an unknown column fails before any test runs
+    marks = significance_marks(frame, shown) if args.significance and len(frame) else None
+    if baseline is not None and len(frame):
+        frame = add_baseline(frame, shown, baseline, args.metric)
+    text = compare_markdown(frame, marks, args.columns, None if baseline is None else short_id(run_id(baseline)))
     print(text)
     log = (lambda m: None) if args.quiet else _log
     written = [write_text(root / "RESULTS.md", text), write_text(root / "RESULTS.csv", compare_csv(frame))]
@@ -581,6 +633,28 @@ def cmd_compare(args) -> None:
     if args.plot:
         written += _plot_runs(runs, frame, root)
     log("written: " + ", ".join(map(str, written)))
+
+
+def _baseline(root, runs: list[dict], bad: list[str], spec: str, metric: str) -> dict:
+    """The run ``compare --baseline`` names (see ``results.resolve_run``), with its ranks checked readable."""
+    from cca_bench.results import find_run, load_ranks, resolve_run
+    from cca_bench.stats import parse_metric
+
+    parse_metric(metric)
+    path_like = "/" in spec or "\\" in spec or spec.endswith(".json")
+    record = resolve_run(root, spec) if path_like else find_run(runs, spec, bad, root / "runs")
+    load_ranks(record)  # a baseline without readable ranks is one line, not a column of reasons
+    return record
+
+
+def cmd_runs(args) -> None:
+    from cca_bench.config import results_root
+    from cca_bench.results import load_runs, runs_table
+
+    runs, bad = load_runs(results_root(args.results_root))
+    for b in bad:
+        _log(f"warning: skipped run file {b}")
+    print(runs_table(runs, args.dataset, args.split, args.long))
 
 
 def _plot_runs(runs: list[dict], frame, root) -> list:
@@ -625,12 +699,14 @@ def cmd_significance(args) -> None:
 
 def _significance_text(r: dict) -> str:
     """The lines `significance` prints."""
+    from cca_bench.stats import format_p
+
     better = "lower" if r["lower_is_better"] else "higher"
     verdict = ("A is better" if (r["delta"] < 0) == r["lower_is_better"] else "B is better") \
         if r["p_value"] < 0.05 and r["delta"] else "no significant difference at alpha 0.05"
     return (f"A = {r['run_a']}\nB = {r['run_b']}\n"
             f"{r['metric']} (a {better} value is better): A - B = {r['delta']:+.2f}, "
-            f"{100 * r['level']:g}% interval [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}], p = {r['p_value']:.4g} "
+            f"{100 * r['level']:g}% interval [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}], {format_p(r['p_value'], r['resamples'])} "
             f"({r['test']}, {r['resamples']} resamples, {r['n_images']} images): {verdict}")
 
 
@@ -662,7 +738,7 @@ def cmd_list(args) -> None:
 
 
 COMMANDS = {"generate": cmd_generate, "run_benchmark": cmd_run_benchmark, "compare": cmd_compare, "list": cmd_list,
-            "search": cmd_search, "serve": cmd_serve, "significance": cmd_significance, "evaluate": cmd_evaluate, "export-split": cmd_export_split}
+            "search": cmd_search, "serve": cmd_serve, "significance": cmd_significance, "runs": cmd_runs, "evaluate": cmd_evaluate, "export-split": cmd_export_split}
 
 
 # what the machine or the file system refused: one line, exit 1 (other OSErrors are bugs: traceback)
