@@ -218,7 +218,8 @@ def _metrics_problem(m, field: str) -> str | None:
             return f"{field!r} has no {task} object"
         for k in METRICS:
             if not _metric_ok(k, m[task].get(k)):
-                return f"{field}.{task}.{k} is not a number in range"
+                where = "" if field == "metrics" else f"{field} "
+                return f"{where}{task} {k} is not a number in range ({'0..100' if k.startswith('R@') else '>= 0'})"
     return None
 
 
