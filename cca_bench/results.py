@@ -420,7 +420,7 @@ def add_baseline(frame, runs: list[dict], baseline: dict, metric: str = "rsum"):
                              "p_value": t["p_value"], "note": None})
                 continue
             except UserError as e:
-                why = f"not comparable: {e}"
+                why = f"ranks not comparable: {e}"
         rows.append({"delta": None, "delta_lo": None, "delta_hi": None, "p_value": None, "note": why})
     out = pd.DataFrame(rows, index=frame.index, columns=[c for c in BASELINE_COLUMNS if c != "p_holm"])
     tested = out["p_value"].notna()
@@ -463,9 +463,9 @@ def _cell(row, column: str, mark: str | None) -> str:
 
 
 def _delta_cell(row) -> str:
-    """``+31.9 [+22.0, +42.1]``, or why the row has no delta."""
+    """``+31.9 [+22.0, +42.1]``, or why the row has no delta (the CSV's ``note`` has the details)."""
     if row["delta"] != row["delta"]:
-        return row["note"] or "-"
+        return (row["note"] or "-").split(": ")[0]
     return f"{row['delta']:+.1f} [{row['delta_lo']:+.1f}, {row['delta_hi']:+.1f}]"
 
 
