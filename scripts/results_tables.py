@@ -244,7 +244,7 @@ def _run_tables(names: list[str], manifest: dict, roots: list[str], rerun: bool)
     done: dict = {}
     for n in names:
         old = {tuple(r["commands"]): r for r in manifest.get(n, {}).get("rows", [])}
-        rows, start = [], time.perf_counter()
+        rows = []
         for row in TABLES[n].rows:
             key = (" ".join(row.generate), " ".join(row.run))
             kept = old.get(key)
@@ -252,9 +252,10 @@ def _run_tables(names: list[str], manifest: dict, roots: list[str], rerun: bool)
                 done[key] = (kept["run_id"], kept.get("seconds")) if kept and kept["run_id"] in stored and not rerun \
                     else run_row(row, roots)
                 print(f"{n}: {row.label}: run {done[key][0]} ({done[key][1] or 0:.0f} s)", file=sys.stderr)
-            rows.append({"label": row.label, "commands": list(key), "run_id": done[key][0], "seconds": done[key][1]})
+            seconds = None if done[key][1] is None else round(done[key][1], 1)
+            rows.append({"label": row.label, "commands": list(key), "run_id": done[key][0], "seconds": seconds})
         manifest[n] = {"doc": TABLES[n].doc, "rows": rows, "made": time.strftime("%Y-%m-%d", time.gmtime()),
-                       "seconds": round(time.perf_counter() - start, 1)}
+                       "seconds": round(sum(r["seconds"] or 0 for r in rows), 1)}  # of its rows' commands
         MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
 
 

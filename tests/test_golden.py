@@ -34,7 +34,9 @@ def golden_run(model: str) -> dict:
 def run_test_split(model: str, data_root: Path, results_root: Path) -> dict:
     assert main(["run_benchmark", "cca", "openmoji", "test", "glove50_tinyimage", *VARIANTS[model], "-q",
                  "--data-root", str(data_root), "--results-root", str(results_root)]) == 0
-    return json.loads((results_root / "runs" / f"{model}__test__full__cosine.json").read_text())
+    from cca_bench.results import find_run, load_runs
+
+    return json.loads(Path(find_run(load_runs(results_root)[0], f"{model}__test__full__cosine")["_file"]).read_text())
 
 
 def check_same_run(new: dict, old: dict, data_root: Path) -> None:
