@@ -475,7 +475,17 @@ def _p_cell(column: str):
     return lambda row: "-" if row[column] != row[column] else format_p(row[column], PAIRED_RESAMPLES)
 
 
+def _method_cell(row) -> str:
+    """``cca``, ``cca@r1``, ``cca, dot``: an own run's method with its --tag and a distance other than cosine."""
+    if not isinstance(row["run"], str):
+        return str(row["Method"])
+    tag = row["run"].rsplit("__", 4)[0].partition("@")[2]
+    distance = row["Distance"] if row["Distance"] not in ("cosine", None) else ""
+    return ", ".join(filter(None, [row["Method"] + (f"@{tag}" if tag else ""), distance]))
+
+
 SPECIAL_CELLS = {"run": lambda row: short_id(row["run"]) if isinstance(row["run"], str) else "published",
+                 "Method": _method_cell,
                  "delta": _delta_cell, "p_value": _p_cell("p_value"), "p_holm": _p_cell("p_holm")}
 
 
