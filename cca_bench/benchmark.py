@@ -111,7 +111,8 @@ def load_model(method: str, dataset_name: str, spec: FeatureSpec, opts: Options)
     load_all()
     cls, path = METHODS.get(method), model_path(method, dataset_name, spec, opts)
     if not path.with_name(path.name + ".safetensors").is_file():
-        raise UserError(missing_model(path, f"{method}__{dataset_tag(dataset_name, opts.dataset_options)}__{spec.name}"))
+        prefix = f"{method}__{dataset_tag(dataset_name, opts.dataset_options)}__{spec.name}"
+        raise UserError(missing_model(path, prefix))
     return cls.load(path)
 
 
@@ -217,7 +218,8 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     path = model_path(method, dataset_name, spec, opts)
     if not overwrite:
         check_identity(path, identity)
-    extra = {"identity": identity, "dataset": dataset_name, "dataset_options": opts.dataset_options, "features": spec.name,
+    extra = {"identity": identity, "dataset": dataset_name, "dataset_options": opts.dataset_options,
+             "features": spec.name,
              "feature_options": pipes.options(), "timings": timings, "train_fingerprint": train.meta["fingerprint"],
              "feature_cache": train.meta["cache_keys"], "versions": versions(), "oov_rate": train.meta["oov_rate"],
              "feature_dims": {"image": int(train.images.shape[1]), "text": int(train.texts.shape[1])}}

@@ -134,7 +134,8 @@ def find_run(runs: list[dict], spec: str, bad: list[str] = (), folder: Path | st
             raise UserError(f"{folder}/{line}")
     close = difflib.get_close_matches(spec, [*ids, *{config_name(r) for r in runs}], n=3, cutoff=0.3)
     hint = f"; closest: {', '.join(close)}" if close else "; `python -m cca_bench runs` lists them" if ids else ""
-    raise UserError(f"no run {spec!r} in {folder}{hint}" if ids else f"no run {spec!r}: {folder} holds no runs")
+    raise UserError(f"no run named {spec!r} in {folder}{hint}" if ids else
+                    f"no run named {spec!r}: {folder} holds no runs")
 
 def metric_table(rows: list[tuple[str, dict]], task: str, label: str = "Method",
                  cis: list[dict | None] | None = None) -> str:
@@ -221,7 +222,8 @@ def compare_frame(runs: list[dict], published=None):
                          "Method": r["method"], "Features": r["features"], "Params": _params_cell(r),
                          "Distance": r["distance"], **metric_columns(r["metrics"]), "R-sum": rsum(r["metrics"]),
                          **ci_columns(r.get("ci")), "Seed sd": (r.get("seed_sd") or {}).get("rsum"),
-                         "Family": r["method"], "Citation": None, "_file": r.get("_file"), "run": run_id(r)} for r in runs],
+                         "Family": r["method"], "Citation": None, "_file": r.get("_file"), "run": run_id(r)}
+                        for r in runs],
                        columns=_columns())
     parts = [own] + ([published] if published is not None and len(published) else [])
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else own
@@ -338,7 +340,7 @@ def table_columns(frame, requested: list[str] | None = None) -> list[str]:
     if not requested:
         return [c for c in (BASELINE_DEFAULT if "delta" in frame.columns else DEFAULT_COLUMNS) if c in known]
     if [r.lower() for r in requested] == ["all"]:
-        return ["run"] + [c for c in known if c != "run"]
+        return [c for c in known if c != "run"] + ["run"]
     lower = {c.lower(): c for c in known}
     for r in requested:
         if r.lower() not in lower:
@@ -370,7 +372,8 @@ def compare_markdown(frame, marks: dict | None = None, columns: list[str] | None
         parts.append(MARKS_LEGEND)
     shown = table_columns(frame, columns)
     for (ds, split, proto), group in frame.groupby(GROUP, sort=False):
-        parts.append(f"## {ds} / {split} / protocol {proto}\n\n" + _fitted_table(group, shown, marks, not columns))
+        cols = [c for c in shown if c != "Seed sd" or group["Seed sd"].notna().any()]
+        parts.append(f"## {ds} / {split} / protocol {proto}\n\n" + _fitted_table(group, cols, marks, not columns))
     cited = frame.loc[frame["Source"].ne(OWN_SOURCE), ["Source", "Citation"]].drop_duplicates()
     if len(cited):
         parts.append("## Sources\n\n" + "\n".join(f"- {s}: {c}" for s, c in cited.itertuples(index=False)) + "\n")

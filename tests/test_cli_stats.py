@@ -123,7 +123,7 @@ def test_compare_significance_marks_and_csv_bounds(stored, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["significance", RUN_A, RUN_A.replace("__test__", "__val__")], "different splits"),
-    (["significance", RUN_A, "nope"], "no run 'nope'"),
+    (["significance", RUN_A, "nope"], "no run named 'nope'"),
     (["significance", RUN_A, RUN_B, "--metric", "R@2"], "unknown metric"),
     (["run_benchmark", "cca", "shapes", "test", FEAT, "--bootstrap", "0"], "expected a whole number >= 1"),
     (["run_benchmark", "cca", "shapes", "test", FEAT, "--ci", "none", "--bootstrap", "5"], "--ci none"),

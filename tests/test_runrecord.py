@@ -15,7 +15,8 @@ from cca_bench.runrecord import SCHEMA_VERSION, write_run
 from cca_bench.stats import bootstrap_ci, point_metrics, query_ranks
 
 
-def fake_record(seed: int, method: str = "cca", model: str | None = None, split: str = "test", created: str = "") -> dict:
+def fake_record(seed: int, method: str = "cca", model: str | None = None, split: str = "test",
+                created: str = "") -> dict:
     """A run record of 40 images x 2 captions with random ranks; metrics and intervals computed from them."""
     rng = np.random.default_rng(seed)
     image_index = np.repeat(np.arange(40), 2)
@@ -56,7 +57,7 @@ def test_find_run_by_id_short_id_prefix_or_configuration(root):
     assert find_run(runs, "kcca__") is kcca  # a unique prefix
     with pytest.raises(UserError, match=r"matches 2 runs .*: give more of the run id"):
         find_run(runs, "cca__shapes")
-    with pytest.raises(UserError, match=r"no run 'kcca__shapes__glove50_tinyimag__test' in .*; closest: kcca__"):
+    with pytest.raises(UserError, match=r"no run named 'kcca__shapes__glove50_tinyimag__test' in .*; closest: kcca__"):
         find_run(runs, "kcca__shapes__glove50_tinyimag__test")
 
 

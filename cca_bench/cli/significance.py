@@ -64,5 +64,6 @@ def significance_text(r: dict) -> str:
         if r["p_value"] < 0.05 and r["delta"] else "no significant difference at alpha 0.05"
     return (f"A = {r['run_a']}\nB = {r['run_b']}\n"
             f"{r['metric']} (a {better} value is better): A - B = {r['delta']:+.2f}, "
-            f"{100 * r['level']:g}% interval [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}], {format_p(r['p_value'], r['resamples'])} "
+            f"{100 * r['level']:g}% interval [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}], "
+            f"{format_p(r['p_value'], r['resamples'])} "
             f"({r['test']}, {r['resamples']} resamples, {r['n_images']} images): {verdict}")
