@@ -386,7 +386,9 @@ def _fitted_table(group, shown: list[str], marks: dict | None, fit: bool) -> str
 
     shown = list(shown)
     while True:
-        body = [[_cell(row, c, (marks or {}).get((row["_file"], c))) for c in shown] for _, row in group.iterrows()]
+        plain = "Params" in shown or "Distance" in shown  # the Method cell names tag and distance only without them
+        body = [[str(row[c]) if c == "Method" and plain else _cell(row, c, (marks or {}).get((row["_file"], c)))
+                 for c in shown] for _, row in group.iterrows()]
         text = tabulate(body, shown, tablefmt="github", disable_numparse=True) + "\n"
         wide = max(map(len, text.splitlines())) > TABLE_WIDTH
         drop = next((c for c in DROPPABLE if c in shown), None) if fit and wide else None
