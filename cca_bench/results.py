@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cca_bench.errors import UserError
 from cca_bench.runrecord import (RANKS_SUFFIX, config_name, latest_runs, load_runs, ranks_bytes,  # noqa: F401
-                                 read_run, run_id, short_id, write_run)
+                                 read_run, run_id, run_ties, short_id, write_run)
 
 METRIC_COLUMNS = (("R@1", "R@1"), ("R@5", "R@5"), ("R@10", "R@10"), ("median_rank", "Median Rank"),
                   ("mean_rank", "Mean Rank"))
@@ -60,14 +60,22 @@ def write_json(path: Path, data: dict) -> Path:
     return write_text(path, json.dumps(data, indent=2, sort_keys=True))
 
 
+TIE_MEMBERS = ("image_annotation_tied", "image_annotation_gt_tied", "image_search_tied")
+
+
 def load_ranks(record: dict):
     """The :class:`cca_bench.stats.QueryRanks` of a stored run (a record as :func:`load_runs` returns it), read
-    with ``allow_pickle=False`` after checking the sha256 the JSON recorded and that the ranks reproduce the
-    JSON's metrics. UserError (one line) when the file is missing, altered or inconsistent."""
+    with ``allow_pickle=False`` after checking the sha256 the JSON recorded and that the counts reproduce the
+    JSON's metrics exactly under its tie rule (:func:`run_ties`). A ranks file kept before tie counts (no
+    ``*_tied`` members) loads as untied ranks under its run's stored rule (optimistic), which reproduces its
+    metrics. UserError (one line) when the file is missing, altered or inconsistent."""
     import hashlib
 
     from cca_bench.fsio import read_npz
     from cca_bench.stats import point_metrics, query_ranks
+    import numpy as np
+
+    from cca_bench.ties import TieCounts
 
     run = Path(record["_file"])
     name = record.get("ranks_file")
@@ -83,7 +91,11 @@ def load_ranks(record: dict):
         raise UserError(f"{path}: sha256 differs from the one {run.name} recorded (altered or replaced)")
     z = read_npz(data, str(path))  # headers checked before numpy allocates what they claim
     try:
-        ranks = query_ranks(z["image_annotation"], z["image_search"], z["image_index"], z["fold"])
+        i2t, t2i = z["image_annotation"], z["image_search"]
+        if any(m in z for m in TIE_MEMBERS):
+            i2t = TieCounts(i2t, z["image_annotation_tied"], z["image_annotation_gt_tied"])
+            t2i = TieCounts(t2i, z["image_search_tied"], np.ones_like(z["image_search_tied"]))
+        ranks = query_ranks(i2t, t2i, z["image_index"], z["fold"], run_ties(record))
     except (KeyError, ValueError) as e:
         raise UserError(f"{path}: not a ranks file ({e})") from None
     except UserError as e:
@@ -176,7 +188,7 @@ def rsum(metrics: dict) -> float | None:
 def run_tables(record: dict) -> str:
     """The two titled tables a run prints (Image Annotation, Image Search, intervals where the run has them),
     then its R-sum line, the seed spread and the interval method."""
-    name = f"{record['method']} ({record['features']}, {record['distance']})"
+    name = f"{record['method']} ({record['features']}, {record['distance']}, ties {run_ties(record)})"
     ci = record.get("ci")
     out = []
     for task, title in TASKS:
@@ -206,7 +218,7 @@ def metric_columns(metrics: dict) -> dict:
 
 OWN_SOURCE = "this suite"
 PUBLISHED_CSV = "published.csv"  # in cca_bench/data/: the reference rows of PROTOCOLS.md, with citations
-IDENTITY = ["Source", "Dataset", "Split", "Protocol", "Method", "Features", "Params", "Distance"]
+IDENTITY = ["Source", "Dataset", "Split", "Protocol", "Method", "Features", "Params", "Distance", "Ties"]
 GROUP = ["Dataset", "Split", "Protocol"]
 
 
@@ -220,7 +232,8 @@ def compare_frame(runs: list[dict], published=None):
 
     own = pd.DataFrame([{"Source": OWN_SOURCE, "Dataset": r["dataset"], "Split": r["split"], "Protocol": r["protocol"],
                          "Method": r["method"], "Features": r["features"], "Params": _params_cell(r),
-                         "Distance": r["distance"], **metric_columns(r["metrics"]), "R-sum": rsum(r["metrics"]),
+                         "Distance": r["distance"], "Ties": run_ties(r), **metric_columns(r["metrics"]),
+                         "R-sum": rsum(r["metrics"]),
                          **ci_columns(r.get("ci")), "Seed sd": (r.get("seed_sd") or {}).get("rsum"),
                          "Family": r["method"], "Citation": None, "_file": r.get("_file"), "run": run_id(r)}
                         for r in runs],
@@ -364,8 +377,10 @@ def compare_markdown(frame, marks: dict | None = None, columns: list[str] | None
              " mean rank (1-based); R-sum = R@1 + R@5 + R@10 of both directions; '-' = not published. Rows with a"
              " run id are this suite's runs (`python -m cca_bench runs` lists them; every command takes the short"
              " id shown), rendered from the run JSON files by `cca_bench compare`, with 95% bootstrap intervals over"
-             " test images in brackets; the other rows are published numbers (cca_bench/data/published.csv). Every"
-             " column, full run ids and sources: RESULTS.csv.\n"]
+             " test images in brackets; the other rows are published numbers (cca_bench/data/published.csv). Ties:"
+             " how a ground truth that scores exactly as much as other items is ranked (expected = the exact"
+             " expectation over a random order of the tied items, the default; optimistic / pessimistic = every tie"
+             " for / against it; docs/protocols.md). Every column, full run ids and sources: RESULTS.csv.\n"]
     if baseline is not None:
         parts.append(BASELINE_LEGEND.format(baseline=baseline))
     if marks is not None:
@@ -528,9 +543,9 @@ def _column_marks(group, column: str, ranks: dict, by_file: dict, alpha: float, 
         return {}
     lower = column.endswith(("MedR", "MeanR"))
     best = group.loc[values.idxmin() if lower else values.idxmax(), "_file"]
-    fingerprint = by_file[best].get("split_fingerprint")
+    fingerprint, ties = by_file[best].get("split_fingerprint"), run_ties(by_file[best])
     others = [f for f in group.loc[values.index, "_file"] if f != best
-              and by_file[f].get("split_fingerprint") == fingerprint]
+              and by_file[f].get("split_fingerprint") == fingerprint and run_ties(by_file[f]) == ties]
     p = holm([p_value(ranks[best], ranks[f], COLUMN_METRIC[column]) for f in others]) if others else []
     out = {(best, column): "best"}
     for f, adjusted in zip(others, p):
@@ -571,8 +586,9 @@ def cv_markdown(report: dict, name: str) -> str:
     from cca_bench.cv import best_params, ranked_rows
 
     rule = "highest R-sum" if report["select"] == "rsum" else "lowest sum of median ranks"
+    ties = f", ties {report['ties']}" if report.get("ties") else ""
     head = [f"# CV grid: {name}\n", f"Selected by {rule} on val ({report['n_val_images']} images, "
-            f"{report['n_val_captions']} captions): {best_params(report)}.\n"]
+            f"{report['n_val_captions']} captions{ties}): {best_params(report)}.\n"]
     head += [f"- **edge of the grid**: {n}" for n in report.get("edges", [])]
     head += [f"- note: {n}" for n in report["notes"]]
     if report.get("val_interval"):

@@ -71,9 +71,19 @@ class RunRecord(TypedDict, total=False):
 # ----------------------------------------------------------------------------------------------- identity
 
 def config_name(record: dict) -> str:
-    """``<model>__<split>__<protocol>__<distance>``: what a run measured (reruns of it share this name)."""
-    return "__".join([record.get("model") or record["method"], record["split"], record["protocol"],
-                      record["distance"]])
+    """``<model>__<split>__<protocol>__<distance>``: what a run measured (reruns of it share this name); a tie
+    rule other than the default adds ``__ties-<rule>``."""
+    from cca_bench.ties import DEFAULT
+
+    parts = [record.get("model") or record["method"], record["split"], record["protocol"], record["distance"]]
+    return "__".join(parts + ([f"ties-{run_ties(record)}"] if run_ties(record) != DEFAULT else []))
+
+
+def run_ties(record: dict) -> str:
+    """The tie rule a run record was scored under: its ``ties`` field; runs stored before that field say it in
+    ``config.ties`` (they were all optimistic)."""
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    return str(record.get("ties") or config.get("ties") or "optimistic")
 
 
 def run_id(record: dict) -> str:
@@ -138,17 +148,23 @@ def write_run(results_root: Path, record: dict) -> Path:
 
 
 def ranks_bytes(ranks) -> bytes:
-    """The ``.ranks.npz`` bytes of a :class:`cca_bench.stats.QueryRanks`: integer arrays ``image_annotation``
-    (n_images,) (-1: an image without captions is no query), ``image_search`` (n_captions,), ``image_index``
-    (n_captions,) and ``fold`` (n_images,); with several seeds the two rank arrays have a seed axis first."""
+    """The ``.ranks.npz`` bytes of a :class:`cca_bench.stats.QueryRanks`, integer arrays: ``image_annotation``
+    (n_images,) captions scoring strictly above each image's best caption (-1: an image without captions is no
+    query), ``image_annotation_tied`` other captions tied with it, ``image_annotation_gt_tied`` its own captions
+    in that tie (>= 1), ``image_search`` (n_captions,) images strictly above each caption's image,
+    ``image_search_tied`` other images tied with it, ``image_index`` (n_captions,) and ``fold`` (n_images,); with
+    several seeds the count arrays have a seed axis first. The tie rule is the run JSON's ``ties``: with it the
+    counts give every metric, curve and interval exactly (:mod:`cca_bench.ties`)."""
     import io
 
     import numpy as np
 
     one = len(ranks.i2t) == 1
+    pick = (lambda a: a[0]) if one else (lambda a: a)  # noqa: E731
     buf = io.BytesIO()
-    np.savez(buf, image_annotation=ranks.i2t[0] if one else ranks.i2t,
-             image_search=ranks.t2i[0] if one else ranks.t2i, image_index=ranks.image_index, fold=ranks.fold)
+    np.savez(buf, image_annotation=pick(ranks.i2t.above), image_search=pick(ranks.t2i.above),
+             image_annotation_tied=pick(ranks.i2t.tied), image_annotation_gt_tied=pick(ranks.i2t.gt_tied),
+             image_search_tied=pick(ranks.t2i.tied), image_index=ranks.image_index, fold=ranks.fold)
     return buf.getvalue()
 
 
@@ -288,7 +304,7 @@ OPTIONAL = {"schema_version": lambda v: _is(int)(v) and 1 <= v <= SCHEMA_VERSION
             "ranks_file": _is(str), "ranks_sha256": _is(str), "split_fingerprint": _is(str), "ci_method": _is(dict),
             "seeds": _is(dict), "config": _is(dict), "timings": _is(dict), "versions": _is(dict),
             "model_config": _is(dict), "oov_rate": _is((int, float), 0), "degenerate_queries": _is(dict),
-            "seed_note": _is(str), "embeddings": _is(dict)}
+            "seed_note": _is(str), "embeddings": _is(dict), "ties": _name}
 NESTED = {"ci": _ci_problem, "seed_sd": _seed_sd_problem, "seed_metrics": _seed_metrics_problem,
           "recall_curve": _curve_problem}
 

@@ -13,6 +13,7 @@ from cca_bench.results import (add_baseline, compare_frame, find_run, load_runs,
                                short_id)
 from cca_bench.runrecord import SCHEMA_VERSION, write_run
 from cca_bench.stats import bootstrap_ci, point_metrics, query_ranks
+from cca_bench.ties import DEFAULT
 
 
 def fake_record(seed: int, method: str = "cca", model: str | None = None, split: str = "test",
@@ -25,6 +26,7 @@ def fake_record(seed: int, method: str = "cca", model: str | None = None, split:
             "distance": "cosine", "protocol": "full", "model": model or f"{method}__shapes__glove50_tinyimage",
             "metrics": point_metrics(ranks), "ci": bootstrap_ci(ranks, 50), "n_images": 40, "n_captions": 80,
             "folds": 1, "params_label": "k=2", "split_fingerprint": "fp", "created": created or f"2026-12-06T0{seed}",
+            "ties": DEFAULT,
             "_ranks": ranks}
 
 
@@ -194,3 +196,15 @@ def test_old_records_without_schema_version_read_as_version_1(root):
     record, why = read_run(root / "runs" / "cca__shapes__glove50_tinyimage__test__full__cosine.json")
     assert why is None and record["schema_version"] == 1
     assert short_id(run_id(record)) == run_id(record)  # no stamp: its whole name is its id
+
+
+def test_a_tie_rule_other_than_the_default_is_another_configuration():
+    """Planted bug caught: config_name without the tie rule (an optimistic rerun would hide the default run in
+    compare, and a configuration name would resolve to either)."""
+    from cca_bench.runrecord import config_name
+
+    record = fake_record(1)
+    assert config_name(record) == "cca__shapes__glove50_tinyimage__test__full__cosine"
+    assert config_name(record | {"ties": "optimistic"}).endswith("__cosine__ties-optimistic")
+    old = {k: v for k, v in record.items() if k != "ties"}  # stored before the field: optimistic
+    assert config_name(old).endswith("__ties-optimistic")
