@@ -633,8 +633,8 @@ def _group_title(run: dict) -> str:
     return f"{run['dataset']} / {run['split']} / protocol {run['protocol']}"
 
 
-RUNS_COLUMNS = (("run", 20), ("dataset", 16), ("split", 5), ("method", 10), ("features", 20), ("tag", 8),
-                ("dist", 6), ("R-sum", 6), ("date", 10))  # with two spaces between: at most 117 wide
+RUNS_COLUMNS = (("run", 20), ("dataset", 14), ("split", 5), ("method", 10), ("features", 26), ("tag", 7),
+                ("dist", 6), ("R-sum", 6), ("date", 10))  # with two spaces between: at most 120 wide
 
 
 def runs_table(runs: list[dict], dataset: str | None = None, split: str | None = None, long: bool = False) -> str:
