@@ -55,7 +55,7 @@ EXAMPLES = """examples:
   python -m cca_bench run_benchmark cca coco test word2vec_vgg_karpathy --protocol 1k
   python -m cca_bench compare --dataset flickr8k --csv flickr8k.csv --plot
   python -m cca_bench runs --split test           # run ids for significance and compare --baseline
-  python -m cca_bench compare --split test --baseline cca__openmoji__glove50_efficientnet__test__full__cosine
+  python -m cca_bench compare --split test --baseline cca__openmoji__glove50_efficientnet_lite0__test__full__cosine
   python -m cca_bench search cca openmoji glove50_efficientnet --text "a smiling cat" --html cats.html
   python -m cca_bench serve            # web app on http://127.0.0.1:8000/
   python -m cca_bench export-split coco test exported/ && python -m cca_bench evaluate coco test \\

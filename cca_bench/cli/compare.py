@@ -12,7 +12,7 @@ DESCRIPTION = ("One table per dataset / split / protocol: this suite's runs (the
                "CSV). Printed, and written to RESULTS.md and RESULTS.csv in the results root (--results-root, else "
                "$CCA_BENCH_RESULTS, else ./results: ./results/RESULTS.md), replacing the previous ones.")
 EPILOG = ("example: python -m cca_bench compare --split test --baseline "
-          "cca__openmoji__glove50_efficientnet__test__full__cosine")
+          "cca__openmoji__glove50_efficientnet_lite0__test__full__cosine")
 
 
 def add_arguments(p, argv: list[str]) -> None:

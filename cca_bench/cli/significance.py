@@ -11,8 +11,8 @@ DESCRIPTION = ("Test the difference A - B of one metric on the SAME test images 
                "protocol, each with its per-query ranks file): the delta, its 95% paired bootstrap interval and a "
                "two-sided p-value from a paired sign-flip permutation test over images (an image's captions stay "
                "together; the median rank uses the paired bootstrap).")
-EPILOG = ("example: python -m cca_bench significance cca__openmoji__glove50_efficientnet__test__full__cosine "
-          "kcca__openmoji__glove50_efficientnet__test__full__cosine --metric t2i:R@1")
+EPILOG = ("example: python -m cca_bench significance cca__openmoji__glove50_efficientnet_lite0__test__full__cosine "
+          "kcca__openmoji__glove50_efficientnet_lite0__test__full__cosine --metric t2i:R@1")
 
 
 def add_arguments(p, argv: list[str]) -> None:
