@@ -99,7 +99,7 @@ def test_dask_top_k_function_equals_the_streamed_one(client):
     got = dask_relative_topk(q, a, 15, block=9, query_block=10)
     want = relative_topk(q, a, 15, block=9, query_block=10)
     np.testing.assert_array_equal(got[1], want[1])
-    np.testing.assert_allclose(got[0], want[0], rtol=1e-6)  # BLAS rounding differs with the thread count
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)  # BLAS rounding moves with the threads
 
 
 def test_fit_from_files_read_on_the_workers_through_fsspec(client, tmp_path):
