@@ -295,7 +295,8 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
     params = model.get_params() if hasattr(model, "get_params") else getattr(model, "config_", {}).get("params", {})
     name = path.name if not seeds else model_path(method, dataset_name, spec, seed_options(opts, seeds)).name
     return run_record(
-        method=method, dataset_name=dataset_name, split=split, features=features_tag(spec, opts.features), distance=distance,
+        method=method, dataset_name=dataset_name, split=split, features=features_tag(spec, opts.features),
+        distance=distance,
         protocol=protocol, folds=folds, timings=timings, opts=opts, model=name, **evaluation, params=params,
         params_label=params_label(method, model), model_config=getattr(model, "config_", {}),
         split_fingerprint=fs.meta["fingerprint"], feature_cache=fs.meta["cache_keys"], oov_rate=fs.meta["oov_rate"],

@@ -141,7 +141,8 @@ def whole_options_uses(path: Path) -> list[str]:
     """Where ``path`` names ``benchmark.Options``: an import of it, the attribute, or a docstring, comment or
     annotation that says it takes one (the duck typing this split removed was documented that way)."""
     source = path.read_text(encoding="utf-8")
-    found = [f"line {i}: {line.strip()}" for i, line in enumerate(source.splitlines(), 1) if "benchmark.Options" in line]
+    lines = enumerate(source.splitlines(), 1)
+    found = [f"line {i}: {line.strip()}" for i, line in lines if "benchmark.Options" in line]
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("benchmark"):
             found += [f"line {node.lineno}: imports {a.name} from {node.module}" for a in node.names]

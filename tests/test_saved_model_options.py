@@ -40,5 +40,6 @@ def test_fisher_vector_models_reopen_with_their_pooling(fv):
     config = {"method": "cca", "dataset": "shapes", "features": "glove50_tinyimage", "dataset_options": {},
               "feature_options": opts.text_options()}
     method, dataset, features, out = saved_model_options(name, config, Options())
-    assert (out.features.pooling, out.features.fv_components, out.features.fv_pca) == (fv["pooling"], fv["fv_components"], fv["fv_pca"])
+    f = out.features
+    assert (f.pooling, f.fv_components, f.fv_pca) == (fv["pooling"], fv["fv_components"], fv["fv_pca"])
     assert model_path(method, dataset, FeatureSpec.parse(features), out).name == name

@@ -1,9 +1,10 @@
 """The image pipeline protocol: image encoder ``name`` with its options, from a split to cached features.
 
 The same contract as :mod:`cca_bench.features.text_pipeline`, for every registered image encoder (builtin
-CNNs, weight-file CNNs, ONNX models, precomputed files, tiny images): ``ImagePipeline(name, options, data_root, dataset_options)`` validates
-the options the encoder reads (``--precision``, ``--crops``, ``--onnx-model``: each refused by an encoder that
-does not take it); ``fit`` / ``state`` / ``restore`` are no-ops (no image encoder learns from train yet);
+CNNs, weight-file CNNs, ONNX models, precomputed files, tiny images):
+``ImagePipeline(name, options, data_root, dataset_options)`` validates the options the encoder reads
+(``--precision``, ``--crops``, ``--onnx-model``: each refused by an encoder that does not take it); ``fit`` /
+``state`` / ``restore`` are no-ops (no image encoder learns from train yet);
 ``key(dataset, split)`` is the cache key; ``encode(dataset, split, cache_dir, log)`` reads the cache or extracts
 in resumable shards (on a Dask cluster with ``--backend dask``); ``encode_query(path, dataset)`` encodes one
 photo for ``search``. What an encoder can do comes from its registered metadata (``precision``, ``identity``,

@@ -31,8 +31,8 @@ def model_files(opts: FeatureOptions) -> dict:
 
 
 def saved_feature_options(feature_options: dict, name: str) -> dict:
-    """The :class:`FeatureOptions` fields a saved model's ``feature_options`` (its JSON) and name give back: text options from
-    the JSON, ``crops`` from the name (``+10crops``)."""
+    """The :class:`FeatureOptions` fields a saved model's ``feature_options`` (its JSON) and name give back: text
+    options from the JSON, ``crops`` from the name (``+10crops``)."""
     crops = re.search(r"\+(\d+)crops(@|$)", name)
     text = feature_options
     return {"text_path": text.get("text_path"), "idf": bool(text.get("idf")), "stopwords": bool(text.get("stopwords")),
