@@ -162,12 +162,12 @@ def run_saved(name: str, split_name: str, opts: Options, distance: str = "cosine
     import difflib
     import json
 
-    known = saved_models(opts.results_root)
+    known = saved_models(opts.locations.results_root)
     if name not in known:
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
         hint = f"; closest: {', '.join(close)}" if close else f" ({len(known)} saved)" if known else ""
-        raise UserError(f"--model: no saved model {name!r} in {opts.results_root / 'models'}{hint}")
-    saved = opts.results_root / "models" / f"{name}.json"
+        raise UserError(f"--model: no saved model {name!r} in {opts.locations.results_root / 'models'}{hint}")
+    saved = opts.locations.results_root / "models" / f"{name}.json"
     try:
         config = json.loads(saved.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
