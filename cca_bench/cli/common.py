@@ -164,13 +164,14 @@ def add_extract_backend(p) -> None:
 # ---------------------------------------------------------------- run options from the parsed arguments
 
 def options(args):
-    """``benchmark.Options`` from the parsed arguments (a missing GPU fails here, before features load)."""
+    """``benchmark.Options`` from the parsed arguments: the locations, feature and run options, each validated by
+    its own layer (a missing GPU fails here, before features load)."""
     from cca_bench.benchmark import Options
     from cca_bench.config import data_root, results_root, torch_device
 
     torch_device(getattr(args, "device", "auto"))
     quiet = getattr(args, "quiet", False)
-    return Options(
+    return Options.of(
         data_root=data_root(args.data_root), results_root=results_root(args.results_root),
         dataset_options=dict(getattr(args, "dataset_opt", [])), text_path=getattr(args, "text_path", None),
         idf=getattr(args, "idf", False), stopwords=getattr(args, "stopwords", False), **_fv_options(args),
@@ -208,7 +209,7 @@ def store_run(opts, record: dict) -> None:
     """Write a run record under RESULTS/runs/ and print its two tables."""
     from cca_bench.results import run_tables, write_run
 
-    path = write_run(opts.results_root, record)
+    path = write_run(opts.locations.results_root, record)
     print(f"## {record['dataset']} / {record['split']} ({record['n_images']} images, {record['n_captions']} "
           f"captions, protocol {record['protocol']})\n")
     print(run_tables(record))
