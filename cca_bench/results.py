@@ -383,7 +383,8 @@ def compare_markdown(frame, marks: dict | None = None) -> str:
     """One markdown table per (dataset, split, protocol) group, i2t = annotation, t2i = search; missing = '-'.
 
     Own runs with intervals show ``value [lo, hi]``; ``marks`` (:func:`significance_marks`) bolds the best
-    value of each column and puts a dagger on the values not significantly worse than it."""
+    value of each column, puts a dagger on the values not significantly worse than it and a double dagger on the
+    values that could not be tested (:mod:`cca_bench.marks`)."""
     from tabulate import tabulate
 
     if not len(frame):
@@ -394,7 +395,9 @@ def compare_markdown(frame, marks: dict | None = None) -> str:
              " over test images in brackets (Seed sd: the R-sum's standard deviation over `--seeds`); the other rows"
              " are published numbers (cca_bench/data/published.csv).\n"]
     if marks is not None:
-        parts.append(MARKS_LEGEND)
+        from cca_bench.marks import legend
+
+        parts.append(legend(marks, tuple(VALUE_COLUMNS)))
     for (ds, split, proto), group in frame.groupby(GROUP, sort=False):
         shown = [c for c in group.columns if c not in (*GROUP, *HIDDEN)]
         if group["Seed sd"].isna().all():
@@ -409,66 +412,25 @@ def compare_markdown(frame, marks: dict | None = None) -> str:
     return "\n".join(parts)
 
 
-MARKS_LEGEND = ("Marks (per column, within each table, among this suite's runs that kept their per-query ranks): "
-                "**bold** = the best value; † = not significantly worse than the best (paired sign-flip permutation "
-                "test over the same test images, Holm-corrected across the rows compared, alpha 0.05). Unmarked "
-                "runs are significantly worse than the best.\n")
-
-
 def _cell(row, column: str, mark: str | None) -> str:
     """One markdown cell: identity text, or a value with its interval and significance mark."""
+    from cca_bench.marks import render
+
     value = row[column]
     if column not in VALUE_COLUMNS and column != "Seed sd":
         return "-" if value is None or value != value else str(value)
     interval = None if column == "Seed sd" or row.get(f"{column} lo") != row.get(f"{column} lo") else \
         (row[f"{column} lo"], row[f"{column} hi"])
-    text = with_ci(None if value != value else value, interval, "MedR" if column.endswith("MedR") else column)
-    return f"**{text}**" if mark == "best" else f"{text} †" if mark == "tied" else text
+    return render(with_ci(None if value != value else value, interval, "MedR" if column.endswith("MedR") else column),
+                  mark)
 
 
-def significance_marks(frame, runs: list[dict], alpha: float = 0.05, resamples: int = 2000, seed: int = 0) -> dict:
-    """``{(run file, column): "best" | "tied"}`` for every value column of every group of the compare frame:
-    the best own run that kept its ranks, and those not significantly worse than it (paired tests on the same
-    images, :func:`cca_bench.stats.paired_test`, Holm-corrected over the rows compared). Runs whose ranks are
-    missing, or whose split fingerprint differs from the best's, take no part."""
-    from cca_bench.stats import holm, paired_p_value
+def significance_marks(frame, runs: list[dict], alpha: float = 0.05, seed: int = 0) -> dict:
+    """``{(run file, column): "best" | "tied" | "untested"}`` of every value column of every group of the compare
+    frame: :func:`cca_bench.marks.significance_marks` over the runs' stored ranks (:func:`load_ranks`)."""
+    from cca_bench.marks import significance_marks as marks_of
 
-    by_file = {r["_file"]: r for r in runs}
-    marks = {}
-    for _, group in frame[frame["Source"].eq(OWN_SOURCE)].groupby(GROUP, sort=False):
-        ranks = {}
-        for f in group["_file"]:
-            try:
-                ranks[f] = load_ranks(by_file[f])
-            except UserError:
-                continue
-        for column in VALUE_COLUMNS:
-            marks |= _column_marks(group[group["_file"].isin(ranks)], column, ranks, by_file, alpha,
-                                   lambda a, b, m: paired_p_value(a, b, m, resamples, seed)[0], holm)
-    return marks
-
-
-COLUMN_METRIC = {"R-sum": "rsum", **{f"{s} {n}": f"{s}:{k}" for s in ("i2t", "t2i") for k, n in
-                                     (("R@1", "R@1"), ("R@5", "R@5"), ("R@10", "R@10"), ("median_rank", "MedR"),
-                                      ("mean_rank", "MeanR"))}}
-
-
-def _column_marks(group, column: str, ranks: dict, by_file: dict, alpha: float, p_value, holm) -> dict:
-    """The marks of one column of one group (see :func:`significance_marks`)."""
-    values = group[column].dropna()
-    if values.empty:
-        return {}
-    lower = column.endswith(("MedR", "MeanR"))
-    best = group.loc[values.idxmin() if lower else values.idxmax(), "_file"]
-    fingerprint = by_file[best].get("split_fingerprint")
-    others = [f for f in group.loc[values.index, "_file"] if f != best
-              and by_file[f].get("split_fingerprint") == fingerprint]
-    p = holm([p_value(ranks[best], ranks[f], COLUMN_METRIC[column]) for f in others]) if others else []
-    out = {(best, column): "best"}
-    for f, adjusted in zip(others, p):
-        if adjusted > alpha:
-            out[(f, column)] = "tied"
-    return out
+    return marks_of(frame, runs, load_ranks, alpha, seed, tuple(VALUE_COLUMNS))
 
 
 def compare_csv(frame) -> str:

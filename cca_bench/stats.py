@@ -207,10 +207,19 @@ def point_metrics(ranks: QueryRanks) -> dict:
     return {t: {m: float(v[0]) for m, v in reps[t].items()} for t in TASKS}
 
 
+def n_seeds(ranks: QueryRanks) -> int:
+    """How many seeds (rankings) ``ranks`` holds."""
+    return len(ranks.i2t)
+
+
+def seed_slice(ranks: QueryRanks, s: int) -> QueryRanks:
+    """The one-seed :class:`QueryRanks` of seed position ``s``."""
+    return QueryRanks(ranks.i2t[s:s + 1], ranks.t2i[s:s + 1], ranks.image_index, ranks.fold)
+
+
 def per_seed_metrics(ranks: QueryRanks) -> list[dict]:
     """One :func:`point_metrics` record per seed of ``ranks``."""
-    return [point_metrics(QueryRanks(ranks.i2t[s:s + 1], ranks.t2i[s:s + 1], ranks.image_index, ranks.fold))
-            for s in range(len(ranks.i2t))]
+    return [point_metrics(seed_slice(ranks, s)) for s in range(n_seeds(ranks))]
 
 
 def rsum_of(metrics: dict):
@@ -291,12 +300,18 @@ def sign_flip_p(diff: np.ndarray, trials: int, rng: np.random.Generator, block: 
     """Two-sided p-value of sum(diff) under random sign flips of the per-image differences (a paired
     permutation test: under H0 the two runs' labels of each image are exchangeable). p = (1 + #{|sum s d| >=
     |sum d|}) / (1 + trials), the add-one estimate that is never 0."""
-    observed = abs(diff.sum()) * (1 - 1e-12)  # equal sums up to rounding count as extreme
-    extreme, done = 0, 0
+    return float(sign_flip_p_many(np.asarray(diff, dtype=np.float64)[:, None], trials, rng, block)[0])
+
+
+def sign_flip_p_many(diffs: np.ndarray, trials: int, rng: np.random.Generator, block: int = 1000) -> np.ndarray:
+    """:func:`sign_flip_p` of every column of ``diffs`` (n_images, m) under ONE set of sign flips (the draws of
+    a single column's test, so column j's p equals ``sign_flip_p(diffs[:, j], trials, rng)`` with that rng)."""
+    observed = np.abs(diffs.sum(0)) * (1 - 1e-12)  # equal sums up to rounding count as extreme
+    extreme, done = np.zeros(diffs.shape[1], dtype=np.int64), 0
     while done < trials:
         b = min(block, trials - done)
-        signs = rng.integers(0, 2, size=(b, len(diff)), dtype=np.int8) * 2.0 - 1.0
-        extreme += int(np.count_nonzero(np.abs(signs @ diff) >= observed))
+        signs = rng.integers(0, 2, size=(b, len(diffs)), dtype=np.int8) * 2.0 - 1.0
+        extreme += np.count_nonzero(np.abs(signs @ diffs) >= observed, axis=0)
         done += b
     return (1 + extreme) / (1 + trials)
 
@@ -314,15 +329,21 @@ def paired_test(a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: i
     """Difference A - B of ``metric`` on the same test images: its paired-bootstrap percentile interval (both
     runs scored on the same image resamples) and a two-sided p-value (:func:`paired_p_value`).
 
-    Returns {metric, delta, ci, p_value, test, n_images, resamples, level, lower_is_better}.
+    Returns {metric, delta, ci, p_value, test, n_images, resamples, level, lower_is_better, se, mdd}: ``se`` is
+    the SD of the paired bootstrap deltas, ``mdd`` the minimum detectable difference at 80% power, two-sided
+    alpha 0.05 (:func:`cca_bench.power.mdd`).
     """
+    from cca_bench.power import mdd
+
     tasks, m = _check_pair(a, b, metric, resamples)
     delta = float(metric_value(point_metrics(a), tasks, m) - metric_value(point_metrics(b), tasks, m))
     deltas = _bootstrap_deltas(a, b, tasks, m, resamples, np.random.default_rng(seed))
     ci = [float(x) for x in np.percentile(deltas, [100 * (1 - level) / 2, 100 * (1 + level) / 2])]
     p, test = paired_p_value(a, b, metric, resamples, seed + 1)
+    se = float(np.std(deltas, ddof=1)) if resamples > 1 else 0.0
     return {"metric": metric, "delta": delta, "ci": ci, "p_value": p, "test": test, "n_images": int(a.n_images),
-            "resamples": int(resamples), "level": float(level), "lower_is_better": m in LOWER_IS_BETTER}
+            "resamples": int(resamples), "level": float(level), "lower_is_better": m in LOWER_IS_BETTER,
+            "se": se, "mdd": mdd(se)}
 
 
 def paired_p_value(a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: int = 10000,
