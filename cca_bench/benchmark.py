@@ -42,7 +42,7 @@ class Options:
     onnx_model: str | None = None
     onnx_text_model: str | None = None
     log: Callable[[str], None] = lambda msg: None
-    bootstrap: int | None = 1000  # resamples of the runs' intervals; None: no intervals (--ci none)
+    bootstrap: int | None = 10000  # resamples of the runs' intervals (stats.PAIRED_RESAMPLES); None: --ci none
     ci_seed: int = 0
 
     def text_options(self) -> dict:

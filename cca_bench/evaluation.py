@@ -30,8 +30,9 @@ def score(embeddings: list[tuple[np.ndarray, np.ndarray]], image_index: np.ndarr
            "degenerate_queries": {task: int(sum(int(np.count_nonzero(f[2 + d])) for p in per_seed for f in p))
                                   for d, task in enumerate(stats.TASKS)}}
     if opts.bootstrap is not None:
-        out["ci"] = timed(timings, "intervals", lambda: stats.bootstrap_ci(ranks, opts.bootstrap, 0.95, opts.ci_seed))
-        out["ci_method"] = stats.ci_method(opts.bootstrap, 0.95, opts.ci_seed)
+        out["ci"], mc = timed(timings, "intervals",
+                              lambda: stats.bootstrap_ci_mc(ranks, opts.bootstrap, 0.95, opts.ci_seed))
+        out["ci_method"] = stats.ci_method(opts.bootstrap, 0.95, opts.ci_seed) | {"mc_error": mc}
     if len(embeddings) > 1:
         out |= seed_spread(stats.per_seed_metrics(ranks))
     return out

@@ -249,8 +249,16 @@ def run_tables(record: dict) -> str:
         how = record.get("ci_method", {})
         out.append(f"[lo, hi] = {100 * how.get('level', 0.95):g}% percentile bootstrap interval over the "
                    f"{record['n_images']} test images ({how.get('resamples')} resamples, seed {how.get('seed')}): "
-                   "each image is resampled with all its captions")
+                   "each image is resampled with all its captions"
+                   + _mc_note(how.get("mc_error")))
     return "\n".join(out)
+
+
+def _mc_note(mc: dict | None) -> str:
+    """``; Monte Carlo error of the R-sum bounds +-0.15 / +-0.14`` (how far a bound moves with the bootstrap seed)."""
+    if not mc or not mc.get("rsum"):
+        return ""
+    return f"; Monte Carlo error of the R-sum bounds +-{mc['rsum'][0]:.2f} / +-{mc['rsum'][1]:.2f}"
 
 
 def metric_columns(metrics: dict) -> dict:

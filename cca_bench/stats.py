@@ -12,8 +12,8 @@ search hits and n_i its caption count. All B resamples are one (B, n_images) cou
 columns, not B evaluations; medians are weighted medians over the ranks' distinct values.
 
 Draw order (what an independent re-implementation must repeat to get the same numbers): ``rng =
-numpy.random.default_rng(seed)``; for each fold in order, ``rng.integers(0, n_f, size=(B, n_f), dtype=D)`` are the
-drawn image positions of the fold's B resamples, with D = uint16 for n_f <= 65,536 images, else int64. COCO 1k resamples images within each fold and averages the fold
+numpy.random.default_rng(seed)``; for each block of at most 1,000 resamples (:data:`BLOCK`), for each fold in order, ``rng.integers(0, n_f, size=(B, n_f), dtype=D)`` are the
+drawn image positions of the fold's B resamples of the block, with D = uint16 for n_f <= 65,536 images, else int64. COCO 1k resamples images within each fold and averages the fold
 metrics as the point estimate does; with several seeds (one ranking per seed) every seed's ranking is
 scored on the same resample and the seed metrics are averaged, as the run's point estimate is.
 """
@@ -227,25 +227,49 @@ def rsum_of(metrics: dict):
     return sum(metrics[t][f"R@{k}"] for t in TASKS for k in KS)
 
 
+BLOCK = 1000  # resamples drawn and scored at a time: memory stays (BLOCK x n_images) for any number of resamples
+
+
 def bootstrap_replicates(ranks: QueryRanks, resamples: int = 1000, seed: int = 0) -> dict:
-    """{task: {metric: (B,)}, "rsum": (B,)} over B image-level resamples (the documented draw order)."""
+    """{task: {metric: (B,)}, "rsum": (B,)} over B image-level resamples (the documented draw order, in blocks
+    of :data:`BLOCK` resamples: block by block, fold by fold; one block when B <= BLOCK)."""
     if resamples < 1:
         raise UserError(f"--bootstrap must be at least 1 (got {resamples})")
     rng = np.random.default_rng(seed)
-    counts = [resample_counts(rng, len(images), resamples) for images, _ in ranks.folds()]
-    reps = replicate_metrics(ranks, counts)
+    blocks = []
+    for start in range(0, resamples, BLOCK):
+        b = min(BLOCK, resamples - start)
+        blocks.append(replicate_metrics(ranks, [resample_counts(rng, len(images), b) for images, _ in ranks.folds()]))
+    reps = {t: {m: np.concatenate([blk[t][m] for blk in blocks]) for m in METRICS} for t in TASKS}
     return reps | {"rsum": rsum_of(reps)}
 
 
 def bootstrap_ci(ranks: QueryRanks, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
     """Percentile intervals ``{"image_annotation": {"R@1": [lo, hi], ...}, "image_search": {...},
     "rsum": [lo, hi]}`` of every metric, from :func:`bootstrap_replicates`."""
+    return bootstrap_ci_mc(ranks, resamples, level, seed)[0]
+
+
+def bootstrap_ci_mc(ranks: QueryRanks, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> tuple:
+    """(:func:`bootstrap_ci`'s intervals, the Monte Carlo error of each bound in the same layout): how far a
+    bound moves with the bootstrap seed (:func:`percentile_mc_error`)."""
     if not 0 < level < 1:
         raise UserError(f"the interval level must lie between 0 and 1 (got {level})")
     reps = bootstrap_replicates(ranks, resamples, seed)
-    q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
-    ci = lambda v: [float(x) for x in np.percentile(v, q)]  # noqa: E731
-    return {t: {m: ci(reps[t][m]) for m in METRICS} for t in TASKS} | {"rsum": ci(reps["rsum"])}
+    q = [(1 - level) / 2, (1 + level) / 2]
+    ci = lambda v: [float(x) for x in np.percentile(v, [100 * x for x in q])]  # noqa: E731
+    mc = lambda v: [percentile_mc_error(v, x) for x in q]  # noqa: E731
+    return tuple({t: {m: f(reps[t][m]) for m in METRICS} for t in TASKS} | {"rsum": f(reps["rsum"])}
+                 for f in (ci, mc))
+
+
+def percentile_mc_error(replicates: np.ndarray, q: float) -> float:
+    """Monte Carlo standard error of the q-quantile of B bootstrap replicates: the sample q-quantile's index
+    is binomial, SD sqrt(B q (1 - q)), so half the distance between the quantiles at q -+ sqrt(q (1 - q) / B)
+    estimates it (the order-statistic interval of Maritz and Jarrett 1978, at one SD)."""
+    h = np.sqrt(q * (1 - q) / len(replicates))
+    lo, hi = np.percentile(replicates, [100 * max(q - h, 0.0), 100 * min(q + h, 1.0)])
+    return float(hi - lo) / 2
 
 
 def ci_method(resamples: int, level: float, seed: int) -> dict:
