@@ -17,7 +17,7 @@ def _quickstart_like(n_img=1000, caps=1, seed=0) -> stats.QueryRanks:
 def test_recorded_mc_error_predicts_how_far_the_bounds_move_with_the_seed():
     """Across 12 bootstrap seeds the R-sum bounds spread with an SD that the recorded Monte Carlo error
     predicts within a factor 2, at 1,000 and at 10,000 resamples (where it is sqrt(10) times smaller).
-    Planted bug caught: the error without its 1/sqrt(B) (h = sqrt(q (1 - q))) is 30-100x the spread."""
+    Planted bug caught: the error without its 1/sqrt(B) (h = sqrt(q (1 - q))) is about 10x the spread."""
     ranks = _quickstart_like()
     for resamples in (1000, 10000):
         bounds, errors = [], []
