@@ -221,8 +221,45 @@ def _add_significance(sub) -> None:
     p.add_argument("--resamples", type=_positive_int, default=10000, metavar="N",
                    help="permutations and bootstrap resamples (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the permutations and resamples (default 0)")
-    p.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
+    p.add_argument("--equivalence", type=_positive_float, metavar="MARGIN",
+                   help="also test equivalence: is |A - B| < MARGIN (in the metric's units)? two one-sided tests "
+                   "(TOST) at alpha 0.05, so that \"no worse than B within MARGIN\" can be claimed")
+    p.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE (keys delta, ci, p_value, "
+                   "test, se, mdd, seed_aware, and equivalence with --equivalence)")
     _add_common(p)
+
+
+def _add_power(sub) -> None:
+    p = sub.add_parser("power", help="how many test images a paired test needs to see a difference",
+                       description="From a stored run's per-image contributions: the paired SE and the minimum "
+                       "detectable difference (80%% power, two-sided alpha 0.05) on DATASET/SPLIT, at other test "
+                       "set sizes, and with --delta the images needed to see a D-point difference. With --versus "
+                       "the paired variance is measured between the two runs; else a second method whose "
+                       "per-image contributions correlate --correlation with this run's is assumed.",
+                       epilog="example: python -m cca_bench power openmoji test --run "
+                       "cca__openmoji__glove50_efficientnet__test__full__cosine --delta 5")
+    p.add_argument("dataset")
+    p.add_argument("split")
+    p.add_argument("--run", required=True, help="a run JSON file or run name on DATASET/SPLIT (with its ranks file)")
+    p.add_argument("--versus", metavar="RUN", help="a second run on the same split: measure the paired variance")
+    p.add_argument("--delta", type=_positive_float, metavar="D", help="the difference to detect (metric units)")
+    p.add_argument("--metric", default="rsum", metavar="METRIC",
+                   help="rsum (default), R@1, R@5, R@10, mean_rank, or i2t:/t2i: before one (no median ranks)")
+    p.add_argument("--correlation", type=float, default=None, metavar="RHO",
+                   help="assumed correlation of two methods' per-image contributions without --versus (default "
+                   "0.5, the smallest measured on openmoji: benchmarks/REPORT_power.md)")
+    p.add_argument("--json", metavar="FILE", help="also write the answer as JSON to FILE")
+    _add_common(p)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -302,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _add_compare(sub)
     _add_significance(sub)
+    _add_power(sub)
     _add_serve(sub)
     _add_bring_your_own(sub)
 
@@ -605,13 +643,24 @@ def cmd_significance(args) -> None:
     import json
 
     from cca_bench.config import results_root
-    from cca_bench.results import load_ranks, resolve_run, write_text
-    from cca_bench.stats import paired_test, parse_metric
+    from cca_bench.results import load_ranks, write_text
+    from cca_bench.stats import parse_metric
+    from cca_bench.verdict import compare_runs, significance_text
 
     parse_metric(args.metric)  # a bad metric name fails before any file is read
-    root = results_root(args.results_root)
-    runs = [resolve_run(root, spec) for spec in (args.run_a, args.run_b)]
-    a, b = runs
+    a, b = _paired_runs(results_root(args.results_root), args.run_a, args.run_b)
+    result = compare_runs((a, b), (load_ranks(a), load_ranks(b)), args.metric, args.resamples, args.seed,
+                          args.equivalence)
+    print(significance_text(result))
+    if args.json:
+        write_text(Path(args.json), json.dumps(result, indent=2))
+
+
+def _paired_runs(root, spec_a: str, spec_b: str) -> tuple[dict, dict]:
+    """The two run records of a paired comparison; UserError unless they are on one split and protocol."""
+    from cca_bench.results import resolve_run
+
+    a, b = (resolve_run(root, spec) for spec in (spec_a, spec_b))
     for key in ("dataset", "split", "protocol"):
         if a[key] != b[key]:
             raise UserError(f"the runs are on different {key}s ({a[key]} vs {b[key]}): a paired test needs the "
@@ -619,22 +668,34 @@ def cmd_significance(args) -> None:
     if a.get("split_fingerprint") != b.get("split_fingerprint"):
         raise UserError(f"the runs' split fingerprints differ ({a.get('split_fingerprint')} vs "
                         f"{b.get('split_fingerprint')}): the split's images or captions changed between them")
-    result = paired_test(load_ranks(a), load_ranks(b), args.metric, args.resamples, args.seed)
-    result |= {"run_a": Path(a["_file"]).name, "run_b": Path(b["_file"]).name}
-    print(_significance_text(result))
+    return a, b
+
+
+def cmd_power(args) -> None:
+    import json
+
+    from cca_bench.config import results_root
+    from cca_bench.power import DEFAULT_CORRELATION, plan
+    from cca_bench.results import load_ranks, resolve_run, write_text
+    from cca_bench.stats import parse_metric
+    from cca_bench.verdict import power_text
+
+    parse_metric(args.metric)
+    if args.versus and args.correlation is not None:
+        raise UserError("--correlation is the assumption made without --versus: give one of them")
+    root = results_root(args.results_root)
+    run = resolve_run(root, args.run)
+    base = run["dataset"].split("[")[0]
+    if (base, run["split"]) != (args.dataset, args.split):
+        raise UserError(f"--run {args.run} is on {base}/{run['split']}, not {args.dataset}/{args.split}")
+    other = _paired_runs(root, args.run, args.versus)[1] if args.versus else None
+    answer = plan(load_ranks(run), load_ranks(other) if other else None, args.metric, args.delta,
+                  DEFAULT_CORRELATION if args.correlation is None else args.correlation)
+    answer |= {"dataset": args.dataset, "split": args.split, "run": Path(run["_file"]).name,
+               "versus": Path(other["_file"]).name if other else None}
+    print(power_text(answer))
     if args.json:
-        write_text(Path(args.json), json.dumps(result, indent=2))
-
-
-def _significance_text(r: dict) -> str:
-    """The lines `significance` prints."""
-    better = "lower" if r["lower_is_better"] else "higher"
-    verdict = ("A is better" if (r["delta"] < 0) == r["lower_is_better"] else "B is better") \
-        if r["p_value"] < 0.05 and r["delta"] else "no significant difference at alpha 0.05"
-    return (f"A = {r['run_a']}\nB = {r['run_b']}\n"
-            f"{r['metric']} (a {better} value is better): A - B = {r['delta']:+.2f}, "
-            f"{100 * r['level']:g}% interval [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}], p = {r['p_value']:.4g} "
-            f"({r['test']}, {r['resamples']} resamples, {r['n_images']} images): {verdict}")
+        write_text(Path(args.json), json.dumps(answer, indent=2))
 
 
 def cmd_search(args) -> None:
@@ -665,7 +726,7 @@ def cmd_list(args) -> None:
 
 
 COMMANDS = {"generate": cmd_generate, "run_benchmark": cmd_run_benchmark, "compare": cmd_compare, "list": cmd_list,
-            "search": cmd_search, "serve": cmd_serve, "significance": cmd_significance, "evaluate": cmd_evaluate, "export-split": cmd_export_split}
+            "search": cmd_search, "serve": cmd_serve, "significance": cmd_significance, "power": cmd_power, "evaluate": cmd_evaluate, "export-split": cmd_export_split}
 
 
 # what the machine or the file system refused: one line, exit 1 (other OSErrors are bugs: traceback)

@@ -78,3 +78,18 @@ def _basis(r: dict) -> str:
         df = "inf" if r.get("df") is None else f"{r['df']:.1f}"
         return f"{df} df, {r['n_images']} images"
     return f"{r['resamples']} resamples, {r['n_images']} images"
+
+
+def power_text(a: dict) -> str:
+    """The lines `power` prints for :func:`cca_bench.power.plan`'s answer."""
+    sizes = ", ".join(f"{n:,} images: {v:.1f}" for n, v in a["mdd_at"].items())
+    lines = [f"{a['dataset']}/{a['split']}: {a['metric']} of {a['run']}"
+             + (f" vs {a['versus']}" if a.get("versus") else ""),
+             f"paired variance: {a['model']}",
+             f"paired SE on these {a['n_images']:,} test images: {a['se']:.2f}; minimum detectable difference at "
+             f"{100 * a['power']:g}% power (two-sided alpha {a['alpha']:g}): {a['mdd']:.1f}",
+             f"minimum detectable difference by test set size: {sizes}"]
+    if a.get("delta") is not None:
+        lines.append(f"to see a {a['delta']:g}-point {a['metric']} difference at {100 * a['power']:g}% power: "
+                     f"{a['images_needed']:,} test images like these")
+    return "\n".join(lines)
