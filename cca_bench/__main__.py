@@ -194,8 +194,12 @@ def _add_compare(sub) -> None:
                    "(default: only beside own runs)")
     p.add_argument("--csv", metavar="PATH", help="also write the table as CSV to PATH")
     p.add_argument("--significance", action="store_true",
-                   help="mark in every column the best run and the runs not significantly worse than it (paired "
-                   "sign-flip permutation tests on the same test images, Holm-corrected, alpha 0.05)")
+                   help="mark in every column the best run (bold), the runs not significantly worse than it (a "
+                   "paired test on the same test images, Holm-corrected, alpha 0.05; the legend names each column's "
+                   "test) and the runs that cannot be tested (no ranks file, other queries, seeds missing)")
+    p.add_argument("--deltas", action="store_true",
+                   help="add each run's R-sum difference from its table's best with the paired 95%% interval "
+                   "(seed-aware for runs with several seeds)")
     p.add_argument("--plot", action="store_true",
                    help="write R@K curves (K = 1..50) of each shown run as PNG under plots/ in the results root, and one "
                    "overlay per dataset/split/protocol group with several runs")
@@ -613,7 +617,13 @@ def cmd_compare(args) -> None:
         _log(f"warning: skipped run file {b}")
     frame = select_rows(compare_frame(runs, published_frame()), args.dataset, args.split, args.method, args.published)
     marks = significance_marks(frame, runs) if args.significance and len(frame) else None
-    text = compare_markdown(frame, marks)
+    deltas = None
+    if args.deltas and len(frame):
+        from cca_bench.marks import deltas_from_best
+        from cca_bench.results import load_ranks
+
+        deltas = deltas_from_best(frame, runs, load_ranks)
+    text = compare_markdown(frame, marks, deltas)
     print(text)
     log = (lambda m: None) if args.quiet else _log
     written = [write_text(root / "RESULTS.md", text), write_text(root / "RESULTS.csv", compare_csv(frame))]

@@ -387,12 +387,14 @@ def _check_known(value: str | None, column, what: str) -> None:
         raise UserError(f"no stored run or published row has {what} {value!r}{hint} (known: {', '.join(known)})")
 
 
-def compare_markdown(frame, marks: dict | None = None) -> str:
+def compare_markdown(frame, marks: dict | None = None, deltas: dict | None = None) -> str:
     """One markdown table per (dataset, split, protocol) group, i2t = annotation, t2i = search; missing = '-'.
 
     Own runs with intervals show ``value [lo, hi]``; ``marks`` (:func:`significance_marks`) bolds the best
     value of each column, puts a dagger on the values not significantly worse than it and a double dagger on the
-    values that could not be tested (:mod:`cca_bench.marks`)."""
+    values that could not be tested (:mod:`cca_bench.marks`); ``deltas`` ({run file: text},
+    :func:`cca_bench.marks.deltas_from_best`) adds each run's R-sum difference from the best with its interval."""
+    from cca_bench.marks import DELTA_COLUMN, PUBLISHED_NOTE
     from tabulate import tabulate
 
     if not len(frame):
@@ -412,8 +414,14 @@ def compare_markdown(frame, marks: dict | None = None) -> str:
             shown.remove("Seed sd")
         body = [[_cell(row, c, (marks or {}).get((row["_file"], c))) for c in shown]
                 for _, row in group.iterrows()]
+        if deltas is not None:
+            shown.insert(shown.index("R-sum") + 1, DELTA_COLUMN)
+            at = shown.index(DELTA_COLUMN)
+            for line, (_, row) in zip(body, group.iterrows()):
+                line.insert(at, deltas.get(row["_file"], "-"))
+        published = group["Source"].ne(OWN_SOURCE).any()
         parts.append(f"## {ds} / {split} / protocol {proto}\n\n" + tabulate(
-            body, shown, tablefmt="github", disable_numparse=True) + "\n")
+            body, shown, tablefmt="github", disable_numparse=True) + "\n" + (f"\n{PUBLISHED_NOTE}" if published else ""))
     cited = frame.loc[frame["Source"].ne(OWN_SOURCE), ["Source", "Citation"]].drop_duplicates()
     if len(cited):
         parts.append("## Sources\n\n" + "\n".join(f"- {s}: {c}" for s, c in cited.itertuples(index=False)) + "\n")

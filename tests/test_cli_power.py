@@ -99,3 +99,19 @@ def test_bad_requests_are_one_line(argv, message, roots, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_compare_marks_legend_deltas_and_published_note(roots, capsys):
+    """`compare --significance --deltas --published`: the legend names each column's test and the untested
+    mark, every own run gets its R-sum difference from the best with an interval (the best says "best"), and
+    a table with published rows says they are compared only unpaired and approximately. Planted bug caught:
+    dropping the deltas argument from compare_markdown leaves no delta column."""
+    _, r = roots
+    capsys.readouterr()
+    assert main(["compare", "--significance", "--deltas", "--split", "test", *r]) == 0
+    table = capsys.readouterr().out
+    assert "t2i MedR: paired bootstrap" in table and "‡ = untested" in table
+    assert "R-sum - best [95%]" in table and "| best " in table and " [" in table
+    import re
+
+    assert re.search(r"\| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] \|", table), table
