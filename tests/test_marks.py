@@ -92,3 +92,25 @@ def test_marks_share_the_sign_flips_and_equal_paired_test():
     got, seed_aware = marks.p_values_against(best, others, "t2i:R@5", 2000)
     assert not seed_aware
     assert got == [stats.paired_test(best, o, "t2i:R@5", 2000)["p_value"] for o in others]
+
+
+def test_published_rows_are_labelled_unpaired_and_take_no_marks():
+    """A Flickr8k table holding an own run (without ranks) and Klein et al.'s published row: the published row
+    gets no mark, the own run is bold (the best of this suite's runs), and the table says that published rows
+    are compared only unpaired and approximately. Planted bug caught: letting published rows into the marks
+    bolds the published R-sum instead of the own run."""
+    from cca_bench.results import compare_frame, compare_markdown, published_frame, select_rows
+
+    metrics = {t: {"R@1": 1.0, "R@5": 2.0, "R@10": 3.0, "median_rank": 90.0, "mean_rank": 120.0}
+               for t in stats.TASKS}
+    run = {"method": "cca", "dataset": "flickr8k", "split": "test", "features": "glove50_tinyimage",
+           "distance": "cosine", "protocol": "full", "metrics": metrics, "_file": "own.json"}
+    frame = select_rows(compare_frame([run], published_frame()), dataset="flickr8k")
+    assert frame["Source"].ne("this suite").any()
+
+    def load(record):
+        raise UserError("no ranks file")
+    got = marks.significance_marks(frame, [run], load, columns=("R-sum",))
+    assert got == {("own.json", "R-sum"): "best"}
+    text = compare_markdown(frame, got)
+    assert "unpaired, approximate comparison" in text and "**12.0**" in text
