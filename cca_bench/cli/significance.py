@@ -1,0 +1,67 @@
+"""`significance`: is run A better than run B? A paired test on the same test images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from cca_bench.cli.common import add_common, metric, positive_float, positive_int
+from cca_bench.errors import UserError
+
+HELP = "is run A better than run B? a paired test on the same test images"
+DESCRIPTION = ("Test the difference A - B of one metric on the SAME test images (both runs on one split and "
+               "protocol, each with its per-query ranks file): the delta, its 95% paired bootstrap interval and a "
+               "two-sided p-value from a paired sign-flip permutation test over images (an image's captions stay "
+               "together; the median rank uses the paired bootstrap), with the paired SE and the minimum detectable "
+               "difference at 80% power. When either run holds several seeds (--seeds) the test is seed-aware: it "
+               "compares the METHODS over seeds and images (a t test over both variance sources).")
+EPILOG = ("example: python -m cca_bench significance cca__openmoji__glove50_efficientnet__test__full__cosine "
+          "kcca__openmoji__glove50_efficientnet__test__full__cosine --metric t2i:R@1")
+
+
+def add_arguments(p, argv: list[str]) -> None:
+    from cca_bench.stats import METRICS, PAIRED_RESAMPLES, PAIRED_SEED
+
+    p.add_argument("run_a", help="a run JSON file, or a run name under RESULTS/runs (as `compare` lists them)")
+    p.add_argument("run_b", help="the run to compare against, on the same split")
+    p.add_argument("--metric", default="rsum", type=metric, metavar="METRIC",
+                   help=f"rsum (default), {', '.join(METRICS)} (both directions summed), or one direction: "
+                   "i2t:R@1, t2i:median_rank, ... (any case; medr = median_rank)")
+    p.add_argument("--resamples", type=positive_int, default=PAIRED_RESAMPLES, metavar="N",
+                   help=f"permutations and bootstrap resamples (default {PAIRED_RESAMPLES})")
+    p.add_argument("--seed", type=int, default=PAIRED_SEED,
+                   help=f"seed of the permutations and resamples (default {PAIRED_SEED})")
+    p.add_argument("--equivalence", type=positive_float, metavar="MARGIN",
+                   help="also test equivalence: is |A - B| < MARGIN (in the metric's units)? two one-sided tests "
+                   "(TOST) at alpha 0.05, so that \"no worse than B within MARGIN\" can be claimed")
+    p.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE (keys delta, ci, p_value, "
+                   "test, se, mdd, seed_aware, and equivalence with --equivalence)")
+    add_common(p)
+
+
+def run(args) -> None:
+    import json
+
+    from cca_bench.config import results_root
+    from cca_bench.results import load_ranks, write_text
+    from cca_bench.verdict import compare_runs, significance_text
+
+    a, b = paired_runs(results_root(args.results_root), args.run_a, args.run_b)
+    result = compare_runs((a, b), (load_ranks(a), load_ranks(b)), args.metric, args.resamples, args.seed,
+                          args.equivalence)
+    print(significance_text(result))
+    if args.json:
+        write_text(Path(args.json), json.dumps(result, indent=2))
+
+
+def paired_runs(root, spec_a: str, spec_b: str) -> tuple[dict, dict]:
+    """The two run records of a paired comparison; UserError unless they are on one split and protocol."""
+    from cca_bench.results import resolve_run
+
+    a, b = (resolve_run(root, spec) for spec in (spec_a, spec_b))
+    for key in ("dataset", "split", "protocol"):
+        if a[key] != b[key]:
+            raise UserError(f"the runs are on different {key}s ({a[key]} vs {b[key]}): a paired test needs the "
+                            "same test images")
+    if a.get("split_fingerprint") != b.get("split_fingerprint"):
+        raise UserError(f"the runs' split fingerprints differ ({a.get('split_fingerprint')} vs "
+                        f"{b.get('split_fingerprint')}): the split's images or captions changed between them")
+    return a, b
