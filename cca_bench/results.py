@@ -521,3 +521,12 @@ def plot_runs(results_root: Path, runs: list[dict]) -> list[Path]:
 
 def _group_title(run: dict) -> str:
     return f"{run['dataset']} / {run['split']} / protocol {run['protocol']}"
+
+
+def __getattr__(name: str):
+    """``COLUMN_METRIC`` (column -> metric name) lives in :mod:`cca_bench.marks`; read here by the web pages."""
+    if name == "COLUMN_METRIC":
+        from cca_bench.marks import COLUMN_METRIC
+
+        return COLUMN_METRIC
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,8 +29,7 @@ def metric_rows(runs: list[dict], ranks: list | None = None, resamples: int = 20
     each run's difference to the first run (``gain``: whether it is better), with its 95% paired interval and
     p-value (``stats.paired_test`` on that metric, ``resamples`` draws) where both runs kept their ranks
     (``ranks``: one :class:`~cca_bench.stats.QueryRanks` or None per run)."""
-    from cca_bench.marks import COLUMN_METRIC
-    from cca_bench.results import metric_columns, rsum
+    from cca_bench.results import COLUMN_METRIC, metric_columns, rsum
     from cca_bench.stats import paired_test
     from cca_bench.web.tables import RSUM, better
 
