@@ -8,7 +8,7 @@ Writes benchmarks/REPORT_power.md. Every figure comes from this script:
    kcca and ridge at their defaults through the CLI into ``--work`` and scores them on test; for every pair of
    runs, the paired SE and MDD of R-sum and t2i R@1 (``stats.paired_test``, 10,000 resamples), the
    correlation of their per-image R-sum contributions, and what ``power`` answers from one run alone with the
-   default assumed correlation (``power.DEFAULT_CORRELATION``).
+   default assumed correlation (``sample_size.DEFAULT_CORRELATION``).
 2. Flickr-size (1,000 images x 5 captions), simulated: per-query 0-based ranks drawn as floor(exp(x)) with
    x = image effect + query noise, normal, calibrated to the published Flickr8k CCA mean-vector row (Klein et
    al. 2015: annotation R@1/R@10 22.6/61.2, search 19.1/60.4); half of the log-rank variance is the image's
@@ -49,16 +49,16 @@ def openmoji_runs(work: Path, features: str) -> dict:
 
 def pair_rows(ranks: dict) -> tuple[list[str], list[float]]:
     """Markdown rows of every pair's paired SE / MDD, and the correlations of their R-sum contributions."""
-    from cca_bench import power, stats
+    from cca_bench import sample_size, stats
 
     rows, rhos = [], []
     for a, b in itertools.combinations(sorted(ranks), 2):
         rsum = stats.paired_test(ranks[a], ranks[b], "rsum")
         r1 = stats.paired_test(ranks[a], ranks[b], "t2i:R@1")
-        ua, ub = power.unit_contributions(ranks[a]), power.unit_contributions(ranks[b])
+        ua, ub = sample_size.unit_contributions(ranks[a]), sample_size.unit_contributions(ranks[b])
         rho = float(np.corrcoef(ua, ub)[0, 1])
         rhos.append(rho)
-        measured = power.plan(ranks[a], ranks[b], delta=5.0)
+        measured = sample_size.plan(ranks[a], ranks[b], delta=5.0)
         rows.append(f"| {a} vs {b} | {rsum['delta']:+.1f} | {rsum['se']:.2f} | {rsum['mdd']:.1f} | {r1['se']:.2f} | "
                     f"{r1['mdd']:.1f} | {rho:.2f} | {measured['images_needed']:,} |")
     return rows, rhos
@@ -66,11 +66,11 @@ def pair_rows(ranks: dict) -> tuple[list[str], list[float]]:
 
 def single_run_rows(ranks: dict) -> list[str]:
     """What `power` answers from one run alone under the default assumed correlation."""
-    from cca_bench import power
+    from cca_bench import sample_size
 
     out = []
     for m in sorted(ranks):
-        p = power.plan(ranks[m], delta=5.0)
+        p = sample_size.plan(ranks[m], delta=5.0)
         out.append(f"| {m} | {p['sd_unit']:.0f} | {p['mdd']:.1f} | {p['mdd_at'][500]:.1f} | {p['mdd_at'][5000]:.1f} "
                    f"| {p['images_needed']:,} |")
     return out
@@ -122,7 +122,7 @@ def main() -> None:
                         help="comma-separated feature names, one section each")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "REPORT_power.md")
     args = parser.parse_args()
-    from cca_bench import power
+    from cca_bench import sample_size
 
     text, all_rhos = [f"# Power of the paired tests (benchmarks/power_numbers.py, {date.today()})\n"], []
     for features in args.features.split(","):
@@ -133,10 +133,10 @@ def main() -> None:
         text += [f"## openmoji test ({n:,} images), {features}, default fits of {', '.join(METHODS)}\n",
                  "Paired SE and MDD (80% power, two-sided alpha 0.05) from `stats.paired_test` (10,000 resamples); "
                  "rho = correlation of the two runs' per-image R-sum contributions; images needed to detect a 5-point "
-                 "R-sum difference with that pair's measured paired variance (`power.plan` with two runs).\n",
+                 "R-sum difference with that pair's measured paired variance (`sample_size.plan` with two runs).\n",
                  "| pair | R-sum A - B | R-sum SE | R-sum MDD | t2i R@1 SE | t2i R@1 MDD | rho | images for 5 R-sum |",
                  "|---|---|---|---|---|---|---|---|", *rows, "",
-                 f"`power` from one run alone (assumed correlation {power.DEFAULT_CORRELATION:g}, the documented "
+                 f"`power` from one run alone (assumed correlation {sample_size.DEFAULT_CORRELATION:g}, the documented "
                  "default): per-image SD of R-sum in unit scale, MDD at this split's size, at 500 and 5,000 images, "
                  "images for 5 R-sum points.\n",
                  "| run | sd_unit | MDD (this split) | MDD at 500 | MDD at 5,000 | images for 5 R-sum |",

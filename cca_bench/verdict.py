@@ -81,7 +81,7 @@ def _basis(r: dict) -> str:
 
 
 def power_text(a: dict) -> str:
-    """The lines `power` prints for :func:`cca_bench.power.plan`'s answer."""
+    """The lines `power` prints for :func:`cca_bench.sample_size.plan`'s answer."""
     sizes = ", ".join(f"{n:,} images: {v:.1f}" for n, v in a["mdd_at"].items())
     lines = [f"{a['dataset']}/{a['split']}: {a['metric']} of {a['run']}"
              + (f" vs {a['versus']}" if a.get("versus") else ""),

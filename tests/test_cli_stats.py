@@ -87,7 +87,9 @@ def test_significance_prints_and_writes_the_contract(stored, tmp_path, capsys):
     assert {"delta", "ci", "p_value", "test", "n_images", "resamples", "metric"} <= set(result)
     assert result["n_images"] == 60 and result["resamples"] == 2000 and result["metric"] == "rsum"
     assert result["ci"][0] <= result["delta"] <= result["ci"][1] and 0 < result["p_value"] <= 1
-    assert f"{result['delta']:+.2f}" in printed and "p = " in printed
+    from cca_bench.stats import format_p
+
+    assert f"{result['delta']:+.2f}" in printed and format_p(result["p_value"], 2000) in printed
     a, b = (_record(stored[0], n) for n in (RUN_A, RUN_B))
     rsum = lambda r: sum(r["metrics"][t][f"R@{k}"] for t in ("image_annotation", "image_search") for k in (1, 5, 10))
     assert result["delta"] == pytest.approx(rsum(a) - rsum(b))

@@ -36,7 +36,7 @@ def run(args) -> None:
 
     from cca_bench.cli.significance import paired_runs
     from cca_bench.config import results_root
-    from cca_bench.power import DEFAULT_CORRELATION, plan
+    from cca_bench.sample_size import DEFAULT_CORRELATION, plan
     from cca_bench.results import load_ranks, resolve_run, write_text
     from cca_bench.verdict import power_text
 
