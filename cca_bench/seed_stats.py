@@ -126,8 +126,8 @@ def seed_note(seed_dependent: tuple[bool, bool], n_seeds: tuple[int, int]) -> st
     single = [name for name, dep, s in zip("AB", seed_dependent, n_seeds) if dep and s == 1]
     if not single:
         return None
-    who = " and ".join(single)
-    return (f"note: run {who} is a seed-dependent method scored with one seed, so this test conditions on that "
-            f"trained model and leaves its seed variance out (two seeds of one method often differ significantly); "
+    who = "runs A and B are seed-dependent methods" if len(single) == 2 else f"run {single[0]} is a seed-dependent method"
+    return (f"note: {who} scored with one seed, so this test conditions on the trained model(s) and leaves "
+            f"their seed variance out (two seeds of one method often differ significantly); "
             f"to include it, fit and score several seeds: `generate ... --seeds 0,1,2,3,4` and "
             f"`run_benchmark ... --seeds 0,1,2,3,4`")
