@@ -39,8 +39,8 @@ def _significance(roots, tmp_path, capsys, *argv):
 
 def test_significance_reports_se_mdd_and_equivalence(roots, tmp_path, capsys):
     """se and mdd are in the JSON and printed; TOST says equivalent for a margin far above the difference and
-    not for one far below it. Planted bug caught: passing the margin's negative to tost (a refused margin)
-    or dropping the equivalence record fails the key checks."""
+    not for one far below it. Planted bug caught: compare_runs dropping the equivalence record (the TOST
+    never run) fails the key check."""
     _, r = roots
     printed, result = _significance(r, tmp_path, capsys, KCCA_ONE, CCA, "--equivalence", "500")
     assert {"se", "mdd", "seed_aware", "equivalence"} <= set(result) and result["seed_aware"] is False
@@ -54,10 +54,12 @@ def test_significance_reports_se_mdd_and_equivalence(roots, tmp_path, capsys):
 def test_seed_dependent_single_seed_gets_a_note_and_several_seeds_a_seed_aware_test(roots, tmp_path, capsys):
     """kcca (random features) with one seed against cca: the verdict says seed variance is not included and how
     to include it. The three-seed kcca run against cca: the seed-aware test (seed_aware true, 3 vs 1 seeds).
-    Planted bug caught: seed_stats.compare always taking the image-level test leaves seed_aware false."""
+    Planted bugs caught: seed_stats.compare always taking the image-level test leaves seed_aware false; calling
+    cca seed-dependent (its random_state only starts a power iteration) names both runs in the note."""
     _, r = roots
     printed, result = _significance(r, tmp_path, capsys, KCCA_ONE, CCA)
     assert result["seed_aware"] is False and "seed variance" in printed and "--seeds" in printed
+    assert "run A is a seed-dependent method" in printed  # cca (run B) takes no seed that changes its result
     printed, result = _significance(r, tmp_path, capsys, KCCA_SEEDS, CCA)
     assert result["seed_aware"] is True and result["seeds"] == [3, 1] and "seed-aware" in result["test"]
     assert result["ci"][0] <= result["delta"] <= result["ci"][1] and "seed variance is" not in printed
