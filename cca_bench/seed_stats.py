@@ -101,7 +101,7 @@ def seed_aware_test(a: stats.QueryRanks, b: stats.QueryRanks, metric: str = "rsu
     se = math.sqrt(v)
     p = 2 * power._sf(abs(delta) / se, df) if se > 0 else float(delta == 0)
     half = power._q(1 - (1 - level) / 2, df) * se
-    return {"metric": "rsum" if m == "rsum" else metric, "delta": delta, "ci": [delta - half, delta + half],
+    return {"metric": stats.metric_name(metric), "delta": delta, "ci": [delta - half, delta + half],
             "p_value": min(1.0, p), "test": TEST_MEDIAN if m == "median_rank" else TEST,
             "n_images": int(a.n_images), "resamples": int(resamples), "level": float(level),
             "lower_is_better": m in stats.LOWER_IS_BETTER, "se": se, "mdd": power.mdd(se, df), "df": df,
