@@ -79,8 +79,8 @@ def kcca_seeds(seeds: int = 16) -> list:
     out = []
     for s in range(seeds):
         model = KernelCCA(kernel_map="rff", landmarks=256, random_state=s, device="cpu").fit_features(train)
-        per_fold = metrics.fold_ranks(model.embed_images(test), model.embed_texts(test), test.image_index,
-                                      "cosine", 1, return_flat=True)
+        per_fold = metrics.fold_counts(model.embed_images(test), model.embed_texts(test), test.image_index,
+                                       "cosine", 1)
         out.append(stats.from_fold_ranks(per_fold, test.image_index, len(test.images)))
     return out
 
