@@ -49,7 +49,7 @@ def coverage(sets: int = 400, n: int = 300, caps: int = 5) -> dict:
         image += lo <= 50 <= hi
         mlo, mhi = ci["image_search"]["mean_rank"]
         mean_rank += mlo <= true_mean <= mhi
-        hits = (r.t2i[0] == 0).astype(float)
+        hits = r.hit("t2i", 1)[0]  # per-caption hit (probability) at rank 1
         clo, chi = np.percentile(100 * hits[rng.integers(0, len(hits), (250, len(hits)))].mean(1), [2.5, 97.5])
         caption += clo <= 50 <= chi
     return {"sets": sets, "image": image / sets, "caption": caption / sets, "mean_rank": mean_rank / sets}
