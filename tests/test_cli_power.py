@@ -92,6 +92,8 @@ def test_power_command_answers_images_needed(roots, tmp_path, capsys):
     (["power", "shapes", "test", "--run", CCA, "--correlation", "1.5"], "--correlation"),
 ])
 def test_bad_requests_are_one_line(argv, message, roots, tmp_path, capsys):
+    """One line naming the flag, non-zero exit, no JSON written. Planted bug caught: a --equivalence parser that
+    lets negative margins through (the margin check in power.tost then words it differently)."""
     _, r = roots
     capsys.readouterr()
     try:

@@ -32,7 +32,8 @@ def test_recorded_mc_error_predicts_how_far_the_bounds_move_with_the_seed():
 
 def test_blocks_continue_the_draws_of_the_first_block():
     """B above one block (1,000) draws further blocks from the same generator: the first 1,000 replicates of
-    a 2,500-resample bootstrap are the 1,000-resample bootstrap's, bit for bit."""
+    a 2,500-resample bootstrap are the 1,000-resample bootstrap's, bit for bit. Planted bug caught: the blocks
+    concatenated in another order."""
     ranks = _quickstart_like(n_img=200, caps=2)
     small, big = stats.bootstrap_replicates(ranks, 1000, 3), stats.bootstrap_replicates(ranks, 2500, 3)
     assert big["rsum"].shape == (2500,)
