@@ -166,40 +166,6 @@ def legend(marks: dict, columns=tuple(COLUMN_METRIC), alpha: float = 0.05) -> st
     return text
 
 
-DELTA_COLUMN = "R-sum - best [95%]"
-
-
-def deltas_from_best(frame, runs: list[dict], load_ranks, column: str = "R-sum",
-                     resamples: int = stats.PAIRED_RESAMPLES, seed: int = stats.PAIRED_SEED) -> dict:
-    """``{run file: "-3.2 [-7.1, +0.5]"}``: each own run's difference from its group's best in ``column`` with
-    the paired 95% interval (:func:`cca_bench.seed_stats.compare`; seed-aware where a run holds several seeds),
-    "untested" where no paired test is possible and "best" for the best itself."""
-    by_file = {r["_file"]: r for r in runs}
-    out = {}
-    for _, group in frame[frame["Source"].eq(OWN_SOURCE)].groupby(GROUP, sort=False):
-        values = group[column].dropna()
-        if values.empty:
-            continue
-        files = group.loc[values.index, "_file"].tolist()
-        best = files[int(np.argmin(values.to_numpy()) if lower_is_better(column) else np.argmax(values.to_numpy()))]
-        ranks = {}
-        for f in files:
-            try:
-                ranks[f] = _checked_ranks(by_file[f], load_ranks)
-            except UserError:
-                continue
-        out[best] = "best"
-        for f in files:
-            if f == best:
-                continue
-            if not _comparable(best, f, ranks, by_file):
-                out[f] = "untested"
-                continue
-            r = seed_stats.compare(ranks[f], ranks[best], COLUMN_METRIC[column], resamples, seed)
-            out[f] = f"{r['delta']:+.1f} [{r['ci'][0]:+.1f}, {r['ci'][1]:+.1f}]"
-    return out
-
-
 PUBLISHED_NOTE = ("Published rows carry no per-query ranks, so no paired test sets them against this suite's runs "
                   "and they take no marks. Reading a run's 95% interval against a published value is an unpaired, "
                   "approximate comparison: it ignores the published number's own test-set noise and any protocol, "

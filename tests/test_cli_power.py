@@ -105,17 +105,12 @@ def test_bad_requests_are_one_line(argv, message, roots, tmp_path, capsys):
     assert not (tmp_path / "o.json").exists()
 
 
-def test_compare_marks_legend_deltas_and_published_note(roots, capsys):
-    """`compare --significance --deltas --published`: the legend names each column's test and the untested
-    mark, every own run gets its R-sum difference from the best with an interval (the best says "best"), and
-    a table with published rows says they are compared only unpaired and approximately. Planted bug caught:
-    dropping the deltas argument from compare_markdown leaves no delta column."""
+def test_compare_marks_legend_names_each_columns_test(roots, capsys):
+    """`compare --significance --columns all`: the legend names each column's test and the untested mark, and
+    the best R-sum is bold. Planted bug caught: the old fixed legend ("paired sign-flip permutation test" for
+    every column) lacks the median-rank columns' paired bootstrap."""
     _, r = roots
     capsys.readouterr()
-    assert main(["compare", "--significance", "--deltas", "--split", "test", *r]) == 0
+    assert main(["compare", "--significance", "--split", "test", "--columns", "all", *r]) == 0
     table = capsys.readouterr().out
-    assert "t2i MedR: paired bootstrap" in table and "‡ = untested" in table
-    assert "R-sum - best [95%]" in table and "| best " in table and " [" in table
-    import re
-
-    assert re.search(r"\| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] \|", table), table
+    assert "t2i MedR: paired bootstrap" in table and "‡ = untested" in table and "**" in table

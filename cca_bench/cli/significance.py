@@ -13,14 +13,15 @@ DESCRIPTION = ("Test the difference A - B of one metric on the SAME test images 
                "together; the median rank uses the paired bootstrap), with the paired SE and the minimum detectable "
                "difference at 80% power. When either run holds several seeds (--seeds) the test is seed-aware: it "
                "compares the METHODS over seeds and images (a t test over both variance sources).")
-EPILOG = ("example: python -m cca_bench significance cca__openmoji__glove50_efficientnet__test__full__cosine "
-          "kcca__openmoji__glove50_efficientnet__test__full__cosine --metric t2i:R@1")
+EPILOG = ("example: python -m cca_bench significance cca__openmoji__glove50_efficientnet_lite0__test__full__cosine "
+          "kcca__openmoji__glove50_efficientnet_lite0__test__full__cosine --metric t2i:R@1")
 
 
 def add_arguments(p, argv: list[str]) -> None:
     from cca_bench.stats import METRICS, PAIRED_RESAMPLES, PAIRED_SEED
 
-    p.add_argument("run_a", help="a run JSON file, or a run name under RESULTS/runs (as `compare` lists them)")
+    p.add_argument("run_a", help="a run id, its short id or a unique prefix (as `runs` and `compare` list them), a "
+                   "configuration name (its newest run), or a path to a run JSON file (used as given)")
     p.add_argument("run_b", help="the run to compare against, on the same split")
     p.add_argument("--metric", default="rsum", type=metric, metavar="METRIC",
                    help=f"rsum (default), {', '.join(METRICS)} (both directions summed), or one direction: "
