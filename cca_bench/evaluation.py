@@ -22,7 +22,7 @@ class RunOptions:
     with ``ci_seed``). Validated when built; the orchestrator builds it from ``--ties`` / ``--ci`` /
     ``--bootstrap`` or API arguments."""
 
-    bootstrap: int | None = 1000
+    bootstrap: int | None = 10000  # the one default of resamples (stats.PAIRED_RESAMPLES, asserted in tests)
     ci_seed: int = 0
     ties: str = DEFAULT
 
@@ -57,8 +57,9 @@ def score(embeddings: list[tuple[np.ndarray, np.ndarray]], image_index: np.ndarr
            "degenerate_queries": {task: int(sum(int(np.count_nonzero(f[2 + d])) for p in per_seed for f in p))
                                   for d, task in enumerate(stats.TASKS)}}
     if run.bootstrap is not None:
-        out["ci"] = timed(timings, "intervals", lambda: stats.bootstrap_ci(ranks, run.bootstrap, 0.95, run.ci_seed))
-        out["ci_method"] = stats.ci_method(run.bootstrap, 0.95, run.ci_seed)
+        out["ci"], mc = timed(timings, "intervals",
+                              lambda: stats.bootstrap_ci_mc(ranks, run.bootstrap, 0.95, run.ci_seed))
+        out["ci_method"] = stats.ci_method(run.bootstrap, 0.95, run.ci_seed) | {"mc_error": mc}
     if len(embeddings) > 1:
         out |= seed_spread(stats.per_seed_metrics(ranks))
     return out
