@@ -91,3 +91,17 @@ def test_lower_layers_refuse_the_composition(tmp_path):
         Pipelines.of(FeatureSpec.parse("glove50_tinyimage"), Options(), tmp_path)
     with pytest.raises(TypeError, match="RunOptions, not Options"):
         score([(np.eye(2), np.eye(2))], np.arange(2), "cosine", 1, Options(), {})
+
+
+def test_intervals_and_paired_tests_share_one_default_of_resamples():
+    """One number, one source (issue 24 item 3): a run's intervals, `significance` and `compare --baseline` draw
+    the same default number of resamples. Catches a RunOptions default that drifts from stats.PAIRED_RESAMPLES
+    (it was 1,000 beside 10,000 when the two branches met)."""
+    from cca_bench import stats
+    from cca_bench.cli import parse
+    from cca_bench.cli.common import options
+    from cca_bench.evaluation import RunOptions
+
+    assert RunOptions().bootstrap == stats.PAIRED_RESAMPLES
+    args = parse(["run_benchmark", "cca", "openmoji", "test", "glove50_tinyimage"])
+    assert options(args).run.bootstrap == stats.PAIRED_RESAMPLES
