@@ -59,7 +59,7 @@ class RidgeMap(LinearAligner):
     def check_params(self, n_images=None, n_captions=None) -> None:
         NON_NEGATIVE.check("reg", self.reg)
         if self.direction not in DIRECTIONS:
-            raise UserError(f"--direction must be one of {', '.join(DIRECTIONS)}, got {self.direction!r}")
+            raise UserError(f"direction must be one of {', '.join(DIRECTIONS)}, got {self.direction!r}")
 
     def solve(self, m: linalg.Moments):
         """W = (C_src + reg lambda_max I)^-1 C_src,tgt via a Cholesky factor, float64."""
