@@ -104,7 +104,8 @@ class PairedEstimator(Params):
             raise UserError(f"X and Y must hold paired rows, got {_n_rows(X)} and {_n_rows(Y)} rows (x_index pairs "
                             "several rows of Y with one row of X)")
         with _user_errors():
-            X = validate_data(self, X, reset=True, dtype=FLOATS, ensure_min_samples=2)
+            # with x_index one image may carry several captions: the method then says what one image cannot do
+            X = validate_data(self, X, reset=True, dtype=FLOATS, ensure_min_samples=2 if x_index is None else 1)
             Y = check_array(Y, dtype=FLOATS, ensure_2d=False, ensure_min_samples=2, input_name="Y")
         Y = Y.reshape(-1, 1) if Y.ndim == 1 else Y
         if x_index is None and len(X) != len(Y):
