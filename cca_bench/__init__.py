@@ -57,4 +57,5 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["UserError", "__version__", *_LAZY]
+__all__ = ["ASIF", "PLSSVD", "DeepCCA", "KernelCCA", "Procrustes", "QueryRanks", "RegularizedCCA", "RidgeMap",
+           "UserError", "__version__", "bootstrap_intervals", "evaluate_retrieval", "paired_test", "retrieval_ranks"]

@@ -83,7 +83,8 @@ def paired_test(a: RanksOrEmbeddings, b: RanksOrEmbeddings, metric: str = "rsum"
 
     Returns ``{"metric", "delta" (A - B), "ci" (paired bootstrap), "p_value" (two-sided: sign-flip permutation
     over images; paired bootstrap for the median rank), "test", "n_images", "resamples", "level",
-    "lower_is_better"}`` (:func:`cca_bench.stats.paired_test`). ``metric``: "rsum", "R@1" (both directions summed), "i2t:R@1", "t2i:median_rank", ...
+    "lower_is_better"}`` (:func:`cca_bench.stats.paired_test`). ``metric``: "rsum", "R@1" (both directions
+    summed), "i2t:R@1", "t2i:median_rank", ...
     """
     from cca_bench import stats
 

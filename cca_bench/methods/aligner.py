@@ -106,7 +106,7 @@ class LinearAligner(PairedEstimator):
 
     def _check_components(self) -> None:
         if getattr(self, "n_components", None) is not None:
-            COUNT.check("n_components", self.n_components)
+            COUNT.check("n_components", getattr(self, "n_components"))
 
     @classmethod
     def cv_models(cls, train, val, points: list[dict], params: dict):
@@ -158,7 +158,7 @@ class LinearAligner(PairedEstimator):
     def load(cls, path):
         model, arrays, config = load_saved(cls, path, cls.METHOD, required={"n_samples_": int, "weights": list})
         has = set(config["weights"])  # without one view's weights, the other maps into that view's space
-        expected = {"mean_x_": ("dx",), "mean_y_": ("dy",)}
+        expected: dict[str, tuple] = {"mean_x_": ("dx",), "mean_y_": ("dy",)}
         if "x_weights_" in has:
             expected["x_weights_"] = ("dx", "k" if "y_weights_" in has else "dy")
         if "y_weights_" in has:

@@ -143,7 +143,7 @@ class PairedEstimator(Params):
         (default: row i with row i). Returns self. (``y=`` is accepted for Y, as scikit-learn passes it.)"""
         Y = _second_view(Y, fit_params)
         X, Y, x_index = self._validate_fit(X, Y, x_index)
-        return self._fit(X, Y, x_index, **fit_params)
+        return self._fit(X, Y, x_index, **fit_params)  # DeepCCA's takes val=
 
     def transform_x(self, X) -> np.ndarray:
         """(n, dx) -> (n, k) float32 embeddings of the X view (images)."""
@@ -196,7 +196,7 @@ class PairedEstimator(Params):
         return self.transform_y(getattr(features, "texts", features))
 
     # --- subclass hooks -------------------------------------------------------------------------
-    def _fit(self, X, Y, x_index, **fit_params):
+    def _fit(self, X, Y, x_index):
         raise NotImplementedError
 
     def _embed_x(self, X) -> np.ndarray:

@@ -102,9 +102,9 @@ class KernelCCA(RegularizedCCA):
 
     def moments(self, X, Y, x_index=None) -> MappedMoments:
         self.check_params(len(X), len(Y))
-        return super().moments(X, Y, x_index)
+        return super().moments(X, Y, x_index)  # type: ignore[return-value]  # _moments gives MappedMoments
 
-    def _moments(self, X, Y, x_index) -> MappedMoments:
+    def _moments(self, X, Y, x_index) -> MappedMoments:  # type: ignore[override]  # the maps are fitted here
         """Fit the maps on the train rows, then one covariance pass over the mapped chunks."""
         maps = tuple(self._fit_map(a, view, i) if on else None
                      for i, (a, on, view) in enumerate(zip((X, Y), VIEWS[self.kernel_views], ("images", "captions"))))
@@ -116,7 +116,7 @@ class KernelCCA(RegularizedCCA):
         return fit_map(a, self.kernel_map, self.kernel, int(n), self.gamma, self.gamma_scale, self.degree,
                        self.coef0, seed=[int(self.random_state), i], view=f"train {view}")
 
-    def fit_moments(self, m: MappedMoments, solution: linalg.CCASolution | None = None):
+    def fit_moments(self, m: MappedMoments, solution: linalg.CCASolution | None = None):  # type: ignore[override]
         """RegularizedCCA's fit from the moments of :meth:`moments`; the model keeps their maps."""
         if not isinstance(m, MappedMoments):
             raise TypeError("KernelCCA.fit_moments needs the MappedMoments of KernelCCA.moments")
@@ -128,8 +128,9 @@ class KernelCCA(RegularizedCCA):
     _RETIRED_PARAMS = ()
 
     def _widths(self) -> tuple[int, int]:
-        return tuple(kmap.n_features_in if kmap is not None else len(mean)
-                     for kmap, mean in ((self.map_x_, self.mean_x_), (self.map_y_, self.mean_y_)))
+        dx, dy = (kmap.n_features_in if kmap is not None else len(mean)
+                  for kmap, mean in ((self.map_x_, self.mean_x_), (self.map_y_, self.mean_y_)))
+        return dx, dy
 
     def _mapped_projection(self, a, kmap, project):
         """Map and project ``a`` chunk by chunk (no mapped copy of the whole input)."""

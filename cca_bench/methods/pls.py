@@ -66,7 +66,7 @@ class PLSSVD(LinearAligner):
 
     def params_label(self) -> str:
         """``k=128``."""
-        k = self.x_weights_.shape[1] if hasattr(self, "x_weights_") else self.n_components
+        k = self.x_weights_.shape[1] if hasattr(self, "x_weights_") else self.n_components  # type: ignore[union-attr]
         return f"k={k}" + (" scaled" if self.scale else "") + (" l2" if self.normalize else "")
 
 

@@ -133,5 +133,5 @@ class Procrustes(LinearAligner):
 
     def params_label(self) -> str:
         """``pca k=128``."""
-        k = self.x_weights_.shape[1] if hasattr(self, "x_weights_") else self.n_components
+        k = self.x_weights_.shape[1] if hasattr(self, "x_weights_") else self.n_components  # type: ignore[union-attr]
         return f"{self.equalize} k={k}" + (" l2" if self.normalize else "")

@@ -53,7 +53,7 @@ class RidgeMap(LinearAligner):
         self._common(normalize, center, device, chunk_rows, cov_precision)
 
     @property
-    def PRECISION_REG(self) -> float:  # float64 products below FLOAT32_MIN_REG, as for CCA
+    def PRECISION_REG(self) -> float:  # type: ignore[override]  # float64 products below FLOAT32_MIN_REG, as CCA
         return self.reg
 
     def check_params(self, n_images=None, n_captions=None) -> None:
