@@ -68,11 +68,13 @@ def test_a_command_needing_a_missing_extra_says_which_in_one_line(monkeypatch, t
 
 
 def test_import_cca_bench_is_light():
-    """``import cca_bench`` imports neither torch nor scikit-learn; a public name imports its module on first use.
+    """``import cca_bench`` imports neither numpy, torch nor scikit-learn, nor any method; a public name imports its
+    module on first use.
     Planted: an eager ``from cca_bench.methods.cca import RegularizedCCA`` in __init__ fails the first assert."""
     import subprocess
 
-    code = ("import sys, cca_bench; heavy = {'torch', 'sklearn', 'scipy'} & set(sys.modules); print(sorted(heavy)); "
+    code = ("import sys, cca_bench; heavy = {'numpy', 'torch', 'sklearn', 'scipy', 'cca_bench.methods'} & "
+            "set(sys.modules); print(sorted(heavy)); "
             "cca_bench.RegularizedCCA; print('cca_bench.methods.cca' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}).stdout.split("\n")
