@@ -80,7 +80,7 @@ def main() -> int:
              f"fresh virtualenv for `{TORCH_PIN}` plus the requirement (cca_bench itself included).", "",
              "| install | distributions |", "|---|---|",
              f"| `pip install .` (core) | {len(core)} |",
-             f"| install_requires at `{args.before}` | {len(before)} |",
+             f"| install_requires at `{args.before}` (cca_bench itself not counted) | {len(before)} |",
              *[f"| `pip install \".[{e}]\"` | {len(names)} |" for e, names in extras.items()], "",
              f"Core: {', '.join(core)}", "", f"Import check in that venv: {imported}", ""]
     args.out.write_text("\n".join(lines), encoding="utf-8")

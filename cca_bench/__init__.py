@@ -13,9 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from cca_bench._version import __version__
 from cca_bench.errors import UserError
-
-__version__ = "0.2.0"
 
 _LAZY = {
     "RegularizedCCA": "cca_bench.methods.cca",

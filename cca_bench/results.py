@@ -19,9 +19,9 @@ def versions() -> dict:
     import numpy
     import scipy
 
-    import cca_bench
+    from cca_bench._version import __version__
 
-    out = {"cca_bench": cca_bench.__version__, "python": platform.python_version(), "numpy": numpy.__version__,
+    out = {"cca_bench": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
            "scipy": scipy.__version__}
     from importlib.metadata import PackageNotFoundError, version
 

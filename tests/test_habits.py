@@ -11,15 +11,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_version_has_one_source():
-    """setup.cfg reads cca_bench.__version__; no other file of the package or its metadata states a version.
+    """setup.cfg reads cca_bench/_version.py (re-exported as cca_bench.__version__); no other file of the package or its metadata states a version.
     Planted: a literal ``version = 0.2.0`` back in setup.cfg fails the first assert."""
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
-    assert cfg["metadata"]["version"] == "attr: cca_bench.__version__"
+    assert cfg["metadata"]["version"] == "attr: cca_bench._version.__version__"
     assert re.fullmatch(r"\d+\.\d+\.\d+", cca_bench.__version__)
     assert f"## {cca_bench.__version__} " in (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
     stated = [p for p in [*(ROOT / "cca_bench").rglob("*.py"), ROOT / "CITATION.cff", ROOT / "pyproject.toml"]
-              if p.name != "__init__.py" and re.search(r"(^|\n)\s*(__version__|version)\s*[=:]\s*['\"]?\d",
+              if p.name != "_version.py" and re.search(r"(^|\n)\s*(__version__|version)\s*[=:]\s*['\"]?\d",
                                                        p.read_text(encoding="utf-8"))]
     assert stated == []
     assert "the cca_bench authors" in (ROOT / "LICENSE").read_text(encoding="utf-8")

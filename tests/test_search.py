@@ -127,7 +127,7 @@ def test_equal_scores_are_ordered_by_id():
 
 def test_missing_faiss_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
-    with pytest.raises(UserError, match=r"pip install cca_bench\[faiss\]"):
+    with pytest.raises(UserError, match=r"pip install 'cca_bench\[faiss\]'"):
         INDEXES.get("faiss")(np.ones((3, 2)), "cosine")
 
 
