@@ -13,6 +13,7 @@ from typing import Any, Union
 import numpy as np
 
 from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, QueryRanks
+from cca_bench.ties import DEFAULT
 
 Embeddings = Any  # a numpy array, an array-like or a torch tensor (CPU or CUDA), shape (n, k)
 RanksOrEmbeddings = Union[QueryRanks, "tuple[Embeddings, Embeddings, Any]"]
@@ -28,20 +29,22 @@ def _as_numpy(a) -> tuple[np.ndarray, str | None]:
 
 
 def retrieval_ranks(image_emb: Embeddings, text_emb: Embeddings, image_index=None, distance: str = "cosine",
-                    folds: int = 1, ties: str = "optimistic") -> QueryRanks:
+                    folds: int = 1, ties: str = DEFAULT) -> QueryRanks:
     """Per-query 0-based ranks of image annotation (i2t) and image search (t2i), as a
     :class:`cca_bench.stats.QueryRanks` (what :func:`bootstrap_intervals` and :func:`paired_test` take).
 
-    ``folds``: consecutive equal image folds ranked apart (COCO 1k: 5); ``ties``: see :func:`cca_bench.metrics.ranks`.
+    ``folds``: consecutive equal image folds ranked apart (COCO 1k: 5); ``ties``: the tie rule, "expected"
+    (default: the expected rank under a random order of tied items), "optimistic" or "pessimistic"
+    (:mod:`cca_bench.ties`).
     """
-    from cca_bench.metrics import fold_ranks
+    from cca_bench.metrics import fold_counts
     from cca_bench.stats import from_fold_ranks
 
     ims, dev_i = _as_numpy(image_emb)
     txt, dev_t = _as_numpy(text_emb)
     index = np.arange(len(txt)) if image_index is None else np.asarray(_as_numpy(image_index)[0], dtype=np.int64)
-    per_fold = fold_ranks(ims, txt, index, distance, folds, ties, device=dev_i or dev_t)
-    return from_fold_ranks(per_fold, index, len(ims))
+    per_fold = fold_counts(ims, txt, index, distance, folds, device=dev_i or dev_t)
+    return from_fold_ranks(per_fold, index, len(ims), ties)
 
 
 def _ranks(x: RanksOrEmbeddings) -> QueryRanks:
@@ -49,7 +52,7 @@ def _ranks(x: RanksOrEmbeddings) -> QueryRanks:
 
 
 def evaluate_retrieval(image_emb: Embeddings, text_emb: Embeddings, image_index=None, distance: str = "cosine",
-                       folds: int = 1, ties: str = "optimistic", intervals: bool = False, resamples: int = 1000,
+                       folds: int = 1, ties: str = DEFAULT, intervals: bool = False, resamples: int = 1000,
                        level: float = 0.95, seed: int = 0) -> dict:
     """Image annotation and image search metrics (R@1, R@5, R@10 in percent; median and mean rank, 1-based).
 
