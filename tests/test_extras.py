@@ -64,7 +64,8 @@ def test_a_command_needing_a_missing_extra_says_which_in_one_line(monkeypatch, t
     monkeypatch.setitem(sys.modules, "flask", None)
     code = main(["serve", "--data-root", str(tmp_path / "d"), "--results-root", str(tmp_path / "r"), "--port", "0"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err == ["error: the web app needs flask: pip install 'cca_bench[web]' (or pip install 'flask')"]
+    line = "error: the web app needs flask: pip install 'cca_bench[web]' (or pip install 'flask')"
+    assert code == 2 and err == [line]
 
 
 def test_import_cca_bench_is_light():

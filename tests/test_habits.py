@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_version_has_one_source():
-    """setup.cfg reads cca_bench/_version.py (re-exported as cca_bench.__version__); no other file of the package or its metadata states a version.
+    """setup.cfg reads cca_bench/_version.py (re-exported as cca_bench.__version__); no other file of the package
+    or its metadata states a version.
     Planted: a literal ``version = 0.2.0`` back in setup.cfg fails the first assert."""
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")

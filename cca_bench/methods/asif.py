@@ -7,9 +7,9 @@ indexed by the same anchor pairs, hence comparable. Each is kept sparse (its ``t
 to the power ``exponent`` and L2-normalised; image and caption then score by dot product (the reference code's
 ``relreps.py``: ``relative_represent``, ``sparsify``, ``normalize_sparse``; its defaults k = 800, p = 8).
 Unlike the reference, features are centred on the anchors' means by default (``center``: openmoji test R-sum
-142.5 against 138.0 uncentred with MiniLM captions, docs/aligners.md), and similarities below zero count as 0 before the power (an even power would turn a strongly
-dissimilar anchor into a similar one; a fractional one is undefined); with ``top_k`` positive similarities per
-row, as is usual, nothing changes.
+142.5 against 138.0 uncentred with MiniLM captions, docs/aligners.md), and similarities below zero count as 0
+before the power (an even power would turn a strongly dissimilar anchor into a similar one; a fractional one is
+undefined); with ``top_k`` positive similarities per row, as is usual, nothing changes.
 
 Cost. The similarities of n queries to m anchors are n x m (COCO's 414k train captions against a 25k-caption
 test split: 10^10 values): :func:`relative_topk` streams anchor blocks and keeps a running top-k per query, so
