@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cca_bench.errors import UserError
+from cca_bench.extras import require
 
 CHUNK_ROWS = 16384
 FLOAT32_MIN_REG = 1e-3
@@ -274,7 +275,7 @@ def _add_products(a, b):
 
 def _tree_sum(parts):
     """Pairwise sum of delayed (sums, scatter) tuples, so no task adds more than two partial results."""
-    import dask
+    dask = require("dask", "backend='dask'")
 
     while len(parts) > 1:
         pairs = [dask.delayed(_add_products)(a, b) for a, b in zip(parts[::2], parts[1::2])]
@@ -284,7 +285,7 @@ def _tree_sum(parts):
 
 def _npy_layout(url: str) -> tuple[tuple, np.dtype, int]:
     """(shape, dtype, byte offset of the data) of a C-ordered .npy file at a local path or fsspec URL."""
-    import fsspec
+    fsspec = require("fsspec", "npy_rows")
 
     with fsspec.open(url, "rb") as f:
         version = np.lib.format.read_magic(f)
@@ -299,7 +300,7 @@ def _npy_layout(url: str) -> tuple[tuple, np.dtype, int]:
 def _file_rows(url: str, start: int, stop: int, width: int, dtype: str, offset: int) -> np.ndarray:
     """Rows ``start:stop`` of the .npy array at ``url`` (local path or fsspec URL: s3://, gs://, ...), read where
     the task runs, as one ranged read of their bytes."""
-    import fsspec
+    fsspec = require("fsspec", "npy_rows")
 
     row = width * np.dtype(dtype).itemsize
     with fsspec.open(url, "rb") as f:
@@ -312,8 +313,8 @@ def npy_rows(url: str, chunk: int = CHUNK_ROWS):
     """A dask array of the 2-d .npy file at ``url`` (a path every worker sees, or an fsspec URL such as
     ``s3://bucket/features/images.npy`` with the filesystem's package installed on the workers), one task per
     ``chunk`` rows: the rows are read on the workers, never sent from the client (docs/cluster.md)."""
-    import dask
-    import dask.array as da
+    dask = require("dask", "backend='dask'")
+    da = require("dask.array", "backend='dask'")
 
     shape, dtype, offset = _npy_layout(url)
     n, width = shape
@@ -338,7 +339,7 @@ def _dask_rows(a, chunk: int):
     that read their rows from the file on the workers (its path must be theirs too: a shared file system), so
     the rows never travel from this process (:func:`npy_rows`); other arrays are shipped in chunks; dask arrays
     are rechunked."""
-    import dask.array as da
+    da = require("dask.array", "backend='dask'")
 
     path = None if isinstance(a, da.Array) else npy_file_of(a)
     if path is not None:
@@ -352,14 +353,13 @@ def dask_client(scheduler: str | None = None):
     LocalCluster of threads (in-memory arrays are shared with the workers, not copied)."""
     import contextlib
 
-    from dask.distributed import Client, LocalCluster
+    distributed = require("dask.distributed", "backend='dask'")
+    Client, LocalCluster = distributed.Client, distributed.LocalCluster
 
     if scheduler:
         return Client(scheduler)
     try:
-        from dask.distributed import default_client
-
-        default_client()
+        distributed.default_client()
         return contextlib.nullcontext()
     except ValueError:
         stack = contextlib.ExitStack()
@@ -386,7 +386,7 @@ def _indexed_block_products(xb, yb, local_index, shift_x, shift_y, dtype=np.floa
 def _indexed_tasks(xd, yd, x_index: np.ndarray, shift_x, shift_y, dtype=np.float32) -> list:
     """One delayed :func:`_indexed_block_products` per row chunk of x, with the captions of its images
     gathered from y (each caption once: together the tasks read y once, and x once, not once per caption)."""
-    import dask
+    dask = require("dask", "backend='dask'")
 
     order = np.argsort(x_index, kind="stable")
     sorted_index = x_index[order]
@@ -421,7 +421,7 @@ def dask_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_ROW
     takes a chunk of x and the captions of its images (no row of x per caption). ``scheduler``: a Dask
     scheduler address; default the current client or a LocalCluster. ``map_x``, ``map_y``: feature maps as in
     :func:`paired_moments`, applied to each chunk inside its task (the moments are the mapped views')."""
-    import dask
+    dask = require("dask", "backend='dask'")
 
     x_index, _ = _check_pairing(x, y, x_index)
     xd, yd = _mapped_chunks(_dask_rows(x, chunk), map_x), _mapped_chunks(_dask_rows(y, chunk), map_y)
