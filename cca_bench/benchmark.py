@@ -140,7 +140,7 @@ def load_model(method: str, dataset_name: str, spec: FeatureSpec, opts: Options)
         raise UserError(missing_model(path, prefix))
     model = cls.load(path)
     if "backend" in model.get_params():  # scoring work (asif's top-k) runs where THIS command's --backend says,
-        model.set_params(backend=opts.backend, dask_scheduler=opts.dask_scheduler)  # not at the fit's scheduler
+        model.set_params(backend=opts.features.backend, dask_scheduler=opts.features.dask_scheduler)  # not the fit's
     return model
 
 

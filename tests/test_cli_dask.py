@@ -1,5 +1,6 @@
 """`generate ... --backend dask` fits through a Dask cluster and saves the same model as the numpy backend."""
 import numpy as np
+import pytest
 
 from cca_bench.__main__ import main
 from cca_bench.methods.cca import RegularizedCCA
