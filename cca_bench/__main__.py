@@ -303,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_significance(sub)
     _add_serve(sub)
     _add_bring_your_own(sub)
+    from cca_bench import science_cli
+
+    science_cli.add_curve(sub)
 
     p = sub.add_parser("list", help="datasets (and whether their files are present), encoders and methods")
     _add_common(p)
@@ -662,7 +665,15 @@ def cmd_list(args) -> None:
 
 
 COMMANDS = {"generate": cmd_generate, "run_benchmark": cmd_run_benchmark, "compare": cmd_compare, "list": cmd_list,
-            "search": cmd_search, "serve": cmd_serve, "significance": cmd_significance, "evaluate": cmd_evaluate, "export-split": cmd_export_split}
+            "search": cmd_search, "serve": cmd_serve, "significance": cmd_significance, "evaluate": cmd_evaluate, "export-split": cmd_export_split,
+            "curve": lambda args: _science("cmd_curve", args)}
+
+
+def _science(command: str, args) -> None:
+    """Run a command of :mod:`cca_bench.science_cli` (curve, similarity)."""
+    from cca_bench import science_cli
+
+    getattr(science_cli, command)(args)
 
 
 # what the machine or the file system refused: one line, exit 1 (other OSErrors are bugs: traceback)
