@@ -172,7 +172,7 @@ def _fit_draw(c: dict, size, seed: int | None, images: np.ndarray) -> dict:
     from cca_bench.results import write_run
     from cca_bench.stats import rsum_of
 
-    train = c["train"] if seed is None else subset_features(c["train"], images)
+    train = subset_features(c["train"], images)  # the whole split too: one path for every point
     n_images, n_pairs = len(train.images), len(train.texts)
     params, notes = adapt_params(c["cls"], c["params"], n_images, n_pairs)
     for note in notes:
