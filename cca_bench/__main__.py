@@ -306,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     from cca_bench import science_cli
 
     science_cli.add_curve(sub)
+    science_cli.add_similarity(sub)
 
     p = sub.add_parser("list", help="datasets (and whether their files are present), encoders and methods")
     _add_common(p)
@@ -666,7 +667,8 @@ def cmd_list(args) -> None:
 
 COMMANDS = {"generate": cmd_generate, "run_benchmark": cmd_run_benchmark, "compare": cmd_compare, "list": cmd_list,
             "search": cmd_search, "serve": cmd_serve, "significance": cmd_significance, "evaluate": cmd_evaluate, "export-split": cmd_export_split,
-            "curve": lambda args: _science("cmd_curve", args)}
+            "curve": lambda args: _science("cmd_curve", args),
+            "similarity": lambda args: _science("cmd_similarity", args)}
 
 
 def _science(command: str, args) -> None:
