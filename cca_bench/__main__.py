@@ -548,6 +548,10 @@ def _store_run(opts, record: dict) -> None:
     print(f"## {record['dataset']} / {record['split']} ({record['n_images']} images, {record['n_captions']} "
           f"captions, protocol {record['protocol']})\n")
     print(run_tables(record))
+    if record.get("coco_extended"):
+        from cca_bench.coco_extended import markdown
+
+        print("\n" + markdown(record["coco_extended"]))
     for task, n in (record.get("degenerate_queries") or {}).items():
         if n:
             print(f"note: {n} {task.replace('_', ' ')} queries scored every item alike (e.g. an all-zero embedding) "
