@@ -58,7 +58,7 @@ def main_() -> None:
         seconds, text = run([*argv, *roots])
         timings.append((" ".join(argv), seconds))
         printed.append(text)
-    from cca_bench.science_cli import plot_dataset_curves
+    from cca_bench.curves import plot_dataset_curves
 
     figure = plot_dataset_curves(Path(args.results_root), "openmoji")
     (ROOT / "docs" / "curves_openmoji.png").write_bytes(figure.read_bytes())

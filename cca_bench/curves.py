@@ -273,3 +273,18 @@ def curve_markdown(record: dict) -> str:
     head = ["size", "pairs", "fits", "R-sum", "seed sd", "95% interval (test images)"]
     return f"{curve_label(record)} on {record['dataset']}/{record['split']}\n\n" + tabulate(
         rows, head, tablefmt="github")
+
+
+def plot_dataset_curves(results_root, dataset: str):
+    """Draw the newest stored curve of each method/features of ``dataset`` into one PNG; returns its path."""
+    from pathlib import Path
+
+    from cca_bench.plots import curve_figure
+    from cca_bench.results import write_figure
+
+    curves = latest_curves(load_curves(results_root, dataset))
+    if not curves:
+        raise UserError(f"no stored curves of {dataset} under {Path(results_root) / 'curves'}")
+    split = ", ".join(sorted({c["split"] for c in curves}))
+    fig = curve_figure([(curve_label(c), c["points"]) for c in curves], f"{dataset} / {split}: data efficiency")
+    return write_figure(Path(results_root) / "plots" / f"curves__{dataset}.png", fig)

@@ -123,6 +123,14 @@ def searchable(cls) -> bool:
     return hasattr(cls, "CV_GRID") or (isinstance(cls, type) and issubclass(cls, RegularizedCCA))
 
 
+def knobs(cls) -> tuple[str, ...]:
+    """The grid knobs ``--cv`` searches for ``cls``: its ``CV_GRID``'s, or (RegularizedCCA and kcca) those of
+    :data:`DEFAULT_GRID` and its ``CV_OUTER``; none for a method without a search (the CLI offers their flags)."""
+    if hasattr(cls, "CV_GRID"):
+        return tuple(cls.CV_GRID)
+    return (*DEFAULT_GRID, *getattr(cls, "CV_OUTER", {})) if searchable(cls) else ()
+
+
 def cross_validate(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
                    log: Callable[[str], None] = lambda msg: None):
     """Choose ``cls``'s hyper-parameters on the val FeatureSet (``searchable(cls)`` must hold): :func:`search_grid`

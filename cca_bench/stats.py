@@ -19,6 +19,7 @@ scored on the same resample and the seed metrics are averaged, as the run's poin
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -247,16 +248,41 @@ def ci_method(resamples: int, level: float, seed: int) -> dict:
 
 # ---------------------------------------------------------------- paired comparison of two runs on one split
 
+# spellings of one metric or direction (lower case, without '_', '-', ' ') -> its canonical name
+METRIC_ALIASES = {"rsum": "rsum", "medr": "median_rank", "medianrank": "median_rank", "medrank": "median_rank",
+                  "meanr": "mean_rank", "meanrank": "mean_rank",
+                  **{f"{p}{k}": f"R@{k}" for k in KS for p in ("r@", "r", "recall@", "recall")}}
+DIRECTION_ALIASES = {"i2t": "i2t", "t2i": "t2i", "imageannotation": "i2t", "imagesearch": "t2i"}
+
+
+def metric_name(text: str) -> str:
+    """The canonical name of a metric however it is spelt, for every command (``--metric``, ``--cv-select``,
+    ...): case, '_', '-' and spaces do not matter; ``medr`` / ``MedR`` / ``median_rank`` -> ``median_rank``,
+    ``r@1`` / ``R1`` / ``recall@1`` -> ``R@1``, ``RSum`` -> ``rsum``, ``I2T:r@1`` / ``image_annotation:R@1``
+    -> ``i2t:R@1`` (one direction; ``rsum`` takes none). An unknown name is a UserError with a did-you-mean."""
+    import difflib
+
+    def key(s: str) -> str:
+        return re.sub(r"[\s_-]", "", s).lower()
+
+    direction, _, metric = str(text).rpartition(":")
+    canon = METRIC_ALIASES.get(key(metric))
+    side = DIRECTION_ALIASES.get(key(direction)) if direction else ""
+    if canon is not None and side is not None and not (side and canon == "rsum"):
+        return f"{side}:{canon}" if side else canon
+    known = ["rsum", *METRICS, *(f"{d}:{m}" for d in SHORT for m in METRICS)]
+    by_key = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(str(text).lower(), list(by_key), n=1, cutoff=0.5)
+    hint = f"; did you mean {by_key[close[0]]!r}?" if close else ""
+    raise UserError(f"unknown metric {text!r}{hint} (choose rsum, one of {', '.join(METRICS)} (both directions "
+                    "summed, any case; medr = median_rank), or i2t:/t2i: before one of them, e.g. t2i:R@1)")
+
+
 def parse_metric(name: str) -> tuple[tuple[str, ...], str]:
-    """``rsum`` | ``R@1`` .. ``mean_rank`` (both directions summed) | ``i2t:R@1`` / ``t2i:median_rank`` (one
-    direction) -> (tasks, metric); a bad name is a UserError listing the choices."""
-    direction, _, metric = name.rpartition(":")
-    if name == "rsum":
-        return TASKS, "rsum"
-    if metric in METRICS and (not direction or direction in SHORT):
-        return ((SHORT[direction],) if direction else TASKS), metric
-    raise UserError(f"unknown metric {name!r}: choose rsum, one of {', '.join(METRICS)} (both directions summed) "
-                    "or i2t:/t2i: before one of them (e.g. t2i:R@1)")
+    """Any spelling :func:`metric_name` knows (``rsum``, ``R@1`` .. ``mean_rank`` both directions summed,
+    ``i2t:R@1`` / ``t2i:median_rank`` one direction) -> (tasks, canonical metric); else a UserError."""
+    direction, _, metric = metric_name(name).rpartition(":")
+    return ((SHORT[direction],) if direction else TASKS), metric
 
 
 def metric_value(reps: dict, tasks: tuple[str, ...], metric: str):
@@ -321,8 +347,9 @@ def paired_test(a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: i
     deltas = _bootstrap_deltas(a, b, tasks, m, resamples, np.random.default_rng(seed))
     ci = [float(x) for x in np.percentile(deltas, [100 * (1 - level) / 2, 100 * (1 + level) / 2])]
     p, test = paired_p_value(a, b, metric, resamples, seed + 1)
-    return {"metric": metric, "delta": delta, "ci": ci, "p_value": p, "test": test, "n_images": int(a.n_images),
-            "resamples": int(resamples), "level": float(level), "lower_is_better": m in LOWER_IS_BETTER}
+    return {"metric": metric_name(metric), "delta": delta, "ci": ci, "p_value": p, "test": test,
+            "n_images": int(a.n_images), "resamples": int(resamples), "level": float(level),
+            "lower_is_better": m in LOWER_IS_BETTER}
 
 
 def paired_p_value(a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: int = 10000,

@@ -65,12 +65,13 @@ def coco_runs(tmp_path_factory):
                 "--name", f"synthetic{protocol}", "--protocol", protocol, "--bootstrap", "200",
                 "--data-root", str(root / "data"), "--results-root", str(root / "results"), "-q"]
         assert main(argv) == 0
-        runs[protocol] = json.loads(next((root / "results" / "runs").glob(f"synthetic{protocol}*.json")).read_text())
+        path = next((root / "results" / "runs").glob(f"synthetic{protocol}*.json"))
+        runs[protocol] = json.loads(path.read_text()) | {"_file": str(path)}
     reference = eccv_caption.Metrics().compute_all_metrics(
         *_lists(images, texts, np.array(order), caption_ids),
         target_metrics=("eccv_map_at_r", "eccv_rprecision", "eccv_r1", "cxc_recalls", "coco_5k_recalls",
                         "coco_1k_recalls"), Ks=(1, 5, 10))
-    return runs, reference
+    return runs, reference, root
 
 
 DIRECTIONS = {"i2t": "image_annotation", "t2i": "image_search"}
@@ -79,7 +80,7 @@ DIRECTIONS = {"i2t": "image_annotation", "t2i": "image_search"}
 def test_eccv_and_cxc_equal_the_package_evaluator(coco_runs):
     """Planted bugs caught: mAP@R averaged over the hits instead of over R, R-Precision cut at 10 instead of R,
     CxC read from the original COCO positives, the directions swapped."""
-    runs, reference = coco_runs
+    runs, reference, _ = coco_runs
     ours = runs["5k"]["coco_extended"]
     for name in ("eccv_map_at_r", "eccv_rprecision", "eccv_r1", "cxc_r1", "cxc_r5", "cxc_r10"):
         for d, task in DIRECTIONS.items():
@@ -95,9 +96,26 @@ def test_coco_5k_and_1k_recalls_equal_the_package(coco_runs):
     """The suite's own R@K of the 5k and 1k protocols on the same embeddings equal the package's
     coco_5k_recalls / coco_1k_recalls. Planted bug caught: the captions of the dataset read in another order
     than their sentids (their COCO ids no longer follow the rows)."""
-    runs, reference = coco_runs
+    runs, reference, _ = coco_runs
     for protocol, key in (("5k", "coco_5k"), ("1k", "coco_1k")):
         for k in (1, 5, 10):
             for d, task in DIRECTIONS.items():
                 assert runs[protocol]["metrics"][task][f"R@{k}"] == pytest.approx(
                     100 * reference[f"{key}_r{k}"][d], abs=1e-9), (protocol, k, d)
+
+
+def test_run_page_shows_the_eccv_and_cxc_numbers(coco_runs):
+    """The web app's run page of the 5k run shows each ECCV/CxC number of its record. Planted bug caught: the
+    include dropped from run.html."""
+    from pathlib import Path
+
+    from cca_bench.web import create_app
+
+    runs, _, root = coco_runs
+    client = create_app(root / "data", root / "results").test_client()
+    body = client.get(f"/run/{Path(runs['5k']['_file']).stem}").get_data(as_text=True)
+    ext = runs["5k"]["coco_extended"]
+    assert 'id="coco-extended"' in body
+    for name in ext["metrics"]:
+        for task in ("image_annotation", "image_search"):
+            assert f"{ext['metrics'][name][task]:.1f}" in body
