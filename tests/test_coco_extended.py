@@ -78,8 +78,8 @@ DIRECTIONS = {"i2t": "image_annotation", "t2i": "image_search"}
 
 
 def test_eccv_and_cxc_equal_the_package_evaluator(coco_runs):
-    """Planted bugs caught: mAP@R averaged over the hits instead of over R, R-Precision cut at 10 instead of R,
-    CxC read from the original COCO positives, the directions swapped."""
+    """Planted bug caught: mAP@R averaged over the hits among the top R instead of over R (i2t mAP@R 22.4
+    against the package's 2.7)."""
     runs, reference, _ = coco_runs
     ours = runs["5k"]["coco_extended"]
     for name in ("eccv_map_at_r", "eccv_rprecision", "eccv_r1", "cxc_r1", "cxc_r5", "cxc_r10"):
