@@ -131,7 +131,8 @@ def add_intervals(p) -> None:
                    help="bootstrap (default): intervals for every metric and R-sum; none: no intervals")
     g.add_argument("--bootstrap", type=positive_int, default=None, metavar="N",
                    help="bootstrap resamples (default 1000; the seed 0 is recorded in the run)")
-    add_ties(g)
+    if "--ties" not in p.options:  # curve has it already, from generate's CV group
+        add_ties(g)
 
 
 def add_ties(g) -> None:
