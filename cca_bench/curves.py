@@ -272,7 +272,7 @@ def curve_markdown(record: dict) -> str:
                      "-" if ci is None else f"[{ci[0]:.1f}, {ci[1]:.1f}]"])
     head = ["size", "pairs", "fits", "R-sum", "seed sd", "95% interval (test images)"]
     return f"{curve_label(record)} on {record['dataset']}/{record['split']}\n\n" + tabulate(
-        rows, head, tablefmt="github")
+        rows, head, tablefmt="github", disable_numparse=True)
 
 
 def plot_dataset_curves(results_root, dataset: str):
