@@ -8,7 +8,7 @@ on the whole train split once (GloVe mean, MiniLM and EfficientNet fit nothing; 
 on the train *words*, never on pairs), so only the aligner sees fewer pairs.
 
 Each (size, seed) fit is scored on the evaluation split into a normal run record with its per-query ranks
-(``results.write_run``), so ``significance`` compares two points or two methods at one size. The seeds of a
+(``results.write_run``; the curve lists their run ids), so ``significance`` compares two points or two methods at one size. The seeds of a
 size are also scored together (``evaluation.score`` over several embeddings, as ``run_benchmark --seeds``):
 the mean metrics over seeds, their spread (sd, ddof 1) and the image-level bootstrap interval of the seed-mean
 R-sum (an image resampled with all its captions, PROTOCOLS.md). The curve record goes to
@@ -187,7 +187,8 @@ def _fit_draw(c: dict, size, seed: int | None, images: np.ndarray) -> dict:
     path = write_run(c["opts"].results_root, record)
     chosen = None if report is None else best_params(report)
     return {"seed": seed, "n_pairs": n_pairs, "n_images": n_images, "embeddings": embeddings, "notes": notes,
-            "rsum": float(rsum_of(evaluation["metrics"])), "run": path.name, "chosen": chosen}
+            "rsum": float(rsum_of(evaluation["metrics"])), "run": record.get("run_id", path.stem),
+            "chosen": chosen}
 
 
 def _run_record(c: dict, model, evaluation: dict, timings: dict, tag: str, curve: dict) -> dict:

@@ -73,7 +73,7 @@ def test_curve_all_point_equals_run_benchmark(roots, tmp_path, capsys):
     plain = json.loads(next(p for p in runs.glob("*.json") if "@curve" not in p.name).read_text())
     last = curve["points"][-1]
     assert last["n_pairs"] == [curve["train_pairs"]] and last["rsum"] == pytest.approx(_rsum(plain["metrics"]), abs=1e-9)
-    assert json.loads((runs / last["runs"][0]).read_text())["metrics"] == plain["metrics"]
+    assert json.loads((runs / (last["runs"][0] + ".json")).read_text())["metrics"] == plain["metrics"]
     first = curve["points"][0]
     assert len(first["runs"]) == 2 and min(first["n_pairs"]) >= 40
     assert first["rsum_seed_sd"] == pytest.approx(np.std(first["seed_rsums"], ddof=1))
