@@ -158,15 +158,16 @@ def _intervals(per_task: dict, n_images: int, resamples: int, seed: int) -> dict
 _SAID: set = set()
 
 
-def record_fields(embedded: list, split, image_index: np.ndarray, distance: str, protocol: str, opts) -> dict:
+def record_fields(embedded: list, split, image_index: np.ndarray, distance: str, protocol: str, run) -> dict:
     """``{"coco_extended": ...}`` for a run record when :func:`why_not` has no objection, else {} (and for a 5k
-    run, a warning saying why, once per reason and process)."""
+    run, a warning saying why, once per reason and process). ``run``: the run's
+    :class:`~cca_bench.evaluation.RunOptions` (its bootstrap resamples and seed give the intervals)."""
     reason = why_not(split, image_index, protocol)
     if reason is None:
         from cca_bench.config import timed
 
         return {"coco_extended": timed({}, "coco_extended", lambda: extended_metrics(
-            embedded, split, distance, getattr(opts, "bootstrap", 1000), getattr(opts, "ci_seed", 0)))}
+            embedded, split, distance, run.bootstrap, run.ci_seed))}
     if protocol == "5k" and reason not in _SAID:
         import warnings
 

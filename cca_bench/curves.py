@@ -114,7 +114,7 @@ def compute_curve(method: str, dataset_name: str, features: str, params: dict, o
 
     load_all()
     cls, spec = METHODS.get(method), FeatureSpec.parse(features)
-    torch_device(opts.device)
+    torch_device(opts.features.device)
     sweep_outputs(opts)
     dataset = load_dataset(dataset_name, opts)
     data = _encode(cls, dataset, spec, opts, split, cv)
@@ -133,15 +133,15 @@ def compute_curve(method: str, dataset_name: str, features: str, params: dict, o
 
 def _encode(cls, dataset, spec, opts, split: str, cv: dict | None) -> dict:
     """The fitted pipelines and the encoded train, val (when CV or the method needs it) and evaluation split."""
-    from cca_bench.features.pipelines import Pipelines
+    from cca_bench.benchmark import pipelines
 
     timings: dict = {}
-    pipes = Pipelines.of(spec, opts).fit(dataset)
-    train = pipes.encode(dataset, "train", timings)
+    pipes = pipelines(spec, opts).fit(dataset)
+    encode = lambda name: pipes.encode(dataset, name, timings, opts.locations.cache_dir, opts.log)  # noqa: E731
     val = None
     if (cv is not None or getattr(cls, "uses_val", False)) and "val" in dataset.splits:
-        val = pipes.encode(dataset, "val", timings)
-    return {"pipes": pipes, "train": train, "val": val, "test": pipes.encode(dataset, split, timings),
+        val = encode("val")
+    return {"pipes": pipes, "train": encode("train"), "val": val, "test": encode(split),
             "test_split": dataset.split(split)}
 
 
@@ -152,7 +152,8 @@ def _point(c: dict, point: dict) -> dict:
 
     fits = [_fit_draw(c, point["size"], seed, images) for seed, images in point["draws"]]
     timings: dict = {}
-    together = score([f["embeddings"] for f in fits], c["test"].image_index, c["distance"], 1, c["opts"], timings)
+    together = score([f["embeddings"] for f in fits], c["test"].image_index, c["distance"], 1, c["opts"].run, timings,
+                     c["opts"].features.device)
 
     out = {"size": point["size"], "seeds": [f["seed"] for f in fits], "n_pairs": [f["n_pairs"] for f in fits],
            "n_images": [f["n_images"] for f in fits], "metrics": together["metrics"],
@@ -180,11 +181,12 @@ def _fit_draw(c: dict, size, seed: int | None, images: np.ndarray) -> dict:
     model, report = fit_model(c["cls"], c["method"], train, c["val"], params, c["cv"], c["opts"])
     embeddings = (model.embed_images(c["test"]), model.embed_texts(c["test"]))
     timings: dict = {}
-    evaluation = score([embeddings], c["test"].image_index, c["distance"], 1, c["opts"], timings)
+    evaluation = score([embeddings], c["test"].image_index, c["distance"], 1, c["opts"].run, timings,
+                       c["opts"].features.device)
     tag = f"curve.{c['stamp']}." + ("all" if seed is None else f"n{size}.s{seed}")
     record = _run_record(c, model, evaluation, timings, tag, {"size": size, "seed": seed, "n_pairs": n_pairs,
                                                               "n_images": n_images})
-    path = write_run(c["opts"].results_root, record)
+    path = write_run(c["opts"].locations.results_root, record)
     chosen = None if report is None else best_params(report)
     return {"seed": seed, "n_pairs": n_pairs, "n_images": n_images, "embeddings": embeddings, "notes": notes,
             "rsum": float(rsum_of(evaluation["metrics"])), "run": record.get("run_id", path.stem),
@@ -202,7 +204,7 @@ def _run_record(c: dict, model, evaluation: dict, timings: dict, tag: str, curve
     name = model_path(c["method"], c["dataset"].name, c["spec"], named).name
     params = model.get_params() if hasattr(model, "get_params") else {}
     return run_record(method=c["method"], dataset_name=c["dataset"].name, split=c["test_split"],
-                      features=features_tag(c["spec"], opts), distance=c["distance"], protocol="full", folds=1,
+                      features=features_tag(c["spec"], opts.features), distance=c["distance"], protocol="full", folds=1,
                       timings=timings, opts=opts, model=name, **evaluation, params=params,
                       params_label=params_label(c["method"], model), split_fingerprint=test.meta["fingerprint"],
                       feature_cache=test.meta["cache_keys"], oov_rate=test.meta["oov_rate"],

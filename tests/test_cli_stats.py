@@ -63,8 +63,9 @@ def test_ranks_file_reproduces_the_metrics_and_is_named_with_its_sha256(stored):
 def test_every_metric_has_an_interval_around_it(stored):
     base, _ = stored
     record = _record(base, RUN_A)
-    assert record["ci_method"] == {"resamples": 1000, "level": 0.95, "seed": 0, "unit": "image",
-                                   "method": record["ci_method"]["method"]}
+    assert record["ci_method"] == {"resamples": 10000, "level": 0.95, "seed": 0, "unit": "image",
+                                   "method": record["ci_method"]["method"], "mc_error": record["ci_method"]["mc_error"]}
+    assert all(0 <= e < 5 for e in record["ci_method"]["mc_error"]["rsum"])
     for task in ("image_annotation", "image_search"):
         for metric, value in record["metrics"][task].items():
             lo, hi = record["ci"][task][metric]

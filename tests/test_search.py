@@ -160,13 +160,13 @@ def test_query_photo_is_checked_before_the_gallery(tmp_path, capsys):
 
 
 def test_precomputed_features_cannot_encode_a_photo(tmp_path):
-    from cca_bench.benchmark import Options
     from cca_bench.config import FeatureSpec
+    from cca_bench.features.options import FeatureOptions
     from cca_bench.features.pipelines import Pipelines
     from cca_bench.search import Gallery, image_query
 
     spec = FeatureSpec.parse("glove50_precomp")
-    gallery = Gallery(None, None, None, None, spec, None, Pipelines.of(spec, Options(data_root=tmp_path)))
+    gallery = Gallery(None, None, None, None, spec, None, Pipelines.of(spec, FeatureOptions(), tmp_path))
     with pytest.raises(UserError, match="cannot encode"):
         image_query(gallery, tmp_path / "photo.jpg")
 

@@ -57,12 +57,12 @@ def run(args) -> None:
     opts = options(args)
     record = compute_curve(args.method, args.dataset, args.features, params, opts, sizes,
                            args.seeds or DEFAULT_SEEDS, args.split, generate._cv_request(args, cls), args.distance)
-    path = write_curve(opts.results_root, record)
+    path = write_curve(opts.locations.results_root, record)
     print(curve_markdown(record))
     for note in sorted({n for p in record["points"] for n in p["notes"]}):
         print(f"note: {note}")
     print(f"curve stored in {path} (runs: {sum(len(p['runs']) for p in record['points'])} under "
-          f"{opts.results_root / 'runs'})")
+          f"{opts.locations.results_root / 'runs'})")
     if args.plot:
-        print(f"figure: {plot_dataset_curves(opts.results_root, args.dataset)}")
+        print(f"figure: {plot_dataset_curves(opts.locations.results_root, args.dataset)}")
 

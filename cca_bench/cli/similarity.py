@@ -57,14 +57,14 @@ def similarity_inputs(args):
         raise UserError("give DATASET SPLIT FEATURES, or --images IMG --texts TXT")
     if args.image_index:
         raise UserError("--image-index goes with --images and --texts")
-    from cca_bench.benchmark import load_dataset
+    from cca_bench.benchmark import load_dataset, pipelines
     from cca_bench.config import FeatureSpec
-    from cca_bench.features.pipelines import Pipelines
 
     opts = options(args)
     dataset = load_dataset(args.dataset, opts)
     dataset.split(args.split)  # an unknown split fails before any encoding
-    fs = Pipelines.of(FeatureSpec.parse(args.features), opts).fit(dataset).encode(dataset, args.split, {})
+    fs = pipelines(FeatureSpec.parse(args.features), opts).fit(dataset).encode(
+        dataset, args.split, {}, opts.locations.cache_dir, opts.log)
     x, y = per_image(np.asarray(fs.images), np.asarray(fs.texts), fs.image_index)
     return x, y, f"{args.dataset}/{args.split} {args.features}"
 

@@ -391,7 +391,7 @@ class MeanVectorEncoder(FittedTextEncoder):
 
     @classmethod
     def from_options(cls, vectors: WordVectors, opts) -> MeanVectorEncoder:
-        """The encoder a command's options (``benchmark.Options``) ask for."""
+        """The encoder the feature options (:class:`~cca_bench.features.options.FeatureOptions`) ask for."""
         return cls(vectors, idf=opts.idf, stopwords=opts.stopwords)
 
     def get_params(self, deep: bool = True) -> dict:
