@@ -1,7 +1,9 @@
 """Glue from names to results: encode splits (cached), fit and save a model, evaluate it into a run record."""
 from __future__ import annotations
 
+import importlib.util
 import re
+import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
@@ -355,6 +357,11 @@ def save_figures(model, path: Path) -> list[Path]:
 
     figures = getattr(model, "figures", None)
     if not callable(figures):
+        return []
+    if importlib.util.find_spec("matplotlib") is None:  # the model is saved already: say what was left out
+        from cca_bench.extras import missing_message
+
+        warnings.warn(f"{missing_message('matplotlib', 'the model figures')}; no figure written", stacklevel=2)
         return []
     return [write_figure(path.with_name(f"{path.name}.{key}.png"), fig) for key, fig in figures().items()]
 

@@ -21,30 +21,49 @@ def versions() -> dict:
     import numpy
     import scipy
 
-    import cca_bench
+    from cca_bench._version import __version__
 
-    out = {"cca_bench": cca_bench.__version__, "python": platform.python_version(), "numpy": numpy.__version__,
+    out = {"cca_bench": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
            "scipy": scipy.__version__}
-    try:
-        import torch
+    from importlib.metadata import PackageNotFoundError, version
 
-        out["torch"] = torch.__version__
-    except ImportError:
-        pass
+    for dist in ("torch", "scikit-learn", "onnxruntime", "gensim", "pandas"):  # solves, kernel maps, ONNX features
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
     out["git_revision"] = git_revision()
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     out["git_dirty"] = None if dirty is None else bool(dirty)
     return out
 
 
-def _git(*args: str) -> str | None:
-    """Output of a git command run in this package's checkout, or None outside one."""
+def _run_git(here: Path, *args: str) -> str | None:
     try:
-        here = Path(__file__).resolve().parent
         out = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=5)
         return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def _git(*args: str) -> str | None:
+    """Output of a git command run in this project's own checkout, or None when the package is not in one.
+
+    Only a repository whose top level is the package's parent folder and holds this project's setup.cfg counts:
+    an installed package inside some unrelated repository (a virtualenv in another project's tree) records no
+    revision rather than that repository's HEAD."""
+    package = Path(__file__).resolve().parent
+    top = _run_git(package, "rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != package.parent or not _is_this_project(package.parent / "setup.cfg"):
+        return None
+    return _run_git(package, *args)
+
+
+def _is_this_project(setup_cfg: Path) -> bool:
+    try:
+        return "name = cca_bench" in setup_cfg.read_text(encoding="utf-8")
+    except OSError:
+        return False
 
 
 def git_revision() -> str | None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from cca_bench.datasets.base import CaptionDataset, Split, open_rgb, tokenize
 from cca_bench.errors import UserError
+from cca_bench.extras import require
 from cca_bench.features.store import FeatureSet
 from cca_bench.metrics import prepare, refuse_flat_queries, similarity
 from cca_bench.registry import Registry
@@ -75,11 +76,7 @@ class ExactIndex:
 
 
 def _faiss():
-    try:
-        import faiss
-    except ImportError:
-        raise UserError("FAISS indexes need the faiss-cpu package: pip install cca_bench[faiss]") from None
-    return faiss
+    return require("faiss", "FAISS indexes")
 
 
 @INDEXES.register("faiss", help="FAISS IndexFlatIP (cosine, dot) / IndexFlatL2 (euclidean): exact")

@@ -9,10 +9,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cca_bench"
 # covers its submodules; "cca_bench" itself only the package's __init__). A module may import its own layer
 # and any layer below, never one above. Place every new module here.
 LAYERS = [
-    ("base", ["cca_bench.errors", "cca_bench.registry", "cca_bench.config", "cca_bench.fsio", "cca_bench.checks",
-              "cca_bench.plots"]),
-    ("numerics", ["cca_bench", "cca_bench.linalg", "cca_bench.ties", "cca_bench.metrics", "cca_bench.stats",
-                  "cca_bench.kernel_maps", "cca_bench.power", "cca_bench.seed_stats", "cca_bench.sample_size",
+    ("base", ["cca_bench._version", "cca_bench.errors", "cca_bench.extras", "cca_bench.registry", "cca_bench.config",
+              "cca_bench.fsio", "cca_bench.checks", "cca_bench.plots"]),
+    ("numerics", ["cca_bench.linalg", "cca_bench.ties", "cca_bench.metrics", "cca_bench.stats", "cca_bench.kernel_maps",
+                  "cca_bench.power", "cca_bench.seed_stats", "cca_bench.sample_size", "cca_bench.api",
                   "cca_bench.similarity"]),
     ("datasets", ["cca_bench.datasets"]),
     ("features", ["cca_bench.features"]),
@@ -24,6 +24,8 @@ LAYERS = [
     ("search", ["cca_bench.search"]),
     ("web", ["cca_bench.web"]),
     ("cli", ["cca_bench.__main__", "cca_bench.cli"]),
+    # the package root re-exports the public API (estimators, evaluation) by name, imported on first use
+    ("root", ["cca_bench"]),
 ]
 
 
