@@ -138,7 +138,10 @@ def load_model(method: str, dataset_name: str, spec: FeatureSpec, opts: Options)
     if not path.with_name(path.name + ".safetensors").is_file():
         prefix = f"{method}__{dataset_tag(dataset_name, opts.dataset_options)}__{spec.name}"
         raise UserError(missing_model(path, prefix))
-    return cls.load(path)
+    model = cls.load(path)
+    if "backend" in model.get_params():  # scoring work (asif's top-k) runs where THIS command's --backend says,
+        model.set_params(backend=opts.features.backend, dask_scheduler=opts.features.dask_scheduler)  # not the fit's
+    return model
 
 
 def saved_models(results_root: Path, prefix: str = "") -> list[str]:

@@ -139,10 +139,14 @@ def _cv_select(text: str) -> str:
 
 
 def _refuser(name: str, p: CliParser):
-    """``flag -> reason``: an option of other methods is refused naming them (and the closest own option)."""
+    """``flag -> reason``: an option of other methods is refused naming them (and the closest own option), or
+    with the method's own reason (its ``REFUSED_OPTIONS``: flag -> sentence, e.g. dcca's one machine)."""
     from cca_bench.registry import METHODS
 
     def reason(flag: str) -> str | None:
+        own = getattr(METHODS.get(name), "REFUSED_OPTIONS", {}).get(flag)
+        if own:
+            return own
         takers = [m for m in METHODS.names() if m != name and flag in method_flags(METHODS.get(m))]
         if not takers:
             return None

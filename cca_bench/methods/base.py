@@ -163,6 +163,15 @@ def check_arrays(path: Path, arrays: dict[str, np.ndarray], expected: dict[str, 
     return sizes
 
 
+BACKEND_CLI = {  # the --backend contract of every method whose fit is a sum (docs/cluster.md); dcca trains here
+    "backend": (str, "numpy (default: on this machine; torch products on a GPU --device) or dask: the fit's sums "
+                "(covariance moments; asif's top-k) run as tasks on a Dask cluster, and missing image feature shards "
+                "are extracted there too (docs/cluster.md)", ["numpy", "dask"]),
+    "dask_scheduler": (str, "with --backend dask: the scheduler's address, e.g. tcp://10.0.0.5:8786 (default: a "
+                       "LocalCluster on this machine)"),
+}
+
+
 class Params:
     """scikit-learn's parameter protocol (``get_params``/``set_params``, so ``sklearn.base.clone`` works)
     without importing scikit-learn, which would cost the CLI a second and a half at start-up."""

@@ -14,6 +14,9 @@ fitted on the train outputs, as Andrew et al. do; the embeddings are its correla
 Training is Adam over mini-batches of train pairs (each caption with its image), seeded by ``random_state``,
 with early stopping on the validation R-sum after each epoch (the loop :func:`cca_bench.methods.vse.early_stopping`
 shared with ``vse``). Inputs are standardised per feature with the train means and standard deviations.
+
+dcca trains on one machine (torch, on a GPU when ``device`` has one): its loss is not a sum over pairs, so it has
+no ``--backend dask`` (the methods fitted from sums do; docs/cluster.md).
 """
 from __future__ import annotations
 
@@ -61,8 +64,13 @@ def build_mlp(d_in: int, hidden: int, layers: int, d_out: int):
     return nn.Sequential(*mods, nn.Linear(width, d_out))
 
 
+ONE_MACHINE = ("dcca trains on one machine (torch, on a GPU when --device has one): its loss is not a sum over "
+               "pairs, so it takes no --backend / --dask-scheduler (docs/cluster.md)")
+
+
 @METHODS.register("dcca", help="deep CCA (Andrew et al. 2013; Yan & Mikolajczyk 2015): two MLPs on the frozen "
-                  "features trained with the sum of canonical correlations, early stopping on val R-sum")
+                  "features trained with the sum of canonical correlations, early stopping on val R-sum; trains on one "
+                  "machine (no --backend dask)")
 class DeepCCA(PairedEstimator):
     """Deep CCA on frozen features, scikit-learn style.
 
@@ -75,11 +83,13 @@ class DeepCCA(PairedEstimator):
         device: "auto" (CUDA when present), "cpu", "cuda"; num_threads: torch threads while training on the CPU
         (0: every core this process may use; as vse's); random_state: initial weights and batch order;
         progress: tqdm bar on stderr.
+    Trains on one machine (no Dask backend: its mini-batch loss is not a sum over pairs; docs/cluster.md).
     Fitted: ``net_`` (torch ModuleDict "img", "txt"), ``mean_x_``, ``std_x_``, ``mean_y_``, ``std_y_`` (input
         standardisation), ``cca_`` (RegularizedCCA on the outputs), ``history_``, ``best_epoch_``, ``n_samples_``.
     """
 
     METHOD = "dcca"
+    REFUSED_OPTIONS = {"--backend": ONE_MACHINE, "--dask-scheduler": ONE_MACHINE}
     uses_val = True
     CLI_PARAMS = {  # dcca's own texts: `generate dcca --help` shows these only
         "dim": (COUNT.cli(), "dcca: output width of each network (default 64, below --train-batch-size)"),
