@@ -567,8 +567,10 @@ def recall_curve(r0, k_max: int = 50, ties: str = DEFAULT) -> list[float]:
 
 
 def fold_counts(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
-                device: str | None = None) -> list[tuple]:
-    """(i2t, t2i, flat_i2t, flat_t2i) of each of ``folds`` consecutive image folds (see :func:`tie_counts`).
+                device: str | None = None, top: int = 0) -> list[tuple]:
+    """(i2t, t2i, flat_i2t, flat_t2i) of each of ``folds`` consecutive image folds (see :func:`tie_counts`);
+    with ``top`` > 0 also (i2t_top (fold images, top), t2i_top (fold captions, top)) of positions in the WHOLE
+    split (a query retrieves within its fold), -1 padded.
 
     Args:
         image_emb: (n_img, k); text_emb: (n_txt, k); image_index: (n_txt,) image of each caption.
@@ -581,9 +583,17 @@ def fold_counts(image_emb, text_emb, image_index, distance: str = "cosine", fold
     out = []
     for images in fold_slices(n_img, folds):
         caps = np.flatnonzero((image_index >= images[0]) & (image_index <= images[-1]))
-        out.append(tie_counts(image_emb[images], text_emb[caps], image_index[caps] - images[0], distance,
-                              device=device))
+        got = tie_counts(image_emb[images], text_emb[caps], image_index[caps] - images[0], distance,
+                         device=device, top=top)
+        if top:
+            got = (*got[:4], _global(got[4], caps), _global(got[5], images))
+        out.append(got)
     return out
+
+
+def _global(top: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Fold-local item positions (-1 padded) -> positions in the split."""
+    return np.where(top >= 0, positions[np.maximum(top, 0)], -1)
 
 
 def fold_ranks(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
