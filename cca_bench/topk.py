@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-GROUP_ITEMS = {1: 64, 0: 16}  # items per group for row / column queries: fewer make a tighter threshold
+GROUP_ITEMS = {1: 128, 0: 64}  # items per group for row / column queries: fewer make a tighter threshold
 
 
 def _group_max(s: np.ndarray, width: int, axis: int) -> np.ndarray:
@@ -60,7 +60,10 @@ def _descending_key(score: np.ndarray) -> np.ndarray:
 def first_k(query: np.ndarray, score: np.ndarray, item: np.ndarray, n_queries: int, k: int):
     """Candidates (query, score, item) (c,) each -> (scores (n_queries, k) float32 -inf padded, items
     (n_queries, k) int64 -1 padded): each query's first k by score desc, item asc."""
-    order = np.lexsort((item, _descending_key(score) | (query.astype(np.uint64) << np.uint64(32))))
+    key = _descending_key(score) | (query.astype(np.uint64) << np.uint64(32))
+    order = np.argsort(key)  # one sort of one key; equal (query, score) pairs then need the item order
+    if (key[order][1:] == key[order][:-1]).any():
+        order = np.lexsort((item, key))
     query, score, item = query[order], score[order], item[order]
     start = np.searchsorted(query, np.arange(n_queries))
     place = np.arange(len(query)) - start[query]

@@ -20,26 +20,37 @@ def _brute_top(ims, txt, distance, k):
     return top(s), top(s.T)
 
 
-def _tied_data(rng):
+def _tied_data(rng, span: int = 2):
     """Small-integer embeddings (many exact ties, copies of image 0), sizes that exercise the group-maxima
     thresholds (galleries many times k) and the short ones (fewer than k items)."""
     n, d = int(rng.integers(2, 300)), int(rng.integers(1, 5))
-    ims = rng.integers(-2, 3, (n, d)).astype(np.float32)
-    ims[rng.integers(0, n, n // 3)] = ims[0]
+    ims = rng.integers(-span, span + 1, (n, d)).astype(np.float32)
+    if span <= 2:  # copies of image 0 tie exactly; wide spans stay (mostly) untied
+        ims[rng.integers(0, n, n // 3)] = ims[0]
     index = rng.integers(0, n, int(rng.integers(1, 400)))
-    txt = rng.integers(-2, 3, (len(index), d)).astype(np.float32)
+    txt = rng.integers(-span, span + 1, (len(index), d)).astype(np.float32)
     return ims, txt, index
 
 
 def test_top_lists_equal_a_full_sort_ties_included():
-    """Randomised: both directions' top-k equal a brute-force sort, for any block size, with ties everywhere.
-    Planted bugs it caught: candidates taken strictly above the threshold (``np.greater`` in
-    ``BlockTop._candidates``: a tie at the threshold is lost); equal scores ordered by position descending in
-    ``first_k``; the running list of earlier blocks left out of the merge (``held`` all False)."""
-    rng = np.random.default_rng(5)
+    """Randomised: both directions' top-k equal a brute-force sort, for any block size, with ties everywhere
+    (``first_k``'s lexsort path). Planted bugs it caught: candidates taken strictly above the threshold
+    (``np.greater`` in ``BlockTop._candidates``: a tie at the threshold is lost); equal scores ordered by
+    position descending in ``first_k``; the running list of earlier blocks left out of the merge (``held`` all
+    False)."""
+    _check_against_full_sort(np.random.default_rng(5), span=2)
+
+
+def test_top_lists_equal_a_full_sort_few_ties():
+    """The same with scores that rarely tie (``first_k``'s one-key argsort path). Planted bug it caught: that
+    path taking the sorted order reversed (``np.argsort(key)[::-1]``)."""
+    _check_against_full_sort(np.random.default_rng(8), span=1000)
+
+
+def _check_against_full_sort(rng, span: int) -> None:
     checked = 0
     for _ in range(40):
-        ims, txt, index = _tied_data(rng)
+        ims, txt, index = _tied_data(rng, span)
         k = int(rng.integers(1, 12))
         for distance in ("dot", "euclidean"):
             if (ims == 0).all(1).all() or (txt == 0).all():
