@@ -15,11 +15,13 @@ def score(embeddings: list[tuple[np.ndarray, np.ndarray]], image_index: np.ndarr
           opts, timings: dict) -> dict:
     """The run-record fields of one or more (one per seed) pairs of (n_img, k) image and (n_txt, k) caption
     embeddings: ``metrics`` (mean over seeds), ``recall_curve``, ``degenerate_queries``, per-query ranks
-    (``_ranks``, stored by ``results.write_run``), bootstrap ``ci`` / ``ci_method`` unless ``opts.bootstrap``
+    (``_ranks``) and the first seed's top-10 retrieved items of every query (``_top10``: the pair of
+    :func:`cca_bench.retrieved.top_items`), both stored by ``results.write_run``, bootstrap ``ci`` / ``ci_method`` unless ``opts.bootstrap``
     is None, and with several seeds ``seed_metrics`` / ``seed_sd``. The similarity GEMM runs on
     ``opts.device`` when that is a GPU (timed as ``evaluate``; the intervals as ``intervals``)."""
     from cca_bench import stats
     from cca_bench.metrics import fold_ranks
+    from cca_bench.retrieved import top_items
 
     gemm_device = None if torch_device(opts.device) == "cpu" else torch_device(opts.device)
     per_seed = timed(timings, "evaluate", lambda: [fold_ranks(
@@ -27,6 +29,7 @@ def score(embeddings: list[tuple[np.ndarray, np.ndarray]], image_index: np.ndarr
     n_img = len(embeddings[0][0])
     ranks = stats.stack_seeds([stats.from_fold_ranks(p, image_index, n_img) for p in per_seed])
     out = {"metrics": stats.point_metrics(ranks), "recall_curve": recall_curves(per_seed), "_ranks": ranks,
+           "_top10": timed(timings, "top10", lambda: top_items(*embeddings[0], image_index, distance, folds)),
            "degenerate_queries": {task: int(sum(int(np.count_nonzero(f[2 + d])) for p in per_seed for f in p))
                                   for d, task in enumerate(stats.TASKS)}}
     if opts.bootstrap is not None:

@@ -76,38 +76,82 @@ def write_run(results_root: Path, record: dict) -> Path:
     from cca_bench.fsio import write_atomic
 
     path = run_path(results_root, record)
-    ranks = record.pop("_ranks", None)
+    ranks, top10 = record.pop("_ranks", None), record.pop("_top10", None)
     if ranks is not None:
-        data = ranks_bytes(ranks)
+        data = ranks_bytes(ranks, top10)
         target = path.with_name(path.name[: -len(".json")] + RANKS_SUFFIX)
         write_atomic(target, lambda f: f.write(data))
         record["ranks_file"], record["ranks_sha256"] = target.name, hashlib.sha256(data).hexdigest()
     return write_json(path, record)
 
 
-def ranks_bytes(ranks) -> bytes:
+def ranks_bytes(ranks, top10: tuple | None = None) -> bytes:
     """The ``.ranks.npz`` bytes of a :class:`cca_bench.stats.QueryRanks`: integer arrays ``image_annotation``
     (n_images,) (-1: an image without captions is no query), ``image_search`` (n_captions,), ``image_index``
-    (n_captions,) and ``fold`` (n_images,); with several seeds the two rank arrays have a seed axis first."""
+    (n_captions,) and ``fold`` (n_images,); with several seeds the two rank arrays have a seed axis first.
+    ``top10`` (:func:`cca_bench.retrieved.top_items`) adds ``i2t_top10`` (n_images, 10) caption positions and
+    ``t2i_top10`` (n_captions, 10) image positions, int32, best first, -1 padded (a fixed contract)."""
     import io
 
     import numpy as np
 
     one = len(ranks.i2t) == 1
+    extra = {} if top10 is None else {TOP10_KEYS[0]: np.asarray(top10[0], np.int32),
+                                      TOP10_KEYS[1]: np.asarray(top10[1], np.int32)}
     buf = io.BytesIO()
     np.savez(buf, image_annotation=ranks.i2t[0] if one else ranks.i2t,
-             image_search=ranks.t2i[0] if one else ranks.t2i, image_index=ranks.image_index, fold=ranks.fold)
+             image_search=ranks.t2i[0] if one else ranks.t2i, image_index=ranks.image_index, fold=ranks.fold,
+             **extra)
     return buf.getvalue()
+
+
+TOP10_KEYS = ("i2t_top10", "t2i_top10")
 
 
 def load_ranks(record: dict):
     """The :class:`cca_bench.stats.QueryRanks` of a stored run (a record as :func:`load_runs` returns it), read
     with ``allow_pickle=False`` after checking the sha256 the JSON recorded and that the ranks reproduce the
     JSON's metrics. UserError (one line) when the file is missing, altered or inconsistent."""
+    from cca_bench.stats import point_metrics, query_ranks
+
+    z, path, run = _ranks_npz(record)
+    try:
+        ranks = query_ranks(z["image_annotation"], z["image_search"], z["image_index"], z["fold"])
+    except (KeyError, ValueError) as e:
+        raise UserError(f"{path}: not a ranks file ({e})") from None
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    if point_metrics(ranks) != {t: {k: record["metrics"][t].get(k) for k, _ in METRIC_COLUMNS} for t, _ in TASKS}:
+        raise UserError(f"{path}: these ranks do not give the metrics of {run.name}")
+    return ranks
+
+
+def load_top10(record: dict, ranks) -> tuple:
+    """(i2t_top10 (n_images, 10), t2i_top10 (n_captions, 10)) int64 of a stored run whose ranks file keeps them
+    (:func:`ranks_bytes`), checked against its ``ranks`` (:func:`load_ranks`): shapes, and every position inside
+    the split or -1. UserError (one line) for runs stored before they were kept or a malformed file."""
+    import numpy as np
+
+    z, path, _ = _ranks_npz(record)
+    if not all(k in z for k in TOP10_KEYS):
+        raise UserError(f"{path}: no top-10 retrieved items (stored before they were kept): run "
+                        "run_benchmark / evaluate again to see what this run retrieved")
+    if any(z[k].dtype.kind not in "iu" for k in TOP10_KEYS):
+        raise UserError(f"{path}: {' / '.join(TOP10_KEYS)} are not integer arrays")
+    out = tuple(np.asarray(z[k], dtype=np.int64) for k in TOP10_KEYS)
+    n_img, n_txt = ranks.n_images, len(ranks.image_index)
+    for arr, rows, gallery, key in zip(out, (n_img, n_txt), (n_txt, n_img), TOP10_KEYS):
+        if arr.shape != (rows, 10) or arr.size and (arr.min() < -1 or arr.max() >= gallery):
+            raise UserError(f"{path}: {key} is not ({rows}, 10) positions of 0..{gallery - 1} or -1")
+    return out
+
+
+def _ranks_npz(record: dict) -> tuple:
+    """(the arrays of a run's ranks file, its path, the run JSON's path), read after checking the sha256 the
+    JSON recorded (headers checked before numpy allocates what they claim)."""
     import hashlib
 
     from cca_bench.fsio import read_npz
-    from cca_bench.stats import point_metrics, query_ranks
 
     run = Path(record["_file"])
     name = record.get("ranks_file")
@@ -121,16 +165,7 @@ def load_ranks(record: dict):
         raise UserError(f"{path}: the ranks file of {run.name} is missing") from None
     if hashlib.sha256(data).hexdigest() != record.get("ranks_sha256"):
         raise UserError(f"{path}: sha256 differs from the one {run.name} recorded (altered or replaced)")
-    z = read_npz(data, str(path))  # headers checked before numpy allocates what they claim
-    try:
-        ranks = query_ranks(z["image_annotation"], z["image_search"], z["image_index"], z["fold"])
-    except (KeyError, ValueError) as e:
-        raise UserError(f"{path}: not a ranks file ({e})") from None
-    except UserError as e:
-        raise UserError(f"{path}: {e}") from None
-    if point_metrics(ranks) != {t: {k: record["metrics"][t].get(k) for k, _ in METRIC_COLUMNS} for t, _ in TASKS}:
-        raise UserError(f"{path}: these ranks do not give the metrics of {run.name}")
-    return ranks
+    return read_npz(data, str(path)), path, run
 
 
 def resolve_run(results_root: Path, spec: str) -> dict:
