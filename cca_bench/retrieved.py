@@ -74,3 +74,57 @@ def _fold_top(ims: np.ndarray, txt: np.ndarray, distance: str, k: int, block: in
         col_s, col_i = keep_top(s.T, np.broadcast_to(np.arange(s0, s0 + len(s)), s.T.shape), k)
         best_s, best_i = keep_top(np.concatenate([best_s, col_s], 1), np.concatenate([best_i, col_i], 1), k)
     return np.concatenate(rows), best_first(best_s, best_i)[1]
+
+
+def sample_and_worst(rng: np.random.Generator, ranks: np.ndarray, n_sample: int, n_worst: int):
+    """(positions of ``n_sample`` queries drawn with ``rng``, in query order; positions of the ``n_worst``
+    queries of largest rank, worst first, ties by position) among queries whose ranks are ``ranks`` (n_q,).
+    The same ``rng`` seed and query count draw the same sample for every run of a split."""
+    sample = np.sort(rng.choice(len(ranks), min(n_sample, len(ranks)), replace=False))
+    return sample, np.argsort(-np.asarray(ranks), kind="stable")[:n_worst]
+
+
+def stored_examples(i2t: np.ndarray, t2i: np.ndarray, image_index: np.ndarray, top: tuple, k: int = 5,
+                    n_sample: int = 8, n_worst: int = 5, seed: int = 0) -> dict:
+    """Qualitative examples of a stored run, from its 0-based ranks and top-10 (no model needed).
+
+    Args:
+        i2t: (n_img,) ranks, -1 for images without captions; t2i: (n_txt,); image_index: (n_txt,);
+        top: (i2t_top (n_img, 10), t2i_top (n_txt, 10)) of :func:`top_items`.
+    Returns:
+        As :func:`cca_bench.search.retrieval_examples` (the same queries for the same ``seed``), each entry
+        ``{"query", "rank" (1-based), "hits" (up to k positions), "scores": None}``.
+    """
+    queries = {"image_annotation": np.flatnonzero(np.asarray(i2t) >= 0), "image_search": np.arange(len(t2i))}
+    ranks1 = {"image_annotation": np.asarray(i2t) + 1, "image_search": np.asarray(t2i) + 1}
+    rng, out = np.random.default_rng(seed), {}
+    for (task, q), hits in zip(queries.items(), top):
+        picks = sample_and_worst(rng, ranks1[task][q], n_sample, n_worst)
+        out[task] = {name: [{"query": int(j), "rank": int(ranks1[task][j]),
+                             "hits": [int(h) for h in hits[j, :k] if h >= 0], "scores": None} for j in q[pos]]
+                     for name, pos in zip(("sample", "worst"), picks)}
+    return out
+
+
+def contrast(a, b, n: int = 5) -> dict:
+    """The queries where run A succeeds and run B fails most, and the reverse, from two runs' ranks on the same
+    images (:class:`cca_bench.stats.QueryRanks`; the first seed of each).
+
+    A query counts for A when A ranks its ground truth better; the queries are ordered by how much better, as
+    log((r_B) / (r_A)) of the 1-based ranks (rank 1 vs 712 before 300 vs 1000), largest first, ties by query
+    position. Returns ``{task: {"a_wins": [(query, r_A, r_B)], "b_wins": [(query, r_B, r_A)]}}``, at most
+    ``n`` each, ranks 1-based; images without captions are no annotation queries.
+    """
+    from cca_bench.stats import check_same_images
+
+    check_same_images(a, b)
+    out = {}
+    for task, ra, rb in (("image_annotation", a.i2t[0], b.i2t[0]), ("image_search", a.t2i[0], b.t2i[0])):
+        q = np.flatnonzero(ra >= 0)
+        gain = np.log1p(rb[q].astype(np.float64)) - np.log1p(ra[q].astype(np.float64))  # log(r_B / r_A), 1-based
+        out[task] = {}
+        for name, sign, (r1, r2) in (("a_wins", 1, (ra, rb)), ("b_wins", -1, (rb, ra))):
+            order = np.argsort(-sign * gain, kind="stable")
+            keep = order[sign * gain[order] > 0][:n]
+            out[task][name] = [(int(q[i]), int(r1[q[i]]) + 1, int(r2[q[i]]) + 1) for i in keep]
+    return out

@@ -25,7 +25,7 @@ from cca_bench.errors import UserError
 from cca_bench.features.store import FeatureSet
 from cca_bench.metrics import prepare, refuse_flat_queries, similarity
 from cca_bench.registry import Registry
-from cca_bench.retrieved import best_first, keep_top
+from cca_bench.retrieved import best_first, keep_top, sample_and_worst
 
 CHUNK_ROWS = 65536  # gallery rows per similarity block
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 40, 256  # recall@10 0.999 on 20k x 64 gaussian rows
@@ -300,8 +300,7 @@ def retrieval_examples(image_emb: np.ndarray, text_emb: np.ndarray, image_index:
              "image_search": (np.arange(len(text_emb)), r_t2i + 1, text_emb, image_emb, text_fold, image_fold)}
     rng, out = np.random.default_rng(seed), {}
     for task, (queries, r1, q_emb, g_emb, q_fold, g_fold) in sides.items():
-        sample = np.sort(rng.choice(len(queries), min(n_sample, len(queries)), replace=False))
-        worst = np.argsort(-r1[queries], kind="stable")[:n_worst]
+        sample, worst = sample_and_worst(rng, r1[queries], n_sample, n_worst)
         out[task] = {name: _examples(queries[pos], r1[queries[pos]], q_emb, g_emb, k, distance, q_fold, g_fold)
                      for name, pos in (("sample", sample), ("worst", worst))}
     return out

@@ -62,3 +62,20 @@ def test_short_galleries_are_padded_with_minus_one_and_agree_with_the_ranks():
             i = f * 4 + q
             first = min(p for p, c in enumerate(i2t[i]) if c >= 0 and image_index[c] == i)
             assert first == r
+
+
+def test_contrast_lists_a_wins_and_b_wins_on_planted_ranks():
+    """Planted ranks: A beats B most on caption 3 (1 vs 40), then caption 0 (2 vs 20); B beats A on caption 5
+    (1 vs 9); equal ranks are nobody's win. Planted bugs it caught: ordering by the difference of ranks (300 vs
+    1000 would come before 1 vs 712), swapping the two lists, and listing ties as wins."""
+    from cca_bench.retrieved import contrast
+    from cca_bench.stats import query_ranks
+
+    image_index = np.array([0, 0, 1, 1, 2, 2])
+    a = query_ranks([0, 5, 2], [1, 3, 0, 0, 299, 8], image_index)
+    b = query_ranks([0, 1, 30], [19, 3, 0, 39, 999, 0], image_index)
+    out = contrast(a, b, n=3)
+    assert out["image_search"]["a_wins"] == [(3, 1, 40), (0, 2, 20), (4, 300, 1000)]
+    assert out["image_search"]["b_wins"] == [(5, 1, 9)]
+    assert out["image_annotation"] == {"a_wins": [(2, 3, 31)], "b_wins": [(1, 2, 6)]}
+    assert contrast(a, b, n=1)["image_search"]["a_wins"] == [(3, 1, 40)]

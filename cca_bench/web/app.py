@@ -25,7 +25,7 @@ CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src '
 def build_app(data_root: Path, results_root: Path, device: str = "auto", host: str = "127.0.0.1"):
     from flask import Flask, redirect, url_for
 
-    from cca_bench.web import compare, figures, searching
+    from cca_bench.web import compare, failures, figures, searching
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_MB * 1024 * 1024
@@ -38,6 +38,7 @@ def build_app(data_root: Path, results_root: Path, device: str = "auto", host: s
     app.add_url_rule("/leaderboard.csv", view_func=leaderboard_csv)
     app.add_url_rule("/compare", view_func=compare.compare_page)
     app.add_url_rule("/compare.png", view_func=compare.compare_png)
+    app.add_url_rule("/wins", view_func=failures.wins_page)
     app.add_url_rule("/run/<stem>", view_func=run_page)
     app.add_url_rule("/run/<stem>/recall.png", view_func=figures.recall_png)
     app.add_url_rule("/model/<name>/training.png", view_func=figures.training_png)
@@ -46,6 +47,7 @@ def build_app(data_root: Path, results_root: Path, device: str = "auto", host: s
     app.add_url_rule("/model/<name>", view_func=model_page)
     app.add_url_rule("/search", view_func=searching.search_page, methods=["GET", "POST"])
     app.add_url_rule("/image/<model>/<split>/<int:i>.png", view_func=image_png)
+    app.add_url_rule("/run/<stem>/image/<int:i>.png", view_func=run_image_png)
     app.add_url_rule("/files/<kind>/<name>", view_func=stored_file)
     app.add_url_rule("/favicon.ico", view_func=lambda: redirect(url_for("static", filename="favicon.svg")))
     app.register_error_handler(UserError, _user_error)
@@ -214,22 +216,31 @@ def run_page(stem: str):
 
 
 def examples_page(stem: str):
+    """What the run retrieved: sampled and worst queries from its ranks file's top-10 (every run, evaluate runs
+    included); runs stored before the top-10 was kept fall back to their saved model, when there is one."""
     from flask import render_template
+
+    from cca_bench.web import failures
 
     lib = _lib()
     run = lib.run(stem)
-    model, split_name = run.get("model"), run["split"]
-    if not lib.has_model(model):
-        raise Missing(f"run {stem} has no saved model ({model or 'none recorded'}): the qualitative page "
-                      "needs the model that `generate` saved (runs of `evaluate` have none)")
     folds = int(run.get("folds") or 1)  # the run's protocol: COCO 1k ranks within 5 folds of 1,000 images
-    ex = lib.examples(model, split_name, run["distance"], folds, wait=_wait())
-    split = lib.gallery(model, split_name).split
-    sections = {task: {kind: example_rows(split, ex[task][kind], task) for kind in ("sample", "worst")}
+    try:
+        s = failures.stored(lib, run)
+        ex, lab = failures.example_entries(s, k=EXAMPLE_K), s.labels
+        img = {"run": lab.image_run}
+        n_images = s.ranks.n_images
+    except UserError as e:
+        if not lib.has_model(run.get("model")):
+            raise Missing(f"run {stem} has no examples: {e}") from None
+        ex = lib.examples(run["model"], run["split"], run["distance"], folds, wait=_wait())
+        lab = lib.gallery(run["model"], run["split"]).split
+        img = {"model": run["model"], "split": run["split"]} if lab.loader is not None else {}
+        n_images = lab.n_images
+    sections = {task: {kind: example_rows(lab, ex[task][kind], task) for kind in ("sample", "worst")}
                 for task in ex}
-    return render_template("examples.html", run=run, stem=stem, model=model, split=split_name,
-                           images=split.loader is not None, sections=sections, k=EXAMPLE_K, folds=folds,
-                           fold_size=split.n_images // folds, n_images=split.n_images)
+    return render_template("examples.html", run=run, stem=stem, img=img, sections=sections, k=EXAMPLE_K,
+                           folds=folds, fold_size=n_images // folds, n_images=n_images)
 
 
 def model_page(name: str):
@@ -251,6 +262,15 @@ def image_png(model: str, split: str, i: int):
     from flask import Response
 
     return Response(_lib().image_png(model, split, i), mimetype="image/png",
+                    headers={"Cache-Control": "max-age=3600"})
+
+
+def run_image_png(stem: str, i: int):
+    """Image ``i`` of the split a run was scored on (pages of runs without a saved model show it)."""
+    from flask import Response
+
+    lib = _lib()
+    return Response(lib.run_image_png(lib.run(stem), i), mimetype="image/png",
                     headers={"Cache-Control": "max-age=3600"})
 
 

@@ -249,13 +249,47 @@ class Library:
         """When a file last changed (part of the keys of what is drawn from it)."""
         return Path(path).stat().st_mtime_ns
 
+    # ------------------------------------------------------------------------------------------ a run's split
+
+    def run_split(self, run: dict):
+        """The split a run was scored on (its dataset rebuilt from the run's name and dataset options, read-only,
+        the DATASETS_KEPT most recently used kept), or None when it cannot be rebuilt or no longer matches the
+        run's image and caption counts (then pages show positions instead of captions and images)."""
+        from cca_bench.benchmark import dataset_tag
+        from cca_bench.datasets import get_dataset
+        from cca_bench.datasets.cache import read_only
+
+        options = (run.get("config") or {}).get("dataset_options") or {}
+        name = str(run["dataset"]).partition("[")[0]
+        if not isinstance(options, dict) or dataset_tag(name, options) != run["dataset"]:
+            return None
+
+        def load():
+            with read_only():
+                return get_dataset(name, self.data_root, **options)
+
+        try:
+            split = self._datasets.get(("dataset", run["dataset"]), load, what=f"the dataset {name}").split(run["split"])
+        except (UserError, OSError, ValueError, TypeError):
+            return None
+        return split if split.n_images == run.get("n_images") else None
+
+    def run_image_png(self, run: dict, i: int) -> bytes:
+        """Image ``i`` of the split a run was scored on, as :meth:`image_png` serves a model's."""
+        split = self.run_split(run)
+        if split is None:
+            raise Missing(f"the split of run {Path(run['_file']).stem} cannot be rebuilt from the data root")
+        return self._png_of(split, i)
+
     # ------------------------------------------------------------------------------------------ images
 
     def image_png(self, model: str, split: str, i: int) -> bytes:
         """Image ``i`` of the split as PNG bytes (at most IMAGE_SIDE pixels a side), through the dataset's
         loader; an image file must lie inside the data root."""
-        g = self.gallery(model, split)
-        s = g.split
+        return self._png_of(self.gallery(model, split).split, i)
+
+    def _png_of(self, s, i: int) -> bytes:
+        """Image ``i`` of the Split ``s`` as PNG bytes (at most IMAGE_SIDE pixels a side)."""
         if not 0 <= i < s.n_images:
             raise Missing(f"{s.dataset}/{s.name} has no image {i} (it has {s.n_images})")
         if s.loader is None:

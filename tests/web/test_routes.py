@@ -138,7 +138,9 @@ def test_examples_page_marks_ground_truth(client, web_roots):
     assert r.status_code == 200
     assert page.count('class="example annotation"') == 8 + 5 and page.count('class="example search"') == 8 + 5
     assert "&#10003;" in page or "\u2713" in page
-    assert f"/image/{MODEL.replace('[', '%5B').replace(']', '%5D')}/test/" in page
+    stem = RUN.replace('[', '%5B').replace(']', '%5D')
+    assert f"/run/{stem}/image/" in page  # images of the run's split, no model needed
+    assert client.get(re.search(r'src="(/run/[^"]+/image/\d+\.png)"', page)[1]).data[:4] == b"\x89PNG"
 
 
 def test_text_search_finds_red_circles(client):
@@ -345,20 +347,39 @@ def test_memory_held_by_the_library_is_bounded(web_roots, tmp_path, monkeypatch)
 
 def test_examples_page_ranks_within_the_runs_folds(client, web_roots, tmp_path):
     """A run scored in folds (COCO 1k protocol) gets its qualitative examples ranked within each fold, and the page
-    says which gallery was used; a full-split run says it ranked over the whole split."""
+    says which gallery was used; a full-split run says it ranked over the whole split. Both the stored top-10 of a
+    run scored in 2 folds (evaluation.score, results.write_run) and, for a run stored without ranks, its model."""
+    from cca_bench.benchmark import Options
+    from cca_bench.evaluation import score
+    from cca_bench.results import write_run
     from cca_bench.web.common import example_rows
 
     results = tmp_path / "results"
     shutil.copytree(web_roots[1], results)
     record = json.loads((results / "runs" / f"{RUN}.json").read_text())
     folded = RUN.replace("__full__", "__1k__")
-    (results / "runs" / f"{folded}.json").write_text(json.dumps({**record, "protocol": "1k", "folds": 2}))
     app = create_app(web_roots[0], results)
+    lib = app.config["LIBRARY"]
+    g = lib.gallery(MODEL, "test")
+    emb = (g.model.embed_images(g.features), g.model.embed_texts(g.features))
+    stored = score([emb], g.features.image_index, "cosine", 2, Options(bootstrap=None), {})
+    write_run(results, {**record, "protocol": "1k", "folds": 2, **stored})
     page = text(app.test_client().get(f"/run/{folded}/examples"))
     assert "within the query's fold: protocol 1k splits the 60 images into 2 consecutive folds of 30" in page
     assert "over the whole split (60 images)" in text(client.get(f"/run/{RUN}/examples"))
-    lib = app.config["LIBRARY"]
-    split, ex = lib.gallery(MODEL, "test").split, lib.examples(MODEL, "test", "cosine", 2)
+    ranks = stored["_ranks"]
+    shown = [int(r) for r in re.findall(r"rank (\d+)", page)]
+    hits = re.findall(r'<figure class="(?:correct|wrong)"><img src="/run/[^"]+/image/(\d+)\.png"', page)
+    assert set(shown) <= set((ranks.t2i[0] + 1).tolist()) | set((ranks.i2t[0] + 1).tolist()) and hits
+    for block in page.split('class="example search"')[1:]:  # each caption's hits come from its own fold
+        block = block.split("<h2>")[0]
+        query = int(re.search(r'<figure class="(?:correct|wrong|gt)"><img src="/run/[^"]+/image/(\d+)', block)[1])
+        assert len({int(i) // 30 for i in re.findall(r'/image/(\d+)\.png', block)}) == 1, query
+    # a run stored without ranks: its model ranks within the folds
+    without = {k: v for k, v in record.items() if k not in ("ranks_file", "ranks_sha256")}
+    (results / "runs" / "old.json").write_text(json.dumps({**without, "protocol": "1k", "folds": 2}))
+    page = text(app.test_client().get("/run/old/examples"))
+    split, ex = g.split, lib.examples(MODEL, "test", "cosine", 2)
     for e in example_rows(split, ex["image_search"]["sample"], "search"):
         assert {h["image"] // 30 for h in e["hits"]} == {e["query"]["image"] // 30}  # hits from the caption's fold
     shown = [int(r) for r in re.findall(r"rank (\d+)", page)]  # the page shows the in-fold ranks, in its order

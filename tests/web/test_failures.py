@@ -1,0 +1,123 @@
+"""Failure views of every run (issue 24.6): the examples page of an `evaluate` run from its stored top-10, the
+compare page's answers labelled by their own run, and where one run succeeds while another fails."""
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from cca_bench.__main__ import main
+from cca_bench.results import load_ranks, load_top10
+from cca_bench.web import create_app
+
+MODEL = "cca__shapes[n_test=60,n_train=300,n_val=40]__glove50_tinyimage"  # what conftest.web_roots fits
+RUN, DOT = f"{MODEL}__test__full__cosine", f"{MODEL}__test__full__dot"
+SMALL = ["-D", "n_train=300", "-D", "n_val=40", "-D", "n_test=60", "-q"]
+
+
+@pytest.fixture(scope="module")
+def roots(web_roots, tmp_path_factory):
+    """The web roots plus a real `evaluate` run ("my_model": the CCA model's embeddings with noise added to the
+    images, so its ranks differ from the model's), and the dot run's ranks file removed (a run without ranks)."""
+    tmp = tmp_path_factory.mktemp("failures")
+    results = tmp / "results"
+    shutil.copytree(web_roots[1], results)
+    (results / "runs" / f"{DOT}.ranks.npz").unlink()
+    g = create_app(web_roots[0], results).config["LIBRARY"].gallery(MODEL, "test")
+    emb_i, emb_t = g.model.embed_images(g.features), g.model.embed_texts(g.features)
+    noise = np.random.default_rng(0).normal(size=emb_i.shape) * np.abs(emb_i).mean() * 1.5
+    np.save(tmp / "img.npy", (emb_i + noise).astype(np.float32))
+    np.save(tmp / "txt.npy", emb_t.astype(np.float32))
+    assert main(["evaluate", "shapes", "test", "--images", str(tmp / "img.npy"), "--texts", str(tmp / "txt.npy"),
+                 "--name", "my_model", *SMALL, "--data-root", str(web_roots[0]), "--results-root", str(results)]) == 0
+    evaluated = [p.stem for p in (results / "runs").glob("my_model*.json")]
+    assert len(evaluated) == 1
+    return web_roots[0], results, evaluated[0]
+
+
+def stored(results, stem):
+    record = json.loads((results / "runs" / f"{stem}.json").read_text()) | {"_file": str(results / "runs" / f"{stem}.json")}
+    ranks = load_ranks(record)
+    return ranks, load_top10(record, ranks)
+
+
+def answers(page: str, task: str) -> list[tuple[int, list[tuple[str, str, int]]]]:
+    """[(query, [(run stem, label, rank)])] of the compare page's shared queries of ``task``."""
+    kind = "annotation" if task == "image_annotation" else "search"
+    out = []
+    for block in page.split(f'<div class="example {kind}" data-query="')[1:]:
+        block = block.split("<h3>")[0].split("</main>")[0]
+        who = re.findall(r'<div class="who" data-run="([^"]+)">(.+?): rank (\d+)</div>', block)
+        out.append((int(block.split('"')[0]), [(s, label, int(r)) for s, label, r in who]))
+    return out
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_compare_labels_every_answer_with_its_own_run(roots, first):
+    """Each answer on the compare page carries the label of the run it comes from, and that run's own rank (from
+    its ranks file) and top hits, with the `evaluate` run listed first and last and a run without ranks between.
+    Planted bug it caught: labelling answers by position over all runs (the template's `labels[loop.index0]`,
+    as before): the run without ranks shifts every later label."""
+    data_root, results, evaluated = roots
+    order = [evaluated, DOT, RUN] if first else [RUN, DOT, evaluated]
+    c = create_app(data_root, results).test_client()
+    page = c.get("/compare?" + "&".join(f"run={s}" for s in order)).get_data(as_text=True)
+    own = {s: stored(results, s) for s in (evaluated, RUN)}
+    label = {evaluated: "my_model", RUN: "cca"}
+    assert "no per-query ranks stored" in page
+    for task, t in (("image_annotation", 0), ("image_search", 1)):
+        shown = answers(page, task)
+        assert len(shown) == 8
+        for query, who in shown:
+            assert [s for s, *_ in who] == [s for s in order if s != DOT]
+            for stem, text, rank in who:
+                assert text.startswith(label[stem] + " ")
+                ranks = own[stem][0].i2t if t == 0 else own[stem][0].t2i
+                assert rank == ranks[0, query] + 1
+    # the evaluate run's hits are its own top-10
+    block = page.split(f'<div class="example annotation" data-query="')[1]
+    query = int(block.split('"')[0])
+    mine = block.split(f'data-run="{evaluated}"')[1].split("</ol>")[0]
+    captions = re.findall(r"<li class=\"(?:correct|wrong)\">(?:<span[^>]*>&#10003;</span> )?(.+?)</li>", mine)
+    split_captions = create_app(data_root, results).config["LIBRARY"].run_split(
+        json.loads((results / "runs" / f"{evaluated}.json").read_text())).captions
+    assert captions == [split_captions[j] for j in own[evaluated][1][0][query, :3]]
+
+
+def test_an_evaluate_run_has_its_examples_page(roots):
+    """An `evaluate` run (no saved model) gets its qualitative page from its ranks file: its own ranks, hits and
+    the images of its split. Planted bug it caught: answering 404 for runs without a saved model (as before)."""
+    data_root, results, evaluated = roots
+    c = create_app(data_root, results).test_client()
+    run_page = c.get(f"/run/{evaluated}").get_data(as_text=True)
+    quoted = evaluated.replace("[", "%5B").replace("]", "%5D")
+    assert f'href="/run/{quoted}/examples"' in run_page
+    r = c.get(f"/run/{evaluated}/examples")
+    page = r.get_data(as_text=True)
+    assert r.status_code == 200
+    assert page.count('class="example annotation"') == 8 + 5 and page.count('class="example search"') == 8 + 5
+    ranks, _ = stored(results, evaluated)
+    worst = sorted((ranks.t2i[0] + 1).tolist(), reverse=True)[:5]
+    shown = [int(x) for x in re.findall(r'<span class="rank">rank (\d+)</span>', page)]
+    assert shown[-5:] == worst  # the worst image-search queries, worst first
+    assert f"/run/{quoted}/image/" in page
+
+
+def test_wins_lists_where_each_run_succeeds_and_the_other_fails(roots):
+    """/wins?a=&b= lists the queries in the order of retrieved.contrast, each with both runs' ranks."""
+    from cca_bench.retrieved import contrast
+
+    data_root, results, evaluated = roots
+    c = create_app(data_root, results).test_client()
+    page = c.get(f"/wins?a={RUN}&b={evaluated}&n=4").get_data(as_text=True)
+    want = contrast(stored(results, RUN)[0], stored(results, evaluated)[0], 4)
+    for task in ("image_annotation", "image_search"):
+        for name in ("a_wins", "b_wins"):
+            part = page.split(f'id="{task}-{name.replace("_", "-")}"')[1].split("<h2>")[0]
+            queries = [int(q) for q in re.findall(r'data-query="(\d+)"', part)]
+            ranks = [int(r) for r in re.findall(r"rank (\d+)", part)]
+            assert queries == [q for q, *_ in want[task][name]]
+            assert ranks == [r for _, r1, r2 in want[task][name] for r in (r1, r2)]
+    assert c.get(f"/wins?a={RUN}&b={RUN}").status_code == 400
+    assert c.get(f"/wins?a={RUN}&b={evaluated}&n=%C2%B2").status_code == 400
