@@ -59,6 +59,7 @@ def build_app(data_root: Path, results_root: Path, device: str = "auto", host: s
     app.register_error_handler(413, lambda e: _error_page(
         413, "Upload too large", f"Photos may be at most {MAX_UPLOAD_MB} MB."))
     app.jinja_env.filters["cell"] = cell
+    app.jinja_env.filters["knob"] = _knob
     return app
 
 
@@ -121,6 +122,12 @@ def _error_page(status: int, title: str, message: str):
     from flask import render_template
 
     return render_template("error.html", title=title, message=message), status
+
+
+def _knob(value) -> str:
+    from cca_bench.plots import knob_value
+
+    return knob_value(value)
 
 
 def cell(value, column: str = "") -> str:

@@ -77,22 +77,25 @@ def _best(column, name: str):
 
 
 def model_matrix(frame) -> dict:
-    """Models x datasets (MTEB-style): one row per own model (method with tag, features, params, distance), one
-    R-sum column per dataset / split / protocol, and their average (over the columns the row has; ``n`` says
-    how many)."""
-    own = frame[frame["Source"].eq(OWN_SOURCE)]
+    """Models x datasets (MTEB-style) over TEST splits only: one row per own model (method with tag, features,
+    params, distance), one R-sum column per test dataset / protocol, and the average over ``common``: the
+    columns every row has (val is never mixed with test, and no row's average takes a dataset another row lacks).
+    Rows are ranked by that average (None for every row when no column is common to all)."""
+    own = frame[frame["Source"].eq(OWN_SOURCE) & frame["Split"].eq("test")]
     keys = ["Method", "Features", "Params", "Distance"]  # Params holds the --tag
-    columns = list(dict.fromkeys(f"{d} / {s} / {p}" for d, s, p in own[GROUP].values.tolist()))
+    columns = list(dict.fromkeys(f"{d} / {p}" for d, p in own[["Dataset", "Protocol"]].values.tolist()))
     rows: dict = {}
     for record in own.to_dict("records"):
         key = tuple("-" if v is None or v != v else v for v in (record[k] for k in keys))
-        rows.setdefault(key, {})[f"{record['Dataset']} / {record['Split']} / {record['Protocol']}"] = record[RSUM]
+        value = record[RSUM]
+        rows.setdefault(key, {})[f"{record['Dataset']} / {record['Protocol']}"] = value if value == value else None
+    common = [c for c in columns if all(values.get(c) is not None for values in rows.values())]
     out = []
     for key, values in rows.items():
-        present = [v for v in values.values() if v == v]
-        out.append({"key": list(key), "cells": [values.get(c) for c in columns],
-                    "average": sum(present) / len(present) if present else None, "n": len(present)})
-    out.sort(key=lambda r: (-(r["n"]), -(r["average"] if r["average"] is not None else -math.inf)))
+        average = sum(values[c] for c in common) / len(common) if common else None
+        out.append({"key": list(key), "cells": [values.get(c) for c in columns], "average": average,
+                    "n": sum(values.get(c) is not None for c in columns)})
+    out.sort(key=lambda r: -(r["average"] if r["average"] is not None else -math.inf))
     best = {i: max((r["cells"][i] for r in out if r["cells"][i] is not None), default=None)
             for i in range(len(columns))}
-    return {"labels": keys, "columns": columns, "rows": out, "best": best}
+    return {"labels": keys, "columns": columns, "rows": out, "best": best, "common": common}

@@ -121,3 +121,21 @@ def test_wins_lists_where_each_run_succeeds_and_the_other_fails(roots):
             assert ranks == [r for _, r1, r2 in want[task][name] for r in (r1, r2)]
     assert c.get(f"/wins?a={RUN}&b={RUN}").status_code == 400
     assert c.get(f"/wins?a={RUN}&b={evaluated}&n=%C2%B2").status_code == 400
+
+
+def test_kcca_cv_run_page_shows_its_heat_map(tmp_path):
+    """A real `generate kcca --cv` on a small shapes set (its default grid holds landmarks = None): the run page
+    shows the CV heat map and /model/<name>/cv.png is a PNG. Planted bug it caught: formatting the knob values
+    with {v:g} (None is no number): a 404 whose message blamed the file."""
+    roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "results")]
+    small = ["-D", "n_train=100", "-D", "n_val=30", "-D", "n_test=30", "-q"]
+    assert main(["generate", "kcca", "shapes", "glove50_tinyimage", "--cv", "--cv-components", "2,4", "--cv-reg",
+                 "0.1", "--cv-gamma", "1,2", "--cv-eig-power", "1", *small, *roots]) == 0
+    assert main(["run_benchmark", "kcca", "shapes", "test", "glove50_tinyimage", *small, *roots]) == 0
+    model = "kcca__shapes[n_test=30,n_train=100,n_val=30]__glove50_tinyimage"
+    assert json.loads((tmp_path / "results" / "cv" / f"{model}.json").read_text())["grid"]["landmarks"] == [None]
+    c = create_app(tmp_path / "data", tmp_path / "results").test_client()
+    page = c.get(f"/run/{model}__test__full__cosine").get_data(as_text=True)
+    assert 'id="cv-grid"' in page and "landmarks = default" in page
+    png = c.get(f"/model/{model}/cv.png")
+    assert png.status_code == 200 and png.data[:4] == b"\x89PNG"
