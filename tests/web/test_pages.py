@@ -64,7 +64,7 @@ def test_csv_download_is_the_table_shown(client, web_roots):
 
 def test_models_by_datasets_view_has_an_average(client, web_roots):
     page = client.get("/?view=models").get_data(as_text=True)
-    assert 'id="matrix"' in page and ">Average</th>" in page and "shapes[n_test=60,n_train=300,n_val=40] / test / full" in page
+    assert 'id="matrix"' in page and ">Average (1)</th>" in page and "shapes[n_test=60,n_train=300,n_val=40] / full" in page
     assert page.count("<tr>") == 1 + 3  # header and one row per model variant and distance
     assert f"{_rsum(_record(web_roots, RIDGE)):.1f}" in page
 
@@ -199,7 +199,7 @@ def test_run_page_shows_what_is_saved(web_roots, tmp_path):
     c = create_app(web_roots[0], results).test_client()
     page = c.get(f"/run/{RUN}").get_data(as_text=True)
     assert f"{config['timings']['fit']:.1f} s" in page and "test: 0.0%, train: 0.0%" in page
-    assert "n_components = 20, reg = 1.0, eig_power = 1.0" in page
+    assert "n_components = 20, reg = 1, eig_power = 1" in page
     for url in (f"/model/{MODEL}/training.png", f"/model/{MODEL}/cv.png"):
         assert url.replace("[", "%5B").replace("]", "%5D") in page
         png = c.get(url)
