@@ -139,20 +139,28 @@ def compare_page():
     from flask import render_template, request
 
     from cca_bench.web.common import lib as _lib
+    from cca_bench.web.common import wait as _wait
     from cca_bench.web.failures import run_stamps
+    from cca_bench.stats import PAIRED_RESAMPLES
     from cca_bench.web.figures import curve_label
+    from cca_bench.web.kept import Loading
 
     lib = _lib()
     runs = _runs(lib, request.args.getlist("run"))
     seed = _seed(request.args.get("sample"))
     found, why = stored_runs(lib, runs)
     key = ("compare", tuple((r["_stem"], *run_stamps(lib, r)) for r in runs))
-    rows = lib.computed(key, lambda: metric_rows(runs, [None if s is None else s.ranks for s in found]))
+    try:  # the paired tests of every metric, computed once per set of run files and kept
+        rows, pending = lib.computed(key, lambda: metric_rows(runs, [None if s is None else s.ranks for s in found]),
+                                     _wait(), "the paired tests of these runs"), False
+    except Loading:  # still being computed: the values and deltas now, the page reloads itself for the tests
+        rows, pending = metric_rows(runs), True
     labels = {r["_stem"]: curve_label(r) for r in runs}
     return render_template("compare.html", runs=runs, labels=[labels[r["_stem"]] for r in runs], by_run=labels,
-                           rows=rows, tests=paired_tests(runs, rows, why), examples=shared_examples(lib, runs, found, seed),
+                           rows=rows, tests=[] if pending else paired_tests(runs, rows, why), pending=pending,
+                           examples=shared_examples(lib, runs, found, seed),
                            seed=seed, k=COMPARE_K, curves=all(r.get("recall_curve") for r in runs),
-                           more=seed + 1, random_seed=random.randrange(1, 10**6))
+                           more=seed + 1, random_seed=random.randrange(1, 10**6), resamples=PAIRED_RESAMPLES)
 
 
 def _seed(text: str | None) -> int:

@@ -240,9 +240,11 @@ class Library:
 
         return self._figures.get(key, make, what="a figure")
 
-    def computed(self, key, make):
-        """``make()`` once per ``key`` (include the files' stamps in it), then kept."""
-        return self._computed.get(key, make, what="a computation")
+    def computed(self, key, make, wait: float | None = None, what: str = "a computation"):
+        """``make()`` once per ``key`` (include the files' stamps in it), then kept. ``wait``: seconds to wait
+        for it before :class:`~cca_bench.web.kept.Loading` (it goes on in the background); None: as long as it
+        takes."""
+        return self._computed.get(key, make, wait, what)
 
     @staticmethod
     def stamp(path) -> int:
