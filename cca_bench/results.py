@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import platform
+import stat
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -117,11 +118,12 @@ def load_ranks(record: dict):
     z, path, run = _ranks_npz(record)
     try:
         ranks = query_ranks(z["image_annotation"], z["image_search"], z["image_index"], z["fold"])
-    except (KeyError, ValueError) as e:
+        metrics = point_metrics(ranks)
+    except (KeyError, ValueError, TypeError, IndexError, ZeroDivisionError) as e:  # e.g. a 0-d image_index
         raise UserError(f"{path}: not a ranks file ({e})") from None
     except UserError as e:
         raise UserError(f"{path}: {e}") from None
-    if point_metrics(ranks) != {t: {k: record["metrics"][t].get(k) for k, _ in METRIC_COLUMNS} for t, _ in TASKS}:
+    if metrics != {t: {k: record["metrics"][t].get(k) for k, _ in METRIC_COLUMNS} for t, _ in TASKS}:
         raise UserError(f"{path}: these ranks do not give the metrics of {run.name}")
     return ranks
 
@@ -160,6 +162,8 @@ def _ranks_npz(record: dict) -> tuple:
                         "run_benchmark / evaluate again to test it")
     path = run.with_name(name)
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the read, a device never end
+            raise UserError(f"{path}: the ranks file of {run.name} is not a regular file")
         data = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path}: the ranks file of {run.name} is missing") from None
@@ -205,7 +209,8 @@ def read_run(path: Path) -> tuple[dict | None, str | None]:
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
         why = _run_problem(record)
-    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (ValueError, OSError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueErrors; deep
+        # nesting ("[[[[...") exhausts the decoder's recursion
         why = f"not a JSON run record ({type(e).__name__})"
     return (None, why) if why else (record | {"_file": str(path)}, None)
 

@@ -170,21 +170,26 @@ def leaderboard_page():
 
     lib = _lib()
     frame, runs, bad, choices, state = _leaderboard_frame(lib, request.args)
-    groups = leaderboard_groups(frame, _marks(lib, frame, list(runs.values()))) if len(frame) else []
+    marks, marks_note = _marks(lib, frame, list(runs.values())) if len(frame) else ({}, None)
+    groups = leaderboard_groups(frame, marks) if len(frame) else []
     matrix = model_matrix(frame) if len(frame) and state["view"] == "models" else None
     return render_template("leaderboard.html", groups=groups, matrix=matrix, n_runs=len(runs), bad=bad,
+                           marks_note=marks_note,
                            runs_dir=lib.results_root / "runs", choices=choices, state=state,
                            query=request.query_string.decode("ascii", "replace"))
 
 
-def _marks(lib: Library, frame, runs: list[dict]) -> dict:
-    """:func:`cca_bench.results.significance_marks` of the shown runs (paired tests on their stored ranks),
-    computed once per set of run files and kept."""
+def _marks(lib: Library, frame, runs: list[dict]) -> tuple[dict, str | None]:
+    """(:func:`cca_bench.results.significance_marks` of the shown runs (paired tests on their stored ranks),
+    computed once per set of run files and kept; None, or why there are none)."""
     from cca_bench.results import significance_marks
 
     shown = sorted(f for f in frame["_file"].dropna() if isinstance(f, str))
     key = ("marks", tuple((f, lib.stamp(f)) for f in shown))
-    return lib.computed(key, lambda: significance_marks(frame, [r for r in runs if r["_file"] in set(shown)]))
+    try:
+        return lib.computed(key, lambda: significance_marks(frame, [r for r in runs if r["_file"] in set(shown)])), None
+    except UserError as e:  # e.g. a run scored on a subset of captions beside the split's runs: no error page
+        return {}, f"No significance marks: {e}"
 
 
 def leaderboard_csv():
