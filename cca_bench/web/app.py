@@ -166,12 +166,13 @@ def _leaderboard_frame(lib: Library, args) -> tuple:
 def leaderboard_page():
     from flask import render_template, request
 
-    from cca_bench.web.tables import leaderboard_groups, model_matrix
+    from cca_bench.web.tables import at_chance, leaderboard_groups, model_matrix
 
     lib = _lib()
     frame, runs, bad, choices, state = _leaderboard_frame(lib, request.args)
     marks, marks_note = _marks(lib, frame, list(runs.values())) if len(frame) else ({}, None)
-    groups = leaderboard_groups(frame, marks) if len(frame) else []
+    chance = {r["_file"]: c for r in runs.values() if (c := at_chance(r)) is not None}
+    groups = leaderboard_groups(frame, marks, chance) if len(frame) else []
     matrix = model_matrix(frame) if len(frame) and state["view"] == "models" else None
     return render_template("leaderboard.html", groups=groups, matrix=matrix, n_runs=len(runs), bad=bad,
                            marks_note=marks_note,

@@ -31,6 +31,9 @@ def roots(web_roots, tmp_path_factory):
     np.save(tmp / "txt.npy", emb_t.astype(np.float32))
     assert main(["evaluate", "shapes", "test", "--images", str(tmp / "img.npy"), "--texts", str(tmp / "txt.npy"),
                  "--name", "my_model", *SMALL, "--data-root", str(web_roots[0]), "--results-root", str(results)]) == 0
+    np.save(tmp / "shuffled.npy", emb_t[np.random.default_rng(1).permutation(len(emb_t))].astype(np.float32))
+    assert main(["evaluate", "shapes", "test", "--images", str(tmp / "img.npy"), "--texts", str(tmp / "shuffled.npy"),
+                 "--name", "misaligned", *SMALL, "--data-root", str(web_roots[0]), "--results-root", str(results)]) == 0
     evaluated = [p.stem for p in (results / "runs").glob("my_model*.json")]
     assert len(evaluated) == 1
     return web_roots[0], results, evaluated[0]
@@ -65,7 +68,7 @@ def test_compare_labels_every_answer_with_its_own_run(roots, first):
     page = c.get("/compare?" + "&".join(f"run={s}" for s in order)).get_data(as_text=True)
     own = {s: stored(results, s) for s in (evaluated, RUN)}
     label = {evaluated: "my_model", RUN: "cca"}
-    assert "no per-query ranks stored" in page
+    assert "no per-query ranks stored" in page and "misaligned" not in page
     for task, t in (("image_annotation", 0), ("image_search", 1)):
         shown = answers(page, task)
         assert len(shown) == 8
@@ -139,3 +142,14 @@ def test_kcca_cv_run_page_shows_its_heat_map(tmp_path):
     assert 'id="cv-grid"' in page and "landmarks = default" in page
     png = c.get(f"/model/{model}/cv.png")
     assert png.status_code == 200 and png.data[:4] == b"\x89PNG"
+
+
+def test_a_run_at_chance_level_says_so(roots):
+    """An `evaluate` run whose caption rows are shuffled (not aligned with the split) is marked "at chance" on
+    the leaderboard; the fitted runs are not. Planted bugs it caught: the badge left out of the template, and a rule
+    that flags only intervals reaching half the chance R-sum (CHANCE_FACTOR 0.5)."""
+    data_root, results, _ = roots
+    page = create_app(data_root, results).test_client().get("/").get_data(as_text=True)
+    rows = [r for r in page.split("<tr class=") if 'name="run"' in r]
+    flagged = [re.search(r'value="([^"]+)"', r)[1] for r in rows if 'class="chance"' in r]
+    assert len(rows) == 5 and [f.split("__")[0] for f in flagged] == ["misaligned"]

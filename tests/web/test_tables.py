@@ -30,3 +30,22 @@ def test_models_by_datasets_without_a_shared_dataset_has_no_average():
     """Planted bug it caught: falling back to each row's own average when nothing is shared."""
     m = model_matrix(compare_frame([run("A", "openmoji", "test", 50.0), run("B", "shapes", "test", 400.0)]))
     assert m["common"] == [] and [r["average"] for r in m["rows"]] == [None, None]
+
+
+def test_chance_rsum_is_what_random_rankings_score():
+    """chance_rsum against random rankings (2,000 draws of a shuffled gallery, 30 images x 4 captions, and with 3
+    folds). Planted bug it caught: image annotation's chance as K / n_captions (one caption per image)."""
+    import numpy as np
+
+    from cca_bench.web.tables import chance_rsum
+
+    rng = np.random.default_rng(0)
+    for n_img, per, folds in ((30, 4, 1), (30, 4, 3)):
+        n_f, image_index = n_img // folds, np.repeat(np.arange(n_img // folds), per)
+        total = 0.0
+        for _ in range(2000):
+            t2i = rng.permutation(n_f)[0]  # rank of one caption's image in a random order
+            order = rng.permutation(n_f * per)  # a random order of the captions for one image
+            i2t = np.flatnonzero(image_index[order] == 0)[0]
+            total += sum(100.0 * (int(t2i < k) + int(i2t < k)) for k in (1, 5, 10))
+        assert abs(total / 2000 - chance_rsum(n_img, n_img * per, folds)) < 4.0
