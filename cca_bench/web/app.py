@@ -213,6 +213,7 @@ def run_page(stem: str):
     from cca_bench.results import METRIC_COLUMNS, TASKS
 
     from cca_bench.web.figures import training_history
+    from cca_bench.web.tables import at_chance
 
     lib = _lib()
     run = lib.run(stem)
@@ -225,7 +226,7 @@ def run_page(stem: str):
                            spectrum=has_model and lib.figure(model, "spectrum") is not None,
                            tasks=TASKS, metric_columns=METRIC_COLUMNS, run_file=Path(run["_file"]).name,
                            fit_s=fit if isinstance(fit, (int, float)) else None, train_oov=config.get("oov_rate"),
-                           training=training_history(config) is not None, cv=cv)
+                           training=training_history(config) is not None, cv=cv, chance=at_chance(run))
 
 
 def examples_page(stem: str):
