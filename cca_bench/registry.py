@@ -67,7 +67,7 @@ class Registry:
             raise UserError(self.suggest(name)) from None
 
 
-DATASETS = Registry("dataset")
+DATASETS = Registry("dataset", filled_by="cca_bench.datasets")
 TEXT_ENCODERS = Registry("text encoder", filled_by="cca_bench.features")
 IMAGE_ENCODERS = Registry("image encoder", filled_by="cca_bench.features")
-METHODS = Registry("method")
+METHODS = Registry("method", filled_by="cca_bench.methods")

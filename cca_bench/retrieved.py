@@ -89,7 +89,8 @@ def stored_examples(i2t: np.ndarray, t2i: np.ndarray, image_index: np.ndarray, t
     """Qualitative examples of a stored run, from its 0-based ranks and top-10 (no model needed).
 
     Args:
-        i2t: (n_img,) ranks, -1 for images without captions; t2i: (n_txt,); image_index: (n_txt,);
+        i2t: (n_img,) 0-based ranks (floats under the expected-rank tie rule), -1 for images without captions;
+        t2i: (n_txt,); image_index: (n_txt,);
         top: (i2t_top (n_img, 10), t2i_top (n_txt, 10)) of :func:`top_items`.
     Returns:
         As :func:`cca_bench.search.retrieval_examples` (the same queries for the same ``seed``), each entry
@@ -100,7 +101,7 @@ def stored_examples(i2t: np.ndarray, t2i: np.ndarray, image_index: np.ndarray, t
     rng, out = np.random.default_rng(seed), {}
     for (task, q), hits in zip(queries.items(), top):
         picks = sample_and_worst(rng, ranks1[task][q], n_sample, n_worst)
-        out[task] = {name: [{"query": int(j), "rank": int(ranks1[task][j]),
+        out[task] = {name: [{"query": int(j), "rank": float(ranks1[task][j]),
                              "hits": [int(h) for h in hits[j, :k] if h >= 0], "scores": None} for j in q[pos]]
                      for name, pos in zip(("sample", "worst"), picks)}
     return out
@@ -110,21 +111,24 @@ def contrast(a, b, n: int = 5) -> dict:
     """The queries where run A succeeds and run B fails most, and the reverse, from two runs' ranks on the same
     images (:class:`cca_bench.stats.QueryRanks`; the first seed of each).
 
-    A query counts for A when A ranks its ground truth better; the queries are ordered by how much better, as
+    Ranks are each run's under its own tie rule (:meth:`~cca_bench.stats.QueryRanks.rank`: the expected rank
+    under a random order of tied items by default, so they may end in .5). A query counts for A when A ranks its
+    ground truth better; the queries are ordered by how much better, as
     log((r_B) / (r_A)) of the 1-based ranks (rank 1 vs 712 before 300 vs 1000), largest first, ties by query
     position. Returns ``{task: {"a_wins": [(query, r_A, r_B)], "b_wins": [(query, r_B, r_A)]}}``, at most
-    ``n`` each, ranks 1-based; images without captions are no annotation queries.
+    ``n`` each, ranks 1-based floats; images without captions are no annotation queries.
     """
     from cca_bench.stats import check_same_images
 
     check_same_images(a, b)
     out = {}
-    for task, ra, rb in (("image_annotation", a.i2t[0], b.i2t[0]), ("image_search", a.t2i[0], b.t2i[0])):
+    for task, side in (("image_annotation", "i2t"), ("image_search", "t2i")):
+        ra, rb = a.rank(side)[0], b.rank(side)[0]  # 0-based ranks under each run's tie rule (expected ranks)
         q = np.flatnonzero(ra >= 0)
-        gain = np.log1p(rb[q].astype(np.float64)) - np.log1p(ra[q].astype(np.float64))  # log(r_B / r_A), 1-based
+        gain = np.log1p(rb[q]) - np.log1p(ra[q])  # log(r_B / r_A) of the 1-based ranks
         out[task] = {}
         for name, sign, (r1, r2) in (("a_wins", 1, (ra, rb)), ("b_wins", -1, (rb, ra))):
             order = np.argsort(-sign * gain, kind="stable")
             keep = order[sign * gain[order] > 0][:n]
-            out[task][name] = [(int(q[i]), int(r1[q[i]]) + 1, int(r2[q[i]]) + 1) for i in keep]
+            out[task][name] = [(int(q[i]), float(r1[q[i]]) + 1, float(r2[q[i]]) + 1) for i in keep]
     return out

@@ -67,7 +67,7 @@ def test_dcca_generate_cv_and_run_benchmark(roots, tmp_path, capsys):
     (["asif", "--cv", "--cv-exponent", "0,1"], "--exponent must be a finite number > 0"),
     (["dcca", "--dim", "64", "--train-batch-size", "64"], "--train-batch-size 64 must exceed --dim 64"),
     (["dcca", "--cv", "--cv-dim", "8,600"], "--train-batch-size 512 must exceed --dim 600"),
-    (["ridge", "--cv", "--cv-top-k", "5"], "ridge has no CV knob top_k (its knobs: reg)"),
+    (["ridge", "--cv", "--cv-top-k", "5"], "--cv-top-k is not an option of ridge (asif takes it)"),
     (["procrustes", "--equalize", "pad", "--n-components", "4"], "--n-components needs --equalize pca"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(argv, message, roots, tmp_path, capsys):

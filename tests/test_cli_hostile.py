@@ -343,7 +343,7 @@ CASES = [
     ("tag with a slash", None, [*GEN, "--tag", "a/b"], 2, "--tag"),
     ("protocol 1k on 20 images", None, [*RUN, "--protocol", "1k"], 2, "multiple of 1000"),
     ("cv flags without --cv", None, [*GEN, "--cv-reg", "1"], 2, "need --cv"),
-    ("unknown command", None, ["frobnicate"], 2, "invalid choice"),
+    ("unknown command", None, ["frobnicate"], 2, "unknown command 'frobnicate'"),
     # roots
     ("results root is a file", a_file, [*RUN, "--results-root", f"{W}/afile"], 2, "is a file, not a folder"),
     ("data root is a file", a_file, [*RUN, "--data-root", f"{W}/afile"], 2, "is a file, not a folder"),

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
     (["generate", "cca", "shapes", "glove50_efficientnte"], "did you mean 'efficientnet_lite0'?"),
     (["generate", "cca", "shapes", "glove50_tinyimage", "--n-componets", "5"],
      "error: cca_bench generate: unrecognized arguments: --n-componets 5; did you mean --n-components? "
-     "(see cca_bench generate --help)"),
+     "(see cca_bench generate cca --help)"),
     (["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "--distnce=dot"],
      "unrecognized arguments: --distnce=dot; did you mean --distance? (see cca_bench run_benchmark --help)"),
     (["compare", "--zzz"], "error: cca_bench compare: unrecognized arguments: --zzz (see cca_bench compare --help)"),

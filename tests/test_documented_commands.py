@@ -1,11 +1,12 @@
 """No documented command rots: every ``python -m cca_bench ...`` of README.md and docs/*.md goes through the CLI's
-argument parser (``build_parser().parse_args``; nothing runs).
+argument parser (``cca_bench.cli.parse``: the command's own parser, ``generate METHOD``'s built for METHOD; nothing
+runs), and so does every example of the ``--help`` texts (the top-level examples and each command's epilog).
 
 Commands are read from code blocks (with ``\\`` line continuations, several per line joined by ``&&`` or ``;``)
 and from inline code spans in the prose (which may wrap across lines). Placeholders are made concrete before
 parsing: optional parts in ``[...]`` are dropped, ``a|b|c`` choices give their first choice, ``...`` is
-dropped, and an UPPERCASE placeholder (``K``, ``K,K,...``) given to an option with a typed value becomes ``1`` (or
-``1,2`` for a list).
+dropped, METHOD becomes ``cca`` (generate reads it to build its options), and an UPPERCASE placeholder (``K``,
+``K,K,...``) given to an option with a typed value becomes ``1`` (or ``1,2`` for a list).
 """
 import re
 import shlex
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from cca_bench.__main__ import build_parser
+from cca_bench.errors import UserError
+
+from cca_bench.cli import COMMANDS, EXAMPLES, command_name, command_parser, parse
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -53,25 +56,27 @@ def commands(text: str) -> list[str]:
     return found
 
 
-def concrete(command: str, parser) -> list[str]:
+def concrete(command: str) -> list[str]:
     """The argv of a documented command with its placeholders made concrete (see the module docstring)."""
     while re.search(r"\[[^\[\]]*\]", command):
         command = re.sub(r"\s*\[[^\[\]]*\]", "", command)
     argv = [t for t in shlex.split(command) if t not in ("...", "…")]
     argv = [t.split("|")[0] if "|" in t and not t.startswith("|") else t for t in argv]
-    sub = _subparser(parser, argv[0]) if argv else None
+    argv = ["cca" if t == "METHOD" else t for t in argv]  # generate reads METHOD first to build its options
+    types = _option_types(argv)
     for i, token in enumerate(argv[1:], start=1):
-        action = sub._option_string_actions.get(argv[i - 1]) if sub is not None else None
-        if action is not None and action.type is not None and PLACEHOLDER.fullmatch(token):
-            argv[i] = next((v for v in ("1", "1,2") if _converts(action.type, v)), token)
+        convert = types.get(argv[i - 1])
+        if convert is not None and PLACEHOLDER.fullmatch(token):
+            argv[i] = next((v for v in ("1", "1,2") if _converts(convert, v)), token)
     return argv
 
 
-def _subparser(parser, name: str):
-    for action in parser._subparsers._group_actions:
-        if name in action.choices:
-            return action.choices[name]
-    return None
+def _option_types(argv: list[str]) -> dict:
+    """{flag: type converter} of the parser that reads ``argv`` (the recorded options of ``CliParser``)."""
+    try:
+        return command_parser(command_name(argv[0]), argv[1:]).options if argv else {}
+    except Exception:  # an unknown command or method: nothing to make concrete; parse() reports it
+        return {}
 
 
 PLACEHOLDER = re.compile(r"[A-Z][A-Z0-9_]*([,.][A-Z.]*)*")  # K, R, N, K,K,...
@@ -98,28 +103,51 @@ def test_the_documents_hold_commands():
 
 
 def test_placeholders_are_made_concrete():
-    parser = build_parser()
-    assert concrete("generate METHOD DATASET FEATURES [--n-components K] [--reg R]", parser) == [
-        "generate", "METHOD", "DATASET", "FEATURES"]
-    assert concrete("run_benchmark M D S F --distance cosine|dot|euclidean", parser)[-1] == "cosine"
-    assert concrete("generate cca flickr8k word2vec_vgg19 --fv-components K", parser)[-1] == "1"
+    assert concrete("generate METHOD DATASET FEATURES [--n-components K] [--reg R]") == [
+        "generate", "cca", "DATASET", "FEATURES"]
+    assert concrete("run_benchmark M D S F --distance cosine|dot|euclidean")[-1] == "cosine"
+    assert concrete("generate cca flickr8k word2vec_vgg19 --fv-components K")[-1] == "1"
+    # kcca's own grid flag, offered by kcca's parser only
+    assert concrete("generate kcca openmoji glove50_efficientnet --cv --cv-gamma S,S,...")[-1] == "1"
+
+
+def parses(argv: list[str]) -> bool:
+    """Whether the CLI's parser takes ``argv`` (``--help`` is not run: it prints and exits 0)."""
+    if "-h" in argv or "--help" in argv:
+        return True
+    try:
+        parse(argv)
+    except (SystemExit, UserError):
+        return False
+    return True
 
 
 @pytest.mark.parametrize("where, command", DOCUMENTED, ids=[f"{w}:{c[:50]}" for w, c in DOCUMENTED])
 def test_documented_command_parses(where, command):
-    parser = build_parser()
-    argv = concrete(command, parser)
-    if "-h" in argv or "--help" in argv:
-        return
-    try:
-        parser.parse_args(argv)
-    except SystemExit:
-        pytest.fail(f"{where}: `python -m cca_bench {command}` does not parse ({argv})")
+    argv = concrete(command)
+    assert parses(argv), f"{where}: `python -m cca_bench {command}` does not parse ({argv})"
+
+
+HELP_EXAMPLES = [("cca_bench --help", c) for c in commands(f"```\n{EXAMPLES}\n```")] + [
+    (f"{name} --help", c) for name, module in COMMANDS.items()
+    for c in commands(f"```\n{(getattr(module, 'EPILOG', None) or '').removeprefix('example:')}\n```")]
+
+
+def test_the_help_texts_hold_examples():
+    """The top-level examples and the epilogs are found (planted: an extraction that misses the epilogs)."""
+    assert len(HELP_EXAMPLES) >= 12
+    assert any(where == "significance --help" for where, _ in HELP_EXAMPLES)
+    assert any(where == "generate --help" for where, _ in HELP_EXAMPLES)
+
+
+@pytest.mark.parametrize("where, command", HELP_EXAMPLES, ids=[f"{w}:{c[:50]}" for w, c in HELP_EXAMPLES])
+def test_help_example_parses(where, command):
+    """Every example a --help text shows parses (planted: an epilog example with a flag the command lacks)."""
+    assert parses(concrete(command)), f"{where}: `python -m cca_bench {command}` does not parse"
 
 
 def test_a_rotten_command_is_caught(capsys):
-    parser = build_parser()
     (command,) = commands("Run `python -m cca_bench generate cca shapes\nglove50_tinyimage --no-such-flag` first.")
     assert command == "generate cca shapes glove50_tinyimage --no-such-flag"
-    with pytest.raises(SystemExit):
-        parser.parse_args(concrete(command, parser))
+    assert not parses(concrete(command))
+    assert not parses(concrete("generate cca shapes glove50_tinyimage --epochs 3"))  # another method's option

@@ -80,19 +80,17 @@ class DeepCCA(Params):
 
     METHOD = "dcca"
     uses_val = True
-    CLI_PARAMS = {
-        "dim": (COUNT.cli(), "vse: joint embedding width, also the GRU width (default 256); dcca: output width of "
-                "each network (default 64, below --train-batch-size)"),
+    CLI_PARAMS = {  # dcca's own texts: `generate dcca --help` shows these only
+        "dim": (COUNT.cli(), "dcca: output width of each network (default 64, below --train-batch-size)"),
         "hidden": (COUNT.cli(), "dcca: width of the hidden layers (default 512)"),
         "layers": (Bound(integer=True, low=0).cli(), "dcca: hidden layers per view (default 1)"),
-        "lr": (POSITIVE.cli(), "vse, dcca: Adam learning rate (default 2e-3 vse, 1e-3 dcca)"),
-        "train_batch_size": (Bound(integer=True, low=2).cli(), "vse, dcca: pairs per training batch (default 128 "
-                             "vse, 512 dcca)"),
-        "epochs": (COUNT.cli(), "vse, dcca: most training epochs (default 15 vse, 50 dcca)"),
-        "patience": (COUNT.cli(), "vse, dcca: stop after this many epochs without a better validation R-sum "
-                     "(default 3 vse, 5 dcca)"),
-        "num_threads": (int, "vse, dcca: torch threads while training on the CPU (default 0: every core this "
-                        "process may use)"),
+        "lr": (POSITIVE.cli(), "dcca: Adam learning rate (default 1e-3)"),
+        "train_batch_size": (Bound(integer=True, low=2).cli(), "dcca: pairs per training batch (default 512)"),
+        "epochs": (COUNT.cli(), "dcca: most training epochs (default 50)"),
+        "patience": (COUNT.cli(), "dcca: stop after this many epochs without a better validation R-sum "
+                     "(default 5)"),
+        "num_threads": (int, "dcca: torch threads while training on the CPU (default 0: every core this process "
+                        "may use)"),
     }
 
     CV_GRID = {"dim": ((16, 32, 64, 128), "--cv-dim")}

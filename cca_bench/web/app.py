@@ -60,6 +60,7 @@ def build_app(data_root: Path, results_root: Path, device: str = "auto", host: s
         413, "Upload too large", f"Photos may be at most {MAX_UPLOAD_MB} MB."))
     app.jinja_env.filters["cell"] = cell
     app.jinja_env.filters["knob"] = _knob
+    app.jinja_env.filters["rank"] = rank_text
     return app
 
 
@@ -122,6 +123,13 @@ def _error_page(status: int, title: str, message: str):
     from flask import render_template
 
     return render_template("error.html", title=title, message=message), status
+
+
+def rank_text(value) -> str:
+    """A 1-based rank as pages show it: whole ranks as integers, expected ranks of tied items to 0.1 (2.5)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "-" if value is None else str(value)
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
 
 
 def _knob(value) -> str:

@@ -121,7 +121,7 @@ def shared_examples(lib, runs: list[dict], found: list, seed: int) -> dict | Non
     out = {"image_run": lab.image_run, "other": other,
            "missing": [r["_stem"] for r, s in zip(runs, found) if s is None]}
     for task in ("image_annotation", "image_search"):
-        r0 = base.ranks.i2t[0] if task == "image_annotation" else base.ranks.t2i[0]
+        r0 = base.ranks.rank("i2t" if task == "image_annotation" else "t2i")[0]
         queries = np.flatnonzero(r0 >= 0)
         sample = queries[sample_and_worst(rng, r0[queries] + 1, 8, 0)[0]]  # the draw of the examples page
         out[task] = [{"query": query_row(lab, task, int(q)),
@@ -131,8 +131,9 @@ def shared_examples(lib, runs: list[dict], found: list, seed: int) -> dict | Non
     return out
 
 
-def _rank(s, task: str, q: int) -> int:
-    return int((s.ranks.i2t if task == "image_annotation" else s.ranks.t2i)[0, q])
+def _rank(s, task: str, q: int) -> float:
+    """The run's 0-based rank of query q (its tie rule's; the first seed)."""
+    return float(s.ranks.rank("i2t" if task == "image_annotation" else "t2i")[0, q])
 
 
 def compare_page():

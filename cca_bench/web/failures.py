@@ -82,7 +82,8 @@ def example_entries(s: Stored, seed: int = 0, k: int = EXAMPLE_K) -> dict:
     if s.top10 is None:
         raise UserError(f"{Path(s.run['_file']).name}: its ranks file keeps no top-10 retrieved items (stored "
                         "before they were kept): run run_benchmark / evaluate again")
-    return stored_examples(s.ranks.i2t[0], s.ranks.t2i[0], s.ranks.image_index, s.top10, k=k, seed=seed)
+    return stored_examples(s.ranks.rank("i2t")[0], s.ranks.rank("t2i")[0], s.ranks.image_index, s.top10, k=k,
+                           seed=seed)
 
 
 def wins(a: Stored, b: Stored, n: int = WINS_N) -> dict:

@@ -84,11 +84,11 @@ def _best(column, name: str):
 
 def model_matrix(frame) -> dict:
     """Models x datasets (MTEB-style) over TEST splits only: one row per own model (method with tag, features,
-    params, distance), one R-sum column per test dataset / protocol, and the average over ``common``: the
-    columns every row has (val is never mixed with test, and no row's average takes a dataset another row lacks).
-    Rows are ranked by that average (None for every row when no column is common to all)."""
+    params, distance, tie rule), one R-sum column per test dataset / protocol, and the average over ``common``:
+    the columns every row has (val is never mixed with test, and no row's average takes a dataset another row
+    lacks). Rows are ranked by that average (None for every row when no column is common to all)."""
     own = frame[frame["Source"].eq(OWN_SOURCE) & frame["Split"].eq("test")]
-    keys = ["Method", "Features", "Params", "Distance"]  # Params holds the --tag
+    keys = ["Method", "Features", "Params", "Distance", "Ties"]  # Params holds the --tag; one row per tie rule
     columns = list(dict.fromkeys(f"{d} / {p}" for d, p in own[["Dataset", "Protocol"]].values.tolist()))
     rows: dict = {}
     for record in own.to_dict("records"):

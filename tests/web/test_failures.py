@@ -51,8 +51,8 @@ def answers(page: str, task: str) -> list[tuple[int, list[tuple[str, str, int]]]
     out = []
     for block in page.split(f'<div class="example {kind}" data-query="')[1:]:
         block = block.split("<h3>")[0].split("</main>")[0]
-        who = re.findall(r'<div class="who" data-run="([^"]+)">(.+?): rank (\d+)</div>', block)
-        out.append((int(block.split('"')[0]), [(s, label, int(r)) for s, label, r in who]))
+        who = re.findall(r'<div class="who" data-run="([^"]+)">(.+?): rank (\d+(?:\.\d+)?)</div>', block)
+        out.append((int(block.split('"')[0]), [(s, label, float(r)) for s, label, r in who]))
     return out
 
 
@@ -76,7 +76,7 @@ def test_compare_labels_every_answer_with_its_own_run(roots, first):
             assert [s for s, *_ in who] == [s for s in order if s != DOT]
             for stem, text, rank in who:
                 assert text.startswith(label[stem] + " ")
-                ranks = own[stem][0].i2t if t == 0 else own[stem][0].t2i
+                ranks = own[stem][0].rank("i2t" if t == 0 else "t2i")
                 assert rank == ranks[0, query] + 1
     # the evaluate run's hits are its own top-10
     block = page.split(f'<div class="example annotation" data-query="')[1]
@@ -101,8 +101,8 @@ def test_an_evaluate_run_has_its_examples_page(roots):
     assert r.status_code == 200
     assert page.count('class="example annotation"') == 8 + 5 and page.count('class="example search"') == 8 + 5
     ranks, _ = stored(results, evaluated)
-    worst = sorted((ranks.t2i[0] + 1).tolist(), reverse=True)[:5]
-    shown = [int(x) for x in re.findall(r'<span class="rank">rank (\d+)</span>', page)]
+    worst = sorted((ranks.rank("t2i")[0] + 1).tolist(), reverse=True)[:5]
+    shown = [float(x) for x in re.findall(r'<span class="rank">rank (\d+(?:\.\d+)?)</span>', page)]
     assert shown[-5:] == worst  # the worst image-search queries, worst first
     assert f"/run/{quoted}/image/" in page
 
@@ -119,7 +119,7 @@ def test_wins_lists_where_each_run_succeeds_and_the_other_fails(roots):
         for name in ("a_wins", "b_wins"):
             part = page.split(f'id="{task}-{name.replace("_", "-")}"')[1].split("<h2>")[0]
             queries = [int(q) for q in re.findall(r'data-query="(\d+)"', part)]
-            ranks = [int(r) for r in re.findall(r"rank (\d+)", part)]
+            ranks = [float(r) for r in re.findall(r"rank (\d+(?:\.\d+)?)", part)]
             assert queries == [q for q, *_ in want[task][name]]
             assert ranks == [r for _, r1, r2 in want[task][name] for r in (r1, r2)]
     assert c.get(f"/wins?a={RUN}&b={RUN}").status_code == 400

@@ -1,0 +1,46 @@
+"""`run_benchmark`: evaluate a saved model on a split, print its tables and store the run."""
+from __future__ import annotations
+
+from cca_bench.cli.common import (add_common, add_distance, add_extract_backend, add_features, add_intervals,
+                                  add_seeds, log, options, store_run)
+
+HELP = "evaluate a saved model on a split and store the run"
+DESCRIPTION = ("Load the model `generate` saved, encode SPLIT, print the Image Annotation and Image Search tables "
+               "and write one JSON file under RESULTS/runs/.")
+
+
+def add_arguments(p, argv: list[str]) -> None:
+    p.add_argument("method")
+    p.add_argument("dataset")
+    p.add_argument("split", help="test, val or train (testall for Kiros-layout COCO)")
+    p.add_argument("features")
+    add_distance(p)
+    p.add_argument("--protocol", default="full", choices=["full", "1k", "5k"],
+                   help="full: all images of the split at once (Flickr8k/30k test: 1,000 images, the usual 1k "
+                   "test); 1k: consecutive folds of 1,000 images, metrics averaged (COCO 1k: 5 folds of the 5k "
+                   "test); 5k: all 5,000 COCO test images at once. Part of the run's file name, JSON and compare "
+                   "table (default full)")
+    add_seeds(p, "score the models `generate --seeds` fitted, one per seed, into one run: metrics are the mean "
+              "over seeds, with each seed's metrics and their standard deviation beside the bootstrap interval")
+    add_intervals(p)
+    add_features(p)
+    add_extract_backend(p)
+    add_common(p)
+
+
+def run(args) -> None:
+    from cca_bench.benchmark import run_benchmark
+
+    opts = options(args)
+    store_run(opts, run_benchmark(args.method, args.dataset, args.split, args.features, opts, args.distance,
+                                  args.protocol, seeds=_seeds(args)))
+
+
+def _seeds(args) -> list[int] | None:
+    """The seeds of run_benchmark's models; None for one model (no --seeds, or a method without a seed)."""
+    from cca_bench.registry import METHODS
+
+    if args.seeds and "random_state" not in METHODS.get(args.method)._param_names():
+        log(f"note: {args.method} takes no random seed: its one model is scored (the seeds would be identical)")
+        return None
+    return args.seeds
