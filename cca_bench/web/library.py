@@ -274,27 +274,11 @@ class Library:
     # ------------------------------------------------------------------------------------------ a run's split
 
     def run_split(self, run: dict):
-        """The split a run was scored on (its dataset rebuilt from the run's name and dataset options, read-only,
-        the DATASETS_KEPT most recently used kept), or None when it cannot be rebuilt or no longer matches the
-        run's image and caption counts (then pages show positions instead of captions and images)."""
-        from cca_bench.benchmark import dataset_tag
-        from cca_bench.datasets import get_dataset
-        from cca_bench.datasets.cache import read_only
+        """:func:`cca_bench.benchmark.run_split` of a run, its dataset kept with the DATASETS_KEPT most recently
+        used."""
+        from cca_bench.benchmark import run_split
 
-        options = (run.get("config") or {}).get("dataset_options") or {}
-        name = str(run["dataset"]).partition("[")[0]
-        if not isinstance(options, dict) or dataset_tag(name, options) != run["dataset"]:
-            return None
-
-        def load():
-            with read_only():
-                return get_dataset(name, self.data_root, **options)
-
-        try:
-            split = self._datasets.get(("dataset", run["dataset"]), load, what=f"the dataset {name}").split(run["split"])
-        except (UserError, OSError, ValueError, TypeError):
-            return None
-        return split if split.n_images == run.get("n_images") else None
+        return run_split(run, self.data_root, lambda key, load: self._datasets.get(key, load, what="a dataset"))
 
     def run_image_png(self, run: dict, i: int) -> bytes:
         """Image ``i`` of the split a run was scored on, as :meth:`image_png` serves a model's."""

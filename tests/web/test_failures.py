@@ -153,3 +153,26 @@ def test_a_run_at_chance_level_says_so(roots):
     rows = [r for r in page.split("<tr class=") if 'name="run"' in r]
     flagged = [re.search(r'value="([^"]+)"', r)[1] for r in rows if 'class="chance"' in r]
     assert len(rows) == 5 and [f.split("__")[0] for f in flagged] == ["misaligned"]
+
+
+def test_significance_examples_lists_both_directions(roots, capsys):
+    """`significance A B --examples 2` prints, per direction, the queries of retrieved.contrast with both runs'
+    ranks and the queries' captions, A's wins and B's wins each under its own heading. Planted bug it caught:
+    the reverse lists printed with the ranks of A and B swapped."""
+    from cca_bench.retrieved import contrast
+
+    data_root, results, evaluated = roots
+    capsys.readouterr()
+    assert main(["significance", RUN, evaluated, "--examples", "2", "--results-root", str(results),
+                 "--data-root", str(data_root)]) == 0
+    out = capsys.readouterr().out
+    (ra, _), (rb, _) = stored(results, RUN), stored(results, evaluated)
+    want, back = contrast(ra, rb, 2), contrast(rb, ra, 2)
+    split = create_app(data_root, results).config["LIBRARY"].run_split(
+        json.loads((results / "runs" / f"{RUN}.json").read_text()))
+    part = out.split("image search: A succeeds, B fails")[1].split("image search: B succeeds")[0]
+    for q, r_a, r_b in want["image_search"]["a_wins"]:
+        assert f"{split.captions[q]!r} (of {split.image_ids[split.image_index[q]]}): rank A {r_a:g}, B {r_b:g}" in part
+    part = out.split("image annotation: B succeeds, A fails")[1].split("image search")[0]
+    for q, r_b, r_a in back["image_annotation"]["a_wins"]:
+        assert f"{split.image_ids[q]}: rank A {r_a:g}, B {r_b:g}" in part
