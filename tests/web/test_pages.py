@@ -138,6 +138,8 @@ def test_compare_shows_the_same_queries_for_both_models(client):
     (f"run={RUN}", 400, "choose two or more runs"),
     (f"run={RUN}&run=nope", 404, "no run named"),
     (f"run={RUN}&run={RIDGE}&sample=x", 400, "not a whole number"),
+    (f"run={RUN}&run={RIDGE}&sample=%C2%B2", 400, "not a whole number"),  # '²'.isdigit() is True, int('²') raises
+    (f"run={RUN}&run={RIDGE}&sample=%D9%A3", 400, "not a whole number"),  # Arabic-Indic 3: int() takes it
 ])
 def test_compare_refuses_what_it_cannot_compare(client, query, status, message):
     r = client.get(f"/compare?{query}")
