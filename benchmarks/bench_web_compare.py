@@ -40,7 +40,8 @@ def make_runs(data_root: str, results_root: str) -> list[str]:
         model = f"{method}__openmoji__{FEATURES}" + (f"@{tag}" if tag else "")
         stem = f"{model}__test__full__cosine"
         if not (Path(results_root) / "runs" / f"{stem}.json").is_file():
-            assert main(["generate", method, "openmoji", FEATURES, *opts, *roots]) == 0
+            if not (Path(results_root) / "models" / f"{model}.json").is_file():
+                assert main(["generate", method, "openmoji", FEATURES, *opts, *roots]) == 0
             assert main(["run_benchmark", method, "openmoji", "test", FEATURES,
                          *(["--tag", tag] if tag else []), *roots]) == 0
         stems.append(stem)
