@@ -48,7 +48,7 @@ def bad_roots(web_roots, tmp_path_factory):
     for name, change in BAD_JSON.items():
         (results / "runs" / f"{name}.json").write_text(json.dumps({**record, **change}))
     (results / "runs" / "nested.json").write_text("[" * 100_000 + "]" * 100_000)  # 200 KB: a RecursionError
-    good = dict(np.load(results / "runs" / f"{RUN}.ranks.npz"))
+    good = dict(np.load(results / "runs" / record["ranks_file"]))
     _with_ranks(results, "zero_d_index", record, {**good, "image_index": np.array(3)})
     _with_ranks(results, "fold_gap", record, {**good, "fold": np.repeat([0, 2], 30)})
     _with_ranks(results, "top10_floats", record, {**good, "i2t_top10": good["i2t_top10"] * 0.5})

@@ -23,7 +23,8 @@ def roots(web_roots, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("failures")
     results = tmp / "results"
     shutil.copytree(web_roots[1], results)
-    (results / "runs" / f"{DOT}.ranks.npz").unlink()
+    dot = json.loads((results / "runs" / f"{DOT}.json").read_text())
+    (results / "runs" / dot["ranks_file"]).unlink()
     g = create_app(web_roots[0], results).config["LIBRARY"].gallery(MODEL, "test")
     emb_i, emb_t = g.model.embed_images(g.features), g.model.embed_texts(g.features)
     noise = np.random.default_rng(0).normal(size=emb_i.shape) * np.abs(emb_i).mean() * 1.5

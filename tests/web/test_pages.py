@@ -163,7 +163,8 @@ def test_compare_shows_the_paired_test(web_roots, tmp_path, monkeypatch):
 
     results = tmp_path / "results"
     shutil.copytree(web_roots[1], results)
-    (results / "runs" / f"{DOT}.ranks.npz").unlink()
+    dot = json.loads((results / "runs" / f"{DOT}.json").read_text())
+    (results / "runs" / dot["ranks_file"]).unlink()
     calls = []
 
     def paired_test(a, b, metric="rsum", resamples=None, seed=None):
