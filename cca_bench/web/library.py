@@ -58,30 +58,10 @@ def run_problem(record: dict) -> str | None:
     curve = record.get("recall_curve")
     if curve and not all(_numbers(curve.get(t)) for t in TASK_NAMES):
         return "'recall_curve' is not two lists of numbers"
-    return _ci_problem(record.get("ci") or {}) or _seed_sd_problem(record.get("seed_sd") or {})
-
-
-def _ci_problem(ci: dict) -> str | None:
-    """Why a run's ``ci`` cannot be tabled: every interval of both tasks and R-sum, each two numbers."""
-    from cca_bench.metrics import TASK_NAMES
-
-    if not ci:
-        return None
-    if not all(isinstance(ci.get(t), dict) for t in TASK_NAMES) or "rsum" not in ci:
-        return "'ci' lacks the intervals of a task or of R-sum"
-    bounds = [ci["rsum"]] + [v for t in TASK_NAMES for v in ci[t].values()]
-    if not all(v is None or (isinstance(v, list) and len(v) == 2 and _numbers(v)) for v in bounds):
+    ci = record.get("ci") or {}
+    bounds = [ci.get("rsum")] + [v for t in TASK_NAMES for v in (ci.get(t) or {}).values()]
+    if ci and not all(v is None or (isinstance(v, list) and len(v) == 2 and _numbers(v)) for v in bounds):
         return "'ci' holds an interval that is not two numbers"
-    return None
-
-
-def _seed_sd_problem(sd: dict) -> str | None:
-    """Why a run's ``seed_sd`` cannot be tabled: ``rsum`` a number, each task a dict of numbers."""
-    values = [sd.get("rsum")] + [v for k, part in sd.items() if k != "rsum"
-                                 for v in (part.values() if isinstance(part, dict) else [part])]
-    if not all(v is None or _numbers([v]) for v in values) or any(
-            not isinstance(part, dict) for k, part in sd.items() if k != "rsum"):
-        return "'seed_sd' holds a value that is not a number"
     return None
 
 

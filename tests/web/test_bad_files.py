@@ -75,9 +75,10 @@ def _get_all(client, urls) -> dict:
 
 def test_no_bad_file_takes_a_page_down(bad_roots):
     """Every page of the good runs answers 200 beside the bad files, and the leaderboard names each bad run file.
-    Planted bugs it caught: read_run not catching RecursionError (the nested file: / answered 500), run_problem
-    not checking the shape of ``ci`` per task and of ``seed_sd`` (500 on / and /compare), load_ranks letting a
-    TypeError of a 0-d image_index through (500), and a FIFO read as a ranks file (the leaderboard hung)."""
+    Planted bugs it caught: read_run not catching RecursionError (the nested file: / answered 500) and no check
+    of the shapes of ``ci`` and ``seed_sd`` (500 on / and /compare), both before the run-record schema
+    (runrecord.problem) landed, which now guards them; load_ranks letting the TypeError of a 0-d image_index
+    through (500), and a FIFO read as a ranks file (the leaderboard hung)."""
     data_root, results = bad_roots
     app = create_app(data_root, results)
     app.config["LOADING_WAIT_S"] = 60

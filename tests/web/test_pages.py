@@ -177,7 +177,7 @@ def test_compare_shows_the_paired_test(web_roots, tmp_path, monkeypatch):
         f"/compare?run={RUN}&run={RIDGE}&run={DOT}").get_data(as_text=True)
     assert "-5.0\n[-9.5, -0.2] (95% paired interval), p = 0.012" in page and "; 60 test images" in page
     assert "significant at the 5% level" in page
-    assert f"No paired test of run 3 against run 1: {results / 'runs' / DOT}.ranks.npz: the ranks file" in page
+    assert f"No paired test of run 3 against run 1: {results / 'runs' / dot['ranks_file']}: the ranks file" in page
     # run 2 against run 1: one test per metric row (the R-sum sentence reuses the row's); run 3 has no ranks
     assert all(r == stats.PAIRED_RESAMPLES and s == stats.PAIRED_SEED for *_, r, s in calls)
     assert sorted(m for _, _, m, *_ in calls) == sorted(["rsum", *(f"{d}:{k}" for d in ("i2t", "t2i") for k in
