@@ -139,7 +139,7 @@ def evaluate_embeddings(dataset_name: str, split_name: str, image_spec: str, tex
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
     given = None if image_index_file is None else load_image_index(Path(image_index_file), len(texts), split.n_images)
     image_index = check_embeddings(split, images, image_file, texts, text_file, given)
-    evaluation = score([(images, texts)], image_index, distance, folds, opts, timings)
+    evaluation = score([(images, texts)], image_index, distance, folds, opts.run, timings, opts.features.device)
     embeddings = {"images": {"file": str(image_file), "sha1": fingerprint_file(image_file), "dim": images.shape[1]},
                   "texts": {"file": str(text_file), "sha1": fingerprint_file(text_file), "rows": len(texts)}}
     if image_index_file is not None:

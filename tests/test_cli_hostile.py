@@ -189,8 +189,8 @@ def png() -> bytes:
 
 def parquet(w, captions, image=None):
     """A Flickr30k-style parquet dump data/pq: three train rows whose caption column holds ``captions``."""
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     (w / "data" / "pq").mkdir(parents=True)
     images = image or [{"bytes": png(), "path": f"{k}.png"} for k in range(3)]
     rows = [{"image": images[k], "caption": captions[k], "split": "train"} for k in range(3)]

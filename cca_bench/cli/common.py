@@ -30,6 +30,16 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def seed_list(text: str) -> list[int]:
     """``0,1,2`` -> [0, 1, 2]; repeats and non-integers are refused."""
     parts = [t.strip() for t in text.split(",")]
@@ -130,7 +140,8 @@ def add_intervals(p) -> None:
     g.add_argument("--ci", default="bootstrap", choices=["bootstrap", "none"],
                    help="bootstrap (default): intervals for every metric and R-sum; none: no intervals")
     g.add_argument("--bootstrap", type=positive_int, default=None, metavar="N",
-                   help="bootstrap resamples (default 1000; the seed 0 is recorded in the run)")
+                   help="bootstrap resamples (default 10000; the seed 0 and the bounds' Monte Carlo error are "
+                   "recorded in the run)")
     add_ties(g)
 
 
@@ -164,13 +175,14 @@ def add_extract_backend(p) -> None:
 # ---------------------------------------------------------------- run options from the parsed arguments
 
 def options(args):
-    """``benchmark.Options`` from the parsed arguments (a missing GPU fails here, before features load)."""
+    """``benchmark.Options`` from the parsed arguments: the locations, feature and run options, each validated by
+    its own layer (a missing GPU fails here, before features load)."""
     from cca_bench.benchmark import Options
     from cca_bench.config import data_root, results_root, torch_device
 
     torch_device(getattr(args, "device", "auto"))
     quiet = getattr(args, "quiet", False)
-    return Options(
+    return Options.of(
         data_root=data_root(args.data_root), results_root=results_root(args.results_root),
         dataset_options=dict(getattr(args, "dataset_opt", [])), text_path=getattr(args, "text_path", None),
         idf=getattr(args, "idf", False), stopwords=getattr(args, "stopwords", False), **_fv_options(args),
@@ -190,7 +202,9 @@ def _interval_options(args) -> dict:
         if getattr(args, "bootstrap", None) is not None:
             raise UserError("--bootstrap sets the resamples of the intervals that --ci none turns off")
         return {"bootstrap": None}
-    return {"bootstrap": getattr(args, "bootstrap", None) or 1000}
+    from cca_bench.stats import PAIRED_RESAMPLES
+
+    return {"bootstrap": getattr(args, "bootstrap", None) or PAIRED_RESAMPLES}
 
 
 def _fv_options(args) -> dict:
@@ -208,7 +222,7 @@ def store_run(opts, record: dict) -> None:
     """Write a run record under RESULTS/runs/ and print its two tables."""
     from cca_bench.results import run_tables, write_run
 
-    path = write_run(opts.results_root, record)
+    path = write_run(opts.locations.results_root, record)
     print(f"## {record['dataset']} / {record['split']} ({record['n_images']} images, {record['n_captions']} "
           f"captions, protocol {record['protocol']})\n")
     print(run_tables(record))

@@ -50,7 +50,7 @@ def test_gpu_batch_size_from_free_memory():
 
 
 def test_channels_last_bf16_forward_keeps_fp32_where_asked():
-    torch = pytest.importorskip("torch")
+    import torch
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 3, groups=8)).eval()
     net = accel.prepare(net, "cpu")
     assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
@@ -78,7 +78,7 @@ def lite0_inputs() -> np.ndarray:
 
 def test_lite0_bf16_matches_fp32_on_its_real_weights():
     """cosine >= 0.999 per image between bf16 (depthwise convs kept fp32) and fp32 pooled features."""
-    torch = pytest.importorskip("torch")
+    import torch
     from cca_bench.features import image
 
     x = lite0_inputs()

@@ -12,7 +12,7 @@ from PIL import Image
 from cca_bench.__main__ import main
 from cca_bench.web import create_app
 
-pytest.importorskip("flask")
+import flask  # noqa: F401,E402  (the web extra, in the test extra)
 
 MODEL = "cca__shapes[n_test=60,n_train=300,n_val=40]__glove50_tinyimage"  # what conftest.web_roots fits
 RUN = f"{MODEL}__test__full__cosine"
@@ -349,8 +349,7 @@ def test_examples_page_ranks_within_the_runs_folds(client, web_roots, tmp_path):
     """A run scored in folds (COCO 1k protocol) gets its qualitative examples ranked within each fold, and the page
     says which gallery was used; a full-split run says it ranked over the whole split. Both the stored top-10 of a
     run scored in 2 folds (evaluation.score, results.write_run) and, for a run stored without ranks, its model."""
-    from cca_bench.benchmark import Options
-    from cca_bench.evaluation import score
+    from cca_bench.evaluation import RunOptions, score
     from cca_bench.results import write_run
     from cca_bench.web.common import example_rows
 
@@ -361,7 +360,7 @@ def test_examples_page_ranks_within_the_runs_folds(client, web_roots, tmp_path):
     lib = app.config["LIBRARY"]
     g = lib.gallery(MODEL, "test")
     emb = (g.model.embed_images(g.features), g.model.embed_texts(g.features))
-    stored = score([emb], g.features.image_index, "cosine", 2, Options(bootstrap=None), {})
+    stored = score([emb], g.features.image_index, "cosine", 2, RunOptions(bootstrap=None), {})
     folded = write_run(results, {**{k: v for k, v in record.items() if k not in ("run_id", "ranks_file", "ranks_sha256")},
                                  "protocol": "1k", "folds": 2, **stored}).stem
     page = text(app.test_client().get(f"/run/{folded}/examples"))
