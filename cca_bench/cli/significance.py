@@ -82,8 +82,8 @@ def examples_text(runs: tuple, ranks: tuple, n: int, data_root) -> str:
     the query (an image id, or a caption and its image) and each run's top hit where its ranks file keeps the
     top-10. Items are named by position where the data root cannot rebuild the split."""
     from cca_bench.benchmark import run_split
-    from cca_bench.retrieved import contrast
     from cca_bench.results import load_top10
+    from cca_bench.retrieved import contrast
 
     split = run_split(runs[0], data_root)
     subset = any(isinstance(r.get("embeddings"), dict) and "image_index" in r["embeddings"] for r in runs)

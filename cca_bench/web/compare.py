@@ -139,10 +139,10 @@ def _rank(s, task: str, q: int) -> float:
 def compare_page():
     from flask import render_template, request
 
+    from cca_bench.stats import PAIRED_RESAMPLES
     from cca_bench.web.common import lib as _lib
     from cca_bench.web.common import wait as _wait
     from cca_bench.web.failures import run_stamps
-    from cca_bench.stats import PAIRED_RESAMPLES
     from cca_bench.web.figures import curve_label
     from cca_bench.web.kept import Loading
 

@@ -108,7 +108,8 @@ def query_row(lab: Labels, task: str, q: int) -> dict:
     if task == "image_annotation":
         return {"id": q, "image": q, "image_id": lab.image_ids[q], "alt": _first_caption(lab, q)}
     i = int(lab.image_index[q])
-    return {"id": q, "caption": lab.captions[q], "image": i, "image_id": lab.image_ids[i], "alt": _first_caption(lab, i)}
+    return {"id": q, "caption": lab.captions[q], "image": i, "image_id": lab.image_ids[i],
+            "alt": _first_caption(lab, i)}
 
 
 def hits(s: Stored, task: str, q: int, k: int = 3) -> list[dict] | None:

@@ -41,7 +41,8 @@ def roots(web_roots, tmp_path_factory):
 
 
 def stored(results, stem):
-    record = json.loads((results / "runs" / f"{stem}.json").read_text()) | {"_file": str(results / "runs" / f"{stem}.json")}
+    path = results / "runs" / f"{stem}.json"
+    record = json.loads(path.read_text()) | {"_file": str(path)}
     ranks = load_ranks(record)
     return ranks, load_top10(record, ranks)
 
@@ -80,7 +81,7 @@ def test_compare_labels_every_answer_with_its_own_run(roots, first):
                 ranks = own[stem][0].rank("i2t" if t == 0 else "t2i")
                 assert rank == ranks[0, query] + 1
     # the evaluate run's hits are its own top-10
-    block = page.split(f'<div class="example annotation" data-query="')[1]
+    block = page.split('<div class="example annotation" data-query="')[1]
     query = int(block.split('"')[0])
     mine = block.split(f'data-run="{evaluated}"')[1].split("</ol>")[0]
     captions = re.findall(r"<li class=\"(?:correct|wrong)\">(?:<span[^>]*>&#10003;</span> )?(.+?)</li>", mine)

@@ -2,8 +2,6 @@
 spies on the drawing and testing functions (Agg draws the same bytes twice, so equal bytes prove nothing)."""
 import os
 
-import pytest
-
 from cca_bench.web import create_app
 
 MODEL = "cca__shapes[n_test=60,n_train=300,n_val=40]__glove50_tinyimage"  # what conftest.web_roots fits

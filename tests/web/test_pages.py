@@ -5,14 +5,11 @@ import io
 import json
 import re
 import shutil
-import sys
-import types
 
+import flask  # noqa: F401,E402  (the web extra, in the test extra)
 import pytest
 
 from cca_bench.web import create_app
-
-import flask  # noqa: F401,E402  (the web extra, in the test extra)
 
 MODEL = "cca__shapes[n_test=60,n_train=300,n_val=40]__glove50_tinyimage"  # what conftest.web_roots fits
 RUN, DOT, RIDGE = (f"{MODEL}__test__full__cosine", f"{MODEL}__test__full__dot", f"{MODEL}@ridge__test__full__cosine")
@@ -112,7 +109,8 @@ def test_compare_table_sentence_and_cli_give_one_delta_interval_and_p(client, we
     from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, format_p, paired_test
 
     page = client.get(f"/compare?run={RUN}&run={RIDGE}").get_data(as_text=True)
-    a, b = (load_ranks(_record(web_roots, s) | {"_file": str(web_roots[1] / "runs" / f"{s}.json")}) for s in (RIDGE, RUN))
+    a, b = (load_ranks(_record(web_roots, s) | {"_file": str(web_roots[1] / "runs" / f"{s}.json")})
+            for s in (RIDGE, RUN))
     t = paired_test(a, b, "rsum", resamples=PAIRED_RESAMPLES, seed=PAIRED_SEED)
     interval, p = f"[{t['ci'][0]:+.1f}, {t['ci'][1]:+.1f}]", format_p(t["p_value"], PAIRED_RESAMPLES)
     rsum_row = page[page.index('<th scope="row">R-sum</th>'):].split("</tr>")[0]

@@ -361,8 +361,8 @@ def test_examples_page_ranks_within_the_runs_folds(client, web_roots, tmp_path):
     g = lib.gallery(MODEL, "test")
     emb = (g.model.embed_images(g.features), g.model.embed_texts(g.features))
     stored = score([emb], g.features.image_index, "cosine", 2, RunOptions(bootstrap=None), {})
-    folded = write_run(results, {**{k: v for k, v in record.items() if k not in ("run_id", "ranks_file", "ranks_sha256")},
-                                 "protocol": "1k", "folds": 2, **stored}).stem
+    kept = {k: v for k, v in record.items() if k not in ("run_id", "ranks_file", "ranks_sha256")}
+    folded = write_run(results, {**kept, "protocol": "1k", "folds": 2, **stored}).stem
     page = text(app.test_client().get(f"/run/{folded}/examples"))
     assert "within the query's fold: protocol 1k splits the 60 images into 2 consecutive folds of 30" in page
     assert "over the whole split (60 images)" in text(client.get(f"/run/{RUN}/examples"))
