@@ -246,10 +246,37 @@ def open_npy(path: Path):
         raise UserError(f"cannot read {path} as a numeric .npy array: {e}") from None
 
 
-def read_npz(data: bytes, where: str) -> dict:
-    """{name: array} of a ``.npz`` archive held in ``data``, each member's header checked first
-    (:func:`check_npy_header` against the member's size): numpy allocates what a header claims before it reads,
-    so a member claiming 149 GiB was a MemoryError. Never unpickled; a bad archive is a one-line UserError."""
+def read_regular(path: Path, folder: Path, max_bytes: int, what: str) -> bytes:
+    """The bytes of ``path``, refused (one-line UserError naming ``path`` and ``what`` it is) unless it is a
+    regular file, after symlinks, inside ``folder``, of at most ``max_bytes`` bytes.
+
+    Opened non-blocking and checked with ``fstat`` on the open descriptor before a byte is read: a FIFO
+    (which would hang the reader), a device (``/dev/zero`` is endless), a folder or a link leaving ``folder``
+    is never read."""
+    real, inside = os.path.realpath(path), os.path.realpath(folder).rstrip(os.sep) + os.sep
+    if not real.startswith(inside):
+        raise UserError(f"{path}: {what} leaves {folder} (a symlink to {real})")
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} is missing") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path} ({what}): {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{path}: {what} is not a regular file (a FIFO, device or folder); never read")
+        if st.st_size > max_bytes:
+            raise UserError(f"{path}: {what} holds {st.st_size} bytes, more than the {max_bytes} it can need")
+        return f.read(max_bytes + 1)[:max_bytes]
+
+
+def read_npz(data: bytes, where: str, max_bytes: int | None = None) -> dict:
+    """{name: array} of a ``.npz`` archive held in ``data``, every member bounded before numpy reads it (numpy
+    allocates what a header claims before it reads): the uncompressed sizes the zip directory records
+    (``file_size``, which zipfile never reads past) add up to at most ``max_bytes`` (compression lets a 7 MB
+    archive declare 1.5 GiB), and each member's ``.npy`` header (:func:`check_npy_header`) claims no more than
+    its ``file_size``. Never unpickled; a bad archive is a one-line UserError naming ``where``."""
     import io
     import zipfile
 
@@ -257,12 +284,19 @@ def read_npz(data: bytes, where: str) -> dict:
 
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            for info in zf.infolist():
+            infos = zf.infolist()
+            total = sum(info.file_size for info in infos)
+            if max_bytes is not None and total > max_bytes:
+                raise UserError(f"{where}: its members claim {total} bytes uncompressed, more than the "
+                                f"{max_bytes} it can need (a damaged or hostile archive); not read")
+            for info in infos:
                 with zf.open(info) as f:
                     check_npy_header(f, info.file_size, f"{where}: member {info.filename}")
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except UserError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as e:
         raise UserError(f"{where}: not a readable .npz archive ({e})") from None
 
 

@@ -106,7 +106,7 @@ def load_ranks(record: dict):
     JSON's metrics. UserError (one line) when the file is missing, altered or inconsistent."""
     import hashlib
 
-    from cca_bench.fsio import read_npz
+    from cca_bench.fsio import read_npz, read_regular
     from cca_bench.stats import point_metrics, query_ranks
 
     run = Path(record["_file"])
@@ -115,13 +115,11 @@ def load_ranks(record: dict):
         raise UserError(f"{run.name} has no per-query ranks file (stored before they were kept): run "
                         "run_benchmark / evaluate again to test it")
     path = run.with_name(name)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: the ranks file of {run.name} is missing") from None
+    budget = ranks_budget(record)
+    data = read_regular(path, run.parent, budget, f"the ranks file of {run.name}")  # no FIFO, device, link out
     if hashlib.sha256(data).hexdigest() != record.get("ranks_sha256"):
         raise UserError(f"{path}: sha256 differs from the one {run.name} recorded (altered or replaced)")
-    z = read_npz(data, str(path))  # headers checked before numpy allocates what they claim
+    z = read_npz(data, str(path), budget)  # sizes and headers checked before numpy allocates what they claim
     try:
         ranks = query_ranks(z["image_annotation"], z["image_search"], z["image_index"], z["fold"])
     except (KeyError, ValueError) as e:
@@ -131,6 +129,24 @@ def load_ranks(record: dict):
     if point_metrics(ranks) != {t: {k: record["metrics"][t].get(k) for k, _ in METRIC_COLUMNS} for t, _ in TASKS}:
         raise UserError(f"{path}: these ranks do not give the metrics of {run.name}")
     return ranks
+
+
+# int64 values a ranks file may hold per query (an image or a caption) and seed: the two ranks, image_index and
+# fold take 2; top-10 lists, tie counts and what later versions keep per query fit in the rest
+RANKS_VALUES_PER_QUERY = 64
+RANKS_MAX_SEEDS = 64
+
+
+def ranks_budget(record: dict) -> int:
+    """The most bytes (on disk and uncompressed) the ranks file of run ``record`` can need: 8 bytes x
+    RANKS_VALUES_PER_QUERY x RANKS_MAX_SEEDS per query of its ``n_images`` + ``n_captions``, plus 1 MiB of zip and
+    ``.npy`` headers; never more than half the memory available now. A record without those counts gets the
+    1 MiB alone."""
+    from cca_bench.config import available_memory
+
+    counts = [record.get(k) for k in ("n_images", "n_captions")]
+    queries = sum(c for c in counts if isinstance(c, int) and not isinstance(c, bool) and c > 0)
+    return min(8 * RANKS_VALUES_PER_QUERY * RANKS_MAX_SEEDS * queries + (1 << 20), available_memory() // 2)
 
 
 def resolve_run(results_root: Path, spec: str) -> dict:

@@ -86,16 +86,16 @@ def query_ranks(i2t, t2i, image_index, fold=None) -> QueryRanks:
     image_index = np.asarray(image_index, dtype=np.int64)
     n_img = i2t.shape[1]
     fold = np.zeros(n_img, dtype=np.int64) if fold is None else np.asarray(fold, dtype=np.int64)
-    if i2t.ndim != 2 or t2i.ndim != 2 or len(i2t) != len(t2i) or t2i.shape[1] != len(image_index) \
-            or len(fold) != n_img or image_index.ndim != 1:
+    if i2t.ndim != 2 or t2i.ndim != 2 or image_index.ndim != 1 or fold.ndim != 1 or len(i2t) != len(t2i) \
+            or t2i.shape[1] != len(image_index) or len(fold) != n_img:
         raise UserError(f"inconsistent rank arrays: image_annotation {i2t.shape}, image_search {t2i.shape}, "
                         f"image_index {image_index.shape}, fold {fold.shape}")
     if len(image_index) and (image_index.min() < 0 or image_index.max() >= n_img):
         raise UserError("image_index points outside the images")
     if (t2i < 0).any() or (i2t < -1).any():
         raise UserError("ranks must be >= 0 (image_annotation: -1 marks an image without captions)")
-    if len(fold) and (fold.min() < 0 or (np.diff(fold) < 0).any()):
-        raise UserError("fold must number consecutive image folds 0, 1, ...")
+    if len(fold) and (fold[0] != 0 or not np.isin(np.diff(fold), (0, 1)).all()):
+        raise UserError("fold must number consecutive image folds 0, 1, ... without a gap")
     has_caption = np.bincount(image_index, minlength=n_img) > 0
     if ((i2t >= 0) != has_caption).any():
         raise UserError("image_annotation must rank exactly the images that have captions")
