@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from cca_bench.checks import check_resamples
 from cca_bench.config import FeatureSpec, timed as _timed, torch_device
 from cca_bench.errors import UserError
 from cca_bench.features.pipelines import (Pipelines, features_tag, model_files,  # noqa: F401  (run records)
@@ -261,6 +262,8 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
     dataset = load_dataset(dataset_name, opts)
     split = dataset.split(split_name)
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
+    if opts.bootstrap:
+        check_resamples("--bootstrap", opts.bootstrap, split.n_images)  # before the models run, not after
     timings: dict = {}
     embedded = [_embed_split(method, dataset, dataset_name, split_name, spec, seed_options(opts, s), timings)
                 for s in (seeds or [None])]

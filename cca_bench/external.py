@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cca_bench.checks import check_resamples
 from cca_bench.errors import UserError
 
 LABEL_RE = r"[A-Za-z0-9_.+-]+"
@@ -137,6 +138,8 @@ def evaluate_embeddings(dataset_name: str, split_name: str, image_spec: str, tex
         timings, "load_embeddings", lambda: (load_embeddings(image_spec), load_embeddings(text_spec)))
     split = load_dataset(dataset_name, opts).split(split_name)
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
+    if opts.bootstrap:
+        check_resamples("--bootstrap", opts.bootstrap, split.n_images)
     given = None if image_index_file is None else load_image_index(Path(image_index_file), len(texts), split.n_images)
     image_index = check_embeddings(split, images, image_file, texts, text_file, given)
     evaluation = score([(images, texts)], image_index, distance, folds, opts, timings)

@@ -123,3 +123,76 @@ def test_hostile_ranks_file(name, setup, message, case, capsys):
     after = snapshot(w)
     assert unchanged({k: v for k, v in before.items() if not k.startswith("results/RESULTS")},
                      {k: v for k, v in after.items() if not k.startswith("results/RESULTS")})
+
+
+# ------------------------------------------------------------------------------------ numeric flags have ranges
+GEN = ["generate", "cca", "shapes", FEAT, *SMALL]
+RUN = ["run_benchmark", "cca", "shapes", "test", FEAT, *SMALL]
+SIGNIFICANCE = ["significance", "{run}", "{run}"]
+
+FLAG_CASES = [
+    ("significance --seed -1", [*SIGNIFICANCE, "--seed", "-1"], "argument --seed: must be a whole number >= 0"),
+    ("significance --seed 10**29", [*SIGNIFICANCE, "--seed", str(10**29)], "<= 4294967295"),
+    ("significance --resamples 10**9", [*SIGNIFICANCE, "--resamples", "1000000000"],
+     "argument --resamples: must be a whole number >= 1 and <= 1000000"),
+    ("significance --resamples superscript two", [*SIGNIFICANCE, "--resamples", "\u00b2"], "argument --resamples"),
+    ("generate asif --seed -5", ["generate", "asif", "shapes", FEAT, *SMALL, "--seed", "-5"], "argument --seed"),
+    ("generate --seed 2**32", [*GEN, "--seed", str(2**32)], "<= 4294967295"),
+    ("run_benchmark --seeds -1", [*RUN, "--seeds", "-1"], "argument --seeds: expected comma-separated seeds"),
+    ("generate --seeds 0,2**32", [*GEN, "--seeds", f"0,{2**32}"], "argument --seeds"),
+    ("run_benchmark --bootstrap 10**9", [*RUN, "--bootstrap", "1000000000"], "argument --bootstrap: must be"),
+    ("evaluate --bootstrap 0", ["evaluate", "shapes", "test", "--images", "i.npy", "--texts", "t.npy", "--name",
+                                "m", "--bootstrap", "0"], "argument --bootstrap"),
+    ("dcca --hidden 10**9", ["generate", "dcca", "shapes", FEAT, *SMALL, "--hidden", "1000000000"],
+     "dcca --hidden 1000000000 --layers 1 needs about"),
+    ("dcca --layers 10**8", ["generate", "dcca", "shapes", FEAT, *SMALL, "--layers", "100000000"],
+     "argument --layers: must be a whole number >= 0 and <= 1000"),
+    ("dcca --layers 1000 --hidden 65536", ["generate", "dcca", "shapes", FEAT, *SMALL, "--layers", "1000", "--hidden",
+                                           "65536"], "GiB of memory but"),
+    ("--cv-reg empty", [*GEN, "--cv", "--cv-reg", ""], "argument --cv-reg: expected comma-separated numbers without "
+     "empty entries"),
+    ("--cv-components with an empty entry", [*GEN, "--cv", "--cv-components", "1,,8"], "without empty entries"),
+    ("serve --port 70000", ["serve", "--port", "70000"], "argument --port: must be a whole number >= 0 and <= 65535"),
+]
+
+
+def run_case(w, roots, argv, capsys) -> tuple[int, list[str], bool]:
+    """(exit status, stderr lines, whether the case folder is unchanged) of ``main(argv)`` in the case folder."""
+    argv = [a.replace("{run}", str(the_run(w)[0])).replace(W, str(w)) for a in argv]
+    before = snapshot(w)
+    capsys.readouterr()
+    try:
+        rc = main([*argv, *roots])
+    except SystemExit as e:  # argparse
+        rc = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    return rc, err, unchanged(before, snapshot(w))
+
+
+@pytest.mark.parametrize("name, argv, message", FLAG_CASES, ids=[c[0] for c in FLAG_CASES])
+def test_numeric_flags_have_ranges(name, argv, message, case, capsys):
+    """Each flag's range (cca_bench.checks: SEED, RESAMPLES, LAYERS, PORT, and the memory of a network) is checked
+    before any work. Planted bugs: ``type=int`` for --seed (the negative seed reached numpy: a traceback),
+    positive_int for --resamples/--bootstrap (10^9 accepted), number_list dropping empty entries (``--cv-reg ""``
+    searched the default grid). dcca without check_memory was not run planted: it allocates until the process is
+    killed (the issue's RuntimeError after gigabytes)."""
+    w, roots = case
+    rc, err, same = run_case(w, roots, argv, capsys)
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert same
+
+
+@pytest.mark.parametrize("argv", [RUN, ["significance", "{run}", "{run}", "--resamples", "1000000"]],
+                         ids=["bootstrap", "resamples"])
+def test_resamples_are_checked_against_memory_before_the_work(argv, case, capsys, monkeypatch):
+    """With 1 MiB available, 1000 bootstrap resamples of 20 images (0.3 MB) fit and 10^6 permutations do not: the
+    run is refused before the features are encoded or the ranks tested. Planted bug: no check_resamples in
+    benchmark.run_benchmark / cli.significance (then the run is stored / the test runs)."""
+    import cca_bench.config
+
+    w, roots = case
+    monkeypatch.setattr(cca_bench.config, "available_memory", lambda: 1 << 20)
+    argv = [*argv, "--bootstrap", "100000"] if argv is RUN else argv
+    rc, err, same = run_case(w, roots, argv, capsys)
+    assert rc == 2 and len(err) == 1 and "needs about" in err[0] and "GiB is available" in err[0], err
+    assert same

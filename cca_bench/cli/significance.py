@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cca_bench.cli.common import add_common, metric, positive_int
+from cca_bench.cli.common import add_common, metric, resamples, seed
 from cca_bench.errors import UserError
 
 HELP = "is run A better than run B? a paired test on the same test images"
@@ -23,10 +23,10 @@ def add_arguments(p, argv: list[str]) -> None:
     p.add_argument("--metric", default="rsum", type=metric, metavar="METRIC",
                    help=f"rsum (default), {', '.join(METRICS)} (both directions summed), or one direction: "
                    "i2t:R@1, t2i:median_rank, ... (any case; medr = median_rank)")
-    p.add_argument("--resamples", type=positive_int, default=PAIRED_RESAMPLES, metavar="N",
-                   help=f"permutations and bootstrap resamples (default {PAIRED_RESAMPLES})")
-    p.add_argument("--seed", type=int, default=PAIRED_SEED,
-                   help=f"seed of the permutations and resamples (default {PAIRED_SEED})")
+    p.add_argument("--resamples", type=resamples, default=PAIRED_RESAMPLES, metavar="N",
+                   help=f"permutations and bootstrap resamples, 1 to 10^6 (default {PAIRED_RESAMPLES})")
+    p.add_argument("--seed", type=seed, default=PAIRED_SEED,
+                   help=f"seed of the permutations and resamples, 0 to 2^32-1 (default {PAIRED_SEED})")
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
     add_common(p)
 
@@ -34,6 +34,7 @@ def add_arguments(p, argv: list[str]) -> None:
 def run(args) -> None:
     import json
 
+    from cca_bench.checks import check_resamples
     from cca_bench.config import results_root
     from cca_bench.results import load_ranks, resolve_run, write_text
     from cca_bench.stats import paired_test
@@ -47,7 +48,9 @@ def run(args) -> None:
     if a.get("split_fingerprint") != b.get("split_fingerprint"):
         raise UserError(f"the runs' split fingerprints differ ({a.get('split_fingerprint')} vs "
                         f"{b.get('split_fingerprint')}): the split's images or captions changed between them")
-    result = paired_test(load_ranks(a), load_ranks(b), args.metric, args.resamples, args.seed)
+    ranks_a, ranks_b = load_ranks(a), load_ranks(b)
+    check_resamples("--resamples", args.resamples, ranks_a.n_images)
+    result = paired_test(ranks_a, ranks_b, args.metric, args.resamples, args.seed)
     result |= {"run_a": Path(a["_file"]).name, "run_b": Path(b["_file"]).name}
     print(significance_text(result))
     if args.json:
