@@ -7,6 +7,7 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cca_bench.cells import csv_cell, md_cell
 from cca_bench.errors import UserError
 
 METRIC_COLUMNS = (("R@1", "R@1"), ("R@5", "R@5"), ("R@10", "R@10"), ("median_rank", "Median Rank"),
@@ -219,8 +220,8 @@ def metric_table(rows: list[tuple[str, dict]], task: str, label: str = "Method",
 
     cis = cis or [None] * len(rows)
     header = [label] + [name for _, name in METRIC_COLUMNS]
-    body = [[name] + [with_ci(m[task].get(k), (ci or {}).get(task, {}).get(k), k) for k, _ in METRIC_COLUMNS]
-            for (name, m), ci in zip(rows, cis)]
+    body = [[md_cell(name)] + [with_ci(m[task].get(k), (ci or {}).get(task, {}).get(k), k)
+                               for k, _ in METRIC_COLUMNS] for (name, m), ci in zip(rows, cis)]
     return tabulate(body, header, tablefmt="github", disable_numparse=True)
 
 
@@ -435,7 +436,7 @@ def _cell(row, column: str, mark: str | None) -> str:
     """One markdown cell: identity text, or a value with its interval and significance mark."""
     value = row[column]
     if column not in VALUE_COLUMNS and column != "Seed sd":
-        return "-" if value is None or value != value else str(value)
+        return "-" if value is None or value != value else md_cell(value)
     interval = None if column == "Seed sd" or row.get(f"{column} lo") != row.get(f"{column} lo") else \
         (row[f"{column} lo"], row[f"{column} hi"])
     text = with_ci(None if value != value else value, interval, "MedR" if column.endswith("MedR") else column)
@@ -488,8 +489,13 @@ def _column_marks(group, column: str, ranks: dict, by_file: dict, alpha: float, 
 
 
 def compare_csv(frame) -> str:
-    """The compare frame as CSV (every group in one file, a Source column; missing values are empty cells)."""
-    return frame.drop(columns=["Family", "_file"]).to_csv(index=False, float_format="%.6g")
+    """The compare frame as CSV (every group in one file, a Source column; missing values are empty cells); text
+    cells that a spreadsheet would run as a formula are quoted (:func:`cca_bench.cells.csv_cell`)."""
+    from pandas.api.types import is_numeric_dtype
+
+    frame = frame.drop(columns=["Family", "_file"])
+    text = [c for c in frame.columns if not is_numeric_dtype(frame[c])]
+    return frame.assign(**{c: frame[c].map(csv_cell) for c in text}).to_csv(index=False, float_format="%.6g")
 
 
 def write_text(path: Path, text: str) -> Path:

