@@ -49,7 +49,7 @@ def main() -> None:
     ims, txt, idx = coco_like(args.noise)
     pi, pt = metrics.prepare(ims, "cosine"), metrics.prepare(txt, "cosine")
     evaluated = lambda seed=0: stats.from_fold_ranks(  # noqa: E731
-        metrics.fold_ranks(ims, txt if not seed else txt + 0.1 * seed, idx, folds=folds, return_flat=True), idx, len(ims))
+        metrics.fold_counts(ims, txt if not seed else txt + 0.1 * seed, idx, folds=folds), idx, len(ims))
     a, b = evaluated(), evaluated(1)
     rounds = interleaved({
         "similarity GEMM (25,000 x 5,000, k = 128)": lambda: pt @ pi.T,
@@ -65,8 +65,8 @@ def main() -> None:
     size = len(ranks_bytes(a))
     point = stats.point_metrics(a)
     spread = (f"Caption noise {args.noise:g}: t2i R@1 {point['image_search']['R@1']:.1f}, i2t R@1 "
-              f"{point['image_annotation']['R@1']:.1f}; {len(np.unique(a.t2i))} distinct caption ranks, "
-              f"{len(np.unique(a.i2t))} distinct image ranks. Load average at the end: {os.getloadavg()[0]:.1f}.")
+              f"{point['image_annotation']['R@1']:.1f}; {len(np.unique(a.rank('t2i')))} distinct caption ranks, "
+              f"{len(np.unique(a.rank('i2t')))} distinct image ranks. Load average at the end: {os.getloadavg()[0]:.1f}.")
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     rows = [f"| {name} | {t:.3f} s | {t / gemm:.2f}x | {t / evaluation:.2f}x |" for name, t in times.items()]
     report = "\n".join([

@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 from cca_bench.errors import UserError
 
 
-def evaluate_retrieval(image_emb, text_emb, image_index, distance="cosine", folds=1, ties="optimistic"):
+def evaluate_retrieval(image_emb, text_emb, image_index, distance="cosine", folds=1, ties="expected"):
     """Image annotation and image search metrics; see :func:`cca_bench.metrics.evaluate_retrieval`.
 
     Raises UserError (a ValueError) for NaN/inf embeddings and for queries whose scores are all equal.

@@ -45,6 +45,7 @@ class Options:
     log: Callable[[str], None] = lambda msg: None
     bootstrap: int | None = 1000  # resamples of the runs' intervals; None: no intervals (--ci none)
     ci_seed: int = 0
+    ties: str = "expected"  # the tie rule runs are scored under (cca_bench.ties: expected | optimistic | pessimistic)
 
     def text_options(self) -> dict:
         """The text options of run and model records (:func:`cca_bench.features.text_pipeline.text_options`)."""
@@ -216,7 +217,8 @@ def fit_model(cls, method: str, train, val, params: dict, cv: dict | None, opts:
     if val is None:
         raise UserError(f"--cv scores the grid on the val split, and {train.meta['dataset']} has none")
     opts.log(f"cross-validating {method} on {len(train.texts)} train / {len(val.texts)} val captions")
-    model, report = cross_validate(cls, train, val, params=params, progress=opts.progress, log=opts.log, **cv)
+    model, report = cross_validate(cls, train, val, params=params, progress=opts.progress, log=opts.log,
+                                   ties=opts.ties, **cv)
     return model, report | {"val_interval": val_interval(report, model, val)}
 
 
@@ -225,7 +227,8 @@ def cv_summary(report: dict, name: str) -> dict:
     from cca_bench.cv import best_params
 
     best = report["best"]
-    return {"select": report["select"], "chosen": best_params(report), "val_rsum": best["rsum"],
+    return {"select": report["select"], "ties": report.get("ties"), "chosen": best_params(report),
+            "val_rsum": best["rsum"],
             "val_interval": report.get("val_interval"),
             "val_medr_sum": best["medr_sum"], "grid": report["grid"], "report": f"cv/{name}.json"}
 
@@ -335,7 +338,8 @@ def run_config(opts: Options, distance: str, protocol: str) -> dict:
     """The options of a run that are not in its name (with the model's params and seed, its full config)."""
     return {"dataset_options": opts.dataset_options, **opts.text_options(), "batch_size": opts.batch_size,
             "device": opts.device, "precision": opts.precision, "feature_cache": opts.cache,
-            "data_root": str(opts.data_root), **model_files(opts), "distance": distance, "protocol": protocol, "ties": "optimistic"}
+            "data_root": str(opts.data_root), **model_files(opts), "distance": distance, "protocol": protocol,
+            "ties": opts.ties}
 
 
 def seeds_of(model, opts: Options) -> dict:

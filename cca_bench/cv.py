@@ -17,6 +17,7 @@ from typing import Callable
 from cca_bench.checks import NON_NEGATIVE
 from cca_bench.errors import UserError
 from cca_bench.metrics import TASK_NAMES
+from cca_bench.ties import DEFAULT, check_rule
 
 DEFAULT_GRID = {"n_components": (75, 100, 130, 200, 300), "reg": (10.0, 1.0, 0.1, 0.01, 0.001),
                 "eig_power": (0.0, 1.0, 2.0, 4.0)}
@@ -132,22 +133,24 @@ def knobs(cls) -> tuple[str, ...]:
 
 
 def cross_validate(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
-                   log: Callable[[str], None] = lambda msg: None):
+                   log: Callable[[str], None] = lambda msg: None, ties: str = DEFAULT):
     """Choose ``cls``'s hyper-parameters on the val FeatureSet (``searchable(cls)`` must hold): :func:`search_grid`
-    over a method's ``CV_GRID``, else :func:`grid_search` (CCA's one-pass grid). Returns (best fitted model,
-    report)."""
+    over a method's ``CV_GRID``, else :func:`grid_search` (CCA's one-pass grid), every point scored under the
+    tie rule ``ties`` (the default never rewards a collapsed model's ties). Returns (best fitted model, report;
+    its ``ties`` names the rule)."""
     search = search_grid if hasattr(cls, "CV_GRID") else grid_search
-    return search(cls, train, val, grid, params, select, progress, log)
+    model, report = search(cls, train, val, grid, params, select, progress, log, check_rule(ties))
+    return model, report | {"ties": ties}
 
 
 def grid_search(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
-                log: Callable[[str], None] = lambda msg: None):
+                log: Callable[[str], None] = lambda msg: None, ties: str = DEFAULT):
     """Fit ``cls`` (RegularizedCCA or a subclass) on ``train`` for every grid point, score on ``val``, keep the best.
 
     Args:
         train, val: FeatureSets; grid: {"n_components", "reg", "eig_power", and the class's ``CV_OUTER`` knobs}
             -> values (missing = defaults); params: the other constructor arguments; select: "rsum" (highest)
-            or "medr" (lowest median ranks).
+            or "medr" (lowest median ranks); ties: the tie rule of the val metrics.
     Returns:
         (best fitted model, report): report has the grid, every row (params, metrics, scores), the best row,
         notes, edge notes (chosen values on the edge of their grid) and the selection rule.
@@ -169,7 +172,7 @@ def grid_search(cls, train, val, grid: dict, params: dict, select: str = "rsum",
         k_max = min(len(moments.mean_x), len(moments.mean_y))
         inner, inner_notes = grid_points(grid, k_max)
         notes += [n for n in inner_notes if n not in notes]
-        for row, model in _fits(cls, moments, inner, p, val, notes, progress):
+        for row, model in _fits(cls, moments, inner, p, val, notes, progress, ties):
             rows.append(row := {**point, **row})
             if best is None or SELECT[select](row) < SELECT[select](best):
                 best, best_model = row, model
@@ -201,7 +204,7 @@ def method_grid(cls, grid: dict, params: dict, n_images: int, n_captions: int) -
 
 
 def search_grid(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
-                log: Callable[[str], None] = lambda msg: None):
+                log: Callable[[str], None] = lambda msg: None, ties: str = DEFAULT):
     """Grid search of a method that declares ``CV_GRID`` (ridge, procrustes, pls, asif, dcca): every point of
     :func:`method_grid` is fitted on ``train`` by the class's ``cv_models(train, val, points, params)`` (which
     shares work between points: one moment pass, one top-k pass) and scored on ``val``; the best is kept.
@@ -221,7 +224,7 @@ def search_grid(cls, train, val, grid: dict, params: dict, select: str = "rsum",
         for point, model, emb_x, emb_y in cls.cv_models(train, val, points, params):
             bar.update(1)
             try:
-                metrics = evaluate_retrieval(emb_x, emb_y, val.image_index)
+                metrics = evaluate_retrieval(emb_x, emb_y, val.image_index, ties=ties)
             except UserError as e:  # embeddings that score every item alike: no fake score
                 notes.append(f"{point} skipped: {e}")
                 continue
@@ -239,7 +242,7 @@ def search_grid(cls, train, val, grid: dict, params: dict, select: str = "rsum",
     return best_model, report
 
 
-def _fits(cls, moments, grid: dict, params: dict, val, notes: list, progress: bool):
+def _fits(cls, moments, grid: dict, params: dict, val, notes: list, progress: bool, ties: str):
     """Yield (row, fitted model) per grid point: one solve per reg, sliced for every n_components."""
     from cca_bench import linalg
     from cca_bench.config import torch_device
@@ -266,7 +269,7 @@ def _fits(cls, moments, grid: dict, params: dict, val, notes: list, progress: bo
                     bar.update(1)
                     try:  # val rows are mapped already (kcca): RegularizedCCA's linear projection of them
                         emb_x, emb_y = RegularizedCCA.transform_x(model, vx), RegularizedCCA.transform_y(model, vy)
-                        metrics = evaluate_retrieval(emb_x, emb_y, val.image_index)
+                        metrics = evaluate_retrieval(emb_x, emb_y, val.image_index, ties=ties)
                     except UserError as e:  # e.g. embeddings that score every item alike: no fake score
                         notes.append(f"{point} skipped: {e}")
                         continue
@@ -283,11 +286,11 @@ def val_interval(report: dict, model, val, resamples: int = 1000, seed: int = 0)
     import numpy as np
 
     from cca_bench import stats
-    from cca_bench.metrics import fold_ranks
+    from cca_bench.metrics import fold_counts
 
-    per_fold = fold_ranks(model.embed_images(val), model.embed_texts(val), val.image_index, return_flat=True)
-    reps = stats.bootstrap_replicates(stats.from_fold_ranks(per_fold, val.image_index, len(val.images)),
-                                      resamples, seed)
+    per_fold = fold_counts(model.embed_images(val), model.embed_texts(val), val.image_index)
+    ranks = stats.from_fold_ranks(per_fold, val.image_index, len(val.images), report.get("ties", DEFAULT))
+    reps = stats.bootstrap_replicates(ranks, resamples, seed)
     key = "rsum" if report["select"] == "rsum" else "medr_sum"
     values = reps["rsum"] if key == "rsum" else sum(reps[t]["median_rank"] for t in TASK_NAMES)
     lo, hi = (float(v) for v in np.percentile(values, [2.5, 97.5]))

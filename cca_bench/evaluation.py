@@ -9,24 +9,28 @@ from __future__ import annotations
 import numpy as np
 
 from cca_bench.config import timed, torch_device
+from cca_bench.ties import DEFAULT, check_rule
 
 
 def score(embeddings: list[tuple[np.ndarray, np.ndarray]], image_index: np.ndarray, distance: str, folds: int,
           opts, timings: dict) -> dict:
     """The run-record fields of one or more (one per seed) pairs of (n_img, k) image and (n_txt, k) caption
-    embeddings: ``metrics`` (mean over seeds), ``recall_curve``, ``degenerate_queries``, per-query ranks
-    (``_ranks``, stored by ``results.write_run``), bootstrap ``ci`` / ``ci_method`` unless ``opts.bootstrap``
-    is None, and with several seeds ``seed_metrics`` / ``seed_sd``. The similarity GEMM runs on
-    ``opts.device`` when that is a GPU (timed as ``evaluate``; the intervals as ``intervals``)."""
+    embeddings, scored under the tie rule ``opts.ties``: ``ties``, ``metrics`` (mean over seeds),
+    ``recall_curve``, ``degenerate_queries``, per-query tie counts (``_ranks``, stored by
+    ``results.write_run``), bootstrap ``ci`` / ``ci_method`` unless ``opts.bootstrap`` is None, and with several
+    seeds ``seed_metrics`` / ``seed_sd``. The similarity GEMM runs on ``opts.device`` when that is a GPU (timed
+    as ``evaluate``; the intervals as ``intervals``)."""
     from cca_bench import stats
-    from cca_bench.metrics import fold_ranks
+    from cca_bench.metrics import fold_counts
 
+    ties = check_rule(opts.ties)
     gemm_device = None if torch_device(opts.device) == "cpu" else torch_device(opts.device)
-    per_seed = timed(timings, "evaluate", lambda: [fold_ranks(
-        ei, et, image_index, distance, folds, device=gemm_device, return_flat=True) for ei, et in embeddings])
+    per_seed = timed(timings, "evaluate", lambda: [fold_counts(
+        ei, et, image_index, distance, folds, device=gemm_device) for ei, et in embeddings])
     n_img = len(embeddings[0][0])
-    ranks = stats.stack_seeds([stats.from_fold_ranks(p, image_index, n_img) for p in per_seed])
-    out = {"metrics": stats.point_metrics(ranks), "recall_curve": recall_curves(per_seed), "_ranks": ranks,
+    ranks = stats.stack_seeds([stats.from_fold_ranks(p, image_index, n_img, ties) for p in per_seed])
+    out = {"ties": ties, "metrics": stats.point_metrics(ranks), "recall_curve": recall_curves(per_seed, ties=ties),
+           "_ranks": ranks,
            "degenerate_queries": {task: int(sum(int(np.count_nonzero(f[2 + d])) for p in per_seed for f in p))
                                   for d, task in enumerate(stats.TASKS)}}
     if opts.bootstrap is not None:
@@ -37,11 +41,12 @@ def score(embeddings: list[tuple[np.ndarray, np.ndarray]], image_index: np.ndarr
     return out
 
 
-def recall_curves(per_seed: list, k_max: int = 50) -> dict:
-    """R@1..R@k_max of both directions, averaged over folds, then over seeds (``fold_ranks`` output per seed)."""
+def recall_curves(per_seed: list, k_max: int = 50, ties: str = DEFAULT) -> dict:
+    """R@1..R@k_max of both directions under ``ties``, averaged over folds, then over seeds (``fold_counts``
+    output per seed)."""
     from cca_bench.metrics import TASK_NAMES, fold_curves
 
-    return dict(zip(TASK_NAMES, np.mean([fold_curves(p, k_max) for p in per_seed], axis=0).tolist()))
+    return dict(zip(TASK_NAMES, np.mean([fold_curves(p, k_max, ties) for p in per_seed], axis=0).tolist()))
 
 
 def seed_spread(per_seed: list[dict]) -> dict:

@@ -3,12 +3,17 @@
 Conventions (see PROTOCOLS.md):
 - ranks are 1-based; an annotation query (an image) takes the rank of its BEST-ranked caption;
 - R@K is the percentage of queries with rank <= K; median rank = floor(median(r0)) + 1 and
-  mean rank = mean(r0) + 1, with r0 the 0-based ranks;
-- ties: ``ties="optimistic"`` (default, the protocol's rule) counts only items with a STRICTLY higher
-  score than the ground truth against it; ``ties="pessimistic"`` also counts every other item whose score
-  equals it. Images without captions are not annotation queries.
+  mean rank = mean(r0) + 1, with r0 the 0-based ranks (under ties, the expected ones: a median that falls
+  between whole ranks, e.g. 2.5 when two queries tie over the third place, is floored as Kiros / VSE++ floor
+  the half-way median of two ranks, so the median stays a whole rank and equals theirs on untied scores);
+- ties (:mod:`cca_bench.ties`): one pass counts, per query, the items scoring strictly above the ground truth
+  (s), the other items scoring exactly equal to it (t) and, for annotation, the image's captions sharing its
+  best score (m). ``ties="expected"`` (the default) scores the expectation over a uniformly random order of
+  the tied items (R@K = mean probability of a hit, median and mean over expected ranks); ``"optimistic"``
+  counts every tie for the query (rank s), ``"pessimistic"`` against it (rank s + t). Images without
+  captions are not annotation queries.
 - degenerate queries: a query that scores every item of its gallery (2 or more items) equally, e.g. an
-  all-zero embedding (an all-OOV caption, a sparse method's empty row), has no ranking, and the optimistic
+  all-zero embedding (an all-OOV caption, a sparse method's empty row), has no ranking, and an optimistic
   tie rule would hand it a free hit. It is scored as a miss with the WORST possible rank instead: 0-based
   n_images - 1 for image search; for image annotation n_captions - n_positives of that image (every other
   caption ahead of its best positive). ``ranks(..., return_flat=True)`` says which queries they were. One
@@ -18,7 +23,7 @@ The similarity matrix is never held whole: images go in blocks, each block's sco
 device when asked) serve both directions, and only the counts above the ground truth are kept, so memory is
 O(block x gallery). The cost is one similarity GEMM plus ONE read of its scores: each block is compared in
 cache-sized tiles, shared by all cores, for both directions at once (:class:`_OnePass`). Every ground-truth
-score is read from the GEMM entry it is compared with (never recomputed), so ties follow the rule bit for bit.
+score is read from the GEMM entry it is compared with (never recomputed), so ties are counted bit for bit.
 Nothing is scored from NaN/inf embeddings.
 """
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 
 from cca_bench.config import available_cores
 from cca_bench.errors import UserError
+from cca_bench.ties import DEFAULT, TieCounts, check_rule, exact_mean, exact_sum
 
 DISTANCES = ("cosine", "dot", "euclidean")
 KS = (1, 5, 10)
@@ -87,36 +93,46 @@ def similarity(a: np.ndarray, b: np.ndarray, distance: str = "cosine") -> np.nda
     return s
 
 
-def ranks(
+def ranks(image_emb, text_emb, image_index, distance: str = "cosine", ties: str = DEFAULT, block: int = 2048,
+          device: str | None = None, *, return_flat: bool = False) -> tuple[np.ndarray, ...]:
+    """0-based ranks of both directions under the tie rule ``ties`` (:func:`tie_counts` and
+    :meth:`cca_bench.ties.TieCounts.rank`): int64 for ``optimistic`` / ``pessimistic``, float64 expected ranks
+    for ``expected`` (whole numbers where nothing ties).
+
+    Returns (r_i2t (n_img_with_captions,), r_t2i (n_txt,)), with ``return_flat`` also the degenerate masks.
+    """
+    check_rule(ties)
+    i2t, t2i, *flat = tie_counts(image_emb, text_emb, image_index, distance, block, device)
+    out = tuple(c.rank(ties) if ties == "expected" else c.rank(ties).astype(np.int64) for c in (i2t, t2i))
+    return (*out, *flat) if return_flat else out
+
+
+def tie_counts(
     image_emb: np.ndarray,
     text_emb: np.ndarray,
     image_index: np.ndarray,
     distance: str = "cosine",
-    ties: str = "optimistic",
     block: int = 2048,
     device: str | None = None,
-    *,
-    return_flat: bool = False,
-) -> tuple[np.ndarray, ...]:
-    """0-based ranks for both directions, from ONE similarity GEMM taken in blocks of ``block`` images.
+) -> tuple:
+    """Both directions' tie counts (:class:`cca_bench.ties.TieCounts`), from ONE similarity GEMM taken in
+    blocks of ``block`` images.
 
     Args:
         image_emb: (n_img, k); text_emb: (n_txt, k); image_index: (n_txt,) caption j describes image
             ``image_index[j]``.
         device: None for numpy; a torch device (e.g. "cuda") runs each block's GEMM there.
-        return_flat: also return which queries were degenerate.
     Returns:
-        (r_i2t, r_t2i): (n_img_with_captions,) and (n_txt,) int64 0-based ranks; with ``return_flat``,
-        (r_i2t, r_t2i, flat_i2t, flat_t2i), the last two boolean masks aligned with the first two that mark
-        the degenerate queries (scored as misses: see the module docstring).
+        (i2t, t2i, flat_i2t, flat_t2i): TieCounts of shape (n_img_with_captions,) and (n_txt,), and boolean masks
+        aligned with them that mark the degenerate queries (scored as misses: see the module docstring).
     Each (block, n_txt) score block serves both directions: its rows rank captions for the block's images,
-    and its columns add, for every caption, the block's images scoring above the caption's own image. Every
-    comparison is with the ground truth's score as the same GEMM gives it (see :class:`_SearchCounts`), so
-    the tie rule holds exactly. Memory is O(block x n_txt).
+    and its columns add, for every caption, the block's images scoring above (and equal to) the caption's own
+    image. Every comparison is with the ground truth's score as the same GEMM gives it (see
+    :class:`_SearchCounts`), so ties are counted exactly. Memory is O(block x n_txt).
     Raises UserError for NaN/inf embeddings, scores that could overflow, and a direction whose every query
     is degenerate.
     """
-    image_index = _checked_index(image_emb, text_emb, image_index, ties)
+    image_index = _checked_index(image_emb, text_emb, image_index)
     ims, txt = prepare(image_emb, distance, "image embeddings"), prepare(text_emb, distance, "caption embeddings")
     if distance != "cosine":  # L2-normalised rows score within [-1, 1]
         check_score_range(ims, txt, distance)
@@ -124,20 +140,16 @@ def ranks(
     order = np.argsort(first, kind="stable")  # copies of an image side by side, in one block
     where = np.empty_like(order)
     where[order] = np.arange(len(order))
-    r_i2t, r_t2i, flat_i2t, flat_t2i = _ranks_both(ims[order], txt, where[image_index], where[first[order]],
-                                                   distance, ties, block, _scorer(txt, device))
-    r_i2t, flat_i2t = r_i2t[where], flat_i2t[where]  # back to image order
-    queries = np.flatnonzero(r_i2t >= 0)  # the images with captions
-    r_i2t, flat_i2t = r_i2t[queries], flat_i2t[queries]
+    i2t, t2i, flat_i2t, flat_t2i = _ranks_both(ims[order], txt, where[image_index], where[first[order]],
+                                               distance, block, _scorer(txt, device))
+    queries = np.flatnonzero(i2t.above[where] >= 0)  # back to image order: the images with captions
+    i2t, flat_i2t = i2t[where[queries]], flat_i2t[where[queries]]
     n_pos = np.bincount(image_index, minlength=len(ims))[queries]
-    _as_misses(r_i2t, r_t2i, flat_i2t, flat_t2i, len(txt) - n_pos, len(ims) - 1)
-    return (r_i2t, r_t2i, flat_i2t, flat_t2i) if return_flat else (r_i2t, r_t2i)
+    return (*_as_misses(i2t, t2i, flat_i2t, flat_t2i, len(txt) - n_pos, len(ims) - 1), flat_i2t, flat_t2i)
 
 
-def _checked_index(image_emb, text_emb, image_index, ties: str) -> np.ndarray:
-    """``image_index`` as int64 after checking it, the embeddings' widths and the tie rule (UserError)."""
-    if ties not in ("optimistic", "pessimistic"):
-        raise UserError(f"unknown tie rule {ties!r} (optimistic or pessimistic)")
+def _checked_index(image_emb, text_emb, image_index) -> np.ndarray:
+    """``image_index`` as int64 after checking it and the embeddings' widths (UserError)."""
     image_index = np.asarray(image_index, dtype=np.int64)
     n_img, n_txt = len(image_emb), len(text_emb)
     if len(image_index) != n_txt:
@@ -149,16 +161,21 @@ def _checked_index(image_emb, text_emb, image_index, ties: str) -> np.ndarray:
     return image_index
 
 
-def _as_misses(r_i2t, r_t2i, flat_i2t, flat_t2i, worst_i2t, worst_t2i: int) -> None:
-    """Give the degenerate queries (masks ``flat_*``) the worst rank, in place: ``worst_i2t`` (per image query)
-    and ``worst_t2i``; UserError when every query of a direction is degenerate (nothing would be measured)."""
+def _as_misses(i2t: TieCounts, t2i: TieCounts, flat_i2t, flat_t2i, worst_i2t, worst_t2i: int):
+    """(i2t, t2i) with the degenerate queries (masks ``flat_*``) given the worst rank and no ties:
+    ``worst_i2t`` (per image query) and ``worst_t2i``; UserError when every query of a direction is degenerate
+    (nothing would be measured)."""
     every = [f"all {flat.size} {what} queries" for what, flat in (("image", flat_i2t), ("caption", flat_t2i))
              if flat.size and flat.all()]
     if every:
         raise UserError(f"{' and '.join(every)} score every item of the gallery equally (e.g. all-zero or "
                         "identical embeddings): there is no ranking to evaluate")
-    r_i2t[flat_i2t] = worst_i2t[flat_i2t]
-    r_t2i[flat_t2i] = worst_t2i
+    out = []
+    for counts, flat, worst in ((i2t, flat_i2t, worst_i2t), (t2i, flat_t2i, np.full(len(flat_t2i), worst_t2i))):
+        above, tied, gt = counts.above.copy(), counts.tied.copy(), counts.gt_tied.copy()
+        above[flat], tied[flat], gt[flat] = worst[flat], 0, 1
+        out.append(TieCounts(above, tied, gt))
+    return tuple(out)
 
 
 def first_equal(a: np.ndarray) -> np.ndarray:
@@ -215,12 +232,13 @@ def _scorer(txt: np.ndarray, device: str | None):
     return lambda q, out: (torch.from_numpy(q).to(device) @ g.T).cpu().numpy()
 
 
-def _ranks_both(ims, txt, image_index, img_src, distance, ties, block, score):
-    """Both directions' 0-based ranks over the image blocks; see :func:`ranks` and :class:`_SearchCounts`.
+def _ranks_both(ims, txt, image_index, img_src, distance, block, score):
+    """Both directions' tie counts over the image blocks; see :func:`tie_counts` and :class:`_SearchCounts`.
 
-    ``img_src``: :func:`first_equal` of ``ims``, whose copies must be adjacent (``ranks`` sorts them so).
-    Returns (r_i2t (n_img,), -1 for images without captions; r_t2i (n_txt,); flat_i2t (n_img,), flat_t2i
-    (n_txt,): the degenerate queries, whose ranks are still the tie rule's). Each block's scores are read
+    ``img_src``: :func:`first_equal` of ``ims``, whose copies must be adjacent (``tie_counts`` sorts them so).
+    Returns (i2t TieCounts (n_img,), ``above`` -1 for images without captions; t2i TieCounts (n_txt,); flat_i2t
+    (n_img,), flat_t2i (n_txt,): the degenerate queries, whose counts are still the scores'). Each block's
+    scores are read
     once, by :class:`_OnePass`, for both directions. The score block is allocated once and reused (fresh
     200 MB arrays per block cost page faults).
     """
@@ -231,24 +249,28 @@ def _ranks_both(ims, txt, image_index, img_src, distance, ties, block, score):
     bounds = _block_bounds(img_src, block)
     scores = np.empty((max((e - s for s, e in bounds), default=0), len(txt)), dtype=np.float32)
     widen = 2.0
-    with _OnePass(len(txt), txt_sq, ties) as one_pass:
+    with _OnePass(len(txt), txt_sq) as one_pass:
         while True:
-            t2i = _SearchCounts(ims, txt, image_index, ims_sq, ties, widen, distance == "cosine")
-            r_i2t, flat_i2t = np.full(len(ims), -1, dtype=np.int64), np.zeros(len(ims), dtype=bool)
+            t2i = _SearchCounts(ims, txt, image_index, ims_sq, widen, distance == "cosine")
+            i2t = [np.full(len(ims), -1, dtype=np.int64), np.zeros(len(ims), np.int64), np.ones(len(ims), np.int64)]
+            flat_i2t = np.zeros(len(ims), dtype=bool)
             for s0, e in bounds:
                 p = _copies_alike(score(ims[s0:e], scores[: e - s0]), img_src[s0:e] - s0, txt_src)
                 isq = None if ims_sq is None else ims_sq[s0:e]
-                gt, n_tied = _best_positives(p, image_index, s0, txt_sq, ties)
+                gt, n_gt = _best_positives(p, image_index, s0, txt_sq)
                 c = t2i.known(p, isq, s0)
-                beaten, above, reach = one_pass(p, gt, t2i, c, isq)
-                r_i2t[s0:e] = np.where(gt > -np.inf, beaten - n_tied, -1)
-                flat_i2t[s0:e] = _flat_rows(p, gt > -np.inf, txt_sq)
-                t2i.add(p, isq, s0, c, above, reach)
-            r_t2i = t2i.ranks()
-            if r_t2i is not None:
+                beaten, level, above, level_c, reach = one_pass(p, gt, t2i, c, isq)
+                query = gt > -np.inf
+                i2t[0][s0:e] = np.where(query, beaten, -1)
+                i2t[1][s0:e] = np.where(query, level - beaten - n_gt, 0)  # ">=" also counted the tied positives
+                i2t[2][s0:e] = np.maximum(n_gt, 1)
+                flat_i2t[s0:e] = _flat_rows(p, query, txt_sq)
+                t2i.add(p, isq, s0, c, above, level_c, reach)
+            counts = t2i.counts()
+            if counts is not None:
                 break
             widen *= 4 * t2i.needed  # the GEMM rounded beyond the float32 bound (e.g. TF32 on a GPU): redo
-    return r_i2t, r_t2i, flat_i2t, t2i.flat()
+    return TieCounts(*i2t), counts, flat_i2t, t2i.flat()
 
 
 def _copies_alike(p: np.ndarray, src: np.ndarray, txt_src: np.ndarray) -> np.ndarray:
@@ -288,17 +310,15 @@ def _count(mask: np.ndarray, axis: int) -> np.ndarray:
     return mask.view(np.uint8).sum(axis, dtype=dtype)
 
 
-def _best_positives(p, image_index, s0, txt_sq, ties):
-    """(gt, n_tied) for the images of a GEMM block p (b, n_txt) starting at image s0: gt (b,) float32, each
-    image's best positive score (-inf for images without captions); n_tied (b,), under pessimistic ties, how
-    many of its positives reach gt (``>=`` counts them, but they are not other items), else 0."""
+def _best_positives(p, image_index, s0, txt_sq):
+    """(gt, n_gt) for the images of a GEMM block p (b, n_txt) starting at image s0: gt (b,) float32, each
+    image's best positive score (-inf for images without captions); n_gt (b,) how many of its positives score
+    exactly gt (the ground truths of its tie group, m; 0 for images without captions)."""
     rows, cols = _block_positives(len(p), image_index, s0)
     pos = p[rows, cols] if txt_sq is None else 2 * p[rows, cols] - txt_sq[cols]
     gt = np.full(len(p), -np.inf, dtype=np.float32)
     np.maximum.at(gt, rows, pos)
-    if ties == "optimistic":
-        return gt, 0
-    return gt, np.bincount(rows[pos >= gt[rows]], minlength=len(p))
+    return gt, np.bincount(rows[pos == gt[rows]], minlength=len(p))
 
 
 def _flat_rows(p, queries, txt_sq) -> np.ndarray:
@@ -323,15 +343,16 @@ class _OnePass:
     tiles, and each tile is compared while it is cached: with its images' best positives (annotation), and per
     caption with its own score where that is known (captions ``[0, c)``) or else with the bracket's ``hi`` and
     ``lo`` (see :class:`_SearchCounts`). Called with a block, it returns (beaten (b,): captions scoring above
-    each image's best positive (``>=`` under pessimistic ties, positives included); above (n_txt,): the
-    block's images scoring above the own score (``>=`` under pessimistic ties) for ``[0, c)``, above ``hi`` for
-    ``[c, n_txt)``; reach (n_txt - c,): at or above ``lo``). Use it as a context manager (it owns threads).
+    each image's best positive; level (b,): at or above it (positives included); above (n_txt,): the block's
+    images scoring above the own score for ``[0, c)``, above ``hi`` for ``[c, n_txt)``; level_c (c,): at or
+    above the own score (the own entry included); reach (n_txt - c,): at or above ``lo``). Counting ``>`` and
+    ``>=`` of the same cached tile costs one more comparison, not one more read of the block. Use it as a
+    context manager (it owns threads).
     """
 
-    def __init__(self, n_txt: int, txt_sq, ties: str):
+    def __init__(self, n_txt: int, txt_sq):
         self.rows = int(np.clip(2**20 // max(n_txt, 1), 1, 255))  # ~4 MB of float32 scores, uint8 counts
         self.n_txt, self.txt_sq = n_txt, txt_sq
-        self.cmp = np.greater if ties == "optimistic" else np.greater_equal
         self.pool, self.buffers = None, {}
 
     def __enter__(self):
@@ -347,33 +368,37 @@ class _OnePass:
             self.pool.shutdown()
 
     def __call__(self, p, gt, t2i: "_SearchCounts", c: int, ims_sq):
-        beaten = np.empty(len(p), dtype=np.int64)
+        beaten, level = np.empty(len(p), dtype=np.int64), np.empty(len(p), dtype=np.int64)
         tiles = iter(range(0, len(p), self.rows))  # shared: each worker takes the next tile (GIL-atomic)
-        job = (p, gt, t2i.own[:c], t2i.lo[c:], t2i.hi[c:], ims_sq, tiles, beaten)
+        job = (p, gt, t2i.own[:c], t2i.lo[c:], t2i.hi[c:], ims_sq, tiles, beaten, level)
         n = min(self.workers, -(-len(p) // self.rows))
         counts = [self._work(0, *job)] if n < 2 else [f.result() for f in
                                                       [self.pool.submit(self._work, w, *job) for w in range(n)]]
-        return beaten, sum(a for a, _ in counts), sum(r for _, r in counts)
+        return (beaten, level, *(sum(part) for part in zip(*counts)))
 
-    def _work(self, w, p, gt, own, lo, hi, ims_sq, tiles, beaten):
-        """One worker's share: tiles from ``tiles`` until none is left; fills ``beaten``, returns its counts."""
+    def _work(self, w, p, gt, own, lo, hi, ims_sq, tiles, beaten, level):
+        """One worker's share: tiles from ``tiles`` until none is left; fills ``beaten`` and ``level``, returns
+        its (above, level_c, reach) counts."""
         if w not in self.buffers:  # a mask and, for euclidean scores, a float buffer per worker
             self.buffers[w] = (np.empty((self.rows, self.n_txt), dtype=bool),
                                None if self.txt_sq is None else np.empty((self.rows, self.n_txt), np.float32))
         mask, buf = self.buffers[w]
         c, u8 = len(own), np.uint8
         above, reach = np.zeros(self.n_txt, dtype=np.int32), np.zeros(self.n_txt - c, dtype=np.int32)
+        level_c = np.zeros(c, dtype=np.int32)
         for a in tiles:
             b = min(a + self.rows, len(p))
             t, m, f = p[a:b], mask[: b - a], None if buf is None else buf[: b - a]
             s = t if f is None else np.subtract(np.multiply(t, 2, out=f), self.txt_sq, out=f)
-            beaten[a:b] = _count(self.cmp(s, gt[a:b, None], out=m), 1)
+            beaten[a:b] = _count(np.greater(s, gt[a:b, None], out=m), 1)
+            level[a:b] = _count(np.greater_equal(s, gt[a:b, None], out=m), 1)
             if f is not None:
                 s = np.subtract(np.multiply(t, 2, out=f), ims_sq[a:b, None], out=f)
-            above[:c] += np.add.reduce(self.cmp(s[:, :c], own, out=m[:, :c]).view(u8), axis=0, dtype=u8)
+            above[:c] += np.add.reduce(np.greater(s[:, :c], own, out=m[:, :c]).view(u8), axis=0, dtype=u8)
+            level_c += np.add.reduce(np.greater_equal(s[:, :c], own, out=m[:, :c]).view(u8), axis=0, dtype=u8)
             above[c:] += np.add.reduce(np.greater(s[:, c:], hi, out=m[:, c:]).view(u8), axis=0, dtype=u8)
             reach += np.add.reduce(np.greater_equal(s[:, c:], lo, out=m[:, c:]).view(u8), axis=0, dtype=u8)
-        return above, reach
+        return above, level_c, reach
 
 
 def _column_scores(q: np.ndarray, ims_sq) -> np.ndarray:
@@ -393,13 +418,13 @@ class _SearchCounts:
     2002, eq. 3.5), so the einsum and the GEMM are within twice that (widened 2x); for L2-normalised rows
     ``sum |t_i x_i| <= |t| |x| <= 1 + 2^-20``. Scores above hi count against the caption, scores below lo do
     not; the few inside (near-ties and exact duplicates) are kept as (caption, score) and compared with the
-    exact own score, read from the GEMM entry itself, at the end. So the tie rule holds bit for bit: an exact
-    duplicate of the right image counts only under pessimistic ties. Memory: the near-ties, O(n_txt) on real
+    exact own score, read from the GEMM entry itself, at the end. So ties are counted bit for bit: an exact
+    duplicate of the right image is a tie, never above. Memory: the near-ties, O(n_txt) on real
     data. An own score outside its bracket (a GEMM less precise than float32, e.g. TF32) makes :meth:`ranks`
     ask for a wider one.
     """
 
-    def __init__(self, ims, txt, image_index, ims_sq, ties: str, widen: float, unit: bool):
+    def __init__(self, ims, txt, image_index, ims_sq, widen: float, unit: bool):
         own = ims[image_index]
         mid = np.einsum("ij,ij->i", txt, own).astype(np.float64)
         k = txt.shape[1]
@@ -412,10 +437,11 @@ class _SearchCounts:
         self.err = scale * err + widen * 2.0**-23 * (np.abs(scale * mid) + np.abs(shift))
         self.lo = np.nextafter((self.mid - self.err).astype(np.float32), np.float32(-np.inf))
         self.hi = np.nextafter((self.mid + self.err).astype(np.float32), np.float32(np.inf))
-        self.image_index, self.ties, self.n_img = image_index, ties, len(ims)
+        self.image_index, self.n_img = image_index, len(ims)
         self.first_unknown = np.maximum.accumulate(image_index) if len(image_index) else image_index
         self.own = np.zeros(len(txt), dtype=np.float32)
         self.count = np.zeros(len(txt), dtype=np.int64)
+        self.tied = np.zeros(len(txt), dtype=np.int64)
         self.near_cols, self.near_vals = [], []
         self.flat_cols, self.flat_vals = None, None
         self.needed = 1.0
@@ -427,12 +453,13 @@ class _SearchCounts:
         self.own[cols] = p[rows, cols] if ims_sq is None else 2 * p[rows, cols] - ims_sq[rows]
         return int(np.searchsorted(self.first_unknown, s0 + len(p)))
 
-    def add(self, p: np.ndarray, ims_sq, s0: int, c: int, above: np.ndarray, reach: np.ndarray) -> None:
-        """Count one block (as :meth:`known` took it) from :class:`_OnePass`'s ``above`` and ``reach``."""
+    def add(self, p: np.ndarray, ims_sq, s0: int, c: int, above: np.ndarray, level_c: np.ndarray,
+            reach: np.ndarray) -> None:
+        """Count one block (as :meth:`known` took it) from :class:`_OnePass`'s ``above``, ``level_c``, ``reach``."""
         rows, cols = _block_positives(len(p), self.image_index, s0)
         self.count += above
-        if self.ties != "optimistic":  # ">=" counted each known own entry itself
-            self.count[cols[cols < c]] -= 1
+        self.tied[:c] += level_c - above[:c]
+        self.tied[cols[cols < c]] -= 1  # ">=" counted each known own entry itself
         near = reach - above[c:]
         unknown = cols >= c
         own = self.own[cols[unknown]]
@@ -460,9 +487,9 @@ class _SearchCounts:
             same = (_column_scores(p[:, self.flat_cols], ims_sq) == self.flat_vals).all(0)
             self.flat_cols, self.flat_vals = self.flat_cols[same], self.flat_vals[same]
 
-    def ranks(self) -> np.ndarray | None:
-        """0-based ranks, or None when an own score fell outside its bracket (then ``needed`` says how much
-        wider it must be). ``flat()`` then gives the degenerate captions."""
+    def counts(self) -> TieCounts | None:
+        """The captions' TieCounts, or None when an own score fell outside its bracket (then ``needed`` says
+        how much wider it must be). ``flat()`` then gives the degenerate captions."""
         outside = (self.own < self.lo) | (self.own > self.hi)
         if outside.any():
             off = np.abs(self.own[outside] - self.mid[outside]) / np.maximum(self.err[outside], 1e-300)
@@ -470,8 +497,10 @@ class _SearchCounts:
             return None
         cols = np.concatenate([np.zeros(0, dtype=np.int64), *self.near_cols])
         vals = np.concatenate([np.zeros(0, dtype=np.float32), *self.near_vals])
-        counted = vals > self.own[cols] if self.ties == "optimistic" else vals >= self.own[cols]
-        return self.count + np.bincount(cols[counted], minlength=len(self.own))
+        n = len(self.own)
+        above = self.count + np.bincount(cols[vals > self.own[cols]], minlength=n)
+        tied = self.tied + np.bincount(cols[vals == self.own[cols]], minlength=n)
+        return TieCounts(above, tied, np.ones(n, dtype=np.int64))
 
     def flat(self) -> np.ndarray:
         """(n_txt,) bool: captions that every image scores alike (in a gallery of 2 or more images)."""
@@ -481,14 +510,21 @@ class _SearchCounts:
         return flat
 
 
-def summarize(r0: np.ndarray) -> dict:
-    """0-based ranks -> {"R@1","R@5","R@10" (percent), "median_rank", "mean_rank"} (1-based ranks)."""
-    r0 = np.asarray(r0)
-    if r0.size == 0:
+def summarize(r0, ties: str = DEFAULT) -> dict:
+    """0-based ranks or :class:`~cca_bench.ties.TieCounts` of one direction's queries -> {"R@1","R@5","R@10"
+    (percent), "median_rank", "mean_rank"} (1-based ranks) under the tie rule ``ties``.
+
+    R@K is the mean probability of a hit (a plain share on untied ranks), median rank floor(median(r0)) + 1 and
+    mean rank mean(r0) + 1 over the rule's (expected) 0-based ranks (Kiros / VSE++ formulas). Sums are
+    correctly rounded (:func:`cca_bench.ties.exact_mean`): the same counts give the same numbers anywhere.
+    """
+    counts = TieCounts.of(r0)
+    if len(counts) == 0:
         raise UserError("no queries to evaluate")
-    out = {f"R@{k}": float(100.0 * np.mean(r0 < k)) for k in KS}
-    out["median_rank"] = float(np.floor(np.median(r0)) + 1)
-    out["mean_rank"] = float(np.mean(r0) + 1)
+    ranked = counts.rank(ties)
+    out = {f"R@{k}": float(100.0 * exact_mean(counts.hit(k, ties))) for k in KS}
+    out["median_rank"] = float(np.floor(np.median(ranked)) + 1)
+    out["mean_rank"] = float(exact_mean(ranked) + 1)
     return out
 
 
@@ -500,20 +536,24 @@ def fold_slices(n_img: int, folds: int) -> list[np.ndarray]:
     return [np.arange(f * size, (f + 1) * size) for f in range(folds)]
 
 
-def recall_curve(r0: np.ndarray, k_max: int = 50) -> list[float]:
-    """0-based ranks -> [R@1, ..., R@k_max] in percent (R@K = share of queries with rank <= K)."""
-    r0 = np.asarray(r0)
-    if r0.size == 0:
+def recall_curve(r0, k_max: int = 50, ties: str = DEFAULT) -> list[float]:
+    """0-based ranks or TieCounts -> [R@1, ..., R@k_max] in percent under ``ties`` (see :func:`summarize`)."""
+    counts = TieCounts.of(r0)
+    if len(counts) == 0:
         raise UserError("no queries to evaluate")
-    hits = np.bincount(np.minimum(r0, k_max), minlength=k_max + 1)[:k_max]
-    return (100.0 * np.cumsum(hits) / r0.size).tolist()
+    sure = counts.tied == 0 if ties == "expected" else np.ones(len(counts), dtype=bool)  # whole hits
+    ranked = counts.rank(ties)[sure].astype(np.int64)
+    hits = np.cumsum(np.bincount(np.minimum(ranked, k_max), minlength=k_max + 1)[:k_max])
+    fractional = counts[~sure]
+    if not len(fractional):
+        return (100.0 * hits / len(counts)).tolist()
+    return [100.0 * (exact_sum(fractional.hit(k, ties), int(h)) / len(counts))  # as summarize's R@K
+            for k, h in zip(range(1, k_max + 1), hits)]
 
 
-def fold_ranks(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
-               ties: str = "optimistic", device: str | None = None, *,
-               return_flat: bool = False) -> list[tuple[np.ndarray, ...]]:
-    """(r_i2t, r_t2i) 0-based ranks of each of ``folds`` consecutive image folds (see :func:`ranks`); with
-    ``return_flat``, (r_i2t, r_t2i, flat_i2t, flat_t2i) per fold (the degenerate queries' masks).
+def fold_counts(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
+                device: str | None = None) -> list[tuple]:
+    """(i2t, t2i, flat_i2t, flat_t2i) of each of ``folds`` consecutive image folds (see :func:`tie_counts`).
 
     Args:
         image_emb: (n_img, k); text_emb: (n_txt, k); image_index: (n_txt,) image of each caption.
@@ -526,9 +566,20 @@ def fold_ranks(image_emb, text_emb, image_index, distance: str = "cosine", folds
     out = []
     for images in fold_slices(n_img, folds):
         caps = np.flatnonzero((image_index >= images[0]) & (image_index <= images[-1]))
-        out.append(ranks(image_emb[images], text_emb[caps], image_index[caps] - images[0], distance, ties,
-                         device=device, return_flat=return_flat))
+        out.append(tie_counts(image_emb[images], text_emb[caps], image_index[caps] - images[0], distance,
+                              device=device))
     return out
+
+
+def fold_ranks(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
+               ties: str = DEFAULT, device: str | None = None, *,
+               return_flat: bool = False) -> list[tuple[np.ndarray, ...]]:
+    """(r_i2t, r_t2i) 0-based ranks under ``ties`` (as :func:`ranks` gives them) of each of ``folds``
+    consecutive image folds; with ``return_flat``, (r_i2t, r_t2i, flat_i2t, flat_t2i) per fold."""
+    check_rule(ties)
+    as_rank = (lambda c: c.rank(ties)) if ties == "expected" else (lambda c: c.rank(ties).astype(np.int64))
+    return [(as_rank(i2t), as_rank(t2i), *flat)[: 4 if return_flat else 2]
+            for i2t, t2i, *flat in fold_counts(image_emb, text_emb, image_index, distance, folds, device)]
 
 
 def _fold_mean(per_fold: list[dict]) -> dict:
@@ -542,14 +593,15 @@ def evaluate_retrieval(
     image_index: np.ndarray,
     distance: str = "cosine",
     folds: int = 1,
-    ties: str = "optimistic",
+    ties: str = DEFAULT,
     device: str | None = None,
 ) -> dict:
-    """Image annotation (i2t) and image search (t2i) metrics, averaged over ``folds`` image folds.
+    """Image annotation (i2t) and image search (t2i) metrics under the tie rule ``ties``, averaged over
+    ``folds`` image folds.
 
     Args:
         image_emb: (n_img, k); text_emb: (n_txt, k); image_index: (n_txt,) image of each caption.
-        device: None (numpy) or a torch device for the similarity GEMM (see :func:`ranks`).
+        device: None (numpy) or a torch device for the similarity GEMM (see :func:`tie_counts`).
     Returns:
         ``{"image_annotation": {...}, "image_search": {...}}``, each as :func:`summarize` returns.
     """
@@ -557,22 +609,23 @@ def evaluate_retrieval(
 
 
 def evaluate_with_curves(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
-                         ties: str = "optimistic", k_max: int = 50,
+                         ties: str = DEFAULT, k_max: int = 50,
                          device: str | None = None) -> tuple[dict, dict]:
-    """:func:`evaluate_retrieval`'s metrics and, from the same ranks, the R@1..R@k_max curves.
+    """:func:`evaluate_retrieval`'s metrics and, from the same counts, the R@1..R@k_max curves.
 
     Returns:
         (metrics, curves): curves is ``{"image_annotation": [R@1..R@k_max], "image_search": [...]}``
         averaged over folds (empty lists when ``k_max`` is 0).
     """
-    per_fold = fold_ranks(image_emb, text_emb, image_index, distance, folds, ties, device)
-    metrics = _fold_mean([dict(zip(TASK_NAMES, map(summarize, r))) for r in per_fold])
+    check_rule(ties)
+    per_fold = fold_counts(image_emb, text_emb, image_index, distance, folds, device)
+    metrics = _fold_mean([dict(zip(TASK_NAMES, (summarize(c, ties) for c in r[:2]))) for r in per_fold])
     if not k_max:
         return metrics, {task: [] for task in TASK_NAMES}
-    return metrics, dict(zip(TASK_NAMES, fold_curves(per_fold, k_max).tolist()))
+    return metrics, dict(zip(TASK_NAMES, fold_curves(per_fold, k_max, ties).tolist()))
 
 
-def fold_curves(per_fold: list[tuple], k_max: int = 50) -> np.ndarray:
-    """(2, k_max) R@1..R@k_max of both directions averaged over folds (:func:`fold_ranks` output; entries past
-    the two rank arrays, such as the degenerate masks, are ignored)."""
-    return np.mean([[recall_curve(r0, k_max) for r0 in fold[:2]] for fold in per_fold], axis=0)
+def fold_curves(per_fold: list[tuple], k_max: int = 50, ties: str = DEFAULT) -> np.ndarray:
+    """(2, k_max) R@1..R@k_max of both directions averaged over folds (:func:`fold_counts` or
+    :func:`fold_ranks` output; entries past the first two, such as the degenerate masks, are ignored)."""
+    return np.mean([[recall_curve(r0, k_max, ties) for r0 in fold[:2]] for fold in per_fold], axis=0)

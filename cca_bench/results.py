@@ -55,9 +55,21 @@ def now() -> str:
 
 
 def run_path(results_root: Path, record: dict) -> Path:
-    """``runs/<model>__<split>__<protocol>__<distance>.json``; the model name holds method, dataset, features."""
+    """``runs/<model>__<split>__<protocol>__<distance>.json``; the model name holds method, dataset, features.
+    A run scored under a tie rule other than the default adds ``__ties-<rule>`` (it never replaces the
+    default rule's run of the same model)."""
+    from cca_bench.ties import DEFAULT
+
     parts = [record["model"], record["split"], record["protocol"], record["distance"]]
+    parts += [f"ties-{record['ties']}"] if record.get("ties", DEFAULT) != DEFAULT else []
     return Path(results_root) / "runs" / ("__".join(parts) + ".json")
+
+
+def run_ties(record: dict) -> str:
+    """The tie rule a run record was scored under: its ``ties`` field; runs stored before that field say it in
+    ``config.ties`` (they were all optimistic)."""
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    return str(record.get("ties") or config.get("ties") or "optimistic")
 
 
 def write_json(path: Path, data: dict) -> Path:
@@ -86,29 +98,43 @@ def write_run(results_root: Path, record: dict) -> Path:
     return write_json(path, record)
 
 
+TIE_MEMBERS = ("image_annotation_tied", "image_annotation_gt_tied", "image_search_tied")
+
+
 def ranks_bytes(ranks) -> bytes:
-    """The ``.ranks.npz`` bytes of a :class:`cca_bench.stats.QueryRanks`: integer arrays ``image_annotation``
-    (n_images,) (-1: an image without captions is no query), ``image_search`` (n_captions,), ``image_index``
-    (n_captions,) and ``fold`` (n_images,); with several seeds the two rank arrays have a seed axis first."""
+    """The ``.ranks.npz`` bytes of a :class:`cca_bench.stats.QueryRanks`, integer arrays: ``image_annotation``
+    (n_images,) captions scoring strictly above each image's best caption (-1: an image without captions is no
+    query), ``image_annotation_tied`` other captions tied with it, ``image_annotation_gt_tied`` its own captions
+    in that tie (>= 1), ``image_search`` (n_captions,) images strictly above each caption's image,
+    ``image_search_tied`` other images tied with it, ``image_index`` (n_captions,) and ``fold`` (n_images,); with
+    several seeds the count arrays have a seed axis first. The tie rule is the run JSON's ``ties``: with it the
+    counts give every metric, curve and interval exactly (:mod:`cca_bench.ties`)."""
     import io
 
     import numpy as np
 
     one = len(ranks.i2t) == 1
+    pick = (lambda a: a[0]) if one else (lambda a: a)  # noqa: E731
     buf = io.BytesIO()
-    np.savez(buf, image_annotation=ranks.i2t[0] if one else ranks.i2t,
-             image_search=ranks.t2i[0] if one else ranks.t2i, image_index=ranks.image_index, fold=ranks.fold)
+    np.savez(buf, image_annotation=pick(ranks.i2t.above), image_search=pick(ranks.t2i.above),
+             image_annotation_tied=pick(ranks.i2t.tied), image_annotation_gt_tied=pick(ranks.i2t.gt_tied),
+             image_search_tied=pick(ranks.t2i.tied), image_index=ranks.image_index, fold=ranks.fold)
     return buf.getvalue()
 
 
 def load_ranks(record: dict):
     """The :class:`cca_bench.stats.QueryRanks` of a stored run (a record as :func:`load_runs` returns it), read
-    with ``allow_pickle=False`` after checking the sha256 the JSON recorded and that the ranks reproduce the
-    JSON's metrics. UserError (one line) when the file is missing, altered or inconsistent."""
+    with ``allow_pickle=False`` after checking the sha256 the JSON recorded and that the counts reproduce the
+    JSON's metrics exactly under its tie rule (:func:`run_ties`). A ranks file kept before tie counts (no
+    ``*_tied`` members) loads as untied ranks under its run's stored rule (optimistic), which reproduces its
+    metrics. UserError (one line) when the file is missing, altered or inconsistent."""
     import hashlib
 
     from cca_bench.fsio import read_npz, read_regular
     from cca_bench.stats import point_metrics, query_ranks
+    import numpy as np
+
+    from cca_bench.ties import TieCounts
 
     run = Path(record["_file"])
     name = record.get("ranks_file")
@@ -122,7 +148,11 @@ def load_ranks(record: dict):
         raise UserError(f"{path}: sha256 differs from the one {run.name} recorded (altered or replaced)")
     z = read_npz(data, str(path), budget)  # sizes and headers checked before numpy allocates what they claim
     try:
-        ranks = query_ranks(z["image_annotation"], z["image_search"], z["image_index"], z["fold"])
+        i2t, t2i = z["image_annotation"], z["image_search"]
+        if any(m in z for m in TIE_MEMBERS):
+            i2t = TieCounts(i2t, z["image_annotation_tied"], z["image_annotation_gt_tied"])
+            t2i = TieCounts(t2i, z["image_search_tied"], np.ones_like(z["image_search_tied"]))
+        ranks = query_ranks(i2t, t2i, z["image_index"], z["fold"], run_ties(record))
     except (KeyError, ValueError) as e:
         raise UserError(f"{path}: not a ranks file ({e})") from None
     except UserError as e:
@@ -251,7 +281,7 @@ def rsum(metrics: dict) -> float | None:
 def run_tables(record: dict) -> str:
     """The two titled tables a run prints (Image Annotation, Image Search, intervals where the run has them),
     then its R-sum line, the seed spread and the interval method."""
-    name = f"{record['method']} ({record['features']}, {record['distance']})"
+    name = f"{record['method']} ({record['features']}, {record['distance']}, ties {run_ties(record)})"
     ci = record.get("ci")
     out = []
     for task, title in TASKS:
@@ -281,7 +311,7 @@ def metric_columns(metrics: dict) -> dict:
 
 OWN_SOURCE = "this suite"
 PUBLISHED_CSV = "published.csv"  # in cca_bench/data/: the reference rows of PROTOCOLS.md, with citations
-IDENTITY = ["Source", "Dataset", "Split", "Protocol", "Method", "Features", "Params", "Distance"]
+IDENTITY = ["Source", "Dataset", "Split", "Protocol", "Method", "Features", "Params", "Distance", "Ties"]
 GROUP = ["Dataset", "Split", "Protocol"]
 
 
@@ -295,7 +325,8 @@ def compare_frame(runs: list[dict], published=None):
 
     own = pd.DataFrame([{"Source": OWN_SOURCE, "Dataset": r["dataset"], "Split": r["split"], "Protocol": r["protocol"],
                          "Method": r["method"], "Features": r["features"], "Params": _params_cell(r),
-                         "Distance": r["distance"], **metric_columns(r["metrics"]), "R-sum": rsum(r["metrics"]),
+                         "Distance": r["distance"], "Ties": run_ties(r), **metric_columns(r["metrics"]),
+                         "R-sum": rsum(r["metrics"]),
                          **ci_columns(r.get("ci")), "Seed sd": (r.get("seed_sd") or {}).get("rsum"),
                          "Family": r["method"], "Citation": None, "_file": r.get("_file")} for r in runs],
                        columns=_columns())
@@ -409,7 +440,9 @@ def compare_markdown(frame, marks: dict | None = None) -> str:
              " mean rank (1-based); R-sum = R@1 + R@5 + R@10 of both directions; '-' = not published. Source \"this"
              " suite\" rows are rendered from the run JSON files by `cca_bench compare`, with 95% bootstrap intervals"
              " over test images in brackets (Seed sd: the R-sum's standard deviation over `--seeds`); the other rows"
-             " are published numbers (cca_bench/data/published.csv).\n"]
+             " are published numbers (cca_bench/data/published.csv). Ties: how a ground truth that scores exactly as"
+             " much as other items is ranked (expected = the exact expectation over a random order of the tied"
+             " items, the default; optimistic / pessimistic = every tie for / against it; docs/protocols.md).\n"]
     if marks is not None:
         parts.append(MARKS_LEGEND)
     for (ds, split, proto), group in frame.groupby(GROUP, sort=False):
@@ -477,9 +510,9 @@ def _column_marks(group, column: str, ranks: dict, by_file: dict, alpha: float, 
         return {}
     lower = column.endswith(("MedR", "MeanR"))
     best = group.loc[values.idxmin() if lower else values.idxmax(), "_file"]
-    fingerprint = by_file[best].get("split_fingerprint")
+    fingerprint, ties = by_file[best].get("split_fingerprint"), run_ties(by_file[best])
     others = [f for f in group.loc[values.index, "_file"] if f != best
-              and by_file[f].get("split_fingerprint") == fingerprint]
+              and by_file[f].get("split_fingerprint") == fingerprint and run_ties(by_file[f]) == ties]
     p = holm([p_value(ranks[best], ranks[f], COLUMN_METRIC[column]) for f in others]) if others else []
     out = {(best, column): "best"}
     for f, adjusted in zip(others, p):
@@ -521,8 +554,9 @@ def cv_markdown(report: dict, name: str) -> str:
     from cca_bench.cv import best_params, ranked_rows
 
     rule = "highest R-sum" if report["select"] == "rsum" else "lowest sum of median ranks"
+    ties = f", ties {report['ties']}" if report.get("ties") else ""
     head = [f"# CV grid: {name}\n", f"Selected by {rule} on val ({report['n_val_images']} images, "
-            f"{report['n_val_captions']} captions): {best_params(report)}.\n"]
+            f"{report['n_val_captions']} captions{ties}): {best_params(report)}.\n"]
     head += [f"- **edge of the grid**: {n}" for n in report.get("edges", [])]
     head += [f"- note: {n}" for n in report["notes"]]
     if report.get("val_interval"):

@@ -270,8 +270,8 @@ def _examples(queries: np.ndarray, ranks1: np.ndarray, q_emb: np.ndarray, g_emb:
         sel, gallery = queries[q_fold[queries] == f], np.flatnonzero(g_fold == f)
         scores, ids = top_k(q_emb[sel], g_emb[gallery], k, distance)
         found.update({int(q): (gallery[i], s) for q, i, s in zip(sel, ids, scores)})
-    return [{"query": int(q), "rank": int(r), "hits": found[int(q)][0].tolist(), "scores": found[int(q)][1].tolist()}
-            for q, r in zip(queries, ranks1)]
+    return [{"query": int(q), "rank": int(r) if r == int(r) else float(r), "hits": found[int(q)][0].tolist(),
+             "scores": found[int(q)][1].tolist()} for q, r in zip(queries, ranks1)]
 
 
 def retrieval_examples(image_emb: np.ndarray, text_emb: np.ndarray, image_index: np.ndarray,
@@ -286,7 +286,8 @@ def retrieval_examples(image_emb: np.ndarray, text_emb: np.ndarray, image_index:
     Returns:
         ``{"image_annotation": {"sample": [...], "worst": [...]}, "image_search": {...}}``; each entry is
         ``{"query", "rank", "hits", "scores"}``: the query's position (an image for annotation, a caption for
-        search), its rank as :func:`cca_bench.metrics.fold_ranks` gives it (1-based, the protocol's tie rule; an
+        search), its rank as :func:`cca_bench.metrics.fold_ranks` gives it (1-based, the default tie rule's
+        expected rank, a whole number unless the ground truth ties; an
         image takes its best caption's rank), and its top-k gallery ids (captions / images, positions in the
         whole split) with their scores. ``sample``: ``n_sample`` queries drawn with ``seed`` (in query order);
         ``worst``: the ``n_worst`` queries with the largest rank, worst first (ties by query order).
@@ -295,7 +296,7 @@ def retrieval_examples(image_emb: np.ndarray, text_emb: np.ndarray, image_index:
 
     image_index = np.asarray(image_index, dtype=np.int64)
     captioned = np.bincount(image_index, minlength=len(image_emb)) > 0
-    r_i2t, r_t2i = np.zeros(len(image_emb), dtype=np.int64), np.zeros(len(text_emb), dtype=np.int64)
+    r_i2t, r_t2i = np.zeros(len(image_emb)), np.zeros(len(text_emb))  # expected ranks: halves where ties are
     image_fold = np.zeros(len(image_emb), dtype=np.int64)
     for f, (images, (ri, rt)) in enumerate(zip(fold_slices(len(image_emb), folds),
                                                fold_ranks(image_emb, text_emb, image_index, distance, folds))):

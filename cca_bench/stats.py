@@ -1,15 +1,18 @@
 """Uncertainty of retrieval metrics: image-level (cluster) bootstrap intervals and paired tests between runs.
 
-Everything here is a pure function of per-query 0-based ranks (:mod:`cca_bench.metrics`) and the image of each
-caption. The unit of sampling is the test IMAGE: an image and all its captions are resampled together, since
-the captions of one image share it and their outcomes correlate (a caption-level bootstrap gives intervals that
+Everything here is a pure function of per-query tie counts (:class:`cca_bench.ties.TieCounts`: items above the
+ground truth and tied with it, from :mod:`cca_bench.metrics`), the run's tie rule and the image of each caption.
+Under the default rule a query's hit is a probability and its rank an expected rank (:mod:`cca_bench.ties`);
+every metric below is linear in those per-query values, so the image-level sums hold unchanged. The unit of
+sampling is the test IMAGE: an image and all its captions are resampled together, since the captions of one image
+share it and their outcomes correlate (a caption-level bootstrap gives intervals that
 are too narrow; PROTOCOLS.md, "Uncertainty and significance").
 
 A resample is a vector of counts c_i (how often image i was drawn), so every metric of every resample is a
 weighted sum over images: R@K(i2t) = 100 sum_i c_i h_i / sum_i c_i q_i and R@K(t2i) = 100 sum_i c_i H_i /
-sum_i c_i n_i, with h_i the image's annotation hit, q_i whether it is a query (has captions), H_i its captions'
-search hits and n_i its caption count. All B resamples are one (B, n_images) count matrix times a few per-image
-columns, not B evaluations; medians are weighted medians over the ranks' distinct values.
+sum_i c_i n_i, with h_i the image's annotation hit (probability), q_i whether it is a query (has captions), H_i
+the sum of its captions' search hit probabilities and n_i its caption count. All B resamples are one
+(B, n_images) count matrix times a few per-image columns, not B evaluations; medians are weighted medians over the ranks' distinct values.
 
 Draw order (what an independent re-implementation must repeat to get the same numbers): ``rng =
 numpy.random.default_rng(seed)``; for each fold in order, ``rng.integers(0, n_f, size=(B, n_f), dtype=D)`` are the
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cca_bench.errors import UserError
+from cca_bench.ties import DEFAULT, TieCounts, check_rule
 
 KS = (1, 5, 10)
 METRICS = ("R@1", "R@5", "R@10", "median_rank", "mean_rank")
@@ -54,18 +58,29 @@ def format_p(p: float, resamples: int) -> str:
 
 @dataclass(frozen=True)
 class QueryRanks:
-    """Per-query 0-based ranks of one evaluation (or of several seeds of it), and how queries map to images.
+    """Per-query tie counts of one evaluation (or of several seeds of it), its tie rule, and how queries map to
+    images.
 
-    i2t: (S, n_images) rank of each image query, -1 for an image without captions (not a query);
-    t2i: (S, n_captions) rank of each caption query; image_index: (n_captions,) image of each caption;
-    fold: (n_images,) fold of each image (all 0 without folds). Ranks of fold f are within fold f.
-    S = number of seeds (1 for a single model).
+    i2t: TieCounts (S, n_images) of each image query, ``above`` -1 for an image without captions (not a query);
+    t2i: TieCounts (S, n_captions) of each caption query; image_index: (n_captions,) image of each caption;
+    fold: (n_images,) fold of each image (all 0 without folds); ties: the rule the run is scored under
+    (:mod:`cca_bench.ties`). Counts of fold f are within fold f. S = number of seeds (1 for a single model).
+    ``rank(task)`` / ``hit(task, k)`` give the rule's (S, n) 0-based ranks and hit probabilities.
     """
 
-    i2t: np.ndarray
-    t2i: np.ndarray
+    i2t: TieCounts
+    t2i: TieCounts
     image_index: np.ndarray
     fold: np.ndarray
+    ties: str = DEFAULT
+
+    def rank(self, short: str) -> np.ndarray:
+        """(S, n) float64 0-based ranks of ``"i2t"`` or ``"t2i"`` under the run's rule (-1: no query)."""
+        return getattr(self, short).rank(self.ties)
+
+    def hit(self, short: str, k: int) -> np.ndarray:
+        """(S, n) float64 probability of a hit in the top ``k`` of ``"i2t"`` or ``"t2i"`` (0: no query)."""
+        return getattr(self, short).hit(k, self.ties)
 
     @property
     def n_images(self) -> int:
@@ -80,41 +95,64 @@ class QueryRanks:
         return out
 
 
-def query_ranks(i2t, t2i, image_index, fold=None) -> QueryRanks:
-    """A checked :class:`QueryRanks` from arrays shaped (n_images,) / (n_captions,) or with a seed axis first."""
-    i2t, t2i = np.atleast_2d(np.asarray(i2t, dtype=np.int64)), np.atleast_2d(np.asarray(t2i, dtype=np.int64))
+def _as_counts(side, what: str) -> TieCounts:
+    """(S, n) int64 TieCounts from a TieCounts or integer ranks (no ties recorded), a seed axis added if absent."""
+    c = side if isinstance(side, TieCounts) else TieCounts.untied(np.asarray(side))
+    arrays = [np.atleast_2d(np.asarray(a)) for a in (c.above, c.tied, c.gt_tied)]
+    if any(a.dtype.kind not in "iu" for a in arrays) or len({a.shape for a in arrays}) != 1:
+        raise UserError(f"{what}: tie counts must be integer arrays of one shape "
+                        f"(got {', '.join(f'{a.dtype}{a.shape}' for a in arrays)})")
+    return TieCounts(*(a.astype(np.int64) for a in arrays))
+
+
+def query_ranks(i2t, t2i, image_index, fold=None, ties: str = DEFAULT) -> QueryRanks:
+    """A checked :class:`QueryRanks` from TieCounts (or integer ranks: untied) shaped (n_images,) /
+    (n_captions,) or with a seed axis first, under the tie rule ``ties``."""
+    i2t, t2i = _as_counts(i2t, "image_annotation"), _as_counts(t2i, "image_search")
     image_index = np.asarray(image_index, dtype=np.int64)
     n_img = i2t.shape[1]
     fold = np.zeros(n_img, dtype=np.int64) if fold is None else np.asarray(fold, dtype=np.int64)
-    if i2t.ndim != 2 or t2i.ndim != 2 or image_index.ndim != 1 or fold.ndim != 1 or len(i2t) != len(t2i) \
-            or t2i.shape[1] != len(image_index) or len(fold) != n_img:
+    if len(i2t.shape) != 2 or len(t2i.shape) != 2 or image_index.ndim != 1 or fold.ndim != 1 \
+            or len(i2t) != len(t2i) or t2i.shape[1] != len(image_index) or len(fold) != n_img:
         raise UserError(f"inconsistent rank arrays: image_annotation {i2t.shape}, image_search {t2i.shape}, "
                         f"image_index {image_index.shape}, fold {fold.shape}")
     if len(image_index) and (image_index.min() < 0 or image_index.max() >= n_img):
         raise UserError("image_index points outside the images")
-    if (t2i < 0).any() or (i2t < -1).any():
+    if (t2i.above < 0).any() or (i2t.above < -1).any():
         raise UserError("ranks must be >= 0 (image_annotation: -1 marks an image without captions)")
+    if (i2t.tied < 0).any() or (t2i.tied < 0).any() or (t2i.gt_tied != 1).any() or \
+            (i2t.gt_tied[i2t.above >= 0] < 1).any():
+        raise UserError("tie counts must be >= 0, with at least one (image search: exactly one) tied ground truth")
     if len(fold) and (fold[0] != 0 or not np.isin(np.diff(fold), (0, 1)).all()):
         raise UserError("fold must number consecutive image folds 0, 1, ... without a gap")
     has_caption = np.bincount(image_index, minlength=n_img) > 0
-    if ((i2t >= 0) != has_caption).any():
+    if ((i2t.above >= 0) != has_caption).any():
         raise UserError("image_annotation must rank exactly the images that have captions")
-    return QueryRanks(i2t, t2i, image_index, fold)
+    return QueryRanks(i2t, t2i, image_index, fold, check_rule(ties))
 
 
-def from_fold_ranks(per_fold: list[tuple], image_index: np.ndarray, n_images: int) -> QueryRanks:
-    """One seed's :class:`QueryRanks` from :func:`cca_bench.metrics.fold_ranks` output: per consecutive equal
-    fold, (r_i2t of the fold's images that have captions, r_t2i of its captions in caption order, ...)."""
+def from_fold_ranks(per_fold: list[tuple], image_index: np.ndarray, n_images: int, ties: str = DEFAULT) -> QueryRanks:
+    """One seed's :class:`QueryRanks` under ``ties`` from :func:`cca_bench.metrics.fold_counts` output: per
+    consecutive equal fold, (TieCounts of the fold's images that have captions, of its captions in caption
+    order, ...)."""
     image_index = np.asarray(image_index, dtype=np.int64)
     size = n_images // max(len(per_fold), 1)
     fold = np.repeat(np.arange(len(per_fold)), size)
-    i2t, t2i = np.full(n_images, -1, dtype=np.int64), np.zeros(len(image_index), dtype=np.int64)
+    i2t = [np.full(n_images, -1, dtype=np.int64), np.zeros(n_images, np.int64), np.ones(n_images, np.int64)]
+    t2i = [np.zeros(len(image_index), dtype=np.int64) for _ in range(3)]
     has_caption = np.bincount(image_index, minlength=n_images) > 0
-    for f, (r_i2t, r_t2i, *_) in enumerate(per_fold):
+    for f, (c_i2t, c_t2i, *_) in enumerate(per_fold):
         images = np.arange(f * size, (f + 1) * size)
-        i2t[images[has_caption[images]]] = r_i2t
-        t2i[fold[image_index] == f] = r_t2i
-    return query_ranks(i2t, t2i, image_index, fold)
+        c_i2t, c_t2i = TieCounts.of(c_i2t), TieCounts.of(c_t2i)
+        for whole, part in zip(i2t, (c_i2t.above, c_i2t.tied, c_i2t.gt_tied)):
+            whole[images[has_caption[images]]] = part
+        for whole, part in zip(t2i, (c_t2i.above, c_t2i.tied, c_t2i.gt_tied)):
+            whole[fold[image_index] == f] = part
+    return query_ranks(TieCounts(*i2t), TieCounts(*t2i), image_index, fold, ties)
+
+
+def _stack(counts: list[TieCounts]) -> TieCounts:
+    return TieCounts(*(np.concatenate([getattr(c, f) for c in counts]) for f in ("above", "tied", "gt_tied")))
 
 
 def stack_seeds(rankings: list[QueryRanks]) -> QueryRanks:
@@ -122,8 +160,8 @@ def stack_seeds(rankings: list[QueryRanks]) -> QueryRanks:
     for other in rankings[1:]:
         check_same_images(rankings[0], other)
     first = rankings[0]
-    return QueryRanks(np.concatenate([r.i2t for r in rankings]), np.concatenate([r.t2i for r in rankings]),
-                      first.image_index, first.fold)
+    return QueryRanks(_stack([r.i2t for r in rankings]), _stack([r.t2i for r in rankings]),
+                      first.image_index, first.fold, first.ties)
 
 
 def resample_counts(rng: np.random.Generator, n: int, resamples: int) -> np.ndarray:
@@ -162,17 +200,18 @@ def _weighted_median_rank(values: np.ndarray, owner: np.ndarray, counts_t: np.nd
     return np.floor((vals[a + lo - 1] + vals[a + hi - 1]) / 2.0) + 1
 
 
-def _fold_metrics(r_i2t: np.ndarray, r_t2i: np.ndarray, owner: np.ndarray, counts: np.ndarray) -> dict:
-    """{task: {metric: (B,)}} of one fold's ranks (images 0..n-1, ``owner`` = image of each caption) under
-    the (B, n) resample counts (a row of ones gives the plain metrics)."""
+def _fold_metrics(c_i2t: TieCounts, c_t2i: TieCounts, owner: np.ndarray, counts: np.ndarray, ties: str) -> dict:
+    """{task: {metric: (B,)}} of one fold's tie counts (images 0..n-1, ``owner`` = image of each caption) under
+    the rule ``ties`` and the (B, n) resample counts: per-image sums of hit probabilities and (expected)
+    ranks, weighted by the counts."""
     n = counts.shape[1]
-    query = r_i2t >= 0
+    query, r_i2t, r_t2i = c_i2t.queries(), c_i2t.rank(ties), c_t2i.rank(ties)
     caps = np.bincount(owner, minlength=n).astype(np.float64)
-    cols = {"den_i2t": query.astype(np.float64), "sum_i2t": np.where(query, r_i2t, 0).astype(np.float64),
+    cols = {"den_i2t": query.astype(np.float64), "sum_i2t": np.where(query, r_i2t, 0.0),
             "den_t2i": caps, "sum_t2i": np.bincount(owner, weights=r_t2i, minlength=n)}
     for k in KS:
-        cols[f"R@{k}_i2t"] = (query & (r_i2t < k)).astype(np.float64)
-        cols[f"R@{k}_t2i"] = np.bincount(owner, weights=(r_t2i < k).astype(np.float64), minlength=n)
+        cols[f"R@{k}_i2t"] = c_i2t.hit(k, ties)
+        cols[f"R@{k}_t2i"] = np.bincount(owner, weights=c_t2i.hit(k, ties), minlength=n)
     names = list(cols)
     sums = dict(zip(names, (counts @ np.stack([cols[c] for c in names], axis=1)).T))  # (B, n) @ (n, 10): fast
     # the medians' sparse product wants (n, B) rows (a (10, n) @ (n, B) dense product is 20x slower than the
@@ -195,7 +234,8 @@ def replicate_metrics(ranks: QueryRanks, counts: list[np.ndarray]) -> dict:
     per_fold = []
     for (images, caps), c in zip(ranks.folds(), counts):
         owner = np.searchsorted(images, ranks.image_index[caps])
-        seeds = [_fold_metrics(ranks.i2t[s, images], ranks.t2i[s, caps], owner, c) for s in range(len(ranks.i2t))]
+        seeds = [_fold_metrics(ranks.i2t[s, images], ranks.t2i[s, caps], owner, c, ranks.ties)
+                 for s in range(len(ranks.i2t))]
         per_fold.append(seeds)
     # fold mean first (as metrics.evaluate does), then the mean over seeds (as a run with --seeds does)
     return {t: {m: np.mean([np.mean([f[s][t][m] for f in per_fold], axis=0) for s in range(len(ranks.i2t))],
@@ -203,15 +243,27 @@ def replicate_metrics(ranks: QueryRanks, counts: list[np.ndarray]) -> dict:
 
 
 def point_metrics(ranks: QueryRanks) -> dict:
-    """The run's metrics ({task: {metric: float}}) from its ranks; equal to the evaluation's own numbers."""
-    reps = replicate_metrics(ranks, [np.ones((1, len(images))) for images, _ in ranks.folds()])
-    return {t: {m: float(v[0]) for m, v in reps[t].items()} for t in TASKS}
+    """The run's metrics ({task: {metric: float}}) from its tie counts: per fold and seed
+    :func:`cca_bench.metrics.summarize` (correctly rounded sums, so bit for bit on any machine), averaged over
+    folds, then seeds, as :func:`replicate_metrics` averages; equal to the evaluation's own numbers."""
+    from cca_bench.metrics import summarize
+
+    seeds = []
+    for s in range(len(ranks.i2t)):
+        per_fold = []
+        for images, caps in ranks.folds():
+            c_i2t = ranks.i2t[s, images]
+            c_i2t = c_i2t[c_i2t.queries()]
+            per_fold.append({"image_annotation": summarize(c_i2t, ranks.ties),
+                             "image_search": summarize(ranks.t2i[s, caps], ranks.ties)})
+        seeds.append({t: {m: np.mean([f[t][m] for f in per_fold]) for m in METRICS} for t in TASKS})
+    return {t: {m: float(np.mean([sd[t][m] for sd in seeds])) for m in METRICS} for t in TASKS}
 
 
 def per_seed_metrics(ranks: QueryRanks) -> list[dict]:
     """One :func:`point_metrics` record per seed of ``ranks``."""
-    return [point_metrics(QueryRanks(ranks.i2t[s:s + 1], ranks.t2i[s:s + 1], ranks.image_index, ranks.fold))
-            for s in range(len(ranks.i2t))]
+    return [point_metrics(QueryRanks(ranks.i2t[s:s + 1], ranks.t2i[s:s + 1], ranks.image_index, ranks.fold,
+                                     ranks.ties)) for s in range(len(ranks.i2t))]
 
 
 def rsum_of(metrics: dict):
@@ -301,14 +353,15 @@ def _contributions(ranks: QueryRanks, tasks: tuple[str, ...], metric: str) -> np
     for images, caps in ranks.folds():
         owner = ranks.image_index[caps]
         for s in range(n_seeds):
-            r_i2t, r_t2i = ranks.i2t[s, images], ranks.t2i[s, caps]
-            query = r_i2t >= 0
-            for task in tasks:
+            c_i2t, c_t2i = ranks.i2t[s, images], ranks.t2i[s, caps]
+            query = c_i2t.queries()
+            for task in tasks:  # hit probabilities and (expected) ranks under the run's tie rule
                 if task == "image_annotation":
-                    per = sum((query & (r_i2t < k)) * 100.0 for k in ks) if ks else np.where(query, r_i2t, 0) * 1.0
+                    per = sum(c_i2t.hit(k, ranks.ties) * 100.0 for k in ks) if ks else \
+                        np.where(query, c_i2t.rank(ranks.ties), 0.0)
                     out[images] += per / query.sum() / n_folds / n_seeds
                 else:
-                    per = sum((r_t2i < k) * 100.0 for k in ks) if ks else r_t2i * 1.0
+                    per = sum(c_t2i.hit(k, ranks.ties) * 100.0 for k in ks) if ks else c_t2i.rank(ranks.ties)
                     out += np.bincount(owner, weights=per, minlength=ranks.n_images) / len(caps) / n_folds / n_seeds
     return out
 
@@ -328,11 +381,15 @@ def sign_flip_p(diff: np.ndarray, trials: int, rng: np.random.Generator, block: 
 
 
 def check_same_images(a: QueryRanks, b: QueryRanks, where: str = "") -> None:
-    """UserError unless the two rankings score the same queries of the same images in the same folds."""
+    """UserError unless the two rankings score the same queries of the same images in the same folds, under
+    one tie rule."""
     if a.n_images != b.n_images or not np.array_equal(a.image_index, b.image_index) or \
             not np.array_equal(a.fold, b.fold):
         raise UserError(f"the two runs did not rank the same test images and captions{where}: a paired test needs "
                         "runs on one split, in one protocol")
+    if a.ties != b.ties:
+        raise UserError(f"the two runs are scored under different tie rules ({a.ties} and {b.ties}){where}: a "
+                        "paired test needs one rule (run one of them again with --ties)")
 
 
 def paired_test(a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: int = 10000, seed: int = 0,

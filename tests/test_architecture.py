@@ -11,7 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cca_bench"
 LAYERS = [
     ("base", ["cca_bench.errors", "cca_bench.registry", "cca_bench.config", "cca_bench.fsio", "cca_bench.checks",
               "cca_bench.plots", "cca_bench.cells"]),
-    ("numerics", ["cca_bench", "cca_bench.linalg", "cca_bench.metrics", "cca_bench.stats", "cca_bench.kernel_maps"]),
+    ("numerics", ["cca_bench", "cca_bench.linalg", "cca_bench.ties", "cca_bench.metrics", "cca_bench.stats",
+                  "cca_bench.kernel_maps"]),
     ("datasets", ["cca_bench.datasets"]),
     ("features", ["cca_bench.features"]),
     ("methods", ["cca_bench.methods"]),

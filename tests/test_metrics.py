@@ -4,7 +4,7 @@ import pytest
 
 from cca_bench import evaluate_retrieval
 from cca_bench.errors import UserError
-from cca_bench.metrics import ranks, similarity, summarize
+from cca_bench.metrics import ranks, similarity, summarize, tie_counts
 
 
 def one_hot(rows, k):
@@ -54,17 +54,20 @@ def test_median_rank_uses_floor_of_median_of_zero_based_ranks():
     assert summarize(np.array([0, 1, 2, 3]))["median_rank"] == 2.0  # median 1.5 -> 2
 
 
-def test_ties_count_for_the_ground_truth_unless_pessimistic():
+def test_ties_count_for_the_ground_truth_when_optimistic_against_it_when_pessimistic_half_by_default():
     ims = np.eye(3, dtype=np.float32)
     texts = np.array([[0.5, 0.5, 0]], dtype=np.float32)  # caption 0 -> image 0, tied with image 1
-    _, opt = ranks(ims, texts, np.array([0]), distance="dot")
+    _, opt = ranks(ims, texts, np.array([0]), distance="dot", ties="optimistic")
     _, pes = ranks(ims, texts, np.array([0]), distance="dot", ties="pessimistic")
-    assert opt.tolist() == [0] and pes.tolist() == [1]
-    # annotation with two tied positives and one tied negative: positives never count against
+    _, exp = ranks(ims, texts, np.array([0]), distance="dot")
+    assert opt.tolist() == [0] and pes.tolist() == [1] and exp.tolist() == [0.5]
+    # annotation with two tied positives and one tied negative: positives never count against; by default
+    # the negative comes before both positives in 1 of 3 orders (expected rank 1 / 3)
     texts = np.array([[0.5, 0, 0], [0.5, 0, 0], [0.5, 1, 0], [0, 0, 1]], dtype=np.float32)
-    r_opt, _ = ranks(ims, texts, np.array([0, 0, 1, 2]), distance="dot")
+    r_opt, _ = ranks(ims, texts, np.array([0, 0, 1, 2]), distance="dot", ties="optimistic")
     r_pes, _ = ranks(ims, texts, np.array([0, 0, 1, 2]), distance="dot", ties="pessimistic")
-    assert r_opt.tolist() == [0, 0, 0] and r_pes.tolist() == [1, 0, 0]
+    r_exp, _ = ranks(ims, texts, np.array([0, 0, 1, 2]), distance="dot")
+    assert r_opt.tolist() == [0, 0, 0] and r_pes.tolist() == [1, 0, 0] and r_exp.tolist() == [1 / 3, 0, 0]
 
 
 def test_images_without_captions_are_not_annotation_queries():
@@ -175,7 +178,7 @@ def test_coco_1k_averages_five_folds_and_5k_uses_all_images():
         for metric in one_k[task]:
             assert one_k[task][metric] == pytest.approx(np.mean([f[task][metric] for f in per_fold]))
     five_k = evaluate_retrieval(ims, texts, image_index, folds=protocol_folds("5k", 5000, "test"))
-    r_i2t, r_t2i = ranks(ims, texts, image_index)
-    assert five_k == {"image_annotation": summarize(r_i2t), "image_search": summarize(r_t2i)}
+    i2t, t2i, *_ = tie_counts(ims, texts, image_index)
+    assert five_k == {"image_annotation": summarize(i2t), "image_search": summarize(t2i)}
     # a 5x larger gallery is harder: the 1k protocol scores higher on the same embeddings
     assert one_k["image_search"]["R@1"] > five_k["image_search"]["R@1"]

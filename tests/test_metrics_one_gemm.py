@@ -6,19 +6,29 @@ import pytest
 from cca_bench.metrics import ranks, similarity
 
 
-def direct_ranks(ims, texts, image_index, distance, ties):
-    """Per query, over the whole similarity matrix: items other than the positives above (or tied with) it."""
+def direct_counts(ims, texts, image_index, distance):
+    """Per query, over the whole similarity matrix: (above, tied, tied ground truths) of image annotation and
+    of image search, each a list: items other than the positives above the ground truth, tied with it, and the
+    positives tied with the best one."""
     s = similarity(ims, texts, distance)
-    worse = (lambda a, g: a > g) if ties == "optimistic" else (lambda a, g: a >= g)
-    t2i = [int(worse(np.delete(s[:, j], image_index[j]), s[image_index[j], j]).sum()) for j in range(len(texts))]
+    t2i = [(int((np.delete(s[:, j], image_index[j]) > s[image_index[j], j]).sum()),
+            int((np.delete(s[:, j], image_index[j]) == s[image_index[j], j]).sum()), 1) for j in range(len(texts))]
     i2t = []
     for i in np.unique(image_index):
         pos = image_index == i
-        i2t.append(int(worse(s[i, ~pos], s[i, pos].max()).sum()))
-    return i2t, t2i
+        best = s[i, pos].max()
+        i2t.append((int((s[i, ~pos] > best).sum()), int((s[i, ~pos] == best).sum()), int((s[i, pos] == best).sum())))
+    return [list(map(list, zip(*side))) for side in (i2t, t2i)]
 
 
-@pytest.mark.parametrize("ties", ["optimistic", "pessimistic"])
+def direct_ranks(ims, texts, image_index, distance, ties):
+    """Per query, the rule's 0-based rank from :func:`direct_counts`: s, s + t, or s + t / (m + 1)."""
+    rule = {"optimistic": lambda s, t, m: s, "pessimistic": lambda s, t, m: s + t,
+            "expected": lambda s, t, m: s + t / (m + 1)}[ties]
+    return tuple([rule(*q) for q in zip(*side)] for side in direct_counts(ims, texts, image_index, distance))
+
+
+@pytest.mark.parametrize("ties", ["optimistic", "pessimistic", "expected"])
 @pytest.mark.parametrize("distance", ["dot", "euclidean"])
 def test_one_gemm_ranks_match_direct_counts_with_ties(ties, distance):
     rng = np.random.default_rng(0)

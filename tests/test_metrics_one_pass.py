@@ -10,7 +10,7 @@ from tests.test_metrics_one_gemm import direct_ranks
 
 
 @pytest.mark.parametrize("order", ["sorted", "mostly_sorted", "shuffled"])
-@pytest.mark.parametrize("ties", ["optimistic", "pessimistic"])
+@pytest.mark.parametrize("ties", ["optimistic", "pessimistic", "expected"])
 @pytest.mark.parametrize("distance", ["dot", "euclidean"])
 def test_tiles_threads_and_known_own_scores_give_direct_counts(order, ties, distance, monkeypatch):
     """600 images in blocks of 170 (4 blocks), tiles of 255 rows or fewer, small integers: ties everywhere.
@@ -42,7 +42,7 @@ def test_one_pass_shares_tiles_between_workers(monkeypatch):
     texts = rng.integers(-2, 3, size=(600, 4)).astype(np.float32)
     ims[~ims.any(1), 0], texts[~texts.any(1), 0] = 1, 1  # no all-zero query: those are degenerate
     monkeypatch.setattr(metrics._OnePass, "__init__", _small_tiles(metrics._OnePass.__init__))
-    want = direct_ranks(ims, texts, image_index, "dot", "optimistic")
+    want = direct_ranks(ims, texts, image_index, "dot", "expected")
     for cores in (1, 4):
         monkeypatch.setattr(metrics, "available_cores", lambda: cores)
         got = ranks(ims, texts, image_index, "dot", block=64)

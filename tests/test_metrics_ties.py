@@ -28,26 +28,31 @@ def test_identical_images_tie_exactly_in_image_search(distance, block):
     ims, texts, image_index, dup = duplicate_images()
     _, opt = ranks(ims, texts, image_index, distance, "optimistic", block=block)
     _, pes = ranks(ims, texts, image_index, distance, "pessimistic", block=block)
+    _, exp = ranks(ims, texts, image_index, distance, block=block)
     assert (opt[dup] == 0).all()  # R@1 = 100: no other image scores strictly higher
     assert (pes[dup] == len(dup) - 1).all()  # R@1 = 0: the 199 copies tie with the right image
+    assert (exp[dup] == (len(dup) - 1) / 2).all()  # the default: the middle of the 200 tied places
     others = np.setdiff1d(image_index, dup)
-    assert (opt[others] == 0).all() and (pes[others] == 0).all()
+    assert (opt[others] == 0).all() and (pes[others] == 0).all() and (exp[others] == 0).all()
 
 
 def test_identical_images_r_at_1_in_the_metrics():
     ims, texts, image_index, dup = duplicate_images()
     keep = np.isin(image_index, dup)
-    opt = evaluate_retrieval(ims, texts[keep], image_index[keep])
+    opt = evaluate_retrieval(ims, texts[keep], image_index[keep], ties="optimistic")
     pes = evaluate_retrieval(ims, texts[keep], image_index[keep], ties="pessimistic")
+    exp = evaluate_retrieval(ims, texts[keep], image_index[keep])
     assert opt["image_search"]["R@1"] == 100.0 and pes["image_search"]["R@1"] == 0.0
+    assert exp["image_search"]["R@1"] == 100.0 / len(dup)  # one right image among 200 identical ones
 
 
 def test_identical_images_through_the_torch_gemm():
     pytest.importorskip("torch")
     ims, texts, image_index, dup = duplicate_images(n_dup=50, n_other=80)
-    _, opt = ranks(ims, texts, image_index, "cosine", block=16, device="cpu")
+    _, opt = ranks(ims, texts, image_index, "cosine", "optimistic", block=16, device="cpu")
     _, pes = ranks(ims, texts, image_index, "cosine", "pessimistic", block=16, device="cpu")
-    assert (opt[dup] == 0).all() and (pes[dup] == len(dup) - 1).all()
+    _, exp = ranks(ims, texts, image_index, "cosine", block=16, device="cpu")
+    assert (opt[dup] == 0).all() and (pes[dup] == len(dup) - 1).all() and (exp[dup] == (len(dup) - 1) / 2).all()
 
 
 @pytest.mark.parametrize("distance", ["cosine", "dot", "euclidean"])
@@ -59,12 +64,14 @@ def test_identical_captions_tie_exactly_in_annotation(distance):
     a = ims + 0.05 * rng.standard_normal((n, k)).astype(np.float32)
     texts = np.concatenate([a, a])
     image_index = np.concatenate([np.arange(n), (np.arange(n) + 1) % n])
-    opt, _ = ranks(ims, texts, image_index, distance, block=41)
+    opt, _ = ranks(ims, texts, image_index, distance, "optimistic", block=41)
     pes, _ = ranks(ims, texts, image_index, distance, "pessimistic", block=41)
-    assert (opt == 0).all() and (pes == 1).all()
-    m_opt = evaluate_retrieval(ims, texts, image_index, distance)["image_annotation"]["R@1"]
+    exp, _ = ranks(ims, texts, image_index, distance, block=41)
+    assert (opt == 0).all() and (pes == 1).all() and (exp == 0.5).all()
+    m_opt = evaluate_retrieval(ims, texts, image_index, distance, ties="optimistic")["image_annotation"]["R@1"]
     m_pes = evaluate_retrieval(ims, texts, image_index, distance, ties="pessimistic")["image_annotation"]["R@1"]
-    assert (m_opt, m_pes) == (100.0, 0.0)
+    m_exp = evaluate_retrieval(ims, texts, image_index, distance)["image_annotation"]["R@1"]
+    assert (m_opt, m_pes, m_exp) == (100.0, 0.0, 50.0)
 
 
 def test_hand_built_ties_across_blocks():
@@ -73,9 +80,10 @@ def test_hand_built_ties_across_blocks():
     texts = np.array([[1, 0], [0, 1]], dtype=np.float32)
     image_index = np.array([3, 2])
     for block in (1, 2, 4, 6):
-        _, opt = ranks(ims, texts, image_index, "dot", block=block)
+        _, opt = ranks(ims, texts, image_index, "dot", "optimistic", block=block)
         _, pes = ranks(ims, texts, image_index, "dot", "pessimistic", block=block)
-        assert opt.tolist() == [1, 0] and pes.tolist() == [3, 0]
+        _, exp = ranks(ims, texts, image_index, "dot", block=block)
+        assert opt.tolist() == [1, 0] and pes.tolist() == [3, 0] and exp.tolist() == [2, 0]
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -111,7 +119,8 @@ def test_an_all_zero_caption_is_a_miss_and_the_others_keep_their_ranks():
     caption 4 above its caption and caption 0 tied with it; caption 2 (all zero) takes rank 4 - 1 = 3 under
     both rules, where the optimistic rule alone would have given it a free hit."""
     ims, texts, image_index = hand_built_zero_caption()
-    want = {"optimistic": ([0, 1, 0, 0], [0, 0, 3, 0, 1]), "pessimistic": ([0, 2, 0, 0], [0, 1, 3, 0, 1])}
+    want = {"optimistic": ([0, 1, 0, 0], [0, 0, 3, 0, 1]), "pessimistic": ([0, 2, 0, 0], [0, 1, 3, 0, 1]),
+            "expected": ([0, 1.5, 0, 0], [0, 0.5, 3, 0, 1])}
     for ties, (i2t, t2i) in want.items():
         for block in (1, 3, 2048):
             r_i2t, r_t2i, flat_i2t, flat_t2i = ranks(ims, texts, image_index, "dot", ties, block=block,
@@ -119,18 +128,19 @@ def test_an_all_zero_caption_is_a_miss_and_the_others_keep_their_ranks():
             assert r_i2t.tolist() == i2t and r_t2i.tolist() == t2i
             assert flat_i2t.tolist() == [False] * 4 and flat_t2i.tolist() == [False, False, True, False, False]
         assert [r.tolist() for r in ranks(ims, texts, image_index, "dot", ties)] == [i2t, t2i]
-    _, r_t2i, _, flat_t2i = ranks(ims, texts, image_index, "cosine", return_flat=True)  # zero stays zero
+    _, r_t2i, _, flat_t2i = ranks(ims, texts, image_index, "cosine", "optimistic", return_flat=True)  # zero: zero
     assert r_t2i[2] == 3 and flat_t2i.tolist() == [False, False, True, False, False]
 
 
-@pytest.mark.parametrize("ties", ["optimistic", "pessimistic"])
+@pytest.mark.parametrize("ties", ["optimistic", "pessimistic", "expected"])
 def test_an_all_zero_image_is_a_miss_behind_every_other_caption(ties):
     """Image 1 (all zero, 2 captions among 4) ranks its best caption behind the 2 others: rank 2. Image 3 has
     no captions: not a query (the masks have 3 entries), but it is in every caption's gallery."""
     ims = np.array([[1, 0], [0, 0], [0, 1], [5, 5]], dtype=np.float32)
     texts = np.array([[1, 0], [1, 1], [0, 1], [0, 2]], dtype=np.float32)
     r_i2t, r_t2i, flat_i2t, flat_t2i = ranks(ims, texts, np.array([0, 1, 1, 2]), "dot", ties, return_flat=True)
-    want = {"optimistic": ([0, 2, 0], [1, 3, 2, 1]), "pessimistic": ([1, 2, 0], [1, 3, 3, 1])}[ties]
+    want = {"optimistic": ([0, 2, 0], [1, 3, 2, 1]), "pessimistic": ([1, 2, 0], [1, 3, 3, 1]),
+            "expected": ([0.5, 2, 0], [1, 3, 2.5, 1])}[ties]
     assert r_i2t.tolist() == want[0] and r_t2i.tolist() == want[1]
     assert flat_i2t.tolist() == [False, True, False] and not flat_t2i.any()
 
@@ -144,7 +154,7 @@ def test_a_direction_of_only_degenerate_queries_is_refused(distance):
     same_ims, same_texts = np.tile(ims[:1], (12, 1)), np.tile(texts[:1], (12, 1))
     for a, b, what in ((same_ims, texts, "^all 12 caption queries score"), (ims, same_texts, "^all 12 image "
                        "queries score"), (ims * 0, texts * 0, "^all 12 image queries and all 12 caption queries")):
-        for ties in ("optimistic", "pessimistic"):
+        for ties in ("optimistic", "pessimistic", "expected"):
             with pytest.raises(UserError, match=what) as e:
                 evaluate_retrieval(a, b, np.arange(12), distance, ties=ties)
             assert "\n" not in str(e.value) and "equally" in str(e.value)

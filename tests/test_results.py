@@ -74,3 +74,85 @@ def test_compare_plot_writes_one_png_per_shown_run(results, capsys):
                     "vse__flickr8k__glove50_tinyimage__test__full.png"]
     assert (results / "plots" / pngs[0]).read_bytes()[:4] == b"\x89PNG"
     assert "no recall_curve" in capsys.readouterr().err
+
+
+def _tied_run(tmp_path, ties: str) -> dict:
+    """A run scored under ``ties`` on small integer scores full of ties, stored by write_run and read back as
+    load_runs gives it."""
+    import numpy as np
+
+    from cca_bench import metrics, stats
+    from cca_bench.results import read_run, write_run
+
+    rng = np.random.default_rng(0)
+    ims = rng.integers(-1, 2, size=(30, 3)).astype(np.float32)
+    idx = np.sort(rng.integers(0, 30, size=90))
+    txt = rng.integers(-1, 2, size=(90, 3)).astype(np.float32)
+    ims[~ims.any(1), 0], txt[~txt.any(1), 0] = 1, 1
+    ranks = stats.from_fold_ranks(metrics.fold_counts(ims, txt, idx, "dot"), idx, 30, ties)
+    record = fake_run() | {"distance": "dot", "ties": ties, "metrics": stats.point_metrics(ranks), "_ranks": ranks}
+    record, why = read_run(write_run(tmp_path / "results", record))
+    assert why is None
+    return record
+
+
+@pytest.mark.parametrize("ties", ["expected", "optimistic", "pessimistic"])
+def test_a_ranks_file_keeps_the_tie_counts_and_reproduces_the_metrics_exactly(ties, tmp_path):
+    """The file holds s, t (and m for annotation) per query; load_ranks gives them back under the run's rule
+    and its exact metrics check passes; a run under another rule than the default gets its own file name.
+    Planted bug it caught: load_ranks ignoring the tie members (expected and pessimistic runs refused)."""
+    import numpy as np
+
+    from cca_bench import stats
+    from cca_bench.results import load_ranks
+
+    record = _tied_run(tmp_path, ties)
+    ranks = load_ranks(record)
+    assert ranks.ties == ties and stats.point_metrics(ranks) == record["metrics"]
+    with np.load(tmp_path / "results" / "runs" / record["ranks_file"], allow_pickle=False) as z:
+        assert {"image_annotation_tied", "image_annotation_gt_tied", "image_search_tied"} <= set(z.files)
+        assert z["image_search_tied"].any() and (z["image_annotation_gt_tied"] > 1).any()
+    assert ("ties-" in record["ranks_file"]) == (ties != "expected")
+
+
+def _rewrite_ranks(record: dict, drop_ties: bool, **fields) -> dict:
+    """The record's ranks file rewritten without its tie members (as files were kept before them), the JSON's
+    sha256 and ``fields`` updated: what an old run, or a tampered new one, looks like."""
+    import hashlib
+    import io
+
+    import numpy as np
+
+    path = __import__("pathlib").Path(record["_file"]).with_name(record["ranks_file"])
+    with np.load(path, allow_pickle=False) as z:
+        members = {k: z[k] for k in z.files if not (drop_ties and k.endswith("_tied"))}
+    buf = io.BytesIO()
+    np.savez(buf, **members)
+    path.write_bytes(buf.getvalue())
+    return record | {"ranks_sha256": hashlib.sha256(buf.getvalue()).hexdigest()} | fields
+
+
+def test_an_old_ranks_file_without_tie_counts_loads_under_its_stored_rule(tmp_path):
+    """Files kept before the tie counts hold the optimistic ranks (s) and their run says optimistic in
+    ``config.ties`` (no top-level ``ties``): they load and reproduce their metrics. Planted bug it caught: a
+    record without ``ties`` read as the new default (refused: its ranks do not give its metrics)."""
+    from cca_bench.results import load_ranks
+
+    record = _tied_run(tmp_path, "optimistic")
+    old = _rewrite_ranks(record, drop_ties=True, config={"ties": "optimistic"})
+    del old["ties"]
+    ranks = load_ranks(old)
+    assert ranks.ties == "optimistic" and not ranks.i2t.tied.any() and not ranks.t2i.tied.any()
+
+
+def test_a_ranks_file_stripped_of_its_tie_counts_is_refused_in_one_line(tmp_path):
+    """Under the default rule the tie counts change the metrics: without them (sha256 made to match) the file
+    no longer reproduces the JSON and is refused. Planted bug it caught: load_ranks without its exact metrics
+    check (the stripped file was accepted)."""
+    from cca_bench.errors import UserError
+    from cca_bench.results import load_ranks
+
+    stripped = _rewrite_ranks(_tied_run(tmp_path, "expected"), drop_ties=True)
+    with pytest.raises(UserError, match="do not give the metrics") as e:
+        load_ranks(stripped)
+    assert "\n" not in str(e.value)

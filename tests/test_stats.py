@@ -14,7 +14,7 @@ def _evaluated(n_img=60, caps=5, k=8, noise=1.5, folds=1, seed=0):
     ims = latent + rng.normal(size=(n_img, k))
     idx = np.repeat(np.arange(n_img), caps)
     txt = latent[idx] + noise * rng.normal(size=(len(idx), k))
-    per_fold = metrics.fold_ranks(ims, txt, idx, folds=folds)
+    per_fold = metrics.fold_counts(ims, txt, idx, folds=folds)
     return stats.from_fold_ranks(per_fold, idx, n_img), metrics.evaluate_retrieval(ims, txt, idx, folds=folds)
 
 
@@ -30,9 +30,9 @@ def _brute_force(ranks: stats.QueryRanks, resamples: int, seed: int) -> dict:
         for (images, caps), drawn in zip(folds, draws):
             chosen = images[drawn[b]]
             i2t = ranks.i2t[0, chosen]
-            t2i = np.concatenate([ranks.t2i[0, caps][ranks.image_index[caps] == i] for i in chosen])
-            per_fold.append({"image_annotation": metrics.summarize(i2t[i2t >= 0]),
-                             "image_search": metrics.summarize(t2i)})
+            t2i = ranks.t2i[0, np.concatenate([caps[ranks.image_index[caps] == i] for i in chosen])]
+            per_fold.append({"image_annotation": metrics.summarize(i2t[i2t.queries()], ranks.ties),
+                             "image_search": metrics.summarize(t2i, ranks.ties)})
         for t in stats.TASKS:
             for m in stats.METRICS:
                 out[t][m].append(np.mean([f[t][m] for f in per_fold]))
@@ -49,8 +49,8 @@ def test_uneven_caption_counts_and_images_without_captions():
     rng = np.random.default_rng(3)
     ims, idx = rng.normal(size=(30, 6)), np.array([0, 0, 1, 3, 3, 3, 4, 7, 7, 9] * 2 + [12, 20, 29])
     txt = ims[idx] + rng.normal(size=(len(idx), 6))
-    ranks = stats.from_fold_ranks(metrics.fold_ranks(ims, txt, idx), idx, 30)
-    assert (ranks.i2t[0] == -1).sum() == 30 - len(set(idx.tolist()))
+    ranks = stats.from_fold_ranks(metrics.fold_counts(ims, txt, idx), idx, 30)
+    assert (ranks.i2t.above[0] == -1).sum() == 30 - len(set(idx.tolist()))
     assert stats.point_metrics(ranks) == metrics.evaluate_retrieval(ims, txt, idx)
     reps = stats.bootstrap_replicates(ranks, 25, seed=4)
     brute = _brute_force(ranks, 25, seed=4)
@@ -108,7 +108,7 @@ def test_image_bootstrap_covers_and_caption_bootstrap_does_not():
         lo, hi = stats.bootstrap_ci(ranks, 250, level, seed=int(rng.integers(1 << 30)))["image_search"]["R@1"]
         image_cover += lo <= 50 <= hi
         # the naive alternative: resample captions as if they were independent queries
-        hits = (ranks.t2i[0] == 0).astype(float)
+        hits = (ranks.t2i.above[0] == 0).astype(float)
         draws = rng.integers(0, len(hits), size=(250, len(hits)))
         clo, chi = np.percentile(100 * hits[draws].mean(1), [2.5, 97.5])
         caption_cover += clo <= 50 <= chi
@@ -162,3 +162,46 @@ def test_bad_requests_are_user_errors():
         stats.bootstrap_ci(a, 0)
     with pytest.raises(UserError, match="exactly the images"):
         stats.query_ranks([0, -1], [0, 0], [0, 1])
+
+
+def _tied(folds: int, n_img: int = 40, seed: int = 0):
+    """Small integer embeddings under dot (ties everywhere, several captions of an image tied together, images
+    without captions): (image embeddings, caption embeddings, image_index, fold_counts output)."""
+    rng = np.random.default_rng(seed)
+    ims = rng.integers(-1, 2, size=(n_img, 3)).astype(np.float32)
+    idx = np.sort(rng.integers(0, n_img, size=3 * n_img))
+    txt = rng.integers(-1, 2, size=(len(idx), 3)).astype(np.float32)
+    ims[~ims.any(1), 0], txt[~txt.any(1), 0] = 1, 1
+    return ims, txt, idx, metrics.fold_counts(ims, txt, idx, "dot", folds)
+
+
+@pytest.mark.parametrize("ties", ["expected", "optimistic", "pessimistic"])
+@pytest.mark.parametrize("folds", [1, 2])
+def test_fractional_hits_give_the_evaluation_and_the_brute_force_bootstrap(ties, folds):
+    """Under every rule, on scores full of ties: the point metrics equal the evaluation's bit for bit, every
+    bootstrap replicate equals the slow expansion of its resample into queries (fractional hits: equal up to
+    rounding), and the sign-flip test's per-image contributions add up to the metric. Planted bugs it caught:
+    the bootstrap's hit columns as ``rank < K`` of the expected rank, and the same in the contributions."""
+    ims, txt, idx, per_fold = _tied(folds)
+    ranks = stats.from_fold_ranks(per_fold, idx, len(ims), ties)
+    point = stats.point_metrics(ranks)
+    assert point == metrics.evaluate_retrieval(ims, txt, idx, "dot", folds, ties)
+    assert ties != "expected" or (ranks.i2t.tied > 0).any() and (ranks.i2t.gt_tied > 1).any()
+    reps, brute = stats.bootstrap_replicates(ranks, 30, seed=7), _brute_force(ranks, 30, seed=7)
+    for t in stats.TASKS:
+        for m in stats.METRICS:
+            np.testing.assert_allclose(reps[t][m], brute[t][m], rtol=1e-12, err_msg=f"{t} {m}")
+    assert stats._contributions(ranks, stats.TASKS, "rsum").sum() == pytest.approx(stats.rsum_of(point), rel=1e-12)
+    for t in stats.TASKS:
+        assert stats._contributions(ranks, (t,), "mean_rank").sum() + 1 == pytest.approx(point[t]["mean_rank"])
+
+
+def test_a_paired_test_needs_one_tie_rule():
+    """Two runs of the same embeddings under different rules are refused in one line (their metrics differ by
+    the rule, not by the model). Planted bug it caught: check_same_images without the rule check (p = 1)."""
+    ims, txt, idx, per_fold = _tied(1)
+    a, b = (stats.from_fold_ranks(per_fold, idx, len(ims), rule) for rule in ("expected", "optimistic"))
+    with pytest.raises(UserError, match="different tie rules") as e:
+        stats.paired_test(a, b)
+    assert "\n" not in str(e.value)
+    assert stats.paired_test(a, a)["p_value"] == 1.0

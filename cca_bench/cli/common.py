@@ -145,6 +145,17 @@ def add_intervals(p) -> None:
     g.add_argument("--bootstrap", type=resamples, default=None, metavar="N",
                    help=f"bootstrap resamples, {RESAMPLES.describe()} (default 1000; the seed 0 is recorded in the "
                    "run)")
+    add_ties(g)
+
+
+def add_ties(g) -> None:
+    """--ties: the tie rule a run (or generate's --cv) is scored under (cca_bench.ties)."""
+    from cca_bench.ties import RULES
+
+    g.add_argument("--ties", default=None, choices=RULES,
+                   help="how a ground truth scoring exactly as much as other items is ranked: expected (default: "
+                   "the exact expectation over a random order of the tied items, so ties never help), optimistic "
+                   "(every tie for it), pessimistic (every tie against it); named in the run and its tables")
 
 
 def add_seeds(p, what: str) -> None:
@@ -183,7 +194,8 @@ def options(args):
         device=getattr(args, "device", "auto"),
         onnx_model=getattr(args, "onnx_model", None), onnx_text_model=getattr(args, "onnx_text_model", None),
         cache=not getattr(args, "no_cache", False), progress=not quiet,
-        log=(lambda m: None) if quiet else log, **_interval_options(args))
+        log=(lambda m: None) if quiet else log, **_interval_options(args),
+        ties=getattr(args, "ties", None) or "expected")
 
 
 def _interval_options(args) -> dict:

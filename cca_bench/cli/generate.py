@@ -7,7 +7,7 @@ The method is read first (``parse_known_args`` of the method-independent options
 """
 from __future__ import annotations
 
-from cca_bench.cli.common import (add_common, add_features, add_seeds, log, metric, number_list, oov_line,
+from cca_bench.cli.common import (add_common, add_features, add_seeds, add_ties, log, metric, number_list, oov_line,
                                   options, seed)
 from cca_bench.cli.parser import CliParser
 from cca_bench.errors import UserError
@@ -113,6 +113,7 @@ def _add_cv(p: CliParser, cls) -> None:
                 "RESULTS/cv/<model>.json and .md. `generate METHOD --help` lists METHOD's grid flags.")
     g.add_argument("--cv", action="store_true", help="choose the method's knobs (cca: n_components, reg and "
                    "eig_power; kcca: also gamma and landmarks) on the val split")
+    add_ties(g)
     for knob, (flag, default) in (cv_flags(cls) if cls is not None else {}).items():
         typ, metavar, text = CV_KNOBS.get(knob, (float, "V,V,...", f"{knob} values (default {{default}})"))
         g.add_argument(flag, dest=_dest(flag), type=number_list(typ), metavar=metavar,
@@ -172,8 +173,8 @@ def _cv_request(args, cls) -> dict | None:
     flags = cv_flags(cls)
     grid = {knob: getattr(args, _dest(flag)) for knob, (flag, _) in flags.items()}
     if not args.cv:
-        if any(v is not None for v in grid.values()) or args.cv_fv_components is not None:
-            raise UserError(f"{', '.join([f for f, _ in flags.values()] + ['--cv-fv-components'])} need --cv")
+        if any(v is not None for v in grid.values()) or args.cv_fv_components is not None or args.ties is not None:
+            raise UserError(f"{', '.join([f for f, _ in flags.values()] + ['--cv-fv-components', '--ties'])} need --cv")
         return None
     request = {"grid": {k: v for k, v in grid.items() if v}, "select": args.cv_select}
     if args.cv_fv_components:
@@ -201,7 +202,7 @@ def _report_cv(cv: dict) -> None:
 
     best = cv["best"]
     print(f"CV ({len(cv['rows'])} grid points, by {cv['select']}): chose {best_params(cv)}, "
-          f"val R-sum {best['rsum']:.1f}, median ranks {best['medr_sum']:g}")
+          f"val R-sum {best['rsum']:.1f}, median ranks {best['medr_sum']:g} (ties {cv.get('ties')})")
     for note in cv.get("edges", []):
         print(f"CV edge of the grid: {note}")
     if cv.get("val_interval"):

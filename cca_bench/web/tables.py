@@ -77,11 +77,11 @@ def _best(column, name: str):
 
 
 def model_matrix(frame) -> dict:
-    """Models x datasets (MTEB-style): one row per own model (method with tag, features, params, distance), one
-    R-sum column per dataset / split / protocol, and their average (over the columns the row has; ``n`` says
-    how many)."""
+    """Models x datasets (MTEB-style): one row per own model (method with tag, features, params, distance, tie
+    rule), one R-sum column per dataset / split / protocol, and their average (over the columns the row has;
+    ``n`` says how many)."""
     own = frame[frame["Source"].eq(OWN_SOURCE)]
-    keys = ["Method", "Features", "Params", "Distance"]  # Params holds the --tag
+    keys = ["Method", "Features", "Params", "Distance", "Ties"]  # Params holds the --tag; one row per tie rule
     columns = list(dict.fromkeys(f"{d} / {s} / {p}" for d, s, p in own[GROUP].values.tolist()))
     rows: dict = {}
     for record in own.to_dict("records"):

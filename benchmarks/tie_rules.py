@@ -1,0 +1,73 @@
+"""How much the tie rule moves a run's numbers: one model's stored runs under the three rules, side by side.
+
+Writes benchmarks/REPORT_ties.md from the run JSON files (never typed). The runs come from, e.g.:
+
+    python -m cca_bench generate cca openmoji glove50_efficientnet --results-root R
+    for t in expected optimistic pessimistic; do
+        python -m cca_bench run_benchmark cca openmoji test glove50_efficientnet --results-root R --ties $t
+    done
+    python benchmarks/tie_rules.py R/runs/cca__openmoji__glove50_efficientnet_lite0__test__full__cosine
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RULES = ("expected", "optimistic", "pessimistic")
+
+
+def runs_of(stem: Path) -> dict:
+    """{rule: run record} of the three runs of one model (the default rule's file has no ``__ties-`` suffix)."""
+    out = {}
+    for rule in RULES:
+        path = Path(f"{stem}.json") if rule == "expected" else Path(f"{stem}__ties-{rule}.json")
+        record = json.loads(path.read_text())
+        if record.get("ties") != rule:
+            raise SystemExit(f"{path}: scored under {record.get('ties')!r}, not {rule!r}")
+        out[rule] = record
+    return out
+
+
+def report(runs: dict, stem: Path) -> str:
+    from cca_bench.results import METRIC_COLUMNS, TASKS, fmt_value, rsum
+
+    lines = ["# How the tie rule moves one run's numbers", "",
+             f"Runs `{stem.name}` (+ `__ties-optimistic`, `__ties-pessimistic`), written by `run_benchmark --ties "
+             "RULE`; this table by `python benchmarks/tie_rules.py` from their JSON files. Printed to the tables' "
+             "precision; 'moved' compares full precision with the optimistic rule (the default before the expected "
+             "rule).", "", "| metric | expected (default) | optimistic | pessimistic | moved |", "|---|---|---|---|---|"]
+    moved = total = 0
+    for task, title in TASKS:
+        for key, name in METRIC_COLUMNS:
+            values = [runs[r]["metrics"][task][key] for r in RULES]
+            differs = values[0] != values[1]
+            moved, total = moved + differs, total + 1
+            lines.append(f"| {title} {name} | " + " | ".join(fmt_value(v, key) for v in values) +
+                         f" | {'yes' if differs else 'no'} |")
+    sums = [rsum(runs[r]["metrics"]) for r in RULES]
+    lines.append("| R-sum | " + " | ".join(f"{v:.1f}" for v in sums) + f" | {'yes' if sums[0] != sums[1] else 'no'} |")
+    lines += ["", f"{moved} of {total} metrics differ between the expected and the optimistic rule at full precision; "
+              f"{sum(fmt_value(runs['expected']['metrics'][t][k], k) != fmt_value(runs['optimistic']['metrics'][t][k], k) for t, _ in TASKS for k, _ in METRIC_COLUMNS)} "
+              "of them at the printed precision."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("stem", type=Path, help="RESULTS/runs/<run name> of the default rule's run, without .json")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "REPORT_ties.md")
+    args = ap.parse_args(argv)
+    from cca_bench.fsio import write_atomic
+
+    text = report(runs_of(args.stem), args.stem)
+    write_atomic(args.out, lambda f: f.write(text.encode()))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
