@@ -1,12 +1,11 @@
 """Glue from names to results: encode splits (cached), fit and save a model, evaluate it into a run record."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from cca_bench.checks import check_resamples
+from cca_bench.checks import check_resamples, check_tag
 from cca_bench.config import FeatureSpec, timed as _timed, torch_device
 from cca_bench.errors import UserError
 from cca_bench.features.pipelines import (Pipelines, features_tag, model_files,  # noqa: F401  (run records)
@@ -100,9 +99,7 @@ def model_path(method: str, dataset: str, spec: FeatureSpec, opts: Options) -> P
     """``RESULTS/models/METHOD__DATASET__FEATURES[@TAG]``: a ``--tag`` keeps variants of one method apart."""
     name = "__".join([method, dataset_tag(dataset, opts.dataset_options), features_tag(spec, opts)])
     if opts.tag:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", opts.tag):
-            raise UserError(f"--tag {opts.tag!r} may hold only letters, digits, '_', '.' and '-'")
-        name += f"@{opts.tag}"
+        name += f"@{check_tag(opts.tag)}"
     return opts.results_root / "models" / name
 
 

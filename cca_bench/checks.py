@@ -73,6 +73,18 @@ LAYERS = Bound(integer=True, low=0, high=1000)  # hidden layers of a network (ea
 PORT = Bound(integer=True, low=0, high=65535)  # 0: the system picks a free one
 
 
+TAG = r"[A-Za-z0-9_.-]+"  # a --tag names model and run files: no separator, no markup
+
+
+def check_tag(tag: str) -> str:
+    """``tag`` when it is a valid ``--tag`` (TAG), else a UserError naming it."""
+    import re
+
+    if not re.fullmatch(TAG, tag):
+        raise UserError(f"--tag {tag!r} may hold only letters, digits, '_', '.' and '-'")
+    return tag
+
+
 def check_memory(need: float, what: str) -> None:
     """A UserError naming ``what`` (e.g. "--bootstrap 1000000000 on 1,000 images") when ``need`` bytes exceed the
     memory available now (:func:`cca_bench.config.available_memory`): refused before anything is allocated."""

@@ -300,9 +300,10 @@ def read_npz(data: bytes, where: str, max_bytes: int | None = None) -> dict:
         raise UserError(f"{where}: not a readable .npz archive ({e})") from None
 
 
-def check_npy_header(f, size: int, where: str) -> None:
+def check_npy_header(f, size: int, where: str) -> tuple[tuple, object]:
     """Read a ``.npy`` header from the start of the open binary file ``f`` of ``size`` bytes: a UserError naming
-    ``where`` unless it is a plain (not object) dtype whose claimed data fits in the bytes after the header."""
+    ``where`` unless it is a plain (not object) dtype whose claimed data fits in the bytes after the header.
+    Returns the (shape, dtype) it declares."""
     import math
 
     import numpy as np
@@ -325,3 +326,4 @@ def check_npy_header(f, size: int, where: str) -> None:
         raise UserError(f"{where}: its header claims a {' x '.join(map(str, shape)) or 'scalar'} {dtype} array "
                         f"({need / 2**30:.1f} GiB) but the file holds {size - offset} bytes of data "
                         "(truncated, or a damaged header)")
+    return shape, dtype

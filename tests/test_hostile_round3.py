@@ -256,3 +256,61 @@ def test_markdown_cells_stay_one_cell_of_text(case, capsys):
     table = [line for line in text.splitlines() if line.startswith("|")]
     cells = [len(line.replace("\\|", "").split("|")) for line in table]
     assert len(table) >= 4 and len(set(cells)) == 1, table
+
+
+# ------------------------------------------------------------------------------------------ no silent substitution
+EVALUATE = ["evaluate", "shapes", "test", "--images", f"{W}/img.npy", "--texts", f"{W}/txt.npy", "--name", "m", *SMALL]
+
+
+def f8_safetensors(w):
+    """img.safetensors holding one F8_E4M3 tensor (torch writes it; numpy has no such dtype)."""
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.ones(20, 3).to(torch.float8_e4m3fn)}, str(w / "img.safetensors"))
+    np.save(w / "txt.npy", np.ones((100, 3), np.float32))
+
+
+def sparse_npy(w):
+    """big.npy beside the case folder (the snapshot reads every file in it) whose header honestly claims 10^6 x 10^5
+    float32: a sparse 400 GB file (its size is true)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**5)})
+    with open(w.parent / "big.npy", "wb") as f:
+        f.write(header.getvalue())
+        f.truncate(len(header.getvalue()) + 4 * 10**11)
+    np.save(w / "txt.npy", np.ones((100, 3), np.float32))
+
+
+SUBSTITUTION_CASES = [
+    ("ridge --similarity csa", None, ["generate", "ridge", "shapes", FEAT, *SMALL, "--similarity", "csa"],
+     "--similarity is not an option of ridge"),
+    ("pls --reg 0.5", None, ["generate", "pls", "shapes", FEAT, *SMALL, "--reg", "0.5"],
+     "--reg is not an option of pls"),
+    ("procrustes --direction text2image", None, ["generate", "procrustes", "shapes", FEAT, *SMALL, "--direction",
+                                                 "text2image"], "--direction is not an option of procrustes"),
+    ("tag with a pipe, features not yet cached", None, ["generate", "cca", "shapes", FEAT, "-D", "n_train=61", "-q",
+                                                        "--tag", "a|b"], "argument --tag: may hold only"),
+    ("run_benchmark tag with a pipe", None, [*RUN, "--tag", "a|b"], "argument --tag"),
+    ("F8_E4M3 safetensors embeddings", f8_safetensors, [*EVALUATE[:4], f"{W}/img.safetensors", *EVALUATE[5:]],
+     "img.safetensors: tensor 'x' is F8_E4M3, which numpy cannot read"),
+    ("a .npy honestly claiming 10^6 x 10^5 float32", sparse_npy, [*EVALUATE[:4], f"{W}/../big.npy", *EVALUATE[5:]],
+     "big.npy: 1000000 rows but shapes/test has 20 images"),
+]
+
+
+@pytest.mark.parametrize("name, setup, argv, message", SUBSTITUTION_CASES, ids=[c[0] for c in SUBSTITUTION_CASES])
+def test_no_silent_substitution(name, setup, argv, message, case, capsys):
+    """Refused in one line before any work: nothing at all is written, not even a feature-cache entry. Planted
+    bugs: generate's parser without its refuser (the options were "unrecognized", not named as another method's;
+    before the cli package they were dropped, exit 0), --tag without the cli converter (the train features of
+    n_train=61 were encoded and cached before the tag was refused), external._safetensors_header without the dtype
+    check (AttributeError traceback from safetensors' numpy reader), evaluate_embeddings reading both arrays
+    before comparing their rows with the split (MemoryError traceback: numpy asked for 372 GiB)."""
+    w, roots = case
+    if setup is not None:
+        setup(w)
+    before = snapshot(w)
+    rc, err, _ = run_case(w, roots, argv, capsys)
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert snapshot(w) == before

@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-from cca_bench.checks import PORT, RESAMPLES, SEED
+from cca_bench.checks import PORT, RESAMPLES, SEED, check_tag
 from cca_bench.errors import UserError
 
 
@@ -35,6 +35,14 @@ def positive_int(text: str) -> int:
 seed = SEED.cli()  # --seed: 0 .. 2^32-1
 resamples = RESAMPLES.cli()  # --bootstrap, significance --resamples: 1 .. 10^6 (and the memory, once n is known)
 port = PORT.cli()  # serve --port: 0 .. 65535
+
+
+def tag(text: str) -> str:
+    """--tag: checked when typed (checks.check_tag), not after the features are encoded."""
+    try:
+        return check_tag(text) if text else text
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e).replace(f"--tag {text!r} ", "")) from None
 
 
 def seed_list(text: str) -> list[int]:
@@ -105,7 +113,7 @@ def add_features(p) -> None:
     """The feature options of commands that encode a split (generate, run_benchmark, search)."""
     g = p.group("features")
     add_dataset_opt(g, "dataset builder option, e.g. -D n_train=500 for shapes (repeatable)")
-    g.add_argument("--tag", default="", help="name a model variant (e.g. --tag maxviol): generate, run_benchmark and "
+    g.add_argument("--tag", default="", type=tag, help="name a model variant (e.g. --tag maxviol): generate, run_benchmark and "
                    "search with the same tag use the same model, so variants of one method do not overwrite each other")
     g.add_argument("--text-path", help="word-vector file to use instead of the encoder's default file (for the "
                    "'sentence' encoder: a sentence-transformers model folder)")
