@@ -290,8 +290,8 @@ SUBSTITUTION_CASES = [
     ("procrustes --direction text2image", None, ["generate", "procrustes", "shapes", FEAT, *SMALL, "--direction",
                                                  "text2image"], "--direction is not an option of procrustes"),
     ("tag with a pipe, features not yet cached", None, ["generate", "cca", "shapes", FEAT, "-D", "n_train=61", "-q",
-                                                        "--tag", "a|b"], "argument --tag: may hold only"),
-    ("run_benchmark tag with a pipe", None, [*RUN, "--tag", "a|b"], "argument --tag"),
+                                                        "--tag", "a|b"], "--tag 'a|b' may hold only"),
+    ("run_benchmark tag with a pipe", None, [*RUN, "--tag", "a|b"], "--tag 'a|b' may hold only"),
     ("F8_E4M3 safetensors embeddings", f8_safetensors, [*EVALUATE[:4], f"{W}/img.safetensors", *EVALUATE[5:]],
      "img.safetensors: tensor 'x' is F8_E4M3, which numpy cannot read"),
     ("a .npy honestly claiming 10^6 x 10^5 float32", sparse_npy, [*EVALUATE[:4], f"{W}/../big.npy", *EVALUATE[5:]],
@@ -303,8 +303,8 @@ SUBSTITUTION_CASES = [
 def test_no_silent_substitution(name, setup, argv, message, case, capsys):
     """Refused in one line before any work: nothing at all is written, not even a feature-cache entry. Planted
     bugs: generate's parser without its refuser (the options were "unrecognized", not named as another method's;
-    before the cli package they were dropped, exit 0), --tag without the cli converter (the train features of
-    n_train=61 were encoded and cached before the tag was refused), external._safetensors_header without the dtype
+    before the cli package they were dropped, exit 0), cli.common.options without check_tag (the train features
+    of n_train=61 were encoded and cached before model_path refused the tag), external._safetensors_header without the dtype
     check (AttributeError traceback from safetensors' numpy reader), evaluate_embeddings reading both arrays
     before comparing their rows with the split (MemoryError traceback: numpy asked for 372 GiB)."""
     w, roots = case

@@ -37,14 +37,6 @@ resamples = RESAMPLES.cli()  # --bootstrap, significance --resamples: 1 .. 10^6 
 port = PORT.cli()  # serve --port: 0 .. 65535
 
 
-def tag(text: str) -> str:
-    """--tag: checked when typed (checks.check_tag), not after the features are encoded."""
-    try:
-        return check_tag(text) if text else text
-    except UserError as e:
-        raise argparse.ArgumentTypeError(str(e).replace(f"--tag {text!r} ", "")) from None
-
-
 def seed_list(text: str) -> list[int]:
     """``0,1,2`` -> [0, 1, 2]: each a seed in SEED's range; empty entries, repeats and non-integers are refused."""
     parts = [t.strip() for t in text.split(",")]
@@ -113,7 +105,7 @@ def add_features(p) -> None:
     """The feature options of commands that encode a split (generate, run_benchmark, search)."""
     g = p.group("features")
     add_dataset_opt(g, "dataset builder option, e.g. -D n_train=500 for shapes (repeatable)")
-    g.add_argument("--tag", default="", type=tag, help="name a model variant (e.g. --tag maxviol): generate, run_benchmark and "
+    g.add_argument("--tag", default="", help="name a model variant (e.g. --tag maxviol): generate, run_benchmark and "
                    "search with the same tag use the same model, so variants of one method do not overwrite each other")
     g.add_argument("--text-path", help="word-vector file to use instead of the encoder's default file (for the "
                    "'sentence' encoder: a sentence-transformers model folder)")
@@ -186,11 +178,14 @@ def add_extract_backend(p) -> None:
 # ---------------------------------------------------------------- run options from the parsed arguments
 
 def options(args):
-    """``benchmark.Options`` from the parsed arguments (a missing GPU fails here, before features load)."""
+    """``benchmark.Options`` from the parsed arguments (a missing GPU or a bad --tag fails here, before features
+    load)."""
     from cca_bench.benchmark import Options
     from cca_bench.config import data_root, results_root, torch_device
 
     torch_device(getattr(args, "device", "auto"))
+    if getattr(args, "tag", ""):
+        check_tag(args.tag)  # names the model files: refused before any feature is encoded
     quiet = getattr(args, "quiet", False)
     return Options(
         data_root=data_root(args.data_root), results_root=results_root(args.results_root),
