@@ -189,8 +189,8 @@ def png() -> bytes:
 
 def parquet(w, captions, image=None):
     """A Flickr30k-style parquet dump data/pq: three train rows whose caption column holds ``captions``."""
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     (w / "data" / "pq").mkdir(parents=True)
     images = image or [{"bytes": png(), "path": f"{k}.png"} for k in range(3)]
     rows = [{"image": images[k], "caption": captions[k], "split": "train"} for k in range(3)]
@@ -464,7 +464,7 @@ def test_hostile_case(name, setup, argv, code, message, case, capsys):
         import torch
 
         if torch.cuda.is_available():
-            pytest.skip("this machine has a GPU")
+            pytest.skip("hardware: this machine has a GPU (the case needs none)")
     if setup is not None:
         setup(w)
     argv = [a.replace(W, str(w)) for a in argv]

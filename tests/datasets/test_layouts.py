@@ -12,8 +12,8 @@ from cca_bench.__main__ import main
 from cca_bench.datasets import get_dataset
 from cca_bench.datasets.base import tokenize
 
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 20),
            "white": (240, 240, 240), "black": (15, 15, 15)}

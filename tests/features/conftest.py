@@ -10,7 +10,7 @@ from cca_bench.datasets.base import CaptionDataset, Split, open_rgb
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Batches of a few images spend their time in thread hand-offs: one thread is far faster on busy cores."""
-    torch = pytest.importorskip("torch")
+    import torch
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

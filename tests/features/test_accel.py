@@ -50,7 +50,7 @@ def test_gpu_batch_size_from_free_memory():
 
 
 def test_channels_last_bf16_forward_keeps_fp32_where_asked():
-    torch = pytest.importorskip("torch")
+    import torch
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 3, groups=8)).eval()
     net = accel.prepare(net, "cpu")
     assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
@@ -78,7 +78,7 @@ def lite0_inputs() -> np.ndarray:
 
 def test_lite0_bf16_matches_fp32_on_its_real_weights():
     """cosine >= 0.999 per image between bf16 (depthwise convs kept fp32) and fp32 pooled features."""
-    torch = pytest.importorskip("torch")
+    import torch
     from cca_bench.features import image
 
     x = lite0_inputs()
@@ -94,7 +94,7 @@ def test_lite0_bf16_matches_fp32_on_its_real_weights():
                     reason="extracts all 1,914 OpenMoji images twice (about a minute on 2 idle cores); runs in CI "
                     "or with CCA_BENCH_SLOW_TESTS=1")
 @pytest.mark.skipif(not accel.cpu_has_native_bf16(),
-                    reason="this CPU has no native bf16 (no avx512_bf16 / amx_bf16): bf16 would be emulated (an hour "
+                    reason="hardware: this CPU has no native bf16 (no avx512_bf16 / amx_bf16): bf16 would be emulated (an hour "
                     "for the 1,914 images on 2 cores) and --precision auto never picks it here; the 7-image bf16 "
                     "feature test above still runs")
 def test_openmoji_cca_with_bf16_features_within_half_an_rsum_point(tmp_path):

@@ -13,7 +13,7 @@ from cca_bench.features.image_pipeline import ImagePipeline
 from cca_bench.features import distributed, store
 from cca_bench.features.image import encode_tinyimage
 
-pytest.importorskip("dask.distributed")
+import dask.distributed  # noqa: F401 (required: a broken install fails here, never skips)
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["-D", "n_train=150", "-D", "n_val=10", "-D", "n_test=30", "-q", "--reg", "1e-2"]
 

@@ -83,7 +83,7 @@ def test_onnx_failure_falls_back_to_torch_unless_asked_for(monkeypatch):
 
 def real_photos() -> dict[Path, set[int]]:
     """Real photos shipped by installed packages -> acceptable ImageNet top-1 classes."""
-    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    import sklearn.datasets as sklearn_datasets
     d = Path(sklearn_datasets.__file__).parent / "images"
     photos = {d / "china.jpg": {698}, d / "flower.jpg": {985}}  # palace; daisy
     if not all(p.is_file() for p in photos):

@@ -13,8 +13,8 @@ from cca_bench.errors import UserError
 from cca_bench.features import onnx_encoder
 from cca_bench.features.store import cache_key
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+import onnx
+import onnxruntime as ort
 SMALL = ["-D", "n_train=120", "-D", "n_val=20", "-D", "n_test=30", "-q"]
 SIDE, DIM = 12, 6
 
@@ -257,7 +257,7 @@ WORDS = ["[PAD]", "[UNK]", "[CLS]", "a", "red", "blue", "green", "circle", "squa
 
 def tokenizer_file(path: Path) -> Path:
     """A word-level Hugging Face tokenizer: lower-case, whitespace/punctuation split, [CLS] first."""
-    tokenizers = pytest.importorskip("tokenizers")
+    import tokenizers
     from tokenizers import models, normalizers, pre_tokenizers, processors
 
     tok = tokenizers.Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))

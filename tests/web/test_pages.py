@@ -12,7 +12,7 @@ import pytest
 
 from cca_bench.web import create_app
 
-pytest.importorskip("flask")
+import flask  # noqa: F401 (required: a broken install fails here, never skips)
 
 MODEL = "cca__shapes[n_test=60,n_train=300,n_val=40]__glove50_tinyimage"  # what conftest.web_roots fits
 RUN, DOT, RIDGE = (f"{MODEL}__test__full__cosine", f"{MODEL}__test__full__dot", f"{MODEL}@ridge__test__full__cosine")
