@@ -61,21 +61,15 @@ def _load_safetensors(path: Path, key: str | None) -> np.ndarray:
 
 # safetensors dtypes numpy reads as numbers (F8_*, BF16, BOOL and the rest are refused by name, not a traceback)
 SAFETENSORS_DTYPES = {"F16", "F32", "F64", "I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64"}
-SAFETENSORS_HEADER_MAX = 100 << 20  # safetensors' own limit on the JSON header
 
 
 def _safetensors_header(path: Path, key: str | None) -> tuple[tuple, str]:
     """(shape, dtype) that the safetensors file's JSON header declares for tensor ``key`` (the only one when None);
     nothing else is read. A UserError for a dtype numpy cannot hold (e.g. F8_E4M3) or a damaged header."""
-    import json
-    import struct
+    from cca_bench.fsio import safetensors_header
 
+    header = safetensors_header(path)
     try:
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            if n > SAFETENSORS_HEADER_MAX:
-                raise ValueError(f"a header of {n} bytes")
-            header = json.loads(f.read(n))
         tensors = {k: v for k, v in header.items() if k != "__metadata__"}
         keys = list(tensors)
         if key is None and len(keys) != 1:
@@ -87,7 +81,7 @@ def _safetensors_header(path: Path, key: str | None) -> tuple[tuple, str]:
         shape, dtype = tuple(int(d) for d in entry["shape"]), str(entry["dtype"])
     except UserError:
         raise
-    except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise UserError(f"{path}: cannot read as safetensors ({e})") from None
     if dtype not in SAFETENSORS_DTYPES:
         raise UserError(f"{path}: tensor {key or keys[0]!r} is {dtype}, which numpy cannot read; save it as F32 "

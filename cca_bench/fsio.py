@@ -327,3 +327,25 @@ def check_npy_header(f, size: int, where: str) -> tuple[tuple, object]:
                         f"({need / 2**30:.1f} GiB) but the file holds {size - offset} bytes of data "
                         "(truncated, or a damaged header)")
     return shape, dtype
+
+
+SAFETENSORS_HEADER_MAX = 100 << 20  # safetensors' own limit on the JSON header
+
+
+def safetensors_header(path: Path) -> dict:
+    """The JSON header of a ``.safetensors`` file ({tensor: {dtype, shape, data_offsets}, "__metadata__": {...}}),
+    read alone: 8 bytes of length, then that many bytes of JSON (at most SAFETENSORS_HEADER_MAX). The tensors are
+    not read. A missing, short or damaged header is a one-line UserError naming the file."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > SAFETENSORS_HEADER_MAX:
+                raise ValueError(f"a header of {n} bytes")
+            header = json.loads(f.read(n))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+    except (OSError, ValueError, struct.error) as e:
+        raise UserError(f"{path}: cannot read as safetensors ({e})") from None
+    return header

@@ -314,3 +314,24 @@ def test_no_silent_substitution(name, setup, argv, message, case, capsys):
     rc, err, _ = run_case(w, roots, argv, capsys)
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert snapshot(w) == before
+
+
+def test_web_opens_a_model_from_what_its_weights_record(case):
+    """A `generate` killed between its two renames leaves new weights beside the previous model's .json (here:
+    the copy claims another --onnx-model and model_id). The web app takes the model's options from the weights'
+    own metadata, the one source the CLI's loader trusts, so both search with the same model. Planted bug:
+    Library.model_config reading the .json (the stale --onnx-model reached the web app's feature options)."""
+    from cca_bench.methods.base import load_arrays
+    from cca_bench.web import create_app
+
+    w, roots = case
+    [js] = (w / "results" / "models").glob("*.json")
+    name = js.name[: -len(".json")]
+    stale = json.loads(js.read_text())
+    stale |= {"model_files": {"onnx_model": str(w / "old.onnx")}, "model_id": "0" * 16}
+    js.write_text(json.dumps(stale))
+    library = create_app(w / "data", w / "results").config["LIBRARY"]
+    config = library.model_config(name)
+    _, trusted = load_arrays(js.with_name(name))  # what run_benchmark / search load (it warns about the copy)
+    assert config == trusted and config["model_id"] != "0" * 16
+    assert "old.onnx" not in json.dumps(config)
