@@ -108,7 +108,48 @@ def load_model(method: str, dataset_name: str, spec: FeatureSpec, opts: Options)
     from cca_bench.methods import load_all
 
     load_all()
-    return METHODS.get(method).load(model_path(method, dataset_name, spec, opts))
+    cls, path = METHODS.get(method), model_path(method, dataset_name, spec, opts)
+    if not path.with_name(path.name + ".safetensors").is_file():
+        prefix = f"{method}__{dataset_tag(dataset_name, opts.dataset_options)}__{spec.name}"
+        raise UserError(missing_model(path, prefix))
+    return cls.load(path)
+
+
+def saved_models(results_root: Path, prefix: str = "") -> list[str]:
+    """Names of the models saved under ``RESULTS/models`` (a ``.safetensors`` file each) that start with ``prefix``."""
+    folder = Path(results_root) / "models"
+    return sorted(f.name[: -len(".safetensors")] for f in folder.glob("*.safetensors")
+                  if f.name.startswith(prefix)) if folder.is_dir() else []
+
+
+def missing_model(path: Path, prefix: str) -> str:
+    """The one line for a model that is not saved: which models of that method, dataset and features are."""
+    others = saved_models(path.parent.parent, prefix)
+    if not others:
+        return f"no fitted model {path.name} in {path.parent}: run `generate` first"
+    shown = ", ".join(others[:6]) + (f" and {len(others) - 6} more" if len(others) > 6 else "")
+    return (f"no fitted model {path.name} in {path.parent}; saved for these names: {shown} (pass one with "
+            "--model NAME, or the --tag and feature options it was generated with)")
+
+
+def run_saved(name: str, split_name: str, opts: Options, distance: str = "cosine", protocol: str = "full") -> dict:
+    """:func:`run_benchmark` of the model saved as ``RESULTS/models/<name>``: method, dataset, features, their
+    options and the tag all come from the model's own JSON (:func:`saved_model_options`), none repeated by hand."""
+    import difflib
+    import json
+
+    known = saved_models(opts.results_root)
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
+        hint = f"; closest: {', '.join(close)}" if close else f" ({len(known)} saved)" if known else ""
+        raise UserError(f"--model: no saved model {name!r} in {opts.results_root / 'models'}{hint}")
+    saved = opts.results_root / "models" / f"{name}.json"
+    try:
+        config = json.loads(saved.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"{saved}: cannot read the model's JSON ({type(e).__name__})") from None
+    method, dataset, features, out = saved_model_options(name, config, opts)
+    return run_benchmark(method, dataset, split_name, features, out, distance, protocol)
 
 
 def saved_model_options(name: str, config: dict, opts: Options) -> tuple[str, str, str, Options]:
@@ -137,12 +178,15 @@ def saved_model_options(name: str, config: dict, opts: Options) -> tuple[str, st
 
 
 def generate(method: str, dataset_name: str, features: str, params: dict, opts: Options,
-             cv: dict | None = None) -> dict:
+             cv: dict | None = None, overwrite: bool = False) -> dict:
     """Encode the train split (restval included), fit ``method`` with ``params``, save it; returns a summary.
 
     ``cv`` = {"grid": {...}, "select": "rsum"|"medr"} asks :func:`cca_bench.cv.cross_validate` to choose the method's
     hyper-parameters on the val split instead; the best model is saved as the normal model, and the grid
     goes to RESULTS/cv/<model name>.json/.md. A model's ``figures()`` are saved as <model name>.<key>.png.
+
+    A saved model of the same name fitted with other hyper-parameters (:func:`model_identity`) is never
+    replaced unless ``overwrite``: a UserError says so before any work (``--tag`` keeps both).
     """
     from cca_bench.cv import check_params
     from cca_bench.results import versions, write_cv
@@ -154,6 +198,9 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     dataset = load_dataset(dataset_name, opts)
     split = dataset.split("train")  # bad parameters fail before minutes of encoding, and write nothing
     check_params(cls, params, None if cv is None else cv.get("grid", {}), split.n_images, split.n_captions)
+    identity = model_identity(cls, params, cv)
+    if not overwrite:  # refused before minutes of encoding; checked again below for a searched feature option
+        check_identity(model_path(method, dataset_name, spec, opts), identity)
     timings: dict = {}
     cv, feature_grid = split_feature_grid(cv, opts)
     if feature_grid is None:
@@ -168,7 +215,10 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
         opts = replace(opts, **point)
         opts.log(f"chose {option_flags(point)}: pass it to run_benchmark and search")
     path = model_path(method, dataset_name, spec, opts)
-    extra = {"dataset": dataset_name, "dataset_options": opts.dataset_options, "features": spec.name,
+    if not overwrite:
+        check_identity(path, identity)
+    extra = {"identity": identity, "dataset": dataset_name, "dataset_options": opts.dataset_options,
+             "features": spec.name,
              "feature_options": pipes.options(), "timings": timings, "train_fingerprint": train.meta["fingerprint"],
              "feature_cache": train.meta["cache_keys"], "versions": versions(), "oov_rate": train.meta["oov_rate"],
              "feature_dims": {"image": int(train.images.shape[1]), "text": int(train.texts.shape[1])}}
@@ -181,6 +231,53 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     return {"model": model, "path": path, "timings": timings, "n_images": len(train.images),
             "n_captions": len(train.texts), "cv": report, "figures": figures, "text_options": pipes.options(),
             "oov_rate": train.meta["oov_rate"]}
+
+
+RUNTIME_PARAMS = ("backend", "dask_scheduler", "device", "chunk_rows", "progress")  # where, not what, is fitted
+
+
+def model_identity(cls, params: dict, cv: dict | None) -> dict:
+    """What makes a fitted model this model beyond its name (method, dataset and feature options are in the
+    name): every hyper-parameter with the method's defaults filled in, less RUNTIME_PARAMS, and the ``--cv``
+    request. ``{"hash": 12 hex digits of its canonical JSON, "params": ..., "cv": ...}``."""
+    import hashlib
+    import json
+
+    model = cls(**params)
+    full = {k: v for k, v in (model.get_params() if hasattr(model, "get_params") else params).items()
+            if k not in RUNTIME_PARAMS}
+    body = {"params": json.loads(json.dumps(full, default=str)), "cv": json.loads(json.dumps(cv, default=str))}
+    text = json.dumps(body, sort_keys=True)
+    return {"hash": hashlib.sha256(text.encode()).hexdigest()[:12], **body}
+
+
+def check_identity(path: Path, identity: dict) -> None:
+    """UserError (one line) when ``path`` holds a saved model whose identity differs from ``identity``: its
+    JSON's ``identity``, or for models saved before identities, one rebuilt from its params without ``--cv``."""
+    import json
+
+    saved = path.with_name(path.name + ".json")
+    if not saved.is_file() and not path.with_name(path.name + ".safetensors").is_file():
+        return
+    try:
+        config = json.loads(saved.read_text(encoding="utf-8"))
+        old = config.get("identity") or (None if config.get("cv") else {"cv": None, "params": {
+            k: v for k, v in config["params"].items() if k not in RUNTIME_PARAMS}})
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        old = None
+    if old is not None and {k: old.get(k) for k in ("params", "cv")} == {k: identity[k] for k in ("params", "cv")}:
+        return
+    changed = _changed(old, identity) if old else "hyper-parameters not recorded"
+    raise UserError(f"{path.name} is already saved with other hyper-parameters ({changed}): add --tag NAME to keep "
+                    "both, or --overwrite to replace it (runs stored from it stay readable)")
+
+
+def _changed(old: dict, new: dict) -> str:
+    """``reg 0.001 -> 0.1, cv none -> {...}``: the first few differences of two identities."""
+    diffs = [f"{k} {old['params'].get(k)} -> {v}" for k, v in new["params"].items() if old["params"].get(k) != v]
+    if old.get("cv") != new.get("cv"):
+        diffs.append(f"--cv {'none' if old.get('cv') is None else 'grid'} -> {'none' if new['cv'] is None else 'grid'}")
+    return ", ".join(diffs[:4]) or "other settings"
 
 
 def _encode_and_fit(cls, method: str, dataset, spec: FeatureSpec, opts: Options, params: dict, cv: dict | None,
@@ -307,7 +404,7 @@ def _embed_split(method: str, dataset, dataset_name: str, split_name: str, spec:
 def run_record(*, method: str, dataset_name: str, split, features: str, distance: str, protocol: str, folds: int,
                metrics: dict, recall_curve: dict, timings: dict, opts: Options, model: str, **fields) -> dict:
     """The run record ``results.write_run`` stores: the fields every run has, plus ``fields``
-    (params, model config, fingerprints, intervals, ...). ``model`` names the run file (``run_path``)."""
+    (params, model config, fingerprints, intervals, ...). ``model`` starts the run id (``runrecord.config_name``)."""
     from cca_bench.results import now, versions
 
     return {

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from cca_bench.cells import csv_cell, md_cell
 from cca_bench.errors import UserError
+from cca_bench.runrecord import (RANKS_SUFFIX, config_name, latest_runs, load_runs, ranks_bytes,  # noqa: F401
+                                 read_run, run_id, run_ties, short_id, write_run)
 
 METRIC_COLUMNS = (("R@1", "R@1"), ("R@5", "R@5"), ("R@10", "R@10"), ("median_rank", "Median Rank"),
                   ("mean_rank", "Mean Rank"))
@@ -54,72 +56,12 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def run_path(results_root: Path, record: dict) -> Path:
-    """``runs/<model>__<split>__<protocol>__<distance>.json``; the model name holds method, dataset, features.
-    A run scored under a tie rule other than the default adds ``__ties-<rule>`` (it never replaces the
-    default rule's run of the same model)."""
-    from cca_bench.ties import DEFAULT
-
-    parts = [record["model"], record["split"], record["protocol"], record["distance"]]
-    parts += [f"ties-{record['ties']}"] if record.get("ties", DEFAULT) != DEFAULT else []
-    return Path(results_root) / "runs" / ("__".join(parts) + ".json")
-
-
-def run_ties(record: dict) -> str:
-    """The tie rule a run record was scored under: its ``ties`` field; runs stored before that field say it in
-    ``config.ties`` (they were all optimistic)."""
-    config = record.get("config") if isinstance(record.get("config"), dict) else {}
-    return str(record.get("ties") or config.get("ties") or "optimistic")
-
-
 def write_json(path: Path, data: dict) -> Path:
     """Write JSON through a temporary name, so a crash never leaves half a file."""
     return write_text(path, json.dumps(data, indent=2, sort_keys=True))
 
 
-RANKS_SUFFIX = ".ranks.npz"
-
-
-def write_run(results_root: Path, record: dict) -> Path:
-    """Store a run: its per-query ranks (``record["_ranks"]``, a :class:`cca_bench.stats.QueryRanks`) as
-    ``runs/<run name>.ranks.npz``, then the JSON that names that file and its sha256 (each written atomically;
-    the JSON last, so a crash between them leaves no record pointing at a missing file). Returns the JSON path."""
-    import hashlib
-
-    from cca_bench.fsio import write_atomic
-
-    path = run_path(results_root, record)
-    ranks = record.pop("_ranks", None)
-    if ranks is not None:
-        data = ranks_bytes(ranks)
-        target = path.with_name(path.name[: -len(".json")] + RANKS_SUFFIX)
-        write_atomic(target, lambda f: f.write(data))
-        record["ranks_file"], record["ranks_sha256"] = target.name, hashlib.sha256(data).hexdigest()
-    return write_json(path, record)
-
-
 TIE_MEMBERS = ("image_annotation_tied", "image_annotation_gt_tied", "image_search_tied")
-
-
-def ranks_bytes(ranks) -> bytes:
-    """The ``.ranks.npz`` bytes of a :class:`cca_bench.stats.QueryRanks`, integer arrays: ``image_annotation``
-    (n_images,) captions scoring strictly above each image's best caption (-1: an image without captions is no
-    query), ``image_annotation_tied`` other captions tied with it, ``image_annotation_gt_tied`` its own captions
-    in that tie (>= 1), ``image_search`` (n_captions,) images strictly above each caption's image,
-    ``image_search_tied`` other images tied with it, ``image_index`` (n_captions,) and ``fold`` (n_images,); with
-    several seeds the count arrays have a seed axis first. The tie rule is the run JSON's ``ties``: with it the
-    counts give every metric, curve and interval exactly (:mod:`cca_bench.ties`)."""
-    import io
-
-    import numpy as np
-
-    one = len(ranks.i2t) == 1
-    pick = (lambda a: a[0]) if one else (lambda a: a)  # noqa: E731
-    buf = io.BytesIO()
-    np.savez(buf, image_annotation=pick(ranks.i2t.above), image_search=pick(ranks.t2i.above),
-             image_annotation_tied=pick(ranks.i2t.tied), image_annotation_gt_tied=pick(ranks.i2t.gt_tied),
-             image_search_tied=pick(ranks.t2i.tied), image_index=ranks.image_index, fold=ranks.fold)
-    return buf.getvalue()
 
 
 def load_ranks(record: dict):
@@ -181,66 +123,48 @@ def ranks_budget(record: dict) -> int:
 
 
 def resolve_run(results_root: Path, spec: str) -> dict:
-    """A run record from a JSON path or a run name under ``RESULTS/runs`` (with or without ``.json``)."""
-    candidates = [Path(spec)] if spec.endswith(".json") and Path(spec).is_file() else []
-    name = spec if spec.endswith(".json") else spec + ".json"
-    candidates.append(Path(results_root) / "runs" / Path(name).name)
-    path = next((c for c in candidates if c.is_file()), None)
-    if path is None:
-        raise UserError(f"no run {spec!r}: give a run JSON file or a name listed under {Path(results_root) / 'runs'}")
-    record, why = read_run(path)
-    if why:
-        raise UserError(f"{path}: {why}")
-    return record
-
-
-RUN_KEYS = ("method", "dataset", "split", "features", "distance", "protocol", "metrics")
-
-
-def load_runs(results_root: Path) -> tuple[list[dict], list[str]]:
-    """(every readable run record under ``results_root/runs``, "name: why" of each file skipped).
-
-    A file is skipped when it is not UTF-8 JSON, not an object, or lacks a key or metric the tables need."""
-    runs, bad = [], []
-    for f in sorted((Path(results_root) / "runs").glob("*.json")):
-        record, why = read_run(f)
+    """The run record ``spec`` names: a path to a run JSON (used as given: a path that is not a file is refused,
+    never looked up elsewhere), or, among ``RESULTS/runs``, a run id, a configuration name (its newest run), a
+    unique prefix of a run id, or a run's short id (its time stamp suffix, as `runs` and `compare` show it)."""
+    folder = Path(results_root) / "runs"
+    if "/" in spec or "\\" in spec or spec.endswith(".json"):
+        path = Path(spec)
+        if not path.is_file():
+            raise UserError(f"{spec}: no such run file (a path is used as given; a run id is looked up in {folder})")
+        record, why = read_run(path)
         if why:
-            bad.append(f"{f.name}: {why}")
-        else:
-            runs.append(record)
-    return runs, bad
+            raise UserError(f"{path}: {why}")
+        return record
+    runs, bad = load_runs(results_root)
+    return find_run(runs, spec, bad, folder)
 
 
-def read_run(path: Path) -> tuple[dict | None, str | None]:
-    """(the run record in ``path`` with its ``_file``, None), or (None, why it cannot be tabled): not UTF-8
-    JSON, not an object, or a key or metric the tables need is missing."""
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-        why = _run_problem(record)
-    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        why = f"not a JSON run record ({type(e).__name__})"
-    return (None, why) if why else (record | {"_file": str(path)}, None)
+def find_run(runs: list[dict], spec: str, bad: list[str] = (), folder: Path | str = "RESULTS/runs") -> dict:
+    """The one run of ``runs`` that ``spec`` names (see :func:`resolve_run`); UserError with the closest ids when
+    none matches, the candidates when several do, or why the file of that name was skipped."""
+    import difflib
 
-
-def _run_problem(record) -> str | None:
-    """Why a parsed run file cannot be tabled, or None."""
-    if not isinstance(record, dict):
-        return "not a JSON object"
-    missing = [k for k in RUN_KEYS if k not in record]
-    if missing:
-        return f"no {missing[0]!r}"
-    for k in RUN_KEYS[:-1]:
-        if not isinstance(record[k], str):
-            return f"{k!r} is not a string"
-    for task, _ in TASKS:
-        if not isinstance(record["metrics"], dict) or not isinstance(record["metrics"].get(task), dict):
-            return f"no metrics for {task}"
-        for k, _ in METRIC_COLUMNS:
-            v = record["metrics"][task].get(k)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                return f"{task} {k} is not a number"
-    return None
-
+    ids = {run_id(r): r for r in runs}
+    if spec in ids:
+        return ids[spec]
+    same = [r for r in runs if config_name(r) == spec]
+    if same:
+        return latest_runs(same)[0]
+    hits = [r for rid, r in ids.items() if rid.startswith(spec) or (short_id(rid) != rid and
+                                                                     short_id(rid).startswith(spec))]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        shown = ", ".join(short_id(run_id(r)) for r in hits[:5])
+        raise UserError(f"{spec!r} matches {len(hits)} runs ({shown}{', ...' if len(hits) > 5 else ''}): give more "
+                        "of the run id")
+    for line in bad:
+        if line.startswith(spec + ".json:"):
+            raise UserError(f"{folder}/{line}")
+    close = difflib.get_close_matches(spec, [*ids, *{config_name(r) for r in runs}], n=3, cutoff=0.3)
+    hint = f"; closest: {', '.join(close)}" if close else "; `python -m cca_bench runs` lists them" if ids else ""
+    raise UserError(f"no run named {spec!r} in {folder}{hint}" if ids else
+                    f"no run named {spec!r}: {folder} holds no runs")
 
 def metric_table(rows: list[tuple[str, dict]], task: str, label: str = "Method",
                  cis: list[dict | None] | None = None) -> str:
@@ -317,9 +241,9 @@ GROUP = ["Dataset", "Split", "Protocol"]
 
 def compare_frame(runs: list[dict], published=None):
     """A pandas frame: one row per run (Source "this suite"), then the given published rows
-    (:func:`published_frame`), sorted by dataset, split, protocol, own runs first within each group.
+    (:func:`published_frame`), sorted by dataset, split, protocol, then best R-sum first within each group.
 
-    Columns: IDENTITY, both tasks' metrics (``i2t R@1`` ..), and HIDDEN (family, citation, run file).
+    Columns: IDENTITY, both tasks' metrics (``i2t R@1`` ..), and HIDDEN (run id, family, citation, run file).
     """
     import pandas as pd
 
@@ -328,7 +252,8 @@ def compare_frame(runs: list[dict], published=None):
                          "Distance": r["distance"], "Ties": run_ties(r), **metric_columns(r["metrics"]),
                          "R-sum": rsum(r["metrics"]),
                          **ci_columns(r.get("ci")), "Seed sd": (r.get("seed_sd") or {}).get("rsum"),
-                         "Family": r["method"], "Citation": None, "_file": r.get("_file")} for r in runs],
+                         "Family": r["method"], "Citation": None, "_file": r.get("_file"), "run": run_id(r)}
+                        for r in runs],
                        columns=_columns())
     parts = [own] + ([published] if published is not None and len(published) else [])
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else own
@@ -337,7 +262,9 @@ def compare_frame(runs: list[dict], published=None):
     metrics = [*VALUE_COLUMNS, *CI_COLUMNS, "Seed sd"]
     frame[metrics] = frame[metrics].astype(float)  # None (not published) -> NaN
     frame["_published"] = frame["Source"] != OWN_SOURCE
-    frame = frame.sort_values([*GROUP, "_published", "Method", "Features", "Distance"], kind="stable")
+    frame = frame.sort_values([*GROUP, "R-sum", "_published", "Method", "Features", "Distance"],
+                              ascending=[True] * len(GROUP) + [False, True, True, True, True], na_position="last",
+                              kind="stable")  # best R-sum first, as compare's help says
     return frame.drop(columns="_published").reset_index(drop=True)
 
 
@@ -362,7 +289,7 @@ def _columns() -> list[str]:
     return IDENTITY + VALUE_COLUMNS + ["Seed sd"] + HIDDEN
 
 
-HIDDEN = ["Family", "Citation", "_file", *CI_COLUMNS]  # frame columns that tables do not show as columns
+HIDDEN = ["run", "Family", "Citation", "_file", *CI_COLUMNS]  # frame columns that tables do not show as columns
 
 
 def published_frame():
@@ -427,36 +354,130 @@ def _check_known(value: str | None, column, what: str) -> None:
         raise UserError(f"no stored run or published row has {what} {value!r}{hint} (known: {', '.join(known)})")
 
 
-def compare_markdown(frame, marks: dict | None = None) -> str:
-    """One markdown table per (dataset, split, protocol) group, i2t = annotation, t2i = search; missing = '-'.
+TABLE_WIDTH = 120  # characters a compare table may take by default (every column goes to the CSV)
+DEFAULT_COLUMNS = ["run", "Method", "Features", "R-sum", "i2t R@1", "t2i R@1"]
+BASELINE_DEFAULT = ["run", "Method", "R-sum", "delta", "p_value", "p_holm"]
+DROPPABLE = ["Features", "t2i R@1", "i2t R@1", "p_holm", "Method"]  # left out first when a table is too wide
 
-    Own runs with intervals show ``value [lo, hi]``; ``marks`` (:func:`significance_marks`) bolds the best
-    value of each column and puts a dagger on the values not significantly worse than it."""
-    from tabulate import tabulate
 
+def table_columns(frame, requested: list[str] | None = None) -> list[str]:
+    """The columns a compare table shows: ``requested`` (names as the CSV spells them, any case; ``all`` = every
+    column), else the defaults, with the baseline columns when the frame has them. UserError for an unknown name."""
+    import difflib
+
+    known = [c for c in frame.columns if c not in (*GROUP, *HIDDEN)] + [c for c in ("run", "delta", "p_value",
+                                                                                   "p_holm") if c in frame.columns]
+    if not requested:
+        return [c for c in (BASELINE_DEFAULT if "delta" in frame.columns else DEFAULT_COLUMNS) if c in known]
+    if [r.lower() for r in requested] == ["all"]:
+        return [c for c in known if c != "run"] + ["run"]
+    lower = {c.lower(): c for c in known}
+    for r in requested:
+        if r.lower() not in lower:
+            close = difflib.get_close_matches(r.lower(), list(lower), n=1, cutoff=0.5)
+            hint = f"; did you mean {lower[close[0]]!r}?" if close else ""
+            raise UserError(f"--columns: no column {r!r}{hint} (known: all, {', '.join(known)})")
+    return [lower[r.lower()] for r in requested]
+
+
+def compare_markdown(frame, marks: dict | None = None, columns: list[str] | None = None,
+                     baseline: str | None = None) -> str:
+    """One markdown table per (dataset, split, protocol) group, best R-sum first; missing = '-'.
+
+    ``columns`` as :func:`table_columns` takes them; without it the default columns are shown, fewer where a
+    table would be wider than TABLE_WIDTH characters (the CSV has them all). Own runs with intervals show
+    ``value [lo, hi]``; ``marks`` (:func:`significance_marks`) bolds the best value of each column and puts a
+    dagger on the values not significantly worse than it; ``baseline`` names the run of the delta columns."""
     if not len(frame):
         return "No runs stored yet: run `run_benchmark` first.\n"
     parts = ["# Results\n\ni2t = image annotation, t2i = image search; R@K in percent; MedR / MeanR = median /"
-             " mean rank (1-based); R-sum = R@1 + R@5 + R@10 of both directions; '-' = not published. Source \"this"
-             " suite\" rows are rendered from the run JSON files by `cca_bench compare`, with 95% bootstrap intervals"
-             " over test images in brackets (Seed sd: the R-sum's standard deviation over `--seeds`); the other rows"
-             " are published numbers (cca_bench/data/published.csv). Ties: how a ground truth that scores exactly as"
-             " much as other items is ranked (expected = the exact expectation over a random order of the tied"
-             " items, the default; optimistic / pessimistic = every tie for / against it; docs/protocols.md).\n"]
+             " mean rank (1-based); R-sum = R@1 + R@5 + R@10 of both directions; '-' = not published. Rows with a"
+             " run id are this suite's runs (`python -m cca_bench runs` lists them; every command takes the short"
+             " id shown), rendered from the run JSON files by `cca_bench compare`, with 95% bootstrap intervals over"
+             " test images in brackets; the other rows are published numbers (cca_bench/data/published.csv). Ties:"
+             " how a ground truth that scores exactly as much as other items is ranked (expected = the exact"
+             " expectation over a random order of the tied items, the default; optimistic / pessimistic = every tie"
+             " for / against it; docs/protocols.md). Every column, full run ids and sources: RESULTS.csv.\n"]
+    if baseline is not None:
+        parts.append(BASELINE_LEGEND.format(baseline=baseline))
     if marks is not None:
         parts.append(MARKS_LEGEND)
+    shown = table_columns(frame, columns)
     for (ds, split, proto), group in frame.groupby(GROUP, sort=False):
-        shown = [c for c in group.columns if c not in (*GROUP, *HIDDEN)]
-        if group["Seed sd"].isna().all():
-            shown.remove("Seed sd")
-        body = [[_cell(row, c, (marks or {}).get((row["_file"], c))) for c in shown]
-                for _, row in group.iterrows()]
-        parts.append(f"## {ds} / {split} / protocol {proto}\n\n" + tabulate(
-            body, shown, tablefmt="github", disable_numparse=True) + "\n")
+        cols = [c for c in shown if c != "Seed sd" or group["Seed sd"].notna().any()]
+        parts.append(f"## {ds} / {split} / protocol {proto}\n\n" + _fitted_table(group, cols, marks, not columns))
     cited = frame.loc[frame["Source"].ne(OWN_SOURCE), ["Source", "Citation"]].drop_duplicates()
     if len(cited):
         parts.append("## Sources\n\n" + "\n".join(f"- {s}: {c}" for s, c in cited.itertuples(index=False)) + "\n")
     return "\n".join(parts)
+
+
+def _fitted_table(group, shown: list[str], marks: dict | None, fit: bool) -> str:
+    """A group's markdown table; with ``fit``, DROPPABLE columns are left out until it is TABLE_WIDTH wide."""
+    from tabulate import tabulate
+
+    shown = list(shown)
+    while True:
+        plain = "Params" in shown or "Distance" in shown  # the Method cell names tag and distance only without them
+        body = [[str(row[c]) if c == "Method" and plain else _cell(row, c, (marks or {}).get((row["_file"], c)))
+                 for c in shown] for _, row in group.iterrows()]
+        text = tabulate(body, shown, tablefmt="github", disable_numparse=True) + "\n"
+        wide = max(map(len, text.splitlines())) > TABLE_WIDTH
+        drop = next((c for c in DROPPABLE if c in shown), None) if fit and wide else None
+        if drop is None:
+            return text
+        shown.remove(drop)
+
+
+BASELINE_LEGEND = ("delta = the row's value minus the baseline {baseline}'s [95% paired bootstrap interval]; p_value"
+                   " = two-sided paired test on the same test images (as `significance ROW BASELINE` gives it);"
+                   " p_holm = Holm-corrected across the rows compared.\n")
+BASELINE_COLUMNS = ["delta", "delta_lo", "delta_hi", "p_value", "p_holm", "note"]
+
+
+def add_baseline(frame, runs: list[dict], baseline: dict, metric: str = "rsum"):
+    """The compare frame with BASELINE_COLUMNS: each own run's paired difference from ``baseline`` in ``metric``
+    (:func:`cca_bench.stats.paired_test` with the one default of resamples and seed, row minus baseline), its
+    interval and p-value, and the Holm-adjusted p over the rows compared. Rows that cannot be paired with the
+    baseline (published, another split or protocol, other test images, no readable ranks) get a ``note``
+    saying why, and empty values."""
+    import pandas as pd
+
+    from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, holm, paired_test
+
+    by_file = {r["_file"]: r for r in runs} | {baseline["_file"]: baseline}
+    base_ranks = load_ranks(baseline)
+    rows = []
+    for f, source in zip(frame["_file"], frame["Source"]):
+        why = _unpaired(by_file.get(f), baseline) if source == OWN_SOURCE else "published row"
+        if why is None:
+            try:
+                t = paired_test(load_ranks(by_file[f]), base_ranks, metric, PAIRED_RESAMPLES, PAIRED_SEED)
+                rows.append({"delta": t["delta"], "delta_lo": t["ci"][0], "delta_hi": t["ci"][1],
+                             "p_value": t["p_value"], "note": None})
+                continue
+            except UserError as e:
+                why = f"ranks not comparable: {e}"
+        rows.append({"delta": None, "delta_lo": None, "delta_hi": None, "p_value": None, "note": why})
+    out = pd.DataFrame(rows, index=frame.index, columns=[c for c in BASELINE_COLUMNS if c != "p_holm"])
+    tested = out["p_value"].notna()
+    out["p_holm"] = None
+    out.loc[tested, "p_holm"] = holm(out.loc[tested, "p_value"].tolist()) if tested.any() else []
+    out = out[BASELINE_COLUMNS]
+    out[BASELINE_COLUMNS[:-1]] = out[BASELINE_COLUMNS[:-1]].astype(float)
+    return pd.concat([frame, out], axis=1)
+
+
+def _unpaired(run: dict | None, baseline: dict) -> str | None:
+    """Why ``run`` cannot be paired with the baseline, or None (the baseline itself is not paired)."""
+    if run is None:
+        return "not a stored run"
+    if run["_file"] == baseline["_file"]:
+        return "baseline"
+    for key in ("dataset", "split", "protocol", "split_fingerprint"):
+        if run.get(key) != baseline.get(key):
+            return f"other {key.replace('_', ' ')} than the baseline"
+    return None
 
 
 MARKS_LEGEND = ("Marks (per column, within each table, among this suite's runs that kept their per-query ranks): "
@@ -468,12 +489,41 @@ MARKS_LEGEND = ("Marks (per column, within each table, among this suite's runs t
 def _cell(row, column: str, mark: str | None) -> str:
     """One markdown cell: identity text, or a value with its interval and significance mark."""
     value = row[column]
+    if column in SPECIAL_CELLS:
+        return SPECIAL_CELLS[column](row)
     if column not in VALUE_COLUMNS and column != "Seed sd":
         return "-" if value is None or value != value else md_cell(value)
     interval = None if column == "Seed sd" or row.get(f"{column} lo") != row.get(f"{column} lo") else \
         (row[f"{column} lo"], row[f"{column} hi"])
     text = with_ci(None if value != value else value, interval, "MedR" if column.endswith("MedR") else column)
     return f"**{text}**" if mark == "best" else f"{text} †" if mark == "tied" else text
+
+
+def _delta_cell(row) -> str:
+    """``+31.9 [+22.0, +42.1]``, or why the row has no delta (the CSV's ``note`` has the details)."""
+    if row["delta"] != row["delta"]:
+        return (row["note"] or "-").split(": ")[0]
+    return f"{row['delta']:+.1f} [{row['delta_lo']:+.1f}, {row['delta_hi']:+.1f}]"
+
+
+def _p_cell(column: str):
+    from cca_bench.stats import PAIRED_RESAMPLES, format_p
+
+    return lambda row: "-" if row[column] != row[column] else format_p(row[column], PAIRED_RESAMPLES)
+
+
+def _method_cell(row) -> str:
+    """``cca``, ``cca@r1``, ``cca, dot``: an own run's method with its --tag and a distance other than cosine."""
+    if not isinstance(row["run"], str):
+        return str(row["Method"])
+    tag = row["run"].rsplit("__", 4)[0].partition("@")[2]
+    distance = row["Distance"] if row["Distance"] not in ("cosine", None) else ""
+    return ", ".join(filter(None, [row["Method"] + (f"@{tag}" if tag else ""), distance]))
+
+
+SPECIAL_CELLS = {"run": lambda row: short_id(row["run"]) if isinstance(row["run"], str) else "published",
+                 "Method": _method_cell,
+                 "delta": _delta_cell, "p_value": _p_cell("p_value"), "p_holm": _p_cell("p_holm")}
 
 
 def significance_marks(frame, runs: list[dict], alpha: float = 0.05, resamples: int = 2000, seed: int = 0) -> dict:
@@ -526,7 +576,8 @@ def compare_csv(frame) -> str:
     cells that a spreadsheet would run as a formula are quoted (:func:`cca_bench.cells.csv_cell`)."""
     from pandas.api.types import is_numeric_dtype
 
-    frame = frame.drop(columns=["Family", "_file"])
+    first = [c for c in ("run", *BASELINE_COLUMNS) if c in frame.columns]
+    frame = frame[first + [c for c in frame.columns if c not in first]].drop(columns=["Family", "_file"])
     text = [c for c in frame.columns if not is_numeric_dtype(frame[c])]
     return frame.assign(**{c: frame[c].map(csv_cell) for c in text}).to_csv(index=False, float_format="%.6g")
 
@@ -599,3 +650,25 @@ def plot_runs(results_root: Path, runs: list[dict]) -> list[Path]:
 
 def _group_title(run: dict) -> str:
     return f"{run['dataset']} / {run['split']} / protocol {run['protocol']}"
+
+
+RUNS_COLUMNS = (("run", 20), ("dataset", 14), ("split", 5), ("method", 10), ("features", 26), ("tag", 7),
+                ("dist", 6), ("R-sum", 6), ("date", 10))  # with two spaces between: at most 120 wide
+
+
+def runs_table(runs: list[dict], dataset: str | None = None, split: str | None = None, long: bool = False) -> str:
+    """The `runs` listing: one line per run, newest first (``created``, then run id), cells cut to fit 120
+    characters (a cut cell ends in '~'); ``long`` puts every full run id, numbered, above the table."""
+    keep = [r for r in runs if (dataset is None or r["dataset"].split("[")[0] == dataset)
+            and (split is None or r["split"] == split)]
+    if not keep:
+        return "No stored runs" + (" match these filters" if runs else ": run `run_benchmark` first") + "."
+    keep.sort(key=lambda r: (r.get("created") or "", run_id(r)), reverse=True)
+    rows = [[short_id(run_id(r)), r["dataset"], r["split"], r["method"], r["features"],
+             (r.get("model") or "").partition("@")[2] or "-", r["distance"], fmt_value(rsum(r["metrics"])),
+             (r.get("created") or "-")[:10]] for r in keep]
+    cut = lambda text, w: text if len(text) <= w else text[: w - 1] + "~"  # noqa: E731
+    lines = ["  ".join(cut(str(c), w).ljust(w) for c, (_, w) in zip(row, RUNS_COLUMNS)).rstrip()
+             for row in [[name for name, _ in RUNS_COLUMNS]] + rows]
+    ids = [f"{i + 1:>3}. {run_id(r)}" for i, r in enumerate(keep)] if long else []
+    return "\n".join(ids + ([""] if ids else []) + lines)

@@ -17,7 +17,7 @@ LAYERS = [
     ("features", ["cca_bench.features"]),
     ("methods", ["cca_bench.methods"]),
     ("cv", ["cca_bench.cv"]),
-    ("results", ["cca_bench.results"]),
+    ("results", ["cca_bench.results", "cca_bench.runrecord"]),
     ("glue", ["cca_bench.evaluation", "cca_bench.benchmark", "cca_bench.external", "cca_bench.catalog"]),
     ("search", ["cca_bench.search"]),
     ("web", ["cca_bench.web"]),

@@ -29,8 +29,18 @@ def stored(tmp_path_factory):
     return base, roots
 
 
+def _file(results, name: str, suffix: str = ".json"):
+    """The newest stored run of configuration ``name`` (runs are stored under ``<name>__<stamp>``)."""
+    from pathlib import Path
+
+    from cca_bench.results import find_run, load_runs
+
+    path = Path(find_run(load_runs(results)[0], name)["_file"])
+    return path.with_name(path.name[: -len(".json")] + suffix)
+
+
 def _record(base, name):
-    return json.loads((base / "results" / "runs" / f"{name}.json").read_text())
+    return json.loads(_file(base / "results", name).read_text())
 
 
 def test_ranks_file_reproduces_the_metrics_and_is_named_with_its_sha256(stored):
@@ -39,7 +49,8 @@ def test_ranks_file_reproduces_the_metrics_and_is_named_with_its_sha256(stored):
     base, _ = stored
     record = _record(base, RUN_A)
     path = base / "results" / "runs" / record["ranks_file"]
-    assert path.name == RUN_A + ".ranks.npz"
+    assert path.name == _file(base / "results", RUN_A).name[: -len(".json")] + ".ranks.npz"
+    assert path.name.startswith(RUN_A + "__")
     assert hashlib.sha256(path.read_bytes()).hexdigest() == record["ranks_sha256"]
     with np.load(path, allow_pickle=False) as z:
         i2t, t2i, idx = z["image_annotation"], z["image_search"], z["image_index"]
@@ -69,11 +80,11 @@ def test_ci_none_and_bootstrap_n(stored, tmp_path, capsys):
 
     shutil.copytree(stored[0] / "results" / "models", tmp_path / "r" / "models")
     assert main(["run_benchmark", "cca", "shapes", "test", FEAT, *SMALL, *out, "--ci", "none"]) == 0
-    record = json.loads((tmp_path / "r" / "runs" / f"{RUN_A}.json").read_text())
+    record = json.loads(_file(tmp_path / "r", RUN_A).read_text())
     assert "ci" not in record and "ci_method" not in record and record["ranks_file"]
     assert "[" not in capsys.readouterr().out.split("### Image Search")[1].splitlines()[4]
     assert main(["run_benchmark", "cca", "shapes", "test", FEAT, *SMALL, *out, "--bootstrap", "50"]) == 0
-    assert json.loads((tmp_path / "r" / "runs" / f"{RUN_A}.json").read_text())["ci_method"]["resamples"] == 50
+    assert json.loads(_file(tmp_path / "r", RUN_A).read_text())["ci_method"]["resamples"] == 50
 
 
 def test_significance_prints_and_writes_the_contract(stored, tmp_path, capsys):
@@ -86,12 +97,14 @@ def test_significance_prints_and_writes_the_contract(stored, tmp_path, capsys):
     assert {"delta", "ci", "p_value", "test", "n_images", "resamples", "metric"} <= set(result)
     assert result["n_images"] == 60 and result["resamples"] == 2000 and result["metric"] == "rsum"
     assert result["ci"][0] <= result["delta"] <= result["ci"][1] and 0 < result["p_value"] <= 1
-    assert f"{result['delta']:+.2f}" in printed and "p = " in printed
+    from cca_bench.stats import format_p
+
+    assert f"{result['delta']:+.2f}" in printed and format_p(result["p_value"], 2000) in printed
     a, b = (_record(stored[0], n) for n in (RUN_A, RUN_B))
     rsum = lambda r: sum(r["metrics"][t][f"R@{k}"] for t in ("image_annotation", "image_search") for k in (1, 5, 10))
     assert result["delta"] == pytest.approx(rsum(a) - rsum(b))
     # a run JSON path works as well as a name, and one direction's metric
-    path = str(stored[0] / "results" / "runs" / f"{RUN_A}.json")
+    path = str(_file(stored[0] / "results", RUN_A))
     assert main(["significance", path, RUN_B, "--metric", "t2i:median_rank", *roots]) == 0
 
 
@@ -110,7 +123,7 @@ def test_compare_significance_marks_and_csv_bounds(stored, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["significance", RUN_A, RUN_A.replace("__test__", "__val__")], "different splits"),
-    (["significance", RUN_A, "nope"], "no run 'nope'"),
+    (["significance", RUN_A, "nope"], "no run named 'nope'"),
     (["significance", RUN_A, RUN_B, "--metric", "R@2"], "unknown metric"),
     (["run_benchmark", "cca", "shapes", "test", FEAT, "--bootstrap", "0"], "must be a whole number >= 1"),
     (["run_benchmark", "cca", "shapes", "test", FEAT, "--ci", "none", "--bootstrap", "5"], "--ci none"),
@@ -139,7 +152,7 @@ def test_altered_or_missing_ranks_file_is_refused(damage, stored, tmp_path, caps
 
     base, roots = stored
     shutil.copytree(base / "results", tmp_path / "results")
-    ranks = tmp_path / "results" / "runs" / f"{RUN_B}.ranks.npz"
+    ranks = _file(tmp_path / "results", RUN_B, ".ranks.npz")
     if damage == "missing":
         ranks.unlink()
     else:
@@ -162,7 +175,8 @@ def test_a_kill_while_storing_leaves_the_previous_ranks_file_whole(stored, tmp_p
     base, roots = stored
     shutil.copytree(base / "results", tmp_path / "results")
     runs = tmp_path / "results" / "runs"
-    before = (runs / f"{RUN_A}.ranks.npz").read_bytes()
+    before = _file(tmp_path / "results", RUN_A, ".ranks.npz").read_bytes()
+    files = sorted(p.name for p in runs.iterdir())
     real_replace = os.replace
 
     def killed(src, dst):
@@ -173,7 +187,8 @@ def test_a_kill_while_storing_leaves_the_previous_ranks_file_whole(stored, tmp_p
     monkeypatch.setattr(os, "replace", killed)
     assert main(["run_benchmark", "cca", "shapes", "test", FEAT, *SMALL, "--bootstrap", "20",
                  "--data-root", str(base / "data"), "--results-root", str(tmp_path / "results")]) == 130
-    assert (runs / f"{RUN_A}.ranks.npz").read_bytes() == before
+    assert _file(tmp_path / "results", RUN_A, ".ranks.npz").read_bytes() == before
+    assert sorted(p.name for p in runs.iterdir()) == files  # the new run left nothing, replaced nothing
     assert not list(runs.glob("*.tmp"))
     monkeypatch.setattr(os, "replace", real_replace)
     assert main(["significance", RUN_A, RUN_B, "--results-root", str(tmp_path / "results")]) == 0
@@ -237,14 +252,14 @@ def test_a_ranks_file_whose_header_claims_149_gib_is_one_line(stored, tmp_path, 
 
     base, roots = stored
     shutil.copytree(base / "results", tmp_path / "results")
-    ranks = tmp_path / "results" / "runs" / f"{RUN_B}.ranks.npz"
+    ranks = _file(tmp_path / "results", RUN_B, ".ranks.npz")
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<i8", "fortran_order": False,
                                                   "shape": (20_000_000_000,)})
     with zipfile.ZipFile(ranks, "w") as zf:
         for name in ("image_annotation", "image_search", "image_index", "fold"):
             zf.writestr(f"{name}.npy", header.getvalue() + bytes(64))
-    run = tmp_path / "results" / "runs" / f"{RUN_B}.json"
+    run = _file(tmp_path / "results", RUN_B)
     record = json.loads(run.read_text())
     record["ranks_sha256"] = hashlib.sha256(ranks.read_bytes()).hexdigest()
     run.write_text(json.dumps(record))

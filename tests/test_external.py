@@ -50,7 +50,7 @@ def test_export_then_evaluate_reproduces_evaluate_retrieval(split, roots, tmp_pa
         assert main(["evaluate", "shapes", "test", "--images", str(tmp_path / "img.npy"),
                      "--texts", f"{tmp_path / 'txt.safetensors'}:text_embeds", "--name", "mymodel",
                      "--distance", distance, "-q", *SMALL, *roots]) == 0
-        runs = sorted((tmp_path / "results" / "runs").glob(f"*{distance}.json"))
+        runs = sorted((tmp_path / "results" / "runs").glob(f"*{distance}__*.json"))
         record = json.loads(runs[0].read_text())
         assert record["metrics"] == evaluate_retrieval(img, txt, split.image_index, distance=distance)
         assert record["method"] == "mymodel" and record["features"] == "external"

@@ -36,7 +36,7 @@ def test_published_rows_are_data_with_citations():
 
 
 def test_compare_groups_by_protocol_and_shows_published_beside_own_runs(results, tmp_path, capsys):
-    assert main(["compare", "--results-root", str(results), "--csv", str(tmp_path / "out.csv")]) == 0
+    assert main(["compare", "--results-root", str(results), "--csv", str(tmp_path / "out.csv"), "--columns", "all"]) == 0
     text = capsys.readouterr().out
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings == ["## coco / test / protocol 1k", "## coco / test / protocol 5k",
@@ -54,7 +54,7 @@ def test_compare_groups_by_protocol_and_shows_published_beside_own_runs(results,
 
 
 def test_compare_published_flag_and_filters(results, capsys):
-    assert main(["compare", "--results-root", str(results), "--published", "--method", "vse"]) == 0
+    assert main(["compare", "--results-root", str(results), "--published", "--method", "vse", "--columns", "all"]) == 0
     text = capsys.readouterr().out
     assert "Faghri et al. BMVC 2018" in text and "CCA mean vec" not in text
     assert text.count("| this suite") == 1  # the vse run

@@ -23,7 +23,7 @@ import difflib
 import errno
 import sys
 
-from cca_bench.cli import (compare, evaluate, export_split, generate, listing, run_benchmark, search, serve,
+from cca_bench.cli import (compare, evaluate, export_split, generate, listing, run_benchmark, runs, search, serve,
                            significance)
 from cca_bench.cli.parser import CliParser
 from cca_bench.errors import UserError
@@ -36,6 +36,7 @@ COMMANDS = {
     "generate": generate,
     "run_benchmark": run_benchmark,
     "search": search,
+    "runs": runs,
     "compare": compare,
     "significance": significance,
     "evaluate": evaluate,
@@ -53,6 +54,8 @@ EXAMPLES = """examples:
   python -m cca_bench generate kcca openmoji glove50_efficientnet --cv --cv-gamma 1,2,4,8,16
   python -m cca_bench run_benchmark cca coco test word2vec_vgg_karpathy --protocol 1k
   python -m cca_bench compare --dataset flickr8k --csv flickr8k.csv --plot
+  python -m cca_bench runs --split test           # run ids for significance and compare --baseline
+  python -m cca_bench compare --split test --baseline cca__openmoji__glove50_efficientnet_lite0__test__full__cosine
   python -m cca_bench search cca openmoji glove50_efficientnet --text "a smiling cat" --html cats.html
   python -m cca_bench serve            # web app on http://127.0.0.1:8000/
   python -m cca_bench export-split coco test exported/ && python -m cca_bench evaluate coco test \\
@@ -90,7 +93,8 @@ def top_parser() -> CliParser:
 def command_parser(name: str, argv: list[str]) -> CliParser:
     """The parser of command ``name`` (a COMMANDS key) for its arguments ``argv``."""
     module = COMMANDS[name]
-    p = CliParser(prog=f"{PROG} {name}", description=module.DESCRIPTION, epilog=getattr(module, "EPILOG", None))
+    p = CliParser(prog=f"{PROG} {name}", description=module.DESCRIPTION, epilog=getattr(module, "EPILOG", None),
+                  usage=getattr(module, "USAGE", None))
     module.add_arguments(p, argv)
     return p
 

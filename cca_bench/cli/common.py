@@ -236,7 +236,7 @@ def store_run(opts, record: dict) -> None:
     if record.get("seed_note"):
         print(f"note: {record['seed_note']}")
     print(oov_line(record.get("oov_rate"), record["split"]))
-    print(f"run stored in {path}")
+    print(f"run stored in {path} (run id {path.name[:-len('.json')]})")
 
 
 def oov_line(rate: float | None, split: str) -> str:

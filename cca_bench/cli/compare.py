@@ -3,14 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cca_bench.cli.common import add_common, log
+from cca_bench.cli.common import add_common, log, metric
 
 HELP = "tables over all stored runs beside published numbers; writes RESULTS.md and RESULTS.csv in the results root"
-DESCRIPTION = ("One table per dataset / split / protocol: this suite's runs (Source \"this suite\") and the "
-               "published reference rows of that group (Source = the paper or README, cited under the tables; '-' = "
-               "not published), best R-sum first. Printed, and written to RESULTS.md and RESULTS.csv in the results "
-               "root (--results-root, else $CCA_BENCH_RESULTS, else ./results: ./results/RESULTS.md), replacing the "
-               "previous ones.")
+DESCRIPTION = ("One table per dataset / split / protocol: this suite's runs (the newest of each configuration; "
+               "--all-runs: every run) and the published reference rows of that group (cited under the tables; '-' = "
+               "not published), best R-sum first, at most 120 characters wide by default (every column is in the "
+               "CSV). Printed, and written to RESULTS.md and RESULTS.csv in the results root (--results-root, else "
+               "$CCA_BENCH_RESULTS, else ./results: ./results/RESULTS.md), replacing the previous ones.")
+EPILOG = ("example: python -m cca_bench compare --split test --baseline "
+          "cca__openmoji__glove50_efficientnet_lite0__test__full__cosine")
 
 
 def add_arguments(p, argv: list[str]) -> None:
@@ -27,29 +29,60 @@ def add_arguments(p, argv: list[str]) -> None:
     p.add_argument("--plot", action="store_true",
                    help="write R@K curves (K = 1..50) of each shown run as PNG under plots/ in the results root, and "
                    "one overlay per dataset/split/protocol group with several runs")
+    p.add_argument("--all-runs", action="store_true",
+                   help="every stored run (default: the newest run of each configuration)")
+    p.add_argument("--baseline", metavar="RUN",
+                   help="add to every row its paired difference from RUN (a run id, short id, unique prefix, "
+                   "configuration name or run JSON path): delta [95%% interval], p-value, and Holm-corrected p across "
+                   "the rows (CSV columns run, delta, delta_lo, delta_hi, p_value, p_holm)")
+    p.add_argument("--metric", default="rsum", type=metric, metavar="METRIC",
+                   help="the metric of --baseline's differences (default rsum; e.g. t2i:R@1, R@1, i2t:medr)")
+    p.add_argument("--columns", metavar="C,C,...", type=lambda t: [c.strip() for c in t.split(",") if c.strip()],
+                   help="the table's columns, named as in RESULTS.csv (e.g. run,Method,R-sum,delta,p_value), or 'all' "
+                   "(default: run, Method, Features, R-sum, R@1 of both directions; with --baseline run, Method, "
+                   "R-sum, delta, p_value, p_holm; fewer where a table would pass 120 characters)")
     add_common(p)
 
 
 def run(args) -> None:
     from cca_bench.config import results_root
-    from cca_bench.results import (compare_csv, compare_frame, compare_markdown, load_runs, published_frame,
-                                   select_rows, significance_marks, write_text)
+    from cca_bench.results import (add_baseline, compare_csv, compare_frame, compare_markdown, latest_runs,
+                                   load_runs, published_frame, run_id, select_rows, short_id, significance_marks,
+                                   table_columns, write_text)
 
     root = results_root(args.results_root)
     runs, bad = load_runs(root)
     for b in bad:
         log(f"warning: skipped run file {b}")
-    frame = select_rows(compare_frame(runs, published_frame()), args.dataset, args.split, args.method, args.published)
-    marks = significance_marks(frame, runs) if args.significance and len(frame) else None
-    text = compare_markdown(frame, marks)
+    baseline = None if args.baseline is None else _baseline(root, runs, bad, args.baseline)
+    shown = runs if args.all_runs else latest_runs(runs)
+    if baseline is not None and baseline["_file"] not in {r["_file"] for r in shown}:
+        shown.append(baseline)
+    frame = select_rows(compare_frame(shown, published_frame()), args.dataset, args.split, args.method, args.published)
+    table_columns(frame, args.columns)  # an unknown column fails before any test runs
+    marks = significance_marks(frame, shown) if args.significance and len(frame) else None
+    if baseline is not None and len(frame):
+        frame = add_baseline(frame, shown, baseline, args.metric)
+    text = compare_markdown(frame, marks, args.columns, None if baseline is None else short_id(run_id(baseline)))
     print(text)
     say = (lambda m: None) if args.quiet else log
     written = [write_text(root / "RESULTS.md", text), write_text(root / "RESULTS.csv", compare_csv(frame))]
     if args.csv:
         written.append(write_text(Path(args.csv), compare_csv(frame)))
     if args.plot:
-        written += _plot_runs(runs, frame, root)
+        written += _plot_runs(shown, frame, root)
     say("written: " + ", ".join(map(str, written)))
+
+
+def _baseline(root, runs: list[dict], bad: list[str], spec: str) -> dict:
+    """The run ``--baseline`` names (``results.resolve_run``: a path as given, else among ``runs``), with its
+    ranks checked readable: a baseline without them is one line, not a column of reasons."""
+    from cca_bench.results import find_run, load_ranks, resolve_run
+
+    path_like = "/" in spec or "\\" in spec or spec.endswith(".json")
+    record = resolve_run(root, spec) if path_like else find_run(runs, spec, bad, root / "runs")
+    load_ranks(record)
+    return record
 
 
 def _plot_runs(runs: list[dict], frame, root) -> list:

@@ -99,6 +99,8 @@ def _add_method_options(p: CliParser, name: str, cls) -> None:
 def _add_shared(p: CliParser, cls) -> None:
     """Seeds, cross-validation (with ``cls``'s grid flags when a method is known), features and locations."""
     p.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2^32-1 (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace a saved model of the same name that was fitted "
+                   "with other hyper-parameters (without it generate refuses in one line; --tag keeps both)")
     add_seeds(p, "fit one model per seed (tag seed<N>): VSE, kernel CCA landmarks and random features depend on "
               "it; then `run_benchmark --seeds` with the same list scores them into one run")
     _add_cv(p, cls)
@@ -165,7 +167,8 @@ def run(args) -> None:
     for seed in (args.seeds if args.seeds and seeded else [None]):
         if seeded:
             params["random_state"] = args.seed if seed is None else seed
-        report_fit(args, generate(args.method, args.dataset, args.features, params, seed_options(opts, seed), cv=cv))
+        report_fit(args, generate(args.method, args.dataset, args.features, params, seed_options(opts, seed), cv=cv,
+                                  overwrite=args.overwrite))
 
 
 def _cv_request(args, cls) -> dict | None:

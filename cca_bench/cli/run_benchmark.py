@@ -6,14 +6,18 @@ from cca_bench.cli.common import (add_common, add_distance, add_extract_backend,
 
 HELP = "evaluate a saved model on a split and store the run"
 DESCRIPTION = ("Load the model `generate` saved, encode SPLIT, print the Image Annotation and Image Search tables "
-               "and write one JSON file under RESULTS/runs/.")
+               "and store the run as a new JSON file under RESULTS/runs/ (a new run id each time: earlier runs are "
+               "kept). `run_benchmark --model NAME SPLIT` reopens a saved model by its name, with the method, "
+               "dataset, features, feature options and tag from its own file.")
+USAGE = "%(prog)s METHOD DATASET SPLIT FEATURES [options]\n       %(prog)s --model NAME SPLIT [options]"
 
 
 def add_arguments(p, argv: list[str]) -> None:
-    p.add_argument("method")
-    p.add_argument("dataset")
-    p.add_argument("split", help="test, val or train (testall for Kiros-layout COCO)")
-    p.add_argument("features")
+    p.add_argument("names", nargs="+", metavar="METHOD DATASET SPLIT FEATURES",
+                   help="the model's method, dataset and features and the split (test, val or train; testall for "
+                   "Kiros-layout COCO); with --model only SPLIT")
+    p.add_argument("--model", metavar="NAME", help="a saved model by its name under RESULTS/models (as generate "
+                   "printed it; a missing model's error lists the saved ones)")
     add_distance(p)
     p.add_argument("--protocol", default="full", choices=["full", "1k", "5k"],
                    help="full: all images of the split at once (Flickr8k/30k test: 1,000 images, the usual 1k "
@@ -29,8 +33,19 @@ def add_arguments(p, argv: list[str]) -> None:
 
 
 def run(args) -> None:
-    from cca_bench.benchmark import run_benchmark
+    from cca_bench.benchmark import run_benchmark, run_saved
+    from cca_bench.errors import UserError
 
+    if args.model is not None:
+        if len(args.names) != 1 or args.seeds:
+            raise UserError("run_benchmark --model NAME takes one more argument, SPLIT (and no --seeds)")
+        opts = options(args)
+        store_run(opts, run_saved(args.model, args.names[0], opts, args.distance, args.protocol))
+        return
+    if len(args.names) != 4:
+        raise UserError(f"run_benchmark takes METHOD DATASET SPLIT FEATURES (got {len(args.names)} of them), or "
+                        "--model NAME SPLIT")
+    args.method, args.dataset, args.split, args.features = args.names
     opts = options(args)
     store_run(opts, run_benchmark(args.method, args.dataset, args.split, args.features, opts, args.distance,
                                   args.protocol, seeds=_seeds(args)))

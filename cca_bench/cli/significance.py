@@ -11,14 +11,15 @@ DESCRIPTION = ("Test the difference A - B of one metric on the SAME test images 
                "protocol, each with its per-query ranks file): the delta, its 95% paired bootstrap interval and a "
                "two-sided p-value from a paired sign-flip permutation test over images (an image's captions stay "
                "together; the median rank uses the paired bootstrap).")
-EPILOG = ("example: python -m cca_bench significance cca__openmoji__glove50_efficientnet__test__full__cosine "
-          "kcca__openmoji__glove50_efficientnet__test__full__cosine --metric t2i:R@1")
+EPILOG = ("example: python -m cca_bench significance cca__openmoji__glove50_efficientnet_lite0__test__full__cosine "
+          "kcca__openmoji__glove50_efficientnet_lite0__test__full__cosine --metric t2i:R@1")
 
 
 def add_arguments(p, argv: list[str]) -> None:
     from cca_bench.stats import METRICS, PAIRED_RESAMPLES, PAIRED_SEED
 
-    p.add_argument("run_a", help="a run JSON file, or a run name under RESULTS/runs (as `compare` lists them)")
+    p.add_argument("run_a", help="a run id, its short id or a unique prefix (as `runs` and `compare` list them), a "
+                   "configuration name (its newest run), or a path to a run JSON file (used as given)")
     p.add_argument("run_b", help="the run to compare against, on the same split")
     p.add_argument("--metric", default="rsum", type=metric, metavar="METRIC",
                    help=f"rsum (default), {', '.join(METRICS)} (both directions summed), or one direction: "
@@ -58,11 +59,14 @@ def run(args) -> None:
 
 
 def significance_text(r: dict) -> str:
-    """The lines `significance` prints."""
+    """The lines `significance` prints (p in the one printed form, :func:`cca_bench.stats.format_p`)."""
+    from cca_bench.stats import format_p
+
     better = "lower" if r["lower_is_better"] else "higher"
     verdict = ("A is better" if (r["delta"] < 0) == r["lower_is_better"] else "B is better") \
         if r["p_value"] < 0.05 and r["delta"] else "no significant difference at alpha 0.05"
     return (f"A = {r['run_a']}\nB = {r['run_b']}\n"
             f"{r['metric']} (a {better} value is better): A - B = {r['delta']:+.2f}, "
-            f"{100 * r['level']:g}% interval [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}], p = {r['p_value']:.4g} "
+            f"{100 * r['level']:g}% interval [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}], "
+            f"{format_p(r['p_value'], r['resamples'])} "
             f"({r['test']}, {r['resamples']} resamples, {r['n_images']} images): {verdict}")

@@ -102,10 +102,17 @@ class Library:
         return runs, bad
 
     def run(self, stem: str) -> dict:
+        """The run with this id, or the one its short id, a unique prefix or its configuration name (the newest
+        run of it) names (:func:`cca_bench.results.find_run`)."""
+        from cca_bench.results import find_run
+
         runs, _ = self.runs()
-        if stem not in runs:
-            raise Missing(f"no run named {stem!r} under {self.results_root / 'runs'}")
-        return runs[stem]
+        if stem in runs:
+            return runs[stem]
+        try:
+            return find_run(list(runs.values()), stem, folder=self.results_root / "runs")
+        except UserError as e:
+            raise Missing(str(e)) from None
 
     # ------------------------------------------------------------------------------------------ models
 

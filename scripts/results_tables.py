@@ -1,0 +1,279 @@
+"""Regenerate the results tables of README.md and docs/*.md from stored runs: generated, never typed.
+
+Every table is declared below (TABLES): the document and marker it lives between, its rows, and for each row
+the `generate` and `run_benchmark` commands that make its run. The text between
+
+    <!-- results-table: NAME -->  ...  <!-- /results-table: NAME -->
+
+is rewritten from the newest stored run of each row (the run ids are recorded in docs/results_runs.json with
+the commands, the date and the seconds the commands took). Commands:
+
+    python scripts/results_tables.py --list                      # the tables, their documents and rows
+    python scripts/results_tables.py quickstart --run            # run the commands of a table, then rewrite it
+    python scripts/results_tables.py                             # rewrite every table from the recorded runs
+    python scripts/results_tables.py --check                     # exit 1 if a document differs (writes nothing)
+
+``--run`` runs each row's commands with ``--results-root`` / ``--data-root`` (default ./results, ./data); a row
+whose recorded run is still stored is not run again unless ``--rerun``. Intervals are the ones stored in each run
+record; deltas and p-values come from :func:`cca_bench.stats.paired_test` with the one default of resamples and
+seed, printed by :func:`cca_bench.stats.format_p`; bold / dagger marks from ``results.significance_marks``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = ROOT / "docs" / "results_runs.json"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row: its label, the command shown in the table, and the CLI argv (without ``python -m cca_bench``)
+    of the ``generate`` and ``run_benchmark`` that make its run."""
+
+    label: str
+    shown: str
+    generate: tuple[str, ...]
+    run: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    doc: str  # relative to the repository root
+    kind: str  # recipes | wide | sentence
+    rows: tuple[Row, ...] = field(default_factory=tuple)
+
+
+def _row(label: str, shown: str, method: str, features: str, *options: str, dataset: str = "openmoji") -> Row:
+    """A row whose model is ``generate METHOD DATASET FEATURES OPTIONS`` and run ``run_benchmark`` on test with
+    the same options (the feature options and --tag must match to reopen the model)."""
+    return Row(label, shown, ("generate", method, dataset, features, *options),
+               ("run_benchmark", method, dataset, "test", features, *[o for o in options if o != "--cv"]))
+
+
+QUICKSTART = Row("cca, defaults", "`cca ... glove50_efficientnet`",
+                 ("generate", "cca", "openmoji", "glove50_efficientnet"),
+                 ("run_benchmark", "cca", "openmoji", "test", "glove50_efficientnet", "--distance", "cosine"))
+
+
+def _aligners(features: str) -> tuple[Row, ...]:
+    first = QUICKSTART if features == "glove50_efficientnet" else _row(
+        "cca, defaults", f"`cca ... {features}`", "cca", features)
+    return (first, *(_row(f"{m} --cv", f"`{m} ... {features} --cv`", m, features, "--cv", "--tag", "cv")
+                     for m in ("cca", "kcca", "ridge", "procrustes", "pls", "asif", "dcca")))
+
+
+TABLES = {
+    "quickstart": Table("README.md", "recipes", (QUICKSTART,)),
+    "quickstart-prose": Table("README.md", "sentence", (QUICKSTART,)),
+    "recipes": Table("README.md", "recipes", (
+        _row("mean GloVe-50, linear CCA", "`cca ... glove50_efficientnet --cv`", "cca", "glove50_efficientnet",
+             "--cv", "--tag", "cv"),
+        *(_row(f"{label} Fisher vectors, K = 32", f"`--pooling {p}`", "cca", "glove50_efficientnet", "--cv",
+               "--pooling", p, "--tag", "cv") for label, p in (("GMM", "gmm"), ("HGLMM", "hglmm"),
+                                                              ("GMM+HGLMM", "gmm+hglmm"))),
+        _row("all-MiniLM-L6-v2 sentence embeddings", "`cca ... minilm_efficientnet --cv`", "cca",
+             "minilm_efficientnet", "--cv", "--tag", "cv"),
+        _row("kernel CCA (rbf Nystroem), mean GloVe-50", "`kcca ... glove50_efficientnet --cv`", "kcca",
+             "glove50_efficientnet", "--cv", "--tag", "cv"),
+        _row("kernel CCA, MiniLM captions", "`kcca ... minilm_efficientnet --cv`", "kcca", "minilm_efficientnet",
+             "--cv", "--tag", "cv"))),
+    "aligners-minilm": Table("README.md", "recipes", _aligners("minilm_efficientnet")),
+    "aligners-glove": Table("README.md", "recipes", _aligners("glove50_efficientnet")),
+    "aligners-wide-minilm": Table("docs/aligners.md", "wide", _aligners("minilm_efficientnet")),
+    "aligners-wide-glove": Table("docs/aligners.md", "wide", _aligners("glove50_efficientnet")),
+}
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+
+def _value(record: dict, task: str | None, metric: str, ci: bool = True) -> str:
+    """``7.7 [6.1, 9.4]``: a metric (task None: R-sum) with the interval stored in the run record."""
+    from cca_bench.results import fmt_value, rsum, with_ci
+
+    if task is None:
+        return with_ci(rsum(record["metrics"]), (record.get("ci") or {}).get("rsum") if ci else None)
+    interval = (record.get("ci") or {}).get(task, {}).get(metric) if ci else None
+    return with_ci(record["metrics"][task].get(metric), interval, metric) if ci else \
+        fmt_value(record["metrics"][task].get(metric), metric)
+
+
+def _marks(records: list[dict]) -> dict:
+    """``{run file: "best" | "tied"}`` of the R-sum column (results.significance_marks over these runs)."""
+    from cca_bench.results import compare_frame, significance_marks
+
+    marks = significance_marks(compare_frame(records), records) if len(records) > 1 else {}
+    return {f: m for (f, column), m in marks.items() if column == "R-sum"}
+
+
+def _delta(record: dict, first: dict) -> str:
+    """``+24.1 [+14.8, +33.9], p < 0.0001``: the paired R-sum difference from the first row."""
+    from cca_bench.results import load_ranks
+    from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, format_p, paired_test
+
+    t = paired_test(load_ranks(record), load_ranks(first), "rsum", PAIRED_RESAMPLES, PAIRED_SEED)
+    return f"{t['delta']:+.1f} [{t['ci'][0]:+.1f}, {t['ci'][1]:+.1f}], {format_p(t['p_value'], t['resamples'])}"
+
+
+def _marked(text: str, mark: str | None) -> str:
+    return f"**{text}**" if mark == "best" else f"{text} †" if mark == "tied" else text
+
+
+def render(table: Table, records: list[dict]) -> str:
+    """The markdown of a table from one run record per row (same order as ``table.rows``)."""
+    if table.kind == "sentence":
+        r = records[0]
+        return (f"R-sum is {_value(r, None, 'rsum').replace(' [', ' with a 95% interval of [')}, and its "
+                f"image-annotation R@1 of {_value(r, 'image_annotation', 'R@1').replace(' [', ' is [')}")
+    marks = _marks(records)
+    if table.kind == "wide":
+        head = ["method", "flags", "chosen / params", "i2t R@1", "R@5", "R@10", "MedR", "t2i R@1", "R@5", "R@10",
+                "MedR", "R-sum"]
+        body = [[r["method"], "--cv" if "--cv" in row.generate else "defaults (no --cv)", r.get("params_label") or "-",
+                 *[_value(r, t, m, ci=False) for t in ("image_annotation", "image_search")
+                   for m in ("R@1", "R@5", "R@10", "median_rank")], _marked(_value(r, None, "rsum", ci=False),
+                                                                           marks.get(r["_file"]))]
+                for row, r in zip(table.rows, records)]
+    else:
+        head = ["recipe", "command", "i2t R@1", "i2t R@10", "t2i R@1", "t2i R@10", "i2t / t2i medR", "R-sum"]
+        head += ["vs first row: delta R-sum, p"] if len(records) > 1 else []
+        body = [[row.label, row.shown, *[_value(r, t, m) for t in ("image_annotation", "image_search")
+                                         for m in ("R@1", "R@10")],
+                 f"{_value(r, 'image_annotation', 'median_rank', False)} / "
+                 f"{_value(r, 'image_search', 'median_rank', False)}",
+                 _marked(_value(r, None, "rsum"), marks.get(r["_file"]))]
+                + ([_delta(r, records[0]) if i else ""] if len(records) > 1 else [])
+                for i, (row, r) in enumerate(zip(table.rows, records))]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
+
+
+def block(text: str, name: str) -> str:
+    """The text between a table's markers in a document (UserError-free: ValueError when they are missing)."""
+    m = re.search(_marker_re(name), text, flags=re.S)
+    if m is None:
+        raise ValueError(f"no <!-- results-table: {name} --> ... <!-- /results-table: {name} --> markers")
+    return m.group(2).strip("\n")
+
+
+def replace_block(text: str, name: str, content: str) -> str:
+    inline = "\n" not in content
+    body = content if inline else f"\n{content}\n"
+    return re.sub(_marker_re(name), lambda m: m.group(1) + body + m.group(3), text, count=1, flags=re.S)
+
+
+def _marker_re(name: str) -> str:
+    return rf"(<!-- results-table: {re.escape(name)} -->)(.*?)(<!-- /results-table: {re.escape(name)} -->)"
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+def run_row(row: Row, roots: list[str]) -> tuple[str, float]:
+    """Run a row's generate and run_benchmark (stdout kept quiet); returns (the new run's id, seconds)."""
+    from cca_bench.__main__ import main
+
+    runs = Path(roots[roots.index("--results-root") + 1]) / "runs"
+    before = set(runs.glob("*.json")) if runs.is_dir() else set()
+    start = time.perf_counter()
+    for argv in (row.generate, row.run):
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = main([*argv, *roots, "-q"])
+        if code:
+            raise SystemExit(f"{' '.join(argv)} failed (exit {code})")
+    new = sorted(set(runs.glob("*.json")) - before)
+    if len(new) != 1:
+        raise SystemExit(f"{' '.join(row.run)} stored {len(new)} runs, expected 1")
+    return new[0].name[: -len(".json")], time.perf_counter() - start
+
+
+def records_of(name: str, results_root: Path, manifest: dict) -> list[dict]:
+    """The run record of every row of a table, by the run ids the manifest recorded for it."""
+    from cca_bench.results import find_run, load_runs
+
+    ids = [r["run_id"] for r in manifest.get(name, {}).get("rows", [])]
+    if len(ids) != len(TABLES[name].rows):
+        raise SystemExit(f"{name}: no recorded runs in {MANIFEST.name}: run `python scripts/results_tables.py "
+                         f"{name} --run` first")
+    runs, _ = load_runs(results_root)
+    return [find_run(runs, i, folder=results_root / "runs") for i in ids]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("tables", nargs="*", help=f"tables to rewrite (default all): {', '.join(TABLES)}")
+    p.add_argument("--run", action="store_true", help="run each row's commands first (rows with a recorded, "
+                   "still stored run are kept unless --rerun)")
+    p.add_argument("--rerun", action="store_true", help="with --run: run every row again")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a document would change")
+    p.add_argument("--list", action="store_true", help="list the tables and their rows' commands")
+    p.add_argument("--results-root", default="results")
+    p.add_argument("--data-root", default="data")
+    args = p.parse_args(argv)
+    names = args.tables or list(TABLES)
+    unknown = [n for n in names if n not in TABLES]
+    if unknown:
+        p.error(f"unknown table {unknown[0]!r} (known: {', '.join(TABLES)})")
+    if args.list:
+        for n in names:
+            print(f"{n} ({TABLES[n].doc}):")
+            for row in TABLES[n].rows:
+                print(f"  {row.label}: python -m cca_bench {' '.join(row.generate)} && "
+                      f"python -m cca_bench {' '.join(row.run)}")
+        return 0
+    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {}
+    results_root = Path(args.results_root)
+    if args.run:
+        _run_tables(names, manifest, ["--results-root", str(results_root), "--data-root", args.data_root],
+                    args.rerun)
+    return _rewrite(names, manifest, results_root, args.check)
+
+
+def _run_tables(names: list[str], manifest: dict, roots: list[str], rerun: bool) -> None:
+    """Run the rows of each table (a run made for one table serves every table with the same row), record them."""
+    from cca_bench.results import load_runs, run_id
+
+    stored = {run_id(r) for r in load_runs(Path(roots[1]))[0]}
+    done: dict = {}
+    for n in names:
+        old = {tuple(r["commands"]): r for r in manifest.get(n, {}).get("rows", [])}
+        rows = []
+        for row in TABLES[n].rows:
+            key = (" ".join(row.generate), " ".join(row.run))
+            kept = old.get(key)
+            if key not in done:
+                done[key] = (kept["run_id"], kept.get("seconds")) if kept and kept["run_id"] in stored and not rerun \
+                    else run_row(row, roots)
+                print(f"{n}: {row.label}: run {done[key][0]} ({done[key][1] or 0:.0f} s)", file=sys.stderr)
+            seconds = None if done[key][1] is None else round(done[key][1], 1)
+            rows.append({"label": row.label, "commands": list(key), "run_id": done[key][0], "seconds": seconds})
+        manifest[n] = {"doc": TABLES[n].doc, "rows": rows, "made": time.strftime("%Y-%m-%d", time.gmtime()),
+                       "seconds": round(sum(r["seconds"] or 0 for r in rows), 1)}  # of its rows' commands
+        MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _rewrite(names: list[str], manifest: dict, results_root: Path, check: bool) -> int:
+    changed = []
+    for doc in sorted({TABLES[n].doc for n in names}):
+        path = ROOT / doc
+        text = original = path.read_text(encoding="utf-8")
+        for n in (n for n in names if TABLES[n].doc == doc):
+            block(text, n)  # the markers must be there
+            text = replace_block(text, n, render(TABLES[n], records_of(n, results_root, manifest)))
+        if text != original:
+            changed.append(doc)
+            if not check:
+                path.write_text(text, encoding="utf-8")
+    print(("would change: " if check else "rewrote: ") + (", ".join(changed) or "nothing"))
+    return 1 if check and changed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
