@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import threading
 import time
 import zipfile
@@ -158,7 +159,9 @@ FLAG_CASES = [
 
 def run_case(w, roots, argv, capsys) -> tuple[int, list[str], bool]:
     """(exit status, stderr lines, whether the case folder is unchanged) of ``main(argv)`` in the case folder."""
-    argv = [a.replace("{run}", str(the_run(w)[0])).replace(W, str(w)) for a in argv]
+    run = the_run(w)[0]
+    argv = [a.replace("{run}", str(run)).replace("{runid}", run.name[: -len(".json")]).replace(W, str(w))
+            for a in argv]
     before = snapshot(w)
     capsys.readouterr()
     try:
@@ -297,6 +300,11 @@ SUBSTITUTION_CASES = [
     ("run_benchmark tag with a pipe", None, [*RUN, "--tag", "a|b"], "--tag 'a|b' may hold only"),
     ("F8_E4M3 safetensors embeddings", f8_safetensors, [*EVALUATE[:4], f"{W}/img.safetensors", *EVALUATE[5:]],
      "img.safetensors: tensor 'x' is F8_E4M3, which numpy cannot read"),
+    ("significance of another folder's run path without .json", lambda w: shutil.copytree(w / "results" / "runs",
+                                                                                         w / "other" / "runs"),
+     ["significance", f"{W}/other/runs/{{runid}}", "{runid}"], "no such run file"),
+    ("significance of a path through a missing folder", None, ["significance", "no/such/dir/../../{runid}",
+                                                                "{runid}"], "no such run file"),
     ("a .npy honestly claiming 10^6 x 10^5 float32", sparse_npy, [*EVALUATE[:4], f"{W}/../big.npy", *EVALUATE[5:]],
      "big.npy: 1000000 rows but shapes/test has 20 images"),
 ]
@@ -309,7 +317,9 @@ def test_no_silent_substitution(name, setup, argv, message, case, capsys):
     before the cli package they were dropped, exit 0), cli.common.options without check_tag (the train features
     of n_train=61 were encoded and cached before model_path refused the tag), external._safetensors_header without the dtype
     check (AttributeError traceback from safetensors' numpy reader), evaluate_embeddings reading both arrays
-    before comparing their rows with the split (MemoryError traceback: numpy asked for 372 GiB)."""
+    before comparing their rows with the split (MemoryError traceback: numpy asked for 372 GiB). The two
+    significance paths: the `truth` helper's resolve_run (its test_runrecord plants the old lookup, which tested
+    RESULTS/runs/A.json instead); here through the CLI, nothing written."""
     w, roots = case
     if setup is not None:
         setup(w)
