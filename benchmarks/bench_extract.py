@@ -156,11 +156,11 @@ def lite0_eager(model):
 
 def suite(encoder: str, dataset, data_root: Path, precision: str, device: str = "cpu"):
     """The suite's encoder as the CLI calls it (``--no-cache``, ``-q``, ``--device``)."""
-    from cca_bench.benchmark import Options
     from cca_bench.features.image_pipeline import ImagePipeline
+    from cca_bench.features.options import FeatureOptions
 
-    opts = Options(data_root=data_root, precision=precision, cache=False, progress=False, device=device)
-    pipe = ImagePipeline(encoder, opts)
+    options = FeatureOptions(precision=precision, progress=False, device=device)
+    pipe = ImagePipeline(encoder, options, data_root, {})
     kwargs = pipe.kwargs(None)
     split = dataset.split("test")
     return lambda: pipe.encoder(split, dataset, **kwargs), kwargs.get("precision")

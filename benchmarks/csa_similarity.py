@@ -22,13 +22,13 @@ import numpy as np
 def features(dataset: str, spec: str, data_root: str):
     from pathlib import Path
 
-    from cca_bench.benchmark import Options, build_features, fit_text_encoder, load_dataset
+    from cca_bench.benchmark import Options, load_dataset, pipelines
     from cca_bench.config import FeatureSpec
 
-    opts = Options(data_root=Path(data_root), progress=False)
-    ds, fs = load_dataset(dataset, opts), FeatureSpec.parse(spec)
-    encoder = fit_text_encoder(ds, fs, opts)
-    return (build_features(ds, s, fs, opts, {}, encoder) for s in ("train", "test"))
+    opts = Options.of(data_root=Path(data_root), progress=False)
+    ds = load_dataset(dataset, opts)
+    pipes = pipelines(FeatureSpec.parse(spec), opts).fit(ds)  # the path generate takes (its build_features is gone)
+    return (pipes.encode(ds, s, {}, opts.locations.cache_dir) for s in ("train", "test"))
 
 
 def main() -> None:

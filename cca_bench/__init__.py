@@ -1,17 +1,60 @@
-"""cca_bench: classical (regularized CCA) and neural baselines for image-text retrieval."""
-__version__ = "0.1.0"
+"""cca_bench: classical (regularized CCA) and neural baselines for image-text retrieval, with honest statistics.
 
+The public API (every name imports its module on first use, so ``import cca_bench`` stays light)::
+
+    from cca_bench import RegularizedCCA, KernelCCA, RidgeMap, Procrustes, PLSSVD, ASIF, DeepCCA
+    from cca_bench import evaluate_retrieval, retrieval_ranks, bootstrap_intervals, paired_test
+
+The estimators follow scikit-learn (``fit(X, Y)``, ``transform(X, Y=None)``, ``score``); the functions take
+numpy arrays or torch tensors. See docs/api.md.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from cca_bench._version import __version__
 from cca_bench.errors import UserError
 
+_LAZY = {
+    "RegularizedCCA": "cca_bench.methods.cca",
+    "KernelCCA": "cca_bench.methods.kcca",
+    "RidgeMap": "cca_bench.methods.ridge",
+    "Procrustes": "cca_bench.methods.procrustes",
+    "PLSSVD": "cca_bench.methods.pls",
+    "ASIF": "cca_bench.methods.asif",
+    "DeepCCA": "cca_bench.methods.dcca",
+    "evaluate_retrieval": "cca_bench.api",
+    "retrieval_ranks": "cca_bench.api",
+    "bootstrap_intervals": "cca_bench.api",
+    "paired_test": "cca_bench.api",
+    "QueryRanks": "cca_bench.stats",
+}
 
-def evaluate_retrieval(image_emb, text_emb, image_index, distance="cosine", folds=1, ties="expected"):
-    """Image annotation and image search metrics; see :func:`cca_bench.metrics.evaluate_retrieval`.
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on first use
+    from cca_bench.api import bootstrap_intervals, evaluate_retrieval, paired_test, retrieval_ranks
+    from cca_bench.methods.asif import ASIF
+    from cca_bench.methods.cca import RegularizedCCA
+    from cca_bench.methods.dcca import DeepCCA
+    from cca_bench.methods.kcca import KernelCCA
+    from cca_bench.methods.pls import PLSSVD
+    from cca_bench.methods.procrustes import Procrustes
+    from cca_bench.methods.ridge import RidgeMap
+    from cca_bench.stats import QueryRanks
 
-    Raises UserError (a ValueError) for NaN/inf embeddings and for queries whose scores are all equal.
-    """
-    from cca_bench.metrics import evaluate_retrieval as _evaluate
 
-    return _evaluate(image_emb, text_emb, image_index, distance=distance, folds=folds, ties=ties)
+def __getattr__(name: str):
+    """PEP 562: import a public name's module when it is first asked for."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cca_bench' has no attribute {name!r}")
 
 
-__all__ = ["UserError", "evaluate_retrieval", "__version__"]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = ["ASIF", "PLSSVD", "DeepCCA", "KernelCCA", "Procrustes", "QueryRanks", "RegularizedCCA", "RidgeMap",
+           "UserError", "__version__", "bootstrap_intervals", "evaluate_retrieval", "paired_test", "retrieval_ranks"]

@@ -1,15 +1,19 @@
 """Glue from names to results: encode splits (cached), fit and save a model, evaluate it into a run record."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import importlib.util
+import warnings
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
 from cca_bench.checks import check_resamples, check_tag
-from cca_bench.config import FeatureSpec, timed as _timed, torch_device
+from cca_bench.config import FeatureSpec, Locations, timed as _timed, torch_device
 from cca_bench.errors import UserError
 from cca_bench.features.pipelines import (Pipelines, features_tag, model_files,  # noqa: F401  (run records)
                                           option_flags, split_feature_grid)
+from cca_bench.evaluation import RunOptions
+from cca_bench.features.options import FeatureOptions
 from cca_bench.features.store import FeatureSet
 from cca_bench.features.text_pipeline import text_options
 from cca_bench.registry import METHODS
@@ -17,38 +21,52 @@ from cca_bench.registry import METHODS
 PROTOCOLS = {"full": None, "1k": 1000, "5k": 5000}
 
 
-@dataclass
-class Options:
-    """Everything besides the names that decides what gets computed (all of it is part of the cache keys)."""
+def _silent(msg: str) -> None:
+    """The default ``log``: say nothing."""
 
-    data_root: Path = Path("data")
-    results_root: Path = Path("results")
+
+@dataclass(frozen=True)
+class Options:
+    """What a command asks for besides the names, one object per layer that owns it, composed here for the
+    orchestrator and its callers (the CLI, the web app, API users). It is never passed below: the features
+    layer receives ``features``, evaluation ``run``, datasets and stores the roots of ``locations``.
+
+    ``dataset_options`` (``-D k=v``, the dataset builder's) and ``tag`` (``--tag``) name the model with the
+    features; ``log`` takes the one-line messages a command prints (``-q``: none). All of it but ``log`` and
+    the run-time settings (device, batch size, backend, progress) is part of the cache keys and names.
+    :meth:`of` builds one from flat keyword arguments, each sent to the layer that owns it.
+    """
+
+    locations: Locations = field(default_factory=Locations)
+    features: FeatureOptions = field(default_factory=FeatureOptions)
+    run: RunOptions = field(default_factory=RunOptions)
     dataset_options: dict = field(default_factory=dict)
-    text_path: str | None = None
-    idf: bool = False
-    stopwords: bool = False
-    pooling: str = "mean"
-    fv_components: int = 32
-    fv_pca: int | None = None
-    batch_size: int | None = None  # None: each image encoder's own choice (from free memory on a GPU)
-    crops: int = 1
-    device: str = "auto"
-    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (cca_bench.features.accel)
-    backend: str = "numpy"  # "dask": image shards are extracted as tasks on a Dask cluster
-    dask_scheduler: str | None = None
-    cache: bool = True
-    progress: bool = True
     tag: str = ""
-    onnx_model: str | None = None
-    onnx_text_model: str | None = None
-    log: Callable[[str], None] = lambda msg: None
-    bootstrap: int | None = 1000  # resamples of the runs' intervals; None: no intervals (--ci none)
-    ci_seed: int = 0
-    ties: str = "expected"  # the tie rule runs are scored under (cca_bench.ties: expected | optimistic | pessimistic)
+    log: Callable[[str], None] = _silent
+
+    @classmethod
+    def of(cls, **flat) -> Options:
+        """``Options.of(data_root=..., idf=True, ties="optimistic", tag="x")``: every field of
+        :class:`~cca_bench.config.Locations`, :class:`~cca_bench.features.options.FeatureOptions` and
+        :class:`~cca_bench.evaluation.RunOptions` by its own name; an unknown name is a TypeError."""
+        parts = {}
+        for name, kind in (("locations", Locations), ("features", FeatureOptions), ("run", RunOptions)):
+            names = {f.name for f in fields(kind)}
+            parts[name] = kind(**{k: flat.pop(k) for k in list(flat) if k in names})
+        return cls(**parts, **flat)
+
+    @property
+    def progress(self) -> bool:
+        """Whether progress bars show (``-q``: no), for extraction and a method's fit alike."""
+        return self.features.progress
+
+    def with_features(self, **changes) -> Options:
+        """A copy whose feature options have ``changes`` (a feature CV grid point, a saved model's options)."""
+        return replace(self, features=self.features.with_(**changes))
 
     def text_options(self) -> dict:
         """The text options of run and model records (:func:`cca_bench.features.text_pipeline.text_options`)."""
-        return text_options(self)
+        return text_options(self.features)
 
 
 def dataset_tag(name: str, options: dict) -> str:
@@ -59,7 +77,12 @@ def dataset_tag(name: str, options: dict) -> str:
 def load_dataset(name: str, opts: Options):
     from cca_bench.datasets import get_dataset
 
-    return get_dataset(name, opts.data_root, parsed_cache=opts.cache, **opts.dataset_options)
+    return get_dataset(name, opts.locations.data_root, parsed_cache=opts.locations.cache, **opts.dataset_options)
+
+
+def pipelines(spec: FeatureSpec, opts: Options) -> Pipelines:
+    """The (unfitted) feature pipelines of ``spec`` under the feature options of ``opts``."""
+    return Pipelines.of(spec, opts.features, opts.locations.data_root, opts.dataset_options)
 
 
 def sweep_outputs(opts: Options) -> None:
@@ -70,9 +93,10 @@ def sweep_outputs(opts: Options) -> None:
     from cca_bench.datasets import dataset_cache_dir
     from cca_bench.fsio import sweep_stale_tmp
 
-    folders = [opts.results_root / kind for kind in ("models", "runs", "cv")]
-    if opts.cache:
-        folders += [opts.data_root / "cache", dataset_cache_dir(opts.data_root)]
+    where = opts.locations
+    folders = [where.results_root / kind for kind in ("models", "runs", "cv")]
+    if where.cache:
+        folders += [where.cache_dir, dataset_cache_dir(where.data_root)]
     for folder in folders:
         sweep_stale_tmp(folder)
 
@@ -82,7 +106,7 @@ def saved_pipelines(path: Path, spec: FeatureSpec, opts: Options) -> Pipelines:
     refitted: run_benchmark, search and the web app reopen a model through this one path)."""
     from cca_bench.methods.base import load_arrays
 
-    pipes = Pipelines.of(spec, opts)
+    pipes = pipelines(spec, opts)
     arrays, config = load_arrays(path)
     return pipes.restore(arrays, config, f"the model {path.name}")
 
@@ -97,10 +121,10 @@ def save_model(model, path: Path, extra: dict, pipes: Pipelines) -> None:
 
 def model_path(method: str, dataset: str, spec: FeatureSpec, opts: Options) -> Path:
     """``RESULTS/models/METHOD__DATASET__FEATURES[@TAG]``: a ``--tag`` keeps variants of one method apart."""
-    name = "__".join([method, dataset_tag(dataset, opts.dataset_options), features_tag(spec, opts)])
+    name = "__".join([method, dataset_tag(dataset, opts.dataset_options), features_tag(spec, opts.features)])
     if opts.tag:
         name += f"@{check_tag(opts.tag)}"
-    return opts.results_root / "models" / name
+    return opts.locations.results_root / "models" / name
 
 
 def load_model(method: str, dataset_name: str, spec: FeatureSpec, opts: Options):
@@ -138,12 +162,12 @@ def run_saved(name: str, split_name: str, opts: Options, distance: str = "cosine
     import difflib
     import json
 
-    known = saved_models(opts.results_root)
+    known = saved_models(opts.locations.results_root)
     if name not in known:
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
         hint = f"; closest: {', '.join(close)}" if close else f" ({len(known)} saved)" if known else ""
-        raise UserError(f"--model: no saved model {name!r} in {opts.results_root / 'models'}{hint}")
-    saved = opts.results_root / "models" / f"{name}.json"
+        raise UserError(f"--model: no saved model {name!r} in {opts.locations.results_root / 'models'}{hint}")
+    saved = opts.locations.results_root / "models" / f"{name}.json"
     try:
         config = json.loads(saved.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -160,15 +184,13 @@ def saved_model_options(name: str, config: dict, opts: Options) -> tuple[str, st
     model files and ``--tag`` come from the saved JSON and the name. A name that these do not rebuild exactly is
     a UserError.
     """
-    import dataclasses
-
     from cca_bench.features.pipelines import saved_feature_options
 
     try:
         method, dataset, features = config["method"], config["dataset"], config["features"]
-        out = dataclasses.replace(opts, dataset_options=dict(config.get("dataset_options", {})),
-                                  **saved_feature_options(config.get("feature_options", {}), name),
-                                  tag=name.partition("@")[2], **dict(config.get("model_files", {})))
+        out = replace(opts.with_features(**saved_feature_options(config.get("feature_options", {}), name),
+                                         **dict(config.get("model_files", {}))),
+                      dataset_options=dict(config.get("dataset_options", {})), tag=name.partition("@")[2])
         rebuilt = model_path(method, dataset, FeatureSpec.parse(features), out).name
     except (KeyError, TypeError, AttributeError):
         raise UserError(f"the saved model {name} lacks method, dataset or features in its JSON") from None
@@ -193,7 +215,7 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
 
     cls = METHODS.get(method)
     spec = FeatureSpec.parse(features)
-    torch_device(opts.device)  # a missing GPU fails before any work
+    torch_device(opts.features.device)  # a missing GPU fails before any work
     sweep_outputs(opts)
     dataset = load_dataset(dataset_name, opts)
     split = dataset.split("train")  # bad parameters fail before minutes of encoding, and write nothing
@@ -202,17 +224,17 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
     if not overwrite:  # refused before minutes of encoding; checked again below for a searched feature option
         check_identity(model_path(method, dataset_name, spec, opts), identity)
     timings: dict = {}
-    cv, feature_grid = split_feature_grid(cv, opts)
+    cv, feature_grid = split_feature_grid(cv, opts.features)
     if feature_grid is None:
         (pipes, train, model), report = _encode_and_fit(cls, method, dataset, spec, opts, params, cv, timings)
     else:
         from cca_bench.cv import search_features
 
         fit_point = lambda point: _encode_and_fit(  # noqa: E731
-            cls, method, dataset, spec, replace(opts, **point), params, cv, timings)
+            cls, method, dataset, spec, opts.with_features(**point), params, cv, timings)
         point, (pipes, train, model), report = search_features(
             feature_grid, fit_point, cv["select"])
-        opts = replace(opts, **point)
+        opts = opts.with_features(**point)
         opts.log(f"chose {option_flags(point)}: pass it to run_benchmark and search")
     path = model_path(method, dataset_name, spec, opts)
     if not overwrite:
@@ -224,8 +246,8 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
              "feature_dims": {"image": int(train.images.shape[1]), "text": int(train.texts.shape[1])}}
     if report is not None:
         extra["cv"] = cv_summary(report, path.name)
-        write_cv(opts.results_root, path.name, report)
-    extra["model_files"] = model_files(opts)  # the ONNX files a reopened model needs again
+        write_cv(opts.locations.results_root, path.name, report)
+    extra["model_files"] = model_files(opts.features)  # the ONNX files a reopened model needs again
     save_model(model, path, extra, pipes)  # the pipelines' fitted state in the same file
     figures = save_figures(model, path)
     return {"model": model, "path": path, "timings": timings, "n_images": len(train.images),
@@ -286,11 +308,11 @@ def _encode_and_fit(cls, method: str, dataset, spec: FeatureSpec, opts: Options,
 
     Returns ((fitted Pipelines, train FeatureSet, model), CV report or None).
     """
-    pipes = Pipelines.of(spec, opts).fit(dataset)
-    train = pipes.encode(dataset, "train", timings)
+    pipes = pipelines(spec, opts).fit(dataset)
+    train = pipes.encode(dataset, "train", timings, opts.locations.cache_dir, opts.log)
     val = None
     if (cv is not None or getattr(cls, "uses_val", False)) and "val" in dataset.splits:
-        val = pipes.encode(dataset, "val", timings)
+        val = pipes.encode(dataset, "val", timings, opts.locations.cache_dir, opts.log)
     model, report = _timed(timings, "fit", lambda: fit_model(cls, method, train, val, params, cv, opts))
     return (pipes, train, model), report
 
@@ -312,7 +334,7 @@ def fit_model(cls, method: str, train, val, params: dict, cv: dict | None, opts:
         raise UserError(f"--cv scores the grid on the val split, and {train.meta['dataset']} has none")
     opts.log(f"cross-validating {method} on {len(train.texts)} train / {len(val.texts)} val captions")
     model, report = cross_validate(cls, train, val, params=params, progress=opts.progress, log=opts.log,
-                                   ties=opts.ties, **cv)
+                                   ties=opts.run.ties, **cv)
     return model, report | {"val_interval": val_interval(report, model, val)}
 
 
@@ -334,6 +356,11 @@ def save_figures(model, path: Path) -> list[Path]:
     figures = getattr(model, "figures", None)
     if not callable(figures):
         return []
+    if importlib.util.find_spec("matplotlib") is None:  # the model is saved already: say what was left out
+        from cca_bench.extras import missing_message
+
+        warnings.warn(f"{missing_message('matplotlib', 'the model figures')}; no figure written", stacklevel=2)
+        return []
     return [write_figure(path.with_name(f"{path.name}.{key}.png"), fig) for key, fig in figures().items()]
 
 
@@ -354,24 +381,26 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
     """Load the model ``generate`` saved (one per seed of ``seeds``: ``generate --seeds``), encode the split,
     evaluate; returns the run record (not yet saved; its per-query ranks under ``_ranks``)."""
     spec = FeatureSpec.parse(features)
-    torch_device(opts.device)  # a missing GPU fails before any work, also when every feature is cached
+    torch_device(opts.features.device)  # a missing GPU fails before any work, also when every feature is cached
     sweep_outputs(opts)
     dataset = load_dataset(dataset_name, opts)
     split = dataset.split(split_name)
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
-    if opts.bootstrap:
-        check_resamples("--bootstrap", opts.bootstrap, split.n_images)  # before the models run, not after
+    if opts.run.bootstrap:
+        check_resamples("--bootstrap", opts.run.bootstrap, split.n_images)  # before the models run, not after
     timings: dict = {}
     embedded = [_embed_split(method, dataset, dataset_name, split_name, spec, seed_options(opts, s), timings)
                 for s in (seeds or [None])]
     model, path, fs = embedded[0][2:]
     from cca_bench.evaluation import score
 
-    evaluation = score([e[:2] for e in embedded], fs.image_index, distance, folds, opts, timings)
+    evaluation = score([e[:2] for e in embedded], fs.image_index, distance, folds, opts.run, timings,
+                       opts.features.device)
     params = model.get_params() if hasattr(model, "get_params") else getattr(model, "config_", {}).get("params", {})
     name = path.name if not seeds else model_path(method, dataset_name, spec, seed_options(opts, seeds)).name
     return run_record(
-        method=method, dataset_name=dataset_name, split=split, features=features_tag(spec, opts), distance=distance,
+        method=method, dataset_name=dataset_name, split=split, features=features_tag(spec, opts.features),
+        distance=distance,
         protocol=protocol, folds=folds, timings=timings, opts=opts, model=name, **evaluation, params=params,
         params_label=params_label(method, model), model_config=getattr(model, "config_", {}),
         split_fingerprint=fs.meta["fingerprint"], feature_cache=fs.meta["cache_keys"], oov_rate=fs.meta["oov_rate"],
@@ -394,7 +423,7 @@ def _embed_split(method: str, dataset, dataset_name: str, split_name: str, spec:
     under the saved model that ``opts`` names."""
     model = load_model(method, dataset_name, spec, opts)
     path = model_path(method, dataset_name, spec, opts)
-    fs = saved_pipelines(path, spec, opts).encode(dataset, split_name, timings)
+    fs = saved_pipelines(path, spec, opts).encode(dataset, split_name, timings, opts.locations.cache_dir, opts.log)
     check_widths(getattr(model, "config_", {}), fs, path)
     emb_i = _timed(timings, "embed_images", lambda: model.embed_images(fs))
     emb_t = _timed(timings, "embed_texts", lambda: model.embed_texts(fs))
@@ -430,10 +459,11 @@ def check_widths(config: dict, fs: FeatureSet, model: Path) -> None:
 
 def run_config(opts: Options, distance: str, protocol: str) -> dict:
     """The options of a run that are not in its name (with the model's params and seed, its full config)."""
-    return {"dataset_options": opts.dataset_options, **opts.text_options(), "batch_size": opts.batch_size,
-            "device": opts.device, "precision": opts.precision, "feature_cache": opts.cache,
-            "data_root": str(opts.data_root), **model_files(opts), "distance": distance, "protocol": protocol,
-            "ties": opts.ties}
+    features, where = opts.features, opts.locations
+    return {"dataset_options": opts.dataset_options, **opts.text_options(), "batch_size": features.batch_size,
+            "device": features.device, "precision": features.precision, "feature_cache": where.cache,
+            "data_root": str(where.data_root), **model_files(features), "distance": distance, "protocol": protocol,
+            "ties": opts.run.ties}
 
 
 def seeds_of(model, opts: Options) -> dict:

@@ -27,6 +27,26 @@ def _folder(flag, env: str, default: str, option: str) -> Path:
 
 
 @dataclass(frozen=True)
+class Locations:
+    """Where a command reads and writes: the data and results roots, and whether the caches under DATA/cache
+    (feature arrays, parsed datasets) are used (``--no-cache``: neither read nor written). Built from
+    ``--data-root`` / ``--results-root`` / ``--no-cache`` (or API arguments) by the orchestrator's callers."""
+
+    data_root: Path = Path("data")
+    results_root: Path = Path("results")
+    cache: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "data_root", Path(self.data_root))
+        object.__setattr__(self, "results_root", Path(self.results_root))
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """DATA/cache, or None under ``--no-cache`` (the feature pipelines' ``cache_dir``)."""
+        return self.data_root / "cache" if self.cache else None
+
+
+@dataclass(frozen=True)
 class FeatureSpec:
     """A FEATURES argument such as ``glove50_efficientnet``: text encoder, then image encoder.
 

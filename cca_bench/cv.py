@@ -247,7 +247,6 @@ def _fits(cls, moments, grid: dict, params: dict, val, notes: list, progress: bo
     from cca_bench import linalg
     from cca_bench.config import torch_device
     from cca_bench.metrics import evaluate_retrieval
-    from cca_bench.methods.cca import RegularizedCCA
 
     # moments of mapped features (kcca) carry their maps: val goes through them once here, not once per point,
     # and each point projects the mapped rows with RegularizedCCA's linear projection
@@ -268,7 +267,7 @@ def _fits(cls, moments, grid: dict, params: dict, val, notes: list, progress: bo
                     model = cls(**{**params, **point}).fit_moments(moments, solution)
                     bar.update(1)
                     try:  # val rows are mapped already (kcca): RegularizedCCA's linear projection of them
-                        emb_x, emb_y = RegularizedCCA.transform_x(model, vx), RegularizedCCA.transform_y(model, vy)
+                        emb_x, emb_y = model.project_x(vx), model.project_y(vy)
                         metrics = evaluate_retrieval(emb_x, emb_y, val.image_index, ties=ties)
                     except UserError as e:  # e.g. embeddings that score every item alike: no fake score
                         notes.append(f"{point} skipped: {e}")

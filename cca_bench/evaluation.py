@@ -6,25 +6,48 @@ metrics, intervals and seed spreads) and the run record that :mod:`cca_bench.ben
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from cca_bench.config import timed, torch_device
+from cca_bench.errors import UserError
 from cca_bench.ties import DEFAULT, check_rule
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is scored, besides distance and protocol: the tie rule (:mod:`cca_bench.ties`) and the
+    image-level bootstrap of its intervals (``bootstrap`` resamples, None: no intervals, ``--ci none``; drawn
+    with ``ci_seed``). Validated when built; the orchestrator builds it from ``--ties`` / ``--ci`` /
+    ``--bootstrap`` or API arguments."""
+
+    bootstrap: int | None = 10000  # the one default of resamples (stats.PAIRED_RESAMPLES, asserted in tests)
+    ci_seed: int = 0
+    ties: str = DEFAULT
+
+    def __post_init__(self):
+        check_rule(self.ties)
+        if self.bootstrap is not None and (isinstance(self.bootstrap, bool) or int(self.bootstrap) != self.bootstrap
+                                           or self.bootstrap < 1):
+            raise UserError(f"bootstrap (--bootstrap): a whole number of resamples >= 1, not {self.bootstrap!r}")
+
+
 def score(embeddings: list[tuple[np.ndarray, np.ndarray]], image_index: np.ndarray, distance: str, folds: int,
-          opts, timings: dict) -> dict:
+          run: RunOptions, timings: dict, device: str = "auto") -> dict:
     """The run-record fields of one or more (one per seed) pairs of (n_img, k) image and (n_txt, k) caption
-    embeddings, scored under the tie rule ``opts.ties``: ``ties``, ``metrics`` (mean over seeds),
+    embeddings, scored under the tie rule ``run.ties``: ``ties``, ``metrics`` (mean over seeds),
     ``recall_curve``, ``degenerate_queries``, per-query tie counts (``_ranks``, stored by
-    ``results.write_run``), bootstrap ``ci`` / ``ci_method`` unless ``opts.bootstrap`` is None, and with several
-    seeds ``seed_metrics`` / ``seed_sd``. The similarity GEMM runs on ``opts.device`` when that is a GPU (timed
+    ``results.write_run``), bootstrap ``ci`` / ``ci_method`` unless ``run.bootstrap`` is None, and with several
+    seeds ``seed_metrics`` / ``seed_sd``. The similarity GEMM runs on ``device`` when that is a GPU (timed
     as ``evaluate``; the intervals as ``intervals``)."""
     from cca_bench import stats
     from cca_bench.metrics import fold_counts
 
-    ties = check_rule(opts.ties)
-    gemm_device = None if torch_device(opts.device) == "cpu" else torch_device(opts.device)
+    if not isinstance(run, RunOptions):  # evaluation takes its own options, nothing wider
+        raise TypeError(f"score takes RunOptions, not {type(run).__name__}")
+    ties = run.ties
+    gemm_device = None if torch_device(device) == "cpu" else torch_device(device)
     per_seed = timed(timings, "evaluate", lambda: [fold_counts(
         ei, et, image_index, distance, folds, device=gemm_device) for ei, et in embeddings])
     n_img = len(embeddings[0][0])
@@ -33,9 +56,10 @@ def score(embeddings: list[tuple[np.ndarray, np.ndarray]], image_index: np.ndarr
            "_ranks": ranks,
            "degenerate_queries": {task: int(sum(int(np.count_nonzero(f[2 + d])) for p in per_seed for f in p))
                                   for d, task in enumerate(stats.TASKS)}}
-    if opts.bootstrap is not None:
-        out["ci"] = timed(timings, "intervals", lambda: stats.bootstrap_ci(ranks, opts.bootstrap, 0.95, opts.ci_seed))
-        out["ci_method"] = stats.ci_method(opts.bootstrap, 0.95, opts.ci_seed)
+    if run.bootstrap is not None:
+        out["ci"], mc = timed(timings, "intervals",
+                              lambda: stats.bootstrap_ci_mc(ranks, run.bootstrap, 0.95, run.ci_seed))
+        out["ci_method"] = stats.ci_method(run.bootstrap, 0.95, run.ci_seed) | {"mc_error": mc}
     if len(embeddings) > 1:
         out |= seed_spread(stats.per_seed_metrics(ranks))
     return out

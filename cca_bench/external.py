@@ -187,14 +187,14 @@ def evaluate_embeddings(dataset_name: str, split_name: str, image_spec: str, tex
     (image_shape, image_file), (text_shape, text_file) = (embedding_shape(image_spec), embedding_shape(text_spec))
     split = load_dataset(dataset_name, opts).split(split_name)  # after the headers: a bad file fails first
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
-    if opts.bootstrap:
-        check_resamples("--bootstrap", opts.bootstrap, split.n_images)
+    if opts.run.bootstrap:
+        check_resamples("--bootstrap", opts.run.bootstrap, split.n_images)
     given = None if image_index_file is None else load_image_index(Path(image_index_file), text_shape[0],
                                                                     split.n_images)
     image_index = check_embeddings(split, image_shape, image_file, text_shape, text_file, given)
     (images, _), (texts, _) = _timed(  # only now, rows and widths agreeing with the split, is data read
         timings, "load_embeddings", lambda: (load_embeddings(image_spec), load_embeddings(text_spec)))
-    evaluation = score([(images, texts)], image_index, distance, folds, opts, timings)
+    evaluation = score([(images, texts)], image_index, distance, folds, opts.run, timings, opts.features.device)
     embeddings = {"images": {"file": str(image_file), "sha1": fingerprint_file(image_file), "dim": images.shape[1]},
                   "texts": {"file": str(text_file), "sha1": fingerprint_file(text_file), "rows": len(texts)}}
     if image_index_file is not None:

@@ -77,7 +77,7 @@ def median_gamma(rows: np.ndarray, name: str) -> float:
         raise UserError("the gamma heuristic needs at least 2 train rows")
     med = float(np.median(kernel_distances(name, rows)))
     if not med > 0:
-        raise UserError(f"the median pairwise {name} distance of the train features is {med:g}: set --gamma")
+        raise UserError(f"the median pairwise {name} distance of the train features is {med:g}: set gamma")
     return 1.0 / med
 
 
@@ -138,8 +138,8 @@ def landmark_eigh(gram: np.ndarray, kmap: KernelMap) -> tuple[np.ndarray, np.nda
     params = f"{kmap.kernel} kernel, gamma={kmap.gamma:g}" + (
         f", degree={kmap.degree:g}, coef0={kmap.coef0:g}" if kmap.kernel == "poly" else "")
     if not np.isfinite(gram).all():
-        raise UserError(f"the {params} overflows on the train rows (its values are not finite): lower --gamma or "
-                        "--gamma-scale" + (" or --degree" if kmap.kernel == "poly" else ""))
+        raise UserError(f"the {params} overflows on the train rows (its values are not finite): lower gamma or "
+                        "gamma_scale" + (" or degree" if kmap.kernel == "poly" else ""))
     from cca_bench.linalg import converging
 
     with converging(f"the eigen-solve of the {len(gram)} x {len(gram)} landmark kernel matrix ({params})"):
@@ -206,18 +206,18 @@ def check_options(kind: str, kernel_name: str, n_features: int | None, gamma: fl
     if kernel_name not in KERNELS:
         raise UserError(f"unknown kernel {kernel_name!r} (choose from {', '.join(KERNELS)})")
     if kind == "rff" and kernel_name != "rbf":
-        raise UserError(f"--kernel-map rff approximates the rbf kernel only, not {kernel_name}: "
-                        "use --kernel-map nystroem")
+        raise UserError(f"kernel_map='rff' approximates the rbf kernel only, not {kernel_name}: "
+                        "use kernel_map='nystroem'")
     if gamma is not None and not (gamma > 0 and math.isfinite(gamma)):
-        raise UserError(f"--gamma must be positive and finite, got {gamma:g}")
+        raise UserError(f"gamma must be positive and finite, got {gamma:g}")
     if not (gamma_scale > 0 and math.isfinite(gamma_scale)):
-        raise UserError(f"--gamma-scale must be positive and finite, got {gamma_scale:g}")
-    DEGREE.check("--degree (of the poly kernel)", degree)  # (gamma <x, y> + coef0)^degree: a PSD kernel
-    FINITE.check("--coef0 (of the poly kernel)", coef0)
+        raise UserError(f"gamma_scale must be positive and finite, got {gamma_scale:g}")
+    DEGREE.check("degree (of the poly kernel)", degree)  # (gamma <x, y> + coef0)^degree: a PSD kernel
+    FINITE.check("coef0 (of the poly kernel)", coef0)
     if n_features is not None and n_features < 1:
-        raise UserError(f"--landmarks must be >= 1, got {n_features}")
+        raise UserError(f"landmarks must be >= 1, got {n_features}")
     if n_features is not None and n_rows is not None and spec.landmarks_are_rows and n_features > n_rows:
-        raise UserError(f"--landmarks {n_features} is above the {n_rows} {view}: Nystroem landmarks are train "
+        raise UserError(f"landmarks={n_features} is above the {n_rows} {view}: Nystroem landmarks are train "
                         f"rows, so use at most {n_rows}")
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cca_bench.errors import UserError
+from cca_bench.extras import require
 
 CHUNK_ROWS = 16384
 FLOAT32_MIN_REG = 1e-3
@@ -274,7 +275,7 @@ def _add_products(a, b):
 
 def _tree_sum(parts):
     """Pairwise sum of delayed (sums, scatter) tuples, so no task adds more than two partial results."""
-    import dask
+    dask = require("dask", "backend='dask'")
 
     while len(parts) > 1:
         pairs = [dask.delayed(_add_products)(a, b) for a, b in zip(parts[::2], parts[1::2])]
@@ -284,7 +285,7 @@ def _tree_sum(parts):
 
 def _dask_rows(a, chunk: int):
     """A dask array of ``a`` (array, memmap or dask array) in row chunks of ``chunk`` and one column chunk."""
-    import dask.array as da
+    da = require("dask.array", "backend='dask'")
 
     a = a if isinstance(a, da.Array) else da.from_array(a, chunks=(chunk, -1))
     return a.rechunk((chunk, -1))
@@ -295,14 +296,13 @@ def dask_client(scheduler: str | None = None):
     LocalCluster of threads (in-memory arrays are shared with the workers, not copied)."""
     import contextlib
 
-    from dask.distributed import Client, LocalCluster
+    distributed = require("dask.distributed", "backend='dask'")
+    Client, LocalCluster = distributed.Client, distributed.LocalCluster
 
     if scheduler:
         return Client(scheduler)
     try:
-        from dask.distributed import default_client
-
-        default_client()
+        distributed.default_client()
         return contextlib.nullcontext()
     except ValueError:
         stack = contextlib.ExitStack()
@@ -329,7 +329,7 @@ def _indexed_block_products(xb, yb, local_index, shift_x, shift_y, dtype=np.floa
 def _indexed_tasks(xd, yd, x_index: np.ndarray, shift_x, shift_y, dtype=np.float32) -> list:
     """One delayed :func:`_indexed_block_products` per row chunk of x, with the captions of its images
     gathered from y (each caption once: together the tasks read y once, and x once, not once per caption)."""
-    import dask
+    dask = require("dask", "backend='dask'")
 
     order = np.argsort(x_index, kind="stable")
     sorted_index = x_index[order]
@@ -364,7 +364,7 @@ def dask_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_ROW
     takes a chunk of x and the captions of its images (no row of x per caption). ``scheduler``: a Dask
     scheduler address; default the current client or a LocalCluster. ``map_x``, ``map_y``: feature maps as in
     :func:`paired_moments`, applied to each chunk inside its task (the moments are the mapped views')."""
-    import dask
+    dask = require("dask", "backend='dask'")
 
     x_index, _ = _check_pairing(x, y, x_index)
     xd, yd = _mapped_chunks(_dask_rows(x, chunk), map_x), _mapped_chunks(_dask_rows(y, chunk), map_y)

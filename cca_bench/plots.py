@@ -6,12 +6,14 @@ functions so the CLI starts fast.
 """
 from __future__ import annotations
 
+from cca_bench.extras import require
+
 TASK_TITLES = {"image_annotation": "Image annotation (i2t)", "image_search": "Image search (t2i)"}
 
 
 def _figure(width: float = 6.4, height: float = 4.2):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", "figures").FigureCanvasAgg
+    Figure = require("matplotlib.figure", "figures").Figure
 
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)

@@ -22,30 +22,49 @@ def versions() -> dict:
     import numpy
     import scipy
 
-    import cca_bench
+    from cca_bench._version import __version__
 
-    out = {"cca_bench": cca_bench.__version__, "python": platform.python_version(), "numpy": numpy.__version__,
+    out = {"cca_bench": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
            "scipy": scipy.__version__}
-    try:
-        import torch
+    from importlib.metadata import PackageNotFoundError, version
 
-        out["torch"] = torch.__version__
-    except ImportError:
-        pass
+    for dist in ("torch", "scikit-learn", "onnxruntime", "gensim", "pandas"):  # solves, kernel maps, ONNX features
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
     out["git_revision"] = git_revision()
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     out["git_dirty"] = None if dirty is None else bool(dirty)
     return out
 
 
-def _git(*args: str) -> str | None:
-    """Output of a git command run in this package's checkout, or None outside one."""
+def _run_git(here: Path, *args: str) -> str | None:
     try:
-        here = Path(__file__).resolve().parent
         out = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=5)
         return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def _git(*args: str) -> str | None:
+    """Output of a git command run in this project's own checkout, or None when the package is not in one.
+
+    Only a repository whose top level is the package's parent folder and holds this project's setup.cfg counts:
+    an installed package inside some unrelated repository (a virtualenv in another project's tree) records no
+    revision rather than that repository's HEAD."""
+    package = Path(__file__).resolve().parent
+    top = _run_git(package, "rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != package.parent or not _is_this_project(package.parent / "setup.cfg"):
+        return None
+    return _run_git(package, *args)
+
+
+def _is_this_project(setup_cfg: Path) -> bool:
+    try:
+        return "name = cca_bench" in setup_cfg.read_text(encoding="utf-8")
+    except OSError:
+        return False
 
 
 def git_revision() -> str | None:
@@ -202,6 +221,13 @@ def rsum(metrics: dict) -> float | None:
     return None if any(v is None or v != v for v in values) else float(rsum_of(metrics))
 
 
+def _mc_note(mc: dict | None) -> str:
+    """``; Monte Carlo error of the R-sum bounds +-0.15 / +-0.14`` (how far a bound moves with the bootstrap seed)."""
+    if not mc or not mc.get("rsum"):
+        return ""
+    return f"; Monte Carlo error of the R-sum bounds +-{mc['rsum'][0]:.2f} / +-{mc['rsum'][1]:.2f}"
+
+
 def run_tables(record: dict) -> str:
     """The two titled tables a run prints (Image Annotation, Image Search, intervals where the run has them),
     then its R-sum line, the seed spread and the interval method."""
@@ -220,7 +246,7 @@ def run_tables(record: dict) -> str:
         how = record.get("ci_method", {})
         out.append(f"[lo, hi] = {100 * how.get('level', 0.95):g}% percentile bootstrap interval over the "
                    f"{record['n_images']} test images ({how.get('resamples')} resamples, seed {how.get('seed')}): "
-                   "each image is resampled with all its captions")
+                   "each image is resampled with all its captions" + _mc_note(how.get("mc_error")))
     return "\n".join(out)
 
 
@@ -401,11 +427,17 @@ def compare_markdown(frame, marks: dict | None = None, columns: list[str] | None
     if baseline is not None:
         parts.append(BASELINE_LEGEND.format(baseline=baseline))
     if marks is not None:
-        parts.append(MARKS_LEGEND)
+        from cca_bench.marks import legend
+
+        parts.append(legend(marks, tuple(VALUE_COLUMNS)))
+    from cca_bench.marks import PUBLISHED_NOTE
+
     shown = table_columns(frame, columns)
     for (ds, split, proto), group in frame.groupby(GROUP, sort=False):
         cols = [c for c in shown if c != "Seed sd" or group["Seed sd"].notna().any()]
-        parts.append(f"## {ds} / {split} / protocol {proto}\n\n" + _fitted_table(group, cols, marks, not columns))
+        note = f"\n{PUBLISHED_NOTE}" if group["Source"].ne(OWN_SOURCE).any() else ""
+        parts.append(f"## {ds} / {split} / protocol {proto}\n\n" + _fitted_table(group, cols, marks, not columns)
+                     + note)
     cited = frame.loc[frame["Source"].ne(OWN_SOURCE), ["Source", "Citation"]].drop_duplicates()
     if len(cited):
         parts.append("## Sources\n\n" + "\n".join(f"- {s}: {c}" for s, c in cited.itertuples(index=False)) + "\n")
@@ -480,12 +512,6 @@ def _unpaired(run: dict | None, baseline: dict) -> str | None:
     return None
 
 
-MARKS_LEGEND = ("Marks (per column, within each table, among this suite's runs that kept their per-query ranks): "
-                "**bold** = the best value; † = not significantly worse than the best (paired sign-flip permutation "
-                "test over the same test images, Holm-corrected across the rows compared, alpha 0.05). Unmarked "
-                "runs are significantly worse than the best.\n")
-
-
 def _cell(row, column: str, mark: str | None) -> str:
     """One markdown cell: identity text, or a value with its interval and significance mark."""
     value = row[column]
@@ -495,8 +521,10 @@ def _cell(row, column: str, mark: str | None) -> str:
         return "-" if value is None or value != value else md_cell(value)
     interval = None if column == "Seed sd" or row.get(f"{column} lo") != row.get(f"{column} lo") else \
         (row[f"{column} lo"], row[f"{column} hi"])
-    text = with_ci(None if value != value else value, interval, "MedR" if column.endswith("MedR") else column)
-    return f"**{text}**" if mark == "best" else f"{text} †" if mark == "tied" else text
+    from cca_bench.marks import render
+
+    return render(with_ci(None if value != value else value, interval, "MedR" if column.endswith("MedR") else column),
+                  mark)
 
 
 def _delta_cell(row) -> str:
@@ -526,49 +554,21 @@ SPECIAL_CELLS = {"run": lambda row: md_cell(short_id(row["run"])) if isinstance(
                  "delta": _delta_cell, "p_value": _p_cell("p_value"), "p_holm": _p_cell("p_holm")}
 
 
-def significance_marks(frame, runs: list[dict], alpha: float = 0.05, resamples: int = 2000, seed: int = 0) -> dict:
-    """``{(run file, column): "best" | "tied"}`` for every value column of every group of the compare frame:
-    the best own run that kept its ranks, and those not significantly worse than it (paired tests on the same
-    images, :func:`cca_bench.stats.paired_test`, Holm-corrected over the rows compared). Runs whose ranks are
-    missing, or whose split fingerprint differs from the best's, take no part."""
-    from cca_bench.stats import holm, paired_p_value
+def significance_marks(frame, runs: list[dict], alpha: float = 0.05, seed: int = 0) -> dict:
+    """``{(run file, column): "best" | "tied" | "untested"}`` of every value column of every group of the compare
+    frame: :func:`cca_bench.marks.significance_marks` over the runs' stored ranks (:func:`load_ranks`)."""
+    from cca_bench.marks import significance_marks as marks_of
 
-    by_file = {r["_file"]: r for r in runs}
-    marks = {}
-    for _, group in frame[frame["Source"].eq(OWN_SOURCE)].groupby(GROUP, sort=False):
-        ranks = {}
-        for f in group["_file"]:
-            try:
-                ranks[f] = load_ranks(by_file[f])
-            except UserError:
-                continue
-        for column in VALUE_COLUMNS:
-            marks |= _column_marks(group[group["_file"].isin(ranks)], column, ranks, by_file, alpha,
-                                   lambda a, b, m: paired_p_value(a, b, m, resamples, seed)[0], holm)
-    return marks
+    return marks_of(frame, runs, load_ranks, alpha, seed, tuple(VALUE_COLUMNS))
 
 
-COLUMN_METRIC = {"R-sum": "rsum", **{f"{s} {n}": f"{s}:{k}" for s in ("i2t", "t2i") for k, n in
-                                     (("R@1", "R@1"), ("R@5", "R@5"), ("R@10", "R@10"), ("median_rank", "MedR"),
-                                      ("mean_rank", "MeanR"))}}
+def __getattr__(name: str):
+    """``COLUMN_METRIC`` (column -> metric name) lives in :mod:`cca_bench.marks`; read here by the web pages."""
+    if name == "COLUMN_METRIC":
+        from cca_bench.marks import COLUMN_METRIC
 
-
-def _column_marks(group, column: str, ranks: dict, by_file: dict, alpha: float, p_value, holm) -> dict:
-    """The marks of one column of one group (see :func:`significance_marks`)."""
-    values = group[column].dropna()
-    if values.empty:
-        return {}
-    lower = column.endswith(("MedR", "MeanR"))
-    best = group.loc[values.idxmin() if lower else values.idxmax(), "_file"]
-    fingerprint, ties = by_file[best].get("split_fingerprint"), run_ties(by_file[best])
-    others = [f for f in group.loc[values.index, "_file"] if f != best
-              and by_file[f].get("split_fingerprint") == fingerprint and run_ties(by_file[f]) == ties]
-    p = holm([p_value(ranks[best], ranks[f], COLUMN_METRIC[column]) for f in others]) if others else []
-    out = {(best, column): "best"}
-    for f, adjusted in zip(others, p):
-        if adjusted > alpha:
-            out[(f, column)] = "tied"
-    return out
+        return COLUMN_METRIC
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def compare_csv(frame) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 
 from cca_bench.datasets.base import CaptionDataset, Split, open_rgb, tokenize
 from cca_bench.errors import UserError
+from cca_bench.extras import require
 from cca_bench.features.store import FeatureSet
 from cca_bench.metrics import prepare, refuse_flat_queries, similarity
 from cca_bench.registry import Registry
@@ -75,11 +76,7 @@ class ExactIndex:
 
 
 def _faiss():
-    try:
-        import faiss
-    except ImportError:
-        raise UserError("FAISS indexes need the faiss-cpu package: pip install cca_bench[faiss]") from None
-    return faiss
+    return require("faiss", "FAISS indexes")
 
 
 @INDEXES.register("faiss", help="FAISS IndexFlatIP (cosine, dot) / IndexFlatL2 (euclidean): exact")
@@ -128,7 +125,7 @@ class Gallery:
     features: FeatureSet
     model: object
     spec: object  # config.FeatureSpec
-    opts: object  # benchmark.Options
+    opts: object  # benchmark.Options (search sits above the orchestrator)
     pipelines: object = None  # features.pipelines.Pipelines fitted with the model
 
 
@@ -147,9 +144,12 @@ def open_gallery(method: str, dataset_name: str, split_name: str, features: str,
     dataset = dataset or load_dataset(dataset_name, opts)
     model = load_model(method, dataset_name, spec, opts)
     pipes = saved_pipelines(model_path(method, dataset_name, spec, opts), spec, opts)
-    if read_only_cache and not (opts.cache and pipes.cached(dataset, split_name, opts.data_root / "cache")):
+    where = opts.locations
+    if cache_dir == "opts":
+        cache_dir = where.cache_dir
+    if read_only_cache and not (where.cache and pipes.cached(dataset, split_name, where.cache_dir)):
         cache_dir = None
-    fs = pipes.encode(dataset, split_name, {}, cache_dir)
+    fs = pipes.encode(dataset, split_name, {}, cache_dir, opts.log)
     return Gallery(dataset, dataset.split(split_name), fs, model, spec, opts, pipes)
 
 

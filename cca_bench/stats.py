@@ -15,8 +15,8 @@ the sum of its captions' search hit probabilities and n_i its caption count. All
 (B, n_images) count matrix times a few per-image columns, not B evaluations; medians are weighted medians over the ranks' distinct values.
 
 Draw order (what an independent re-implementation must repeat to get the same numbers): ``rng =
-numpy.random.default_rng(seed)``; for each fold in order, ``rng.integers(0, n_f, size=(B, n_f), dtype=D)`` are the
-drawn image positions of the fold's B resamples, with D = uint16 for n_f <= 65,536 images, else int64. COCO 1k resamples images within each fold and averages the fold
+numpy.random.default_rng(seed)``; for each block of at most 1,000 resamples (:data:`BLOCK`), for each fold in order, ``rng.integers(0, n_f, size=(B, n_f), dtype=D)`` are the
+drawn image positions of the fold's B resamples of the block, with D = uint16 for n_f <= 65,536 images, else int64. COCO 1k resamples images within each fold and averages the fold
 metrics as the point estimate does; with several seeds (one ranking per seed) every seed's ranking is
 scored on the same resample and the seed metrics are averaged, as the run's point estimate is.
 """
@@ -260,10 +260,19 @@ def point_metrics(ranks: QueryRanks) -> dict:
     return {t: {m: float(np.mean([sd[t][m] for sd in seeds])) for m in METRICS} for t in TASKS}
 
 
+def n_seeds(ranks: QueryRanks) -> int:
+    """How many seeds (rankings) ``ranks`` holds."""
+    return len(ranks.i2t)
+
+
+def seed_slice(ranks: QueryRanks, s: int) -> QueryRanks:
+    """The one-seed :class:`QueryRanks` of seed position ``s``."""
+    return QueryRanks(ranks.i2t[s:s + 1], ranks.t2i[s:s + 1], ranks.image_index, ranks.fold, ranks.ties)
+
+
 def per_seed_metrics(ranks: QueryRanks) -> list[dict]:
     """One :func:`point_metrics` record per seed of ``ranks``."""
-    return [point_metrics(QueryRanks(ranks.i2t[s:s + 1], ranks.t2i[s:s + 1], ranks.image_index, ranks.fold,
-                                     ranks.ties)) for s in range(len(ranks.i2t))]
+    return [point_metrics(seed_slice(ranks, s)) for s in range(n_seeds(ranks))]
 
 
 def rsum_of(metrics: dict):
@@ -271,25 +280,49 @@ def rsum_of(metrics: dict):
     return sum(metrics[t][f"R@{k}"] for t in TASKS for k in KS)
 
 
+BLOCK = 1000  # resamples drawn and scored at a time: memory stays (BLOCK x n_images) for any number of resamples
+
+
 def bootstrap_replicates(ranks: QueryRanks, resamples: int = 1000, seed: int = 0) -> dict:
-    """{task: {metric: (B,)}, "rsum": (B,)} over B image-level resamples (the documented draw order)."""
+    """{task: {metric: (B,)}, "rsum": (B,)} over B image-level resamples (the documented draw order, in blocks
+    of :data:`BLOCK` resamples: block by block, fold by fold; one block when B <= BLOCK)."""
     if resamples < 1:
         raise UserError(f"--bootstrap must be at least 1 (got {resamples})")
     rng = np.random.default_rng(seed)
-    counts = [resample_counts(rng, len(images), resamples) for images, _ in ranks.folds()]
-    reps = replicate_metrics(ranks, counts)
+    blocks = []
+    for start in range(0, resamples, BLOCK):
+        b = min(BLOCK, resamples - start)
+        blocks.append(replicate_metrics(ranks, [resample_counts(rng, len(images), b) for images, _ in ranks.folds()]))
+    reps = {t: {m: np.concatenate([blk[t][m] for blk in blocks]) for m in METRICS} for t in TASKS}
     return reps | {"rsum": rsum_of(reps)}
 
 
 def bootstrap_ci(ranks: QueryRanks, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
     """Percentile intervals ``{"image_annotation": {"R@1": [lo, hi], ...}, "image_search": {...},
     "rsum": [lo, hi]}`` of every metric, from :func:`bootstrap_replicates`."""
+    return bootstrap_ci_mc(ranks, resamples, level, seed)[0]
+
+
+def bootstrap_ci_mc(ranks: QueryRanks, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> tuple:
+    """(:func:`bootstrap_ci`'s intervals, the Monte Carlo error of each bound in the same layout): how far a
+    bound moves with the bootstrap seed (:func:`percentile_mc_error`)."""
     if not 0 < level < 1:
         raise UserError(f"the interval level must lie between 0 and 1 (got {level})")
     reps = bootstrap_replicates(ranks, resamples, seed)
-    q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
-    ci = lambda v: [float(x) for x in np.percentile(v, q)]  # noqa: E731
-    return {t: {m: ci(reps[t][m]) for m in METRICS} for t in TASKS} | {"rsum": ci(reps["rsum"])}
+    q = [(1 - level) / 2, (1 + level) / 2]
+    ci = lambda v: [float(x) for x in np.percentile(v, [100 * x for x in q])]  # noqa: E731
+    mc = lambda v: [percentile_mc_error(v, x) for x in q]  # noqa: E731
+    return tuple({t: {m: f(reps[t][m]) for m in METRICS} for t in TASKS} | {"rsum": f(reps["rsum"])}
+                 for f in (ci, mc))
+
+
+def percentile_mc_error(replicates: np.ndarray, q: float) -> float:
+    """Monte Carlo standard error of the q-quantile of B bootstrap replicates: the sample q-quantile's index
+    is binomial, SD sqrt(B q (1 - q)), so half the distance between the quantiles at q -+ sqrt(q (1 - q) / B)
+    estimates it (the order-statistic interval of Maritz and Jarrett 1978, at one SD)."""
+    h = np.sqrt(q * (1 - q) / len(replicates))
+    lo, hi = np.percentile(replicates, [100 * max(q - h, 0.0), 100 * min(q + h, 1.0)])
+    return float(hi - lo) / 2
 
 
 def ci_method(resamples: int, level: float, seed: int) -> dict:
@@ -370,12 +403,18 @@ def sign_flip_p(diff: np.ndarray, trials: int, rng: np.random.Generator, block: 
     """Two-sided p-value of sum(diff) under random sign flips of the per-image differences (a paired
     permutation test: under H0 the two runs' labels of each image are exchangeable). p = (1 + #{|sum s d| >=
     |sum d|}) / (1 + trials), the add-one estimate that is never 0."""
-    observed = abs(diff.sum()) * (1 - 1e-12)  # equal sums up to rounding count as extreme
-    extreme, done = 0, 0
+    return float(sign_flip_p_many(np.asarray(diff, dtype=np.float64)[:, None], trials, rng, block)[0])
+
+
+def sign_flip_p_many(diffs: np.ndarray, trials: int, rng: np.random.Generator, block: int = 1000) -> np.ndarray:
+    """:func:`sign_flip_p` of every column of ``diffs`` (n_images, m) under ONE set of sign flips (the draws of
+    a single column's test, so column j's p equals ``sign_flip_p(diffs[:, j], trials, rng)`` with that rng)."""
+    observed = np.abs(diffs.sum(0)) * (1 - 1e-12)  # equal sums up to rounding count as extreme
+    extreme, done = np.zeros(diffs.shape[1], dtype=np.int64), 0
     while done < trials:
         b = min(block, trials - done)
-        signs = rng.integers(0, 2, size=(b, len(diff)), dtype=np.int8) * 2.0 - 1.0
-        extreme += int(np.count_nonzero(np.abs(signs @ diff) >= observed))
+        signs = rng.integers(0, 2, size=(b, len(diffs)), dtype=np.int8) * 2.0 - 1.0
+        extreme += np.count_nonzero(np.abs(signs @ diffs) >= observed, axis=0)
         done += b
     return (1 + extreme) / (1 + trials)
 
@@ -397,16 +436,21 @@ def paired_test(a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: i
     """Difference A - B of ``metric`` on the same test images: its paired-bootstrap percentile interval (both
     runs scored on the same image resamples) and a two-sided p-value (:func:`paired_p_value`).
 
-    Returns {metric, delta, ci, p_value, test, n_images, resamples, level, lower_is_better}.
+    Returns {metric, delta, ci, p_value, test, n_images, resamples, level, lower_is_better, se, mdd}: ``se`` is
+    the SD of the paired bootstrap deltas, ``mdd`` the minimum detectable difference at 80% power, two-sided
+    alpha 0.05 (:func:`cca_bench.power.mdd`).
     """
+    from cca_bench.power import mdd
+
     tasks, m = _check_pair(a, b, metric, resamples)
     delta = float(metric_value(point_metrics(a), tasks, m) - metric_value(point_metrics(b), tasks, m))
     deltas = _bootstrap_deltas(a, b, tasks, m, resamples, np.random.default_rng(seed))
     ci = [float(x) for x in np.percentile(deltas, [100 * (1 - level) / 2, 100 * (1 + level) / 2])]
     p, test = paired_p_value(a, b, metric, resamples, seed + 1)
+    se = float(np.std(deltas, ddof=1)) if resamples > 1 else 0.0
     return {"metric": metric_name(metric), "delta": delta, "ci": ci, "p_value": p, "test": test,
             "n_images": int(a.n_images), "resamples": int(resamples), "level": float(level),
-            "lower_is_better": m in LOWER_IS_BETTER}
+            "lower_is_better": m in LOWER_IS_BETTER, "se": se, "mdd": mdd(se)}
 
 
 def paired_p_value(a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: int = 10000,

@@ -9,19 +9,21 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cca_bench"
 # covers its submodules; "cca_bench" itself only the package's __init__). A module may import its own layer
 # and any layer below, never one above. Place every new module here.
 LAYERS = [
-    ("base", ["cca_bench.errors", "cca_bench.registry", "cca_bench.config", "cca_bench.fsio", "cca_bench.checks",
-              "cca_bench.plots", "cca_bench.cells"]),
-    ("numerics", ["cca_bench", "cca_bench.linalg", "cca_bench.ties", "cca_bench.metrics", "cca_bench.stats",
-                  "cca_bench.kernel_maps"]),
+    ("base", ["cca_bench._version", "cca_bench.errors", "cca_bench.extras", "cca_bench.registry", "cca_bench.config",
+              "cca_bench.fsio", "cca_bench.checks", "cca_bench.plots", "cca_bench.cells"]),
+    ("numerics", ["cca_bench.linalg", "cca_bench.ties", "cca_bench.metrics", "cca_bench.stats", "cca_bench.kernel_maps",
+                  "cca_bench.power", "cca_bench.seed_stats", "cca_bench.sample_size", "cca_bench.api"]),
     ("datasets", ["cca_bench.datasets"]),
     ("features", ["cca_bench.features"]),
     ("methods", ["cca_bench.methods"]),
     ("cv", ["cca_bench.cv"]),
-    ("results", ["cca_bench.results", "cca_bench.runrecord"]),
+    ("results", ["cca_bench.results", "cca_bench.runrecord", "cca_bench.marks", "cca_bench.verdict"]),
     ("glue", ["cca_bench.evaluation", "cca_bench.benchmark", "cca_bench.external", "cca_bench.catalog"]),
     ("search", ["cca_bench.search"]),
     ("web", ["cca_bench.web"]),
     ("cli", ["cca_bench.__main__", "cca_bench.cli"]),
+    # the package root re-exports the public API (estimators, evaluation) by name, imported on first use
+    ("root", ["cca_bench"]),
 ]
 
 
@@ -122,3 +124,38 @@ def test_no_module_imports_a_layer_above_its_own():
     upward = [f"{m} ({LAYERS[layer(m)][0]}) imports {t} ({LAYERS[layer(t)][0]})"
               for m, targets in sorted(graph().items()) for t in sorted(targets) if layer(t) > layer(m)]
     assert upward == []
+
+
+# The orchestrator composes the layers' options (benchmark.Options); below it a module takes only its own layer's
+# object (config.Locations, features.options.FeatureOptions, evaluation.RunOptions) or plain arguments. Its peers
+# in the glue layer (external), and search, web and the CLI above it, build or hold the composition.
+ORCHESTRATOR = ["cca_bench.benchmark", "cca_bench.external", "cca_bench.catalog"]
+
+
+def below_the_orchestrator() -> dict[str, Path]:
+    """The modules below the orchestrator: every layer under glue, and evaluation (glue that benchmark calls)."""
+    glue = [name for name, _ in LAYERS].index("glue")
+    return {m: p for m, p in modules().items()
+            if m not in ORCHESTRATOR and (layer(m) < glue or m == "cca_bench.evaluation")}
+
+
+def whole_options_uses(path: Path) -> list[str]:
+    """Where ``path`` names ``benchmark.Options``: an import of it, the attribute, or a docstring, comment or
+    annotation that says it takes one (the duck typing this split removed was documented that way)."""
+    source = path.read_text(encoding="utf-8")
+    lines = enumerate(source.splitlines(), 1)
+    found = [f"line {i}: {line.strip()}" for i, line in lines if "benchmark.Options" in line]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("benchmark"):
+            found += [f"line {node.lineno}: imports {a.name} from {node.module}" for a in node.names]
+    return found
+
+
+def test_no_module_below_the_orchestrator_names_the_whole_options():
+    """Planted bugs caught: ``from cca_bench.benchmark import Options`` inside evaluation.score (the glue layer
+    allows the import), and a features function documented as taking "any object with the fields of
+    benchmark.Options" (the duck typing of the last release)."""
+    below = below_the_orchestrator()
+    assert {"cca_bench.evaluation", "cca_bench.features.pipelines", "cca_bench.cv"} <= set(below)
+    offences = {m: whole_options_uses(p) for m, p in sorted(below.items())}
+    assert {m: uses for m, uses in offences.items() if uses} == {}

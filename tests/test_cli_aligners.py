@@ -59,16 +59,16 @@ def test_dcca_generate_cv_and_run_benchmark(roots, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["asif", "--top-k", "1501"], "--top-k 1501 exceeds the number of anchors (1500)"),
-    (["asif", "--top-k", "11", "--anchors", "10"], "--top-k 11 exceeds the number of anchors (10)"),
+    (["asif", "--top-k", "1501"], "top_k=1501 exceeds the number of anchors (1500)"),
+    (["asif", "--top-k", "11", "--anchors", "10"], "top_k=11 exceeds the number of anchors (10)"),
     (["asif", "--top-k", "0"], "argument --top-k: must be a whole number >= 1"),
     (["asif", "--exponent", "0"], "argument --exponent: must be a finite number > 0"),
     (["asif", "--exponent", "-2"], "argument --exponent: must be a finite number > 0"),
-    (["asif", "--cv", "--cv-exponent", "0,1"], "--exponent must be a finite number > 0"),
-    (["dcca", "--dim", "64", "--train-batch-size", "64"], "--train-batch-size 64 must exceed --dim 64"),
-    (["dcca", "--cv", "--cv-dim", "8,600"], "--train-batch-size 512 must exceed --dim 600"),
+    (["asif", "--cv", "--cv-exponent", "0,1"], "exponent must be a finite number > 0"),
+    (["dcca", "--dim", "64", "--train-batch-size", "64"], "train_batch_size=64 must exceed dim=64"),
+    (["dcca", "--cv", "--cv-dim", "8,600"], "train_batch_size=512 must exceed dim=600"),
     (["ridge", "--cv", "--cv-top-k", "5"], "--cv-top-k is not an option of ridge (asif takes it)"),
-    (["procrustes", "--equalize", "pad", "--n-components", "4"], "--n-components needs --equalize pca"),
+    (["procrustes", "--equalize", "pad", "--n-components", "4"], "n_components needs equalize='pca'"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(argv, message, roots, tmp_path, capsys):
     try:
@@ -85,5 +85,5 @@ def test_procrustes_above_the_narrower_width_writes_no_model(roots, tmp_path, ca
     # the feature widths are known once the features are encoded (and cached); no model is written
     assert main(["generate", "procrustes", "shapes", FEATURES, "--n-components", "51", *SMALL, *roots]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--n-components 51 exceeds the narrower view's width 50" in err[0]
+    assert len(err) == 1 and "n_components=51 exceeds the narrower view's width 50" in err[0]
     assert not list((tmp_path / "results").rglob("*.safetensors"))

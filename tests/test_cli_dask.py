@@ -8,7 +8,7 @@ SMALL = ["-D", "n_train=200", "-D", "n_val=20", "-D", "n_test=40", "-q", "--reg"
 
 
 def test_generate_with_dask_backend_matches_numpy(tmp_path):
-    import dask.distributed  # noqa: F401 (required: a broken install fails here, never skips)
+    import dask.distributed  # noqa: F401
     models = {}
     for backend in ("numpy", "dask"):
         roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / backend)]
@@ -22,7 +22,7 @@ def test_generate_with_dask_backend_matches_numpy(tmp_path):
 
 def test_generate_kcca_with_dask_backend_matches_numpy(tmp_path):
     """kcca through --backend dask (its kernel maps applied inside the tasks) saves the numpy backend's model."""
-    import dask.distributed  # noqa: F401 (required: a broken install fails here, never skips)
+    import dask.distributed  # noqa: F401
     from cca_bench.methods.kcca import KernelCCA
 
     models = {}

@@ -48,20 +48,20 @@ def test_generate_cv_run_benchmark_and_search(roots, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--landmarks", "301"], "--landmarks 301 is above the 300 train images"),
-    (["--gamma", "0"], "--gamma must be positive"),
-    (["--gamma", "-1"], "--gamma must be positive"),
-    (["--gamma-scale", "0"], "--gamma-scale must be positive"),
+    (["--landmarks", "301"], "landmarks=301 is above the 300 train images"),
+    (["--gamma", "0"], "gamma must be positive"),
+    (["--gamma", "-1"], "gamma must be positive"),
+    (["--gamma-scale", "0"], "gamma_scale must be positive"),
     (["--kernel", "poly", "--kernel-map", "rff"], "rbf kernel only"),
-    (["--cv", "--cv-landmarks", "100,400"], "--landmarks 400 is above the 300 train images"),
+    (["--cv", "--cv-landmarks", "100,400"], "landmarks=400 is above the 300 train images"),
     # the poly kernel's parameters (issue 18 item 8): --degree -1 used to fit and save a model of a non-kernel
-    (["--kernel", "poly", "--degree", "0"], "--degree (of the poly kernel) must be a whole number >= 1 and <= 10"),
-    (["--kernel", "poly", "--degree", "-1"], "--degree (of the poly kernel) must be a whole number >= 1"),
+    (["--kernel", "poly", "--degree", "0"], "degree (of the poly kernel) must be a whole number >= 1 and <= 10"),
+    (["--kernel", "poly", "--degree", "-1"], "degree (of the poly kernel) must be a whole number >= 1"),
     (["--kernel", "poly", "--degree", "1000"], "got 1000"),
-    (["--kernel", "poly", "--coef0", "nan"], "--coef0 (of the poly kernel) must be a finite number, got nan"),
-    (["--kernel", "poly", "--coef0=-inf"], "--coef0 (of the poly kernel) must be a finite number, got -inf"),
-    (["--gamma", "inf"], "--gamma must be positive and finite"),
-    (["--gamma-scale", "nan"], "--gamma-scale must be positive and finite"),
+    (["--kernel", "poly", "--coef0", "nan"], "coef0 (of the poly kernel) must be a finite number, got nan"),
+    (["--kernel", "poly", "--coef0=-inf"], "coef0 (of the poly kernel) must be a finite number, got -inf"),
+    (["--gamma", "inf"], "gamma must be positive and finite"),
+    (["--gamma-scale", "nan"], "gamma_scale must be positive and finite"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(argv, message, roots, tmp_path, capsys):
     assert main([*GEN, *argv, *SMALL, *roots]) == 2

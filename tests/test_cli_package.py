@@ -149,7 +149,7 @@ def test_registries_fill_themselves_without_the_cli(tmp_path):
     script = (
         "import sys\nfrom pathlib import Path\nfrom cca_bench.benchmark import Options, generate\n"
         "root = Path(sys.argv[1])\n"
-        "out = generate('cca', 'shapes', 'glove50_tinyimage', {'n_components': 4}, Options(data_root=root, "
+        "out = generate('cca', 'shapes', 'glove50_tinyimage', {'n_components': 4}, Options.of(data_root=root, "
         "results_root=root, dataset_options={'n_train': 60, 'n_val': 10, 'n_test': 20}, progress=False))\n"
         "assert 'cca_bench.cli' not in sys.modules and 'cca_bench.__main__' not in sys.modules\n"
         "print(out['n_images'])\n")

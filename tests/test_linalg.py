@@ -77,7 +77,7 @@ def test_memmap_input_is_streamed_not_copied(tmp_path):
 
 
 def test_dask_backend_matches_in_memory_fit():
-    from dask import distributed
+    import dask.distributed as distributed
     x, y = views(n=5000, seed=3)
     index = np.repeat(np.arange(1000), 5)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:

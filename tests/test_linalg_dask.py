@@ -4,7 +4,7 @@ import pytest
 
 from cca_bench import linalg
 
-import dask.distributed  # noqa: F401 (required: a broken install fails here, never skips)
+import dask.distributed  # noqa: F401,E402  (the dask extra, in the test extra)
 
 
 @pytest.fixture(scope="module")

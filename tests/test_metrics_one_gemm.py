@@ -45,7 +45,7 @@ def test_one_gemm_ranks_match_direct_counts_with_ties(ties, distance):
 @pytest.mark.parametrize("distance", ["cosine", "dot", "euclidean"])
 def test_torch_gemm_path_gives_the_numpy_ranks(distance):
     """The device path (the similarity GEMM in torch; CUDA on a GPU) forced onto the CPU."""
-    import torch  # noqa: F401 (required: a broken install fails here, never skips)
+    import torch  # noqa: F401
     rng = np.random.default_rng(1)
     ims = rng.standard_normal((40, 8)).astype(np.float32)
     image_index = np.repeat(np.arange(40), 3)

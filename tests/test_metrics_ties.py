@@ -47,7 +47,7 @@ def test_identical_images_r_at_1_in_the_metrics():
 
 
 def test_identical_images_through_the_torch_gemm():
-    import torch  # noqa: F401 (required: a broken install fails here, never skips)
+    import torch  # noqa: F401
     ims, texts, image_index, dup = duplicate_images(n_dup=50, n_other=80)
     _, opt = ranks(ims, texts, image_index, "cosine", "optimistic", block=16, device="cpu")
     _, pes = ranks(ims, texts, image_index, "cosine", "pessimistic", block=16, device="cpu")

@@ -13,13 +13,14 @@ CONFIG = {"method": "cca", "dataset": "shapes", "features": "glove50_tinyimage",
 
 @pytest.mark.parametrize("crops, tag", [(1, ""), (10, ""), (1, "maxviol"), (10, "v2.1")])
 def test_options_rebuild_the_model_name(crops, tag):
-    opts = Options(dataset_options={"n_train": "300"}, idf=True, crops=crops, tag=tag)
+    opts = Options.of(dataset_options={"n_train": "300"}, idf=True, crops=crops, tag=tag)
     name = model_path("cca", "shapes", FeatureSpec.parse("glove50_tinyimage"), opts).name
-    base = Options(data_root=Path("/d"), results_root=Path("/r"), device="cpu")
+    base = Options.of(data_root=Path("/d"), results_root=Path("/r"), device="cpu")
     method, dataset, features, out = saved_model_options(name, CONFIG, base)
     assert (method, dataset, features) == ("cca", "shapes", "glove50_tinyimage")
-    assert (out.crops, out.tag, out.idf, out.stopwords, out.dataset_options) == (crops, tag, True, False, {"n_train": "300"})
-    assert (out.data_root, out.results_root, out.device) == (Path("/d"), Path("/r"), "cpu")
+    f = out.features
+    assert (f.crops, out.tag, f.idf, f.stopwords, out.dataset_options) == (crops, tag, True, False, {"n_train": "300"})
+    assert (out.locations.data_root, out.locations.results_root, f.device) == (Path("/d"), Path("/r"), "cpu")
     assert model_path(method, dataset, FeatureSpec.parse(features), out).name == name
 
 
@@ -34,10 +35,11 @@ def test_a_name_that_does_not_match_its_json_is_refused():
                                 {"pooling": "gmm+hglmm", "fv_components": 30, "fv_pca": 8}])
 def test_fisher_vector_models_reopen_with_their_pooling(fv):
     """The web app reopens a model by its name and JSON: the Fisher-vector pooling and size name the model."""
-    opts = Options(**fv)
+    opts = Options.of(**fv)
     name = model_path("cca", "shapes", FeatureSpec.parse("glove50_tinyimage"), opts).name
     config = {"method": "cca", "dataset": "shapes", "features": "glove50_tinyimage", "dataset_options": {},
               "feature_options": opts.text_options()}
     method, dataset, features, out = saved_model_options(name, config, Options())
-    assert (out.pooling, out.fv_components, out.fv_pca) == (fv["pooling"], fv["fv_components"], fv["fv_pca"])
+    f = out.features
+    assert (f.pooling, f.fv_components, f.fv_pca) == (fv["pooling"], fv["fv_components"], fv["fv_pca"])
     assert model_path(method, dataset, FeatureSpec.parse(features), out).name == name

@@ -81,7 +81,7 @@ def test_similar_query_puts_the_same_image_first(roots, test_split, tmp_path, ca
 @pytest.mark.parametrize("index", ["exact", "faiss"])
 def test_html_page_embeds_thumbnails_and_escapes_text(roots, tmp_path, index, capsys):
     if index == "faiss":
-        import faiss  # noqa: F401 (required: a broken install fails here, never skips)
+        import faiss  # noqa: F401  (the faiss extra, in the test extra)
     page = tmp_path / "out.html"
     query = "<script>alert(1)</script> a red circle"
     assert main([*SEARCH, "--text", query, "--html", str(page), "--index", index, *SMALL, *roots]) == 0
@@ -127,13 +127,13 @@ def test_equal_scores_are_ordered_by_id():
 
 def test_missing_faiss_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
-    with pytest.raises(UserError, match=r"pip install cca_bench\[faiss\]"):
+    with pytest.raises(UserError, match=r"pip install 'cca_bench\[faiss\]'"):
         INDEXES.get("faiss")(np.ones((3, 2)), "cosine")
 
 
 @pytest.mark.parametrize("distance", ["cosine", "dot"])
 def test_faiss_flat_agrees_with_exact(distance):
-    import faiss  # noqa: F401 (required: a broken install fails here, never skips)
+    import faiss  # noqa: F401
     rng = np.random.default_rng(1)
     gallery, queries = rng.normal(size=(2000, 32)).astype(np.float32), rng.normal(size=(20, 32)).astype(np.float32)
     s_exact, i_exact = INDEXES.get("exact")(gallery, distance).search(queries, 10)
@@ -143,7 +143,7 @@ def test_faiss_flat_agrees_with_exact(distance):
 
 
 def test_hnsw_recall_at_10():
-    import faiss  # noqa: F401 (required: a broken install fails here, never skips)
+    import faiss  # noqa: F401
     rng = np.random.default_rng(2)
     gallery, queries = rng.normal(size=(20000, 64)).astype(np.float32), rng.normal(size=(200, 64)).astype(np.float32)
     _, exact = INDEXES.get("exact")(gallery, "cosine").search(queries, 10)
@@ -160,13 +160,13 @@ def test_query_photo_is_checked_before_the_gallery(tmp_path, capsys):
 
 
 def test_precomputed_features_cannot_encode_a_photo(tmp_path):
-    from cca_bench.benchmark import Options
     from cca_bench.config import FeatureSpec
+    from cca_bench.features.options import FeatureOptions
     from cca_bench.features.pipelines import Pipelines
     from cca_bench.search import Gallery, image_query
 
     spec = FeatureSpec.parse("glove50_precomp")
-    gallery = Gallery(None, None, None, None, spec, None, Pipelines.of(spec, Options(data_root=tmp_path)))
+    gallery = Gallery(None, None, None, None, spec, None, Pipelines.of(spec, FeatureOptions(), tmp_path))
     with pytest.raises(UserError, match="cannot encode"):
         image_query(gallery, tmp_path / "photo.jpg")
 

@@ -23,8 +23,8 @@ import difflib
 import errno
 import sys
 
-from cca_bench.cli import (compare, evaluate, export_split, generate, listing, run_benchmark, runs, search, serve,
-                           significance)
+from cca_bench.cli import (compare, evaluate, export_split, generate, listing, power, run_benchmark, runs, search,
+                           serve, significance)
 from cca_bench.cli.parser import CliParser
 from cca_bench.errors import UserError
 
@@ -39,6 +39,7 @@ COMMANDS = {
     "runs": runs,
     "compare": compare,
     "significance": significance,
+    "power": power,
     "evaluate": evaluate,
     "export-split": export_split,
     "serve": serve,

@@ -37,6 +37,16 @@ resamples = RESAMPLES.cli()  # --bootstrap, significance --resamples: 1 .. 10^6 
 port = PORT.cli()  # serve --port: 0 .. 65535
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def seed_list(text: str) -> list[int]:
     """``0,1,2`` -> [0, 1, 2]: each a seed in SEED's range; empty entries, repeats and non-integers are refused."""
     parts = [t.strip() for t in text.split(",")]
@@ -143,8 +153,8 @@ def add_intervals(p) -> None:
     g.add_argument("--ci", default="bootstrap", choices=["bootstrap", "none"],
                    help="bootstrap (default): intervals for every metric and R-sum; none: no intervals")
     g.add_argument("--bootstrap", type=resamples, default=None, metavar="N",
-                   help=f"bootstrap resamples, {RESAMPLES.describe()} (default 1000; the seed 0 is recorded in the "
-                   "run)")
+                   help=f"bootstrap resamples, {RESAMPLES.describe()} (default 10000; the seed 0 and the bounds' "
+                   "Monte Carlo error are recorded in the run)")
     add_ties(g)
 
 
@@ -178,8 +188,8 @@ def add_extract_backend(p) -> None:
 # ---------------------------------------------------------------- run options from the parsed arguments
 
 def options(args):
-    """``benchmark.Options`` from the parsed arguments (a missing GPU or a bad --tag fails here, before features
-    load)."""
+    """``benchmark.Options`` from the parsed arguments: the locations, feature and run options, each validated by
+    its own layer (a missing GPU or a bad --tag fails here, before features load)."""
     from cca_bench.benchmark import Options
     from cca_bench.config import data_root, results_root, torch_device
 
@@ -187,7 +197,7 @@ def options(args):
     if getattr(args, "tag", ""):
         check_tag(args.tag)  # names the model files: refused before any feature is encoded
     quiet = getattr(args, "quiet", False)
-    return Options(
+    return Options.of(
         data_root=data_root(args.data_root), results_root=results_root(args.results_root),
         dataset_options=dict(getattr(args, "dataset_opt", [])), text_path=getattr(args, "text_path", None),
         idf=getattr(args, "idf", False), stopwords=getattr(args, "stopwords", False), **_fv_options(args),
@@ -207,7 +217,9 @@ def _interval_options(args) -> dict:
         if getattr(args, "bootstrap", None) is not None:
             raise UserError("--bootstrap sets the resamples of the intervals that --ci none turns off")
         return {"bootstrap": None}
-    return {"bootstrap": getattr(args, "bootstrap", None) or 1000}
+    from cca_bench.stats import PAIRED_RESAMPLES
+
+    return {"bootstrap": getattr(args, "bootstrap", None) or PAIRED_RESAMPLES}
 
 
 def _fv_options(args) -> dict:
@@ -225,7 +237,7 @@ def store_run(opts, record: dict) -> None:
     """Write a run record under RESULTS/runs/ and print its two tables."""
     from cca_bench.results import run_tables, write_run
 
-    path = write_run(opts.results_root, record)
+    path = write_run(opts.locations.results_root, record)
     print(f"## {record['dataset']} / {record['split']} ({record['n_images']} images, {record['n_captions']} "
           f"captions, protocol {record['protocol']})\n")
     print(run_tables(record))

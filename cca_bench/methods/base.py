@@ -233,8 +233,9 @@ def load_saved(cls, path: Path, method: str, required: dict[str, type | tuple] |
     if wrong:
         raise UserError(f"the fitted model {where}: config {wrong[0]!r} is {config[wrong[0]]!r}, not of the "
                         "expected type: run `generate` again")
+    params = {k: v for k, v in config["params"].items() if k not in getattr(cls, "_RETIRED_PARAMS", ())}
     try:
-        return cls(**config["params"]), arrays, config
+        return cls(**params), arrays, config
     except TypeError as e:
         raise UserError(f"the fitted model {where} has params this {method} does not take ({e}): "
                         "run `generate` again") from None

@@ -17,7 +17,8 @@ from cca_bench import linalg
 from cca_bench.checks import COUNT, NON_NEGATIVE
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
-from cca_bench.methods.base import Params, check_arrays, load_saved, save_arrays
+from cca_bench.methods.base import check_arrays, load_saved, save_arrays
+from cca_bench.methods.estimator import PairedEstimator
 from cca_bench.registry import METHODS
 
 
@@ -53,7 +54,7 @@ def csa_embedding(proj: np.ndarray, rho: np.ndarray, power: float, first: bool) 
 
 
 @METHODS.register("cca", help="regularized CCA (Klein et al. 2015): covariances, ridge, Cholesky whitening, SVD")
-class RegularizedCCA(Params):
+class RegularizedCCA(PairedEstimator):
     """Regularized canonical correlation analysis, scikit-learn style.
 
     Args:
@@ -63,7 +64,6 @@ class RegularizedCCA(Params):
         center: subtract the means (True for CCA proper).
         device: "auto" (CUDA when present), "cpu" or "cuda" for the solve.
         chunk_rows: rows per chunk when accumulating covariances.
-        random_state: seed of the power iteration that finds the largest eigenvalues.
         backend: "numpy" (chunked SYRK on the CPU; torch products on the device when it is a GPU) or "dask"
             (:func:`cca_bench.linalg.dask_moments`: X, Y may be dask arrays).
         dask_scheduler: Dask scheduler address for backend="dask"; None = the current client or a LocalCluster.
@@ -81,6 +81,8 @@ class RegularizedCCA(Params):
     """
 
     METHOD = "cca"  # the name it is saved under (subclasses such as kcca save their own)
+    # params of older releases that saved models may hold: random_state seeded nothing (the fit is deterministic)
+    _RETIRED_PARAMS: tuple = ("random_state",)
     BOUNDS = {"n_components": COUNT, "reg": NON_NEGATIVE, "eig_power": NON_NEGATIVE, "chunk_rows": COUNT}
     CLI_PARAMS = {
         "n_components": (COUNT.cli(), "number of canonical dimensions kept (default: min of the two feature widths)"),
@@ -99,7 +101,7 @@ class RegularizedCCA(Params):
     }
 
     def __init__(self, n_components=None, reg=1e-3, eig_power=1.0, center=True, device="auto",
-                 chunk_rows=linalg.CHUNK_ROWS, random_state=0, backend="numpy", dask_scheduler=None,
+                 chunk_rows=linalg.CHUNK_ROWS, backend="numpy", dask_scheduler=None,
                  cov_precision="auto", similarity="cosine"):
         self.n_components = n_components
         self.reg = reg
@@ -107,13 +109,12 @@ class RegularizedCCA(Params):
         self.center = center
         self.device = device
         self.chunk_rows = chunk_rows
-        self.random_state = random_state
         self.backend = backend
         self.dask_scheduler = dask_scheduler
         self.cov_precision = cov_precision
         self.similarity = similarity
 
-    def fit(self, X, Y, x_index=None):
+    def _fit(self, X, Y, x_index):
         """Fit on images X (n_x, dx) and texts Y (n, dy); ``x_index`` (n,) pairs Y's rows with X's rows."""
         self._check_reg()  # before the covariance pass, which can take minutes
         return self.fit_moments(self.moments(X, Y, x_index))
@@ -129,7 +130,7 @@ class RegularizedCCA(Params):
             if value is not None or name != "n_components":
                 bound.check(name, value)
         if getattr(self, "similarity", "cosine") not in SIMILARITIES:
-            raise UserError(f"--similarity must be one of {', '.join(SIMILARITIES)}, got {self.similarity!r}")
+            raise UserError(f"similarity must be one of {', '.join(SIMILARITIES)}, got {self.similarity!r}")
 
     def moments(self, X, Y, x_index=None) -> linalg.Moments:
         """The (co)variances a fit needs, as :meth:`fit` computes them (centred or not, per ``center``).
@@ -206,13 +207,11 @@ class RegularizedCCA(Params):
                     self.projection_correlations_
         return {"spectrum": spectrum_figure(series, f"RegularizedCCA {self.params_label()}")}
 
-    def _check_fitted(self):
-        if not hasattr(self, "x_weights_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError("this RegularizedCCA is not fitted yet: call fit first")
+    def _widths(self) -> tuple[int, int]:
+        return len(self.mean_x_), len(self.mean_y_)
 
     def _project(self, a, mean, weights, name):
+        """Rows of the (mapped) view space (n, len(mean)) -> (n, k) float32 embeddings, no input validation."""
         self._check_fitted()
         a = np.asarray(a)
         if a.ndim != 2 or a.shape[1] != len(mean):
@@ -222,28 +221,21 @@ class RegularizedCCA(Params):
             return csa_embedding(out, self.canonical_correlations_, self.eig_power, name == "X")
         return (out * self.canonical_correlations_ ** self.eig_power).astype(np.float32)
 
-    def transform_x(self, X):
+    def project_x(self, a):
+        """(n, len(mean_x_)) rows of the space the CCA was solved in (kcca: the mapped one) -> (n, k)."""
+        return self._project(a, self.mean_x_, self.x_weights_, "X")
+
+    def project_y(self, a):
+        """(n, len(mean_y_)) rows of the space the CCA was solved in (kcca: the mapped one) -> (n, k)."""
+        return self._project(a, self.mean_y_, self.y_weights_, "Y")
+
+    def _embed_x(self, X):
         """(n, dx) -> (n, k) projected, correlation-weighted image embeddings."""
-        return self._project(X, self.mean_x_, self.x_weights_, "X")
+        return self.project_x(X)
 
-    def transform_y(self, Y):
+    def _embed_y(self, Y):
         """(n, dy) -> (n, k) projected, correlation-weighted text embeddings."""
-        return self._project(Y, self.mean_y_, self.y_weights_, "Y")
-
-    def transform(self, X, Y=None):
-        """Like scikit-learn's CCA: X's projection, or (X's, Y's) when Y is given."""
-        return self.transform_x(X) if Y is None else (self.transform_x(X), self.transform_y(Y))
-
-    # --- CrossModalModel protocol -------------------------------------------------------------
-    def fit_features(self, train, val=None):
-        """Fit on a FeatureSet: every caption paired with its image's features."""
-        return self.fit(train.images, train.texts, x_index=train.image_index)
-
-    def embed_images(self, features):
-        return self.transform_x(features.images)
-
-    def embed_texts(self, features):
-        return self.transform_y(features.texts)
+        return self.project_y(Y)
 
     _ARRAYS = ("x_weights_", "y_weights_", "canonical_correlations_", "mean_x_", "mean_y_")
     _OPTIONAL_ARRAYS = ("projection_correlations_",)  # absent from models saved before it existed
@@ -265,6 +257,7 @@ class RegularizedCCA(Params):
         for k in cls._ARRAYS:
             setattr(model, k, arrays[k])
         model.n_components_, model.n_samples_ = config["n_components_"], config["n_samples_"]
+        model.n_features_in_ = len(model.mean_x_)
         for k in cls._OPTIONAL_ARRAYS:
             if k in arrays:
                 setattr(model, k, arrays[k])

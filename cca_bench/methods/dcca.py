@@ -22,7 +22,8 @@ import numpy as np
 from cca_bench.checks import COUNT, LAYERS, NON_NEGATIVE, POSITIVE, Bound, check_memory
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
-from cca_bench.methods.base import Params, check_arrays, load_saved, save_arrays
+from cca_bench.methods.base import check_arrays, load_saved, save_arrays
+from cca_bench.methods.estimator import PairedEstimator
 from cca_bench.methods.cca import RegularizedCCA
 from cca_bench.methods.vse import available_cores, early_stopping, r_sum, torch_threads
 from cca_bench.registry import METHODS
@@ -62,7 +63,7 @@ def build_mlp(d_in: int, hidden: int, layers: int, d_out: int):
 
 @METHODS.register("dcca", help="deep CCA (Andrew et al. 2013; Yan & Mikolajczyk 2015): two MLPs on the frozen "
                   "features trained with the sum of canonical correlations, early stopping on val R-sum")
-class DeepCCA(Params):
+class DeepCCA(PairedEstimator):
     """Deep CCA on frozen features, scikit-learn style.
 
     Args:
@@ -119,10 +120,10 @@ class DeepCCA(Params):
             bound.check(name, getattr(self, name))
         check_memory(self.network_bytes(), f"dcca --hidden {self.hidden} --layers {self.layers}")
         if self.train_batch_size <= self.dim:
-            raise UserError(f"dcca --train-batch-size {self.train_batch_size} must exceed --dim {self.dim}: a batch "
+            raise UserError(f"DeepCCA train_batch_size={self.train_batch_size} must exceed dim={self.dim}: a batch "
                             "needs more pairs than canonical dimensions")
         if n_captions is not None and n_captions <= self.dim:
-            raise UserError(f"dcca --dim {self.dim} needs more than {n_captions} train pairs")
+            raise UserError(f"DeepCCA dim={self.dim} needs more than {n_captions} train pairs")
 
     def network_bytes(self, dx: int = 1, dy: int = 1) -> int:
         """A lower bound on the training memory of both networks for inputs of widths ``dx``, ``dy`` (1 when not
@@ -135,7 +136,9 @@ class DeepCCA(Params):
         return 4 * (4 * weights + 2 * activations)
 
     # --- fitting --------------------------------------------------------------------------------
-    def fit(self, X, Y, x_index=None, val=None):
+    _FITTED = "cca_"  # set last: the linear CCA on the trained networks' outputs
+
+    def _fit(self, X, Y, x_index, val=None):
         """Train on images X (n_x, dx), captions Y (n, dy) paired by ``x_index``; ``val``: a FeatureSet."""
         import torch
 
@@ -155,7 +158,7 @@ class DeepCCA(Params):
         return self
 
     def fit_features(self, train, val=None):
-        return self.fit(train.images, train.texts, train.image_index, val)
+        return self.fit(train.images, train.texts, train.image_index, val=val)
 
     @classmethod
     def cv_models(cls, train, val, points: list[dict], params: dict):
@@ -230,29 +233,25 @@ class DeepCCA(Params):
     def _scale_y(self, Y):
         return ((Y - self.mean_y_) / self.std_y_).astype(np.float32)
 
+    def _widths(self) -> tuple[int, int]:
+        return len(self.mean_x_), len(self.mean_y_)
+
     def _embed(self, a, view: str) -> np.ndarray:
         import torch
 
-        if not hasattr(self, "cca_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError("this DeepCCA is not fitted yet: call fit first")
-        mean = self.mean_x_ if view == "img" else self.mean_y_
         a = np.asarray(a, np.float32)
-        if a.ndim != 2 or a.shape[1] != len(mean):
-            raise UserError(f"dcca was fitted on {len(mean)}-d {view} features, got shape {a.shape}")
         scaled = self._scale_x(a) if view == "img" else self._scale_y(a)
         dev = next(self.net_.parameters()).device
         out = self._outputs(view, torch.from_numpy(scaled).to(dev))
-        return self.cca_.transform_x(out) if view == "img" else self.cca_.transform_y(out)
+        return self.cca_.project_x(out) if view == "img" else self.cca_.project_y(out)
 
-    def embed_images(self, features) -> np.ndarray:
-        """FeatureSet or (n, dx) -> (n, dim) float32 correlation-weighted canonical projections."""
-        return self._embed(getattr(features, "images", features), "img")
+    def _embed_x(self, X) -> np.ndarray:
+        """(n, dx) -> (n, dim) float32 correlation-weighted canonical projections."""
+        return self._embed(X, "img")
 
-    def embed_texts(self, features) -> np.ndarray:
-        """FeatureSet or (n, dy) -> (n, dim) float32 correlation-weighted canonical projections."""
-        return self._embed(getattr(features, "texts", features), "txt")
+    def _embed_y(self, Y) -> np.ndarray:
+        """(n, dy) -> (n, dim) float32 correlation-weighted canonical projections."""
+        return self._embed(Y, "txt")
 
     def params_label(self) -> str:
         """``d=64 h=512x1 ep=12``."""
@@ -295,6 +294,7 @@ class DeepCCA(Params):
         for k in cls._CCA:
             setattr(model.cca_, k, arrays[f"cca.{k}"])
         model.cca_.n_components_ = sizes["k"]
+        model.n_features_in_ = sizes["dx"]
         model.n_samples_, model.best_epoch_, model.history_ = (config[k] for k in ("n_samples_", "best_epoch_",
                                                                                   "history_"))
         model.config_ = config

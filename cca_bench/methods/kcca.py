@@ -45,6 +45,7 @@ class KernelCCA(RegularizedCCA):
         kernel_views: which views are mapped: image, text or both (default: both measured best on openmoji).
         kernel_map: nystroem or rff (random Fourier features, rbf only).
         degree, coef0: of the poly kernel ``(gamma <x, y> + coef0)^degree``.
+        random_state: seed of the Nystroem landmarks / random features (and of the gamma heuristic's sample).
     Fitted (besides RegularizedCCA's, which live in the mapped spaces): ``map_x_``, ``map_y_``
     (:class:`~cca_bench.kernel_maps.KernelMap` or None).
     """
@@ -72,8 +73,9 @@ class KernelCCA(RegularizedCCA):
                  center=True, device="auto", chunk_rows=linalg.CHUNK_ROWS, random_state=0, backend="numpy",
                  dask_scheduler=None, similarity="cosine"):
         super().__init__(n_components=n_components, reg=reg, eig_power=eig_power, center=center, device=device,
-                         chunk_rows=chunk_rows, random_state=random_state, backend=backend,
+                         chunk_rows=chunk_rows, backend=backend,
                          dask_scheduler=dask_scheduler, similarity=similarity)
+        self.random_state = random_state
         self.kernel = kernel
         self.landmarks = landmarks
         self.gamma = gamma
@@ -94,15 +96,15 @@ class KernelCCA(RegularizedCCA):
     def _check_reg(self) -> None:
         super()._check_reg()  # runs before the covariance pass: so do the cheap checks of the kernel options
         if self.kernel_views not in VIEWS:
-            raise UserError(f"unknown --kernel-views {self.kernel_views!r} (choose from {', '.join(VIEWS)})")
+            raise UserError(f"unknown kernel_views {self.kernel_views!r} (choose from {', '.join(VIEWS)})")
         check_options(self.kernel_map, self.kernel, self.landmarks, self.gamma, self.gamma_scale,
                       degree=self.degree, coef0=self.coef0)
 
     def moments(self, X, Y, x_index=None) -> MappedMoments:
         self.check_params(len(X), len(Y))
-        return super().moments(X, Y, x_index)
+        return super().moments(X, Y, x_index)  # type: ignore[return-value]  # _moments gives MappedMoments
 
-    def _moments(self, X, Y, x_index) -> MappedMoments:
+    def _moments(self, X, Y, x_index) -> MappedMoments:  # type: ignore[override]  # the maps are fitted here
         """Fit the maps on the train rows, then one covariance pass over the mapped chunks."""
         maps = tuple(self._fit_map(a, view, i) if on else None
                      for i, (a, on, view) in enumerate(zip((X, Y), VIEWS[self.kernel_views], ("images", "captions"))))
@@ -114,7 +116,7 @@ class KernelCCA(RegularizedCCA):
         return fit_map(a, self.kernel_map, self.kernel, int(n), self.gamma, self.gamma_scale, self.degree,
                        self.coef0, seed=[int(self.random_state), i], view=f"train {view}")
 
-    def fit_moments(self, m: MappedMoments, solution: linalg.CCASolution | None = None):
+    def fit_moments(self, m: MappedMoments, solution: linalg.CCASolution | None = None):  # type: ignore[override]
         """RegularizedCCA's fit from the moments of :meth:`moments`; the model keeps their maps."""
         if not isinstance(m, MappedMoments):
             raise TypeError("KernelCCA.fit_moments needs the MappedMoments of KernelCCA.moments")
@@ -122,25 +124,29 @@ class KernelCCA(RegularizedCCA):
         self.map_x_, self.map_y_ = m.maps
         return self
 
-    def _mapped_projection(self, a, kmap, mean, weights, name):
+    _FITTED = "map_x_"  # set last by fit_moments (None when the image view is not mapped)
+    _RETIRED_PARAMS = ()
+
+    def _widths(self) -> tuple[int, int]:
+        dx, dy = (kmap.n_features_in if kmap is not None else len(mean)
+                  for kmap, mean in ((self.map_x_, self.mean_x_), (self.map_y_, self.mean_y_)))
+        return dx, dy
+
+    def _mapped_projection(self, a, kmap, project):
         """Map and project ``a`` chunk by chunk (no mapped copy of the whole input)."""
-        self._check_fitted()
         if kmap is None:
-            return self._project(a, mean, weights, name)
-        a = np.asarray(a)
-        if a.ndim != 2 or a.shape[1] != kmap.n_features_in:
-            raise UserError(f"{name} must have shape (n, {kmap.n_features_in}), got {a.shape}")
+            return project(a)
         step = self.chunk_rows
-        parts = [self._project(kmap(a[s : s + step]), mean, weights, name) for s in range(0, len(a), step)]
+        parts = [project(kmap(a[s : s + step])) for s in range(0, len(a), step)]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.canonical_correlations_)), np.float32)
 
-    def transform_x(self, X):
+    def _embed_x(self, X):
         """(n, dx) -> (n, k): the image rows mapped (when mapped), projected and correlation-weighted."""
-        return self._mapped_projection(X, self.map_x_, self.mean_x_, self.x_weights_, "X")
+        return self._mapped_projection(X, self.map_x_, self.project_x)
 
-    def transform_y(self, Y):
+    def _embed_y(self, Y):
         """(n, dy) -> (n, k): the text rows mapped (when mapped), projected and correlation-weighted."""
-        return self._mapped_projection(Y, self.map_y_, self.mean_y_, self.y_weights_, "Y")
+        return self._mapped_projection(Y, self.map_y_, self.project_y)
 
     def _maps(self) -> dict:
         return {prefix: kmap for prefix, kmap in (("kernel_x", self.map_x_), ("kernel_y", self.map_y_)) if kmap}
@@ -154,6 +160,7 @@ class KernelCCA(RegularizedCCA):
     def _restore_extra(self, arrays: dict, config: dict) -> None:
         self.map_x_, self.map_y_ = (KernelMap.from_arrays(arrays, p, config[p]) if p in config else None
                                     for p in ("kernel_x", "kernel_y"))
+        self.n_features_in_ = self._widths()[0]
 
     def params_label(self) -> str:
         """``rbf nystroem(image) M=614 g=0.0123 k=50 reg=0.01 p=1``."""

@@ -56,7 +56,7 @@ class PLSSVD(LinearAligner):
         k_max = min(cxy.shape)
         k = k_max if self.n_components is None else int(self.n_components)
         if k > k_max:
-            raise UserError(f"pls --n-components {k} exceeds the narrower feature width {k_max}")
+            raise UserError(f"PLSSVD n_components={k} exceeds the narrower feature width {k_max}")
         sx, sy = (_stds(c) if self.scale else torch.ones(len(c), dtype=c.dtype, device=c.device)
                   for c in (cxx, cyy))
         u, s, vh = torch.linalg.svd(cxy / sx[:, None] / sy[None, :], full_matrices=False)
@@ -66,7 +66,7 @@ class PLSSVD(LinearAligner):
 
     def params_label(self) -> str:
         """``k=128``."""
-        k = self.x_weights_.shape[1] if hasattr(self, "x_weights_") else self.n_components
+        k = self.x_weights_.shape[1] if hasattr(self, "x_weights_") else self.n_components  # type: ignore[union-attr]
         return f"k={k}" + (" scaled" if self.scale else "") + (" l2" if self.normalize else "")
 
 

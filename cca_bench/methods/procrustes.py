@@ -60,7 +60,9 @@ def _top_eigenvectors(c, k: int):
 
     d = len(c)
     vecs = eigh(c.numpy(), subset_by_index=[d - k, d - 1], driver="evr")[1]
-    return torch.from_numpy(np.ascontiguousarray(vecs[:, ::-1]))
+    # a copy, not ascontiguousarray: with k = 1 the reversed (d, 1) view counts as contiguous and keeps its
+    # negative stride, which torch refuses
+    return torch.from_numpy(vecs[:, ::-1].copy())
 
 
 @METHODS.register("procrustes", help="orthogonal Procrustes rotation between the centred, scaled views (PCA of the "
@@ -95,10 +97,10 @@ class Procrustes(LinearAligner):
 
     def check_params(self, n_images=None, n_captions=None) -> None:
         if self.equalize not in EQUALIZE:
-            raise UserError(f"--equalize must be one of {', '.join(EQUALIZE)}, got {self.equalize!r}")
+            raise UserError(f"equalize must be one of {', '.join(EQUALIZE)}, got {self.equalize!r}")
         self._check_components()
         if self.n_components is not None and self.equalize == "pad":
-            raise UserError("procrustes --equalize pad keeps every dimension: --n-components needs --equalize pca")
+            raise UserError("Procrustes(equalize='pad') keeps every dimension: n_components needs equalize='pca'")
 
     def solve(self, m: linalg.Moments):
         """Scale, equalise the widths, rotate: (Wx (dx, k), Wy (dy, k)) in float64."""
@@ -110,7 +112,7 @@ class Procrustes(LinearAligner):
         k_max = min(len(cxx), len(cyy))
         k = k_max if self.n_components is None else int(self.n_components)
         if k > k_max:
-            raise UserError(f"procrustes --n-components {k} exceeds the narrower view's width {k_max} "
+            raise UserError(f"Procrustes n_components={k} exceeds the narrower view's width {k_max} "
                             f"(image {len(cxx)}, text {len(cyy)})")
         eye = lambda c: torch.eye(len(c), dtype=c.dtype, device=c.device)  # noqa: E731
         if self.equalize == "pca":
@@ -131,5 +133,5 @@ class Procrustes(LinearAligner):
 
     def params_label(self) -> str:
         """``pca k=128``."""
-        k = self.x_weights_.shape[1] if hasattr(self, "x_weights_") else self.n_components
+        k = self.x_weights_.shape[1] if hasattr(self, "x_weights_") else self.n_components  # type: ignore[union-attr]
         return f"{self.equalize} k={k}" + (" l2" if self.normalize else "")

@@ -53,13 +53,13 @@ class RidgeMap(LinearAligner):
         self._common(normalize, center, device, chunk_rows, cov_precision)
 
     @property
-    def PRECISION_REG(self) -> float:  # float64 products below FLOAT32_MIN_REG, as for CCA
+    def PRECISION_REG(self) -> float:  # type: ignore[override]  # float64 products below FLOAT32_MIN_REG, as CCA
         return self.reg
 
     def check_params(self, n_images=None, n_captions=None) -> None:
         NON_NEGATIVE.check("reg", self.reg)
         if self.direction not in DIRECTIONS:
-            raise UserError(f"--direction must be one of {', '.join(DIRECTIONS)}, got {self.direction!r}")
+            raise UserError(f"direction must be one of {', '.join(DIRECTIONS)}, got {self.direction!r}")
 
     def solve(self, m: linalg.Moments):
         """W = (C_src + reg lambda_max I)^-1 C_src,tgt via a Cholesky factor, float64."""

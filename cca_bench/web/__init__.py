@@ -16,15 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from cca_bench.errors import UserError
+from cca_bench.extras import require
 
 
 def create_app(data_root: Path, results_root: Path, device: str = "auto", host: str = "127.0.0.1"):
     """The Flask application over the two roots (nothing is written under them). Served on a loopback
     ``host``, it answers only requests addressed to a loopback name (localhost, 127.0.0.0/8, ::1)."""
-    try:
-        import flask  # noqa: F401
-    except ImportError:
-        raise UserError('the web app needs Flask: pip install -e ".[web]" (or pip install "flask>=3")') from None
+    require("flask", "the web app")
+    require("matplotlib", "the web app's figures")
     from cca_bench.web.app import build_app
 
     return build_app(Path(data_root), Path(results_root), device, host)

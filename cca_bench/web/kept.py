@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout  # the builtin one only from Python 3.11 on
 from typing import Callable
 
 
@@ -51,7 +52,7 @@ class Kept:
                                  name=f"make {what}").start()
         try:
             return future.result(timeout=wait)
-        except TimeoutError:
+        except FutureTimeout:
             raise Loading(what) from None
 
     def _make(self, key, make: Callable, future: Future) -> None:

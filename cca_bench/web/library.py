@@ -206,8 +206,8 @@ class Library:
         def load():
             from cca_bench.datasets.cache import read_only
 
-            base = Options(data_root=self.data_root, results_root=self.results_root, device=self.device,
-                           progress=False)
+            base = Options.of(data_root=self.data_root, results_root=self.results_root, device=self.device,
+                              progress=False)
             method, dataset, features, opts = saved_model_options(model, self.model_config(model), base)
             with read_only():  # a parsed dataset a command cached is read; none is written
                 return method, dataset, features, opts, load_dataset(dataset, opts)

@@ -12,8 +12,8 @@ from cca_bench.__main__ import main
 from cca_bench.datasets import get_dataset
 from cca_bench.datasets.base import tokenize
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow as pa  # noqa: E402  (the formats extra, in the test extra)
+import pyarrow.parquet as pq  # noqa: E402
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 20),
            "white": (240, 240, 240), "black": (15, 15, 15)}
@@ -145,15 +145,15 @@ def test_every_layout_gives_the_karpathy_splits(data_root):
 def test_every_layout_gives_the_same_features_and_metrics(data_root):
     """tinyimage + glove50 features of every split are identical in every layout, so CCA fitted on the Karpathy
     train split scores every layout's test split identically (features checked bit for bit, metrics exactly)."""
-    from cca_bench.benchmark import Options
+    from cca_bench.features.options import FeatureOptions
     from cca_bench.features.pipelines import Pipelines
     from cca_bench.config import FeatureSpec
     from cca_bench.methods.cca import RegularizedCCA
     from cca_bench.metrics import evaluate_retrieval
 
-    spec, opts = FeatureSpec.parse("glove50_tinyimage"), Options(data_root=data_root, cache=False, progress=False)
-    pipes = Pipelines.of(spec, opts)  # stateless (plain mean vectors): nothing to fit
-    ref = {s: pipes.encode(get_dataset("kp", data_root), s, {}) for s in ("train", "test")}
+    spec = FeatureSpec.parse("glove50_tinyimage")
+    pipes = Pipelines.of(spec, FeatureOptions(progress=False), data_root)  # plain mean vectors: nothing to fit
+    ref = {s: pipes.encode(get_dataset("kp", data_root), s, {}, None) for s in ("train", "test")}
     cca = RegularizedCCA(n_components=8, reg=1e-2).fit_features(ref["train"])
     scores = lambda fs: evaluate_retrieval(cca.embed_images(fs), cca.embed_texts(fs), fs.image_index)  # noqa: E731
     expected = scores(ref["test"])
@@ -161,7 +161,7 @@ def test_every_layout_gives_the_same_features_and_metrics(data_root):
     for name in LAYOUTS[1:]:
         ds = get_dataset(name, data_root)
         for s in ("train", "test"):
-            fs = pipes.encode(ds, s, {})
+            fs = pipes.encode(ds, s, {}, None)
             assert np.array_equal(fs.images, ref[s].images) and np.array_equal(fs.texts, ref[s].texts), (name, s)
         assert scores(fs) == expected, name
 

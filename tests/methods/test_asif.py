@@ -60,15 +60,15 @@ def test_anchor_sample_and_round_trip(tmp_path):
 
 def test_bad_input():
     x, y, index = paired(n_img=10, per=2)
-    with pytest.raises(UserError, match="--top-k 21 exceeds the number of anchors \\(20\\)"):
+    with pytest.raises(UserError, match="top_k=21 exceeds the number of anchors \\(20\\)"):
         ASIF(top_k=21).fit(x, y, index)
-    with pytest.raises(UserError, match="--top-k 6 exceeds the number of anchors \\(5\\)"):
+    with pytest.raises(UserError, match="top_k=6 exceeds the number of anchors \\(5\\)"):
         ASIF(top_k=6, anchors=5).check_params(10, 20)
-    with pytest.raises(UserError, match="--top-k must be"):
+    with pytest.raises(UserError, match="^top_k must be"):
         ASIF(top_k=0).check_params()
-    with pytest.raises(UserError, match="--exponent must be"):
+    with pytest.raises(UserError, match="^exponent must be"):
         ASIF(exponent=0).check_params()
-    with pytest.raises(UserError, match="--anchors 30 exceeds the 20 train pairs"):
+    with pytest.raises(UserError, match="anchors=30 exceeds the 20 train pairs"):
         ASIF(top_k=3, anchors=30).check_params(10, 20)
 
 

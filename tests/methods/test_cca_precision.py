@@ -93,7 +93,7 @@ def test_projection_correlations_match_cca_zoo():
     """cca-zoo's RidgeCCA whitens with (1 - c) C + c I, which is C + c / (1 - c) I up to scale: with
     c = r / (1 + r), r = reg * lambda_max(C), both find the same projections, and the correlations of its
     transforms are our ``projection_correlations_``."""
-    import cca_zoo  # noqa: F401 (required: a broken install fails here, never skips)
+    import cca_zoo  # noqa: F401  (the test extra)
     from cca_zoo.linear import RidgeCCA
 
     rng = np.random.default_rng(6)
@@ -142,7 +142,7 @@ def test_models_saved_before_the_second_spectrum_still_load(tmp_path):
 
 
 def test_dask_backend_takes_the_float64_path_too():
-    from dask import distributed
+    import dask.distributed as distributed
     x, y = ill_conditioned(n=3000)
     want = textbook(x, y, 0.0)[0][:10]
     index = np.repeat(np.arange(1000), 3)

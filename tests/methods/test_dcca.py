@@ -52,7 +52,7 @@ def test_save_load_bit_for_bit(tmp_path):
 
 
 def test_batch_not_above_output_is_a_user_error():
-    with pytest.raises(UserError, match="--train-batch-size 32 must exceed --dim 32"):
+    with pytest.raises(UserError, match="train_batch_size=32 must exceed dim=32"):
         DeepCCA(dim=32, train_batch_size=32).check_params()
     with pytest.raises(UserError, match="lr must be"):
         DeepCCA(lr=0).check_params()

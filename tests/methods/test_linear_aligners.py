@@ -110,9 +110,9 @@ def test_bad_parameters_are_one_line_user_errors():
     x, y, index = paired(dx=7, dy=4)
     with pytest.raises(UserError, match="exceeds the narrower view's width 4"):
         Procrustes(n_components=5).fit(x, y, index)
-    with pytest.raises(UserError, match="--equalize pca"):
+    with pytest.raises(UserError, match="needs equalize='pca'"):
         Procrustes(n_components=2, equalize="pad").check_params()
-    with pytest.raises(UserError, match="--direction"):
+    with pytest.raises(UserError, match="^direction must be one of"):
         RidgeMap(direction="sideways").check_params()
     with pytest.raises(UserError, match="reg must be"):
         RidgeMap(reg=-1).fit(x, y, index)

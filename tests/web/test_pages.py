@@ -12,7 +12,7 @@ import pytest
 
 from cca_bench.web import create_app
 
-import flask  # noqa: F401 (required: a broken install fails here, never skips)
+import flask  # noqa: F401,E402  (the web extra, in the test extra)
 
 MODEL = "cca__shapes[n_test=60,n_train=300,n_val=40]__glove50_tinyimage"  # what conftest.web_roots fits
 RUN, DOT, RIDGE = (f"{MODEL}__test__full__cosine", f"{MODEL}__test__full__dot", f"{MODEL}@ridge__test__full__cosine")
@@ -85,7 +85,7 @@ def test_intervals_and_marks_are_shown_where_runs_have_them(web_roots, tmp_path)
     assert page.count("&dagger;</span>") >= 1  # on 60 test images most differences are not significant
     run_page = c.get(f"/run/{RUN}").get_data(as_text=True)
     ci = _record(web_roots, RUN)["ci"]["image_annotation"]["R@1"]
-    assert f"{ci[0]:.1f}&ndash;{ci[1]:.1f}" in run_page and "1,000 resamples" in run_page
+    assert f"{ci[0]:.1f}&ndash;{ci[1]:.1f}" in run_page and "10,000 resamples" in run_page
 
 
 def test_compare_two_runs_side_by_side(client, web_roots):

@@ -12,7 +12,7 @@ from PIL import Image
 from cca_bench.__main__ import main
 from cca_bench.web import create_app
 
-import flask  # noqa: F401 (required: a broken install fails here, never skips)
+import flask  # noqa: F401,E402  (the web extra, in the test extra)
 
 MODEL = "cca__shapes[n_test=60,n_train=300,n_val=40]__glove50_tinyimage"  # what conftest.web_roots fits
 RUN = f"{MODEL}__test__full__cosine"

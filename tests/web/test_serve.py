@@ -4,7 +4,7 @@ import subprocess
 import sys
 import urllib.request
 
-import flask  # noqa: F401 (required: a broken install fails here, never skips)
+import flask  # noqa: F401  (the web extra, in the test extra)
 from web_helpers import REPO, running_server
 
 
