@@ -315,8 +315,8 @@ def test_no_silent_substitution(name, setup, argv, message, case, capsys):
     """Refused in one line before any work: nothing at all is written, not even a feature-cache entry. Planted
     bugs: generate's parser without its refuser (the options were "unrecognized", not named as another method's;
     before the cli package they were dropped, exit 0), cli.common.options without check_tag (the train features
-    of n_train=61 were encoded and cached before model_path refused the tag), external._safetensors_header without the dtype
-    check (AttributeError traceback from safetensors' numpy reader), evaluate_embeddings reading both arrays
+    of n_train=61 were encoded and cached before model_path refused the tag), external._safetensors_header without
+    the dtype check (AttributeError traceback from safetensors' numpy reader), evaluate_embeddings reading both arrays
     before comparing their rows with the split (MemoryError traceback: numpy asked for 372 GiB). The two
     significance paths: the `truth` helper's resolve_run (its test_runrecord plants the old lookup, which tested
     RESULTS/runs/A.json instead); here through the CLI, nothing written."""

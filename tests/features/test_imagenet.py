@@ -366,7 +366,8 @@ def test_runner_prepacks_bf16_on_cpu_and_matches_autocast(tiny_weights, name):
         assert torch.nn.functional.cosine_similarity(fp32, got).min() >= 0.999
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="hardware: needs a CUDA device (benchmarks/gpu_check.sh runs it)")
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="hardware: needs a CUDA device (benchmarks/gpu_check.sh runs it)")
 @pytest.mark.parametrize("name", ["vgg16", "resnet152"])
 def test_runner_on_cuda_in_fp16_matches_the_cpu_in_fp32(tiny_weights, name):
     """The GPU path (pinned non-blocking copies, fp16 autocast, channels_last) gives the CPU's fp32 features
