@@ -396,6 +396,9 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
 
     evaluation = score([e[:2] for e in embedded], fs.image_index, distance, folds, opts.run, timings,
                        opts.features.device)
+    from cca_bench.coco_extended import record_fields
+
+    evaluation |= record_fields([e[:2] for e in embedded], split, fs.image_index, distance, protocol, opts.run)
     params = model.get_params() if hasattr(model, "get_params") else getattr(model, "config_", {}).get("params", {})
     name = path.name if not seeds else model_path(method, dataset_name, spec, seed_options(opts, seeds)).name
     return run_record(

@@ -195,6 +195,9 @@ def evaluate_embeddings(dataset_name: str, split_name: str, image_spec: str, tex
     (images, _), (texts, _) = _timed(  # only now, rows and widths agreeing with the split, is data read
         timings, "load_embeddings", lambda: (load_embeddings(image_spec), load_embeddings(text_spec)))
     evaluation = score([(images, texts)], image_index, distance, folds, opts.run, timings, opts.features.device)
+    from cca_bench.coco_extended import record_fields
+
+    evaluation |= record_fields([(images, texts)], split, image_index, distance, protocol, opts.run)
     embeddings = {"images": {"file": str(image_file), "sha1": fingerprint_file(image_file), "dim": images.shape[1]},
                   "texts": {"file": str(text_file), "sha1": fingerprint_file(text_file), "rows": len(texts)}}
     if image_index_file is not None:

@@ -116,3 +116,24 @@ def cv_figure(report: dict, title: str):
            title=title + "".join(f"\n{k} = {v:g} (chosen)" for k, v in fixed.items()))
     fig.colorbar(image, ax=ax, label="validation R-sum" if score == "rsum" else "sum of median ranks (lower is better)")
     return fig
+
+
+def curve_figure(series: list[tuple[str, list[dict]]], title: str):
+    """R-sum against training pairs (log x) for each (label, curve points), with the 95% image-level bootstrap
+    interval of each point as a band (:mod:`cca_bench.curves`). A point's x is its mean number of pairs over
+    seeds; its y the seed-mean R-sum."""
+    import numpy as np
+
+    fig = _figure(6.8, 4.4)
+    ax = fig.subplots()
+    for label, points in series:
+        x = [float(np.mean(p["n_pairs"])) for p in points]
+        line, = ax.plot(x, [p["rsum"] for p in points], marker="o", linewidth=1.6, label=label)
+        if all(p.get("rsum_ci") for p in points):
+            ax.fill_between(x, [p["rsum_ci"][0] for p in points], [p["rsum_ci"][1] for p in points],
+                            color=line.get_color(), alpha=0.18, linewidth=0)
+    ax.set_xscale("log")
+    ax.set(xlabel="training pairs (log scale)", ylabel="R-sum (R@1+R@5+R@10, both directions)", title=title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize="small")
+    return fig

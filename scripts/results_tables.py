@@ -176,14 +176,15 @@ def _marker_re(name: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ running
 
-def run_row(row: Row, roots: list[str]) -> tuple[str, float]:
-    """Run a row's generate and run_benchmark (stdout kept quiet); returns (the new run's id, seconds)."""
+def run_row(row: Row, roots: list[str], fit: bool = True) -> tuple[str, float]:
+    """Run a row's generate (unless ``fit`` is false: the saved model is scored again) and run_benchmark (stdout
+    kept quiet); returns (the new run's id, seconds)."""
     from cca_bench.__main__ import main
 
     runs = Path(roots[roots.index("--results-root") + 1]) / "runs"
     before = set(runs.glob("*.json")) if runs.is_dir() else set()
     start = time.perf_counter()
-    for argv in (row.generate, row.run):
+    for argv in (row.generate, row.run) if fit else (row.run,):
         with contextlib.redirect_stdout(io.StringIO()):
             code = main([*argv, *roots, "-q"])
         if code:
@@ -212,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", action="store_true", help="run each row's commands first (rows with a recorded, "
                    "still stored run are kept unless --rerun)")
     p.add_argument("--rerun", action="store_true", help="with --run: run every row again")
+    p.add_argument("--rescore", action="store_true", help="with --run: score every row's saved model again "
+                   "(run_benchmark only: after a change of scoring, e.g. resampling or the tie rule, no refit)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a document would change")
     p.add_argument("--list", action="store_true", help="list the tables and their rows' commands")
     p.add_argument("--results-root", default="results")
@@ -232,11 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     results_root = Path(args.results_root)
     if args.run:
         _run_tables(names, manifest, ["--results-root", str(results_root), "--data-root", args.data_root],
-                    args.rerun)
+                    args.rerun or args.rescore, fit=not args.rescore)
     return _rewrite(names, manifest, results_root, args.check)
 
 
-def _run_tables(names: list[str], manifest: dict, roots: list[str], rerun: bool) -> None:
+def _run_tables(names: list[str], manifest: dict, roots: list[str], rerun: bool, fit: bool = True) -> None:
     """Run the rows of each table (a run made for one table serves every table with the same row), record them."""
     from cca_bench.results import load_runs, run_id
 
@@ -250,7 +253,7 @@ def _run_tables(names: list[str], manifest: dict, roots: list[str], rerun: bool)
             kept = old.get(key)
             if key not in done:
                 done[key] = (kept["run_id"], kept.get("seconds")) if kept and kept["run_id"] in stored and not rerun \
-                    else run_row(row, roots)
+                    else run_row(row, roots, fit)
                 print(f"{n}: {row.label}: run {done[key][0]} ({done[key][1] or 0:.0f} s)", file=sys.stderr)
             seconds = None if done[key][1] is None else round(done[key][1], 1)
             rows.append({"label": row.label, "commands": list(key), "run_id": done[key][0], "seconds": seconds})

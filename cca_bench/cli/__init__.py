@@ -23,8 +23,8 @@ import difflib
 import errno
 import sys
 
-from cca_bench.cli import (compare, evaluate, export_split, generate, listing, power, run_benchmark, runs, search,
-                           serve, significance)
+from cca_bench.cli import (compare, curve, evaluate, export_split, generate, listing, power, run_benchmark, runs,
+                           search, serve, significance, similarity)
 from cca_bench.cli.parser import CliParser
 from cca_bench.errors import UserError
 
@@ -43,6 +43,8 @@ COMMANDS = {
     "evaluate": evaluate,
     "export-split": export_split,
     "serve": serve,
+    "curve": curve,
+    "similarity": similarity,
 }
 
 EXAMPLES = """examples:

@@ -155,7 +155,8 @@ def add_intervals(p) -> None:
     g.add_argument("--bootstrap", type=resamples, default=None, metavar="N",
                    help=f"bootstrap resamples, {RESAMPLES.describe()} (default 10000; the seed 0 and the bounds' "
                    "Monte Carlo error are recorded in the run)")
-    add_ties(g)
+    if "--ties" not in p.options:  # curve has it already, from generate's CV group
+        add_ties(g)
 
 
 def add_ties(g) -> None:
@@ -241,6 +242,10 @@ def store_run(opts, record: dict) -> None:
     print(f"## {record['dataset']} / {record['split']} ({record['n_images']} images, {record['n_captions']} "
           f"captions, protocol {record['protocol']})\n")
     print(run_tables(record))
+    if record.get("coco_extended"):
+        from cca_bench.coco_extended import markdown
+
+        print("\n" + markdown(record["coco_extended"]))
     for task, n in (record.get("degenerate_queries") or {}).items():
         if n:
             print(f"note: {n} {task.replace('_', ' ')} queries scored every item alike (e.g. an all-zero embedding) "

@@ -132,6 +132,23 @@ def _build_split(name: str, split: str, rows: list[int], entries: list[tuple], i
     )
 
 
+def _coco_ids(entry: dict) -> tuple[int, list[int]] | None:
+    """(cocoid, the sentences' sentids) of a COCO entry (the COCO image and caption annotation ids ECCV Caption
+    and CxC are keyed by), or None when either is missing or not an integer."""
+    ids = [entry.get("cocoid")] + [s.get("sentid") if isinstance(s, dict) else None for s in entry["sentences"] or []]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in ids):
+        return None
+    return ids[0], ids[1:]
+
+
+def _split_coco_ids(coco: list, rows: list[int]) -> dict:
+    """``{"coco_ids": {"images": [...], "captions": [...]}}`` of a split when every image of it has COCO ids
+    (captions in split order), else {}."""
+    if not rows or any(coco[r] is None for r in rows):
+        return {}
+    return {"coco_ids": {"images": [coco[r][0] for r in rows], "captions": [c for r in rows for c in coco[r][1]]}}
+
+
 def load_karpathy_json(json_path: Path, name: str, image_dirs: list[Path]) -> CaptionDataset:
     """Read a Karpathy ``dataset_*.json`` into a CaptionDataset (splits train = train + restval, val, test).
 
@@ -142,13 +159,14 @@ def load_karpathy_json(json_path: Path, name: str, image_dirs: list[Path]) -> Ca
     """
     json_path, image_dirs = Path(json_path), [Path(d) for d in image_dirs] or [Path(json_path).parent]
     images = _read_json(json_path)
-    entries, rows = [], {s: [] for s in SPLIT_ORDER}
+    entries, rows, coco = [], {s: [] for s in SPLIT_ORDER}, []
     skipped = dict.fromkeys(SPLIT_ORDER, 0)
     for pos, entry in enumerate(images):
         image_id = _image_id(json_path, pos, entry)
         caps = [_caption(json_path, image_id, s, f"{json_path}: images[{pos}] sentences[{k}]")
                 for k, s in enumerate(entry["sentences"] or [])]
         entries.append((image_id, caps))
+        coco.append(_coco_ids(entry))
         split = SPLIT_OF[entry["split"]]
         if caps:
             rows[split].append(pos)
@@ -158,7 +176,8 @@ def load_karpathy_json(json_path: Path, name: str, image_dirs: list[Path]) -> Ca
         raise UserError(f"{json_path}: no image with a sentence")
     splits = {
         s: _build_split(name, s, rows[s], entries, image_dirs,
-                        {"n_images_total": len(images), "n_skipped_no_captions": skipped[s]}, json_path)
+                        {"n_images_total": len(images), "n_skipped_no_captions": skipped[s],
+                         **_split_coco_ids(coco, rows[s])}, json_path)
         for s in SPLIT_ORDER if rows[s]
     }
     sizes = ", ".join(f"{s} {sp.n_images} images / {sp.n_captions} captions" for s, sp in splits.items())
@@ -175,7 +194,7 @@ def load_karpathy_cached(json_path: Path, name: str, image_dirs: list[Path], cac
     """:func:`load_karpathy_json` through the parsed-dataset cache (``datasets/cache.py``) in ``cache_dir``."""
     from cca_bench.datasets.cache import cached_dataset
 
-    key = {"name": name, "layout": "karpathy", "image_dirs": [str(d) for d in image_dirs]}
+    key = {"name": name, "layout": "karpathy", "image_dirs": [str(d) for d in image_dirs], "coco_ids": 1}
     sources = [json_path, json_path.parent / VGG_FILE, *image_dirs]
     return cached_dataset(cache_dir, key, sources, lambda: load_karpathy_json(json_path, name, image_dirs), _FileLoader)
 

@@ -25,7 +25,7 @@ CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src '
 def build_app(data_root: Path, results_root: Path, device: str = "auto", host: str = "127.0.0.1"):
     from flask import Flask, redirect, url_for
 
-    from cca_bench.web import compare, figures, searching
+    from cca_bench.web import compare, curves, figures, searching
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_MB * 1024 * 1024
@@ -38,6 +38,8 @@ def build_app(data_root: Path, results_root: Path, device: str = "auto", host: s
     app.add_url_rule("/leaderboard.csv", view_func=leaderboard_csv)
     app.add_url_rule("/compare", view_func=compare.compare_page)
     app.add_url_rule("/compare.png", view_func=compare.compare_png)
+    app.add_url_rule("/curves", view_func=curves.curves_page)
+    app.add_url_rule("/curves/<dataset>.png", view_func=curves.curves_png)
     app.add_url_rule("/run/<stem>", view_func=run_page)
     app.add_url_rule("/run/<stem>/recall.png", view_func=figures.recall_png)
     app.add_url_rule("/model/<name>/training.png", view_func=figures.training_png)
