@@ -154,6 +154,10 @@ FLAG_CASES = [
      "empty entries"),
     ("--cv-components with an empty entry", [*GEN, "--cv", "--cv-components", "1,,8"], "without empty entries"),
     ("serve --port 70000", ["serve", "--port", "70000"], "argument --port: must be a whole number >= 0 and <= 65535"),
+    ("curve --seed -1", ["curve", "cca", "shapes", FEAT, *SMALL, "--seed", "-1"], "argument --seed: must be"),
+    ("similarity --seed -1", ["similarity", "shapes", FEAT, *SMALL, "--seed", "-1"], "argument --seed: must be"),
+    ("similarity --permutations 10**9", ["similarity", "shapes", FEAT, *SMALL, "--permutations", "1000000000"],
+     "argument --permutations: must be a whole number >= 1 and <= 1000000"),
 ]
 
 
