@@ -1,34 +1,57 @@
 #!/usr/bin/env bash
-# The GPU checks, as one prepared command for a session that is lent a CUDA machine (issue 13 item 2).
-# Run from the repository root there; everything lands in $OUT (or the folder given):
+# The GPU checks, as one prepared command for a session that is lent a CUDA machine (issues 13, 29).
+# Run from the repository root there; everything lands in $OUT (or the folder given), summed up in ONE report,
+# $OUT/REPORT_gpu.md:
 #
-#     bash benchmarks/gpu_check.sh [OUT_DIR]
+#     bash benchmarks/gpu_check.sh [OUT_DIR]          # on the GPU machine (under 8 minutes: each step has a limit)
+#     bash benchmarks/gpu_check.sh --dry-run [OUT_DIR]  # anywhere: CPU only, small sizes, the same steps
 #
-# 1. the CUDA tests: the CCA fit and the evaluation GEMM on the GPU against the CPU, the CNN runner in fp16 on
-#    the GPU against fp32 on the CPU, the GPU batch size, the sentence encoder on both (tests skip what the
-#    machine's packages cannot run);
-# 2. bench_extract.py: VGG19 on the CPU and on the GPU (eager fp32 loop there against the suite's paths);
-# 3. bench_cca.py at Flickr30k size: our fit on the CPU and on the GPU, and the evaluation on the GPU.
+# 1. the CUDA tests (at most 110 s): the CCA fit and the evaluation GEMM on the GPU against the CPU, the CNN
+#    runner in fp16 against fp32, the sentence encoder on both (tests skip what the machine's packages cannot run);
+# 2. bench_gpu.py (at most 240 s): the moments pass of cca/kcca/ridge/procrustes/pls, the CCA solve, the ridge,
+#    procrustes and pls fits, the COCO-5k-size evaluation (ranks must equal the CPU's) and a dcca epoch, each on
+#    the CPU and on the GPU, with how far the results are apart;
+# 3. bench_extract.py (at most 100 s): VGG19 extraction on the CPU and on the GPU.
 # It needs torch, numpy, scipy, scikit-learn, pandas, pillow, tqdm, tabulate, safetensors, h5py, pyarrow,
-# onnx and pytest, and no package of the builtin datasets. About 6-8 minutes on a 16-core machine with an H200;
-# each step has its own time limit, so one that hangs does not eat the others' time.
+# onnx and pytest, and no package of the builtin datasets.
 set -u
+dry=""
+if [ "${1:-}" = "--dry-run" ]; then dry="--dry-run"; shift; fi
 out=${1:-${OUT:-/tmp/cca_bench_gpu_check}}
 mkdir -p "$out"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
+start=$(date +%s)
 {
   date -u
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
-  "$py" -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'numpy', numpy.__version__); print(torch.cuda.get_device_name(0))"
-} 2>&1 | tee "$out/device.txt"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || echo "no nvidia-smi"
+  "$py" -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'numpy', numpy.__version__); print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device')"
+} > "$out/device.txt" 2>&1
 
-timeout 150 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda_paths.py tests/features/test_imagenet.py \
-  tests/features/test_sentence.py -k "cuda or device" -rs 2>&1 | tee "$out/tests.log"
+if [ -z "$dry" ]; then
+  timeout 110 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda_paths.py tests/features/test_imagenet.py \
+    tests/features/test_sentence.py -k "cuda or device" -rs > "$out/tests.log" 2>&1
+else
+  CCA_BENCH_TEST_DEVICE=cpu timeout 110 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda_paths.py -rs \
+    > "$out/tests.log" 2>&1  # the CUDA tests' code, on the CPU
+fi
+echo "tests exit $?" >> "$out/tests.log"
 
-timeout 240 "$py" benchmarks/bench_extract.py --images 256 --rounds 1 --encoders vgg19 \
-  --workdir /tmp/cca_bench_extract --out "$out/REPORT_extract_gpu.md" 2>&1 | tee "$out/extract.log"
+timeout 240 "$py" benchmarks/bench_gpu.py $dry --out "$out/REPORT_gpu_paths.md" > "$out/paths.log" 2>&1
+echo "bench_gpu exit $?" >> "$out/paths.log"
 
-timeout 240 "$py" benchmarks/bench_cca.py --sizes flickr30k --methods ours,ours_cuda \
-  --workdir /tmp/cca_bench_data --out "$out/REPORT_cca_gpu.md" 2>&1 | tee "$out/cca.log"
-echo "done: $(ls "$out")"
+if [ -z "$dry" ]; then
+  timeout 100 "$py" benchmarks/bench_extract.py --images 128 --rounds 1 --encoders vgg19 \
+    --workdir /tmp/cca_bench_extract --out "$out/REPORT_extract_gpu.md" > "$out/extract.log" 2>&1
+  echo "bench_extract exit $?" >> "$out/extract.log"
+fi
+
+{
+  echo "# GPU check ($(date -u +%Y-%m-%dT%H:%MZ)${dry:+, DRY RUN: CPU only, small sizes})"
+  echo; echo '```'; cat "$out/device.txt"; echo '```'
+  echo; echo "## CUDA tests"; echo; echo '```'; tail -n 15 "$out/tests.log"; echo '```'
+  echo; sed 's/^# /## /' "$out/REPORT_gpu_paths.md" 2>/dev/null || { echo "## bench_gpu.py failed"; tail -n 20 "$out/paths.log"; }
+  if [ -f "$out/REPORT_extract_gpu.md" ]; then echo; sed 's/^# /## /' "$out/REPORT_extract_gpu.md"; fi
+  echo; echo "Wall time $(( $(date +%s) - start )) s."
+} > "$out/REPORT_gpu.md"
+echo "report: $out/REPORT_gpu.md ($(ls "$out" | tr '\n' ' '))"

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import importlib.util
-import re
 import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
+from cca_bench.checks import check_resamples, check_tag
 from cca_bench.config import FeatureSpec, Locations, timed as _timed, torch_device
 from cca_bench.errors import UserError
 from cca_bench.features.pipelines import (Pipelines, features_tag, model_files,  # noqa: F401  (run records)
@@ -123,9 +123,7 @@ def model_path(method: str, dataset: str, spec: FeatureSpec, opts: Options) -> P
     """``RESULTS/models/METHOD__DATASET__FEATURES[@TAG]``: a ``--tag`` keeps variants of one method apart."""
     name = "__".join([method, dataset_tag(dataset, opts.dataset_options), features_tag(spec, opts.features)])
     if opts.tag:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", opts.tag):
-            raise UserError(f"--tag {opts.tag!r} may hold only letters, digits, '_', '.' and '-'")
-        name += f"@{opts.tag}"
+        name += f"@{check_tag(opts.tag)}"
     return opts.locations.results_root / "models" / name
 
 
@@ -138,7 +136,10 @@ def load_model(method: str, dataset_name: str, spec: FeatureSpec, opts: Options)
     if not path.with_name(path.name + ".safetensors").is_file():
         prefix = f"{method}__{dataset_tag(dataset_name, opts.dataset_options)}__{spec.name}"
         raise UserError(missing_model(path, prefix))
-    return cls.load(path)
+    model = cls.load(path)
+    if "backend" in model.get_params():  # scoring work (asif's top-k) runs where THIS command's --backend says,
+        model.set_params(backend=opts.features.backend, dask_scheduler=opts.features.dask_scheduler)  # not the fit's
+    return model
 
 
 def saved_models(results_root: Path, prefix: str = "") -> list[str]:
@@ -388,6 +389,8 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
     dataset = load_dataset(dataset_name, opts)
     split = dataset.split(split_name)
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
+    if opts.run.bootstrap:
+        check_resamples("--bootstrap", opts.run.bootstrap, split.n_images)  # before the models run, not after
     timings: dict = {}
     embedded = [_embed_split(method, dataset, dataset_name, split_name, spec, seed_options(opts, s), timings)
                 for s in (seeds or [None])]

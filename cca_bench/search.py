@@ -328,11 +328,13 @@ def _cell(row: dict, column: str) -> str:
 
 
 def markdown_table(result: SearchResult) -> str:
-    """The hits as a GitHub markdown table (``|`` inside captions escaped)."""
+    """The hits as a GitHub markdown table (captions' ``|``, ``<``, ``>`` escaped: :func:`cca_bench.cells.md_cell`)."""
     from tabulate import tabulate
 
+    from cca_bench.cells import md_cell
+
     cols = _columns(result)
-    body = [[_cell(r, c).replace("|", "\\|") for c in cols] for r in result.rows]
+    body = [[md_cell(_cell(r, c)) for c in cols] for r in result.rows]
     return tabulate(body, list(cols), tablefmt="github", disable_numparse=True)
 
 

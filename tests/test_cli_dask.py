@@ -1,5 +1,6 @@
 """`generate ... --backend dask` fits through a Dask cluster and saves the same model as the numpy backend."""
 import numpy as np
+import pytest
 
 from cca_bench.__main__ import main
 from cca_bench.methods.cca import RegularizedCCA
@@ -36,3 +37,59 @@ def test_generate_kcca_with_dask_backend_matches_numpy(tmp_path):
     a, b = models["numpy"], models["dask"]
     assert b.backend == "dask" and b.map_x_.n_features_out == a.map_x_.n_features_out == 50
     np.testing.assert_allclose(b.canonical_correlations_, a.canonical_correlations_, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["ridge", "procrustes", "pls", "asif"])
+def test_every_method_of_sums_takes_backend_dask(tmp_path, method):
+    """The command-line contract: `generate METHOD --backend dask` (a LocalCluster here) saves the numpy backend's
+    model for every method fitted from sums. Planted bug caught: a method whose CLI_PARAMS lack the backend
+    options (the flag is refused as another method's)."""
+    from cca_bench.methods import load_all
+    from cca_bench.registry import METHODS
+
+    load_all()
+    models = {}
+    for backend in ("numpy", "dask"):
+        roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / backend)]
+        extra = ["--top-k", "20"] if method == "asif" else []
+        argv = ["generate", method, "shapes", "glove50_tinyimage", "--backend", backend, *SMALL[:-2], *extra, *roots]
+        assert main(argv) == 0
+        (path,) = (tmp_path / backend / "models").glob("*.safetensors")
+        models[backend] = METHODS.get(method).load(path.with_suffix(""))
+    a, b = models["numpy"], models["dask"]
+    assert b.backend == "dask" and a.backend == "numpy"
+    for name in ("x_weights_", "y_weights_", "mean_x_", "anchor_texts_"):
+        if getattr(a, name, None) is not None:
+            # the leading 10 components: the last of the 50 that 250 pairs give pls / procrustes are near-degenerate,
+            # and the float32 moments' rounding (chunked differently on the cluster) turns them
+            want = getattr(a, name)[..., :10] if getattr(a, name).ndim == 2 and method != "ridge" else getattr(a, name)
+            got = getattr(b, name)[..., : want.shape[-1]]
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max(), err_msg=name)
+
+
+def test_dcca_says_it_trains_on_one_machine(tmp_path, capsys):
+    """dcca refuses --backend in one line that says why. Planted bug caught: no REFUSED_OPTIONS on dcca (the
+    generic 'not an option of dcca' line, which does not say it trains on one machine)."""
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "dcca", "shapes", "glove50_tinyimage", "--backend", "dask", "--results-root", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "trains on one machine" in err, err
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_model_fitted_on_dask_scores_where_run_benchmark_says(tmp_path, monkeypatch):
+    """An asif model fitted with --backend dask is scored by run_benchmark on this machine unless run_benchmark
+    itself says --backend dask (the fit's scheduler may be gone). Planted bug caught: the loaded model keeping
+    the fit's backend (its top-k then asks for a Dask cluster)."""
+    from cca_bench import linalg
+
+    roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "results")]
+    assert main(["generate", "asif", "shapes", "glove50_tinyimage", "--backend", "dask", "--top-k", "20",
+                 *SMALL[:-2], *roots]) == 0
+
+    def no_cluster(*a, **k):
+        raise AssertionError("a Dask cluster was asked for")
+
+    monkeypatch.setattr(linalg, "dask_client", no_cluster)
+    assert main(["run_benchmark", "asif", "shapes", "test", "glove50_tinyimage", "--ci", "none", "-q",
+                 "-D", "n_train=200", "-D", "n_val=20", "-D", "n_test=40", *roots]) == 0

@@ -70,3 +70,22 @@ def test_mapped_dask_moments_match_the_numpy_path(client, indexed):
     assert got.cxx.shape == (11, 11) and got.cyy.shape == (4, 4)
     for name in ("mean_x", "mean_y", "cxx", "cyy", "cxy"):
         np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_cached_feature_files_are_read_on_the_workers(client, tmp_path):
+    """A whole-file memmap (what the feature cache returns) becomes tasks that read their rows from the file, so
+    the graph carries a path, not the rows (what keeps a cluster fit's traffic at O(d^2) per worker); a slice of
+    it is shipped as before. Planted bug caught: npy_file_of always None (the graph then holds every row)."""
+    import pickle
+
+    x, y, x_index = indexed_data(4, n_x=300, n_y=900)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    xm, ym = (np.load(tmp_path / f"{v}.npy", mmap_mode="r") for v in "xy")
+    assert linalg.npy_file_of(xm) == str(tmp_path / "x.npy") and linalg.npy_file_of(xm[1:]) is None
+    graph = dict(linalg._dask_rows(ym, 128).__dask_graph__())
+    assert len(pickle.dumps(graph)) < ym.nbytes / 4, len(pickle.dumps(graph))
+    got = linalg.dask_moments(xm, ym, x_index, chunk=128)
+    want = linalg.paired_moments(x, y, x_index, chunk=128)
+    for name in ("mean_x", "mean_y", "cxx", "cyy", "cxy"):
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-6, atol=1e-6, err_msg=name)

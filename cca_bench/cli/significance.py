@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cca_bench.cli.common import add_common, metric, positive_float, positive_int
+from cca_bench.cli.common import add_common, metric, positive_float, resamples, seed
 from cca_bench.errors import UserError
 
 HELP = "is run A better than run B? a paired test on the same test images"
@@ -26,10 +26,10 @@ def add_arguments(p, argv: list[str]) -> None:
     p.add_argument("--metric", default="rsum", type=metric, metavar="METRIC",
                    help=f"rsum (default), {', '.join(METRICS)} (both directions summed), or one direction: "
                    "i2t:R@1, t2i:median_rank, ... (any case; medr = median_rank)")
-    p.add_argument("--resamples", type=positive_int, default=PAIRED_RESAMPLES, metavar="N",
-                   help=f"permutations and bootstrap resamples (default {PAIRED_RESAMPLES})")
-    p.add_argument("--seed", type=int, default=PAIRED_SEED,
-                   help=f"seed of the permutations and resamples (default {PAIRED_SEED})")
+    p.add_argument("--resamples", type=resamples, default=PAIRED_RESAMPLES, metavar="N",
+                   help=f"permutations and bootstrap resamples, 1 to 10^6 (default {PAIRED_RESAMPLES})")
+    p.add_argument("--seed", type=seed, default=PAIRED_SEED,
+                   help=f"seed of the permutations and resamples, 0 to 2^32-1 (default {PAIRED_SEED})")
     p.add_argument("--equivalence", type=positive_float, metavar="MARGIN",
                    help="also test equivalence: is |A - B| < MARGIN (in the metric's units)? two one-sided tests "
                    "(TOST) at alpha 0.05, so that \"no worse than B within MARGIN\" can be claimed")
@@ -45,12 +45,14 @@ def add_arguments(p, argv: list[str]) -> None:
 def run(args) -> None:
     import json
 
+    from cca_bench.checks import check_resamples
     from cca_bench.config import results_root
     from cca_bench.results import load_ranks, write_text
     from cca_bench.verdict import compare_runs, significance_text
 
     a, b = paired_runs(results_root(args.results_root), args.run_a, args.run_b)
-    ranks = load_ranks(a), load_ranks(b)
+    ranks = (load_ranks(a), load_ranks(b))
+    check_resamples("--resamples", args.resamples, ranks[0].n_images)  # before the test allocates its draws
     result = compare_runs((a, b), ranks, args.metric, args.resamples, args.seed, args.equivalence)
     print(significance_text(result))
     if args.examples:

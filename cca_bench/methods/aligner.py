@@ -15,11 +15,12 @@ from cca_bench import linalg
 from cca_bench.checks import COUNT
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
-from cca_bench.methods.base import check_arrays, load_saved, save_arrays
+from cca_bench.methods.base import BACKEND_CLI, check_arrays, load_saved, save_arrays
 from cca_bench.methods.estimator import PairedEstimator
 
 
 NORMALIZE_CLI = (bool, "ridge, procrustes, pls: L2-normalise every image and caption feature row first")
+COMMON_CLI = {"normalize": NORMALIZE_CLI, **BACKEND_CLI}  # the options every aligner takes
 
 
 def l2_rows(a: np.ndarray) -> np.ndarray:
@@ -44,7 +45,8 @@ class LinearAligner(PairedEstimator):
     """Base of the moment-based aligners (not registered itself).
 
     Subclasses set ``METHOD``, ``CV_GRID`` ({knob: (default values, --cv flag)}), take ``normalize``,
-    ``center``, ``device``, ``chunk_rows`` and ``cov_precision`` in their ``__init__`` and implement
+    ``center``, ``device``, ``chunk_rows``, ``cov_precision``, ``backend`` and ``dask_scheduler`` (where the
+    moments pass runs: :func:`cca_bench.linalg.streamed_moments`) in their ``__init__`` and implement
     :meth:`solve`. Fitted: ``x_weights_`` (dx, k) or None, ``y_weights_`` (dy, k) or None, ``mean_x_`` (dx,),
     ``mean_y_`` (dy,), ``n_samples_``, plus what ``solve`` adds to ``_ARRAYS``.
     """
@@ -65,9 +67,9 @@ class LinearAligner(PairedEstimator):
         if X.ndim != 2 or Y.ndim != 2:
             raise UserError(f"{self.METHOD} needs 2-d feature arrays, got shapes {X.shape} and {Y.shape}")
         fn = l2_rows if self.normalize else None
-        dtype = linalg.precision_for(self.PRECISION_REG, self.cov_precision)
-        m = linalg.paired_moments(X, Y, x_index, self.chunk_rows, device=torch_device(self.device), dtype=dtype,
-                                  map_x=fn, map_y=fn)
+        m = linalg.streamed_moments(X, Y, x_index, reg=self.PRECISION_REG, precision=self.cov_precision,
+                                    backend=self.backend, scheduler=self.dask_scheduler, chunk=self.chunk_rows,
+                                    device=torch_device(self.device), map_x=fn, map_y=fn)
         return m if self.center else linalg.uncentred(m)
 
     def _fit(self, X, Y, x_index):
@@ -96,13 +98,16 @@ class LinearAligner(PairedEstimator):
         dev = torch_device(self.device)
         return tuple(torch.as_tensor(c, dtype=torch.float64, device=dev) for c in (m.cxx, m.cyy, m.cxy))
 
-    def _common(self, normalize, center, device, chunk_rows, cov_precision) -> None:
+    def _common(self, normalize, center, device, chunk_rows, cov_precision, backend="numpy",
+                dask_scheduler=None) -> None:
         """Store the constructor arguments every aligner takes (scikit-learn style: stored as given)."""
         self.normalize = normalize
         self.center = center
         self.device = device
         self.chunk_rows = chunk_rows
         self.cov_precision = cov_precision
+        self.backend = backend
+        self.dask_scheduler = dask_scheduler
 
     def _check_components(self) -> None:
         if getattr(self, "n_components", None) is not None:

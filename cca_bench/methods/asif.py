@@ -27,7 +27,7 @@ from cca_bench.checks import COUNT, POSITIVE
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
 from cca_bench.methods.aligner import l2_rows
-from cca_bench.methods.base import check_arrays, load_saved, save_arrays
+from cca_bench.methods.base import BACKEND_CLI, check_arrays, load_saved, save_arrays
 from cca_bench.methods.estimator import PairedEstimator
 from cca_bench.registry import METHODS
 
@@ -84,6 +84,32 @@ def relative_topk(queries: np.ndarray, anchors: np.ndarray, k: int, device: str 
     if not values:
         return np.zeros((0, k_out), np.float32), np.zeros((0, k_out), np.int64)
     return np.concatenate(values), np.concatenate(indices)
+
+
+def dask_relative_topk(queries: np.ndarray, anchors: np.ndarray, k: int, scheduler: str | None = None,
+                       block: int = BLOCK, query_block: int = QUERY_BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`relative_topk` with each block of ``query_block`` queries one task on a Dask cluster.
+
+    The anchors travel once to each worker (one graph key); a task streams them in ``block`` anchor blocks and
+    returns only its (query_block, k) values and indices, so the cluster moves O(m d + n k), never the n x m
+    similarities. The query blocks and the arithmetic are :func:`relative_topk`'s own, so the neighbours are the
+    local ones. ``scheduler``: as :func:`cca_bench.linalg.dask_client`.
+    """
+    from cca_bench.extras import require
+    from cca_bench.linalg import dask_client
+
+    dask = require("dask", "backend='dask'")
+
+    anchors = np.ascontiguousarray(anchors, dtype=np.float32)
+    if len(queries) == 0:
+        return relative_topk(queries, anchors, k)
+    shared = dask.delayed(anchors, pure=True)
+    tasks = [dask.delayed(relative_topk)(np.ascontiguousarray(queries[q0:q0 + query_block], dtype=np.float32),
+                                         shared, k, "cpu", block, query_block)
+             for q0 in range(0, len(queries), query_block)]
+    with dask_client(scheduler):
+        parts = dask.compute(*tasks)
+    return np.concatenate([v for v, _ in parts]), np.concatenate([i for _, i in parts])
 
 
 def expand_pairs(values: np.ndarray, unique: np.ndarray, starts: np.ndarray, k: int):
@@ -144,6 +170,8 @@ class ASIF(PairedEstimator):
             cosines of non-negative CNN features.
         device: "auto" (CUDA when present), "cpu" or "cuda" for the similarity blocks.
         random_state: seed of the anchor sample.
+        backend: "numpy" (here) or "dask": each block of queries' top-k is a task on a Dask cluster
+            (:func:`dask_relative_topk`); dask_scheduler: its address (default a LocalCluster).
     Fitted: ``anchor_images_`` (n_u, dx) unit rows of the distinct anchor images, ``anchor_texts_`` (m, dy) unit
         rows, ``image_starts_`` (n_u + 1,): anchor pairs of image u are ``image_starts_[u]:image_starts_[u + 1]``
         (pairs are ordered by image), ``shift_x_`` (dx,), ``shift_y_`` (dy,) (the means subtracted; zeros
@@ -157,16 +185,20 @@ class ASIF(PairedEstimator):
         "anchors": (COUNT.cli(), "asif: train pairs sampled as anchors (default: every train caption with its image)"),
         "center": (yes_no, "asif: yes (default) subtracts the anchors' mean image and mean caption before the "
                    "cosines; no follows the reference code"),
+        **BACKEND_CLI,
     }
     CV_GRID = {"top_k": ((50, 100, 200, 400, 800), "--cv-top-k"), "exponent": ((1.0, 2.0, 4.0, 8.0), "--cv-exponent")}
 
-    def __init__(self, top_k=800, exponent=8.0, anchors=None, center=True, device="auto", random_state=0):
+    def __init__(self, top_k=800, exponent=8.0, anchors=None, center=True, device="auto", random_state=0,
+                 backend="numpy", dask_scheduler=None):
         self.top_k = top_k
         self.exponent = exponent
         self.anchors = anchors
         self.center = center
         self.device = device
         self.random_state = random_state
+        self.backend = backend
+        self.dask_scheduler = dask_scheduler
 
     def check_params(self, n_images: int | None = None, n_captions: int | None = None) -> None:
         """top_k >= 1 and at most the anchors, exponent > 0, anchors at most the train captions."""
@@ -211,14 +243,22 @@ class ASIF(PairedEstimator):
         """(values (n, k), anchor pair indices (n, k)) of images X (n, dx), largest first."""
         self._check_fitted()
         X = self._rows(X, self.anchor_images_, "image")
-        v, u = relative_topk(l2_rows(X - self.shift_x_), self.anchor_images_, k, torch_device(self.device))
+        v, u = self._topk(l2_rows(X - self.shift_x_), self.anchor_images_, k)
         return expand_pairs(v, u, self.image_starts_, min(k, self.n_anchors_))
 
     def topk_texts(self, Y, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(values (n, k), anchor pair indices (n, k)) of captions Y (n, dy), largest first."""
         self._check_fitted()
         Y = self._rows(Y, self.anchor_texts_, "caption")
-        return relative_topk(l2_rows(Y - self.shift_y_), self.anchor_texts_, k, torch_device(self.device))
+        return self._topk(l2_rows(Y - self.shift_y_), self.anchor_texts_, k)
+
+    def _topk(self, queries: np.ndarray, anchors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`relative_topk` here (``device``) or, with ``backend="dask"``, on the cluster."""
+        if self.backend == "dask":
+            return dask_relative_topk(queries, anchors, k, self.dask_scheduler, BLOCK, QUERY_BLOCK)
+        if self.backend != "numpy":
+            raise UserError(f"unknown backend {self.backend!r} (choose from numpy, dask)")
+        return relative_topk(queries, anchors, k, torch_device(self.device), BLOCK, QUERY_BLOCK)
 
     def _rows(self, a, anchors, what: str) -> np.ndarray:
         a = np.asarray(a)

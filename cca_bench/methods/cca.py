@@ -17,7 +17,7 @@ from cca_bench import linalg
 from cca_bench.checks import COUNT, NON_NEGATIVE
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
-from cca_bench.methods.base import check_arrays, load_saved, save_arrays
+from cca_bench.methods.base import BACKEND_CLI, check_arrays, load_saved, save_arrays
 from cca_bench.methods.estimator import PairedEstimator
 from cca_bench.registry import METHODS
 
@@ -90,9 +90,7 @@ class RegularizedCCA(PairedEstimator):
                 "1e-2)"),
         "eig_power": (NON_NEGATIVE.cli(), "scale each dimension by its canonical correlation to this power "
                       "(default 1)"),
-        "backend": (str, "where the covariances are accumulated: numpy (default; torch on a GPU device) or dask "
-                    "(chunks as tasks on a Dask cluster; image feature shards are then extracted there too)", ["numpy", "dask"]),
-        "dask_scheduler": (str, "with --backend dask: scheduler address (default: a LocalCluster)"),
+        **BACKEND_CLI,
         "similarity": (str, "cca, kcca: cosine (default: projections weighted by rho^eig_power, then the run's "
                        "distance) or csa (Li et al. 2025: unit projections, score sum_j rho_j^eig_power x_j y_j, "
                        "the same ranking under every --distance)", list(SIMILARITIES)),
@@ -164,19 +162,11 @@ class RegularizedCCA(PairedEstimator):
         return self
 
     def _moments(self, X, Y, x_index, map_x=None, map_y=None) -> linalg.Moments:
-        """The covariance pass in the chosen backend; ``map_x`` / ``map_y`` (feature maps, e.g. kcca's kernel
-        maps) are applied chunk by chunk, inside each task with dask."""
-        dtype = linalg.precision_for(self.reg, self.cov_precision)
-        chunk = self.chunk_rows if dtype == np.float32 else max(1, self.chunk_rows // 2)  # same buffer bytes
-        if self.backend == "dask":
-            m = linalg.dask_moments(X, Y, x_index, chunk, self.dask_scheduler, dtype=dtype, map_x=map_x, map_y=map_y)
-        elif self.backend == "numpy":
-            m = linalg.paired_moments(X, Y, x_index, chunk, device=torch_device(self.device), dtype=dtype,
-                                      map_x=map_x, map_y=map_y)
-        else:
-            raise UserError(f"unknown backend {self.backend!r} (numpy or dask)")
-        m.dtype = dtype.name
-        return m
+        """The covariance pass in the chosen backend (:func:`cca_bench.linalg.streamed_moments`); ``map_x`` /
+        ``map_y`` (feature maps, e.g. kcca's kernel maps) are applied chunk by chunk, inside each task with dask."""
+        return linalg.streamed_moments(X, Y, x_index, reg=self.reg, precision=self.cov_precision,
+                                       backend=self.backend, scheduler=self.dask_scheduler, chunk=self.chunk_rows,
+                                       device=torch_device(self.device), map_x=map_x, map_y=map_y)
 
     def _n_components(self, dx: int, dy: int) -> int:
         k_max = min(dx, dy)

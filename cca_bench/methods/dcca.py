@@ -14,12 +14,15 @@ fitted on the train outputs, as Andrew et al. do; the embeddings are its correla
 Training is Adam over mini-batches of train pairs (each caption with its image), seeded by ``random_state``,
 with early stopping on the validation R-sum after each epoch (the loop :func:`cca_bench.methods.vse.early_stopping`
 shared with ``vse``). Inputs are standardised per feature with the train means and standard deviations.
+
+dcca trains on one machine (torch, on a GPU when ``device`` has one): its loss is not a sum over pairs, so it has
+no ``--backend dask`` (the methods fitted from sums do; docs/cluster.md).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from cca_bench.checks import COUNT, NON_NEGATIVE, POSITIVE, Bound
+from cca_bench.checks import COUNT, LAYERS, NON_NEGATIVE, POSITIVE, Bound, check_memory
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
 from cca_bench.methods.base import check_arrays, load_saved, save_arrays
@@ -61,8 +64,13 @@ def build_mlp(d_in: int, hidden: int, layers: int, d_out: int):
     return nn.Sequential(*mods, nn.Linear(width, d_out))
 
 
+ONE_MACHINE = ("dcca trains on one machine (torch, on a GPU when --device has one): its loss is not a sum over "
+               "pairs, so it takes no --backend / --dask-scheduler (docs/cluster.md)")
+
+
 @METHODS.register("dcca", help="deep CCA (Andrew et al. 2013; Yan & Mikolajczyk 2015): two MLPs on the frozen "
-                  "features trained with the sum of canonical correlations, early stopping on val R-sum")
+                  "features trained with the sum of canonical correlations, early stopping on val R-sum; trains on one "
+                  "machine (no --backend dask)")
 class DeepCCA(PairedEstimator):
     """Deep CCA on frozen features, scikit-learn style.
 
@@ -75,16 +83,18 @@ class DeepCCA(PairedEstimator):
         device: "auto" (CUDA when present), "cpu", "cuda"; num_threads: torch threads while training on the CPU
         (0: every core this process may use; as vse's); random_state: initial weights and batch order;
         progress: tqdm bar on stderr.
+    Trains on one machine (no Dask backend: its mini-batch loss is not a sum over pairs; docs/cluster.md).
     Fitted: ``net_`` (torch ModuleDict "img", "txt"), ``mean_x_``, ``std_x_``, ``mean_y_``, ``std_y_`` (input
         standardisation), ``cca_`` (RegularizedCCA on the outputs), ``history_``, ``best_epoch_``, ``n_samples_``.
     """
 
     METHOD = "dcca"
+    REFUSED_OPTIONS = {"--backend": ONE_MACHINE, "--dask-scheduler": ONE_MACHINE}
     uses_val = True
     CLI_PARAMS = {  # dcca's own texts: `generate dcca --help` shows these only
         "dim": (COUNT.cli(), "dcca: output width of each network (default 64, below --train-batch-size)"),
         "hidden": (COUNT.cli(), "dcca: width of the hidden layers (default 512)"),
-        "layers": (Bound(integer=True, low=0).cli(), "dcca: hidden layers per view (default 1)"),
+        "layers": (LAYERS.cli(), "dcca: hidden layers per view, 0 to 1000 (default 1)"),
         "lr": (POSITIVE.cli(), "dcca: Adam learning rate (default 1e-3)"),
         "train_batch_size": (Bound(integer=True, low=2).cli(), "dcca: pairs per training batch (default 512)"),
         "epochs": (COUNT.cli(), "dcca: most training epochs (default 50)"),
@@ -114,15 +124,26 @@ class DeepCCA(PairedEstimator):
 
     def check_params(self, n_images: int | None = None, n_captions: int | None = None) -> None:
         """Every option in range, and a batch wider than the output (else its covariance is singular)."""
-        for name, bound in (("dim", COUNT), ("hidden", COUNT), ("layers", Bound(integer=True, low=0)),
+        for name, bound in (("dim", COUNT), ("hidden", COUNT), ("layers", LAYERS),
                             ("lr", POSITIVE), ("train_batch_size", COUNT), ("epochs", COUNT),
                             ("patience", COUNT), ("eps", NON_NEGATIVE), ("cca_reg", NON_NEGATIVE)):
             bound.check(name, getattr(self, name))
+        check_memory(self.network_bytes(), f"dcca --hidden {self.hidden} --layers {self.layers}")
         if self.train_batch_size <= self.dim:
             raise UserError(f"DeepCCA train_batch_size={self.train_batch_size} must exceed dim={self.dim}: a batch "
                             "needs more pairs than canonical dimensions")
         if n_captions is not None and n_captions <= self.dim:
             raise UserError(f"DeepCCA dim={self.dim} needs more than {n_captions} train pairs")
+
+    def network_bytes(self, dx: int = 1, dy: int = 1) -> int:
+        """A lower bound on the training memory of both networks for inputs of widths ``dx``, ``dy`` (1 when not
+        yet known): float32 weights with their gradients and Adam's two moments (4 copies), and one batch's
+        activations of every layer, kept for the backward pass."""
+        h, n = self.hidden, self.layers
+        weights = sum(d * (h if n else self.dim) + max(n - 1, 0) * h * h + (h * self.dim if n else 0)
+                      for d in (dx, dy))
+        activations = 2 * self.train_batch_size * (n * h + self.dim)
+        return 4 * (4 * weights + 2 * activations)
 
     # --- fitting --------------------------------------------------------------------------------
     _FITTED = "cca_"  # set last: the linear CCA on the trained networks' outputs
@@ -159,6 +180,8 @@ class DeepCCA(PairedEstimator):
     def _new_net(self, dx: int, dy: int):
         from torch import nn
 
+        check_memory(self.network_bytes(dx, dy), f"dcca --hidden {self.hidden} --layers {self.layers} on "
+                     f"{dx}- and {dy}-d features")
         return nn.ModuleDict({"img": build_mlp(dx, self.hidden, self.layers, self.dim),
                               "txt": build_mlp(dy, self.hidden, self.layers, self.dim)})
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from cca_bench import linalg
 from cca_bench.checks import COUNT
 from cca_bench.errors import UserError
-from cca_bench.methods.aligner import NORMALIZE_CLI, LinearAligner
+from cca_bench.methods.aligner import COMMON_CLI, LinearAligner
 from cca_bench.registry import METHODS
 
 
@@ -25,7 +25,8 @@ class PLSSVD(LinearAligner):
     Args:
         n_components: components kept (default: the narrower feature width).
         scale: divide every feature by its standard deviation first (scikit-learn's ``scale=True``).
-        normalize, center, device, chunk_rows, cov_precision: as for :class:`~cca_bench.methods.ridge.RidgeMap`.
+        normalize, center, device, chunk_rows, cov_precision, backend, dask_scheduler: as for
+            :class:`~cca_bench.methods.ridge.RidgeMap`.
     Fitted: ``x_weights_`` (dx, k), ``y_weights_`` (dy, k) (per-feature scaling folded in),
         ``singular_values_`` (k,), ``mean_x_``, ``mean_y_``, ``n_samples_``.
     """
@@ -34,16 +35,16 @@ class PLSSVD(LinearAligner):
     CLI_PARAMS = {
         "n_components": (COUNT.cli(), "pls: components kept (default: the narrower feature width)"),
         "scale": (bool, "pls: divide every feature by its standard deviation first (as scikit-learn's PLSSVD)"),
-        "normalize": NORMALIZE_CLI,
+        **COMMON_CLI,
     }
     CV_GRID = {"n_components": ((32, 64, 128, 256, 512), "--cv-components")}
     _ARRAYS = ("singular_values_",)
 
     def __init__(self, n_components=None, scale=False, normalize=False, center=True, device="auto",
-                 chunk_rows=linalg.CHUNK_ROWS, cov_precision="auto"):
+                 chunk_rows=linalg.CHUNK_ROWS, cov_precision="auto", backend="numpy", dask_scheduler=None):
         self.n_components = n_components
         self.scale = scale
-        self._common(normalize, center, device, chunk_rows, cov_precision)
+        self._common(normalize, center, device, chunk_rows, cov_precision, backend, dask_scheduler)
 
     def check_params(self, n_images=None, n_captions=None) -> None:
         self._check_components()

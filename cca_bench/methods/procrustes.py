@@ -22,7 +22,7 @@ import numpy as np
 from cca_bench import linalg
 from cca_bench.checks import COUNT
 from cca_bench.errors import UserError
-from cca_bench.methods.aligner import NORMALIZE_CLI, LinearAligner
+from cca_bench.methods.aligner import COMMON_CLI, LinearAligner
 from cca_bench.registry import METHODS
 
 EQUALIZE = ("pca", "pad")
@@ -74,7 +74,8 @@ class Procrustes(LinearAligner):
         n_components: width both views are brought to (PCA; at most the narrower view's width, the default).
         equalize: "pca" (principal components of a wider view) or "pad" (zero-pad the narrower view; then
             n_components must be left at its default).
-        normalize, center, device, chunk_rows, cov_precision: as for :class:`~cca_bench.methods.ridge.RidgeMap`.
+        normalize, center, device, chunk_rows, cov_precision, backend, dask_scheduler: as for
+            :class:`~cca_bench.methods.ridge.RidgeMap`.
     Fitted: ``x_weights_`` (dx, k), ``y_weights_`` (dy, k), ``scales_`` (2,) the two total standard
         deviations, ``mean_x_``, ``mean_y_``, ``n_samples_``.
     """
@@ -84,16 +85,16 @@ class Procrustes(LinearAligner):
         "n_components": (COUNT.cli(), "procrustes: width both views are brought to (default: the narrower one's)"),
         "equalize": (str, "procrustes: pca (project the wider view onto its principal components, default) or pad "
                      "(zero-pad the narrower view)", list(EQUALIZE)),
-        "normalize": NORMALIZE_CLI,
+        **COMMON_CLI,
     }
     CV_GRID = {"n_components": ((32, 64, 128, 256, 512), "--cv-components")}
     _ARRAYS = ("scales_",)
 
     def __init__(self, n_components=None, equalize="pca", normalize=False, center=True, device="auto",
-                 chunk_rows=linalg.CHUNK_ROWS, cov_precision="auto"):
+                 chunk_rows=linalg.CHUNK_ROWS, cov_precision="auto", backend="numpy", dask_scheduler=None):
         self.n_components = n_components
         self.equalize = equalize
-        self._common(normalize, center, device, chunk_rows, cov_precision)
+        self._common(normalize, center, device, chunk_rows, cov_precision, backend, dask_scheduler)
 
     def check_params(self, n_images=None, n_captions=None) -> None:
         if self.equalize not in EQUALIZE:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from cca_bench import linalg
 from cca_bench.checks import NON_NEGATIVE
 from cca_bench.errors import UserError
-from cca_bench.methods.aligner import NORMALIZE_CLI, LinearAligner
+from cca_bench.methods.aligner import COMMON_CLI, LinearAligner
 from cca_bench.registry import METHODS
 
 DIRECTIONS = ("image2text", "text2image")
@@ -32,6 +32,8 @@ class RidgeMap(LinearAligner):
         center: subtract the means (scikit-learn's ``fit_intercept``); False fits through the origin.
         device: "auto" (CUDA when present), "cpu" or "cuda" for the covariance products and the solve.
         chunk_rows: rows per chunk of the covariance pass; cov_precision: as RegularizedCCA's.
+        backend, dask_scheduler: where the moments pass runs, "numpy" here or "dask" on a cluster (as
+            RegularizedCCA's; :func:`cca_bench.linalg.streamed_moments`).
     Fitted: ``x_weights_`` (dx, dy) and ``y_weights_`` None (image2text), or the reverse; ``mean_x_``,
         ``mean_y_``, ``n_samples_``.
     """
@@ -42,15 +44,15 @@ class RidgeMap(LinearAligner):
                       list(DIRECTIONS)),
         "reg": (NON_NEGATIVE.cli(), "ridge: ridge as a fraction of the source covariance's largest eigenvalue "
                 "(default 1e-2)"),
-        "normalize": NORMALIZE_CLI,
+        **COMMON_CLI,
     }
     CV_GRID = {"reg": ((1e-4, 1e-3, 1e-2, 0.1, 1.0), "--cv-reg")}
 
     def __init__(self, reg=1e-2, direction="image2text", normalize=False, center=True, device="auto",
-                 chunk_rows=linalg.CHUNK_ROWS, cov_precision="auto"):
+                 chunk_rows=linalg.CHUNK_ROWS, cov_precision="auto", backend="numpy", dask_scheduler=None):
         self.reg = reg
         self.direction = direction
-        self._common(normalize, center, device, chunk_rows, cov_precision)
+        self._common(normalize, center, device, chunk_rows, cov_precision, backend, dask_scheduler)
 
     @property
     def PRECISION_REG(self) -> float:  # type: ignore[override]  # float64 products below FLOAT32_MIN_REG, as CCA

@@ -128,12 +128,12 @@ class Library:
         return bool(name) and name in self.models()
 
     def model_config(self, name: str) -> dict:
-        """The saved model's JSON (without its arrays)."""
-        path = self.file("models", f"{name}.json")
-        try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise UserError(f"cannot read the saved model {path.name}: {e}") from None
+        """The saved model's config as its weights file records it (:func:`cca_bench.methods.base.read_config`:
+        the safetensors metadata, not the ``.json`` copy a killed ``generate`` can leave stale)."""
+        from cca_bench.methods.base import read_config
+
+        path = self.file("models", f"{name}.safetensors")
+        return read_config(path.with_name(name))
 
     def cv_report(self, name: str) -> dict | None:
         """The CV report ``generate --cv`` wrote for the model (``cv/<name>.json``), or None."""

@@ -187,10 +187,12 @@ def test_run_page_shows_what_is_saved(web_roots, tmp_path):
     """Fit time, OOV rates, a trained model's curves (the history VSE saves) and the CV grid as a heat map."""
     results = tmp_path / "results"
     shutil.copytree(web_roots[1], results)
-    config_path = results / "models" / f"{MODEL}.json"
-    config = json.loads(config_path.read_text())
+    from cca_bench.methods.base import load_arrays, save_arrays
+
+    arrays, config = load_arrays(results / "models" / MODEL)  # the web app reads the config the weights record
+    config.pop("model_id")
     config["history_"] = [{"epoch": 1, "loss": 0.9, "val_rsum": 250.0}, {"epoch": 2, "loss": 0.5, "val_rsum": 301.5}]
-    config_path.write_text(json.dumps(config))
+    save_arrays(results / "models" / MODEL, arrays, config)
     grid = {"n_components": [10, 20], "reg": [0.1, 1.0], "eig_power": [1.0]}
     rows = [{"n_components": k, "reg": r, "eig_power": 1.0, "rsum": 100.0 + k + r, "medr_sum": 4.0}
             for k in grid["n_components"] for r in grid["reg"]]
