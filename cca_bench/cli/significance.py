@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cca_bench.cli.common import add_common, metric, positive_float, resamples, seed
+from cca_bench.cli.common import add_common, metric, positive_float, positive_int, resamples, seed
 from cca_bench.errors import UserError
 
+MAX_EXAMPLES = 1000  # --examples: queries listed per direction and side
 HELP = "is run A better than run B? a paired test on the same test images"
 DESCRIPTION = ("Test the difference A - B of one metric on the SAME test images (both runs on one split and "
                "protocol, each with its per-query ranks file): the delta, its 95% paired bootstrap interval and a "
@@ -38,7 +39,7 @@ def add_arguments(p, argv: list[str]) -> None:
     p.add_argument("--examples", type=positive_int, metavar="N",
                    help="also list the N queries of each direction where A succeeds and B fails most, and the "
                    "reverse, with captions and each run's top hit (from the runs' ranks files; as the web app's "
-                   "/wins page)")
+                   f"/wins page; at most {MAX_EXAMPLES})")
     add_common(p)
 
 
@@ -50,6 +51,8 @@ def run(args) -> None:
     from cca_bench.results import load_ranks, write_text
     from cca_bench.verdict import compare_runs, significance_text
 
+    if args.examples and args.examples > MAX_EXAMPLES:
+        raise UserError(f"--examples {args.examples}: at most {MAX_EXAMPLES} queries per list")
     a, b = paired_runs(results_root(args.results_root), args.run_a, args.run_b)
     ranks = (load_ranks(a), load_ranks(b))
     check_resamples("--resamples", args.resamples, ranks[0].n_images)  # before the test allocates its draws
