@@ -482,3 +482,26 @@ def params_label(method: str, model) -> str:
     """A short label of the hyper-parameters that matter, for tables (e.g. ``k=50 reg=0.001 p=1``)."""
     label = getattr(model, "params_label", None)
     return label() if callable(label) else ""
+
+
+def run_split(record: dict, data_root: Path, kept=None):
+    """The split a stored run was scored on, rebuilt read-only from the run's dataset name and dataset options
+    (``kept(key, load)``: a store of parsed datasets, e.g. the web app's), or None when the data root cannot
+    rebuild it or it no longer has the run's image count (then views name items by position)."""
+    from cca_bench.datasets import get_dataset
+    from cca_bench.datasets.cache import read_only
+
+    options = (record.get("config") or {}).get("dataset_options") or {}
+    name = str(record["dataset"]).partition("[")[0]
+    if not isinstance(options, dict) or dataset_tag(name, options) != record["dataset"]:
+        return None
+
+    def load():
+        with read_only():
+            return get_dataset(name, Path(data_root), **options)
+
+    try:
+        split = (kept(("dataset", record["dataset"]), load) if kept else load()).split(record["split"])
+    except (UserError, OSError, ValueError, TypeError):
+        return None
+    return split if split.n_images == record.get("n_images") else None

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from cca_bench.cells import csv_cell, md_cell
 from cca_bench.errors import UserError
-from cca_bench.runrecord import (RANKS_SUFFIX, config_name, latest_runs, load_runs, ranks_bytes,  # noqa: F401
-                                 read_run, run_id, run_ties, short_id, write_run)
+from cca_bench.runrecord import (RANKS_SUFFIX, TOP10_KEYS, config_name, latest_runs, load_runs,  # noqa: F401
+                                 ranks_bytes, read_run, run_id, run_ties, short_id, write_run)
 
 METRIC_COLUMNS = (("R@1", "R@1"), ("R@5", "R@5"), ("R@10", "R@10"), ("median_rank", "Median Rank"),
                   ("mean_rank", "Mean Rank"))
@@ -89,13 +89,55 @@ def load_ranks(record: dict):
     JSON's metrics exactly under its tie rule (:func:`run_ties`). A ranks file kept before tie counts (no
     ``*_tied`` members) loads as untied ranks under its run's stored rule (optimistic), which reproduces its
     metrics. UserError (one line) when the file is missing, altered or inconsistent."""
+    import numpy as np
+
+    from cca_bench.stats import point_metrics, query_ranks
+    from cca_bench.ties import TieCounts
+
+    z, path, run = _ranks_npz(record)
+    try:
+        i2t, t2i = z["image_annotation"], z["image_search"]
+        if any(m in z for m in TIE_MEMBERS):
+            i2t = TieCounts(i2t, z["image_annotation_tied"], z["image_annotation_gt_tied"])
+            t2i = TieCounts(t2i, z["image_search_tied"], np.ones_like(z["image_search_tied"]))
+        ranks = query_ranks(i2t, t2i, z["image_index"], z["fold"], run_ties(record))
+        metrics = point_metrics(ranks)
+    except (KeyError, ValueError, TypeError, IndexError, ZeroDivisionError) as e:  # e.g. a 0-d image_index
+        raise UserError(f"{path}: not a ranks file ({e})") from None
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    if metrics != {t: {k: record["metrics"][t].get(k) for k, _ in METRIC_COLUMNS} for t, _ in TASKS}:
+        raise UserError(f"{path}: these ranks do not give the metrics of {run.name}")
+    return ranks
+
+
+def load_top10(record: dict, ranks) -> tuple:
+    """(i2t_top10 (n_images, 10), t2i_top10 (n_captions, 10)) int64 of a stored run whose ranks file keeps them
+    (:func:`ranks_bytes`), checked against its ``ranks`` (:func:`load_ranks`): shapes, and every position inside
+    the split or -1. UserError (one line) for runs stored before they were kept or a malformed file."""
+    import numpy as np
+
+    z, path, _ = _ranks_npz(record)
+    if not all(k in z for k in TOP10_KEYS):
+        raise UserError(f"{path}: no top-10 retrieved items (stored before they were kept): run "
+                        "run_benchmark / evaluate again to see what this run retrieved")
+    if any(z[k].dtype.kind not in "iu" for k in TOP10_KEYS):
+        raise UserError(f"{path}: {' / '.join(TOP10_KEYS)} are not integer arrays")
+    out = tuple(np.asarray(z[k], dtype=np.int64) for k in TOP10_KEYS)
+    n_img, n_txt = ranks.n_images, len(ranks.image_index)
+    for arr, rows, gallery, key in zip(out, (n_img, n_txt), (n_txt, n_img), TOP10_KEYS):
+        if arr.shape != (rows, 10) or arr.size and (arr.min() < -1 or arr.max() >= gallery):
+            raise UserError(f"{path}: {key} is not ({rows}, 10) positions of 0..{gallery - 1} or -1")
+    return out
+
+
+def _ranks_npz(record: dict) -> tuple:
+    """(the arrays of a run's ranks file, its path, the run JSON's path), read after checking the sha256 the
+    JSON recorded: a regular file inside the runs folder, sizes and headers checked before numpy allocates what
+    they claim (:func:`ranks_budget`)."""
     import hashlib
 
     from cca_bench.fsio import read_npz, read_regular
-    from cca_bench.stats import point_metrics, query_ranks
-    import numpy as np
-
-    from cca_bench.ties import TieCounts
 
     run = Path(record["_file"])
     name = record.get("ranks_file")
@@ -107,20 +149,7 @@ def load_ranks(record: dict):
     data = read_regular(path, run.parent, budget, f"the ranks file of {run.name}")  # no FIFO, device, link out
     if hashlib.sha256(data).hexdigest() != record.get("ranks_sha256"):
         raise UserError(f"{path}: sha256 differs from the one {run.name} recorded (altered or replaced)")
-    z = read_npz(data, str(path), budget)  # sizes and headers checked before numpy allocates what they claim
-    try:
-        i2t, t2i = z["image_annotation"], z["image_search"]
-        if any(m in z for m in TIE_MEMBERS):
-            i2t = TieCounts(i2t, z["image_annotation_tied"], z["image_annotation_gt_tied"])
-            t2i = TieCounts(t2i, z["image_search_tied"], np.ones_like(z["image_search_tied"]))
-        ranks = query_ranks(i2t, t2i, z["image_index"], z["fold"], run_ties(record))
-    except (KeyError, ValueError) as e:
-        raise UserError(f"{path}: not a ranks file ({e})") from None
-    except UserError as e:
-        raise UserError(f"{path}: {e}") from None
-    if point_metrics(ranks) != {t: {k: record["metrics"][t].get(k) for k, _ in METRIC_COLUMNS} for t, _ in TASKS}:
-        raise UserError(f"{path}: these ranks do not give the metrics of {run.name}")
-    return ranks
+    return read_npz(data, str(path), budget), path, run
 
 
 # int64 values a ranks file may hold per query (an image or a caption) and seed: the two ranks, image_index and
@@ -184,6 +213,7 @@ def find_run(runs: list[dict], spec: str, bad: list[str] = (), folder: Path | st
     hint = f"; closest: {', '.join(close)}" if close else "; `python -m cca_bench runs` lists them" if ids else ""
     raise UserError(f"no run named {spec!r} in {folder}{hint}" if ids else
                     f"no run named {spec!r}: {folder} holds no runs")
+
 
 def metric_table(rows: list[tuple[str, dict]], task: str, label: str = "Method",
                  cis: list[dict | None] | None = None) -> str:
