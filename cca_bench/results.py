@@ -72,7 +72,8 @@ def git_revision() -> str | None:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    # microseconds: two runs stored within one second (a script, a test) still order by when they were made
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def write_json(path: Path, data: dict) -> Path:
