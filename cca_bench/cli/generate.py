@@ -168,10 +168,10 @@ def run(args) -> None:
     if args.seeds and not seeded:
         log(f"note: {args.method} takes no random seed: the {len(args.seeds)} seeds would give identical models, "
             "so one is fitted (run_benchmark without --seeds scores it)")
-    for seed in (args.seeds if args.seeds and seeded else [None]):
+    for each in (args.seeds if args.seeds and seeded else [None]):
         if seeded:
-            params["random_state"] = args.seed if seed is None else seed
-        report_fit(args, generate(args.method, args.dataset, args.features, params, seed_options(opts, seed), cv=cv,
+            params["random_state"] = args.seed if each is None else each
+        report_fit(args, generate(args.method, args.dataset, args.features, params, seed_options(opts, each), cv=cv,
                                   overwrite=args.overwrite))
 
 
