@@ -31,7 +31,7 @@ def _ref_cka(x, y):
     """Kornblith et al. 2019 eq. (HSIC with H = I - 11'/n)."""
     n = len(x)
     h = np.eye(n) - np.ones((n, n)) / n
-    hsic = lambda k, l: np.trace(k @ h @ l @ h)  # noqa: E731
+    hsic = lambda k, m: np.trace(k @ h @ m @ h)  # noqa: E731
     k, l_ = x @ x.T, y @ y.T
     return hsic(k, l_) / math.sqrt(hsic(k, k) * hsic(l_, l_))
 

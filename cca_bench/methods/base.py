@@ -46,7 +46,7 @@ def model_id(tensors: dict[str, np.ndarray], config_json: str) -> str:
     for name in sorted(tensors):
         a = np.ascontiguousarray(tensors[name])
         h.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
-        h.update(a.view(np.uint8).reshape(-1) if a.size else b"")
+        h.update(a.reshape(-1).view(np.uint8).data)  # the same bytes as a.tobytes(), without the copy
     return h.hexdigest()[:16]
 
 
@@ -110,6 +110,28 @@ def load_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict]:
         warnings.warn(f"{js} does not describe {st.name} ({why}); using the config stored in {st.name}",
                       stacklevel=2)
     return arrays, {**config, ID_KEY: meta[ID_KEY]}
+
+
+def read_config(path: Path) -> dict:
+    """The config of the model at ``path`` as its ``.safetensors`` file records it (in its header's metadata,
+    with ``model_id``; the arrays are not read), never the ``.json`` copy beside it, which a ``generate`` killed
+    between its two renames leaves stale. Models saved before the config moved into the metadata: the ``.json``.
+    A missing or damaged weights file is a UserError naming it."""
+    from cca_bench.fsio import safetensors_header
+
+    st, js = model_files(path)
+    if not st.is_file():
+        raise UserError(f"no fitted model at {st}: run `generate` first")
+    meta = safetensors_header(st).get("__metadata__") or {}
+    if CONFIG_KEY not in meta:
+        return _read_json(js)
+    try:
+        config = json.loads(meta[CONFIG_KEY])
+    except (TypeError, json.JSONDecodeError) as e:
+        raise UserError(f"the fitted model {st} is damaged: its config is not JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"the fitted model {st} is damaged: its config is not a JSON object")
+    return {**config, ID_KEY: meta.get(ID_KEY)}
 
 
 def _read_safetensors(st: Path) -> tuple[dict[str, np.ndarray], dict]:
