@@ -567,7 +567,7 @@ def recall_curve(r0, k_max: int = 50, ties: str = DEFAULT) -> list[float]:
 
 
 def fold_counts(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
-                device: str | None = None, top: int = 0) -> list[tuple]:
+                device: str | None = None, top: int = 0, block: int = 2048) -> list[tuple]:
     """(i2t, t2i, flat_i2t, flat_t2i) of each of ``folds`` consecutive image folds (see :func:`tie_counts`);
     with ``top`` > 0 also (i2t_top (fold images, top), t2i_top (fold captions, top)) of positions in the WHOLE
     split (a query retrieves within its fold), -1 padded.
@@ -584,7 +584,7 @@ def fold_counts(image_emb, text_emb, image_index, distance: str = "cosine", fold
     for images in fold_slices(n_img, folds):
         caps = np.flatnonzero((image_index >= images[0]) & (image_index <= images[-1]))
         got = tie_counts(image_emb[images], text_emb[caps], image_index[caps] - images[0], distance,
-                         device=device, top=top)
+                         block, device, top)
         if top:
             got = (*got[:4], _global(got[4], caps), _global(got[5], images))
         out.append(got)
