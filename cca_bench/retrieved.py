@@ -1,11 +1,11 @@
-"""Each query's top-K retrieved items (what a run's failure views show without its model): one similarity block
-of images at a time, ``argpartition`` along both axes of it, no full sort.
+"""Each query's top-K retrieved items (what a run's failure views show without its model), read from the
+evaluation's own score blocks (:mod:`cca_bench.topk`): no second similarity pass, no full sort.
 
 Conventions (PROTOCOLS.md): image annotation (i2t) queries are images over the captions, image search (t2i)
 queries are captions over the images; with ``folds`` (COCO 1k) a query retrieves only from its own fold, as its
-rank was computed. Scores are those of :func:`cca_bench.metrics.similarity`. Items are listed best first; items
-of equal score by position. Where several items tie at the K-th score, which of them are kept is not specified
-(``argpartition``), as in :func:`cca_bench.search.top_k`.
+rank was computed. Scores are those of the evaluation's GEMM blocks (as :func:`cca_bench.metrics.similarity`
+gives them, copies of an item scored alike). Items are listed best first, equal scores by position, and the K
+kept are exactly the first K of that order (ties at the K-th score included): deterministic.
 """
 from __future__ import annotations
 
