@@ -312,6 +312,9 @@ def compare_frame(runs: list[dict], published=None):
                          "Family": r["method"], "Citation": None, "_file": r.get("_file"), "run": run_id(r)}
                         for r in runs],
                        columns=_columns())
+    extended = pd.DataFrame([extended_columns(r) for r in runs], index=own.index)
+    if len(extended.columns):  # COCO 5k runs with ECCV Caption / CxC metrics: columns for --columns and the CSV
+        own = pd.concat([own, extended[sorted(extended.columns)]], axis=1)
     parts = [own] + ([published] if published is not None and len(published) else [])
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else own
     if not len(frame):
@@ -323,6 +326,20 @@ def compare_frame(runs: list[dict], published=None):
                               ascending=[True] * len(GROUP) + [False, True, True, True, True], na_position="last",
                               kind="stable")  # best R-sum first, as compare's help says
     return frame.drop(columns="_published").reset_index(drop=True)
+
+
+def extended_columns(run: dict) -> dict:
+    """A COCO 5k run's ECCV Caption and CxC metrics (its ``coco_extended`` record, :mod:`cca_bench.coco_extended`)
+    as compare columns ``{"i2t eccv_map_at_r": .., "t2i cxc_r1": ..}``; {} for every other run. They are not
+    in the default table (``--columns`` picks them) but always in the CSV."""
+    metrics = (run.get("coco_extended") or {}).get("metrics") if isinstance(run.get("coco_extended"), dict) else None
+    out = {}
+    for name, per in (metrics or {}).items():
+        for task, short in (("image_annotation", "i2t"), ("image_search", "t2i")):
+            value = per.get(task) if isinstance(per, dict) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[f"{short} {name}"] = float(value)
+    return out
 
 
 def _params_cell(run: dict) -> str | None:

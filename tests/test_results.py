@@ -156,3 +156,23 @@ def test_a_ranks_file_stripped_of_its_tie_counts_is_refused_in_one_line(tmp_path
     with pytest.raises(UserError, match="do not give the metrics") as e:
         load_ranks(stripped)
     assert "\n" not in str(e.value)
+
+
+def test_compare_carries_a_coco_5k_runs_eccv_and_cxc_metrics(tmp_path, capsys):
+    """Issue 28 item 3: ECCV Caption / CxC metrics of a COCO 5k run reach `compare` (picked with --columns) and
+    its CSV; other runs' cells stay empty. Planted bug it caught: compare_frame without the extended columns
+    (the CSV had no eccv_r1 column)."""
+    root = tmp_path / "results"
+    five_k = fake_run("coco", "5k", r1=20.0)
+    five_k["coco_extended"] = {"metrics": {"eccv_r1": {"image_annotation": 41.5, "image_search": 30.25},
+                                           "cxc_r1": {"image_annotation": 22.0, "image_search": 15.0}}}
+    for run in (five_k, fake_run("coco", "1k")):
+        write_json(root / "runs" / f"{run['model']}__{run['split']}__{run['protocol']}.json", run)
+    assert main(["compare", "--results-root", str(root), "--dataset", "coco", "--csv", str(tmp_path / "o.csv"),
+                 "--columns", "Method,R-sum,i2t eccv_r1,t2i cxc_r1"]) == 0
+    text = capsys.readouterr().out
+    assert "41.5" in text.split("protocol 5k")[1] and "15" in text.split("protocol 5k")[1]
+    csv = pd.read_csv(tmp_path / "o.csv")
+    own = csv[csv["Source"] == "this suite"].set_index("Protocol")
+    assert own.loc["5k", "i2t eccv_r1"] == 41.5 and own.loc["5k", "t2i eccv_r1"] == 30.25
+    assert pd.isna(own.loc["1k", "i2t eccv_r1"])

@@ -47,7 +47,8 @@ def sort_frame(frame, column: str | None, descending: bool):
 
 def leaderboard_groups(frame, marks: dict | None = None, chance: dict | None = None) -> list[dict]:
     """Page groups ``{title, columns, rows}``; a row is ``{cells, run, published}``, a cell ``{text, value,
-    best, tied, ci}``: ``best`` = the best value of its column, ``tied`` = not significantly worse than it
+    best, tied, untested, ci}``: ``best`` = the best value of its column, ``tied`` = not significantly worse than
+    it, ``untested`` = no paired test against the best was possible
     (``marks`` of :func:`cca_bench.results.significance_marks`, when the runs kept their ranks). R-sum comes
     first of the values; a Seed sd column only where a run has one. ``chance``: run file -> its chance R-sum,
     for the runs that score at chance level (:func:`at_chance`)."""
@@ -66,7 +67,8 @@ def leaderboard_groups(frame, marks: dict | None = None, chance: dict | None = N
             own = row["Source"] == OWN_SOURCE and isinstance(row["_file"], str)
             mark = (lambda c: (marks or {}).get((row["_file"], c)))
             cells = [{"text": cell_text(c, row[c]), "value": row[c] if is_metric(c) and row[c] == row[c] else None,
-                      "best": c in best and row[c] == best[c], "tied": mark(c) == "tied", "ci": interval(row, c)}
+                      "best": c in best and row[c] == best[c], "tied": mark(c) == "tied",
+                      "untested": mark(c) == "untested", "ci": interval(row, c)}
                      for c in columns]
             rows.append({"cells": cells, "published": not own, "run": Path(row["_file"]).stem if own else None,
                          "chance": chance.get(row["_file"]) if own else None})
