@@ -33,6 +33,7 @@ import numpy as np
 from cca_bench.config import available_cores
 from cca_bench.errors import UserError
 from cca_bench.ties import DEFAULT, TieCounts, check_rule, exact_mean, exact_sum
+from cca_bench.topk import BlockTop
 
 DISTANCES = ("cosine", "dot", "euclidean")
 KS = (1, 5, 10)
@@ -115,9 +116,10 @@ def tie_counts(
     distance: str = "cosine",
     block: int = 2048,
     device: str | None = None,
+    top: int = 0,
 ) -> tuple:
     """Both directions' tie counts (:class:`cca_bench.ties.TieCounts`), from ONE similarity GEMM taken in
-    blocks of ``block`` images.
+    blocks of ``block`` images; with ``top`` > 0 also each query's top-``top`` items from the same blocks.
 
     Args:
         image_emb: (n_img, k); text_emb: (n_txt, k); image_index: (n_txt,) caption j describes image
@@ -125,7 +127,10 @@ def tie_counts(
         device: None for numpy; a torch device (e.g. "cuda") runs each block's GEMM there.
     Returns:
         (i2t, t2i, flat_i2t, flat_t2i): TieCounts of shape (n_img_with_captions,) and (n_txt,), and boolean masks
-        aligned with them that mark the degenerate queries (scored as misses: see the module docstring).
+        aligned with them that mark the degenerate queries (scored as misses: see the module docstring);
+        with ``top``, then (i2t_top (n_img, top) caption positions, t2i_top (n_txt, top) image positions), int64,
+        in :mod:`cca_bench.topk`'s exact order (score desc, position asc), -1 padded. The top lists cost no
+        second GEMM: they are read from the same score blocks (as ``similarity`` scores them).
     Each (block, n_txt) score block serves both directions: its rows rank captions for the block's images,
     and its columns add, for every caption, the block's images scoring above (and equal to) the caption's own
     image. Every comparison is with the ground truth's score as the same GEMM gives it (see
@@ -143,12 +148,14 @@ def tie_counts(
     order = np.argsort(first, kind="stable")  # copies of an image side by side, in one block
     where = np.empty_like(order)
     where[order] = np.arange(len(order))
+    collect = None if not top else BlockTop(order, len(txt), top)
     i2t, t2i, flat_i2t, flat_t2i = _ranks_both(ims[order], txt, where[image_index], where[first[order]],
-                                               distance, block, _scorer(txt, device))
+                                               distance, block, _scorer(txt, device), collect)
     queries = np.flatnonzero(i2t.above[where] >= 0)  # back to image order: the images with captions
     i2t, flat_i2t = i2t[where[queries]], flat_i2t[where[queries]]
     n_pos = np.bincount(image_index, minlength=len(ims))[queries]
-    return (*_as_misses(i2t, t2i, flat_i2t, flat_t2i, len(txt) - n_pos, len(ims) - 1), flat_i2t, flat_t2i)
+    out = (*_as_misses(i2t, t2i, flat_i2t, flat_t2i, len(txt) - n_pos, len(ims) - 1), flat_i2t, flat_t2i)
+    return out if collect is None else (*out, *collect.result())
 
 
 def _checked_index(image_emb, text_emb, image_index) -> np.ndarray:
@@ -235,7 +242,7 @@ def _scorer(txt: np.ndarray, device: str | None):
     return lambda q, out: (torch.from_numpy(q).to(device) @ g.T).cpu().numpy()
 
 
-def _ranks_both(ims, txt, image_index, img_src, distance, block, score):
+def _ranks_both(ims, txt, image_index, img_src, distance, block, score, collect=None):
     """Both directions' tie counts over the image blocks; see :func:`tie_counts` and :class:`_SearchCounts`.
 
     ``img_src``: :func:`first_equal` of ``ims``, whose copies must be adjacent (``tie_counts`` sorts them so).
@@ -243,7 +250,8 @@ def _ranks_both(ims, txt, image_index, img_src, distance, block, score):
     (n_img,), flat_t2i (n_txt,): the degenerate queries, whose counts are still the scores'). Each block's
     scores are read
     once, by :class:`_OnePass`, for both directions. The score block is allocated once and reused (fresh
-    200 MB arrays per block cost page faults).
+    200 MB arrays per block cost page faults). ``collect``: None or a :class:`cca_bench.topk.BlockTop` that
+    is given every score block too.
     """
     txt_src = first_equal(txt)
     euclid = distance == "euclidean"
@@ -255,6 +263,8 @@ def _ranks_both(ims, txt, image_index, img_src, distance, block, score):
     with _OnePass(len(txt), txt_sq) as one_pass:
         while True:
             t2i = _SearchCounts(ims, txt, image_index, ims_sq, widen, distance == "cosine")
+            if collect is not None:
+                collect.reset()
             i2t = [np.full(len(ims), -1, dtype=np.int64), np.zeros(len(ims), np.int64), np.ones(len(ims), np.int64)]
             flat_i2t = np.zeros(len(ims), dtype=bool)
             for s0, e in bounds:
@@ -269,6 +279,8 @@ def _ranks_both(ims, txt, image_index, img_src, distance, block, score):
                 i2t[2][s0:e] = np.maximum(n_gt, 1)
                 flat_i2t[s0:e] = _flat_rows(p, query, txt_sq)
                 t2i.add(p, isq, s0, c, above, level_c, reach)
+                if collect is not None:
+                    collect.add(p, s0, txt_sq, isq)
             counts = t2i.counts()
             if counts is not None:
                 break
@@ -555,8 +567,10 @@ def recall_curve(r0, k_max: int = 50, ties: str = DEFAULT) -> list[float]:
 
 
 def fold_counts(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
-                device: str | None = None) -> list[tuple]:
-    """(i2t, t2i, flat_i2t, flat_t2i) of each of ``folds`` consecutive image folds (see :func:`tie_counts`).
+                device: str | None = None, top: int = 0, block: int = 2048) -> list[tuple]:
+    """(i2t, t2i, flat_i2t, flat_t2i) of each of ``folds`` consecutive image folds (see :func:`tie_counts`);
+    with ``top`` > 0 also (i2t_top (fold images, top), t2i_top (fold captions, top)) of positions in the WHOLE
+    split (a query retrieves within its fold), -1 padded.
 
     Args:
         image_emb: (n_img, k); text_emb: (n_txt, k); image_index: (n_txt,) image of each caption.
@@ -569,9 +583,17 @@ def fold_counts(image_emb, text_emb, image_index, distance: str = "cosine", fold
     out = []
     for images in fold_slices(n_img, folds):
         caps = np.flatnonzero((image_index >= images[0]) & (image_index <= images[-1]))
-        out.append(tie_counts(image_emb[images], text_emb[caps], image_index[caps] - images[0], distance,
-                              device=device))
+        got = tie_counts(image_emb[images], text_emb[caps], image_index[caps] - images[0], distance,
+                         block, device, top)
+        if top:
+            got = (*got[:4], _global(got[4], caps), _global(got[5], images))
+        out.append(got)
     return out
+
+
+def _global(top: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Fold-local item positions (-1 padded) -> positions in the split."""
+    return np.where(top >= 0, positions[np.maximum(top, 0)], -1)
 
 
 def fold_ranks(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
