@@ -26,6 +26,7 @@ cache-sized tiles, shared by all cores, for both directions at once (:class:`_On
 score is read from the GEMM entry it is compared with (never recomputed), so ties are counted bit for bit.
 Nothing is scored from NaN/inf embeddings.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -70,8 +71,10 @@ def _refuse_non_finite(emb: np.ndarray, name: str, finite: bool) -> None:
     """UserError naming ``name`` and its non-finite rows unless ``finite``."""
     if not finite:
         bad = int(np.count_nonzero(~np.isfinite(emb).all(axis=-1))) if emb.ndim == 2 else "some"
-        raise UserError(f"{name} contain NaN or infinite values ({bad} rows; a damaged model file or a parameter "
-                        "out of range?): refusing to score them")
+        raise UserError(
+            f"{name} contain NaN or infinite values ({bad} rows; a damaged model file or a parameter "
+            "out of range?): refusing to score them"
+        )
 
 
 def check_score_range(a: np.ndarray, b: np.ndarray, distance: str) -> None:
@@ -95,8 +98,17 @@ def similarity(a: np.ndarray, b: np.ndarray, distance: str = "cosine") -> np.nda
     return s
 
 
-def ranks(image_emb, text_emb, image_index, distance: str = "cosine", ties: str = DEFAULT, block: int = 2048,
-          device: str | None = None, *, return_flat: bool = False) -> tuple[np.ndarray, ...]:
+def ranks(
+    image_emb,
+    text_emb,
+    image_index,
+    distance: str = "cosine",
+    ties: str = DEFAULT,
+    block: int = 2048,
+    device: str | None = None,
+    *,
+    return_flat: bool = False,
+) -> tuple[np.ndarray, ...]:
     """0-based ranks of both directions under the tie rule ``ties`` (:func:`tie_counts` and
     :meth:`cca_bench.ties.TieCounts.rank`): int64 for ``optimistic`` / ``pessimistic``, float64 expected ranks
     for ``expected`` (whole numbers where nothing ties).
@@ -149,8 +161,9 @@ def tie_counts(
     where = np.empty_like(order)
     where[order] = np.arange(len(order))
     collect = None if not top else BlockTop(order, len(txt), top)
-    i2t, t2i, flat_i2t, flat_t2i = _ranks_both(ims[order], txt, where[image_index], where[first[order]],
-                                               distance, block, _scorer(txt, device), collect)
+    i2t, t2i, flat_i2t, flat_t2i = _ranks_both(
+        ims[order], txt, where[image_index], where[first[order]], distance, block, _scorer(txt, device), collect
+    )
     queries = np.flatnonzero(i2t.above[where] >= 0)  # back to image order: the images with captions
     i2t, flat_i2t = i2t[where[queries]], flat_i2t[where[queries]]
     n_pos = np.bincount(image_index, minlength=len(ims))[queries]
@@ -175,11 +188,16 @@ def _as_misses(i2t: TieCounts, t2i: TieCounts, flat_i2t, flat_t2i, worst_i2t, wo
     """(i2t, t2i) with the degenerate queries (masks ``flat_*``) given the worst rank and no ties:
     ``worst_i2t`` (per image query) and ``worst_t2i``; UserError when every query of a direction is degenerate
     (nothing would be measured)."""
-    every = [f"all {flat.size} {what} queries" for what, flat in (("image", flat_i2t), ("caption", flat_t2i))
-             if flat.size and flat.all()]
+    every = [
+        f"all {flat.size} {what} queries"
+        for what, flat in (("image", flat_i2t), ("caption", flat_t2i))
+        if flat.size and flat.all()
+    ]
     if every:
-        raise UserError(f"{' and '.join(every)} score every item of the gallery equally (e.g. all-zero or "
-                        "identical embeddings): there is no ranking to evaluate")
+        raise UserError(
+            f"{' and '.join(every)} score every item of the gallery equally (e.g. all-zero or "
+            "identical embeddings): there is no ranking to evaluate"
+        )
     out = []
     for counts, flat, worst in ((i2t, flat_i2t, worst_i2t), (t2i, flat_t2i, np.full(len(flat_t2i), worst_t2i))):
         above, tied, gt = counts.above.copy(), counts.tied.copy(), counts.gt_tied.copy()
@@ -227,8 +245,10 @@ def refuse_flat_queries(queries: np.ndarray, gallery: np.ndarray, distance: str,
     s = similarity(queries, gallery, distance)
     flat = np.flatnonzero(s.min(1) == s.max(1))
     if flat.size:
-        raise UserError(f"the {what} scores all {len(gallery)} gallery items equally (e.g. an all-zero "
-                        "embedding): there is no ranking to show")
+        raise UserError(
+            f"the {what} scores all {len(gallery)} gallery items equally (e.g. an all-zero "
+            "embedding): there is no ranking to show"
+        )
 
 
 def _scorer(txt: np.ndarray, device: str | None):
@@ -382,21 +402,26 @@ class _OnePass:
         if self.pool is not None:
             self.pool.shutdown()
 
-    def __call__(self, p, gt, t2i: "_SearchCounts", c: int, ims_sq):
+    def __call__(self, p, gt, t2i: _SearchCounts, c: int, ims_sq):
         beaten, level = np.empty(len(p), dtype=np.int64), np.empty(len(p), dtype=np.int64)
         tiles = iter(range(0, len(p), self.rows))  # shared: each worker takes the next tile (GIL-atomic)
         job = (p, gt, t2i.own[:c], t2i.lo[c:], t2i.hi[c:], ims_sq, tiles, beaten, level)
         n = min(self.workers, -(-len(p) // self.rows))
-        counts = [self._work(0, *job)] if n < 2 else [f.result() for f in
-                                                      [self.pool.submit(self._work, w, *job) for w in range(n)]]
+        counts = (
+            [self._work(0, *job)]
+            if n < 2
+            else [f.result() for f in [self.pool.submit(self._work, w, *job) for w in range(n)]]
+        )
         return (beaten, level, *(sum(part) for part in zip(*counts)))
 
     def _work(self, w, p, gt, own, lo, hi, ims_sq, tiles, beaten, level):
         """One worker's share: tiles from ``tiles`` until none is left; fills ``beaten`` and ``level``, returns
         its (above, level_c, reach) counts."""
         if w not in self.buffers:  # a mask and, for euclidean scores, a float buffer per worker
-            self.buffers[w] = (np.empty((self.rows, self.n_txt), dtype=bool),
-                               None if self.txt_sq is None else np.empty((self.rows, self.n_txt), np.float32))
+            self.buffers[w] = (
+                np.empty((self.rows, self.n_txt), dtype=bool),
+                None if self.txt_sq is None else np.empty((self.rows, self.n_txt), np.float32),
+            )
         mask, buf = self.buffers[w]
         c, u8 = len(own), np.uint8
         above, reach = np.zeros(self.n_txt, dtype=np.int32), np.zeros(self.n_txt - c, dtype=np.int32)
@@ -468,8 +493,9 @@ class _SearchCounts:
         self.own[cols] = p[rows, cols] if ims_sq is None else 2 * p[rows, cols] - ims_sq[rows]
         return int(np.searchsorted(self.first_unknown, s0 + len(p)))
 
-    def add(self, p: np.ndarray, ims_sq, s0: int, c: int, above: np.ndarray, level_c: np.ndarray,
-            reach: np.ndarray) -> None:
+    def add(
+        self, p: np.ndarray, ims_sq, s0: int, c: int, above: np.ndarray, level_c: np.ndarray, reach: np.ndarray
+    ) -> None:
         """Count one block (as :meth:`known` took it) from :class:`_OnePass`'s ``above``, ``level_c``, ``reach``."""
         rows, cols = _block_positives(len(p), self.image_index, s0)
         self.count += above
@@ -562,12 +588,22 @@ def recall_curve(r0, k_max: int = 50, ties: str = DEFAULT) -> list[float]:
     fractional = counts[~sure]
     if not len(fractional):
         return (100.0 * hits / len(counts)).tolist()
-    return [100.0 * (exact_sum(fractional.hit(k, ties), int(h)) / len(counts))  # as summarize's R@K
-            for k, h in zip(range(1, k_max + 1), hits)]
+    return [
+        100.0 * (exact_sum(fractional.hit(k, ties), int(h)) / len(counts))  # as summarize's R@K
+        for k, h in zip(range(1, k_max + 1), hits)
+    ]
 
 
-def fold_counts(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
-                device: str | None = None, top: int = 0, block: int = 2048) -> list[tuple]:
+def fold_counts(
+    image_emb,
+    text_emb,
+    image_index,
+    distance: str = "cosine",
+    folds: int = 1,
+    device: str | None = None,
+    top: int = 0,
+    block: int = 2048,
+) -> list[tuple]:
     """(i2t, t2i, flat_i2t, flat_t2i) of each of ``folds`` consecutive image folds (see :func:`tie_counts`);
     with ``top`` > 0 also (i2t_top (fold images, top), t2i_top (fold captions, top)) of positions in the WHOLE
     split (a query retrieves within its fold), -1 padded.
@@ -583,8 +619,7 @@ def fold_counts(image_emb, text_emb, image_index, distance: str = "cosine", fold
     out = []
     for images in fold_slices(n_img, folds):
         caps = np.flatnonzero((image_index >= images[0]) & (image_index <= images[-1]))
-        got = tie_counts(image_emb[images], text_emb[caps], image_index[caps] - images[0], distance,
-                         block, device, top)
+        got = tie_counts(image_emb[images], text_emb[caps], image_index[caps] - images[0], distance, block, device, top)
         if top:
             got = (*got[:4], _global(got[4], caps), _global(got[5], images))
         out.append(got)
@@ -596,15 +631,25 @@ def _global(top: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return np.where(top >= 0, positions[np.maximum(top, 0)], -1)
 
 
-def fold_ranks(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
-               ties: str = DEFAULT, device: str | None = None, *,
-               return_flat: bool = False) -> list[tuple[np.ndarray, ...]]:
+def fold_ranks(
+    image_emb,
+    text_emb,
+    image_index,
+    distance: str = "cosine",
+    folds: int = 1,
+    ties: str = DEFAULT,
+    device: str | None = None,
+    *,
+    return_flat: bool = False,
+) -> list[tuple[np.ndarray, ...]]:
     """(r_i2t, r_t2i) 0-based ranks under ``ties`` (as :func:`ranks` gives them) of each of ``folds``
     consecutive image folds; with ``return_flat``, (r_i2t, r_t2i, flat_i2t, flat_t2i) per fold."""
     check_rule(ties)
     as_rank = (lambda c: c.rank(ties)) if ties == "expected" else (lambda c: c.rank(ties).astype(np.int64))
-    return [(as_rank(i2t), as_rank(t2i), *flat)[: 4 if return_flat else 2]
-            for i2t, t2i, *flat in fold_counts(image_emb, text_emb, image_index, distance, folds, device)]
+    return [
+        (as_rank(i2t), as_rank(t2i), *flat)[: 4 if return_flat else 2]
+        for i2t, t2i, *flat in fold_counts(image_emb, text_emb, image_index, distance, folds, device)
+    ]
 
 
 def _fold_mean(per_fold: list[dict]) -> dict:
@@ -633,9 +678,16 @@ def evaluate_retrieval(
     return evaluate_with_curves(image_emb, text_emb, image_index, distance, folds, ties, k_max=0, device=device)[0]
 
 
-def evaluate_with_curves(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
-                         ties: str = DEFAULT, k_max: int = 50,
-                         device: str | None = None) -> tuple[dict, dict]:
+def evaluate_with_curves(
+    image_emb,
+    text_emb,
+    image_index,
+    distance: str = "cosine",
+    folds: int = 1,
+    ties: str = DEFAULT,
+    k_max: int = 50,
+    device: str | None = None,
+) -> tuple[dict, dict]:
     """:func:`evaluate_retrieval`'s metrics and, from the same counts, the R@1..R@k_max curves.
 
     Returns:

@@ -7,6 +7,7 @@ rank was computed. Scores are those of the evaluation's GEMM blocks (as :func:`c
 gives them, copies of an item scored alike). Items are listed best first, equal scores by position, and the K
 kept are exactly the first K of that order (ties at the K-th score included): deterministic.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,15 @@ def best_first(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndar
     return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
 
 
-def top_items(image_emb: np.ndarray, text_emb: np.ndarray, image_index: np.ndarray, distance: str = "cosine",
-              folds: int = 1, k: int = TOP_K, block: int = BLOCK_IMAGES) -> tuple[np.ndarray, np.ndarray]:
+def top_items(
+    image_emb: np.ndarray,
+    text_emb: np.ndarray,
+    image_index: np.ndarray,
+    distance: str = "cosine",
+    folds: int = 1,
+    k: int = TOP_K,
+    block: int = BLOCK_IMAGES,
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-k retrieved items of every query, from the evaluation's own score blocks
     (:func:`cca_bench.metrics.fold_counts` with ``top``; :mod:`cca_bench.topk`). A run's evaluation takes them
     from its ranking pass (:func:`fold_top_lists`) instead of calling this.
@@ -72,8 +80,16 @@ def sample_and_worst(rng: np.random.Generator, ranks: np.ndarray, n_sample: int,
     return sample, np.argsort(-np.asarray(ranks), kind="stable")[:n_worst]
 
 
-def stored_examples(i2t: np.ndarray, t2i: np.ndarray, image_index: np.ndarray, top: tuple, k: int = 5,
-                    n_sample: int = 8, n_worst: int = 5, seed: int = 0) -> dict:
+def stored_examples(
+    i2t: np.ndarray,
+    t2i: np.ndarray,
+    image_index: np.ndarray,
+    top: tuple,
+    k: int = 5,
+    n_sample: int = 8,
+    n_worst: int = 5,
+    seed: int = 0,
+) -> dict:
     """Qualitative examples of a stored run, from its 0-based ranks and top-10 (no model needed).
 
     Args:
@@ -89,9 +105,18 @@ def stored_examples(i2t: np.ndarray, t2i: np.ndarray, image_index: np.ndarray, t
     rng, out = np.random.default_rng(seed), {}
     for (task, q), hits in zip(queries.items(), top):
         picks = sample_and_worst(rng, ranks1[task][q], n_sample, n_worst)
-        out[task] = {name: [{"query": int(j), "rank": float(ranks1[task][j]),
-                             "hits": [int(h) for h in hits[j, :k] if h >= 0], "scores": None} for j in q[pos]]
-                     for name, pos in zip(("sample", "worst"), picks)}
+        out[task] = {
+            name: [
+                {
+                    "query": int(j),
+                    "rank": float(ranks1[task][j]),
+                    "hits": [int(h) for h in hits[j, :k] if h >= 0],
+                    "scores": None,
+                }
+                for j in q[pos]
+            ]
+            for name, pos in zip(("sample", "worst"), picks)
+        }
     return out
 
 

@@ -10,6 +10,7 @@ score (k groups each hold an item at or above it). Every item scoring at or abov
 candidate (one comparison and a ``flatnonzero``: about k + a few per query), and the candidates alone are
 sorted. Nothing at or above the true k-th score is missed, ties included, so the result is exact.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -115,8 +116,9 @@ class BlockTop:
         r, c, v = self._candidates(cols, thr, 0)
         held = ids >= 0
         query = np.concatenate([c, np.nonzero(held)[0]])
-        self.t2i = first_k(query, np.concatenate([v, vals[held]]), np.concatenate([img_ids[r], ids[held]]),
-                           self.n_txt, self.k)
+        self.t2i = first_k(
+            query, np.concatenate([v, vals[held]]), np.concatenate([img_ids[r], ids[held]]), self.n_txt, self.k
+        )
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(i2t (n_img, k) caption positions, t2i (n_txt, k) image positions), int64, best first, -1 padded

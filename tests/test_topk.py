@@ -3,6 +3,7 @@
 Integer embeddings under "dot" and "euclidean" give scores that are exact in float32 whatever the BLAS or
 summation order, so the lists can be compared with a brute-force full sort exactly, ties included.
 """
+
 import numpy as np
 
 from cca_bench import metrics
@@ -92,6 +93,6 @@ def test_fold_top_lists_are_split_positions_within_the_fold():
     txt = rng.integers(-3, 4, (80, 3)).astype(np.float32)
     per_fold = metrics.fold_counts(ims, txt, index, "dot", folds=2, top=5)
     for f, (lo, fold) in enumerate(zip((0, 20), per_fold)):
-        want = _brute_top(ims[lo:lo + 20], txt[2 * lo:2 * lo + 40], "dot", 5)
+        want = _brute_top(ims[lo : lo + 20], txt[2 * lo : 2 * lo + 40], "dot", 5)
         np.testing.assert_array_equal(fold[4], want[0] + 2 * lo)
         np.testing.assert_array_equal(fold[5], want[1] + lo)
