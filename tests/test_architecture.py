@@ -38,6 +38,7 @@ LAYERS = [
             "cca_bench.api",
             "cca_bench.similarity",
             "cca_bench.retrieved",
+            "cca_bench.topk",
         ],
     ),
     ("datasets", ["cca_bench.datasets"]),
