@@ -50,7 +50,7 @@ def score(embeddings: list[tuple[np.ndarray, np.ndarray]], image_index: np.ndarr
     gemm_device = None if torch_device(device) == "cpu" else torch_device(device)
     per_seed = timed(timings, "evaluate", lambda: [fold_counts(
         ei, et, image_index, distance, folds, device=gemm_device) for ei, et in embeddings])
-    n_img = len(embeddings[0][0])
+    n_img = embeddings[0][0].shape[0]  # dense arrays or scipy CSR rows (cca_bench.sparse_rows)
     ranks = stats.stack_seeds([stats.from_fold_ranks(p, image_index, n_img, ties) for p in per_seed])
     out = {"ties": ties, "metrics": stats.point_metrics(ranks), "recall_curve": recall_curves(per_seed, ties=ties),
            "_ranks": ranks,
