@@ -88,9 +88,7 @@ def product(q: sparse.csr_matrix, gallery_t: sparse.csr_matrix, out: np.ndarray 
     if out is None:
         out = np.empty((q.shape[0], gallery_t.shape[1]), dtype=np.float32)
     for r in range(0, q.shape[0], SCORE_ROWS):
-        part = out[r:r + SCORE_ROWS]
-        part.fill(0)
-        (q[r:r + SCORE_ROWS] @ gallery_t).toarray(out=part)  # adds into part
+        (q[r:r + SCORE_ROWS] @ gallery_t).toarray(out=out[r:r + SCORE_ROWS])  # scipy zeroes ``out`` first
     return out
 
 

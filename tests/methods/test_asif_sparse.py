@@ -55,8 +55,8 @@ def _no_near_ties(scores):
 def test_sparse_tie_counts_equal_dense(distance, monkeypatch):
     """Tie counts of both directions (above, tied, ground truths tied, degenerate queries) from CSR embeddings
     equal those from the dense ones exactly, with rows scaled so that cosine must normalise them, in 2 folds.
-    Planted bugs caught: ``sparse_rows.prepare`` not normalising (cosine), ``sparse_rows.product`` not zeroing
-    its output block before ``toarray(out=)`` adds into it, ``first_equal`` of CSR rows ignoring the values."""
+    Planted bugs caught: ``sparse_rows.prepare`` not normalising (cosine), ``first_equal`` of CSR rows
+    ignoring the values (``_copies_alike`` then copies scores between different captions)."""
     model, qx, qy, qindex = fitted()
     di, dt, si, st = both_paths(model, qx, qy, monkeypatch)
     scale = np.random.default_rng(1).uniform(0.5, 3.0, (len(qy), 1)).astype(np.float32)
@@ -64,6 +64,7 @@ def test_sparse_tie_counts_equal_dense(distance, monkeypatch):
     dt[3], st = dt[2], sparse.vstack([st[:3], st[2], st[4:]]).tocsr()  # a duplicate caption: an exact tie
     assert _no_near_ties(metrics.similarity(di, dt, distance))
     monkeypatch.setattr(sparse_rows, "SCORE_ROWS", 4)  # several sparse products per score block
+    monkeypatch.setattr(metrics, "SCORE_BLOCK_BYTES", 400)  # several image blocks reuse one score buffer
     want = metrics.fold_counts(di, dt, qindex, distance, folds=2)
     got = metrics.fold_counts(si, st, qindex, distance, folds=2)
     assert sum(int(f[1].tied.sum()) for f in want) > 0  # the data has ties to get right
