@@ -6,6 +6,9 @@ a ``scipy.sparse`` matrix instead of an (n, k) array. :mod:`cca_bench.metrics` t
 the two sparse matrices plus one score block; the rest of the pass (tie counts, degenerate queries, folds) is the
 dense path's own. Each score is scipy's float32 sum of the products over the shared non-zero columns, in the
 query row's column order, so it does not depend on the block a row falls in (a BLAS GEMM's rounding does).
+It agrees with a BLAS GEMM over the same rows made dense to float32 rounding, not bit for bit: exact ties (equal
+rows, the many exact zeros of rows sharing no anchor) are ties on both paths, and ranks and tie counts are equal
+wherever distinct scores are further apart than that rounding (tests/methods/test_asif_sparse.py checks this).
 Cosine rows are L2-normalised as :func:`cca_bench.metrics.prepare` does it (float64 norm, float32 quotient) on
 the stored values only.
 """
