@@ -9,8 +9,10 @@ from scipy import sparse
 
 from cca_bench import metrics, sparse_rows
 from cca_bench.__main__ import main
+from cca_bench.errors import UserError
 from cca_bench.methods import asif
 from cca_bench.methods.asif import ASIF
+from cca_bench.search import FaissIndex, HNSWIndex
 
 SMALL = ["-D", "n_train=300", "-D", "n_val=40", "-D", "n_test=60", "-q"]
 FEATURES = "glove50_tinyimage"
@@ -122,3 +124,13 @@ def test_run_benchmark_and_search_sparse_equal_dense(tmp_path, monkeypatch, caps
     capsys.readouterr()
     assert main(["search", "asif", "shapes", FEATURES, "--text", "a red circle", "-k", "5", *SMALL, *roots]) == 0
     assert capsys.readouterr().out == dense_hits
+
+
+@pytest.mark.parametrize("index, name", [(FaissIndex, "faiss"), (HNSWIndex, "hnsw")])
+def test_faiss_indexes_refuse_sparse_galleries(index, name, monkeypatch):
+    """A FAISS index holds dense rows: a CSR gallery is refused in one line naming the flag. Planted bug caught:
+    the check removed (FaissIndex then fails on the CSR matrix with an IndexError, not a UserError)."""
+    model, qx, qy, _ = fitted()
+    _, _, si, _ = both_paths(model, qx, qy, monkeypatch)
+    with pytest.raises(UserError, match=f"--index {name} takes dense embeddings.*use --index exact"):
+        index(si, "cosine")
