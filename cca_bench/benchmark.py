@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import importlib.util
-import re
 import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
+from cca_bench.checks import check_resamples, check_tag
 from cca_bench.config import FeatureSpec, Locations, timed as _timed, torch_device
 from cca_bench.errors import UserError
 from cca_bench.features.pipelines import (Pipelines, features_tag, model_files,  # noqa: F401  (run records)
@@ -123,9 +123,7 @@ def model_path(method: str, dataset: str, spec: FeatureSpec, opts: Options) -> P
     """``RESULTS/models/METHOD__DATASET__FEATURES[@TAG]``: a ``--tag`` keeps variants of one method apart."""
     name = "__".join([method, dataset_tag(dataset, opts.dataset_options), features_tag(spec, opts.features)])
     if opts.tag:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", opts.tag):
-            raise UserError(f"--tag {opts.tag!r} may hold only letters, digits, '_', '.' and '-'")
-        name += f"@{opts.tag}"
+        name += f"@{check_tag(opts.tag)}"
     return opts.locations.results_root / "models" / name
 
 
@@ -391,6 +389,8 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
     dataset = load_dataset(dataset_name, opts)
     split = dataset.split(split_name)
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
+    if opts.run.bootstrap:
+        check_resamples("--bootstrap", opts.run.bootstrap, split.n_images)  # before the models run, not after
     timings: dict = {}
     embedded = [_embed_split(method, dataset, dataset_name, split_name, spec, seed_options(opts, s), timings)
                 for s in (seeds or [None])]
@@ -482,3 +482,26 @@ def params_label(method: str, model) -> str:
     """A short label of the hyper-parameters that matter, for tables (e.g. ``k=50 reg=0.001 p=1``)."""
     label = getattr(model, "params_label", None)
     return label() if callable(label) else ""
+
+
+def run_split(record: dict, data_root: Path, kept=None):
+    """The split a stored run was scored on, rebuilt read-only from the run's dataset name and dataset options
+    (``kept(key, load)``: a store of parsed datasets, e.g. the web app's), or None when the data root cannot
+    rebuild it or it no longer has the run's image count (then views name items by position)."""
+    from cca_bench.datasets import get_dataset
+    from cca_bench.datasets.cache import read_only
+
+    options = (record.get("config") or {}).get("dataset_options") or {}
+    name = str(record["dataset"]).partition("[")[0]
+    if not isinstance(options, dict) or dataset_tag(name, options) != record["dataset"]:
+        return None
+
+    def load():
+        with read_only():
+            return get_dataset(name, Path(data_root), **options)
+
+    try:
+        split = (kept(("dataset", record["dataset"]), load) if kept else load()).split(record["split"])
+    except (UserError, OSError, ValueError, TypeError):
+        return None
+    return split if split.n_images == record.get("n_images") else None

@@ -1,4 +1,4 @@
-"""Range checks of numeric hyper-parameters: one rule per parameter, used by an estimator's fit and the CLI.
+"""Range checks of numeric hyper-parameters and flags: one rule per value, used by an estimator's fit and the CLI.
 
 A :class:`Bound` states what a parameter may be (finite, integer, lowest value); ``bound.check(name, v)``
 raises a UserError naming the parameter, and ``bound.cli()`` is the same check as an argparse ``type``,
@@ -23,8 +23,9 @@ class Bound:
 
     def describe(self) -> str:
         kind = "a whole number" if self.integer else "a finite number"
-        low = "" if self.low is None else f" {'>' if self.strict else '>='} {self.low:g}"
-        high = "" if self.high is None else f"{' and' if low else ''} <= {self.high:g}"
+        num = (lambda v: str(int(v))) if self.integer else (lambda v: f"{v:g}")
+        low = "" if self.low is None else f" {'>' if self.strict else '>='} {num(self.low)}"
+        high = "" if self.high is None else f"{' and' if low else ''} <= {num(self.high)}"
         return kind + low + high
 
     def ok(self, value) -> bool:
@@ -64,3 +65,38 @@ FINITE = Bound()
 NON_NEGATIVE = Bound(low=0)
 POSITIVE = Bound(low=0, strict=True)
 COUNT = Bound(integer=True, low=1)
+
+# the ranges every command shares (the CLI's converters in cli/common.py are these bounds' .cli())
+SEED = Bound(integer=True, low=0, high=2**32 - 1)  # what numpy's SeedSequence and torch.manual_seed both take
+RESAMPLES = Bound(integer=True, low=1, high=10**6)  # bootstrap resamples and permutations
+LAYERS = Bound(integer=True, low=0, high=1000)  # hidden layers of a network (each is one module to build)
+PORT = Bound(integer=True, low=0, high=65535)  # 0: the system picks a free one
+
+
+TAG = r"[A-Za-z0-9_.-]+"  # a --tag names model and run files: no separator, no markup
+
+
+def check_tag(tag: str) -> str:
+    """``tag`` when it is a valid ``--tag`` (TAG), else a UserError naming it."""
+    import re
+
+    if not re.fullmatch(TAG, tag):
+        raise UserError(f"--tag {tag!r} may hold only letters, digits, '_', '.' and '-'")
+    return tag
+
+
+def check_memory(need: float, what: str) -> None:
+    """A UserError naming ``what`` (e.g. "--bootstrap 1000000000 on 1,000 images") when ``need`` bytes exceed the
+    memory available now (:func:`cca_bench.config.available_memory`): refused before anything is allocated."""
+    from cca_bench.config import available_memory
+
+    free = available_memory()
+    if need > free:
+        raise UserError(f"{what} needs about {need / 2**30:.1f} GiB of memory but {free / 2**30:.1f} GiB is "
+                        "available: choose a smaller value")
+
+
+def check_resamples(flag: str, resamples: int, n_images: int) -> None:
+    """A resampling statistic holds a (resamples x n_images) float64 count or sign matrix and its draws: refused
+    (naming ``flag``) when that exceeds the memory available, before the evaluation or the test starts."""
+    check_memory(16 * resamples * n_images, f"{flag} {resamples} on {n_images:,} images")

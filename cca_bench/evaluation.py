@@ -37,12 +37,14 @@ def score(embeddings: list[tuple[np.ndarray, np.ndarray]], image_index: np.ndarr
           run: RunOptions, timings: dict, device: str = "auto") -> dict:
     """The run-record fields of one or more (one per seed) pairs of (n_img, k) image and (n_txt, k) caption
     embeddings, scored under the tie rule ``run.ties``: ``ties``, ``metrics`` (mean over seeds),
-    ``recall_curve``, ``degenerate_queries``, per-query tie counts (``_ranks``, stored by
-    ``results.write_run``), bootstrap ``ci`` / ``ci_method`` unless ``run.bootstrap`` is None, and with several
+    ``recall_curve``, ``degenerate_queries``, per-query tie counts (``_ranks``) and the first seed's top-10
+    retrieved items of every query (``_top10``: the pair of :func:`cca_bench.retrieved.top_items`), both stored
+    by ``results.write_run``, bootstrap ``ci`` / ``ci_method`` unless ``run.bootstrap`` is None, and with several
     seeds ``seed_metrics`` / ``seed_sd``. The similarity GEMM runs on ``device`` when that is a GPU (timed
     as ``evaluate``; the intervals as ``intervals``)."""
     from cca_bench import stats
     from cca_bench.metrics import fold_counts
+    from cca_bench.retrieved import top_items
 
     if not isinstance(run, RunOptions):  # evaluation takes its own options, nothing wider
         raise TypeError(f"score takes RunOptions, not {type(run).__name__}")
@@ -54,6 +56,7 @@ def score(embeddings: list[tuple[np.ndarray, np.ndarray]], image_index: np.ndarr
     ranks = stats.stack_seeds([stats.from_fold_ranks(p, image_index, n_img, ties) for p in per_seed])
     out = {"ties": ties, "metrics": stats.point_metrics(ranks), "recall_curve": recall_curves(per_seed, ties=ties),
            "_ranks": ranks,
+           "_top10": timed(timings, "top10", lambda: top_items(*embeddings[0], image_index, distance, folds)),
            "degenerate_queries": {task: int(sum(int(np.count_nonzero(f[2 + d])) for p in per_seed for f in p))
                                   for d, task in enumerate(stats.TASKS)}}
     if run.bootstrap is not None:

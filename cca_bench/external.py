@@ -14,11 +14,13 @@ the file, raised before anything is written.
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 
+from cca_bench.checks import check_resamples
 from cca_bench.errors import UserError
 
 LABEL_RE = r"[A-Za-z0-9_.+-]+"
@@ -57,19 +59,67 @@ def _load_safetensors(path: Path, key: str | None) -> np.ndarray:
         raise UserError(f"{path}: cannot read as safetensors ({e})") from None
 
 
-def load_embeddings(spec: str) -> tuple[np.ndarray, Path]:
-    """A (rows, d) finite numeric array from ``FILE.npy`` / ``FILE.safetensors[:KEY]``, and its path."""
+# safetensors dtypes numpy reads as numbers (F8_*, BF16, BOOL and the rest are refused by name, not a traceback)
+SAFETENSORS_DTYPES = {"F16", "F32", "F64", "I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64"}
+
+
+def _safetensors_header(path: Path, key: str | None) -> tuple[tuple, str]:
+    """(shape, dtype) that the safetensors file's JSON header declares for tensor ``key`` (the only one when None);
+    nothing else is read. A UserError for a dtype numpy cannot hold (e.g. F8_E4M3) or a damaged header."""
+    from cca_bench.fsio import safetensors_header
+
+    header = safetensors_header(path)
+    try:
+        tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+        keys = list(tensors)
+        if key is None and len(keys) != 1:
+            raise UserError(f"{path} holds {len(keys)} tensors ({', '.join(keys[:8]) or 'none'}): name one as "
+                            f"{path}:KEY")
+        if key is not None and key not in tensors:
+            raise UserError(f"{path} has no tensor {key!r} (it has: {', '.join(keys[:8]) or 'none'})")
+        entry = tensors[key or keys[0]]
+        shape, dtype = tuple(int(d) for d in entry["shape"]), str(entry["dtype"])
+    except UserError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{path}: cannot read as safetensors ({e})") from None
+    if dtype not in SAFETENSORS_DTYPES:
+        raise UserError(f"{path}: tensor {key or keys[0]!r} is {dtype}, which numpy cannot read; save it as F32 "
+                        "(or F16, F64, an integer type)")
+    return shape, dtype
+
+
+def embedding_shape(spec: str) -> tuple[tuple, Path]:
+    """(the shape its header declares, path) of a ``FILE.npy`` / ``FILE.safetensors[:KEY]`` embedding file, read
+    from the header alone: a 2-D numeric array of at least one column, or a one-line UserError. Nothing of the
+    data is read, so a file claiming 10^6 x 10^5 rows can be compared with the split first."""
+    from cca_bench.fsio import check_npy_header
+
     path, key = split_path_key(spec)
     if not path.is_file():
         raise UserError(f"{path}: embedding file not found")
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".safetensors"):
         raise UserError(f"{path}: embeddings must be .npy or .safetensors")
-    arr = _load_npy(path) if suffix == ".npy" else _load_safetensors(path, key)
-    if arr.ndim != 2 or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise UserError(f"{path}: expected a 2-D numeric array (rows x dimensions), got {arr.dtype} {arr.shape}")
-    if arr.shape[1] == 0:
-        raise UserError(f"{path}: zero-width embeddings ({arr.shape[0]} x 0): each row needs at least one dimension")
+    if suffix == ".npy":
+        with open(path, "rb") as f:
+            shape, dtype = check_npy_header(f, os.fstat(f.fileno()).st_size, str(path))
+        numeric = np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)
+    else:
+        (shape, dtype), numeric = _safetensors_header(path, key), True
+    if len(shape) != 2 or not numeric:
+        raise UserError(f"{path}: expected a 2-D numeric array (rows x dimensions), got {dtype} {shape}")
+    if shape[1] == 0:
+        raise UserError(f"{path}: zero-width embeddings ({shape[0]} x 0): each row needs at least one dimension")
+    return shape, path
+
+
+def load_embeddings(spec: str) -> tuple[np.ndarray, Path]:
+    """A (rows, d) finite float32 array from ``FILE.npy`` / ``FILE.safetensors[:KEY]`` (its header checked first:
+    :func:`embedding_shape`), and its path."""
+    embedding_shape(spec)
+    path, key = split_path_key(spec)
+    arr = _load_npy(path) if path.suffix.lower() == ".npy" else _load_safetensors(path, key)
     arr = np.asarray(arr, dtype=np.float32)
     bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
     if len(bad):
@@ -107,18 +157,19 @@ def fingerprint_file(path: Path) -> str:
     return sha1_file(path)[:16]
 
 
-def check_embeddings(split, images: np.ndarray, image_file: Path, texts: np.ndarray, text_file: Path,
+def check_embeddings(split, images: tuple, image_file: Path, texts: tuple, text_file: Path,
                      image_index: np.ndarray | None) -> np.ndarray:
-    """Rows and widths of both files against the split; returns the image index of the caption rows."""
+    """Rows and widths of both files (their header shapes ``images``, ``texts``) against the split, before their
+    data is read; returns the image index of the caption rows."""
     where = f"{split.dataset}/{split.name}"
-    if len(images) != split.n_images:
-        raise UserError(f"{image_file}: {len(images)} rows but {where} has {split.n_images} images "
+    if images[0] != split.n_images:
+        raise UserError(f"{image_file}: {images[0]} rows but {where} has {split.n_images} images "
                         "(one row per image, in the order export-split writes)")
-    if image_index is None and len(texts) != split.n_captions:
-        raise UserError(f"{text_file}: {len(texts)} rows but {where} has {split.n_captions} captions "
+    if image_index is None and texts[0] != split.n_captions:
+        raise UserError(f"{text_file}: {texts[0]} rows but {where} has {split.n_captions} captions "
                         "(one row per caption, in the order export-split writes, or give --image-index)")
-    if images.shape[1] != texts.shape[1]:
-        raise UserError(f"{text_file}: {texts.shape[1]} dimensions but {image_file} has {images.shape[1]}; "
+    if images[1] != texts[1]:
+        raise UserError(f"{text_file}: {texts[1]} dimensions but {image_file} has {images[1]}; "
                         "both must live in one embedding space")
     return split.image_index if image_index is None else image_index
 
@@ -133,12 +184,16 @@ def evaluate_embeddings(dataset_name: str, split_name: str, image_spec: str, tex
         raise UserError(f"--name {label!r} may hold only letters, digits, '_', '.', '+' and '-'")
     sweep_outputs(opts)
     timings: dict = {}
-    (images, image_file), (texts, text_file) = _timed(  # first: a bad file is refused before the dataset loads
-        timings, "load_embeddings", lambda: (load_embeddings(image_spec), load_embeddings(text_spec)))
-    split = load_dataset(dataset_name, opts).split(split_name)
+    (image_shape, image_file), (text_shape, text_file) = (embedding_shape(image_spec), embedding_shape(text_spec))
+    split = load_dataset(dataset_name, opts).split(split_name)  # after the headers: a bad file fails first
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
-    given = None if image_index_file is None else load_image_index(Path(image_index_file), len(texts), split.n_images)
-    image_index = check_embeddings(split, images, image_file, texts, text_file, given)
+    if opts.run.bootstrap:
+        check_resamples("--bootstrap", opts.run.bootstrap, split.n_images)
+    given = None if image_index_file is None else load_image_index(Path(image_index_file), text_shape[0],
+                                                                    split.n_images)
+    image_index = check_embeddings(split, image_shape, image_file, text_shape, text_file, given)
+    (images, _), (texts, _) = _timed(  # only now, rows and widths agreeing with the split, is data read
+        timings, "load_embeddings", lambda: (load_embeddings(image_spec), load_embeddings(text_spec)))
     evaluation = score([(images, texts)], image_index, distance, folds, opts.run, timings, opts.features.device)
     from cca_bench.coco_extended import record_fields
 

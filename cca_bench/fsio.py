@@ -246,10 +246,37 @@ def open_npy(path: Path):
         raise UserError(f"cannot read {path} as a numeric .npy array: {e}") from None
 
 
-def read_npz(data: bytes, where: str) -> dict:
-    """{name: array} of a ``.npz`` archive held in ``data``, each member's header checked first
-    (:func:`check_npy_header` against the member's size): numpy allocates what a header claims before it reads,
-    so a member claiming 149 GiB was a MemoryError. Never unpickled; a bad archive is a one-line UserError."""
+def read_regular(path: Path, folder: Path, max_bytes: int, what: str) -> bytes:
+    """The bytes of ``path``, refused (one-line UserError naming ``path`` and ``what`` it is) unless it is a
+    regular file, after symlinks, inside ``folder``, of at most ``max_bytes`` bytes.
+
+    Opened non-blocking and checked with ``fstat`` on the open descriptor before a byte is read: a FIFO
+    (which would hang the reader), a device (``/dev/zero`` is endless), a folder or a link leaving ``folder``
+    is never read."""
+    real, inside = os.path.realpath(path), os.path.realpath(folder).rstrip(os.sep) + os.sep
+    if not real.startswith(inside):
+        raise UserError(f"{path}: {what} leaves {folder} (a symlink to {real})")
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} is missing") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path} ({what}): {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{path}: {what} is not a regular file (a FIFO, device or folder); never read")
+        if st.st_size > max_bytes:
+            raise UserError(f"{path}: {what} holds {st.st_size} bytes, more than the {max_bytes} it can need")
+        return f.read(max_bytes + 1)[:max_bytes]
+
+
+def read_npz(data: bytes, where: str, max_bytes: int | None = None) -> dict:
+    """{name: array} of a ``.npz`` archive held in ``data``, every member bounded before numpy reads it (numpy
+    allocates what a header claims before it reads): the uncompressed sizes the zip directory records
+    (``file_size``, which zipfile never reads past) add up to at most ``max_bytes`` (compression lets a 7 MB
+    archive declare 1.5 GiB), and each member's ``.npy`` header (:func:`check_npy_header`) claims no more than
+    its ``file_size``. Never unpickled; a bad archive is a one-line UserError naming ``where``."""
     import io
     import zipfile
 
@@ -257,18 +284,26 @@ def read_npz(data: bytes, where: str) -> dict:
 
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            for info in zf.infolist():
+            infos = zf.infolist()
+            total = sum(info.file_size for info in infos)
+            if max_bytes is not None and total > max_bytes:
+                raise UserError(f"{where}: its members claim {total} bytes uncompressed, more than the "
+                                f"{max_bytes} it can need (a damaged or hostile archive); not read")
+            for info in infos:
                 with zf.open(info) as f:
                     check_npy_header(f, info.file_size, f"{where}: member {info.filename}")
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except UserError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as e:
         raise UserError(f"{where}: not a readable .npz archive ({e})") from None
 
 
-def check_npy_header(f, size: int, where: str) -> None:
+def check_npy_header(f, size: int, where: str) -> tuple[tuple, object]:
     """Read a ``.npy`` header from the start of the open binary file ``f`` of ``size`` bytes: a UserError naming
-    ``where`` unless it is a plain (not object) dtype whose claimed data fits in the bytes after the header."""
+    ``where`` unless it is a plain (not object) dtype whose claimed data fits in the bytes after the header.
+    Returns the (shape, dtype) it declares."""
     import math
 
     import numpy as np
@@ -291,3 +326,26 @@ def check_npy_header(f, size: int, where: str) -> None:
         raise UserError(f"{where}: its header claims a {' x '.join(map(str, shape)) or 'scalar'} {dtype} array "
                         f"({need / 2**30:.1f} GiB) but the file holds {size - offset} bytes of data "
                         "(truncated, or a damaged header)")
+    return shape, dtype
+
+
+SAFETENSORS_HEADER_MAX = 100 << 20  # safetensors' own limit on the JSON header
+
+
+def safetensors_header(path: Path) -> dict:
+    """The JSON header of a ``.safetensors`` file ({tensor: {dtype, shape, data_offsets}, "__metadata__": {...}}),
+    read alone: 8 bytes of length, then that many bytes of JSON (at most SAFETENSORS_HEADER_MAX). The tensors are
+    not read. A missing, short or damaged header is a one-line UserError naming the file."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > SAFETENSORS_HEADER_MAX:
+                raise ValueError(f"a header of {n} bytes")
+            header = json.loads(f.read(n))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+    except (OSError, ValueError, struct.error) as e:
+        raise UserError(f"{path}: cannot read as safetensors ({e})") from None
+    return header

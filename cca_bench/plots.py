@@ -36,7 +36,10 @@ def recall_figure(series: list[tuple[str, dict]], title: str):
                ylim=(0, 101))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("R@K (% of queries with rank <= K)")
-    axes[1].legend(loc="lower right", fontsize="small")
+    # below both panels, outside the axes: a legend inside one would cover the curves of many runs
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", fontsize="small",
+               ncol=1 if len(series) > 3 else len(series), frameon=False)
+    fig.set_figheight(4.4 + 0.22 * (len(series) if len(series) > 3 else 1))
     fig.suptitle(title)
     return fig
 
@@ -86,7 +89,8 @@ def training_figure(history: list[dict], title: str):
 
 def cv_figure(report: dict, title: str):
     """The CV grid as a heat map of the selection score (R-sum, or the sum of median ranks) over the two knobs
-    with the most values, the other knobs at their chosen values; the chosen point is circled."""
+    with the most values, the other knobs at their chosen values; the chosen point is circled. A knob value of
+    None (e.g. kcca's ``landmarks``: the method's default) is labelled "default"."""
     import numpy as np
 
     grid, best = report["grid"], report["best"]
@@ -110,12 +114,19 @@ def cv_figure(report: dict, title: str):
                     color="black" if light[i, j] else "white", fontweight="bold")
     bx, by = xs.index(best[knobs[0]]), ys.index(best[knobs[1]]) if knobs[1] in grid else 0
     ax.plot(bx, by, marker="o", markersize=30, markerfacecolor="none", markeredgecolor="red", markeredgewidth=2.5)
-    ax.set(xticks=range(len(xs)), xticklabels=[f"{x:g}" for x in xs], xlabel=knobs[0],
-           yticks=range(len(ys)), yticklabels=["" if y is None else f"{y:g}" for y in ys],
+    ax.set(xticks=range(len(xs)), xticklabels=[knob_value(x) for x in xs], xlabel=knobs[0],
+           yticks=range(len(ys)), yticklabels=["" if knobs[1] == "_" else knob_value(y) for y in ys],
            ylabel="" if knobs[1] == "_" else knobs[1],
-           title=title + "".join(f"\n{k} = {v:g} (chosen)" for k, v in fixed.items()))
+           title=title + "".join(f"\n{k} = {knob_value(v)} (chosen)" for k, v in fixed.items()))
     fig.colorbar(image, ax=ax, label="validation R-sum" if score == "rsum" else "sum of median ranks (lower is better)")
     return fig
+
+
+def knob_value(value) -> str:
+    """A CV knob's value as an axis label: numbers short (``0.001``, ``2000``), None as "default"."""
+    if value is None:
+        return "default"
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 def curve_figure(series: list[tuple[str, list[dict]]], title: str):

@@ -7,9 +7,10 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cca_bench.cells import csv_cell, md_cell
 from cca_bench.errors import UserError
-from cca_bench.runrecord import (RANKS_SUFFIX, config_name, latest_runs, load_runs, ranks_bytes,  # noqa: F401
-                                 read_run, run_id, run_ties, short_id, write_run)
+from cca_bench.runrecord import (RANKS_SUFFIX, TOP10_KEYS, config_name, latest_runs, load_runs,  # noqa: F401
+                                 ranks_bytes, read_run, run_id, run_ties, short_id, write_run)
 
 METRIC_COLUMNS = (("R@1", "R@1"), ("R@5", "R@5"), ("R@10", "R@10"), ("median_rank", "Median Rank"),
                   ("mean_rank", "Mean Rank"))
@@ -71,7 +72,8 @@ def git_revision() -> str | None:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    # microseconds: two runs stored within one second (a script, a test) still order by when they were made
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def write_json(path: Path, data: dict) -> Path:
@@ -88,13 +90,55 @@ def load_ranks(record: dict):
     JSON's metrics exactly under its tie rule (:func:`run_ties`). A ranks file kept before tie counts (no
     ``*_tied`` members) loads as untied ranks under its run's stored rule (optimistic), which reproduces its
     metrics. UserError (one line) when the file is missing, altered or inconsistent."""
-    import hashlib
-
-    from cca_bench.fsio import read_npz
-    from cca_bench.stats import point_metrics, query_ranks
     import numpy as np
 
+    from cca_bench.stats import point_metrics, query_ranks
     from cca_bench.ties import TieCounts
+
+    z, path, run = _ranks_npz(record)
+    try:
+        i2t, t2i = z["image_annotation"], z["image_search"]
+        if any(m in z for m in TIE_MEMBERS):
+            i2t = TieCounts(i2t, z["image_annotation_tied"], z["image_annotation_gt_tied"])
+            t2i = TieCounts(t2i, z["image_search_tied"], np.ones_like(z["image_search_tied"]))
+        ranks = query_ranks(i2t, t2i, z["image_index"], z["fold"], run_ties(record))
+        metrics = point_metrics(ranks)
+    except (KeyError, ValueError, TypeError, IndexError, ZeroDivisionError) as e:  # e.g. a 0-d image_index
+        raise UserError(f"{path}: not a ranks file ({e})") from None
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    if metrics != {t: {k: record["metrics"][t].get(k) for k, _ in METRIC_COLUMNS} for t, _ in TASKS}:
+        raise UserError(f"{path}: these ranks do not give the metrics of {run.name}")
+    return ranks
+
+
+def load_top10(record: dict, ranks) -> tuple:
+    """(i2t_top10 (n_images, 10), t2i_top10 (n_captions, 10)) int64 of a stored run whose ranks file keeps them
+    (:func:`ranks_bytes`), checked against its ``ranks`` (:func:`load_ranks`): shapes, and every position inside
+    the split or -1. UserError (one line) for runs stored before they were kept or a malformed file."""
+    import numpy as np
+
+    z, path, _ = _ranks_npz(record)
+    if not all(k in z for k in TOP10_KEYS):
+        raise UserError(f"{path}: no top-10 retrieved items (stored before they were kept): run "
+                        "run_benchmark / evaluate again to see what this run retrieved")
+    if any(z[k].dtype.kind not in "iu" for k in TOP10_KEYS):
+        raise UserError(f"{path}: {' / '.join(TOP10_KEYS)} are not integer arrays")
+    out = tuple(np.asarray(z[k], dtype=np.int64) for k in TOP10_KEYS)
+    n_img, n_txt = ranks.n_images, len(ranks.image_index)
+    for arr, rows, gallery, key in zip(out, (n_img, n_txt), (n_txt, n_img), TOP10_KEYS):
+        if arr.shape != (rows, 10) or arr.size and (arr.min() < -1 or arr.max() >= gallery):
+            raise UserError(f"{path}: {key} is not ({rows}, 10) positions of 0..{gallery - 1} or -1")
+    return out
+
+
+def _ranks_npz(record: dict) -> tuple:
+    """(the arrays of a run's ranks file, its path, the run JSON's path), read after checking the sha256 the
+    JSON recorded: a regular file inside the runs folder, sizes and headers checked before numpy allocates what
+    they claim (:func:`ranks_budget`)."""
+    import hashlib
+
+    from cca_bench.fsio import read_npz, read_regular
 
     run = Path(record["_file"])
     name = record.get("ranks_file")
@@ -102,26 +146,29 @@ def load_ranks(record: dict):
         raise UserError(f"{run.name} has no per-query ranks file (stored before they were kept): run "
                         "run_benchmark / evaluate again to test it")
     path = run.with_name(name)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: the ranks file of {run.name} is missing") from None
+    budget = ranks_budget(record)
+    data = read_regular(path, run.parent, budget, f"the ranks file of {run.name}")  # no FIFO, device, link out
     if hashlib.sha256(data).hexdigest() != record.get("ranks_sha256"):
         raise UserError(f"{path}: sha256 differs from the one {run.name} recorded (altered or replaced)")
-    z = read_npz(data, str(path))  # headers checked before numpy allocates what they claim
-    try:
-        i2t, t2i = z["image_annotation"], z["image_search"]
-        if any(m in z for m in TIE_MEMBERS):
-            i2t = TieCounts(i2t, z["image_annotation_tied"], z["image_annotation_gt_tied"])
-            t2i = TieCounts(t2i, z["image_search_tied"], np.ones_like(z["image_search_tied"]))
-        ranks = query_ranks(i2t, t2i, z["image_index"], z["fold"], run_ties(record))
-    except (KeyError, ValueError) as e:
-        raise UserError(f"{path}: not a ranks file ({e})") from None
-    except UserError as e:
-        raise UserError(f"{path}: {e}") from None
-    if point_metrics(ranks) != {t: {k: record["metrics"][t].get(k) for k, _ in METRIC_COLUMNS} for t, _ in TASKS}:
-        raise UserError(f"{path}: these ranks do not give the metrics of {run.name}")
-    return ranks
+    return read_npz(data, str(path), budget), path, run
+
+
+# int64 values a ranks file may hold per query (an image or a caption) and seed: the two ranks, image_index and
+# fold take 2; top-10 lists, tie counts and what later versions keep per query fit in the rest
+RANKS_VALUES_PER_QUERY = 64
+RANKS_MAX_SEEDS = 64
+
+
+def ranks_budget(record: dict) -> int:
+    """The most bytes (on disk and uncompressed) the ranks file of run ``record`` can need: 8 bytes x
+    RANKS_VALUES_PER_QUERY x RANKS_MAX_SEEDS per query of its ``n_images`` + ``n_captions``, plus 1 MiB of zip and
+    ``.npy`` headers; never more than half the memory available now. A record without those counts gets the
+    1 MiB alone."""
+    from cca_bench.config import available_memory
+
+    counts = [record.get(k) for k in ("n_images", "n_captions")]
+    queries = sum(c for c in counts if isinstance(c, int) and not isinstance(c, bool) and c > 0)
+    return min(8 * RANKS_VALUES_PER_QUERY * RANKS_MAX_SEEDS * queries + (1 << 20), available_memory() // 2)
 
 
 def resolve_run(results_root: Path, spec: str) -> dict:
@@ -168,6 +215,7 @@ def find_run(runs: list[dict], spec: str, bad: list[str] = (), folder: Path | st
     raise UserError(f"no run named {spec!r} in {folder}{hint}" if ids else
                     f"no run named {spec!r}: {folder} holds no runs")
 
+
 def metric_table(rows: list[tuple[str, dict]], task: str, label: str = "Method",
                  cis: list[dict | None] | None = None) -> str:
     """Markdown table of one task (``image_annotation``/``image_search``) for (row name, metrics) pairs; with
@@ -176,8 +224,8 @@ def metric_table(rows: list[tuple[str, dict]], task: str, label: str = "Method",
 
     cis = cis or [None] * len(rows)
     header = [label] + [name for _, name in METRIC_COLUMNS]
-    body = [[name] + [with_ci(m[task].get(k), (ci or {}).get(task, {}).get(k), k) for k, _ in METRIC_COLUMNS]
-            for (name, m), ci in zip(rows, cis)]
+    body = [[md_cell(name)] + [with_ci(m[task].get(k), (ci or {}).get(task, {}).get(k), k)
+                               for k, _ in METRIC_COLUMNS] for (name, m), ci in zip(rows, cis)]
     return tabulate(body, header, tablefmt="github", disable_numparse=True)
 
 
@@ -434,7 +482,7 @@ def _fitted_table(group, shown: list[str], marks: dict | None, fit: bool) -> str
     shown = list(shown)
     while True:
         plain = "Params" in shown or "Distance" in shown  # the Method cell names tag and distance only without them
-        body = [[str(row[c]) if c == "Method" and plain else _cell(row, c, (marks or {}).get((row["_file"], c)))
+        body = [[md_cell(row[c]) if c == "Method" and plain else _cell(row, c, (marks or {}).get((row["_file"], c)))
                  for c in shown] for _, row in group.iterrows()]
         text = tabulate(body, shown, tablefmt="github", disable_numparse=True) + "\n"
         wide = max(map(len, text.splitlines())) > TABLE_WIDTH
@@ -501,7 +549,7 @@ def _cell(row, column: str, mark: str | None) -> str:
     if column in SPECIAL_CELLS:
         return SPECIAL_CELLS[column](row)
     if column not in VALUE_COLUMNS and column != "Seed sd":
-        return "-" if value is None or value != value else str(value)
+        return "-" if value is None or value != value else md_cell(value)
     interval = None if column == "Seed sd" or row.get(f"{column} lo") != row.get(f"{column} lo") else \
         (row[f"{column} lo"], row[f"{column} hi"])
     from cca_bench.marks import render
@@ -513,7 +561,7 @@ def _cell(row, column: str, mark: str | None) -> str:
 def _delta_cell(row) -> str:
     """``+31.9 [+22.0, +42.1]``, or why the row has no delta (the CSV's ``note`` has the details)."""
     if row["delta"] != row["delta"]:
-        return (row["note"] or "-").split(": ")[0]
+        return md_cell((row["note"] or "-").split(": ")[0])
     return f"{row['delta']:+.1f} [{row['delta_lo']:+.1f}, {row['delta_hi']:+.1f}]"
 
 
@@ -532,8 +580,8 @@ def _method_cell(row) -> str:
     return ", ".join(filter(None, [row["Method"] + (f"@{tag}" if tag else ""), distance]))
 
 
-SPECIAL_CELLS = {"run": lambda row: short_id(row["run"]) if isinstance(row["run"], str) else "published",
-                 "Method": _method_cell,
+SPECIAL_CELLS = {"run": lambda row: md_cell(short_id(row["run"])) if isinstance(row["run"], str) else "published",
+                 "Method": lambda row: md_cell(_method_cell(row)),
                  "delta": _delta_cell, "p_value": _p_cell("p_value"), "p_holm": _p_cell("p_holm")}
 
 
@@ -555,12 +603,14 @@ def __getattr__(name: str):
 
 
 def compare_csv(frame) -> str:
-    """The compare frame as CSV (every group in one file, a Source column; missing values are empty cells)."""
+    """The compare frame as CSV (every group in one file, a Source column; missing values are empty cells); text
+    cells that a spreadsheet would run as a formula are quoted (:func:`cca_bench.cells.csv_cell`)."""
+    from pandas.api.types import is_numeric_dtype
+
     first = [c for c in ("run", *BASELINE_COLUMNS) if c in frame.columns]
-    frame = frame[first + [c for c in frame.columns if c not in first]]
-    first = [c for c in ("run", *BASELINE_COLUMNS) if c in frame.columns]
-    frame = frame[first + [c for c in frame.columns if c not in first]]
-    return frame.drop(columns=["Family", "_file"]).to_csv(index=False, float_format="%.6g")
+    frame = frame[first + [c for c in frame.columns if c not in first]].drop(columns=["Family", "_file"])
+    text = [c for c in frame.columns if not is_numeric_dtype(frame[c])]
+    return frame.assign(**{c: frame[c].map(csv_cell) for c in text}).to_csv(index=False, float_format="%.6g")
 
 
 def write_text(path: Path, text: str) -> Path:

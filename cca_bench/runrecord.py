@@ -136,9 +136,9 @@ def write_run(results_root: Path, record: dict) -> Path:
     folder = Path(results_root) / "runs"
     rid = new_run_id(folder, record)
     record |= {"run_id": rid, "schema_version": SCHEMA_VERSION}
-    ranks = record.pop("_ranks", None)
+    ranks, top10 = record.pop("_ranks", None), record.pop("_top10", None)
     if ranks is not None:
-        data = ranks_bytes(ranks)
+        data = ranks_bytes(ranks, top10)
         write_atomic(folder / (rid + RANKS_SUFFIX), lambda f: f.write(data))
         record["ranks_file"], record["ranks_sha256"] = rid + RANKS_SUFFIX, hashlib.sha256(data).hexdigest()
     text = json.dumps({k: v for k, v in record.items() if not k.startswith("_")}, indent=2, sort_keys=True)
@@ -147,24 +147,30 @@ def write_run(results_root: Path, record: dict) -> Path:
     return folder / (rid + ".json")
 
 
-def ranks_bytes(ranks) -> bytes:
+TOP10_KEYS = ("i2t_top10", "t2i_top10")  # each query's top-10 retrieved items: a fixed contract
+
+
+def ranks_bytes(ranks, top10: tuple | None = None) -> bytes:
     """The ``.ranks.npz`` bytes of a :class:`cca_bench.stats.QueryRanks`, integer arrays: ``image_annotation``
     (n_images,) captions scoring strictly above each image's best caption (-1: an image without captions is no
     query), ``image_annotation_tied`` other captions tied with it, ``image_annotation_gt_tied`` its own captions
     in that tie (>= 1), ``image_search`` (n_captions,) images strictly above each caption's image,
     ``image_search_tied`` other images tied with it, ``image_index`` (n_captions,) and ``fold`` (n_images,); with
     several seeds the count arrays have a seed axis first. The tie rule is the run JSON's ``ties``: with it the
-    counts give every metric, curve and interval exactly (:mod:`cca_bench.ties`)."""
+    counts give every metric, curve and interval exactly (:mod:`cca_bench.ties`). ``top10``
+    (:func:`cca_bench.retrieved.top_items`, ``record["_top10"]``) adds ``i2t_top10`` (n_images, 10) caption
+    positions and ``t2i_top10`` (n_captions, 10) image positions, int32, best first, -1 padded."""
     import io
 
     import numpy as np
 
     one = len(ranks.i2t) == 1
     pick = (lambda a: a[0]) if one else (lambda a: a)  # noqa: E731
+    extra = {} if top10 is None else {k: np.asarray(a, np.int32) for k, a in zip(TOP10_KEYS, top10)}
     buf = io.BytesIO()
     np.savez(buf, image_annotation=pick(ranks.i2t.above), image_search=pick(ranks.t2i.above),
              image_annotation_tied=pick(ranks.i2t.tied), image_annotation_gt_tied=pick(ranks.i2t.gt_tied),
-             image_search_tied=pick(ranks.t2i.tied), image_index=ranks.image_index, fold=ranks.fold)
+             image_search_tied=pick(ranks.t2i.tied), image_index=ranks.image_index, fold=ranks.fold, **extra)
     return buf.getvalue()
 
 

@@ -26,6 +26,7 @@ from cca_bench.extras import require
 from cca_bench.features.store import FeatureSet
 from cca_bench.metrics import prepare, refuse_flat_queries, similarity
 from cca_bench.registry import Registry
+from cca_bench.retrieved import best_first, keep_top, sample_and_worst
 
 CHUNK_ROWS = 65536  # gallery rows per similarity block
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 40, 256  # recall@10 0.999 on 20k x 64 gaussian rows
@@ -34,14 +35,6 @@ INDEXES = Registry("search index")
 
 
 # ------------------------------------------------------------------------------------------------ top-k
-
-
-def _keep_top(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best columns of each row of (q, n) scores and their ids, unordered (argpartition)."""
-    if scores.shape[1] <= k:
-        return scores, ids
-    cols = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    return np.take_along_axis(scores, cols, 1), np.take_along_axis(ids, cols, 1)
 
 
 def top_k(queries: np.ndarray, gallery: np.ndarray, k: int, distance: str = "cosine",
@@ -56,10 +49,9 @@ def top_k(queries: np.ndarray, gallery: np.ndarray, k: int, distance: str = "cos
     for start in range(0, gallery.shape[0], chunk):
         s = similarity(queries, gallery[start:start + chunk], distance)
         ids = np.broadcast_to(np.arange(start, start + s.shape[1], dtype=np.int64), s.shape)
-        s, ids = _keep_top(s, ids, k)
-        best_s, best_i = _keep_top(np.concatenate([best_s, s], 1), np.concatenate([best_i, ids], 1), k)
-    order = np.lexsort((best_i, -best_s), axis=-1)
-    return np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
+        s, ids = keep_top(s, ids, k)
+        best_s, best_i = keep_top(np.concatenate([best_s, s], 1), np.concatenate([best_i, ids], 1), k)
+    return best_first(best_s, best_i)
 
 
 @INDEXES.register("exact", help="exact chunked similarity + argpartition (default)")
@@ -315,8 +307,7 @@ def retrieval_examples(image_emb: np.ndarray, text_emb: np.ndarray, image_index:
              "image_search": (np.arange(n_txt), r_t2i + 1, text_emb, image_emb, text_fold, image_fold)}
     rng, out = np.random.default_rng(seed), {}
     for task, (queries, r1, q_emb, g_emb, q_fold, g_fold) in sides.items():
-        sample = np.sort(rng.choice(len(queries), min(n_sample, len(queries)), replace=False))
-        worst = np.argsort(-r1[queries], kind="stable")[:n_worst]
+        sample, worst = sample_and_worst(rng, r1[queries], n_sample, n_worst)
         out[task] = {name: _examples(queries[pos], r1[queries[pos]], q_emb, g_emb, k, distance, q_fold, g_fold)
                      for name, pos in (("sample", sample), ("worst", worst))}
     return out
@@ -343,11 +334,13 @@ def _cell(row: dict, column: str) -> str:
 
 
 def markdown_table(result: SearchResult) -> str:
-    """The hits as a GitHub markdown table (``|`` inside captions escaped)."""
+    """The hits as a GitHub markdown table (captions' ``|``, ``<``, ``>`` escaped: :func:`cca_bench.cells.md_cell`)."""
     from tabulate import tabulate
 
+    from cca_bench.cells import md_cell
+
     cols = _columns(result)
-    body = [[_cell(r, c).replace("|", "\\|") for c in cols] for r in result.rows]
+    body = [[md_cell(_cell(r, c)) for c in cols] for r in result.rows]
     return tabulate(body, list(cols), tablefmt="github", disable_numparse=True)
 
 

@@ -112,8 +112,8 @@ def query_ranks(i2t, t2i, image_index, fold=None, ties: str = DEFAULT) -> QueryR
     image_index = np.asarray(image_index, dtype=np.int64)
     n_img = i2t.shape[1]
     fold = np.zeros(n_img, dtype=np.int64) if fold is None else np.asarray(fold, dtype=np.int64)
-    if len(i2t.shape) != 2 or len(t2i.shape) != 2 or len(i2t) != len(t2i) or t2i.shape[1] != len(image_index) \
-            or len(fold) != n_img or image_index.ndim != 1:
+    if len(i2t.shape) != 2 or len(t2i.shape) != 2 or image_index.ndim != 1 or fold.ndim != 1 \
+            or len(i2t) != len(t2i) or t2i.shape[1] != len(image_index) or len(fold) != n_img:
         raise UserError(f"inconsistent rank arrays: image_annotation {i2t.shape}, image_search {t2i.shape}, "
                         f"image_index {image_index.shape}, fold {fold.shape}")
     if len(image_index) and (image_index.min() < 0 or image_index.max() >= n_img):
@@ -123,8 +123,8 @@ def query_ranks(i2t, t2i, image_index, fold=None, ties: str = DEFAULT) -> QueryR
     if (i2t.tied < 0).any() or (t2i.tied < 0).any() or (t2i.gt_tied != 1).any() or \
             (i2t.gt_tied[i2t.above >= 0] < 1).any():
         raise UserError("tie counts must be >= 0, with at least one (image search: exactly one) tied ground truth")
-    if len(fold) and (fold.min() < 0 or (np.diff(fold) < 0).any()):
-        raise UserError("fold must number consecutive image folds 0, 1, ...")
+    if len(fold) and (fold[0] != 0 or not np.isin(np.diff(fold), (0, 1)).all()):
+        raise UserError("fold must number consecutive image folds 0, 1, ... without a gap")
     has_caption = np.bincount(image_index, minlength=n_img) > 0
     if ((i2t.above >= 0) != has_caption).any():
         raise UserError("image_annotation must rank exactly the images that have captions")

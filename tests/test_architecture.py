@@ -10,10 +10,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cca_bench"
 # and any layer below, never one above. Place every new module here.
 LAYERS = [
     ("base", ["cca_bench._version", "cca_bench.errors", "cca_bench.extras", "cca_bench.registry", "cca_bench.config",
-              "cca_bench.fsio", "cca_bench.checks", "cca_bench.plots"]),
+              "cca_bench.fsio", "cca_bench.checks", "cca_bench.plots", "cca_bench.cells"]),
     ("numerics", ["cca_bench.linalg", "cca_bench.ties", "cca_bench.metrics", "cca_bench.stats", "cca_bench.kernel_maps",
                   "cca_bench.power", "cca_bench.seed_stats", "cca_bench.sample_size", "cca_bench.api",
-                  "cca_bench.similarity"]),
+                  "cca_bench.similarity", "cca_bench.retrieved"]),
     ("datasets", ["cca_bench.datasets"]),
     ("features", ["cca_bench.features"]),
     ("methods", ["cca_bench.methods"]),

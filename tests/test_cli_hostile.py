@@ -464,7 +464,7 @@ def test_hostile_case(name, setup, argv, code, message, case, capsys):
         import torch
 
         if torch.cuda.is_available():
-            pytest.skip("this machine has a GPU")
+            pytest.skip("hardware: this machine has a GPU (the case needs none)")
     if setup is not None:
         setup(w)
     argv = [a.replace(W, str(w)) for a in argv]

@@ -126,10 +126,10 @@ def test_compare_significance_marks_and_csv_bounds(stored, tmp_path, capsys):
     (["significance", RUN_A, RUN_A.replace("__test__", "__val__")], "different splits"),
     (["significance", RUN_A, "nope"], "no run named 'nope'"),
     (["significance", RUN_A, RUN_B, "--metric", "R@2"], "unknown metric"),
-    (["run_benchmark", "cca", "shapes", "test", FEAT, "--bootstrap", "0"], "expected a whole number >= 1"),
+    (["run_benchmark", "cca", "shapes", "test", FEAT, "--bootstrap", "0"], "must be a whole number >= 1"),
     (["run_benchmark", "cca", "shapes", "test", FEAT, "--ci", "none", "--bootstrap", "5"], "--ci none"),
-    (["run_benchmark", "cca", "shapes", "test", FEAT, "--seeds", "0,x"], "comma-separated whole numbers"),
-    (["generate", "cca", "shapes", FEAT, "--seeds", "1.5"], "comma-separated whole numbers"),
+    (["run_benchmark", "cca", "shapes", "test", FEAT, "--seeds", "0,x"], "comma-separated seeds"),
+    (["generate", "cca", "shapes", FEAT, "--seeds", "1.5"], "comma-separated seeds"),
 ])
 def test_bad_requests_are_one_line_and_write_nothing(argv, message, stored, tmp_path, capsys):
     base, roots = stored

@@ -13,7 +13,7 @@ from cca_bench.metrics import ranks, summarize
 
 DEVICE = os.environ.get("CCA_BENCH_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(),
-                                reason="needs a CUDA device (or CCA_BENCH_TEST_DEVICE=cpu)")
+                                reason="hardware: needs a CUDA device (or CCA_BENCH_TEST_DEVICE=cpu)")
 
 
 def paired(n: int = 4000, dx: int = 96, dy: int = 48, latent: int = 12, seed: int = 0):

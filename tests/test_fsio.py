@@ -57,16 +57,14 @@ def test_fifo_is_written_through_and_one_nobody_reads_is_refused(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(UserError, match="no process is reading"):
         write_atomic(fifo, put(b"x"))
-    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
-    for _ in range(200):  # wait until cat has the FIFO open for reading
-        try:
-            write_atomic(fifo, put(b"through the pipe"))
-            break
-        except UserError:
-            import time
-
-            time.sleep(0.01)
-    assert reader.communicate(timeout=10)[0] == b"through the pipe"
+    # the reader is this process's own end, open before the write: no child to wait for, none left running, no
+    # clock (a `cat` started in a child was polled for 2 s and stayed alive when the write never came)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        write_atomic(fifo, put(b"through the pipe"))  # 16 bytes: within the pipe's buffer, so it never blocks
+        assert os.read(reader, 64) == b"through the pipe"
+    finally:
+        os.close(reader)
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
@@ -199,9 +197,12 @@ def test_a_real_kill_leaves_a_temporary_file_that_the_next_process_sweeps(tmp_pa
             f"write_atomic(Path({str(target)!r}), slow)")
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
-    assert proc.stdout.readline() == b"writing\n"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        assert proc.stdout.readline() == b"writing\n"
+    finally:  # killed whatever happened: a failed assertion leaves no child sleeping
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
     leftover = tmp_path / f"RESULTS.md.{proc.pid}.tmp"
     assert target.read_text() == "before" and leftover.read_bytes() == b"half"
     for _ in range(100):  # the pid is gone once the kernel has reaped it

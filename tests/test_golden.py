@@ -42,18 +42,52 @@ def run_test_split(model: str, data_root: Path, results_root: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def check_same_run(new: dict, old: dict, data_root: Path) -> None:
-    """Metrics and curves bit for bit, the same cache file names, and the same full cache keys."""
-    assert new["metrics"] == old["metrics"]
-    assert new["recall_curve"] == old["recall_curve"]
-    assert new["feature_cache"] == old["feature_cache"]
-    for name in old["feature_cache"].values():
-        key = name.removesuffix(".npy") + ".json"
-        stored = json.loads((data_root / "cache" / key).read_text())
-        stored.pop("info", None)
-        golden = json.loads((GOLDEN / "cache" / key).read_text())
-        golden.pop("info", None)
-        assert stored == golden
+# A refit on another CPU (AVX-512 vs AVX2, another BLAS kernel) rounds the covariances, the mixture and the solve
+# differently; a query whose ground truth scores within that rounding of another item then moves. On openmoji's
+# 1,000 test images one such query moves an R@K by 0.1 points and a mean rank by (its rank change) / 1,000: an
+# AVX-512 machine gave image annotation mean rank 508.261 against the recorded 508.267. The tolerance of a refit:
+REFIT_TOLERANCE = {"R@K": 0.5, "median_rank": 1.0, "mean_rank_rel": 1e-3}  # 5 queries; 1 rank; 0.1% of the mean
+
+
+def close_metrics(new: dict, old: dict) -> list[str]:
+    """The metrics of ``new`` (a run's ``metrics`` or ``recall_curve``) outside REFIT_TOLERANCE of ``old``."""
+    off = []
+    for task, values in old.items():
+        for k, v in (values.items() if isinstance(values, dict) else enumerate(values)):
+            got = new[task][k]
+            if k == "median_rank":
+                ok = abs(got - v) <= REFIT_TOLERANCE["median_rank"]
+            elif k == "mean_rank":
+                ok = abs(got - v) <= REFIT_TOLERANCE["mean_rank_rel"] * abs(v)
+            else:
+                ok = abs(got - v) <= REFIT_TOLERANCE["R@K"]
+            if not ok:
+                off.append(f"{task} {k}: {got} vs {v}")
+    return off
+
+
+# what a refit may change in a feature cache key: the digest of the fitted text encoder (the mixture's numbers)
+FITTED_DIGESTS = ("info", "text_encoder")
+
+
+def check_same_run(new: dict, old: dict, data_root: Path, refit: bool = False) -> None:
+    """Metrics and curves bit for bit, the same cache file names and the same full cache keys; for a ``refit``,
+    metrics within REFIT_TOLERANCE and the keys equal but for the fitted encoder's digest (which also names the
+    file: the refit mixture's numbers are rounded by this CPU)."""
+    if refit:
+        assert close_metrics(new["metrics"], old["metrics"]) == []
+        assert close_metrics(new["recall_curve"], old["recall_curve"]) == []
+    else:
+        assert new["metrics"] == old["metrics"]
+        assert new["recall_curve"] == old["recall_curve"]
+        assert new["feature_cache"] == old["feature_cache"]
+    assert set(new["feature_cache"]) == set(old["feature_cache"])
+    for kind, name in old["feature_cache"].items():
+        stored = json.loads((data_root / "cache" / new["feature_cache"][kind].replace(".npy", ".json")).read_text())
+        golden = json.loads((GOLDEN / "cache" / name.replace(".npy", ".json")).read_text())
+        ignored = FITTED_DIGESTS if refit else ("info",)
+        assert {k: v for k, v in stored.items() if k not in ignored} == \
+            {k: v for k, v in golden.items() if k not in ignored}
 
 
 @pytest.mark.parametrize("model", list(VARIANTS))
@@ -68,12 +102,14 @@ def test_old_model_files_still_load(model, data_root, tmp_path):
 
 
 def test_generate_reproduces_golden_record(data_root, tmp_path):
-    """Fitting afresh (the Fisher-vector mixture on train, then CCA) gives the golden record's metrics."""
+    """Fitting afresh (the Fisher-vector mixture on train, then CCA) gives the golden record's metrics within
+    REFIT_TOLERANCE: bit for bit only on the CPU and BLAS that recorded them. Planted bug: an n_components of 15
+    (every R@K and mean rank moves far outside the tolerance)."""
     model = "cca__openmoji__glove50_tinyimage+gmm4"
     results = tmp_path / "results"
     assert main(["generate", "cca", "openmoji", "glove50_tinyimage", "--n-components", "16", *VARIANTS[model], "-q",
                  "--data-root", str(data_root), "--results-root", str(results)]) == 0
-    check_same_run(run_test_split(model, data_root, results), golden_run(model), data_root)
+    check_same_run(run_test_split(model, data_root, results), golden_run(model), data_root, refit=True)
 
 
 def run_lines(model: str, data_root: Path, results_root: Path, capsys) -> list[str]:

@@ -6,6 +6,7 @@ import argparse
 import math
 import sys
 
+from cca_bench.checks import PORT, RESAMPLES, SEED, check_tag
 from cca_bench.errors import UserError
 
 
@@ -25,9 +26,15 @@ def key_value(text: str) -> tuple[str, str]:
 
 
 def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return int(text)
+
+
+# the ranges of the flags every command shares, from cca_bench.checks (the one place they are stated)
+seed = SEED.cli()  # --seed: 0 .. 2^32-1
+resamples = RESAMPLES.cli()  # --bootstrap, significance --resamples: 1 .. 10^6 (and the memory, once n is known)
+port = PORT.cli()  # serve --port: 0 .. 65535
 
 
 def positive_float(text: str) -> float:
@@ -41,21 +48,27 @@ def positive_float(text: str) -> float:
 
 
 def seed_list(text: str) -> list[int]:
-    """``0,1,2`` -> [0, 1, 2]; repeats and non-integers are refused."""
+    """``0,1,2`` -> [0, 1, 2]: each a seed in SEED's range; empty entries, repeats and non-integers are refused."""
     parts = [t.strip() for t in text.split(",")]
-    if not parts or not all(t.lstrip("-").isdigit() for t in parts):
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, e.g. 0,1,2, got {text!r}")
-    seeds = [int(t) for t in parts]
+    try:
+        seeds = [SEED.check("a seed", int(t)) for t in parts]
+    except (ValueError, UserError):
+        raise argparse.ArgumentTypeError(f"expected comma-separated seeds ({SEED.describe()}), e.g. 0,1,2, got "
+                                         f"{text!r}") from None
     if len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"seeds repeat in {text!r}")
     return seeds
 
 
 def number_list(typ):
-    """A converter of ``1,2,4`` to a list of finite ``typ`` values."""
+    """A converter of ``1,2,4`` to a list of finite ``typ`` values; an empty list or entry (``""``, ``1,,2``) is
+    refused rather than read as "the default grid"."""
     def parse(text: str) -> list:
+        parts = [v.strip() for v in text.split(",")]
+        if not all(parts):
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers without empty entries, got {text!r}")
         try:
-            values = [typ(v) for v in text.split(",") if v.strip()]
+            values = [typ(v) for v in parts]
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
         if not all(math.isfinite(v) for v in values):
@@ -139,9 +152,9 @@ def add_intervals(p) -> None:
                 "(RESULTS/runs/<run>.ranks.npz) for `significance` and `compare --significance`")
     g.add_argument("--ci", default="bootstrap", choices=["bootstrap", "none"],
                    help="bootstrap (default): intervals for every metric and R-sum; none: no intervals")
-    g.add_argument("--bootstrap", type=positive_int, default=None, metavar="N",
-                   help="bootstrap resamples (default 10000; the seed 0 and the bounds' Monte Carlo error are "
-                   "recorded in the run)")
+    g.add_argument("--bootstrap", type=resamples, default=None, metavar="N",
+                   help=f"bootstrap resamples, {RESAMPLES.describe()} (default 10000; the seed 0 and the bounds' "
+                   "Monte Carlo error are recorded in the run)")
     if "--ties" not in p.options:  # curve has it already, from generate's CV group
         add_ties(g)
 
@@ -177,11 +190,13 @@ def add_extract_backend(p) -> None:
 
 def options(args):
     """``benchmark.Options`` from the parsed arguments: the locations, feature and run options, each validated by
-    its own layer (a missing GPU fails here, before features load)."""
+    its own layer (a missing GPU or a bad --tag fails here, before features load)."""
     from cca_bench.benchmark import Options
     from cca_bench.config import data_root, results_root, torch_device
 
     torch_device(getattr(args, "device", "auto"))
+    if getattr(args, "tag", ""):
+        check_tag(args.tag)  # names the model files: refused before any feature is encoded
     quiet = getattr(args, "quiet", False)
     return Options.of(
         data_root=data_root(args.data_root), results_root=results_root(args.results_root),

@@ -7,7 +7,7 @@ METHOD's own options and its --cv grid flags are those `generate METHOD` offers 
 from __future__ import annotations
 
 from cca_bench.cli import generate
-from cca_bench.cli.common import add_common, add_distance, add_features, add_intervals, add_seeds, options
+from cca_bench.cli.common import add_common, add_distance, add_features, add_intervals, add_seeds, options, seed
 
 HELP = "data-efficiency curve: R-sum against the number of training pairs"
 DESCRIPTION = ("Fit METHOD on random subsets of the train split (one per seed and size; images are drawn with "
@@ -36,7 +36,7 @@ def add_arguments(p, argv: list[str]) -> None:
     if cls is not None:
         generate._add_method_options(p, name, cls)
         p.help_hint, p.refuse = f"{p.prog} {name}", generate._refuser(name, p)
-    p.add_argument("--seed", type=int, default=0, help="the method's random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="the method's random seed, 0 to 2^32-1 (default 0)")
     add_seeds(p, "one random subset of the train split per seed at each size (default 0,1,2)")
     generate._add_cv(p, cls)
     add_intervals(p)

@@ -8,7 +8,7 @@ The method is read first (``parse_known_args`` of the method-independent options
 from __future__ import annotations
 
 from cca_bench.cli.common import (add_common, add_features, add_seeds, add_ties, log, metric, number_list, oov_line,
-                                   options)
+                                  options, seed)
 from cca_bench.cli.parser import CliParser
 from cca_bench.errors import UserError
 
@@ -98,7 +98,7 @@ def _add_method_options(p: CliParser, name: str, cls) -> None:
 
 def _add_shared(p: CliParser, cls) -> None:
     """Seeds, cross-validation (with ``cls``'s grid flags when a method is known), features and locations."""
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2^32-1 (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace a saved model of the same name that was fitted "
                    "with other hyper-parameters (without it generate refuses in one line; --tag keeps both)")
     add_seeds(p, "fit one model per seed (tag seed<N>): VSE, kernel CCA landmarks and random features depend on "

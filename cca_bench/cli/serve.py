@@ -1,7 +1,7 @@
 """`serve`: the local web app over DATA and RESULTS."""
 from __future__ import annotations
 
-from cca_bench.cli.common import add_common, log
+from cca_bench.cli.common import add_common, log, port
 
 HELP = "local web app: leaderboard, run pages, qualitative examples, search"
 DESCRIPTION = ("Serve the leaderboard, run pages, qualitative examples and search over DATA and RESULTS (read-only) "
@@ -10,7 +10,7 @@ DESCRIPTION = ("Serve the leaderboard, run pages, qualitative examples and searc
 
 def add_arguments(p, argv: list[str]) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--port", type=port, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     add_common(p)  # its -q also silences the request log
 

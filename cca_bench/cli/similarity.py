@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cca_bench.cli.common import add_common, add_features, options, positive_int
+from cca_bench.cli.common import add_common, add_features, options, positive_int, resamples, seed
 from cca_bench.errors import UserError
 
 HELP = "how alike are the two encoders? CKA, mutual k-NN, CKNNA, SVCCA, PWCCA with a calibrated null"
@@ -31,9 +31,9 @@ def add_arguments(p, argv: list[str]) -> None:
                    f"(default {DEFAULT_K})")
     p.add_argument("--dim", type=positive_int, default=DEFAULT_DIM,
                    help=f"singular directions kept per view by SVCCA and PWCCA (default {DEFAULT_DIM})")
-    p.add_argument("--permutations", type=positive_int, default=DEFAULT_PERMUTATIONS, metavar="K",
-                   help=f"row permutations of the null (default {DEFAULT_PERMUTATIONS})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the permutations (default 0)")
+    p.add_argument("--permutations", type=resamples, default=DEFAULT_PERMUTATIONS, metavar="K",
+                   help=f"row permutations of the null, 1 to 10^6 (default {DEFAULT_PERMUTATIONS})")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the permutations, 0 to 2^32-1 (default 0)")
     p.add_argument("--json", metavar="FILE", help="also write {measure: {score, calibrated, p_value, ...}} to FILE")
     add_features(p)
     add_common(p)

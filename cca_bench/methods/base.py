@@ -112,6 +112,28 @@ def load_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, {**config, ID_KEY: meta[ID_KEY]}
 
 
+def read_config(path: Path) -> dict:
+    """The config of the model at ``path`` as its ``.safetensors`` file records it (in its header's metadata,
+    with ``model_id``; the arrays are not read), never the ``.json`` copy beside it, which a ``generate`` killed
+    between its two renames leaves stale. Models saved before the config moved into the metadata: the ``.json``.
+    A missing or damaged weights file is a UserError naming it."""
+    from cca_bench.fsio import safetensors_header
+
+    st, js = model_files(path)
+    if not st.is_file():
+        raise UserError(f"no fitted model at {st}: run `generate` first")
+    meta = safetensors_header(st).get("__metadata__") or {}
+    if CONFIG_KEY not in meta:
+        return _read_json(js)
+    try:
+        config = json.loads(meta[CONFIG_KEY])
+    except (TypeError, json.JSONDecodeError) as e:
+        raise UserError(f"the fitted model {st} is damaged: its config is not JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"the fitted model {st} is damaged: its config is not a JSON object")
+    return {**config, ID_KEY: meta.get(ID_KEY)}
+
+
 def _read_safetensors(st: Path) -> tuple[dict[str, np.ndarray], dict]:
     from safetensors import safe_open
 

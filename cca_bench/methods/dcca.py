@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cca_bench.checks import COUNT, NON_NEGATIVE, POSITIVE, Bound
+from cca_bench.checks import COUNT, LAYERS, NON_NEGATIVE, POSITIVE, Bound, check_memory
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
 from cca_bench.methods.base import check_arrays, load_saved, save_arrays
@@ -94,7 +94,7 @@ class DeepCCA(PairedEstimator):
     CLI_PARAMS = {  # dcca's own texts: `generate dcca --help` shows these only
         "dim": (COUNT.cli(), "dcca: output width of each network (default 64, below --train-batch-size)"),
         "hidden": (COUNT.cli(), "dcca: width of the hidden layers (default 512)"),
-        "layers": (Bound(integer=True, low=0).cli(), "dcca: hidden layers per view (default 1)"),
+        "layers": (LAYERS.cli(), "dcca: hidden layers per view, 0 to 1000 (default 1)"),
         "lr": (POSITIVE.cli(), "dcca: Adam learning rate (default 1e-3)"),
         "train_batch_size": (Bound(integer=True, low=2).cli(), "dcca: pairs per training batch (default 512)"),
         "epochs": (COUNT.cli(), "dcca: most training epochs (default 50)"),
@@ -124,15 +124,26 @@ class DeepCCA(PairedEstimator):
 
     def check_params(self, n_images: int | None = None, n_captions: int | None = None) -> None:
         """Every option in range, and a batch wider than the output (else its covariance is singular)."""
-        for name, bound in (("dim", COUNT), ("hidden", COUNT), ("layers", Bound(integer=True, low=0)),
+        for name, bound in (("dim", COUNT), ("hidden", COUNT), ("layers", LAYERS),
                             ("lr", POSITIVE), ("train_batch_size", COUNT), ("epochs", COUNT),
                             ("patience", COUNT), ("eps", NON_NEGATIVE), ("cca_reg", NON_NEGATIVE)):
             bound.check(name, getattr(self, name))
+        check_memory(self.network_bytes(), f"dcca --hidden {self.hidden} --layers {self.layers}")
         if self.train_batch_size <= self.dim:
             raise UserError(f"DeepCCA train_batch_size={self.train_batch_size} must exceed dim={self.dim}: a batch "
                             "needs more pairs than canonical dimensions")
         if n_captions is not None and n_captions <= self.dim:
             raise UserError(f"DeepCCA dim={self.dim} needs more than {n_captions} train pairs")
+
+    def network_bytes(self, dx: int = 1, dy: int = 1) -> int:
+        """A lower bound on the training memory of both networks for inputs of widths ``dx``, ``dy`` (1 when not
+        yet known): float32 weights with their gradients and Adam's two moments (4 copies), and one batch's
+        activations of every layer, kept for the backward pass."""
+        h, n = self.hidden, self.layers
+        weights = sum(d * (h if n else self.dim) + max(n - 1, 0) * h * h + (h * self.dim if n else 0)
+                      for d in (dx, dy))
+        activations = 2 * self.train_batch_size * (n * h + self.dim)
+        return 4 * (4 * weights + 2 * activations)
 
     # --- fitting --------------------------------------------------------------------------------
     _FITTED = "cca_"  # set last: the linear CCA on the trained networks' outputs
@@ -169,6 +180,8 @@ class DeepCCA(PairedEstimator):
     def _new_net(self, dx: int, dy: int):
         from torch import nn
 
+        check_memory(self.network_bytes(dx, dy), f"dcca --hidden {self.hidden} --layers {self.layers} on "
+                     f"{dx}- and {dy}-d features")
         return nn.ModuleDict({"img": build_mlp(dx, self.hidden, self.layers, self.dim),
                               "txt": build_mlp(dy, self.hidden, self.layers, self.dim)})
 

@@ -25,7 +25,7 @@ CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src '
 def build_app(data_root: Path, results_root: Path, device: str = "auto", host: str = "127.0.0.1"):
     from flask import Flask, redirect, url_for
 
-    from cca_bench.web import compare, curves, figures, searching
+    from cca_bench.web import compare, curves, failures, figures, searching
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_MB * 1024 * 1024
@@ -38,6 +38,7 @@ def build_app(data_root: Path, results_root: Path, device: str = "auto", host: s
     app.add_url_rule("/leaderboard.csv", view_func=leaderboard_csv)
     app.add_url_rule("/compare", view_func=compare.compare_page)
     app.add_url_rule("/compare.png", view_func=compare.compare_png)
+    app.add_url_rule("/wins", view_func=failures.wins_page)
     app.add_url_rule("/curves", view_func=curves.curves_page)
     app.add_url_rule("/curves/<dataset>.png", view_func=curves.curves_png)
     app.add_url_rule("/run/<stem>", view_func=run_page)
@@ -48,6 +49,7 @@ def build_app(data_root: Path, results_root: Path, device: str = "auto", host: s
     app.add_url_rule("/model/<name>", view_func=model_page)
     app.add_url_rule("/search", view_func=searching.search_page, methods=["GET", "POST"])
     app.add_url_rule("/image/<model>/<split>/<int:i>.png", view_func=image_png)
+    app.add_url_rule("/run/<stem>/image/<int:i>.png", view_func=run_image_png)
     app.add_url_rule("/files/<kind>/<name>", view_func=stored_file)
     app.add_url_rule("/favicon.ico", view_func=lambda: redirect(url_for("static", filename="favicon.svg")))
     app.register_error_handler(UserError, _user_error)
@@ -59,6 +61,8 @@ def build_app(data_root: Path, results_root: Path, device: str = "auto", host: s
     app.register_error_handler(413, lambda e: _error_page(
         413, "Upload too large", f"Photos may be at most {MAX_UPLOAD_MB} MB."))
     app.jinja_env.filters["cell"] = cell
+    app.jinja_env.filters["knob"] = _knob
+    app.jinja_env.filters["rank"] = rank_text
     return app
 
 
@@ -123,6 +127,19 @@ def _error_page(status: int, title: str, message: str):
     return render_template("error.html", title=title, message=message), status
 
 
+def rank_text(value) -> str:
+    """A 1-based rank as pages show it: whole ranks as integers, expected ranks of tied items to 0.1 (2.5)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "-" if value is None else str(value)
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def _knob(value) -> str:
+    from cca_bench.plots import knob_value
+
+    return knob_value(value)
+
+
 def cell(value, column: str = "") -> str:
     """A table cell as ``compare`` prints it: numbers to 0.1, median ranks (``column`` ending in "MedR") as
     integers, missing values as '-'."""
@@ -159,25 +176,31 @@ def _leaderboard_frame(lib: Library, args) -> tuple:
 def leaderboard_page():
     from flask import render_template, request
 
-    from cca_bench.web.tables import leaderboard_groups, model_matrix
+    from cca_bench.web.tables import at_chance, leaderboard_groups, model_matrix
 
     lib = _lib()
     frame, runs, bad, choices, state = _leaderboard_frame(lib, request.args)
-    groups = leaderboard_groups(frame, _marks(lib, frame, list(runs.values()))) if len(frame) else []
+    marks, marks_note = _marks(lib, frame, list(runs.values())) if len(frame) else ({}, None)
+    chance = {r["_file"]: c for r in runs.values() if (c := at_chance(r)) is not None}
+    groups = leaderboard_groups(frame, marks, chance) if len(frame) else []
     matrix = model_matrix(frame) if len(frame) and state["view"] == "models" else None
     return render_template("leaderboard.html", groups=groups, matrix=matrix, n_runs=len(runs), bad=bad,
+                           marks_note=marks_note,
                            runs_dir=lib.results_root / "runs", choices=choices, state=state,
                            query=request.query_string.decode("ascii", "replace"))
 
 
-def _marks(lib: Library, frame, runs: list[dict]) -> dict:
-    """:func:`cca_bench.results.significance_marks` of the shown runs (paired tests on their stored ranks),
-    computed once per set of run files and kept."""
+def _marks(lib: Library, frame, runs: list[dict]) -> tuple[dict, str | None]:
+    """(:func:`cca_bench.results.significance_marks` of the shown runs (paired tests on their stored ranks),
+    computed once per set of run files and kept; None, or why there are none)."""
     from cca_bench.results import significance_marks
 
     shown = sorted(f for f in frame["_file"].dropna() if isinstance(f, str))
     key = ("marks", tuple((f, lib.stamp(f)) for f in shown))
-    return lib.computed(key, lambda: significance_marks(frame, [r for r in runs if r["_file"] in set(shown)]))
+    try:
+        return lib.computed(key, lambda: significance_marks(frame, [r for r in runs if r["_file"] in set(shown)])), None
+    except UserError as e:  # e.g. a run scored on a subset of captions beside the split's runs: no error page
+        return {}, f"No significance marks: {e}"
 
 
 def leaderboard_csv():
@@ -200,6 +223,7 @@ def run_page(stem: str):
     from cca_bench.results import METRIC_COLUMNS, TASKS
 
     from cca_bench.web.figures import training_history
+    from cca_bench.web.tables import at_chance
 
     lib = _lib()
     run = lib.run(stem)
@@ -212,26 +236,35 @@ def run_page(stem: str):
                            spectrum=has_model and lib.figure(model, "spectrum") is not None,
                            tasks=TASKS, metric_columns=METRIC_COLUMNS, run_file=Path(run["_file"]).name,
                            fit_s=fit if isinstance(fit, (int, float)) else None, train_oov=config.get("oov_rate"),
-                           training=training_history(config) is not None, cv=cv)
+                           training=training_history(config) is not None, cv=cv, chance=at_chance(run))
 
 
 def examples_page(stem: str):
+    """What the run retrieved: sampled and worst queries from its ranks file's top-10 (every run, evaluate runs
+    included); runs stored before the top-10 was kept fall back to their saved model, when there is one."""
     from flask import render_template
+
+    from cca_bench.web import failures
 
     lib = _lib()
     run = lib.run(stem)
-    model, split_name = run.get("model"), run["split"]
-    if not lib.has_model(model):
-        raise Missing(f"run {stem} has no saved model ({model or 'none recorded'}): the qualitative page "
-                      "needs the model that `generate` saved (runs of `evaluate` have none)")
     folds = int(run.get("folds") or 1)  # the run's protocol: COCO 1k ranks within 5 folds of 1,000 images
-    ex = lib.examples(model, split_name, run["distance"], folds, wait=_wait())
-    split = lib.gallery(model, split_name).split
-    sections = {task: {kind: example_rows(split, ex[task][kind], task) for kind in ("sample", "worst")}
+    try:
+        s = failures.stored(lib, run)
+        ex, lab = failures.example_entries(s, k=EXAMPLE_K), s.labels
+        img = {"run": lab.image_run}
+        n_images = s.ranks.n_images
+    except UserError as e:
+        if not lib.has_model(run.get("model")):
+            raise Missing(f"run {stem} has no examples: {e}") from None
+        ex = lib.examples(run["model"], run["split"], run["distance"], folds, wait=_wait())
+        lab = lib.gallery(run["model"], run["split"]).split
+        img = {"model": run["model"], "split": run["split"]} if lab.loader is not None else {}
+        n_images = lab.n_images
+    sections = {task: {kind: example_rows(lab, ex[task][kind], task) for kind in ("sample", "worst")}
                 for task in ex}
-    return render_template("examples.html", run=run, stem=stem, model=model, split=split_name,
-                           images=split.loader is not None, sections=sections, k=EXAMPLE_K, folds=folds,
-                           fold_size=split.n_images // folds, n_images=split.n_images)
+    return render_template("examples.html", run=run, stem=stem, img=img, sections=sections, k=EXAMPLE_K,
+                           folds=folds, fold_size=n_images // folds, n_images=n_images)
 
 
 def model_page(name: str):
@@ -253,6 +286,15 @@ def image_png(model: str, split: str, i: int):
     from flask import Response
 
     return Response(_lib().image_png(model, split, i), mimetype="image/png",
+                    headers={"Cache-Control": "max-age=3600"})
+
+
+def run_image_png(stem: str, i: int):
+    """Image ``i`` of the split a run was scored on (pages of runs without a saved model show it)."""
+    from flask import Response
+
+    lib = _lib()
+    return Response(lib.run_image_png(lib.run(stem), i), mimetype="image/png",
                     headers={"Cache-Control": "max-age=3600"})
 
 

@@ -22,12 +22,15 @@ def lib() -> Library:
 
 def example_rows(split, entries: list[dict], task: str) -> list[dict]:
     """Template values of qualitative examples: the query and each hit, the ground truth marked; every image
-    carries its first caption as ``alt`` text (its name when it has none)."""
+    carries its first caption as ``alt`` text (its name when it has none). ``split``: a Split, or anything with
+    its ``captions``, ``image_ids`` and ``image_index`` (:class:`cca_bench.web.failures.Labels`); entries
+    without scores (a stored top-10) show none."""
     captions: dict[int, str] = {}
     for j, i in enumerate(split.image_index):
         captions.setdefault(int(i), split.captions[j])
     out = []
     for e in entries:
+        e = e if e.get("scores") is not None else {**e, "scores": [None] * len(e["hits"])}  # stored top-10
         if task == "image_annotation":
             truth = [j for j, i in enumerate(split.image_index) if i == e["query"]]
             hits = [{"caption": split.captions[j], "image": int(split.image_index[j]), "score": s,

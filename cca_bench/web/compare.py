@@ -24,13 +24,13 @@ def _runs(lib, stems: list[str]) -> list[dict]:
     return runs
 
 
-def metric_rows(runs: list[dict], ranks: list | None = None, resamples: int = 2000) -> list[dict]:
+def metric_rows(runs: list[dict], ranks: list | None = None) -> list[dict]:
     """One row per metric (R-sum, then each direction's R@K and ranks): the runs' values, the best marked, and
     each run's difference to the first run (``gain``: whether it is better), with its 95% paired interval and
-    p-value (``stats.paired_test`` on that metric, ``resamples`` draws) where both runs kept their ranks
-    (``ranks``: one :class:`~cca_bench.stats.QueryRanks` or None per run)."""
+    p-value where both runs kept their ranks (``ranks``: one :class:`~cca_bench.stats.QueryRanks` or None per
+    run): ``stats.paired_test`` with the one default of every surface (``PAIRED_RESAMPLES``, ``PAIRED_SEED``),
+    its p printed by ``stats.format_p`` (``p_text``)."""
     from cca_bench.results import COLUMN_METRIC, metric_columns, rsum
-    from cca_bench.stats import paired_test
     from cca_bench.web.tables import RSUM, better
 
     ranks = ranks or [None] * len(runs)
@@ -45,90 +45,130 @@ def metric_rows(runs: list[dict], ranks: list | None = None, resamples: int = 20
             d = {"value": None if v is None or values[0] is None else v - values[0]}
             d["gain"] = d["value"] is not None and better(name) * d["value"] > 0
             if rk is not None and ranks[0] is not None:
-                t = paired_test(rk, ranks[0], COLUMN_METRIC[name], resamples)
-                d |= {"ci": t["ci"], "p": t["p_value"]}
+                d |= _test(rk, ranks[0], COLUMN_METRIC[name])
             deltas.append(d)
         rows.append({"name": name, "cells": values, "best": best, "deltas": deltas})
     return rows
 
 
-def run_ranks(runs: list[dict]) -> tuple[list, list[str | None]]:
-    """Each run's stored per-query ranks (None where it has none) and why not (None where it has them)."""
-    from cca_bench.results import load_ranks
+def _test(a, b, metric: str) -> dict:
+    """``{ci, p, p_text, result}`` of the paired test A - B on ``metric`` (the one default), or ``{why}`` when
+    the two runs ranked other queries."""
+    from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, format_p, paired_test
 
-    ranks, why = [], []
+    try:
+        t = paired_test(a, b, metric, resamples=PAIRED_RESAMPLES, seed=PAIRED_SEED)
+    except UserError as e:
+        return {"why": str(e)}
+    return {"ci": t["ci"], "p": t["p_value"], "p_text": format_p(t["p_value"], t["resamples"]), "result": t}
+
+
+def stored_runs(lib, runs: list[dict]) -> tuple[list, list[str | None]]:
+    """Each run's :class:`~cca_bench.web.failures.Stored` ranks and top-10 (None where it has none) and why
+    not (None where it has them)."""
+    from cca_bench.web.failures import stored
+
+    found, why = [], []
     for r in runs:
         try:
-            ranks.append(load_ranks(r))
+            found.append(stored(lib, r))
             why.append(None)
         except UserError as e:
-            ranks.append(None)
+            found.append(None)
             why.append(str(e))
-    return ranks, why
+    return found, why
 
 
-def paired_tests(runs: list[dict], ranks: list, why: list) -> list[dict]:
-    """Each later run against the first by the statistics' paired test on R-sum (later minus first, on the
-    per-query ranks both runs stored): ``{run, result}``, or ``{run, why}`` where there is none (a run without
-    its ranks file, runs on other images)."""
-    from cca_bench.stats import paired_test
+def paired_tests(runs: list[dict], rows: list[dict], why: list) -> list[dict]:
+    """Each later run against the first on R-sum (later minus first): ``{run, result, p_text}`` (the very test
+    of the table's R-sum row, so the sentence and the table agree), or ``{run, why}`` where there is none (a run
+    without its ranks file, runs on other images)."""
+    from cca_bench.web.tables import RSUM
 
+    rsum_row = next(r for r in rows if r["name"] == RSUM)
     out = []
-    for r, rk, w in zip(runs[1:], ranks[1:], why[1:]):
-        try:
-            if ranks[0] is None or rk is None:
-                raise UserError(why[0] or w)
-            out.append({"run": r["_stem"], "result": paired_test(rk, ranks[0], "rsum")})
-        except UserError as e:
-            out.append({"run": r["_stem"], "why": str(e)})
+    for r, d, w in zip(runs[1:], rsum_row["deltas"], why[1:]):
+        if d.get("result"):
+            out.append({"run": r["_stem"], "result": d["result"], "p_text": d["p_text"]})
+        else:
+            out.append({"run": r["_stem"], "why": d.get("why") or why[0] or w or "no paired test"})
     return out
 
 
-def shared_examples(lib, runs: list[dict], seed: int, wait: float) -> dict | None:
-    """The same sampled queries for every run that has a saved model: ``{models, split, annotation, search}``,
-    where each query lists every model's rank and top hits. None when no run has a saved model."""
-    from cca_bench.web.common import example_rows
+def shared_examples(lib, runs: list[dict], found: list, seed: int) -> dict | None:
+    """The same sampled queries for every run that kept its ranks: ``{image_run, missing, other,
+    image_annotation, image_search}``; each query lists every such run's rank and (where its ranks file kept
+    them) top hits, labelled with its own run. ``missing``: runs without ranks; ``other``: runs that ranked
+    other queries (``evaluate --image-index``). None when no run kept its ranks."""
+    import numpy as np
 
-    with_model = [r for r in runs if lib.has_model(r.get("model"))]
-    if not with_model:
+    from cca_bench.retrieved import sample_and_worst
+    from cca_bench.stats import check_same_images
+    from cca_bench.web.failures import hits, query_row
+
+    base = next((s for s in found if s is not None), None)
+    if base is None:
         return None
-    folds = int(with_model[0].get("folds") or 1)
-    found = [lib.examples(r["model"], r["split"], r["distance"], folds, seed=seed, wait=wait) for r in with_model]
-    split = lib.gallery(with_model[0]["model"], with_model[0]["split"]).split
-    out = {"runs": [r["_stem"] for r in with_model], "images": split.loader is not None,
-           "model": with_model[0]["model"], "split": split.name}
+    same, other = [], []
+    for r, s in zip(runs, found):
+        try:
+            if s is not None:
+                check_same_images(base.ranks, s.ranks)
+                same.append((r, s))
+        except UserError:
+            other.append(r["_stem"])
+    lab, rng = base.labels, np.random.default_rng(seed)
+    out = {"image_run": lab.image_run, "other": other,
+           "missing": [r["_stem"] for r, s in zip(runs, found) if s is None]}
     for task in ("image_annotation", "image_search"):
-        per_model = [{e["query"]: row for e, row in zip(ex[task]["sample"], example_rows(split, ex[task]["sample"], task))}
-                     for ex in found]  # query position -> its row, for each model
-        out[task] = [{"query": row["query"], "answers": [{"run": stem, **answers.get(q, {})}
-                                                         for stem, answers in zip(out["runs"], per_model)]}
-                     for q, row in per_model[0].items()]
+        r0 = base.ranks.rank("i2t" if task == "image_annotation" else "t2i")[0]
+        queries = np.flatnonzero(r0 >= 0)
+        sample = queries[sample_and_worst(rng, r0[queries] + 1, 8, 0)[0]]  # the draw of the examples page
+        out[task] = [{"query": query_row(lab, task, int(q)),
+                      "answers": [{"run": r["_stem"], "rank": _rank(s, task, q) + 1,
+                                   "hits": hits(s, task, int(q), COMPARE_K)} for r, s in same]}
+                     for q in sample]
     return out
+
+
+def _rank(s, task: str, q: int) -> float:
+    """The run's 0-based rank of query q (its tie rule's; the first seed)."""
+    return float(s.ranks.rank("i2t" if task == "image_annotation" else "t2i")[0, q])
 
 
 def compare_page():
     from flask import render_template, request
 
+    from cca_bench.stats import PAIRED_RESAMPLES
     from cca_bench.web.common import lib as _lib
     from cca_bench.web.common import wait as _wait
+    from cca_bench.web.failures import run_stamps
     from cca_bench.web.figures import curve_label
+    from cca_bench.web.kept import Loading
 
     lib = _lib()
     runs = _runs(lib, request.args.getlist("run"))
     seed = _seed(request.args.get("sample"))
-    examples = shared_examples(lib, runs, seed, _wait())
-    ranks, why = run_ranks(runs)
-    return render_template("compare.html", runs=runs, labels=[curve_label(r) for r in runs],
-                           rows=metric_rows(runs, ranks), tests=paired_tests(runs, ranks, why), examples=examples,
-                           seed=seed,
-                           k=COMPARE_K, curves=all(r.get("recall_curve") for r in runs),
-                           more=seed + 1, random_seed=random.randrange(1, 10**6))
+    found, why = stored_runs(lib, runs)
+    key = ("compare", tuple((r["_stem"], *run_stamps(lib, r)) for r in runs))
+    try:  # the paired tests of every metric, computed once per set of run files and kept
+        rows, pending = lib.computed(key, lambda: metric_rows(runs, [None if s is None else s.ranks for s in found]),
+                                     _wait(), "the paired tests of these runs"), False
+    except Loading:  # still being computed: the values and deltas now, the page reloads itself for the tests
+        rows, pending = metric_rows(runs), True
+    labels = {r["_stem"]: curve_label(r) for r in runs}
+    return render_template("compare.html", runs=runs, labels=[labels[r["_stem"]] for r in runs], by_run=labels,
+                           rows=rows, tests=[] if pending else paired_tests(runs, rows, why), pending=pending,
+                           examples=shared_examples(lib, runs, found, seed),
+                           seed=seed, k=COMPARE_K, curves=all(r.get("recall_curve") for r in runs),
+                           more=seed + 1, random_seed=random.randrange(1, 10**6), resamples=PAIRED_RESAMPLES)
 
 
 def _seed(text: str | None) -> int:
+    """The ``sample`` query parameter: ASCII digits only (``'²'.isdigit()`` is true, but ``int('²')`` raises)."""
     if not text:
         return 0
-    if not text.isdigit() or int(text) > 10**9:
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or int(text) > 10**9:
         raise UserError(f"sample {text!r} is not a whole number from 0 to 1000000000")
     return int(text)
 

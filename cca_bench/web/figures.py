@@ -67,5 +67,5 @@ def cv_png(name: str):
     key = ("cv", name, lib.stamp(lib.file("cv", f"{name}.json")))
     try:
         return _png(lib.figure_png(key, lambda: cv_figure(report, "CV grid on val: the chosen point circled")))
-    except (KeyError, ValueError, TypeError):
-        raise Missing(f"the CV report of {name} is not in the shape generate --cv writes") from None
+    except (KeyError, ValueError, TypeError) as e:  # a row or chosen point that the grid does not hold
+        raise Missing(f"cannot draw cv/{name}.json as a heat map ({type(e).__name__}: {e})") from None

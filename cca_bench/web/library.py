@@ -128,12 +128,12 @@ class Library:
         return bool(name) and name in self.models()
 
     def model_config(self, name: str) -> dict:
-        """The saved model's JSON (without its arrays)."""
-        path = self.file("models", f"{name}.json")
-        try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise UserError(f"cannot read the saved model {path.name}: {e}") from None
+        """The saved model's config as its weights file records it (:func:`cca_bench.methods.base.read_config`:
+        the safetensors metadata, not the ``.json`` copy a killed ``generate`` can leave stale)."""
+        from cca_bench.methods.base import read_config
+
+        path = self.file("models", f"{name}.safetensors")
+        return read_config(path.with_name(name))
 
     def cv_report(self, name: str) -> dict | None:
         """The CV report ``generate --cv`` wrote for the model (``cv/<name>.json``), or None."""
@@ -247,22 +247,42 @@ class Library:
 
         return self._figures.get(key, make, what="a figure")
 
-    def computed(self, key, make):
-        """``make()`` once per ``key`` (include the files' stamps in it), then kept."""
-        return self._computed.get(key, make, what="a computation")
+    def computed(self, key, make, wait: float | None = None, what: str = "a computation"):
+        """``make()`` once per ``key`` (include the files' stamps in it), then kept. ``wait``: seconds to wait
+        for it before :class:`~cca_bench.web.kept.Loading` (it goes on in the background); None: as long as it
+        takes."""
+        return self._computed.get(key, make, wait, what)
 
     @staticmethod
     def stamp(path) -> int:
         """When a file last changed (part of the keys of what is drawn from it)."""
         return Path(path).stat().st_mtime_ns
 
+    # ------------------------------------------------------------------------------------------ a run's split
+
+    def run_split(self, run: dict):
+        """:func:`cca_bench.benchmark.run_split` of a run, its dataset kept with the DATASETS_KEPT most recently
+        used."""
+        from cca_bench.benchmark import run_split
+
+        return run_split(run, self.data_root, lambda key, load: self._datasets.get(key, load, what="a dataset"))
+
+    def run_image_png(self, run: dict, i: int) -> bytes:
+        """Image ``i`` of the split a run was scored on, as :meth:`image_png` serves a model's."""
+        split = self.run_split(run)
+        if split is None:
+            raise Missing(f"the split of run {Path(run['_file']).stem} cannot be rebuilt from the data root")
+        return self._png_of(split, i)
+
     # ------------------------------------------------------------------------------------------ images
 
     def image_png(self, model: str, split: str, i: int) -> bytes:
         """Image ``i`` of the split as PNG bytes (at most IMAGE_SIDE pixels a side), through the dataset's
         loader; an image file must lie inside the data root."""
-        g = self.gallery(model, split)
-        s = g.split
+        return self._png_of(self.gallery(model, split).split, i)
+
+    def _png_of(self, s, i: int) -> bytes:
+        """Image ``i`` of the Split ``s`` as PNG bytes (at most IMAGE_SIDE pixels a side)."""
         if not 0 <= i < s.n_images:
             raise Missing(f"{s.dataset}/{s.name} has no image {i} (it has {s.n_images})")
         if s.loader is None:

@@ -94,9 +94,9 @@ def test_lite0_bf16_matches_fp32_on_its_real_weights():
                     reason="extracts all 1,914 OpenMoji images twice (about a minute on 2 idle cores); runs in CI "
                     "or with CCA_BENCH_SLOW_TESTS=1")
 @pytest.mark.skipif(not accel.cpu_has_native_bf16(),
-                    reason="this CPU has no native bf16 (no avx512_bf16 / amx_bf16): bf16 would be emulated (an hour "
-                    "for the 1,914 images on 2 cores) and --precision auto never picks it here; the 7-image bf16 "
-                    "feature test above still runs")
+                    reason="hardware: this CPU has no native bf16 (no avx512_bf16 / amx_bf16): bf16 would be "
+                    "emulated (an hour for the 1,914 images on 2 cores) and --precision auto never picks it here; the "
+                    "7-image bf16 feature test above still runs")
 def test_openmoji_cca_with_bf16_features_within_half_an_rsum_point(tmp_path):
     """The whole suite path (generate + run_benchmark on the default openmoji splits) with fp32 and with
     bf16 EfficientNet-Lite0 features: R-sum (R@1 + R@5 + R@10 of both directions) within 0.5."""

@@ -319,7 +319,7 @@ def test_vgg16_bf16_pool5_matches_fp32_on_real_weights(path):
     from cca_bench.features import accel
 
     if path == "prepacked" and not accel.onednn_bf16_available():
-        pytest.skip("this CPU / torch build has no oneDNN bf16 kernels")
+        pytest.skip("hardware: this CPU / torch build has no oneDNN bf16 kernels")
     model, _, _ = vgg16_real_convs()
     x = real_pixels(imagenet.CNNS["vgg16"])
     with torch.inference_mode():
@@ -344,7 +344,7 @@ def test_runner_prepacks_bf16_on_cpu_and_matches_autocast(tiny_weights, name):
     from cca_bench.features import accel
 
     if not accel.onednn_bf16_available():
-        pytest.skip("this CPU / torch build has no oneDNN bf16 kernels")
+        pytest.skip("hardware: this CPU / torch build has no oneDNN bf16 kernels")
     spec = imagenet.CNNS[name]
     assert spec.onednn_stages
     load = lambda: imagenet.load_network(name, tiny_weights / "weights" / spec.files[0])  # noqa: E731
@@ -366,7 +366,8 @@ def test_runner_prepacks_bf16_on_cpu_and_matches_autocast(tiny_weights, name):
         assert torch.nn.functional.cosine_similarity(fp32, got).min() >= 0.999
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/gpu_check.sh runs it)")
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="hardware: needs a CUDA device (benchmarks/gpu_check.sh runs it)")
 @pytest.mark.parametrize("name", ["vgg16", "resnet152"])
 def test_runner_on_cuda_in_fp16_matches_the_cpu_in_fp32(tiny_weights, name):
     """The GPU path (pinned non-blocking copies, fp16 autocast, channels_last) gives the CPU's fp32 features

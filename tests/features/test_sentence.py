@@ -123,7 +123,7 @@ def test_cpu_and_cuda_agree(tiny_folder):
     import torch
 
     if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
+        pytest.skip("hardware: no CUDA device")
     captions = ["a red circle", "a small green star in the top left corner", ""]
     cpu = sentence.make_sentence(Path("."), str(tiny_folder), device="cpu", progress=False).encode(captions)
     gpu = sentence.make_sentence(Path("."), str(tiny_folder), device="cuda", progress=False).encode(captions)

@@ -97,11 +97,16 @@ def r1(model, fs):
 
 
 def test_training_lowers_the_loss_and_the_gru_learns_word_order():
+    """The GRU tells 'a left of b' from 'b left of a'; a bag of words cannot (all its 12 queries tie: 0%). The GRU
+    must get at least 9 of the 12 ordered pairs right (75%, half again what the best order-blind guess can get):
+    15 Adam epochs reach 12 of 12 for seeds 0-3 under the native and the other-kernels settings of .ci/run, and
+    the margin keeps that true on any supported torch / BLAS without asking for bit-equal training. Planted bug:
+    the GRU reading the words in sorted order (it then scores like the bag of words)."""
     fs = order_task()
     gru = fit(fs, epochs=15)
     losses = [h["loss"] for h in gru.history_]
     assert losses[-1] < 0.3 * losses[0]
-    assert r1(gru, order_task(n_copies=1)) == 100.0
+    assert r1(gru, order_task(n_copies=1)) >= 75.0
     bow = fit(fs, encoder="bow", epochs=4)  # a bag of words: 'a left of b' = 'b left of a'
     assert r1(bow, order_task(n_copies=1)) == 0.0
 

@@ -10,6 +10,7 @@ With ``CI`` set, a missing browser or driver fails instead of skipping. In CI, w
 on the leaderboard and that searching an emoji's name finds it, and saves the README's screenshots to DIR
 (``docs``).
 """
+import re
 import os
 import shutil
 import subprocess
@@ -171,7 +172,8 @@ def test_quickstart_in_the_browser_and_readme_screenshots(browser, tmp_path):
         browser.get(url + "/")
         table = _wait(browser, "table.sortable")
         assert "openmoji / test / protocol full" in browser.find_element(By.TAG_NAME, "h2").text
-        assert "glove50_efficientnet_lite0" in _column(table, 3)
+        heads = [th.text.rstrip(" \u25b2\u25bc") for th in table.find_elements(By.CSS_SELECTOR, "thead th")]
+        assert "glove50_efficientnet_lite0" in _column(table, heads.index("Features"))
         _sort_by(browser, table, "t2i R@1")
         _sort_by(browser, table, "t2i R@1")
         out.mkdir(parents=True, exist_ok=True)
@@ -197,6 +199,10 @@ def test_compare_two_selected_runs(browser, served):
     boxes[0].click()
     boxes[2].click()
     browser.find_element(By.ID, "compare-button").click()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 120).until(  # the page reloads itself until its paired tests are computed
+        lambda d: d.find_elements(By.ID, "compare-table") and not d.find_elements(By.ID, "tests-pending"))
     table = _wait(browser, "#compare-table")
     from urllib.parse import parse_qs, urlsplit
 
@@ -208,7 +214,7 @@ def test_compare_two_selected_runs(browser, served):
     a, b, (delta, paired) = float(rows["R-sum"][0]), float(rows["R-sum"][1]), rows["R-sum"][2].split("\n")
     assert a >= b and float(delta) == pytest.approx(b - a, abs=0.11)  # run 1 is the better (the table's order)
     lo, hi = (float(v) for v in paired.split("]")[0].strip("[").split(","))  # the paired 95% interval, then p
-    assert lo <= hi and " p = " in paired
+    assert lo <= hi and re.search(r" p [=<] 0\.\d+", paired)  # stats.format_p
     assert all(w > 0 for w in _images_loaded(browser, "img.figure"))  # the overlaid R@K curves
     assert len(browser.find_elements(By.CSS_SELECTOR, ".example.search")) == 8
 
@@ -219,7 +225,7 @@ PAGES = [("/", "table.leaderboard"), ("/?view=models", "#matrix"), ("/run/{run}"
          ("/search?model={model}&split=test&q=a+red+circle", "#text-results"),
          ("/search?model={model}&split=test&image=3", "#similar-results"),
          ("/compare?run={run}&run={ridge}", "#compare-table"), ("/run/nope", "#error-message"),
-         ("/search?model={model}&split=test&q=qwzx", "#search-message")]
+         ("/search?model={model}&split=test&q=qwzx", "#search-message"), ("/wins?a={run}&b={ridge}", ".example")]
 
 CONTRAST_JS = """
 function parse(s) { const m = s.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
@@ -285,6 +291,37 @@ def test_every_page_fits_a_phone_and_is_readable(browser, served):
         browser.execute_script("const p = document.createElement('p'); p.textContent = 'grey on white';"
                                "p.style.color = '#999'; p.style.background = '#fff'; document.body.append(p)")
         assert browser.execute_script(CONTRAST_JS)[1] == ["P. 'grey on white' 2.85"]  # the measure does catch it
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+LAYOUT_JS = """
+const heads = Array.from(document.querySelectorAll('table.leaderboard thead th'));
+const box = document.querySelector('.table-scroll').getBoundingClientRect();
+return heads.map(h => { const r = h.getBoundingClientRect();
+  return [h.textContent.replace(/[\\u25b2\\u25bc]/g, '').trim(), r.left, r.right, r.top, r.bottom]; })
+  .concat([['box', box.left, box.right, window.innerWidth, window.innerHeight]]);
+"""
+
+
+def test_leaderboard_columns_fit_1280_and_390(browser, served):
+    """At 1280 px the R-sum and the six R@K columns lie inside the table's box without scrolling; at 390 x 844 the
+    method and R-sum columns are on the first screen. Planted bug it caught: R-sum after Distance and the R@K
+    columns in frame order (as before): t2i R@10 lay past the box's right edge at 1280 px."""
+    url, _ = served
+    try:
+        for width, needed in ((1280, ["Method", "R-sum", "i2t R@1", "i2t R@5", "i2t R@10", "t2i R@1", "t2i R@5",
+                                      "t2i R@10"]), (390, ["Method", "R-sum"])):
+            browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                    {"width": width, "height": 844, "deviceScaleFactor": 1, "mobile": width < 500})
+            browser.get(url + "/")
+            _wait(browser, "table.leaderboard")
+            cells = browser.execute_script(LAYOUT_JS)
+            (_, left, right, screen_w, screen_h), heads = cells[-1][:5], {c[0]: c[1:] for c in cells[:-1]}
+            for name in needed:
+                h_left, h_right, h_top, h_bottom = heads[name]
+                assert left <= h_left and h_right <= min(right, screen_w) + 0.5, (width, name, heads[name], right)
+                assert h_bottom <= screen_h, (width, name, h_bottom)
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 

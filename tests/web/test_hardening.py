@@ -155,9 +155,12 @@ def test_images_in_a_symlinked_image_folder_are_served(tmp_path):
 
 def test_a_model_being_loaded_does_not_delay_another_model(web_roots, monkeypatch):
     """Issue 21.3: while one model's gallery is being built (held here until released), a search on another,
-    already loaded model answers in well under a second; the page of the loading one says so and refreshes."""
+    already loaded model answers; the page of the loading one says so and refreshes. No clock: the answer must
+    come while the other load is still held (its thread alive, the release not given), which a search that
+    waited for it cannot do (it would wait until the holder gives up after 60 s, and the load would be over).
+    It guards against one lock around every model's loading (not planted in this change, which replaced only the
+    test's `elapsed < 1.0`)."""
     import threading
-    import time
 
     from cca_bench.web.library import Library
 
@@ -182,11 +185,9 @@ def test_a_model_being_loaded_does_not_delay_another_model(web_roots, monkeypatc
         assert started.wait(10)
         blocked = threading.Thread(target=lambda: app.config["LIBRARY"].gallery(other, "test"))
         blocked.start()  # a request that waits for the loading model as long as it takes
-        t0 = time.perf_counter()
         r = c.get(f"/search?model={MODEL}&split=test&q=red+circle")
-        elapsed = time.perf_counter() - t0
+        assert blocked.is_alive() and not release.is_set()  # answered while the other model was still loading
         assert r.status_code == 200 and r.get_data(as_text=True).count('class="hit"') == 10
-        assert elapsed < 1.0, elapsed
     finally:
         release.set()
     blocked.join(60)

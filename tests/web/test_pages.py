@@ -5,14 +5,11 @@ import io
 import json
 import re
 import shutil
-import sys
-import types
 
+import flask  # noqa: F401,E402  (the web extra, in the test extra)
 import pytest
 
 from cca_bench.web import create_app
-
-import flask  # noqa: F401,E402  (the web extra, in the test extra)
 
 MODEL = "cca__shapes[n_test=60,n_train=300,n_val=40]__glove50_tinyimage"  # what conftest.web_roots fits
 RUN, DOT, RIDGE = (f"{MODEL}__test__full__cosine", f"{MODEL}__test__full__dot", f"{MODEL}@ridge__test__full__cosine")
@@ -64,7 +61,7 @@ def test_csv_download_is_the_table_shown(client, web_roots):
 
 def test_models_by_datasets_view_has_an_average(client, web_roots):
     page = client.get("/?view=models").get_data(as_text=True)
-    assert 'id="matrix"' in page and ">Average</th>" in page and "shapes[n_test=60,n_train=300,n_val=40] / test / full" in page
+    assert 'id="matrix"' in page and ">Average (1)</th>" in page and "shapes[n_test=60,n_train=300,n_val=40] / full" in page
     assert page.count("<tr>") == 1 + 3  # header and one row per model variant and distance
     assert f"{_rsum(_record(web_roots, RIDGE)):.1f}" in page
 
@@ -95,13 +92,32 @@ def test_compare_two_runs_side_by_side(client, web_roots):
     a, b = _record(web_roots, RUN), _record(web_roots, RIDGE)
     delta = _rsum(b) - _rsum(a)
     assert f"{delta:+.1f}" in page and f"{_rsum(a):.1f}" in page and f"{_rsum(b):.1f}" in page
-    test = re.search(r"Run 2 &minus; run 1, R-sum: ([-+]\d+\.\d)\s+\(95% interval ([-+]\d+\.\d) to ([-+]\d+\.\d)\), "
-                     r"p = ([\d.e-]+)", page)
+    test = re.search(r"Run 2 &minus; run 1, R-sum: ([-+]\d+\.\d)\s+\[([-+]\d+\.\d), ([-+]\d+\.\d)\] \(95% paired "
+                     r"interval\), p ([<=]) ([\d.]+)", page)
     assert test and float(test[1]) == pytest.approx(delta, abs=0.051)  # the paired test on the stored ranks
-    assert float(test[2]) <= float(test[1]) <= float(test[3]) and 0 < float(test[4]) <= 1
+    assert float(test[2]) <= float(test[1]) <= float(test[3]) and 0 < float(test[5]) <= 1
     png = client.get(f"/compare.png?run={RUN}&run={RIDGE}")
     assert png.status_code == 200 and png.data[:4] == b"\x89PNG"
-    assert client.get(f"/compare.png?run={RUN}&run={RIDGE}").data == png.data  # drawn once, then kept
+
+
+def test_compare_table_sentence_and_cli_give_one_delta_interval_and_p(client, web_roots, capsys):
+    """The R-sum row of the table, the sentence under it and the CLI's `significance` print the same delta,
+    interval and p-value (one default of resamples and seed, one printed form of p). Planted bug it caught: the
+    table's tests with 2,000 resamples (as before) against the sentence's 10,000."""
+    from cca_bench.__main__ import main
+    from cca_bench.results import load_ranks
+    from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, format_p, paired_test
+
+    page = client.get(f"/compare?run={RUN}&run={RIDGE}").get_data(as_text=True)
+    a, b = (load_ranks(_record(web_roots, s) | {"_file": str(web_roots[1] / "runs" / f"{s}.json")})
+            for s in (RIDGE, RUN))
+    t = paired_test(a, b, "rsum", resamples=PAIRED_RESAMPLES, seed=PAIRED_SEED)
+    interval, p = f"[{t['ci'][0]:+.1f}, {t['ci'][1]:+.1f}]", format_p(t["p_value"], PAIRED_RESAMPLES)
+    rsum_row = page[page.index('<th scope="row">R-sum</th>'):].split("</tr>")[0]
+    assert f"{t['delta']:+.1f}<span class=\"ci\">{interval} {p.replace(' ', chr(0xa0))}" in rsum_row
+    assert f"R-sum: {t['delta']:+.1f}\n{interval} (95% paired interval), {p}" in page
+    assert main(["significance", RIDGE, RUN, "--results-root", str(web_roots[1])]) == 0
+    assert p in capsys.readouterr().out
 
 
 def test_compare_shows_the_same_queries_for_both_models(client):
@@ -120,6 +136,8 @@ def test_compare_shows_the_same_queries_for_both_models(client):
     (f"run={RUN}", 400, "choose two or more runs"),
     (f"run={RUN}&run=nope", 404, "no run named"),
     (f"run={RUN}&run={RIDGE}&sample=x", 400, "not a whole number"),
+    (f"run={RUN}&run={RIDGE}&sample=%C2%B2", 400, "not a whole number"),  # '²'.isdigit() is True, int('²') raises
+    (f"run={RUN}&run={RIDGE}&sample=%D9%A3", 400, "not a whole number"),  # Arabic-Indic 3: int() takes it
 ])
 def test_compare_refuses_what_it_cannot_compare(client, query, status, message):
     r = client.get(f"/compare?{query}")
@@ -135,48 +153,46 @@ def test_compare_refuses_runs_of_different_splits(web_roots, tmp_path):
     assert r.status_code == 400 and "not on one split" in r.get_data(as_text=True)
 
 
-def test_compare_shows_the_paired_test(client, monkeypatch):
+def test_compare_shows_the_paired_test(web_roots, tmp_path, monkeypatch):
     """The page renders the statistics' paired test (its contract: delta, ci, p_value, test, n_images,
-    resamples, metric) and, where it raises, says why there is none."""
-    from cca_bench.errors import UserError
+    resamples, metric), called with the one default of resamples and seed, and, where a run kept no ranks,
+    says why there is none."""
+    from cca_bench import stats
 
-    from cca_bench import results
-
+    results = tmp_path / "results"
+    shutil.copytree(web_roots[1], results)
+    dot = json.loads((results / "runs" / f"{DOT}.json").read_text())
+    (results / "runs" / dot["ranks_file"]).unlink()
     calls = []
 
-    def load_ranks(record):
-        if "dot" in record["_file"]:
-            raise UserError("run X stored no ranks file")
-        return record["_file"]
-
-    def paired_test(a, b, metric="rsum", resamples=10000, seed=0):
-        calls.append((a, b, metric))
+    def paired_test(a, b, metric="rsum", resamples=None, seed=None):
+        calls.append((a, b, metric, resamples, seed))
         return {"delta": -5.04, "ci": [-9.5, -0.25], "p_value": 0.0123, "test": "paired sign-flip permutation test",
                 "n_images": 60, "resamples": 10000, "metric": "rsum"}
 
-    from cca_bench.stats import rsum_of  # the real one: R-sum cells are computed through it
-
-    monkeypatch.setitem(sys.modules, "cca_bench.stats", types.SimpleNamespace(paired_test=paired_test, rsum_of=rsum_of))
-    monkeypatch.setattr(results, "load_ranks", load_ranks, raising=False)
-    page = client.get(f"/compare?run={RUN}&run={RIDGE}&run={DOT}").get_data(as_text=True)
-    assert "-5.0" in page and "-9.5 to -0.2" in page and "p = 0.0123" in page and "; 60 test images" in page
+    monkeypatch.setattr(stats, "paired_test", paired_test)
+    page = create_app(web_roots[0], results).test_client().get(
+        f"/compare?run={RUN}&run={RIDGE}&run={DOT}").get_data(as_text=True)
+    assert "-5.0\n[-9.5, -0.2] (95% paired interval), p = 0.012" in page and "; 60 test images" in page
     assert "significant at the 5% level" in page
-    assert "No paired test of run 3 against run 1: run X stored no ranks file" in page
-    # run 2 against run 1: one test per metric row (under its delta) and the R-sum summary; run 3 has no ranks
-    assert all(a.endswith(f"{RIDGE}.json") and b.endswith(f"{RUN}.json") for a, b, _ in calls)
-    assert sorted(m for _, _, m in calls) == sorted(["rsum", "rsum", *(f"{d}:{k}" for d in ("i2t", "t2i") for k in
-                                                     ("R@1", "R@5", "R@10", "median_rank", "mean_rank"))])
-    assert page.count("[-9.5, -0.2] p&nbsp;=&nbsp;0.012&nbsp;*") == 11
+    assert f"No paired test of run 3 against run 1: {results / 'runs' / dot['ranks_file']}: the ranks file" in page
+    # run 2 against run 1: one test per metric row (the R-sum sentence reuses the row's); run 3 has no ranks
+    assert all(r == stats.PAIRED_RESAMPLES and s == stats.PAIRED_SEED for *_, r, s in calls)
+    assert sorted(m for _, _, m, *_ in calls) == sorted(["rsum", *(f"{d}:{k}" for d in ("i2t", "t2i") for k in
+                                                        ("R@1", "R@5", "R@10", "median_rank", "mean_rank"))])
+    assert page.count("[-9.5, -0.2] p\xa0=\xa00.012&nbsp;*") == 11
 
 
 def test_run_page_shows_what_is_saved(web_roots, tmp_path):
     """Fit time, OOV rates, a trained model's curves (the history VSE saves) and the CV grid as a heat map."""
     results = tmp_path / "results"
     shutil.copytree(web_roots[1], results)
-    config_path = results / "models" / f"{MODEL}.json"
-    config = json.loads(config_path.read_text())
+    from cca_bench.methods.base import load_arrays, save_arrays
+
+    arrays, config = load_arrays(results / "models" / MODEL)  # the web app reads the config the weights record
+    config.pop("model_id")
     config["history_"] = [{"epoch": 1, "loss": 0.9, "val_rsum": 250.0}, {"epoch": 2, "loss": 0.5, "val_rsum": 301.5}]
-    config_path.write_text(json.dumps(config))
+    save_arrays(results / "models" / MODEL, arrays, config)
     grid = {"n_components": [10, 20], "reg": [0.1, 1.0], "eig_power": [1.0]}
     rows = [{"n_components": k, "reg": r, "eig_power": 1.0, "rsum": 100.0 + k + r, "medr_sum": 4.0}
             for k in grid["n_components"] for r in grid["reg"]]
@@ -186,7 +202,7 @@ def test_run_page_shows_what_is_saved(web_roots, tmp_path):
     c = create_app(web_roots[0], results).test_client()
     page = c.get(f"/run/{RUN}").get_data(as_text=True)
     assert f"{config['timings']['fit']:.1f} s" in page and "test: 0.0%, train: 0.0%" in page
-    assert "n_components = 20, reg = 1.0, eig_power = 1.0" in page
+    assert "n_components = 20, reg = 1, eig_power = 1" in page
     for url in (f"/model/{MODEL}/training.png", f"/model/{MODEL}/cv.png"):
         assert url.replace("[", "%5B").replace("]", "%5D") in page
         png = c.get(url)

@@ -77,8 +77,8 @@ def test_leaderboard_shows_the_numbers_compare_prints(client, web_roots, tmp_pat
     assert by_run(html_rows) == by_run(md)  # the three runs, cell for cell (values and intervals)
     assert len(md) == 4 and sorted(row[4] for row in md[1:]) == ["cosine", "cosine", "dot"]
     head = html_rows[0]
-    assert head[5] == "R-sum" and any("tag=ridge" in row[head.index("Params")] for row in html_rows[1:])
-    rsum = [float(row[5].split()[0]) for row in html_rows[1:]]
+    assert head[:2] == ["Method", "R-sum"] and any("tag=ridge" in row[head.index("Params")] for row in html_rows[1:])
+    rsum = [float(row[1].split()[0]) for row in html_rows[1:]]
     assert rsum == sorted(rsum, reverse=True)  # best R-sum first
     assert all(row[head.index("i2t MedR")].split()[0].isdigit() for row in html_rows[1:])  # medians as integers
     assert f'href="/run/{RUN.replace("[", "%5B").replace("]", "%5D")}"' in text(r)
@@ -138,7 +138,9 @@ def test_examples_page_marks_ground_truth(client, web_roots):
     assert r.status_code == 200
     assert page.count('class="example annotation"') == 8 + 5 and page.count('class="example search"') == 8 + 5
     assert "&#10003;" in page or "\u2713" in page
-    assert f"/image/{MODEL.replace('[', '%5B').replace(']', '%5D')}/test/" in page
+    stem = RUN.replace('[', '%5B').replace(']', '%5D')
+    assert f"/run/{stem}/image/" in page  # images of the run's split, no model needed
+    assert client.get(re.search(r'src="(/run/[^"]+/image/\d+\.png)"', page)[1]).data[:4] == b"\x89PNG"
 
 
 def test_text_search_finds_red_circles(client):
@@ -269,9 +271,9 @@ def test_evaluate_runs_without_a_model_are_listed_and_explained(client, web_root
     board = text(c.get("/"))
     assert "my-clip" in board and "external" in board
     page = c.get("/run/my-clip__shapes__external__test__full__cosine")
-    assert page.status_code == 200 and "no saved model file" in text(page) and "/examples" not in text(page)
-    examples = c.get("/run/my-clip__shapes__external__test__full__cosine/examples")
-    assert examples.status_code == 404 and "has no saved model" in text(examples)
+    assert page.status_code == 200 and "no saved model file" in text(page) and "/examples" in text(page)
+    examples = c.get("/run/my-clip__shapes__external__test__full__cosine/examples")  # from its stored top-10
+    assert examples.status_code == 200 and text(examples).count('class="example search"') == 8 + 5
 
 
 def _snapshot(*roots) -> dict:
@@ -345,20 +347,38 @@ def test_memory_held_by_the_library_is_bounded(web_roots, tmp_path, monkeypatch)
 
 def test_examples_page_ranks_within_the_runs_folds(client, web_roots, tmp_path):
     """A run scored in folds (COCO 1k protocol) gets its qualitative examples ranked within each fold, and the page
-    says which gallery was used; a full-split run says it ranked over the whole split."""
+    says which gallery was used; a full-split run says it ranked over the whole split. Both the stored top-10 of a
+    run scored in 2 folds (evaluation.score, results.write_run) and, for a run stored without ranks, its model."""
+    from cca_bench.evaluation import RunOptions, score
+    from cca_bench.results import write_run
     from cca_bench.web.common import example_rows
 
     results = tmp_path / "results"
     shutil.copytree(web_roots[1], results)
     record = json.loads((results / "runs" / f"{RUN}.json").read_text())
-    folded = RUN.replace("__full__", "__1k__")
-    (results / "runs" / f"{folded}.json").write_text(json.dumps({**record, "protocol": "1k", "folds": 2}))
     app = create_app(web_roots[0], results)
+    lib = app.config["LIBRARY"]
+    g = lib.gallery(MODEL, "test")
+    emb = (g.model.embed_images(g.features), g.model.embed_texts(g.features))
+    stored = score([emb], g.features.image_index, "cosine", 2, RunOptions(bootstrap=None), {})
+    kept = {k: v for k, v in record.items() if k not in ("run_id", "ranks_file", "ranks_sha256")}
+    folded = write_run(results, {**kept, "protocol": "1k", "folds": 2, **stored}).stem
     page = text(app.test_client().get(f"/run/{folded}/examples"))
     assert "within the query's fold: protocol 1k splits the 60 images into 2 consecutive folds of 30" in page
     assert "over the whole split (60 images)" in text(client.get(f"/run/{RUN}/examples"))
-    lib = app.config["LIBRARY"]
-    split, ex = lib.gallery(MODEL, "test").split, lib.examples(MODEL, "test", "cosine", 2)
+    ranks = stored["_ranks"]
+    shown = [float(r) for r in re.findall(r"rank (\d+(?:\.\d+)?)", page)]
+    hits = re.findall(r'<figure class="(?:correct|wrong)"><img src="/run/[^"]+/image/(\d+)\.png"', page)
+    assert set(shown) <= set((ranks.rank("t2i")[0] + 1).tolist()) | set((ranks.rank("i2t")[0] + 1).tolist()) and hits
+    for block in page.split('class="example search"')[1:]:  # each caption's hits come from its own fold
+        block = block.split("<h2>")[0]
+        query = int(re.search(r'<figure class="(?:correct|wrong|gt)"><img src="/run/[^"]+/image/(\d+)', block)[1])
+        assert len({int(i) // 30 for i in re.findall(r'/image/(\d+)\.png', block)}) == 1, query
+    # a run stored without ranks: its model ranks within the folds
+    without = {k: v for k, v in record.items() if k not in ("ranks_file", "ranks_sha256")}
+    (results / "runs" / "old.json").write_text(json.dumps({**without, "protocol": "1k", "folds": 2}))
+    page = text(app.test_client().get("/run/old/examples"))
+    split, ex = g.split, lib.examples(MODEL, "test", "cosine", 2)
     for e in example_rows(split, ex["image_search"]["sample"], "search"):
         assert {h["image"] // 30 for h in e["hits"]} == {e["query"]["image"] // 30}  # hits from the caption's fold
     shown = [int(r) for r in re.findall(r"rank (\d+)", page)]  # the page shows the in-fold ranks, in its order
