@@ -44,9 +44,9 @@ def top_items(image_emb: np.ndarray, text_emb: np.ndarray, image_index: np.ndarr
     from cca_bench.metrics import fold_slices
 
     image_index = np.asarray(image_index, dtype=np.int64)
-    i2t = np.full((len(image_emb), k), -1, dtype=np.int32)
-    t2i = np.full((len(text_emb), k), -1, dtype=np.int32)
-    for images in fold_slices(len(image_emb), folds):
+    i2t = np.full((image_emb.shape[0], k), -1, dtype=np.int32)  # dense arrays or scipy CSR rows alike
+    t2i = np.full((text_emb.shape[0], k), -1, dtype=np.int32)
+    for images in fold_slices(image_emb.shape[0], folds):
         caps = np.flatnonzero((image_index >= images[0]) & (image_index <= images[-1]))
         if not len(caps):
             continue
@@ -64,10 +64,10 @@ def _fold_top(ims: np.ndarray, txt: np.ndarray, distance: str, k: int, block: in
 
     metric = "dot" if distance == "cosine" else distance
     ims, txt = prepare(ims, distance), prepare(txt, distance)  # cosine: normalised once, then dot products
-    best_s = np.empty((len(txt), 0), np.float32)
-    best_i = np.empty((len(txt), 0), np.int64)
+    best_s = np.empty((txt.shape[0], 0), np.float32)
+    best_i = np.empty((txt.shape[0], 0), np.int64)
     rows = []
-    for s0 in range(0, len(ims), block):
+    for s0 in range(0, ims.shape[0], block):
         s = similarity(ims[s0 : s0 + block], txt, metric)  # (b, n_txt)
         cols = np.broadcast_to(np.arange(s.shape[1]), s.shape)
         rows.append(best_first(*keep_top(s, cols, k))[1])

@@ -95,21 +95,23 @@ def test_sparse_evaluation_never_densifies_whole(monkeypatch):
     assert rows and max(rows) <= 8
 
 
-def _last_run(tmp_path) -> dict:
-    """The run record written last under tmp_path/results/runs."""
+def _last_run(tmp_path) -> tuple[dict, dict]:
+    """The run record written last under tmp_path/results/runs and the arrays of its ranks file."""
     runs = sorted((tmp_path / "results" / "runs").glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
-    return json.loads(runs[-1].read_text())
+    with np.load(runs[-1].with_name(runs[-1].stem + ".ranks.npz"), allow_pickle=False) as z:
+        return json.loads(runs[-1].read_text()), {k: z[k] for k in z.files}
 
 
 def test_run_benchmark_and_search_sparse_equal_dense(tmp_path, monkeypatch, capsys):
     """``run_benchmark`` with the relative representations as CSR (budget 0) gives the dense run's metrics,
-    recall curves, intervals and degenerate queries exactly, and ``search`` the same hits. Planted bugs caught:
+    recall curves, intervals, degenerate queries, per-query ranks and top-10 lists exactly, and ``search`` the
+    same hits. Planted bugs caught:
     the exponent dropped in the sparse branch of ``ASIF.dense``; the sparse scorer not used (the spy's count)."""
     roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "results")]
     argv = ["asif", "shapes", FEATURES, "--top-k", "50", *SMALL, *roots]
     assert main(["generate", *argv]) == 0
     assert main(["run_benchmark", "asif", "shapes", "test", FEATURES, *SMALL, *roots]) == 0
-    dense = _last_run(tmp_path)
+    dense, dense_ranks = _last_run(tmp_path)
     capsys.readouterr()
     assert main(["search", "asif", "shapes", FEATURES, "--text", "a red circle", "-k", "5", *SMALL, *roots]) == 0
     dense_hits = capsys.readouterr().out
@@ -117,10 +119,13 @@ def test_run_benchmark_and_search_sparse_equal_dense(tmp_path, monkeypatch, caps
     monkeypatch.setattr(sparse_rows, "scorer", lambda txt: calls.append(txt.shape) or scorer(txt))
     monkeypatch.setattr(asif, "MAX_DENSE_BYTES", 0)
     assert main(["run_benchmark", "asif", "shapes", "test", FEATURES, *SMALL, *roots]) == 0
-    sparse_run = _last_run(tmp_path)
+    sparse_run, sparse_ranks = _last_run(tmp_path)
     assert calls  # the evaluation took the sparse path
     for field in ("metrics", "recall_curve", "ci", "degenerate_queries"):
         assert sparse_run[field] == dense[field], field
+    assert dense_ranks.keys() == sparse_ranks.keys() and any("top10" in k for k in dense_ranks)
+    for key in dense_ranks:  # per-query tie counts / ranks and the top-10 lists
+        np.testing.assert_array_equal(sparse_ranks[key], dense_ranks[key], err_msg=key)
     capsys.readouterr()
     assert main(["search", "asif", "shapes", FEATURES, "--text", "a red circle", "-k", "5", *SMALL, *roots]) == 0
     assert capsys.readouterr().out == dense_hits
