@@ -79,10 +79,10 @@ def main() -> None:
     dense_gb = 4 * (ei.shape[0] + et.shape[0]) * ei.shape[1] / 1024**3
     sparse_gb = sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes if hasattr(m, "indptr") else m.nbytes
                     for m in (ei, et)) / 1024**3
-    write(args, steps, time.perf_counter() - t0, out, type(ei).__name__, dense_gb, sparse_gb)
+    write(args, steps, time.perf_counter() - t0, out, type(ei).__name__, dense_gb, sparse_gb, timings)
 
 
-def write(args, steps, total, out, kind, dense_gb, sparse_gb) -> None:
+def write(args, steps, total, out, kind, dense_gb, sparse_gb, timings: dict) -> None:
     """Append this run's section to the report."""
     m = out["metrics"]
     lines = [
@@ -105,6 +105,9 @@ def write(args, steps, total, out, kind, dense_gb, sparse_gb) -> None:
         "|---|---:|---:|",
         *(f"| {name} | {sec:.1f} | {rss:.2f} |" for name, sec, rss in steps),
         f"| total (with feature generation) | {total:.1f} | {steps[-1][2]:.2f} |",
+        "",
+        "Inside evaluation.score: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()
+                                                if isinstance(v, (int, float))) + ".",
         "",
         f"R@1 image search {m['image_search']['R@1']:.3f}, annotation {m['image_annotation']['R@1']:.3f} (random "
         "features with captions near their image: only a check that the pass ran, not a quality number).",
