@@ -5,6 +5,7 @@ MKL_CBWR: torch's statically linked MKL reports the Conditional Numerical Reprod
 (``mkl_cbwr_get``; in mkl.h MKL_CBWR_COMPATIBLE = 3, the SSE2 code path that gives the same bits on any CPU).
 ATEN_CPU_CAPABILITY: torch's own vectorised kernels report the capability they dispatch to.
 """
+
 import ctypes
 import os
 import sys
@@ -26,8 +27,11 @@ def openblas_problems() -> list[str]:
         return []
     if not cores:
         return ["OPENBLAS_CORETYPE is set but no OpenBLAS is loaded"]
-    return [f"{path} runs {core}, not OPENBLAS_CORETYPE={want}" for path, core in cores
-            if (core or "").lower() != want.lower()]
+    return [
+        f"{path} runs {core}, not OPENBLAS_CORETYPE={want}"
+        for path, core in cores
+        if (core or "").lower() != want.lower()
+    ]
 
 
 def torch_problems() -> list[str]:

@@ -8,6 +8,7 @@ machine's float32 GEMM rate, one similarity GEMM), because these machines are sh
     python benchmarks/bench_cca.py                  # Flickr30k and COCO sizes (minutes; data on disk)
     python benchmarks/bench_cca.py --before DIR     # also time the cca_bench package found in DIR (a checkout)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,10 +34,16 @@ class Size:
     dy: int = 300
 
 
-FULL = {"flickr30k": Size("flickr30k", 145_000), "coco": Size("coco", 566_000),
-        "sklearn": Size("sklearn-sub", 20_000, 1024, 300)}
-QUICK = {"flickr30k": Size("flickr30k-quick", 8_000, 1024, 300), "coco": Size("coco-quick", 16_000, 1024, 300),
-         "sklearn": Size("sklearn-quick", 2_000, 256, 64)}
+FULL = {
+    "flickr30k": Size("flickr30k", 145_000),
+    "coco": Size("coco", 566_000),
+    "sklearn": Size("sklearn-sub", 20_000, 1024, 300),
+}
+QUICK = {
+    "flickr30k": Size("flickr30k-quick", 8_000, 1024, 300),
+    "coco": Size("coco-quick", 16_000, 1024, 300),
+    "sklearn": Size("sklearn-quick", 2_000, 256, 64),
+}
 # which methods run at which size (the others need more memory than this machine has, see PERFORMANCE.md)
 PLAN = {"flickr30k": ("ours", "numpy", "cca_zoo", "pyrcca"), "coco": ("ours",), "sklearn": ("ours", "sklearn")}
 
@@ -90,8 +97,12 @@ def gemm_rates(reps: int = 3) -> dict:
     blk = rng.standard_normal((CHUNK, 4096), dtype=np.float32)
     best = {"gemm": 1e9, "syrk": 1e9}
     for _ in range(reps):
-        t0 = time.perf_counter(); a @ a; best["gemm"] = min(best["gemm"], time.perf_counter() - t0)  # noqa: E702
-        t0 = time.perf_counter(); blk.T @ blk; best["syrk"] = min(best["syrk"], time.perf_counter() - t0)  # noqa: E702
+        t0 = time.perf_counter()
+        a @ a
+        best["gemm"] = min(best["gemm"], time.perf_counter() - t0)  # noqa: E702
+        t0 = time.perf_counter()
+        blk.T @ blk
+        best["syrk"] = min(best["syrk"], time.perf_counter() - t0)  # noqa: E702
     return {"gemm_gflops": 2 * 4096**3 / best["gemm"] / 1e9, "syrk_gflops": CHUNK * 4096**2 / best["syrk"] / 1e9}
 
 
@@ -161,11 +172,22 @@ def fit_sklearn(x, y):
     return lambda: canon_corrs(*m.transform(x, y))
 
 
-FITS = {"ours": fit_ours, "ours_cuda": fit_ours_cuda, "numpy": fit_numpy, "cca_zoo": fit_cca_zoo, "pyrcca": fit_pyrcca,
-        "sklearn": fit_sklearn}
+FITS = {
+    "ours": fit_ours,
+    "ours_cuda": fit_ours_cuda,
+    "numpy": fit_numpy,
+    "cca_zoo": fit_cca_zoo,
+    "pyrcca": fit_pyrcca,
+    "sklearn": fit_sklearn,
+}
 # imported before the clock starts: a fit's time should not include a library's first import
-IMPORTS = {"ours": ("torch", "scipy.sparse.linalg", "cca_bench.methods.cca"), "numpy": ("scipy.linalg",),
-           "cca_zoo": ("cca_zoo.linear",), "pyrcca": ("rcca",), "sklearn": ("sklearn.cross_decomposition",)}
+IMPORTS = {
+    "ours": ("torch", "scipy.sparse.linalg", "cca_bench.methods.cca"),
+    "numpy": ("scipy.linalg",),
+    "cca_zoo": ("cca_zoo.linear",),
+    "pyrcca": ("rcca",),
+    "sklearn": ("sklearn.cross_decomposition",),
+}
 IMPORTS["ours_cuda"] = IMPORTS["ours"]
 
 
@@ -264,12 +286,23 @@ def worker_eval(n_img: int, per_image: int, reference: bool, device: str | None 
         import torch
 
         name = f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
-    out = {"gemm_s": gemm, "ours_s": ours_s, "ours_peak": _traced_peak(rank), "device": device or "cpu", "device_name": name,
-           "n_img": n_img, "n_txt": len(txt), "ours_metrics": [summarize(r) for r in ours]}
+    out = {
+        "gemm_s": gemm,
+        "ours_s": ours_s,
+        "ours_peak": _traced_peak(rank),
+        "device": device or "cpu",
+        "device_name": name,
+        "n_img": n_img,
+        "n_txt": len(txt),
+        "ours_metrics": [summarize(r) for r in ours],
+    }
     if reference:
         ref, ref_s = _seconds(lambda: reference_ranks(pi, pt, image_index))
-        out.update(ref_s=ref_s, ref_metrics=[summarize(r) for r in ref],
-                   identical=all((a == b).all() for a, b in zip(ours, ref)))
+        out.update(
+            ref_s=ref_s,
+            ref_metrics=[summarize(r) for r in ref],
+            identical=all((a == b).all() for a, b in zip(ours, ref)),
+        )
     return out
 
 
@@ -308,7 +341,9 @@ def plan(key: str, methods: set[str] | None, gpu: bool) -> tuple[str, ...]:
     return tuple(m for m in names if methods is None or m in methods)
 
 
-def fit_rows(key: str, size: Size, data: Path, timeout: float, before: Path | None, methods: tuple[str, ...]) -> list[dict]:
+def fit_rows(
+    key: str, size: Size, data: Path, timeout: float, before: Path | None, methods: tuple[str, ...]
+) -> list[dict]:
     rows = []
     for method in methods:
         res = run_worker(["fit", method, str(data)], timeout if not method.startswith("ours") else 3600)
@@ -331,8 +366,11 @@ def ours_by_size(rows: list[dict]) -> dict:
 
 def fit_table(rows: list[dict]) -> str:
     ours = ours_by_size(rows)
-    lines = ["| size (n x dx + dy) | method | fit s | x ours | x covariance-GEMM bound | peak RSS | "
-             "peak / target | max abs diff of first 10 canonical corr. vs ours |", "|---" * 8 + "|"]
+    lines = [
+        "| size (n x dx + dy) | method | fit s | x ours | x covariance-GEMM bound | peak RSS | "
+        "peak / target | max abs diff of first 10 canonical corr. vs ours |",
+        "|---" * 8 + "|",
+    ]
     for r in rows:
         s, o = r["size"], ours.get(r["size"].name)
         shape = f"{s.name} ({s.n:,} x {s.dx} + {s.dy})"
@@ -343,25 +381,38 @@ def fit_table(rows: list[dict]) -> str:
         bound = f"{r['seconds'] / bound_seconds(s, o['gemm_gflops']):.2f}" if o else ""
         target = f"{r['peak_rss'] / memory_budget(s, r['base_rss']):.2f}"
         diff = f"{max(abs(a - b) for a, b in zip(r['corrs'], o['corrs'])):.1e}" if o else ""
-        lines.append(f"| {shape} | {r['method']} | {r['seconds']:.1f} | {rel} | {bound} | {gb(r['peak_rss'])} "
-                     f"| {target} | {diff} |")
+        lines.append(
+            f"| {shape} | {r['method']} | {r['seconds']:.1f} | {rel} | {bound} | {gb(r['peak_rss'])} "
+            f"| {target} | {diff} |"
+        )
     return "\n".join(lines)
 
 
 def eval_section(ev: dict, before: dict | None) -> str:
-    lines = [f"{ev['n_img']:,} images x {ev['n_txt']:,} captions, k = {K}, cosine, both directions.", "",
-             "| what | s | x one similarity GEMM | peak traced memory |", "|---|---|---|---|",
-             f"| one similarity GEMM ({ev['n_img']} x {ev['n_txt']}) | {ev['gemm_s']:.3f} | 1.00 | |",
-             f"| ours: `metrics.ranks` (2,048-image blocks) | {ev['ours_s']:.3f} | {ev['ours_s'] / ev['gemm_s']:.2f} "
-             f"| {gb(ev['ours_peak'])} |"]
+    lines = [
+        f"{ev['n_img']:,} images x {ev['n_txt']:,} captions, k = {K}, cosine, both directions.",
+        "",
+        "| what | s | x one similarity GEMM | peak traced memory |",
+        "|---|---|---|---|",
+        f"| one similarity GEMM ({ev['n_img']} x {ev['n_txt']}) | {ev['gemm_s']:.3f} | 1.00 | |",
+        f"| ours: `metrics.ranks` (2,048-image blocks) | {ev['ours_s']:.3f} | {ev['ours_s'] / ev['gemm_s']:.2f} "
+        f"| {gb(ev['ours_peak'])} |",
+    ]
     if before and "ours_s" in before:
-        lines.append(f"| before: `metrics.ranks` of the --before checkout | {before['ours_s']:.3f} | "
-                     f"{before['ours_s'] / before['gemm_s']:.2f} (its own GEMM) | {gb(before['ours_peak'])} |")
+        lines.append(
+            f"| before: `metrics.ranks` of the --before checkout | {before['ours_s']:.3f} | "
+            f"{before['ours_s'] / before['gemm_s']:.2f} (its own GEMM) | {gb(before['ours_peak'])} |"
+        )
     if "ref_s" in ev:
-        lines.append(f"| reference scripts: argsort per query | {ev['ref_s']:.2f} | {ev['ref_s'] / ev['gemm_s']:.1f} "
-                     "| one query's scores (not traced: tracing slows its Python loop) |")
-        lines += ["", f"Reference / ours: **{ev['ref_s'] / ev['ours_s']:.1f}x**. Identical ranks in both "
-                  f"directions: {ev['identical']}."]
+        lines.append(
+            f"| reference scripts: argsort per query | {ev['ref_s']:.2f} | {ev['ref_s'] / ev['gemm_s']:.1f} "
+            "| one query's scores (not traced: tracing slows its Python loop) |"
+        )
+        lines += [
+            "",
+            f"Reference / ours: **{ev['ref_s'] / ev['ours_s']:.1f}x**. Identical ranks in both "
+            f"directions: {ev['identical']}.",
+        ]
     return "\n".join(lines)
 
 
@@ -371,13 +422,22 @@ def targets(rows: list[dict], ev: dict) -> str:
         if r["method"] == "ours" and "seconds" in r and r["size"].dx == 4096:
             ratio = r["seconds"] / bound_seconds(r["size"], r["gemm_gflops"])
             mem = r["peak_rss"] / memory_budget(r["size"], r["base_rss"])
-            out.append(f"- {r['size'].name}: fit {ratio:.2f}x the covariance-GEMM bound (target <= 1.5: "
-                       f"{'met' if ratio <= 1.5 else 'missed'}); peak RSS {mem:.2f}x the memory target "
-                       f"({'met' if mem <= 1 else 'missed'}).")
+            out.append(
+                f"- {r['size'].name}: fit {ratio:.2f}x the covariance-GEMM bound (target <= 1.5: "
+                f"{'met' if ratio <= 1.5 else 'missed'}); peak RSS {mem:.2f}x the memory target "
+                f"({'met' if mem <= 1 else 'missed'})."
+            )
     e = ev["ours_s"] / ev["gemm_s"]
-    out.append(f"- evaluation: {e:.2f}x one similarity GEMM (target <= 2: {'met' if e <= 2 else 'missed'})"
-               + (f"; {ev['ref_s'] / ev['ours_s']:.0f}x faster than the argsort loop (target >= 20: "
-                  f"{'met' if ev['ref_s'] / ev['ours_s'] >= 20 else 'missed'})" if "ref_s" in ev else "") + ".")
+    out.append(
+        f"- evaluation: {e:.2f}x one similarity GEMM (target <= 2: {'met' if e <= 2 else 'missed'})"
+        + (
+            f"; {ev['ref_s'] / ev['ours_s']:.0f}x faster than the argsort loop (target >= 20: "
+            f"{'met' if ev['ref_s'] / ev['ours_s'] >= 20 else 'missed'})"
+            if "ref_s" in ev
+            else ""
+        )
+        + "."
+    )
     return "\n".join(out)
 
 
@@ -385,25 +445,34 @@ def gpu_section(rows: list[dict], ev_gpu: dict | None) -> str:
     """Fit and evaluation on the GPU beside the CPU rows, or a sentence saying no GPU was present."""
     cuda = [r for r in rows if r["method"] == "ours_cuda"]
     if not cuda and not ev_gpu:
-        return ("No GPU was available for this run: the torch CUDA paths (covariance products in "
-                "`linalg._products_torch`, the similarity GEMM in `metrics.ranks(device=...)`) are tested on the "
-                "CPU through the same code, but their GPU speed-up is not measured here.")
-    lines = [f"GPU: {(ev_gpu or {}).get('device_name') or 'a CUDA device'}. The `ours_cuda` rows of the fit "
-             "table run the same fit with `device=\"cuda\"` (chunks of the memory-mapped inputs copied to the GPU); "
-             "their 'x ours' column is GPU time / CPU time.", ""]
+        return (
+            "No GPU was available for this run: the torch CUDA paths (covariance products in "
+            "`linalg._products_torch`, the similarity GEMM in `metrics.ranks(device=...)`) are tested on the "
+            "CPU through the same code, but their GPU speed-up is not measured here."
+        )
+    lines = [
+        f"GPU: {(ev_gpu or {}).get('device_name') or 'a CUDA device'}. The `ours_cuda` rows of the fit "
+        'table run the same fit with `device="cuda"` (chunks of the memory-mapped inputs copied to the GPU); '
+        "their 'x ours' column is GPU time / CPU time.",
+        "",
+    ]
     ours = ours_by_size(rows)
     for r in cuda:
         o = ours.get(r["size"].name)
         if "seconds" in r and o:
-            lines.append(f"- {r['size'].name}: fit {r['seconds']:.1f} s on the GPU against {o['seconds']:.1f} s on "
-                         f"the CPU ({o['seconds'] / r['seconds']:.1f}x faster); canonical correlations within "
-                         f"{max(abs(a - b) for a, b in zip(r['corrs'], o['corrs'])):.1e}.")
+            lines.append(
+                f"- {r['size'].name}: fit {r['seconds']:.1f} s on the GPU against {o['seconds']:.1f} s on "
+                f"the CPU ({o['seconds'] / r['seconds']:.1f}x faster); canonical correlations within "
+                f"{max(abs(a - b) for a, b in zip(r['corrs'], o['corrs'])):.1e}."
+            )
         else:
             lines.append(f"- {r['size'].name}: {r.get('error', 'no CPU row to compare with')}")
     if ev_gpu and "ours_s" in ev_gpu:
-        lines.append(f"- evaluation ({ev_gpu['n_img']:,} x {ev_gpu['n_txt']:,}): one similarity GEMM "
-                     f"{ev_gpu['gemm_s'] * 1e3:.1f} ms, `metrics.ranks(device=\"cuda\")` {ev_gpu['ours_s'] * 1e3:.1f} ms "
-                     f"({ev_gpu['ours_s'] / ev_gpu['gemm_s']:.2f}x one GEMM).")
+        lines.append(
+            f"- evaluation ({ev_gpu['n_img']:,} x {ev_gpu['n_txt']:,}): one similarity GEMM "
+            f'{ev_gpu["gemm_s"] * 1e3:.1f} ms, `metrics.ranks(device="cuda")` {ev_gpu["ours_s"] * 1e3:.1f} ms '
+            f"({ev_gpu['ours_s'] / ev_gpu['gemm_s']:.2f}x one GEMM)."
+        )
     elif ev_gpu:
         lines.append(f"- evaluation: {ev_gpu.get('error')}")
     return "\n".join(lines)
@@ -411,23 +480,41 @@ def gpu_section(rows: list[dict], ev_gpu: dict | None) -> str:
 
 def report(rows: list[dict], ev: dict, ev_before: dict | None, quick: bool, ev_gpu: dict | None = None) -> str:
     o = next((r for r in rows if r["method"] == "ours" and "gemm_gflops" in r), {})
-    return "\n".join([
-        "# cca_bench performance report", "",
-        f"Written by `python benchmarks/bench_cca.py{' --quick' if quick else ''}` on "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs, numpy {np.__version__}. "
-        "Data: float32, a shared 128-d latent plus unit noise (see `make_data`). Each method ran in its own "
-        "subprocess; fit time excludes loading; peak RSS is the subprocess's VmHWM (inputs are memory-mapped "
-        "`.npy` files: the pages read count as resident).", "",
-        f"Machine rates measured in the first `ours` worker just before its fit (each size's bound uses the rate "
-        f"measured in its own `ours` worker): float32 GEMM "
-        f"{o.get('gemm_gflops', float('nan')):.0f} GFLOP/s, SYRK on a 16,384 x 4,096 block "
-        f"{o.get('syrk_gflops', float('nan')):.0f} GFLOP/s (useful flops). The covariance-GEMM bound is "
-        "n (dx + dy)^2 flops at the GEMM rate. The memory target is the process before the fit + the float32 "
-        "input + 4 (dx + dy)^2 float64 matrices + one float32 chunk.", "",
-        "## Fit", "", fit_table(rows), "",
-        "## Evaluation (COCO 5k shape)", "", eval_section(ev, ev_before), "",
-        "## Targets", "", targets(rows, ev), "",
-        "## GPU", "", gpu_section(rows, ev_gpu), ""])
+    return "\n".join(
+        [
+            "# cca_bench performance report",
+            "",
+            f"Written by `python benchmarks/bench_cca.py{' --quick' if quick else ''}` on "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs, numpy {np.__version__}. "
+            "Data: float32, a shared 128-d latent plus unit noise (see `make_data`). Each method ran in its own "
+            "subprocess; fit time excludes loading; peak RSS is the subprocess's VmHWM (inputs are memory-mapped "
+            "`.npy` files: the pages read count as resident).",
+            "",
+            f"Machine rates measured in the first `ours` worker just before its fit (each size's bound uses the rate "
+            f"measured in its own `ours` worker): float32 GEMM "
+            f"{o.get('gemm_gflops', float('nan')):.0f} GFLOP/s, SYRK on a 16,384 x 4,096 block "
+            f"{o.get('syrk_gflops', float('nan')):.0f} GFLOP/s (useful flops). The covariance-GEMM bound is "
+            "n (dx + dy)^2 flops at the GEMM rate. The memory target is the process before the fit + the float32 "
+            "input + 4 (dx + dy)^2 float64 matrices + one float32 chunk.",
+            "",
+            "## Fit",
+            "",
+            fit_table(rows),
+            "",
+            "## Evaluation (COCO 5k shape)",
+            "",
+            eval_section(ev, ev_before),
+            "",
+            "## Targets",
+            "",
+            targets(rows, ev),
+            "",
+            "## GPU",
+            "",
+            gpu_section(rows, ev_gpu),
+            "",
+        ]
+    )
 
 
 def main(argv=None) -> int:
@@ -437,9 +524,12 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/cca_bench_data"), help="generated .npy data")
     p.add_argument("--timeout", type=float, default=None, help="seconds per competitor fit (default 600; quick 60)")
     p.add_argument("--before", type=Path, help="a checkout whose cca_bench is timed too (before/after)")
-    p.add_argument("--methods", default=None,
-                   help="comma-separated subset of: " + ", ".join(FITS) + " (default: all that PLAN runs at each "
-                   "size; ours_cuda joins ours when a GPU is present)")
+    p.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated subset of: " + ", ".join(FITS) + " (default: all that PLAN runs at each "
+        "size; ours_cuda joins ours when a GPU is present)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "REPORT.md")
     p.add_argument("--package-root", type=Path, default=ROOT, help=argparse.SUPPRESS)
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -447,8 +537,11 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(args.package_root))
     if args.worker:
         kind, *rest = args.worker
-        res = (worker_fit(rest[0], Path(rest[1])) if kind == "fit"
-               else worker_eval(*map(int, rest[:2]), rest[2] == "1", rest[3] if len(rest) > 3 else None))
+        res = (
+            worker_fit(rest[0], Path(rest[1]))
+            if kind == "fit"
+            else worker_eval(*map(int, rest[:2]), rest[2] == "1", rest[3] if len(rest) > 3 else None)
+        )
         print(json.dumps(res))
         return 0
     sizes = QUICK if args.quick else FULL

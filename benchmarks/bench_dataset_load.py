@@ -16,6 +16,7 @@ and imports included). ``--vgg`` also writes a COCO-size ``vgg_feats.mat`` (MATL
 
     python benchmarks/bench_dataset_load.py [--workdir /tmp/cca_bench_dataset_load] [--vgg]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,13 +53,19 @@ def write_coco_json(path: Path, seed: int = 0) -> dict:
             folder = "train2014" if splits[i] == "train" else "val2014"
             sents = []
             for _ in range(n_caps[i]):
-                toks = [vocab[w] for w in words[ends[sent] - lengths[sent]:ends[sent]]]
+                toks = [vocab[w] for w in words[ends[sent] - lengths[sent] : ends[sent]]]
                 raw = " ".join(toks).capitalize() + "."
                 sents.append({"tokens": toks, "raw": raw, "imgid": i, "sentid": sent})
                 sent += 1
-            entry = {"filepath": folder, "sentids": [s["sentid"] for s in sents],
-                     "filename": f"COCO_{folder}_{100000 + i:012d}.jpg", "imgid": i, "split": str(splits[i]),
-                     "sentences": sents, "cocoid": 100000 + i}
+            entry = {
+                "filepath": folder,
+                "sentids": [s["sentid"] for s in sents],
+                "filename": f"COCO_{folder}_{100000 + i:012d}.jpg",
+                "imgid": i,
+                "split": str(splits[i]),
+                "sentences": sents,
+                "cocoid": 100000 + i,
+            }
             f.write(("," if i else "") + json.dumps(entry))
         f.write('], "dataset": "coco"}')
     os.replace(tmp, path)
@@ -91,8 +98,13 @@ print(json.dumps(out))
 
 def child(mode: str, data_root: Path) -> dict:
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(data_root)], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(data_root)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1]) | {"process_s": time.perf_counter() - t}
 
 
@@ -102,7 +114,7 @@ def old_blocks(ds, rows: np.ndarray, step: int) -> tuple[np.ndarray, int]:
     sorted_rows, out, read = rows[order], np.empty((len(rows), ds.shape[1]), np.float32), 0
     for lo in np.unique(sorted_rows // step) * step:
         a, b = np.searchsorted(sorted_rows, [lo, lo + step])
-        block = ds[lo:lo + step]
+        block = ds[lo : lo + step]
         read += len(block)
         out[order[a:b]] = block[sorted_rows[a:b] - lo]
     return out, read
@@ -121,7 +133,7 @@ def bench_vgg(data_root: Path, dim: int, test_rows: np.ndarray) -> list[str]:
             ds = f.create_dataset("feats", shape=(n, dim), dtype=np.float32)
             rng = np.random.default_rng(0)
             for lo in range(0, n, 8192):
-                ds[lo:lo + 8192] = rng.random((min(8192, n - lo), dim), dtype=np.float32)
+                ds[lo : lo + 8192] = rng.random((min(8192, n - lo), dim), dtype=np.float32)
         os.replace(tmp, path)
     row_bytes = dim * 4
     with h5py.File(path, "r") as f:
@@ -138,7 +150,8 @@ def bench_vgg(data_root: Path, dim: int, test_rows: np.ndarray) -> list[str]:
     return [
         f"\n## vgg_feats.mat (v7.3 / HDF5, {n:,} x {dim}, {path.stat().st_size / 1e9:.2f} GB), the test split's "
         f"{len(test_rows):,} rows\n",
-        "| reader | rows read | MB read | h5py reads | time (warm page cache) |", "|---|---|---|---|---|",
+        "| reader | rows read | MB read | h5py reads | time (warm page cache) |",
+        "|---|---|---|---|---|",
         f"| 16,384-row blocks (before) | {read_old:,} | {read_old * row_bytes / 1e6:,.0f} | "
         f"{len(np.unique(test_rows // max(1, image.VGG_BLOCK_BYTES // row_bytes)))} | {t_old:.2f} s |",
         f"| only the needed rows, in runs (now) | {read_new:,} | {read_new * row_bytes / 1e6:,.0f} | {len(runs):,} | "
@@ -179,20 +192,30 @@ def main() -> None:
         "peak RSS | whole process (Python start, imports, all splits) |",
         "|---|---|---|---|",
     ]
-    names = {"parse": "parse the JSON (before: every command)", "first": "first command (parse + write the cache)",
-             "cached": "second command (cache hit)", "cached again": "third command (cache hit)"}
+    names = {
+        "parse": "parse the JSON (before: every command)",
+        "first": "first command (parse + write the cache)",
+        "cached": "second command (cache hit)",
+        "cached again": "third command (cache hit)",
+    }
     for mode, r in runs.items():
-        lines.append(f"| {names[mode]} | {r['load_s']:.2f} s ({r['load_cpu_s']:.2f} s), {r['test_peak_mb']:.0f} MB "
-                     f"| {r['all_s']:.2f} s ({r['all_cpu_s']:.2f} s), {r['peak_mb']:.0f} MB | {r['process_s']:.2f} s |")
+        lines.append(
+            f"| {names[mode]} | {r['load_s']:.2f} s ({r['load_cpu_s']:.2f} s), {r['test_peak_mb']:.0f} MB "
+            f"| {r['all_s']:.2f} s ({r['all_cpu_s']:.2f} s), {r['peak_mb']:.0f} MB | {r['process_s']:.2f} s |"
+        )
     p, c = runs["parse"], runs["cached again"]
-    lines.append(f"\nA later `run_benchmark ... test` on COCO: {c['load_cpu_s']:.2f} CPU-s and {c['test_peak_mb']:.0f} MB "
-                 f"instead of {p['load_cpu_s']:.2f} CPU-s and {p['test_peak_mb']:.0f} MB "
-                 f"({p['load_cpu_s'] / c['load_cpu_s']:.0f}x less CPU); a later `generate` (every split): "
-                 f"{c['all_cpu_s']:.2f} instead of {p['all_cpu_s']:.2f} CPU-s.")
-    lines.append("\nAll four give the same splits (same caption count and test-split fingerprint, checked). A cached "
-                 "dataset builds a split's Python objects when the split is first used: `run_benchmark ... test` "
-                 "pays for the test split only, `generate` also for train. CPU time is the process's own "
-                 "(`time.process_time`), less disturbed by the other jobs than wall time.")
+    lines.append(
+        f"\nA later `run_benchmark ... test` on COCO: {c['load_cpu_s']:.2f} CPU-s and {c['test_peak_mb']:.0f} MB "
+        f"instead of {p['load_cpu_s']:.2f} CPU-s and {p['test_peak_mb']:.0f} MB "
+        f"({p['load_cpu_s'] / c['load_cpu_s']:.0f}x less CPU); a later `generate` (every split): "
+        f"{c['all_cpu_s']:.2f} instead of {p['all_cpu_s']:.2f} CPU-s."
+    )
+    lines.append(
+        "\nAll four give the same splits (same caption count and test-split fingerprint, checked). A cached "
+        "dataset builds a split's Python objects when the split is first used: `run_benchmark ... test` "
+        "pays for the test split only, `generate` also for train. CPU time is the process's own "
+        "(`time.process_time`), less disturbed by the other jobs than wall time."
+    )
     if args.vgg:
         sys.path.insert(0, str(ROOT))
         from cca_bench.datasets import get_dataset

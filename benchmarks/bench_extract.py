@@ -9,10 +9,12 @@ precision, beside the flop bound at the machine's measured GEMM rates. Writes be
 normalise, batches of 32 through the eager fp32 NCHW network under ``torch.no_grad``, timed from building
 the network and loading its weight file, as every suite row is (a second "before" row times the loop alone).
 "After" is the suite's image encoder with the options the CLI gives it (``--precision auto`` and the named
-precisions), on the same files, in the same process, rounds interleaved (before, after, before, after, ...) so that the load of this
+precisions), on the same files, in the same process, rounds interleaved (before, after, before, after, ...) so
+that the load of this
 shared machine hits both alike; the 1-minute load average is reported with each row. VGG19 runs with random
 weights (the same flops as ImageNet's); EfficientNet-Lite0 with its shipped weights.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +45,10 @@ def make_jpegs(folder: Path, n: int, seed: int = 0) -> list[Path]:
         draw = ImageDraw.Draw(im)
         for _ in range(6):
             x0, y0 = rng.integers(0, 450), rng.integers(0, 330)
-            draw.ellipse([x0, y0, x0 + rng.integers(20, 150), y0 + rng.integers(20, 150)],
-                         fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+            draw.ellipse(
+                [x0, y0, x0 + rng.integers(20, 150), y0 + rng.integers(20, 150)],
+                fill=tuple(int(v) for v in rng.integers(0, 255, 3)),
+            )
         path = folder / "images" / f"{i:04d}.jpg"
         im.save(path, quality=90)
         paths.append(path)
@@ -84,7 +88,9 @@ def flops_per_image(model, forward, size: int) -> float:
         elif isinstance(m, torch.nn.Linear):
             total[0] += 2 * out.numel() * m.in_features
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    handles = [
+        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
     with torch.no_grad():
         forward(torch.zeros(1, size, size, 3, dtype=torch.uint8))
     for h in handles:
@@ -99,7 +105,7 @@ def plain_loop(paths: list[Path], forward, batch: int = 32) -> np.ndarray:
     out = []
     for s in range(0, len(paths), batch):
         ims = []
-        for p in paths[s:s + batch]:
+        for p in paths[s : s + batch]:
             im = Image.open(p).convert("RGB")
             w, h = im.size
             im = im.resize((256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256), Image.BILINEAR)
@@ -203,26 +209,31 @@ def run(args) -> str:
         torch.save(vgg.state_dict(), vgg_file)
         vgg_eager = vgg19_eager(vgg)
         flops["vgg19"] = flops_per_image(vgg, lambda x: vgg_eager(x.numpy()), 224)
-        plans["vgg19"] = (
-            [(BEFORE, lambda: plain_loop(paths, vgg19_eager(plain_vgg19(vgg_file)))),
-             (PRELOADED, lambda: plain_loop(paths, vgg_eager))]
-            + [(f"suite --precision {p}", suite("vgg19", dataset, data_root, p)) for p in ("auto", "fp32", "bf16")])
+        plans["vgg19"] = [
+            (BEFORE, lambda: plain_loop(paths, vgg19_eager(plain_vgg19(vgg_file)))),
+            (PRELOADED, lambda: plain_loop(paths, vgg_eager)),
+        ] + [(f"suite --precision {p}", suite("vgg19", dataset, data_root, p)) for p in ("auto", "fp32", "bf16")]
         if torch.cuda.is_available():  # the same comparison on the GPU: eager fp32 there against the suite's paths
-            plans["vgg19"] += [(f"{BEFORE} (cuda)",
-                                lambda: plain_loop(paths, vgg19_eager(plain_vgg19(vgg_file), "cuda")))]
-            plans["vgg19"] += [(f"suite --device cuda --precision {p}", suite("vgg19", dataset, data_root, p, "cuda"))
-                               for p in ("auto", "fp32")]
+            plans["vgg19"] += [
+                (f"{BEFORE} (cuda)", lambda: plain_loop(paths, vgg19_eager(plain_vgg19(vgg_file), "cuda")))
+            ]
+            plans["vgg19"] += [
+                (f"suite --device cuda --precision {p}", suite("vgg19", dataset, data_root, p, "cuda"))
+                for p in ("auto", "fp32")
+            ]
     if "efficientnet_lite0" in args.encoders:  # its packages are not needed for a VGG19-only run
         lite0 = lite0_features_model()
         image.lite0_onnx_path()  # the one-time ONNX export is not part of any timing
         lite_eager = lite0_eager(lite0)
         flops["efficientnet_lite0"] = flops_per_image(lite0, lambda x: lite_eager(x.numpy()), 224)
-        plans["efficientnet_lite0"] = (
-            [(BEFORE, lambda: plain_loop(paths, lite0_eager(lite0_features_model()))),
-             (PRELOADED, lambda: plain_loop(paths, lite_eager))]
-            + [(f"suite --precision {p}", suite("efficientnet_lite0", dataset, data_root, p)) for p in ("auto", "bf16")])
+        plans["efficientnet_lite0"] = [
+            (BEFORE, lambda: plain_loop(paths, lite0_eager(lite0_features_model()))),
+            (PRELOADED, lambda: plain_loop(paths, lite_eager)),
+        ] + [(f"suite --precision {p}", suite("efficientnet_lite0", dataset, data_root, p)) for p in ("auto", "bf16")]
     split = dataset.split("test")
-    decode = lambda: np.concatenate(list(image.batches(split, lambda s, i: image.lite0_pixels(s, i), range(len(paths)), 64)))  # noqa: E731
+    decode = lambda: np.concatenate(
+        list(image.batches(split, lambda s, i: image.lite0_pixels(s, i), range(len(paths)), 64))
+    )  # noqa: E731
     rows, results, precisions = {}, {}, {}
     for r in range(args.rounds):
         for name, rate in gemm_rates().items():  # each round: the load moves
@@ -246,14 +257,19 @@ def report(args, rows, results, rates, flops, precisions, flags, n) -> str:
         "",
         f"{n} synthetic 500 x 375 JPEGs, {args.rounds} interleaved rounds, torch {torch.__version__}, "
         f"{torch.get_num_threads()} torch threads, CPU flags: {', '.join(native) or 'no AVX-512 / bf16'}; "
-        + (f"GPU: {torch.cuda.get_device_name(0)} (its rows: 'x before' divides by the eager fp32 loop on the GPU; "
-           "no flop bound is given for them)." if torch.cuda.is_available() else "no GPU."),
+        + (
+            f"GPU: {torch.cuda.get_device_name(0)} (its rows: 'x before' divides by the eager fp32 loop on the GPU; "
+            "no flop bound is given for them)."
+            if torch.cuda.is_available()
+            else "no GPU."
+        ),
         f"Measured GEMM rates (2048 square, torch, median of one measurement per round, under the same load): "
         f"fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s.",
         "The machine is shared with other jobs: the load column is the 1-minute load average before each run "
         "(2 cores; above 2 the cores were shared and times are upper bounds). Best and median of the rounds.",
         "",
-        "| encoder | path | precision | img/s best | img/s median | x before | flop bound img/s | % of bound | load | min cosine to fp32 suite |",
+        "| encoder | path | precision | img/s best | img/s median | x before | flop bound img/s | % of bound | load "
+        "| min cosine to fp32 suite |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, vals in rows.items():
@@ -269,13 +285,15 @@ def report(args, rows, results, rates, flops, precisions, flags, n) -> str:
         ref = results.get(f"{enc} | {fp32_paths[0]}" if fp32_paths else f"{enc} | {BEFORE}")
         cos = cosine(results[label], ref) if ref is not None else float("nan")
         loads = ", ".join(f"{v[1]:.1f}" for v in vals)
-        lines.append(f"| {enc} | {path} | {prec} | {speeds[-1]:.2f} | {np.median(speeds):.2f} | "
-                     f"{np.median(speeds) / before:.2f} | {bound:.1f} | {100 * np.median(speeds) / bound:.0f}% | "
-                     f"{loads} | {cos:.6f} |")
+        lines.append(
+            f"| {enc} | {path} | {prec} | {speeds[-1]:.2f} | {np.median(speeds):.2f} | "
+            f"{np.median(speeds) / before:.2f} | {bound:.1f} | {100 * np.median(speeds) / bound:.0f}% | "
+            f"{loads} | {cos:.6f} |"
+        )
     dec = [v[0] for v in rows.get("decode + crop only (suite reader, thread pool)", [])]
     lines += [
         "",
-        f"Flops per image (conv + linear multiply-adds x 2; VGG19's often quoted 19.6 G are multiply-adds): "
+        "Flops per image (conv + linear multiply-adds x 2; VGG19's often quoted 19.6 G are multiply-adds): "
         + ", ".join(f"{NAMES[enc]} {f / 1e9:.3g} GFLOP" for enc, f in flops.items())
         + ". The bound is the GEMM rate of the "
         "row's precision divided by that (depthwise convolutions of EfficientNet never reach GEMM rates).",
@@ -297,8 +315,9 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--workdir", default=None, help="where the JPEGs and random VGG19 weights go (default: a temp dir)")
     p.add_argument("--threads", type=int, default=0, help="torch threads for both paths (default: torch's own)")
-    p.add_argument("--encoders", nargs="+", default=list(NAMES), choices=list(NAMES),
-                   help="which networks to time (default: both)")
+    p.add_argument(
+        "--encoders", nargs="+", default=list(NAMES), choices=list(NAMES), help="which networks to time (default: both)"
+    )
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "REPORT_extract.md")
     args = p.parse_args(argv)
     from cca_bench.fsio import write_atomic

@@ -12,6 +12,7 @@ Writes benchmarks/REPORT_fv.md. Each stage runs in its own subprocess (peak RSS 
     python benchmarks/bench_fv.py --quick        # small sizes: checks that everything runs
     /usr/bin/time -v python benchmarks/bench_fv.py   # the full run (about 14 GB RAM peak, 11 GB of disk)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,7 @@ DIM, K, VOCAB, CLUSTERS = 300, 30, 30_000, 200
 def peak_rss_gb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2 ** 20
+            return int(line.split()[1]) / 2**20
     return float("nan")
 
 
@@ -53,7 +54,7 @@ def captions(n: int, seed: int) -> list[list[str]]:
     words = np.array([f"w{i}" for i in range(VOCAB)])[ranks].tolist()
     out, start = [], 0
     for m in lengths:
-        out.append(words[start:start + m])
+        out.append(words[start : start + m])
         start += m
     return out
 
@@ -70,8 +71,13 @@ def stage_speed(args) -> dict:
         for _ in enc.transform_blocks(test):
             pass
         t2 = time.perf_counter()
-        out[pooling] = {"fit_s": round(t1 - t0, 2), "encode_s": round(t2 - t1, 2), "width": enc.n_features_,
-                        "captions_per_s": round(len(test) / (t2 - t1), 1), "fit_words": enc.n_fit_words_}
+        out[pooling] = {
+            "fit_s": round(t1 - t0, 2),
+            "encode_s": round(t2 - t1, 2),
+            "width": enc.n_features_,
+            "captions_per_s": round(len(test) / (t2 - t1), 1),
+            "fit_words": enc.n_fit_words_,
+        }
     out["peak_rss_gb"] = round(peak_rss_gb(), 2)
     return out
 
@@ -89,9 +95,17 @@ def stage_encode(args) -> dict:
     arr, hit = load_or_stream(work, key, (len(caps), enc.n_features_), lambda: enc.transform_blocks(caps))
     t2 = time.perf_counter()
     (work / "texts.path").write_text(str(arr.filename))
-    return {"stage": "encode", "n_captions": len(caps), "width": enc.n_features_, "fit_s": round(t1 - t0, 1),
-            "encode_s": round(t2 - t1, 1), "captions_per_s": round(len(caps) / (t2 - t1), 1), "cached": hit,
-            "file_gb": round(os.path.getsize(arr.filename) / 2 ** 30, 2), "peak_rss_gb": round(peak_rss_gb(), 2)}
+    return {
+        "stage": "encode",
+        "n_captions": len(caps),
+        "width": enc.n_features_,
+        "fit_s": round(t1 - t0, 1),
+        "encode_s": round(t2 - t1, 1),
+        "captions_per_s": round(len(caps) / (t2 - t1), 1),
+        "cached": hit,
+        "file_gb": round(os.path.getsize(arr.filename) / 2**30, 2),
+        "peak_rss_gb": round(peak_rss_gb(), 2),
+    }
 
 
 def stage_fit(args) -> dict:
@@ -100,14 +114,14 @@ def stage_fit(args) -> dict:
     work = Path(args.workdir)
     texts = np.load((work / "texts.path").read_text(), mmap_mode="r")
     if args.fit_captions:  # a prefix of the encoded captions (a shorter run; memory is mostly (dx + dy)^2)
-        texts = texts[:args.fit_captions - args.fit_captions % 5]
+        texts = texts[: args.fit_captions - args.fit_captions % 5]
     n_img = len(texts) // 5
     images_path = work / f"images_{n_img}x4096.npy"
     if not images_path.is_file():  # chunked, so the images never sit in memory either
         rng = np.random.default_rng(4)
         mm = np.lib.format.open_memmap(images_path, mode="w+", dtype=np.float32, shape=(n_img, 4096))
         for s in range(0, n_img, 4096):
-            mm[s:s + 4096] = np.abs(rng.standard_normal((min(4096, n_img - s), 4096), dtype=np.float32))
+            mm[s : s + 4096] = np.abs(rng.standard_normal((min(4096, n_img - s), 4096), dtype=np.float32))
         mm.flush()
         del mm
     images = np.load(images_path, mmap_mode="r")
@@ -115,9 +129,17 @@ def stage_fit(args) -> dict:
     t0 = time.perf_counter()
     model = RegularizedCCA(n_components=128, reg=1e-3, chunk_rows=args.chunk_rows).fit(images, texts, x_index=index)
     t1 = time.perf_counter()
-    return {"stage": "fit", "n_captions": len(texts), "n_images": n_img, "dx": images.shape[1], "dy": texts.shape[1],
-            "chunk_rows": args.chunk_rows, "fit_s": round(t1 - t0, 1), "top_correlation": float(model.canonical_correlations_[0]),
-            "peak_rss_gb": round(peak_rss_gb(), 2)}
+    return {
+        "stage": "fit",
+        "n_captions": len(texts),
+        "n_images": n_img,
+        "dx": images.shape[1],
+        "dy": texts.shape[1],
+        "chunk_rows": args.chunk_rows,
+        "fit_s": round(t1 - t0, 1),
+        "top_correlation": float(model.canonical_correlations_[0]),
+        "peak_rss_gb": round(peak_rss_gb(), 2),
+    }
 
 
 STAGES = {"speed": stage_speed, "encode": stage_encode, "fit": stage_fit}
@@ -127,39 +149,55 @@ def run_stage(name: str, argv: list[str]) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, __file__, "--stage", name, *argv], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        return {"stage": name, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}
+        return {
+            "stage": name,
+            "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode,
+        }
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def report(results: list[dict], quick: bool) -> str:
     by = {r["stage"]: r for r in results}
-    lines = ["# Fisher-vector captions: encoding speed and CCA on 18,000-d text\n",
-             f"`python benchmarks/bench_fv.py{' --quick' if quick else ''}` on a 2-core machine without GPU, "
-             "**shared with other jobs while it ran** (7 other sessions): absolute times are pessimistic and move "
-             "by tens of percent. Peak RSS is each stage's own subprocess (VmHWM). Word vectors are random "
-             f"word2vec-like {DIM}-d clusters, {VOCAB:,} words; captions 8-16 Zipf-distributed words.\n"]
+    lines = [
+        "# Fisher-vector captions: encoding speed and CCA on 18,000-d text\n",
+        f"`python benchmarks/bench_fv.py{' --quick' if quick else ''}` on a 2-core machine without GPU, "
+        "**shared with other jobs while it ran** (7 other sessions): absolute times are pessimistic and move "
+        "by tens of percent. Peak RSS is each stage's own subprocess (VmHWM). Word vectors are random "
+        f"word2vec-like {DIM}-d clusters, {VOCAB:,} words; captions 8-16 Zipf-distributed words.\n",
+    ]
     s = by.get("speed", {})
     if "gmm" in s:
-        lines += [f"## Encoding speed (K = {K}, D = {DIM}; mixtures fitted on {s['train_captions']:,} train captions, "
-                  f"{s['gmm']['fit_words']:,} sampled word occurrences)\n",
-                  "| pooling | width | mixture fit (s) | encode (s) | captions/s |", "|---|---|---|---|---|"]
-        lines += [f"| {p} | {s[p]['width']:,} | {s[p]['fit_s']} | {s[p]['encode_s']} | {s[p]['captions_per_s']:,} |"
-                  for p in ("gmm", "hglmm", "gmm+hglmm")]
-        lines += [f"\n{s['encoded_captions']:,} captions encoded; peak RSS {s['peak_rss_gb']} GB "
-                  "(HGLMM's fit starts from the GMM, so its time includes the GMM's).\n"]
+        lines += [
+            f"## Encoding speed (K = {K}, D = {DIM}; mixtures fitted on {s['train_captions']:,} train captions, "
+            f"{s['gmm']['fit_words']:,} sampled word occurrences)\n",
+            "| pooling | width | mixture fit (s) | encode (s) | captions/s |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {p} | {s[p]['width']:,} | {s[p]['fit_s']} | {s[p]['encode_s']} | {s[p]['captions_per_s']:,} |"
+            for p in ("gmm", "hglmm", "gmm+hglmm")
+        ]
+        lines += [
+            f"\n{s['encoded_captions']:,} captions encoded; peak RSS {s['peak_rss_gb']} GB "
+            "(HGLMM's fit starts from the GMM, so its time includes the GMM's).\n"
+        ]
     e, f = by.get("encode", {}), by.get("fit", {})
     if "width" in e:
-        lines += [f"## Flickr30k size: {e['n_captions']:,} captions -> {e['width']:,}-d GMM Fisher vectors\n",
-                  f"- GMM fit on the train words: {e['fit_s']} s; encoding streamed into the cache .npy "
-                  f"({e['file_gb']} GB on disk): {e['encode_s']} s, {e['captions_per_s']:,} captions/s; "
-                  f"peak RSS {e['peak_rss_gb']} GB (the whole array would be "
-                  f"{e['n_captions'] * e['width'] * 4 / 2 ** 30:.1f} GB in float32).\n"]
+        lines += [
+            f"## Flickr30k size: {e['n_captions']:,} captions -> {e['width']:,}-d GMM Fisher vectors\n",
+            f"- GMM fit on the train words: {e['fit_s']} s; encoding streamed into the cache .npy "
+            f"({e['file_gb']} GB on disk): {e['encode_s']} s, {e['captions_per_s']:,} captions/s; "
+            f"peak RSS {e['peak_rss_gb']} GB (the whole array would be "
+            f"{e['n_captions'] * e['width'] * 4 / 2**30:.1f} GB in float32).\n",
+        ]
     if "fit_s" in f:
-        lines += [f"- CCA fit (k = 128, reg = 1e-3) on {f['n_captions']:,} memory-mapped {f['dy']:,}-d captions and "
-                  f"{f['n_images']:,} x {f['dx']:,} memory-mapped images (five captions per image), chunks of "
-                  f"{f['chunk_rows']:,} rows: **{f['fit_s']} s, peak RSS {f['peak_rss_gb']} GB** (an n x {f['dy']:,} "
-                  f"float64 copy alone would be {f['n_captions'] * f['dy'] * 8 / 2 ** 30:.1f} GB). Dominant memory: "
-                  "the float64 (dx + dy)^2 scatter and the dy x dy text covariance and its Cholesky factor.\n"]
+        lines += [
+            f"- CCA fit (k = 128, reg = 1e-3) on {f['n_captions']:,} memory-mapped {f['dy']:,}-d captions and "
+            f"{f['n_images']:,} x {f['dx']:,} memory-mapped images (five captions per image), chunks of "
+            f"{f['chunk_rows']:,} rows: **{f['fit_s']} s, peak RSS {f['peak_rss_gb']} GB** (an n x {f['dy']:,} "
+            f"float64 copy alone would be {f['n_captions'] * f['dy'] * 8 / 2**30:.1f} GB). Dominant memory: "
+            "the float64 (dx + dy)^2 scatter and the dy x dy text covariance and its Cholesky factor.\n"
+        ]
     for r in results:
         if "error" in r:
             lines.append(f"- stage {r['stage']} failed: {r['error']}")
@@ -186,9 +224,20 @@ def main() -> None:
         args.train, args.encode, args.n_captions = 2_000, 1_000, 5_000
         args.workdir += "_quick"
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    argv = ["--workdir", args.workdir, "--train", str(args.train), "--encode", str(args.encode),
-            "--n-captions", str(args.n_captions), "--chunk-rows", str(args.chunk_rows),
-            "--fit-captions", str(args.fit_captions)]
+    argv = [
+        "--workdir",
+        args.workdir,
+        "--train",
+        str(args.train),
+        "--encode",
+        str(args.encode),
+        "--n-captions",
+        str(args.n_captions),
+        "--chunk-rows",
+        str(args.chunk_rows),
+        "--fit-captions",
+        str(args.fit_captions),
+    ]
     results = []
     for name in args.stages.split(","):
         results.append(run_stage(name, argv))

@@ -11,6 +11,7 @@ included), its time, and a check on ``--check`` random captions and ``--check`` 
 recomputed by brute force (one row of scores each, float32 as the evaluation, strictly-above and equal counted
 directly) must equal the evaluation's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,18 +85,22 @@ def main() -> None:
     block = max(1, min(2048, metrics.SCORE_BLOCK_BYTES // (4 * len(txt))))
     summary = metrics.summarize(t2i)
     matrix = 4 * args.images * args.captions / 1024**3
-    lines = ["# A gallery larger than memory (benchmarks/bench_gallery.py)", "",
-             f"Command: `python benchmarks/bench_gallery.py {' '.join(sys.argv[1:])}`; "
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, {mem:.0f} GB memory, "
-             f"load average {os.getloadavg()[0]:.1f} at the end (a shared machine).", "",
-             f"- {args.images:,} images x {args.captions:,} captions, {args.dim}-d: the score matrix is "
-             f"{matrix:,.0f} GB of float32, {matrix / mem:.1f}x this machine's memory;",
-             f"- evaluated in score blocks of {block} images ({block * len(txt) * 4 / 1024**2:.0f} MB; "
-             f"SCORE_BLOCK_BYTES = {metrics.SCORE_BLOCK_BYTES / 1024**2:.0f} MB): {seconds:.0f} s, peak RSS "
-             f"{rss:.2f} GB, of which {rss_inputs:.2f} GB the inputs as generated;",
-             f"- image search R@1 {summary['R@1']:.2f}, median rank {summary['median_rank']:g} (expected-rank ties);",
-             f"- brute-force check: {same_t2i} / {len(caps)} random captions and {same_i2t} / {len(imgs)} random "
-             "images have the same (above, tied) counts as the evaluation."]
+    lines = [
+        "# A gallery larger than memory (benchmarks/bench_gallery.py)",
+        "",
+        f"Command: `python benchmarks/bench_gallery.py {' '.join(sys.argv[1:])}`; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, {mem:.0f} GB memory, "
+        f"load average {os.getloadavg()[0]:.1f} at the end (a shared machine).",
+        "",
+        f"- {args.images:,} images x {args.captions:,} captions, {args.dim}-d: the score matrix is "
+        f"{matrix:,.0f} GB of float32, {matrix / mem:.1f}x this machine's memory;",
+        f"- evaluated in score blocks of {block} images ({block * len(txt) * 4 / 1024**2:.0f} MB; "
+        f"SCORE_BLOCK_BYTES = {metrics.SCORE_BLOCK_BYTES / 1024**2:.0f} MB): {seconds:.0f} s, peak RSS "
+        f"{rss:.2f} GB, of which {rss_inputs:.2f} GB the inputs as generated;",
+        f"- image search R@1 {summary['R@1']:.2f}, median rank {summary['median_rank']:g} (expected-rank ties);",
+        f"- brute-force check: {same_t2i} / {len(caps)} random captions and {same_i2t} / {len(imgs)} random "
+        "images have the same (above, tied) counts as the evaluation.",
+    ]
     args.out.write_text("\n".join(lines) + "\n")
     print(args.out.read_text())
 

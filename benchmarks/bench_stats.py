@@ -9,6 +9,7 @@ test the `significance` default (10,000 sign flips + 10,000 paired bootstrap res
     python benchmarks/bench_stats.py               # a minute or two
     python benchmarks/bench_stats.py --protocol 1k # COCO 1k: five folds of 1,000 images
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,40 +50,62 @@ def main() -> None:
     ims, txt, idx = coco_like(args.noise)
     pi, pt = metrics.prepare(ims, "cosine"), metrics.prepare(txt, "cosine")
     evaluated = lambda seed=0: stats.from_fold_ranks(  # noqa: E731
-        metrics.fold_counts(ims, txt if not seed else txt + 0.1 * seed, idx, folds=folds), idx, len(ims))
+        metrics.fold_counts(ims, txt if not seed else txt + 0.1 * seed, idx, folds=folds), idx, len(ims)
+    )
     a, b = evaluated(), evaluated(1)
-    rounds = interleaved({
-        "similarity GEMM (25,000 x 5,000, k = 128)": lambda: pt @ pi.T,
-        "evaluation (both directions, tie-exact)": evaluated,
-        "bootstrap intervals (1,000 resamples, all metrics + R-sum)": lambda: stats.bootstrap_ci(a, 1000),
-        "bootstrap intervals (10,000 resamples, the default since issue 27)": lambda: stats.bootstrap_ci(a, 10000),
-        "paired test, R-sum (10,000 sign flips + 10,000 bootstrap)": lambda: stats.paired_test(a, b, "rsum", 10000),
-        "paired test, median rank (10,000 bootstrap x2)": lambda: stats.paired_test(a, b, "t2i:median_rank", 10000),
-        "ranks file bytes (npz)": lambda: ranks_bytes(a),
-    }, args.repeats)
+    rounds = interleaved(
+        {
+            "similarity GEMM (25,000 x 5,000, k = 128)": lambda: pt @ pi.T,
+            "evaluation (both directions, tie-exact)": evaluated,
+            "bootstrap intervals (1,000 resamples, all metrics + R-sum)": lambda: stats.bootstrap_ci(a, 1000),
+            "bootstrap intervals (10,000 resamples, the default since issue 27)": lambda: stats.bootstrap_ci(a, 10000),
+            "paired test, R-sum (10,000 sign flips + 10,000 bootstrap)": lambda: stats.paired_test(a, b, "rsum", 10000),
+            "paired test, median rank (10,000 bootstrap x2)": lambda: stats.paired_test(a, b, "t2i:median_rank", 10000),
+            "ranks file bytes (npz)": lambda: ranks_bytes(a),
+        },
+        args.repeats,
+    )
     times = {name: float(np.median(t)) for name, t in rounds.items()}  # per-round times -> medians
-    gemm, evaluation = times["similarity GEMM (25,000 x 5,000, k = 128)"], times["evaluation (both directions, tie-exact)"]
+    gemm, evaluation = (
+        times["similarity GEMM (25,000 x 5,000, k = 128)"],
+        times["evaluation (both directions, tie-exact)"],
+    )
     ci = times["bootstrap intervals (1,000 resamples, all metrics + R-sum)"]
     ci10k = times["bootstrap intervals (10,000 resamples, the default since issue 27)"]
     size = len(ranks_bytes(a))
     point = stats.point_metrics(a)
-    spread = (f"Caption noise {args.noise:g}: t2i R@1 {point['image_search']['R@1']:.1f}, i2t R@1 "
-              f"{point['image_annotation']['R@1']:.1f}; {len(np.unique(a.rank('t2i')))} distinct caption ranks, "
-              f"{len(np.unique(a.rank('i2t')))} distinct image ranks. Load average at the end: {os.getloadavg()[0]:.1f}.")
+    spread = (
+        f"Caption noise {args.noise:g}: t2i R@1 {point['image_search']['R@1']:.1f}, i2t R@1 "
+        f"{point['image_annotation']['R@1']:.1f}; {len(np.unique(a.rank('t2i')))} distinct caption ranks, "
+        f"{len(np.unique(a.rank('i2t')))} distinct image ranks. Load average at the end: {os.getloadavg()[0]:.1f}."
+    )
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     rows = [f"| {name} | {t:.3f} s | {t / gemm:.2f}x | {t / evaluation:.2f}x |" for name, t in times.items()]
-    report = "\n".join([
-        f"# Uncertainty cost at COCO {args.protocol} size ({date.today()})", "",
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}; "
-        f"median of {args.repeats} interleaved rounds. 5,000 images x 25,000 captions, k = 128"
-        + (", five folds of 1,000 images" if folds > 1 else "") + ".", "", spread, "",
-        "| step | time | / one GEMM | / evaluation |", "|---|---|---|---|", *rows, "",
-        f"The run's intervals add {100 * ci / evaluation:.0f}% to its evaluation (the issue's bar: at most 20%); "
-        f"evaluation with intervals = {(evaluation + ci) / gemm:.2f}x one GEMM. The ranks file is {size / 1e3:.0f} kB.",
-        f"At 10,000 resamples (the default since issue 27, in blocks of 1,000) the intervals take {ci10k:.2f} s, "
-        f"{100 * ci10k / evaluation:.0f}% of the evaluation.",
-        "A bootstrap is one (1,000 x 5,000) resample-count matrix times per-image hit columns plus one sparse "
-        "product for the weighted medians (stats.py), never 1,000 evaluations.", ""])
+    report = "\n".join(
+        [
+            f"# Uncertainty cost at COCO {args.protocol} size ({date.today()})",
+            "",
+            f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}; "
+            f"median of {args.repeats} interleaved rounds. 5,000 images x 25,000 captions, k = 128"
+            + (", five folds of 1,000 images" if folds > 1 else "")
+            + ".",
+            "",
+            spread,
+            "",
+            "| step | time | / one GEMM | / evaluation |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+            f"The run's intervals add {100 * ci / evaluation:.0f}% to its evaluation (the issue's bar: at most 20%); "
+            f"evaluation with intervals = {(evaluation + ci) / gemm:.2f}x one GEMM. "
+            f"The ranks file is {size / 1e3:.0f} kB.",
+            f"At 10,000 resamples (the default since issue 27, in blocks of 1,000) the intervals take {ci10k:.2f} s, "
+            f"{100 * ci10k / evaluation:.0f}% of the evaluation.",
+            "A bootstrap is one (1,000 x 5,000) resample-count matrix times per-image hit columns plus one sparse "
+            "product for the weighted medians (stats.py), never 1,000 evaluations.",
+            "",
+        ]
+    )
     out = ROOT / "benchmarks" / ("REPORT_stats.md" if folds == 1 else "REPORT_stats_1k.md")
     out.write_text(report)
     print(report)

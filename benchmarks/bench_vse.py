@@ -9,6 +9,7 @@ linear layer, so its values do not change the cost. Each configuration fits ``VS
 validation split, in a fresh Python process per (configuration, thread count), and is timed end to end
 (vocabulary, tensors, one epoch; not the data set or GloVe loading).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,9 +41,14 @@ def shapes_train(n_train: int, image_dim: int = 1280):
     split = get_dataset("shapes", Path("data"), n_train=n_train, n_val=0, n_test=0).split("train")
     images = np.random.default_rng(0).standard_normal((split.n_images, image_dim)).astype(np.float32)
     vectors = load_glove50(Path("data"))
-    return FeatureSet(images=images, texts=np.zeros((split.n_captions, 1), np.float32),
-                      image_index=split.image_index, tokens=split.tokens, meta={"dataset": "shapes"},
-                      word_vectors=lambda: vectors)
+    return FeatureSet(
+        images=images,
+        texts=np.zeros((split.n_captions, 1), np.float32),
+        image_index=split.image_index,
+        tokens=split.tokens,
+        meta={"dataset": "shapes"},
+        word_vectors=lambda: vectors,
+    )
 
 
 def time_epoch(n_train: int, threads: int, params: dict) -> dict:
@@ -61,8 +67,10 @@ def time_epoch(n_train: int, threads: int, params: dict) -> dict:
 
 def time_in_subprocess(n_train: int, threads: int, params: dict) -> dict:
     """:func:`time_epoch` in a fresh interpreter (no thread pool or allocator state carried over)."""
-    code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_vse; "
-            f"print(json.dumps(bench_vse.time_epoch({n_train}, {threads}, json.loads({json.dumps(params)!r}))))")
+    code = (
+        f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_vse; "
+        f"print(json.dumps(bench_vse.time_epoch({n_train}, {threads}, json.loads({json.dumps(params)!r}))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -87,9 +95,12 @@ def report(rows: list[tuple], args, n_pairs: int) -> str:
         "| configuration | torch threads | epoch (s) | pairs/s | under a minute | load average before / after |",
         "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {name} | {threads} | {r['seconds']:.1f} | {r['pairs'] / r['seconds']:,.0f} | "
-              f"{'yes' if r['seconds'] * 30_000 / r['pairs'] < 60 else 'no'} | "
-              f"{r['load'][0]:.2f} / {r['load'][1]:.2f} |" for name, threads, r in rows]
+    lines += [
+        f"| {name} | {threads} | {r['seconds']:.1f} | {r['pairs'] / r['seconds']:,.0f} | "
+        f"{'yes' if r['seconds'] * 30_000 / r['pairs'] < 60 else 'no'} | "
+        f"{r['load'][0]:.2f} / {r['load'][1]:.2f} |"
+        for name, threads, r in rows
+    ]
     lines += [
         "",
         "Target: one epoch over the 30,000 shapes train pairs in under a minute on 2 CPU cores (the column",
@@ -117,8 +128,11 @@ def main(argv=None) -> None:
         for threads in args.threads:
             r = time_in_subprocess(args.n_train, threads, CONFIGS[name] | {"dim": args.dim})
             rows.append((name, threads, r))
-            print(f"{name:28s} threads={threads}  {r['seconds']:6.1f} s  {r['pairs'] / r['seconds']:8,.0f} pairs/s  "
-                  f"load {r['load'][0]:.2f}/{r['load'][1]:.2f}", flush=True)
+            print(
+                f"{name:28s} threads={threads}  {r['seconds']:6.1f} s  {r['pairs'] / r['seconds']:8,.0f} pairs/s  "
+                f"load {r['load'][0]:.2f}/{r['load'][1]:.2f}",
+                flush=True,
+            )
     args.out.write_text(report(rows, args, rows[0][2]["pairs"]))
     print(f"written to {args.out}")
 

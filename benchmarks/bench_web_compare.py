@@ -10,6 +10,7 @@ their test runs under RESULTS (skipped where the run files are already there), t
 
     python benchmarks/bench_web_compare.py --data-root data --results-root /tmp/compare_bench
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 FEATURES = "glove50_tinyimage"
-CONFIGS = [("cca", []), ("cca", ["--reg", "0.1", "--tag", "reg01"]), ("ridge", []), ("procrustes", []),
-           ("pls", [])]
+CONFIGS = [("cca", []), ("cca", ["--reg", "0.1", "--tag", "reg01"]), ("ridge", []), ("procrustes", []), ("pls", [])]
 
 
 def make_runs(data_root: str, results_root: str) -> list[str]:
@@ -42,8 +42,10 @@ def make_runs(data_root: str, results_root: str) -> list[str]:
         if not (Path(results_root) / "runs" / f"{stem}.json").is_file():
             if not (Path(results_root) / "models" / f"{model}.json").is_file():
                 assert main(["generate", method, "openmoji", FEATURES, *opts, *roots]) == 0
-            assert main(["run_benchmark", method, "openmoji", "test", FEATURES,
-                         *(["--tag", tag] if tag else []), *roots]) == 0
+            assert (
+                main(["run_benchmark", method, "openmoji", "test", FEATURES, *(["--tag", tag] if tag else []), *roots])
+                == 0
+            )
         stems.append(stem)
     return stems
 
@@ -69,8 +71,12 @@ def timings(data_root: str, results_root: str, stems: list[str]) -> dict:
         again = client.get(url).get_data(as_text=True)
         repeated.append(time.perf_counter() - t)
         assert again.count("resamples)") == page.count("resamples)")
-    return {"first": first, "complete": complete, "repeated": statistics.median(repeated),
-            "repeated_max": max(repeated)}
+    return {
+        "first": first,
+        "complete": complete,
+        "repeated": statistics.median(repeated),
+        "repeated_max": max(repeated),
+    }
 
 
 def main() -> None:
@@ -82,21 +88,33 @@ def main() -> None:
     stems = make_runs(args.data_root, args.results_root)
     rows = [timings(args.data_root, args.results_root, stems) for _ in range(2)]
     load = os.getloadavg()[0]
-    lines = [f"# The compare page for 5 runs ({date.today().isoformat()})", "",
-             f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; load average "
-             f"{load:.1f} at the end (the machine is shared). openmoji test (1,000 images), {FEATURES}; runs: "
-             + ", ".join(f"`{s}`" for s in stems) + ".", "",
-             "Each row is a fresh app in the same process (imports paid once, before the first row).", "",
-             "| row | first request (s) | until every paired test is shown (s) | repeated request, median of 5 (s) "
-             "| repeated, slowest (s) |", "|---|---|---|---|---|"]
+    lines = [
+        f"# The compare page for 5 runs ({date.today().isoformat()})",
+        "",
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; load average "
+        f"{load:.1f} at the end (the machine is shared). openmoji test (1,000 images), {FEATURES}; runs: "
+        + ", ".join(f"`{s}`" for s in stems)
+        + ".",
+        "",
+        "Each row is a fresh app in the same process (imports paid once, before the first row).",
+        "",
+        "| row | first request (s) | until every paired test is shown (s) | repeated request, median of 5 (s) "
+        "| repeated, slowest (s) |",
+        "|---|---|---|---|---|",
+    ]
     for i, r in enumerate(rows, 1):
-        lines.append(f"| {i} | {r['first']:.2f} | {r['complete']:.2f} | {r['repeated']:.3f} "
-                     f"| {r['repeated_max']:.3f} |")
-    lines += ["", "The first request answers within the app's wait (LOADING_WAIT_S) plus the page; until the 44 paired "
-              "tests (4 pairs x 11 metrics, 10,000 resamples each) are done it shows values and deltas and reloads "
-              "itself. The issue's bars: a repeated request under 1 s, a first one under 5 s.",
-              "", f"Command: `python benchmarks/bench_web_compare.py --data-root {args.data_root} --results-root "
-              f"{args.results_root}`"]
+        lines.append(
+            f"| {i} | {r['first']:.2f} | {r['complete']:.2f} | {r['repeated']:.3f} | {r['repeated_max']:.3f} |"
+        )
+    lines += [
+        "",
+        "The first request answers within the app's wait (LOADING_WAIT_S) plus the page; until the 44 paired "
+        "tests (4 pairs x 11 metrics, 10,000 resamples each) are done it shows values and deltas and reloads "
+        "itself. The issue's bars: a repeated request under 1 s, a first one under 5 s.",
+        "",
+        f"Command: `python benchmarks/bench_web_compare.py --data-root {args.data_root} --results-root "
+        f"{args.results_root}`",
+    ]
     Path(args.report).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

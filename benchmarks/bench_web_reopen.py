@@ -9,6 +9,7 @@ memory-mapped, and the examples ranked.
     python benchmarks/bench_web_reopen.py --data-root DATA --results-root RESULTS \
         --run "cca__openmoji__glove50_efficientnet_lite0+gmm32@cv__test__full__cosine"
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,15 +51,25 @@ def main() -> None:
     args = ap.parse_args()
     first = page_seconds(args.data_root, args.results_root, args.run)
     again = sorted(page_seconds(args.data_root, args.results_root, args.run) for _ in range(args.repeats))
-    report = "\n".join([
-        f"# Reopening a model in the web app ({date.today()})", "",
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"load average {os.getloadavg()[0]:.1f} at the end. Run `{args.run}` (its features cached).", "",
-        "| what | seconds |", "|---|---|",
-        f"| first examples page in a new process (imports, word-vector table, model, cached features) | {first:.2f} |",
-        f"| reopened by a fresh app in the same process, median of {args.repeats} | {again[len(again) // 2]:.2f} |",
-        f"| reopened, slowest of {args.repeats} | {again[-1]:.2f} |", "",
-        "The issue's bar: reopening any model whose features are cached takes under 2 s at openmoji size.", ""])
+    report = "\n".join(
+        [
+            f"# Reopening a model in the web app ({date.today()})",
+            "",
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}; "
+            f"load average {os.getloadavg()[0]:.1f} at the end. Run `{args.run}` (its features cached).",
+            "",
+            "| what | seconds |",
+            "|---|---|",
+            "| first examples page in a new process (imports, word-vector table, model, cached features) "
+            f"| {first:.2f} |",
+            f"| reopened by a fresh app in the same process, median of {args.repeats} | {again[len(again) // 2]:.2f} |",
+            f"| reopened, slowest of {args.repeats} | {again[-1]:.2f} |",
+            "",
+            "The issue's bar: reopening any model whose features are cached takes under 2 s at openmoji size.",
+            "",
+        ]
+    )
     (ROOT / "benchmarks" / "REPORT_web.md").write_text(report)
     print(report)
 

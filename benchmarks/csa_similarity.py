@@ -8,10 +8,13 @@ by ``rho ** eig_power`` and the harness normalises AFTER it (cosine). For a fixe
 caption y is ``sum_j rho_j x_j y_j / ||y||`` and the cosine at eig_power 1/2 is ``sum_j rho_j x_j y_j /
 ||rho^(1/2) y||``: the rankings agree only when every rho_j is equal. CSA is exactly the harness's ``dot``
 distance on the embedding ``rho^(1/2) * x / ||x||``, which ``cca --similarity csa`` produces (padded so that
-every distance ranks alike: ``cca_bench.methods.cca.csa_embedding``). This script fits linear CCA (defaults) on the train split,
-then evaluates on the test split: cosine at eig_power 0, 0.5, 1, 2, CSA by hand and through ``--similarity csa``, and counts the test queries whose
+every distance ranks alike: ``cca_bench.methods.cca.csa_embedding``). This script fits linear CCA (defaults) on
+the train split,
+then evaluates on the test split: cosine at eig_power 0, 0.5, 1, 2, CSA by hand and through ``--similarity
+csa``, and counts the test queries whose
 top-ranked item differs between CSA and cosine at eig_power 0.5. Prints a markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,21 +53,33 @@ def main() -> None:
         rows.append((f"cca cosine, eig_power {power:g}", r_sum(m)))
     unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
     cx, cy = unit(x) * np.sqrt(rho), unit(y) * np.sqrt(rho)  # CSA: normalise, then weight; score by dot
-    rows.append(("CSA by hand (sum_j rho_j x_j y_j, unit projections, dot)",
-                 r_sum(evaluate_retrieval(cx, cy, test.image_index, distance="dot"))))
+    rows.append(
+        (
+            "CSA by hand (sum_j rho_j x_j y_j, unit projections, dot)",
+            r_sum(evaluate_retrieval(cx, cy, test.image_index, distance="dot")),
+        )
+    )
     csa = RegularizedCCA(similarity="csa").fit_features(train)  # the suite's option, cosine as run_benchmark
-    rows.append(("cca --similarity csa (cosine)",
-                 r_sum(evaluate_retrieval(csa.embed_images(test), csa.embed_texts(test), test.image_index))))
+    rows.append(
+        (
+            "cca --similarity csa (cosine)",
+            r_sum(evaluate_retrieval(csa.embed_images(test), csa.embed_texts(test), test.image_index)),
+        )
+    )
     half_x, half_y = unit(x * np.sqrt(rho)), unit(y * np.sqrt(rho))
     csa_s, half_s = cx @ cy.T, half_x @ half_y.T
     differ_i2t = int((csa_s.argmax(1) != half_s.argmax(1)).sum())
     differ_t2i = int((csa_s.argmax(0) != half_s.argmax(0)).sum())
-    print(f"{args.dataset} test, {args.features}, linear CCA defaults (k = {len(rho)}, rho {rho[0]:.3f} .. "
-          f"{rho[-1]:.3f})\n\n| scoring | test R-sum |\n|---|---|")
+    print(
+        f"{args.dataset} test, {args.features}, linear CCA defaults (k = {len(rho)}, rho {rho[0]:.3f} .. "
+        f"{rho[-1]:.3f})\n\n| scoring | test R-sum |\n|---|---|"
+    )
     for name, value in rows:
         print(f"| {name} | {value:.1f} |")
-    print(f"\nTop-1 differs between CSA and cosine at eig_power 0.5: {differ_i2t} of {len(x)} image queries, "
-          f"{differ_t2i} of {len(y)} caption queries.")
+    print(
+        f"\nTop-1 differs between CSA and cosine at eig_power 0.5: {differ_i2t} of {len(x)} image queries, "
+        f"{differ_t2i} of {len(y)} caption queries."
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Prints a markdown report: one fit (covariance pass + one solve), the grid (one c
 per reg, one val evaluation per point) and what refitting every point would cost. Torch is imported and
 warmed up before timing, so the numbers are the work itself.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,10 @@ def main() -> None:
     evaluate = seconds(lambda: evaluate_retrieval(model.embed_images(val), model.embed_texts(val), val.image_index))
     _, report = grid_search(RegularizedCCA, train, val, {}, {})
     n = len(report["rows"])
-    print(f"## CV grid cost\n\ntrain: {len(train.texts)} captions of {a.images} images, dx={a.dx}, dy={a.dy}; "
-          f"val: 1000 images, 5000 captions; grid: {report['grid']}\n")
+    print(
+        f"## CV grid cost\n\ntrain: {len(train.texts)} captions of {a.images} images, dx={a.dx}, dy={a.dy}; "
+        f"val: 1000 images, 5000 captions; grid: {report['grid']}\n"
+    )
     print("| what | seconds |\n|---|---|")
     print(f"| one fit (covariances + one solve) | {fit:.2f} |\n| one solve (per reg) | {solve:.2f} |")
     print(f"| one val evaluation (k=300) | {evaluate:.2f} |")

@@ -11,6 +11,7 @@ distributions (the CI-step use).
     python benchmarks/install_size.py                        # core + each extra, before = HEAD~ of setup.cfg
     python benchmarks/install_size.py --before b5d8d25 --install
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,15 +36,31 @@ def make_venv(where: Path) -> Path:
 
 def resolve(python: Path, requirements: list[str], report: Path) -> list[str]:
     """Names of the distributions pip would install for ``requirements`` in an empty environment."""
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed", "--report",
-                    str(report), TORCH_PIN, *requirements], check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--dry-run",
+            "--ignore-installed",
+            "--report",
+            str(report),
+            TORCH_PIN,
+            *requirements,
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     return sorted(item["metadata"]["name"] for item in json.loads(report.read_text())["install"])
 
 
 def requires_at(revision: str) -> list[str]:
     """install_requires of setup.cfg at a git revision of this checkout."""
-    text = subprocess.run(["git", "show", f"{revision}:setup.cfg"], cwd=ROOT, check=True, capture_output=True,
-                          text=True).stdout
+    text = subprocess.run(
+        ["git", "show", f"{revision}:setup.cfg"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
     cfg = configparser.ConfigParser()
     cfg.read_string(text)
     return [line.strip() for line in cfg["options"]["install_requires"].splitlines() if line.strip()]
@@ -53,9 +70,11 @@ def real_install(python: Path) -> str:
     """Install the core for real; the output of the import checks."""
     subprocess.run([str(python), "-m", "pip", "install", "-q", TORCH_PIN], check=True, cwd=ROOT)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "."], check=True, cwd=ROOT)
-    code = ("import sys, cca_bench; light = not {'torch', 'sklearn'} & set(sys.modules); "
-            "cca_bench.RegularizedCCA; print(f'import cca_bench light: {light}; cca_bench.RegularizedCCA: ok; '"
-            "f'version {cca_bench.__version__}')")
+    code = (
+        "import sys, cca_bench; light = not {'torch', 'sklearn'} & set(sys.modules); "
+        "cca_bench.RegularizedCCA; print(f'import cca_bench light: {light}; cca_bench.RegularizedCCA: ok; '"
+        "f'version {cca_bench.__version__}')"
+    )
     done = subprocess.run([str(python), "-c", code], check=True, cwd="/", capture_output=True, text=True)
     return done.stdout.strip()
 
@@ -74,15 +93,26 @@ def main() -> int:
         before = resolve(python, requires_at(args.before), Path(tmp) / "before.json")
         extras = {e: resolve(python, [f".[{e}]"], Path(tmp) / f"{e}.json") for e in EXTRAS} if args.extras else {}
         imported = real_install(python) if args.install else "(not run: --install)"
-    lines = [f"# Install size ({date.today()}, Python {sys.version.split()[0]})", "",
-             "`python benchmarks/install_size.py" + (" --extras" if args.extras else "") +
-             (" --install" if args.install else "") + f" --before {args.before}`: distributions pip resolves in a "
-             f"fresh virtualenv for `{TORCH_PIN}` plus the requirement (cca_bench itself included).", "",
-             "| install | distributions |", "|---|---|",
-             f"| `pip install .` (core) | {len(core)} |",
-             f"| install_requires at `{args.before}` (cca_bench itself not counted) | {len(before)} |",
-             *[f"| `pip install \".[{e}]\"` | {len(names)} |" for e, names in extras.items()], "",
-             f"Core: {', '.join(core)}", "", f"Import check in that venv: {imported}", ""]
+    lines = [
+        f"# Install size ({date.today()}, Python {sys.version.split()[0]})",
+        "",
+        "`python benchmarks/install_size.py"
+        + (" --extras" if args.extras else "")
+        + (" --install" if args.install else "")
+        + f" --before {args.before}`: distributions pip resolves in a "
+        f"fresh virtualenv for `{TORCH_PIN}` plus the requirement (cca_bench itself included).",
+        "",
+        "| install | distributions |",
+        "|---|---|",
+        f"| `pip install .` (core) | {len(core)} |",
+        f"| install_requires at `{args.before}` (cca_bench itself not counted) | {len(before)} |",
+        *[f'| `pip install ".[{e}]"` | {len(names)} |' for e, names in extras.items()],
+        "",
+        f"Core: {', '.join(core)}",
+        "",
+        f"Import check in that venv: {imported}",
+        "",
+    ]
     args.out.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
     if args.check is not None and len(core) > args.check:

@@ -17,6 +17,7 @@ Writes benchmarks/REPORT_power.md. Every figure comes from this script:
 
     python benchmarks/power_numbers.py --work /tmp/power_work     # a few minutes
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,10 @@ def pair_rows(ranks: dict) -> tuple[list[str], list[float]]:
         rho = float(np.corrcoef(ua, ub)[0, 1])
         rhos.append(rho)
         measured = sample_size.plan(ranks[a], ranks[b], delta=5.0)
-        rows.append(f"| {a} vs {b} | {rsum['delta']:+.1f} | {rsum['se']:.2f} | {rsum['mdd']:.1f} | {r1['se']:.2f} | "
-                    f"{r1['mdd']:.1f} | {rho:.2f} | {measured['images_needed']:,} |")
+        rows.append(
+            f"| {a} vs {b} | {rsum['delta']:+.1f} | {rsum['se']:.2f} | {rsum['mdd']:.1f} | {r1['se']:.2f} | "
+            f"{r1['mdd']:.1f} | {rho:.2f} | {measured['images_needed']:,} |"
+        )
     return rows, rhos
 
 
@@ -71,8 +74,10 @@ def single_run_rows(ranks: dict) -> list[str]:
     out = []
     for m in sorted(ranks):
         p = sample_size.plan(ranks[m], delta=5.0)
-        out.append(f"| {m} | {p['sd_unit']:.0f} | {p['mdd']:.1f} | {p['mdd_at'][500]:.1f} | {p['mdd_at'][5000]:.1f} "
-                   f"| {p['images_needed']:,} |")
+        out.append(
+            f"| {m} | {p['sd_unit']:.0f} | {p['mdd']:.1f} | {p['mdd_at'][500]:.1f} | {p['mdd_at'][5000]:.1f} "
+            f"| {p['images_needed']:,} |"
+        )
     return out
 
 
@@ -97,8 +102,9 @@ def flickr_pair(rng, rho: float, n: int = 1000, caps: int = 5, image_share: floa
         ranks = []
         for (r1, r10), size, owner in (((0.226, 0.612), n, np.arange(n)), ((0.191, 0.604), n * caps, idx)):
             mean, sd = lognormal(r1, r10)
-            x = mean + sd * (np.sqrt(image_share) * effect[owner] +
-                             np.sqrt(1 - image_share) * rng.standard_normal(size))
+            x = mean + sd * (
+                np.sqrt(image_share) * effect[owner] + np.sqrt(1 - image_share) * rng.standard_normal(size)
+            )
             ranks.append(np.minimum(np.floor(np.exp(x)), size - 1).astype(np.int64))
         runs.append(stats.query_ranks(ranks[0], ranks[1], idx))
     return runs
@@ -111,15 +117,20 @@ def flickr_rows(rho: float, pairs: int = 20) -> list[str]:
     tests = [stats.paired_test(*flickr_pair(rng, rho), "rsum") for _ in range(pairs)]
     rsums = [stats.rsum_of(stats.point_metrics(flickr_pair(rng, rho)[0])) for _ in range(5)]
     se, mdd = np.array([t["se"] for t in tests]), np.array([t["mdd"] for t in tests])
-    return [f"| simulated Flickr-size (1,000 x 5), rho {rho:.2f} | {np.mean(rsums):.1f} | {se.mean():.2f} "
-            f"({se.min():.2f}-{se.max():.2f}) | {mdd.mean():.1f} ({mdd.min():.1f}-{mdd.max():.1f}) |"]
+    return [
+        f"| simulated Flickr-size (1,000 x 5), rho {rho:.2f} | {np.mean(rsums):.1f} | {se.mean():.2f} "
+        f"({se.min():.2f}-{se.max():.2f}) | {mdd.mean():.1f} ({mdd.min():.1f}-{mdd.max():.1f}) |"
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/cca_bench_power"), help="data and results root")
-    parser.add_argument("--features", default="glove50_tinyimage,glove50_efficientnet",
-                        help="comma-separated feature names, one section each")
+    parser.add_argument(
+        "--features",
+        default="glove50_tinyimage,glove50_efficientnet",
+        help="comma-separated feature names, one section each",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "REPORT_power.md")
     args = parser.parse_args()
     from cca_bench import sample_size
@@ -130,24 +141,35 @@ def main() -> None:
         rows, rhos = pair_rows(ranks)
         all_rhos += rhos
         n = next(iter(ranks.values())).n_images
-        text += [f"## openmoji test ({n:,} images), {features}, default fits of {', '.join(METHODS)}\n",
-                 "Paired SE and MDD (80% power, two-sided alpha 0.05) from `stats.paired_test` (10,000 resamples); "
-                 "rho = correlation of the two runs' per-image R-sum contributions; images needed to detect a 5-point "
-                 "R-sum difference with that pair's measured paired variance (`sample_size.plan` with two runs).\n",
-                 "| pair | R-sum A - B | R-sum SE | R-sum MDD | t2i R@1 SE | t2i R@1 MDD | rho | images for 5 R-sum |",
-                 "|---|---|---|---|---|---|---|---|", *rows, "",
-                 f"`power` from one run alone (assumed correlation {sample_size.DEFAULT_CORRELATION:g}, the documented "
-                 "default): per-image SD of R-sum in unit scale, MDD at this split's size, at 500 and 5,000 images, "
-                 "images for 5 R-sum points.\n",
-                 "| run | sd_unit | MDD (this split) | MDD at 500 | MDD at 5,000 | images for 5 R-sum |",
-                 "|---|---|---|---|---|---|", *single_run_rows(ranks), ""]
-    text += ["## Flickr-size test set, simulated\n",
-             "1,000 images x 5 captions; ranks floor(exp(x)), x normal, calibrated to Klein et al. 2015's Flickr8k CCA "
-             "row (R@1/R@10: annotation 22.6/61.2, search 19.1/60.4); half of the log-rank variance is the image's; "
-             "the two methods' image effects correlate at the smallest rho measured above "
-             "(and at 0.8 for comparison). 20 simulated pairs each.\n",
-             "| design | R-sum of a run (mean of 5) | R-sum SE mean (range) | R-sum MDD mean (range) |",
-             "|---|---|---|---|", *flickr_rows(min(all_rhos)), *flickr_rows(0.8), ""]
+        text += [
+            f"## openmoji test ({n:,} images), {features}, default fits of {', '.join(METHODS)}\n",
+            "Paired SE and MDD (80% power, two-sided alpha 0.05) from `stats.paired_test` (10,000 resamples); "
+            "rho = correlation of the two runs' per-image R-sum contributions; images needed to detect a 5-point "
+            "R-sum difference with that pair's measured paired variance (`sample_size.plan` with two runs).\n",
+            "| pair | R-sum A - B | R-sum SE | R-sum MDD | t2i R@1 SE | t2i R@1 MDD | rho | images for 5 R-sum |",
+            "|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            f"`power` from one run alone (assumed correlation {sample_size.DEFAULT_CORRELATION:g}, the documented "
+            "default): per-image SD of R-sum in unit scale, MDD at this split's size, at 500 and 5,000 images, "
+            "images for 5 R-sum points.\n",
+            "| run | sd_unit | MDD (this split) | MDD at 500 | MDD at 5,000 | images for 5 R-sum |",
+            "|---|---|---|---|---|---|",
+            *single_run_rows(ranks),
+            "",
+        ]
+    text += [
+        "## Flickr-size test set, simulated\n",
+        "1,000 images x 5 captions; ranks floor(exp(x)), x normal, calibrated to Klein et al. 2015's Flickr8k CCA "
+        "row (R@1/R@10: annotation 22.6/61.2, search 19.1/60.4); half of the log-rank variance is the image's; "
+        "the two methods' image effects correlate at the smallest rho measured above "
+        "(and at 0.8 for comparison). 20 simulated pairs each.\n",
+        "| design | R-sum of a run (mean of 5) | R-sum SE mean (range) | R-sum MDD mean (range) |",
+        "|---|---|---|---|",
+        *flickr_rows(min(all_rhos)),
+        *flickr_rows(0.8),
+        "",
+    ]
     args.out.write_text("\n".join(text))
     print("\n".join(text))
 

@@ -7,6 +7,7 @@ recall there is a floor. ``--rank r`` draws rows from an r-dimensional subspace 
 learned embeddings (CCA keeps the few strongly correlated directions). Times are the
 median of ``--repeat`` runs; the build time is paid once per `search` call (indexes are not saved yet).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,9 @@ def sample(rng, n: int, dim: int, rank: int | None) -> np.ndarray:
     return (rng.normal(size=(n, rank)) @ basis + 0.1 * np.sqrt(rank) * rng.normal(size=(n, dim))).astype(np.float32)
 
 
-def measure(n: int, dim: int, queries: list[int], k: int, repeat: int, rank: int | None = None,
-            seed: int = 0) -> list[list]:
+def measure(
+    n: int, dim: int, queries: list[int], k: int, repeat: int, rank: int | None = None, seed: int = 0
+) -> list[list]:
     """Rows (index, queries, build s, search ms per query, recall@k vs exact)."""
     rng = np.random.default_rng(seed)
     gallery = sample(rng, n, dim, rank)

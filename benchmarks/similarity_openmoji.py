@@ -6,6 +6,7 @@ benchmarks/REPORT_similarity.md.
 
     PYTHONPATH=$PWD python benchmarks/similarity_openmoji.py [--results-root results] [--data-root data]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,11 @@ from pathlib import Path
 from cca_bench.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
-ENCODERS = {"GloVe mean": ("glove50_efficientnet", []), "GloVe Fisher vector (gmm)": ("glove50_efficientnet",
-            ["--pooling", "gmm"]), "MiniLM": ("minilm_efficientnet", [])}
+ENCODERS = {
+    "GloVe mean": ("glove50_efficientnet", []),
+    "GloVe Fisher vector (gmm)": ("glove50_efficientnet", ["--pooling", "gmm"]),
+    "MiniLM": ("minilm_efficientnet", []),
+}
 MEASURES = ("cka", "unbiased_cka", "mutual_knn", "cknna", "svcca", "pwcca")
 BEGIN, END = "<!-- similarity:begin (benchmarks/similarity_openmoji.py) -->", "<!-- similarity:end -->"
 
@@ -69,18 +73,27 @@ def write(rows, seconds) -> None:
     by_rsum = [r[0] for r in sorted(rows, key=lambda r: r[2])]
     agree = [m for m in MEASURES if order[m] == by_rsum]
     perms = rows[0][1]["cka"]["permutations"]
-    text = (f"{BEGIN}\n\n" + "\n".join(lines) + "\n\nEach cell: raw score (calibrated score against "
-            f"{perms} row permutations; every p-value was {min(r[1][m]['p_value'] for r in rows for m in MEASURES):.4f}"
-            f" or less, the floor of {perms} permutations being {1 / (perms + 1):.4f}). Rows in increasing CCA "
-            f"R-sum (openmoji test, 1,000 images, CCA at its defaults fitted on train).\n\nOrder by R-sum: "
-            f"{' < '.join(by_rsum)}. Measures whose calibrated scores order the three encoders the same way: "
-            f"{', '.join(agree) or 'none'}; the others: "
-            + "; ".join(f"{m}: {' < '.join(order[m])}" for m in MEASURES if m not in agree) + ".\n\n" + END)
+    text = (
+        f"{BEGIN}\n\n" + "\n".join(lines) + "\n\nEach cell: raw score (calibrated score against "
+        f"{perms} row permutations; every p-value was {min(r[1][m]['p_value'] for r in rows for m in MEASURES):.4f}"
+        f" or less, the floor of {perms} permutations being {1 / (perms + 1):.4f}). Rows in increasing CCA "
+        f"R-sum (openmoji test, 1,000 images, CCA at its defaults fitted on train).\n\nOrder by R-sum: "
+        f"{' < '.join(by_rsum)}. Measures whose calibrated scores order the three encoders the same way: "
+        f"{', '.join(agree) or 'none'}; the others: "
+        + "; ".join(f"{m}: {' < '.join(order[m])}" for m in MEASURES if m not in agree)
+        + ".\n\n"
+        + END
+    )
     doc_path = ROOT / "docs" / "similarity.md"
     doc = doc_path.read_text()
     doc_path.write_text(re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S).sub(lambda _: text, doc))
-    report = ["# Encoder similarity on openmoji (benchmarks/similarity_openmoji.py)", "",
-              *[f"- `similarity` for {k}: {v:.0f} s (shared 2-core machine)" for k, v in seconds.items()], "", text]
+    report = [
+        "# Encoder similarity on openmoji (benchmarks/similarity_openmoji.py)",
+        "",
+        *[f"- `similarity` for {k}: {v:.0f} s (shared 2-core machine)" for k, v in seconds.items()],
+        "",
+        text,
+    ]
     (ROOT / "benchmarks" / "REPORT_similarity.md").write_text("\n".join(report) + "\n")
     print("\n".join(report))
 

@@ -15,6 +15,7 @@ Writes benchmarks/REPORT_stats_figures.md:
 
     python benchmarks/stats_figures.py        # several minutes on 2 cores
 """
+
 from __future__ import annotations
 
 import sys
@@ -60,8 +61,10 @@ def null_fpr(pairs: int = 300, n: int = 120) -> float:
     rejected = 0
     for _ in range(pairs):
         p = rng.beta(2, 3, n)
-        rejected += stats.paired_p_value(_ranks(p, 5, rng), _ranks(p, 5, rng), "rsum", 500,
-                                         int(rng.integers(1 << 30)))[0] < 0.05
+        rejected += (
+            stats.paired_p_value(_ranks(p, 5, rng), _ranks(p, 5, rng), "rsum", 500, int(rng.integers(1 << 30)))[0]
+            < 0.05
+        )
     return rejected / pairs
 
 
@@ -71,16 +74,18 @@ def kcca_seeds(seeds: int = 16) -> list:
     from cca_bench.features.pipelines import Pipelines
     from cca_bench.methods.kcca import KernelCCA
 
-    opts = Options(data_root=Path(tempfile.mkdtemp()), progress=False,
-                   dataset_options={"n_train": "600", "n_val": "30", "n_test": "300"})
+    opts = Options(
+        data_root=Path(tempfile.mkdtemp()),
+        progress=False,
+        dataset_options={"n_train": "600", "n_val": "30", "n_test": "300"},
+    )
     dataset = load_dataset("shapes", opts)
     pipes = Pipelines.of(FeatureSpec.parse("glove50_tinyimage"), opts).fit(dataset)
     train, test = pipes.encode(dataset, "train", {}), pipes.encode(dataset, "test", {})
     out = []
     for s in range(seeds):
         model = KernelCCA(kernel_map="rff", landmarks=256, random_state=s, device="cpu").fit_features(train)
-        per_fold = metrics.fold_counts(model.embed_images(test), model.embed_texts(test), test.image_index,
-                                       "cosine", 1)
+        per_fold = metrics.fold_counts(model.embed_images(test), model.embed_texts(test), test.image_index, "cosine", 1)
         out.append(stats.from_fold_ranks(per_fold, test.image_index, len(test.images)))
     return out
 
@@ -92,12 +97,16 @@ def seed_null(rs: list) -> dict:
     aware = []
     for _ in range(300):
         order = rng.permutation(s)
-        a, b = (stats.stack_seeds([rs[i] for i in order[k:k + 5]]) for k in (0, 5))
+        a, b = (stats.stack_seeds([rs[i] for i in order[k : k + 5]]) for k in (0, 5))
         aware.append(seed_stats.compare(a, b, "rsum")["p_value"] < 0.05)
     rsums = [stats.rsum_of(stats.point_metrics(r)) for r in rs]
-    return {"single": np.mean([t["p_value"] < 0.05 for t in single]), "aware": float(np.mean(aware)),
-            "seed_sd": float(np.std(rsums, ddof=1)), "paired_se": float(np.median([t["se"] for t in single])),
-            "rsum": float(np.mean(rsums))}
+    return {
+        "single": np.mean([t["p_value"] < 0.05 for t in single]),
+        "aware": float(np.mean(aware)),
+        "seed_sd": float(np.std(rsums, ddof=1)),
+        "paired_se": float(np.median([t["se"] for t in single])),
+        "rsum": float(np.mean(rsums)),
+    }
 
 
 def mc_error() -> dict:
@@ -111,30 +120,36 @@ def mc_error() -> dict:
     for b in (1000, 10000):
         runs = [stats.bootstrap_ci_mc(ranks, b, 0.95, seed) for seed in range(20)]
         bounds = np.array([ci["rsum"] for ci, _ in runs])
-        out[b] = {"sd": bounds.std(0, ddof=1).tolist(), "recorded": np.mean([mc["rsum"] for _, mc in runs], 0).tolist(),
-                  "range_lo": [bounds[:, 0].min(), bounds[:, 0].max()]}
+        out[b] = {
+            "sd": bounds.std(0, ddof=1).tolist(),
+            "recorded": np.mean([mc["rsum"] for _, mc in runs], 0).tolist(),
+            "range_lo": [bounds[:, 0].min(), bounds[:, 0].max()],
+        }
     return out
 
 
 def main() -> None:
     cov, fpr, seeds, mc = coverage(), null_fpr(), seed_null(kcca_seeds()), mc_error()
-    text = [f"# Statistical figures of docs/statistics.md (benchmarks/stats_figures.py, {date.today()})", "",
-            f"1. Coverage of 95% intervals, {cov['sets']} simulated test sets of 300 images x 5 captions: t2i R@1 "
-            f"image-level bootstrap {100 * cov['image']:.2f}%, caption-level bootstrap {100 * cov['caption']:.2f}%; "
-            f"t2i mean rank, image-level percentile {100 * cov['mean_rank']:.2f}%.",
-            f"2. Paired sign-flip test under an exact image-level null (300 pairs, 120 images): false-positive rate "
-            f"{100 * fpr:.1f}% at alpha 0.05.",
-            f"3. Seed-only null, 16 kcca random-feature seeds on shapes (R-sum {seeds['rsum']:.1f}, seed SD "
-            f"{seeds['seed_sd']:.2f}, median paired SE of a single-seed pair {seeds['paired_se']:.2f}): single-seed "
-            f"paired test rejects {100 * seeds['single']:.1f}% of the 120 pairs; seed-aware test of disjoint 5-seed "
-            f"runs {100 * seeds['aware']:.1f}% of 300 splits (alpha 0.05).",
-            f"4. Quickstart-like interval (synthetic, 1,000 images, R-sum {mc['rsum']:.1f}), SD of the R-sum bounds "
-            f"over 20 bootstrap seeds / recorded Monte Carlo error: 1,000 resamples "
-            f"{mc[1000]['sd'][0]:.2f}, {mc[1000]['sd'][1]:.2f} / {mc[1000]['recorded'][0]:.2f}, "
-            f"{mc[1000]['recorded'][1]:.2f} (lower bound {mc[1000]['range_lo'][0]:.1f}-{mc[1000]['range_lo'][1]:.1f}); "
-            f"10,000 resamples {mc[10000]['sd'][0]:.2f}, {mc[10000]['sd'][1]:.2f} / {mc[10000]['recorded'][0]:.2f}, "
-            f"{mc[10000]['recorded'][1]:.2f} (lower bound {mc[10000]['range_lo'][0]:.1f}-{mc[10000]['range_lo'][1]:.1f}).",
-            ""]
+    text = [
+        f"# Statistical figures of docs/statistics.md (benchmarks/stats_figures.py, {date.today()})",
+        "",
+        f"1. Coverage of 95% intervals, {cov['sets']} simulated test sets of 300 images x 5 captions: t2i R@1 "
+        f"image-level bootstrap {100 * cov['image']:.2f}%, caption-level bootstrap {100 * cov['caption']:.2f}%; "
+        f"t2i mean rank, image-level percentile {100 * cov['mean_rank']:.2f}%.",
+        f"2. Paired sign-flip test under an exact image-level null (300 pairs, 120 images): false-positive rate "
+        f"{100 * fpr:.1f}% at alpha 0.05.",
+        f"3. Seed-only null, 16 kcca random-feature seeds on shapes (R-sum {seeds['rsum']:.1f}, seed SD "
+        f"{seeds['seed_sd']:.2f}, median paired SE of a single-seed pair {seeds['paired_se']:.2f}): single-seed "
+        f"paired test rejects {100 * seeds['single']:.1f}% of the 120 pairs; seed-aware test of disjoint 5-seed "
+        f"runs {100 * seeds['aware']:.1f}% of 300 splits (alpha 0.05).",
+        f"4. Quickstart-like interval (synthetic, 1,000 images, R-sum {mc['rsum']:.1f}), SD of the R-sum bounds "
+        f"over 20 bootstrap seeds / recorded Monte Carlo error: 1,000 resamples "
+        f"{mc[1000]['sd'][0]:.2f}, {mc[1000]['sd'][1]:.2f} / {mc[1000]['recorded'][0]:.2f}, "
+        f"{mc[1000]['recorded'][1]:.2f} (lower bound {mc[1000]['range_lo'][0]:.1f}-{mc[1000]['range_lo'][1]:.1f}); "
+        f"10,000 resamples {mc[10000]['sd'][0]:.2f}, {mc[10000]['sd'][1]:.2f} / {mc[10000]['recorded'][0]:.2f}, "
+        f"{mc[10000]['recorded'][1]:.2f} (lower bound {mc[10000]['range_lo'][0]:.1f}-{mc[10000]['range_lo'][1]:.1f}).",
+        "",
+    ]
     out = ROOT / "benchmarks" / "REPORT_stats_figures.md"
     out.write_text("\n".join(text))
     print("\n".join(text))

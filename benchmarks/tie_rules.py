@@ -8,6 +8,7 @@ Writes benchmarks/REPORT_ties.md from the run JSON files (never typed). The runs
     done
     python benchmarks/tie_rules.py R/runs/cca__openmoji__glove50_efficientnet_lite0__test__full__cosine
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,24 +36,36 @@ def runs_of(stem: Path) -> dict:
 def report(runs: dict, stem: Path) -> str:
     from cca_bench.results import METRIC_COLUMNS, TASKS, fmt_value, rsum
 
-    lines = ["# How the tie rule moves one run's numbers", "",
-             f"Runs `{stem.name}` (+ `__ties-optimistic`, `__ties-pessimistic`), written by `run_benchmark --ties "
-             "RULE`; this table by `python benchmarks/tie_rules.py` from their JSON files. Printed to the tables' "
-             "precision; 'moved' compares full precision with the optimistic rule (the default before the expected "
-             "rule).", "", "| metric | expected (default) | optimistic | pessimistic | moved |", "|---|---|---|---|---|"]
+    lines = [
+        "# How the tie rule moves one run's numbers",
+        "",
+        f"Runs `{stem.name}` (+ `__ties-optimistic`, `__ties-pessimistic`), written by `run_benchmark --ties "
+        "RULE`; this table by `python benchmarks/tie_rules.py` from their JSON files. Printed to the tables' "
+        "precision; 'moved' compares full precision with the optimistic rule (the default before the expected "
+        "rule).",
+        "",
+        "| metric | expected (default) | optimistic | pessimistic | moved |",
+        "|---|---|---|---|---|",
+    ]
     moved = total = 0
     for task, title in TASKS:
         for key, name in METRIC_COLUMNS:
             values = [runs[r]["metrics"][task][key] for r in RULES]
             differs = values[0] != values[1]
             moved, total = moved + differs, total + 1
-            lines.append(f"| {title} {name} | " + " | ".join(fmt_value(v, key) for v in values) +
-                         f" | {'yes' if differs else 'no'} |")
+            lines.append(
+                f"| {title} {name} | "
+                + " | ".join(fmt_value(v, key) for v in values)
+                + f" | {'yes' if differs else 'no'} |"
+            )
     sums = [rsum(runs[r]["metrics"]) for r in RULES]
     lines.append("| R-sum | " + " | ".join(f"{v:.1f}" for v in sums) + f" | {'yes' if sums[0] != sums[1] else 'no'} |")
-    lines += ["", f"{moved} of {total} metrics differ between the expected and the optimistic rule at full precision; "
-              f"{sum(fmt_value(runs['expected']['metrics'][t][k], k) != fmt_value(runs['optimistic']['metrics'][t][k], k) for t, _ in TASKS for k, _ in METRIC_COLUMNS)} "
-              "of them at the printed precision."]
+    lines += [
+        "",
+        f"{moved} of {total} metrics differ between the expected and the optimistic rule at full precision; "
+        f"{sum(fmt_value(runs['expected']['metrics'][t][k], k) != fmt_value(runs['optimistic']['metrics'][t][k], k) for t, _ in TASKS for k, _ in METRIC_COLUMNS)} "  # noqa: E501
+        "of them at the printed precision.",
+    ]
     return "\n".join(lines) + "\n"
 
 

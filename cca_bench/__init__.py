@@ -8,6 +8,7 @@ The public API (every name imports its module on first use, so ``import cca_benc
 The estimators follow scikit-learn (``fit(X, Y)``, ``transform(X, Y=None)``, ``score``); the functions take
 numpy arrays or torch tensors. See docs/api.md.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -56,5 +57,19 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["ASIF", "PLSSVD", "DeepCCA", "KernelCCA", "Procrustes", "QueryRanks", "RegularizedCCA", "RidgeMap",
-           "UserError", "__version__", "bootstrap_intervals", "evaluate_retrieval", "paired_test", "retrieval_ranks"]
+__all__ = [
+    "ASIF",
+    "PLSSVD",
+    "DeepCCA",
+    "KernelCCA",
+    "Procrustes",
+    "QueryRanks",
+    "RegularizedCCA",
+    "RidgeMap",
+    "UserError",
+    "__version__",
+    "bootstrap_intervals",
+    "evaluate_retrieval",
+    "paired_test",
+    "retrieval_ranks",
+]

@@ -6,6 +6,7 @@ torch tensors (a CUDA tensor's similarity GEMM runs on its GPU), so that they fi
 Embeddings: ``image_emb`` (n_images, k), ``text_emb`` (n_captions, k), ``image_index`` (n_captions,): the image
 each caption describes (default: caption i describes image i).
 """
+
 from __future__ import annotations
 
 from typing import Any, Union
@@ -28,8 +29,14 @@ def _as_numpy(a) -> tuple[np.ndarray, str | None]:
     return np.asarray(a), None
 
 
-def retrieval_ranks(image_emb: Embeddings, text_emb: Embeddings, image_index=None, distance: str = "cosine",
-                    folds: int = 1, ties: str = DEFAULT) -> QueryRanks:
+def retrieval_ranks(
+    image_emb: Embeddings,
+    text_emb: Embeddings,
+    image_index=None,
+    distance: str = "cosine",
+    folds: int = 1,
+    ties: str = DEFAULT,
+) -> QueryRanks:
     """Per-query 0-based ranks of image annotation (i2t) and image search (t2i), as a
     :class:`cca_bench.stats.QueryRanks` (what :func:`bootstrap_intervals` and :func:`paired_test` take).
 
@@ -51,9 +58,18 @@ def _ranks(x: RanksOrEmbeddings) -> QueryRanks:
     return x if isinstance(x, QueryRanks) else retrieval_ranks(*x)
 
 
-def evaluate_retrieval(image_emb: Embeddings, text_emb: Embeddings, image_index=None, distance: str = "cosine",
-                       folds: int = 1, ties: str = DEFAULT, intervals: bool = False, resamples: int = 1000,
-                       level: float = 0.95, seed: int = 0) -> dict:
+def evaluate_retrieval(
+    image_emb: Embeddings,
+    text_emb: Embeddings,
+    image_index=None,
+    distance: str = "cosine",
+    folds: int = 1,
+    ties: str = DEFAULT,
+    intervals: bool = False,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict:
     """Image annotation and image search metrics (R@1, R@5, R@10 in percent; median and mean rank, 1-based).
 
     Returns ``{"image_annotation": {...}, "image_search": {...}}``; with ``intervals=True`` also ``"rsum"``
@@ -79,8 +95,14 @@ def bootstrap_intervals(ranks: RanksOrEmbeddings, resamples: int = 1000, level: 
     return bootstrap_ci(_ranks(ranks), resamples, level, seed)
 
 
-def paired_test(a: RanksOrEmbeddings, b: RanksOrEmbeddings, metric: str = "rsum", resamples: int = PAIRED_RESAMPLES,
-                seed: int = PAIRED_SEED, level: float = 0.95) -> dict:
+def paired_test(
+    a: RanksOrEmbeddings,
+    b: RanksOrEmbeddings,
+    metric: str = "rsum",
+    resamples: int = PAIRED_RESAMPLES,
+    seed: int = PAIRED_SEED,
+    level: float = 0.95,
+) -> dict:
     """Is A's ``metric`` different from B's on the same test images? Each of ``a``, ``b``: ranks from
     :func:`retrieval_ranks` or an ``(image_emb, text_emb, image_index)`` tuple.
 

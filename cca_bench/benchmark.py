@@ -1,19 +1,26 @@
 """Glue from names to results: encode splits (cached), fit and save a model, evaluate it into a run record."""
+
 from __future__ import annotations
 
 import importlib.util
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable
 
 from cca_bench.checks import check_resamples, check_tag
-from cca_bench.config import FeatureSpec, Locations, timed as _timed, torch_device
+from cca_bench.config import FeatureSpec, Locations, torch_device
+from cca_bench.config import timed as _timed
 from cca_bench.errors import UserError
-from cca_bench.features.pipelines import (Pipelines, features_tag, model_files,  # noqa: F401  (run records)
-                                          option_flags, split_feature_grid)
 from cca_bench.evaluation import RunOptions
 from cca_bench.features.options import FeatureOptions
+from cca_bench.features.pipelines import (
+    Pipelines,
+    features_tag,
+    model_files,  # noqa: F401  (run records)
+    option_flags,
+    split_feature_grid,
+)
 from cca_bench.features.store import FeatureSet
 from cca_bench.features.text_pipeline import text_options
 from cca_bench.registry import METHODS
@@ -145,8 +152,11 @@ def load_model(method: str, dataset_name: str, spec: FeatureSpec, opts: Options)
 def saved_models(results_root: Path, prefix: str = "") -> list[str]:
     """Names of the models saved under ``RESULTS/models`` (a ``.safetensors`` file each) that start with ``prefix``."""
     folder = Path(results_root) / "models"
-    return sorted(f.name[: -len(".safetensors")] for f in folder.glob("*.safetensors")
-                  if f.name.startswith(prefix)) if folder.is_dir() else []
+    return (
+        sorted(f.name[: -len(".safetensors")] for f in folder.glob("*.safetensors") if f.name.startswith(prefix))
+        if folder.is_dir()
+        else []
+    )
 
 
 def missing_model(path: Path, prefix: str) -> str:
@@ -155,8 +165,10 @@ def missing_model(path: Path, prefix: str) -> str:
     if not others:
         return f"no fitted model {path.name} in {path.parent}: run `generate` first"
     shown = ", ".join(others[:6]) + (f" and {len(others) - 6} more" if len(others) > 6 else "")
-    return (f"no fitted model {path.name} in {path.parent}; saved for these names: {shown} (pass one with "
-            "--model NAME, or the --tag and feature options it was generated with)")
+    return (
+        f"no fitted model {path.name} in {path.parent}; saved for these names: {shown} (pass one with "
+        "--model NAME, or the --tag and feature options it was generated with)"
+    )
 
 
 def run_saved(name: str, split_name: str, opts: Options, distance: str = "cosine", protocol: str = "full") -> dict:
@@ -191,9 +203,13 @@ def saved_model_options(name: str, config: dict, opts: Options) -> tuple[str, st
 
     try:
         method, dataset, features = config["method"], config["dataset"], config["features"]
-        out = replace(opts.with_features(**saved_feature_options(config.get("feature_options", {}), name),
-                                         **dict(config.get("model_files", {}))),
-                      dataset_options=dict(config.get("dataset_options", {})), tag=name.partition("@")[2])
+        out = replace(
+            opts.with_features(
+                **saved_feature_options(config.get("feature_options", {}), name), **dict(config.get("model_files", {}))
+            ),
+            dataset_options=dict(config.get("dataset_options", {})),
+            tag=name.partition("@")[2],
+        )
         rebuilt = model_path(method, dataset, FeatureSpec.parse(features), out).name
     except (KeyError, TypeError, AttributeError):
         raise UserError(f"the saved model {name} lacks method, dataset or features in its JSON") from None
@@ -202,8 +218,15 @@ def saved_model_options(name: str, config: dict, opts: Options) -> tuple[str, st
     return method, dataset, features, out
 
 
-def generate(method: str, dataset_name: str, features: str, params: dict, opts: Options,
-             cv: dict | None = None, overwrite: bool = False) -> dict:
+def generate(
+    method: str,
+    dataset_name: str,
+    features: str,
+    params: dict,
+    opts: Options,
+    cv: dict | None = None,
+    overwrite: bool = False,
+) -> dict:
     """Encode the train split (restval included), fit ``method`` with ``params``, save it; returns a summary.
 
     ``cv`` = {"grid": {...}, "select": "rsum"|"medr"} asks :func:`cca_bench.cv.cross_validate` to choose the method's
@@ -234,28 +257,44 @@ def generate(method: str, dataset_name: str, features: str, params: dict, opts: 
         from cca_bench.cv import search_features
 
         fit_point = lambda point: _encode_and_fit(  # noqa: E731
-            cls, method, dataset, spec, opts.with_features(**point), params, cv, timings)
-        point, (pipes, train, model), report = search_features(
-            feature_grid, fit_point, cv["select"])
+            cls, method, dataset, spec, opts.with_features(**point), params, cv, timings
+        )
+        point, (pipes, train, model), report = search_features(feature_grid, fit_point, cv["select"])
         opts = opts.with_features(**point)
         opts.log(f"chose {option_flags(point)}: pass it to run_benchmark and search")
     path = model_path(method, dataset_name, spec, opts)
     if not overwrite:
         check_identity(path, identity)
-    extra = {"identity": identity, "dataset": dataset_name, "dataset_options": opts.dataset_options,
-             "features": spec.name,
-             "feature_options": pipes.options(), "timings": timings, "train_fingerprint": train.meta["fingerprint"],
-             "feature_cache": train.meta["cache_keys"], "versions": versions(), "oov_rate": train.meta["oov_rate"],
-             "feature_dims": {"image": int(train.images.shape[1]), "text": int(train.texts.shape[1])}}
+    extra = {
+        "identity": identity,
+        "dataset": dataset_name,
+        "dataset_options": opts.dataset_options,
+        "features": spec.name,
+        "feature_options": pipes.options(),
+        "timings": timings,
+        "train_fingerprint": train.meta["fingerprint"],
+        "feature_cache": train.meta["cache_keys"],
+        "versions": versions(),
+        "oov_rate": train.meta["oov_rate"],
+        "feature_dims": {"image": int(train.images.shape[1]), "text": int(train.texts.shape[1])},
+    }
     if report is not None:
         extra["cv"] = cv_summary(report, path.name)
         write_cv(opts.locations.results_root, path.name, report)
     extra["model_files"] = model_files(opts.features)  # the ONNX files a reopened model needs again
     save_model(model, path, extra, pipes)  # the pipelines' fitted state in the same file
     figures = save_figures(model, path)
-    return {"model": model, "path": path, "timings": timings, "n_images": len(train.images),
-            "n_captions": len(train.texts), "cv": report, "figures": figures, "text_options": pipes.options(),
-            "oov_rate": train.meta["oov_rate"]}
+    return {
+        "model": model,
+        "path": path,
+        "timings": timings,
+        "n_images": len(train.images),
+        "n_captions": len(train.texts),
+        "cv": report,
+        "figures": figures,
+        "text_options": pipes.options(),
+        "oov_rate": train.meta["oov_rate"],
+    }
 
 
 RUNTIME_PARAMS = ("backend", "dask_scheduler", "device", "chunk_rows", "progress")  # where, not what, is fitted
@@ -269,8 +308,11 @@ def model_identity(cls, params: dict, cv: dict | None) -> dict:
     import json
 
     model = cls(**params)
-    full = {k: v for k, v in (model.get_params() if hasattr(model, "get_params") else params).items()
-            if k not in RUNTIME_PARAMS}
+    full = {
+        k: v
+        for k, v in (model.get_params() if hasattr(model, "get_params") else params).items()
+        if k not in RUNTIME_PARAMS
+    }
     body = {"params": json.loads(json.dumps(full, default=str)), "cv": json.loads(json.dumps(cv, default=str))}
     text = json.dumps(body, sort_keys=True)
     return {"hash": hashlib.sha256(text.encode()).hexdigest()[:12], **body}
@@ -286,15 +328,20 @@ def check_identity(path: Path, identity: dict) -> None:
         return
     try:
         config = json.loads(saved.read_text(encoding="utf-8"))
-        old = config.get("identity") or (None if config.get("cv") else {"cv": None, "params": {
-            k: v for k, v in config["params"].items() if k not in RUNTIME_PARAMS}})
+        old = config.get("identity") or (
+            None
+            if config.get("cv")
+            else {"cv": None, "params": {k: v for k, v in config["params"].items() if k not in RUNTIME_PARAMS}}
+        )
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         old = None
     if old is not None and {k: old.get(k) for k in ("params", "cv")} == {k: identity[k] for k in ("params", "cv")}:
         return
     changed = _changed(old, identity) if old else "hyper-parameters not recorded"
-    raise UserError(f"{path.name} is already saved with other hyper-parameters ({changed}): add --tag NAME to keep "
-                    "both, or --overwrite to replace it (runs stored from it stay readable)")
+    raise UserError(
+        f"{path.name} is already saved with other hyper-parameters ({changed}): add --tag NAME to keep "
+        "both, or --overwrite to replace it (runs stored from it stay readable)"
+    )
 
 
 def _changed(old: dict, new: dict) -> str:
@@ -305,8 +352,9 @@ def _changed(old: dict, new: dict) -> str:
     return ", ".join(diffs[:4]) or "other settings"
 
 
-def _encode_and_fit(cls, method: str, dataset, spec: FeatureSpec, opts: Options, params: dict, cv: dict | None,
-                    timings: dict):
+def _encode_and_fit(
+    cls, method: str, dataset, spec: FeatureSpec, opts: Options, params: dict, cv: dict | None, timings: dict
+):
     """Fit the feature pipelines on train, encode train (and val when needed), fit or cross-validate the method.
 
     Returns ((fitted Pipelines, train FeatureSet, model), CV report or None).
@@ -336,8 +384,9 @@ def fit_model(cls, method: str, train, val, params: dict, cv: dict | None, opts:
     if val is None:
         raise UserError(f"--cv scores the grid on the val split, and {train.meta['dataset']} has none")
     opts.log(f"cross-validating {method} on {len(train.texts)} train / {len(val.texts)} val captions")
-    model, report = cross_validate(cls, train, val, params=params, progress=opts.progress, log=opts.log,
-                                   ties=opts.run.ties, **cv)
+    model, report = cross_validate(
+        cls, train, val, params=params, progress=opts.progress, log=opts.log, ties=opts.run.ties, **cv
+    )
     return model, report | {"val_interval": val_interval(report, model, val)}
 
 
@@ -346,10 +395,16 @@ def cv_summary(report: dict, name: str) -> dict:
     from cca_bench.cv import best_params
 
     best = report["best"]
-    return {"select": report["select"], "ties": report.get("ties"), "chosen": best_params(report),
-            "val_rsum": best["rsum"],
-            "val_interval": report.get("val_interval"),
-            "val_medr_sum": best["medr_sum"], "grid": report["grid"], "report": f"cv/{name}.json"}
+    return {
+        "select": report["select"],
+        "ties": report.get("ties"),
+        "chosen": best_params(report),
+        "val_rsum": best["rsum"],
+        "val_interval": report.get("val_interval"),
+        "val_medr_sum": best["medr_sum"],
+        "grid": report["grid"],
+        "report": f"cv/{name}.json",
+    }
 
 
 def save_figures(model, path: Path) -> list[Path]:
@@ -379,8 +434,16 @@ def protocol_folds(protocol: str, n_images: int, where: str) -> int:
     return n_images // size
 
 
-def run_benchmark(method: str, dataset_name: str, split_name: str, features: str, opts: Options,
-                  distance: str = "cosine", protocol: str = "full", seeds: list[int] | None = None) -> dict:
+def run_benchmark(
+    method: str,
+    dataset_name: str,
+    split_name: str,
+    features: str,
+    opts: Options,
+    distance: str = "cosine",
+    protocol: str = "full",
+    seeds: list[int] | None = None,
+) -> dict:
     """Load the model ``generate`` saved (one per seed of ``seeds``: ``generate --seeds``), encode the split,
     evaluate; returns the run record (not yet saved; its per-query ranks under ``_ranks``)."""
     spec = FeatureSpec.parse(features)
@@ -392,25 +455,41 @@ def run_benchmark(method: str, dataset_name: str, split_name: str, features: str
     if opts.run.bootstrap:
         check_resamples("--bootstrap", opts.run.bootstrap, split.n_images)  # before the models run, not after
     timings: dict = {}
-    embedded = [_embed_split(method, dataset, dataset_name, split_name, spec, seed_options(opts, s), timings)
-                for s in (seeds or [None])]
+    embedded = [
+        _embed_split(method, dataset, dataset_name, split_name, spec, seed_options(opts, s), timings)
+        for s in (seeds or [None])
+    ]
     model, path, fs = embedded[0][2:]
     from cca_bench.evaluation import score
 
-    evaluation = score([e[:2] for e in embedded], fs.image_index, distance, folds, opts.run, timings,
-                       opts.features.device)
+    evaluation = score(
+        [e[:2] for e in embedded], fs.image_index, distance, folds, opts.run, timings, opts.features.device
+    )
     from cca_bench.coco_extended import record_fields
 
     evaluation |= record_fields([e[:2] for e in embedded], split, fs.image_index, distance, protocol, opts.run)
     params = model.get_params() if hasattr(model, "get_params") else getattr(model, "config_", {}).get("params", {})
     name = path.name if not seeds else model_path(method, dataset_name, spec, seed_options(opts, seeds)).name
     return run_record(
-        method=method, dataset_name=dataset_name, split=split, features=features_tag(spec, opts.features),
+        method=method,
+        dataset_name=dataset_name,
+        split=split,
+        features=features_tag(spec, opts.features),
         distance=distance,
-        protocol=protocol, folds=folds, timings=timings, opts=opts, model=name, **evaluation, params=params,
-        params_label=params_label(method, model), model_config=getattr(model, "config_", {}),
-        split_fingerprint=fs.meta["fingerprint"], feature_cache=fs.meta["cache_keys"], oov_rate=fs.meta["oov_rate"],
-        seeds=seeds_of(model, opts) | ({"list": list(seeds)} if seeds else {}))
+        protocol=protocol,
+        folds=folds,
+        timings=timings,
+        opts=opts,
+        model=name,
+        **evaluation,
+        params=params,
+        params_label=params_label(method, model),
+        model_config=getattr(model, "config_", {}),
+        split_fingerprint=fs.meta["fingerprint"],
+        feature_cache=fs.meta["cache_keys"],
+        oov_rate=fs.meta["oov_rate"],
+        seeds=seeds_of(model, opts) | ({"list": list(seeds)} if seeds else {}),
+    )
 
 
 def seed_options(opts: Options, seed: int | list[int] | None) -> Options:
@@ -423,8 +502,9 @@ def seed_options(opts: Options, seed: int | list[int] | None) -> Options:
     return replace(opts, tag=f"{opts.tag}.{name}" if opts.tag else name)
 
 
-def _embed_split(method: str, dataset, dataset_name: str, split_name: str, spec: FeatureSpec, opts: Options,
-                 timings: dict):
+def _embed_split(
+    method: str, dataset, dataset_name: str, split_name: str, spec: FeatureSpec, opts: Options, timings: dict
+):
     """(image embeddings (n_img, k), caption embeddings (n_txt, k), model, model path, FeatureSet) of a split
     under the saved model that ``opts`` names."""
     model = load_model(method, dataset_name, spec, opts)
@@ -436,18 +516,47 @@ def _embed_split(method: str, dataset, dataset_name: str, split_name: str, spec:
     return emb_i, emb_t, model, path, fs
 
 
-def run_record(*, method: str, dataset_name: str, split, features: str, distance: str, protocol: str, folds: int,
-               metrics: dict, recall_curve: dict, timings: dict, opts: Options, model: str, **fields) -> dict:
+def run_record(
+    *,
+    method: str,
+    dataset_name: str,
+    split,
+    features: str,
+    distance: str,
+    protocol: str,
+    folds: int,
+    metrics: dict,
+    recall_curve: dict,
+    timings: dict,
+    opts: Options,
+    model: str,
+    **fields,
+) -> dict:
     """The run record ``results.write_run`` stores: the fields every run has, plus ``fields``
     (params, model config, fingerprints, intervals, ...). ``model`` starts the run id (``runrecord.config_name``)."""
     from cca_bench.results import now, versions
 
     return {
-        "method": method, "dataset": dataset_tag(dataset_name, opts.dataset_options), "split": split.name,
-        "features": features, "distance": distance, "protocol": protocol, "params": {}, "params_label": "",
-        "metrics": metrics, "recall_curve": recall_curve, "n_images": split.n_images, "n_captions": split.n_captions,
-        "folds": folds, "timings": timings, "model": model, "config": run_config(opts, distance, protocol),
-        "seeds": {}, **fields, "versions": versions(), "created": now(),
+        "method": method,
+        "dataset": dataset_tag(dataset_name, opts.dataset_options),
+        "split": split.name,
+        "features": features,
+        "distance": distance,
+        "protocol": protocol,
+        "params": {},
+        "params_label": "",
+        "metrics": metrics,
+        "recall_curve": recall_curve,
+        "n_images": split.n_images,
+        "n_captions": split.n_captions,
+        "folds": folds,
+        "timings": timings,
+        "model": model,
+        "config": run_config(opts, distance, protocol),
+        "seeds": {},
+        **fields,
+        "versions": versions(),
+        "created": now(),
     }
 
 
@@ -458,18 +567,29 @@ def check_widths(config: dict, fs: FeatureSet, model: Path) -> None:
     for kind, arr in (("image", fs.images), ("text", fs.texts)):
         if kind in fitted and arr.shape[1] != fitted[kind]:
             source = Path(fs.meta["data_root"]) / "cache" / fs.meta["cache_keys"][kind]
-            raise UserError(f"{fs.meta['dataset']}/{fs.meta['split']} {kind} features ({source}) are "
-                            f"{arr.shape[1]} wide, but the model {model.name} was fitted on {fitted[kind]}-wide "
-                            f"{kind} features")
+            raise UserError(
+                f"{fs.meta['dataset']}/{fs.meta['split']} {kind} features ({source}) are "
+                f"{arr.shape[1]} wide, but the model {model.name} was fitted on {fitted[kind]}-wide "
+                f"{kind} features"
+            )
 
 
 def run_config(opts: Options, distance: str, protocol: str) -> dict:
     """The options of a run that are not in its name (with the model's params and seed, its full config)."""
     features, where = opts.features, opts.locations
-    return {"dataset_options": opts.dataset_options, **opts.text_options(), "batch_size": features.batch_size,
-            "device": features.device, "precision": features.precision, "feature_cache": where.cache,
-            "data_root": str(where.data_root), **model_files(features), "distance": distance, "protocol": protocol,
-            "ties": opts.run.ties}
+    return {
+        "dataset_options": opts.dataset_options,
+        **opts.text_options(),
+        "batch_size": features.batch_size,
+        "device": features.device,
+        "precision": features.precision,
+        "feature_cache": where.cache,
+        "data_root": str(where.data_root),
+        **model_files(features),
+        "distance": distance,
+        "protocol": protocol,
+        "ties": opts.run.ties,
+    }
 
 
 def seeds_of(model, opts: Options) -> dict:

@@ -1,4 +1,5 @@
 """What `list` shows: every dataset, encoder and method, and whether the files each needs are present."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,18 +40,22 @@ def _section(title: str, registry, base: Path) -> str:
         aliases = meta.get("aliases", [])
         rows.append([name + (f" ({', '.join(aliases)})" if aliases else ""), present, meta.get("help", "")])
         if where and present != "builtin":
-            files.append(textwrap.fill(f"- {name}: {where}", WIDTH, subsequent_indent="  ", break_long_words=False,
-                                       break_on_hyphens=False))
+            files.append(
+                textwrap.fill(
+                    f"- {name}: {where}", WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False
+                )
+            )
     widest = max(len(r[0]) for r in rows)
-    table = tabulate(rows, ["name", "present", "what"], tablefmt="github",
-                     maxcolwidths=[None, None, WIDTH - widest - 24])
+    table = tabulate(
+        rows, ["name", "present", "what"], tablefmt="github", maxcolwidths=[None, None, WIDTH - widest - 24]
+    )
     return f"## {title}\n\n{table}" + ("\n\nFiles expected:\n" + "\n".join(files) if files else "")
 
 
 def catalog(data_root: Path) -> str:
     """Markdown listing of datasets (with user folders found under the data root), encoders and methods."""
-    from cca_bench.datasets import load_all as load_datasets
     from cca_bench.datasets import folder_layouts
+    from cca_bench.datasets import load_all as load_datasets
     from cca_bench.features import load_all as load_features
     from cca_bench.methods import load_all as load_methods
     from cca_bench.registry import DATASETS, IMAGE_ENCODERS, METHODS, TEXT_ENCODERS
@@ -60,8 +65,13 @@ def catalog(data_root: Path) -> str:
     parts = [f"data root: {root.resolve()}\n", _section("Datasets", DATASETS, root)]
     folders = folder_layouts(root)
     if folders:
-        parts.append("Dataset folders found under the data root (usable by name, layout in brackets): "
-                     + ", ".join(f"{name} ({' or '.join(layouts)})" for name, layouts in folders.items()))
-    parts += [_section("Text encoders (FEATURES = TEXT_IMAGE)", TEXT_ENCODERS, root),
-              _section("Image encoders", IMAGE_ENCODERS, root), _section("Methods", METHODS, root)]
+        parts.append(
+            "Dataset folders found under the data root (usable by name, layout in brackets): "
+            + ", ".join(f"{name} ({' or '.join(layouts)})" for name, layouts in folders.items())
+        )
+    parts += [
+        _section("Text encoders (FEATURES = TEXT_IMAGE)", TEXT_ENCODERS, root),
+        _section("Image encoders", IMAGE_ENCODERS, root),
+        _section("Methods", METHODS, root),
+    ]
     return "\n\n".join(parts) + "\n"

@@ -4,6 +4,7 @@ Every CSV and markdown table the suite writes (``compare --csv``, RESULTS.csv, R
 run tables, search hits) passes its cells through these two functions; a method name, tag or label comes from
 the user or from a shared run file and must not become a formula, a column or HTML.
 """
+
 from __future__ import annotations
 
 import re

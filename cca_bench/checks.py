@@ -4,6 +4,7 @@ A :class:`Bound` states what a parameter may be (finite, integer, lowest value);
 raises a UserError naming the parameter, and ``bound.cli()`` is the same check as an argparse ``type``,
 so a bad value is refused where it is typed (``--eig-power inf``) as well as where it is used (``fit``).
 """
+
 from __future__ import annotations
 
 import math
@@ -92,8 +93,10 @@ def check_memory(need: float, what: str) -> None:
 
     free = available_memory()
     if need > free:
-        raise UserError(f"{what} needs about {need / 2**30:.1f} GiB of memory but {free / 2**30:.1f} GiB is "
-                        "available: choose a smaller value")
+        raise UserError(
+            f"{what} needs about {need / 2**30:.1f} GiB of memory but {free / 2**30:.1f} GiB is "
+            "available: choose a smaller value"
+        )
 
 
 def check_resamples(flag: str, resamples: int, n_images: int) -> None:

@@ -17,6 +17,7 @@ Each metric is the mean over the queries that have positives, in percent, as the
 bootstrap of every other metric (an image resampled with its captions; a caption query counts as often as its
 image), with the same draws (``stats.resample_counts`` from the run's interval seed).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ import numpy as np
 
 PACKAGE = "eccv_caption"
 METRICS = ("eccv_map_at_r", "eccv_rprecision", "eccv_r1", "cxc_r1", "cxc_r5", "cxc_r10")
-HOW_TO_GET = "pip install eccv-caption (or the extra: pip install -e \".[eccv]\")"
+HOW_TO_GET = 'pip install eccv-caption (or the extra: pip install -e ".[eccv]")'
 BLOCK = 256  # queries per similarity block (256 x 25,000 scores and their sort order)
 
 
@@ -44,9 +45,13 @@ def associations() -> dict:
     data = files(PACKAGE) / "data"
     out = {}
     for name, stem in (("eccv", "eccv"), ("cxc", "cxc"), ("coco", "original")):
-        out[name] = {d: {int(k): {int(v) for v in vs} for k, vs in json.loads(
-            (data / f"{stem}_{a}_to_{b}.json").read_text()).items()}
-            for d, (a, b) in (("i2t", ("image", "caption")), ("t2i", ("caption", "image")))}
+        out[name] = {
+            d: {
+                int(k): {int(v) for v in vs}
+                for k, vs in json.loads((data / f"{stem}_{a}_to_{b}.json").read_text()).items()
+            }
+            for d, (a, b) in (("i2t", ("image", "caption")), ("t2i", ("caption", "image")))
+        }
     with (data / "coco_test_ids.npy").open("rb") as f:
         out["test_caption_ids"] = np.load(f, allow_pickle=False)
     return out
@@ -59,10 +64,10 @@ def top_lists(queries: np.ndarray, gallery: np.ndarray, k: int, distance: str) -
     q, g = prepare(queries, distance), prepare(gallery, distance)
     out = np.empty((len(q), min(k, len(g))), dtype=np.int64)
     for s in range(0, len(q), BLOCK):
-        scores = q[s:s + BLOCK] @ g.T
+        scores = q[s : s + BLOCK] @ g.T
         if distance == "euclidean":
             scores = 2 * scores - (g * g).sum(1)[None, :]  # the query's own norm does not change its order
-        out[s:s + BLOCK] = np.argsort(-scores, axis=1, kind="stable")[:, :out.shape[1]]
+        out[s : s + BLOCK] = np.argsort(-scores, axis=1, kind="stable")[:, : out.shape[1]]
     return out
 
 
@@ -74,8 +79,11 @@ def per_query(lists: np.ndarray, gallery_ids: np.ndarray, positives: list[set]) 
     big_r = np.array([len(p) for p in positives])
     within = np.arange(hits.shape[1])[None, :] < big_r[:, None]
     precision = np.cumsum(hits, 1) / np.arange(1, hits.shape[1] + 1)
-    return {"map_at_r": (precision * hits * within).sum(1) / big_r, "rprecision": (hits * within).sum(1) / big_r,
-            **{f"r{k}": hits[:, :k].max(1) for k in (1, 5, 10)}}
+    return {
+        "map_at_r": (precision * hits * within).sum(1) / big_r,
+        "rprecision": (hits * within).sum(1) / big_r,
+        **{f"r{k}": hits[:, :k].max(1) for k in (1, 5, 10)},
+    }
 
 
 def split_ids(split) -> tuple[np.ndarray, np.ndarray] | None:
@@ -113,8 +121,9 @@ def _task(lists_per_seed, gallery_ids, query_ids, gts) -> tuple[np.ndarray, dict
     return np.flatnonzero(keep), {m: np.mean([v[m] for v in values], axis=0) for m in values[0]}
 
 
-def extended_metrics(embedded: list[tuple[np.ndarray, np.ndarray]], split, distance: str,
-                     resamples: int | None = 1000, seed: int = 0) -> dict:
+def extended_metrics(
+    embedded: list[tuple[np.ndarray, np.ndarray]], split, distance: str, resamples: int | None = 1000, seed: int = 0
+) -> dict:
     """The run-record field ``coco_extended``: {"metrics": {name: {"image_annotation", "image_search"}} in
     percent, "ci" (with ``resamples``), "queries" per benchmark and direction, "source"} of one or more seeds'
     (image (5000, k), caption (25000, k)) embeddings of the COCO 5k test split."""
@@ -128,14 +137,18 @@ def extended_metrics(embedded: list[tuple[np.ndarray, np.ndarray]], split, dista
     owners = {"image_annotation": np.arange(len(image_ids)), "image_search": split.image_index}
     per_task = {}
     for name, wanted in (("eccv", ("map_at_r", "rprecision", "r1")), ("cxc", ("r1", "r5", "r10"))):
-        for task, lists, gallery, queries, d in (("image_annotation", i2t, caption_ids, image_ids, "i2t"),
-                                                 ("image_search", t2i, image_ids, caption_ids, "t2i")):
+        for task, lists, gallery, queries, d in (
+            ("image_annotation", i2t, caption_ids, image_ids, "i2t"),
+            ("image_search", t2i, image_ids, caption_ids, "t2i"),
+        ):
             rows, values = _task(lists, gallery, queries, gts[name][d])
             for m in wanted:
                 per_task.setdefault(f"{name}_{m}", {})[task] = (owners[task][rows], values[m])
-    out = {"metrics": {m: {t: 100 * float(v.mean()) for t, (_, v) in tasks.items()} for m, tasks in per_task.items()},
-           "queries": {m: {t: int(len(v)) for t, (_, v) in tasks.items()} for m, tasks in per_task.items()},
-           "source": f"eccv-caption {version('eccv-caption')} associations; metrics computed by cca_bench"}
+    out = {
+        "metrics": {m: {t: 100 * float(v.mean()) for t, (_, v) in tasks.items()} for m, tasks in per_task.items()},
+        "queries": {m: {t: int(len(v)) for t, (_, v) in tasks.items()} for m, tasks in per_task.items()},
+        "source": f"eccv-caption {version('eccv-caption')} associations; metrics computed by cca_bench",
+    }
     if resamples:
         out["ci"] = _intervals(per_task, len(image_ids), resamples, seed)
     return out
@@ -166,8 +179,11 @@ def record_fields(embedded: list, split, image_index: np.ndarray, distance: str,
     if reason is None:
         from cca_bench.config import timed
 
-        return {"coco_extended": timed({}, "coco_extended", lambda: extended_metrics(
-            embedded, split, distance, run.bootstrap, run.ci_seed))}
+        return {
+            "coco_extended": timed(
+                {}, "coco_extended", lambda: extended_metrics(embedded, split, distance, run.bootstrap, run.ci_seed)
+            )
+        }
     if protocol == "5k" and reason not in _SAID:
         import warnings
 
@@ -176,8 +192,14 @@ def record_fields(embedded: list, split, image_index: np.ndarray, distance: str,
     return {}
 
 
-LABELS = {"eccv_map_at_r": "ECCV mAP@R", "eccv_rprecision": "ECCV R-Precision", "eccv_r1": "ECCV R@1",
-          "cxc_r1": "CxC R@1", "cxc_r5": "CxC R@5", "cxc_r10": "CxC R@10"}
+LABELS = {
+    "eccv_map_at_r": "ECCV mAP@R",
+    "eccv_rprecision": "ECCV R-Precision",
+    "eccv_r1": "ECCV R@1",
+    "cxc_r1": "CxC R@1",
+    "cxc_r5": "CxC R@5",
+    "cxc_r10": "CxC R@10",
+}
 
 
 def markdown(field: dict) -> str:
@@ -186,9 +208,18 @@ def markdown(field: dict) -> str:
     from tabulate import tabulate
 
     ci = field.get("ci", {})
-    cell = lambda m, t: f"{field['metrics'][m][t]:.1f}" + (  # noqa: E731
-        f" [{ci[m][t][0]:.1f}, {ci[m][t][1]:.1f}]" if m in ci else "") + f" (n={field['queries'][m][t]})"
+    cell = lambda m, t: (
+        f"{field['metrics'][m][t]:.1f}"
+        + (  # noqa: E731
+            f" [{ci[m][t][0]:.1f}, {ci[m][t][1]:.1f}]" if m in ci else ""
+        )
+        + f" (n={field['queries'][m][t]})"
+    )
     rows = [[LABELS[m], cell(m, "image_annotation"), cell(m, "image_search")] for m in METRICS]
-    return ("### ECCV Caption and CxC (extended positives of COCO 5k test)\n\n"
-            + tabulate(rows, ["metric", "Image Annotation (i2t)", "Image Search (t2i)"], tablefmt="github",
-                       disable_numparse=True) + f"\n\n{field['source']}; n = queries with positives")
+    return (
+        "### ECCV Caption and CxC (extended positives of COCO 5k test)\n\n"
+        + tabulate(
+            rows, ["metric", "Image Annotation (i2t)", "Image Search (t2i)"], tablefmt="github", disable_numparse=True
+        )
+        + f"\n\n{field['source']}; n = queries with positives"
+    )

@@ -1,4 +1,5 @@
 """Where data and results live, how FEATURES names split into encoders, and which torch device to use."""
+
 from __future__ import annotations
 
 import os
@@ -63,7 +64,7 @@ class FeatureSpec:
         return f"{self.text}_{self.image}"
 
     @classmethod
-    def parse(cls, spec: str) -> "FeatureSpec":
+    def parse(cls, spec: str) -> FeatureSpec:
         from cca_bench.registry import TEXT_ENCODERS  # fills itself from cca_bench.features
 
         parts = spec.split("_")
@@ -75,12 +76,16 @@ class FeatureSpec:
         if text in TEXT_ENCODERS:  # "glove50" or "glove50_": not a typo of itself
             from cca_bench.registry import IMAGE_ENCODERS
 
-            raise UserError(f"FEATURES {spec!r} names no image encoder: write TEXT_IMAGE, e.g. {text}_efficientnet "
-                            f"(image encoders: {', '.join(IMAGE_ENCODERS.names())})")
+            raise UserError(
+                f"FEATURES {spec!r} names no image encoder: write TEXT_IMAGE, e.g. {text}_efficientnet "
+                f"(image encoders: {', '.join(IMAGE_ENCODERS.names())})"
+            )
         close = closest_spec(spec)
         raise UserError(
-            f"cannot read FEATURES {spec!r}: " + (f"did you mean {close!r}? " if close else "")
-            + "expected TEXT_IMAGE such as glove50_efficientnet; " + TEXT_ENCODERS.suggest(text)
+            f"cannot read FEATURES {spec!r}: "
+            + (f"did you mean {close!r}? " if close else "")
+            + "expected TEXT_IMAGE such as glove50_efficientnet; "
+            + TEXT_ENCODERS.suggest(text)
         )
 
 
@@ -117,8 +122,9 @@ def torch_device(device: str = "auto") -> str:
     if device == "cpu":
         return device
     if device != "auto" and not re.fullmatch(r"cuda(:\d+)?|mps", device):
-        raise UserError(f"--device {device!r} is not a device this suite can use (choose auto, cpu, cuda, cuda:N "
-                        "or mps)")
+        raise UserError(
+            f"--device {device!r} is not a device this suite can use (choose auto, cpu, cuda, cuda:N or mps)"
+        )
     import torch
 
     if device == "auto":

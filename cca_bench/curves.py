@@ -8,12 +8,14 @@ on the whole train split once (GloVe mean, MiniLM and EfficientNet fit nothing; 
 on the train *words*, never on pairs), so only the aligner sees fewer pairs.
 
 Each (size, seed) fit is scored on the evaluation split into a normal run record with its per-query ranks
-(``results.write_run``; the curve lists their run ids), so ``significance`` compares two points or two methods at one size. The seeds of a
+(``results.write_run``; the curve lists their run ids), so ``significance`` compares two points or two methods
+at one size. The seeds of a
 size are also scored together (``evaluation.score`` over several embeddings, as ``run_benchmark --seeds``):
 the mean metrics over seeds, their spread (sd, ddof 1) and the image-level bootstrap interval of the seed-mean
 R-sum (an image resampled with all its captions, PROTOCOLS.md). The curve record goes to
 ``RESULTS/curves/<name>.json``; :func:`cca_bench.plots.curve_figure` draws it (R-sum against pairs, log x).
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -39,8 +41,12 @@ def parse_sizes(text: str) -> list[int | str]:
         else:
             raise UserError(f"--train-sizes: expected whole numbers >= 1 or 'all', got {p!r}")
     numbers = [s for s in sizes if s != "all"]
-    if not sizes or numbers != sorted(set(numbers)) or ("all" in sizes and sizes[-1] != "all") \
-            or sizes.count("all") > 1:
+    if (
+        not sizes
+        or numbers != sorted(set(numbers))
+        or ("all" in sizes and sizes[-1] != "all")
+        or sizes.count("all") > 1
+    ):
         raise UserError(f"--train-sizes {text!r}: give increasing sizes, each once, 'all' only last")
     return sizes
 
@@ -68,9 +74,14 @@ def subset_features(fs, images: np.ndarray):
     keep = np.flatnonzero(remap[fs.image_index] >= 0)
     tokens = [fs.tokens[j] for j in keep] if fs.tokens else []
     meta = {**fs.meta, "subset": {"n_images": int(len(images)), "n_pairs": int(len(keep))}}
-    return FeatureSet(images=np.asarray(fs.images)[images], texts=np.asarray(fs.texts)[keep],
-                      image_index=remap[fs.image_index[keep]], tokens=tokens, meta=meta,
-                      word_vectors=fs.word_vectors)
+    return FeatureSet(
+        images=np.asarray(fs.images)[images],
+        texts=np.asarray(fs.texts)[keep],
+        image_index=remap[fs.image_index[keep]],
+        tokens=tokens,
+        meta=meta,
+        word_vectors=fs.word_vectors,
+    )
 
 
 def adapt_params(cls, params: dict, n_images: int, n_pairs: int) -> tuple[dict, list[str]]:
@@ -98,12 +109,29 @@ def sample_points(sizes: list, seeds: list[int], image_index: np.ndarray, n_imag
     """[{"size", "draws": [(seed or None, image positions)]}] per size; ``all`` and sizes at or above the
     split's pairs are one draw of the whole split (seed None)."""
     whole = [(None, np.arange(n_images))]
-    return [{"size": size, "draws": whole if size == "all" or size >= len(image_index) else
-             [(s, draw_images(image_index, n_images, size, s)) for s in seeds]} for size in sizes]
+    return [
+        {
+            "size": size,
+            "draws": whole
+            if size == "all" or size >= len(image_index)
+            else [(s, draw_images(image_index, n_images, size, s)) for s in seeds],
+        }
+        for size in sizes
+    ]
 
 
-def compute_curve(method: str, dataset_name: str, features: str, params: dict, opts, sizes: list, seeds: list[int],
-                  split: str = "test", cv: dict | None = None, distance: str = "cosine") -> dict:
+def compute_curve(
+    method: str,
+    dataset_name: str,
+    features: str,
+    params: dict,
+    opts,
+    sizes: list,
+    seeds: list[int],
+    split: str = "test",
+    cv: dict | None = None,
+    distance: str = "cosine",
+) -> dict:
     """Fit ``method`` on subsets of the train split (:func:`sample_points`), score each on ``split``, store one
     run per fit and return the curve record (not yet written; :func:`write_curve`)."""
     from cca_bench.benchmark import load_dataset, sweep_outputs
@@ -119,16 +147,38 @@ def compute_curve(method: str, dataset_name: str, features: str, params: dict, o
     dataset = load_dataset(dataset_name, opts)
     data = _encode(cls, dataset, spec, opts, split, cv)
     stamp = now().replace(":", "").replace("-", "").replace("+0000", "")[:15]
-    context = {"method": method, "cls": cls, "dataset": dataset, "spec": spec, "opts": opts, "params": params,
-               "cv": cv, "distance": distance, "stamp": stamp, **data}
+    context = {
+        "method": method,
+        "cls": cls,
+        "dataset": dataset,
+        "spec": spec,
+        "opts": opts,
+        "params": params,
+        "cv": cv,
+        "distance": distance,
+        "stamp": stamp,
+        **data,
+    }
     train = data["train"]
     points = [_point(context, p) for p in sample_points(sizes, seeds, train.image_index, len(train.images))]
-    return {"schema": CURVE_SCHEMA, "method": method, "dataset": dataset_name, "features": features,
-            "split": split, "distance": distance, "params": params, "seeds": list(seeds),
-            "cv": None if cv is None else cv.get("select", "rsum"), "created": now(), "stamp": stamp,
-            "train_pairs": int(len(train.texts)), "train_images": int(len(train.images)),
-            "sampling": "images drawn at random (one subset per seed), each with all its captions, until the "
-            "captions reach the size; feature pipelines fitted on the whole train split", "points": points}
+    return {
+        "schema": CURVE_SCHEMA,
+        "method": method,
+        "dataset": dataset_name,
+        "features": features,
+        "split": split,
+        "distance": distance,
+        "params": params,
+        "seeds": list(seeds),
+        "cv": None if cv is None else cv.get("select", "rsum"),
+        "created": now(),
+        "stamp": stamp,
+        "train_pairs": int(len(train.texts)),
+        "train_images": int(len(train.images)),
+        "sampling": "images drawn at random (one subset per seed), each with all its captions, until the "
+        "captions reach the size; feature pipelines fitted on the whole train split",
+        "points": points,
+    }
 
 
 def _encode(cls, dataset, spec, opts, split: str, cv: dict | None) -> dict:
@@ -141,8 +191,13 @@ def _encode(cls, dataset, spec, opts, split: str, cv: dict | None) -> dict:
     val = None
     if (cv is not None or getattr(cls, "uses_val", False)) and "val" in dataset.splits:
         val = encode("val")
-    return {"pipes": pipes, "train": encode("train"), "val": val, "test": encode(split),
-            "test_split": dataset.split(split)}
+    return {
+        "pipes": pipes,
+        "train": encode("train"),
+        "val": val,
+        "test": encode(split),
+        "test_split": dataset.split(split),
+    }
 
 
 def _point(c: dict, point: dict) -> dict:
@@ -152,14 +207,29 @@ def _point(c: dict, point: dict) -> dict:
 
     fits = [_fit_draw(c, point["size"], seed, images) for seed, images in point["draws"]]
     timings: dict = {}
-    together = score([f["embeddings"] for f in fits], c["test"].image_index, c["distance"], 1, c["opts"].run, timings,
-                     c["opts"].features.device)
+    together = score(
+        [f["embeddings"] for f in fits],
+        c["test"].image_index,
+        c["distance"],
+        1,
+        c["opts"].run,
+        timings,
+        c["opts"].features.device,
+    )
 
-    out = {"size": point["size"], "seeds": [f["seed"] for f in fits], "n_pairs": [f["n_pairs"] for f in fits],
-           "n_images": [f["n_images"] for f in fits], "metrics": together["metrics"],
-           "rsum": float(rsum_of(together["metrics"])), "seed_rsums": [f["rsum"] for f in fits],
-           "rsum_seed_sd": together.get("seed_sd", {}).get("rsum"), "runs": [f["run"] for f in fits],
-           "notes": sorted({n for f in fits for n in f["notes"]}), "chosen": [f["chosen"] for f in fits]}
+    out = {
+        "size": point["size"],
+        "seeds": [f["seed"] for f in fits],
+        "n_pairs": [f["n_pairs"] for f in fits],
+        "n_images": [f["n_images"] for f in fits],
+        "metrics": together["metrics"],
+        "rsum": float(rsum_of(together["metrics"])),
+        "seed_rsums": [f["rsum"] for f in fits],
+        "rsum_seed_sd": together.get("seed_sd", {}).get("rsum"),
+        "runs": [f["run"] for f in fits],
+        "notes": sorted({n for f in fits for n in f["notes"]}),
+        "chosen": [f["chosen"] for f in fits],
+    }
     if "ci" in together:
         out |= {"rsum_ci": together["ci"]["rsum"], "ci": together["ci"], "ci_method": together["ci_method"]}
     return out
@@ -181,16 +251,25 @@ def _fit_draw(c: dict, size, seed: int | None, images: np.ndarray) -> dict:
     model, report = fit_model(c["cls"], c["method"], train, c["val"], params, c["cv"], c["opts"])
     embeddings = (model.embed_images(c["test"]), model.embed_texts(c["test"]))
     timings: dict = {}
-    evaluation = score([embeddings], c["test"].image_index, c["distance"], 1, c["opts"].run, timings,
-                       c["opts"].features.device)
+    evaluation = score(
+        [embeddings], c["test"].image_index, c["distance"], 1, c["opts"].run, timings, c["opts"].features.device
+    )
     tag = f"curve.{c['stamp']}." + ("all" if seed is None else f"n{size}.s{seed}")
-    record = _run_record(c, model, evaluation, timings, tag, {"size": size, "seed": seed, "n_pairs": n_pairs,
-                                                              "n_images": n_images})
+    record = _run_record(
+        c, model, evaluation, timings, tag, {"size": size, "seed": seed, "n_pairs": n_pairs, "n_images": n_images}
+    )
     path = write_run(c["opts"].locations.results_root, record)
     chosen = None if report is None else best_params(report)
-    return {"seed": seed, "n_pairs": n_pairs, "n_images": n_images, "embeddings": embeddings, "notes": notes,
-            "rsum": float(rsum_of(evaluation["metrics"])), "run": record.get("run_id", path.stem),
-            "chosen": chosen}
+    return {
+        "seed": seed,
+        "n_pairs": n_pairs,
+        "n_images": n_images,
+        "embeddings": embeddings,
+        "notes": notes,
+        "rsum": float(rsum_of(evaluation["metrics"])),
+        "run": record.get("run_id", path.stem),
+        "chosen": chosen,
+    }
 
 
 def _run_record(c: dict, model, evaluation: dict, timings: dict, tag: str, curve: dict) -> dict:
@@ -203,19 +282,35 @@ def _run_record(c: dict, model, evaluation: dict, timings: dict, tag: str, curve
     named = replace(opts, tag=f"{opts.tag}.{tag}" if opts.tag else tag)
     name = model_path(c["method"], c["dataset"].name, c["spec"], named).name
     params = model.get_params() if hasattr(model, "get_params") else {}
-    return run_record(method=c["method"], dataset_name=c["dataset"].name, split=c["test_split"],
-                      features=features_tag(c["spec"], opts.features), distance=c["distance"], protocol="full", folds=1,
-                      timings=timings, opts=opts, model=name, **evaluation, params=params,
-                      params_label=params_label(c["method"], model), split_fingerprint=test.meta["fingerprint"],
-                      feature_cache=test.meta["cache_keys"], oov_rate=test.meta["oov_rate"],
-                      seeds=seeds_of(model, opts), curve=curve)
+    return run_record(
+        method=c["method"],
+        dataset_name=c["dataset"].name,
+        split=c["test_split"],
+        features=features_tag(c["spec"], opts.features),
+        distance=c["distance"],
+        protocol="full",
+        folds=1,
+        timings=timings,
+        opts=opts,
+        model=name,
+        **evaluation,
+        params=params,
+        params_label=params_label(c["method"], model),
+        split_fingerprint=test.meta["fingerprint"],
+        feature_cache=test.meta["cache_keys"],
+        oov_rate=test.meta["oov_rate"],
+        seeds=seeds_of(model, opts),
+        curve=curve,
+    )
 
 
 def curve_name(record: dict) -> str:
     """``METHOD__DATASET__FEATURES__SPLIT[__cv]``: the curve file's stem (``write_curve`` adds ``.2``, ``.3``
     when a curve of that name is stored already: a curve, once written, is never replaced)."""
-    return "__".join([record["method"], record["dataset"], record["features"], record["split"]]
-                     + (["cv"] if record.get("cv") else []))
+    return "__".join(
+        [record["method"], record["dataset"], record["features"], record["split"]]
+        + (["cv"] if record.get("cv") else [])
+    )
 
 
 def write_curve(results_root, record: dict):
@@ -270,12 +365,20 @@ def curve_markdown(record: dict) -> str:
     for p in record["points"]:
         pairs = "-".join(str(v) for v in sorted({min(p["n_pairs"]), max(p["n_pairs"])}))
         ci = p.get("rsum_ci")
-        rows.append([p["size"], pairs, len(p["runs"]), f"{p['rsum']:.1f}",
-                     "-" if p["rsum_seed_sd"] is None else f"{p['rsum_seed_sd']:.1f}",
-                     "-" if ci is None else f"[{ci[0]:.1f}, {ci[1]:.1f}]"])
+        rows.append(
+            [
+                p["size"],
+                pairs,
+                len(p["runs"]),
+                f"{p['rsum']:.1f}",
+                "-" if p["rsum_seed_sd"] is None else f"{p['rsum_seed_sd']:.1f}",
+                "-" if ci is None else f"[{ci[0]:.1f}, {ci[1]:.1f}]",
+            ]
+        )
     head = ["size", "pairs", "fits", "R-sum", "seed sd", "95% interval (test images)"]
     return f"{curve_label(record)} on {record['dataset']}/{record['split']}\n\n" + tabulate(
-        rows, head, tablefmt="github", disable_numparse=True)
+        rows, head, tablefmt="github", disable_numparse=True
+    )
 
 
 def plot_dataset_curves(results_root, dataset: str):

@@ -9,18 +9,22 @@ The report says when a chosen value sits on the edge of its grid (:func:`edge_no
 Selection follows the 'text-image-embeddings' project (lowest sum of median ranks, ``select="medr"``) or
 the R-sum used by the VSE line of work (R@1 + R@5 + R@10 of both directions, ``select="rsum"``, default).
 """
+
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from cca_bench.checks import NON_NEGATIVE
 from cca_bench.errors import UserError
 from cca_bench.metrics import TASK_NAMES
 from cca_bench.ties import DEFAULT, check_rule
 
-DEFAULT_GRID = {"n_components": (75, 100, 130, 200, 300), "reg": (10.0, 1.0, 0.1, 0.01, 0.001),
-                "eig_power": (0.0, 1.0, 2.0, 4.0)}
+DEFAULT_GRID = {
+    "n_components": (75, 100, 130, 200, 300),
+    "reg": (10.0, 1.0, 0.1, 0.01, 0.001),
+    "eig_power": (0.0, 1.0, 2.0, 4.0),
+}
 CV_FLAGS = {"n_components": "--cv-components", "reg": "--cv-reg", "eig_power": "--cv-eig-power"}
 # sort keys, best first under each rule; the other score breaks ties, then the earlier grid point wins
 SELECT: dict[str, Callable[[dict], tuple]] = {
@@ -36,8 +40,9 @@ def clip_components(values, k_max: int) -> tuple[list[int], str | None]:
         raise UserError(f"--cv-components must be >= 1, got {min(values)}")
     clipped = sorted({min(v, k_max) for v in values})
     over = sorted(v for v in values if v > k_max)
-    note = (f"n_components {', '.join(map(str, over))} exceed min(dx, dy) = {k_max}: clipped to {k_max}"
-            if over else None)
+    note = (
+        f"n_components {', '.join(map(str, over))} exceed min(dx, dy) = {k_max}: clipped to {k_max}" if over else None
+    )
     return clipped, note
 
 
@@ -45,8 +50,7 @@ def score(metrics: dict) -> dict:
     """R-sum (R@1 + R@5 + R@10 of both tasks) and the sum of both median ranks of one evaluation."""
     from cca_bench.stats import rsum_of
 
-    return {"rsum": rsum_of(metrics),
-            "medr_sum": sum(metrics[t]["median_rank"] for t in TASK_NAMES)}
+    return {"rsum": rsum_of(metrics), "medr_sum": sum(metrics[t]["median_rank"] for t in TASK_NAMES)}
 
 
 def check_grid(grid: dict) -> None:
@@ -71,8 +75,10 @@ def outer_grid(cls, grid: dict, params: dict) -> dict:
     outer = getattr(cls, "CV_OUTER", {})
     unknown = [k for k in grid if k not in DEFAULT_GRID and k not in outer]
     if unknown:
-        raise UserError(f"{getattr(cls, 'METHOD', cls.__name__)} has no CV knob {', '.join(unknown)} (its knobs: "
-                        f"{', '.join([*DEFAULT_GRID, *outer])})")
+        raise UserError(
+            f"{getattr(cls, 'METHOD', cls.__name__)} has no CV knob {', '.join(unknown)} (its knobs: "
+            f"{', '.join([*DEFAULT_GRID, *outer])})"
+        )
     current = cls(**params).get_params() if outer else {}
     return {k: list(grid.get(k) or default or [current[k]]) for k, (default, _flag) in outer.items()}
 
@@ -132,8 +138,17 @@ def knobs(cls) -> tuple[str, ...]:
     return (*DEFAULT_GRID, *getattr(cls, "CV_OUTER", {})) if searchable(cls) else ()
 
 
-def cross_validate(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
-                   log: Callable[[str], None] = lambda msg: None, ties: str = DEFAULT):
+def cross_validate(
+    cls,
+    train,
+    val,
+    grid: dict,
+    params: dict,
+    select: str = "rsum",
+    progress: bool = False,
+    log: Callable[[str], None] = lambda msg: None,
+    ties: str = DEFAULT,
+):
     """Choose ``cls``'s hyper-parameters on the val FeatureSet (``searchable(cls)`` must hold): :func:`search_grid`
     over a method's ``CV_GRID``, else :func:`grid_search` (CCA's one-pass grid), every point scored under the
     tie rule ``ties`` (the default never rewards a collapsed model's ties). Returns (best fitted model, report;
@@ -143,8 +158,17 @@ def cross_validate(cls, train, val, grid: dict, params: dict, select: str = "rsu
     return model, report | {"ties": ties}
 
 
-def grid_search(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
-                log: Callable[[str], None] = lambda msg: None, ties: str = DEFAULT):
+def grid_search(
+    cls,
+    train,
+    val,
+    grid: dict,
+    params: dict,
+    select: str = "rsum",
+    progress: bool = False,
+    log: Callable[[str], None] = lambda msg: None,
+    ties: str = DEFAULT,
+):
     """Fit ``cls`` (RegularizedCCA or a subclass) on ``train`` for every grid point, score on ``val``, keep the best.
 
     Args:
@@ -184,9 +208,18 @@ def grid_search(cls, train, val, grid: dict, params: dict, select: str = "rsum",
     grid = {**outer, **inner}
     flags = {**CV_FLAGS, **{k: flag for k, (_, flag) in getattr(cls, "CV_OUTER", {}).items()}}
     edges = edge_notes(grid, best, flags, k_max)  # `generate` prints them with the chosen values
-    report = {"select": select, "grid": grid, "notes": notes, "edges": edges, "rows": rows, "best": best,
-              "seconds": seconds, "n_train_captions": len(train.texts), "n_val_images": len(val.images),
-              "n_val_captions": len(val.texts)}
+    report = {
+        "select": select,
+        "grid": grid,
+        "notes": notes,
+        "edges": edges,
+        "rows": rows,
+        "best": best,
+        "seconds": seconds,
+        "n_train_captions": len(train.texts),
+        "n_val_images": len(val.images),
+        "n_val_captions": len(val.texts),
+    }
     return best_model, report
 
 
@@ -203,8 +236,17 @@ def method_grid(cls, grid: dict, params: dict, n_images: int, n_captions: int) -
     return adapt(values, params, n_images, n_captions) if adapt else values
 
 
-def search_grid(cls, train, val, grid: dict, params: dict, select: str = "rsum", progress: bool = False,
-                log: Callable[[str], None] = lambda msg: None, ties: str = DEFAULT):
+def search_grid(
+    cls,
+    train,
+    val,
+    grid: dict,
+    params: dict,
+    select: str = "rsum",
+    progress: bool = False,
+    log: Callable[[str], None] = lambda msg: None,
+    ties: str = DEFAULT,
+):
     """Grid search of a method that declares ``CV_GRID`` (ridge, procrustes, pls, asif, dcca): every point of
     :func:`method_grid` is fitted on ``train`` by the class's ``cv_models(train, val, points, params)`` (which
     shares work between points: one moment pass, one top-k pass) and scored on ``val``; the best is kept.
@@ -236,9 +278,18 @@ def search_grid(cls, train, val, grid: dict, params: dict, select: str = "rsum",
     if best is None:
         raise UserError(f"every CV grid point failed ({len(notes)}), the first: {notes[0] if notes else 'none'}")
     flags = {k: flag for k, (_, flag) in cls.CV_GRID.items()}
-    report = {"select": select, "grid": values, "notes": notes, "edges": edge_notes(values, best, flags),
-              "rows": rows, "best": best, "seconds": {"total": round(time.perf_counter() - start, 3)},
-              "n_train_captions": len(train.texts), "n_val_images": len(val.images), "n_val_captions": len(val.texts)}
+    report = {
+        "select": select,
+        "grid": values,
+        "notes": notes,
+        "edges": edge_notes(values, best, flags),
+        "rows": rows,
+        "best": best,
+        "seconds": {"total": round(time.perf_counter() - start, 3)},
+        "n_train_captions": len(train.texts),
+        "n_val_images": len(val.images),
+        "n_val_captions": len(val.texts),
+    }
     return best_model, report
 
 
@@ -302,8 +353,10 @@ def interval_note(summary: dict) -> str:
     name = "R-sum" if summary["score"] == "rsum" else "sum of median ranks"
     lo, hi = summary["ci"]
     flat = " (a flat grid: these points are not told apart on val)" if summary["within"] > 1 else ""
-    return (f"{summary['within']} of {summary['of']} grid points score within the chosen point's val 95% interval "
-            f"of the {name} [{lo:.1f}, {hi:.1f}]{flat}")
+    return (
+        f"{summary['within']} of {summary['of']} grid points score within the chosen point's val 95% interval "
+        f"of the {name} [{lo:.1f}, {hi:.1f}]{flat}"
+    )
 
 
 def _bar(total: int, progress: bool):

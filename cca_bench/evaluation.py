@@ -4,6 +4,7 @@ Glue between the pure maths (:mod:`cca_bench.metrics` ranks queries, :mod:`cca_b
 metrics, intervals and seed spreads) and the run record that :mod:`cca_bench.benchmark` and
 :mod:`cca_bench.external` build.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,40 +29,64 @@ class RunOptions:
 
     def __post_init__(self):
         check_rule(self.ties)
-        if self.bootstrap is not None and (isinstance(self.bootstrap, bool) or int(self.bootstrap) != self.bootstrap
-                                           or self.bootstrap < 1):
+        if self.bootstrap is not None and (
+            isinstance(self.bootstrap, bool) or int(self.bootstrap) != self.bootstrap or self.bootstrap < 1
+        ):
             raise UserError(f"bootstrap (--bootstrap): a whole number of resamples >= 1, not {self.bootstrap!r}")
 
 
-def score(embeddings: list[tuple[np.ndarray, np.ndarray]], image_index: np.ndarray, distance: str, folds: int,
-          run: RunOptions, timings: dict, device: str = "auto") -> dict:
+def score(
+    embeddings: list[tuple[np.ndarray, np.ndarray]],
+    image_index: np.ndarray,
+    distance: str,
+    folds: int,
+    run: RunOptions,
+    timings: dict,
+    device: str = "auto",
+) -> dict:
     """The run-record fields of one or more (one per seed) pairs of (n_img, k) image and (n_txt, k) caption
     embeddings, scored under the tie rule ``run.ties``: ``ties``, ``metrics`` (mean over seeds),
     ``recall_curve``, ``degenerate_queries``, per-query tie counts (``_ranks``) and the first seed's top-10
-    retrieved items of every query (``_top10``: the pair of :func:`cca_bench.retrieved.top_items`), both stored
+    retrieved items of every query (``_top10``: :func:`cca_bench.retrieved.fold_top_lists`, read from the
+    ranking pass's own score blocks), both stored
     by ``results.write_run``, bootstrap ``ci`` / ``ci_method`` unless ``run.bootstrap`` is None, and with several
     seeds ``seed_metrics`` / ``seed_sd``. The similarity GEMM runs on ``device`` when that is a GPU (timed
     as ``evaluate``; the intervals as ``intervals``)."""
     from cca_bench import stats
     from cca_bench.metrics import fold_counts
-    from cca_bench.retrieved import top_items
+    from cca_bench.retrieved import TOP_K, fold_top_lists
 
     if not isinstance(run, RunOptions):  # evaluation takes its own options, nothing wider
         raise TypeError(f"score takes RunOptions, not {type(run).__name__}")
     ties = run.ties
     gemm_device = None if torch_device(device) == "cpu" else torch_device(device)
-    per_seed = timed(timings, "evaluate", lambda: [fold_counts(
-        ei, et, image_index, distance, folds, device=gemm_device) for ei, et in embeddings])
+    per_seed = timed(
+        timings,
+        "evaluate",
+        lambda: [
+            fold_counts(  # the first seed's top-10 from the same blocks
+                ei, et, image_index, distance, folds, device=gemm_device, top=TOP_K if s == 0 else 0
+            )
+            for s, (ei, et) in enumerate(embeddings)
+        ],
+    )
     n_img = embeddings[0][0].shape[0]  # dense arrays or scipy CSR rows (cca_bench.sparse_rows)
     ranks = stats.stack_seeds([stats.from_fold_ranks(p, image_index, n_img, ties) for p in per_seed])
-    out = {"ties": ties, "metrics": stats.point_metrics(ranks), "recall_curve": recall_curves(per_seed, ties=ties),
-           "_ranks": ranks,
-           "_top10": timed(timings, "top10", lambda: top_items(*embeddings[0], image_index, distance, folds)),
-           "degenerate_queries": {task: int(sum(int(np.count_nonzero(f[2 + d])) for p in per_seed for f in p))
-                                  for d, task in enumerate(stats.TASKS)}}
+    out = {
+        "ties": ties,
+        "metrics": stats.point_metrics(ranks),
+        "recall_curve": recall_curves(per_seed, ties=ties),
+        "_ranks": ranks,
+        "_top10": fold_top_lists(per_seed[0], image_index, n_img),
+        "degenerate_queries": {
+            task: int(sum(int(np.count_nonzero(f[2 + d])) for p in per_seed for f in p))
+            for d, task in enumerate(stats.TASKS)
+        },
+    }
     if run.bootstrap is not None:
-        out["ci"], mc = timed(timings, "intervals",
-                              lambda: stats.bootstrap_ci_mc(ranks, run.bootstrap, 0.95, run.ci_seed))
+        out["ci"], mc = timed(
+            timings, "intervals", lambda: stats.bootstrap_ci_mc(ranks, run.bootstrap, 0.95, run.ci_seed)
+        )
         out["ci_method"] = stats.ci_method(run.bootstrap, 0.95, run.ci_seed) | {"mc_error": mc}
     if len(embeddings) > 1:
         out |= seed_spread(stats.per_seed_metrics(ranks))

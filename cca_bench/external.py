@@ -12,6 +12,7 @@ Embedding files are ``.npy`` (read with ``allow_pickle=False``: a pickled file i
 ``.safetensors`` (its only tensor, or ``FILE:KEY`` to name one). Every mistake is a one-line UserError naming
 the file, raised before anything is written.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,9 @@ def _load_safetensors(path: Path, key: str | None) -> np.ndarray:
         with safe_open(str(path), framework="np") as f:
             keys = list(f.keys())
             if key is None and len(keys) != 1:
-                raise UserError(f"{path} holds {len(keys)} tensors ({', '.join(keys[:8]) or 'none'}): name one as "
-                                f"{path}:KEY")
+                raise UserError(
+                    f"{path} holds {len(keys)} tensors ({', '.join(keys[:8]) or 'none'}): name one as {path}:KEY"
+                )
             if key is not None and key not in keys:
                 raise UserError(f"{path} has no tensor {key!r} (it has: {', '.join(keys[:8]) or 'none'})")
             return f.get_tensor(key or keys[0])
@@ -73,8 +75,9 @@ def _safetensors_header(path: Path, key: str | None) -> tuple[tuple, str]:
         tensors = {k: v for k, v in header.items() if k != "__metadata__"}
         keys = list(tensors)
         if key is None and len(keys) != 1:
-            raise UserError(f"{path} holds {len(keys)} tensors ({', '.join(keys[:8]) or 'none'}): name one as "
-                            f"{path}:KEY")
+            raise UserError(
+                f"{path} holds {len(keys)} tensors ({', '.join(keys[:8]) or 'none'}): name one as {path}:KEY"
+            )
         if key is not None and key not in tensors:
             raise UserError(f"{path} has no tensor {key!r} (it has: {', '.join(keys[:8]) or 'none'})")
         entry = tensors[key or keys[0]]
@@ -84,8 +87,10 @@ def _safetensors_header(path: Path, key: str | None) -> tuple[tuple, str]:
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise UserError(f"{path}: cannot read as safetensors ({e})") from None
     if dtype not in SAFETENSORS_DTYPES:
-        raise UserError(f"{path}: tensor {key or keys[0]!r} is {dtype}, which numpy cannot read; save it as F32 "
-                        "(or F16, F64, an integer type)")
+        raise UserError(
+            f"{path}: tensor {key or keys[0]!r} is {dtype}, which numpy cannot read; save it as F32 "
+            "(or F16, F64, an integer type)"
+        )
     return shape, dtype
 
 
@@ -145,8 +150,9 @@ def load_image_index(path: Path, n_rows: int, n_images: int) -> np.ndarray:
     if len(idx) != n_rows:
         raise UserError(f"{path}: {len(idx)} entries for {n_rows} caption rows")
     if len(idx) and (idx.min() < 0 or idx.max() >= n_images):
-        raise UserError(f"{path}: image numbers must lie in 0..{n_images - 1} (found {int(idx.min())}.."
-                        f"{int(idx.max())})")
+        raise UserError(
+            f"{path}: image numbers must lie in 0..{n_images - 1} (found {int(idx.min())}..{int(idx.max())})"
+        )
     return idx
 
 
@@ -157,25 +163,41 @@ def fingerprint_file(path: Path) -> str:
     return sha1_file(path)[:16]
 
 
-def check_embeddings(split, images: tuple, image_file: Path, texts: tuple, text_file: Path,
-                     image_index: np.ndarray | None) -> np.ndarray:
+def check_embeddings(
+    split, images: tuple, image_file: Path, texts: tuple, text_file: Path, image_index: np.ndarray | None
+) -> np.ndarray:
     """Rows and widths of both files (their header shapes ``images``, ``texts``) against the split, before their
     data is read; returns the image index of the caption rows."""
     where = f"{split.dataset}/{split.name}"
     if images[0] != split.n_images:
-        raise UserError(f"{image_file}: {images[0]} rows but {where} has {split.n_images} images "
-                        "(one row per image, in the order export-split writes)")
+        raise UserError(
+            f"{image_file}: {images[0]} rows but {where} has {split.n_images} images "
+            "(one row per image, in the order export-split writes)"
+        )
     if image_index is None and texts[0] != split.n_captions:
-        raise UserError(f"{text_file}: {texts[0]} rows but {where} has {split.n_captions} captions "
-                        "(one row per caption, in the order export-split writes, or give --image-index)")
+        raise UserError(
+            f"{text_file}: {texts[0]} rows but {where} has {split.n_captions} captions "
+            "(one row per caption, in the order export-split writes, or give --image-index)"
+        )
     if images[1] != texts[1]:
-        raise UserError(f"{text_file}: {texts[1]} dimensions but {image_file} has {images[1]}; "
-                        "both must live in one embedding space")
+        raise UserError(
+            f"{text_file}: {texts[1]} dimensions but {image_file} has {images[1]}; "
+            "both must live in one embedding space"
+        )
     return split.image_index if image_index is None else image_index
 
 
-def evaluate_embeddings(dataset_name: str, split_name: str, image_spec: str, text_spec: str, label: str, opts,
-                        distance: str = "cosine", protocol: str = "full", image_index_file: str | None = None) -> dict:
+def evaluate_embeddings(
+    dataset_name: str,
+    split_name: str,
+    image_spec: str,
+    text_spec: str,
+    label: str,
+    opts,
+    distance: str = "cosine",
+    protocol: str = "full",
+    image_index_file: str | None = None,
+) -> dict:
     """Score another model's embeddings on a split; returns the run record (``method`` = label, not yet saved)."""
     from cca_bench.benchmark import _timed, dataset_tag, load_dataset, protocol_folds, run_record, sweep_outputs
     from cca_bench.evaluation import score
@@ -189,24 +211,39 @@ def evaluate_embeddings(dataset_name: str, split_name: str, image_spec: str, tex
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
     if opts.run.bootstrap:
         check_resamples("--bootstrap", opts.run.bootstrap, split.n_images)
-    given = None if image_index_file is None else load_image_index(Path(image_index_file), text_shape[0],
-                                                                    split.n_images)
+    given = (
+        None if image_index_file is None else load_image_index(Path(image_index_file), text_shape[0], split.n_images)
+    )
     image_index = check_embeddings(split, image_shape, image_file, text_shape, text_file, given)
     (images, _), (texts, _) = _timed(  # only now, rows and widths agreeing with the split, is data read
-        timings, "load_embeddings", lambda: (load_embeddings(image_spec), load_embeddings(text_spec)))
+        timings, "load_embeddings", lambda: (load_embeddings(image_spec), load_embeddings(text_spec))
+    )
     evaluation = score([(images, texts)], image_index, distance, folds, opts.run, timings, opts.features.device)
     from cca_bench.coco_extended import record_fields
 
     evaluation |= record_fields([(images, texts)], split, image_index, distance, protocol, opts.run)
-    embeddings = {"images": {"file": str(image_file), "sha1": fingerprint_file(image_file), "dim": images.shape[1]},
-                  "texts": {"file": str(text_file), "sha1": fingerprint_file(text_file), "rows": len(texts)}}
+    embeddings = {
+        "images": {"file": str(image_file), "sha1": fingerprint_file(image_file), "dim": images.shape[1]},
+        "texts": {"file": str(text_file), "sha1": fingerprint_file(text_file), "rows": len(texts)},
+    }
     if image_index_file is not None:
         embeddings["image_index"] = {"file": str(image_index_file), "sha1": fingerprint_file(Path(image_index_file))}
     return run_record(
-        method=label, dataset_name=dataset_name, split=split, features=EXTERNAL_FEATURES, distance=distance,
-        protocol=protocol, folds=folds, **evaluation, timings=timings, opts=opts,
+        method=label,
+        dataset_name=dataset_name,
+        split=split,
+        features=EXTERNAL_FEATURES,
+        distance=distance,
+        protocol=protocol,
+        folds=folds,
+        **evaluation,
+        timings=timings,
+        opts=opts,
         model="__".join([label, dataset_tag(dataset_name, opts.dataset_options), EXTERNAL_FEATURES]),
-        n_captions=len(texts), split_fingerprint=split.fingerprint(), embeddings=embeddings)
+        n_captions=len(texts),
+        split_fingerprint=split.fingerprint(),
+        embeddings=embeddings,
+    )
 
 
 def export_split(dataset_name: str, split_name: str, out_dir: Path, opts) -> dict:
@@ -223,20 +260,24 @@ def export_split(dataset_name: str, split_name: str, out_dir: Path, opts) -> dic
     split = load_dataset(dataset_name, opts).split(split_name)
     out_dir = Path(out_dir)
     images, kind = _image_files(split, out_dir)
-    text = lambda lines: (lambda f: f.write("".join(f"{line}\n" for line in lines).encode("utf-8")))  # noqa: E731
+    text = lambda lines: lambda f: f.write("".join(f"{line}\n" for line in lines).encode("utf-8"))  # noqa: E731
     write_atomic(out_dir / "images.txt", text(images))
     write_atomic(out_dir / "captions.txt", text(" ".join(c.splitlines()) for c in split.captions))
     write_atomic(out_dir / "image_index.txt", text(map(str, split.image_index.tolist())))
     write_atomic(out_dir / "image_index.npy", lambda f: np.save(f, split.image_index))
     summary = {
-        "dataset": dataset_name, "split": split.name, "n_images": split.n_images, "n_captions": split.n_captions,
-        "images": kind, "fingerprint": split.fingerprint(),
+        "dataset": dataset_name,
+        "split": split.name,
+        "n_images": split.n_images,
+        "n_captions": split.n_captions,
+        "images": kind,
+        "fingerprint": split.fingerprint(),
         "order": "images.txt line i = row i of --images; captions.txt line j = row j of --texts and describes "
-                 "image image_index[j]; captions are grouped by image in image order, each image's in sentence "
-                 "order (see docs/bring_your_own.md)",
+        "image image_index[j]; captions are grouped by image in image order, each image's in sentence "
+        "order (see docs/bring_your_own.md)",
         "files": ["images.txt", "captions.txt", "image_index.txt", "image_index.npy"],
         "evaluate": f"python -m cca_bench evaluate {dataset_name} {split.name} --images IMAGES.npy "
-                    "--texts TEXTS.npy --name YOUR_MODEL",
+        "--texts TEXTS.npy --name YOUR_MODEL",
         "image_ids": split.image_ids,
     }
     write_json(out_dir / "split.json", summary)

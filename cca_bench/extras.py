@@ -7,6 +7,7 @@ library and the CLI; everything else is an extra (setup.cfg's ``[options.extras_
 ``plots``, ``web``, ``faiss``, ``dask``, ``sentence``, ``cnn``, and ``all``. Every import of an optional module goes
 through :func:`require`.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """File primitives every layer uses: the one atomic writer, and the one check on paths read from data files."""
+
 from __future__ import annotations
 
 import errno
@@ -8,8 +9,8 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from cca_bench.errors import UserError
 
@@ -183,8 +184,9 @@ def resolve_inside(root: Path, entry: str | os.PathLike, what: str) -> Path:
     if "\0" in os.fspath(entry):
         raise UserError(f"{what}: path {os.fspath(entry)!r} holds a NUL byte")
     if os.path.isabs(entry):
-        raise UserError(f"{what}: absolute path {str(entry)!r} is not allowed (paths must stay inside "
-                        f"{_realpath(str(root))})")
+        raise UserError(
+            f"{what}: absolute path {str(entry)!r} is not allowed (paths must stay inside {_realpath(str(root))})"
+        )
     real_root = _realpath(str(root))
     folder, name = os.path.split(os.path.join(str(root), entry))
     if name in ("", ".", ".."):
@@ -287,8 +289,10 @@ def read_npz(data: bytes, where: str, max_bytes: int | None = None) -> dict:
             infos = zf.infolist()
             total = sum(info.file_size for info in infos)
             if max_bytes is not None and total > max_bytes:
-                raise UserError(f"{where}: its members claim {total} bytes uncompressed, more than the "
-                                f"{max_bytes} it can need (a damaged or hostile archive); not read")
+                raise UserError(
+                    f"{where}: its members claim {total} bytes uncompressed, more than the "
+                    f"{max_bytes} it can need (a damaged or hostile archive); not read"
+                )
             for info in infos:
                 with zf.open(info) as f:
                     check_npy_header(f, info.file_size, f"{where}: member {info.filename}")
@@ -319,13 +323,17 @@ def check_npy_header(f, size: int, where: str) -> tuple[tuple, object]:
     except (ValueError, EOFError) as e:
         raise UserError(f"cannot read {where} as a numeric .npy array: {e}") from None
     if dtype.hasobject:
-        raise UserError(f"{where}: a pickled (object) .npy, never loaded as a numeric .npy array; save a plain "
-                        "numeric array (np.save(path, np.asarray(x, dtype=np.float32)))")
+        raise UserError(
+            f"{where}: a pickled (object) .npy, never loaded as a numeric .npy array; save a plain "
+            "numeric array (np.save(path, np.asarray(x, dtype=np.float32)))"
+        )
     need = math.prod(shape) * dtype.itemsize
     if need > size - offset:
-        raise UserError(f"{where}: its header claims a {' x '.join(map(str, shape)) or 'scalar'} {dtype} array "
-                        f"({need / 2**30:.1f} GiB) but the file holds {size - offset} bytes of data "
-                        "(truncated, or a damaged header)")
+        raise UserError(
+            f"{where}: its header claims a {' x '.join(map(str, shape)) or 'scalar'} {dtype} array "
+            f"({need / 2**30:.1f} GiB) but the file holds {size - offset} bytes of data "
+            "(truncated, or a damaged header)"
+        )
     return shape, dtype
 
 

@@ -17,6 +17,7 @@ Kernels are scikit-learn's (``sklearn.metrics.pairwise``): rbf ``exp(-gamma |x -
 rebuilt from them with numpy and saved in safetensors, never pickled. Everything runs in float64; the
 mapped rows come back as float32, block by block.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,8 +52,10 @@ def kernel(name: str, a: np.ndarray, b: np.ndarray, gamma: float, degree: float,
 def check_non_negative(*arrays: np.ndarray) -> None:
     """The chi2 kernel's domain: a UserError when any value is negative."""
     if any(x.min(initial=0) < 0 for x in arrays):
-        raise UserError("the chi2 kernel needs non-negative features (e.g. CNN activations after a ReLU); "
-                        "these have negative values: use --kernel rbf, or map only the other view (--kernel-views)")
+        raise UserError(
+            "the chi2 kernel needs non-negative features (e.g. CNN activations after a ReLU); "
+            "these have negative values: use --kernel rbf, or map only the other view (--kernel-views)"
+        )
 
 
 def kernel_distances(name: str, s: np.ndarray) -> np.ndarray:
@@ -62,8 +65,11 @@ def kernel_distances(name: str, s: np.ndarray) -> np.ndarray:
 
     if name == "chi2":
         check_non_negative(s)
-    full = {"rbf": lambda: euclidean_distances(s, squared=True), "chi2": lambda: -additive_chi2_kernel(s),
-            "poly": lambda: np.abs(s @ s.T)}[name]()
+    full = {
+        "rbf": lambda: euclidean_distances(s, squared=True),
+        "chi2": lambda: -additive_chi2_kernel(s),
+        "poly": lambda: np.abs(s @ s.T),
+    }[name]()
     return full[np.triu_indices(len(s), 1)]
 
 
@@ -125,7 +131,7 @@ class KernelMap:
         return {"kind": self.kind, "kernel": self.kernel}
 
     @classmethod
-    def from_arrays(cls, arrays: dict, prefix: str, config: dict) -> "KernelMap":
+    def from_arrays(cls, arrays: dict, prefix: str, config: dict) -> KernelMap:
         """The map :meth:`to_arrays` and :meth:`config` describe, bit for bit."""
         mine = {k[len(prefix) + 1 :]: v for k, v in arrays.items() if k.startswith(prefix + ".")}
         params = {k: float(mine.pop(k)[0]) for k in ("gamma", "degree", "coef0")}
@@ -136,10 +142,13 @@ def landmark_eigh(gram: np.ndarray, kmap: KernelMap) -> tuple[np.ndarray, np.nda
     """Eigenvalues and vectors of the symmetrised landmark Gram (M, M); values that are not finite, or a
     LAPACK solve that does not converge, are one UserError naming the kernel and its parameters."""
     params = f"{kmap.kernel} kernel, gamma={kmap.gamma:g}" + (
-        f", degree={kmap.degree:g}, coef0={kmap.coef0:g}" if kmap.kernel == "poly" else "")
+        f", degree={kmap.degree:g}, coef0={kmap.coef0:g}" if kmap.kernel == "poly" else ""
+    )
     if not np.isfinite(gram).all():
-        raise UserError(f"the {params} overflows on the train rows (its values are not finite): lower gamma or "
-                        "gamma_scale" + (" or degree" if kmap.kernel == "poly" else ""))
+        raise UserError(
+            f"the {params} overflows on the train rows (its values are not finite): lower gamma or "
+            "gamma_scale" + (" or degree" if kmap.kernel == "poly" else "")
+        )
     from cca_bench.linalg import converging
 
     with converging(f"the eigen-solve of the {len(gram)} x {len(gram)} landmark kernel matrix ({params})"):
@@ -182,8 +191,10 @@ class RandomFourier:
         from sklearn.kernel_approximation import RBFSampler
 
         sampler = RBFSampler(gamma=kmap.gamma, n_components=n_features, random_state=seed).fit(rows[:1])
-        return {"weights": sampler.random_weights_.astype(np.float64),
-                "offset": sampler.random_offset_.astype(np.float64)}
+        return {
+            "weights": sampler.random_weights_.astype(np.float64),
+            "offset": sampler.random_offset_.astype(np.float64),
+        }
 
     @staticmethod
     def apply(kmap: KernelMap, block: np.ndarray) -> np.ndarray:
@@ -199,15 +210,25 @@ def _rows(a, index: np.ndarray) -> np.ndarray:
     return np.asarray(a[np.sort(index)], dtype=np.float64)
 
 
-def check_options(kind: str, kernel_name: str, n_features: int | None, gamma: float | None, gamma_scale: float,
-                  n_rows: int | None = None, view: str = "train", degree: float = 3, coef0: float = 1.0) -> None:
+def check_options(
+    kind: str,
+    kernel_name: str,
+    n_features: int | None,
+    gamma: float | None,
+    gamma_scale: float,
+    n_rows: int | None = None,
+    view: str = "train",
+    degree: float = 3,
+    coef0: float = 1.0,
+) -> None:
     """A UserError for options no map can be fitted with (n_rows: the train rows of the view, when known)."""
     spec = KERNEL_MAPS.get(kind)
     if kernel_name not in KERNELS:
         raise UserError(f"unknown kernel {kernel_name!r} (choose from {', '.join(KERNELS)})")
     if kind == "rff" and kernel_name != "rbf":
-        raise UserError(f"kernel_map='rff' approximates the rbf kernel only, not {kernel_name}: "
-                        "use kernel_map='nystroem'")
+        raise UserError(
+            f"kernel_map='rff' approximates the rbf kernel only, not {kernel_name}: use kernel_map='nystroem'"
+        )
     if gamma is not None and not (gamma > 0 and math.isfinite(gamma)):
         raise UserError(f"gamma must be positive and finite, got {gamma:g}")
     if not (gamma_scale > 0 and math.isfinite(gamma_scale)):
@@ -217,12 +238,24 @@ def check_options(kind: str, kernel_name: str, n_features: int | None, gamma: fl
     if n_features is not None and n_features < 1:
         raise UserError(f"landmarks must be >= 1, got {n_features}")
     if n_features is not None and n_rows is not None and spec.landmarks_are_rows and n_features > n_rows:
-        raise UserError(f"landmarks={n_features} is above the {n_rows} {view}: Nystroem landmarks are train "
-                        f"rows, so use at most {n_rows}")
+        raise UserError(
+            f"landmarks={n_features} is above the {n_rows} {view}: Nystroem landmarks are train "
+            f"rows, so use at most {n_rows}"
+        )
 
 
-def fit_map(a, kind: str, kernel_name: str, n_features: int, gamma: float | None = None, gamma_scale: float = 1.0,
-            degree: float = 3.0, coef0: float = 1.0, seed=0, view: str = "train") -> KernelMap:
+def fit_map(
+    a,
+    kind: str,
+    kernel_name: str,
+    n_features: int,
+    gamma: float | None = None,
+    gamma_scale: float = 1.0,
+    degree: float = 3.0,
+    coef0: float = 1.0,
+    seed=0,
+    view: str = "train",
+) -> KernelMap:
     """Fit a map on the train rows ``a`` (n, d) (array or memmap; only sampled rows are read).
 
     gamma: the kernel's gamma; None = :func:`median_gamma` of HEURISTIC_SAMPLE random rows. The map's gamma

@@ -13,6 +13,7 @@ small; the exact means are corrected for at the end. Row-aligned views take one 
 whose blocks are Cxx, Cxy and Cyy. The same block products run in torch on a GPU (:func:`products_for`) or
 as Dask tasks over the chunks of dask arrays (:func:`dask_moments`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -111,8 +112,13 @@ def products_for(device: str | None):
 def _centred(a, start: int, stop: int, shift: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Rows ``a[start:stop] - shift`` written into ``out`` in its dtype (no other copy, memmaps stream)."""
     rows = np.asarray(a[start:stop])  # a dask array's chunk is computed; the subtraction runs in the widest dtype
-    return np.subtract(rows, shift, out=out[: stop - start], casting="same_kind",
-                       dtype=np.result_type(rows.dtype, shift.dtype, out.dtype))
+    return np.subtract(
+        rows,
+        shift,
+        out=out[: stop - start],
+        casting="same_kind",
+        dtype=np.result_type(rows.dtype, shift.dtype, out.dtype),
+    )
 
 
 def _joint_blocks(x, y, shift_x, shift_y, chunk: int, dtype=np.float32):
@@ -175,8 +181,10 @@ def _check_pairing(x, y, x_index):
 
 def shifts(x, y, chunk: int) -> tuple[np.ndarray, np.ndarray]:
     """Provisional means (of the first chunk's rows), float32: each chunk is centred on them before its product."""
-    return (np.asarray(x[: min(len(x), chunk)], dtype=np.float32).mean(0),
-            np.asarray(y[: min(len(y), chunk)], dtype=np.float32).mean(0))
+    return (
+        np.asarray(x[: min(len(x), chunk)], dtype=np.float32).mean(0),
+        np.asarray(y[: min(len(y), chunk)], dtype=np.float32).mean(0),
+    )
 
 
 def moments_from_scatter(n: int, shift_x, shift_y, sums, scatter) -> Moments:
@@ -186,10 +194,11 @@ def moments_from_scatter(n: int, shift_x, shift_y, sums, scatter) -> Moments:
     d = sums / n
     cov = scatter  # corrected in place, in row blocks: no d x d temporaries (18,000-d Fisher-vector captions)
     for s in range(0, len(d), 2048):
-        cov[s:s + 2048] -= n * np.outer(d[s:s + 2048], d)
+        cov[s : s + 2048] -= n * np.outer(d[s : s + 2048], d)
     cov /= n - 1
-    return Moments(n=n, mean_x=shift_x + d[:dx], mean_y=shift_y + d[dx:],
-                   cxx=cov[:dx, :dx], cyy=cov[dx:, dx:], cxy=cov[:dx, dx:])
+    return Moments(
+        n=n, mean_x=shift_x + d[:dx], mean_y=shift_y + d[dx:], cxx=cov[:dx, :dx], cyy=cov[dx:, dx:], cxy=cov[:dx, dx:]
+    )
 
 
 def uncentred(m: Moments) -> Moments:
@@ -226,8 +235,16 @@ class MappedRows:
         return self.fn(np.asarray(self.a[rows]))
 
 
-def paired_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_ROWS,
-                   device: str | None = None, dtype=np.float32, map_x=None, map_y=None) -> Moments:
+def paired_moments(
+    x,
+    y,
+    x_index: np.ndarray | None = None,
+    chunk: int = CHUNK_ROWS,
+    device: str | None = None,
+    dtype=np.float32,
+    map_x=None,
+    map_y=None,
+) -> Moments:
     """Means and covariances of the pairs (x[x_index[j]], y[j]), streamed over row chunks.
 
     Args:
@@ -319,8 +336,16 @@ def npy_rows(url: str, chunk: int = CHUNK_ROWS):
     shape, dtype, offset = _npy_layout(url)
     n, width = shape
     bounds = [(s, min(s + chunk, n)) for s in range(0, n, chunk)] or [(0, 0)]
-    return da.concatenate([da.from_delayed(dask.delayed(_file_rows, pure=True)(url, s, e, width, dtype.str, offset),
-                                           shape=(e - s, width), dtype=dtype) for s, e in bounds])
+    return da.concatenate(
+        [
+            da.from_delayed(
+                dask.delayed(_file_rows, pure=True)(url, s, e, width, dtype.str, offset),
+                shape=(e - s, width),
+                dtype=dtype,
+            )
+            for s, e in bounds
+        ]
+    )
 
 
 def npy_file_of(a) -> str | None:
@@ -407,12 +432,21 @@ def _mapped_chunks(a, fn):
     if fn is None:
         return a
     width = fn(np.asarray(a[:1].compute(scheduler="sync"))).shape[1]
-    return a.map_blocks(lambda block: np.asarray(fn(block), dtype=np.float32), dtype=np.float32,
-                        chunks=(a.chunks[0], (width,)))
+    return a.map_blocks(
+        lambda block: np.asarray(fn(block), dtype=np.float32), dtype=np.float32, chunks=(a.chunks[0], (width,))
+    )
 
 
-def dask_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_ROWS,
-                 scheduler: str | None = None, dtype=np.float32, map_x=None, map_y=None) -> Moments:
+def dask_moments(
+    x,
+    y,
+    x_index: np.ndarray | None = None,
+    chunk: int = CHUNK_ROWS,
+    scheduler: str | None = None,
+    dtype=np.float32,
+    map_x=None,
+    map_y=None,
+) -> Moments:
     """:func:`paired_moments` over the row chunks of dask arrays, for features larger than one machine.
 
     Each chunk's ``[x, y]`` SYRK (in ``dtype``, accumulated in float64) is one task on the workers; the partial
@@ -439,9 +473,20 @@ def dask_moments(x, y, x_index: np.ndarray | None = None, chunk: int = CHUNK_ROW
 BACKENDS = ("numpy", "dask")  # where a moments pass runs: --backend
 
 
-def streamed_moments(x, y, x_index: np.ndarray | None = None, *, reg: float, precision: str = "auto",
-                     backend: str = "numpy", scheduler: str | None = None, chunk: int = CHUNK_ROWS,
-                     device: str | None = None, map_x=None, map_y=None) -> Moments:
+def streamed_moments(
+    x,
+    y,
+    x_index: np.ndarray | None = None,
+    *,
+    reg: float,
+    precision: str = "auto",
+    backend: str = "numpy",
+    scheduler: str | None = None,
+    chunk: int = CHUNK_ROWS,
+    device: str | None = None,
+    map_x=None,
+    map_y=None,
+) -> Moments:
     """THE moments pass of every method fitted from sums over pairs (cca, kcca, ridge, procrustes, pls).
 
     x (n_x, dx), y (n, dy), ``x_index``, ``map_x``, ``map_y`` as :func:`paired_moments`. The chunk products take
@@ -550,8 +595,10 @@ def converging(what: str):
         yield
     except (np.linalg.LinAlgError, torch.linalg.LinAlgError, ArpackNoConvergence) as e:
         reason = " ".join(str(e).split())[:160]
-        raise UserError(f"{what} did not converge ({reason}): the features hold extreme or degenerate values; "
-                        "check them, or try a larger --reg") from None
+        raise UserError(
+            f"{what} did not converge ({reason}): the features hold extreme or degenerate values; "
+            "check them, or try a larger --reg"
+        ) from None
 
 
 def solve_cca(m: Moments, reg: float, device: str = "cpu") -> CCASolution:

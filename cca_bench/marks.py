@@ -14,6 +14,7 @@ Marks never mislead (issue 27):
 - the resamples grow with the rows compared, ``B >= 20 * rows / alpha``, so that Holm's smallest threshold
   alpha / rows lies above the resampling floor 1 / (B + 1) and a difference can be rejected in any table.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,9 +26,14 @@ from cca_bench.errors import UserError
 
 OWN_SOURCE = "this suite"
 GROUP = ["Dataset", "Split", "Protocol"]
-COLUMN_METRIC = {"R-sum": "rsum", **{f"{s} {n}": f"{s}:{k}" for s in ("i2t", "t2i") for k, n in
-                                     (("R@1", "R@1"), ("R@5", "R@5"), ("R@10", "R@10"), ("median_rank", "MedR"),
-                                      ("mean_rank", "MeanR"))}}
+COLUMN_METRIC = {
+    "R-sum": "rsum",
+    **{
+        f"{s} {n}": f"{s}:{k}"
+        for s in ("i2t", "t2i")
+        for k, n in (("R@1", "R@1"), ("R@5", "R@5"), ("R@10", "R@10"), ("median_rank", "MedR"), ("mean_rank", "MeanR"))
+    },
+}
 SYMBOL = {"tied": "†", "untested": "‡"}
 
 
@@ -48,8 +54,14 @@ def column_test(column: str) -> str:
     return "paired sign-flip permutation test over test images"
 
 
-def significance_marks(frame, runs: list[dict], load_ranks, alpha: float = 0.05, seed: int = stats.PAIRED_SEED,
-                       columns=tuple(COLUMN_METRIC)) -> dict:
+def significance_marks(
+    frame,
+    runs: list[dict],
+    load_ranks,
+    alpha: float = 0.05,
+    seed: int = stats.PAIRED_SEED,
+    columns=tuple(COLUMN_METRIC),
+) -> dict:
     """``{(run file, column): "best" | "tied" | "untested"}`` for every value column of every group of own runs
     of the compare frame (see the module docstring), plus ``{("_seed_aware", column): True}`` where a column
     used the seed-aware test."""
@@ -76,8 +88,9 @@ def _checked_ranks(record: dict, load_ranks) -> stats.QueryRanks:
     return ranks
 
 
-def column_marks(group, column: str, ranks: dict, by_file: dict, alpha: float = 0.05,
-                 seed: int = stats.PAIRED_SEED) -> dict:
+def column_marks(
+    group, column: str, ranks: dict, by_file: dict, alpha: float = 0.05, seed: int = stats.PAIRED_SEED
+) -> dict:
     """The marks of one column of one group: the best value (bold), then each other run with a value tested
     against it, Holm-corrected; untestable runs get "untested"."""
     values = group[column].dropna()
@@ -91,8 +104,7 @@ def column_marks(group, column: str, ranks: dict, by_file: dict, alpha: float = 
     if not testable:
         return out
     resamples = resamples_for(len(testable), alpha)
-    p, seed_aware = p_values_against(ranks[best], [ranks[f] for f in testable], COLUMN_METRIC[column],
-                                     resamples, seed)
+    p, seed_aware = p_values_against(ranks[best], [ranks[f] for f in testable], COLUMN_METRIC[column], resamples, seed)
     for f, adjusted in zip(testable, stats.holm(p)):
         if adjusted > alpha:
             out[(f, column)] = "tied"
@@ -115,8 +127,9 @@ def _comparable(best: str, other: str, ranks: dict, by_file: dict) -> bool:
     return True
 
 
-def p_values_against(best: stats.QueryRanks, others: list, metric: str, resamples: int,
-                     seed: int = stats.PAIRED_SEED) -> tuple[list[float], bool]:
+def p_values_against(
+    best: stats.QueryRanks, others: list, metric: str, resamples: int, seed: int = stats.PAIRED_SEED
+) -> tuple[list[float], bool]:
     """(two-sided p-value of each of ``others`` against ``best`` on ``metric``, whether any used the seed-aware
     test). Single-seed pairs take :func:`cca_bench.stats.paired_p_value` with the draws of
     :func:`cca_bench.stats.paired_test` (seed + 1), so a pair prints the same p here as in ``significance``
@@ -125,8 +138,9 @@ def p_values_against(best: stats.QueryRanks, others: list, metric: str, resample
     p = [None] * len(others)
     flips = [i for i, o in enumerate(others) if not seed_stats.seed_aware(best, o) and m != "median_rank"]
     if flips:
-        diffs = np.stack([stats._contributions(best, tasks, m) - stats._contributions(others[i], tasks, m)
-                          for i in flips], axis=1)
+        diffs = np.stack(
+            [stats._contributions(best, tasks, m) - stats._contributions(others[i], tasks, m) for i in flips], axis=1
+        )
         for i, value in zip(flips, stats.sign_flip_p_many(diffs, resamples, np.random.default_rng(seed + 1))):
             p[i] = value
     any_seeds = False
@@ -153,20 +167,26 @@ def legend(marks: dict, columns=tuple(COLUMN_METRIC), alpha: float = 0.05) -> st
     linear = [c for c in columns if not c.endswith("MedR")]
     medians = [c for c in columns if c.endswith("MedR")]
     seeds = [c for c in columns if marks.get(("_seed_aware", c))]
-    text = (f"Marks (per column, within each table, among this suite's runs): **bold** = the best value of the "
-            f"column; † = not significantly worse than the best (a paired test against it on the same test images, "
-            f"Holm-corrected across the rows compared, alpha {alpha:g}; \"not shown worse\", not \"equivalent\"); "
-            f"‡ = untested: no paired test against the best was possible (a ranks file missing, other test images or "
-            f"queries, or seeds missing); an unmarked value is significantly worse than the best. Tests: ")
+    text = (
+        f"Marks (per column, within each table, among this suite's runs): **bold** = the best value of the "
+        f"column; † = not significantly worse than the best (a paired test against it on the same test images, "
+        f'Holm-corrected across the rows compared, alpha {alpha:g}; "not shown worse", not "equivalent"); '
+        f"‡ = untested: no paired test against the best was possible (a ranks file missing, other test images or "
+        f"queries, or seeds missing); an unmarked value is significantly worse than the best. Tests: "
+    )
     text += "; ".join(f"{', '.join(cs)}: {column_test(cs[0])}" for cs in (linear, medians) if cs)
     if seeds:
-        text += (f"; where either run holds several seeds ({', '.join(seeds)}): {seed_stats.TEST}")
-    text += (". Resamples per test: max(10,000, 20 x rows / alpha). A run of a seed-dependent method with one "
-             "seed is tested as that trained model: its seed variance is not included (`--seeds` includes it).\n")
+        text += f"; where either run holds several seeds ({', '.join(seeds)}): {seed_stats.TEST}"
+    text += (
+        ". Resamples per test: max(10,000, 20 x rows / alpha). A run of a seed-dependent method with one "
+        "seed is tested as that trained model: its seed variance is not included (`--seeds` includes it).\n"
+    )
     return text
 
 
-PUBLISHED_NOTE = ("Published rows carry no per-query ranks, so no paired test sets them against this suite's runs "
-                  "and they take no marks. Reading a run's 95% interval against a published value is an unpaired, "
-                  "approximate comparison: it ignores the published number's own test-set noise and any protocol, "
-                  "feature or tie-rule difference.\n")
+PUBLISHED_NOTE = (
+    "Published rows carry no per-query ranks, so no paired test sets them against this suite's runs "
+    "and they take no marks. Reading a run's 95% interval against a published value is an unpaired, "
+    "approximate comparison: it ignores the published number's own test-set noise and any protocol, "
+    "feature or tie-rule difference.\n"
+)

@@ -29,6 +29,7 @@ Sparse embeddings (scipy CSR, e.g. ASIF's over many anchors) are scored by :mod:
 score block is the sparse product made dense, the rest of the pass unchanged; a dense side next to a sparse one
 is made sparse.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,6 +38,7 @@ from cca_bench import sparse_rows
 from cca_bench.config import available_cores
 from cca_bench.errors import UserError
 from cca_bench.ties import DEFAULT, TieCounts, check_rule, exact_mean, exact_sum
+from cca_bench.topk import BlockTop
 
 DISTANCES = ("cosine", "dot", "euclidean")
 KS = (1, 5, 10)
@@ -77,8 +79,10 @@ def _refuse_non_finite(emb: np.ndarray, name: str, finite: bool) -> None:
     """UserError naming ``name`` and its non-finite rows unless ``finite``."""
     if not finite:
         bad = int(np.count_nonzero(~np.isfinite(emb).all(axis=-1))) if emb.ndim == 2 else "some"
-        raise UserError(f"{name} contain NaN or infinite values ({bad} rows; a damaged model file or a parameter "
-                        "out of range?): refusing to score them")
+        raise UserError(
+            f"{name} contain NaN or infinite values ({bad} rows; a damaged model file or a parameter "
+            "out of range?): refusing to score them"
+        )
 
 
 def check_score_range(a: np.ndarray, b: np.ndarray, distance: str) -> None:
@@ -120,8 +124,17 @@ def similarity(a: np.ndarray, b: np.ndarray, distance: str = "cosine") -> np.nda
     return s
 
 
-def ranks(image_emb, text_emb, image_index, distance: str = "cosine", ties: str = DEFAULT, block: int = 2048,
-          device: str | None = None, *, return_flat: bool = False) -> tuple[np.ndarray, ...]:
+def ranks(
+    image_emb,
+    text_emb,
+    image_index,
+    distance: str = "cosine",
+    ties: str = DEFAULT,
+    block: int = 2048,
+    device: str | None = None,
+    *,
+    return_flat: bool = False,
+) -> tuple[np.ndarray, ...]:
     """0-based ranks of both directions under the tie rule ``ties`` (:func:`tie_counts` and
     :meth:`cca_bench.ties.TieCounts.rank`): int64 for ``optimistic`` / ``pessimistic``, float64 expected ranks
     for ``expected`` (whole numbers where nothing ties).
@@ -141,9 +154,10 @@ def tie_counts(
     distance: str = "cosine",
     block: int = 2048,
     device: str | None = None,
+    top: int = 0,
 ) -> tuple:
     """Both directions' tie counts (:class:`cca_bench.ties.TieCounts`), from ONE similarity GEMM taken in
-    blocks of ``block`` images.
+    blocks of ``block`` images; with ``top`` > 0 also each query's top-``top`` items from the same blocks.
 
     Args:
         image_emb: (n_img, k); text_emb: (n_txt, k); image_index: (n_txt,) caption j describes image
@@ -151,7 +165,10 @@ def tie_counts(
         device: None for numpy; a torch device (e.g. "cuda") runs each block's GEMM there.
     Returns:
         (i2t, t2i, flat_i2t, flat_t2i): TieCounts of shape (n_img_with_captions,) and (n_txt,), and boolean masks
-        aligned with them that mark the degenerate queries (scored as misses: see the module docstring).
+        aligned with them that mark the degenerate queries (scored as misses: see the module docstring);
+        with ``top``, then (i2t_top (n_img, top) caption positions, t2i_top (n_txt, top) image positions), int64,
+        in :mod:`cca_bench.topk`'s exact order (score desc, position asc), -1 padded. The top lists cost no
+        second GEMM: they are read from the same score blocks (as ``similarity`` scores them).
     Each (block, n_txt) score block serves both directions: its rows rank captions for the block's images,
     and its columns add, for every caption, the block's images scoring above (and equal to) the caption's own
     image. Every comparison is with the ground truth's score as the same GEMM gives it (see
@@ -171,12 +188,15 @@ def tie_counts(
     order = np.argsort(first, kind="stable")  # copies of an image side by side, in one block
     where = np.empty_like(order)
     where[order] = np.arange(len(order))
-    i2t, t2i, flat_i2t, flat_t2i = _ranks_both(ims[order], txt, where[image_index], where[first[order]],
-                                               distance, block, _scorer(txt, device))
+    collect = None if not top else BlockTop(order, n_txt, top)
+    i2t, t2i, flat_i2t, flat_t2i = _ranks_both(
+        ims[order], txt, where[image_index], where[first[order]], distance, block, _scorer(txt, device), collect
+    )
     queries = np.flatnonzero(i2t.above[where] >= 0)  # back to image order: the images with captions
     i2t, flat_i2t = i2t[where[queries]], flat_i2t[where[queries]]
     n_pos = np.bincount(image_index, minlength=n_img)[queries]
-    return (*_as_misses(i2t, t2i, flat_i2t, flat_t2i, n_txt - n_pos, n_img - 1), flat_i2t, flat_t2i)
+    out = (*_as_misses(i2t, t2i, flat_i2t, flat_t2i, n_txt - n_pos, n_img - 1), flat_i2t, flat_t2i)
+    return out if collect is None else (*out, *collect.result())
 
 
 def _checked_index(image_emb, text_emb, image_index) -> np.ndarray:
@@ -196,11 +216,16 @@ def _as_misses(i2t: TieCounts, t2i: TieCounts, flat_i2t, flat_t2i, worst_i2t, wo
     """(i2t, t2i) with the degenerate queries (masks ``flat_*``) given the worst rank and no ties:
     ``worst_i2t`` (per image query) and ``worst_t2i``; UserError when every query of a direction is degenerate
     (nothing would be measured)."""
-    every = [f"all {flat.size} {what} queries" for what, flat in (("image", flat_i2t), ("caption", flat_t2i))
-             if flat.size and flat.all()]
+    every = [
+        f"all {flat.size} {what} queries"
+        for what, flat in (("image", flat_i2t), ("caption", flat_t2i))
+        if flat.size and flat.all()
+    ]
     if every:
-        raise UserError(f"{' and '.join(every)} score every item of the gallery equally (e.g. all-zero or "
-                        "identical embeddings): there is no ranking to evaluate")
+        raise UserError(
+            f"{' and '.join(every)} score every item of the gallery equally (e.g. all-zero or "
+            "identical embeddings): there is no ranking to evaluate"
+        )
     out = []
     for counts, flat, worst in ((i2t, flat_i2t, worst_i2t), (t2i, flat_t2i, np.full(len(flat_t2i), worst_t2i))):
         above, tied, gt = counts.above.copy(), counts.tied.copy(), counts.gt_tied.copy()
@@ -253,8 +278,10 @@ def refuse_flat_queries(queries: np.ndarray, gallery: np.ndarray, distance: str,
     s = similarity(queries, gallery, distance)
     flat = np.flatnonzero(s.min(1) == s.max(1))
     if flat.size:
-        raise UserError(f"the {what} scores all {len(gallery)} gallery items equally (e.g. an all-zero "
-                        "embedding): there is no ranking to show")
+        raise UserError(
+            f"the {what} scores all {len(gallery)} gallery items equally (e.g. an all-zero "
+            "embedding): there is no ranking to show"
+        )
 
 
 def _scorer(txt: np.ndarray, device: str | None):
@@ -270,7 +297,7 @@ def _scorer(txt: np.ndarray, device: str | None):
     return lambda q, out: (torch.from_numpy(q).to(device) @ g.T).cpu().numpy()
 
 
-def _ranks_both(ims, txt, image_index, img_src, distance, block, score):
+def _ranks_both(ims, txt, image_index, img_src, distance, block, score, collect=None):
     """Both directions' tie counts over the image blocks; see :func:`tie_counts` and :class:`_SearchCounts`.
 
     ``img_src``: :func:`first_equal` of ``ims``, whose copies must be adjacent (``tie_counts`` sorts them so).
@@ -278,7 +305,8 @@ def _ranks_both(ims, txt, image_index, img_src, distance, block, score):
     (n_img,), flat_t2i (n_txt,): the degenerate queries, whose counts are still the scores'). Each block's
     scores are read
     once, by :class:`_OnePass`, for both directions. The score block is allocated once and reused (fresh
-    200 MB arrays per block cost page faults).
+    200 MB arrays per block cost page faults). ``collect``: None or a :class:`cca_bench.topk.BlockTop` that
+    is given every score block too.
     """
     txt_src = _first_equal(txt)
     euclid = distance == "euclidean"
@@ -291,6 +319,8 @@ def _ranks_both(ims, txt, image_index, img_src, distance, block, score):
     with _OnePass(n_txt, txt_sq) as one_pass:
         while True:
             t2i = _SearchCounts(ims, txt, image_index, ims_sq, widen, distance == "cosine")
+            if collect is not None:
+                collect.reset()
             i2t = [np.full(n_img, -1, dtype=np.int64), np.zeros(n_img, np.int64), np.ones(n_img, np.int64)]
             flat_i2t = np.zeros(n_img, dtype=bool)
             for s0, e in bounds:
@@ -305,6 +335,8 @@ def _ranks_both(ims, txt, image_index, img_src, distance, block, score):
                 i2t[2][s0:e] = np.maximum(n_gt, 1)
                 flat_i2t[s0:e] = _flat_rows(p, query, txt_sq)
                 t2i.add(p, isq, s0, c, above, level_c, reach)
+                if collect is not None:
+                    collect.add(p, s0, txt_sq, isq)
             counts = t2i.counts()
             if counts is not None:
                 break
@@ -406,21 +438,26 @@ class _OnePass:
         if self.pool is not None:
             self.pool.shutdown()
 
-    def __call__(self, p, gt, t2i: "_SearchCounts", c: int, ims_sq):
+    def __call__(self, p, gt, t2i: _SearchCounts, c: int, ims_sq):
         beaten, level = np.empty(len(p), dtype=np.int64), np.empty(len(p), dtype=np.int64)
         tiles = iter(range(0, len(p), self.rows))  # shared: each worker takes the next tile (GIL-atomic)
         job = (p, gt, t2i.own[:c], t2i.lo[c:], t2i.hi[c:], ims_sq, tiles, beaten, level)
         n = min(self.workers, -(-len(p) // self.rows))
-        counts = [self._work(0, *job)] if n < 2 else [f.result() for f in
-                                                      [self.pool.submit(self._work, w, *job) for w in range(n)]]
+        counts = (
+            [self._work(0, *job)]
+            if n < 2
+            else [f.result() for f in [self.pool.submit(self._work, w, *job) for w in range(n)]]
+        )
         return (beaten, level, *(sum(part) for part in zip(*counts)))
 
     def _work(self, w, p, gt, own, lo, hi, ims_sq, tiles, beaten, level):
         """One worker's share: tiles from ``tiles`` until none is left; fills ``beaten`` and ``level``, returns
         its (above, level_c, reach) counts."""
         if w not in self.buffers:  # a mask and, for euclidean scores, a float buffer per worker
-            self.buffers[w] = (np.empty((self.rows, self.n_txt), dtype=bool),
-                               None if self.txt_sq is None else np.empty((self.rows, self.n_txt), np.float32))
+            self.buffers[w] = (
+                np.empty((self.rows, self.n_txt), dtype=bool),
+                None if self.txt_sq is None else np.empty((self.rows, self.n_txt), np.float32),
+            )
         mask, buf = self.buffers[w]
         c, u8 = len(own), np.uint8
         above, reach = np.zeros(self.n_txt, dtype=np.int32), np.zeros(self.n_txt - c, dtype=np.int32)
@@ -495,8 +532,9 @@ class _SearchCounts:
         self.own[cols] = p[rows, cols] if ims_sq is None else 2 * p[rows, cols] - ims_sq[rows]
         return int(np.searchsorted(self.first_unknown, s0 + len(p)))
 
-    def add(self, p: np.ndarray, ims_sq, s0: int, c: int, above: np.ndarray, level_c: np.ndarray,
-            reach: np.ndarray) -> None:
+    def add(
+        self, p: np.ndarray, ims_sq, s0: int, c: int, above: np.ndarray, level_c: np.ndarray, reach: np.ndarray
+    ) -> None:
         """Count one block (as :meth:`known` took it) from :class:`_OnePass`'s ``above``, ``level_c``, ``reach``."""
         rows, cols = _block_positives(len(p), self.image_index, s0)
         self.count += above
@@ -589,13 +627,25 @@ def recall_curve(r0, k_max: int = 50, ties: str = DEFAULT) -> list[float]:
     fractional = counts[~sure]
     if not len(fractional):
         return (100.0 * hits / len(counts)).tolist()
-    return [100.0 * (exact_sum(fractional.hit(k, ties), int(h)) / len(counts))  # as summarize's R@K
-            for k, h in zip(range(1, k_max + 1), hits)]
+    return [
+        100.0 * (exact_sum(fractional.hit(k, ties), int(h)) / len(counts))  # as summarize's R@K
+        for k, h in zip(range(1, k_max + 1), hits)
+    ]
 
 
-def fold_counts(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
-                device: str | None = None) -> list[tuple]:
-    """(i2t, t2i, flat_i2t, flat_t2i) of each of ``folds`` consecutive image folds (see :func:`tie_counts`).
+def fold_counts(
+    image_emb,
+    text_emb,
+    image_index,
+    distance: str = "cosine",
+    folds: int = 1,
+    device: str | None = None,
+    top: int = 0,
+    block: int = 2048,
+) -> list[tuple]:
+    """(i2t, t2i, flat_i2t, flat_t2i) of each of ``folds`` consecutive image folds (see :func:`tie_counts`);
+    with ``top`` > 0 also (i2t_top (fold images, top), t2i_top (fold captions, top)) of positions in the WHOLE
+    split (a query retrieves within its fold), -1 padded.
 
     Args:
         image_emb: (n_img, k); text_emb: (n_txt, k); image_index: (n_txt,) image of each caption.
@@ -608,20 +658,37 @@ def fold_counts(image_emb, text_emb, image_index, distance: str = "cosine", fold
     out = []
     for images in fold_slices(n_img, folds):
         caps = np.flatnonzero((image_index >= images[0]) & (image_index <= images[-1]))
-        out.append(tie_counts(image_emb[images], text_emb[caps], image_index[caps] - images[0], distance,
-                              device=device))
+        got = tie_counts(image_emb[images], text_emb[caps], image_index[caps] - images[0], distance, block, device, top)
+        if top:
+            got = (*got[:4], _global(got[4], caps), _global(got[5], images))
+        out.append(got)
     return out
 
 
-def fold_ranks(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
-               ties: str = DEFAULT, device: str | None = None, *,
-               return_flat: bool = False) -> list[tuple[np.ndarray, ...]]:
+def _global(top: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Fold-local item positions (-1 padded) -> positions in the split."""
+    return np.where(top >= 0, positions[np.maximum(top, 0)], -1)
+
+
+def fold_ranks(
+    image_emb,
+    text_emb,
+    image_index,
+    distance: str = "cosine",
+    folds: int = 1,
+    ties: str = DEFAULT,
+    device: str | None = None,
+    *,
+    return_flat: bool = False,
+) -> list[tuple[np.ndarray, ...]]:
     """(r_i2t, r_t2i) 0-based ranks under ``ties`` (as :func:`ranks` gives them) of each of ``folds``
     consecutive image folds; with ``return_flat``, (r_i2t, r_t2i, flat_i2t, flat_t2i) per fold."""
     check_rule(ties)
     as_rank = (lambda c: c.rank(ties)) if ties == "expected" else (lambda c: c.rank(ties).astype(np.int64))
-    return [(as_rank(i2t), as_rank(t2i), *flat)[: 4 if return_flat else 2]
-            for i2t, t2i, *flat in fold_counts(image_emb, text_emb, image_index, distance, folds, device)]
+    return [
+        (as_rank(i2t), as_rank(t2i), *flat)[: 4 if return_flat else 2]
+        for i2t, t2i, *flat in fold_counts(image_emb, text_emb, image_index, distance, folds, device)
+    ]
 
 
 def _fold_mean(per_fold: list[dict]) -> dict:
@@ -650,9 +717,16 @@ def evaluate_retrieval(
     return evaluate_with_curves(image_emb, text_emb, image_index, distance, folds, ties, k_max=0, device=device)[0]
 
 
-def evaluate_with_curves(image_emb, text_emb, image_index, distance: str = "cosine", folds: int = 1,
-                         ties: str = DEFAULT, k_max: int = 50,
-                         device: str | None = None) -> tuple[dict, dict]:
+def evaluate_with_curves(
+    image_emb,
+    text_emb,
+    image_index,
+    distance: str = "cosine",
+    folds: int = 1,
+    ties: str = DEFAULT,
+    k_max: int = 50,
+    device: str | None = None,
+) -> tuple[dict, dict]:
     """:func:`evaluate_retrieval`'s metrics and, from the same counts, the R@1..R@k_max curves.
 
     Returns:

@@ -4,6 +4,7 @@ Functions return ``matplotlib.figure.Figure`` objects bound to an Agg canvas (no
 no global state); :func:`cca_bench.results.write_figure` saves them. matplotlib is imported inside the
 functions so the CLI starts fast.
 """
+
 from __future__ import annotations
 
 from cca_bench.extras import require
@@ -32,13 +33,19 @@ def recall_figure(series: list[tuple[str, dict]], title: str):
             ax.plot(range(1, len(curves[task]) + 1), curves[task], label=label, linewidth=1.6)
         for k in (1, 5, 10):
             ax.axvline(k, color="0.85", linewidth=0.8, zorder=0)
-        ax.set(title=task_title, xlabel="K (rank cut-off)", xlim=(1, max(len(c[task]) for _, c in series)),
-               ylim=(0, 101))
+        ax.set(
+            title=task_title, xlabel="K (rank cut-off)", xlim=(1, max(len(c[task]) for _, c in series)), ylim=(0, 101)
+        )
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("R@K (% of queries with rank <= K)")
     # below both panels, outside the axes: a legend inside one would cover the curves of many runs
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", fontsize="small",
-               ncol=1 if len(series) > 3 else len(series), frameon=False)
+    fig.legend(
+        *axes[0].get_legend_handles_labels(),
+        loc="outside lower center",
+        fontsize="small",
+        ncol=1 if len(series) > 3 else len(series),
+        frameon=False,
+    )
     fig.set_figheight(4.4 + 0.22 * (len(series) if len(series) > 3 else 1))
     fig.suptitle(title)
     return fig
@@ -56,10 +63,10 @@ def spectrum_figure(series, title: str):
     ax = fig.subplots()
     k = max(len(v) for v in series.values())
     for label, values in series.items():
-        ax.plot(range(1, len(values) + 1), values, marker="o" if k <= 60 else None, markersize=3, linewidth=1.4,
-                label=label)
-    ax.set(title=title, xlabel="component (strongest first)", ylabel="correlation", ylim=(0, 1.02),
-           xlim=(0.5, k + 0.5))
+        ax.plot(
+            range(1, len(values) + 1), values, marker="o" if k <= 60 else None, markersize=3, linewidth=1.4, label=label
+        )
+    ax.set(title=title, xlabel="component (strongest first)", ylabel="correlation", ylim=(0, 1.02), xlim=(0.5, k + 0.5))
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right")
     return fig
@@ -110,14 +117,26 @@ def cv_figure(report: dict, title: str):
     light = image.norm(values) > 0.5 if score == "rsum" else image.norm(values) < 0.5  # viridis is light at the top
     for (i, j), v in np.ndenumerate(values):
         if not np.isnan(v):  # dark text on the light cells, white on the dark ones
-            ax.text(j, i, f"{v:.1f}" if score == "rsum" else f"{v:g}", ha="center", va="center",
-                    color="black" if light[i, j] else "white", fontweight="bold")
+            ax.text(
+                j,
+                i,
+                f"{v:.1f}" if score == "rsum" else f"{v:g}",
+                ha="center",
+                va="center",
+                color="black" if light[i, j] else "white",
+                fontweight="bold",
+            )
     bx, by = xs.index(best[knobs[0]]), ys.index(best[knobs[1]]) if knobs[1] in grid else 0
     ax.plot(bx, by, marker="o", markersize=30, markerfacecolor="none", markeredgecolor="red", markeredgewidth=2.5)
-    ax.set(xticks=range(len(xs)), xticklabels=[knob_value(x) for x in xs], xlabel=knobs[0],
-           yticks=range(len(ys)), yticklabels=["" if knobs[1] == "_" else knob_value(y) for y in ys],
-           ylabel="" if knobs[1] == "_" else knobs[1],
-           title=title + "".join(f"\n{k} = {knob_value(v)} (chosen)" for k, v in fixed.items()))
+    ax.set(
+        xticks=range(len(xs)),
+        xticklabels=[knob_value(x) for x in xs],
+        xlabel=knobs[0],
+        yticks=range(len(ys)),
+        yticklabels=["" if knobs[1] == "_" else knob_value(y) for y in ys],
+        ylabel="" if knobs[1] == "_" else knobs[1],
+        title=title + "".join(f"\n{k} = {knob_value(v)} (chosen)" for k, v in fixed.items()),
+    )
     fig.colorbar(image, ax=ax, label="validation R-sum" if score == "rsum" else "sum of median ranks (lower is better)")
     return fig
 
@@ -139,10 +158,16 @@ def curve_figure(series: list[tuple[str, list[dict]]], title: str):
     ax = fig.subplots()
     for label, points in series:
         x = [float(np.mean(p["n_pairs"])) for p in points]
-        line, = ax.plot(x, [p["rsum"] for p in points], marker="o", linewidth=1.6, label=label)
+        (line,) = ax.plot(x, [p["rsum"] for p in points], marker="o", linewidth=1.6, label=label)
         if all(p.get("rsum_ci") for p in points):
-            ax.fill_between(x, [p["rsum_ci"][0] for p in points], [p["rsum_ci"][1] for p in points],
-                            color=line.get_color(), alpha=0.18, linewidth=0)
+            ax.fill_between(
+                x,
+                [p["rsum_ci"][0] for p in points],
+                [p["rsum_ci"][1] for p in points],
+                color=line.get_color(),
+                alpha=0.18,
+                linewidth=0,
+            )
     ax.set_xscale("log")
     ax.set(xlabel="training pairs (log scale)", ylabel="R-sum (R@1+R@5+R@10, both directions)", title=title)
     ax.grid(alpha=0.3, which="both")

@@ -14,6 +14,7 @@ for the image-level tests, whose SE comes from hundreds of test images, finite f
   with ``metric = mean(u)``), so n images detect ``delta`` at the stated power when
   ``n >= ((q(1 - alpha/2) + q(1 - beta)) * sd(u_A - u_B) / delta)^2``.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,8 +57,13 @@ def tost(delta: float, se: float, margin: float, df: float = math.inf, alpha: fl
     else:
         p = max(_sf((delta + margin) / se, df), _sf((margin - delta) / se, df))
     half = _q(1 - alpha, df) * se
-    return {"margin": float(margin), "p_value": float(p), "equivalent": bool(p < alpha),
-            "interval": [float(delta - half), float(delta + half)], "alpha": alpha}
+    return {
+        "margin": float(margin),
+        "p_value": float(p),
+        "equivalent": bool(p < alpha),
+        "interval": [float(delta - half), float(delta + half)],
+        "alpha": alpha,
+    }
 
 
 def images_needed(sd_unit: float, delta: float, alpha: float = ALPHA, power: float = POWER) -> int:

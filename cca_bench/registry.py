@@ -1,9 +1,11 @@
 """Name -> object registries with "did you mean" hints (datasets, encoders, methods)."""
+
 from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cca_bench.errors import UserError
 

@@ -1,19 +1,36 @@
 """Run records: one JSON file per benchmark run, and the markdown tables rendered from them."""
+
 from __future__ import annotations
 
 import json
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cca_bench.cells import csv_cell, md_cell
 from cca_bench.errors import UserError
-from cca_bench.runrecord import (RANKS_SUFFIX, TOP10_KEYS, config_name, latest_runs, load_runs,  # noqa: F401
-                                 ranks_bytes, read_run, run_id, run_ties, short_id, write_run)
+from cca_bench.runrecord import (
+    RANKS_SUFFIX,
+    TOP10_KEYS,
+    config_name,
+    latest_runs,
+    load_runs,  # noqa: F401  (re-exported: callers read and write runs through results)
+    ranks_bytes,  # noqa: F401
+    read_run,
+    run_id,
+    run_ties,
+    short_id,
+    write_run,  # noqa: F401
+)
 
-METRIC_COLUMNS = (("R@1", "R@1"), ("R@5", "R@5"), ("R@10", "R@10"), ("median_rank", "Median Rank"),
-                  ("mean_rank", "Mean Rank"))
+METRIC_COLUMNS = (
+    ("R@1", "R@1"),
+    ("R@5", "R@5"),
+    ("R@10", "R@10"),
+    ("median_rank", "Median Rank"),
+    ("mean_rank", "Mean Rank"),
+)
 TASKS = (("image_annotation", "Image Annotation"), ("image_search", "Image Search"))
 
 
@@ -24,8 +41,12 @@ def versions() -> dict:
 
     from cca_bench._version import __version__
 
-    out = {"cca_bench": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
-           "scipy": scipy.__version__}
+    out = {
+        "cca_bench": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+    }
     from importlib.metadata import PackageNotFoundError, version
 
     for dist in ("torch", "scikit-learn", "onnxruntime", "gensim", "pandas"):  # solves, kernel maps, ONNX features
@@ -73,7 +94,7 @@ def git_revision() -> str | None:
 
 def now() -> str:
     # microseconds: two runs stored within one second (a script, a test) still order by when they were made
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def write_json(path: Path, data: dict) -> Path:
@@ -120,8 +141,10 @@ def load_top10(record: dict, ranks) -> tuple:
 
     z, path, _ = _ranks_npz(record)
     if not all(k in z for k in TOP10_KEYS):
-        raise UserError(f"{path}: no top-10 retrieved items (stored before they were kept): run "
-                        "run_benchmark / evaluate again to see what this run retrieved")
+        raise UserError(
+            f"{path}: no top-10 retrieved items (stored before they were kept): run "
+            "run_benchmark / evaluate again to see what this run retrieved"
+        )
     if any(z[k].dtype.kind not in "iu" for k in TOP10_KEYS):
         raise UserError(f"{path}: {' / '.join(TOP10_KEYS)} are not integer arrays")
     out = tuple(np.asarray(z[k], dtype=np.int64) for k in TOP10_KEYS)
@@ -143,8 +166,10 @@ def _ranks_npz(record: dict) -> tuple:
     run = Path(record["_file"])
     name = record.get("ranks_file")
     if not isinstance(name, str) or not name.endswith(RANKS_SUFFIX) or Path(name).name != name:
-        raise UserError(f"{run.name} has no per-query ranks file (stored before they were kept): run "
-                        "run_benchmark / evaluate again to test it")
+        raise UserError(
+            f"{run.name} has no per-query ranks file (stored before they were kept): run "
+            "run_benchmark / evaluate again to test it"
+        )
     path = run.with_name(name)
     budget = ranks_budget(record)
     data = read_regular(path, run.parent, budget, f"the ranks file of {run.name}")  # no FIFO, device, link out
@@ -199,33 +224,39 @@ def find_run(runs: list[dict], spec: str, bad: list[str] = (), folder: Path | st
     same = [r for r in runs if config_name(r) == spec]
     if same:
         return latest_runs(same)[0]
-    hits = [r for rid, r in ids.items() if rid.startswith(spec) or (short_id(rid) != rid and
-                                                                     short_id(rid).startswith(spec))]
+    hits = [
+        r for rid, r in ids.items() if rid.startswith(spec) or (short_id(rid) != rid and short_id(rid).startswith(spec))
+    ]
     if len(hits) == 1:
         return hits[0]
     if hits:
         shown = ", ".join(short_id(run_id(r)) for r in hits[:5])
-        raise UserError(f"{spec!r} matches {len(hits)} runs ({shown}{', ...' if len(hits) > 5 else ''}): give more "
-                        "of the run id")
+        raise UserError(
+            f"{spec!r} matches {len(hits)} runs ({shown}{', ...' if len(hits) > 5 else ''}): give more of the run id"
+        )
     for line in bad:
         if line.startswith(spec + ".json:"):
             raise UserError(f"{folder}/{line}")
     close = difflib.get_close_matches(spec, [*ids, *{config_name(r) for r in runs}], n=3, cutoff=0.3)
     hint = f"; closest: {', '.join(close)}" if close else "; `python -m cca_bench runs` lists them" if ids else ""
-    raise UserError(f"no run named {spec!r} in {folder}{hint}" if ids else
-                    f"no run named {spec!r}: {folder} holds no runs")
+    raise UserError(
+        f"no run named {spec!r} in {folder}{hint}" if ids else f"no run named {spec!r}: {folder} holds no runs"
+    )
 
 
-def metric_table(rows: list[tuple[str, dict]], task: str, label: str = "Method",
-                 cis: list[dict | None] | None = None) -> str:
+def metric_table(
+    rows: list[tuple[str, dict]], task: str, label: str = "Method", cis: list[dict | None] | None = None
+) -> str:
     """Markdown table of one task (``image_annotation``/``image_search``) for (row name, metrics) pairs; with
     ``cis`` (a run's ``ci`` record per row, or None) each value is followed by its interval ``[lo, hi]``."""
     from tabulate import tabulate
 
     cis = cis or [None] * len(rows)
     header = [label] + [name for _, name in METRIC_COLUMNS]
-    body = [[md_cell(name)] + [with_ci(m[task].get(k), (ci or {}).get(task, {}).get(k), k)
-                               for k, _ in METRIC_COLUMNS] for (name, m), ci in zip(rows, cis)]
+    body = [
+        [md_cell(name)] + [with_ci(m[task].get(k), (ci or {}).get(task, {}).get(k), k) for k, _ in METRIC_COLUMNS]
+        for (name, m), ci in zip(rows, cis)
+    ]
     return tabulate(body, header, tablefmt="github", disable_numparse=True)
 
 
@@ -270,14 +301,19 @@ def run_tables(record: dict) -> str:
     total = rsum(record["metrics"])
     line = f"R-sum: {with_ci(total, (ci or {}).get('rsum'))}"
     if record.get("seed_sd"):
-        line += (f"; over {len(record['seed_metrics'])} seeds {record['seeds']['list']}: R-sum sd "
-                 f"{record['seed_sd']['rsum']:.1f} (per-seed R-sum {', '.join(f'{rsum(m):.1f}' for m in record['seed_metrics'])})")
+        line += (
+            f"; over {len(record['seed_metrics'])} seeds {record['seeds']['list']}: R-sum sd "
+            f"{record['seed_sd']['rsum']:.1f} "
+            f"(per-seed R-sum {', '.join(f'{rsum(m):.1f}' for m in record['seed_metrics'])})"
+        )
     out.append(line)
     if ci:
         how = record.get("ci_method", {})
-        out.append(f"[lo, hi] = {100 * how.get('level', 0.95):g}% percentile bootstrap interval over the "
-                   f"{record['n_images']} test images ({how.get('resamples')} resamples, seed {how.get('seed')}): "
-                   "each image is resampled with all its captions" + _mc_note(how.get("mc_error")))
+        out.append(
+            f"[lo, hi] = {100 * how.get('level', 0.95):g}% percentile bootstrap interval over the "
+            f"{record['n_images']} test images ({how.get('resamples')} resamples, seed {how.get('seed')}): "
+            "each image is resampled with all its captions" + _mc_note(how.get("mc_error"))
+        )
     return "\n".join(out)
 
 
@@ -304,14 +340,34 @@ def compare_frame(runs: list[dict], published=None):
     """
     import pandas as pd
 
-    own = pd.DataFrame([{"Source": OWN_SOURCE, "Dataset": r["dataset"], "Split": r["split"], "Protocol": r["protocol"],
-                         "Method": r["method"], "Features": r["features"], "Params": _params_cell(r),
-                         "Distance": r["distance"], "Ties": run_ties(r), **metric_columns(r["metrics"]),
-                         "R-sum": rsum(r["metrics"]),
-                         **ci_columns(r.get("ci")), "Seed sd": (r.get("seed_sd") or {}).get("rsum"),
-                         "Family": r["method"], "Citation": None, "_file": r.get("_file"), "run": run_id(r)}
-                        for r in runs],
-                       columns=_columns())
+    own = pd.DataFrame(
+        [
+            {
+                "Source": OWN_SOURCE,
+                "Dataset": r["dataset"],
+                "Split": r["split"],
+                "Protocol": r["protocol"],
+                "Method": r["method"],
+                "Features": r["features"],
+                "Params": _params_cell(r),
+                "Distance": r["distance"],
+                "Ties": run_ties(r),
+                **metric_columns(r["metrics"]),
+                "R-sum": rsum(r["metrics"]),
+                **ci_columns(r.get("ci")),
+                "Seed sd": (r.get("seed_sd") or {}).get("rsum"),
+                "Family": r["method"],
+                "Citation": None,
+                "_file": r.get("_file"),
+                "run": run_id(r),
+            }
+            for r in runs
+        ],
+        columns=_columns(),
+    )
+    extended = pd.DataFrame([extended_columns(r) for r in runs], index=own.index)
+    if len(extended.columns):  # COCO 5k runs with ECCV Caption / CxC metrics: columns for --columns and the CSV
+        own = pd.concat([own, extended[sorted(extended.columns)]], axis=1)
     parts = [own] + ([published] if published is not None and len(published) else [])
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else own
     if not len(frame):
@@ -319,10 +375,27 @@ def compare_frame(runs: list[dict], published=None):
     metrics = [*VALUE_COLUMNS, *CI_COLUMNS, "Seed sd"]
     frame[metrics] = frame[metrics].astype(float)  # None (not published) -> NaN
     frame["_published"] = frame["Source"] != OWN_SOURCE
-    frame = frame.sort_values([*GROUP, "R-sum", "_published", "Method", "Features", "Distance"],
-                              ascending=[True] * len(GROUP) + [False, True, True, True, True], na_position="last",
-                              kind="stable")  # best R-sum first, as compare's help says
+    frame = frame.sort_values(
+        [*GROUP, "R-sum", "_published", "Method", "Features", "Distance"],
+        ascending=[True] * len(GROUP) + [False, True, True, True, True],
+        na_position="last",
+        kind="stable",
+    )  # best R-sum first, as compare's help says
     return frame.drop(columns="_published").reset_index(drop=True)
+
+
+def extended_columns(run: dict) -> dict:
+    """A COCO 5k run's ECCV Caption and CxC metrics (its ``coco_extended`` record, :mod:`cca_bench.coco_extended`)
+    as compare columns ``{"i2t eccv_map_at_r": .., "t2i cxc_r1": ..}``; {} for every other run. They are not
+    in the default table (``--columns`` picks them) but always in the CSV."""
+    metrics = (run.get("coco_extended") or {}).get("metrics") if isinstance(run.get("coco_extended"), dict) else None
+    out = {}
+    for name, per in (metrics or {}).items():
+        for task, short in (("image_annotation", "i2t"), ("image_search", "t2i")):
+            value = per.get(task) if isinstance(per, dict) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[f"{short} {name}"] = float(value)
+    return out
 
 
 def _params_cell(run: dict) -> str | None:
@@ -337,9 +410,14 @@ CI_COLUMNS = [f"{c} {end}" for c in VALUE_COLUMNS for end in ("lo", "hi")]
 
 def ci_columns(ci: dict | None) -> dict:
     """``{"i2t R@1 lo": .., "i2t R@1 hi": .., ..., "R-sum hi": ..}`` of a run's ``ci`` record (None when absent)."""
-    flat = metric_columns({t: {k: tuple(v) for k, v in ci[t].items()} for t, _ in TASKS}) | {"R-sum": tuple(ci["rsum"])} \
-        if ci else {}
-    return {f"{c} {end}": (flat[c][i] if flat.get(c) else None) for c in VALUE_COLUMNS for i, end in enumerate(("lo", "hi"))}
+    flat = (
+        metric_columns({t: {k: tuple(v) for k, v in ci[t].items()} for t, _ in TASKS}) | {"R-sum": tuple(ci["rsum"])}
+        if ci
+        else {}
+    )
+    return {
+        f"{c} {end}": (flat[c][i] if flat.get(c) else None) for c in VALUE_COLUMNS for i, end in enumerate(("lo", "hi"))
+    }
 
 
 def _columns() -> list[str]:
@@ -359,11 +437,28 @@ def published_frame():
         table = pd.read_csv(f, dtype={"protocol": str})
     tasks = {"image_annotation": "i2t", "image_search": "t2i"}
     keys = {"R@1": "r1", "R@5": "r5", "R@10": "r10", "median_rank": "medr", "mean_rank": "meanr"}
-    rows = [{"Source": t.source, "Dataset": t.dataset, "Split": t.split, "Protocol": t.protocol, "Method": t.method,
-             "Features": t.features if isinstance(t.features, str) else None, "Params": None, "Distance": None,
-             **metric_columns(m := {task: {k: _number(getattr(t, f"{short}_{v}")) for k, v in keys.items()}
-                                    for task, short in tasks.items()}), "R-sum": rsum(m),
-             "Family": t.family, "Citation": t.citation} for t in table.itertuples()]
+    rows = [
+        {
+            "Source": t.source,
+            "Dataset": t.dataset,
+            "Split": t.split,
+            "Protocol": t.protocol,
+            "Method": t.method,
+            "Features": t.features if isinstance(t.features, str) else None,
+            "Params": None,
+            "Distance": None,
+            **metric_columns(
+                m := {
+                    task: {k: _number(getattr(t, f"{short}_{v}")) for k, v in keys.items()}
+                    for task, short in tasks.items()
+                }
+            ),
+            "R-sum": rsum(m),
+            "Family": t.family,
+            "Citation": t.citation,
+        }
+        for t in table.itertuples()
+    ]
     return pd.DataFrame(rows, columns=_columns())
 
 
@@ -374,8 +469,9 @@ def _number(value):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def select_rows(frame, dataset: str | None = None, split: str | None = None, method: str | None = None,
-                all_published: bool = False):
+def select_rows(
+    frame, dataset: str | None = None, split: str | None = None, method: str | None = None, all_published: bool = False
+):
     """Filter a compare frame; published rows stay only in groups that hold own runs unless ``all_published``.
 
     ``dataset`` matches the dataset name without builder options; ``method`` matches a run's method or a
@@ -384,8 +480,11 @@ def select_rows(frame, dataset: str | None = None, split: str | None = None, met
     if not len(frame):
         return frame
     base = frame["Dataset"].str.split("[").str[0]
-    for value, column, what in ((dataset, base, "dataset"), (split, frame["Split"], "split"),
-                                (method, frame["Family"], "method")):
+    for value, column, what in (
+        (dataset, base, "dataset"),
+        (split, frame["Split"], "split"),
+        (method, frame["Family"], "method"),
+    ):
         _check_known(value, column, what)
     keep = base.eq(dataset) if dataset else frame["Dataset"].notna()
     keep &= frame["Split"].eq(split) if split else True
@@ -422,8 +521,9 @@ def table_columns(frame, requested: list[str] | None = None) -> list[str]:
     column), else the defaults, with the baseline columns when the frame has them. UserError for an unknown name."""
     import difflib
 
-    known = [c for c in frame.columns if c not in (*GROUP, *HIDDEN)] + [c for c in ("run", "delta", "p_value",
-                                                                                   "p_holm") if c in frame.columns]
+    known = [c for c in frame.columns if c not in (*GROUP, *HIDDEN)] + [
+        c for c in ("run", "delta", "p_value", "p_holm") if c in frame.columns
+    ]
     if not requested:
         return [c for c in (BASELINE_DEFAULT if "delta" in frame.columns else DEFAULT_COLUMNS) if c in known]
     if [r.lower() for r in requested] == ["all"]:
@@ -437,8 +537,9 @@ def table_columns(frame, requested: list[str] | None = None) -> list[str]:
     return [lower[r.lower()] for r in requested]
 
 
-def compare_markdown(frame, marks: dict | None = None, columns: list[str] | None = None,
-                     baseline: str | None = None) -> str:
+def compare_markdown(
+    frame, marks: dict | None = None, columns: list[str] | None = None, baseline: str | None = None
+) -> str:
     """One markdown table per (dataset, split, protocol) group, best R-sum first; missing = '-'.
 
     ``columns`` as :func:`table_columns` takes them; without it the default columns are shown, fewer where a
@@ -447,14 +548,16 @@ def compare_markdown(frame, marks: dict | None = None, columns: list[str] | None
     dagger on the values not significantly worse than it; ``baseline`` names the run of the delta columns."""
     if not len(frame):
         return "No runs stored yet: run `run_benchmark` first.\n"
-    parts = ["# Results\n\ni2t = image annotation, t2i = image search; R@K in percent; MedR / MeanR = median /"
-             " mean rank (1-based); R-sum = R@1 + R@5 + R@10 of both directions; '-' = not published. Rows with a"
-             " run id are this suite's runs (`python -m cca_bench runs` lists them; every command takes the short"
-             " id shown), rendered from the run JSON files by `cca_bench compare`, with 95% bootstrap intervals over"
-             " test images in brackets; the other rows are published numbers (cca_bench/data/published.csv). Ties:"
-             " how a ground truth that scores exactly as much as other items is ranked (expected = the exact"
-             " expectation over a random order of the tied items, the default; optimistic / pessimistic = every tie"
-             " for / against it; docs/protocols.md). Every column, full run ids and sources: RESULTS.csv.\n"]
+    parts = [
+        "# Results\n\ni2t = image annotation, t2i = image search; R@K in percent; MedR / MeanR = median /"
+        " mean rank (1-based); R-sum = R@1 + R@5 + R@10 of both directions; '-' = not published. Rows with a"
+        " run id are this suite's runs (`python -m cca_bench runs` lists them; every command takes the short"
+        " id shown), rendered from the run JSON files by `cca_bench compare`, with 95% bootstrap intervals over"
+        " test images in brackets; the other rows are published numbers (cca_bench/data/published.csv). Ties:"
+        " how a ground truth that scores exactly as much as other items is ranked (expected = the exact"
+        " expectation over a random order of the tied items, the default; optimistic / pessimistic = every tie"
+        " for / against it; docs/protocols.md). Every column, full run ids and sources: RESULTS.csv.\n"
+    ]
     if baseline is not None:
         parts.append(BASELINE_LEGEND.format(baseline=baseline))
     if marks is not None:
@@ -467,8 +570,9 @@ def compare_markdown(frame, marks: dict | None = None, columns: list[str] | None
     for (ds, split, proto), group in frame.groupby(GROUP, sort=False):
         cols = [c for c in shown if c != "Seed sd" or group["Seed sd"].notna().any()]
         note = f"\n{PUBLISHED_NOTE}" if group["Source"].ne(OWN_SOURCE).any() else ""
-        parts.append(f"## {ds} / {split} / protocol {proto}\n\n" + _fitted_table(group, cols, marks, not columns)
-                     + note)
+        parts.append(
+            f"## {ds} / {split} / protocol {proto}\n\n" + _fitted_table(group, cols, marks, not columns) + note
+        )
     cited = frame.loc[frame["Source"].ne(OWN_SOURCE), ["Source", "Citation"]].drop_duplicates()
     if len(cited):
         parts.append("## Sources\n\n" + "\n".join(f"- {s}: {c}" for s, c in cited.itertuples(index=False)) + "\n")
@@ -482,8 +586,13 @@ def _fitted_table(group, shown: list[str], marks: dict | None, fit: bool) -> str
     shown = list(shown)
     while True:
         plain = "Params" in shown or "Distance" in shown  # the Method cell names tag and distance only without them
-        body = [[md_cell(row[c]) if c == "Method" and plain else _cell(row, c, (marks or {}).get((row["_file"], c)))
-                 for c in shown] for _, row in group.iterrows()]
+        body = [
+            [
+                md_cell(row[c]) if c == "Method" and plain else _cell(row, c, (marks or {}).get((row["_file"], c)))
+                for c in shown
+            ]
+            for _, row in group.iterrows()
+        ]
         text = tabulate(body, shown, tablefmt="github", disable_numparse=True) + "\n"
         wide = max(map(len, text.splitlines())) > TABLE_WIDTH
         drop = next((c for c in DROPPABLE if c in shown), None) if fit and wide else None
@@ -492,9 +601,11 @@ def _fitted_table(group, shown: list[str], marks: dict | None, fit: bool) -> str
         shown.remove(drop)
 
 
-BASELINE_LEGEND = ("delta = the row's value minus the baseline {baseline}'s [95% paired bootstrap interval]; p_value"
-                   " = two-sided paired test on the same test images (as `significance ROW BASELINE` gives it);"
-                   " p_holm = Holm-corrected across the rows compared.\n")
+BASELINE_LEGEND = (
+    "delta = the row's value minus the baseline {baseline}'s [95% paired bootstrap interval]; p_value"
+    " = two-sided paired test on the same test images (as `significance ROW BASELINE` gives it);"
+    " p_holm = Holm-corrected across the rows compared.\n"
+)
 BASELINE_COLUMNS = ["delta", "delta_lo", "delta_hi", "p_value", "p_holm", "note"]
 
 
@@ -516,8 +627,15 @@ def add_baseline(frame, runs: list[dict], baseline: dict, metric: str = "rsum"):
         if why is None:
             try:
                 t = paired_test(load_ranks(by_file[f]), base_ranks, metric, PAIRED_RESAMPLES, PAIRED_SEED)
-                rows.append({"delta": t["delta"], "delta_lo": t["ci"][0], "delta_hi": t["ci"][1],
-                             "p_value": t["p_value"], "note": None})
+                rows.append(
+                    {
+                        "delta": t["delta"],
+                        "delta_lo": t["ci"][0],
+                        "delta_hi": t["ci"][1],
+                        "p_value": t["p_value"],
+                        "note": None,
+                    }
+                )
                 continue
             except UserError as e:
                 why = f"ranks not comparable: {e}"
@@ -550,12 +668,16 @@ def _cell(row, column: str, mark: str | None) -> str:
         return SPECIAL_CELLS[column](row)
     if column not in VALUE_COLUMNS and column != "Seed sd":
         return "-" if value is None or value != value else md_cell(value)
-    interval = None if column == "Seed sd" or row.get(f"{column} lo") != row.get(f"{column} lo") else \
-        (row[f"{column} lo"], row[f"{column} hi"])
+    interval = (
+        None
+        if column == "Seed sd" or row.get(f"{column} lo") != row.get(f"{column} lo")
+        else (row[f"{column} lo"], row[f"{column} hi"])
+    )
     from cca_bench.marks import render
 
-    return render(with_ci(None if value != value else value, interval, "MedR" if column.endswith("MedR") else column),
-                  mark)
+    return render(
+        with_ci(None if value != value else value, interval, "MedR" if column.endswith("MedR") else column), mark
+    )
 
 
 def _delta_cell(row) -> str:
@@ -580,9 +702,13 @@ def _method_cell(row) -> str:
     return ", ".join(filter(None, [row["Method"] + (f"@{tag}" if tag else ""), distance]))
 
 
-SPECIAL_CELLS = {"run": lambda row: md_cell(short_id(row["run"])) if isinstance(row["run"], str) else "published",
-                 "Method": lambda row: md_cell(_method_cell(row)),
-                 "delta": _delta_cell, "p_value": _p_cell("p_value"), "p_holm": _p_cell("p_holm")}
+SPECIAL_CELLS = {
+    "run": lambda row: md_cell(short_id(row["run"])) if isinstance(row["run"], str) else "published",
+    "Method": lambda row: md_cell(_method_cell(row)),
+    "delta": _delta_cell,
+    "p_value": _p_cell("p_value"),
+    "p_holm": _p_cell("p_holm"),
+}
 
 
 def significance_marks(frame, runs: list[dict], alpha: float = 0.05, seed: int = 0) -> dict:
@@ -637,8 +763,11 @@ def cv_markdown(report: dict, name: str) -> str:
 
     rule = "highest R-sum" if report["select"] == "rsum" else "lowest sum of median ranks"
     ties = f", ties {report['ties']}" if report.get("ties") else ""
-    head = [f"# CV grid: {name}\n", f"Selected by {rule} on val ({report['n_val_images']} images, "
-            f"{report['n_val_captions']} captions{ties}): {best_params(report)}.\n"]
+    head = [
+        f"# CV grid: {name}\n",
+        f"Selected by {rule} on val ({report['n_val_images']} images, "
+        f"{report['n_val_captions']} captions{ties}): {best_params(report)}.\n",
+    ]
     head += [f"- **edge of the grid**: {n}" for n in report.get("edges", [])]
     head += [f"- note: {n}" for n in report["notes"]]
     if report.get("val_interval"):
@@ -646,8 +775,10 @@ def cv_markdown(report: dict, name: str) -> str:
 
         head.append(f"- uncertainty: {interval_note(report['val_interval'])}")
     knobs = [*report.get("features_grid", {}), *report["grid"]]  # feature options searched too (fv_components)
-    body = [{k: r[k] for k in knobs} | {"R-sum": r["rsum"], "MedR sum": r["medr_sum"]} | metric_columns(r["metrics"])
-            for r in ranked_rows(report)]
+    body = [
+        {k: r[k] for k in knobs} | {"R-sum": r["rsum"], "MedR sum": r["medr_sum"]} | metric_columns(r["metrics"])
+        for r in ranked_rows(report)
+    ]
     fmt = ["g"] * len(knobs) + [".1f"] * (len(body[0]) - len(knobs))  # the grid values as given, metrics to 0.1
     return "\n".join(head) + "\n\n" + tabulate(body, "keys", tablefmt="github", floatfmt=fmt) + "\n"
 
@@ -672,8 +803,13 @@ def plot_runs(results_root: Path, runs: list[dict]) -> list[Path]:
         paths.append(write_figure(folder / (Path(run["_file"]).stem + ".png"), fig))
     for (ds, split, proto), group in groups.items():
         if len(group) > 1:
-            series = [(" ".join(filter(None, [r["method"], r["features"], r.get("params_label"), r["distance"]])),
-                       r["recall_curve"]) for r in group]
+            series = [
+                (
+                    " ".join(filter(None, [r["method"], r["features"], r.get("params_label"), r["distance"]])),
+                    r["recall_curve"],
+                )
+                for r in group
+            ]
             fig = recall_figure(series, _group_title(group[0]))
             paths.append(write_figure(folder / f"{ds}__{split}__{proto}.png", fig))
     return paths
@@ -683,23 +819,48 @@ def _group_title(run: dict) -> str:
     return f"{run['dataset']} / {run['split']} / protocol {run['protocol']}"
 
 
-RUNS_COLUMNS = (("run", 20), ("dataset", 14), ("split", 5), ("method", 10), ("features", 26), ("tag", 7),
-                ("dist", 6), ("R-sum", 6), ("date", 10))  # with two spaces between: at most 120 wide
+RUNS_COLUMNS = (
+    ("run", 20),
+    ("dataset", 14),
+    ("split", 5),
+    ("method", 10),
+    ("features", 26),
+    ("tag", 7),
+    ("dist", 6),
+    ("R-sum", 6),
+    ("date", 10),
+)  # with two spaces between: at most 120 wide
 
 
 def runs_table(runs: list[dict], dataset: str | None = None, split: str | None = None, long: bool = False) -> str:
     """The `runs` listing: one line per run, newest first (``created``, then run id), cells cut to fit 120
     characters (a cut cell ends in '~'); ``long`` puts every full run id, numbered, above the table."""
-    keep = [r for r in runs if (dataset is None or r["dataset"].split("[")[0] == dataset)
-            and (split is None or r["split"] == split)]
+    keep = [
+        r
+        for r in runs
+        if (dataset is None or r["dataset"].split("[")[0] == dataset) and (split is None or r["split"] == split)
+    ]
     if not keep:
         return "No stored runs" + (" match these filters" if runs else ": run `run_benchmark` first") + "."
     keep.sort(key=lambda r: (r.get("created") or "", run_id(r)), reverse=True)
-    rows = [[short_id(run_id(r)), r["dataset"], r["split"], r["method"], r["features"],
-             (r.get("model") or "").partition("@")[2] or "-", r["distance"], fmt_value(rsum(r["metrics"])),
-             (r.get("created") or "-")[:10]] for r in keep]
+    rows = [
+        [
+            short_id(run_id(r)),
+            r["dataset"],
+            r["split"],
+            r["method"],
+            r["features"],
+            (r.get("model") or "").partition("@")[2] or "-",
+            r["distance"],
+            fmt_value(rsum(r["metrics"])),
+            (r.get("created") or "-")[:10],
+        ]
+        for r in keep
+    ]
     cut = lambda text, w: text if len(text) <= w else text[: w - 1] + "~"  # noqa: E731
-    lines = ["  ".join(cut(str(c), w).ljust(w) for c, (_, w) in zip(row, RUNS_COLUMNS)).rstrip()
-             for row in [[name for name, _ in RUNS_COLUMNS]] + rows]
+    lines = [
+        "  ".join(cut(str(c), w).ljust(w) for c, (_, w) in zip(row, RUNS_COLUMNS)).rstrip()
+        for row in [[name for name, _ in RUNS_COLUMNS]] + rows
+    ]
     ids = [f"{i + 1:>3}. {run_id(r)}" for i, r in enumerate(keep)] if long else []
     return "\n".join(ids + ([""] if ids else []) + lines)

@@ -1,12 +1,13 @@
-"""Each query's top-K retrieved items (what a run's failure views show without its model): one similarity block
-of images at a time, ``argpartition`` along both axes of it, no full sort.
+"""Each query's top-K retrieved items (what a run's failure views show without its model), read from the
+evaluation's own score blocks (:mod:`cca_bench.topk`): no second similarity pass, no full sort.
 
 Conventions (PROTOCOLS.md): image annotation (i2t) queries are images over the captions, image search (t2i)
 queries are captions over the images; with ``folds`` (COCO 1k) a query retrieves only from its own fold, as its
-rank was computed. Scores are those of :func:`cca_bench.metrics.similarity`. Items are listed best first; items
-of equal score by position. Where several items tie at the K-th score, which of them are kept is not specified
-(``argpartition``), as in :func:`cca_bench.search.top_k`.
+rank was computed. Scores are those of the evaluation's GEMM blocks (as :func:`cca_bench.metrics.similarity`
+gives them, copies of an item scored alike). Items are listed best first, equal scores by position, and the K
+kept are exactly the first K of that order (ties at the K-th score included): deterministic.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,9 +30,18 @@ def best_first(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndar
     return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
 
 
-def top_items(image_emb: np.ndarray, text_emb: np.ndarray, image_index: np.ndarray, distance: str = "cosine",
-              folds: int = 1, k: int = TOP_K, block: int = BLOCK_IMAGES) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k retrieved items of every query.
+def top_items(
+    image_emb: np.ndarray,
+    text_emb: np.ndarray,
+    image_index: np.ndarray,
+    distance: str = "cosine",
+    folds: int = 1,
+    k: int = TOP_K,
+    block: int = BLOCK_IMAGES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k retrieved items of every query, from the evaluation's own score blocks
+    (:func:`cca_bench.metrics.fold_counts` with ``top``; :mod:`cca_bench.topk`). A run's evaluation takes them
+    from its ranking pass (:func:`fold_top_lists`) instead of calling this.
 
     Args:
         image_emb: (n_img, d); text_emb: (n_txt, d); image_index: (n_txt,) image of each caption.
@@ -39,41 +49,27 @@ def top_items(image_emb: np.ndarray, text_emb: np.ndarray, image_index: np.ndarr
             within its fold.
     Returns:
         (i2t_top (n_img, k) caption positions, t2i_top (n_txt, k) image positions), int32 positions in the
-        whole split, best first, -1 where the query's fold holds fewer than k items.
+        whole split, best first (equal scores by position), -1 where the query's fold holds fewer than k items.
     """
+    from cca_bench.metrics import fold_counts
+
+    per_fold = fold_counts(image_emb, text_emb, image_index, distance, folds, top=k, block=block)
+    return fold_top_lists(per_fold, image_index, image_emb.shape[0])  # dense or scipy CSR rows
+
+
+def fold_top_lists(per_fold: list[tuple], image_index: np.ndarray, n_img: int) -> tuple[np.ndarray, np.ndarray]:
+    """(i2t_top (n_img, k), t2i_top (n_txt, k)) int32 from :func:`cca_bench.metrics.fold_counts` output taken
+    with ``top=k`` (entries 4 and 5 of each fold: split positions already)."""
     from cca_bench.metrics import fold_slices
 
     image_index = np.asarray(image_index, dtype=np.int64)
-    i2t = np.full((image_emb.shape[0], k), -1, dtype=np.int32)  # dense arrays or scipy CSR rows alike
-    t2i = np.full((text_emb.shape[0], k), -1, dtype=np.int32)
-    for images in fold_slices(image_emb.shape[0], folds):
+    k = per_fold[0][4].shape[1]
+    i2t = np.full((n_img, k), -1, dtype=np.int32)
+    t2i = np.full((len(image_index), k), -1, dtype=np.int32)
+    for images, fold in zip(fold_slices(n_img, len(per_fold)), per_fold):
         caps = np.flatnonzero((image_index >= images[0]) & (image_index <= images[-1]))
-        if not len(caps):
-            continue
-        a, b = _fold_top(image_emb[images], text_emb[caps], distance, k, block)
-        i2t[images, : a.shape[1]] = caps[a]
-        t2i[caps, : b.shape[1]] = images[b]
+        i2t[images], t2i[caps] = fold[4], fold[5]
     return i2t, t2i
-
-
-def _fold_top(ims: np.ndarray, txt: np.ndarray, distance: str, k: int, block: int):
-    """(rows' top-k caption positions (n_img, <=k), columns' top-k image positions (n_txt, <=k)), local to the
-    fold, best first. One GEMM per image block serves both directions; the captions' running best are merged
-    with each block's (k of the block, k kept)."""
-    from cca_bench.metrics import prepare, similarity
-
-    metric = "dot" if distance == "cosine" else distance
-    ims, txt = prepare(ims, distance), prepare(txt, distance)  # cosine: normalised once, then dot products
-    best_s = np.empty((txt.shape[0], 0), np.float32)
-    best_i = np.empty((txt.shape[0], 0), np.int64)
-    rows = []
-    for s0 in range(0, ims.shape[0], block):
-        s = similarity(ims[s0 : s0 + block], txt, metric)  # (b, n_txt)
-        cols = np.broadcast_to(np.arange(s.shape[1]), s.shape)
-        rows.append(best_first(*keep_top(s, cols, k))[1])
-        col_s, col_i = keep_top(s.T, np.broadcast_to(np.arange(s0, s0 + len(s)), s.T.shape), k)
-        best_s, best_i = keep_top(np.concatenate([best_s, col_s], 1), np.concatenate([best_i, col_i], 1), k)
-    return np.concatenate(rows), best_first(best_s, best_i)[1]
 
 
 def sample_and_worst(rng: np.random.Generator, ranks: np.ndarray, n_sample: int, n_worst: int):
@@ -84,8 +80,16 @@ def sample_and_worst(rng: np.random.Generator, ranks: np.ndarray, n_sample: int,
     return sample, np.argsort(-np.asarray(ranks), kind="stable")[:n_worst]
 
 
-def stored_examples(i2t: np.ndarray, t2i: np.ndarray, image_index: np.ndarray, top: tuple, k: int = 5,
-                    n_sample: int = 8, n_worst: int = 5, seed: int = 0) -> dict:
+def stored_examples(
+    i2t: np.ndarray,
+    t2i: np.ndarray,
+    image_index: np.ndarray,
+    top: tuple,
+    k: int = 5,
+    n_sample: int = 8,
+    n_worst: int = 5,
+    seed: int = 0,
+) -> dict:
     """Qualitative examples of a stored run, from its 0-based ranks and top-10 (no model needed).
 
     Args:
@@ -101,9 +105,18 @@ def stored_examples(i2t: np.ndarray, t2i: np.ndarray, image_index: np.ndarray, t
     rng, out = np.random.default_rng(seed), {}
     for (task, q), hits in zip(queries.items(), top):
         picks = sample_and_worst(rng, ranks1[task][q], n_sample, n_worst)
-        out[task] = {name: [{"query": int(j), "rank": float(ranks1[task][j]),
-                             "hits": [int(h) for h in hits[j, :k] if h >= 0], "scores": None} for j in q[pos]]
-                     for name, pos in zip(("sample", "worst"), picks)}
+        out[task] = {
+            name: [
+                {
+                    "query": int(j),
+                    "rank": float(ranks1[task][j]),
+                    "hits": [int(h) for h in hits[j, :k] if h >= 0],
+                    "scores": None,
+                }
+                for j in q[pos]
+            ]
+            for name, pos in zip(("sample", "worst"), picks)
+        }
     return out
 
 

@@ -9,13 +9,14 @@ Reading checks the shape of every field a reader uses (types, ranges, nesting de
 table, page or test touches it; a record that fails is skipped with the file and the field named. Records
 written before ``schema_version`` existed read as version 1 when they pass the same checks.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import re
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypedDict
 
@@ -70,6 +71,7 @@ class RunRecord(TypedDict, total=False):
 
 # ----------------------------------------------------------------------------------------------- identity
 
+
 def config_name(record: dict) -> str:
     """``<model>__<split>__<protocol>__<distance>``: what a run measured (reruns of it share this name); a tie
     rule other than the default adds ``__ties-<rule>``."""
@@ -100,7 +102,7 @@ def short_id(rid: str) -> str:
 
 def new_run_id(folder: Path, record: dict) -> str:
     """A run id no file in ``folder`` uses yet: the configuration name, the UTC time, 4 random hex digits."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     while True:
         rid = f"{config_name(record)}__{stamp}-{secrets.token_hex(2)}"
         if not any((folder / (rid + s)).exists() for s in (".json", RANKS_SUFFIX)):
@@ -123,6 +125,7 @@ def _age(record: dict) -> tuple[str, str]:
 
 
 # ----------------------------------------------------------------------------------------------- writing
+
 
 def write_run(results_root: Path, record: dict) -> Path:
     """Store a new run: its per-query ranks (``record["_ranks"]``, a QueryRanks) as ``runs/<run id>.ranks.npz``,
@@ -168,13 +171,22 @@ def ranks_bytes(ranks, top10: tuple | None = None) -> bytes:
     pick = (lambda a: a[0]) if one else (lambda a: a)  # noqa: E731
     extra = {} if top10 is None else {k: np.asarray(a, np.int32) for k, a in zip(TOP10_KEYS, top10)}
     buf = io.BytesIO()
-    np.savez(buf, image_annotation=pick(ranks.i2t.above), image_search=pick(ranks.t2i.above),
-             image_annotation_tied=pick(ranks.i2t.tied), image_annotation_gt_tied=pick(ranks.i2t.gt_tied),
-             image_search_tied=pick(ranks.t2i.tied), image_index=ranks.image_index, fold=ranks.fold, **extra)
+    np.savez(
+        buf,
+        image_annotation=pick(ranks.i2t.above),
+        image_search=pick(ranks.t2i.above),
+        image_annotation_tied=pick(ranks.i2t.tied),
+        image_annotation_gt_tied=pick(ranks.i2t.gt_tied),
+        image_search_tied=pick(ranks.t2i.tied),
+        image_index=ranks.image_index,
+        fold=ranks.fold,
+        **extra,
+    )
     return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------------------------- reading
+
 
 def read_run(path: Path) -> tuple[dict | None, str | None]:
     """(the run record in ``path`` with its ``_file``, None), or (None, why it is refused, naming the field):
@@ -222,6 +234,7 @@ def _depth(text: str) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- the schema
+
 
 def _number(v, lo: float = -math.inf, hi: float = math.inf) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
@@ -283,18 +296,21 @@ def _seed_metrics_problem(seeds) -> str | None:
 
 def _curve_problem(curve) -> str | None:
     if not isinstance(curve, dict) or not all(
-            isinstance(curve.get(t), list) and 0 < len(curve[t]) <= 10_000 and all(_number(v, 0, 100)
-                                                                             for v in curve[t]) for t in TASKS):
+        isinstance(curve.get(t), list) and 0 < len(curve[t]) <= 10_000 and all(_number(v, 0, 100) for v in curve[t])
+        for t in TASKS
+    ):
         return "'recall_curve' is not two lists of percentages"
     return None
 
 
 def _is(kind, lo: float | None = None):
     """A check that a value is of ``kind`` (bool never counts as a number) and, for numbers, at least ``lo``."""
+
     def check(v) -> bool:
         if isinstance(v, bool) or not isinstance(v, kind):
             return False
         return lo is None or _number(v, lo)
+
     return check
 
 
@@ -304,15 +320,37 @@ def _name(v) -> bool:
 
 # field -> a check returning True when good (plain fields), or a function returning why not (nested fields)
 REQUIRED = {k: _name for k in ("method", "dataset", "split", "features", "distance", "protocol")}
-OPTIONAL = {"schema_version": lambda v: _is(int)(v) and 1 <= v <= SCHEMA_VERSION, "run_id": _name,
-            "model": _name, "params_label": lambda v: isinstance(v, str) and len(v) <= 500, "params": _is(dict),
-            "created": _is(str), "n_images": _is(int, 0), "n_captions": _is(int, 0), "folds": _is(int, 1),
-            "ranks_file": _is(str), "ranks_sha256": _is(str), "split_fingerprint": _is(str), "ci_method": _is(dict),
-            "seeds": _is(dict), "config": _is(dict), "timings": _is(dict), "versions": _is(dict),
-            "model_config": _is(dict), "oov_rate": _is((int, float), 0), "degenerate_queries": _is(dict),
-            "seed_note": _is(str), "embeddings": _is(dict), "ties": _name}
-NESTED = {"ci": _ci_problem, "seed_sd": _seed_sd_problem, "seed_metrics": _seed_metrics_problem,
-          "recall_curve": _curve_problem}
+OPTIONAL = {
+    "schema_version": lambda v: _is(int)(v) and 1 <= v <= SCHEMA_VERSION,
+    "run_id": _name,
+    "model": _name,
+    "params_label": lambda v: isinstance(v, str) and len(v) <= 500,
+    "params": _is(dict),
+    "created": _is(str),
+    "n_images": _is(int, 0),
+    "n_captions": _is(int, 0),
+    "folds": _is(int, 1),
+    "ranks_file": _is(str),
+    "ranks_sha256": _is(str),
+    "split_fingerprint": _is(str),
+    "ci_method": _is(dict),
+    "seeds": _is(dict),
+    "config": _is(dict),
+    "timings": _is(dict),
+    "versions": _is(dict),
+    "model_config": _is(dict),
+    "oov_rate": _is((int, float), 0),
+    "degenerate_queries": _is(dict),
+    "seed_note": _is(str),
+    "embeddings": _is(dict),
+    "ties": _name,
+}
+NESTED = {
+    "ci": _ci_problem,
+    "seed_sd": _seed_sd_problem,
+    "seed_metrics": _seed_metrics_problem,
+    "recall_curve": _curve_problem,
+}
 
 
 def problem(record) -> str | None:

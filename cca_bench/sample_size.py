@@ -3,6 +3,7 @@
 Above :mod:`cca_bench.stats` (per-image contributions) and :mod:`cca_bench.power` (the normal-theory formulas);
 the `power` command's arithmetic. The model is stated in :func:`plan` and in docs/statistics.md.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,13 +25,18 @@ def unit_contributions(ranks, metric: str = "rsum") -> np.ndarray:
     seed-averaged (:func:`cca_bench.stats._contributions`)."""
     tasks, m = stats.parse_metric(metric)
     if m == "median_rank":
-        raise UserError("power needs a metric that is a sum over images (rsum, R@K, mean_rank); the median rank "
-                        "is not")
+        raise UserError("power needs a metric that is a sum over images (rsum, R@K, mean_rank); the median rank is not")
     return ranks.n_images * stats._contributions(ranks, tasks, m)
 
 
-def plan(ranks_a, ranks_b=None, metric: str = "rsum", delta: float | None = None,
-         correlation: float = DEFAULT_CORRELATION, sizes=(500, 1000, 5000)) -> dict:
+def plan(
+    ranks_a,
+    ranks_b=None,
+    metric: str = "rsum",
+    delta: float | None = None,
+    correlation: float = DEFAULT_CORRELATION,
+    sizes=(500, 1000, 5000),
+) -> dict:
     """How many test images a paired test of ``metric`` needs, from a run's per-image contributions.
 
     With ``ranks_b`` (a second run on the same images) the per-image paired SD is measured; without it the
@@ -45,10 +51,21 @@ def plan(ranks_a, ranks_b=None, metric: str = "rsum", delta: float | None = None
         model = "measured: SD of the per-image differences between the two runs"
     else:
         sd = paired_unit_sd(ua, correlation=correlation)
-        model = (f"assumed: a second method with this run's per-image variance whose per-image contributions "
-                 f"correlate {correlation:g} with this run's (sd_diff = sd * sqrt(2 (1 - rho)))")
+        model = (
+            f"assumed: a second method with this run's per-image variance whose per-image contributions "
+            f"correlate {correlation:g} with this run's (sd_diff = sd * sqrt(2 (1 - rho)))"
+        )
     n = int(ranks_a.n_images)
-    return {"metric": metric, "n_images": n, "sd_unit": sd, "model": model, "se": sd / math.sqrt(n),
-            "mdd": mdd_at(sd, n), "mdd_at": {int(k): mdd_at(sd, int(k)) for k in sorted({*sizes, n})},
-            "delta": delta, "images_needed": None if delta is None else images_needed(sd, delta),
-            "alpha": ALPHA, "power": POWER}
+    return {
+        "metric": metric,
+        "n_images": n,
+        "sd_unit": sd,
+        "model": model,
+        "se": sd / math.sqrt(n),
+        "mdd": mdd_at(sd, n),
+        "mdd_at": {int(k): mdd_at(sd, int(k)) for k in sorted({*sizes, n})},
+        "delta": delta,
+        "images_needed": None if delta is None else images_needed(sd, delta),
+        "alpha": ALPHA,
+        "power": POWER,
+    }

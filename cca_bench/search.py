@@ -9,14 +9,16 @@ memory O(queries x chunk). For large galleries FAISS (``pip install cca_bench[fa
 ``IndexFlatIP`` / ``IndexFlatL2`` (``faiss``) and an approximate HNSW graph (``hnsw``, Malkov & Yashunin 2018).
 Scores are those of :func:`cca_bench.metrics.similarity`: cosine, dot, or minus the squared euclidean distance.
 """
+
 from __future__ import annotations
 
 import base64
 import html
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,8 +39,9 @@ INDEXES = Registry("search index")
 # ------------------------------------------------------------------------------------------------ top-k
 
 
-def top_k(queries: np.ndarray, gallery: np.ndarray, k: int, distance: str = "cosine",
-          chunk: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+def top_k(
+    queries: np.ndarray, gallery: np.ndarray, k: int, distance: str = "cosine", chunk: int = CHUNK_ROWS
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k: queries (q, d), gallery (n, d) -> scores (q, k') float32 and ids (q, k') int64, best
     first, k' = min(k, n). Hits with equal scores are listed by gallery id (which of several items tied at the
     k-th score is kept is not specified)."""
@@ -46,8 +49,8 @@ def top_k(queries: np.ndarray, gallery: np.ndarray, k: int, distance: str = "cos
         raise UserError(f"k must be at least 1, got {k}")
     q = queries.shape[0]  # dense or scipy CSR rows alike
     best_s, best_i = np.empty((q, 0), np.float32), np.empty((q, 0), np.int64)
-    for start in range(0, gallery.shape[0], chunk):
-        s = similarity(queries, gallery[start:start + chunk], distance)
+    for start in range(0, gallery.shape[0], chunk):  # dense or scipy CSR rows alike
+        s = similarity(queries, gallery[start : start + chunk], distance)
         ids = np.broadcast_to(np.arange(start, start + s.shape[1], dtype=np.int64), s.shape)
         s, ids = keep_top(s, ids, k)
         best_s, best_i = keep_top(np.concatenate([best_s, s], 1), np.concatenate([best_i, ids], 1), k)
@@ -84,8 +87,9 @@ class FaissIndex:
         faiss = _faiss()
         x = np.ascontiguousarray(prepare(gallery, distance))
         self.distance = distance
-        self.index = self._make(faiss, x.shape[1], faiss.METRIC_L2 if distance == "euclidean"
-                                else faiss.METRIC_INNER_PRODUCT)
+        self.index = self._make(
+            faiss, x.shape[1], faiss.METRIC_L2 if distance == "euclidean" else faiss.METRIC_INNER_PRODUCT
+        )
         self.index.add(x)
 
     def _make(self, faiss, d: int, metric: int):
@@ -126,9 +130,16 @@ class Gallery:
     pipelines: object = None  # features.pipelines.Pipelines fitted with the model
 
 
-def open_gallery(method: str, dataset_name: str, split_name: str, features: str, opts,
-                 cache_dir: Path | None | str = "opts", read_only_cache: bool = False,
-                 dataset: CaptionDataset | None = None) -> Gallery:
+def open_gallery(
+    method: str,
+    dataset_name: str,
+    split_name: str,
+    features: str,
+    opts,
+    cache_dir: Path | None | str = "opts",
+    read_only_cache: bool = False,
+    dataset: CaptionDataset | None = None,
+) -> Gallery:
     """Load the model ``generate`` saved and encode ``split_name`` with the same pipelines (cached).
 
     ``read_only_cache``: read the split's features from the cache when both arrays are there, else compute them
@@ -152,9 +163,14 @@ def open_gallery(method: str, dataset_name: str, split_name: str, features: str,
 
 def _one_pair(g: Gallery, images: np.ndarray, texts: np.ndarray, tokens: list[list[str]]) -> FeatureSet:
     """A FeatureSet of one image and one caption (the query side real, the other zeros)."""
-    return FeatureSet(images=np.asarray(images, np.float32), texts=np.asarray(texts, np.float32),
-                      image_index=np.zeros(1, np.int64), tokens=tokens,
-                      meta={**g.features.meta, "split": "query"}, word_vectors=g.features.word_vectors)
+    return FeatureSet(
+        images=np.asarray(images, np.float32),
+        texts=np.asarray(texts, np.float32),
+        image_index=np.zeros(1, np.int64),
+        tokens=tokens,
+        meta={**g.features.meta, "split": "query"},
+        word_vectors=g.features.word_vectors,
+    )
 
 
 def text_query(g: Gallery, text: str) -> FeatureSet:
@@ -181,17 +197,30 @@ def _first_captions(split: Split) -> dict[int, str]:
 
 def _image_rows(split: Split, ids: np.ndarray, scores: np.ndarray) -> list[dict]:
     paths, captions = split.image_paths, _first_captions(split)
-    return [{"rank": r + 1, "image": int(i), "image_id": split.image_ids[i],
-             "path": str(paths[i]) if paths is not None and Path(paths[i]).is_file() else "-",
-             "caption": captions.get(int(i), "-"),
-             "score": float(s)}
-            for r, (i, s) in enumerate(zip(ids, scores))]
+    return [
+        {
+            "rank": r + 1,
+            "image": int(i),
+            "image_id": split.image_ids[i],
+            "path": str(paths[i]) if paths is not None and Path(paths[i]).is_file() else "-",
+            "caption": captions.get(int(i), "-"),
+            "score": float(s),
+        }
+        for r, (i, s) in enumerate(zip(ids, scores))
+    ]
 
 
 def _caption_rows(split: Split, ids: np.ndarray, scores: np.ndarray) -> list[dict]:
-    return [{"rank": r + 1, "caption": split.captions[j], "image": int(split.image_index[j]),
-             "image_id": split.image_ids[split.image_index[j]], "score": float(s)}
-            for r, (j, s) in enumerate(zip(ids, scores))]
+    return [
+        {
+            "rank": r + 1,
+            "caption": split.captions[j],
+            "image": int(split.image_index[j]),
+            "image_id": split.image_ids[split.image_index[j]],
+            "score": float(s),
+        }
+        for r, (j, s) in enumerate(zip(ids, scores))
+    ]
 
 
 def _check_text(text: str) -> None:
@@ -217,8 +246,12 @@ class Mode(NamedTuple):
 
 MODES = {
     "text": Mode("images matching the text", _check_text, text_query, "embed_texts", "embed_images", _image_rows),
-    "image": Mode("captions describing the photo", _check_photo, image_query, "embed_images", "embed_texts", _caption_rows),
-    "similar": Mode("images similar to the photo", _check_photo, image_query, "embed_images", "embed_images", _image_rows),
+    "image": Mode(
+        "captions describing the photo", _check_photo, image_query, "embed_images", "embed_texts", _caption_rows
+    ),
+    "similar": Mode(
+        "images similar to the photo", _check_photo, image_query, "embed_images", "embed_images", _image_rows
+    ),
 }
 
 
@@ -238,8 +271,9 @@ class SearchResult:
     distance: str
 
 
-def search(g: Gallery, mode: str, query: str, k: int = 10, distance: str = "cosine",
-           index: str = "exact") -> SearchResult:
+def search(
+    g: Gallery, mode: str, query: str, k: int = 10, distance: str = "cosine", index: str = "exact"
+) -> SearchResult:
     """Top-k of the gallery for a query: ``text`` -> images, ``image`` -> captions, ``similar`` -> images.
 
     Rows: images ``{rank, image, image_id, path, score}``; captions ``{rank, caption, image, image_id, score}``.
@@ -257,8 +291,16 @@ def search(g: Gallery, mode: str, query: str, k: int = 10, distance: str = "cosi
 # ------------------------------------------------------------------------------------------------ examples
 
 
-def _examples(queries: np.ndarray, ranks1: np.ndarray, q_emb: np.ndarray, g_emb: np.ndarray, k: int,
-              distance: str, q_fold: np.ndarray, g_fold: np.ndarray) -> list[dict]:
+def _examples(
+    queries: np.ndarray,
+    ranks1: np.ndarray,
+    q_emb: np.ndarray,
+    g_emb: np.ndarray,
+    k: int,
+    distance: str,
+    q_fold: np.ndarray,
+    g_fold: np.ndarray,
+) -> list[dict]:
     """``{query, rank, hits, scores}`` per query (in the order given): its 1-based rank and its top-k gallery
     ids, best first, searched among the gallery items of its own fold (``q_fold`` / ``g_fold``: fold of each
     query / gallery item)."""
@@ -267,13 +309,28 @@ def _examples(queries: np.ndarray, ranks1: np.ndarray, q_emb: np.ndarray, g_emb:
         sel, gallery = queries[q_fold[queries] == f], np.flatnonzero(g_fold == f)
         scores, ids = top_k(q_emb[sel], g_emb[gallery], k, distance)
         found.update({int(q): (gallery[i], s) for q, i, s in zip(sel, ids, scores)})
-    return [{"query": int(q), "rank": int(r) if r == int(r) else float(r), "hits": found[int(q)][0].tolist(),
-             "scores": found[int(q)][1].tolist()} for q, r in zip(queries, ranks1)]
+    return [
+        {
+            "query": int(q),
+            "rank": int(r) if r == int(r) else float(r),
+            "hits": found[int(q)][0].tolist(),
+            "scores": found[int(q)][1].tolist(),
+        }
+        for q, r in zip(queries, ranks1)
+    ]
 
 
-def retrieval_examples(image_emb: np.ndarray, text_emb: np.ndarray, image_index: np.ndarray,
-                       distance: str = "cosine", k: int = 5, n_sample: int = 8, n_worst: int = 5,
-                       seed: int = 0, folds: int = 1) -> dict:
+def retrieval_examples(
+    image_emb: np.ndarray,
+    text_emb: np.ndarray,
+    image_index: np.ndarray,
+    distance: str = "cosine",
+    k: int = 5,
+    n_sample: int = 8,
+    n_worst: int = 5,
+    seed: int = 0,
+    folds: int = 1,
+) -> dict:
     """Qualitative examples of one evaluated split, for both directions.
 
     Args:
@@ -296,28 +353,35 @@ def retrieval_examples(image_emb: np.ndarray, text_emb: np.ndarray, image_index:
     captioned = np.bincount(image_index, minlength=n_img) > 0
     r_i2t, r_t2i = np.zeros(n_img), np.zeros(n_txt)  # expected ranks: halves where ties are
     image_fold = np.zeros(n_img, dtype=np.int64)
-    for f, (images, (ri, rt)) in enumerate(zip(fold_slices(n_img, folds),
-                                               fold_ranks(image_emb, text_emb, image_index, distance, folds))):
+    for f, (images, (ri, rt)) in enumerate(
+        zip(fold_slices(n_img, folds), fold_ranks(image_emb, text_emb, image_index, distance, folds))
+    ):
         image_fold[images] = f
         r_i2t[images[captioned[images]]] = ri  # ranks of the fold's images that have captions
         r_t2i[np.isin(image_index, images)] = rt  # of the fold's captions, in caption order
     text_fold = image_fold[image_index]
     with_captions = np.flatnonzero(captioned)
-    sides = {"image_annotation": (with_captions, r_i2t + 1, image_emb, text_emb, image_fold, text_fold),
-             "image_search": (np.arange(n_txt), r_t2i + 1, text_emb, image_emb, text_fold, image_fold)}
+    sides = {
+        "image_annotation": (with_captions, r_i2t + 1, image_emb, text_emb, image_fold, text_fold),
+        "image_search": (np.arange(n_txt), r_t2i + 1, text_emb, image_emb, text_fold, image_fold),
+    }
     rng, out = np.random.default_rng(seed), {}
     for task, (queries, r1, q_emb, g_emb, q_fold, g_fold) in sides.items():
         sample, worst = sample_and_worst(rng, r1[queries], n_sample, n_worst)
-        out[task] = {name: _examples(queries[pos], r1[queries[pos]], q_emb, g_emb, k, distance, q_fold, g_fold)
-                     for name, pos in (("sample", sample), ("worst", worst))}
+        out[task] = {
+            name: _examples(queries[pos], r1[queries[pos]], q_emb, g_emb, k, distance, q_fold, g_fold)
+            for name, pos in (("sample", sample), ("worst", worst))
+        }
     return out
 
 
 # ------------------------------------------------------------------------------------------------ rendering
 
-COLUMNS = {"caption": ("rank", "caption", "image id", "score"),
-           "path": ("rank", "image id", "path", "caption", "score"),
-           "image": ("rank", "image id", "caption", "score")}
+COLUMNS = {
+    "caption": ("rank", "caption", "image id", "score"),
+    "path": ("rank", "image id", "path", "caption", "score"),
+    "image": ("rank", "image id", "caption", "score"),
+}
 
 
 def _columns(result: SearchResult) -> tuple[str, ...]:
@@ -372,15 +436,20 @@ def _rows_html(result: SearchResult) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ("image", *cols))
     return f"<tr>{head}</tr>\n" + "".join(
         f"<tr><td>{_img(thumbs.get(r['image']))}</td>"
-        + "".join(f"<td>{html.escape(_cell(r, c))}</td>" for c in cols) + "</tr>\n" for r in result.rows)
+        + "".join(f"<td>{html.escape(_cell(r, c))}</td>" for c in cols)
+        + "</tr>\n"
+        for r in result.rows
+    )
 
 
 def render_html(result: SearchResult) -> str:
     """A self-contained HTML page: the query, then each hit with its thumbnail; all text escaped."""
     split = result.split
     title = html.escape(f"{split.dataset}/{split.name}: {MODES[result.mode].label} ({result.distance})")
-    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>\n'
-            "<style>body{font-family:sans-serif}td,th{padding:4px 8px;border-bottom:1px solid #ddd;"
-            "text-align:left}</style></head>\n"
-            f"<body><h1>{title}</h1>\n<p>query: {_query_html(result)}</p>\n"
-            f"<table>\n{_rows_html(result)}</table></body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>\n'
+        "<style>body{font-family:sans-serif}td,th{padding:4px 8px;border-bottom:1px solid #ddd;"
+        "text-align:left}</style></head>\n"
+        f"<body><h1>{title}</h1>\n<p>query: {_query_html(result)}</p>\n"
+        f"<table>\n{_rows_html(result)}</table></body></html>\n"
+    )

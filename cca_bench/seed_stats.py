@@ -25,6 +25,7 @@ bootstrap of the seed-averaged medians, which still holds w (conservative, said 
 A run with one seed contributes no seed term: right for a deterministic method, and for a seed-dependent
 method an omission that the caller must state (:func:`seed_note`).
 """
+
 from __future__ import annotations
 
 import math
@@ -33,11 +34,15 @@ import numpy as np
 
 from cca_bench import power, stats
 
-TEST = ("seed-aware t test over training seeds and test images (variance = each run's seed variance + the "
-        "paired image variance net of seed-by-image noise; Welch-Satterthwaite df; two-sided)")
-TEST_MEDIAN = ("seed-aware t test over training seeds and test images (variance = each run's seed variance + the "
-               "paired image-bootstrap variance of the seed-averaged medians, which also holds seed-by-image noise: "
-               "conservative; Welch-Satterthwaite df; two-sided)")
+TEST = (
+    "seed-aware t test over training seeds and test images (variance = each run's seed variance + the "
+    "paired image variance net of seed-by-image noise; Welch-Satterthwaite df; two-sided)"
+)
+TEST_MEDIAN = (
+    "seed-aware t test over training seeds and test images (variance = each run's seed variance + the "
+    "paired image-bootstrap variance of the seed-averaged medians, which also holds seed-by-image noise: "
+    "conservative; Welch-Satterthwaite df; two-sided)"
+)
 
 
 def seed_aware(a: stats.QueryRanks, b: stats.QueryRanks) -> bool:
@@ -52,8 +57,9 @@ def seed_values(ranks: stats.QueryRanks, tasks: tuple[str, ...], metric: str) ->
 
 def _seed_contributions(ranks: stats.QueryRanks, tasks, metric: str) -> np.ndarray:
     """(S, n_images) each seed's per-image shares of a linear metric (:func:`cca_bench.stats._contributions`)."""
-    return np.stack([stats._contributions(stats.seed_slice(ranks, s), tasks, metric)
-                     for s in range(stats.n_seeds(ranks))])
+    return np.stack(
+        [stats._contributions(stats.seed_slice(ranks, s), tasks, metric) for s in range(stats.n_seeds(ranks))]
+    )
 
 
 def _residual_ms(table: np.ndarray) -> float:
@@ -66,8 +72,7 @@ def _residual_ms(table: np.ndarray) -> float:
     return float((r**2).sum() / ((s - 1) * (n - 1)))
 
 
-def image_variance(a: stats.QueryRanks, b: stats.QueryRanks, tasks, metric: str, resamples: int,
-                   seed: int) -> float:
+def image_variance(a: stats.QueryRanks, b: stats.QueryRanks, tasks, metric: str, resamples: int, seed: int) -> float:
     """The image term of the module docstring's V (>= 0)."""
     if metric == "median_rank":
         deltas = stats._bootstrap_deltas(a, b, tasks, metric, resamples, np.random.default_rng(seed))
@@ -82,9 +87,14 @@ def image_variance(a: stats.QueryRanks, b: stats.QueryRanks, tasks, metric: str,
     return max(total, 0.0)
 
 
-def seed_aware_test(a: stats.QueryRanks, b: stats.QueryRanks, metric: str = "rsum",
-                    resamples: int = stats.PAIRED_RESAMPLES, seed: int = stats.PAIRED_SEED,
-                    level: float = 0.95) -> dict:
+def seed_aware_test(
+    a: stats.QueryRanks,
+    b: stats.QueryRanks,
+    metric: str = "rsum",
+    resamples: int = stats.PAIRED_RESAMPLES,
+    seed: int = stats.PAIRED_SEED,
+    level: float = 0.95,
+) -> dict:
     """Difference A - B of ``metric`` between two METHODS, over their seeds and the shared test images.
 
     Returns :func:`cca_bench.stats.paired_test`'s keys (``resamples`` counts the image bootstrap, used by
@@ -101,23 +111,39 @@ def seed_aware_test(a: stats.QueryRanks, b: stats.QueryRanks, metric: str = "rsu
     se = math.sqrt(v)
     p = 2 * power._sf(abs(delta) / se, df) if se > 0 else float(delta == 0)
     half = power._q(1 - (1 - level) / 2, df) * se
-    return {"metric": stats.metric_name(metric), "delta": delta, "ci": [delta - half, delta + half],
-            "p_value": min(1.0, p), "test": TEST_MEDIAN if m == "median_rank" else TEST,
-            "n_images": int(a.n_images), "resamples": int(resamples), "level": float(level),
-            "lower_is_better": m in stats.LOWER_IS_BETTER, "se": se, "mdd": power.mdd(se, df), "df": df,
-            "seed_aware": True, "seeds": [len(xa), len(xb)],
-            "seed_sd": [float(np.std(x, ddof=1)) if len(x) > 1 else None for x in (xa, xb)],
-            "variance": {"seeds_a": va, "seeds_b": vb, "images": v_img}}
+    return {
+        "metric": stats.metric_name(metric),
+        "delta": delta,
+        "ci": [delta - half, delta + half],
+        "p_value": min(1.0, p),
+        "test": TEST_MEDIAN if m == "median_rank" else TEST,
+        "n_images": int(a.n_images),
+        "resamples": int(resamples),
+        "level": float(level),
+        "lower_is_better": m in stats.LOWER_IS_BETTER,
+        "se": se,
+        "mdd": power.mdd(se, df),
+        "df": df,
+        "seed_aware": True,
+        "seeds": [len(xa), len(xb)],
+        "seed_sd": [float(np.std(x, ddof=1)) if len(x) > 1 else None for x in (xa, xb)],
+        "variance": {"seeds_a": va, "seeds_b": vb, "images": v_img},
+    }
 
 
-def compare(a: stats.QueryRanks, b: stats.QueryRanks, metric: str = "rsum",
-            resamples: int = stats.PAIRED_RESAMPLES, seed: int = stats.PAIRED_SEED, level: float = 0.95) -> dict:
+def compare(
+    a: stats.QueryRanks,
+    b: stats.QueryRanks,
+    metric: str = "rsum",
+    resamples: int = stats.PAIRED_RESAMPLES,
+    seed: int = stats.PAIRED_SEED,
+    level: float = 0.95,
+) -> dict:
     """The one comparison of two runs every surface uses: :func:`seed_aware_test` when either run holds several
     seeds, else the image-level :func:`cca_bench.stats.paired_test` (``seed_aware`` False)."""
     if seed_aware(a, b):
         return seed_aware_test(a, b, metric, resamples, seed, level)
-    return stats.paired_test(a, b, metric, resamples, seed, level) | {"seed_aware": False,
-                                                                         "seeds": [1, 1]}
+    return stats.paired_test(a, b, metric, resamples, seed, level) | {"seed_aware": False, "seeds": [1, 1]}
 
 
 def seed_note(seed_dependent: tuple[bool, bool], n_seeds: tuple[int, int]) -> str | None:
@@ -126,8 +152,12 @@ def seed_note(seed_dependent: tuple[bool, bool], n_seeds: tuple[int, int]) -> st
     single = [name for name, dep, s in zip("AB", seed_dependent, n_seeds) if dep and s == 1]
     if not single:
         return None
-    who = "runs A and B are seed-dependent methods" if len(single) == 2 else f"run {single[0]} is a seed-dependent method"
-    return (f"note: {who} scored with one seed, so this test conditions on the trained model(s) and leaves "
-            f"their seed variance out (two seeds of one method often differ significantly); "
-            f"to include it, fit and score several seeds: `generate ... --seeds 0,1,2,3,4` and "
-            f"`run_benchmark ... --seeds 0,1,2,3,4`")
+    who = (
+        "runs A and B are seed-dependent methods" if len(single) == 2 else f"run {single[0]} is a seed-dependent method"
+    )
+    return (
+        f"note: {who} scored with one seed, so this test conditions on the trained model(s) and leaves "
+        f"their seed variance out (two seeds of one method often differ significantly); "
+        f"to include it, fit and score several seeds: `generate ... --seeds 0,1,2,3,4` and "
+        f"`run_benchmark ... --seeds 0,1,2,3,4`"
+    )

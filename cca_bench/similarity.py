@@ -23,6 +23,7 @@ Each measure is a pair of functions: ``prepare(X, Y, params)`` computes what per
 matrices, neighbour lists, bases) once; ``score(state, perm)`` scores Y's rows permuted by ``perm`` (None: the
 observed pairing) in O(n^2) or less, so a thousand permutations cost about a thousand Gram-sized passes.
 """
+
 from __future__ import annotations
 
 import math
@@ -77,15 +78,24 @@ def _zero_diagonal(m: np.ndarray) -> np.ndarray:
 def _prepare_unbiased_cka(x, y, params):
     """K~, L~ with their sums and row sums: under a permutation only tr(K~L~) and 1'K~L~1 change."""
     kt, lt = _zero_diagonal(x @ x.T), _zero_diagonal(y @ y.T)
-    return {"k": kt, "l": lt, "ksum": kt.sum(1), "lsum": lt.sum(1),
-            "kk": hsic_unbiased(kt, kt), "ll": hsic_unbiased(lt, lt)}
+    return {
+        "k": kt,
+        "l": lt,
+        "ksum": kt.sum(1),
+        "lsum": lt.sum(1),
+        "kk": hsic_unbiased(kt, kt),
+        "ll": hsic_unbiased(lt, lt),
+    }
 
 
 def _score_unbiased_cka(s, perm) -> float:
     """Song et al.'s eq. 5 with L~ permuted (symmetric K~, L~: tr(K~L~) = <K~, L~>_F)."""
     n, lsum = len(s["k"]), s["lsum"] if perm is None else s["lsum"][perm]
-    value = ((s["k"] * _permuted(s["l"], perm)).sum() + s["ksum"].sum() * lsum.sum() / ((n - 1) * (n - 2))
-             - 2 * (s["ksum"] @ lsum) / (n - 2)) / (n * (n - 3))
+    value = (
+        (s["k"] * _permuted(s["l"], perm)).sum()
+        + s["ksum"].sum() * lsum.sum() / ((n - 1) * (n - 2))
+        - 2 * (s["ksum"] @ lsum) / (n - 2)
+    ) / (n * (n - 3))
     denom = math.sqrt(max(s["kk"] * s["ll"], 0.0))
     return float(value) / denom if denom > 0 else 0.0
 
@@ -172,7 +182,7 @@ def reduced_basis(a: np.ndarray, dim: int) -> np.ndarray:
     rank)): the SVCCA reduction (Raghu et al. 2017)."""
     u, sv, _ = np.linalg.svd(a - a.mean(0), full_matrices=False)
     rank = int((sv > sv[0] * 1e-10).sum()) if len(sv) and sv[0] > 0 else 0
-    return u[:, :min(dim, rank)]
+    return u[:, : min(dim, rank)]
 
 
 def _prepare_cca(x, y, params):
@@ -184,7 +194,7 @@ def canonical(s, perm) -> tuple[np.ndarray, np.ndarray]:
     """(canonical correlations (m,), X-side directions (dim_x, m)) of the reduced views, Y permuted."""
     qy = s["qy"] if perm is None else s["qy"][perm]
     u, rho, _ = np.linalg.svd(s["qx"].T @ qy, full_matrices=False)
-    return np.clip(rho, 0.0, 1.0), u[:, :len(rho)]
+    return np.clip(rho, 0.0, 1.0), u[:, : len(rho)]
 
 
 def _score_svcca(s, perm) -> float:
@@ -214,8 +224,13 @@ def calibrate(observed: float, null: np.ndarray, alpha: float = ALPHA) -> dict:
     combined = np.sort(np.append(null, observed))
     tau = float(combined[min(max(math.ceil((1 - alpha) * (len(null) + 1)) - 1, 0), len(null))])
     calibrated = min(max((observed - tau) / max(1.0 - tau, 1e-12), 0.0), 1.0)
-    return {"calibrated": float(calibrated), "p_value": float((1 + np.sum(null >= observed)) / (len(null) + 1)),
-            "tau": tau, "null_mean": float(null.mean()), "null_sd": float(null.std())}
+    return {
+        "calibrated": float(calibrated),
+        "p_value": float((1 + np.sum(null >= observed)) / (len(null) + 1)),
+        "tau": tau,
+        "null_mean": float(null.mean()),
+        "null_sd": float(null.std()),
+    }
 
 
 def check_pairs(x: np.ndarray, y: np.ndarray, k: int, dim: int, where: str = "") -> None:
@@ -226,8 +241,10 @@ def check_pairs(x: np.ndarray, y: np.ndarray, k: int, dim: int, where: str = "")
             raise UserError(f"{where}{name}: expected a non-empty 2-D array, got shape {a.shape}")
         bad = ~np.isfinite(a).all(1)
         if bad.any():
-            raise UserError(f"{where}{name}: {int(bad.sum())} rows hold NaN or infinite values (first: row "
-                            f"{int(np.flatnonzero(bad)[0])})")
+            raise UserError(
+                f"{where}{name}: {int(bad.sum())} rows hold NaN or infinite values (first: row "
+                f"{int(np.flatnonzero(bad)[0])})"
+            )
     if len(x) != len(y):
         raise UserError(f"{where}the views are not paired: {len(x)} image rows but {len(y)} text rows")
     if len(x) < 4:
@@ -248,8 +265,16 @@ def per_image(images: np.ndarray, texts: np.ndarray, image_index: np.ndarray) ->
     return images[keep], sums[keep] / counts[keep, None]
 
 
-def measure_all(x: np.ndarray, y: np.ndarray, k: int = DEFAULT_K, dim: int = DEFAULT_DIM,
-                permutations: int = DEFAULT_PERMUTATIONS, seed: int = 0, names=None, progress=None) -> dict:
+def measure_all(
+    x: np.ndarray,
+    y: np.ndarray,
+    k: int = DEFAULT_K,
+    dim: int = DEFAULT_DIM,
+    permutations: int = DEFAULT_PERMUTATIONS,
+    seed: int = 0,
+    names=None,
+    progress=None,
+) -> dict:
     """{measure: {"score", "calibrated", "p_value", "tau", "null_mean", "null_sd", "permutations", "n_pairs",
     and its k or dim}} of paired x (n, dx) and y (n, dy), float64. The same ``permutations`` row permutations
     of y (``default_rng(seed)``) make every measure's null."""
@@ -266,8 +291,14 @@ def measure_all(x: np.ndarray, y: np.ndarray, k: int = DEFAULT_K, dim: int = DEF
         state = prepare(x, y, params)
         observed = score(state, None)
         null = np.array([score(state, p) for p in perms])
-        out[name] = {"score": observed, **calibrate(observed, null), "permutations": permutations,
-                     "seed": seed, "n_pairs": len(x), **{kn: params[kn] for kn in knobs}}
+        out[name] = {
+            "score": observed,
+            **calibrate(observed, null),
+            "permutations": permutations,
+            "seed": seed,
+            "n_pairs": len(x),
+            **{kn: params[kn] for kn in knobs},
+        }
         if progress:
             progress(name)
     return out

@@ -12,14 +12,18 @@ A resample is a vector of counts c_i (how often image i was drawn), so every met
 weighted sum over images: R@K(i2t) = 100 sum_i c_i h_i / sum_i c_i q_i and R@K(t2i) = 100 sum_i c_i H_i /
 sum_i c_i n_i, with h_i the image's annotation hit (probability), q_i whether it is a query (has captions), H_i
 the sum of its captions' search hit probabilities and n_i its caption count. All B resamples are one
-(B, n_images) count matrix times a few per-image columns, not B evaluations; medians are weighted medians over the ranks' distinct values.
+(B, n_images) count matrix times a few per-image columns, not B evaluations; medians are weighted medians over
+the ranks' distinct values.
 
 Draw order (what an independent re-implementation must repeat to get the same numbers): ``rng =
-numpy.random.default_rng(seed)``; for each block of at most 1,000 resamples (:data:`BLOCK`), for each fold in order, ``rng.integers(0, n_f, size=(B, n_f), dtype=D)`` are the
-drawn image positions of the fold's B resamples of the block, with D = uint16 for n_f <= 65,536 images, else int64. COCO 1k resamples images within each fold and averages the fold
+numpy.random.default_rng(seed)``; for each block of at most 1,000 resamples (:data:`BLOCK`), for each fold in
+order, ``rng.integers(0, n_f, size=(B, n_f), dtype=D)`` are the
+drawn image positions of the fold's B resamples of the block, with D = uint16 for n_f <= 65,536 images, else
+int64. COCO 1k resamples images within each fold and averages the fold
 metrics as the point estimate does; with several seeds (one ranking per seed) every seed's ranking is
 scored on the same resample and the seed metrics are averaged, as the run's point estimate is.
 """
+
 from __future__ import annotations
 
 import re
@@ -100,8 +104,10 @@ def _as_counts(side, what: str) -> TieCounts:
     c = side if isinstance(side, TieCounts) else TieCounts.untied(np.asarray(side))
     arrays = [np.atleast_2d(np.asarray(a)) for a in (c.above, c.tied, c.gt_tied)]
     if any(a.dtype.kind not in "iu" for a in arrays) or len({a.shape for a in arrays}) != 1:
-        raise UserError(f"{what}: tie counts must be integer arrays of one shape "
-                        f"(got {', '.join(f'{a.dtype}{a.shape}' for a in arrays)})")
+        raise UserError(
+            f"{what}: tie counts must be integer arrays of one shape "
+            f"(got {', '.join(f'{a.dtype}{a.shape}' for a in arrays)})"
+        )
     return TieCounts(*(a.astype(np.int64) for a in arrays))
 
 
@@ -112,16 +118,29 @@ def query_ranks(i2t, t2i, image_index, fold=None, ties: str = DEFAULT) -> QueryR
     image_index = np.asarray(image_index, dtype=np.int64)
     n_img = i2t.shape[1]
     fold = np.zeros(n_img, dtype=np.int64) if fold is None else np.asarray(fold, dtype=np.int64)
-    if len(i2t.shape) != 2 or len(t2i.shape) != 2 or image_index.ndim != 1 or fold.ndim != 1 \
-            or len(i2t) != len(t2i) or t2i.shape[1] != len(image_index) or len(fold) != n_img:
-        raise UserError(f"inconsistent rank arrays: image_annotation {i2t.shape}, image_search {t2i.shape}, "
-                        f"image_index {image_index.shape}, fold {fold.shape}")
+    if (
+        len(i2t.shape) != 2
+        or len(t2i.shape) != 2
+        or image_index.ndim != 1
+        or fold.ndim != 1
+        or len(i2t) != len(t2i)
+        or t2i.shape[1] != len(image_index)
+        or len(fold) != n_img
+    ):
+        raise UserError(
+            f"inconsistent rank arrays: image_annotation {i2t.shape}, image_search {t2i.shape}, "
+            f"image_index {image_index.shape}, fold {fold.shape}"
+        )
     if len(image_index) and (image_index.min() < 0 or image_index.max() >= n_img):
         raise UserError("image_index points outside the images")
     if (t2i.above < 0).any() or (i2t.above < -1).any():
         raise UserError("ranks must be >= 0 (image_annotation: -1 marks an image without captions)")
-    if (i2t.tied < 0).any() or (t2i.tied < 0).any() or (t2i.gt_tied != 1).any() or \
-            (i2t.gt_tied[i2t.above >= 0] < 1).any():
+    if (
+        (i2t.tied < 0).any()
+        or (t2i.tied < 0).any()
+        or (t2i.gt_tied != 1).any()
+        or (i2t.gt_tied[i2t.above >= 0] < 1).any()
+    ):
         raise UserError("tie counts must be >= 0, with at least one (image search: exactly one) tied ground truth")
     if len(fold) and (fold[0] != 0 or not np.isin(np.diff(fold), (0, 1)).all()):
         raise UserError("fold must number consecutive image folds 0, 1, ... without a gap")
@@ -160,8 +179,9 @@ def stack_seeds(rankings: list[QueryRanks]) -> QueryRanks:
     for other in rankings[1:]:
         check_same_images(rankings[0], other)
     first = rankings[0]
-    return QueryRanks(_stack([r.i2t for r in rankings]), _stack([r.t2i for r in rankings]),
-                      first.image_index, first.fold, first.ties)
+    return QueryRanks(
+        _stack([r.i2t for r in rankings]), _stack([r.t2i for r in rankings]), first.image_index, first.fold, first.ties
+    )
 
 
 def resample_counts(rng: np.random.Generator, n: int, resamples: int) -> np.ndarray:
@@ -189,8 +209,9 @@ def _weighted_median_rank(values: np.ndarray, owner: np.ndarray, counts_t: np.nd
         a = int(np.searchsorted(share, 0.5 - half_width, side="right"))  # first value in the window
         b = len(vals) if half_width >= 0.5 else int(np.searchsorted(share, 0.5 + half_width, side="left")) + 1
         column = np.clip(code - a + 1, 0, b - a + 1)  # 0: below the window, b - a + 1: above it
-        m = sparse.csc_matrix((np.ones(len(values), counts_t.dtype), (owner, column)),
-                              shape=(counts_t.shape[0], b - a + 2))
+        m = sparse.csc_matrix(
+            (np.ones(len(values), counts_t.dtype), (owner, column)), shape=(counts_t.shape[0], b - a + 2)
+        )
         cum = np.cumsum(m.T @ counts_t, axis=0)  # (window + 2, B): whole numbers, exact in counts_t's dtype
         total = cum[-1]
         lo = (cum > (total - 1) // 2).argmax(0)
@@ -207,8 +228,12 @@ def _fold_metrics(c_i2t: TieCounts, c_t2i: TieCounts, owner: np.ndarray, counts:
     n = counts.shape[1]
     query, r_i2t, r_t2i = c_i2t.queries(), c_i2t.rank(ties), c_t2i.rank(ties)
     caps = np.bincount(owner, minlength=n).astype(np.float64)
-    cols = {"den_i2t": query.astype(np.float64), "sum_i2t": np.where(query, r_i2t, 0.0),
-            "den_t2i": caps, "sum_t2i": np.bincount(owner, weights=r_t2i, minlength=n)}
+    cols = {
+        "den_i2t": query.astype(np.float64),
+        "sum_i2t": np.where(query, r_i2t, 0.0),
+        "den_t2i": caps,
+        "sum_t2i": np.bincount(owner, weights=r_t2i, minlength=n),
+    }
     for k in KS:
         cols[f"R@{k}_i2t"] = c_i2t.hit(k, ties)
         cols[f"R@{k}_t2i"] = np.bincount(owner, weights=c_t2i.hit(k, ties), minlength=n)
@@ -219,8 +244,10 @@ def _fold_metrics(c_i2t: TieCounts, c_t2i: TieCounts, owner: np.ndarray, counts:
     exact32 = counts.sum(1).max(initial=0) * max(caps.max(initial=1), 1) < 2**24
     counts_t = np.ascontiguousarray(counts.T, dtype=np.float32 if exact32 else np.float64)
     out = {}
-    for short, task, ranks, who in (("i2t", "image_annotation", r_i2t[query], np.flatnonzero(query)),
-                                    ("t2i", "image_search", r_t2i, owner)):
+    for short, task, ranks, who in (
+        ("i2t", "image_annotation", r_i2t[query], np.flatnonzero(query)),
+        ("t2i", "image_search", r_t2i, owner),
+    ):
         den = sums[f"den_{short}"]
         task_metrics = {f"R@{k}": 100.0 * (sums[f"R@{k}_{short}"] / den) for k in KS}
         task_metrics["median_rank"] = _weighted_median_rank(ranks, who, counts_t)
@@ -234,12 +261,18 @@ def replicate_metrics(ranks: QueryRanks, counts: list[np.ndarray]) -> dict:
     per_fold = []
     for (images, caps), c in zip(ranks.folds(), counts):
         owner = np.searchsorted(images, ranks.image_index[caps])
-        seeds = [_fold_metrics(ranks.i2t[s, images], ranks.t2i[s, caps], owner, c, ranks.ties)
-                 for s in range(len(ranks.i2t))]
+        seeds = [
+            _fold_metrics(ranks.i2t[s, images], ranks.t2i[s, caps], owner, c, ranks.ties) for s in range(len(ranks.i2t))
+        ]
         per_fold.append(seeds)
     # fold mean first (as metrics.evaluate does), then the mean over seeds (as a run with --seeds does)
-    return {t: {m: np.mean([np.mean([f[s][t][m] for f in per_fold], axis=0) for s in range(len(ranks.i2t))],
-                           axis=0) for m in METRICS} for t in TASKS}
+    return {
+        t: {
+            m: np.mean([np.mean([f[s][t][m] for f in per_fold], axis=0) for s in range(len(ranks.i2t))], axis=0)
+            for m in METRICS
+        }
+        for t in TASKS
+    }
 
 
 def point_metrics(ranks: QueryRanks) -> dict:
@@ -254,8 +287,12 @@ def point_metrics(ranks: QueryRanks) -> dict:
         for images, caps in ranks.folds():
             c_i2t = ranks.i2t[s, images]
             c_i2t = c_i2t[c_i2t.queries()]
-            per_fold.append({"image_annotation": summarize(c_i2t, ranks.ties),
-                             "image_search": summarize(ranks.t2i[s, caps], ranks.ties)})
+            per_fold.append(
+                {
+                    "image_annotation": summarize(c_i2t, ranks.ties),
+                    "image_search": summarize(ranks.t2i[s, caps], ranks.ties),
+                }
+            )
         seeds.append({t: {m: np.mean([f[t][m] for f in per_fold]) for m in METRICS} for t in TASKS})
     return {t: {m: float(np.mean([sd[t][m] for sd in seeds])) for m in METRICS} for t in TASKS}
 
@@ -267,7 +304,7 @@ def n_seeds(ranks: QueryRanks) -> int:
 
 def seed_slice(ranks: QueryRanks, s: int) -> QueryRanks:
     """The one-seed :class:`QueryRanks` of seed position ``s``."""
-    return QueryRanks(ranks.i2t[s:s + 1], ranks.t2i[s:s + 1], ranks.image_index, ranks.fold, ranks.ties)
+    return QueryRanks(ranks.i2t[s : s + 1], ranks.t2i[s : s + 1], ranks.image_index, ranks.fold, ranks.ties)
 
 
 def per_seed_metrics(ranks: QueryRanks) -> list[dict]:
@@ -312,8 +349,7 @@ def bootstrap_ci_mc(ranks: QueryRanks, resamples: int = 1000, level: float = 0.9
     q = [(1 - level) / 2, (1 + level) / 2]
     ci = lambda v: [float(x) for x in np.percentile(v, [100 * x for x in q])]  # noqa: E731
     mc = lambda v: [percentile_mc_error(v, x) for x in q]  # noqa: E731
-    return tuple({t: {m: f(reps[t][m]) for m in METRICS} for t in TASKS} | {"rsum": f(reps["rsum"])}
-                 for f in (ci, mc))
+    return tuple({t: {m: f(reps[t][m]) for m in METRICS} for t in TASKS} | {"rsum": f(reps["rsum"])} for f in (ci, mc))
 
 
 def percentile_mc_error(replicates: np.ndarray, q: float) -> float:
@@ -327,16 +363,27 @@ def percentile_mc_error(replicates: np.ndarray, q: float) -> float:
 
 def ci_method(resamples: int, level: float, seed: int) -> dict:
     """What a run records of how its intervals were made."""
-    return {"resamples": int(resamples), "level": float(level), "seed": int(seed), "unit": "image",
-            "method": "percentile bootstrap over test images (each image with all its captions)"}
+    return {
+        "resamples": int(resamples),
+        "level": float(level),
+        "seed": int(seed),
+        "unit": "image",
+        "method": "percentile bootstrap over test images (each image with all its captions)",
+    }
 
 
 # ---------------------------------------------------------------- paired comparison of two runs on one split
 
 # spellings of one metric or direction (lower case, without '_', '-', ' ') -> its canonical name
-METRIC_ALIASES = {"rsum": "rsum", "medr": "median_rank", "medianrank": "median_rank", "medrank": "median_rank",
-                  "meanr": "mean_rank", "meanrank": "mean_rank",
-                  **{f"{p}{k}": f"R@{k}" for k in KS for p in ("r@", "r", "recall@", "recall")}}
+METRIC_ALIASES = {
+    "rsum": "rsum",
+    "medr": "median_rank",
+    "medianrank": "median_rank",
+    "medrank": "median_rank",
+    "meanr": "mean_rank",
+    "meanrank": "mean_rank",
+    **{f"{p}{k}": f"R@{k}" for k in KS for p in ("r@", "r", "recall@", "recall")},
+}
 DIRECTION_ALIASES = {"i2t": "i2t", "t2i": "t2i", "imageannotation": "i2t", "imagesearch": "t2i"}
 
 
@@ -359,8 +406,10 @@ def metric_name(text: str) -> str:
     by_key = {k.lower(): k for k in known}
     close = difflib.get_close_matches(str(text).lower(), list(by_key), n=1, cutoff=0.5)
     hint = f"; did you mean {by_key[close[0]]!r}?" if close else ""
-    raise UserError(f"unknown metric {text!r}{hint} (choose rsum, one of {', '.join(METRICS)} (both directions "
-                    "summed, any case; medr = median_rank), or i2t:/t2i: before one of them, e.g. t2i:R@1)")
+    raise UserError(
+        f"unknown metric {text!r}{hint} (choose rsum, one of {', '.join(METRICS)} (both directions "
+        "summed, any case; medr = median_rank), or i2t:/t2i: before one of them, e.g. t2i:R@1)"
+    )
 
 
 def parse_metric(name: str) -> tuple[tuple[str, ...], str]:
@@ -390,8 +439,11 @@ def _contributions(ranks: QueryRanks, tasks: tuple[str, ...], metric: str) -> np
             query = c_i2t.queries()
             for task in tasks:  # hit probabilities and (expected) ranks under the run's tie rule
                 if task == "image_annotation":
-                    per = sum(c_i2t.hit(k, ranks.ties) * 100.0 for k in ks) if ks else \
-                        np.where(query, c_i2t.rank(ranks.ties), 0.0)
+                    per = (
+                        sum(c_i2t.hit(k, ranks.ties) * 100.0 for k in ks)
+                        if ks
+                        else np.where(query, c_i2t.rank(ranks.ties), 0.0)
+                    )
                     out[images] += per / query.sum() / n_folds / n_seeds
                 else:
                     per = sum(c_t2i.hit(k, ranks.ties) * 100.0 for k in ks) if ks else c_t2i.rank(ranks.ties)
@@ -422,17 +474,25 @@ def sign_flip_p_many(diffs: np.ndarray, trials: int, rng: np.random.Generator, b
 def check_same_images(a: QueryRanks, b: QueryRanks, where: str = "") -> None:
     """UserError unless the two rankings score the same queries of the same images in the same folds, under
     one tie rule."""
-    if a.n_images != b.n_images or not np.array_equal(a.image_index, b.image_index) or \
-            not np.array_equal(a.fold, b.fold):
-        raise UserError(f"the two runs did not rank the same test images and captions{where}: a paired test needs "
-                        "runs on one split, in one protocol")
+    if (
+        a.n_images != b.n_images
+        or not np.array_equal(a.image_index, b.image_index)
+        or not np.array_equal(a.fold, b.fold)
+    ):
+        raise UserError(
+            f"the two runs did not rank the same test images and captions{where}: a paired test needs "
+            "runs on one split, in one protocol"
+        )
     if a.ties != b.ties:
-        raise UserError(f"the two runs are scored under different tie rules ({a.ties} and {b.ties}){where}: a "
-                        "paired test needs one rule (run one of them again with --ties)")
+        raise UserError(
+            f"the two runs are scored under different tie rules ({a.ties} and {b.ties}){where}: a "
+            "paired test needs one rule (run one of them again with --ties)"
+        )
 
 
-def paired_test(a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: int = 10000, seed: int = 0,
-                level: float = 0.95) -> dict:
+def paired_test(
+    a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: int = 10000, seed: int = 0, level: float = 0.95
+) -> dict:
     """Difference A - B of ``metric`` on the same test images: its paired-bootstrap percentile interval (both
     runs scored on the same image resamples) and a two-sided p-value (:func:`paired_p_value`).
 
@@ -448,13 +508,24 @@ def paired_test(a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: i
     ci = [float(x) for x in np.percentile(deltas, [100 * (1 - level) / 2, 100 * (1 + level) / 2])]
     p, test = paired_p_value(a, b, metric, resamples, seed + 1)
     se = float(np.std(deltas, ddof=1)) if resamples > 1 else 0.0
-    return {"metric": metric_name(metric), "delta": delta, "ci": ci, "p_value": p, "test": test,
-            "n_images": int(a.n_images), "resamples": int(resamples), "level": float(level),
-            "lower_is_better": m in LOWER_IS_BETTER, "se": se, "mdd": mdd(se)}
+    return {
+        "metric": metric_name(metric),
+        "delta": delta,
+        "ci": ci,
+        "p_value": p,
+        "test": test,
+        "n_images": int(a.n_images),
+        "resamples": int(resamples),
+        "level": float(level),
+        "lower_is_better": m in LOWER_IS_BETTER,
+        "se": se,
+        "mdd": mdd(se),
+    }
 
 
-def paired_p_value(a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: int = 10000,
-                   seed: int = 0) -> tuple[float, str]:
+def paired_p_value(
+    a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: int = 10000, seed: int = 0
+) -> tuple[float, str]:
     """(two-sided p-value of A = B on ``metric``, the test's name).
 
     A linear metric (R@K, R-sum, mean rank) gets a paired sign-flip permutation test over per-image
@@ -467,8 +538,9 @@ def paired_p_value(a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples
     if m == "median_rank":
         deltas = _bootstrap_deltas(a, b, tasks, m, resamples, rng)
         beyond = min(np.count_nonzero(deltas <= 0), np.count_nonzero(deltas >= 0))
-        return min(1.0, 2 * (1 + beyond) / (1 + resamples)), \
-            "paired bootstrap over test images (two-sided, share of resampled deltas beyond 0)"
+        return min(
+            1.0, 2 * (1 + beyond) / (1 + resamples)
+        ), "paired bootstrap over test images (two-sided, share of resampled deltas beyond 0)"
     diff = _contributions(a, tasks, m) - _contributions(b, tasks, m)
     return sign_flip_p(diff, resamples, rng), "paired sign-flip permutation test over test images (two-sided)"
 
@@ -483,8 +555,9 @@ def _check_pair(a: QueryRanks, b: QueryRanks, metric: str, resamples: int) -> tu
 def _bootstrap_deltas(a: QueryRanks, b: QueryRanks, tasks, metric: str, resamples: int, rng) -> np.ndarray:
     """(B,) metric(A) - metric(B) over B image resamples shared by both runs."""
     counts = [resample_counts(rng, len(images), resamples) for images, _ in a.folds()]
-    return metric_value(replicate_metrics(a, counts), tasks, metric) - \
-        metric_value(replicate_metrics(b, counts), tasks, metric)
+    return metric_value(replicate_metrics(a, counts), tasks, metric) - metric_value(
+        replicate_metrics(b, counts), tasks, metric
+    )
 
 
 def holm(p_values: list[float]) -> list[float]:

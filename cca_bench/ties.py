@@ -26,6 +26,7 @@ that order drawn at random, averaged exactly. On untied scores all three rules g
 Sums behind the metrics are correctly rounded (``math.fsum`` over the fractional terms), so the same counts give
 the same metrics bit for bit on any machine and in any order.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,7 +58,7 @@ class TieCounts:
     gt_tied: np.ndarray
 
     @classmethod
-    def untied(cls, ranks) -> "TieCounts":
+    def untied(cls, ranks) -> TieCounts:
         """Integer 0-based ranks with no ties recorded (a reference's ranks, or a ranks file kept before ties)."""
         above = np.asarray(ranks).astype(np.int64)
         if not np.array_equal(above, ranks):
@@ -65,11 +66,11 @@ class TieCounts:
         return cls(above, np.zeros_like(above), np.ones_like(above))
 
     @classmethod
-    def of(cls, ranks) -> "TieCounts":
+    def of(cls, ranks) -> TieCounts:
         """``ranks`` if it is a TieCounts, else :meth:`untied` of it."""
         return ranks if isinstance(ranks, TieCounts) else cls.untied(ranks)
 
-    def __getitem__(self, idx) -> "TieCounts":
+    def __getitem__(self, idx) -> TieCounts:
         return TieCounts(self.above[idx], self.tied[idx], self.gt_tied[idx])
 
     def __len__(self) -> int:

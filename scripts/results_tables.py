@@ -18,6 +18,7 @@ whose recorded run is still stored is not run again unless ``--rerun``. Interval
 record; deltas and p-values come from :func:`cca_bench.stats.paired_test` with the one default of resamples and
 seed, printed by :func:`cca_bench.stats.format_p`; bold / dagger marks from ``results.significance_marks``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,37 +56,96 @@ class Table:
 def _row(label: str, shown: str, method: str, features: str, *options: str, dataset: str = "openmoji") -> Row:
     """A row whose model is ``generate METHOD DATASET FEATURES OPTIONS`` and run ``run_benchmark`` on test with
     the same options (the feature options and --tag must match to reopen the model)."""
-    return Row(label, shown, ("generate", method, dataset, features, *options),
-               ("run_benchmark", method, dataset, "test", features, *[o for o in options if o != "--cv"]))
+    return Row(
+        label,
+        shown,
+        ("generate", method, dataset, features, *options),
+        ("run_benchmark", method, dataset, "test", features, *[o for o in options if o != "--cv"]),
+    )
 
 
-QUICKSTART = Row("cca, defaults", "`cca ... glove50_efficientnet`",
-                 ("generate", "cca", "openmoji", "glove50_efficientnet"),
-                 ("run_benchmark", "cca", "openmoji", "test", "glove50_efficientnet", "--distance", "cosine"))
+QUICKSTART = Row(
+    "cca, defaults",
+    "`cca ... glove50_efficientnet`",
+    ("generate", "cca", "openmoji", "glove50_efficientnet"),
+    ("run_benchmark", "cca", "openmoji", "test", "glove50_efficientnet", "--distance", "cosine"),
+)
 
 
 def _aligners(features: str) -> tuple[Row, ...]:
-    first = QUICKSTART if features == "glove50_efficientnet" else _row(
-        "cca, defaults", f"`cca ... {features}`", "cca", features)
-    return (first, *(_row(f"{m} --cv", f"`{m} ... {features} --cv`", m, features, "--cv", "--tag", "cv")
-                     for m in ("cca", "kcca", "ridge", "procrustes", "pls", "asif", "dcca")))
+    first = (
+        QUICKSTART
+        if features == "glove50_efficientnet"
+        else _row("cca, defaults", f"`cca ... {features}`", "cca", features)
+    )
+    return (
+        first,
+        *(
+            _row(f"{m} --cv", f"`{m} ... {features} --cv`", m, features, "--cv", "--tag", "cv")
+            for m in ("cca", "kcca", "ridge", "procrustes", "pls", "asif", "dcca")
+        ),
+    )
 
 
 TABLES = {
     "quickstart": Table("README.md", "recipes", (QUICKSTART,)),
     "quickstart-prose": Table("README.md", "sentence", (QUICKSTART,)),
-    "recipes": Table("README.md", "recipes", (
-        _row("mean GloVe-50, linear CCA", "`cca ... glove50_efficientnet --cv`", "cca", "glove50_efficientnet",
-             "--cv", "--tag", "cv"),
-        *(_row(f"{label} Fisher vectors, K = 32", f"`--pooling {p}`", "cca", "glove50_efficientnet", "--cv",
-               "--pooling", p, "--tag", "cv") for label, p in (("GMM", "gmm"), ("HGLMM", "hglmm"),
-                                                              ("GMM+HGLMM", "gmm+hglmm"))),
-        _row("all-MiniLM-L6-v2 sentence embeddings", "`cca ... minilm_efficientnet --cv`", "cca",
-             "minilm_efficientnet", "--cv", "--tag", "cv"),
-        _row("kernel CCA (rbf Nystroem), mean GloVe-50", "`kcca ... glove50_efficientnet --cv`", "kcca",
-             "glove50_efficientnet", "--cv", "--tag", "cv"),
-        _row("kernel CCA, MiniLM captions", "`kcca ... minilm_efficientnet --cv`", "kcca", "minilm_efficientnet",
-             "--cv", "--tag", "cv"))),
+    "recipes": Table(
+        "README.md",
+        "recipes",
+        (
+            _row(
+                "mean GloVe-50, linear CCA",
+                "`cca ... glove50_efficientnet --cv`",
+                "cca",
+                "glove50_efficientnet",
+                "--cv",
+                "--tag",
+                "cv",
+            ),
+            *(
+                _row(
+                    f"{label} Fisher vectors, K = 32",
+                    f"`--pooling {p}`",
+                    "cca",
+                    "glove50_efficientnet",
+                    "--cv",
+                    "--pooling",
+                    p,
+                    "--tag",
+                    "cv",
+                )
+                for label, p in (("GMM", "gmm"), ("HGLMM", "hglmm"), ("GMM+HGLMM", "gmm+hglmm"))
+            ),
+            _row(
+                "all-MiniLM-L6-v2 sentence embeddings",
+                "`cca ... minilm_efficientnet --cv`",
+                "cca",
+                "minilm_efficientnet",
+                "--cv",
+                "--tag",
+                "cv",
+            ),
+            _row(
+                "kernel CCA (rbf Nystroem), mean GloVe-50",
+                "`kcca ... glove50_efficientnet --cv`",
+                "kcca",
+                "glove50_efficientnet",
+                "--cv",
+                "--tag",
+                "cv",
+            ),
+            _row(
+                "kernel CCA, MiniLM captions",
+                "`kcca ... minilm_efficientnet --cv`",
+                "kcca",
+                "minilm_efficientnet",
+                "--cv",
+                "--tag",
+                "cv",
+            ),
+        ),
+    ),
     "aligners-minilm": Table("README.md", "recipes", _aligners("minilm_efficientnet")),
     "aligners-glove": Table("README.md", "recipes", _aligners("glove50_efficientnet")),
     "aligners-wide-minilm": Table("docs/aligners.md", "wide", _aligners("minilm_efficientnet")),
@@ -95,6 +155,7 @@ TABLES = {
 
 # ------------------------------------------------------------------------------------------------ rendering
 
+
 def _value(record: dict, task: str | None, metric: str, ci: bool = True) -> str:
     """``7.7 [6.1, 9.4]``: a metric (task None: R-sum) with the interval stored in the run record."""
     from cca_bench.results import fmt_value, rsum, with_ci
@@ -102,8 +163,11 @@ def _value(record: dict, task: str | None, metric: str, ci: bool = True) -> str:
     if task is None:
         return with_ci(rsum(record["metrics"]), (record.get("ci") or {}).get("rsum") if ci else None)
     interval = (record.get("ci") or {}).get(task, {}).get(metric) if ci else None
-    return with_ci(record["metrics"][task].get(metric), interval, metric) if ci else \
-        fmt_value(record["metrics"][task].get(metric), metric)
+    return (
+        with_ci(record["metrics"][task].get(metric), interval, metric)
+        if ci
+        else fmt_value(record["metrics"][task].get(metric), metric)
+    )
 
 
 def _marks(records: list[dict]) -> dict:
@@ -131,27 +195,55 @@ def render(table: Table, records: list[dict]) -> str:
     """The markdown of a table from one run record per row (same order as ``table.rows``)."""
     if table.kind == "sentence":
         r = records[0]
-        return (f"R-sum is {_value(r, None, 'rsum').replace(' [', ' with a 95% interval of [')}, and its "
-                f"image-annotation R@1 of {_value(r, 'image_annotation', 'R@1').replace(' [', ' is [')}")
+        return (
+            f"R-sum is {_value(r, None, 'rsum').replace(' [', ' with a 95% interval of [')}, and its "
+            f"image-annotation R@1 of {_value(r, 'image_annotation', 'R@1').replace(' [', ' is [')}"
+        )
     marks = _marks(records)
     if table.kind == "wide":
-        head = ["method", "flags", "chosen / params", "i2t R@1", "R@5", "R@10", "MedR", "t2i R@1", "R@5", "R@10",
-                "MedR", "R-sum"]
-        body = [[r["method"], "--cv" if "--cv" in row.generate else "defaults (no --cv)", r.get("params_label") or "-",
-                 *[_value(r, t, m, ci=False) for t in ("image_annotation", "image_search")
-                   for m in ("R@1", "R@5", "R@10", "median_rank")], _marked(_value(r, None, "rsum", ci=False),
-                                                                           marks.get(r["_file"]))]
-                for row, r in zip(table.rows, records)]
+        head = [
+            "method",
+            "flags",
+            "chosen / params",
+            "i2t R@1",
+            "R@5",
+            "R@10",
+            "MedR",
+            "t2i R@1",
+            "R@5",
+            "R@10",
+            "MedR",
+            "R-sum",
+        ]
+        body = [
+            [
+                r["method"],
+                "--cv" if "--cv" in row.generate else "defaults (no --cv)",
+                r.get("params_label") or "-",
+                *[
+                    _value(r, t, m, ci=False)
+                    for t in ("image_annotation", "image_search")
+                    for m in ("R@1", "R@5", "R@10", "median_rank")
+                ],
+                _marked(_value(r, None, "rsum", ci=False), marks.get(r["_file"])),
+            ]
+            for row, r in zip(table.rows, records)
+        ]
     else:
         head = ["recipe", "command", "i2t R@1", "i2t R@10", "t2i R@1", "t2i R@10", "i2t / t2i medR", "R-sum"]
         head += ["vs first row: delta R-sum, p"] if len(records) > 1 else []
-        body = [[row.label, row.shown, *[_value(r, t, m) for t in ("image_annotation", "image_search")
-                                         for m in ("R@1", "R@10")],
-                 f"{_value(r, 'image_annotation', 'median_rank', False)} / "
-                 f"{_value(r, 'image_search', 'median_rank', False)}",
-                 _marked(_value(r, None, "rsum"), marks.get(r["_file"]))]
-                + ([_delta(r, records[0]) if i else ""] if len(records) > 1 else [])
-                for i, (row, r) in enumerate(zip(table.rows, records))]
+        body = [
+            [
+                row.label,
+                row.shown,
+                *[_value(r, t, m) for t in ("image_annotation", "image_search") for m in ("R@1", "R@10")],
+                f"{_value(r, 'image_annotation', 'median_rank', False)} / "
+                f"{_value(r, 'image_search', 'median_rank', False)}",
+                _marked(_value(r, None, "rsum"), marks.get(r["_file"])),
+            ]
+            + ([_delta(r, records[0]) if i else ""] if len(records) > 1 else [])
+            for i, (row, r) in enumerate(zip(table.rows, records))
+        ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
 
@@ -175,6 +267,7 @@ def _marker_re(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ running
+
 
 def run_row(row: Row, roots: list[str], fit: bool = True) -> tuple[str, float]:
     """Run a row's generate (unless ``fit`` is false: the saved model is scored again) and run_benchmark (stdout
@@ -201,8 +294,9 @@ def records_of(name: str, results_root: Path, manifest: dict) -> list[dict]:
 
     ids = [r["run_id"] for r in manifest.get(name, {}).get("rows", [])]
     if len(ids) != len(TABLES[name].rows):
-        raise SystemExit(f"{name}: no recorded runs in {MANIFEST.name}: run `python scripts/results_tables.py "
-                         f"{name} --run` first")
+        raise SystemExit(
+            f"{name}: no recorded runs in {MANIFEST.name}: run `python scripts/results_tables.py {name} --run` first"
+        )
     runs, _ = load_runs(results_root)
     return [find_run(runs, i, folder=results_root / "runs") for i in ids]
 
@@ -210,11 +304,18 @@ def records_of(name: str, results_root: Path, manifest: dict) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("tables", nargs="*", help=f"tables to rewrite (default all): {', '.join(TABLES)}")
-    p.add_argument("--run", action="store_true", help="run each row's commands first (rows with a recorded, "
-                   "still stored run are kept unless --rerun)")
+    p.add_argument(
+        "--run",
+        action="store_true",
+        help="run each row's commands first (rows with a recorded, still stored run are kept unless --rerun)",
+    )
     p.add_argument("--rerun", action="store_true", help="with --run: run every row again")
-    p.add_argument("--rescore", action="store_true", help="with --run: score every row's saved model again "
-                   "(run_benchmark only: after a change of scoring, e.g. resampling or the tie rule, no refit)")
+    p.add_argument(
+        "--rescore",
+        action="store_true",
+        help="with --run: score every row's saved model again "
+        "(run_benchmark only: after a change of scoring, e.g. resampling or the tie rule, no refit)",
+    )
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a document would change")
     p.add_argument("--list", action="store_true", help="list the tables and their rows' commands")
     p.add_argument("--results-root", default="results")
@@ -228,14 +329,21 @@ def main(argv: list[str] | None = None) -> int:
         for n in names:
             print(f"{n} ({TABLES[n].doc}):")
             for row in TABLES[n].rows:
-                print(f"  {row.label}: python -m cca_bench {' '.join(row.generate)} && "
-                      f"python -m cca_bench {' '.join(row.run)}")
+                print(
+                    f"  {row.label}: python -m cca_bench {' '.join(row.generate)} && "
+                    f"python -m cca_bench {' '.join(row.run)}"
+                )
         return 0
     manifest = json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {}
     results_root = Path(args.results_root)
     if args.run:
-        _run_tables(names, manifest, ["--results-root", str(results_root), "--data-root", args.data_root],
-                    args.rerun or args.rescore, fit=not args.rescore)
+        _run_tables(
+            names,
+            manifest,
+            ["--results-root", str(results_root), "--data-root", args.data_root],
+            args.rerun or args.rescore,
+            fit=not args.rescore,
+        )
     return _rewrite(names, manifest, results_root, args.check)
 
 
@@ -252,13 +360,20 @@ def _run_tables(names: list[str], manifest: dict, roots: list[str], rerun: bool,
             key = (" ".join(row.generate), " ".join(row.run))
             kept = old.get(key)
             if key not in done:
-                done[key] = (kept["run_id"], kept.get("seconds")) if kept and kept["run_id"] in stored and not rerun \
+                done[key] = (
+                    (kept["run_id"], kept.get("seconds"))
+                    if kept and kept["run_id"] in stored and not rerun
                     else run_row(row, roots, fit)
+                )
                 print(f"{n}: {row.label}: run {done[key][0]} ({done[key][1] or 0:.0f} s)", file=sys.stderr)
             seconds = None if done[key][1] is None else round(done[key][1], 1)
             rows.append({"label": row.label, "commands": list(key), "run_id": done[key][0], "seconds": seconds})
-        manifest[n] = {"doc": TABLES[n].doc, "rows": rows, "made": time.strftime("%Y-%m-%d", time.gmtime()),
-                       "seconds": round(sum(r["seconds"] or 0 for r in rows), 1)}  # of its rows' commands
+        manifest[n] = {
+            "doc": TABLES[n].doc,
+            "rows": rows,
+            "made": time.strftime("%Y-%m-%d", time.gmtime()),
+            "seconds": round(sum(r["seconds"] or 0 for r in rows), 1),
+        }  # of its rows' commands
         MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
 
 

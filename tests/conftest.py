@@ -5,6 +5,7 @@ case needs none) gives a reason starting with :data:`HARDWARE`. Under CI (``CI``
 ``.ci/run`` environments do) any other skip turns into a failure naming its reason: a broken install, a missing
 tool or a missing privilege is then seen, not silently skipped.
 """
+
 import os
 
 import pytest
@@ -32,5 +33,7 @@ def pytest_runtest_makereport(item, call):
         reason = skip_reason(report)
         if not reason.startswith(HARDWARE):
             report.outcome = "failed"
-            report.longrepr = (f"skipped under CI for a reason that is not missing hardware: {reason!r} (only "
-                               f"reasons starting with {HARDWARE!r} may skip; see tests/conftest.py)")
+            report.longrepr = (
+                f"skipped under CI for a reason that is not missing hardware: {reason!r} (only "
+                f"reasons starting with {HARDWARE!r} may skip; see tests/conftest.py)"
+            )

@@ -1,5 +1,6 @@
 """The shape of the house (docs: /ARCHITECTURE picture): the package's import graph, lazy imports inside functions
 included, has no circle, and no module imports one from a layer above its own."""
+
 import ast
 from pathlib import Path
 
@@ -9,18 +10,53 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cca_bench"
 # covers its submodules; "cca_bench" itself only the package's __init__). A module may import its own layer
 # and any layer below, never one above. Place every new module here.
 LAYERS = [
-    ("base", ["cca_bench._version", "cca_bench.errors", "cca_bench.extras", "cca_bench.registry", "cca_bench.config",
-              "cca_bench.fsio", "cca_bench.checks", "cca_bench.plots", "cca_bench.cells"]),
-    ("numerics", ["cca_bench.linalg", "cca_bench.ties", "cca_bench.metrics", "cca_bench.stats", "cca_bench.kernel_maps",
-                  "cca_bench.power", "cca_bench.seed_stats", "cca_bench.sample_size", "cca_bench.api",
-                  "cca_bench.similarity", "cca_bench.retrieved"]),
+    (
+        "base",
+        [
+            "cca_bench._version",
+            "cca_bench.errors",
+            "cca_bench.extras",
+            "cca_bench.registry",
+            "cca_bench.config",
+            "cca_bench.fsio",
+            "cca_bench.checks",
+            "cca_bench.plots",
+            "cca_bench.cells",
+        ],
+    ),
+    (
+        "numerics",
+        [
+            "cca_bench.linalg",
+            "cca_bench.ties",
+            "cca_bench.metrics",
+            "cca_bench.stats",
+            "cca_bench.kernel_maps",
+            "cca_bench.power",
+            "cca_bench.seed_stats",
+            "cca_bench.sample_size",
+            "cca_bench.api",
+            "cca_bench.similarity",
+            "cca_bench.retrieved",
+            "cca_bench.topk",
+        ],
+    ),
     ("datasets", ["cca_bench.datasets"]),
     ("features", ["cca_bench.features"]),
     ("methods", ["cca_bench.methods"]),
     ("cv", ["cca_bench.cv"]),
     ("results", ["cca_bench.results", "cca_bench.runrecord", "cca_bench.marks", "cca_bench.verdict"]),
-    ("glue", ["cca_bench.evaluation", "cca_bench.benchmark", "cca_bench.external", "cca_bench.catalog",
-              "cca_bench.coco_extended", "cca_bench.curves"]),
+    (
+        "glue",
+        [
+            "cca_bench.evaluation",
+            "cca_bench.benchmark",
+            "cca_bench.external",
+            "cca_bench.catalog",
+            "cca_bench.coco_extended",
+            "cca_bench.curves",
+        ],
+    ),
     ("search", ["cca_bench.search"]),
     ("web", ["cca_bench.web"]),
     ("cli", ["cca_bench.__main__", "cca_bench.cli"]),
@@ -100,8 +136,12 @@ def circles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def layer(module: str) -> int:
-    matches = [(len(prefix), i) for i, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
-               if module == prefix or (prefix != "cca_bench" and module.startswith(prefix + "."))]
+    matches = [
+        (len(prefix), i)
+        for i, (_, prefixes) in enumerate(LAYERS)
+        for prefix in prefixes
+        if module == prefix or (prefix != "cca_bench" and module.startswith(prefix + "."))
+    ]
     assert matches, f"{module} has no layer in tests/test_architecture.py LAYERS: place it there"
     return max(matches)[1]
 
@@ -123,8 +163,12 @@ def test_no_import_circles():
 
 
 def test_no_module_imports_a_layer_above_its_own():
-    upward = [f"{m} ({LAYERS[layer(m)][0]}) imports {t} ({LAYERS[layer(t)][0]})"
-              for m, targets in sorted(graph().items()) for t in sorted(targets) if layer(t) > layer(m)]
+    upward = [
+        f"{m} ({LAYERS[layer(m)][0]}) imports {t} ({LAYERS[layer(t)][0]})"
+        for m, targets in sorted(graph().items())
+        for t in sorted(targets)
+        if layer(t) > layer(m)
+    ]
     assert upward == []
 
 
@@ -137,8 +181,9 @@ ORCHESTRATOR = ["cca_bench.benchmark", "cca_bench.external", "cca_bench.catalog"
 def below_the_orchestrator() -> dict[str, Path]:
     """The modules below the orchestrator: every layer under glue, and evaluation (glue that benchmark calls)."""
     glue = [name for name, _ in LAYERS].index("glue")
-    return {m: p for m, p in modules().items()
-            if m not in ORCHESTRATOR and (layer(m) < glue or m == "cca_bench.evaluation")}
+    return {
+        m: p for m, p in modules().items() if m not in ORCHESTRATOR and (layer(m) < glue or m == "cca_bench.evaluation")
+    }
 
 
 def whole_options_uses(path: Path) -> list[str]:

@@ -1,4 +1,5 @@
 """The command line end to end on a small shapes set: generate, run_benchmark, compare, list, errors."""
+
 import json
 
 import pytest
@@ -24,8 +25,21 @@ def test_generate_run_compare(roots, tmp_path, capsys):
     runs = list((tmp_path / "results" / "runs").glob("*.json"))
     assert len(runs) == 1
     record = json.loads(runs[0].read_text())
-    for key in ("method", "dataset", "split", "features", "distance", "protocol", "params", "metrics",
-                "n_images", "n_captions", "timings", "versions", "created"):
+    for key in (
+        "method",
+        "dataset",
+        "split",
+        "features",
+        "distance",
+        "protocol",
+        "params",
+        "metrics",
+        "n_images",
+        "n_captions",
+        "timings",
+        "versions",
+        "created",
+    ):
         assert key in record
     assert record["n_images"] == 60 and record["n_captions"] == 300
     ann = record["metrics"]["image_annotation"]
@@ -46,23 +60,35 @@ def test_generate_run_compare(roots, tmp_path, capsys):
 def test_list_shows_datasets_and_encoders(roots, capsys):
     assert main(["list", *roots]) == 0
     out = capsys.readouterr().out
-    for name in ("openmoji", "shapes", "flickr8k", "coco", "glove50", "word2vec", "efficientnet_lite0",
-                 "vgg_karpathy", "cca"):
+    for name in (
+        "openmoji",
+        "shapes",
+        "flickr8k",
+        "coco",
+        "glove50",
+        "word2vec",
+        "efficientnet_lite0",
+        "vgg_karpathy",
+        "cca",
+    ):
         assert name in out
     assert "dataset_flickr8k.json" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["generate", "cca", "shapez", "glove50_tinyimage"], "did you mean 'shapes'"),
-    (["generate", "cca", "shapes", "glove5_tinyimage"], "did you mean 'glove50'"),
-    (["generate", "cca", "shapes", "glove50_tinyimag"], "did you mean 'tinyimage'"),
-    (["generate", "ccca", "shapes", "glove50_tinyimage"], "did you mean 'cca'"),
-    (["generate", "cca", "flickr8k", "glove50_vgg_karpathy"], "dataset_flickr8k.json"),
-    (["generate", "cca", "shapes", "word2vec_tinyimage", "-D", "n_train=20"], "GoogleNews-vectors-negative300.bin"),
-    (["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "-D", "n_train=20"], "run `generate` first"),
-    (["run_benchmark", "cca", "shapes", "tset", "glove50_tinyimage"], "no split 'tset'"),
-    (["generate", "cca", "shapes", "glove50_tinyimage", "-D", "n_trian=3"], "unknown option 'n_trian'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["generate", "cca", "shapez", "glove50_tinyimage"], "did you mean 'shapes'"),
+        (["generate", "cca", "shapes", "glove5_tinyimage"], "did you mean 'glove50'"),
+        (["generate", "cca", "shapes", "glove50_tinyimag"], "did you mean 'tinyimage'"),
+        (["generate", "ccca", "shapes", "glove50_tinyimage"], "did you mean 'cca'"),
+        (["generate", "cca", "flickr8k", "glove50_vgg_karpathy"], "dataset_flickr8k.json"),
+        (["generate", "cca", "shapes", "word2vec_tinyimage", "-D", "n_train=20"], "GoogleNews-vectors-negative300.bin"),
+        (["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "-D", "n_train=20"], "run `generate` first"),
+        (["run_benchmark", "cca", "shapes", "tset", "glove50_tinyimage"], "no split 'tset'"),
+        (["generate", "cca", "shapes", "glove50_tinyimage", "-D", "n_trian=3"], "unknown option 'n_trian'"),
+    ],
+)
 def test_user_mistakes_are_one_line_errors(argv, message, roots, capsys):
     assert main([*argv, "-q", *roots]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -77,7 +103,9 @@ def test_rank_deficient_fit_suggests_a_ridge(roots, capsys):
 
 def test_protocol_needs_matching_image_count(roots, capsys):
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", *SMALL, *roots]) == 0
-    assert main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "--protocol", "1k", *SMALL, *roots]) == 2
+    assert (
+        main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "--protocol", "1k", *SMALL, *roots]) == 2
+    )
     assert "multiple of 1000" in capsys.readouterr().err
 
 
@@ -92,11 +120,16 @@ def test_same_command_twice_gives_the_same_numbers(roots, tmp_path):
     a, b = records
     assert a["metrics"] == b["metrics"] and a["recall_curve"] == b["recall_curve"]
     # what the run records to be repeated: configuration, seeds, versions, feature cache keys
-    assert a["config"]["protocol"] == "full" and a["config"]["dataset_options"] == {"n_train": "300", "n_val": "40",
-                                                                                     "n_test": "60"}
+    assert a["config"]["protocol"] == "full" and a["config"]["dataset_options"] == {
+        "n_train": "300",
+        "n_val": "40",
+        "n_test": "60",
+    }
     assert a["seeds"]["model"] is None and "random_state" not in a["params"]  # cca's fit is deterministic
     assert {"numpy", "torch", "git_revision"} <= set(a["versions"])
-    assert a["feature_cache"]["image"].startswith("shapes_test_tinyimage-") and a["feature_cache"]["text"].endswith(".npy")
+    assert a["feature_cache"]["image"].startswith("shapes_test_tinyimage-") and a["feature_cache"]["text"].endswith(
+        ".npy"
+    )
     assert len(a["recall_curve"]["image_annotation"]) == 50
 
 

@@ -1,4 +1,5 @@
 """`generate ... --backend dask` fits through a Dask cluster and saves the same model as the numpy backend."""
+
 import numpy as np
 import pytest
 
@@ -10,6 +11,7 @@ SMALL = ["-D", "n_train=200", "-D", "n_val=20", "-D", "n_test=40", "-q", "--reg"
 
 def test_generate_with_dask_backend_matches_numpy(tmp_path):
     import dask.distributed  # noqa: F401
+
     models = {}
     for backend in ("numpy", "dask"):
         roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / backend)]
@@ -24,13 +26,26 @@ def test_generate_with_dask_backend_matches_numpy(tmp_path):
 def test_generate_kcca_with_dask_backend_matches_numpy(tmp_path):
     """kcca through --backend dask (its kernel maps applied inside the tasks) saves the numpy backend's model."""
     import dask.distributed  # noqa: F401
+
     from cca_bench.methods.kcca import KernelCCA
 
     models = {}
     for backend in ("numpy", "dask"):
         roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / backend)]
-        argv = ["generate", "kcca", "shapes", "glove50_tinyimage", "--backend", backend, "--landmarks", "50",
-                "--kernel-views", "both", *SMALL, *roots]
+        argv = [
+            "generate",
+            "kcca",
+            "shapes",
+            "glove50_tinyimage",
+            "--backend",
+            backend,
+            "--landmarks",
+            "50",
+            "--kernel-views",
+            "both",
+            *SMALL,
+            *roots,
+        ]
         assert main(argv) == 0
         (path,) = (tmp_path / backend / "models").glob("*.safetensors")
         models[backend] = KernelCCA.load(path.with_suffix(""))
@@ -84,12 +99,47 @@ def test_a_model_fitted_on_dask_scores_where_run_benchmark_says(tmp_path, monkey
     from cca_bench import linalg
 
     roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "results")]
-    assert main(["generate", "asif", "shapes", "glove50_tinyimage", "--backend", "dask", "--top-k", "20",
-                 *SMALL[:-2], *roots]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "asif",
+                "shapes",
+                "glove50_tinyimage",
+                "--backend",
+                "dask",
+                "--top-k",
+                "20",
+                *SMALL[:-2],
+                *roots,
+            ]
+        )
+        == 0
+    )
 
     def no_cluster(*a, **k):
         raise AssertionError("a Dask cluster was asked for")
 
     monkeypatch.setattr(linalg, "dask_client", no_cluster)
-    assert main(["run_benchmark", "asif", "shapes", "test", "glove50_tinyimage", "--ci", "none", "-q",
-                 "-D", "n_train=200", "-D", "n_val=20", "-D", "n_test=40", *roots]) == 0
+    assert (
+        main(
+            [
+                "run_benchmark",
+                "asif",
+                "shapes",
+                "test",
+                "glove50_tinyimage",
+                "--ci",
+                "none",
+                "-q",
+                "-D",
+                "n_train=200",
+                "-D",
+                "n_val=20",
+                "-D",
+                "n_test=40",
+                *roots,
+            ]
+        )
+        == 0
+    )

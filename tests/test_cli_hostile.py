@@ -1,5 +1,6 @@
 """The CLI against a hostile, realistic user: every case is one line on stderr, the right non-zero exit, no
 traceback, and no file written, changed or left behind (the whole data + results tree is compared)."""
+
 import errno
 import json
 import os
@@ -172,8 +173,21 @@ def glove_files(w):
     for dim in (3, 4):
         rows = [f"{word} " + " ".join(f"{v:.4f}" for v in rng.standard_normal(dim)) for word in words]
         (w / f"v{dim}.txt").write_text("\n".join(rows) + "\n")
-    argv = ["generate", "cca", "shapes", "glove_tinyimage", "--text-path", str(w / "v3.txt"), "--reg", "1e-2",
-            *SMALL, "--data-root", str(w / "data"), "--results-root", str(w / "results")]
+    argv = [
+        "generate",
+        "cca",
+        "shapes",
+        "glove_tinyimage",
+        "--text-path",
+        str(w / "v3.txt"),
+        "--reg",
+        "1e-2",
+        *SMALL,
+        "--data-root",
+        str(w / "data"),
+        "--results-root",
+        str(w / "results"),
+    ]
     assert main(argv) == 0
 
 
@@ -191,6 +205,7 @@ def parquet(w, captions, image=None):
     """A Flickr30k-style parquet dump data/pq: three train rows whose caption column holds ``captions``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     (w / "data" / "pq").mkdir(parents=True)
     images = image or [{"bytes": png(), "path": f"{k}.png"} for k in range(3)]
     rows = [{"image": images[k], "caption": captions[k], "split": "train"} for k in range(3)]
@@ -202,8 +217,10 @@ def coco(w, image_id=1, cocoid=1, text="a red circle"):
     folder = w / "data" / "coco2"
     (folder / "images").mkdir(parents=True)
     (folder / "images" / "a.png").write_bytes(png())
-    ann = {"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"image_id": image_id, "id": 9,
-                                                                          "caption": text}]}
+    ann = {
+        "images": [{"id": 1, "file_name": "a.png"}],
+        "annotations": [{"image_id": image_id, "id": 9, "caption": text}],
+    }
     (folder / "captions_train2014.json").write_text(json.dumps(ann))
     split = {"images": [{"filename": "a.png", "split": "train", "cocoid": cocoid, "sentences": []}]}
     (folder / "dataset_coco.json").write_text(json.dumps(split))
@@ -233,8 +250,11 @@ def shard(w, members, cut=None):
         path.write_bytes(path.read_bytes()[:cut])
 
 
-WDS = [(f"{k:06d}.{ext}", png() if ext == "png" else f"a red circle {k}".encode()) for k in range(3)
-       for ext in ("png", "txt")]
+WDS = [
+    (f"{k:06d}.{ext}", png() if ext == "png" else f"a red circle {k}".encode())
+    for k in range(3)
+    for ext in ("png", "txt")
+]
 
 
 def karpathy_caption(w, raw):
@@ -321,24 +341,49 @@ EVAL = ["evaluate", "shapes", "test", "--images", f"{W}/img.npy", "--texts", f"{
 CASES = [
     # names: datasets, encoders, methods, splits
     ("dataset typo", None, ["generate", "cca", "shapez", FEAT, *SMALL], 2, "did you mean 'shapes'"),
-    ("features without image encoder", None, ["generate", "cca", "shapes", "glove50", *SMALL], 2,
-     "names no image encoder"),
-    ("features with empty image part", None, ["generate", "cca", "shapes", "glove50_", *SMALL], 2,
-     "names no image encoder"),
-    ("image encoder typo", None, ["generate", "cca", "shapes", "glove50_tinyimag", *SMALL], 2,
-     "did you mean 'tinyimage'"),
+    (
+        "features without image encoder",
+        None,
+        ["generate", "cca", "shapes", "glove50", *SMALL],
+        2,
+        "names no image encoder",
+    ),
+    (
+        "features with empty image part",
+        None,
+        ["generate", "cca", "shapes", "glove50_", *SMALL],
+        2,
+        "names no image encoder",
+    ),
+    (
+        "image encoder typo",
+        None,
+        ["generate", "cca", "shapes", "glove50_tinyimag", *SMALL],
+        2,
+        "did you mean 'tinyimage'",
+    ),
     ("method typo", None, ["generate", "ccca", "shapes", FEAT, *SMALL], 2, "did you mean 'cca'"),
     ("split typo", None, ["run_benchmark", "cca", "shapes", "tset", FEAT, *SMALL], 2, "no split 'tset'"),
-    ("model never generated", None, ["run_benchmark", "cca", "shapes", "test", "glove50_efficientnet", *SMALL], 2,
-     "run `generate` first"),
+    (
+        "model never generated",
+        None,
+        ["run_benchmark", "cca", "shapes", "test", "glove50_efficientnet", *SMALL],
+        2,
+        "run `generate` first",
+    ),
     # options
     ("device tpu", None, [*RUN, "--device", "tpu"], 2, "--device 'tpu'"),
     ("device cuda without GPU, features cached", None, [*RUN, "--device", "cuda"], 2, "no CUDA GPU"),
     ("device cuda:7", None, [*GEN, "--device", "cuda:7"], 2, "--device cuda:7"),
     ("one training image", None, ["generate", "cca", "shapes", FEAT, "-D", "n_train=1", "-q"], 2, "do not vary"),
     ("dataset option typo", None, [*GEN, "-D", "n_trian=3"], 2, "unknown option 'n_trian'"),
-    ("dataset option not a number", None, ["generate", "cca", "shapes", FEAT, "-D", "n_train=many"], 2,
-     "not a valid integer"),
+    (
+        "dataset option not a number",
+        None,
+        ["generate", "cca", "shapes", FEAT, "-D", "n_train=many"],
+        2,
+        "not a valid integer",
+    ),
     ("k = 0", None, [*SEARCH, "-k", "0"], 2, "expected a whole number >= 1"),
     ("tag with a slash", None, [*GEN, "--tag", "a/b"], 2, "--tag"),
     ("protocol 1k on 20 images", None, [*RUN, "--protocol", "1k"], 2, "multiple of 1000"),
@@ -362,90 +407,261 @@ CASES = [
     ("model config of the wrong type", string_components, RUN, 2, "config 'n_components_' is '5', not of the"),
     ("batch size 0", None, [*GEN, "--batch-size", "0"], 2, "expected a whole number >= 1"),
     ("model bytes altered", flip_a_weight_byte, RUN, 2, "damaged or was altered"),
-    ("cca model under the vse name", model_as_vse, ["run_benchmark", "vse", "shapes", "test", FEAT, *SMALL], 2,
-     "holds a 'cca' model, not vse"),
+    (
+        "cca model under the vse name",
+        model_as_vse,
+        ["run_benchmark", "vse", "shapes", "test", FEAT, *SMALL],
+        2,
+        "holds a 'cca' model, not vse",
+    ),
     # outputs
     ("html to a directory", None, [*SEARCH, "--html", W], 2, "is a directory"),
     ("html below a file", a_file, [*SEARCH, "--html", f"{W}/afile/page.html"], 2, "is a file, not a folder"),
     ("html to a FIFO nobody reads", fifo, [*SEARCH, "--html", f"{W}/fifo.html"], 2, "no process is reading"),
     ("html to a full device", full_device, [*SEARCH, "--html", f"{W}/full"], 1, "no space left on device"),
     # queries
-    ("search text without words", None, ["search", "cca", "shapes", FEAT, "--text", "!!!", *SMALL], 2,
-     "holds no word"),
-    ("search photo missing", None, ["search", "cca", "shapes", FEAT, "--image", f"{W}/none.jpg", *SMALL], 2,
-     "image file not found"),
-    ("search photo not an image", not_an_image, ["search", "cca", "shapes", FEAT, "--image", f"{W}/photo.jpg",
-                                                 *SMALL], 2, "cannot read image"),
-    ("search photo is a FIFO", fifo_photo, ["search", "cca", "shapes", FEAT, "--image", f"{W}/photo.jpg", *SMALL], 2,
-     "photo.jpg is not a regular file (a FIFO, device or folder)"),
-    ("search photo is a folder", lambda w: (w / "photo.jpg").mkdir(),
-     ["search", "cca", "shapes", FEAT, "--similar", f"{W}/photo.jpg", *SMALL], 2, "is not a regular file"),
+    ("search text without words", None, ["search", "cca", "shapes", FEAT, "--text", "!!!", *SMALL], 2, "holds no word"),
+    (
+        "search photo missing",
+        None,
+        ["search", "cca", "shapes", FEAT, "--image", f"{W}/none.jpg", *SMALL],
+        2,
+        "image file not found",
+    ),
+    (
+        "search photo not an image",
+        not_an_image,
+        ["search", "cca", "shapes", FEAT, "--image", f"{W}/photo.jpg", *SMALL],
+        2,
+        "cannot read image",
+    ),
+    (
+        "search photo is a FIFO",
+        fifo_photo,
+        ["search", "cca", "shapes", FEAT, "--image", f"{W}/photo.jpg", *SMALL],
+        2,
+        "photo.jpg is not a regular file (a FIFO, device or folder)",
+    ),
+    (
+        "search photo is a folder",
+        lambda w: (w / "photo.jpg").mkdir(),
+        ["search", "cca", "shapes", FEAT, "--similar", f"{W}/photo.jpg", *SMALL],
+        2,
+        "is not a regular file",
+    ),
     # inputs read from data files
-    ("image entry absolute", lambda w: karpathy(w, "/etc/hostname"), ["generate", "cca", "mine", FEAT], 2,
-     "images[1] ('/etc/hostname'): absolute path"),
-    ("image entry ../", lambda w: karpathy(w, "../../../etc/hostname"), ["generate", "cca", "mine", FEAT], 2,
-     "leaves the dataset folder"),
-    ("image entry symlink out", lambda w: karpathy(w, "link.png", link="/etc/hostname"),
-     ["generate", "cca", "mine", FEAT], 2, "images[1] ('link.png'): path 'link.png' leaves"),
-    ("UTF-16 caption file", lambda w: precomp(w, caps_bytes="a red circle\n".encode("utf-16")),
-     ["generate", "cca", "pre", "glove50_precomp"], 2, "is UTF-16 text"),
-    ("_ims.npy that is not a .npy", lambda w: precomp(w, ims=b"PK\x03\x04 a zip file"),
-     ["generate", "cca", "pre", "glove50_precomp"], 2, "as a numeric .npy array"),
-    ("pickled _ims.npy", lambda w: precomp(w, ims=_pickled_npy()), ["generate", "cca", "pre", "glove50_precomp"], 2,
-     "as a numeric .npy array"),
-    ("train/test widths differ in a precomp folder", lambda w: precomp(w, test_dim=8),
-     ["generate", "cca", "pre", "glove50_precomp"], 2, "test_ims.npy has 8 feature columns but train_ims.npy has 6"),
+    (
+        "image entry absolute",
+        lambda w: karpathy(w, "/etc/hostname"),
+        ["generate", "cca", "mine", FEAT],
+        2,
+        "images[1] ('/etc/hostname'): absolute path",
+    ),
+    (
+        "image entry ../",
+        lambda w: karpathy(w, "../../../etc/hostname"),
+        ["generate", "cca", "mine", FEAT],
+        2,
+        "leaves the dataset folder",
+    ),
+    (
+        "image entry symlink out",
+        lambda w: karpathy(w, "link.png", link="/etc/hostname"),
+        ["generate", "cca", "mine", FEAT],
+        2,
+        "images[1] ('link.png'): path 'link.png' leaves",
+    ),
+    (
+        "UTF-16 caption file",
+        lambda w: precomp(w, caps_bytes="a red circle\n".encode("utf-16")),
+        ["generate", "cca", "pre", "glove50_precomp"],
+        2,
+        "is UTF-16 text",
+    ),
+    (
+        "_ims.npy that is not a .npy",
+        lambda w: precomp(w, ims=b"PK\x03\x04 a zip file"),
+        ["generate", "cca", "pre", "glove50_precomp"],
+        2,
+        "as a numeric .npy array",
+    ),
+    (
+        "pickled _ims.npy",
+        lambda w: precomp(w, ims=_pickled_npy()),
+        ["generate", "cca", "pre", "glove50_precomp"],
+        2,
+        "as a numeric .npy array",
+    ),
+    (
+        "train/test widths differ in a precomp folder",
+        lambda w: precomp(w, test_dim=8),
+        ["generate", "cca", "pre", "glove50_precomp"],
+        2,
+        "test_ims.npy has 8 feature columns but train_ims.npy has 6",
+    ),
     # dataset layouts: what they cannot read faithfully is refused, naming the file and row (issue 18 item 5)
-    ("parquet null caption cell", lambda w: parquet(w, ["a red circle", None, "a blue square"]), layout_gen("pq"),
-     2, "train.parquet row 1 (caption cell): a caption must be text, got null"),
-    ("parquet bare struct caption cell", lambda w: parquet(w, [{"raw": f"a red circle {k}", "tokens": ["a"]}
-                                                               for k in range(3)]), layout_gen("pq"), 2,
-     "train.parquet row 0 (caption cell): a caption must be text, got dict"),
-    ("parquet binary caption cell", lambda w: parquet(w, [b"caf\xe9"] * 3), layout_gen("pq"), 2,
-     "row 0 (caption cell): a caption must be text, got bytes"),
-    ("parquet integer caption cell", lambda w: parquet(w, [1, 2, 3]), layout_gen("pq"), 2,
-     "row 0 (caption cell): a caption must be text, got int"),
-    ("parquet null inside a caption list", lambda w: parquet(w, [["a red circle"], ["a red circle", None], []]),
-     layout_gen("pq"), 2, "train.parquet row 1 caption 1: a caption must be text, got null"),
-    ("parquet plain-binary image column", lambda w: parquet(w, [["a red circle"]] * 3, image=[png()] * 3),
-     layout_gen("pq"), 2, "column 'image' is binary; only a struct {bytes, path}"),
-    ("COCO annotation image_id a string", lambda w: coco(w, image_id="1"), layout_gen("coco2"), 2,
-     "captions_train2014.json: annotations[0] 'image_id': COCO image id '1' is not an integer"),
-    ("COCO split file cocoid a float", lambda w: coco(w, cocoid=1.0), layout_gen("coco2"), 2,
-     "dataset_coco.json: images[0] 'cocoid': COCO image id 1.0 is not an integer"),
-    ("COCO caption with a lone surrogate", lambda w: coco(w, text="caf\ud800"), layout_gen("coco2"), 2,
-     "annotations[0]: caption holds a lone surrogate"),
-    ("Karpathy caption with a lone surrogate", lambda w: karpathy_caption(w, "caf\udce9"), layout_gen("kp"), 2,
-     "dataset.json: images[0] sentences[1]: caption holds a lone surrogate"),
-    ("Karpathy caption null", lambda w: karpathy_caption(w, None), layout_gen("kp"), 2,
-     "images[0] sentences[1]: a caption must be text, got null"),
-    ("Flickr8k token file in Latin-1", lambda w: flickr8k(w, b"a.jpg#0\ta red circle\na.jpg#1\tcaf\xe9\n"),
-     layout_gen("f8k"), 2, "Flickr8k.token.txt line 2: not UTF-8 text (byte 0xe9"),
-    ("webdataset caption in Latin-1", lambda w: shard(w, [*WDS[:3], ("000001.txt", b"caf\xe9")]),
-     layout_gen("wds"), 2, "000000.tar: member '000001.txt' line 1: not UTF-8 text"),
-    ("webdataset shard cut inside a member", lambda w: shard(w, WDS, cut=512 * 9 + 20), layout_gen("wds"), 2,
-     "000000.tar: truncated: member"),
-    ("webdataset shard cut between members", lambda w: shard(w, WDS, cut=512 * 6), layout_gen("wds"), 2,
-     "truncated or damaged at byte 3072 (after sample '000001')"),
-    ("cached image path now a symlink out", planted_link, layout_gen("kp"), 2,
-     "cached image: path 'sub/a.png' leaves the dataset folder"),
+    (
+        "parquet null caption cell",
+        lambda w: parquet(w, ["a red circle", None, "a blue square"]),
+        layout_gen("pq"),
+        2,
+        "train.parquet row 1 (caption cell): a caption must be text, got null",
+    ),
+    (
+        "parquet bare struct caption cell",
+        lambda w: parquet(w, [{"raw": f"a red circle {k}", "tokens": ["a"]} for k in range(3)]),
+        layout_gen("pq"),
+        2,
+        "train.parquet row 0 (caption cell): a caption must be text, got dict",
+    ),
+    (
+        "parquet binary caption cell",
+        lambda w: parquet(w, [b"caf\xe9"] * 3),
+        layout_gen("pq"),
+        2,
+        "row 0 (caption cell): a caption must be text, got bytes",
+    ),
+    (
+        "parquet integer caption cell",
+        lambda w: parquet(w, [1, 2, 3]),
+        layout_gen("pq"),
+        2,
+        "row 0 (caption cell): a caption must be text, got int",
+    ),
+    (
+        "parquet null inside a caption list",
+        lambda w: parquet(w, [["a red circle"], ["a red circle", None], []]),
+        layout_gen("pq"),
+        2,
+        "train.parquet row 1 caption 1: a caption must be text, got null",
+    ),
+    (
+        "parquet plain-binary image column",
+        lambda w: parquet(w, [["a red circle"]] * 3, image=[png()] * 3),
+        layout_gen("pq"),
+        2,
+        "column 'image' is binary; only a struct {bytes, path}",
+    ),
+    (
+        "COCO annotation image_id a string",
+        lambda w: coco(w, image_id="1"),
+        layout_gen("coco2"),
+        2,
+        "captions_train2014.json: annotations[0] 'image_id': COCO image id '1' is not an integer",
+    ),
+    (
+        "COCO split file cocoid a float",
+        lambda w: coco(w, cocoid=1.0),
+        layout_gen("coco2"),
+        2,
+        "dataset_coco.json: images[0] 'cocoid': COCO image id 1.0 is not an integer",
+    ),
+    (
+        "COCO caption with a lone surrogate",
+        lambda w: coco(w, text="caf\ud800"),
+        layout_gen("coco2"),
+        2,
+        "annotations[0]: caption holds a lone surrogate",
+    ),
+    (
+        "Karpathy caption with a lone surrogate",
+        lambda w: karpathy_caption(w, "caf\udce9"),
+        layout_gen("kp"),
+        2,
+        "dataset.json: images[0] sentences[1]: caption holds a lone surrogate",
+    ),
+    (
+        "Karpathy caption null",
+        lambda w: karpathy_caption(w, None),
+        layout_gen("kp"),
+        2,
+        "images[0] sentences[1]: a caption must be text, got null",
+    ),
+    (
+        "Flickr8k token file in Latin-1",
+        lambda w: flickr8k(w, b"a.jpg#0\ta red circle\na.jpg#1\tcaf\xe9\n"),
+        layout_gen("f8k"),
+        2,
+        "Flickr8k.token.txt line 2: not UTF-8 text (byte 0xe9",
+    ),
+    (
+        "webdataset caption in Latin-1",
+        lambda w: shard(w, [*WDS[:3], ("000001.txt", b"caf\xe9")]),
+        layout_gen("wds"),
+        2,
+        "000000.tar: member '000001.txt' line 1: not UTF-8 text",
+    ),
+    (
+        "webdataset shard cut inside a member",
+        lambda w: shard(w, WDS, cut=512 * 9 + 20),
+        layout_gen("wds"),
+        2,
+        "000000.tar: truncated: member",
+    ),
+    (
+        "webdataset shard cut between members",
+        lambda w: shard(w, WDS, cut=512 * 6),
+        layout_gen("wds"),
+        2,
+        "truncated or damaged at byte 3072 (after sample '000001')",
+    ),
+    (
+        "cached image path now a symlink out",
+        planted_link,
+        layout_gen("kp"),
+        2,
+        "cached image: path 'sub/a.png' leaves the dataset folder",
+    ),
     # bring your own: .npy headers checked before any data is read, zero-width embeddings (issue 18 item 6)
-    ("evaluate: a 4 KB .npy claiming 93 GiB", lambda w: embeddings(w, huge="img.npy"), EVAL, 2,
-     "img.npy: its header claims a 100000 x 250000 float32 array (93.1 GiB) but the file holds"),
-    ("evaluate: --image-index .npy claiming 93 GiB", lambda w: embeddings(w, huge="index.npy"),
-     [*EVAL, "--image-index", f"{W}/index.npy"], 2, "index.npy: its header claims"),
-    ("evaluate: zero-width embeddings", lambda w: embeddings(w, (20, 0), (100, 0)), EVAL, 2,
-     "img.npy: zero-width embeddings (20 x 0)"),
-    ("evaluate: zero-width safetensors", lambda w: embeddings(w, (20, 0), (100, 0), safetensors=True),
-     [*EVAL[:4], f"{W}/img.safetensors", *EVAL[5:]], 2, "img.safetensors: zero-width embeddings (20 x 0)"),
-    ("precomp _ims.npy claiming 93 GiB", lambda w: (precomp(w), huge_npy(w / "data" / "pre" / "train_ims.npy")),
-     ["generate", "cca", "pre", "glove50_precomp"], 2, "train_ims.npy: its header claims a 100000 x 250000"),
-    ("precomp _ims.npy of zero width", lambda w: (precomp(w), np.save(w / "data" / "pre" / "train_ims.npy",
-                                                                       np.ones((4, 0), np.float32))),
-     ["generate", "cca", "pre", "glove50_precomp"], 2, "at least one feature), got float32 (4, 0)"),
-    ("test features of another width than the model's", glove_files,
-     ["run_benchmark", "cca", "shapes", "test", "glove_tinyimage", "--text-path", f"{W}/v4.txt", *SMALL], 2,
-     "text features"),
+    (
+        "evaluate: a 4 KB .npy claiming 93 GiB",
+        lambda w: embeddings(w, huge="img.npy"),
+        EVAL,
+        2,
+        "img.npy: its header claims a 100000 x 250000 float32 array (93.1 GiB) but the file holds",
+    ),
+    (
+        "evaluate: --image-index .npy claiming 93 GiB",
+        lambda w: embeddings(w, huge="index.npy"),
+        [*EVAL, "--image-index", f"{W}/index.npy"],
+        2,
+        "index.npy: its header claims",
+    ),
+    (
+        "evaluate: zero-width embeddings",
+        lambda w: embeddings(w, (20, 0), (100, 0)),
+        EVAL,
+        2,
+        "img.npy: zero-width embeddings (20 x 0)",
+    ),
+    (
+        "evaluate: zero-width safetensors",
+        lambda w: embeddings(w, (20, 0), (100, 0), safetensors=True),
+        [*EVAL[:4], f"{W}/img.safetensors", *EVAL[5:]],
+        2,
+        "img.safetensors: zero-width embeddings (20 x 0)",
+    ),
+    (
+        "precomp _ims.npy claiming 93 GiB",
+        lambda w: (precomp(w), huge_npy(w / "data" / "pre" / "train_ims.npy")),
+        ["generate", "cca", "pre", "glove50_precomp"],
+        2,
+        "train_ims.npy: its header claims a 100000 x 250000",
+    ),
+    (
+        "precomp _ims.npy of zero width",
+        lambda w: (precomp(w), np.save(w / "data" / "pre" / "train_ims.npy", np.ones((4, 0), np.float32))),
+        ["generate", "cca", "pre", "glove50_precomp"],
+        2,
+        "at least one feature), got float32 (4, 0)",
+    ),
+    (
+        "test features of another width than the model's",
+        glove_files,
+        ["run_benchmark", "cca", "shapes", "test", "glove_tinyimage", "--text-path", f"{W}/v4.txt", *SMALL],
+        2,
+        "text features",
+    ),
 ]
 
 
@@ -493,11 +709,17 @@ def test_quiet_keeps_warnings(case):
     w, roots = case
     precomp(w, caps_bytes="\n".join(["qxzvbnq zzqqxxvw"] * 3 + [f"a red circle {k}" for k in range(17)]).encode())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-m", "cca_bench", "generate", "cca", "pre", "glove50_precomp", "--reg",
-                          "1e-2", "-q", *roots], capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "cca_bench", "generate", "cca", "pre", "glove50_precomp", "--reg", "1e-2", "-q", *roots],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
-    assert out.stderr.splitlines() == ["warning: 3 of 20 captions of pre/train had no known glove50 word and were "
-                                       "encoded as zero vectors"], out.stderr
+    assert out.stderr.splitlines() == [
+        "warning: 3 of 20 captions of pre/train had no known glove50 word and were encoded as zero vectors"
+    ], out.stderr
 
 
 def test_matrix_has_at_least_30_cases():
@@ -522,8 +744,14 @@ NAME_COMMANDS = {
     "export-split": ["export-split", "{name}", "test", f"{W}/export"],
     "search": ["search", "cca", "{name}", "glove50_precomp", "--text", "a red circle"],
 }
-NAMES = {"parent": "../../outside", "absolute": "{tmp}/outside", "nested": "sub/pre", "dotdot": "..", "dot": ".",
-         "empty": ""}
+NAMES = {
+    "parent": "../../outside",
+    "absolute": "{tmp}/outside",
+    "nested": "sub/pre",
+    "dotdot": "..",
+    "dot": ".",
+    "empty": "",
+}
 
 
 def precomp_at(folder):
@@ -595,8 +823,10 @@ def test_read_only_results_root_on_a_real_tmpfs(case, tiny_mount, capsys):
     assert rc == 1 and len(err) == 1 and "read-only file system" in err[0], err
 
 
-@pytest.mark.parametrize("code, words", [(errno.ENOSPC, "no space left"), (errno.EROFS, "read-only file system"),
-                                         (errno.EACCES, "permission denied")])
+@pytest.mark.parametrize(
+    "code, words",
+    [(errno.ENOSPC, "no space left"), (errno.EROFS, "read-only file system"), (errno.EACCES, "permission denied")],
+)
 def test_os_failures_while_writing_are_one_line(code, words, case, capsys, monkeypatch):
     """The same without root: the writer's rename fails as a full, read-only or forbidden disk makes it."""
     w, roots = case

@@ -1,4 +1,5 @@
 """kcca through the command line: generate with --cv over gamma and landmarks, run_benchmark, search, errors."""
+
 import json
 from unittest import mock
 
@@ -17,8 +18,21 @@ def roots(tmp_path):
 
 
 def test_generate_cv_run_benchmark_and_search(roots, tmp_path, capsys):
-    cv = ["--kernel-views", "image", "--cv", "--cv-gamma", "1,4", "--cv-landmarks", "50,120", "--cv-reg", "0.01,0.1",
-          "--cv-components", "10", "--cv-eig-power", "1"]
+    cv = [
+        "--kernel-views",
+        "image",
+        "--cv",
+        "--cv-gamma",
+        "1,4",
+        "--cv-landmarks",
+        "50,120",
+        "--cv-reg",
+        "0.01,0.1",
+        "--cv-components",
+        "10",
+        "--cv-eig-power",
+        "1",
+    ]
     with mock.patch.object(linalg, "paired_moments", wraps=linalg.paired_moments) as moments:
         assert main([*GEN, *cv, *SMALL, *roots]) == 0
     assert moments.call_count == 4  # one covariance pass per (gamma, landmarks), reused across reg
@@ -42,27 +56,32 @@ def test_generate_cv_run_benchmark_and_search(roots, tmp_path, capsys):
     assert run["metrics"] == report["best"]["metrics"]  # the saved model reproduces its CV row exactly
     assert run["params_label"].startswith("rbf nystroem(image) M=")
     capsys.readouterr()
-    assert main(["search", "kcca", "shapes", "glove50_tinyimage", "--text", "a red circle", "-k", "3", *SMALL,
-                 *roots]) == 0
+    assert (
+        main(["search", "kcca", "shapes", "glove50_tinyimage", "--text", "a red circle", "-k", "3", *SMALL, *roots])
+        == 0
+    )
     assert "top 3" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--landmarks", "301"], "landmarks=301 is above the 300 train images"),
-    (["--gamma", "0"], "gamma must be positive"),
-    (["--gamma", "-1"], "gamma must be positive"),
-    (["--gamma-scale", "0"], "gamma_scale must be positive"),
-    (["--kernel", "poly", "--kernel-map", "rff"], "rbf kernel only"),
-    (["--cv", "--cv-landmarks", "100,400"], "landmarks=400 is above the 300 train images"),
-    # the poly kernel's parameters (issue 18 item 8): --degree -1 used to fit and save a model of a non-kernel
-    (["--kernel", "poly", "--degree", "0"], "degree (of the poly kernel) must be a whole number >= 1 and <= 10"),
-    (["--kernel", "poly", "--degree", "-1"], "degree (of the poly kernel) must be a whole number >= 1"),
-    (["--kernel", "poly", "--degree", "1000"], "got 1000"),
-    (["--kernel", "poly", "--coef0", "nan"], "coef0 (of the poly kernel) must be a finite number, got nan"),
-    (["--kernel", "poly", "--coef0=-inf"], "coef0 (of the poly kernel) must be a finite number, got -inf"),
-    (["--gamma", "inf"], "gamma must be positive and finite"),
-    (["--gamma-scale", "nan"], "gamma_scale must be positive and finite"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--landmarks", "301"], "landmarks=301 is above the 300 train images"),
+        (["--gamma", "0"], "gamma must be positive"),
+        (["--gamma", "-1"], "gamma must be positive"),
+        (["--gamma-scale", "0"], "gamma_scale must be positive"),
+        (["--kernel", "poly", "--kernel-map", "rff"], "rbf kernel only"),
+        (["--cv", "--cv-landmarks", "100,400"], "landmarks=400 is above the 300 train images"),
+        # the poly kernel's parameters (issue 18 item 8): --degree -1 used to fit and save a model of a non-kernel
+        (["--kernel", "poly", "--degree", "0"], "degree (of the poly kernel) must be a whole number >= 1 and <= 10"),
+        (["--kernel", "poly", "--degree", "-1"], "degree (of the poly kernel) must be a whole number >= 1"),
+        (["--kernel", "poly", "--degree", "1000"], "got 1000"),
+        (["--kernel", "poly", "--coef0", "nan"], "coef0 (of the poly kernel) must be a finite number, got nan"),
+        (["--kernel", "poly", "--coef0=-inf"], "coef0 (of the poly kernel) must be a finite number, got -inf"),
+        (["--gamma", "inf"], "gamma must be positive and finite"),
+        (["--gamma-scale", "nan"], "gamma_scale must be positive and finite"),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(argv, message, roots, tmp_path, capsys):
     assert main([*GEN, *argv, *SMALL, *roots]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -111,13 +130,19 @@ def test_eigen_solves_that_do_not_converge_are_one_line(roots, tmp_path, capsys,
     with monkeypatch.context() as m:
         m.setattr(np.linalg, "eigh", no_eigh)
         rc = main([*GEN, "--kernel-views", "text", *SMALL, *roots])
-    _one_line_nothing_stored(rc, tmp_path, capsys, "the eigen-solve of the 1500 x 1500 landmark kernel matrix (rbf "
-                             "kernel, gamma=")
+    _one_line_nothing_stored(
+        rc, tmp_path, capsys, "the eigen-solve of the 1500 x 1500 landmark kernel matrix (rbf kernel, gamma="
+    )
 
     def no_svd(*a, **k):
         raise torch.linalg.LinAlgError("linalg.svd: The algorithm failed to converge")
 
     monkeypatch.setattr(torch.linalg, "svd", no_svd)
     rc = main(["generate", "cca", "shapes", "glove50_tinyimage", *SMALL, *roots])
-    _one_line_nothing_stored(rc, tmp_path, capsys, "the CCA solve (ridge eigenvalue, Cholesky whitening, SVD) did "
-                             "not converge (linalg.svd: The algorithm failed to converge)")
+    _one_line_nothing_stored(
+        rc,
+        tmp_path,
+        capsys,
+        "the CCA solve (ridge eigenvalue, Cholesky whitening, SVD) did "
+        "not converge (linalg.svd: The algorithm failed to converge)",
+    )

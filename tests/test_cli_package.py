@@ -1,6 +1,7 @@
 """The CLI package of issue 26 item 4: per-method options, stray options refused, both spellings of a command,
 a did-you-mean for command typos, one vocabulary of metric names, help texts without doubled '%', and
 registries that fill themselves without the CLI."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +29,21 @@ def run(argv, capsys) -> tuple[int, str, str]:
 def test_another_methods_option_is_refused_in_one_line(tmp_path, capsys):
     """`generate cca ... --epochs 3` exits 2 with one line naming cca and the methods that take --epochs.
     Planted bug caught: every method's options offered to every method (the old flattened parser: exit 0)."""
-    code, _, err = run(["generate", "cca", "openmoji", "glove50_tinyimage", "--epochs", "3",
-                        "--data-root", str(tmp_path), "--results-root", str(tmp_path)], capsys)
+    code, _, err = run(
+        [
+            "generate",
+            "cca",
+            "openmoji",
+            "glove50_tinyimage",
+            "--epochs",
+            "3",
+            "--data-root",
+            str(tmp_path),
+            "--results-root",
+            str(tmp_path),
+        ],
+        capsys,
+    )
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "--epochs is not an option of cca" in err and "vse" in err and "dcca" in err
     assert "see cca_bench generate cca --help" in err
@@ -67,7 +81,7 @@ def test_generate_help_lists_every_registered_method(capsys):
     """Planted bug caught: a typed list ("cca, kcca or vse") instead of the registry's names."""
     text = " ".join(help_of(["generate"], capsys).split())
     start = text.index("positional arguments: METHOD")
-    method_help = text[start:text.index(" dataset ", start)]
+    method_help = text[start : text.index(" dataset ", start)]
     assert all(name in method_help.replace(",", " ").split() for name in METHODS.names())
     assert len(METHODS.names()) >= 8
 
@@ -85,8 +99,10 @@ def test_a_mistyped_command_gets_a_did_you_mean(capsys):
     """Planted bug caught: the unknown-command error without difflib's hint."""
     code, _, err = run(["generat", "cca", "openmoji", "glove50_tinyimage"], capsys)
     assert code == 2 and err.strip() == (
-        "error: unknown command 'generat'; did you mean 'generate'? (known: " + ", ".join(COMMANDS)
-        + "; see cca_bench --help)")
+        "error: unknown command 'generat'; did you mean 'generate'? (known: "
+        + ", ".join(COMMANDS)
+        + "; see cca_bench --help)"
+    )
     code, _, err = run(["run_benchmrk"], capsys)
     assert code == 2 and "did you mean 'run_benchmark'?" in err and len(err.splitlines()) == 1
 
@@ -104,12 +120,26 @@ def test_both_spellings_parse_to_the_canonical_command():
     assert parse(["export_split", "shapes", "test", "out"]).command == "export-split"
 
 
-@pytest.mark.parametrize("given, canonical", [
-    ("R@1", "R@1"), ("r@1", "R@1"), ("R1", "R@1"), ("recall@10", "R@10"), ("i2t:R@1", "i2t:R@1"),
-    ("I2T:r@5", "i2t:R@5"), ("image_search:medr", "t2i:median_rank"), ("medr", "median_rank"),
-    ("MedR", "median_rank"), ("median_rank", "median_rank"), ("Median-Rank", "median_rank"),
-    ("meanr", "mean_rank"), ("rsum", "rsum"), ("RSum", "rsum"), ("r_sum", "rsum"),
-])
+@pytest.mark.parametrize(
+    "given, canonical",
+    [
+        ("R@1", "R@1"),
+        ("r@1", "R@1"),
+        ("R1", "R@1"),
+        ("recall@10", "R@10"),
+        ("i2t:R@1", "i2t:R@1"),
+        ("I2T:r@5", "i2t:R@5"),
+        ("image_search:medr", "t2i:median_rank"),
+        ("medr", "median_rank"),
+        ("MedR", "median_rank"),
+        ("median_rank", "median_rank"),
+        ("Median-Rank", "median_rank"),
+        ("meanr", "mean_rank"),
+        ("rsum", "rsum"),
+        ("RSum", "rsum"),
+        ("r_sum", "rsum"),
+    ],
+)
 def test_metric_names_have_one_vocabulary(given, canonical):
     """Planted bug caught: case kept in the lookup (MedR, R1 and RSum refused)."""
     assert metric_name(given) == canonical
@@ -137,7 +167,7 @@ def test_every_command_reads_metrics_through_the_one_vocabulary(capsys):
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_no_help_prints_a_doubled_percent(name, capsys):
     """Planted bug caught: significance's description with "95%%" (argparse prints descriptions as written)."""
-    for argv in ([[name, m] for m in METHODS.names()] if name == "generate" else [[name]]):
+    for argv in [[name, m] for m in METHODS.names()] if name == "generate" else [[name]]:
         assert "%%" not in help_of(argv, capsys)
     assert "%%" not in help_of([], capsys)
 
@@ -152,9 +182,16 @@ def test_registries_fill_themselves_without_the_cli(tmp_path):
         "out = generate('cca', 'shapes', 'glove50_tinyimage', {'n_components': 4}, Options.of(data_root=root, "
         "results_root=root, dataset_options={'n_train': 60, 'n_val': 10, 'n_test': 20}, progress=False))\n"
         "assert 'cca_bench.cli' not in sys.modules and 'cca_bench.__main__' not in sys.modules\n"
-        "print(out['n_images'])\n")
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, cwd=REPO,
-                          env={"PYTHONPATH": str(REPO), "PATH": ""}, timeout=600)
+        "print(out['n_images'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": ""},
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "60"
     assert list((tmp_path / "models").glob("cca__shapes*.safetensors"))

@@ -1,6 +1,7 @@
 """The contract of issue 27 through the command line: `significance` reports se / mdd / seed_aware and runs
 TOST with --equivalence; the seed-aware test for runs with several seeds and the note for a seed-dependent run
 with one; the `power` command. On a small shapes set."""
+
 import json
 
 import pytest
@@ -84,13 +85,16 @@ def test_power_command_answers_images_needed(roots, tmp_path, capsys):
     assert "measured" in measured["model"] and measured["images_needed"] is None and measured["mdd"] > 0
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["significance", CCA, KCCA_ONE, "--equivalence", "-1"], "expected a positive number"),
-    (["power", "openmoji", "test", "--run", CCA], "not openmoji/test"),
-    (["power", "shapes", "test", "--run", CCA, "--metric", "t2i:median_rank"], "median rank"),
-    (["power", "shapes", "test", "--run", CCA, "--versus", KCCA_ONE, "--correlation", "0.3"], "--correlation"),
-    (["power", "shapes", "test", "--run", CCA, "--correlation", "1.5"], "--correlation"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["significance", CCA, KCCA_ONE, "--equivalence", "-1"], "expected a positive number"),
+        (["power", "openmoji", "test", "--run", CCA], "not openmoji/test"),
+        (["power", "shapes", "test", "--run", CCA, "--metric", "t2i:median_rank"], "median rank"),
+        (["power", "shapes", "test", "--run", CCA, "--versus", KCCA_ONE, "--correlation", "0.3"], "--correlation"),
+        (["power", "shapes", "test", "--run", CCA, "--correlation", "1.5"], "--correlation"),
+    ],
+)
 def test_bad_requests_are_one_line(argv, message, roots, tmp_path, capsys):
     """One line naming the flag, non-zero exit, no JSON written. Planted bug caught: a --equivalence parser that
     lets negative margins through (the margin check in power.tost then words it differently)."""

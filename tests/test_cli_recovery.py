@@ -1,5 +1,6 @@
 """What the CLI repairs, skips or reports instead of failing: damaged cache entries, broken run files, huge
 images, OOV rate, images missing on disk, -q everywhere."""
+
 import json
 import shutil
 
@@ -41,11 +42,13 @@ def test_damaged_cache_entries_are_recomputed(damage, work, capsys):
     for npy in (w / "data" / "cache").glob("shapes_test_*.npy"):
         meta = npy.with_suffix(".json")
         data = npy.read_bytes()
-        {"zero bytes": lambda: npy.write_bytes(b""),
-         "truncated": lambda: npy.write_bytes(data[: len(data) // 2]),
-         "wrong rows": lambda: np.save(npy, np.load(npy)[:3]),
-         "not npy": lambda: npy.write_bytes(b"PK\x03\x04 not an array"),
-         "key json garbage": lambda: meta.write_text("{")}[damage]()
+        {
+            "zero bytes": lambda: npy.write_bytes(b""),
+            "truncated": lambda: npy.write_bytes(data[: len(data) // 2]),
+            "wrong rows": lambda: np.save(npy, np.load(npy)[:3]),
+            "not npy": lambda: npy.write_bytes(b"PK\x03\x04 not an array"),
+            "key json garbage": lambda: meta.write_text("{"),
+        }[damage]()
     capsys.readouterr()
     assert main([*RUN, *roots]) == 0, capsys.readouterr().err
     assert run_record(w)["metrics"] == metrics
@@ -61,8 +64,9 @@ def test_broken_run_files_are_skipped_with_a_warning_and_the_rest_tabled(work, c
     (runs / "utf16.json").write_bytes('{"a": 1}'.encode("utf-16"))
     (runs / "list.json").write_text("[1, 2]")
     (runs / "partial.json").write_text(json.dumps({"method": "cca", "dataset": "shapes"}))
-    (runs / "badmetric.json").write_text(json.dumps(good | {"metrics": {"image_annotation": {"R@1": "high"},
-                                                                         "image_search": {}}}))
+    (runs / "badmetric.json").write_text(
+        json.dumps(good | {"metrics": {"image_annotation": {"R@1": "high"}, "image_search": {}}})
+    )
     capsys.readouterr()
     assert main(["compare", *roots]) == 0
     out, err = capsys.readouterr()
@@ -74,8 +78,12 @@ def test_broken_run_files_are_skipped_with_a_warning_and_the_rest_tabled(work, c
 
 def test_quiet_works_on_every_command(work, capsys):
     w, roots = work
-    for argv in (["compare", "-q"], ["list", "-q"], [*RUN],
-                 ["search", "cca", "shapes", FEAT, "--text", "a red circle", "--html", str(w / "p.html"), *SMALL]):
+    for argv in (
+        ["compare", "-q"],
+        ["list", "-q"],
+        [*RUN],
+        ["search", "cca", "shapes", FEAT, "--text", "a red circle", "--html", str(w / "p.html"), *SMALL],
+    ):
         capsys.readouterr()
         assert main([*argv, *roots]) == 0
         assert capsys.readouterr().err == "", argv
@@ -86,15 +94,27 @@ def karpathy_folder(w, n=6, missing=(), huge=None):
     caption ('zzqx') has no GloVe vector."""
     folder = w / "data" / "mine"
     (folder / "images").mkdir(parents=True)
-    colours = ["red", "blue", "black", "white", "green", "yellow"]  # black and white apart: their test captions would tie
+    colours = [
+        "red",
+        "blue",
+        "black",
+        "white",
+        "green",
+        "yellow",
+    ]  # black and white apart: their test captions would tie
     images = []
     for k in range(n):
         c = colours[k % len(colours)]
         if k not in missing:
             size = (100, 100) if k == huge else (16, 16)
             Image.new("RGB", size, c).save(folder / "images" / f"{k}.png")
-        images.append({"filename": f"{k}.png", "split": "test" if k >= n - 2 else "train",
-                       "sentences": [{"raw": f"a {c} square zzqx"}]})
+        images.append(
+            {
+                "filename": f"{k}.png",
+                "split": "test" if k >= n - 2 else "train",
+                "sentences": [{"raw": f"a {c} square zzqx"}],
+            }
+        )
     (folder / "dataset.json").write_text(json.dumps({"images": images}))
     return folder
 
@@ -108,11 +128,14 @@ def test_decompression_bomb_warning_is_one_line_naming_the_file(work):
     w, roots = work
     Image.new("RGB", (100, 100), "red").save(w / "huge.png")
     argv = ["search", "cca", "shapes", FEAT, "--image", str(w / "huge.png"), *SMALL, *roots]
-    code = ("import sys; from PIL import Image; from cca_bench.__main__ import main\n"
-            "Image.MAX_IMAGE_PIXELS = 6000  # 100 x 100 = 10,000 pixels: above the limit, not twice above\n"
-            f"sys.exit(main({argv!r}))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    code = (
+        "import sys; from PIL import Image; from cca_bench.__main__ import main\n"
+        "Image.MAX_IMAGE_PIXELS = 6000  # 100 x 100 = 10,000 pixels: above the limit, not twice above\n"
+        f"sys.exit(main({argv!r}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()}
+    )
     assert done.returncode == 0, done.stderr
     err = done.stderr.splitlines()
     assert len(err) == 1 and err[0].startswith("warning: image ") and "huge.png has 100 x 100 = 10,000 pixels" in err[0]
@@ -159,15 +182,23 @@ def test_stale_temporaries_are_swept_from_every_output_folder_at_start(command, 
     import os
 
     w, roots = work
-    folders = {"models": w / "results" / "models", "runs": w / "results" / "runs", "cv": w / "results" / "cv",
-               "cache": w / "data" / "cache", "datasets": w / "data" / "cache" / "datasets"}
+    folders = {
+        "models": w / "results" / "models",
+        "runs": w / "results" / "runs",
+        "cv": w / "results" / "cv",
+        "cache": w / "data" / "cache",
+        "datasets": w / "data" / "cache" / "datasets",
+    }
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "x.json.999999999.tmp").write_text("left by a killed run")  # no such process
     live = folders["runs"] / f"y.json.{os.getpid()}.tmp"
     live.write_text("being written now")
-    argv = (["generate", "cca", "shapes", FEAT, "--reg", "1e-2", *SMALL] if command == "generate" else
-            [*RUN, *command.split()[1:]])
+    argv = (
+        ["generate", "cca", "shapes", FEAT, "--reg", "1e-2", *SMALL]
+        if command == "generate"
+        else [*RUN, *command.split()[1:]]
+    )
     assert main([*argv, *roots]) == 0
     no_cache = "--no-cache" in command
     left = sorted(k for k, f in folders.items() if (f / "x.json.999999999.tmp").exists())

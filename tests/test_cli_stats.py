@@ -1,5 +1,6 @@
 """Intervals, per-query ranks files, seeds and paired tests through the command line (issue: is the difference
 real?), on a small shapes set."""
+
 import json
 import os
 
@@ -21,8 +22,10 @@ def stored(tmp_path_factory):
     base = tmp_path_factory.mktemp("stats")
     roots = ["--data-root", str(base / "data"), "--results-root", str(base / "results")]
     assert main(["generate", "cca", "shapes", FEAT, "--reg", "1e-2", *SMALL, *roots]) == 0
-    assert main(["generate", "cca", "shapes", FEAT, "--reg", "1e-2", "--n-components", "2", "--tag", "k2",
-                 *SMALL, *roots]) == 0
+    assert (
+        main(["generate", "cca", "shapes", FEAT, "--reg", "1e-2", "--n-components", "2", "--tag", "k2", *SMALL, *roots])
+        == 0
+    )
     for tag in ([], ["--tag", "k2"]):
         assert main(["run_benchmark", "cca", "shapes", "test", FEAT, *tag, *SMALL, *roots]) == 0
     assert main(["run_benchmark", "cca", "shapes", "val", FEAT, *SMALL, *roots]) == 0
@@ -56,15 +59,23 @@ def test_ranks_file_reproduces_the_metrics_and_is_named_with_its_sha256(stored):
         i2t, t2i, idx = z["image_annotation"], z["image_search"], z["image_index"]
         assert i2t.dtype.kind == t2i.dtype.kind == idx.dtype.kind == "i"
     assert i2t.shape == (record["n_images"],) and t2i.shape == idx.shape == (record["n_captions"],)
-    assert record["metrics"] == {"image_annotation": metrics.summarize(i2t[i2t >= 0]),
-                                 "image_search": metrics.summarize(t2i)}
+    assert record["metrics"] == {
+        "image_annotation": metrics.summarize(i2t[i2t >= 0]),
+        "image_search": metrics.summarize(t2i),
+    }
 
 
 def test_every_metric_has_an_interval_around_it(stored):
     base, _ = stored
     record = _record(base, RUN_A)
-    assert record["ci_method"] == {"resamples": 10000, "level": 0.95, "seed": 0, "unit": "image",
-                                   "method": record["ci_method"]["method"], "mc_error": record["ci_method"]["mc_error"]}
+    assert record["ci_method"] == {
+        "resamples": 10000,
+        "level": 0.95,
+        "seed": 0,
+        "unit": "image",
+        "method": record["ci_method"]["method"],
+        "mc_error": record["ci_method"]["mc_error"],
+    }
     assert all(0 <= e < 5 for e in record["ci_method"]["mc_error"]["rsum"])
     for task in ("image_annotation", "image_search"):
         for metric, value in record["metrics"][task].items():
@@ -122,15 +133,18 @@ def test_compare_significance_marks_and_csv_bounds(stored, tmp_path, capsys):
     assert len(own) == 2 and all(float(r["R-sum lo"]) <= float(r["R-sum"]) <= float(r["R-sum hi"]) for r in own)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["significance", RUN_A, RUN_A.replace("__test__", "__val__")], "different splits"),
-    (["significance", RUN_A, "nope"], "no run named 'nope'"),
-    (["significance", RUN_A, RUN_B, "--metric", "R@2"], "unknown metric"),
-    (["run_benchmark", "cca", "shapes", "test", FEAT, "--bootstrap", "0"], "must be a whole number >= 1"),
-    (["run_benchmark", "cca", "shapes", "test", FEAT, "--ci", "none", "--bootstrap", "5"], "--ci none"),
-    (["run_benchmark", "cca", "shapes", "test", FEAT, "--seeds", "0,x"], "comma-separated seeds"),
-    (["generate", "cca", "shapes", FEAT, "--seeds", "1.5"], "comma-separated seeds"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["significance", RUN_A, RUN_A.replace("__test__", "__val__")], "different splits"),
+        (["significance", RUN_A, "nope"], "no run named 'nope'"),
+        (["significance", RUN_A, RUN_B, "--metric", "R@2"], "unknown metric"),
+        (["run_benchmark", "cca", "shapes", "test", FEAT, "--bootstrap", "0"], "must be a whole number >= 1"),
+        (["run_benchmark", "cca", "shapes", "test", FEAT, "--ci", "none", "--bootstrap", "5"], "--ci none"),
+        (["run_benchmark", "cca", "shapes", "test", FEAT, "--seeds", "0,x"], "comma-separated seeds"),
+        (["generate", "cca", "shapes", FEAT, "--seeds", "1.5"], "comma-separated seeds"),
+    ],
+)
 def test_bad_requests_are_one_line_and_write_nothing(argv, message, stored, tmp_path, capsys):
     base, roots = stored
     before = sorted(p.name for p in (base / "results" / "runs").iterdir())
@@ -161,8 +175,20 @@ def test_altered_or_missing_ranks_file_is_refused(damage, stored, tmp_path, caps
         data[-30] ^= 1
         ranks.write_bytes(bytes(data))
     capsys.readouterr()
-    assert main(["significance", RUN_A, RUN_B, "--json", str(tmp_path / "o.json"),
-                 "--results-root", str(tmp_path / "results")]) == 2
+    assert (
+        main(
+            [
+                "significance",
+                RUN_A,
+                RUN_B,
+                "--json",
+                str(tmp_path / "o.json"),
+                "--results-root",
+                str(tmp_path / "results"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and ("sha256 differs" if damage == "altered" else "is missing") in err[0]
     assert not (tmp_path / "o.json").exists()
@@ -186,8 +212,25 @@ def test_a_kill_while_storing_leaves_the_previous_ranks_file_whole(stored, tmp_p
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", killed)
-    assert main(["run_benchmark", "cca", "shapes", "test", FEAT, *SMALL, "--bootstrap", "20",
-                 "--data-root", str(base / "data"), "--results-root", str(tmp_path / "results")]) == 130
+    assert (
+        main(
+            [
+                "run_benchmark",
+                "cca",
+                "shapes",
+                "test",
+                FEAT,
+                *SMALL,
+                "--bootstrap",
+                "20",
+                "--data-root",
+                str(base / "data"),
+                "--results-root",
+                str(tmp_path / "results"),
+            ]
+        )
+        == 130
+    )
     assert _file(tmp_path / "results", RUN_A, ".ranks.npz").read_bytes() == before
     assert sorted(p.name for p in runs.iterdir()) == files  # the new run left nothing, replaced nothing
     assert not list(runs.glob("*.tmp"))
@@ -232,8 +275,26 @@ def test_seeds_of_a_method_without_randomness_are_said_once(tmp_path, capsys):
 
 def test_cv_reports_how_many_grid_points_lie_within_the_val_interval(tmp_path, capsys):
     roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "results")]
-    assert main(["generate", "cca", "shapes", FEAT, "--cv", "--cv-components", "2,8", "--cv-reg", "0.1,0.01",
-                 "--cv-eig-power", "1", *SMALL, *roots]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "cca",
+                "shapes",
+                FEAT,
+                "--cv",
+                "--cv-components",
+                "2,8",
+                "--cv-reg",
+                "0.1,0.01",
+                "--cv-eig-power",
+                "1",
+                *SMALL,
+                *roots,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     report = json.loads(next((tmp_path / "results" / "cv").glob("*.json")).read_text())
     summary = report["val_interval"]
@@ -257,8 +318,7 @@ def test_a_ranks_file_whose_header_claims_149_gib_is_one_line(stored, tmp_path, 
     shutil.copytree(base / "results", tmp_path / "results")
     ranks = _file(tmp_path / "results", RUN_B, ".ranks.npz")
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<i8", "fortran_order": False,
-                                                  "shape": (20_000_000_000,)})
+    np.lib.format.write_array_header_1_0(header, {"descr": "<i8", "fortran_order": False, "shape": (20_000_000_000,)})
     with zipfile.ZipFile(ranks, "w") as zf:
         for name in ("image_annotation", "image_search", "image_index", "fold"):
             zf.writestr(f"{name}.npy", header.getvalue() + bytes(64))
@@ -267,9 +327,23 @@ def test_a_ranks_file_whose_header_claims_149_gib_is_one_line(stored, tmp_path, 
     record["ranks_sha256"] = hashlib.sha256(ranks.read_bytes()).hexdigest()
     run.write_text(json.dumps(record))
     capsys.readouterr()
-    assert main(["significance", RUN_A, RUN_B, "--json", str(tmp_path / "o.json"),
-                 "--results-root", str(tmp_path / "results")]) == 2
+    assert (
+        main(
+            [
+                "significance",
+                RUN_A,
+                RUN_B,
+                "--json",
+                str(tmp_path / "o.json"),
+                "--results-root",
+                str(tmp_path / "results"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "member image_annotation.npy: its header claims a 20000000000 int64 array (149.0 GiB)" \
-        in err[0], err
+    assert (
+        len(err) == 1
+        and "member image_annotation.npy: its header claims a 20000000000 int64 array (149.0 GiB)" in err[0]
+    ), err
     assert not (tmp_path / "o.json").exists()

@@ -1,5 +1,6 @@
 """Small CLI touches of issue 21.7: did-you-mean for misspelled features and options, `list` fast and within
 120 columns, `search` without an empty path column, `compare --help` naming the files it writes."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -11,16 +12,26 @@ from cca_bench.__main__ import main
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("argv, line", [
-    (["generate", "cca", "shapes", "glov50_tinyimage"], "did you mean 'glove50_tinyimage'?"),
-    (["generate", "cca", "shapes", "glove50_efficientnte"], "did you mean 'efficientnet_lite0'?"),
-    (["generate", "cca", "shapes", "glove50_tinyimage", "--n-componets", "5"],
-     "error: cca_bench generate: unrecognized arguments: --n-componets 5; did you mean --n-components? "
-     "(see cca_bench generate cca --help)"),
-    (["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "--distnce=dot"],
-     "unrecognized arguments: --distnce=dot; did you mean --distance? (see cca_bench run_benchmark --help)"),
-    (["compare", "--zzz"], "error: cca_bench compare: unrecognized arguments: --zzz (see cca_bench compare --help)"),
-])
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["generate", "cca", "shapes", "glov50_tinyimage"], "did you mean 'glove50_tinyimage'?"),
+        (["generate", "cca", "shapes", "glove50_efficientnte"], "did you mean 'efficientnet_lite0'?"),
+        (
+            ["generate", "cca", "shapes", "glove50_tinyimage", "--n-componets", "5"],
+            "error: cca_bench generate: unrecognized arguments: --n-componets 5; did you mean --n-components? "
+            "(see cca_bench generate cca --help)",
+        ),
+        (
+            ["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "--distnce=dot"],
+            "unrecognized arguments: --distnce=dot; did you mean --distance? (see cca_bench run_benchmark --help)",
+        ),
+        (
+            ["compare", "--zzz"],
+            "error: cca_bench compare: unrecognized arguments: --zzz (see cca_bench compare --help)",
+        ),
+    ],
+)
 def test_misspellings_get_a_did_you_mean(argv, line, tmp_path, capsys):
     code = None
     try:
@@ -32,11 +43,18 @@ def test_misspellings_get_a_did_you_mean(argv, line, tmp_path, capsys):
 
 
 def test_list_fits_120_columns_without_importing_torch(tmp_path):
-    script = ("import sys; from cca_bench.__main__ import main; main(['list', '--data-root', sys.argv[1]]); "
-              "print('torch' in sys.modules, file=sys.stderr)")
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)],
-                         capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""},
-                         timeout=120)
+    script = (
+        "import sys; from cca_bench.__main__ import main; main(['list', '--data-root', sys.argv[1]]); "
+        "print('torch' in sys.modules, file=sys.stderr)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": ""},
+        timeout=120,
+    )
     assert out.returncode == 0 and out.stderr.strip() == "False"  # torch costs seconds to import
     lines = out.stdout.splitlines()
     assert max(map(len, lines)) <= 120, max(lines, key=len)  # (a file path longer than that would stay whole)

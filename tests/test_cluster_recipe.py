@@ -1,15 +1,16 @@
 """docs/cluster.md's recipe works as written: its SLURM configuration renders the job script it promises
 (dask-jobqueue's ``job_script()``, no SLURM needed), and its Python fit snippet runs against a LocalCluster of
 2 worker processes and gives the local fit."""
+
 import contextlib
 import io
 import re
 from pathlib import Path
 
+import dask_jobqueue
 import numpy as np
 from dask.distributed import LocalCluster
 
-import dask_jobqueue
 from cca_bench.methods.ridge import RidgeMap
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cluster.md"

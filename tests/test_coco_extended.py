@@ -1,6 +1,7 @@
 """ECCV Caption and CxC metrics of COCO 5k runs (issue 28.3), cross-checked against the eccv-caption package's own
 evaluator on a COCO-layout dataset built here with the real COCO 5k test ids (no images: `evaluate` scores
 embeddings made in the test)."""
+
 import json
 
 import eccv_caption  # the test extra installs it: the reference evaluator
@@ -21,10 +22,26 @@ def _coco_layout(root):
     by_image = {}
     for c in gts["test_caption_ids"]:
         by_image.setdefault(c2i[int(c)], []).append(int(c))
-    images = [{"filename": f"COCO_val2014_{i:012d}.jpg", "filepath": "val2014", "split": "test", "cocoid": i,
-               "sentences": [{"raw": f"caption {c}", "sentid": c} for c in by_image[i]]} for i in order]
-    images += [{"filename": f"train{k}.jpg", "filepath": "train2014", "split": "train", "cocoid": 10**9 + k,
-                "sentences": [{"raw": "a train caption", "sentid": 10**9 + k}]} for k in range(2)]
+    images = [
+        {
+            "filename": f"COCO_val2014_{i:012d}.jpg",
+            "filepath": "val2014",
+            "split": "test",
+            "cocoid": i,
+            "sentences": [{"raw": f"caption {c}", "sentid": c} for c in by_image[i]],
+        }
+        for i in order
+    ]
+    images += [
+        {
+            "filename": f"train{k}.jpg",
+            "filepath": "train2014",
+            "split": "train",
+            "cocoid": 10**9 + k,
+            "sentences": [{"raw": "a train caption", "sentid": 10**9 + k}],
+        }
+        for k in range(2)
+    ]
     (root / "coco").mkdir(parents=True)
     (root / "coco" / "dataset_coco.json").write_text(json.dumps({"dataset": "coco", "images": images}))
     return order, gts["test_caption_ids"]
@@ -61,16 +78,41 @@ def coco_runs(tmp_path_factory):
     np.save(root / "txt.npy", texts)
     runs = {}
     for protocol in ("5k", "1k"):
-        argv = ["evaluate", "coco", "test", "--images", str(root / "img.npy"), "--texts", str(root / "txt.npy"),
-                "--name", f"synthetic{protocol}", "--protocol", protocol, "--bootstrap", "200",
-                "--data-root", str(root / "data"), "--results-root", str(root / "results"), "-q"]
+        argv = [
+            "evaluate",
+            "coco",
+            "test",
+            "--images",
+            str(root / "img.npy"),
+            "--texts",
+            str(root / "txt.npy"),
+            "--name",
+            f"synthetic{protocol}",
+            "--protocol",
+            protocol,
+            "--bootstrap",
+            "200",
+            "--data-root",
+            str(root / "data"),
+            "--results-root",
+            str(root / "results"),
+            "-q",
+        ]
         assert main(argv) == 0
         path = next((root / "results" / "runs").glob(f"synthetic{protocol}*.json"))
         runs[protocol] = json.loads(path.read_text()) | {"_file": str(path)}
     reference = eccv_caption.Metrics().compute_all_metrics(
         *_lists(images, texts, np.array(order), caption_ids),
-        target_metrics=("eccv_map_at_r", "eccv_rprecision", "eccv_r1", "cxc_recalls", "coco_5k_recalls",
-                        "coco_1k_recalls"), Ks=(1, 5, 10))
+        target_metrics=(
+            "eccv_map_at_r",
+            "eccv_rprecision",
+            "eccv_r1",
+            "cxc_recalls",
+            "coco_5k_recalls",
+            "coco_1k_recalls",
+        ),
+        Ks=(1, 5, 10),
+    )
     return runs, reference, root
 
 
@@ -101,7 +143,8 @@ def test_coco_5k_and_1k_recalls_equal_the_package(coco_runs):
         for k in (1, 5, 10):
             for d, task in DIRECTIONS.items():
                 assert runs[protocol]["metrics"][task][f"R@{k}"] == pytest.approx(
-                    100 * reference[f"{key}_r{k}"][d], abs=1e-9), (protocol, k, d)
+                    100 * reference[f"{key}_r{k}"][d], abs=1e-9
+                ), (protocol, k, d)
 
 
 def test_run_page_shows_the_eccv_and_cxc_numbers(coco_runs):

@@ -2,6 +2,7 @@
 the evaluation's similarity GEMM there. Skipped where torch sees no CUDA device (CI has none); a session lent a
 GPU runs them with ``benchmarks/gpu_check.sh``. ``CCA_BENCH_TEST_DEVICE=cpu`` runs the same checks on the CPU
 (the evaluation through torch there, the fit through numpy): how the test code was checked without a GPU."""
+
 import os
 
 import numpy as np
@@ -12,8 +13,10 @@ from cca_bench.methods.cca import RegularizedCCA
 from cca_bench.metrics import ranks, summarize
 
 DEVICE = os.environ.get("CCA_BENCH_TEST_DEVICE", "cuda")
-pytestmark = pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(),
-                                reason="hardware: needs a CUDA device (or CCA_BENCH_TEST_DEVICE=cpu)")
+pytestmark = pytest.mark.skipif(
+    DEVICE.startswith("cuda") and not torch.cuda.is_available(),
+    reason="hardware: needs a CUDA device (or CCA_BENCH_TEST_DEVICE=cpu)",
+)
 
 
 def paired(n: int = 4000, dx: int = 96, dy: int = 48, latent: int = 12, seed: int = 0):

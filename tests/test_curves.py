@@ -1,5 +1,6 @@
 """Data-efficiency curves (issue 28.1): subsets drawn by image, the stored curve and runs, the `all` point equal to
 generate + run_benchmark, knobs that need more pairs than a size has, and one-line refusals."""
+
 import json
 
 import numpy as np
@@ -29,8 +30,8 @@ def test_draw_images_keeps_captions_with_their_image_and_nests():
     small, large = draw_images(image_index, 50, 20, seed=3), draw_images(image_index, 50, 60, seed=3)
     order = np.random.default_rng(3).permutation(50)  # the documented draw order
     for images, size in ((small, 20), (large, 60)):
-        assert np.array_equal(images, np.sort(order[:len(images)]))
-        assert np.isin(image_index, images).sum() >= size > np.isin(image_index, order[:len(images) - 1]).sum()
+        assert np.array_equal(images, np.sort(order[: len(images)]))
+        assert np.isin(image_index, images).sum() >= size > np.isin(image_index, order[: len(images) - 1]).sum()
     assert set(small) <= set(large)
     assert not np.array_equal(small, draw_images(image_index, 50, 20, seed=4))
 
@@ -72,7 +73,9 @@ def test_curve_all_point_equals_run_benchmark(roots, tmp_path, capsys):
     runs = tmp_path / "results" / "runs"
     plain = json.loads(next(p for p in runs.glob("*.json") if "@curve" not in p.name).read_text())
     last = curve["points"][-1]
-    assert last["n_pairs"] == [curve["train_pairs"]] and last["rsum"] == pytest.approx(_rsum(plain["metrics"]), abs=1e-9)
+    assert last["n_pairs"] == [curve["train_pairs"]] and last["rsum"] == pytest.approx(
+        _rsum(plain["metrics"]), abs=1e-9
+    )
     assert json.loads((runs / (last["runs"][0] + ".json")).read_text())["metrics"] == plain["metrics"]
     first = curve["points"][0]
     assert len(first["runs"]) == 2 and min(first["n_pairs"]) >= 40
@@ -95,10 +98,13 @@ def test_curve_runs_feed_significance_and_plot(roots, tmp_path, capsys):
     assert "A - B" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("flag, message", [
-    ("--train-sizes=100,50", "--train-sizes '100,50': give increasing sizes"),
-    ("--train-sizes=all,10", "'all' only last"),
-])
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--train-sizes=100,50", "--train-sizes '100,50': give increasing sizes"),
+        ("--train-sizes=all,10", "'all' only last"),
+    ],
+)
 def test_bad_sizes_are_one_line_and_write_nothing(flag, message, roots, tmp_path, capsys):
     """Planted bug caught: sizes checked only after the features are encoded (a cache is then written)."""
     assert main(["curve", "cca", "shapes", FEATURES, flag, *SMALL, *roots]) == 2

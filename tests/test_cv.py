@@ -1,4 +1,5 @@
 """CCA grid search: one covariance pass, one solve per reg, and a best model identical to a direct fit."""
+
 from unittest import mock
 
 import numpy as np
@@ -27,8 +28,10 @@ GRID = {"n_components": [2, 6, 40], "reg": [1.0, 0.01], "eig_power": [0, 1, 4]}
 
 def test_grid_reuses_one_covariance_pass_and_one_solve_per_reg():
     train, val = feature_set(400, 0), feature_set(50, 1)
-    with mock.patch.object(linalg, "paired_moments", wraps=linalg.paired_moments) as moments, \
-         mock.patch.object(linalg, "solve_cca", wraps=linalg.solve_cca) as solve:
+    with (
+        mock.patch.object(linalg, "paired_moments", wraps=linalg.paired_moments) as moments,
+        mock.patch.object(linalg, "solve_cca", wraps=linalg.solve_cca) as solve,
+    ):
         best, report = grid_search(RegularizedCCA, train, val, GRID, {})
     assert moments.call_count == 1 and solve.call_count == len(GRID["reg"])
     # 40 > min(30, 20): clipped to 20, with a note; 3 x 2 x 3 grid points scored
@@ -52,8 +55,9 @@ def test_selection_rules_and_tie_breaks():
 
 def test_medr_selection_and_bad_grids():
     train, val = feature_set(300, 2), feature_set(40, 3)
-    _, report = grid_search(RegularizedCCA, train, val, {"n_components": [3, 6], "reg": [0.1], "eig_power": [1]}, {},
-                            select="medr")
+    _, report = grid_search(
+        RegularizedCCA, train, val, {"n_components": [3, 6], "reg": [0.1], "eig_power": [1]}, {}, select="medr"
+    )
     assert report["best"]["medr_sum"] == min(r["medr_sum"] for r in report["rows"])
     with pytest.raises(UserError, match="cv-select"):
         grid_search(RegularizedCCA, train, val, GRID, {}, select="best")
@@ -62,8 +66,10 @@ def test_medr_selection_and_bad_grids():
 
 
 def test_clip_components_dedupes():
-    assert clip_components([75, 100, 300, 10], 50) == ([10, 50], "n_components 75, 100, 300 exceed min(dx, dy) = 50: "
-                                                                 "clipped to 50")
+    assert clip_components([75, 100, 300, 10], 50) == (
+        [10, 50],
+        "n_components 75, 100, 300 exceed min(dx, dy) = 50: clipped to 50",
+    )
     assert clip_components([5, 10], 50) == ([5, 10], None)
 
 
@@ -85,29 +91,40 @@ def test_generate_refuses_cv_for_a_method_without_a_grid_and_without_val():
 def test_edge_notes_name_every_searched_knob_on_the_edge_of_its_grid():
     from cca_bench.cv import CV_FLAGS, edge_notes
 
-    grid = {"gamma_scale": [1.0, 4.0], "landmarks": [100], "n_components": [2, 6, 20], "reg": [1.0, 0.01],
-            "eig_power": [0, 1, 4]}
+    grid = {
+        "gamma_scale": [1.0, 4.0],
+        "landmarks": [100],
+        "n_components": [2, 6, 20],
+        "reg": [1.0, 0.01],
+        "eig_power": [0, 1, 4],
+    }
     best = {"gamma_scale": 4.0, "landmarks": 100, "n_components": 20, "reg": 0.01, "eig_power": 1}
     flags = {**CV_FLAGS, "gamma_scale": "--cv-gamma"}
     # n_components = 20 = min(dx, dy) has nothing above it; eig_power 1 is inside; one landmark value is no search
     assert edge_notes(grid, best, flags, k_max=20) == [
         "gamma_scale = 4 is the largest value of the grid: extend --cv-gamma above it",
-        "reg = 0.01 is the smallest value of the grid: extend --cv-reg below it"]
+        "reg = 0.01 is the smallest value of the grid: extend --cv-reg below it",
+    ]
     assert edge_notes(grid, {**best, "eig_power": 4}, flags, k_max=50)[1:] == [
         "n_components = 20 is the largest value of the grid: extend --cv-components above it",
         "reg = 0.01 is the smallest value of the grid: extend --cv-reg below it",
-        "eig_power = 4 is the largest value of the grid: extend --cv-eig-power above it"]
+        "eig_power = 4 is the largest value of the grid: extend --cv-eig-power above it",
+    ]
     # nothing lies below 0: eig_power = 0 (unweighted) and reg = 0 (plain CCA) are no edge to extend
-    assert not [n for n in edge_notes({**grid, "reg": [0, 1.0]}, {**best, "eig_power": 0, "reg": 0}, flags, 20)
-                if "eig_power" in n or "reg" in n]
+    assert not [
+        n
+        for n in edge_notes({**grid, "reg": [0, 1.0]}, {**best, "eig_power": 0, "reg": 0}, flags, 20)
+        if "eig_power" in n or "reg" in n
+    ]
 
 
 def test_edges_are_in_the_report_and_its_markdown():
     from cca_bench.results import cv_markdown
 
     train, val = feature_set(300, 5), feature_set(40, 6)
-    _, report = grid_search(RegularizedCCA, train, val, {"n_components": [3, 6], "reg": [10.0, 1.0], "eig_power": [1]},
-                            {})
+    _, report = grid_search(
+        RegularizedCCA, train, val, {"n_components": [3, 6], "reg": [10.0, 1.0], "eig_power": [1]}, {}
+    )
     assert report["best"]["reg"] == 1.0 and "reg = 1 is the smallest value of the grid" in report["edges"][-1]
     assert "**edge of the grid**: reg = 1 is the smallest" in cv_markdown(report, "toy")
 
@@ -116,10 +133,17 @@ def test_kernel_cca_outer_grid_one_pass_per_gamma_and_a_best_model_equal_to_a_di
     from cca_bench.methods.kcca import KernelCCA
 
     train, val = feature_set(200, 7), feature_set(40, 8)
-    grid = {"gamma_scale": [0.5, 2.0], "landmarks": [40, 80], "n_components": [3, 6], "reg": [0.1, 0.01],
-            "eig_power": [1]}
-    with mock.patch.object(linalg, "paired_moments", wraps=linalg.paired_moments) as moments, \
-         mock.patch.object(linalg, "solve_cca", wraps=linalg.solve_cca) as solve:
+    grid = {
+        "gamma_scale": [0.5, 2.0],
+        "landmarks": [40, 80],
+        "n_components": [3, 6],
+        "reg": [0.1, 0.01],
+        "eig_power": [1],
+    }
+    with (
+        mock.patch.object(linalg, "paired_moments", wraps=linalg.paired_moments) as moments,
+        mock.patch.object(linalg, "solve_cca", wraps=linalg.solve_cca) as solve,
+    ):
         best, report = grid_search(KernelCCA, train, val, grid, {})
     assert moments.call_count == 4 and solve.call_count == 8 and len(report["rows"]) == 16
     chosen = {k: report["best"][k] for k in grid}

@@ -1,4 +1,5 @@
 """docs/api.md runs: every python block executes as it stands (the worked example included)."""
+
 import re
 from pathlib import Path
 
@@ -12,8 +13,19 @@ def test_the_page_has_its_examples():
     """One block per estimator, the evaluation functions and the worked example. Planted: a page without the
     worked example (its heading removed) fails here."""
     text = "\n".join(BLOCKS)
-    for name in ("RegularizedCCA", "KernelCCA", "RidgeMap", "Procrustes", "PLSSVD", "ASIF", "DeepCCA",
-                 "evaluate_retrieval", "bootstrap_intervals", "paired_test", "GridSearchCV"):
+    for name in (
+        "RegularizedCCA",
+        "KernelCCA",
+        "RidgeMap",
+        "Procrustes",
+        "PLSSVD",
+        "ASIF",
+        "DeepCCA",
+        "evaluate_retrieval",
+        "bootstrap_intervals",
+        "paired_test",
+        "GridSearchCV",
+    ):
         assert f"{name}(" in text, name
     assert "## A worked example" in DOC.read_text(encoding="utf-8")
 

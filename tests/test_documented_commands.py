@@ -8,15 +8,15 @@ parsing: optional parts in ``[...]`` are dropped, ``a|b|c`` choices give their f
 dropped, METHOD becomes ``cca`` (generate reads it to build its options), and an UPPERCASE placeholder (``K``,
 ``K,K,...``) given to an option with a typed value becomes ``1`` (or ``1,2`` for a list).
 """
+
 import re
 import shlex
 from pathlib import Path
 
 import pytest
 
-from cca_bench.errors import UserError
-
 from cca_bench.cli import COMMANDS, EXAMPLES, command_name, command_parser, parse
+from cca_bench.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -52,7 +52,7 @@ def commands(text: str) -> list[str]:
         for part in re.split(r"\s&&\s|;\s|\s\|\s", chunk):
             part = part.strip()
             if part.startswith(PROGRAM + " ") or part.startswith("$ " + PROGRAM + " "):
-                found.append(part.removeprefix("$ ")[len(PROGRAM):].strip())
+                found.append(part.removeprefix("$ ")[len(PROGRAM) :].strip())
     return found
 
 
@@ -90,7 +90,9 @@ def _converts(convert, value: str) -> bool:
         return False
 
 
-DOCUMENTED = [(path.relative_to(ROOT).as_posix(), c) for path in DOCS for c in commands(path.read_text(encoding="utf-8"))]
+DOCUMENTED = [
+    (path.relative_to(ROOT).as_posix(), c) for path in DOCS for c in commands(path.read_text(encoding="utf-8"))
+]
 
 
 def test_the_documents_hold_commands():
@@ -104,7 +106,11 @@ def test_the_documents_hold_commands():
 
 def test_placeholders_are_made_concrete():
     assert concrete("generate METHOD DATASET FEATURES [--n-components K] [--reg R]") == [
-        "generate", "cca", "DATASET", "FEATURES"]
+        "generate",
+        "cca",
+        "DATASET",
+        "FEATURES",
+    ]
     assert concrete("run_benchmark M D S F --distance cosine|dot|euclidean")[-1] == "cosine"
     assert concrete("generate cca flickr8k word2vec_vgg19 --fv-components K")[-1] == "1"
     # kcca's own grid flag, offered by kcca's parser only
@@ -129,8 +135,10 @@ def test_documented_command_parses(where, command):
 
 
 HELP_EXAMPLES = [("cca_bench --help", c) for c in commands(f"```\n{EXAMPLES}\n```")] + [
-    (f"{name} --help", c) for name, module in COMMANDS.items()
-    for c in commands(f"```\n{(getattr(module, 'EPILOG', None) or '').removeprefix('example:')}\n```")]
+    (f"{name} --help", c)
+    for name, module in COMMANDS.items()
+    for c in commands(f"```\n{(getattr(module, 'EPILOG', None) or '').removeprefix('example:')}\n```")
+]
 
 
 def test_the_help_texts_hold_examples():

@@ -1,4 +1,5 @@
 """evaluate and export-split: another model's embeddings scored exactly like evaluate_retrieval; bad input refused."""
+
 import json
 import pickle
 
@@ -47,9 +48,27 @@ def test_export_then_evaluate_reproduces_evaluate_retrieval(split, roots, tmp_pa
     np.save(tmp_path / "img.npy", img)
     save_file({"text_embeds": txt, "other": txt[:2]}, str(tmp_path / "txt.safetensors"))
     for distance in ("cosine", "euclidean"):
-        assert main(["evaluate", "shapes", "test", "--images", str(tmp_path / "img.npy"),
-                     "--texts", f"{tmp_path / 'txt.safetensors'}:text_embeds", "--name", "mymodel",
-                     "--distance", distance, "-q", *SMALL, *roots]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "shapes",
+                    "test",
+                    "--images",
+                    str(tmp_path / "img.npy"),
+                    "--texts",
+                    f"{tmp_path / 'txt.safetensors'}:text_embeds",
+                    "--name",
+                    "mymodel",
+                    "--distance",
+                    distance,
+                    "-q",
+                    *SMALL,
+                    *roots,
+                ]
+            )
+            == 0
+        )
         runs = sorted((tmp_path / "results" / "runs").glob(f"*{distance}__*.json"))
         record = json.loads(runs[0].read_text())
         assert record["metrics"] == evaluate_retrieval(img, txt, split.image_index, distance=distance)
@@ -66,9 +85,27 @@ def test_image_index_allows_any_caption_order(split, roots, tmp_path):
     np.save(tmp_path / "img.npy", img)
     np.save(tmp_path / "txt.npy", txt[perm])
     (tmp_path / "idx.txt").write_text("\n".join(map(str, split.image_index[perm])))
-    assert main(["evaluate", "shapes", "test", "--images", str(tmp_path / "img.npy"), "--texts",
-                 str(tmp_path / "txt.npy"), "--image-index", str(tmp_path / "idx.txt"), "--name", "perm", "-q",
-                 *SMALL, *roots]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "shapes",
+                "test",
+                "--images",
+                str(tmp_path / "img.npy"),
+                "--texts",
+                str(tmp_path / "txt.npy"),
+                "--image-index",
+                str(tmp_path / "idx.txt"),
+                "--name",
+                "perm",
+                "-q",
+                *SMALL,
+                *roots,
+            ]
+        )
+        == 0
+    )
     record = json.loads(next((tmp_path / "results" / "runs").glob("*.json")).read_text())
     assert record["metrics"] == evaluate_retrieval(img, txt, split.image_index)
 
@@ -77,8 +114,14 @@ def _bad_inputs(split, tmp_path):
     img, txt = embeddings(split)
     nan = txt.copy()
     nan[3, 1] = np.nan
-    files = {"short_img.npy": img[:-1], "short_txt.npy": txt[:-2], "wide_txt.npy": np.hstack([txt, txt]),
-             "nan_txt.npy": nan, "img.npy": img, "txt.npy": txt}
+    files = {
+        "short_img.npy": img[:-1],
+        "short_txt.npy": txt[:-2],
+        "wide_txt.npy": np.hstack([txt, txt]),
+        "nan_txt.npy": nan,
+        "img.npy": img,
+        "txt.npy": txt,
+    }
     for name, arr in files.items():
         np.save(tmp_path / name, arr)
     with open(tmp_path / "pickled.npy", "wb") as f:  # an object array: np.save pickles it
@@ -87,19 +130,35 @@ def _bad_inputs(split, tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("images, texts, message", [
-    ("short_img.npy", "txt.npy", "short_img.npy: 29 rows but shapes/test has 30 images"),
-    ("img.npy", "short_txt.npy", "short_txt.npy"),
-    ("img.npy", "wide_txt.npy", "wide_txt.npy: 16 dimensions"),
-    ("img.npy", "nan_txt.npy", "nan_txt.npy: NaN or infinite values in 1 rows (first: row 3)"),
-    ("pickled.npy", "txt.npy", "pickled.npy: a pickled (object) .npy"),
-    ("notnpy.npy", "txt.npy", "notnpy.npy"),
-    ("missing.npy", "txt.npy", "missing.npy: embedding file not found"),
-])
+@pytest.mark.parametrize(
+    "images, texts, message",
+    [
+        ("short_img.npy", "txt.npy", "short_img.npy: 29 rows but shapes/test has 30 images"),
+        ("img.npy", "short_txt.npy", "short_txt.npy"),
+        ("img.npy", "wide_txt.npy", "wide_txt.npy: 16 dimensions"),
+        ("img.npy", "nan_txt.npy", "nan_txt.npy: NaN or infinite values in 1 rows (first: row 3)"),
+        ("pickled.npy", "txt.npy", "pickled.npy: a pickled (object) .npy"),
+        ("notnpy.npy", "txt.npy", "notnpy.npy"),
+        ("missing.npy", "txt.npy", "missing.npy: embedding file not found"),
+    ],
+)
 def test_bad_embeddings_one_line_exit_2_nothing_written(split, roots, tmp_path, capsys, images, texts, message):
     d = _bad_inputs(split, tmp_path)
-    code = main(["evaluate", "shapes", "test", "--images", str(d / images), "--texts", str(d / texts),
-                 "--name", "bad", *SMALL, *roots])
+    code = main(
+        [
+            "evaluate",
+            "shapes",
+            "test",
+            "--images",
+            str(d / images),
+            "--texts",
+            str(d / texts),
+            "--name",
+            "bad",
+            *SMALL,
+            *roots,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "results" / "runs").exists()
@@ -109,7 +168,23 @@ def test_safetensors_with_several_tensors_needs_a_key(split, roots, tmp_path, ca
     img, txt = embeddings(split)
     save_file({"a": img, "b": img}, str(tmp_path / "img.safetensors"))
     np.save(tmp_path / "txt.npy", txt)
-    assert main(["evaluate", "shapes", "test", "--images", str(tmp_path / "img.safetensors"), "--texts",
-                 str(tmp_path / "txt.npy"), "--name", "x", *SMALL, *roots]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "shapes",
+                "test",
+                "--images",
+                str(tmp_path / "img.safetensors"),
+                "--texts",
+                str(tmp_path / "txt.npy"),
+                "--name",
+                "x",
+                *SMALL,
+                *roots,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "img.safetensors holds 2 tensors (a, b): name one as" in err and "cannot read" not in err

@@ -1,5 +1,6 @@
 """Optional dependencies: every import of one goes through cca_bench.extras.require, and a missing one is one line
 naming the extra to install (simulated by blocking the module's import)."""
+
 import ast
 import configparser
 import sys
@@ -23,8 +24,13 @@ def test_no_optional_module_is_imported_outside_require():
     # require("flask", ...), the one way in (serve and the tests go through it)
     for path in (p for p in (ROOT / "cca_bench").rglob("*.py") if "web" not in p.relative_to(ROOT).parts[1:-1]):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
             found += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n.split(".")[0] in extras.EXTRAS]
     assert found == []
 
@@ -74,11 +80,19 @@ def test_import_cca_bench_is_light():
     Planted: an eager ``from cca_bench.methods.cca import RegularizedCCA`` in __init__ fails the first assert."""
     import subprocess
 
-    code = ("import sys, cca_bench; heavy = {'numpy', 'torch', 'sklearn', 'scipy', 'cca_bench.methods'} & "
-            "set(sys.modules); print(sorted(heavy)); "
-            "cca_bench.RegularizedCCA; print('cca_bench.methods.cca' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}).stdout.split("\n")
+    code = (
+        "import sys, cca_bench; heavy = {'numpy', 'torch', 'sklearn', 'scipy', 'cca_bench.methods'} & "
+        "set(sys.modules); print(sorted(heavy)); "
+        "cca_bench.RegularizedCCA; print('cca_bench.methods.cca' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    ).stdout.split("\n")
     assert out[0] == "[]" and out[1] == "True"
     import cca_bench
 

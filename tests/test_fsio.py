@@ -1,5 +1,6 @@
 """The one writer and the one path check: atomic files, devices/FIFOs/symlinks written through, stale
 temporary files swept, dataset paths kept inside their folder."""
+
 import os
 import stat
 import subprocess
@@ -70,8 +71,10 @@ def test_fifo_is_written_through_and_one_nobody_reads_is_refused(tmp_path):
 
 def test_dev_stdout_writes_after_what_was_printed(tmp_path):
     """``--html /dev/stdout > out.txt``: the page follows the printed table, in a file and in a pipe."""
-    code = ("import sys; from pathlib import Path; from cca_bench.fsio import write_atomic\n"
-            "print('table'); write_atomic(Path('/dev/stdout'), lambda f: f.write(b'page\\n')); print('end')")
+    code = (
+        "import sys; from pathlib import Path; from cca_bench.fsio import write_atomic\n"
+        "print('table'); write_atomic(Path('/dev/stdout'), lambda f: f.write(b'page\\n')); print('end')"
+    )
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     out = tmp_path / "out.txt"
     with open(out, "wb") as f:
@@ -79,8 +82,11 @@ def test_dev_stdout_writes_after_what_was_printed(tmp_path):
     assert out.read_text() == "table\npage\nend\n"
     piped = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, env=env)
     assert piped.stdout == b"table\npage\nend\n"
-    assert os.path.islink("/dev/stdout") or not os.path.exists("/dev/stdout") or \
-        not stat.S_ISREG(os.lstat("/dev/stdout").st_mode)
+    assert (
+        os.path.islink("/dev/stdout")
+        or not os.path.exists("/dev/stdout")
+        or not stat.S_ISREG(os.lstat("/dev/stdout").st_mode)
+    )
 
 
 def test_directory_and_path_below_a_file_are_one_line_errors(tmp_path):
@@ -174,9 +180,15 @@ def test_resolve_inside(tmp_path):
     assert resolve_inside(images, "in.jpg", "w") == (images / "a.jpg").resolve()
     assert resolve_inside(images, "sub/../a.jpg", "w") == (images / "a.jpg").resolve()
     assert resolve_inside(images, "missing/b.jpg", "w") == images.resolve() / "missing" / "b.jpg"
-    for entry, why in (("/etc/hostname", "absolute path"), ("../x.jpg", "leaves"), ("out.jpg", "leaves"),
-                       ("escape/secret.jpg", "leaves"), ("sub/../../../secret.jpg", "leaves"), ("..", "leaves"),
-                       ("sub\0/a.jpg", "NUL byte")):
+    for entry, why in (
+        ("/etc/hostname", "absolute path"),
+        ("../x.jpg", "leaves"),
+        ("out.jpg", "leaves"),
+        ("escape/secret.jpg", "leaves"),
+        ("sub/../../../secret.jpg", "leaves"),
+        ("..", "leaves"),
+        ("sub\0/a.jpg", "NUL byte"),
+    ):
         with pytest.raises(UserError, match=f"^data.json: images\\[1\\]: .*{why}"):
             resolve_inside(images, entry, "data.json: images[1]")
     linked = tmp_path / "linked"  # an image folder that is itself a link (kept on another disk) is fine
@@ -192,9 +204,11 @@ def test_a_real_kill_leaves_a_temporary_file_that_the_next_process_sweeps(tmp_pa
 
     target = tmp_path / "RESULTS.md"
     target.write_text("before")
-    code = ("import sys, time; from pathlib import Path; from cca_bench.fsio import write_atomic\n"
-            "def slow(f):\n    f.write(b'half'); f.flush(); print('writing', flush=True); time.sleep(60)\n"
-            f"write_atomic(Path({str(target)!r}), slow)")
+    code = (
+        "import sys, time; from pathlib import Path; from cca_bench.fsio import write_atomic\n"
+        "def slow(f):\n    f.write(b'half'); f.flush(); print('writing', flush=True); time.sleep(60)\n"
+        f"write_atomic(Path({str(target)!r}), slow)"
+    )
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
     try:
@@ -209,6 +223,14 @@ def test_a_real_kill_leaves_a_temporary_file_that_the_next_process_sweeps(tmp_pa
         if not fsio.pid_alive(proc.pid):
             break
         time.sleep(0.01)
-    subprocess.run([sys.executable, "-c", "from pathlib import Path; from cca_bench.fsio import write_atomic\n"
-                    f"write_atomic(Path({str(target)!r}), lambda f: f.write(b'after'))"], check=True, env=env)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pathlib import Path; from cca_bench.fsio import write_atomic\n"
+            f"write_atomic(Path({str(target)!r}), lambda f: f.write(b'after'))",
+        ],
+        check=True,
+        env=env,
+    )
     assert sorted(os.listdir(tmp_path)) == ["RESULTS.md"] and target.read_text() == "after"

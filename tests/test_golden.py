@@ -7,6 +7,7 @@ weights with stop words dropped, a 4-component GMM Fisher vector):
 ``models/`` the saved models (safetensors + JSON), ``runs/`` their ``run_benchmark ... test`` records, ``cache/``
 the ``.json`` key files of the test split's feature cache entries.
 """
+
 import json
 import shutil
 from pathlib import Path
@@ -16,9 +17,11 @@ import pytest
 from cca_bench.__main__ import main
 
 GOLDEN = Path(__file__).parent / "data" / "golden_8d3dd07"
-VARIANTS = {"cca__openmoji__glove50_tinyimage": [],
-            "cca__openmoji__glove50_tinyimage+idf+stop": ["--idf", "--stopwords"],
-            "cca__openmoji__glove50_tinyimage+gmm4": ["--pooling", "gmm", "--fv-components", "4"]}
+VARIANTS = {
+    "cca__openmoji__glove50_tinyimage": [],
+    "cca__openmoji__glove50_tinyimage+idf+stop": ["--idf", "--stopwords"],
+    "cca__openmoji__glove50_tinyimage+gmm4": ["--pooling", "gmm", "--fv-components", "4"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +39,26 @@ def run_test_split(model: str, data_root: Path, results_root: Path) -> dict:
     optimistic, the rule of that release; openmoji's test split has bit-identical images, so the default
     expected rule gives other numbers, see docs/protocols.md)."""
     ties = golden_run(model)["config"]["ties"]
-    assert main(["run_benchmark", "cca", "openmoji", "test", "glove50_tinyimage", *VARIANTS[model], "-q",
-                 "--ties", ties, "--data-root", str(data_root), "--results-root", str(results_root)]) == 0
+    assert (
+        main(
+            [
+                "run_benchmark",
+                "cca",
+                "openmoji",
+                "test",
+                "glove50_tinyimage",
+                *VARIANTS[model],
+                "-q",
+                "--ties",
+                ties,
+                "--data-root",
+                str(data_root),
+                "--results-root",
+                str(results_root),
+            ]
+        )
+        == 0
+    )
     (path,) = (results_root / "runs").glob(f"{model}__test__full__cosine*.json")
     return json.loads(path.read_text())
 
@@ -53,7 +74,7 @@ def close_metrics(new: dict, old: dict) -> list[str]:
     """The metrics of ``new`` (a run's ``metrics`` or ``recall_curve``) outside REFIT_TOLERANCE of ``old``."""
     off = []
     for task, values in old.items():
-        for k, v in (values.items() if isinstance(values, dict) else enumerate(values)):
+        for k, v in values.items() if isinstance(values, dict) else enumerate(values):
             got = new[task][k]
             if k == "median_rank":
                 ok = abs(got - v) <= REFIT_TOLERANCE["median_rank"]
@@ -86,8 +107,9 @@ def check_same_run(new: dict, old: dict, data_root: Path, refit: bool = False) -
         stored = json.loads((data_root / "cache" / new["feature_cache"][kind].replace(".npy", ".json")).read_text())
         golden = json.loads((GOLDEN / "cache" / name.replace(".npy", ".json")).read_text())
         ignored = FITTED_DIGESTS if refit else ("info",)
-        assert {k: v for k, v in stored.items() if k not in ignored} == \
-            {k: v for k, v in golden.items() if k not in ignored}
+        assert {k: v for k, v in stored.items() if k not in ignored} == {
+            k: v for k, v in golden.items() if k not in ignored
+        }
 
 
 @pytest.mark.parametrize("model", list(VARIANTS))
@@ -107,16 +129,49 @@ def test_generate_reproduces_golden_record(data_root, tmp_path):
     (every R@K and mean rank moves far outside the tolerance)."""
     model = "cca__openmoji__glove50_tinyimage+gmm4"
     results = tmp_path / "results"
-    assert main(["generate", "cca", "openmoji", "glove50_tinyimage", "--n-components", "16", *VARIANTS[model], "-q",
-                 "--data-root", str(data_root), "--results-root", str(results)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "cca",
+                "openmoji",
+                "glove50_tinyimage",
+                "--n-components",
+                "16",
+                *VARIANTS[model],
+                "-q",
+                "--data-root",
+                str(data_root),
+                "--results-root",
+                str(results),
+            ]
+        )
+        == 0
+    )
     check_same_run(run_test_split(model, data_root, results), golden_run(model), data_root, refit=True)
 
 
 def run_lines(model: str, data_root: Path, results_root: Path, capsys) -> list[str]:
     """run_benchmark of ``model``'s variant must fail (exit 2); its stderr lines."""
     capsys.readouterr()
-    assert main(["run_benchmark", "cca", "openmoji", "test", "glove50_tinyimage", *VARIANTS[model], "-q",
-                 "--data-root", str(data_root), "--results-root", str(results_root)]) == 2
+    assert (
+        main(
+            [
+                "run_benchmark",
+                "cca",
+                "openmoji",
+                "test",
+                "glove50_tinyimage",
+                *VARIANTS[model],
+                "-q",
+                "--data-root",
+                str(data_root),
+                "--results-root",
+                str(results_root),
+            ]
+        )
+        == 2
+    )
     return capsys.readouterr().err.strip().splitlines()
 
 

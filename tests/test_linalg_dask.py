@@ -1,18 +1,20 @@
 """dask_moments with an image index accumulates per image, as the numpy path does, and agrees with it."""
+
+import dask.distributed  # noqa: F401,E402  (the dask extra, in the test extra)
 import numpy as np
 import pytest
 
 from cca_bench import linalg
-
-import dask.distributed  # noqa: F401,E402  (the dask extra, in the test extra)
 
 
 @pytest.fixture(scope="module")
 def client():
     from dask.distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=1, processes=False, threads_per_worker=2, dashboard_address=None) as cluster, \
-            Client(cluster) as c:
+    with (
+        LocalCluster(n_workers=1, processes=False, threads_per_worker=2, dashboard_address=None) as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 
@@ -41,7 +43,9 @@ def test_indexed_dask_moments_match_the_numpy_path(client, monkeypatch, tmp_path
     assert len(seen) == 4  # one task per 16-row chunk of x (57 rows)
     assert got.n == want.n == len(y)
     for name in ("mean_x", "mean_y", "cxx", "cyy", "cxy"):
-        np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-6, atol=1e-6, err_msg=name)  # float32 products
+        np.testing.assert_allclose(
+            getattr(got, name), getattr(want, name), rtol=1e-6, atol=1e-6, err_msg=name
+        )  # float32 products
     # and against the textbook definition on the repeated rows
     rep = x[x_index].astype(np.float64)
     np.testing.assert_allclose(got.cxx, np.cov(rep, rowvar=False), rtol=1e-5, atol=1e-6)

@@ -1,5 +1,6 @@
 """Significance marks that never mislead (cca_bench.marks): the true best is bold even without ranks, runs that
 cannot be tested are marked untested, the legend names each column's test, and Holm can reject in big tables."""
+
 import numpy as np
 import pandas as pd
 
@@ -22,14 +23,16 @@ def _table(named_ranks: dict, values: dict | None = None):
     rows, runs = [], []
     for name, r in named_ranks.items():
         value = values[name] if r is None else stats.rsum_of(stats.point_metrics(r))
-        rows.append({"Source": "this suite", "Dataset": "d", "Split": "test", "Protocol": "full", "_file": name,
-                     "R-sum": value})
+        rows.append(
+            {"Source": "this suite", "Dataset": "d", "Split": "test", "Protocol": "full", "_file": name, "R-sum": value}
+        )
         runs.append({"_file": name, "split_fingerprint": "f"})
 
     def load(record):
         if named_ranks[record["_file"]] is None:
             raise UserError(f"{record['_file']} has no per-query ranks file")
         return named_ranks[record["_file"]]
+
     return pd.DataFrame(rows), runs, load
 
 
@@ -40,8 +43,7 @@ def test_best_without_ranks_is_bold_and_the_rest_untested():
     rule) bolds "cca" and leaves "cca+gmm" unmarked."""
     rng = np.random.default_rng(0)
     p = rng.uniform(0.2, 0.6, 80)
-    frame, runs, load = _table({"cca": _ranks(p, rng), "kcca": _ranks(p, rng), "cca+gmm": None},
-                               {"cca+gmm": 999.0})
+    frame, runs, load = _table({"cca": _ranks(p, rng), "kcca": _ranks(p, rng), "cca+gmm": None}, {"cca+gmm": 999.0})
     got = marks.significance_marks(frame, runs, load, columns=("R-sum",))
     assert got[("cca+gmm", "R-sum")] == "best"
     assert got[("cca", "R-sum")] == got[("kcca", "R-sum")] == "untested"
@@ -101,15 +103,23 @@ def test_published_rows_are_labelled_unpaired_and_take_no_marks():
     bolds the published R-sum instead of the own run."""
     from cca_bench.results import compare_frame, compare_markdown, published_frame, select_rows
 
-    metrics = {t: {"R@1": 1.0, "R@5": 2.0, "R@10": 3.0, "median_rank": 90.0, "mean_rank": 120.0}
-               for t in stats.TASKS}
-    run = {"method": "cca", "dataset": "flickr8k", "split": "test", "features": "glove50_tinyimage",
-           "distance": "cosine", "protocol": "full", "metrics": metrics, "_file": "own.json"}
+    metrics = {t: {"R@1": 1.0, "R@5": 2.0, "R@10": 3.0, "median_rank": 90.0, "mean_rank": 120.0} for t in stats.TASKS}
+    run = {
+        "method": "cca",
+        "dataset": "flickr8k",
+        "split": "test",
+        "features": "glove50_tinyimage",
+        "distance": "cosine",
+        "protocol": "full",
+        "metrics": metrics,
+        "_file": "own.json",
+    }
     frame = select_rows(compare_frame([run], published_frame()), dataset="flickr8k")
     assert frame["Source"].ne("this suite").any()
 
     def load(record):
         raise UserError("no ranks file")
+
     got = marks.significance_marks(frame, [run], load, columns=("R-sum",))
     assert got == {("own.json", "R-sum"): "best"}
     text = compare_markdown(frame, got)

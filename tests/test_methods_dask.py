@@ -2,6 +2,7 @@
 the ridge / Procrustes / PLS / kcca moments and ASIF's top-k run as tasks there (each fit's task stream is
 checked), and the fitted arrays equal the numpy backend's to float tolerance; ASIF's neighbours exactly.
 One cluster serves the module (starting worker processes costs seconds)."""
+
 import numpy as np
 import pytest
 from dask.distributed import Client, LocalCluster, get_task_stream
@@ -16,8 +17,10 @@ from cca_bench.methods.ridge import RidgeMap
 
 @pytest.fixture(scope="module")
 def client():
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster, \
-            Client(cluster) as c:
+    with (
+        LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 
@@ -39,9 +42,12 @@ def on_cluster(client, fit):
 
 
 MODELS = [
-    (RidgeMap, {"reg": 1e-2}), (RidgeMap, {"reg": 1e-4, "direction": "text2image", "normalize": True}),
-    (Procrustes, {"n_components": 4}), (Procrustes, {"equalize": "pad"}),
-    (PLSSVD, {"n_components": 5, "scale": True}), (PLSSVD, {"center": False}),
+    (RidgeMap, {"reg": 1e-2}),
+    (RidgeMap, {"reg": 1e-4, "direction": "text2image", "normalize": True}),
+    (Procrustes, {"n_components": 4}),
+    (Procrustes, {"equalize": "pad"}),
+    (PLSSVD, {"n_components": 5, "scale": True}),
+    (PLSSVD, {"center": False}),
 ]
 
 
@@ -70,8 +76,12 @@ def test_kcca_maps_travel_to_worker_processes(client):
     got, tasks, workers = on_cluster(client, lambda: KernelCCA(backend="dask", **params).fit(x, y, index))
     assert "_indexed_block_products" in tasks and workers == 2, tasks
     np.testing.assert_allclose(got.canonical_correlations_, want.canonical_correlations_, atol=1e-5)
-    np.testing.assert_allclose(np.abs(got.transform_x(x) @ got.transform_y(y).T),
-                               np.abs(want.transform_x(x) @ want.transform_y(y).T), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.abs(got.transform_x(x) @ got.transform_y(y).T),
+        np.abs(want.transform_x(x) @ want.transform_y(y).T),
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 def test_asif_top_k_on_two_worker_processes_has_the_local_neighbours(client, monkeypatch):

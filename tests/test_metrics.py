@@ -1,4 +1,5 @@
 """Retrieval metrics on hand-built score matrices with hand-computed ranks."""
+
 import numpy as np
 import pytest
 
@@ -28,14 +29,17 @@ def test_hand_built_ranks_with_several_captions_per_image():
     # 3 images; captions: img0 has 2, img1 has 1, img2 has 3. Scores are given through the dot product
     # of one-hot images with hand-written caption vectors (column i = score against image i).
     ims = np.eye(3, dtype=np.float32)
-    texts = np.array([
-        [0.1, 0.9, 0.5],  # cap0 -> img0: images above 0.1: img1, img2 -> rank0 2
-        [0.8, 0.2, 0.3],  # cap1 -> img0: rank0 0
-        [0.5, 0.4, 0.6],  # cap2 -> img1: above 0.4: img0, img2 -> rank0 2
-        [0.2, 0.3, 0.1],  # cap3 -> img2: above 0.1: both -> rank0 2
-        [0.0, 0.0, 0.7],  # cap4 -> img2: rank0 0
-        [0.9, 0.1, 0.4],  # cap5 -> img2: above 0.4: img0 -> rank0 1
-    ], dtype=np.float32)
+    texts = np.array(
+        [
+            [0.1, 0.9, 0.5],  # cap0 -> img0: images above 0.1: img1, img2 -> rank0 2
+            [0.8, 0.2, 0.3],  # cap1 -> img0: rank0 0
+            [0.5, 0.4, 0.6],  # cap2 -> img1: above 0.4: img0, img2 -> rank0 2
+            [0.2, 0.3, 0.1],  # cap3 -> img2: above 0.1: both -> rank0 2
+            [0.0, 0.0, 0.7],  # cap4 -> img2: rank0 0
+            [0.9, 0.1, 0.4],  # cap5 -> img2: above 0.4: img0 -> rank0 1
+        ],
+        dtype=np.float32,
+    )
     image_index = np.array([0, 0, 1, 2, 2, 2])
     r_i2t, r_t2i = ranks(ims, texts, image_index, distance="dot")
     assert r_t2i.tolist() == [2, 0, 2, 2, 0, 1]
@@ -172,8 +176,10 @@ def test_coco_1k_averages_five_folds_and_5k_uses_all_images():
     assert protocol_folds("1k", 5000, "test") == 5 and protocol_folds("5k", 5000, "test") == 1
     assert protocol_folds("1k", 1000, "flickr8k/test") == 1 == protocol_folds("full", 5000, "test")
     one_k = evaluate_retrieval(ims, texts, image_index, folds=protocol_folds("1k", 5000, "test"))
-    per_fold = [evaluate_retrieval(ims[f * 1000:(f + 1) * 1000], texts[f * 5000:(f + 1) * 5000],
-                                   image_index[:5000]) for f in range(5)]
+    per_fold = [
+        evaluate_retrieval(ims[f * 1000 : (f + 1) * 1000], texts[f * 5000 : (f + 1) * 5000], image_index[:5000])
+        for f in range(5)
+    ]
     for task in ("image_annotation", "image_search"):
         for metric in one_k[task]:
             assert one_k[task][metric] == pytest.approx(np.mean([f[task][metric] for f in per_fold]))

@@ -1,4 +1,5 @@
 """A gallery too large for one score block evaluates in smaller blocks with the same counts."""
+
 import numpy as np
 
 from cca_bench import metrics

@@ -1,5 +1,6 @@
 """The one-GEMM ranking (each image block's scores serve both directions) against direct per-query counts,
 with many exact ties, and its torch GEMM path run on the CPU."""
+
 import numpy as np
 import pytest
 
@@ -11,8 +12,14 @@ def direct_counts(ims, texts, image_index, distance):
     of image search, each a list: items other than the positives above the ground truth, tied with it, and the
     positives tied with the best one."""
     s = similarity(ims, texts, distance)
-    t2i = [(int((np.delete(s[:, j], image_index[j]) > s[image_index[j], j]).sum()),
-            int((np.delete(s[:, j], image_index[j]) == s[image_index[j], j]).sum()), 1) for j in range(len(texts))]
+    t2i = [
+        (
+            int((np.delete(s[:, j], image_index[j]) > s[image_index[j], j]).sum()),
+            int((np.delete(s[:, j], image_index[j]) == s[image_index[j], j]).sum()),
+            1,
+        )
+        for j in range(len(texts))
+    ]
     i2t = []
     for i in np.unique(image_index):
         pos = image_index == i
@@ -23,8 +30,11 @@ def direct_counts(ims, texts, image_index, distance):
 
 def direct_ranks(ims, texts, image_index, distance, ties):
     """Per query, the rule's 0-based rank from :func:`direct_counts`: s, s + t, or s + t / (m + 1)."""
-    rule = {"optimistic": lambda s, t, m: s, "pessimistic": lambda s, t, m: s + t,
-            "expected": lambda s, t, m: s + t / (m + 1)}[ties]
+    rule = {
+        "optimistic": lambda s, t, m: s,
+        "pessimistic": lambda s, t, m: s + t,
+        "expected": lambda s, t, m: s + t / (m + 1),
+    }[ties]
     return tuple([rule(*q) for q in zip(*side)] for side in direct_counts(ims, texts, image_index, distance))
 
 
@@ -46,6 +56,7 @@ def test_one_gemm_ranks_match_direct_counts_with_ties(ties, distance):
 def test_torch_gemm_path_gives_the_numpy_ranks(distance):
     """The device path (the similarity GEMM in torch; CUDA on a GPU) forced onto the CPU."""
     import torch  # noqa: F401
+
     rng = np.random.default_rng(1)
     ims = rng.standard_normal((40, 8)).astype(np.float32)
     image_index = np.repeat(np.arange(40), 3)

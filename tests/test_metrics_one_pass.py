@@ -1,5 +1,6 @@
 """The one-pass evaluation's parts: tiles shared by threads, own scores known from their block on, hashed
 duplicate detection and block-wise normalisation give exactly what the plain computations give."""
+
 import numpy as np
 import pytest
 
@@ -53,6 +54,7 @@ def _small_tiles(init):
     def wrapped(self, *args):
         init(self, *args)
         self.rows = 4
+
     return wrapped
 
 
@@ -86,8 +88,10 @@ def test_cosine_rows_normalised_in_blocks_as_a_whole():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((5000, 9)) * np.exp(rng.uniform(-20, 20, size=(5000, 1)))
     x[[7, 4500]] = 0.0
-    whole = (x.astype(np.float32) / np.maximum(np.linalg.norm(x.astype(np.float32).astype(np.float64), axis=1,
-                                                              keepdims=True), 1e-12)).astype(np.float32)
+    whole = (
+        x.astype(np.float32)
+        / np.maximum(np.linalg.norm(x.astype(np.float32).astype(np.float64), axis=1, keepdims=True), 1e-12)
+    ).astype(np.float32)
     assert prepare(x, "cosine").tobytes() == whole.tobytes()
     x[4999, 3] = np.nan
     x[4100, 0] = np.inf

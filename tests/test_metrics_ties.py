@@ -1,6 +1,7 @@
 """The tie rule holds bit for bit in both directions: exact duplicates tie with the ground truth, degenerate
 queries (all scores equal) are misses with the worst rank, never a free hit, and non-finite embeddings are
 refused."""
+
 import numpy as np
 import pytest
 
@@ -48,6 +49,7 @@ def test_identical_images_r_at_1_in_the_metrics():
 
 def test_identical_images_through_the_torch_gemm():
     import torch  # noqa: F401
+
     ims, texts, image_index, dup = duplicate_images(n_dup=50, n_other=80)
     _, opt = ranks(ims, texts, image_index, "cosine", "optimistic", block=16, device="cpu")
     _, pes = ranks(ims, texts, image_index, "cosine", "pessimistic", block=16, device="cpu")
@@ -119,12 +121,16 @@ def test_an_all_zero_caption_is_a_miss_and_the_others_keep_their_ranks():
     caption 4 above its caption and caption 0 tied with it; caption 2 (all zero) takes rank 4 - 1 = 3 under
     both rules, where the optimistic rule alone would have given it a free hit."""
     ims, texts, image_index = hand_built_zero_caption()
-    want = {"optimistic": ([0, 1, 0, 0], [0, 0, 3, 0, 1]), "pessimistic": ([0, 2, 0, 0], [0, 1, 3, 0, 1]),
-            "expected": ([0, 1.5, 0, 0], [0, 0.5, 3, 0, 1])}
+    want = {
+        "optimistic": ([0, 1, 0, 0], [0, 0, 3, 0, 1]),
+        "pessimistic": ([0, 2, 0, 0], [0, 1, 3, 0, 1]),
+        "expected": ([0, 1.5, 0, 0], [0, 0.5, 3, 0, 1]),
+    }
     for ties, (i2t, t2i) in want.items():
         for block in (1, 3, 2048):
-            r_i2t, r_t2i, flat_i2t, flat_t2i = ranks(ims, texts, image_index, "dot", ties, block=block,
-                                                     return_flat=True)
+            r_i2t, r_t2i, flat_i2t, flat_t2i = ranks(
+                ims, texts, image_index, "dot", ties, block=block, return_flat=True
+            )
             assert r_i2t.tolist() == i2t and r_t2i.tolist() == t2i
             assert flat_i2t.tolist() == [False] * 4 and flat_t2i.tolist() == [False, False, True, False, False]
         assert [r.tolist() for r in ranks(ims, texts, image_index, "dot", ties)] == [i2t, t2i]
@@ -139,8 +145,11 @@ def test_an_all_zero_image_is_a_miss_behind_every_other_caption(ties):
     ims = np.array([[1, 0], [0, 0], [0, 1], [5, 5]], dtype=np.float32)
     texts = np.array([[1, 0], [1, 1], [0, 1], [0, 2]], dtype=np.float32)
     r_i2t, r_t2i, flat_i2t, flat_t2i = ranks(ims, texts, np.array([0, 1, 1, 2]), "dot", ties, return_flat=True)
-    want = {"optimistic": ([0, 2, 0], [1, 3, 2, 1]), "pessimistic": ([1, 2, 0], [1, 3, 3, 1]),
-            "expected": ([0.5, 2, 0], [1, 3, 2.5, 1])}[ties]
+    want = {
+        "optimistic": ([0, 2, 0], [1, 3, 2, 1]),
+        "pessimistic": ([1, 2, 0], [1, 3, 3, 1]),
+        "expected": ([0.5, 2, 0], [1, 3, 2.5, 1]),
+    }[ties]
     assert r_i2t.tolist() == want[0] and r_t2i.tolist() == want[1]
     assert flat_i2t.tolist() == [False, True, False] and not flat_t2i.any()
 
@@ -152,8 +161,11 @@ def test_a_direction_of_only_degenerate_queries_is_refused(distance):
     rng = np.random.default_rng(4)
     ims, texts = rng.standard_normal((12, 6)), rng.standard_normal((12, 6))
     same_ims, same_texts = np.tile(ims[:1], (12, 1)), np.tile(texts[:1], (12, 1))
-    for a, b, what in ((same_ims, texts, "^all 12 caption queries score"), (ims, same_texts, "^all 12 image "
-                       "queries score"), (ims * 0, texts * 0, "^all 12 image queries and all 12 caption queries")):
+    for a, b, what in (
+        (same_ims, texts, "^all 12 caption queries score"),
+        (ims, same_texts, "^all 12 image queries score"),
+        (ims * 0, texts * 0, "^all 12 image queries and all 12 caption queries"),
+    ):
         for ties in ("optimistic", "pessimistic", "expected"):
             with pytest.raises(UserError, match=what) as e:
                 evaluate_retrieval(a, b, np.arange(12), distance, ties=ties)
@@ -177,10 +189,20 @@ def test_degenerate_queries_against_a_brute_force_reference(distance, ties):
     flat_i2t = np.array([s[i].min() == s[i].max() for i in queries])
     flat_t2i = s.min(0) == s.max(0)
     assert distance == "euclidean" or (flat_t2i.any() and flat_i2t.any())
-    want_i2t = np.array([len(texts) - np.sum(image_index == i) if f else int(worse(s[i, image_index != i],
-                         s[i, image_index == i].max()).sum()) for i, f in zip(queries, flat_i2t)])
-    want_t2i = np.array([len(ims) - 1 if flat_t2i[j] else int(worse(np.delete(s[:, j], image_index[j]),
-                         s[image_index[j], j]).sum()) for j in range(len(texts))])
+    want_i2t = np.array(
+        [
+            len(texts) - np.sum(image_index == i)
+            if f
+            else int(worse(s[i, image_index != i], s[i, image_index == i].max()).sum())
+            for i, f in zip(queries, flat_i2t)
+        ]
+    )
+    want_t2i = np.array(
+        [
+            len(ims) - 1 if flat_t2i[j] else int(worse(np.delete(s[:, j], image_index[j]), s[image_index[j], j]).sum())
+            for j in range(len(texts))
+        ]
+    )
     exact = (slice(None), slice(None)) if distance != "cosine" else (flat_i2t, flat_t2i)
     for block in (7, 2048):
         r_i2t, r_t2i, f_i2t, f_t2i = ranks(ims, texts, image_index, distance, ties, block=block, return_flat=True)
@@ -216,8 +238,9 @@ def test_folds_report_their_own_degenerate_queries():
     image_index = np.repeat(np.arange(12), 2)
     texts = ims[image_index] + 0.01 * rng.standard_normal((24, 5)).astype(np.float32)
     texts[15] = 0
-    (a_i2t, a_t2i, a_fi, a_ft), (b_i2t, b_t2i, b_fi, b_ft) = fold_ranks(ims, texts, image_index, folds=2,
-                                                                        return_flat=True)
+    (a_i2t, a_t2i, a_fi, a_ft), (b_i2t, b_t2i, b_fi, b_ft) = fold_ranks(
+        ims, texts, image_index, folds=2, return_flat=True
+    )
     assert not a_ft.any() and np.flatnonzero(b_ft).tolist() == [15 - 12] and b_t2i[3] == 5
     assert not a_fi.any() and not b_fi.any() and (a_t2i == 0).all() and len(a_i2t) == len(b_i2t) == 6
     assert [len(r) for r in fold_ranks(ims, texts, image_index, folds=2)[1]] == [6, 12]

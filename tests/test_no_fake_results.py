@@ -1,5 +1,6 @@
 """No fake results: out-of-range parameters are refused where they are typed and where they are used, and a
 model that gives NaN embeddings is refused by run_benchmark without writing a run."""
+
 import math
 
 import numpy as np
@@ -24,10 +25,21 @@ def test_bounds():
         NON_NEGATIVE.check("reg", math.nan)
 
 
-@pytest.mark.parametrize("param, value", [
-    ("reg", math.nan), ("reg", math.inf), ("reg", -1.0), ("eig_power", math.inf), ("eig_power", math.nan),
-    ("eig_power", -1.0), ("n_components", 0), ("n_components", -3), ("n_components", 2.5), ("chunk_rows", 0),
-])
+@pytest.mark.parametrize(
+    "param, value",
+    [
+        ("reg", math.nan),
+        ("reg", math.inf),
+        ("reg", -1.0),
+        ("eig_power", math.inf),
+        ("eig_power", math.nan),
+        ("eig_power", -1.0),
+        ("n_components", 0),
+        ("n_components", -3),
+        ("n_components", 2.5),
+        ("chunk_rows", 0),
+    ],
+)
 def test_estimator_refuses_out_of_range_parameters(param, value):
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((50, 6)), rng.standard_normal((50, 4))
@@ -39,12 +51,21 @@ def test_estimator_refuses_out_of_range_parameters(param, value):
         RegularizedCCA(**{"n_components": 2, param: value}).fit_moments(m)
 
 
-@pytest.mark.parametrize("argv, flag", [
-    (["--eig-power", "inf"], "--eig-power"), (["--reg", "nan"], "--reg"), (["--reg", "-1"], "--reg"),
-    (["--n-components", "-5"], "--n-components"), (["--n-components", "0"], "--n-components"),
-    (["--cv", "--cv-reg", "0.1,nan"], "--cv-reg"), (["--cv", "--cv-eig-power", "inf"], "--cv-eig-power"),
-    (["vse", "--lr", "nan"], "--lr"), (["vse", "--margin", "inf"], "--margin"), (["vse", "--epochs", "0"], "--epochs"),
-])
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["--eig-power", "inf"], "--eig-power"),
+        (["--reg", "nan"], "--reg"),
+        (["--reg", "-1"], "--reg"),
+        (["--n-components", "-5"], "--n-components"),
+        (["--n-components", "0"], "--n-components"),
+        (["--cv", "--cv-reg", "0.1,nan"], "--cv-reg"),
+        (["--cv", "--cv-eig-power", "inf"], "--cv-eig-power"),
+        (["vse", "--lr", "nan"], "--lr"),
+        (["vse", "--margin", "inf"], "--margin"),
+        (["vse", "--epochs", "0"], "--epochs"),
+    ],
+)
 def test_cli_refuses_out_of_range_parameters_at_parse(argv, flag, tmp_path, capsys):
     """cca's options, or VSE's where argv names vse (generate offers a method its own options only)."""
     method, argv = (argv[0], argv[1:]) if argv[0] == "vse" else ("cca", argv)

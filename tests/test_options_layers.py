@@ -1,5 +1,6 @@
 """Options owned by their layer: a real generate + run_benchmark never hands ``benchmark.Options`` to a module
 below the orchestrator, and each layer's options are validated by that layer."""
+
 import sys
 from pathlib import Path
 
@@ -12,8 +13,14 @@ from cca_bench.evaluation import RunOptions
 from cca_bench.features.options import FeatureOptions
 
 # the orchestrator and what sits above it may hold the composition (tests/test_architecture.py ORCHESTRATOR)
-MAY_HOLD = ("cca_bench.benchmark", "cca_bench.external", "cca_bench.search", "cca_bench.web", "cca_bench.cli",
-            "cca_bench.__main__")
+MAY_HOLD = (
+    "cca_bench.benchmark",
+    "cca_bench.external",
+    "cca_bench.search",
+    "cca_bench.web",
+    "cca_bench.cli",
+    "cca_bench.__main__",
+)
 SMALL = {"n_train": "60", "n_val": "10", "n_test": "20"}
 
 
@@ -26,7 +33,7 @@ def receivers_of_options(run) -> set[str]:
         if event != "call" or not frame.f_globals.get("__name__", "").startswith("cca_bench"):
             return
         code = frame.f_code
-        names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+        names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
         if any(isinstance(frame.f_locals.get(n), Options) for n in names if n != "self"):
             seen.add(f"{frame.f_globals['__name__']}.{code.co_qualname}")
 
@@ -41,8 +48,13 @@ def receivers_of_options(run) -> set[str]:
 def test_only_the_orchestrator_receives_the_whole_options(tmp_path):
     """Planted bug caught: ``Pipelines.encode`` given ``opts`` instead of ``opts.log`` (and reading
     ``opts.log`` itself) is reported as ``cca_bench.features.pipelines.Pipelines.encode``."""
-    opts = Options.of(data_root=tmp_path / "data", results_root=tmp_path / "results", dataset_options=SMALL,
-                      progress=False, bootstrap=20)
+    opts = Options.of(
+        data_root=tmp_path / "data",
+        results_root=tmp_path / "results",
+        dataset_options=SMALL,
+        progress=False,
+        bootstrap=20,
+    )
 
     def both():
         generate("cca", "shapes", "glove50_tinyimage", {"n_components": 4}, opts)
@@ -56,8 +68,17 @@ def test_only_the_orchestrator_receives_the_whole_options(tmp_path):
 def test_options_of_sends_each_name_to_its_layer():
     """Planted bug caught: ``Options.of`` dropping a layer (e.g. ties left at the default) or accepting a
     misspelt name."""
-    opts = Options.of(data_root="d", cache=False, idf=True, crops=10, device="cpu", ties="optimistic",
-                      bootstrap=None, tag="v2", dataset_options={"n_train": "60"})
+    opts = Options.of(
+        data_root="d",
+        cache=False,
+        idf=True,
+        crops=10,
+        device="cpu",
+        ties="optimistic",
+        bootstrap=None,
+        tag="v2",
+        dataset_options={"n_train": "60"},
+    )
     assert opts.locations == Locations(data_root=Path("d"), cache=False) and opts.locations.cache_dir is None
     assert opts.features == FeatureOptions(idf=True, crops=10, device="cpu")
     assert opts.run == RunOptions(bootstrap=None, ties="optimistic")
@@ -66,12 +87,15 @@ def test_options_of_sends_each_name_to_its_layer():
         Options.of(idff=True)
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda: RunOptions(ties="random"), "unknown tie rule 'random'"),
-    (lambda: RunOptions(bootstrap=0), "bootstrap"),
-    (lambda: FeatureOptions(backend="spark"), "unknown extraction backend 'spark'"),
-    (lambda: FeatureOptions().with_(fv_componets=16), "'fv_componets' is not a feature option"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: RunOptions(ties="random"), "unknown tie rule 'random'"),
+        (lambda: RunOptions(bootstrap=0), "bootstrap"),
+        (lambda: FeatureOptions(backend="spark"), "unknown extraction backend 'spark'"),
+        (lambda: FeatureOptions().with_(fv_componets=16), "'fv_componets' is not a feature option"),
+    ],
+)
 def test_each_layer_validates_its_own_options(build, message):
     """Planted bug caught: RunOptions without its check_rule call (an unknown tie rule got as far as scoring)."""
     with pytest.raises(UserError, match=message):

@@ -1,5 +1,6 @@
 """Power and equivalence (cca_bench.power, paired_test's se/mdd): checked by simulating test sets from a known
 population of per-image success probabilities, where the true R-sum difference is planted exactly."""
+
 import math
 
 import numpy as np
@@ -42,8 +43,10 @@ def test_mdd_of_a_simulated_design_has_its_stated_power():
     mdds = [stats.paired_test(*_pair(n, 0.0, rng), "rsum", 1000, seed=i)["mdd"] for i in range(8)]
     mdd = float(np.mean(mdds))
     assert 10 < mdd < 60  # a design where the test is neither hopeless nor trivial
-    hits = [stats.paired_p_value(*_pair(n, mdd, rng), "rsum", 400, seed=int(rng.integers(1 << 30)))[0] < 0.05
-            for _ in range(300)]
+    hits = [
+        stats.paired_p_value(*_pair(n, mdd, rng), "rsum", 400, seed=int(rng.integers(1 << 30)))[0] < 0.05
+        for _ in range(300)
+    ]
     assert 0.72 <= np.mean(hits) <= 0.88, (mdd, np.mean(hits))
 
 

@@ -1,4 +1,5 @@
 """Every published row has its provenance in docs/published_sources.md, and the rows load with their numbers."""
+
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +34,13 @@ def test_readme_rows_carry_the_mean_ranks_their_readme_published():
     assert (row["i2t R@1"], row["i2t MedR"], row["i2t MeanR"]) == (22.1, 7.0, 28.4)
     assert (row["t2i R@1"], row["t2i MedR"], row["t2i MeanR"]) == (18.4, 7.0, 30.1)
     w2v = frame[(frame["Method"] == "CCA word2vec + VGG19") & (frame["Dataset"] == "flickr30k")].iloc[0]
-    assert (w2v["i2t R@1"], w2v["i2t R@10"], w2v["i2t MeanR"], w2v["t2i R@1"], w2v["t2i MedR"]) == (21.0, 56.7, 42.5, 16.5, 10.0)
+    assert (w2v["i2t R@1"], w2v["i2t R@10"], w2v["i2t MeanR"], w2v["t2i R@1"], w2v["t2i MedR"]) == (
+        21.0,
+        56.7,
+        42.5,
+        16.5,
+        10.0,
+    )
     readme_rows = frame[frame["Source"] == "'text-image-embeddings' README"]
     assert len(readme_rows) == 10 and readme_rows[["i2t MeanR", "t2i MeanR"]].notna().all().all()
     kiros = frame[frame["Method"] == "VSE (Kiros repo code)"]

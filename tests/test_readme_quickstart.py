@@ -4,6 +4,7 @@ The quickstart block and sentence of README.md are written by ``scripts/results_
 these tests run the quickstart's two commands (as the README's set-up block gives them) once in a fresh root and
 render the same block with the same script: a change of the fit, the evaluation, the tie rule or the resampling
 that moves a published value or interval fails here instead of shipping stale numbers."""
+
 import importlib.util
 import re
 import sys

@@ -1,4 +1,5 @@
 """compare: own runs beside the published reference rows, grouped by dataset / split / protocol; CSV; plots."""
+
 import json
 
 import pandas as pd
@@ -11,17 +12,30 @@ from cca_bench.results import published_frame, write_json
 def fake_run(dataset="flickr8k", protocol="full", method="cca", split="test", r1=30.0):
     task = {"R@1": r1, "R@5": 60.0, "R@10": 70.0, "median_rank": 4.0, "mean_rank": 20.0}
     curve = [min(100.0, r1 + 2 * k) for k in range(50)]
-    return {"method": method, "dataset": dataset, "split": split, "features": "glove50_tinyimage", "distance": "cosine",
-            "protocol": protocol, "params_label": "k=10 reg=0.1 p=1", "model": f"{method}__{dataset}__glove50_tinyimage",
-            "metrics": {"image_annotation": task, "image_search": task},
-            "recall_curve": {"image_annotation": curve, "image_search": curve}}
+    return {
+        "method": method,
+        "dataset": dataset,
+        "split": split,
+        "features": "glove50_tinyimage",
+        "distance": "cosine",
+        "protocol": protocol,
+        "params_label": "k=10 reg=0.1 p=1",
+        "model": f"{method}__{dataset}__glove50_tinyimage",
+        "metrics": {"image_annotation": task, "image_search": task},
+        "recall_curve": {"image_annotation": curve, "image_search": curve},
+    }
 
 
 @pytest.fixture
 def results(tmp_path):
     root = tmp_path / "results"
-    for run in (fake_run(), fake_run("coco", "1k"), fake_run("coco", "5k", r1=20.0), fake_run("shapes"),
-                fake_run(method="vse", r1=10.0)):
+    for run in (
+        fake_run(),
+        fake_run("coco", "1k"),
+        fake_run("coco", "5k", r1=20.0),
+        fake_run("shapes"),
+        fake_run(method="vse", r1=10.0),
+    ):
         write_json(root / "runs" / f"{run['model']}__{run['split']}__{run['protocol']}.json", run)
     return root
 
@@ -36,11 +50,18 @@ def test_published_rows_are_data_with_citations():
 
 
 def test_compare_groups_by_protocol_and_shows_published_beside_own_runs(results, tmp_path, capsys):
-    assert main(["compare", "--results-root", str(results), "--csv", str(tmp_path / "out.csv"), "--columns", "all"]) == 0
+    assert (
+        main(["compare", "--results-root", str(results), "--csv", str(tmp_path / "out.csv"), "--columns", "all"]) == 0
+    )
     text = capsys.readouterr().out
     headings = [line for line in text.splitlines() if line.startswith("## ")]
-    assert headings == ["## coco / test / protocol 1k", "## coco / test / protocol 5k",
-                        "## flickr8k / test / protocol full", "## shapes / test / protocol full", "## Sources"]
+    assert headings == [
+        "## coco / test / protocol 1k",
+        "## coco / test / protocol 5k",
+        "## flickr8k / test / protocol full",
+        "## shapes / test / protocol full",
+        "## Sources",
+    ]
     coco_1k = text.split("## coco / test / protocol 1k")[1].split("##")[0]
     assert "| this suite" in coco_1k and "Klein et al. CVPR 2015" in coco_1k and "VSE (Kiros repo code)" in coco_1k
     assert "Klein" not in text.split("## coco / test / protocol 5k")[1].split("##")[0]  # nothing published for 5k
@@ -69,9 +90,13 @@ def test_compare_plot_writes_one_png_per_shown_run(results, capsys):
     write_json(next((results / "runs").glob("cca__shapes*.json")), old)
     assert main(["compare", "--results-root", str(results), "--plot"]) == 0
     pngs = sorted(p.name for p in (results / "plots").glob("*.png"))
-    assert pngs == ["cca__coco__glove50_tinyimage__test__1k.png", "cca__coco__glove50_tinyimage__test__5k.png",
-                    "cca__flickr8k__glove50_tinyimage__test__full.png", "flickr8k__test__full.png",
-                    "vse__flickr8k__glove50_tinyimage__test__full.png"]
+    assert pngs == [
+        "cca__coco__glove50_tinyimage__test__1k.png",
+        "cca__coco__glove50_tinyimage__test__5k.png",
+        "cca__flickr8k__glove50_tinyimage__test__full.png",
+        "flickr8k__test__full.png",
+        "vse__flickr8k__glove50_tinyimage__test__full.png",
+    ]
     assert (results / "plots" / pngs[0]).read_bytes()[:4] == b"\x89PNG"
     assert "no recall_curve" in capsys.readouterr().err
 
@@ -156,3 +181,41 @@ def test_a_ranks_file_stripped_of_its_tie_counts_is_refused_in_one_line(tmp_path
     with pytest.raises(UserError, match="do not give the metrics") as e:
         load_ranks(stripped)
     assert "\n" not in str(e.value)
+
+
+def test_compare_carries_a_coco_5k_runs_eccv_and_cxc_metrics(tmp_path, capsys):
+    """Issue 28 item 3: ECCV Caption / CxC metrics of a COCO 5k run reach `compare` (picked with --columns) and
+    its CSV; other runs' cells stay empty. Planted bug it caught: compare_frame without the extended columns
+    (the CSV had no eccv_r1 column)."""
+    root = tmp_path / "results"
+    five_k = fake_run("coco", "5k", r1=20.0)
+    five_k["coco_extended"] = {
+        "metrics": {
+            "eccv_r1": {"image_annotation": 41.5, "image_search": 30.25},
+            "cxc_r1": {"image_annotation": 22.0, "image_search": 15.0},
+        }
+    }
+    for run in (five_k, fake_run("coco", "1k")):
+        write_json(root / "runs" / f"{run['model']}__{run['split']}__{run['protocol']}.json", run)
+    assert (
+        main(
+            [
+                "compare",
+                "--results-root",
+                str(root),
+                "--dataset",
+                "coco",
+                "--csv",
+                str(tmp_path / "o.csv"),
+                "--columns",
+                "Method,R-sum,i2t eccv_r1,t2i cxc_r1",
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "41.5" in text.split("protocol 5k")[1] and "15" in text.split("protocol 5k")[1]
+    csv = pd.read_csv(tmp_path / "o.csv")
+    own = csv[csv["Source"] == "this suite"].set_index("Protocol")
+    assert own.loc["5k", "i2t eccv_r1"] == 41.5 and own.loc["5k", "t2i eccv_r1"] == 30.25
+    assert pd.isna(own.loc["1k", "i2t eccv_r1"])

@@ -1,4 +1,5 @@
 """Each query's top-10 retrieved items (cca_bench.retrieved), as a run's ranks file keeps them."""
+
 import numpy as np
 import pytest
 

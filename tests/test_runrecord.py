@@ -1,6 +1,7 @@
 """The typed run record (runrecord.py): one writer, one reader that validates every field readers use, run ids
 that commands find by id, short id, prefix or configuration name, and compare --baseline's Holm column. Fast:
 records with hand-made ranks, no model is fitted."""
+
 import json
 import os
 
@@ -9,25 +10,38 @@ import pytest
 
 from cca_bench.__main__ import main
 from cca_bench.errors import UserError
-from cca_bench.results import (add_baseline, compare_frame, find_run, load_runs, read_run, resolve_run, run_id,
-                               short_id)
+from cca_bench.results import add_baseline, compare_frame, find_run, load_runs, read_run, resolve_run, run_id, short_id
 from cca_bench.runrecord import SCHEMA_VERSION, write_run
 from cca_bench.stats import bootstrap_ci, point_metrics, query_ranks
 from cca_bench.ties import DEFAULT
 
 
-def fake_record(seed: int, method: str = "cca", model: str | None = None, split: str = "test",
-                created: str = "") -> dict:
+def fake_record(
+    seed: int, method: str = "cca", model: str | None = None, split: str = "test", created: str = ""
+) -> dict:
     """A run record of 40 images x 2 captions with random ranks; metrics and intervals computed from them."""
     rng = np.random.default_rng(seed)
     image_index = np.repeat(np.arange(40), 2)
     ranks = query_ranks(rng.integers(0, 20, 40), rng.integers(0, 30, 80), image_index)
-    return {"method": method, "dataset": "shapes", "split": split, "features": "glove50_tinyimage",
-            "distance": "cosine", "protocol": "full", "model": model or f"{method}__shapes__glove50_tinyimage",
-            "metrics": point_metrics(ranks), "ci": bootstrap_ci(ranks, 50), "n_images": 40, "n_captions": 80,
-            "folds": 1, "params_label": "k=2", "split_fingerprint": "fp", "created": created or f"2026-12-06T0{seed}",
-            "ties": DEFAULT,
-            "_ranks": ranks}
+    return {
+        "method": method,
+        "dataset": "shapes",
+        "split": split,
+        "features": "glove50_tinyimage",
+        "distance": "cosine",
+        "protocol": "full",
+        "model": model or f"{method}__shapes__glove50_tinyimage",
+        "metrics": point_metrics(ranks),
+        "ci": bootstrap_ci(ranks, 50),
+        "n_images": 40,
+        "n_captions": 80,
+        "folds": 1,
+        "params_label": "k=2",
+        "split_fingerprint": "fp",
+        "created": created or f"2026-12-06T0{seed}",
+        "ties": DEFAULT,
+        "_ranks": ranks,
+    }
 
 
 @pytest.fixture
@@ -70,15 +84,19 @@ def test_a_path_is_used_as_given_or_refused(root, tmp_path_factory):
     path = runs[0]["_file"]
     assert resolve_run(root, path)["_file"] == path
     other = tmp_path_factory.mktemp("other")
-    for spec in (str(other / "runs" / run_id(runs[0])), str(other / "runs" / (run_id(runs[0]) + ".json")),
-                 f"no/such/dir/../../{run_id(runs[0])}"):
+    for spec in (
+        str(other / "runs" / run_id(runs[0])),
+        str(other / "runs" / (run_id(runs[0]) + ".json")),
+        f"no/such/dir/../../{run_id(runs[0])}",
+    ):
         with pytest.raises(UserError, match="no such run file"):
             resolve_run(root, spec)
 
 
 def test_significance_suggests_the_closest_ids_in_one_line(root, capsys):
-    assert main(["significance", "kcca__shapes__glove50_tinyimage__tst", "cca__shapes", "--results-root",
-                 str(root)]) == 2
+    assert (
+        main(["significance", "kcca__shapes__glove50_tinyimage__tst", "cca__shapes", "--results-root", str(root)]) == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "closest: kcca__shapes__glove50_tinyimage__test__full__cosine" in err[0], err
 
@@ -127,8 +145,22 @@ def test_rows_that_cannot_be_paired_get_a_reason(root, capsys):
     gone = next(r for r in runs if r["method"] == "cca")
     os.remove(root / "runs" / gone["ranks_file"])
     kcca = next(r for r in runs if r["method"] == "kcca")
-    assert main(["compare", "--all-runs", "--baseline", short_id(run_id(kcca)), "--csv", str(root / "b.csv"),
-                 "--results-root", str(root), "-q"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--all-runs",
+                "--baseline",
+                short_id(run_id(kcca)),
+                "--csv",
+                str(root / "b.csv"),
+                "--results-root",
+                str(root),
+                "-q",
+            ]
+        )
+        == 0
+    )
     import csv
 
     notes = [(r["Method"], r["note"]) for r in csv.DictReader((root / "b.csv").open()) if r["run"]]
@@ -172,8 +204,9 @@ def test_each_malformed_record_is_skipped_with_one_warning_naming_it(case, root,
         if change.get("ci") == "REVERSED":
             change = {"ci": good["ci"] | {"image_annotation": good["ci"]["image_annotation"] | {"R@1": [9.0, 1.0]}}}
         if change.get("metrics") == "R@1=150":
-            change = {"metrics": good["metrics"] | {"image_annotation": good["metrics"]["image_annotation"]
-                                                    | {"R@1": 150.0}}}
+            change = {
+                "metrics": good["metrics"] | {"image_annotation": good["metrics"]["image_annotation"] | {"R@1": 150.0}}
+            }
         bad.write_text(json.dumps(good | change))
     _, why = read_run(bad)
     assert why is not None and field in why, why

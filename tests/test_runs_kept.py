@@ -2,6 +2,7 @@
 own id, generate never replaces a model fitted with other hyper-parameters, run_benchmark --model finds a model
 by its name, compare shows the newest run of each configuration unless --all-runs, and compare --baseline
 gives each row the same paired numbers as `significance`."""
+
 import csv
 import hashlib
 import json
@@ -49,8 +50,24 @@ def kept(tmp_path_factory):
     np.save(base / "img.npy", rng.standard_normal((60, 8)).astype(np.float32))
     np.save(base / "txt.npy", rng.standard_normal((n_captions, 8)).astype(np.float32))
     for _ in range(2):
-        assert main(["evaluate", "shapes", "test", "--images", str(base / "img.npy"), "--texts",
-                     str(base / "txt.npy"), "--name", "X", *SMALL, *roots]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "shapes",
+                    "test",
+                    "--images",
+                    str(base / "img.npy"),
+                    "--texts",
+                    str(base / "txt.npy"),
+                    "--name",
+                    "X",
+                    *SMALL,
+                    *roots,
+                ]
+            )
+            == 0
+        )
     return base, roots, seen
 
 
@@ -134,8 +151,21 @@ def test_baseline_p_values_equal_significance_to_the_printed_digit(kept, capsys)
     runs, _ = load_runs(base / "results")
     first = min((r for r in runs if r["method"] == "cca" and r["distance"] == "cosine"), key=lambda r: r["created"])
     capsys.readouterr()
-    assert main(["compare", "--baseline", short_id(run_id(first)), "--all-runs", "--csv", str(base / "b.csv"),
-                 *roots[2:], "-q"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--baseline",
+                short_id(run_id(first)),
+                "--all-runs",
+                "--csv",
+                str(base / "b.csv"),
+                *roots[2:],
+                "-q",
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     with (base / "b.csv").open() as f:
         header = next(csv.reader(f))

@@ -1,4 +1,5 @@
 """search: exact top-k, FAISS indexes, and the CLI end to end on a small shapes set."""
+
 import sys
 
 import numpy as np
@@ -134,6 +135,7 @@ def test_missing_faiss_names_the_extra(monkeypatch):
 @pytest.mark.parametrize("distance", ["cosine", "dot"])
 def test_faiss_flat_agrees_with_exact(distance):
     import faiss  # noqa: F401
+
     rng = np.random.default_rng(1)
     gallery, queries = rng.normal(size=(2000, 32)).astype(np.float32), rng.normal(size=(20, 32)).astype(np.float32)
     s_exact, i_exact = INDEXES.get("exact")(gallery, distance).search(queries, 10)
@@ -144,6 +146,7 @@ def test_faiss_flat_agrees_with_exact(distance):
 
 def test_hnsw_recall_at_10():
     import faiss  # noqa: F401
+
     rng = np.random.default_rng(2)
     gallery, queries = rng.normal(size=(20000, 64)).astype(np.float32), rng.normal(size=(200, 64)).astype(np.float32)
     _, exact = INDEXES.get("exact")(gallery, "cosine").search(queries, 10)
@@ -179,12 +182,20 @@ def test_captions_are_escaped_in_html_and_markdown(tmp_path):
 
     photo = tmp_path / "q.png"
     Image.new("RGB", (20, 10), (200, 0, 0)).save(photo)
-    split = Split("toy", "test", ["a&b"], ['<img src=x onerror="alert(1)"> | pipe'], [["x"]], [0], [0],
-                  loader=lambda i: Image.new("RGB", (8, 8)))
+    split = Split(
+        "toy",
+        "test",
+        ["a&b"],
+        ['<img src=x onerror="alert(1)"> | pipe'],
+        [["x"]],
+        [0],
+        [0],
+        loader=lambda i: Image.new("RGB", (8, 8)),
+    )
     rows = [{"rank": 1, "caption": split.captions[0], "image": 0, "image_id": "a&b", "score": 0.5}]
     result = SearchResult("image", str(photo), split, rows, "cosine")
     page = render_html(result)
-    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page and "onerror=\"" not in page
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page and 'onerror="' not in page
     assert "a&amp;b" in page and page.count('<img src="data:image/jpeg;base64,') == 2  # the query and the hit
     assert "\\| pipe" in markdown_table(result)
 

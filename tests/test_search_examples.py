@@ -1,4 +1,5 @@
 """search.retrieval_examples: per-query top-k and ranks for the qualitative page, on hand-built embeddings."""
+
 import numpy as np
 
 from cca_bench.metrics import ranks

@@ -1,6 +1,5 @@
 """Seed-aware comparison of methods (cca_bench.seed_stats) on real seeds of a random-feature method: kernel CCA
 with random Fourier features on the builtin shapes set, 16 seeds fitted once, many seed-only pairs from them."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,16 +17,18 @@ SEEDS = 16
 def seed_rankings(tmp_path_factory) -> list[stats.QueryRanks]:
     """The test-split ranks of 16 kcca models (random Fourier features, 256 of them) that differ only in their
     seed, on features encoded once."""
-    opts = Options(data_root=tmp_path_factory.mktemp("data"), progress=False,
-                   dataset_options={"n_train": "600", "n_val": "30", "n_test": "300"})
+    opts = Options(
+        data_root=tmp_path_factory.mktemp("data"),
+        progress=False,
+        dataset_options={"n_train": "600", "n_val": "30", "n_test": "300"},
+    )
     dataset = load_dataset("shapes", opts)
     pipes = Pipelines.of(FeatureSpec.parse("glove50_tinyimage"), opts).fit(dataset)
     train, test = pipes.encode(dataset, "train", {}), pipes.encode(dataset, "test", {})
     out = []
     for s in range(SEEDS):
         model = KernelCCA(kernel_map="rff", landmarks=256, random_state=s, device="cpu").fit_features(train)
-        per_fold = metrics.fold_counts(model.embed_images(test), model.embed_texts(test), test.image_index,
-                                       "cosine", 1)
+        per_fold = metrics.fold_counts(model.embed_images(test), model.embed_texts(test), test.image_index, "cosine", 1)
         out.append(stats.from_fold_ranks(per_fold, test.image_index, len(test.images)))
     return out
 
@@ -40,13 +41,16 @@ def test_seed_only_differences_are_rejected_at_alpha_only_when_seed_aware(seed_r
     term) makes it reject like the single-seed test (well above 8%)."""
     rs = seed_rankings
     assert np.std([stats.rsum_of(stats.point_metrics(r)) for r in rs]) > 3  # the seeds really differ
-    single = [stats.paired_p_value(rs[a], rs[b], "rsum", 500, seed=a * SEEDS + b)[0] < 0.05
-              for a in range(SEEDS) for b in range(a + 1, SEEDS)]
+    single = [
+        stats.paired_p_value(rs[a], rs[b], "rsum", 500, seed=a * SEEDS + b)[0] < 0.05
+        for a in range(SEEDS)
+        for b in range(a + 1, SEEDS)
+    ]
     rng = np.random.default_rng(0)
     aware = []
     for _ in range(300):
         order = rng.permutation(SEEDS)
-        a, b = (stats.stack_seeds([rs[i] for i in order[k:k + 5]]) for k in (0, 5))
+        a, b = (stats.stack_seeds([rs[i] for i in order[k : k + 5]]) for k in (0, 5))
         result = seed_stats.compare(a, b, "rsum")
         assert result["seed_aware"] and result["seeds"] == [5, 5]
         aware.append(result["p_value"] < 0.05)

@@ -1,6 +1,7 @@
 """Encoder-similarity diagnostics (issue 28.2): each measure against an independent reference on small data, the
 calibration against calibrated-similarity's own `calibrate`, CKA against repsim, a uniform p-value under a
 simulated null, and the command's refusals and JSON contract."""
+
 import itertools
 import json
 import math
@@ -31,7 +32,7 @@ def _ref_cka(x, y):
     """Kornblith et al. 2019 eq. (HSIC with H = I - 11'/n)."""
     n = len(x)
     h = np.eye(n) - np.ones((n, n)) / n
-    hsic = lambda k, l: np.trace(k @ h @ l @ h)  # noqa: E731
+    hsic = lambda k, m: np.trace(k @ h @ m @ h)  # noqa: E731
     k, l_ = x @ x.T, y @ y.T
     return hsic(k, l_) / math.sqrt(hsic(k, k) * hsic(l_, l_))
 
@@ -48,8 +49,9 @@ def _ref_hsic_u_statistic(k, l_):
 
 
 def _ref_neighbours(gram, k):
-    return [set(sorted((j for j in range(len(gram)) if j != i), key=lambda j: -gram[i, j])[:k])
-            for i in range(len(gram))]
+    return [
+        set(sorted((j for j in range(len(gram)) if j != i), key=lambda j: -gram[i, j])[:k]) for i in range(len(gram))
+    ]
 
 
 def _unit(a):
@@ -97,11 +99,13 @@ def test_mutual_knn_and_cknna_equal_huh_et_al_definitions():
     def hsic(k, l_):
         n, one = len(k), np.ones(len(k))
         k, l_ = k - np.diag(np.diag(k)), l_ - np.diag(np.diag(l_))
-        return (np.trace(k @ l_) + one @ k @ one * (one @ l_ @ one) / ((n - 1) * (n - 2))
-                - 2 / (n - 2) * one @ k @ l_ @ one) / (n * (n - 3))
+        return (
+            np.trace(k @ l_) + one @ k @ one * (one @ l_ @ one) / ((n - 1) * (n - 2)) - 2 / (n - 2) * one @ k @ l_ @ one
+        ) / (n * (n - 3))
 
     ref = hsic(masked(gx, nx, ny), masked(gy, nx, ny)) / math.sqrt(
-        hsic(masked(gx, nx, nx), masked(gx, nx, nx)) * hsic(masked(gy, ny, ny), masked(gy, ny, ny)))
+        hsic(masked(gx, nx, nx), masked(gx, nx, nx)) * hsic(masked(gy, ny, ny), masked(gy, ny, ny))
+    )
     assert _score("cknna", x, y) == pytest.approx(ref, abs=1e-6)
 
 
@@ -112,7 +116,7 @@ def _ref_cca(x, y, dim):
     from sklearn.decomposition import PCA
 
     xr, yr = PCA(dim, svd_solver="full").fit_transform(x), PCA(dim, svd_solver="full").fit_transform(y)
-    inv_sqrt = lambda s: (lambda w, v: v @ np.diag(w ** -0.5) @ v.T)(*eigh(s))  # noqa: E731
+    inv_sqrt = lambda s: (lambda w, v: v @ np.diag(w**-0.5) @ v.T)(*eigh(s))  # noqa: E731
     sx, sy = inv_sqrt(xr.T @ xr), inv_sqrt(yr.T @ yr)
     u, rho, _ = np.linalg.svd(sx @ xr.T @ yr @ sy)
     h = xr @ sx @ u
@@ -143,8 +147,9 @@ def test_calibration_equals_calibrated_similarity_on_the_same_permutations():
         sim = lambda a, b, _n=name: _score(_n, a.numpy(), b.numpy())  # noqa: E731
         rng = np.random.default_rng(7)
         perms = iter([torch.from_numpy(rng.permutation(25)) for _ in range(39)])
-        cal, p, tau = reference(torch.from_numpy(x), torch.from_numpy(y), sim, K=39,
-                                perm_fn=lambda n, device: next(perms))
+        cal, p, tau = reference(
+            torch.from_numpy(x), torch.from_numpy(y), sim, K=39, perm_fn=lambda n, device: next(perms)
+        )
         assert ours[name]["calibrated"] == pytest.approx(float(cal), abs=1e-6)
         assert ours[name]["p_value"] == pytest.approx(float(p), abs=1e-6)
         assert ours[name]["tau"] == pytest.approx(float(tau), abs=1e-6)
@@ -158,8 +163,20 @@ def test_permutation_p_value_is_uniform_under_a_simulated_null():
     from scipy.stats import binomtest, chisquare
 
     rng = np.random.default_rng(11)
-    ps = np.array([measure_all(rng.normal(size=(16, 3)), rng.normal(size=(16, 2)), k=3, dim=2, permutations=19,
-                               seed=int(s), names=["cka"])["cka"]["p_value"] for s in range(400)])
+    ps = np.array(
+        [
+            measure_all(
+                rng.normal(size=(16, 3)),
+                rng.normal(size=(16, 2)),
+                k=3,
+                dim=2,
+                permutations=19,
+                seed=int(s),
+                names=["cka"],
+            )["cka"]["p_value"]
+            for s in range(400)
+        ]
+    )
     counts = np.histogram(ps, bins=[0, 0.25, 0.5, 0.75, 1.0])[0]
     assert chisquare(counts).pvalue > 0.001, counts
     assert binomtest(int((ps <= 0.05).sum()), len(ps), 0.05).pvalue > 0.001
@@ -185,8 +202,21 @@ def test_similarity_json_names_each_measure_with_score_calibrated_p(files, capsy
     of several captions per image averaged per image via --image-index. Planted bug caught: captions paired one
     by one with a repeated image row instead of averaged (the 60-row file would then score other numbers)."""
     out = files / "sim.json"
-    argv = ["similarity", "--images", str(files / "img.npy"), "--texts", str(files / "txt.npy"), "-k", "3",
-            "--dim", "3", "--permutations", "49", "--json", str(out)]
+    argv = [
+        "similarity",
+        "--images",
+        str(files / "img.npy"),
+        "--texts",
+        str(files / "txt.npy"),
+        "-k",
+        "3",
+        "--dim",
+        "3",
+        "--permutations",
+        "49",
+        "--json",
+        str(out),
+    ]
     assert main(argv) == 0
     assert "| cka" in capsys.readouterr().out
     result = json.loads(out.read_text())
@@ -197,23 +227,39 @@ def test_similarity_json_names_each_measure_with_score_calibrated_p(files, capsy
     np.save(files / "txt2.npy", np.vstack([y + noise, y - noise]))  # two captions per image, mean = y
     np.save(files / "idx.npy", np.concatenate([np.arange(30), np.arange(30)]))
     out2 = files / "sim2.json"
-    assert main([*argv[:4], str(files / "txt2.npy"), "--image-index", str(files / "idx.npy"), *argv[5:-1],
-                 str(out2)]) == 0
+    assert (
+        main([*argv[:4], str(files / "txt2.npy"), "--image-index", str(files / "idx.npy"), *argv[5:-1], str(out2)]) == 0
+    )
     again = json.loads(out2.read_text())
     assert all(again[m]["score"] == pytest.approx(result[m]["score"], abs=1e-5) for m in result)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda x, y: (x[:-1], y), "rows are not paired"),
-    (lambda x, y: (np.where(np.arange(len(x))[:, None] == 4, np.nan, x), y), "NaN or infinite values"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda x, y: (x[:-1], y), "rows are not paired"),
+        (lambda x, y: (np.where(np.arange(len(x))[:, None] == 4, np.nan, x), y), "NaN or infinite values"),
+    ],
+)
 def test_similarity_refuses_misaligned_or_nan_inputs_in_one_line(make, message, files, capsys):
     """Planted bugs caught: rows truncated to the shorter file, NaN rows passed to the SVD."""
     x, y = make(np.load(files / "img.npy"), np.load(files / "txt.npy"))
     np.save(files / "a.npy", x.astype(np.float32))
     np.save(files / "b.npy", y.astype(np.float32))
-    assert main(["similarity", "--images", str(files / "a.npy"), "--texts", str(files / "b.npy"),
-                 "--json", str(files / "out.json")]) == 2
+    assert (
+        main(
+            [
+                "similarity",
+                "--images",
+                str(files / "a.npy"),
+                "--texts",
+                str(files / "b.npy"),
+                "--json",
+                str(files / "out.json"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and not (files / "out.json").exists()
 

@@ -1,11 +1,12 @@
 """tests/conftest.py's policy, run on a probe suite in a child pytest: under CI only 'hardware: ' skips pass."""
+
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-PROBE = '''
+PROBE = """
 import pytest
 
 def test_dependency():
@@ -17,15 +18,21 @@ def test_gpu():
 @pytest.mark.skipif(True, reason="needs root")
 def test_marker():
     pass
-'''
+"""
 
 
 def run_probe(tmp_path, ci: str | None) -> str:
     shutil.copy(Path(__file__).with_name("conftest.py"), tmp_path / "conftest.py")
     (tmp_path / "test_probe.py").write_text(PROBE)
     env = {k: v for k, v in os.environ.items() if k != "CI"} | ({"CI": ci} if ci else {})
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", str(tmp_path)],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     return out.stdout.strip().splitlines()[-1]
 
 

@@ -1,5 +1,6 @@
 """Bootstrap intervals and paired tests over test images (cca_bench.stats), checked against brute force,
 against the evaluation's own metrics, and by simulation (coverage, false-positive rate, power)."""
+
 import numpy as np
 import pytest
 
@@ -31,8 +32,12 @@ def _brute_force(ranks: stats.QueryRanks, resamples: int, seed: int) -> dict:
             chosen = images[drawn[b]]
             i2t = ranks.i2t[0, chosen]
             t2i = ranks.t2i[0, np.concatenate([caps[ranks.image_index[caps] == i] for i in chosen])]
-            per_fold.append({"image_annotation": metrics.summarize(i2t[i2t.queries()], ranks.ties),
-                             "image_search": metrics.summarize(t2i, ranks.ties)})
+            per_fold.append(
+                {
+                    "image_annotation": metrics.summarize(i2t[i2t.queries()], ranks.ties),
+                    "image_search": metrics.summarize(t2i, ranks.ties),
+                }
+            )
         for t in stats.TASKS:
             for m in stats.METRICS:
                 out[t][m].append(np.mean([f[t][m] for f in per_fold]))
@@ -67,7 +72,9 @@ def test_bootstrap_equals_brute_force_exactly(folds):
     for t in stats.TASKS:
         for m in stats.METRICS:
             np.testing.assert_array_equal(reps[t][m], brute[t][m], err_msg=f"{t} {m}")
-    np.testing.assert_array_equal(reps["rsum"], sum(np.array(brute[t][f"R@{k}"]) for t in stats.TASKS for k in (1, 5, 10)))
+    np.testing.assert_array_equal(
+        reps["rsum"], sum(np.array(brute[t][f"R@{k}"]) for t in stats.TASKS for k in (1, 5, 10))
+    )
     ci = stats.bootstrap_ci(ranks, 60, 0.9, seed=7)
     assert ci["rsum"] == pytest.approx(list(np.percentile(reps["rsum"], [5, 95])))
 
@@ -135,14 +142,16 @@ def test_paired_test_agrees_with_scipy_on_a_linear_metric():
     """The sign-flip p-value and its bootstrap interval against scipy's paired permutation test / bootstrap on
     the per-image contributions (same statistic, other random draws: equal within Monte Carlo error)."""
     import scipy.stats as scipy_stats
+
     a, _ = _evaluated(n_img=80, noise=1.3, seed=5)
     b, _ = _evaluated(n_img=80, noise=1.6, seed=5)
     mine = stats.paired_test(a, b, "t2i:R@5", 4000, seed=2)
     ca = stats._contributions(a, ("image_search",), "R@5")
     cb = stats._contributions(b, ("image_search",), "R@5")
     assert mine["delta"] == pytest.approx((ca - cb).sum())
-    ref = scipy_stats.permutation_test((ca, cb), lambda x, y: np.sum(x - y), permutation_type="samples",
-                                       n_resamples=4000, random_state=3)
+    ref = scipy_stats.permutation_test(
+        (ca, cb), lambda x, y: np.sum(x - y), permutation_type="samples", n_resamples=4000, random_state=3
+    )
     assert mine["p_value"] == pytest.approx(ref.pvalue, abs=0.03)
 
 

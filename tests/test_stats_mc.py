@@ -1,4 +1,5 @@
 """Monte Carlo precision of the bootstrap intervals: blockwise draws, and the recorded error of each bound."""
+
 import numpy as np
 
 from cca_bench import stats

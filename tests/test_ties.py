@@ -1,6 +1,7 @@
 """The default tie rule (cca_bench.ties): the exact expectation over a uniformly random order of the tied items,
 checked against every order of small tie groups and score matrices, against random orders on larger ones, and
 by its purpose: embeddings that carry no information score at chance in both directions."""
+
 import itertools
 import math
 
@@ -32,8 +33,9 @@ def test_hit_probability_and_expected_rank_equal_the_average_over_every_order():
             assert counts.hit(k, "expected")[0] == pytest.approx(want, abs=1e-12), (s, m, t, k)
             assert counts.hit(k, "optimistic")[0] == (s < k) and counts.hit(k, "pessimistic")[0] == (s + t < k)
         if m == 1:  # PROTOCOLS.md's form, exactly
-            assert [counts.hit(k, "expected")[0] for k in range(1, 9)] == \
-                [float(np.clip((k - s) / (t + 1), 0, 1)) for k in range(1, 9)]
+            assert [counts.hit(k, "expected")[0] for k in range(1, 9)] == [
+                float(np.clip((k - s) / (t + 1), 0, 1)) for k in range(1, 9)
+            ]
 
 
 def test_non_queries_never_hit_and_keep_rank_minus_one():
@@ -96,8 +98,9 @@ def test_expected_metrics_equal_the_mean_over_random_orders():
     queries = np.unique(image_index)
     for _ in range(2000):
         key_txt, key_img = rng.random(len(texts)), rng.random(len(ims))  # a random order breaks each tie
-        above_i2t = (s[:, None, :] > s[:, :, None]) | ((s[:, None, :] == s[:, :, None]) & (key_txt[None, None, :] <
-                                                                                             key_txt[None, :, None]))
+        above_i2t = (s[:, None, :] > s[:, :, None]) | (
+            (s[:, None, :] == s[:, :, None]) & (key_txt[None, None, :] < key_txt[None, :, None])
+        )
         r_caps = above_i2t.sum(2)  # (n_img, n_txt): captions ahead of caption j in image i's list
         r_i2t = np.array([r_caps[i, image_index == i].min() for i in queries])
         own = s[image_index, np.arange(len(texts))]
@@ -140,8 +143,10 @@ def test_uninformative_embeddings_score_at_chance_in_both_directions(kind, seed)
     n_img, n_txt = 100, len(image_index)
     ims, texts = _uninformative(kind, rng, n_img, n_txt)
     got = evaluate_retrieval(ims, texts, image_index)
-    chance = {"image_annotation": (n_img, np.mean(np.bincount(image_index) / n_txt)),
-              "image_search": (n_txt, 1 / n_img)}
+    chance = {
+        "image_annotation": (n_img, np.mean(np.bincount(image_index) / n_txt)),
+        "image_search": (n_txt, 1 / n_img),
+    }
     for task, (n, p) in chance.items():
         lo, hi = scipy_stats.binom.interval(0.999, n, p)
         assert 100 * lo / n <= got[task]["R@1"] <= 100 * hi / n, (task, got[task]["R@1"], 100 * p)
@@ -174,11 +179,30 @@ def _cv_choice(method: str, roots, results, *ties) -> dict:
     from cca_bench.__main__ import main
 
     extra = ["--cv-reg", "0.001", "--cv-eig-power", "0"] if method == "cca" else []
-    assert main(["generate", method, "openmoji", "glove50_tinyimage", "--cv", "--cv-components", "1,8,32", *extra,
-                 *ties, "-q", *roots]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                method,
+                "openmoji",
+                "glove50_tinyimage",
+                "--cv",
+                "--cv-components",
+                "1,8,32",
+                *extra,
+                *ties,
+                "-q",
+                *roots,
+            ]
+        )
+        == 0
+    )
     report = __import__("json").loads((results / "cv" / f"{method}__openmoji__glove50_tinyimage.json").read_text())
-    return {"k": report["best"]["n_components"], "ties": report["ties"],
-            "k1_rsum": next(r["rsum"] for r in report["rows"] if r["n_components"] == 1)}
+    return {
+        "k": report["best"]["n_components"],
+        "ties": report["ties"],
+        "k1_rsum": next(r["rsum"] for r in report["rows"] if r["n_components"] == 1),
+    }
 
 
 @pytest.mark.parametrize("method", ["pls", "cca"])

@@ -16,6 +16,7 @@ of :data:`COMMANDS`. A method's options are not added here: a method class decla
 ({param: (type, help[, choices])}) and ``generate METHOD`` offers exactly those (see ``generate.py``).
 Only this package prints for the user.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,21 @@ import difflib
 import errno
 import sys
 
-from cca_bench.cli import (compare, curve, evaluate, export_split, generate, listing, power, run_benchmark, runs,
-                           search, serve, significance, similarity)
+from cca_bench.cli import (
+    compare,
+    curve,
+    evaluate,
+    export_split,
+    generate,
+    listing,
+    power,
+    run_benchmark,
+    runs,
+    search,
+    serve,
+    significance,
+    similarity,
+)
 from cca_bench.cli.parser import CliParser
 from cca_bench.errors import UserError
 
@@ -85,10 +99,15 @@ def top_parser() -> CliParser:
     """``cca_bench [-h] COMMAND ...``: its help lists the commands and the examples."""
     width = max(map(len, COMMANDS)) + 2
     lines = "\n".join(f"  {name:<{width}}{module.HELP}" for name, module in COMMANDS.items())
-    p = CliParser(prog=PROG, usage=f"{PROG} [-h] COMMAND ...", formatter_class=argparse.RawDescriptionHelpFormatter,
-                  description="Classical (regularized CCA) and neural baselines for image-text retrieval, with the "
-                  f"field's metrics.\n\ncommands (`{PROG} COMMAND --help` shows a command's options; '-' and '_' "
-                  f"are alike in names: run-benchmark = run_benchmark):\n{lines}", epilog=EXAMPLES)
+    p = CliParser(
+        prog=PROG,
+        usage=f"{PROG} [-h] COMMAND ...",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Classical (regularized CCA) and neural baselines for image-text retrieval, with the "
+        f"field's metrics.\n\ncommands (`{PROG} COMMAND --help` shows a command's options; '-' and '_' "
+        f"are alike in names: run-benchmark = run_benchmark):\n{lines}",
+        epilog=EXAMPLES,
+    )
     p.add_argument("command", metavar="COMMAND", help=argparse.SUPPRESS)
     return p
 
@@ -96,8 +115,12 @@ def top_parser() -> CliParser:
 def command_parser(name: str, argv: list[str]) -> CliParser:
     """The parser of command ``name`` (a COMMANDS key) for its arguments ``argv``."""
     module = COMMANDS[name]
-    p = CliParser(prog=f"{PROG} {name}", description=module.DESCRIPTION, epilog=getattr(module, "EPILOG", None),
-                  usage=getattr(module, "USAGE", None))
+    p = CliParser(
+        prog=f"{PROG} {name}",
+        description=module.DESCRIPTION,
+        epilog=getattr(module, "EPILOG", None),
+        usage=getattr(module, "USAGE", None),
+    )
     module.add_arguments(p, argv)
     return p
 
@@ -115,11 +138,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 # what the machine or the file system refused: one line, exit 1 (other OSErrors are bugs: traceback)
-OS_FAILURES = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
-               errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
-               errno.EROFS: "read-only file system", errno.EFBIG: "file too large", errno.EIO: "input/output error",
-               errno.ENAMETOOLONG: "file name too long", errno.ENOTDIR: "not a directory",
-               errno.EISDIR: "is a directory", errno.ELOOP: "too many levels of symbolic links"}
+OS_FAILURES = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EFBIG: "file too large",
+    errno.EIO: "input/output error",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.ENOTDIR: "not a directory",
+    errno.EISDIR: "is a directory",
+    errno.ELOOP: "too many levels of symbolic links",
+}
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

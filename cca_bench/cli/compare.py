@@ -1,4 +1,5 @@
 """`compare`: tables over all stored runs beside published numbers (RESULTS.md, RESULTS.csv, plots)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,49 +7,86 @@ from pathlib import Path
 from cca_bench.cli.common import add_common, log, metric
 
 HELP = "tables over all stored runs beside published numbers; writes RESULTS.md and RESULTS.csv in the results root"
-DESCRIPTION = ("One table per dataset / split / protocol: this suite's runs (the newest of each configuration; "
-               "--all-runs: every run) and the published reference rows of that group (cited under the tables; '-' = "
-               "not published), best R-sum first, at most 120 characters wide by default (every column is in the "
-               "CSV). Printed, and written to RESULTS.md and RESULTS.csv in the results root (--results-root, else "
-               "$CCA_BENCH_RESULTS, else ./results: ./results/RESULTS.md), replacing the previous ones.")
-EPILOG = ("example: python -m cca_bench compare --split test --baseline "
-          "cca__openmoji__glove50_efficientnet_lite0__test__full__cosine")
+DESCRIPTION = (
+    "One table per dataset / split / protocol: this suite's runs (the newest of each configuration; "
+    "--all-runs: every run) and the published reference rows of that group (cited under the tables; '-' = "
+    "not published), best R-sum first, at most 120 characters wide by default (every column is in the "
+    "CSV). Printed, and written to RESULTS.md and RESULTS.csv in the results root (--results-root, else "
+    "$CCA_BENCH_RESULTS, else ./results: ./results/RESULTS.md), replacing the previous ones."
+)
+EPILOG = (
+    "example: python -m cca_bench compare --split test --baseline "
+    "cca__openmoji__glove50_efficientnet_lite0__test__full__cosine"
+)
 
 
 def add_arguments(p, argv: list[str]) -> None:
     p.add_argument("--dataset", help="only this dataset (its name without builder options)")
     p.add_argument("--split", help="only this split")
     p.add_argument("--method", help="only this method (own runs) or method family (published rows): cca, vse")
-    p.add_argument("--published", action="store_true",
-                   help="show every published row, also for datasets/protocols without own runs "
-                   "(default: only beside own runs)")
+    p.add_argument(
+        "--published",
+        action="store_true",
+        help="show every published row, also for datasets/protocols without own runs (default: only beside own runs)",
+    )
     p.add_argument("--csv", metavar="PATH", help="also write the table as CSV to PATH")
-    p.add_argument("--significance", action="store_true",
-                   help="mark in every column the best run and the runs not significantly worse than it (paired "
-                   "sign-flip permutation tests on the same test images, Holm-corrected, alpha 0.05)")
-    p.add_argument("--plot", action="store_true",
-                   help="write R@K curves (K = 1..50) of each shown run as PNG under plots/ in the results root, and "
-                   "one overlay per dataset/split/protocol group with several runs")
-    p.add_argument("--all-runs", action="store_true",
-                   help="every stored run (default: the newest run of each configuration)")
-    p.add_argument("--baseline", metavar="RUN",
-                   help="add to every row its paired difference from RUN (a run id, short id, unique prefix, "
-                   "configuration name or run JSON path): delta [95%% interval], p-value, and Holm-corrected p across "
-                   "the rows (CSV columns run, delta, delta_lo, delta_hi, p_value, p_holm)")
-    p.add_argument("--metric", default="rsum", type=metric, metavar="METRIC",
-                   help="the metric of --baseline's differences (default rsum; e.g. t2i:R@1, R@1, i2t:medr)")
-    p.add_argument("--columns", metavar="C,C,...", type=lambda t: [c.strip() for c in t.split(",") if c.strip()],
-                   help="the table's columns, named as in RESULTS.csv (e.g. run,Method,R-sum,delta,p_value), or 'all' "
-                   "(default: run, Method, Features, R-sum, R@1 of both directions; with --baseline run, Method, "
-                   "R-sum, delta, p_value, p_holm; fewer where a table would pass 120 characters)")
+    p.add_argument(
+        "--significance",
+        action="store_true",
+        help="mark in every column the best run and the runs not significantly worse than it (paired "
+        "sign-flip permutation tests on the same test images, Holm-corrected, alpha 0.05)",
+    )
+    p.add_argument(
+        "--plot",
+        action="store_true",
+        help="write R@K curves (K = 1..50) of each shown run as PNG under plots/ in the results root, and "
+        "one overlay per dataset/split/protocol group with several runs",
+    )
+    p.add_argument(
+        "--all-runs", action="store_true", help="every stored run (default: the newest run of each configuration)"
+    )
+    p.add_argument(
+        "--baseline",
+        metavar="RUN",
+        help="add to every row its paired difference from RUN (a run id, short id, unique prefix, "
+        "configuration name or run JSON path): delta [95%% interval], p-value, and Holm-corrected p across "
+        "the rows (CSV columns run, delta, delta_lo, delta_hi, p_value, p_holm)",
+    )
+    p.add_argument(
+        "--metric",
+        default="rsum",
+        type=metric,
+        metavar="METRIC",
+        help="the metric of --baseline's differences (default rsum; e.g. t2i:R@1, R@1, i2t:medr)",
+    )
+    p.add_argument(
+        "--columns",
+        metavar="C,C,...",
+        type=lambda t: [c.strip() for c in t.split(",") if c.strip()],
+        help="the table's columns, named as in RESULTS.csv (e.g. run,Method,R-sum,delta,p_value), or 'all' "
+        "(default: run, Method, Features, R-sum, R@1 of both directions; with --baseline run, Method, "
+        "R-sum, delta, p_value, p_holm; fewer where a table would pass 120 characters)",
+    )
     add_common(p)
 
 
 def run(args) -> None:
     from cca_bench.config import results_root
-    from cca_bench.results import (add_baseline, compare_csv, compare_frame, compare_markdown, latest_runs,
-                                   load_runs, published_frame, run_id, select_rows, short_id, significance_marks,
-                                   table_columns, write_text)
+    from cca_bench.results import (
+        add_baseline,
+        compare_csv,
+        compare_frame,
+        compare_markdown,
+        latest_runs,
+        load_runs,
+        published_frame,
+        run_id,
+        select_rows,
+        short_id,
+        significance_marks,
+        table_columns,
+        write_text,
+    )
 
     root = results_root(args.results_root)
     runs, bad = load_runs(root)
@@ -93,8 +131,10 @@ def _plot_runs(runs: list[dict], frame, root) -> list:
     plotted = []
     for run_ in runs:
         if run_["_file"] in shown and "recall_curve" not in run_:
-            log(f"warning: {Path(run_['_file']).name} has no recall_curve (run before curves were stored): "
-                "run run_benchmark again to plot it")
+            log(
+                f"warning: {Path(run_['_file']).name} has no recall_curve (run before curves were stored): "
+                "run run_benchmark again to plot it"
+            )
         elif run_["_file"] in shown:
             plotted.append(run_)
     return plot_runs(root, plotted)

@@ -5,16 +5,29 @@ switch, ``--param-name`` sets ``param_name``) and its CV grid knobs (:func:`cca_
 of another method is offered, and an option another method takes is refused in one line naming who takes it.
 The method is read first (``parse_known_args`` of the method-independent options), then its parser is built.
 """
+
 from __future__ import annotations
 
-from cca_bench.cli.common import (add_common, add_features, add_seeds, add_ties, log, metric, number_list, oov_line,
-                                  options, seed)
+from cca_bench.cli.common import (
+    add_common,
+    add_features,
+    add_seeds,
+    add_ties,
+    log,
+    metric,
+    number_list,
+    oov_line,
+    options,
+    seed,
+)
 from cca_bench.cli.parser import CliParser
 from cca_bench.errors import UserError
 
 HELP = "encode the train split, fit a method, save the model"
-DESCRIPTION = ("Encode the train split (restval joins train), fit METHOD and save it under RESULTS/models/ as "
-               "safetensors + JSON. `generate METHOD --help` lists METHOD's own options.")
+DESCRIPTION = (
+    "Encode the train split (restval joins train), fit METHOD and save it under RESULTS/models/ as "
+    "safetensors + JSON. `generate METHOD --help` lists METHOD's own options."
+)
 EPILOG = "example: python -m cca_bench generate cca openmoji glove50_efficientnet --cv --cv-select medr"
 
 # grid knob -> (value type, metavar, help with {default}); the flag is the one the method (or cv.CV_FLAGS) declares.
@@ -23,8 +36,12 @@ CV_KNOBS = {
     "n_components": (int, "K,K,...", "n_components values (default {default}; values above min(dx, dy) are clipped)"),
     "reg": (float, "R,R,...", "reg values (default {default})"),
     "eig_power": (float, "P,P,...", "eig_power values (default {default})"),
-    "gamma_scale": (float, "S,S,...", "gamma multipliers of --gamma or its median-heuristic default (default "
-                    "{default}); one covariance pass per (gamma, landmarks)"),
+    "gamma_scale": (
+        float,
+        "S,S,...",
+        "gamma multipliers of --gamma or its median-heuristic default (default "
+        "{default}); one covariance pass per (gamma, landmarks)",
+    ),
     "landmarks": (int, "M,M,...", "landmark counts (default: --landmarks)"),
     "top_k": (int, "K,K,...", "top-k values (default {default}; values above the anchors are clipped)"),
     "exponent": (float, "P,P,...", "exponent values (default {default})"),
@@ -61,8 +78,12 @@ def add_arguments(p: CliParser, argv: list[str]) -> None:
     name = _method_of(p.prog, argv)
     cls = METHODS.get(name) if name is not None else None  # an unknown method: a UserError with a did-you-mean
     if cls is None:
-        p.add_argument("method", metavar="METHOD", help=f"one of {', '.join(METHODS.names())} (see `list`); "
-                       f"`{p.prog} METHOD --help` lists METHOD's own options")
+        p.add_argument(
+            "method",
+            metavar="METHOD",
+            help=f"one of {', '.join(METHODS.names())} (see `list`); "
+            f"`{p.prog} METHOD --help` lists METHOD's own options",
+        )
     else:
         p.add_argument("method", metavar="METHOD", help=f"{name}: {METHODS.meta(name).get('help', '')}")
         p.help_hint, p.refuse = f"{p.prog} {name}", _refuser(name, p)
@@ -99,33 +120,61 @@ def _add_method_options(p: CliParser, name: str, cls) -> None:
 def _add_shared(p: CliParser, cls) -> None:
     """Seeds, cross-validation (with ``cls``'s grid flags when a method is known), features and locations."""
     p.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2^32-1 (default 0)")
-    p.add_argument("--overwrite", action="store_true", help="replace a saved model of the same name that was fitted "
-                   "with other hyper-parameters (without it generate refuses in one line; --tag keeps both)")
-    add_seeds(p, "fit one model per seed (tag seed<N>): VSE, kernel CCA landmarks and random features depend on "
-              "it; then `run_benchmark --seeds` with the same list scores them into one run")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a saved model of the same name that was fitted "
+        "with other hyper-parameters (without it generate refuses in one line; --tag keeps both)",
+    )
+    add_seeds(
+        p,
+        "fit one model per seed (tag seed<N>): VSE, kernel CCA landmarks and random features depend on "
+        "it; then `run_benchmark --seeds` with the same list scores them into one run",
+    )
     _add_cv(p, cls)
     add_features(p)
     add_common(p)
 
 
 def _add_cv(p: CliParser, cls) -> None:
-    g = p.group("cross-validation", "--cv fits every n_components x reg x eig_power of the grid from one covariance "
-                "pass (one solve per reg), scores each on the val split and saves the best as the model (ridge, "
-                "procrustes, pls, asif, dcca: their own knobs, see docs/aligners.md); the grid goes to "
-                "RESULTS/cv/<model>.json and .md. `generate METHOD --help` lists METHOD's grid flags.")
-    g.add_argument("--cv", action="store_true", help="choose the method's knobs (cca: n_components, reg and "
-                   "eig_power; kcca: also gamma and landmarks) on the val split")
+    g = p.group(
+        "cross-validation",
+        "--cv fits every n_components x reg x eig_power of the grid from one covariance "
+        "pass (one solve per reg), scores each on the val split and saves the best as the model (ridge, "
+        "procrustes, pls, asif, dcca: their own knobs, see docs/aligners.md); the grid goes to "
+        "RESULTS/cv/<model>.json and .md. `generate METHOD --help` lists METHOD's grid flags.",
+    )
+    g.add_argument(
+        "--cv",
+        action="store_true",
+        help="choose the method's knobs (cca: n_components, reg and "
+        "eig_power; kcca: also gamma and landmarks) on the val split",
+    )
     add_ties(g)
     for knob, (flag, default) in (cv_flags(cls) if cls is not None else {}).items():
         typ, metavar, text = CV_KNOBS.get(knob, (float, "V,V,...", f"{knob} values (default {{default}})"))
-        g.add_argument(flag, dest=_dest(flag), type=number_list(typ), metavar=metavar,
-                       help=text.format(default=",".join(f"{v:g}" for v in default)))
-    g.add_argument("--cv-fv-components", type=number_list(int), metavar="K,K,...",
-                   help="also search the Fisher-vector size (with --pooling gmm|hglmm|gmm+hglmm): one re-encoding "
-                   "and one covariance pass per K; the chosen K names the saved model")
-    g.add_argument("--cv-select", type=_cv_select, default="rsum", metavar="{rsum,medr}",
-                   help="rsum: highest R@1+R@5+R@10 of both directions (default); medr (median_rank, any case): "
-                   "lowest sum of median ranks")
+        g.add_argument(
+            flag,
+            dest=_dest(flag),
+            type=number_list(typ),
+            metavar=metavar,
+            help=text.format(default=",".join(f"{v:g}" for v in default)),
+        )
+    g.add_argument(
+        "--cv-fv-components",
+        type=number_list(int),
+        metavar="K,K,...",
+        help="also search the Fisher-vector size (with --pooling gmm|hglmm|gmm+hglmm): one re-encoding "
+        "and one covariance pass per K; the chosen K names the saved model",
+    )
+    g.add_argument(
+        "--cv-select",
+        type=_cv_select,
+        default="rsum",
+        metavar="{rsum,medr}",
+        help="rsum: highest R@1+R@5+R@10 of both directions (default); medr (median_rank, any case): "
+        "lowest sum of median ranks",
+    )
 
 
 def _cv_select(text: str) -> str:
@@ -151,8 +200,9 @@ def _refuser(name: str, p: CliParser):
         if not takers:
             return None
         close = p.closest(flag)
-        return (f"{flag} is not an option of {name} ({', '.join(takers)} take{'s' if len(takers) == 1 else ''} it)"
-                + (f"; did you mean {close}?" if close else ""))
+        return f"{flag} is not an option of {name} ({', '.join(takers)} take{'s' if len(takers) == 1 else ''} it)" + (
+            f"; did you mean {close}?" if close else ""
+        )
 
     return reason
 
@@ -166,13 +216,25 @@ def run(args) -> None:
     opts, cv = options(args), _cv_request(args, cls)
     seeded = "random_state" in cls._param_names()
     if args.seeds and not seeded:
-        log(f"note: {args.method} takes no random seed: the {len(args.seeds)} seeds would give identical models, "
-            "so one is fitted (run_benchmark without --seeds scores it)")
-    for seed in (args.seeds if args.seeds and seeded else [None]):
+        log(
+            f"note: {args.method} takes no random seed: the {len(args.seeds)} seeds would give identical models, "
+            "so one is fitted (run_benchmark without --seeds scores it)"
+        )
+    for each in args.seeds if args.seeds and seeded else [None]:
         if seeded:
-            params["random_state"] = args.seed if seed is None else seed
-        report_fit(args, generate(args.method, args.dataset, args.features, params, seed_options(opts, seed), cv=cv,
-                                  overwrite=args.overwrite))
+            params["random_state"] = args.seed if each is None else each
+        report_fit(
+            args,
+            generate(
+                args.method,
+                args.dataset,
+                args.features,
+                params,
+                seed_options(opts, each),
+                cv=cv,
+                overwrite=args.overwrite,
+            ),
+        )
 
 
 def _cv_request(args, cls) -> dict | None:
@@ -192,8 +254,10 @@ def _cv_request(args, cls) -> dict | None:
 def report_fit(args, out: dict) -> None:
     """What generate prints of one fitted model."""
     model = out["model"]
-    print(f"fitted {args.method} on {out['n_captions']} captions / {out['n_images']} images "
-          f"in {out['timings'].get('fit', 0):.1f} s; saved {out['path']}.safetensors")
+    print(
+        f"fitted {args.method} on {out['n_captions']} captions / {out['n_images']} images "
+        f"in {out['timings'].get('fit', 0):.1f} s; saved {out['path']}.safetensors"
+    )
     print(oov_line(out.get("oov_rate"), "train"))
     if out["cv"] is not None:
         _report_cv(out["cv"])
@@ -208,8 +272,10 @@ def _report_cv(cv: dict) -> None:
     from cca_bench.cv import best_params, interval_note
 
     best = cv["best"]
-    print(f"CV ({len(cv['rows'])} grid points, by {cv['select']}): chose {best_params(cv)}, "
-          f"val R-sum {best['rsum']:.1f}, median ranks {best['medr_sum']:g} (ties {cv.get('ties')})")
+    print(
+        f"CV ({len(cv['rows'])} grid points, by {cv['select']}): chose {best_params(cv)}, "
+        f"val R-sum {best['rsum']:.1f}, median ranks {best['medr_sum']:g} (ties {cv.get('ties')})"
+    )
     for note in cv.get("edges", []):
         print(f"CV edge of the grid: {note}")
     if cv.get("val_interval"):

@@ -1,11 +1,13 @@
 """`list`: datasets (and whether their files are present), encoders and methods."""
+
 from __future__ import annotations
 
 from cca_bench.cli.common import add_common
 
 HELP = "datasets (and whether their files are present), encoders and methods"
-DESCRIPTION = "List the datasets (and whether their files are present under DATA), the text and image encoders " \
-              "and the methods."
+DESCRIPTION = (
+    "List the datasets (and whether their files are present under DATA), the text and image encoders and the methods."
+)
 
 
 def add_arguments(p, argv: list[str]) -> None:

@@ -4,11 +4,12 @@ argparse keeps its options in private attributes; hints and the documented-comma
 :class:`CliParser` records every option it is given through public calls (``add_argument``, :meth:`group`,
 :meth:`exclusive`) in ``options`` (flag -> type converter or None).
 """
+
 from __future__ import annotations
 
 import argparse
 import difflib
-from typing import Callable
+from collections.abc import Callable
 
 
 class CliParser(argparse.ArgumentParser):
@@ -19,8 +20,14 @@ class CliParser(argparse.ArgumentParser):
     dcca take it)"); without a reason the closest recorded option is suggested.
     """
 
-    def __init__(self, *args, help_hint: str | None = None,
-                 refuse: Callable[[str], str | None] | None = None, check_values: bool = True, **kwargs):
+    def __init__(
+        self,
+        *args,
+        help_hint: str | None = None,
+        refuse: Callable[[str], str | None] | None = None,
+        check_values: bool = True,
+        **kwargs,
+    ):
         self.options: dict[str, Callable | None] = {}
         self.check_values = check_values  # False: a first pass that reads positionals, values unconverted
         super().__init__(*args, **kwargs)
@@ -40,11 +47,11 @@ class CliParser(argparse.ArgumentParser):
             return kwargs
         return {k: v for k, v in kwargs.items() if k not in ("type", "choices", "required")}
 
-    def group(self, title: str, description: str | None = None) -> "_Recording":
+    def group(self, title: str, description: str | None = None) -> _Recording:
         """``add_argument_group`` whose options are recorded in ``options``."""
         return _Recording(self.add_argument_group(title, description), self)
 
-    def exclusive(self, required: bool = False) -> "_Recording":
+    def exclusive(self, required: bool = False) -> _Recording:
         """``add_mutually_exclusive_group`` whose options are recorded in ``options``."""
         return _Recording(self.add_mutually_exclusive_group(required=required), self)
 
@@ -67,8 +74,10 @@ class CliParser(argparse.ArgumentParser):
         if reasons:
             return f"error: {self.prog}: {reasons[0]} (see {self.help_hint} --help)\n"
         hints = [f"did you mean {close}?" for close in map(self.closest, flags) if close]
-        return (f"error: {self.prog}: unrecognized arguments: {' '.join(extras)}"
-                f"{'; ' + ' '.join(hints) if hints else ''} (see {self.help_hint} --help)\n")
+        return (
+            f"error: {self.prog}: unrecognized arguments: {' '.join(extras)}"
+            f"{'; ' + ' '.join(hints) if hints else ''} (see {self.help_hint} --help)\n"
+        )
 
     def closest(self, flag: str) -> str | None:
         """The recorded ``--option`` closest to a misspelled one, or None."""
@@ -86,5 +95,5 @@ class _Recording:
     def add_argument(self, *flags, **kwargs):
         return self._group.add_argument(*flags, **self._parser.record(flags, kwargs))
 
-    def exclusive(self, required: bool = False) -> "_Recording":
+    def exclusive(self, required: bool = False) -> _Recording:
         return _Recording(self._group.add_mutually_exclusive_group(required=required), self._parser)

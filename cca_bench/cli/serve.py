@@ -1,11 +1,14 @@
 """`serve`: the local web app over DATA and RESULTS."""
+
 from __future__ import annotations
 
 from cca_bench.cli.common import add_common, log, port
 
 HELP = "local web app: leaderboard, run pages, qualitative examples, search"
-DESCRIPTION = ("Serve the leaderboard, run pages, qualitative examples and search over DATA and RESULTS (read-only) "
-               "until Ctrl-C. Needs the web extra: pip install -e \".[web]\"")
+DESCRIPTION = (
+    "Serve the leaderboard, run pages, qualitative examples and search over DATA and RESULTS (read-only) "
+    'until Ctrl-C. Needs the web extra: pip install -e ".[web]"'
+)
 
 
 def add_arguments(p, argv: list[str]) -> None:

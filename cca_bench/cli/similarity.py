@@ -1,5 +1,6 @@
 """`similarity`: how alike are the two views' features? CKA, mutual k-NN, CKNNA, SVCCA and PWCCA, each against
 a permutation null (:mod:`cca_bench.similarity`)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,11 +9,13 @@ from cca_bench.cli.common import add_common, add_features, options, positive_int
 from cca_bench.errors import UserError
 
 HELP = "how alike are the two encoders? CKA, mutual k-NN, CKNNA, SVCCA, PWCCA with a calibrated null"
-DESCRIPTION = ("Score the similarity of paired image and caption features (a split encoded with FEATURES, or "
-               "--images/--texts files whose rows are paired as `evaluate` takes them). Captions of one image are "
-               "averaged into one row per image. Each measure is calibrated against row-shuffled pairs (Groger et "
-               "al. 2026): the calibrated score is 0 unless the score beats the null's 95% quantile, and the "
-               "p-value is (1 + #null >= score) / (K + 1). See docs/similarity.md.")
+DESCRIPTION = (
+    "Score the similarity of paired image and caption features (a split encoded with FEATURES, or "
+    "--images/--texts files whose rows are paired as `evaluate` takes them). Captions of one image are "
+    "averaged into one row per image. Each measure is calibrated against row-shuffled pairs (Groger et "
+    "al. 2026): the calibrated score is 0 unless the score beats the null's 95% quantile, and the "
+    "p-value is (1 + #null >= score) / (K + 1). See docs/similarity.md."
+)
 EPILOG = "example: python -m cca_bench similarity openmoji test minilm_efficientnet --json sim.json"
 
 
@@ -24,15 +27,26 @@ def add_arguments(p, argv: list[str]) -> None:
     p.add_argument("split", nargs="?")
     p.add_argument("features", nargs="?")
     p.add_argument("--images", metavar="IMG", help="image features, one row per image (.npy or .safetensors[:KEY])")
-    p.add_argument("--texts", metavar="TXT", help="caption features: one row per image, or per caption with "
-                   "--image-index")
+    p.add_argument(
+        "--texts", metavar="TXT", help="caption features: one row per image, or per caption with --image-index"
+    )
     p.add_argument("--image-index", metavar="FILE", help="image of each TXT row (.npy or one integer a line)")
-    p.add_argument("-k", type=positive_int, default=DEFAULT_K, help=f"neighbours of mutual k-NN and CKNNA "
-                   f"(default {DEFAULT_K})")
-    p.add_argument("--dim", type=positive_int, default=DEFAULT_DIM,
-                   help=f"singular directions kept per view by SVCCA and PWCCA (default {DEFAULT_DIM})")
-    p.add_argument("--permutations", type=resamples, default=DEFAULT_PERMUTATIONS, metavar="K",
-                   help=f"row permutations of the null, 1 to 10^6 (default {DEFAULT_PERMUTATIONS})")
+    p.add_argument(
+        "-k", type=positive_int, default=DEFAULT_K, help=f"neighbours of mutual k-NN and CKNNA (default {DEFAULT_K})"
+    )
+    p.add_argument(
+        "--dim",
+        type=positive_int,
+        default=DEFAULT_DIM,
+        help=f"singular directions kept per view by SVCCA and PWCCA (default {DEFAULT_DIM})",
+    )
+    p.add_argument(
+        "--permutations",
+        type=resamples,
+        default=DEFAULT_PERMUTATIONS,
+        metavar="K",
+        help=f"row permutations of the null, 1 to 10^6 (default {DEFAULT_PERMUTATIONS})",
+    )
     p.add_argument("--seed", type=seed, default=0, help="seed of the permutations, 0 to 2^32-1 (default 0)")
     p.add_argument("--json", metavar="FILE", help="also write {measure: {score, calibrated, p_value, ...}} to FILE")
     add_features(p)
@@ -63,8 +77,11 @@ def similarity_inputs(args):
     opts = options(args)
     dataset = load_dataset(args.dataset, opts)
     dataset.split(args.split)  # an unknown split fails before any encoding
-    fs = pipelines(FeatureSpec.parse(args.features), opts).fit(dataset).encode(
-        dataset, args.split, {}, opts.locations.cache_dir, opts.log)
+    fs = (
+        pipelines(FeatureSpec.parse(args.features), opts)
+        .fit(dataset)
+        .encode(dataset, args.split, {}, opts.locations.cache_dir, opts.log)
+    )
     x, y = per_image(np.asarray(fs.images), np.asarray(fs.texts), fs.image_index)
     return x, y, f"{args.dataset}/{args.split} {args.features}"
 
@@ -77,8 +94,10 @@ def _file_pairs(images: str, texts: str, index_file: str | None):
     y, y_path = load_embeddings(texts)
     if index_file is None:
         if len(x) != len(y):
-            raise UserError(f"{y_path}: {len(y)} rows but {x_path} has {len(x)}: the rows are not paired "
-                            "(give --image-index for several captions per image)")
+            raise UserError(
+                f"{y_path}: {len(y)} rows but {x_path} has {len(x)}: the rows are not paired "
+                "(give --image-index for several captions per image)"
+            )
         return x, y, f"{x_path.name} / {y_path.name}"
     index = load_image_index(index_file, len(y), len(x))
     x, y = per_image(x, y, index)
@@ -108,9 +127,19 @@ def similarity_table(result: dict, source: str) -> str:
 
     from cca_bench.stats import format_p
 
-    rows = [[name, f"{r['score']:.4f}", f"{r['calibrated']:.4f}", format_p(r["p_value"], r["permutations"]),
-             f"{r['null_mean']:.4f} ± {r['null_sd']:.4f}", f"{r['tau']:.4f}"] for name, r in result.items()]
+    rows = [
+        [
+            name,
+            f"{r['score']:.4f}",
+            f"{r['calibrated']:.4f}",
+            format_p(r["p_value"], r["permutations"]),
+            f"{r['null_mean']:.4f} ± {r['null_sd']:.4f}",
+            f"{r['tau']:.4f}",
+        ]
+        for name, r in result.items()
+    ]
     first = next(iter(result.values()))
     head = ["measure", "score", "calibrated", "p (permutation)", "null mean ± sd", "null 95% quantile"]
-    return (f"## {source}: {first['n_pairs']} pairs, {first['permutations']} permutations\n\n"
-            + tabulate(rows, head, tablefmt="github", disable_numparse=True))
+    return f"## {source}: {first['n_pairs']} pairs, {first['permutations']} permutations\n\n" + tabulate(
+        rows, head, tablefmt="github", disable_numparse=True
+    )

@@ -1,4 +1,5 @@
 """Datasets: builtin (openmoji, shapes), registered Karpathy ones (flickr8k, flickr30k, coco), layout folders."""
+
 from __future__ import annotations
 
 import importlib
@@ -35,8 +36,11 @@ def folder_layouts(data_root: Path) -> dict[str, list[str]]:
 
     if not Path(data_root).is_dir():
         return {}
-    found = {p.name: list(matching_layouts(p)) for p in sorted(Path(data_root).iterdir())
-             if p.is_dir() and p.name not in DATASETS and p.name != "cache"}
+    found = {
+        p.name: list(matching_layouts(p))
+        for p in sorted(Path(data_root).iterdir())
+        if p.is_dir() and p.name not in DATASETS and p.name != "cache"
+    }
     return {name: layouts for name, layouts in found.items() if layouts}
 
 
@@ -47,9 +51,11 @@ def check_name(name: str) -> str:
     holding ``/`` (or ``\\``), NUL, ``..``, ``.`` or nothing would write them outside the data and results roots.
     """
     if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0"):
-        raise UserError(f"dataset {name!r} is not a name: a dataset is a registered name or one folder directly "
-                        "under DATA (no '/', '..' or absolute path); for a folder elsewhere, point --data-root at "
-                        "the folder that holds it")
+        raise UserError(
+            f"dataset {name!r} is not a name: a dataset is a registered name or one folder directly "
+            "under DATA (no '/', '..' or absolute path); for a folder elsewhere, point --data-root at "
+            "the folder that holds it"
+        )
     return name
 
 
@@ -74,8 +80,10 @@ def get_dataset(name: str, data_root: Path, *, parsed_cache: bool = True, **opti
     if name in DATASETS:
         uses_cache = DATASETS.meta(name).get("parsed_cache", False)
         if uses_cache and "cache_dir" in options:
-            raise UserError(f"{name}: unknown option 'cache_dir' (the parsed-dataset cache is DATA/cache/datasets; "
-                            "--no-cache bypasses it)")
+            raise UserError(
+                f"{name}: unknown option 'cache_dir' (the parsed-dataset cache is DATA/cache/datasets; "
+                "--no-cache bypasses it)"
+            )
         return DATASETS.get(name)(Path(data_root), **({"cache_dir": cache_dir} if uses_cache else {}), **options)
     folder = Path(data_root) / name
     if folder.is_dir() and name != "cache":

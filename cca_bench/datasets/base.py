@@ -1,4 +1,5 @@
 """CaptionDataset and Split: image ids, captions, tokens and which image each caption describes."""
+
 from __future__ import annotations
 
 import functools
@@ -7,9 +8,9 @@ import os
 import stat
 import string
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -35,8 +36,10 @@ def caption_text(value, where: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise UserError(f"{where}: caption holds a lone surrogate {value[e.start]!r} at character {e.start} "
-                        "(an unpaired \\u escape): not Unicode text") from None
+        raise UserError(
+            f"{where}: caption holds a lone surrogate {value[e.start]!r} at character {e.start} "
+            "(an unpaired \\u escape): not Unicode text"
+        ) from None
     return value
 
 
@@ -103,9 +106,11 @@ def _warn_if_huge(Image, im, path) -> None:
     limit, n = Image.MAX_IMAGE_PIXELS, im.width * im.height
     if limit and n > limit and str(path) not in _HUGE_WARNED:
         _HUGE_WARNED.add(str(path))
-        warnings.warn(f"image {path} has {im.width} x {im.height} = {n:,} pixels, above Pillow's "
-                      f"decompression-bomb limit of {limit:,}: read anyway (it may take much memory and time)",
-                      stacklevel=2)
+        warnings.warn(
+            f"image {path} has {im.width} x {im.height} = {n:,} pixels, above Pillow's "
+            f"decompression-bomb limit of {limit:,}: read anyway (it may take much memory and time)",
+            stacklevel=2,
+        )
 
 
 @dataclass
@@ -132,7 +137,7 @@ class Split:
     tokens: list[list[str]]
     image_index: np.ndarray
     image_rows: np.ndarray
-    loader: Callable[[int], "object"] | None = None
+    loader: Callable[[int], object] | None = None
     image_paths: list[Path] | None = None
     extra: dict = field(default_factory=dict)
     _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
@@ -183,7 +188,7 @@ class Split:
         self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint
 
-    def subset(self, images: np.ndarray) -> "Split":
+    def subset(self, images: np.ndarray) -> Split:
         """The split restricted to the given image positions (captions follow their images)."""
         images = np.asarray(images, dtype=np.int64)
         remap = np.full(self.n_images, -1, dtype=np.int64)
@@ -223,9 +228,7 @@ class CaptionDataset:
         try:
             return self.splits[name]
         except KeyError:
-            raise UserError(
-                f"dataset {self.name!r} has no split {name!r} (it has: {', '.join(self.splits)})"
-            ) from None
+            raise UserError(f"dataset {self.name!r} has no split {name!r} (it has: {', '.join(self.splits)})") from None
 
 
 def parse_options(dataset: str, options: dict, defaults: dict, minimum: dict | None = None) -> dict:

@@ -12,6 +12,7 @@ Strings are stored as one UTF-8 blob per field, records separated by ``\\x1e`` a
 whose strings hold those control characters, or whose images are not plain files (parquet bytes, tar
 members, rendered builtins), is not cached (its reader is fast or its loader is not a file list).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,9 +21,8 @@ import hashlib
 import json
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -61,8 +61,13 @@ def cache_path(cache_dir: Path, key: dict) -> Path:
     return Path(cache_dir) / f"{key['name']}-{key['layout']}-{digest}.npz"
 
 
-def cached_dataset(cache_dir: Path | None, key: dict, sources: list[Path], build: Callable[[], CaptionDataset],
-                   loader: Callable[[list[Path]], Callable]) -> CaptionDataset:
+def cached_dataset(
+    cache_dir: Path | None,
+    key: dict,
+    sources: list[Path],
+    build: Callable[[], CaptionDataset],
+    loader: Callable[[list[Path]], Callable],
+) -> CaptionDataset:
     """The dataset stored under ``key`` + the fingerprint of ``sources``, else ``build()`` stored.
 
     ``key`` holds at least ``name`` and ``layout``; ``loader(paths)`` rebuilds a split's image loader from
@@ -117,8 +122,10 @@ def checked_paths(paths: list[str], roots: tuple[list[str], list[str]], where: s
             if root is None:
                 if _deepest_root(os.path.abspath(p), absent) and ".." not in Path(p).parts and not os.path.lexists(p):
                     continue  # under an image folder absent when fingerprinted (see image_roots)
-                raise UserError(f"{where}: cached image path {p!r} is not inside the dataset's folders; delete the "
-                                "entry or run with --no-cache")
+                raise UserError(
+                    f"{where}: cached image path {p!r} is not inside the dataset's folders; delete the "
+                    "entry or run with --no-cache"
+                )
             resolve_inside(root, os.path.relpath(parent, root), f"{where}: cached image folder")
             parents[parent] = root
         if os.path.islink(p):
@@ -144,8 +151,13 @@ def _strings(arr: np.ndarray, n: int) -> list[str]:
 
 def pack(dataset: CaptionDataset) -> dict | None:
     """Flat arrays of a dataset, or None when it cannot be cached (see the module docstring)."""
-    meta = {"name": dataset.name, "root": None if dataset.root is None else str(dataset.root),
-            "description": dataset.description, "image_encoders": list(dataset.image_encoders), "splits": []}
+    meta = {
+        "name": dataset.name,
+        "root": None if dataset.root is None else str(dataset.root),
+        "description": dataset.description,
+        "image_encoders": list(dataset.image_encoders),
+        "splits": [],
+    }
     arrays = {}
     for s, split in dataset.splits.items():
         if split.loader is not None and split.image_paths is None:
@@ -153,17 +165,27 @@ def pack(dataset: CaptionDataset) -> dict | None:
         tokens = [US.join(t) for t in split.tokens]
         if any(US in t for toks in split.tokens for t in toks):
             return None
-        blobs = {"ids": _blob(split.image_ids, "ids"), "captions": _blob(split.captions, "captions"),
-                 "tokens": _blob(tokens, "tokens")}
+        blobs = {
+            "ids": _blob(split.image_ids, "ids"),
+            "captions": _blob(split.captions, "captions"),
+            "tokens": _blob(tokens, "tokens"),
+        }
         if split.image_paths is not None:
             blobs["paths"] = _blob([str(p) for p in split.image_paths], "paths")
         if any(b is None for b in blobs.values()):
             return None
         arrays.update({f"{s}.{k}": v for k, v in blobs.items()})
         arrays[f"{s}.image_index"], arrays[f"{s}.image_rows"] = split.image_index, split.image_rows
-        meta["splits"].append({"name": s, "n_images": split.n_images, "n_captions": split.n_captions,
-                               "paths": split.image_paths is not None, "extra": split.extra,
-                               "fingerprint": split.fingerprint()})
+        meta["splits"].append(
+            {
+                "name": s,
+                "n_images": split.n_images,
+                "n_captions": split.n_captions,
+                "paths": split.image_paths is not None,
+                "extra": split.extra,
+                "fingerprint": split.fingerprint(),
+            }
+        )
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     return arrays
 
@@ -172,8 +194,7 @@ class LazySplits(Mapping):
     """The splits of a cached dataset, each turned into Python objects (ids, captions, token lists, paths)
     only when first asked for: ``run_benchmark ... test`` on COCO never builds the 566k-caption train split."""
 
-    def __init__(self, meta: dict, arrays: dict, loader: Callable[[list[Path]], Callable], roots: tuple,
-                 where: str):
+    def __init__(self, meta: dict, arrays: dict, loader: Callable[[list[Path]], Callable], roots: tuple, where: str):
         self._meta = {m["name"]: m for m in meta["splits"]}
         self._dataset, self._arrays, self._loader, self._built = meta["name"], arrays, loader, {}
         self._roots, self._where = roots, where
@@ -184,11 +205,17 @@ class LazySplits(Mapping):
             n_img, n_txt = m["n_images"], m["n_captions"]
             paths = checked_paths(_strings(z[f"{name}.paths"], n_img), self._roots, self._where) if m["paths"] else None
             split = Split(
-                dataset=self._dataset, name=name, image_ids=_strings(z[f"{name}.ids"], n_img),
+                dataset=self._dataset,
+                name=name,
+                image_ids=_strings(z[f"{name}.ids"], n_img),
                 captions=_strings(z[f"{name}.captions"], n_txt),
                 tokens=[t.split(US) if t else [] for t in _strings(z[f"{name}.tokens"], n_txt)],
-                image_index=z[f"{name}.image_index"], image_rows=z[f"{name}.image_rows"],
-                loader=None if paths is None else self._loader(paths), image_paths=paths, extra=m["extra"])
+                image_index=z[f"{name}.image_index"],
+                image_rows=z[f"{name}.image_rows"],
+                loader=None if paths is None else self._loader(paths),
+                image_paths=paths,
+                extra=m["extra"],
+            )
             split._fingerprint = m["fingerprint"]
             self._built[name] = split
         return self._built[name]
@@ -205,10 +232,15 @@ def read(path: Path, loader: Callable[[list[Path]], Callable], roots: tuple) -> 
     paths checked to lie inside ``roots``, see :func:`image_roots`)."""
     arrays = np.load(path, allow_pickle=False)  # an NpzFile: each array is read when its split is built
     meta = json.loads(arrays["meta"].tobytes())
-    missing = {f"{m['name']}.{k}" for m in meta["splits"] for k in ("ids", "captions", "tokens", "image_index",
-                                                                   "image_rows")} - set(arrays.files)
+    missing = {
+        f"{m['name']}.{k}" for m in meta["splits"] for k in ("ids", "captions", "tokens", "image_index", "image_rows")
+    } - set(arrays.files)
     if missing:
         raise KeyError(f"{path} lacks {sorted(missing)[0]}")
-    return CaptionDataset(name=meta["name"], root=None if meta["root"] is None else Path(meta["root"]),
-                          splits=LazySplits(meta, arrays, loader, roots, str(path)), description=meta["description"],
-                          image_encoders=tuple(meta["image_encoders"]))
+    return CaptionDataset(
+        name=meta["name"],
+        root=None if meta["root"] is None else Path(meta["root"]),
+        splits=LazySplits(meta, arrays, loader, roots, str(path)),
+        description=meta["description"],
+        image_encoders=tuple(meta["image_encoders"]),
+    )

@@ -5,6 +5,7 @@ their split; the captions come from COCO's ``annotations`` (``image_id``, ``capt
 order of the annotation file. Images are matched by ``cocoid`` (by file name when the split file has none).
 Image ids and files are ``filepath/filename`` under ``images/`` or the folder, as for the Karpathy JSON.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,15 +84,19 @@ def read_entries(folder: Path) -> list[Entry]:
     return entries
 
 
-@LAYOUTS.register("coco_captions", detect=_detect,
-                  help="COCO captions_{train,val}2014.json + Karpathy's dataset_coco.json for the splits", tree="""
+@LAYOUTS.register(
+    "coco_captions",
+    detect=_detect,
+    help="COCO captions_{train,val}2014.json + Karpathy's dataset_coco.json for the splits",
+    tree="""
 NAME/
   annotations/captions_train2014.json   (or beside dataset_coco.json)
   annotations/captions_val2014.json
   dataset_coco.json                     Karpathy's split file: image order and split of each image
   vgg_feats.mat                         optional (image encoder vgg_karpathy)
   images/train2014/*.jpg  images/val2014/*.jpg   (or train2014/, val2014/ beside the JSON)
-""")
+""",
+)
 def load_coco_captions(folder: Path, name: str, cache_dir: Path | None = None):
     from cca_bench.datasets.cache import cached_dataset
     from cca_bench.datasets.karpathy import VGG_FILE, _FileLoader
@@ -99,8 +104,14 @@ def load_coco_captions(folder: Path, name: str, cache_dir: Path | None = None):
     def build():
         entries = read_entries(folder)
         has_vgg = (folder / VGG_FILE).is_file()
-        return assemble(name, folder, entries, file_media(folder, entries, IMAGE_DIRS, str(folder / SPLIT_FILE)),
-                        f"COCO captions + {SPLIT_FILE} in {folder}", ("vgg_karpathy",) if has_vgg else ())
+        return assemble(
+            name,
+            folder,
+            entries,
+            file_media(folder, entries, IMAGE_DIRS, str(folder / SPLIT_FILE)),
+            f"COCO captions + {SPLIT_FILE} in {folder}",
+            ("vgg_karpathy",) if has_vgg else (),
+        )
 
     sources = [folder / SPLIT_FILE, *caption_files(folder), folder / VGG_FILE, *(folder / d for d in IMAGE_DIRS)]
     return cached_dataset(cache_dir, {"name": name, "layout": "coco_captions"}, sources, build, _FileLoader)

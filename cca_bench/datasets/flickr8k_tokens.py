@@ -5,6 +5,7 @@ each image's captions in the order of ``k``; an image in none of the three lists
 text files may sit in the folder or in ``Flickr8k_text/``; images in ``Flicker8k_Dataset/`` (the archive's
 spelling), ``Flickr8k_Dataset/``, ``images/`` or the folder.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,11 @@ from cca_bench.datasets.layouts import LAYOUTS, Entry, assemble, caption, file_m
 from cca_bench.errors import UserError
 
 TOKEN_FILE = "Flickr8k.token.txt"
-SPLIT_FILES = {"train": "Flickr_8k.trainImages.txt", "val": "Flickr_8k.devImages.txt",
-               "test": "Flickr_8k.testImages.txt"}
+SPLIT_FILES = {
+    "train": "Flickr_8k.trainImages.txt",
+    "val": "Flickr_8k.devImages.txt",
+    "test": "Flickr_8k.testImages.txt",
+}
 TEXT_DIRS = (".", "Flickr8k_text")
 IMAGE_DIRS = ("Flicker8k_Dataset", "Flickr8k_Dataset", "images", ".")
 
@@ -52,15 +56,19 @@ def read_tokens(path: Path) -> dict[str, list[tuple[int, str]]]:
     return out
 
 
-@LAYOUTS.register("flickr8k_tokens", detect=_detect,
-                  help="Flickr8k's Flickr8k.token.txt + Flickr_8k.{train,dev,test}Images.txt", tree="""
+@LAYOUTS.register(
+    "flickr8k_tokens",
+    detect=_detect,
+    help="Flickr8k's Flickr8k.token.txt + Flickr_8k.{train,dev,test}Images.txt",
+    tree="""
 NAME/
   Flickr8k.token.txt             name.jpg#k<TAB>caption   (these four may sit in Flickr8k_text/)
   Flickr_8k.trainImages.txt      one image name a line
   Flickr_8k.devImages.txt        the val split
   Flickr_8k.testImages.txt
   Flicker8k_Dataset/*.jpg        (or Flickr8k_Dataset/, images/)
-""")
+""",
+)
 def load_flickr8k_tokens(folder: Path, name: str, cache_dir: Path | None = None):
     d = text_dir(folder)
     split_of = {}
@@ -69,8 +77,16 @@ def load_flickr8k_tokens(folder: Path, name: str, cache_dir: Path | None = None)
             split_of.update({line.strip(): split for line in _lines(d / f) if line.strip()})
     tokens = read_tokens(d / TOKEN_FILE)
     where = f"{d / TOKEN_FILE}: image {{!r}}"
-    entries = [Entry(image, split_of.get(image), [caption(c, where.format(image))
-                                                  for _, c in sorted(caps, key=lambda kc: kc[0])])
-               for image, caps in tokens.items()]
-    return assemble(name, folder, entries, file_media(folder, entries, IMAGE_DIRS, str(d / TOKEN_FILE)),
-                    f"Flickr8k token file {d / TOKEN_FILE}")
+    entries = [
+        Entry(
+            image, split_of.get(image), [caption(c, where.format(image)) for _, c in sorted(caps, key=lambda kc: kc[0])]
+        )
+        for image, caps in tokens.items()
+    ]
+    return assemble(
+        name,
+        folder,
+        entries,
+        file_media(folder, entries, IMAGE_DIRS, str(d / TOKEN_FILE)),
+        f"Flickr8k token file {d / TOKEN_FILE}",
+    )

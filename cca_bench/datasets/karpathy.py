@@ -19,6 +19,7 @@ Conventions followed:
   order and the first one holding it wins. Missing image files are reported when an image is loaded, so a
   dataset without its pictures still works with the ``vgg_karpathy`` encoder.
 """
+
 from __future__ import annotations
 
 import functools
@@ -39,12 +40,18 @@ VGG_FILE = "vgg_feats.mat"
 
 # name -> image folders tried in order (relative to data_root/name); "." is the folder itself
 KARPATHY_DATASETS = {
-    "flickr8k": {"image_dirs": ("Flicker8k_Dataset", "images"),
-                 "help": "Flickr8k, Karpathy splits (6,000 / 1,000 / 1,000 images, 5 captions each)"},
-    "flickr30k": {"image_dirs": ("flickr30k-images", "images"),
-                  "help": "Flickr30k, Karpathy splits (29,000 / 1,014 / 1,000 images, 5 captions each)"},
-    "coco": {"image_dirs": ("images", "."),  # + each image's filepath: images/val2014/... or val2014/...
-             "help": "MS-COCO 2014, Karpathy splits (113,287 with restval / 5,000 / 5,000 images)"},
+    "flickr8k": {
+        "image_dirs": ("Flicker8k_Dataset", "images"),
+        "help": "Flickr8k, Karpathy splits (6,000 / 1,000 / 1,000 images, 5 captions each)",
+    },
+    "flickr30k": {
+        "image_dirs": ("flickr30k-images", "images"),
+        "help": "Flickr30k, Karpathy splits (29,000 / 1,014 / 1,000 images, 5 captions each)",
+    },
+    "coco": {
+        "image_dirs": ("images", "."),  # + each image's filepath: images/val2014/... or val2014/...
+        "help": "MS-COCO 2014, Karpathy splits (113,287 with restval / 5,000 / 5,000 images)",
+    },
 }
 
 
@@ -114,21 +121,29 @@ def _lexical(folder: Path, image_id: str, what: str) -> Path:
 _FileLoader = FileLoader  # its old name, still imported by other readers
 
 
-def _build_split(name: str, split: str, rows: list[int], entries: list[tuple], image_dirs: list[Path],
-                 extra: dict, json_path: Path) -> Split:
+def _build_split(
+    name: str, split: str, rows: list[int], entries: list[tuple], image_dirs: list[Path], extra: dict, json_path: Path
+) -> Split:
     """One Split from its JSON rows; ``entries[row] = (image_id, [(raw, tokens), ...])``."""
     ids = [entries[r][0] for r in rows]
     pairs = [(i, cap) for i, r in enumerate(rows) for cap in entries[r][1]]
     look = any(d.is_dir() for d in image_dirs)  # no image folder at all: only the entries' text is checked
     what = lambda r: f"{json_path}: images[{r}] ({entries[r][0]!r})"  # noqa: E731
-    paths = [_resolve(entries[r][0], image_dirs, what(r)) if look else _lexical(image_dirs[0], entries[r][0], what(r))
-             for r in rows]
+    paths = [
+        _resolve(entries[r][0], image_dirs, what(r)) if look else _lexical(image_dirs[0], entries[r][0], what(r))
+        for r in rows
+    ]
     return Split(
-        dataset=name, name=split, image_ids=ids,
-        captions=[c[0] for _, c in pairs], tokens=[c[1] for _, c in pairs],
+        dataset=name,
+        name=split,
+        image_ids=ids,
+        captions=[c[0] for _, c in pairs],
+        tokens=[c[1] for _, c in pairs],
         image_index=np.array([i for i, _ in pairs], dtype=np.int64),
         image_rows=np.array(rows, dtype=np.int64),
-        loader=_FileLoader(paths), image_paths=paths, extra=dict(extra),
+        loader=_FileLoader(paths),
+        image_paths=paths,
+        extra=dict(extra),
     )
 
 
@@ -163,8 +178,10 @@ def load_karpathy_json(json_path: Path, name: str, image_dirs: list[Path]) -> Ca
     skipped = dict.fromkeys(SPLIT_ORDER, 0)
     for pos, entry in enumerate(images):
         image_id = _image_id(json_path, pos, entry)
-        caps = [_caption(json_path, image_id, s, f"{json_path}: images[{pos}] sentences[{k}]")
-                for k, s in enumerate(entry["sentences"] or [])]
+        caps = [
+            _caption(json_path, image_id, s, f"{json_path}: images[{pos}] sentences[{k}]")
+            for k, s in enumerate(entry["sentences"] or [])
+        ]
         entries.append((image_id, caps))
         coco.append(_coco_ids(entry))
         split = SPLIT_OF[entry["split"]]
@@ -175,15 +192,24 @@ def load_karpathy_json(json_path: Path, name: str, image_dirs: list[Path]) -> Ca
     if not any(rows.values()):
         raise UserError(f"{json_path}: no image with a sentence")
     splits = {
-        s: _build_split(name, s, rows[s], entries, image_dirs,
-                        {"n_images_total": len(images), "n_skipped_no_captions": skipped[s],
-                         **_split_coco_ids(coco, rows[s])}, json_path)
-        for s in SPLIT_ORDER if rows[s]
+        s: _build_split(
+            name,
+            s,
+            rows[s],
+            entries,
+            image_dirs,
+            {"n_images_total": len(images), "n_skipped_no_captions": skipped[s], **_split_coco_ids(coco, rows[s])},
+            json_path,
+        )
+        for s in SPLIT_ORDER
+        if rows[s]
     }
     sizes = ", ".join(f"{s} {sp.n_images} images / {sp.n_captions} captions" for s, sp in splits.items())
     has_vgg = (json_path.parent / VGG_FILE).is_file()
     return CaptionDataset(
-        name=name, root=json_path.parent, splits=splits,
+        name=name,
+        root=json_path.parent,
+        splits=splits,
         description=f"Karpathy splits from {json_path.name}: {sizes}"
         + (f"; {sum(skipped.values())} images without sentences skipped" if any(skipped.values()) else ""),
         image_encoders=("vgg_karpathy",) if has_vgg else (),
@@ -211,7 +237,8 @@ def _json_for(root: Path, name: str) -> Path:
         if candidate.is_file():
             return candidate
     raise UserError(
-        f"dataset {name!r} needs Karpathy's split file at {root / f'dataset_{name}.json'} (or {root / 'dataset.json'}); "
+        f"dataset {name!r} needs Karpathy's split file at {root / f'dataset_{name}.json'} "
+        f"(or {root / 'dataset.json'}); "
         "see data/README.md for where to download it"
     )
 

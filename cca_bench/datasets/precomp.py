@@ -9,6 +9,7 @@ repeated k times. The second is detected (as many rows as captions, and the rows
 k) and collapsed: ``image_rows`` are then the first row of each run, so an encoder reads
 ``ims[image_rows]`` in both layouts. No pixels: the dataset has no loader; its image encoder is ``precomp``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,7 @@ from cca_bench.errors import UserError
 
 # file split -> our split; the first file split found for a target wins (dev before val)
 FILE_SPLITS = (("train", "train"), ("dev", "val"), ("val", "val"), ("test", "test"), ("testall", "testall"))
-_BOMS = ((b"\xff\xfe\0\0", "UTF-32"), (b"\0\0\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
-         (b"\xfe\xff", "UTF-16"))
+_BOMS = ((b"\xff\xfe\0\0", "UTF-32"), (b"\0\0\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
 PREFIX_ROWS = 1000  # rows read to find the run length
 N_CHECKED_RUNS = 256  # runs compared when confirming repeated rows (evenly spaced, first and last included)
 
@@ -39,8 +39,10 @@ def read_captions(path: Path) -> list[str]:
     if encoding is None and b"\0" in raw[:4096]:
         encoding = "UTF-16 or UTF-32 (NUL bytes)"
     if encoding:
-        raise UserError(f"{path} is {encoding} text; captions must be UTF-8 (convert it, e.g. "
-                        f"iconv -f UTF-16 -t UTF-8 {path.name} > {path.stem}.utf8.txt)")
+        raise UserError(
+            f"{path} is {encoding} text; captions must be UTF-8 (convert it, e.g. "
+            f"iconv -f UTF-16 -t UTF-8 {path.name} > {path.stem}.utf8.txt)"
+        )
     lines = raw.decode("utf-8-sig", errors="replace").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
@@ -55,8 +57,10 @@ def open_ims(path: Path) -> np.ndarray:
 
     ims = open_npy(path)
     if ims.ndim != 2 or not np.issubdtype(ims.dtype, np.number) or ims.shape[1] == 0:
-        raise UserError(f"{path}: expected a 2-D numeric array (images x features, at least one feature), got "
-                        f"{ims.dtype} {ims.shape}")
+        raise UserError(
+            f"{path}: expected a 2-D numeric array (images x features, at least one feature), got "
+            f"{ims.dtype} {ims.shape}"
+        )
     return ims
 
 
@@ -77,7 +81,7 @@ def repeat_of(ims: np.ndarray, n_caps: int) -> int:
     if k == 1 or n % k:
         return 1
     for r in np.unique(np.linspace(0, n // k - 1, min(N_CHECKED_RUNS, n // k)).astype(np.int64)):
-        block = np.asarray(ims[r * k:(r + 1) * k])
+        block = np.asarray(ims[r * k : (r + 1) * k])
         if not (block == block[0]).all():
             return 1
     return k
@@ -97,12 +101,20 @@ def precomp_split(folder: Path, name: str, file_split: str, split: str) -> Split
         )
     per_image = len(captions) // n_img
     return Split(
-        dataset=name, name=split, image_ids=[f"{file_split}/{i}" for i in range(n_img)],
-        captions=captions, tokens=[tokenize(c) for c in captions],
+        dataset=name,
+        name=split,
+        image_ids=[f"{file_split}/{i}" for i in range(n_img)],
+        captions=captions,
+        tokens=[tokenize(c) for c in captions],
         image_index=np.arange(len(captions), dtype=np.int64) // per_image,
         image_rows=np.arange(n_img, dtype=np.int64) * repeat,
-        extra={"file_split": file_split, "ims_repeat": repeat, "captions_per_image": per_image,
-               "n_rows": len(ims), "dim": ims.shape[1]},
+        extra={
+            "file_split": file_split,
+            "ims_repeat": repeat,
+            "captions_per_image": per_image,
+            "n_rows": len(ims),
+            "dim": ims.shape[1],
+        },
     )
 
 
@@ -117,8 +129,10 @@ def load_precomp_folder(folder: Path, name: str) -> CaptionDataset:
     if len(set(dims.values())) > 1:
         b, db = next(iter(dims.items()))
         a, da = next((f, d) for f, d in dims.items() if d != db)
-        raise UserError(f"{folder / f'{a}_ims.npy'} has {da} feature columns but {b}_ims.npy has {db}: every "
-                        "split of a dataset needs features of one width (from one image encoder)")
+        raise UserError(
+            f"{folder / f'{a}_ims.npy'} has {da} feature columns but {b}_ims.npy has {db}: every "
+            "split of a dataset needs features of one width (from one image encoder)"
+        )
     if not splits:
         raise UserError(
             f"{folder}: no {{split}}_caps.txt found (expected some of "
@@ -126,7 +140,9 @@ def load_precomp_folder(folder: Path, name: str) -> CaptionDataset:
         )
     sizes = ", ".join(f"{s} {sp.n_images} images / {sp.n_captions} captions" for s, sp in splits.items())
     return CaptionDataset(
-        name=name, root=folder, splits=splits,
+        name=name,
+        root=folder,
+        splits=splits,
         description=f"precomputed features (Kiros / VSE++ layout) in {folder}: {sizes}",
         image_encoders=("precomp",),
     )

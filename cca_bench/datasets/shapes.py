@@ -30,13 +30,15 @@ Grammar (``[x]`` optional, ``x|y`` a choice, synonyms chosen at random):
 The objects are shuffled for every caption, so word order varies; 5 distinct captions per image. Every
 caption names every object's colour and shape (sizes may be left out), which the tests check.
 """
+
 from __future__ import annotations
 
 import functools
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -99,12 +101,15 @@ class Obj(NamedTuple):
 
 # --- drawing: one function per shape, (draw, cx, cy, r, fill) ---------------------------------------
 
+
 def _polygon(cx: float, cy: float, radii: tuple[float, ...], n: int, start_deg: float) -> list[tuple]:
     """n*len(radii) vertices around (cx, cy), radii cycling (a star alternates outer and inner)."""
     k = n * len(radii)
     angles = [math.radians(start_deg + 360 * j / k) for j in range(k)]
-    return [(cx + radii[j % len(radii)] * math.cos(a), cy + radii[j % len(radii)] * math.sin(a))
-            for j, a in enumerate(angles)]
+    return [
+        (cx + radii[j % len(radii)] * math.cos(a), cy + radii[j % len(radii)] * math.sin(a))
+        for j, a in enumerate(angles)
+    ]
 
 
 def _cross(cx: float, cy: float, r: float) -> list[tuple]:
@@ -136,6 +141,7 @@ _SHAPE_NAMES = sorted(SHAPES)
 
 # --- scenes ------------------------------------------------------------------------------------------
 
+
 def _pick(rng: random.Random, seq):
     """``rng.choice(seq)`` at a fraction of the cost (one C call; this is the hot loop of the build)."""
     return seq[int(rng.random() * len(seq))]
@@ -157,8 +163,15 @@ def base_scene(seed: int, split: str, i: int) -> tuple[Obj, ...]:
     cells = rng.sample(range(GRID * GRID), n)
     colours = rng.sample(_COLOUR_NAMES, n)
     return tuple(
-        Obj(_pick(rng, _SHAPE_NAMES), colour, _pick(rng, _SIZE_NAMES), cell // GRID, cell % GRID,
-            round(JITTER * (2 * rng.random() - 1), 3), round(JITTER * (2 * rng.random() - 1), 3))
+        Obj(
+            _pick(rng, _SHAPE_NAMES),
+            colour,
+            _pick(rng, _SIZE_NAMES),
+            cell // GRID,
+            cell % GRID,
+            round(JITTER * (2 * rng.random() - 1), 3),
+            round(JITTER * (2 * rng.random() - 1), 3),
+        )
         for cell, colour in zip(cells, colours)
     )
 
@@ -204,6 +217,7 @@ def render(objs: tuple[Obj, ...], image_size: int = 128):
 
 
 # --- captions ----------------------------------------------------------------------------------------
+
 
 def _a(word: str) -> str:
     return ("an " if word[0] in "aeiou" else "a ") + word
@@ -301,6 +315,7 @@ def captions_for(objs: tuple[Obj, ...], seed: int, split: str, i: int) -> list[s
 
 # --- dataset -----------------------------------------------------------------------------------------
 
+
 def _load(seed: int, split: str, image_size: int, i: int):
     """Loader body (module level so that ``functools.partial`` of it pickles for worker processes)."""
     return render(scene(seed, split, i), image_size)
@@ -311,11 +326,15 @@ def _split(name: str, n: int, offset: int, seed: int, image_size: int) -> Split:
     for i in range(n):
         captions.extend(captions_for(scene(seed, name, i), seed, name, i))
     return Split(
-        dataset="shapes", name=name, image_ids=[f"{name}-{i:05d}" for i in range(n)], captions=captions,
+        dataset="shapes",
+        name=name,
+        image_ids=[f"{name}-{i:05d}" for i in range(n)],
+        captions=captions,
         tokens=[tokenize(c) for c in captions],
         image_index=np.repeat(np.arange(n, dtype=np.int64), CAPTIONS_PER_IMAGE),
         image_rows=offset + np.arange(n, dtype=np.int64),
-        loader=functools.partial(_load, seed, name, image_size), image_paths=None,
+        loader=functools.partial(_load, seed, name, image_size),
+        image_paths=None,
         extra={"seed": seed, "image_size": image_size},
     )
 
@@ -324,8 +343,11 @@ _DEFAULTS = {"n_train": 6000, "n_val": 1000, "n_test": 1000, "image_size": 128, 
 _MINIMUM = {"n_train": 0, "n_val": 0, "n_test": 0, "image_size": 32, "seed": 0}
 
 
-@DATASETS.register("shapes", help="synthetic coloured shapes with 5 captions each: word order and binding "
-                                  "matter (builtin)", builtin=True)
+@DATASETS.register(
+    "shapes",
+    help="synthetic coloured shapes with 5 captions each: word order and binding matter (builtin)",
+    builtin=True,
+)
 def build_shapes(data_root: Path, **options) -> CaptionDataset:
     """Build the shapes dataset: splits of n_train / n_val / n_test images, rows in that order.
 
@@ -337,6 +359,8 @@ def build_shapes(data_root: Path, **options) -> CaptionDataset:
     offsets = np.cumsum([0, *sizes.values()])
     splits = {name: _split(name, n, int(off), seed, image_size) for (name, n), off in zip(sizes.items(), offsets)}
     return CaptionDataset(
-        name="shapes", root=None, splits=splits,
+        name="shapes",
+        root=None,
+        splits=splits,
         description=f"synthetic shapes scenes (seed {seed}, {image_size}px), 5 captions per image",
     )

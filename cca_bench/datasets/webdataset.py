@@ -6,6 +6,7 @@ Each tar is scanned once with :mod:`tarfile` (headers only, the image data is sk
 image's bytes lie; an image is then read by seeking to that offset. Only uncompressed tars can be read by
 offset (CLIP_benchmark writes those).
 """
+
 from __future__ import annotations
 
 import io
@@ -48,8 +49,10 @@ def index_tar(path: Path) -> list[tuple[str, tuple[int, int] | None, list[str]]]
         with tarfile.open(path, "r:") as tar:
             for m in tar:
                 if m.offset_data + m.size > size:
-                    raise UserError(f"{path}: truncated: member {m.name!r} needs bytes up to {m.offset_data + m.size} "
-                                    f"but the file ends at byte {size}")
+                    raise UserError(
+                        f"{path}: truncated: member {m.name!r} needs bytes up to {m.offset_data + m.size} "
+                        f"but the file ends at byte {size}"
+                    )
                 if not m.isfile():
                     continue
                 key, ext = _split_key(m.name)
@@ -77,8 +80,10 @@ def _check_end(path: Path, offset: int, last: str | None) -> None:
         block = f.read(512)
     if len(block) < 512 or block.count(0) != 512:
         after = f"after sample {last!r}" if last is not None else "before the first sample"
-        raise UserError(f"{path}: truncated or damaged at byte {offset} ({after}): no end-of-archive block there, "
-                        "so the samples after it cannot be read; copy the shard again")
+        raise UserError(
+            f"{path}: truncated or damaged at byte {offset} ({after}): no end-of-archive block there, "
+            "so the samples after it cannot be read; copy the shard again"
+        )
 
 
 class TarImages:
@@ -100,14 +105,17 @@ class TarImages:
             raise UserError(f"{self.tars[t]}: the image at byte {offset} is not a readable image") from None
 
 
-@LAYOUTS.register("webdataset", detect=_detect,
-                  help="CLIP_benchmark webdataset shards: {train,val,test}/*.tar of KEY.jpg|png|webp + KEY.txt",
-                  tree="""
+@LAYOUTS.register(
+    "webdataset",
+    detect=_detect,
+    help="CLIP_benchmark webdataset shards: {train,val,test}/*.tar of KEY.jpg|png|webp + KEY.txt",
+    tree="""
 NAME/
   train/*.tar     optional
   val/*.tar       optional
   test/*.tar      each sample: KEY.jpg (or .png, .webp) + KEY.txt (one caption a line)
-""")
+""",
+)
 def load_webdataset(folder: Path, name: str, cache_dir: Path | None = None):
     entries, tars, where = [], [], []
     for split_dir, split in SPLIT_DIRS.items():
@@ -115,10 +123,16 @@ def load_webdataset(folder: Path, name: str, cache_dir: Path | None = None):
             for key, image, lines in index_tar(tar):
                 if image is None:
                     continue
-                entries.append(Entry(f"{split_dir}/{tar.name}/{key}", split,
-                                     [caption(c, f"{tar}: sample {key!r}") for c in lines]))
+                entries.append(
+                    Entry(f"{split_dir}/{tar.name}/{key}", split, [caption(c, f"{tar}: sample {key!r}") for c in lines])
+                )
                 where.append((len(tars), *image))
             tars.append(tar)
     where = np.asarray(where, dtype=np.int64).reshape(-1, 3)
-    return assemble(name, folder, entries, lambda rows: (TarImages(tars, where[rows]), None),
-                    f"webdataset shards in {folder} ({len(tars)} tars)")
+    return assemble(
+        name,
+        folder,
+        entries,
+        lambda rows: (TarImages(tars, where[rows]), None),
+        f"webdataset shards in {folder} ({len(tars)} tars)",
+    )

@@ -1,5 +1,6 @@
 """Feature pipelines: text encoders (mean word vectors, sentence encoders) and image encoders (CNN features,
 precomputed files, ONNX models)."""
+
 from __future__ import annotations
 
 import importlib

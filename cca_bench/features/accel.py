@@ -11,6 +11,7 @@ prepacked 20.8 (its big convolutions at about 1 TFLOP/s, above the 0.9 TFLOP/s o
 here), fc7 at cosine 0.99999 of fp32 (``benchmarks/REPORT_extract.md`` has the pipeline runs). Precision other than
 fp32 is part of the feature cache key (:meth:`cca_bench.features.image_pipeline.ImagePipeline.key`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -189,8 +190,13 @@ def to_device(x: np.ndarray, device: str):
     return t.pin_memory().to(device, non_blocking=True)
 
 
-def choose_batch_size(free_bytes: int, per_image_bytes: int, fixed_bytes: int = 0,
-                      fraction: float = GPU_MEMORY_FRACTION, cap: int = GPU_MAX_BATCH) -> int:
+def choose_batch_size(
+    free_bytes: int,
+    per_image_bytes: int,
+    fixed_bytes: int = 0,
+    fraction: float = GPU_MEMORY_FRACTION,
+    cap: int = GPU_MAX_BATCH,
+) -> int:
     """Images per GPU batch that fit ``fraction`` of the free memory: ``(fraction * free - fixed) / per_image``,
     rounded down to a multiple of 8 (tensor-core friendly) when at least 8, clipped to 1..cap.
 

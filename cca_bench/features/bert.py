@@ -7,6 +7,7 @@ self-attention, GELU feed-forward). Parameter names follow the Hugging Face ``Be
 folders such as all-MiniLM-L6-v2 ship in ``model.safetensors``, so those load with a strict key check.
 The pooler (``pooler.dense``) is not used: sentence encoders pool the token states themselves.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,13 +32,13 @@ IGNORED_KEYS = ("pooler.", "embeddings.position_ids")  # unused head; a buffer o
 # 16 heads, 4096 inner, 512 positions; multilingual vocabularies ~250k) that keep a hostile file from asking
 # for millions of layers; the weights file then decides every size (the network is built on the meta device)
 LIMITS = {
-    "vocab_size": Bound(integer=True, low=1, high=2 ** 24),
-    "hidden_size": Bound(integer=True, low=1, high=2 ** 16),
+    "vocab_size": Bound(integer=True, low=1, high=2**24),
+    "hidden_size": Bound(integer=True, low=1, high=2**16),
     "num_hidden_layers": Bound(integer=True, low=1, high=1024),
     "num_attention_heads": Bound(integer=True, low=1, high=1024),
-    "intermediate_size": Bound(integer=True, low=1, high=2 ** 20),
-    "max_position_embeddings": Bound(integer=True, low=1, high=2 ** 20),
-    "type_vocab_size": Bound(integer=True, low=1, high=2 ** 16),
+    "intermediate_size": Bound(integer=True, low=1, high=2**20),
+    "max_position_embeddings": Bound(integer=True, low=1, high=2**20),
+    "type_vocab_size": Bound(integer=True, low=1, high=2**16),
     "layer_norm_eps": Bound(low=0, strict=True, high=1),
     "pad_token_id": Bound(integer=True, low=0),
 }
@@ -63,11 +64,14 @@ class BertConfig:
         """Read a ``config.json`` dict; anything but an absolute-position BERT is a UserError naming ``where``."""
         model_type = cfg.get("model_type", "bert")
         if model_type != "bert":
-            raise UserError(f"{where}: model_type {model_type!r} is not supported (BERT-architecture models only, "
-                            "model_type 'bert'; export others to ONNX and use the onnx text encoder, docs/onnx.md)")
+            raise UserError(
+                f"{where}: model_type {model_type!r} is not supported (BERT-architecture models only, "
+                "model_type 'bert'; export others to ONNX and use the onnx text encoder, docs/onnx.md)"
+            )
         if cfg.get("position_embedding_type", "absolute") != "absolute":
-            raise UserError(f"{where}: position_embedding_type {cfg['position_embedding_type']!r} is not supported "
-                            "(absolute only)")
+            raise UserError(
+                f"{where}: position_embedding_type {cfg['position_embedding_type']!r} is not supported (absolute only)"
+            )
         act = cfg.get("hidden_act", "gelu")
         if not isinstance(act, str) or act not in ACTIVATIONS:
             raise UserError(f"{where}: hidden_act {act!r} is not supported ({', '.join(ACTIVATIONS)})")
@@ -87,8 +91,10 @@ class BertConfig:
         if config.pad_token_id >= config.vocab_size:
             raise UserError(f"{where}: pad_token_id {config.pad_token_id} is not below vocab_size {config.vocab_size}")
         if config.hidden_size % config.num_attention_heads:
-            raise UserError(f"{where}: hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
-                            f"{config.num_attention_heads}")
+            raise UserError(
+                f"{where}: hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
+                f"{config.num_attention_heads}"
+            )
         return config
 
 
@@ -116,8 +122,9 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """(b, L, d), keep (b, 1, 1, L) bool (False = padding) -> (b, L, d) softmax(q k^T / sqrt(d_h)) v."""
         b, n, d = x.shape
-        q, k, v = (f(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)
-                   for f in (self.query, self.key, self.value))
+        q, k, v = (
+            f(x).view(b, n, self.heads, d // self.heads).transpose(1, 2) for f in (self.query, self.key, self.value)
+        )
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=1 / math.sqrt(d // self.heads))
         return out.transpose(1, 2).reshape(b, n, d)
 

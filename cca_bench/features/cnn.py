@@ -15,11 +15,12 @@ keep random state dicts tiny) and ``num_classes``. Every model has ``extract(x) 
 this suite uses as image features (VGG: fc7 after its ReLU; the others: global average pool), and
 ``out_dim`` = d.
 """
+
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 VGG_CFGS = {  # conv widths, "M" = 2x2 max pool (torchvision's configurations D and E)
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
@@ -51,8 +52,14 @@ class VGG(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
-            nn.Linear(c_in * 49, hidden), nn.ReLU(inplace=True), nn.Dropout(),
-            nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(), nn.Linear(hidden, num_classes))
+            nn.Linear(c_in * 49, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(),
+            nn.Linear(hidden, num_classes),
+        )
         self.out_dim = hidden
 
     def pool5(self, x: torch.Tensor) -> torch.Tensor:
@@ -177,10 +184,14 @@ class InceptionA(nn.Module):
         self.out_channels = 2 * c64 + c96 + _w(pool_features, w)
 
     def forward(self, x):
-        return cat_channels([
-            self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            self.branch_pool(F.avg_pool2d(x, 3, stride=1, padding=1))])
+        return cat_channels(
+            [
+                self.branch1x1(x),
+                self.branch5x5_2(self.branch5x5_1(x)),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.branch_pool(F.avg_pool2d(x, 3, stride=1, padding=1)),
+            ]
+        )
 
 
 class InceptionB(nn.Module):
@@ -262,9 +273,16 @@ class InceptionE(nn.Module):
     def forward(self, x):
         a = self.branch3x3_1(x)
         d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        return cat_channels([self.branch1x1(x), self.branch3x3_2a(a), self.branch3x3_2b(a),
-                             self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d),
-                             self.branch_pool(F.avg_pool2d(x, 3, stride=1, padding=1))])
+        return cat_channels(
+            [
+                self.branch1x1(x),
+                self.branch3x3_2a(a),
+                self.branch3x3_2b(a),
+                self.branch3x3dbl_3a(d),
+                self.branch3x3dbl_3b(d),
+                self.branch_pool(F.avg_pool2d(x, 3, stride=1, padding=1)),
+            ]
+        )
 
 
 class InceptionAux(nn.Module):
@@ -292,10 +310,16 @@ class InceptionV3(nn.Module):
         self.Conv2d_3b_1x1 = BasicConv2d(_w(64, w), _w(80, w), 1)
         self.Conv2d_4a_3x3 = BasicConv2d(_w(80, w), _w(192, w), 3)
         c = _w(192, w)
-        for name, make in [("Mixed_5b", lambda c: InceptionA(c, 32, w)), ("Mixed_5c", lambda c: InceptionA(c, 64, w)),
-                           ("Mixed_5d", lambda c: InceptionA(c, 64, w)), ("Mixed_6a", lambda c: InceptionB(c, w)),
-                           ("Mixed_6b", lambda c: InceptionC(c, 128, w)), ("Mixed_6c", lambda c: InceptionC(c, 160, w)),
-                           ("Mixed_6d", lambda c: InceptionC(c, 160, w)), ("Mixed_6e", lambda c: InceptionC(c, 192, w))]:
+        for name, make in [
+            ("Mixed_5b", lambda c: InceptionA(c, 32, w)),
+            ("Mixed_5c", lambda c: InceptionA(c, 64, w)),
+            ("Mixed_5d", lambda c: InceptionA(c, 64, w)),
+            ("Mixed_6a", lambda c: InceptionB(c, w)),
+            ("Mixed_6b", lambda c: InceptionC(c, 128, w)),
+            ("Mixed_6c", lambda c: InceptionC(c, 160, w)),
+            ("Mixed_6d", lambda c: InceptionC(c, 160, w)),
+            ("Mixed_6e", lambda c: InceptionC(c, 192, w)),
+        ]:
             setattr(self, name, make(c))
             c = getattr(self, name).out_channels
         self.AuxLogits = InceptionAux(c, num_classes, w)
@@ -305,9 +329,26 @@ class InceptionV3(nn.Module):
         self.out_dim = self.Mixed_7c.out_channels
         self.fc = nn.Linear(self.out_dim, num_classes)
 
-    STAGES = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "max", "Conv2d_3b_1x1", "Conv2d_4a_3x3", "max",
-              "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
-              "Mixed_7a", "Mixed_7b", "Mixed_7c")
+    STAGES = (
+        "Conv2d_1a_3x3",
+        "Conv2d_2a_3x3",
+        "Conv2d_2b_3x3",
+        "max",
+        "Conv2d_3b_1x1",
+        "Conv2d_4a_3x3",
+        "max",
+        "Mixed_5b",
+        "Mixed_5c",
+        "Mixed_5d",
+        "Mixed_6a",
+        "Mixed_6b",
+        "Mixed_6c",
+        "Mixed_6d",
+        "Mixed_6e",
+        "Mixed_7a",
+        "Mixed_7b",
+        "Mixed_7c",
+    )
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         """(b, 3, 299, 299) -> (b, 2048, 8, 8): Mixed_7c."""
@@ -343,8 +384,9 @@ class Mixed5b(nn.Module):
         self.branch0 = BasicConv2d(c_in, c96, 1)
         self.branch1 = _seq((c_in, c48, 1), (c48, c64, 5, 1, 2))
         self.branch2 = _seq((c_in, c64, 1), (c64, c96, 3, 1, 1), (c96, c96, 3, 1, 1))
-        self.branch3 = nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
-                                     BasicConv2d(c_in, c64, 1))
+        self.branch3 = nn.Sequential(
+            nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False), BasicConv2d(c_in, c64, 1)
+        )
         self.out_channels = 2 * c96 + 2 * c64
 
     def forward(self, x):
@@ -370,22 +412,37 @@ class Residual(nn.Module):
 
 def block35(c: int, w: float) -> Residual:
     c32, c48, c64 = _w(32, w), _w(48, w), _w(64, w)
-    return Residual(c, [BasicConv2d(c, c32, 1), _seq((c, c32, 1), (c32, c32, 3, 1, 1)),
-                        _seq((c, c32, 1), (c32, c48, 3, 1, 1), (c48, c64, 3, 1, 1))], 2 * c32 + c64, 0.17)
+    return Residual(
+        c,
+        [
+            BasicConv2d(c, c32, 1),
+            _seq((c, c32, 1), (c32, c32, 3, 1, 1)),
+            _seq((c, c32, 1), (c32, c48, 3, 1, 1), (c48, c64, 3, 1, 1)),
+        ],
+        2 * c32 + c64,
+        0.17,
+    )
 
 
 def block17(c: int, w: float) -> Residual:
     c192, c128, c160 = _w(192, w), _w(128, w), _w(160, w)
-    return Residual(c, [BasicConv2d(c, c192, 1),
-                        _seq((c, c128, 1), (c128, c160, (1, 7), 1, (0, 3)), (c160, c192, (7, 1), 1, (3, 0)))],
-                    2 * c192, 0.10)
+    return Residual(
+        c,
+        [BasicConv2d(c, c192, 1), _seq((c, c128, 1), (c128, c160, (1, 7), 1, (0, 3)), (c160, c192, (7, 1), 1, (3, 0)))],
+        2 * c192,
+        0.10,
+    )
 
 
 def block8(c: int, w: float, relu: bool = True) -> Residual:
     c192, c224, c256 = _w(192, w), _w(224, w), _w(256, w)
-    return Residual(c, [BasicConv2d(c, c192, 1),
-                        _seq((c, c192, 1), (c192, c224, (1, 3), 1, (0, 1)), (c224, c256, (3, 1), 1, (1, 0)))],
-                    c192 + c256, 0.20 if relu else 1.0, relu)
+    return Residual(
+        c,
+        [BasicConv2d(c, c192, 1), _seq((c, c192, 1), (c192, c224, (1, 3), 1, (0, 1)), (c224, c256, (3, 1), 1, (1, 0)))],
+        c192 + c256,
+        0.20 if relu else 1.0,
+        relu,
+    )
 
 
 class Reduction(nn.Module):
@@ -409,8 +466,13 @@ def mixed_6a(c: int, w: float) -> Reduction:
 
 def mixed_7a(c: int, w: float) -> Reduction:
     c256, c384, c288, c320 = _w(256, w), _w(384, w), _w(288, w), _w(320, w)
-    return Reduction([_seq((c, c256, 1), (c256, c384, 3, 2)), _seq((c, c256, 1), (c256, c288, 3, 2)),
-                      _seq((c, c256, 1), (c256, c288, 3, 1, 1), (c288, c320, 3, 2))])
+    return Reduction(
+        [
+            _seq((c, c256, 1), (c256, c384, 3, 2)),
+            _seq((c, c256, 1), (c256, c288, 3, 2)),
+            _seq((c, c256, 1), (c256, c288, 3, 1, 1), (c288, c320, 3, 2)),
+        ]
+    )
 
 
 class InceptionResNetV2(nn.Module):

@@ -8,6 +8,7 @@ local extraction uses, and writes the shard into the shared cache folder with
 run resumes; the client then assembles the shards exactly as a local extraction does. Workers must see the
 data root and the cache folder at the same paths (a shared file system) and import this package.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,10 +34,20 @@ class ExtractJob:
     shard_dir: str
 
     @classmethod
-    def make(cls, dataset: str, data_root, dataset_options: dict, split, encoder: str, kwargs: dict) -> "ExtractJob":
-        kw = {k: (str(v) if isinstance(v, Path) else v) for k, v in kwargs.items() if k not in ("progress", "shard_dir")}
-        return cls(dataset, str(data_root), tuple(sorted(dataset_options.items())), split.name, split.fingerprint(),
-                   encoder, tuple(sorted(kw.items())), str(kwargs["shard_dir"]))
+    def make(cls, dataset: str, data_root, dataset_options: dict, split, encoder: str, kwargs: dict) -> ExtractJob:
+        kw = {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in kwargs.items() if k not in ("progress", "shard_dir")
+        }
+        return cls(
+            dataset,
+            str(data_root),
+            tuple(sorted(dataset_options.items())),
+            split.name,
+            split.fingerprint(),
+            encoder,
+            tuple(sorted(kw.items())),
+            str(kwargs["shard_dir"]),
+        )
 
 
 @functools.lru_cache(maxsize=2)
@@ -56,8 +67,10 @@ def run_shard(job: ExtractJob, lo: int, hi: int) -> str:
     load_all()
     split, dataset = _split(job.dataset, job.data_root, job.dataset_options, job.split)
     if split.fingerprint() != job.fingerprint:
-        raise UserError(f"{job.dataset}/{job.split} differs on the Dask worker (fingerprint "
-                        f"{split.fingerprint()} != {job.fingerprint}): workers must see the same data root")
+        raise UserError(
+            f"{job.dataset}/{job.split} differs on the Dask worker (fingerprint "
+            f"{split.fingerprint()} != {job.fingerprint}): workers must see the same data root"
+        )
     rows = IMAGE_ENCODERS.meta(job.encoder)["shard_rows"]
     kwargs = dict(job.kwargs)
     if kwargs.get("data_root") is not None:
@@ -70,8 +83,11 @@ def missing_shards(shard_dir: Path, n: int, shard_size: int) -> list[tuple[int, 
     """The (lo, hi) shards of n rows whose files are not both in ``shard_dir``."""
     from cca_bench.features import store
 
-    return [(lo, hi) for lo, hi in store.shard_ranges(n, shard_size)
-            if not all(f.is_file() for f in store.shard_files(shard_dir, lo, hi))]
+    return [
+        (lo, hi)
+        for lo, hi in store.shard_ranges(n, shard_size)
+        if not all(f.is_file() for f in store.shard_files(shard_dir, lo, hi))
+    ]
 
 
 def extract_shards(job: ExtractJob, n: int, scheduler: str | None = None, shard_size: int | None = None) -> list[str]:

@@ -17,6 +17,7 @@ information: 1/sigma^2 and 2/sigma^2 for the Gaussian, 1/s^2 and 1/s^2 for the L
 ``gmm+hglmm`` concatenates the two normalised vectors, scaled by 1/sqrt(2) (Klein et al.'s best rows).
 Captions with no word vector get zeros.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -88,9 +89,17 @@ class FisherVectorEncoder(FittedTextEncoder):
         ``n_fit_words_``, ``n_features_`` = 2 K D' per mixture; after ``transform``: ``n_empty_``, ``oov_rate_``.
     """
 
-    def __init__(self, vectors, pooling: str = "gmm", n_components: int = 32, pca: int | None = None,
-                 stopwords: bool = False, max_fit_words: int = 100_000, random_state: int = 0,
-                 progress: bool = False):
+    def __init__(
+        self,
+        vectors,
+        pooling: str = "gmm",
+        n_components: int = 32,
+        pca: int | None = None,
+        stopwords: bool = False,
+        max_fit_words: int = 100_000,
+        random_state: int = 0,
+        progress: bool = False,
+    ):
         self.vectors = vectors
         self.progress = progress
         self.pooling = pooling
@@ -105,22 +114,36 @@ class FisherVectorEncoder(FittedTextEncoder):
         """The encoder the feature options (:class:`~cca_bench.features.options.FeatureOptions`) ask for."""
         if opts.idf:
             raise UserError(f"--idf weights mean word vectors only; it does not combine with --pooling {opts.pooling}")
-        return cls(vectors, pooling=opts.pooling, n_components=opts.fv_components, pca=opts.fv_pca,
-                   stopwords=opts.stopwords, progress=opts.progress)
+        return cls(
+            vectors,
+            pooling=opts.pooling,
+            n_components=opts.fv_components,
+            pca=opts.fv_pca,
+            stopwords=opts.stopwords,
+            progress=opts.progress,
+        )
 
     def config(self) -> dict:
-        return {"encoder": "fisher_vectors", "pooling": self.pooling, **vectors_config(self.vectors),
-                "n_components": int(self.n_components), "pca": None if self.pca is None else int(self.pca),
-                "stopwords": bool(self.stopwords), "max_fit_words": int(self.max_fit_words),
-                "random_state": int(self.random_state)}
+        return {
+            "encoder": "fisher_vectors",
+            "pooling": self.pooling,
+            **vectors_config(self.vectors),
+            "n_components": int(self.n_components),
+            "pca": None if self.pca is None else int(self.pca),
+            "stopwords": bool(self.stopwords),
+            "max_fit_words": int(self.max_fit_words),
+            "random_state": int(self.random_state),
+        }
 
     def fit(self, token_lists: Sequence[Sequence[str]]) -> FisherVectorEncoder:
         """Fit PCA (when asked) and the mixtures on the word vectors of the train captions; returns self."""
         if self.pooling not in KINDS:
             raise UserError(f"unknown pooling {self.pooling!r} (choose from mean, {', '.join(KINDS)})")
         if self.pca is not None and not 1 <= self.pca <= self.vectors.dim:
-            raise UserError(f"--fv-pca {self.pca} must be between 1 and the word dimension {self.vectors.dim} "
-                            f"of {self.vectors.name}")
+            raise UserError(
+                f"--fv-pca {self.pca} must be between 1 and the word dimension {self.vectors.dim} "
+                f"of {self.vectors.name}"
+            )
         words = self._fit_words(token_lists)
         self.pca_mean_, self.pca_components_ = words.mean(0), None
         if self.pca is not None:
@@ -147,8 +170,10 @@ class FisherVectorEncoder(FittedTextEncoder):
         tok = tok[tok >= 0]
         n_distinct = len(np.unique(tok))
         if self.n_components < 1 or self.n_components > n_distinct:
-            raise UserError(f"--fv-components {self.n_components} must be between 1 and the number of distinct train "
-                            f"words with a {self.vectors.name} vector ({n_distinct})")
+            raise UserError(
+                f"--fv-components {self.n_components} must be between 1 and the number of distinct train "
+                f"words with a {self.vectors.name} vector ({n_distinct})"
+            )
         if len(tok) > self.max_fit_words:
             rng = np.random.default_rng(self.random_state)
             tok = tok[np.sort(rng.choice(len(tok), self.max_fit_words, replace=False))]
@@ -176,15 +201,16 @@ class FisherVectorEncoder(FittedTextEncoder):
         table = self._project(table)
         tok_col = col[codes]
         used = tok_col >= 0
-        counts = sp.csr_matrix((np.ones(used.sum(), np.float32), (caption[used], tok_col[used])),
-                               shape=(len(token_lists), len(table)))
+        counts = sp.csr_matrix(
+            (np.ones(used.sum(), np.float32), (caption[used], tok_col[used])), shape=(len(token_lists), len(table))
+        )
         step = max(1, BLOCK_VALUES // max(1, self.n_features_ * 4))
         self.n_empty_ = int(len(token_lists) - np.count_nonzero(np.asarray(counts.sum(1)).ravel()))
         self.oov_rate_ = oov_rate(tok_col)
         parts = len(self.mixtures_)
         with self._bar(len(token_lists), "FV encoding", "caption") as bar:
             for s in range(0, len(token_lists), step):
-                block = counts[s:s + step]
+                block = counts[s : s + step]
                 words = np.unique(block.indices)
                 block = block[:, words]
                 fvs = [fisher_vectors(block, table[words], m) for m in self.mixtures_.values()]
@@ -197,8 +223,15 @@ class FisherVectorEncoder(FittedTextEncoder):
 
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, unit=unit, disable=not getattr(self, "progress", False),
-                    file=sys.stderr, leave=False, dynamic_ncols=True)
+        return tqdm(
+            total=total,
+            desc=desc,
+            unit=unit,
+            disable=not getattr(self, "progress", False),
+            file=sys.stderr,
+            leave=False,
+            dynamic_ncols=True,
+        )
 
     def state(self) -> tuple[dict, dict]:
         """(arrays, config): PCA mean/components and each mixture's weights, means, scales, gaussian mask."""
@@ -213,8 +246,10 @@ class FisherVectorEncoder(FittedTextEncoder):
     @classmethod
     def from_state(cls, vectors, arrays: dict, config: dict) -> FisherVectorEncoder:
         check_vectors(vectors, config)
-        enc = cls(vectors, **{k: config[k] for k in ("pooling", "n_components", "pca", "stopwords",
-                                                      "max_fit_words", "random_state")})
+        enc = cls(
+            vectors,
+            **{k: config[k] for k in ("pooling", "n_components", "pca", "stopwords", "max_fit_words", "random_state")},
+        )
         enc.pca_mean_ = np.asarray(arrays["pca_mean"])
         enc.pca_components_ = np.asarray(arrays["pca_components"]) if "pca_components" in arrays else None
         enc.mixtures_ = {kind: Mixture.from_arrays(arrays, f"{kind}.") for kind in KINDS[config["pooling"]]}
@@ -233,4 +268,5 @@ def principal_axes(centred: np.ndarray, k: int) -> np.ndarray:
 
 for _kind in KINDS:
     POOLINGS.register(_kind, help=f"Fisher vector of the words under a {_kind.upper()} fitted on train words")(
-        FisherVectorEncoder)
+        FisherVectorEncoder
+    )

@@ -17,11 +17,13 @@ model's safetensors, the config under ``config["text_encoder"]`` (:func:`encoder
 never refit on test. Reading and writing the model file is the caller's business (this module sits below the
 methods).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
+
 import numpy as np
 
 from cca_bench.errors import UserError
@@ -41,7 +43,7 @@ class FittedTextEncoder:
         out = np.empty((len(token_lists), self.n_features_), np.float32)
         start = 0
         for block in self.transform_blocks(token_lists):
-            out[start:start + len(block)] = block
+            out[start : start + len(block)] = block
             start += len(block)
         return out
 
@@ -68,9 +70,11 @@ def vectors_config(vectors) -> dict:
 def check_vectors(vectors, config: dict) -> None:
     """UserError when ``vectors`` is not the table the saved encoder was fitted with."""
     if config.get("vectors") != vectors.name or config.get("dim") != vectors.dim:
-        raise UserError(f"the model's text features were fitted on {config.get('vectors')} vectors "
-                        f"({config.get('source')}, {config.get('dim')}-d), not {vectors.name} ({vectors.source}, "
-                        f"{vectors.dim}-d): run generate again with these features")
+        raise UserError(
+            f"the model's text features were fitted on {config.get('vectors')} vectors "
+            f"({config.get('source')}, {config.get('dim')}-d), not {vectors.name} ({vectors.source}, "
+            f"{vectors.dim}-d): run generate again with these features"
+        )
 
 
 def encoder_state(encoder) -> tuple[dict, dict]:
@@ -85,7 +89,7 @@ def from_saved(arrays: dict, config: dict | None, vectors):
     encoders were stored)."""
     if config is None:
         return None
-    own = {k[len(PREFIX):]: v for k, v in arrays.items() if k.startswith(PREFIX)}
+    own = {k[len(PREFIX) :]: v for k, v in arrays.items() if k.startswith(PREFIX)}
     return POOLINGS.get(config["pooling"]).from_state(vectors, own, config)
 
 

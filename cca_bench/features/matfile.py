@@ -9,6 +9,7 @@ count in the upper half of the first word, data in the second), padded to 8 byte
 flags, dimensions, name and the real part. Anything else (compressed ``miCOMPRESSED`` elements, complex,
 sparse, a big-endian file) returns None and the caller falls back to scipy.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -61,7 +62,7 @@ def _matrix(f, path: Path, start: int, name: str) -> np.ndarray | None:
     t, n, d0, nxt2 = _tag(buf, nxt)
     dims = np.frombuffer(buf, "<i4", n // 4, d0)
     t, n, d0, nxt3 = _tag(buf, nxt2)
-    if buf[d0:d0 + n].decode("latin-1") != name or len(dims) != 2:
+    if buf[d0 : d0 + n].decode("latin-1") != name or len(dims) != 2:
         return None
     f.seek(start + nxt3)
     t, n, d0, _ = _tag(f.read(8), 0)

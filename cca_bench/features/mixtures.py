@@ -11,6 +11,7 @@ or 1: per component and dimension it fits both the Gaussian (weighted mean and v
 (weighted median and mean absolute deviation) and keeps the one with the higher expected log-likelihood. That
 M-step is exact, so EM never lowers the likelihood (tested); once beta is binary the density is a proper one.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -38,13 +39,21 @@ class Mixture:
     gaussian: np.ndarray
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        return {f"{prefix}weights": self.weights, f"{prefix}means": self.means, f"{prefix}scales": self.scales,
-                f"{prefix}gaussian": self.gaussian.astype(np.uint8)}
+        return {
+            f"{prefix}weights": self.weights,
+            f"{prefix}means": self.means,
+            f"{prefix}scales": self.scales,
+            f"{prefix}gaussian": self.gaussian.astype(np.uint8),
+        }
 
     @classmethod
     def from_arrays(cls, arrays: dict, prefix: str) -> Mixture:
-        return cls(np.asarray(arrays[f"{prefix}weights"], np.float64), np.asarray(arrays[f"{prefix}means"], np.float64),
-                   np.asarray(arrays[f"{prefix}scales"], np.float64), np.asarray(arrays[f"{prefix}gaussian"]).astype(bool))
+        return cls(
+            np.asarray(arrays[f"{prefix}weights"], np.float64),
+            np.asarray(arrays[f"{prefix}means"], np.float64),
+            np.asarray(arrays[f"{prefix}scales"], np.float64),
+            np.asarray(arrays[f"{prefix}gaussian"]).astype(bool),
+        )
 
 
 def _row_block(k: int, d: int) -> int:
@@ -59,9 +68,9 @@ def log_densities(X: np.ndarray, m: Mixture) -> np.ndarray:
     """
     X = np.asarray(X, np.float64)
     g = m.gaussian
-    inv_var = np.where(g, 1.0 / m.scales ** 2, 0.0)  # (K, D), zero on Laplacian dimensions
+    inv_var = np.where(g, 1.0 / m.scales**2, 0.0)  # (K, D), zero on Laplacian dimensions
     const = np.where(g, -0.5 * _LOG_2PI - np.log(m.scales), -np.log(2 * m.scales)).sum(1)
-    out = -0.5 * ((X ** 2) @ inv_var.T - 2 * X @ (inv_var * m.means).T + (inv_var * m.means ** 2).sum(1))
+    out = -0.5 * ((X**2) @ inv_var.T - 2 * X @ (inv_var * m.means).T + (inv_var * m.means**2).sum(1))
     out += const
     lap = ~g
     if lap.any():
@@ -70,7 +79,7 @@ def log_densities(X: np.ndarray, m: Mixture) -> np.ndarray:
         mu, w = m.means[:, cols], inv_s[:, cols]
         step = _row_block(len(m.weights), len(cols))
         for s in range(0, len(X), step):
-            out[s:s + step] -= np.einsum("nkd,kd->nk", np.abs(X[s:s + step, None, cols] - mu), w)
+            out[s : s + step] -= np.einsum("nkd,kd->nk", np.abs(X[s : s + step, None, cols] - mu), w)
     return out
 
 
@@ -83,13 +92,15 @@ def posteriors(X: np.ndarray, m: Mixture) -> tuple[np.ndarray, np.ndarray]:
     return np.exp(joint - ll[:, None]), ll
 
 
-def fit_gmm(X: np.ndarray, n_components: int, random_state: int = 0, reg: float = 1e-6,
-            max_iter: int = 100, tol: float = 1e-3) -> Mixture:
+def fit_gmm(
+    X: np.ndarray, n_components: int, random_state: int = 0, reg: float = 1e-6, max_iter: int = 100, tol: float = 1e-3
+) -> Mixture:
     """A diagonal GMM of rows X (n, D) by scikit-learn's ``GaussianMixture`` (k-means initialisation)."""
     from sklearn.mixture import GaussianMixture
 
-    gm = GaussianMixture(n_components, covariance_type="diag", reg_covar=reg, max_iter=max_iter, tol=tol,
-                         random_state=random_state).fit(np.asarray(X, np.float64))
+    gm = GaussianMixture(
+        n_components, covariance_type="diag", reg_covar=reg, max_iter=max_iter, tol=tol, random_state=random_state
+    ).fit(np.asarray(X, np.float64))
     return Mixture(gm.weights_.copy(), gm.means_.copy(), np.sqrt(gm.covariances_), np.ones(gm.means_.shape, bool))
 
 
@@ -105,16 +116,18 @@ class HybridGaussianLaplacianMixture:
     initial GMM and after each EM iteration), ``n_iter_``, ``converged_``.
     """
 
-    def __init__(self, n_components: int, max_iter: int = 50, tol: float = 1e-4, reg: float = 1e-6,
-                 random_state: int = 0):
+    def __init__(
+        self, n_components: int, max_iter: int = 50, tol: float = 1e-4, reg: float = 1e-6, random_state: int = 0
+    ):
         self.n_components = n_components
         self.max_iter = max_iter
         self.tol = tol
         self.reg = reg
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, init: Mixture | None = None,
-            on_iteration: Callable[[], None] | None = None) -> HybridGaussianLaplacianMixture:
+    def fit(
+        self, X: np.ndarray, init: Mixture | None = None, on_iteration: Callable[[], None] | None = None
+    ) -> HybridGaussianLaplacianMixture:
         """EM from ``init`` (default: a diagonal GMM of X), on rows X (n, D); ``on_iteration()`` is called after
         each EM step (a progress bar)."""
         X = np.asarray(X, np.float64)
@@ -152,7 +165,7 @@ def hglmm_m_step(X: np.ndarray, resp: np.ndarray, order: np.ndarray, reg: float)
     """
     nk = resp.sum(0) + 10 * np.finfo(np.float64).eps  # (K,), as scikit-learn guards empty components
     mean = resp.T @ X / nk[:, None]
-    var = np.maximum(resp.T @ X ** 2 / nk[:, None] - mean ** 2, 0.0)
+    var = np.maximum(resp.T @ X**2 / nk[:, None] - mean**2, 0.0)
     sigma2 = np.maximum(var, reg)
     median, absdev = weighted_medians(X, resp, order)
     absdev /= nk[:, None]

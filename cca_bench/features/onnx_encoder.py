@@ -11,14 +11,15 @@ L2-normalised (:class:`~cca_bench.features.sentence.SentenceEncoder`). The featu
 the model, of its JSON, of each external-data file it names and (text) of the tokenizer file, so a changed file
 recomputes.
 """
+
 from __future__ import annotations
 
 import functools
 import hashlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -52,8 +53,10 @@ def model_file(path: str | None, flag: str, what: str) -> Path:
     if not model.is_file():
         raise UserError(f"ONNX model not found: {model} (given with {flag})")
     if not sidecar(model).is_file():
-        raise UserError(f"{sidecar(model)} not found: the onnx {what} encoder reads its preprocessing from a JSON "
-                        "file beside the model (see docs/onnx.md)")
+        raise UserError(
+            f"{sidecar(model)} not found: the onnx {what} encoder reads its preprocessing from a JSON "
+            "file beside the model (see docs/onnx.md)"
+        )
     return model
 
 
@@ -164,8 +167,10 @@ def session(model: Path, device: str):
     if kind not in ("auto", "cpu", "cuda") or not (index.isdigit() or index == "") or (index and kind != "cuda"):
         raise UserError(f"--device {device!r}: the onnx encoders run on auto, cpu, cuda or cuda:N")
     if kind == "cuda" and not cuda:
-        raise UserError(f"--device {device}: this onnxruntime has no CUDAExecutionProvider "
-                        "(install onnxruntime-gpu, or use --device cpu)")
+        raise UserError(
+            f"--device {device}: this onnxruntime has no CUDAExecutionProvider "
+            "(install onnxruntime-gpu, or use --device cpu)"
+        )
     gpu = (("CUDAExecutionProvider", int(index or 0)),) if cuda and kind != "cpu" else ()
     return _session(str(model), sha1(model), gpu + (("CPUExecutionProvider", None),))
 
@@ -191,7 +196,7 @@ def _io_name(names: list[str], wanted: str | None, kind: str, model: Path) -> st
             raise UserError(f"{sidecar(model)}: {kind} {wanted!r} is not in {model.name} (it has {', '.join(names)})")
         return wanted
     if kind == "input" and len(names) != 1:
-        raise UserError(f"{model.name} has inputs {', '.join(names)}: name one with \"input\" in {sidecar(model).name}")
+        raise UserError(f'{model.name} has inputs {", ".join(names)}: name one with "input" in {sidecar(model).name}')
     return names[0]
 
 
@@ -219,8 +224,19 @@ class ImagePrep:
     input: str | None = None
     output: str | None = None
 
-    KEYS = ("size", "mean", "std", "resize", "crop", "interpolation", "channel_order", "layout", "scale", "input",
-            "output")
+    KEYS = (
+        "size",
+        "mean",
+        "std",
+        "resize",
+        "crop",
+        "interpolation",
+        "channel_order",
+        "layout",
+        "scale",
+        "input",
+        "output",
+    )
 
     @classmethod
     def read(cls, model: Path) -> ImagePrep:
@@ -228,7 +244,9 @@ class ImagePrep:
         cfg, where = read_settings(model, ("size", "mean", "std"), cls.KEYS), sidecar(model)
         size = cfg["size"] if isinstance(cfg["size"], list) else [cfg["size"]] * 2
         mean, std = cfg["mean"], cfg["std"]
-        if len(size) != 2 or not (isinstance(mean, list) and len(mean) == 3 and isinstance(std, list) and len(std) == 3):
+        if len(size) != 2 or not (
+            isinstance(mean, list) and len(mean) == 3 and isinstance(std, list) and len(std) == 3
+        ):
             raise UserError(f"{where}: expected size H or [H, W], and 3 values each for mean and std")
         size = tuple(int(PIXELS.check(f"{where}: size", v)) for v in size)
         mean = tuple(float(FINITE.check(f"{where}: mean", v)) for v in mean)
@@ -240,9 +258,19 @@ class ImagePrep:
         resize = None if crop == "none" else (resize or max(size))
         if resize is not None and resize < max(size):
             raise UserError(f"{where}: resize {resize} is smaller than the {size[0]} x {size[1]} crop")
-        return cls(size, mean, std, resize, crop, _choice(cfg, "interpolation", INTERPOLATIONS, "bicubic", where),
-                   _choice(cfg, "channel_order", ("rgb", "bgr"), "rgb", where),
-                   _choice(cfg, "layout", ("nchw", "nhwc"), "nchw", where), scale, cfg.get("input"), cfg.get("output"))
+        return cls(
+            size,
+            mean,
+            std,
+            resize,
+            crop,
+            _choice(cfg, "interpolation", INTERPOLATIONS, "bicubic", where),
+            _choice(cfg, "channel_order", ("rgb", "bgr"), "rgb", where),
+            _choice(cfg, "layout", ("nchw", "nhwc"), "nchw", where),
+            scale,
+            cfg.get("input"),
+            cfg.get("output"),
+        )
 
     def pixels(self, im) -> np.ndarray:
         """(h, w, 3) uint8 RGB: short side resized to ``resize`` and the centre h x w cut (torchvision's
@@ -282,12 +310,16 @@ def check_image_input(sess, prep: ImagePrep, model: Path) -> tuple[str, str, int
     bad = ["rank != 4"]
     if len(shape) == 4:
         chw = (shape[1], shape[2], shape[3]) if prep.layout == "nchw" else (shape[3], shape[1], shape[2])
-        bad = [f"{label} {got} != {want}" for label, got, want in zip(("channels", "height", "width"), chw,
-                                                                      (3, *prep.size))
-               if isinstance(got, int) and got != want]
+        bad = [
+            f"{label} {got} != {want}"
+            for label, got, want in zip(("channels", "height", "width"), chw, (3, *prep.size))
+            if isinstance(got, int) and got != want
+        ]
     if bad:
-        raise UserError(f"{model.name}: input {name!r} has shape {shape} but {sidecar(model).name} says "
-                        f"{prep.layout} with size {prep.size[0]} x {prep.size[1]} ({'; '.join(bad)})")
+        raise UserError(
+            f"{model.name}: input {name!r} has shape {shape} but {sidecar(model).name} says "
+            f"{prep.layout} with size {prep.size[0]} x {prep.size[1]} ({'; '.join(bad)})"
+        )
     batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
     return name, out, batch, FLOAT_TYPES[spec.type]
 
@@ -302,13 +334,15 @@ def image_runner(model: Path, prep: ImagePrep, device: str) -> Callable[[np.ndar
         if fixed is not None:
             pad = -n % fixed
             x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-            y = np.concatenate([sess.run([out], {name: x[i:i + fixed]})[0] for i in range(0, len(x), fixed)])[:n]
+            y = np.concatenate([sess.run([out], {name: x[i : i + fixed]})[0] for i in range(0, len(x), fixed)])[:n]
         else:
             y = sess.run([out], {name: x})[0]
         y = y.reshape(y.shape[:2]) if y.ndim > 2 and all(s == 1 for s in y.shape[2:]) else y
         if y.ndim != 2:
-            raise UserError(f"{model.name}: output {out!r} has shape {list(y.shape)}; expected (batch, d): export "
-                            "the pooled features (see docs/onnx.md)")
+            raise UserError(
+                f"{model.name}: output {out!r} has shape {list(y.shape)}; expected (batch, d): export "
+                "the pooled features (see docs/onnx.md)"
+            )
         return y.astype(np.float32)
 
     return run
@@ -336,11 +370,23 @@ def onnx_image_identity(*, onnx_model: str | None = None, **_) -> dict:
 
 
 @IMAGE_ENCODERS.register(
-    "onnx", aliases=[], dim=None, builtin=False, identity=onnx_image_identity,
+    "onnx",
+    aliases=[],
+    dim=None,
+    builtin=False,
+    identity=onnx_image_identity,
     help="your ONNX image model (--onnx-model FILE.onnx, preprocessing in FILE.onnx.json; docs/onnx.md)",
 )
-def encode_onnx(split: Split, dataset: CaptionDataset, *, batch_size: int = 64, device: str = "auto",
-                progress: bool = True, onnx_model: str | None = None, shard_dir: Path | None = None) -> np.ndarray:
+def encode_onnx(
+    split: Split,
+    dataset: CaptionDataset,
+    *,
+    batch_size: int = 64,
+    device: str = "auto",
+    progress: bool = True,
+    onnx_model: str | None = None,
+    shard_dir: Path | None = None,
+) -> np.ndarray:
     """(n_img, d) float32 outputs of the ONNX model on the split's images (resumable with ``shard_dir``).
 
     The model and its JSON are checked before anything is computed or written.
@@ -364,14 +410,22 @@ def encode_onnx(split: Split, dataset: CaptionDataset, *, batch_size: int = 64, 
             out[s["index"] - lo] = 0.0
         return out, skipped
 
-    with tqdm(total=split.n_images, unit="img", desc=f"onnx:{model.name} {split.dataset}/{split.name}",
-              disable=not progress, file=sys.stderr) as bar:
+    with tqdm(
+        total=split.n_images,
+        unit="img",
+        desc=f"onnx:{model.name} {split.dataset}/{split.name}",
+        disable=not progress,
+        file=sys.stderr,
+    ) as bar:
         feats, skipped = compute_sharded(shard_dir, split.n_images, rows, SHARD_SIZE)
     if skipped:
         import warnings
 
-        warnings.warn(f"onnx: skipped {len(skipped)} of {split.n_images} images of {split.dataset}/{split.name} "
-                      f"(zero rows; first: {skipped[0]['id']}: {skipped[0]['reason']})", stacklevel=2)
+        warnings.warn(
+            f"onnx: skipped {len(skipped)} of {split.n_images} images of {split.dataset}/{split.name} "
+            f"(zero rows; first: {skipped[0]['id']}: {skipped[0]['reason']})",
+            stacklevel=2,
+        )
     return feats
 
 
@@ -406,15 +460,25 @@ class TextPrep:
             raise UserError(f"{where}: tokenizer file {tokenizer} not found")
         pooling = _choice(cfg, "pooling", tuple(POOLINGS), "mean", where)
         inputs = cfg.get("inputs", {})
-        if (not isinstance(inputs, dict) or set(inputs) - set(TEXT_ROLES)
-                or not all(isinstance(v, str) for v in inputs.values())):
+        if (
+            not isinstance(inputs, dict)
+            or set(inputs) - set(TEXT_ROLES)
+            or not all(isinstance(v, str) for v in inputs.values())
+        ):
             raise UserError(f"{where}: inputs must map some of {', '.join(TEXT_ROLES)} to the model's input names")
         max_length = int(TOKENS.check(f"{where}: max_length", cfg.get("max_length", 128)))
         if not isinstance(cfg.get("normalize", False), bool):
             raise UserError(f"{where}: normalize must be true or false, got {cfg['normalize']!r}")
         _names(cfg, ("output",), where)
-        return cls(tokenizer, pooling, max_length, tuple(sorted(inputs.items())), cfg.get("output"),
-                   cfg.get("normalize", False), _choice(cfg, "padding", ("longest", "max_length"), "longest", where))
+        return cls(
+            tokenizer,
+            pooling,
+            max_length,
+            tuple(sorted(inputs.items())),
+            cfg.get("output"),
+            cfg.get("normalize", False),
+            _choice(cfg, "padding", ("longest", "max_length"), "longest", where),
+        )
 
 
 def text_feeds(sess, prep: TextPrep, model: Path) -> tuple[dict[str, tuple[str, type]], str]:
@@ -424,12 +488,15 @@ def text_feeds(sess, prep: TextPrep, model: Path) -> tuple[dict[str, tuple[str, 
     named = dict(prep.inputs) or {r: r for r in TEXT_ROLES if r in inputs}
     for role, name in named.items():
         if name not in inputs:
-            raise UserError(f"{sidecar(model)}: {role} input {name!r} is not in {model.name} "
-                            f"(it has {', '.join(inputs)})")
+            raise UserError(
+                f"{sidecar(model)}: {role} input {name!r} is not in {model.name} (it has {', '.join(inputs)})"
+            )
     unfed = [n for n in inputs if n not in named.values()]
     if unfed or "input_ids" not in named:
-        raise UserError(f"{model.name}: cannot feed input {(unfed or ['input_ids'])[0]!r}; map the model's inputs to "
-                        f"{', '.join(TEXT_ROLES)} with \"inputs\" in {sidecar(model).name}")
+        raise UserError(
+            f"{model.name}: cannot feed input {(unfed or ['input_ids'])[0]!r}; map the model's inputs to "
+            f'{", ".join(TEXT_ROLES)} with "inputs" in {sidecar(model).name}'
+        )
     bad = [n for n in named.values() if inputs[n].type not in INT_TYPES]
     if bad:
         raise UserError(f"{model.name}: input {bad[0]!r} is {inputs[bad[0]].type}; token inputs must be int64 or int32")
@@ -437,20 +504,26 @@ def text_feeds(sess, prep: TextPrep, model: Path) -> tuple[dict[str, tuple[str, 
     return {r: (n, INT_TYPES[inputs[n].type]) for r, n in named.items()}, out
 
 
-def text_forward(model: Path, prep: TextPrep,
-                 device: str) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], int]:
+def text_forward(
+    model: Path, prep: TextPrep, device: str
+) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], int]:
     """(``forward(ids, mask) -> token states or vectors``, output width), the model checked against its JSON
     (inputs, output, the output's rank for the pooling) on a two-token caption."""
     sess = session(model, device)
     feeds, out = text_feeds(sess, prep, model)
-    parts = {"input_ids": lambda ids, mask: ids, "attention_mask": lambda ids, mask: mask,
-             "token_type_ids": lambda ids, mask: np.zeros_like(ids)}
+    parts = {
+        "input_ids": lambda ids, mask: ids,
+        "attention_mask": lambda ids, mask: mask,
+        "token_type_ids": lambda ids, mask: np.zeros_like(ids),
+    }
 
     def forward(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         y = sess.run([out], {name: parts[role](ids, mask).astype(dtype) for role, (name, dtype) in feeds.items()})[0]
         if y.ndim != (2 if prep.pooling == "none" else 3):
-            raise UserError(f"{model.name}: output {out!r} has shape {list(y.shape)}, but pooling {prep.pooling!r} "
-                            f"needs {'(batch, d)' if prep.pooling == 'none' else '(batch, tokens, d)'}")
+            raise UserError(
+                f"{model.name}: output {out!r} has shape {list(y.shape)}, but pooling {prep.pooling!r} "
+                f"needs {'(batch, d)' if prep.pooling == 'none' else '(batch, tokens, d)'}"
+            )
         return y
 
     width = prep.max_length if prep.padding == "max_length" else 2
@@ -469,11 +542,22 @@ def onnx_text_identity(data_root: Path, path: str | None = None, *, onnx_text_mo
 
 
 @TEXT_ENCODERS.register(
-    "onnx", kind="sentence", builtin=False, files=[], identity=onnx_text_identity,
+    "onnx",
+    kind="sentence",
+    builtin=False,
+    files=[],
+    identity=onnx_text_identity,
     help="your ONNX text model (--onnx-text-model FILE.onnx; tokenizer, pooling in FILE.onnx.json; docs/onnx.md)",
 )
-def make_onnx_text(data_root: Path, path: str | None = None, *, device: str = "auto", batch_size: int = 64,
-                   progress: bool = True, onnx_text_model: str | None = None):
+def make_onnx_text(
+    data_root: Path,
+    path: str | None = None,
+    *,
+    device: str = "auto",
+    batch_size: int = 64,
+    progress: bool = True,
+    onnx_text_model: str | None = None,
+):
     """A :class:`~cca_bench.features.sentence.SentenceEncoder` over the ONNX text model."""
     from cca_bench.features.sentence import SentenceEncoder, load_tokenizer
 
@@ -483,5 +567,15 @@ def make_onnx_text(data_root: Path, path: str | None = None, *, device: str = "a
     prep = TextPrep.read(model)
     tokenizer, pad_id = load_tokenizer(prep.tokenizer, prep.max_length)
     forward, dim = text_forward(model, prep, device)
-    return SentenceEncoder(tokenizer, forward, prep.pooling, prep.normalize, dim, batch_size, progress, pad_id,
-                           label=f"onnx:{model.name}", pad_to=prep.max_length if prep.padding == "max_length" else 0)
+    return SentenceEncoder(
+        tokenizer,
+        forward,
+        prep.pooling,
+        prep.normalize,
+        dim,
+        batch_size,
+        progress,
+        pad_id,
+        label=f"onnx:{model.name}",
+        pad_to=prep.max_length if prep.padding == "max_length" else 0,
+    )

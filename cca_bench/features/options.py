@@ -8,6 +8,7 @@ pooling fields, ``crops``, the resolved precision, the model files); the others 
 its encoder reads when it is built (``--pooling`` given to a sentence model, ``--crops`` to an encoder without
 crops are UserErrors); the choices no encoder decides are checked here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
@@ -46,6 +47,7 @@ class FeatureOptions:
         UserError naming the feature options."""
         unknown = sorted(set(changes) - {f.name for f in fields(self)})
         if unknown:
-            raise UserError(f"{unknown[0]!r} is not a feature option (they are: "
-                            f"{', '.join(f.name for f in fields(self))})")
+            raise UserError(
+                f"{unknown[0]!r} is not a feature option (they are: {', '.join(f.name for f in fields(self))})"
+            )
         return replace(self, **changes)

@@ -4,12 +4,13 @@ model file, encode a split into a cached :class:`~cca_bench.features.store.Featu
 This is the one path from a dataset split to features: ``generate`` fits it, ``run_benchmark``, ``search`` and
 the web app restore it from the model file, so every command computes the same cache keys.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from cca_bench.config import FeatureSpec, timed
 from cca_bench.errors import UserError
@@ -35,9 +36,13 @@ def saved_feature_options(feature_options: dict, name: str) -> dict:
     options from the JSON, ``crops`` from the name (``+10crops``)."""
     crops = re.search(r"\+(\d+)crops(@|$)", name)
     text = feature_options
-    return {"text_path": text.get("text_path"), "idf": bool(text.get("idf")), "stopwords": bool(text.get("stopwords")),
-            "crops": int(crops[1]) if crops else 1,
-            **{k: text[k] for k in ("pooling", "fv_components", "fv_pca") if k in text}}
+    return {
+        "text_path": text.get("text_path"),
+        "idf": bool(text.get("idf")),
+        "stopwords": bool(text.get("stopwords")),
+        "crops": int(crops[1]) if crops else 1,
+        **{k: text[k] for k in ("pooling", "fv_components", "fv_pca") if k in text},
+    }
 
 
 def split_feature_grid(cv: dict | None, opts: FeatureOptions) -> tuple[dict | None, list[dict] | None]:
@@ -47,7 +52,9 @@ def split_feature_grid(cv: dict | None, opts: FeatureOptions) -> tuple[dict | No
         return cv, None
     if opts.pooling == "mean":
         raise UserError("--cv-fv-components searches Fisher-vector sizes: it needs --pooling gmm, hglmm or gmm+hglmm")
-    return {k: v for k, v in cv.items() if k != "fv_components"}, [{"fv_components": int(k)} for k in cv["fv_components"]]
+    return {k: v for k, v in cv.items() if k != "fv_components"}, [
+        {"fv_components": int(k)} for k in cv["fv_components"]
+    ]
 
 
 def option_flags(point: dict) -> str:
@@ -67,13 +74,19 @@ class Pipelines:
     image: ImagePipeline
 
     @classmethod
-    def of(cls, spec: FeatureSpec, options: FeatureOptions, data_root: Path,
-           dataset_options: dict | None = None) -> Pipelines:
+    def of(
+        cls, spec: FeatureSpec, options: FeatureOptions, data_root: Path, dataset_options: dict | None = None
+    ) -> Pipelines:
         if not isinstance(options, FeatureOptions):  # the features layer takes its own options, nothing wider
             raise TypeError(f"Pipelines.of takes FeatureOptions, not {type(options).__name__}")
         where = (Path(data_root), dict(dataset_options or {}))
-        return cls(spec, options, where[0], text_pipeline(spec.text, options, *where),
-                   ImagePipeline(spec.image, options, *where))
+        return cls(
+            spec,
+            options,
+            where[0],
+            text_pipeline(spec.text, options, *where),
+            ImagePipeline(spec.image, options, *where),
+        )
 
     def fit(self, dataset) -> Pipelines:
         """Fit both on the dataset's train split (generate)."""
@@ -106,22 +119,45 @@ class Pipelines:
         stems = [cache_key(key) for key in self.keys(dataset, dataset.split(split_name)).values()]
         return all((Path(cache_dir) / f"{s}{ext}").is_file() for s in stems for ext in (".npy", ".json"))
 
-    def encode(self, dataset, split_name: str, timings: dict, cache_dir: Path | None,
-               log: Callable[[str], None] = lambda msg: None) -> FeatureSet:
+    def encode(
+        self,
+        dataset,
+        split_name: str,
+        timings: dict,
+        cache_dir: Path | None,
+        log: Callable[[str], None] = lambda msg: None,
+    ) -> FeatureSet:
         """One split through both pipelines, cached in ``cache_dir`` (DATA/cache; None: ``--no-cache``);
         ``log`` takes one line per feature array (computed or loaded)."""
         split = dataset.split(split_name)
         if split.n_captions == 0:
             raise UserError(f"{dataset.name}/{split_name} has no captions")
         keys = self.keys(dataset, split)
-        images = timed(timings, f"image_features_{split_name}",
-                       lambda: self.image.encode(dataset, split, cache_dir, log, key=keys["image"]))
-        texts, info = timed(timings, f"text_features_{split_name}",
-                            lambda: self.text.encode(dataset, split, cache_dir, log, key=keys["text"]))
-        meta = {"dataset": dataset.name, "split": split_name, "features": self.spec.name,
-                "oov_rate": info.get("oov_rate"), "fingerprint": keys["image"]["fingerprint"],
-                "text_options": self.options(),
-                "data_root": str(self.data_root),  # the cache file names (under DATA/cache) of both feature arrays
-                "cache_keys": {kind: cache_key(key) + ".npy" for kind, key in keys.items()}}
-        return FeatureSet(images=images, texts=texts, image_index=split.image_index, tokens=split.tokens, meta=meta,
-                          word_vectors=self.text.word_vectors)
+        images = timed(
+            timings,
+            f"image_features_{split_name}",
+            lambda: self.image.encode(dataset, split, cache_dir, log, key=keys["image"]),
+        )
+        texts, info = timed(
+            timings,
+            f"text_features_{split_name}",
+            lambda: self.text.encode(dataset, split, cache_dir, log, key=keys["text"]),
+        )
+        meta = {
+            "dataset": dataset.name,
+            "split": split_name,
+            "features": self.spec.name,
+            "oov_rate": info.get("oov_rate"),
+            "fingerprint": keys["image"]["fingerprint"],
+            "text_options": self.options(),
+            "data_root": str(self.data_root),  # the cache file names (under DATA/cache) of both feature arrays
+            "cache_keys": {kind: cache_key(key) + ".npy" for kind, key in keys.items()},
+        }
+        return FeatureSet(
+            images=images,
+            texts=texts,
+            image_index=split.image_index,
+            tokens=split.tokens,
+            meta=meta,
+            word_vectors=self.text.word_vectors,
+        )

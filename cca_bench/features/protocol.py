@@ -4,6 +4,7 @@
 restoring from a model file changes nothing. Pipelines that learn (IDF, Fisher-vector mixtures) override all
 three; see :mod:`cca_bench.features.text_pipeline` for the whole protocol.
 """
+
 from __future__ import annotations
 
 import inspect

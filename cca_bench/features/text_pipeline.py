@@ -20,6 +20,7 @@ sentence-transformers module, has one contract whatever it holds:
 word-vector files live) and ``dataset_options`` (the dataset builder's options, part of every cache key) come as
 plain arguments.
 """
+
 from __future__ import annotations
 
 import functools
@@ -49,8 +50,12 @@ def text_options(opts: FeatureOptions) -> dict:
     """The text options of a run or model record (and of every text cache key)."""
     fv = {"pooling": opts.pooling, "fv_components": opts.fv_components, "fv_pca": opts.fv_pca}
     # mean pooling adds nothing: the cache keys of mean-vector features stay as they were
-    return {"idf": opts.idf, "stopwords": opts.stopwords, "text_path": opts.text_path,
-            **(fv if opts.pooling != "mean" else {})}
+    return {
+        "idf": opts.idf,
+        "stopwords": opts.stopwords,
+        "text_path": opts.text_path,
+        **(fv if opts.pooling != "mean" else {}),
+    }
 
 
 def text_tag(opts: FeatureOptions) -> str:
@@ -80,9 +85,16 @@ class TextPipeline(Stateless):
     def key(self, dataset, split) -> dict:
         """Everything that decides a split's caption features: dataset, split content, encoder, options, and
         the identity of a user's model files."""
-        key = {"kind": "text", "dataset": dataset.name, "split": split.name, "fingerprint": split.fingerprint(),
-               "encoder": self.name, "dataset_options": self.dataset_options, **self.config(),
-               "idf_fitted_on": self._train_fingerprint(dataset) if self.opts.idf else None}
+        key = {
+            "kind": "text",
+            "dataset": dataset.name,
+            "split": split.name,
+            "fingerprint": split.fingerprint(),
+            "encoder": self.name,
+            "dataset_options": self.dataset_options,
+            **self.config(),
+            "idf_fitted_on": self._train_fingerprint(dataset) if self.opts.idf else None,
+        }
         return {**key, **self._fitted_key(dataset), **self._model_key()}
 
     def _train_fingerprint(self, dataset) -> str | None:
@@ -93,12 +105,13 @@ class TextPipeline(Stateless):
 
     def _model_key(self) -> dict:
         identity = TEXT_ENCODERS.meta(self.name).get("identity")
-        return {} if identity is None else {"model": identity(self.data_root, self.opts.text_path,
-                                                              **self.model_files)}
+        return {} if identity is None else {"model": identity(self.data_root, self.opts.text_path, **self.model_files)}
 
     def _log_encoded(self, dataset, split, texts: np.ndarray, hit: bool, log) -> None:
-        log(f"{'loaded cached' if hit else 'computed'} {self.name} caption features for {dataset.name}/"
-            f"{split.name}: {texts.shape[0]} x {texts.shape[1]}")
+        log(
+            f"{'loaded cached' if hit else 'computed'} {self.name} caption features for {dataset.name}/"
+            f"{split.name}: {texts.shape[0]} x {texts.shape[1]}"
+        )
 
 
 @functools.lru_cache(maxsize=2)
@@ -156,8 +169,7 @@ class WordVectorPipeline(TextPipeline):
         saved = from_saved(arrays, config.get(TEXT_ENCODER_KEY), wanted.vectors)
         if saved is None:
             if self.fits():
-                raise UserError(f"{model} holds no fitted text encoder (saved by an older version): run generate "
-                                "again")
+                raise UserError(f"{model} holds no fitted text encoder (saved by an older version): run generate again")
             saved = wanted.fit([])
         check_same_config(saved.config(), wanted.config(), model)
         self.encoder_ = saved
@@ -183,8 +195,11 @@ class WordVectorPipeline(TextPipeline):
         key = key or self.key(dataset, split)
         texts, hit = load_or_stream(cache_dir, key, (split.n_captions, encoder.n_features_), blocks, info=info)
         if not hit and info.get("n_empty"):
-            warnings.warn(f"{info['n_empty']} of {split.n_captions} captions of {dataset.name}/{split.name} had "
-                          f"no known {self.name} word and were encoded as zero vectors", stacklevel=2)  # kept by -q
+            warnings.warn(
+                f"{info['n_empty']} of {split.n_captions} captions of {dataset.name}/{split.name} had "
+                f"no known {self.name} word and were encoded as zero vectors",
+                stacklevel=2,
+            )  # kept by -q
         return texts, info
 
     def encode_query(self, text: str) -> np.ndarray:
@@ -201,8 +216,10 @@ def check_same_config(saved: dict, asked: dict, model: str) -> None:
     """UserError when a saved fitted encoder's config differs from the one the command asks for."""
     differ = sorted(k for k in asked if saved.get(k) != asked[k] and k != "source")
     if differ:
-        raise UserError(f"{model} was fitted with text encoder {', '.join(f'{k}={saved.get(k)}' for k in differ)}, "
-                        f"not {', '.join(f'{k}={asked[k]}' for k in differ)}")
+        raise UserError(
+            f"{model} was fitted with text encoder {', '.join(f'{k}={saved.get(k)}' for k in differ)}, "
+            f"not {', '.join(f'{k}={asked[k]}' for k in differ)}"
+        )
 
 
 @TEXT_PIPELINES.register("sentence", help="a model that reads whole captions (sentence-transformers, ONNX)")
@@ -210,21 +227,39 @@ class SentencePipeline(TextPipeline):
     """Raw captions -> a sentence model's vectors (stateless: nothing is fitted, nothing saved)."""
 
     def __init__(self, name: str, options: FeatureOptions, data_root: Path, dataset_options: dict):
-        given = [f for f, on in (("--idf", options.idf), ("--stopwords", options.stopwords),
-                                 (f"--pooling {options.pooling}", options.pooling != "mean")) if on]
+        given = [
+            f
+            for f, on in (
+                ("--idf", options.idf),
+                ("--stopwords", options.stopwords),
+                (f"--pooling {options.pooling}", options.pooling != "mean"),
+            )
+            if on
+        ]
         if given:
-            raise UserError(f"{', '.join(given)}: --idf and --stopwords weight word vectors, --pooling pools them; "
-                            f"{name} is a sentence encoder that reads whole captions")
+            raise UserError(
+                f"{', '.join(given)}: --idf and --stopwords weight word vectors, --pooling pools them; "
+                f"{name} is a sentence encoder that reads whole captions"
+            )
         super().__init__(name, options, data_root, dataset_options)
 
     def word_vectors(self):
-        raise UserError(f"{self.name} is a sentence encoder: it has no word vectors for a method that embeds words "
-                        "itself (such as vse); use a word-vector text encoder (glove50, word2vec, ...)")
+        raise UserError(
+            f"{self.name} is a sentence encoder: it has no word vectors for a method that embeds words "
+            "itself (such as vse); use a word-vector text encoder (glove50, word2vec, ...)"
+        )
 
     def _model(self):
         o = self.opts
-        return _sentence_model(self.name, self.data_root, o.text_path, o.device, o.batch_size or 64, o.progress,
-                               tuple(sorted(self.model_files.items())))
+        return _sentence_model(
+            self.name,
+            self.data_root,
+            o.text_path,
+            o.device,
+            o.batch_size or 64,
+            o.progress,
+            tuple(sorted(self.model_files.items())),
+        )
 
     def encode(self, dataset, split, cache_dir: Path | None, log, key: dict | None = None) -> tuple[np.ndarray, dict]:
         """The split's caption features from the sentence model (raw caption strings), cached."""
@@ -240,8 +275,10 @@ class SentencePipeline(TextPipeline):
 
 
 @functools.lru_cache(maxsize=2)
-def _sentence_model(name: str, data_root: Path, path: str | None, device: str, batch_size: int, progress: bool,
-                    extra: tuple):
+def _sentence_model(
+    name: str, data_root: Path, path: str | None, device: str, batch_size: int, progress: bool, extra: tuple
+):
     """The sentence model of text encoder ``name`` (``encode(captions) -> (n, d)``), built once per process."""
-    return TEXT_ENCODERS.get(name)(data_root, path, device=device, batch_size=batch_size, progress=progress,
-                                   **dict(extra))
+    return TEXT_ENCODERS.get(name)(
+        data_root, path, device=device, batch_size=batch_size, progress=progress, **dict(extra)
+    )

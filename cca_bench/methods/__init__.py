@@ -1,4 +1,5 @@
 """Cross-modal methods: regularized and kernel CCA, the neural VSE ranker and the aligners of frozen encoders."""
+
 from __future__ import annotations
 
 import importlib

@@ -7,6 +7,7 @@ as ``(y' - mean_y) Wy`` (``W = None``: the view itself), where ``x'`` is ``x`` L
 ``normalize`` is set. A subclass implements :meth:`LinearAligner.solve` (moments -> weights); fitting,
 projection, save / load and the CV candidates are shared here.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +18,6 @@ from cca_bench.config import torch_device
 from cca_bench.errors import UserError
 from cca_bench.methods.base import BACKEND_CLI, check_arrays, load_saved, save_arrays
 from cca_bench.methods.estimator import PairedEstimator
-
 
 NORMALIZE_CLI = (bool, "ridge, procrustes, pls: L2-normalise every image and caption feature row first")
 COMMON_CLI = {"normalize": NORMALIZE_CLI, **BACKEND_CLI}  # the options every aligner takes
@@ -67,9 +67,19 @@ class LinearAligner(PairedEstimator):
         if X.ndim != 2 or Y.ndim != 2:
             raise UserError(f"{self.METHOD} needs 2-d feature arrays, got shapes {X.shape} and {Y.shape}")
         fn = l2_rows if self.normalize else None
-        m = linalg.streamed_moments(X, Y, x_index, reg=self.PRECISION_REG, precision=self.cov_precision,
-                                    backend=self.backend, scheduler=self.dask_scheduler, chunk=self.chunk_rows,
-                                    device=torch_device(self.device), map_x=fn, map_y=fn)
+        m = linalg.streamed_moments(
+            X,
+            Y,
+            x_index,
+            reg=self.PRECISION_REG,
+            precision=self.cov_precision,
+            backend=self.backend,
+            scheduler=self.dask_scheduler,
+            chunk=self.chunk_rows,
+            device=torch_device(self.device),
+            map_x=fn,
+            map_y=fn,
+        )
         return m if self.center else linalg.uncentred(m)
 
     def _fit(self, X, Y, x_index):
@@ -81,8 +91,10 @@ class LinearAligner(PairedEstimator):
         self.check_params()
         for view, c in (("image", m.cxx), ("text", m.cyy)):
             if not np.any(np.asarray(c)):
-                raise UserError(f"the {view} features of the {m.n} training pairs do not vary (all equal): "
-                                f"{self.METHOD} needs at least two different images and captions")
+                raise UserError(
+                    f"the {view} features of the {m.n} training pairs do not vary (all equal): "
+                    f"{self.METHOD} needs at least two different images and captions"
+                )
         self.x_weights_, self.y_weights_ = self.solve(m)
         self.mean_x_, self.mean_y_, self.n_samples_ = m.mean_x, m.mean_y, m.n
         return self
@@ -98,8 +110,9 @@ class LinearAligner(PairedEstimator):
         dev = torch_device(self.device)
         return tuple(torch.as_tensor(c, dtype=torch.float64, device=dev) for c in (m.cxx, m.cyy, m.cxy))
 
-    def _common(self, normalize, center, device, chunk_rows, cov_precision, backend="numpy",
-                dask_scheduler=None) -> None:
+    def _common(
+        self, normalize, center, device, chunk_rows, cov_precision, backend="numpy", dask_scheduler=None
+    ) -> None:
         """Store the constructor arguments every aligner takes (scikit-learn style: stored as given)."""
         self.normalize = normalize
         self.center = center
@@ -153,10 +166,19 @@ class LinearAligner(PairedEstimator):
     def save(self, path, extra: dict | None = None):
         """``path.safetensors`` (weights, means, the method's arrays, config in its metadata) + ``path.json``."""
         self._check_fitted()
-        arrays = {**self._weights(), "mean_x_": self.mean_x_, "mean_y_": self.mean_y_,
-                  **{k: getattr(self, k) for k in self._ARRAYS}}
-        config = {"method": self.METHOD, "params": self.get_params(), "n_samples_": self.n_samples_,
-                  "weights": sorted(self._weights()), **(extra or {})}
+        arrays = {
+            **self._weights(),
+            "mean_x_": self.mean_x_,
+            "mean_y_": self.mean_y_,
+            **{k: getattr(self, k) for k in self._ARRAYS},
+        }
+        config = {
+            "method": self.METHOD,
+            "params": self.get_params(),
+            "n_samples_": self.n_samples_,
+            "weights": sorted(self._weights()),
+            **(extra or {}),
+        }
         save_arrays(path, arrays, config)
 
     @classmethod

@@ -20,6 +20,7 @@ return it dense (n x m float32) up to ``MAX_DENSE_BYTES`` and as scipy CSR above
 ``search`` score block by block without densifying (:mod:`cca_bench.sparse_rows`): COCO-size anchors need no
 ``--anchors`` cap. Both forms hold the same values (top-k, exponent, L2 rows).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -57,8 +58,14 @@ def _select(values, indices, k: int):
     return torch.gather(values, 1, cols), torch.gather(indices, 1, cols)
 
 
-def relative_topk(queries: np.ndarray, anchors: np.ndarray, k: int, device: str = "cpu",
-                  block: int = BLOCK, query_block: int = QUERY_BLOCK) -> tuple[np.ndarray, np.ndarray]:
+def relative_topk(
+    queries: np.ndarray,
+    anchors: np.ndarray,
+    k: int,
+    device: str = "cpu",
+    block: int = BLOCK,
+    query_block: int = QUERY_BLOCK,
+) -> tuple[np.ndarray, np.ndarray]:
     """The k largest dot products of each query with the anchors, streamed over anchor blocks.
 
     queries (n, d), anchors (m, d), float32 (unit rows for cosines). Returns (values (n, k') float32, largest
@@ -70,11 +77,11 @@ def relative_topk(queries: np.ndarray, anchors: np.ndarray, k: int, device: str 
     a = torch.from_numpy(np.ascontiguousarray(anchors, dtype=np.float32)).to(device)
     values, indices = [], []
     for q0 in range(0, len(queries), query_block):
-        q = torch.from_numpy(np.ascontiguousarray(queries[q0:q0 + query_block], dtype=np.float32)).to(device)
+        q = torch.from_numpy(np.ascontiguousarray(queries[q0 : q0 + query_block], dtype=np.float32)).to(device)
         run_v = torch.zeros((len(q), 0), device=device)
         run_i = torch.zeros((len(q), 0), dtype=torch.int64, device=device)
         for s in range(0, len(a), block):
-            scores = q @ a[s:s + block].T
+            scores = q @ a[s : s + block].T
             cols = torch.arange(s, s + scores.shape[1], device=device).expand(len(q), -1)
             v, i = _select(scores, cols, k)  # the running set holds earlier anchors: ties keep them
             run_v, run_i = _select(torch.cat([run_v, v], 1), torch.cat([run_i, i], 1), k)
@@ -87,8 +94,14 @@ def relative_topk(queries: np.ndarray, anchors: np.ndarray, k: int, device: str 
     return np.concatenate(values), np.concatenate(indices)
 
 
-def dask_relative_topk(queries: np.ndarray, anchors: np.ndarray, k: int, scheduler: str | None = None,
-                       block: int = BLOCK, query_block: int = QUERY_BLOCK) -> tuple[np.ndarray, np.ndarray]:
+def dask_relative_topk(
+    queries: np.ndarray,
+    anchors: np.ndarray,
+    k: int,
+    scheduler: str | None = None,
+    block: int = BLOCK,
+    query_block: int = QUERY_BLOCK,
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`relative_topk` with each block of ``query_block`` queries one task on a Dask cluster.
 
     The anchors travel once to each worker (one graph key); a task streams them in ``block`` anchor blocks and
@@ -105,9 +118,12 @@ def dask_relative_topk(queries: np.ndarray, anchors: np.ndarray, k: int, schedul
     if len(queries) == 0:
         return relative_topk(queries, anchors, k)
     shared = dask.delayed(anchors, pure=True)
-    tasks = [dask.delayed(relative_topk)(np.ascontiguousarray(queries[q0:q0 + query_block], dtype=np.float32),
-                                         shared, k, "cpu", block, query_block)
-             for q0 in range(0, len(queries), query_block)]
+    tasks = [
+        dask.delayed(relative_topk)(
+            np.ascontiguousarray(queries[q0 : q0 + query_block], dtype=np.float32), shared, k, "cpu", block, query_block
+        )
+        for q0 in range(0, len(queries), query_block)
+    ]
     with dask_client(scheduler):
         parts = dask.compute(*tasks)
     return np.concatenate([v for v, _ in parts]), np.concatenate([i for _, i in parts])
@@ -156,8 +172,11 @@ def yes_no(text: str) -> bool:
 yes_no.__name__ = "yes/no"
 
 
-@METHODS.register("asif", help="ASIF (Norelli et al. 2023): training-free relative representations over the train "
-                  "pairs as anchors, top-k similarities raised to an exponent")
+@METHODS.register(
+    "asif",
+    help="ASIF (Norelli et al. 2023): training-free relative representations over the train "
+    "pairs as anchors, top-k similarities raised to an exponent",
+)
 class ASIF(PairedEstimator):
     """ASIF relative representations, scikit-learn style (``fit`` only stores the anchors).
 
@@ -184,14 +203,26 @@ class ASIF(PairedEstimator):
         "top_k": (COUNT.cli(), "asif: similarities kept per image or caption (default 800, at most the anchors)"),
         "exponent": (POSITIVE.cli(), "asif: power the kept similarities are raised to (default 8)"),
         "anchors": (COUNT.cli(), "asif: train pairs sampled as anchors (default: every train caption with its image)"),
-        "center": (yes_no, "asif: yes (default) subtracts the anchors' mean image and mean caption before the "
-                   "cosines; no follows the reference code"),
+        "center": (
+            yes_no,
+            "asif: yes (default) subtracts the anchors' mean image and mean caption before the "
+            "cosines; no follows the reference code",
+        ),
         **BACKEND_CLI,
     }
     CV_GRID = {"top_k": ((50, 100, 200, 400, 800), "--cv-top-k"), "exponent": ((1.0, 2.0, 4.0, 8.0), "--cv-exponent")}
 
-    def __init__(self, top_k=800, exponent=8.0, anchors=None, center=True, device="auto", random_state=0,
-                 backend="numpy", dask_scheduler=None):
+    def __init__(
+        self,
+        top_k=800,
+        exponent=8.0,
+        anchors=None,
+        center=True,
+        device="auto",
+        random_state=0,
+        backend="numpy",
+        dask_scheduler=None,
+    ):
         self.top_k = top_k
         self.exponent = exponent
         self.anchors = anchors
@@ -314,22 +345,46 @@ class ASIF(PairedEstimator):
     # --- persistence ----------------------------------------------------------------------------
     def save(self, path, extra: dict | None = None):
         self._check_fitted()
-        arrays = {"anchor_images_": self.anchor_images_, "anchor_texts_": self.anchor_texts_,
-                  "image_starts_": self.image_starts_, "shift_x_": self.shift_x_, "shift_y_": self.shift_y_}
-        save_arrays(path, arrays, {"method": self.METHOD, "params": self.get_params(), "n_anchors_": self.n_anchors_,
-                                   **(extra or {})})
+        arrays = {
+            "anchor_images_": self.anchor_images_,
+            "anchor_texts_": self.anchor_texts_,
+            "image_starts_": self.image_starts_,
+            "shift_x_": self.shift_x_,
+            "shift_y_": self.shift_y_,
+        }
+        save_arrays(
+            path,
+            arrays,
+            {"method": self.METHOD, "params": self.get_params(), "n_anchors_": self.n_anchors_, **(extra or {})},
+        )
 
     @classmethod
     def load(cls, path):
         model, arrays, config = load_saved(cls, path, cls.METHOD, required={"n_anchors_": int})
-        check_arrays(path, arrays, {"anchor_images_": ("n_u", "dx"), "anchor_texts_": (config["n_anchors_"], "dy"),
-                                    "shift_x_": ("dx",), "shift_y_": ("dy",)})
+        check_arrays(
+            path,
+            arrays,
+            {
+                "anchor_images_": ("n_u", "dx"),
+                "anchor_texts_": (config["n_anchors_"], "dy"),
+                "shift_x_": ("dx",),
+                "shift_y_": ("dy",),
+            },
+        )
         starts = arrays.get("image_starts_")
         n_u = len(arrays["anchor_images_"])
-        if (starts is None or starts.dtype != np.int64 or starts.shape != (n_u + 1,) or starts[0] != 0
-                or starts[-1] != config["n_anchors_"] or np.any(np.diff(starts) < 1)):
-            raise UserError(f"the fitted model {path}.safetensors: image_starts_ is missing or does not index its "
-                            "anchors: run `generate` again")
+        if (
+            starts is None
+            or starts.dtype != np.int64
+            or starts.shape != (n_u + 1,)
+            or starts[0] != 0
+            or starts[-1] != config["n_anchors_"]
+            or np.any(np.diff(starts) < 1)
+        ):
+            raise UserError(
+                f"the fitted model {path}.safetensors: image_starts_ is missing or does not index its "
+                "anchors: run `generate` again"
+            )
         model.anchor_images_, model.anchor_texts_ = arrays["anchor_images_"], arrays["anchor_texts_"]
         model.image_starts_, model.n_anchors_ = starts, config["n_anchors_"]
         model.shift_x_, model.shift_y_ = arrays["shift_x_"], arrays["shift_y_"]

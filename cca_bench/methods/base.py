@@ -1,4 +1,5 @@
 """The CrossModalModel protocol and the safetensors + JSON format every fitted model is saved in."""
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,7 @@ def model_id(tensors: dict[str, np.ndarray], config_json: str) -> str:
     for name in sorted(tensors):
         a = np.ascontiguousarray(tensors[name])
         h.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
-        h.update(a.view(np.uint8).reshape(-1) if a.size else b"")
+        h.update(a.reshape(-1).view(np.uint8).data)  # the same bytes as a.tobytes(), without the copy
     return h.hexdigest()[:16]
 
 
@@ -101,14 +102,18 @@ def load_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     except json.JSONDecodeError as e:
         raise UserError(f"the fitted model {st} is damaged: its config is not JSON ({e.msg})") from None
     if not isinstance(config, dict) or model_id(arrays, meta[CONFIG_KEY]) != meta.get(ID_KEY):
-        raise UserError(f"the fitted model {st} is damaged or was altered (its content does not match its "
-                        f"model_id {meta.get(ID_KEY)}): run `generate` again")
+        raise UserError(
+            f"the fitted model {st} is damaged or was altered (its content does not match its "
+            f"model_id {meta.get(ID_KEY)}): run `generate` again"
+        )
     copy = _json_copy(js)
     if copy != {**config, ID_KEY: meta[ID_KEY]}:
-        why = (f"model_id {copy.get(ID_KEY)} vs {meta[ID_KEY]}: a `generate` stopped between writing the two?"
-               if copy.get(ID_KEY) != meta[ID_KEY] else "the copy was edited")
-        warnings.warn(f"{js} does not describe {st.name} ({why}); using the config stored in {st.name}",
-                      stacklevel=2)
+        why = (
+            f"model_id {copy.get(ID_KEY)} vs {meta[ID_KEY]}: a `generate` stopped between writing the two?"
+            if copy.get(ID_KEY) != meta[ID_KEY]
+            else "the copy was edited"
+        )
+        warnings.warn(f"{js} does not describe {st.name} ({why}); using the config stored in {st.name}", stacklevel=2)
     return arrays, {**config, ID_KEY: meta[ID_KEY]}
 
 
@@ -141,7 +146,9 @@ def _read_safetensors(st: Path) -> tuple[dict[str, np.ndarray], dict]:
         with safe_open(str(st), framework="np") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except Exception as e:  # safetensors raises several types for damaged files
-        raise UserError(f"cannot read the fitted model {st}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise UserError(
+            f"cannot read the fitted model {st}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
 
 
 def _read_json(js: Path) -> dict:
@@ -169,28 +176,41 @@ def check_arrays(path: Path, arrays: dict[str, np.ndarray], expected: dict[str, 
     where = f"{Path(path).name}.safetensors"
     for name, dims in expected.items():
         if name not in arrays:
-            raise UserError(f"the fitted model {where} has no array {name!r} (it has: {', '.join(sorted(arrays))}); "
-                            "it was not written by this method: run `generate` again")
+            raise UserError(
+                f"the fitted model {where} has no array {name!r} (it has: {', '.join(sorted(arrays))}); "
+                "it was not written by this method: run `generate` again"
+            )
         a = arrays[name]
         if not np.issubdtype(a.dtype, np.floating):
             raise UserError(f"the fitted model {where}: array {name!r} is {a.dtype}, expected floating point")
         if a.ndim != len(dims):
-            raise UserError(f"the fitted model {where}: array {name!r} has shape {a.shape}, expected {len(dims)} "
-                            f"dimensions ({', '.join(map(str, dims))})")
+            raise UserError(
+                f"the fitted model {where}: array {name!r} has shape {a.shape}, expected {len(dims)} "
+                f"dimensions ({', '.join(map(str, dims))})"
+            )
         for dim, n in zip(dims, a.shape):
             want = sizes.setdefault(dim, n) if isinstance(dim, str) else dim
             if n != want:
-                raise UserError(f"the fitted model {where}: array {name!r} has shape {a.shape}, but {dim} = {want} "
-                                "from the other arrays or the config")
+                raise UserError(
+                    f"the fitted model {where}: array {name!r} has shape {a.shape}, but {dim} = {want} "
+                    "from the other arrays or the config"
+                )
     return sizes
 
 
 BACKEND_CLI = {  # the --backend contract of every method whose fit is a sum (docs/cluster.md); dcca trains here
-    "backend": (str, "numpy (default: on this machine; torch products on a GPU --device) or dask: the fit's sums "
-                "(covariance moments; asif's top-k) run as tasks on a Dask cluster, and missing image feature shards "
-                "are extracted there too (docs/cluster.md)", ["numpy", "dask"]),
-    "dask_scheduler": (str, "with --backend dask: the scheduler's address, e.g. tcp://10.0.0.5:8786 (default: a "
-                       "LocalCluster on this machine)"),
+    "backend": (
+        str,
+        "numpy (default: on this machine; torch products on a GPU --device) or dask: the fit's sums "
+        "(covariance moments; asif's top-k) run as tasks on a Dask cluster, and missing image feature shards "
+        "are extracted there too (docs/cluster.md)",
+        ["numpy", "dask"],
+    ),
+    "dask_scheduler": (
+        str,
+        "with --backend dask: the scheduler's address, e.g. tcp://10.0.0.5:8786 (default: a "
+        "LocalCluster on this machine)",
+    ),
 }
 
 
@@ -240,11 +260,14 @@ def load_saved(cls, path: Path, method: str, required: dict[str, type | tuple] |
         raise UserError(f"the fitted model {where} has no {missing[0]!r} in its config: run `generate` again")
     wrong = [k for k, t in types.items() if not isinstance(config[k], t) or isinstance(config[k], bool) and t is int]
     if wrong:
-        raise UserError(f"the fitted model {where}: config {wrong[0]!r} is {config[wrong[0]]!r}, not of the "
-                        "expected type: run `generate` again")
+        raise UserError(
+            f"the fitted model {where}: config {wrong[0]!r} is {config[wrong[0]]!r}, not of the "
+            "expected type: run `generate` again"
+        )
     params = {k: v for k, v in config["params"].items() if k not in getattr(cls, "_RETIRED_PARAMS", ())}
     try:
         return cls(**params), arrays, config
     except TypeError as e:
-        raise UserError(f"the fitted model {where} has params this {method} does not take ({e}): "
-                        "run `generate` again") from None
+        raise UserError(
+            f"the fitted model {where} has params this {method} does not take ({e}): run `generate` again"
+        ) from None

@@ -8,11 +8,13 @@ in torch, on CUDA when ``device`` says so. The covariance chunk products are flo
 that safe (reg >= 1e-3) and float64 below it, reg = 0 included (``cov_precision``, see
 :func:`cca_bench.linalg.precision_for`).
 """
+
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
+
 from cca_bench import linalg
 from cca_bench.checks import COUNT, NON_NEGATIVE
 from cca_bench.config import torch_device
@@ -26,8 +28,10 @@ def _check_variance(m: linalg.Moments) -> None:
     """A view whose features never vary (one training image, constant features) has nothing to correlate."""
     for view, c in (("image", m.cxx), ("text", m.cyy)):
         if not np.any(np.asarray(c)):
-            raise UserError(f"the {view} features of the {m.n} training pairs do not vary (all equal): CCA needs "
-                            "at least two different images and captions to train on")
+            raise UserError(
+                f"the {view} features of the {m.n} training pairs do not vary (all equal): CCA needs "
+                "at least two different images and captions to train on"
+            )
 
 
 SIMILARITIES = ("cosine", "csa")
@@ -86,21 +90,43 @@ class RegularizedCCA(PairedEstimator):
     BOUNDS = {"n_components": COUNT, "reg": NON_NEGATIVE, "eig_power": NON_NEGATIVE, "chunk_rows": COUNT}
     CLI_PARAMS = {
         "n_components": (COUNT.cli(), "number of canonical dimensions kept (default: min of the two feature widths)"),
-        "reg": (NON_NEGATIVE.cli(), "ridge as a fraction of the largest covariance eigenvalue (default 1e-3; ridge: "
-                "1e-2)"),
-        "eig_power": (NON_NEGATIVE.cli(), "scale each dimension by its canonical correlation to this power "
-                      "(default 1)"),
+        "reg": (
+            NON_NEGATIVE.cli(),
+            "ridge as a fraction of the largest covariance eigenvalue (default 1e-3; ridge: 1e-2)",
+        ),
+        "eig_power": (
+            NON_NEGATIVE.cli(),
+            "scale each dimension by its canonical correlation to this power (default 1)",
+        ),
         **BACKEND_CLI,
-        "similarity": (str, "cca, kcca: cosine (default: projections weighted by rho^eig_power, then the run's "
-                       "distance) or csa (Li et al. 2025: unit projections, score sum_j rho_j^eig_power x_j y_j, "
-                       "the same ranking under every --distance)", list(SIMILARITIES)),
-        "cov_precision": (str, "covariance products: auto (float32 when --reg >= 1e-3, else float64: exact CCA on "
-                          "ill-conditioned features), float32 or float64", list(linalg.PRECISIONS)),
+        "similarity": (
+            str,
+            "cca, kcca: cosine (default: projections weighted by rho^eig_power, then the run's "
+            "distance) or csa (Li et al. 2025: unit projections, score sum_j rho_j^eig_power x_j y_j, "
+            "the same ranking under every --distance)",
+            list(SIMILARITIES),
+        ),
+        "cov_precision": (
+            str,
+            "covariance products: auto (float32 when --reg >= 1e-3, else float64: exact CCA on "
+            "ill-conditioned features), float32 or float64",
+            list(linalg.PRECISIONS),
+        ),
     }
 
-    def __init__(self, n_components=None, reg=1e-3, eig_power=1.0, center=True, device="auto",
-                 chunk_rows=linalg.CHUNK_ROWS, backend="numpy", dask_scheduler=None,
-                 cov_precision="auto", similarity="cosine"):
+    def __init__(
+        self,
+        n_components=None,
+        reg=1e-3,
+        eig_power=1.0,
+        center=True,
+        device="auto",
+        chunk_rows=linalg.CHUNK_ROWS,
+        backend="numpy",
+        dask_scheduler=None,
+        cov_precision="auto",
+        similarity="cosine",
+    ):
         self.n_components = n_components
         self.reg = reg
         self.eig_power = eig_power
@@ -164,9 +190,19 @@ class RegularizedCCA(PairedEstimator):
     def _moments(self, X, Y, x_index, map_x=None, map_y=None) -> linalg.Moments:
         """The covariance pass in the chosen backend (:func:`cca_bench.linalg.streamed_moments`); ``map_x`` /
         ``map_y`` (feature maps, e.g. kcca's kernel maps) are applied chunk by chunk, inside each task with dask."""
-        return linalg.streamed_moments(X, Y, x_index, reg=self.reg, precision=self.cov_precision,
-                                       backend=self.backend, scheduler=self.dask_scheduler, chunk=self.chunk_rows,
-                                       device=torch_device(self.device), map_x=map_x, map_y=map_y)
+        return linalg.streamed_moments(
+            X,
+            Y,
+            x_index,
+            reg=self.reg,
+            precision=self.cov_precision,
+            backend=self.backend,
+            scheduler=self.dask_scheduler,
+            chunk=self.chunk_rows,
+            device=torch_device(self.device),
+            map_x=map_x,
+            map_y=map_y,
+        )
 
     def _n_components(self, dx: int, dy: int) -> int:
         k_max = min(dx, dy)
@@ -190,11 +226,14 @@ class RegularizedCCA(PairedEstimator):
         self._check_fitted()
         series = {"canonical correlation (reg=0: also the projections' correlation)": self.canonical_correlations_}
         if self.reg > 0:
-            series = {f"canonical correlation, ridge-shrunk (reg={self.reg:g}): weights the projections":
-                      self.canonical_correlations_}
+            series = {
+                f"canonical correlation, ridge-shrunk (reg={self.reg:g}): "
+                "weights the projections": self.canonical_correlations_
+            }
             if hasattr(self, "projection_correlations_"):
-                series["correlation of the projections on the train pairs (as cca-zoo, pyrcca report)"] = \
+                series["correlation of the projections on the train pairs (as cca-zoo, pyrcca report)"] = (
                     self.projection_correlations_
+                )
         return {"spectrum": spectrum_figure(series, f"RegularizedCCA {self.params_label()}")}
 
     def _widths(self) -> tuple[int, int]:
@@ -209,7 +248,7 @@ class RegularizedCCA(PairedEstimator):
         out = (a.astype(np.float64) - mean) @ weights
         if getattr(self, "similarity", "cosine") == "csa":
             return csa_embedding(out, self.canonical_correlations_, self.eig_power, name == "X")
-        return (out * self.canonical_correlations_ ** self.eig_power).astype(np.float32)
+        return (out * self.canonical_correlations_**self.eig_power).astype(np.float32)
 
     def project_x(self, a):
         """(n, len(mean_x_)) rows of the space the CCA was solved in (kcca: the mapped one) -> (n, k)."""
@@ -233,17 +272,32 @@ class RegularizedCCA(PairedEstimator):
     def save(self, path, extra: dict | None = None):
         self._check_fitted()
         params = {k: v for k, v in self.get_params().items()}
-        config = {"method": self.METHOD, "params": params, "n_components_": self.n_components_,
-                  "n_samples_": self.n_samples_, "cov_precision_": getattr(self, "cov_precision_", None),
-                  **self._extra_config(), **(extra or {})}
+        config = {
+            "method": self.METHOD,
+            "params": params,
+            "n_components_": self.n_components_,
+            "n_samples_": self.n_samples_,
+            "cov_precision_": getattr(self, "cov_precision_", None),
+            **self._extra_config(),
+            **(extra or {}),
+        }
         names = self._ARRAYS + tuple(k for k in self._OPTIONAL_ARRAYS if hasattr(self, k))
         save_arrays(path, {**{k: getattr(self, k) for k in names}, **self._extra_arrays()}, config)
 
     @classmethod
     def load(cls, path):
         model, arrays, config = load_saved(cls, path, cls.METHOD, required={"n_components_": int, "n_samples_": int})
-        check_arrays(path, arrays, {"x_weights_": ("dx", "k"), "y_weights_": ("dy", "k"), "mean_x_": ("dx",),
-                                    "mean_y_": ("dy",), "canonical_correlations_": (config["n_components_"],)})
+        check_arrays(
+            path,
+            arrays,
+            {
+                "x_weights_": ("dx", "k"),
+                "y_weights_": ("dy", "k"),
+                "mean_x_": ("dx",),
+                "mean_y_": ("dy",),
+                "canonical_correlations_": (config["n_components_"],),
+            },
+        )
         for k in cls._ARRAYS:
             setattr(model, k, arrays[k])
         model.n_components_, model.n_samples_ = config["n_components_"], config["n_samples_"]

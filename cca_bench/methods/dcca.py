@@ -18,6 +18,7 @@ shared with ``vse``). Inputs are standardised per feature with the train means a
 dcca trains on one machine (torch, on a GPU when ``device`` has one): its loss is not a sum over pairs, so it has
 no ``--backend dask`` (the methods fitted from sums do; docs/cluster.md).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,8 @@ from cca_bench.checks import COUNT, LAYERS, NON_NEGATIVE, POSITIVE, Bound, check
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
 from cca_bench.methods.base import check_arrays, load_saved, save_arrays
-from cca_bench.methods.estimator import PairedEstimator
 from cca_bench.methods.cca import RegularizedCCA
+from cca_bench.methods.estimator import PairedEstimator
 from cca_bench.methods.vse import available_cores, early_stopping, r_sum, torch_threads
 from cca_bench.registry import METHODS
 
@@ -64,13 +65,18 @@ def build_mlp(d_in: int, hidden: int, layers: int, d_out: int):
     return nn.Sequential(*mods, nn.Linear(width, d_out))
 
 
-ONE_MACHINE = ("dcca trains on one machine (torch, on a GPU when --device has one): its loss is not a sum over "
-               "pairs, so it takes no --backend / --dask-scheduler (docs/cluster.md)")
+ONE_MACHINE = (
+    "dcca trains on one machine (torch, on a GPU when --device has one): its loss is not a sum over "
+    "pairs, so it takes no --backend / --dask-scheduler (docs/cluster.md)"
+)
 
 
-@METHODS.register("dcca", help="deep CCA (Andrew et al. 2013; Yan & Mikolajczyk 2015): two MLPs on the frozen "
-                  "features trained with the sum of canonical correlations, early stopping on val R-sum; trains on one "
-                  "machine (no --backend dask)")
+@METHODS.register(
+    "dcca",
+    help="deep CCA (Andrew et al. 2013; Yan & Mikolajczyk 2015): two MLPs on the frozen "
+    "features trained with the sum of canonical correlations, early stopping on val R-sum; trains on one "
+    "machine (no --backend dask)",
+)
 class DeepCCA(PairedEstimator):
     """Deep CCA on frozen features, scikit-learn style.
 
@@ -98,16 +104,31 @@ class DeepCCA(PairedEstimator):
         "lr": (POSITIVE.cli(), "dcca: Adam learning rate (default 1e-3)"),
         "train_batch_size": (Bound(integer=True, low=2).cli(), "dcca: pairs per training batch (default 512)"),
         "epochs": (COUNT.cli(), "dcca: most training epochs (default 50)"),
-        "patience": (COUNT.cli(), "dcca: stop after this many epochs without a better validation R-sum "
-                     "(default 5)"),
-        "num_threads": (int, "dcca: torch threads while training on the CPU (default 0: every core this process "
-                        "may use)"),
+        "patience": (COUNT.cli(), "dcca: stop after this many epochs without a better validation R-sum (default 5)"),
+        "num_threads": (
+            int,
+            "dcca: torch threads while training on the CPU (default 0: every core this process may use)",
+        ),
     }
 
     CV_GRID = {"dim": ((16, 32, 64, 128), "--cv-dim")}
 
-    def __init__(self, dim=64, hidden=512, layers=1, lr=1e-3, train_batch_size=512, epochs=50, patience=5, eps=1e-3,
-                 cca_reg=1e-3, device="auto", num_threads=0, random_state=0, progress=True):
+    def __init__(
+        self,
+        dim=64,
+        hidden=512,
+        layers=1,
+        lr=1e-3,
+        train_batch_size=512,
+        epochs=50,
+        patience=5,
+        eps=1e-3,
+        cca_reg=1e-3,
+        device="auto",
+        num_threads=0,
+        random_state=0,
+        progress=True,
+    ):
         self.dim = dim
         self.hidden = hidden
         self.layers = layers
@@ -124,14 +145,24 @@ class DeepCCA(PairedEstimator):
 
     def check_params(self, n_images: int | None = None, n_captions: int | None = None) -> None:
         """Every option in range, and a batch wider than the output (else its covariance is singular)."""
-        for name, bound in (("dim", COUNT), ("hidden", COUNT), ("layers", LAYERS),
-                            ("lr", POSITIVE), ("train_batch_size", COUNT), ("epochs", COUNT),
-                            ("patience", COUNT), ("eps", NON_NEGATIVE), ("cca_reg", NON_NEGATIVE)):
+        for name, bound in (
+            ("dim", COUNT),
+            ("hidden", COUNT),
+            ("layers", LAYERS),
+            ("lr", POSITIVE),
+            ("train_batch_size", COUNT),
+            ("epochs", COUNT),
+            ("patience", COUNT),
+            ("eps", NON_NEGATIVE),
+            ("cca_reg", NON_NEGATIVE),
+        ):
             bound.check(name, getattr(self, name))
         check_memory(self.network_bytes(), f"dcca --hidden {self.hidden} --layers {self.layers}")
         if self.train_batch_size <= self.dim:
-            raise UserError(f"DeepCCA train_batch_size={self.train_batch_size} must exceed dim={self.dim}: a batch "
-                            "needs more pairs than canonical dimensions")
+            raise UserError(
+                f"DeepCCA train_batch_size={self.train_batch_size} must exceed dim={self.dim}: a batch "
+                "needs more pairs than canonical dimensions"
+            )
         if n_captions is not None and n_captions <= self.dim:
             raise UserError(f"DeepCCA dim={self.dim} needs more than {n_captions} train pairs")
 
@@ -140,8 +171,7 @@ class DeepCCA(PairedEstimator):
         yet known): float32 weights with their gradients and Adam's two moments (4 copies), and one batch's
         activations of every layer, kept for the backward pass."""
         h, n = self.hidden, self.layers
-        weights = sum(d * (h if n else self.dim) + max(n - 1, 0) * h * h + (h * self.dim if n else 0)
-                      for d in (dx, dy))
+        weights = sum(d * (h if n else self.dim) + max(n - 1, 0) * h * h + (h * self.dim if n else 0) for d in (dx, dy))
         activations = 2 * self.train_batch_size * (n * h + self.dim)
         return 4 * (4 * weights + 2 * activations)
 
@@ -180,10 +210,16 @@ class DeepCCA(PairedEstimator):
     def _new_net(self, dx: int, dy: int):
         from torch import nn
 
-        check_memory(self.network_bytes(dx, dy), f"dcca --hidden {self.hidden} --layers {self.layers} on "
-                     f"{dx}- and {dy}-d features")
-        return nn.ModuleDict({"img": build_mlp(dx, self.hidden, self.layers, self.dim),
-                              "txt": build_mlp(dy, self.hidden, self.layers, self.dim)})
+        check_memory(
+            self.network_bytes(dx, dy),
+            f"dcca --hidden {self.hidden} --layers {self.layers} on {dx}- and {dy}-d features",
+        )
+        return nn.ModuleDict(
+            {
+                "img": build_mlp(dx, self.hidden, self.layers, self.dim),
+                "txt": build_mlp(dy, self.hidden, self.layers, self.dim),
+            }
+        )
 
     def _train(self, data, val):
         import torch
@@ -197,8 +233,15 @@ class DeepCCA(PairedEstimator):
             return None if val is None else _rsum(self, val)
 
         self.history_, self.best_epoch_ = early_stopping(
-            self.net_, lambda bar: self._epoch(data, opt, gen, bar), score, self.epochs, self.patience, n_batches,
-            "dcca", self.progress)
+            self.net_,
+            lambda bar: self._epoch(data, opt, gen, bar),
+            score,
+            self.epochs,
+            self.patience,
+            n_batches,
+            "dcca",
+            self.progress,
+        )
         self._fit_cca(data)  # on the outputs of the kept (best) weights
 
     def _epoch(self, data, opt, gen, bar) -> float:
@@ -276,37 +319,59 @@ class DeepCCA(PairedEstimator):
         arrays = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
         arrays |= {k: getattr(self, k) for k in self._STANDARDISERS}
         arrays |= {f"cca.{k}": getattr(self.cca_, k) for k in self._CCA}
-        config = {"method": self.METHOD, "params": self.get_params(), "n_samples_": self.n_samples_,
-                  "best_epoch_": self.best_epoch_, "history_": self.history_, **(extra or {})}
+        config = {
+            "method": self.METHOD,
+            "params": self.get_params(),
+            "n_samples_": self.n_samples_,
+            "best_epoch_": self.best_epoch_,
+            "history_": self.history_,
+            **(extra or {}),
+        }
         save_arrays(path, arrays, config)
 
     @classmethod
     def load(cls, path):
         import torch
 
-        model, arrays, config = load_saved(cls, path, cls.METHOD,
-                                           required={"n_samples_": int, "best_epoch_": int, "history_": list})
-        sizes = check_arrays(path, arrays, {"mean_x_": ("dx",), "std_x_": ("dx",), "mean_y_": ("dy",),
-                                            "std_y_": ("dy",), "cca.x_weights_": (model.dim, "k"),
-                                            "cca.y_weights_": (model.dim, "k"), "cca.canonical_correlations_": ("k",),
-                                            "cca.mean_x_": (model.dim,), "cca.mean_y_": (model.dim,)})
+        model, arrays, config = load_saved(
+            cls, path, cls.METHOD, required={"n_samples_": int, "best_epoch_": int, "history_": list}
+        )
+        sizes = check_arrays(
+            path,
+            arrays,
+            {
+                "mean_x_": ("dx",),
+                "std_x_": ("dx",),
+                "mean_y_": ("dy",),
+                "std_y_": ("dy",),
+                "cca.x_weights_": (model.dim, "k"),
+                "cca.y_weights_": (model.dim, "k"),
+                "cca.canonical_correlations_": ("k",),
+                "cca.mean_x_": (model.dim,),
+                "cca.mean_y_": (model.dim,),
+            },
+        )
         for k in cls._STANDARDISERS:
             setattr(model, k, arrays[k])
         model.net_ = model._new_net(sizes["dx"], sizes["dy"])
         try:
-            model.net_.load_state_dict({k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items()
-                                        if k.startswith("net.")})
+            model.net_.load_state_dict(
+                {k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")}
+            )
         except RuntimeError as e:
-            raise UserError(f"the fitted model {path}.safetensors does not fit a dcca network of its own config: "
-                            f"{' '.join(str(e).split())[:300]}") from None
+            raise UserError(
+                f"the fitted model {path}.safetensors does not fit a dcca network of its own config: "
+                f"{' '.join(str(e).split())[:300]}"
+            ) from None
         model.net_.to(torch_device(model.device)).eval()
         model.cca_ = RegularizedCCA(reg=model.cca_reg, device="cpu")
         for k in cls._CCA:
             setattr(model.cca_, k, arrays[f"cca.{k}"])
         model.cca_.n_components_ = sizes["k"]
         model.n_features_in_ = sizes["dx"]
-        model.n_samples_, model.best_epoch_, model.history_ = (config[k] for k in ("n_samples_", "best_epoch_",
-                                                                                  "history_"))
+        model.n_samples_, model.best_epoch_, model.history_ = (
+            config[k] for k in ("n_samples_", "best_epoch_", "history_")
+        )
         model.config_ = config
         return model
 

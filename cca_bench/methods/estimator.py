@@ -10,6 +10,7 @@ image with five captions appears once in X), which is how the benchmark trains.
 
 scikit-learn itself is imported inside the methods that need it (it costs the CLI 1.5 s at start-up).
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -74,9 +75,13 @@ class PairedEstimator(Params):
     def __sklearn_tags__(self):
         from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
 
-        return Tags(estimator_type=None, target_tags=TargetTags(required=True, multi_output=True, single_output=True),
-                    transformer_tags=TransformerTags(preserves_dtype=["float32"]), input_tags=InputTags(),
-                    non_deterministic=self._NON_DETERMINISTIC)
+        return Tags(
+            estimator_type=None,
+            target_tags=TargetTags(required=True, multi_output=True, single_output=True),
+            transformer_tags=TransformerTags(preserves_dtype=["float32"]),
+            input_tags=InputTags(),
+            non_deterministic=self._NON_DETERMINISTIC,
+        )
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, self._FITTED)
@@ -85,8 +90,10 @@ class PairedEstimator(Params):
         if not self.__sklearn_is_fitted__():
             from sklearn.exceptions import NotFittedError
 
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
-                                 "appropriate arguments before using this estimator.")
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
 
     # --- validation -----------------------------------------------------------------------------
     def _validate_fit(self, X, Y, x_index):
@@ -98,11 +105,15 @@ class PairedEstimator(Params):
         from sklearn.utils.validation import check_array, validate_data
 
         if Y is None:
-            raise UserError(f"{type(self).__name__} requires y to be passed, but the target y is None: fit(X, Y) "
-                            "needs the second view Y")
+            raise UserError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None: fit(X, Y) "
+                "needs the second view Y"
+            )
         if x_index is None and None not in (_n_rows(X), _n_rows(Y)) and _n_rows(X) != _n_rows(Y):
-            raise UserError(f"X and Y must hold paired rows, got {_n_rows(X)} and {_n_rows(Y)} rows (x_index pairs "
-                            "several rows of Y with one row of X)")
+            raise UserError(
+                f"X and Y must hold paired rows, got {_n_rows(X)} and {_n_rows(Y)} rows (x_index pairs "
+                "several rows of Y with one row of X)"
+            )
         with _user_errors():
             # with x_index one image may carry several captions: the method then says what one image cannot do
             X = validate_data(self, X, reset=True, dtype=FLOATS, ensure_min_samples=2 if x_index is None else 1)
@@ -112,10 +123,15 @@ class PairedEstimator(Params):
             raise UserError(f"X and Y must hold paired rows, got {len(X)} and {len(Y)} rows")
         if x_index is not None:
             x_index = np.asarray(x_index)
-            if x_index.shape != (len(Y),) or not np.issubdtype(x_index.dtype, np.integer) or \
-                    (len(Y) and (x_index.min() < 0 or x_index.max() >= len(X))):
-                raise UserError(f"x_index must hold one row of X (0..{len(X) - 1}) for each of the {len(Y)} rows "
-                                 f"of Y, got shape {x_index.shape}, dtype {x_index.dtype}")
+            if (
+                x_index.shape != (len(Y),)
+                or not np.issubdtype(x_index.dtype, np.integer)
+                or (len(Y) and (x_index.min() < 0 or x_index.max() >= len(X)))
+            ):
+                raise UserError(
+                    f"x_index must hold one row of X (0..{len(X) - 1}) for each of the {len(Y)} rows "
+                    f"of Y, got shape {x_index.shape}, dtype {x_index.dtype}"
+                )
         return X, Y, x_index
 
     def _validate_view(self, a, view: str):
@@ -133,8 +149,9 @@ class PairedEstimator(Params):
                 a = check_array(a, dtype=FLOATS, ensure_2d=False, ensure_min_samples=0, input_name="Y")
         a = a.reshape(-1, 1) if a.ndim == 1 else a
         if a.shape[1] != width:
-            raise UserError(f"{view} has {a.shape[1]} features, but {type(self).__name__} is expecting {width} "
-                             "features as input.")
+            raise UserError(
+                f"{view} has {a.shape[1]} features, but {type(self).__name__} is expecting {width} features as input."
+            )
         return a
 
     # --- the public surface ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ are fitted by :class:`~cca_bench.methods.cca.RegularizedCCA` unchanged. With eve
 landmark this is exactly the regularized KCCA of Hardoon, Szedmak and Shawe-Taylor (2004) with centred
 kernels and ridge ``kappa = reg * lambda_max(centred Gram)`` (``tests/methods/test_kcca.py`` checks it).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,8 +31,11 @@ class MappedMoments(linalg.Moments):
     maps: tuple = (None, None)
 
 
-@METHODS.register("kcca", help="kernel CCA (Hodosh et al. 2013): regularized CCA on Nystroem / random Fourier "
-                  "kernel maps of the image and/or text features")
+@METHODS.register(
+    "kcca",
+    help="kernel CCA (Hodosh et al. 2013): regularized CCA on Nystroem / random Fourier "
+    "kernel maps of the image and/or text features",
+)
 class KernelCCA(RegularizedCCA):
     """Regularized CCA on kernel feature maps, scikit-learn style.
 
@@ -54,27 +58,64 @@ class KernelCCA(RegularizedCCA):
     CLI_PARAMS = {
         **RegularizedCCA.CLI_PARAMS,
         "kernel": (str, "kcca: rbf (default), chi2 (non-negative features such as CNN activations) or poly", KERNELS),
-        "landmarks": (int, f"kcca: Nystroem landmarks (train rows) or random features (default {DEFAULT_LANDMARKS:,}, "
-                      "at most the train rows)"),
+        "landmarks": (
+            int,
+            f"kcca: Nystroem landmarks (train rows) or random features (default {DEFAULT_LANDMARKS:,}, "
+            "at most the train rows)",
+        ),
         "gamma": (float, "kcca: kernel gamma (default: 1 / median pairwise distance of 1,000 train rows)"),
-        "gamma_scale": (float, "kcca: multiply gamma (or its median-heuristic default) by this (default 1; "
-                        "--cv-gamma searches it)"),
-        "kernel_views": (str, "kcca: the views that get the kernel map (default both; openmoji test R-sum: both 139, "
-                         "text 140, image 123, linear cca 99)", list(VIEWS)),
-        "kernel_map": (str, "kcca: nystroem (landmarks, default) or rff (random Fourier features, rbf only)",
-                       ["nystroem", "rff"]),
+        "gamma_scale": (
+            float,
+            "kcca: multiply gamma (or its median-heuristic default) by this (default 1; --cv-gamma searches it)",
+        ),
+        "kernel_views": (
+            str,
+            "kcca: the views that get the kernel map (default both; openmoji test R-sum: both 139, "
+            "text 140, image 123, linear cca 99)",
+            list(VIEWS),
+        ),
+        "kernel_map": (
+            str,
+            "kcca: nystroem (landmarks, default) or rff (random Fourier features, rbf only)",
+            ["nystroem", "rff"],
+        ),
         "degree": (int, "kcca: degree of the poly kernel (default 3)"),
         "coef0": (float, "kcca: constant of the poly kernel (default 1)"),
     }
     CV_OUTER = {"gamma_scale": ((1.0, 2.0, 4.0, 8.0, 16.0), "--cv-gamma"), "landmarks": ((), "--cv-landmarks")}
 
-    def __init__(self, kernel="rbf", landmarks=None, gamma=None, gamma_scale=1.0, kernel_views="both",
-                 kernel_map="nystroem", degree=3, coef0=1.0, n_components=None, reg=1e-3, eig_power=1.0,
-                 center=True, device="auto", chunk_rows=linalg.CHUNK_ROWS, random_state=0, backend="numpy",
-                 dask_scheduler=None, similarity="cosine"):
-        super().__init__(n_components=n_components, reg=reg, eig_power=eig_power, center=center, device=device,
-                         chunk_rows=chunk_rows, backend=backend,
-                         dask_scheduler=dask_scheduler, similarity=similarity)
+    def __init__(
+        self,
+        kernel="rbf",
+        landmarks=None,
+        gamma=None,
+        gamma_scale=1.0,
+        kernel_views="both",
+        kernel_map="nystroem",
+        degree=3,
+        coef0=1.0,
+        n_components=None,
+        reg=1e-3,
+        eig_power=1.0,
+        center=True,
+        device="auto",
+        chunk_rows=linalg.CHUNK_ROWS,
+        random_state=0,
+        backend="numpy",
+        dask_scheduler=None,
+        similarity="cosine",
+    ):
+        super().__init__(
+            n_components=n_components,
+            reg=reg,
+            eig_power=eig_power,
+            center=center,
+            device=device,
+            chunk_rows=chunk_rows,
+            backend=backend,
+            dask_scheduler=dask_scheduler,
+            similarity=similarity,
+        )
         self.random_state = random_state
         self.kernel = kernel
         self.landmarks = landmarks
@@ -90,15 +131,31 @@ class KernelCCA(RegularizedCCA):
         self._check_reg()
         for on, n, view in zip(VIEWS[self.kernel_views], (n_images, n_captions), ("train images", "train captions")):
             if on:
-                check_options(self.kernel_map, self.kernel, self.landmarks, self.gamma, self.gamma_scale, n, view,
-                              self.degree, self.coef0)
+                check_options(
+                    self.kernel_map,
+                    self.kernel,
+                    self.landmarks,
+                    self.gamma,
+                    self.gamma_scale,
+                    n,
+                    view,
+                    self.degree,
+                    self.coef0,
+                )
 
     def _check_reg(self) -> None:
         super()._check_reg()  # runs before the covariance pass: so do the cheap checks of the kernel options
         if self.kernel_views not in VIEWS:
             raise UserError(f"unknown kernel_views {self.kernel_views!r} (choose from {', '.join(VIEWS)})")
-        check_options(self.kernel_map, self.kernel, self.landmarks, self.gamma, self.gamma_scale,
-                      degree=self.degree, coef0=self.coef0)
+        check_options(
+            self.kernel_map,
+            self.kernel,
+            self.landmarks,
+            self.gamma,
+            self.gamma_scale,
+            degree=self.degree,
+            coef0=self.coef0,
+        )
 
     def moments(self, X, Y, x_index=None) -> MappedMoments:
         self.check_params(len(X), len(Y))
@@ -106,15 +163,27 @@ class KernelCCA(RegularizedCCA):
 
     def _moments(self, X, Y, x_index) -> MappedMoments:  # type: ignore[override]  # the maps are fitted here
         """Fit the maps on the train rows, then one covariance pass over the mapped chunks."""
-        maps = tuple(self._fit_map(a, view, i) if on else None
-                     for i, (a, on, view) in enumerate(zip((X, Y), VIEWS[self.kernel_views], ("images", "captions"))))
+        maps = tuple(
+            self._fit_map(a, view, i) if on else None
+            for i, (a, on, view) in enumerate(zip((X, Y), VIEWS[self.kernel_views], ("images", "captions")))
+        )
         m = super()._moments(X, Y, x_index, *maps)  # numpy or dask: the maps run chunk by chunk
         return MappedMoments(**vars(m), maps=maps)
 
     def _fit_map(self, a, view: str, i: int) -> KernelMap:
         n = self.landmarks if self.landmarks is not None else min(DEFAULT_LANDMARKS, len(a))
-        return fit_map(a, self.kernel_map, self.kernel, int(n), self.gamma, self.gamma_scale, self.degree,
-                       self.coef0, seed=[int(self.random_state), i], view=f"train {view}")
+        return fit_map(
+            a,
+            self.kernel_map,
+            self.kernel,
+            int(n),
+            self.gamma,
+            self.gamma_scale,
+            self.degree,
+            self.coef0,
+            seed=[int(self.random_state), i],
+            view=f"train {view}",
+        )
 
     def fit_moments(self, m: MappedMoments, solution: linalg.CCASolution | None = None):  # type: ignore[override]
         """RegularizedCCA's fit from the moments of :meth:`moments`; the model keeps their maps."""
@@ -128,8 +197,10 @@ class KernelCCA(RegularizedCCA):
     _RETIRED_PARAMS = ()
 
     def _widths(self) -> tuple[int, int]:
-        dx, dy = (kmap.n_features_in if kmap is not None else len(mean)
-                  for kmap, mean in ((self.map_x_, self.mean_x_), (self.map_y_, self.mean_y_)))
+        dx, dy = (
+            kmap.n_features_in if kmap is not None else len(mean)
+            for kmap, mean in ((self.map_x_, self.mean_x_), (self.map_y_, self.mean_y_))
+        )
         return dx, dy
 
     def _mapped_projection(self, a, kmap, project):
@@ -158,8 +229,9 @@ class KernelCCA(RegularizedCCA):
         return {prefix: kmap.config() for prefix, kmap in self._maps().items()}
 
     def _restore_extra(self, arrays: dict, config: dict) -> None:
-        self.map_x_, self.map_y_ = (KernelMap.from_arrays(arrays, p, config[p]) if p in config else None
-                                    for p in ("kernel_x", "kernel_y"))
+        self.map_x_, self.map_y_ = (
+            KernelMap.from_arrays(arrays, p, config[p]) if p in config else None for p in ("kernel_x", "kernel_y")
+        )
         self.n_features_in_ = self._widths()[0]
 
     def params_label(self) -> str:
@@ -177,7 +249,9 @@ class KernelCCA(RegularizedCCA):
         for view, kmap in (("image", self.map_x_), ("text", self.map_y_)):
             if kmap is not None:
                 base = "--gamma" if self.gamma is not None else "median heuristic"
-                lines.append(f"{view} kernel map: {kmap.kernel} {kmap.kind}, {kmap.n_features_in} -> "
-                             f"{kmap.n_features_out} features, "
-                             f"gamma = {kmap.gamma:.6g} ({base} x {self.gamma_scale:g})")
+                lines.append(
+                    f"{view} kernel map: {kmap.kernel} {kmap.kind}, {kmap.n_features_in} -> "
+                    f"{kmap.n_features_out} features, "
+                    f"gamma = {kmap.gamma:.6g} ({base} x {self.gamma_scale:g})"
+                )
         return "\n".join(lines)

@@ -8,8 +8,8 @@ case"), checked against it up to the sign of each component in ``tests/methods/t
 with the covariances replaced by identities (cca-zoo calls PLS ridge CCA with c = 1). Unlike CCA it needs no
 inverse, so it is stable on rank-deficient features. The deflated ``PLSCanonical`` variant is not offered.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 from cca_bench import linalg
 from cca_bench.checks import COUNT
@@ -40,8 +40,18 @@ class PLSSVD(LinearAligner):
     CV_GRID = {"n_components": ((32, 64, 128, 256, 512), "--cv-components")}
     _ARRAYS = ("singular_values_",)
 
-    def __init__(self, n_components=None, scale=False, normalize=False, center=True, device="auto",
-                 chunk_rows=linalg.CHUNK_ROWS, cov_precision="auto", backend="numpy", dask_scheduler=None):
+    def __init__(
+        self,
+        n_components=None,
+        scale=False,
+        normalize=False,
+        center=True,
+        device="auto",
+        chunk_rows=linalg.CHUNK_ROWS,
+        cov_precision="auto",
+        backend="numpy",
+        dask_scheduler=None,
+    ):
         self.n_components = n_components
         self.scale = scale
         self._common(normalize, center, device, chunk_rows, cov_precision, backend, dask_scheduler)
@@ -58,8 +68,7 @@ class PLSSVD(LinearAligner):
         k = k_max if self.n_components is None else int(self.n_components)
         if k > k_max:
             raise UserError(f"PLSSVD n_components={k} exceeds the narrower feature width {k_max}")
-        sx, sy = (_stds(c) if self.scale else torch.ones(len(c), dtype=c.dtype, device=c.device)
-                  for c in (cxx, cyy))
+        sx, sy = (_stds(c) if self.scale else torch.ones(len(c), dtype=c.dtype, device=c.device) for c in (cxx, cyy))
         u, s, vh = torch.linalg.svd(cxy / sx[:, None] / sy[None, :], full_matrices=False)
         u, v = linalg.flip_signs(u[:, :k], vh[:k].T)
         self.singular_values_ = s[:k].cpu().numpy()

@@ -14,10 +14,8 @@ With padding and the narrower view complete, Procrustes ranks as PLS at full ran
 ``Cxy = U S V'``, images embed as ``x U V'`` and captions as ``y``, PLS embeds ``x U`` and ``y V``, and V is
 square and orthogonal, so dot products and norms agree (measured: identical openmoji tables, docs/aligners.md).
 """
+
 from __future__ import annotations
-
-
-import numpy as np
 
 from cca_bench import linalg
 from cca_bench.checks import COUNT
@@ -40,7 +38,6 @@ def top_components(m: linalg.Moments, view: str, c, k: int):
     """(d, k) eigenvectors of the k largest eigenvalues of the symmetric torch matrix ``c`` (the ``view``
     covariance of ``m``), strongest first, each column's largest-magnitude entry positive. The eigenvectors
     are kept on ``m``, so a CV grid over n_components decomposes each covariance once."""
-    import torch
 
     cache = m.__dict__.setdefault("_procrustes_eigh", {})
     if view not in cache or cache[view].shape[1] < k:
@@ -65,8 +62,11 @@ def _top_eigenvectors(c, k: int):
     return torch.from_numpy(vecs[:, ::-1].copy())
 
 
-@METHODS.register("procrustes", help="orthogonal Procrustes rotation between the centred, scaled views (PCA of the "
-                  "wider view or zero-padding), scored in the narrower view's space")
+@METHODS.register(
+    "procrustes",
+    help="orthogonal Procrustes rotation between the centred, scaled views (PCA of the "
+    "wider view or zero-padding), scored in the narrower view's space",
+)
 class Procrustes(LinearAligner):
     """Orthogonal Procrustes alignment, scikit-learn style.
 
@@ -83,15 +83,29 @@ class Procrustes(LinearAligner):
     METHOD = "procrustes"
     CLI_PARAMS = {
         "n_components": (COUNT.cli(), "procrustes: width both views are brought to (default: the narrower one's)"),
-        "equalize": (str, "procrustes: pca (project the wider view onto its principal components, default) or pad "
-                     "(zero-pad the narrower view)", list(EQUALIZE)),
+        "equalize": (
+            str,
+            "procrustes: pca (project the wider view onto its principal components, default) or pad "
+            "(zero-pad the narrower view)",
+            list(EQUALIZE),
+        ),
         **COMMON_CLI,
     }
     CV_GRID = {"n_components": ((32, 64, 128, 256, 512), "--cv-components")}
     _ARRAYS = ("scales_",)
 
-    def __init__(self, n_components=None, equalize="pca", normalize=False, center=True, device="auto",
-                 chunk_rows=linalg.CHUNK_ROWS, cov_precision="auto", backend="numpy", dask_scheduler=None):
+    def __init__(
+        self,
+        n_components=None,
+        equalize="pca",
+        normalize=False,
+        center=True,
+        device="auto",
+        chunk_rows=linalg.CHUNK_ROWS,
+        cov_precision="auto",
+        backend="numpy",
+        dask_scheduler=None,
+    ):
         self.n_components = n_components
         self.equalize = equalize
         self._common(normalize, center, device, chunk_rows, cov_precision, backend, dask_scheduler)
@@ -113,8 +127,10 @@ class Procrustes(LinearAligner):
         k_max = min(len(cxx), len(cyy))
         k = k_max if self.n_components is None else int(self.n_components)
         if k > k_max:
-            raise UserError(f"Procrustes n_components={k} exceeds the narrower view's width {k_max} "
-                            f"(image {len(cxx)}, text {len(cyy)})")
+            raise UserError(
+                f"Procrustes n_components={k} exceeds the narrower view's width {k_max} "
+                f"(image {len(cxx)}, text {len(cyy)})"
+            )
         eye = lambda c: torch.eye(len(c), dtype=c.dtype, device=c.device)  # noqa: E731
         if self.equalize == "pca":
             px = top_components(m, "x", cxx, k) if len(cxx) > k else eye(cxx)

@@ -9,6 +9,7 @@ study; the ``latentis`` library offers such linear translators). It uses the CCA
 moments scaled as covariances (scatter / (n - 1)) this is scikit-learn's ``Ridge(alpha=reg * lambda_max *
 (n - 1), fit_intercept=center)`` on the n caption pairs (``tests/methods/test_ridge.py`` checks it).
 """
+
 from __future__ import annotations
 
 from cca_bench import linalg
@@ -20,8 +21,11 @@ from cca_bench.registry import METHODS
 DIRECTIONS = ("image2text", "text2image")
 
 
-@METHODS.register("ridge", help="ridge map (least squares) from image to text space or back, scored in the target "
-                  "space; closed form from the CCA moments")
+@METHODS.register(
+    "ridge",
+    help="ridge map (least squares) from image to text space or back, scored in the target "
+    "space; closed form from the CCA moments",
+)
 class RidgeMap(LinearAligner):
     """Ridge regression between the views, scikit-learn style.
 
@@ -40,16 +44,31 @@ class RidgeMap(LinearAligner):
 
     METHOD = "ridge"
     CLI_PARAMS = {
-        "direction": (str, "ridge: image2text (default: map images into the caption space) or text2image",
-                      list(DIRECTIONS)),
-        "reg": (NON_NEGATIVE.cli(), "ridge: ridge as a fraction of the source covariance's largest eigenvalue "
-                "(default 1e-2)"),
+        "direction": (
+            str,
+            "ridge: image2text (default: map images into the caption space) or text2image",
+            list(DIRECTIONS),
+        ),
+        "reg": (
+            NON_NEGATIVE.cli(),
+            "ridge: ridge as a fraction of the source covariance's largest eigenvalue (default 1e-2)",
+        ),
         **COMMON_CLI,
     }
     CV_GRID = {"reg": ((1e-4, 1e-3, 1e-2, 0.1, 1.0), "--cv-reg")}
 
-    def __init__(self, reg=1e-2, direction="image2text", normalize=False, center=True, device="auto",
-                 chunk_rows=linalg.CHUNK_ROWS, cov_precision="auto", backend="numpy", dask_scheduler=None):
+    def __init__(
+        self,
+        reg=1e-2,
+        direction="image2text",
+        normalize=False,
+        center=True,
+        device="auto",
+        chunk_rows=linalg.CHUNK_ROWS,
+        cov_precision="auto",
+        backend="numpy",
+        dask_scheduler=None,
+    ):
         self.reg = reg
         self.direction = direction
         self._common(normalize, center, device, chunk_rows, cov_precision, backend, dask_scheduler)

@@ -27,6 +27,7 @@ ranks by default) and R-sum = R@1 + R@5 + R@10 of both directions is computed; t
 are kept, and training stops after ``patience`` epochs without improvement. Without a validation split all
 ``epochs`` run and the last weights are kept.
 """
+
 from __future__ import annotations
 
 import sys
@@ -120,11 +121,13 @@ def build_net(image_dim: int, embeddings: np.ndarray, dim: int, encoder: str):
     import torch
     from torch import nn
 
-    net = nn.ModuleDict({
-        "img": nn.Linear(image_dim, dim),
-        "emb": nn.Embedding(len(embeddings), embeddings.shape[1], padding_idx=0),
-        "head": TEXT_HEADS[encoder][0](nn, embeddings.shape[1], dim),
-    })
+    net = nn.ModuleDict(
+        {
+            "img": nn.Linear(image_dim, dim),
+            "emb": nn.Embedding(len(embeddings), embeddings.shape[1], padding_idx=0),
+            "head": TEXT_HEADS[encoder][0](nn, embeddings.shape[1], dim),
+        }
+    )
     with torch.no_grad():
         net["emb"].weight.copy_(torch.from_numpy(embeddings))
         for layer in (net["img"], net["head"]):
@@ -215,8 +218,9 @@ def early_stopping(net, epoch, val_score, epochs: int, patience: int, n_batches:
     from tqdm.auto import tqdm
 
     history, best, best_state, best_epoch, waited = [], -np.inf, None, 0, 0
-    with tqdm(total=epochs * n_batches, desc=name, unit="batch", file=sys.stderr, disable=not progress,
-              dynamic_ncols=True) as bar:
+    with tqdm(
+        total=epochs * n_batches, desc=name, unit="batch", file=sys.stderr, disable=not progress, dynamic_ncols=True
+    ) as bar:
         for i in range(1, epochs + 1):
             loss = epoch(bar)
             rsum = val_score()
@@ -237,8 +241,11 @@ def early_stopping(net, epoch, val_score, epochs: int, patience: int, n_batches:
 # ----------------------------------------------------------------------------------------------- estimator
 
 
-@METHODS.register("vse", help="neural VSE ranker (Kiros et al. 2014; VSE++ loss): linear image map, GRU or "
-                  "bag-of-words over word vectors, hinge ranking loss, early stopping on validation R-sum")
+@METHODS.register(
+    "vse",
+    help="neural VSE ranker (Kiros et al. 2014; VSE++ loss): linear image map, GRU or "
+    "bag-of-words over word vectors, hinge ranking loss, early stopping on validation R-sum",
+)
 class VSE(Params):
     """Visual-semantic embedding trained with a ranking loss, scikit-learn style.
 
@@ -278,13 +285,31 @@ class VSE(Params):
         "loss": (str, "vse: contrastive (cosine) or order (order embeddings, Vendrov et al. 2016)", LOSSES),
         "encoder": (str, "vse: caption encoder, gru (word order matters) or bow (mean of embeddings)", ENCODERS),
         "trainable_embeddings": (bool, "vse: fine-tune the word embeddings (default: frozen word vectors)"),
-        "num_threads": (int, "vse: torch threads while training on the CPU (default 0: every core this process may use)"),
+        "num_threads": (
+            int,
+            "vse: torch threads while training on the CPU (default 0: every core this process may use)",
+        ),
     }
 
-    def __init__(self, dim=256, margin=0.2, lr=2e-3, train_batch_size=128, epochs=15, patience=3,
-                 max_violation=False, loss="contrastive", encoder="gru", trainable_embeddings=False,
-                 open_vocabulary=True, grad_clip=2.0, device="auto", num_threads=0, random_state=0,
-                 progress=True):
+    def __init__(
+        self,
+        dim=256,
+        margin=0.2,
+        lr=2e-3,
+        train_batch_size=128,
+        epochs=15,
+        patience=3,
+        max_violation=False,
+        loss="contrastive",
+        encoder="gru",
+        trainable_embeddings=False,
+        open_vocabulary=True,
+        grad_clip=2.0,
+        device="auto",
+        num_threads=0,
+        random_state=0,
+        progress=True,
+    ):
         self.dim = dim
         self.margin = margin
         self.lr = lr
@@ -307,13 +332,23 @@ class VSE(Params):
             raise UserError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.encoder not in ENCODERS:
             raise UserError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
-        checks = {"dim": COUNT, "train_batch_size": BATCH, "epochs": COUNT, "patience": COUNT, "lr": POSITIVE,
-                  "margin": NON_NEGATIVE, "grad_clip": POSITIVE, "num_threads": THREADS}
+        checks = {
+            "dim": COUNT,
+            "train_batch_size": BATCH,
+            "epochs": COUNT,
+            "patience": COUNT,
+            "lr": POSITIVE,
+            "margin": NON_NEGATIVE,
+            "grad_clip": POSITIVE,
+            "num_threads": THREADS,
+        }
         bad = [k for k, b in checks.items() if not b.ok(getattr(self, k) or (0 if k == "num_threads" else None))]
         if bad:
-            raise UserError(f"invalid vse parameter {bad[0]}={getattr(self, bad[0])!r} "
-                            "(finite; dim, epochs, patience >= 1; train_batch_size >= 2; lr, grad_clip > 0; "
-                            "margin, num_threads >= 0)")
+            raise UserError(
+                f"invalid vse parameter {bad[0]}={getattr(self, bad[0])!r} "
+                "(finite; dim, epochs, patience >= 1; train_batch_size >= 2; lr, grad_clip > 0; "
+                "margin, num_threads >= 0)"
+            )
 
     def params_label(self) -> str:
         """Short label for tables: ``gru d=256 sum m=0.2 frozen ep=7``."""
@@ -345,11 +380,14 @@ class VSE(Params):
         """Check the FeatureSet, build the vocabulary -> initial embeddings (V, d_w), unit-norm images
         (n_img, d_i), word ids (n, L), lengths (n,), image_index (n,)."""
         if train.word_vectors is None:
-            raise UserError("vse embeds words itself and needs the text encoder's word vectors "
-                            "(FeatureSet.word_vectors)")
+            raise UserError(
+                "vse embeds words itself and needs the text encoder's word vectors (FeatureSet.word_vectors)"
+            )
         if len(train.tokens) != len(train.image_index) or len(train.tokens) < 2:
-            raise UserError(f"vse needs the tokens of every caption (at least 2); got {len(train.tokens)} token "
-                            f"lists for {len(train.image_index)} captions")
+            raise UserError(
+                f"vse needs the tokens of every caption (at least 2); got {len(train.tokens)} token "
+                f"lists for {len(train.image_index)} captions"
+            )
         vectors = train.word_vectors()
         self.vocab_ = build_vocab(train.tokens, vectors)
         self.image_dim_, self.word_dim_ = int(train.images.shape[1]), int(vectors.dim)
@@ -370,8 +408,15 @@ class VSE(Params):
         gen = torch.Generator().manual_seed(self.random_state)
         n_batches = -(-len(data[1]) // self.train_batch_size)
         self.history_, self.best_epoch_ = early_stopping(
-            self.net_, lambda bar: self._epoch(data, opt, params, gen, bar), lambda: self._val_rsum(val),
-            self.epochs, self.patience, n_batches, "vse", self.progress)
+            self.net_,
+            lambda bar: self._epoch(data, opt, params, gen, bar),
+            lambda: self._val_rsum(val),
+            self.epochs,
+            self.patience,
+            n_batches,
+            "vse",
+            self.progress,
+        )
 
     def _epoch(self, data, opt, params, gen, bar) -> float:
         """One pass over all pairs in a random order; returns the mean loss per pair."""
@@ -387,8 +432,9 @@ class VSE(Params):
             im = finish(self.net_["img"](images[rows]), self.loss)
             words = self.net_["emb"](ids[b, :n_words])
             txt = finish(TEXT_HEADS[self.encoder][1](self.net_, words, lengths[b]), self.loss)
-            loss = ranking_loss(SCORES[self.loss](im, txt), rows[:, None] == rows[None, :], self.margin,
-                                self.max_violation)
+            loss = ranking_loss(
+                SCORES[self.loss](im, txt), rows[:, None] == rows[None, :], self.margin, self.max_violation
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
@@ -471,17 +517,31 @@ class VSE(Params):
         """``path.safetensors`` (the weights) + ``path.json`` (params, vocabulary, training history)."""
         self._check_fitted()
         arrays = {k: v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
-        config = {"method": "vse", "params": self.get_params(), "vocab": self.vocab_, "image_dim_": self.image_dim_,
-                  "word_dim_": self.word_dim_, "n_samples_": self.n_samples_, "best_epoch_": self.best_epoch_,
-                  "history_": self.history_, **(extra or {})}
+        config = {
+            "method": "vse",
+            "params": self.get_params(),
+            "vocab": self.vocab_,
+            "image_dim_": self.image_dim_,
+            "word_dim_": self.word_dim_,
+            "n_samples_": self.n_samples_,
+            "best_epoch_": self.best_epoch_,
+            "history_": self.history_,
+            **(extra or {}),
+        }
         save_arrays(path, arrays, config)
 
     @classmethod
     def load(cls, path):
         import torch
 
-        required = {"vocab": list, "image_dim_": int, "word_dim_": int, "n_samples_": int, "best_epoch_": int,
-                    "history_": list}
+        required = {
+            "vocab": list,
+            "image_dim_": int,
+            "word_dim_": int,
+            "n_samples_": int,
+            "best_epoch_": int,
+            "history_": list,
+        }
         model, arrays, config = load_saved(cls, path, "vse", required=required)
         model.vocab_ = list(config["vocab"])
         for k in ("image_dim_", "word_dim_", "n_samples_", "best_epoch_", "history_"):
@@ -490,14 +550,17 @@ class VSE(Params):
         model.net_ = build_net(model.image_dim_, emb, model.dim, model.encoder)
         ints = [k for k, v in arrays.items() if not np.issubdtype(v.dtype, np.floating)]
         if ints:
-            raise UserError(f"the fitted model {Path(path).name}.safetensors: array {ints[0]!r} is "
-                            f"{arrays[ints[0]].dtype}, expected floating point")
+            raise UserError(
+                f"the fitted model {Path(path).name}.safetensors: array {ints[0]!r} is "
+                f"{arrays[ints[0]].dtype}, expected floating point"
+            )
         try:
             model.net_.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
         except RuntimeError as e:  # missing / unexpected keys, other shapes
             detail = " ".join(str(e).split())[:300]
-            raise UserError(f"the fitted model {Path(path).name}.safetensors does not fit a vse network of its "
-                            f"own config: {detail}") from None
+            raise UserError(
+                f"the fitted model {Path(path).name}.safetensors does not fit a vse network of its own config: {detail}"
+            ) from None
         model.net_.to(torch_device(model.device)).eval()
         model.config_ = config
         return model

@@ -11,6 +11,7 @@ with one setting (``MAX_CONTENT_LENGTH``), parses multipart uploads without an e
 client the route tests use, and Werkzeug's threaded server needs no separate ASGI server. It is the ``web``
 extra (``pip install -e ".[web]"``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,8 +48,7 @@ def serve(app, host: str = "127.0.0.1", port: int = 8000, log=lambda msg: None, 
     try:
         sock = socket.create_server((host.strip("[]"), port), family=family)
     except (OSError, OverflowError) as e:
-        raise UserError(f"cannot listen on {host}:{port}: {_reason(e)} "
-                        "(choose another --host or --port)") from None
+        raise UserError(f"cannot listen on {host}:{port}: {_reason(e)} (choose another --host or --port)") from None
     _stop_on_signals()
     with sock:
         server = make_server(host.strip("[]"), sock.getsockname()[1], app, threaded=True, fd=sock.fileno())

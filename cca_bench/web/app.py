@@ -3,6 +3,7 @@
 Each route turns a :class:`~cca_bench.web.library.Library` lookup into template values; a UserError becomes a
 page with its message (404 for what the roots do not hold, 400 for a bad query).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -18,8 +19,10 @@ from cca_bench.web.library import Library, Missing
 LOADING_WAIT_S = 2.0  # a page waits this long for a model being loaded, then shows a page that refreshes
 EXAMPLE_K = 5  # hits per query on the qualitative page
 # pages load scripts, styles and images from this server only (uploaded photos come back as data: URIs)
-CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; form-action 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'")
+CSP = (
+    "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def build_app(data_root: Path, results_root: Path, device: str = "auto", host: str = "127.0.0.1"):
@@ -55,11 +58,18 @@ def build_app(data_root: Path, results_root: Path, device: str = "auto", host: s
     app.register_error_handler(UserError, _user_error)
     app.register_error_handler(Loading, _loading_page)
     app.register_error_handler(404, lambda e: _error_page(404, "Not found", "No page at this address."))
-    app.register_error_handler(500, lambda e: _error_page(
-        500, "Something went wrong", "The server failed on this page; the other pages still work. Please report "
-        "the page's address and what the server printed."))
-    app.register_error_handler(413, lambda e: _error_page(
-        413, "Upload too large", f"Photos may be at most {MAX_UPLOAD_MB} MB."))
+    app.register_error_handler(
+        500,
+        lambda e: _error_page(
+            500,
+            "Something went wrong",
+            "The server failed on this page; the other pages still work. Please report "
+            "the page's address and what the server printed.",
+        ),
+    )
+    app.register_error_handler(
+        413, lambda e: _error_page(413, "Upload too large", f"Photos may be at most {MAX_UPLOAD_MB} MB.")
+    )
     app.jinja_env.filters["cell"] = cell
     app.jinja_env.filters["knob"] = _knob
     app.jinja_env.filters["rank"] = rank_text
@@ -80,7 +90,7 @@ def is_loopback(host: str) -> bool:
 def host_name(host_header: str) -> str:
     """The name of a Host header without its port: ``127.0.0.2:8000`` -> ``127.0.0.2``, ``[::1]:80`` -> ``::1``."""
     if host_header.startswith("["):
-        return host_header[1:host_header.find("]")] if "]" in host_header else host_header
+        return host_header[1 : host_header.find("]")] if "]" in host_header else host_header
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
@@ -91,8 +101,9 @@ def _refuse_foreign_requests():
     from flask import current_app, request
 
     if current_app.config["LOOPBACK_ONLY"] and not is_loopback(host_name(request.host)):
-        return _error_page(400, "Wrong address", f"This server answers only at a loopback address, not at "
-                           f"{request.host!r}.")
+        return _error_page(
+            400, "Wrong address", f"This server answers only at a loopback address, not at {request.host!r}."
+        )
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         origin, site = request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
         same = origin is None or origin == request.host_url.rstrip("/")
@@ -159,13 +170,21 @@ def _leaderboard_frame(lib: Library, args) -> tuple:
     from cca_bench.web.tables import RSUM, sort_frame
 
     runs, bad = lib.runs()
-    state = {"method": args.get("method") or None, "features": args.get("features") or None,
-             "published": args.get("published") == "1", "sort": args.get("sort") or RSUM,
-             "order": "asc" if args.get("order") == "asc" else "desc", "view": args.get("view") or "runs"}
-    frame = select_rows(compare_frame(list(runs.values()), published_frame()), method=state["method"],
-                        all_published=state["published"])
-    choices = {"method": sorted(set(frame["Family"].dropna())) if len(frame) else [],
-               "features": sorted(set(frame["Features"].dropna())) if len(frame) else []}
+    state = {
+        "method": args.get("method") or None,
+        "features": args.get("features") or None,
+        "published": args.get("published") == "1",
+        "sort": args.get("sort") or RSUM,
+        "order": "asc" if args.get("order") == "asc" else "desc",
+        "view": args.get("view") or "runs",
+    }
+    frame = select_rows(
+        compare_frame(list(runs.values()), published_frame()), method=state["method"], all_published=state["published"]
+    )
+    choices = {
+        "method": sorted(set(frame["Family"].dropna())) if len(frame) else [],
+        "features": sorted(set(frame["Features"].dropna())) if len(frame) else [],
+    }
     if state["features"] and len(frame):
         frame = frame[frame["Features"].eq(state["features"])]
     if len(frame):
@@ -184,10 +203,18 @@ def leaderboard_page():
     chance = {r["_file"]: c for r in runs.values() if (c := at_chance(r)) is not None}
     groups = leaderboard_groups(frame, marks, chance) if len(frame) else []
     matrix = model_matrix(frame) if len(frame) and state["view"] == "models" else None
-    return render_template("leaderboard.html", groups=groups, matrix=matrix, n_runs=len(runs), bad=bad,
-                           marks_note=marks_note,
-                           runs_dir=lib.results_root / "runs", choices=choices, state=state,
-                           query=request.query_string.decode("ascii", "replace"))
+    return render_template(
+        "leaderboard.html",
+        groups=groups,
+        matrix=matrix,
+        n_runs=len(runs),
+        bad=bad,
+        marks_note=marks_note,
+        runs_dir=lib.results_root / "runs",
+        choices=choices,
+        state=state,
+        query=request.query_string.decode("ascii", "replace"),
+    )
 
 
 def _marks(lib: Library, frame, runs: list[dict]) -> tuple[dict, str | None]:
@@ -210,8 +237,11 @@ def leaderboard_csv():
     from cca_bench.results import compare_csv
 
     frame = _leaderboard_frame(_lib(), request.args)[0]
-    return Response(compare_csv(frame) if len(frame) else "", mimetype="text/csv",
-                    headers={"Content-Disposition": 'attachment; filename="leaderboard.csv"'})
+    return Response(
+        compare_csv(frame) if len(frame) else "",
+        mimetype="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="leaderboard.csv"'},
+    )
 
 
 # ------------------------------------------------------------------------------------------------ run pages
@@ -221,7 +251,6 @@ def run_page(stem: str):
     from flask import render_template
 
     from cca_bench.results import METRIC_COLUMNS, TASKS
-
     from cca_bench.web.figures import training_history
     from cca_bench.web.tables import at_chance
 
@@ -232,11 +261,22 @@ def run_page(stem: str):
     config = lib.model_config(model) if has_model else {}
     fit = (config.get("timings") or {}).get("fit") if isinstance(config.get("timings"), dict) else None
     cv = lib.cv_report(model) if has_model else None
-    return render_template("run.html", run=run, stem=stem, model=model, has_model=has_model,
-                           spectrum=has_model and lib.figure(model, "spectrum") is not None,
-                           tasks=TASKS, metric_columns=METRIC_COLUMNS, run_file=Path(run["_file"]).name,
-                           fit_s=fit if isinstance(fit, (int, float)) else None, train_oov=config.get("oov_rate"),
-                           training=training_history(config) is not None, cv=cv, chance=at_chance(run))
+    return render_template(
+        "run.html",
+        run=run,
+        stem=stem,
+        model=model,
+        has_model=has_model,
+        spectrum=has_model and lib.figure(model, "spectrum") is not None,
+        tasks=TASKS,
+        metric_columns=METRIC_COLUMNS,
+        run_file=Path(run["_file"]).name,
+        fit_s=fit if isinstance(fit, (int, float)) else None,
+        train_oov=config.get("oov_rate"),
+        training=training_history(config) is not None,
+        cv=cv,
+        chance=at_chance(run),
+    )
 
 
 def examples_page(stem: str):
@@ -261,10 +301,18 @@ def examples_page(stem: str):
         lab = lib.gallery(run["model"], run["split"]).split
         img = {"model": run["model"], "split": run["split"]} if lab.loader is not None else {}
         n_images = lab.n_images
-    sections = {task: {kind: example_rows(lab, ex[task][kind], task) for kind in ("sample", "worst")}
-                for task in ex}
-    return render_template("examples.html", run=run, stem=stem, img=img, sections=sections, k=EXAMPLE_K,
-                           folds=folds, fold_size=n_images // folds, n_images=n_images)
+    sections = {task: {kind: example_rows(lab, ex[task][kind], task) for kind in ("sample", "worst")} for task in ex}
+    return render_template(
+        "examples.html",
+        run=run,
+        stem=stem,
+        img=img,
+        sections=sections,
+        k=EXAMPLE_K,
+        folds=folds,
+        fold_size=n_images // folds,
+        n_images=n_images,
+    )
 
 
 def model_page(name: str):
@@ -275,8 +323,14 @@ def model_page(name: str):
         raise Missing(f"no saved model named {name!r} under {lib.results_root / 'models'}: run `generate` first")
     config = lib.model_config(name)
     runs = sorted(stem for stem, r in lib.runs()[0].items() if r.get("model") == name)
-    return render_template("model.html", name=name, config=config, runs=runs,
-                           spectrum=lib.figure(name, "spectrum") is not None, splits=lib.splits(name))
+    return render_template(
+        "model.html",
+        name=name,
+        config=config,
+        runs=runs,
+        spectrum=lib.figure(name, "spectrum") is not None,
+        splits=lib.splits(name),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -285,8 +339,7 @@ def model_page(name: str):
 def image_png(model: str, split: str, i: int):
     from flask import Response
 
-    return Response(_lib().image_png(model, split, i), mimetype="image/png",
-                    headers={"Cache-Control": "max-age=3600"})
+    return Response(_lib().image_png(model, split, i), mimetype="image/png", headers={"Cache-Control": "max-age=3600"})
 
 
 def run_image_png(stem: str, i: int):
@@ -294,8 +347,9 @@ def run_image_png(stem: str, i: int):
     from flask import Response
 
     lib = _lib()
-    return Response(lib.run_image_png(lib.run(stem), i), mimetype="image/png",
-                    headers={"Cache-Control": "max-age=3600"})
+    return Response(
+        lib.run_image_png(lib.run(stem), i), mimetype="image/png", headers={"Cache-Control": "max-age=3600"}
+    )
 
 
 def stored_file(kind: str, name: str):

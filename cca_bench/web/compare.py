@@ -1,5 +1,6 @@
 """The compare page: two or more runs of one split side by side (metrics and deltas, overlaid R@K curves, the
 same sampled queries for every model, and the paired test of the statistics where the runs stored ranks)."""
+
 from __future__ import annotations
 
 import random
@@ -18,9 +19,11 @@ def _runs(lib, stems: list[str]) -> list[dict]:
     first = runs[0]
     for r in runs[1:]:
         if (r["dataset"], r["split"], r["protocol"]) != (first["dataset"], first["split"], first["protocol"]):
-            raise UserError(f"runs {first['_stem']} and {r['_stem']} are not on one split "
-                            f"({first['dataset']}/{first['split']}/{first['protocol']} vs "
-                            f"{r['dataset']}/{r['split']}/{r['protocol']}): compare runs of one table")
+            raise UserError(
+                f"runs {first['_stem']} and {r['_stem']} are not on one split "
+                f"({first['dataset']}/{first['split']}/{first['protocol']} vs "
+                f"{r['dataset']}/{r['split']}/{r['protocol']}): compare runs of one table"
+            )
     return runs
 
 
@@ -118,16 +121,25 @@ def shared_examples(lib, runs: list[dict], found: list, seed: int) -> dict | Non
         except UserError:
             other.append(r["_stem"])
     lab, rng = base.labels, np.random.default_rng(seed)
-    out = {"image_run": lab.image_run, "other": other,
-           "missing": [r["_stem"] for r, s in zip(runs, found) if s is None]}
+    out = {
+        "image_run": lab.image_run,
+        "other": other,
+        "missing": [r["_stem"] for r, s in zip(runs, found) if s is None],
+    }
     for task in ("image_annotation", "image_search"):
         r0 = base.ranks.rank("i2t" if task == "image_annotation" else "t2i")[0]
         queries = np.flatnonzero(r0 >= 0)
         sample = queries[sample_and_worst(rng, r0[queries] + 1, 8, 0)[0]]  # the draw of the examples page
-        out[task] = [{"query": query_row(lab, task, int(q)),
-                      "answers": [{"run": r["_stem"], "rank": _rank(s, task, q) + 1,
-                                   "hits": hits(s, task, int(q), COMPARE_K)} for r, s in same]}
-                     for q in sample]
+        out[task] = [
+            {
+                "query": query_row(lab, task, int(q)),
+                "answers": [
+                    {"run": r["_stem"], "rank": _rank(s, task, q) + 1, "hits": hits(s, task, int(q), COMPARE_K)}
+                    for r, s in same
+                ],
+            }
+            for q in sample
+        ]
     return out
 
 
@@ -152,16 +164,34 @@ def compare_page():
     found, why = stored_runs(lib, runs)
     key = ("compare", tuple((r["_stem"], *run_stamps(lib, r)) for r in runs))
     try:  # the paired tests of every metric, computed once per set of run files and kept
-        rows, pending = lib.computed(key, lambda: metric_rows(runs, [None if s is None else s.ranks for s in found]),
-                                     _wait(), "the paired tests of these runs"), False
+        rows, pending = (
+            lib.computed(
+                key,
+                lambda: metric_rows(runs, [None if s is None else s.ranks for s in found]),
+                _wait(),
+                "the paired tests of these runs",
+            ),
+            False,
+        )
     except Loading:  # still being computed: the values and deltas now, the page reloads itself for the tests
         rows, pending = metric_rows(runs), True
     labels = {r["_stem"]: curve_label(r) for r in runs}
-    return render_template("compare.html", runs=runs, labels=[labels[r["_stem"]] for r in runs], by_run=labels,
-                           rows=rows, tests=[] if pending else paired_tests(runs, rows, why), pending=pending,
-                           examples=shared_examples(lib, runs, found, seed),
-                           seed=seed, k=COMPARE_K, curves=all(r.get("recall_curve") for r in runs),
-                           more=seed + 1, random_seed=random.randrange(1, 10**6), resamples=PAIRED_RESAMPLES)
+    return render_template(
+        "compare.html",
+        runs=runs,
+        labels=[labels[r["_stem"]] for r in runs],
+        by_run=labels,
+        rows=rows,
+        tests=[] if pending else paired_tests(runs, rows, why),
+        pending=pending,
+        examples=shared_examples(lib, runs, found, seed),
+        seed=seed,
+        k=COMPARE_K,
+        curves=all(r.get("recall_curve") for r in runs),
+        more=seed + 1,
+        random_seed=random.randrange(1, 10**6),
+        resamples=PAIRED_RESAMPLES,
+    )
 
 
 def _seed(text: str | None) -> int:

@@ -1,5 +1,6 @@
 """The curves page: the stored data-efficiency curves (``curve``) of each dataset, their tables and one figure
 per dataset (R-sum against training pairs, log x, interval bands; :func:`cca_bench.plots.curve_figure`)."""
+
 from __future__ import annotations
 
 
@@ -37,5 +38,8 @@ def curves_png(dataset: str):
     if not curves:
         raise Missing(f"no stored curves of {dataset}")
     key = ("curves", dataset, tuple(lib.stamp(c["_file"]) for c in curves))
-    return _png(lib.figure_png(key, lambda: curve_figure([(curve_label(c), c["points"]) for c in curves],
-                                                         f"{dataset}: data efficiency")))
+    return _png(
+        lib.figure_png(
+            key, lambda: curve_figure([(curve_label(c), c["points"]) for c in curves], f"{dataset}: data efficiency")
+        )
+    )

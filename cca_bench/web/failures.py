@@ -5,6 +5,7 @@ Captions and images come from the split the run was scored on when the data root
 named by position ("caption 12"). A run scored on a subset of captions (``evaluate --image-index``) names its
 captions by their row in the embedding file, since the split's captions do not line up with them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -68,8 +69,11 @@ def labels(lib, run: dict, ranks) -> Labels:
     split = lib.run_split(run)
     n_img, n_txt = ranks.n_images, len(ranks.image_index)
     subset = isinstance(run.get("embeddings"), dict) and "image_index" in run["embeddings"]
-    captions = (list(split.captions) if split is not None and not subset and split.n_captions == n_txt
-                else [f"caption {j} of the run" for j in range(n_txt)])
+    captions = (
+        list(split.captions)
+        if split is not None and not subset and split.n_captions == n_txt
+        else [f"caption {j} of the run" for j in range(n_txt)]
+    )
     image_ids = list(split.image_ids) if split is not None else [f"image {i}" for i in range(n_img)]
     has_images = split is not None and split.loader is not None
     return Labels(captions, image_ids, ranks.image_index, Path(run["_file"]).stem if has_images else None)
@@ -80,10 +84,11 @@ def example_entries(s: Stored, seed: int = 0, k: int = EXAMPLE_K) -> dict:
     from cca_bench.retrieved import stored_examples
 
     if s.top10 is None:
-        raise UserError(f"{Path(s.run['_file']).name}: its ranks file keeps no top-10 retrieved items (stored "
-                        "before they were kept): run run_benchmark / evaluate again")
-    return stored_examples(s.ranks.rank("i2t")[0], s.ranks.rank("t2i")[0], s.ranks.image_index, s.top10, k=k,
-                           seed=seed)
+        raise UserError(
+            f"{Path(s.run['_file']).name}: its ranks file keeps no top-10 retrieved items (stored "
+            "before they were kept): run run_benchmark / evaluate again"
+        )
+    return stored_examples(s.ranks.rank("i2t")[0], s.ranks.rank("t2i")[0], s.ranks.image_index, s.top10, k=k, seed=seed)
 
 
 def wins(a: Stored, b: Stored, n: int = WINS_N) -> dict:
@@ -97,9 +102,15 @@ def wins(a: Stored, b: Stored, n: int = WINS_N) -> dict:
     for task, lists in found.items():
         out[task] = {}
         for name, (win, lose) in (("a_wins", (a, b)), ("b_wins", (b, a))):
-            out[task][name] = [{"query": query_row(a.labels, task, q), "ranks": (r1, r2),
-                                "winner_hits": hits(win, task, q), "loser_hits": hits(lose, task, q)}
-                               for q, r1, r2 in lists[name]]
+            out[task][name] = [
+                {
+                    "query": query_row(a.labels, task, q),
+                    "ranks": (r1, r2),
+                    "winner_hits": hits(win, task, q),
+                    "loser_hits": hits(lose, task, q),
+                }
+                for q, r1, r2 in lists[name]
+            ]
     return out
 
 
@@ -108,8 +119,13 @@ def query_row(lab: Labels, task: str, q: int) -> dict:
     if task == "image_annotation":
         return {"id": q, "image": q, "image_id": lab.image_ids[q], "alt": _first_caption(lab, q)}
     i = int(lab.image_index[q])
-    return {"id": q, "caption": lab.captions[q], "image": i, "image_id": lab.image_ids[i],
-            "alt": _first_caption(lab, i)}
+    return {
+        "id": q,
+        "caption": lab.captions[q],
+        "image": i,
+        "image_id": lab.image_ids[i],
+        "alt": _first_caption(lab, i),
+    }
 
 
 def hits(s: Stored, task: str, q: int, k: int = 3) -> list[dict] | None:
@@ -121,8 +137,9 @@ def hits(s: Stored, task: str, q: int, k: int = 3) -> list[dict] | None:
     if task == "image_annotation":
         return [{"caption": lab.captions[j], "correct": int(lab.image_index[j]) == q} for j in top]
     truth = int(lab.image_index[q])
-    return [{"image": i, "image_id": lab.image_ids[i], "correct": i == truth, "alt": _first_caption(lab, i)}
-            for i in top]
+    return [
+        {"image": i, "image_id": lab.image_ids[i], "correct": i == truth, "alt": _first_caption(lab, i)} for i in top
+    ]
 
 
 def _first_caption(lab: Labels, i: int) -> str:
@@ -149,5 +166,13 @@ def wins_page():
         raise UserError(f"n {n!r} is not a whole number from 1 to 100")
     runs = [lib.run(s) for s in stems]
     a, b = (stored(lib, r) for r in runs)
-    return render_template("wins.html", a=stems[0], b=stems[1], labels=[curve_label(r) for r in runs],
-                           run=runs[0], lists=wins(a, b, int(n)), image_run=a.labels.image_run, n=int(n))
+    return render_template(
+        "wins.html",
+        a=stems[0],
+        b=stems[1],
+        labels=[curve_label(r) for r in runs],
+        run=runs[0],
+        lists=wins(a, b, int(n)),
+        image_run=a.labels.image_run,
+        n=int(n),
+    )

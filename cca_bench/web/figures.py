@@ -1,6 +1,7 @@
 """The web app's figures, drawn by :mod:`cca_bench.plots` once per set of files they come from and kept
 (:meth:`cca_bench.web.library.Library.figure_png`): a run's R@K curves, a VSE model's training curves, a CV
 grid as a heat map."""
+
 from __future__ import annotations
 
 from cca_bench.web.library import Missing
@@ -29,16 +30,28 @@ def recall_png(stem: str):
     if not run.get("recall_curve"):
         raise Missing(f"run {stem} stored no R@K curve (run run_benchmark again to store one)")
     title = f"{run['dataset']} / {run['split']}: {run['features']}"
-    return _png(lib.figure_png(("recall", stem, lib.stamp(run["_file"])),
-                               lambda: recall_figure([(curve_label(run), run["recall_curve"])], title)))
+    return _png(
+        lib.figure_png(
+            ("recall", stem, lib.stamp(run["_file"])),
+            lambda: recall_figure([(curve_label(run), run["recall_curve"])], title),
+        )
+    )
 
 
 def training_history(config: dict) -> list[dict] | None:
     """A trained model's per-epoch ``[{"epoch", "loss", "val_rsum"}]`` (VSE's ``history_``), or None."""
     history = config.get("history_")
-    ok = isinstance(history, list) and history and all(
-        isinstance(h, dict) and isinstance(h.get("epoch"), int) and isinstance(h.get("loss"), (int, float))
-        and (h.get("val_rsum") is None or isinstance(h["val_rsum"], (int, float))) for h in history)
+    ok = (
+        isinstance(history, list)
+        and history
+        and all(
+            isinstance(h, dict)
+            and isinstance(h.get("epoch"), int)
+            and isinstance(h.get("loss"), (int, float))
+            and (h.get("val_rsum") is None or isinstance(h["val_rsum"], (int, float)))
+            for h in history
+        )
+    )
     return history if ok else None
 
 

@@ -4,13 +4,14 @@ Each missing key is made in its own thread, so a slow one (a model whose feature
 holds up a request for another key; requests for the same key share the one making. A request may wait a
 bounded time and get :class:`Loading` instead of blocking, and show a page that refreshes itself.
 """
+
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout  # the builtin one only from Python 3.11 on
-from typing import Callable
 
 
 class Loading(Exception):
@@ -48,8 +49,7 @@ class Kept:
             future = self._making.get(key)
             if future is None:
                 future = self._making[key] = Future()
-                threading.Thread(target=self._make, args=(key, make, future), daemon=True,
-                                 name=f"make {what}").start()
+                threading.Thread(target=self._make, args=(key, make, future), daemon=True, name=f"make {what}").start()
         try:
             return future.result(timeout=wait)
         except FutureTimeout:

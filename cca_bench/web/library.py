@@ -8,6 +8,7 @@ leave the root are refused. Galleries (a split encoded and embedded through a sa
 examples are kept in memory. Features and parsed datasets already in the cache are read from it, missing ones
 are computed in memory and not written.
 """
+
 from __future__ import annotations
 
 import io
@@ -35,10 +36,26 @@ RUN_KEYS = ("method", "dataset", "split", "features", "distance", "protocol", "m
 
 
 # optional fields of a run record that pages show, and the type each must have (else the run is listed as bad)
-OPTIONAL_TYPES = {"params": dict, "timings": dict, "config": dict, "seeds": dict, "versions": dict,
-                  "model_config": dict, "recall_curve": dict, "ci": dict, "ci_method": dict, "seed_sd": dict,
-                  "seed_metrics": list, "params_label": str, "model": str, "created": str, "folds": int,
-                  "n_images": int, "n_captions": int, "oov_rate": (int, float)}
+OPTIONAL_TYPES = {
+    "params": dict,
+    "timings": dict,
+    "config": dict,
+    "seeds": dict,
+    "versions": dict,
+    "model_config": dict,
+    "recall_curve": dict,
+    "ci": dict,
+    "ci_method": dict,
+    "seed_sd": dict,
+    "seed_metrics": list,
+    "params_label": str,
+    "model": str,
+    "created": str,
+    "folds": int,
+    "n_images": int,
+    "n_captions": int,
+    "oov_rate": (int, float),
+}
 
 
 def run_problem(record: dict) -> str | None:
@@ -46,8 +63,11 @@ def run_problem(record: dict) -> str | None:
     field of another type than runs store, an R@K curve that is not two lists of numbers, a malformed interval."""
     from cca_bench.metrics import TASK_NAMES
 
-    if not all(k in record for k in RUN_KEYS) or not isinstance(record["metrics"], dict) or not all(
-            isinstance(record["metrics"].get(t), dict) for t in TASK_NAMES):
+    if (
+        not all(k in record for k in RUN_KEYS)
+        or not isinstance(record["metrics"], dict)
+        or not all(isinstance(record["metrics"].get(t), dict) for t in TASK_NAMES)
+    ):
         return "not a run record"
     for key, kind in OPTIONAL_TYPES.items():
         value = record.get(key)
@@ -66,8 +86,11 @@ def run_problem(record: dict) -> str | None:
 
 
 def _numbers(values) -> bool:
-    return (isinstance(values, list) and len(values) > 0 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values))
+    return (
+        isinstance(values, list)
+        and len(values) > 0
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    )
 
 
 class Library:
@@ -121,8 +144,11 @@ class Library:
         folder = self.results_root / "models"
         if not folder.is_dir():
             return []
-        return sorted(f.name[:-len(".json")] for f in folder.glob("*.json")
-                      if f.with_name(f.name[:-len(".json")] + ".safetensors").is_file())
+        return sorted(
+            f.name[: -len(".json")]
+            for f in folder.glob("*.json")
+            if f.with_name(f.name[: -len(".json")] + ".safetensors").is_file()
+        )
 
     def has_model(self, name: str | None) -> bool:
         return bool(name) and name in self.models()
@@ -183,8 +209,7 @@ class Library:
         ``wait``: seconds to wait for a gallery being built before raising :class:`~cca_bench.web.kept.Loading`
         (None: as long as it takes)."""
         if not self.has_model(model):
-            raise Missing(f"no saved model named {model!r} under {self.results_root / 'models'}: "
-                          "run `generate` first")
+            raise Missing(f"no saved model named {model!r} under {self.results_root / 'models'}: run `generate` first")
         key = (model, split, self._stamp(model))  # a model fitted again under the same name is reopened
         return self._galleries.get(key, lambda: self._open(model, split), wait, f"model {model} on {split}")
 
@@ -206,8 +231,9 @@ class Library:
         def load():
             from cca_bench.datasets.cache import read_only
 
-            base = Options.of(data_root=self.data_root, results_root=self.results_root, device=self.device,
-                              progress=False)
+            base = Options.of(
+                data_root=self.data_root, results_root=self.results_root, device=self.device, progress=False
+            )
             method, dataset, features, opts = saved_model_options(model, self.model_config(model), base)
             with read_only():  # a parsed dataset a command cached is read; none is written
                 return method, dataset, features, opts, load_dataset(dataset, opts)
@@ -222,8 +248,9 @@ class Library:
         """The split names of the dataset ``model`` was fitted on."""
         return list(self._saved(model)[4].splits)
 
-    def examples(self, model: str, split: str, distance: str, folds: int = 1, seed: int = 0,
-                 wait: float | None = None) -> dict:
+    def examples(
+        self, model: str, split: str, distance: str, folds: int = 1, seed: int = 0, wait: float | None = None
+    ) -> dict:
         """:func:`cca_bench.search.retrieval_examples` of the model on the split, ranked within ``folds``
         image folds as the run was (COCO 1k: 5), the sample drawn with ``seed`` (the same seed draws the same
         queries for every model of a split); the EXAMPLES_KEPT most recently used are kept."""
@@ -240,6 +267,7 @@ class Library:
     def figure_png(self, key, draw) -> bytes:
         """PNG bytes of the matplotlib figure ``draw()`` returns, drawn once per ``key`` (include the files'
         stamps in it) and kept."""
+
         def make():
             buf = io.BytesIO()
             draw().savefig(buf, format="png")
@@ -306,8 +334,12 @@ class Library:
     def _allowed_image_roots(self) -> list[str]:
         """The data root and the targets of folder symlinks up to two levels below it (found once)."""
         if self._image_roots is None:
-            links = [p for pattern in ("*", "*/*", "*/*/*") for p in self.data_root.glob(pattern)
-                     if p.is_symlink() and p.is_dir() and "cache" not in p.relative_to(self.data_root).parts[:1]]
+            links = [
+                p
+                for pattern in ("*", "*/*", "*/*/*")
+                for p in self.data_root.glob(pattern)
+                if p.is_symlink() and p.is_dir() and "cache" not in p.relative_to(self.data_root).parts[:1]
+            ]
             self._image_roots = [os.path.realpath(self.data_root)] + [os.path.realpath(p) for p in links]
         return self._image_roots
 

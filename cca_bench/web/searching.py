@@ -1,5 +1,6 @@
 """The search page: a caption finds images, a photo (uploaded) or a gallery image finds captions and similar
 images; every hit leads on (an image to its captions and look-alikes, a caption to its images)."""
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,15 @@ def _form(lib, values) -> dict:
     split = values.get("split") or ("test" if "test" in splits else (splits[0] if splits else None))
     if split and splits and split not in splits:
         raise Missing(f"{model} was fitted on a dataset with no split {split!r} (it has {', '.join(splits)})")
-    return {"models": models, "model": model, "splits": splits, "split": split,
-            "distance": values.get("distance") or "cosine", "q": values.get("q", ""), "image": values.get("image")}
+    return {
+        "models": models,
+        "model": model,
+        "splits": splits,
+        "split": split,
+        "distance": values.get("distance") or "cosine",
+        "q": values.get("q", ""),
+        "image": values.get("image"),
+    }
 
 
 def search_page():
@@ -52,8 +60,15 @@ def search_page():
             raise
         message, status = str(e), 400  # the form stays, with what was wrong above it
     images = bool(results) and lib.has_images(form["model"], form["split"])
-    return render_template("search.html", form=form, results=results, images=images, distances=DISTANCES,
-                           max_mb=MAX_UPLOAD_MB, message=message), status
+    return render_template(
+        "search.html",
+        form=form,
+        results=results,
+        images=images,
+        distances=DISTANCES,
+        max_mb=MAX_UPLOAD_MB,
+        message=message,
+    ), status
 
 
 def _text_search(g, form: dict) -> dict:
@@ -75,12 +90,14 @@ def _gallery_image(g, form: dict) -> dict:
         raise Missing(f"{g.split.dataset}/{g.split.name} has no image {text!r} (it has {g.split.n_images})")
     i = int(text)
     emb_i, emb_t = g.model.embed_images(g.features), g.model.embed_texts(g.features)
-    captions = top_k(emb_i[i:i + 1], emb_t, TOP_K, form["distance"])
-    similar = top_k(emb_i[i:i + 1], emb_i, TOP_K, form["distance"])
+    captions = top_k(emb_i[i : i + 1], emb_t, TOP_K, form["distance"])
+    similar = top_k(emb_i[i : i + 1], emb_i, TOP_K, form["distance"])
     own = [g.split.captions[j] for j in np.flatnonzero(np.asarray(g.split.image_index) == i)]
-    return {"image": {"i": i, "image_id": g.split.image_ids[i], "captions": own},
-            "captions": _caption_rows(g.split, captions[1][0], captions[0][0]),
-            "similar": _image_rows(g.split, similar[1][0], similar[0][0])}
+    return {
+        "image": {"i": i, "image_id": g.split.image_ids[i], "captions": own},
+        "captions": _caption_rows(g.split, captions[1][0], captions[0][0]),
+        "similar": _image_rows(g.split, similar[1][0], similar[0][0]),
+    }
 
 
 def _photo_search(lib, form: dict, upload) -> dict:
@@ -119,10 +136,13 @@ def check_pixels(data: bytes, limit: int = MAX_UPLOAD_PIXELS) -> None:
             with Image.open(io.BytesIO(data)) as im:  # reads the header only
                 width, height = im.size
     except Image.DecompressionBombError:  # Pillow's own refusal, from the header too (above twice its limit)
-        raise UserError(f"the uploaded photo declares more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; at most "
-                        f"{limit:,} are decoded") from None
+        raise UserError(
+            f"the uploaded photo declares more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; at most "
+            f"{limit:,} are decoded"
+        ) from None
     except (OSError, ValueError, SyntaxError):
         raise UserError("cannot read image: the upload is not an image file Pillow can read (PNG, JPEG, ...)") from None
     if width * height > limit:
-        raise UserError(f"the uploaded photo is {width} x {height} = {width * height:,} pixels; at most "
-                        f"{limit:,} are decoded")
+        raise UserError(
+            f"the uploaded photo is {width} x {height} = {width * height:,} pixels; at most {limit:,} are decoded"
+        )

@@ -1,5 +1,6 @@
 """The web app's tables as template values: leaderboard groups (best marks, intervals, sort), the models x
 datasets view and the side-by-side comparison of runs. Pure functions of compare frames and run records."""
+
 from __future__ import annotations
 
 import math
@@ -41,13 +42,15 @@ def sort_frame(frame, column: str | None, descending: bool):
     is unknown."""
     if not column or column not in frame.columns:
         return frame
-    return frame.sort_values([*GROUP, column], ascending=[True] * len(GROUP) + [not descending],
-                             na_position="last", kind="stable")
+    return frame.sort_values(
+        [*GROUP, column], ascending=[True] * len(GROUP) + [not descending], na_position="last", kind="stable"
+    )
 
 
 def leaderboard_groups(frame, marks: dict | None = None, chance: dict | None = None) -> list[dict]:
     """Page groups ``{title, columns, rows}``; a row is ``{cells, run, published}``, a cell ``{text, value,
-    best, tied, ci}``: ``best`` = the best value of its column, ``tied`` = not significantly worse than it
+    best, tied, untested, ci}``: ``best`` = the best value of its column, ``tied`` = not significantly worse than
+    it, ``untested`` = no paired test against the best was possible
     (``marks`` of :func:`cca_bench.results.significance_marks`, when the runs kept their ranks). R-sum comes
     first of the values; a Seed sd column only where a run has one. ``chance``: run file -> its chance R-sum,
     for the runs that score at chance level (:func:`at_chance`)."""
@@ -64,14 +67,34 @@ def leaderboard_groups(frame, marks: dict | None = None, chance: dict | None = N
         rows = []
         for row in group.to_dict("records"):
             own = row["Source"] == OWN_SOURCE and isinstance(row["_file"], str)
-            mark = (lambda c: (marks or {}).get((row["_file"], c)))
-            cells = [{"text": cell_text(c, row[c]), "value": row[c] if is_metric(c) and row[c] == row[c] else None,
-                      "best": c in best and row[c] == best[c], "tied": mark(c) == "tied", "ci": interval(row, c)}
-                     for c in columns]
-            rows.append({"cells": cells, "published": not own, "run": Path(row["_file"]).stem if own else None,
-                         "chance": chance.get(row["_file"]) if own else None})
-        groups.append({"title": f"{ds} / {split} / protocol {proto}", "columns": columns, "rows": rows,
-                       "link": columns.index("Method")})
+            mark = lambda c: (marks or {}).get((row["_file"], c))
+            cells = [
+                {
+                    "text": cell_text(c, row[c]),
+                    "value": row[c] if is_metric(c) and row[c] == row[c] else None,
+                    "best": c in best and row[c] == best[c],
+                    "tied": mark(c) == "tied",
+                    "untested": mark(c) == "untested",
+                    "ci": interval(row, c),
+                }
+                for c in columns
+            ]
+            rows.append(
+                {
+                    "cells": cells,
+                    "published": not own,
+                    "run": Path(row["_file"]).stem if own else None,
+                    "chance": chance.get(row["_file"]) if own else None,
+                }
+            )
+        groups.append(
+            {
+                "title": f"{ds} / {split} / protocol {proto}",
+                "columns": columns,
+                "rows": rows,
+                "link": columns.index("Method"),
+            }
+        )
     return groups
 
 
@@ -99,11 +122,18 @@ def model_matrix(frame) -> dict:
     out = []
     for key, values in rows.items():
         average = sum(values[c] for c in common) / len(common) if common else None
-        out.append({"key": list(key), "cells": [values.get(c) for c in columns], "average": average,
-                    "n": sum(values.get(c) is not None for c in columns)})
+        out.append(
+            {
+                "key": list(key),
+                "cells": [values.get(c) for c in columns],
+                "average": average,
+                "n": sum(values.get(c) is not None for c in columns),
+            }
+        )
     out.sort(key=lambda r: -(r["average"] if r["average"] is not None else -math.inf))
-    best = {i: max((r["cells"][i] for r in out if r["cells"][i] is not None), default=None)
-            for i in range(len(columns))}
+    best = {
+        i: max((r["cells"][i] for r in out if r["cells"][i] is not None), default=None) for i in range(len(columns))
+    }
     return {"labels": keys, "columns": columns, "rows": out, "best": best, "common": common}
 
 
@@ -128,8 +158,10 @@ def at_chance(run: dict) -> float | None:
     from cca_bench.results import rsum
 
     n_img, n_txt, folds = run.get("n_images"), run.get("n_captions"), run.get("folds") or 1
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (n_img, n_txt, folds)) or \
-            n_img < 2 * folds:
+    if (
+        not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (n_img, n_txt, folds))
+        or n_img < 2 * folds
+    ):
         return None
     base, value = chance_rsum(n_img, n_txt, folds), rsum(run["metrics"])
     low = ((run.get("ci") or {}).get("rsum") or [value])[0]

@@ -1,4 +1,5 @@
 """Parsed-dataset cache: a second load reads DATA/cache/datasets and gives the same dataset; edits rebuild it."""
+
 import json
 import os
 
@@ -13,8 +14,13 @@ def _same(a, b):
     assert list(a.splits) == list(b.splits)
     for s in a.splits:
         x, y = a.splits[s], b.splits[s]
-        assert (x.image_ids, x.captions, x.tokens, x.image_paths, x.extra) == (y.image_ids, y.captions, y.tokens,
-                                                                              y.image_paths, y.extra)
+        assert (x.image_ids, x.captions, x.tokens, x.image_paths, x.extra) == (
+            y.image_ids,
+            y.captions,
+            y.tokens,
+            y.image_paths,
+            y.extra,
+        )
         assert np.array_equal(x.image_index, y.image_index) and np.array_equal(x.image_rows, y.image_rows)
         assert x.fingerprint() == y.fingerprint()
         assert np.array_equal(np.asarray(x.load_image(0)), np.asarray(y.load_image(0)))

@@ -1,4 +1,5 @@
 """Karpathy JSON loader: split merging, pairing, image paths, registered datasets and error messages."""
+
 import json
 
 import numpy as np

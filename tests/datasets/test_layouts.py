@@ -1,10 +1,13 @@
 """Dataset layouts: one small dataset written as Karpathy JSON, parquet (Flickr30k- and COCO-style), webdataset
 tars, COCO captions JSON and Flickr8k token files gives the same splits, captions, tokens and metrics in each."""
+
 import io
 import json
 import tarfile
 
 import numpy as np
+import pyarrow as pa  # noqa: E402  (the formats extra, in the test extra)
+import pyarrow.parquet as pq  # noqa: E402
 import pytest
 from PIL import Image
 
@@ -12,11 +15,14 @@ from cca_bench.__main__ import main
 from cca_bench.datasets import get_dataset
 from cca_bench.datasets.base import tokenize
 
-import pyarrow as pa  # noqa: E402  (the formats extra, in the test extra)
-import pyarrow.parquet as pq  # noqa: E402
-
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 20),
-           "white": (240, 240, 240), "black": (15, 15, 15)}
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 200, 40),
+    "blue": (30, 40, 220),
+    "yellow": (230, 220, 20),
+    "white": (240, 240, 240),
+    "black": (15, 15, 15),
+}
 WORDS = ["a", "the", "photo", "of", "some", "thing", "picture", "small", "big", "shows"]
 SPLITS = ["train"] * 36 + ["restval"] * 6 + ["val"] * 8 + ["test"] * 20
 
@@ -32,16 +38,27 @@ def synthetic():
         buf = io.BytesIO()
         Image.fromarray(pixels).save(buf, format="PNG")
         n_caps = 0 if i == 3 else int(rng.integers(1, 6))
-        caps = [" ".join([*rng.choice(WORDS, 2), colour, *rng.choice(WORDS, 1)]).capitalize() + "."
-                for _ in range(n_caps)]
+        caps = [
+            " ".join([*rng.choice(WORDS, 2), colour, *rng.choice(WORDS, 1)]).capitalize() + "." for _ in range(n_caps)
+        ]
         out.append((f"im{i:03d}.png", split, buf.getvalue(), caps))
     return out
 
 
 def write_karpathy(folder, data):
-    images = [{"filename": fn, "imgid": i, "split": s, "cocoid": 1000 + i, "filepath": "pics",
-               "sentences": [{"raw": c, "tokens": tokenize(c), "imgid": i, "sentid": 10 * i + k}
-                             for k, c in enumerate(caps)]} for i, (fn, s, _, caps) in enumerate(data)]
+    images = [
+        {
+            "filename": fn,
+            "imgid": i,
+            "split": s,
+            "cocoid": 1000 + i,
+            "filepath": "pics",
+            "sentences": [
+                {"raw": c, "tokens": tokenize(c), "imgid": i, "sentid": 10 * i + k} for k, c in enumerate(caps)
+            ],
+        }
+        for i, (fn, s, _, caps) in enumerate(data)
+    ]
     (folder / "images" / "pics").mkdir(parents=True)
     for fn, _, png, _ in data:
         (folder / "images" / "pics" / fn).write_bytes(png)
@@ -51,8 +68,17 @@ def write_karpathy(folder, data):
 
 def write_parquet_flickr(folder, data):
     (folder / "data").mkdir(parents=True)
-    rows = [{"image": {"bytes": png, "path": fn}, "caption": caps, "sentids": [str(k) for k in range(len(caps))],
-             "split": s, "img_id": str(i), "filename": fn} for i, (fn, s, png, caps) in enumerate(data)]
+    rows = [
+        {
+            "image": {"bytes": png, "path": fn},
+            "caption": caps,
+            "sentids": [str(k) for k in range(len(caps))],
+            "split": s,
+            "img_id": str(i),
+            "filename": fn,
+        }
+        for i, (fn, s, png, caps) in enumerate(data)
+    ]
     for k, part in enumerate((rows[:33], rows[33:])):  # two shards, row groups of 7 rows
         pq.write_table(pa.Table.from_pylist(part), folder / "data" / f"part-{k:05d}.parquet", row_group_size=7)
 
@@ -62,9 +88,16 @@ def write_parquet_coco(folder, data):
     rows = []
     for i, (fn, s, png, caps) in enumerate(data):
         (folder / "images" / "pics" / fn).write_bytes(png)
-        rows.append({"filepath": "pics", "filename": fn, "cocoid": 1000 + i, "split": s,
-                     "url": f"http://images.invalid/{fn}",
-                     "sentences": [{"raw": c, "tokens": tokenize(c)} for c in caps]})
+        rows.append(
+            {
+                "filepath": "pics",
+                "filename": fn,
+                "cocoid": 1000 + i,
+                "split": s,
+                "url": f"http://images.invalid/{fn}",
+                "sentences": [{"raw": c, "tokens": tokenize(c)} for c in caps],
+            }
+        )
     pq.write_table(pa.Table.from_pylist(rows), folder / "coco.parquet")
 
 
@@ -84,8 +117,10 @@ def write_webdataset(folder, data):
 def write_coco_captions(folder, data, karpathy_images):
     (folder / "annotations").mkdir(parents=True)
     (folder / "images" / "pics").mkdir(parents=True)
-    files = {"captions_train2014.json": {"images": [], "annotations": []},
-             "captions_val2014.json": {"images": [], "annotations": []}}
+    files = {
+        "captions_train2014.json": {"images": [], "annotations": []},
+        "captions_val2014.json": {"images": [], "annotations": []},
+    }
     for i, (fn, s, png, caps) in enumerate(data):
         (folder / "images" / "pics" / fn).write_bytes(png)
         f = files["captions_train2014.json" if s == "train" else "captions_val2014.json"]
@@ -145,9 +180,9 @@ def test_every_layout_gives_the_karpathy_splits(data_root):
 def test_every_layout_gives_the_same_features_and_metrics(data_root):
     """tinyimage + glove50 features of every split are identical in every layout, so CCA fitted on the Karpathy
     train split scores every layout's test split identically (features checked bit for bit, metrics exactly)."""
+    from cca_bench.config import FeatureSpec
     from cca_bench.features.options import FeatureOptions
     from cca_bench.features.pipelines import Pipelines
-    from cca_bench.config import FeatureSpec
     from cca_bench.methods.cca import RegularizedCCA
     from cca_bench.metrics import evaluate_retrieval
 
@@ -171,14 +206,17 @@ def test_cli_reads_a_layout_folder(data_root, tmp_path, capsys):
     pngs = (tmp_path / "out" / "images.txt").read_text().splitlines()
     assert len(pngs) == 20 and Image.open(pngs[0]).size == (24, 24)
     assert main(["list", "--data-root", str(data_root)]) == 0
-    assert ("cococap (coco_captions), f8k (flickr8k_tokens), kp (karpathy), pq (parquet), pqc (parquet), "
-            "wds (webdataset)") in capsys.readouterr().out
+    assert (
+        "cococap (coco_captions), f8k (flickr8k_tokens), kp (karpathy), pq (parquet), pqc (parquet), wds (webdataset)"
+    ) in capsys.readouterr().out
 
 
 def test_parquet_without_caption_column_is_one_line(tmp_path, capsys):
     (tmp_path / "data" / "bad").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist([{"image": {"bytes": b"x", "path": "a.png"}, "split": "test"}]),
-                   tmp_path / "data" / "bad" / "test.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([{"image": {"bytes": b"x", "path": "a.png"}, "split": "test"}]),
+        tmp_path / "data" / "bad" / "test.parquet",
+    )
     assert main(["export-split", "bad", "test", str(tmp_path / "out"), "--data-root", str(tmp_path / "data")]) == 2
     err = capsys.readouterr().err
     assert "test.parquet: no caption column" in err and len(err.strip().splitlines()) == 1

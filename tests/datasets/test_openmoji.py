@@ -1,4 +1,5 @@
 """Tests for the builtin openmoji dataset: contents, splits, determinism and rendering."""
+
 import pickle
 import unicodedata
 

@@ -1,4 +1,5 @@
 """Kiros / VSE++ precomputed layout: one row per image or per caption (repeated), splits, errors, the encoder."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """Tests for the builtin shapes dataset: determinism, captions that match their scenes, options."""
+
 import numpy as np
 import pytest
 
@@ -37,7 +38,7 @@ def test_five_distinct_captions_per_image(ds):
     for s in ds.splits.values():
         assert np.array_equal(np.bincount(s.image_index), np.full(s.n_images, 5))
         for i in range(s.n_images):
-            assert len(set(s.captions[5 * i:5 * i + 5])) == 5
+            assert len(set(s.captions[5 * i : 5 * i + 5])) == 5
 
 
 def test_splits_disjoint(ds):
@@ -51,7 +52,7 @@ def test_caption_words_match_the_scene(ds):
     for name, s in ds.splits.items():
         for i in range(s.n_images):
             objs = shapes.scene(3, name, i)
-            for tokens in s.tokens[5 * i:5 * i + 5]:
+            for tokens in s.tokens[5 * i : 5 * i + 5]:
                 assert {WORD_COLOUR[t] for t in tokens if t in WORD_COLOUR} == {o.colour for o in objs}
                 assert {WORD_SHAPE[t] for t in tokens if t in WORD_SHAPE} == {o.shape for o in objs}
                 assert {WORD_SIZE[t] for t in tokens if t in WORD_SIZE} <= {o.size for o in objs}
@@ -74,8 +75,9 @@ def test_binding_and_order_twins_occur(ds):
     for i in range(1, 300, 2):
         a, b = shapes.scene(3, "train", i - 1), shapes.scene(3, "train", i)
         assert a != b
-        same_words = sorted(o.colour for o in a) == sorted(o.colour for o in b) and \
-            sorted(o.shape for o in a) == sorted(o.shape for o in b)
+        same_words = sorted(o.colour for o in a) == sorted(o.colour for o in b) and sorted(
+            o.shape for o in a
+        ) == sorted(o.shape for o in b)
         if b == shapes.swap_colours(a) and {(o.colour, o.shape) for o in a} != {(o.colour, o.shape) for o in b}:
             kinds.add("swap_colours")
             assert same_words
@@ -91,8 +93,9 @@ def test_subset_loader(ds):
     assert np.array_equal(np.asarray(s.load_image(1)), np.asarray(ds.split("test").load_image(2)))
 
 
-@pytest.mark.parametrize("options", [{"n_trian": 5}, {"n_train": "many"}, {"n_test": -1}, {"image_size": 8},
-                                     {"seed": 1.5}])
+@pytest.mark.parametrize(
+    "options", [{"n_trian": 5}, {"n_train": "many"}, {"n_test": -1}, {"image_size": 8}, {"seed": 1.5}]
+)
 def test_bad_options_raise(options):
     with pytest.raises(UserError, match="shapes"):
         shapes.build_shapes(None, **options)

@@ -1,5 +1,6 @@
 """Precision detection and choice, the GPU batch-size rule, and bf16 against fp32 on EfficientNet-Lite0's
 real ImageNet weights (real photos and OpenMoji artwork)."""
+
 import os
 from pathlib import Path
 
@@ -9,10 +10,12 @@ import pytest
 from cca_bench.errors import UserError
 from cca_bench.features import accel
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-AMD_FLAGS = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n\nprocessor\t: 1\nflags\t\t: fpu avx512f\n"
+AMD_FLAGS = (
+    "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n\n"
+    "processor\t: 1\nflags\t\t: fpu avx512f\n"
+)
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
@@ -51,6 +54,7 @@ def test_gpu_batch_size_from_free_memory():
 
 def test_channels_last_bf16_forward_keeps_fp32_where_asked():
     import torch
+
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 3, groups=8)).eval()
     net = accel.prepare(net, "cpu")
     assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
@@ -71,7 +75,10 @@ def lite0_inputs() -> np.ndarray:
     from cca_bench.features import image
 
     d = Path(sklearn.datasets.__file__).parent / "images"
-    photos = [np.asarray(Image.open(d / f).convert("RGB").resize((224, 224), Image.BICUBIC)) for f in ("china.jpg", "flower.jpg")]
+    photos = [
+        np.asarray(Image.open(d / f).convert("RGB").resize((224, 224), Image.BICUBIC))
+        for f in ("china.jpg", "flower.jpg")
+    ]
     split = get_dataset("openmoji", Path("unused")).split("test")
     return np.stack(photos + [image.lite0_pixels(split, i) for i in range(0, 1000, 200)])
 
@@ -79,6 +86,7 @@ def lite0_inputs() -> np.ndarray:
 def test_lite0_bf16_matches_fp32_on_its_real_weights():
     """cosine >= 0.999 per image between bf16 (depthwise convs kept fp32) and fp32 pooled features."""
     import torch
+
     from cca_bench.features import image
 
     x = lite0_inputs()
@@ -90,13 +98,17 @@ def test_lite0_bf16_matches_fp32_on_its_real_weights():
     assert cos.min() >= 0.999, cos
 
 
-@pytest.mark.skipif(not (os.environ.get("CCA_BENCH_SLOW_TESTS") or os.environ.get("CI")),
-                    reason="extracts all 1,914 OpenMoji images twice (about a minute on 2 idle cores); runs in CI "
-                    "or with CCA_BENCH_SLOW_TESTS=1")
-@pytest.mark.skipif(not accel.cpu_has_native_bf16(),
-                    reason="hardware: this CPU has no native bf16 (no avx512_bf16 / amx_bf16): bf16 would be "
-                    "emulated (an hour for the 1,914 images on 2 cores) and --precision auto never picks it here; the "
-                    "7-image bf16 feature test above still runs")
+@pytest.mark.skipif(
+    not (os.environ.get("CCA_BENCH_SLOW_TESTS") or os.environ.get("CI")),
+    reason="extracts all 1,914 OpenMoji images twice (about a minute on 2 idle cores); runs in CI "
+    "or with CCA_BENCH_SLOW_TESTS=1",
+)
+@pytest.mark.skipif(
+    not accel.cpu_has_native_bf16(),
+    reason="hardware: this CPU has no native bf16 (no avx512_bf16 / amx_bf16): bf16 would be "
+    "emulated (an hour for the 1,914 images on 2 cores) and --precision auto never picks it here; the "
+    "7-image bf16 feature test above still runs",
+)
 def test_openmoji_cca_with_bf16_features_within_half_an_rsum_point(tmp_path):
     """The whole suite path (generate + run_benchmark on the default openmoji splits) with fp32 and with
     bf16 EfficientNet-Lite0 features: R-sum (R@1 + R@5 + R@10 of both directions) within 0.5."""
@@ -106,8 +118,15 @@ def test_openmoji_cca_with_bf16_features_within_half_an_rsum_point(tmp_path):
 
     rsum = {}
     for precision in ("fp32", "bf16"):
-        roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / precision), "-q",
-                 "--precision", precision]
+        roots = [
+            "--data-root",
+            str(tmp_path / "data"),
+            "--results-root",
+            str(tmp_path / precision),
+            "-q",
+            "--precision",
+            precision,
+        ]
         assert main(["generate", "cca", "openmoji", "glove50_efficientnet", *roots]) == 0
         assert main(["run_benchmark", "cca", "openmoji", "test", "glove50_efficientnet", *roots]) == 0
         (run,) = (tmp_path / precision / "runs").glob("*.json")

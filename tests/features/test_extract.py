@@ -1,14 +1,13 @@
 """Resumable extraction for the builtin encoders (EfficientNet-Lite0, tiny images): a run killed after its
 first shard resumes there, and its result equals an uninterrupted run's."""
+
 import functools
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from cca_bench.features import image, store
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

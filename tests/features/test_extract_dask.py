@@ -1,19 +1,20 @@
 """`--backend dask` extracts a split's missing image shards as tasks on a cluster of worker processes:
 the same features as a local extraction, and finished shards are not recomputed."""
+
 import json
 import os
 from pathlib import Path
 
+import dask.distributed  # noqa: F401,E402  (the dask extra, in the test extra)
 import numpy as np
 import pytest
 
 from cca_bench.__main__ import main
 from cca_bench.benchmark import Options, load_dataset
-from cca_bench.features.image_pipeline import ImagePipeline
 from cca_bench.features import distributed, store
 from cca_bench.features.image import encode_tinyimage
+from cca_bench.features.image_pipeline import ImagePipeline
 
-import dask.distributed  # noqa: F401,E402  (the dask extra, in the test extra)
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["-D", "n_train=150", "-D", "n_val=10", "-D", "n_test=30", "-q", "--reg", "1e-2"]
 
@@ -49,11 +50,31 @@ def test_dask_extraction_equals_local_extraction(cluster, tmp_path, monkeypatch)
     for backend in ("numpy", "dask"):
         roots = ["--data-root", str(tmp_path / backend / "data"), "--results-root", str(tmp_path / backend / "res")]
         extra = ["--dask-scheduler", cluster] if backend == "dask" else []
-        assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--backend", backend, *extra, *SMALL, *roots]) == 0
+        assert (
+            main(["generate", "cca", "shapes", "glove50_tinyimage", "--backend", backend, *extra, *SMALL, *roots]) == 0
+        )
     assert len(written) == 3  # the workers wrote every train shard
-    assert main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "--backend", "dask", "--dask-scheduler",
-                 cluster, *SMALL[:-2], "--data-root", str(tmp_path / "dask" / "data"),
-                 "--results-root", str(tmp_path / "dask" / "res")]) == 0
+    assert (
+        main(
+            [
+                "run_benchmark",
+                "cca",
+                "shapes",
+                "test",
+                "glove50_tinyimage",
+                "--backend",
+                "dask",
+                "--dask-scheduler",
+                cluster,
+                *SMALL[:-2],
+                "--data-root",
+                str(tmp_path / "dask" / "data"),
+                "--results-root",
+                str(tmp_path / "dask" / "res"),
+            ]
+        )
+        == 0
+    )
     assert len(written) == 4  # run_benchmark's test split: one more shard, on the workers too
     local, dask = image_cache(tmp_path / "numpy" / "data"), image_cache(tmp_path / "dask" / "data")
     ds = load_dataset("shapes", Options.of(dataset_options={"n_train": "150", "n_val": "10", "n_test": "30"}))
@@ -65,8 +86,9 @@ def test_dask_extraction_equals_local_extraction(cluster, tmp_path, monkeypatch)
 
 
 def test_dask_extraction_resumes_from_finished_shards(cluster, tmp_path):
-    opts = Options.of(data_root=tmp_path / "data", dataset_options={"n_train": "150", "n_val": "10", "n_test": "30"},
-                      progress=False)
+    opts = Options.of(
+        data_root=tmp_path / "data", dataset_options={"n_train": "150", "n_val": "10", "n_test": "30"}, progress=False
+    )
     data_root = opts.locations.data_root
     dataset = load_dataset("shapes", opts)
     pipe = ImagePipeline("tinyimage", opts.features, data_root, opts.dataset_options)
@@ -90,8 +112,14 @@ def test_a_worker_that_sees_other_data_is_refused(cluster, tmp_path):
     opts = Options.of(data_root=tmp_path, dataset_options={"n_train": "20", "n_val": "5", "n_test": "5"})
     dataset = load_dataset("shapes", opts)
     split = dataset.split("train")
-    job = distributed.ExtractJob.make("shapes", tmp_path, {"n_train": "21", "n_val": "5", "n_test": "5"}, split,
-                                      "tinyimage", {"shard_dir": tmp_path / "s", "batch_size": 64})
+    job = distributed.ExtractJob.make(
+        "shapes",
+        tmp_path,
+        {"n_train": "21", "n_val": "5", "n_test": "5"},
+        split,
+        "tinyimage",
+        {"shard_dir": tmp_path / "s", "batch_size": 64},
+    )
     from cca_bench.errors import UserError
 
     with pytest.raises(UserError, match="differs on the Dask worker"):

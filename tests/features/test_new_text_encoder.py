@@ -1,5 +1,6 @@
 """A new text encoder needs nothing but a registry entry: the pipelines, generate, run_benchmark and search take it
 as they take the builtin ones (a word-vector table gets IDF weighting and the saved fitted state for free)."""
+
 import json
 import zlib
 
@@ -10,8 +11,10 @@ from cca_bench.__main__ import main
 from cca_bench.registry import TEXT_ENCODERS
 
 SMALL = ["-D", "n_train=300", "-D", "n_val=40", "-D", "n_test=60", "-q"]
-WORDS = ("red green blue yellow purple orange white black circle square triangle star small large big tiny a an the "
-         "on in of and with left right top bottom above below next to is are").split()
+WORDS = (
+    "red green blue yellow purple orange white black circle square triangle star small large big tiny a an the "
+    "on in of and with left right top bottom above below next to is are"
+).split()
 
 
 def word_vector(word: str, dim: int = 16) -> np.ndarray:
@@ -33,7 +36,7 @@ class CharTrigrams:
         out = np.zeros((len(captions), 32), np.float32)
         for i, c in enumerate(captions):
             for j in range(len(c) - 2):
-                out[i, zlib.crc32(c[j:j + 3].encode()) % 32] += 1.0
+                out[i, zlib.crc32(c[j : j + 3].encode()) % 32] += 1.0
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
 
 
@@ -68,8 +71,9 @@ def test_a_registry_entry_is_all_a_text_encoder_needs(registered, encoder, optio
     # colours and shapes are in both views: well above chance (R@10 of 60 images = 16.7; measured 77-86)
     assert record["metrics"]["image_search"]["R@10"] > 30
     capsys.readouterr()
-    assert main(["search", "cca", "shapes", features, "--text", "a red circle", "-k", "3", *options, *SMALL,
-                 *roots]) == 0
+    assert (
+        main(["search", "cca", "shapes", features, "--text", "a red circle", "-k", "3", *options, *SMALL, *roots]) == 0
+    )
     assert capsys.readouterr().out.count("\n| ") >= 3  # a markdown table with three hits
 
 

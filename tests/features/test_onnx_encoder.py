@@ -1,9 +1,12 @@
 """ONNX encoders: image and text models built here with ``onnx.helper`` (no export toolchain) run through the
 CLI / benchmark path and match onnxruntime run directly; bad JSON or a mismatched model is a one-line error."""
+
 import json
 from pathlib import Path
 
 import numpy as np
+import onnx  # noqa: E402  (the onnx extra, in the test extra)
+import onnxruntime as ort  # noqa: E402
 import pytest
 from PIL import Image
 
@@ -13,8 +16,6 @@ from cca_bench.errors import UserError
 from cca_bench.features import onnx_encoder
 from cca_bench.features.store import cache_key
 
-import onnx  # noqa: E402  (the onnx extra, in the test extra)
-import onnxruntime as ort  # noqa: E402
 SMALL = ["-D", "n_train=120", "-D", "n_val=20", "-D", "n_test=30", "-q"]
 SIDE, DIM = 12, 6
 
@@ -22,8 +23,9 @@ SIDE, DIM = 12, 6
 def save_model(path: Path, nodes, inputs, outputs, initializers) -> Path:
     from onnx import helper, numpy_helper
 
-    graph = helper.make_graph(nodes, "test", inputs, outputs,
-                              initializer=[numpy_helper.from_array(v, k) for k, v in initializers.items()])
+    graph = helper.make_graph(
+        nodes, "test", inputs, outputs, initializer=[numpy_helper.from_array(v, k) for k, v in initializers.items()]
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -37,10 +39,18 @@ def image_model(path: Path, side: int = SIDE, layout: str = "nchw", batch="N", s
 
     shape = [batch, 3, side, side] if layout == "nchw" else [batch, side, side, 3]
     w = np.random.default_rng(seed).standard_normal((3 * side * side, DIM)).astype(np.float32) / side
-    nodes = [helper.make_node("Flatten", ["pixels"], ["flat"], axis=1),
-             helper.make_node("MatMul", ["flat", "W"], ["z"]), helper.make_node("Tanh", ["z"], ["features"])]
-    return save_model(path, nodes, [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, shape)],
-                      [helper.make_tensor_value_info("features", TensorProto.FLOAT, [batch, DIM])], {"W": w})
+    nodes = [
+        helper.make_node("Flatten", ["pixels"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "W"], ["z"]),
+        helper.make_node("Tanh", ["z"], ["features"]),
+    ]
+    return save_model(
+        path,
+        nodes,
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [batch, DIM])],
+        {"W": w},
+    )
 
 
 def write_json(model: Path, cfg: dict) -> Path:
@@ -103,9 +113,17 @@ def photo_split(tmp_path: Path, sizes) -> tuple[Split, CaptionDataset]:
         Image.fromarray(rgb).save(tmp_path / f"p{k}.png")
         paths.append(tmp_path / f"p{k}.png")
     n = len(paths)
-    sp = Split(dataset="p", name="test", image_ids=[p.name for p in paths], captions=["x"] * n, tokens=[["x"]] * n,
-               image_index=np.arange(n), image_rows=np.arange(n), loader=lambda i: open_rgb(paths[i]),
-               image_paths=paths)
+    sp = Split(
+        dataset="p",
+        name="test",
+        image_ids=[p.name for p in paths],
+        captions=["x"] * n,
+        tokens=[["x"]] * n,
+        image_index=np.arange(n),
+        image_rows=np.arange(n),
+        loader=lambda i: open_rgb(paths[i]),
+        image_paths=paths,
+    )
     return sp, CaptionDataset(name="p", root=None, splits={"test": sp})
 
 
@@ -113,8 +131,16 @@ def test_nhwc_bgr_fixed_batch_squash(tmp_path):
     """layout nhwc, channel_order bgr, crop none (squashed), scale 1, a model with a fixed batch of 2."""
     sp, ds = photo_split(tmp_path, [(30, 20), (20, 40), (25, 25)])
     model = image_model(tmp_path / "h.onnx", layout="nhwc", batch=2)
-    cfg = {"size": [SIDE, SIDE], "mean": [100, 110, 120], "std": [50, 60, 70], "scale": 1, "crop": "none",
-           "channel_order": "bgr", "layout": "nhwc", "interpolation": "bilinear"}
+    cfg = {
+        "size": [SIDE, SIDE],
+        "mean": [100, 110, 120],
+        "std": [50, 60, 70],
+        "scale": 1,
+        "crop": "none",
+        "channel_order": "bgr",
+        "layout": "nhwc",
+        "interpolation": "bilinear",
+    }
     write_json(model, cfg)
     got = onnx_encoder.encode_onnx(sp, ds, batch_size=3, progress=False, onnx_model=str(model))
     ims = [open_rgb(p).resize((SIDE, SIDE), Image.Resampling.BILINEAR) for p in sp.image_paths]
@@ -132,9 +158,11 @@ def test_extraction_resumes_from_its_shards(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "SHARD_SIZE", 2)
     shards = tmp_path / "shards"
     first = onnx_encoder.encode_onnx(sp, ds, progress=False, onnx_model=str(model), shard_dir=shards)
-    assert sorted(p.name for p in shards.glob("*.npy")) == ["rows_000000000_000000002.npy",
-                                                           "rows_000000002_000000004.npy",
-                                                           "rows_000000004_000000005.npy"]
+    assert sorted(p.name for p in shards.glob("*.npy")) == [
+        "rows_000000000_000000002.npy",
+        "rows_000000002_000000004.npy",
+        "rows_000000004_000000005.npy",
+    ]
     np.save(shards / "rows_000000002_000000004.npy", np.full((2, DIM), 7, np.float32))  # a finished shard is reused
     again = onnx_encoder.encode_onnx(sp, ds, progress=False, onnx_model=str(model), shard_dir=shards)
     np.testing.assert_array_equal(again[[0, 1, 4]], first[[0, 1, 4]])
@@ -150,30 +178,36 @@ def test_unreadable_image_is_a_zero_row(tmp_path):
     assert (got[1] == 0).all() and np.abs(got[0]).sum() > 0
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda m: None, ".onnx.json not found"),
-    (lambda m: write_json(m, {"size": SIDE, "mean": [0, 0, 0]}), "missing std"),
-    (lambda m: write_json(m, {"mean": [0, 0, 0], "std": [1, 1, 1]}), "missing size"),
-    (lambda m: write_json(m, {**IMAGE_CFG, "size": 14}), "height 12 != 14"),
-    (lambda m: write_json(m, {**IMAGE_CFG, "layout": "nhwc"}), "channels 12 != 3"),
-    (lambda m: write_json(m, {**IMAGE_CFG, "sise": 3}), "unknown key 'sise'"),
-    (lambda m: write_json(m, {**IMAGE_CFG, "output": "logits"}), "output 'logits' is not in"),
-    (lambda m: write_json(m, {**IMAGE_CFG, "resize": 8}), "resize 8 is smaller"),
-    # values type- and range-checked before any image is allocated (issue 18 item 7)
-    (lambda m: write_json(m, {**IMAGE_CFG, "resize": "16"}), "resize must be a whole number >= 1 and <= 8192, got '16'"),
-    (lambda m: write_json(m, {**IMAGE_CFG, "resize": 10 ** 6}), "resize must be a whole number >= 1 and <= 8192"),
-    (lambda m: write_json(m, {**IMAGE_CFG, "resize": 16.5}), "resize must be a whole number"),
-    (lambda m: write_json(m, {**IMAGE_CFG, "size": True}), "size must be a whole number"),
-    (lambda m: write_json(m, {**IMAGE_CFG, "size": [12, 10 ** 9]}), "size must be a whole number >= 1 and <= 8192"),
-    (lambda m: write_json(m, {**IMAGE_CFG, "mean": [0.5, "x", 0.3]}), "mean must be a finite number, got 'x'"),
-    (lambda m: write_json(m, {**IMAGE_CFG, "mean": {"r": 1}}), "3 values each for mean and std"),
-    (lambda m: write_json(m, {**IMAGE_CFG, "std": [0.2, 0, 0.3]}), "std must be a finite number > 0, got 0"),
-    (lambda m: write_json(m, {**IMAGE_CFG, "scale": None}), "scale must be a finite number > 0, got None"),
-    (lambda m: write_json(m, {**IMAGE_CFG, "input": 5}), "input must be the name of one of the model's inputs"),
-    # external data: the files a model names stay in its folder and exist
-    (lambda m: external(m, "../outside.data"), "external data of tensor 'W': path '../outside.data' leaves"),
-    (lambda m: external(m, "gone.data", keep=False), "external data file 'gone.data' of tensor 'W' not found"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda m: None, ".onnx.json not found"),
+        (lambda m: write_json(m, {"size": SIDE, "mean": [0, 0, 0]}), "missing std"),
+        (lambda m: write_json(m, {"mean": [0, 0, 0], "std": [1, 1, 1]}), "missing size"),
+        (lambda m: write_json(m, {**IMAGE_CFG, "size": 14}), "height 12 != 14"),
+        (lambda m: write_json(m, {**IMAGE_CFG, "layout": "nhwc"}), "channels 12 != 3"),
+        (lambda m: write_json(m, {**IMAGE_CFG, "sise": 3}), "unknown key 'sise'"),
+        (lambda m: write_json(m, {**IMAGE_CFG, "output": "logits"}), "output 'logits' is not in"),
+        (lambda m: write_json(m, {**IMAGE_CFG, "resize": 8}), "resize 8 is smaller"),
+        # values type- and range-checked before any image is allocated (issue 18 item 7)
+        (
+            lambda m: write_json(m, {**IMAGE_CFG, "resize": "16"}),
+            "resize must be a whole number >= 1 and <= 8192, got '16'",
+        ),
+        (lambda m: write_json(m, {**IMAGE_CFG, "resize": 10**6}), "resize must be a whole number >= 1 and <= 8192"),
+        (lambda m: write_json(m, {**IMAGE_CFG, "resize": 16.5}), "resize must be a whole number"),
+        (lambda m: write_json(m, {**IMAGE_CFG, "size": True}), "size must be a whole number"),
+        (lambda m: write_json(m, {**IMAGE_CFG, "size": [12, 10**9]}), "size must be a whole number >= 1 and <= 8192"),
+        (lambda m: write_json(m, {**IMAGE_CFG, "mean": [0.5, "x", 0.3]}), "mean must be a finite number, got 'x'"),
+        (lambda m: write_json(m, {**IMAGE_CFG, "mean": {"r": 1}}), "3 values each for mean and std"),
+        (lambda m: write_json(m, {**IMAGE_CFG, "std": [0.2, 0, 0.3]}), "std must be a finite number > 0, got 0"),
+        (lambda m: write_json(m, {**IMAGE_CFG, "scale": None}), "scale must be a finite number > 0, got None"),
+        (lambda m: write_json(m, {**IMAGE_CFG, "input": 5}), "input must be the name of one of the model's inputs"),
+        # external data: the files a model names stay in its folder and exist
+        (lambda m: external(m, "../outside.data"), "external data of tensor 'W': path '../outside.data' leaves"),
+        (lambda m: external(m, "gone.data", keep=False), "external data file 'gone.data' of tensor 'W' not found"),
+    ],
+)
 def test_bad_model_or_json_is_one_line_and_writes_nothing(setup, message, tmp_path, roots, capsys):
     model = image_model(tmp_path / "m.onnx")
     setup(model)
@@ -189,8 +223,9 @@ def test_flag_mistakes(tmp_path, roots, capsys):
     assert "needs --onnx-model" in capsys.readouterr().err
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--onnx-model", str(model), *SMALL, *roots]) == 2
     assert "--onnx-model is not read by the encoder 'tinyimage'" in capsys.readouterr().err
-    assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--onnx-text-model", str(model),
-                 *SMALL, *roots]) == 2
+    assert (
+        main(["generate", "cca", "shapes", "glove50_tinyimage", "--onnx-text-model", str(model), *SMALL, *roots]) == 2
+    )
     assert "--onnx-text-model is not read by the encoder 'glove50'" in capsys.readouterr().err
 
 
@@ -251,8 +286,30 @@ def test_cache_key_follows_the_model_file(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- text
 
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "a", "red", "blue", "green", "circle", "square", "star", "small", "large", "in",
-         "the", "top", "left", "corner", "there", "is", "of", "and", "right"]
+WORDS = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "a",
+    "red",
+    "blue",
+    "green",
+    "circle",
+    "square",
+    "star",
+    "small",
+    "large",
+    "in",
+    "the",
+    "top",
+    "left",
+    "corner",
+    "there",
+    "is",
+    "of",
+    "and",
+    "right",
+]
 
 
 def tokenizer_file(path: Path) -> Path:
@@ -273,14 +330,20 @@ def text_model(path: Path, dim: int = 5) -> tuple[Path, np.ndarray]:
     from onnx import TensorProto, helper
 
     table = np.random.default_rng(3).standard_normal((len(WORDS), dim)).astype(np.float32)
-    nodes = [helper.make_node("Gather", ["table", "input_ids"], ["emb"], axis=0),
-             helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
-             helper.make_node("Unsqueeze", ["maskf", "axis"], ["mask3"]),
-             helper.make_node("Mul", ["emb", "mask3"], ["tokens"])]
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["emb"], axis=0),
+        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["maskf", "axis"], ["mask3"]),
+        helper.make_node("Mul", ["emb", "mask3"], ["tokens"]),
+    ]
     io = lambda n, t, s: helper.make_tensor_value_info(n, t, s)  # noqa: E731
-    save_model(path, nodes,
-               [io("input_ids", TensorProto.INT64, ["b", "L"]), io("attention_mask", TensorProto.INT64, ["b", "L"])],
-               [io("tokens", TensorProto.FLOAT, ["b", "L", dim])], {"table": table, "axis": np.array([2], np.int64)})
+    save_model(
+        path,
+        nodes,
+        [io("input_ids", TensorProto.INT64, ["b", "L"]), io("attention_mask", TensorProto.INT64, ["b", "L"])],
+        [io("tokens", TensorProto.FLOAT, ["b", "L", dim])],
+        {"table": table, "axis": np.array([2], np.int64)},
+    )
     return path, table
 
 
@@ -304,8 +367,16 @@ def test_text_model_encodes_like_its_formula(tmp_path):
 def test_text_model_through_the_cli_and_search(tmp_path, roots, capsys):
     model, _ = text_model(tmp_path / "t.onnx")
     tokenizer_file(tmp_path / "tok.json")
-    write_json(model, {"tokenizer": "tok.json", "pooling": "max", "max_length": 16,
-                       "inputs": {"input_ids": "input_ids", "attention_mask": "attention_mask"}, "output": "tokens"})
+    write_json(
+        model,
+        {
+            "tokenizer": "tok.json",
+            "pooling": "max",
+            "max_length": 16,
+            "inputs": {"input_ids": "input_ids", "attention_mask": "attention_mask"},
+            "output": "tokens",
+        },
+    )
     args = ["onnx_tinyimage", "--onnx-text-model", str(model), *SMALL, *roots]
     assert main(["generate", "cca", "shapes", *args, "--reg", "0.1"]) == 0
     assert main(["run_benchmark", "cca", "shapes", "test", *args]) == 0
@@ -315,22 +386,28 @@ def test_text_model_through_the_cli_and_search(tmp_path, roots, capsys):
     assert keys and all(k["model"]["tokenizer_sha1"] == onnx_encoder.sha1(tmp_path / "tok.json") for k in keys)
 
 
-@pytest.mark.parametrize("cfg, message", [
-    ({"pooling": "mean"}, "missing tokenizer"),
-    ({"tokenizer": "tok.json"}, "missing pooling"),
-    ({"tokenizer": "../tok.json", "pooling": "mean"}, "leaves the dataset folder"),
-    ({"tokenizer": "tok.json", "pooling": "avg"}, "pooling 'avg' is not one of"),
-    ({"tokenizer": "tok.json", "pooling": "none"}, "needs (batch, d)"),
-    ({"tokenizer": "tok.json", "pooling": "mean", "inputs": {"input_ids": "ids"}}, "input_ids input 'ids' is not in"),
-    # values type- and range-checked before anything is allocated (issue 18 item 7)
-    ({"tokenizer": "tok.json", "pooling": "mean", "normalize": "false"}, "normalize must be true or false"),
-    ({"tokenizer": "tok.json", "pooling": "mean", "max_length": 10 ** 9}, "max_length must be a whole number >= 2"),
-    ({"tokenizer": "tok.json", "pooling": "mean", "max_length": True}, "max_length must be a whole number"),
-    ({"tokenizer": "tok.json", "pooling": "mean", "max_length": "16"}, "max_length must be a whole number"),
-    ({"tokenizer": 5, "pooling": "mean"}, "tokenizer must be a file name, got 5"),
-    ({"tokenizer": "tok.json", "pooling": "mean", "inputs": {"input_ids": 0}}, "inputs must map some of"),
-    ({"tokenizer": "tok.json", "pooling": "mean", "output": ["tokens"]}, "output must be the name of one"),
-])
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        ({"pooling": "mean"}, "missing tokenizer"),
+        ({"tokenizer": "tok.json"}, "missing pooling"),
+        ({"tokenizer": "../tok.json", "pooling": "mean"}, "leaves the dataset folder"),
+        ({"tokenizer": "tok.json", "pooling": "avg"}, "pooling 'avg' is not one of"),
+        ({"tokenizer": "tok.json", "pooling": "none"}, "needs (batch, d)"),
+        (
+            {"tokenizer": "tok.json", "pooling": "mean", "inputs": {"input_ids": "ids"}},
+            "input_ids input 'ids' is not in",
+        ),
+        # values type- and range-checked before anything is allocated (issue 18 item 7)
+        ({"tokenizer": "tok.json", "pooling": "mean", "normalize": "false"}, "normalize must be true or false"),
+        ({"tokenizer": "tok.json", "pooling": "mean", "max_length": 10**9}, "max_length must be a whole number >= 2"),
+        ({"tokenizer": "tok.json", "pooling": "mean", "max_length": True}, "max_length must be a whole number"),
+        ({"tokenizer": "tok.json", "pooling": "mean", "max_length": "16"}, "max_length must be a whole number"),
+        ({"tokenizer": 5, "pooling": "mean"}, "tokenizer must be a file name, got 5"),
+        ({"tokenizer": "tok.json", "pooling": "mean", "inputs": {"input_ids": 0}}, "inputs must map some of"),
+        ({"tokenizer": "tok.json", "pooling": "mean", "output": ["tokens"]}, "output must be the name of one"),
+    ],
+)
 def test_bad_text_json_is_one_line(cfg, message, tmp_path, roots, capsys):
     (tmp_path / "m").mkdir()
     model, _ = text_model(tmp_path / "m" / "t.onnx")
@@ -354,14 +431,28 @@ def test_fixed_length_model_pooling_none(tmp_path):
     from onnx import TensorProto, helper
 
     table = np.random.default_rng(4).standard_normal((len(WORDS), 3)).astype(np.float32)
-    nodes = [helper.make_node("Gather", ["table", "ids"], ["emb"], axis=0),
-             helper.make_node("ReduceMean", ["emb"], ["vec"], axes=[1], keepdims=0)]  # opset 17: axes attribute
-    model = save_model(tmp_path / "f.onnx", nodes, [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", 6])],
-                       [helper.make_tensor_value_info("vec", TensorProto.FLOAT, ["b", 3])],
-                       {"table": table})
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["emb"], axis=0),
+        helper.make_node("ReduceMean", ["emb"], ["vec"], axes=[1], keepdims=0),
+    ]  # opset 17: axes attribute
+    model = save_model(
+        tmp_path / "f.onnx",
+        nodes,
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", 6])],
+        [helper.make_tensor_value_info("vec", TensorProto.FLOAT, ["b", 3])],
+        {"table": table},
+    )
     tokenizer_file(tmp_path / "tok.json")
-    write_json(model, {"tokenizer": "tok.json", "pooling": "none", "max_length": 6, "padding": "max_length",
-                       "inputs": {"input_ids": "ids"}})
+    write_json(
+        model,
+        {
+            "tokenizer": "tok.json",
+            "pooling": "none",
+            "max_length": 6,
+            "padding": "max_length",
+            "inputs": {"input_ids": "ids"},
+        },
+    )
     enc = onnx_encoder.make_onnx_text(tmp_path, device="cpu", batch_size=2, progress=False, onnx_text_model=str(model))
     got = enc.encode(["a red circle", "blue", "a small green star in the top left corner"])
     ids = [[2, 3, 4, 7, 0, 0], [2, 5, 0, 0, 0, 0], [2, 3, 10, 6, 9, 12]]

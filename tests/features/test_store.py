@@ -1,4 +1,5 @@
 """The feature cache returns cached arrays memory-mapped, so large features are not read whole."""
+
 import numpy as np
 
 from cca_bench.features.store import load_or_compute

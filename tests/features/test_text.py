@@ -1,4 +1,5 @@
 """Word-vector loaders (every file format on tiny files) and the mean-word-vector caption encoder."""
+
 from __future__ import annotations
 
 import gzip
@@ -131,14 +132,17 @@ def test_missing_files_name_the_paths(tmp_path):
         load("word2vec", tmp_path, tmp_path / "nope.bin")
 
 
-@pytest.mark.parametrize("name,file,content", [
-    ("word2vec", "bad.bin", bytes(range(256)) * 8),
-    ("glove", "bad.txt", b"hello world\nthis is not a vector file\n"),
-    ("glove", "bad2.txt", b"dog 1.0 2.0\ncat 1.0 oops\n"),
-    ("fasttext", "short.vec", b"3 2\ndog 1 2\ncat 3 4\n"),
-    ("numberbatch", "bad.txt.gz", b"not gzip at all"),
-    ("fasttext", "bad.bin", b"\x00\x01garbage"),
-])
+@pytest.mark.parametrize(
+    "name,file,content",
+    [
+        ("word2vec", "bad.bin", bytes(range(256)) * 8),
+        ("glove", "bad.txt", b"hello world\nthis is not a vector file\n"),
+        ("glove", "bad2.txt", b"dog 1.0 2.0\ncat 1.0 oops\n"),
+        ("fasttext", "short.vec", b"3 2\ndog 1 2\ncat 3 4\n"),
+        ("numberbatch", "bad.txt.gz", b"not gzip at all"),
+        ("fasttext", "bad.bin", b"\x00\x01garbage"),
+    ],
+)
 def test_garbage_files_raise_user_error(tmp_path, name, file, content):
     path = tmp_path / file
     path.write_bytes(content)

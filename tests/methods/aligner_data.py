@@ -1,5 +1,6 @@
 """Small paired views for the aligner tests: images x (n_img, dx), captions y (n_img * per, dy) sharing a
 linear signal with their image, and the image of each caption."""
+
 import numpy as np
 
 

@@ -1,4 +1,5 @@
 """ASIF against a dense brute-force computation, streaming blocks, save/load bit for bit, bad input, CV."""
+
 import numpy as np
 import pytest
 from aligner_data import Features, assert_round_trip, paired
@@ -23,8 +24,9 @@ def brute_force(queries, anchors, k, p, center):
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("k, p, center", [(5, 8.0, False), (12, 1.0, False), (90, 2.5, False), (5, 8.0, True),
-                                          (30, 3.0, True)])
+@pytest.mark.parametrize(
+    "k, p, center", [(5, 8.0, False), (12, 1.0, False), (90, 2.5, False), (5, 8.0, True), (30, 3.0, True)]
+)
 def test_asif_equals_dense_brute_force(k, p, center, monkeypatch):
     monkeypatch.setattr(asif, "BLOCK", 7)  # several anchor blocks, so the running top-k merge is exercised
     x, y, index = paired(n_img=30, per=3, dx=6, dy=4, seed=5)

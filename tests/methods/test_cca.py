@@ -1,4 +1,5 @@
 """RegularizedCCA against known canonical correlations and a plain scipy generalized eigen-solve."""
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -15,7 +16,9 @@ def paired(n=20000, seed=0):
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((n, 3))
     x = np.hstack([z, rng.standard_normal((n, 17))]) @ rng.standard_normal((20, 20))
-    y = np.hstack([z + rng.standard_normal((n, 3)) * NOISE, rng.standard_normal((n, 7))]) @ rng.standard_normal((10, 10))
+    y = np.hstack([z + rng.standard_normal((n, 3)) * NOISE, rng.standard_normal((n, 7))]) @ rng.standard_normal(
+        (10, 10)
+    )
     return x.astype(np.float32), y.astype(np.float32)
 
 
@@ -73,8 +76,11 @@ def test_signs_are_deterministic_and_eig_power_scales():
     x, y = paired(n=4000, seed=4)
     a = RegularizedCCA(n_components=3, eig_power=0).fit(x, y)
     b = RegularizedCCA(n_components=3, eig_power=0).fit(x[::-1].copy(), y[::-1].copy())
-    cos = (a.x_weights_ * b.x_weights_).sum(0) / np.linalg.norm(a.x_weights_, axis=0) / np.linalg.norm(b.x_weights_,
-                                                                                                         axis=0)
+    cos = (
+        (a.x_weights_ * b.x_weights_).sum(0)
+        / np.linalg.norm(a.x_weights_, axis=0)
+        / np.linalg.norm(b.x_weights_, axis=0)
+    )
     assert (cos > 0.999).all()
     c = RegularizedCCA(n_components=3, eig_power=2).fit(x, y)
     pa, pc = a.transform_x(x), c.transform_x(x)

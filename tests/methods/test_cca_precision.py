@@ -1,5 +1,6 @@
 """reg = 0 is exact CCA on ill-conditioned features (float64 products where float32 would not do), and the
 two correlation spectra: ridge-shrunk canonical correlations and the correlations of the projections."""
+
 import numpy as np
 import pytest
 
@@ -143,6 +144,7 @@ def test_models_saved_before_the_second_spectrum_still_load(tmp_path):
 
 def test_dask_backend_takes_the_float64_path_too():
     import dask.distributed as distributed
+
     x, y = ill_conditioned(n=3000)
     want = textbook(x, y, 0.0)[0][:10]
     index = np.repeat(np.arange(1000), 3)
@@ -150,8 +152,9 @@ def test_dask_backend_takes_the_float64_path_too():
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as c:
         with distributed.Client(c):
             model = RegularizedCCA(n_components=10, reg=0.0, backend="dask", chunk_rows=2000).fit(x, y)
-            indexed = RegularizedCCA(n_components=10, reg=0.0, backend="dask", chunk_rows=800).fit(x[:1000], y,
-                                                                                                  x_index=index)
+            indexed = RegularizedCCA(n_components=10, reg=0.0, backend="dask", chunk_rows=800).fit(
+                x[:1000], y, x_index=index
+            )
     assert model.cov_precision_ == "float64" and np.abs(model.canonical_correlations_ - want).max() < 1e-6
     assert np.abs(indexed.canonical_correlations_ - want_indexed).max() < 1e-6
 

@@ -1,4 +1,5 @@
 """Deep CCA: its loss is the suite's own linear CCA's sum of correlations, seeded training, save/load, bad input."""
+
 import numpy as np
 import pytest
 from aligner_data import Features, assert_round_trip, paired
@@ -14,7 +15,9 @@ def test_loss_is_minus_the_sum_of_linear_cca_correlations():
     rng = np.random.default_rng(0)
     z = rng.standard_normal((300, 3))
     h1 = np.hstack([z, rng.standard_normal((300, 5))]) @ rng.standard_normal((8, 8))
-    h2 = np.hstack([z + 0.5 * rng.standard_normal((300, 3)), rng.standard_normal((300, 3))]) @ rng.standard_normal((6, 6))
+    h2 = np.hstack([z + 0.5 * rng.standard_normal((300, 3)), rng.standard_normal((300, 3))]) @ rng.standard_normal(
+        (6, 6)
+    )
     loss = cca_loss(torch.from_numpy(h1), torch.from_numpy(h2), eps=0.0)
     ref = RegularizedCCA(reg=0, cov_precision="float64", device="cpu").fit(h1, h2)
     assert float(-loss) == pytest.approx(float(ref.canonical_correlations_.sum()), abs=1e-5)
@@ -29,8 +32,19 @@ def data():
 
 
 def small(**kw):
-    return DeepCCA(**{"dim": 4, "hidden": 16, "train_batch_size": 40, "epochs": 4, "patience": 2, "device": "cpu",
-                      "num_threads": 1, "progress": False, **kw})
+    return DeepCCA(
+        **{
+            "dim": 4,
+            "hidden": 16,
+            "train_batch_size": 40,
+            "epochs": 4,
+            "patience": 2,
+            "device": "cpu",
+            "num_threads": 1,
+            "progress": False,
+            **kw,
+        }
+    )
 
 
 def test_training_is_seeded_and_keeps_the_best_val_epoch():

@@ -1,4 +1,5 @@
 """Kernel CCA: exact KCCA when every train point is a landmark, the maps against scikit-learn, save/load, errors."""
+
 import json
 
 import numpy as np
@@ -124,8 +125,10 @@ def test_median_heuristic_is_one_over_the_median_squared_distance():
         median_gamma(np.ones((5, 2)), "rbf")
 
 
-@pytest.mark.parametrize("kernel,kind,views", [("rbf", "nystroem", "both"), ("rbf", "rff", "image"),
-                                               ("chi2", "nystroem", "image"), ("poly", "nystroem", "text")])
+@pytest.mark.parametrize(
+    "kernel,kind,views",
+    [("rbf", "nystroem", "both"), ("rbf", "rff", "image"), ("chi2", "nystroem", "image"), ("poly", "nystroem", "text")],
+)
 def test_maps_survive_save_and_load_bit_for_bit(tmp_path, kernel, kind, views):
     x, y, index = tiny()
     x = np.abs(x)  # chi2 needs non-negative images
@@ -138,8 +141,13 @@ def test_maps_survive_save_and_load_bit_for_bit(tmp_path, kernel, kind, views):
     for mine, theirs in ((model.map_x_, loaded.map_x_), (model.map_y_, loaded.map_y_)):
         assert (mine is None) == (theirs is None)
         if mine is not None:
-            assert (mine.kind, mine.kernel, mine.gamma, mine.degree, mine.coef0) == \
-                   (theirs.kind, theirs.kernel, theirs.gamma, theirs.degree, theirs.coef0)
+            assert (mine.kind, mine.kernel, mine.gamma, mine.degree, mine.coef0) == (
+                theirs.kind,
+                theirs.kernel,
+                theirs.gamma,
+                theirs.degree,
+                theirs.coef0,
+            )
             assert mine.arrays.keys() == theirs.arrays.keys()
             for k in mine.arrays:
                 np.testing.assert_array_equal(mine.arrays[k], theirs.arrays[k])
@@ -154,15 +162,24 @@ def test_saved_keys_are_prefixed_and_nothing_is_pickled(tmp_path):
     KernelCCA(kernel_views="both", landmarks=10).fit(x, y, x_index=index).save(tmp_path / "m")
     keys = set(load_file(str(tmp_path / "m.safetensors")))
     assert {"kernel_x.landmarks", "kernel_x.normalization", "kernel_x.gamma", "kernel_y.landmarks"} <= keys
-    assert KernelMap.from_arrays(load_file(str(tmp_path / "m.safetensors")), "kernel_y",
-                                 {"kind": "nystroem", "kernel": "rbf"}).n_features_out == 10
+    assert (
+        KernelMap.from_arrays(
+            load_file(str(tmp_path / "m.safetensors")), "kernel_y", {"kind": "nystroem", "kernel": "rbf"}
+        ).n_features_out
+        == 10
+    )
 
 
 def test_bad_options_are_user_errors_before_any_pass():
     x, y, index = tiny()
-    cases = [({"landmarks": len(x) + 1}, "above the 24 train images"), ({"gamma": 0.0}, "positive"),
-             ({"gamma": -1.0}, "positive"), ({"kernel": "chi2"}, "non-negative"),
-             ({"kernel": "chi2", "kernel_map": "rff"}, "rbf kernel only"), ({"kernel_views": "all"}, "kernel_views")]
+    cases = [
+        ({"landmarks": len(x) + 1}, "above the 24 train images"),
+        ({"gamma": 0.0}, "positive"),
+        ({"gamma": -1.0}, "positive"),
+        ({"kernel": "chi2"}, "non-negative"),
+        ({"kernel": "chi2", "kernel_map": "rff"}, "rbf kernel only"),
+        ({"kernel_views": "all"}, "kernel_views"),
+    ]
     for params, message in cases:
         xs = x if params.get("kernel") != "chi2" else x - 10  # negative images for chi2
         with pytest.raises(UserError, match=message):
@@ -187,8 +204,10 @@ def test_dask_backend_gives_the_numpy_fit():
     x, y, index = tiny()
     params = dict(kernel_views="both", landmarks=12, n_components=4, reg=1e-2, chunk_rows=7)
     want = KernelCCA(**params).fit(x, y, x_index=index)
-    with LocalCluster(n_workers=1, processes=False, threads_per_worker=2, dashboard_address=None) as cluster, \
-            Client(cluster):
+    with (
+        LocalCluster(n_workers=1, processes=False, threads_per_worker=2, dashboard_address=None) as cluster,
+        Client(cluster),
+    ):
         got = KernelCCA(backend="dask", **params).fit(x, y, x_index=index)
     np.testing.assert_allclose(got.canonical_correlations_, want.canonical_correlations_, rtol=1e-5, atol=1e-6)
     a, b = want.transform_x(x), got.transform_x(x)

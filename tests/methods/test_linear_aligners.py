@@ -1,4 +1,5 @@
 """Ridge, Procrustes and PLS against scikit-learn / SciPy references, save/load bit for bit, bad input."""
+
 import numpy as np
 import pytest
 from aligner_data import Features, assert_round_trip, paired, same_up_to_sign
@@ -22,7 +23,7 @@ def test_ridge_equals_sklearn_ridge(center, direction):
     model = RidgeMap(reg=0.05, direction=direction, center=center, cov_precision="float64").fit(x, y, index)
     src, tgt = (x[index], y) if direction == "image2text" else (y, x[index])
     src64 = src.astype(np.float64)
-    gram = (src64 - src64.mean(0) if center else src64)
+    gram = src64 - src64.mean(0) if center else src64
     lam = np.linalg.eigvalsh(gram.T @ gram / (len(src) - 1))[-1]
     ref = Ridge(alpha=0.05 * lam * (len(src) - 1), fit_intercept=center).fit(src64, tgt.astype(np.float64))
     w = model.x_weights_ if direction == "image2text" else model.y_weights_
@@ -30,8 +31,9 @@ def test_ridge_equals_sklearn_ridge(center, direction):
     # the embedding of a source row is the prediction minus the target mean (the target embeds centred)
     emb = model.transform_x(x) if direction == "image2text" else model.transform_y(y)
     src_rows = x if direction == "image2text" else y
-    np.testing.assert_allclose(emb, ref.predict(src_rows.astype(np.float64)) - model_mean(model, direction),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        emb, ref.predict(src_rows.astype(np.float64)) - model_mean(model, direction), rtol=1e-5, atol=1e-5
+    )
 
 
 def model_mean(model, direction):
@@ -96,9 +98,16 @@ def test_pls_equals_sklearn_plssvd(scale):
     same_up_to_sign(model.transform_y(y), ey, atol=1e-4)
 
 
-@pytest.mark.parametrize("cls, params", [(RidgeMap, {"direction": "text2image"}), (RidgeMap, {"normalize": True}),
-                                         (Procrustes, {}), (Procrustes, {"equalize": "pad"}),
-                                         (PLSSVD, {"n_components": 2, "scale": True})])
+@pytest.mark.parametrize(
+    "cls, params",
+    [
+        (RidgeMap, {"direction": "text2image"}),
+        (RidgeMap, {"normalize": True}),
+        (Procrustes, {}),
+        (Procrustes, {"equalize": "pad"}),
+        (PLSSVD, {"n_components": 2, "scale": True}),
+    ],
+)
 def test_save_load_bit_for_bit(tmp_path, cls, params):
     x, y, index = paired()
     model = cls(**params).fit(x, y, index)

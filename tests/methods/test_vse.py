@@ -1,4 +1,5 @@
 """VSE ranker: hand-computed losses, learning, word order, save/load, determinism, the CLI end to end."""
+
 import json
 from itertools import permutations
 
@@ -13,9 +14,7 @@ from cca_bench.features.text import WordVectors
 from cca_bench.methods.vse import VSE, build_vocab, order_scores, ranking_loss, token_ids
 
 # S[i, j] = score of image i with caption j; the diagonal holds the positives 0.9, 0.8, 0.4.
-S = torch.tensor([[0.9, 0.5, 0.1],
-                  [0.3, 0.8, 0.75],
-                  [0.5, 0.6, 0.4]])
+S = torch.tensor([[0.9, 0.5, 0.1], [0.3, 0.8, 0.75], [0.5, 0.6, 0.4]])
 EYE = torch.eye(3, dtype=torch.bool)
 
 
@@ -65,13 +64,20 @@ def order_task(n_copies=4, n_extra=0):
     tokens = [[COLOURS[a], "left", "of", COLOURS[b]] for a, b in pairs]
     words = COLOURS + ["left", "of"] + [f"w{i}" for i in range(n_extra)]
     wv = WordVectors("toy", words, rng.standard_normal((len(words), 8)).astype(np.float32))
-    return FeatureSet(images=images, texts=np.zeros((len(pairs), 1), np.float32), image_index=np.arange(len(pairs)),
-                      tokens=tokens, meta={"dataset": "toy"}, word_vectors=lambda: wv)
+    return FeatureSet(
+        images=images,
+        texts=np.zeros((len(pairs), 1), np.float32),
+        image_index=np.arange(len(pairs)),
+        tokens=tokens,
+        meta={"dataset": "toy"},
+        word_vectors=lambda: wv,
+    )
 
 
 def fit(fs, **kw):
-    params = dict(dim=32, lr=1e-2, train_batch_size=16, epochs=8, trainable_embeddings=True, progress=False,
-                  num_threads=1)  # toy sizes: thread hand-offs would cost more than they give
+    params = dict(
+        dim=32, lr=1e-2, train_batch_size=16, epochs=8, trainable_embeddings=True, progress=False, num_threads=1
+    )  # toy sizes: thread hand-offs would cost more than they give
     return VSE(**(params | kw)).fit_features(fs)
 
 
@@ -136,8 +142,13 @@ def test_frozen_embeddings_look_up_words_unseen_in_training():
     fs = order_task(n_copies=1, n_extra=2)  # the table knows w0 and w1, no training caption uses them
     m = fit(fs, epochs=1, trainable_embeddings=False)
     assert "w0" not in m.vocab_
-    test = FeatureSet(images=fs.images[:3], texts=np.zeros((3, 1), np.float32), image_index=np.arange(3),
-                      tokens=[["w0"], ["w1"], ["zzz"]], word_vectors=fs.word_vectors)
+    test = FeatureSet(
+        images=fs.images[:3],
+        texts=np.zeros((3, 1), np.float32),
+        image_index=np.arange(3),
+        tokens=[["w0"], ["w1"], ["zzz"]],
+        word_vectors=fs.word_vectors,
+    )
     z = m.embed_texts(test)
     assert not np.allclose(z[0], z[2]) and not np.allclose(z[0], z[1])
     np.testing.assert_array_equal(m.embed_texts(test.tokens)[0], z[2])  # no table given: <unk>
@@ -183,10 +194,40 @@ def test_params_clone_and_validation():
 def test_cli_generate_and_run_benchmark_on_tiny_shapes(tmp_path, capsys):
     from cca_bench.__main__ import main
 
-    loc = ["-D", "n_train=60", "-D", "n_val=20", "-D", "n_test=20", "--data-root", str(tmp_path / "data"),
-           "--results-root", str(tmp_path / "results"), "-q"]
-    assert main(["generate", "vse", "shapes", "glove50_tinyimage", "--epochs", "2", "--dim", "32",
-                 "--train-batch-size", "32", "--max-violation", "--seed", "3", *loc]) == 0
+    loc = [
+        "-D",
+        "n_train=60",
+        "-D",
+        "n_val=20",
+        "-D",
+        "n_test=20",
+        "--data-root",
+        str(tmp_path / "data"),
+        "--results-root",
+        str(tmp_path / "results"),
+        "-q",
+    ]
+    assert (
+        main(
+            [
+                "generate",
+                "vse",
+                "shapes",
+                "glove50_tinyimage",
+                "--epochs",
+                "2",
+                "--dim",
+                "32",
+                "--train-batch-size",
+                "32",
+                "--max-violation",
+                "--seed",
+                "3",
+                *loc,
+            ]
+        )
+        == 0
+    )
     assert "fitted vse on 300 captions" in capsys.readouterr().out
     config = json.loads(next((tmp_path / "results" / "models").glob("vse__*.json")).read_text())
     assert config["params"]["max_violation"] is True and config["params"]["random_state"] == 3

@@ -16,8 +16,12 @@ def web_roots(tmp_path_factory):
     roots = ["--data-root", str(tmp / "data"), "--results-root", str(tmp / "results")]
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", *SMALL, *roots]) == 0
     for distance in ("cosine", "dot"):
-        assert main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "--distance", distance,
-                     *SMALL, *roots]) == 0
+        assert (
+            main(
+                ["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", "--distance", distance, *SMALL, *roots]
+            )
+            == 0
+        )
     variant = ["--tag", "ridge", *SMALL, *roots]
     assert main(["generate", "cca", "shapes", "glove50_tinyimage", "--reg", "0.1", *variant]) == 0
     assert main(["run_benchmark", "cca", "shapes", "test", "glove50_tinyimage", *variant]) == 0
@@ -25,4 +29,3 @@ def web_roots(tmp_path_factory):
     for run in (tmp / "results" / "runs").glob("*.json"):  # these tests name runs by their configuration, as
         run.rename(run.with_name(run.name.rsplit("__", 1)[0] + ".json"))  # runs stored before run ids were
     return tmp / "data", tmp / "results"
-

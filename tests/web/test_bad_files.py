@@ -1,6 +1,7 @@
 """No run record or ranks file can take a page down (issue 25.2, the web's part): each malformed case of the
 audit beside good runs; every page answers 200 (the bad run skipped with a visible note, or its own page a 404),
 and an `evaluate --image-index` run beside a normal one leaves the leaderboard and compare page answering."""
+
 import hashlib
 import io
 import json
@@ -16,8 +17,15 @@ from cca_bench.web import create_app
 
 MODEL = "cca__shapes[n_test=60,n_train=300,n_val=40]__glove50_tinyimage"  # what conftest.web_roots fits
 RUN, RIDGE = f"{MODEL}__test__full__cosine", f"{MODEL}@ridge__test__full__cosine"
-GOOD_PAGES = ["/", "/?view=models", "/leaderboard.csv", f"/compare?run={RUN}&run={RIDGE}", f"/run/{RUN}",
-              f"/run/{RUN}/examples", f"/wins?a={RUN}&b={RIDGE}"]
+GOOD_PAGES = [
+    "/",
+    "/?view=models",
+    "/leaderboard.csv",
+    f"/compare?run={RUN}&run={RIDGE}",
+    f"/run/{RUN}",
+    f"/run/{RUN}/examples",
+    f"/wins?a={RUN}&b={RIDGE}",
+]
 
 BAD_JSON = {  # the audit's malformed run records (issue 25)
     "ci_task_list": {"ci": {"image_annotation": [0, 1]}},
@@ -109,10 +117,35 @@ def test_a_subset_run_beside_a_normal_run(web_roots, tmp_path):
     np.save(tmp_path / "img.npy", g.model.embed_images(g.features).astype(np.float32))
     np.save(tmp_path / "txt.npy", g.model.embed_texts(g.features)[keep].astype(np.float32))
     np.save(tmp_path / "index.npy", g.features.image_index[keep])
-    assert main(["evaluate", "shapes", "test", "--images", str(tmp_path / "img.npy"), "--texts",
-                 str(tmp_path / "txt.npy"), "--image-index", str(tmp_path / "index.npy"), "--name", "subset",
-                 "-D", "n_train=300", "-D", "n_val=40", "-D", "n_test=60", "-q", "--data-root", str(web_roots[0]),
-                 "--results-root", str(results)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "shapes",
+                "test",
+                "--images",
+                str(tmp_path / "img.npy"),
+                "--texts",
+                str(tmp_path / "txt.npy"),
+                "--image-index",
+                str(tmp_path / "index.npy"),
+                "--name",
+                "subset",
+                "-D",
+                "n_train=300",
+                "-D",
+                "n_val=40",
+                "-D",
+                "n_test=60",
+                "-q",
+                "--data-root",
+                str(web_roots[0]),
+                "--results-root",
+                str(results),
+            ]
+        )
+        == 0
+    )
     subset = next(p.stem for p in (results / "runs").glob("subset*.json"))
     app = create_app(web_roots[0], results)
     app.config["LOADING_WAIT_S"] = 60

@@ -10,14 +10,14 @@ With ``CI`` set, a missing browser or driver fails instead of skipping. In CI, w
 on the leaderboard and that searching an emoji's name finds it, and saves the README's screenshots to DIR
 (``docs``).
 """
-import re
+
 import os
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
-
 from web_helpers import REPO, running_server
 
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
@@ -40,15 +40,21 @@ def browser():
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError as e:
-        _need(f"flask and selenium ({e.name} is missing; pip install -e \".[test,web]\")", None)
+        _need(f'flask and selenium ({e.name} is missing; pip install -e ".[test,web]")', None)
     binary = next(filter(None, map(shutil.which, CHROMIUM)), None)
     _need("Chromium", binary)
     driver_path = shutil.which("chromedriver")
     _need("chromedriver", driver_path)
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,1000", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    ):
         options.add_argument(arg)  # the last one: no request may leave the loopback interface
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     driver.set_page_load_timeout(120)
@@ -152,10 +158,12 @@ def test_leaderboard_sorts_and_text_search_renders(browser, served, tmp_path):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.skipif(not any(os.environ.get(v) for v in ("CCA_BENCH_SCREENSHOTS", "CCA_BENCH_QUICKSTART", "CI")),
-                    reason="runs the openmoji quickstart (about 20 s on an idle 2-core machine, minutes on a loaded "
-                    "one): in CI, with CCA_BENCH_QUICKSTART=1, or CCA_BENCH_SCREENSHOTS=docs, which also writes the "
-                    "README screenshots")
+@pytest.mark.skipif(
+    not any(os.environ.get(v) for v in ("CCA_BENCH_SCREENSHOTS", "CCA_BENCH_QUICKSTART", "CI")),
+    reason="runs the openmoji quickstart (about 20 s on an idle 2-core machine, minutes on a loaded "
+    "one): in CI, with CCA_BENCH_QUICKSTART=1, or CCA_BENCH_SCREENSHOTS=docs, which also writes the "
+    "README screenshots",
+)
 def test_quickstart_in_the_browser_and_readme_screenshots(browser, tmp_path):
     """Issue 12's done-when: after the README quickstart, serve shows its run and a search for "cat" finds the
     cat emoji. The screenshots go to REPO/$CCA_BENCH_SCREENSHOTS when set (the README's), else to tmp_path."""
@@ -165,8 +173,10 @@ def test_quickstart_in_the_browser_and_readme_screenshots(browser, tmp_path):
     out = REPO / shots if shots else tmp_path / "shots"
     roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "results")]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for argv in (["generate", "cca", "openmoji", "glove50_efficientnet"],
-                 ["run_benchmark", "cca", "openmoji", "test", "glove50_efficientnet", "--distance", "cosine"]):
+    for argv in (
+        ["generate", "cca", "openmoji", "glove50_efficientnet"],
+        ["run_benchmark", "cca", "openmoji", "test", "glove50_efficientnet", "--distance", "cosine"],
+    ):
         subprocess.run([sys.executable, "-m", "cca_bench", *argv, "-q", *roots], check=True, env=env, cwd=REPO)
     with running_server(tmp_path / "data", tmp_path / "results") as (url, proc, _):
         browser.get(url + "/")
@@ -202,15 +212,18 @@ def test_compare_two_selected_runs(browser, served):
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(browser, 120).until(  # the page reloads itself until its paired tests are computed
-        lambda d: d.find_elements(By.ID, "compare-table") and not d.find_elements(By.ID, "tests-pending"))
+        lambda d: d.find_elements(By.ID, "compare-table") and not d.find_elements(By.ID, "tests-pending")
+    )
     table = _wait(browser, "#compare-table")
     from urllib.parse import parse_qs, urlsplit
 
     assert parse_qs(urlsplit(browser.current_url).query)["run"] == picked
     heads = [th.text for th in table.find_elements(By.CSS_SELECTOR, "thead th")]
     assert heads == ["Metric", "run 1", "run 2", "run 2 \u2212 run 1"]
-    rows = {r.find_element(By.TAG_NAME, "th").text: [td.text for td in r.find_elements(By.TAG_NAME, "td")]
-            for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")}
+    rows = {
+        r.find_element(By.TAG_NAME, "th").text: [td.text for td in r.find_elements(By.TAG_NAME, "td")]
+        for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")
+    }
     a, b, (delta, paired) = float(rows["R-sum"][0]), float(rows["R-sum"][1]), rows["R-sum"][2].split("\n")
     assert a >= b and float(delta) == pytest.approx(b - a, abs=0.11)  # run 1 is the better (the table's order)
     lo, hi = (float(v) for v in paired.split("]")[0].strip("[").split(","))  # the paired 95% interval, then p
@@ -220,12 +233,19 @@ def test_compare_two_selected_runs(browser, served):
 
 
 # every page of the app, at a phone's width: (path, a CSS selector the finished page shows)
-PAGES = [("/", "table.leaderboard"), ("/?view=models", "#matrix"), ("/run/{run}", "#examples-link"),
-         ("/run/{run}/examples", ".example"), ("/model/{model}", "table.facts"),
-         ("/search?model={model}&split=test&q=a+red+circle", "#text-results"),
-         ("/search?model={model}&split=test&image=3", "#similar-results"),
-         ("/compare?run={run}&run={ridge}", "#compare-table"), ("/run/nope", "#error-message"),
-         ("/search?model={model}&split=test&q=qwzx", "#search-message"), ("/wins?a={run}&b={ridge}", ".example")]
+PAGES = [
+    ("/", "table.leaderboard"),
+    ("/?view=models", "#matrix"),
+    ("/run/{run}", "#examples-link"),
+    ("/run/{run}/examples", ".example"),
+    ("/model/{model}", "table.facts"),
+    ("/search?model={model}&split=test&q=a+red+circle", "#text-results"),
+    ("/search?model={model}&split=test&image=3", "#similar-results"),
+    ("/compare?run={run}&run={ridge}", "#compare-table"),
+    ("/run/nope", "#error-message"),
+    ("/search?model={model}&split=test&q=qwzx", "#search-message"),
+    ("/wins?a={run}&b={ridge}", ".example"),
+]
 
 CONTRAST_JS = """
 function parse(s) { const m = s.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
@@ -266,30 +286,35 @@ def test_every_page_fits_a_phone_and_is_readable(browser, served):
     url, _ = served
     model = MODEL.replace("[", "%5B").replace("]", "%5D")
     run, ridge = f"{model}__test__full__cosine", f"{model}@ridge__test__full__cosine"
-    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                            {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+    )
     try:
         for path, ready in PAGES:
             page = path.format(model=model, run=run, ridge=ridge)
             browser.get(url + page)
             WebDriverWait(browser, 60).until(  # a model being loaded shows a page that reloads itself
-                lambda d: d.find_elements("css selector", ready) and not d.find_elements("id", "loading"))
-            width, screen = browser.execute_script(
-                "return [document.documentElement.scrollWidth, window.innerWidth]")
+                lambda d: d.find_elements("css selector", ready) and not d.find_elements("id", "loading")
+            )
+            width, screen = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
             assert screen == 390 and width <= screen, (page, width)
             checked, low = browser.execute_script(CONTRAST_JS)
             assert checked > 5 and low == [], (page, low)
             alts = browser.execute_script("return Array.from(document.images).map(i => i.alt)")
-            assert all(a.strip() and not re.fullmatch(r"[0-9a-f]{6,}", a) and not re.search(r"\.(png|jpe?g)$", a)
-                       for a in alts), (page, alts)
+            assert all(
+                a.strip() and not re.fullmatch(r"[0-9a-f]{6,}", a) and not re.search(r"\.(png|jpe?g)$", a) for a in alts
+            ), (page, alts)
             links = browser.execute_script(  # a link's accessible name: its label, its text, or its image's alt
                 "return Array.from(document.links).map(a => (a.getAttribute('aria-label') || a.textContent.trim()"
-                " || Array.from(a.querySelectorAll('img')).map(i => i.alt).join(' ')).trim())")
+                " || Array.from(a.querySelectorAll('img')).map(i => i.alt).join(' ')).trim())"
+            )
             assert all(len(t) >= 3 and t.lower() not in ("json", "here", "link", "more") for t in links), (page, links)
             icon = browser.execute_script("return document.querySelector('link[rel=icon]').href")
             assert icon.endswith("favicon.svg")
-        browser.execute_script("const p = document.createElement('p'); p.textContent = 'grey on white';"
-                               "p.style.color = '#999'; p.style.background = '#fff'; document.body.append(p)")
+        browser.execute_script(
+            "const p = document.createElement('p'); p.textContent = 'grey on white';"
+            "p.style.color = '#999'; p.style.background = '#fff'; document.body.append(p)"
+        )
         assert browser.execute_script(CONTRAST_JS)[1] == ["P. 'grey on white' 2.85"]  # the measure does catch it
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
@@ -310,10 +335,14 @@ def test_leaderboard_columns_fit_1280_and_390(browser, served):
     columns in frame order (as before): t2i R@10 lay past the box's right edge at 1280 px."""
     url, _ = served
     try:
-        for width, needed in ((1280, ["Method", "R-sum", "i2t R@1", "i2t R@5", "i2t R@10", "t2i R@1", "t2i R@5",
-                                      "t2i R@10"]), (390, ["Method", "R-sum"])):
-            browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                                    {"width": width, "height": 844, "deviceScaleFactor": 1, "mobile": width < 500})
+        for width, needed in (
+            (1280, ["Method", "R-sum", "i2t R@1", "i2t R@5", "i2t R@10", "t2i R@1", "t2i R@5", "t2i R@10"]),
+            (390, ["Method", "R-sum"]),
+        ):
+            browser.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": 844, "deviceScaleFactor": 1, "mobile": width < 500},
+            )
             browser.get(url + "/")
             _wait(browser, "table.leaderboard")
             cells = browser.execute_script(LAYOUT_JS)

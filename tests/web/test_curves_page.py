@@ -1,4 +1,5 @@
 """The web app's curves page: the stored curves' numbers and their figure (issue 28.1)."""
+
 import json
 
 import flask  # noqa: F401  (required by the test extra: imported, not skipped)
@@ -14,8 +15,12 @@ SMALL = ["-D", "n_train=300", "-D", "n_val=40", "-D", "n_test=60", "-q"]
 def curve_roots(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("curves")
     roots = ["--data-root", str(tmp / "data"), "--results-root", str(tmp / "results")]
-    assert main(["curve", "cca", "shapes", "glove50_tinyimage", "--train-sizes", "40,all", "--seeds", "0,1",
-                 *SMALL, *roots]) == 0
+    assert (
+        main(
+            ["curve", "cca", "shapes", "glove50_tinyimage", "--train-sizes", "40,all", "--seeds", "0,1", *SMALL, *roots]
+        )
+        == 0
+    )
     return tmp / "data", tmp / "results"
 
 

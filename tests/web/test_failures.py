@@ -1,5 +1,6 @@
 """Failure views of every run (issue 24.6): the examples page of an `evaluate` run from its stored top-10, the
 compare page's answers labelled by their own run, and where one run succeeds while another fails."""
+
 import json
 import re
 import shutil
@@ -30,11 +31,49 @@ def roots(web_roots, tmp_path_factory):
     noise = np.random.default_rng(0).normal(size=emb_i.shape) * np.abs(emb_i).mean() * 1.5
     np.save(tmp / "img.npy", (emb_i + noise).astype(np.float32))
     np.save(tmp / "txt.npy", emb_t.astype(np.float32))
-    assert main(["evaluate", "shapes", "test", "--images", str(tmp / "img.npy"), "--texts", str(tmp / "txt.npy"),
-                 "--name", "my_model", *SMALL, "--data-root", str(web_roots[0]), "--results-root", str(results)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "shapes",
+                "test",
+                "--images",
+                str(tmp / "img.npy"),
+                "--texts",
+                str(tmp / "txt.npy"),
+                "--name",
+                "my_model",
+                *SMALL,
+                "--data-root",
+                str(web_roots[0]),
+                "--results-root",
+                str(results),
+            ]
+        )
+        == 0
+    )
     np.save(tmp / "shuffled.npy", emb_t[np.random.default_rng(1).permutation(len(emb_t))].astype(np.float32))
-    assert main(["evaluate", "shapes", "test", "--images", str(tmp / "img.npy"), "--texts", str(tmp / "shuffled.npy"),
-                 "--name", "misaligned", *SMALL, "--data-root", str(web_roots[0]), "--results-root", str(results)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "shapes",
+                "test",
+                "--images",
+                str(tmp / "img.npy"),
+                "--texts",
+                str(tmp / "shuffled.npy"),
+                "--name",
+                "misaligned",
+                *SMALL,
+                "--data-root",
+                str(web_roots[0]),
+                "--results-root",
+                str(results),
+            ]
+        )
+        == 0
+    )
     evaluated = [p.stem for p in (results / "runs").glob("my_model*.json")]
     assert len(evaluated) == 1
     return web_roots[0], results, evaluated[0]
@@ -85,8 +124,12 @@ def test_compare_labels_every_answer_with_its_own_run(roots, first):
     query = int(block.split('"')[0])
     mine = block.split(f'data-run="{evaluated}"')[1].split("</ol>")[0]
     captions = re.findall(r"<li class=\"(?:correct|wrong)\">(?:<span[^>]*>&#10003;</span> )?(.+?)</li>", mine)
-    split_captions = create_app(data_root, results).config["LIBRARY"].run_split(
-        json.loads((results / "runs" / f"{evaluated}.json").read_text())).captions
+    split_captions = (
+        create_app(data_root, results)
+        .config["LIBRARY"]
+        .run_split(json.loads((results / "runs" / f"{evaluated}.json").read_text()))
+        .captions
+    )
     assert captions == [split_captions[j] for j in own[evaluated][1][0][query, :3]]
 
 
@@ -134,8 +177,28 @@ def test_kcca_cv_run_page_shows_its_heat_map(tmp_path):
     with {v:g} (None is no number): a 404 whose message blamed the file."""
     roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "results")]
     small = ["-D", "n_train=100", "-D", "n_val=30", "-D", "n_test=30", "-q"]
-    assert main(["generate", "kcca", "shapes", "glove50_tinyimage", "--cv", "--cv-components", "2,4", "--cv-reg",
-                 "0.1", "--cv-gamma", "1,2", "--cv-eig-power", "1", *small, *roots]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "kcca",
+                "shapes",
+                "glove50_tinyimage",
+                "--cv",
+                "--cv-components",
+                "2,4",
+                "--cv-reg",
+                "0.1",
+                "--cv-gamma",
+                "1,2",
+                "--cv-eig-power",
+                "1",
+                *small,
+                *roots,
+            ]
+        )
+        == 0
+    )
     assert main(["run_benchmark", "kcca", "shapes", "test", "glove50_tinyimage", *small, *roots]) == 0
     model = "kcca__shapes[n_test=30,n_train=100,n_val=30]__glove50_tinyimage"
     assert json.loads((tmp_path / "results" / "cv" / f"{model}.json").read_text())["grid"]["landmarks"] == [None]
@@ -165,13 +228,30 @@ def test_significance_examples_lists_both_directions(roots, capsys):
 
     data_root, results, evaluated = roots
     capsys.readouterr()
-    assert main(["significance", RUN, evaluated, "--examples", "2", "--results-root", str(results),
-                 "--data-root", str(data_root)]) == 0
+    assert (
+        main(
+            [
+                "significance",
+                RUN,
+                evaluated,
+                "--examples",
+                "2",
+                "--results-root",
+                str(results),
+                "--data-root",
+                str(data_root),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     (ra, _), (rb, _) = stored(results, RUN), stored(results, evaluated)
     want, back = contrast(ra, rb, 2), contrast(rb, ra, 2)
-    split = create_app(data_root, results).config["LIBRARY"].run_split(
-        json.loads((results / "runs" / f"{RUN}.json").read_text()))
+    split = (
+        create_app(data_root, results)
+        .config["LIBRARY"]
+        .run_split(json.loads((results / "runs" / f"{RUN}.json").read_text()))
+    )
     part = out.split("image search: A succeeds, B fails")[1].split("image search: B succeeds")[0]
     for q, r_a, r_b in want["image_search"]["a_wins"]:
         assert f"{split.captions[q]!r} (of {split.image_ids[split.image_index[q]]}): rank A {r_a:g}, B {r_b:g}" in part

@@ -1,4 +1,5 @@
 """Hostile input to the web app (issue 18.4): a safe answer every time, and a server that stays responsive."""
+
 import io
 import json
 import os
@@ -7,14 +8,13 @@ import struct
 import urllib.request
 import zlib
 
+import flask  # noqa: F401,E402  (the web extra, in the test extra)
 import pytest
 from PIL import Image
+from web_helpers import running_server
 
 from cca_bench.__main__ import main
 from cca_bench.web import create_app
-from web_helpers import running_server
-
-import flask  # noqa: F401,E402  (the web extra, in the test extra)
 
 MODEL = "cca__shapes[n_test=60,n_train=300,n_val=40]__glove50_tinyimage"  # what conftest.web_roots fits
 RUN = f"{MODEL}__test__full__cosine"
@@ -28,6 +28,7 @@ def client(web_roots):
 def _png_header(width: int, height: int) -> bytes:
     """A PNG of a few dozen bytes whose header declares ``width`` x ``height`` pixels (a decompression bomb's
     shape: it would take width * height * 3 bytes once decoded)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -36,8 +37,12 @@ def _png_header(width: int, height: int) -> bytes:
 
 
 def _post_photo(client, data: bytes, **headers):
-    return client.post("/search", data={"model": MODEL, "split": "test", "photo": (io.BytesIO(data), "p.png")},
-                       content_type="multipart/form-data", headers=headers)
+    return client.post(
+        "/search",
+        data={"model": MODEL, "split": "test", "photo": (io.BytesIO(data), "p.png")},
+        content_type="multipart/form-data",
+        headers=headers,
+    )
 
 
 def test_a_photo_declaring_too_many_pixels_is_refused_before_decoding(client):
@@ -50,8 +55,12 @@ def test_a_photo_declaring_too_many_pixels_is_refused_before_decoding(client):
 
 def test_cross_origin_posts_are_refused(client):
     ok = _png_header(8, 8)
-    for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"},
-                    {"Sec-Fetch-Site": "same-site"}):
+    for headers in (
+        {"Origin": "http://evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "same-site"},
+    ):
         r = _post_photo(client, ok, **headers)
         assert r.status_code == 403 and "another site" in r.get_data(as_text=True), headers
     assert _post_photo(client, b"", Origin="http://localhost", **{"Sec-Fetch-Site": "same-origin"}).status_code == 400
@@ -59,11 +68,17 @@ def test_cross_origin_posts_are_refused(client):
 
 
 BAD_RECORDS = {
-    "folds_text": {"folds": "two"}, "folds_zero": {"folds": 0}, "params_list": {"params": [1, 2]},
-    "timings_text": {"timings": "fast"}, "curve_text": {"recall_curve": "up"},
+    "folds_text": {"folds": "two"},
+    "folds_zero": {"folds": 0},
+    "params_list": {"params": [1, 2]},
+    "timings_text": {"timings": "fast"},
+    "curve_text": {"recall_curve": "up"},
     "curve_nan": {"recall_curve": {"image_annotation": [1.0, float("nan")], "image_search": [1.0]}},
-    "label_dict": {"params_label": {"k": 1}}, "model_list": {"model": ["x"]}, "ci_short": {"ci": {"rsum": [1]}},
-    "ci_text": {"ci": {"image_annotation": {"R@1": ["a", "b"]}}}, "oov_text": {"oov_rate": "none"},
+    "label_dict": {"params_label": {"k": 1}},
+    "model_list": {"model": ["x"]},
+    "ci_short": {"ci": {"rsum": [1]}},
+    "ci_text": {"ci": {"image_annotation": {"R@1": ["a", "b"]}}},
+    "oov_text": {"oov_rate": "none"},
 }
 
 
@@ -81,16 +96,31 @@ def test_malformed_run_records_are_listed_with_a_note(web_roots, tmp_path):
     assert board.status_code == 200 and page.count('class="warning"') == len(BAD_RECORDS) + 2
     for name in [*BAD_RECORDS, "list", "broken"]:
         assert f"{name}.json" in page, name
-        for url in (f"/run/{name}", f"/run/{name}/examples", f"/run/{name}/recall.png", f"/compare?run={name}&run={RUN}"):
+        for url in (
+            f"/run/{name}",
+            f"/run/{name}/examples",
+            f"/run/{name}/recall.png",
+            f"/compare?run={name}&run={RUN}",
+        ):
             assert c.get(url).status_code in (400, 404), url
     assert c.get(f"/run/{RUN}").status_code == 200
 
 
-@pytest.mark.parametrize("host, status", [
-    ("127.0.0.1:8000", 200), ("127.0.0.2:8000", 200), ("127.255.0.9", 200), ("localhost:8000", 200),
-    ("[::1]:8000", 200), ("[::1]", 200), ("attacker.example:8000", 400), ("127.0.0.1.evil.example", 400),
-    ("128.0.0.1:8000", 400), ("[::2]:8000", 400),
-])
+@pytest.mark.parametrize(
+    "host, status",
+    [
+        ("127.0.0.1:8000", 200),
+        ("127.0.0.2:8000", 200),
+        ("127.255.0.9", 200),
+        ("localhost:8000", 200),
+        ("[::1]:8000", 200),
+        ("[::1]", 200),
+        ("attacker.example:8000", 400),
+        ("127.0.0.1.evil.example", 400),
+        ("128.0.0.1:8000", 400),
+        ("[::2]:8000", 400),
+    ],
+)
 def test_the_host_check_holds_for_every_loopback_address(web_roots, host, status):
     for bound in ("127.0.0.1", "::1", "localhost", "127.0.0.5"):
         c = create_app(*web_roots, host=bound).test_client()

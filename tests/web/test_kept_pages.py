@@ -1,5 +1,6 @@
 """What the web app draws and computes once and keeps: figures and the compare page's paired tests, checked with
 spies on the drawing and testing functions (Agg draws the same bytes twice, so equal bytes prove nothing)."""
+
 import os
 
 from cca_bench.web import create_app

@@ -1,5 +1,6 @@
 """The leaderboard that leads to an answer (R-sum, sort and filters in the URL, best marks, intervals, CSV,
 models x datasets) and the compare page (issue 21.1, 21.2), through Flask's test client."""
+
 import csv
 import io
 import json
@@ -43,7 +44,9 @@ def test_leaderboard_sorts_by_rsum_and_marks_the_best(client, web_roots):
     assert f">{max(sums):.1f}</strong>" in page  # the best R-sum in bold
     assert 'data-col="R-sum" aria-sort="descending"' in page
     up = client.get("/?sort=t2i+R%401&order=asc").get_data(as_text=True)
-    t2i = [_record(web_roots, s)["metrics"]["image_search"]["R@1"] for s in re.findall(r'name="run" value="([^"]+)"', up)]
+    t2i = [
+        _record(web_roots, s)["metrics"]["image_search"]["R@1"] for s in re.findall(r'name="run" value="([^"]+)"', up)
+    ]
     assert t2i == sorted(t2i) and 'data-col="t2i R@1" aria-sort="ascending"' in up
     assert 'name="sort" value="t2i R@1"' in up  # a filter change keeps the sort
 
@@ -61,7 +64,11 @@ def test_csv_download_is_the_table_shown(client, web_roots):
 
 def test_models_by_datasets_view_has_an_average(client, web_roots):
     page = client.get("/?view=models").get_data(as_text=True)
-    assert 'id="matrix"' in page and ">Average (1)</th>" in page and "shapes[n_test=60,n_train=300,n_val=40] / full" in page
+    assert (
+        'id="matrix"' in page
+        and ">Average (1)</th>" in page
+        and "shapes[n_test=60,n_train=300,n_val=40] / full" in page
+    )
     assert page.count("<tr>") == 1 + 3  # header and one row per model variant and distance
     assert f"{_rsum(_record(web_roots, RIDGE)):.1f}" in page
 
@@ -92,8 +99,11 @@ def test_compare_two_runs_side_by_side(client, web_roots):
     a, b = _record(web_roots, RUN), _record(web_roots, RIDGE)
     delta = _rsum(b) - _rsum(a)
     assert f"{delta:+.1f}" in page and f"{_rsum(a):.1f}" in page and f"{_rsum(b):.1f}" in page
-    test = re.search(r"Run 2 &minus; run 1, R-sum: ([-+]\d+\.\d)\s+\[([-+]\d+\.\d), ([-+]\d+\.\d)\] \(95% paired "
-                     r"interval\), p ([<=]) ([\d.]+)", page)
+    test = re.search(
+        r"Run 2 &minus; run 1, R-sum: ([-+]\d+\.\d)\s+\[([-+]\d+\.\d), ([-+]\d+\.\d)\] \(95% paired "
+        r"interval\), p ([<=]) ([\d.]+)",
+        page,
+    )
     assert test and float(test[1]) == pytest.approx(delta, abs=0.051)  # the paired test on the stored ranks
     assert float(test[2]) <= float(test[1]) <= float(test[3]) and 0 < float(test[5]) <= 1
     png = client.get(f"/compare.png?run={RUN}&run={RIDGE}")
@@ -109,12 +119,13 @@ def test_compare_table_sentence_and_cli_give_one_delta_interval_and_p(client, we
     from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, format_p, paired_test
 
     page = client.get(f"/compare?run={RUN}&run={RIDGE}").get_data(as_text=True)
-    a, b = (load_ranks(_record(web_roots, s) | {"_file": str(web_roots[1] / "runs" / f"{s}.json")})
-            for s in (RIDGE, RUN))
+    a, b = (
+        load_ranks(_record(web_roots, s) | {"_file": str(web_roots[1] / "runs" / f"{s}.json")}) for s in (RIDGE, RUN)
+    )
     t = paired_test(a, b, "rsum", resamples=PAIRED_RESAMPLES, seed=PAIRED_SEED)
     interval, p = f"[{t['ci'][0]:+.1f}, {t['ci'][1]:+.1f}]", format_p(t["p_value"], PAIRED_RESAMPLES)
-    rsum_row = page[page.index('<th scope="row">R-sum</th>'):].split("</tr>")[0]
-    assert f"{t['delta']:+.1f}<span class=\"ci\">{interval} {p.replace(' ', chr(0xa0))}" in rsum_row
+    rsum_row = page[page.index('<th scope="row">R-sum</th>') :].split("</tr>")[0]
+    assert f'{t["delta"]:+.1f}<span class="ci">{interval} {p.replace(" ", chr(0xA0))}' in rsum_row
     assert f"R-sum: {t['delta']:+.1f}\n{interval} (95% paired interval), {p}" in page
     assert main(["significance", RIDGE, RUN, "--results-root", str(web_roots[1])]) == 0
     assert p in capsys.readouterr().out
@@ -127,18 +138,23 @@ def test_compare_shows_the_same_queries_for_both_models(client):
     for block in blocks:  # each sampled caption, answered by both models
         assert block.count('class="who"') == 2 and "tag=ridge" in block
     captions = re.findall(r"&ldquo;(.+?)&rdquo;", page)
-    other = re.findall(r"&ldquo;(.+?)&rdquo;", client.get(f"/compare?run={RUN}&run={RIDGE}&sample=1").get_data(as_text=True))
+    other = re.findall(
+        r"&ldquo;(.+?)&rdquo;", client.get(f"/compare?run={RUN}&run={RIDGE}&sample=1").get_data(as_text=True)
+    )
     assert captions != other and len(other) == 8
     assert 'id="more-samples"' in page and "sample=1" in page
 
 
-@pytest.mark.parametrize("query, status, message", [
-    (f"run={RUN}", 400, "choose two or more runs"),
-    (f"run={RUN}&run=nope", 404, "no run named"),
-    (f"run={RUN}&run={RIDGE}&sample=x", 400, "not a whole number"),
-    (f"run={RUN}&run={RIDGE}&sample=%C2%B2", 400, "not a whole number"),  # '²'.isdigit() is True, int('²') raises
-    (f"run={RUN}&run={RIDGE}&sample=%D9%A3", 400, "not a whole number"),  # Arabic-Indic 3: int() takes it
-])
+@pytest.mark.parametrize(
+    "query, status, message",
+    [
+        (f"run={RUN}", 400, "choose two or more runs"),
+        (f"run={RUN}&run=nope", 404, "no run named"),
+        (f"run={RUN}&run={RIDGE}&sample=x", 400, "not a whole number"),
+        (f"run={RUN}&run={RIDGE}&sample=%C2%B2", 400, "not a whole number"),  # '²'.isdigit() is True, int('²') raises
+        (f"run={RUN}&run={RIDGE}&sample=%D9%A3", 400, "not a whole number"),  # Arabic-Indic 3: int() takes it
+    ],
+)
 def test_compare_refuses_what_it_cannot_compare(client, query, status, message):
     r = client.get(f"/compare?{query}")
     assert r.status_code == status and message in r.get_data(as_text=True)
@@ -167,19 +183,31 @@ def test_compare_shows_the_paired_test(web_roots, tmp_path, monkeypatch):
 
     def paired_test(a, b, metric="rsum", resamples=None, seed=None):
         calls.append((a, b, metric, resamples, seed))
-        return {"delta": -5.04, "ci": [-9.5, -0.25], "p_value": 0.0123, "test": "paired sign-flip permutation test",
-                "n_images": 60, "resamples": 10000, "metric": "rsum"}
+        return {
+            "delta": -5.04,
+            "ci": [-9.5, -0.25],
+            "p_value": 0.0123,
+            "test": "paired sign-flip permutation test",
+            "n_images": 60,
+            "resamples": 10000,
+            "metric": "rsum",
+        }
 
     monkeypatch.setattr(stats, "paired_test", paired_test)
-    page = create_app(web_roots[0], results).test_client().get(
-        f"/compare?run={RUN}&run={RIDGE}&run={DOT}").get_data(as_text=True)
+    page = (
+        create_app(web_roots[0], results)
+        .test_client()
+        .get(f"/compare?run={RUN}&run={RIDGE}&run={DOT}")
+        .get_data(as_text=True)
+    )
     assert "-5.0\n[-9.5, -0.2] (95% paired interval), p = 0.012" in page and "; 60 test images" in page
     assert "significant at the 5% level" in page
     assert f"No paired test of run 3 against run 1: {results / 'runs' / dot['ranks_file']}: the ranks file" in page
     # run 2 against run 1: one test per metric row (the R-sum sentence reuses the row's); run 3 has no ranks
     assert all(r == stats.PAIRED_RESAMPLES and s == stats.PAIRED_SEED for *_, r, s in calls)
-    assert sorted(m for _, _, m, *_ in calls) == sorted(["rsum", *(f"{d}:{k}" for d in ("i2t", "t2i") for k in
-                                                        ("R@1", "R@5", "R@10", "median_rank", "mean_rank"))])
+    assert sorted(m for _, _, m, *_ in calls) == sorted(
+        ["rsum", *(f"{d}:{k}" for d in ("i2t", "t2i") for k in ("R@1", "R@5", "R@10", "median_rank", "mean_rank"))]
+    )
     assert page.count("[-9.5, -0.2] p\xa0=\xa00.012&nbsp;*") == 11
 
 
@@ -194,11 +222,15 @@ def test_run_page_shows_what_is_saved(web_roots, tmp_path):
     config["history_"] = [{"epoch": 1, "loss": 0.9, "val_rsum": 250.0}, {"epoch": 2, "loss": 0.5, "val_rsum": 301.5}]
     save_arrays(results / "models" / MODEL, arrays, config)
     grid = {"n_components": [10, 20], "reg": [0.1, 1.0], "eig_power": [1.0]}
-    rows = [{"n_components": k, "reg": r, "eig_power": 1.0, "rsum": 100.0 + k + r, "medr_sum": 4.0}
-            for k in grid["n_components"] for r in grid["reg"]]
+    rows = [
+        {"n_components": k, "reg": r, "eig_power": 1.0, "rsum": 100.0 + k + r, "medr_sum": 4.0}
+        for k in grid["n_components"]
+        for r in grid["reg"]
+    ]
     (results / "cv").mkdir()
-    (results / "cv" / f"{MODEL}.json").write_text(json.dumps(
-        {"grid": grid, "rows": rows, "best": rows[-1], "select": "rsum"}))
+    (results / "cv" / f"{MODEL}.json").write_text(
+        json.dumps({"grid": grid, "rows": rows, "best": rows[-1], "select": "rsum"})
+    )
     c = create_app(web_roots[0], results).test_client()
     page = c.get(f"/run/{RUN}").get_data(as_text=True)
     assert f"{config['timings']['fit']:.1f} s" in page and "test: 0.0%, train: 0.0%" in page
@@ -230,11 +262,11 @@ def test_search_results_lead_on(client, web_roots):
     r = client.get(f"/search?model={MODEL}&split=test&image={linked[0]}")
     image_page = r.get_data(as_text=True)
     assert r.status_code == 200 and f"Image {split.image_ids[linked[0]]}" in image_page
-    similar = image_page[image_page.index('id="similar-results"'):]
+    similar = image_page[image_page.index('id="similar-results"') :]
     assert re.findall(r"image=(\d+)", similar)[0] == str(linked[0])  # the image itself is most like it
     own = [c for c, i in zip(split.captions, split.image_index) if i == linked[0]]
     assert all(html_escape(c) in image_page for c in own)
-    found = image_page[image_page.index('id="caption-results"'):]
+    found = image_page[image_page.index('id="caption-results"') :]
     assert len(re.findall(r'<li><a href="/search\?[^"]*q=', found)) == 10  # each caption finds its images
     assert client.get(f"/search?model={MODEL}&split=test&image=60").status_code == 404
     assert client.get(f"/search?model={MODEL}&split=test&image=-1").status_code == 404

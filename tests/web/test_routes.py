@@ -1,4 +1,5 @@
 """Every route of the web app through Flask's test client: contents, errors, escaping, traversal, read-only."""
+
 import html
 import io
 import json
@@ -6,13 +7,12 @@ import re
 import shutil
 from html.parser import HTMLParser
 
+import flask  # noqa: F401,E402  (the web extra, in the test extra)
 import pytest
 from PIL import Image
 
 from cca_bench.__main__ import main
 from cca_bench.web import create_app
-
-import flask  # noqa: F401,E402  (the web extra, in the test extra)
 
 MODEL = "cca__shapes[n_test=60,n_train=300,n_val=40]__glove50_tinyimage"  # what conftest.web_roots fits
 RUN = f"{MODEL}__test__full__cosine"
@@ -62,17 +62,24 @@ def test_leaderboard_shows_the_numbers_compare_prints(client, web_roots, tmp_pat
     shutil.copytree(web_roots[1], copy)
     capsys.readouterr()
     assert main(["compare", "--results-root", str(copy), "--columns", "all"]) == 0
-    md = [[c.strip() for c in line.strip("|").split("|")][:-1] for line in capsys.readouterr().out.splitlines()
-          if line.startswith("|") and not line.startswith("|--")]  # [:-1]: the run id column the page lacks
+    md = [
+        [c.strip() for c in line.strip("|").split("|")][:-1]
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("|") and not line.startswith("|--")
+    ]  # [:-1]: the run id column the page lacks
     r = client.get("/")
     assert r.status_code == 200 and "shapes" in text(r)
     html_rows = [row[1:] for table in Tables(text(r)).tables for row in table]  # without the compare ticks
 
     def by_run(rows):  # {(params, distance): {column: the numbers of its cell (value, then interval)}}
         head = rows[0]
-        return {(row[head.index("Params")], row[head.index("Distance")]):
-                {c: re.findall(r"-?\d+(?:\.\d+)?", cell) if c.startswith(("i2t", "t2i", "R-sum")) else cell
-                 for c, cell in zip(head, row)} for row in rows[1:]}
+        return {
+            (row[head.index("Params")], row[head.index("Distance")]): {
+                c: re.findall(r"-?\d+(?:\.\d+)?", cell) if c.startswith(("i2t", "t2i", "R-sum")) else cell
+                for c, cell in zip(head, row)
+            }
+            for row in rows[1:]
+        }
 
     assert by_run(html_rows) == by_run(md)  # the three runs, cell for cell (values and intervals)
     assert len(md) == 4 and sorted(row[4] for row in md[1:]) == ["cosine", "cosine", "dot"]
@@ -104,8 +111,21 @@ def test_run_page(client):
     r = client.get(f"/run/{RUN}")
     page = text(r)
     assert r.status_code == 200
-    for needle in ("glove50_tinyimage", "Image Annotation", "Image Search", "Parameters", "Timings", "Versions",
-                   "numpy", "reg", "recall.png", ".spectrum.png", "/files/runs/", "/examples", ".safetensors"):
+    for needle in (
+        "glove50_tinyimage",
+        "Image Annotation",
+        "Image Search",
+        "Parameters",
+        "Timings",
+        "Versions",
+        "numpy",
+        "reg",
+        "recall.png",
+        ".spectrum.png",
+        "/files/runs/",
+        "/examples",
+        ".safetensors",
+    ):
         assert needle in page, needle
     png = client.get(f"/run/{RUN}/recall.png")
     assert png.status_code == 200 and png.data[:4] == b"\x89PNG"
@@ -124,7 +144,9 @@ def test_run_metrics_are_the_run_files(client, web_roots):
     for table, task in zip(shown, ("image_annotation", "image_search")):
         m = record["metrics"][task]
         assert [cell.split()[0] for cell in table[1]] == [f"{m[k]:.1f}" for k in ("R@1", "R@5", "R@10")] + [
-            f"{m['median_rank']:.0f}", f"{m['mean_rank']:.1f}"]  # the median rank of one fold is a whole number
+            f"{m['median_rank']:.0f}",
+            f"{m['mean_rank']:.1f}",
+        ]  # the median rank of one fold is a whole number
 
 
 def test_model_page(client):
@@ -138,7 +160,7 @@ def test_examples_page_marks_ground_truth(client, web_roots):
     assert r.status_code == 200
     assert page.count('class="example annotation"') == 8 + 5 and page.count('class="example search"') == 8 + 5
     assert "&#10003;" in page or "\u2713" in page
-    stem = RUN.replace('[', '%5B').replace(']', '%5D')
+    stem = RUN.replace("[", "%5B").replace("]", "%5D")
     assert f"/run/{stem}/image/" in page  # images of the run's split, no model needed
     assert client.get(re.search(r'src="(/run/[^"]+/image/\d+\.png)"', page)[1]).data[:4] == b"\x89PNG"
 
@@ -149,7 +171,7 @@ def test_text_search_finds_red_circles(client):
     r = client.get(f"/search?model={MODEL}&split=test&q=a+red+circle")
     page = text(r)
     assert r.status_code == 200 and page.count('class="hit"') == 10
-    srcs = [s.split('"')[0] for s in page[page.index('id="text-results"'):].split('src="')[1:]]
+    srcs = [s.split('"')[0] for s in page[page.index('id="text-results"') :].split('src="')[1:]]
     images = [int(s.rsplit("/", 1)[1].removesuffix(".png")) for s in srcs]
     assert len(images) == 10 and srcs[0].startswith(f"/image/{MODEL.replace('[', '%5B').replace(']', '%5D')}/test/")
     # 3 of the 60 test scenes hold a red circle (as in tests/test_search.py): one is among the top 5
@@ -165,39 +187,55 @@ def test_photo_search_finds_the_photo_and_its_captions(client, web_roots):
     split = get_dataset("shapes", web_roots[0], n_train=300, n_val=40, n_test=60).split("test")
     buf = io.BytesIO()
     split.load_image(7).save(buf, format="PNG")
-    r = client.post("/search", data={"model": MODEL, "split": "test", "distance": "cosine",
-                                     "photo": (io.BytesIO(buf.getvalue()), "<b>photo</b>.png")},
-                    content_type="multipart/form-data")
+    r = client.post(
+        "/search",
+        data={
+            "model": MODEL,
+            "split": "test",
+            "distance": "cosine",
+            "photo": (io.BytesIO(buf.getvalue()), "<b>photo</b>.png"),
+        },
+        content_type="multipart/form-data",
+    )
     page = text(r)
     assert r.status_code == 200, page
     assert "&lt;b&gt;photo&lt;/b&gt;.png" in page and "<b>photo</b>" not in page
-    similar = page[page.index('id="similar-results"'):]
+    similar = page[page.index('id="similar-results"') :]
     assert similar.split('src="')[1].split('"')[0].endswith("/test/7.png")  # itself first
     assert page.count("<li>") >= 10  # top captions
 
 
 def test_uploads_are_limited_and_checked(client):
-    big = client.post("/search", data={"model": MODEL, "photo": (io.BytesIO(b"\0" * (11 * 2**20)), "big.png")},
-                      content_type="multipart/form-data")
+    big = client.post(
+        "/search",
+        data={"model": MODEL, "photo": (io.BytesIO(b"\0" * (11 * 2**20)), "big.png")},
+        content_type="multipart/form-data",
+    )
     assert big.status_code == 413 and "at most 10 MB" in text(big)
-    bad = client.post("/search", data={"model": MODEL, "photo": (io.BytesIO(b"not an image"), "x.png")},
-                      content_type="multipart/form-data")
+    bad = client.post(
+        "/search",
+        data={"model": MODEL, "photo": (io.BytesIO(b"not an image"), "x.png")},
+        content_type="multipart/form-data",
+    )
     assert bad.status_code == 400 and "cannot read image" in text(bad)
     none = client.post("/search", data={"model": MODEL}, content_type="multipart/form-data")
     assert none.status_code == 400 and "choose a photo" in text(none)
 
 
-@pytest.mark.parametrize("url, message", [
-    ("/run/nope", "no run named"),
-    ("/run/nope/examples", "no run named"),
-    ("/run/nope/recall.png", "no run named"),
-    ("/model/nope", "no saved model named"),
-    ("/search?model=nope&q=red", "no saved model named"),
-    ("/image/nope/test/0.png", "no saved model named"),
-    (f"/image/{MODEL}/tset/0.png", "no split 'tset'"),
-    (f"/image/{MODEL}/test/60.png", "has no image 60"),
-    (f"/search?model={MODEL}&split=tset&q=red", "no split 'tset'"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("/run/nope", "no run named"),
+        ("/run/nope/examples", "no run named"),
+        ("/run/nope/recall.png", "no run named"),
+        ("/model/nope", "no saved model named"),
+        ("/search?model=nope&q=red", "no saved model named"),
+        ("/image/nope/test/0.png", "no saved model named"),
+        (f"/image/{MODEL}/tset/0.png", "no split 'tset'"),
+        (f"/image/{MODEL}/test/60.png", "has no image 60"),
+        (f"/search?model={MODEL}&split=tset&q=red", "no split 'tset'"),
+    ],
+)
 def test_missing_things_are_clear_404_pages(client, url, message):
     r = client.get(url)
     assert r.status_code == 404 and message in unescaped(r)
@@ -211,14 +249,30 @@ def test_bad_queries_are_400_pages(client):
 
 
 TRAVERSALS = [
-    "/files/runs/../../secret.json", "/files/runs/..%2F..%2Fsecret.json", "/files/runs/%2e%2e%2f%2e%2e%2fsecret.json",
-    "/files/runs/%2E%2E/%2E%2E/secret.json", "/files/runs/..%5C..%5Csecret.json", "/files/runs/%2Fetc%2Fpasswd",
-    "/files/runs//etc/passwd", "/files/..%2F..%2Fsecret.json/x.json", "/files/..%2Fsecret.json/x.json",
-    "/files/cache/x.npy", "/files/models/..%2Fruns%2F" + RUN + ".json", "/files/runs/evil.json",
-    "/files/models/evil.png", "/static/../../secret.json", "/static/%2e%2e/%2e%2e/secret.json",
-    "/static/..%2F..%2F..%2Fsecret.json", "/image/..%2F..%2Fsecret.json/test/0.png", "/run/..%2F..%2Fsecret",
-    "/run/%2e%2e%2fsecret", "/model/..%2F..%2Fsecret", "/search?model=..%2F..%2Fsecret&q=red",
-    "/search?model=/etc/passwd&q=red", "/run/evil", "/model/evil",
+    "/files/runs/../../secret.json",
+    "/files/runs/..%2F..%2Fsecret.json",
+    "/files/runs/%2e%2e%2f%2e%2e%2fsecret.json",
+    "/files/runs/%2E%2E/%2E%2E/secret.json",
+    "/files/runs/..%5C..%5Csecret.json",
+    "/files/runs/%2Fetc%2Fpasswd",
+    "/files/runs//etc/passwd",
+    "/files/..%2F..%2Fsecret.json/x.json",
+    "/files/..%2Fsecret.json/x.json",
+    "/files/cache/x.npy",
+    "/files/models/..%2Fruns%2F" + RUN + ".json",
+    "/files/runs/evil.json",
+    "/files/models/evil.png",
+    "/static/../../secret.json",
+    "/static/%2e%2e/%2e%2e/secret.json",
+    "/static/..%2F..%2F..%2Fsecret.json",
+    "/image/..%2F..%2Fsecret.json/test/0.png",
+    "/run/..%2F..%2Fsecret",
+    "/run/%2e%2e%2fsecret",
+    "/model/..%2F..%2Fsecret",
+    "/search?model=..%2F..%2Fsecret&q=red",
+    "/search?model=/etc/passwd&q=red",
+    "/run/evil",
+    "/model/evil",
 ]
 
 
@@ -227,8 +281,12 @@ def evil_links(web_roots):
     """Symlinks inside the results root that point at the secret beside it."""
     data, results = web_roots
     secret = results.parent / "secret.json"
-    links = [results / "runs" / "evil.json", results / "models" / "evil.png", results / "models" / "evil.json",
-             results / "models" / "evil.safetensors"]
+    links = [
+        results / "runs" / "evil.json",
+        results / "models" / "evil.png",
+        results / "models" / "evil.json",
+        results / "models" / "evil.safetensors",
+    ]
     for link in links:
         link.symlink_to(secret)
     yield
@@ -262,8 +320,7 @@ def test_evaluate_runs_without_a_model_are_listed_and_explained(client, web_root
     results = tmp_path / "results"
     shutil.copytree(web_roots[1], results)
     record = json.loads((results / "runs" / f"{RUN}.json").read_text())
-    record.update(method="my-clip", features="external", model="my-clip__shapes__external", params={},
-                  params_label="")
+    record.update(method="my-clip", features="external", model="my-clip__shapes__external", params={}, params_label="")
     for key in ("recall_curve", "timings", "model_config"):
         record.pop(key)
     (results / "runs" / "my-clip__shapes__external__test__full__cosine.json").write_text(json.dumps(record))
@@ -283,9 +340,17 @@ def _snapshot(*roots) -> dict:
 def test_the_app_never_writes_under_the_roots(web_roots):
     before = _snapshot(*web_roots)
     c = create_app(*web_roots).test_client()
-    for url in ("/", f"/run/{RUN}", f"/run/{RUN}/recall.png", f"/run/{RUN}/examples", f"/model/{MODEL}",
-                f"/search?model={MODEL}&q=blue+square", f"/search?model={MODEL}&split=val&q=blue+square",
-                f"/image/{MODEL}/val/3.png", f"/files/runs/{RUN}.json"):
+    for url in (
+        "/",
+        f"/run/{RUN}",
+        f"/run/{RUN}/recall.png",
+        f"/run/{RUN}/examples",
+        f"/model/{MODEL}",
+        f"/search?model={MODEL}&q=blue+square",
+        f"/search?model={MODEL}&split=val&q=blue+square",
+        f"/image/{MODEL}/val/3.png",
+        f"/files/runs/{RUN}.json",
+    ):
         assert c.get(url).status_code == 200, url
     assert _snapshot(*web_roots) == before  # the uncached val split was encoded in memory only
 
@@ -342,7 +407,10 @@ def test_memory_held_by_the_library_is_bounded(web_roots, tmp_path, monkeypatch)
         first = lib.examples(MODEL, "test", "cosine")
         assert lib.examples(MODEL, "test", "cosine") is first  # reused while it is recent
         assert (len(lib._datasets), len(lib._galleries), len(lib._examples)) == (
-            min(n + 1, library.DATASETS_KEPT), min(n + 1, library.GALLERIES_KEPT), min(n + 1, 3))
+            min(n + 1, library.DATASETS_KEPT),
+            min(n + 1, library.GALLERIES_KEPT),
+            min(n + 1, 3),
+        )
 
 
 def test_examples_page_ranks_within_the_runs_folds(client, web_roots, tmp_path):
@@ -373,7 +441,7 @@ def test_examples_page_ranks_within_the_runs_folds(client, web_roots, tmp_path):
     for block in page.split('class="example search"')[1:]:  # each caption's hits come from its own fold
         block = block.split("<h2>")[0]
         query = int(re.search(r'<figure class="(?:correct|wrong|gt)"><img src="/run/[^"]+/image/(\d+)', block)[1])
-        assert len({int(i) // 30 for i in re.findall(r'/image/(\d+)\.png', block)}) == 1, query
+        assert len({int(i) // 30 for i in re.findall(r"/image/(\d+)\.png", block)}) == 1, query
     # a run stored without ranks: its model ranks within the folds
     without = {k: v for k, v in record.items() if k not in ("ranks_file", "ranks_sha256")}
     (results / "runs" / "old.json").write_text(json.dumps({**without, "protocol": "1k", "folds": 2}))
@@ -382,9 +450,16 @@ def test_examples_page_ranks_within_the_runs_folds(client, web_roots, tmp_path):
     for e in example_rows(split, ex["image_search"]["sample"], "search"):
         assert {h["image"] // 30 for h in e["hits"]} == {e["query"]["image"] // 30}  # hits from the caption's fold
     shown = [int(r) for r in re.findall(r"rank (\d+)", page)]  # the page shows the in-fold ranks, in its order
-    assert shown == [e["rank"] for task, kind in (("image_annotation", "sample"), ("image_search", "sample"),
-                                                   ("image_annotation", "worst"), ("image_search", "worst"))
-                     for e in ex[task][kind]]
+    assert shown == [
+        e["rank"]
+        for task, kind in (
+            ("image_annotation", "sample"),
+            ("image_search", "sample"),
+            ("image_annotation", "worst"),
+            ("image_search", "worst"),
+        )
+        for e in ex[task][kind]
+    ]
 
 
 def test_the_app_never_writes_a_parsed_dataset(tmp_path):

@@ -1,0 +1,98 @@
+"""Top-k lists read from the evaluation's score blocks (cca_bench.topk via metrics.tie_counts(top=k)).
+
+Integer embeddings under "dot" and "euclidean" give scores that are exact in float32 whatever the BLAS or
+summation order, so the lists can be compared with a brute-force full sort exactly, ties included.
+"""
+
+import numpy as np
+
+from cca_bench import metrics
+
+
+def _brute_top(ims, txt, distance, k):
+    """Reference: full similarity, each row sorted by (score desc, position asc), first k, -1 padded."""
+    s = metrics.similarity(ims, txt, distance)
+
+    def top(m):
+        ids = np.broadcast_to(np.arange(m.shape[1]), m.shape)
+        first = np.lexsort((ids, -m), axis=-1)[:, :k]
+        return np.pad(first, ((0, 0), (0, k - first.shape[1])), constant_values=-1)
+
+    return top(s), top(s.T)
+
+
+def _tied_data(rng, span: int = 2):
+    """Small-integer embeddings (many exact ties, copies of image 0), sizes that exercise the group-maxima
+    thresholds (galleries many times k) and the short ones (fewer than k items)."""
+    n, d = int(rng.integers(2, 300)), int(rng.integers(1, 5))
+    ims = rng.integers(-span, span + 1, (n, d)).astype(np.float32)
+    if span <= 2:  # copies of image 0 tie exactly; wide spans stay (mostly) untied
+        ims[rng.integers(0, n, n // 3)] = ims[0]
+    index = rng.integers(0, n, int(rng.integers(1, 400)))
+    txt = rng.integers(-span, span + 1, (len(index), d)).astype(np.float32)
+    return ims, txt, index
+
+
+def test_top_lists_equal_a_full_sort_ties_included():
+    """Randomised: both directions' top-k equal a brute-force sort, for any block size, with ties everywhere
+    (``first_k``'s lexsort path). Planted bugs it caught: candidates taken strictly above the threshold
+    (``np.greater`` in ``BlockTop._candidates``: a tie at the threshold is lost); equal scores ordered by
+    position descending in ``first_k``; the running list of earlier blocks left out of the merge (``held`` all
+    False)."""
+    _check_against_full_sort(np.random.default_rng(5), span=2)
+
+
+def test_top_lists_equal_a_full_sort_few_ties():
+    """The same with scores that rarely tie (``first_k``'s one-key argsort path). Planted bug it caught: that
+    path taking the sorted order reversed (``np.argsort(key)[::-1]``)."""
+    _check_against_full_sort(np.random.default_rng(8), span=1000)
+
+
+def _check_against_full_sort(rng, span: int) -> None:
+    checked = 0
+    for _ in range(40):
+        ims, txt, index = _tied_data(rng, span)
+        k = int(rng.integers(1, 12))
+        for distance in ("dot", "euclidean"):
+            if (ims == 0).all(1).all() or (txt == 0).all():
+                continue
+            try:
+                got = metrics.tie_counts(ims, txt, index, distance, block=int(rng.integers(1, 200)), top=k)
+            except metrics.UserError:  # every query degenerate (all-equal scores): nothing to compare
+                continue
+            want = _brute_top(ims, txt, distance, k)
+            np.testing.assert_array_equal(got[4], want[0])
+            np.testing.assert_array_equal(got[5], want[1])
+            checked += 1
+    assert checked > 40
+
+
+def test_top_does_not_change_the_tie_counts():
+    """The counts with top lists equal those without (the collector only reads the blocks). Planted bug it
+    caught: ``BlockTop.add`` given the block BEFORE the counts and writing the euclidean shift into it in place."""
+    rng = np.random.default_rng(6)
+    for _ in range(10):
+        ims, txt, index = _tied_data(rng)
+        for distance in ("cosine", "dot", "euclidean"):
+            try:
+                plain = metrics.tie_counts(ims, txt, index, distance, block=64)
+            except metrics.UserError:
+                continue
+            with_top = metrics.tie_counts(ims, txt, index, distance, block=64, top=10)
+            for a, b in zip(plain[:2], with_top[:2]):
+                for field in ("above", "tied", "gt_tied"):
+                    np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+def test_fold_top_lists_are_split_positions_within_the_fold():
+    """With folds each list holds items of the query's own fold, as positions in the whole split. Planted bug
+    it caught: fold-local positions returned (``_global`` skipped)."""
+    rng = np.random.default_rng(7)
+    ims = rng.integers(-3, 4, (40, 3)).astype(np.float32)
+    index = np.repeat(np.arange(40), 2)
+    txt = rng.integers(-3, 4, (80, 3)).astype(np.float32)
+    per_fold = metrics.fold_counts(ims, txt, index, "dot", folds=2, top=5)
+    for f, (lo, fold) in enumerate(zip((0, 20), per_fold)):
+        want = _brute_top(ims[lo : lo + 20], txt[2 * lo : 2 * lo + 40], "dot", 5)
+        np.testing.assert_array_equal(fold[4], want[0] + 2 * lo)
+        np.testing.assert_array_equal(fold[5], want[1] + lo)
