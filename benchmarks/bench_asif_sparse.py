@@ -10,6 +10,7 @@ dense relative representations would have taken.
 
     PYTHONPATH=$PWD python benchmarks/bench_asif_sparse.py --anchors 414000 --dx 1280 --dy 384
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,17 +69,21 @@ def main() -> None:
     ty += 0.5 * np.repeat(tx[:, : args.dy], args.per, axis=0)  # captions near their image: not all chance
     ay += 0.5 * np.repeat(ax[:, : args.dy], args.per, axis=0)
     anchor_index, image_index = (np.repeat(np.arange(n), args.per) for n in (n_anchor_images, args.images))
-    model = step("fit (store anchors)", lambda: ASIF(top_k=args.top_k, exponent=args.exponent, device="cpu")
-                 .fit(ax, ay, anchor_index))
-    del ax, ay
+    model = step(
+        "fit (store anchors)",
+        lambda: ASIF(top_k=args.top_k, exponent=args.exponent, device="cpu").fit(ax, ay, anchor_index),
+    )
+    ax = ay = None  # the anchors' features: the model holds its own normalised copies
     ei = step("embed_images (top-k)", lambda: model.embed_images(tx))
     et = step("embed_texts (top-k)", lambda: model.embed_texts(ty))
     timings: dict = {}
     run = RunOptions(bootstrap=args.bootstrap)
     out = step("evaluation.score", lambda: score([(ei, et)], image_index, "cosine", 1, run, timings, "cpu"))
     dense_gb = 4 * (ei.shape[0] + et.shape[0]) * ei.shape[1] / 1024**3
-    sparse_gb = sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes if hasattr(m, "indptr") else m.nbytes
-                    for m in (ei, et)) / 1024**3
+    sparse_gb = (
+        sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes if hasattr(m, "indptr") else m.nbytes for m in (ei, et))
+        / 1024**3
+    )
     write(args, steps, time.perf_counter() - t0, out, type(ei).__name__, dense_gb, sparse_gb, timings)
 
 
@@ -106,8 +111,9 @@ def write(args, steps, total, out, kind, dense_gb, sparse_gb, timings: dict) -> 
         *(f"| {name} | {sec:.1f} | {rss:.2f} |" for name, sec, rss in steps),
         f"| total (with feature generation) | {total:.1f} | {steps[-1][2]:.2f} |",
         "",
-        "Inside evaluation.score: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()
-                                                if isinstance(v, (int, float))) + ".",
+        "Inside evaluation.score: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if isinstance(v, (int, float)))
+        + ".",
         "",
         f"R@1 image search {m['image_search']['R@1']:.3f}, annotation {m['image_annotation']['R@1']:.3f} (random "
         "features with captions near their image: only a check that the pass ran, not a quality number).",

@@ -178,8 +178,9 @@ def tie_counts(
     is degenerate.
     """
     image_index = _checked_index(image_emb, text_emb, image_index)
-    ims, txt = _same_kind(prepare(image_emb, distance, "image embeddings"),
-                          prepare(text_emb, distance, "caption embeddings"))
+    ims, txt = _same_kind(
+        prepare(image_emb, distance, "image embeddings"), prepare(text_emb, distance, "caption embeddings")
+    )
     if distance != "cosine":  # L2-normalised rows score within [-1, 1]
         check_score_range(ims, txt, distance)
     n_img, n_txt = ims.shape[0], txt.shape[0]
@@ -507,8 +508,13 @@ class _SearchCounts:
         else:
             mid, k = np.einsum("ij,ij->i", txt, own).astype(np.float64), txt.shape[1]
         gamma = k * 2.0**-24 / (1 - k * 2.0**-24)
-        abs_dot = (1.0 + 2.0**-20 if unit else sparse_rows.rowwise_dot(txt, own, absolute=True)
-                   if sparse_rows.is_sparse(txt) else np.einsum("ij,ij->i", np.abs(txt), np.abs(own), dtype=np.float64))
+        abs_dot = (
+            1.0 + 2.0**-20
+            if unit
+            else sparse_rows.rowwise_dot(txt, own, absolute=True)
+            if sparse_rows.is_sparse(txt)
+            else np.einsum("ij,ij->i", np.abs(txt), np.abs(own), dtype=np.float64)
+        )
         err = widen * 2 * gamma * abs_dot
         shift = 0.0 if ims_sq is None else ims_sq[image_index].astype(np.float64)
         scale = 1.0 if ims_sq is None else 2.0  # euclidean: 2 t.x - |x|^2, rounded once more

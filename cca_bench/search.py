@@ -82,8 +82,10 @@ class FaissIndex:
         from cca_bench.sparse_rows import is_sparse
 
         if is_sparse(gallery):  # a FAISS index holds dense rows: 414k-anchor ASIF rows would not fit
-            raise UserError(f"--index {type(self).__name__.removesuffix('Index').lower()} takes dense embeddings; "
-                            "this gallery's are sparse (asif above 4 GB dense): use --index exact")
+            raise UserError(
+                f"--index {type(self).__name__.removesuffix('Index').lower()} takes dense embeddings; "
+                "this gallery's are sparse (asif above 4 GB dense): use --index exact"
+            )
         faiss = _faiss()
         x = np.ascontiguousarray(prepare(gallery, distance))
         self.distance = distance

@@ -12,6 +12,7 @@ wherever distinct scores are further apart than that rounding (tests/methods/tes
 Cosine rows are L2-normalised as :func:`cca_bench.metrics.prepare` does it (float64 norm, float32 quotient) on
 the stored values only.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -91,7 +92,7 @@ def product(q: sparse.csr_matrix, gallery_t: sparse.csr_matrix, out: np.ndarray 
     if out is None:
         out = np.empty((q.shape[0], gallery_t.shape[1]), dtype=np.float32)
     for r in range(0, q.shape[0], SCORE_ROWS):
-        (q[r:r + SCORE_ROWS] @ gallery_t).toarray(out=out[r:r + SCORE_ROWS])  # scipy zeroes ``out`` first
+        (q[r : r + SCORE_ROWS] @ gallery_t).toarray(out=out[r : r + SCORE_ROWS])  # scipy zeroes ``out`` first
     return out
 
 

@@ -1,5 +1,6 @@
 """ASIF's sparse (CSR) relative representations through the evaluation and search: same values, same tie counts,
 same run records as the dense path, never densified whole."""
+
 import json
 
 import numpy as np
