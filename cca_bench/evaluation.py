@@ -70,7 +70,7 @@ def score(
             for s, (ei, et) in enumerate(embeddings)
         ],
     )
-    n_img = len(embeddings[0][0])
+    n_img = embeddings[0][0].shape[0]  # dense arrays or scipy CSR rows (cca_bench.sparse_rows)
     ranks = stats.stack_seeds([stats.from_fold_ranks(p, image_index, n_img, ties) for p in per_seed])
     out = {
         "ties": ties,

@@ -25,12 +25,16 @@ O(block x gallery). The cost is one similarity GEMM plus ONE read of its scores:
 cache-sized tiles, shared by all cores, for both directions at once (:class:`_OnePass`). Every ground-truth
 score is read from the GEMM entry it is compared with (never recomputed), so ties are counted bit for bit.
 Nothing is scored from NaN/inf embeddings.
+Sparse embeddings (scipy CSR, e.g. ASIF's over many anchors) are scored by :mod:`cca_bench.sparse_rows`: each
+score block is the sparse product made dense, the rest of the pass unchanged; a dense side next to a sparse one
+is made sparse.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from cca_bench import sparse_rows
 from cca_bench.config import available_cores
 from cca_bench.errors import UserError
 from cca_bench.ties import DEFAULT, TieCounts, check_rule, exact_mean, exact_sum
@@ -52,6 +56,10 @@ def prepare(emb: np.ndarray, distance: str, name: str = "embeddings") -> np.ndar
     """
     if distance not in DISTANCES:
         raise UserError(f"unknown distance {distance!r} (choose from {', '.join(DISTANCES)})")
+    if sparse_rows.is_sparse(emb):  # CSR rows stay sparse (cosine: normalised on the stored values)
+        out, finite = sparse_rows.prepare(emb, distance)
+        _refuse_non_finite(out.data[None, :], name, finite)
+        return out
     with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, refused just below
         emb = np.asarray(emb, dtype=np.float32)
     if distance != "cosine":
@@ -79,22 +87,40 @@ def _refuse_non_finite(emb: np.ndarray, name: str, finite: bool) -> None:
 
 def check_score_range(a: np.ndarray, b: np.ndarray, distance: str) -> None:
     """UserError when prepared rows (n_a, k), (n_b, k) could give scores beyond float32 (|a.b| <= |a||b|)."""
-    na = float(np.linalg.norm(a.astype(np.float64), axis=1).max(initial=0))
-    nb = float(np.linalg.norm(b.astype(np.float64), axis=1).max(initial=0))
+    na, nb = (float(_row_norms(m).max(initial=0)) for m in (a, b))
     bound = (na + nb) ** 2 if distance == "euclidean" else na * nb
     if bound > 1e37:
         raise UserError(f"embedding norms up to {max(na, nb):.3g}: {distance} scores could overflow float32")
 
 
+def _row_norms(a) -> np.ndarray:
+    """(n,) float64 row norms of dense or CSR rows."""
+    if sparse_rows.is_sparse(a):
+        return sparse_rows.row_norms(a)
+    return np.linalg.norm(a.astype(np.float64), axis=1)
+
+
+def _row_sq(a) -> np.ndarray:
+    """(n,) float32 squared row norms of dense or CSR rows (euclidean scores)."""
+    return sparse_rows.row_sq(a) if sparse_rows.is_sparse(a) else (a * a).sum(1)
+
+
+def _same_kind(a, b):
+    """(a, b) as they are when both are dense, both as CSR when either is sparse."""
+    if sparse_rows.is_sparse(a) or sparse_rows.is_sparse(b):
+        return sparse_rows.as_csr(a), sparse_rows.as_csr(b)
+    return a, b
+
+
 def similarity(a: np.ndarray, b: np.ndarray, distance: str = "cosine") -> np.ndarray:
-    """(n_a, k), (n_b, k) -> (n_a, n_b) scores, higher is closer.
+    """(n_a, k), (n_b, k) -> (n_a, n_b) dense scores, higher is closer (either side may be scipy CSR rows).
 
     euclidean gives ``-||a_i - b_j||^2``.
     """
-    pa, pb = prepare(a, distance), prepare(b, distance)
-    s = pa @ pb.T
+    pa, pb = _same_kind(prepare(a, distance), prepare(b, distance))
+    s = sparse_rows.scorer(pb)(pa, None) if sparse_rows.is_sparse(pa) else pa @ pb.T
     if distance == "euclidean":
-        s = 2 * s - (pa * pa).sum(1)[:, None] - (pb * pb).sum(1)[None, :]
+        s = 2 * s - _row_sq(pa)[:, None] - _row_sq(pb)[None, :]
     return s
 
 
@@ -152,29 +178,32 @@ def tie_counts(
     is degenerate.
     """
     image_index = _checked_index(image_emb, text_emb, image_index)
-    ims, txt = prepare(image_emb, distance, "image embeddings"), prepare(text_emb, distance, "caption embeddings")
+    ims, txt = _same_kind(
+        prepare(image_emb, distance, "image embeddings"), prepare(text_emb, distance, "caption embeddings")
+    )
     if distance != "cosine":  # L2-normalised rows score within [-1, 1]
         check_score_range(ims, txt, distance)
-    block = max(1, min(block, SCORE_BLOCK_BYTES // (4 * max(len(txt), 1))))  # bounded memory at any gallery size
-    first = first_equal(ims)
+    n_img, n_txt = ims.shape[0], txt.shape[0]
+    block = max(1, min(block, SCORE_BLOCK_BYTES // (4 * max(n_txt, 1))))  # bounded memory at any gallery size
+    first = _first_equal(ims)
     order = np.argsort(first, kind="stable")  # copies of an image side by side, in one block
     where = np.empty_like(order)
     where[order] = np.arange(len(order))
-    collect = None if not top else BlockTop(order, len(txt), top)
+    collect = None if not top else BlockTop(order, n_txt, top)
     i2t, t2i, flat_i2t, flat_t2i = _ranks_both(
         ims[order], txt, where[image_index], where[first[order]], distance, block, _scorer(txt, device), collect
     )
     queries = np.flatnonzero(i2t.above[where] >= 0)  # back to image order: the images with captions
     i2t, flat_i2t = i2t[where[queries]], flat_i2t[where[queries]]
-    n_pos = np.bincount(image_index, minlength=len(ims))[queries]
-    out = (*_as_misses(i2t, t2i, flat_i2t, flat_t2i, len(txt) - n_pos, len(ims) - 1), flat_i2t, flat_t2i)
+    n_pos = np.bincount(image_index, minlength=n_img)[queries]
+    out = (*_as_misses(i2t, t2i, flat_i2t, flat_t2i, n_txt - n_pos, n_img - 1), flat_i2t, flat_t2i)
     return out if collect is None else (*out, *collect.result())
 
 
 def _checked_index(image_emb, text_emb, image_index) -> np.ndarray:
     """``image_index`` as int64 after checking it and the embeddings' widths (UserError)."""
     image_index = np.asarray(image_index, dtype=np.int64)
-    n_img, n_txt = len(image_emb), len(text_emb)
+    n_img, n_txt = image_emb.shape[0], text_emb.shape[0]
     if len(image_index) != n_txt:
         raise UserError(f"{n_txt} caption embeddings but {len(image_index)} entries in image_index")
     if image_emb.shape[1] != text_emb.shape[1]:
@@ -230,6 +259,11 @@ def first_equal(a: np.ndarray) -> np.ndarray:
     return first[inverse.ravel()]
 
 
+def _first_equal(a) -> np.ndarray:
+    """:func:`first_equal` of dense or CSR rows."""
+    return sparse_rows.first_equal(a) if sparse_rows.is_sparse(a) else first_equal(a)
+
+
 def _row_hash(words: np.ndarray) -> np.ndarray:
     """(n,) uint64 hash of the rows of an (n, m) unsigned integer array: a dot product with fixed odd
     multipliers, modulo 2^64 (equal rows always hash alike; different rows rarely do)."""
@@ -240,7 +274,7 @@ def _row_hash(words: np.ndarray) -> np.ndarray:
 def refuse_flat_queries(queries: np.ndarray, gallery: np.ndarray, distance: str, what: str = "query") -> None:
     """UserError when a query (rows of (q, k)) scores every item of a gallery (n >= 2, k) alike: a ranking of
     it would be the tie-break's, not the model's. One similarity pass (q x n), for a few queries (search)."""
-    if len(gallery) < 2 or not len(queries):
+    if gallery.shape[0] < 2 or not queries.shape[0]:
         return
     s = similarity(queries, gallery, distance)
     flat = np.flatnonzero(s.min(1) == s.max(1))
@@ -254,6 +288,8 @@ def refuse_flat_queries(queries: np.ndarray, gallery: np.ndarray, distance: str,
 def _scorer(txt: np.ndarray, device: str | None):
     """``(q, out) -> q @ txt.T`` (float32): numpy into the reused ``out``, or torch on ``device`` with ``txt``
     moved there once."""
+    if sparse_rows.is_sparse(txt):  # CSR rows: sparse products on the CPU (cca_bench.sparse_rows)
+        return sparse_rows.scorer(txt)
     if device is None:
         return lambda q, out: np.matmul(q, txt.T, out=out)
     import torch
@@ -273,20 +309,21 @@ def _ranks_both(ims, txt, image_index, img_src, distance, block, score, collect=
     200 MB arrays per block cost page faults). ``collect``: None or a :class:`cca_bench.topk.BlockTop` that
     is given every score block too.
     """
-    txt_src = first_equal(txt)
+    txt_src = _first_equal(txt)
     euclid = distance == "euclidean"
-    ims_sq = (ims * ims).sum(1)[img_src] if euclid else None
-    txt_sq = (txt * txt).sum(1)[txt_src] if euclid else None
+    ims_sq = _row_sq(ims)[img_src] if euclid else None
+    txt_sq = _row_sq(txt)[txt_src] if euclid else None
+    n_img, n_txt = ims.shape[0], txt.shape[0]
     bounds = _block_bounds(img_src, block)
-    scores = np.empty((max((e - s for s, e in bounds), default=0), len(txt)), dtype=np.float32)
+    scores = np.empty((max((e - s for s, e in bounds), default=0), n_txt), dtype=np.float32)
     widen = 2.0
-    with _OnePass(len(txt), txt_sq) as one_pass:
+    with _OnePass(n_txt, txt_sq) as one_pass:
         while True:
             t2i = _SearchCounts(ims, txt, image_index, ims_sq, widen, distance == "cosine")
             if collect is not None:
                 collect.reset()
-            i2t = [np.full(len(ims), -1, dtype=np.int64), np.zeros(len(ims), np.int64), np.ones(len(ims), np.int64)]
-            flat_i2t = np.zeros(len(ims), dtype=bool)
+            i2t = [np.full(n_img, -1, dtype=np.int64), np.zeros(n_img, np.int64), np.ones(n_img, np.int64)]
+            flat_i2t = np.zeros(n_img, dtype=bool)
             for s0, e in bounds:
                 p = _copies_alike(score(ims[s0:e], scores[: e - s0]), img_src[s0:e] - s0, txt_src)
                 isq = None if ims_sq is None else ims_sq[s0:e]
@@ -466,10 +503,18 @@ class _SearchCounts:
 
     def __init__(self, ims, txt, image_index, ims_sq, widen: float, unit: bool):
         own = ims[image_index]
-        mid = np.einsum("ij,ij->i", txt, own).astype(np.float64)
-        k = txt.shape[1]
+        if sparse_rows.is_sparse(txt):  # a score sums at most k products of stored values
+            mid, k = sparse_rows.rowwise_dot(txt, own), sparse_rows.terms(txt, own)
+        else:
+            mid, k = np.einsum("ij,ij->i", txt, own).astype(np.float64), txt.shape[1]
         gamma = k * 2.0**-24 / (1 - k * 2.0**-24)
-        abs_dot = 1.0 + 2.0**-20 if unit else np.einsum("ij,ij->i", np.abs(txt), np.abs(own), dtype=np.float64)
+        abs_dot = (
+            1.0 + 2.0**-20
+            if unit
+            else sparse_rows.rowwise_dot(txt, own, absolute=True)
+            if sparse_rows.is_sparse(txt)
+            else np.einsum("ij,ij->i", np.abs(txt), np.abs(own), dtype=np.float64)
+        )
         err = widen * 2 * gamma * abs_dot
         shift = 0.0 if ims_sq is None else ims_sq[image_index].astype(np.float64)
         scale = 1.0 if ims_sq is None else 2.0  # euclidean: 2 t.x - |x|^2, rounded once more
@@ -477,11 +522,11 @@ class _SearchCounts:
         self.err = scale * err + widen * 2.0**-23 * (np.abs(scale * mid) + np.abs(shift))
         self.lo = np.nextafter((self.mid - self.err).astype(np.float32), np.float32(-np.inf))
         self.hi = np.nextafter((self.mid + self.err).astype(np.float32), np.float32(np.inf))
-        self.image_index, self.n_img = image_index, len(ims)
+        self.image_index, self.n_img = image_index, ims.shape[0]
         self.first_unknown = np.maximum.accumulate(image_index) if len(image_index) else image_index
-        self.own = np.zeros(len(txt), dtype=np.float32)
-        self.count = np.zeros(len(txt), dtype=np.int64)
-        self.tied = np.zeros(len(txt), dtype=np.int64)
+        self.own = np.zeros(txt.shape[0], dtype=np.float32)
+        self.count = np.zeros(txt.shape[0], dtype=np.int64)
+        self.tied = np.zeros(txt.shape[0], dtype=np.int64)
         self.near_cols, self.near_vals = [], []
         self.flat_cols, self.flat_vals = None, None
         self.needed = 1.0
@@ -611,9 +656,9 @@ def fold_counts(
     Args:
         image_emb: (n_img, k); text_emb: (n_txt, k); image_index: (n_txt,) image of each caption.
     """
-    image_emb, text_emb = np.asarray(image_emb), np.asarray(text_emb)
+    image_emb, text_emb = (e if sparse_rows.is_sparse(e) else np.asarray(e) for e in (image_emb, text_emb))
     image_index = np.asarray(image_index, dtype=np.int64)
-    n_img, n_txt = len(image_emb), len(text_emb)
+    n_img, n_txt = image_emb.shape[0], text_emb.shape[0]
     if len(image_index) != n_txt or (n_txt and (image_index.min() < 0 or image_index.max() >= n_img)):
         raise UserError(f"image_index must give an image in 0..{n_img - 1} for each of the {n_txt} captions")
     out = []

@@ -54,7 +54,7 @@ def top_items(
     from cca_bench.metrics import fold_counts
 
     per_fold = fold_counts(image_emb, text_emb, image_index, distance, folds, top=k, block=block)
-    return fold_top_lists(per_fold, image_index, len(image_emb))
+    return fold_top_lists(per_fold, image_index, image_emb.shape[0])  # dense or scipy CSR rows
 
 
 def fold_top_lists(per_fold: list[tuple], image_index: np.ndarray, n_img: int) -> tuple[np.ndarray, np.ndarray]:

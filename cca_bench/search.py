@@ -47,9 +47,9 @@ def top_k(
     k-th score is kept is not specified)."""
     if k < 1:
         raise UserError(f"k must be at least 1, got {k}")
-    q = len(queries)
+    q = queries.shape[0]  # dense or scipy CSR rows alike
     best_s, best_i = np.empty((q, 0), np.float32), np.empty((q, 0), np.int64)
-    for start in range(0, len(gallery), chunk):
+    for start in range(0, gallery.shape[0], chunk):  # dense or scipy CSR rows alike
         s = similarity(queries, gallery[start : start + chunk], distance)
         ids = np.broadcast_to(np.arange(start, start + s.shape[1], dtype=np.int64), s.shape)
         s, ids = keep_top(s, ids, k)
@@ -79,6 +79,13 @@ class FaissIndex:
     """A FAISS index over the prepared gallery rows (L2-normalised for cosine); same scores as ExactIndex."""
 
     def __init__(self, gallery: np.ndarray, distance: str = "cosine"):
+        from cca_bench.sparse_rows import is_sparse
+
+        if is_sparse(gallery):  # a FAISS index holds dense rows: 414k-anchor ASIF rows would not fit
+            raise UserError(
+                f"--index {type(self).__name__.removesuffix('Index').lower()} takes dense embeddings; "
+                "this gallery's are sparse (asif above 4 GB dense): use --index exact"
+            )
         faiss = _faiss()
         x = np.ascontiguousarray(prepare(gallery, distance))
         self.distance = distance
@@ -344,11 +351,12 @@ def retrieval_examples(
     from cca_bench.metrics import fold_ranks, fold_slices
 
     image_index = np.asarray(image_index, dtype=np.int64)
-    captioned = np.bincount(image_index, minlength=len(image_emb)) > 0
-    r_i2t, r_t2i = np.zeros(len(image_emb)), np.zeros(len(text_emb))  # expected ranks: halves where ties are
-    image_fold = np.zeros(len(image_emb), dtype=np.int64)
+    n_img, n_txt = image_emb.shape[0], text_emb.shape[0]  # dense or scipy CSR rows
+    captioned = np.bincount(image_index, minlength=n_img) > 0
+    r_i2t, r_t2i = np.zeros(n_img), np.zeros(n_txt)  # expected ranks: halves where ties are
+    image_fold = np.zeros(n_img, dtype=np.int64)
     for f, (images, (ri, rt)) in enumerate(
-        zip(fold_slices(len(image_emb), folds), fold_ranks(image_emb, text_emb, image_index, distance, folds))
+        zip(fold_slices(n_img, folds), fold_ranks(image_emb, text_emb, image_index, distance, folds))
     ):
         image_fold[images] = f
         r_i2t[images[captioned[images]]] = ri  # ranks of the fold's images that have captions
@@ -357,7 +365,7 @@ def retrieval_examples(
     with_captions = np.flatnonzero(captioned)
     sides = {
         "image_annotation": (with_captions, r_i2t + 1, image_emb, text_emb, image_fold, text_fold),
-        "image_search": (np.arange(len(text_emb)), r_t2i + 1, text_emb, image_emb, text_fold, image_fold),
+        "image_search": (np.arange(n_txt), r_t2i + 1, text_emb, image_emb, text_fold, image_fold),
     }
     rng, out = np.random.default_rng(seed), {}
     for task, (queries, r1, q_emb, g_emb, q_fold, g_fold) in sides.items():

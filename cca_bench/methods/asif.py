@@ -16,8 +16,9 @@ test split: 10^10 values): :func:`relative_topk` streams anchor blocks and keeps
 memory is O(n k + block). An anchor image shared by several captions is compared once: the top-k over pairs
 takes unique images in order of similarity, each with all its pairs, cut at k (ties between a image's pairs go
 to the lower anchor index). The result is sparse (:func:`sparse_rows`, CSR); ``embed_images`` / ``embed_texts``
-return it dense for the suite's evaluation, which holds n x m floats (refused above ``MAX_DENSE_BYTES``: then
-sample ``--anchors``; ``benchmarks/bench_methods.py`` scores COCO-size anchors sparse).
+return it dense (n x m float32) up to ``MAX_DENSE_BYTES`` and as scipy CSR above, which the evaluation and
+``search`` score block by block without densifying (:mod:`cca_bench.sparse_rows`): COCO-size anchors need no
+``--anchors`` cap. Both forms hold the same values (top-k, exponent, L2 rows).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from cca_bench.registry import METHODS
 
 BLOCK = 16384  # anchors per similarity block
 QUERY_BLOCK = 4096  # queries per block: a block's scores are QUERY_BLOCK x BLOCK floats (256 MB)
-MAX_DENSE_BYTES = 4 * 1024**3
+MAX_DENSE_BYTES = 4 * 1024**3  # relative representations larger than this dense are returned as scipy CSR
 
 
 def _select(values, indices, k: int):
@@ -298,26 +299,25 @@ class ASIF(PairedEstimator):
         return a
 
     def dense(self, top: tuple[np.ndarray, np.ndarray], top_k: int | None = None, exponent: float | None = None):
-        """Top-k (values, indices) -> dense (n, n_anchors) float32 relative representations, refused when
-        larger than ``MAX_DENSE_BYTES``; ``top_k`` / ``exponent`` default to the model's (CV reuses one top-k)."""
+        """Top-k (values, indices) -> (n, n_anchors) float32 relative representations: a dense array, or scipy
+        CSR (sorted indices) when the dense one would exceed ``MAX_DENSE_BYTES``; the same values either way.
+        ``top_k`` / ``exponent`` default to the model's (CV reuses one top-k)."""
         k, p = top_k or self.top_k, exponent or self.exponent
         values, indices = top[0][:, :k], top[1][:, :k]
-        size = 4 * len(values) * self.n_anchors_
-        if size > MAX_DENSE_BYTES:
-            raise UserError(
-                f"asif: {len(values)} rows over {self.n_anchors_} anchors take {size / 1024**3:.1f} GB "
-                "dense for the evaluation: sample fewer with anchors"
-            )
+        if 4 * len(values) * self.n_anchors_ > MAX_DENSE_BYTES:
+            out = sparse_rows(finish(values, p), indices, self.n_anchors_)
+            out.sort_indices()
+            return out
         out = np.zeros((len(values), self.n_anchors_), np.float32)
         np.put_along_axis(out, indices, finish(values, p), 1)
         return out
 
     def _embed_x(self, X) -> np.ndarray:
-        """(n, dx) -> (n, n_anchors) float32 unit rows, top_k non-zeros each."""
+        """(n, dx) -> (n, n_anchors) float32 unit rows, top_k non-zeros each (dense or CSR: :meth:`dense`)."""
         return self.dense(self.topk_images(X, self.top_k))
 
     def _embed_y(self, Y) -> np.ndarray:
-        """(n, dy) -> (n, n_anchors) float32 unit rows, top_k non-zeros each."""
+        """(n, dy) -> (n, n_anchors) float32 unit rows, top_k non-zeros each (dense or CSR: :meth:`dense`)."""
         return self.dense(self.topk_texts(Y, self.top_k))
 
     @classmethod
