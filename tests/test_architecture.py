@@ -39,6 +39,7 @@ LAYERS = [
             "cca_bench.similarity",
             "cca_bench.retrieved",
             "cca_bench.topk",
+            "cca_bench.sparse_rows",
         ],
     ),
     ("datasets", ["cca_bench.datasets"]),
