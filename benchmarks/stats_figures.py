@@ -69,19 +69,19 @@ def null_fpr(pairs: int = 300, n: int = 120) -> float:
 
 
 def kcca_seeds(seeds: int = 16) -> list:
-    from cca_bench.benchmark import Options, load_dataset
+    from cca_bench.benchmark import Options, load_dataset, pipelines
     from cca_bench.config import FeatureSpec
-    from cca_bench.features.pipelines import Pipelines
     from cca_bench.methods.kcca import KernelCCA
 
-    opts = Options(
+    opts = Options.of(
         data_root=Path(tempfile.mkdtemp()),
         progress=False,
         dataset_options={"n_train": "600", "n_val": "30", "n_test": "300"},
     )
     dataset = load_dataset("shapes", opts)
-    pipes = Pipelines.of(FeatureSpec.parse("glove50_tinyimage"), opts).fit(dataset)
-    train, test = pipes.encode(dataset, "train", {}), pipes.encode(dataset, "test", {})
+    pipes = pipelines(FeatureSpec.parse("glove50_tinyimage"), opts).fit(dataset)
+    cache = opts.locations.cache_dir
+    train, test = pipes.encode(dataset, "train", {}, cache), pipes.encode(dataset, "test", {}, cache)
     out = []
     for s in range(seeds):
         model = KernelCCA(kernel_map="rff", landmarks=256, random_state=s, device="cpu").fit_features(train)

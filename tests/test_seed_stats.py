@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 from cca_bench import metrics, seed_stats, stats
-from cca_bench.benchmark import Options, load_dataset
+from cca_bench.benchmark import Options, load_dataset, pipelines
 from cca_bench.config import FeatureSpec
-from cca_bench.features.pipelines import Pipelines
 from cca_bench.methods.kcca import KernelCCA
 
 SEEDS = 16
@@ -17,14 +16,15 @@ SEEDS = 16
 def seed_rankings(tmp_path_factory) -> list[stats.QueryRanks]:
     """The test-split ranks of 16 kcca models (random Fourier features, 256 of them) that differ only in their
     seed, on features encoded once."""
-    opts = Options(
+    opts = Options.of(
         data_root=tmp_path_factory.mktemp("data"),
         progress=False,
         dataset_options={"n_train": "600", "n_val": "30", "n_test": "300"},
     )
     dataset = load_dataset("shapes", opts)
-    pipes = Pipelines.of(FeatureSpec.parse("glove50_tinyimage"), opts).fit(dataset)
-    train, test = pipes.encode(dataset, "train", {}), pipes.encode(dataset, "test", {})
+    pipes = pipelines(FeatureSpec.parse("glove50_tinyimage"), opts).fit(dataset)
+    cache = opts.locations.cache_dir
+    train, test = pipes.encode(dataset, "train", {}, cache), pipes.encode(dataset, "test", {}, cache)
     out = []
     for s in range(SEEDS):
         model = KernelCCA(kernel_map="rff", landmarks=256, random_state=s, device="cpu").fit_features(train)
