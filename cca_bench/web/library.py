@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 from pathlib import Path
 
@@ -30,67 +29,6 @@ FIGURES_KEPT = 64  # PNG bytes of drawn figures (R@K curves, comparisons, CV gri
 
 class Missing(UserError):
     """A run, model, split, image or file that the roots do not hold (the app answers 404)."""
-
-
-RUN_KEYS = ("method", "dataset", "split", "features", "distance", "protocol", "metrics")
-
-
-# optional fields of a run record that pages show, and the type each must have (else the run is listed as bad)
-OPTIONAL_TYPES = {
-    "params": dict,
-    "timings": dict,
-    "config": dict,
-    "seeds": dict,
-    "versions": dict,
-    "model_config": dict,
-    "recall_curve": dict,
-    "ci": dict,
-    "ci_method": dict,
-    "seed_sd": dict,
-    "seed_metrics": list,
-    "params_label": str,
-    "model": str,
-    "created": str,
-    "folds": int,
-    "n_images": int,
-    "n_captions": int,
-    "oov_rate": (int, float),
-}
-
-
-def run_problem(record: dict) -> str | None:
-    """Why a run record that :func:`cca_bench.results.load_runs` accepted cannot be shown, or None: an optional
-    field of another type than runs store, an R@K curve that is not two lists of numbers, a malformed interval."""
-    from cca_bench.metrics import TASK_NAMES
-
-    if (
-        not all(k in record for k in RUN_KEYS)
-        or not isinstance(record["metrics"], dict)
-        or not all(isinstance(record["metrics"].get(t), dict) for t in TASK_NAMES)
-    ):
-        return "not a run record"
-    for key, kind in OPTIONAL_TYPES.items():
-        value = record.get(key)
-        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-            return f"{key!r} is not a {getattr(kind, '__name__', 'number')}"
-    if record.get("folds") is not None and record["folds"] < 1:
-        return "'folds' is below 1"
-    curve = record.get("recall_curve")
-    if curve and not all(_numbers(curve.get(t)) for t in TASK_NAMES):
-        return "'recall_curve' is not two lists of numbers"
-    ci = record.get("ci") or {}
-    bounds = [ci.get("rsum")] + [v for t in TASK_NAMES for v in (ci.get(t) or {}).values()]
-    if ci and not all(v is None or (isinstance(v, list) and len(v) == 2 and _numbers(v)) for v in bounds):
-        return "'ci' holds an interval that is not two numbers"
-    return None
-
-
-def _numbers(values) -> bool:
-    return (
-        isinstance(values, list)
-        and len(values) > 0
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-    )
 
 
 class Library:
@@ -116,10 +54,6 @@ class Library:
             name = Path(r["_file"]).name
             if not self._inside("runs", name):
                 bad.append(f"{name} (it points outside {self.results_root})")
-                continue
-            why = run_problem(r)
-            if why:
-                bad.append(f"{name}: {why}")
                 continue
             runs[Path(name).stem] = r
         return runs, bad
