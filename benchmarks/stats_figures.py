@@ -68,13 +68,15 @@ def null_fpr(pairs: int = 300, n: int = 120) -> float:
     return rejected / pairs
 
 
-def kcca_seeds(seeds: int = 16) -> list:
+def kcca_seeds(seeds: int = 16, data_root: Path | None = None) -> list:
+    """The test-split ranks of ``seeds`` kcca models (random Fourier features, 256 of them) that differ only in
+    their seed, on builtin shapes features encoded once (also tests/test_seed_stats.py's fixture)."""
     from cca_bench.benchmark import Options, load_dataset, pipelines
     from cca_bench.config import FeatureSpec
     from cca_bench.methods.kcca import KernelCCA
 
     opts = Options.of(
-        data_root=Path(tempfile.mkdtemp()),
+        data_root=data_root or Path(tempfile.mkdtemp()),
         progress=False,
         dataset_options={"n_train": "600", "n_val": "30", "n_test": "300"},
     )

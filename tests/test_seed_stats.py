@@ -4,10 +4,8 @@ with random Fourier features on the builtin shapes set, 16 seeds fitted once, ma
 import numpy as np
 import pytest
 
-from cca_bench import metrics, seed_stats, stats
-from cca_bench.benchmark import Options, load_dataset, pipelines
-from cca_bench.config import FeatureSpec
-from cca_bench.methods.kcca import KernelCCA
+from benchmarks.stats_figures import kcca_seeds
+from cca_bench import seed_stats, stats
 
 SEEDS = 16
 
@@ -16,21 +14,7 @@ SEEDS = 16
 def seed_rankings(tmp_path_factory) -> list[stats.QueryRanks]:
     """The test-split ranks of 16 kcca models (random Fourier features, 256 of them) that differ only in their
     seed, on features encoded once."""
-    opts = Options.of(
-        data_root=tmp_path_factory.mktemp("data"),
-        progress=False,
-        dataset_options={"n_train": "600", "n_val": "30", "n_test": "300"},
-    )
-    dataset = load_dataset("shapes", opts)
-    pipes = pipelines(FeatureSpec.parse("glove50_tinyimage"), opts).fit(dataset)
-    cache = opts.locations.cache_dir
-    train, test = pipes.encode(dataset, "train", {}, cache), pipes.encode(dataset, "test", {}, cache)
-    out = []
-    for s in range(SEEDS):
-        model = KernelCCA(kernel_map="rff", landmarks=256, random_state=s, device="cpu").fit_features(train)
-        per_fold = metrics.fold_counts(model.embed_images(test), model.embed_texts(test), test.image_index, "cosine", 1)
-        out.append(stats.from_fold_ranks(per_fold, test.image_index, len(test.images)))
-    return out
+    return kcca_seeds(SEEDS, tmp_path_factory.mktemp("data"))
 
 
 def test_seed_only_differences_are_rejected_at_alpha_only_when_seed_aware(seed_rankings):
