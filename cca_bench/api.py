@@ -66,7 +66,7 @@ def evaluate_retrieval(
     folds: int = 1,
     ties: str = DEFAULT,
     intervals: bool = False,
-    resamples: int = 1000,
+    resamples: int = PAIRED_RESAMPLES,
     level: float = 0.95,
     seed: int = 0,
 ) -> dict:
@@ -86,7 +86,9 @@ def evaluate_retrieval(
     return out
 
 
-def bootstrap_intervals(ranks: RanksOrEmbeddings, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+def bootstrap_intervals(
+    ranks: RanksOrEmbeddings, resamples: int = PAIRED_RESAMPLES, level: float = 0.95, seed: int = 0
+) -> dict:
     """Image-level bootstrap percentile intervals of every metric and of R-sum, from :func:`retrieval_ranks`
     output or an ``(image_emb, text_emb, image_index)`` tuple: ``{"image_annotation": {"R@1": [lo, hi], ...},
     "image_search": {...}, "rsum": [lo, hi]}``."""

@@ -491,7 +491,12 @@ def check_same_images(a: QueryRanks, b: QueryRanks, where: str = "") -> None:
 
 
 def paired_test(
-    a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: int = 10000, seed: int = 0, level: float = 0.95
+    a: QueryRanks,
+    b: QueryRanks,
+    metric: str = "rsum",
+    resamples: int = PAIRED_RESAMPLES,
+    seed: int = PAIRED_SEED,
+    level: float = 0.95,
 ) -> dict:
     """Difference A - B of ``metric`` on the same test images: its paired-bootstrap percentile interval (both
     runs scored on the same image resamples) and a two-sided p-value (:func:`paired_p_value`).
@@ -524,7 +529,7 @@ def paired_test(
 
 
 def paired_p_value(
-    a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: int = 10000, seed: int = 0
+    a: QueryRanks, b: QueryRanks, metric: str = "rsum", resamples: int = PAIRED_RESAMPLES, seed: int = PAIRED_SEED
 ) -> tuple[float, str]:
     """(two-sided p-value of A = B on ``metric``, the test's name).
 

@@ -120,12 +120,19 @@ def test_lower_layers_refuse_the_composition(tmp_path):
 def test_intervals_and_paired_tests_share_one_default_of_resamples():
     """One number, one source (issue 24 item 3): a run's intervals, `significance` and `compare --baseline` draw
     the same default number of resamples. Catches a RunOptions default that drifts from stats.PAIRED_RESAMPLES
-    (it was 1,000 beside 10,000 when the two branches met)."""
+    (it was 1,000 beside 10,000 when the two branches met), and a library entry point whose default differs
+    from the CLI's (evaluate_retrieval and bootstrap_intervals drew 1,000)."""
     from cca_bench import stats
     from cca_bench.cli import parse
     from cca_bench.cli.common import options
     from cca_bench.evaluation import RunOptions
 
     assert RunOptions().bootstrap == stats.PAIRED_RESAMPLES
+    import inspect
+
+    from cca_bench import api
+
+    for fn in (api.evaluate_retrieval, api.bootstrap_intervals, api.paired_test, stats.paired_test):
+        assert inspect.signature(fn).parameters["resamples"].default == stats.PAIRED_RESAMPLES, fn.__name__
     args = parse(["run_benchmark", "cca", "openmoji", "test", "glove50_tinyimage"])
     assert options(args).run.bootstrap == stats.PAIRED_RESAMPLES
