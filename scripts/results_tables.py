@@ -171,7 +171,8 @@ def _value(record: dict, task: str | None, metric: str, ci: bool = True) -> str:
 
 
 def _marks(records: list[dict]) -> dict:
-    """``{run file: "best" | "tied"}`` of the R-sum column (results.significance_marks over these runs)."""
+    """``{run file: "best" | "tied" | "untested"}`` of the R-sum column (results.significance_marks over these
+    runs)."""
     from cca_bench.results import compare_frame, significance_marks
 
     marks = significance_marks(compare_frame(records), records) if len(records) > 1 else {}
@@ -187,12 +188,10 @@ def _delta(record: dict, first: dict) -> str:
     return f"{t['delta']:+.1f} [{t['ci'][0]:+.1f}, {t['ci'][1]:+.1f}], {format_p(t['p_value'], t['resamples'])}"
 
 
-def _marked(text: str, mark: str | None) -> str:
-    return f"**{text}**" if mark == "best" else f"{text} †" if mark == "tied" else text
-
-
 def render(table: Table, records: list[dict]) -> str:
     """The markdown of a table from one run record per row (same order as ``table.rows``)."""
+    from cca_bench.marks import render as render_mark
+
     if table.kind == "sentence":
         r = records[0]
         return (
@@ -225,7 +224,7 @@ def render(table: Table, records: list[dict]) -> str:
                     for t in ("image_annotation", "image_search")
                     for m in ("R@1", "R@5", "R@10", "median_rank")
                 ],
-                _marked(_value(r, None, "rsum", ci=False), marks.get(r["_file"])),
+                render_mark(_value(r, None, "rsum", ci=False), marks.get(r["_file"])),
             ]
             for row, r in zip(table.rows, records)
         ]
@@ -239,7 +238,7 @@ def render(table: Table, records: list[dict]) -> str:
                 *[_value(r, t, m) for t in ("image_annotation", "image_search") for m in ("R@1", "R@10")],
                 f"{_value(r, 'image_annotation', 'median_rank', False)} / "
                 f"{_value(r, 'image_search', 'median_rank', False)}",
-                _marked(_value(r, None, "rsum"), marks.get(r["_file"])),
+                render_mark(_value(r, None, "rsum"), marks.get(r["_file"])),
             ]
             + ([_delta(r, records[0]) if i else ""] if len(records) > 1 else [])
             for i, (row, r) in enumerate(zip(table.rows, records))
