@@ -38,7 +38,7 @@ from cca_bench import sparse_rows
 from cca_bench.config import available_cores
 from cca_bench.errors import UserError
 from cca_bench.ties import DEFAULT, TieCounts, check_rule, exact_mean, exact_sum
-from cca_bench.topk import BlockTop
+from cca_bench.topk import TileTop
 
 DISTANCES = ("cosine", "dot", "euclidean")
 KS = (1, 5, 10)
@@ -189,7 +189,7 @@ def tie_counts(
     order = np.argsort(first, kind="stable")  # copies of an image side by side, in one block
     where = np.empty_like(order)
     where[order] = np.arange(len(order))
-    collect = None if not top else BlockTop(order, n_txt, top)
+    collect = None if not top else TileTop(order, n_txt, top)
     i2t, t2i, flat_i2t, flat_t2i = _ranks_both(
         ims[order], txt, where[image_index], where[first[order]], distance, block, _scorer(txt, device), collect
     )
@@ -306,8 +306,8 @@ def _ranks_both(ims, txt, image_index, img_src, distance, block, score, collect=
     (n_img,), flat_t2i (n_txt,): the degenerate queries, whose counts are still the scores'). Each block's
     scores are read
     once, by :class:`_OnePass`, for both directions. The score block is allocated once and reused (fresh
-    200 MB arrays per block cost page faults). ``collect``: None or a :class:`cca_bench.topk.BlockTop` that
-    is given every score block too.
+    200 MB arrays per block cost page faults). ``collect``: None or a :class:`cca_bench.topk.TileTop` that
+    is given every score tile while it is cached.
     """
     txt_src = _first_equal(txt)
     euclid = distance == "euclidean"
@@ -329,7 +329,11 @@ def _ranks_both(ims, txt, image_index, img_src, distance, block, score, collect=
                 isq = None if ims_sq is None else ims_sq[s0:e]
                 gt, n_gt = _best_positives(p, image_index, s0, txt_sq)
                 c = t2i.known(p, isq, s0)
-                beaten, level, above, level_c, reach = one_pass(p, gt, t2i, c, isq)
+                if collect is not None:
+                    collect.begin(s0, e - s0)
+                    if collect.needs_prepass:
+                        one_pass.prepass(p, isq, collect)
+                beaten, level, above, level_c, reach = one_pass(p, gt, t2i, c, isq, collect)
                 query = gt > -np.inf
                 i2t[0][s0:e] = np.where(query, beaten, -1)
                 i2t[1][s0:e] = np.where(query, level - beaten - n_gt, 0)  # ">=" also counted the tied positives
@@ -337,7 +341,7 @@ def _ranks_both(ims, txt, image_index, img_src, distance, block, score, collect=
                 flat_i2t[s0:e] = _flat_rows(p, query, txt_sq)
                 t2i.add(p, isq, s0, c, above, level_c, reach)
                 if collect is not None:
-                    collect.add(p, s0, txt_sq, isq)
+                    collect.end()
             counts = t2i.counts()
             if counts is not None:
                 break
@@ -439,27 +443,49 @@ class _OnePass:
         if self.pool is not None:
             self.pool.shutdown()
 
-    def __call__(self, p, gt, t2i: _SearchCounts, c: int, ims_sq):
-        beaten, level = np.empty(len(p), dtype=np.int64), np.empty(len(p), dtype=np.int64)
-        tiles = iter(range(0, len(p), self.rows))  # shared: each worker takes the next tile (GIL-atomic)
-        job = (p, gt, t2i.own[:c], t2i.lo[c:], t2i.hi[c:], ims_sq, tiles, beaten, level)
-        n = min(self.workers, -(-len(p) // self.rows))
-        counts = (
-            [self._work(0, *job)]
-            if n < 2
-            else [f.result() for f in [self.pool.submit(self._work, w, *job) for w in range(n)]]
-        )
-        return (beaten, level, *(sum(part) for part in zip(*counts)))
+    def _spread(self, work, n_rows: int, *job) -> list:
+        """``work(w, tiles, *job)`` on every worker that gets a tile of ``n_rows`` rows; their results in a list.
+        ``tiles`` is shared: each worker takes the next tile start (GIL-atomic) until none is left."""
+        tiles = iter(range(0, n_rows, self.rows))
+        n = min(self.workers, -(-n_rows // self.rows))
+        if n < 2:
+            return [work(0, tiles, *job)]
+        return [f.result() for f in [self.pool.submit(work, w, tiles, *job) for w in range(n)]]
 
-    def _work(self, w, p, gt, own, lo, hi, ims_sq, tiles, beaten, level):
-        """One worker's share: tiles from ``tiles`` until none is left; fills ``beaten`` and ``level``, returns
-        its (above, level_c, reach) counts."""
-        if w not in self.buffers:  # a mask and, for euclidean scores, a float buffer per worker
+    def _buffers(self, w):
+        """Worker ``w``'s (mask, float buffer or None): a boolean tile and, for euclidean scores, a float one."""
+        if w not in self.buffers:
             self.buffers[w] = (
                 np.empty((self.rows, self.n_txt), dtype=bool),
                 None if self.txt_sq is None else np.empty((self.rows, self.n_txt), np.float32),
             )
-        mask, buf = self.buffers[w]
+        return self.buffers[w]
+
+    def __call__(self, p, gt, t2i: _SearchCounts, c: int, ims_sq, collect=None):
+        beaten, level = np.empty(len(p), dtype=np.int64), np.empty(len(p), dtype=np.int64)
+        job = (p, gt, t2i.own[:c], t2i.lo[c:], t2i.hi[c:], ims_sq, beaten, level, collect)
+        counts = self._spread(self._work, len(p), *job)
+        return (beaten, level, *(sum(part) for part in zip(*counts)))
+
+    def prepass(self, p, ims_sq, collect) -> None:
+        """Give ``collect`` (:class:`cca_bench.topk.TileTop`) the column scores of every tile of block ``p``
+        for its first bound, then close that read."""
+
+        def work(w, tiles):
+            f = self._buffers(w)[1]
+            for a in tiles:
+                b = min(a + self.rows, len(p))
+                t = p[a:b]
+                s = t if f is None else np.subtract(np.multiply(t, 2, out=f[: b - a]), ims_sq[a:b, None], out=f[: b - a])
+                collect.prepass(w, s, a)
+
+        self._spread(work, len(p))
+        collect.end_prepass()
+
+    def _work(self, w, tiles, p, gt, own, lo, hi, ims_sq, beaten, level, collect):
+        """One worker's share: tiles from ``tiles`` until none is left; fills ``beaten`` and ``level``, returns
+        its (above, level_c, reach) counts; hands each tile's row and column scores to ``collect`` too."""
+        mask, buf = self._buffers(w)
         c, u8 = len(own), np.uint8
         above, reach = np.zeros(self.n_txt, dtype=np.int32), np.zeros(self.n_txt - c, dtype=np.int32)
         level_c = np.zeros(c, dtype=np.int32)
@@ -469,12 +495,18 @@ class _OnePass:
             s = t if f is None else np.subtract(np.multiply(t, 2, out=f), self.txt_sq, out=f)
             beaten[a:b] = _count(np.greater(s, gt[a:b, None], out=m), 1)
             level[a:b] = _count(np.greater_equal(s, gt[a:b, None], out=m), 1)
+            if collect is not None and f is None:
+                collect.both(w, s, a)  # the row scores are the column scores
+            elif collect is not None:
+                collect.rows(w, s, a)
             if f is not None:
                 s = np.subtract(np.multiply(t, 2, out=f), ims_sq[a:b, None], out=f)
             above[:c] += np.add.reduce(np.greater(s[:, :c], own, out=m[:, :c]).view(u8), axis=0, dtype=u8)
             level_c += np.add.reduce(np.greater_equal(s[:, :c], own, out=m[:, :c]).view(u8), axis=0, dtype=u8)
             above[c:] += np.add.reduce(np.greater(s[:, c:], hi, out=m[:, c:]).view(u8), axis=0, dtype=u8)
             reach += np.add.reduce(np.greater_equal(s[:, c:], lo, out=m[:, c:]).view(u8), axis=0, dtype=u8)
+            if collect is not None and f is not None:
+                collect.columns(w, s, a)
         return above, level_c, reach
 
 

@@ -1,54 +1,49 @@
-"""Each query's top-k items, taken from the evaluation's own score blocks (no second GEMM).
+"""Each query's top-k items, taken from the evaluation's own score tiles (no second GEMM, no extra read).
 
 Order convention: best first by score, equal scores by item position (smallest first); the k kept are exactly
 the first k of that order, ties at the k-th place included, so the lists are deterministic (unlike
 ``torch.topk`` or ``argpartition`` on ties).
 
-How, without sorting whole rows: maxima of strided groups of a query's scores (:func:`_group_max`, one
-vectorised read) give a threshold, the k-th largest group maximum, that is at most the query's true k-th best
-score (k groups each hold an item at or above it). Every item scoring at or above the threshold is a
-candidate (one comparison and a ``flatnonzero``: about k + a few per query), and the candidates alone are
-sorted. Nothing at or above the true k-th score is missed, ties included, so the result is exact.
+How, without sorting whole rows: every entry at or above a LOWER BOUND of its query's k-th best score is a
+candidate (one comparison and a ``flatnonzero`` of a cache-resident tile: about k + a few per query), and the
+candidates alone are sorted. Nothing at or above the true k-th score is missed, ties included, so the result
+is exact whatever the bound, as long as it is at most the true k-th score. The bounds:
+
+- a row query (an image, whose whole row of caption scores lies in one tile): the k-th largest of the maxima
+  of strided groups of its scores (:func:`row_threshold`; k groups each hold an item at or above it);
+- a column query (a caption, whose images arrive tile by tile, block by block): the k-th largest of the
+  maxima of DISJOINT groups of image rows seen so far (k distinct images score at or above it). Each worker
+  keeps 2k running column maxima (:data:`SLOTS_PER_K`), one per group of the tiles it took (round robin); the groups are merged into
+  the bound at the end of a block (after the first block, then each time the rows seen have doubled, or when
+  the candidates grow past ``2 k n_txt``). The first block gets its bound from a read of its own tiles before
+  its candidates are taken (:meth:`TileTop.prepass`).
 """
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
-GROUP_ITEMS = {1: 128, 0: 64}  # items per group for row / column queries: fewer make a tighter threshold
+ROW_GROUP_ITEMS = 128  # items per group of a row query: fewer make a tighter threshold
+SLOTS_PER_K = 2  # disjoint row groups per worker, per k, whose column maxima bound the captions' k-th scores
 
 
-def _group_max(s: np.ndarray, width: int, axis: int) -> np.ndarray:
-    """Maxima of ``width`` strided groups along ``axis`` of (m, n) ``s``, shaped (m, width) (axis 1) or
-    (width, n) (axis 0): group j holds the positions j, j + width, j + 2 width, ... (each non-empty when
-    size >= width). Elementwise maxima of contiguous slices: one vectorised read of s."""
-    size = s.shape[axis]
-    take = (lambda a, b: s[:, a:b]) if axis == 1 else (lambda a, b: s[a:b])
-    out = take(0, width).copy()
-    for a in range(width, size - width + 1, width):
-        np.maximum(out, take(a, a + width), out=out)
-    rest = size % width
-    if rest and size > width:
-        part = out[:, :rest] if axis == 1 else out[:rest]
-        np.maximum(part, take(size - rest, size), out=part)
-    return out
+def row_threshold(s: np.ndarray, k: int) -> np.ndarray:
+    """(m,) a lower bound of the k-th best score of each row of (m, n) ``s``; -inf where n < k.
 
-
-def _kth_largest(gm: np.ndarray, k: int) -> np.ndarray:
-    """(q,) the k-th largest of each row of (q, G >= k) ``gm``."""
-    import torch
-
-    return torch.topk(torch.from_numpy(np.ascontiguousarray(gm)), k, dim=1).values[:, -1].numpy()
-
-
-def threshold(s: np.ndarray, k: int, axis: int) -> np.ndarray:
-    """A lower bound of each query's k-th best score: (m,) for rows (axis 1) or (n,) for columns (axis 0) of
-    (m, n) ``s``; -inf where the query has fewer than k items (then every item is a candidate)."""
-    size = s.shape[axis]
-    if size < k:
-        return np.full(s.shape[1 - axis], -np.inf, dtype=s.dtype)
-    gm = _group_max(s, max(k, size // GROUP_ITEMS[axis]), axis)
-    return _kth_largest(gm if axis == 1 else gm.T, k)
+    Group j of a row holds the positions j, j + W, j + 2W, ... (W = max(k, n // 128) groups, each non-empty):
+    one reduction over the row read as (n // W, W), the remainder folded into the first groups."""
+    m, n = s.shape
+    if n < k:
+        return np.full(m, -np.inf, dtype=s.dtype)
+    width = max(k, n // ROW_GROUP_ITEMS)
+    q = n // width
+    gm = s[:, : q * width].reshape(m, q, width).max(1)
+    rest = n - q * width
+    if rest:
+        np.maximum(gm[:, :rest], s[:, q * width :], out=gm[:, :rest])
+    return np.partition(gm, width - k, axis=1)[:, width - k]
 
 
 def _descending_key(score: np.ndarray) -> np.ndarray:
@@ -75,52 +70,131 @@ def first_k(query: np.ndarray, score: np.ndarray, item: np.ndarray, n_queries: i
     return vals, ids
 
 
-class BlockTop:
-    """Collects both directions' top-k from the evaluation's score blocks (see :func:`metrics.tie_counts`).
+class TileTop:
+    """Collects both directions' top-k from the evaluation's score tiles (see :func:`metrics.tie_counts`).
 
     ``image_ids`` (n_img,): the original position of each image row the evaluation scores (it sorts copies of an
-    image side by side). A block holds the scores (b, n_txt) of image rows s0 .. s0 + b against all captions:
-    its rows give those images' caption lists whole; its columns are merged into each caption's running list,
-    whose k-th score so far also bounds the next blocks' candidates. ``row_shift`` / ``col_shift`` (euclidean
-    only): the per-caption (n_txt,) and per-image (b,) terms that make an entry p the score ``2 p - shift``.
+    image side by side). The evaluation calls :meth:`begin` with each block of image rows, :meth:`prepass` on
+    that block's tiles when :attr:`needs_prepass`, :meth:`rows` and :meth:`columns` (or :meth:`both`) on every
+    tile (from any worker thread ``w``), then :meth:`end`. Row lists are final per tile; column candidates are kept (int32
+    positions, at most about ``2 k n_txt`` of them) and sorted once by :meth:`result`.
     """
 
     def __init__(self, image_ids: np.ndarray, n_txt: int, k: int):
         self.k, self.ids, self.n_img, self.n_txt = k, np.asarray(image_ids, np.int64), len(image_ids), n_txt
-        self.mask = None
+        self.lock = threading.Lock()
+        self.masks: dict = {}
         self.reset()
 
     def reset(self) -> None:
         """Forget everything collected (the evaluation redoes its blocks when a GEMM rounded too coarsely)."""
         self.i2t = np.full((self.n_img, self.k), -1, dtype=np.int64)
-        self.t2i = (np.full((self.n_txt, self.k), -np.inf, np.float32), np.full((self.n_txt, self.k), -1, np.int64))
+        self.held = np.full((self.k, self.n_txt), -np.inf, dtype=np.float32)  # top-k maxima of disjoint groups
+        self.bound = np.full(self.n_txt, -np.inf, dtype=np.float32)  # the k-th of them: <= each k-th score
+        self.slots: dict = {}  # worker -> ((SLOTS, n_txt) maxima of its groups since the last merge, tiles taken)
+        self.cands: list = []  # (image position int32, caption int32, score float32) arrays
+        self.n_cands, self.rows_merged, self.rows_seen, self.bounded = 0, 0, 0, False
+        self.s0, self.block_ids, self.grouping = 0, self.ids[:0], True
 
-    def _candidates(self, s: np.ndarray, thr: np.ndarray, axis: int):
-        """(rows, cols, scores) of the entries of (b, n) ``s`` at or above ``thr`` (per row or per column)."""
-        if self.mask is None or self.mask.size < s.size:
-            self.mask = np.empty(s.size, dtype=bool)  # reused: a fresh mask per block costs page faults
-        mask = self.mask[: s.size].reshape(s.shape)
-        np.greater_equal(s, thr[:, None] if axis == 1 else thr, out=mask)
-        flat = np.flatnonzero(mask)
-        return flat // s.shape[1], flat % s.shape[1], np.ascontiguousarray(s).ravel()[flat]
+    @property
+    def needs_prepass(self) -> bool:
+        """True for the first block: no column bound yet (every entry would be a candidate)."""
+        return not self.bounded and self.n_img > self.k
 
-    def add(self, p: np.ndarray, s0: int, row_shift=None, col_shift=None) -> None:
-        """Take one (b, n_txt) block of the image rows s0 .. s0 + b."""
-        img_ids = self.ids[s0 : s0 + len(p)]
-        rows = p if row_shift is None else 2 * p - row_shift
-        r, c, v = self._candidates(rows, threshold(rows, self.k, 1), 1)
-        self.i2t[img_ids] = first_k(r, v, c, len(p), self.k)[1]
-        cols = p if col_shift is None else 2 * p - col_shift[:, None]
-        vals, ids = self.t2i
-        thr = np.maximum(threshold(cols, self.k, 0), vals[:, -1])  # the k-th so far bounds it too
-        r, c, v = self._candidates(cols, thr, 0)
-        held = ids >= 0
-        query = np.concatenate([c, np.nonzero(held)[0]])
-        self.t2i = first_k(
-            query, np.concatenate([v, vals[held]]), np.concatenate([img_ids[r], ids[held]]), self.n_txt, self.k
-        )
+    def begin(self, s0: int, n_rows: int) -> None:
+        """The next block: image rows s0 .. s0 + n_rows."""
+        self.s0, self.block_ids, self.grouping = s0, self.ids[s0 : s0 + n_rows], True
+
+    def _masks(self, w, shape) -> tuple[np.ndarray, np.ndarray]:
+        """Worker ``w``'s two boolean tiles of ``shape`` (reused: fresh masks per tile cost page faults)."""
+        size = shape[0] * shape[1]
+        if w not in self.masks or self.masks[w][0].size < size:
+            self.masks[w] = (np.empty(size, dtype=bool), np.empty(size, dtype=bool))
+        return tuple(m[:size].reshape(shape) for m in self.masks[w])
+
+    def _group(self, w, s: np.ndarray) -> None:
+        """Fold the column maxima of tile ``s`` (r, n_txt) into one of worker ``w``'s groups."""
+        if w not in self.slots:
+            self.slots[w] = [np.full((SLOTS_PER_K * self.k, self.n_txt), -np.inf, dtype=np.float32), 0]
+        slot = self.slots[w]
+        group = slot[0][slot[1] % len(slot[0])]
+        np.maximum(group, s.max(0), out=group)
+        slot[1] += 1
+
+    def prepass(self, w, s: np.ndarray, a: int) -> None:
+        """Column scores ``s`` (r, n_txt) of block rows a .. a + r, read only for the first block's bound."""
+        self._group(w, s)
+
+    def end_prepass(self) -> None:
+        """The first block's groups -> the column bound; that block's rows are not grouped again."""
+        self._merge()
+        self.rows_merged, self.grouping, self.bounded = len(self.block_ids), False, True
+
+    def rows(self, w, s: np.ndarray, a: int) -> None:
+        """Row scores ``s`` (r, n_txt) of block rows a .. a + r: those images' lists, whole."""
+        thr = row_threshold(s, self.k)
+        flat = np.flatnonzero(np.greater_equal(s, thr[:, None], out=self._masks(w, s.shape)[0]))
+        self._take_rows(s, a, flat)
+
+    def columns(self, w, s: np.ndarray, a: int) -> None:
+        """Column scores ``s`` (r, n_txt) of block rows a .. a + r: candidates at or above the bound."""
+        if self.grouping:
+            self._group(w, s)
+        self._take_columns(s, a, np.flatnonzero(np.greater_equal(s, self.bound, out=self._masks(w, s.shape)[0])))
+
+    def both(self, w, s: np.ndarray, a: int) -> None:
+        """:meth:`rows` and :meth:`columns` of a tile whose row and column scores are the same ``s``: one
+        ``flatnonzero`` of both masks, its entries then told apart by value."""
+        thr = row_threshold(s, self.k)
+        if self.grouping:
+            self._group(w, s)
+        rows, cols = self._masks(w, s.shape)
+        np.greater_equal(s, thr[:, None], out=rows)
+        flat = np.flatnonzero(np.logical_or(rows, np.greater_equal(s, self.bound, out=cols), out=rows))
+        r, c = np.divmod(flat, s.shape[1])
+        v = s.reshape(-1)[flat]
+        self._take_rows(s, a, flat[v >= thr[r]])
+        self._take_columns(s, a, flat[v >= self.bound[c]])
+
+    def _take_rows(self, s: np.ndarray, a: int, flat: np.ndarray) -> None:
+        """Row lists of tile ``s`` (rows a .. a + r of the block) from its row candidates (flat positions)."""
+        r, c = np.divmod(flat, s.shape[1])
+        self.i2t[self.block_ids[a : a + len(s)]] = first_k(r, s.reshape(-1)[flat], c, len(s), self.k)[1]
+
+    def _take_columns(self, s: np.ndarray, a: int, flat: np.ndarray) -> None:
+        """Keep the column candidates of tile ``s`` (rows a .. a + r of the block), flat positions."""
+        r, c = np.divmod(flat, s.shape[1])
+        got = (self.block_ids[a + r].astype(np.int32), c.astype(np.int32), s.reshape(-1)[flat])
+        with self.lock:
+            self.cands.append(got)
+            self.n_cands += len(flat)
+
+    def end(self) -> None:
+        """After a block's tiles: merge the groups into the bound once the rows seen have doubled (or the
+        candidates outgrow ``2 k n_txt``), and drop the candidates below it."""
+        self.rows_seen += len(self.block_ids)
+        if self.rows_seen >= 2 * self.rows_merged or self.n_cands > 2 * self.k * self.n_txt:
+            self._merge()
+
+    def _merge(self) -> None:
+        """Held maxima and every worker's groups -> the top k (the new ``held``, its k-th the bound); the
+        candidates below the bound are dropped."""
+        groups = [self.held, *(slot[0] for slot in self.slots.values())]
+        stack = np.concatenate(groups) if len(groups) > 1 else self.held
+        self.held = np.partition(stack, len(stack) - self.k, axis=0)[len(stack) - self.k :]
+        self.bound = self.held.min(0)
+        self.slots = {}
+        self.rows_merged = self.rows_seen
+        if self.cands:
+            img, cap, score = (np.concatenate(part) for part in zip(*self.cands))
+            keep = score >= self.bound[cap]
+            self.cands = [(img[keep], cap[keep], score[keep])]
+            self.n_cands = int(np.count_nonzero(keep))
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(i2t (n_img, k) caption positions, t2i (n_txt, k) image positions), int64, best first, -1 padded
         where fewer than k items exist."""
-        return self.i2t, self.t2i[1]
+        self._merge()
+        empty = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32))
+        img, cap, score = (np.concatenate(part) for part in zip(empty, *self.cands))
+        return self.i2t, first_k(cap, score, img.astype(np.int64), self.n_txt, self.k)[1]
