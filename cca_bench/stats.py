@@ -184,87 +184,209 @@ def stack_seeds(rankings: list[QueryRanks]) -> QueryRanks:
     )
 
 
+BLOCK = 1000  # resamples drawn and scored at a time: memory stays (BLOCK x n_images) for any number of resamples
+
+
 def resample_counts(rng: np.random.Generator, n: int, resamples: int) -> np.ndarray:
     """(B, n) float64 counts of each of n images in B resamples drawn with replacement (see the draw order:
     the positions are drawn as 16-bit integers when n <= 65,536, which halves the cost of the draws)."""
-    drawn = rng.integers(0, n, size=(resamples, n), dtype=np.uint16 if n <= 1 << 16 else np.int64)
-    counts = np.empty((resamples, n))
+    return _counts(_draw(rng, n, resamples))
+
+
+def _draw(rng: np.random.Generator, n: int, resamples: int) -> np.ndarray:
+    """(B, n) drawn image positions of B resamples of n images, as the draw order says."""
+    return rng.integers(0, n, size=(resamples, n), dtype=np.uint16 if n <= 1 << 16 else np.int64)
+
+
+def _counts(drawn: np.ndarray) -> np.ndarray:
+    """(B, n) drawn positions -> (B, n) float64 counts of each position in each resample."""
+    n = drawn.shape[1]
+    counts = np.empty(drawn.shape)
     for b, row in enumerate(drawn):  # a bincount per resample: no (B x n) offset array
         counts[b] = np.bincount(row, minlength=n)
     return counts
 
 
-def _weighted_median_rank(values: np.ndarray, owner: np.ndarray, counts_t: np.ndarray) -> np.ndarray:
-    """(B,) Kiros/VSE++ median rank floor(median(r0)) + 1 of ``values`` (m,) 0-based ranks, where query j
-    counts ``counts_t[owner[j], b]`` times in resample b (``counts_t`` (n, B), C-contiguous).
-
-    One sparse product gives each resample's weight of every distinct value; only the values whose unweighted
-    cumulative share lies near one half get a column of their own (those below and above are pooled in two), and
-    the window widens until every resample's median falls inside it, so the cumulative sums stay short."""
-    from scipy import sparse
-
-    vals, code = np.unique(values, return_inverse=True)
-    share = np.cumsum(np.bincount(code, minlength=len(vals))) / max(len(values), 1)
-    for half_width in (0.1, 0.25, 1.0):
-        a = int(np.searchsorted(share, 0.5 - half_width, side="right"))  # first value in the window
-        b = len(vals) if half_width >= 0.5 else int(np.searchsorted(share, 0.5 + half_width, side="left")) + 1
-        column = np.clip(code - a + 1, 0, b - a + 1)  # 0: below the window, b - a + 1: above it
-        m = sparse.csc_matrix(
-            (np.ones(len(values), counts_t.dtype), (owner, column)), shape=(counts_t.shape[0], b - a + 2)
-        )
-        cum = np.cumsum(m.T @ counts_t, axis=0)  # (window + 2, B): whole numbers, exact in counts_t's dtype
-        total = cum[-1]
-        lo = (cum > (total - 1) // 2).argmax(0)
-        hi = (cum > total // 2).argmax(0)
-        if half_width >= 1.0 or (lo.min() >= 1 and hi.max() <= b - a):
-            break
-    return np.floor((vals[a + lo - 1] + vals[a + hi - 1]) / 2.0) + 1
+PREFETCH_BYTES = 128 * 2**20  # drawn positions a ResampleDraws may hold ahead of its reader
 
 
-def _fold_metrics(c_i2t: TieCounts, c_t2i: TieCounts, owner: np.ndarray, counts: np.ndarray, ties: str) -> dict:
-    """{task: {metric: (B,)}} of one fold's tie counts (images 0..n-1, ``owner`` = image of each caption) under
-    the rule ``ties`` and the (B, n) resample counts: per-image sums of hit probabilities and (expected)
-    ranks, weighted by the counts."""
-    n = counts.shape[1]
-    query, r_i2t, r_t2i = c_i2t.queries(), c_i2t.rank(ties), c_t2i.rank(ties)
-    caps = np.bincount(owner, minlength=n).astype(np.float64)
-    cols = {
-        "den_i2t": query.astype(np.float64),
-        "sum_i2t": np.where(query, r_i2t, 0.0),
-        "den_t2i": caps,
-        "sum_t2i": np.bincount(owner, weights=r_t2i, minlength=n),
-    }
-    for k in KS:
-        cols[f"R@{k}_i2t"] = c_i2t.hit(k, ties)
-        cols[f"R@{k}_t2i"] = np.bincount(owner, weights=c_t2i.hit(k, ties), minlength=n)
-    names = list(cols)
-    sums = dict(zip(names, (counts @ np.stack([cols[c] for c in names], axis=1)).T))  # (B, n) @ (n, 10): fast
-    # the medians' sparse product wants (n, B) rows (a (10, n) @ (n, B) dense product is 20x slower than the
-    # above); its sums are whole numbers of queries, exact in float32 below 2^24 (any real test split)
+class ResampleDraws:
+    """The bootstrap's draws (the documented draw order: per block of :data:`BLOCK` resamples, per fold, the
+    (b, n_f) drawn positions), made by a background thread from the moment it is built. They depend only on
+    the fold sizes, the number of resamples and the seed, not on any score, so an evaluation can start them
+    before its similarity GEMM and find them drawn when it computes its intervals (numpy's generator releases
+    the GIL while it draws). At most :data:`PREFETCH_BYTES` of positions wait to be read. Iterate once;
+    :meth:`close` stops the thread early (an evaluation that failed)."""
+
+    def __init__(self, fold_sizes, resamples: int, seed: int):
+        import queue
+        import threading
+
+        self.key = (tuple(int(n) for n in fold_sizes), int(resamples), int(seed))
+        wide = max(self.key[0], default=0) > 1 << 16
+        block_bytes = sum(self.key[0]) * min(BLOCK, max(int(resamples), 1)) * (8 if wide else 2)
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, PREFETCH_BYTES // max(block_bytes, 1)))
+        self._closed = threading.Event()
+        threading.Thread(target=self._produce, daemon=True, name="resample-draws").start()
+
+    def _produce(self) -> None:
+        sizes, resamples, seed = self.key
+        rng = np.random.default_rng(seed)
+        try:
+            for start in range(0, resamples, BLOCK):
+                if not self._put([_draw(rng, n, min(BLOCK, resamples - start)) for n in sizes]):
+                    return
+        except BaseException as e:  # noqa: BLE001 (handed to the reader, which raises it)
+            self._put(e)
+            return
+        self._put(None)
+
+    def _put(self, item) -> bool:
+        """Queue ``item`` once there is room; False when closed first."""
+        import queue
+
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self):
+        while (block := self._queue.get()) is not None:
+            if isinstance(block, BaseException):
+                raise block
+            yield block
+
+    def close(self) -> None:
+        """Stop drawing (the draws not read are dropped)."""
+        self._closed.set()
+
+
+DENSE_MEDIAN_COLUMNS = 256  # window columns up to which the medians' weights are one dense GEMM
+MEDIAN_WINDOWS = (0.1, 0.25, 1.0)  # half-widths (shares of the queries) tried in turn around the median
+
+
+class _Median:
+    """One direction's weighted median rank over resamples (Kiros/VSE++ floor(median(r0)) + 1), prepared once
+    from its 0-based ranks ``values`` (m,), query j weighing ``counts[b, owner[j]]`` in resample b.
+
+    Only the values whose unweighted cumulative share lies near one half get a column of their own (those below
+    and above are pooled in two), and the window widens until every resample's median falls inside it. The
+    cumulative weights of the columns are one product ``counts @ M``, M (n, columns) each image's number of
+    queries at or below each column: a dense GEMM up to :data:`DENSE_MEDIAN_COLUMNS` columns, else sparse.
+    Whole numbers, exact in the counts' dtype (:func:`_median_weights`), so any summation order gives the
+    same medians."""
+
+    def __init__(self, values: np.ndarray, owner: np.ndarray, n: int):
+        self.vals, self.code = np.unique(values, return_inverse=True)
+        self.share = np.cumsum(np.bincount(self.code, minlength=len(self.vals))) / max(len(values), 1)
+        self.owner, self.n, self.windows = owner, n, {}
+
+    def _window(self, half_width: float, dtype):
+        """(a, b, M) of a window: values a .. b - 1 get columns 1 .. b - a."""
+        if (half_width, dtype) not in self.windows:
+            a = int(np.searchsorted(self.share, 0.5 - half_width, side="right"))  # first value in the window
+            b = (
+                len(self.vals)
+                if half_width >= 0.5
+                else int(np.searchsorted(self.share, 0.5 + half_width, side="left")) + 1
+            )
+            column = np.clip(self.code - a + 1, 0, b - a + 1)  # 0: below the window, b - a + 1: above it
+            width = b - a + 2
+            if width <= DENSE_MEDIAN_COLUMNS:
+                m = np.zeros((self.n, width), dtype)
+                np.add.at(m, (self.owner, column), 1)
+                m = np.cumsum(m, axis=1, out=m)
+            else:
+                from scipy import sparse
+
+                m = sparse.csr_matrix((np.ones(len(column), dtype), (column, self.owner)), shape=(width, self.n))
+            self.windows[half_width, dtype] = (a, b, m)
+        return self.windows[half_width, dtype]
+
+    def __call__(self, counts: np.ndarray) -> np.ndarray:
+        """(B,) median ranks for (B, n) ``counts`` (:func:`_median_weights`)."""
+        for half_width in MEDIAN_WINDOWS:
+            a, b, m = self._window(half_width, counts.dtype)
+            if isinstance(m, np.ndarray):
+                cum = counts @ m  # (B, window + 2)
+            else:
+                cum = np.cumsum(m @ np.ascontiguousarray(counts.T), axis=0).T
+            total = cum[:, -1]
+            lo = (cum > ((total - 1) // 2)[:, None]).argmax(1)
+            hi = (cum > (total // 2)[:, None]).argmax(1)
+            if half_width >= 1.0 or (lo.min() >= 1 and hi.max() <= b - a):
+                break
+        return np.floor((self.vals[a + lo - 1] + self.vals[a + hi - 1]) / 2.0) + 1
+
+
+class _FoldPlan:
+    """What the resampled metrics of one fold and one seed need from its tie counts, prepared once for every
+    block of resamples: the per-image columns (n, 10) of the sums (hit probabilities and (expected) ranks
+    under the rule ``ties``; images 0..n-1, ``owner`` = image of each caption) and both medians."""
+
+    def __init__(self, c_i2t: TieCounts, c_t2i: TieCounts, owner: np.ndarray, n: int, ties: str):
+        query, r_i2t, r_t2i = c_i2t.queries(), c_i2t.rank(ties), c_t2i.rank(ties)
+        self.caps = np.bincount(owner, minlength=n)  # (n,) captions of each image
+        cols = {
+            "den_i2t": query.astype(np.float64),
+            "sum_i2t": np.where(query, r_i2t, 0.0),
+            "den_t2i": self.caps.astype(np.float64),
+            "sum_t2i": np.bincount(owner, weights=r_t2i, minlength=n),
+        }
+        for k in KS:
+            cols[f"R@{k}_i2t"] = c_i2t.hit(k, ties)
+            cols[f"R@{k}_t2i"] = np.bincount(owner, weights=c_t2i.hit(k, ties), minlength=n)
+        self.names = list(cols)
+        self.cols = np.stack([cols[c] for c in self.names], axis=1)
+        self.medians = {
+            "i2t": _Median(r_i2t[query], np.flatnonzero(query), n),
+            "t2i": _Median(r_t2i, owner, n),
+        }
+
+    def metrics(self, counts: np.ndarray, weights: np.ndarray) -> dict:
+        """{task: {metric: (B,)}} for the (B, n) float64 resample counts (``weights``: the same for the
+        medians, :func:`_median_weights`)."""
+        sums = dict(zip(self.names, (counts @ self.cols).T))  # (B, n) @ (n, 10): fast
+        out = {}
+        for short, task in (("i2t", "image_annotation"), ("t2i", "image_search")):
+            den = sums[f"den_{short}"]
+            task_metrics = {f"R@{k}": 100.0 * (sums[f"R@{k}_{short}"] / den) for k in KS}
+            task_metrics["median_rank"] = self.medians[short](weights)
+            task_metrics["mean_rank"] = sums[f"sum_{short}"] / den + 1
+            out[task] = task_metrics
+        return out
+
+
+def _median_weights(counts: np.ndarray, caps: np.ndarray) -> np.ndarray:
+    """(B, n) resample counts as the medians' products take them: float32 where every sum of weights (whole
+    numbers of queries, at most a resample's total times the most captions ``caps`` (n,) of an image) stays
+    below 2^24, so is exact (any real test split), else the float64 counts themselves."""
     exact32 = counts.sum(1).max(initial=0) * max(caps.max(initial=1), 1) < 2**24
-    counts_t = np.ascontiguousarray(counts.T, dtype=np.float32 if exact32 else np.float64)
-    out = {}
-    for short, task, ranks, who in (
-        ("i2t", "image_annotation", r_i2t[query], np.flatnonzero(query)),
-        ("t2i", "image_search", r_t2i, owner),
-    ):
-        den = sums[f"den_{short}"]
-        task_metrics = {f"R@{k}": 100.0 * (sums[f"R@{k}_{short}"] / den) for k in KS}
-        task_metrics["median_rank"] = _weighted_median_rank(ranks, who, counts_t)
-        task_metrics["mean_rank"] = sums[f"sum_{short}"] / den + 1
-        out[task] = task_metrics
-    return out
+    return counts.astype(np.float32) if exact32 else counts
 
 
-def replicate_metrics(ranks: QueryRanks, counts: list[np.ndarray]) -> dict:
-    """{task: {metric: (B,)}} averaged over folds and seeds, for per-fold resample counts [(B, n_f)]."""
-    per_fold = []
-    for (images, caps), c in zip(ranks.folds(), counts):
+def fold_plans(ranks: QueryRanks) -> list[list[_FoldPlan]]:
+    """Per fold, per seed, the :class:`_FoldPlan` of ``ranks``."""
+    plans = []
+    for images, caps in ranks.folds():
         owner = np.searchsorted(images, ranks.image_index[caps])
-        seeds = [
-            _fold_metrics(ranks.i2t[s, images], ranks.t2i[s, caps], owner, c, ranks.ties) for s in range(len(ranks.i2t))
-        ]
-        per_fold.append(seeds)
+        plans.append(
+            [_FoldPlan(ranks.i2t[s, images], ranks.t2i[s, caps], owner, len(images), ranks.ties) for s in range(len(ranks.i2t))]
+        )
+    return plans
+
+
+def replicate_metrics(ranks: QueryRanks, counts: list[np.ndarray], plans: list | None = None) -> dict:
+    """{task: {metric: (B,)}} averaged over folds and seeds, for per-fold resample counts [(B, n_f)]
+    (``plans``: :func:`fold_plans` of ``ranks``, made here when not given)."""
+    plans = fold_plans(ranks) if plans is None else plans
+    per_fold = []
+    for c, fold in zip(counts, plans):
+        weights = _median_weights(c, fold[0].caps)
+        per_fold.append([plan.metrics(c, weights) for plan in fold])
     # fold mean first (as metrics.evaluate does), then the mean over seeds (as a run with --seeds does)
     return {
         t: {
@@ -317,21 +439,39 @@ def rsum_of(metrics: dict):
     return sum(metrics[t][f"R@{k}"] for t in TASKS for k in KS)
 
 
-BLOCK = 1000  # resamples drawn and scored at a time: memory stays (BLOCK x n_images) for any number of resamples
-
-
-def bootstrap_replicates(ranks: QueryRanks, resamples: int = 1000, seed: int = 0) -> dict:
+def bootstrap_replicates(
+    ranks: QueryRanks, resamples: int = 1000, seed: int = 0, draws: ResampleDraws | None = None
+) -> dict:
     """{task: {metric: (B,)}, "rsum": (B,)} over B image-level resamples (the documented draw order, in blocks
-    of :data:`BLOCK` resamples: block by block, fold by fold; one block when B <= BLOCK)."""
+    of :data:`BLOCK` resamples: block by block, fold by fold; one block when B <= BLOCK).
+
+    ``draws``: a :class:`ResampleDraws` started earlier for the same fold sizes, B and seed (else one is
+    started here). Three stages overlap: the draws (their thread), the next block's counts (a helper thread)
+    and this block's metrics."""
+    from concurrent.futures import ThreadPoolExecutor
+
     if resamples < 1:
         raise UserError(f"--bootstrap must be at least 1 (got {resamples})")
-    rng = np.random.default_rng(seed)
-    blocks = []
-    for start in range(0, resamples, BLOCK):
-        b = min(BLOCK, resamples - start)
-        blocks.append(replicate_metrics(ranks, [resample_counts(rng, len(images), b) for images, _ in ranks.folds()]))
+    sizes = tuple(len(images) for images, _ in ranks.folds())
+    if draws is None or draws.key != (sizes, int(resamples), int(seed)):
+        draws = ResampleDraws(sizes, resamples, seed)
+    blocks, plans = [], fold_plans(ranks)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            drawn = iter(draws)
+            pending = pool.submit(_block_counts, next(drawn, None))
+            while (counts := pending.result()) is not None:
+                pending = pool.submit(_block_counts, next(drawn, None))
+                blocks.append(replicate_metrics(ranks, counts, plans))
+    finally:
+        draws.close()
     reps = {t: {m: np.concatenate([blk[t][m] for blk in blocks]) for m in METRICS} for t in TASKS}
     return reps | {"rsum": rsum_of(reps)}
+
+
+def _block_counts(block: list[np.ndarray] | None) -> list[np.ndarray] | None:
+    """One block's per-fold drawn positions -> their (B, n_f) counts (None stays None: no block left)."""
+    return None if block is None else [_counts(d) for d in block]
 
 
 def bootstrap_ci(ranks: QueryRanks, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
@@ -340,12 +480,19 @@ def bootstrap_ci(ranks: QueryRanks, resamples: int = 1000, level: float = 0.95, 
     return bootstrap_ci_mc(ranks, resamples, level, seed)[0]
 
 
-def bootstrap_ci_mc(ranks: QueryRanks, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> tuple:
+def bootstrap_ci_mc(
+    ranks: QueryRanks,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    draws: ResampleDraws | None = None,
+) -> tuple:
     """(:func:`bootstrap_ci`'s intervals, the Monte Carlo error of each bound in the same layout): how far a
-    bound moves with the bootstrap seed (:func:`percentile_mc_error`)."""
+    bound moves with the bootstrap seed (:func:`percentile_mc_error`). ``draws``: as
+    :func:`bootstrap_replicates` takes it."""
     if not 0 < level < 1:
         raise UserError(f"the interval level must lie between 0 and 1 (got {level})")
-    reps = bootstrap_replicates(ranks, resamples, seed)
+    reps = bootstrap_replicates(ranks, resamples, seed, draws)
     q = [(1 - level) / 2, (1 + level) / 2]
     ci = lambda v: [float(x) for x in np.percentile(v, [100 * x for x in q])]  # noqa: E731
     mc = lambda v: [percentile_mc_error(v, x) for x in q]  # noqa: E731
