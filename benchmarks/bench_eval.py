@@ -94,13 +94,19 @@ def tie_check(metrics) -> dict:
 
 def evaluation(metrics, ims, txt, image_index, top: int, resamples: int):
     """Tie counts of both directions (+ top-``top`` lists when > 0) and, when ``resamples``, the 95% bootstrap
-    intervals of every metric from them, as ``evaluation.score`` computes them."""
+    intervals of every metric from them, as ``evaluation.score`` computes them (its resample draws started
+    before the GEMM: they need no score)."""
     from cca_bench import stats
 
-    per_fold = metrics.fold_counts(ims, txt, image_index, top=top)
-    if resamples:
-        ranks = stats.from_fold_ranks([f[:4] for f in per_fold], image_index, len(ims))
-        stats.bootstrap_ci_mc(ranks, resamples, 0.95, 0)
+    draws = stats.ResampleDraws([len(ims)], resamples, 0) if resamples else None
+    try:
+        per_fold = metrics.fold_counts(ims, txt, image_index, top=top)
+        if resamples:
+            ranks = stats.from_fold_ranks([f[:4] for f in per_fold], image_index, len(ims))
+            stats.bootstrap_ci_mc(ranks, resamples, 0.95, 0, draws)
+    finally:
+        if draws is not None:
+            draws.close()
     return per_fold
 
 

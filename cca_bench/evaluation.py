@@ -53,13 +53,28 @@ def score(
     seeds ``seed_metrics`` / ``seed_sd``. The similarity GEMM runs on ``device`` when that is a GPU (timed
     as ``evaluate``; the intervals as ``intervals``)."""
     from cca_bench import stats
-    from cca_bench.metrics import fold_counts
-    from cca_bench.retrieved import TOP_K, fold_top_lists
 
     if not isinstance(run, RunOptions):  # evaluation takes its own options, nothing wider
         raise TypeError(f"score takes RunOptions, not {type(run).__name__}")
-    ties = run.ties
     gemm_device = None if torch_device(device) == "cpu" else torch_device(device)
+    n_img = embeddings[0][0].shape[0]  # dense arrays or scipy CSR rows (cca_bench.sparse_rows)
+    draws = None  # the intervals' draws need no score: drawn while the GEMM runs
+    if run.bootstrap is not None and folds >= 1 and n_img % folds == 0:
+        draws = stats.ResampleDraws([n_img // folds] * folds, run.bootstrap, run.ci_seed)
+    try:
+        return _score(embeddings, image_index, distance, folds, run, timings, gemm_device, draws)
+    finally:
+        if draws is not None:
+            draws.close()
+
+
+def _score(embeddings, image_index, distance, folds, run, timings, gemm_device, draws) -> dict:
+    """:func:`score` once its resample draws (a :class:`cca_bench.stats.ResampleDraws` or None) are under way."""
+    from cca_bench import stats
+    from cca_bench.metrics import fold_counts
+    from cca_bench.retrieved import TOP_K, fold_top_lists
+
+    ties = run.ties
     per_seed = timed(
         timings,
         "evaluate",
@@ -70,7 +85,7 @@ def score(
             for s, (ei, et) in enumerate(embeddings)
         ],
     )
-    n_img = embeddings[0][0].shape[0]  # dense arrays or scipy CSR rows (cca_bench.sparse_rows)
+    n_img = embeddings[0][0].shape[0]
     ranks = stats.stack_seeds([stats.from_fold_ranks(p, image_index, n_img, ties) for p in per_seed])
     out = {
         "ties": ties,
@@ -85,7 +100,7 @@ def score(
     }
     if run.bootstrap is not None:
         out["ci"], mc = timed(
-            timings, "intervals", lambda: stats.bootstrap_ci_mc(ranks, run.bootstrap, 0.95, run.ci_seed)
+            timings, "intervals", lambda: stats.bootstrap_ci_mc(ranks, run.bootstrap, 0.95, run.ci_seed, draws)
         )
         out["ci_method"] = stats.ci_method(run.bootstrap, 0.95, run.ci_seed) | {"mc_error": mc}
     if len(embeddings) > 1:

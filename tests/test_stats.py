@@ -214,3 +214,90 @@ def test_a_paired_test_needs_one_tie_rule():
         stats.paired_test(a, b)
     assert "\n" not in str(e.value)
     assert stats.paired_test(a, a)["p_value"] == 1.0
+
+
+def _reference_replicates(ranks: stats.QueryRanks, resamples: int, seed: int) -> dict:
+    """The bootstrap as it was computed before the fast path, written out plainly: the documented draws, a
+    bincount per resample, the per-image columns (n, 10) and ONE float64 product per fold, seed and block,
+    the same divisions, fold then seed means; each median by expanding the resample into its queries
+    (``np.median`` of the repeated ranks: exact, the ranks are halves at worst)."""
+    rng = np.random.default_rng(seed)
+    folds, n_seeds = ranks.folds(), len(ranks.i2t)
+    out = {t: {m: [] for m in stats.METRICS} for t in stats.TASKS}
+    for start in range(0, resamples, stats.BLOCK):
+        b = min(stats.BLOCK, resamples - start)
+        counts = [
+            np.stack([np.bincount(r, minlength=len(im)) for r in rng.integers(0, len(im), (b, len(im)), np.uint16)])
+            for im, _ in folds
+        ]
+        per_fold = []
+        for (images, caps), c in zip(folds, counts):
+            c = c.astype(np.float64)
+            owner, n = np.searchsorted(images, ranks.image_index[caps]), len(images)
+            seeds = []
+            for s in range(n_seeds):
+                i2t, t2i = ranks.i2t[s, images], ranks.t2i[s, caps]
+                q, ri, rt = i2t.queries(), i2t.rank(ranks.ties), t2i.rank(ranks.ties)
+                cols = [q.astype(float), np.where(q, ri, 0.0), np.bincount(owner, minlength=n).astype(float)]
+                cols += [np.bincount(owner, weights=rt, minlength=n)]
+                for k in stats.KS:
+                    cols += [i2t.hit(k, ranks.ties), np.bincount(owner, weights=t2i.hit(k, ranks.ties), minlength=n)]
+                sums = (c @ np.stack(cols, axis=1)).T
+                rec = {}
+                for task, den, total, hits, vals, who in (
+                    ("image_annotation", sums[0], sums[1], sums[4::2], ri[q], np.flatnonzero(q)),
+                    ("image_search", sums[2], sums[3], sums[5::2], rt, owner),
+                ):
+                    rec[task] = {f"R@{k}": 100.0 * (h / den) for k, h in zip(stats.KS, hits)}
+                    rec[task]["mean_rank"] = total / den + 1
+                    expanded = [np.repeat(vals, c[r, who].astype(np.int64)) for r in range(b)]
+                    rec[task]["median_rank"] = np.array([np.floor(np.median(e)) + 1 for e in expanded])
+                seeds.append(rec)
+            per_fold.append(seeds)
+        for t in stats.TASKS:
+            for m in stats.METRICS:
+                out[t][m].append(np.mean([np.mean([f[s][t][m] for f in per_fold], axis=0) for s in range(n_seeds)], axis=0))
+    return {t: {m: np.concatenate(out[t][m]) for m in stats.METRICS} for t in stats.TASKS}
+
+
+@pytest.mark.parametrize("dense_columns", [0, stats.DENSE_MEDIAN_COLUMNS])
+@pytest.mark.parametrize("ties", ["expected", "pessimistic"])
+def test_bootstrap_equals_the_plain_computation_bit_for_bit(monkeypatch, ties, dense_columns):
+    """Every replicate (two seeds, three folds of 40 images, ties everywhere, 2,300 resamples: three blocks)
+    equals :func:`_reference_replicates` EXACTLY, with the medians' weights as one dense GEMM and as the
+    sparse product (``DENSE_MEDIAN_COLUMNS`` 0), their windows widened for some blocks. Planted bugs it
+    caught: the dense weights not made cumulative over columns; a median accepted in the column above its
+    window (``hi.max() <= b - a + 1``); the folds' draws of a block taken in reverse fold order."""
+    monkeypatch.setattr(stats, "DENSE_MEDIAN_COLUMNS", dense_columns)
+    widths = []
+    real = stats._Median._window
+
+    def seen(self, half_width, dtype):
+        widths.append(half_width)
+        return real(self, half_width, dtype)
+
+    monkeypatch.setattr(stats._Median, "_window", seen)
+    ims, txt, idx, per_fold = _tied(3, n_img=120)
+    rng = np.random.default_rng(1)  # a second "seed" of the model: other captions' embeddings, same split
+    txt2 = np.where(rng.random(txt.shape) < 0.3, rng.integers(-1, 2, txt.shape), txt).astype(np.float32)
+    txt2[~txt2.any(1), 0] = 1
+    per_seed = [per_fold, metrics.fold_counts(ims, txt2, idx, "dot", 3)]
+    ranks = stats.stack_seeds([stats.from_fold_ranks(p, idx, len(ims), ties) for p in per_seed])
+    got, want = stats.bootstrap_replicates(ranks, 2300, seed=5), _reference_replicates(ranks, 2300, seed=5)
+    for t in stats.TASKS:
+        for m in stats.METRICS:
+            np.testing.assert_array_equal(got[t][m], want[t][m], err_msg=f"{t} {m}")
+    assert max(widths) > min(widths)  # some window was widened
+
+
+def test_draws_started_early_give_the_same_intervals():
+    """Draws made ahead by a :class:`stats.ResampleDraws` (as ``evaluation.score`` starts them before its GEMM)
+    give the intervals drawn on the spot, and a stream for another seed is not used. Planted bug it caught:
+    ``bootstrap_replicates`` taking any stream it is given (the other seed's intervals came out)."""
+    ranks, _ = _evaluated(n_img=60, folds=3)
+    sizes = [len(images) for images, _ in ranks.folds()]
+    plain = stats.bootstrap_ci_mc(ranks, 2100, 0.95, 4)
+    early = stats.bootstrap_ci_mc(ranks, 2100, 0.95, 4, stats.ResampleDraws(sizes, 2100, 4))
+    other = stats.bootstrap_ci_mc(ranks, 2100, 0.95, 4, stats.ResampleDraws(sizes, 2100, 5))
+    assert early == plain and other == plain
+    assert plain != stats.bootstrap_ci_mc(ranks, 2100, 0.95, 5)

@@ -5,8 +5,9 @@ summation order, so the lists can be compared with a brute-force full sort exact
 """
 
 import numpy as np
+import pytest
 
-from cca_bench import metrics
+from cca_bench import metrics, topk
 
 
 def _brute_top(ims, txt, distance, k):
@@ -96,3 +97,72 @@ def test_fold_top_lists_are_split_positions_within_the_fold():
         want = _brute_top(ims[lo : lo + 20], txt[2 * lo : 2 * lo + 40], "dot", 5)
         np.testing.assert_array_equal(fold[4], want[0] + 2 * lo)
         np.testing.assert_array_equal(fold[5], want[1] + lo)
+
+
+def _small_tiles(monkeypatch, rows: int) -> None:
+    """Tiles of ``rows`` image rows in the one-pass evaluation (many tiles per block, as at COCO size)."""
+    init = metrics._OnePass.__init__
+
+    def wrapped(self, *args):
+        init(self, *args)
+        self.rows = rows
+
+    monkeypatch.setattr(metrics._OnePass, "__init__", wrapped)
+
+
+@pytest.mark.parametrize("cores", [1, 3])
+def test_top_lists_from_many_small_tiles_on_several_workers(monkeypatch, cores):
+    """Randomised, ties everywhere: lists collected tile by tile (tiles of 3 rows, blocks of 40 images, so the
+    captions' bound comes from many disjoint row groups, merged as the rows seen double) by 1 or 3 workers
+    equal a brute-force sort, in both the shared-scores path (dot: ``TileTop.both``) and the separate one
+    (euclidean: ``rows`` / ``columns``). Planted bugs it caught: the first block's rows grouped again after
+    its prepass (a row's maximum counted twice lifts the bound above the true k-th score: a tied entry is
+    lost); the candidates kept strictly above the bound after a merge (``score > bound``); a tile's candidates
+    taken strictly above the bound (``np.greater``)."""
+    _small_tiles(monkeypatch, 3)
+    monkeypatch.setattr(metrics, "available_cores", lambda: cores)
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(12):
+        n = int(rng.integers(60, 200))
+        ims = rng.integers(-2, 3, (n, 3)).astype(np.float32)
+        ims[rng.integers(0, n, n // 4)] = ims[0]
+        index = rng.integers(0, n, int(rng.integers(50, 300)))
+        txt = rng.integers(-2, 3, (len(index), 3)).astype(np.float32)
+        k = int(rng.integers(1, 12))
+        for distance in ("dot", "euclidean"):
+            try:
+                got = metrics.tie_counts(ims, txt, index, distance, block=40, top=k)
+            except metrics.UserError:
+                continue
+            want = _brute_top(ims, txt, distance, k)
+            np.testing.assert_array_equal(got[4], want[0])
+            np.testing.assert_array_equal(got[5], want[1])
+            checked += 1
+    assert checked > 15
+
+
+def test_caption_candidates_are_pruned_and_stay_exact(monkeypatch):
+    """When the kept caption candidates outgrow 2 k n_txt the bound is merged early and the candidates below it
+    dropped (memory stays O(k n_txt)): still the brute-force lists. The pruning is forced here by a collector
+    whose first-block bound is skipped. Planted bug it caught: the pruned candidates replaced by the
+    survivors of the last tile only."""
+    monkeypatch.setattr(topk.TileTop, "needs_prepass", property(lambda self: False))
+    _small_tiles(monkeypatch, 2)
+    merges = []
+    real = topk.TileTop._merge
+
+    def counted(self):
+        merges.append(self.n_cands)
+        real(self)
+
+    monkeypatch.setattr(topk.TileTop, "_merge", counted)
+    rng = np.random.default_rng(12)
+    ims = rng.integers(-3, 4, (300, 3)).astype(np.float32)
+    index = np.repeat(np.arange(300), 1)[:200]
+    txt = rng.integers(-3, 4, (200, 3)).astype(np.float32)
+    got = metrics.tie_counts(ims, txt, index, "dot", block=30, top=3)
+    want = _brute_top(ims, txt, "dot", 3)
+    np.testing.assert_array_equal(got[4], want[0])
+    np.testing.assert_array_equal(got[5], want[1])
+    assert max(merges) > 2 * 3 * 200  # the early merge ran
