@@ -307,19 +307,54 @@ class _Median:
         return self.windows[half_width, dtype]
 
     def __call__(self, counts: np.ndarray) -> np.ndarray:
-        """(B,) median ranks for (B, n) ``counts`` (:func:`_median_weights`)."""
+        """(B,) median ranks for (B, n) ``counts`` (:func:`_median_weights`), the window widened as needed."""
         for half_width in MEDIAN_WINDOWS:
-            a, b, m = self._window(half_width, counts.dtype)
+            m = self._window(half_width, counts.dtype)[2]
             if isinstance(m, np.ndarray):
                 cum = counts @ m  # (B, window + 2)
             else:
                 cum = np.cumsum(m @ np.ascontiguousarray(counts.T), axis=0).T
-            total = cum[:, -1]
-            lo = (cum > ((total - 1) // 2)[:, None]).argmax(1)
-            hi = (cum > (total // 2)[:, None]).argmax(1)
-            if half_width >= 1.0 or (lo.min() >= 1 and hi.max() <= b - a):
-                break
+            got = self.solve(cum, half_width, counts.dtype)
+            if got is not None:
+                return got
+        raise AssertionError("the widest window holds every median")  # pragma: no cover
+
+    def solve(self, cum: np.ndarray, half_width: float, dtype) -> np.ndarray | None:
+        """(B,) medians from the (B, window + 2) cumulative weights of a window, or None when some resample's
+        median falls outside it (the widest window holds all)."""
+        a, b, _ = self._window(half_width, dtype)
+        total = cum[:, -1]
+        lo = (cum > ((total - 1) // 2)[:, None]).argmax(1)
+        hi = (cum > (total // 2)[:, None]).argmax(1)
+        if half_width < 1.0 and (lo.min() < 1 or hi.max() > b - a):
+            return None
         return np.floor((self.vals[a + lo - 1] + self.vals[a + hi - 1]) / 2.0) + 1
+
+
+class _Medians:
+    """Every median of one fold (both directions of every seed), weighed by ONE product at their first
+    windows (one read of the counts for all of them), each widened on its own where needed."""
+
+    def __init__(self, medians: list[_Median]):
+        self.medians, self.joint = medians, {}
+
+    def __call__(self, weights: np.ndarray) -> list[np.ndarray]:
+        """(B,) medians of each, for (B, n) ``weights`` (:func:`_median_weights`)."""
+        first = MEDIAN_WINDOWS[0]
+        if weights.dtype not in self.joint:
+            ms = [med._window(first, weights.dtype)[2] for med in self.medians]
+            dense = all(isinstance(m, np.ndarray) for m in ms)
+            edges = np.cumsum([0] + [m.shape[1] for m in ms])
+            self.joint[weights.dtype] = (np.concatenate(ms, axis=1) if dense else None, edges)
+        m, edges = self.joint[weights.dtype]
+        if m is None:
+            return [med(weights) for med in self.medians]
+        cum = weights @ m
+        out = []
+        for med, lo, hi in zip(self.medians, edges[:-1], edges[1:]):
+            got = med.solve(cum[:, lo:hi], first, weights.dtype)
+            out.append(med(weights) if got is None else got)
+        return out
 
 
 class _FoldPlan:
@@ -346,15 +381,15 @@ class _FoldPlan:
             "t2i": _Median(r_t2i, owner, n),
         }
 
-    def metrics(self, counts: np.ndarray, weights: np.ndarray) -> dict:
-        """{task: {metric: (B,)}} for the (B, n) float64 resample counts (``weights``: the same for the
-        medians, :func:`_median_weights`)."""
+    def metrics(self, counts: np.ndarray, medians: dict) -> dict:
+        """{task: {metric: (B,)}} for the (B, n) float64 resample counts and their median ranks (``medians``:
+        {"i2t": (B,), "t2i": (B,)}, from :attr:`medians`)."""
         sums = dict(zip(self.names, (counts @ self.cols).T))  # (B, n) @ (n, 10): fast
         out = {}
         for short, task in (("i2t", "image_annotation"), ("t2i", "image_search")):
             den = sums[f"den_{short}"]
             task_metrics = {f"R@{k}": 100.0 * (sums[f"R@{k}_{short}"] / den) for k in KS}
-            task_metrics["median_rank"] = self.medians[short](weights)
+            task_metrics["median_rank"] = medians[short]
             task_metrics["mean_rank"] = sums[f"sum_{short}"] / den + 1
             out[task] = task_metrics
         return out
@@ -368,14 +403,16 @@ def _median_weights(counts: np.ndarray, caps: np.ndarray) -> np.ndarray:
     return counts.astype(np.float32) if exact32 else counts
 
 
-def fold_plans(ranks: QueryRanks) -> list[list[_FoldPlan]]:
-    """Per fold, per seed, the :class:`_FoldPlan` of ``ranks``."""
+def fold_plans(ranks: QueryRanks) -> list[tuple[list[_FoldPlan], _Medians]]:
+    """Per fold: the :class:`_FoldPlan` of each seed of ``ranks`` and their medians together (:class:`_Medians`)."""
     plans = []
     for images, caps in ranks.folds():
         owner = np.searchsorted(images, ranks.image_index[caps])
-        plans.append(
-            [_FoldPlan(ranks.i2t[s, images], ranks.t2i[s, caps], owner, len(images), ranks.ties) for s in range(len(ranks.i2t))]
-        )
+        seeds = [
+            _FoldPlan(ranks.i2t[s, images], ranks.t2i[s, caps], owner, len(images), ranks.ties)
+            for s in range(len(ranks.i2t))
+        ]
+        plans.append((seeds, _Medians([plan.medians[d] for plan in seeds for d in ("i2t", "t2i")])))
     return plans
 
 
@@ -384,9 +421,9 @@ def replicate_metrics(ranks: QueryRanks, counts: list[np.ndarray], plans: list |
     (``plans``: :func:`fold_plans` of ``ranks``, made here when not given)."""
     plans = fold_plans(ranks) if plans is None else plans
     per_fold = []
-    for c, fold in zip(counts, plans):
-        weights = _median_weights(c, fold[0].caps)
-        per_fold.append([plan.metrics(c, weights) for plan in fold])
+    for c, (seeds, medians) in zip(counts, plans):
+        med = iter(medians(_median_weights(c, seeds[0].caps)))
+        per_fold.append([plan.metrics(c, {"i2t": next(med), "t2i": next(med)}) for plan in seeds])
     # fold mean first (as metrics.evaluate does), then the mean over seeds (as a run with --seeds does)
     return {
         t: {

@@ -267,7 +267,7 @@ def test_bootstrap_equals_the_plain_computation_bit_for_bit(monkeypatch, ties, d
     equals :func:`_reference_replicates` EXACTLY, with the medians' weights as one dense GEMM and as the
     sparse product (``DENSE_MEDIAN_COLUMNS`` 0), their windows widened for some blocks. Planted bugs it
     caught: the dense weights not made cumulative over columns; a median accepted in the column above its
-    window (``hi.max() <= b - a + 1``); the folds' draws of a block taken in reverse fold order."""
+    window (``hi.max() > b - a + 1`` as the test for outside); the folds' draws of a block taken in reverse fold order."""
     monkeypatch.setattr(stats, "DENSE_MEDIAN_COLUMNS", dense_columns)
     widths = []
     real = stats._Median._window
