@@ -256,7 +256,7 @@ def main(argv=None) -> int:
         pairs = zip(metrics.ranks(ims, txt, image_index), before.ranks(ims, txt, image_index))
         print(f"identical ranks to --before: {all((a == b).all() for a, b in pairs)}", file=sys.stderr)
     wall = interleaved(fns, args.repeats)
-    cpu = one_core({k: fns[k] for k in ("gemm_buf", "ours", "top")}, args.cpu_repeats)
+    cpu = one_core({k: fns[k] for k in ("gemm_buf", "ours", "top", "ci10k")}, args.cpu_repeats)
     text = report(
         wall,
         cpu,

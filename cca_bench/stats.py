@@ -198,10 +198,11 @@ def _draw(rng: np.random.Generator, n: int, resamples: int) -> np.ndarray:
     return rng.integers(0, n, size=(resamples, n), dtype=np.uint16 if n <= 1 << 16 else np.int64)
 
 
-def _counts(drawn: np.ndarray) -> np.ndarray:
-    """(B, n) drawn positions -> (B, n) float64 counts of each position in each resample."""
+def _counts(drawn: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """(B, n) drawn positions -> (B, n) counts of each position in each resample (float64, or float32: whole
+    numbers up to n, exact either way)."""
     n = drawn.shape[1]
-    counts = np.empty(drawn.shape)
+    counts = np.empty(drawn.shape, dtype)
     for b, row in enumerate(drawn):  # a bincount per resample: no (B x n) offset array
         counts[b] = np.bincount(row, minlength=n)
     return counts
@@ -333,28 +334,53 @@ class _Median:
 
 class _Medians:
     """Every median of one fold (both directions of every seed), weighed by ONE product at their first
-    windows (one read of the counts for all of them), each widened on its own where needed."""
+    windows (one read of the counts for all of them), each widened on its own where needed. ``head``: more
+    float32 columns (n, h) to multiply in the same product (the sums' limbs, :func:`_limbs`), or None."""
 
-    def __init__(self, medians: list[_Median]):
-        self.medians, self.joint = medians, {}
+    def __init__(self, medians: list[_Median], head: np.ndarray | None):
+        self.medians, self.head, self.joint = medians, head, {}
 
-    def __call__(self, weights: np.ndarray) -> list[np.ndarray]:
-        """(B,) medians of each, for (B, n) ``weights`` (:func:`_median_weights`)."""
-        first = MEDIAN_WINDOWS[0]
-        if weights.dtype not in self.joint:
+    def __call__(self, weights: np.ndarray, with_head: bool) -> tuple[np.ndarray | None, list[np.ndarray]]:
+        """(``weights @ head`` (B, h) when ``with_head``, else None; (B,) medians of each), for (B, n)
+        ``weights`` (:func:`_median_weights`; float32 when ``with_head``)."""
+        first, key = MEDIAN_WINDOWS[0], (weights.dtype, with_head)
+        if key not in self.joint:
             ms = [med._window(first, weights.dtype)[2] for med in self.medians]
             dense = all(isinstance(m, np.ndarray) for m in ms)
+            ms = [self.head, *ms] if with_head else ms
             edges = np.cumsum([0] + [m.shape[1] for m in ms])
-            self.joint[weights.dtype] = (np.concatenate(ms, axis=1) if dense else None, edges)
-        m, edges = self.joint[weights.dtype]
+            self.joint[key] = (np.concatenate(ms, axis=1) if dense else None, edges)
+        m, edges = self.joint[key]
         if m is None:
-            return [med(weights) for med in self.medians]
+            return (weights @ self.head if with_head else None), [med(weights) for med in self.medians]
         cum = weights @ m
+        head = cum[:, : edges[1]] if with_head else None
         out = []
-        for med, lo, hi in zip(self.medians, edges[:-1], edges[1:]):
+        for med, lo, hi in zip(self.medians, edges[int(with_head) : -1], edges[int(with_head) + 1 :]):
             got = med.solve(cum[:, lo:hi], first, weights.dtype)
             out.append(med(weights) if got is None else got)
-        return out
+        return head, out
+
+
+LIMB = 256.0  # the sums' whole-number columns in three base-256 digits: every float32 partial sum stays exact
+
+
+def _limbs(cols: np.ndarray) -> np.ndarray | None:
+    """(n, m) columns of whole numbers in [0, 2^24) -> (n, 3 m) float32 [low | middle | high] base-256 digits
+    (a resample's weighted sum of one digit column is below 2^24 while its counts total under 2^16, so a
+    float32 GEMM of them is exact in any summation order); None when some column is not such a number (a
+    fractional hit probability or expected rank under ties)."""
+    if not (np.array_equal(cols, np.floor(cols)) and cols.min(initial=0) >= 0 and cols.max(initial=0) < 2**24):
+        return None
+    lo = np.mod(cols, LIMB)
+    mid = np.mod(np.floor(cols / LIMB), LIMB)
+    return np.concatenate([lo, mid, np.floor(cols / LIMB**2)], axis=1).astype(np.float32)
+
+
+def _from_limbs(digits: np.ndarray) -> np.ndarray:
+    """(B, 3 m) float32 exact sums of the digit columns -> (B, m) float64 sums of the whole numbers (exact)."""
+    lo, mid, hi = np.split(digits.astype(np.float64), 3, axis=1)
+    return lo + LIMB * mid + LIMB**2 * hi
 
 
 class _FoldPlan:
@@ -376,15 +402,17 @@ class _FoldPlan:
             cols[f"R@{k}_t2i"] = np.bincount(owner, weights=c_t2i.hit(k, ties), minlength=n)
         self.names = list(cols)
         self.cols = np.stack([cols[c] for c in self.names], axis=1)
+        self.limbs = _limbs(self.cols)
         self.medians = {
             "i2t": _Median(r_i2t[query], np.flatnonzero(query), n),
             "t2i": _Median(r_t2i, owner, n),
         }
 
-    def metrics(self, counts: np.ndarray, medians: dict) -> dict:
+    def metrics(self, counts: np.ndarray, medians: dict, sums: np.ndarray | None = None) -> dict:
         """{task: {metric: (B,)}} for the (B, n) float64 resample counts and their median ranks (``medians``:
-        {"i2t": (B,), "t2i": (B,)}, from :attr:`medians`)."""
-        sums = dict(zip(self.names, (counts @ self.cols).T))  # (B, n) @ (n, 10): fast
+        {"i2t": (B,), "t2i": (B,)}, from :attr:`medians`); ``sums``: ``counts @ cols`` (B, 10) when already
+        known exactly (:func:`_from_limbs`), else computed here."""
+        sums = dict(zip(self.names, (counts @ self.cols if sums is None else sums).T))  # (B, n) @ (n, 10)
         out = {}
         for short, task in (("i2t", "image_annotation"), ("t2i", "image_search")):
             den = sums[f"den_{short}"]
@@ -395,16 +423,17 @@ class _FoldPlan:
         return out
 
 
-def _median_weights(counts: np.ndarray, caps: np.ndarray) -> np.ndarray:
+def _median_weights(counts: np.ndarray, caps: np.ndarray, total: float) -> np.ndarray:
     """(B, n) resample counts as the medians' products take them: float32 where every sum of weights (whole
-    numbers of queries, at most a resample's total times the most captions ``caps`` (n,) of an image) stays
-    below 2^24, so is exact (any real test split), else the float64 counts themselves."""
-    exact32 = counts.sum(1).max(initial=0) * max(caps.max(initial=1), 1) < 2**24
-    return counts.astype(np.float32) if exact32 else counts
+    numbers of queries, at most a resample's ``total`` count times the most captions ``caps`` (n,) of an
+    image) stays below 2^24, so is exact (any real test split), else float64."""
+    exact32 = total * max(caps.max(initial=1), 1) < 2**24
+    return counts.astype(np.float32 if exact32 else np.float64, copy=False)
 
 
 def fold_plans(ranks: QueryRanks) -> list[tuple[list[_FoldPlan], _Medians]]:
-    """Per fold: the :class:`_FoldPlan` of each seed of ``ranks`` and their medians together (:class:`_Medians`)."""
+    """Per fold: the :class:`_FoldPlan` of each seed of ``ranks`` and their medians together (:class:`_Medians`,
+    with every seed's sum digits when all are whole numbers)."""
     plans = []
     for images, caps in ranks.folds():
         owner = np.searchsorted(images, ranks.image_index[caps])
@@ -412,18 +441,33 @@ def fold_plans(ranks: QueryRanks) -> list[tuple[list[_FoldPlan], _Medians]]:
             _FoldPlan(ranks.i2t[s, images], ranks.t2i[s, caps], owner, len(images), ranks.ties)
             for s in range(len(ranks.i2t))
         ]
-        plans.append((seeds, _Medians([plan.medians[d] for plan in seeds for d in ("i2t", "t2i")])))
+        head = None if any(p.limbs is None for p in seeds) else np.concatenate([p.limbs for p in seeds], axis=1)
+        plans.append((seeds, _Medians([plan.medians[d] for plan in seeds for d in ("i2t", "t2i")], head)))
     return plans
 
 
 def replicate_metrics(ranks: QueryRanks, counts: list[np.ndarray], plans: list | None = None) -> dict:
-    """{task: {metric: (B,)}} averaged over folds and seeds, for per-fold resample counts [(B, n_f)]
-    (``plans``: :func:`fold_plans` of ``ranks``, made here when not given)."""
+    """{task: {metric: (B,)}} averaged over folds and seeds, for per-fold resample counts [(B, n_f)] (float64 or
+    float32; ``plans``: :func:`fold_plans` of ``ranks``, made here when not given).
+
+    The sums are ``counts @ cols`` in float64 (n, 10 per seed), or, where every column holds whole numbers
+    (no fractional tie), the same numbers exactly from a float32 GEMM of their base-256 digits (:func:`_limbs`)
+    shared with the medians' product: either way every replicate is the same bit for bit."""
     plans = fold_plans(ranks) if plans is None else plans
     per_fold = []
     for c, (seeds, medians) in zip(counts, plans):
-        med = iter(medians(_median_weights(c, seeds[0].caps)))
-        per_fold.append([plan.metrics(c, {"i2t": next(med), "t2i": next(med)}) for plan in seeds])
+        total = float(c.sum(1).max(initial=0))  # n_f: a resample draws as many images as the fold has
+        weights = _median_weights(c, seeds[0].caps, total)
+        exact = medians.head is not None and weights.dtype == np.float32 and total < 2**16
+        head, med = medians(weights, exact)
+        digits = np.split(head, len(seeds), axis=1) if exact else [None] * len(seeds)
+        c = c if exact else c.astype(np.float64, copy=False)  # the float64 product of the counts (exact)
+        per_fold.append(
+            [
+                plan.metrics(c, {"i2t": med[2 * s], "t2i": med[2 * s + 1]}, None if d is None else _from_limbs(d))
+                for s, (plan, d) in enumerate(zip(seeds, digits))
+            ]
+        )
     # fold mean first (as metrics.evaluate does), then the mean over seeds (as a run with --seeds does)
     return {
         t: {
@@ -507,8 +551,8 @@ def bootstrap_replicates(
 
 
 def _block_counts(block: list[np.ndarray] | None) -> list[np.ndarray] | None:
-    """One block's per-fold drawn positions -> their (B, n_f) counts (None stays None: no block left)."""
-    return None if block is None else [_counts(d) for d in block]
+    """One block's per-fold drawn positions -> their (B, n_f) float32 counts (None stays None: no block left)."""
+    return None if block is None else [_counts(d, np.float32) for d in block]
 
 
 def bootstrap_ci(ranks: QueryRanks, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict:

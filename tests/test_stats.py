@@ -264,10 +264,14 @@ def _reference_replicates(ranks: stats.QueryRanks, resamples: int, seed: int) ->
 @pytest.mark.parametrize("ties", ["expected", "pessimistic"])
 def test_bootstrap_equals_the_plain_computation_bit_for_bit(monkeypatch, ties, dense_columns):
     """Every replicate (two seeds, three folds of 40 images, ties everywhere, 2,300 resamples: three blocks)
-    equals :func:`_reference_replicates` EXACTLY, with the medians' weights as one dense GEMM and as the
+    equals :func:`_reference_replicates` EXACTLY, the sums from the float64 product (expected ranks: halves
+    and fractions) or from float32 digits (pessimistic: whole numbers), the medians' weights one dense GEMM or the
     sparse product (``DENSE_MEDIAN_COLUMNS`` 0), their windows widened for some blocks. Planted bugs it
     caught: the dense weights not made cumulative over columns; a median accepted in the column above its
-    window (``hi.max() > b - a + 1`` as the test for outside); the folds' draws of a block taken in reverse fold order."""
+    window (``hi.max() > b - a + 1`` as the test for outside); the folds' draws of a block taken in reverse
+    fold order; the sums' base-256 digits put back with the middle and high ones swapped (pessimistic: whole
+    numbers, the float32 digit path); fractional columns sent down that path too (expected: its hit
+    probabilities rounded away)."""
     monkeypatch.setattr(stats, "DENSE_MEDIAN_COLUMNS", dense_columns)
     widths = []
     real = stats._Median._window
