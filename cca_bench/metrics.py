@@ -476,7 +476,11 @@ class _OnePass:
             for a in tiles:
                 b = min(a + self.rows, len(p))
                 t = p[a:b]
-                s = t if f is None else np.subtract(np.multiply(t, 2, out=f[: b - a]), ims_sq[a:b, None], out=f[: b - a])
+                s = (
+                    t
+                    if f is None
+                    else np.subtract(np.multiply(t, 2, out=f[: b - a]), ims_sq[a:b, None], out=f[: b - a])
+                )
                 collect.prepass(w, s, a)
 
         self._spread(work, len(p))

@@ -283,7 +283,8 @@ class _Median:
     def __init__(self, values: np.ndarray, owner: np.ndarray, n: int):
         self.vals, self.code = np.unique(values, return_inverse=True)
         self.share = np.cumsum(np.bincount(self.code, minlength=len(self.vals))) / max(len(values), 1)
-        self.owner, self.n, self.windows = owner, n, {}
+        self.owner, self.n = owner, n
+        self.windows: dict = {}
 
     def _window(self, half_width: float, dtype):
         """(a, b, M) of a window: values a .. b - 1 get columns 1 .. b - a."""
@@ -338,7 +339,8 @@ class _Medians:
     float32 columns (n, h) to multiply in the same product (the sums' limbs, :func:`_limbs`), or None."""
 
     def __init__(self, medians: list[_Median], head: np.ndarray | None):
-        self.medians, self.head, self.joint = medians, head, {}
+        self.medians, self.head = medians, head
+        self.joint: dict = {}
 
     def __call__(self, weights: np.ndarray, with_head: bool) -> tuple[np.ndarray | None, list[np.ndarray]]:
         """(``weights @ head`` (B, h) when ``with_head``, else None; (B,) medians of each), for (B, n)
@@ -408,11 +410,11 @@ class _FoldPlan:
             "t2i": _Median(r_t2i, owner, n),
         }
 
-    def metrics(self, counts: np.ndarray, medians: dict, sums: np.ndarray | None = None) -> dict:
+    def metrics(self, counts: np.ndarray, medians: dict, known: np.ndarray | None = None) -> dict:
         """{task: {metric: (B,)}} for the (B, n) float64 resample counts and their median ranks (``medians``:
-        {"i2t": (B,), "t2i": (B,)}, from :attr:`medians`); ``sums``: ``counts @ cols`` (B, 10) when already
+        {"i2t": (B,), "t2i": (B,)}, from :attr:`medians`); ``known``: ``counts @ cols`` (B, 10) when already
         known exactly (:func:`_from_limbs`), else computed here."""
-        sums = dict(zip(self.names, (counts @ self.cols if sums is None else sums).T))  # (B, n) @ (n, 10)
+        sums = dict(zip(self.names, (counts @ self.cols if known is None else known).T))  # (B, n) @ (n, 10)
         out = {}
         for short, task in (("i2t", "image_annotation"), ("t2i", "image_search")):
             den = sums[f"den_{short}"]

@@ -13,10 +13,10 @@ is exact whatever the bound, as long as it is at most the true k-th score. The b
   of strided groups of its scores (:func:`row_threshold`; k groups each hold an item at or above it);
 - a column query (a caption, whose images arrive tile by tile, block by block): the k-th largest of the
   maxima of DISJOINT groups of image rows seen so far (k distinct images score at or above it). Each worker
-  keeps 2k running column maxima (:data:`SLOTS_PER_K`), one per group of the tiles it took (round robin); the groups are merged into
-  the bound at the end of a block (after the first block, then each time the rows seen have doubled, or when
-  the candidates grow past ``2 k n_txt``). The first block gets its bound from a read of its own tiles before
-  its candidates are taken (:meth:`TileTop.prepass`).
+  keeps 2k running column maxima (:data:`SLOTS_PER_K`), one per group of the tiles it took (round robin);
+  the groups are merged into the bound at the end of a block (after the first block, then each time the rows
+  seen have doubled, or when the candidates grow past ``2 k n_txt``). The first block gets its bound from a
+  read of its own tiles before its candidates are taken (:meth:`TileTop.prepass`).
 """
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ class TileTop:
     ``image_ids`` (n_img,): the original position of each image row the evaluation scores (it sorts copies of an
     image side by side). The evaluation calls :meth:`begin` with each block of image rows, :meth:`prepass` on
     that block's tiles when :attr:`needs_prepass`, :meth:`rows` and :meth:`columns` (or :meth:`both`) on every
-    tile (from any worker thread ``w``), then :meth:`end`. Row lists are final per tile; column candidates are kept (int32
-    positions, at most about ``2 k n_txt`` of them) and sorted once by :meth:`result`.
+    tile (from any worker thread ``w``), then :meth:`end`. Row lists are final per tile; column candidates are
+    kept (int32 positions, at most about ``2 k n_txt`` of them) and sorted once by :meth:`result`.
     """
 
     def __init__(self, image_ids: np.ndarray, n_txt: int, k: int):

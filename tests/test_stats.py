@@ -256,7 +256,9 @@ def _reference_replicates(ranks: stats.QueryRanks, resamples: int, seed: int) ->
             per_fold.append(seeds)
         for t in stats.TASKS:
             for m in stats.METRICS:
-                out[t][m].append(np.mean([np.mean([f[s][t][m] for f in per_fold], axis=0) for s in range(n_seeds)], axis=0))
+                out[t][m].append(
+                    np.mean([np.mean([f[s][t][m] for f in per_fold], axis=0) for s in range(n_seeds)], axis=0)
+                )
     return {t: {m: np.concatenate(out[t][m]) for m in stats.METRICS} for t in stats.TASKS}
 
 

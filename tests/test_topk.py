@@ -37,9 +37,9 @@ def _tied_data(rng, span: int = 2):
 def test_top_lists_equal_a_full_sort_ties_included():
     """Randomised: both directions' top-k equal a brute-force sort, for any block size, with ties everywhere
     (``first_k``'s lexsort path). Planted bugs it caught: candidates taken strictly above the threshold
-    (``np.greater`` in ``BlockTop._candidates``: a tie at the threshold is lost); equal scores ordered by
-    position descending in ``first_k``; the running list of earlier blocks left out of the merge (``held`` all
-    False)."""
+    (``np.greater`` in the earlier ``BlockTop._candidates``, and in ``TileTop.both``: a tie at the threshold
+    is lost); equal scores ordered by position descending in ``first_k``; the running list of earlier blocks
+    left out of the merge (``held`` all False, in the earlier collector)."""
     _check_against_full_sort(np.random.default_rng(5), span=2)
 
 
@@ -70,7 +70,8 @@ def _check_against_full_sort(rng, span: int) -> None:
 
 def test_top_does_not_change_the_tie_counts():
     """The counts with top lists equal those without (the collector only reads the blocks). Planted bug it
-    caught: ``BlockTop.add`` given the block BEFORE the counts and writing the euclidean shift into it in place."""
+    caught: the earlier ``BlockTop.add`` given the block BEFORE the counts and writing the euclidean shift into
+    it in place."""
     rng = np.random.default_rng(6)
     for _ in range(10):
         ims, txt, index = _tied_data(rng)
