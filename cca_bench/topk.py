@@ -53,21 +53,22 @@ def _descending_key(score: np.ndarray) -> np.ndarray:
     return (~up).astype(np.uint64)
 
 
-def first_k(query: np.ndarray, score: np.ndarray, item: np.ndarray, n_queries: int, k: int):
-    """Candidates (query, score, item) (c,) each -> (scores (n_queries, k) float32 -inf padded, items
-    (n_queries, k) int64 -1 padded): each query's first k by score desc, item asc."""
+def first_k(query: np.ndarray, score: np.ndarray, item: np.ndarray, n_queries: int, k: int) -> np.ndarray:
+    """Candidates (query, score, item) (c,) each -> (n_queries, k) int64 items, -1 padded: each query's first k
+    by score desc, item asc."""
     key = _descending_key(score) | (query.astype(np.uint64) << np.uint64(32))
     order = np.argsort(key)  # one sort of one key; equal (query, score) pairs then need the item order
-    if (key[order][1:] == key[order][:-1]).any():
+    ordered = key[order]
+    if (ordered[1:] == ordered[:-1]).any():
         order = np.lexsort((item, key))
-    query, score, item = query[order], score[order], item[order]
-    start = np.searchsorted(query, np.arange(n_queries))
+        ordered = key[order]
+    query = (ordered >> np.uint64(32)).astype(np.int64)
+    start = np.concatenate([[0], np.cumsum(np.bincount(query, minlength=n_queries))])
     place = np.arange(len(query)) - start[query]
     keep = place < k
-    vals = np.full((n_queries, k), -np.inf, dtype=np.float32)
     ids = np.full((n_queries, k), -1, dtype=np.int64)
-    vals[query[keep], place[keep]], ids[query[keep], place[keep]] = score[keep], item[keep]
-    return vals, ids
+    ids[query[keep], place[keep]] = item[order[keep]]
+    return ids
 
 
 class TileTop:
@@ -159,7 +160,7 @@ class TileTop:
     def _take_rows(self, s: np.ndarray, a: int, flat: np.ndarray) -> None:
         """Row lists of tile ``s`` (rows a .. a + r of the block) from its row candidates (flat positions)."""
         r, c = np.divmod(flat, s.shape[1])
-        self.i2t[self.block_ids[a : a + len(s)]] = first_k(r, s.reshape(-1)[flat], c, len(s), self.k)[1]
+        self.i2t[self.block_ids[a : a + len(s)]] = first_k(r, s.reshape(-1)[flat], c, len(s), self.k)
 
     def _take_columns(self, s: np.ndarray, a: int, flat: np.ndarray) -> None:
         """Keep the column candidates of tile ``s`` (rows a .. a + r of the block), flat positions."""
@@ -197,4 +198,4 @@ class TileTop:
         self._merge()
         empty = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32))
         img, cap, score = (np.concatenate(part) for part in zip(empty, *self.cands))
-        return self.i2t, first_k(cap, score, img.astype(np.int64), self.n_txt, self.k)[1]
+        return self.i2t, first_k(cap, score, img.astype(np.int64), self.n_txt, self.k)
