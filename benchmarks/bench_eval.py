@@ -207,11 +207,18 @@ def report(wall: dict, cpu: dict, ties: dict, ties_before: dict | None, load: tu
         "How: `ranks` takes the GEMM in 2,048-image blocks (the same calls as before, so the same score bits) and "
         "reads each block once for both directions: the block is cut into cache-sized tiles of rows that all "
         "cores share, each compared with its images' best positives (annotation) and with each caption's own "
-        "score once that is known, or the rounding bracket around it before (search). Reading the block once "
-        "per comparison from memory was what cost about one GEMM more. The top-10 lists are read from the same "
-        "blocks (`cca_bench.topk`): strided group maxima give each query a threshold at most its true 10th "
-        "score, only the entries at or above it (about 10 + a few per query) are sorted, exactly (score desc, "
-        "position asc). The intervals resample the stored counts (`stats.bootstrap_ci_mc`), no scores.",
+        "score once that is known, or the rounding bracket around it before (search). The top-10 lists are read "
+        "from the same tiles while they are cached (`cca_bench.topk.TileTop`): an image's row lies whole in a "
+        "tile, so strided group maxima give it a threshold at most its true 10th score and its candidates are "
+        "sorted there; a caption's bound is the 10th largest of the column maxima of disjoint groups of image "
+        "rows seen so far (the first block read once more for it), its candidates are kept and sorted once at "
+        "the end, exactly (score desc, position asc). The intervals (`stats.bootstrap_ci_mc`) resample the "
+        "stored counts, no scores: their draws (the documented order) start in a background thread before the "
+        "GEMM (`stats.ResampleDraws`, as `evaluation.score` starts them), a helper thread turns each block of "
+        "draws into float32 counts while the previous block is scored, and a block is scored by ONE float32 "
+        "GEMM of its counts with every median's window columns and the sums' base-256 digits (whole numbers: "
+        "every partial sum exact), so the same numbers as the float64 product, which is kept where a tie makes "
+        "a column fractional.",
         "",
         "Exact ties: 200 bit-identical images among 300 others, each with one caption close to it; image "
         "search R@1 of the copies' captions (the rule gives 100 optimistic, 0 pessimistic):",
