@@ -38,7 +38,7 @@ from cca_bench import sparse_rows
 from cca_bench.config import available_cores
 from cca_bench.errors import UserError
 from cca_bench.ties import DEFAULT, TieCounts, check_rule, exact_mean, exact_sum
-from cca_bench.topk import TileTop
+from cca_bench.topk import TileTop, row_threshold
 
 DISTANCES = ("cosine", "dot", "euclidean")
 KS = (1, 5, 10)
@@ -497,12 +497,11 @@ class _OnePass:
             b = min(a + self.rows, len(p))
             t, m, f = p[a:b], mask[: b - a], None if buf is None else buf[: b - a]
             s = t if f is None else np.subtract(np.multiply(t, 2, out=f), self.txt_sq, out=f)
-            beaten[a:b] = _count(np.greater(s, gt[a:b, None], out=m), 1)
-            level[a:b] = _count(np.greater_equal(s, gt[a:b, None], out=m), 1)
-            if collect is not None and f is None:
-                collect.both(w, s, a)  # the row scores are the column scores
-            elif collect is not None:
-                collect.rows(w, s, a)
+            thr = None if collect is None else row_threshold(s, collect.k)
+            _annotation_counts(s, gt[a:b], thr, m, beaten[a:b], level[a:b])
+            if thr is not None:  # the row scores are the column scores unless euclidean
+                cands = collect.both(w, s, a, thr) if f is None else collect.rows(w, s, a, thr)
+                _annotation_counts_from(cands, gt[a:b], thr, beaten[a:b], level[a:b])
             if f is not None:
                 s = np.subtract(np.multiply(t, 2, out=f), ims_sq[a:b, None], out=f)
             above[:c] += np.add.reduce(np.greater(s[:, :c], own, out=m[:, :c]).view(u8), axis=0, dtype=u8)
@@ -512,6 +511,32 @@ class _OnePass:
             if collect is not None and f is not None:
                 collect.columns(w, s, a)
         return above, level_c, reach
+
+
+def _annotation_counts(s, gt, thr, m, beaten, level) -> None:
+    """Fill ``beaten`` / ``level`` (r,) with the entries of the tile's row scores ``s`` (r, n_txt) above / at or
+    above each row's best positive ``gt`` (r,), for the rows that need a comparison: every row, or with the
+    top-k lists' row thresholds ``thr`` (r,) only those with ``gt < thr`` (the others are counted from the
+    top-k candidates, :func:`_annotation_counts_from`). ``m``: a boolean tile to compare into."""
+    rest = slice(None) if thr is None else np.flatnonzero(gt < thr)
+    if thr is not None and len(rest) < len(s):
+        if not len(rest):
+            return
+        s, m = s[rest], m[: len(rest)]
+    beaten[rest] = _count(np.greater(s, gt[rest, None], out=m), 1)
+    level[rest] = _count(np.greater_equal(s, gt[rest, None], out=m), 1)
+
+
+def _annotation_counts_from(cands, gt, thr, beaten, level) -> None:
+    """``beaten`` / ``level`` of the rows whose best positive ``gt`` is at or above their top-k threshold
+    ``thr``: every entry at or above it is a top-k candidate (``cands``: (tile row, score) of the entries at or
+    above ``thr``), so the candidates alone count them, exactly."""
+    sure = gt >= thr
+    if sure.any():
+        r, v = cands
+        g = gt[r]
+        beaten[sure] = np.bincount(r[v > g], minlength=len(gt))[sure]
+        level[sure] = np.bincount(r[v >= g], minlength=len(gt))[sure]
 
 
 def _column_scores(q: np.ndarray, ims_sq) -> np.ndarray:

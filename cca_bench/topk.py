@@ -131,11 +131,12 @@ class TileTop:
         self._merge()
         self.rows_merged, self.grouping, self.bounded = len(self.block_ids), False, True
 
-    def rows(self, w, s: np.ndarray, a: int) -> None:
-        """Row scores ``s`` (r, n_txt) of block rows a .. a + r: those images' lists, whole."""
-        thr = row_threshold(s, self.k)
+    def rows(self, w, s: np.ndarray, a: int, thr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row scores ``s`` (r, n_txt) of block rows a .. a + r, ``thr`` (r,) their :func:`row_threshold`:
+        those images' lists, whole. Returns the row candidates (tile row (c,), score (c,)): every entry at or
+        above ``thr``."""
         flat = np.flatnonzero(np.greater_equal(s, thr[:, None], out=self._masks(w, s.shape)[0]))
-        self._take_rows(s, a, flat)
+        return self._take_rows(s, a, flat)
 
     def columns(self, w, s: np.ndarray, a: int) -> None:
         """Column scores ``s`` (r, n_txt) of block rows a .. a + r: candidates at or above the bound."""
@@ -143,10 +144,9 @@ class TileTop:
             self._group(w, s)
         self._take_columns(s, a, np.flatnonzero(np.greater_equal(s, self.bound, out=self._masks(w, s.shape)[0])))
 
-    def both(self, w, s: np.ndarray, a: int) -> None:
+    def both(self, w, s: np.ndarray, a: int, thr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`rows` and :meth:`columns` of a tile whose row and column scores are the same ``s``: one
-        ``flatnonzero`` of both masks, its entries then told apart by value."""
-        thr = row_threshold(s, self.k)
+        ``flatnonzero`` of both masks, its entries then told apart by value. Returns :meth:`rows`' candidates."""
         if self.grouping:
             self._group(w, s)
         rows, cols = self._masks(w, s.shape)
@@ -154,13 +154,16 @@ class TileTop:
         flat = np.flatnonzero(np.logical_or(rows, np.greater_equal(s, self.bound, out=cols), out=rows))
         r, c = np.divmod(flat, s.shape[1])
         v = s.reshape(-1)[flat]
-        self._take_rows(s, a, flat[v >= thr[r]])
         self._take_columns(s, a, flat[v >= self.bound[c]])
+        return self._take_rows(s, a, flat[v >= thr[r]])
 
-    def _take_rows(self, s: np.ndarray, a: int, flat: np.ndarray) -> None:
-        """Row lists of tile ``s`` (rows a .. a + r of the block) from its row candidates (flat positions)."""
+    def _take_rows(self, s: np.ndarray, a: int, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row lists of tile ``s`` (rows a .. a + r of the block) from its row candidates (flat positions);
+        returns those candidates as (tile row, score)."""
         r, c = np.divmod(flat, s.shape[1])
-        self.i2t[self.block_ids[a : a + len(s)]] = first_k(r, s.reshape(-1)[flat], c, len(s), self.k)
+        v = s.reshape(-1)[flat]
+        self.i2t[self.block_ids[a : a + len(s)]] = first_k(r, v, c, len(s), self.k)
+        return r, v
 
     def _take_columns(self, s: np.ndarray, a: int, flat: np.ndarray) -> None:
         """Keep the column candidates of tile ``s`` (rows a .. a + r of the block), flat positions."""

@@ -69,9 +69,12 @@ def _check_against_full_sort(rng, span: int) -> None:
 
 
 def test_top_does_not_change_the_tie_counts():
-    """The counts with top lists equal those without (the collector only reads the blocks). Planted bug it
-    caught: the earlier ``BlockTop.add`` given the block BEFORE the counts and writing the euclidean shift into
-    it in place."""
+    """The counts with top lists equal those without (the collector only reads the blocks; the annotation
+    counts of rows whose best positive is at or above their top-k threshold come from the top-k candidates).
+    Planted bugs it caught: the earlier ``BlockTop.add`` given the block BEFORE the counts and writing the
+    euclidean shift into it in place; ``level`` from the candidates counted strictly above (``v > g``); rows
+    below their threshold counted from the candidates (``gt >= thr - 1``); the first rows of the tile compared
+    instead of the rows that need it (``s[: len(rest)]``)."""
     rng = np.random.default_rng(6)
     for _ in range(10):
         ims, txt, index = _tied_data(rng)
