@@ -11,8 +11,8 @@ appended. A row that would overflow is compacted to its k largest (:func:`top_co
 mask: O(k) per row), which raises the floor; a row with more than k entries above its floor in one block (the
 first block) keeps only that block's k largest. A score equal to the floor can be dropped: k held entries at or
 above it come from earlier columns. So nothing of the true top k is lost, ties included. Each block costs one
-comparison and a ``flatnonzero`` beside its GEMM; ``torch.topk`` with k = 800 on every (4096 x 16384) block
-cost 2-3x more in all on 2 cores.
+comparison and a ``flatnonzero`` beside its GEMM, where ``torch.topk`` on every block (the GPU path) sorts
+each block's rows: benchmarks/bench_topk_paths.py times both (benchmarks/REPORT_scale.md).
 """
 
 from __future__ import annotations
