@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -36,6 +35,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.report_section import append, machine_line
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT = Path(__file__).with_name("REPORT_scale.md")
@@ -195,8 +196,7 @@ def write(args, made: float, data: dict, steps: list[dict], record: dict, query:
         "",
         f"## ASIF with {n_anchors:,} anchors scored by run_benchmark (bench_asif_cli.py)",
         "",
-        f"`{cmd}` on {platform.node() or 'this machine'}, {os.cpu_count()} cores (shared with other jobs; load "
-        f"average {os.getloadavg()[0]:.1f} at the end), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"`{cmd}` {machine_line()}.",
         "",
         f"Dataset `{NAME}` in the precomp layout ({data['bytes'] / 1024**3:.2f} GB, written in {made:.0f} s under "
         f"a temporary data root): train {args.images:,} images x {args.per} captions = {n_anchors:,} pairs, dev "
@@ -230,9 +230,7 @@ def write(args, made: float, data: dict, steps: list[dict], record: dict, query:
         + (f"at rank {rank} of the top 10." if rank else "not in the top 10."),
         "",
     ]
-    with open(args.report, "a") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
+    append(args.report, lines)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,12 @@ train captions), top ``--k``. Both paths run ``--repeats`` times, alternating; t
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.report_section import append, machine_line
 from cca_bench.methods.asif import BLOCK, QUERY_BLOCK, _torch_topk, relative_topk
 
 REPORT = Path(__file__).with_name("REPORT_scale.md")
@@ -70,9 +69,7 @@ def write(args, times: dict, same: bool, gemm: float) -> None:
         "## ASIF's streamed top-k on the CPU: floor filter against torch.topk per block (bench_topk_paths.py)",
         "",
         f"`PYTHONPATH=$PWD python benchmarks/bench_topk_paths.py --queries {args.queries} --anchors {args.anchors} "
-        f"--dim {args.dim} --k {args.k} --repeats {args.repeats}` on {platform.node() or 'this machine'}, "
-        f"{os.cpu_count()} cores (shared with other jobs; load average {os.getloadavg()[0]:.1f} at the end), "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"--dim {args.dim} --k {args.k} --repeats {args.repeats}` {machine_line()}.",
         "",
         f"Random unit rows: {args.queries:,} queries x {args.anchors:,} anchors, {args.dim}-d, top {args.k}; blocks "
         f"of {BLOCK:,} anchors. Best of {args.repeats}, the paths alternating.",
@@ -86,9 +83,7 @@ def write(args, times: dict, same: bool, gemm: float) -> None:
         f"{torch_path / floor:.1f}x less time than torch.topk per block, {floor / gemm:.1f}x its GEMMs.",
         "",
     ]
-    with open(args.report, "a") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
+    append(args.report, lines)
 
 
 if __name__ == "__main__":
