@@ -216,8 +216,9 @@ class ResampleDraws:
     (b, n_f) drawn positions), made by a background thread from the moment it is built. They depend only on
     the fold sizes, the number of resamples and the seed, not on any score, so an evaluation can start them
     before its similarity GEMM and find them drawn when it computes its intervals (numpy's generator releases
-    the GIL while it draws). At most :data:`PREFETCH_BYTES` of positions wait to be read. Iterate once;
-    :meth:`close` stops the thread early (an evaluation that failed)."""
+    the GIL while it draws). At most :data:`PREFETCH_BYTES` of positions wait to be read; a block larger than
+    that (a fold of more than ~60,000 images) is drawn only when read, in the reader's thread, so memory stays
+    one block. Iterate once; :meth:`close` stops the thread early (an evaluation that failed)."""
 
     def __init__(self, fold_sizes, resamples: int, seed: int):
         import queue
@@ -226,16 +227,23 @@ class ResampleDraws:
         self.key = (tuple(int(n) for n in fold_sizes), int(resamples), int(seed))
         wide = max(self.key[0], default=0) > 1 << 16
         block_bytes = sum(self.key[0]) * min(BLOCK, max(int(resamples), 1)) * (8 if wide else 2)
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, PREFETCH_BYTES // max(block_bytes, 1)))
+        self._queue: queue.Queue | None = None
         self._closed = threading.Event()
-        threading.Thread(target=self._produce, daemon=True, name="resample-draws").start()
+        if block_bytes <= PREFETCH_BYTES:
+            self._queue = queue.Queue(maxsize=max(1, PREFETCH_BYTES // max(block_bytes, 1)))
+            threading.Thread(target=self._produce, daemon=True, name="resample-draws").start()
 
-    def _produce(self) -> None:
+    def _blocks(self):
+        """Each block's per-fold draws, in the documented order."""
         sizes, resamples, seed = self.key
         rng = np.random.default_rng(seed)
+        for start in range(0, resamples, BLOCK):
+            yield [_draw(rng, n, min(BLOCK, resamples - start)) for n in sizes]
+
+    def _produce(self) -> None:
         try:
-            for start in range(0, resamples, BLOCK):
-                if not self._put([_draw(rng, n, min(BLOCK, resamples - start)) for n in sizes]):
+            for block in self._blocks():
+                if not self._put(block):
                     return
         except BaseException as e:  # noqa: BLE001 (handed to the reader, which raises it)
             self._put(e)
@@ -246,6 +254,7 @@ class ResampleDraws:
         """Queue ``item`` once there is room; False when closed first."""
         import queue
 
+        assert self._queue is not None
         while not self._closed.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -255,6 +264,9 @@ class ResampleDraws:
         return False
 
     def __iter__(self):
+        if self._queue is None:
+            yield from self._blocks()
+            return
         while (block := self._queue.get()) is not None:
             if isinstance(block, BaseException):
                 raise block

@@ -296,10 +296,14 @@ def test_bootstrap_equals_the_plain_computation_bit_for_bit(monkeypatch, ties, d
     assert max(widths) > min(widths)  # some window was widened
 
 
-def test_draws_started_early_give_the_same_intervals():
-    """Draws made ahead by a :class:`stats.ResampleDraws` (as ``evaluation.score`` starts them before its GEMM)
-    give the intervals drawn on the spot, and a stream for another seed is not used. Planted bug it caught:
-    ``bootstrap_replicates`` taking any stream it is given (the other seed's intervals came out)."""
+@pytest.mark.parametrize("prefetch", [stats.PREFETCH_BYTES, 1])
+def test_draws_started_early_give_the_same_intervals(monkeypatch, prefetch):
+    """Draws made ahead by a :class:`stats.ResampleDraws` (as ``evaluation.score`` starts them before its GEMM),
+    or drawn when read because a block exceeds ``PREFETCH_BYTES``, give the intervals drawn on the spot, and a
+    stream for another seed is not used. Planted bugs it caught: ``bootstrap_replicates`` taking any stream it
+    is given (the other seed's intervals came out); the generator started afresh for each
+    block (``default_rng(seed)`` inside the block loop)."""
+    monkeypatch.setattr(stats, "PREFETCH_BYTES", prefetch)
     ranks, _ = _evaluated(n_img=60, folds=3)
     sizes = [len(images) for images, _ in ranks.folds()]
     plain = stats.bootstrap_ci_mc(ranks, 2100, 0.95, 4)
