@@ -468,7 +468,8 @@ class _OnePass:
 
     def __call__(self, p, gt, t2i: _SearchCounts, c: int, ims_sq, collect=None):
         beaten, level = np.empty(len(p), dtype=np.int64), np.empty(len(p), dtype=np.int64)
-        job = (p, gt, t2i.own[:c], t2i.lo[c:], t2i.hi[c:], ims_sq, beaten, level, collect)
+        cols = _SearchColumns(t2i.own[:c], t2i.lo[c:], t2i.hi[c:], None if collect is None else collect.bound)
+        job = (p, gt, cols, ims_sq, beaten, level, collect)
         counts = self._spread(self._work, len(p), *job)
         return (beaten, level, *(sum(part) for part in zip(*counts)))
 
@@ -491,31 +492,72 @@ class _OnePass:
         self._spread(work, len(p))
         collect.end_prepass()
 
-    def _work(self, w, tiles, p, gt, own, lo, hi, ims_sq, beaten, level, collect):
+    def _work(self, w, tiles, p, gt, cols, ims_sq, beaten, level, collect):
         """One worker's share: tiles from ``tiles`` until none is left; fills ``beaten`` and ``level``, returns
-        its (above, level_c, reach) counts; hands each tile's row and column scores to ``collect`` too."""
+        its (above, level_c, reach) counts (:class:`_SearchColumns`); hands each tile's row and column scores to
+        ``collect`` too, and counts from its candidates where they hold every entry that counts."""
         mask, buf = self._buffers(w)
-        c, u8 = len(own), np.uint8
-        above, reach = np.zeros(self.n_txt, dtype=np.int32), np.zeros(self.n_txt - c, dtype=np.int32)
-        level_c = np.zeros(c, dtype=np.int32)
+        above, reach = np.zeros(self.n_txt, dtype=np.int32), np.zeros(self.n_txt - cols.c, dtype=np.int32)
+        level_c = np.zeros(cols.c, dtype=np.int32)
         for a in tiles:
             b = min(a + self.rows, len(p))
             t, m, f = p[a:b], mask[: b - a], None if buf is None else buf[: b - a]
             s = t if f is None else np.subtract(np.multiply(t, 2, out=f), self.txt_sq, out=f)
             thr = None if collect is None else row_threshold(s, collect.k)
             _annotation_counts(s, gt[a:b], thr, m, beaten[a:b], level[a:b])
+            col_cands = None
             if thr is not None:  # the row scores are the column scores unless euclidean
-                cands = collect.both(w, s, a, thr) if f is None else collect.rows(w, s, a, thr)
-                _annotation_counts_from(cands, gt[a:b], thr, beaten[a:b], level[a:b])
+                row_cands, col_cands = collect.both(w, s, a, thr) if f is None else (collect.rows(w, s, a, thr), None)
+                _annotation_counts_from(row_cands, gt[a:b], thr, beaten[a:b], level[a:b])
             if f is not None:
                 s = np.subtract(np.multiply(t, 2, out=f), ims_sq[a:b, None], out=f)
-            above[:c] += np.add.reduce(np.greater(s[:, :c], own, out=m[:, :c]).view(u8), axis=0, dtype=u8)
-            level_c += np.add.reduce(np.greater_equal(s[:, :c], own, out=m[:, :c]).view(u8), axis=0, dtype=u8)
-            above[c:] += np.add.reduce(np.greater(s[:, c:], hi, out=m[:, c:]).view(u8), axis=0, dtype=u8)
-            reach += np.add.reduce(np.greater_equal(s[:, c:], lo, out=m[:, c:]).view(u8), axis=0, dtype=u8)
-            if collect is not None and f is not None:
-                collect.columns(w, s, a)
+                col_cands = None if collect is None else collect.columns(w, s, a)
+            cols.count(s, m, col_cands, above, level_c, reach)
         return above, level_c, reach
+
+
+class _SearchColumns:
+    """One block's image-search comparisons, per caption: captions ``[0, c)`` against their own score ``own``
+    (c,), the others against their bracket's ``hi`` and ``lo`` (see :class:`_SearchCounts`).
+
+    With top-k lists (``bound``: :attr:`cca_bench.topk.TileTop.bound`, (n_txt,)), a caption whose own score (or
+    ``lo``) is at or above its bound has every entry that counts among the tile's column candidates (those at or
+    above the bound), so those alone count it; only the other ("open") captions' columns are compared."""
+
+    def __init__(self, own, lo, hi, bound):
+        self.c, self.own, self.lo, self.hi = len(own), own, lo, hi
+        self.sure = None
+        if bound is not None:
+            self.gt, self.ge = np.concatenate([own, hi]), np.concatenate([own, lo])  # ">" and ">=" per caption
+            self.sure = self.ge >= bound
+            open_ = np.flatnonzero(~self.sure)
+            self.open_known, self.open_rest = open_[open_ < self.c], open_[open_ >= self.c]
+
+    def count(self, s, m, cands, above, level_c, reach) -> None:
+        """Add tile ``s``'s (r, n_txt) column scores to ``above`` (n_txt,), ``level_c`` (c,), ``reach``
+        (n_txt - c,): see :class:`_OnePass`. ``m``: a boolean tile; ``cands``: its column candidates (caption,
+        score) when ``bound`` was given."""
+        c, u8 = self.c, np.uint8
+        if self.sure is None:
+            above[:c] += np.add.reduce(np.greater(s[:, :c], self.own, out=m[:, :c]).view(u8), axis=0, dtype=u8)
+            level_c += np.add.reduce(np.greater_equal(s[:, :c], self.own, out=m[:, :c]).view(u8), axis=0, dtype=u8)
+            above[c:] += np.add.reduce(np.greater(s[:, c:], self.hi, out=m[:, c:]).view(u8), axis=0, dtype=u8)
+            reach += np.add.reduce(np.greater_equal(s[:, c:], self.lo, out=m[:, c:]).view(u8), axis=0, dtype=u8)
+            return
+        for cols, counts, shift in ((self.open_known, level_c, 0), (self.open_rest, reach, c)):
+            if len(cols):
+                sub, mm = s[:, cols], m[:, : len(cols)]
+                above[cols] += np.add.reduce(np.greater(sub, self.gt[cols], out=mm).view(u8), axis=0, dtype=u8)
+                counts[cols - shift] += np.add.reduce(
+                    np.greater_equal(sub, self.ge[cols], out=mm).view(u8), axis=0, dtype=u8
+                )
+        col, v = cands
+        keep = self.sure[col]
+        col, v = col[keep], v[keep]
+        above += np.bincount(col[v > self.gt[col]], minlength=len(above)).astype(np.int32)
+        at = np.bincount(col[v >= self.ge[col]], minlength=len(above))
+        level_c += at[:c].astype(np.int32)
+        reach += at[c:].astype(np.int32)
 
 
 def _annotation_counts(s, gt, thr, m, beaten, level) -> None:

@@ -138,15 +138,16 @@ class TileTop:
         flat = np.flatnonzero(np.greater_equal(s, thr[:, None], out=self._masks(w, s.shape)[0]))
         return self._take_rows(s, a, flat)
 
-    def columns(self, w, s: np.ndarray, a: int) -> None:
-        """Column scores ``s`` (r, n_txt) of block rows a .. a + r: candidates at or above the bound."""
+    def columns(self, w, s: np.ndarray, a: int) -> tuple[np.ndarray, np.ndarray]:
+        """Column scores ``s`` (r, n_txt) of block rows a .. a + r: candidates at or above the bound, kept and
+        returned as (caption (c,), score (c,))."""
         if self.grouping:
             self._group(w, s)
-        self._take_columns(s, a, np.flatnonzero(np.greater_equal(s, self.bound, out=self._masks(w, s.shape)[0])))
+        return self._take_columns(s, a, np.flatnonzero(np.greater_equal(s, self.bound, out=self._masks(w, s.shape)[0])))
 
-    def both(self, w, s: np.ndarray, a: int, thr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def both(self, w, s: np.ndarray, a: int, thr: np.ndarray) -> tuple:
         """:meth:`rows` and :meth:`columns` of a tile whose row and column scores are the same ``s``: one
-        ``flatnonzero`` of both masks, its entries then told apart by value. Returns :meth:`rows`' candidates."""
+        ``flatnonzero`` of both masks, its entries then told apart by value. Returns both methods' candidates."""
         if self.grouping:
             self._group(w, s)
         rows, cols = self._masks(w, s.shape)
@@ -154,8 +155,8 @@ class TileTop:
         flat = np.flatnonzero(np.logical_or(rows, np.greater_equal(s, self.bound, out=cols), out=rows))
         r, c = np.divmod(flat, s.shape[1])
         v = s.reshape(-1)[flat]
-        self._take_columns(s, a, flat[v >= self.bound[c]])
-        return self._take_rows(s, a, flat[v >= thr[r]])
+        cols = self._take_columns(s, a, flat[v >= self.bound[c]])
+        return self._take_rows(s, a, flat[v >= thr[r]]), cols
 
     def _take_rows(self, s: np.ndarray, a: int, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Row lists of tile ``s`` (rows a .. a + r of the block) from its row candidates (flat positions);
@@ -165,13 +166,16 @@ class TileTop:
         self.i2t[self.block_ids[a : a + len(s)]] = first_k(r, v, c, len(s), self.k)
         return r, v
 
-    def _take_columns(self, s: np.ndarray, a: int, flat: np.ndarray) -> None:
-        """Keep the column candidates of tile ``s`` (rows a .. a + r of the block), flat positions."""
+    def _take_columns(self, s: np.ndarray, a: int, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keep the column candidates of tile ``s`` (rows a .. a + r of the block), flat positions; returns
+        them as (caption, score)."""
         r, c = np.divmod(flat, s.shape[1])
-        got = (self.block_ids[a + r].astype(np.int32), c.astype(np.int32), s.reshape(-1)[flat])
+        v = s.reshape(-1)[flat]
+        got = (self.block_ids[a + r].astype(np.int32), c.astype(np.int32), v)
         with self.lock:
             self.cands.append(got)
             self.n_cands += len(flat)
+        return c, v
 
     def end(self) -> None:
         """After a block's tiles: merge the groups into the bound once the rows seen have doubled (or the

@@ -119,10 +119,13 @@ def test_top_lists_from_many_small_tiles_on_several_workers(monkeypatch, cores):
     """Randomised, ties everywhere: lists collected tile by tile (tiles of 3 rows, blocks of 40 images, so the
     captions' bound comes from many disjoint row groups, merged as the rows seen double) by 1 or 3 workers
     equal a brute-force sort, in both the shared-scores path (dot: ``TileTop.both``) and the separate one
-    (euclidean: ``rows`` / ``columns``). Planted bugs it caught: the first block's rows grouped again after
-    its prepass (a row's maximum counted twice lifts the bound above the true k-th score: a tied entry is
-    lost); the candidates kept strictly above the bound after a merge (``score > bound``); a tile's candidates
-    taken strictly above the bound (``np.greater``)."""
+    (euclidean: ``rows`` / ``columns``), and the tie counts, partly counted from the candidates, equal those
+    without lists. Planted bugs it caught: a caption counted from the candidates though its own score lies
+    below its bound (``ge >= bound - 1``); those counts of "above" taken at or above (``v >= gt``); the open
+    captions of the bracketed part added to the wrong ``reach`` entries (no shift by c); the first block's
+    rows grouped again after its prepass (a row's maximum counted twice lifts the bound above the true k-th
+    score: a tied entry is lost); the candidates kept strictly above the bound after a merge (``score >
+    bound``); a tile's candidates taken strictly above the bound (``np.greater``)."""
     _small_tiles(monkeypatch, 3)
     monkeypatch.setattr(metrics, "available_cores", lambda: cores)
     rng = np.random.default_rng(11)
@@ -142,6 +145,10 @@ def test_top_lists_from_many_small_tiles_on_several_workers(monkeypatch, cores):
             want = _brute_top(ims, txt, distance, k)
             np.testing.assert_array_equal(got[4], want[0])
             np.testing.assert_array_equal(got[5], want[1])
+            plain = metrics.tie_counts(ims, txt, index, distance, block=40)
+            for a, b in zip(plain[:2], got[:2]):
+                for field in ("above", "tied", "gt_tied"):
+                    np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
             checked += 1
     assert checked > 15
 
