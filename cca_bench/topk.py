@@ -77,7 +77,7 @@ class TileTop:
     ``image_ids`` (n_img,): the original position of each image row the evaluation scores (it sorts copies of an
     image side by side). The evaluation calls :meth:`begin` with each block of image rows, :meth:`prepass` on
     that block's tiles when :attr:`needs_prepass`, :meth:`rows` and :meth:`columns` (or :meth:`both`) on every
-    tile (from any worker thread ``w``), then :meth:`end`. Row lists are final per tile; column candidates are
+    tile (from any worker thread ``w``), then :meth:`end`. Row candidates are sorted per block; column ones are
     kept (int32 positions, at most about ``2 k n_txt`` of them) and sorted once by :meth:`result`.
     """
 
@@ -94,6 +94,7 @@ class TileTop:
         self.bound = np.full(self.n_txt, -np.inf, dtype=np.float32)  # the k-th of them: <= each k-th score
         self.slots: dict = {}  # worker -> ((SLOTS, n_txt) maxima of its groups since the last merge, tiles taken)
         self.cands: list = []  # (image position int32, caption int32, score float32) arrays
+        self.row_cands: list = []  # this block's (block row, score, caption) arrays
         self.n_cands, self.rows_merged, self.rows_seen, self.bounded = 0, 0, 0, False
         self.s0, self.block_ids, self.grouping = 0, self.ids[:0], True
 
@@ -159,11 +160,12 @@ class TileTop:
         return self._take_rows(s, a, flat[v >= thr[r]]), cols
 
     def _take_rows(self, s: np.ndarray, a: int, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Row lists of tile ``s`` (rows a .. a + r of the block) from its row candidates (flat positions);
-        returns those candidates as (tile row, score)."""
+        """Keep the row candidates of tile ``s`` (rows a .. a + r of the block), flat positions, for the block's
+        row lists; returns them as (tile row, score)."""
         r, c = np.divmod(flat, s.shape[1])
         v = s.reshape(-1)[flat]
-        self.i2t[self.block_ids[a : a + len(s)]] = first_k(r, v, c, len(s), self.k)
+        with self.lock:
+            self.row_cands.append((a + r, v, c))  # sorted once per block, in :meth:`end`
         return r, v
 
     def _take_columns(self, s: np.ndarray, a: int, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,6 +182,10 @@ class TileTop:
     def end(self) -> None:
         """After a block's tiles: merge the groups into the bound once the rows seen have doubled (or the
         candidates outgrow ``2 k n_txt``), and drop the candidates below it."""
+        if self.row_cands:
+            row, score, item = (np.concatenate(part) for part in zip(*self.row_cands))
+            self.i2t[self.block_ids] = first_k(row, score, item, len(self.block_ids), self.k)
+            self.row_cands = []
         self.rows_seen += len(self.block_ids)
         if self.rows_seen >= 2 * self.rows_merged or self.n_cands > 2 * self.k * self.n_txt:
             self._merge()
