@@ -522,16 +522,18 @@ class _SearchColumns:
 
     With top-k lists (``bound``: :attr:`cca_bench.topk.TileTop.bound`, (n_txt,)), a caption whose own score (or
     ``lo``) is at or above its bound has every entry that counts among the tile's column candidates (those at or
-    above the bound), so those alone count it; only the other ("open") captions' columns are compared."""
+    above the bound), so those alone count it; only the other ("open") captions' columns are compared, when
+    they are at most half of them (else every column is, as without lists)."""
 
     def __init__(self, own, lo, hi, bound):
         self.c, self.own, self.lo, self.hi = len(own), own, lo, hi
         self.sure = None
         if bound is not None:
             self.gt, self.ge = np.concatenate([own, hi]), np.concatenate([own, lo])  # ">" and ">=" per caption
-            self.sure = self.ge >= bound
-            open_ = np.flatnonzero(~self.sure)
-            self.open_known, self.open_rest = open_[open_ < self.c], open_[open_ >= self.c]
+            sure = self.ge >= bound
+            open_ = np.flatnonzero(~sure)
+            if 2 * len(open_) <= len(sure):  # else gathering the open columns costs more than comparing all
+                self.sure, self.open_known, self.open_rest = sure, open_[open_ < self.c], open_[open_ >= self.c]
 
     def count(self, s, m, cands, above, level_c, reach) -> None:
         """Add tile ``s``'s (r, n_txt) column scores to ``above`` (n_txt,), ``level_c`` (c,), ``reach``
@@ -563,10 +565,13 @@ class _SearchColumns:
 def _annotation_counts(s, gt, thr, m, beaten, level) -> None:
     """Fill ``beaten`` / ``level`` (r,) with the entries of the tile's row scores ``s`` (r, n_txt) above / at or
     above each row's best positive ``gt`` (r,), for the rows that need a comparison: every row, or with the
-    top-k lists' row thresholds ``thr`` (r,) only those with ``gt < thr`` (the others are counted from the
-    top-k candidates, :func:`_annotation_counts_from`). ``m``: a boolean tile to compare into."""
+    top-k lists' row thresholds ``thr`` (r,) only those with ``gt < thr`` when they are at most half the rows
+    (the others are counted from the top-k candidates, :func:`_annotation_counts_from`; copying most rows out
+    would cost more than comparing them all). ``m``: a boolean tile to compare into."""
     rest = slice(None) if thr is None else np.flatnonzero(gt < thr)
-    if thr is not None and len(rest) < len(s):
+    if thr is not None and 2 * len(rest) > len(s):  # most rows: compare them all, no copy (the rest agree)
+        rest = slice(None)
+    elif thr is not None and len(rest) < len(s):
         if not len(rest):
             return
         s, m = s[rest], m[: len(rest)]
