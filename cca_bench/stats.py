@@ -278,7 +278,7 @@ class ResampleDraws:
 
 
 DENSE_MEDIAN_COLUMNS = 256  # window columns up to which the medians' weights are one dense GEMM
-MEDIAN_WINDOWS = (0.1, 0.25, 1.0)  # half-widths (shares of the queries) tried in turn around the median
+MEDIAN_WINDOWS = (0.05, 0.1, 0.25, 1.0)  # half-widths (shares of the queries) tried in turn around the median
 
 
 class _Median:
@@ -377,24 +377,37 @@ class _Medians:
 
 
 LIMB = 256.0  # the sums' whole-number columns in three base-256 digits: every float32 partial sum stays exact
+MAX_HALVINGS = 8  # a column of multiples of 2^-e (e <= 8: expected ranks of pairs of ties are halves) is scaled
 
 
-def _limbs(cols: np.ndarray) -> np.ndarray | None:
-    """(n, m) columns of whole numbers in [0, 2^24) -> (n, 3 m) float32 [low | middle | high] base-256 digits
-    (a resample's weighted sum of one digit column is below 2^24 while its counts total under 2^16, so a
-    float32 GEMM of them is exact in any summation order); None when some column is not such a number (a
-    fractional hit probability or expected rank under ties)."""
-    if not (np.array_equal(cols, np.floor(cols)) and cols.min(initial=0) >= 0 and cols.max(initial=0) < 2**24):
+def _limbs(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(n, m) non-negative columns that are multiples of 2^-e (e <= :data:`MAX_HALVINGS`), times 2^e below 2^24
+    -> ((n, 3 m) float32 [low | middle | high] base-256 digits of the scaled columns, (m,) scales 2^e). A
+    resample's weighted sum of one digit column is below 2^24 while its counts total under 2^16, so a float32
+    GEMM of the digits is exact in any summation order, and so is every sum put back (:func:`_from_limbs`).
+    None when some column is no such number (a hit probability of 1/3 under ties): the float64 product then."""
+    scales = np.ones(cols.shape[1])
+    for j, col in enumerate(cols.T):
+        for e in range(MAX_HALVINGS + 1):
+            v = col * 2.0**e
+            if np.array_equal(v, np.floor(v)):
+                break
+        else:
+            return None
+        scales[j] = 2.0**e
+    scaled = cols * scales
+    if scaled.min(initial=0) < 0 or scaled.max(initial=0) >= 2**24:
         return None
-    lo = np.mod(cols, LIMB)
-    mid = np.mod(np.floor(cols / LIMB), LIMB)
-    return np.concatenate([lo, mid, np.floor(cols / LIMB**2)], axis=1).astype(np.float32)
+    lo = np.mod(scaled, LIMB)
+    mid = np.mod(np.floor(scaled / LIMB), LIMB)
+    return np.concatenate([lo, mid, np.floor(scaled / LIMB**2)], axis=1).astype(np.float32), scales
 
 
-def _from_limbs(digits: np.ndarray) -> np.ndarray:
-    """(B, 3 m) float32 exact sums of the digit columns -> (B, m) float64 sums of the whole numbers (exact)."""
+def _from_limbs(digits: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """(B, 3 m) float32 exact sums of the digit columns -> (B, m) float64 sums of the columns (exact: whole
+    numbers below 2^40 divided by powers of two)."""
     lo, mid, hi = np.split(digits.astype(np.float64), 3, axis=1)
-    return lo + LIMB * mid + LIMB**2 * hi
+    return (lo + LIMB * mid + LIMB**2 * hi) / scales
 
 
 class _FoldPlan:
@@ -447,7 +460,7 @@ def _median_weights(counts: np.ndarray, caps: np.ndarray, total: float) -> np.nd
 
 def fold_plans(ranks: QueryRanks) -> list[tuple[list[_FoldPlan], _Medians]]:
     """Per fold: the :class:`_FoldPlan` of each seed of ``ranks`` and their medians together (:class:`_Medians`,
-    with every seed's sum digits when all are whole numbers)."""
+    with every seed's sum digits when every column is a multiple of a power of two, :func:`_limbs`)."""
     plans = []
     for images, caps in ranks.folds():
         owner = np.searchsorted(images, ranks.image_index[caps])
@@ -455,7 +468,8 @@ def fold_plans(ranks: QueryRanks) -> list[tuple[list[_FoldPlan], _Medians]]:
             _FoldPlan(ranks.i2t[s, images], ranks.t2i[s, caps], owner, len(images), ranks.ties)
             for s in range(len(ranks.i2t))
         ]
-        head = None if any(p.limbs is None for p in seeds) else np.concatenate([p.limbs for p in seeds], axis=1)
+        limbs = [p.limbs for p in seeds]
+        head = None if any(x is None for x in limbs) else np.concatenate([x[0] for x in limbs if x is not None], axis=1)
         plans.append((seeds, _Medians([plan.medians[d] for plan in seeds for d in ("i2t", "t2i")], head)))
     return plans
 
@@ -478,7 +492,11 @@ def replicate_metrics(ranks: QueryRanks, counts: list[np.ndarray], plans: list |
         c = c if exact else c.astype(np.float64, copy=False)  # the float64 product of the counts (exact)
         per_fold.append(
             [
-                plan.metrics(c, {"i2t": med[2 * s], "t2i": med[2 * s + 1]}, None if d is None else _from_limbs(d))
+                plan.metrics(
+                    c,
+                    {"i2t": med[2 * s], "t2i": med[2 * s + 1]},
+                    None if d is None or plan.limbs is None else _from_limbs(d, plan.limbs[1]),
+                )
                 for s, (plan, d) in enumerate(zip(seeds, digits))
             ]
         )

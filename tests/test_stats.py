@@ -6,6 +6,7 @@ import pytest
 
 from cca_bench import metrics, stats
 from cca_bench.errors import UserError
+from cca_bench.ties import TieCounts
 
 
 def _evaluated(n_img=60, caps=5, k=8, noise=1.5, folds=1, seed=0):
@@ -311,3 +312,22 @@ def test_draws_started_early_give_the_same_intervals(monkeypatch, prefetch):
     other = stats.bootstrap_ci_mc(ranks, 2100, 0.95, 4, stats.ResampleDraws(sizes, 2100, 5))
     assert early == plain and other == plain
     assert plain != stats.bootstrap_ci_mc(ranks, 2100, 0.95, 5)
+
+
+def test_bootstrap_with_halves_takes_the_scaled_digits_bit_for_bit():
+    """Ties only in pairs under the expected rule make expected ranks and hit probabilities halves: the sums'
+    columns are scaled by 2 into whole numbers (``_limbs``) and every replicate still equals
+    :func:`_reference_replicates` exactly. Planted bug it caught: the scaled sums put back without dividing
+    by their scale (``_from_limbs``)."""
+    rng = np.random.default_rng(3)
+    n = 300
+    idx = np.repeat(np.arange(n), 2)
+    i2t = TieCounts(rng.integers(0, 40, n), rng.integers(0, 2, n), np.ones(n, dtype=np.int64))
+    t2i = TieCounts(rng.integers(0, 40, 2 * n), rng.integers(0, 2, 2 * n), np.ones(2 * n, dtype=np.int64))
+    ranks = stats.query_ranks(i2t, t2i, idx, ties="expected")
+    plan = stats.fold_plans(ranks)[0][0][0]
+    assert plan.limbs is not None and (plan.limbs[1] == 2).any()  # the scaled path, not the float64 product
+    got, want = stats.bootstrap_replicates(ranks, 1200, seed=2), _reference_replicates(ranks, 1200, seed=2)
+    for t in stats.TASKS:
+        for m in stats.METRICS:
+            np.testing.assert_array_equal(got[t][m], want[t][m], err_msg=f"{t} {m}")
