@@ -31,39 +31,52 @@ def metric_rows(runs: list[dict], ranks: list | None = None) -> list[dict]:
     """One row per metric (R-sum, then each direction's R@K and ranks): the runs' values, the best marked, and
     each run's difference to the first run (``gain``: whether it is better), with its 95% paired interval and
     p-value where both runs kept their ranks (``ranks``: one :class:`~cca_bench.stats.QueryRanks` or None per
-    run): ``stats.paired_test`` with the one default of every surface (``PAIRED_RESAMPLES``, ``PAIRED_SEED``),
-    its p printed by ``stats.format_p`` (``p_text``)."""
+    run; :func:`paired_tests_against_first`)."""
     from cca_bench.results import COLUMN_METRIC, metric_columns, rsum
     from cca_bench.web.tables import RSUM, better
 
     ranks = ranks or [None] * len(runs)
     flat = [{RSUM: rsum(r["metrics"]), **metric_columns(r["metrics"])} for r in runs]
+    tests = paired_tests_against_first(ranks, [COLUMN_METRIC[name] for name in flat[0]])
     rows = []
     for name in flat[0]:
         values = [f.get(name) for f in flat]
         known = [v for v in values if v is not None]
         best = (max if better(name) > 0 else min)(known) if known else None
         deltas = []
-        for v, rk in zip(values[1:], ranks[1:]):
+        for v, tested in zip(values[1:], tests):
             d = {"value": None if v is None or values[0] is None else v - values[0]}
             d["gain"] = d["value"] is not None and better(name) * d["value"] > 0
-            if rk is not None and ranks[0] is not None:
-                d |= _test(rk, ranks[0], COLUMN_METRIC[name])
-            deltas.append(d)
+            deltas.append(d | (tested[COLUMN_METRIC[name]] if tested else {}))
         rows.append({"name": name, "cells": values, "best": best, "deltas": deltas})
     return rows
 
 
-def _test(a, b, metric: str) -> dict:
-    """``{ci, p, p_text, result}`` of the paired test A - B on ``metric`` (the one default), or ``{why}`` when
-    the two runs ranked other queries."""
-    from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, format_p, paired_test
+def paired_tests_against_first(ranks: list, metrics: list[str]) -> list[dict | None]:
+    """Per later run, its paired tests against the first (later minus first) on each of ``metrics``:
+    ``{metric: {ci, p, p_text, result}}`` (``result``: ``stats.paired_test``'s dict, with the one default of
+    every surface, ``PAIRED_RESAMPLES`` and ``PAIRED_SEED``; ``p_text`` by ``stats.format_p``), ``{metric:
+    {why}}`` where the two runs ranked other queries, None where either kept no ranks. All from one
+    ``stats.paired_tests`` batch: the draws and the first run's replicates are shared, the numbers are the lone
+    tests' own."""
+    from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, check_same_images, format_p, paired_tests
 
-    try:
-        t = paired_test(a, b, metric, resamples=PAIRED_RESAMPLES, seed=PAIRED_SEED)
-    except UserError as e:
-        return {"why": str(e)}
-    return {"ci": t["ci"], "p": t["p_value"], "p_text": format_p(t["p_value"], t["resamples"]), "result": t}
+    out: list[dict | None] = [None] * (len(ranks) - 1)
+    tested = []
+    for i, rk in enumerate(ranks[1:], 1):
+        if rk is None or ranks[0] is None:
+            continue
+        try:
+            check_same_images(rk, ranks[0])
+            tested.append(i)
+        except UserError as e:
+            out[i - 1] = {m: {"why": str(e)} for m in metrics}
+    for i, row in zip(tested, paired_tests(ranks, [(i, 0) for i in tested], metrics, PAIRED_RESAMPLES, PAIRED_SEED)):
+        out[i - 1] = {
+            m: {"ci": t["ci"], "p": t["p_value"], "p_text": format_p(t["p_value"], t["resamples"]), "result": t}
+            for m, t in row.items()
+        }
+    return out
 
 
 def stored_runs(lib, runs: list[dict]) -> tuple[list, list[str | None]]:

@@ -42,18 +42,20 @@ def test_figures_are_drawn_once_per_set_of_files(web_roots, tmp_path, monkeypatc
 
 
 def test_compare_tests_are_computed_once_per_set_of_runs(web_roots, monkeypatch):
-    """The paired tests of a compared set of runs (one per metric) run once, then a repeated request reuses
-    them. Planted bug it caught: computing metric_rows on every request."""
+    """The paired tests of a compared set of runs (one per metric) run once, in one batch, then a repeated
+    request reuses them. Planted bugs it caught: computing metric_rows on every request; one paired_tests
+    call per metric (the draws made again for each)."""
     from cca_bench import stats
 
-    tested = spy(monkeypatch, stats, "paired_test")
+    tested = spy(monkeypatch, stats, "paired_tests")
     app = create_app(*web_roots)
     app.config["LOADING_WAIT_S"] = 120
     c = app.test_client()
     first = c.get(f"/compare?run={RUN}&run={RIDGE}").get_data(as_text=True)
-    assert len(tested) == 11  # R-sum and 2 x 5 metrics, the second run against the first
+    assert len(tested) == 1  # one batch: R-sum and 2 x 5 metrics, the second run against the first
+    assert [len(pairs) * len(metrics) for _, pairs, metrics, *_ in tested] == [11]
     again = c.get(f"/compare?run={RUN}&run={RIDGE}&sample=3").get_data(as_text=True)
-    assert len(tested) == 11
+    assert len(tested) == 1
     assert first.split("<h2>R@K curves</h2>")[0] == again.split("<h2>R@K curves</h2>")[0]
 
 
@@ -65,13 +67,13 @@ def test_compare_answers_before_its_tests_are_done(web_roots, monkeypatch):
     from cca_bench import stats
 
     release = threading.Event()
-    real = stats.paired_test
+    real = stats.paired_tests
 
     def slow(*args, **kwargs):
         release.wait(30)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(stats, "paired_test", slow)
+    monkeypatch.setattr(stats, "paired_tests", slow)
     app = create_app(*web_roots)
     app.config["LOADING_WAIT_S"] = 0.2
     c = app.test_client()

@@ -181,9 +181,9 @@ def test_compare_shows_the_paired_test(web_roots, tmp_path, monkeypatch):
     (results / "runs" / dot["ranks_file"]).unlink()
     calls = []
 
-    def paired_test(a, b, metric="rsum", resamples=None, seed=None):
-        calls.append((a, b, metric, resamples, seed))
-        return {
+    def paired_tests(runs, pairs, metrics, resamples=None, seed=None):
+        calls.extend((runs[i], runs[j], metric, resamples, seed) for i, j in pairs for metric in metrics)
+        result = {
             "delta": -5.04,
             "ci": [-9.5, -0.25],
             "p_value": 0.0123,
@@ -192,8 +192,9 @@ def test_compare_shows_the_paired_test(web_roots, tmp_path, monkeypatch):
             "resamples": 10000,
             "metric": "rsum",
         }
+        return [{metric: result for metric in metrics} for _ in pairs]
 
-    monkeypatch.setattr(stats, "paired_test", paired_test)
+    monkeypatch.setattr(stats, "paired_tests", paired_tests)
     page = (
         create_app(web_roots[0], results)
         .test_client()
