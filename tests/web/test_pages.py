@@ -131,6 +131,24 @@ def test_compare_table_sentence_and_cli_give_one_delta_interval_and_p(client, we
     assert p in capsys.readouterr().out
 
 
+def test_compare_batch_gives_every_metric_each_pairs_lone_test(web_roots):
+    """The page's tests of 3 runs (one stats.paired_tests batch) are, for every metric row and every later run,
+    stats.paired_test of that run against the first with the one default, bit for bit. Planted bug it caught:
+    the batch's pairs as (first, later) (every delta and interval of the page mirrored)."""
+    from cca_bench.results import COLUMN_METRIC, load_ranks
+    from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, paired_test
+    from cca_bench.web.compare import metric_rows
+
+    runs = [_record(web_roots, s) | {"_file": str(web_roots[1] / "runs" / f"{s}.json")} for s in (RUN, RIDGE, DOT)]
+    ranks = [load_ranks(r) for r in runs]
+    rows = metric_rows(runs, ranks)
+    assert len(rows) == 11
+    for row in rows:
+        for k, d in enumerate(row["deltas"], 1):
+            lone = paired_test(ranks[k], ranks[0], COLUMN_METRIC[row["name"]], PAIRED_RESAMPLES, PAIRED_SEED)
+            assert d["result"] == lone and (d["ci"], d["p"]) == (lone["ci"], lone["p_value"]), (row["name"], k)
+
+
 def test_compare_shows_the_same_queries_for_both_models(client):
     page = client.get(f"/compare?run={RUN}&run={RIDGE}").get_data(as_text=True)
     blocks = page.split('class="example search"')[1:]
