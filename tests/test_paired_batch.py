@@ -100,6 +100,38 @@ def test_the_batch_equals_each_lone_test_bit_for_bit(folds, seeds, rule, resampl
             assert stats.paired_p_value(runs[i], runs[j], metric, resamples, seed + 1) == p_row[metric]
 
 
+def _sign_flip_p_as_before(diff: np.ndarray, trials: int, rng, block: int = 1000) -> float:
+    """The lone sign-flip test as it was written before the batch: per block, one (n, 1) matrix-vector product
+    of the flips, its absolute values against the column's own sum."""
+    d = np.asarray(diff, dtype=np.float64)[:, None]
+    observed, extreme, done = np.abs(d.sum(0)) * (1 - 1e-12), 0, 0
+    while done < trials:
+        b = min(block, trials - done)
+        signs = rng.integers(0, 2, size=(b, len(d)), dtype=np.int8) * 2.0 - 1.0
+        extreme += np.count_nonzero(np.abs(signs @ d) >= observed)
+        done += b
+    return (1 + extreme) / (1 + trials)
+
+
+def test_shared_sign_flips_count_each_column_as_its_lone_test():
+    """One set of flips for four columns, each column's p that of its lone test as written before: a zero-sum
+    difference of +-0.1 (the true p is 1, but its flipped sums sit on its bar up to rounding, so only the lone
+    product itself decides them), multiples of 0.1 (exact ties at the bar), a continuous one, all zeros.
+    Planted bugs it caught: the near rows decided by the shared matrix product without the recount (on this
+    machine's OpenBLAS: the zero-sum column's count moved); the bar taken from the stacked matrix's column
+    sums (another summation order)."""
+    rng = np.random.default_rng(0)
+    n = 300
+    zero_sum = np.repeat([0.1, -0.1, 0.0], [40, 40, n - 80])
+    rng.shuffle(zero_sum)
+    ties = np.round(rng.integers(-2, 3, n) * 0.1, 1)
+    diffs = np.stack([zero_sum, ties, rng.normal(0.05, 1.0, n), np.zeros(n)], axis=1)
+    got = stats.sign_flip_p_many(diffs, 3000, np.random.default_rng(5), block=700)
+    want = [_sign_flip_p_as_before(diffs[:, j], 3000, np.random.default_rng(5), block=700) for j in range(4)]
+    assert got.tolist() == want
+    assert got[3] == 1.0 and [stats.sign_flip_p(d, 3000, np.random.default_rng(5), 700) for d in diffs.T] == want
+
+
 def test_a_pair_gets_the_same_numbers_in_any_batch():
     """A pair's numbers do not depend on which other pairs and metrics share its batch (what lets the web page
     and compare --baseline batch whatever they show). Planted bug it caught: the sign flips drawn once for the
