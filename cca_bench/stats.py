@@ -476,13 +476,19 @@ def sign_flip_p_many(diffs: np.ndarray, trials: int, rng: np.random.Generator, b
     while done < trials:
         b = min(block, trials - done)
         signs = rng.integers(0, 2, size=(b, len(diffs)), dtype=np.int8) * 2.0 - 1.0
-        sums = np.abs(signs @ stacked)
-        counted = np.count_nonzero(sums >= bar, axis=0)
-        for j in np.flatnonzero((np.abs(sums - bar) <= slack).any(0)):
-            counted[j] = np.count_nonzero(np.abs(signs @ cols[j]) >= bar[j])
-        extreme += counted
+        extreme += _reaching(np.abs(signs @ stacked), bar, slack, lambda j: np.abs(signs @ cols[j]))
         done += b
     return (1 + extreme) / (1 + trials)
+
+
+def _reaching(sums: np.ndarray, bar: np.ndarray, slack: np.ndarray, lone) -> np.ndarray:
+    """(m,) how many of each column's flipped sums reach its bar, from ``sums`` (b, m), each within half of the
+    column's ``slack`` of the lone test's own sum; a column with a sum within ``slack`` of its bar is counted
+    from ``lone(j)``, the lone test's (b,) sums themselves."""
+    counted = np.count_nonzero(sums >= bar, axis=0)
+    for j in np.flatnonzero((np.abs(sums - bar) <= slack).any(0)):
+        counted[j] = np.count_nonzero(lone(j) >= bar[j])
+    return counted
 
 
 def check_same_images(a: QueryRanks, b: QueryRanks, where: str = "") -> None:

@@ -117,9 +117,8 @@ def test_shared_sign_flips_count_each_column_as_its_lone_test():
     """One set of flips for four columns, each column's p that of its lone test as written before: a zero-sum
     difference of +-0.1 (the true p is 1, but its flipped sums sit on its bar up to rounding, so only the lone
     product itself decides them), multiples of 0.1 (exact ties at the bar), a continuous one, all zeros.
-    Planted bugs it caught: the near rows decided by the shared matrix product without the recount (on this
-    machine's OpenBLAS: the zero-sum column's count moved); the bar taken from the stacked matrix's column
-    sums (another summation order)."""
+    Planted bug it caught: the bar taken from the stacked matrix's column sums (another summation order: the
+    zero-sum column's bar moved)."""
     rng = np.random.default_rng(0)
     n = 300
     zero_sum = np.repeat([0.1, -0.1, 0.0], [40, 40, n - 80])
@@ -130,6 +129,25 @@ def test_shared_sign_flips_count_each_column_as_its_lone_test():
     want = [_sign_flip_p_as_before(diffs[:, j], 3000, np.random.default_rng(5), block=700) for j in range(4)]
     assert got.tolist() == want
     assert got[3] == 1.0 and [stats.sign_flip_p(d, 3000, np.random.default_rng(5), 700) for d in diffs.T] == want
+
+
+def test_sums_near_the_bar_are_counted_by_the_lone_product():
+    """The shared product may round otherwise than the lone one, by less than half the slack: simulated here by
+    moving every lone sum by up to that much (this machine's BLAS may happen to round both alike), the counts
+    stay the lone ones. Planted bug it caught: the sums near the bar taken from the shared product (no
+    recount)."""
+    rng = np.random.default_rng(1)
+    ties = rng.permutation(np.repeat([0.1, -0.1, 0.0], [41, 40, 119]))  # sum 0.1: many flips reach it exactly
+    diffs = np.stack([ties, rng.normal(0.1, 1.0, 200)], axis=1)
+    signs = rng.integers(0, 2, size=(500, 200)).astype(np.float64) * 2 - 1
+    lone = [np.abs(signs @ diffs[:, [j]])[:, 0] for j in range(2)]
+    bar = np.array([np.abs(diffs[:, [j]].sum(0))[0] * (1 - 1e-12) for j in range(2)])
+    slack = 4 * 200 * np.finfo(np.float64).eps * np.abs(diffs).sum(0)
+    moved = np.stack(lone, axis=1) + rng.uniform(-0.49, 0.49, size=(500, 2)) * slack
+    want = [np.count_nonzero(s >= b) for s, b in zip(lone, bar)]
+    assert (np.abs(np.stack(lone, axis=1)[:, 0] - bar[0]) <= slack[0]).sum() > 10  # exact ties at the bar
+    assert stats._reaching(moved, bar, slack, lambda j: lone[j]).tolist() == want
+    assert np.count_nonzero(moved[:, 0] >= bar[0]) != want[0]  # the moved sums alone would count otherwise
 
 
 def test_a_pair_gets_the_same_numbers_in_any_batch():
