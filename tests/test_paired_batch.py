@@ -134,8 +134,8 @@ def test_shared_sign_flips_count_each_column_as_its_lone_test():
 def test_sums_near_the_bar_are_counted_by_the_lone_product():
     """The shared product may round otherwise than the lone one, by less than half the slack: simulated here by
     moving every lone sum by up to that much (this machine's BLAS may happen to round both alike), the counts
-    stay the lone ones. Planted bug it caught: the sums near the bar taken from the shared product (no
-    recount)."""
+    stay the lone ones. Planted bugs it caught: the sums near the bar taken from the shared product (no
+    recount); a band of a quarter of the slack."""
     rng = np.random.default_rng(1)
     ties = rng.permutation(np.repeat([0.1, -0.1, 0.0], [41, 40, 119]))  # sum 0.1: many flips reach it exactly
     diffs = np.stack([ties, rng.normal(0.1, 1.0, 200)], axis=1)
@@ -148,6 +148,9 @@ def test_sums_near_the_bar_are_counted_by_the_lone_product():
     assert (np.abs(np.stack(lone, axis=1)[:, 0] - bar[0]) <= slack[0]).sum() > 10  # exact ties at the bar
     assert stats._reaching(moved, bar, slack, lambda j: lone[j]).tolist() == want
     assert np.count_nonzero(moved[:, 0] >= bar[0]) != want[0]  # the moved sums alone would count otherwise
+    # one sum alone near its bar, moved by half the slack to the other side: the band must reach that far
+    lone_sums, moved_sums = np.array([1.0, 5.0, 2.0001]), np.array([[1.0], [5.0], [1.9996]])
+    assert stats._reaching(moved_sums, np.array([2.0]), np.array([1e-3]), lambda j: lone_sums).tolist() == [2]
 
 
 def test_a_pair_gets_the_same_numbers_in_any_batch():
