@@ -27,17 +27,16 @@ def _runs(lib, stems: list[str]) -> list[dict]:
     return runs
 
 
-def metric_rows(runs: list[dict], ranks: list | None = None) -> list[dict]:
+def metric_rows(runs: list[dict], tests: list | None = None) -> list[dict]:
     """One row per metric (R-sum, then each direction's R@K and ranks): the runs' values, the best marked, and
     each run's difference to the first run (``gain``: whether it is better), with its 95% paired interval and
-    p-value where both runs kept their ranks (``ranks``: one :class:`~cca_bench.stats.QueryRanks` or None per
-    run; :func:`paired_tests_against_first`)."""
+    p-value where both runs kept their ranks (``tests``: per later run, :func:`paired_tests_against_first`'s
+    entry; None: no tests)."""
     from cca_bench.results import COLUMN_METRIC, metric_columns, rsum
     from cca_bench.web.tables import RSUM, better
 
-    ranks = ranks or [None] * len(runs)
+    tests = tests or [None] * (len(runs) - 1)
     flat = [{RSUM: rsum(r["metrics"]), **metric_columns(r["metrics"])} for r in runs]
-    tests = paired_tests_against_first(ranks, [COLUMN_METRIC[name] for name in flat[0]])
     rows = []
     for name in flat[0]:
         values = [f.get(name) for f in flat]
@@ -50,6 +49,27 @@ def metric_rows(runs: list[dict], ranks: list | None = None) -> list[dict]:
             deltas.append(d | (tested[COLUMN_METRIC[name]] if tested else {}))
         rows.append({"name": name, "cells": values, "best": best, "deltas": deltas})
     return rows
+
+
+def kept_tests(lib, runs: list[dict], ranks: list) -> list:
+    """:func:`paired_tests_against_first` of every metric of the page, kept per pair of run files (keyed by
+    both runs' stems and file stamps): another set of runs with the same first run reuses the pairs it shares,
+    and only the missing ones are made, in one batch (a pair's numbers do not depend on its batch)."""
+    from cca_bench.results import COLUMN_METRIC
+
+    keys = [("paired", _file_key(lib, runs[0]), _file_key(lib, r)) for r in runs[1:]]
+    where = {key: k for k, key in enumerate(keys, 1)}
+    metrics = list(COLUMN_METRIC.values())
+    return lib.computed_pairs(
+        keys, lambda missing: paired_tests_against_first([ranks[0], *(ranks[where[m]] for m in missing)], metrics)
+    )
+
+
+def _file_key(lib, run: dict) -> tuple:
+    """A run's stem and the stamps of its JSON and ranks file: its part of the keys of what is kept."""
+    from cca_bench.web.failures import run_stamps
+
+    return (run["_stem"], *run_stamps(lib, run))
 
 
 def paired_tests_against_first(ranks: list, metrics: list[str]) -> list[dict | None]:
@@ -167,7 +187,6 @@ def compare_page():
     from cca_bench.stats import PAIRED_RESAMPLES
     from cca_bench.web.common import lib as _lib
     from cca_bench.web.common import wait as _wait
-    from cca_bench.web.failures import run_stamps
     from cca_bench.web.figures import curve_label
     from cca_bench.web.kept import Loading
 
@@ -175,12 +194,12 @@ def compare_page():
     runs = _runs(lib, request.args.getlist("run"))
     seed = _seed(request.args.get("sample"))
     found, why = stored_runs(lib, runs)
-    key = ("compare", tuple((r["_stem"], *run_stamps(lib, r)) for r in runs))
+    key = ("compare", tuple(_file_key(lib, r) for r in runs))
     try:  # the paired tests of every metric, computed once per set of run files and kept
         rows, pending = (
             lib.computed(
                 key,
-                lambda: metric_rows(runs, [None if s is None else s.ranks for s in found]),
+                lambda: metric_rows(runs, kept_tests(lib, runs, [None if s is None else s.ranks for s in found])),
                 _wait(),
                 "the paired tests of these runs",
             ),

@@ -137,11 +137,11 @@ def test_compare_batch_gives_every_metric_each_pairs_lone_test(web_roots):
     the batch's pairs as (first, later) (every delta and interval of the page mirrored)."""
     from cca_bench.results import COLUMN_METRIC, load_ranks
     from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, paired_test
-    from cca_bench.web.compare import metric_rows
+    from cca_bench.web.compare import metric_rows, paired_tests_against_first
 
     runs = [_record(web_roots, s) | {"_file": str(web_roots[1] / "runs" / f"{s}.json")} for s in (RUN, RIDGE, DOT)]
     ranks = [load_ranks(r) for r in runs]
-    rows = metric_rows(runs, ranks)
+    rows = metric_rows(runs, paired_tests_against_first(ranks, list(COLUMN_METRIC.values())))
     assert len(rows) == 11
     for row in rows:
         for k, d in enumerate(row["deltas"], 1):
