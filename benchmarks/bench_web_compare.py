@@ -7,7 +7,7 @@ their test runs under RESULTS (skipped where the run files are already there), t
   lone ``stats.paired_test`` calls (the page's way before the batch) and as one ``stats.paired_tests`` batch
   (its way now), asserting that both give every number bit for bit;
 
-and, in a fresh app per row:
+and, in a fresh app per row (the first with its tests made one by one as before, then two with the batch):
 - the first request of a new app (the app's own wait for the paired tests, ``LOADING_WAIT_S``, then the page
   with values and deltas, reloading itself while the tests of every metric are computed in the background);
 - the time until the page shows every paired test (polling as the page's reload does);
@@ -19,6 +19,7 @@ and, in a fresh app per row:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -74,11 +75,34 @@ def lone_and_batch(results_root: str, stems: list[str]) -> dict:
     return {"lone": t1 - t0, "batch": t2 - t1, "tests": len(pairs) * len(metrics)}
 
 
-def timings(data_root: str, results_root: str, stems: list[str]) -> dict:
-    """Seconds of: the first request of a fresh app, until the tests are shown, a repeated request (median of 5)."""
+@contextlib.contextmanager
+def one_by_one():
+    """The app's ``stats.paired_tests`` made as the page made its tests before the batch: one lone test (one
+    pair, one metric, its own draws) after another."""
+    from cca_bench import stats
+
+    batch = stats.paired_tests
+
+    def lone(runs, pairs, metrics, *args):
+        return [{m: batch(runs, [pair], [m], *args)[0][m] for m in metrics} for pair in pairs]
+
+    stats.paired_tests = lone
+    try:
+        yield
+    finally:
+        stats.paired_tests = batch
+
+
+def timings(data_root: str, results_root: str, stems: list[str], lone: bool = False) -> dict:
+    """Seconds of: the first request of a fresh app, until the tests are shown, a repeated request (median of 5);
+    ``lone``: the tests made one by one (:func:`one_by_one`)."""
     from cca_bench.web import create_app
 
-    client = create_app(Path(data_root), Path(results_root)).test_client()
+    with one_by_one() if lone else contextlib.nullcontext():
+        return _timings(create_app(Path(data_root), Path(results_root)).test_client(), stems)
+
+
+def _timings(client, stems: list[str]) -> dict:
     url = "/compare?" + "&".join(f"run={s}" for s in stems)
     t0 = time.perf_counter()
     page = client.get(url).get_data(as_text=True)
@@ -108,18 +132,23 @@ def main() -> None:
     parser.add_argument("--data-root", default="data")
     parser.add_argument("--results-root", required=True)
     parser.add_argument("--report", default=str(ROOT / "benchmarks" / "REPORT_web_compare.md"))
+    parser.add_argument("--note", default="", help="what else ran on the machine meanwhile (written to the report)")
     args = parser.parse_args()
     stems = make_runs(args.data_root, args.results_root)
     load_start = os.getloadavg()[0]
     tests = lone_and_batch(args.results_root, stems)
-    rows = [timings(args.data_root, args.results_root, stems) for _ in range(2)]
+    rows = [timings(args.data_root, args.results_root, stems, lone) for lone in (True, False, False)]
     load = os.getloadavg()[0]
     lines = [
         f"# The compare page for 5 runs ({date.today().isoformat()})",
         "",
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; load average "
-        f"{load_start:.1f} at the start, {load:.1f} at the end (the machine is shared). openmoji test (1,000 "
-        f"images), {FEATURES}; runs: " + ", ".join(f"`{s}`" for s in stems) + ".",
+        f"{load_start:.1f} at the start, {load:.1f} at the end (the machine is shared with other jobs: times "
+        "vary by tens of percent; compare within this run)"
+        + (f"; {args.note}" if args.note else "")
+        + f". openmoji test (1,000 images), {FEATURES}; runs: "
+        + ", ".join(f"`{s}`" for s in stems)
+        + ".",
         "",
         f"The page's {tests['tests']} paired tests (4 later runs against the first, 11 metrics, 10,000 resamples), "
         "every number equal bit for bit (asserted):",
@@ -131,24 +160,26 @@ def main() -> None:
         f"| one batch: `stats.paired_tests` (the page now) | {tests['batch']:.1f} |",
         f"| ratio | {tests['lone'] / tests['batch']:.1f}x |",
         "",
-        "The page, each row a fresh app in the same process (imports paid once, before the first row):",
+        "The page, each row a fresh app in the same process (imports paid once, before the first row); the first "
+        "row makes its tests one by one, as the page did before the batch:",
         "",
-        "| row | first request (s) | until every paired test is shown (s) | repeated request, median of 5 (s) "
+        "| row | tests | first request (s) | until every paired test is shown (s) | repeated request, median of 5 (s) "
         "| repeated, slowest (s) |",
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(rows, 1):
+        how = "one by one (before)" if i == 1 else "one batch (now)"
         lines.append(
-            f"| {i} | {r['first']:.2f} | {r['complete']:.2f} | {r['repeated']:.3f} | {r['repeated_max']:.3f} |"
+            f"| {i} | {how} | {r['first']:.2f} | {r['complete']:.2f} | {r['repeated']:.3f} | {r['repeated_max']:.3f} |"
         )
     lines += [
         "",
         "The first request answers within the app's wait (LOADING_WAIT_S) plus the page; until the 44 paired "
-        "tests (4 pairs x 11 metrics, 10,000 resamples each, one batch) are done it shows values and deltas and "
+        "tests (4 pairs x 11 metrics, 10,000 resamples each) are done it shows values and deltas and "
         "reloads itself. The issue's bars: a repeated request under 1 s, a first one under 5 s.",
         "",
         f"Command: `python benchmarks/bench_web_compare.py --data-root {args.data_root} --results-root "
-        f"{args.results_root}`",
+        f"{args.results_root}" + (f" --note '{args.note}'" if args.note else "") + "`",
     ]
     Path(args.report).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
