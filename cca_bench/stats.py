@@ -464,7 +464,8 @@ def sign_flip_p_many(diffs: np.ndarray, trials: int, rng: np.random.Generator, b
 
     Each column keeps its lone test's bar (its own sum, as that test sums it). The flipped sums of all columns
     come from one matrix product, which may round otherwise than the lone test's matrix-vector product, but by
-    at most 2 n eps sum|d| (any order of summing n terms; the +-1 products are exact): a flipped sum farther
+    at most 2 n eps sum|d| (the +-1 products are exact, and any order of summing n terms errs by at most
+    gamma_(n-1) sum|d|; Higham 2002, Accuracy and Stability of Numerical Algorithms, 4.2): a flipped sum farther
     than twice that from the bar falls on the same side of it either way, and a block in which some sum of a
     column lies nearer is counted for that column by the lone test's own product (exact ties and zero
     differences land there)."""
@@ -541,7 +542,7 @@ def paired_tests(
     level: float = 0.95,
 ) -> list[dict]:
     """``[{metric: paired_test(runs[i], runs[j], metric, resamples, seed, level)} for (i, j) in pairs]``, equal
-    to those lone tests bit for bit, at the cost of about one.
+    to those lone tests bit for bit, at about the cost of one lone test per run.
 
     A lone test's draws depend on its seed and the test images' fold sizes only, never on the metric or the
     runs: the bootstrap counts of ``default_rng(seed)`` (every metric of a resample comes from one
