@@ -470,9 +470,12 @@ def sign_flip_p_many(diffs: np.ndarray, trials: int, rng: np.random.Generator, b
     column lies nearer is counted for that column by the lone test's own product (exact ties and zero
     differences land there)."""
     cols = [np.ascontiguousarray(diffs[:, j], dtype=np.float64)[:, None] for j in range(diffs.shape[1])]
-    bar = np.array([np.abs(c.sum(0))[0] * (1 - 1e-12) for c in cols])  # equal sums up to rounding are extreme
     stacked = np.concatenate(cols, axis=1) if cols else np.zeros((len(diffs), 0))
     slack = 4 * len(diffs) * np.finfo(np.float64).eps * np.abs(stacked).sum(0)
+    # a flipped sum equal to the observed one up to the rounding of either is extreme: the bar sits one rounding
+    # bound (half the slack) below |sum d|, so runs whose differences cancel exactly (a sum of -3e-17 for a true
+    # 0) get p = 1, not the share of flips that happened to round below the observed rounding error
+    bar = np.array([max(abs(float(c.sum(0)[0])) * (1 - 1e-12) - s / 2, 0.0) for c, s in zip(cols, slack)])
     extreme, done = np.zeros(len(cols), dtype=np.int64), 0
     while done < trials:
         b = min(block, trials - done)

@@ -104,7 +104,8 @@ def _sign_flip_p_as_before(diff: np.ndarray, trials: int, rng, block: int = 1000
     """The lone sign-flip test as it was written before the batch: per block, one (n, 1) matrix-vector product
     of the flips, its absolute values against the column's own sum."""
     d = np.asarray(diff, dtype=np.float64)[:, None]
-    observed, extreme, done = np.abs(d.sum(0)) * (1 - 1e-12), 0, 0
+    bound = 2 * len(d) * np.finfo(np.float64).eps * np.abs(d).sum()  # the rounding bound below |sum d|
+    observed, extreme, done = max(np.abs(d.sum(0))[0] * (1 - 1e-12) - bound, 0.0), 0, 0
     while done < trials:
         b = min(block, trials - done)
         signs = rng.integers(0, 2, size=(b, len(d)), dtype=np.int8) * 2.0 - 1.0
@@ -129,6 +130,24 @@ def test_shared_sign_flips_count_each_column_as_its_lone_test():
     want = [_sign_flip_p_as_before(diffs[:, j], 3000, np.random.default_rng(5), block=700) for j in range(4)]
     assert got.tolist() == want
     assert got[3] == 1.0 and [stats.sign_flip_p(d, 3000, np.random.default_rng(5), 700) for d in diffs.T] == want
+
+
+@pytest.mark.parametrize(
+    "diff",
+    [
+        np.array([1 / 3] * 6 + [-1.0, -1.0]),
+        np.random.default_rng(3).permutation(
+            np.concatenate([np.full(30, 1 / 3), np.full(10, -1.0), np.full(7, 0.2), np.full(2, -0.7), np.zeros(20)])
+        ),
+    ],
+)
+def test_differences_that_cancel_exactly_get_p_one(diff):
+    """Per-image differences whose exact sum is 0 (thirds against wholes: two runs that win and lose the same
+    amount) sum in floating point to a few 1e-16, not 0; every flipped sum is then as extreme as the observed
+    one and p is 1, on any BLAS. Planted bug it caught: the bar at |sum d| (1 - 1e-12) without the rounding
+    bound (p 0.875 and 0.995 on this machine: the flips that rounded to exactly 0 fell short of -2e-16)."""
+    assert stats.sign_flip_p(diff, 2000, np.random.default_rng(0)) == 1.0
+    assert stats.sign_flip_p_many(np.stack([diff, -diff], axis=1), 2000, np.random.default_rng(0)).tolist() == [1, 1]
 
 
 def test_sums_near_the_bar_are_counted_by_the_lone_product():
