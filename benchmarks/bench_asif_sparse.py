@@ -14,14 +14,13 @@ dense relative representations would have taken.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.report_section import append, machine_line
 from cca_bench.evaluation import RunOptions, score
 from cca_bench.methods import asif
 from cca_bench.methods.asif import ASIF
@@ -97,8 +96,7 @@ def write(args, steps, total, out, kind, dense_gb, sparse_gb, timings: dict) -> 
         f"`PYTHONPATH=$PWD python benchmarks/bench_asif_sparse.py --anchors {args.anchors} --per {args.per} "
         f"--dx {args.dx} --dy {args.dy} --images {args.images} --top-k {args.top_k} --exponent {args.exponent:g}"
         f"{'' if args.budget_gb is None else f' --budget-gb {args.budget_gb:g}'}`"
-        f" on {platform.node() or 'this machine'}, {os.cpu_count()} cores (shared with other jobs; load average "
-        f"{os.getloadavg()[0]:.1f} at the end), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f" {machine_line()}.",
         "",
         f"Random features: {args.anchors // args.per:,} anchor images x {args.dx}-d, {args.anchors:,} anchor "
         f"captions x {args.dy}-d; test split {args.images:,} images, {args.images * args.per:,} captions. "
@@ -119,9 +117,7 @@ def write(args, steps, total, out, kind, dense_gb, sparse_gb, timings: dict) -> 
         "features with captions near their image: only a check that the pass ran, not a quality number).",
         "",
     ]
-    with open(args.report, "a") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
+    append(args.report, lines)
 
 
 if __name__ == "__main__":

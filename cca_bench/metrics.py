@@ -101,8 +101,13 @@ def _row_norms(a) -> np.ndarray:
 
 
 def _row_sq(a) -> np.ndarray:
-    """(n,) float32 squared row norms of dense or CSR rows (euclidean scores)."""
-    return sparse_rows.row_sq(a) if sparse_rows.is_sparse(a) else (a * a).sum(1)
+    """(n,) float32 squared row norms of dense or CSR rows (euclidean scores): the squares (exact in float64)
+    summed in float64 and rounded to float32 once, so the dense and the CSR form of a row get the same value
+    (a float32 sum would round differently in each order, and unit rows' norms, 1 within an ulp, would then
+    break or make ties between captions that share no anchor with the query)."""
+    if sparse_rows.is_sparse(a):
+        return sparse_rows.row_sq(a)
+    return np.einsum("ij,ij->i", a, a, dtype=np.float64).astype(np.float32)
 
 
 def _same_kind(a, b):

@@ -34,15 +34,22 @@ def as_csr(a) -> sparse.csr_matrix:
     return out
 
 
+def row_sq64(a: sparse.csr_matrix) -> np.ndarray:
+    """(n,) float64 squared L2 norms of the rows of a CSR matrix (stored values only; empty rows 0). A float32
+    value's square is exact in float64, so only the float64 sum rounds."""
+    rows = np.repeat(np.arange(a.shape[0]), np.diff(a.indptr))
+    return np.bincount(rows, weights=np.square(a.data.astype(np.float64)), minlength=a.shape[0])
+
+
 def row_norms(a: sparse.csr_matrix) -> np.ndarray:
     """(n,) float64 L2 norms of the rows of a CSR matrix (stored values only; empty rows 0)."""
-    rows = np.repeat(np.arange(a.shape[0]), np.diff(a.indptr))
-    return np.sqrt(np.bincount(rows, weights=np.square(a.data.astype(np.float64)), minlength=a.shape[0]))
+    return np.sqrt(row_sq64(a))
 
 
 def row_sq(a: sparse.csr_matrix) -> np.ndarray:
-    """(n,) float32 squared norms of the rows (euclidean scores)."""
-    return np.asarray(a.multiply(a).sum(1), dtype=np.float32).ravel()
+    """(n,) float32 squared norms of the rows (euclidean scores): the float64 sum of the squares rounded once,
+    as :func:`cca_bench.metrics._row_sq` rounds a dense row's, so both paths shift scores alike."""
+    return row_sq64(a).astype(np.float32)
 
 
 def prepare(emb, distance: str) -> tuple[sparse.csr_matrix, bool]:

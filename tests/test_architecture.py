@@ -40,6 +40,7 @@ LAYERS = [
             "cca_bench.retrieved",
             "cca_bench.topk",
             "cca_bench.sparse_rows",
+            "cca_bench.running_topk",
         ],
     ),
     ("datasets", ["cca_bench.datasets"]),

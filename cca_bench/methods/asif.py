@@ -70,8 +70,46 @@ def relative_topk(
 
     queries (n, d), anchors (m, d), float32 (unit rows for cosines). Returns (values (n, k') float32, largest
     first, indices (n, k') int64 into anchors), k' = min(k, m); equal values go to the lower anchor index, so
-    the first j columns of a top-k are the top-j. Memory: O(n k + query_block * block).
+    the first j columns of a top-k are the top-j. Memory: O(n k + query_block * block). On the CPU
+    :func:`_stream_top` (a floor filter per query, numpy); on a GPU :func:`_torch_topk` (``torch.topk`` per
+    block, fast there).
     """
+    if device != "cpu":
+        return _torch_topk(queries, anchors, k, device, block, query_block)
+    a = np.ascontiguousarray(anchors, dtype=np.float32)
+    k_out = min(k, len(a))
+    parts = [
+        _stream_top(np.ascontiguousarray(queries[q0 : q0 + query_block], dtype=np.float32), a, k_out, block)
+        for q0 in range(0, len(queries), query_block)
+    ]
+    if not parts:
+        return np.zeros((0, k_out), np.float32), np.zeros((0, k_out), np.int64)
+    return np.concatenate([v for v, _ in parts]), np.concatenate([i for _, i in parts])
+
+
+def _stream_top(q: np.ndarray, a: np.ndarray, k: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """(values (n, k), indices (n, k)) of the k largest of ``q @ a.T`` (n, m), best first, ties to the lower
+    index: each (n, block) score block goes to a :class:`cca_bench.running_topk.RunningTop` (one buffer, reused)."""
+    from cca_bench.running_topk import RunningTop
+
+    top = RunningTop(len(q), k, len(a))
+    scores = np.empty((len(q), min(block, len(a))), np.float32)
+    for s0 in range(0, len(a), block):
+        part = a[s0 : s0 + block]
+        top.add(np.matmul(q, part.T, out=scores) if len(part) == scores.shape[1] else q @ part.T, s0)
+    return top.result()
+
+
+def _torch_topk(
+    queries: np.ndarray,
+    anchors: np.ndarray,
+    k: int,
+    device: str = "cpu",
+    block: int = BLOCK,
+    query_block: int = QUERY_BLOCK,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`relative_topk` with torch on ``device`` (a GPU): each anchor block's top-k by :func:`_select`,
+    merged into a running top-k. Same result as :func:`_stream_top` where the GEMMs round alike."""
     import torch
 
     a = torch.from_numpy(np.ascontiguousarray(anchors, dtype=np.float32)).to(device)

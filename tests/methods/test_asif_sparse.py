@@ -54,12 +54,15 @@ def _no_near_ties(scores):
     return True
 
 
-@pytest.mark.parametrize("distance", ["cosine", "dot"])
+@pytest.mark.parametrize("distance", ["cosine", "dot", "euclidean"])
 def test_sparse_tie_counts_equal_dense(distance, monkeypatch):
     """Tie counts of both directions (above, tied, ground truths tied, degenerate queries) from CSR embeddings
     equal those from the dense ones exactly, with rows scaled so that cosine must normalise them, in 2 folds.
     Planted bugs caught: ``sparse_rows.prepare`` not normalising (cosine), ``first_equal`` of CSR rows
-    ignoring the values (``_copies_alike`` then copies scores between different captions)."""
+    ignoring the values (``_copies_alike`` then copies scores between different captions); euclidean:
+    ``sparse_rows.row_sq`` returning zeros (the squared-norm term dropped), or summing the squares in float32
+    (scipy's order, not the dense path's: unit rows' norms then differ in the last bit, which splits or makes
+    ties among the many captions that share no anchor with a query)."""
     model, qx, qy, qindex = fitted()
     di, dt, si, st = both_paths(model, qx, qy, monkeypatch)
     scale = np.random.default_rng(1).uniform(0.5, 3.0, (len(qy), 1)).astype(np.float32)

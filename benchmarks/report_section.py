@@ -1,0 +1,23 @@
+"""What the benchmarks that append a section to a report share: the machine line and the append itself."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+
+def machine_line() -> str:
+    """``on HOST, N cores (shared with other jobs; load average L at the end), DATE UTC``."""
+    return (
+        f"on {platform.node() or 'this machine'}, {os.cpu_count()} cores (shared with other jobs; load average "
+        f"{os.getloadavg()[0]:.1f} at the end), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+
+
+def append(report: Path, lines: list[str]) -> None:
+    """Append ``lines`` to ``report`` and print them."""
+    with open(report, "a") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
