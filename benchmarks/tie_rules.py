@@ -34,8 +34,6 @@ def runs_of(stem: Path) -> dict:
 
 
 def report(runs: dict, stem: Path) -> str:
-    from cca_bench.results import METRIC_COLUMNS, TASKS, fmt_value, rsum
-
     lines = [
         "# How the tie rule moves one run's numbers",
         "",
@@ -44,6 +42,17 @@ def report(runs: dict, stem: Path) -> str:
         "precision; 'moved' compares full precision with the optimistic rule (the default before the expected "
         "rule).",
         "",
+        *table(runs),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def table(runs: dict) -> list[str]:
+    """The lines of the metric x rule table of ``{rule: run record}`` and the sentence that counts the moved
+    metrics (also rendered into docs/protocols.md by scripts/results_tables.py)."""
+    from cca_bench.results import METRIC_COLUMNS, TASKS, fmt_value, rsum
+
+    lines = [
         "| metric | expected (default) | optimistic | pessimistic | moved |",
         "|---|---|---|---|---|",
     ]
@@ -66,7 +75,7 @@ def report(runs: dict, stem: Path) -> str:
         f"{sum(fmt_value(runs['expected']['metrics'][t][k], k) != fmt_value(runs['optimistic']['metrics'][t][k], k) for t, _ in TASKS for k, _ in METRIC_COLUMNS)} "  # noqa: E501
         "of them at the printed precision.",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv=None) -> int:
