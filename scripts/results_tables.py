@@ -356,6 +356,15 @@ def _quickstart_sentence(rows: tuple[Row, ...], records: list[dict]) -> str:
     )
 
 
+def _recorded_seconds(rows: tuple[Row, ...], records: list[dict]) -> str:
+    """``55 s of recorded steps (image features 49.8 s)``: the model's and the run's own step timings
+    (``model_config.timings`` + ``timings``) of the first row, and the longest step."""
+    r = records[0]
+    steps = {**r["model_config"]["timings"], **r["timings"]}
+    longest = max(steps, key=steps.get)
+    return f"{sum(steps.values()):.0f} s of recorded steps (the longest, {longest}, {steps[longest]:.1f} s)"
+
+
 def _dates(rows: tuple[Row, ...], records: list[dict]) -> str:
     """The day the rows' runs were made (``2026-12-06``), or the first and last day (``2026-12-03 to ...``)."""
     days = sorted({r["created"][:10] for r in records})
@@ -438,6 +447,7 @@ def _paired(record: dict, first: dict) -> dict:
 TABLES = {
     "quickstart": Table("README.md", "recipes", (QUICKSTART,)),
     "quickstart-prose": Table("README.md", "text", (QUICKSTART,), _quickstart_sentence),
+    "quickstart-time": Table("README.md", "text", (QUICKSTART,), _recorded_seconds),
     "recipes-date": Table("README.md", "text", RECIPES, _dates),
     "recipes": Table("README.md", "recipes", RECIPES),
     "aligners-minilm": Table("README.md", "recipes", _aligners("minilm_efficientnet")),
