@@ -6,13 +6,14 @@ Writes benchmarks/REPORT_ties.md from the run JSON files (never typed). The runs
     for t in expected optimistic pessimistic; do
         python -m cca_bench run_benchmark cca openmoji test glove50_efficientnet --results-root R --ties $t
     done
-    python benchmarks/tie_rules.py R/runs/cca__openmoji__glove50_efficientnet_lite0__test__full__cosine
+    python benchmarks/tie_rules.py R cca__openmoji__glove50_efficientnet_lite0__test__full__cosine
+
+(the configuration name of the default rule's run; each rule's newest run of that configuration is used).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,29 +22,41 @@ sys.path.insert(0, str(ROOT))
 RULES = ("expected", "optimistic", "pessimistic")
 
 
-def runs_of(stem: Path) -> dict:
-    """{rule: run record} of the three runs of one model (the default rule's file has no ``__ties-`` suffix)."""
+def runs_of(results_root: Path, config: str) -> dict:
+    """{rule: run record} of one model's runs under the three rules: the newest run of ``config`` (the default
+    rule) and of ``config__ties-RULE`` for the others, as ``compare`` would pick them."""
+    from cca_bench.results import resolve_run
+    from cca_bench.ties import DEFAULT
+
     out = {}
     for rule in RULES:
-        path = Path(f"{stem}.json") if rule == "expected" else Path(f"{stem}__ties-{rule}.json")
-        record = json.loads(path.read_text())
+        record = resolve_run(results_root, config if rule == DEFAULT else f"{config}__ties-{rule}")
         if record.get("ties") != rule:
-            raise SystemExit(f"{path}: scored under {record.get('ties')!r}, not {rule!r}")
+            raise SystemExit(f"{record.get('run_id')}: scored under {record.get('ties')!r}, not {rule!r}")
         out[rule] = record
     return out
 
 
-def report(runs: dict, stem: Path) -> str:
-    from cca_bench.results import METRIC_COLUMNS, TASKS, fmt_value, rsum
-
+def report(runs: dict, config: str) -> str:
     lines = [
         "# How the tie rule moves one run's numbers",
         "",
-        f"Runs `{stem.name}` (+ `__ties-optimistic`, `__ties-pessimistic`), written by `run_benchmark --ties "
+        f"Runs `{config}` (+ `__ties-optimistic`, `__ties-pessimistic`), written by `run_benchmark --ties "
         "RULE`; this table by `python benchmarks/tie_rules.py` from their JSON files. Printed to the tables' "
         "precision; 'moved' compares full precision with the optimistic rule (the default before the expected "
         "rule).",
         "",
+        *table(runs),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def table(runs: dict) -> list[str]:
+    """The lines of the metric x rule table of ``{rule: run record}`` and the sentence that counts the moved
+    metrics (also rendered into docs/protocols.md by scripts/results_tables.py)."""
+    from cca_bench.results import METRIC_COLUMNS, TASKS, fmt_value, rsum
+
+    lines = [
         "| metric | expected (default) | optimistic | pessimistic | moved |",
         "|---|---|---|---|---|",
     ]
@@ -66,17 +79,18 @@ def report(runs: dict, stem: Path) -> str:
         f"{sum(fmt_value(runs['expected']['metrics'][t][k], k) != fmt_value(runs['optimistic']['metrics'][t][k], k) for t, _ in TASKS for k, _ in METRIC_COLUMNS)} "  # noqa: E501
         "of them at the printed precision.",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("stem", type=Path, help="RESULTS/runs/<run name> of the default rule's run, without .json")
+    ap.add_argument("results_root", type=Path, help="the --results-root the runs were written under")
+    ap.add_argument("config", help="configuration name of the default rule's run (as `runs` lists it)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "REPORT_ties.md")
     args = ap.parse_args(argv)
     from cca_bench.fsio import write_atomic
 
-    text = report(runs_of(args.stem), args.stem)
+    text = report(runs_of(args.results_root, args.config), args.config)
     write_atomic(args.out, lambda f: f.write(text.encode()))
     print(text)
     return 0

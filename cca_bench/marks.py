@@ -132,27 +132,18 @@ def p_values_against(
 ) -> tuple[list[float], bool]:
     """(two-sided p-value of each of ``others`` against ``best`` on ``metric``, whether any used the seed-aware
     test). Single-seed pairs take :func:`cca_bench.stats.paired_p_value` with the draws of
-    :func:`cca_bench.stats.paired_test` (seed + 1), so a pair prints the same p here as in ``significance``
-    when the resamples agree; the sign flips of all linear pairs are drawn once and shared."""
-    tasks, m = stats.parse_metric(metric)
+    :func:`cca_bench.stats.paired_test` (seed + 1), all in one :func:`cca_bench.stats.paired_p_values` batch
+    (the draws shared, each p the lone test's own), so a pair prints the same p here as in ``significance``
+    when the resamples agree."""
+    seeded = [seed_stats.seed_aware(best, o) for o in others]
+    single = [i for i, s in enumerate(seeded) if not s]
     p = [None] * len(others)
-    flips = [i for i, o in enumerate(others) if not seed_stats.seed_aware(best, o) and m != "median_rank"]
-    if flips:
-        diffs = np.stack(
-            [stats._contributions(best, tasks, m) - stats._contributions(others[i], tasks, m) for i in flips], axis=1
-        )
-        for i, value in zip(flips, stats.sign_flip_p_many(diffs, resamples, np.random.default_rng(seed + 1))):
-            p[i] = value
-    any_seeds = False
-    for i, other in enumerate(others):
-        if p[i] is not None:
-            continue
-        if seed_stats.seed_aware(best, other):
-            any_seeds = True
-            p[i] = seed_stats.seed_aware_test(best, other, metric, resamples, seed)["p_value"]
-        else:
-            p[i] = stats.paired_p_value(best, other, metric, resamples, seed + 1)[0]
-    return p, any_seeds
+    batch = stats.paired_p_values([best, *others], [(0, i + 1) for i in single], [metric], resamples, seed + 1)
+    for i, row in zip(single, batch):
+        p[i] = row[metric][0]
+    for i in (i for i, s in enumerate(seeded) if s):
+        p[i] = seed_stats.seed_aware_test(best, others[i], metric, resamples, seed)["p_value"]
+    return p, any(seeded)
 
 
 def render(text: str, mark: str | None) -> str:

@@ -611,35 +611,24 @@ BASELINE_COLUMNS = ["delta", "delta_lo", "delta_hi", "p_value", "p_holm", "note"
 
 def add_baseline(frame, runs: list[dict], baseline: dict, metric: str = "rsum"):
     """The compare frame with BASELINE_COLUMNS: each own run's paired difference from ``baseline`` in ``metric``
-    (:func:`cca_bench.stats.paired_test` with the one default of resamples and seed, row minus baseline), its
-    interval and p-value, and the Holm-adjusted p over the rows compared. Rows that cannot be paired with the
-    baseline (published, another split or protocol, other test images, no readable ranks) get a ``note``
-    saying why, and empty values."""
+    (:func:`cca_bench.stats.paired_test` with the one default of resamples and seed, row minus baseline, all rows
+    in one :func:`cca_bench.stats.paired_tests` batch), its interval and p-value, and the Holm-adjusted p over
+    the rows compared. Rows that cannot be paired with the baseline (published, another split or protocol,
+    other test images, no readable ranks) get a ``note`` saying why, and empty values."""
     import pandas as pd
 
-    from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, holm, paired_test
+    from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, holm, paired_tests
 
     by_file = {r["_file"]: r for r in runs} | {baseline["_file"]: baseline}
-    base_ranks = load_ranks(baseline)
+    ranks, notes = _paired_with_baseline(frame, by_file, baseline)
+    tests = iter(paired_tests(ranks, [(i, 0) for i in range(1, len(ranks))], [metric], PAIRED_RESAMPLES, PAIRED_SEED))
+    untested = {"delta": None, "ci": [None, None], "p_value": None}
     rows = []
-    for f, source in zip(frame["_file"], frame["Source"]):
-        why = _unpaired(by_file.get(f), baseline) if source == OWN_SOURCE else "published row"
-        if why is None:
-            try:
-                t = paired_test(load_ranks(by_file[f]), base_ranks, metric, PAIRED_RESAMPLES, PAIRED_SEED)
-                rows.append(
-                    {
-                        "delta": t["delta"],
-                        "delta_lo": t["ci"][0],
-                        "delta_hi": t["ci"][1],
-                        "p_value": t["p_value"],
-                        "note": None,
-                    }
-                )
-                continue
-            except UserError as e:
-                why = f"ranks not comparable: {e}"
-        rows.append({"delta": None, "delta_lo": None, "delta_hi": None, "p_value": None, "note": why})
+    for why in notes:
+        t = next(tests)[metric] if why is None else untested
+        rows.append(
+            {"delta": t["delta"], "delta_lo": t["ci"][0], "delta_hi": t["ci"][1], "p_value": t["p_value"], "note": why}
+        )
     out = pd.DataFrame(rows, index=frame.index, columns=[c for c in BASELINE_COLUMNS if c != "p_holm"])
     tested = out["p_value"].notna()
     out["p_holm"] = None
@@ -647,6 +636,26 @@ def add_baseline(frame, runs: list[dict], baseline: dict, metric: str = "rsum"):
     out = out[BASELINE_COLUMNS]
     out[BASELINE_COLUMNS[:-1]] = out[BASELINE_COLUMNS[:-1]].astype(float)
     return pd.concat([frame, out], axis=1)
+
+
+def _paired_with_baseline(frame, by_file: dict, baseline: dict) -> tuple[list, list]:
+    """([the baseline's QueryRanks, then those of each row that can be paired with it], per row of ``frame``
+    None where it can, else why not: published, not comparable by :func:`_unpaired`, or its ranks unreadable
+    or on other test images)."""
+    from cca_bench.stats import check_same_images
+
+    ranks, notes = [load_ranks(baseline)], []
+    for f, source in zip(frame["_file"], frame["Source"]):
+        why = _unpaired(by_file.get(f), baseline) if source == OWN_SOURCE else "published row"
+        if why is None:
+            try:
+                row_ranks = load_ranks(by_file[f])
+                check_same_images(row_ranks, ranks[0])
+                ranks.append(row_ranks)
+            except UserError as e:
+                why = f"ranks not comparable: {e}"
+        notes.append(why)
+    return ranks, notes
 
 
 def _unpaired(run: dict | None, baseline: dict) -> str | None:

@@ -75,7 +75,7 @@ def _residual_ms(table: np.ndarray) -> float:
 def image_variance(a: stats.QueryRanks, b: stats.QueryRanks, tasks, metric: str, resamples: int, seed: int) -> float:
     """The image term of the module docstring's V (>= 0)."""
     if metric == "median_rank":
-        deltas = stats._bootstrap_deltas(a, b, tasks, metric, resamples, np.random.default_rng(seed))
+        deltas = stats._bootstrap_deltas(a, b, tasks, metric, resamples, seed)
         return float(np.var(deltas, ddof=1))
     ca, cb = _seed_contributions(a, tasks, metric), _seed_contributions(b, tasks, metric)
     total = 0.0

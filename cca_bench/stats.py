@@ -720,15 +720,39 @@ def sign_flip_p(diff: np.ndarray, trials: int, rng: np.random.Generator, block: 
 
 def sign_flip_p_many(diffs: np.ndarray, trials: int, rng: np.random.Generator, block: int = 1000) -> np.ndarray:
     """:func:`sign_flip_p` of every column of ``diffs`` (n_images, m) under ONE set of sign flips (the draws of
-    a single column's test, so column j's p equals ``sign_flip_p(diffs[:, j], trials, rng)`` with that rng)."""
-    observed = np.abs(diffs.sum(0)) * (1 - 1e-12)  # equal sums up to rounding count as extreme
-    extreme, done = np.zeros(diffs.shape[1], dtype=np.int64), 0
+    a single column's test), column j's p equal to ``sign_flip_p(diffs[:, j], trials, rng)`` bit for bit.
+
+    Each column keeps its lone test's bar (its own sum, as that test sums it). The flipped sums of all columns
+    come from one matrix product, which may round otherwise than the lone test's matrix-vector product, but by
+    at most 2 n eps sum|d| (the +-1 products are exact, and any order of summing n terms errs by at most
+    gamma_(n-1) sum|d|; Higham 2002, Accuracy and Stability of Numerical Algorithms, 4.2): a flipped sum farther
+    than twice that from the bar falls on the same side of it either way, and a block in which some sum of a
+    column lies nearer is counted for that column by the lone test's own product (exact ties and zero
+    differences land there)."""
+    cols = [np.ascontiguousarray(diffs[:, j], dtype=np.float64)[:, None] for j in range(diffs.shape[1])]
+    stacked = np.concatenate(cols, axis=1) if cols else np.zeros((len(diffs), 0))
+    slack = 4 * len(diffs) * np.finfo(np.float64).eps * np.abs(stacked).sum(0)
+    # a flipped sum equal to the observed one up to the rounding of either is extreme: the bar sits one rounding
+    # bound (half the slack) below |sum d|, so runs whose differences cancel exactly (a sum of -3e-17 for a true
+    # 0) get p = 1, not the share of flips that happened to round below the observed rounding error
+    bar = np.array([max(abs(float(c.sum(0)[0])) * (1 - 1e-12) - s / 2, 0.0) for c, s in zip(cols, slack)])
+    extreme, done = np.zeros(len(cols), dtype=np.int64), 0
     while done < trials:
         b = min(block, trials - done)
         signs = rng.integers(0, 2, size=(b, len(diffs)), dtype=np.int8) * 2.0 - 1.0
-        extreme += np.count_nonzero(np.abs(signs @ diffs) >= observed, axis=0)
+        extreme += _reaching(np.abs(signs @ stacked), bar, slack, lambda j: np.abs(signs @ cols[j]))
         done += b
     return (1 + extreme) / (1 + trials)
+
+
+def _reaching(sums: np.ndarray, bar: np.ndarray, slack: np.ndarray, lone) -> np.ndarray:
+    """(m,) how many of each column's flipped sums reach its bar, from ``sums`` (b, m), each within half of the
+    column's ``slack`` of the lone test's own sum; a column with a sum within ``slack`` of its bar is counted
+    from ``lone(j)``, the lone test's (b,) sums themselves."""
+    counted = np.count_nonzero(sums >= bar, axis=0)
+    for j in np.flatnonzero((np.abs(sums - bar) <= slack).any(0)):
+        counted[j] = np.count_nonzero(lone(j) >= bar[j])
+    return counted
 
 
 def check_same_images(a: QueryRanks, b: QueryRanks, where: str = "") -> None:
@@ -750,6 +774,10 @@ def check_same_images(a: QueryRanks, b: QueryRanks, where: str = "") -> None:
         )
 
 
+TEST_SIGN_FLIP = "paired sign-flip permutation test over test images (two-sided)"
+TEST_BOOTSTRAP = "paired bootstrap over test images (two-sided, share of resampled deltas beyond 0)"
+
+
 def paired_test(
     a: QueryRanks,
     b: QueryRanks,
@@ -763,29 +791,56 @@ def paired_test(
 
     Returns {metric, delta, ci, p_value, test, n_images, resamples, level, lower_is_better, se, mdd}: ``se`` is
     the SD of the paired bootstrap deltas, ``mdd`` the minimum detectable difference at 80% power, two-sided
-    alpha 0.05 (:func:`cca_bench.power.mdd`).
+    alpha 0.05 (:func:`cca_bench.power.mdd`). One pair and one metric of :func:`paired_tests`.
     """
+    return paired_tests([a, b], [(0, 1)], [metric], resamples, seed, level)[0][metric]
+
+
+def paired_tests(
+    runs: list[QueryRanks],
+    pairs: list[tuple[int, int]],
+    metrics: list[str],
+    resamples: int = PAIRED_RESAMPLES,
+    seed: int = PAIRED_SEED,
+    level: float = 0.95,
+) -> list[dict]:
+    """``[{metric: paired_test(runs[i], runs[j], metric, resamples, seed, level)} for (i, j) in pairs]``, equal
+    to those lone tests bit for bit, at about the cost of one lone test per run.
+
+    A lone test's draws depend on its seed and the test images' fold sizes only, never on the metric or the
+    runs: the bootstrap counts of ``default_rng(seed)`` (every metric of a resample comes from one
+    :func:`replicate_metrics`), and :func:`paired_p_values`' draws of ``default_rng(seed + 1)``. So the counts
+    are drawn once per list of fold sizes, each run is scored on them once, and every pair and metric takes its
+    deltas from those replicates. UserError (what a lone test raises) for resamples < 1, a pair on other test
+    images or tie rules, an unknown metric."""
     from cca_bench.power import mdd
 
-    tasks, m = _check_pair(a, b, metric, resamples)
-    delta = float(metric_value(point_metrics(a), tasks, m) - metric_value(point_metrics(b), tasks, m))
-    deltas = _bootstrap_deltas(a, b, tasks, m, resamples, np.random.default_rng(seed))
-    ci = [float(x) for x in np.percentile(deltas, [100 * (1 - level) / 2, 100 * (1 + level) / 2])]
-    p, test = paired_p_value(a, b, metric, resamples, seed + 1)
-    se = float(np.std(deltas, ddof=1)) if resamples > 1 else 0.0
-    return {
-        "metric": metric_name(metric),
-        "delta": delta,
-        "ci": ci,
-        "p_value": p,
-        "test": test,
-        "n_images": int(a.n_images),
-        "resamples": int(resamples),
-        "level": float(level),
-        "lower_is_better": m in LOWER_IS_BETTER,
-        "se": se,
-        "mdd": mdd(se),
-    }
+    parsed = _check_pairs(runs, pairs, metrics, resamples)
+    reps = _replicates(runs, pairs, resamples, seed)
+    point = {r: point_metrics(runs[r]) for r in sorted({r for pair in pairs for r in pair})}
+    p_values = paired_p_values(runs, pairs, metrics, resamples, seed + 1)
+    out = []
+    for (i, j), p_row in zip(pairs, p_values):
+        row = {}
+        for metric, (tasks, m) in parsed.items():
+            delta = float(metric_value(point[i], tasks, m) - metric_value(point[j], tasks, m))
+            deltas = _deltas(reps, (i, j), tasks, m)
+            se = float(np.std(deltas, ddof=1)) if resamples > 1 else 0.0
+            row[metric] = {
+                "metric": metric_name(metric),
+                "delta": delta,
+                "ci": [float(x) for x in np.percentile(deltas, [100 * (1 - level) / 2, 100 * (1 + level) / 2])],
+                "p_value": p_row[metric][0],
+                "test": p_row[metric][1],
+                "n_images": int(runs[i].n_images),
+                "resamples": int(resamples),
+                "level": float(level),
+                "lower_is_better": m in LOWER_IS_BETTER,
+                "se": se,
+                "mdd": mdd(se),
+            }
+        out.append(row)
+    return out
 
 
 def paired_p_value(
@@ -797,17 +852,45 @@ def paired_p_value(
     contributions: under H0 the two runs are exchangeable on every image, so each image's difference is
     equally likely to have either sign (exact, no normality assumed, an image's captions stay together). The
     median rank is no sum over images, so it gets the paired bootstrap (twice the share of resampled deltas
-    on the far side of 0, add-one)."""
-    tasks, m = _check_pair(a, b, metric, resamples)
-    rng = np.random.default_rng(seed)
-    if m == "median_rank":
-        deltas = _bootstrap_deltas(a, b, tasks, m, resamples, rng)
-        beyond = min(np.count_nonzero(deltas <= 0), np.count_nonzero(deltas >= 0))
-        return min(
-            1.0, 2 * (1 + beyond) / (1 + resamples)
-        ), "paired bootstrap over test images (two-sided, share of resampled deltas beyond 0)"
-    diff = _contributions(a, tasks, m) - _contributions(b, tasks, m)
-    return sign_flip_p(diff, resamples, rng), "paired sign-flip permutation test over test images (two-sided)"
+    on the far side of 0, add-one). One pair and one metric of :func:`paired_p_values`."""
+    return paired_p_values([a, b], [(0, 1)], [metric], resamples, seed)[0][metric]
+
+
+def paired_p_values(
+    runs: list[QueryRanks],
+    pairs: list[tuple[int, int]],
+    metrics: list[str],
+    resamples: int = PAIRED_RESAMPLES,
+    seed: int = PAIRED_SEED,
+) -> list[dict]:
+    """``[{metric: paired_p_value(runs[i], runs[j], metric, resamples, seed)} for (i, j) in pairs]``, bit for
+    bit. A lone test draws from a fresh ``default_rng(seed)``: its sign flips depend on the number of test
+    images only, its bootstrap counts (median ranks) on the fold sizes only. So the flips are drawn once per
+    number of images and shared by every linear column (:func:`sign_flip_p_many`), the counts once per list of
+    fold sizes, and each run is scored on them once."""
+    parsed = _check_pairs(runs, pairs, metrics, resamples)
+    out: list[dict] = [{} for _ in pairs]
+    medians = [metric for metric, (_, m) in parsed.items() if m == "median_rank"]
+    if medians:
+        reps = _replicates(runs, pairs, resamples, seed)
+        for row, pair in zip(out, pairs):
+            for metric in medians:
+                deltas = _deltas(reps, pair, *parsed[metric])
+                beyond = min(np.count_nonzero(deltas <= 0), np.count_nonzero(deltas >= 0))
+                row[metric] = min(1.0, 2 * (1 + beyond) / (1 + resamples)), TEST_BOOTSTRAP
+    by_size: dict[int, list] = {}  # number of images -> [(pair position, metric)]: columns sharing the flips
+    for k, (i, j) in enumerate(pairs):
+        by_size.setdefault(runs[i].n_images, []).extend((k, metric) for metric in parsed if metric not in medians)
+    for cells in by_size.values():
+        diffs = [
+            _contributions(runs[pairs[k][0]], *parsed[m]) - _contributions(runs[pairs[k][1]], *parsed[m])
+            for k, m in cells
+        ]
+        if diffs:
+            flips = sign_flip_p_many(np.stack(diffs, axis=1), resamples, np.random.default_rng(seed))
+            for (k, metric), p in zip(cells, flips):
+                out[k][metric] = float(p), TEST_SIGN_FLIP
+    return out
 
 
 def _check_pair(a: QueryRanks, b: QueryRanks, metric: str, resamples: int) -> tuple[tuple[str, ...], str]:
@@ -817,12 +900,41 @@ def _check_pair(a: QueryRanks, b: QueryRanks, metric: str, resamples: int) -> tu
     return parse_metric(metric)
 
 
-def _bootstrap_deltas(a: QueryRanks, b: QueryRanks, tasks, metric: str, resamples: int, rng) -> np.ndarray:
-    """(B,) metric(A) - metric(B) over B image resamples shared by both runs."""
-    counts = [resample_counts(rng, len(images), resamples) for images, _ in a.folds()]
-    return metric_value(replicate_metrics(a, counts), tasks, metric) - metric_value(
-        replicate_metrics(b, counts), tasks, metric
-    )
+def _check_pairs(runs: list[QueryRanks], pairs: list[tuple[int, int]], metrics: list[str], resamples: int) -> dict:
+    """{metric: (tasks, canonical metric)} after :func:`_check_pair` of every pair and metric (a lone test's
+    checks, in its order)."""
+    parsed = {}
+    for i, j in pairs:
+        for metric in metrics:
+            parsed[metric] = _check_pair(runs[i], runs[j], metric, resamples)
+    return parsed
+
+
+def _replicates(runs: list[QueryRanks], pairs: list[tuple[int, int]], resamples: int, seed: int) -> dict:
+    """{run position: :func:`replicate_metrics`} of every run in ``pairs``, on the resample counts a lone paired
+    test draws from ``default_rng(seed)`` (per fold, in fold order, all resamples at once), drawn once per
+    list of fold sizes."""
+    counts: dict[tuple, list] = {}
+    out = {}
+    for r in sorted({r for pair in pairs for r in pair}):
+        sizes = tuple(len(images) for images, _ in runs[r].folds())
+        if sizes not in counts:
+            rng = np.random.default_rng(seed)
+            counts[sizes] = [resample_counts(rng, n, resamples) for n in sizes]
+        out[r] = replicate_metrics(runs[r], counts[sizes])
+    return out
+
+
+def _bootstrap_deltas(a: QueryRanks, b: QueryRanks, tasks, metric: str, resamples: int, seed: int) -> np.ndarray:
+    """(B,) metric(A) - metric(B) of a parsed metric over the B image resamples of ``default_rng(seed)`` shared by
+    both runs (:func:`paired_test`'s deltas when ``seed`` is its seed)."""
+    return _deltas(_replicates([a, b], [(0, 1)], resamples, seed), (0, 1), tasks, metric)
+
+
+def _deltas(reps: dict, pair: tuple[int, int], tasks, metric: str) -> np.ndarray:
+    """(B,) replicates of a parsed metric of run ``pair[0]`` minus those of run ``pair[1]`` (``reps`` from
+    :func:`_replicates`)."""
+    return metric_value(reps[pair[0]], tasks, metric) - metric_value(reps[pair[1]], tasks, metric)
 
 
 def holm(p_values: list[float]) -> list[float]:

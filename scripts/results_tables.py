@@ -5,8 +5,9 @@ the `generate` and `run_benchmark` commands that make its run. The text between
 
     <!-- results-table: NAME -->  ...  <!-- /results-table: NAME -->
 
-is rewritten from the newest stored run of each row (the run ids are recorded in docs/results_runs.json with
-the commands, the date and the seconds the commands took). Commands:
+(a table, or an inline value or sentence of the prose when the markers share its line: kind ``text``) is
+rewritten from the recorded stored run of each row (the run ids are recorded in docs/results_runs.json with the
+commands, the date and the seconds the commands took). Commands:
 
     python scripts/results_tables.py --list                      # the tables, their documents and rows
     python scripts/results_tables.py quickstart --run            # run the commands of a table, then rewrite it
@@ -25,13 +26,16 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this tree's cca_bench and benchmarks/ (tie_rules renders the ties table)
 MANIFEST = ROOT / "docs" / "results_runs.json"
 
 
@@ -48,9 +52,14 @@ class Row:
 
 @dataclass(frozen=True)
 class Table:
+    """A block of a document: ``kind`` recipes | wide (tables, one row per run) | ties (one model's runs under the
+    three tie rules) | text (``text(rows, records)`` writes an inline value or sentence of the prose; a text
+    without rows computes its value from the library's constants)."""
+
     doc: str  # relative to the repository root
-    kind: str  # recipes | wide | sentence
+    kind: str
     rows: tuple[Row, ...] = field(default_factory=tuple)
+    text: Callable[[tuple[Row, ...], list[dict]], str] | None = None
 
 
 def _row(label: str, shown: str, method: str, features: str, *options: str, dataset: str = "openmoji") -> Row:
@@ -62,6 +71,23 @@ def _row(label: str, shown: str, method: str, features: str, *options: str, data
         ("generate", method, dataset, features, *options),
         ("run_benchmark", method, dataset, "test", features, *[o for o in options if o != "--cv"]),
     )
+
+
+def _tagged(label: str, shown: str, method: str, features: str, tag: str, *options: str) -> Row:
+    """A variant ``generate METHOD openmoji FEATURES OPTIONS --tag TAG``, scored by its tag alone (run_benchmark
+    takes no method options: the tag reopens the model)."""
+    return Row(
+        label,
+        shown,
+        ("generate", method, "openmoji", features, *options, "--tag", tag),
+        ("run_benchmark", method, "openmoji", "test", features, "--tag", tag),
+    )
+
+
+def _rescored(label: str, shown: str, row: Row, *options: str) -> Row:
+    """The model of ``row`` (fitted by an earlier row of the same table) scored again with run_benchmark OPTIONS:
+    no generate."""
+    return Row(label, shown, (), (*row.run, *options))
 
 
 QUICKSTART = Row(
@@ -87,70 +113,129 @@ def _aligners(features: str) -> tuple[Row, ...]:
     )
 
 
-TABLES = {
-    "quickstart": Table("README.md", "recipes", (QUICKSTART,)),
-    "quickstart-prose": Table("README.md", "sentence", (QUICKSTART,)),
-    "recipes": Table(
-        "README.md",
-        "recipes",
-        (
-            _row(
-                "mean GloVe-50, linear CCA",
-                "`cca ... glove50_efficientnet --cv`",
-                "cca",
-                "glove50_efficientnet",
-                "--cv",
-                "--tag",
-                "cv",
-            ),
-            *(
-                _row(
-                    f"{label} Fisher vectors, K = 32",
-                    f"`--pooling {p}`",
-                    "cca",
-                    "glove50_efficientnet",
-                    "--cv",
-                    "--pooling",
-                    p,
-                    "--tag",
-                    "cv",
-                )
-                for label, p in (("GMM", "gmm"), ("HGLMM", "hglmm"), ("GMM+HGLMM", "gmm+hglmm"))
-            ),
-            _row(
-                "all-MiniLM-L6-v2 sentence embeddings",
-                "`cca ... minilm_efficientnet --cv`",
-                "cca",
-                "minilm_efficientnet",
-                "--cv",
-                "--tag",
-                "cv",
-            ),
-            _row(
-                "kernel CCA (rbf Nystroem), mean GloVe-50",
-                "`kcca ... glove50_efficientnet --cv`",
-                "kcca",
-                "glove50_efficientnet",
-                "--cv",
-                "--tag",
-                "cv",
-            ),
-            _row(
-                "kernel CCA, MiniLM captions",
-                "`kcca ... minilm_efficientnet --cv`",
-                "kcca",
-                "minilm_efficientnet",
-                "--cv",
-                "--tag",
-                "cv",
-            ),
+def _csa(features: str) -> tuple[Row, ...]:
+    """cca at its defaults, at other eig_powers and with CSA's similarity (docs/aligners.md)."""
+    return (
+        _aligners(features)[0],
+        *(
+            _tagged(f"eig_power {p}", f"`--eig-power {p}`", "cca", features, f"p{p}", "--eig-power", p)
+            for p in ("0", "0.5", "2")
         ),
+        _tagged("CSA similarity", "`--similarity csa`", "cca", features, "csa", "--similarity", "csa"),
+    )
+
+
+def _pad(features: str) -> tuple[Row, ...]:
+    """PLS at its default width (the narrower view's) and Procrustes with zero-padding (docs/aligners.md)."""
+    return (
+        _tagged("pls, full width", "`pls ...`", "pls", features, "full"),
+        _tagged(
+            "procrustes --equalize pad",
+            "`procrustes ... --equalize pad`",
+            "procrustes",
+            features,
+            "pad",
+            "--equalize",
+            "pad",
+        ),
+    )
+
+
+KCCA_GLOVE = _row(
+    "kernel CCA (rbf Nystroem), mean GloVe-50",
+    "`kcca ... glove50_efficientnet --cv`",
+    "kcca",
+    "glove50_efficientnet",
+    "--cv",
+    "--tag",
+    "cv",
+)
+KCCA_VARIANTS = (
+    KCCA_GLOVE,
+    *(
+        _tagged(f"kcca {' '.join(o)}", f"`{' '.join(o)}`", "kcca", "glove50_efficientnet", tag, "--cv", *o)
+        for tag, o in (
+            ("kv-image", ("--kernel-views", "image")),
+            ("kv-text", ("--kernel-views", "text")),
+            ("chi2-image", ("--kernel", "chi2", "--kernel-views", "image")),
+            ("rff", ("--kernel-map", "rff", "--landmarks", "2000")),
+        )
     ),
-    "aligners-minilm": Table("README.md", "recipes", _aligners("minilm_efficientnet")),
-    "aligners-glove": Table("README.md", "recipes", _aligners("glove50_efficientnet")),
-    "aligners-wide-minilm": Table("docs/aligners.md", "wide", _aligners("minilm_efficientnet")),
-    "aligners-wide-glove": Table("docs/aligners.md", "wide", _aligners("glove50_efficientnet")),
-}
+    _row("cca --cv", "`cca ... glove50_efficientnet --cv`", "cca", "glove50_efficientnet", "--cv", "--tag", "cv"),
+)
+
+
+def _plain(label: str, method: str, dataset: str, *options: str, tag: str | None = None) -> Row:
+    """``generate METHOD DATASET glove50_efficientnet OPTIONS [--tag TAG]`` scored on test by its name
+    (docs/comparison_vse.md)."""
+    named = ("--tag", tag) if tag else ()
+    return Row(
+        label,
+        f"`{method} ... {' '.join(options) or 'defaults'}`",
+        ("generate", method, dataset, "glove50_efficientnet", *options, *named),
+        ("run_benchmark", method, dataset, "test", "glove50_efficientnet", *named),
+    )
+
+
+VSE_OPENMOJI = (
+    QUICKSTART,
+    _plain("vse (sum of hinges)", "vse", "openmoji"),
+    _plain("vse --max-violation", "vse", "openmoji", "--max-violation", tag="maxviol"),
+)
+VSE_SHAPES = (
+    _plain("cca, defaults", "cca", "shapes"),
+    _plain("vse --encoder bow", "vse", "shapes", "--encoder", "bow", tag="bow"),
+)
+TIES = (
+    QUICKSTART,
+    _rescored("optimistic", "`--ties optimistic`", QUICKSTART, "--ties", "optimistic"),
+    _rescored("pessimistic", "`--ties pessimistic`", QUICKSTART, "--ties", "pessimistic"),
+)
+
+RECIPES = (
+    _row(
+        "mean GloVe-50, linear CCA",
+        "`cca ... glove50_efficientnet --cv`",
+        "cca",
+        "glove50_efficientnet",
+        "--cv",
+        "--tag",
+        "cv",
+    ),
+    *(
+        _row(
+            f"{label} Fisher vectors, K = 32",
+            f"`--pooling {p}`",
+            "cca",
+            "glove50_efficientnet",
+            "--cv",
+            "--pooling",
+            p,
+            "--tag",
+            "cv",
+        )
+        for label, p in (("GMM", "gmm"), ("HGLMM", "hglmm"), ("GMM+HGLMM", "gmm+hglmm"))
+    ),
+    _row(
+        "all-MiniLM-L6-v2 sentence embeddings",
+        "`cca ... minilm_efficientnet --cv`",
+        "cca",
+        "minilm_efficientnet",
+        "--cv",
+        "--tag",
+        "cv",
+    ),
+    KCCA_GLOVE,
+    _row(
+        "kernel CCA, MiniLM captions",
+        "`kcca ... minilm_efficientnet --cv`",
+        "kcca",
+        "minilm_efficientnet",
+        "--cv",
+        "--tag",
+        "cv",
+    ),
+)
 
 
 # ------------------------------------------------------------------------------------------------ rendering
@@ -181,23 +266,33 @@ def _marks(records: list[dict]) -> dict:
 
 def _delta(record: dict, first: dict) -> str:
     """``+24.1 [+14.8, +33.9], p < 0.0001``: the paired R-sum difference from the first row."""
-    from cca_bench.results import load_ranks
-    from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, format_p, paired_test
+    from cca_bench.stats import format_p
 
-    t = paired_test(load_ranks(record), load_ranks(first), "rsum", PAIRED_RESAMPLES, PAIRED_SEED)
+    t = _paired(record, first)
     return f"{t['delta']:+.1f} [{t['ci'][0]:+.1f}, {t['ci'][1]:+.1f}], {format_p(t['p_value'], t['resamples'])}"
+
+
+def _flags(row: Row) -> str:
+    """The options of a row's ``generate`` without its ``--tag`` (``--cv --kernel-views image``), or
+    ``defaults``."""
+    options = list(row.generate[4:])
+    if "--tag" in options:
+        del options[options.index("--tag") : options.index("--tag") + 2]
+    return " ".join(options) or "defaults"
 
 
 def render(table: Table, records: list[dict]) -> str:
     """The markdown of a table from one run record per row (same order as ``table.rows``)."""
     from cca_bench.marks import render as render_mark
 
-    if table.kind == "sentence":
-        r = records[0]
-        return (
-            f"R-sum is {_value(r, None, 'rsum').replace(' [', ' with a 95% interval of [')}, and its "
-            f"image-annotation R@1 of {_value(r, 'image_annotation', 'R@1').replace(' [', ' is [')}"
-        )
+    if table.kind == "text":
+        assert table.text is not None, "a text table names its text function"
+        return table.text(table.rows, records)
+    if table.kind == "ties":
+        from benchmarks.tie_rules import RULES
+        from benchmarks.tie_rules import table as ties_table
+
+        return "\n".join(ties_table(dict(zip(RULES, records))))
     marks = _marks(records)
     if table.kind == "wide":
         head = [
@@ -217,7 +312,7 @@ def render(table: Table, records: list[dict]) -> str:
         body = [
             [
                 r["method"],
-                "--cv" if "--cv" in row.generate else "defaults (no --cv)",
+                _flags(row),
                 r.get("params_label") or "-",
                 *[
                     _value(r, t, m, ci=False)
@@ -247,6 +342,142 @@ def render(table: Table, records: list[dict]) -> str:
     return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
 
 
+# ------------------------------------------------------------------------------------------------ prose (kind text)
+
+ALPHA = 0.05  # of the Holm-corrected verdicts
+
+
+def _quickstart_sentence(rows: tuple[Row, ...], records: list[dict]) -> str:
+    """``R-sum is 99.4 with a 95% interval of [88.4, 110.8], and its image-annotation R@1 of 7.6 is [6.0, 9.2]``."""
+    r = records[0]
+    return (
+        f"R-sum is {_value(r, None, 'rsum').replace(' [', ' with a 95% interval of [')}, and its "
+        f"image-annotation R@1 of {_value(r, 'image_annotation', 'R@1').replace(' [', ' is [')}"
+    )
+
+
+def _recorded_seconds(rows: tuple[Row, ...], records: list[dict]) -> str:
+    """``55 s of recorded steps (image features 49.8 s)``: the model's and the run's own step timings
+    (``model_config.timings`` + ``timings``) of the first row, and the longest step."""
+    r = records[0]
+    steps = {**r["model_config"]["timings"], **r["timings"]}
+    longest = max(steps, key=steps.get)
+    return f"{sum(steps.values()):.0f} s of recorded steps (the longest, {longest}, {steps[longest]:.1f} s)"
+
+
+def _dates(rows: tuple[Row, ...], records: list[dict]) -> str:
+    """The day the rows' runs were made (``2026-12-06``), or the first and last day (``2026-12-03 to ...``)."""
+    days = sorted({r["created"][:10] for r in records})
+    return days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+
+
+def _binomial_se(rows: tuple[Row, ...], records: list[dict]) -> str:
+    """The standard error of a recall near 50% over 1,000 independent images, sqrt(p (1 - p) / n) in points, and
+    the half-width of its normal 95% interval (1.96 SE): what a single cell of a 1,000-image table can hold."""
+    se = 100 * math.sqrt(0.5 * 0.5 / 1000)
+    return (
+        f"an R@1 near 50% over 1,000 independent images has a standard error of {se:.1f} points, a 95% interval "
+        f"of about +-{1.96 * se:.0f}"
+    )
+
+
+def _verdict(rows: tuple[Row, ...], records: list[dict]) -> str:
+    """Which rows differ from the first in R-sum: each row's paired test against the first
+    (:func:`cca_bench.stats.paired_test`, the one default of resamples and seed), Holm-corrected over the rows
+    (:func:`cca_bench.stats.holm`), at ALPHA; a significant row is named with its difference and adjusted p."""
+    from cca_bench.stats import format_p, holm
+
+    tests = [_paired(r, records[0]) for r in records[1:]]
+    adjusted = holm([t["p_value"] for t in tests])
+    groups: dict[str, list[str]] = {"above": [], "below": [], "not shown to differ": []}
+    for row, t, p in zip(rows[1:], tests, adjusted):
+        if p >= ALPHA:
+            groups["not shown to differ"].append(f"`{row.label}`")
+        else:
+            groups["above" if t["delta"] > 0 else "below"].append(
+                f"`{row.label}` ({t['delta']:+.1f}, Holm {format_p(p, t['resamples'])})"
+            )
+    return (
+        f"against `{rows[0].label}`, Holm-corrected over the {len(tests)} paired R-sum "
+        f"difference{'s' if len(tests) != 1 else ''} (alpha {ALPHA}): "
+        + "; ".join(f"{k}: {', '.join(v) or 'none'}" for k, v in groups.items())
+    )
+
+
+def _same_digits(rows: tuple[Row, ...], records: list[dict]) -> str:
+    """For each pair of rows (PLS at full width, Procrustes with padding; one pair per feature set): both R-sums
+    and how many of the ten printed metrics agree."""
+    from cca_bench.results import METRIC_COLUMNS, TASKS
+
+    parts = []
+    for a, b in zip(records[::2], records[1::2]):
+        same = sum(_value(a, t, k, ci=False) == _value(b, t, k, ci=False) for t, _ in TASKS for k, _ in METRIC_COLUMNS)
+        parts.append(
+            f"`{a['features']}`: R-sum {_value(a, None, 'rsum', ci=False)} and {_value(b, None, 'rsum', ci=False)}, "
+            f"{same} of {len(TASKS) * len(METRIC_COLUMNS)} printed metrics equal"
+        )
+    return "; ".join(parts)
+
+
+def _val_rsum(rows: tuple[Row, ...], records: list[dict]) -> str:
+    """Each row's val R-sum at its chosen grid point (the model's ``cv.val_rsum``), labelled."""
+    return ", ".join(f"`{row.label}` {r['model_config']['cv']['val_rsum']:.1f}" for row, r in zip(rows, records))
+
+
+def _fit_seconds(rows: tuple[Row, ...], records: list[dict]) -> str:
+    """Each row's fit time as its model recorded it (``timings.fit``, seconds), labelled."""
+    return ", ".join(f"`{row.label}` {r['model_config']['timings']['fit']:.1f} s" for row, r in zip(rows, records))
+
+
+_PAIRED: dict[tuple[str, str], dict] = {}
+
+
+def _paired(record: dict, first: dict) -> dict:
+    """The paired R-sum test of ``record`` against ``first`` (stats.paired_test with its one default of resamples
+    and seed), once per pair of run files."""
+    from cca_bench.results import load_ranks
+    from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, paired_test
+
+    key = (str(record["_file"]), str(first["_file"]))
+    if key not in _PAIRED:
+        _PAIRED[key] = paired_test(load_ranks(record), load_ranks(first), "rsum", PAIRED_RESAMPLES, PAIRED_SEED)
+    return _PAIRED[key]
+
+
+TABLES = {
+    "quickstart": Table("README.md", "recipes", (QUICKSTART,)),
+    "quickstart-prose": Table("README.md", "text", (QUICKSTART,), _quickstart_sentence),
+    "quickstart-time": Table("README.md", "text", (QUICKSTART,), _recorded_seconds),
+    "recipes-date": Table("README.md", "text", RECIPES, _dates),
+    "recipes": Table("README.md", "recipes", RECIPES),
+    "aligners-minilm": Table("README.md", "recipes", _aligners("minilm_efficientnet")),
+    "aligners-glove": Table("README.md", "recipes", _aligners("glove50_efficientnet")),
+    "aligners-minilm-verdict": Table("README.md", "text", _aligners("minilm_efficientnet"), _verdict),
+    "aligners-glove-verdict": Table("README.md", "text", _aligners("glove50_efficientnet"), _verdict),
+    "binomial-se": Table("README.md", "text", (), _binomial_se),
+    "aligners-wide-minilm": Table("docs/aligners.md", "wide", _aligners("minilm_efficientnet")),
+    "aligners-wide-glove": Table("docs/aligners.md", "wide", _aligners("glove50_efficientnet")),
+    "aligners-wide-minilm-verdict": Table("docs/aligners.md", "text", _aligners("minilm_efficientnet"), _verdict),
+    "aligners-wide-glove-verdict": Table("docs/aligners.md", "text", _aligners("glove50_efficientnet"), _verdict),
+    "csa-minilm": Table("docs/aligners.md", "recipes", _csa("minilm_efficientnet")),
+    "csa-glove": Table("docs/aligners.md", "recipes", _csa("glove50_efficientnet")),
+    "procrustes-pad": Table(
+        "docs/aligners.md", "text", _pad("minilm_efficientnet") + _pad("glove50_efficientnet"), _same_digits
+    ),
+    "features-captions": Table("docs/features.md", "recipes", (RECIPES[0], RECIPES[4])),
+    "kcca-variants": Table("docs/methods.md", "wide", KCCA_VARIANTS),
+    "kcca-variants-verdict": Table("docs/methods.md", "text", KCCA_VARIANTS, _verdict),
+    "kcca-views-val": Table("docs/methods.md", "text", KCCA_VARIANTS[:3], _val_rsum),
+    "ties": Table("docs/protocols.md", "ties", TIES),
+    "vse-openmoji": Table("docs/comparison_vse.md", "wide", VSE_OPENMOJI),
+    "vse-openmoji-verdict": Table("docs/comparison_vse.md", "text", VSE_OPENMOJI, _verdict),
+    "vse-openmoji-fit": Table("docs/comparison_vse.md", "text", VSE_OPENMOJI, _fit_seconds),
+    "vse-shapes": Table("docs/comparison_vse.md", "wide", VSE_SHAPES),
+    "vse-shapes-verdict": Table("docs/comparison_vse.md", "text", VSE_SHAPES, _verdict),
+    "vse-shapes-fit": Table("docs/comparison_vse.md", "text", VSE_SHAPES, _fit_seconds),
+}
+
+
 def block(text: str, name: str) -> str:
     """The text between a table's markers in a document (UserError-free: ValueError when they are missing)."""
     m = re.search(_marker_re(name), text, flags=re.S)
@@ -269,14 +500,14 @@ def _marker_re(name: str) -> str:
 
 
 def run_row(row: Row, roots: list[str], fit: bool = True) -> tuple[str, float]:
-    """Run a row's generate (unless ``fit`` is false: the saved model is scored again) and run_benchmark (stdout
-    kept quiet); returns (the new run's id, seconds)."""
+    """Run a row's generate (unless ``fit`` is false: the saved model is scored again, or the row has none: it
+    scores an earlier row's model) and run_benchmark (stdout kept quiet); returns (the new run's id, seconds)."""
     from cca_bench.__main__ import main
 
     runs = Path(roots[roots.index("--results-root") + 1]) / "runs"
     before = set(runs.glob("*.json")) if runs.is_dir() else set()
     start = time.perf_counter()
-    for argv in (row.generate, row.run) if fit else (row.run,):
+    for argv in (row.generate, row.run) if fit and row.generate else (row.run,):
         with contextlib.redirect_stdout(io.StringIO()):
             code = main([*argv, *roots, "-q"])
         if code:
@@ -328,10 +559,8 @@ def main(argv: list[str] | None = None) -> int:
         for n in names:
             print(f"{n} ({TABLES[n].doc}):")
             for row in TABLES[n].rows:
-                print(
-                    f"  {row.label}: python -m cca_bench {' '.join(row.generate)} && "
-                    f"python -m cca_bench {' '.join(row.run)}"
-                )
+                fit = f"python -m cca_bench {' '.join(row.generate)} && " if row.generate else ""
+                print(f"  {row.label}: {fit}python -m cca_bench {' '.join(row.run)}")
         return 0
     manifest = json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {}
     results_root = Path(args.results_root)
@@ -347,13 +576,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_tables(names: list[str], manifest: dict, roots: list[str], rerun: bool, fit: bool = True) -> None:
-    """Run the rows of each table (a run made for one table serves every table with the same row), record them."""
+    """Run the rows of each table (a run recorded for one table serves every table with the same row's commands),
+    record each in the manifest as soon as it is made (a table with fewer recorded rows than rows is unfinished:
+    ``records_of`` refuses it, and the next ``--run`` keeps the recorded rows)."""
     from cca_bench.results import load_runs, run_id
 
     stored = {run_id(r) for r in load_runs(Path(roots[1]))[0]}
     done: dict = {}
+    recorded = {tuple(r["commands"]): r for t in manifest.values() for r in t.get("rows", [])}
     for n in names:
-        old = {tuple(r["commands"]): r for r in manifest.get(n, {}).get("rows", [])}
+        old = recorded | {tuple(r["commands"]): r for r in manifest.get(n, {}).get("rows", [])}
         rows = []
         for row in TABLES[n].rows:
             key = (" ".join(row.generate), " ".join(row.run))
@@ -367,13 +599,13 @@ def _run_tables(names: list[str], manifest: dict, roots: list[str], rerun: bool,
                 print(f"{n}: {row.label}: run {done[key][0]} ({done[key][1] or 0:.0f} s)", file=sys.stderr)
             seconds = None if done[key][1] is None else round(done[key][1], 1)
             rows.append({"label": row.label, "commands": list(key), "run_id": done[key][0], "seconds": seconds})
-        manifest[n] = {
-            "doc": TABLES[n].doc,
-            "rows": rows,
-            "made": time.strftime("%Y-%m-%d", time.gmtime()),
-            "seconds": round(sum(r["seconds"] or 0 for r in rows), 1),
-        }  # of its rows' commands
-        MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+            manifest[n] = {
+                "doc": TABLES[n].doc,
+                "rows": rows,
+                "made": time.strftime("%Y-%m-%d", time.gmtime()),
+                "seconds": round(sum(r["seconds"] or 0 for r in rows), 1),
+            }  # of its rows' commands
+            MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")  # after every row: a kill loses no run
 
 
 def _rewrite(names: list[str], manifest: dict, results_root: Path, check: bool) -> int:

@@ -59,3 +59,41 @@ def test_the_help_examples_name_the_run_the_quickstart_stores(quickstart):
     _, record = quickstart
     named = re.findall(r"\bcca__\S+", significance.EPILOG + " " + compare.EPILOG)
     assert len(named) == 2 and set(named) == {config_name(record)}
+
+
+def test_the_tie_rule_table_of_protocols_md_equals_the_current_code(quickstart):
+    """docs/protocols.md's table of the three tie rules (scripts/results_tables.py ``ties``) is what the quickstart's
+    model scores now under each rule. Planted bug caught: one cell of the table edited (Image Search R@1 under
+    the optimistic rule 7.9 -> 7.8)."""
+    tables, record = quickstart
+    root = Path(record["_file"]).parents[1]
+    roots = ["--data-root", record["config"]["data_root"], "--results-root", str(root), "-q"]
+    for row in tables.TIES[1:]:
+        assert main([*row.run, *roots]) == 0
+    runs, _ = load_runs(root)
+    by_rule = {r["ties"]: r for r in runs}
+    doc = (ROOT / "docs" / "protocols.md").read_text(encoding="utf-8")
+    rendered = tables.render(
+        tables.TABLES["ties"], [by_rule[rule] for rule in ("expected", "optimistic", "pessimistic")]
+    )
+    assert tables.block(doc, "ties") == rendered
+
+
+def test_check_fails_when_a_generated_number_is_edited(quickstart, tmp_path, monkeypatch, capsys):
+    """``results_tables.py --check`` against a stored run: exit 0 on README.md as committed, exit 1 (and no write)
+    once one digit of a generated block is edited. Planted bug caught: ``_rewrite`` rendering the blocks but not
+    putting them into the text it compares (every edited number then passes)."""
+    tables, record = quickstart
+    manifest = {n: {"rows": [{"run_id": record["run_id"]}]} for n in ("quickstart", "quickstart-prose")}
+    results_root = Path(record["_file"]).parents[1]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (tmp_path / "README.md").write_text(readme, encoding="utf-8")
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    assert tables._rewrite(list(manifest), manifest, results_root, check=True) == 0
+    block = tables.block(readme, "quickstart-prose")
+    edited = re.sub(r"\d(?=\])", lambda m: str((int(m.group(0)) + 1) % 10), block, count=1)
+    assert edited != block
+    (tmp_path / "README.md").write_text(readme.replace(block, edited), encoding="utf-8")
+    assert tables._rewrite(list(manifest), manifest, results_root, check=True) == 1
+    assert "would change: README.md" in capsys.readouterr().out
+    assert edited in (tmp_path / "README.md").read_text(encoding="utf-8")  # --check writes nothing

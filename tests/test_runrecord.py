@@ -113,10 +113,11 @@ def test_holm_column_adjusts_the_planted_p_values(root, monkeypatch):
     planted = {"cca": 0.01, "m4": 0.04, "m5": 0.03}
     by_ranks = {}
 
-    def fake_test(a, b, metric, resamples, seed):
+    def fake_tests(ranks, pairs, metrics, resamples, seed):
         assert (resamples, seed) == (stats.PAIRED_RESAMPLES, stats.PAIRED_SEED)
-        p = by_ranks[id(a)]
-        return {"delta": 1.0, "ci": [0.0, 2.0], "p_value": p}
+        return [
+            {m: {"delta": 1.0, "ci": [0.0, 2.0], "p_value": by_ranks[id(ranks[i])]} for m in metrics} for i, _ in pairs
+        ]
 
     import cca_bench.results as results
 
@@ -127,7 +128,7 @@ def test_holm_column_adjusts_the_planted_p_values(root, monkeypatch):
         by_ranks[id(ranks)] = planted.get(record["method"], 0.5)
         return ranks
 
-    monkeypatch.setattr(stats, "paired_test", fake_test)
+    monkeypatch.setattr(stats, "paired_tests", fake_tests)
     monkeypatch.setattr(results, "load_ranks", load)
     one_cca = [r for r in runs if r["method"] != "cca"] + [next(r for r in runs if r["method"] == "cca")]
     frame = add_baseline(compare_frame(one_cca), one_cca, base)

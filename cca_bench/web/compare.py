@@ -27,16 +27,15 @@ def _runs(lib, stems: list[str]) -> list[dict]:
     return runs
 
 
-def metric_rows(runs: list[dict], ranks: list | None = None) -> list[dict]:
+def metric_rows(runs: list[dict], tests: list | None = None) -> list[dict]:
     """One row per metric (R-sum, then each direction's R@K and ranks): the runs' values, the best marked, and
     each run's difference to the first run (``gain``: whether it is better), with its 95% paired interval and
-    p-value where both runs kept their ranks (``ranks``: one :class:`~cca_bench.stats.QueryRanks` or None per
-    run): ``stats.paired_test`` with the one default of every surface (``PAIRED_RESAMPLES``, ``PAIRED_SEED``),
-    its p printed by ``stats.format_p`` (``p_text``)."""
+    p-value where both runs kept their ranks (``tests``: per later run, :func:`paired_tests_against_first`'s
+    entry; None: no tests)."""
     from cca_bench.results import COLUMN_METRIC, metric_columns, rsum
     from cca_bench.web.tables import RSUM, better
 
-    ranks = ranks or [None] * len(runs)
+    tests = tests or [None] * (len(runs) - 1)
     flat = [{RSUM: rsum(r["metrics"]), **metric_columns(r["metrics"])} for r in runs]
     rows = []
     for name in flat[0]:
@@ -44,26 +43,60 @@ def metric_rows(runs: list[dict], ranks: list | None = None) -> list[dict]:
         known = [v for v in values if v is not None]
         best = (max if better(name) > 0 else min)(known) if known else None
         deltas = []
-        for v, rk in zip(values[1:], ranks[1:]):
+        for v, tested in zip(values[1:], tests):
             d = {"value": None if v is None or values[0] is None else v - values[0]}
             d["gain"] = d["value"] is not None and better(name) * d["value"] > 0
-            if rk is not None and ranks[0] is not None:
-                d |= _test(rk, ranks[0], COLUMN_METRIC[name])
-            deltas.append(d)
+            deltas.append(d | (tested[COLUMN_METRIC[name]] if tested else {}))
         rows.append({"name": name, "cells": values, "best": best, "deltas": deltas})
     return rows
 
 
-def _test(a, b, metric: str) -> dict:
-    """``{ci, p, p_text, result}`` of the paired test A - B on ``metric`` (the one default), or ``{why}`` when
-    the two runs ranked other queries."""
-    from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, format_p, paired_test
+def kept_tests(lib, runs: list[dict], ranks: list) -> list:
+    """:func:`paired_tests_against_first` of every metric of the page, kept per pair of run files (keyed by
+    both runs' stems and file stamps): another set of runs with the same first run reuses the pairs it shares,
+    and only the missing ones are made, in one batch (a pair's numbers do not depend on its batch)."""
+    from cca_bench.results import COLUMN_METRIC
 
-    try:
-        t = paired_test(a, b, metric, resamples=PAIRED_RESAMPLES, seed=PAIRED_SEED)
-    except UserError as e:
-        return {"why": str(e)}
-    return {"ci": t["ci"], "p": t["p_value"], "p_text": format_p(t["p_value"], t["resamples"]), "result": t}
+    keys = [("paired", _file_key(lib, runs[0]), _file_key(lib, r)) for r in runs[1:]]
+    where = {key: k for k, key in enumerate(keys, 1)}
+    metrics = list(COLUMN_METRIC.values())
+    return lib.computed_pairs(
+        keys, lambda missing: paired_tests_against_first([ranks[0], *(ranks[where[m]] for m in missing)], metrics)
+    )
+
+
+def _file_key(lib, run: dict) -> tuple:
+    """A run's stem and the stamps of its JSON and ranks file: its part of the keys of what is kept."""
+    from cca_bench.web.failures import run_stamps
+
+    return (run["_stem"], *run_stamps(lib, run))
+
+
+def paired_tests_against_first(ranks: list, metrics: list[str]) -> list[dict | None]:
+    """Per later run, its paired tests against the first (later minus first) on each of ``metrics``:
+    ``{metric: {ci, p, p_text, result}}`` (``result``: ``stats.paired_test``'s dict, with the one default of
+    every surface, ``PAIRED_RESAMPLES`` and ``PAIRED_SEED``; ``p_text`` by ``stats.format_p``), ``{metric:
+    {why}}`` where the two runs ranked other queries, None where either kept no ranks. All from one
+    ``stats.paired_tests`` batch: the draws and the first run's replicates are shared, the numbers are the lone
+    tests' own."""
+    from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, check_same_images, format_p, paired_tests
+
+    out: list[dict | None] = [None] * (len(ranks) - 1)
+    tested = []
+    for i, rk in enumerate(ranks[1:], 1):
+        if rk is None or ranks[0] is None:
+            continue
+        try:
+            check_same_images(rk, ranks[0])
+            tested.append(i)
+        except UserError as e:
+            out[i - 1] = {m: {"why": str(e)} for m in metrics}
+    for i, row in zip(tested, paired_tests(ranks, [(i, 0) for i in tested], metrics, PAIRED_RESAMPLES, PAIRED_SEED)):
+        out[i - 1] = {
+            m: {"ci": t["ci"], "p": t["p_value"], "p_text": format_p(t["p_value"], t["resamples"]), "result": t}
+            for m, t in row.items()
+        }
+    return out
 
 
 def stored_runs(lib, runs: list[dict]) -> tuple[list, list[str | None]]:
@@ -154,7 +187,6 @@ def compare_page():
     from cca_bench.stats import PAIRED_RESAMPLES
     from cca_bench.web.common import lib as _lib
     from cca_bench.web.common import wait as _wait
-    from cca_bench.web.failures import run_stamps
     from cca_bench.web.figures import curve_label
     from cca_bench.web.kept import Loading
 
@@ -162,12 +194,12 @@ def compare_page():
     runs = _runs(lib, request.args.getlist("run"))
     seed = _seed(request.args.get("sample"))
     found, why = stored_runs(lib, runs)
-    key = ("compare", tuple((r["_stem"], *run_stamps(lib, r)) for r in runs))
+    key = ("compare", tuple(_file_key(lib, r) for r in runs))
     try:  # the paired tests of every metric, computed once per set of run files and kept
         rows, pending = (
             lib.computed(
                 key,
-                lambda: metric_rows(runs, [None if s is None else s.ranks for s in found]),
+                lambda: metric_rows(runs, kept_tests(lib, runs, [None if s is None else s.ranks for s in found])),
                 _wait(),
                 "the paired tests of these runs",
             ),

@@ -55,6 +55,15 @@ class Kept:
         except FutureTimeout:
             raise Loading(what) from None
 
+    def get_many(self, keys: list, make_many: Callable[[list], list], what: str = "these values") -> list:
+        """The value of each of ``keys``: the kept ones as they are, the missing ones made together by
+        ``make_many(missing keys)`` (their values, in order) in the calling thread, then kept; one dropped
+        meanwhile is made again alone."""
+        with self._lock:
+            missing = [k for k in dict.fromkeys(keys) if k not in self._done]
+        made = dict(zip(missing, make_many(missing))) if missing else {}
+        return [self.get(k, lambda k=k: made[k] if k in made else make_many([k])[0], None, what) for k in keys]
+
     def _make(self, key, make: Callable, future: Future) -> None:
         try:
             value = make()

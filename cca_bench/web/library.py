@@ -25,6 +25,7 @@ GALLERIES_KEPT = 4  # in memory at once, least recently used dropped first (each
 DATASETS_KEPT = 2  # parsed datasets (COCO's is about a gigabyte in Python objects)
 EXAMPLES_KEPT = 16  # qualitative-page results (small)
 FIGURES_KEPT = 64  # PNG bytes of drawn figures (R@K curves, comparisons, CV grids)
+PAIRS_KEPT = 256  # paired tests of one run against another, every metric of the compare page (small)
 
 
 class Missing(UserError):
@@ -40,6 +41,7 @@ class Library:
         self._galleries, self._datasets = Kept(GALLERIES_KEPT), Kept(DATASETS_KEPT)
         self._examples, self._figures = Kept(EXAMPLES_KEPT), Kept(FIGURES_KEPT)
         self._computed = Kept(FIGURES_KEPT)  # significance marks and other results of many files
+        self._pairs = Kept(PAIRS_KEPT)
         self._image_roots: list[str] | None = None
 
     # ------------------------------------------------------------------------------------------ runs
@@ -214,6 +216,11 @@ class Library:
         for it before :class:`~cca_bench.web.kept.Loading` (it goes on in the background); None: as long as it
         takes."""
         return self._computed.get(key, make, wait, what)
+
+    def computed_pairs(self, keys: list, make_many) -> list:
+        """The value of each key (one per pair of run files: include their stamps), the missing ones made
+        together by ``make_many(missing keys)`` in the calling thread, then kept (:meth:`Kept.get_many`)."""
+        return self._pairs.get_many(keys, make_many, "paired tests")
 
     @staticmethod
     def stamp(path) -> int:

@@ -7,6 +7,7 @@ from cca_bench.web import create_app
 
 MODEL = "cca__shapes[n_test=60,n_train=300,n_val=40]__glove50_tinyimage"  # what conftest.web_roots fits
 RUN, RIDGE = f"{MODEL}__test__full__cosine", f"{MODEL}@ridge__test__full__cosine"
+DOT = f"{MODEL}__test__full__dot"
 
 
 def spy(monkeypatch, module, name: str) -> list:
@@ -42,19 +43,42 @@ def test_figures_are_drawn_once_per_set_of_files(web_roots, tmp_path, monkeypatc
 
 
 def test_compare_tests_are_computed_once_per_set_of_runs(web_roots, monkeypatch):
-    """The paired tests of a compared set of runs (one per metric) run once, then a repeated request reuses
-    them. Planted bug it caught: computing metric_rows on every request."""
+    """The paired tests of a compared set of runs (one per metric) run once, in one batch, then a repeated
+    request reuses them. Planted bugs it caught: computing metric_rows on every request; one paired_tests
+    call per metric (the draws made again for each)."""
     from cca_bench import stats
 
-    tested = spy(monkeypatch, stats, "paired_test")
+    tested = spy(monkeypatch, stats, "paired_tests")
     app = create_app(*web_roots)
     app.config["LOADING_WAIT_S"] = 120
     c = app.test_client()
     first = c.get(f"/compare?run={RUN}&run={RIDGE}").get_data(as_text=True)
-    assert len(tested) == 11  # R-sum and 2 x 5 metrics, the second run against the first
+    assert len(tested) == 1  # one batch: R-sum and 2 x 5 metrics, the second run against the first
+    assert [len(pairs) * len(metrics) for _, pairs, metrics, *_ in tested] == [11]
     again = c.get(f"/compare?run={RUN}&run={RIDGE}&sample=3").get_data(as_text=True)
-    assert len(tested) == 11
+    assert len(tested) == 1
     assert first.split("<h2>R@K curves</h2>")[0] == again.split("<h2>R@K curves</h2>")[0]
+
+
+def test_compare_tests_are_kept_per_pair_of_runs(web_roots, monkeypatch):
+    """Another set of runs with the same first run makes only the pairs it does not share, and its page shows
+    the kept pair's very numbers. Planted bug it caught: the pairs kept only with their whole set (the shared
+    pair made again)."""
+    from cca_bench import stats
+
+    tested = spy(monkeypatch, stats, "paired_tests")
+    app = create_app(*web_roots)
+    app.config["LOADING_WAIT_S"] = 120
+    c = app.test_client()
+    two = c.get(f"/compare?run={RUN}&run={RIDGE}").get_data(as_text=True)
+    three = c.get(f"/compare?run={RUN}&run={RIDGE}&run={DOT}").get_data(as_text=True)
+    assert [len(pairs) for _, pairs, *_ in tested] == [1, 1]  # (ridge, run), then (dot, run) alone
+    assert tested[1][0][1] is not tested[0][0][1]  # the second batch scored the dot run, not ridge again
+
+    def run2_rsum(page: str) -> str:  # the R-sum row's first interval and p: run 2 against run 1
+        return page.split('<th scope="row">R-sum</th>')[1].split('<span class="ci">')[1].split("</span>")[0]
+
+    assert run2_rsum(two) == run2_rsum(three) and run2_rsum(two).startswith("[")
 
 
 def test_compare_answers_before_its_tests_are_done(web_roots, monkeypatch):
@@ -65,13 +89,13 @@ def test_compare_answers_before_its_tests_are_done(web_roots, monkeypatch):
     from cca_bench import stats
 
     release = threading.Event()
-    real = stats.paired_test
+    real = stats.paired_tests
 
     def slow(*args, **kwargs):
         release.wait(30)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(stats, "paired_test", slow)
+    monkeypatch.setattr(stats, "paired_tests", slow)
     app = create_app(*web_roots)
     app.config["LOADING_WAIT_S"] = 0.2
     c = app.test_client()

@@ -131,6 +131,24 @@ def test_compare_table_sentence_and_cli_give_one_delta_interval_and_p(client, we
     assert p in capsys.readouterr().out
 
 
+def test_compare_batch_gives_every_metric_each_pairs_lone_test(web_roots):
+    """The page's tests of 3 runs (one stats.paired_tests batch) are, for every metric row and every later run,
+    stats.paired_test of that run against the first with the one default, bit for bit. Planted bug it caught:
+    the batch's pairs as (first, later) (every delta and interval of the page mirrored)."""
+    from cca_bench.results import COLUMN_METRIC, load_ranks
+    from cca_bench.stats import PAIRED_RESAMPLES, PAIRED_SEED, paired_test
+    from cca_bench.web.compare import metric_rows, paired_tests_against_first
+
+    runs = [_record(web_roots, s) | {"_file": str(web_roots[1] / "runs" / f"{s}.json")} for s in (RUN, RIDGE, DOT)]
+    ranks = [load_ranks(r) for r in runs]
+    rows = metric_rows(runs, paired_tests_against_first(ranks, list(COLUMN_METRIC.values())))
+    assert len(rows) == 11
+    for row in rows:
+        for k, d in enumerate(row["deltas"], 1):
+            lone = paired_test(ranks[k], ranks[0], COLUMN_METRIC[row["name"]], PAIRED_RESAMPLES, PAIRED_SEED)
+            assert d["result"] == lone and (d["ci"], d["p"]) == (lone["ci"], lone["p_value"]), (row["name"], k)
+
+
 def test_compare_shows_the_same_queries_for_both_models(client):
     page = client.get(f"/compare?run={RUN}&run={RIDGE}").get_data(as_text=True)
     blocks = page.split('class="example search"')[1:]
@@ -181,9 +199,9 @@ def test_compare_shows_the_paired_test(web_roots, tmp_path, monkeypatch):
     (results / "runs" / dot["ranks_file"]).unlink()
     calls = []
 
-    def paired_test(a, b, metric="rsum", resamples=None, seed=None):
-        calls.append((a, b, metric, resamples, seed))
-        return {
+    def paired_tests(runs, pairs, metrics, resamples=None, seed=None):
+        calls.extend((runs[i], runs[j], metric, resamples, seed) for i, j in pairs for metric in metrics)
+        result = {
             "delta": -5.04,
             "ci": [-9.5, -0.25],
             "p_value": 0.0123,
@@ -192,8 +210,9 @@ def test_compare_shows_the_paired_test(web_roots, tmp_path, monkeypatch):
             "resamples": 10000,
             "metric": "rsum",
         }
+        return [{metric: result for metric in metrics} for _ in pairs]
 
-    monkeypatch.setattr(stats, "paired_test", paired_test)
+    monkeypatch.setattr(stats, "paired_tests", paired_tests)
     page = (
         create_app(web_roots[0], results)
         .test_client()
