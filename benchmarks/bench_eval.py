@@ -34,12 +34,12 @@ K = 128
 FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
-def coco_shape(n_img: int = 5000, per_image: int = 5, seed: int = 0):
+def coco_shape(n_img: int = 5000, per_image: int = 5, seed: int = 0, noise: float = 2.0):
     """Embeddings shaped like COCO 5k: images (n, K), captions near their image (5 per image)."""
     rng = np.random.default_rng(seed)
     ims = rng.standard_normal((n_img, K), dtype=np.float32)
     image_index = np.repeat(np.arange(n_img), per_image)
-    txt = ims[image_index] + 2.0 * rng.standard_normal((len(image_index), K), dtype=np.float32)
+    txt = ims[image_index] + noise * rng.standard_normal((len(image_index), K), dtype=np.float32)
     return ims, txt, image_index
 
 
@@ -215,8 +215,10 @@ def report(wall: dict, cpu: dict, ties: dict, ties_before: dict | None, load: tu
         "the end, exactly (score desc, position asc). A query whose ground truth scores at or above its bound "
         "has every item that outranks it among its candidates, so those count its rank and only the other "
         "queries' scores are compared (all of them when they are more than half: then gathering costs more). "
-        f"This synthetic set ranks easily (R@10 {recall[0]:.1f}% annotation, {recall[1]:.1f}% search), so nearly "
-        "every rank is counted that way; a harder ranking compares more of its queries and its lists cost more. "
+        f"This synthetic set (caption noise {args.noise:g}) has R@10 {recall[0]:.1f}% annotation, {recall[1]:.1f}% "
+        "search: the more queries rank their ground truth in the top 10, the more ranks are counted that way; a "
+        "harder ranking compares more of its queries and its lists cost more (`--noise 4` gives a COCO-like "
+        "difficulty). "
         "The intervals (`stats.bootstrap_ci_mc`) resample the "
         "stored counts, no scores: their draws (the documented order) start in a background thread before the "
         "GEMM (`stats.ResampleDraws`, as `evaluation.score` starts them), a helper thread turns each block of "
@@ -245,13 +247,14 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-repeats", type=int, default=3, help="rounds of the one-core CPU-time table")
     ap.add_argument("--before", type=Path, help="another metrics.py to time beside this checkout's")
     ap.add_argument("--before-label", default="", help="what --before is, for the report (e.g. a commit)")
+    ap.add_argument("--noise", type=float, default=2.0, help="caption noise scale: 2 ranks easily, 4 like COCO")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "REPORT_eval.md")
     args = ap.parse_args(argv)
     from cca_bench import metrics
     from cca_bench.fsio import write_atomic
 
     load0 = os.getloadavg()
-    ims, txt, image_index = coco_shape()
+    ims, txt, image_index = coco_shape(noise=args.noise)
     pi, pt = metrics.prepare(ims, "cosine"), metrics.prepare(txt, "cosine")
     buf = np.empty((len(pi), len(pt)), dtype=np.float32)
     fns = {
