@@ -101,8 +101,9 @@ def main() -> None:
             f"The ranks file is {size / 1e3:.0f} kB.",
             f"At 10,000 resamples (the default since issue 27, in blocks of 1,000) the intervals take {ci10k:.2f} s, "
             f"{100 * ci10k / evaluation:.0f}% of the evaluation.",
-            "A bootstrap is one (1,000 x 5,000) resample-count matrix times per-image hit columns plus one sparse "
-            "product for the weighted medians (stats.py), never 1,000 evaluations.",
+            "A bootstrap is, per block of 1,000 resamples, one (1,000 x 5,000) resample-count matrix times per-image "
+            "columns (hits, ranks and the weighted medians' windows: one float32 GEMM, exact in whole numbers; "
+            "stats.py), never 1,000 evaluations.",
             "",
         ]
     )
