@@ -208,3 +208,47 @@ def test_no_module_below_the_orchestrator_names_the_whole_options():
     assert {"cca_bench.evaluation", "cca_bench.features.pipelines", "cca_bench.cv"} <= set(below)
     offences = {m: whole_options_uses(p) for m, p in sorted(below.items())}
     assert {m: uses for m, uses in offences.items() if uses} == {}
+
+
+# docs/architecture.md: its module table is rendered from LAYERS and each module's docstring, so the map a
+# contributor reads cannot drift from the layers this file enforces (`python tests/test_architecture.py` rewrites it).
+DOC = PACKAGE.parent / "docs" / "architecture.md"
+DOC_MARK = "<!-- the table below is written by `python tests/test_architecture.py` from LAYERS and the docstrings -->"
+
+
+def summary(path: Path) -> str:
+    """The first paragraph of a module's docstring on one line, ``|`` escaped for a markdown cell."""
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    return " ".join(doc.split("\n\n")[0].split()).replace("|", "\\|")
+
+
+def module_table() -> str:
+    """One row per module, lowest layer first, in LAYERS order and then by name within a package."""
+    known, rows = modules(), ["| layer | module | what it does |", "|---|---|---|"]
+    for name, prefixes in LAYERS:
+        for prefix in prefixes:
+            subs = (
+                [prefix]
+                if prefix == "cca_bench"
+                else sorted(m for m in known if m == prefix or m.startswith(prefix + "."))
+            )
+            rows += [
+                f"| {name} | `{m}` | {summary(known[m])} |"
+                for m in subs
+                if layer(m) == [n for n, _ in LAYERS].index(name)
+            ]
+    return "\n".join(rows) + "\n"
+
+
+def test_architecture_doc_lists_every_module_in_its_layer():
+    """docs/architecture.md's table equals the rendering of LAYERS and the docstrings. Planted bug it caught: a
+    module added to the package (placed in LAYERS) without rewriting the doc."""
+    text = DOC.read_text(encoding="utf-8")
+    assert DOC_MARK in text, f"{DOC}: the marker line is missing"
+    assert text.split(DOC_MARK, 1)[1].strip() == module_table().strip(), "run `python tests/test_architecture.py`"
+
+
+if __name__ == "__main__":
+    head = DOC.read_text(encoding="utf-8").split(DOC_MARK, 1)[0] if DOC.is_file() else "# Architecture\n\n"
+    DOC.write_text(head + DOC_MARK + "\n\n" + module_table(), encoding="utf-8")
+    print(f"wrote {DOC}")
