@@ -481,13 +481,7 @@ class _OnePass:
             f = self._buffers(w)[1]
             for a in tiles:
                 b = min(a + self.rows, len(p))
-                t = p[a:b]
-                s = (
-                    t
-                    if f is None
-                    else np.subtract(np.multiply(t, 2, out=f[: b - a]), ims_sq[a:b, None], out=f[: b - a])
-                )
-                collect.prepass(w, s, a)
+                collect.prepass(w, _shifted(p[a:b], None if f is None else f[: b - a], ims_sq, a), a)
 
         self._spread(work, len(p))
         collect.end_prepass()
@@ -502,7 +496,7 @@ class _OnePass:
         for a in tiles:
             b = min(a + self.rows, len(p))
             t, m, f = p[a:b], mask[: b - a], None if buf is None else buf[: b - a]
-            s = t if f is None else np.subtract(np.multiply(t, 2, out=f), self.txt_sq, out=f)
+            s = t if f is None else np.subtract(np.multiply(t, 2, out=f), self.txt_sq, out=f)  # row scores
             thr = None if collect is None else row_threshold(s, collect.k)
             _annotation_counts(s, gt[a:b], thr, m, beaten[a:b], level[a:b])
             col_cands = None
@@ -510,7 +504,7 @@ class _OnePass:
                 row_cands, col_cands = collect.both(w, s, a, thr) if f is None else (collect.rows(w, s, a, thr), None)
                 _annotation_counts_from(row_cands, gt[a:b], thr, beaten[a:b], level[a:b])
             if f is not None:
-                s = np.subtract(np.multiply(t, 2, out=f), ims_sq[a:b, None], out=f)
+                s = _shifted(t, f, ims_sq, a)
                 col_cands = None if collect is None else collect.columns(w, s, a)
             cols.count(s, m, col_cands, above, level_c, reach)
         return above, level_c, reach
@@ -589,6 +583,15 @@ def _annotation_counts_from(cands, gt, thr, beaten, level) -> None:
         g = gt[r]
         beaten[sure] = np.bincount(r[v > g], minlength=len(gt))[sure]
         level[sure] = np.bincount(r[v >= g], minlength=len(gt))[sure]
+
+
+def _shifted(t: np.ndarray, f: np.ndarray | None, ims_sq, a: int) -> np.ndarray:
+    """Image-search scores of the tile ``t`` (rows ``a`` .. of a block): ``t`` itself, or for euclidean scores
+    (``f`` a float buffer shaped like ``t``) ``2 t - |x|^2`` written into ``f`` (:func:`_column_scores` without
+    a new array)."""
+    if f is None:
+        return t
+    return np.subtract(np.multiply(t, 2, out=f), ims_sq[a : a + len(t), None], out=f)
 
 
 def _column_scores(q: np.ndarray, ims_sq) -> np.ndarray:
