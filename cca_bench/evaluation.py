@@ -62,13 +62,13 @@ def score(
     if run.bootstrap is not None and folds >= 1 and n_img % folds == 0:
         draws = stats.ResampleDraws([n_img // folds] * folds, run.bootstrap, run.ci_seed)
     try:
-        return _score(embeddings, image_index, distance, folds, run, timings, gemm_device, draws)
+        return _score(embeddings, image_index, distance, folds, run, timings, gemm_device, draws, n_img)
     finally:
         if draws is not None:
             draws.close()
 
 
-def _score(embeddings, image_index, distance, folds, run, timings, gemm_device, draws) -> dict:
+def _score(embeddings, image_index, distance, folds, run, timings, gemm_device, draws, n_img: int) -> dict:
     """:func:`score` once its resample draws (a :class:`cca_bench.stats.ResampleDraws` or None) are under way."""
     from cca_bench import stats
     from cca_bench.metrics import fold_counts
@@ -85,7 +85,6 @@ def _score(embeddings, image_index, distance, folds, run, timings, gemm_device, 
             for s, (ei, et) in enumerate(embeddings)
         ],
     )
-    n_img = embeddings[0][0].shape[0]
     ranks = stats.stack_seeds([stats.from_fold_ranks(p, image_index, n_img, ties) for p in per_seed])
     out = {
         "ties": ties,
