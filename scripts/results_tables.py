@@ -73,14 +73,17 @@ def _row(label: str, shown: str, method: str, features: str, *options: str, data
     )
 
 
-def _tagged(label: str, shown: str, method: str, features: str, tag: str, *options: str) -> Row:
-    """A variant ``generate METHOD openmoji FEATURES OPTIONS --tag TAG``, scored by its tag alone (run_benchmark
-    takes no method options: the tag reopens the model)."""
+def _tagged(
+    label: str, shown: str, method: str, features: str, tag: str | None, *options: str, dataset: str = "openmoji"
+) -> Row:
+    """A variant ``generate METHOD DATASET FEATURES OPTIONS --tag TAG``, scored by its tag alone (run_benchmark
+    takes no method options: the tag reopens the model; without a tag, the model's default name does)."""
+    named = ("--tag", tag) if tag else ()
     return Row(
         label,
         shown,
-        ("generate", method, "openmoji", features, *options, "--tag", tag),
-        ("run_benchmark", method, "openmoji", "test", features, "--tag", tag),
+        ("generate", method, dataset, features, *options, *named),
+        ("run_benchmark", method, dataset, "test", features, *named),
     )
 
 
@@ -168,13 +171,8 @@ KCCA_VARIANTS = (
 def _plain(label: str, method: str, dataset: str, *options: str, tag: str | None = None) -> Row:
     """``generate METHOD DATASET glove50_efficientnet OPTIONS [--tag TAG]`` scored on test by its name
     (docs/comparison_vse.md)."""
-    named = ("--tag", tag) if tag else ()
-    return Row(
-        label,
-        f"`{method} ... {' '.join(options) or 'defaults'}`",
-        ("generate", method, dataset, "glove50_efficientnet", *options, *named),
-        ("run_benchmark", method, dataset, "test", "glove50_efficientnet", *named),
-    )
+    shown = f"`{method} ... {' '.join(options) or 'defaults'}`"
+    return _tagged(label, shown, method, "glove50_efficientnet", tag, *options, dataset=dataset)
 
 
 VSE_OPENMOJI = (
