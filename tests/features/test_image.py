@@ -9,28 +9,11 @@ import pytest
 from PIL import Image
 
 from cca_bench.config import resolve_image_encoder
-from cca_bench.datasets.base import CaptionDataset, Split, open_rgb
+from cca_bench.datasets.base import open_rgb
 from cca_bench.datasets.karpathy import load_karpathy_folder
 from cca_bench.errors import UserError
 from cca_bench.features import image
 from cca_bench.registry import IMAGE_ENCODERS
-
-
-def file_split(paths, name="t") -> tuple[Split, CaptionDataset]:
-    """A split of one caption per image file, and its dataset."""
-    n = len(paths)
-    sp = Split(
-        dataset=name,
-        name="test",
-        image_ids=[Path(p).name for p in paths],
-        captions=["x"] * n,
-        tokens=[["x"]] * n,
-        image_index=np.arange(n),
-        image_rows=np.arange(n),
-        loader=lambda i: open_rgb(paths[i]),
-        image_paths=list(paths),
-    )
-    return sp, CaptionDataset(name=name, root=None, splits={"test": sp})
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -65,8 +48,8 @@ def test_registry_metadata_and_alias():
         assert (meta["dim"], meta["builtin"]) == (dim, builtin) and meta["help"]
 
 
-def test_efficientnet_small_images_onnx_and_torch_agree(small_images, monkeypatch, onnx_cache):
-    sp, ds = file_split(small_images)
+def test_efficientnet_small_images_onnx_and_torch_agree(small_images, monkeypatch, onnx_cache, make_file_split):
+    sp, ds = make_file_split(small_images)
     a = image.encode_efficientnet_lite0(sp, ds, batch_size=2, progress=False)
     assert a.shape == (3, 1280) and a.dtype == np.float32 and np.isfinite(a).all()
     assert (a >= 0).all() and a.std(axis=0).max() > 0  # ReLU6 activations, pooled; images differ
@@ -104,7 +87,7 @@ def real_photos() -> dict[Path, set[int]]:
     return photos
 
 
-def test_efficientnet_classifies_real_photos(tmp_path):
+def test_efficientnet_classifies_real_photos(tmp_path, make_file_split):
     """The pooled features through the shipped classifier give the right ImageNet class: the weights,
     the preprocessing and the feature extraction are all right (set_swish() would break this)."""
     photos = real_photos()
@@ -115,25 +98,25 @@ def test_efficientnet_classifies_real_photos(tmp_path):
         photos[tmp_path / "chelsea.png"] = {281, 282, 283, 284, 285}  # tabby, tiger, Persian, Siamese, Egyptian cat
     except ImportError:
         pass
-    sp, ds = file_split(list(photos))
+    sp, ds = make_file_split(list(photos))
     feats = image.encode_efficientnet_lite0(sp, ds, progress=False)
     sd = image.lite0_state_dict()
     logits = feats @ sd["_fc.weight"].numpy().T + sd["_fc.bias"].numpy()
     assert [int(k) in ok for k, ok in zip(logits.argmax(axis=1), photos.values())] == [True] * len(photos)
 
 
-def test_unreadable_image_names_the_file(tmp_path):
+def test_unreadable_image_names_the_file(tmp_path, make_file_split):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    sp, ds = file_split([bad])
+    sp, ds = make_file_split([bad])
     for encode in (image.encode_efficientnet_lite0, image.encode_tinyimage):
         with pytest.raises(UserError, match="broken.jpg"):
             encode(sp, ds, progress=False)
 
 
-def test_tinyimage(small_images, tmp_path):
+def test_tinyimage(small_images, tmp_path, make_file_split):
     Image.new("RGB", (20, 10), (9, 9, 9)).save(tmp_path / "flat.png")
-    sp, ds = file_split(small_images + [tmp_path / "flat.png"])
+    sp, ds = make_file_split(small_images + [tmp_path / "flat.png"])
     x = image.encode_tinyimage(sp, ds, progress=False)
     assert x.shape == (4, 768) and x.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(x[:3], axis=1), 1, rtol=1e-5)
