@@ -26,10 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import cca_bench  # noqa: E402, F401, I001  (before numpy, as the CLI imports it: its OpenBLAS setting applies)
+import numpy as np  # noqa: E402
+
 K = 128
 FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
@@ -94,19 +95,14 @@ def tie_check(metrics) -> dict:
 
 def evaluation(metrics, ims, txt, image_index, top: int, resamples: int):
     """Tie counts of both directions (+ top-``top`` lists when > 0) and, when ``resamples``, the 95% bootstrap
-    intervals of every metric from them, as ``evaluation.score`` computes them (its resample draws started
-    before the GEMM: they need no score)."""
+    intervals of every metric from them, as ``evaluation.score`` computes them (the resample draws start with
+    the intervals)."""
     from cca_bench import stats
 
-    draws = stats.ResampleDraws([len(ims)], resamples, 0) if resamples else None
-    try:
-        per_fold = metrics.fold_counts(ims, txt, image_index, top=top)
-        if resamples:
-            ranks = stats.from_fold_ranks([f[:4] for f in per_fold], image_index, len(ims))
-            stats.bootstrap_ci_mc(ranks, resamples, 0.95, 0, draws)
-    finally:
-        if draws is not None:
-            draws.close()
+    per_fold = metrics.fold_counts(ims, txt, image_index, top=top)
+    if resamples:
+        ranks = stats.from_fold_ranks([f[:4] for f in per_fold], image_index, len(ims))
+        stats.bootstrap_ci_mc(ranks, resamples, 0.95, 0)
     return per_fold
 
 
@@ -128,7 +124,8 @@ def machine() -> str:
     have = ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in FLAGS)
     return (
         f"{info.get('Model name', '?').strip()}, {os.cpu_count()} CPUs; lscpu flags: {have}; "
-        f"numpy {np.__version__}, BLAS {'; '.join(blas) or '?'}"
+        f"numpy {np.__version__}, BLAS {'; '.join(blas) or '?'}, "
+        f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset')}"
     )
 
 
@@ -204,7 +201,10 @@ def report(wall: dict, cpu: dict, ties: dict, ties_before: dict | None, load: tu
         "",
         *table(cpu, "gemm_buf", "CPU s"),
         "",
-        "How: `ranks` takes the GEMM in 2,048-image blocks (the same calls as before, so the same score bits) and "
+        "How: OpenBLAS's idle threads stop spinning after 2^16 cycles, not 2^28 (about 0.1 s, in which they took "
+        "the cores from the comparisons that follow each block's GEMM): `import cca_bench` sets "
+        "`OPENBLAS_THREAD_TIMEOUT` before numpy loads, as the CLI does, and so does this benchmark. "
+        "`ranks` takes the GEMM in 2,048-image blocks (the same calls as before, so the same score bits) and "
         "reads each block once for both directions: the block is cut into cache-sized tiles of rows that all "
         "cores share, each compared with its images' best positives (annotation) and with each caption's own "
         "score once that is known, or the rounding bracket around it before (search). The top-10 lists are read "
@@ -220,9 +220,10 @@ def report(wall: dict, cpu: dict, ties: dict, ties_before: dict | None, load: tu
         "harder ranking compares more of its queries and its lists cost more (`--noise 4` gives a COCO-like "
         "difficulty). "
         "The intervals (`stats.bootstrap_ci_mc`) resample the "
-        "stored counts, no scores: their draws (the documented order) start in a background thread before the "
-        "GEMM (`stats.ResampleDraws`, as `evaluation.score` starts them), a helper thread turns each block of "
-        "draws into float32 counts while the previous block is scored, and a block is scored by ONE float32 "
+        "stored counts, no scores: their draws (the documented order) start with the intervals, not beside the "
+        "GEMM, whose BLAS threads they would hold back, and are made ahead by a background thread "
+        "(`stats.ResampleDraws`), a helper thread turns each block of draws into float32 counts (in two reused "
+        "buffers) while the previous block is scored, and a block is scored by ONE float32 "
         "GEMM of its counts with every median's window columns and the sums' base-256 digits (whole numbers: "
         "every partial sum exact), so the same numbers as the float64 product, which is kept where a tie makes "
         "a column fractional.",

@@ -11,7 +11,16 @@ numpy arrays or torch tensors. See docs/api.md.
 
 from __future__ import annotations
 
-import importlib
+import os
+
+# OpenBLAS's worker threads spin for 2^28 cycles (about 0.1 s) after every BLAS call before they sleep, taking
+# the cores from the numpy work that follows (the evaluation compares each score block right after its GEMM:
+# measured, its comparisons ran 1.6x slower on 2 cores). 2^16 cycles keeps them warm between back-to-back
+# calls. Read once, when numpy loads OpenBLAS: it applies when cca_bench is imported first (the CLI, the web
+# app); a value the user set wins.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
+
+import importlib  # noqa: E402
 from typing import TYPE_CHECKING
 
 from cca_bench._version import __version__
