@@ -51,29 +51,17 @@ def score(
     ranking pass's own score blocks), both stored
     by ``results.write_run``, bootstrap ``ci`` / ``ci_method`` unless ``run.bootstrap`` is None, and with several
     seeds ``seed_metrics`` / ``seed_sd``. The similarity GEMM runs on ``device`` when that is a GPU (timed
-    as ``evaluate``; the intervals as ``intervals``)."""
+    as ``evaluate``; the intervals as ``intervals``, their resample draws starting then: drawn beside the GEMM on
+    the same cores, they held back its BLAS threads, which split the work evenly (measured at COCO 5k with
+    10,000 resamples: the whole evaluation about 0.1 s slower, benchmarks/REPORT_eval.md)."""
     from cca_bench import stats
+    from cca_bench.metrics import fold_counts
+    from cca_bench.retrieved import TOP_K, fold_top_lists
 
     if not isinstance(run, RunOptions):  # evaluation takes its own options, nothing wider
         raise TypeError(f"score takes RunOptions, not {type(run).__name__}")
     gemm_device = None if torch_device(device) == "cpu" else torch_device(device)
     n_img = embeddings[0][0].shape[0]  # dense arrays or scipy CSR rows (cca_bench.sparse_rows)
-    draws = None  # the intervals' draws need no score: drawn while the GEMM runs
-    if run.bootstrap is not None and folds >= 1 and n_img % folds == 0:
-        draws = stats.ResampleDraws([n_img // folds] * folds, run.bootstrap, run.ci_seed)
-    try:
-        return _score(embeddings, image_index, distance, folds, run, timings, gemm_device, draws, n_img)
-    finally:
-        if draws is not None:
-            draws.close()
-
-
-def _score(embeddings, image_index, distance, folds, run, timings, gemm_device, draws, n_img: int) -> dict:
-    """:func:`score` once its resample draws (a :class:`cca_bench.stats.ResampleDraws` or None) are under way."""
-    from cca_bench import stats
-    from cca_bench.metrics import fold_counts
-    from cca_bench.retrieved import TOP_K, fold_top_lists
-
     ties = run.ties
     per_seed = timed(
         timings,
@@ -99,7 +87,7 @@ def _score(embeddings, image_index, distance, folds, run, timings, gemm_device, 
     }
     if run.bootstrap is not None:
         out["ci"], mc = timed(
-            timings, "intervals", lambda: stats.bootstrap_ci_mc(ranks, run.bootstrap, 0.95, run.ci_seed, draws)
+            timings, "intervals", lambda: stats.bootstrap_ci_mc(ranks, run.bootstrap, 0.95, run.ci_seed)
         )
         out["ci_method"] = stats.ci_method(run.bootstrap, 0.95, run.ci_seed) | {"mc_error": mc}
     if len(embeddings) > 1:

@@ -26,6 +26,7 @@ scored on the same resample and the seed metrics are averaged, as the run's poin
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -198,11 +199,12 @@ def _draw(rng: np.random.Generator, n: int, resamples: int) -> np.ndarray:
     return rng.integers(0, n, size=(resamples, n), dtype=np.uint16 if n <= 1 << 16 else np.int64)
 
 
-def _counts(drawn: np.ndarray, dtype=np.float64) -> np.ndarray:
+def _counts(drawn: np.ndarray, dtype=np.float64, out: np.ndarray | None = None) -> np.ndarray:
     """(B, n) drawn positions -> (B, n) counts of each position in each resample (float64, or float32: whole
-    numbers up to n, exact either way)."""
+    numbers up to n, exact either way); written into ``out`` when given (a reused buffer: fresh memory costs
+    page faults that cost as much as the counting)."""
     n = drawn.shape[1]
-    counts = np.empty(drawn.shape, dtype)
+    counts = np.empty(drawn.shape, dtype) if out is None else out[: len(drawn)]
     for b, row in enumerate(drawn):  # a bincount per resample: no (B x n) offset array
         counts[b] = np.bincount(row, minlength=n)
     return counts
@@ -214,9 +216,11 @@ PREFETCH_BYTES = 128 * 2**20  # drawn positions a ResampleDraws may hold ahead o
 class ResampleDraws:
     """The bootstrap's draws (the documented draw order: per block of :data:`BLOCK` resamples, per fold, the
     (b, n_f) drawn positions), made by a background thread from the moment it is built. They depend only on
-    the fold sizes, the number of resamples and the seed, not on any score, so an evaluation can start them
-    before its similarity GEMM and find them drawn when it computes its intervals (numpy's generator releases
-    the GIL while it draws). At most :data:`PREFETCH_BYTES` of positions wait to be read; a block larger than
+    the fold sizes, the number of resamples and the seed, not on any score, so they are drawn ahead of their
+    reader (numpy's generator releases the GIL while it draws): the next blocks while :func:`bootstrap_replicates`
+    counts and scores this one, or, started earlier, while other work runs on other hardware (an evaluation on
+    the CPU does not start them beside its GEMM: they would hold back its BLAS threads, see
+    :func:`cca_bench.evaluation.score`). At most :data:`PREFETCH_BYTES` of positions wait to be read; a block larger than
     that (a fold of more than ~60,000 images) is drawn only when read, in the reader's thread, so memory stays
     one block. Iterate once; :meth:`close` stops the thread early (an evaluation that failed)."""
 
@@ -569,12 +573,16 @@ def bootstrap_replicates(
     if draws is None or draws.key != (sizes, int(resamples), int(seed)):
         draws = ResampleDraws(sizes, resamples, seed)
     blocks, plans = [], fold_plans(ranks)
+    rows = min(BLOCK, int(resamples))
+    buffers = [[np.empty((rows, n), np.float32) for n in sizes] for _ in range(2)]  # this block's, the next's
     try:
         with ThreadPoolExecutor(1) as pool:
             drawn = iter(draws)
-            pending = pool.submit(_block_counts, next(drawn, None))
-            while (counts := pending.result()) is not None:
-                pending = pool.submit(_block_counts, next(drawn, None))
+            pending = pool.submit(_block_counts, next(drawn, None), buffers[0])
+            for i in itertools.count(1):
+                if (counts := pending.result()) is None:
+                    break
+                pending = pool.submit(_block_counts, next(drawn, None), buffers[i % 2])
                 blocks.append(replicate_metrics(ranks, counts, plans))
     finally:
         draws.close()
@@ -582,9 +590,10 @@ def bootstrap_replicates(
     return reps | {"rsum": rsum_of(reps)}
 
 
-def _block_counts(block: list[np.ndarray] | None) -> list[np.ndarray] | None:
-    """One block's per-fold drawn positions -> their (B, n_f) float32 counts (None stays None: no block left)."""
-    return None if block is None else [_counts(d, np.float32) for d in block]
+def _block_counts(block: list[np.ndarray] | None, out: list[np.ndarray]) -> list[np.ndarray] | None:
+    """One block's per-fold drawn positions -> their (B, n_f) float32 counts, written into ``out`` (None stays
+    None: no block left)."""
+    return None if block is None else [_counts(d, np.float32, o) for d, o in zip(block, out)]
 
 
 def bootstrap_ci(ranks: QueryRanks, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
