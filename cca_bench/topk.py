@@ -59,9 +59,11 @@ def first_k(query: np.ndarray, score: np.ndarray, item: np.ndarray, n_queries: i
     key = _descending_key(score) | (query.astype(np.uint64) << np.uint64(32))
     order = np.argsort(key)  # one sort of one key; equal (query, score) pairs then need the item order
     ordered = key[order]
-    if (ordered[1:] == ordered[:-1]).any():
-        order = np.lexsort((item, key))
-        ordered = key[order]
+    same = ordered[1:] == ordered[:-1]
+    if same.any():  # only the runs of equal keys are put in item order (a lexsort of all cost 20 ms per 263k)
+        tied = np.flatnonzero(np.concatenate([same, [False]]) | np.concatenate([[False], same]))
+        runs = order[tied]
+        order[tied] = runs[np.lexsort((item[runs], key[runs]))]
     query = (ordered >> np.uint64(32)).astype(np.int64)
     start = np.concatenate([[0], np.cumsum(np.bincount(query, minlength=n_queries))])
     place = np.arange(len(query)) - start[query]

@@ -36,10 +36,11 @@ def _tied_data(rng, span: int = 2):
 
 def test_top_lists_equal_a_full_sort_ties_included():
     """Randomised: both directions' top-k equal a brute-force sort, for any block size, with ties everywhere
-    (``first_k``'s lexsort path). Planted bugs it caught: candidates taken strictly above the threshold
-    (``np.greater`` in the earlier ``BlockTop._candidates``, and in ``TileTop.both``: a tie at the threshold
-    is lost); equal scores ordered by position descending in ``first_k``; the running list of earlier blocks
-    left out of the merge (``held`` all False, in the earlier collector)."""
+    (``first_k``'s path that puts the runs of equal keys in item order). Planted bugs it caught: candidates
+    taken strictly above the threshold (``np.greater`` in the earlier ``BlockTop._candidates``, and in
+    ``TileTop.both``: a tie at the threshold is lost); equal scores ordered by position descending in
+    ``first_k``; those runs left in the argsort's order; the running list of earlier blocks left out of the
+    merge (``held`` all False, in the earlier collector)."""
     _check_against_full_sort(np.random.default_rng(5), span=2)
 
 
