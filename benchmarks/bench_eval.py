@@ -2,9 +2,10 @@
 
 Writes benchmarks/REPORT_eval.md. 5,000 images x 25,000 captions, k = 128, cosine, both directions, as
 ``metrics.ranks`` runs them (tie-exact, one read of each score block for both directions), then the whole
-evaluation of issue 29 item 3: ranks with each query's top-10 lists read from the same score blocks
-(``fold_counts(top=10)``), and those plus the image-level bootstrap intervals (``stats.bootstrap_ci_mc``) at
-1,000 resamples and at the default 10,000 (``stats.PAIRED_RESAMPLES``, issue 27), timed separately. Other jobs may share
+evaluation of issue 29 item 3 as ``run_benchmark`` runs it (``evaluation.score``): ranks with each query's
+top-10 lists read from the same score blocks, the metrics and curves (``--ci none``), and those plus the
+image-level bootstrap intervals (``stats.bootstrap_ci_mc``) at 1,000 resamples and at the default 10,000
+(``stats.PAIRED_RESAMPLES``, issue 27), timed separately. Other jobs may share
 the machine, so absolute times move: every figure is a ratio to a GEMM timed in the same round, the rounds
 interleave the functions, and the report gives the median and the spread of the per-round ratios. Two
 baselines: ``pi @ pt.T`` as one would write it (a fresh 500 MB result, page faults included: the baseline of
@@ -93,17 +94,13 @@ def tie_check(metrics) -> dict:
     return out
 
 
-def evaluation(metrics, ims, txt, image_index, top: int, resamples: int):
-    """Tie counts of both directions (+ top-``top`` lists when > 0) and, when ``resamples``, the 95% bootstrap
-    intervals of every metric from them, as ``evaluation.score`` computes them (the resample draws start with
-    the intervals)."""
-    from cca_bench import stats
+def evaluation(ims, txt, image_index, resamples: int | None):
+    """The whole evaluation as ``run_benchmark`` runs it (``evaluation.score``): both directions' tie counts,
+    the top-10 lists from the same blocks, the metrics, recall curves and lists, and with ``resamples`` the
+    95% bootstrap intervals of every metric (None: ``--ci none``)."""
+    from cca_bench.evaluation import RunOptions, score
 
-    per_fold = metrics.fold_counts(ims, txt, image_index, top=top)
-    if resamples:
-        ranks = stats.from_fold_ranks([f[:4] for f in per_fold], image_index, len(ims))
-        stats.bootstrap_ci_mc(ranks, resamples, 0.95, 0)
-    return per_fold
+    return score([(ims, txt)], image_index, "cosine", 1, RunOptions(bootstrap=resamples), {}, device="cpu")
 
 
 def machine() -> str:
@@ -140,7 +137,7 @@ def table(times: dict, base: str, unit: str) -> list[str]:
         "gemm_buf": "the same GEMM into a reused buffer",
         "ours": "`metrics.ranks` (this checkout)",
         "before": "`ranks` of the --before metrics.py",
-        "top": "ranks + top-10 lists (`fold_counts(top=10)`)",
+        "top": "ranks + top-10 lists (`evaluation.score`, `--ci none`)",
         "ci1k": "ranks + top-10 + intervals, 1,000 resamples",
         "ci10k": "ranks + top-10 + intervals, 10,000 resamples (the default)",
     }
@@ -262,9 +259,9 @@ def main(argv=None) -> int:
         "gemm": lambda: pi @ pt.T,
         "gemm_buf": lambda: np.matmul(pi, pt.T, out=buf),
         "ours": lambda: metrics.ranks(ims, txt, image_index),
-        "top": lambda: evaluation(metrics, ims, txt, image_index, 10, 0),
-        "ci1k": lambda: evaluation(metrics, ims, txt, image_index, 10, 1000),
-        "ci10k": lambda: evaluation(metrics, ims, txt, image_index, 10, 10000),
+        "top": lambda: evaluation(ims, txt, image_index, None),
+        "ci1k": lambda: evaluation(ims, txt, image_index, 1000),
+        "ci10k": lambda: evaluation(ims, txt, image_index, 10000),
     }
     before = load_metrics(args.before) if args.before else None
     if before is not None:

@@ -51,18 +51,18 @@ def score(
     ranking pass's own score blocks), both stored
     by ``results.write_run``, bootstrap ``ci`` / ``ci_method`` unless ``run.bootstrap`` is None, and with several
     seeds ``seed_metrics`` / ``seed_sd``. The similarity GEMM runs on ``device`` when that is a GPU (timed
-    as ``evaluate``; the intervals as ``intervals``, their resample draws starting then: drawn beside the GEMM on
-    the same cores, they held back its BLAS threads, which split the work evenly (measured at COCO 5k with
-    10,000 resamples: the whole evaluation about 0.1 s slower, benchmarks/REPORT_eval.md)."""
+    as ``evaluate``; the intervals as ``intervals``). The intervals' resample draws start once the GEMM passes
+    are done, in a background thread, while the point metrics, curves and lists are made: drawn beside the GEMM
+    on the same cores, they held back its BLAS threads, which split the work evenly (measured at COCO 5k with
+    10,000 resamples: the whole evaluation 0.04-0.1 s slower, benchmarks/REPORT_eval.md)."""
     from cca_bench import stats
     from cca_bench.metrics import fold_counts
-    from cca_bench.retrieved import TOP_K, fold_top_lists
+    from cca_bench.retrieved import TOP_K
 
     if not isinstance(run, RunOptions):  # evaluation takes its own options, nothing wider
         raise TypeError(f"score takes RunOptions, not {type(run).__name__}")
     gemm_device = None if torch_device(device) == "cpu" else torch_device(device)
     n_img = embeddings[0][0].shape[0]  # dense arrays or scipy CSR rows (cca_bench.sparse_rows)
-    ties = run.ties
     per_seed = timed(
         timings,
         "evaluate",
@@ -73,6 +73,23 @@ def score(
             for s, (ei, et) in enumerate(embeddings)
         ],
     )
+    draws = None  # drawn while the point metrics, curves and lists below are made (no GEMM left to hold back)
+    if run.bootstrap is not None and folds >= 1 and n_img % folds == 0:
+        draws = stats.ResampleDraws([n_img // folds] * folds, run.bootstrap, run.ci_seed)
+    try:
+        return _summaries(per_seed, image_index, n_img, run, timings, draws, len(embeddings))
+    finally:
+        if draws is not None:
+            draws.close()
+
+
+def _summaries(per_seed, image_index, n_img: int, run: RunOptions, timings: dict, draws, n_seeds: int) -> dict:
+    """:func:`score`'s record from the tie counts (and first seed's top lists) ``per_seed``; ``draws``: the
+    intervals' resample draws, under way (a :class:`cca_bench.stats.ResampleDraws`) or None."""
+    from cca_bench import stats
+    from cca_bench.retrieved import fold_top_lists
+
+    ties = run.ties
     ranks = stats.stack_seeds([stats.from_fold_ranks(p, image_index, n_img, ties) for p in per_seed])
     out = {
         "ties": ties,
@@ -87,10 +104,10 @@ def score(
     }
     if run.bootstrap is not None:
         out["ci"], mc = timed(
-            timings, "intervals", lambda: stats.bootstrap_ci_mc(ranks, run.bootstrap, 0.95, run.ci_seed)
+            timings, "intervals", lambda: stats.bootstrap_ci_mc(ranks, run.bootstrap, 0.95, run.ci_seed, draws)
         )
         out["ci_method"] = stats.ci_method(run.bootstrap, 0.95, run.ci_seed) | {"mc_error": mc}
-    if len(embeddings) > 1:
+    if n_seeds > 1:
         out |= seed_spread(stats.per_seed_metrics(ranks))
     return out
 
