@@ -274,8 +274,7 @@ def test_bootstrap_equals_the_plain_computation_bit_for_bit(monkeypatch, ties, d
     window (``hi.max() > b - a + 1`` as the test for outside); the folds' draws of a block taken in reverse
     fold order; the sums' base-256 digits put back with the middle and high ones swapped (pessimistic: whole
     numbers, the float32 digit path); fractional columns sent down that path too (expected: its hit
-    probabilities rounded away); the next block's counts written into the buffer this block is still scored
-    from (``bootstrap_replicates`` reuses two)."""
+    probabilities rounded away)."""
     monkeypatch.setattr(stats, "DENSE_MEDIAN_COLUMNS", dense_columns)
     widths = []
     real = stats._Median._window
@@ -300,11 +299,11 @@ def test_bootstrap_equals_the_plain_computation_bit_for_bit(monkeypatch, ties, d
 
 @pytest.mark.parametrize("prefetch", [stats.PREFETCH_BYTES, 1])
 def test_draws_started_early_give_the_same_intervals(monkeypatch, prefetch):
-    """Draws made ahead by a :class:`stats.ResampleDraws` started before the bootstrap (as a caller whose GEMM
-    runs elsewhere may start them), or drawn when read because a block exceeds ``PREFETCH_BYTES``, give the intervals drawn on the spot, and a
-    stream for another seed is not used. Planted bugs it caught: ``bootstrap_replicates`` taking any stream it
-    is given (the other seed's intervals came out); the generator started afresh for each
-    block (``default_rng(seed)`` inside the block loop)."""
+    """Draws made ahead by a :class:`stats.ResampleDraws` started before the bootstrap (as ``evaluation.score``
+    starts them once its GEMM passes are done), or drawn when read because a block exceeds ``PREFETCH_BYTES``,
+    give the intervals drawn on the spot, and a stream for another seed is not used. Planted bugs it caught:
+    ``bootstrap_replicates`` taking any stream it is given (the other seed's intervals came out); the
+    generator started afresh for each block (``default_rng(seed)`` inside the block loop)."""
     monkeypatch.setattr(stats, "PREFETCH_BYTES", prefetch)
     ranks, _ = _evaluated(n_img=60, folds=3)
     sizes = [len(images) for images, _ in ranks.folds()]
