@@ -198,7 +198,7 @@ def report(wall: dict, cpu: dict, ties: dict, ties_before: dict | None, load: tu
         "",
         *table(cpu, "gemm_buf", "CPU s"),
         "",
-        "How: OpenBLAS's idle threads stop spinning after 2^16 cycles, not 2^28 (about 0.1 s, in which they took "
+        "How: OpenBLAS's idle threads stop spinning after 2^20 cycles, not 2^28 (about 0.1 s, in which they took "
         "the cores from the comparisons that follow each block's GEMM): `import cca_bench` sets "
         "`OPENBLAS_THREAD_TIMEOUT` before numpy loads, as the CLI does, and so does this benchmark. "
         "`ranks` takes the GEMM in 2,048-image blocks (the same calls as before, so the same score bits) and "

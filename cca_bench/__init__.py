@@ -14,11 +14,12 @@ from __future__ import annotations
 import os
 
 # OpenBLAS's worker threads spin for 2^28 cycles (about 0.1 s) after every BLAS call before they sleep, taking
-# the cores from the numpy work that follows (the evaluation compares each score block right after its GEMM:
-# measured, its comparisons ran 1.6x slower on 2 cores). 2^16 cycles keeps them warm between back-to-back
-# calls. Read once, when numpy loads OpenBLAS: it applies when cca_bench is imported first (the CLI, the web
-# app); a value the user set wins.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
+# the cores from the numpy work that follows (the evaluation compares each score block right after its GEMM).
+# At 2^20 cycles (about 0.4 ms) the evaluation's ranks and top-10 lists at COCO 5k took 0.84x the time and
+# LAPACK's eigh, whose BLAS calls come in short bursts, was unchanged; at 2^16 eigh on 256 x 256 was 12%
+# slower (benchmarks/REPORT_blas_spin.md). Read once, when numpy loads OpenBLAS: it applies when cca_bench is
+# imported first (the CLI, the web app); a value the user set wins.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
 import importlib  # noqa: E402
 from typing import TYPE_CHECKING

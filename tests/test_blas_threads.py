@@ -48,7 +48,7 @@ def _env(**extra) -> dict:
 
 def test_the_spin_limit_is_set_before_numpy_loads():
     """Planted bugs it caught: the line removed; an import that loads numpy put before it."""
-    assert _probe(_env()) == "16"
+    assert _probe(_env()) == "20"
 
 
 def test_a_users_own_setting_wins():
