@@ -53,8 +53,8 @@ def score(
     seeds ``seed_metrics`` / ``seed_sd``. The similarity GEMM runs on ``device`` when that is a GPU (timed
     as ``evaluate``; the intervals as ``intervals``). The intervals' resample draws start once the GEMM passes
     are done, in a background thread, while the point metrics, curves and lists are made: drawn beside the GEMM
-    on the same cores, they held back its BLAS threads, which split the work evenly (measured at COCO 5k with
-    10,000 resamples: the whole evaluation 0.04-0.1 s slower, benchmarks/REPORT_eval.md)."""
+    on the same cores, they held back its BLAS threads, which split the work evenly (the whole evaluation came
+    out slower when measured at COCO 5k with 10,000 resamples)."""
     from cca_bench import stats
     from cca_bench.metrics import fold_counts
     from cca_bench.retrieved import TOP_K

@@ -563,9 +563,9 @@ def bootstrap_replicates(
 
     ``draws``: a :class:`ResampleDraws` started earlier for the same fold sizes, B and seed (else one is
     started here). The draws are made ahead in their thread (numpy's generator releases the GIL) while this
-    thread counts and scores each block, in one reused buffer: a helper thread for the counts (a bincount per
-    resample, holding the GIL) contended with the scoring for the GIL and was 10% slower (0.22 vs 0.20 s at
-    COCO 5k, 10,000 resamples)."""
+    thread counts and scores each block, in one reused buffer (a helper thread for the counts, a bincount per
+    resample holding the GIL, contended with the scoring for the GIL and came out slower when measured at
+    COCO 5k with 10,000 resamples)."""
 
     if resamples < 1:
         raise UserError(f"--bootstrap must be at least 1 (got {resamples})")
