@@ -43,9 +43,10 @@ from cca_bench.topk import TileTop, row_threshold
 DISTANCES = ("cosine", "dot", "euclidean")
 KS = (1, 5, 10)
 # Share of open captions up to which their columns are gathered and compared, not all columns: a column gather
-# (fancy indexing across a tile's rows) costs several compare passes. Measured at COCO 5k on one core, the
-# search counts of all tiles: 3% open 0.061 s gathered vs 0.084 s all compared, 12% 0.105 vs 0.080, 39%
-# 0.197 vs 0.080 (the old cutoff was one half).
+# (fancy indexing across a tile's rows) costs several compare passes. Timed at COCO 5k on one core (the search
+# counts of every tile, synthetic sets of several difficulties): gathering 3% of the columns cost less than
+# comparing all of them, gathering 12% already more, 39% (a COCO-like set) 2.5 times more; the cutoff was
+# one half, which sent COCO-like sets down the slow path.
 OPEN_COLUMNS_GATHERED = 1 / 16
 SCORE_BLOCK_BYTES = 512 * 2**20  # one (images x captions) float32 score block at most: any gallery size fits
 TASK_NAMES = ("image_annotation", "image_search")  # i2t, t2i: the order ranks() returns
