@@ -211,16 +211,18 @@ def report(wall: dict, cpu: dict, ties: dict, ties_before: dict | None, load: tu
         "rows seen so far (the first block read once more for it), its candidates are kept and sorted once at "
         "the end, exactly (score desc, position asc). A query whose ground truth scores at or above its bound "
         "has every item that outranks it among its candidates, so those count its rank and only the other "
-        "queries' scores are compared (all of them when they are more than half: then gathering costs more). "
+        "queries' scores are compared: images' rows gathered when they are at most half of them, captions' "
+        "columns when they are at most 1/16 (`metrics.OPEN_COLUMNS_GATHERED`; a column gather costs several "
+        "compare passes), else every score of the tile is compared. "
         f"This synthetic set (caption noise {args.noise:g}) has R@10 {recall[0]:.1f}% annotation, {recall[1]:.1f}% "
         "search: the more queries rank their ground truth in the top 10, the more ranks are counted that way; a "
         "harder ranking compares more of its queries and its lists cost more (`--noise 4` gives a COCO-like "
         "difficulty). "
         "The intervals (`stats.bootstrap_ci_mc`) resample the "
-        "stored counts, no scores: their draws (the documented order) start with the intervals, not beside the "
-        "GEMM, whose BLAS threads they would hold back, and are made ahead by a background thread "
-        "(`stats.ResampleDraws`), a helper thread turns each block of draws into float32 counts (in two reused "
-        "buffers) while the previous block is scored, and a block is scored by ONE float32 "
+        "stored counts, no scores: their draws (the documented order) start once the GEMM passes are done, not "
+        "beside them, whose BLAS threads they would hold back, and a background thread draws ahead "
+        "(`stats.ResampleDraws`) while the evaluation's thread turns each block of draws into float32 counts "
+        "(one reused buffer) and scores it; a block is scored by ONE float32 "
         "GEMM of its counts with every median's window columns and the sums' base-256 digits (whole numbers: "
         "every partial sum exact), so the same numbers as the float64 product, which is kept where a tie makes "
         "a column fractional.",
@@ -241,7 +243,7 @@ def report(wall: dict, cpu: dict, ties: dict, ties_before: dict | None, load: tu
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--repeats", type=int, default=15, help="interleaved rounds (the fresh GEMM baseline moves a lot)")
     ap.add_argument("--cpu-repeats", type=int, default=3, help="rounds of the one-core CPU-time table")
     ap.add_argument("--before", type=Path, help="another metrics.py to time beside this checkout's")
     ap.add_argument("--before-label", default="", help="what --before is, for the report (e.g. a commit)")
