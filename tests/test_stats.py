@@ -274,7 +274,8 @@ def test_bootstrap_equals_the_plain_computation_bit_for_bit(monkeypatch, ties, d
     window (``hi.max() > b - a + 1`` as the test for outside); the folds' draws of a block taken in reverse
     fold order; the sums' base-256 digits put back with the middle and high ones swapped (pessimistic: whole
     numbers, the float32 digit path); fractional columns sent down that path too (expected: its hit
-    probabilities rounded away)."""
+    probabilities rounded away); each block counted into the buffer the previous block is still being scored
+    from (``bootstrap_replicates`` scores in a helper thread)."""
     monkeypatch.setattr(stats, "DENSE_MEDIAN_COLUMNS", dense_columns)
     widths = []
     real = stats._Median._window
