@@ -182,3 +182,21 @@ def test_caption_candidates_are_pruned_and_stay_exact(monkeypatch):
     np.testing.assert_array_equal(got[4], want[0])
     np.testing.assert_array_equal(got[5], want[1])
     assert max(merges) > 2 * 3 * 200  # the early merge ran
+
+
+@pytest.mark.parametrize("n_queries", [2, 7, 1000])
+def test_halves_sorted_at_once_give_the_one_sort(monkeypatch, n_queries):
+    """``first_k_halves`` (the captions' lists, two halves of the captions in two threads) equals ``first_k``
+    on candidates with many tied scores, items out of order and queries without candidates. Planted bugs it
+    caught: the upper half's queries not shifted back by the cut; the halves concatenated in reverse order."""
+    monkeypatch.setattr(topk, "SPLIT_CANDIDATES", 0)
+    rng = np.random.default_rng(n_queries)
+    m = 20 * n_queries
+    query = rng.integers(0, n_queries, m)
+    query[query == n_queries - 1] = 0  # the last query has no candidate: a row of -1
+    score = rng.integers(-3, 4, m).astype(np.float32)
+    item = rng.permutation(10 * m)[:m]
+    for k in (1, 5, 30):
+        want = topk.first_k(query, score, item, n_queries, k)
+        np.testing.assert_array_equal(topk.first_k_halves(query, score, item, n_queries, k), want)
+        assert (want[-1] == -1).all()
