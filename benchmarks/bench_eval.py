@@ -202,6 +202,8 @@ def report(
 ) -> str:
     """``others``: (CPU seconds other processes used during the timed rounds, their wall seconds), or None where
     /proc/stat is not there (then the load average decides)."""
+    from cca_bench import metrics
+
     if others is not None:  # the load average counts our own threads and tasks blocked on I/O too
         shared = others[0] > 0.1 * others[1]
         seen = (
@@ -247,7 +249,7 @@ def report(
         "How: OpenBLAS's idle threads stop spinning after 2^20 cycles, not 2^28 (about 0.1 s, in which they took "
         "the cores from the comparisons that follow each block's GEMM): `import cca_bench` sets "
         "`OPENBLAS_THREAD_TIMEOUT` before numpy loads, as the CLI does, and so does this benchmark. "
-        "`ranks` takes the GEMM in 2,048-image blocks (the same calls as before, so the same score bits) and "
+        f"`ranks` takes the GEMM in {metrics.DEFAULT_BLOCK:,}-image blocks (`metrics.DEFAULT_BLOCK`) and "
         "reads each block once for both directions: the block is cut into cache-sized tiles of rows that all "
         "cores share, each compared with its images' best positives (annotation) and with each caption's own "
         "score once that is known, or the rounding bracket around it before (search). The top-10 lists are read "

@@ -48,6 +48,10 @@ KS = (1, 5, 10)
 # comparing all of them, gathering 12% already more, 39% (a COCO-like set) 2.5 times more; the cutoff was
 # one half, which sent COCO-like sets down the slow path.
 OPEN_COLUMNS_GATHERED = 1 / 16
+# Images per score block (each a fresh (block x captions) float32 array; the first block is read once more for
+# the captions' top-k bound). At COCO 5k 1,792 (three even blocks) took 0.87-0.95x the time of 2,048 (two large
+# blocks and a small one) with the same results (benchmarks/REPORT_block.md).
+DEFAULT_BLOCK = 1792
 SCORE_BLOCK_BYTES = 512 * 2**20  # one (images x captions) float32 score block at most: any gallery size fits
 TASK_NAMES = ("image_annotation", "image_search")  # i2t, t2i: the order ranks() returns
 
@@ -141,7 +145,7 @@ def ranks(
     image_index,
     distance: str = "cosine",
     ties: str = DEFAULT,
-    block: int = 2048,
+    block: int = DEFAULT_BLOCK,
     device: str | None = None,
     *,
     return_flat: bool = False,
@@ -163,7 +167,7 @@ def tie_counts(
     text_emb: np.ndarray,
     image_index: np.ndarray,
     distance: str = "cosine",
-    block: int = 2048,
+    block: int = DEFAULT_BLOCK,
     device: str | None = None,
     top: int = 0,
 ) -> tuple:
@@ -791,7 +795,7 @@ def fold_counts(
     folds: int = 1,
     device: str | None = None,
     top: int = 0,
-    block: int = 2048,
+    block: int = DEFAULT_BLOCK,
 ) -> list[tuple]:
     """(i2t, t2i, flat_i2t, flat_t2i) of each of ``folds`` consecutive image folds (see :func:`tie_counts`);
     with ``top`` > 0 also (i2t_top (fold images, top), t2i_top (fold captions, top)) of positions in the WHOLE
