@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "REPORT_blas_spin.md")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from cca_bench.fsio import write_atomic
+    from benchmarks import report_section
 
     load0 = os.getloadavg()
     got = {s: [] for s in SETTINGS}
@@ -98,10 +98,7 @@ def main(argv=None) -> int:
         "`eigh 1024`: one of a 1024 x 1024 matrix (mean of 3). `import cca_bench` sets 20 before numpy loads "
         "unless the user set a value (cca_bench/__init__.py).",
     ]
-    text = "\n".join(lines) + "\n"
-    write_atomic(args.out, lambda f: f.write(text.encode()))
-    print(text)
-    return 0
+    return report_section.write(args.out, lines)
 
 
 if __name__ == "__main__":

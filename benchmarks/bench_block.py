@@ -25,6 +25,8 @@ import cca_bench  # noqa: E402, F401, I001  (before numpy, as the CLI imports it
 import numpy as np  # noqa: E402
 from bench_eval import busy_seconds, coco_shape, interleaved, own_seconds  # noqa: E402
 
+from benchmarks import report_section  # noqa: E402
+
 
 def same(a: list, b: list) -> bool:
     """Equal tie counts, degenerate flags and top lists of two ``fold_counts`` results."""
@@ -44,7 +46,6 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "REPORT_block.md")
     args = ap.parse_args(argv)
     from cca_bench import metrics
-    from cca_bench.fsio import write_atomic
 
     blocks = [int(b) for b in args.blocks.split(",")]
     lines = [
@@ -78,10 +79,7 @@ def main(argv=None) -> int:
                 f"| {noise:g} | other processes: {others:.1f} CPU s in {t1 - t0:.0f} s "
                 f"({100 * others / (t1 - t0):.0f}% of one core) | | | | |"
             )
-    text = "\n".join(lines) + "\n"
-    write_atomic(args.out, lambda f: f.write(text.encode()))
-    print(text)
-    return 0
+    return report_section.write(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What the benchmarks that append a section to a report share: the machine line and the append itself."""
+"""What the benchmarks share: the machine line, appending a section to a report, writing a whole report."""
 
 from __future__ import annotations
 
@@ -21,3 +21,14 @@ def append(report: Path, lines: list[str]) -> None:
     with open(report, "a") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
+
+
+def write(report: Path, lines: list[str]) -> int:
+    """Write ``lines`` as the whole of ``report`` (atomically: a crash leaves the old report), print them, and
+    return 0 (a benchmark's exit status)."""
+    from cca_bench.fsio import write_atomic
+
+    text = "\n".join(lines) + "\n"
+    write_atomic(report, lambda f: f.write(text.encode()))
+    print(text)
+    return 0
