@@ -89,6 +89,12 @@ def first_k_halves(query: np.ndarray, score: np.ndarray, item: np.ndarray, n_que
         return np.concatenate([first_k(query[low], score[low], item[low], cut, k), high.result()])
 
 
+def _entries(s: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, column, score) of the flat positions ``flat`` of tile ``s``."""
+    r, c = np.divmod(flat, s.shape[1])
+    return r, c, s.reshape(-1)[flat]
+
+
 class TileTop:
     """Collects both directions' top-k from the evaluation's score tiles (see :func:`metrics.tie_counts`).
 
@@ -155,14 +161,15 @@ class TileTop:
         those images' lists, whole. Returns the row candidates (tile row (c,), score (c,)): every entry at or
         above ``thr``."""
         flat = np.flatnonzero(np.greater_equal(s, thr[:, None], out=self._masks(w, s.shape)[0]))
-        return self._take_rows(s, a, flat)
+        return self._take_rows(a, *_entries(s, flat))
 
     def columns(self, w, s: np.ndarray, a: int) -> tuple[np.ndarray, np.ndarray]:
         """Column scores ``s`` (r, n_txt) of block rows a .. a + r: candidates at or above the bound, kept and
         returned as (caption (c,), score (c,))."""
         if self.grouping:
             self._group(w, s)
-        return self._take_columns(s, a, np.flatnonzero(np.greater_equal(s, self.bound, out=self._masks(w, s.shape)[0])))
+        flat = np.flatnonzero(np.greater_equal(s, self.bound, out=self._masks(w, s.shape)[0]))
+        return self._take_columns(a, *_entries(s, flat))
 
     def both(self, w, s: np.ndarray, a: int, thr: np.ndarray) -> tuple:
         """:meth:`rows` and :meth:`columns` of a tile whose row and column scores are the same ``s``: one
@@ -172,29 +179,25 @@ class TileTop:
         rows, cols = self._masks(w, s.shape)
         np.greater_equal(s, thr[:, None], out=rows)
         flat = np.flatnonzero(np.logical_or(rows, np.greater_equal(s, self.bound, out=cols), out=rows))
-        r, c = np.divmod(flat, s.shape[1])
-        v = s.reshape(-1)[flat]
-        cols = self._take_columns(s, a, flat[v >= self.bound[c]])
-        return self._take_rows(s, a, flat[v >= thr[r]]), cols
+        r, c, v = _entries(s, flat)
+        col, row = v >= self.bound[c], v >= thr[r]
+        cols = self._take_columns(a, r[col], c[col], v[col])
+        return self._take_rows(a, r[row], c[row], v[row]), cols
 
-    def _take_rows(self, s: np.ndarray, a: int, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Keep the row candidates of tile ``s`` (rows a .. a + r of the block), flat positions, for the block's
-        row lists; returns them as (tile row, score)."""
-        r, c = np.divmod(flat, s.shape[1])
-        v = s.reshape(-1)[flat]
+    def _take_rows(self, a: int, r: np.ndarray, c: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keep the row candidates (tile row ``r``, caption ``c``, score ``v``) of a tile of block rows a .., for
+        the block's row lists; returns them as (tile row, score)."""
         with self.lock:
             self.row_cands.append((a + r, v, c))  # sorted once per block, in :meth:`end`
         return r, v
 
-    def _take_columns(self, s: np.ndarray, a: int, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Keep the column candidates of tile ``s`` (rows a .. a + r of the block), flat positions; returns
-        them as (caption, score)."""
-        r, c = np.divmod(flat, s.shape[1])
-        v = s.reshape(-1)[flat]
+    def _take_columns(self, a: int, r: np.ndarray, c: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keep the column candidates (tile row ``r``, caption ``c``, score ``v``) of a tile of block rows a ..;
+        returns them as (caption, score)."""
         got = (self.block_ids[a + r].astype(np.int32), c.astype(np.int32), v)
         with self.lock:
             self.cands.append(got)
-            self.n_cands += len(flat)
+            self.n_cands += len(v)
         return c, v
 
     def end(self) -> None:
