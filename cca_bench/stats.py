@@ -566,29 +566,35 @@ def bootstrap_replicates(
     thread counts each block (a bincount per resample, holding the GIL) into one of two reused buffers, and a
     helper scores the previous block meanwhile (its product releases the GIL). The other way round, the
     counts in the helper, came out slower when measured at COCO 5k with 10,000 resamples."""
-    from concurrent.futures import ThreadPoolExecutor
-
     if resamples < 1:
         raise UserError(f"--bootstrap must be at least 1 (got {resamples})")
     sizes = tuple(len(images) for images, _ in ranks.folds())
     if draws is None or draws.key != (sizes, int(resamples), int(seed)):
         draws = ResampleDraws(sizes, resamples, seed)
-    blocks, plans = [], fold_plans(ranks)
-    rows = min(BLOCK, int(resamples))
-    buffers = [[np.empty((rows, n), np.float32) for n in sizes] for _ in range(2)]  # this block's, the one scored
     try:
-        with ThreadPoolExecutor(1) as pool:
-            scored = None
-            for i, block in enumerate(draws):
-                counts = _block_counts(block, buffers[i % 2])
-                if scored is not None:  # the previous block (the other buffer) is scored before it is reused
-                    blocks.append(scored.result())
-                scored = pool.submit(replicate_metrics, ranks, counts, plans)
-            if scored is not None:
-                blocks.append(scored.result())
+        return _scored_blocks(ranks, draws, min(BLOCK, int(resamples)))
     finally:
         draws.close()
-    reps = {t: {m: np.concatenate([blk[t][m] for blk in blocks]) for m in METRICS} for t in TASKS}
+
+
+def _scored_blocks(ranks: QueryRanks, blocks, rows: int) -> dict:
+    """:func:`bootstrap_replicates`' record from ``blocks``: an iterable of blocks of at most ``rows`` resamples,
+    each the per-fold (b, n_f) drawn positions, scored in order (the threads as that function says)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    plans, scored_blocks = fold_plans(ranks), []
+    sizes = [len(images) for images, _ in ranks.folds()]
+    buffers = [[np.empty((rows, n), np.float32) for n in sizes] for _ in range(2)]  # this block's, the one scored
+    with ThreadPoolExecutor(1) as pool:
+        scored = None
+        for i, block in enumerate(blocks):
+            counts = _block_counts(block, buffers[i % 2])
+            if scored is not None:  # the previous block (the other buffer) is scored before it is reused
+                scored_blocks.append(scored.result())
+            scored = pool.submit(replicate_metrics, ranks, counts, plans)
+        if scored is not None:
+            scored_blocks.append(scored.result())
+    reps = {t: {m: np.concatenate([blk[t][m] for blk in scored_blocks]) for m in METRICS} for t in TASKS}
     return reps | {"rsum": rsum_of(reps)}
 
 
@@ -921,17 +927,19 @@ def _check_pairs(runs: list[QueryRanks], pairs: list[tuple[int, int]], metrics: 
 
 
 def _replicates(runs: list[QueryRanks], pairs: list[tuple[int, int]], resamples: int, seed: int) -> dict:
-    """{run position: :func:`replicate_metrics`} of every run in ``pairs``, on the resample counts a lone paired
-    test draws from ``default_rng(seed)`` (per fold, in fold order, all resamples at once), drawn once per
-    list of fold sizes."""
-    counts: dict[tuple, list] = {}
+    """{run position: its replicates (:func:`bootstrap_replicates`' record)} of every run in ``pairs``, on the
+    resamples a lone paired test draws from ``default_rng(seed)`` (per fold, in fold order, all resamples in
+    one draw), drawn once per list of fold sizes and scored in blocks of :data:`BLOCK` resamples (the counts of
+    one block at a time, not every resample's at once)."""
+    drawn: dict[tuple, list] = {}
     out = {}
     for r in sorted({r for pair in pairs for r in pair}):
         sizes = tuple(len(images) for images, _ in runs[r].folds())
-        if sizes not in counts:
+        if sizes not in drawn:
             rng = np.random.default_rng(seed)
-            counts[sizes] = [resample_counts(rng, n, resamples) for n in sizes]
-        out[r] = replicate_metrics(runs[r], counts[sizes])
+            drawn[sizes] = [_draw(rng, n, resamples) for n in sizes]
+        blocks = ([d[s : s + BLOCK] for d in drawn[sizes]] for s in range(0, resamples, BLOCK))
+        out[r] = _scored_blocks(runs[r], blocks, min(BLOCK, resamples))
     return out
 
 

@@ -69,21 +69,26 @@ def _lone(a, b, metric: str, resamples: int, seed: int, level: float = 0.95) -> 
 
 
 @pytest.mark.parametrize(
-    "folds, seeds, rule, resamples, seed",
+    "folds, seeds, rule, resamples, seed, block",
     [
-        (1, 1, "expected", 200, 0),
-        (5, 1, "expected", 201, 3),  # COCO 1k: five folds of equal size, resampled within each
-        (5, 2, "optimistic", 150, 0),  # two stacked seeds per run
-        (2, 1, "pessimistic", 1, 9),  # one resample: se 0
+        (1, 1, "expected", 200, 0, None),
+        (5, 1, "expected", 201, 3, None),  # COCO 1k: five folds of equal size, resampled within each
+        (5, 2, "optimistic", 150, 0, None),  # two stacked seeds per run
+        (2, 1, "pessimistic", 1, 9, None),  # one resample: se 0
+        (5, 1, "pessimistic", 201, 4, 64),  # the resamples scored in blocks of 64, the last one short
+        (1, 2, "expected", 130, 1, 50),
     ],
 )
-def test_the_batch_equals_each_lone_test_bit_for_bit(folds, seeds, rule, resamples, seed):
+def test_the_batch_equals_each_lone_test_bit_for_bit(monkeypatch, folds, seeds, rule, resamples, seed, block):
     """Three runs on one split plus two on a split of another size, pairs in both orientations and on both
     splits, every metric: the batch's dicts equal the lone tests' own draws exactly, and paired_test /
     paired_p_value (one pair of the batch) equal them too. Planted bugs it caught: each metric's sign flips
     drawn from ``default_rng(seed + k)`` (the k-th column); the counts of every fold-size list drawn from one
     running rng instead of a fresh ``default_rng(seed)`` each; the median ranks' p-value taken from the
-    interval's resamples (seed) instead of seed + 1."""
+    interval's resamples (seed) instead of seed + 1; each block of resamples scored from the first block's
+    positions (``d[:BLOCK]``), and the blocks' replicates joined in reverse order."""
+    if block is not None:
+        monkeypatch.setattr(stats, "BLOCK", block)
     rng = np.random.default_rng(seed + 100 * folds)
     runs = _runs(50, folds, seeds, rule, rng) + _runs(40, folds, seeds, rule, rng, count=2)
     pairs = [(1, 0), (0, 2), (3, 4)]
