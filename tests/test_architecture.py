@@ -19,6 +19,7 @@ LAYERS = [
             "cca_bench.registry",
             "cca_bench.config",
             "cca_bench.fsio",
+            "cca_bench.cache_entries",
             "cca_bench.checks",
             "cca_bench.plots",
             "cca_bench.cells",

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cca_bench.cache_entries import cache_key
 from cca_bench.config import FeatureSpec, timed
 from cca_bench.errors import UserError
 from cca_bench.features.image_pipeline import IMAGE_MODEL_FLAGS, ImagePipeline, image_tag
 from cca_bench.features.options import FeatureOptions
-from cca_bench.features.store import FeatureSet, cache_key
+from cca_bench.features.store import FeatureSet
 from cca_bench.features.text_pipeline import TEXT_MODEL_FLAGS, text_pipeline, text_tag
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from cca_bench.cache_entries import cache_key, entry_files, read_entry, write_npy_header
 from cca_bench.errors import UserError
 from cca_bench.fsio import write_atomic, write_json  # noqa: F401  (re-exported for old imports)
 
@@ -42,14 +41,6 @@ class FeatureSet:
             )
 
 
-def cache_key(key: dict) -> str:
-    """A file stem naming the cached array: readable parts plus a hash of the whole key."""
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    parts = [str(key.get(k)) for k in ("dataset", "split", "encoder") if key.get(k) is not None]
-    readable = re.sub(r"[^A-Za-z0-9_.=-]+", "-", "_".join(parts))
-    return f"{readable}-{digest}"
-
-
 def load_or_compute(
     cache_dir: Path | None,
     key: dict,
@@ -71,7 +62,7 @@ def load_or_compute(
     """
     if cache_dir is None:
         return compute(), False
-    npy, meta = _entry_files(cache_dir, key)
+    npy, meta = entry_files(cache_dir, key)
     cached = _cached(npy, meta, key, n_rows, info)
     if cached is not None:
         return cached, True
@@ -82,16 +73,10 @@ def load_or_compute(
     return arr, False
 
 
-def _entry_files(cache_dir: Path, key: dict) -> tuple[Path, Path]:
-    """``<stem>.npy`` and ``<stem>.json`` of the entry cached under ``key`` (appended: stems may hold dots)."""
-    stem = Path(cache_dir) / cache_key(key)
-    return stem.with_name(stem.name + ".npy"), stem.with_name(stem.name + ".json")
-
-
 def _cached(npy: Path, meta: Path, key: dict, n_rows: int | None, info: dict | None) -> np.ndarray | None:
     """The sound cached array for ``key``, its stored ``info`` copied into ``info``; None to (re)compute:
     missing, damaged, or cached before the facts ``info`` asks for were recorded."""
-    cached = _read_entry(npy, meta, key, n_rows)
+    cached = read_entry(npy, meta, key, n_rows)
     if cached is None or (info is not None and "info" not in cached[1]):
         return None
     if info is not None:
@@ -111,27 +96,6 @@ def _check_finite(arr: np.ndarray, key: dict) -> None:
         )
 
 
-def _read_entry(npy: Path, meta: Path, key: dict, n_rows: int | None) -> tuple[np.ndarray, dict] | None:
-    """(array, stored .json) of a sound cache entry for ``key``, else None (missing or damaged)."""
-    if not (npy.is_file() and meta.is_file()):
-        return None
-    import zipfile
-
-    try:
-        stored = json.loads(meta.read_text(encoding="utf-8"))
-        arr = np.load(npy, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile):  # zero bytes, truncated, not .npy, not JSON
-        return None
-    same_key = (
-        isinstance(stored, dict)
-        and isinstance(arr, np.ndarray)
-        and {k: v for k, v in stored.items() if k != "info"} == json.loads(json.dumps(key, default=str))
-    )
-    if not same_key or arr.ndim != 2 or arr.dtype != np.float32 or (n_rows is not None and len(arr) != n_rows):
-        return None
-    return arr, stored
-
-
 def load_or_stream(
     cache_dir: Path | None,
     key: dict,
@@ -148,18 +112,13 @@ def load_or_stream(
         out = np.empty(shape, np.float32)
         _fill_rows(blocks(), shape, key, lambda start, b: out.__setitem__(slice(start, start + len(b)), b))
         return out, False
-    npy, meta = _entry_files(cache_dir, key)
+    npy, meta = entry_files(cache_dir, key)
     cached = _cached(npy, meta, key, shape[0], info)
     if cached is not None:
         return cached, True
 
     def write(f):
-        header = {
-            "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
-            "fortran_order": False,
-            "shape": tuple(int(v) for v in shape),
-        }
-        np.lib.format.write_array_header_2_0(f, header)
+        write_npy_header(f, np.float32, shape)
         _fill_rows(blocks(), shape, key, lambda start, b: f.write(np.ascontiguousarray(b, np.float32).tobytes()))
 
     write_atomic(npy, write)
