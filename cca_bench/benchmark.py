@@ -460,11 +460,7 @@ def run_benchmark(
         for s in (seeds or [None])
     ]
     model, path, fs = embedded[0][2:]
-    from cca_bench.evaluation import score
-
-    evaluation = score(
-        [e[:2] for e in embedded], fs.image_index, distance, folds, opts.run, timings, opts.features.device
-    )
+    evaluation = score_under(opts, [e[:2] for e in embedded], fs.image_index, distance, folds, timings)
     from cca_bench.coco_extended import record_fields
 
     evaluation |= record_fields([e[:2] for e in embedded], split, fs.image_index, distance, protocol, opts.run)
@@ -514,6 +510,16 @@ def _embed_split(
     emb_i = _timed(timings, "embed_images", lambda: model.embed_images(fs))
     emb_t = _timed(timings, "embed_texts", lambda: model.embed_texts(fs))
     return emb_i, emb_t, model, path, fs
+
+
+def score_under(opts: Options, embeddings: list, image_index, distance: str, folds: int, timings: dict) -> dict:
+    """:func:`cca_bench.evaluation.score` of ``embeddings`` (one (images, captions) pair per seed) under a
+    command's options: its scoring options, the feature device (the similarity GEMM's) and the cache folder
+    (the resample counts')."""
+    from cca_bench.evaluation import score
+
+    where = opts.locations
+    return score(embeddings, image_index, distance, folds, opts.run, timings, opts.features.device, where.cache_dir)
 
 
 def run_record(

@@ -30,7 +30,7 @@ def _folder(flag, env: str, default: str, option: str) -> Path:
 @dataclass(frozen=True)
 class Locations:
     """Where a command reads and writes: the data and results roots, and whether the caches under DATA/cache
-    (feature arrays, parsed datasets) are used (``--no-cache``: neither read nor written). Built from
+    (feature arrays, parsed datasets, resample counts) are used (``--no-cache``: neither read nor written). Built from
     ``--data-root`` / ``--results-root`` / ``--no-cache`` (or API arguments) by the orchestrator's callers."""
 
     data_root: Path = Path("data")
@@ -43,7 +43,8 @@ class Locations:
 
     @property
     def cache_dir(self) -> Path | None:
-        """DATA/cache, or None under ``--no-cache`` (the feature pipelines' ``cache_dir``)."""
+        """DATA/cache, or None under ``--no-cache`` (the feature pipelines' and the resample cache's
+        ``cache_dir``)."""
         return self.data_root / "cache" if self.cache else None
 
 

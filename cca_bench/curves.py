@@ -202,20 +202,12 @@ def _encode(cls, dataset, spec, opts, split: str, cv: dict | None) -> dict:
 
 def _point(c: dict, point: dict) -> dict:
     """Fit and score every draw of one size; the size's summary with the runs it stored."""
-    from cca_bench.evaluation import score
+    from cca_bench.benchmark import score_under
     from cca_bench.stats import rsum_of
 
     fits = [_fit_draw(c, point["size"], seed, images) for seed, images in point["draws"]]
-    timings: dict = {}
-    together = score(
-        [f["embeddings"] for f in fits],
-        c["test"].image_index,
-        c["distance"],
-        1,
-        c["opts"].run,
-        timings,
-        c["opts"].features.device,
-    )
+    embeddings = [f["embeddings"] for f in fits]
+    together = score_under(c["opts"], embeddings, c["test"].image_index, c["distance"], 1, {})
 
     out = {
         "size": point["size"],
@@ -237,9 +229,8 @@ def _point(c: dict, point: dict) -> dict:
 
 def _fit_draw(c: dict, size, seed: int | None, images: np.ndarray) -> dict:
     """Fit on one subset, score it on the evaluation split, store the run; the draw's summary."""
-    from cca_bench.benchmark import fit_model
+    from cca_bench.benchmark import fit_model, score_under
     from cca_bench.cv import best_params
-    from cca_bench.evaluation import score
     from cca_bench.results import write_run
     from cca_bench.stats import rsum_of
 
@@ -251,9 +242,7 @@ def _fit_draw(c: dict, size, seed: int | None, images: np.ndarray) -> dict:
     model, report = fit_model(c["cls"], c["method"], train, c["val"], params, c["cv"], c["opts"])
     embeddings = (model.embed_images(c["test"]), model.embed_texts(c["test"]))
     timings: dict = {}
-    evaluation = score(
-        [embeddings], c["test"].image_index, c["distance"], 1, c["opts"].run, timings, c["opts"].features.device
-    )
+    evaluation = score_under(c["opts"], [embeddings], c["test"].image_index, c["distance"], 1, timings)
     tag = f"curve.{c['stamp']}." + ("all" if seed is None else f"n{size}.s{seed}")
     record = _run_record(
         c, model, evaluation, timings, tag, {"size": size, "seed": seed, "n_pairs": n_pairs, "n_images": n_images}

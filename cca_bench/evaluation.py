@@ -43,6 +43,7 @@ def score(
     run: RunOptions,
     timings: dict,
     device: str = "auto",
+    cache_dir=None,
 ) -> dict:
     """The run-record fields of one or more (one per seed) pairs of (n_img, k) image and (n_txt, k) caption
     embeddings, scored under the tie rule ``run.ties``: ``ties``, ``metrics`` (mean over seeds),
@@ -54,7 +55,9 @@ def score(
     as ``evaluate``; the intervals as ``intervals``). The intervals' resample draws start once the GEMM passes
     are done, in a background thread, while the point metrics, curves and lists are made: drawn beside the GEMM
     on the same cores, they held back its BLAS threads, which split the work evenly (the whole evaluation came
-    out slower when measured at COCO 5k with 10,000 resamples)."""
+    out slower when measured at COCO 5k with 10,000 resamples). ``cache_dir`` (the cache folder, DATA/cache, or
+    None): where the resamples' counts are kept between evaluations (:mod:`cca_bench.resample_cache`): the
+    next run on a split of the same size reads them instead of drawing them (same numbers)."""
     from cca_bench import stats
     from cca_bench.metrics import fold_counts
     from cca_bench.retrieved import TOP_K
@@ -75,7 +78,7 @@ def score(
     )
     draws = None  # drawn while the point metrics, curves and lists below are made (no GEMM left to hold back)
     if run.bootstrap is not None and folds >= 1 and n_img % folds == 0:
-        draws = stats.ResampleDraws([n_img // folds] * folds, run.bootstrap, run.ci_seed)
+        draws = stats.ResampleDraws([n_img // folds] * folds, run.bootstrap, run.ci_seed, cache_dir)
     try:
         return _summaries(per_seed, image_index, n_img, run, timings, draws, len(embeddings))
     finally:

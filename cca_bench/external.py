@@ -199,8 +199,15 @@ def evaluate_embeddings(
     image_index_file: str | None = None,
 ) -> dict:
     """Score another model's embeddings on a split; returns the run record (``method`` = label, not yet saved)."""
-    from cca_bench.benchmark import _timed, dataset_tag, load_dataset, protocol_folds, run_record, sweep_outputs
-    from cca_bench.evaluation import score
+    from cca_bench.benchmark import (
+        _timed,
+        dataset_tag,
+        load_dataset,
+        protocol_folds,
+        run_record,
+        score_under,
+        sweep_outputs,
+    )
 
     if not re.fullmatch(LABEL_RE, label):
         raise UserError(f"--name {label!r} may hold only letters, digits, '_', '.', '+' and '-'")
@@ -218,7 +225,7 @@ def evaluate_embeddings(
     (images, _), (texts, _) = _timed(  # only now, rows and widths agreeing with the split, is data read
         timings, "load_embeddings", lambda: (load_embeddings(image_spec), load_embeddings(text_spec))
     )
-    evaluation = score([(images, texts)], image_index, distance, folds, opts.run, timings, opts.features.device)
+    evaluation = score_under(opts, [(images, texts)], image_index, distance, folds, timings)
     from cca_bench.coco_extended import record_fields
 
     evaluation |= record_fields([(images, texts)], split, image_index, distance, protocol, opts.run)

@@ -204,6 +204,9 @@ def _counts(drawn: np.ndarray, dtype=np.float64, out: np.ndarray | None = None) 
     page faults that cost as much as the counting)."""
     n = drawn.shape[1]
     counts = np.empty(drawn.shape, dtype) if out is None else out[: len(drawn)]
+    if drawn.dtype == np.uint8:  # counts already (read from the resample cache): positions are never uint8
+        counts[...] = drawn
+        return counts
     for b, row in enumerate(drawn):  # a bincount per resample: no (B x n) offset array
         counts[b] = np.bincount(row, minlength=n)
     return counts
@@ -221,24 +224,40 @@ class ResampleDraws:
     once its GEMM passes are done: beside them they would hold back the BLAS threads, see
     :func:`cca_bench.evaluation.score`). At most :data:`PREFETCH_BYTES` of positions wait to be read; a block
     larger than that (a fold of more than ~60,000 images) is drawn only when read, in the reader's thread, so
-    memory stays one block. Iterate once; :meth:`close` stops the thread early (an evaluation that failed)."""
+    memory stays one block. Iterate once; :meth:`close` stops the thread early (an evaluation that failed).
 
-    def __init__(self, fold_sizes, resamples: int, seed: int):
+    ``cache_dir`` (the cache folder, DATA/cache; None: none): the counts these draws give are stored there by
+    the first :func:`bootstrap_replicates` that reads them whole, and later draws of the same key are read from
+    there instead (:mod:`cca_bench.resample_cache`: the blocks are then uint8 counts, not positions; no thread).
+    ``stored``: those counts, else None; ``cache_dir``: where to store them, None when stored already, too
+    large to keep, or no cache folder."""
+
+    def __init__(self, fold_sizes, resamples: int, seed: int, cache_dir=None):
         import queue
         import threading
+
+        from cca_bench import resample_cache
 
         self.key = (tuple(int(n) for n in fold_sizes), int(resamples), int(seed))
         wide = max(self.key[0], default=0) > 1 << 16
         block_bytes = sum(self.key[0]) * min(BLOCK, max(int(resamples), 1)) * (8 if wide else 2)
         self._queue: queue.Queue | None = None
         self._closed = threading.Event()
-        if block_bytes <= PREFETCH_BYTES:
+        self.cache_key = resample_cache.key(*self.key, BLOCK)
+        self.stored = resample_cache.load(cache_dir, self.cache_key)
+        self.cache_dir = cache_dir if self.stored is None and resample_cache.fits(self.cache_key) else None
+        if self.stored is None and block_bytes <= PREFETCH_BYTES:
             self._queue = queue.Queue(maxsize=max(1, PREFETCH_BYTES // max(block_bytes, 1)))
             threading.Thread(target=self._produce, daemon=True, name="resample-draws").start()
 
     def _blocks(self):
-        """Each block's per-fold draws, in the documented order."""
+        """Each block's per-fold draws, in the documented order (their uint8 counts when stored)."""
         sizes, resamples, seed = self.key
+        if self.stored is not None:
+            from cca_bench.resample_cache import blocks
+
+            yield from blocks(self.stored, sizes, BLOCK)
+            return
         rng = np.random.default_rng(seed)
         for start in range(0, resamples, BLOCK):
             yield [_draw(rng, n, min(BLOCK, resamples - start)) for n in sizes]
@@ -571,15 +590,21 @@ def bootstrap_replicates(
     sizes = tuple(len(images) for images, _ in ranks.folds())
     if draws is None or draws.key != (sizes, int(resamples), int(seed)):
         draws = ResampleDraws(sizes, resamples, seed)
+    rows = min(BLOCK, int(resamples))
     try:
-        return _scored_blocks(ranks, draws, min(BLOCK, int(resamples)))
+        if draws.cache_dir is not None:  # counted here for the first time: stored as they are counted
+            from cca_bench.resample_cache import store_while
+
+            return store_while(draws.cache_dir, draws.cache_key, lambda put: _scored_blocks(ranks, draws, rows, put))
+        return _scored_blocks(ranks, draws, rows)
     finally:
         draws.close()
 
 
-def _scored_blocks(ranks: QueryRanks, blocks, rows: int) -> dict:
+def _scored_blocks(ranks: QueryRanks, blocks, rows: int, put=None) -> dict:
     """:func:`bootstrap_replicates`' record from ``blocks``: an iterable of blocks of at most ``rows`` resamples,
-    each the per-fold (b, n_f) drawn positions, scored in order (the threads as that function says)."""
+    each the per-fold (b, n_f) drawn positions (or their uint8 counts), scored in order (the threads as that
+    function says); ``put``: called with each block's per-fold counts once counted (the resample cache)."""
     from concurrent.futures import ThreadPoolExecutor
 
     plans, scored_blocks = fold_plans(ranks), []
@@ -589,6 +614,8 @@ def _scored_blocks(ranks: QueryRanks, blocks, rows: int) -> dict:
         scored = None
         for i, block in enumerate(blocks):
             counts = _block_counts(block, buffers[i % 2])
+            if put is not None:
+                put(counts)
             if scored is not None:  # the previous block (the other buffer) is scored before it is reused
                 scored_blocks.append(scored.result())
             scored = pool.submit(replicate_metrics, ranks, counts, plans)

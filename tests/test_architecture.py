@@ -32,6 +32,7 @@ LAYERS = [
             "cca_bench.ties",
             "cca_bench.metrics",
             "cca_bench.stats",
+            "cca_bench.resample_cache",
             "cca_bench.kernel_maps",
             "cca_bench.power",
             "cca_bench.seed_stats",

@@ -347,3 +347,20 @@ def test_a_ranks_file_whose_header_claims_149_gib_is_one_line(stored, tmp_path, 
         and "member image_annotation.npy: its header claims a 20000000000 int64 array (149.0 GiB)" in err[0]
     ), err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_run_benchmark_keeps_the_resample_counts_unless_told_not_to_cache(stored, tmp_path):
+    """The runs of the fixture stored one entry of resample counts per split size (test: 60 images, val: 30)
+    in DATA/cache/resamples, which later runs read (cca_bench.resample_cache); ``--no-cache`` stores none and
+    prints the same intervals. Planted bugs it caught: run_benchmark not handing its cache folder to the
+    evaluation (no entries); the cache folder handed on under --no-cache (an entry)."""
+    import shutil
+
+    base, roots = stored
+    keys = [json.loads(p.read_text()) for p in (base / "data" / "cache" / "resamples").glob("*.json")]
+    assert sorted(k["fold_sizes"] for k in keys if k["resamples"] == 10000) == [[30], [60]]  # others: --bootstrap
+    shutil.copytree(base / "results" / "models", tmp_path / "r" / "models")
+    out = ["--results-root", str(tmp_path / "r"), "--data-root", str(tmp_path / "d")]
+    assert main(["run_benchmark", "cca", "shapes", "test", FEAT, *SMALL, *out, "--no-cache"]) == 0
+    assert not (tmp_path / "d" / "cache").exists()
+    assert json.loads(_file(tmp_path / "r", RUN_A).read_text())["ci"] == _record(base, RUN_A)["ci"]

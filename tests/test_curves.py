@@ -58,12 +58,19 @@ def test_knobs_counted_in_train_rows_are_capped_at_a_small_subset():
     assert adapt_params(METHODS.get("asif"), {"top_k": 10}, 20, 30) == ({"top_k": 10}, [])
 
 
-def test_curve_all_point_equals_run_benchmark(roots, tmp_path, capsys):
+def test_curve_all_point_equals_run_benchmark(roots, tmp_path, capsys, monkeypatch):
     """The `all` point is the method fitted on the whole train split, so its run equals generate + run_benchmark
-    with the same options. Planted bugs caught: the `all` point fitted on a subset (one image dropped), and the
-    seed spread computed over captions instead of the seed R-sums."""
+    with the same options. The curve's evaluations all resample the same test images: drawn once, then read
+    from the resample cache. Planted bugs caught: the `all` point fitted on a subset (one image dropped), the
+    seed spread computed over captions instead of the seed R-sums, either of the curve's two evaluations not
+    given the cache folder (drew again)."""
+    from cca_bench import stats
+
+    drawn, draw = [], stats._draw
+    monkeypatch.setattr(stats, "_draw", lambda *args: drawn.append(1) or draw(*args))
     argv = ["cca", "shapes", FEATURES, "--train-sizes", "40,120,all", "--seeds", "0,1", *SMALL, *roots]
     assert main(["curve", *argv]) == 0
+    assert len(drawn) == stats.PAIRED_RESAMPLES // stats.BLOCK  # one evaluation's blocks, of one fold
     out = capsys.readouterr().out
     assert "| size" in out and "curve stored in" in out
     curve = json.loads(next((tmp_path / "results" / "curves").glob("*.json")).read_text())

@@ -74,6 +74,8 @@ def test_export_then_evaluate_reproduces_evaluate_retrieval(split, roots, tmp_pa
         assert record["metrics"] == evaluate_retrieval(img, txt, split.image_index, distance=distance)
         assert record["method"] == "mymodel" and record["features"] == "external"
         assert len(record["embeddings"]["images"]["sha1"]) == 16
+    # both evaluations drew the same resamples: stored by the first, read by the second (resample_cache)
+    assert len(list((tmp_path / "data" / "cache" / "resamples").glob("*.npy"))) == 1
     assert "### Image Annotation" in capsys.readouterr().out
     assert main(["compare", *roots]) == 0
     assert "mymodel" in capsys.readouterr().out

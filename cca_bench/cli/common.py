@@ -118,7 +118,8 @@ def add_no_cache(g) -> None:
     g.add_argument(
         "--no-cache",
         action="store_true",
-        help="recompute features and parse datasets again: nothing is read from or written to DATA/cache",
+        help="recompute features, parse datasets and draw the intervals' resamples again: nothing is read from "
+        "or written to DATA/cache",
     )
 
 
