@@ -5,7 +5,9 @@ Writes benchmarks/REPORT_eval.md. 5,000 images x 25,000 captions, k = 128, cosin
 evaluation of issue 29 item 3 as ``run_benchmark`` runs it (``evaluation.score``): ranks with each query's
 top-10 lists read from the same score blocks, the metrics and curves (``--ci none``), and those plus the
 image-level bootstrap intervals (``stats.bootstrap_ci_mc``) at 1,000 resamples and at the default 10,000
-(``stats.PAIRED_RESAMPLES``, issue 27), timed separately. Other jobs may share
+(``stats.PAIRED_RESAMPLES``, issue 27), timed separately; the 10,000 three ways: their counts read from the
+resample cache (every run after the first on a split of this size), drawn and stored (the first), drawn
+only (``--no-cache``). Other jobs may share
 the machine, so absolute times move: every figure is a ratio to a GEMM timed in the same round, the rounds
 interleave the functions, and the report gives the median and the spread of the per-round ratios and the ratio
 of the medians (the fresh GEMM's page faults move its time between rounds even on an idle machine; a bar counts
@@ -24,8 +26,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -96,13 +100,15 @@ def tie_check(metrics) -> dict:
     return out
 
 
-def evaluation(ims, txt, image_index, resamples: int | None):
+def evaluation(ims, txt, image_index, resamples: int | None, cache_dir: Path | None = None):
     """The whole evaluation as ``run_benchmark`` runs it (``evaluation.score``): both directions' tie counts,
     the top-10 lists from the same blocks, the metrics, recall curves and lists, and with ``resamples`` the
-    95% bootstrap intervals of every metric (None: ``--ci none``)."""
+    95% bootstrap intervals of every metric (None: ``--ci none``), their resample counts read from or stored
+    in ``cache_dir`` (DATA/cache; None: ``--no-cache``)."""
     from cca_bench.evaluation import RunOptions, score
 
-    return score([(ims, txt)], image_index, "cosine", 1, RunOptions(bootstrap=resamples), {}, device="cpu")
+    run = RunOptions(bootstrap=resamples)
+    return score([(ims, txt)], image_index, "cosine", 1, run, {}, device="cpu", cache_dir=cache_dir)
 
 
 def busy_seconds() -> float | None:
@@ -169,7 +175,9 @@ def table(times: dict, base: str, unit: str) -> list[str]:
         "before": "`ranks` of the --before metrics.py",
         "top": "ranks + top-10 lists (`evaluation.score`, `--ci none`)",
         "ci1k": "ranks + top-10 + intervals, 1,000 resamples",
-        "ci10k": "ranks + top-10 + intervals, 10,000 resamples (the default)",
+        "ci10k": "ranks + top-10 + intervals, 10,000 resamples (the default), `--no-cache`",
+        "ci10k_cold": "the same, first run on a split of this size: counts drawn and stored",
+        "ci10k_warm": "the same, a later run: counts read from the resample cache",
     }
     lines = [
         f"| what | median {unit} | x {names[base].split(' (')[0]} (median of rounds) | ratio of the medians "
@@ -185,7 +193,9 @@ def whole_evaluation(wall: dict) -> list[str]:
     for key, what in (
         ("top", "ranks + top-10"),
         ("ci1k", "ranks + top-10 + intervals (1,000 resamples)"),
-        ("ci10k", "ranks + top-10 + intervals (10,000 resamples, the default)"),
+        ("ci10k_warm", "ranks + top-10 + intervals (10,000 resamples, the default; counts from the resample cache)"),
+        ("ci10k_cold", "the same, the first run on a split of this size (counts drawn and stored)"),
+        ("ci10k", "the same under `--no-cache` (counts drawn, not stored)"),
     ):
         fresh, buf = (both_ratios(wall[key], wall[b]) for b in ("gemm", "gemm_buf"))
         verdict = lambda r: "met" if max(r) <= 1.5 else "missed"  # noqa: E731
@@ -267,8 +277,12 @@ def report(
         "harder ranking compares more of its queries and its lists cost more (`--noise 4` gives a COCO-like "
         "difficulty). "
         "The intervals (`stats.bootstrap_ci_mc`) resample the "
-        "stored counts, no scores: their draws (the documented order) start once the GEMM passes are done, not "
-        "beside them, whose BLAS threads they would hold back, and a background thread draws ahead "
+        "stored tie counts, no scores. Which images each resample holds depends only on the split's size, the "
+        "number of resamples and the seed, so the first run on a split of a size stores its resamples' counts "
+        "in DATA/cache/resamples (`cca_bench.resample_cache`, one byte per image and resample) and every later "
+        "run reads them instead of drawing (the same intervals). Drawn, their draws (the documented order) "
+        "start once the GEMM passes are done, not beside them, whose BLAS threads they would hold back, and a "
+        "background thread draws ahead "
         "(`stats.ResampleDraws`) while the evaluation's thread turns each block of draws into float32 counts "
         "(one reused buffer) and scores it; a block is scored by ONE float32 "
         "GEMM of its counts with every median's window columns and the sums' base-256 digits (whole numbers: "
@@ -305,6 +319,8 @@ def main(argv=None) -> int:
     ims, txt, image_index = coco_shape(noise=args.noise)
     pi, pt = metrics.prepare(ims, "cosine"), metrics.prepare(txt, "cosine")
     buf = np.empty((len(pi), len(pt)), dtype=np.float32)
+    cache = Path(tempfile.mkdtemp(prefix="bench_eval_"))
+    evaluation(ims, txt, image_index, 10000, cache / "warm")  # stores the counts every "warm" round reads
     fns = {
         "gemm": lambda: pi @ pt.T,
         "gemm_buf": lambda: np.matmul(pi, pt.T, out=buf),
@@ -312,6 +328,8 @@ def main(argv=None) -> int:
         "top": lambda: evaluation(ims, txt, image_index, None),
         "ci1k": lambda: evaluation(ims, txt, image_index, 1000),
         "ci10k": lambda: evaluation(ims, txt, image_index, 10000),
+        "ci10k_cold": lambda: evaluation(ims, txt, image_index, 10000, Path(tempfile.mkdtemp(dir=cache))),
+        "ci10k_warm": lambda: evaluation(ims, txt, image_index, 10000, cache / "warm"),
     }
     before = load_metrics(args.before) if args.before else None
     if before is not None:
@@ -322,7 +340,8 @@ def main(argv=None) -> int:
     wall = interleaved(fns, args.repeats)
     busy1, own1, t1 = busy_seconds(), own_seconds(), time.perf_counter()
     others = None if busy0 is None or busy1 is None else (max(busy1 - busy0 - (own1 - own0), 0.0), t1 - t0)
-    cpu = one_core({k: fns[k] for k in ("gemm_buf", "ours", "top", "ci10k")}, args.cpu_repeats)
+    cpu = one_core({k: fns[k] for k in ("gemm_buf", "ours", "top", "ci10k", "ci10k_warm")}, args.cpu_repeats)
+    shutil.rmtree(cache)  # the cold rounds' entries (50 MB each)
     text = report(
         wall,
         cpu,
