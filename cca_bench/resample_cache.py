@@ -104,7 +104,7 @@ def store_while(cache_dir: Path, k: dict, run: Callable):
                 failed.append("a count above 255")
                 return
             try:
-                f.write(np.ascontiguousarray(rows, np.uint8).tobytes())
+                f.write(np.ascontiguousarray(rows, np.uint8).data)
                 written += len(rows)
             except OSError as e:
                 failed.append(e)

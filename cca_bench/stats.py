@@ -604,7 +604,8 @@ def bootstrap_replicates(
 def _scored_blocks(ranks: QueryRanks, blocks, rows: int, put=None) -> dict:
     """:func:`bootstrap_replicates`' record from ``blocks``: an iterable of blocks of at most ``rows`` resamples,
     each the per-fold (b, n_f) drawn positions (or their uint8 counts), scored in order (the threads as that
-    function says); ``put``: called with each block's per-fold counts once counted (the resample cache)."""
+    function says); ``put``: called with each block's per-fold counts once counted, in order, by the helper
+    before it scores them (the resample cache)."""
     from concurrent.futures import ThreadPoolExecutor
 
     plans, scored_blocks = fold_plans(ranks), []
@@ -614,15 +615,21 @@ def _scored_blocks(ranks: QueryRanks, blocks, rows: int, put=None) -> dict:
         scored = None
         for i, block in enumerate(blocks):
             counts = _block_counts(block, buffers[i % 2])
-            if put is not None:
-                put(counts)
             if scored is not None:  # the previous block (the other buffer) is scored before it is reused
                 scored_blocks.append(scored.result())
-            scored = pool.submit(replicate_metrics, ranks, counts, plans)
+            scored = pool.submit(_put_and_score, put, ranks, counts, plans)
         if scored is not None:
             scored_blocks.append(scored.result())
     reps = {t: {m: np.concatenate([blk[t][m] for blk in scored_blocks]) for m in METRICS} for t in TASKS}
     return reps | {"rsum": rsum_of(reps)}
+
+
+def _put_and_score(put, ranks: QueryRanks, counts: list[np.ndarray], plans) -> dict:
+    """The helper's work on one counted block: handed to ``put`` first (the resample cache's write releases the
+    GIL while the next block is counted), then scored."""
+    if put is not None:
+        put(counts)
+    return replicate_metrics(ranks, counts, plans)
 
 
 def _block_counts(block: list[np.ndarray], out: list[np.ndarray]) -> list[np.ndarray]:
