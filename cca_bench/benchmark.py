@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from cca_bench.checks import check_resamples, check_tag
+from cca_bench.checks import check_tag
 from cca_bench.config import FeatureSpec, Locations, torch_device
 from cca_bench.config import timed as _timed
 from cca_bench.errors import UserError
@@ -453,6 +453,8 @@ def run_benchmark(
     split = dataset.split(split_name)
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
     if opts.run.bootstrap:
+        from cca_bench.stats import check_resamples
+
         check_resamples("--bootstrap", opts.run.bootstrap, split.n_images)  # before the models run, not after
     timings: dict = {}
     embedded = [

@@ -97,9 +97,3 @@ def check_memory(need: float, what: str) -> None:
             f"{what} needs about {need / 2**30:.1f} GiB of memory but {free / 2**30:.1f} GiB is "
             "available: choose a smaller value"
         )
-
-
-def check_resamples(flag: str, resamples: int, n_images: int) -> None:
-    """A resampling statistic holds a (resamples x n_images) float64 count or sign matrix and its draws: refused
-    (naming ``flag``) when that exceeds the memory available, before the evaluation or the test starts."""
-    check_memory(16 * resamples * n_images, f"{flag} {resamples} on {n_images:,} images")

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from cca_bench.checks import check_resamples
 from cca_bench.errors import UserError
 
 LABEL_RE = r"[A-Za-z0-9_.+-]+"
@@ -217,6 +216,8 @@ def evaluate_embeddings(
     split = load_dataset(dataset_name, opts).split(split_name)  # after the headers: a bad file fails first
     folds = protocol_folds(protocol, split.n_images, f"{dataset_name}/{split_name}")
     if opts.run.bootstrap:
+        from cca_bench.stats import check_resamples
+
         check_resamples("--bootstrap", opts.run.bootstrap, split.n_images)
     given = (
         None if image_index_file is None else load_image_index(Path(image_index_file), text_shape[0], split.n_images)

@@ -213,6 +213,28 @@ def _counts(drawn: np.ndarray, dtype=np.float64, out: np.ndarray | None = None) 
 
 
 PREFETCH_BYTES = 128 * 2**20  # drawn positions a ResampleDraws may hold ahead of its reader
+REPLICATE_BYTES = 512  # per resample and run: every metric's replicate, their concatenation and sorted copies
+
+
+def resampling_bytes(resamples: int, n_images: int, paired: bool = False) -> int:
+    """About the most memory a resampling statistic over ``n_images`` test images holds (an upper bound, checked
+    against traced peaks in tests/test_resample_cache.py): the interval bootstrap its draws queued ahead (at most
+    :data:`PREFETCH_BYTES`), one block's draws and two float32 count buffers, and every metric's replicates; a
+    paired test all of its draws at once (its documented order draws each fold's resamples in one call), a
+    block of sign flips, and the replicates of both runs."""
+    width = 2 if n_images <= 1 << 16 else 8  # the draw order's position dtype
+    block = min(BLOCK, resamples) * n_images
+    draws = resamples * n_images * width
+    need = block * (width + 2 * 4) + resamples * REPLICATE_BYTES * (2 if paired else 1)
+    return need + (draws + block * (1 + 8) if paired else min(PREFETCH_BYTES, draws))
+
+
+def check_resamples(flag: str, resamples: int, n_images: int, paired: bool = False) -> None:
+    """Refuse (a UserError naming ``flag``) a resampling statistic whose :func:`resampling_bytes` exceed the
+    memory available, before the evaluation or the test starts."""
+    from cca_bench.checks import check_memory
+
+    check_memory(resampling_bytes(resamples, n_images, paired), f"{flag} {resamples} on {n_images:,} images")
 
 
 class ResampleDraws:

@@ -140,3 +140,31 @@ def test_stored_counts_are_never_positions():
     }
     counts = np.array([[2, 0, 1]], np.uint8)
     np.testing.assert_array_equal(stats._counts(counts, np.float32), counts)
+
+
+@pytest.mark.parametrize("n_img, resamples", [(60, 30_000), (2_000, 10_000)])
+def test_the_memory_refusal_bound_holds_the_traced_peak(n_img, resamples):
+    """``stats.resampling_bytes`` (what --bootstrap and significance --resamples are refused on) is at least the
+    peak numpy allocations traced while the interval bootstrap and a paired test run, and, now that both work
+    in blocks, well under the (resamples x images) float64 matrix and draws that the old bound assumed. Planted
+    bugs it caught: the replicates left out of the bound (the 60-image case); a paired test's whole draws left
+    out (the 2,000-image case); the old 16 bytes x resamples x images (the 2,000-image case's upper check)."""
+    import tracemalloc
+
+    ranks, _ = _evaluated(n_img=n_img)
+    peaks = []
+    for run in (
+        lambda r: stats.bootstrap_ci_mc(ranks, r, 0.95, 0),
+        lambda r: stats.paired_tests([ranks, ranks], [(0, 1)], ["rsum", "t2i:median_rank"], r, 0),
+    ):
+        run(10)  # first-call imports (scipy for the detectable difference) are not the statistic's memory
+        tracemalloc.start()
+        try:
+            run(resamples)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    bound = [stats.resampling_bytes(resamples, n_img, paired) for paired in (False, True)]
+    assert bound[0] >= peaks[0] and bound[1] >= peaks[1], (bound, peaks)
+    if n_img >= 1000:
+        assert max(bound) < 16 * resamples * n_img / 2

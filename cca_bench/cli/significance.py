@@ -80,16 +80,16 @@ def add_arguments(p, argv: list[str]) -> None:
 def run(args) -> None:
     import json
 
-    from cca_bench.checks import check_resamples
     from cca_bench.config import results_root
     from cca_bench.results import load_ranks, write_text
+    from cca_bench.stats import check_resamples
     from cca_bench.verdict import compare_runs, significance_text
 
     if args.examples and args.examples > MAX_EXAMPLES:
         raise UserError(f"--examples {args.examples}: at most {MAX_EXAMPLES} queries per list")
     a, b = paired_runs(results_root(args.results_root), args.run_a, args.run_b)
     ranks = (load_ranks(a), load_ranks(b))
-    check_resamples("--resamples", args.resamples, ranks[0].n_images)  # before the test allocates its draws
+    check_resamples("--resamples", args.resamples, ranks[0].n_images, paired=True)  # before the test draws
     result = compare_runs((a, b), ranks, args.metric, args.resamples, args.seed, args.equivalence)
     print(significance_text(result))
     if args.examples:
