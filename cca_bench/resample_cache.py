@@ -2,12 +2,12 @@
 
 Why: an evaluation's intervals resample the test images (:mod:`cca_bench.stats`): which images each resample holds
 depends only on the fold sizes, the number of resamples and the seed, never on the run. Every run scored on the
-same test split with the same ``--bootstrap`` and ``--ci-seed`` therefore draws the same resamples; at COCO 5k
-with the default 10,000 resamples that is 50 million positions drawn and counted, which costs about as much CPU
-as the similarity GEMM itself. The first evaluation stores the counts (one byte per image and resample: 50 MB
-there) as it makes them; later ones read them instead of drawing. Same numbers either way: the counts are what
-the documented draw order gives, and the key holds everything they depend on (fold sizes, resamples, seed,
-the draw order's block, numpy's version: numpy does not promise its generators' streams across versions).
+same test split with the same ``--bootstrap`` and interval seed (``RunOptions.ci_seed``) draws the same resamples;
+at COCO 5k with the default 10,000 resamples that is 50 million positions drawn and counted, which costs about as
+much CPU as the similarity GEMM itself. The first evaluation stores the counts (one byte per image and resample: 50
+MB there) as it makes them; later ones read them instead of drawing. Same numbers either way: the counts are what
+the documented draw order gives, and the key holds everything they depend on (fold sizes, resamples, seed, the draw
+order's block, numpy's version: numpy does not promise its generators' streams across versions).
 
 An entry is written under a temporary name and renamed once every block is in (an interrupted or failed
 evaluation leaves none), with its key beside it as JSON; a damaged or foreign entry is drawn again and replaced.
