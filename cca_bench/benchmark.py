@@ -465,7 +465,9 @@ def run_benchmark(
     evaluation = score_under(opts, [e[:2] for e in embedded], fs.image_index, distance, folds, timings)
     from cca_bench.coco_extended import record_fields
 
-    evaluation |= record_fields([e[:2] for e in embedded], split, fs.image_index, distance, protocol, opts.run)
+    embeddings = [e[:2] for e in embedded]
+    where = opts.locations
+    evaluation |= record_fields(embeddings, split, fs.image_index, distance, protocol, opts.run, where.cache_dir)
     params = model.get_params() if hasattr(model, "get_params") else getattr(model, "config_", {}).get("params", {})
     name = path.name if not seeds else model_path(method, dataset_name, spec, seed_options(opts, seeds)).name
     return run_record(

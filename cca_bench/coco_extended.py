@@ -15,7 +15,7 @@ scores in gallery order):
 Each metric is the mean over the queries that have positives, in percent, as the package's evaluator computes it
 (``eccv_caption.Metrics().compute_all_metrics``, the reference of the tests). Intervals: the image-level
 bootstrap of every other metric (an image resampled with its captions; a caption query counts as often as its
-image), with the same draws (``stats.resample_counts`` from the run's interval seed).
+image), on the same resamples (``stats.each_count_block``: the run's interval seed and draw order).
 """
 
 from __future__ import annotations
@@ -122,11 +122,17 @@ def _task(lists_per_seed, gallery_ids, query_ids, gts) -> tuple[np.ndarray, dict
 
 
 def extended_metrics(
-    embedded: list[tuple[np.ndarray, np.ndarray]], split, distance: str, resamples: int | None = 1000, seed: int = 0
+    embedded: list[tuple[np.ndarray, np.ndarray]],
+    split,
+    distance: str,
+    resamples: int | None = 1000,
+    seed: int = 0,
+    cache_dir=None,
 ) -> dict:
     """The run-record field ``coco_extended``: {"metrics": {name: {"image_annotation", "image_search"}} in
     percent, "ci" (with ``resamples``), "queries" per benchmark and direction, "source"} of one or more seeds'
-    (image (5000, k), caption (25000, k)) embeddings of the COCO 5k test split."""
+    (image (5000, k), caption (25000, k)) embeddings of the COCO 5k test split; ``cache_dir``: the resample
+    cache's folder (DATA/cache) or None."""
     from importlib.metadata import version
 
     gts = associations()
@@ -150,38 +156,53 @@ def extended_metrics(
         "source": f"eccv-caption {version('eccv-caption')} associations; metrics computed by cca_bench",
     }
     if resamples:
-        out["ci"] = _intervals(per_task, len(image_ids), resamples, seed)
+        out["ci"] = _intervals(per_task, len(image_ids), resamples, seed, cache_dir)
     return out
 
 
-def _intervals(per_task: dict, n_images: int, resamples: int, seed: int) -> dict:
-    """95% percentile intervals over image-level resamples: a query weighs the count of its image."""
-    from cca_bench.stats import resample_counts
+def _intervals(per_task: dict, n_images: int, resamples: int, seed: int, cache_dir=None) -> dict:
+    """95% percentile intervals over image-level resamples, on the resamples of the run's own intervals
+    (:func:`cca_bench.stats.each_count_block`: the same draws, read from the resample cache when the evaluation
+    stored them): a query weighs the count of its image, so a metric of resample b is sum_i c_bi V_i /
+    sum_i c_bi Q_i, with V_i the sum of image i's query values and Q_i its number of queries, every metric's
+    two columns one product with each block's counts (no (resamples x queries) matrix)."""
+    from cca_bench.stats import each_count_block
 
-    counts = resample_counts(np.random.default_rng(seed), n_images, resamples)
-    out = {}
-    for m, tasks in per_task.items():
-        for t, (owner, values) in tasks.items():
-            w = counts[:, owner]
-            reps = 100 * (w @ values) / np.maximum(w.sum(1), 1e-12)
-            out.setdefault(m, {})[t] = [float(x) for x in np.percentile(reps, [2.5, 97.5])]
+    keys = [(m, t) for m, tasks in per_task.items() for t in tasks]
+    cols = np.zeros((n_images, 2 * len(keys)))
+    for j, (m, t) in enumerate(keys):
+        owner, values = per_task[m][t]
+        cols[:, 2 * j] = np.bincount(owner, weights=values, minlength=n_images)
+        cols[:, 2 * j + 1] = np.bincount(owner, minlength=n_images)
+    sums = []
+    each_count_block([n_images], resamples, seed, lambda counts: sums.append(counts[0] @ cols), cache_dir)
+    sums = np.concatenate(sums)
+    out: dict = {}
+    for j, (m, t) in enumerate(keys):
+        reps = 100 * sums[:, 2 * j] / np.maximum(sums[:, 2 * j + 1], 1e-12)
+        out.setdefault(m, {})[t] = [float(x) for x in np.percentile(reps, [2.5, 97.5])]
     return out
 
 
 _SAID: set = set()
 
 
-def record_fields(embedded: list, split, image_index: np.ndarray, distance: str, protocol: str, run) -> dict:
+def record_fields(
+    embedded: list, split, image_index: np.ndarray, distance: str, protocol: str, run, cache_dir=None
+) -> dict:
     """``{"coco_extended": ...}`` for a run record when :func:`why_not` has no objection, else {} (and for a 5k
     run, a warning saying why, once per reason and process). ``run``: the run's
-    :class:`~cca_bench.evaluation.RunOptions` (its bootstrap resamples and seed give the intervals)."""
+    :class:`~cca_bench.evaluation.RunOptions` (its bootstrap resamples and seed give the intervals);
+    ``cache_dir``: the resample cache's folder (DATA/cache) or None."""
     reason = why_not(split, image_index, protocol)
     if reason is None:
         from cca_bench.config import timed
 
         return {
             "coco_extended": timed(
-                {}, "coco_extended", lambda: extended_metrics(embedded, split, distance, run.bootstrap, run.ci_seed)
+                {},
+                "coco_extended",
+                lambda: extended_metrics(embedded, split, distance, run.bootstrap, run.ci_seed, cache_dir),
             )
         }
     if protocol == "5k" and reason not in _SAID:

@@ -229,7 +229,8 @@ def evaluate_embeddings(
     evaluation = score_under(opts, [(images, texts)], image_index, distance, folds, timings)
     from cca_bench.coco_extended import record_fields
 
-    evaluation |= record_fields([(images, texts)], split, image_index, distance, protocol, opts.run)
+    where = opts.locations
+    evaluation |= record_fields([(images, texts)], split, image_index, distance, protocol, opts.run, where.cache_dir)
     embeddings = {
         "images": {"file": str(image_file), "sha1": fingerprint_file(image_file), "dim": images.shape[1]},
         "texts": {"file": str(text_file), "sha1": fingerprint_file(text_file), "rows": len(texts)},

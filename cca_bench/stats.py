@@ -623,6 +623,34 @@ def bootstrap_replicates(
         draws.close()
 
 
+def each_count_block(fold_sizes, resamples: int, seed: int, score, cache_dir=None) -> None:
+    """``score(counts)`` for each block of the interval bootstrap's resamples in order (the documented draw
+    order: the same resamples as :func:`bootstrap_replicates` with this seed), ``counts`` the block's per-fold
+    (b, n_f) float32 counts in a reused buffer. With ``cache_dir`` they are read from the resample cache, or
+    drawn and stored there (:mod:`cca_bench.resample_cache`), as an evaluation's are. For statistics of the
+    same resamples that are not :func:`replicate_metrics` (:mod:`cca_bench.coco_extended`'s intervals)."""
+    draws = ResampleDraws(fold_sizes, resamples, seed, cache_dir)
+    rows = min(BLOCK, int(resamples))
+
+    def run(put) -> None:
+        buffers = [np.empty((rows, n), np.float32) for n in draws.key[0]]
+        for block in draws:
+            counts = _block_counts(block, buffers)
+            if put is not None:
+                put(counts)
+            score(counts)
+
+    try:
+        if draws.cache_dir is not None:
+            from cca_bench.resample_cache import store_while
+
+            store_while(draws.cache_dir, draws.cache_key, run)
+        else:
+            run(None)
+    finally:
+        draws.close()
+
+
 def _scored_blocks(ranks: QueryRanks, blocks, rows: int, put=None) -> dict:
     """:func:`bootstrap_replicates`' record from ``blocks``: an iterable of blocks of at most ``rows`` resamples,
     each the per-fold (b, n_f) drawn positions (or their uint8 counts), scored in order (the threads as that

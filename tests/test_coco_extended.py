@@ -7,6 +7,7 @@ import json
 import eccv_caption  # the test extra installs it: the reference evaluator
 import numpy as np
 import pytest
+from test_stats import _evaluated
 
 from cca_bench.__main__ import main
 
@@ -77,6 +78,9 @@ def coco_runs(tmp_path_factory):
     np.save(root / "img.npy", images)
     np.save(root / "txt.npy", texts)
     runs = {}
+    from cca_bench import stats
+
+    drawn, draw = [], stats._draw
     for protocol in ("5k", "1k"):
         argv = [
             "evaluate",
@@ -98,9 +102,12 @@ def coco_runs(tmp_path_factory):
             str(root / "results"),
             "-q",
         ]
-        assert main(argv) == 0
+        drawn.clear()
+        with pytest.MonkeyPatch.context() as patch:  # how often the resamples are drawn
+            patch.setattr(stats, "_draw", lambda *args: drawn.append(1) or draw(*args))
+            assert main(argv) == 0
         path = next((root / "results" / "runs").glob(f"synthetic{protocol}*.json"))
-        runs[protocol] = json.loads(path.read_text()) | {"_file": str(path)}
+        runs[protocol] = json.loads(path.read_text()) | {"_file": str(path), "_draws": len(drawn)}
     reference = eccv_caption.Metrics().compute_all_metrics(
         *_lists(images, texts, np.array(order), caption_ids),
         target_metrics=(
@@ -134,6 +141,14 @@ def test_eccv_and_cxc_equal_the_package_evaluator(coco_runs):
     assert "1k" not in json.dumps(runs["1k"].get("coco_extended", {}))  # only 5k runs carry them
 
 
+def test_the_5k_runs_intervals_draw_their_resamples_once(coco_runs):
+    """The 5k run's R@K intervals and its ECCV/CxC intervals are taken on the same resamples, drawn once (one
+    block of 200) and read back from the resample cache by the second. Planted bug it caught: evaluate not
+    handing its cache folder to the ECCV/CxC fields (drawn twice)."""
+    runs, _, _ = coco_runs
+    assert runs["5k"]["_draws"] == 1
+
+
 def test_coco_5k_and_1k_recalls_equal_the_package(coco_runs):
     """The suite's own R@K of the 5k and 1k protocols on the same embeddings equal the package's
     coco_5k_recalls / coco_1k_recalls. Planted bug caught: the captions of the dataset read in another order
@@ -162,3 +177,65 @@ def test_run_page_shows_the_eccv_and_cxc_numbers(coco_runs):
     for name in ext["metrics"]:
         for task in ("image_annotation", "image_search"):
             assert f"{ext['metrics'][name][task]:.1f}" in body
+
+
+def _per_task(n_img: int, seed: int = 0) -> dict:
+    """ECCV/CxC-shaped per-query values: image queries (some images without one) and caption queries."""
+    rng = np.random.default_rng(seed)
+    images = np.flatnonzero(rng.random(n_img) < 0.7)
+    captions = np.repeat(np.arange(n_img), 5)[rng.random(5 * n_img) < 0.5]
+    return {
+        "eccv_map_at_r": {
+            "image_annotation": (images, rng.random(len(images))),
+            "image_search": (captions, rng.random(len(captions))),
+        },
+        "cxc_r1": {
+            "image_annotation": (images, rng.integers(0, 2, len(images)) * 1.0),
+            "image_search": (captions, rng.integers(0, 2, len(captions)) * 1.0),
+        },
+    }
+
+
+def test_extended_intervals_resample_the_runs_own_resamples(tmp_path, monkeypatch):
+    """The ECCV/CxC intervals are taken on the resamples of the run's other intervals (the documented block
+    draw order of the interval seed), as a (resamples x queries) weighting of each query by its image's count
+    would give them, and from the resample cache when the evaluation stored them there. Planted bugs it caught:
+    the old draws (all resamples in one call: every block after the first differed); a metric's query count
+    column left out of the ratio's denominator (the image's count weighed each query once); the cache folder
+    not handed on (drew again); each_count_block not storing what it drew."""
+    from cca_bench import stats
+    from cca_bench.coco_extended import _intervals
+
+    n_img, resamples, seed = 60, 2100, 3
+    per_task = _per_task(n_img)
+    rng = np.random.default_rng(seed)
+    blocks = [stats._draw(rng, n_img, min(1000, resamples - s)) for s in range(0, resamples, 1000)]
+    counts = np.concatenate([stats._counts(b) for b in blocks])
+    want = {}
+    for m, tasks in per_task.items():
+        for t, (owner, values) in tasks.items():
+            w = counts[:, owner]
+            reps = 100 * (w @ values) / w.sum(1)
+            want.setdefault(m, {})[t] = list(np.percentile(reps, [2.5, 97.5]))
+    got = _intervals(per_task, n_img, resamples, seed)
+    for m in want:
+        for t in want[m]:
+            np.testing.assert_allclose(got[m][t], want[m][t], rtol=1e-12, err_msg=f"{m} {t}")
+
+    stats.bootstrap_ci_mc(
+        _evaluated(n_img=n_img)[0], resamples, 0.95, seed, stats.ResampleDraws([n_img], resamples, seed, tmp_path)
+    )
+
+    def refuse(*args):
+        raise AssertionError("drew the resamples although the evaluation stored their counts")
+
+    monkeypatch.setattr(stats, "_draw", refuse)
+    assert _intervals(per_task, n_img, resamples, seed, tmp_path) == got
+    monkeypatch.undo()  # and the other way round: stored by the ECCV/CxC intervals, read by the bootstrap
+    assert _intervals(per_task, n_img, resamples, seed, tmp_path / "other") == got
+    monkeypatch.setattr(stats, "_draw", refuse)
+    ranks = _evaluated(n_img=n_img)[0]
+    stored = stats.ResampleDraws([n_img], resamples, seed, tmp_path / "other")
+    assert stats.bootstrap_ci_mc(ranks, resamples, 0.95, seed, stored) == stats.bootstrap_ci_mc(
+        ranks, resamples, 0.95, seed, stats.ResampleDraws([n_img], resamples, seed, tmp_path)
+    )
