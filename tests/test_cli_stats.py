@@ -349,18 +349,30 @@ def test_a_ranks_file_whose_header_claims_149_gib_is_one_line(stored, tmp_path, 
     assert not (tmp_path / "o.json").exists()
 
 
-def test_run_benchmark_keeps_the_resample_counts_unless_told_not_to_cache(stored, tmp_path):
+def test_run_benchmark_keeps_the_resample_counts_unless_told_not_to_cache(stored, tmp_path, monkeypatch):
     """The runs of the fixture stored one entry of resample counts per split size (test: 60 images, val: 30)
     in DATA/cache/resamples, which later runs read (cca_bench.resample_cache); ``--no-cache`` stores none and
-    prints the same intervals. Planted bugs it caught: run_benchmark not handing its cache folder to the
-    evaluation (no entries); the cache folder handed on under --no-cache (an entry)."""
+    prints the same intervals. The COCO 5k ECCV/CxC fields get the same cache folder (they resample the same
+    images). Planted bugs it caught: run_benchmark not handing its cache folder to the evaluation (no
+    entries); the cache folder handed on under --no-cache (an entry); run_benchmark not handing it to the
+    ECCV/CxC fields."""
     import shutil
 
+    import cca_bench.coco_extended
+
+    handed, fields = [], cca_bench.coco_extended.record_fields
+    monkeypatch.setattr(
+        cca_bench.coco_extended, "record_fields", lambda *a, **k: handed.append(a[6:] or k) or fields(*a, **k)
+    )
     base, roots = stored
+    shutil.copytree(base / "results" / "models", tmp_path / "r0" / "models")
+    first = [*roots[:2], "--results-root", str(tmp_path / "r0"), "--bootstrap", "50"]
+    assert main(["run_benchmark", "cca", "shapes", "test", FEAT, *SMALL, *first]) == 0
+    assert handed == [(base / "data" / "cache",)]
     keys = [json.loads(p.read_text()) for p in (base / "data" / "cache" / "resamples").glob("*.json")]
     assert sorted(k["fold_sizes"] for k in keys if k["resamples"] == 10000) == [[30], [60]]  # others: --bootstrap
     shutil.copytree(base / "results" / "models", tmp_path / "r" / "models")
     out = ["--results-root", str(tmp_path / "r"), "--data-root", str(tmp_path / "d")]
     assert main(["run_benchmark", "cca", "shapes", "test", FEAT, *SMALL, *out, "--no-cache"]) == 0
-    assert not (tmp_path / "d" / "cache").exists()
+    assert not (tmp_path / "d" / "cache").exists() and handed[1:] == [(None,)]
     assert json.loads(_file(tmp_path / "r", RUN_A).read_text())["ci"] == _record(base, RUN_A)["ci"]
