@@ -248,11 +248,11 @@ class ResampleDraws:
     larger than that (a fold of more than ~60,000 images) is drawn only when read, in the reader's thread, so
     memory stays one block. Iterate once; :meth:`close` stops the thread early (an evaluation that failed).
 
-    ``cache_dir`` (the cache folder, DATA/cache; None: none): the counts these draws give are stored there by
-    the first :func:`bootstrap_replicates` that reads them whole, and later draws of the same key are read from
-    there instead (:mod:`cca_bench.resample_cache`: the blocks are then uint8 counts, not positions; no thread).
-    ``stored``: those counts, else None; ``cache_dir``: where to store them, None when stored already, too
-    large to keep, or no cache folder."""
+    ``cache_dir`` (the cache folder, DATA/cache; None: none): the counts these draws give are stored there by the
+    first :func:`bootstrap_replicates` or :func:`each_count_block` that reads them whole, and later draws of the
+    same key are read from there instead (:mod:`cca_bench.resample_cache`: the blocks are then uint8 counts, not
+    positions; no thread). ``stored``: those counts, else None; ``cache_dir``: where to store them, None when stored
+    already, too large to keep, or no cache folder."""
 
     def __init__(self, fold_sizes, resamples: int, seed: int, cache_dir=None):
         import queue
@@ -613,12 +613,18 @@ def bootstrap_replicates(
     if draws is None or draws.key != (sizes, int(resamples), int(seed)):
         draws = ResampleDraws(sizes, resamples, seed)
     rows = min(BLOCK, int(resamples))
-    try:
-        if draws.cache_dir is not None:  # counted here for the first time: stored as they are counted
-            from cca_bench.resample_cache import store_while
+    return _counted(draws, lambda put: _scored_blocks(ranks, draws, rows, put))
 
-            return store_while(draws.cache_dir, draws.cache_key, lambda put: _scored_blocks(ranks, draws, rows, put))
-        return _scored_blocks(ranks, draws, rows)
+
+def _counted(draws: ResampleDraws, run):
+    """``run(put)``, ``put`` storing each counted block in the resample cache when ``draws`` are to be stored
+    there (:func:`cca_bench.resample_cache.store_while`), else None; ``draws`` closed after."""
+    try:
+        if draws.cache_dir is None:
+            return run(None)
+        from cca_bench.resample_cache import store_while
+
+        return store_while(draws.cache_dir, draws.cache_key, run)
     finally:
         draws.close()
 
@@ -640,15 +646,7 @@ def each_count_block(fold_sizes, resamples: int, seed: int, score, cache_dir=Non
                 put(counts)
             score(counts)
 
-    try:
-        if draws.cache_dir is not None:
-            from cca_bench.resample_cache import store_while
-
-            store_while(draws.cache_dir, draws.cache_key, run)
-        else:
-            run(None)
-    finally:
-        draws.close()
+    _counted(draws, run)
 
 
 def _scored_blocks(ranks: QueryRanks, blocks, rows: int, put=None) -> dict:
