@@ -174,9 +174,7 @@ def _intervals(per_task: dict, n_images: int, resamples: int, seed: int, cache_d
         owner, values = per_task[m][t]
         cols[:, 2 * j] = np.bincount(owner, weights=values, minlength=n_images)
         cols[:, 2 * j + 1] = np.bincount(owner, minlength=n_images)
-    sums = []
-    each_count_block([n_images], resamples, seed, lambda counts: sums.append(counts[0] @ cols), cache_dir)
-    sums = np.concatenate(sums)
+    sums = np.concatenate(each_count_block([n_images], resamples, seed, lambda counts: counts[0] @ cols, cache_dir))
     out: dict = {}
     for j, (m, t) in enumerate(keys):
         reps = 100 * sums[:, 2 * j] / np.maximum(sums[:, 2 * j + 1], 1e-12)

@@ -629,55 +629,54 @@ def _counted(draws: ResampleDraws, run):
         draws.close()
 
 
-def each_count_block(fold_sizes, resamples: int, seed: int, score, cache_dir=None) -> None:
-    """``score(counts)`` for each block of the interval bootstrap's resamples in order (the documented draw
+def each_count_block(fold_sizes, resamples: int, seed: int, score, cache_dir=None) -> list:
+    """``[score(counts)]`` for each block of the interval bootstrap's resamples in order (the documented draw
     order: the same resamples as :func:`bootstrap_replicates` with this seed), ``counts`` the block's per-fold
-    (b, n_f) float32 counts in a reused buffer. With ``cache_dir`` they are read from the resample cache, or
-    drawn and stored there (:mod:`cca_bench.resample_cache`), as an evaluation's are. For statistics of the
-    same resamples that are not :func:`replicate_metrics` (:mod:`cca_bench.coco_extended`'s intervals)."""
+    (b, n_f) float32 counts in a reused buffer, counted and scored as :func:`_each_block` says. With
+    ``cache_dir`` they are read from the resample cache, or drawn and stored there
+    (:mod:`cca_bench.resample_cache`), as an evaluation's are. For statistics of the same resamples that are
+    not :func:`replicate_metrics` (:mod:`cca_bench.coco_extended`'s intervals)."""
     draws = ResampleDraws(fold_sizes, resamples, seed, cache_dir)
-    rows = min(BLOCK, int(resamples))
-
-    def run(put) -> None:
-        buffers = [np.empty((rows, n), np.float32) for n in draws.key[0]]
-        for block in draws:
-            counts = _block_counts(block, buffers)
-            if put is not None:
-                put(counts)
-            score(counts)
-
-    _counted(draws, run)
+    return _counted(draws, lambda put: _each_block(draws, draws.key[0], min(BLOCK, int(resamples)), score, put))
 
 
 def _scored_blocks(ranks: QueryRanks, blocks, rows: int, put=None) -> dict:
     """:func:`bootstrap_replicates`' record from ``blocks``: an iterable of blocks of at most ``rows`` resamples,
-    each the per-fold (b, n_f) drawn positions (or their uint8 counts), scored in order (the threads as that
-    function says); ``put``: called with each block's per-fold counts once counted, in order, by the helper
-    before it scores them (the resample cache)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    plans, scored_blocks = fold_plans(ranks), []
-    sizes = [len(images) for images, _ in ranks.folds()]
-    buffers = [[np.empty((rows, n), np.float32) for n in sizes] for _ in range(2)]  # this block's, the one scored
-    with ThreadPoolExecutor(1) as pool:
-        scored = None
-        for i, block in enumerate(blocks):
-            counts = _block_counts(block, buffers[i % 2])
-            if scored is not None:  # the previous block (the other buffer) is scored before it is reused
-                scored_blocks.append(scored.result())
-            scored = pool.submit(_put_and_score, put, ranks, counts, plans)
-        if scored is not None:
-            scored_blocks.append(scored.result())
+    each the per-fold (b, n_f) drawn positions (or their uint8 counts), each scored by
+    :func:`replicate_metrics` in :func:`_each_block`'s helper thread, in order."""
+    plans, sizes = fold_plans(ranks), [len(images) for images, _ in ranks.folds()]
+    scored_blocks = _each_block(blocks, sizes, rows, lambda counts: replicate_metrics(ranks, counts, plans), put)
     reps = {t: {m: np.concatenate([blk[t][m] for blk in scored_blocks]) for m in METRICS} for t in TASKS}
     return reps | {"rsum": rsum_of(reps)}
 
 
-def _put_and_score(put, ranks: QueryRanks, counts: list[np.ndarray], plans) -> dict:
-    """The helper's work on one counted block: handed to ``put`` first (the resample cache's write releases the
-    GIL while the next block is counted), then scored."""
+def _each_block(blocks, sizes, rows: int, score, put=None) -> list:
+    """``[score(counts)]`` of each block of ``blocks`` (per fold, drawn positions or their uint8 counts), in
+    order. This thread counts each block (a bincount per resample, holding the GIL) into one of two reused
+    float32 buffers (fresh memory costs page faults) while a helper thread hands the previous block to ``put``
+    (the resample cache's write releases the GIL) and then to ``score`` (a product, which releases it too); a
+    buffer is counted into again only once its block is done."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    buffers = [[np.empty((rows, n), np.float32) for n in sizes] for _ in range(2)]  # this block's, the one scored
+    out = []
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for i, block in enumerate(blocks):
+            counts = _block_counts(block, buffers[i % 2])
+            if pending is not None:  # the previous block (the other buffer) is done before it is reused
+                out.append(pending.result())
+            pending = pool.submit(_put_and_score, put, score, counts)
+        if pending is not None:
+            out.append(pending.result())
+    return out
+
+
+def _put_and_score(put, score, counts: list[np.ndarray]):
+    """The helper's work on one counted block: handed to ``put`` first, when given, then scored."""
     if put is not None:
         put(counts)
-    return replicate_metrics(ranks, counts, plans)
+    return score(counts)
 
 
 def _block_counts(block: list[np.ndarray], out: list[np.ndarray]) -> list[np.ndarray]:
