@@ -462,12 +462,8 @@ def run_benchmark(
         for s in (seeds or [None])
     ]
     model, path, fs = embedded[0][2:]
-    evaluation = score_under(opts, [e[:2] for e in embedded], fs.image_index, distance, folds, timings)
-    from cca_bench.coco_extended import record_fields
-
     embeddings = [e[:2] for e in embedded]
-    where = opts.locations
-    evaluation |= record_fields(embeddings, split, fs.image_index, distance, protocol, opts.run, where.cache_dir)
+    evaluation = score_split(opts, embeddings, split, fs.image_index, distance, protocol, folds, timings)
     params = model.get_params() if hasattr(model, "get_params") else getattr(model, "config_", {}).get("params", {})
     name = path.name if not seeds else model_path(method, dataset_name, spec, seed_options(opts, seeds)).name
     return run_record(
@@ -524,6 +520,18 @@ def score_under(opts: Options, embeddings: list, image_index, distance: str, fol
 
     where = opts.locations
     return score(embeddings, image_index, distance, folds, opts.run, timings, opts.features.device, where.cache_dir)
+
+
+def score_split(
+    opts: Options, embeddings: list, split, image_index, distance: str, protocol: str, folds: int, timings: dict
+) -> dict:
+    """A run's evaluation fields: :func:`score_under`'s, and on COCO 5k the ECCV Caption / CxC fields
+    (:func:`cca_bench.coco_extended.record_fields`, on the same resamples and cache folder)."""
+    from cca_bench.coco_extended import record_fields
+
+    evaluation = score_under(opts, embeddings, image_index, distance, folds, timings)
+    where = opts.locations
+    return evaluation | record_fields(embeddings, split, image_index, distance, protocol, opts.run, where.cache_dir)
 
 
 def run_record(

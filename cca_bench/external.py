@@ -204,7 +204,7 @@ def evaluate_embeddings(
         load_dataset,
         protocol_folds,
         run_record,
-        score_under,
+        score_split,
         sweep_outputs,
     )
 
@@ -226,11 +226,7 @@ def evaluate_embeddings(
     (images, _), (texts, _) = _timed(  # only now, rows and widths agreeing with the split, is data read
         timings, "load_embeddings", lambda: (load_embeddings(image_spec), load_embeddings(text_spec))
     )
-    evaluation = score_under(opts, [(images, texts)], image_index, distance, folds, timings)
-    from cca_bench.coco_extended import record_fields
-
-    where = opts.locations
-    evaluation |= record_fields([(images, texts)], split, image_index, distance, protocol, opts.run, where.cache_dir)
+    evaluation = score_split(opts, [(images, texts)], split, image_index, distance, protocol, folds, timings)
     embeddings = {
         "images": {"file": str(image_file), "sha1": fingerprint_file(image_file), "dim": images.shape[1]},
         "texts": {"file": str(text_file), "sha1": fingerprint_file(text_file), "rows": len(texts)},
