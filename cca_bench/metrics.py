@@ -535,10 +535,9 @@ class _SearchColumns:
     they are at most :data:`OPEN_COLUMNS_GATHERED` of them (else every column is, as without lists)."""
 
     def __init__(self, own, lo, hi, bound):
-        self.c, self.own, self.lo, self.hi = len(own), own, lo, hi
-        self.sure = None
+        self.c, self.sure = len(own), None
+        self.gt, self.ge = np.concatenate([own, hi]), np.concatenate([own, lo])  # ">" and ">=" per caption
         if bound is not None:
-            self.gt, self.ge = np.concatenate([own, hi]), np.concatenate([own, lo])  # ">" and ">=" per caption
             sure = self.ge >= bound
             open_ = np.flatnonzero(~sure)
             if len(open_) <= OPEN_COLUMNS_GATHERED * len(sure):  # else comparing all columns costs less
@@ -550,21 +549,17 @@ class _SearchColumns:
         score) when ``bound`` was given. Returns the captions past ``c`` that have a score of this tile inside
         their bracket (at or above ``lo``, not above ``hi``), whose entries :meth:`_SearchCounts.add` keeps: it
         reads them from these rows alone, not from every row of the block."""
-        c, u8 = self.c, np.uint8
+        c = self.c
         if self.sure is None:
-            above[:c] += np.add.reduce(np.greater(s[:, :c], self.own, out=m[:, :c]).view(u8), axis=0, dtype=u8)
-            level_c += np.add.reduce(np.greater_equal(s[:, :c], self.own, out=m[:, :c]).view(u8), axis=0, dtype=u8)
-            over = np.add.reduce(np.greater(s[:, c:], self.hi, out=m[:, c:]).view(u8), axis=0, dtype=u8)
-            at = np.add.reduce(np.greater_equal(s[:, c:], self.lo, out=m[:, c:]).view(u8), axis=0, dtype=u8)
-            above[c:] += over
-            reach += at
-            return c + np.flatnonzero(at > over)
+            over, at = _over_and_at(s, self.gt, self.ge, m)
+            above += over
+            level_c += at[:c]
+            reach += at[c:]
+            return c + np.flatnonzero(at[c:] > over[c:])
         bracketed = []
         for cols, counts, shift, unknown in ((self.open_known, level_c, 0, False), (self.open_rest, reach, c, True)):
             if len(cols):
-                sub, mm = s[:, cols], m[:, : len(cols)]
-                over = np.add.reduce(np.greater(sub, self.gt[cols], out=mm).view(u8), axis=0, dtype=u8)
-                at = np.add.reduce(np.greater_equal(sub, self.ge[cols], out=mm).view(u8), axis=0, dtype=u8)
+                over, at = _over_and_at(s[:, cols], self.gt[cols], self.ge[cols], m[:, : len(cols)])
                 above[cols] += over
                 counts[cols - shift] += at
                 if unknown:
@@ -579,6 +574,14 @@ class _SearchColumns:
         reach += at[c:].astype(np.int32)
         bracketed.append(np.unique(col[ge & (v <= self.gt[col]) & (col >= c)]))
         return np.concatenate(bracketed)
+
+
+def _over_and_at(s: np.ndarray, gt: np.ndarray, ge: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of the (r, n) tile ``s``: how many of its scores lie above ``gt`` (n,) and how many at or above
+    ``ge`` (n,), as uint8 (a tile has fewer than 256 rows), compared into the boolean buffer ``m`` (r, n)."""
+    u8 = np.uint8
+    over = np.add.reduce(np.greater(s, gt, out=m).view(u8), axis=0, dtype=u8)
+    return over, np.add.reduce(np.greater_equal(s, ge, out=m).view(u8), axis=0, dtype=u8)
 
 
 def _annotation_counts(s, gt, thr, m, beaten, level) -> None:
