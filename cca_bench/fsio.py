@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from cca_bench.errors import UserError
 
-_TMP = re.compile(r"^(?P<name>.+)\.(?P<pid>\d+)\.tmp$")  # what write_atomic writes beside a target
+_TMP = re.compile(r"^(?P<name>.+)\.(?P<pid>\d+)(?:-\d+)?\.tmp$")  # what write_atomic writes beside a target
+_SEQ = itertools.count()  # this process's temporary files, numbered: two threads writing one target never share one
 _SWEPT: set[str] = set()  # folders already cleared of stale temporary files by this process
 
 
@@ -24,15 +26,17 @@ def write_atomic(path: Path, write: Callable) -> None:
     What ``path`` already is decides how it is written, so that an output flag never replaces something that
     is not a plain file of ours (as root, ``--html /dev/full`` used to turn the device node into a file):
 
-    - missing or a regular file: temporary name ``<name>.<pid>.tmp``, then one rename;
+    - missing or a regular file: temporary name ``<name>.<pid>-<n>.tmp`` (``n`` numbers this process's writes, so
+      two threads writing the same target each write their own file, and the last rename wins whole), then one
+      rename;
     - a symlink: the file it points at is written the same way (the link stays); a link through ``/proc``
       (``/dev/stdout`` -> ``/proc/self/fd/1``) or to anything but a regular file is written through in place;
     - a character or block device or a FIFO (``/dev/stdout``, ``/dev/null``, a pipe): written through in
       place, never renamed over; a FIFO nobody reads is a UserError instead of a hang;
     - a directory (or a path below a file): a UserError.
 
-    Temporary files left by a killed process (``*.<pid>.tmp`` whose pid is not running) are removed from the
-    target's folder the first time this process writes there. An OSError (disk full, read-only, no
+    Temporary files left by a killed process (``*.<pid>-<n>.tmp`` or ``*.<pid>.tmp`` whose pid is not running)
+    are removed from the target's folder the first time this process writes there. An OSError (disk full, read-only, no
     permission) is re-raised with ``path`` as its file name.
     """
     path = Path(path)
@@ -46,7 +50,7 @@ def write_atomic(path: Path, write: Callable) -> None:
     except OSError as e:
         raise _named(e, target.parent) from None
     sweep_stale_tmp(target.parent)
-    tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
+    tmp = target.with_name(target.name + f".{os.getpid()}-{next(_SEQ)}.tmp")
     try:
         with open(tmp, "wb") as f:
             write(f)
@@ -144,7 +148,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def sweep_stale_tmp(folder: Path) -> list[Path]:
-    """Remove ``*.<pid>.tmp`` files of dead processes from ``folder`` (once per folder and process).
+    """Remove ``*.<pid>-<n>.tmp`` (and older ``*.<pid>.tmp``) files of dead processes from ``folder`` (once per
+    folder and process).
 
     A process killed while :func:`write_atomic` wrote leaves its temporary file behind; a running process's
     temporary files (this one's included) are kept. Returns the files removed.

@@ -114,6 +114,39 @@ def test_stale_temporary_files_of_dead_processes_are_swept_once(tmp_path, monkey
     assert sweep_stale_tmp(tmp_path) == []  # once per folder and process
 
 
+def test_two_threads_writing_one_target_each_write_their_own_temporary_file(tmp_path):
+    """Two threads of one process (the web app's, an evaluation's helper) write the same file at once: each
+    writes its own temporary file, so the target ends whole (one of the two contents, not a mix of both or a
+    truncated one) and neither write fails. Planted bug: a temporary name from the pid alone (both threads open
+    the same file, the second truncates the first's half, and the second rename finds nothing to rename)."""
+    import threading
+
+    target = tmp_path / "counts.npy"
+    both_writing = threading.Barrier(2, timeout=10)
+    errors = []
+
+    def write(byte):
+        def slow(f):
+            f.write(byte * 4096)
+            f.flush()
+            both_writing.wait()  # both temporary files open and half written
+            f.write(byte * 4096)
+
+        try:
+            write_atomic(target, slow)
+        except Exception as e:  # noqa: BLE001 (collected, asserted below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(b,)) for b in (b"a", b"b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert target.read_bytes() in (b"a" * 8192, b"b" * 8192)
+    assert sorted(os.listdir(tmp_path)) == ["counts.npy"]
+
+
 def test_a_kill_between_the_renames_leaves_a_consistent_model(tmp_path, monkeypatch):
     """save_arrays renames the .safetensors, then the .json: killed in between, the new weights sit beside the
     old .json. The model loads whole from the safetensors (k = 5, not the old 2) and the .json is flagged;
@@ -217,7 +250,7 @@ def test_a_real_kill_leaves_a_temporary_file_that_the_next_process_sweeps(tmp_pa
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
-    leftover = tmp_path / f"RESULTS.md.{proc.pid}.tmp"
+    (leftover,) = tmp_path.glob(f"RESULTS.md.{proc.pid}-*.tmp")
     assert target.read_text() == "before" and leftover.read_bytes() == b"half"
     for _ in range(100):  # the pid is gone once the kernel has reaped it
         if not fsio.pid_alive(proc.pid):
