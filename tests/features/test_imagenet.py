@@ -51,11 +51,15 @@ def build(name: str, width: float = 1.0):
 
 def random_network(name: str, width: float):
     """He-initialised random weights: activations keep their scale through 150 layers (torch's default
-    init shrinks them into slow denormal floats)."""
+    init shrinks them into slow denormal floats). ResNet's residual branches end in a BatchNorm scaled by 0.3
+    (trained ResNets' last BatchNorm scales are small too): at full scale every residual sum adds the variance of
+    its branch, and ResNet-152's activations grew to 7e7, inf in the CUDA test's fp16."""
     model = build(name, width)
     for m in model.modules():
         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
             torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        if isinstance(m, cnn.Bottleneck):
+            torch.nn.init.constant_(m.bn3.weight, 0.3)
     return model
 
 
@@ -401,6 +405,29 @@ def test_runner_prepacks_bf16_on_cpu_and_matches_autocast(tiny_weights, name):
     assert convs(accel.fast_model(load(), "cpu", "fp32", spec.onednn_stages)[0]) == {"Conv2d"}
     for got in (autocast, prepacked):
         assert torch.nn.functional.cosine_similarity(fp32, got).min() >= 0.999
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet152"])
+def test_random_networks_keep_their_features_in_fp16_storage(tiny_weights, name):
+    """What the CUDA test below checks, emulated on the CPU: weights, inputs and every module's output rounded
+    to fp16, products accumulated in fp32 (as cuDNN's fp16 convolutions do), give the fp32 features at cosine
+    >= 0.999. Fails when the random networks overflow fp16 (ResNet-152's residual sums reached 7e7 with fresh
+    BatchNorm statistics) or amplify its rounding (full-variance residual branches: cosine 0.991)."""
+    spec = imagenet.CNNS[name]
+    path = tiny_weights / "weights" / spec.files[0]
+    x = np.random.default_rng(0).integers(0, 256, (6, 1, spec.size, spec.size, 3), dtype=np.uint8)
+    want = imagenet.network_runner(name, path, "cpu", "fp32")(x)
+    half = lambda t: t.half().float() if torch.is_tensor(t) and t.is_floating_point() else t  # noqa: E731
+    model = imagenet.load_network(name, path)
+    for m in model.modules():
+        for p in m.parameters(recurse=False):
+            p.data = half(p.data)
+        m.register_forward_pre_hook(lambda m, args: tuple(half(a) for a in args))
+        m.register_forward_hook(lambda m, args, out: half(out))
+    with torch.no_grad():
+        got = model.extract(half(imagenet.normalise(torch.from_numpy(x[:, 0]), spec))).numpy()
+    cos = (want * got).sum(1) / (np.linalg.norm(want, axis=1) * np.linalg.norm(got, axis=1))
+    assert np.isfinite(got).all() and cos.min() >= 0.999, cos
 
 
 @pytest.mark.skipif(
