@@ -8,7 +8,8 @@ Each check runs the same code on the CPU and on the GPU and says how far the res
 - solve: ``linalg.solve_cca`` of those moments (ridge eigenvalue, Cholesky whitening, SVD in float64);
 - ridge, procrustes, pls: each method's ``fit`` (moments + its own solve) with ``device`` cpu and cuda;
 - evaluation: ``metrics.ranks`` at COCO-5k size (5,000 images x 25,000 captions, k = 128), whose similarity
-  GEMMs run on ``device``; the ranks must be identical; the bare GEMM is timed beside it;
+  GEMMs run on ``device``; how many ranks differ from the CPU's and by how much (a near-tie in float32 may
+  move a rank by one; more is a bug); the bare GEMM is timed beside it;
 - dcca: one training epoch over 20,000 pairs on each device (seconds per epoch).
 Without a GPU (or with ``--dry-run``) every size is divided by 20 and only the CPU runs: a check that the script
 works, not a measurement. Times are single runs after one warm-up of each device.
@@ -117,9 +118,23 @@ def eval_rows(n_img: int, devices) -> list:
         s, ranks[dev] = timed(lambda: metrics.ranks(ims, txt, index, device=None if dev == "cpu" else dev))
         rows.append(("evaluation (ranks, both directions)", dev, s, "-"))
     if len(ranks) == 2:
-        same = all(np.array_equal(a, b) for a, b in zip(ranks["cpu"], ranks["cuda"]))
-        rows[-1] = rows[-1][:3] + ("ranks identical to the CPU's" if same else "RANKS DIFFER from the CPU's",)
+        rows[-1] = rows[-1][:3] + (rank_agreement(ranks["cpu"], ranks["cuda"]),)
     return rows
+
+
+def rank_agreement(cpu, gpu) -> str:
+    """How far the GPU's ranks are from the CPU's, per direction: cuBLAS sums each score in another order, so a
+    query whose ground truth ties another item to within float32 rounding may rank one place apart; anything more
+    is a bug."""
+    said, moved = [], 0
+    for what, a, b in zip(("annotation", "search"), cpu, gpu):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        if a.shape != b.shape:
+            return f"RANKS DIFFER: {what} has {b.shape} ranks on the GPU, {a.shape} on the CPU"
+        off = np.abs(a - b)
+        moved += int((off > 0).sum())
+        said.append(f"{what}: {int((off > 0).sum())} of {off.size:,} queries differ (by at most {off.max():g})")
+    return ("ranks identical to the CPU's" if moved == 0 else "ranks vs the CPU's") + ": " + "; ".join(said)
 
 
 def dcca_rows(split, devices) -> list:
