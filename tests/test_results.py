@@ -219,3 +219,17 @@ def test_compare_carries_a_coco_5k_runs_eccv_and_cxc_metrics(tmp_path, capsys):
     own = csv[csv["Source"] == "this suite"].set_index("Protocol")
     assert own.loc["5k", "i2t eccv_r1"] == 41.5 and own.loc["5k", "t2i eccv_r1"] == 30.25
     assert pd.isna(own.loc["1k", "i2t eccv_r1"])
+
+
+def test_compare_without_runs_refuses_and_writes_nothing(tmp_path, results, capsys):
+    """A mistyped --results-root used to be created and given a RESULTS.md saying 'No runs stored yet' (and an
+    empty one replaced the tables there). Planted bug caught: the refusal removed (the folder and files appear)."""
+    missing = tmp_path / "reslts"
+    assert main(["compare", "--results-root", str(missing)]) == 2
+    assert "no runs stored under" in capsys.readouterr().err and not missing.exists()
+    empty = tmp_path / "empty"
+    (empty / "runs").mkdir(parents=True)
+    (empty / "RESULTS.md").write_text("kept\n")
+    assert main(["compare", "--results-root", str(empty)]) == 2
+    assert (empty / "RESULTS.md").read_text() == "kept\n" and not (empty / "RESULTS.csv").exists()
+    assert main(["compare", "--results-root", str(missing), "--published", "--columns", "all"]) == 0  # still works

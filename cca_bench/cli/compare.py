@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cca_bench.cli.common import add_common, log, metric
+from cca_bench.errors import UserError
 
 HELP = "tables over all stored runs beside published numbers; writes RESULTS.md and RESULTS.csv in the results root"
 DESCRIPTION = (
@@ -97,6 +98,11 @@ def run(args) -> None:
     if baseline is not None and baseline["_file"] not in {r["_file"] for r in shown}:
         shown.append(baseline)
     frame = select_rows(compare_frame(shown, published_frame()), args.dataset, args.split, args.method, args.published)
+    if not len(frame):  # a new or mistyped results root: say so, and neither create it nor replace its tables
+        raise UserError(
+            f"no runs stored under {root / 'runs'}: run `run_benchmark` first, or point --results-root "
+            "(or $CCA_BENCH_RESULTS) at the folder that holds them; --published shows the published rows alone"
+        )
     table_columns(frame, args.columns)  # an unknown column fails before any test runs
     marks = significance_marks(frame, shown) if args.significance and len(frame) else None
     if baseline is not None and len(frame):
