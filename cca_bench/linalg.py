@@ -375,14 +375,21 @@ def _dask_rows(a, chunk: int):
 
 def dask_client(scheduler: str | None = None):
     """A context for Dask work: a Client of ``scheduler`` (address), else the current default client, else a
-    LocalCluster of threads (in-memory arrays are shared with the workers, not copied)."""
-    import contextlib
-
+    LocalCluster of threads (in-memory arrays are shared with the workers, not copied). A scheduler that cannot
+    be reached, or is lost during the work, and a cluster without this package are UserErrors naming the
+    address (:func:`_on_cluster`), not a traceback or a wait without end."""
     distributed = require("dask.distributed", "backend='dask'")
     Client, LocalCluster = distributed.Client, distributed.LocalCluster
 
     if scheduler:
-        return Client(scheduler)
+        try:  # a typo'd host fails here at once, not after the connect timeout (30 s)
+            client = Client(distributed.comm.resolve_address(scheduler))
+        except (OSError, ValueError) as e:  # refused, timed out, a host that does not resolve, no port
+            raise UserError(
+                f"cannot reach the Dask scheduler at {scheduler!r} ({' '.join(str(e).split())}): start it "
+                "(`dask scheduler`) or give its address as its log prints it, e.g. tcp://10.0.0.5:8786"
+            ) from None
+        return _on_cluster(client, scheduler)
     try:
         distributed.default_client()
         return contextlib.nullcontext()
@@ -391,6 +398,56 @@ def dask_client(scheduler: str | None = None):
         cluster = stack.enter_context(LocalCluster(processes=False, dashboard_address=None))
         stack.enter_context(Client(cluster))
         return stack
+
+
+@contextlib.contextmanager
+def _on_cluster(client, scheduler: str):
+    """``client`` (closed on exit) once its scheduler and workers import this package; the loss of the scheduler
+    or of a worker during the work becomes a UserError (nothing of the interrupted step is saved)."""
+    distributed = require("dask.distributed", "backend='dask'")
+
+    with client:
+        _check_package(client, scheduler)
+        try:
+            yield client
+        except (distributed.client.FutureCancelledError, distributed.comm.CommClosedError) as e:
+            raise UserError(
+                f"lost the Dask scheduler at {scheduler} ({' '.join(str(e).split())}); nothing of this step "
+                "was saved (finished feature shards are kept): run the command again"
+            ) from None
+        except distributed.KilledWorker as e:
+            raise UserError(
+                f"Dask workers of {scheduler} died running {e.task!r} (out of memory? see the workers' logs; "
+                "a smaller chunk needs less: docs/cluster.md)"
+            ) from None
+
+
+def _check_package(client, scheduler: str) -> None:
+    """UserError unless the scheduler and every worker import this package: a worker that cannot unpickle a task
+    dies, and the work then waits for workers without end (a scheduler without it refuses the graph). The probe
+    is a standard-library function, so a process without the package can run it."""
+    from pkgutil import resolve_name
+
+    from cca_bench._version import __version__
+
+    probe = ("cca_bench:__version__",)
+    try:
+        where = {"the scheduler": client.run_on_scheduler(resolve_name, *probe)}
+    except ImportError as e:
+        where = {"the scheduler": e}
+    where.update(client.run(resolve_name, *probe, on_error="return"))
+    missing = [name for name, v in where.items() if not isinstance(v, str)]
+    if missing:
+        raise UserError(
+            f"{', '.join(missing[:3])}{' and others' if len(missing) > 3 else ''} of the Dask cluster at "
+            f"{scheduler} cannot import cca_bench: install this package (version {__version__}) where the "
+            "scheduler and every worker run (docs/cluster.md)"
+        )
+    other = [(name, v) for name, v in where.items() if v != __version__]
+    if other:
+        import warnings
+
+        warnings.warn(f"{other[0][0]} of {scheduler} runs cca_bench {other[0][1]}, this client {__version__}")
 
 
 def _indexed_block_products(xb, yb, local_index, shift_x, shift_y, dtype=np.float32):

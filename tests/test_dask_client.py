@@ -1,0 +1,77 @@
+"""dask_client: what goes wrong with a cluster (a typo in its address, no scheduler there, workers without this
+package, the scheduler going away mid-work) is one line naming the address, never a traceback or a wait without
+end."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import dask
+import dask.distributed  # noqa: F401  (the dask extra, in the test extra)
+import pytest
+from dask.distributed import Client, LocalCluster
+
+from cca_bench.__main__ import main
+from cca_bench.errors import UserError
+from cca_bench.linalg import dask_client
+
+
+@pytest.mark.parametrize("address", ["tcp//127.0.0.1:8786", "localhost", "127.0.0.1:port"])
+def test_a_typo_in_the_address_is_one_line_at_once(address):
+    """Planted bugs caught: Client(address) unguarded (a ValueError / OSError traceback); the address not
+    resolved first (a host that cannot exist waits out the 30 s connect timeout)."""
+    start = time.monotonic()
+    with pytest.raises(UserError, match="cannot reach the Dask scheduler"):
+        dask_client(address)
+    assert time.monotonic() - start < 10
+
+
+def test_no_scheduler_at_the_address():
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        with pytest.raises(UserError, match=r"cannot reach the Dask scheduler at 'tcp://127.0.0.1:1'"):
+            dask_client("tcp://127.0.0.1:1")
+
+
+def test_the_cli_says_it_in_one_line(tmp_path, capsys):
+    roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "res")]
+    argv = ["generate", "ridge", "shapes", "glove50_tinyimage", "--backend", "dask", "--dask-scheduler", "tcp//x:1"]
+    assert main([*argv, "-D", "n_train=20", "-D", "n_val=5", "-D", "n_test=5", "-q", *roots]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot reach the Dask scheduler at 'tcp//x:1'") and len(err.splitlines()) == 1
+    assert not (tmp_path / "res" / "models").exists()
+
+
+def test_workers_without_the_package_are_named(tmp_path):
+    """A `dask worker` process that cannot import cca_bench (here: another cca_bench first on its path) is
+    refused before any task is sent. Planted bug caught: no check (a task then kills such a worker, and the
+    work waits for workers without end)."""
+    fake = tmp_path / "cca_bench"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('not installed on this worker')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    with (
+        LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        cmd = [sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address, "--nthreads", "1"]
+        worker = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.DEVNULL)
+        try:
+            client.wait_for_workers(1, timeout=60)
+            with pytest.raises(UserError, match=r"tcp://\S+ of the Dask cluster at \S+ cannot import cca_bench"):
+                with dask_client(cluster.scheduler_address):
+                    pass
+        finally:
+            worker.terminate()
+            worker.wait(30)
+
+
+def test_losing_the_scheduler_mid_work_is_one_line():
+    """Planted bug caught: the distributed errors of a lost scheduler not translated (a FutureCancelledError
+    traceback)."""
+    cluster = LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None)
+    with pytest.raises(UserError, match="lost the Dask scheduler at "):
+        with dask_client(cluster.scheduler_address):
+            threading.Timer(0.5, cluster.close).start()
+            dask.compute(dask.delayed(time.sleep)(3))
