@@ -143,3 +143,19 @@ def test_a_model_fitted_on_dask_scores_where_run_benchmark_says(tmp_path, monkey
         )
         == 0
     )
+
+
+@pytest.mark.parametrize("command", ["generate", "run_benchmark"])
+def test_a_scheduler_without_backend_dask_is_refused(tmp_path, capsys, command):
+    """--dask-scheduler without --backend dask is one line, before any feature is encoded. Planted bug caught:
+    no check (the address ignored, everything run on this machine without a word)."""
+    where = (
+        ["cca", "shapes", "glove50_tinyimage"]
+        if command == "generate"
+        else ["cca", "shapes", "test", "glove50_tinyimage"]
+    )
+    argv = [command, *where, "--dask-scheduler", "tcp://127.0.0.1:8786", "--data-root", str(tmp_path / "data")]
+    assert main([*argv, "--results-root", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --dask-scheduler goes with --backend dask (this is --backend numpy: all runs here)", err
+    assert not (tmp_path / "data").exists()

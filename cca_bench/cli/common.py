@@ -274,6 +274,9 @@ def options(args):
     torch_device(getattr(args, "device", "auto"))
     if getattr(args, "tag", ""):
         check_tag(args.tag)  # names the model files: refused before any feature is encoded
+    backend = getattr(args, "backend", None) or "numpy"
+    if getattr(args, "dask_scheduler", None) and backend != "dask":  # else silently ignored: all runs here
+        raise UserError(f"--dask-scheduler goes with --backend dask (this is --backend {backend}: all runs here)")
     quiet = getattr(args, "quiet", False)
     return Options.of(
         data_root=data_root(args.data_root),
@@ -284,7 +287,7 @@ def options(args):
         stopwords=getattr(args, "stopwords", False),
         **_fv_options(args),
         precision=getattr(args, "precision", "auto"),
-        backend=getattr(args, "backend", None) or "numpy",
+        backend=backend,
         dask_scheduler=getattr(args, "dask_scheduler", None),
         batch_size=getattr(args, "batch_size", 64),
         crops=getattr(args, "crops", 1),
