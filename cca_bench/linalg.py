@@ -415,6 +415,11 @@ def _on_cluster(client, scheduler: str):
                 f"lost the Dask scheduler at {scheduler} ({' '.join(str(e).split())}); nothing of this step "
                 "was saved (finished feature shards are kept): run the command again"
             ) from None
+        except FileNotFoundError as e:  # raised on a worker: a path of this machine that it does not see
+            raise UserError(
+                f"a Dask worker of {scheduler} cannot read {e.filename or e}: the workers need the data root at "
+                "this machine's path (a shared file system; docs/cluster.md, section 2)"
+            ) from None
         except distributed.KilledWorker as e:
             raise UserError(
                 f"Dask workers of {scheduler} died running {e.task!r} (out of memory? see the workers' logs; "

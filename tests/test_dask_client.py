@@ -75,3 +75,19 @@ def test_losing_the_scheduler_mid_work_is_one_line():
         with dask_client(cluster.scheduler_address):
             threading.Timer(0.5, cluster.close).start()
             dask.compute(dask.delayed(time.sleep)(3))
+
+
+def test_a_file_the_workers_do_not_see_is_named(tmp_path):
+    """A feature file that the workers cannot open (here: removed once this process read its header, as a path
+    on a disk of this machine's own would be) is one line naming it. Planted bug caught: FileNotFoundError not
+    translated (a traceback from the worker)."""
+    import numpy as np
+
+    from cca_bench.linalg import dask_moments, npy_rows
+
+    np.save(tmp_path / "x.npy", np.ones((20, 3), np.float32))
+    x = npy_rows(str(tmp_path / "x.npy"))
+    (tmp_path / "x.npy").unlink()
+    with LocalCluster(n_workers=1, processes=False, protocol="tcp", dashboard_address=None) as cluster:
+        with pytest.raises(UserError, match=f"cannot read {tmp_path / 'x.npy'}: the workers need the data root"):
+            dask_moments(x, np.ones((20, 2), np.float32), scheduler=cluster.scheduler_address)

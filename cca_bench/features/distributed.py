@@ -35,18 +35,21 @@ class ExtractJob:
 
     @classmethod
     def make(cls, dataset: str, data_root, dataset_options: dict, split, encoder: str, kwargs: dict) -> ExtractJob:
+        # paths absolute: a worker resolves a relative one against its own working directory, not this one's
         kw = {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in kwargs.items() if k not in ("progress", "shard_dir")
+            k: (str(v.absolute()) if isinstance(v, Path) else v)
+            for k, v in kwargs.items()
+            if k not in ("progress", "shard_dir")
         }
         return cls(
             dataset,
-            str(data_root),
+            str(Path(data_root).absolute()),
             tuple(sorted(dataset_options.items())),
             split.name,
             split.fingerprint(),
             encoder,
             tuple(sorted(kw.items())),
-            str(kwargs["shard_dir"]),
+            str(Path(kwargs["shard_dir"]).absolute()),
         )
 
 
@@ -106,4 +109,12 @@ def extract_shards(job: ExtractJob, n: int, scheduler: str | None = None, shard_
     Path(job.shard_dir).mkdir(parents=True, exist_ok=True)
     tasks = [dask.delayed(run_shard, pure=False)(job, lo, hi) for lo, hi in todo]
     with dask_client(scheduler):
-        return list(dask.compute(*tasks))
+        written = list(dask.compute(*tasks))
+    unseen = missing_shards(Path(job.shard_dir), n, size)
+    if unseen:  # else this machine would extract them all again, without a word
+        raise UserError(
+            f"the Dask workers wrote {len(unseen)} feature shard(s) into {job.shard_dir}, but this machine does not "
+            "see them there: the workers need the data root at this machine's path (a shared file system; "
+            "docs/cluster.md, section 2)"
+        )
+    return written

@@ -1,6 +1,7 @@
 """`--backend dask` extracts a split's missing image shards as tasks on a cluster of worker processes:
 the same features as a local extraction, and finished shards are not recomputed."""
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -124,3 +125,29 @@ def test_a_worker_that_sees_other_data_is_refused(cluster, tmp_path):
 
     with pytest.raises(UserError, match="differs on the Dask worker"):
         distributed.extract_shards(job, split.n_images, cluster)
+
+
+def test_a_relative_data_root_and_an_unshared_one(tmp_path, monkeypatch):
+    """Workers whose working directory is not this process's: a relative --data-root is the client's (made
+    absolute before it travels), and shards written where this machine does not see them are one line, not a
+    silent local extraction of the whole split. Planted bugs caught: the job's paths left relative (the workers
+    write under their own working directory and the command stops); no check of the written shards (the
+    relative shard folder below is extracted again here without a word)."""
+    from dask.distributed import LocalCluster
+
+    from cca_bench.errors import UserError
+
+    for d in ("workers", "client"):
+        (tmp_path / d).mkdir()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.chdir(tmp_path / "workers")  # where the worker processes start
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+        monkeypatch.chdir(tmp_path / "client")
+        real, jobs = distributed.extract_shards, []
+        monkeypatch.setattr(distributed, "extract_shards", lambda *a, **k: jobs.append(a) or real(*a, **k))
+        argv = ["generate", "ridge", "shapes", "glove50_tinyimage", "--backend", "dask", "--dask-scheduler"]
+        assert main([*argv, c.scheduler_address, *SMALL[:-2], "--data-root", "d", "--results-root", "r"]) == 0
+        (job, n, _), *_ = jobs
+        assert job.shard_dir.startswith(str(tmp_path / "client" / "d")) and not (tmp_path / "workers" / "d").exists()
+        with pytest.raises(UserError, match=r"wrote 1 feature shard\(s\) into shards, but this machine does not"):
+            real(dataclasses.replace(job, shard_dir="shards"), n, c.scheduler_address)
