@@ -93,11 +93,16 @@ def missing_shards(shard_dir: Path, n: int, shard_size: int) -> list[tuple[int, 
     ]
 
 
-def extract_shards(job: ExtractJob, n: int, scheduler: str | None = None, shard_size: int | None = None) -> list[str]:
+def extract_shards(
+    job: ExtractJob, n: int, scheduler: str | None = None, shard_size: int | None = None, progress: bool = False
+) -> list[str]:
     """Run the missing shards of ``job`` (n images) as tasks on the Dask cluster at ``scheduler`` (default:
-    the current client, else a local cluster; see :func:`cca_bench.linalg.dask_client`); returns the
-    names of the shard files written."""
-    dask = require("dask", "--backend dask")
+    the current client, else a local cluster; see :func:`cca_bench.linalg.dask_client`), with a bar of the
+    images done (stderr) when ``progress``; returns the names of the shard files written."""
+    import sys
+
+    distributed = require("dask.distributed", "--backend dask")
+    from tqdm import tqdm
 
     from cca_bench.features import store
     from cca_bench.linalg import dask_client
@@ -107,9 +112,25 @@ def extract_shards(job: ExtractJob, n: int, scheduler: str | None = None, shard_
     if not todo:
         return []
     Path(job.shard_dir).mkdir(parents=True, exist_ok=True)
-    tasks = [dask.delayed(run_shard, pure=False)(job, lo, hi) for lo, hi in todo]
-    with dask_client(scheduler):
-        written = list(dask.compute(*tasks))
+    desc = f"{job.encoder} {job.dataset}/{job.split} on the Dask cluster"
+    with (
+        dask_client(scheduler),
+        tqdm(
+            total=n,
+            initial=n - sum(hi - lo for lo, hi in todo),
+            unit="img",
+            desc=desc,
+            disable=not progress,
+            file=sys.stderr,
+        ) as bar,
+    ):
+        client = distributed.get_client()
+        futures = [client.submit(run_shard, job, lo, hi, pure=False) for lo, hi in todo]
+        rows = {f.key: hi - lo for f, (lo, hi) in zip(futures, todo)}
+        for done in distributed.as_completed(futures):
+            done.result()  # a failed shard raises here
+            bar.update(rows[done.key])
+        written = [f.result() for f in futures]
     unseen = missing_shards(Path(job.shard_dir), n, size)
     if unseen:  # else this machine would extract them all again, without a word
         raise UserError(

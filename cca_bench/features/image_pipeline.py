@@ -142,9 +142,9 @@ class ImagePipeline(Stateless):
             return self.encoder
         job = ExtractJob.make(dataset.name, self.data_root, self.dataset_options, split, self.name, kwargs)
 
-        def on_dask(*args, **kw):
-            extract_shards(job, split.n_images, self.opts.dask_scheduler)
-            return self.encoder(*args, **kw)
+        def on_dask(*args, **kw):  # the cluster's bar shows the images done; assembling the shards needs none
+            extract_shards(job, split.n_images, self.opts.dask_scheduler, progress=kw.get("progress", False))
+            return self.encoder(*args, **{**kw, "progress": False})
 
         return on_dask
 

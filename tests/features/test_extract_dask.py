@@ -151,3 +151,17 @@ def test_a_relative_data_root_and_an_unshared_one(tmp_path, monkeypatch):
         assert job.shard_dir.startswith(str(tmp_path / "client" / "d")) and not (tmp_path / "workers" / "d").exists()
         with pytest.raises(UserError, match=r"wrote 1 feature shard\(s\) into shards, but this machine does not"):
             real(dataclasses.replace(job, shard_dir="shards"), n, c.scheduler_address)
+
+
+def test_cluster_extraction_shows_its_progress(cluster, tmp_path, capsys):
+    """The images done on the cluster are one bar on stderr that reaches the split's size, and the shards'
+    assembly here draws no second bar. Planted bugs caught: no bar while the workers extract (the command
+    was silent, then drew the assembly's bar stuck at 0/150); the assembly's bar drawn again."""
+    import re
+
+    roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "res")]
+    argv = ["generate", "ridge", "shapes", "glove50_tinyimage", "--backend", "dask", "--dask-scheduler", cluster]
+    assert main([*argv, *SMALL[:6], *roots]) == 0
+    bars = [s for s in re.split(r"[\r\n]", capsys.readouterr().err) if "shapes/train" in s and "img" in s]
+    assert bars and all("on the Dask cluster" in s for s in bars), bars
+    assert "150/150" in bars[-1]
