@@ -159,3 +159,36 @@ def test_a_scheduler_without_backend_dask_is_refused(tmp_path, capsys, command):
     err = capsys.readouterr().err.strip()
     assert err == "error: --dask-scheduler goes with --backend dask (this is --backend numpy: all runs here)", err
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("method", ["cca", "kcca", "ridge", "procrustes", "pls"])
+def test_chunk_rows_reaches_the_moments_pass(tmp_path, monkeypatch, method):
+    """docs/cluster.md sizes a worker's memory by --chunk-rows (one task per chunk): every method fitted from
+    moments takes it, and the pass runs in chunks of that many rows. Planted bug caught: no such option (the
+    documented flag refused as unrecognised)."""
+    from cca_bench import linalg
+
+    seen, real = [], linalg.streamed_moments
+    monkeypatch.setattr(linalg, "streamed_moments", lambda *a, **k: seen.append(k["chunk"]) or real(*a, **k))
+    roots = ["--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "res")]
+    extra = ["--landmarks", "50"] if method == "kcca" else []
+    argv = ["generate", method, "shapes", "glove50_tinyimage", "--chunk-rows", "64", *extra, *SMALL[:-2], *roots]
+    assert main(argv) == 0
+    assert seen and set(seen) == {64}
+
+
+def test_every_option_named_in_the_cluster_docs_exists():
+    """Each `--option` that docs/cluster.md names in its prose is an option of `generate` (cca, ridge, asif) or
+    `run_benchmark`: a user following the page never meets 'unrecognized arguments'."""
+    import re
+    from pathlib import Path
+
+    from cca_bench.cli import command_parser
+
+    known = set()
+    for argv in (["generate", "cca"], ["generate", "ridge"], ["generate", "asif"], ["run_benchmark"]):
+        known.update(s for a in command_parser(argv[0], argv[1:])._actions for s in a.option_strings)
+    text = (Path(__file__).resolve().parents[1] / "docs" / "cluster.md").read_text()
+    prose = re.sub(r"(?ms)^```.*?^```", "", text)
+    named = {f for span in re.findall(r"`([^`]+)`", prose) for f in re.findall(r"(?<!\S)--[a-z][a-z-]*", span)}
+    assert named and named <= known, named - known

@@ -16,11 +16,11 @@ from cca_bench import linalg
 from cca_bench.checks import COUNT
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
-from cca_bench.methods.base import BACKEND_CLI, check_arrays, load_saved, save_arrays
+from cca_bench.methods.base import BACKEND_CLI, CHUNK_CLI, check_arrays, load_saved, save_arrays
 from cca_bench.methods.estimator import PairedEstimator
 
 NORMALIZE_CLI = (bool, "ridge, procrustes, pls: L2-normalise every image and caption feature row first")
-COMMON_CLI = {"normalize": NORMALIZE_CLI, **BACKEND_CLI}  # the options every aligner takes
+COMMON_CLI = {"normalize": NORMALIZE_CLI, **BACKEND_CLI, **CHUNK_CLI}  # the options every aligner takes
 
 
 def l2_rows(a: np.ndarray) -> np.ndarray:
@@ -64,6 +64,7 @@ class LinearAligner(PairedEstimator):
         """Streamed means and covariances of the pairs (x[x_index[j]], y[j]) (rows L2-normalised first when
         ``normalize``; not centred when ``center`` is False: then the 'covariances' are raw second moments)."""
         self.check_params(len(X), len(Y))
+        COUNT.check("chunk_rows", self.chunk_rows)
         if X.ndim != 2 or Y.ndim != 2:
             raise UserError(f"{self.METHOD} needs 2-d feature arrays, got shapes {X.shape} and {Y.shape}")
         fn = l2_rows if self.normalize else None

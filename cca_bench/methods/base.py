@@ -8,8 +8,10 @@ from typing import Protocol
 
 import numpy as np
 
+from cca_bench.checks import COUNT
 from cca_bench.errors import UserError
 from cca_bench.fsio import read_json_object
+from cca_bench.linalg import CHUNK_ROWS
 
 
 class CrossModalModel(Protocol):
@@ -210,6 +212,15 @@ BACKEND_CLI = {  # the --backend contract of every method whose fit is a sum (do
         str,
         "with --backend dask: the scheduler's address, e.g. tcp://10.0.0.5:8786 (default: a "
         "LocalCluster on this machine)",
+    ),
+}
+
+
+CHUNK_CLI = {  # the memory knob of a moments pass: docs/cluster.md, section 6 (asif streams no moments)
+    "chunk_rows": (
+        COUNT.cli(),
+        f"rows per chunk of the covariance pass (default {CHUNK_ROWS:,}); with --backend dask one task each, so "
+        "a worker holds one chunk and two d x d sums (docs/cluster.md)",
     ),
 }
 

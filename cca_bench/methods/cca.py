@@ -19,7 +19,7 @@ from cca_bench import linalg
 from cca_bench.checks import COUNT, NON_NEGATIVE
 from cca_bench.config import torch_device
 from cca_bench.errors import UserError
-from cca_bench.methods.base import BACKEND_CLI, check_arrays, load_saved, save_arrays
+from cca_bench.methods.base import BACKEND_CLI, CHUNK_CLI, check_arrays, load_saved, save_arrays
 from cca_bench.methods.estimator import PairedEstimator
 from cca_bench.registry import METHODS
 
@@ -99,6 +99,7 @@ class RegularizedCCA(PairedEstimator):
             "scale each dimension by its canonical correlation to this power (default 1)",
         ),
         **BACKEND_CLI,
+        **CHUNK_CLI,
         "similarity": (
             str,
             "cca, kcca: cosine (default: projections weighted by rho^eig_power, then the run's "
