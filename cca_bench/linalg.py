@@ -440,7 +440,12 @@ def _check_package(client, scheduler: str) -> None:
         where = {"the scheduler": client.run_on_scheduler(resolve_name, *probe)}
     except ImportError as e:
         where = {"the scheduler": e}
-    where.update(client.run(resolve_name, *probe, on_error="return"))
+    workers = client.run(resolve_name, *probe, on_error="return")
+    if not workers:  # else a silent wait (SLURM jobs still queued, workers started elsewhere or dead)
+        import warnings
+
+        warnings.warn(f"no Dask worker has joined {scheduler} yet: the tasks wait until one does", stacklevel=3)
+    where.update(workers)
     missing = [name for name, v in where.items() if not isinstance(v, str)]
     if missing:
         raise UserError(

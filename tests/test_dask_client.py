@@ -91,3 +91,11 @@ def test_a_file_the_workers_do_not_see_is_named(tmp_path):
     with LocalCluster(n_workers=1, processes=False, protocol="tcp", dashboard_address=None) as cluster:
         with pytest.raises(UserError, match=f"cannot read {tmp_path / 'x.npy'}: the workers need the data root"):
             dask_moments(x, np.ones((20, 2), np.float32), scheduler=cluster.scheduler_address)
+
+
+def test_a_scheduler_without_workers_says_so():
+    """Planted bug caught: no word (the command then waits for a worker in silence)."""
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address=None) as cluster:
+        with pytest.warns(UserWarning, match=f"no Dask worker has joined {cluster.scheduler_address} yet"):
+            with dask_client(cluster.scheduler_address):
+                pass
