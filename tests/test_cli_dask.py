@@ -192,3 +192,12 @@ def test_every_option_named_in_the_cluster_docs_exists():
     prose = re.sub(r"(?ms)^```.*?^```", "", text)
     named = {f for span in re.findall(r"`([^`]+)`", prose) for f in re.findall(r"(?<!\S)--[a-z][a-z-]*", span)}
     assert named and named <= known, named - known
+
+
+def test_run_benchmark_help_says_what_backend_dask_runs(capsys):
+    """run_benchmark --backend dask also scores asif's top-k on the cluster (the test above): its help says so.
+    Planted bug caught: the help naming extraction only."""
+    with pytest.raises(SystemExit):
+        main(["run_benchmark", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "extract missing image feature shards, and score asif's top-k, as tasks on a Dask cluster" in text

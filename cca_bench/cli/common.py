@@ -257,7 +257,8 @@ def add_extract_backend(p) -> None:
         "--backend",
         default="numpy",
         choices=["numpy", "dask"],
-        help="dask: extract missing image feature shards as tasks on a Dask cluster (default numpy: here)",
+        help="dask: extract missing image feature shards, and score asif's top-k, as tasks on a Dask cluster "
+        "(default numpy: here, whatever backend the model was fitted with)",
     )
     g.add_argument("--dask-scheduler", help="with --backend dask: scheduler address (default: a local cluster)")
 
