@@ -404,13 +404,15 @@ def dask_client(scheduler: str | None = None):
 def _on_cluster(client, scheduler: str):
     """``client`` (closed on exit) once its scheduler and workers import this package; the loss of the scheduler
     or of a worker during the work becomes a UserError (nothing of the interrupted step is saved)."""
+    import concurrent.futures
+
     distributed = require("dask.distributed", "backend='dask'")
 
     with client:
         _check_package(client, scheduler)
         try:
             yield client
-        except (distributed.client.FutureCancelledError, distributed.comm.CommClosedError) as e:
+        except (concurrent.futures.CancelledError, distributed.comm.CommClosedError) as e:
             raise UserError(
                 f"lost the Dask scheduler at {scheduler} ({' '.join(str(e).split())}); nothing of this step "
                 "was saved (finished feature shards are kept): run the command again"
