@@ -424,8 +424,8 @@ def _on_cluster(client, scheduler: str):
             ) from None
         except distributed.KilledWorker as e:
             raise UserError(
-                f"Dask workers of {scheduler} died running {e.task!r} (out of memory? see the workers' logs; "
-                "a smaller chunk needs less: docs/cluster.md)"
+                f"Dask workers of {scheduler} died running {e.task!r} (out of memory? see the workers' logs; a "
+                "smaller --chunk-rows needs less: docs/cluster.md, section 6)"
             ) from None
 
 

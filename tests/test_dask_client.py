@@ -99,3 +99,12 @@ def test_a_scheduler_without_workers_says_so():
         with pytest.warns(UserWarning, match=f"no Dask worker has joined {cluster.scheduler_address} yet"):
             with dask_client(cluster.scheduler_address):
                 pass
+
+
+def test_a_task_that_kills_its_workers_is_one_line():
+    """Planted bug caught: KilledWorker not translated (a traceback naming a task key)."""
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with LocalCluster(n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None) as cluster:
+            with pytest.raises(UserError, match=r"Dask workers of \S+ died running .* smaller --chunk-rows"):
+                with dask_client(cluster.scheduler_address):
+                    dask.compute(dask.delayed(os._exit)(1))
