@@ -413,6 +413,7 @@ def _on_cluster(client, scheduler: str):
         try:
             yield client
         except (concurrent.futures.CancelledError, distributed.comm.CommClosedError) as e:
+            _close_quietly(client)  # else its cancelled attempts to reconnect log a traceback above the one line
             raise UserError(
                 f"lost the Dask scheduler at {scheduler} ({' '.join(str(e).split())}); nothing of this step "
                 "was saved (finished feature shards are kept): run the command again"
@@ -427,6 +428,19 @@ def _on_cluster(client, scheduler: str):
                 f"Dask workers of {scheduler} died running {e.task!r} (out of memory? see the workers' logs; a "
                 "smaller --chunk-rows needs less: docs/cluster.md, section 6)"
             ) from None
+
+
+def _close_quietly(client) -> None:
+    """Close a client whose scheduler is gone without the traceback that distributed logs when closing cancels
+    its reconnection (the logger is muted for the close only)."""
+    import logging
+
+    log = logging.getLogger("distributed.client")
+    was, log.disabled = log.disabled, True
+    try:
+        client.close()
+    finally:
+        log.disabled = was
 
 
 def _check_package(client, scheduler: str) -> None:

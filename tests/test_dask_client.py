@@ -2,6 +2,7 @@
 package, the scheduler going away mid-work) is one line naming the address, never a traceback or a wait without
 end."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -67,14 +68,17 @@ def test_workers_without_the_package_are_named(tmp_path):
             worker.wait(30)
 
 
-def test_losing_the_scheduler_mid_work_is_one_line():
-    """Planted bug caught: the distributed errors of a lost scheduler not translated (a FutureCancelledError
-    traceback)."""
+def test_losing_the_scheduler_mid_work_is_one_line(caplog):
+    """Planted bugs caught: the distributed errors of a lost scheduler not translated (a FutureCancelledError
+    traceback); the client closed with its logger on (distributed logs a traceback of its cancelled
+    reconnection above the one line)."""
     cluster = LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None)
     with pytest.raises(UserError, match="lost the Dask scheduler at "):
         with dask_client(cluster.scheduler_address):
             threading.Timer(0.5, cluster.close).start()
             dask.compute(dask.delayed(time.sleep)(3))
+    logged = [r for r in caplog.records if r.name == "distributed.client" and r.levelno >= logging.ERROR]
+    assert not logged, logged
 
 
 def test_a_file_the_workers_do_not_see_is_named(tmp_path):
