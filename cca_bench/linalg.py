@@ -473,7 +473,8 @@ def _check_package(client, scheduler: str) -> None:
     if other:
         import warnings
 
-        warnings.warn(f"{other[0][0]} of {scheduler} runs cca_bench {other[0][1]}, this client {__version__}")
+        name, version = other[0]
+        warnings.warn(f"{name} of {scheduler} runs cca_bench {version}, this client {__version__} (docs/cluster.md)")
 
 
 def _indexed_block_products(xb, yb, local_index, shift_x, shift_y, dtype=np.float32):

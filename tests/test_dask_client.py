@@ -44,13 +44,21 @@ def test_the_cli_says_it_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "res" / "models").exists()
 
 
-def test_workers_without_the_package_are_named(tmp_path):
+WITHOUT = (
+    "raise ImportError('not installed on this worker')\n",
+    r"tcp://\S+ of the Dask cluster at \S+ cannot import cca_bench",
+)
+OLDER = ("__version__ = '0.0.1'\n", r"tcp://\S+ of \S+ runs cca_bench 0.0.1, this client")
+
+
+@pytest.mark.parametrize("package, says", [WITHOUT, OLDER], ids=["without", "older"])
+def test_workers_without_the_package_are_named(tmp_path, package, says):
     """A `dask worker` process that cannot import cca_bench (here: another cca_bench first on its path) is
-    refused before any task is sent. Planted bug caught: no check (a task then kills such a worker, and the
-    work waits for workers without end)."""
+    refused before any task is sent; one with another version is a warning. Planted bugs caught: no check (a
+    task then kills such a worker, and the work waits for workers without end); no version comparison."""
     fake = tmp_path / "cca_bench"
     fake.mkdir()
-    (fake / "__init__.py").write_text("raise ImportError('not installed on this worker')\n")
+    (fake / "__init__.py").write_text(package)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     with (
         LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address=None) as cluster,
@@ -60,9 +68,9 @@ def test_workers_without_the_package_are_named(tmp_path):
         worker = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.DEVNULL)
         try:
             client.wait_for_workers(1, timeout=60)
-            with pytest.raises(UserError, match=r"tcp://\S+ of the Dask cluster at \S+ cannot import cca_bench"):
-                with dask_client(cluster.scheduler_address):
-                    pass
+            refused = pytest.raises(UserError, match=says) if package == WITHOUT[0] else pytest.warns(match=says)
+            with refused, dask_client(cluster.scheduler_address):
+                pass
         finally:
             worker.terminate()
             worker.wait(30)
