@@ -447,6 +447,7 @@ def _check_package(client, scheduler: str) -> None:
     """UserError unless the scheduler and every worker import this package: a worker that cannot unpickle a task
     dies, and the work then waits for workers without end (a scheduler without it refuses the graph). The probe
     is a standard-library function, so a process without the package can run it."""
+    import warnings
     from pkgutil import resolve_name
 
     from cca_bench._version import __version__
@@ -458,8 +459,6 @@ def _check_package(client, scheduler: str) -> None:
         where = {"the scheduler": e}
     workers = client.run(resolve_name, *probe, on_error="return")
     if not workers:  # else a silent wait (SLURM jobs still queued, workers started elsewhere or dead)
-        import warnings
-
         warnings.warn(f"no Dask worker has joined {scheduler} yet: the tasks wait until one does", stacklevel=3)
     where.update(workers)
     missing = [name for name, v in where.items() if not isinstance(v, str)]
@@ -471,8 +470,6 @@ def _check_package(client, scheduler: str) -> None:
         )
     other = [(name, v) for name, v in where.items() if v != __version__]
     if other:
-        import warnings
-
         name, version = other[0]
         warnings.warn(f"{name} of {scheduler} runs cca_bench {version}, this client {__version__} (docs/cluster.md)")
 
