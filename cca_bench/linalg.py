@@ -282,7 +282,7 @@ def paired_moments(
 
 def _block_products(xb, yb, shift_x, shift_y, dtype=np.float32):
     """Row sums and scatter of one row-aligned pair of blocks (one Dask task): the numpy path on one chunk."""
-    xb, yb = np.asarray(xb), np.asarray(yb)
+    xb, yb = _materialize(xb), _materialize(yb)
     return _products_numpy(_joint_blocks(xb, yb, shift_x, shift_y, len(xb), dtype), xb.shape[1] + yb.shape[1])
 
 
@@ -290,14 +290,32 @@ def _add_products(a, b):
     return a[0] + b[0], a[1] + b[1]
 
 
-def _tree_sum(parts):
-    """Pairwise sum of delayed (sums, scatter) tuples, so no task adds more than two partial results."""
-    dask = require("dask", "backend='dask'")
+def _sum_where_computed(parts):
+    """The sum of delayed (sums, scatter) tuples, computed on the current Dask client: each worker adds the
+    partials it computed as they finish (a running sum that stays there), then the workers' sums are added in
+    pairs and one comes back. So O(d^2) bytes per worker cross the network, however many chunks (a tree over
+    every chunk's partial moved about one partial per chunk between workers)."""
+    distributed = require("dask.distributed", "backend='dask'")
 
-    while len(parts) > 1:
-        pairs = [dask.delayed(_add_products)(a, b) for a, b in zip(parts[::2], parts[1::2])]
-        parts = pairs + parts[len(pairs) * 2 :]
-    return parts[0]
+    client = distributed.get_client()
+    running: dict = {}  # worker address -> future of the sum of the partials it computed
+    for done in distributed.as_completed(client.compute(parts)):
+        if done.status != "finished":
+            done.result()  # the task's error, raised here
+        where = list(client.who_has(done).get(done.key, ()))[:1]
+        key = where[0] if where else None
+        acc = running.get(key)
+        running[key] = (
+            done
+            if acc is None
+            else client.submit(_add_products, acc, done, workers=where or None, allow_other_workers=True, pure=False)
+        )
+        del done, acc  # a partial is released once added
+    totals = list(running.values())
+    while len(totals) > 1:
+        pairs = [client.submit(_add_products, a, b, pure=False) for a, b in zip(totals[::2], totals[1::2])]
+        totals = pairs + totals[len(pairs) * 2 :]
+    return totals[0].result()
 
 
 def _npy_layout(url: str) -> tuple[tuple, np.dtype, int]:
@@ -336,7 +354,7 @@ def npy_rows(url: str, chunk: int = CHUNK_ROWS):
     shape, dtype, offset = _npy_layout(url)
     n, width = shape
     bounds = [(s, min(s + chunk, n)) for s in range(0, n, chunk)] or [(0, 0)]
-    return da.concatenate(
+    rows = da.concatenate(
         [
             da.from_delayed(
                 dask.delayed(_file_rows, pure=True)(url, s, e, width, dtype.str, offset),
@@ -346,6 +364,50 @@ def npy_rows(url: str, chunk: int = CHUNK_ROWS):
             for s, e in bounds
         ]
     )
+    _NPY_ARRAYS[rows.name] = _NpyFile(url, width, dtype.str, offset)
+    return rows
+
+
+@dataclass(frozen=True)
+class _NpyFile:
+    """A 2-d .npy file as a Dask task reads it (:func:`_file_rows`): its URL and layout."""
+
+    url: str
+    width: int
+    dtype: str
+    offset: int
+
+    def rows(self, rows) -> np.ndarray:
+        """``rows`` (a ``slice`` or sorted indices) of the file, one ranged read per run of consecutive rows."""
+        if isinstance(rows, slice):
+            return _file_rows(self.url, rows.start, rows.stop, self.width, self.dtype, self.offset)
+        rows = np.asarray(rows)
+        if not len(rows):
+            return np.empty((0, self.width), self.dtype)
+        cuts = np.flatnonzero(np.diff(rows) != 1) + 1
+        runs = zip(np.r_[0, cuts], np.r_[cuts, len(rows)])
+        return np.concatenate([self.rows(slice(int(rows[a]), int(rows[b - 1]) + 1)) for a, b in runs])
+
+
+_NPY_ARRAYS: dict[str, _NpyFile] = {}  # dask array name (npy_rows) -> its file: whose rows a task can read itself
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Rows of a .npy file that the moments task reads itself, on its worker (with ``fn``, e.g. a kernel map,
+    applied there): a chunk's rows never travel between workers, as a separate read task's output may."""
+
+    file: _NpyFile
+    rows: object  # slice or sorted indices
+    fn: object = None
+
+    def read(self) -> np.ndarray:
+        rows = self.file.rows(self.rows)
+        return rows if self.fn is None else np.asarray(self.fn(rows), dtype=np.float32)
+
+
+def _materialize(block) -> np.ndarray:
+    return block.read() if isinstance(block, _Rows) else np.asarray(block)
 
 
 def npy_file_of(a) -> str | None:
@@ -479,7 +541,7 @@ def _indexed_block_products(xb, yb, local_index, shift_x, shift_y, dtype=np.floa
     into the chunk). The numpy path on one chunk: captions summed per image, then one SYRK of
     ``[sqrt(c) x, y_by_x / sqrt(c)]`` whose text block is replaced by the captions' own sums and scatter
     (products in ``dtype``, as :func:`paired_moments`)."""
-    xb, yb = np.asarray(xb), np.asarray(yb)
+    xb, yb = _materialize(xb), _materialize(yb)
     dx, dy = xb.shape[1], yb.shape[1]
     counts = np.bincount(local_index, minlength=len(xb)).astype(np.float64)
     y_by_x = np.zeros((len(xb), dy))
@@ -489,22 +551,49 @@ def _indexed_block_products(xb, yb, local_index, shift_x, shift_y, dtype=np.floa
     return sums, scatter
 
 
-def _indexed_tasks(xd, yd, x_index: np.ndarray, shift_x, shift_y, dtype=np.float32) -> list:
+def _indexed_tasks(xs: _Source, ys: _Source, x_index: np.ndarray, shift_x, shift_y, dtype=np.float32) -> list:
     """One delayed :func:`_indexed_block_products` per row chunk of x, with the captions of its images
     gathered from y (each caption once: together the tasks read y once, and x once, not once per caption)."""
     dask = require("dask", "backend='dask'")
 
     order = np.argsort(x_index, kind="stable")
     sorted_index = x_index[order]
-    bounds = np.cumsum((0,) + xd.chunks[0])
     tasks = []
-    for xb, lo, hi in zip(xd.to_delayed().ravel(), bounds[:-1], bounds[1:]):
+    for i, (lo, hi) in enumerate(xs.bounds()):
         a, b = np.searchsorted(sorted_index, [lo, hi])
         rows = np.sort(order[a:b])
-        yb = yd[rows] if len(rows) else yd[:0]
         local = x_index[rows] - lo
-        tasks.append(dask.delayed(_indexed_block_products)(xb, yb, local, shift_x, shift_y, dtype))
+        tasks.append(dask.delayed(_indexed_block_products)(xs.chunk(i), ys.rows(rows), local, shift_x, shift_y, dtype))
     return tasks
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a moments task gets its rows of one view: from the .npy file itself (``file``: the task reads
+    them, ``fn`` applied there) or from the blocks of the (mapped) dask array ``d``."""
+
+    d: object
+    file: _NpyFile | None
+    fn: object
+
+    @classmethod
+    def of(cls, a, chunk: int, fn) -> _Source:
+        d = _dask_rows(a, chunk)
+        file = _NPY_ARRAYS.get(getattr(a, "name", None)) or _NPY_ARRAYS.get(d.name)
+        return cls(_mapped_chunks(d, fn), file, fn)
+
+    def bounds(self) -> list[tuple[int, int]]:
+        ends = np.cumsum((0,) + self.d.chunks[0]).tolist()
+        return list(zip(ends[:-1], ends[1:]))
+
+    def chunk(self, i: int):
+        lo, hi = self.bounds()[i]
+        return _Rows(self.file, slice(lo, hi), self.fn) if self.file else self.d.to_delayed().ravel()[i]
+
+    def rows(self, rows: np.ndarray):
+        if self.file:
+            return _Rows(self.file, rows, self.fn)
+        return self.d[rows] if len(rows) else self.d[:0]
 
 
 def _mapped_chunks(a, fn):
@@ -530,8 +619,10 @@ def dask_moments(
 ) -> Moments:
     """:func:`paired_moments` over the row chunks of dask arrays, for features larger than one machine.
 
-    Each chunk's ``[x, y]`` SYRK (in ``dtype``, accumulated in float64) is one task on the workers; the partial
-    (sums, scatter) are added in a tree and everything is computed once. ``x_index`` pairs rows as in
+    Each chunk's ``[x, y]`` SYRK (in ``dtype``, accumulated in float64) is one task on the workers; a chunk of a
+    .npy file (a whole-file memmap, or :func:`npy_rows`) is read by the task that uses it, so rows do not travel
+    between workers; each worker adds up its own partial (sums, scatter) and only those sums cross
+    (:func:`_sum_where_computed`). ``x_index`` pairs rows as in
     :func:`paired_moments`, and as there each image enters once, weighted by its number of captions: a task
     takes a chunk of x and the captions of its images (no row of x per caption). ``scheduler``: a Dask
     scheduler address; default the current client or a LocalCluster. ``map_x``, ``map_y``: feature maps as in
@@ -539,15 +630,17 @@ def dask_moments(
     dask = require("dask", "backend='dask'")
 
     x_index, _ = _check_pairing(x, y, x_index)
-    xd, yd = _mapped_chunks(_dask_rows(x, chunk), map_x), _mapped_chunks(_dask_rows(y, chunk), map_y)
+    xs, ys = _Source.of(x, chunk, map_x), _Source.of(y, chunk, map_y)
     with dask_client(scheduler):
-        shift_x, shift_y = (a.astype(np.float32) for a in dask.compute(xd[:chunk].mean(0), yd[:chunk].mean(0)))
+        shift_x, shift_y = (a.astype(np.float32) for a in dask.compute(xs.d[:chunk].mean(0), ys.d[:chunk].mean(0)))
         if x_index is None:
-            blocks = zip(xd.to_delayed().ravel(), yd.to_delayed().ravel())
-            parts = [dask.delayed(_block_products)(xb, yb, shift_x, shift_y, dtype) for xb, yb in blocks]
+            parts = [
+                dask.delayed(_block_products)(xs.chunk(i), ys.chunk(i), shift_x, shift_y, dtype)
+                for i in range(len(xs.bounds()))
+            ]
         else:
-            parts = _indexed_tasks(xd, yd, x_index, shift_x, shift_y, dtype)
-        sums, scatter = dask.compute(_tree_sum(parts))[0]
+            parts = _indexed_tasks(xs, ys, x_index, shift_x, shift_y, dtype)
+        sums, scatter = _sum_where_computed(parts)
     return moments_from_scatter(len(y), shift_x, shift_y, sums, scatter)
 
 

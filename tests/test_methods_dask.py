@@ -127,3 +127,31 @@ def test_fit_from_files_read_on_the_workers_through_fsspec(client, tmp_path):
     assert "file_rows" in tasks, tasks
     want = RidgeMap(chunk_rows=50).fit(x, y, index)
     np.testing.assert_allclose(got.x_weights_, want.x_weights_, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("indexed_pairs", [False, True], ids=["aligned", "indexed"])
+def test_moments_move_order_d2_bytes_per_worker_whatever_the_number_of_chunks(client, tmp_path, indexed_pairs):
+    """docs/cluster.md, section 6: a moments pass over .npy files moves O(d^2) bytes per worker, not O(n). The
+    rows are read by the task that uses them, and each worker adds up its own partial sums before one crosses.
+    Planted bugs caught: the partials added in a tree over every chunk (about one partial per chunk crossed
+    between the workers); the rows read by separate tasks (a chunk's captions travelled to its images' worker)."""
+    from cca_bench import linalg
+
+    rng = np.random.default_rng(1)
+    n, dx, dy = 8000, 24, 16
+    index = np.repeat(np.arange(n // 4), 4) if indexed_pairs else None
+    x = rng.standard_normal((n // 4 if indexed_pairs else n, dx), dtype=np.float32)
+    y = (x[index] if indexed_pairs else x)[:, :dy] + rng.standard_normal((n, dy), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x), np.save(tmp_path / "y.npy", y)
+    xm, ym = (np.load(tmp_path / f"{v}.npy", mmap_mode="r") for v in "xy")
+
+    def sent():
+        return sum(client.run(lambda dask_worker: dask_worker.transfer_outgoing_bytes_total).values())
+
+    before = sent()
+    got = linalg.dask_moments(xm, ym, index, chunk=100)  # 20 to 80 chunks
+    moved, partial = sent() - before, 8 * (dx + dy) * (dx + dy + 1)
+    assert moved <= 3 * partial, (moved, partial)  # 2 workers: one sum crosses, one comes back (+ slack)
+    want = linalg.paired_moments(x, y, index, chunk=100)
+    for name in ("mean_x", "mean_y", "cxx", "cyy", "cxy"):
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-5, atol=1e-6, err_msg=name)
