@@ -155,3 +155,20 @@ def test_moments_move_order_d2_bytes_per_worker_whatever_the_number_of_chunks(cl
     want = linalg.paired_moments(x, y, index, chunk=100)
     for name in ("mean_x", "mean_y", "cxx", "cyy", "cxy"):
         np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_a_fit_on_memmaps_lets_the_workers_read_the_files(client, tmp_path, monkeypatch):
+    """The estimators' input check (scikit-learn's) returned an ndarray view of a memmap, so the Dask pass lost
+    the file and shipped every row from the client, O(n d), though the cached features the CLI fits on are .npy
+    memmaps. Planted bug caught: the checked view passed on (no file reaches dask_moments)."""
+    from cca_bench import linalg
+
+    x, y, index = indexed()
+    np.save(tmp_path / "x.npy", x), np.save(tmp_path / "y.npy", y)
+    xm, ym = (np.load(tmp_path / f"{v}.npy", mmap_mode="r") for v in "xy")
+    seen, real = [], linalg.dask_moments
+    monkeypatch.setattr(linalg, "dask_moments", lambda a, b, *r, **k: seen.append((a, b)) or real(a, b, *r, **k))
+    model = RidgeMap(backend="dask").fit(xm, ym, index)
+    assert [tuple(map(linalg.npy_file_of, ab)) for ab in seen] == [(str(tmp_path / "x.npy"), str(tmp_path / "y.npy"))]
+    local = RidgeMap().fit(x, y, index)
+    np.testing.assert_allclose(model.x_weights_, local.x_weights_, rtol=1e-4, atol=1e-5)

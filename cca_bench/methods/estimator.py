@@ -42,6 +42,19 @@ def _is_lazy(a) -> bool:
     return hasattr(a, "__dask_graph__")
 
 
+def _keep_file(original, checked):
+    """``original`` when it is a memmap that validation only viewed (same shape, dtype and memory), else
+    ``checked``: scikit-learn's check returns an ndarray view, and without the memmap's file
+    (:func:`cca_bench.linalg.npy_file_of`) the Dask backend ships every row from here instead of letting each
+    worker read its rows from the file (docs/cluster.md)."""
+    same = (
+        isinstance(original, np.memmap)
+        and (checked.shape, checked.dtype, checked.strides) == (original.shape, original.dtype, original.strides)
+        and checked.__array_interface__["data"][0] == original.__array_interface__["data"][0]
+    )
+    return original if same else checked
+
+
 def _second_view(Y, kw: dict):
     """Y, or scikit-learn's keyword ``y`` for it (taken out of ``kw``); any other keyword is a TypeError."""
     if "y" in kw:
@@ -116,8 +129,10 @@ class PairedEstimator(Params):
             )
         with _user_errors():
             # with x_index one image may carry several captions: the method then says what one image cannot do
-            X = validate_data(self, X, reset=True, dtype=FLOATS, ensure_min_samples=2 if x_index is None else 1)
-            Y = check_array(Y, dtype=FLOATS, ensure_2d=False, ensure_min_samples=2, input_name="Y")
+            X = _keep_file(
+                X, validate_data(self, X, reset=True, dtype=FLOATS, ensure_min_samples=2 if x_index is None else 1)
+            )
+            Y = _keep_file(Y, check_array(Y, dtype=FLOATS, ensure_2d=False, ensure_min_samples=2, input_name="Y"))
         Y = Y.reshape(-1, 1) if Y.ndim == 1 else Y
         if x_index is None and len(X) != len(Y):
             raise UserError(f"X and Y must hold paired rows, got {len(X)} and {len(Y)} rows")
