@@ -281,7 +281,9 @@ def sharded(split: Split, rows: Callable, desc: str, progress: bool, shard_dir: 
     from cca_bench.features import store
 
     with tqdm(total=split.n_images, unit="img", desc=desc, disable=not progress, file=sys.stderr) as bar:
-        feats, _ = store.compute_sharded(shard_dir, split.n_images, lambda lo, hi: rows(lo, hi, bar), store.SHARD_SIZE)
+        feats, _ = store.compute_sharded(
+            shard_dir, split.n_images, lambda lo, hi: rows(lo, hi, bar), store.SHARD_SIZE, bar
+        )
     return feats
 
 

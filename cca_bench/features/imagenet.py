@@ -404,7 +404,7 @@ def encode_cnn(
     desc = f"{name}[{device} {precision}{', 10 crops' if crops == 10 else ''}] {split.dataset}/{split.name}"
     with tqdm(total=split.n_images, unit="img", desc=desc, disable=not progress, file=sys.stderr) as bar:
         rows = functools.partial(_rows, split, name, run, crops, batch_size, bar)
-        feats, skipped = compute_sharded(shard_dir, split.n_images, rows, SHARD_SIZE)
+        feats, skipped = compute_sharded(shard_dir, split.n_images, rows, SHARD_SIZE, bar)
     if skipped:
         _warn_skipped(name, split, skipped)
     return feats

@@ -417,7 +417,7 @@ def encode_onnx(
         disable=not progress,
         file=sys.stderr,
     ) as bar:
-        feats, skipped = compute_sharded(shard_dir, split.n_images, rows, SHARD_SIZE)
+        feats, skipped = compute_sharded(shard_dir, split.n_images, rows, SHARD_SIZE, bar)
     if skipped:
         import warnings
 

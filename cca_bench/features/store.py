@@ -147,8 +147,10 @@ def compute_sharded(
     n: int,
     compute: Callable[[int, int], tuple[np.ndarray, list[dict]]],
     shard_size: int = SHARD_SIZE,
+    bar=None,
 ) -> tuple[np.ndarray, list[dict]]:
-    """Rows 0..n of ``compute(lo, hi) -> ((hi - lo, d) float32, skipped)``, one shard at a time.
+    """Rows 0..n of ``compute(lo, hi) -> ((hi - lo, d) float32, skipped)``, one shard at a time; a progress
+    ``bar`` that ``compute`` advances is also advanced by the shards read back from an earlier run.
 
     Each finished shard is saved in ``shard_dir`` as ``rows_<lo>_<hi>.npy`` with its skipped-image records
     (dicts with ``index``, ``id``, ``reason``) in a ``.json`` written first, so an interrupted extraction
@@ -157,7 +159,10 @@ def compute_sharded(
     """
     parts, skipped = [], []
     for lo, hi in shard_ranges(n, shard_size):
-        rows, skips = shard(shard_dir, lo, hi, compute)
+        computed: list[int] = []
+        rows, skips = shard(shard_dir, lo, hi, lambda a, b: computed.append(b - a) or compute(a, b))
+        if bar is not None and not computed:  # kept from an earlier (interrupted) run: done, not skipped
+            bar.update(hi - lo)
         parts.append(rows)
         skipped += skips
     if shard_dir is not None and skipped:

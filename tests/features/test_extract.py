@@ -49,3 +49,31 @@ def test_builtin_encoders_resume_from_finished_shards(encoder, five_images, tmp_
     fresh = encode(sp, ds, batch_size=1, progress=False)
     assert resumed.shape == (5, image.LITE0_DIM if encoder == "efficientnet_lite0" else 768)
     np.testing.assert_array_equal(resumed, fresh)
+
+
+def test_a_resumed_extraction_counts_the_kept_shards_in_its_bar(
+    five_images, tmp_path, monkeypatch, make_file_split, capsys
+):
+    """The bar of a resumed extraction reaches the split's size: the shards read back from the interrupted run
+    count as done (it ended at 3/5, as if images were missing). Planted bug caught: compute_sharded not given
+    the bar (the kept shard never counted)."""
+    import re
+
+    monkeypatch.setattr(store, "SHARD_SIZE", 2)
+    sp, ds = make_file_split(five_images)
+    shards = tmp_path / "shards"
+    real, fail = image.batches, [True]
+
+    def batches(split, pixels, indices, batch_size, bar=None):
+        if fail[0] and indices.start == 2:
+            raise KeyboardInterrupt
+        yield from real(split, pixels, indices, batch_size, bar)
+
+    monkeypatch.setattr(image, "batches", batches)
+    with pytest.raises(KeyboardInterrupt):
+        image.encode_tinyimage(sp, ds, batch_size=1, progress=False, shard_dir=shards)
+    fail[0] = False
+    capsys.readouterr()
+    image.encode_tinyimage(sp, ds, batch_size=1, progress=True, shard_dir=shards)
+    states = re.findall(r"(\d+)/5", capsys.readouterr().err)
+    assert states and states[-1] == "5", states
