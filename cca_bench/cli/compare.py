@@ -104,8 +104,8 @@ def run(args) -> None:
             "(or $CCA_BENCH_RESULTS) at the folder that holds them; --published shows the published rows alone"
         )
     table_columns(frame, args.columns)  # an unknown column fails before any test runs
-    marks = significance_marks(frame, shown) if args.significance and len(frame) else None
-    if baseline is not None and len(frame):
+    marks = significance_marks(frame, shown) if args.significance else None
+    if baseline is not None:
         frame = add_baseline(frame, shown, baseline, args.metric)
     text = compare_markdown(frame, marks, args.columns, None if baseline is None else short_id(run_id(baseline)))
     print(text)
@@ -133,7 +133,7 @@ def _plot_runs(runs: list[dict], frame, root) -> list:
     """R@K curve PNGs under RESULTS/plots/ for the runs that the compare table shows."""
     from cca_bench.results import plot_runs
 
-    shown = set(frame.loc[frame["Source"] == "this suite", "_file"]) if len(frame) else set()
+    shown = set(frame.loc[frame["Source"] == "this suite", "_file"])
     plotted = []
     for run_ in runs:
         if run_["_file"] in shown and "recall_curve" not in run_:
