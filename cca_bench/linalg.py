@@ -559,11 +559,11 @@ def _indexed_tasks(xs: _Source, ys: _Source, x_index: np.ndarray, shift_x, shift
     order = np.argsort(x_index, kind="stable")
     sorted_index = x_index[order]
     tasks = []
-    for i, (lo, hi) in enumerate(xs.bounds()):
+    for (lo, hi), xb in zip(xs.bounds(), xs.chunks()):
         a, b = np.searchsorted(sorted_index, [lo, hi])
         rows = np.sort(order[a:b])
         local = x_index[rows] - lo
-        tasks.append(dask.delayed(_indexed_block_products)(xs.chunk(i), ys.rows(rows), local, shift_x, shift_y, dtype))
+        tasks.append(dask.delayed(_indexed_block_products)(xb, ys.rows(rows), local, shift_x, shift_y, dtype))
     return tasks
 
 
@@ -586,9 +586,11 @@ class _Source:
         ends = np.cumsum((0,) + self.d.chunks[0]).tolist()
         return list(zip(ends[:-1], ends[1:]))
 
-    def chunk(self, i: int):
-        lo, hi = self.bounds()[i]
-        return _Rows(self.file, slice(lo, hi), self.fn) if self.file else self.d.to_delayed().ravel()[i]
+    def chunks(self) -> list:
+        """One task input per row chunk of ``d`` (in :meth:`bounds` order)."""
+        if self.file:
+            return [_Rows(self.file, slice(lo, hi), self.fn) for lo, hi in self.bounds()]
+        return list(self.d.to_delayed().ravel())
 
     def rows(self, rows: np.ndarray):
         if self.file:
@@ -634,10 +636,8 @@ def dask_moments(
     with dask_client(scheduler):
         shift_x, shift_y = (a.astype(np.float32) for a in dask.compute(xs.d[:chunk].mean(0), ys.d[:chunk].mean(0)))
         if x_index is None:
-            parts = [
-                dask.delayed(_block_products)(xs.chunk(i), ys.chunk(i), shift_x, shift_y, dtype)
-                for i in range(len(xs.bounds()))
-            ]
+            blocks = zip(xs.chunks(), ys.chunks())
+            parts = [dask.delayed(_block_products)(xb, yb, shift_x, shift_y, dtype) for xb, yb in blocks]
         else:
             parts = _indexed_tasks(xs, ys, x_index, shift_x, shift_y, dtype)
         sums, scatter = _sum_where_computed(parts)
